@@ -1,0 +1,41 @@
+#pragma once
+// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/upstreams.
+
+#include "gateway/http/listener.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <vector>
+
+namespace gateway::metrics {
+class Metrics;
+}
+namespace gateway::upstream {
+class ChainPool;
+}
+
+namespace gateway::admin {
+
+class AdminHandler {
+public:
+    /// `draining` turns /readyz to 503 while the gateway shuts down. Everything referenced must
+    /// outlive the handler.
+    AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics, const std::atomic<bool>* draining);
+
+    /// Answers one HTTP request. Never throws.
+    boost::asio::awaitable<http::Response> operator()(http::Request& request);
+
+    /// The body of a refusal by the listener itself: {"error": message}.
+    static std::string refusal_body(unsigned status, std::string_view message);
+
+private:
+    http::Response readyz() const;
+    http::Response upstreams() const;
+
+    std::vector<upstream::ChainPool*> chains_;
+    metrics::Metrics* metrics_;
+    const std::atomic<bool>* draining_;
+};
+
+}  // namespace gateway::admin

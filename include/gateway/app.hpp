@@ -1,0 +1,41 @@
+#pragma once
+// The whole gateway, wired from a configuration. Every component is built in app.cpp, so the
+// architecture can be read in one place.
+
+#include "gateway/config/config.hpp"
+
+#include <memory>
+
+namespace gateway {
+
+class Gateway {
+public:
+    /// Builds every component and binds both listeners. Throws on start-up failures (a port in
+    /// use, an unusable store, a bad upstream URL) with a message for people.
+    explicit Gateway(const config::Config& config);
+    ~Gateway();
+    Gateway(const Gateway&) = delete;
+    Gateway& operator=(const Gateway&) = delete;
+
+    /// The bound addresses (real ports when 0 was configured).
+    config::Endpoint rpc_endpoint() const;
+    config::Endpoint admin_endpoint() const;
+
+    /// Serves on server.threads threads until shut down, then returns 0. With `handle_signals`,
+    /// SIGTERM and SIGINT start the shutdown and a second one forces it.
+    int run(bool handle_signals = true);
+
+    /// Starts the graceful shutdown: stop accepting, let in-flight requests finish (at most
+    /// server.shutdown_grace_ms), stop the probes, close the admin listener. Thread-safe.
+    void shutdown();
+
+    /// False when run() returned with work abandoned (grace period over, or a forced stop): the
+    /// process should then exit without destroying the Gateway, whose coroutines are mid-flight.
+    bool clean_exit() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gateway

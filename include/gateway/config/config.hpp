@@ -1,0 +1,107 @@
+#pragma once
+// The gateway's configuration: plain structs, filled from YAML once at start-up. Loading rejects
+// anything it does not understand (unknown keys included) with the key's path and line.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gateway::config {
+
+using Millis = std::chrono::milliseconds;
+
+/// A listen address, "host:port"; port 0 lets the system choose.
+struct Endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string to_string() const;
+};
+
+struct ServerConfig {
+    Endpoint listen{"127.0.0.1", 8545};
+    Endpoint admin_listen{"127.0.0.1", 9545};
+    unsigned threads = 2;                          ///< threads running the event loop
+    std::size_t max_body_bytes = 5 * 1024 * 1024;  ///< a larger request body gets HTTP 413
+    std::size_t max_header_bytes = 8 * 1024;       ///< larger request headers get HTTP 431
+    std::size_t max_batch_size = 1000;             ///< calls in one batch
+    std::size_t batch_concurrency = 16;            ///< calls of one batch forwarded at once
+    Millis idle_timeout{60'000};                   ///< a keep-alive connection with no request is closed
+    Millis read_timeout{30'000};                   ///< time to receive a whole request once it started
+    Millis request_timeout{30'000};                ///< a call's whole time upstream, all attempts together
+    Millis shutdown_grace{10'000};                 ///< on SIGTERM, time left for in-flight requests
+};
+
+struct LogConfig {
+    enum class Format { json, text };
+    std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+    Format format = Format::json;
+};
+
+struct StoreConfig {
+    std::string backend = "sqlite";
+    std::string path = "./data/gateway.db";
+};
+
+enum class Tier { primary, fallback };
+
+struct UpstreamConfig {
+    std::string id;
+    std::string url;  ///< http:// or https://; may carry credentials, so it is never logged
+    Tier tier = Tier::primary;
+    Millis timeout{10'000};              ///< one attempt against this upstream
+    std::size_t max_idle_connections = 64;
+    std::size_t max_response_bytes = 64 * 1024 * 1024;
+    std::string ca_file;  ///< extra CA bundle for https upstreams; the system store otherwise
+};
+
+struct HealthConfig {
+    Millis interval{1'000};          ///< time between probes of one upstream (with jitter)
+    Millis timeout{2'000};           ///< a probe slower than this is a failure
+    unsigned healthy_threshold = 1;   ///< consecutive successes that make a down upstream usable
+    unsigned unhealthy_threshold = 2; ///< consecutive failures that make an upstream down
+};
+
+struct ChainConfig {
+    std::string name;
+    std::uint64_t chain_id = 0;
+    HealthConfig health;
+    std::vector<UpstreamConfig> upstreams;
+};
+
+struct Config {
+    ServerConfig server;
+    LogConfig log;
+    StoreConfig store;
+    std::vector<ChainConfig> chains;
+};
+
+/// A configuration that cannot be used. what() names the file, line, column and key path, e.g.
+/// `gateway.yaml:12:9: chains[0].upstreams[1].url: must start with http:// or https://`.
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Looks up an environment variable; nullopt when it is not set.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
+
+/// The process environment.
+EnvLookup process_env();
+
+/// Parses YAML text. `${NAME}` and `${NAME:-default}` in values are replaced from `env`; an unset
+/// variable without a default is an error. `source` names the text in messages.
+/// Throws ConfigError.
+Config parse_config(std::string_view yaml, std::string_view source, const EnvLookup& env);
+
+/// Reads and parses a file. Throws ConfigError (also when the file cannot be read).
+Config load_config_file(const std::string& path, const EnvLookup& env = process_env());
+
+/// Parses "host:port" or "[v6]:port". Throws std::invalid_argument with the reason.
+Endpoint parse_endpoint(std::string_view text);
+
+}  // namespace gateway::config

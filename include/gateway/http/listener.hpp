@@ -1,0 +1,87 @@
+#pragma once
+// An HTTP/1.1 server: keep-alive sessions, limits and timeouts, graceful shutdown. What a request
+// means is the handler's business; the listener only refuses what it cannot read.
+
+#include "gateway/config/config.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gateway::metrics {
+class Metrics;
+}
+
+namespace gateway::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+    std::string method;  ///< "POST", "GET", ...
+    std::string target;  ///< path and query, as sent
+    std::string body;
+    Headers headers;     ///< names in lower case
+    std::string remote;  ///< the peer's address, for logs
+
+    /// The first header of that (lower-case) name, or "".
+    std::string_view header(std::string_view name) const;
+    /// The target without its query string.
+    std::string_view path() const;
+};
+
+struct Response {
+    unsigned status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    Headers headers;
+};
+
+/// Answers one request. Runs on the connection's strand; must not throw (an exception is logged
+/// and answered with HTTP 500, as a last resort).
+using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
+
+struct ListenerOptions {
+    std::string name;  ///< "rpc" or "admin": for logs and metrics
+    config::Endpoint endpoint;
+    std::size_t max_body_bytes = 5 * 1024 * 1024;
+    std::size_t max_header_bytes = 8 * 1024;
+    config::Millis idle_timeout{60'000};
+    config::Millis read_timeout{30'000};
+    /// The body for a request the listener refuses itself (HTTP 400, 413, 431).
+    std::function<std::string(unsigned status, std::string_view message)> error_body;
+};
+
+/// Thread-safe. Owned by whoever owns the io_context; must outlive the io_context's run().
+class Listener {
+public:
+    virtual ~Listener() = default;
+
+    /// The bound address; the port is the real one when 0 was configured.
+    virtual config::Endpoint local_endpoint() const = 0;
+
+    /// Starts accepting connections.
+    virtual void start() = 0;
+
+    /// Stops accepting. Idle keep-alive connections are closed; a connection whose request is
+    /// being read or answered finishes it, answers with `Connection: close`, then closes.
+    virtual void shutdown() = 0;
+
+    /// Connections still open (after shutdown(): the ones still finishing a request).
+    virtual std::size_t open_connections() const = 0;
+
+    /// Closes every connection now, whatever it is doing (the end of a shutdown grace period).
+    virtual void close_all() = 0;
+};
+
+/// Binds `options.endpoint` (throws std::system_error when it cannot: start-up only). `metrics`
+/// may be null.
+std::unique_ptr<Listener> make_listener(boost::asio::io_context& ioc, ListenerOptions options, Handler handler,
+                                       metrics::Metrics* metrics);
+
+}  // namespace gateway::http

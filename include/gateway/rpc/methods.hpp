@@ -1,0 +1,21 @@
+#pragma once
+// What the gateway knows about JSON-RPC methods: how to route each one, and its metric label.
+
+#include <string_view>
+
+namespace gateway::rpc {
+
+enum class MethodKind {
+    read,   ///< answered by any healthy upstream; may be retried on another one
+    write,  ///< changes chain state; never re-sent blindly once it may have reached a node
+    local,  ///< answered by the gateway itself
+};
+
+/// How a method is routed. Methods the table does not know are reads: the node decides.
+MethodKind method_kind(std::string_view method);
+
+/// The method's metric label: the method itself when the table knows it, "other" otherwise, so a
+/// client inventing method names cannot grow the metrics without bound.
+std::string_view method_label(std::string_view method);
+
+}  // namespace gateway::rpc

@@ -1,0 +1,71 @@
+#pragma once
+// The HTTP(S) client the gateway uses to reach one upstream node: keep-alive connections, pooled.
+
+#include "gateway/config/config.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace gateway::upstream {
+
+/// Why a request did not get an HTTP response.
+enum class TransportError {
+    none,
+    connect_failed,      ///< name resolution or TCP connect failed
+    tls_failed,          ///< TLS handshake or certificate verification failed
+    timeout,             ///< the attempt's time ran out
+    send_failed,         ///< the connection broke while the request was written
+    receive_failed,      ///< the connection broke before the whole response arrived
+    response_too_large,  ///< the response exceeded max_response_bytes
+    bad_http,            ///< the response was not valid HTTP
+};
+
+/// A short label, usable as a metric label value: "connect_failed", "timeout", ...
+std::string_view to_string(TransportError error);
+
+struct HttpResult {
+    TransportError error = TransportError::none;
+    /// False only when the upstream certainly did not get the whole request (connect, TLS or
+    /// write failures), so that re-sending it elsewhere cannot do it twice.
+    bool maybe_delivered = false;
+    std::string detail;  ///< what failed, for people: "connection refused"
+    unsigned status = 0;
+    std::string body;
+    std::optional<std::chrono::seconds> retry_after;  ///< from a Retry-After header in seconds
+
+    bool ok() const { return error == TransportError::none; }
+};
+
+struct PostOptions {
+    std::chrono::steady_clock::time_point deadline;  ///< the whole attempt, connect included
+    /// A request that is safe to send twice. Only such a request is re-sent on a fresh connection
+    /// when a pooled connection turns out to have been closed by the upstream.
+    bool idempotent = true;
+};
+
+/// Thread-safe: any number of posts may run at once, each on its own connection.
+class HttpClient {
+public:
+    virtual ~HttpClient() = default;
+
+    /// POSTs a JSON body to the upstream URL. Never throws; every failure is in the result.
+    /// Cancelling the awaiting coroutine's operation is not supported; the deadline bounds it.
+    virtual boost::asio::awaitable<HttpResult> post(std::string body, PostOptions options) = 0;
+
+    /// Idle connections currently pooled.
+    virtual std::size_t idle_connections() const = 0;
+};
+
+/// A client for `config.url`. TLS verifies the certificate against the system store (plus
+/// `config.ca_file`) and the host name, with SNI. Credentials in the URL (user:password@) are sent
+/// as HTTP Basic authentication. Throws std::invalid_argument on an unusable URL or CA file
+/// (start-up only).
+std::unique_ptr<HttpClient> make_http_client(boost::asio::any_io_executor executor, const config::UpstreamConfig& config);
+
+}  // namespace gateway::upstream

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything chain-gateway needs to build, run and test, on Debian 12, as root.
+# Used by the README's two commands, by .ci/run (through scripts/test.sh) and by the Dockerfile.
+# Idempotent: a second run installs nothing and takes a few seconds.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Build and runtime libraries. Boost 1.81 explicitly: libboost-all-dev is 1.74 on Debian 12,
+# and libboost1.81-all-dev does not pull in Boost.JSON and Boost.URL.
+packages=(
+    build-essential cmake ninja-build ccache pkg-config git ca-certificates
+    libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
+    libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
+    libsqlite3-dev libpq-dev libsecp256k1-dev
+    googletest libgtest-dev libgmock-dev
+)
+# Node.js and npm fetch the pinned anvil and cast binaries; an existing Node.js (from any source) is kept.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# anvil and cast, versions pinned in tools/package.json and tools/package-lock.json.
+if [ ! -x "$here/tools/node_modules/.bin/anvil" ] || [ ! -x "$here/tools/node_modules/.bin/cast" ] \
+    || ! cmp -s "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"; then
+    echo "install-deps: installing anvil and cast from npm (pinned)"
+    (cd "$here/tools" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"
+fi
+echo "install-deps: ok"

@@ -1,0 +1,154 @@
+#include "gateway/app.hpp"
+
+#include "gateway/admin/admin_handler.hpp"
+#include "gateway/http/listener.hpp"
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/rpc/rpc_handler.hpp"
+#include "gateway/store/store.hpp"
+#include "gateway/upstream/pool.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <thread>
+
+namespace gateway {
+
+namespace asio = boost::asio;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+struct Gateway::Impl {
+    explicit Impl(const config::Config& c) : config(c), ioc(static_cast<int>(c.server.threads)), signals(ioc) {}
+
+    const config::Config config;
+    // Constructed first, destroyed last: everything below holds I/O objects of this context.
+    asio::io_context ioc;
+    metrics::Metrics metrics;
+    std::unique_ptr<store::Store> store;
+    std::vector<std::unique_ptr<upstream::ChainPool>> pools;
+    std::unique_ptr<rpc::RpcHandler> rpc_handler;
+    std::unique_ptr<admin::AdminHandler> admin_handler;
+    std::unique_ptr<http::Listener> rpc;
+    std::unique_ptr<http::Listener> admin;
+    asio::signal_set signals;
+    std::atomic<bool> draining{false};
+    std::atomic<bool> clean{true};
+
+    asio::awaitable<void> wait_for_signals();
+    asio::awaitable<void> drain();
+    void force_stop(const char* why);
+};
+
+Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(config)) {
+    Impl& g = *impl_;
+    g.store = store::open_store(config.store);
+    spdlog::info("store {} at schema version {}", g.store->describe(), g.store->schema_version());
+
+    std::vector<upstream::ChainPool*> chains;
+    for (const auto& chain : config.chains) {
+        g.pools.push_back(std::make_unique<upstream::ChainPool>(chain, g.ioc.get_executor(), &g.metrics));
+        chains.push_back(g.pools.back().get());
+        spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id, chain.upstreams.size());
+    }
+    g.rpc_handler = std::make_unique<rpc::RpcHandler>(config.server, chains, &g.metrics);
+    g.admin_handler = std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining);
+
+    const auto& s = config.server;
+    g.rpc = http::make_listener(
+        g.ioc,
+        http::ListenerOptions{"rpc", s.listen, s.max_body_bytes, s.max_header_bytes, s.idle_timeout, s.read_timeout,
+                              &rpc::RpcHandler::refusal_body},
+        [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);
+    g.admin = http::make_listener(
+        g.ioc,
+        http::ListenerOptions{"admin", s.admin_listen, 64 * 1024, s.max_header_bytes, s.idle_timeout, s.read_timeout,
+                              &admin::AdminHandler::refusal_body},
+        [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);
+}
+
+Gateway::~Gateway() = default;
+
+config::Endpoint Gateway::rpc_endpoint() const { return impl_->rpc->local_endpoint(); }
+config::Endpoint Gateway::admin_endpoint() const { return impl_->admin->local_endpoint(); }
+bool Gateway::clean_exit() const { return impl_->clean; }
+
+int Gateway::run(bool handle_signals) {
+    Impl& g = *impl_;
+    if (handle_signals) {
+        g.signals.add(SIGINT);
+        g.signals.add(SIGTERM);
+        asio::co_spawn(g.ioc, g.wait_for_signals(), asio::detached);
+    }
+    for (auto& p : g.pools) p->start();
+    g.admin->start();
+    g.rpc->start();
+    spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION, g.rpc->local_endpoint().to_string(),
+                 g.admin->local_endpoint().to_string());
+
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < g.config.server.threads; ++i) threads.emplace_back([&g] { g.ioc.run(); });
+    g.ioc.run();
+    for (auto& t : threads) t.join();
+    return 0;
+}
+
+void Gateway::shutdown() {
+    asio::post(impl_->ioc, [&g = *impl_] {
+        if (g.draining.exchange(true)) return;
+        asio::co_spawn(g.ioc, g.drain(), asio::detached);
+    });
+}
+
+asio::awaitable<void> Gateway::Impl::wait_for_signals() {
+    auto [ec, signo] = co_await signals.async_wait(use_nothrow);
+    if (ec) co_return;
+    spdlog::info("received {}: shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    // Wait for a second signal before the drain starts, so that the drain's final cancel() always
+    // finds this wait to cancel.
+    signals.async_wait([this](boost::system::error_code ec, int) {
+        if (!ec) force_stop("second signal");
+    });
+    if (!draining.exchange(true)) asio::co_spawn(ioc, drain(), asio::detached);
+}
+
+void Gateway::Impl::force_stop(const char* why) {
+    spdlog::warn("{}: stopping now, abandoning {} open connection(s)", why, rpc->open_connections());
+    clean = false;
+    ioc.stop();
+}
+
+// The order of a graceful shutdown. Once it is done nothing is left to do, so the event loop
+// runs out of work and run() returns.
+asio::awaitable<void> Gateway::Impl::drain() {
+    const auto grace = config.server.shutdown_grace;
+    spdlog::info("no new connections; {} open connection(s) get up to {} ms to finish", rpc->open_connections(), grace.count());
+    rpc->shutdown();
+    asio::steady_timer tick(ioc);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    while (rpc->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+        tick.expires_after(std::chrono::milliseconds(20));
+        co_await tick.async_wait(use_nothrow);
+    }
+    if (rpc->open_connections() > 0) {
+        // What is left waits on upstreams and would hold the loop up to their own timeouts.
+        force_stop("shutdown grace period over");
+        co_return;
+    }
+    for (auto& p : pools) p->stop();
+    admin->shutdown();
+    admin->close_all();
+    boost::system::error_code ignored;
+    signals.cancel(ignored);
+    spdlog::info("shutdown complete");
+}
+
+}  // namespace gateway

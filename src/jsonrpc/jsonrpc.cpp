@@ -1,0 +1,303 @@
+#include "gateway/jsonrpc/jsonrpc.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value_stack.hpp>
+
+#include <fmt/format.h>
+
+namespace gateway::jsonrpc {
+namespace json = boost::json;
+
+namespace {
+
+// Boost.JSON's own parser, plus one thing it cannot do: keep the exact text of a numeric "id" of
+// each request object. A number's value alone is not enough (1.50 would come back as 1.5E0, and a
+// 30-digit id would lose digits), and a client matches answers to calls by id.
+class RequestHandler {
+public:
+    static constexpr std::size_t max_object_size = json::object::max_size();
+    static constexpr std::size_t max_array_size = json::array::max_size();
+    static constexpr std::size_t max_key_size = json::string::max_size();
+    static constexpr std::size_t max_string_size = json::string::max_size();
+
+    json::value_stack st;
+
+    /// Exact id texts of numeric ids, by request index (0 for a single request object).
+    std::vector<std::pair<std::size_t, std::string>> number_ids;
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+
+    bool on_object_begin(json::error_code&) {
+        begin_value();
+        frames_.push_back({true, false});
+        return true;
+    }
+    bool on_object_end(std::size_t n, json::error_code&) {
+        frames_.pop_back();
+        st.push_object(n);
+        return true;
+    }
+    bool on_array_begin(json::error_code&) {
+        begin_value();
+        frames_.push_back({false, false});
+        return true;
+    }
+    bool on_array_end(std::size_t n, json::error_code&) {
+        frames_.pop_back();
+        st.push_array(n);
+        return true;
+    }
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+        key_.append(s.data(), s.size());
+        st.push_chars(s);
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code&) {
+        key_.append(s.data(), s.size());
+        frames_.back().key_is_id = key_ == "id";
+        key_.clear();
+        st.push_key(s);
+        return true;
+    }
+    bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+        st.push_chars(s);
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, json::error_code&) {
+        begin_value();
+        st.push_string(s);
+        return true;
+    }
+    bool on_number_part(json::string_view s, json::error_code&) {
+        number_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_int64(std::int64_t i, json::string_view s, json::error_code&) {
+        end_number(s);
+        st.push_int64(i);
+        return true;
+    }
+    bool on_uint64(std::uint64_t u, json::string_view s, json::error_code&) {
+        end_number(s);
+        st.push_uint64(u);
+        return true;
+    }
+    bool on_double(double d, json::string_view s, json::error_code&) {
+        end_number(s);
+        st.push_double(d);
+        return true;
+    }
+    bool on_bool(bool b, json::error_code&) {
+        begin_value();
+        st.push_bool(b);
+        return true;
+    }
+    bool on_null(json::error_code&) {
+        begin_value();
+        st.push_null();
+        return true;
+    }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+
+private:
+    struct Frame {
+        bool is_object;
+        bool key_is_id;  // the member being read is "id"
+    };
+
+    void begin_value() {
+        if (frames_.size() == 1 && !frames_[0].is_object) ++batch_count_;
+    }
+
+    // True while reading a direct member of a request object: the top-level object, or an object
+    // that is an element of a top-level array.
+    bool in_request_object() const {
+        return (frames_.size() == 1 && frames_[0].is_object) ||
+               (frames_.size() == 2 && !frames_[0].is_object && frames_[1].is_object);
+    }
+
+    void end_number(json::string_view last) {
+        begin_value();
+        number_.append(last.data(), last.size());
+        if (in_request_object() && frames_.back().key_is_id) {
+            std::size_t index = frames_.size() == 1 ? 0 : batch_count_ - 1;
+            if (!number_ids.empty() && number_ids.back().first == index)
+                number_ids.back().second = number_;  // duplicate "id" keys: the last one counts
+            else
+                number_ids.emplace_back(index, number_);
+        }
+        number_.clear();
+    }
+
+    std::vector<Frame> frames_;
+    std::size_t batch_count_ = 0;
+    std::string key_;
+    std::string number_;
+};
+
+// Reads one entry of a request (the body itself, or one element of a batch).
+Entry read_entry(const json::value& v, std::size_t index,
+                 const std::vector<std::pair<std::size_t, std::string>>& number_ids) {
+    const json::object* obj = v.if_object();
+    if (!obj) return InvalidCall{std::string(kNullId), {ErrorCode::invalid_request, "invalid request: a call must be a JSON object"}};
+
+    Call call;
+    bool id_ok = true;
+    if (const json::value* id = obj->if_contains("id")) {
+        if (id->is_string() || id->is_null()) {
+            call.id = json::serialize(*id);
+        } else if (id->is_number()) {
+            call.id = json::serialize(*id);
+            for (const auto& [i, text] : number_ids)
+                if (i == index) call.id = text;
+        } else {
+            id_ok = false;
+        }
+    } else {
+        call.notification = true;
+    }
+    auto invalid = [&](std::string message) -> Entry {
+        return InvalidCall{call.notification ? std::string(kNullId) : call.id,
+                           {ErrorCode::invalid_request, "invalid request: " + std::move(message)}};
+    };
+    if (!id_ok) {
+        call.id = std::string(kNullId);
+        return invalid("\"id\" must be a string, a number or null");
+    }
+
+    const json::value* version = obj->if_contains("jsonrpc");
+    if (!version || !version->is_string() || version->get_string() != "2.0")
+        return invalid("\"jsonrpc\" must be \"2.0\"");
+
+    const json::value* method = obj->if_contains("method");
+    if (!method || !method->is_string() || method->get_string().empty())
+        return invalid("\"method\" must be a non-empty string");
+    call.method = std::string(method->get_string());
+
+    if (const json::value* params = obj->if_contains("params")) {
+        if (!params->is_array() && !params->is_object() && !params->is_null())
+            return invalid("\"params\" must be an array or an object");
+        call.params = *params;
+    }
+    return call;
+}
+
+}  // namespace
+
+boost::system::result<Request, Error> parse_request(std::string_view body, const ParseLimits& limits) {
+    json::parse_options options;
+    options.max_depth = 64;
+    json::basic_parser<RequestHandler> parser(options);
+    parser.handler().st.reset();
+
+    json::error_code ec;
+    std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
+    if (!ec && used < body.size()) ec = json::error::extra_data;
+    if (ec) return Error{ErrorCode::parse_error, fmt::format("parse error: {} at byte {}", ec.message(), used)};
+    json::value root = parser.handler().st.release();
+    const auto& number_ids = parser.handler().number_ids;
+
+    Request request;
+    if (const json::array* batch = root.if_array()) {
+        if (batch->empty()) return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
+        if (batch->size() > limits.max_batch_size)
+            return Error{ErrorCode::limit_exceeded,
+                         fmt::format("batch too large: {} calls, the limit is {} (server.max_batch_size)",
+                                     batch->size(), limits.max_batch_size)};
+        request.batch = true;
+        request.entries.reserve(batch->size());
+        for (std::size_t i = 0; i < batch->size(); ++i)
+            request.entries.push_back(read_entry((*batch)[i], i, number_ids));
+        return request;
+    }
+    if (!root.is_object())
+        return Error{ErrorCode::invalid_request, "invalid request: the body must be a JSON object or array"};
+    request.entries.push_back(read_entry(root, 0, number_ids));
+    return request;
+}
+
+std::string result_response(std::string_view id, std::string_view result_json) {
+    std::string out;
+    out.reserve(32 + id.size() + result_json.size());
+    out.append(R"({"jsonrpc":"2.0","id":)").append(id).append(R"(,"result":)").append(result_json).append("}");
+    return out;
+}
+
+std::string error_response(std::string_view id, const Error& error) {
+    json::object e;
+    e["code"] = error.code;
+    e["message"] = error.message;
+    if (error.data) e["data"] = *error.data;
+    std::string out(R"({"jsonrpc":"2.0","id":)");
+    out.append(id).append(R"(,"error":)").append(json::serialize(e)).append("}");
+    return out;
+}
+
+std::string batch_response(const std::vector<std::string>& responses) {
+    std::size_t size = 2;
+    for (const auto& r : responses) size += r.size() + 1;
+    std::string out;
+    out.reserve(size);
+    out.push_back('[');
+    for (std::size_t i = 0; i < responses.size(); ++i) {
+        if (i) out.push_back(',');
+        out.append(responses[i]);
+    }
+    out.push_back(']');
+    return out;
+}
+
+std::string upstream_request(std::uint64_t id, std::string_view method, const json::value& params) {
+    std::string out = fmt::format(R"({{"jsonrpc":"2.0","id":{},"method":)", id);
+    out.append(json::serialize(json::string_view(method.data(), method.size())));
+    out.append(R"(,"params":)");
+    out.append(params.is_null() ? std::string("[]") : json::serialize(params));
+    out.push_back('}');
+    return out;
+}
+
+namespace {
+boost::system::result<Reply, std::string> bad_reply(std::string why) {
+    return boost::system::result<Reply, std::string>(boost::system::in_place_error, std::move(why));
+}
+}  // namespace
+
+boost::system::result<Reply, std::string> parse_reply(std::string_view body, std::uint64_t expected_id) {
+    json::error_code ec;
+    json::value root = json::parse(json::string_view(body.data(), body.size()), ec);
+    if (ec) return bad_reply(fmt::format("not JSON ({})", ec.message()));
+    const json::object* obj = root.if_object();
+    if (!obj) return bad_reply("not a JSON-RPC response object");
+
+    const json::value* id = obj->if_contains("id");
+    bool id_matches = false;
+    if (id) {
+        if (id->is_uint64()) id_matches = id->get_uint64() == expected_id;
+        else if (id->is_int64()) id_matches = id->get_int64() >= 0 && static_cast<std::uint64_t>(id->get_int64()) == expected_id;
+    }
+    if (!id_matches)
+        return bad_reply(fmt::format("response id {} does not match request id {}", id ? json::serialize(*id) : "(none)", expected_id));
+
+    Reply reply;
+    if (const json::value* result = obj->if_contains("result")) {
+        if (obj->contains("error")) return bad_reply("response has both result and error");
+        reply.result = json::serialize(*result);
+        return reply;
+    }
+    const json::value* error = obj->if_contains("error");
+    if (!error || !error->is_object()) return bad_reply("response has neither result nor error");
+    const json::object& e = error->get_object();
+    const json::value* code = e.if_contains("code");
+    const json::value* message = e.if_contains("message");
+    if (!code || !(code->is_int64() || code->is_uint64())) return bad_reply("error without an integer code");
+    reply.error.code = code->is_int64() ? static_cast<int>(code->get_int64()) : static_cast<int>(code->get_uint64());
+    if (message && message->is_string()) reply.error.message = std::string(message->get_string());
+    if (const json::value* data = e.if_contains("data")) reply.error.data = *data;
+    return reply;
+}
+
+}  // namespace gateway::jsonrpc

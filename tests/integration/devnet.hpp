@@ -1,0 +1,53 @@
+#pragma once
+// The real thing for integration tests: anvil nodes, the chain-gateway binary, cast.
+
+#include "support/process.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gateway::test {
+
+/// Path of a pinned tool (anvil, cast) installed by scripts/install-deps.sh.
+std::string tool_path(const std::string& name);
+
+/// Runs cast and returns its trimmed stdout; a failing cast fails the test (with its stderr).
+std::string cast(const std::vector<std::string>& args);
+
+/// An anvil node on a port of its own choosing.
+class Anvil {
+public:
+    explicit Anvil(const std::string& dir, std::uint64_t chain_id = 31337);
+    std::uint16_t port() const { return port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    Process& process() { return *process_; }
+
+private:
+    std::unique_ptr<Process> process_;
+    std::uint16_t port_ = 0;
+};
+
+/// The chain-gateway binary, configured with `chains_yaml` (the list under `chains:`) and extra
+/// lines for `server:`; it listens on ports of its own choosing.
+class GatewayProcess {
+public:
+    GatewayProcess(const std::string& dir, const std::string& chains_yaml, const std::string& server_yaml = "");
+    std::uint16_t port() const { return port_; }
+    std::uint16_t admin_port() const { return admin_port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    Process& process() { return *process_; }
+    /// Waits until /readyz answers 200.
+    bool wait_ready(std::chrono::milliseconds timeout = 10s);
+
+private:
+    std::unique_ptr<Process> process_;
+    std::uint16_t port_ = 0;
+    std::uint16_t admin_port_ = 0;
+};
+
+/// The path of the chain-gateway binary under test.
+std::string gateway_binary();
+
+}  // namespace gateway::test

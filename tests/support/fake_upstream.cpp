@@ -1,0 +1,115 @@
+#include "support/fake_upstream.hpp"
+
+#include "gateway/http/listener.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <thread>
+
+namespace gateway::test {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+struct FakeUpstream::Impl {
+    std::uint64_t chain_id;
+    asio::io_context ioc;
+    std::unique_ptr<http::Listener> listener;
+    std::thread thread;
+
+    mutable std::mutex mu;
+    Script script;
+    std::map<std::string, std::size_t> counts;
+
+    asio::awaitable<http::Response> handle(http::Request& request) {
+        http::Response response;
+        json::error_code ec;
+        json::value body = json::parse(request.body, ec);
+        if (ec || !body.is_object()) {
+            response.status = 400;
+            response.body = R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"fake: not a single call"}})";
+            co_return response;
+        }
+        const std::string method = body.as_object().contains("method") && body.at("method").is_string()
+                                       ? std::string(body.at("method").get_string())
+                                       : std::string();
+        const std::string id = body.as_object().contains("id") ? json::serialize(body.at("id")) : "null";
+        std::optional<FakeReply> reply;
+        {
+            std::lock_guard lock(mu);
+            ++counts[method];
+            if (script) reply = script(method, body);
+        }
+        if (!reply) {
+            if (method == "eth_chainId")
+                reply = FakeReply::ok("\"0x" + [this] {
+                    char buf[32];
+                    std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(chain_id));
+                    return std::string(buf);
+                }() + "\"");
+            else if (method == "eth_blockNumber")
+                reply = FakeReply::ok("\"0x10\"");
+            else
+                reply = FakeReply::rpc_error(-32601, "the method " + method + " does not exist/is not available");
+        }
+        if (reply->delay.count() > 0) {
+            asio::steady_timer timer(co_await asio::this_coro::executor, reply->delay);
+            co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        response.status = reply->status;
+        response.headers = reply->headers;
+        if (reply->raw_body) {
+            response.body = *reply->raw_body;
+        } else if (reply->error) {
+            json::object e{{"code", reply->error->first}, {"message", reply->error->second}};
+            response.body = R"({"jsonrpc":"2.0","id":)" + id + R"(,"error":)" + json::serialize(e) + "}";
+        } else {
+            response.body = R"({"jsonrpc":"2.0","id":)" + id + R"(,"result":)" + reply->result.value_or("null") + "}";
+        }
+        co_return response;
+    }
+};
+
+FakeUpstream::FakeUpstream(std::uint64_t chain_id, Script script) : impl_(std::make_unique<Impl>()) {
+    impl_->chain_id = chain_id;
+    impl_->script = std::move(script);
+    http::ListenerOptions options;
+    options.name = "fake-upstream";
+    options.endpoint = config::Endpoint{"127.0.0.1", 0};
+    impl_->listener = http::make_listener(impl_->ioc, options, [impl = impl_.get()](http::Request& r) { return impl->handle(r); }, nullptr);
+    impl_->listener->start();
+    impl_->thread = std::thread([impl = impl_.get()] { impl->ioc.run(); });
+}
+
+FakeUpstream::~FakeUpstream() {
+    impl_->ioc.stop();
+    impl_->thread.join();
+}
+
+std::uint16_t FakeUpstream::port() const { return impl_->listener->local_endpoint().port; }
+
+void FakeUpstream::set_script(Script script) {
+    std::lock_guard lock(impl_->mu);
+    impl_->script = std::move(script);
+}
+
+std::size_t FakeUpstream::calls() const {
+    std::lock_guard lock(impl_->mu);
+    std::size_t n = 0;
+    for (auto& [m, c] : impl_->counts) n += c;
+    return n;
+}
+
+std::size_t FakeUpstream::calls(const std::string& method) const {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->counts.find(method);
+    return it == impl_->counts.end() ? 0 : it->second;
+}
+
+}  // namespace gateway::test

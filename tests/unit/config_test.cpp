@@ -1,0 +1,293 @@
+#include "gateway/config/config.hpp"
+
+#include "support/process.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace gateway::config {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+    return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+        auto it = vars.find(std::string(name));
+        if (it == vars.end()) return std::nullopt;
+        return it->second;
+    };
+}
+
+Config parse(const std::string& yaml, std::map<std::string, std::string> env = {}) {
+    return parse_config(yaml, "test.yaml", env_of(std::move(env)));
+}
+
+// The message of the ConfigError that parsing `yaml` throws.
+std::string error_of(const std::string& yaml, std::map<std::string, std::string> env = {}) {
+    try {
+        parse(yaml, std::move(env));
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "no ConfigError for:\n" << yaml;
+    return "";
+}
+
+const std::string kMinimal = R"(
+chains:
+  - name: devnet
+    chain_id: 31337
+    upstreams:
+      - id: node-a
+        url: http://127.0.0.1:18545
+)";
+
+TEST(Config, TheShapeFromTheIssueParses) {
+    Config c = parse(R"(
+server:
+  listen: 127.0.0.1:8545
+  admin_listen: 127.0.0.1:9545
+store:
+  backend: sqlite
+  path: ./data/gateway.db
+chains:
+  - name: devnet
+    chain_id: 31337
+    upstreams:
+      - id: node-a
+        url: http://127.0.0.1:18545
+      - id: node-b
+        url: http://127.0.0.1:18546
+        tier: fallback        # primary (default) | fallback
+)");
+    EXPECT_EQ(c.server.listen.to_string(), "127.0.0.1:8545");
+    EXPECT_EQ(c.server.admin_listen.to_string(), "127.0.0.1:9545");
+    EXPECT_EQ(c.store.backend, "sqlite");
+    EXPECT_EQ(c.store.path, "./data/gateway.db");
+    ASSERT_EQ(c.chains.size(), 1u);
+    EXPECT_EQ(c.chains[0].name, "devnet");
+    EXPECT_EQ(c.chains[0].chain_id, 31337u);
+    ASSERT_EQ(c.chains[0].upstreams.size(), 2u);
+    EXPECT_EQ(c.chains[0].upstreams[0].tier, Tier::primary);
+    EXPECT_EQ(c.chains[0].upstreams[1].tier, Tier::fallback);
+    EXPECT_EQ(c.chains[0].upstreams[1].url, "http://127.0.0.1:18546");
+}
+
+TEST(Config, DefaultsWhenSectionsAreLeftOut) {
+    Config c = parse(kMinimal);
+    EXPECT_EQ(c.server.listen.to_string(), "127.0.0.1:8545");
+    EXPECT_EQ(c.server.max_body_bytes, 5u * 1024 * 1024);
+    EXPECT_EQ(c.server.max_batch_size, 1000u);
+    EXPECT_EQ(c.log.level, "info");
+    EXPECT_EQ(c.log.format, LogConfig::Format::json);
+    EXPECT_EQ(c.store.backend, "sqlite");
+    EXPECT_EQ(c.chains[0].health.interval, Millis(1000));
+    EXPECT_EQ(c.chains[0].upstreams[0].timeout, Millis(10'000));
+}
+
+TEST(Config, EveryKeyIsRead) {
+    Config c = parse(R"(
+server:
+  listen: "[::1]:1"
+  admin_listen: 0.0.0.0:2
+  threads: 4
+  max_body_bytes: 1000
+  max_header_bytes: 2000
+  max_batch_size: 50
+  batch_concurrency: 3
+  idle_timeout_ms: 11
+  read_timeout_ms: 12
+  request_timeout_ms: 13
+  shutdown_grace_ms: 0
+log: {level: debug, format: text}
+store: {backend: sqlite, path: /var/lib/gw.db}
+chains:
+  - name: main_net-1
+    chain_id: 1
+    health: {interval_ms: 100, timeout_ms: 50, healthy_threshold: 3, unhealthy_threshold: 4}
+    upstreams:
+      - {id: a.b-c_d, url: "https://user:pw@rpc.example.com/v3/key?x=1", tier: primary, timeout_ms: 99,
+         max_idle_connections: 7, max_response_bytes: 4096}
+)");
+    EXPECT_EQ(c.server.listen.host, "::1");
+    EXPECT_EQ(c.server.listen.to_string(), "[::1]:1");
+    EXPECT_EQ(c.server.admin_listen.port, 2);
+    EXPECT_EQ(c.server.threads, 4u);
+    EXPECT_EQ(c.server.max_body_bytes, 1000u);
+    EXPECT_EQ(c.server.max_header_bytes, 2000u);
+    EXPECT_EQ(c.server.max_batch_size, 50u);
+    EXPECT_EQ(c.server.batch_concurrency, 3u);
+    EXPECT_EQ(c.server.idle_timeout, Millis(11));
+    EXPECT_EQ(c.server.read_timeout, Millis(12));
+    EXPECT_EQ(c.server.request_timeout, Millis(13));
+    EXPECT_EQ(c.server.shutdown_grace, Millis(0));
+    EXPECT_EQ(c.log.level, "debug");
+    EXPECT_EQ(c.log.format, LogConfig::Format::text);
+    EXPECT_EQ(c.store.path, "/var/lib/gw.db");
+    const auto& h = c.chains[0].health;
+    EXPECT_EQ(h.interval, Millis(100));
+    EXPECT_EQ(h.timeout, Millis(50));
+    EXPECT_EQ(h.healthy_threshold, 3u);
+    EXPECT_EQ(h.unhealthy_threshold, 4u);
+    const auto& u = c.chains[0].upstreams[0];
+    EXPECT_EQ(u.id, "a.b-c_d");
+    EXPECT_EQ(u.timeout, Millis(99));
+    EXPECT_EQ(u.max_idle_connections, 7u);
+    EXPECT_EQ(u.max_response_bytes, 4096u);
+}
+
+TEST(Config, EnvironmentVariablesAreSubstituted) {
+    Config c = parse(R"(
+server:
+  listen: ${HOST}:${PORT:-8600}
+chains:
+  - name: devnet
+    chain_id: ${CHAIN_ID}
+    upstreams:
+      - id: node-a
+        url: https://rpc.example.com/v3/${API_KEY}
+store:
+  path: /data/$${literal}/gw.db
+)",
+                     {{"HOST", "127.0.0.2"}, {"CHAIN_ID", "5"}, {"API_KEY", "s3cret"}});
+    EXPECT_EQ(c.server.listen.to_string(), "127.0.0.2:8600");
+    EXPECT_EQ(c.chains[0].chain_id, 5u);
+    EXPECT_EQ(c.chains[0].upstreams[0].url, "https://rpc.example.com/v3/s3cret");
+    EXPECT_EQ(c.store.path, "/data/${literal}/gw.db");
+}
+
+TEST(Config, AnUnsetVariableNamesTheKeyAndLine) {
+    std::string e = error_of(R"(chains:
+  - name: devnet
+    chain_id: 1
+    upstreams:
+      - id: node-a
+        url: https://rpc.example.com/${API_KEY}
+)");
+    EXPECT_THAT(e, HasSubstr("test.yaml:6:"));
+    EXPECT_THAT(e, HasSubstr("chains[0].upstreams[0].url"));
+    EXPECT_THAT(e, HasSubstr("API_KEY is not set"));
+}
+
+TEST(Config, UnknownKeysAreRejectedWithPathAndLine) {
+    std::string e = error_of(R"(chains:
+  - name: devnet
+    chain_id: 1
+    upstreams:
+      - id: node-a
+        url: http://127.0.0.1:1
+        weight: 3
+)");
+    EXPECT_THAT(e, HasSubstr("test.yaml:7:9"));
+    EXPECT_THAT(e, HasSubstr("chains[0].upstreams[0].weight: unknown key"));
+    EXPECT_THAT(e, HasSubstr("known here: id, url, tier"));
+
+    EXPECT_THAT(error_of("servr:\n  listen: 127.0.0.1:1\n" + kMinimal), HasSubstr("test.yaml:1:1: servr: unknown key"));
+    EXPECT_THAT(error_of("server:\n  listn: 127.0.0.1:1\n" + kMinimal), HasSubstr("server.listn: unknown key"));
+    EXPECT_THAT(error_of("log:\n  colour: red\n" + kMinimal), HasSubstr("log.colour: unknown key"));
+}
+
+TEST(Config, RepeatedKeysAreRejected) {
+    EXPECT_THAT(error_of("server:\n  threads: 1\n  threads: 2\n" + kMinimal), HasSubstr("server.threads: key appears twice"));
+}
+
+TEST(Config, MissingRequiredKeys) {
+    EXPECT_THAT(error_of("server:\n  threads: 1\n"), HasSubstr("chains: is required"));
+    EXPECT_THAT(error_of("chains: []\n"), HasSubstr("chains: must be a non-empty list"));
+    EXPECT_THAT(error_of("chains:\n  - chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+                HasSubstr("chains[0].name: is required"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+                HasSubstr("chains[0].chain_id: is required"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n"), HasSubstr("chains[0].upstreams: is required"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a}]\n"),
+                HasSubstr("chains[0].upstreams[0].url: is required"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{url: 'http://127.0.0.1:1'}]\n"),
+                HasSubstr("chains[0].upstreams[0].id: is required"));
+}
+
+TEST(Config, WrongValuesNameTheKey) {
+    EXPECT_THAT(error_of("server:\n  threads: 0\n" + kMinimal), HasSubstr("test.yaml:2:12: server.threads: 0 is out of range"));
+    EXPECT_THAT(error_of("server:\n  threads: two\n" + kMinimal), HasSubstr("server.threads: 'two' is not a whole number"));
+    EXPECT_THAT(error_of("server:\n  threads: -1\n" + kMinimal), HasSubstr("server.threads: '-1' is not a whole number"));
+    EXPECT_THAT(error_of("server:\n  threads: [1]\n" + kMinimal), HasSubstr("server.threads: must be a single value"));
+    EXPECT_THAT(error_of("server:\n  listen: localhost\n" + kMinimal), HasSubstr("server.listen: 'localhost': expected host:port"));
+    EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:70000\n" + kMinimal), HasSubstr("server.listen"));
+    EXPECT_THAT(error_of("server:\n  listen: example.com:80\n" + kMinimal), HasSubstr("is not an IP address"));
+    EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:9545\n" + kMinimal), HasSubstr("server.admin_listen: must differ"));
+    EXPECT_THAT(error_of("server: 5\n" + kMinimal), HasSubstr("server: must be a mapping"));
+    EXPECT_THAT(error_of("log:\n  level: loud\n" + kMinimal), HasSubstr("log.level: 'loud' is not one of"));
+    EXPECT_THAT(error_of("store:\n  backend: mysql\n" + kMinimal), HasSubstr("store.backend: 'mysql' is not one of: sqlite"));
+    EXPECT_THAT(error_of("chains:\n  - name: Dev Net\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+                HasSubstr("chains[0].name: 'Dev Net' must be"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 0\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+                HasSubstr("chains[0].chain_id: 0 is out of range"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1', tier: gold}]\n"),
+                HasSubstr("chains[0].upstreams[0].tier: 'gold' is not one of: primary, fallback"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1', timeout_ms: 0}]\n"),
+                HasSubstr("chains[0].upstreams[0].timeout_ms: 0 is out of range"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    health: {interval_ms: 1}\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+                HasSubstr("chains[0].health.interval_ms: 1 is out of range"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1', ca_file: /nonexistent/ca.pem}]\n"),
+                HasSubstr("chains[0].upstreams[0].ca_file: cannot read"));
+}
+
+TEST(Config, BadUrlsAreRejectedWithoutRepeatingThem) {
+    // An upstream URL often carries an API key: the message names the key path, never the value.
+    const std::string e = error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'ws://host/SECRETKEY'}]\n");
+    EXPECT_THAT(e, HasSubstr("chains[0].upstreams[0].url: must start with http:// or https://"));
+    EXPECT_THAT(e, Not(HasSubstr("SECRETKEY")));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'not a url SECRETKEY'}]\n"),
+                AllOf(HasSubstr("is not a valid absolute URL"), Not(HasSubstr("SECRETKEY"))));
+}
+
+TEST(Config, DuplicatesAreRejected) {
+    EXPECT_THAT(error_of(kMinimal + R"(  - name: devnet
+    chain_id: 2
+    upstreams:
+      - id: other
+        url: http://127.0.0.1:2
+)"),
+                HasSubstr("chains[1].name: chain 'devnet' is configured twice"));
+    EXPECT_THAT(error_of(kMinimal + R"(  - name: second
+    chain_id: 2
+    upstreams:
+      - id: node-a
+        url: http://127.0.0.1:2
+)"),
+                HasSubstr("chains[1].upstreams[0].id: upstream id 'node-a' is used twice"));
+}
+
+TEST(Config, InvalidYamlGivesTheLine) {
+    EXPECT_THAT(error_of("chains:\n  - name: [unclosed\n"), HasSubstr("test.yaml:3:"));
+    EXPECT_THAT(error_of("chains:\n  - name: [unclosed\n"), HasSubstr("invalid YAML"));
+    EXPECT_THAT(error_of(""), HasSubstr("the configuration is empty"));
+    EXPECT_THAT(error_of("- a\n- b\n"), HasSubstr("must be a mapping"));
+}
+
+TEST(Config, LoadFileReportsAMissingFile) {
+    try {
+        load_config_file("/nonexistent/gateway.yaml");
+        FAIL() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("/nonexistent/gateway.yaml: cannot read"));
+    }
+    const std::string dir = test::make_temp_dir("config-test");
+    test::write_file(dir + "/gw.yaml", kMinimal);
+    EXPECT_EQ(load_config_file(dir + "/gw.yaml").chains[0].name, "devnet");
+}
+
+TEST(Config, ParseEndpoint) {
+    EXPECT_EQ(parse_endpoint("127.0.0.1:0").port, 0);
+    EXPECT_EQ(parse_endpoint("[::]:8545").host, "::");
+    EXPECT_THROW(parse_endpoint("127.0.0.1"), std::invalid_argument);
+    EXPECT_THROW(parse_endpoint("127.0.0.1:"), std::invalid_argument);
+    EXPECT_THROW(parse_endpoint("127.0.0.1:x"), std::invalid_argument);
+    EXPECT_THROW(parse_endpoint("::1:80"), std::invalid_argument);
+    EXPECT_THROW(parse_endpoint("[::1]80"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace gateway::config

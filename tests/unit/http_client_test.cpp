@@ -1,0 +1,206 @@
+#include "gateway/upstream/http_client.hpp"
+
+#include "support/fake_upstream.hpp"
+#include "support/http_test_client.hpp"
+#include "support/io_thread.hpp"
+#include "support/raw_server.hpp"
+#include "support/tcp_forwarder.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace gateway::upstream {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+config::UpstreamConfig upstream_config(const std::string& url) {
+    config::UpstreamConfig c;
+    c.id = "test";
+    c.url = url;
+    return c;
+}
+
+const std::string kCall = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})";
+
+class HttpClientTest : public ::testing::Test {
+protected:
+    HttpResult post(HttpClient& client, std::chrono::milliseconds timeout = 5s, bool idempotent = true) {
+        return io.run(client.post(kCall, PostOptions{Clock::now() + timeout, idempotent}));
+    }
+    test::IoThread io;
+};
+
+TEST_F(HttpClientTest, AnswersAndReusesOneConnection) {
+    test::FakeUpstream node;
+    test::TcpForwarder forwarder(node.port());
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    for (int i = 0; i < 5; ++i) {
+        HttpResult r = post(*client);
+        ASSERT_TRUE(r.ok()) << r.detail;
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_THAT(r.body, HasSubstr(R"("result":"0x10")"));
+    }
+    EXPECT_EQ(forwarder.accepted(), 1u);
+    EXPECT_EQ(client->idle_connections(), 1u);
+    EXPECT_EQ(node.calls("eth_blockNumber"), 5u);
+}
+
+TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
+    using namespace boost::asio::experimental::awaitable_operators;
+    test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
+        auto r = test::FakeReply::ok("\"0x1\"");
+        r.delay = 100ms;
+        return std::optional(r);
+    });
+    test::TcpForwarder forwarder(node.port());
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    auto deadline = Clock::now() + 5s;
+    auto [a, b, c] = io.run([&]() -> boost::asio::awaitable<std::tuple<HttpResult, HttpResult, HttpResult>> {
+        co_return co_await (client->post(kCall, {deadline}) && client->post(kCall, {deadline}) && client->post(kCall, {deadline}));
+    }());
+    EXPECT_TRUE(a.ok() && b.ok() && c.ok());
+    EXPECT_EQ(forwarder.accepted(), 3u);
+    EXPECT_EQ(client->idle_connections(), 3u);
+}
+
+TEST_F(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(test::closed_port())));
+    HttpResult r = post(*client);
+    EXPECT_EQ(r.error, TransportError::connect_failed);
+    EXPECT_FALSE(r.maybe_delivered);
+    EXPECT_THAT(r.detail, HasSubstr("refused"));
+}
+
+TEST_F(HttpClientTest, TheDeadlineBoundsASlowUpstream) {
+    test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
+        auto r = test::FakeReply::ok("\"0x1\"");
+        r.delay = 3s;
+        return std::optional(r);
+    });
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config(node.url()));
+    const auto t0 = Clock::now();
+    HttpResult r = post(*client, 200ms);
+    EXPECT_EQ(r.error, TransportError::timeout);
+    EXPECT_TRUE(r.maybe_delivered);
+    EXPECT_LT(Clock::now() - t0, 1500ms);
+}
+
+TEST_F(HttpClientTest, ABlackHoledUpstreamTimesOut) {
+    test::FakeUpstream node;
+    test::TcpForwarder forwarder(node.port());
+    forwarder.set_mode(test::TcpForwarder::Mode::blackhole);
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    const auto t0 = Clock::now();
+    HttpResult r = post(*client, 300ms);
+    EXPECT_EQ(r.error, TransportError::timeout);
+    EXPECT_LT(Clock::now() - t0, 2s);
+}
+
+TEST_F(HttpClientTest, APooledConnectionTheUpstreamClosedIsReplaced) {
+    test::FakeUpstream node;
+    test::TcpForwarder forwarder(node.port());
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    ASSERT_TRUE(post(*client).ok());
+    ASSERT_EQ(client->idle_connections(), 1u);
+    forwarder.stop();  // closes the pooled connection's far end
+    forwarder.start();
+    HttpResult r = post(*client);
+    EXPECT_TRUE(r.ok()) << r.detail;
+    EXPECT_EQ(forwarder.accepted(), 2u);
+}
+
+TEST_F(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendingIt) {
+    std::atomic<int> requests{0};
+    test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
+        if (!test::RawServer::read_request(s).empty()) ++requests;
+        test::RawServer::write(s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
+        if (!test::RawServer::read_request(s).empty()) ++requests;  // then hang up without answering
+    });
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+    ASSERT_TRUE(post(*client).ok());
+    HttpResult r = post(*client, 5s, /*idempotent=*/false);
+    EXPECT_EQ(r.error, TransportError::receive_failed);
+    EXPECT_TRUE(r.maybe_delivered);
+    EXPECT_EQ(server.connections(), 1u) << "a write that may have been received must not be sent again";
+    client.reset();
+    EXPECT_EQ(requests, 2);
+}
+
+TEST_F(HttpClientTest, AReadIsRepeatedOnAFreshConnectionWhenThePooledOneDies) {
+    test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
+        test::RawServer::read_request(s);
+        test::RawServer::write(s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
+        test::RawServer::read_request(s);
+    });
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+    ASSERT_TRUE(post(*client).ok());
+    HttpResult r = post(*client, 5s, /*idempotent=*/true);
+    EXPECT_TRUE(r.ok()) << r.detail;
+    EXPECT_EQ(server.connections(), 2u);
+}
+
+TEST_F(HttpClientTest, StatusRetryAfterAndBody) {
+    test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
+        auto r = test::FakeReply::http(429, "slow down");
+        r.headers = {{"Retry-After", "7"}};
+        return std::optional(r);
+    });
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config(node.url()));
+    HttpResult r = post(*client);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.status, 429u);
+    EXPECT_EQ(r.body, "slow down");
+    ASSERT_TRUE(r.retry_after);
+    EXPECT_EQ(*r.retry_after, 7s);
+}
+
+TEST_F(HttpClientTest, AResponseOverTheLimitIsRefused) {
+    test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
+        return std::optional(test::FakeReply::ok("\"" + std::string(5000, 'a') + "\""));
+    });
+    auto c = upstream_config(node.url());
+    c.max_response_bytes = 1024;
+    auto client = make_http_client(io.ioc.get_executor(), c);
+    HttpResult r = post(*client);
+    EXPECT_EQ(r.error, TransportError::response_too_large);
+}
+
+TEST_F(HttpClientTest, GarbageInsteadOfHttpIsBadHttp) {
+    test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
+        test::RawServer::read_request(s);
+        test::RawServer::write(s, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
+    });
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+    HttpResult r = post(*client);
+    EXPECT_EQ(r.error, TransportError::bad_http);
+}
+
+TEST_F(HttpClientTest, SendsPathQueryHostAndBasicAuthFromTheUrl) {
+    std::string seen;
+    std::mutex mu;
+    test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
+        std::string req = test::RawServer::read_request(s);
+        {
+            std::lock_guard lock(mu);
+            seen = req;
+        }
+        test::RawServer::write(s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
+    });
+    const std::string port = std::to_string(server.port());
+    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://user:pw@127.0.0.1:" + port + "/v3/key?x=1"));
+    ASSERT_TRUE(post(*client).ok());
+    client.reset();
+    std::lock_guard lock(mu);
+    EXPECT_THAT(seen, HasSubstr("POST /v3/key?x=1 HTTP/1.1\r\n"));
+    EXPECT_THAT(seen, HasSubstr("Host: 127.0.0.1:" + port + "\r\n"));
+    EXPECT_THAT(seen, HasSubstr("Authorization: Basic dXNlcjpwdw==\r\n"));
+    EXPECT_THAT(seen, HasSubstr("Content-Type: application/json\r\n"));
+    EXPECT_THAT(seen, HasSubstr(kCall));
+}
+
+}  // namespace
+}  // namespace gateway::upstream

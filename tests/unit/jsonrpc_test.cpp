@@ -1,0 +1,195 @@
+#include "gateway/jsonrpc/jsonrpc.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <gtest/gtest.h>
+
+namespace gateway::jsonrpc {
+namespace {
+
+namespace json = boost::json;
+
+const ParseLimits kLimits{};
+
+const Call& call_at(const Request& r, std::size_t i) { return std::get<Call>(r.entries.at(i)); }
+const InvalidCall& invalid_at(const Request& r, std::size_t i) { return std::get<InvalidCall>(r.entries.at(i)); }
+
+TEST(ParseRequest, SingleCall) {
+    auto r = parse_request(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})", kLimits);
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->batch);
+    ASSERT_EQ(r->entries.size(), 1u);
+    const Call& c = call_at(*r, 0);
+    EXPECT_EQ(c.id, "1");
+    EXPECT_EQ(c.method, "eth_blockNumber");
+    EXPECT_FALSE(c.notification);
+    EXPECT_TRUE(c.params.is_array());
+}
+
+TEST(ParseRequest, IdsKeepTheirExactText) {
+    // Numbers keep their spelling, big numbers keep every digit, strings stay strings.
+    const char* ids[] = {"0", "-7", "1.50", "1e3", "12345678901234567890123", "18446744073709551615", R"("abc")",
+                         R"("7")", "null", R"("")"};
+    for (const char* id : ids) {
+        std::string body = std::string(R"({"jsonrpc":"2.0","method":"m","id":)") + id + "}";
+        auto r = parse_request(body, kLimits);
+        ASSERT_TRUE(r) << body;
+        EXPECT_EQ(call_at(*r, 0).id, id) << body;
+        EXPECT_FALSE(call_at(*r, 0).notification);
+    }
+}
+
+TEST(ParseRequest, BatchIdsAreMatchedToTheirEntries) {
+    auto r = parse_request(R"([{"jsonrpc":"2.0","id":1.0,"method":"a"},
+                               {"jsonrpc":"2.0","method":"notify"},
+                               {"jsonrpc":"2.0","id":"x","method":"b","params":{"k":1.25}},
+                               {"jsonrpc":"2.0","id":2.50,"method":"c","params":[{"id":9.9}]}])",
+                           kLimits);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->batch);
+    ASSERT_EQ(r->entries.size(), 4u);
+    EXPECT_EQ(call_at(*r, 0).id, "1.0");
+    EXPECT_TRUE(call_at(*r, 1).notification);
+    EXPECT_EQ(call_at(*r, 2).id, R"("x")");
+    EXPECT_TRUE(call_at(*r, 2).params.is_object());
+    // A nested "id" inside params is not the call's id.
+    EXPECT_EQ(call_at(*r, 3).id, "2.50");
+}
+
+TEST(ParseRequest, NotificationHasNoId) {
+    auto r = parse_request(R"({"jsonrpc":"2.0","method":"eth_blockNumber"})", kLimits);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(call_at(*r, 0).notification);
+}
+
+TEST(ParseRequest, MalformedJsonIsParseError) {
+    for (const char* body : {"", "{", "{\"jsonrpc\":", "[1,2", "nul", "{\"a\":1}}", "\xff\xfe", "{'a':1}"}) {
+        auto r = parse_request(body, kLimits);
+        ASSERT_FALSE(r) << body;
+        EXPECT_EQ(r.error().code, -32700) << body;
+    }
+}
+
+TEST(ParseRequest, DeepNestingIsRefusedNotACrash) {
+    std::string body(100000, '[');
+    auto r = parse_request(body, kLimits);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, -32700);
+}
+
+TEST(ParseRequest, NeitherObjectNorArrayIsInvalidRequest) {
+    for (const char* body : {"1", "\"eth_blockNumber\"", "null", "true"}) {
+        auto r = parse_request(body, kLimits);
+        ASSERT_FALSE(r) << body;
+        EXPECT_EQ(r.error().code, -32600) << body;
+    }
+}
+
+TEST(ParseRequest, EmptyBatchIsInvalidRequest) {
+    auto r = parse_request("[]", kLimits);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, -32600);
+    EXPECT_NE(r.error().message.find("empty batch"), std::string::npos);
+}
+
+TEST(ParseRequest, BatchOverTheLimitIsRefusedWithTheLimitNamed) {
+    std::string body = "[";
+    for (int i = 0; i < 4; ++i) body += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","id":1,"method":"m"})";
+    body += "]";
+    auto r = parse_request(body, ParseLimits{3});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, -32005);
+    EXPECT_NE(r.error().message.find("batch too large: 4 calls, the limit is 3"), std::string::npos);
+    EXPECT_NE(r.error().message.find("server.max_batch_size"), std::string::npos);
+    EXPECT_TRUE(parse_request(body, ParseLimits{4}));
+}
+
+TEST(ParseRequest, InvalidEntriesAreAnsweredInPlace) {
+    auto r = parse_request(R"([1,
+        {"jsonrpc":"2.0","id":2},
+        {"jsonrpc":"1.0","id":3,"method":"m"},
+        {"id":4,"method":"m"},
+        {"jsonrpc":"2.0","id":5,"method":7},
+        {"jsonrpc":"2.0","id":6,"method":"m","params":"x"},
+        {"jsonrpc":"2.0","id":[7],"method":"m"},
+        {"jsonrpc":"2.0","id":{"a":1},"method":"m"},
+        {"jsonrpc":"2.0","id":9,"method":""},
+        {"jsonrpc":"2.0","id":10,"method":"ok"}])",
+                           kLimits);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->entries.size(), 10u);
+    EXPECT_EQ(invalid_at(*r, 0).id, "null");
+    EXPECT_EQ(invalid_at(*r, 1).id, "2");                       // missing method
+    EXPECT_EQ(invalid_at(*r, 2).id, "3");                       // wrong jsonrpc
+    EXPECT_EQ(invalid_at(*r, 3).id, "4");                       // missing jsonrpc
+    EXPECT_EQ(invalid_at(*r, 4).id, "5");                       // method not a string
+    EXPECT_EQ(invalid_at(*r, 5).id, "6");                       // params not structured
+    EXPECT_EQ(invalid_at(*r, 6).id, "null");                    // id an array
+    EXPECT_EQ(invalid_at(*r, 7).id, "null");                    // id an object
+    EXPECT_EQ(invalid_at(*r, 8).id, "9");                       // empty method
+    EXPECT_EQ(call_at(*r, 9).method, "ok");
+    for (std::size_t i = 0; i < 9; ++i) EXPECT_EQ(invalid_at(*r, i).error.code, -32600) << i;
+    EXPECT_NE(invalid_at(*r, 2).error.message.find("\"jsonrpc\" must be \"2.0\""), std::string::npos);
+    EXPECT_NE(invalid_at(*r, 1).error.message.find("\"method\""), std::string::npos);
+}
+
+TEST(ParseRequest, SingleInvalidObjectIsAnInvalidEntry) {
+    auto r = parse_request(R"({"jsonrpc":"2.0","id":"q"})", kLimits);
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->batch);
+    EXPECT_EQ(invalid_at(*r, 0).id, R"("q")");
+    EXPECT_EQ(invalid_at(*r, 0).error.code, -32600);
+}
+
+TEST(Responses, ResultAndErrorShapes) {
+    EXPECT_EQ(result_response("1", "\"0x10\""), R"({"jsonrpc":"2.0","id":1,"result":"0x10"})");
+    json::value e = json::parse(error_response(R"("a")", Error(ErrorCode::invalid_request, "bad \"thing\"")));
+    EXPECT_EQ(e.at("id"), "a");
+    EXPECT_EQ(e.at("error").at("code"), -32600);
+    EXPECT_EQ(e.at("error").at("message"), "bad \"thing\"");
+    EXPECT_FALSE(e.at("error").as_object().contains("data"));
+    json::value d = json::parse(error_response("null", Error(3, "execution reverted", json::value("0x08c379a0"))));
+    EXPECT_EQ(d.at("error").at("data"), "0x08c379a0");
+    EXPECT_TRUE(d.at("id").is_null());
+    EXPECT_EQ(batch_response({"{\"a\":1}", "{\"b\":2}"}), "[{\"a\":1},{\"b\":2}]");
+}
+
+TEST(Responses, UpstreamRequestEscapesTheMethodAndDefaultsParams) {
+    json::value v = json::parse(upstream_request(42, "eth_\"x", json::value()));
+    EXPECT_EQ(v.at("id"), 42);
+    EXPECT_EQ(v.at("method"), "eth_\"x");
+    EXPECT_TRUE(v.at("params").as_array().empty());
+    EXPECT_EQ(v.at("jsonrpc"), "2.0");
+    json::value p = json::parse(upstream_request(1, "m", json::parse(R"({"a":[1,"b"]})")));
+    EXPECT_EQ(p.at("params").at("a").at(1), "b");
+}
+
+TEST(ParseReply, ResultErrorAndGarbage) {
+    auto ok = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":{"x":"0x1"}})", 5);
+    ASSERT_TRUE(ok);
+    EXPECT_FALSE(ok->is_error());
+    EXPECT_EQ(*ok->result, R"({"x":"0x1"})");
+
+    auto null_result = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":null})", 5);
+    ASSERT_TRUE(null_result);
+    EXPECT_EQ(*null_result->result, "null");
+
+    auto err = parse_reply(R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"execution reverted","data":"0x01"}})", 5);
+    ASSERT_TRUE(err);
+    EXPECT_TRUE(err->is_error());
+    EXPECT_EQ(err->error.code, 3);
+    EXPECT_EQ(err->error.message, "execution reverted");
+    EXPECT_EQ(*err->error.data, "0x01");
+
+    EXPECT_FALSE(parse_reply("<html>502 Bad Gateway</html>", 5));
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":6,"result":1})", 5));
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","result":1})", 5));
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5})", 5));
+    EXPECT_FALSE(parse_reply(R"([{"jsonrpc":"2.0","id":5,"result":1}])", 5));
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"error":{"message":"no code"}})", 5));
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"result":1,"error":{"code":1,"message":"both"}})", 5));
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"result":)", 5));
+}
+
+}  // namespace
+}  // namespace gateway::jsonrpc
