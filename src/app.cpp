@@ -7,6 +7,7 @@
 #include "gateway/store/store.hpp"
 #include "gateway/upstream/pool.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -15,7 +16,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <csignal>
@@ -27,7 +27,8 @@ namespace asio = boost::asio;
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 struct Gateway::Impl {
-    explicit Impl(const config::Config& c) : config(c), ioc(static_cast<int>(c.server.threads)), signals(ioc) {}
+    explicit Impl(const config::Config& c)
+        : config(c), ioc(static_cast<int>(c.server.threads)), signals(ioc) {}
 
     const config::Config config;
     // Constructed first, destroyed last: everything below holds I/O objects of this context.
@@ -55,9 +56,11 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
 
     std::vector<upstream::ChainPool*> chains;
     for (const auto& chain : config.chains) {
-        g.pools.push_back(std::make_unique<upstream::ChainPool>(chain, g.ioc.get_executor(), &g.metrics));
+        g.pools.push_back(
+            std::make_unique<upstream::ChainPool>(chain, g.ioc.get_executor(), &g.metrics));
         chains.push_back(g.pools.back().get());
-        spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id, chain.upstreams.size());
+        spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id,
+                     chain.upstreams.size());
     }
     g.rpc_handler = std::make_unique<rpc::RpcHandler>(config.server, chains, &g.metrics);
     g.admin_handler = std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining);
@@ -65,21 +68,27 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     const auto& s = config.server;
     g.rpc = http::make_listener(
         g.ioc,
-        http::ListenerOptions{"rpc", s.listen, s.max_body_bytes, s.max_header_bytes, s.idle_timeout, s.read_timeout,
-                              &rpc::RpcHandler::refusal_body},
+        http::ListenerOptions{"rpc", s.listen, s.max_body_bytes, s.max_header_bytes, s.idle_timeout,
+                              s.read_timeout, &rpc::RpcHandler::refusal_body},
         [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);
     g.admin = http::make_listener(
         g.ioc,
-        http::ListenerOptions{"admin", s.admin_listen, 64 * 1024, s.max_header_bytes, s.idle_timeout, s.read_timeout,
-                              &admin::AdminHandler::refusal_body},
+        http::ListenerOptions{"admin", s.admin_listen, 64 * 1024, s.max_header_bytes,
+                              s.idle_timeout, s.read_timeout, &admin::AdminHandler::refusal_body},
         [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);
 }
 
 Gateway::~Gateway() = default;
 
-config::Endpoint Gateway::rpc_endpoint() const { return impl_->rpc->local_endpoint(); }
-config::Endpoint Gateway::admin_endpoint() const { return impl_->admin->local_endpoint(); }
-bool Gateway::clean_exit() const { return impl_->clean; }
+config::Endpoint Gateway::rpc_endpoint() const {
+    return impl_->rpc->local_endpoint();
+}
+config::Endpoint Gateway::admin_endpoint() const {
+    return impl_->admin->local_endpoint();
+}
+bool Gateway::clean_exit() const {
+    return impl_->clean;
+}
 
 int Gateway::run(bool handle_signals) {
     Impl& g = *impl_;
@@ -91,11 +100,12 @@ int Gateway::run(bool handle_signals) {
     for (auto& p : g.pools) p->start();
     g.admin->start();
     g.rpc->start();
-    spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION, g.rpc->local_endpoint().to_string(),
-                 g.admin->local_endpoint().to_string());
+    spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION,
+                 g.rpc->local_endpoint().to_string(), g.admin->local_endpoint().to_string());
 
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < g.config.server.threads; ++i) threads.emplace_back([&g] { g.ioc.run(); });
+    for (unsigned i = 1; i < g.config.server.threads; ++i)
+        threads.emplace_back([&g] { g.ioc.run(); });
     g.ioc.run();
     for (auto& t : threads) t.join();
     return 0;
@@ -121,7 +131,8 @@ asio::awaitable<void> Gateway::Impl::wait_for_signals() {
 }
 
 void Gateway::Impl::force_stop(const char* why) {
-    spdlog::warn("{}: stopping now, abandoning {} open connection(s)", why, rpc->open_connections());
+    spdlog::warn("{}: stopping now, abandoning {} open connection(s)", why,
+                 rpc->open_connections());
     clean = false;
     ioc.stop();
 }
@@ -130,7 +141,8 @@ void Gateway::Impl::force_stop(const char* why) {
 // runs out of work and run() returns.
 asio::awaitable<void> Gateway::Impl::drain() {
     const auto grace = config.server.shutdown_grace;
-    spdlog::info("no new connections; {} open connection(s) get up to {} ms to finish", rpc->open_connections(), grace.count());
+    spdlog::info("no new connections; {} open connection(s) get up to {} ms to finish",
+                 rpc->open_connections(), grace.count());
     rpc->shutdown();
     asio::steady_timer tick(ioc);
     const auto deadline = std::chrono::steady_clock::now() + grace;

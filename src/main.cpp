@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
     }
     const int code = gw->run();
     spdlog::shutdown();
-    if (!gw->clean_exit()) std::_Exit(code);  // coroutines were abandoned mid-flight: do not unwind them
+    if (!gw->clean_exit())
+        std::_Exit(code);  // coroutines were abandoned mid-flight: do not unwind them
     return code;
 }

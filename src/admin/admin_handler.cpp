@@ -20,11 +20,14 @@ http::Response json_response(unsigned status, const json::value& body) {
     return r;
 }
 
-const char* tier_name(config::Tier tier) { return tier == config::Tier::primary ? "primary" : "fallback"; }
+const char* tier_name(config::Tier tier) {
+    return tier == config::Tier::primary ? "primary" : "fallback";
+}
 
 }  // namespace
 
-AdminHandler::AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics, const std::atomic<bool>* draining)
+AdminHandler::AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
+                           const std::atomic<bool>* draining)
     : chains_(std::move(chains)), metrics_(metrics), draining_(draining) {}
 
 std::string AdminHandler::refusal_body(unsigned, std::string_view message) {
@@ -77,8 +80,10 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
         r.body = metrics_->render();
         co_return r;
     }
-    co_return json_response(404, json::object{{"error", "not found"},
-                                              {"endpoints", json::array{"/healthz", "/readyz", "/metrics", "/admin/upstreams"}}});
+    co_return json_response(
+        404, json::object{{"error", "not found"},
+                          {"endpoints",
+                           json::array{"/healthz", "/readyz", "/metrics", "/admin/upstreams"}}});
 }
 
 }  // namespace gateway::admin

@@ -1,9 +1,9 @@
 #include "gateway/config/config.hpp"
 
-#include <boost/asio/ip/address.hpp>
-#include <boost/url/parse.hpp>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
+#include <boost/asio/ip/address.hpp>
+#include <boost/url/parse.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -63,7 +63,8 @@ class Reader {
 public:
     Reader(std::string_view source, const EnvLookup& env) : source_(source), env_(env) {}
 
-    [[noreturn]] void fail(const YAML::Node& at, std::string_view path, std::string_view problem) const {
+    [[noreturn]] void fail(const YAML::Node& at, std::string_view path,
+                           std::string_view problem) const {
         throw ConfigError(fmt::format("{}: {}: {}", where(at), path, problem));
     }
 
@@ -75,7 +76,8 @@ public:
     }
 
     /// Rejects unknown and repeated keys of a mapping; `allowed` lists what the section knows.
-    void check_keys(const YAML::Node& map, std::string_view path, std::initializer_list<std::string_view> allowed) const {
+    void check_keys(const YAML::Node& map, std::string_view path,
+                    std::initializer_list<std::string_view> allowed) const {
         if (!map.IsMap()) fail(map, path, "must be a mapping");
         std::set<std::string> seen;
         for (auto it = map.begin(); it != map.end(); ++it) {
@@ -114,23 +116,30 @@ public:
                 expr.resize(sep);
             }
             static const std::regex kName("[A-Za-z_][A-Za-z0-9_]*");
-            if (!std::regex_match(expr, kName)) fail(node, path, fmt::format("'${{{}}}' is not a valid variable name", expr));
+            if (!std::regex_match(expr, kName))
+                fail(node, path, fmt::format("'${{{}}}' is not a valid variable name", expr));
             std::optional<std::string> value = env_(expr);
             if (!value || (value->empty() && fallback)) value = fallback;
-            if (!value) fail(node, path, fmt::format("environment variable {} is not set (use ${{{}:-default}} for a default)", expr, expr));
+            if (!value)
+                fail(node, path,
+                     fmt::format(
+                         "environment variable {} is not set (use ${{{}:-default}} for a default)",
+                         expr, expr));
             out += *value;
             i = close + 1;
         }
         return out;
     }
 
-    std::uint64_t integer(const YAML::Node& node, std::string_view path, std::uint64_t min, std::uint64_t max) const {
+    std::uint64_t integer(const YAML::Node& node, std::string_view path, std::uint64_t min,
+                          std::uint64_t max) const {
         const std::string text = scalar(node, path);
         std::uint64_t value = 0;
         auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
         if (text.empty() || ec != std::errc() || end != text.data() + text.size())
             fail(node, path, fmt::format("'{}' is not a whole number", text));
-        if (value < min || value > max) fail(node, path, fmt::format("{} is out of range [{}, {}]", value, min, max));
+        if (value < min || value > max)
+            fail(node, path, fmt::format("{} is out of range [{}, {}]", value, min, max));
         return value;
     }
 
@@ -138,7 +147,8 @@ public:
         return Millis(integer(node, path, min, 24ull * 3600 * 1000));
     }
 
-    std::string one_of(const YAML::Node& node, std::string_view path, std::initializer_list<std::string_view> options) const {
+    std::string one_of(const YAML::Node& node, std::string_view path,
+                       std::initializer_list<std::string_view> options) const {
         std::string value = scalar(node, path);
         if (std::find(options.begin(), options.end(), value) != options.end()) return value;
         std::string list;
@@ -167,30 +177,48 @@ void if_set(const YAML::Node& map, const char* key, F&& f) {
 }
 
 void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
-    r.check_keys(n, "server", {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes", "max_batch_size",
-                               "batch_concurrency", "idle_timeout_ms", "read_timeout_ms", "request_timeout_ms",
-                               "shutdown_grace_ms"});
+    r.check_keys(n, "server",
+                 {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes",
+                  "max_batch_size", "batch_concurrency", "idle_timeout_ms", "read_timeout_ms",
+                  "request_timeout_ms", "shutdown_grace_ms"});
     if_set(n, "listen", [&](auto& v) { s.listen = r.endpoint(v, "server.listen"); });
-    if_set(n, "admin_listen", [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
+    if_set(n, "admin_listen",
+           [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
     if_set(n, "threads", [&](auto& v) { s.threads = r.integer(v, "server.threads", 1, 256); });
-    if_set(n, "max_body_bytes", [&](auto& v) { s.max_body_bytes = r.integer(v, "server.max_body_bytes", 64, 1ull << 30); });
-    if_set(n, "max_header_bytes", [&](auto& v) { s.max_header_bytes = r.integer(v, "server.max_header_bytes", 256, 1 << 20); });
-    if_set(n, "max_batch_size", [&](auto& v) { s.max_batch_size = r.integer(v, "server.max_batch_size", 1, 100'000); });
-    if_set(n, "batch_concurrency", [&](auto& v) { s.batch_concurrency = r.integer(v, "server.batch_concurrency", 1, 1024); });
-    if_set(n, "idle_timeout_ms", [&](auto& v) { s.idle_timeout = r.millis(v, "server.idle_timeout_ms"); });
-    if_set(n, "read_timeout_ms", [&](auto& v) { s.read_timeout = r.millis(v, "server.read_timeout_ms"); });
-    if_set(n, "request_timeout_ms", [&](auto& v) { s.request_timeout = r.millis(v, "server.request_timeout_ms"); });
-    if_set(n, "shutdown_grace_ms", [&](auto& v) { s.shutdown_grace = r.millis(v, "server.shutdown_grace_ms", 0); });
-    if (s.listen.port != 0 && s.listen.port == s.admin_listen.port && s.listen.host == s.admin_listen.host)
-        r.fail(n["admin_listen"].IsDefined() ? n["admin_listen"] : n["listen"], "server.admin_listen",
-               "must differ from server.listen");
+    if_set(n, "max_body_bytes", [&](auto& v) {
+        s.max_body_bytes = r.integer(v, "server.max_body_bytes", 64, 1ull << 30);
+    });
+    if_set(n, "max_header_bytes", [&](auto& v) {
+        s.max_header_bytes = r.integer(v, "server.max_header_bytes", 256, 1 << 20);
+    });
+    if_set(n, "max_batch_size",
+           [&](auto& v) { s.max_batch_size = r.integer(v, "server.max_batch_size", 1, 100'000); });
+    if_set(n, "batch_concurrency", [&](auto& v) {
+        s.batch_concurrency = r.integer(v, "server.batch_concurrency", 1, 1024);
+    });
+    if_set(n, "idle_timeout_ms",
+           [&](auto& v) { s.idle_timeout = r.millis(v, "server.idle_timeout_ms"); });
+    if_set(n, "read_timeout_ms",
+           [&](auto& v) { s.read_timeout = r.millis(v, "server.read_timeout_ms"); });
+    if_set(n, "request_timeout_ms",
+           [&](auto& v) { s.request_timeout = r.millis(v, "server.request_timeout_ms"); });
+    if_set(n, "shutdown_grace_ms",
+           [&](auto& v) { s.shutdown_grace = r.millis(v, "server.shutdown_grace_ms", 0); });
+    if (s.listen.port != 0 && s.listen.port == s.admin_listen.port &&
+        s.listen.host == s.admin_listen.host)
+        r.fail(n["admin_listen"].IsDefined() ? n["admin_listen"] : n["listen"],
+               "server.admin_listen", "must differ from server.listen");
 }
 
 void read_log(const Reader& r, const YAML::Node& n, LogConfig& l) {
     r.check_keys(n, "log", {"level", "format"});
-    if_set(n, "level", [&](auto& v) { l.level = r.one_of(v, "log.level", {"trace", "debug", "info", "warn", "error", "critical", "off"}); });
+    if_set(n, "level", [&](auto& v) {
+        l.level = r.one_of(v, "log.level",
+                           {"trace", "debug", "info", "warn", "error", "critical", "off"});
+    });
     if_set(n, "format", [&](auto& v) {
-        l.format = r.one_of(v, "log.format", {"json", "text"}) == "json" ? LogConfig::Format::json : LogConfig::Format::text;
+        l.format = r.one_of(v, "log.format", {"json", "text"}) == "json" ? LogConfig::Format::json
+                                                                         : LogConfig::Format::text;
     });
 }
 
@@ -202,21 +230,34 @@ void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
 }
 
 void read_health(const Reader& r, const YAML::Node& n, const std::string& path, HealthConfig& h) {
-    r.check_keys(n, path, {"interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"});
-    if_set(n, "interval_ms", [&](auto& v) { h.interval = Millis(r.integer(v, path + ".interval_ms", 10, 3'600'000)); });
+    r.check_keys(n, path,
+                 {"interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"});
+    if_set(n, "interval_ms", [&](auto& v) {
+        h.interval = Millis(r.integer(v, path + ".interval_ms", 10, 3'600'000));
+    });
     if_set(n, "timeout_ms", [&](auto& v) { h.timeout = r.millis(v, path + ".timeout_ms"); });
-    if_set(n, "healthy_threshold", [&](auto& v) { h.healthy_threshold = r.integer(v, path + ".healthy_threshold", 1, 100); });
-    if_set(n, "unhealthy_threshold", [&](auto& v) { h.unhealthy_threshold = r.integer(v, path + ".unhealthy_threshold", 1, 100); });
+    if_set(n, "healthy_threshold", [&](auto& v) {
+        h.healthy_threshold = r.integer(v, path + ".healthy_threshold", 1, 100);
+    });
+    if_set(n, "unhealthy_threshold", [&](auto& v) {
+        h.unhealthy_threshold = r.integer(v, path + ".unhealthy_threshold", 1, 100);
+    });
 }
 
-void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path, UpstreamConfig& u) {
-    r.check_keys(n, path, {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes", "ca_file"});
+void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path,
+                   UpstreamConfig& u) {
+    r.check_keys(n, path,
+                 {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes",
+                  "ca_file"});
     const YAML::Node id = n["id"];
     if (!id.IsDefined() || id.IsNull()) r.fail(n, path + ".id", "is required");
     u.id = r.scalar(id, path + ".id");
     static const std::regex kId("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
     if (!std::regex_match(u.id, kId))
-        r.fail(id, path + ".id", fmt::format("'{}' must be 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit", u.id));
+        r.fail(id, path + ".id",
+               fmt::format("'{}' must be 1-63 letters, digits, '_', '-' or '.', starting with a "
+                           "letter or digit",
+                           u.id));
 
     const YAML::Node url = n["url"];
     if (!url.IsDefined() || url.IsNull()) r.fail(n, path + ".url", "is required");
@@ -224,16 +265,25 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
     // The URL may hold an API key, so messages about it never repeat it.
     auto parsed = boost::urls::parse_absolute_uri(u.url);
     if (!parsed) r.fail(url, path + ".url", "is not a valid absolute URL");
-    if (parsed->scheme() != "http" && parsed->scheme() != "https") r.fail(url, path + ".url", "must start with http:// or https://");
+    if (parsed->scheme() != "http" && parsed->scheme() != "https")
+        r.fail(url, path + ".url", "must start with http:// or https://");
     if (parsed->host().empty()) r.fail(url, path + ".url", "has no host");
 
-    if_set(n, "tier", [&](auto& v) { u.tier = r.one_of(v, path + ".tier", {"primary", "fallback"}) == "primary" ? Tier::primary : Tier::fallback; });
+    if_set(n, "tier", [&](auto& v) {
+        u.tier = r.one_of(v, path + ".tier", {"primary", "fallback"}) == "primary" ? Tier::primary
+                                                                                   : Tier::fallback;
+    });
     if_set(n, "timeout_ms", [&](auto& v) { u.timeout = r.millis(v, path + ".timeout_ms"); });
-    if_set(n, "max_idle_connections", [&](auto& v) { u.max_idle_connections = r.integer(v, path + ".max_idle_connections", 0, 100'000); });
-    if_set(n, "max_response_bytes", [&](auto& v) { u.max_response_bytes = r.integer(v, path + ".max_response_bytes", 1024, 1ull << 32); });
+    if_set(n, "max_idle_connections", [&](auto& v) {
+        u.max_idle_connections = r.integer(v, path + ".max_idle_connections", 0, 100'000);
+    });
+    if_set(n, "max_response_bytes", [&](auto& v) {
+        u.max_response_bytes = r.integer(v, path + ".max_response_bytes", 1024, 1ull << 32);
+    });
     if_set(n, "ca_file", [&](auto& v) {
         u.ca_file = r.scalar(v, path + ".ca_file");
-        if (!std::ifstream(u.ca_file)) r.fail(v, path + ".ca_file", fmt::format("cannot read '{}'", u.ca_file));
+        if (!std::ifstream(u.ca_file))
+            r.fail(v, path + ".ca_file", fmt::format("cannot read '{}'", u.ca_file));
     });
 }
 
@@ -244,15 +294,20 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     c.name = r.scalar(name, path + ".name");
     static const std::regex kName("[a-z0-9][a-z0-9_-]{0,62}");
     if (!std::regex_match(c.name, kName))
-        r.fail(name, path + ".name", fmt::format("'{}' must be 1-63 lowercase letters, digits, '_' or '-' (it is a URL path)", c.name));
+        r.fail(name, path + ".name",
+               fmt::format(
+                   "'{}' must be 1-63 lowercase letters, digits, '_' or '-' (it is a URL path)",
+                   c.name));
     const YAML::Node chain_id = n["chain_id"];
     if (!chain_id.IsDefined() || chain_id.IsNull()) r.fail(n, path + ".chain_id", "is required");
-    c.chain_id = r.integer(chain_id, path + ".chain_id", 1, std::numeric_limits<std::int64_t>::max());
+    c.chain_id =
+        r.integer(chain_id, path + ".chain_id", 1, std::numeric_limits<std::int64_t>::max());
     if_set(n, "health", [&](auto& v) { read_health(r, v, path + ".health", c.health); });
 
     const YAML::Node ups = n["upstreams"];
     if (!ups.IsDefined() || ups.IsNull()) r.fail(n, path + ".upstreams", "is required");
-    if (!ups.IsSequence() || ups.size() == 0) r.fail(ups, path + ".upstreams", "must be a non-empty list");
+    if (!ups.IsSequence() || ups.size() == 0)
+        r.fail(ups, path + ".upstreams", "must be a non-empty list");
     for (std::size_t i = 0; i < ups.size(); ++i) {
         UpstreamConfig u;
         read_upstream(r, ups[i], fmt::format("{}.upstreams[{}]", path, i), u);
@@ -267,10 +322,12 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
     try {
         root = YAML::Load(std::string(yaml));
     } catch (const YAML::ParserException& e) {
-        throw ConfigError(fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg));
+        throw ConfigError(fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1,
+                                      e.mark.column + 1, e.msg));
     }
     Reader r(source, env);
-    if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the configuration is empty", source));
+    if (!root.IsDefined() || root.IsNull())
+        throw ConfigError(fmt::format("{}: the configuration is empty", source));
 
     Config config;
     try {
@@ -280,25 +337,33 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
         if_set(root, "store", [&](auto& v) { read_store(r, v, config.store); });
 
         const YAML::Node chains = root["chains"];
-        if (!chains.IsDefined() || chains.IsNull()) r.fail(root, "chains", "is required: at least one chain with its upstreams");
-        if (!chains.IsSequence() || chains.size() == 0) r.fail(chains, "chains", "must be a non-empty list");
+        if (!chains.IsDefined() || chains.IsNull())
+            r.fail(root, "chains", "is required: at least one chain with its upstreams");
+        if (!chains.IsSequence() || chains.size() == 0)
+            r.fail(chains, "chains", "must be a non-empty list");
         std::set<std::string> names;
         std::set<std::string> ids;
         for (std::size_t i = 0; i < chains.size(); ++i) {
             const std::string path = fmt::format("chains[{}]", i);
             ChainConfig c;
             read_chain(r, chains[i], path, c);
-            if (!names.insert(c.name).second) r.fail(chains[i]["name"], path + ".name", fmt::format("chain '{}' is configured twice", c.name));
+            if (!names.insert(c.name).second)
+                r.fail(chains[i]["name"], path + ".name",
+                       fmt::format("chain '{}' is configured twice", c.name));
             for (std::size_t j = 0; j < c.upstreams.size(); ++j)
                 if (!ids.insert(c.upstreams[j].id).second)
-                    r.fail(chains[i]["upstreams"][j]["id"], fmt::format("{}.upstreams[{}].id", path, j),
-                           fmt::format("upstream id '{}' is used twice (ids are unique across chains)", c.upstreams[j].id));
+                    r.fail(
+                        chains[i]["upstreams"][j]["id"],
+                        fmt::format("{}.upstreams[{}].id", path, j),
+                        fmt::format("upstream id '{}' is used twice (ids are unique across chains)",
+                                    c.upstreams[j].id));
             config.chains.push_back(std::move(c));
         }
     } catch (const YAML::Exception& e) {
         // A value of the wrong shape where yaml-cpp itself refuses to read it.
         if (e.mark.is_null()) throw ConfigError(fmt::format("{}: {}", source, e.msg));
-        throw ConfigError(fmt::format("{}:{}:{}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg));
+        throw ConfigError(
+            fmt::format("{}:{}:{}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
     return config;
 }

@@ -2,6 +2,7 @@
 
 #include "gateway/metrics/metrics.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,7 +14,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
@@ -46,7 +46,8 @@ namespace {
 
 std::string lower(std::string_view s) {
     std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
 }
 
@@ -119,7 +120,8 @@ private:
                 // once shutdown has begun).
                 idle_ = true;
                 stream_.expires_after(state_->stopping ? kLastWait : opt.idle_timeout);
-                auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_nothrow);
+                auto [ec, n] =
+                    co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_nothrow);
                 idle_ = false;
                 if (ec) co_return;  // closed by the peer, idle timeout, or shutdown
                 buffer_.commit(n);
@@ -130,14 +132,18 @@ private:
             parser.body_limit(opt.max_body_bytes);
             parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
             stream_.expires_after(opt.read_timeout);
-            auto [hec, hn] = co_await bhttp::async_read_header(stream_, buffer_, parser, use_nothrow);
+            auto [hec, hn] =
+                co_await bhttp::async_read_header(stream_, buffer_, parser, use_nothrow);
             if (!hec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
-                bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, parser.get().version()};
+                bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
+                                                        parser.get().version()};
                 auto [cec, cn] = co_await bhttp::async_write(stream_, cont, use_nothrow);
                 if (cec) co_return;
             }
             error_code ec = hec;
-            if (!ec) std::tie(ec, std::ignore) = co_await bhttp::async_read(stream_, buffer_, parser, use_nothrow);
+            if (!ec)
+                std::tie(ec, std::ignore) =
+                    co_await bhttp::async_read(stream_, buffer_, parser, use_nothrow);
             if (ec == bhttp::error::end_of_stream) co_return;
             if (ec) {
                 co_await refuse(ec);
@@ -149,7 +155,9 @@ private:
             request.method = std::string(message.method_string());
             request.target = std::string(message.target());
             request.remote = remote_;
-            for (const auto& field : message) request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+            for (const auto& field : message)
+                request.headers.emplace_back(lower(field.name_string()),
+                                             std::string(field.value()));
             request.body = std::move(message.body());
             bool keep_alive = message.keep_alive();
 
@@ -157,15 +165,19 @@ private:
             try {
                 response = co_await state_->handler(request);
             } catch (const std::exception& e) {
-                spdlog::error("{} listener: handler failed for {} {}: {}", opt.name, request.method, request.path(), e.what());
+                spdlog::error("{} listener: handler failed for {} {}: {}", opt.name, request.method,
+                              request.path(), e.what());
                 response.status = 500;
-                response.body = opt.error_body ? opt.error_body(500, "internal error") : std::string();
+                response.body =
+                    opt.error_body ? opt.error_body(500, "internal error") : std::string();
             }
 
             keep_alive = keep_alive && !state_->stopping;
-            bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status), message.version()};
+            bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status),
+                                                    message.version()};
             out.set(bhttp::field::server, "chain-gateway");
-            if (!response.body.empty() || response.status != 204) out.set(bhttp::field::content_type, response.content_type);
+            if (!response.body.empty() || response.status != 204)
+                out.set(bhttp::field::content_type, response.content_type);
             for (auto& [name, value] : response.headers) out.insert(name, value);
             out.body() = std::move(response.body);
             out.keep_alive(keep_alive);
@@ -184,11 +196,14 @@ private:
         std::string message;
         if (ec == bhttp::error::body_limit) {
             status = 413;
-            message = "request body too large: the limit is " + std::to_string(opt.max_body_bytes) + " bytes (server.max_body_bytes)";
+            message = "request body too large: the limit is " + std::to_string(opt.max_body_bytes) +
+                      " bytes (server.max_body_bytes)";
         } else if (ec == bhttp::error::header_limit) {
             status = 431;
-            message = "request headers too large: the limit is " + std::to_string(opt.max_header_bytes) + " bytes (server.max_header_bytes)";
-        } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() || ec == bhttp::error::partial_message) {
+            message = "request headers too large: the limit is " +
+                      std::to_string(opt.max_header_bytes) + " bytes (server.max_header_bytes)";
+        } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() ||
+                   ec == bhttp::error::partial_message) {
             status = 400;
             message = "malformed HTTP request: " + ec.message();
         } else {
@@ -219,7 +234,8 @@ private:
             std::array<char, 16 * 1024> scratch;
             std::size_t drained = 0;
             while (drained < 64 * 1024 * 1024) {
-                auto [rec, n] = co_await stream_.async_read_some(asio::buffer(scratch), use_nothrow);
+                auto [rec, n] =
+                    co_await stream_.async_read_some(asio::buffer(scratch), use_nothrow);
                 if (rec) break;
                 drained += n;
             }
@@ -237,7 +253,8 @@ private:
 
 class ListenerImpl final : public Listener {
 public:
-    ListenerImpl(asio::io_context& ioc, ListenerOptions options, Handler handler, metrics::Metrics* metrics)
+    ListenerImpl(asio::io_context& ioc, ListenerOptions options, Handler handler,
+                 metrics::Metrics* metrics)
         : ioc_(ioc), acceptor_(asio::make_strand(ioc)), state_(std::make_shared<State>()) {
         state_->options = std::move(options);
         state_->handler = std::move(handler);
@@ -298,7 +315,8 @@ private:
     asio::awaitable<void> accept_loop() {
         asio::steady_timer backoff(acceptor_.get_executor());
         for (;;) {
-            auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_), use_nothrow);
+            auto [ec, socket] =
+                co_await acceptor_.async_accept(asio::make_strand(ioc_), use_nothrow);
             if (!ec) serve(std::move(socket));
             if (state_->stopping || !acceptor_.is_open()) co_return;
             if (ec) {
@@ -318,7 +336,8 @@ private:
             std::lock_guard lock(state_->mu);
             state_->sessions.emplace(session.get(), session);
         }
-        asio::co_spawn(session->executor(), [session]() { return session->run(); }, asio::detached);
+        asio::co_spawn(
+            session->executor(), [session]() { return session->run(); }, asio::detached);
     }
 
     asio::io_context& ioc_;
@@ -329,7 +348,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Listener> make_listener(asio::io_context& ioc, ListenerOptions options, Handler handler, metrics::Metrics* metrics) {
+std::unique_ptr<Listener> make_listener(asio::io_context& ioc, ListenerOptions options,
+                                        Handler handler, metrics::Metrics* metrics) {
     return std::make_unique<ListenerImpl>(ioc, std::move(options), std::move(handler), metrics);
 }
 

@@ -143,7 +143,10 @@ private:
 Entry read_entry(const json::value& v, std::size_t index,
                  const std::vector<std::pair<std::size_t, std::string>>& number_ids) {
     const json::object* obj = v.if_object();
-    if (!obj) return InvalidCall{std::string(kNullId), {ErrorCode::invalid_request, "invalid request: a call must be a JSON object"}};
+    if (!obj)
+        return InvalidCall{
+            std::string(kNullId),
+            {ErrorCode::invalid_request, "invalid request: a call must be a JSON object"}};
 
     Call call;
     bool id_ok = true;
@@ -188,7 +191,8 @@ Entry read_entry(const json::value& v, std::size_t index,
 
 }  // namespace
 
-boost::system::result<Request, Error> parse_request(std::string_view body, const ParseLimits& limits) {
+boost::system::result<Request, Error> parse_request(std::string_view body,
+                                                    const ParseLimits& limits) {
     json::parse_options options;
     options.max_depth = 64;
     json::basic_parser<RequestHandler> parser(options);
@@ -197,17 +201,21 @@ boost::system::result<Request, Error> parse_request(std::string_view body, const
     json::error_code ec;
     std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
     if (!ec && used < body.size()) ec = json::error::extra_data;
-    if (ec) return Error{ErrorCode::parse_error, fmt::format("parse error: {} at byte {}", ec.message(), used)};
+    if (ec)
+        return Error{ErrorCode::parse_error,
+                     fmt::format("parse error: {} at byte {}", ec.message(), used)};
     json::value root = parser.handler().st.release();
     const auto& number_ids = parser.handler().number_ids;
 
     Request request;
     if (const json::array* batch = root.if_array()) {
-        if (batch->empty()) return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
+        if (batch->empty())
+            return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
         if (batch->size() > limits.max_batch_size)
-            return Error{ErrorCode::limit_exceeded,
-                         fmt::format("batch too large: {} calls, the limit is {} (server.max_batch_size)",
-                                     batch->size(), limits.max_batch_size)};
+            return Error{
+                ErrorCode::limit_exceeded,
+                fmt::format("batch too large: {} calls, the limit is {} (server.max_batch_size)",
+                            batch->size(), limits.max_batch_size)};
         request.batch = true;
         request.entries.reserve(batch->size());
         for (std::size_t i = 0; i < batch->size(); ++i)
@@ -215,7 +223,8 @@ boost::system::result<Request, Error> parse_request(std::string_view body, const
         return request;
     }
     if (!root.is_object())
-        return Error{ErrorCode::invalid_request, "invalid request: the body must be a JSON object or array"};
+        return Error{ErrorCode::invalid_request,
+                     "invalid request: the body must be a JSON object or array"};
     request.entries.push_back(read_entry(root, 0, number_ids));
     return request;
 }
@@ -223,7 +232,11 @@ boost::system::result<Request, Error> parse_request(std::string_view body, const
 std::string result_response(std::string_view id, std::string_view result_json) {
     std::string out;
     out.reserve(32 + id.size() + result_json.size());
-    out.append(R"({"jsonrpc":"2.0","id":)").append(id).append(R"(,"result":)").append(result_json).append("}");
+    out.append(R"({"jsonrpc":"2.0","id":)")
+        .append(id)
+        .append(R"(,"result":)")
+        .append(result_json)
+        .append("}");
     return out;
 }
 
@@ -266,7 +279,8 @@ boost::system::result<Reply, std::string> bad_reply(std::string why) {
 }
 }  // namespace
 
-boost::system::result<Reply, std::string> parse_reply(std::string_view body, std::uint64_t expected_id) {
+boost::system::result<Reply, std::string> parse_reply(std::string_view body,
+                                                      std::uint64_t expected_id) {
     json::error_code ec;
     json::value root = json::parse(json::string_view(body.data(), body.size()), ec);
     if (ec) return bad_reply(fmt::format("not JSON ({})", ec.message()));
@@ -276,11 +290,15 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body, std
     const json::value* id = obj->if_contains("id");
     bool id_matches = false;
     if (id) {
-        if (id->is_uint64()) id_matches = id->get_uint64() == expected_id;
-        else if (id->is_int64()) id_matches = id->get_int64() >= 0 && static_cast<std::uint64_t>(id->get_int64()) == expected_id;
+        if (id->is_uint64())
+            id_matches = id->get_uint64() == expected_id;
+        else if (id->is_int64())
+            id_matches =
+                id->get_int64() >= 0 && static_cast<std::uint64_t>(id->get_int64()) == expected_id;
     }
     if (!id_matches)
-        return bad_reply(fmt::format("response id {} does not match request id {}", id ? json::serialize(*id) : "(none)", expected_id));
+        return bad_reply(fmt::format("response id {} does not match request id {}",
+                                     id ? json::serialize(*id) : "(none)", expected_id));
 
     Reply reply;
     if (const json::value* result = obj->if_contains("result")) {
@@ -293,8 +311,10 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body, std
     const json::object& e = error->get_object();
     const json::value* code = e.if_contains("code");
     const json::value* message = e.if_contains("message");
-    if (!code || !(code->is_int64() || code->is_uint64())) return bad_reply("error without an integer code");
-    reply.error.code = code->is_int64() ? static_cast<int>(code->get_int64()) : static_cast<int>(code->get_uint64());
+    if (!code || !(code->is_int64() || code->is_uint64()))
+        return bad_reply("error without an integer code");
+    reply.error.code = code->is_int64() ? static_cast<int>(code->get_int64())
+                                        : static_cast<int>(code->get_uint64());
     if (message && message->is_string()) reply.error.message = std::string(message->get_string());
     if (const json::value* data = e.if_contains("data")) reply.error.data = *data;
     return reply;

@@ -4,13 +4,13 @@
 #include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/pool.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -51,15 +51,18 @@ struct RpcHandler::Batch {
     std::size_t next = 0;  // the next entry a worker takes; workers share the session's strand
 };
 
-RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics)
+RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains,
+                       metrics::Metrics* metrics)
     : server_(server), chains_(std::move(chains)), metrics_(metrics) {}
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
-    const auto code = status == 413 || status == 431 ? jsonrpc::ErrorCode::limit_exceeded : jsonrpc::ErrorCode::invalid_request;
+    const auto code = status == 413 || status == 431 ? jsonrpc::ErrorCode::limit_exceeded
+                                                     : jsonrpc::ErrorCode::invalid_request;
     return jsonrpc::error_response(jsonrpc::kNullId, jsonrpc::Error(code, std::string(message)));
 }
 
-asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& chain, const jsonrpc::Entry& entry) {
+asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& chain,
+                                                         const jsonrpc::Entry& entry) {
     const auto t0 = Clock::now();
     const std::string& chain_name = chain.config().name;
     Outcome out;
@@ -75,10 +78,11 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
     if (kind == MethodKind::local) {
         // eth_chainId is the only local method so far: the configured chain id, which the
         // health probes hold every upstream to.
-        out.response = jsonrpc::result_response(call.id, fmt::format("\"0x{:x}\"", chain.config().chain_id));
+        out.response =
+            jsonrpc::result_response(call.id, fmt::format("\"0x{:x}\"", chain.config().chain_id));
     } else {
-        upstream::Forwarded f = co_await chain.forward(call.method, call.params, kind == MethodKind::write,
-                                                       t0 + server_.request_timeout);
+        upstream::Forwarded f = co_await chain.forward(
+            call.method, call.params, kind == MethodKind::write, t0 + server_.request_timeout);
         if (f.answered) {
             out.upstream = std::move(f.upstream);
             if (f.reply.is_error()) {
@@ -90,7 +94,8 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
         } else {
             outcome = "unavailable";
             out.unavailable = true;
-            spdlog::debug("chain {}: {} not answered: {}", chain_name, method_label(call.method), f.error.message);
+            spdlog::debug("chain {}: {} not answered: {}", chain_name, method_label(call.method),
+                          f.error.message);
             out.response = jsonrpc::error_response(call.id, f.error);
         }
     }
@@ -124,10 +129,12 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     if (!chain) {
         std::string names;
         for (auto* c : chains_) names += (names.empty() ? "" : ", ") + c->config().name;
-        co_return error_reply(404, jsonrpc::Error(jsonrpc::ErrorCode::resource_not_found,
-                                                  fmt::format("unknown chain path '{}': this gateway serves {} (POST /<chain>; "
-                                                              "POST / is {})",
-                                                              path.substr(0, 128), names, chains_.front()->config().name)));
+        co_return error_reply(
+            404, jsonrpc::Error(
+                     jsonrpc::ErrorCode::resource_not_found,
+                     fmt::format("unknown chain path '{}': this gateway serves {} (POST /<chain>; "
+                                 "POST / is {})",
+                                 path.substr(0, 128), names, chains_.front()->config().name)));
     }
     if (request.method != "POST") {
         http::Response r = error_reply(405, jsonrpc::Error(jsonrpc::ErrorCode::invalid_request,
@@ -136,7 +143,8 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         co_return r;
     }
 
-    auto parsed = jsonrpc::parse_request(request.body, jsonrpc::ParseLimits{server_.max_batch_size});
+    auto parsed =
+        jsonrpc::parse_request(request.body, jsonrpc::ParseLimits{server_.max_batch_size});
     if (!parsed) {
         if (metrics_) metrics_->observe_call(chain->config().name, "other", "invalid", 0);
         co_return error_reply(200, parsed.error());
@@ -152,7 +160,8 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         using Op = decltype(asio::co_spawn(ex, batch_worker(this, &batch), asio::deferred));
         std::vector<Op> ops;
         ops.reserve(workers);
-        for (std::size_t w = 0; w < workers; ++w) ops.push_back(asio::co_spawn(ex, batch_worker(this, &batch), asio::deferred));
+        for (std::size_t w = 0; w < workers; ++w)
+            ops.push_back(asio::co_spawn(ex, batch_worker(this, &batch), asio::deferred));
         co_await asio::experimental::make_parallel_group(std::move(ops))
             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
         outcomes = std::move(batch.outcomes);
@@ -163,7 +172,9 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     std::string upstreams;
     bool all_unavailable = true;
     for (auto& o : outcomes) {
-        if (!o.upstream.empty() && (upstreams.empty() || ("," + upstreams + ",").find("," + o.upstream + ",") == std::string::npos))
+        if (!o.upstream.empty() &&
+            (upstreams.empty() ||
+             ("," + upstreams + ",").find("," + o.upstream + ",") == std::string::npos))
             upstreams += (upstreams.empty() ? "" : ",") + o.upstream;
         if (o.response.empty()) continue;  // a notification
         all_unavailable = all_unavailable && o.unavailable;

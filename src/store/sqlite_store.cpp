@@ -13,7 +13,8 @@ namespace {
 constexpr const char* kMigrations[] = {
     // 1: what this database is, so that a later version can tell.
     "CREATE TABLE gateway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT INTO gateway_meta (key, value) VALUES ('created_by', 'chain-gateway " GATEWAY_VERSION "'),"
+    "INSERT INTO gateway_meta (key, value) VALUES ('created_by', 'chain-gateway " GATEWAY_VERSION
+    "'),"
     " ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
 };
 
@@ -23,8 +24,12 @@ public:
         std::filesystem::path p(path_);
         std::error_code ec;
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
-        if (ec) throw std::runtime_error(fmt::format("store: cannot create the folder of {}: {}", path_, ec.message()));
-        if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+        if (ec)
+            throw std::runtime_error(
+                fmt::format("store: cannot create the folder of {}: {}", path_, ec.message()));
+        if (sqlite3_open_v2(path_.c_str(), &db_,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                            nullptr) != SQLITE_OK) {
             std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
             sqlite3_close(db_);
             throw std::runtime_error(fmt::format("store: cannot open {}: {}", path_, why));
@@ -38,14 +43,17 @@ public:
         version_ = read_version();
         const int newest = static_cast<int>(std::size(kMigrations));
         if (version_ > newest)
-            throw std::runtime_error(fmt::format("store: {} has schema version {}, newer than this build knows ({}): "
-                                                 "run a newer chain-gateway",
-                                                 path_, version_, newest));
+            throw std::runtime_error(
+                fmt::format("store: {} has schema version {}, newer than this build knows ({}): "
+                            "run a newer chain-gateway",
+                            path_, version_, newest));
         while (version_ < newest) {
             exec("BEGIN IMMEDIATE;");
             try {
                 exec(kMigrations[version_]);
-                exec(fmt::format("DELETE FROM schema_version; INSERT INTO schema_version VALUES ({});", version_ + 1));
+                exec(fmt::format(
+                    "DELETE FROM schema_version; INSERT INTO schema_version VALUES ({});",
+                    version_ + 1));
                 exec("COMMIT;");
             } catch (...) {
                 sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
@@ -73,7 +81,8 @@ private:
     int read_version() {
         sqlite3_stmt* stmt = nullptr;
         int version = 0;
-        if (sqlite3_prepare_v2(db_, "SELECT version FROM schema_version LIMIT 1;", -1, &stmt, nullptr) == SQLITE_OK &&
+        if (sqlite3_prepare_v2(db_, "SELECT version FROM schema_version LIMIT 1;", -1, &stmt,
+                               nullptr) == SQLITE_OK &&
             sqlite3_step(stmt) == SQLITE_ROW)
             version = sqlite3_column_int(stmt, 0);
         sqlite3_finalize(stmt);
@@ -88,7 +97,8 @@ private:
 }  // namespace
 
 std::unique_ptr<Store> open_store(const config::StoreConfig& config) {
-    if (config.backend != "sqlite") throw std::runtime_error("store: unknown backend '" + config.backend + "'");
+    if (config.backend != "sqlite")
+        throw std::runtime_error("store: unknown backend '" + config.backend + "'");
     return std::make_unique<SqliteStore>(config.path);
 }
 

@@ -1,5 +1,7 @@
 #include "gateway/upstream/http_client.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -11,12 +13,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
 
+#include <sys/socket.h>
 #include <charconv>
 #include <mutex>
-#include <sys/socket.h>
 #include <vector>
 
 namespace gateway::upstream {
@@ -31,14 +31,22 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::string_view to_string(TransportError error) {
     switch (error) {
-        case TransportError::none: return "none";
-        case TransportError::connect_failed: return "connect_failed";
-        case TransportError::tls_failed: return "tls_failed";
-        case TransportError::timeout: return "timeout";
-        case TransportError::send_failed: return "send_failed";
-        case TransportError::receive_failed: return "receive_failed";
-        case TransportError::response_too_large: return "response_too_large";
-        case TransportError::bad_http: return "bad_http";
+        case TransportError::none:
+            return "none";
+        case TransportError::connect_failed:
+            return "connect_failed";
+        case TransportError::tls_failed:
+            return "tls_failed";
+        case TransportError::timeout:
+            return "timeout";
+        case TransportError::send_failed:
+            return "send_failed";
+        case TransportError::receive_failed:
+            return "receive_failed";
+        case TransportError::response_too_large:
+            return "response_too_large";
+        case TransportError::bad_http:
+            return "bad_http";
     }
     return "unknown";
 }
@@ -47,7 +55,8 @@ namespace {
 
 std::string base64(std::string_view in) {
     std::string out(4 * ((in.size() + 2) / 3), '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()),
                             static_cast<int>(in.size()));
     out.resize(static_cast<std::size_t>(n));
     return out;
@@ -65,7 +74,8 @@ struct Connection {
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 
-    // True when the pooled connection still looks open: the peer has not closed it and sent nothing.
+    // True when the pooled connection still looks open: the peer has not closed it and sent
+    // nothing.
     bool looks_alive() {
         if (!connected || !lowest().socket().is_open() || buffer.size() != 0) return false;
         char c;
@@ -77,13 +87,17 @@ struct Connection {
 class HttpClientImpl final : public HttpClient {
 public:
     HttpClientImpl(asio::any_io_executor executor, const config::UpstreamConfig& config)
-        : executor_(std::move(executor)), max_idle_(config.max_idle_connections), max_response_(config.max_response_bytes) {
+        : executor_(std::move(executor)),
+          max_idle_(config.max_idle_connections),
+          max_response_(config.max_response_bytes) {
         auto url = boost::urls::parse_absolute_uri(config.url);
         if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty())
-            throw std::invalid_argument("upstream " + config.id + ": the URL is not an http(s) URL");
+            throw std::invalid_argument("upstream " + config.id +
+                                        ": the URL is not an http(s) URL");
         tls_ = url->scheme() == "https";
         host_ = url->host_address();
-        if (url->host_type() == boost::urls::host_type::ipv6) host_ = std::string(url->encoded_host_address());
+        if (url->host_type() == boost::urls::host_type::ipv6)
+            host_ = std::string(url->encoded_host_address());
         port_ = url->has_port() ? std::string(url->port()) : (tls_ ? "443" : "80");
         port_number_ = url->has_port() ? url->port_number() : (tls_ ? 443 : 80);
         host_header_ = std::string(url->encoded_host_and_port());
@@ -99,7 +113,9 @@ public:
             ssl_->set_default_verify_paths();
             if (!config.ca_file.empty()) {
                 ssl_->load_verify_file(config.ca_file, ec);
-                if (ec) throw std::invalid_argument("upstream " + config.id + ": cannot load ca_file: " + ec.message());
+                if (ec)
+                    throw std::invalid_argument("upstream " + config.id +
+                                                ": cannot load ca_file: " + ec.message());
             }
             ssl_->set_verify_mode(ssl::verify_peer);
         }
@@ -115,14 +131,16 @@ public:
         const bool reused = conn != nullptr;
         if (!conn) conn = std::make_unique<Connection>(executor_);
         bool stale = false;
-        HttpResult result = co_await asio::co_spawn(conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
+        HttpResult result = co_await asio::co_spawn(
+            conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
 
         // A pooled connection the upstream had already closed: the request never reached it (or,
         // when it was written, a request that is safe to repeat). Once more on a fresh connection.
         if (reused && stale && (!result.maybe_delivered || options.idempotent) &&
             std::chrono::steady_clock::now() < options.deadline) {
             conn = std::make_unique<Connection>(executor_);
-            result = co_await asio::co_spawn(conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
+            result = co_await asio::co_spawn(
+                conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
         }
         if (result.ok() && conn->connected) give_back(std::move(conn));
         co_return result;
@@ -152,7 +170,8 @@ private:
         return r;
     }
 
-    asio::awaitable<HttpResult> connect(Connection& c, std::chrono::steady_clock::time_point deadline) {
+    asio::awaitable<HttpResult> connect(Connection& c,
+                                        std::chrono::steady_clock::time_point deadline) {
         if (tls_) {
             c.tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(c.strand, *ssl_);
         } else {
@@ -161,14 +180,18 @@ private:
         c.lowest().expires_at(deadline);
         error_code ec;
         if (has_literal_) {
-            std::tie(ec) = co_await c.lowest().async_connect(tcp::endpoint(literal_, port_number_), use_nothrow);
+            std::tie(ec) = co_await c.lowest().async_connect(tcp::endpoint(literal_, port_number_),
+                                                             use_nothrow);
         } else {
             tcp::resolver resolver(c.strand);
             auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, use_nothrow);
-            if (rec) co_return failure(TransportError::connect_failed, "cannot resolve host: " + rec.message(), false);
+            if (rec)
+                co_return failure(TransportError::connect_failed,
+                                  "cannot resolve host: " + rec.message(), false);
             std::tie(ec, std::ignore) = co_await c.lowest().async_connect(endpoints, use_nothrow);
         }
-        if (ec == beast::error::timeout) co_return failure(TransportError::timeout, "timed out connecting", false);
+        if (ec == beast::error::timeout)
+            co_return failure(TransportError::timeout, "timed out connecting", false);
         if (ec) co_return failure(TransportError::connect_failed, ec.message(), false);
         error_code ignored;
         c.lowest().socket().set_option(tcp::no_delay(true), ignored);
@@ -178,15 +201,19 @@ private:
                 co_return failure(TransportError::tls_failed, "cannot set SNI", false);
             c.tls->set_verify_callback(ssl::host_name_verification(host_));
             auto [hec] = co_await c.tls->async_handshake(ssl::stream_base::client, use_nothrow);
-            if (hec == beast::error::timeout) co_return failure(TransportError::timeout, "timed out in the TLS handshake", false);
-            if (hec) co_return failure(TransportError::tls_failed, "TLS handshake failed: " + hec.message(), false);
+            if (hec == beast::error::timeout)
+                co_return failure(TransportError::timeout, "timed out in the TLS handshake", false);
+            if (hec)
+                co_return failure(TransportError::tls_failed,
+                                  "TLS handshake failed: " + hec.message(), false);
         }
         c.connected = true;
         co_return HttpResult{};
     }
 
     template <class Stream>
-    asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body, bool& stale) {
+    asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
+                                           bool& stale) {
         bhttp::request<bhttp::string_body> req{bhttp::verb::post, target_, 11};
         req.set(bhttp::field::host, host_header_);
         req.set(bhttp::field::user_agent, "chain-gateway/" GATEWAY_VERSION);
@@ -202,8 +229,10 @@ private:
             c.connected = false;
             stale = wec != beast::error::timeout;
             // Not all of the request was written, so the upstream cannot act on it.
-            if (wec == beast::error::timeout) co_return failure(TransportError::timeout, "timed out sending the request", false);
-            co_return failure(TransportError::send_failed, "sending failed: " + wec.message(), false);
+            if (wec == beast::error::timeout)
+                co_return failure(TransportError::timeout, "timed out sending the request", false);
+            co_return failure(TransportError::send_failed, "sending failed: " + wec.message(),
+                              false);
         }
 
         bhttp::response_parser<bhttp::string_body> parser;
@@ -212,17 +241,23 @@ private:
         auto [rec, rn] = co_await bhttp::async_read(stream, c.buffer, parser, use_nothrow);
         if (rec) {
             c.connected = false;
-            if (rec == beast::error::timeout) co_return failure(TransportError::timeout, "timed out waiting for the response", true);
+            if (rec == beast::error::timeout)
+                co_return failure(TransportError::timeout, "timed out waiting for the response",
+                                  true);
             if (rec == bhttp::error::body_limit)
-                co_return failure(TransportError::response_too_large, "response larger than max_response_bytes", true);
+                co_return failure(TransportError::response_too_large,
+                                  "response larger than max_response_bytes", true);
             // The upstream closed a pooled connection without answering: most likely it had
             // closed it before our request arrived.
-            stale = !parser.got_some() && (rec == bhttp::error::end_of_stream || rec == asio::error::connection_reset ||
-                                           rec == asio::error::eof || rec == ssl::error::stream_truncated);
-            if (rec.category() == bhttp::make_error_code(bhttp::error::bad_version).category() && rec != bhttp::error::end_of_stream &&
-                rec != bhttp::error::partial_message)
-                co_return failure(TransportError::bad_http, "invalid HTTP response: " + rec.message(), true);
-            co_return failure(TransportError::receive_failed, "connection lost before the response: " + rec.message(), true);
+            stale = !parser.got_some() &&
+                    (rec == bhttp::error::end_of_stream || rec == asio::error::connection_reset ||
+                     rec == asio::error::eof || rec == ssl::error::stream_truncated);
+            if (rec.category() == bhttp::make_error_code(bhttp::error::bad_version).category() &&
+                rec != bhttp::error::end_of_stream && rec != bhttp::error::partial_message)
+                co_return failure(TransportError::bad_http,
+                                  "invalid HTTP response: " + rec.message(), true);
+            co_return failure(TransportError::receive_failed,
+                              "connection lost before the response: " + rec.message(), true);
         }
         auto res = parser.release();
         HttpResult result;
@@ -232,14 +267,16 @@ private:
             auto v = it->value();
             unsigned long long seconds = 0;
             auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-            if (ec == std::errc() && end == v.data() + v.size()) result.retry_after = std::chrono::seconds(seconds);
+            if (ec == std::errc() && end == v.data() + v.size())
+                result.retry_after = std::chrono::seconds(seconds);
         }
         result.body = std::move(res.body());
         if (!res.keep_alive()) c.connected = false;
         co_return result;
     }
 
-    asio::awaitable<HttpResult> exchange(Connection& c, const std::string& body, std::chrono::steady_clock::time_point deadline,
+    asio::awaitable<HttpResult> exchange(Connection& c, const std::string& body,
+                                         std::chrono::steady_clock::time_point deadline,
                                          bool& stale) {
         stale = false;
         if (deadline <= std::chrono::steady_clock::now())
@@ -275,7 +312,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<HttpClient> make_http_client(asio::any_io_executor executor, const config::UpstreamConfig& config) {
+std::unique_ptr<HttpClient> make_http_client(asio::any_io_executor executor,
+                                             const config::UpstreamConfig& config) {
     return std::make_unique<HttpClientImpl>(std::move(executor), config);
 }
 

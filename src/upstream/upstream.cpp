@@ -8,17 +8,26 @@ namespace gateway::upstream {
 
 std::string_view to_string(Health health) {
     switch (health) {
-        case Health::unknown: return "unknown";
-        case Health::up: return "up";
-        case Health::down: return "down";
-        case Health::wrong_chain: return "wrong_chain";
+        case Health::unknown:
+            return "unknown";
+        case Health::up:
+            return "up";
+        case Health::down:
+            return "down";
+        case Health::wrong_chain:
+            return "wrong_chain";
     }
     return "unknown";
 }
 
-Upstream::Upstream(std::string chain, const config::UpstreamConfig& config, const config::HealthConfig& health,
-                   std::unique_ptr<HttpClient> client, metrics::Metrics* metrics)
-    : chain_(std::move(chain)), config_(config), health_config_(health), client_(std::move(client)), metrics_(metrics) {
+Upstream::Upstream(std::string chain, const config::UpstreamConfig& config,
+                   const config::HealthConfig& health, std::unique_ptr<HttpClient> client,
+                   metrics::Metrics* metrics)
+    : chain_(std::move(chain)),
+      config_(config),
+      health_config_(health),
+      client_(std::move(client)),
+      metrics_(metrics) {
     if (metrics_) metrics_->set_upstream_up(chain_, config_.id, false);
 }
 
@@ -41,16 +50,18 @@ void Upstream::set_health(Health health, std::string reason) {
     if (metrics_) metrics_->set_upstream_up(chain_, config_.id, health == Health::up);
     switch (health) {
         case Health::up:
-            spdlog::info("upstream {} (chain {}) is up{}", config_.id, chain_, before == Health::down ? " again" : "");
+            spdlog::info("upstream {} (chain {}) is up{}", config_.id, chain_,
+                         before == Health::down ? " again" : "");
             break;
         case Health::down:
-            spdlog::warn("upstream {} (chain {}) is down after {} failures in a row: {}", config_.id, chain_,
-                         consecutive_failures_, reason_);
+            spdlog::warn("upstream {} (chain {}) is down after {} failures in a row: {}",
+                         config_.id, chain_, consecutive_failures_, reason_);
             break;
         case Health::wrong_chain:
             spdlog::error("upstream {} (chain {}) is EXCLUDED: {}", config_.id, chain_, reason_);
             break;
-        case Health::unknown: break;
+        case Health::unknown:
+            break;
     }
 }
 
@@ -60,7 +71,8 @@ void Upstream::record_success() {
     consecutive_failures_ = 0;
     ++consecutive_successes_;
     if (health_ == Health::wrong_chain) return;
-    if (health_ == Health::unknown || (health_ == Health::down && consecutive_successes_ >= health_config_.healthy_threshold))
+    if (health_ == Health::unknown ||
+        (health_ == Health::down && consecutive_successes_ >= health_config_.healthy_threshold))
         set_health(Health::up, "answering");
 }
 
@@ -81,13 +93,15 @@ void Upstream::record_failure(std::string_view reason) {
 void Upstream::record_wrong_chain(std::uint64_t expected, std::uint64_t reported) {
     std::lock_guard lock(mu_);
     if (health_ == Health::wrong_chain) return;
-    set_health(Health::wrong_chain, "reports chain id " + std::to_string(reported) + ", the chain is configured with " +
+    set_health(Health::wrong_chain, "reports chain id " + std::to_string(reported) +
+                                        ", the chain is configured with " +
                                         std::to_string(expected) + "; check the upstream URL");
 }
 
 UpstreamStatus Upstream::status() const {
     std::lock_guard lock(mu_);
-    return UpstreamStatus{config_.id, config_.tier, health_, reason_, consecutive_failures_, requests_, failures_, since_};
+    return UpstreamStatus{config_.id, config_.tier, health_, reason_, consecutive_failures_,
+                          requests_,  failures_,    since_};
 }
 
 }  // namespace gateway::upstream

@@ -14,11 +14,15 @@ namespace gateway::test {
 std::string tool_path(const std::string& name) {
     std::string path = std::string(GATEWAY_TOOLS_BIN) + "/" + name;
     if (!std::filesystem::exists(path))
-        throw std::runtime_error(path + " is missing: run scripts/install-deps.sh (it installs the pinned anvil and cast)");
+        throw std::runtime_error(
+            path +
+            " is missing: run scripts/install-deps.sh (it installs the pinned anvil and cast)");
     return path;
 }
 
-std::string gateway_binary() { return GATEWAY_BINARY; }
+std::string gateway_binary() {
+    return GATEWAY_BINARY;
+}
 
 std::string cast(const std::vector<std::string>& args) {
     std::vector<std::string> argv{tool_path("cast")};
@@ -28,35 +32,44 @@ std::string cast(const std::vector<std::string>& args) {
     for (auto& a : args) cmd += " " + a;
     EXPECT_EQ(r.exit_code, 0) << "cast" << cmd << "\nstderr: " << r.err;
     std::string out = r.out;
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' '))
+        out.pop_back();
     return out;
 }
 
 Anvil::Anvil(const std::string& dir, std::uint64_t chain_id) {
-    const std::string log = dir + "/anvil-" + std::to_string(chain_id) + "-" + std::to_string(std::rand()) + ".log";
+    const std::string log =
+        dir + "/anvil-" + std::to_string(chain_id) + "-" + std::to_string(std::rand()) + ".log";
     process_ = std::make_unique<Process>(
-        std::vector<std::string>{tool_path("anvil"), "--host", "127.0.0.1", "--port", "0", "--chain-id", std::to_string(chain_id)},
+        std::vector<std::string>{tool_path("anvil"), "--host", "127.0.0.1", "--port", "0",
+                                 "--chain-id", std::to_string(chain_id)},
         log);
     auto port = process_->wait_for_output(std::regex("Listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
     if (!port) throw std::runtime_error("anvil did not start:\n" + process_->output());
     port_ = static_cast<std::uint16_t>(std::stoi(*port));
 }
 
-GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains_yaml, const std::string& server_yaml) {
+GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains_yaml,
+                               const std::string& server_yaml) {
     const std::string config = dir + "/gateway.yaml";
-    write_file(config, "server:\n"
-                       "  listen: 127.0.0.1:0\n"
-                       "  admin_listen: 127.0.0.1:0\n" +
-                           server_yaml +
-                           "log:\n"
-                           "  level: info\n"
-                           "store:\n"
-                           "  path: " +
-                           dir + "/data/gateway.db\n" + "chains:\n" + chains_yaml);
-    process_ = std::make_unique<Process>(std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/gateway.log");
-    auto rpc = process_->wait_for_output(std::regex("rpc listener: listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
-    auto admin = process_->wait_for_output(std::regex("admin listener: listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
-    if (!rpc || !admin) throw std::runtime_error("the gateway did not start:\n" + process_->output());
+    write_file(config,
+               "server:\n"
+               "  listen: 127.0.0.1:0\n"
+               "  admin_listen: 127.0.0.1:0\n" +
+                   server_yaml +
+                   "log:\n"
+                   "  level: info\n"
+                   "store:\n"
+                   "  path: " +
+                   dir + "/data/gateway.db\n" + "chains:\n" + chains_yaml);
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/gateway.log");
+    auto rpc = process_->wait_for_output(
+        std::regex("rpc listener: listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
+    auto admin = process_->wait_for_output(
+        std::regex("admin listener: listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
+    if (!rpc || !admin)
+        throw std::runtime_error("the gateway did not start:\n" + process_->output());
     port_ = static_cast<std::uint16_t>(std::stoi(*rpc));
     admin_port_ = static_cast<std::uint16_t>(std::stoi(*admin));
 }

@@ -33,7 +33,8 @@ private:
 /// lines for `server:`; it listens on ports of its own choosing.
 class GatewayProcess {
 public:
-    GatewayProcess(const std::string& dir, const std::string& chains_yaml, const std::string& server_yaml = "");
+    GatewayProcess(const std::string& dir, const std::string& chains_yaml,
+                   const std::string& server_yaml = "");
     std::uint16_t port() const { return port_; }
     std::uint16_t admin_port() const { return admin_port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }

@@ -5,11 +5,11 @@
 #include "support/http_test_client.hpp"
 #include "support/tcp_forwarder.hpp"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <csignal>
@@ -24,21 +24,27 @@ using ::testing::HasSubstr;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
-const std::string kRich = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";  // anvil's first funded account
+const std::string kRich =
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";  // anvil's first funded account
 // Init code of a contract whose runtime returns 42 for any call.
 const std::string kInitCode = "0x69602a60005260206000f3600052600a6016f3";
 
-std::string two_endpoints(std::uint16_t a, std::uint16_t b, const std::string& extra_chain_yaml = "") {
+std::string two_endpoints(std::uint16_t a, std::uint16_t b,
+                          const std::string& extra_chain_yaml = "") {
     return "  - name: devnet\n"
            "    chain_id: 31337\n"
            "    health: {interval_ms: 200, timeout_ms: 1000}\n" +
            extra_chain_yaml +
            "    upstreams:\n"
            "      - id: node-a\n"
-           "        url: http://127.0.0.1:" + std::to_string(a) + "\n"
+           "        url: http://127.0.0.1:" +
+           std::to_string(a) +
+           "\n"
            "        timeout_ms: 2000\n"
            "      - id: node-b\n"
-           "        url: http://127.0.0.1:" + std::to_string(b) + "\n"
+           "        url: http://127.0.0.1:" +
+           std::to_string(b) +
+           "\n"
            "        timeout_ms: 2000\n";
 }
 
@@ -52,12 +58,14 @@ protected:
     }
 
     void start_gateway(const std::string& server_yaml = "") {
-        gw = std::make_unique<GatewayProcess>(dir, two_endpoints(a->port(), b->port()), server_yaml);
+        gw =
+            std::make_unique<GatewayProcess>(dir, two_endpoints(a->port(), b->port()), server_yaml);
         ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
     }
 
     void TearDown() override {
-        if (HasFailure() && gw) std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
+        if (HasFailure() && gw)
+            std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
     }
 
     std::string dir;
@@ -74,24 +82,31 @@ TEST_F(ProxyTest, CastReadsThroughTheGatewayEqualTheDirectAnswers) {
 
     // A contract to call, deployed directly on the node.
     cast({"send", "--unlocked", "--from", kRich, "--rpc-url", direct, "--create", kInitCode});
-    const std::string contract = cast({"compute-address", kRich, "--nonce", "0"}).substr(std::string("Computed Address: ").size());
+    const std::string contract = cast({"compute-address", kRich, "--nonce", "0"})
+                                     .substr(std::string("Computed Address: ").size());
     // And a block or two more through the gateway, so that the numbers are not trivially 0.
     cast({"rpc", "anvil_mine", "2", "--rpc-url", direct});
 
-    EXPECT_EQ(cast({"block-number", "--rpc-url", via}), cast({"block-number", "--rpc-url", direct}));
+    EXPECT_EQ(cast({"block-number", "--rpc-url", via}),
+              cast({"block-number", "--rpc-url", direct}));
     EXPECT_EQ(cast({"block-number", "--rpc-url", via}), "3");
     EXPECT_EQ(cast({"chain-id", "--rpc-url", via}), "31337");
-    EXPECT_EQ(cast({"balance", kRich, "--rpc-url", via}), cast({"balance", kRich, "--rpc-url", direct}));
+    EXPECT_EQ(cast({"balance", kRich, "--rpc-url", via}),
+              cast({"balance", kRich, "--rpc-url", direct}));
     EXPECT_EQ(cast({"call", contract, "f()(uint256)", "--rpc-url", via}), "42");
-    EXPECT_EQ(cast({"call", contract, "f()(uint256)", "--rpc-url", via}), cast({"call", contract, "f()(uint256)", "--rpc-url", direct}));
-    EXPECT_EQ(cast({"block", "latest", "--json", "--rpc-url", via}), cast({"block", "latest", "--json", "--rpc-url", direct}));
+    EXPECT_EQ(cast({"call", contract, "f()(uint256)", "--rpc-url", via}),
+              cast({"call", contract, "f()(uint256)", "--rpc-url", direct}));
+    EXPECT_EQ(cast({"block", "latest", "--json", "--rpc-url", via}),
+              cast({"block", "latest", "--json", "--rpc-url", direct}));
     EXPECT_EQ(cast({"code", contract, "--rpc-url", via}), "0x602a60005260206000f3");
 
     // A write is forwarded too (retried on no other node; that is the next issue's business).
-    const std::string receipt = cast({"send", "--unlocked", "--from", kRich, "0x00000000000000000000000000000000000000aa", "--value",
-                                      "1000", "--json", "--rpc-url", via});
+    const std::string receipt =
+        cast({"send", "--unlocked", "--from", kRich, "0x00000000000000000000000000000000000000aa",
+              "--value", "1000", "--json", "--rpc-url", via});
     EXPECT_EQ(json::parse(receipt).at("status"), "0x1");
-    EXPECT_EQ(cast({"balance", "0x00000000000000000000000000000000000000aa", "--rpc-url", direct}), "1000");
+    EXPECT_EQ(cast({"balance", "0x00000000000000000000000000000000000000aa", "--rpc-url", direct}),
+              "1000");
 }
 
 TEST_F(ProxyTest, ABatchOfTenMixedCallsEqualsTheDirectAnswers) {
@@ -100,14 +115,19 @@ TEST_F(ProxyTest, ABatchOfTenMixedCallsEqualsTheDirectAnswers) {
     const std::string batch = R"([
         {"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]},
         {"jsonrpc":"2.0","id":"two","method":"eth_chainId","params":[]},
-        {"jsonrpc":"2.0","id":3,"method":"eth_getBalance","params":[")" + kRich + R"(","latest"]},
+        {"jsonrpc":"2.0","id":3,"method":"eth_getBalance","params":[")" +
+                              kRich + R"(","latest"]},
         {"jsonrpc":"2.0","id":4,"method":"eth_getBlockByNumber","params":["0x2",false]},
         {"jsonrpc":"2.0","id":5,"method":"eth_gasPrice","params":[]},
-        {"jsonrpc":"2.0","id":6,"method":"eth_getTransactionCount","params":[")" + kRich + R"(","latest"]},
-        {"jsonrpc":"2.0","id":7,"method":"eth_getCode","params":[")" + kRich + R"(","latest"]},
+        {"jsonrpc":"2.0","id":6,"method":"eth_getTransactionCount","params":[")" +
+                              kRich + R"(","latest"]},
+        {"jsonrpc":"2.0","id":7,"method":"eth_getCode","params":[")" +
+                              kRich + R"(","latest"]},
         {"jsonrpc":"2.0","id":8,"method":"net_version","params":[]},
-        {"jsonrpc":"2.0","id":9,"method":"eth_call","params":[{"to":")" + kRich + R"(","data":"0x"},"latest"]},
-        {"jsonrpc":"2.0","id":10,"method":"eth_getStorageAt","params":[")" + kRich + R"(","0x0","latest"]}
+        {"jsonrpc":"2.0","id":9,"method":"eth_call","params":[{"to":")" +
+                              kRich + R"(","data":"0x"},"latest"]},
+        {"jsonrpc":"2.0","id":10,"method":"eth_getStorageAt","params":[")" +
+                              kRich + R"(","0x0","latest"]}
     ])";
     HttpReply via = http_post(gw->port(), "/", batch);
     HttpReply direct = http_post(anvil->port(), "/", batch);
@@ -140,9 +160,11 @@ TEST_F(ProxyTest, TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {
         for (int i = 0; i < n; ++i) {
             try {
                 if (!c) c = std::make_unique<HttpConnection>(gw->port());
-                HttpReply r = c->post("/", rpc_body("eth_getBalance", "[\"" + kRich + "\",\"latest\"]", i));
+                HttpReply r =
+                    c->post("/", rpc_body("eth_getBalance", "[\"" + kRich + "\",\"latest\"]", i));
                 json::value v = json::parse(r.body);
-                if (r.status != 200 || !v.as_object().contains("result")) throw std::runtime_error(r.body);
+                if (r.status != 200 || !v.as_object().contains("result"))
+                    throw std::runtime_error(r.body);
                 std::lock_guard lock(mu);
                 ++by_upstream[r.header("x-gateway-upstream")];
             } catch (const std::exception& e) {
@@ -165,7 +187,10 @@ TEST_F(ProxyTest, TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {
     EXPECT_GT(by_upstream["node-a"], 0) << "node-a served before it died";
     EXPECT_GT(by_upstream["node-b"], 0) << "node-b took over";
     // And afterwards every read goes to node-b.
-    for (int i = 0; i < 5; ++i) EXPECT_EQ(http_post(gw->port(), "/", rpc_body("eth_blockNumber")).header("x-gateway-upstream"), "node-b");
+    for (int i = 0; i < 5; ++i)
+        EXPECT_EQ(
+            http_post(gw->port(), "/", rpc_body("eth_blockNumber")).header("x-gateway-upstream"),
+            "node-b");
 }
 
 TEST_F(ProxyTest, EveryUpstreamDownIsAClear503WithinTheTimeoutAndServiceResumesByItself) {
@@ -186,7 +211,8 @@ TEST_F(ProxyTest, EveryUpstreamDownIsAClear503WithinTheTimeoutAndServiceResumesB
     CommandResult c = run_command({tool_path("cast"), "block-number", "--rpc-url", gw->url()}, 30s);
     EXPECT_NE(c.exit_code, 0);
     EXPECT_THAT(c.err, HasSubstr("upstream"));
-    for (int i = 0; i < 100 && http_get(gw->admin_port(), "/readyz").status != 503; ++i) std::this_thread::sleep_for(20ms);
+    for (int i = 0; i < 100 && http_get(gw->admin_port(), "/readyz").status != 503; ++i)
+        std::this_thread::sleep_for(20ms);
     EXPECT_EQ(http_get(gw->admin_port(), "/readyz").status, 503u);
 
     b->start();  // a node comes back; nobody touches the gateway
@@ -212,7 +238,8 @@ TEST_F(ProxyTest, BlackHoledUpstreamsGiveA503WithinTheRequestTimeout) {
     b->stop();
     b->start();
     const auto t0 = Clock::now();
-    HttpReply r = http_post(gw->port(), "/", rpc_body("eth_getBalance", "[\"" + kRich + "\",\"latest\"]"));
+    HttpReply r =
+        http_post(gw->port(), "/", rpc_body("eth_getBalance", "[\"" + kRich + "\",\"latest\"]"));
     const auto took = Clock::now() - t0;
     EXPECT_EQ(r.status, 503u);
     EXPECT_LT(took, 2500ms);
@@ -245,13 +272,16 @@ TEST_F(ProxyTest, SigtermDuringLoadAnswersEveryRequestSentBeforeIt) {
                     c->send("POST", "/", rpc_body("eth_blockNumber", "[]", id * 100000 + i));
                     sent = Clock::now();
                 } catch (const std::exception&) {
-                    break;  // the server closed this keep-alive connection first: nothing was accepted
+                    break;  // the server closed this keep-alive connection first: nothing was
+                            // accepted
                 }
                 try {
                     HttpReply r = c->receive();
-                    if (r.status != 200) throw std::runtime_error("HTTP " + std::to_string(r.status) + " " + r.body);
+                    if (r.status != 200)
+                        throw std::runtime_error("HTTP " + std::to_string(r.status) + " " + r.body);
                     ++answered;
-                    if (Clock::time_point(Clock::duration(signal_at.load())) < Clock::now()) ++answered_after_signal;
+                    if (Clock::time_point(Clock::duration(signal_at.load())) < Clock::now())
+                        ++answered_after_signal;
                     if (!r.keep_alive) break;  // the gateway said Connection: close
                 } catch (const std::exception& e) {
                     if (sent < Clock::time_point(Clock::duration(signal_at.load()))) {
@@ -275,15 +305,21 @@ TEST_F(ProxyTest, SigtermDuringLoadAnswersEveryRequestSentBeforeIt) {
 
     ASSERT_TRUE(code.has_value()) << "the gateway did not exit";
     EXPECT_EQ(*code, 0);
-    EXPECT_TRUE(violations.empty()) << violations.size() << " request(s) sent before SIGTERM failed, first: " << violations.front();
+    EXPECT_TRUE(violations.empty())
+        << violations.size()
+        << " request(s) sent before SIGTERM failed, first: " << violations.front();
     EXPECT_GT(answered_after_signal, 0) << "requests in flight at the signal were answered";
     EXPECT_THAT(gw->process().output(), HasSubstr("shutdown complete"));
 }
 
 TEST(Cli, CheckConfigVersionAndBadArguments) {
     const std::string dir = make_temp_dir("gateway-cli");
-    write_file(dir + "/good.yaml", "chains:\n  - name: devnet\n    chain_id: 31337\n    upstreams:\n      - id: a\n        url: http://127.0.0.1:1\n");
-    write_file(dir + "/bad.yaml", "chains:\n  - name: devnet\n    chain_id: 31337\n    upstreams:\n      - id: a\n        url: http://127.0.0.1:1\n        wieght: 2\n");
+    write_file(dir + "/good.yaml",
+               "chains:\n  - name: devnet\n    chain_id: 31337\n    upstreams:\n      - id: a\n    "
+               "    url: http://127.0.0.1:1\n");
+    write_file(dir + "/bad.yaml",
+               "chains:\n  - name: devnet\n    chain_id: 31337\n    upstreams:\n      - id: a\n    "
+               "    url: http://127.0.0.1:1\n        wieght: 2\n");
 
     CommandResult good = run_command({gateway_binary(), "--check-config", dir + "/good.yaml"});
     EXPECT_EQ(good.exit_code, 0) << good.err;
@@ -309,9 +345,11 @@ TEST(Cli, APortInUseIsAClearStartupError) {
     const std::string dir = make_temp_dir("gateway-cli");
     boost::asio::io_context ioc;
     boost::asio::ip::tcp::acceptor taken(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    write_file(dir + "/gw.yaml", "server:\n  listen: 127.0.0.1:" + std::to_string(taken.local_endpoint().port()) +
-                                     "\n  admin_listen: 127.0.0.1:0\nstore:\n  path: " + dir +
-                                     "/gw.db\nchains:\n  - name: devnet\n    chain_id: 31337\n    upstreams:\n      - id: a\n        url: http://127.0.0.1:1\n");
+    write_file(dir + "/gw.yaml",
+               "server:\n  listen: 127.0.0.1:" + std::to_string(taken.local_endpoint().port()) +
+                   "\n  admin_listen: 127.0.0.1:0\nstore:\n  path: " + dir +
+                   "/gw.db\nchains:\n  - name: devnet\n    chain_id: 31337\n    upstreams:\n      "
+                   "- id: a\n        url: http://127.0.0.1:1\n");
     CommandResult r = run_command({gateway_binary(), "--config", dir + "/gw.yaml"}, 20s);
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_THAT(r.out, HasSubstr("cannot start"));
@@ -321,10 +359,11 @@ TEST(Cli, APortInUseIsAClearStartupError) {
 TEST(Secrets, UpstreamCredentialsNeverReachTheLog) {
     const std::string dir = make_temp_dir("gateway-secrets");
     const std::uint16_t closed = closed_port();
-    GatewayProcess gw(dir,
-                      "  - name: devnet\n    chain_id: 31337\n    health: {interval_ms: 50}\n    upstreams:\n"
-                      "      - id: hosted\n        url: http://apiuser:PASSWORD123@127.0.0.1:" +
-                          std::to_string(closed) + "/v3/APIKEY456\n");
+    GatewayProcess gw(
+        dir,
+        "  - name: devnet\n    chain_id: 31337\n    health: {interval_ms: 50}\n    upstreams:\n"
+        "      - id: hosted\n        url: http://apiuser:PASSWORD123@127.0.0.1:" +
+            std::to_string(closed) + "/v3/APIKEY456\n");
     // Make it fail in every way it can be logged: probes, a call, the admin view.
     std::this_thread::sleep_for(300ms);
     HttpReply r = http_post(gw.port(), "/", rpc_body("eth_blockNumber"));

@@ -33,13 +33,16 @@ struct FakeUpstream::Impl {
         json::value body = json::parse(request.body, ec);
         if (ec || !body.is_object()) {
             response.status = 400;
-            response.body = R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"fake: not a single call"}})";
+            response.body =
+                R"({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"fake: not a single call"}})";
             co_return response;
         }
-        const std::string method = body.as_object().contains("method") && body.at("method").is_string()
-                                       ? std::string(body.at("method").get_string())
-                                       : std::string();
-        const std::string id = body.as_object().contains("id") ? json::serialize(body.at("id")) : "null";
+        const std::string method =
+            body.as_object().contains("method") && body.at("method").is_string()
+                ? std::string(body.at("method").get_string())
+                : std::string();
+        const std::string id =
+            body.as_object().contains("id") ? json::serialize(body.at("id")) : "null";
         std::optional<FakeReply> reply;
         {
             std::lock_guard lock(mu);
@@ -50,13 +53,15 @@ struct FakeUpstream::Impl {
             if (method == "eth_chainId")
                 reply = FakeReply::ok("\"0x" + [this] {
                     char buf[32];
-                    std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(chain_id));
+                    std::snprintf(buf, sizeof buf, "%llx",
+                                  static_cast<unsigned long long>(chain_id));
                     return std::string(buf);
                 }() + "\"");
             else if (method == "eth_blockNumber")
                 reply = FakeReply::ok("\"0x10\"");
             else
-                reply = FakeReply::rpc_error(-32601, "the method " + method + " does not exist/is not available");
+                reply = FakeReply::rpc_error(
+                    -32601, "the method " + method + " does not exist/is not available");
         }
         if (reply->delay.count() > 0) {
             asio::steady_timer timer(co_await asio::this_coro::executor, reply->delay);
@@ -68,21 +73,26 @@ struct FakeUpstream::Impl {
             response.body = *reply->raw_body;
         } else if (reply->error) {
             json::object e{{"code", reply->error->first}, {"message", reply->error->second}};
-            response.body = R"({"jsonrpc":"2.0","id":)" + id + R"(,"error":)" + json::serialize(e) + "}";
+            response.body =
+                R"({"jsonrpc":"2.0","id":)" + id + R"(,"error":)" + json::serialize(e) + "}";
         } else {
-            response.body = R"({"jsonrpc":"2.0","id":)" + id + R"(,"result":)" + reply->result.value_or("null") + "}";
+            response.body = R"({"jsonrpc":"2.0","id":)" + id + R"(,"result":)" +
+                            reply->result.value_or("null") + "}";
         }
         co_return response;
     }
 };
 
-FakeUpstream::FakeUpstream(std::uint64_t chain_id, Script script) : impl_(std::make_unique<Impl>()) {
+FakeUpstream::FakeUpstream(std::uint64_t chain_id, Script script)
+    : impl_(std::make_unique<Impl>()) {
     impl_->chain_id = chain_id;
     impl_->script = std::move(script);
     http::ListenerOptions options;
     options.name = "fake-upstream";
     options.endpoint = config::Endpoint{"127.0.0.1", 0};
-    impl_->listener = http::make_listener(impl_->ioc, options, [impl = impl_.get()](http::Request& r) { return impl->handle(r); }, nullptr);
+    impl_->listener = http::make_listener(
+        impl_->ioc, options, [impl = impl_.get()](http::Request& r) { return impl->handle(r); },
+        nullptr);
     impl_->listener->start();
     impl_->thread = std::thread([impl = impl_.get()] { impl->ioc.run(); });
 }
@@ -92,7 +102,9 @@ FakeUpstream::~FakeUpstream() {
     impl_->thread.join();
 }
 
-std::uint16_t FakeUpstream::port() const { return impl_->listener->local_endpoint().port; }
+std::uint16_t FakeUpstream::port() const {
+    return impl_->listener->local_endpoint().port;
+}
 
 void FakeUpstream::set_script(Script script) {
     std::lock_guard lock(impl_->mu);

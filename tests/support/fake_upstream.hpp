@@ -21,21 +21,29 @@ namespace gateway::test {
 struct FakeReply {
     unsigned status = 200;
     std::optional<std::string> result;  ///< JSON text of the result, answered with the request's id
-    std::optional<std::pair<int, std::string>> error;  ///< a JSON-RPC error, answered with the request's id
+    std::optional<std::pair<int, std::string>>
+        error;                            ///< a JSON-RPC error, answered with the request's id
     std::optional<std::string> raw_body;  ///< exactly this body instead
     std::chrono::milliseconds delay{0};
     std::vector<std::pair<std::string, std::string>> headers;
 
-    static FakeReply ok(std::string result_json) { return FakeReply{.result = std::move(result_json)}; }
-    static FakeReply rpc_error(int code, std::string message) { return FakeReply{.error = std::make_pair(code, std::move(message))}; }
-    static FakeReply http(unsigned status, std::string body) { return FakeReply{.status = status, .raw_body = std::move(body)}; }
+    static FakeReply ok(std::string result_json) {
+        return FakeReply{.result = std::move(result_json)};
+    }
+    static FakeReply rpc_error(int code, std::string message) {
+        return FakeReply{.error = std::make_pair(code, std::move(message))};
+    }
+    static FakeReply http(unsigned status, std::string body) {
+        return FakeReply{.status = status, .raw_body = std::move(body)};
+    }
 };
 
 class FakeUpstream {
 public:
     /// Decides the reply to a call; nullopt for the default (eth_chainId answers the chain id,
     /// eth_blockNumber "0x10", anything else "method not found").
-    using Script = std::function<std::optional<FakeReply>(const std::string& method, const boost::json::value& request)>;
+    using Script = std::function<std::optional<FakeReply>(const std::string& method,
+                                                          const boost::json::value& request)>;
 
     explicit FakeUpstream(std::uint64_t chain_id = 31337, Script script = {});
     ~FakeUpstream();

@@ -7,9 +7,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include <algorithm>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <algorithm>
 
 namespace gateway::test {
 
@@ -23,9 +23,11 @@ struct HttpConnection::Impl {
     boost::beast::flat_buffer buffer;
 };
 
-HttpConnection::HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout) : impl_(std::make_unique<Impl>()) {
+HttpConnection::HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>()) {
     impl_->socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
     setsockopt(impl_->socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(impl_->socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
@@ -35,13 +37,15 @@ HttpConnection::~HttpConnection() {
     impl_->socket.close(ec);
 }
 
-HttpReply HttpConnection::request(const std::string& method, const std::string& target, const std::string& body,
+HttpReply HttpConnection::request(const std::string& method, const std::string& target,
+                                  const std::string& body,
                                   const std::vector<std::pair<std::string, std::string>>& headers) {
     send(method, target, body, headers);
     return receive();
 }
 
-void HttpConnection::send(const std::string& method, const std::string& target, const std::string& body,
+void HttpConnection::send(const std::string& method, const std::string& target,
+                          const std::string& body,
                           const std::vector<std::pair<std::string, std::string>>& headers) {
     bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
     req.set(bhttp::field::host, "127.0.0.1");
@@ -63,13 +67,16 @@ HttpReply HttpConnection::receive() {
     reply.keep_alive = res.keep_alive();
     for (auto& f : res) {
         std::string name(f.name_string());
-        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         reply.headers[name] = std::string(f.value());
     }
     return reply;
 }
 
-void HttpConnection::send_raw(const std::string& bytes) { asio::write(impl_->socket, asio::buffer(bytes)); }
+void HttpConnection::send_raw(const std::string& bytes) {
+    asio::write(impl_->socket, asio::buffer(bytes));
+}
 
 std::string HttpConnection::read_until_close() {
     std::string out(static_cast<const char*>(impl_->buffer.data().data()), impl_->buffer.size());
@@ -95,7 +102,9 @@ HttpReply http_post(std::uint16_t port, const std::string& target, const std::st
     return HttpConnection(port).post(target, body);
 }
 
-HttpReply http_get(std::uint16_t port, const std::string& target) { return HttpConnection(port).get(target); }
+HttpReply http_get(std::uint16_t port, const std::string& target) {
+    return HttpConnection(port).get(target);
+}
 
 std::uint16_t closed_port() {
     asio::io_context ioc;
@@ -104,7 +113,8 @@ std::uint16_t closed_port() {
 }
 
 std::string rpc_body(const std::string& method, const std::string& params_json, int id) {
-    return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":")" + method + R"(","params":)" + params_json + "}";
+    return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":")" + method +
+           R"(","params":)" + params_json + "}";
 }
 
 }  // namespace gateway::test

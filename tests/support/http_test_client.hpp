@@ -23,10 +23,12 @@ struct HttpReply {
     }
 };
 
-/// One keep-alive connection to 127.0.0.1:port. Transport failures throw boost::system::system_error.
+/// One keep-alive connection to 127.0.0.1:port. Transport failures throw
+/// boost::system::system_error.
 class HttpConnection {
 public:
-    explicit HttpConnection(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+    explicit HttpConnection(std::uint16_t port,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(30));
     ~HttpConnection();
 
     HttpReply request(const std::string& method, const std::string& target, const std::string& body,
@@ -35,7 +37,9 @@ public:
     void send(const std::string& method, const std::string& target, const std::string& body,
               const std::vector<std::pair<std::string, std::string>>& headers = {});
     HttpReply receive();
-    HttpReply post(const std::string& target, const std::string& body) { return request("POST", target, body); }
+    HttpReply post(const std::string& target, const std::string& body) {
+        return request("POST", target, body);
+    }
     HttpReply get(const std::string& target) { return request("GET", target, ""); }
 
     /// Writes bytes as they are (for malformed requests).

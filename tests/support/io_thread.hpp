@@ -29,7 +29,8 @@ public:
     boost::asio::io_context ioc;
 
 private:
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_{ioc.get_executor()};
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_{
+        ioc.get_executor()};
     std::thread thread_;
 };
 

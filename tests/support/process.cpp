@@ -1,28 +1,29 @@
 #include "support/process.hpp"
 
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <poll.h>
 #include <sstream>
 #include <stdexcept>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <thread>
-#include <linux/close_range.h>
-#include <unistd.h>
 
 namespace gateway::test {
 
 std::string make_temp_dir(const std::string& prefix) {
     const char* base = std::getenv("TMPDIR");
     std::string pattern = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
-    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
+    if (!mkdtemp(pattern.data()))
+        throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
     return pattern;
 }
 
@@ -60,7 +61,8 @@ void child_setup() {
 
 }  // namespace
 
-Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+Process::Process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
     auto args = c_args(argv);
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -89,8 +91,10 @@ bool Process::running() {
     int status = 0;
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == 0) return true;
-    if (r == pid_) exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    else exit_code_ = -1;
+    if (r == pid_)
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    else
+        exit_code_ = -1;
     return false;
 }
 
@@ -107,9 +111,12 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
     return exit_code_;
 }
 
-std::string Process::output() const { return read_file(log_path_); }
+std::string Process::output() const {
+    return read_file(log_path_);
+}
 
-std::optional<std::string> Process::wait_for_output(const std::regex& pattern, std::chrono::milliseconds timeout) {
+std::optional<std::string> Process::wait_for_output(const std::regex& pattern,
+                                                    std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         std::string text = output();
@@ -123,7 +130,8 @@ std::optional<std::string> Process::wait_for_output(const std::regex& pattern, s
 CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
     int out_pipe[2];
     int err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0)
+        throw std::runtime_error("pipe failed");
     auto args = c_args(argv);
     pid_t pid = fork();
     if (pid < 0) throw std::runtime_error("fork failed");
@@ -143,7 +151,9 @@ CommandResult run_command(const std::vector<std::string>& argv, std::chrono::mil
     int open_fds = 2;
     bool timed_out = false;
     while (open_fds > 0) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -167,7 +177,8 @@ CommandResult run_command(const std::vector<std::string>& argv, std::chrono::mil
     if (timed_out) kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    result.exit_code = timed_out ? -1 : (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    result.exit_code =
+        timed_out ? -1 : (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     return result;
 }
 

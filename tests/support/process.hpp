@@ -2,11 +2,11 @@
 // Child processes for tests: the gateway binary, anvil, cast. A child dies with the test process,
 // so a failed test leaves nothing running.
 
+#include <sys/types.h>
 #include <chrono>
 #include <optional>
 #include <regex>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 namespace gateway::test {
@@ -36,7 +36,8 @@ public:
     /// Everything the process wrote so far.
     std::string output() const;
     /// Waits until the output matches `pattern`; the first capture group (or the whole match).
-    std::optional<std::string> wait_for_output(const std::regex& pattern, std::chrono::milliseconds timeout);
+    std::optional<std::string> wait_for_output(const std::regex& pattern,
+                                               std::chrono::milliseconds timeout);
 
 private:
     pid_t pid_ = -1;
@@ -51,6 +52,7 @@ struct CommandResult {
 };
 
 /// Runs a command to completion and captures its output.
-CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s);
+CommandResult run_command(const std::vector<std::string>& argv,
+                          std::chrono::milliseconds timeout = 60s);
 
 }  // namespace gateway::test

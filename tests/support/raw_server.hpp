@@ -20,7 +20,8 @@ namespace gateway::test {
 
 class RawServer {
 public:
-    using Handler = std::function<void(boost::asio::ip::tcp::socket&, std::size_t connection_index)>;
+    using Handler =
+        std::function<void(boost::asio::ip::tcp::socket&, std::size_t connection_index)>;
 
     explicit RawServer(Handler handler) : handler_(std::move(handler)) {
         using tcp = boost::asio::ip::tcp;
@@ -63,13 +64,15 @@ public:
         boost::system::error_code ec;
         std::size_t n = boost::asio::read_until(s, buf, "\r\n\r\n", ec);
         if (ec) return "";
-        std::string head(boost::asio::buffers_begin(buf.data()), boost::asio::buffers_begin(buf.data()) + n);
+        std::string head(boost::asio::buffers_begin(buf.data()),
+                         boost::asio::buffers_begin(buf.data()) + n);
         buf.consume(n);
         std::size_t length = 0;
         auto pos = head.find("Content-Length: ");
         if (pos == std::string::npos) pos = head.find("content-length: ");
         if (pos != std::string::npos) length = std::stoul(head.substr(pos + 16));
-        std::string body(boost::asio::buffers_begin(buf.data()), boost::asio::buffers_end(buf.data()));
+        std::string body(boost::asio::buffers_begin(buf.data()),
+                         boost::asio::buffers_end(buf.data()));
         if (body.size() < length) {
             std::string rest(length - body.size(), '\0');
             boost::asio::read(s, boost::asio::buffer(rest), ec);
@@ -85,7 +88,8 @@ public:
 
     /// An HTTP 200 answer with a JSON body, keep-alive.
     static std::string ok_response(const std::string& body) {
-        return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
     }
 
 private:

@@ -24,7 +24,8 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
     asio::io_context ioc;
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{ioc.get_executor()};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{
+        ioc.get_executor()};
     std::thread thread;
     tcp::acceptor acceptor{ioc};
     std::uint16_t target_port = 0;
@@ -66,7 +67,8 @@ struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
         }
     }
 
-    static asio::awaitable<void> serve(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> client) {
+    static asio::awaitable<void> serve(std::shared_ptr<Impl> self,
+                                       std::shared_ptr<tcp::socket> client) {
         const Mode m = self->mode;
         if (m == Mode::reset) {
             boost::system::error_code ec;
@@ -81,7 +83,8 @@ struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
             co_return;
         }
         auto server = std::make_shared<tcp::socket>(self->ioc);
-        auto [ec] = co_await server->async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), self->target_port), use_nothrow);
+        auto [ec] = co_await server->async_connect(
+            tcp::endpoint(asio::ip::make_address("127.0.0.1"), self->target_port), use_nothrow);
         if (ec) {
             boost::system::error_code ignored;
             client->close(ignored);
@@ -101,8 +104,8 @@ struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
         }
     }
 
-    static asio::awaitable<void> pump(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> from, std::shared_ptr<tcp::socket> to,
-                                      bool from_client) {
+    static asio::awaitable<void> pump(std::shared_ptr<Impl> self, std::shared_ptr<tcp::socket> from,
+                                      std::shared_ptr<tcp::socket> to, bool from_client) {
         std::array<char, 16384> buf;
         asio::steady_timer timer(self->ioc);
         for (;;) {
@@ -113,7 +116,8 @@ struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
                 timer.expires_after(std::chrono::milliseconds(self->delay_ms.load()));
                 co_await timer.async_wait(use_nothrow);
             }
-            auto [wec, wn] = co_await asio::async_write(*to, asio::buffer(buf.data(), n), use_nothrow);
+            auto [wec, wn] =
+                co_await asio::async_write(*to, asio::buffer(buf.data(), n), use_nothrow);
             if (wec) break;
         }
         boost::system::error_code ignored;
@@ -126,7 +130,8 @@ struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
     }
 };
 
-TcpForwarder::TcpForwarder(std::uint16_t target_port, std::uint16_t listen_port) : impl_(std::make_shared<Impl>()) {
+TcpForwarder::TcpForwarder(std::uint16_t target_port, std::uint16_t listen_port)
+    : impl_(std::make_shared<Impl>()) {
     impl_->target_port = target_port;
     impl_->listen(listen_port);
     impl_->thread = std::thread([impl = impl_.get()] { impl->ioc.run(); });
@@ -140,10 +145,18 @@ TcpForwarder::~TcpForwarder() {
     impl_->thread.join();
 }
 
-std::uint16_t TcpForwarder::port() const { return impl_->port; }
-void TcpForwarder::set_mode(Mode mode) { impl_->mode = mode; }
-void TcpForwarder::set_delay(std::chrono::milliseconds delay) { impl_->delay_ms = delay.count(); }
-std::size_t TcpForwarder::accepted() const { return impl_->accepted; }
+std::uint16_t TcpForwarder::port() const {
+    return impl_->port;
+}
+void TcpForwarder::set_mode(Mode mode) {
+    impl_->mode = mode;
+}
+void TcpForwarder::set_delay(std::chrono::milliseconds delay) {
+    impl_->delay_ms = delay.count();
+}
+std::size_t TcpForwarder::accepted() const {
+    return impl_->accepted;
+}
 
 void TcpForwarder::stop() {
     impl_->run_sync([impl = impl_.get()] {

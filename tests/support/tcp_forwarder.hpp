@@ -17,7 +17,8 @@ public:
         blackhole,  ///< accept new connections, read what comes, never answer
     };
 
-    /// Listens on 127.0.0.1:`listen_port` (0: any free port) and forwards to 127.0.0.1:`target_port`.
+    /// Listens on 127.0.0.1:`listen_port` (0: any free port) and forwards to
+    /// 127.0.0.1:`target_port`.
     explicit TcpForwarder(std::uint16_t target_port, std::uint16_t listen_port = 0);
     ~TcpForwarder();
     TcpForwarder(const TcpForwarder&) = delete;
@@ -26,7 +27,8 @@ public:
     std::uint16_t port() const;
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
 
-    /// Applies to connections accepted from now on (a black hole also stops forwarding on open ones).
+    /// Applies to connections accepted from now on (a black hole also stops forwarding on open
+    /// ones).
     void set_mode(Mode mode);
     /// Holds every chunk from the client this long before passing it on.
     void set_delay(std::chrono::milliseconds delay);

@@ -185,61 +185,87 @@ TEST(Config, UnknownKeysAreRejectedWithPathAndLine) {
     EXPECT_THAT(e, HasSubstr("chains[0].upstreams[0].weight: unknown key"));
     EXPECT_THAT(e, HasSubstr("known here: id, url, tier"));
 
-    EXPECT_THAT(error_of("servr:\n  listen: 127.0.0.1:1\n" + kMinimal), HasSubstr("test.yaml:1:1: servr: unknown key"));
-    EXPECT_THAT(error_of("server:\n  listn: 127.0.0.1:1\n" + kMinimal), HasSubstr("server.listn: unknown key"));
+    EXPECT_THAT(error_of("servr:\n  listen: 127.0.0.1:1\n" + kMinimal),
+                HasSubstr("test.yaml:1:1: servr: unknown key"));
+    EXPECT_THAT(error_of("server:\n  listn: 127.0.0.1:1\n" + kMinimal),
+                HasSubstr("server.listn: unknown key"));
     EXPECT_THAT(error_of("log:\n  colour: red\n" + kMinimal), HasSubstr("log.colour: unknown key"));
 }
 
 TEST(Config, RepeatedKeysAreRejected) {
-    EXPECT_THAT(error_of("server:\n  threads: 1\n  threads: 2\n" + kMinimal), HasSubstr("server.threads: key appears twice"));
+    EXPECT_THAT(error_of("server:\n  threads: 1\n  threads: 2\n" + kMinimal),
+                HasSubstr("server.threads: key appears twice"));
 }
 
 TEST(Config, MissingRequiredKeys) {
     EXPECT_THAT(error_of("server:\n  threads: 1\n"), HasSubstr("chains: is required"));
     EXPECT_THAT(error_of("chains: []\n"), HasSubstr("chains: must be a non-empty list"));
-    EXPECT_THAT(error_of("chains:\n  - chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
-                HasSubstr("chains[0].name: is required"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
-                HasSubstr("chains[0].chain_id: is required"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n"), HasSubstr("chains[0].upstreams: is required"));
+    EXPECT_THAT(
+        error_of("chains:\n  - chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+        HasSubstr("chains[0].name: is required"));
+    EXPECT_THAT(
+        error_of("chains:\n  - name: x\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+        HasSubstr("chains[0].chain_id: is required"));
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n"),
+                HasSubstr("chains[0].upstreams: is required"));
     EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a}]\n"),
                 HasSubstr("chains[0].upstreams[0].url: is required"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{url: 'http://127.0.0.1:1'}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{url: "
+                         "'http://127.0.0.1:1'}]\n"),
                 HasSubstr("chains[0].upstreams[0].id: is required"));
 }
 
 TEST(Config, WrongValuesNameTheKey) {
-    EXPECT_THAT(error_of("server:\n  threads: 0\n" + kMinimal), HasSubstr("test.yaml:2:12: server.threads: 0 is out of range"));
-    EXPECT_THAT(error_of("server:\n  threads: two\n" + kMinimal), HasSubstr("server.threads: 'two' is not a whole number"));
-    EXPECT_THAT(error_of("server:\n  threads: -1\n" + kMinimal), HasSubstr("server.threads: '-1' is not a whole number"));
-    EXPECT_THAT(error_of("server:\n  threads: [1]\n" + kMinimal), HasSubstr("server.threads: must be a single value"));
-    EXPECT_THAT(error_of("server:\n  listen: localhost\n" + kMinimal), HasSubstr("server.listen: 'localhost': expected host:port"));
-    EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:70000\n" + kMinimal), HasSubstr("server.listen"));
-    EXPECT_THAT(error_of("server:\n  listen: example.com:80\n" + kMinimal), HasSubstr("is not an IP address"));
-    EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:9545\n" + kMinimal), HasSubstr("server.admin_listen: must differ"));
+    EXPECT_THAT(error_of("server:\n  threads: 0\n" + kMinimal),
+                HasSubstr("test.yaml:2:12: server.threads: 0 is out of range"));
+    EXPECT_THAT(error_of("server:\n  threads: two\n" + kMinimal),
+                HasSubstr("server.threads: 'two' is not a whole number"));
+    EXPECT_THAT(error_of("server:\n  threads: -1\n" + kMinimal),
+                HasSubstr("server.threads: '-1' is not a whole number"));
+    EXPECT_THAT(error_of("server:\n  threads: [1]\n" + kMinimal),
+                HasSubstr("server.threads: must be a single value"));
+    EXPECT_THAT(error_of("server:\n  listen: localhost\n" + kMinimal),
+                HasSubstr("server.listen: 'localhost': expected host:port"));
+    EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:70000\n" + kMinimal),
+                HasSubstr("server.listen"));
+    EXPECT_THAT(error_of("server:\n  listen: example.com:80\n" + kMinimal),
+                HasSubstr("is not an IP address"));
+    EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:9545\n" + kMinimal),
+                HasSubstr("server.admin_listen: must differ"));
     EXPECT_THAT(error_of("server: 5\n" + kMinimal), HasSubstr("server: must be a mapping"));
-    EXPECT_THAT(error_of("log:\n  level: loud\n" + kMinimal), HasSubstr("log.level: 'loud' is not one of"));
-    EXPECT_THAT(error_of("store:\n  backend: mysql\n" + kMinimal), HasSubstr("store.backend: 'mysql' is not one of: sqlite"));
-    EXPECT_THAT(error_of("chains:\n  - name: Dev Net\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+    EXPECT_THAT(error_of("log:\n  level: loud\n" + kMinimal),
+                HasSubstr("log.level: 'loud' is not one of"));
+    EXPECT_THAT(error_of("store:\n  backend: mysql\n" + kMinimal),
+                HasSubstr("store.backend: 'mysql' is not one of: sqlite"));
+    EXPECT_THAT(error_of("chains:\n  - name: Dev Net\n    chain_id: 1\n    upstreams: [{id: a, "
+                         "url: 'http://127.0.0.1:1'}]\n"),
                 HasSubstr("chains[0].name: 'Dev Net' must be"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 0\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 0\n    upstreams: [{id: a, url: "
+                         "'http://127.0.0.1:1'}]\n"),
                 HasSubstr("chains[0].chain_id: 0 is out of range"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1', tier: gold}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: "
+                         "'http://127.0.0.1:1', tier: gold}]\n"),
                 HasSubstr("chains[0].upstreams[0].tier: 'gold' is not one of: primary, fallback"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1', timeout_ms: 0}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: "
+                         "'http://127.0.0.1:1', timeout_ms: 0}]\n"),
                 HasSubstr("chains[0].upstreams[0].timeout_ms: 0 is out of range"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    health: {interval_ms: 1}\n    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    health: {interval_ms: 1}\n    "
+                         "upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n"),
                 HasSubstr("chains[0].health.interval_ms: 1 is out of range"));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'http://127.0.0.1:1', ca_file: /nonexistent/ca.pem}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: "
+                         "'http://127.0.0.1:1', ca_file: /nonexistent/ca.pem}]\n"),
                 HasSubstr("chains[0].upstreams[0].ca_file: cannot read"));
 }
 
 TEST(Config, BadUrlsAreRejectedWithoutRepeatingThem) {
     // An upstream URL often carries an API key: the message names the key path, never the value.
-    const std::string e = error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'ws://host/SECRETKEY'}]\n");
+    const std::string e = error_of(
+        "chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: "
+        "'ws://host/SECRETKEY'}]\n");
     EXPECT_THAT(e, HasSubstr("chains[0].upstreams[0].url: must start with http:// or https://"));
     EXPECT_THAT(e, Not(HasSubstr("SECRETKEY")));
-    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'not a url SECRETKEY'}]\n"),
+    EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'not "
+                         "a url SECRETKEY'}]\n"),
                 AllOf(HasSubstr("is not a valid absolute URL"), Not(HasSubstr("SECRETKEY"))));
 }
 

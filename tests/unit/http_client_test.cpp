@@ -3,12 +3,14 @@
 #include "support/fake_upstream.hpp"
 #include "support/http_test_client.hpp"
 #include "support/io_thread.hpp"
+#include "support/process.hpp"
 #include "support/raw_server.hpp"
 #include "support/tcp_forwarder.hpp"
+#include "support/tls_server.hpp"
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 
 namespace gateway::upstream {
 namespace {
@@ -28,7 +30,8 @@ const std::string kCall = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber",
 
 class HttpClientTest : public ::testing::Test {
 protected:
-    HttpResult post(HttpClient& client, std::chrono::milliseconds timeout = 5s, bool idempotent = true) {
+    HttpResult post(HttpClient& client, std::chrono::milliseconds timeout = 5s,
+                    bool idempotent = true) {
         return io.run(client.post(kCall, PostOptions{Clock::now() + timeout, idempotent}));
     }
     test::IoThread io;
@@ -59,16 +62,20 @@ TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
     test::TcpForwarder forwarder(node.port());
     auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
     auto deadline = Clock::now() + 5s;
-    auto [a, b, c] = io.run([&]() -> boost::asio::awaitable<std::tuple<HttpResult, HttpResult, HttpResult>> {
-        co_return co_await (client->post(kCall, {deadline}) && client->post(kCall, {deadline}) && client->post(kCall, {deadline}));
-    }());
+    auto [a, b, c] =
+        io.run([&]() -> boost::asio::awaitable<std::tuple<HttpResult, HttpResult, HttpResult>> {
+            co_return co_await (client->post(kCall, {deadline}) &&
+                                client->post(kCall, {deadline}) && client->post(kCall, {deadline}));
+        }());
     EXPECT_TRUE(a.ok() && b.ok() && c.ok());
     EXPECT_EQ(forwarder.accepted(), 3u);
     EXPECT_EQ(client->idle_connections(), 3u);
 }
 
 TEST_F(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(test::closed_port())));
+    auto client = make_http_client(
+        io.ioc.get_executor(),
+        upstream_config("http://127.0.0.1:" + std::to_string(test::closed_port())));
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::connect_failed);
     EXPECT_FALSE(r.maybe_delivered);
@@ -117,15 +124,20 @@ TEST_F(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendin
     std::atomic<int> requests{0};
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
         if (!test::RawServer::read_request(s).empty()) ++requests;
-        test::RawServer::write(s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
-        if (!test::RawServer::read_request(s).empty()) ++requests;  // then hang up without answering
+        test::RawServer::write(
+            s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
+        if (!test::RawServer::read_request(s).empty())
+            ++requests;  // then hang up without answering
     });
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+    auto client =
+        make_http_client(io.ioc.get_executor(),
+                         upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
     ASSERT_TRUE(post(*client).ok());
     HttpResult r = post(*client, 5s, /*idempotent=*/false);
     EXPECT_EQ(r.error, TransportError::receive_failed);
     EXPECT_TRUE(r.maybe_delivered);
-    EXPECT_EQ(server.connections(), 1u) << "a write that may have been received must not be sent again";
+    EXPECT_EQ(server.connections(), 1u)
+        << "a write that may have been received must not be sent again";
     client.reset();
     EXPECT_EQ(requests, 2);
 }
@@ -133,10 +145,13 @@ TEST_F(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendin
 TEST_F(HttpClientTest, AReadIsRepeatedOnAFreshConnectionWhenThePooledOneDies) {
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
         test::RawServer::read_request(s);
-        test::RawServer::write(s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
+        test::RawServer::write(
+            s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
         test::RawServer::read_request(s);
     });
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+    auto client =
+        make_http_client(io.ioc.get_executor(),
+                         upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
     ASSERT_TRUE(post(*client).ok());
     HttpResult r = post(*client, 5s, /*idempotent=*/true);
     EXPECT_TRUE(r.ok()) << r.detail;
@@ -174,7 +189,9 @@ TEST_F(HttpClientTest, GarbageInsteadOfHttpIsBadHttp) {
         test::RawServer::read_request(s);
         test::RawServer::write(s, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
     });
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+    auto client =
+        make_http_client(io.ioc.get_executor(),
+                         upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::bad_http);
 }
@@ -188,10 +205,12 @@ TEST_F(HttpClientTest, SendsPathQueryHostAndBasicAuthFromTheUrl) {
             std::lock_guard lock(mu);
             seen = req;
         }
-        test::RawServer::write(s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
+        test::RawServer::write(
+            s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
     });
     const std::string port = std::to_string(server.port());
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config("http://user:pw@127.0.0.1:" + port + "/v3/key?x=1"));
+    auto client = make_http_client(
+        io.ioc.get_executor(), upstream_config("http://user:pw@127.0.0.1:" + port + "/v3/key?x=1"));
     ASSERT_TRUE(post(*client).ok());
     client.reset();
     std::lock_guard lock(mu);
@@ -200,6 +219,70 @@ TEST_F(HttpClientTest, SendsPathQueryHostAndBasicAuthFromTheUrl) {
     EXPECT_THAT(seen, HasSubstr("Authorization: Basic dXNlcjpwdw==\r\n"));
     EXPECT_THAT(seen, HasSubstr("Content-Type: application/json\r\n"));
     EXPECT_THAT(seen, HasSubstr(kCall));
+}
+
+class HttpsTest : public HttpClientTest {
+protected:
+    // A CA file for the test CA, and an upstream configuration trusting it.
+    config::UpstreamConfig trusting(const test::TestPki& pki, const std::string& url) {
+        const std::string dir = test::make_temp_dir("tls-test");
+        test::write_file(dir + "/ca.pem", pki.ca_cert_pem);
+        auto c = upstream_config(url);
+        c.ca_file = dir + "/ca.pem";
+        return c;
+    }
+};
+
+TEST_F(HttpsTest, VerifiesTheCertificateAndSendsSni) {
+    auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
+    test::TlsServer server(pki);
+    {
+        auto client = make_http_client(
+            io.ioc.get_executor(),
+            trusting(pki, "https://localhost:" + std::to_string(server.port()) + "/rpc"));
+        for (int i = 0; i < 3; ++i) {
+            HttpResult r = post(*client);
+            ASSERT_TRUE(r.ok()) << r.detail;
+            EXPECT_EQ(r.status, 200u);
+            EXPECT_THAT(r.body, HasSubstr("0x1"));
+        }
+        EXPECT_EQ(server.last_sni(), "localhost");
+        EXPECT_EQ(client->idle_connections(), 1u) << "one TLS connection, kept alive";
+    }
+    EXPECT_EQ(server.answered(), 3u);
+}
+
+TEST_F(HttpsTest, AnIpAddressIsVerifiedAgainstTheCertificateWithoutSni) {
+    auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
+    test::TlsServer server(pki);
+    auto client = make_http_client(
+        io.ioc.get_executor(), trusting(pki, "https://127.0.0.1:" + std::to_string(server.port())));
+    HttpResult r = post(*client);
+    ASSERT_TRUE(r.ok()) << r.detail;
+    EXPECT_EQ(server.last_sni(), "");
+}
+
+TEST_F(HttpsTest, AnUnknownCaIsRefused) {
+    auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
+    test::TlsServer server(pki);
+    auto client =
+        make_http_client(io.ioc.get_executor(),
+                         upstream_config("https://localhost:" + std::to_string(server.port())));
+    HttpResult r = post(*client);
+    EXPECT_EQ(r.error, TransportError::tls_failed);
+    EXPECT_FALSE(r.maybe_delivered);
+    EXPECT_THAT(r.detail, HasSubstr("certificate verify failed"));
+    EXPECT_EQ(server.answered(), 0u);
+}
+
+TEST_F(HttpsTest, ACertificateForAnotherNameIsRefused) {
+    auto pki = test::make_test_pki({"rpc.example.com"}, {});
+    test::TlsServer server(pki);
+    auto client = make_http_client(
+        io.ioc.get_executor(), trusting(pki, "https://localhost:" + std::to_string(server.port())));
+    HttpResult r = post(*client);
+    EXPECT_EQ(r.error, TransportError::tls_failed);
+    EXPECT_EQ(server.answered(), 0u);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <gtest/gtest.h>
 
 namespace gateway::jsonrpc {
 namespace {
@@ -11,11 +11,16 @@ namespace json = boost::json;
 
 const ParseLimits kLimits{};
 
-const Call& call_at(const Request& r, std::size_t i) { return std::get<Call>(r.entries.at(i)); }
-const InvalidCall& invalid_at(const Request& r, std::size_t i) { return std::get<InvalidCall>(r.entries.at(i)); }
+const Call& call_at(const Request& r, std::size_t i) {
+    return std::get<Call>(r.entries.at(i));
+}
+const InvalidCall& invalid_at(const Request& r, std::size_t i) {
+    return std::get<InvalidCall>(r.entries.at(i));
+}
 
 TEST(ParseRequest, SingleCall) {
-    auto r = parse_request(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})", kLimits);
+    auto r = parse_request(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})",
+                           kLimits);
     ASSERT_TRUE(r);
     EXPECT_FALSE(r->batch);
     ASSERT_EQ(r->entries.size(), 1u);
@@ -28,8 +33,9 @@ TEST(ParseRequest, SingleCall) {
 
 TEST(ParseRequest, IdsKeepTheirExactText) {
     // Numbers keep their spelling, big numbers keep every digit, strings stay strings.
-    const char* ids[] = {"0", "-7", "1.50", "1e3", "12345678901234567890123", "18446744073709551615", R"("abc")",
-                         R"("7")", "null", R"("")"};
+    const char* ids[] = {
+        "0",        "-7",     "1.50", "1e3",  "12345678901234567890123", "18446744073709551615",
+        R"("abc")", R"("7")", "null", R"("")"};
     for (const char* id : ids) {
         std::string body = std::string(R"({"jsonrpc":"2.0","method":"m","id":)") + id + "}";
         auto r = parse_request(body, kLimits);
@@ -63,7 +69,8 @@ TEST(ParseRequest, NotificationHasNoId) {
 }
 
 TEST(ParseRequest, MalformedJsonIsParseError) {
-    for (const char* body : {"", "{", "{\"jsonrpc\":", "[1,2", "nul", "{\"a\":1}}", "\xff\xfe", "{'a':1}"}) {
+    for (const char* body :
+         {"", "{", "{\"jsonrpc\":", "[1,2", "nul", "{\"a\":1}}", "\xff\xfe", "{'a':1}"}) {
         auto r = parse_request(body, kLimits);
         ASSERT_FALSE(r) << body;
         EXPECT_EQ(r.error().code, -32700) << body;
@@ -94,12 +101,14 @@ TEST(ParseRequest, EmptyBatchIsInvalidRequest) {
 
 TEST(ParseRequest, BatchOverTheLimitIsRefusedWithTheLimitNamed) {
     std::string body = "[";
-    for (int i = 0; i < 4; ++i) body += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","id":1,"method":"m"})";
+    for (int i = 0; i < 4; ++i)
+        body += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","id":1,"method":"m"})";
     body += "]";
     auto r = parse_request(body, ParseLimits{3});
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, -32005);
-    EXPECT_NE(r.error().message.find("batch too large: 4 calls, the limit is 3"), std::string::npos);
+    EXPECT_NE(r.error().message.find("batch too large: 4 calls, the limit is 3"),
+              std::string::npos);
     EXPECT_NE(r.error().message.find("server.max_batch_size"), std::string::npos);
     EXPECT_TRUE(parse_request(body, ParseLimits{4}));
 }
@@ -119,17 +128,18 @@ TEST(ParseRequest, InvalidEntriesAreAnsweredInPlace) {
     ASSERT_TRUE(r);
     ASSERT_EQ(r->entries.size(), 10u);
     EXPECT_EQ(invalid_at(*r, 0).id, "null");
-    EXPECT_EQ(invalid_at(*r, 1).id, "2");                       // missing method
-    EXPECT_EQ(invalid_at(*r, 2).id, "3");                       // wrong jsonrpc
-    EXPECT_EQ(invalid_at(*r, 3).id, "4");                       // missing jsonrpc
-    EXPECT_EQ(invalid_at(*r, 4).id, "5");                       // method not a string
-    EXPECT_EQ(invalid_at(*r, 5).id, "6");                       // params not structured
-    EXPECT_EQ(invalid_at(*r, 6).id, "null");                    // id an array
-    EXPECT_EQ(invalid_at(*r, 7).id, "null");                    // id an object
-    EXPECT_EQ(invalid_at(*r, 8).id, "9");                       // empty method
+    EXPECT_EQ(invalid_at(*r, 1).id, "2");     // missing method
+    EXPECT_EQ(invalid_at(*r, 2).id, "3");     // wrong jsonrpc
+    EXPECT_EQ(invalid_at(*r, 3).id, "4");     // missing jsonrpc
+    EXPECT_EQ(invalid_at(*r, 4).id, "5");     // method not a string
+    EXPECT_EQ(invalid_at(*r, 5).id, "6");     // params not structured
+    EXPECT_EQ(invalid_at(*r, 6).id, "null");  // id an array
+    EXPECT_EQ(invalid_at(*r, 7).id, "null");  // id an object
+    EXPECT_EQ(invalid_at(*r, 8).id, "9");     // empty method
     EXPECT_EQ(call_at(*r, 9).method, "ok");
     for (std::size_t i = 0; i < 9; ++i) EXPECT_EQ(invalid_at(*r, i).error.code, -32600) << i;
-    EXPECT_NE(invalid_at(*r, 2).error.message.find("\"jsonrpc\" must be \"2.0\""), std::string::npos);
+    EXPECT_NE(invalid_at(*r, 2).error.message.find("\"jsonrpc\" must be \"2.0\""),
+              std::string::npos);
     EXPECT_NE(invalid_at(*r, 1).error.message.find("\"method\""), std::string::npos);
 }
 
@@ -143,12 +153,14 @@ TEST(ParseRequest, SingleInvalidObjectIsAnInvalidEntry) {
 
 TEST(Responses, ResultAndErrorShapes) {
     EXPECT_EQ(result_response("1", "\"0x10\""), R"({"jsonrpc":"2.0","id":1,"result":"0x10"})");
-    json::value e = json::parse(error_response(R"("a")", Error(ErrorCode::invalid_request, "bad \"thing\"")));
+    json::value e =
+        json::parse(error_response(R"("a")", Error(ErrorCode::invalid_request, "bad \"thing\"")));
     EXPECT_EQ(e.at("id"), "a");
     EXPECT_EQ(e.at("error").at("code"), -32600);
     EXPECT_EQ(e.at("error").at("message"), "bad \"thing\"");
     EXPECT_FALSE(e.at("error").as_object().contains("data"));
-    json::value d = json::parse(error_response("null", Error(3, "execution reverted", json::value("0x08c379a0"))));
+    json::value d = json::parse(
+        error_response("null", Error(3, "execution reverted", json::value("0x08c379a0"))));
     EXPECT_EQ(d.at("error").at("data"), "0x08c379a0");
     EXPECT_TRUE(d.at("id").is_null());
     EXPECT_EQ(batch_response({"{\"a\":1}", "{\"b\":2}"}), "[{\"a\":1},{\"b\":2}]");
@@ -174,7 +186,9 @@ TEST(ParseReply, ResultErrorAndGarbage) {
     ASSERT_TRUE(null_result);
     EXPECT_EQ(*null_result->result, "null");
 
-    auto err = parse_reply(R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"execution reverted","data":"0x01"}})", 5);
+    auto err = parse_reply(
+        R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"execution reverted","data":"0x01"}})",
+        5);
     ASSERT_TRUE(err);
     EXPECT_TRUE(err->is_error());
     EXPECT_EQ(err->error.code, 3);
@@ -187,7 +201,8 @@ TEST(ParseReply, ResultErrorAndGarbage) {
     EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5})", 5));
     EXPECT_FALSE(parse_reply(R"([{"jsonrpc":"2.0","id":5,"result":1}])", 5));
     EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"error":{"message":"no code"}})", 5));
-    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"result":1,"error":{"code":1,"message":"both"}})", 5));
+    EXPECT_FALSE(parse_reply(
+        R"({"jsonrpc":"2.0","id":5,"result":1,"error":{"code":1,"message":"both"}})", 5));
     EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"result":)", 5));
 }
 

@@ -2,12 +2,12 @@
 
 #include "support/http_test_client.hpp"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <thread>
 
@@ -26,9 +26,11 @@ protected:
         options.name = "test";
         options.endpoint = config::Endpoint{"127.0.0.1", 0};
         options.error_body = [](unsigned status, std::string_view message) {
-            return "{\"status\":" + std::to_string(status) + ",\"message\":\"" + std::string(message) + "\"}";
+            return "{\"status\":" + std::to_string(status) + ",\"message\":\"" +
+                   std::string(message) + "\"}";
         };
-        listener = make_listener(ioc, options, [this](Request& r) { return handle(r); }, nullptr);
+        listener = make_listener(
+            ioc, options, [this](Request& r) { return handle(r); }, nullptr);
         listener->start();
         for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ioc.run(); });
     }
@@ -93,11 +95,15 @@ TEST_F(ListenerTest, ExpectContinueIsAnsweredAndAnOversizedBodyRefusedBeforeItIs
     start(o);
     {
         test::HttpConnection c(port());
-        c.send_raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n");
+        c.send_raw(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: "
+            "100-continue\r\n\r\n");
         EXPECT_THAT(c.read_until_close(), StartsWith("HTTP/1.1 413"));
     }
     test::HttpConnection c(port());
-    c.send_raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n");
+    c.send_raw(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: "
+        "close\r\n\r\n");
     std::this_thread::sleep_for(100ms);
     c.send_raw("hello");
     const std::string reply = c.read_until_close();
@@ -174,8 +180,10 @@ TEST_F(ListenerTest, ShutdownFinishesInFlightRequestsAndClosesIdleConnections) {
     EXPECT_EQ(slow_reply.body, "in flight");
     EXPECT_FALSE(slow_reply.keep_alive) << "answered with Connection: close";
     EXPECT_TRUE(idle.closed_by_server());
-    EXPECT_THROW(test::HttpConnection c(port()), boost::system::system_error) << "no new connections";
-    for (int i = 0; i < 200 && listener->open_connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_THROW(test::HttpConnection c(port()), boost::system::system_error)
+        << "no new connections";
+    for (int i = 0; i < 200 && listener->open_connections() > 0; ++i)
+        std::this_thread::sleep_for(10ms);
     EXPECT_EQ(listener->open_connections(), 0u);
 }
 

@@ -1,8 +1,8 @@
 #include "gateway/log/log.hpp"
 
-#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 #include <spdlog/details/log_msg.h>
+#include <boost/json/parse.hpp>
 
 namespace gateway::log {
 namespace {

@@ -7,10 +7,10 @@
 #include "support/http_test_client.hpp"
 #include "support/process.hpp"
 
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <thread>
 
@@ -34,8 +34,10 @@ FakeUpstream::Script on(const std::string& method, FakeReply reply) {
 
 class GatewayTest : public ::testing::Test {
 protected:
-    // Starts a gateway with one chain "devnet" whose upstreams are `urls` (ids node-0, node-1, ...).
-    void start(const std::vector<std::string>& urls, std::function<void(config::Config&)> tweak = {}) {
+    // Starts a gateway with one chain "devnet" whose upstreams are `urls` (ids node-0, node-1,
+    // ...).
+    void start(const std::vector<std::string>& urls,
+               std::function<void(config::Config&)> tweak = {}) {
         config::Config c;
         c.server.listen = {"127.0.0.1", 0};
         c.server.admin_listen = {"127.0.0.1", 0};
@@ -69,7 +71,9 @@ protected:
 
     std::uint16_t port() const { return gw->rpc_endpoint().port; }
     std::uint16_t admin_port() const { return gw->admin_endpoint().port; }
-    test::HttpReply post(const std::string& body, const std::string& path = "/") { return test::http_post(port(), path, body); }
+    test::HttpReply post(const std::string& body, const std::string& path = "/") {
+        return test::http_post(port(), path, body);
+    }
 
     // Waits until /readyz says ready (the first probes have answered).
     void wait_ready() {
@@ -87,7 +91,8 @@ protected:
 TEST_F(GatewayTest, ForwardsACallAndKeepsTheId) {
     FakeUpstream node(31337, on("eth_getBalance", FakeReply::ok("\"0xde0b6b3a7640000\"")));
     start({node.url()});
-    auto r = post(R"({"jsonrpc":"2.0","id":"abc-1","method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})");
+    auto r = post(
+        R"({"jsonrpc":"2.0","id":"abc-1","method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})");
     EXPECT_EQ(r.status, 200u);
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":"abc-1","result":"0xde0b6b3a7640000"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
@@ -95,15 +100,16 @@ TEST_F(GatewayTest, ForwardsACallAndKeepsTheId) {
 }
 
 TEST_F(GatewayTest, ABatchIsAnsweredInOrderWithExactIds) {
-    FakeUpstream node(31337, [](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
-        // Answer with the first param so that each answer can be matched to its call.
-        if (m == "echo") {
-            auto r = FakeReply::ok(json::serialize(req.at("params").at(0)));
-            r.delay = std::chrono::milliseconds(req.at("params").at(1).to_number<int>());
-            return r;
-        }
-        return std::nullopt;
-    });
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+            // Answer with the first param so that each answer can be matched to its call.
+            if (m == "echo") {
+                auto r = FakeReply::ok(json::serialize(req.at("params").at(0)));
+                r.delay = std::chrono::milliseconds(req.at("params").at(1).to_number<int>());
+                return r;
+            }
+            return std::nullopt;
+        });
     start({node.url()});
     // Later calls answer faster, so answers arrive out of order; ids of every kind.
     auto r = post(R"([
@@ -147,7 +153,8 @@ TEST_F(GatewayTest, ABatchIsAnsweredInOrderWithExactIds) {
 TEST_F(GatewayTest, OnlyNotificationsGetNoContent) {
     FakeUpstream node;
     start({node.url()});
-    auto r = post(R"([{"jsonrpc":"2.0","method":"eth_blockNumber"},{"jsonrpc":"2.0","method":"eth_blockNumber"}])");
+    auto r = post(
+        R"([{"jsonrpc":"2.0","method":"eth_blockNumber"},{"jsonrpc":"2.0","method":"eth_blockNumber"}])");
     EXPECT_EQ(r.status, 204u);
     EXPECT_EQ(r.body, "");
     EXPECT_EQ(post(R"({"jsonrpc":"2.0","method":"eth_blockNumber"})").status, 204u);
@@ -175,11 +182,13 @@ TEST_F(GatewayTest, RequestErrorsAreJsonRpcErrors) {
 TEST_F(GatewayTest, ABodyOverTheLimitIs413WithAJsonRpcError) {
     FakeUpstream node;
     start({node.url()}, [](config::Config& c) { c.server.max_body_bytes = 1000; });
-    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[")" + std::string(2000, 'a') + "\"]}");
+    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[")" +
+                  std::string(2000, 'a') + "\"]}");
     EXPECT_EQ(r.status, 413u);
     json::value v = json::parse(r.body);
     EXPECT_EQ(v.at("error").at("code"), -32005);
-    EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("server.max_body_bytes"));
+    EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+                HasSubstr("server.max_body_bytes"));
 }
 
 TEST_F(GatewayTest, ChainsAreRoutedByPath) {
@@ -198,12 +207,14 @@ TEST_F(GatewayTest, ChainsAreRoutedByPath) {
     EXPECT_THAT(post(call, "/devnet").body, HasSubstr("\"0x1\""));
     EXPECT_THAT(post(call, "/goerli").body, HasSubstr("\"0x2\""));
     EXPECT_THAT(post(call, "/goerli/").body, HasSubstr("\"0x2\""));
-    EXPECT_THAT(post(R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})", "/goerli").body, HasSubstr("\"0x5\""));
+    EXPECT_THAT(post(R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})", "/goerli").body,
+                HasSubstr("\"0x5\""));
     auto unknown = post(call, "/mainnet");
     EXPECT_EQ(unknown.status, 404u);
     json::value v = json::parse(unknown.body);
     EXPECT_EQ(v.at("error").at("code"), -32001);
-    EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("unknown chain path '/mainnet'"));
+    EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+                HasSubstr("unknown chain path '/mainnet'"));
     EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("devnet, goerli"));
     EXPECT_EQ(test::HttpConnection(port()).get("/").status, 405u);
 }
@@ -218,7 +229,9 @@ TEST_F(GatewayTest, ReadsMoveOnFromFailingUpstreams) {
     const std::vector<Case> cases = {
         {"HTTP 503", FakeReply::http(503, "<html>unavailable</html>")},
         {"HTTP 500", FakeReply::http(500, "")},
-        {"HTTP 429", FakeReply::http(429, R"({"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"rate limited"}})")},
+        {"HTTP 429",
+         FakeReply::http(
+             429, R"({"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"rate limited"}})")},
         {"HTTP 200 garbage", FakeReply::http(200, "<html>oops</html>")},
         {"timeout", slow},
     };
@@ -226,8 +239,10 @@ TEST_F(GatewayTest, ReadsMoveOnFromFailingUpstreams) {
         SCOPED_TRACE(c.name);
         FakeUpstream bad(31337, on("eth_getBalance", c.failure));
         FakeUpstream good(31337, on("eth_getBalance", FakeReply::ok("\"0x2a\"")));
-        start({bad.url(), good.url()}, [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
-        auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})");
+        start({bad.url(), good.url()},
+              [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
+        auto r = post(
+            R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})");
         EXPECT_EQ(r.status, 200u);
         EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0x2a"})");
         EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
@@ -247,25 +262,33 @@ TEST_F(GatewayTest, AnUnreachableUpstreamIsSkippedAndMarkedDown) {
     }
     auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "down");
-    EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()), HasSubstr("refused"));
+    EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),
+                HasSubstr("refused"));
     EXPECT_EQ(s.at("upstreams").at(1).at("state"), "up");
 }
 
 TEST_F(GatewayTest, DeterministicErrorsAreReturnedAsTheyCame) {
-    FakeUpstream first(31337, on("eth_call", FakeReply{.error = std::make_pair(3, "execution reverted: not owner")}));
+    FakeUpstream first(
+        31337,
+        on("eth_call", FakeReply{.error = std::make_pair(3, "execution reverted: not owner")}));
     FakeUpstream second(31337, on("eth_call", FakeReply::ok("\"0x\"")));
     start({first.url(), second.url()});
-    auto r = post(R"({"jsonrpc":"2.0","id":5,"method":"eth_call","params":[{"to":"0x00000000000000000000000000000000000000aa"},"latest"]})");
+    auto r = post(
+        R"({"jsonrpc":"2.0","id":5,"method":"eth_call","params":[{"to":"0x00000000000000000000000000000000000000aa"},"latest"]})");
     EXPECT_EQ(r.status, 200u);
-    EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"execution reverted: not owner"}})");
+    EXPECT_EQ(
+        r.body,
+        R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"execution reverted: not owner"}})");
     EXPECT_EQ(second.calls("eth_call"), 0u);
 }
 
 TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
     FakeUpstream first(31337, on("eth_sendRawTransaction", FakeReply::http(502, "bad gateway")));
     FakeUpstream second(31337, on("eth_sendRawTransaction", FakeReply::ok("\"0xabc\"")));
-    start({first.url(), second.url()}, [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
-    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02f8"]})");
+    start({first.url(), second.url()},
+          [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
+    auto r =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02f8"]})");
     json::value v = json::parse(r.body);
     EXPECT_EQ(v.at("error").at("code"), -32603);
     EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("check by hash"));
@@ -278,17 +301,19 @@ TEST_F(GatewayTest, AWriteMovesOnWhenNoNodeCanHaveReceivedIt) {
     FakeUpstream second(31337, on("eth_sendRawTransaction", FakeReply::ok("\"0xabc\"")));
     start({"http://127.0.0.1:" + std::to_string(test::closed_port()), limited.url(), second.url()},
           [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
-    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02f8"]})");
+    auto r =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02f8"]})");
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xabc"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-2");
 }
 
 TEST_F(GatewayTest, EveryUpstreamDownIs503WithEveryReasonThenRecovers) {
     auto failing = std::make_shared<std::atomic<bool>>(true);
-    FakeUpstream node(31337, [failing](const std::string&, const json::value&) -> std::optional<FakeReply> {
-        if (*failing) return FakeReply::http(503, "maintenance");
-        return std::nullopt;
-    });
+    FakeUpstream node(
+        31337, [failing](const std::string&, const json::value&) -> std::optional<FakeReply> {
+            if (*failing) return FakeReply::http(503, "maintenance");
+            return std::nullopt;
+        });
     start({node.url(), "http://127.0.0.1:" + std::to_string(test::closed_port())});
     const std::string call = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})";
     auto r = post(call);
@@ -312,7 +337,8 @@ TEST_F(GatewayTest, EveryUpstreamDownIs503WithEveryReasonThenRecovers) {
 TEST_F(GatewayTest, FallbacksServeOnlyWhenNoPrimaryIsUsable) {
     FakeUpstream primary(31337, on("eth_blockNumber", FakeReply::ok("\"0x1\"")));
     FakeUpstream fallback(31337, on("eth_blockNumber", FakeReply::ok("\"0x2\"")));
-    start({fallback.url(), primary.url()}, [](config::Config& c) { c.chains[0].upstreams[0].tier = config::Tier::fallback; });
+    start({fallback.url(), primary.url()},
+          [](config::Config& c) { c.chains[0].upstreams[0].tier = config::Tier::fallback; });
     wait_ready();
     const std::string call = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})";
     for (int i = 0; i < 5; ++i) EXPECT_EQ(post(call).header("x-gateway-upstream"), "node-1");
@@ -332,7 +358,8 @@ TEST_F(GatewayTest, AnUpstreamOnAnotherChainIsExcluded) {
     }
     auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "wrong_chain");
-    EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()), HasSubstr("reports chain id 1"));
+    EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),
+                HasSubstr("reports chain id 1"));
     auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
     EXPECT_EQ(wrong.calls("eth_blockNumber"), 0u);
@@ -351,10 +378,17 @@ TEST_F(GatewayTest, AdminEndpoints) {
     auto metrics = test::http_get(admin_port(), "/metrics");
     EXPECT_EQ(metrics.status, 200u);
     EXPECT_THAT(metrics.header("content-type"), HasSubstr("text/plain"));
-    EXPECT_THAT(metrics.body, HasSubstr(R"(gateway_requests_total{chain="devnet",method="eth_blockNumber",outcome="ok"} 1)"));
-    EXPECT_THAT(metrics.body, HasSubstr(R"(gateway_requests_total{chain="devnet",method="other",outcome="rpc_error"} 1)"));
+    EXPECT_THAT(
+        metrics.body,
+        HasSubstr(
+            R"(gateway_requests_total{chain="devnet",method="eth_blockNumber",outcome="ok"} 1)"));
+    EXPECT_THAT(
+        metrics.body,
+        HasSubstr(
+            R"(gateway_requests_total{chain="devnet",method="other",outcome="rpc_error"} 1)"));
     EXPECT_THAT(metrics.body, Not(HasSubstr("made_upMethod")));
-    EXPECT_THAT(metrics.body, HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-0"} 1)"));
+    EXPECT_THAT(metrics.body,
+                HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-0"} 1)"));
     EXPECT_THAT(metrics.body, HasSubstr("gateway_in_flight_requests 0"));
     EXPECT_EQ(test::http_get(admin_port(), "/nope").status, 404u);
 }
@@ -367,7 +401,8 @@ TEST_F(GatewayTest, ReadinessTurnsOffWhileDraining) {
     wait_ready();
     test::HttpConnection admin(admin_port());
     test::HttpReply in_flight;
-    std::thread client([&] { in_flight = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})"); });
+    std::thread client(
+        [&] { in_flight = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})"); });
     while (node.calls("eth_blockNumber") == 0) std::this_thread::sleep_for(5ms);
     gw->shutdown();
     std::this_thread::sleep_for(100ms);
@@ -375,7 +410,8 @@ TEST_F(GatewayTest, ReadinessTurnsOffWhileDraining) {
     EXPECT_EQ(ready.status, 503u);
     EXPECT_EQ(json::parse(ready.body).at("draining"), true);
     client.join();
-    EXPECT_EQ(in_flight.status, 200u) << "the request in flight when the shutdown began is answered";
+    EXPECT_EQ(in_flight.status, 200u)
+        << "the request in flight when the shutdown began is answered";
 }
 
 }  // namespace

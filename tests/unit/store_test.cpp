@@ -32,7 +32,9 @@ TEST(SqliteStore, RefusesADatabaseFromANewerVersion) {
     open_store(c);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(c.path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99;", nullptr, nullptr, nullptr), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db, "UPDATE schema_version SET version = 99;", nullptr, nullptr, nullptr),
+        SQLITE_OK);
     sqlite3_close(db);
     try {
         open_store(c);

@@ -21,7 +21,8 @@ class AdminHandler {
 public:
     /// `draining` turns /readyz to 503 while the gateway shuts down. Everything referenced must
     /// outlive the handler.
-    AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics, const std::atomic<bool>* draining);
+    AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
+                 const std::atomic<bool>* draining);
 
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);

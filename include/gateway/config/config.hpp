@@ -30,10 +30,10 @@ struct ServerConfig {
     std::size_t max_header_bytes = 8 * 1024;       ///< larger request headers get HTTP 431
     std::size_t max_batch_size = 1000;             ///< calls in one batch
     std::size_t batch_concurrency = 16;            ///< calls of one batch forwarded at once
-    Millis idle_timeout{60'000};                   ///< a keep-alive connection with no request is closed
-    Millis read_timeout{30'000};                   ///< time to receive a whole request once it started
-    Millis request_timeout{30'000};                ///< a call's whole time upstream, all attempts together
-    Millis shutdown_grace{10'000};                 ///< on SIGTERM, time left for in-flight requests
+    Millis idle_timeout{60'000};     ///< a keep-alive connection with no request is closed
+    Millis read_timeout{30'000};     ///< time to receive a whole request once it started
+    Millis request_timeout{30'000};  ///< a call's whole time upstream, all attempts together
+    Millis shutdown_grace{10'000};   ///< on SIGTERM, time left for in-flight requests
 };
 
 struct LogConfig {
@@ -53,17 +53,17 @@ struct UpstreamConfig {
     std::string id;
     std::string url;  ///< http:// or https://; may carry credentials, so it is never logged
     Tier tier = Tier::primary;
-    Millis timeout{10'000};              ///< one attempt against this upstream
+    Millis timeout{10'000};  ///< one attempt against this upstream
     std::size_t max_idle_connections = 64;
     std::size_t max_response_bytes = 64 * 1024 * 1024;
     std::string ca_file;  ///< extra CA bundle for https upstreams; the system store otherwise
 };
 
 struct HealthConfig {
-    Millis interval{1'000};          ///< time between probes of one upstream (with jitter)
-    Millis timeout{2'000};           ///< a probe slower than this is a failure
-    unsigned healthy_threshold = 1;   ///< consecutive successes that make a down upstream usable
-    unsigned unhealthy_threshold = 2; ///< consecutive failures that make an upstream down
+    Millis interval{1'000};            ///< time between probes of one upstream (with jitter)
+    Millis timeout{2'000};             ///< a probe slower than this is a failure
+    unsigned healthy_threshold = 1;    ///< consecutive successes that make a down upstream usable
+    unsigned unhealthy_threshold = 2;  ///< consecutive failures that make an upstream down
 };
 
 struct ChainConfig {

@@ -81,7 +81,7 @@ public:
 
 /// Binds `options.endpoint` (throws std::system_error when it cannot: start-up only). `metrics`
 /// may be null.
-std::unique_ptr<Listener> make_listener(boost::asio::io_context& ioc, ListenerOptions options, Handler handler,
-                                       metrics::Metrics* metrics);
+std::unique_ptr<Listener> make_listener(boost::asio::io_context& ioc, ListenerOptions options,
+                                        Handler handler, metrics::Metrics* metrics);
 
 }  // namespace gateway::http

@@ -72,7 +72,8 @@ struct ParseLimits {
 /// (malformed JSON, neither an object nor an array, an empty batch, a batch over the limit); the
 /// error is then answered once, with id null. Every id keeps its exact JSON text, so 1.50, "7" and
 /// 12345678901234567890123 come back to the client exactly as sent.
-boost::system::result<Request, Error> parse_request(std::string_view body, const ParseLimits& limits);
+boost::system::result<Request, Error> parse_request(std::string_view body,
+                                                    const ParseLimits& limits);
 
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result_json>}`. Both arguments are JSON texts.
 std::string result_response(std::string_view id, std::string_view result_json);
@@ -84,18 +85,21 @@ std::string error_response(std::string_view id, const Error& error);
 std::string batch_response(const std::vector<std::string>& responses);
 
 /// The request the gateway sends to an upstream for one call, under the gateway's own id.
-std::string upstream_request(std::uint64_t id, std::string_view method, const boost::json::value& params);
+std::string upstream_request(std::uint64_t id, std::string_view method,
+                             const boost::json::value& params);
 
 /// What an upstream answered to one call.
 struct Reply {
-    std::optional<std::string> result;  ///< the result's JSON text; empty when the node answered an error
-    Error error;                        ///< meaningful only when `result` is empty
+    std::optional<std::string>
+        result;   ///< the result's JSON text; empty when the node answered an error
+    Error error;  ///< meaningful only when `result` is empty
     bool is_error() const { return !result.has_value(); }
 };
 
 /// Reads an upstream's answer to a single call. Fails when the body is not a JSON-RPC 2.0 response
 /// (an HTML error page, truncated JSON, a batch, a response with neither result nor error, or a
 /// different id than `expected_id`): the message says what was wrong, for logs and for the client.
-boost::system::result<Reply, std::string> parse_reply(std::string_view body, std::uint64_t expected_id);
+boost::system::result<Reply, std::string> parse_reply(std::string_view body,
+                                                      std::uint64_t expected_id);
 
 }  // namespace gateway::jsonrpc

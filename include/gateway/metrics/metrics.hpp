@@ -18,7 +18,8 @@ public:
 
     /// A call answered to a client. `method` must already be a bounded label (rpc::method_label).
     /// `outcome`: ok, rpc_error, invalid, unavailable, rejected.
-    void observe_call(std::string_view chain, std::string_view method, std::string_view outcome, double seconds);
+    void observe_call(std::string_view chain, std::string_view method, std::string_view outcome,
+                      double seconds);
 
     /// An HTTP response written by a listener ("rpc" or "admin").
     void observe_http(std::string_view listener, unsigned status);
@@ -28,7 +29,8 @@ public:
 
     /// One attempt against an upstream; `error` is empty on success (a JSON-RPC error answer is a
     /// success for the transport) or the error kind (connect_failed, timeout, http_5xx, ...).
-    void observe_upstream(std::string_view chain, std::string_view upstream, std::string_view error, double seconds);
+    void observe_upstream(std::string_view chain, std::string_view upstream, std::string_view error,
+                          double seconds);
 
     /// Whether the pool currently sends calls to an upstream.
     void set_upstream_up(std::string_view chain, std::string_view upstream, bool up);

@@ -28,7 +28,8 @@ class RpcHandler {
 public:
     /// `chains[0]` serves `POST /`; every chain serves `POST /<name>`. The pools and metrics must
     /// outlive the handler.
-    RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics);
+    RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains,
+               metrics::Metrics* metrics);
 
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
@@ -38,14 +39,15 @@ public:
 
     /// What running one entry produced.
     struct Outcome {
-        std::string response;        ///< the JSON-RPC response object (empty for a notification)
-        std::string upstream;        ///< the upstream that answered, if one did
-        bool unavailable = false;    ///< no upstream could answer
+        std::string response;      ///< the JSON-RPC response object (empty for a notification)
+        std::string upstream;      ///< the upstream that answered, if one did
+        bool unavailable = false;  ///< no upstream could answer
     };
 
 private:
     struct Batch;
-    boost::asio::awaitable<Outcome> execute(upstream::ChainPool& chain, const jsonrpc::Entry& entry);
+    boost::asio::awaitable<Outcome> execute(upstream::ChainPool& chain,
+                                            const jsonrpc::Entry& entry);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
 
     config::ServerConfig server_;

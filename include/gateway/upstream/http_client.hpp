@@ -66,6 +66,7 @@ public:
 /// `config.ca_file`) and the host name, with SNI. Credentials in the URL (user:password@) are sent
 /// as HTTP Basic authentication. Throws std::invalid_argument on an unusable URL or CA file
 /// (start-up only).
-std::unique_ptr<HttpClient> make_http_client(boost::asio::any_io_executor executor, const config::UpstreamConfig& config);
+std::unique_ptr<HttpClient> make_http_client(boost::asio::any_io_executor executor,
+                                             const config::UpstreamConfig& config);
 
 }  // namespace gateway::upstream

@@ -22,9 +22,9 @@ namespace gateway::upstream {
 struct Forwarded {
     /// True when a node answered (with a result or a JSON-RPC error); false when none could.
     bool answered = false;
-    jsonrpc::Reply reply;     ///< the node's answer, when `answered`
-    jsonrpc::Error error;     ///< why no node answered, otherwise
-    std::string upstream;     ///< the id of the node that answered
+    jsonrpc::Reply reply;  ///< the node's answer, when `answered`
+    jsonrpc::Error error;  ///< why no node answered, otherwise
+    std::string upstream;  ///< the id of the node that answered
 };
 
 /// Thread-safe.
@@ -32,7 +32,8 @@ class ChainPool {
 public:
     /// Builds the upstreams (their clients run on `executor`). Throws std::invalid_argument at
     /// start-up on an unusable upstream configuration.
-    ChainPool(const config::ChainConfig& config, boost::asio::any_io_executor executor, metrics::Metrics* metrics);
+    ChainPool(const config::ChainConfig& config, boost::asio::any_io_executor executor,
+              metrics::Metrics* metrics);
     ~ChainPool();
 
     const config::ChainConfig& config() const { return config_; }
@@ -41,7 +42,8 @@ public:
     /// and moves on to the next one on a transport failure, a timeout, HTTP 5xx or 429, or a
     /// malformed answer. A write moves on only while it is certain that no node received it.
     /// Never throws; gives up at `deadline`.
-    boost::asio::awaitable<Forwarded> forward(std::string_view method, const boost::json::value& params, bool write,
+    boost::asio::awaitable<Forwarded> forward(std::string_view method,
+                                              const boost::json::value& params, bool write,
                                               std::chrono::steady_clock::time_point deadline);
 
     /// Starts the health probes (eth_chainId every health.interval_ms, with jitter).
@@ -62,7 +64,8 @@ private:
     config::ChainConfig config_;
     boost::asio::any_io_executor executor_;
     metrics::Metrics* metrics_;
-    std::vector<std::unique_ptr<Upstream>> upstreams_;  // primaries first, then fallbacks; config order within a tier
+    std::vector<std::unique_ptr<Upstream>>
+        upstreams_;  // primaries first, then fallbacks; config order within a tier
     std::vector<std::unique_ptr<Prober>> probers_;
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<bool> stopped_{false};

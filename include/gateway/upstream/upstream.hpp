@@ -41,8 +41,9 @@ struct UpstreamStatus {
 /// Thread-safe: state changes take a short lock.
 class Upstream {
 public:
-    Upstream(std::string chain, const config::UpstreamConfig& config, const config::HealthConfig& health,
-             std::unique_ptr<HttpClient> client, metrics::Metrics* metrics);
+    Upstream(std::string chain, const config::UpstreamConfig& config,
+             const config::HealthConfig& health, std::unique_ptr<HttpClient> client,
+             metrics::Metrics* metrics);
 
     const std::string& id() const { return config_.id; }
     const std::string& chain() const { return chain_; }
@@ -54,7 +55,8 @@ public:
     /// A probe or a call has confirmed the upstream answers.
     bool up() const;
 
-    /// A call or probe got an answer from the node (a JSON-RPC error answer counts: the node works).
+    /// A call or probe got an answer from the node (a JSON-RPC error answer counts: the node
+    /// works).
     void record_success();
     /// A call or probe failed in transport, timed out, or got HTTP 5xx/429 or garbage.
     void record_failure(std::string_view reason);
