@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 
 namespace gateway::store {
@@ -27,14 +28,15 @@ public:
         if (ec)
             throw std::runtime_error(
                 fmt::format("store: cannot create the folder of {}: {}", path_, ec.message()));
-        if (sqlite3_open_v2(path_.c_str(), &db_,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                            nullptr) != SQLITE_OK) {
-            std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-            sqlite3_close(db_);
-            throw std::runtime_error(fmt::format("store: cannot open {}: {}", path_, why));
-        }
-        sqlite3_busy_timeout(db_, 5000);
+        sqlite3* db = nullptr;
+        const int rc = sqlite3_open_v2(
+            path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+            nullptr);
+        db_.reset(db);  // closed on every path, this constructor throwing included
+        if (rc != SQLITE_OK)
+            throw std::runtime_error(fmt::format("store: cannot open {}: {}", path_,
+                                                 db ? sqlite3_errmsg(db) : "out of memory"));
+        sqlite3_busy_timeout(db_.get(), 5000);
         // WAL with a full fsync on every commit: a committed row survives a crash or power loss.
         exec("PRAGMA journal_mode=WAL;");
         exec("PRAGMA synchronous=FULL;");
@@ -56,14 +58,12 @@ public:
                     version_ + 1));
                 exec("COMMIT;");
             } catch (...) {
-                sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr);
+                sqlite3_exec(db_.get(), "ROLLBACK;", nullptr, nullptr, nullptr);
                 throw;
             }
             ++version_;
         }
     }
-
-    ~SqliteStore() override { sqlite3_close_v2(db_); }
 
     int schema_version() const override { return version_; }
     std::string describe() const override { return "sqlite:" + path_; }
@@ -71,8 +71,8 @@ public:
 private:
     void exec(const std::string& sql) {
         char* error = nullptr;
-        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
-            std::string why = error ? error : sqlite3_errmsg(db_);
+        if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+            std::string why = error ? error : sqlite3_errmsg(db_.get());
             sqlite3_free(error);
             throw std::runtime_error(fmt::format("store: {}: {}", path_, why));
         }
@@ -81,7 +81,7 @@ private:
     int read_version() {
         sqlite3_stmt* stmt = nullptr;
         int version = 0;
-        if (sqlite3_prepare_v2(db_, "SELECT version FROM schema_version LIMIT 1;", -1, &stmt,
+        if (sqlite3_prepare_v2(db_.get(), "SELECT version FROM schema_version LIMIT 1;", -1, &stmt,
                                nullptr) == SQLITE_OK &&
             sqlite3_step(stmt) == SQLITE_ROW)
             version = sqlite3_column_int(stmt, 0);
@@ -89,8 +89,12 @@ private:
         return version;
     }
 
+    struct Close {
+        void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+    };
+
     std::string path_;
-    sqlite3* db_ = nullptr;
+    std::unique_ptr<sqlite3, Close> db_;
     int version_ = 0;
 };
 
