@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
 namespace gateway::jsonrpc {
 namespace json = boost::json;
 
@@ -139,9 +141,9 @@ private:
     std::string number_;
 };
 
-// Reads one entry of a request (the body itself, or one element of a batch).
-Entry read_entry(const json::value& v, std::size_t index,
-                 const std::vector<std::pair<std::size_t, std::string>>& number_ids) {
+// Reads one entry of a request (the body itself, or one element of a batch). `number_id` is the
+// exact text of the entry's id when that id is a number.
+Entry read_entry(const json::value& v, const std::string* number_id) {
     const json::object* obj = v.if_object();
     if (!obj)
         return InvalidCall{
@@ -154,9 +156,7 @@ Entry read_entry(const json::value& v, std::size_t index,
         if (id->is_string() || id->is_null()) {
             call.id = json::serialize(*id);
         } else if (id->is_number()) {
-            call.id = json::serialize(*id);
-            for (const auto& [i, text] : number_ids)
-                if (i == index) call.id = text;
+            call.id = number_id ? *number_id : json::serialize(*id);
         } else {
             id_ok = false;
         }
@@ -218,14 +218,19 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
                             batch->size(), limits.max_batch_size)};
         request.batch = true;
         request.entries.reserve(batch->size());
-        for (std::size_t i = 0; i < batch->size(); ++i)
-            request.entries.push_back(read_entry((*batch)[i], i, number_ids));
+        auto next_id = number_ids.begin();  // in entry order
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+            const std::string* id = nullptr;
+            if (next_id != number_ids.end() && next_id->first == i) id = &(next_id++)->second;
+            request.entries.push_back(read_entry((*batch)[i], id));
+        }
         return request;
     }
     if (!root.is_object())
         return Error{ErrorCode::invalid_request,
                      "invalid request: the body must be a JSON object or array"};
-    request.entries.push_back(read_entry(root, 0, number_ids));
+    request.entries.push_back(
+        read_entry(root, number_ids.empty() ? nullptr : &number_ids.front().second));
     return request;
 }
 
@@ -274,49 +279,155 @@ std::string upstream_request(std::uint64_t id, std::string_view method, const js
 }
 
 namespace {
+
 boost::system::result<Reply, std::string> bad_reply(std::string why) {
     return boost::system::result<Reply, std::string>(boost::system::in_place_error, std::move(why));
 }
+
+// Checks that a text is JSON without building it: a node's answer can be deep (call traces) and
+// large, and it is passed on as it came.
+struct ValidatingHandler {
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) { return true; }
+    bool on_object_end(std::size_t, json::error_code&) { return true; }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t, json::error_code&) { return true; }
+    bool on_key_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_key(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+    bool on_double(double, json::string_view, json::error_code&) { return true; }
+    bool on_bool(bool, json::error_code&) { return true; }
+    bool on_null(json::error_code&) { return true; }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+json::error_code validate_json(std::string_view text) {
+    json::parse_options options;
+    options.max_depth =
+        std::size_t(-1);  // the parser keeps its own stack: depth costs no recursion
+    json::basic_parser<ValidatingHandler> parser(options);
+    json::error_code ec;
+    const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
+    if (!ec && used < text.size()) ec = json::error::extra_data;
+    return ec;
+}
+
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+std::size_t skip_space(std::string_view s, std::size_t pos) {
+    while (pos < s.size() && is_space(s[pos])) ++pos;
+    return pos;
+}
+
+// `s[pos]` opens a string; the position after its closing quote.
+std::size_t skip_string(std::string_view s, std::size_t pos) {
+    for (++pos; pos < s.size() && s[pos] != '"'; ++pos)
+        if (s[pos] == '\\') ++pos;
+    return pos + 1;
+}
+
+// The end of the value that starts at `pos`, in text already known to be valid JSON.
+std::size_t skip_value(std::string_view s, std::size_t pos) {
+    if (s[pos] == '"') return skip_string(s, pos);
+    if (s[pos] != '{' && s[pos] != '[') {
+        while (pos < s.size() && !is_space(s[pos]) && s[pos] != ',' && s[pos] != '}' &&
+               s[pos] != ']')
+            ++pos;
+        return pos;
+    }
+    std::size_t depth = 0;
+    while (pos < s.size()) {
+        const char c = s[pos];
+        if (c == '"') {
+            pos = skip_string(s, pos);
+            continue;
+        }
+        ++pos;
+        if (c == '{' || c == '[') ++depth;
+        if ((c == '}' || c == ']') && --depth == 0) break;
+    }
+    return pos;
+}
+
+// The members of a JSON object as raw texts, for text already known to be valid JSON.
+std::optional<std::vector<std::pair<std::string_view, std::string_view>>> object_members(
+    std::string_view s) {
+    std::size_t pos = skip_space(s, 0);
+    if (pos >= s.size() || s[pos] != '{') return std::nullopt;
+    std::vector<std::pair<std::string_view, std::string_view>> members;
+    pos = skip_space(s, pos + 1);
+    while (pos < s.size() && s[pos] == '"') {
+        const std::size_t key_end = skip_string(s, pos);
+        const std::string_view key = s.substr(pos + 1, key_end - pos - 2);
+        pos = skip_space(s, skip_space(s, key_end) + 1);  // past the ':'
+        const std::size_t value_end = skip_value(s, pos);
+        members.emplace_back(key, s.substr(pos, value_end - pos));
+        pos = skip_space(s, value_end);
+        if (pos < s.size() && s[pos] == ',') pos = skip_space(s, pos + 1);
+    }
+    return members;
+}
+
 }  // namespace
 
 boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id) {
-    json::error_code ec;
-    json::value root = json::parse(json::string_view(body.data(), body.size()), ec);
-    if (ec) return bad_reply(fmt::format("not JSON ({})", ec.message()));
-    const json::object* obj = root.if_object();
-    if (!obj) return bad_reply("not a JSON-RPC response object");
+    if (json::error_code ec = validate_json(body))
+        return bad_reply(fmt::format("not JSON ({})", ec.message()));
+    auto members = object_members(body);
+    if (!members) return bad_reply("not a JSON-RPC response object");
+    std::optional<std::string_view> id, result, error;
+    for (const auto& [key, value] : *members) {
+        if (key == "id") id = value;
+        if (key == "result") result = value;
+        if (key == "error") error = value;
+    }
 
-    const json::value* id = obj->if_contains("id");
+    json::error_code ec;
     bool id_matches = false;
     if (id) {
-        if (id->is_uint64())
-            id_matches = id->get_uint64() == expected_id;
-        else if (id->is_int64())
+        const json::value v = json::parse(json::string_view(id->data(), id->size()), ec);
+        if (v.is_uint64()) id_matches = v.get_uint64() == expected_id;
+        if (v.is_int64())
             id_matches =
-                id->get_int64() >= 0 && static_cast<std::uint64_t>(id->get_int64()) == expected_id;
+                v.get_int64() >= 0 && static_cast<std::uint64_t>(v.get_int64()) == expected_id;
     }
     if (!id_matches)
         return bad_reply(fmt::format("response id {} does not match request id {}",
-                                     id ? json::serialize(*id) : "(none)", expected_id));
+                                     id ? std::string(id->substr(0, 64)) : "(none)", expected_id));
 
     Reply reply;
-    if (const json::value* result = obj->if_contains("result")) {
-        if (obj->contains("error")) return bad_reply("response has both result and error");
-        reply.result = json::serialize(*result);
+    if (result) {
+        if (error) return bad_reply("response has both result and error");
+        reply.result = std::string(*result);  // exactly as the node wrote it
         return reply;
     }
-    const json::value* error = obj->if_contains("error");
-    if (!error || !error->is_object()) return bad_reply("response has neither result nor error");
-    const json::object& e = error->get_object();
-    const json::value* code = e.if_contains("code");
-    const json::value* message = e.if_contains("message");
+    if (!error) return bad_reply("response has neither result nor error");
+    json::parse_options options;
+    options.max_depth = 256;
+    const json::value e =
+        json::parse(json::string_view(error->data(), error->size()), ec, {}, options);
+    if (ec || !e.is_object()) return bad_reply("the error is not an object");
+    const json::value* code = e.as_object().if_contains("code");
+    const json::value* message = e.as_object().if_contains("message");
     if (!code || !(code->is_int64() || code->is_uint64()))
         return bad_reply("error without an integer code");
     reply.error.code = code->is_int64() ? static_cast<int>(code->get_int64())
                                         : static_cast<int>(code->get_uint64());
     if (message && message->is_string()) reply.error.message = std::string(message->get_string());
-    if (const json::value* data = e.if_contains("data")) reply.error.data = *data;
+    if (const json::value* data = e.as_object().if_contains("data")) reply.error.data = *data;
     return reply;
 }
 

@@ -176,11 +176,35 @@ TEST(Responses, UpstreamRequestEscapesTheMethodAndDefaultsParams) {
     EXPECT_EQ(p.at("params").at("a").at(1), "b");
 }
 
+TEST(ParseReply, DeepResultsSuchAsCallTracesPassThrough) {
+    std::string deep;
+    for (int i = 0; i < 5000; ++i) deep += "{\"calls\":[";
+    for (int i = 0; i < 5000; ++i) deep += "]}";
+    auto r = parse_reply(R"({"jsonrpc":"2.0","id":9,"result":)" + deep + "}", 9);
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_EQ(*r->result, deep);
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":9,"result":)" + deep.substr(1) + "}", 9));
+}
+
 TEST(ParseReply, ResultErrorAndGarbage) {
     auto ok = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":{"x":"0x1"}})", 5);
     ASSERT_TRUE(ok);
     EXPECT_FALSE(ok->is_error());
     EXPECT_EQ(*ok->result, R"({"x":"0x1"})");
+
+    // Results pass through as the node wrote them: spelling of numbers, order of keys, spacing.
+    auto exact = parse_reply(
+        " {\"jsonrpc\": \"2.0\", \"result\" : {\"b\":1.50, \"a\":123456789012345678901234567890} ,\"id\":5}\n", 5);
+    ASSERT_TRUE(exact);
+    EXPECT_EQ(*exact->result, R"({"b":1.50, "a":123456789012345678901234567890})");
+
+    auto tricky = parse_reply(R"({"id":5,"result":"a\"}{[,","jsonrpc":"2.0"})", 5);
+    ASSERT_TRUE(tricky);
+    EXPECT_EQ(*tricky->result, R"("a\"}{[,")");
+
+    auto last = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":[1,[2,{"x":[]}]]})", 5);
+    ASSERT_TRUE(last);
+    EXPECT_EQ(*last->result, R"([1,[2,{"x":[]}]])");
 
     auto null_result = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":null})", 5);
     ASSERT_TRUE(null_result);
