@@ -20,9 +20,11 @@ constexpr auto kMethods = std::to_array<Method>({
     {"debug_getRawHeader", read},
     {"debug_getRawReceipts", read},
     {"debug_getRawTransaction", read},
+    {"debug_traceBlock", read},
     {"debug_traceBlockByHash", read},
     {"debug_traceBlockByNumber", read},
     {"debug_traceCall", read},
+    {"debug_traceCallMany", read},
     {"debug_traceTransaction", read},
     {"eth_accounts", read},
     {"eth_blobBaseFee", read},
@@ -43,8 +45,11 @@ constexpr auto kMethods = std::to_array<Method>({
     {"eth_getCode", read},
     {"eth_getFilterChanges", read},
     {"eth_getFilterLogs", read},
+    {"eth_getHeaderByHash", read},
+    {"eth_getHeaderByNumber", read},
     {"eth_getLogs", read},
     {"eth_getProof", read},
+    {"eth_getRawTransactionByHash", read},
     {"eth_getStorageAt", read},
     {"eth_getTransactionByBlockHashAndIndex", read},
     {"eth_getTransactionByBlockNumberAndIndex", read},
@@ -84,6 +89,7 @@ constexpr auto kMethods = std::to_array<Method>({
     {"trace_block", read},
     {"trace_call", read},
     {"trace_filter", read},
+    {"trace_get", read},
     {"trace_replayBlockTransactions", read},
     {"trace_replayTransaction", read},
     {"trace_transaction", read},
@@ -108,7 +114,9 @@ const Method* find(std::string_view name) {
 
 MethodKind method_kind(std::string_view method) {
     const Method* m = find(method);
-    return m ? m->kind : MethodKind::read;
+    // A method the table does not know may change state (anvil_mine, evm_increaseTime, vendor
+    // bundle methods): it is never sent twice.
+    return m ? m->kind : MethodKind::write;
 }
 
 std::string_view method_label(std::string_view method) {

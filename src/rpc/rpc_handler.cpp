@@ -83,21 +83,30 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
     } else {
         upstream::Forwarded f = co_await chain.forward(
             call.method, call.params, kind == MethodKind::write, t0 + server_.request_timeout);
-        if (f.answered) {
-            out.upstream = std::move(f.upstream);
-            if (f.reply.is_error()) {
-                outcome = "rpc_error";
-                out.response = jsonrpc::error_response(call.id, f.reply.error);
-            } else {
-                out.response = jsonrpc::result_response(call.id, *f.reply.result);
-            }
-        } else {
-            outcome = "unavailable";
-            out.unavailable = true;
+        switch (f.outcome) {
+            case upstream::Forwarded::Outcome::answered:
+                out.upstream = std::move(f.upstream);
+                if (f.reply.is_error()) {
+                    outcome = "rpc_error";
+                    out.response = jsonrpc::error_response(call.id, f.reply.error);
+                } else {
+                    out.response = jsonrpc::result_response(call.id, *f.reply.result);
+                }
+                break;
+            case upstream::Forwarded::Outcome::unavailable:
+                outcome = "unavailable";
+                out.unavailable = true;
+                out.response = jsonrpc::error_response(call.id, f.error);
+                break;
+            case upstream::Forwarded::Outcome::uncertain:
+                // Not a 503: something retrying 503s elsewhere could execute the write twice.
+                outcome = "uncertain";
+                out.response = jsonrpc::error_response(call.id, f.error);
+                break;
+        }
+        if (f.outcome != upstream::Forwarded::Outcome::answered)
             spdlog::debug("chain {}: {} not answered: {}", chain_name, method_label(call.method),
                           f.error.message);
-            out.response = jsonrpc::error_response(call.id, f.error);
-        }
     }
     if (metrics_)
         metrics_->observe_call(chain_name, method_label(call.method), outcome,

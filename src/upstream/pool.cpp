@@ -46,21 +46,49 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Whether an HTTP status says the upstream itself could not serve the call (try another node),
-// rather than answering it.
+// HTTP answers that mean the upstream could not serve the call (another node may), rather than
+// an answer to it: rate limits, server errors, and a gateway in front of the node refusing us.
 bool status_means_unavailable(unsigned status) {
     return status == 429 || status >= 500 || status == 401 || status == 403 || status == 404;
 }
 
-// For a write: HTTP answers after which the node certainly did not take the transaction.
-bool status_means_not_taken(unsigned status) {
-    return status == 429 || status == 503 || status == 401 || status == 403 || status == 404;
+// HTTP answers after which the node certainly did not act on the call. Not 503: a proxy in front
+// of a node answers 503 also when the connection broke after the node got the request.
+bool status_means_refused(unsigned status) {
+    return status == 429 || status == 401 || status == 403 || status == 404;
 }
 
 std::string describe_http(const HttpResult& r) {
     if (r.status == 429 && r.retry_after)
         return fmt::format("HTTP 429 (retry after {}s)", r.retry_after->count());
     return fmt::format("HTTP {}", r.status);
+}
+
+// What one attempt against one upstream came to. This is the one place where failures are
+// classified.
+struct Attempt {
+    std::optional<jsonrpc::Reply> reply;  ///< the node answered (a result or a JSON-RPC error)
+    std::string_view kind;                ///< the failure's metric label; empty on an answer
+    std::string detail;                   ///< the failure, for people
+    bool maybe_delivered = true;          ///< the node may have acted on the call
+    bool node_fault = true;               ///< counts against the node's health
+};
+
+Attempt classify(const HttpResult& r, std::uint64_t id) {
+    if (!r.ok()) {
+        // Slowness and oversized answers belong to the call as much as to the node: the probes
+        // (health.timeout_ms) judge slowness, so one heavy call does not take a node down.
+        const bool node_fault =
+            r.error != TransportError::timeout && r.error != TransportError::response_too_large;
+        return {std::nullopt, to_string(r.error), r.detail, r.maybe_delivered, node_fault};
+    }
+    auto reply = jsonrpc::parse_reply(r.body, id);
+    if (r.status != 200 && (status_means_unavailable(r.status) || !reply))
+        return {std::nullopt, r.status == 429 ? "http_429" : "http_error", describe_http(r),
+                !status_means_refused(r.status), true};
+    if (!reply)
+        return {std::nullopt, "bad_response", "malformed answer: " + reply.error(), true, true};
+    return {std::move(*reply), "", "", true, false};
 }
 
 }  // namespace
@@ -170,83 +198,37 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string_view method, const jso
         co_return out;
     }
 
-    std::string body;
     std::string failures;
-    auto note = [&](const Upstream& u, std::string_view what) {
-        failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", u.id(), what);
-    };
     for (Upstream* u : candidates) {
         const auto now = Clock::now();
         if (now >= deadline) break;
         const std::uint64_t id = next_id_++;
-        body = jsonrpc::upstream_request(id, method, params);
         HttpResult r = co_await u->client().post(
-            body, PostOptions{std::min(deadline, now + u->config().timeout), !write});
+            jsonrpc::upstream_request(id, method, params),
+            PostOptions{std::min(deadline, now + u->config().timeout), !write});
+        Attempt a = classify(r, id);
+        if (metrics_) metrics_->observe_upstream(config_.name, u->id(), a.kind, seconds_since(now));
 
-        if (!r.ok()) {
-            if (metrics_)
-                metrics_->observe_upstream(config_.name, u->id(), to_string(r.error),
-                                           seconds_since(now));
-            u->record_failure(r.detail);
-            note(*u, r.detail);
-            if (write && r.maybe_delivered) {
-                out.error =
-                    jsonrpc::Error(jsonrpc::ErrorCode::internal_error,
-                                   fmt::format("upstream {} failed after the transaction was sent "
-                                               "({}); it may have reached the network, "
-                                               "so it was not re-sent to another node: check by "
-                                               "hash before sending it again",
-                                               u->id(), r.detail));
-                co_return out;
-            }
-            continue;
+        if (a.reply) {
+            u->record_success();
+            out.outcome = Forwarded::Outcome::answered;
+            out.reply = std::move(*a.reply);
+            out.upstream = u->id();
+            co_return out;
         }
-
-        auto reply = jsonrpc::parse_reply(r.body, id);
-        if (r.status != 200 && (status_means_unavailable(r.status) || !reply)) {
-            if (metrics_)
-                metrics_->observe_upstream(config_.name, u->id(),
-                                           r.status == 429 ? "http_429" : "http_error",
-                                           seconds_since(now));
-            u->record_failure(describe_http(r));
-            note(*u, describe_http(r));
-            if (write && !status_means_not_taken(r.status)) {
-                out.error = jsonrpc::Error(
-                    jsonrpc::ErrorCode::internal_error,
-                    fmt::format(
-                        "upstream {} answered {} to the transaction; it may have reached the "
-                        "network, so it was "
-                        "not re-sent to another node: check by hash before sending it again",
-                        u->id(), describe_http(r)));
-                co_return out;
-            }
-            continue;
+        if (a.node_fault) u->record_failure(a.detail);
+        failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", u->id(), a.detail);
+        if (write && a.maybe_delivered) {
+            // Sending it to another node could execute it twice; only its hash can tell.
+            out.outcome = Forwarded::Outcome::uncertain;
+            out.error = jsonrpc::Error(
+                jsonrpc::ErrorCode::internal_error,
+                fmt::format("upstream {} failed after the call was sent ({}); it may have been "
+                            "executed, so it was not sent to another node: check (for a "
+                            "transaction, by its hash) before sending it again",
+                            u->id(), a.detail));
+            co_return out;
         }
-        if (!reply) {
-            if (metrics_)
-                metrics_->observe_upstream(config_.name, u->id(), "bad_response",
-                                           seconds_since(now));
-            u->record_failure("malformed answer: " + reply.error());
-            note(*u, "malformed answer: " + reply.error());
-            if (write) {
-                out.error =
-                    jsonrpc::Error(jsonrpc::ErrorCode::internal_error,
-                                   fmt::format("upstream {} answered the transaction with "
-                                               "something that is not JSON-RPC; it may have "
-                                               "reached the network, so it was not re-sent: check "
-                                               "by hash before sending it again",
-                                               u->id()));
-                co_return out;
-            }
-            continue;
-        }
-
-        if (metrics_) metrics_->observe_upstream(config_.name, u->id(), "", seconds_since(now));
-        u->record_success();
-        out.answered = true;
-        out.reply = std::move(*reply);
-        out.upstream = u->id();
-        co_return out;
     }
 
     if (Clock::now() >= deadline)

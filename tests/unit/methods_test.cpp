@@ -15,7 +15,9 @@ TEST(Methods, ReadsLocalsAndUnknowns) {
     EXPECT_EQ(method_kind("eth_call"), MethodKind::read);
     EXPECT_EQ(method_kind("eth_getLogs"), MethodKind::read);
     EXPECT_EQ(method_kind("eth_chainId"), MethodKind::local);
-    EXPECT_EQ(method_kind("some_vendorMethod"), MethodKind::read);  // the node decides
+    // What the gateway does not know may change state: never sent twice.
+    EXPECT_EQ(method_kind("anvil_mine"), MethodKind::write);
+    EXPECT_EQ(method_kind("some_vendorMethod"), MethodKind::write);
 }
 
 TEST(Methods, LabelsAreBounded) {

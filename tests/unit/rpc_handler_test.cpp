@@ -283,17 +283,40 @@ TEST_F(GatewayTest, DeterministicErrorsAreReturnedAsTheyCame) {
 }
 
 TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
-    FakeUpstream first(31337, on("eth_sendRawTransaction", FakeReply::http(502, "bad gateway")));
-    FakeUpstream second(31337, on("eth_sendRawTransaction", FakeReply::ok("\"0xabc\"")));
-    start({first.url(), second.url()},
-          [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
-    auto r =
-        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02f8"]})");
-    json::value v = json::parse(r.body);
-    EXPECT_EQ(v.at("error").at("code"), -32603);
-    EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("check by hash"));
-    EXPECT_EQ(first.calls("eth_sendRawTransaction"), 1u);
-    EXPECT_EQ(second.calls("eth_sendRawTransaction"), 0u);
+    struct Case {
+        const char* name;
+        std::string method;
+        FakeReply failure;
+    };
+    auto slow = FakeReply::ok("\"0xabc\"");
+    slow.delay = 2s;  // the upstream timeout is 1 s: the node got it and may still execute it
+    const std::vector<Case> cases = {
+        {"HTTP 502", "eth_sendRawTransaction", FakeReply::http(502, "bad gateway")},
+        {"HTTP 503 from a proxy", "eth_sendRawTransaction", FakeReply::http(503, "upstream reset")},
+        {"HTTP 200 garbage", "eth_sendRawTransaction", FakeReply::http(200, "<html>")},
+        {"timeout", "eth_sendRawTransaction", slow},
+        {"an unknown method", "anvil_mine", FakeReply::http(500, "")},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        FakeUpstream first(31337, on(c.method, c.failure));
+        FakeUpstream second(31337, on(c.method, FakeReply::ok("\"0xabc\"")));
+        start({first.url(), second.url()},
+              [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
+        auto r =
+            post(R"({"jsonrpc":"2.0","id":1,"method":")" + c.method + R"(","params":["0x02f8"]})");
+        // Not a 503: a client or proxy that retries 503s elsewhere would send it twice.
+        EXPECT_EQ(r.status, 200u);
+        json::value v = json::parse(r.body);
+        EXPECT_EQ(v.at("id"), 1);
+        EXPECT_EQ(v.at("error").at("code"), -32603);
+        EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("node-0"));
+        EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("by its hash"));
+        EXPECT_EQ(first.calls(c.method), 1u);
+        EXPECT_EQ(second.calls(c.method), 0u);
+        TearDown();
+        gw.reset();
+    }
 }
 
 TEST_F(GatewayTest, AWriteMovesOnWhenNoNodeCanHaveReceivedIt) {
@@ -305,6 +328,36 @@ TEST_F(GatewayTest, AWriteMovesOnWhenNoNodeCanHaveReceivedIt) {
         post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02f8"]})");
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xabc"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-2");
+}
+
+TEST_F(GatewayTest, ASlowCallMovesOnButDoesNotTakeTheNodeDown) {
+    auto slow = FakeReply::ok("[]");
+    slow.delay = 1500ms;  // over the upstream timeout of 1 s
+    FakeUpstream heavy(31337, on("eth_getLogs", slow));
+    FakeUpstream other(31337, on("eth_getLogs", FakeReply::ok("[]")));
+    start({heavy.url(), other.url()});
+    wait_ready();
+    for (int i = 0; i < 3; ++i) {
+        auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{}]})");
+        EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
+    }
+    auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
+    EXPECT_EQ(s.at("upstreams").at(0).at("state"), "up")
+        << "timeouts of calls are the probes' business";
+    EXPECT_EQ(
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})").header("x-gateway-upstream"),
+        "node-0");
+}
+
+TEST_F(GatewayTest, ABatchAnsweredByTwoUpstreamsNamesBoth) {
+    FakeUpstream first(31337, on("eth_getBalance", FakeReply::http(503, "")));
+    FakeUpstream second;
+    start({first.url(), second.url()},
+          [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
+    auto r = post(R"([{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},
+                      {"jsonrpc":"2.0","id":2,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]}])");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header("x-gateway-upstream"), "node-0,node-1");
 }
 
 TEST_F(GatewayTest, EveryUpstreamDownIs503WithEveryReasonThenRecovers) {

@@ -20,10 +20,14 @@ namespace gateway::upstream {
 
 /// The result of forwarding one call.
 struct Forwarded {
-    /// True when a node answered (with a result or a JSON-RPC error); false when none could.
-    bool answered = false;
-    jsonrpc::Reply reply;  ///< the node's answer, when `answered`
-    jsonrpc::Error error;  ///< why no node answered, otherwise
+    enum class Outcome {
+        answered,     ///< a node answered, with a result or a JSON-RPC error
+        unavailable,  ///< no node could answer; nothing was executed
+        uncertain,    ///< a write failed after a node may have received it; not sent elsewhere
+    };
+    Outcome outcome = Outcome::unavailable;
+    jsonrpc::Reply reply;  ///< the node's answer, when answered
+    jsonrpc::Error error;  ///< why there is no answer, otherwise
     std::string upstream;  ///< the id of the node that answered
 };
 
@@ -40,8 +44,8 @@ public:
 
     /// Sends a call to the first usable upstream (primaries in configured order, then fallbacks)
     /// and moves on to the next one on a transport failure, a timeout, HTTP 5xx or 429, or a
-    /// malformed answer. A write moves on only while it is certain that no node received it.
-    /// Never throws; gives up at `deadline`.
+    /// malformed answer. A write (`write`: the call may change state) moves on only while it is
+    /// certain that no node received it. Never throws; gives up at `deadline`.
     boost::asio::awaitable<Forwarded> forward(std::string_view method,
                                               const boost::json::value& params, bool write,
                                               std::chrono::steady_clock::time_point deadline);
