@@ -179,8 +179,8 @@ void if_set(const YAML::Node& map, const char* key, F&& f) {
 void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
     r.check_keys(n, "server",
                  {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes",
-                  "max_batch_size", "batch_concurrency", "idle_timeout_ms", "read_timeout_ms",
-                  "request_timeout_ms", "shutdown_grace_ms"});
+                  "max_batch_size", "batch_concurrency", "max_batch_response_bytes",
+                  "idle_timeout_ms", "read_timeout_ms", "request_timeout_ms", "shutdown_grace_ms"});
     if_set(n, "listen", [&](auto& v) { s.listen = r.endpoint(v, "server.listen"); });
     if_set(n, "admin_listen",
            [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
@@ -193,6 +193,10 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
     });
     if_set(n, "max_batch_size",
            [&](auto& v) { s.max_batch_size = r.integer(v, "server.max_batch_size", 1, 100'000); });
+    if_set(n, "max_batch_response_bytes", [&](auto& v) {
+        s.max_batch_response_bytes =
+            r.integer(v, "server.max_batch_response_bytes", 1024, 1ull << 34);
+    });
     if_set(n, "batch_concurrency", [&](auto& v) {
         s.batch_concurrency = r.integer(v, "server.batch_concurrency", 1, 1024);
     });

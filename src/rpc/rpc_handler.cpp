@@ -48,7 +48,9 @@ struct RpcHandler::Batch {
     upstream::ChainPool* chain;
     const std::vector<jsonrpc::Entry>* entries;
     std::vector<Outcome> outcomes;
-    std::size_t next = 0;  // the next entry a worker takes; workers share the session's strand
+    // Workers share the session's strand, so these need no lock.
+    std::size_t next = 0;   // the next entry a worker takes
+    std::size_t bytes = 0;  // the size of the answers so far
 };
 
 RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains,
@@ -116,9 +118,25 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
 }
 
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
+    const std::size_t limit = self->server_.max_batch_response_bytes;
     while (batch->next < batch->entries->size()) {
         const std::size_t i = batch->next++;
-        batch->outcomes[i] = co_await self->execute(*batch->chain, (*batch->entries)[i]);
+        const jsonrpc::Entry& entry = (*batch->entries)[i];
+        if (batch->bytes > limit) {
+            // Like geth's batch response limit: the calls left are answered with an error rather
+            // than holding an unbounded answer in memory.
+            const auto* call = std::get_if<jsonrpc::Call>(&entry);
+            if (call && call->notification) continue;
+            batch->outcomes[i].response = jsonrpc::error_response(
+                call ? call->id : std::get<jsonrpc::InvalidCall>(entry).id,
+                jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded,
+                               fmt::format("batch answer too large: over {} bytes "
+                                           "(server.max_batch_response_bytes); split the batch",
+                                           limit)));
+            continue;
+        }
+        batch->outcomes[i] = co_await self->execute(*batch->chain, entry);
+        batch->bytes += batch->outcomes[i].response.size();
     }
 }
 

@@ -98,6 +98,7 @@ server:
   max_header_bytes: 2000
   max_batch_size: 50
   batch_concurrency: 3
+  max_batch_response_bytes: 4096
   idle_timeout_ms: 11
   read_timeout_ms: 12
   request_timeout_ms: 13
@@ -120,6 +121,7 @@ chains:
     EXPECT_EQ(c.server.max_header_bytes, 2000u);
     EXPECT_EQ(c.server.max_batch_size, 50u);
     EXPECT_EQ(c.server.batch_concurrency, 3u);
+    EXPECT_EQ(c.server.max_batch_response_bytes, 4096u);
     EXPECT_EQ(c.server.idle_timeout, Millis(11));
     EXPECT_EQ(c.server.read_timeout, Millis(12));
     EXPECT_EQ(c.server.request_timeout, Millis(13));

@@ -150,6 +150,32 @@ TEST_F(GatewayTest, ABatchIsAnsweredInOrderWithExactIds) {
     EXPECT_EQ(node.calls("echo"), 6u);  // the notification was forwarded too
 }
 
+TEST_F(GatewayTest, ABatchWhoseAnswerGrowsTooLargeIsCutShort) {
+    FakeUpstream node(31337,
+                      on("eth_getCode", FakeReply::ok("\"0x" + std::string(1000, 'a') + "\"")));
+    start({node.url()}, [](config::Config& c) {
+        c.server.max_batch_response_bytes = 2500;
+        c.server.batch_concurrency = 1;
+    });
+    std::string batch = "[";
+    for (int i = 0; i < 6; ++i)
+        batch +=
+            std::string(i ? "," : "") + R"({"jsonrpc":"2.0","id":)" + std::to_string(i) +
+            R"(,"method":"eth_getCode","params":["0x00000000000000000000000000000000000000aa","latest"]})";
+    auto r = post(batch + "]");
+    EXPECT_EQ(r.status, 200u);
+    json::array a = json::parse(r.body).as_array();
+    ASSERT_EQ(a.size(), 6u);
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(a[i].as_object().contains("result")) << i;
+    for (int i = 3; i < 6; ++i) {
+        EXPECT_EQ(a[i].at("id"), i);
+        EXPECT_EQ(a[i].at("error").at("code"), -32005);
+        EXPECT_THAT(std::string(a[i].at("error").at("message").as_string()),
+                    HasSubstr("server.max_batch_response_bytes"));
+    }
+    EXPECT_EQ(node.calls("eth_getCode"), 3u) << "the calls past the limit are not sent";
+}
+
 TEST_F(GatewayTest, OnlyNotificationsGetNoContent) {
     FakeUpstream node;
     start({node.url()});

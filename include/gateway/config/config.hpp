@@ -25,11 +25,12 @@ struct Endpoint {
 struct ServerConfig {
     Endpoint listen{"127.0.0.1", 8545};
     Endpoint admin_listen{"127.0.0.1", 9545};
-    unsigned threads = 2;                          ///< threads running the event loop
-    std::size_t max_body_bytes = 5 * 1024 * 1024;  ///< a larger request body gets HTTP 413
-    std::size_t max_header_bytes = 8 * 1024;       ///< larger request headers get HTTP 431
-    std::size_t max_batch_size = 1000;             ///< calls in one batch
-    std::size_t batch_concurrency = 16;            ///< calls of one batch forwarded at once
+    unsigned threads = 2;                               ///< threads running the event loop
+    std::size_t max_body_bytes = 5 * 1024 * 1024;       ///< a larger request body gets HTTP 413
+    std::size_t max_header_bytes = 8 * 1024;            ///< larger request headers get HTTP 431
+    std::size_t max_batch_size = 1000;                  ///< calls in one batch
+    std::size_t batch_concurrency = 16;                 ///< calls of one batch forwarded at once
+    std::size_t max_batch_response_bytes = 25'000'000;  ///< then the rest of a batch is refused
     Millis idle_timeout{60'000};     ///< a keep-alive connection with no request is closed
     Millis read_timeout{30'000};     ///< time to receive a whole request once it started
     Millis request_timeout{30'000};  ///< a call's whole time upstream, all attempts together
