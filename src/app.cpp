@@ -9,12 +9,14 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
@@ -28,12 +30,19 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 struct Gateway::Impl {
     explicit Impl(const config::Config& c)
-        : config(c), ioc(static_cast<int>(c.server.threads)), signals(ioc) {}
+        : config(c),
+          ioc(static_cast<int>(c.server.threads)),
+          control(asio::make_strand(ioc)),
+          signals(ioc) {}
 
     const config::Config config;
-    // Constructed first, destroyed last: everything below holds I/O objects of this context.
-    asio::io_context ioc;
+    // Before the io_context: coroutines abandoned by a forced stop, which the io_context destroys,
+    // still count themselves out of the metrics.
     metrics::Metrics metrics;
+    // Destroyed after everything below, which holds I/O objects of this context.
+    asio::io_context ioc;
+    // Signals and the shutdown sequence run here, one step at a time.
+    asio::strand<asio::io_context::executor_type> control;
     std::unique_ptr<store::Store> store;
     std::vector<std::unique_ptr<upstream::ChainPool>> pools;
     std::unique_ptr<rpc::RpcHandler> rpc_handler;
@@ -43,8 +52,10 @@ struct Gateway::Impl {
     asio::signal_set signals;
     std::atomic<bool> draining{false};
     std::atomic<bool> clean{true};
+    bool drained = false;  // on `control`
 
     asio::awaitable<void> wait_for_signals();
+    void start_drain();
     asio::awaitable<void> drain();
     void force_stop(const char* why);
 };
@@ -95,7 +106,7 @@ int Gateway::run(bool handle_signals) {
     if (handle_signals) {
         g.signals.add(SIGINT);
         g.signals.add(SIGTERM);
-        asio::co_spawn(g.ioc, g.wait_for_signals(), asio::detached);
+        asio::co_spawn(g.control, g.wait_for_signals(), asio::detached);
     }
     for (auto& p : g.pools) p->start();
     g.admin->start();
@@ -112,22 +123,24 @@ int Gateway::run(bool handle_signals) {
 }
 
 void Gateway::shutdown() {
-    asio::post(impl_->ioc, [&g = *impl_] {
-        if (g.draining.exchange(true)) return;
-        asio::co_spawn(g.ioc, g.drain(), asio::detached);
-    });
+    asio::post(impl_->control, [&g = *impl_] { g.start_drain(); });
+}
+
+void Gateway::Impl::start_drain() {
+    if (draining.exchange(true)) return;
+    asio::co_spawn(control, drain(), asio::detached);
 }
 
 asio::awaitable<void> Gateway::Impl::wait_for_signals() {
     auto [ec, signo] = co_await signals.async_wait(use_nothrow);
-    if (ec) co_return;
+    if (ec || drained) co_return;
     spdlog::info("received {}: shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
-    // Wait for a second signal before the drain starts, so that the drain's final cancel() always
-    // finds this wait to cancel.
-    signals.async_wait([this](boost::system::error_code ec, int) {
+    // A second signal forces the stop. This wait and the drain's final cancel() both run on
+    // `control`, so the cancel always finds it.
+    signals.async_wait(asio::bind_executor(control, [this](boost::system::error_code ec, int) {
         if (!ec) force_stop("second signal");
-    });
-    if (!draining.exchange(true)) asio::co_spawn(ioc, drain(), asio::detached);
+    }));
+    start_drain();
 }
 
 void Gateway::Impl::force_stop(const char* why) {
@@ -158,6 +171,7 @@ asio::awaitable<void> Gateway::Impl::drain() {
     for (auto& p : pools) p->stop();
     admin->shutdown();
     admin->close_all();
+    drained = true;
     boost::system::error_code ignored;
     signals.cancel(ignored);
     spdlog::info("shutdown complete");
