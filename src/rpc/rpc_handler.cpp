@@ -110,6 +110,9 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
             spdlog::debug("chain {}: {} not answered: {}", chain_name, method_label(call.method),
                           f.error.message);
     }
+    spdlog::debug("chain {}: {} -> {} from {} in {} us", chain_name, method_label(call.method),
+                  outcome, out.upstream.empty() ? "-" : out.upstream,
+                  std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
     if (metrics_)
         metrics_->observe_call(chain_name, method_label(call.method), outcome,
                                std::chrono::duration<double>(Clock::now() - t0).count());
