@@ -1,6 +1,8 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 
 #include <gtest/gtest.h>
+
+#include <random>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -228,6 +230,47 @@ TEST(ParseReply, ResultErrorAndGarbage) {
     EXPECT_FALSE(parse_reply(
         R"({"jsonrpc":"2.0","id":5,"result":1,"error":{"code":1,"message":"both"}})", 5));
     EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"result":)", 5));
+}
+
+}  // namespace
+}  // namespace gateway::jsonrpc
+
+namespace gateway::jsonrpc {
+namespace {
+
+// Mutations of valid bodies: whatever comes in, the parser answers and never throws.
+TEST(ParseRobustness, MutatedInputsNeverThrow) {
+    const std::vector<std::string> seeds = {
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x00","data":"0x"},"latest"]})",
+        R"([{"jsonrpc":"2.0","id":"a","method":"m"},{"jsonrpc":"2.0","method":"n","params":{"k":[1,2.5e3,null,true]}}])",
+        R"({"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"x","params":["\u00e9\n"]})",
+    };
+    std::mt19937 rng(12345);
+    std::string alphabet = "{}[]\",:0123456789.eE-+ \\nulltrue";
+    alphabet += '\0';
+    alphabet += '\xff';
+    for (int round = 0; round < 20000; ++round) {
+        std::string body = seeds[rng() % seeds.size()];
+        const int edits = 1 + static_cast<int>(rng() % 4);
+        for (int e = 0; e < edits && !body.empty(); ++e) {
+            const std::size_t at = rng() % body.size();
+            switch (rng() % 4) {
+                case 0: body[at] = alphabet[rng() % alphabet.size()]; break;
+                case 1: body.erase(at, 1 + rng() % 8); break;
+                case 2: body.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+                case 3: body.resize(at); break;
+            }
+        }
+        ASSERT_NO_THROW({
+            auto r = parse_request(body, ParseLimits{});
+            if (!r) {
+                const int code = r.error().code;
+                EXPECT_TRUE(code == -32700 || code == -32600 || code == -32005) << body;
+            }
+            auto reply = parse_reply(body, 1);
+            (void)reply;
+        }) << body;
+    }
 }
 
 }  // namespace

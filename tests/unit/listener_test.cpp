@@ -75,6 +75,19 @@ TEST_F(ListenerTest, KeepAliveServesManyRequestsOnOneConnection) {
     EXPECT_EQ(listener->open_connections(), 1u);
 }
 
+TEST_F(ListenerTest, PipelinedRequestsAreAnsweredInOrder) {
+    start({});
+    test::HttpConnection c(port());
+    c.send_raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+               "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
+    const std::string replies = c.read_until_close();
+    const auto first = replies.find("\r\n\r\none");
+    const auto second = replies.find("\r\n\r\ntwo");
+    ASSERT_NE(first, std::string::npos) << replies;
+    ASSERT_NE(second, std::string::npos) << replies;
+    EXPECT_LT(first, second);
+}
+
 TEST_F(ListenerTest, ABodyOverTheLimitIs413AndTheConnectionCloses) {
     ListenerOptions o;
     o.max_body_bytes = 1024;
