@@ -5,6 +5,7 @@
 #include "gateway/upstream/pool.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
@@ -199,18 +200,19 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
 
     http::Response response;
     std::vector<std::string> bodies;
-    std::string upstreams;
+    std::vector<std::string> upstreams;  // each once, in the order of first answer
     bool all_unavailable = true;
     for (auto& o : outcomes) {
         if (!o.upstream.empty() &&
-            (upstreams.empty() ||
-             ("," + upstreams + ",").find("," + o.upstream + ",") == std::string::npos))
-            upstreams += (upstreams.empty() ? "" : ",") + o.upstream;
+            std::find(upstreams.begin(), upstreams.end(), o.upstream) == upstreams.end())
+            upstreams.push_back(o.upstream);
         if (o.response.empty()) continue;  // a notification
         all_unavailable = all_unavailable && o.unavailable;
         bodies.push_back(std::move(o.response));
     }
-    if (!upstreams.empty()) response.headers.emplace_back(std::string(kUpstreamHeader), upstreams);
+    if (!upstreams.empty())
+        response.headers.emplace_back(std::string(kUpstreamHeader),
+                                      fmt::format("{}", fmt::join(upstreams, ",")));
     if (bodies.empty()) {
         response.status = 204;  // only notifications: JSON-RPC answers nothing at all
         co_return response;
