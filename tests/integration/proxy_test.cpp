@@ -165,8 +165,11 @@ TEST_F(ProxyTest, TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {
                 json::value v = json::parse(r.body);
                 if (r.status != 200 || !v.as_object().contains("result"))
                     throw std::runtime_error(r.body);
-                std::lock_guard lock(mu);
-                ++by_upstream[r.header("x-gateway-upstream")];
+                {
+                    std::lock_guard lock(mu);
+                    ++by_upstream[r.header("x-gateway-upstream")];
+                }
+                std::this_thread::sleep_for(5ms);  // spread the run over the cast calls
             } catch (const std::exception& e) {
                 ++errors;
                 c.reset();
@@ -176,13 +179,31 @@ TEST_F(ProxyTest, TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {
             ++done;
         }
     };
+    // And cast, as a wallet would use it, the whole time.
+    std::atomic<bool> readers_done{false};
+    std::atomic<int> cast_calls{0};
+    std::thread wallet([&] {
+        while (!readers_done) {
+            CommandResult r =
+                run_command({tool_path("cast"), "balance", kRich, "--rpc-url", gw->url()}, 30s);
+            ++cast_calls;
+            if (r.exit_code != 0) {
+                ++errors;
+                std::lock_guard lock(mu);
+                failures.push_back("cast: " + r.err);
+            }
+        }
+    });
     std::vector<std::thread> readers;
     for (int t = 0; t < 4; ++t) readers.emplace_back(reader, 50);
     while (done < 50) std::this_thread::sleep_for(1ms);
     a->stop();  // node-a's endpoint dies with requests in flight
     for (auto& t : readers) t.join();
+    readers_done = true;
+    wallet.join();
 
     EXPECT_EQ(done, 200);
+    EXPECT_GT(cast_calls, 0);
     EXPECT_EQ(errors, 0) << (failures.empty() ? "" : failures.front());
     EXPECT_GT(by_upstream["node-a"], 0) << "node-a served before it died";
     EXPECT_GT(by_upstream["node-b"], 0) << "node-b took over";
