@@ -3,6 +3,7 @@
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/pool.hpp"
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -47,30 +48,96 @@ http::Response AdminHandler::readyz() const {
     return json_response(ready ? 200 : 503, body);
 }
 
-http::Response AdminHandler::upstreams() const {
+static json::object upstream_json(const std::string& chain, const upstream::UpstreamView& v) {
     using namespace std::chrono;
-    json::array list;
     const auto now = steady_clock::now();
-    for (auto* c : chains_)
-        for (const auto& s : c->status())
-            list.push_back(json::object{
-                {"chain", c->config().name},
-                {"id", s.id},
-                {"tier", tier_name(s.tier)},
-                {"state", to_string(s.health)},
-                {"reason", s.reason},
-                {"since_ms", duration_cast<milliseconds>(now - s.since).count()},
-                {"consecutive_failures", s.consecutive_failures},
-                {"requests", s.requests},
-                {"failures", s.failures},
-            });
-    return json_response(200, json::object{{"upstreams", std::move(list)}});
+    const auto& st = v.status;
+    json::object o{
+        {"chain", chain},
+        {"id", st.id},
+        {"tier", tier_name(st.tier)},
+        {"state", v.state},
+        {"reason", v.reason},
+        {"score", v.score},
+        {"score_explained", v.score_explained},
+        {"health", to_string(st.health)},
+        {"health_since_ms", duration_cast<milliseconds>(now - st.since).count()},
+        {"syncing", st.syncing},
+        {"cordoned", st.cordoned},
+        {"breaker", to_string(st.breaker)},
+        {"consecutive_failures", st.consecutive_failures},
+        {"latency_ms", json::object{{"ewma", st.latency_ewma_ms}, {"p90", st.latency_p90_ms}}},
+        {"error_rate", st.error_rate},
+        {"throttle_rate", st.throttle_rate},
+        {"in_flight", st.in_flight},
+        {"requests", st.requests},
+        {"failures", st.failures},
+    };
+    o["head"] = st.head ? json::value(*st.head) : json::value(nullptr);
+    o["head_age_ms"] = st.head
+                           ? json::value(duration_cast<milliseconds>(now - st.head_changed).count())
+                           : json::value(nullptr);
+    o["lag_blocks"] = v.lag ? json::value(*v.lag) : json::value(nullptr);
+    o["throttled_for_ms"] =
+        st.throttled_until
+            ? json::value(duration_cast<milliseconds>(*st.throttled_until - now).count())
+            : json::value(nullptr);
+    return o;
+}
+
+http::Response AdminHandler::upstreams() const {
+    json::array list;
+    json::object chains;
+    for (auto* c : chains_) {
+        const auto head = c->head();
+        chains[c->config().name] =
+            json::object{{"head", head ? json::value(*head) : json::value(nullptr)}};
+        for (const auto& v : c->view()) list.push_back(upstream_json(c->config().name, v));
+    }
+    return json_response(
+        200, json::object{{"chains", std::move(chains)}, {"upstreams", std::move(list)}});
+}
+
+// POST /admin/upstreams/<id>/cordon or /uncordon, with an optional {"reason": "..."} body.
+http::Response AdminHandler::cordon(std::string_view rest, const std::string& body) const {
+    const auto slash = rest.rfind('/');
+    if (slash == std::string_view::npos)
+        return json_response(404, json::object{{"error", "not found"}});
+    const std::string_view id = rest.substr(0, slash);
+    const std::string_view action = rest.substr(slash + 1);
+    if (action != "cordon" && action != "uncordon")
+        return json_response(
+            404, json::object{{"error", "use /admin/upstreams/<id>/cordon or /uncordon"}});
+    std::string reason = "cordoned by an operator";
+    if (!body.empty()) {
+        json::error_code ec;
+        json::value v = json::parse(body, ec);
+        if (ec || !v.is_object() ||
+            (v.as_object().contains("reason") && !v.at("reason").is_string()))
+            return json_response(
+                400, json::object{{"error", "the body must be {\"reason\": \"...\"} or empty"}});
+        if (const auto* r = v.as_object().if_contains("reason"))
+            reason = std::string(r->as_string());
+    }
+    for (auto* c : chains_) {
+        if (!c->cordon(id, action == "cordon", reason)) continue;
+        for (const auto& v : c->view())
+            if (v.status.id == id) return json_response(200, upstream_json(c->config().name, v));
+    }
+    return json_response(404, json::object{{"error", "no upstream with id '" +
+                                                         std::string(id.substr(0, 64)) + "'"}});
 }
 
 boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& request) {
     const std::string_view path = request.path();
+    constexpr std::string_view kUpstreams = "/admin/upstreams/";
+    if (path.substr(0, kUpstreams.size()) == kUpstreams) {
+        if (request.method != "POST")
+            co_return json_response(405, json::object{{"error", "cordon and uncordon take POST"}});
+        co_return cordon(path.substr(kUpstreams.size()), request.body);
+    }
     if (request.method != "GET")
-        co_return json_response(405, json::object{{"error", "admin endpoints answer GET"}});
+        co_return json_response(405, json::object{{"error", "this admin endpoint answers GET"}});
     if (path == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
     if (path == "/readyz") co_return readyz();
     if (path == "/admin/upstreams") co_return upstreams();
@@ -81,9 +148,11 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
         co_return r;
     }
     co_return json_response(
-        404, json::object{{"error", "not found"},
-                          {"endpoints",
-                           json::array{"/healthz", "/readyz", "/metrics", "/admin/upstreams"}}});
+        404,
+        json::object{{"error", "not found"},
+                     {"endpoints", json::array{"/healthz", "/readyz", "/metrics",
+                                               "/admin/upstreams", "/admin/upstreams/<id>/cordon",
+                                               "/admin/upstreams/<id>/uncordon"}}});
 }
 
 }  // namespace gateway::admin

@@ -235,7 +235,11 @@ void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
 
 void read_health(const Reader& r, const YAML::Node& n, const std::string& path, HealthConfig& h) {
     r.check_keys(n, path,
-                 {"interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"});
+                 {"interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold",
+                  "max_lag_blocks"});
+    if_set(n, "max_lag_blocks", [&](auto& v) {
+        h.max_lag_blocks = r.integer(v, path + ".max_lag_blocks", 0, 1'000'000);
+    });
     if_set(n, "interval_ms", [&](auto& v) {
         h.interval = Millis(r.integer(v, path + ".interval_ms", 10, 3'600'000));
     });
@@ -248,11 +252,71 @@ void read_health(const Reader& r, const YAML::Node& n, const std::string& path, 
     });
 }
 
+std::vector<std::string> read_list(const Reader& r, const YAML::Node& n, const std::string& path) {
+    if (!n.IsSequence()) r.fail(n, path, "must be a list");
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < n.size(); ++i)
+        out.push_back(r.scalar(n[i], fmt::format("{}[{}]", path, i)));
+    return out;
+}
+
+bool read_bool(const Reader& r, const YAML::Node& n, const std::string& path) {
+    return r.one_of(n, path, {"true", "false"}) == "true";
+}
+
+void read_failover(const Reader& r, const YAML::Node& n, const std::string& path,
+                   FailoverConfig& f) {
+    r.check_keys(n, path,
+                 {"max_attempts", "backoff_ms", "hedge_after_ms", "breaker_threshold",
+                  "breaker_cooldown_ms"});
+    if_set(n, "max_attempts",
+           [&](auto& v) { f.max_attempts = r.integer(v, path + ".max_attempts", 1, 20); });
+    if_set(n, "backoff_ms", [&](auto& v) { f.backoff = r.millis(v, path + ".backoff_ms", 0); });
+    if_set(n, "hedge_after_ms",
+           [&](auto& v) { f.hedge_after = r.millis(v, path + ".hedge_after_ms", 0); });
+    if_set(n, "breaker_threshold", [&](auto& v) {
+        f.breaker_threshold = r.integer(v, path + ".breaker_threshold", 1, 1000);
+    });
+    if_set(n, "breaker_cooldown_ms",
+           [&](auto& v) { f.breaker_cooldown = r.millis(v, path + ".breaker_cooldown_ms"); });
+}
+
+void read_methods(const Reader& r, const YAML::Node& n, const std::string& path, MethodsConfig& m) {
+    r.check_keys(n, path, {"allow", "deny"});
+    static const std::regex kPattern("[A-Za-z0-9_]+\\*?|\\*");
+    for (const char* key : {"allow", "deny"}) {
+        const YAML::Node list = n[key];
+        if (!list.IsDefined()) continue;
+        auto& target = std::string_view(key) == "allow" ? m.allow : m.deny;
+        target = list.IsNull() ? std::vector<std::string>{} : read_list(r, list, path + "." + key);
+        for (std::size_t i = 0; i < target.size(); ++i)
+            if (!std::regex_match(target[i], kPattern))
+                r.fail(list[i], fmt::format("{}.{}[{}]", path, key, i),
+                       fmt::format("'{}' is not a method name or a prefix ending in *", target[i]));
+    }
+}
+
+void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, LogsConfig& l) {
+    r.check_keys(n, path, {"split", "concurrency"});
+    if_set(n, "split", [&](auto& v) { l.split = read_bool(r, v, path + ".split"); });
+    if_set(n, "concurrency",
+           [&](auto& v) { l.concurrency = r.integer(v, path + ".concurrency", 1, 64); });
+}
+
 void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path,
                    UpstreamConfig& u) {
     r.check_keys(n, path,
                  {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes",
-                  "ca_file"});
+                  "ca_file", "max_rps", "max_concurrency", "max_logs_range"});
+    if_set(n, "max_rps", [&](auto& v) {
+        u.max_rps = static_cast<double>(r.integer(v, path + ".max_rps", 0, 1'000'000));
+    });
+    if_set(n, "max_concurrency", [&](auto& v) {
+        u.max_concurrency = r.integer(v, path + ".max_concurrency", 0, 100'000);
+    });
+    if_set(n, "max_logs_range", [&](auto& v) {
+        u.max_logs_range = r.integer(v, path + ".max_logs_range", 0, 1ull << 40);
+    });
     const YAML::Node id = n["id"];
     if (!id.IsDefined() || id.IsNull()) r.fail(n, path + ".id", "is required");
     u.id = r.scalar(id, path + ".id");
@@ -292,7 +356,8 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 }
 
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
-    r.check_keys(n, path, {"name", "chain_id", "health", "upstreams"});
+    r.check_keys(n, path,
+                 {"name", "chain_id", "health", "failover", "methods", "logs", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -307,6 +372,9 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     c.chain_id =
         r.integer(chain_id, path + ".chain_id", 1, std::numeric_limits<std::int64_t>::max());
     if_set(n, "health", [&](auto& v) { read_health(r, v, path + ".health", c.health); });
+    if_set(n, "failover", [&](auto& v) { read_failover(r, v, path + ".failover", c.failover); });
+    if_set(n, "methods", [&](auto& v) { read_methods(r, v, path + ".methods", c.methods); });
+    if_set(n, "logs", [&](auto& v) { read_logs(r, v, path + ".logs", c.logs); });
 
     const YAML::Node ups = n["upstreams"];
     if (!ups.IsDefined() || ups.IsNull()) r.fail(n, path + ".upstreams", "is required");

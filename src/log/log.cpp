@@ -13,21 +13,11 @@ void append_escaped(spdlog::memory_buf_t& out, std::string_view s) {
     static constexpr char kHex[] = "0123456789abcdef";
     for (unsigned char c : s) {
         switch (c) {
-            case '"':
-                out.append(std::string_view("\\\""));
-                break;
-            case '\\':
-                out.append(std::string_view("\\\\"));
-                break;
-            case '\n':
-                out.append(std::string_view("\\n"));
-                break;
-            case '\r':
-                out.append(std::string_view("\\r"));
-                break;
-            case '\t':
-                out.append(std::string_view("\\t"));
-                break;
+            case '"': out.append(std::string_view("\\\"")); break;
+            case '\\': out.append(std::string_view("\\\\")); break;
+            case '\n': out.append(std::string_view("\\n")); break;
+            case '\r': out.append(std::string_view("\\r")); break;
+            case '\t': out.append(std::string_view("\\t")); break;
             default:
                 if (c < 0x20) {
                     const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};

@@ -7,68 +7,98 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <array>
 #include <sstream>
 
 namespace gateway::metrics {
 namespace prom = prometheus;
 
 namespace {
+
 const prom::Histogram::BucketBoundaries kLatencyBuckets{
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+// Every state an upstream can be in, so that the state gauge has one series per state.
+constexpr std::array<const char*, 10> kStates{
+    "up",           "unknown",           "lagging", "syncing",  "throttled",
+    "breaker_open", "breaker_half_open", "down",    "cordoned", "wrong_chain"};
+
 std::string s(std::string_view v) {
     return std::string(v);
 }
+
+prom::Family<prom::Counter>& counter(prom::Registry& r, const char* name, const char* help) {
+    return prom::BuildCounter().Name(name).Help(help).Register(r);
+}
+prom::Family<prom::Gauge>& gauge(prom::Registry& r, const char* name, const char* help) {
+    return prom::BuildGauge().Name(name).Help(help).Register(r);
+}
+prom::Family<prom::Histogram>& histogram(prom::Registry& r, const char* name, const char* help) {
+    return prom::BuildHistogram().Name(name).Help(help).Register(r);
+}
+
 }  // namespace
 
 struct Metrics::Impl {
-    std::shared_ptr<prom::Registry> registry = std::make_shared<prom::Registry>();
+    prom::Registry registry;
 
     prom::Family<prom::Counter>& requests =
-        prom::BuildCounter()
-            .Name("gateway_requests_total")
-            .Help("JSON-RPC calls answered to clients, by chain, method and outcome")
-            .Register(*registry);
+        counter(registry, "gateway_requests_total",
+                "JSON-RPC calls answered to clients, by chain, method and outcome");
     prom::Family<prom::Histogram>& request_seconds =
-        prom::BuildHistogram()
-            .Name("gateway_request_duration_seconds")
-            .Help("Time to answer one JSON-RPC call, by chain and method")
-            .Register(*registry);
+        histogram(registry, "gateway_request_duration_seconds",
+                  "Time to answer one JSON-RPC call, by chain and method");
     prom::Family<prom::Counter>& http =
-        prom::BuildCounter()
-            .Name("gateway_http_responses_total")
-            .Help("HTTP responses written, by listener and status code")
-            .Register(*registry);
-    prom::Family<prom::Gauge>& in_flight_family =
-        prom::BuildGauge()
-            .Name("gateway_in_flight_requests")
-            .Help("HTTP requests being served by the RPC listener")
-            .Register(*registry);
-    prom::Gauge& in_flight = in_flight_family.Add({});
+        counter(registry, "gateway_http_responses_total",
+                "HTTP responses written, by listener and status code");
+    prom::Gauge& in_flight = gauge(registry, "gateway_in_flight_requests",
+                                   "HTTP requests being served by the RPC listener")
+                                 .Add({});
     prom::Family<prom::Counter>& upstream_requests =
-        prom::BuildCounter()
-            .Name("gateway_upstream_requests_total")
-            .Help("Requests sent to upstreams, by chain and upstream")
-            .Register(*registry);
+        counter(registry, "gateway_upstream_requests_total",
+                "Requests sent to upstreams, by chain and upstream");
     prom::Family<prom::Counter>& upstream_errors =
-        prom::BuildCounter()
-            .Name("gateway_upstream_errors_total")
-            .Help("Failed requests to upstreams, by chain, upstream and kind of failure")
-            .Register(*registry);
+        counter(registry, "gateway_upstream_errors_total",
+                "Failed requests to upstreams, by chain, upstream and kind");
     prom::Family<prom::Histogram>& upstream_seconds =
-        prom::BuildHistogram()
-            .Name("gateway_upstream_request_duration_seconds")
-            .Help("Time of one request to an upstream, by chain and upstream")
-            .Register(*registry);
+        histogram(registry, "gateway_upstream_request_duration_seconds",
+                  "Time of one request to an upstream");
     prom::Family<prom::Gauge>& upstream_up =
-        prom::BuildGauge()
-            .Name("gateway_upstream_up")
-            .Help("1 when the pool sends calls to the upstream, 0 when it is down or excluded")
-            .Register(*registry);
+        gauge(registry, "gateway_upstream_up", "1 when the upstream gets calls now, 0 otherwise");
+    prom::Family<prom::Gauge>& upstream_state =
+        gauge(registry, "gateway_upstream_state",
+              "1 for the state the upstream is in (up, lagging, down, ...), else 0");
+    prom::Family<prom::Gauge>& upstream_lag = gauge(
+        registry, "gateway_upstream_lag_blocks", "Blocks the upstream is behind the chain's head");
+    prom::Family<prom::Gauge>& upstream_score = gauge(
+        registry, "gateway_upstream_score", "The upstream's selection score (lower is better)");
+    prom::Family<prom::Gauge>& upstream_breaker =
+        gauge(registry, "gateway_upstream_breaker_state",
+              "The upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
+    prom::Family<prom::Gauge>& upstream_latency =
+        gauge(registry, "gateway_upstream_latency_seconds",
+              "Probe latency of the upstream: stat is ewma or p90");
+    prom::Family<prom::Gauge>& upstream_head =
+        gauge(registry, "gateway_upstream_head_block", "The latest block the upstream reported");
+    prom::Family<prom::Gauge>& upstream_error_rate =
+        gauge(registry, "gateway_upstream_error_rate",
+              "Share of the upstream's requests that failed, last 30 s");
+    prom::Family<prom::Gauge>& chain_head =
+        gauge(registry, "gateway_chain_head_block",
+              "The chain's head: the highest among answering upstreams");
+    prom::Family<prom::Counter>& failovers =
+        counter(registry, "gateway_failovers_total",
+                "Calls that moved away from an upstream, by chain, upstream and reason");
+    prom::Family<prom::Counter>& hedges = counter(registry, "gateway_hedged_requests_total",
+                                                  "Slow reads also sent to a second upstream");
+    prom::Family<prom::Counter>& wrong_chain =
+        counter(registry, "gateway_upstream_wrong_chain_total",
+                "Probes in which an upstream reported another chain id");
+    prom::Family<prom::Counter>& logs_split =
+        counter(registry, "gateway_logs_split_parts_total",
+                "Requests made by splitting eth_getLogs ranges");
     prom::Family<prom::Gauge>& build_info =
-        prom::BuildGauge()
-            .Name("gateway_build_info")
-            .Help("Always 1; the version label says which build runs")
-            .Register(*registry);
+        gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
@@ -104,13 +134,53 @@ void Metrics::observe_upstream(std::string_view chain, std::string_view upstream
             .Increment();
 }
 
-void Metrics::set_upstream_up(std::string_view chain, std::string_view upstream, bool up) {
-    impl_->upstream_up.Add({{"chain", s(chain)}, {"upstream", s(upstream)}}).Set(up ? 1 : 0);
+void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
+                           const UpstreamGauges& g) {
+    const prom::Labels labels{{"chain", s(chain)}, {"upstream", s(upstream)}};
+    impl_->upstream_up.Add(labels).Set(g.up ? 1 : 0);
+    for (const char* state : kStates) {
+        prom::Labels l = labels;
+        l["state"] = state;
+        impl_->upstream_state.Add(l).Set(g.state == state ? 1 : 0);
+    }
+    impl_->upstream_lag.Add(labels).Set(g.lag);
+    impl_->upstream_score.Add(labels).Set(g.score);
+    impl_->upstream_breaker.Add(labels).Set(g.breaker);
+    prom::Labels ewma = labels;
+    ewma["stat"] = "ewma";
+    impl_->upstream_latency.Add(ewma).Set(g.latency_ewma_seconds);
+    prom::Labels p90 = labels;
+    p90["stat"] = "p90";
+    impl_->upstream_latency.Add(p90).Set(g.latency_p90_seconds);
+    impl_->upstream_head.Add(labels).Set(g.head);
+    impl_->upstream_error_rate.Add(labels).Set(g.error_rate);
+}
+
+void Metrics::set_chain_head(std::string_view chain, double head) {
+    impl_->chain_head.Add({{"chain", s(chain)}}).Set(head);
+}
+
+void Metrics::count_failover(std::string_view chain, std::string_view upstream,
+                             std::string_view reason) {
+    impl_->failovers.Add({{"chain", s(chain)}, {"upstream", s(upstream)}, {"reason", s(reason)}})
+        .Increment();
+}
+
+void Metrics::count_hedge(std::string_view chain) {
+    impl_->hedges.Add({{"chain", s(chain)}}).Increment();
+}
+
+void Metrics::count_wrong_chain(std::string_view chain, std::string_view upstream) {
+    impl_->wrong_chain.Add({{"chain", s(chain)}, {"upstream", s(upstream)}}).Increment();
+}
+
+void Metrics::count_logs_split(std::string_view chain, std::size_t parts) {
+    impl_->logs_split.Add({{"chain", s(chain)}}).Increment(static_cast<double>(parts));
 }
 
 std::string Metrics::render() const {
     std::ostringstream out;
-    prom::TextSerializer().Serialize(out, impl_->registry->Collect());
+    prom::TextSerializer().Serialize(out, impl_->registry.Collect());
     return out.str();
 }
 

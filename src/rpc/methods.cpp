@@ -1,103 +1,112 @@
 #include "gateway/rpc/methods.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
+#include <charconv>
 
 namespace gateway::rpc {
 namespace {
 
+// Where a method's block is: the index of its block parameter, or one of these.
+constexpr int kNoState = -2;    // needs no chain state
+constexpr int kHead = -1;       // needs the head, has no block parameter
+constexpr int kLogFilter = -3;  // eth_getLogs: a filter object with fromBlock/toBlock/blockHash
+
 struct Method {
     std::string_view name;
     MethodKind kind;
+    int block;
 };
 
 using enum MethodKind;
 
 // Sorted by name, so lookups are a binary search.
 constexpr auto kMethods = std::to_array<Method>({
-    {"debug_getBadBlocks", read},
-    {"debug_getRawBlock", read},
-    {"debug_getRawHeader", read},
-    {"debug_getRawReceipts", read},
-    {"debug_getRawTransaction", read},
-    {"debug_traceBlock", read},
-    {"debug_traceBlockByHash", read},
-    {"debug_traceBlockByNumber", read},
-    {"debug_traceCall", read},
-    {"debug_traceCallMany", read},
-    {"debug_traceTransaction", read},
-    {"eth_accounts", read},
-    {"eth_blobBaseFee", read},
-    {"eth_blockNumber", read},
-    {"eth_call", read},
-    {"eth_chainId", local},
-    {"eth_coinbase", read},
-    {"eth_createAccessList", read},
-    {"eth_estimateGas", read},
-    {"eth_feeHistory", read},
-    {"eth_gasPrice", read},
-    {"eth_getBalance", read},
-    {"eth_getBlockByHash", read},
-    {"eth_getBlockByNumber", read},
-    {"eth_getBlockReceipts", read},
-    {"eth_getBlockTransactionCountByHash", read},
-    {"eth_getBlockTransactionCountByNumber", read},
-    {"eth_getCode", read},
-    {"eth_getFilterChanges", read},
-    {"eth_getFilterLogs", read},
-    {"eth_getHeaderByHash", read},
-    {"eth_getHeaderByNumber", read},
-    {"eth_getLogs", read},
-    {"eth_getProof", read},
-    {"eth_getRawTransactionByHash", read},
-    {"eth_getStorageAt", read},
-    {"eth_getTransactionByBlockHashAndIndex", read},
-    {"eth_getTransactionByBlockNumberAndIndex", read},
-    {"eth_getTransactionByHash", read},
-    {"eth_getTransactionCount", read},
-    {"eth_getTransactionReceipt", read},
-    {"eth_getUncleByBlockHashAndIndex", read},
-    {"eth_getUncleByBlockNumberAndIndex", read},
-    {"eth_getUncleCountByBlockHash", read},
-    {"eth_getUncleCountByBlockNumber", read},
-    {"eth_maxPriorityFeePerGas", read},
-    {"eth_mining", read},
-    {"eth_newBlockFilter", read},
-    {"eth_newFilter", read},
-    {"eth_newPendingTransactionFilter", read},
-    {"eth_protocolVersion", read},
-    {"eth_sendBundle", write},
-    {"eth_sendPrivateTransaction", write},
-    {"eth_sendRawTransaction", write},
-    {"eth_sendRawTransactionConditional", write},
-    {"eth_sendRawTransactionSync", write},
-    {"eth_sendTransaction", write},
-    {"eth_sign", read},
-    {"eth_signTransaction", read},
-    {"eth_signTypedData_v4", read},
-    {"eth_simulateV1", read},
-    {"eth_submitHashrate", write},
-    {"eth_submitWork", write},
-    {"eth_subscribe", read},
-    {"eth_syncing", read},
-    {"eth_uninstallFilter", read},
-    {"eth_unsubscribe", read},
-    {"net_listening", read},
-    {"net_peerCount", read},
-    {"net_version", read},
-    {"personal_sendTransaction", write},
-    {"trace_block", read},
-    {"trace_call", read},
-    {"trace_filter", read},
-    {"trace_get", read},
-    {"trace_replayBlockTransactions", read},
-    {"trace_replayTransaction", read},
-    {"trace_transaction", read},
-    {"txpool_content", read},
-    {"txpool_inspect", read},
-    {"txpool_status", read},
-    {"web3_clientVersion", read},
-    {"web3_sha3", read},
+    {"debug_getBadBlocks", read, kHead},
+    {"debug_getRawBlock", read, 0},
+    {"debug_getRawHeader", read, 0},
+    {"debug_getRawReceipts", read, 0},
+    {"debug_getRawTransaction", read, kHead},
+    {"debug_traceBlock", read, kNoState},
+    {"debug_traceBlockByHash", read, kHead},
+    {"debug_traceBlockByNumber", read, 0},
+    {"debug_traceCall", read, 1},
+    {"debug_traceCallMany", read, kHead},
+    {"debug_traceTransaction", read, kHead},
+    {"eth_accounts", read, kNoState},
+    {"eth_blobBaseFee", read, kHead},
+    {"eth_blockNumber", read, kHead},
+    {"eth_call", read, 1},
+    {"eth_chainId", local, kNoState},
+    {"eth_coinbase", read, kNoState},
+    {"eth_createAccessList", read, 1},
+    {"eth_estimateGas", read, 1},
+    {"eth_feeHistory", read, 1},
+    {"eth_gasPrice", read, kHead},
+    {"eth_getBalance", read, 1},
+    {"eth_getBlockByHash", read, kHead},
+    {"eth_getBlockByNumber", read, 0},
+    {"eth_getBlockReceipts", read, 0},
+    {"eth_getBlockTransactionCountByHash", read, kHead},
+    {"eth_getBlockTransactionCountByNumber", read, 0},
+    {"eth_getCode", read, 1},
+    {"eth_getFilterChanges", read, kHead},
+    {"eth_getFilterLogs", read, kHead},
+    {"eth_getHeaderByHash", read, kHead},
+    {"eth_getHeaderByNumber", read, 0},
+    {"eth_getLogs", read, kLogFilter},
+    {"eth_getProof", read, 2},
+    {"eth_getRawTransactionByHash", read, kHead},
+    {"eth_getStorageAt", read, 2},
+    {"eth_getTransactionByBlockHashAndIndex", read, kHead},
+    {"eth_getTransactionByBlockNumberAndIndex", read, 0},
+    {"eth_getTransactionByHash", read, kHead},
+    {"eth_getTransactionCount", read, 1},
+    {"eth_getTransactionReceipt", read, kHead},
+    {"eth_getUncleByBlockHashAndIndex", read, kHead},
+    {"eth_getUncleByBlockNumberAndIndex", read, 0},
+    {"eth_getUncleCountByBlockHash", read, kHead},
+    {"eth_getUncleCountByBlockNumber", read, 0},
+    {"eth_maxPriorityFeePerGas", read, kHead},
+    {"eth_mining", read, kNoState},
+    {"eth_newBlockFilter", read, kHead},
+    {"eth_newFilter", read, kHead},
+    {"eth_newPendingTransactionFilter", read, kHead},
+    {"eth_protocolVersion", read, kNoState},
+    {"eth_sendBundle", write, kHead},
+    {"eth_sendPrivateTransaction", write, kHead},
+    {"eth_sendRawTransaction", write, kHead},
+    {"eth_sendRawTransactionConditional", write, kHead},
+    {"eth_sendRawTransactionSync", write, kHead},
+    {"eth_sendTransaction", write, kHead},
+    {"eth_sign", read, kNoState},
+    {"eth_signTransaction", read, kNoState},
+    {"eth_signTypedData_v4", read, kNoState},
+    {"eth_simulateV1", read, 1},
+    {"eth_submitHashrate", write, kHead},
+    {"eth_submitWork", write, kHead},
+    {"eth_subscribe", read, kHead},
+    {"eth_syncing", read, kNoState},
+    {"eth_uninstallFilter", read, kHead},
+    {"eth_unsubscribe", read, kHead},
+    {"net_listening", read, kNoState},
+    {"net_peerCount", read, kNoState},
+    {"net_version", read, kNoState},
+    {"personal_sendTransaction", write, kHead},
+    {"trace_block", read, 0},
+    {"trace_call", read, 2},
+    {"trace_filter", read, kHead},
+    {"trace_get", read, kHead},
+    {"trace_replayBlockTransactions", read, 0},
+    {"trace_replayTransaction", read, kHead},
+    {"trace_transaction", read, kHead},
+    {"txpool_content", read, kNoState},
+    {"txpool_inspect", read, kNoState},
+    {"txpool_status", read, kNoState},
+    {"web3_clientVersion", read, kNoState},
+    {"web3_sha3", read, kNoState},
 });
 
 static_assert(std::is_sorted(kMethods.begin(), kMethods.end(),
@@ -110,7 +119,46 @@ const Method* find(std::string_view name) {
     return it != kMethods.end() && it->name == name ? &*it : nullptr;
 }
 
+// A block parameter: a tag, a quantity, or an EIP-1898 object.
+BlockNeed read_block(const boost::json::value* v) {
+    using Kind = BlockNeed::Kind;
+    if (!v || v->is_null()) return {Kind::latest};  // absent: nodes default to latest
+    if (const auto* s = v->if_string()) {
+        if (*s == "earliest") return {Kind::number, 0};
+        if (auto n = parse_quantity(*s)) return {Kind::number, *n};
+        return {Kind::latest};  // latest, pending, safe, finalized
+    }
+    if (const auto* o = v->if_object()) {
+        if (o->contains("blockHash")) return {Kind::hash};
+        if (const auto* n = o->if_contains("blockNumber")) return read_block(n);
+    }
+    return {Kind::latest};
+}
+
+BlockNeed read_log_filter(const boost::json::value& params) {
+    using Kind = BlockNeed::Kind;
+    const auto* a = params.if_array();
+    const auto* filter = a && !a->empty() ? a->at(0).if_object() : nullptr;
+    if (!filter) return {Kind::latest};
+    if (filter->contains("blockHash")) return {Kind::hash};
+    // The range ends at toBlock; a missing one means latest.
+    const BlockNeed to = read_block(filter->if_contains("toBlock"));
+    const BlockNeed from = read_block(filter->if_contains("fromBlock"));
+    if (to.kind == Kind::number && from.kind == Kind::number)
+        return {Kind::number, std::max(to.number, from.number)};
+    return {Kind::latest};
+}
+
 }  // namespace
+
+std::optional<std::uint64_t> parse_quantity(std::string_view text) {
+    if (text.size() < 3 || text.size() > 18 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X'))
+        return std::nullopt;
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), value, 16);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
 
 MethodKind method_kind(std::string_view method) {
     const Method* m = find(method);
@@ -122,6 +170,50 @@ MethodKind method_kind(std::string_view method) {
 std::string_view method_label(std::string_view method) {
     const Method* m = find(method);
     return m ? m->name : std::string_view("other");
+}
+
+BlockNeed block_need(std::string_view method, const boost::json::value& params) {
+    const Method* m = find(method);
+    if (!m || m->block == kHead) return {BlockNeed::Kind::latest};
+    if (m->block == kNoState) return {BlockNeed::Kind::none};
+    if (m->block == kLogFilter) return read_log_filter(params);
+    const auto* a = params.if_array();
+    const auto index = static_cast<std::size_t>(m->block);
+    return read_block(a && a->size() > index ? &a->at(index) : nullptr);
+}
+
+MethodPolicy::MethodPolicy(const config::MethodsConfig& config)
+    : allow_list_(!config.allow.empty()) {
+    auto add = [&](const std::vector<std::string>& patterns, bool allow) {
+        for (const auto& p : patterns) {
+            const bool prefix = !p.empty() && p.back() == '*';
+            rules_.push_back(Rule{prefix ? p.substr(0, p.size() - 1) : p, prefix, allow});
+        }
+    };
+    add(config.deny, false);
+    add(config.allow, true);
+}
+
+std::optional<std::string> MethodPolicy::refusal(std::string_view method) const {
+    const Rule* best = nullptr;
+    for (const Rule& r : rules_) {
+        const bool matches =
+            r.prefix ? method.substr(0, r.pattern.size()) == r.pattern : method == r.pattern;
+        if (!matches) continue;
+        // Exact beats prefix, longer prefix beats shorter, deny beats allow (deny rules come
+        // first).
+        auto rank = [](const Rule& x) { return std::pair(!x.prefix, x.pattern.size()); };
+        if (!best || rank(r) > rank(*best)) best = &r;
+    }
+    if (best) {
+        if (best->allow) return std::nullopt;
+        return fmt::format("method {} is not allowed here (methods.deny: {}{})",
+                           method.substr(0, 64), best->pattern, best->prefix ? "*" : "");
+    }
+    if (allow_list_)
+        return fmt::format("method {} is not allowed here (not in methods.allow)",
+                           method.substr(0, 64));
+    return std::nullopt;
 }
 
 }  // namespace gateway::rpc

@@ -78,7 +78,11 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
     const MethodKind kind = method_kind(call.method);
     std::string_view outcome = "ok";
 
-    if (kind == MethodKind::local) {
+    if (auto refusal = chain.methods().refusal(call.method)) {
+        outcome = "denied";
+        out.response = jsonrpc::error_response(
+            call.id, jsonrpc::Error(jsonrpc::ErrorCode::method_not_found, std::move(*refusal)));
+    } else if (kind == MethodKind::local) {
         // eth_chainId is the only local method so far: the configured chain id, which the
         // health probes hold every upstream to.
         out.response =

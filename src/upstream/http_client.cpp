@@ -31,24 +31,43 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::string_view to_string(TransportError error) {
     switch (error) {
-        case TransportError::none:
-            return "none";
-        case TransportError::connect_failed:
-            return "connect_failed";
-        case TransportError::tls_failed:
-            return "tls_failed";
-        case TransportError::timeout:
-            return "timeout";
-        case TransportError::send_failed:
-            return "send_failed";
-        case TransportError::receive_failed:
-            return "receive_failed";
-        case TransportError::response_too_large:
-            return "response_too_large";
-        case TransportError::bad_http:
-            return "bad_http";
+        case TransportError::none: return "none";
+        case TransportError::connect_failed: return "connect_failed";
+        case TransportError::tls_failed: return "tls_failed";
+        case TransportError::timeout: return "timeout";
+        case TransportError::send_failed: return "send_failed";
+        case TransportError::receive_failed: return "receive_failed";
+        case TransportError::response_too_large: return "response_too_large";
+        case TransportError::bad_http: return "bad_http";
+        case TransportError::cancelled: return "cancelled";
     }
     return "unknown";
+}
+
+void CancelSignal::cancel() {
+    std::function<void()> action;
+    {
+        std::lock_guard lock(mu_);
+        if (cancelled_) return;
+        cancelled_ = true;
+        action = action_;
+    }
+    if (action) action();
+}
+
+bool CancelSignal::cancelled() const {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+}
+
+void CancelSignal::on_cancel(std::function<void()> action) {
+    std::function<void()> run_now;
+    {
+        std::lock_guard lock(mu_);
+        action_ = std::move(action);
+        if (cancelled_) run_now = action_;
+    }
+    if (run_now) run_now();
 }
 
 namespace {
@@ -71,6 +90,7 @@ struct Connection {
     std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
     beast::flat_buffer buffer;
     bool connected = false;
+    bool cancelled = false;  // set on the strand by a CancelSignal
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 
@@ -127,37 +147,64 @@ public:
     }
 
     asio::awaitable<HttpResult> post(std::string body, PostOptions options) override {
-        std::unique_ptr<Connection> conn = take_idle();
+        std::shared_ptr<Connection> conn = take_idle();
         const bool reused = conn != nullptr;
-        if (!conn) conn = std::make_unique<Connection>(executor_);
+        if (!conn) conn = std::make_shared<Connection>(executor_);
         bool stale = false;
-        HttpResult result = co_await asio::co_spawn(
-            conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
+        HttpResult result = co_await run(conn, body, options, stale);
 
         // A pooled connection the upstream had already closed: the request never reached it (or,
         // when it was written, a request that is safe to repeat). Once more on a fresh connection.
         if (reused && stale && (!result.maybe_delivered || options.idempotent) &&
             std::chrono::steady_clock::now() < options.deadline) {
-            conn = std::make_unique<Connection>(executor_);
-            result = co_await asio::co_spawn(
-                conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
+            conn = std::make_shared<Connection>(executor_);
+            result = co_await run(conn, body, options, stale);
         }
         if (result.ok() && conn->connected) give_back(std::move(conn));
         co_return result;
     }
 
 private:
-    std::unique_ptr<Connection> take_idle() {
+    // One exchange on the connection's strand; a cancel meanwhile closes the connection.
+    asio::awaitable<HttpResult> run(const std::shared_ptr<Connection>& conn,
+                                    const std::string& body, const PostOptions& options,
+                                    bool& stale) {
+        if (options.cancel) {
+            options.cancel->on_cancel([conn] {
+                asio::post(conn->strand, [conn] {
+                    conn->cancelled = true;
+                    if (conn->plain || conn->tls) conn->lowest().cancel();
+                });
+            });
+        }
+        HttpResult result = co_await asio::co_spawn(
+            conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
+        if (options.cancel) {
+            // Once the action is cleared, a signal that has not fired yet never touches this
+            // connection; one that has may still, so the connection is not pooled.
+            options.cancel->on_cancel(nullptr);
+            if (options.cancel->cancelled()) {
+                conn->connected = false;
+                if (!result.ok()) {
+                    result.error = TransportError::cancelled;
+                    result.detail = "cancelled";
+                }
+            }
+        }
+        co_return result;
+    }
+
+    std::shared_ptr<Connection> take_idle() {
         std::lock_guard lock(mu_);
         while (!idle_.empty()) {
-            std::unique_ptr<Connection> c = std::move(idle_.back());
+            std::shared_ptr<Connection> c = std::move(idle_.back());
             idle_.pop_back();
             if (c->looks_alive()) return c;
         }
         return nullptr;
     }
 
-    void give_back(std::unique_ptr<Connection> c) {
+    void give_back(std::shared_ptr<Connection> c) {
         std::lock_guard lock(mu_);
         if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
     }
@@ -279,6 +326,7 @@ private:
                                          std::chrono::steady_clock::time_point deadline,
                                          bool& stale) {
         stale = false;
+        if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);
         if (deadline <= std::chrono::steady_clock::now())
             co_return failure(TransportError::timeout, "no time left for this attempt", false);
         if (c.connected) {
@@ -307,7 +355,7 @@ private:
     std::unique_ptr<ssl::context> ssl_;
 
     mutable std::mutex mu_;
-    std::vector<std::unique_ptr<Connection>> idle_;
+    std::vector<std::shared_ptr<Connection>> idle_;
 };
 
 }  // namespace

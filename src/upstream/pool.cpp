@@ -6,15 +6,18 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <random>
 
 namespace gateway::upstream {
@@ -22,87 +25,75 @@ namespace gateway::upstream {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
+using rpc::BlockNeed;
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 struct ChainPool::Prober {
     explicit Prober(asio::any_io_executor ex) : strand(asio::make_strand(ex)), timer(strand) {}
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
+    std::uint64_t round = 0;
+    bool chain_verified = false;
+    bool syncing = false;
+};
+
+// The attempts of one call in flight: each reports here and wakes the call.
+struct ChainPool::Race {
+    explicit Race(asio::any_io_executor ex) : wake(ex) {}
+    asio::steady_timer wake;
+    std::vector<std::pair<Upstream*, Attempt>> finished;
+};
+
+struct ChainPool::Ranked {
+    Upstream* upstream = nullptr;
+    UpstreamView view;
+    bool normal = false;    // may get calls now (not down, breaker not open, not throttled)
+    bool eligible = false;  // can serve the call's block
 };
 
 namespace {
-
-// "0x7a69" -> 31337
-std::optional<std::uint64_t> parse_quantity(std::string_view text) {
-    if (text.size() < 3 || text.size() > 18 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X'))
-        return std::nullopt;
-    std::uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), value, 16);
-    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-    return value;
-}
 
 double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// HTTP answers that mean the upstream could not serve the call (another node may), rather than
-// an answer to it: rate limits, server errors, and a gateway in front of the node refusing us.
-bool status_means_unavailable(unsigned status) {
-    return status == 429 || status >= 500 || status == 401 || status == 403 || status == 404;
+std::string quantity(std::uint64_t n) {
+    return fmt::format("\"0x{:x}\"", n);
 }
 
-// HTTP answers after which the node certainly did not act on the call. Not 503: a proxy in front
-// of a node answers 503 also when the connection broke after the node got the request.
-bool status_means_refused(unsigned status) {
-    return status == 429 || status == 401 || status == 403 || status == 404;
-}
-
-std::string describe_http(const HttpResult& r) {
-    if (r.status == 429 && r.retry_after)
-        return fmt::format("HTTP 429 (retry after {}s)", r.retry_after->count());
-    return fmt::format("HTTP {}", r.status);
-}
-
-// What one attempt against one upstream came to. This is the one place where failures are
-// classified.
-struct Attempt {
-    std::optional<jsonrpc::Reply> reply;  ///< the node answered (a result or a JSON-RPC error)
-    std::string_view kind;                ///< the failure's metric label; empty on an answer
-    std::string detail;                   ///< the failure, for people
-    bool maybe_delivered = true;          ///< the node may have acted on the call
-    bool node_fault = true;               ///< counts against the node's health
-};
-
-Attempt classify(const HttpResult& r, std::uint64_t id) {
-    if (!r.ok()) {
-        // Slowness and oversized answers belong to the call as much as to the node: the probes
-        // (health.timeout_ms) judge slowness, so one heavy call does not take a node down.
-        const bool node_fault =
-            r.error != TransportError::timeout && r.error != TransportError::response_too_large;
-        return {std::nullopt, to_string(r.error), r.detail, r.maybe_delivered, node_fault};
+// Concatenates JSON arrays given as texts, in order.
+std::string merge_arrays(const std::vector<std::string>& arrays) {
+    std::string out = "[";
+    for (const auto& a : arrays) {
+        const auto open = a.find('[');
+        const auto close = a.rfind(']');
+        if (open == std::string::npos || close == std::string::npos || close <= open) continue;
+        std::string_view inner(a.data() + open + 1, close - open - 1);
+        while (!inner.empty() && std::isspace(static_cast<unsigned char>(inner.front())))
+            inner.remove_prefix(1);
+        if (inner.empty()) continue;
+        if (out.size() > 1) out.push_back(',');
+        out.append(inner);
     }
-    auto reply = jsonrpc::parse_reply(r.body, id);
-    if (r.status != 200 && (status_means_unavailable(r.status) || !reply))
-        return {std::nullopt, r.status == 429 ? "http_429" : "http_error", describe_http(r),
-                !status_means_refused(r.status), true};
-    if (!reply)
-        return {std::nullopt, "bad_response", "malformed answer: " + reply.error(), true, true};
-    return {std::move(*reply), "", "", true, false};
+    out.push_back(']');
+    return out;
 }
 
 }  // namespace
 
 ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor executor,
-                     metrics::Metrics* metrics)
-    : config_(config), executor_(std::move(executor)), metrics_(metrics) {
-    for (config::Tier tier : {config::Tier::primary, config::Tier::fallback})
-        for (const auto& u : config_.upstreams)
-            if (u.tier == tier)
-                upstreams_.push_back(std::make_unique<Upstream>(
-                    config_.name, u, config_.health, make_http_client(executor_, u), metrics_));
-    for (std::size_t i = 0; i < upstreams_.size(); ++i)
+                     metrics::Metrics* metrics, const util::Clock& clock)
+    : config_(config),
+      policy_(config.methods),
+      executor_(std::move(executor)),
+      metrics_(metrics),
+      clock_(clock) {
+    for (const auto& u : config_.upstreams) {
+        upstreams_.push_back(std::make_unique<Upstream>(config_.name, u, config_.health,
+                                                        config_.failover,
+                                                        make_http_client(executor_, u), clock_));
         probers_.push_back(std::make_unique<Prober>(executor_));
+    }
 }
 
 ChainPool::~ChainPool() = default;
@@ -119,13 +110,146 @@ void ChainPool::stop() {
 }
 
 bool ChainPool::ready() const {
-    return std::any_of(upstreams_.begin(), upstreams_.end(), [](const auto& u) { return u->up(); });
+    return std::any_of(upstreams_.begin(), upstreams_.end(), [](const auto& u) {
+        return !u->excluded() && u->status().health == Health::up;
+    });
 }
 
-std::vector<UpstreamStatus> ChainPool::status() const {
-    std::vector<UpstreamStatus> out;
-    for (const auto& u : upstreams_) out.push_back(u->status());
+std::optional<std::uint64_t> ChainPool::head() const {
+    std::optional<std::uint64_t> best;
+    for (const auto& u : upstreams_) {
+        if (u->excluded()) continue;
+        const UpstreamStatus s = u->status();
+        if (s.health == Health::up && !s.syncing && s.head)
+            best = std::max(best.value_or(0), *s.head);
+    }
+    return best;
+}
+
+bool ChainPool::cordon(std::string_view id, bool cordoned, std::string reason) {
+    for (auto& u : upstreams_)
+        if (u->id() == id) {
+            u->set_cordoned(cordoned, std::move(reason));
+            publish_metrics();
+            return true;
+        }
+    return false;
+}
+
+// Every upstream's state, score and eligibility for a call needing `need`.
+std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need) const {
+    using namespace std::chrono;
+    const auto now = clock_.now();
+    const std::optional<std::uint64_t> best = head();
+    const std::uint64_t max_lag = config_.health.max_lag_blocks;
+    std::vector<Ranked> out;
+    out.reserve(upstreams_.size());
+    for (const auto& u : upstreams_) {
+        Ranked r;
+        r.upstream = u.get();
+        UpstreamView& v = r.view;
+        v.status = u->status();
+        const UpstreamStatus& s = v.status;
+        if (best && s.head) v.lag = *best > *s.head ? *best - *s.head : 0;
+        const bool lagging = s.syncing || (v.lag && *v.lag > max_lag);
+
+        // The score: latency (mean of EWMA and p90), weighed up by recent errors and throttling,
+        // plus 10 ms for every block behind. Lower is better.
+        const double latency =
+            s.has_latency ? 0.5 * s.latency_ewma_ms + 0.5 * s.latency_p90_ms : 0.0;
+        const std::uint64_t lag = v.lag.value_or(0);
+        v.score = latency * (1 + 4 * s.error_rate + 2 * s.throttle_rate) +
+                  10.0 * static_cast<double>(lag);
+        v.score_explained = fmt::format(
+            "latency {:.2f} ms (ewma {:.2f}, p90 {:.2f}) x (1 + 4 x errors {:.0f}% + 2 x throttled "
+            "{:.0f}%) "
+            "+ 10 x lag {} = {:.2f}",
+            latency, s.latency_ewma_ms, s.latency_p90_ms, 100 * s.error_rate, 100 * s.throttle_rate,
+            lag, v.score);
+
+        const auto in_s = [&](TimePoint t) {
+            return duration_cast<milliseconds>(t - now).count() / 1000.0;
+        };
+        if (s.health == Health::wrong_chain) {
+            v.state = "wrong_chain";
+            v.reason = s.reason;
+        } else if (s.cordoned) {
+            v.state = "cordoned";
+            v.reason = s.cordon_reason.empty() ? "cordoned by an operator" : s.cordon_reason;
+        } else if (s.health == Health::down) {
+            v.state = "down";
+            v.reason = s.reason;
+        } else if (s.breaker == CircuitBreaker::State::open) {
+            v.state = "breaker_open";
+            v.reason = fmt::format(
+                "{} failed calls in a row; a trial call after failover.breaker_cooldown_ms ({} ms)",
+                s.consecutive_failures, config_.failover.breaker_cooldown.count());
+        } else if (s.throttled_until) {
+            v.state = "throttled";
+            v.reason = fmt::format("rate limited by the upstream; resting {:.1f} s more",
+                                   in_s(*s.throttled_until));
+        } else if (s.syncing) {
+            v.state = "syncing";
+            v.reason = "eth_syncing says the node is syncing: no latest reads";
+        } else if (lagging) {
+            v.state = "lagging";
+            v.reason = fmt::format(
+                "{} blocks behind the chain head {} (health.max_lag_blocks {}): no latest reads",
+                *v.lag, *best, max_lag);
+        } else if (s.breaker == CircuitBreaker::State::half_open) {
+            v.state = "breaker_half_open";
+            v.reason = "breaker cooled down: the next call is a trial";
+        } else if (s.health == Health::unknown) {
+            v.state = "unknown";
+            v.reason = s.reason;
+        } else {
+            v.state = "up";
+            v.reason = s.reason;
+        }
+
+        const bool excluded = s.health == Health::wrong_chain || s.cordoned;
+        r.normal = !excluded && s.health != Health::down &&
+                   s.breaker != CircuitBreaker::State::open && !s.throttled_until;
+        switch (need.kind) {
+            case BlockNeed::Kind::none: r.eligible = !excluded; break;
+            case BlockNeed::Kind::latest:
+            case BlockNeed::Kind::hash: r.eligible = !excluded && !lagging; break;
+            case BlockNeed::Kind::number:
+                // A node that has the block; a block nobody has yet may go to anyone.
+                r.eligible = !excluded &&
+                             (!s.head || *s.head >= need.number || !best || need.number > *best);
+                break;
+        }
+        out.push_back(std::move(r));
+    }
     return out;
+}
+
+std::vector<UpstreamView> ChainPool::view() const {
+    std::vector<UpstreamView> out;
+    for (auto& r : rank(BlockNeed{BlockNeed::Kind::latest})) out.push_back(std::move(r.view));
+    return out;
+}
+
+void ChainPool::publish_metrics() const {
+    if (!metrics_) return;
+    if (auto h = head()) metrics_->set_chain_head(config_.name, *h);
+    for (const auto& r : rank(BlockNeed{BlockNeed::Kind::latest})) {
+        const UpstreamView& v = r.view;
+        metrics::UpstreamGauges g;
+        g.up = r.normal && r.eligible;
+        g.state = v.state;
+        g.lag = v.lag ? static_cast<double>(*v.lag) : 0;
+        g.score = v.score;
+        g.breaker = v.status.breaker == CircuitBreaker::State::closed ? 0
+                    : v.status.breaker == CircuitBreaker::State::open ? 1
+                                                                      : 2;
+        g.latency_ewma_seconds = v.status.latency_ewma_ms / 1000;
+        g.latency_p90_seconds = v.status.latency_p90_ms / 1000;
+        g.head = v.status.head ? static_cast<double>(*v.status.head) : 0;
+        g.error_rate = v.status.error_rate;
+        metrics_->set_upstream(config_.name, r.upstream->id(), g);
+    }
 }
 
 asio::awaitable<void> ChainPool::probe_loop(Upstream& upstream, Prober& prober) {
@@ -133,114 +257,389 @@ asio::awaitable<void> ChainPool::probe_loop(Upstream& upstream, Prober& prober) 
     const auto interval = config_.health.interval;
     std::uniform_int_distribution<long> jitter(-interval.count() / 10, interval.count() / 10);
     while (!stopped_) {
-        co_await probe(upstream);
-        if (stopped_) break;
+        co_await probe(upstream, prober);
+        publish_metrics();
+        if (stopped_ || upstream.status().health == Health::wrong_chain) break;
         prober.timer.expires_after(interval + std::chrono::milliseconds(jitter(rng)));
         co_await prober.timer.async_wait(use_nothrow);
     }
 }
 
-asio::awaitable<void> ChainPool::probe(Upstream& upstream) {
-    const std::uint64_t id = next_id_++;
+// One probe round: the chain id (first, then every 60 rounds), eth_syncing (every 5 rounds),
+// the head (every round, timed).
+asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
+    const auto deadline = Clock::now() + config_.health.timeout;
+    // The answer's result, or why there is none.
+    auto ask = [&](const char* method)
+        -> asio::awaitable<std::pair<std::optional<json::value>, std::string>> {
+        const std::uint64_t id = next_id_++;
+        HttpResult r = co_await upstream.client().post(
+            jsonrpc::upstream_request(id, method, json::value()), PostOptions{deadline, true});
+        Attempt a = classify(r, id);
+        if (a.kind != Attempt::Kind::answered)
+            co_return std::pair(std::nullopt, fmt::format("{}: {}", method, a.detail));
+        if (a.reply->is_error())
+            co_return std::pair(
+                std::nullopt,
+                fmt::format("{}: {} ({})", method, a.reply->error.message, a.reply->error.code));
+        json::error_code ec;
+        json::value v = json::parse(*a.reply->result, ec);
+        if (ec) co_return std::pair(std::nullopt, fmt::format("{}: unreadable result", method));
+        co_return std::pair(std::move(v), std::string());
+    };
+    const std::uint64_t round = prober.round++;
+
+    if (!prober.chain_verified || round % 60 == 0) {
+        auto [v, why] = co_await ask("eth_chainId");
+        if (!v) {
+            upstream.probe_failed("probe " + why);
+            co_return;
+        }
+        const auto id = v->is_string() ? rpc::parse_quantity(v->get_string()) : std::nullopt;
+        if (!id) {
+            upstream.probe_failed("probe eth_chainId: not a quantity");
+            co_return;
+        }
+        if (*id != config_.chain_id) {
+            upstream.record_wrong_chain(config_.chain_id, *id);
+            if (metrics_) metrics_->count_wrong_chain(config_.name, upstream.id());
+            co_return;
+        }
+        prober.chain_verified = true;
+    }
+    if (round % 5 == 0) {
+        auto [v, why] = co_await ask("eth_syncing");
+        if (!v) {
+            upstream.probe_failed("probe " + why);
+            co_return;
+        }
+        prober.syncing = !(v->is_bool() && !v->get_bool());  // false, or a progress object
+    }
     const auto t0 = Clock::now();
-    HttpResult r =
-        co_await upstream.client().post(jsonrpc::upstream_request(id, "eth_chainId", json::value()),
-                                        PostOptions{t0 + config_.health.timeout, true});
-    if (!r.ok()) {
-        upstream.record_failure(fmt::format("probe: {}", r.detail));
+    auto [v, why] = co_await ask("eth_blockNumber");
+    const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+    if (!v) {
+        upstream.probe_failed("probe " + why);
         co_return;
     }
-    if (r.status != 200) {
-        upstream.record_failure(fmt::format("probe: {}", describe_http(r)));
+    const auto head = v->is_string() ? rpc::parse_quantity(v->get_string()) : std::nullopt;
+    if (!head) {
+        upstream.probe_failed("probe eth_blockNumber: not a quantity");
         co_return;
     }
-    auto reply = jsonrpc::parse_reply(r.body, id);
-    if (!reply) {
-        upstream.record_failure(fmt::format("probe: malformed answer: {}", reply.error()));
-        co_return;
-    }
-    if (reply->is_error()) {
-        upstream.record_failure(fmt::format("probe: eth_chainId failed: {}", reply->error.message));
-        co_return;
-    }
-    json::error_code ec;
-    json::value v = json::parse(*reply->result, ec);
-    std::optional<std::uint64_t> chain_id =
-        !ec && v.is_string() ? parse_quantity(v.get_string()) : std::nullopt;
-    if (!chain_id) {
-        upstream.record_failure("probe: eth_chainId answered something that is not a quantity");
-        co_return;
-    }
-    if (*chain_id != config_.chain_id) {
-        upstream.record_wrong_chain(config_.chain_id, *chain_id);
-        co_return;
-    }
-    upstream.record_success();
+    upstream.probe_succeeded(latency, *head, prober.syncing);
 }
 
-asio::awaitable<Forwarded> ChainPool::forward(std::string_view method, const json::value& params,
-                                              bool write, Clock::time_point deadline) {
-    Forwarded out;
-    std::vector<Upstream*> candidates;
-    for (auto& u : upstreams_)
-        if (u->usable()) candidates.push_back(u.get());
+asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostOptions options,
+                                            std::uint64_t id) {
+    const auto t0 = Clock::now();
+    HttpResult r = co_await u->client().post(std::move(body), options);
+    Attempt a = classify(r, id);
+    u->release();
+    if (r.error == TransportError::cancelled)
+        co_return a;  // a hedge that lost: no verdict on the node
+    if (metrics_) metrics_->observe_upstream(config_.name, u->id(), a.label, seconds_since(t0));
+    if (a.kind == Attempt::Kind::answered)
+        u->call_succeeded();
+    else
+        u->call_failed(a);
+    co_return a;
+}
 
-    if (candidates.empty()) {
-        std::string why;
-        for (auto& u : upstreams_) {
-            auto s = u->status();
-            why += fmt::format("{}{}: {} ({})", why.empty() ? "" : "; ", s.id, to_string(s.health),
-                               s.reason);
+asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value params, bool write,
+                                              Clock::time_point deadline) {
+    if (method == "eth_getLogs") {
+        if (auto split = co_await split_logs(params, deadline)) co_return std::move(*split);
+    }
+    const BlockNeed need = rpc::block_need(method, params);
+    Forwarded f = co_await forward_one(method, std::move(params), need, write, deadline);
+
+    if (method == "eth_blockNumber" && f.outcome == Forwarded::Outcome::answered &&
+        f.reply.result) {
+        // Never a lower block number than one a client of this chain was already given.
+        json::error_code ec;
+        const json::value v = json::parse(*f.reply.result, ec);
+        if (auto n = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt) {
+            for (auto& u : upstreams_)
+                if (u->id() == f.upstream) u->saw_head(*n);
+            std::uint64_t served = served_head_.load();
+            while (*n > served && !served_head_.compare_exchange_weak(served, *n)) {
+            }
+            if (*n < served) f.reply.result = quantity(served);
         }
-        out.error =
-            jsonrpc::Error(jsonrpc::ErrorCode::resource_unavailable,
-                           fmt::format("no usable upstream for chain {}: {}", config_.name, why));
+    }
+    co_return f;
+}
+
+asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::value params,
+                                                  BlockNeed need, bool write,
+                                                  Clock::time_point deadline) {
+    Forwarded out;
+    std::vector<Ranked> ranked = rank(need);
+    // The order: tier, then score; upstreams that cannot serve the block are left out, those
+    // down, open or throttled come last, as a last resort before giving up.
+    std::vector<Ranked*> order;
+    for (auto& r : ranked)
+        if (r.eligible) order.push_back(&r);
+    std::stable_sort(order.begin(), order.end(), [](const Ranked* a, const Ranked* b) {
+        return std::tuple(!a->normal, a->view.status.tier, a->view.score) <
+               std::tuple(!b->normal, b->view.status.tier, b->view.score);
+    });
+    if (order.empty()) {
+        std::string why;
+        for (const auto& r : ranked)
+            why += fmt::format("{}{}: {} ({})", why.empty() ? "" : "; ", r.view.status.id,
+                               r.view.state, r.view.reason);
+        out.error = jsonrpc::Error(
+            jsonrpc::ErrorCode::resource_unavailable,
+            fmt::format("no upstream of chain {} can serve this call: {}", config_.name, why));
         co_return out;
     }
 
-    std::string failures;
-    for (Upstream* u : candidates) {
-        const auto now = Clock::now();
-        if (now >= deadline) break;
-        const std::uint64_t id = next_id_++;
-        HttpResult r = co_await u->client().post(
-            jsonrpc::upstream_request(id, method, params),
-            PostOptions{std::min(deadline, now + u->config().timeout), !write});
-        Attempt a = classify(r, id);
-        if (metrics_) metrics_->observe_upstream(config_.name, u->id(), a.kind, seconds_since(now));
+    const auto& fo = config_.failover;
+    const bool hedging = !write && fo.hedge_after.count() > 0;
+    auto ex = co_await asio::this_coro::executor;
+    auto race = std::make_shared<Race>(ex);
+    std::vector<std::shared_ptr<CancelSignal>> running;
+    std::vector<std::pair<Upstream*, Attempt>> failures;
+    std::size_t next = 0;
+    unsigned launched = 0;
+    std::string refusals;  // why upstreams were skipped without an attempt
+    bool any_at_capacity = false;
 
-        if (a.reply) {
-            u->record_success();
+    // Starts an attempt on the next upstream that admits one; false when none does now.
+    auto launch = [&]() -> bool {
+        for (std::size_t tries = 0; tries < order.size(); ++tries) {
+            Upstream* u = order[next++ % order.size()]->upstream;
+            const Upstream::Admission admission = u->admit();
+            if (admission != Upstream::Admission::admitted) {
+                const char* why = admission == Upstream::Admission::breaker_open ? "breaker open"
+                                  : admission == Upstream::Admission::throttled
+                                      ? "throttled"
+                                      : "at its max_rps/max_concurrency";
+                any_at_capacity = any_at_capacity || admission == Upstream::Admission::at_capacity;
+                if (refusals.find(u->id() + ":") == std::string::npos)
+                    refusals += fmt::format("{}{}: {}", refusals.empty() ? "" : "; ", u->id(), why);
+                continue;
+            }
+            const std::uint64_t id = next_id_++;
+            auto cancel = std::make_shared<CancelSignal>();
+            running.push_back(cancel);
+            PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), !write,
+                                cancel};
+            asio::co_spawn(ex,
+                           attempt(u, jsonrpc::upstream_request(id, method, params), options, id),
+                           [race, u](std::exception_ptr, Attempt a) {
+                               race->finished.emplace_back(u, std::move(a));
+                               race->wake.cancel();
+                           });
+            ++launched;
+            return true;
+        }
+        return false;
+    };
+    auto cancel_all = [&] {
+        for (auto& c : running) c->cancel();
+    };
+
+    std::size_t in_flight = 0;
+    std::optional<Clock::time_point> hedge_at;
+    for (;;) {
+        if (in_flight == 0) {
+            if (launched >= fo.max_attempts || Clock::now() >= deadline) break;
+            // Coming back to upstreams already tried: wait a little longer each round.
+            if (const std::size_t round = next / order.size();
+                round > 0 && fo.backoff.count() > 0) {
+                const auto pause = std::min<Clock::duration>(
+                    fo.backoff * (1u << std::min<std::size_t>(round - 1, 10)),
+                    deadline - Clock::now());
+                race->wake.expires_after(pause);
+                co_await race->wake.async_wait(use_nothrow);
+            }
+            any_at_capacity = false;
+            if (!launch()) {
+                // Nobody admits a call now. Our own rate and concurrency limits clear soon: wait
+                // for them. Breakers and Retry-After rests do not.
+                if (!any_at_capacity || Clock::now() >= deadline) break;
+                race->wake.expires_after(std::min<Clock::duration>(std::chrono::milliseconds(5),
+                                                                   deadline - Clock::now()));
+                co_await race->wake.async_wait(use_nothrow);
+                continue;
+            }
+            ++in_flight;
+            if (hedging) hedge_at = Clock::now() + fo.hedge_after;
+        }
+        if (race->finished.empty()) {
+            const bool can_hedge = hedge_at && in_flight < 2 && launched < fo.max_attempts;
+            race->wake.expires_at(can_hedge ? *hedge_at : Clock::time_point::max());
+            co_await race->wake.async_wait(use_nothrow);
+            if (race->finished.empty()) {
+                hedge_at.reset();
+                if (can_hedge && Clock::now() < deadline && launch()) {
+                    ++in_flight;
+                    if (metrics_) metrics_->count_hedge(config_.name);
+                }
+                continue;
+            }
+        }
+        auto [u, a] = std::move(race->finished.front());
+        race->finished.erase(race->finished.begin());
+        --in_flight;
+        if (a.kind == Attempt::Kind::answered) {
+            cancel_all();  // a hedge still running loses
             out.outcome = Forwarded::Outcome::answered;
             out.reply = std::move(*a.reply);
             out.upstream = u->id();
             co_return out;
         }
-        if (a.node_fault) u->record_failure(a.detail);
-        failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", u->id(), a.detail);
+        if (a.label == to_string(TransportError::cancelled)) continue;
+        if (metrics_) metrics_->count_failover(config_.name, u->id(), a.label);
         if (write && a.maybe_delivered) {
             // Sending it to another node could execute it twice; only its hash can tell.
             out.outcome = Forwarded::Outcome::uncertain;
-            out.error = jsonrpc::Error(
-                jsonrpc::ErrorCode::internal_error,
-                fmt::format("upstream {} failed after the call was sent ({}); it may have been "
-                            "executed, so it was not sent to another node: check (for a "
-                            "transaction, by its hash) before sending it again",
-                            u->id(), a.detail));
+            out.error =
+                jsonrpc::Error(jsonrpc::ErrorCode::internal_error,
+                               fmt::format("upstream {} failed after the call was sent ({}); it "
+                                           "may have been executed, so it was "
+                                           "not sent to another node: check (for a transaction, by "
+                                           "its hash) before sending it again",
+                                           u->id(), a.detail));
             co_return out;
         }
+        failures.emplace_back(u, std::move(a));
+    }
+    cancel_all();
+
+    // Every attempt failed: answer with the most informative failure. A node's own JSON-RPC
+    // answer ("header not found", a rate limit, "method not found" from all) says more than
+    // connection errors.
+    const auto with_class = [&](ErrorClass c) -> const std::pair<Upstream*, Attempt>* {
+        for (const auto& f : failures)
+            if (f.second.kind == Attempt::Kind::rpc_error && f.second.error_class == c) return &f;
+        return nullptr;
+    };
+    const bool all_unsupported =
+        !failures.empty() && std::all_of(failures.begin(), failures.end(), [](const auto& f) {
+            return f.second.kind == Attempt::Kind::rpc_error &&
+                   f.second.error_class == ErrorClass::unsupported;
+        });
+    const std::pair<Upstream*, Attempt>* telling = all_unsupported ? &failures.front() : nullptr;
+    if (!telling) telling = with_class(ErrorClass::transient);
+    if (!telling) telling = with_class(ErrorClass::rate_limited);
+    if (telling) {
+        out.outcome = Forwarded::Outcome::answered;
+        out.reply = *telling->second.reply;
+        out.upstream = telling->first->id();
+        co_return out;
+    }
+    std::string why;
+    for (const auto& [u, a] : failures)
+        why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", u->id(), a.detail);
+    if (!refusals.empty()) why += fmt::format("{}{}", why.empty() ? "" : "; ", refusals);
+    out.error = jsonrpc::Error(
+        jsonrpc::ErrorCode::resource_unavailable,
+        Clock::now() >= deadline
+            ? fmt::format("no upstream of chain {} answered in time{}{}", config_.name,
+                          why.empty() ? "" : ": ", why)
+            : fmt::format("every upstream of chain {} failed: {}", config_.name, why));
+    co_return out;
+}
+
+// eth_getLogs over more blocks than an upstream serves: split into ranges of max_logs_range,
+// fetched a few at a time, merged in order. nullopt when the request needs no splitting.
+asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::value& params,
+                                                                Clock::time_point deadline) {
+    const json::array* a = params.if_array();
+    const json::object* filter = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
+    if (!filter || filter->contains("blockHash")) co_return std::nullopt;
+    std::uint64_t limit = 0;
+    for (const auto& u : upstreams_)
+        if (!u->excluded() && u->config().max_logs_range)
+            limit =
+                limit ? std::min(limit, u->config().max_logs_range) : u->config().max_logs_range;
+    if (!limit) co_return std::nullopt;
+
+    const std::optional<std::uint64_t> head_now = head();
+    auto resolve = [&](const char* key) -> std::optional<std::uint64_t> {
+        const json::value* v = filter->if_contains(key);
+        if (!v || v->is_null()) return head_now;
+        if (!v->is_string()) return std::nullopt;
+        if (v->get_string() == "earliest") return 0;
+        if (auto n = rpc::parse_quantity(v->get_string())) return n;
+        return head_now;  // latest, safe, finalized, pending
+    };
+    const auto from = resolve("fromBlock");
+    const auto to = resolve("toBlock");
+    if (!from || !to || *from > *to || *to - *from + 1 <= limit) co_return std::nullopt;
+
+    const std::uint64_t span = *to - *from + 1;
+    if (!config_.logs.split) {
+        Forwarded refused;
+        refused.outcome = Forwarded::Outcome::answered;
+        refused.reply.error = jsonrpc::Error(
+            jsonrpc::ErrorCode::limit_exceeded,
+            fmt::format(
+                "eth_getLogs over {} blocks ({}..{}) is more than this chain's upstreams serve at "
+                "once "
+                "(max_logs_range {}); ask for smaller ranges (splitting is off: logs.split)",
+                span, *from, *to, limit));
+        co_return refused;
     }
 
-    if (Clock::now() >= deadline)
-        out.error =
-            jsonrpc::Error(jsonrpc::ErrorCode::resource_unavailable,
-                           fmt::format("no upstream of chain {} answered in time{}{}", config_.name,
-                                       failures.empty() ? "" : ": ", failures));
-    else
-        out.error = jsonrpc::Error(
-            jsonrpc::ErrorCode::resource_unavailable,
-            fmt::format("every upstream of chain {} failed: {}", config_.name, failures));
-    co_return out;
+    // The parts, each a copy of the filter with its own range.
+    std::vector<json::value> parts;
+    for (std::uint64_t start = *from; start <= *to; start += limit) {
+        const std::uint64_t end = std::min(*to, start + limit - 1);
+        json::object part = *filter;
+        part["fromBlock"] = fmt::format("0x{:x}", start);
+        part["toBlock"] = fmt::format("0x{:x}", end);
+        parts.push_back(json::array{std::move(part)});
+        if (end == *to) break;
+    }
+    struct Split {
+        std::vector<json::value>* parts;
+        std::vector<Forwarded> results;
+        std::size_t next = 0;
+    } split{&parts, std::vector<Forwarded>(parts.size())};
+
+    auto worker = [](ChainPool* self, Split* s, Clock::time_point dl) -> asio::awaitable<void> {
+        while (s->next < s->parts->size()) {
+            const std::size_t i = s->next++;
+            const json::value& p = (*s->parts)[i];
+            const auto end = rpc::parse_quantity(p.at(0).at("toBlock").as_string()).value_or(0);
+            s->results[i] = co_await self->forward_one(
+                "eth_getLogs", p, BlockNeed{BlockNeed::Kind::number, end}, false, dl);
+            if (s->results[i].outcome != Forwarded::Outcome::answered ||
+                s->results[i].reply.is_error())
+                s->next = s->parts->size();  // one part failed: the whole request fails, stop here
+        }
+    };
+    auto ex = co_await asio::this_coro::executor;
+    using Op = decltype(asio::co_spawn(ex, worker(this, &split, deadline), asio::deferred));
+    std::vector<Op> ops;
+    for (std::size_t w = 0; w < std::min(config_.logs.concurrency, parts.size()); ++w)
+        ops.push_back(asio::co_spawn(ex, worker(this, &split, deadline), asio::deferred));
+    co_await asio::experimental::make_parallel_group(std::move(ops))
+        .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+
+    Forwarded merged;
+    merged.outcome = Forwarded::Outcome::answered;
+    std::vector<std::string> arrays;
+    std::vector<std::string> served_by;
+    for (auto& r : split.results) {
+        if (r.outcome != Forwarded::Outcome::answered || r.reply.is_error()) {
+            if (r.outcome == Forwarded::Outcome::answered || !r.error.message.empty())
+                co_return std::move(r);
+            continue;  // a part never started because another failed first
+        }
+        arrays.push_back(std::move(*r.reply.result));
+        if (std::find(served_by.begin(), served_by.end(), r.upstream) == served_by.end())
+            served_by.push_back(r.upstream);
+    }
+    merged.reply.result = merge_arrays(arrays);
+    for (const auto& s : served_by) merged.upstream += (merged.upstream.empty() ? "" : ",") + s;
+    if (metrics_) metrics_->count_logs_split(config_.name, parts.size());
+    co_return merged;
 }
 
 }  // namespace gateway::upstream

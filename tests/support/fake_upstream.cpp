@@ -59,6 +59,8 @@ struct FakeUpstream::Impl {
                 }() + "\"");
             else if (method == "eth_blockNumber")
                 reply = FakeReply::ok("\"0x10\"");
+            else if (method == "eth_syncing")
+                reply = FakeReply::ok("false");
             else
                 reply = FakeReply::rpc_error(
                     -32601, "the method " + method + " does not exist/is not available");
@@ -115,6 +117,14 @@ std::size_t FakeUpstream::calls() const {
     std::lock_guard lock(impl_->mu);
     std::size_t n = 0;
     for (auto& [m, c] : impl_->counts) n += c;
+    return n;
+}
+
+std::size_t FakeUpstream::forwarded_calls() const {
+    std::lock_guard lock(impl_->mu);
+    std::size_t n = 0;
+    for (auto& [m, c] : impl_->counts)
+        if (m != "eth_chainId" && m != "eth_syncing" && m != "eth_blockNumber") n += c;
     return n;
 }
 

@@ -41,7 +41,7 @@ struct FakeReply {
 class FakeUpstream {
 public:
     /// Decides the reply to a call; nullopt for the default (eth_chainId answers the chain id,
-    /// eth_blockNumber "0x10", anything else "method not found").
+    /// eth_blockNumber "0x10", eth_syncing false, anything else "method not found").
     using Script = std::function<std::optional<FakeReply>(const std::string& method,
                                                           const boost::json::value& request)>;
 
@@ -55,6 +55,8 @@ public:
     /// Calls received, all methods together or of one method.
     std::size_t calls() const;
     std::size_t calls(const std::string& method) const;
+    /// Calls other than the gateway's health probes (eth_chainId, eth_syncing, eth_blockNumber).
+    std::size_t forwarded_calls() const;
 
 private:
     struct Impl;

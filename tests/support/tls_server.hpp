@@ -18,7 +18,8 @@ struct TestPki {
 };
 
 /// A CA, and a server certificate it signed for the given DNS names and IP addresses.
-TestPki make_test_pki(const std::vector<std::string>& dns_names, const std::vector<std::string>& ips);
+TestPki make_test_pki(const std::vector<std::string>& dns_names,
+                      const std::vector<std::string>& ips);
 
 class TlsServer {
 public:

@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <random>
 
 namespace gateway::jsonrpc {
 namespace {
@@ -196,7 +196,9 @@ TEST(ParseReply, ResultErrorAndGarbage) {
 
     // Results pass through as the node wrote them: spelling of numbers, order of keys, spacing.
     auto exact = parse_reply(
-        " {\"jsonrpc\": \"2.0\", \"result\" : {\"b\":1.50, \"a\":123456789012345678901234567890} ,\"id\":5}\n", 5);
+        " {\"jsonrpc\": \"2.0\", \"result\" : {\"b\":1.50, \"a\":123456789012345678901234567890} "
+        ",\"id\":5}\n",
+        5);
     ASSERT_TRUE(exact);
     EXPECT_EQ(*exact->result, R"({"b":1.50, "a":123456789012345678901234567890})");
 

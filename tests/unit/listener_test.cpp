@@ -78,8 +78,9 @@ TEST_F(ListenerTest, KeepAliveServesManyRequestsOnOneConnection) {
 TEST_F(ListenerTest, PipelinedRequestsAreAnsweredInOrder) {
     start({});
     test::HttpConnection c(port());
-    c.send_raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
-               "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
+    c.send_raw(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
     const std::string replies = c.read_until_close();
     const auto first = replies.find("\r\n\r\none");
     const auto second = replies.find("\r\n\r\ntwo");

@@ -18,7 +18,22 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
     m.add_in_flight(-1);
     m.observe_upstream("devnet", "node-a", "", 0.001);
     m.observe_upstream("devnet", "node-a", "timeout", 1.5);
-    m.set_upstream_up("devnet", "node-a", true);
+    UpstreamGauges g;
+    g.up = true;
+    g.state = "lagging";
+    g.lag = 7;
+    g.score = 1.5;
+    g.breaker = 1;
+    g.latency_ewma_seconds = 0.002;
+    g.latency_p90_seconds = 0.004;
+    g.head = 120;
+    g.error_rate = 0.25;
+    m.set_upstream("devnet", "node-a", g);
+    m.set_chain_head("devnet", 127);
+    m.count_failover("devnet", "node-a", "timeout");
+    m.count_hedge("devnet");
+    m.count_wrong_chain("devnet", "node-b");
+    m.count_logs_split("devnet", 4);
     const std::string text = m.render();
     EXPECT_THAT(
         text,
@@ -43,6 +58,35 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
         HasSubstr(
             R"(gateway_upstream_request_duration_seconds_count{chain="devnet",upstream="node-a"} 2)"));
     EXPECT_THAT(text, HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-a"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(R"(gateway_upstream_state{chain="devnet",state="lagging",upstream="node-a"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(R"(gateway_upstream_state{chain="devnet",state="up",upstream="node-a"} 0)"));
+    EXPECT_THAT(text,
+                HasSubstr(R"(gateway_upstream_lag_blocks{chain="devnet",upstream="node-a"} 7)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_upstream_score{chain="devnet",upstream="node-a"} 1.5)"));
+    EXPECT_THAT(text,
+                HasSubstr(R"(gateway_upstream_breaker_state{chain="devnet",upstream="node-a"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_upstream_latency_seconds{chain="devnet",stat="p90",upstream="node-a"} 0.004)"));
+    EXPECT_THAT(text,
+                HasSubstr(R"(gateway_upstream_head_block{chain="devnet",upstream="node-a"} 120)"));
+    EXPECT_THAT(text,
+                HasSubstr(R"(gateway_upstream_error_rate{chain="devnet",upstream="node-a"} 0.25)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_chain_head_block{chain="devnet"} 127)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_failovers_total{chain="devnet",reason="timeout",upstream="node-a"} 1)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_hedged_requests_total{chain="devnet"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(R"(gateway_upstream_wrong_chain_total{chain="devnet",upstream="node-b"} 1)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_logs_split_parts_total{chain="devnet"} 4)"));
     EXPECT_THAT(text, HasSubstr("gateway_build_info{version=\"" GATEWAY_VERSION "\"} 1"));
 }
 

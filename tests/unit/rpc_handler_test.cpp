@@ -32,6 +32,12 @@ FakeUpstream::Script on(const std::string& method, FakeReply reply) {
     };
 }
 
+// Makes the first upstream the only primary, so that it is always tried first whatever the scores.
+void first_is_primary(config::Config& c) {
+    for (std::size_t i = 1; i < c.chains[0].upstreams.size(); ++i)
+        c.chains[0].upstreams[i].tier = config::Tier::fallback;
+}
+
 class GatewayTest : public ::testing::Test {
 protected:
     // Starts a gateway with one chain "devnet" whose upstreams are `urls` (ids node-0, node-1,
@@ -202,7 +208,7 @@ TEST_F(GatewayTest, RequestErrorsAreJsonRpcErrors) {
     EXPECT_EQ(code_of("\"eth_blockNumber\""), -32600);
     EXPECT_EQ(code_of(R"({"jsonrpc":"2.0","id":null})"), -32600);
     EXPECT_EQ(code_of(R"([1,2,3,4])"), -32005);
-    EXPECT_EQ(node.calls("eth_blockNumber"), 0u);
+    EXPECT_EQ(node.forwarded_calls(), 0u);
 }
 
 TEST_F(GatewayTest, ABodyOverTheLimitIs413WithAJsonRpcError) {
@@ -265,8 +271,7 @@ TEST_F(GatewayTest, ReadsMoveOnFromFailingUpstreams) {
         SCOPED_TRACE(c.name);
         FakeUpstream bad(31337, on("eth_getBalance", c.failure));
         FakeUpstream good(31337, on("eth_getBalance", FakeReply::ok("\"0x2a\"")));
-        start({bad.url(), good.url()},
-              [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
+        start({bad.url(), good.url()}, first_is_primary);
         auto r = post(
             R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})");
         EXPECT_EQ(r.status, 200u);
@@ -279,17 +284,25 @@ TEST_F(GatewayTest, ReadsMoveOnFromFailingUpstreams) {
 }
 
 TEST_F(GatewayTest, AnUnreachableUpstreamIsSkippedAndMarkedDown) {
-    FakeUpstream good;
-    start({"http://127.0.0.1:" + std::to_string(test::closed_port()), good.url()});
+    FakeUpstream good(31337, on("eth_gasPrice", FakeReply::ok("\"0x1\"")));
+    start({"http://127.0.0.1:" + std::to_string(test::closed_port()), good.url()},
+          [](config::Config& c) { c.chains[0].upstreams[1].tier = config::Tier::fallback; });
     for (int i = 0; i < 20; ++i) {
-        auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})");
+        auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})");
         ASSERT_EQ(r.status, 200u);
         EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
     }
-    auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
+    // Failed calls open its breaker; failed probes take it down.
+    json::value s;
+    for (int i = 0; i < 100; ++i) {
+        s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
+        if (s.at("upstreams").at(0).at("state") == "down") break;
+        std::this_thread::sleep_for(10ms);
+    }
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "down");
     EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),
                 HasSubstr("refused"));
+    EXPECT_EQ(s.at("upstreams").at(0).at("breaker"), "open");
     EXPECT_EQ(s.at("upstreams").at(1).at("state"), "up");
 }
 
@@ -298,7 +311,7 @@ TEST_F(GatewayTest, DeterministicErrorsAreReturnedAsTheyCame) {
         31337,
         on("eth_call", FakeReply{.error = std::make_pair(3, "execution reverted: not owner")}));
     FakeUpstream second(31337, on("eth_call", FakeReply::ok("\"0x\"")));
-    start({first.url(), second.url()});
+    start({first.url(), second.url()}, first_is_primary);
     auto r = post(
         R"({"jsonrpc":"2.0","id":5,"method":"eth_call","params":[{"to":"0x00000000000000000000000000000000000000aa"},"latest"]})");
     EXPECT_EQ(r.status, 200u);
@@ -327,8 +340,7 @@ TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
         SCOPED_TRACE(c.name);
         FakeUpstream first(31337, on(c.method, c.failure));
         FakeUpstream second(31337, on(c.method, FakeReply::ok("\"0xabc\"")));
-        start({first.url(), second.url()},
-              [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
+        start({first.url(), second.url()}, first_is_primary);
         auto r =
             post(R"({"jsonrpc":"2.0","id":1,"method":")" + c.method + R"(","params":["0x02f8"]})");
         // Not a 503: a client or proxy that retries 503s elsewhere would send it twice.
@@ -361,7 +373,8 @@ TEST_F(GatewayTest, ASlowCallMovesOnButDoesNotTakeTheNodeDown) {
     slow.delay = 1500ms;  // over the upstream timeout of 1 s
     FakeUpstream heavy(31337, on("eth_getLogs", slow));
     FakeUpstream other(31337, on("eth_getLogs", FakeReply::ok("[]")));
-    start({heavy.url(), other.url()});
+    start({heavy.url(), other.url()},
+          [](config::Config& c) { c.chains[0].upstreams[1].tier = config::Tier::fallback; });
     wait_ready();
     for (int i = 0; i < 3; ++i) {
         auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{}]})");
@@ -377,10 +390,10 @@ TEST_F(GatewayTest, ASlowCallMovesOnButDoesNotTakeTheNodeDown) {
 
 TEST_F(GatewayTest, ABatchAnsweredByTwoUpstreamsNamesBoth) {
     FakeUpstream first(31337, on("eth_getBalance", FakeReply::http(503, "")));
-    FakeUpstream second;
+    FakeUpstream second(31337, on("eth_getBalance", FakeReply::ok("\"0x0\"")));
     start({first.url(), second.url()},
-          [](config::Config& cfg) { cfg.chains[0].health.unhealthy_threshold = 100; });
-    auto r = post(R"([{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},
+          [](config::Config& cfg) { cfg.chains[0].upstreams[1].tier = config::Tier::fallback; });
+    auto r = post(R"([{"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"},
                       {"jsonrpc":"2.0","id":2,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]}])");
     EXPECT_EQ(r.status, 200u);
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-0,node-1");
@@ -414,21 +427,21 @@ TEST_F(GatewayTest, EveryUpstreamDownIs503WithEveryReasonThenRecovers) {
 }
 
 TEST_F(GatewayTest, FallbacksServeOnlyWhenNoPrimaryIsUsable) {
-    FakeUpstream primary(31337, on("eth_blockNumber", FakeReply::ok("\"0x1\"")));
-    FakeUpstream fallback(31337, on("eth_blockNumber", FakeReply::ok("\"0x2\"")));
+    FakeUpstream primary(31337, on("eth_gasPrice", FakeReply::ok("\"0x1\"")));
+    FakeUpstream fallback(31337, on("eth_gasPrice", FakeReply::ok("\"0x2\"")));
     start({fallback.url(), primary.url()},
           [](config::Config& c) { c.chains[0].upstreams[0].tier = config::Tier::fallback; });
     wait_ready();
-    const std::string call = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})";
+    const std::string call = R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})";
     for (int i = 0; i < 5; ++i) EXPECT_EQ(post(call).header("x-gateway-upstream"), "node-1");
-    primary.set_script(on("eth_blockNumber", FakeReply::http(503, "")));
+    primary.set_script(on("eth_gasPrice", FakeReply::http(503, "")));
     EXPECT_EQ(post(call).header("x-gateway-upstream"), "node-0");
-    EXPECT_EQ(fallback.calls("eth_blockNumber"), 1u);
+    EXPECT_EQ(fallback.calls("eth_gasPrice"), 1u);
 }
 
 TEST_F(GatewayTest, AnUpstreamOnAnotherChainIsExcluded) {
-    FakeUpstream wrong(1, on("eth_blockNumber", FakeReply::ok("\"0x999\"")));
-    FakeUpstream right(31337, on("eth_blockNumber", FakeReply::ok("\"0x1\"")));
+    FakeUpstream wrong(1, on("eth_gasPrice", FakeReply::ok("\"0x999\"")));
+    FakeUpstream right(31337, on("eth_gasPrice", FakeReply::ok("\"0x1\"")));
     start({wrong.url(), right.url()});
     for (int i = 0; i < 100; ++i) {
         auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
@@ -439,9 +452,11 @@ TEST_F(GatewayTest, AnUpstreamOnAnotherChainIsExcluded) {
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "wrong_chain");
     EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),
                 HasSubstr("reports chain id 1"));
-    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})");
-    EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
-    EXPECT_EQ(wrong.calls("eth_blockNumber"), 0u);
+    for (int i = 0; i < 5; ++i) {
+        auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})");
+        EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
+    }
+    EXPECT_EQ(wrong.forwarded_calls(), 0u);
 }
 
 TEST_F(GatewayTest, AdminEndpoints) {
@@ -475,14 +490,14 @@ TEST_F(GatewayTest, AdminEndpoints) {
 TEST_F(GatewayTest, ReadinessTurnsOffWhileDraining) {
     auto slow = FakeReply::ok("\"0x1\"");
     slow.delay = 800ms;
-    FakeUpstream node(31337, on("eth_blockNumber", slow));
+    FakeUpstream node(31337, on("eth_gasPrice", slow));
     start({node.url()});
     wait_ready();
     test::HttpConnection admin(admin_port());
     test::HttpReply in_flight;
     std::thread client(
-        [&] { in_flight = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})"); });
-    while (node.calls("eth_blockNumber") == 0) std::this_thread::sleep_for(5ms);
+        [&] { in_flight = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})"); });
+    while (node.calls("eth_gasPrice") == 0) std::this_thread::sleep_for(5ms);
     gw->shutdown();
     std::this_thread::sleep_for(100ms);
     auto ready = admin.get("/readyz");

@@ -1,11 +1,13 @@
 #pragma once
-// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/upstreams.
+// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/upstreams (and cordon).
 
 #include "gateway/http/listener.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
 #include <atomic>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace gateway::metrics {
@@ -33,6 +35,7 @@ public:
 private:
     http::Response readyz() const;
     http::Response upstreams() const;
+    http::Response cordon(std::string_view rest, const std::string& body) const;
 
     std::vector<upstream::ChainPool*> chains_;
     metrics::Metrics* metrics_;

@@ -58,6 +58,9 @@ struct UpstreamConfig {
     std::size_t max_idle_connections = 64;
     std::size_t max_response_bytes = 64 * 1024 * 1024;
     std::string ca_file;  ///< extra CA bundle for https upstreams; the system store otherwise
+    double max_rps = 0;   ///< calls a second sent to it (token bucket); 0: no limit
+    std::size_t max_concurrency = 0;   ///< calls in flight to it at once; 0: no limit
+    std::uint64_t max_logs_range = 0;  ///< blocks one eth_getLogs may span on it; 0: no limit
 };
 
 struct HealthConfig {
@@ -65,12 +68,35 @@ struct HealthConfig {
     Millis timeout{2'000};             ///< a probe slower than this is a failure
     unsigned healthy_threshold = 1;    ///< consecutive successes that make a down upstream usable
     unsigned unhealthy_threshold = 2;  ///< consecutive failures that make an upstream down
+    std::uint64_t max_lag_blocks = 5;  ///< further behind the chain's head: no `latest` reads
+};
+
+struct FailoverConfig {
+    unsigned max_attempts = 3;       ///< attempts of one call, all upstreams together
+    Millis backoff{50};              ///< before trying an upstream again (doubling each round)
+    Millis hedge_after{0};           ///< ask a second upstream when a read is this slow; 0: off
+    unsigned breaker_threshold = 5;  ///< failed calls in a row that open an upstream's breaker
+    Millis breaker_cooldown{5'000};  ///< then one trial call
+};
+
+struct MethodsConfig {
+    std::vector<std::string> allow;  ///< when not empty, only these (a trailing * matches a prefix)
+    std::vector<std::string> deny{"admin_*", "debug_*",  "personal_*",
+                                  "miner_*", "engine_*", "txpool_*"};
+};
+
+struct LogsConfig {
+    bool split = true;            ///< split eth_getLogs ranges over max_logs_range; else refuse
+    std::size_t concurrency = 4;  ///< parts of one split request fetched at once
 };
 
 struct ChainConfig {
     std::string name;
     std::uint64_t chain_id = 0;
     HealthConfig health;
+    FailoverConfig failover;
+    MethodsConfig methods;
+    LogsConfig logs;
     std::vector<UpstreamConfig> upstreams;
 };
 

@@ -2,11 +2,25 @@
 // Prometheus metrics of the gateway. Label values are bounded: chains and upstreams come from the
 // configuration, methods from a fixed table (anything else is "other"), outcomes from fixed sets.
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
 
 namespace gateway::metrics {
+
+/// What the pool publishes about one upstream after each probe round.
+struct UpstreamGauges {
+    bool up = false;    ///< gets calls now
+    std::string state;  ///< up, lagging, down, ... (see UpstreamView)
+    double lag = 0;     ///< blocks behind the chain head
+    double score = 0;   ///< lower is better
+    int breaker = 0;    ///< 0 closed, 1 open, 2 half-open
+    double latency_ewma_seconds = 0;
+    double latency_p90_seconds = 0;
+    double head = 0;
+    double error_rate = 0;
+};
 
 /// Thread-safe; every method may be called from any thread.
 class Metrics {
@@ -32,8 +46,19 @@ public:
     void observe_upstream(std::string_view chain, std::string_view upstream, std::string_view error,
                           double seconds);
 
-    /// Whether the pool currently sends calls to an upstream.
-    void set_upstream_up(std::string_view chain, std::string_view upstream, bool up);
+    /// An upstream's health, lag, score, breaker, latency and head.
+    void set_upstream(std::string_view chain, std::string_view upstream,
+                      const UpstreamGauges& gauges);
+    /// The chain's head (the highest head among upstreams that answer).
+    void set_chain_head(std::string_view chain, double head);
+    /// A call moved away from an upstream (or gave up on it) for `reason`.
+    void count_failover(std::string_view chain, std::string_view upstream, std::string_view reason);
+    /// A slow read was sent to a second upstream.
+    void count_hedge(std::string_view chain);
+    /// An upstream reported another chain id.
+    void count_wrong_chain(std::string_view chain, std::string_view upstream);
+    /// An eth_getLogs was split into `parts` requests.
+    void count_logs_split(std::string_view chain, std::size_t parts);
 
     /// The Prometheus text exposition of every metric.
     std::string render() const;

@@ -1,7 +1,16 @@
 #pragma once
-// What the gateway knows about JSON-RPC methods: how to route each one, and its metric label.
+// What the gateway knows about JSON-RPC methods: how to route each one, which block it needs,
+// its metric label, and the operator's allow/deny lists.
 
+#include "gateway/config/config.hpp"
+
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace gateway::rpc {
 
@@ -18,5 +27,43 @@ MethodKind method_kind(std::string_view method);
 /// The method's metric label: the method itself when the table knows it, "other" otherwise, so a
 /// client inventing method names cannot grow the metrics without bound.
 std::string_view method_label(std::string_view method);
+
+/// Which chain state a call needs from the node that answers it.
+struct BlockNeed {
+    enum class Kind {
+        none,    ///< no chain state (net_version, web3_sha3): any node will do
+        latest,  ///< the head (a `latest`/`pending`/`safe`/`finalized` tag, no block, a tx hash)
+        number,  ///< a block by number: the node must have reached it
+        hash,    ///< a block by hash: treated like latest, a node behind may not know it
+    };
+    Kind kind = Kind::latest;
+    std::uint64_t number = 0;  ///< for Kind::number
+};
+
+/// The block a call needs, read from its params by the method's block parameter. Unknown methods
+/// and unreadable params need the head.
+BlockNeed block_need(std::string_view method, const boost::json::value& params);
+
+/// Parses a block quantity ("0x1b4"). nullopt for anything else.
+std::optional<std::uint64_t> parse_quantity(std::string_view text);
+
+/// A chain's allow and deny lists. An exact name beats a prefix (`debug_*`), a longer prefix
+/// beats a shorter one, deny beats allow at the same length; with a non-empty allow list,
+/// methods it does not match are refused.
+class MethodPolicy {
+public:
+    explicit MethodPolicy(const config::MethodsConfig& config);
+    /// Empty when the method may be called; otherwise why not, naming the rule.
+    std::optional<std::string> refusal(std::string_view method) const;
+
+private:
+    struct Rule {
+        std::string pattern;  // an exact name, or a prefix when `prefix`
+        bool prefix = false;
+        bool allow = false;
+    };
+    std::vector<Rule> rules_;
+    bool allow_list_ = false;
+};
 
 }  // namespace gateway::rpc

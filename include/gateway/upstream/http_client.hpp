@@ -7,7 +7,9 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +26,7 @@ enum class TransportError {
     receive_failed,      ///< the connection broke before the whole response arrived
     response_too_large,  ///< the response exceeded max_response_bytes
     bad_http,            ///< the response was not valid HTTP
+    cancelled,           ///< the caller gave up on it (a hedged read that another node won)
 };
 
 /// A short label, usable as a metric label value: "connect_failed", "timeout", ...
@@ -42,11 +45,28 @@ struct HttpResult {
     bool ok() const { return error == TransportError::none; }
 };
 
+/// Lets a caller give up on a post in flight: the post's connection is closed and the post
+/// returns TransportError::cancelled. Thread-safe; cancelling twice, or before the post starts,
+/// is fine.
+class CancelSignal {
+public:
+    void cancel();
+    bool cancelled() const;
+    /// For the client: what cancel() must do while a post runs; cleared with nullptr.
+    void on_cancel(std::function<void()> action);
+
+private:
+    mutable std::mutex mu_;
+    bool cancelled_ = false;
+    std::function<void()> action_;
+};
+
 struct PostOptions {
     std::chrono::steady_clock::time_point deadline;  ///< the whole attempt, connect included
     /// A request that is safe to send twice. Only such a request is re-sent on a fresh connection
     /// when a pooled connection turns out to have been closed by the upstream.
     bool idempotent = true;
+    std::shared_ptr<CancelSignal> cancel;  ///< optional
 };
 
 /// Thread-safe: any number of posts may run at once, each on its own connection.

@@ -1,10 +1,12 @@
 #pragma once
-// The upstreams of one chain: which one gets a call, moving to the next when one fails, and the
-// background probes that find out when a node is back.
+// The upstreams of one chain: which one gets a call and why, moving on when one fails, hedging
+// slow reads, the chain's head, and the health checker that probes every upstream.
 
 #include "gateway/config/config.hpp"
 #include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/upstream.hpp"
+#include "gateway/util/clock.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -13,22 +15,38 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+namespace gateway::metrics {
+class Metrics;
+}
 
 namespace gateway::upstream {
 
 /// The result of forwarding one call.
 struct Forwarded {
     enum class Outcome {
-        answered,     ///< a node answered, with a result or a JSON-RPC error
+        answered,     ///< a node answered, with a result or a JSON-RPC error, as it came
         unavailable,  ///< no node could answer; nothing was executed
         uncertain,    ///< a write failed after a node may have received it; not sent elsewhere
     };
     Outcome outcome = Outcome::unavailable;
-    jsonrpc::Reply reply;  ///< the node's answer, when answered
+    jsonrpc::Reply reply;  ///< the answer, when answered
     jsonrpc::Error error;  ///< why there is no answer, otherwise
-    std::string upstream;  ///< the id of the node that answered
+    std::string upstream;  ///< the node(s) that answered, comma-separated
+};
+
+/// An upstream as the pool sees it now: its state, and its place in the order with the reasons.
+struct UpstreamView {
+    UpstreamStatus status;
+    std::string state;                 ///< up, unknown, lagging, syncing, throttled, breaker_open,
+                                       ///< breaker_half_open, down, cordoned, wrong_chain
+    std::string reason;                ///< the state's reason, for people
+    std::optional<std::uint64_t> lag;  ///< blocks behind the chain's head
+    double score = 0;                  ///< lower is better
+    std::string score_explained;       ///< how the score was made
 };
 
 /// Thread-safe.
@@ -37,41 +55,63 @@ public:
     /// Builds the upstreams (their clients run on `executor`). Throws std::invalid_argument at
     /// start-up on an unusable upstream configuration.
     ChainPool(const config::ChainConfig& config, boost::asio::any_io_executor executor,
-              metrics::Metrics* metrics);
+              metrics::Metrics* metrics, const util::Clock& clock = util::SteadyClock::instance());
     ~ChainPool();
 
     const config::ChainConfig& config() const { return config_; }
+    const rpc::MethodPolicy& methods() const { return policy_; }
 
-    /// Sends a call to the first usable upstream (primaries in configured order, then fallbacks)
-    /// and moves on to the next one on a transport failure, a timeout, HTTP 5xx or 429, or a
-    /// malformed answer. A write (`write`: the call may change state) moves on only while it is
-    /// certain that no node received it. Never throws; gives up at `deadline`.
-    boost::asio::awaitable<Forwarded> forward(std::string_view method,
-                                              const boost::json::value& params, bool write,
+    /// Forwards one call (see the README's selection rules): upstreams in order of tier and
+    /// score, those unable to serve the call's block left out, the rest as a last resort;
+    /// at most failover.max_attempts attempts with backoff; a slow read hedged after
+    /// failover.hedge_after_ms; a write sent to another node only when the first certainly did
+    /// not get it. eth_getLogs over max_logs_range is split. Never throws; gives up at
+    /// `deadline`. Must be awaited on a strand (the caller's connection).
+    boost::asio::awaitable<Forwarded> forward(std::string method, boost::json::value params,
+                                              bool write,
                                               std::chrono::steady_clock::time_point deadline);
 
-    /// Starts the health probes (eth_chainId every health.interval_ms, with jitter).
+    /// Starts the health checker: each upstream probed every health.interval_ms (±10 %).
     void start();
-    /// Stops the probes; in-flight calls are not affected.
+    /// Stops the probes; calls in flight are not affected.
     void stop();
 
-    /// At least one upstream is known to answer.
+    /// At least one upstream answers its probes.
     bool ready() const;
-
-    std::vector<UpstreamStatus> status() const;
+    /// The chain's head: the highest head among upstreams that answer, if any is known.
+    std::optional<std::uint64_t> head() const;
+    /// Every upstream, in configuration order.
+    std::vector<UpstreamView> view() const;
+    /// Takes an upstream out of (or back into) use by hand. False when no upstream has that id.
+    bool cordon(std::string_view id, bool cordoned, std::string reason);
+    /// Updates the per-upstream gauges (state, lag, score, breaker, latency, head).
+    void publish_metrics() const;
 
 private:
     struct Prober;
+    struct Race;
+    struct Ranked;
+
+    std::vector<Ranked> rank(const rpc::BlockNeed& need) const;
+    boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
+                                                  rpc::BlockNeed need, bool write,
+                                                  std::chrono::steady_clock::time_point deadline);
+    boost::asio::awaitable<std::optional<Forwarded>> split_logs(
+        const boost::json::value& params, std::chrono::steady_clock::time_point deadline);
+    boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
+                                            PostOptions options, std::uint64_t id);
     boost::asio::awaitable<void> probe_loop(Upstream& upstream, Prober& prober);
-    boost::asio::awaitable<void> probe(Upstream& upstream);
+    boost::asio::awaitable<void> probe(Upstream& upstream, Prober& prober);
 
     config::ChainConfig config_;
+    rpc::MethodPolicy policy_;
     boost::asio::any_io_executor executor_;
     metrics::Metrics* metrics_;
-    std::vector<std::unique_ptr<Upstream>>
-        upstreams_;  // primaries first, then fallbacks; config order within a tier
+    const util::Clock& clock_;
+    std::vector<std::unique_ptr<Upstream>> upstreams_;  // configuration order
     std::vector<std::unique_ptr<Prober>> probers_;
     std::atomic<std::uint64_t> next_id_{1};
+    std::atomic<std::uint64_t> served_head_{0};  // the highest eth_blockNumber given to a client
     std::atomic<bool> stopped_{false};
 };
 

@@ -1,68 +1,96 @@
 #pragma once
-// One upstream node: its client, and what the gateway knows of its health.
+// One upstream node: its client, and everything the gateway knows of it: health from the probes,
+// head, latency, error and throttle rates, circuit breaker, rate and concurrency limits, cordon.
 
 #include "gateway/config/config.hpp"
+#include "gateway/upstream/errors.hpp"
 #include "gateway/upstream/http_client.hpp"
+#include "gateway/upstream/signals.hpp"
+#include "gateway/util/clock.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
-namespace gateway::metrics {
-class Metrics;
-}
-
 namespace gateway::upstream {
 
+/// What the probes say.
 enum class Health {
     unknown,      ///< not probed yet; calls may go there
-    up,           ///< answering
-    down,         ///< failed `unhealthy_threshold` times in a row; only probes go there
-    wrong_chain,  ///< answers for another chain id; excluded until the gateway restarts
+    up,           ///< answering probes
+    down,         ///< failed `unhealthy_threshold` probes in a row; calls only as a last resort
+    wrong_chain,  ///< answers for another chain id; never used again until the gateway restarts
 };
 
 std::string_view to_string(Health health);
 
-/// What an operator needs to know about an upstream, at one moment.
+/// Everything known about an upstream at one moment.
 struct UpstreamStatus {
     std::string id;
     config::Tier tier = config::Tier::primary;
     Health health = Health::unknown;
-    std::string reason;  ///< why it is in that state, for people
-    unsigned consecutive_failures = 0;
+    std::string reason;  ///< why it is in that health state, for people
+    TimePoint since{};   ///< when `health` last changed
+    bool cordoned = false;
+    std::string cordon_reason;
+    bool syncing = false;
+    std::optional<std::uint64_t> head;
+    TimePoint head_changed{};  ///< when `head` last moved
+    bool has_latency = false;
+    double latency_ewma_ms = 0;
+    double latency_p90_ms = 0;
+    double error_rate = 0;     ///< calls and probes over the last 30 s
+    double throttle_rate = 0;  ///< share refused for a rate limit over the last 30 s
+    CircuitBreaker::State breaker = CircuitBreaker::State::closed;
+    unsigned consecutive_failures = 0;  ///< failed calls in a row (the breaker's count)
+    std::optional<TimePoint> throttled_until;
+    std::size_t in_flight = 0;
     std::uint64_t requests = 0;
     std::uint64_t failures = 0;
-    std::chrono::steady_clock::time_point since;  ///< when `health` last changed
 };
 
-/// Thread-safe: state changes take a short lock.
+/// Thread-safe: every method takes a short lock.
 class Upstream {
 public:
     Upstream(std::string chain, const config::UpstreamConfig& config,
-             const config::HealthConfig& health, std::unique_ptr<HttpClient> client,
-             metrics::Metrics* metrics);
+             const config::HealthConfig& health, const config::FailoverConfig& failover,
+             std::unique_ptr<HttpClient> client, const util::Clock& clock);
 
     const std::string& id() const { return config_.id; }
     const std::string& chain() const { return chain_; }
     const config::UpstreamConfig& config() const { return config_; }
     HttpClient& client() { return *client_; }
 
-    /// Calls may be sent here: the upstream is up, or not probed yet.
-    bool usable() const;
-    /// A probe or a call has confirmed the upstream answers.
-    bool up() const;
-
-    /// A call or probe got an answer from the node (a JSON-RPC error answer counts: the node
-    /// works).
-    void record_success();
-    /// A call or probe failed in transport, timed out, or got HTTP 5xx/429 or garbage.
-    void record_failure(std::string_view reason);
-    /// The node reports another chain id than the configured one.
+    // --- the health checker ---
+    /// A probe round answered: latency of the head query, the head, whether the node syncs.
+    void probe_succeeded(std::chrono::microseconds latency, std::uint64_t head, bool syncing);
+    void probe_failed(std::string_view reason);
+    /// The node reports another chain id than the configured one: excluded for good.
     void record_wrong_chain(std::uint64_t expected, std::uint64_t reported);
 
+    // --- calls ---
+    enum class Admission { admitted, breaker_open, throttled, at_capacity };
+    /// Asks to send one call now: takes the breaker's half-open trial, a token, a concurrency
+    /// slot. Every admitted call must end with release().
+    Admission admit();
+    void release();
+    /// The call got the node's answer.
+    void call_succeeded();
+    /// The call failed on this node (see Attempt: node faults feed the breaker; a rate limit
+    /// throttles the node for Retry-After, or a second).
+    void call_failed(const Attempt& attempt);
+    /// A head seen in an answer (eth_blockNumber), fresher than the last probe's.
+    void saw_head(std::uint64_t head);
+
+    // --- operators ---
+    void set_cordoned(bool cordoned, std::string reason);
+
+    /// Never used: wrong chain or cordoned.
+    bool excluded() const;
     UpstreamStatus status() const;
 
 private:
@@ -72,16 +100,27 @@ private:
     const config::UpstreamConfig config_;
     const config::HealthConfig health_config_;
     std::unique_ptr<HttpClient> client_;
-    metrics::Metrics* metrics_;
+    const util::Clock& clock_;
 
     mutable std::mutex mu_;
     Health health_ = Health::unknown;
     std::string reason_ = "not probed yet";
-    unsigned consecutive_failures_ = 0;
-    unsigned consecutive_successes_ = 0;
+    TimePoint since_;
+    unsigned probe_failures_ = 0;
+    unsigned probe_successes_ = 0;
+    bool cordoned_ = false;
+    std::string cordon_reason_;
+    bool syncing_ = false;
+    std::optional<std::uint64_t> head_;
+    TimePoint head_changed_{};
+    LatencyTracker latency_;
+    SlidingWindow window_;
+    CircuitBreaker breaker_;
+    TokenBucket bucket_;
+    std::optional<TimePoint> throttled_until_;
+    std::size_t in_flight_ = 0;
     std::uint64_t requests_ = 0;
     std::uint64_t failures_ = 0;
-    std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace gateway::upstream

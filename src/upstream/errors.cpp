@@ -1,0 +1,165 @@
+#include "gateway/upstream/errors.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace gateway::upstream {
+
+namespace {
+
+constexpr int kAnyCode = 0;
+
+struct Rule {
+    int code;                 // kAnyCode: any code
+    std::string_view needle;  // lower case; empty: any message
+    ErrorClass cls;
+};
+
+using enum ErrorClass;
+
+// First match wins. Deterministic answers come first: a "-32603 nonce too low" is the call's
+// answer, never a reason to try every node (openzeppelin-relayer #681).
+constexpr auto kRules = std::to_array<Rule>({
+    {kAnyCode, "execution reverted", deterministic},
+    {kAnyCode, "revert", deterministic},
+    {kAnyCode, "nonce too low", deterministic},
+    {kAnyCode, "nonce too high", deterministic},
+    {kAnyCode, "insufficient funds", deterministic},
+    {kAnyCode, "underpriced", deterministic},
+    {kAnyCode, "already known", deterministic},
+    {kAnyCode, "known transaction", deterministic},
+    {kAnyCode, "already imported", deterministic},
+    {kAnyCode, "invalid argument", deterministic},
+    {kAnyCode, "invalid params", deterministic},
+    // Rate limits of hosted providers.
+    {-32005, "", rate_limited},
+    {kAnyCode, "rate limit", rate_limited},
+    {kAnyCode, "too many requests", rate_limited},
+    {kAnyCode, "request rate exceeded", rate_limited},
+    {kAnyCode, "limit exceeded", rate_limited},
+    {kAnyCode, "capacity exceeded", rate_limited},
+    // A node that is behind, pruned, syncing or briefly broken.
+    {kAnyCode, "header not found", transient},
+    {kAnyCode, "missing trie node", transient},
+    {kAnyCode, "unknown block", transient},
+    {kAnyCode, "historical state", transient},
+    {kAnyCode, "state not available", transient},
+    {kAnyCode, "is not available yet", transient},
+    {kAnyCode, "node is syncing", transient},
+    {kAnyCode, "not synced", transient},
+    {kAnyCode, "timeout", transient},
+    {kAnyCode, "timed out", transient},
+    {kAnyCode, "try again", transient},
+    // Methods a node does not serve.
+    {-32601, "", unsupported},
+    {kAnyCode, "method not found", unsupported},
+    {kAnyCode, "does not exist/is not available", unsupported},
+    {kAnyCode, "not supported", unsupported},
+    {kAnyCode, "unsupported method", unsupported},
+    // Internal errors wrap transient faults; the deterministic ones were matched above.
+    {-32603, "", transient},
+});
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// HTTP answers that mean the upstream could not serve the call (another node may), rather than
+// an answer to it: rate limits, server errors, and a gateway in front of the node refusing us.
+bool status_means_unavailable(unsigned status) {
+    return status == 429 || status >= 500 || status == 401 || status == 403 || status == 404;
+}
+
+// HTTP answers after which the node certainly did not act on the call. Not 503: a proxy in
+// front of a node answers 503 also when the connection broke after the node got the request.
+bool status_means_refused(unsigned status) {
+    return status == 429 || status == 401 || status == 403 || status == 404;
+}
+
+}  // namespace
+
+std::string_view to_string(ErrorClass c) {
+    switch (c) {
+        case deterministic: return "deterministic";
+        case transient: return "transient";
+        case rate_limited: return "rate_limited";
+        case unsupported: return "unsupported";
+    }
+    return "deterministic";
+}
+
+ErrorClass classify_rpc_error(int code, std::string_view message) {
+    const std::string text = lower(message);
+    for (const Rule& r : kRules) {
+        if (r.code != kAnyCode && r.code != code) continue;
+        if (!r.needle.empty() && text.find(r.needle) == std::string::npos) continue;
+        return r.cls;
+    }
+    return deterministic;
+}
+
+Attempt classify(const HttpResult& r, std::uint64_t id) {
+    Attempt a;
+    if (!r.ok()) {
+        a.kind = Attempt::Kind::transport;
+        a.label = to_string(r.error);
+        a.detail = r.detail;
+        a.maybe_delivered = r.maybe_delivered;
+        // Slowness and oversized answers belong to the call as much as to the node: the
+        // probes (health.timeout_ms) judge slowness, so one heavy call cannot take a node down.
+        a.node_fault =
+            r.error != TransportError::timeout && r.error != TransportError::response_too_large;
+        return a;
+    }
+    auto reply = jsonrpc::parse_reply(r.body, id);
+    if (r.status != 200 && (status_means_unavailable(r.status) || !reply)) {
+        a.kind = Attempt::Kind::http_error;
+        a.throttled = r.status == 429;
+        a.label = a.throttled ? "http_429" : "http_error";
+        a.detail = a.throttled && r.retry_after
+                       ? fmt::format("HTTP 429 (retry after {}s)", r.retry_after->count())
+                       : fmt::format("HTTP {}", r.status);
+        a.maybe_delivered = !status_means_refused(r.status);
+        a.node_fault = !a.throttled;
+        a.retry_after = r.retry_after;
+        return a;
+    }
+    if (!reply) {
+        a.kind = Attempt::Kind::http_error;
+        a.label = "bad_response";
+        a.detail = "malformed answer: " + reply.error();
+        a.node_fault = true;
+        return a;
+    }
+    if (reply->is_error()) {
+        const ErrorClass c = classify_rpc_error(reply->error.code, reply->error.message);
+        if (c != deterministic) {
+            a.kind = Attempt::Kind::rpc_error;
+            a.error_class = c;
+            a.throttled = c == rate_limited;
+            a.label = c == rate_limited ? "rpc_rate_limited"
+                                        : (c == unsupported ? "rpc_unsupported" : "rpc_transient");
+            a.detail =
+                fmt::format("{} ({})", reply->error.message.substr(0, 200), reply->error.code);
+            a.node_fault = c == transient;
+            // The node read the call and refused it: with a rate limit or an unsupported method
+            // it certainly did nothing; a transient fault may have come after it acted.
+            a.maybe_delivered = c == transient;
+            a.reply = std::move(*reply);
+            return a;
+        }
+    }
+    a.kind = Attempt::Kind::answered;
+    a.label = "";
+    a.reply = std::move(*reply);
+    a.maybe_delivered = true;
+    return a;
+}
+
+}  // namespace gateway::upstream
