@@ -411,6 +411,12 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     auto launch = [&]() -> bool {
         for (std::size_t tries = 0; tries < order.size(); ++tries) {
             Upstream* u = order[next++ % order.size()]->upstream;
+            // A node that does not serve the method will not serve it on a second try.
+            if (std::any_of(failures.begin(), failures.end(), [u](const auto& f) {
+                    return f.first == u && f.second.kind == Attempt::Kind::rpc_error &&
+                           f.second.error_class == ErrorClass::unsupported;
+                }))
+                continue;
             const Upstream::Admission admission = u->admit();
             if (admission != Upstream::Admission::admitted) {
                 const char* why = admission == Upstream::Admission::breaker_open ? "breaker open"

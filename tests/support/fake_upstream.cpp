@@ -26,6 +26,9 @@ struct FakeUpstream::Impl {
     mutable std::mutex mu;
     Script script;
     std::map<std::string, std::size_t> counts;
+    std::map<std::string, std::vector<json::value>> received;
+    std::size_t in_flight = 0;
+    std::size_t max_in_flight = 0;
 
     asio::awaitable<http::Response> handle(http::Request& request) {
         http::Response response;
@@ -44,11 +47,24 @@ struct FakeUpstream::Impl {
         const std::string id =
             body.as_object().contains("id") ? json::serialize(body.at("id")) : "null";
         std::optional<FakeReply> reply;
+        bool probe = false;
         {
             std::lock_guard lock(mu);
             ++counts[method];
+            received[method].push_back(body);
+            probe =
+                method == "eth_chainId" || method == "eth_syncing" || method == "eth_blockNumber";
+            if (!probe) max_in_flight = std::max(max_in_flight, ++in_flight);
             if (script) reply = script(method, body);
         }
+        struct Leave {
+            Impl* self;
+            bool probe;
+            ~Leave() {
+                std::lock_guard lock(self->mu);
+                if (!probe) --self->in_flight;
+            }
+        } leave{this, probe};
         if (!reply) {
             if (method == "eth_chainId")
                 reply = FakeReply::ok("\"0x" + [this] {
@@ -118,6 +134,17 @@ std::size_t FakeUpstream::calls() const {
     std::size_t n = 0;
     for (auto& [m, c] : impl_->counts) n += c;
     return n;
+}
+
+std::vector<boost::json::value> FakeUpstream::received(const std::string& method) const {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->received.find(method);
+    return it == impl_->received.end() ? std::vector<boost::json::value>{} : it->second;
+}
+
+std::size_t FakeUpstream::max_in_flight() const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->max_in_flight;
 }
 
 std::size_t FakeUpstream::forwarded_calls() const {

@@ -57,6 +57,10 @@ public:
     std::size_t calls(const std::string& method) const;
     /// Calls other than the gateway's health probes (eth_chainId, eth_syncing, eth_blockNumber).
     std::size_t forwarded_calls() const;
+    /// The requests received for a method, in order.
+    std::vector<boost::json::value> received(const std::string& method) const;
+    /// The most calls (probes aside) it was answering at the same time.
+    std::size_t max_in_flight() const;
 
 private:
     struct Impl;

@@ -1,6 +1,7 @@
 #include "gateway/rpc/methods.hpp"
 
 #include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
 
 namespace gateway::rpc {
 namespace {
@@ -26,6 +27,92 @@ TEST(Methods, LabelsAreBounded) {
     EXPECT_EQ(method_label("eth_blockNumberX"), "other");
     EXPECT_EQ(method_label(""), "other");
     EXPECT_EQ(method_label(std::string(10000, 'a')), "other");
+}
+
+}  // namespace
+}  // namespace gateway::rpc
+
+namespace gateway::rpc {
+namespace {
+
+using Kind = BlockNeed::Kind;
+
+BlockNeed need(std::string_view method, const char* params) {
+    return block_need(method, boost::json::parse(params));
+}
+
+TEST(BlockNeeds, FromTheBlockParameter) {
+    EXPECT_EQ(need("eth_blockNumber", "[]").kind, Kind::latest);
+    EXPECT_EQ(need("eth_getBalance", R"(["0xaa","latest"])").kind, Kind::latest);
+    EXPECT_EQ(need("eth_getBalance", R"(["0xaa"])").kind, Kind::latest);  // nodes default to latest
+    EXPECT_EQ(need("eth_getBalance", R"(["0xaa","pending"])").kind, Kind::latest);
+    auto n = need("eth_getBalance", R"(["0xaa","0x1b4"])");
+    EXPECT_EQ(n.kind, Kind::number);
+    EXPECT_EQ(n.number, 436u);
+    EXPECT_EQ(need("eth_getBalance", R"(["0xaa","earliest"])").number, 0u);
+    EXPECT_EQ(need("eth_call", R"([{},{"blockHash":"0xab"}])").kind, Kind::hash);
+    EXPECT_EQ(need("eth_call", R"([{},{"blockNumber":"0x10"}])").number, 16u);
+    EXPECT_EQ(need("eth_getStorageAt", R"(["0xaa","0x0","0x5"])").number, 5u);
+    EXPECT_EQ(need("eth_getBlockByNumber", R"(["0x20",false])").number, 32u);
+    EXPECT_EQ(need("eth_getTransactionReceipt", R"(["0xabc"])").kind, Kind::latest);
+    EXPECT_EQ(need("net_version", "[]").kind, Kind::none);
+    EXPECT_EQ(need("web3_clientVersion", "[]").kind, Kind::none);
+    EXPECT_EQ(need("some_vendorMethod", "[]").kind, Kind::latest);
+    EXPECT_EQ(need("eth_getBalance", R"(["0xaa",{"nonsense":1}])").kind, Kind::latest);
+    EXPECT_EQ(need("eth_getBalance", R"({"named":"params"})").kind, Kind::latest);
+}
+
+TEST(BlockNeeds, LogFilters) {
+    EXPECT_EQ(need("eth_getLogs", R"([{"fromBlock":"0x1","toBlock":"0x20"}])").number, 32u);
+    EXPECT_EQ(need("eth_getLogs", R"([{"fromBlock":"0x1"}])").kind, Kind::latest);
+    EXPECT_EQ(need("eth_getLogs", R"([{"fromBlock":"0x1","toBlock":"latest"}])").kind,
+              Kind::latest);
+    EXPECT_EQ(need("eth_getLogs", R"([{"blockHash":"0xab"}])").kind, Kind::hash);
+    EXPECT_EQ(need("eth_getLogs", R"([])").kind, Kind::latest);
+}
+
+TEST(BlockNeeds, Quantities) {
+    EXPECT_EQ(parse_quantity("0x0"), 0u);
+    EXPECT_EQ(parse_quantity("0xffffffffffffffff"), 0xffffffffffffffffull);
+    EXPECT_FALSE(parse_quantity("0x"));
+    EXPECT_FALSE(parse_quantity("12"));
+    EXPECT_FALSE(parse_quantity("0xzz"));
+    EXPECT_FALSE(parse_quantity("0x10000000000000000"));
+}
+
+TEST(MethodPolicy, DefaultsDenyTheDangerousNamespaces) {
+    MethodPolicy p{config::MethodsConfig{}};
+    EXPECT_FALSE(p.refusal("eth_call"));
+    EXPECT_FALSE(p.refusal("anvil_mine"));
+    for (const char* m : {"admin_addPeer", "debug_traceTransaction", "personal_unlockAccount",
+                          "miner_start", "engine_newPayloadV3", "txpool_content"}) {
+        auto r = p.refusal(m);
+        ASSERT_TRUE(r) << m;
+        EXPECT_NE(r->find("methods.deny"), std::string::npos) << *r;
+    }
+    EXPECT_NE(p.refusal("debug_traceCall")->find("debug_*"), std::string::npos);
+}
+
+TEST(MethodPolicy, ExactBeatsPrefixLongerBeatsShorterDenyBeatsAllow) {
+    config::MethodsConfig c;
+    c.allow = {"debug_traceTransaction", "trace_*"};
+    c.deny = {"debug_*", "trace_replay*", "eth_*", "eth_getLogs"};
+    MethodPolicy p{c};
+    EXPECT_FALSE(p.refusal("debug_traceTransaction"));  // exact allow beats the deny prefix
+    EXPECT_TRUE(p.refusal("debug_traceCall"));
+    EXPECT_FALSE(p.refusal("trace_block"));
+    EXPECT_TRUE(p.refusal("trace_replayTransaction"));  // the longer prefix denies
+    EXPECT_TRUE(p.refusal("eth_call"));
+    EXPECT_TRUE(p.refusal("net_version")) << "with an allow list, the rest is refused";
+    EXPECT_NE(p.refusal("net_version")->find("not in methods.allow"), std::string::npos);
+
+    config::MethodsConfig open;
+    open.deny = {};
+    EXPECT_FALSE(MethodPolicy{open}.refusal("debug_traceCall"));
+    config::MethodsConfig same;
+    same.allow = {"x_*"};
+    same.deny = {"x_*"};
+    EXPECT_TRUE(MethodPolicy{same}.refusal("x_y")) << "deny wins a tie";
 }
 
 }  // namespace

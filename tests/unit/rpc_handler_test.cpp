@@ -1,11 +1,7 @@
 // The gateway in-process (the same wiring as the binary) in front of scripted fake nodes: routing,
 // batches, ids, failover decisions, the admin endpoints.
 
-#include "gateway/app.hpp"
-
-#include "support/fake_upstream.hpp"
-#include "support/http_test_client.hpp"
-#include "support/process.hpp"
+#include "support/gateway_fixture.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -23,76 +19,9 @@ using ::testing::Not;
 namespace json = boost::json;
 using test::FakeReply;
 using test::FakeUpstream;
-
-// A script answering one method with a fixed reply and leaving the rest to the default.
-FakeUpstream::Script on(const std::string& method, FakeReply reply) {
-    return [=](const std::string& m, const json::value&) -> std::optional<FakeReply> {
-        if (m == method) return reply;
-        return std::nullopt;
-    };
-}
-
-// Makes the first upstream the only primary, so that it is always tried first whatever the scores.
-void first_is_primary(config::Config& c) {
-    for (std::size_t i = 1; i < c.chains[0].upstreams.size(); ++i)
-        c.chains[0].upstreams[i].tier = config::Tier::fallback;
-}
-
-class GatewayTest : public ::testing::Test {
-protected:
-    // Starts a gateway with one chain "devnet" whose upstreams are `urls` (ids node-0, node-1,
-    // ...).
-    void start(const std::vector<std::string>& urls,
-               std::function<void(config::Config&)> tweak = {}) {
-        config::Config c;
-        c.server.listen = {"127.0.0.1", 0};
-        c.server.admin_listen = {"127.0.0.1", 0};
-        c.server.request_timeout = 3s;
-        c.server.shutdown_grace = 2s;
-        c.store.path = test::make_temp_dir("gateway-test") + "/gateway.db";
-        config::ChainConfig chain;
-        chain.name = "devnet";
-        chain.chain_id = 31337;
-        chain.health.interval = 50ms;
-        chain.health.timeout = 500ms;
-        for (std::size_t i = 0; i < urls.size(); ++i) {
-            config::UpstreamConfig u;
-            u.id = "node-" + std::to_string(i);
-            u.url = urls[i];
-            u.timeout = 1s;
-            chain.upstreams.push_back(u);
-        }
-        c.chains.push_back(chain);
-        if (tweak) tweak(c);
-        gw = std::make_unique<Gateway>(c);
-        runner = std::thread([this] { gw->run(false); });
-    }
-
-    void TearDown() override {
-        if (!gw) return;
-        gw->shutdown();
-        runner.join();
-        EXPECT_TRUE(gw->clean_exit());
-    }
-
-    std::uint16_t port() const { return gw->rpc_endpoint().port; }
-    std::uint16_t admin_port() const { return gw->admin_endpoint().port; }
-    test::HttpReply post(const std::string& body, const std::string& path = "/") {
-        return test::http_post(port(), path, body);
-    }
-
-    // Waits until /readyz says ready (the first probes have answered).
-    void wait_ready() {
-        for (int i = 0; i < 200; ++i) {
-            if (test::http_get(admin_port(), "/readyz").status == 200) return;
-            std::this_thread::sleep_for(10ms);
-        }
-        FAIL() << "gateway never became ready";
-    }
-
-    std::unique_ptr<Gateway> gw;
-    std::thread runner;
-};
+using test::first_is_primary;
+using test::GatewayTest;
+using test::on;
 
 TEST_F(GatewayTest, ForwardsACallAndKeepsTheId) {
     FakeUpstream node(31337, on("eth_getBalance", FakeReply::ok("\"0xde0b6b3a7640000\"")));

@@ -1,0 +1,377 @@
+// The node pool in-process, in front of scripted fake nodes: heads and lag, monotonic block
+// numbers, scoring, breakers, rate limits, hedging, attempts, errors, log splitting, method
+// lists, cordons.
+
+#include "support/gateway_fixture.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <thread>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+namespace json = boost::json;
+using test::FakeReply;
+using test::FakeUpstream;
+using test::first_is_primary;
+using test::GatewayTest;
+using test::on;
+using Clock = std::chrono::steady_clock;
+
+// A node at block `head` that answers eth_gasPrice with `price` and eth_getBlockByNumber with
+// the block's number; anything else is left to the default.
+FakeUpstream::Script node_at(std::uint64_t head, std::string price = "\"0x1\"") {
+    return [=](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+        if (m == "eth_blockNumber") return FakeReply::ok(fmt::format("\"0x{:x}\"", head));
+        if (m == "eth_gasPrice") return FakeReply::ok(price);
+        if (m == "eth_getBlockByNumber")
+            return FakeReply::ok(json::serialize(req.at("params").at(0)));
+        return std::nullopt;
+    };
+}
+
+const std::string kGasPrice = R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})";
+const std::string kBlockNumber = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})";
+
+std::string message_of(const test::HttpReply& r) {
+    return std::string(json::parse(r.body).at("error").at("message").as_string());
+}
+
+TEST_F(GatewayTest, ALaggingNodeGetsNoLatestReadsButServesOldBlocks) {
+    FakeUpstream ahead(31337, node_at(100));
+    FakeUpstream behind(31337, node_at(40));
+    // The node behind is the primary: it would get every call if lag did not count.
+    start({behind.url(), ahead.url()}, [](config::Config& c) {
+        first_is_primary(c);
+        c.chains[0].health.max_lag_blocks = 5;
+    });
+    ASSERT_TRUE(wait_state("node-0", "lagging"));
+    const json::value v = upstream("node-0");
+    EXPECT_EQ(v.at("lag_blocks"), 60);
+    EXPECT_THAT(std::string(v.at("reason").as_string()),
+                HasSubstr("60 blocks behind the chain head 100"));
+    EXPECT_EQ(upstreams().at("chains").at("devnet").at("head"), 100);
+
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(behind.calls("eth_gasPrice"), 0u);
+    // A block it has: the primary serves it; one it has not reached: only the node ahead.
+    auto old =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x10",false]})");
+    EXPECT_EQ(old.header("x-gateway-upstream"), "node-0");
+    auto recent =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x50",false]})");
+    EXPECT_EQ(recent.header("x-gateway-upstream"), "node-1");
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(R"(gateway_upstream_state{chain="devnet",state="lagging",upstream="node-0"} 1)"));
+}
+
+TEST_F(GatewayTest, BlockNumbersNeverGoBackwards) {
+    FakeUpstream ahead(31337, node_at(100));
+    FakeUpstream behind(31337, node_at(98));
+    start({ahead.url(), behind.url()}, first_is_primary);
+    wait_ready();
+    EXPECT_THAT(post(kBlockNumber).body, HasSubstr("\"0x64\""));
+    // The node ahead goes away; the one left is two blocks behind what clients have seen.
+    ASSERT_EQ(test::HttpConnection(admin_port())
+                  .request("POST", "/admin/upstreams/node-0/cordon", "")
+                  .status,
+              200u);
+    for (int i = 0; i < 5; ++i) {
+        auto r = post(kBlockNumber);
+        EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
+        EXPECT_THAT(r.body, HasSubstr("\"0x64\"")) << "never lower than 100 once 100 was given";
+    }
+}
+
+TEST_F(GatewayTest, TheFasterNodeOfATierGetsTheCallsAndTheScoreSaysWhy) {
+    FakeUpstream slow(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_blockNumber") {
+                              auto r = FakeReply::ok("\"0x10\"");
+                              r.delay = 40ms;
+                              return r;
+                          }
+                          if (m == "eth_gasPrice") return FakeReply::ok("\"0x1\"");
+                          return std::nullopt;
+                      });
+    FakeUpstream fast(31337, node_at(0x10));
+    start({slow.url(), fast.url()});
+    wait_ready();
+    std::this_thread::sleep_for(400ms);  // a few probes of each
+    const json::value s = upstream("node-0");
+    const json::value f = upstream("node-1");
+    EXPECT_GT(s.at("score").to_number<double>(), f.at("score").to_number<double>());
+    EXPECT_GT(s.at("latency_ms").at("ewma").to_number<double>(), 30.0);
+    EXPECT_THAT(std::string(s.at("score_explained").as_string()), HasSubstr("latency"));
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+}
+
+TEST_F(GatewayTest, TheBreakerOpensAfterFailedCallsAndTriesAgainAfterTheCooldown) {
+    FakeUpstream failing(31337, on("eth_gasPrice", FakeReply::http(500, "")));
+    FakeUpstream good(31337, node_at(0x10));
+    start({failing.url(), good.url()}, [](config::Config& c) {
+        first_is_primary(c);
+        c.chains[0].failover.breaker_threshold = 2;
+        c.chains[0].failover.breaker_cooldown = 400ms;
+    });
+    wait_ready();
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(failing.calls("eth_gasPrice"), 2u) << "skipped once the breaker opened";
+    EXPECT_EQ(upstream("node-0").at("breaker"), "open");
+    EXPECT_EQ(upstream("node-0").at("state"), "breaker_open");
+    EXPECT_EQ(upstream("node-0").at("health"), "up") << "its probes still answer";
+    std::this_thread::sleep_for(450ms);
+    EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(failing.calls("eth_gasPrice"), 3u) << "one trial after the cooldown";
+    failing.set_script(node_at(0x10));
+    std::this_thread::sleep_for(450ms);
+    EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-0")
+        << "the trial succeeded: closed again";
+    EXPECT_EQ(upstream("node-0").at("breaker"), "closed");
+}
+
+TEST_F(GatewayTest, A429WithRetryAfterRestsTheNode) {
+    auto limited = FakeReply::http(429, "slow down");
+    limited.headers = {{"Retry-After", "1"}};
+    FakeUpstream busy(31337, on("eth_gasPrice", limited));
+    FakeUpstream other(31337, node_at(0x10));
+    start({busy.url(), other.url()}, first_is_primary);
+    wait_ready();
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(busy.calls("eth_gasPrice"), 1u) << "Retry-After is honoured";
+    EXPECT_EQ(upstream("node-0").at("state"), "throttled");
+    std::this_thread::sleep_for(1100ms);
+    post(kGasPrice);
+    EXPECT_EQ(busy.calls("eth_gasPrice"), 2u) << "and then it is asked again";
+}
+
+TEST_F(GatewayTest, JsonRpcRateLimitsAndTransientErrorsMoveOn) {
+    for (const auto& [name, reply] : std::vector<std::pair<std::string, FakeReply>>{
+             {"rate limit", FakeReply::rpc_error(-32005, "request rate exceeded")},
+             {"header not found", FakeReply::rpc_error(-32000, "header not found")},
+             {"missing trie node", FakeReply::rpc_error(-32000, "missing trie node 0xabc")},
+             {"method not found",
+              FakeReply::rpc_error(-32601,
+                                   "the method eth_gasPrice does not exist/is not available")},
+         }) {
+        SCOPED_TRACE(name);
+        FakeUpstream first(31337, on("eth_gasPrice", reply));
+        FakeUpstream second(31337, node_at(0x10, "\"0x2a\""));
+        start({first.url(), second.url()}, first_is_primary);
+        auto r = post(kGasPrice);
+        EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0x2a"})");
+        EXPECT_EQ(first.calls("eth_gasPrice"), 1u);
+        TearDown();
+        gw.reset();
+    }
+}
+
+TEST_F(GatewayTest, WhenEveryNodeFailsTheMostInformativeErrorWins) {
+    // A node's own answer says more than a refused connection, whichever came last.
+    FakeUpstream behind(31337,
+                        on("eth_getBalance", FakeReply::rpc_error(-32000, "header not found")));
+    start({behind.url(), "http://127.0.0.1:" + std::to_string(test::closed_port())},
+          first_is_primary);
+    auto r =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xaa","0x99999"]})");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body,
+              R"({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"header not found"}})");
+    TearDown();
+    gw.reset();
+
+    // A method no node serves: the nodes' own answer.
+    FakeUpstream a(31337), b(31337);
+    start({a.url(), b.url()});
+    r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})");
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32601);
+    EXPECT_EQ(a.calls("eth_gasPrice") + b.calls("eth_gasPrice"), 2u);
+}
+
+TEST_F(GatewayTest, AttemptsAreBoundedAndRetriesBackOff) {
+    FakeUpstream x(31337, on("eth_gasPrice", FakeReply::http(502, ""))),
+        y(31337, on("eth_gasPrice", FakeReply::http(502, ""))),
+        z(31337, on("eth_gasPrice", FakeReply::http(502, "")));
+    start({x.url(), y.url(), z.url()},
+          [](config::Config& c) { c.chains[0].failover.max_attempts = 2; });
+    auto r = post(kGasPrice);
+    EXPECT_EQ(r.status, 503u);
+    EXPECT_EQ(x.calls("eth_gasPrice") + y.calls("eth_gasPrice") + z.calls("eth_gasPrice"), 2u);
+    TearDown();
+    gw.reset();
+
+    // One node that fails once, then answers: the retry waits failover.backoff_ms.
+    auto failed = std::make_shared<std::atomic<bool>>(false);
+    FakeUpstream flaky(
+        31337, [failed](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m != "eth_gasPrice") return std::nullopt;
+            if (!failed->exchange(true)) return FakeReply::http(503, "");
+            return FakeReply::ok("\"0x7\"");
+        });
+    start({flaky.url()}, [](config::Config& c) { c.chains[0].failover.backoff = 200ms; });
+    const auto t0 = Clock::now();
+    r = post(kGasPrice);
+    EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0x7"})");
+    EXPECT_GE(Clock::now() - t0, 190ms);
+}
+
+TEST_F(GatewayTest, ASlowReadIsHedgedAndTheFirstAnswerWins) {
+    auto slow = FakeReply::ok("\"0xbad\"");
+    slow.delay = 2s;
+    FakeUpstream sluggish(
+        31337, [slow](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m == "eth_gasPrice" || m == "eth_sendRawTransaction") return slow;
+            return std::nullopt;
+        });
+    FakeUpstream quick(31337,
+                       [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                           if (m == "eth_gasPrice") return FakeReply::ok("\"0x1\"");
+                           if (m == "eth_sendRawTransaction") return FakeReply::ok("\"0xfeed\"");
+                           return std::nullopt;
+                       });
+    start({sluggish.url(), quick.url()}, [](config::Config& c) {
+        first_is_primary(c);
+        c.chains[0].failover.hedge_after = 100ms;
+        c.chains[0].upstreams[0].timeout = 3s;
+    });
+    wait_ready();
+    const auto t0 = Clock::now();
+    auto r = post(kGasPrice);
+    EXPECT_LT(Clock::now() - t0, 1s) << "not waiting for the slow node";
+    EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0x1"})");
+    EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(sluggish.calls("eth_gasPrice"), 1u);
+    EXPECT_THAT(http_metrics(), HasSubstr(R"(gateway_hedged_requests_total{chain="devnet"} 1)"));
+    // The slow node's request was given up, not counted against it.
+    EXPECT_EQ(upstream("node-0").at("consecutive_failures"), 0);
+
+    // A write is never hedged.
+    r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02"]})");
+    EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xbad"})");
+    EXPECT_EQ(quick.calls("eth_sendRawTransaction"), 0u);
+}
+
+TEST_F(GatewayTest, ConcurrencyAndRateLimitsHoldCallsBack) {
+    auto slow = FakeReply::ok("\"0x1\"");
+    slow.delay = 100ms;
+    FakeUpstream node(31337, on("eth_gasPrice", slow));
+    start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_concurrency = 1; });
+    wait_ready();
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 4; ++i)
+        clients.emplace_back([&] {
+            if (post(kGasPrice).status == 200) ++ok;
+        });
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(ok, 4) << "calls wait for the upstream's slot";
+    EXPECT_EQ(node.max_in_flight(), 1u);
+    TearDown();
+    gw.reset();
+
+    FakeUpstream limited(31337, node_at(0x10));
+    start({limited.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_rps = 10; });
+    wait_ready();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(post(kGasPrice).status, 200u);
+    // A burst of 10, then 10 a second: the last 10 take about a second.
+    EXPECT_GE(Clock::now() - t0, 800ms);
+}
+
+TEST_F(GatewayTest, LongLogRangesAreSplitAndMergedInOrder) {
+    FakeUpstream node(31337,
+                      [](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+                          if (m == "eth_blockNumber") return FakeReply::ok("\"0x64\"");
+                          if (m != "eth_getLogs") return std::nullopt;
+                          const json::value& f = req.at("params").at(0);
+                          // One "log" per request, naming its range.
+                          const json::object& o = f.as_object();
+                          const std::string to =
+                              o.contains("toBlock") ? json::serialize(o.at("toBlock")) : "\"latest\"";
+                          return FakeReply::ok(fmt::format(R"([{{"from":{},"to":{}}}])",
+                                                           json::serialize(o.at("fromBlock")), to));
+                      });
+    start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_logs_range = 10; });
+    wait_ready();
+    auto r = post(
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x20","address":"0xaa"}]})");
+    EXPECT_EQ(
+        r.body,
+        R"({"jsonrpc":"2.0","id":1,"result":[{"from":"0x1","to":"0xa"},{"from":"0xb","to":"0x14"},)"
+        R"({"from":"0x15","to":"0x1e"},{"from":"0x1f","to":"0x20"}]})");
+    const auto parts = node.received("eth_getLogs");
+    ASSERT_EQ(parts.size(), 4u);
+    for (const auto& p : parts) EXPECT_EQ(p.at("params").at(0).at("address"), "0xaa");
+    // "latest" is the chain's head (0x64): 0x5b..0x64 is 10 blocks, no split.
+    post(R"({"jsonrpc":"2.0","id":2,"method":"eth_getLogs","params":[{"fromBlock":"0x5b"}]})");
+    EXPECT_EQ(node.received("eth_getLogs").size(), 5u);
+    TearDown();
+    gw.reset();
+
+    FakeUpstream strict(31337, node_at(0x64));
+    start({strict.url()}, [](config::Config& c) {
+        c.chains[0].upstreams[0].max_logs_range = 10;
+        c.chains[0].logs.split = false;
+    });
+    wait_ready();
+    r = post(
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x20"}]})");
+    EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32005);
+    EXPECT_THAT(message_of(r), HasSubstr("max_logs_range 10"));
+    EXPECT_THAT(message_of(r), HasSubstr("logs.split"));
+    EXPECT_EQ(strict.calls("eth_getLogs"), 0u);
+}
+
+TEST_F(GatewayTest, DeniedMethodsGetAClearErrorAndAreNotForwarded) {
+    FakeUpstream node(31337, on("debug_traceTransaction", FakeReply::ok("{}")));
+    start({node.url()});
+    for (const char* m : {"debug_traceTransaction", "admin_peers", "personal_listAccounts",
+                          "txpool_content", "miner_stop", "engine_getPayloadV3"}) {
+        auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32601) << m;
+        EXPECT_THAT(message_of(r), HasSubstr("methods.deny")) << m;
+    }
+    EXPECT_EQ(node.forwarded_calls(), 0u);
+    TearDown();
+    gw.reset();
+
+    start({node.url()},
+          [](config::Config& c) { c.chains[0].methods.allow = {"debug_traceTransaction"}; });
+    EXPECT_EQ(
+        post(R"({"jsonrpc":"2.0","id":1,"method":"debug_traceTransaction","params":["0x1"]})").body,
+        R"({"jsonrpc":"2.0","id":1,"result":{}})");
+}
+
+TEST_F(GatewayTest, CordonTakesANodeOutByHandAndUncordonBringsItBack) {
+    FakeUpstream a(31337, node_at(0x10)), b(31337, node_at(0x10));
+    start({a.url(), b.url()}, first_is_primary);
+    wait_ready();
+    EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-0");
+    test::HttpConnection admin(admin_port());
+    auto cordoned =
+        admin.request("POST", "/admin/upstreams/node-0/cordon", R"({"reason":"kernel upgrade"})");
+    EXPECT_EQ(cordoned.status, 200u);
+    EXPECT_EQ(json::parse(cordoned.body).at("state"), "cordoned");
+    EXPECT_EQ(json::parse(cordoned.body).at("reason"), "kernel upgrade");
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(admin.request("POST", "/admin/upstreams/node-0/uncordon", "").status, 200u);
+    EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-0");
+
+    EXPECT_EQ(admin.request("POST", "/admin/upstreams/nope/cordon", "").status, 404u);
+    EXPECT_EQ(admin.request("POST", "/admin/upstreams/node-0/explode", "").status, 404u);
+    EXPECT_EQ(admin.request("GET", "/admin/upstreams/node-0/cordon", "").status, 405u);
+    EXPECT_EQ(admin.request("POST", "/admin/upstreams/node-0/cordon", "{not json").status, 400u);
+}
+
+}  // namespace
+}  // namespace gateway
