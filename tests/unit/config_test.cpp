@@ -141,6 +141,71 @@ chains:
     EXPECT_EQ(u.max_response_bytes, 4096u);
 }
 
+TEST(Config, ThePoolKeys) {
+    Config c = parse(R"(
+chains:
+  - name: devnet
+    chain_id: 1
+    health: {max_lag_blocks: 12}
+    failover: {max_attempts: 4, backoff_ms: 0, hedge_after_ms: 250, breaker_threshold: 3, breaker_cooldown_ms: 900}
+    methods:
+      allow: [debug_traceTransaction]
+      deny: [debug_*, "*"]
+    logs: {split: false, concurrency: 2}
+    upstreams:
+      - {id: a, url: "http://127.0.0.1:1", max_rps: 25, max_concurrency: 8, max_logs_range: 2000}
+)");
+    const ChainConfig& ch = c.chains[0];
+    EXPECT_EQ(ch.health.max_lag_blocks, 12u);
+    EXPECT_EQ(ch.failover.max_attempts, 4u);
+    EXPECT_EQ(ch.failover.backoff, Millis(0));
+    EXPECT_EQ(ch.failover.hedge_after, Millis(250));
+    EXPECT_EQ(ch.failover.breaker_threshold, 3u);
+    EXPECT_EQ(ch.failover.breaker_cooldown, Millis(900));
+    EXPECT_EQ(ch.methods.allow, std::vector<std::string>{"debug_traceTransaction"});
+    EXPECT_EQ(ch.methods.deny, (std::vector<std::string>{"debug_*", "*"}));
+    EXPECT_FALSE(ch.logs.split);
+    EXPECT_EQ(ch.logs.concurrency, 2u);
+    EXPECT_EQ(ch.upstreams[0].max_rps, 25.0);
+    EXPECT_EQ(ch.upstreams[0].max_concurrency, 8u);
+    EXPECT_EQ(ch.upstreams[0].max_logs_range, 2000u);
+
+    // Defaults: the dangerous namespaces denied, splitting on, no hedging.
+    Config d = parse(kMinimal);
+    EXPECT_EQ(d.chains[0].methods.deny,
+              (std::vector<std::string>{"admin_*", "debug_*", "personal_*", "miner_*", "engine_*",
+                                        "txpool_*"}));
+    EXPECT_TRUE(d.chains[0].logs.split);
+    EXPECT_EQ(d.chains[0].failover.hedge_after, Millis(0));
+    EXPECT_EQ(d.chains[0].health.max_lag_blocks, 5u);
+    // An empty deny list allows everything.
+    EXPECT_TRUE(parse("chains:\n  - name: x\n    chain_id: 1\n    methods: {deny: []}\n    "
+                      "upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n")
+                    .chains[0]
+                    .methods.deny.empty());
+}
+
+TEST(Config, ThePoolKeysAreChecked) {
+    const std::string head = "chains:\n  - name: x\n    chain_id: 1\n";
+    const std::string ups = "    upstreams: [{id: a, url: 'http://127.0.0.1:1'}]\n";
+    EXPECT_THAT(error_of(head + "    failover: {max_attempts: 0}\n" + ups),
+                HasSubstr("chains[0].failover.max_attempts: 0 is out of range"));
+    EXPECT_THAT(error_of(head + "    failover: {retries: 2}\n" + ups),
+                HasSubstr("chains[0].failover.retries: unknown key"));
+    EXPECT_THAT(error_of(head + "    methods: {deny: [\"debug traces\"]}\n" + ups),
+                HasSubstr("chains[0].methods.deny[0]: 'debug traces' is not a method name or a "
+                          "prefix ending in *"));
+    EXPECT_THAT(error_of(head + "    methods: {allow: debug_*}\n" + ups),
+                HasSubstr("chains[0].methods.allow: must be a list"));
+    EXPECT_THAT(error_of(head + "    logs: {split: maybe}\n" + ups),
+                HasSubstr("chains[0].logs.split: 'maybe' is not one of: true, false"));
+    EXPECT_THAT(error_of(head + "    health: {max_lag: 3}\n" + ups),
+                HasSubstr("chains[0].health.max_lag: unknown key"));
+    EXPECT_THAT(
+        error_of(head + "    upstreams: [{id: a, url: 'http://127.0.0.1:1', max_rps: -1}]\n"),
+        HasSubstr("chains[0].upstreams[0].max_rps: '-1' is not a whole number"));
+}
+
 TEST(Config, EnvironmentVariablesAreSubstituted) {
     Config c = parse(R"(
 server:
