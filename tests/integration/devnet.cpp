@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -51,7 +52,10 @@ Anvil::Anvil(const std::string& dir, std::uint64_t chain_id) {
 
 GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains_yaml,
                                const std::string& server_yaml) {
-    const std::string config = dir + "/gateway.yaml";
+    // Each gateway of a test gets its own files, so that one's log is never read for another's.
+    static std::atomic<int> count{0};
+    const std::string name = "gateway-" + std::to_string(++count);
+    const std::string config = dir + "/" + name + ".yaml";
     write_file(config,
                "server:\n"
                "  listen: 127.0.0.1:0\n"
@@ -63,7 +67,7 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains
                    "  path: " +
                    dir + "/data/gateway.db\n" + "chains:\n" + chains_yaml);
     process_ = std::make_unique<Process>(
-        std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/gateway.log");
+        std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/" + name + ".log");
     auto rpc = process_->wait_for_output(
         std::regex("rpc listener: listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
     auto admin = process_->wait_for_output(

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,11 +36,14 @@ public:
                 acceptor_.accept(socket, ec);
                 if (ec || stopping_) return;
                 connections_ = i + 1;
+                auto s = std::make_shared<tcp::socket>(std::move(socket));
                 std::lock_guard lock(mu_);
-                workers_.emplace_back([this, s = std::move(socket), i]() mutable {
-                    handler_(s, i);
-                    boost::system::error_code ignored;
-                    s.close(ignored);
+                sockets_.push_back(s);
+                workers_.emplace_back([this, s, i] {
+                    handler_(*s, i);
+                    // Shut down rather than close, so the descriptor stays ours until the
+                    // destructor: it may shut it down again at any moment.
+                    ::shutdown(s->native_handle(), SHUT_RDWR);
                 });
             }
         });
@@ -52,6 +56,8 @@ public:
         ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
         accept_thread_.join();
         std::lock_guard lock(mu_);
+        // A handler blocked reading a keep-alive connection its client still holds open ends now.
+        for (auto& s : sockets_) ::shutdown(s->native_handle(), SHUT_RDWR);
         for (auto& w : workers_) w.join();
     }
 
@@ -100,6 +106,7 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<std::size_t> connections_{0};
     std::mutex mu_;
+    std::vector<std::shared_ptr<boost::asio::ip::tcp::socket>> sockets_;
     std::vector<std::thread> workers_;
 };
 

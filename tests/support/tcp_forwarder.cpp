@@ -77,6 +77,13 @@ struct TcpForwarder::Impl : std::enable_shared_from_this<Impl> {
             self->sockets.erase(client);
             co_return;
         }
+        if (m == Mode::drop) {
+            boost::system::error_code ec;
+            client->shutdown(tcp::socket::shutdown_both, ec);
+            client->close(ec);
+            self->sockets.erase(client);
+            co_return;
+        }
         if (m == Mode::blackhole) {
             co_await drain(client);
             self->sockets.erase(client);
@@ -162,6 +169,17 @@ void TcpForwarder::stop() {
     impl_->run_sync([impl = impl_.get()] {
         boost::system::error_code ec;
         impl->acceptor.close(ec);
+        for (auto& s : impl->sockets) {
+            s->set_option(asio::socket_base::linger(true, 0), ec);
+            s->close(ec);
+        }
+        impl->sockets.clear();
+    });
+}
+
+void TcpForwarder::break_connections() {
+    impl_->run_sync([impl = impl_.get()] {
+        boost::system::error_code ec;
         for (auto& s : impl->sockets) {
             s->set_option(asio::socket_base::linger(true, 0), ec);
             s->close(ec);

@@ -14,6 +14,7 @@ public:
     enum class Mode {
         forward,    ///< pass bytes both ways
         reset,      ///< accept new connections and reset them at once
+        drop,       ///< accept new connections and close them at once (no answer, no reset)
         blackhole,  ///< accept new connections, read what comes, never answer
     };
 
@@ -37,6 +38,8 @@ public:
     void stop();
     /// Listens again on the same port.
     void start();
+    /// Resets every open connection; new ones are still accepted.
+    void break_connections();
     /// Connections accepted since construction.
     std::size_t accepted() const;
 
