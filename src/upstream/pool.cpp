@@ -352,7 +352,18 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
         if (auto split = co_await split_logs(params, deadline)) co_return std::move(*split);
     }
     const BlockNeed need = rpc::block_need(method, params);
-    Forwarded f = co_await forward_one(method, std::move(params), need, write, deadline);
+    const bool uses_filter = method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
+                             method == "eth_uninstallFilter";
+    const Upstream* home = uses_filter ? filter_home(params) : nullptr;
+    Forwarded f = co_await forward_one(method, std::move(params), need, write, deadline, home);
+
+    if ((method == "eth_newFilter" || method == "eth_newBlockFilter" ||
+         method == "eth_newPendingTransactionFilter") &&
+        f.outcome == Forwarded::Outcome::answered && f.reply.result) {
+        json::error_code ec;
+        const json::value v = json::parse(*f.reply.result, ec);
+        if (!ec && v.is_string()) remember_filter(std::string(v.get_string()), f.upstream);
+    }
 
     if (method == "eth_blockNumber" && f.outcome == Forwarded::Outcome::answered &&
         f.reply.result) {
@@ -371,11 +382,45 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
     co_return f;
 }
 
+void ChainPool::remember_filter(const std::string& filter_id, const std::string& upstream_id) {
+    // Nodes drop a filter nobody polled for 5 minutes (geth's default); twice that here.
+    constexpr auto kForget = std::chrono::minutes(10);
+    constexpr std::size_t kMaxFilters = 100'000;
+    const auto now = Clock::now();
+    std::lock_guard lock(filters_mu_);
+    if (filters_.size() >= kMaxFilters) {
+        std::erase_if(filters_, [&](const auto& f) { return now - f.second.last_used > kForget; });
+        if (filters_.size() >= kMaxFilters) filters_.clear();  // a flood: start over
+    }
+    filters_[filter_id] = FilterHome{upstream_id, now};
+}
+
+const Upstream* ChainPool::filter_home(const json::value& params) {
+    const json::array* a = params.if_array();
+    const json::string* id = a && !a->empty() ? a->at(0).if_string() : nullptr;
+    if (!id) return nullptr;
+    std::lock_guard lock(filters_mu_);
+    auto it = filters_.find(std::string(*id));
+    if (it == filters_.end()) return nullptr;  // made before a restart, or not through us
+    it->second.last_used = Clock::now();
+    for (const auto& u : upstreams_)
+        if (u->id() == it->second.upstream) return u.get();
+    return nullptr;
+}
+
 asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::value params,
                                                   BlockNeed need, bool write,
-                                                  Clock::time_point deadline) {
+                                                  Clock::time_point deadline,
+                                                  const Upstream* only) {
     Forwarded out;
     std::vector<Ranked> ranked = rank(need);
+    if (only) {
+        // Pinned (a filter's node): that one, whatever its health, unless it was taken out of
+        // use; no other node knows the filter.
+        for (auto& r : ranked)
+            r.eligible = r.upstream == only && !r.view.status.cordoned &&
+                         r.view.status.health != Health::wrong_chain;
+    }
     // The order: tier, then score; upstreams that cannot serve the block are left out, those
     // down, open or throttled come last, as a last resort before giving up.
     std::vector<Ranked*> order;
@@ -385,6 +430,17 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
         return std::tuple(!a->normal, a->view.status.tier, a->view.score) <
                std::tuple(!b->normal, b->view.status.tier, b->view.score);
     });
+    if (order.empty() && only) {
+        const auto& v = std::find_if(ranked.begin(), ranked.end(), [&](const Ranked& r) {
+                            return r.upstream == only;
+                        })->view;
+        out.error = jsonrpc::Error(
+            jsonrpc::ErrorCode::resource_unavailable,
+            fmt::format("the filter was made on upstream {}, which is {} ({}); no other node "
+                        "knows it: create a new filter",
+                        v.status.id, v.state, v.reason));
+        co_return out;
+    }
     if (order.empty()) {
         std::string why;
         for (const auto& r : ranked)
@@ -397,7 +453,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     }
 
     const auto& fo = config_.failover;
-    const bool hedging = !write && fo.hedge_after.count() > 0;
+    const bool hedging = !write && !only && fo.hedge_after.count() > 0;
     auto ex = co_await asio::this_coro::executor;
     auto race = std::make_shared<Race>(ex);
     std::vector<std::shared_ptr<CancelSignal>> running;

@@ -288,18 +288,18 @@ TEST_F(GatewayTest, ConcurrencyAndRateLimitsHoldCallsBack) {
 }
 
 TEST_F(GatewayTest, LongLogRangesAreSplitAndMergedInOrder) {
-    FakeUpstream node(31337,
-                      [](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
-                          if (m == "eth_blockNumber") return FakeReply::ok("\"0x64\"");
-                          if (m != "eth_getLogs") return std::nullopt;
-                          const json::value& f = req.at("params").at(0);
-                          // One "log" per request, naming its range.
-                          const json::object& o = f.as_object();
-                          const std::string to =
-                              o.contains("toBlock") ? json::serialize(o.at("toBlock")) : "\"latest\"";
-                          return FakeReply::ok(fmt::format(R"([{{"from":{},"to":{}}}])",
-                                                           json::serialize(o.at("fromBlock")), to));
-                      });
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+            if (m == "eth_blockNumber") return FakeReply::ok("\"0x64\"");
+            if (m != "eth_getLogs") return std::nullopt;
+            const json::value& f = req.at("params").at(0);
+            // One "log" per request, naming its range.
+            const json::object& o = f.as_object();
+            const std::string to =
+                o.contains("toBlock") ? json::serialize(o.at("toBlock")) : "\"latest\"";
+            return FakeReply::ok(
+                fmt::format(R"([{{"from":{},"to":{}}}])", json::serialize(o.at("fromBlock")), to));
+        });
     start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_logs_range = 10; });
     wait_ready();
     auto r = post(
@@ -371,6 +371,55 @@ TEST_F(GatewayTest, CordonTakesANodeOutByHandAndUncordonBringsItBack) {
     EXPECT_EQ(admin.request("POST", "/admin/upstreams/node-0/explode", "").status, 404u);
     EXPECT_EQ(admin.request("GET", "/admin/upstreams/node-0/cordon", "").status, 405u);
     EXPECT_EQ(admin.request("POST", "/admin/upstreams/node-0/cordon", "{not json").status, 400u);
+}
+
+// A node that makes filters named `prefix`1, 2, ... and knows only its own.
+FakeUpstream::Script filter_node(std::string prefix) {
+    auto made = std::make_shared<std::atomic<int>>(0);
+    return [=](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+        if (m == "eth_newFilter" || m == "eth_newBlockFilter")
+            return FakeReply::ok(fmt::format("\"{}{}\"", prefix, ++*made));
+        if (m == "eth_getFilterChanges" || m == "eth_uninstallFilter") {
+            const std::string id(req.at("params").at(0).as_string());
+            if (id.rfind(prefix, 0) == 0)
+                return FakeReply::ok(m == "eth_getFilterChanges" ? "[]" : "true");
+            return FakeReply::rpc_error(-32000, "filter not found");
+        }
+        return std::nullopt;
+    };
+}
+
+TEST_F(GatewayTest, FilterCallsGoToTheNodeThatMadeTheFilter) {
+    FakeUpstream a(31337, filter_node("0xa")), b(31337, filter_node("0xb"));
+    start({a.url(), b.url()}, first_is_primary);
+    wait_ready();
+    auto call = [&](const std::string& method, const std::string& params) {
+        return post(R"({"jsonrpc":"2.0","id":1,"method":")" + method + R"(","params":)" + params +
+                    "}");
+    };
+    EXPECT_EQ(json::parse(call("eth_newBlockFilter", "[]").body).at("result"), "0xa1");
+    test::HttpConnection admin(admin_port());
+    ASSERT_EQ(admin.request("POST", "/admin/upstreams/node-0/cordon", "").status, 200u);
+    EXPECT_EQ(json::parse(call("eth_newFilter", "[{}]").body).at("result"), "0xb1");
+    ASSERT_EQ(admin.request("POST", "/admin/upstreams/node-0/uncordon", "").status, 200u);
+
+    // node-0 is preferred again, but the filter made on node-1 is polled on node-1.
+    for (int i = 0; i < 3; ++i) {
+        auto r = call("eth_getFilterChanges", R"(["0xb1"])");
+        EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
+        EXPECT_EQ(json::parse(r.body).at("result"), json::array());
+    }
+    EXPECT_EQ(call("eth_getFilterChanges", R"(["0xa1"])").header("x-gateway-upstream"), "node-0");
+    EXPECT_EQ(json::parse(call("eth_uninstallFilter", R"(["0xb1"])").body).at("result"), true);
+    // A filter the gateway did not see made goes where any read would.
+    EXPECT_EQ(call("eth_getFilterChanges", R"(["0xb9"])").header("x-gateway-upstream"), "node-0");
+
+    // The filter's node is cordoned: it is not used, and nobody else knows the filter.
+    ASSERT_EQ(admin.request("POST", "/admin/upstreams/node-0/cordon", "").status, 200u);
+    auto r = call("eth_getFilterChanges", R"(["0xa1"])");
+    EXPECT_EQ(r.status, 503u);
+    EXPECT_THAT(message_of(r), HasSubstr("made on upstream node-0, which is cordoned"));
+    EXPECT_EQ(b.calls("eth_getFilterChanges"), 3u);
 }
 
 }  // namespace

@@ -15,8 +15,10 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace gateway::metrics {
@@ -95,7 +97,11 @@ private:
     std::vector<Ranked> rank(const rpc::BlockNeed& need) const;
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
                                                   rpc::BlockNeed need, bool write,
-                                                  std::chrono::steady_clock::time_point deadline);
+                                                  std::chrono::steady_clock::time_point deadline,
+                                                  const Upstream* only = nullptr);
+    // Filters live on the node that made them: eth_getFilterChanges and friends go there.
+    void remember_filter(const std::string& filter_id, const std::string& upstream_id);
+    const Upstream* filter_home(const boost::json::value& params);
     boost::asio::awaitable<std::optional<Forwarded>> split_logs(
         const boost::json::value& params, std::chrono::steady_clock::time_point deadline);
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
@@ -113,6 +119,12 @@ private:
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<std::uint64_t> served_head_{0};  // the highest eth_blockNumber given to a client
     std::atomic<bool> stopped_{false};
+    struct FilterHome {
+        std::string upstream;
+        std::chrono::steady_clock::time_point last_used;
+    };
+    std::mutex filters_mu_;
+    std::unordered_map<std::string, FilterHome> filters_;  // filter id -> the node holding it
 };
 
 }  // namespace gateway::upstream
