@@ -372,6 +372,21 @@ TEST(Config, LoadFileReportsAMissingFile) {
     EXPECT_EQ(load_config_file(dir + "/gw.yaml").chains[0].name, "devnet");
 }
 
+TEST(Config, TheShippedFilesAreValid) {
+    // config/example.yaml shows every key; it must stay loadable as the code changes.
+    const auto env = [](std::string_view name) -> std::optional<std::string> {
+        return "from-env-" + std::string(name);
+    };
+    const Config example = load_config_file(GATEWAY_SOURCE_DIR "/config/example.yaml", env);
+    ASSERT_EQ(example.chains.size(), 2u);
+    EXPECT_EQ(example.chains[0].health.max_lag_blocks, 5u);
+    EXPECT_EQ(example.chains[0].upstreams[1].max_logs_range, 2000u);
+    EXPECT_EQ(example.chains[0].upstreams[1].max_rps, 25);
+    EXPECT_EQ(example.chains[0].methods.deny.size(), 6u);
+    const Config devnet = load_config_file(GATEWAY_SOURCE_DIR "/config/gateway.yaml", env);
+    EXPECT_EQ(devnet.chains[0].chain_id, 31337u);
+}
+
 TEST(Config, ParseEndpoint) {
     EXPECT_EQ(parse_endpoint("127.0.0.1:0").port, 0);
     EXPECT_EQ(parse_endpoint("[::]:8545").host, "::");
