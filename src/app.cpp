@@ -1,10 +1,13 @@
 #include "gateway/app.hpp"
 
 #include "gateway/admin/admin_handler.hpp"
+#include "gateway/cache/read_cache.hpp"
 #include "gateway/http/listener.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/rpc_handler.hpp"
+#include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
+#include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 
 #include <spdlog/spdlog.h>
@@ -43,8 +46,11 @@ struct Gateway::Impl {
     asio::io_context ioc;
     // Signals and the shutdown sequence run here, one step at a time.
     asio::strand<asio::io_context::executor_type> control;
-    std::unique_ptr<store::Store> store;
+    // After the io_context: its thread completes operations by posting to the context.
+    std::unique_ptr<store::JournalService> journal;
+    std::unique_ptr<cache::ReadCache> cache;
     std::vector<std::unique_ptr<upstream::ChainPool>> pools;
+    std::vector<std::unique_ptr<txm::TxManager>> txms;
     std::unique_ptr<rpc::RpcHandler> rpc_handler;
     std::unique_ptr<admin::AdminHandler> admin_handler;
     std::unique_ptr<http::Listener> rpc;
@@ -62,19 +68,39 @@ struct Gateway::Impl {
 
 Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(config)) {
     Impl& g = *impl_;
-    g.store = store::open_store(config.store);
-    spdlog::info("store {} at schema version {}", g.store->describe(), g.store->schema_version());
+    // The journal opens on its own thread. A store that cannot be opened does not stop the
+    // gateway: reads go on, writes are refused (503) until it opens.
+    g.journal = std::make_unique<store::JournalService>([store_config = config.store] {
+        auto store = store::open_store(store_config);
+        spdlog::info("store {} at schema version {}", store->describe(), store->schema_version());
+        return std::unique_ptr<store::Journal>(std::move(store));
+    });
+    try {
+        g.journal->run_blocking([](store::Journal&) {});
+    } catch (const std::exception& e) {
+        spdlog::error(
+            "the transaction journal is unusable ({}): serving reads; writes are "
+            "refused until it opens",
+            e.what());
+    }
+    g.cache = std::make_unique<cache::ReadCache>(config.cache);
 
     std::vector<upstream::ChainPool*> chains;
+    std::vector<rpc::ChainRoute> routes;
     for (const auto& chain : config.chains) {
         g.pools.push_back(
             std::make_unique<upstream::ChainPool>(chain, g.ioc.get_executor(), &g.metrics));
+        g.txms.push_back(std::make_unique<txm::TxManager>(chain, *g.pools.back(), *g.journal,
+                                                          &g.metrics, g.ioc.get_executor()));
         chains.push_back(g.pools.back().get());
+        routes.push_back(rpc::ChainRoute{g.pools.back().get(), g.txms.back().get()});
         spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id,
                      chain.upstreams.size());
     }
-    g.rpc_handler = std::make_unique<rpc::RpcHandler>(config.server, chains, &g.metrics);
-    g.admin_handler = std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining);
+    g.rpc_handler =
+        std::make_unique<rpc::RpcHandler>(config.server, routes, &g.metrics, g.cache.get());
+    g.admin_handler =
+        std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining, g.journal.get());
 
     const auto& s = config.server;
     g.rpc = http::make_listener(
@@ -109,6 +135,7 @@ int Gateway::run(bool handle_signals) {
         asio::co_spawn(g.control, g.wait_for_signals(), asio::detached);
     }
     for (auto& p : g.pools) p->start();
+    for (auto& t : g.txms) t->start();
     g.admin->start();
     g.rpc->start();
     spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION,
@@ -169,6 +196,7 @@ asio::awaitable<void> Gateway::Impl::drain() {
         co_return;
     }
     for (auto& p : pools) p->stop();
+    for (auto& t : txms) t->stop();
     admin->shutdown();
     admin->close_all();
     drained = true;

@@ -1,7 +1,11 @@
 #include "gateway/admin/admin_handler.hpp"
 
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/store/journal_service.hpp"
+#include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
+
+#include <boost/url/parse.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -28,8 +32,73 @@ const char* tier_name(config::Tier tier) {
 }  // namespace
 
 AdminHandler::AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
-                           const std::atomic<bool>* draining)
-    : chains_(std::move(chains)), metrics_(metrics), draining_(draining) {}
+                           const std::atomic<bool>* draining, store::JournalService* journal)
+    : chains_(std::move(chains)), metrics_(metrics), draining_(draining), journal_(journal) {}
+
+// GET /admin/transactions[?state=QUEUED&limit=100] and /admin/transactions/<hash>.
+boost::asio::awaitable<http::Response> AdminHandler::transactions(
+    const http::Request& request) const {
+    if (!journal_)
+        co_return json_response(404, json::object{{"error", "this gateway keeps no journal"}});
+    const std::string_view path = request.path();
+    constexpr std::string_view kPrefix = "/admin/transactions";
+    std::string_view hash = path.substr(kPrefix.size());
+    if (!hash.empty() && hash.front() == '/') hash.remove_prefix(1);
+
+    std::optional<store::TxState> state;
+    std::size_t limit = 100;
+    if (auto url = boost::urls::parse_origin_form(request.target)) {
+        for (const auto& p : url->params()) {
+            if (p.key == "state") {
+                std::string upper(p.value);
+                for (auto& c : upper) c = static_cast<char>(std::toupper(c));
+                state = store::parse_tx_state(upper);
+                if (!state)
+                    co_return json_response(
+                        400, json::object{{"error",
+                                           "state must be one of QUEUED, BROADCASTING, "
+                                           "CONFIRMING, COMPLETED, FAILED, DEAD_LETTER"}});
+            } else if (p.key == "limit") {
+                try {
+                    limit = std::clamp<std::size_t>(std::stoul(std::string(p.value)), 1, 10'000);
+                } catch (const std::exception&) {
+                    co_return json_response(
+                        400, json::object{{"error", "limit must be a number (1 to 10000)"}});
+                }
+            }
+        }
+    }
+    std::string key(hash);
+    for (auto& c : key) c = static_cast<char>(std::tolower(c));
+    std::vector<store::TxRecord> records;
+    std::vector<store::TxEvent> history;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            if (!key.empty()) {
+                if (auto r = j.find(key)) {
+                    records.push_back(std::move(*r));
+                    history = j.history(key);
+                }
+            } else {
+                records = j.list(state, limit);
+            }
+        };
+        co_await journal_->run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return json_response(
+            503, json::object{{"error", std::string("the journal cannot be read: ") + e.what()}});
+    }
+    if (!key.empty()) {
+        if (records.empty())
+            co_return json_response(
+                404,
+                json::object{{"error", "no transaction " + key.substr(0, 80) + " in the journal"}});
+        co_return json_response(200, txm::record_json(records.front(), &history));
+    }
+    json::array list;
+    for (const auto& r : records) list.push_back(txm::record_json(r, nullptr));
+    co_return json_response(200, json::object{{"transactions", std::move(list)}});
+}
 
 std::string AdminHandler::refusal_body(unsigned, std::string_view message) {
     return json::serialize(json::object{{"error", message}});
@@ -141,6 +210,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
     if (path == "/readyz") co_return readyz();
     if (path == "/admin/upstreams") co_return upstreams();
+    if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
         http::Response r;
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -148,11 +218,12 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
         co_return r;
     }
     co_return json_response(
-        404,
-        json::object{{"error", "not found"},
-                     {"endpoints", json::array{"/healthz", "/readyz", "/metrics",
-                                               "/admin/upstreams", "/admin/upstreams/<id>/cordon",
-                                               "/admin/upstreams/<id>/uncordon"}}});
+        404, json::object{
+                 {"error", "not found"},
+                 {"endpoints",
+                  json::array{"/healthz", "/readyz", "/metrics", "/admin/upstreams",
+                              "/admin/upstreams/<id>/cordon", "/admin/upstreams/<id>/uncordon",
+                              "/admin/transactions?state=&limit=", "/admin/transactions/<hash>"}}});
 }
 
 }  // namespace gateway::admin

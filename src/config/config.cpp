@@ -303,6 +303,37 @@ void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, Lo
            [&](auto& v) { l.concurrency = r.integer(v, path + ".concurrency", 1, 64); });
 }
 
+void read_writes(const Reader& r, const YAML::Node& n, const std::string& path, WritesConfig& w) {
+    r.check_keys(n, path,
+                 {"confirmations", "max_queued_per_sender", "max_queued", "poll_interval_ms",
+                  "rebroadcast_after_ms", "broadcast_fanout"});
+    if_set(n, "confirmations", [&](auto& v) {
+        w.confirmations = static_cast<unsigned>(r.integer(v, path + ".confirmations", 1, 1000));
+    });
+    if_set(n, "max_queued_per_sender", [&](auto& v) {
+        w.max_queued_per_sender = r.integer(v, path + ".max_queued_per_sender", 1, 100'000);
+    });
+    if_set(n, "max_queued",
+           [&](auto& v) { w.max_queued = r.integer(v, path + ".max_queued", 1, 10'000'000); });
+    if_set(n, "poll_interval_ms", [&](auto& v) {
+        w.poll_interval = Millis(r.integer(v, path + ".poll_interval_ms", 10, 600'000));
+    });
+    if_set(n, "rebroadcast_after_ms", [&](auto& v) {
+        w.rebroadcast_after = Millis(r.integer(v, path + ".rebroadcast_after_ms", 100, 86'400'000));
+    });
+    if_set(n, "broadcast_fanout",
+           [&](auto& v) { w.broadcast_fanout = r.integer(v, path + ".broadcast_fanout", 1, 16); });
+}
+
+void read_cache(const Reader& r, const YAML::Node& n, CacheConfig& c) {
+    r.check_keys(n, "cache", {"max_entries", "max_bytes", "max_stale_ms"});
+    if_set(n, "max_entries",
+           [&](auto& v) { c.max_entries = r.integer(v, "cache.max_entries", 0, 10'000'000); });
+    if_set(n, "max_bytes",
+           [&](auto& v) { c.max_bytes = r.integer(v, "cache.max_bytes", 0, 1ull << 36); });
+    if_set(n, "max_stale_ms", [&](auto& v) { c.max_stale = r.millis(v, "cache.max_stale_ms"); });
+}
+
 void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path,
                    UpstreamConfig& u) {
     r.check_keys(n, path,
@@ -356,8 +387,9 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 }
 
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
-    r.check_keys(n, path,
-                 {"name", "chain_id", "health", "failover", "methods", "logs", "upstreams"});
+    r.check_keys(
+        n, path,
+        {"name", "chain_id", "health", "failover", "methods", "logs", "writes", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -375,6 +407,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if_set(n, "failover", [&](auto& v) { read_failover(r, v, path + ".failover", c.failover); });
     if_set(n, "methods", [&](auto& v) { read_methods(r, v, path + ".methods", c.methods); });
     if_set(n, "logs", [&](auto& v) { read_logs(r, v, path + ".logs", c.logs); });
+    if_set(n, "writes", [&](auto& v) { read_writes(r, v, path + ".writes", c.writes); });
 
     const YAML::Node ups = n["upstreams"];
     if (!ups.IsDefined() || ups.IsNull()) r.fail(n, path + ".upstreams", "is required");
@@ -403,7 +436,8 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
 
     Config config;
     try {
-        r.check_keys(root, "", {"server", "log", "store", "chains"});
+        r.check_keys(root, "", {"server", "cache", "log", "store", "chains"});
+        if_set(root, "cache", [&](auto& v) { read_cache(r, v, config.cache); });
         if_set(root, "server", [&](auto& v) { read_server(r, v, config.server); });
         if_set(root, "log", [&](auto& v) { read_log(r, v, config.log); });
         if_set(root, "store", [&](auto& v) { read_store(r, v, config.store); });

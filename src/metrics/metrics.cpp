@@ -97,6 +97,13 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& logs_split =
         counter(registry, "gateway_logs_split_parts_total",
                 "Requests made by splitting eth_getLogs ranges");
+    prom::Family<prom::Counter>& transactions =
+        counter(registry, "gateway_transactions_total",
+                "Raw transactions entering each state, by chain and state");
+    prom::Family<prom::Gauge>& held =
+        gauge(registry, "gateway_transactions_held", "Unfinished transactions the gateway holds");
+    prom::Family<prom::Counter>& stale = counter(registry, "gateway_stale_answers_total",
+                                                 "Reads answered from the cache, marked stale");
     prom::Family<prom::Gauge>& build_info =
         gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
 };
@@ -154,6 +161,18 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
     impl_->upstream_latency.Add(p90).Set(g.latency_p90_seconds);
     impl_->upstream_head.Add(labels).Set(g.head);
     impl_->upstream_error_rate.Add(labels).Set(g.error_rate);
+}
+
+void Metrics::count_transaction(std::string_view chain, std::string_view state) {
+    impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
+}
+
+void Metrics::set_transactions_held(std::string_view chain, double count) {
+    impl_->held.Add({{"chain", s(chain)}}).Set(count);
+}
+
+void Metrics::count_stale_answer(std::string_view chain) {
+    impl_->stale.Add({{"chain", s(chain)}}).Increment();
 }
 
 void Metrics::set_chain_head(std::string_view chain, double head) {

@@ -1,7 +1,9 @@
 #include "gateway/rpc/rpc_handler.hpp"
 
+#include "gateway/cache/read_cache.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/methods.hpp"
+#include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 
 #include <fmt/format.h>
@@ -12,6 +14,7 @@
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +22,7 @@
 namespace gateway::rpc {
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -46,7 +50,7 @@ http::Response error_reply(unsigned status, const jsonrpc::Error& error) {
 
 // The state a batch's workers share; lives in the frame of the coroutine that waits for them all.
 struct RpcHandler::Batch {
-    upstream::ChainPool* chain;
+    const ChainRoute* chain;
     const std::vector<jsonrpc::Entry>* entries;
     std::vector<Outcome> outcomes;
     // Workers share the session's strand, so these need no lock.
@@ -54,9 +58,9 @@ struct RpcHandler::Batch {
     std::size_t bytes = 0;  // the size of the answers so far
 };
 
-RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains,
-                       metrics::Metrics* metrics)
-    : server_(server), chains_(std::move(chains)), metrics_(metrics) {}
+RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
+                       metrics::Metrics* metrics, cache::ReadCache* cache)
+    : server_(server), chains_(std::move(chains)), metrics_(metrics), cache_(cache) {}
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
     const auto code = status == 413 || status == 431 ? jsonrpc::ErrorCode::limit_exceeded
@@ -64,9 +68,10 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
     return jsonrpc::error_response(jsonrpc::kNullId, jsonrpc::Error(code, std::string(message)));
 }
 
-asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& chain,
+asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route,
                                                          const jsonrpc::Entry& entry) {
     const auto t0 = Clock::now();
+    upstream::ChainPool& chain = *route.pool;
     const std::string& chain_name = chain.config().name;
     Outcome out;
     if (const auto* invalid = std::get_if<jsonrpc::InvalidCall>(&entry)) {
@@ -87,33 +92,25 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
         // health probes hold every upstream to.
         out.response =
             jsonrpc::result_response(call.id, fmt::format("\"0x{:x}\"", chain.config().chain_id));
-    } else {
-        upstream::Forwarded f = co_await chain.forward(
-            call.method, call.params, kind == MethodKind::write, t0 + server_.request_timeout);
-        switch (f.outcome) {
-            case upstream::Forwarded::Outcome::answered:
-                out.upstream = std::move(f.upstream);
-                if (f.reply.is_error()) {
-                    outcome = "rpc_error";
-                    out.response = jsonrpc::error_response(call.id, f.reply.error);
-                } else {
-                    out.response = jsonrpc::result_response(call.id, *f.reply.result);
-                }
-                break;
-            case upstream::Forwarded::Outcome::unavailable:
-                outcome = "unavailable";
-                out.unavailable = true;
-                out.response = jsonrpc::error_response(call.id, f.error);
-                break;
-            case upstream::Forwarded::Outcome::uncertain:
-                // Not a 503: something retrying 503s elsewhere could execute the write twice.
-                outcome = "uncertain";
-                out.response = jsonrpc::error_response(call.id, f.error);
-                break;
+    } else if (route.txm && call.method == "gateway_getTransaction") {
+        jsonrpc::Reply r = co_await route.txm->describe(call.params);
+        if (r.is_error()) outcome = "rpc_error";
+        out.response = r.is_error() ? jsonrpc::error_response(call.id, r.error)
+                                    : jsonrpc::result_response(call.id, *r.result);
+    } else if (route.txm && call.method == "eth_sendRawTransaction") {
+        txm::SubmitResult r = co_await route.txm->submit(call.params);
+        out.queued = r.queued;
+        out.store_failed = r.store_failed;
+        out.upstream = std::move(r.upstream);
+        if (r.store_failed) outcome = "unavailable";
+        if (r.reply && r.reply->is_error()) {
+            if (!r.store_failed) outcome = "rpc_error";
+            out.response = jsonrpc::error_response(call.id, r.reply->error);
+        } else if (r.reply) {
+            out.response = jsonrpc::result_response(call.id, *r.reply->result);
         }
-        if (f.outcome != upstream::Forwarded::Outcome::answered)
-            spdlog::debug("chain {}: {} not answered: {}", chain_name, method_label(call.method),
-                          f.error.message);
+    } else {
+        co_await forward(route, call, out, outcome, t0);
     }
     spdlog::debug("chain {}: {} -> {} from {} in {} us", chain_name, method_label(call.method),
                   outcome, out.upstream.empty() ? "-" : out.upstream,
@@ -123,6 +120,81 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(upstream::ChainPool& ch
                                std::chrono::duration<double>(Clock::now() - t0).count());
     if (call.notification) out.response.clear();
     co_return out;
+}
+
+// A call for the nodes, with what the gateway adds: transactions it holds count in "pending"
+// nonces and are found by hash; reads are kept, to be served stale when no node can answer.
+asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc::Call& call,
+                                          Outcome& out, std::string_view& outcome,
+                                          Clock::time_point t0) {
+    upstream::ChainPool& chain = *route.pool;
+    const MethodKind kind = method_kind(call.method);
+    upstream::Forwarded f = co_await chain.forward(
+        call.method, call.params, kind == MethodKind::write, t0 + server_.request_timeout);
+    const bool read = kind == MethodKind::read;
+    if (route.txm && f.outcome != upstream::Forwarded::Outcome::uncertain && read) {
+        const json::array* p = call.params.if_array();
+        const json::string* first = p && !p->empty() ? p->at(0).if_string() : nullptr;
+        const bool answered =
+            f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error();
+        if (call.method == "eth_getTransactionCount" && first && p->size() == 2 &&
+            p->at(1) == "pending") {
+            if (auto held = route.txm->pending_nonce(*first)) {
+                // The node does not know what the gateway still holds.
+                json::error_code ec;
+                const json::value v = answered ? json::parse(*f.reply.result, ec) : json::value();
+                const auto node = answered && !ec && v.is_string() ? parse_quantity(v.get_string())
+                                                                   : std::nullopt;
+                if (!answered || (node && *node < *held)) {
+                    f.outcome = upstream::Forwarded::Outcome::answered;
+                    f.reply.result = fmt::format("\"0x{:x}\"", *held);
+                }
+            }
+        } else if (call.method == "eth_getTransactionByHash" && first &&
+                   (!answered || *f.reply.result == "null")) {
+            if (auto held = route.txm->pending_transaction_json(*first)) {
+                f.outcome = upstream::Forwarded::Outcome::answered;
+                f.reply.result = std::move(*held);
+            }
+        }
+    }
+    if (cache_ && read && cache::ReadCache::cacheable(call.method)) {
+        if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error()) {
+            cache_->put(chain.config().name, call.method, call.params, *f.reply.result);
+        } else if (f.outcome == upstream::Forwarded::Outcome::unavailable) {
+            if (auto hit = cache_->get(chain.config().name, call.method, call.params)) {
+                if (metrics_) metrics_->count_stale_answer(chain.config().name);
+                out.stale_age = hit->age;
+                outcome = "stale";
+                out.response = jsonrpc::result_response(call.id, hit->result);
+                co_return;
+            }
+        }
+    }
+    switch (f.outcome) {
+        case upstream::Forwarded::Outcome::answered:
+            out.upstream = std::move(f.upstream);
+            if (f.reply.is_error()) {
+                outcome = "rpc_error";
+                out.response = jsonrpc::error_response(call.id, f.reply.error);
+            } else {
+                out.response = jsonrpc::result_response(call.id, *f.reply.result);
+            }
+            break;
+        case upstream::Forwarded::Outcome::unavailable:
+            outcome = "unavailable";
+            out.unavailable = true;
+            out.response = jsonrpc::error_response(call.id, f.error);
+            break;
+        case upstream::Forwarded::Outcome::uncertain:
+            // Not a 503: something retrying 503s elsewhere could execute the write twice.
+            outcome = "uncertain";
+            out.response = jsonrpc::error_response(call.id, f.error);
+            break;
+    }
+    if (f.outcome != upstream::Forwarded::Outcome::answered)
+        spdlog::debug("chain {}: {} not answered: {}", chain.config().name,
+                      method_label(call.method), f.error.message);
 }
 
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
@@ -154,22 +226,22 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     // Route: "/" is the first chain, "/<name>" (with or without a trailing slash) a named one.
     std::string_view path = request.path();
     if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
-    upstream::ChainPool* chain = nullptr;
+    const ChainRoute* chain = nullptr;
     if (path == "/" || path.empty()) {
-        chain = chains_.front();
+        chain = &chains_.front();
     } else {
-        for (auto* c : chains_)
-            if (path.substr(1) == c->config().name) chain = c;
+        for (const auto& c : chains_)
+            if (path.substr(1) == c.pool->config().name) chain = &c;
     }
     if (!chain) {
         std::string names;
-        for (auto* c : chains_) names += (names.empty() ? "" : ", ") + c->config().name;
+        for (const auto& c : chains_) names += (names.empty() ? "" : ", ") + c.pool->config().name;
         co_return error_reply(
             404, jsonrpc::Error(
                      jsonrpc::ErrorCode::resource_not_found,
                      fmt::format("unknown chain path '{}': this gateway serves {} (POST /<chain>; "
                                  "POST / is {})",
-                                 path.substr(0, 128), names, chains_.front()->config().name)));
+                                 path.substr(0, 128), names, chains_.front().pool->config().name)));
     }
     if (request.method != "POST") {
         http::Response r = error_reply(405, jsonrpc::Error(jsonrpc::ErrorCode::invalid_request,
@@ -181,7 +253,7 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     auto parsed =
         jsonrpc::parse_request(request.body, jsonrpc::ParseLimits{server_.max_batch_size});
     if (!parsed) {
-        if (metrics_) metrics_->observe_call(chain->config().name, "other", "invalid", 0);
+        if (metrics_) metrics_->observe_call(chain->pool->config().name, "other", "invalid", 0);
         co_return error_reply(200, parsed.error());
     }
 
@@ -206,17 +278,27 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     std::vector<std::string> bodies;
     std::vector<std::string> upstreams;  // each once, in the order of first answer
     bool all_unavailable = true;
+    bool queued = false;
+    std::optional<std::chrono::milliseconds> stale_age;
     for (auto& o : outcomes) {
+        queued = queued || o.queued;
+        if (o.stale_age && (!stale_age || *o.stale_age > *stale_age)) stale_age = o.stale_age;
         if (!o.upstream.empty() &&
             std::find(upstreams.begin(), upstreams.end(), o.upstream) == upstreams.end())
             upstreams.push_back(o.upstream);
         if (o.response.empty()) continue;  // a notification
-        all_unavailable = all_unavailable && o.unavailable;
+        all_unavailable = all_unavailable && (o.unavailable || o.store_failed);
         bodies.push_back(std::move(o.response));
     }
     if (!upstreams.empty())
         response.headers.emplace_back(std::string(kUpstreamHeader),
                                       fmt::format("{}", fmt::join(upstreams, ",")));
+    if (queued) response.headers.emplace_back(std::string(kQueuedHeader), "true");
+    if (stale_age) {
+        response.headers.emplace_back(std::string(kStaleHeader), "true");
+        response.headers.emplace_back(std::string(kDataAgeHeader),
+                                      std::to_string(stale_age->count()));
+    }
     if (bodies.empty()) {
         response.status = 204;  // only notifications: JSON-RPC answers nothing at all
         co_return response;

@@ -17,16 +17,228 @@ constexpr const char* kMigrations[] = {
     "INSERT INTO gateway_meta (key, value) VALUES ('created_by', 'chain-gateway " GATEWAY_VERSION
     "'),"
     " ('created_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
+    // 2: the journal of transactions.
+    "CREATE TABLE transactions ("
+    " hash TEXT PRIMARY KEY,"
+    " chain TEXT NOT NULL,"
+    " chain_id INTEGER NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " nonce INTEGER NOT NULL,"  // stored as a signed 64-bit pattern
+    " raw BLOB NOT NULL,"
+    " state TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " broadcasts INTEGER NOT NULL DEFAULT 0,"
+    " block_hash TEXT,"
+    " block_number INTEGER);"
+    "CREATE INDEX transactions_unfinished ON transactions (chain, sender, nonce)"
+    " WHERE state NOT IN ('COMPLETED', 'FAILED', 'DEAD_LETTER');"
+    "CREATE INDEX transactions_by_state ON transactions (state, updated_ms);"
+    "CREATE INDEX transactions_by_time ON transactions (created_ms);"
+    "CREATE TABLE transaction_events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " hash TEXT NOT NULL REFERENCES transactions (hash),"
+    " state TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " at_ms INTEGER NOT NULL);"
+    "CREATE INDEX transaction_events_by_hash ON transaction_events (hash, id);",
 };
+
+constexpr const char* kColumns =
+    "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
+    " block_hash, block_number";
 
 class SqliteStore final : public Store {
 public:
-    explicit SqliteStore(std::string path) : path_(std::move(path)) {
+    explicit SqliteStore(std::string path) : path_(std::move(path)) { open(); }
+
+    int schema_version() const override { return version_; }
+    std::string describe() const override { return "sqlite:" + path_; }
+
+    std::pair<TxRecord, bool> insert(const TxRecord& r) override {
+        if (auto existing = find(r.hash)) return {std::move(*existing), false};
+        Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
+                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);",
+                                   kColumns));
+        st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
+        st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
+        st.text(7, to_string(r.state)).text(8, r.reason).integer(9, r.created_ms);
+        st.integer(10, r.updated_ms).integer(11, r.broadcasts);
+        if (r.block_hash) st.text(12, *r.block_hash);
+        if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
+        st.done();
+        add_event(r.hash, r.state, r.reason, r.created_ms);
+        return {r, true};
+    }
+
+    bool update(const TxUpdate& u) override {
+        Stmt st(*this, u.set_block ? "UPDATE transactions SET state = ?2, reason = ?3, "
+                                     "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
+                                     "block_hash = ?6, block_number = ?7 WHERE hash = ?1;"
+                                   : "UPDATE transactions SET state = ?2, reason = ?3, "
+                                     "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts) "
+                                     "WHERE hash = ?1;");
+        st.text(1, u.hash).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
+        if (u.broadcasts) st.integer(5, *u.broadcasts);
+        if (u.set_block && u.block_hash) st.text(6, *u.block_hash);
+        if (u.set_block && u.block_number)
+            st.integer(7, static_cast<std::int64_t>(*u.block_number));
+        st.done();
+        if (sqlite3_changes(db_.get()) == 0) return false;
+        add_event(u.hash, u.state, u.reason, u.at_ms);
+        return true;
+    }
+
+    std::optional<TxRecord> find(std::string_view hash) override {
+        Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE hash = ?1;", kColumns));
+        st.text(1, hash);
+        if (!st.step()) return std::nullopt;
+        return read_record(st);
+    }
+
+    std::vector<TxRecord> unfinished() override {
+        Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE state NOT IN ('COMPLETED', "
+                                   "'FAILED', 'DEAD_LETTER') ORDER BY chain, sender, nonce, "
+                                   "created_ms;",
+                                   kColumns));
+        std::vector<TxRecord> out;
+        while (st.step()) out.push_back(read_record(st));
+        return out;
+    }
+
+    std::vector<TxRecord> list(std::optional<TxState> state, std::size_t limit) override {
+        Stmt st(*this, state ? fmt::format("SELECT {} FROM transactions WHERE state = ?1 ORDER BY "
+                                           "created_ms DESC, rowid DESC LIMIT ?2;",
+                                           kColumns)
+                             : fmt::format("SELECT {} FROM transactions ORDER BY created_ms DESC, "
+                                           "rowid DESC LIMIT ?2;",
+                                           kColumns));
+        if (state) st.text(1, to_string(*state));
+        st.integer(2, static_cast<std::int64_t>(limit));
+        std::vector<TxRecord> out;
+        while (st.step()) out.push_back(read_record(st));
+        return out;
+    }
+
+    std::vector<TxEvent> history(std::string_view hash) override {
+        Stmt st(*this,
+                "SELECT state, reason, at_ms FROM transaction_events WHERE hash = ?1 ORDER BY id;");
+        st.text(1, hash);
+        std::vector<TxEvent> out;
+        while (st.step())
+            out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
+                                  st.column_text(1), st.column_int(2)});
+        return out;
+    }
+
+    void begin() override { exec("BEGIN IMMEDIATE;"); }
+    void commit() override { exec("COMMIT;"); }
+    void rollback() noexcept override {
+        sqlite3_exec(db_.get(), "ROLLBACK;", nullptr, nullptr, nullptr);
+    }
+    void savepoint() override { exec("SAVEPOINT call;"); }
+    void release_savepoint() override { exec("RELEASE call;"); }
+    void rollback_to_savepoint() noexcept override {
+        sqlite3_exec(db_.get(), "ROLLBACK TO call; RELEASE call;", nullptr, nullptr, nullptr);
+    }
+
+private:
+    // A prepared statement; every failure is a StoreError naming the file.
+    class Stmt {
+    public:
+        Stmt(SqliteStore& store, const std::string& sql) : store_(store) {
+            if (sqlite3_prepare_v2(store_.db_.get(), sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
+                store_.fail("prepare");
+        }
+        ~Stmt() { sqlite3_finalize(stmt_); }
+        Stmt(const Stmt&) = delete;
+        Stmt& operator=(const Stmt&) = delete;
+
+        Stmt& text(int i, std::string_view v) {
+            check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()),
+                                    SQLITE_TRANSIENT));
+            return *this;
+        }
+        Stmt& integer(int i, std::int64_t v) {
+            check(sqlite3_bind_int64(stmt_, i, v));
+            return *this;
+        }
+        Stmt& blob(int i, const std::vector<std::uint8_t>& v) {
+            check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()),
+                                    SQLITE_TRANSIENT));
+            return *this;
+        }
+        /// True while there is a row.
+        bool step() {
+            const int rc = sqlite3_step(stmt_);
+            if (rc == SQLITE_ROW) return true;
+            if (rc != SQLITE_DONE) store_.fail("step");
+            return false;
+        }
+        void done() {
+            if (step()) store_.fail("unexpected row");
+        }
+        bool is_null(int c) const { return sqlite3_column_type(stmt_, c) == SQLITE_NULL; }
+        std::string column_text(int c) const {
+            const auto* p = sqlite3_column_text(stmt_, c);
+            return p ? std::string(reinterpret_cast<const char*>(p),
+                                   static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c)))
+                     : std::string();
+        }
+        std::int64_t column_int(int c) const { return sqlite3_column_int64(stmt_, c); }
+        std::vector<std::uint8_t> column_blob(int c) const {
+            const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, c));
+            return p ? std::vector<std::uint8_t>(
+                           p, p + static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c)))
+                     : std::vector<std::uint8_t>();
+        }
+
+    private:
+        void check(int rc) {
+            if (rc != SQLITE_OK) store_.fail("bind");
+        }
+        SqliteStore& store_;
+        sqlite3_stmt* stmt_ = nullptr;
+    };
+
+    [[noreturn]] void fail(const char* what) {
+        throw StoreError(fmt::format("store {}: {}: {}", path_, what, sqlite3_errmsg(db_.get())));
+    }
+
+    void add_event(const std::string& hash, TxState state, const std::string& reason,
+                   std::int64_t at_ms) {
+        Stmt st(*this,
+                "INSERT INTO transaction_events (hash, state, reason, at_ms) VALUES (?1, ?2, ?3, "
+                "?4);");
+        st.text(1, hash).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
+        st.done();
+    }
+
+    static TxRecord read_record(const Stmt& st) {
+        TxRecord r;
+        r.hash = st.column_text(0);
+        r.chain = st.column_text(1);
+        r.chain_id = static_cast<std::uint64_t>(st.column_int(2));
+        r.sender = st.column_text(3);
+        r.nonce = static_cast<std::uint64_t>(st.column_int(4));
+        r.raw = st.column_blob(5);
+        r.state = parse_tx_state(st.column_text(6)).value_or(TxState::dead_letter);
+        r.reason = st.column_text(7);
+        r.created_ms = st.column_int(8);
+        r.updated_ms = st.column_int(9);
+        r.broadcasts = static_cast<std::uint32_t>(st.column_int(10));
+        if (!st.is_null(11)) r.block_hash = st.column_text(11);
+        if (!st.is_null(12)) r.block_number = static_cast<std::uint64_t>(st.column_int(12));
+        return r;
+    }
+
+    void open() {
         std::filesystem::path p(path_);
         std::error_code ec;
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
         if (ec)
-            throw std::runtime_error(
+            throw StoreError(
                 fmt::format("store: cannot create the folder of {}: {}", path_, ec.message()));
         sqlite3* db = nullptr;
         const int rc = sqlite3_open_v2(
@@ -34,8 +246,8 @@ public:
             nullptr);
         db_.reset(db);  // closed on every path, this constructor throwing included
         if (rc != SQLITE_OK)
-            throw std::runtime_error(fmt::format("store: cannot open {}: {}", path_,
-                                                 db ? sqlite3_errmsg(db) : "out of memory"));
+            throw StoreError(fmt::format("store: cannot open {}: {}", path_,
+                                         db ? sqlite3_errmsg(db) : "out of memory"));
         sqlite3_busy_timeout(db_.get(), 5000);
         // WAL with a full fsync on every commit: a committed row survives a crash or power loss.
         exec("PRAGMA journal_mode=WAL;");
@@ -45,7 +257,7 @@ public:
         version_ = read_version();
         const int newest = static_cast<int>(std::size(kMigrations));
         if (version_ > newest)
-            throw std::runtime_error(
+            throw StoreError(
                 fmt::format("store: {} has schema version {}, newer than this build knows ({}): "
                             "run a newer chain-gateway",
                             path_, version_, newest));
@@ -65,16 +277,12 @@ public:
         }
     }
 
-    int schema_version() const override { return version_; }
-    std::string describe() const override { return "sqlite:" + path_; }
-
-private:
     void exec(const std::string& sql) {
         char* error = nullptr;
         if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
             std::string why = error ? error : sqlite3_errmsg(db_.get());
             sqlite3_free(error);
-            throw std::runtime_error(fmt::format("store: {}: {}", path_, why));
+            throw StoreError(fmt::format("store {}: {}", path_, why));
         }
     }
 
@@ -100,9 +308,28 @@ private:
 
 }  // namespace
 
+std::string_view to_string(TxState state) {
+    switch (state) {
+        case TxState::queued: return "QUEUED";
+        case TxState::broadcasting: return "BROADCASTING";
+        case TxState::confirming: return "CONFIRMING";
+        case TxState::completed: return "COMPLETED";
+        case TxState::failed: return "FAILED";
+        case TxState::dead_letter: return "DEAD_LETTER";
+    }
+    return "UNKNOWN";
+}
+
+std::optional<TxState> parse_tx_state(std::string_view text) {
+    for (TxState s : {TxState::queued, TxState::broadcasting, TxState::confirming,
+                      TxState::completed, TxState::failed, TxState::dead_letter})
+        if (to_string(s) == text) return s;
+    return std::nullopt;
+}
+
 std::unique_ptr<Store> open_store(const config::StoreConfig& config) {
     if (config.backend != "sqlite")
-        throw std::runtime_error("store: unknown backend '" + config.backend + "'");
+        throw StoreError("store: unknown backend '" + config.backend + "'");
     return std::make_unique<SqliteStore>(config.path);
 }
 

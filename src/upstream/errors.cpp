@@ -82,7 +82,52 @@ bool status_means_refused(unsigned status) {
     return status == 429 || status == 401 || status == 403 || status == 404;
 }
 
+struct WriteRule {
+    std::string_view needle;  // lower case
+    WriteVerdict verdict;
+};
+
+// First match wins. From ../shared/spec/node-errors.md: geth, Erigon, Besu, Nethermind, anvil.
+constexpr auto kWriteRules = std::to_array<WriteRule>({
+    {"already known", WriteVerdict::accepted},
+    {"known transaction", WriteVerdict::accepted},
+    {"alreadyknown", WriteVerdict::accepted},
+    {"already imported", WriteVerdict::accepted},
+    {"existing txn with same hash", WriteVerdict::accepted},
+    {"nonce too low", WriteVerdict::nonce_too_low},
+    {"oldnonce", WriteVerdict::nonce_too_low},
+    {"ownnoncealreadyused", WriteVerdict::nonce_too_low},
+    {"nonce too high", WriteVerdict::retry_later},
+    {"noncegap", WriteVerdict::retry_later},
+    {"too distant from current sender nonce", WriteVerdict::retry_later},
+    {"less than block base fee", WriteVerdict::retry_later},
+    {"below current base fee", WriteVerdict::retry_later},
+    {"fee too low", WriteVerdict::retry_later},
+    {"feetoolow", WriteVerdict::retry_later},
+    {"txpool is full", WriteVerdict::retry_later},
+    {"transaction pool is full", WriteVerdict::retry_later},
+});
+
 }  // namespace
+
+std::string_view to_string(WriteVerdict v) {
+    switch (v) {
+        case WriteVerdict::accepted: return "accepted";
+        case WriteVerdict::nonce_too_low: return "nonce_too_low";
+        case WriteVerdict::retry_later: return "retry_later";
+        case WriteVerdict::refused: return "refused";
+    }
+    return "refused";
+}
+
+WriteVerdict classify_write_refusal(int, std::string_view message) {
+    std::string lower(message);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (const auto& rule : kWriteRules)
+        if (lower.find(rule.needle) != std::string::npos) return rule.verdict;
+    return WriteVerdict::refused;
+}
 
 std::string_view to_string(ErrorClass c) {
     switch (c) {

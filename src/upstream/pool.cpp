@@ -382,6 +382,48 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
     co_return f;
 }
 
+asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, json::value params,
+                                                            std::size_t fanout,
+                                                            Clock::time_point deadline) {
+    std::vector<Ranked> ranked = rank(BlockNeed{BlockNeed::Kind::none});
+    std::vector<Ranked*> order;
+    for (auto& r : ranked)
+        if (r.eligible) order.push_back(&r);
+    std::stable_sort(order.begin(), order.end(), [](const Ranked* a, const Ranked* b) {
+        return std::tuple(!a->normal, a->view.status.tier, a->view.score) <
+               std::tuple(!b->normal, b->view.status.tier, b->view.score);
+    });
+    const bool any_normal = !order.empty() && order.front()->normal;
+    std::vector<Upstream*> chosen;
+    for (Ranked* r : order) {
+        if (chosen.size() >= std::max<std::size_t>(fanout, 1)) break;
+        if (any_normal && !r->normal) break;  // the last resort only when nothing else is there
+        if (r->upstream->admit() != Upstream::Admission::admitted) continue;
+        chosen.push_back(r->upstream);
+    }
+    std::vector<Delivery> out;
+    if (chosen.empty()) co_return out;
+    auto ex = co_await asio::this_coro::executor;
+    using Op = decltype(asio::co_spawn(ex, attempt(nullptr, std::string(), PostOptions{}, 0),
+                                       asio::deferred));
+    std::vector<Op> ops;
+    for (Upstream* u : chosen) {
+        const std::uint64_t id = next_id_++;
+        PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
+        ops.push_back(asio::co_spawn(
+            ex, attempt(u, jsonrpc::upstream_request(id, method, params), options, id),
+            asio::deferred));
+    }
+    auto [order_done, errors, attempts] =
+        co_await asio::experimental::make_parallel_group(std::move(ops))
+            .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    (void)order_done;
+    (void)errors;
+    for (std::size_t i = 0; i < chosen.size(); ++i)
+        out.push_back(Delivery{chosen[i]->id(), std::move(attempts[i])});
+    co_return out;
+}
+
 void ChainPool::remember_filter(const std::string& filter_id, const std::string& upstream_id) {
     // Nodes drop a filter nobody polled for 5 minutes (geth's default); twice that here.
     constexpr auto kForget = std::chrono::minutes(10);

@@ -16,6 +16,9 @@ class Metrics;
 namespace gateway::upstream {
 class ChainPool;
 }
+namespace gateway::store {
+class JournalService;
+}
 
 namespace gateway::admin {
 
@@ -24,7 +27,7 @@ public:
     /// `draining` turns /readyz to 503 while the gateway shuts down. Everything referenced must
     /// outlive the handler.
     AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
-                 const std::atomic<bool>* draining);
+                 const std::atomic<bool>* draining, store::JournalService* journal = nullptr);
 
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
@@ -36,10 +39,12 @@ private:
     http::Response readyz() const;
     http::Response upstreams() const;
     http::Response cordon(std::string_view rest, const std::string& body) const;
+    boost::asio::awaitable<http::Response> transactions(const http::Request& request) const;
 
     std::vector<upstream::ChainPool*> chains_;
     metrics::Metrics* metrics_;
     const std::atomic<bool>* draining_;
+    store::JournalService* journal_;
 };
 
 }  // namespace gateway::admin

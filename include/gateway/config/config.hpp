@@ -90,6 +90,15 @@ struct LogsConfig {
     std::size_t concurrency = 4;  ///< parts of one split request fetched at once
 };
 
+struct WritesConfig {
+    unsigned confirmations = 1;  ///< blocks (the including one counted) before COMPLETED
+    std::size_t max_queued_per_sender = 64;  ///< unfinished transactions of one sender
+    std::size_t max_queued = 10'000;         ///< unfinished transactions of the chain
+    Millis poll_interval{1'000};       ///< dispatcher and receipt tracker round (also woken early)
+    Millis rebroadcast_after{30'000};  ///< a transaction not mined by then is sent again
+    std::size_t broadcast_fanout = 2;  ///< upstreams a transaction is sent to at once
+};
+
 struct ChainConfig {
     std::string name;
     std::uint64_t chain_id = 0;
@@ -97,11 +106,20 @@ struct ChainConfig {
     FailoverConfig failover;
     MethodsConfig methods;
     LogsConfig logs;
+    WritesConfig writes;
     std::vector<UpstreamConfig> upstreams;
+};
+
+/// Recent read answers, served marked stale when no upstream can answer.
+struct CacheConfig {
+    std::size_t max_entries = 10'000;
+    std::size_t max_bytes = 64 * 1024 * 1024;
+    Millis max_stale{3'600'000};  ///< older answers are not served
 };
 
 struct Config {
     ServerConfig server;
+    CacheConfig cache;
     LogConfig log;
     StoreConfig store;
     std::vector<ChainConfig> chains;

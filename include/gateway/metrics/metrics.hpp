@@ -55,6 +55,12 @@ public:
     void count_failover(std::string_view chain, std::string_view upstream, std::string_view reason);
     /// A slow read was sent to a second upstream.
     void count_hedge(std::string_view chain);
+    /// A transaction entered `state` (QUEUED, BROADCASTING, ...).
+    void count_transaction(std::string_view chain, std::string_view state);
+    /// Unfinished transactions the gateway holds for a chain.
+    void set_transactions_held(std::string_view chain, double count);
+    /// A read answered from the cache because no upstream could answer.
+    void count_stale_answer(std::string_view chain);
     /// An upstream reported another chain id.
     void count_wrong_chain(std::string_view chain, std::string_view upstream);
     /// An eth_getLogs was split into `parts` requests.

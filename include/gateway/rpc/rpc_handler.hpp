@@ -8,6 +8,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,18 +20,35 @@ class Metrics;
 namespace gateway::upstream {
 class ChainPool;
 }
+namespace gateway::txm {
+class TxManager;
+}
+namespace gateway::cache {
+class ReadCache;
+}
 
 namespace gateway::rpc {
 
 /// Response header naming the upstream(s) that answered.
 inline constexpr std::string_view kUpstreamHeader = "X-Gateway-Upstream";
+/// "true" when a transaction was journaled but no node has taken it yet.
+inline constexpr std::string_view kQueuedHeader = "X-Gateway-Queued";
+/// "true" when an answer came from the cache because no node could answer; with its age.
+inline constexpr std::string_view kStaleHeader = "X-Gateway-Stale";
+inline constexpr std::string_view kDataAgeHeader = "X-Gateway-Data-Age-Ms";
+
+/// What serves one chain.
+struct ChainRoute {
+    upstream::ChainPool* pool = nullptr;
+    txm::TxManager* txm = nullptr;  ///< the write path; without it writes are forwarded
+};
 
 class RpcHandler {
 public:
     /// `chains[0]` serves `POST /`; every chain serves `POST /<name>`. The pools and metrics must
     /// outlive the handler.
-    RpcHandler(const config::ServerConfig& server, std::vector<upstream::ChainPool*> chains,
-               metrics::Metrics* metrics);
+    RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
+               metrics::Metrics* metrics, cache::ReadCache* cache = nullptr);
 
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
@@ -39,20 +58,26 @@ public:
 
     /// What running one entry produced.
     struct Outcome {
-        std::string response;      ///< the JSON-RPC response object (empty for a notification)
-        std::string upstream;      ///< the upstream that answered, if one did
-        bool unavailable = false;  ///< no upstream could answer
+        std::string response;       ///< the JSON-RPC response object (empty for a notification)
+        std::string upstream;       ///< the upstream that answered, if one did
+        bool unavailable = false;   ///< no upstream could answer
+        bool queued = false;        ///< a transaction journaled, not yet taken by a node
+        bool store_failed = false;  ///< a write refused because the journal cannot be written
+        std::optional<std::chrono::milliseconds> stale_age;  ///< answered from the cache
     };
 
 private:
     struct Batch;
-    boost::asio::awaitable<Outcome> execute(upstream::ChainPool& chain,
-                                            const jsonrpc::Entry& entry);
+    boost::asio::awaitable<Outcome> execute(const ChainRoute& chain, const jsonrpc::Entry& entry);
+    boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
+                                         Outcome& out, std::string_view& outcome,
+                                         std::chrono::steady_clock::time_point t0);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
 
     config::ServerConfig server_;
-    std::vector<upstream::ChainPool*> chains_;
+    std::vector<ChainRoute> chains_;
     metrics::Metrics* metrics_;
+    cache::ReadCache* cache_;
 };
 
 }  // namespace gateway::rpc

@@ -25,6 +25,18 @@ std::string_view to_string(ErrorClass c);
 /// Classifies a node's JSON-RPC error by the rule table.
 ErrorClass classify_rpc_error(int code, std::string_view message);
 
+/// What a node's refusal of eth_sendRawTransaction means for a journaled transaction.
+enum class WriteVerdict {
+    accepted,       ///< the node has it already ("already known"): as good as accepted
+    nonce_too_low,  ///< the nonce is used: mined already (ours?) or taken by another transaction
+    retry_later,    ///< not now (nonce gap, fee below the base fee): keep it queued, try again
+    refused,        ///< the node will not take it (underpriced, insufficient funds, invalid)
+};
+std::string_view to_string(WriteVerdict v);
+
+/// Classifies a node's JSON-RPC error answer to eth_sendRawTransaction (node-errors.md).
+WriteVerdict classify_write_refusal(int code, std::string_view message);
+
 /// What one attempt against one upstream came to.
 struct Attempt {
     enum class Kind {

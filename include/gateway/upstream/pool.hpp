@@ -40,6 +40,12 @@ struct Forwarded {
     std::string upstream;  ///< the node(s) that answered, comma-separated
 };
 
+/// What one upstream did with a broadcast call.
+struct Delivery {
+    std::string upstream;
+    Attempt attempt;
+};
+
 /// An upstream as the pool sees it now: its state, and its place in the order with the reasons.
 struct UpstreamView {
     UpstreamStatus status;
@@ -72,6 +78,14 @@ public:
     boost::asio::awaitable<Forwarded> forward(std::string method, boost::json::value params,
                                               bool write,
                                               std::chrono::steady_clock::time_point deadline);
+
+    /// Sends one call to up to `fanout` usable upstreams at once (tier and score order, one attempt
+    /// each; down or open upstreams only when nothing else is there) and returns what each did.
+    /// For calls that are safe to repeat anywhere, such as a signed transaction's bytes. Empty
+    /// when no upstream admits a call now.
+    boost::asio::awaitable<std::vector<Delivery>> broadcast(
+        std::string method, boost::json::value params, std::size_t fanout,
+        std::chrono::steady_clock::time_point deadline);
 
     /// Starts the health checker: each upstream probed every health.interval_ms (±10 %).
     void start();

@@ -1,0 +1,127 @@
+#pragma once
+// The write path of one chain for signed (raw) transactions: decode and check, journal first,
+// broadcast in nonce order per sender, follow each transaction to its receipt and confirmations,
+// keep queued transactions through node outages and restarts.
+
+#include "gateway/config/config.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/store/journal_service.hpp"
+#include "gateway/util/clock.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/json/value.hpp>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+namespace gateway::metrics {
+class Metrics;
+}
+namespace gateway::upstream {
+class ChainPool;
+}
+
+namespace gateway::txm {
+
+/// The answer to one eth_sendRawTransaction.
+struct SubmitResult {
+    std::optional<jsonrpc::Reply> reply;  ///< the answer: the hash, or an error
+    bool queued = false;                  ///< journaled, not yet accepted by a node
+    bool store_failed = false;            ///< refused because the journal cannot be written
+    std::string upstream;                 ///< the node(s) that took it
+};
+
+/// A journal record as gateway_getTransaction and /admin/transactions show it; with its history
+/// when given.
+boost::json::object record_json(const store::TxRecord& record,
+                                const std::vector<store::TxEvent>* history);
+
+class TxManager {
+public:
+    /// The pool, journal and metrics must outlive the manager.
+    TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
+              store::JournalService& journal, metrics::Metrics* metrics,
+              boost::asio::any_io_executor executor);
+    ~TxManager();
+
+    /// Starts the dispatcher: loads the chain's unfinished transactions from the journal, then
+    /// broadcasts and follows them.
+    void start();
+    void stop();
+
+    /// eth_sendRawTransaction. Never throws.
+    boost::asio::awaitable<SubmitResult> submit(const boost::json::value& params);
+
+    /// gateway_getTransaction: the journal's record and history; null when unknown.
+    boost::asio::awaitable<jsonrpc::Reply> describe(const boost::json::value& params);
+
+    /// The next nonce of `sender` counting the transactions the gateway holds and no node has
+    /// mined yet; nullopt when it holds none.
+    std::optional<std::uint64_t> pending_nonce(std::string_view sender) const;
+    /// A transaction the gateway holds and no node has mined yet, in eth_getTransactionByHash's
+    /// shape (block fields null); nullopt when it holds no such transaction.
+    std::optional<std::string> pending_transaction_json(std::string_view hash) const;
+
+    /// Unfinished transactions held now (all states but the final ones).
+    std::size_t held() const;
+    /// Transactions loaded from the journal at start (0 before).
+    bool loaded() const { return loaded_; }
+
+    /// Wakes the dispatcher now (a node came back, a transaction was queued).
+    void wake();
+    /// stop() was called and the dispatcher has ended.
+    bool stopped() const;
+
+private:
+    struct Entry;
+    enum class Broadcast { accepted, refused, nonce_used, not_now };
+    struct BroadcastResult {
+        Broadcast verdict = Broadcast::not_now;
+        std::optional<jsonrpc::Reply> node_reply;  // the refusal as the node wrote it
+        std::string detail;
+        std::string upstream;
+    };
+
+    boost::asio::awaitable<void> run();
+    boost::asio::awaitable<bool> load();
+    boost::asio::awaitable<void> dispatch_round();
+    boost::asio::awaitable<BroadcastResult> send(const Entry& e);
+    boost::asio::awaitable<void> track(std::shared_ptr<Entry> e, std::uint64_t head);
+    /// Journals a state change and applies it in memory. False when the journal failed.
+    boost::asio::awaitable<bool> transition(
+        std::shared_ptr<Entry> e, store::TxState state, std::string reason,
+        bool count_broadcast = false, std::optional<std::string> block_hash = std::nullopt,
+        std::optional<std::uint64_t> block_number = std::nullopt);
+    /// Settles a transaction whose nonce a node says is used: mined (ours) or taken by another.
+    boost::asio::awaitable<void> settle_used_nonce(std::shared_ptr<Entry> e);
+    boost::asio::awaitable<std::optional<boost::json::value>> receipt(const std::string& hash);
+    void forget(const std::string& hash);  // a final transaction leaves memory
+    bool earlier_queued(const Entry& e) const;
+
+    config::ChainConfig config_;
+    upstream::ChainPool& pool_;
+    store::JournalService& journal_;
+    metrics::Metrics* metrics_;
+    boost::asio::strand<boost::asio::any_io_executor> strand_;
+    boost::asio::steady_timer timer_;
+    std::atomic<bool> stopped_{false};
+    std::atomic<bool> loaded_{false};
+    std::atomic<bool> running_{false};
+    std::atomic<bool> wake_pending_{false};
+
+    mutable std::mutex mu_;
+    std::unordered_map<std::string, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
+    std::map<std::string, std::map<std::uint64_t, std::set<std::string>>> by_sender_;
+};
+
+}  // namespace gateway::txm

@@ -1,0 +1,751 @@
+#include "gateway/txm/tx_manager.hpp"
+
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/upstream/pool.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace gateway::txm {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using store::TxState;
+using Clock = std::chrono::steady_clock;
+
+struct TxManager::Entry {
+    store::TxRecord rec;
+    eth::Transaction tx;
+    Clock::time_point last_broadcast{};
+    bool busy = false;  // being sent right now (by a client's call or the dispatcher)
+};
+
+namespace {
+
+std::int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string iso_time(std::int64_t ms) {
+    const std::chrono::sys_time<std::chrono::milliseconds> t{std::chrono::milliseconds(ms)};
+    return fmt::format("{:%FT%T}Z", t);
+}
+
+std::string quoted(std::string_view s) {
+    return json::serialize(json::string(s));
+}
+
+jsonrpc::Reply error_reply(jsonrpc::ErrorCode code, std::string message) {
+    jsonrpc::Reply r;
+    r.error = jsonrpc::Error(code, std::move(message));
+    return r;
+}
+
+jsonrpc::Reply result_reply(std::string json_text) {
+    jsonrpc::Reply r;
+    r.result = std::move(json_text);
+    return r;
+}
+
+std::optional<std::string> hash_param(const json::value& params) {
+    const json::array* a = params.if_array();
+    const json::string* h = a && a->size() == 1 ? a->at(0).if_string() : nullptr;
+    if (!h || h->size() != 66 || !eth::from_hex(*h)) return std::nullopt;
+    std::string out(*h);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+}  // namespace
+
+TxManager::TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
+                     store::JournalService& journal, metrics::Metrics* metrics,
+                     asio::any_io_executor executor)
+    : config_(chain),
+      pool_(pool),
+      journal_(journal),
+      metrics_(metrics),
+      strand_(asio::make_strand(executor)),
+      timer_(strand_) {}
+
+TxManager::~TxManager() = default;
+
+void TxManager::start() {
+    running_ = true;
+    asio::co_spawn(strand_, run(), [this](std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                spdlog::critical("chain {}: the transaction dispatcher stopped: {}", config_.name,
+                                 ex.what());
+            }
+        }
+        running_ = false;
+    });
+}
+
+void TxManager::stop() {
+    stopped_ = true;
+    asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+void TxManager::wake() {
+    wake_pending_ = true;
+    asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+bool TxManager::stopped() const {
+    return stopped_ && !running_;
+}
+
+std::size_t TxManager::held() const {
+    std::lock_guard lock(mu_);
+    return by_hash_.size();
+}
+
+asio::awaitable<void> TxManager::run() {
+    while (!stopped_) {
+        const bool ok = co_await load();  // (not inside the loop condition: GCC 12)
+        if (ok) break;
+        timer_.expires_after(config_.writes.poll_interval);
+        co_await timer_.async_wait(use_nothrow);
+    }
+    while (!stopped_) {
+        wake_pending_ = false;
+        co_await dispatch_round();
+        if (stopped_ || wake_pending_) continue;
+        timer_.expires_after(config_.writes.poll_interval);
+        co_await timer_.async_wait(use_nothrow);
+    }
+}
+
+asio::awaitable<bool> TxManager::load() {
+    std::vector<store::TxRecord> records;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) { records = j.unfinished(); };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        spdlog::error(
+            "chain {}: cannot load the transaction journal: {}; writes are refused "
+            "until it loads",
+            config_.name, e.what());
+        co_return false;
+    }
+    std::size_t count = 0;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& r : records) {
+            if (r.chain != config_.name) continue;
+            auto e = std::make_shared<Entry>();
+            try {
+                e->tx = eth::decode_transaction(r.raw);
+            } catch (const std::exception& ex) {
+                spdlog::error(
+                    "chain {}: journaled transaction {} cannot be decoded ({}); left "
+                    "as it is",
+                    config_.name, r.hash, ex.what());
+                continue;
+            }
+            e->rec = std::move(r);
+            by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
+            by_hash_[e->rec.hash] = e;
+            ++count;
+        }
+    }
+    loaded_ = true;
+    if (count)
+        spdlog::info("chain {}: {} unfinished transaction(s) from the journal carry on",
+                     config_.name, count);
+    co_return true;
+}
+
+bool TxManager::earlier_queued(const Entry& e) const {
+    // Called with mu_ held.
+    auto s = by_sender_.find(e.rec.sender);
+    if (s == by_sender_.end()) return false;
+    for (const auto& [nonce, hashes] : s->second) {
+        if (nonce >= e.rec.nonce) break;
+        for (const auto& h : hashes) {
+            auto it = by_hash_.find(h);
+            if (it != by_hash_.end() && it->second->rec.state == TxState::queued) return true;
+        }
+    }
+    return false;
+}
+
+void TxManager::forget(const std::string& hash) {
+    // Called with mu_ held.
+    auto it = by_hash_.find(hash);
+    if (it == by_hash_.end()) return;
+    const auto& rec = it->second->rec;
+    auto s = by_sender_.find(rec.sender);
+    if (s != by_sender_.end()) {
+        auto n = s->second.find(rec.nonce);
+        if (n != s->second.end()) {
+            n->second.erase(hash);
+            if (n->second.empty()) s->second.erase(n);
+        }
+        if (s->second.empty()) by_sender_.erase(s);
+    }
+    by_hash_.erase(it);
+}
+
+asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState state,
+                                            std::string reason, bool count_broadcast,
+                                            std::optional<std::string> block_hash,
+                                            std::optional<std::uint64_t> block_number) {
+    store::TxUpdate u;
+    u.hash = e->rec.hash;
+    u.state = state;
+    u.reason = reason;
+    u.at_ms = unix_ms();
+    if (count_broadcast) u.broadcasts = e->rec.broadcasts + 1;
+    u.set_block = state == TxState::confirming || state == TxState::completed ||
+                  state == TxState::failed || block_hash.has_value();
+    if (u.set_block) {
+        u.block_hash = block_hash ? block_hash : e->rec.block_hash;
+        u.block_number = block_number ? block_number : e->rec.block_number;
+    }
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) { j.update(u); };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& ex) {
+        spdlog::error("chain {}: transaction {}: cannot journal {} ({}); will try again",
+                      config_.name, e->rec.hash, store::to_string(state), ex.what());
+        co_return false;
+    }
+    std::lock_guard lock(mu_);
+    if (e->rec.state != state)
+        spdlog::info("chain {}: transaction {} (sender {} nonce {}): {} -> {}: {}", config_.name,
+                     e->rec.hash, e->rec.sender, e->rec.nonce, store::to_string(e->rec.state),
+                     store::to_string(state), reason);
+    e->rec.state = state;
+    e->rec.reason = std::move(reason);
+    e->rec.updated_ms = u.at_ms;
+    if (u.broadcasts) e->rec.broadcasts = *u.broadcasts;
+    if (u.set_block) {
+        e->rec.block_hash = u.block_hash;
+        e->rec.block_number = u.block_number;
+    }
+    if (metrics_) metrics_->count_transaction(config_.name, store::to_string(state));
+    if (store::is_final(state)) forget(e->rec.hash);
+    co_return true;
+}
+
+asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
+    BroadcastResult out;
+    const std::string raw = eth::to_hex(e.rec.raw);
+    json::value params = json::array{json::string(raw)};  // (GCC 12: no braces inside co_await)
+    auto deliveries = co_await pool_.broadcast("eth_sendRawTransaction", std::move(params),
+                                               config_.writes.broadcast_fanout,
+                                               Clock::now() + std::chrono::seconds(10));
+    if (deliveries.empty()) {
+        out.detail = "no upstream admits a call now";
+        co_return out;
+    }
+    std::vector<std::string> accepted;
+    std::optional<BroadcastResult> refused;
+    std::optional<BroadcastResult> used;
+    std::string not_now;
+    for (auto& d : deliveries) {
+        const auto& a = d.attempt;
+        if (a.kind == upstream::Attempt::Kind::answered && a.reply) {
+            if (!a.reply->is_error()) {
+                accepted.push_back(d.upstream);
+                continue;
+            }
+            const auto verdict =
+                upstream::classify_write_refusal(a.reply->error.code, a.reply->error.message);
+            const std::string detail =
+                fmt::format("{}: {} ({})", d.upstream, a.reply->error.message.substr(0, 300),
+                            a.reply->error.code);
+            switch (verdict) {
+                case upstream::WriteVerdict::accepted: accepted.push_back(d.upstream); break;
+                case upstream::WriteVerdict::nonce_too_low:
+                    used = BroadcastResult{Broadcast::nonce_used, a.reply, detail, d.upstream};
+                    break;
+                case upstream::WriteVerdict::refused:
+                    refused = BroadcastResult{Broadcast::refused, a.reply, detail, d.upstream};
+                    break;
+                case upstream::WriteVerdict::retry_later:
+                    not_now += (not_now.empty() ? "" : "; ") + detail;
+                    break;
+            }
+            continue;
+        }
+        not_now += fmt::format("{}{}: {}", not_now.empty() ? "" : "; ", d.upstream, a.detail);
+    }
+    if (!accepted.empty()) {
+        out.verdict = Broadcast::accepted;
+        out.upstream = fmt::format("{}", fmt::join(accepted, ","));
+        out.detail = "accepted by " + out.upstream;
+        co_return out;
+    }
+    if (used) co_return std::move(*used);
+    if (refused) co_return std::move(*refused);
+    out.detail = not_now;
+    co_return out;
+}
+
+asio::awaitable<std::optional<json::value>> TxManager::receipt(const std::string& hash) {
+    json::value params = json::array{json::string(hash)};
+    upstream::Forwarded f = co_await pool_.forward("eth_getTransactionReceipt", std::move(params),
+                                                   false, Clock::now() + std::chrono::seconds(10));
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+        co_return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    if (ec) co_return std::nullopt;
+    co_return v;
+}
+
+asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
+    auto r = co_await receipt(e->rec.hash);
+    if (!r) co_return;  // cannot tell now: the next round asks again
+    if (r->is_object()) {
+        co_await track(e, pool_.head().value_or(0));
+        co_return;
+    }
+    co_await transition(
+        e, TxState::failed,
+        fmt::format("nonce {} of {} was used by another transaction", e->rec.nonce, e->rec.sender));
+}
+
+asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head) {
+    auto r = co_await receipt(e->rec.hash);
+    if (!r) co_return;
+    const json::object* receipt = r->if_object();
+    if (!receipt) {
+        // No receipt.
+        if (e->rec.state == TxState::confirming) {
+            co_await transition(
+                e, TxState::broadcasting,
+                fmt::format("block {} ({}) no longer holds it (a reorg): sending it again",
+                            e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?")),
+                false, std::nullopt, std::nullopt);
+            e->last_broadcast = {};
+        }
+        if (e->rec.state == TxState::broadcasting &&
+            Clock::now() - e->last_broadcast >= config_.writes.rebroadcast_after) {
+            {
+                std::lock_guard lock(mu_);
+                if (e->busy) co_return;
+                e->busy = true;
+            }
+            BroadcastResult b = co_await send(*e);
+            e->last_broadcast = Clock::now();
+            {
+                std::lock_guard lock(mu_);
+                e->busy = false;
+            }
+            if (b.verdict == Broadcast::accepted)
+                co_await transition(e, TxState::broadcasting, "sent again: " + b.detail, true);
+            else if (b.verdict == Broadcast::nonce_used)
+                co_await settle_used_nonce(e);
+            else if (b.verdict == Broadcast::refused)
+                co_await transition(e, TxState::failed, "refused when sent again: " + b.detail);
+        }
+        co_return;
+    }
+    const json::value* bn = receipt->if_contains("blockNumber");
+    const json::value* bh = receipt->if_contains("blockHash");
+    if (!bn || !bn->is_string() || !bh || !bh->is_string()) co_return;  // pending receipt
+    const auto number = [&]() -> std::optional<std::uint64_t> {
+        const auto bytes = eth::from_hex(bn->get_string().size() % 2
+                                             ? "0x0" + std::string(bn->get_string().subview(2))
+                                             : std::string(bn->get_string()));
+        if (!bytes || bytes->size() > 8) return std::nullopt;
+        std::uint64_t n = 0;
+        for (auto b : *bytes) n = n << 8 | b;
+        return n;
+    }();
+    if (!number) co_return;
+    const std::string block_hash(bh->get_string());
+    const bool success = receipt->contains("status") && receipt->at("status") == "0x1";
+    if (e->rec.state != TxState::confirming || e->rec.block_hash != block_hash) {
+        std::string why = fmt::format("mined in block {} ({})", *number, block_hash);
+        const bool ok =
+            co_await transition(e, TxState::confirming, std::move(why), false, block_hash, *number);
+        if (!ok) co_return;
+    }
+    head = std::max(head, *number);
+    const std::uint64_t confirmations = head - *number + 1;
+    if (confirmations < config_.writes.confirmations) co_return;
+    if (success)
+        co_await transition(e, TxState::completed,
+                            fmt::format("mined in block {} ({}), {} confirmation(s)", *number,
+                                        block_hash, confirmations),
+                            false, block_hash, *number);
+    else
+        co_await transition(
+            e, TxState::failed,
+            fmt::format("reverted in block {} ({}): mined, its nonce is used", *number, block_hash),
+            false, block_hash, *number);
+}
+
+asio::awaitable<void> TxManager::dispatch_round() {
+    if (metrics_) metrics_->set_transactions_held(config_.name, static_cast<double>(held()));
+    if (!pool_.ready()) co_return;
+    // A snapshot: per sender, its transactions in nonce order.
+    std::vector<std::vector<std::shared_ptr<Entry>>> senders;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [sender, nonces] : by_sender_) {
+            auto& list = senders.emplace_back();
+            for (const auto& [nonce, hashes] : nonces)
+                for (const auto& h : hashes)
+                    if (auto it = by_hash_.find(h); it != by_hash_.end())
+                        list.push_back(it->second);
+        }
+    }
+    const std::uint64_t head = pool_.head().value_or(0);
+    for (auto& list : senders) {
+        for (auto& e : list) {
+            if (stopped_) co_return;
+            if (e->rec.state != TxState::queued) {
+                if (e->rec.state == TxState::broadcasting || e->rec.state == TxState::confirming)
+                    co_await track(e, head);
+                continue;
+            }
+            {
+                std::lock_guard lock(mu_);
+                if (e->busy) break;  // a client's call is sending it; later nonces wait
+                e->busy = true;
+            }
+            BroadcastResult b = co_await send(*e);
+            e->last_broadcast = Clock::now();
+            {
+                std::lock_guard lock(mu_);
+                e->busy = false;
+            }
+            bool go_on = true;
+            switch (b.verdict) {
+                case Broadcast::accepted:
+                    go_on = co_await transition(e, TxState::broadcasting, b.detail, true);
+                    break;
+                case Broadcast::refused:
+                    co_await transition(e, TxState::failed, "refused: " + b.detail);
+                    break;
+                case Broadcast::nonce_used: co_await settle_used_nonce(e); break;
+                case Broadcast::not_now: {
+                    std::lock_guard lock(mu_);
+                    e->rec.reason = "waiting for a node: " + b.detail;
+                    go_on = false;
+                    break;
+                }
+            }
+            if (!go_on) break;  // later nonces of this sender wait for this one
+        }
+    }
+}
+
+asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
+    SubmitResult out;
+    const json::array* a = params.if_array();
+    const json::string* text = a && a->size() == 1 ? a->at(0).if_string() : nullptr;
+    if (!text) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params,
+                                "eth_sendRawTransaction takes one parameter: the signed "
+                                "transaction as 0x-prefixed hex");
+        co_return out;
+    }
+    auto raw = eth::from_hex(*text);
+    if (!raw || raw->empty()) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params,
+                                "invalid transaction: not 0x-prefixed hex of even length");
+        co_return out;
+    }
+    auto e = std::make_shared<Entry>();
+    try {
+        e->tx = eth::decode_transaction(*raw);
+    } catch (const std::exception& ex) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
+        co_return out;
+    }
+    if (!e->tx.chain_id) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params,
+                                "only replay-protected (EIP-155) transactions are accepted: sign "
+                                "it with chain id " +
+                                    std::to_string(config_.chain_id));
+        co_return out;
+    }
+    if (*e->tx.chain_id != config_.chain_id) {
+        out.reply = error_reply(
+            jsonrpc::ErrorCode::invalid_params,
+            fmt::format("invalid transaction: it is signed for chain id {}, but chain {} has id "
+                        "{}; sign it for {} or send it to that chain's endpoint",
+                        *e->tx.chain_id, config_.name, config_.chain_id, config_.chain_id));
+        co_return out;
+    }
+    if (!loaded_) {
+        out.store_failed = true;
+        const std::string why = journal_.failure();
+        out.reply = error_reply(
+            jsonrpc::ErrorCode::resource_unavailable,
+            fmt::format("the transaction journal is not available{}{}: the transaction was not "
+                        "accepted; send it again later",
+                        why.empty() ? "" : ": ", why));
+        co_return out;
+    }
+
+    const std::int64_t now = unix_ms();
+    auto& rec = e->rec;
+    rec.hash = eth::to_hex(e->tx.hash);
+    rec.chain = config_.name;
+    rec.chain_id = config_.chain_id;
+    rec.sender = eth::to_hex(e->tx.sender);
+    rec.nonce = e->tx.nonce;
+    rec.raw = std::move(*raw);
+    rec.state = TxState::queued;
+    rec.reason = "received";
+    rec.created_ms = rec.updated_ms = now;
+    const std::string hash_json = quoted(rec.hash);
+
+    // Reserve its place, or find it there already.
+    std::vector<std::shared_ptr<Entry>> replaced;
+    {
+        std::lock_guard lock(mu_);
+        if (auto it = by_hash_.find(rec.hash); it != by_hash_.end()) {
+            out.reply = result_reply(hash_json);  // the same bytes again: one entry
+            out.queued = it->second->rec.state == TxState::queued;
+            co_return out;
+        }
+        std::size_t of_sender = 0;
+        if (auto s = by_sender_.find(rec.sender); s != by_sender_.end()) {
+            for (const auto& [nonce, hashes] : s->second) {
+                of_sender += hashes.size();
+                if (nonce != rec.nonce) continue;
+                for (const auto& h : hashes) {
+                    auto& other = by_hash_.at(h);
+                    // One that no node ever took is replaced: never two of one nonce sent.
+                    if (other->rec.state == TxState::queued && !other->busy)
+                        replaced.push_back(other);
+                }
+            }
+        }
+        if (of_sender - replaced.size() >= config_.writes.max_queued_per_sender) {
+            out.reply = error_reply(
+                jsonrpc::ErrorCode::limit_exceeded,
+                fmt::format("sender {} has {} unfinished transactions in the gateway "
+                            "(writes.max_queued_per_sender {}): wait for some to be mined",
+                            rec.sender, of_sender, config_.writes.max_queued_per_sender));
+            co_return out;
+        }
+        if (by_hash_.size() >= config_.writes.max_queued) {
+            out.reply = error_reply(
+                jsonrpc::ErrorCode::limit_exceeded,
+                fmt::format("chain {} holds {} unfinished transactions (writes.max_queued): "
+                            "wait for some to be mined",
+                            config_.name, by_hash_.size()));
+            co_return out;
+        }
+        for (auto& r : replaced) r->busy = true;  // nobody sends them now
+        e->busy = true;
+        by_hash_[rec.hash] = e;
+        by_sender_[rec.sender][rec.nonce].insert(rec.hash);
+    }
+
+    // Journal first: the client hears of the transaction only once it is on disk.
+    bool inserted = false;
+    store::TxRecord existing;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            std::tie(existing, inserted) = j.insert(rec);
+            if (!inserted &&
+                (existing.state == TxState::failed || existing.state == TxState::dead_letter)) {
+                j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
+                existing.state = TxState::queued;
+                existing.reason = "sent again by a client";
+                inserted = true;
+            }
+            for (auto& r : replaced)
+                j.update(store::TxUpdate{r->rec.hash, TxState::failed,
+                                         "replaced by " + rec.hash + " before any node took it",
+                                         now});
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& ex) {
+        std::lock_guard lock(mu_);
+        forget(rec.hash);
+        for (auto& r : replaced) r->busy = false;
+        out.store_failed = true;
+        out.reply = error_reply(
+            jsonrpc::ErrorCode::resource_unavailable,
+            fmt::format("the transaction journal cannot be written ({}): the transaction was not "
+                        "accepted; send it again later",
+                        ex.what()));
+        co_return out;
+    }
+    {
+        std::lock_guard lock(mu_);
+        for (auto& r : replaced) {
+            spdlog::info("chain {}: transaction {} replaced by {} before any node took it",
+                         config_.name, r->rec.hash, rec.hash);
+            forget(r->rec.hash);
+        }
+        if (!inserted) {
+            // Known and finished already (mined): the same bytes again change nothing.
+            forget(rec.hash);
+            out.reply = result_reply(hash_json);
+            co_return out;
+        }
+    }
+    if (metrics_) metrics_->count_transaction(config_.name, "QUEUED");
+
+    bool wait;
+    {
+        std::lock_guard lock(mu_);
+        wait = earlier_queued(*e) || !pool_.ready();
+        if (wait) e->busy = false;
+    }
+    if (wait) {
+        wake();
+        out.reply = result_reply(hash_json);
+        out.queued = true;
+        co_return out;
+    }
+
+    BroadcastResult b = co_await send(*e);
+    e->last_broadcast = Clock::now();
+    {
+        std::lock_guard lock(mu_);
+        e->busy = false;
+    }
+    switch (b.verdict) {
+        case Broadcast::accepted:
+            co_await transition(e, TxState::broadcasting, b.detail, true);
+            out.reply = result_reply(hash_json);
+            out.upstream = b.upstream;
+            break;
+        case Broadcast::refused:
+            co_await transition(e, TxState::failed, "refused: " + b.detail);
+            out.reply = std::move(b.node_reply);
+            out.upstream = b.upstream;
+            break;
+        case Broadcast::nonce_used:
+            co_await settle_used_nonce(e);
+            out.upstream = b.upstream;
+            if (e->rec.state == TxState::confirming || e->rec.state == TxState::completed)
+                out.reply = result_reply(hash_json);
+            else
+                out.reply = std::move(b.node_reply);
+            break;
+        case Broadcast::not_now: {
+            {
+                std::lock_guard lock(mu_);
+                e->rec.reason = "waiting for a node: " + b.detail;
+            }
+            wake();
+            out.reply = result_reply(hash_json);
+            out.queued = true;
+            break;
+        }
+    }
+    co_return out;
+}
+
+std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) const {
+    std::string key(sender);
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::lock_guard lock(mu_);
+    auto s = by_sender_.find(key);
+    if (s == by_sender_.end()) return std::nullopt;
+    std::optional<std::uint64_t> next;
+    for (const auto& [nonce, hashes] : s->second)
+        for (const auto& h : hashes) {
+            auto it = by_hash_.find(h);
+            if (it == by_hash_.end()) continue;
+            const TxState st = it->second->rec.state;
+            if (st == TxState::queued || st == TxState::broadcasting) next = nonce + 1;
+        }
+    return next;
+}
+
+std::optional<std::string> TxManager::pending_transaction_json(std::string_view hash) const {
+    std::string key(hash);
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::lock_guard lock(mu_);
+    auto it = by_hash_.find(key);
+    if (it == by_hash_.end()) return std::nullopt;
+    const TxState st = it->second->rec.state;
+    if (st != TxState::queued && st != TxState::broadcasting) return std::nullopt;
+    return json::serialize(eth::to_rpc_json(it->second->tx));
+}
+
+json::object record_json(const store::TxRecord& r, const std::vector<store::TxEvent>* history) {
+    json::object o{
+        {"hash", r.hash},
+        {"chain", r.chain},
+        {"chainId", eth::to_quantity(r.chain_id)},
+        {"from", r.sender},
+        {"nonce", eth::to_quantity(r.nonce)},
+        {"state", store::to_string(r.state)},
+        {"reason", r.reason},
+        {"createdAt", iso_time(r.created_ms)},
+        {"updatedAt", iso_time(r.updated_ms)},
+        {"broadcasts", r.broadcasts},
+    };
+    o["blockHash"] = r.block_hash ? json::value(*r.block_hash) : json::value(nullptr);
+    o["blockNumber"] =
+        r.block_number ? json::value(eth::to_quantity(*r.block_number)) : json::value(nullptr);
+    if (history) {
+        json::array h;
+        for (const auto& ev : *history)
+            h.push_back(json::object{{"state", store::to_string(ev.state)},
+                                     {"reason", ev.reason},
+                                     {"at", iso_time(ev.at_ms)}});
+        o["history"] = std::move(h);
+    }
+    return o;
+}
+
+asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params) {
+    const auto hash = hash_param(params);
+    if (!hash)
+        co_return error_reply(jsonrpc::ErrorCode::invalid_params,
+                              "gateway_getTransaction takes one parameter: a transaction hash "
+                              "(0x and 64 hex digits)");
+    std::optional<store::TxRecord> rec;
+    std::vector<store::TxEvent> history;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            rec = j.find(*hash);
+            if (rec) history = j.history(*hash);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& ex) {
+        co_return error_reply(jsonrpc::ErrorCode::resource_unavailable,
+                              fmt::format("the transaction journal cannot be read: {}", ex.what()));
+    }
+    if (!rec || rec->chain != config_.name) co_return result_reply("null");
+    {
+        // The live reason (e.g. why it still waits) is fresher than the journal's.
+        std::lock_guard lock(mu_);
+        if (auto it = by_hash_.find(*hash); it != by_hash_.end())
+            rec->reason = it->second->rec.reason;
+    }
+    co_return result_reply(json::serialize(record_json(*rec, &history)));
+}
+
+}  // namespace gateway::txm
