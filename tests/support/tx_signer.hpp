@@ -1,0 +1,35 @@
+#pragma once
+// Signs transactions for tests (the gateway itself never holds keys yet): legacy EIP-155
+// transfers, built with the gateway's RLP encoder and signed with libsecp256k1.
+
+#include "gateway/eth/hex.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace gateway::test {
+
+struct TxParams {
+    std::uint64_t chain_id = 31337;
+    std::uint64_t nonce = 0;
+    std::uint64_t gas_price = 2'000'000'000;
+    std::uint64_t gas = 21'000;
+    std::string to = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+    std::uint64_t value = 1;
+    bool high_s =
+        false;  ///< use the other valid form of the signature, (r, n - s): EIP-2 forbids it
+};
+
+/// A signed raw transaction as 0x-hex. `private_key` is 0x and 64 hex digits.
+std::string sign_legacy(const std::string& private_key, const TxParams& params);
+
+/// The address of a private key, 0x-prefixed lowercase.
+std::string address_of(const std::string& private_key);
+
+/// anvil's first two dev accounts.
+inline const std::string kKey0 =
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+inline const std::string kKey1 =
+    "0x59c6995e998f97a5a0044966f0945389dc9c25e5d4d4ae8eb2d4e1b8b6dbe5b0";
+
+}  // namespace gateway::test

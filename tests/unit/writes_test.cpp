@@ -1,0 +1,623 @@
+// Durable writes in-process: the journal (SQLite, group commit, replay after a crash at every
+// step) and the raw transaction manager in front of a simulated chain (accept, refuse, mine,
+// reorg, outage), stale reads.
+
+#include "gateway/eth/transaction.hpp"
+#include "gateway/store/journal_service.hpp"
+#include "gateway/store/store.hpp"
+#include "support/gateway_fixture.hpp"
+#include "support/tx_signer.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/serialize.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+namespace json = boost::json;
+using store::TxState;
+using test::FakeReply;
+using test::FakeUpstream;
+using test::GatewayTest;
+using test::http_get;
+
+// ---------------------------------------------------------------------------------------------
+// The journal.
+
+store::TxRecord record(const std::string& hash, std::uint64_t nonce,
+                       TxState state = TxState::queued) {
+    store::TxRecord r;
+    r.hash = hash;
+    r.chain = "devnet";
+    r.chain_id = 31337;
+    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    r.nonce = nonce;
+    r.raw = {0x02, 0xf8, 0x01};
+    r.state = state;
+    r.reason = "received";
+    r.created_ms = r.updated_ms = 1000 + static_cast<std::int64_t>(nonce);
+    return r;
+}
+
+TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
+    const std::string dir = test::make_temp_dir("journal-test");
+    auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
+    EXPECT_EQ(s->schema_version(), 2);
+    auto [a, inserted] = s->insert(record("0xaa", 1));
+    EXPECT_TRUE(inserted);
+    EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
+    s->insert(record("0xbb", 0));
+    EXPECT_TRUE(
+        s->update(store::TxUpdate{"0xbb", TxState::broadcasting, "accepted by node-0", 2000, 1u}));
+    EXPECT_FALSE(s->update(store::TxUpdate{"0xcc", TxState::failed, "x", 2000}));
+    store::TxUpdate mined{"0xbb", TxState::completed, "mined", 3000};
+    mined.set_block = true;
+    mined.block_hash = "0xb10c";
+    mined.block_number = 7;
+    s->update(mined);
+
+    const auto bb = s->find("0xbb");
+    ASSERT_TRUE(bb);
+    EXPECT_EQ(bb->state, TxState::completed);
+    EXPECT_EQ(bb->broadcasts, 1u);
+    EXPECT_EQ(bb->block_hash, "0xb10c");
+    EXPECT_EQ(bb->block_number, 7u);
+    EXPECT_EQ(bb->raw, (std::vector<std::uint8_t>{0x02, 0xf8, 0x01}));
+    const auto h = s->history("0xbb");
+    ASSERT_EQ(h.size(), 3u);
+    EXPECT_EQ(h[0].state, TxState::queued);
+    EXPECT_EQ(h[1].state, TxState::broadcasting);
+    EXPECT_EQ(h[1].reason, "accepted by node-0");
+    EXPECT_EQ(h[2].state, TxState::completed);
+
+    const auto open = s->unfinished();
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].hash, "0xaa");
+    EXPECT_EQ(s->list(std::nullopt, 10).size(), 2u);
+    EXPECT_EQ(s->list(TxState::completed, 10).size(), 1u);
+    EXPECT_EQ(s->list(TxState::failed, 10).size(), 0u);
+}
+
+TEST(Journal, StateNamesRoundTrip) {
+    for (TxState st : {TxState::queued, TxState::broadcasting, TxState::confirming,
+                       TxState::completed, TxState::failed, TxState::dead_letter})
+        EXPECT_EQ(store::parse_tx_state(store::to_string(st)), st);
+    EXPECT_FALSE(store::parse_tx_state("queued"));
+    EXPECT_TRUE(store::is_final(TxState::failed));
+    EXPECT_FALSE(store::is_final(TxState::confirming));
+}
+
+// A process that journals a transaction's life up to `steps` steps and is killed (SIGKILL, no
+// clean-up) mid-way through the next one; the journal must hold exactly the steps committed.
+TEST(Journal, ReplayAfterACrashAtEveryStep) {
+    const std::vector<TxState> life = {TxState::queued, TxState::broadcasting, TxState::confirming,
+                                       TxState::completed};
+    for (std::size_t steps = 1; steps <= life.size(); ++steps) {
+        SCOPED_TRACE(steps);
+        const std::string dir = test::make_temp_dir("journal-crash");
+        const std::string path = dir + "/j.db";
+        const pid_t child = fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            store::JournalService service([&] {
+                return std::unique_ptr<store::Journal>(
+                    store::open_store(config::StoreConfig{"sqlite", path}));
+            });
+            service.run_blocking([&](store::Journal& j) { j.insert(record("0xaa", 0)); });
+            for (std::size_t i = 1; i < steps; ++i)
+                service.run_blocking([&](store::Journal& j) {
+                    j.update(store::TxUpdate{"0xaa", life[i], "step", 2000});
+                });
+            // The next step starts and the process dies inside its transaction.
+            try {
+                service.run_blocking([&](store::Journal& j) {
+                    j.insert(record("0xbb", 1));
+                    ::kill(::getpid(), SIGKILL);
+                    std::this_thread::sleep_for(10s);
+                });
+            } catch (...) {
+            }
+            ::_exit(3);  // not reached
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        ASSERT_TRUE(WIFSIGNALED(status));
+        EXPECT_EQ(WTERMSIG(status), SIGKILL);
+
+        auto s = store::open_store(config::StoreConfig{"sqlite", path});
+        const auto aa = s->find("0xaa");
+        ASSERT_TRUE(aa) << "a committed transaction survives";
+        EXPECT_EQ(aa->state, life[steps - 1]);
+        EXPECT_EQ(s->history("0xaa").size(), steps);
+        EXPECT_FALSE(s->find("0xbb")) << "the interrupted step left nothing behind";
+        EXPECT_EQ(s->unfinished().size(), store::is_final(life[steps - 1]) ? 0u : 1u);
+    }
+}
+
+TEST(JournalService, ConcurrentCallersShareCommits) {
+    const std::string dir = test::make_temp_dir("journal-group");
+    store::JournalService service([&] {
+        return std::unique_ptr<store::Journal>(
+            store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
+    });
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 8; ++t)
+        callers.emplace_back([&, t] {
+            for (int i = 0; i < 25; ++i)
+                service.run_blocking([&](store::Journal& j) {
+                    j.insert(record(fmt::format("0x{:02x}{:02x}", t, i),
+                                    static_cast<std::uint64_t>(t * 100 + i)));
+                });
+        });
+    for (auto& c : callers) c.join();
+    EXPECT_EQ(service.operations(), 200u);
+    EXPECT_LT(service.commits(), service.operations()) << "no group commit happened";
+    std::size_t count = 0;
+    service.run_blocking([&](store::Journal& j) { count = j.unfinished().size(); });
+    EXPECT_EQ(count, 200u);
+}
+
+TEST(JournalService, OneFailingOperationDoesNotUndoTheOthers) {
+    const std::string dir = test::make_temp_dir("journal-savepoint");
+    store::JournalService service([&] {
+        return std::unique_ptr<store::Journal>(
+            store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
+    });
+    service.run_blocking([&](store::Journal& j) { j.insert(record("0xaa", 0)); });
+    EXPECT_THROW(service.run_blocking([&](store::Journal& j) {
+        j.insert(record("0xbb", 1));
+        throw std::runtime_error("the caller's own failure");
+    }),
+                 std::runtime_error);
+    std::optional<store::TxRecord> aa, bb;
+    service.run_blocking([&](store::Journal& j) {
+        aa = j.find("0xaa");
+        bb = j.find("0xbb");
+    });
+    EXPECT_TRUE(aa);
+    EXPECT_FALSE(bb) << "a failed operation is rolled back";
+}
+
+TEST(JournalService, AnUnusableStoreFailsClearlyAndIsUsedOnceItOpens) {
+    const std::string dir = test::make_temp_dir("journal-unusable");
+    test::write_file(dir + "/data", "a file where the folder should be");
+    store::JournalService service([&] {
+        return std::unique_ptr<store::Journal>(
+            store::open_store(config::StoreConfig{"sqlite", dir + "/data/j.db"}));
+    });
+    try {
+        service.run_blocking([](store::Journal&) {});
+        FAIL() << "no error";
+    } catch (const store::StoreError& e) {
+        EXPECT_THAT(e.what(), HasSubstr(dir + "/data/j.db"));
+    }
+    EXPECT_THAT(service.failure(), HasSubstr("cannot create the folder"));
+    std::filesystem::remove(dir + "/data");
+    std::this_thread::sleep_for(1100ms);  // it tries to open again at most once a second
+    EXPECT_NO_THROW(service.run_blocking([](store::Journal& j) { j.insert(record("0xaa", 0)); }));
+    EXPECT_EQ(service.failure(), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transaction manager against a simulated chain.
+
+const std::string kSender0 = test::address_of(test::kKey0);
+const std::string kSender1 = test::address_of(test::kKey1);
+
+std::string hash_of(const std::string& raw) {
+    return eth::to_hex(eth::decode_transaction(*eth::from_hex(raw)).hash);
+}
+
+// A node with a mempool and blocks. Thread-safe.
+class Chain {
+public:
+    Chain() {
+        node_ = std::make_unique<FakeUpstream>(
+            31337, [this](const std::string& m, const json::value& req) { return answer(m, req); });
+    }
+    std::string url() const { return node_->url(); }
+    FakeUpstream& node() { return *node_; }
+
+    /// What eth_sendRawTransaction answers instead of accepting (an error message), or "".
+    void refuse_with(std::string message) {
+        std::lock_guard lock(mu_);
+        refusal_ = std::move(message);
+    }
+    /// Every call fails with HTTP 503 (the node is gone) or works again.
+    void set_down(bool down) {
+        std::lock_guard lock(mu_);
+        down_ = down;
+    }
+    /// Mines the mempool into a new block; returns its number.
+    std::uint64_t mine() {
+        std::lock_guard lock(mu_);
+        ++head_;
+        for (auto& h : mempool_) mined_[h] = head_;
+        mempool_.clear();
+        return head_;
+    }
+    /// The last block goes away (a reorg); its transactions return to nobody's pool.
+    void drop_last_block() {
+        std::lock_guard lock(mu_);
+        std::erase_if(mined_, [&](const auto& m) { return m.second == head_; });
+        --head_;
+    }
+    /// The order in which transactions were accepted, as (sender, nonce).
+    std::vector<std::pair<std::string, std::uint64_t>> accepted() const {
+        std::lock_guard lock(mu_);
+        return accepted_;
+    }
+    std::size_t broadcasts() const {
+        std::lock_guard lock(mu_);
+        return broadcasts_;
+    }
+
+private:
+    std::optional<FakeReply> answer(const std::string& m, const json::value& req) {
+        std::lock_guard lock(mu_);
+        if (down_) return FakeReply::http(503, "down");
+        if (m == "eth_blockNumber") return FakeReply::ok(fmt::format("\"0x{:x}\"", head_));
+        if (m == "eth_sendRawTransaction") {
+            ++broadcasts_;
+            if (!refusal_.empty()) return FakeReply::rpc_error(-32000, refusal_);
+            const auto tx =
+                eth::decode_transaction(*eth::from_hex(req.at("params").at(0).as_string()));
+            const std::string h = eth::to_hex(tx.hash);
+            if (!mined_.count(h) &&
+                std::find(mempool_.begin(), mempool_.end(), h) == mempool_.end()) {
+                mempool_.push_back(h);
+                accepted_.emplace_back(eth::to_hex(tx.sender), tx.nonce);
+            }
+            return FakeReply::ok("\"" + h + "\"");
+        }
+        if (m == "eth_getTransactionReceipt") {
+            const std::string h(req.at("params").at(0).as_string());
+            auto it = mined_.find(h);
+            if (it == mined_.end()) return FakeReply::ok("null");
+            return FakeReply::ok(fmt::format(
+                R"({{"transactionHash":"{}","blockNumber":"0x{:x}","blockHash":"0x{:064x}","status":"0x1"}})",
+                h, it->second, it->second * 1000 + generation_));
+        }
+        if (m == "eth_getBalance") return FakeReply::ok("\"0x64\"");
+        if (m == "eth_getTransactionCount") return FakeReply::ok("\"0x0\"");
+        if (m == "eth_getTransactionByHash") return FakeReply::ok("null");
+        return std::nullopt;
+    }
+
+    mutable std::mutex mu_;
+    std::unique_ptr<FakeUpstream> node_;
+    std::string refusal_;
+    bool down_ = false;
+    std::uint64_t head_ = 16;
+    std::uint64_t generation_ = 0;
+    std::vector<std::string> mempool_;
+    std::map<std::string, std::uint64_t> mined_;
+    std::vector<std::pair<std::string, std::uint64_t>> accepted_;
+    std::size_t broadcasts_ = 0;
+};
+
+class WritesTest : public GatewayTest {
+protected:
+    void start_on(Chain& chain, std::function<void(config::Config&)> tweak = {}) {
+        start({chain.url()}, [&](config::Config& c) {
+            c.chains[0].writes.poll_interval = 20ms;
+            c.chains[0].writes.confirmations = 2;
+            if (tweak) tweak(c);
+            store_path = c.store.path;
+        });
+    }
+    test::HttpReply send(const std::string& raw) {
+        return post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[")" +
+                    raw + R"("]})");
+    }
+    json::value tx(const std::string& hash) {
+        return json::parse(
+                   post(R"({"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":[")" +
+                        hash + R"("]})")
+                       .body)
+            .at("result");
+    }
+    std::string state_of(const std::string& hash) {
+        const json::value v = tx(hash);
+        return v.is_null() ? "unknown" : std::string(v.at("state").as_string());
+    }
+    bool wait_tx_state(const std::string& hash, const std::string& state,
+                       std::chrono::milliseconds timeout = 5s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (state_of(hash) == state) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+    std::size_t journaled() {
+        return json::parse(http_get(admin_port(), "/admin/transactions").body)
+            .at("transactions")
+            .as_array()
+            .size();
+    }
+    std::string store_path;
+};
+
+TEST_F(WritesTest, ATransactionGoesFromQueuedToCompletedAndBackOnAReorg) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string hash = hash_of(raw);
+    auto r = send(raw);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(json::parse(r.body).at("result"), hash.c_str());
+    EXPECT_EQ(r.headers.count("x-gateway-queued"), 0u) << "a node took it at once";
+    EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
+    EXPECT_EQ(state_of(hash), "BROADCASTING");
+
+    const std::uint64_t block = chain.mine();
+    ASSERT_TRUE(wait_tx_state(hash, "CONFIRMING"));
+    EXPECT_EQ(tx(hash).at("blockNumber"), fmt::format("0x{:x}", block).c_str());
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(state_of(hash), "CONFIRMING") << "one confirmation of two";
+
+    // A reorg takes the block away: back to BROADCASTING, sent again, mined again.
+    chain.drop_last_block();
+    ASSERT_TRUE(wait_tx_state(hash, "BROADCASTING"));
+    bool told = false;
+    const json::value after_reorg = tx(hash);
+    for (const auto& h : after_reorg.at("history").as_array())
+        told = told || std::string(h.at("reason").as_string()).find("reorg") != std::string::npos;
+    EXPECT_TRUE(told) << json::serialize(after_reorg);
+    chain.mine();
+    ASSERT_TRUE(wait_tx_state(hash, "CONFIRMING"));
+    chain.mine();
+    ASSERT_TRUE(wait_tx_state(hash, "COMPLETED"));
+    const json::value v = tx(hash);
+    EXPECT_EQ(v.at("from"), kSender0.c_str());
+    EXPECT_EQ(v.at("nonce"), "0x0");
+    std::vector<std::string> states;
+    for (const auto& h : v.at("history").as_array()) states.emplace_back(h.at("state").as_string());
+    // Sent, mined, dropped by the reorg, sent again, mined again, confirmed.
+    EXPECT_EQ(states,
+              (std::vector<std::string>{"QUEUED", "BROADCASTING", "CONFIRMING", "BROADCASTING",
+                                        "BROADCASTING", "CONFIRMING", "COMPLETED"}));
+    EXPECT_GE(chain.broadcasts(), 2u) << "sent again after the reorg";
+    EXPECT_THAT(http_metrics(),
+                HasSubstr(R"(gateway_transactions_total{chain="devnet",state="COMPLETED"} 1)"));
+    // Admin views.
+    const json::value one = json::parse(http_get(admin_port(), "/admin/transactions/" + hash).body);
+    EXPECT_EQ(one.at("state"), "COMPLETED");
+    EXPECT_EQ(json::parse(http_get(admin_port(), "/admin/transactions?state=COMPLETED").body)
+                  .at("transactions")
+                  .as_array()
+                  .size(),
+              1u);
+    EXPECT_EQ(http_get(admin_port(), "/admin/transactions?state=bogus").status, 400u);
+    EXPECT_EQ(http_get(admin_port(), "/admin/transactions/0x1234").status, 404u);
+}
+
+TEST_F(WritesTest, ANodesRefusalGoesBackAsItCameAndTheJournalSaysWhy) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    chain.refuse_with("insufficient funds for gas * price + value");
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    auto r = send(raw);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(json::parse(r.body).at("error").at("message"),
+              "insufficient funds for gas * price + value");
+    EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32000);
+    EXPECT_EQ(state_of(hash_of(raw)), "FAILED");
+    EXPECT_THAT(std::string(tx(hash_of(raw)).at("reason").as_string()),
+                HasSubstr("insufficient funds"));
+
+    // "already known" is as good as accepted.
+    chain.refuse_with("already known");
+    const std::string known = test::sign_legacy(test::kKey1, {.nonce = 0});
+    r = send(known);
+    EXPECT_EQ(json::parse(r.body).at("result"), hash_of(known).c_str());
+    EXPECT_EQ(state_of(hash_of(known)), "BROADCASTING");
+
+    // "nonce too low" and no receipt for our hash: another transaction used the nonce.
+    chain.refuse_with("nonce too low: next nonce 5, tx nonce 1");
+    const std::string low = test::sign_legacy(test::kKey1, {.nonce = 1});
+    r = send(low);
+    EXPECT_THAT(std::string(json::parse(r.body).at("error").at("message").as_string()),
+                HasSubstr("nonce too low"));
+    EXPECT_EQ(state_of(hash_of(low)), "FAILED");
+    EXPECT_THAT(std::string(tx(hash_of(low)).at("reason").as_string()),
+                HasSubstr("used by another transaction"));
+}
+
+TEST_F(WritesTest, WithEveryNodeDownTransactionsQueueAndGoOutInNonceOrder) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+
+    // Out of order on purpose, and two senders.
+    std::vector<std::string> hashes;
+    for (std::uint64_t nonce : {2, 0, 1}) {
+        const std::string raw = test::sign_legacy(test::kKey0, {.nonce = nonce});
+        auto r = send(raw);
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(r.header("x-gateway-queued"), "true");
+        EXPECT_EQ(json::parse(r.body).at("result"), hash_of(raw).c_str());
+        hashes.push_back(hash_of(raw));
+    }
+    const std::string other = test::sign_legacy(test::kKey1, {.nonce = 0});
+    EXPECT_EQ(send(other).header("x-gateway-queued"), "true");
+    hashes.push_back(hash_of(other));
+    for (const auto& h : hashes) EXPECT_EQ(state_of(h), "QUEUED");
+
+    // What the gateway holds shows in pending nonces and lookups by hash.
+    auto count = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getTransactionCount","params":[")" +
+                      kSender0 + R"(","pending"]})");
+    EXPECT_EQ(json::parse(count.body).at("result"), "0x3");
+    auto byhash = json::parse(
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":[")" +
+             hashes[0] + R"("]})")
+            .body);
+    EXPECT_EQ(byhash.at("result").at("hash"), hashes[0].c_str());
+    EXPECT_EQ(byhash.at("result").at("nonce"), "0x2");
+    EXPECT_TRUE(byhash.at("result").at("blockHash").is_null());
+    EXPECT_EQ(chain.broadcasts(), 0u);
+
+    chain.set_down(false);
+    for (const auto& h : hashes) ASSERT_TRUE(wait_tx_state(h, "BROADCASTING")) << h;
+    std::vector<std::uint64_t> order;
+    for (const auto& [sender, nonce] : chain.accepted())
+        if (sender == kSender0) order.push_back(nonce);
+    EXPECT_EQ(order, (std::vector<std::uint64_t>{0, 1, 2}));
+    chain.mine();
+    chain.mine();
+    for (const auto& h : hashes) EXPECT_TRUE(wait_tx_state(h, "COMPLETED")) << h;
+}
+
+TEST_F(WritesTest, TheSameBytesTwiceAreOneEntryAndAQueuedOneCanBeReplaced) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0, .value = 1});
+    EXPECT_EQ(json::parse(send(raw).body).at("result"), hash_of(raw).c_str());
+    EXPECT_EQ(json::parse(send(raw).body).at("result"), hash_of(raw).c_str());
+    EXPECT_EQ(journaled(), 1u);
+
+    // Another transaction for the same nonce while the first waits: it takes its place.
+    const std::string second = test::sign_legacy(test::kKey0, {.nonce = 0, .value = 2});
+    EXPECT_EQ(json::parse(send(second).body).at("result"), hash_of(second).c_str());
+    EXPECT_EQ(state_of(hash_of(raw)), "FAILED");
+    EXPECT_THAT(std::string(tx(hash_of(raw)).at("reason").as_string()),
+                HasSubstr("replaced by " + hash_of(second)));
+    chain.set_down(false);
+    ASSERT_TRUE(wait_tx_state(hash_of(second), "BROADCASTING"));
+    ASSERT_EQ(chain.accepted().size(), 1u) << "never two transactions of one nonce sent";
+}
+
+TEST_F(WritesTest, QueuesAreBounded) {
+    Chain chain;
+    start_on(chain, [](config::Config& c) { c.chains[0].writes.max_queued_per_sender = 2; });
+    wait_ready();
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    EXPECT_EQ(send(test::sign_legacy(test::kKey0, {.nonce = 0})).status, 200u);
+    EXPECT_EQ(send(test::sign_legacy(test::kKey0, {.nonce = 1})).status, 200u);
+    const std::string third = test::sign_legacy(test::kKey0, {.nonce = 2});
+    auto r = json::parse(send(third).body);
+    EXPECT_EQ(r.at("error").at("code"), -32005);
+    EXPECT_THAT(std::string(r.at("error").at("message").as_string()),
+                HasSubstr("max_queued_per_sender"));
+    EXPECT_EQ(state_of(hash_of(third)), "unknown") << "nothing kept that was refused";
+    EXPECT_EQ(json::parse(send(test::sign_legacy(test::kKey1, {.nonce = 0})).body).at("result"),
+              hash_of(test::sign_legacy(test::kKey1, {.nonce = 0})).c_str());
+}
+
+TEST_F(WritesTest, BadTransactionsAreRefusedAndNothingIsJournaled) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    auto error_of = [&](const std::string& raw) {
+        const json::value v = json::parse(send(raw).body);
+        EXPECT_EQ(v.at("error").at("code"), -32602) << raw;
+        return std::string(v.at("error").at("message").as_string());
+    };
+    EXPECT_THAT(error_of(test::sign_legacy(test::kKey0, {.chain_id = 1})),
+                HasSubstr("signed for chain id 1, but chain devnet has id 31337"));
+    EXPECT_THAT(error_of("0xf8ff00"), HasSubstr("invalid transaction"));
+    EXPECT_THAT(error_of("0x12zz"), HasSubstr("hex"));
+    EXPECT_THAT(error_of(test::sign_legacy(test::kKey0, {.high_s = true})),
+                HasSubstr("EIP-2 forbids"));
+    auto not_array = json::parse(
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":{}})").body);
+    EXPECT_EQ(not_array.at("error").at("code"), -32602);
+    EXPECT_EQ(journaled(), 0u);
+    EXPECT_EQ(chain.broadcasts(), 0u);
+}
+
+TEST_F(WritesTest, QueuedTransactionsCarryOnAfterARestart) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    std::vector<std::string> hashes;
+    for (std::uint64_t n = 0; n < 3; ++n) {
+        const std::string raw = test::sign_legacy(test::kKey0, {.nonce = n});
+        send(raw);
+        hashes.push_back(hash_of(raw));
+    }
+    gw->shutdown();
+    runner.join();
+    gw.reset();
+
+    chain.set_down(false);
+    const std::string path = store_path;
+    start({chain.url()}, [&](config::Config& c) {
+        c.store.path = path;
+        c.chains[0].writes.poll_interval = 20ms;
+    });
+    for (const auto& h : hashes) ASSERT_TRUE(wait_tx_state(h, "BROADCASTING")) << h;
+    std::vector<std::uint64_t> order;
+    for (const auto& [sender, nonce] : chain.accepted()) order.push_back(nonce);
+    EXPECT_EQ(order, (std::vector<std::uint64_t>{0, 1, 2}));
+    chain.mine();
+    for (const auto& h : hashes) EXPECT_TRUE(wait_tx_state(h, "COMPLETED")) << h;
+}
+
+TEST_F(WritesTest, AnUnusableJournalRefusesWritesAndReadsGoOn) {
+    Chain chain;
+    const std::string dir = test::make_temp_dir("writes-unusable");
+    test::write_file(dir + "/file", "x");
+    start_on(chain, [&](config::Config& c) { c.store.path = dir + "/file/gateway.db"; });
+    wait_ready();
+    auto r = send(test::sign_legacy(test::kKey0, {}));
+    EXPECT_EQ(r.status, 503u);
+    const json::value v = json::parse(r.body);
+    EXPECT_EQ(v.at("error").at("code"), -32002);
+    EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("journal"));
+    EXPECT_EQ(chain.broadcasts(), 0u) << "nothing is sent that is not kept";
+    auto read = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[")" + kSender0 +
+                     R"(","latest"]})");
+    EXPECT_EQ(read.status, 200u);
+    EXPECT_EQ(json::parse(read.body).at("result"), "0x64");
+}
+
+TEST_F(WritesTest, WhenNoNodeAnswersAReadTheLastAnswerIsServedMarkedStale) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    const std::string balance = R"({"jsonrpc":"2.0","id":7,"method":"eth_getBalance","params":[")" +
+                                kSender0 + R"(","latest"]})";
+    auto fresh = post(balance);
+    EXPECT_EQ(fresh.status, 200u);
+    EXPECT_EQ(fresh.headers.count("x-gateway-stale"), 0u);
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    std::this_thread::sleep_for(30ms);
+    auto stale = post(balance);
+    EXPECT_EQ(stale.status, 200u);
+    EXPECT_EQ(stale.body, R"({"jsonrpc":"2.0","id":7,"result":"0x64"})");
+    EXPECT_EQ(stale.header("x-gateway-stale"), "true");
+    EXPECT_GE(std::stol(stale.header("x-gateway-data-age-ms")), 30);
+    auto never = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[")" +
+                      kSender1 + R"(","latest"]})");
+    EXPECT_EQ(never.status, 503u);
+    EXPECT_EQ(never.headers.count("x-gateway-stale"), 0u);
+    EXPECT_THAT(http_metrics(), HasSubstr(R"(gateway_stale_answers_total{chain="devnet"} 1)"));
+}
+
+}  // namespace
+}  // namespace gateway
