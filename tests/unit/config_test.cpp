@@ -372,6 +372,42 @@ TEST(Config, LoadFileReportsAMissingFile) {
     EXPECT_EQ(load_config_file(dir + "/gw.yaml").chains[0].name, "devnet");
 }
 
+TEST(Config, WritesAndCacheKeys) {
+    const Config d = parse(kMinimal);
+    EXPECT_EQ(d.chains[0].writes.confirmations, 1u);
+    EXPECT_EQ(d.chains[0].writes.broadcast_fanout, 2u);
+    EXPECT_EQ(d.cache.max_entries, 10'000u);
+    const Config c = parse(R"(
+cache: {max_entries: 5, max_bytes: 1000, max_stale_ms: 60000}
+chains:
+  - name: devnet
+    chain_id: 31337
+    writes: {confirmations: 3, max_queued_per_sender: 4, max_queued: 40, poll_interval_ms: 250,
+             rebroadcast_after_ms: 9000, broadcast_fanout: 1}
+    upstreams:
+      - {id: node-a, url: "http://127.0.0.1:18545"}
+)");
+    const auto& w = c.chains[0].writes;
+    EXPECT_EQ(w.confirmations, 3u);
+    EXPECT_EQ(w.max_queued_per_sender, 4u);
+    EXPECT_EQ(w.max_queued, 40u);
+    EXPECT_EQ(w.poll_interval, std::chrono::milliseconds(250));
+    EXPECT_EQ(w.rebroadcast_after, std::chrono::milliseconds(9000));
+    EXPECT_EQ(w.broadcast_fanout, 1u);
+    EXPECT_EQ(c.cache.max_entries, 5u);
+    EXPECT_EQ(c.cache.max_bytes, 1000u);
+    EXPECT_EQ(c.cache.max_stale, std::chrono::milliseconds(60000));
+    EXPECT_THAT(error_of(R"(
+chains:
+  - name: devnet
+    chain_id: 1
+    writes: {confirmations: 0}
+    upstreams: [{id: a, url: "http://127.0.0.1:1"}]
+)"),
+                HasSubstr("chains[0].writes.confirmations: 0 is out of range"));
+    EXPECT_THAT(error_of("cache: {ttl: 1}\n" + kMinimal), HasSubstr("cache.ttl: unknown key"));
+}
+
 TEST(Config, TheShippedFilesAreValid) {
     // config/example.yaml shows every key; it must stay loadable as the code changes.
     const auto env = [](std::string_view name) -> std::optional<std::string> {
