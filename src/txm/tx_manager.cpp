@@ -30,7 +30,9 @@ struct TxManager::Entry {
     store::TxRecord rec;
     eth::Transaction tx;
     Clock::time_point last_broadcast{};
-    bool busy = false;  // being sent right now (by a client's call or the dispatcher)
+    bool busy = false;               // being sent right now (by a client's call or the dispatcher)
+    std::uint64_t checked_head = 0;  // the chain head at its last receipt check
+    Clock::time_point checked_at{};  // and when that was
 };
 
 namespace {
@@ -330,13 +332,26 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
         fmt::format("nonce {} of {} was used by another transaction", e->rec.nonce, e->rec.sender));
 }
 
+TxState TxManager::state_of(const Entry& e) const {
+    std::lock_guard lock(mu_);
+    return e.rec.state;
+}
+
 asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head) {
+    // A receipt changes with the chain: ask when the head moved, and now and then regardless
+    // (a reorg at the same height, a head that went back).
+    const auto now = Clock::now();
+    if (head && head == e->checked_head && now - e->checked_at < 5 * config_.writes.poll_interval &&
+        now - e->last_broadcast < config_.writes.rebroadcast_after)
+        co_return;
+    e->checked_head = head;
+    e->checked_at = now;
     auto r = co_await receipt(e->rec.hash);
     if (!r) co_return;
     const json::object* receipt = r->if_object();
     if (!receipt) {
         // No receipt.
-        if (e->rec.state == TxState::confirming) {
+        if (state_of(*e) == TxState::confirming) {
             co_await transition(
                 e, TxState::broadcasting,
                 fmt::format("block {} ({}) no longer holds it (a reorg): sending it again",
@@ -344,7 +359,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
                 false, std::nullopt, std::nullopt);
             e->last_broadcast = {};
         }
-        if (e->rec.state == TxState::broadcasting &&
+        if (state_of(*e) == TxState::broadcasting &&
             Clock::now() - e->last_broadcast >= config_.writes.rebroadcast_after) {
             {
                 std::lock_guard lock(mu_);
@@ -381,7 +396,12 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     if (!number) co_return;
     const std::string block_hash(bh->get_string());
     const bool success = receipt->contains("status") && receipt->at("status") == "0x1";
-    if (e->rec.state != TxState::confirming || e->rec.block_hash != block_hash) {
+    bool moved;
+    {
+        std::lock_guard lock(mu_);
+        moved = e->rec.state != TxState::confirming || e->rec.block_hash != block_hash;
+    }
+    if (moved) {
         std::string why = fmt::format("mined in block {} ({})", *number, block_hash);
         const bool ok =
             co_await transition(e, TxState::confirming, std::move(why), false, block_hash, *number);
@@ -421,8 +441,9 @@ asio::awaitable<void> TxManager::dispatch_round() {
     for (auto& list : senders) {
         for (auto& e : list) {
             if (stopped_) co_return;
-            if (e->rec.state != TxState::queued) {
-                if (e->rec.state == TxState::broadcasting || e->rec.state == TxState::confirming)
+            const TxState st = state_of(*e);
+            if (st != TxState::queued) {
+                if (st == TxState::broadcasting || st == TxState::confirming)
                     co_await track(e, head);
                 continue;
             }
@@ -644,7 +665,8 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
         case Broadcast::nonce_used:
             co_await settle_used_nonce(e);
             out.upstream = b.upstream;
-            if (e->rec.state == TxState::confirming || e->rec.state == TxState::completed)
+            if (const TxState st = state_of(*e);
+                st == TxState::confirming || st == TxState::completed)
                 out.reply = result_reply(hash_json);
             else
                 out.reply = std::move(b.node_reply);

@@ -107,6 +107,7 @@ private:
     boost::asio::awaitable<std::optional<boost::json::value>> receipt(const std::string& hash);
     void forget(const std::string& hash);  // a final transaction leaves memory
     bool earlier_queued(const Entry& e) const;
+    store::TxState state_of(const Entry& e) const;
 
     config::ChainConfig config_;
     upstream::ChainPool& pool_;
