@@ -51,7 +51,7 @@ Anvil::Anvil(const std::string& dir, std::uint64_t chain_id) {
 }
 
 GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains_yaml,
-                               const std::string& server_yaml) {
+                               const std::string& server_yaml, const std::string& store_path) {
     // Each gateway of a test gets its own files, so that one's log is never read for another's.
     static std::atomic<int> count{0};
     const std::string name = "gateway-" + std::to_string(++count);
@@ -65,7 +65,8 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains
                    "  level: info\n"
                    "store:\n"
                    "  path: " +
-                   dir + "/data/gateway.db\n" + "chains:\n" + chains_yaml);
+                   (store_path.empty() ? dir + "/data/gateway.db" : store_path) + "\n" +
+                   "chains:\n" + chains_yaml);
     process_ = std::make_unique<Process>(
         std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/" + name + ".log");
     auto rpc = process_->wait_for_output(

@@ -30,6 +30,6 @@ std::string address_of(const std::string& private_key);
 inline const std::string kKey0 =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 inline const std::string kKey1 =
-    "0x59c6995e998f97a5a0044966f0945389dc9c25e5d4d4ae8eb2d4e1b8b6dbe5b0";
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 }  // namespace gateway::test

@@ -1,0 +1,618 @@
+// intake_bench: durable eth_sendRawTransaction intake, in transactions per second.
+//
+// Not a test (ctest does not run it): scripts/bench-intake.sh builds and runs it. It starts the
+// gateway in-process (the same wiring as the binary) in front of a fake node that accepts every
+// transaction at once, so what is measured is the gateway's own write path: decode and recover
+// the sender, journal to SQLite (WAL, synchronous=FULL, group commit on the store's thread),
+// broadcast, journal BROADCASTING, answer the hash. Each reply is checked (HTTP 200 and the
+// transaction's own hash) and after each run the journal is opened to check that every answered
+// transaction is on disk.
+//
+// Each run gets a fresh gateway and journal. The same runs are repeated with the journal on tmpfs
+// (/dev/shm), where fsync costs nothing, so the difference is what durability costs on this disk.
+//
+// The journal's commit and operation counters (store::JournalService::commits()) are not
+// reachable through gateway::Gateway, so they are not printed.
+
+#include "gateway/app.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/eth/hex.hpp"
+#include "gateway/eth/keccak.hpp"
+#include "gateway/eth/rlp.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/log/log.hpp"
+
+#include "support/fake_upstream.hpp"
+#include "support/http_test_client.hpp"
+#include "support/process.hpp"
+
+#include <secp256k1.h>
+#include <secp256k1_recovery.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace eth = gateway::eth;
+namespace json = boost::json;
+namespace test = gateway::test;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr std::uint64_t kChainId = 31337;
+constexpr std::size_t kWarmup = 16;  // transactions of a sender of their own, before timing
+
+struct Options {
+    std::size_t transactions = 8192;
+    std::size_t senders = 64;
+    std::vector<std::size_t> clients{1, 8, 32};
+    double seconds = 5;  // per run: no new transaction is sent after this long
+    unsigned threads = 2;
+    bool tmpfs = true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Signing (the gateway holds no keys yet, so the bench signs for itself).
+
+struct Signed {
+    std::string raw_hex;
+    std::string hash;  // 0x, lowercase: what the gateway must answer
+    eth::Address sender{};
+    std::uint64_t nonce = 0;
+};
+
+class Signer {
+public:
+    Signer() : ctx_(secp256k1_context_create(SECP256K1_CONTEXT_NONE)) {}
+    ~Signer() { secp256k1_context_destroy(ctx_); }
+    Signer(const Signer&) = delete;
+    Signer& operator=(const Signer&) = delete;
+
+    /// A private key derived from `index` (the same on every run), and its address.
+    std::pair<eth::Hash, eth::Address> key(std::size_t index) const {
+        for (std::size_t salt = 0;; ++salt) {
+            const eth::Hash k = eth::keccak256("chain-gateway intake bench sender " +
+                                               std::to_string(index) + "/" + std::to_string(salt));
+            if (!secp256k1_ec_seckey_verify(ctx_, k.data())) continue;  // (2^-128 odds)
+            secp256k1_pubkey pub;
+            if (!secp256k1_ec_pubkey_create(ctx_, &pub, k.data()))
+                throw std::runtime_error("secp256k1: cannot derive a public key");
+            std::uint8_t out[65];
+            std::size_t len = sizeof out;
+            secp256k1_ec_pubkey_serialize(ctx_, out, &len, &pub, SECP256K1_EC_UNCOMPRESSED);
+            const eth::Hash h = eth::keccak256(std::span<const std::uint8_t>(out + 1, 64));
+            eth::Address a{};
+            std::copy(h.begin() + 12, h.end(), a.begin());
+            return {k, a};
+        }
+    }
+
+    /// An EIP-1559 transfer of 1 wei: 0x02 || rlp([chainId, nonce, maxPriorityFeePerGas,
+    /// maxFeePerGas, gas, to, value, data, accessList, yParity, r, s]), signed over keccak256 of
+    /// 0x02 || rlp(the first nine fields).
+    Signed sign(const eth::Hash& key, const eth::Address& sender, std::uint64_t nonce) const {
+        static const eth::Bytes kTo = *eth::from_hex("0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+        eth::Bytes fields;
+        const auto add = [&fields](const eth::Bytes& b) {
+            fields.insert(fields.end(), b.begin(), b.end());
+        };
+        add(eth::rlp::encode_uint(kChainId));
+        add(eth::rlp::encode_uint(nonce));
+        add(eth::rlp::encode_uint(1'000'000'000));   // maxPriorityFeePerGas: 1 gwei
+        add(eth::rlp::encode_uint(30'000'000'000));  // maxFeePerGas: 30 gwei
+        add(eth::rlp::encode_uint(21'000));
+        add(eth::rlp::encode_bytes(kTo));
+        add(eth::rlp::encode_uint(1));
+        add(eth::rlp::encode_bytes(eth::Bytes{}));
+        add(eth::rlp::encode_list(eth::Bytes{}));  // no access list
+
+        eth::Bytes payload{0x02};
+        const eth::Bytes unsigned_list = eth::rlp::encode_list(fields);
+        payload.insert(payload.end(), unsigned_list.begin(), unsigned_list.end());
+        const eth::Hash digest = eth::keccak256(payload);
+
+        // libsecp256k1 signs with a low s (EIP-2) and an RFC 6979 nonce: deterministic.
+        secp256k1_ecdsa_recoverable_signature sig;
+        if (!secp256k1_ecdsa_sign_recoverable(ctx_, &sig, digest.data(), key.data(), nullptr,
+                                              nullptr))
+            throw std::runtime_error("secp256k1: signing failed");
+        std::uint8_t compact[64];
+        int recid = 0;
+        secp256k1_ecdsa_recoverable_signature_serialize_compact(ctx_, compact, &recid, &sig);
+        add(eth::rlp::encode_uint(static_cast<std::uint64_t>(recid)));
+        add(eth::rlp::encode_uint(std::span<const std::uint8_t>(compact, 32)));
+        add(eth::rlp::encode_uint(std::span<const std::uint8_t>(compact + 32, 32)));
+
+        eth::Bytes raw{0x02};
+        const eth::Bytes signed_list = eth::rlp::encode_list(fields);
+        raw.insert(raw.end(), signed_list.begin(), signed_list.end());
+        return Signed{eth::to_hex(raw), eth::to_hex(eth::keccak256(raw)), sender, nonce};
+    }
+
+private:
+    secp256k1_context* ctx_;
+};
+
+/// Signs `per_sender` transactions (nonces 0, 1, ...) for each of `senders` keys starting at
+/// `first_sender`, sender-major. Every one is decoded by the gateway's own decoder, which must
+/// recover the sender and compute the same hash.
+std::vector<Signed> sign_all(const Signer& signer, std::size_t first_sender, std::size_t senders,
+                             std::size_t per_sender) {
+    std::vector<Signed> out;
+    out.reserve(senders * per_sender);
+    for (std::size_t s = first_sender; s < first_sender + senders; ++s) {
+        const auto [key, address] = signer.key(s);
+        for (std::uint64_t n = 0; n < per_sender; ++n) out.push_back(signer.sign(key, address, n));
+    }
+    for (const Signed& t : out) {
+        const eth::Transaction tx = eth::decode_transaction(*eth::from_hex(t.raw_hex));
+        if (tx.sender != t.sender || eth::to_hex(tx.hash) != t.hash || tx.nonce != t.nonce ||
+            tx.chain_id != kChainId || tx.type != eth::TxType::dynamic_fee)
+            throw std::runtime_error(
+                "a signed transaction does not decode as signed: " + t.raw_hex.substr(0, 40) +
+                "... recovers " + eth::to_hex(tx.sender) + ", expected " + eth::to_hex(t.sender));
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+struct Storage {
+    std::string label;  // "disk" or "tmpfs"
+    std::string base;   // where each run's journal folder is made
+};
+
+std::string fs_name(const std::string& path) {
+    struct statfs s {};
+    if (statfs(path.c_str(), &s) != 0) return "?";
+    switch (static_cast<unsigned long>(s.f_type)) {
+        case 0x01021994UL: return "tmpfs";
+        case 0xEF53UL: return "ext4";
+        case 0x58465342UL: return "xfs";
+        case 0x9123683EUL: return "btrfs";
+        case 0x794c7630UL: return "overlayfs";
+        case 0x2FC12FC1UL: return "zfs";
+        default: {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "fs 0x%lx", static_cast<unsigned long>(s.f_type));
+            return buf;
+        }
+    }
+}
+
+std::string make_dir_under(const std::string& base, const std::string& prefix) {
+    std::string pattern = base + "/" + prefix + "-XXXXXX";
+    if (!mkdtemp(pattern.data()))
+        throw std::runtime_error("cannot make a folder under " + base + ": " +
+                                 std::strerror(errno));
+    return pattern;
+}
+
+/// The journal's rows by state, read after the gateway has stopped.
+std::vector<std::pair<std::string, std::size_t>> journal_states(const std::string& db_path) {
+    std::vector<std::pair<std::string, std::size_t>> out;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+        sqlite3_close(db);
+        throw std::runtime_error("cannot open the journal " + db_path);
+    }
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT state, count(*) FROM transactions GROUP BY state", -1, &st,
+                           nullptr) != SQLITE_OK) {
+        const std::string why = sqlite3_errmsg(db);
+        sqlite3_close(db);
+        throw std::runtime_error("cannot read the journal: " + why);
+    }
+    while (sqlite3_step(st) == SQLITE_ROW)
+        out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                         static_cast<std::size_t>(sqlite3_column_int64(st, 1)));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run: a fresh gateway and journal, C clients.
+
+struct RunResult {
+    std::string storage;
+    std::size_t clients = 0;
+    std::size_t sent = 0;
+    std::size_t failures = 0;
+    double seconds = 0;
+    double tps = 0;
+    double p50_ms = 0;
+    double p99_ms = 0;
+    std::size_t journaled = 0;      // BROADCASTING rows found in the journal afterwards
+    std::size_t receipt_calls = 0;  // the dispatcher woke and polled receipts (it should not)
+    std::vector<std::string> failure_samples;
+};
+
+double percentile_ms(std::vector<double>& sorted_us, double p) {
+    if (sorted_us.empty()) return 0;
+    const auto rank =
+        static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted_us.size())));
+    return sorted_us[std::clamp<std::size_t>(rank, 1, sorted_us.size()) - 1] / 1000.0;
+}
+
+/// Why a reply is not the expected one, or nullopt when it is.
+std::optional<std::string> check_reply(const test::HttpReply& r, const std::string& hash) {
+    if (r.status != 200) return "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
+    json::error_code ec;
+    const json::value v = json::parse(r.body, ec);
+    const json::object* o = ec ? nullptr : v.if_object();
+    const json::value* result = o ? o->if_contains("result") : nullptr;
+    if (!result || !result->is_string() || result->get_string() != hash)
+        return "expected " + hash + ", got " + r.body.substr(0, 200);
+    return std::nullopt;
+}
+
+gateway::config::Config make_config(const std::string& db_path, const std::string& upstream_url,
+                                    const Options& opt) {
+    gateway::config::Config c;
+    c.server.listen = {"127.0.0.1", 0};
+    c.server.admin_listen = {"127.0.0.1", 0};
+    c.server.threads = opt.threads;
+    c.server.shutdown_grace = 5s;
+    c.store.backend = "sqlite";
+    c.store.path = db_path;
+    gateway::config::ChainConfig chain;
+    chain.name = "devnet";
+    chain.chain_id = kChainId;
+    // The dispatcher and receipt tracker stay asleep: no transaction is ever queued (each
+    // sender's nonces are sent one after the other by one client), so nothing wakes it.
+    chain.writes.poll_interval = std::chrono::hours(1);
+    chain.writes.max_queued_per_sender = opt.transactions + kWarmup;
+    chain.writes.max_queued = opt.transactions + 2 * kWarmup;
+    gateway::config::UpstreamConfig u;
+    u.id = "fake";
+    u.url = upstream_url;
+    chain.upstreams.push_back(u);
+    c.chains.push_back(chain);
+    return c;
+}
+
+RunResult run_once(const Storage& storage, std::size_t clients, const Options& opt,
+                   const std::vector<Signed>& txs, const std::vector<Signed>& warmup) {
+    RunResult res;
+    res.storage = storage.label;
+    res.clients = clients;
+
+    // A node that takes every transaction at once and has no receipts yet.
+    test::FakeUpstream node(
+        kChainId,
+        [](const std::string& method,
+           const json::value& request) -> std::optional<test::FakeReply> {
+            if (method == "eth_getTransactionReceipt") return test::FakeReply::ok("null");
+            if (method != "eth_sendRawTransaction") return std::nullopt;
+            const json::array* params = request.at("params").if_array();
+            const json::string* raw =
+                params && !params->empty() ? params->at(0).if_string() : nullptr;
+            const auto bytes = raw ? eth::from_hex(*raw) : std::nullopt;
+            if (!bytes) return test::FakeReply::rpc_error(-32602, "fake: bad raw transaction");
+            return test::FakeReply::ok("\"" + eth::to_hex(eth::keccak256(*bytes)) + "\"");
+        });
+
+    const std::string dir = make_dir_under(storage.base, "intake-bench-" + storage.label);
+    const std::string db_path = dir + "/gateway.db";
+    auto gw = std::make_unique<gateway::Gateway>(make_config(db_path, node.url(), opt));
+    std::thread runner([&gw] { gw->run(false); });
+    const std::uint16_t port = gw->rpc_endpoint().port;
+    const std::uint16_t admin_port = gw->admin_endpoint().port;
+
+    bool ready = false;
+    for (int i = 0; i < 500 && !ready; ++i) {
+        ready = test::http_get(admin_port, "/readyz").status == 200;
+        if (!ready) std::this_thread::sleep_for(10ms);
+    }
+    if (!ready) {
+        gw->shutdown();
+        runner.join();
+        throw std::runtime_error("the gateway never became ready");
+    }
+
+    std::mutex mu;  // guards res.failures and res.failure_samples
+    const auto fail = [&](std::string why) {
+        std::lock_guard lock(mu);
+        ++res.failures;
+        if (res.failure_samples.size() < 5) res.failure_samples.push_back(std::move(why));
+    };
+
+    // Warm-up: the upstream connection, SQLite's first pages, the code paths.
+    {
+        test::HttpConnection conn(port);
+        for (std::size_t i = 0; i < warmup.size(); ++i) {
+            const auto r = conn.post(
+                "/", test::rpc_body("eth_sendRawTransaction", "[\"" + warmup[i].raw_hex + "\"]",
+                                    static_cast<int>(i)));
+            if (auto why = check_reply(r, warmup[i].hash)) fail("warm-up: " + *why);
+        }
+    }
+
+    // Client k sends the transactions of senders k, k + C, ...: each sender's nonces in order
+    // from one connection, round robin over its senders.
+    const std::size_t per_sender = txs.size() / opt.senders;
+    std::vector<std::vector<const Signed*>> plan(clients);
+    for (std::size_t n = 0; n < per_sender; ++n)
+        for (std::size_t s = 0; s < opt.senders; ++s)
+            plan[s % clients].push_back(&txs[s * per_sender + n]);
+
+    std::vector<std::vector<double>> latencies(clients);
+    std::vector<Clock::time_point> ended(clients);
+    std::latch start(static_cast<std::ptrdiff_t>(clients) + 1);
+    const auto budget =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.seconds));
+    std::vector<std::thread> workers;
+    for (std::size_t k = 0; k < clients; ++k) {
+        workers.emplace_back([&, k] {
+            std::unique_ptr<test::HttpConnection> conn;
+            try {
+                conn = std::make_unique<test::HttpConnection>(port);
+            } catch (const std::exception& e) {
+                fail(std::string("connect: ") + e.what());
+            }
+            auto& lat = latencies[k];
+            lat.reserve(plan[k].size());
+            start.arrive_and_wait();
+            const auto deadline = Clock::now() + budget;
+            int id = 0;
+            for (const Signed* t : plan[k]) {
+                if (Clock::now() >= deadline) break;
+                const std::string body =
+                    test::rpc_body("eth_sendRawTransaction", "[\"" + t->raw_hex + "\"]", ++id);
+                const auto t0 = Clock::now();
+                try {
+                    if (!conn) conn = std::make_unique<test::HttpConnection>(port);
+                    const test::HttpReply r = conn->post("/", body);
+                    lat.push_back(
+                        std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+                    if (auto why = check_reply(r, t->hash)) fail(*why);
+                    if (!r.keep_alive) conn.reset();
+                } catch (const std::exception& e) {
+                    lat.push_back(
+                        std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+                    fail(std::string("transport: ") + e.what());
+                    conn.reset();
+                }
+            }
+            ended[k] = Clock::now();
+        });
+    }
+    start.arrive_and_wait();
+    const auto began = Clock::now();
+    for (auto& w : workers) w.join();
+    const auto finished = *std::max_element(ended.begin(), ended.end());
+
+    gw->shutdown();
+    runner.join();
+    const bool clean = gw->clean_exit();
+    if (!clean)
+        fail("the gateway did not stop cleanly");
+    else
+        gw.reset();  // (an unclean gateway is left alone: its coroutines are mid-flight)
+
+    res.receipt_calls = node.calls("eth_getTransactionReceipt");
+
+    std::vector<double> all;
+    for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    res.sent = all.size();
+    res.seconds = std::chrono::duration<double>(finished - began).count();
+    res.tps = res.seconds > 0 ? static_cast<double>(res.sent) / res.seconds : 0;
+    res.p50_ms = percentile_ms(all, 0.50);
+    res.p99_ms = percentile_ms(all, 0.99);
+
+    // Durability, seen from outside: every answered transaction has its row, BROADCASTING.
+    if (clean) {
+        for (const auto& [state, count] : journal_states(db_path)) {
+            if (state == "BROADCASTING")
+                res.journaled = count;
+            else
+                fail("journal: " + std::to_string(count) + " transaction(s) " + state);
+        }
+        if (res.journaled != res.sent + warmup.size())
+            fail("journal: " + std::to_string(res.journaled) + " BROADCASTING rows for " +
+                 std::to_string(res.sent + warmup.size()) + " answered transactions");
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+    return res;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::vector<std::size_t> parse_list(const std::string& text) {
+    std::vector<std::size_t> out;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', pos), text.size());
+        out.push_back(std::stoul(text.substr(pos, comma - pos)));
+        pos = comma + 1;
+    }
+    return out;
+}
+
+constexpr const char* kUsage =
+    "usage: intake_bench [--transactions N] [--senders S] [--clients 1,8,32] [--seconds X]\n"
+    "                    [--threads T] [--no-tmpfs]\n"
+    "  --transactions  pre-signed transactions per run (default 8192), split evenly over\n"
+    "  --senders       senders (default 64; at least the largest client count, so that each\n"
+    "                  sender's nonces go out in order from one connection)\n"
+    "  --clients       concurrent keep-alive clients, one run each (default 1,8,32)\n"
+    "  --seconds       a run sends no new transaction after this long (default 5)\n"
+    "  --threads       the gateway's server.threads (default 2)\n"
+    "  --no-tmpfs      skip the runs with the journal on /dev/shm\n"
+    "Exit status: 0, or 1 when any reply or journal row was not the expected one.\n";
+
+Options parse_args(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        const auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--transactions")
+            o.transactions = std::stoul(value());
+        else if (a == "--senders")
+            o.senders = std::stoul(value());
+        else if (a == "--clients")
+            o.clients = parse_list(value());
+        else if (a == "--seconds")
+            o.seconds = std::stod(value());
+        else if (a == "--threads")
+            o.threads = static_cast<unsigned>(std::stoul(value()));
+        else if (a == "--no-tmpfs")
+            o.tmpfs = false;
+        else if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else
+            throw std::invalid_argument("unknown argument " + a);
+    }
+    const std::size_t max_clients = *std::max_element(o.clients.begin(), o.clients.end());
+    if (o.senders == 0 || o.transactions < o.senders || o.senders < max_clients || o.threads == 0 ||
+        o.seconds <= 0 || std::count(o.clients.begin(), o.clients.end(), 0))
+        throw std::invalid_argument(
+            "need transactions >= senders >= largest client count > 0, threads > 0, seconds > 0");
+    o.transactions -= o.transactions % o.senders;  // the same count for every sender
+    return o;
+}
+
+int bench(const Options& opt) {
+    // The gateway logs as in production (JSON lines, info: one line per accepted transaction),
+    // to a file instead of stdout so that the table stays readable.
+    const std::string log_dir = test::make_temp_dir("intake-bench-log");
+    const std::string log_path = log_dir + "/gateway.log";
+    auto logger = spdlog::basic_logger_mt("gateway", log_path, true);
+    logger->set_formatter(gateway::log::make_json_formatter());
+    logger->set_level(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+
+    const auto sign_began = Clock::now();
+    Signer signer;
+    const std::size_t per_sender = opt.transactions / opt.senders;
+    const std::vector<Signed> txs = sign_all(signer, 0, opt.senders, per_sender);
+    const std::vector<Signed> warmup = sign_all(signer, opt.senders, 1, kWarmup);
+    const double sign_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - sign_began).count();
+
+    std::vector<Storage> storages;
+    {
+        const char* t = std::getenv("TMPDIR");
+        storages.push_back({"disk", t && *t ? t : "/tmp"});
+    }
+    const bool shm = opt.tmpfs && access("/dev/shm", W_OK) == 0 && fs_name("/dev/shm") == "tmpfs";
+    if (shm) storages.push_back({"tmpfs", "/dev/shm"});
+
+    std::printf("intake_bench: durable eth_sendRawTransaction intake through chain-gateway\n");
+    std::printf(
+        "  %zu EIP-1559 transactions pre-signed over %zu senders (+%zu warm-up), each decoded "
+        "back to its sender: %.0f ms\n",
+        txs.size(), opt.senders, warmup.size(), sign_ms);
+    std::printf(
+        "  gateway in-process, server.threads %u; fake node answers the hash at once; %u CPUs\n",
+        opt.threads, std::thread::hardware_concurrency());
+    // Everything shares the machine (clients, gateway, fake node): a busy machine lowers the rates.
+    const std::string load = test::read_file("/proc/loadavg");
+    if (!load.empty())
+        std::printf("  load average before the runs: %s\n",
+                    load.substr(0, load.find(' ', load.find(' ', load.find(' ') + 1) + 1)).c_str());
+    std::printf("  per run: a fresh gateway and journal; at most %zu transactions or %.1f s\n",
+                txs.size(), opt.seconds);
+    for (const auto& s : storages)
+        std::printf("  journal %-5s: %s (%s)%s\n", s.label.c_str(), s.base.c_str(),
+                    fs_name(s.base).c_str(),
+                    s.label == "disk" ? ", SQLite WAL synchronous=FULL: fsync on every commit"
+                                      : ", same settings; fsync costs nothing here");
+    if (fs_name(storages[0].base) == "tmpfs")
+        std::printf("  WARNING: %s is tmpfs, so the disk rows measure no fsync; set TMPDIR\n",
+                    storages[0].base.c_str());
+    if (!shm && opt.tmpfs) std::printf("  (no writable tmpfs at /dev/shm: disk runs only)\n");
+    std::printf("  gateway log: %s (removed when every check passes)\n\n", log_path.c_str());
+    std::printf("%-7s %7s %7s %8s %9s %9s %9s %9s %8s\n", "journal", "clients", "sent", "failed",
+                "seconds", "tx/s", "p50 ms", "p99 ms", "on disk");
+    std::fflush(stdout);
+
+    std::vector<RunResult> results;
+    std::size_t failures = 0;
+    for (const auto& storage : storages) {
+        for (std::size_t c : opt.clients) {
+            RunResult r = run_once(storage, c, opt, txs, warmup);
+            std::printf("%-7s %7zu %7zu %8zu %9.2f %9.0f %9.2f %9.2f %8zu\n", r.storage.c_str(),
+                        r.clients, r.sent, r.failures, r.seconds, r.tps, r.p50_ms, r.p99_ms,
+                        r.journaled);
+            if (r.receipt_calls)
+                std::printf("    note: the dispatcher polled %zu receipts during the run\n",
+                            r.receipt_calls);
+            for (const auto& f : r.failure_samples) std::printf("    failure: %s\n", f.c_str());
+            std::fflush(stdout);
+            failures += r.failures;
+            results.push_back(std::move(r));
+        }
+    }
+
+    std::string summary;
+    for (const auto& r : results)
+        summary += " " + r.storage + "/C" + std::to_string(r.clients) + "=" +
+                   std::to_string(static_cast<long long>(std::lround(r.tps)));
+    // What fsync costs: the disk run's rate as a share of the tmpfs run's, per client count.
+    std::string cost;
+    for (const auto& d : results)
+        for (const auto& t : results)
+            if (d.storage == "disk" && t.storage == "tmpfs" && d.clients == t.clients && t.tps > 0)
+                cost += " C" + std::to_string(d.clients) + "=" +
+                        std::to_string(static_cast<int>(std::lround(100 * d.tps / t.tps))) + "%";
+    if (!cost.empty()) summary += "; disk as a share of tmpfs:" + cost;
+    std::printf("\nsummary: tx/s%s; failures %zu: %s\n", summary.c_str(), failures,
+                failures ? "FAIL" : "ok");
+    spdlog::shutdown();
+    if (!failures) {
+        std::error_code ec;
+        std::filesystem::remove_all(log_dir, ec);
+    }
+    return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options opt;
+    try {
+        opt = parse_args(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "intake_bench: %s\n%s", e.what(), kUsage);
+        return 2;
+    }
+    try {
+        return bench(opt);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "intake_bench: %s\n", e.what());
+        return 1;
+    }
+}

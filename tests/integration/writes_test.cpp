@@ -1,0 +1,533 @@
+// The write path with the real binary in front of a real anvil node reached through two
+// fault-injecting forwarders: transactions queued while every node is down and mined in nonce
+// order when they come back, a journal that survives kill -9, duplicates, transactions refused
+// before the journal, stale reads during an outage, and a journal that cannot be opened.
+// Transactions are signed offline by `cast mktx`; their hashes come from `cast keccak`.
+
+#include "integration/devnet.hpp"
+#include "support/http_test_client.hpp"
+#include "support/tcp_forwarder.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <csignal>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace gateway::test {
+namespace {
+
+using ::testing::HasSubstr;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+// anvil's first two dev accounts.
+const std::string kKeyA = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const std::string kAddrA = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+const std::string kKeyB = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const std::string kAddrB = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+struct Tx {
+    std::string raw;
+    std::string hash;  // as cast computes it, lower case
+    std::string from;  // lower case
+    std::uint64_t nonce = 0;
+};
+
+enum class Kind { eip1559, legacy };
+
+// A transfer of 1 wei, signed offline (every field given, so cast asks no node).
+Tx sign(const std::string& key, const std::string& from, const std::string& to, std::uint64_t nonce,
+        Kind kind = Kind::eip1559, const std::string& chain_id = "31337") {
+    std::vector<std::string> args{
+        "mktx",      "--private-key",       key,           "--chain", chain_id,
+        "--nonce",   std::to_string(nonce), "--gas-limit", "21000",   "--gas-price",
+        "2000000000"};
+    if (kind == Kind::legacy) {
+        args.push_back("--legacy");
+    } else {
+        args.push_back("--priority-gas-price");
+        args.push_back("1000000000");
+    }
+    args.insert(args.end(), {to, "--value", "1"});
+    Tx tx;
+    tx.raw = cast(args);
+    tx.hash = cast({"keccak", tx.raw});
+    tx.from = from;
+    tx.nonce = nonce;
+    return tx;
+}
+
+std::string quantity(std::uint64_t n) {
+    return fmt::format("0x{:x}", n);
+}
+
+std::uint64_t parse_quantity(const json::value& v) {
+    return std::stoull(std::string(v.as_string()), nullptr, 16);
+}
+
+std::string str(const json::value& v) {
+    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+}
+
+HttpReply send_raw(std::uint16_t port, const std::string& raw, int id = 1) {
+    return http_post(port, "/", rpc_body("eth_sendRawTransaction", "[\"" + raw + "\"]", id));
+}
+
+// A call's result, from a gateway or from anvil itself; an error answer fails the test.
+json::value result(std::uint16_t port, const std::string& method, const std::string& params) {
+    const json::value v = json::parse(http_post(port, "/", rpc_body(method, params)).body);
+    if (!v.as_object().contains("result")) ADD_FAILURE() << method << ": " << json::serialize(v);
+    return v.as_object().contains("result") ? v.at("result") : json::value(nullptr);
+}
+
+bool wait_until(const std::function<bool()>& done,
+                std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+}
+
+class WritesTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir = make_temp_dir("gateway-writes");
+        anvil = std::make_unique<Anvil>(dir);
+        node_a = std::make_unique<TcpForwarder>(anvil->port());
+        node_b = std::make_unique<TcpForwarder>(anvil->port());
+    }
+    void TearDown() override {
+        if (!HasFailure()) return;
+        std::cerr << earlier_logs;
+        if (gw) std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
+    }
+
+    std::string chains() const {
+        return fmt::format(
+            "  - name: devnet\n"
+            "    chain_id: 31337\n"
+            "    health: {{interval_ms: 100, timeout_ms: 500}}\n"
+            "    writes: {{confirmations: 1, poll_interval_ms: 100, broadcast_fanout: 2}}\n"
+            "    upstreams:\n"
+            "      - id: node-a\n"
+            "        url: {}\n"
+            "        timeout_ms: 1000\n"
+            "      - id: node-b\n"
+            "        url: {}\n"
+            "        timeout_ms: 1000\n",
+            node_a->url(), node_b->url());
+    }
+    // A gateway on this test's data directory (or on `store_path`); ready when a node is up.
+    void start(const std::string& store_path = "") {
+        if (gw) earlier_logs += "--- earlier gateway log ---\n" + gw->process().output() + "\n";
+        gw = std::make_unique<GatewayProcess>(dir, chains(), "", store_path);
+    }
+    bool ready() { return http_get(gw->admin_port(), "/readyz").status == 200; }
+    // Every node goes away; returns once the gateway knows it.
+    void nodes_down() {
+        node_a->stop();
+        node_b->stop();
+        ASSERT_TRUE(wait_until([&] { return !ready(); }, std::chrono::seconds(5)))
+            << "the gateway still says it is ready with every node gone";
+    }
+    void nodes_up() {
+        node_a->start();
+        node_b->start();
+    }
+
+    json::value gateway_tx(const std::string& hash) {
+        return result(gw->port(), "gateway_getTransaction", "[\"" + hash + "\"]");
+    }
+    json::array admin_transactions(const std::string& query = "?limit=10000") {
+        HttpReply r = http_get(gw->admin_port(), "/admin/transactions" + query);
+        EXPECT_EQ(r.status, 200u) << r.body;
+        return json::parse(r.body).at("transactions").as_array();
+    }
+    // Waits until the journal says COMPLETED for every one of `txs`.
+    bool wait_completed(const std::vector<Tx>& txs) {
+        return wait_until([&] {
+            std::set<std::string> done;
+            for (const auto& t : admin_transactions("?state=COMPLETED&limit=10000"))
+                done.insert(str(t.at("hash")));
+            for (const auto& tx : txs)
+                if (!done.contains(tx.hash)) return false;
+            return true;
+        });
+    }
+    // Transactions in every block of the chain, asked of anvil itself.
+    std::vector<std::string> chain_transactions() {
+        std::vector<std::string> out;
+        const std::uint64_t head = parse_quantity(result(anvil->port(), "eth_blockNumber", "[]"));
+        for (std::uint64_t n = 0; n <= head; ++n) {
+            const json::value block =
+                result(anvil->port(), "eth_getBlockByNumber", "[\"" + quantity(n) + "\",false]");
+            for (const auto& h : block.at("transactions").as_array()) out.push_back(str(h));
+        }
+        return out;
+    }
+    std::uint64_t chain_nonce(const std::string& address) {
+        return std::stoull(cast({"nonce", address, "--rpc-url", anvil->url()}));
+    }
+    // Every one of `txs` mined exactly once on the chain, with nothing else there, each with a
+    // successful receipt and its sender's nonce used; the journal holds each once, COMPLETED at
+    // the block of its receipt. Returns the receipts by hash.
+    std::map<std::string, json::value> expect_mined_exactly_once(const std::vector<Tx>& txs) {
+        std::map<std::string, json::value> receipts;
+        std::map<std::string, std::uint64_t> per_sender;
+        for (const auto& tx : txs) {
+            per_sender[tx.from] = std::max(per_sender[tx.from], tx.nonce + 1);
+            const json::value r =
+                result(anvil->port(), "eth_getTransactionReceipt", "[\"" + tx.hash + "\"]");
+            if (!r.is_object()) {
+                ADD_FAILURE() << "no receipt for " << tx.hash << " (nonce " << tx.nonce << ")";
+                continue;
+            }
+            EXPECT_EQ(str(r.at("transactionHash")), tx.hash);
+            EXPECT_EQ(str(r.at("status")), "0x1");
+            EXPECT_EQ(str(r.at("from")), tx.from);
+            const json::value g = gateway_tx(tx.hash);
+            EXPECT_EQ(str(g.at("state")), "COMPLETED") << json::serialize(g);
+            EXPECT_EQ(g.at("blockNumber"), r.at("blockNumber")) << json::serialize(g);
+            EXPECT_EQ(g.at("blockHash"), r.at("blockHash")) << json::serialize(g);
+            receipts[tx.hash] = r;
+        }
+        for (const auto& [sender, count] : per_sender)
+            EXPECT_EQ(chain_nonce(sender), count) << sender;
+
+        std::vector<std::string> mined = chain_transactions();
+        std::multiset<std::string> expected;
+        for (const auto& tx : txs) expected.insert(tx.hash);
+        EXPECT_EQ(std::multiset<std::string>(mined.begin(), mined.end()), expected)
+            << "the chain holds other transactions, or some twice";
+
+        std::multiset<std::string> journaled;
+        for (const auto& t : admin_transactions()) journaled.insert(str(t.at("hash")));
+        EXPECT_EQ(journaled, expected) << "the journal holds other transactions, or some twice";
+        return receipts;
+    }
+
+    std::string dir;
+    std::unique_ptr<Anvil> anvil;
+    std::unique_ptr<TcpForwarder> node_a, node_b;
+    std::unique_ptr<GatewayProcess> gw;
+    std::string earlier_logs;
+};
+
+// Sends each while no node is up: each is journaled and answered with its hash, marked queued.
+void expect_queued(std::uint16_t port, const std::vector<Tx>& txs) {
+    for (const auto& tx : txs) {
+        HttpReply r = send_raw(port, tx.raw);
+        EXPECT_EQ(r.status, 200u) << r.body;
+        EXPECT_EQ(r.header("x-gateway-queued"), "true") << tx.hash;
+        EXPECT_EQ(json::parse(r.body).at("result"), tx.hash.c_str()) << r.body;
+    }
+}
+
+TEST_F(WritesTest, TransactionsSentWhileEveryNodeIsDownAreMinedInNonceOrderWhenTheyReturn) {
+    start();
+    ASSERT_TRUE(gw->wait_ready());
+    ASSERT_NO_FATAL_FAILURE(nodes_down());
+
+    // Sender A's in a scrambled order (the gateway must put them in nonce order), EIP-1559;
+    // sender B's in order, legacy EIP-155.
+    std::vector<Tx> txs;
+    for (std::uint64_t n : {3, 0, 9, 1, 7, 2, 8, 4, 6, 5})
+        txs.push_back(sign(kKeyA, kAddrA, kAddrB, n));
+    for (std::uint64_t n = 0; n < 10; ++n)
+        txs.push_back(sign(kKeyB, kAddrB, kAddrA, n, Kind::legacy));
+    expect_queued(gw->port(), txs);
+
+    for (const auto& tx : txs) {
+        const json::value g = gateway_tx(tx.hash);
+        ASSERT_TRUE(g.is_object()) << tx.hash;
+        EXPECT_EQ(str(g.at("state")), "QUEUED");
+        EXPECT_EQ(str(g.at("hash")), tx.hash);
+        EXPECT_EQ(str(g.at("from")), tx.from);
+        EXPECT_EQ(str(g.at("nonce")), quantity(tx.nonce));
+        EXPECT_EQ(str(g.at("chainId")), "0x7a69");
+        EXPECT_EQ(g.at("blockHash"), nullptr);
+        EXPECT_EQ(str(g.at("history").as_array().front().at("state")), "QUEUED");
+
+        // The node knows nothing of it: the gateway answers from its journal.
+        const json::value t =
+            result(gw->port(), "eth_getTransactionByHash", "[\"" + tx.hash + "\"]");
+        ASSERT_TRUE(t.is_object()) << tx.hash << " not found while queued";
+        EXPECT_EQ(str(t.at("hash")), tx.hash);
+        EXPECT_EQ(str(t.at("from")), tx.from);
+        EXPECT_EQ(str(t.at("nonce")), quantity(tx.nonce));
+        EXPECT_EQ(t.at("blockHash"), nullptr);
+        EXPECT_EQ(t.at("blockNumber"), nullptr);
+    }
+    for (const auto& sender : {kAddrA, kAddrB})
+        EXPECT_EQ(result(gw->port(), "eth_getTransactionCount", "[\"" + sender + "\",\"pending\"]"),
+                  "0xa")
+            << sender;
+    EXPECT_EQ(admin_transactions("?state=QUEUED&limit=100").size(), 20u);
+    EXPECT_EQ(chain_nonce(kAddrA), 0u) << "nothing may reach a node while every node is down";
+
+    nodes_up();
+    ASSERT_TRUE(wait_completed(txs)) << json::serialize(admin_transactions());
+    const auto receipts = expect_mined_exactly_once(txs);
+    ASSERT_EQ(receipts.size(), 20u);
+
+    // Per sender, the blocks follow the nonces.
+    for (const auto& sender : {kAddrA, kAddrB}) {
+        std::map<std::uint64_t, std::uint64_t> block_of_nonce;
+        for (const auto& tx : txs)
+            if (tx.from == sender)
+                block_of_nonce[tx.nonce] = parse_quantity(receipts.at(tx.hash).at("blockNumber"));
+        std::uint64_t previous = 0;
+        for (const auto& [nonce, block] : block_of_nonce) {
+            EXPECT_GT(block, previous) << sender << " nonce " << nonce;
+            previous = block;
+        }
+    }
+    for (const auto& tx : txs) {
+        const json::value g = gateway_tx(tx.hash);
+        const json::array& history = g.at("history").as_array();
+        EXPECT_EQ(str(history.front().at("state")), "QUEUED");
+        EXPECT_EQ(str(history.back().at("state")), "COMPLETED");
+    }
+    EXPECT_EQ(admin_transactions("?state=QUEUED").size(), 0u);
+    for (const auto& sender : {kAddrA, kAddrB})
+        EXPECT_EQ(result(gw->port(), "eth_getTransactionCount", "[\"" + sender + "\",\"pending\"]"),
+                  "0xa");
+}
+
+TEST_F(WritesTest, QueuedTransactionsSurviveKillDashNineAndAreMinedOnce) {
+    start();
+    ASSERT_TRUE(gw->wait_ready());
+    ASSERT_NO_FATAL_FAILURE(nodes_down());
+    std::vector<Tx> txs;
+    for (std::uint64_t n = 0; n < 5; ++n) {
+        txs.push_back(sign(kKeyA, kAddrA, kAddrB, n));
+        txs.push_back(sign(kKeyB, kAddrB, kAddrA, n));
+    }
+    expect_queued(gw->port(), txs);
+
+    gw->process().signal(SIGKILL);
+    ASSERT_EQ(gw->process().wait(std::chrono::seconds(5)), 128 + SIGKILL);
+    start();  // the same data directory, nodes still down
+    ASSERT_TRUE(gw->process()
+                    .wait_for_output(
+                        std::regex("10 unfinished transaction\\(s\\) from the journal carry on"),
+                        std::chrono::seconds(5))
+                    .has_value())
+        << "the journal was not replayed";
+    for (const auto& tx : txs) EXPECT_EQ(str(gateway_tx(tx.hash).at("state")), "QUEUED");
+    EXPECT_EQ(result(gw->port(), "eth_getTransactionCount", "[\"" + kAddrA + "\",\"pending\"]"),
+              "0x5");
+
+    nodes_up();
+    ASSERT_TRUE(wait_completed(txs)) << json::serialize(admin_transactions());
+    expect_mined_exactly_once(txs);
+}
+
+TEST_F(WritesTest, KillDashNineWhileTheQueueIsBeingSentLosesNothingAndSendsNothingTwice) {
+    start();
+    ASSERT_TRUE(gw->wait_ready());
+    ASSERT_NO_FATAL_FAILURE(nodes_down());
+    std::vector<Tx> txs;
+    for (std::uint64_t n = 0; n < 10; ++n) {
+        txs.push_back(sign(kKeyA, kAddrA, kAddrB, n));
+        txs.push_back(sign(kKeyB, kAddrB, kAddrA, n));
+    }
+    expect_queued(gw->port(), txs);
+
+    // Killed as soon as the first transaction is on the chain: some are sent and mined, some
+    // perhaps sent but not yet journaled as such, the rest still queued.
+    nodes_up();
+    ASSERT_TRUE(wait_until([&] { return result(anvil->port(), "eth_blockNumber", "[]") != "0x0"; },
+                           std::chrono::seconds(10)));
+    gw->process().signal(SIGKILL);
+    ASSERT_EQ(gw->process().wait(std::chrono::seconds(5)), 128 + SIGKILL);
+    std::cerr << "mined when killed: " << chain_transactions().size() << " of 20\n";
+
+    start();
+    ASSERT_TRUE(wait_completed(txs)) << json::serialize(admin_transactions());
+    expect_mined_exactly_once(txs);
+}
+
+TEST_F(WritesTest, TheSameTransactionSentTwiceIsOneTransaction) {
+    start();
+    ASSERT_TRUE(gw->wait_ready());
+    // With nodes up, through cast.
+    const Tx first = sign(kKeyA, kAddrA, kAddrB, 0);
+    EXPECT_EQ(cast({"publish", "--async", "--rpc-url", gw->url(), first.raw}), first.hash);
+    EXPECT_EQ(cast({"publish", "--async", "--rpc-url", gw->url(), first.raw}), first.hash);
+
+    // While queued.
+    ASSERT_NO_FATAL_FAILURE(nodes_down());
+    const Tx second = sign(kKeyA, kAddrA, kAddrB, 1);
+    expect_queued(gw->port(), {second, second});
+
+    json::array listed = admin_transactions();
+    ASSERT_EQ(listed.size(), 2u) << json::serialize(listed);
+    EXPECT_EQ(std::set<std::string>({str(listed[0].at("hash")), str(listed[1].at("hash"))}),
+              std::set<std::string>({first.hash, second.hash}));
+
+    nodes_up();
+    ASSERT_TRUE(wait_completed({first, second})) << json::serialize(admin_transactions());
+    // And once more after both are mined.
+    EXPECT_EQ(cast({"publish", "--async", "--rpc-url", gw->url(), first.raw}), first.hash);
+    EXPECT_EQ(cast({"publish", "--async", "--rpc-url", gw->url(), second.raw}), second.hash);
+    expect_mined_exactly_once({first, second});
+    for (const auto& tx : {first, second})
+        EXPECT_EQ(str(gateway_tx(tx.hash).at("state")), "COMPLETED");
+}
+
+TEST_F(WritesTest, AnInvalidTransactionIsRefusedWithAReasonAndNeverJournaled) {
+    start();
+    ASSERT_TRUE(gw->wait_ready());
+    const Tx valid = sign(kKeyA, kAddrA, kAddrB, 0);
+
+    // Low-s signatures (EIP-2) have s below n/2, so s's first byte is below 0x80; setting its top
+    // bit gives an s no valid transaction has. (Any other flipped bit gives a signature that is
+    // valid for some other account, which only a node's balance check can refuse.)
+    std::string bad_signature = valid.raw;
+    const std::size_t s_at = bad_signature.size() - 64;
+    ASSERT_EQ(bad_signature.substr(s_at - 2, 2), "a0") << "s is not 32 bytes long in " << valid.raw;
+    const int s0 = std::stoi(bad_signature.substr(s_at, 2), nullptr, 16);
+    ASSERT_LT(s0, 0x80);
+    bad_signature.replace(s_at, 2, fmt::format("{:02x}", s0 | 0x80));
+
+    const Tx mainnet = sign(kKeyA, kAddrA, kAddrB, 0, Kind::eip1559, "1");
+    const Tx mainnet_legacy = sign(kKeyB, kAddrB, kAddrA, 0, Kind::legacy, "1");
+    struct Case {
+        std::string name, raw, message;
+    };
+    const std::vector<Case> cases = {
+        {"another chain", mainnet.raw, "signed for chain id 1, but chain devnet has id 31337"},
+        {"another chain, legacy", mainnet_legacy.raw, "signed for chain id 1"},
+        {"bad RLP", "0xf8ff00", "invalid transaction"},
+        {"bad signature", bad_signature, "signature s is above secp256k1n/2"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        HttpReply r = send_raw(gw->port(), c.raw);
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(r.header("x-gateway-queued"), "");
+        const json::value v = json::parse(r.body);
+        ASSERT_TRUE(v.as_object().contains("error")) << r.body;
+        EXPECT_EQ(v.at("error").at("code"), -32602) << r.body;
+        EXPECT_THAT(str(v.at("error").at("message")), HasSubstr(c.message)) << r.body;
+        const std::string hash = cast({"keccak", c.raw});
+        EXPECT_EQ(gateway_tx(hash), nullptr);
+    }
+    EXPECT_EQ(admin_transactions().size(), 0u) << json::serialize(admin_transactions());
+    EXPECT_EQ(chain_nonce(kAddrA), 0u);
+    EXPECT_EQ(chain_nonce(kAddrB), 0u);
+
+    // The valid one it was made from goes through.
+    EXPECT_EQ(json::parse(send_raw(gw->port(), valid.raw).body).at("result"), valid.hash.c_str());
+    ASSERT_TRUE(wait_completed({valid}));
+    expect_mined_exactly_once({valid});
+}
+
+TEST_F(WritesTest, ReadsAlreadyMadeAreServedStaleDuringAnOutageAndOthersGet503) {
+    start();
+    ASSERT_TRUE(gw->wait_ready());
+    const std::string balance = rpc_body("eth_getBalance", "[\"" + kAddrA + "\",\"latest\"]");
+    const std::string block_number = rpc_body("eth_blockNumber");
+    cast({"rpc", "anvil_mine", "3", "--rpc-url", anvil->url()});
+
+    // The node answered each read between `sent` and `received`: that is when it was fresh.
+    struct Read {
+        json::value result;
+        Clock::time_point sent, received;
+    };
+    std::map<std::string, Read> fresh;
+    for (const auto& body : {balance, block_number}) {
+        Read& read = fresh[body];
+        read.sent = Clock::now();
+        HttpReply r = http_post(gw->port(), "/", body);
+        read.received = Clock::now();
+        EXPECT_EQ(r.status, 200u) << r.body;
+        EXPECT_EQ(r.header("x-gateway-stale"), "") << body;
+        EXPECT_EQ(r.header("x-gateway-data-age-ms"), "") << body;
+        read.result = json::parse(r.body).at("result");
+    }
+    EXPECT_EQ(fresh[balance].result, "0x21e19e0c9bab2400000");
+    EXPECT_EQ(fresh[block_number].result, "0x3");
+
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_NO_FATAL_FAILURE(nodes_down());
+    for (int round = 0; round < 2; ++round) {
+        for (const auto& body : {balance, block_number}) {
+            SCOPED_TRACE(body);
+            const auto sent = Clock::now();
+            HttpReply r = http_post(gw->port(), "/", body);
+            using std::chrono::duration_cast, std::chrono::milliseconds;
+            const auto at_most = duration_cast<milliseconds>(Clock::now() - fresh[body].sent);
+            const auto at_least = duration_cast<milliseconds>(sent - fresh[body].received);
+            EXPECT_EQ(r.status, 200u) << r.body;
+            EXPECT_EQ(json::parse(r.body).at("result"), fresh[body].result) << r.body;
+            EXPECT_EQ(r.header("x-gateway-stale"), "true");
+            const std::string age = r.header("x-gateway-data-age-ms");
+            ASSERT_FALSE(age.empty());
+            ASSERT_EQ(age.find_first_not_of("0123456789"), std::string::npos) << age;
+            // The time since the node gave the answer (give or take a clock tick).
+            EXPECT_GE(std::stoll(age), at_least.count() - 2);
+            EXPECT_LE(std::stoll(age), at_most.count() + 2);
+            EXPECT_GE(std::stoll(age), 300 + 200 * round);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+
+    // Never read before: nothing to serve.
+    HttpReply never = http_post(
+        gw->port(), "/",
+        rpc_body("eth_getBalance", "[\"0x000000000000000000000000000000000000dead\",\"latest\"]"));
+    EXPECT_EQ(never.status, 503u) << never.body;
+    EXPECT_EQ(never.header("x-gateway-stale"), "");
+    EXPECT_EQ(json::parse(never.body).at("error").at("code"), -32002) << never.body;
+
+    nodes_up();
+    ASSERT_TRUE(gw->wait_ready());
+    for (const auto& body : {balance, block_number}) {
+        HttpReply r = http_post(gw->port(), "/", body);
+        EXPECT_EQ(r.status, 200u) << r.body;
+        EXPECT_EQ(r.header("x-gateway-stale"), "") << body;
+        EXPECT_EQ(r.header("x-gateway-data-age-ms"), "") << body;
+        EXPECT_NE(r.header("x-gateway-upstream"), "") << body;
+    }
+}
+
+TEST_F(WritesTest, AnUnusableJournalRefusesWritesWith503AndReadsGoOn) {
+    write_file(dir + "/not-a-directory", "a regular file\n");
+    start(dir + "/not-a-directory/gateway.db");
+    ASSERT_TRUE(gw->wait_ready());
+    const Tx tx = sign(kKeyA, kAddrA, kAddrB, 0);
+
+    HttpReply r = send_raw(gw->port(), tx.raw);
+    EXPECT_EQ(r.status, 503u) << r.body;
+    EXPECT_EQ(r.header("x-gateway-queued"), "");
+    const json::value v = json::parse(r.body);
+    ASSERT_TRUE(v.as_object().contains("error")) << r.body;
+    EXPECT_EQ(v.at("error").at("code"), -32002) << r.body;
+    EXPECT_THAT(str(v.at("error").at("message")), HasSubstr("journal")) << r.body;
+
+    HttpReply read =
+        http_post(gw->port(), "/", rpc_body("eth_getBalance", "[\"" + kAddrA + "\",\"latest\"]"));
+    EXPECT_EQ(read.status, 200u) << read.body;
+    EXPECT_EQ(json::parse(read.body).at("result"), "0x21e19e0c9bab2400000") << read.body;
+
+    // Refused means not sent either.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(chain_nonce(kAddrA), 0u);
+    EXPECT_EQ(result(anvil->port(), "eth_getTransactionByHash", "[\"" + tx.hash + "\"]"), nullptr);
+    EXPECT_THAT(gw->process().output(), HasSubstr("the transaction journal is unusable"));
+}
+
+}  // namespace
+}  // namespace gateway::test
