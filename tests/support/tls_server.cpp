@@ -145,8 +145,8 @@ struct TlsServer::Impl {
                 res.body() = R"({"jsonrpc":"2.0","id":1,"result":"0x1"})";
                 res.keep_alive(req.keep_alive());
                 res.prepare_payload();
+                ++answered;  // before the write: the client may check as soon as it reads
                 bhttp::write(stream, res, ec);
-                ++answered;
                 if (ec || !req.keep_alive()) break;
             }
             stream.shutdown(ec);
