@@ -5,7 +5,10 @@
 #include "gateway/eth/transaction.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
+#include "gateway/txm/tx_manager.hpp"
+#include "gateway/upstream/pool.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/io_thread.hpp"
 #include "support/tx_signer.hpp"
 
 #include <fmt/format.h>
@@ -617,6 +620,92 @@ TEST_F(WritesTest, WhenNoNodeAnswersAReadTheLastAnswerIsServedMarkedStale) {
     EXPECT_EQ(never.status, 503u);
     EXPECT_EQ(never.headers.count("x-gateway-stale"), 0u);
     EXPECT_THAT(http_metrics(), HasSubstr(R"(gateway_stale_answers_total{chain="devnet"} 1)"));
+}
+
+// A journal whose writes fail while `full` is set, as on a full disk.
+class FullDisk final : public store::Journal {
+public:
+    FullDisk(std::unique_ptr<store::Store> inner, std::atomic<bool>& full)
+        : inner_(std::move(inner)), full_(full) {}
+    std::pair<store::TxRecord, bool> insert(const store::TxRecord& r) override {
+        check();
+        return inner_->insert(r);
+    }
+    bool update(const store::TxUpdate& u) override {
+        check();
+        return inner_->update(u);
+    }
+    std::optional<store::TxRecord> find(std::string_view h) override { return inner_->find(h); }
+    std::vector<store::TxRecord> unfinished() override { return inner_->unfinished(); }
+    std::vector<store::TxRecord> list(std::optional<TxState> s, std::size_t n) override {
+        return inner_->list(s, n);
+    }
+    std::vector<store::TxEvent> history(std::string_view h) override { return inner_->history(h); }
+    void begin() override { inner_->begin(); }
+    void commit() override { inner_->commit(); }
+    void rollback() noexcept override { inner_->rollback(); }
+    void savepoint() override { inner_->savepoint(); }
+    void release_savepoint() override { inner_->release_savepoint(); }
+    void rollback_to_savepoint() noexcept override { inner_->rollback_to_savepoint(); }
+
+private:
+    void check() {
+        if (full_) throw store::StoreError("store: database or disk is full");
+    }
+    std::unique_ptr<store::Store> inner_;
+    std::atomic<bool>& full_;
+};
+
+TEST(TxManager, AFullDiskRefusesWritesAndNothingIsSent) {
+    Chain chain;
+    test::IoThread io;
+    std::atomic<bool> full{false};
+    const std::string dir = test::make_temp_dir("writes-full");
+    store::JournalService journal([&] {
+        return std::unique_ptr<store::Journal>(std::make_unique<FullDisk>(
+            store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}), full));
+    });
+    config::ChainConfig cfg;
+    cfg.name = "devnet";
+    cfg.chain_id = 31337;
+    cfg.health.interval = 20ms;
+    config::UpstreamConfig u;
+    u.id = "node-0";
+    u.url = chain.url();
+    u.timeout = 1s;
+    cfg.upstreams.push_back(u);
+    upstream::ChainPool pool(cfg, io.ioc.get_executor(), nullptr);
+    txm::TxManager manager(cfg, pool, journal, nullptr, io.ioc.get_executor());
+    pool.start();
+    manager.start();
+    for (int i = 0; i < 200 && !(pool.ready() && manager.loaded()); ++i)
+        std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(pool.ready() && manager.loaded());
+
+    auto submit = [&](const std::string& raw) {
+        json::value params = json::array{json::string(raw)};
+        return io.run(manager.submit(params));
+    };
+    full = true;
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    txm::SubmitResult r = submit(raw);
+    EXPECT_TRUE(r.store_failed);
+    ASSERT_TRUE(r.reply && r.reply->is_error());
+    EXPECT_EQ(r.reply->error.code, -32002);
+    EXPECT_THAT(r.reply->error.message, HasSubstr("disk is full"));
+    EXPECT_EQ(chain.broadcasts(), 0u) << "nothing is sent that is not kept";
+    EXPECT_EQ(manager.held(), 0u);
+
+    full = false;  // space again: the same transaction is taken
+    r = submit(raw);
+    EXPECT_FALSE(r.store_failed);
+    ASSERT_TRUE(r.reply && !r.reply->is_error());
+    EXPECT_EQ(*r.reply->result, "\"" + hash_of(raw) + "\"");
+    EXPECT_EQ(chain.broadcasts(), 1u);
+    manager.stop();
+    pool.stop();
+    for (int i = 0; i < 300 && !manager.stopped(); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(manager.stopped());
 }
 
 }  // namespace
