@@ -303,7 +303,7 @@ void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, Lo
            [&](auto& v) { l.concurrency = r.integer(v, path + ".concurrency", 1, 64); });
 }
 
-void read_writes(const Reader& r, const YAML::Node& n, const std::string& path, WritesConfig& w) {
+void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxConfig& w) {
     r.check_keys(n, path,
                  {"confirmations", "max_queued_per_sender", "max_queued", "poll_interval_ms",
                   "rebroadcast_after_ms", "broadcast_fanout"});
@@ -389,7 +389,7 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
     r.check_keys(
         n, path,
-        {"name", "chain_id", "health", "failover", "methods", "logs", "writes", "upstreams"});
+        {"name", "chain_id", "health", "failover", "methods", "logs", "tx", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -407,7 +407,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if_set(n, "failover", [&](auto& v) { read_failover(r, v, path + ".failover", c.failover); });
     if_set(n, "methods", [&](auto& v) { read_methods(r, v, path + ".methods", c.methods); });
     if_set(n, "logs", [&](auto& v) { read_logs(r, v, path + ".logs", c.logs); });
-    if_set(n, "writes", [&](auto& v) { read_writes(r, v, path + ".writes", c.writes); });
+    if_set(n, "tx", [&](auto& v) { read_tx(r, v, path + ".tx", c.tx); });
 
     const YAML::Node ups = n["upstreams"];
     if (!ups.IsDefined() || ups.IsNull()) r.fail(n, path + ".upstreams", "is required");

@@ -128,14 +128,14 @@ asio::awaitable<void> TxManager::run() {
     while (!stopped_) {
         const bool ok = co_await load();  // (not inside the loop condition: GCC 12)
         if (ok) break;
-        timer_.expires_after(config_.writes.poll_interval);
+        timer_.expires_after(config_.tx.poll_interval);
         co_await timer_.async_wait(use_nothrow);
     }
     while (!stopped_) {
         wake_pending_ = false;
         co_await dispatch_round();
         if (stopped_ || wake_pending_) continue;
-        timer_.expires_after(config_.writes.poll_interval);
+        timer_.expires_after(config_.tx.poll_interval);
         co_await timer_.async_wait(use_nothrow);
     }
 }
@@ -258,7 +258,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
     const std::string raw = eth::to_hex(e.rec.raw);
     json::value params = json::array{json::string(raw)};  // (GCC 12: no braces inside co_await)
     auto deliveries = co_await pool_.broadcast("eth_sendRawTransaction", std::move(params),
-                                               config_.writes.broadcast_fanout,
+                                               config_.tx.broadcast_fanout,
                                                Clock::now() + std::chrono::seconds(10));
     if (deliveries.empty()) {
         out.detail = "no upstream admits a call now";
@@ -286,6 +286,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
                     used = BroadcastResult{Broadcast::nonce_used, a.reply, detail, d.upstream};
                     break;
                 case upstream::WriteVerdict::refused:
+                case upstream::WriteVerdict::replacement_underpriced:
                     refused = BroadcastResult{Broadcast::refused, a.reply, detail, d.upstream};
                     break;
                 case upstream::WriteVerdict::retry_later:
@@ -341,8 +342,8 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     // A receipt changes with the chain: ask when the head moved, and now and then regardless
     // (a reorg at the same height, a head that went back).
     const auto now = Clock::now();
-    if (head && head == e->checked_head && now - e->checked_at < 5 * config_.writes.poll_interval &&
-        now - e->last_broadcast < config_.writes.rebroadcast_after)
+    if (head && head == e->checked_head && now - e->checked_at < 5 * config_.tx.poll_interval &&
+        now - e->last_broadcast < config_.tx.rebroadcast_after)
         co_return;
     e->checked_head = head;
     e->checked_at = now;
@@ -360,7 +361,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
             e->last_broadcast = {};
         }
         if (state_of(*e) == TxState::broadcasting &&
-            Clock::now() - e->last_broadcast >= config_.writes.rebroadcast_after) {
+            Clock::now() - e->last_broadcast >= config_.tx.rebroadcast_after) {
             {
                 std::lock_guard lock(mu_);
                 if (e->busy) co_return;
@@ -409,7 +410,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     }
     head = std::max(head, *number);
     const std::uint64_t confirmations = head - *number + 1;
-    if (confirmations < config_.writes.confirmations) co_return;
+    if (confirmations < config_.tx.confirmations) co_return;
     if (success)
         co_await transition(e, TxState::completed,
                             fmt::format("mined in block {} ({}), {} confirmation(s)", *number,
@@ -563,18 +564,18 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
                 }
             }
         }
-        if (of_sender - replaced.size() >= config_.writes.max_queued_per_sender) {
-            out.reply = error_reply(
-                jsonrpc::ErrorCode::limit_exceeded,
-                fmt::format("sender {} has {} unfinished transactions in the gateway "
-                            "(writes.max_queued_per_sender {}): wait for some to be mined",
-                            rec.sender, of_sender, config_.writes.max_queued_per_sender));
+        if (of_sender - replaced.size() >= config_.tx.max_queued_per_sender) {
+            out.reply =
+                error_reply(jsonrpc::ErrorCode::limit_exceeded,
+                            fmt::format("sender {} has {} unfinished transactions in the gateway "
+                                        "(tx.max_queued_per_sender {}): wait for some to be mined",
+                                        rec.sender, of_sender, config_.tx.max_queued_per_sender));
             co_return out;
         }
-        if (by_hash_.size() >= config_.writes.max_queued) {
+        if (by_hash_.size() >= config_.tx.max_queued) {
             out.reply = error_reply(
                 jsonrpc::ErrorCode::limit_exceeded,
-                fmt::format("chain {} holds {} unfinished transactions (writes.max_queued): "
+                fmt::format("chain {} holds {} unfinished transactions (tx.max_queued): "
                             "wait for some to be mined",
                             config_.name, by_hash_.size()));
             co_return out;

@@ -97,6 +97,11 @@ constexpr auto kWriteRules = std::to_array<WriteRule>({
     {"nonce too low", WriteVerdict::nonce_too_low},
     {"oldnonce", WriteVerdict::nonce_too_low},
     {"ownnoncealreadyused", WriteVerdict::nonce_too_low},
+    // Before anything that matches "underpriced" alone: "transaction underpriced" is a node's
+    // minimum price (refused), "replacement transaction underpriced" is a pool slot taken.
+    {"replacement transaction underpriced", WriteVerdict::replacement_underpriced},
+    {"replacementnotallowed", WriteVerdict::replacement_underpriced},
+    {"could not replace existing tx", WriteVerdict::replacement_underpriced},
     {"nonce too high", WriteVerdict::retry_later},
     {"noncegap", WriteVerdict::retry_later},
     {"too distant from current sender nonce", WriteVerdict::retry_later},
@@ -106,6 +111,11 @@ constexpr auto kWriteRules = std::to_array<WriteRule>({
     {"feetoolow", WriteVerdict::retry_later},
     {"txpool is full", WriteVerdict::retry_later},
     {"transaction pool is full", WriteVerdict::retry_later},
+    // Refusals of this transaction as it is. Unmatched messages are refused as well; these are
+    // here so the table says what it has seen.
+    {"underpriced", WriteVerdict::refused},
+    {"insufficient funds", WriteVerdict::refused},
+    {"exceeds account balance", WriteVerdict::refused},
 });
 
 }  // namespace
@@ -115,6 +125,7 @@ std::string_view to_string(WriteVerdict v) {
         case WriteVerdict::accepted: return "accepted";
         case WriteVerdict::nonce_too_low: return "nonce_too_low";
         case WriteVerdict::retry_later: return "retry_later";
+        case WriteVerdict::replacement_underpriced: return "replacement_underpriced";
         case WriteVerdict::refused: return "refused";
     }
     return "refused";

@@ -286,9 +286,9 @@ gateway::config::Config make_config(const std::string& db_path, const std::strin
     chain.chain_id = kChainId;
     // The dispatcher and receipt tracker stay asleep: no transaction is ever queued (each
     // sender's nonces are sent one after the other by one client), so nothing wakes it.
-    chain.writes.poll_interval = std::chrono::hours(1);
-    chain.writes.max_queued_per_sender = opt.transactions + kWarmup;
-    chain.writes.max_queued = opt.transactions + 2 * kWarmup;
+    chain.tx.poll_interval = std::chrono::hours(1);
+    chain.tx.max_queued_per_sender = opt.transactions + kWarmup;
+    chain.tx.max_queued = opt.transactions + 2 * kWarmup;
     gateway::config::UpstreamConfig u;
     u.id = "fake";
     u.url = upstream_url;

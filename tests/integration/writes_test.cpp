@@ -117,7 +117,7 @@ protected:
             "  - name: devnet\n"
             "    chain_id: 31337\n"
             "    health: {{interval_ms: 100, timeout_ms: 500}}\n"
-            "    writes: {{confirmations: 1, poll_interval_ms: 100, broadcast_fanout: 2}}\n"
+            "    tx: {{confirmations: 1, poll_interval_ms: 100, broadcast_fanout: 2}}\n"
             "    upstreams:\n"
             "      - id: node-a\n"
             "        url: {}\n"

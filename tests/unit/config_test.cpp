@@ -374,20 +374,20 @@ TEST(Config, LoadFileReportsAMissingFile) {
 
 TEST(Config, WritesAndCacheKeys) {
     const Config d = parse(kMinimal);
-    EXPECT_EQ(d.chains[0].writes.confirmations, 1u);
-    EXPECT_EQ(d.chains[0].writes.broadcast_fanout, 2u);
+    EXPECT_EQ(d.chains[0].tx.confirmations, 1u);
+    EXPECT_EQ(d.chains[0].tx.broadcast_fanout, 2u);
     EXPECT_EQ(d.cache.max_entries, 10'000u);
     const Config c = parse(R"(
 cache: {max_entries: 5, max_bytes: 1000, max_stale_ms: 60000}
 chains:
   - name: devnet
     chain_id: 31337
-    writes: {confirmations: 3, max_queued_per_sender: 4, max_queued: 40, poll_interval_ms: 250,
+    tx: {confirmations: 3, max_queued_per_sender: 4, max_queued: 40, poll_interval_ms: 250,
              rebroadcast_after_ms: 9000, broadcast_fanout: 1}
     upstreams:
       - {id: node-a, url: "http://127.0.0.1:18545"}
 )");
-    const auto& w = c.chains[0].writes;
+    const auto& w = c.chains[0].tx;
     EXPECT_EQ(w.confirmations, 3u);
     EXPECT_EQ(w.max_queued_per_sender, 4u);
     EXPECT_EQ(w.max_queued, 40u);
@@ -401,10 +401,10 @@ chains:
 chains:
   - name: devnet
     chain_id: 1
-    writes: {confirmations: 0}
+    tx: {confirmations: 0}
     upstreams: [{id: a, url: "http://127.0.0.1:1"}]
 )"),
-                HasSubstr("chains[0].writes.confirmations: 0 is out of range"));
+                HasSubstr("chains[0].tx.confirmations: 0 is out of range"));
     EXPECT_THAT(error_of("cache: {ttl: 1}\n" + kMinimal), HasSubstr("cache.ttl: unknown key"));
 }
 

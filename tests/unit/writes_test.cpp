@@ -315,8 +315,8 @@ class WritesTest : public GatewayTest {
 protected:
     void start_on(Chain& chain, std::function<void(config::Config&)> tweak = {}) {
         start({chain.url()}, [&](config::Config& c) {
-            c.chains[0].writes.poll_interval = 20ms;
-            c.chains[0].writes.confirmations = 2;
+            c.chains[0].tx.poll_interval = 20ms;
+            c.chains[0].tx.confirmations = 2;
             if (tweak) tweak(c);
             store_path = c.store.path;
         });
@@ -512,7 +512,7 @@ TEST_F(WritesTest, TheSameBytesTwiceAreOneEntryAndAQueuedOneCanBeReplaced) {
 
 TEST_F(WritesTest, QueuesAreBounded) {
     Chain chain;
-    start_on(chain, [](config::Config& c) { c.chains[0].writes.max_queued_per_sender = 2; });
+    start_on(chain, [](config::Config& c) { c.chains[0].tx.max_queued_per_sender = 2; });
     wait_ready();
     chain.set_down(true);
     ASSERT_TRUE(wait_state("node-0", "down"));
@@ -570,7 +570,7 @@ TEST_F(WritesTest, QueuedTransactionsCarryOnAfterARestart) {
     const std::string path = store_path;
     start({chain.url()}, [&](config::Config& c) {
         c.store.path = path;
-        c.chains[0].writes.poll_interval = 20ms;
+        c.chains[0].tx.poll_interval = 20ms;
     });
     for (const auto& h : hashes) ASSERT_TRUE(wait_tx_state(h, "BROADCASTING")) << h;
     std::vector<std::uint64_t> order;

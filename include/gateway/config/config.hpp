@@ -90,7 +90,7 @@ struct LogsConfig {
     std::size_t concurrency = 4;  ///< parts of one split request fetched at once
 };
 
-struct WritesConfig {
+struct TxConfig {
     unsigned confirmations = 1;  ///< blocks (the including one counted) before COMPLETED
     std::size_t max_queued_per_sender = 64;  ///< unfinished transactions of one sender
     std::size_t max_queued = 10'000;         ///< unfinished transactions of the chain
@@ -106,7 +106,7 @@ struct ChainConfig {
     FailoverConfig failover;
     MethodsConfig methods;
     LogsConfig logs;
-    WritesConfig writes;
+    TxConfig tx;  ///< the write path (raw transactions now, managed senders next)
     std::vector<UpstreamConfig> upstreams;
 };
 

@@ -30,7 +30,10 @@ enum class WriteVerdict {
     accepted,       ///< the node has it already ("already known"): as good as accepted
     nonce_too_low,  ///< the nonce is used: mined already (ours?) or taken by another transaction
     retry_later,    ///< not now (nonce gap, fee below the base fee): keep it queued, try again
-    refused,        ///< the node will not take it (underpriced, insufficient funds, invalid)
+    /// a transaction with the same nonce is in the node's pool and this one does not raise both
+    /// fees enough (10 % in geth and Besu) to replace it
+    replacement_underpriced,
+    refused,  ///< the node will not take it (underpriced, insufficient funds, invalid)
 };
 std::string_view to_string(WriteVerdict v);
 
