@@ -387,9 +387,8 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 }
 
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
-    r.check_keys(
-        n, path,
-        {"name", "chain_id", "health", "failover", "methods", "logs", "tx", "upstreams"});
+    r.check_keys(n, path,
+                 {"name", "chain_id", "health", "failover", "methods", "logs", "tx", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
