@@ -29,10 +29,10 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# anvil and cast, versions pinned in tools/package.json and tools/package-lock.json.
+# anvil, cast and ethers, versions pinned in tools/package.json and tools/package-lock.json.
 if [ ! -x "$here/tools/node_modules/.bin/anvil" ] || [ ! -x "$here/tools/node_modules/.bin/cast" ] \
     || ! cmp -s "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"; then
-    echo "install-deps: installing anvil and cast from npm (pinned)"
+    echo "install-deps: installing anvil, cast and ethers from npm (pinned)"
     (cd "$here/tools" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"
 fi

@@ -212,6 +212,8 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/admin/upstreams") co_return upstreams();
     if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
+        // The pool's gauges as of now, not as of the last probe.
+        for (auto* c : chains_) c->publish_metrics();
         http::Response r;
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
         r.body = metrics_->render();
