@@ -43,11 +43,47 @@ constexpr const char* kMigrations[] = {
     " reason TEXT NOT NULL,"
     " at_ms INTEGER NOT NULL);"
     "CREATE INDEX transaction_events_by_hash ON transaction_events (hash, id);",
+    // 3: managed senders: transactions the gateway builds and signs, their attempts, nonces.
+    "CREATE TABLE managed_transactions ("
+    " id TEXT PRIMARY KEY,"
+    " chain TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " request TEXT NOT NULL,"
+    " idempotency_key TEXT,"
+    " nonce INTEGER,"
+    " state TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " hash TEXT);"
+    "CREATE UNIQUE INDEX managed_by_key ON managed_transactions (chain, sender, idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;"
+    "CREATE INDEX managed_unfinished ON managed_transactions (chain, sender, created_ms)"
+    " WHERE state NOT IN ('COMPLETED', 'FAILED', 'DEAD_LETTER', 'CANCELLED');"
+    "CREATE TABLE managed_events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " managed_id TEXT NOT NULL REFERENCES managed_transactions (id),"
+    " state TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " at_ms INTEGER NOT NULL);"
+    "CREATE INDEX managed_events_by_id ON managed_events (managed_id, id);"
+    "ALTER TABLE transactions ADD COLUMN parent TEXT;"
+    "CREATE INDEX transactions_by_parent ON transactions (parent) WHERE parent IS NOT NULL;"
+    "CREATE TABLE nonces ("
+    " chain TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " next INTEGER NOT NULL,"
+    " PRIMARY KEY (chain, sender));",
 };
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
-    " block_hash, block_number";
+    " block_hash, block_number, parent";
+
+constexpr const char* kManagedColumns =
+    "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
+    " attempts, hash";
 
 class SqliteStore final : public Store {
 public:
@@ -59,7 +95,7 @@ public:
     std::pair<TxRecord, bool> insert(const TxRecord& r) override {
         if (auto existing = find(r.hash)) return {std::move(*existing), false};
         Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
-                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);",
+                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14);",
                                    kColumns));
         st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
         st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
@@ -67,6 +103,7 @@ public:
         st.integer(10, r.updated_ms).integer(11, r.broadcasts);
         if (r.block_hash) st.text(12, *r.block_hash);
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
+        if (r.parent) st.text(14, *r.parent);
         st.done();
         add_event(r.hash, r.state, r.reason, r.created_ms);
         return {r, true};
@@ -130,6 +167,108 @@ public:
             out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
                                   st.column_text(1), st.column_int(2)});
         return out;
+    }
+
+    std::pair<ManagedRecord, bool> insert_managed(const ManagedRecord& r) override {
+        if (auto existing = find_managed(r.id)) return {std::move(*existing), false};
+        if (r.idempotency_key) {
+            Stmt st(*this, fmt::format("SELECT {} FROM managed_transactions WHERE chain = ?1 AND "
+                                       "sender = ?2 AND idempotency_key = ?3;",
+                                       kManagedColumns));
+            st.text(1, r.chain).text(2, r.sender).text(3, *r.idempotency_key);
+            if (st.step()) return {read_managed(st), false};
+        }
+        Stmt st(*this, fmt::format("INSERT INTO managed_transactions ({}) VALUES (?1, ?2, ?3, ?4, "
+                                   "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12);",
+                                   kManagedColumns));
+        st.text(1, r.id).text(2, r.chain).text(3, r.sender).text(4, r.request);
+        if (r.idempotency_key) st.text(5, *r.idempotency_key);
+        if (r.nonce) st.integer(6, static_cast<std::int64_t>(*r.nonce));
+        st.text(7, to_string(r.state)).text(8, r.reason).integer(9, r.created_ms);
+        st.integer(10, r.updated_ms).integer(11, r.attempts);
+        if (r.hash) st.text(12, *r.hash);
+        st.done();
+        add_managed_event(r.id, r.state, r.reason, r.created_ms);
+        return {r, true};
+    }
+
+    bool update_managed(const ManagedUpdate& u) override {
+        Stmt st(*this,
+                "UPDATE managed_transactions SET state = ?2, reason = ?3, updated_ms = ?4, "
+                "nonce = COALESCE(?5, nonce), hash = COALESCE(?6, hash), attempts = COALESCE(?7, "
+                "attempts) WHERE id = ?1;");
+        st.text(1, u.id).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
+        if (u.nonce) st.integer(5, static_cast<std::int64_t>(*u.nonce));
+        if (u.hash) st.text(6, *u.hash);
+        if (u.attempts) st.integer(7, *u.attempts);
+        st.done();
+        if (sqlite3_changes(db_.get()) == 0) return false;
+        add_managed_event(u.id, u.state, u.reason, u.at_ms);
+        return true;
+    }
+
+    std::optional<ManagedRecord> find_managed(std::string_view id) override {
+        Stmt st(*this,
+                fmt::format("SELECT {} FROM managed_transactions WHERE id = ?1;", kManagedColumns));
+        st.text(1, id);
+        if (!st.step()) return std::nullopt;
+        return read_managed(st);
+    }
+
+    std::vector<ManagedRecord> unfinished_managed() override {
+        Stmt st(*this, fmt::format("SELECT {} FROM managed_transactions WHERE state NOT IN "
+                                   "('COMPLETED', 'FAILED', 'DEAD_LETTER', 'CANCELLED') ORDER BY "
+                                   "chain, sender, created_ms, rowid;",
+                                   kManagedColumns));
+        std::vector<ManagedRecord> out;
+        while (st.step()) out.push_back(read_managed(st));
+        return out;
+    }
+
+    std::vector<TxEvent> managed_history(std::string_view id) override {
+        Stmt st(*this,
+                "SELECT state, reason, at_ms FROM managed_events WHERE managed_id = ?1 ORDER BY "
+                "id;");
+        st.text(1, id);
+        std::vector<TxEvent> out;
+        while (st.step())
+            out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
+                                  st.column_text(1), st.column_int(2)});
+        return out;
+    }
+
+    std::vector<TxRecord> attempts(std::string_view id) override {
+        Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE parent = ?1 ORDER BY "
+                                   "created_ms, rowid;",
+                                   kColumns));
+        st.text(1, id);
+        std::vector<TxRecord> out;
+        while (st.step()) out.push_back(read_record(st));
+        return out;
+    }
+
+    std::uint64_t take_nonce(std::string_view chain, std::string_view sender,
+                             std::uint64_t floor) override {
+        const std::uint64_t nonce = std::max(floor, next_nonce(chain, sender).value_or(0));
+        set_next_nonce(chain, sender, nonce + 1);
+        return nonce;
+    }
+
+    void set_next_nonce(std::string_view chain, std::string_view sender,
+                        std::uint64_t next) override {
+        Stmt st(*this,
+                "INSERT INTO nonces (chain, sender, next) VALUES (?1, ?2, ?3) ON CONFLICT (chain, "
+                "sender) DO UPDATE SET next = excluded.next;");
+        st.text(1, chain).text(2, sender).integer(3, static_cast<std::int64_t>(next));
+        st.done();
+    }
+
+    std::optional<std::uint64_t> next_nonce(std::string_view chain,
+                                            std::string_view sender) override {
+        Stmt st(*this, "SELECT next FROM nonces WHERE chain = ?1 AND sender = ?2;");
+        st.text(1, chain).text(2, sender);
+        if (!st.step()) return std::nullopt;
+        return static_cast<std::uint64_t>(st.column_int(0));
     }
 
     void begin() override { exec("BEGIN IMMEDIATE;"); }
@@ -230,7 +369,34 @@ private:
         r.broadcasts = static_cast<std::uint32_t>(st.column_int(10));
         if (!st.is_null(11)) r.block_hash = st.column_text(11);
         if (!st.is_null(12)) r.block_number = static_cast<std::uint64_t>(st.column_int(12));
+        if (!st.is_null(13)) r.parent = st.column_text(13);
         return r;
+    }
+
+    static ManagedRecord read_managed(const Stmt& st) {
+        ManagedRecord r;
+        r.id = st.column_text(0);
+        r.chain = st.column_text(1);
+        r.sender = st.column_text(2);
+        r.request = st.column_text(3);
+        if (!st.is_null(4)) r.idempotency_key = st.column_text(4);
+        if (!st.is_null(5)) r.nonce = static_cast<std::uint64_t>(st.column_int(5));
+        r.state = parse_tx_state(st.column_text(6)).value_or(TxState::dead_letter);
+        r.reason = st.column_text(7);
+        r.created_ms = st.column_int(8);
+        r.updated_ms = st.column_int(9);
+        r.attempts = static_cast<std::uint32_t>(st.column_int(10));
+        if (!st.is_null(11)) r.hash = st.column_text(11);
+        return r;
+    }
+
+    void add_managed_event(const std::string& id, TxState state, const std::string& reason,
+                           std::int64_t at_ms) {
+        Stmt st(*this,
+                "INSERT INTO managed_events (managed_id, state, reason, at_ms) VALUES (?1, ?2, "
+                "?3, ?4);");
+        st.text(1, id).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
+        st.done();
     }
 
     void open() {
@@ -316,13 +482,17 @@ std::string_view to_string(TxState state) {
         case TxState::completed: return "COMPLETED";
         case TxState::failed: return "FAILED";
         case TxState::dead_letter: return "DEAD_LETTER";
+        case TxState::preparing: return "PREPARING";
+        case TxState::signing: return "SIGNING";
+        case TxState::cancelled: return "CANCELLED";
     }
     return "UNKNOWN";
 }
 
 std::optional<TxState> parse_tx_state(std::string_view text) {
-    for (TxState s : {TxState::queued, TxState::broadcasting, TxState::confirming,
-                      TxState::completed, TxState::failed, TxState::dead_letter})
+    for (TxState s : {TxState::queued, TxState::preparing, TxState::signing, TxState::broadcasting,
+                      TxState::confirming, TxState::completed, TxState::failed,
+                      TxState::dead_letter, TxState::cancelled})
         if (to_string(s) == text) return s;
     return std::nullopt;
 }

@@ -18,12 +18,12 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 2);
+        EXPECT_EQ(store->schema_version(), 3);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 2);
+    EXPECT_EQ(open_store(c)->schema_version(), 3);
 }
 
 TEST(SqliteStore, RefusesADatabaseFromANewerVersion) {

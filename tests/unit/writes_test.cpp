@@ -57,7 +57,7 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce,
 TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     const std::string dir = test::make_temp_dir("journal-test");
     auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
-    EXPECT_EQ(s->schema_version(), 2);
+    EXPECT_EQ(s->schema_version(), 3);
     auto [a, inserted] = s->insert(record("0xaa", 1));
     EXPECT_TRUE(inserted);
     EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
@@ -93,9 +93,99 @@ TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     EXPECT_EQ(s->list(TxState::failed, 10).size(), 0u);
 }
 
+TEST(Journal, ManagedTransactionsAttemptsAndNonces) {
+    const std::string dir = test::make_temp_dir("journal-managed");
+    auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
+    store::ManagedRecord m;
+    m.id = "gtx-1";
+    m.chain = "devnet";
+    m.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    m.request = R"({"to":"0xdead","value":"0x1"})";
+    m.idempotency_key = "order-42";
+    m.reason = "received";
+    m.created_ms = m.updated_ms = 1000;
+    EXPECT_TRUE(s->insert_managed(m).second);
+    // The same idempotency key for the same sender is the same transaction, whatever the id.
+    store::ManagedRecord again = m;
+    again.id = "gtx-2";
+    auto [found, inserted] = s->insert_managed(again);
+    EXPECT_FALSE(inserted);
+    EXPECT_EQ(found.id, "gtx-1");
+    // Another sender may use the same key.
+    store::ManagedRecord other = again;
+    other.sender = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+    EXPECT_TRUE(s->insert_managed(other).second);
+
+    // Nonces are taken in order, never below the chain's count, and remembered.
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 0), 0u);
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 0), 1u);
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 7), 7u) << "the chain is ahead: its count wins";
+    EXPECT_EQ(s->next_nonce("devnet", m.sender), 8u);
+    EXPECT_EQ(s->take_nonce("other-chain", m.sender, 0), 0u) << "per chain";
+    s->set_next_nonce("devnet", m.sender, 3);  // lowered by reconciliation
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 0), 3u);
+
+    EXPECT_TRUE(s->update_managed({"gtx-1", TxState::signing, "nonce 3 taken", 2000, 3u}));
+    store::ManagedUpdate signed_once{"gtx-1", TxState::broadcasting, "sent", 3000};
+    signed_once.hash = "0xaa";
+    signed_once.attempts = 1;
+    EXPECT_TRUE(s->update_managed(signed_once));
+    EXPECT_FALSE(s->update_managed({"gtx-9", TxState::failed, "x", 1}));
+    store::TxRecord attempt = record("0xaa", 3, TxState::broadcasting);
+    attempt.parent = "gtx-1";
+    s->insert(attempt);
+    store::TxRecord bumped = record("0xbb", 3, TxState::broadcasting);
+    bumped.parent = "gtx-1";
+    bumped.created_ms = 5000;
+    s->insert(bumped);
+    s->insert(record("0xcc", 4));  // a raw transaction: nobody's attempt
+
+    const auto got = s->find_managed("gtx-1");
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->nonce, 3u);
+    EXPECT_EQ(got->hash, "0xaa");
+    EXPECT_EQ(got->attempts, 1u);
+    EXPECT_EQ(got->state, TxState::broadcasting);
+    EXPECT_EQ(got->idempotency_key, "order-42");
+    const auto tries = s->attempts("gtx-1");
+    ASSERT_EQ(tries.size(), 2u);
+    EXPECT_EQ(tries[0].hash, "0xaa");
+    EXPECT_EQ(tries[1].hash, "0xbb");
+    EXPECT_EQ(tries[1].parent, "gtx-1");
+    EXPECT_FALSE(s->find("0xcc")->parent);
+    const auto h = s->managed_history("gtx-1");
+    ASSERT_EQ(h.size(), 3u);
+    EXPECT_EQ(h[1].state, TxState::signing);
+    EXPECT_EQ(h[2].reason, "sent");
+    EXPECT_EQ(s->unfinished_managed().size(), 2u);
+    s->update_managed({"gtx-1", TxState::cancelled, "cancelled by an operator", 6000});
+    EXPECT_EQ(s->unfinished_managed().size(), 1u);
+}
+
+// A nonce is taken inside the operation that uses it: when that operation fails, the nonce is
+// not used up.
+TEST(JournalService, ANonceTakenInAFailedOperationIsNotLost) {
+    const std::string dir = test::make_temp_dir("journal-nonce");
+    store::JournalService service([&] {
+        return std::unique_ptr<store::Journal>(
+            store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
+    });
+    std::uint64_t n = 99;
+    service.run_blocking([&](store::Journal& j) { n = j.take_nonce("devnet", "0xa", 0); });
+    EXPECT_EQ(n, 0u);
+    EXPECT_THROW(service.run_blocking([&](store::Journal& j) {
+        j.take_nonce("devnet", "0xa", 0);
+        throw store::StoreError("the signer's answer could not be journaled");
+    }),
+                 store::StoreError);
+    service.run_blocking([&](store::Journal& j) { n = j.take_nonce("devnet", "0xa", 0); });
+    EXPECT_EQ(n, 1u) << "the failed operation's nonce 1 was rolled back and taken again";
+}
+
 TEST(Journal, StateNamesRoundTrip) {
-    for (TxState st : {TxState::queued, TxState::broadcasting, TxState::confirming,
-                       TxState::completed, TxState::failed, TxState::dead_letter})
+    for (TxState st : {TxState::queued, TxState::preparing, TxState::signing, TxState::broadcasting,
+                       TxState::confirming, TxState::completed, TxState::failed,
+                       TxState::dead_letter, TxState::cancelled})
         EXPECT_EQ(store::parse_tx_state(store::to_string(st)), st);
     EXPECT_FALSE(store::parse_tx_state("queued"));
     EXPECT_TRUE(store::is_final(TxState::failed));
@@ -641,6 +731,37 @@ public:
         return inner_->list(s, n);
     }
     std::vector<store::TxEvent> history(std::string_view h) override { return inner_->history(h); }
+    std::pair<store::ManagedRecord, bool> insert_managed(const store::ManagedRecord& r) override {
+        check();
+        return inner_->insert_managed(r);
+    }
+    bool update_managed(const store::ManagedUpdate& u) override {
+        check();
+        return inner_->update_managed(u);
+    }
+    std::optional<store::ManagedRecord> find_managed(std::string_view id) override {
+        return inner_->find_managed(id);
+    }
+    std::vector<store::ManagedRecord> unfinished_managed() override {
+        return inner_->unfinished_managed();
+    }
+    std::vector<store::TxEvent> managed_history(std::string_view id) override {
+        return inner_->managed_history(id);
+    }
+    std::vector<store::TxRecord> attempts(std::string_view id) override {
+        return inner_->attempts(id);
+    }
+    std::uint64_t take_nonce(std::string_view c, std::string_view s, std::uint64_t f) override {
+        check();
+        return inner_->take_nonce(c, s, f);
+    }
+    void set_next_nonce(std::string_view c, std::string_view s, std::uint64_t n) override {
+        check();
+        inner_->set_next_nonce(c, s, n);
+    }
+    std::optional<std::uint64_t> next_nonce(std::string_view c, std::string_view s) override {
+        return inner_->next_nonce(c, s);
+    }
     void begin() override { inner_->begin(); }
     void commit() override { inner_->commit(); }
     void rollback() noexcept override { inner_->rollback(); }

@@ -16,17 +16,21 @@ namespace gateway::store {
 /// The transaction state machine (see the README). A raw transaction enters at `queued`.
 enum class TxState {
     queued,        ///< journaled, not yet accepted by a node
+    preparing,     ///< managed: gas, fees and the nonce being worked out
+    signing,       ///< managed: nonce taken, waiting for the signer
     broadcasting,  ///< accepted by a node, waiting to be mined
     confirming,    ///< mined, counting confirmations
     completed,     ///< mined with `confirmations` blocks on top, status success (final)
     failed,        ///< refused by the nodes, replaced, or reverted (final)
     dead_letter,   ///< the gateway gave up on it; a person decides (final)
+    cancelled,     ///< managed: replaced by a zero-value self-send on request (final)
 };
 
 std::string_view to_string(TxState state);  ///< "QUEUED", "BROADCASTING", ...
 std::optional<TxState> parse_tx_state(std::string_view text);
 inline bool is_final(TxState s) {
-    return s == TxState::completed || s == TxState::failed || s == TxState::dead_letter;
+    return s == TxState::completed || s == TxState::failed || s == TxState::dead_letter ||
+           s == TxState::cancelled;
 }
 
 struct TxRecord {
@@ -43,6 +47,34 @@ struct TxRecord {
     std::uint32_t broadcasts = 0;  ///< times it was sent to the nodes
     std::optional<std::string> block_hash;
     std::optional<std::uint64_t> block_number;
+    std::optional<std::string> parent;  ///< the managed transaction this is an attempt of
+};
+
+/// A transaction the gateway builds, signs and sends for a managed sender. Its signed attempts
+/// are TxRecords whose `parent` is its id.
+struct ManagedRecord {
+    std::string id;  ///< the gateway's transaction id
+    std::string chain;
+    std::string sender;   ///< 0x-prefixed, lowercase
+    std::string request;  ///< the client's transaction object, JSON text
+    std::optional<std::string> idempotency_key;
+    std::optional<std::uint64_t> nonce;  ///< taken late, once gas and fees are known
+    TxState state = TxState::queued;
+    std::string reason;
+    std::int64_t created_ms = 0;
+    std::int64_t updated_ms = 0;
+    std::uint32_t attempts = 0;       ///< signed attempts so far
+    std::optional<std::string> hash;  ///< the latest signed attempt's hash
+};
+
+struct ManagedUpdate {
+    std::string id;
+    TxState state = TxState::queued;
+    std::string reason;
+    std::int64_t at_ms = 0;
+    std::optional<std::uint64_t> nonce;  ///< set: written
+    std::optional<std::string> hash;     ///< set: written
+    std::optional<std::uint32_t> attempts;
 };
 
 /// One step in a transaction's history.
@@ -88,6 +120,30 @@ public:
     virtual std::vector<TxRecord> list(std::optional<TxState> state, std::size_t limit) = 0;
     /// A transaction's states, oldest first.
     virtual std::vector<TxEvent> history(std::string_view hash) = 0;
+
+    /// Inserts a managed transaction with its first event. When one with the same id, or the same
+    /// (chain, sender, idempotency key), exists nothing changes and that one is returned with
+    /// `false`.
+    virtual std::pair<ManagedRecord, bool> insert_managed(const ManagedRecord& record) = 0;
+    /// Moves a managed transaction to a state and records the event. False when the id is unknown.
+    virtual bool update_managed(const ManagedUpdate& update) = 0;
+    virtual std::optional<ManagedRecord> find_managed(std::string_view id) = 0;
+    /// Every managed transaction not in a final state, ordered by chain, sender and creation.
+    virtual std::vector<ManagedRecord> unfinished_managed() = 0;
+    virtual std::vector<TxEvent> managed_history(std::string_view id) = 0;
+    /// The signed attempts of a managed transaction, oldest first.
+    virtual std::vector<TxRecord> attempts(std::string_view id) = 0;
+    /// Takes the next nonce of (chain, sender): the larger of `floor` and one past the last taken,
+    /// and remembers it; inside the caller's operation, so a nonce is taken together with the
+    /// state change that uses it.
+    virtual std::uint64_t take_nonce(std::string_view chain, std::string_view sender,
+                                     std::uint64_t floor) = 0;
+    /// Sets the next nonce to hand out (reconciliation with the chain, in both directions).
+    virtual void set_next_nonce(std::string_view chain, std::string_view sender,
+                                std::uint64_t next) = 0;
+    /// The next nonce to hand out, if one was ever taken.
+    virtual std::optional<std::uint64_t> next_nonce(std::string_view chain,
+                                                    std::string_view sender) = 0;
 
     /// Group commit: the JournalService runs several callers' operations in one database
     /// transaction, each inside a savepoint so one failure does not undo the others, and makes
