@@ -2,6 +2,8 @@
 
 #include "gateway/admin/admin_handler.hpp"
 #include "gateway/cache/read_cache.hpp"
+#include "gateway/custody/factory.hpp"
+#include "gateway/eth/hex.hpp"
 #include "gateway/http/listener.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/rpc_handler.hpp"
@@ -10,6 +12,7 @@
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -22,6 +25,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <thread>
@@ -51,6 +55,7 @@ struct Gateway::Impl {
     std::unique_ptr<cache::ReadCache> cache;
     std::vector<std::unique_ptr<upstream::ChainPool>> pools;
     std::vector<std::unique_ptr<txm::TxManager>> txms;
+    std::vector<std::unique_ptr<custody::Signer>> signers;
     std::unique_ptr<rpc::RpcHandler> rpc_handler;
     std::unique_ptr<admin::AdminHandler> admin_handler;
     std::unique_ptr<http::Listener> rpc;
@@ -84,6 +89,30 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
             e.what());
     }
     g.cache = std::make_unique<cache::ReadCache>(config.cache);
+
+    // Signers load their keys now: a key that cannot be loaded stops the start, naming the
+    // signer (never the key). Every managed account must be one its signer can sign for.
+    for (const auto& spec : config.signers) {
+        g.signers.push_back(custody::make_signer(spec, g.ioc.get_executor()));
+        spdlog::info("signer {} ({}): {} address(es)", spec.id, spec.type,
+                     g.signers.back()->addresses().size());
+    }
+    for (const auto& chain : config.chains)
+        for (const auto& account : chain.accounts) {
+            const auto* signer = [&]() -> const custody::Signer* {
+                for (const auto& s : g.signers)
+                    if (s->id() == account.signer) return s.get();
+                return nullptr;
+            }();
+            const auto addresses = signer ? signer->addresses() : std::vector<eth::Address>{};
+            const bool holds = std::any_of(addresses.begin(), addresses.end(), [&](const auto& a) {
+                return eth::to_hex(a) == account.address;
+            });
+            if (!holds)
+                throw std::runtime_error(
+                    fmt::format("chain {}: account {} is not one signer '{}' can sign for",
+                                chain.name, account.address, account.signer));
+        }
 
     std::vector<upstream::ChainPool*> chains;
     std::vector<rpc::ChainRoute> routes;

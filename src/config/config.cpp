@@ -304,9 +304,44 @@ void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, Lo
 }
 
 void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxConfig& w) {
-    r.check_keys(n, path,
-                 {"confirmations", "max_queued_per_sender", "max_queued", "poll_interval_ms",
-                  "rebroadcast_after_ms", "broadcast_fanout"});
+    r.check_keys(
+        n, path,
+        {"confirmations", "max_queued_per_sender", "max_queued", "poll_interval_ms",
+         "rebroadcast_after_ms", "broadcast_fanout", "gas_margin_percent", "fee", "retry"});
+    if_set(n, "gas_margin_percent", [&](auto& v) {
+        w.gas_margin_percent =
+            static_cast<unsigned>(r.integer(v, path + ".gas_margin_percent", 0, 1000));
+    });
+    if_set(n, "fee", [&](auto& f) {
+        const std::string p = path + ".fee";
+        r.check_keys(
+            f, p,
+            {"max_fee_per_gas_gwei", "max_priority_fee_gwei", "bump_percent", "bump_after_blocks"});
+        if_set(f, "max_fee_per_gas_gwei", [&](auto& v) {
+            w.fee.max_fee_per_gas_gwei =
+                r.integer(v, p + ".max_fee_per_gas_gwei", 1, 1'000'000'000);
+        });
+        if_set(f, "max_priority_fee_gwei", [&](auto& v) {
+            w.fee.max_priority_fee_gwei =
+                r.integer(v, p + ".max_priority_fee_gwei", 0, 1'000'000'000);
+        });
+        if_set(f, "bump_percent", [&](auto& v) {
+            w.fee.bump_percent = static_cast<unsigned>(r.integer(v, p + ".bump_percent", 10, 1000));
+        });
+        if_set(f, "bump_after_blocks", [&](auto& v) {
+            w.fee.bump_after_blocks =
+                static_cast<unsigned>(r.integer(v, p + ".bump_after_blocks", 1, 10'000));
+        });
+    });
+    if_set(n, "retry", [&](auto& t) {
+        const std::string p = path + ".retry";
+        r.check_keys(t, p, {"max_attempts", "backoff_ms"});
+        if_set(t, "max_attempts", [&](auto& v) {
+            w.retry.max_attempts =
+                static_cast<unsigned>(r.integer(v, p + ".max_attempts", 1, 1000));
+        });
+        if_set(t, "backoff_ms", [&](auto& v) { w.retry.backoff = r.millis(v, p + ".backoff_ms"); });
+    });
     if_set(n, "confirmations", [&](auto& v) {
         w.confirmations = static_cast<unsigned>(r.integer(v, path + ".confirmations", 1, 1000));
     });
@@ -323,6 +358,75 @@ void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxCo
     });
     if_set(n, "broadcast_fanout",
            [&](auto& v) { w.broadcast_fanout = r.integer(v, path + ".broadcast_fanout", 1, 16); });
+}
+
+// An address: 0x and 40 hex digits, kept lowercase.
+std::string read_address(const Reader& r, const YAML::Node& n, const std::string& path) {
+    static const std::regex kAddress("0[xX][0-9a-fA-F]{40}");
+    std::string a = r.scalar(n, path);
+    if (!std::regex_match(a, kAddress))
+        r.fail(n, path, fmt::format("'{}' is not an address (0x and 40 hex digits)", a));
+    for (auto& c : a) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return a;
+}
+
+void read_signer(const Reader& r, const YAML::Node& n, const std::string& path, SignerConfig& s) {
+    r.check_keys(n, path,
+                 {"id", "type", "key_file", "key_env", "keystore", "passphrase_env", "url",
+                  "addresses", "stub_keys_env", "timeout_ms"});
+    const YAML::Node id = n["id"];
+    if (!id.IsDefined() || id.IsNull()) r.fail(n, path + ".id", "is required");
+    s.id = r.scalar(id, path + ".id");
+    const YAML::Node type = n["type"];
+    if (!type.IsDefined() || type.IsNull())
+        r.fail(n, path + ".type", "is required: local, remote or custody-stub");
+    s.type = r.one_of(type, path + ".type", {"local", "remote", "custody-stub"});
+    auto text = [&](const char* key, std::string& out) {
+        if_set(n, key, [&](auto& v) { out = r.scalar(v, path + "." + key); });
+    };
+    text("key_file", s.key_file);
+    text("key_env", s.key_env);
+    text("keystore", s.keystore);
+    text("passphrase_env", s.passphrase_env);
+    text("url", s.url);
+    if_set(n, "addresses", [&](auto& list) {
+        if (!list.IsSequence()) r.fail(list, path + ".addresses", "must be a list");
+        for (std::size_t i = 0; i < list.size(); ++i)
+            s.addresses.push_back(
+                read_address(r, list[i], fmt::format("{}.addresses[{}]", path, i)));
+    });
+    if_set(n, "stub_keys_env",
+           [&](auto& list) { s.stub_keys_env = read_list(r, list, path + ".stub_keys_env"); });
+    if_set(n, "timeout_ms", [&](auto& v) { s.timeout = r.millis(v, path + ".timeout_ms"); });
+    // Which fields go with which type.
+    const int sources = !s.key_file.empty() + !s.key_env.empty() + !s.keystore.empty();
+    if (s.type == "local" && sources != 1)
+        r.fail(n, path, "a local signer takes exactly one of key_file, key_env, keystore");
+    if (s.type == "local" && !s.keystore.empty() && s.passphrase_env.empty())
+        r.fail(n, path + ".passphrase_env", "is required with a keystore");
+    if (s.type == "remote" && (s.url.empty() || s.addresses.empty()))
+        r.fail(n, path, "a remote signer needs url and addresses");
+    if (s.type == "custody-stub" && s.stub_keys_env.empty())
+        r.fail(n, path + ".stub_keys_env", "a custody stub needs at least one key variable");
+}
+
+void read_accounts(const Reader& r, const YAML::Node& n, const std::string& path,
+                   std::vector<AccountConfig>& out) {
+    if (!n.IsSequence()) r.fail(n, path, "must be a list of {address, signer}");
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        const std::string p = fmt::format("{}[{}]", path, i);
+        r.check_keys(n[i], p, {"address", "signer"});
+        AccountConfig a;
+        if (!n[i]["address"].IsDefined()) r.fail(n[i], p + ".address", "is required");
+        if (!n[i]["signer"].IsDefined()) r.fail(n[i], p + ".signer", "is required");
+        a.address = read_address(r, n[i]["address"], p + ".address");
+        a.signer = r.scalar(n[i]["signer"], p + ".signer");
+        for (const auto& other : out)
+            if (other.address == a.address)
+                r.fail(n[i]["address"], p + ".address",
+                       fmt::format("{} is listed twice", a.address));
+        out.push_back(std::move(a));
+    }
 }
 
 void read_cache(const Reader& r, const YAML::Node& n, CacheConfig& c) {
@@ -388,7 +492,8 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
     r.check_keys(n, path,
-                 {"name", "chain_id", "health", "failover", "methods", "logs", "tx", "upstreams"});
+                 {"name", "chain_id", "health", "failover", "methods", "logs", "tx", "accounts",
+                  "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -407,6 +512,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if_set(n, "methods", [&](auto& v) { read_methods(r, v, path + ".methods", c.methods); });
     if_set(n, "logs", [&](auto& v) { read_logs(r, v, path + ".logs", c.logs); });
     if_set(n, "tx", [&](auto& v) { read_tx(r, v, path + ".tx", c.tx); });
+    if_set(n, "accounts", [&](auto& v) { read_accounts(r, v, path + ".accounts", c.accounts); });
 
     const YAML::Node ups = n["upstreams"];
     if (!ups.IsDefined() || ups.IsNull()) r.fail(n, path + ".upstreams", "is required");
@@ -435,8 +541,20 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
 
     Config config;
     try {
-        r.check_keys(root, "", {"server", "cache", "log", "store", "chains"});
+        r.check_keys(root, "", {"server", "cache", "signers", "log", "store", "chains"});
         if_set(root, "cache", [&](auto& v) { read_cache(r, v, config.cache); });
+        std::set<std::string> signer_ids;
+        if_set(root, "signers", [&](auto& list) {
+            if (!list.IsSequence()) r.fail(list, "signers", "must be a list");
+            for (std::size_t i = 0; i < list.size(); ++i) {
+                SignerConfig s;
+                read_signer(r, list[i], fmt::format("signers[{}]", i), s);
+                if (!signer_ids.insert(s.id).second)
+                    r.fail(list[i]["id"], fmt::format("signers[{}].id", i),
+                           fmt::format("signer id '{}' is used twice", s.id));
+                config.signers.push_back(std::move(s));
+            }
+        });
         if_set(root, "server", [&](auto& v) { read_server(r, v, config.server); });
         if_set(root, "log", [&](auto& v) { read_log(r, v, config.log); });
         if_set(root, "store", [&](auto& v) { read_store(r, v, config.store); });
@@ -452,6 +570,11 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
             const std::string path = fmt::format("chains[{}]", i);
             ChainConfig c;
             read_chain(r, chains[i], path, c);
+            for (std::size_t j = 0; j < c.accounts.size(); ++j)
+                if (!signer_ids.count(c.accounts[j].signer))
+                    r.fail(chains[i]["accounts"][j]["signer"],
+                           fmt::format("{}.accounts[{}].signer", path, j),
+                           fmt::format("no signer '{}' under signers", c.accounts[j].signer));
             if (!names.insert(c.name).second)
                 r.fail(chains[i]["name"], path + ".name",
                        fmt::format("chain '{}' is configured twice", c.name));

@@ -35,7 +35,7 @@ constexpr auto kMethods = std::to_array<Method>({
     {"debug_traceCall", read, 1},
     {"debug_traceCallMany", read, kHead},
     {"debug_traceTransaction", read, kHead},
-    {"eth_accounts", read, kNoState},
+    {"eth_accounts", local, kNoState},  // the chain's managed senders, never a node's accounts
     {"eth_blobBaseFee", read, kHead},
     {"eth_blockNumber", read, kHead},
     {"eth_call", read, 1},

@@ -1,6 +1,7 @@
 #include "gateway/rpc/rpc_handler.hpp"
 
 #include "gateway/cache/read_cache.hpp"
+#include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/methods.hpp"
 #include "gateway/txm/tx_manager.hpp"
@@ -15,6 +16,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -87,9 +89,19 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
         outcome = "denied";
         out.response = jsonrpc::error_response(
             call.id, jsonrpc::Error(jsonrpc::ErrorCode::method_not_found, std::move(*refusal)));
+    } else if (kind == MethodKind::local && call.method == "eth_accounts") {
+        // The senders the gateway signs for on this chain; a node's own accounts are not
+        // offered through the gateway.
+        json::array accounts;
+        for (const auto& a : chain.config().accounts)
+            if (auto bytes = eth::from_hex(a.address); bytes && bytes->size() == 20) {
+                eth::Address address;
+                std::copy(bytes->begin(), bytes->end(), address.begin());
+                accounts.emplace_back(eth::to_checksum_address(address));
+            }
+        out.response = jsonrpc::result_response(call.id, json::serialize(accounts));
     } else if (kind == MethodKind::local) {
-        // eth_chainId is the only local method so far: the configured chain id, which the
-        // health probes hold every upstream to.
+        // eth_chainId: the configured chain id, which the health probes hold every upstream to.
         out.response =
             jsonrpc::result_response(call.id, fmt::format("\"0x{:x}\"", chain.config().chain_id));
     } else if (route.txm && call.method == "gateway_getTransaction") {

@@ -408,6 +408,79 @@ chains:
     EXPECT_THAT(error_of("cache: {ttl: 1}\n" + kMinimal), HasSubstr("cache.ttl: unknown key"));
 }
 
+TEST(Config, SignersAccountsAndFees) {
+    const Config c = parse(R"(
+signers:
+  - {id: hot, type: local, key_env: HOT_KEY}
+  - {id: vault, type: remote, url: "https://signer.internal/", addresses: ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"], timeout_ms: 2500}
+  - {id: mpc, type: custody-stub, stub_keys_env: [K1, K2]}
+  - {id: ks, type: local, keystore: /etc/keys/a.json, passphrase_env: PASS}
+chains:
+  - name: devnet
+    chain_id: 31337
+    accounts:
+      - {address: "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266", signer: hot}
+    tx:
+      gas_margin_percent: 25
+      fee: {max_fee_per_gas_gwei: 300, max_priority_fee_gwei: 3, bump_percent: 20, bump_after_blocks: 2}
+      retry: {max_attempts: 4, backoff_ms: 200}
+    upstreams:
+      - {id: node-a, url: "http://127.0.0.1:18545"}
+)");
+    ASSERT_EQ(c.signers.size(), 4u);
+    EXPECT_EQ(c.signers[0].key_env, "HOT_KEY");
+    EXPECT_EQ(c.signers[1].addresses[0], "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+    EXPECT_EQ(c.signers[1].timeout, std::chrono::milliseconds(2500));
+    EXPECT_EQ(c.signers[2].stub_keys_env, (std::vector<std::string>{"K1", "K2"}));
+    ASSERT_EQ(c.chains[0].accounts.size(), 1u);
+    EXPECT_EQ(c.chains[0].accounts[0].address, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+    const auto& tx = c.chains[0].tx;
+    EXPECT_EQ(tx.gas_margin_percent, 25u);
+    EXPECT_EQ(tx.fee.max_fee_per_gas_gwei, 300u);
+    EXPECT_EQ(tx.fee.bump_percent, 20u);
+    EXPECT_EQ(tx.fee.bump_after_blocks, 2u);
+    EXPECT_EQ(tx.retry.max_attempts, 4u);
+    EXPECT_EQ(tx.retry.backoff, std::chrono::milliseconds(200));
+
+    const std::string chain = R"(
+chains:
+  - name: devnet
+    chain_id: 31337
+    accounts: [{address: "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", signer: nobody}]
+    upstreams: [{id: a, url: "http://127.0.0.1:1"}]
+)";
+    EXPECT_THAT(error_of(chain), HasSubstr("chains[0].accounts[0].signer: no signer 'nobody'"));
+    EXPECT_THAT(error_of("signers: [{id: x, type: local}]\n" + kMinimal),
+                HasSubstr("exactly one of key_file, key_env, keystore"));
+    EXPECT_THAT(error_of("signers: [{id: x, type: local, keystore: k.json}]\n" + kMinimal),
+                HasSubstr("passphrase_env: is required with a keystore"));
+    EXPECT_THAT(error_of("signers: [{id: x, type: hsm}]\n" + kMinimal),
+                HasSubstr("signers[0].type"));
+    EXPECT_THAT(error_of("signers: [{id: x, type: remote, url: 'http://a'}]\n" + kMinimal),
+                HasSubstr("needs url and addresses"));
+    EXPECT_THAT(
+        error_of("signers: [{id: x, type: local, key_env: A}, {id: x, type: local, key_env: "
+                 "B}]\n" +
+                 kMinimal),
+        HasSubstr("signer id 'x' is used twice"));
+    EXPECT_THAT(error_of(R"(
+chains:
+  - name: devnet
+    chain_id: 31337
+    accounts: [{address: "0x1234", signer: x}]
+    upstreams: [{id: a, url: "http://127.0.0.1:1"}]
+)"),
+                HasSubstr("is not an address"));
+    EXPECT_THAT(error_of(R"(
+chains:
+  - name: devnet
+    chain_id: 1
+    tx: {fee: {bump_percent: 5}}
+    upstreams: [{id: a, url: "http://127.0.0.1:1"}]
+)"),
+                HasSubstr("chains[0].tx.fee.bump_percent: 5 is out of range [10, 1000]"));
+}
+
 TEST(Config, TheShippedFilesAreValid) {
     // config/example.yaml shows every key; it must stay loadable as the code changes.
     const auto env = [](std::string_view name) -> std::optional<std::string> {

@@ -829,5 +829,65 @@ TEST(TxManager, AFullDiskRefusesWritesAndNothingIsSent) {
     EXPECT_TRUE(manager.stopped());
 }
 
+// Managed senders: keys are loaded at start, and eth_accounts lists the chain's senders.
+TEST_F(GatewayTest, ManagedAccountsAreListedAndTheirKeysCheckedAtStart) {
+    ::setenv("GATEWAY_TEST_KEY0", test::kKey0.c_str(), 1);
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m == "eth_accounts")
+                return FakeReply::ok(R"(["0x0000000000000000000000000000000000000001"])");
+            return std::nullopt;
+        });
+    auto managed = [&](config::Config& c, const std::string& address) {
+        config::SignerConfig s;
+        s.id = "hot";
+        s.type = "local";
+        s.key_env = "GATEWAY_TEST_KEY0";
+        c.signers = {s};
+        c.chains[0].accounts = {config::AccountConfig{address, "hot"}};
+    };
+    start({node.url()}, [&](config::Config& c) { managed(c, kSender0); });
+    wait_ready();
+    auto r = json::parse(post(R"({"jsonrpc":"2.0","id":1,"method":"eth_accounts"})").body);
+    EXPECT_EQ(r.at("result"), json::array{"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"})
+        << "the managed sender, checksummed; never the node's accounts";
+    EXPECT_EQ(node.calls("eth_accounts"), 0u);
+    gw->shutdown();
+    runner.join();
+    gw.reset();
+
+    // An account its signer cannot sign for stops the start.
+    config::Config bad;
+    bad.server.listen = {"127.0.0.1", 0};
+    bad.server.admin_listen = {"127.0.0.1", 0};
+    bad.store.path = test::make_temp_dir("managed-bad") + "/gateway.db";
+    config::ChainConfig chain;
+    chain.name = "devnet";
+    chain.chain_id = 31337;
+    config::UpstreamConfig u;
+    u.id = "node-0";
+    u.url = node.url();
+    chain.upstreams.push_back(u);
+    bad.chains.push_back(chain);
+    managed(bad, kSender1);
+    try {
+        Gateway g(bad);
+        ADD_FAILURE() << "started with an account nobody can sign for";
+    } catch (const std::exception& e) {
+        EXPECT_THAT(e.what(), HasSubstr("account " + kSender1 + " is not one signer 'hot'"));
+    }
+    // A key that cannot be loaded stops the start, naming the signer and not the key.
+    ::setenv("GATEWAY_TEST_KEY0", "0x1234", 1);
+    managed(bad, kSender0);
+    try {
+        Gateway g(bad);
+        ADD_FAILURE() << "started with an unusable key";
+    } catch (const std::exception& e) {
+        EXPECT_THAT(e.what(), HasSubstr("GATEWAY_TEST_KEY0"));
+        EXPECT_THAT(e.what(), ::testing::Not(HasSubstr("0x1234")));
+    }
+    ::unsetenv("GATEWAY_TEST_KEY0");
+}
+
 }  // namespace
 }  // namespace gateway

@@ -90,6 +90,20 @@ struct LogsConfig {
     std::size_t concurrency = 4;  ///< parts of one split request fetched at once
 };
 
+/// Fees of transactions the gateway builds for managed senders.
+struct FeeConfig {
+    std::uint64_t max_fee_per_gas_gwei = 500;  ///< cap on maxFeePerGas (and a legacy gasPrice)
+    std::uint64_t max_priority_fee_gwei = 10;  ///< cap on maxPriorityFeePerGas
+    unsigned bump_percent = 10;      ///< a replacement raises fees by max(10 % + 1 wei, this)
+    unsigned bump_after_blocks = 3;  ///< blocks without inclusion before a replacement
+};
+
+/// How often a managed transaction is tried (signing, sending) before it is a dead letter.
+struct RetryConfig {
+    unsigned max_attempts = 10;
+    Millis backoff{1'000};  ///< doubles each attempt, at most a minute
+};
+
 struct TxConfig {
     unsigned confirmations = 1;  ///< blocks (the including one counted) before COMPLETED
     std::size_t max_queued_per_sender = 64;  ///< unfinished transactions of one sender
@@ -97,6 +111,28 @@ struct TxConfig {
     Millis poll_interval{1'000};       ///< dispatcher and receipt tracker round (also woken early)
     Millis rebroadcast_after{30'000};  ///< a transaction not mined by then is sent again
     std::size_t broadcast_fanout = 2;  ///< upstreams a transaction is sent to at once
+    unsigned gas_margin_percent = 20;  ///< gas limit = eth_estimateGas x (100 + this) / 100
+    FeeConfig fee;
+    RetryConfig retry;
+};
+
+/// A sender whose transactions the gateway builds and signs (eth_sendTransaction).
+struct AccountConfig {
+    std::string address;  ///< 0x-prefixed, lowercase after loading
+    std::string signer;   ///< a signers[].id
+};
+
+/// One signer. Which fields apply depends on `type`:
+///   local         exactly one of key_file, key_env, or keystore with passphrase_env
+///   remote        url and addresses (the addresses it signs for); timeout
+///   custody-stub  stub_keys_env: variables each holding one hex private key
+struct SignerConfig {
+    std::string id;
+    std::string type;  ///< local | remote | custody-stub
+    std::string key_file, key_env, keystore, passphrase_env, url;
+    std::vector<std::string> addresses;  ///< 0x-prefixed, 20 bytes (remote)
+    std::vector<std::string> stub_keys_env;
+    std::chrono::milliseconds timeout{10'000};  ///< one remote signing request
 };
 
 struct ChainConfig {
@@ -106,7 +142,9 @@ struct ChainConfig {
     FailoverConfig failover;
     MethodsConfig methods;
     LogsConfig logs;
-    TxConfig tx;  ///< the write path (raw transactions now, managed senders next)
+    TxConfig tx;
+    std::vector<AccountConfig> accounts;  ///< managed senders  ///< the write path (raw
+                                          ///< transactions now, managed senders next)
     std::vector<UpstreamConfig> upstreams;
 };
 
@@ -120,6 +158,7 @@ struct CacheConfig {
 struct Config {
     ServerConfig server;
     CacheConfig cache;
+    std::vector<SignerConfig> signers;
     LogConfig log;
     StoreConfig store;
     std::vector<ChainConfig> chains;
