@@ -4,6 +4,7 @@
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/text.hpp"
 
 #include <boost/url/parse.hpp>
 
@@ -68,8 +69,7 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
             }
         }
     }
-    std::string key(hash);
-    for (auto& c : key) c = static_cast<char>(std::tolower(c));
+    const std::string key = util::lower(hash);
     std::vector<store::TxRecord> records;
     std::vector<store::TxEvent> history;
     try {

@@ -1,4 +1,5 @@
 #include "gateway/config/config.hpp"
+#include "gateway/util/text.hpp"
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -363,11 +364,10 @@ void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxCo
 // An address: 0x and 40 hex digits, kept lowercase.
 std::string read_address(const Reader& r, const YAML::Node& n, const std::string& path) {
     static const std::regex kAddress("0[xX][0-9a-fA-F]{40}");
-    std::string a = r.scalar(n, path);
+    const std::string a = r.scalar(n, path);
     if (!std::regex_match(a, kAddress))
         r.fail(n, path, fmt::format("'{}' is not an address (0x and 40 hex digits)", a));
-    for (auto& c : a) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return a;
+    return util::lower(a);
 }
 
 void read_signer(const Reader& r, const YAML::Node& n, const std::string& path, SignerConfig& s) {

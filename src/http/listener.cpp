@@ -1,6 +1,7 @@
 #include "gateway/http/listener.hpp"
 
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/util/text.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -43,13 +44,6 @@ std::string_view Request::path() const {
 }
 
 namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
 
 class Session;
 
@@ -156,7 +150,7 @@ private:
             request.target = std::string(message.target());
             request.remote = remote_;
             for (const auto& field : message)
-                request.headers.emplace_back(lower(field.name_string()),
+                request.headers.emplace_back(util::lower(field.name_string()),
                                              std::string(field.value()));
             request.body = std::move(message.body());
             bool keep_alive = message.keep_alive();

@@ -105,7 +105,7 @@ public:
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
         if (r.parent) st.text(14, *r.parent);
         st.done();
-        add_event(r.hash, r.state, r.reason, r.created_ms);
+        add_event(kTxEvents, r.hash, r.state, r.reason, r.created_ms);
         return {r, true};
     }
 
@@ -123,7 +123,7 @@ public:
             st.integer(7, static_cast<std::int64_t>(*u.block_number));
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
-        add_event(u.hash, u.state, u.reason, u.at_ms);
+        add_event(kTxEvents, u.hash, u.state, u.reason, u.at_ms);
         return true;
     }
 
@@ -158,16 +158,7 @@ public:
         return out;
     }
 
-    std::vector<TxEvent> history(std::string_view hash) override {
-        Stmt st(*this,
-                "SELECT state, reason, at_ms FROM transaction_events WHERE hash = ?1 ORDER BY id;");
-        st.text(1, hash);
-        std::vector<TxEvent> out;
-        while (st.step())
-            out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
-                                  st.column_text(1), st.column_int(2)});
-        return out;
-    }
+    std::vector<TxEvent> history(std::string_view hash) override { return events(kTxEvents, hash); }
 
     std::pair<ManagedRecord, bool> insert_managed(const ManagedRecord& r) override {
         if (auto existing = find_managed(r.id)) return {std::move(*existing), false};
@@ -188,7 +179,7 @@ public:
         st.integer(10, r.updated_ms).integer(11, r.attempts);
         if (r.hash) st.text(12, *r.hash);
         st.done();
-        add_managed_event(r.id, r.state, r.reason, r.created_ms);
+        add_event(kManagedEvents, r.id, r.state, r.reason, r.created_ms);
         return {r, true};
     }
 
@@ -203,7 +194,7 @@ public:
         if (u.attempts) st.integer(7, *u.attempts);
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
-        add_managed_event(u.id, u.state, u.reason, u.at_ms);
+        add_event(kManagedEvents, u.id, u.state, u.reason, u.at_ms);
         return true;
     }
 
@@ -226,15 +217,7 @@ public:
     }
 
     std::vector<TxEvent> managed_history(std::string_view id) override {
-        Stmt st(*this,
-                "SELECT state, reason, at_ms FROM managed_events WHERE managed_id = ?1 ORDER BY "
-                "id;");
-        st.text(1, id);
-        std::vector<TxEvent> out;
-        while (st.step())
-            out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
-                                  st.column_text(1), st.column_int(2)});
-        return out;
+        return events(kManagedEvents, id);
     }
 
     std::vector<TxRecord> attempts(std::string_view id) override {
@@ -345,13 +328,32 @@ private:
         throw StoreError(fmt::format("store {}: {}: {}", path_, what, sqlite3_errmsg(db_.get())));
     }
 
-    void add_event(const std::string& hash, TxState state, const std::string& reason,
-                   std::int64_t at_ms) {
-        Stmt st(*this,
-                "INSERT INTO transaction_events (hash, state, reason, at_ms) VALUES (?1, ?2, ?3, "
-                "?4);");
-        st.text(1, hash).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
+    // A history table: raw transactions' events by hash, managed ones' by id.
+    struct EventTable {
+        const char* table;
+        const char* key;
+    };
+    static constexpr EventTable kTxEvents{"transaction_events", "hash"};
+    static constexpr EventTable kManagedEvents{"managed_events", "managed_id"};
+
+    void add_event(const EventTable& t, const std::string& key, TxState state,
+                   const std::string& reason, std::int64_t at_ms) {
+        Stmt st(*this, fmt::format("INSERT INTO {} ({}, state, reason, at_ms) VALUES (?1, ?2, ?3, "
+                                   "?4);",
+                                   t.table, t.key));
+        st.text(1, key).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
         st.done();
+    }
+
+    std::vector<TxEvent> events(const EventTable& t, std::string_view key) {
+        Stmt st(*this, fmt::format("SELECT state, reason, at_ms FROM {} WHERE {} = ?1 ORDER BY id;",
+                                   t.table, t.key));
+        st.text(1, key);
+        std::vector<TxEvent> out;
+        while (st.step())
+            out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
+                                  st.column_text(1), st.column_int(2)});
+        return out;
     }
 
     static TxRecord read_record(const Stmt& st) {
@@ -388,15 +390,6 @@ private:
         r.attempts = static_cast<std::uint32_t>(st.column_int(10));
         if (!st.is_null(11)) r.hash = st.column_text(11);
         return r;
-    }
-
-    void add_managed_event(const std::string& id, TxState state, const std::string& reason,
-                           std::int64_t at_ms) {
-        Stmt st(*this,
-                "INSERT INTO managed_events (managed_id, state, reason, at_ms) VALUES (?1, ?2, "
-                "?3, ?4);");
-        st.text(1, id).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
-        st.done();
     }
 
     void open() {

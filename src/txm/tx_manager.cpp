@@ -1,7 +1,9 @@
 #include "gateway/txm/tx_manager.hpp"
 
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/text.hpp"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -68,10 +70,7 @@ std::optional<std::string> hash_param(const json::value& params) {
     const json::array* a = params.if_array();
     const json::string* h = a && a->size() == 1 ? a->at(0).if_string() : nullptr;
     if (!h || h->size() != 66 || !eth::from_hex(*h)) return std::nullopt;
-    std::string out(*h);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
+    return util::lower(*h);
 }
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
@@ -385,15 +384,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     const json::value* bn = receipt->if_contains("blockNumber");
     const json::value* bh = receipt->if_contains("blockHash");
     if (!bn || !bn->is_string() || !bh || !bh->is_string()) co_return;  // pending receipt
-    const auto number = [&]() -> std::optional<std::uint64_t> {
-        const auto bytes = eth::from_hex(bn->get_string().size() % 2
-                                             ? "0x0" + std::string(bn->get_string().subview(2))
-                                             : std::string(bn->get_string()));
-        if (!bytes || bytes->size() > 8) return std::nullopt;
-        std::uint64_t n = 0;
-        for (auto b : *bytes) n = n << 8 | b;
-        return n;
-    }();
+    const auto number = rpc::parse_quantity(bn->get_string());
     if (!number) co_return;
     const std::string block_hash(bh->get_string());
     const bool success = receipt->contains("status") && receipt->at("status") == "0x1";
@@ -687,9 +678,7 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
 }
 
 std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) const {
-    std::string key(sender);
-    std::transform(key.begin(), key.end(), key.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string key = util::lower(sender);
     std::lock_guard lock(mu_);
     auto s = by_sender_.find(key);
     if (s == by_sender_.end()) return std::nullopt;
@@ -705,9 +694,7 @@ std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) c
 }
 
 std::optional<std::string> TxManager::pending_transaction_json(std::string_view hash) const {
-    std::string key(hash);
-    std::transform(key.begin(), key.end(), key.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string key = util::lower(hash);
     std::lock_guard lock(mu_);
     auto it = by_hash_.find(key);
     if (it == by_hash_.end()) return std::nullopt;

@@ -1,4 +1,5 @@
 #include "gateway/upstream/errors.hpp"
+#include "gateway/util/text.hpp"
 
 #include <fmt/format.h>
 
@@ -63,13 +64,6 @@ constexpr auto kRules = std::to_array<Rule>({
     {-32603, "", transient},
 });
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
 // HTTP answers that mean the upstream could not serve the call (another node may), rather than
 // an answer to it: rate limits, server errors, and a gateway in front of the node refusing us.
 bool status_means_unavailable(unsigned status) {
@@ -132,9 +126,7 @@ std::string_view to_string(WriteVerdict v) {
 }
 
 WriteVerdict classify_write_refusal(int, std::string_view message) {
-    std::string lower(message);
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string lower = util::lower(message);
     for (const auto& rule : kWriteRules)
         if (lower.find(rule.needle) != std::string::npos) return rule.verdict;
     return WriteVerdict::refused;
@@ -151,7 +143,7 @@ std::string_view to_string(ErrorClass c) {
 }
 
 ErrorClass classify_rpc_error(int code, std::string_view message) {
-    const std::string text = lower(message);
+    const std::string text = util::lower(message);
     for (const Rule& r : kRules) {
         if (r.code != kAnyCode && r.code != code) continue;
         if (!r.needle.empty() && text.find(r.needle) == std::string::npos) continue;

@@ -130,7 +130,6 @@ bool ChainPool::cordon(std::string_view id, bool cordoned, std::string reason) {
     for (auto& u : upstreams_)
         if (u->id() == id) {
             u->set_cordoned(cordoned, std::move(reason));
-            publish_metrics();
             return true;
         }
     return false;
@@ -258,7 +257,6 @@ asio::awaitable<void> ChainPool::probe_loop(Upstream& upstream, Prober& prober) 
     std::uniform_int_distribution<long> jitter(-interval.count() / 10, interval.count() / 10);
     while (!stopped_) {
         co_await probe(upstream, prober);
-        publish_metrics();
         if (stopped_ || upstream.status().health == Health::wrong_chain) break;
         prober.timer.expires_after(interval + std::chrono::milliseconds(jitter(rng)));
         co_await prober.timer.async_wait(use_nothrow);
@@ -382,10 +380,9 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
     co_return f;
 }
 
-asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, json::value params,
-                                                            std::size_t fanout,
-                                                            Clock::time_point deadline) {
-    std::vector<Ranked> ranked = rank(BlockNeed{BlockNeed::Kind::none});
+// The order calls try upstreams in: tier, then score; upstreams that cannot serve the call are
+// left out, those down, open or throttled come last, as a last resort before giving up.
+std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked) {
     std::vector<Ranked*> order;
     for (auto& r : ranked)
         if (r.eligible) order.push_back(&r);
@@ -393,6 +390,14 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
         return std::tuple(!a->normal, a->view.status.tier, a->view.score) <
                std::tuple(!b->normal, b->view.status.tier, b->view.score);
     });
+    return order;
+}
+
+asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, json::value params,
+                                                            std::size_t fanout,
+                                                            Clock::time_point deadline) {
+    std::vector<Ranked> ranked = rank(BlockNeed{BlockNeed::Kind::none});
+    const std::vector<Ranked*> order = in_order(ranked);
     const bool any_normal = !order.empty() && order.front()->normal;
     std::vector<Upstream*> chosen;
     for (Ranked* r : order) {
@@ -463,15 +468,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             r.eligible = r.upstream == only && !r.view.status.cordoned &&
                          r.view.status.health != Health::wrong_chain;
     }
-    // The order: tier, then score; upstreams that cannot serve the block are left out, those
-    // down, open or throttled come last, as a last resort before giving up.
-    std::vector<Ranked*> order;
-    for (auto& r : ranked)
-        if (r.eligible) order.push_back(&r);
-    std::stable_sort(order.begin(), order.end(), [](const Ranked* a, const Ranked* b) {
-        return std::tuple(!a->normal, a->view.status.tier, a->view.score) <
-               std::tuple(!b->normal, b->view.status.tier, b->view.score);
-    });
+    const std::vector<Ranked*> order = in_order(ranked);
     if (order.empty() && only) {
         const auto& v = std::find_if(ranked.begin(), ranked.end(), [&](const Ranked& r) {
                             return r.upstream == only;

@@ -34,10 +34,10 @@ TEST(JsClient, AnEthersWalletSendsAndReadsThroughTheGateway) {
     const std::string modules = std::string(GATEWAY_TOOLS_BIN) + "/..";
     const std::string script = std::string(GATEWAY_SOURCE_DIR) + "/tests/js/ethers_wallet.cjs";
     const std::string to = "0x000000000000000000000000000000000000dEaD";
-    CommandResult r = run_command(
-        {"/usr/bin/env", "NODE_PATH=" + modules, "node", script, gw.url(),
-         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", to},
-        std::chrono::seconds(90));
+    CommandResult r =
+        run_command({"/usr/bin/env", "NODE_PATH=" + modules, "node", script, gw.url(),
+                     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", to},
+                    std::chrono::seconds(90));
     ASSERT_EQ(r.exit_code, 0) << r.err << "\n--- gateway log ---\n" << gw.process().output();
     const json::value v = json::parse(r.out);
     EXPECT_EQ(v.at("chainId"), "31337");

@@ -291,8 +291,7 @@ TEST_F(GatewayTest, AWriteMovesOnWhenNoNodeCanHaveReceivedIt) {
     FakeUpstream second(31337, on("eth_sendTransaction", FakeReply::ok("\"0xabc\"")));
     start({"http://127.0.0.1:" + std::to_string(test::closed_port()), limited.url(), second.url()},
           [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
-    auto r =
-        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":["0x02f8"]})");
+    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":["0x02f8"]})");
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xabc"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-2");
 }

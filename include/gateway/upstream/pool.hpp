@@ -100,7 +100,8 @@ public:
     std::vector<UpstreamView> view() const;
     /// Takes an upstream out of (or back into) use by hand. False when no upstream has that id.
     bool cordon(std::string_view id, bool cordoned, std::string reason);
-    /// Updates the per-upstream gauges (state, lag, score, breaker, latency, head).
+    /// Updates the per-upstream gauges (state, lag, score, breaker, latency, head); called when
+    /// the metrics are scraped, so they are as of the scrape.
     void publish_metrics() const;
 
 private:
@@ -109,6 +110,7 @@ private:
     struct Ranked;
 
     std::vector<Ranked> rank(const rpc::BlockNeed& need) const;
+    static std::vector<Ranked*> in_order(std::vector<Ranked>& ranked);
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
                                                   rpc::BlockNeed need, bool write,
                                                   std::chrono::steady_clock::time_point deadline,
