@@ -636,6 +636,17 @@ TEST_F(WritesTest, BadTransactionsAreRefusedAndNothingIsJournaled) {
     auto not_array = json::parse(
         post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":{}})").body);
     EXPECT_EQ(not_array.at("error").at("code"), -32602);
+    // gateway_getTransaction with anything but one hash: a clear error; an unknown hash: null.
+    for (const std::string params : {R"([])", R"(["0x12"])", R"([1])", R"({})"}) {
+        auto v = json::parse(
+            post(R"({"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":)" + params +
+                 "}")
+                .body);
+        EXPECT_EQ(v.at("error").at("code"), -32602) << params;
+        EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+                    HasSubstr("takes one parameter: a transaction hash"));
+    }
+    EXPECT_TRUE(tx("0x" + std::string(64, 'a')).is_null());
     EXPECT_EQ(journaled(), 0u);
     EXPECT_EQ(chain.broadcasts(), 0u);
 }
