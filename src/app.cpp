@@ -9,6 +9,7 @@
 #include "gateway/rpc/rpc_handler.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
+#include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 
@@ -28,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <map>
 #include <thread>
 
 namespace gateway {
@@ -55,6 +57,7 @@ struct Gateway::Impl {
     std::unique_ptr<cache::ReadCache> cache;
     std::vector<std::unique_ptr<upstream::ChainPool>> pools;
     std::vector<std::unique_ptr<txm::TxManager>> txms;
+    std::vector<std::unique_ptr<txm::ManagedSenders>> managed;
     std::vector<std::unique_ptr<custody::Signer>> signers;
     std::unique_ptr<rpc::RpcHandler> rpc_handler;
     std::unique_ptr<admin::AdminHandler> admin_handler;
@@ -122,7 +125,19 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         g.txms.push_back(std::make_unique<txm::TxManager>(chain, *g.pools.back(), *g.journal,
                                                           &g.metrics, g.ioc.get_executor()));
         chains.push_back(g.pools.back().get());
-        routes.push_back(rpc::ChainRoute{g.pools.back().get(), g.txms.back().get()});
+        std::map<std::string, custody::Signer*> account_signers;
+        std::map<std::string, std::chrono::milliseconds> sign_timeouts;
+        for (const auto& account : chain.accounts)
+            for (std::size_t i = 0; i < g.signers.size(); ++i)
+                if (g.signers[i]->id() == account.signer) {
+                    account_signers[account.address] = g.signers[i].get();
+                    sign_timeouts[account.address] = config.signers[i].timeout;
+                }
+        g.managed.push_back(std::make_unique<txm::ManagedSenders>(
+            chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),
+            std::move(sign_timeouts), &g.metrics, g.ioc.get_executor()));
+        routes.push_back(
+            rpc::ChainRoute{g.pools.back().get(), g.txms.back().get(), g.managed.back().get()});
         spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id,
                      chain.upstreams.size());
     }
@@ -130,6 +145,13 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         std::make_unique<rpc::RpcHandler>(config.server, routes, &g.metrics, g.cache.get());
     g.admin_handler =
         std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining, g.journal.get());
+    {
+        std::vector<txm::ManagedSenders*> managed;
+        for (auto& m : g.managed) managed.push_back(m.get());
+        std::vector<custody::Signer*> signers;
+        for (auto& s : g.signers) signers.push_back(s.get());
+        g.admin_handler->set_managed(std::move(managed), std::move(signers));
+    }
 
     const auto& s = config.server;
     g.rpc = http::make_listener(
@@ -165,6 +187,7 @@ int Gateway::run(bool handle_signals) {
     }
     for (auto& p : g.pools) p->start();
     for (auto& t : g.txms) t->start();
+    for (auto& m : g.managed) m->start();
     g.admin->start();
     g.rpc->start();
     spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION,
@@ -213,6 +236,8 @@ asio::awaitable<void> Gateway::Impl::drain() {
     spdlog::info("no new connections; {} open connection(s) get up to {} ms to finish",
                  rpc->open_connections(), grace.count());
     rpc->shutdown();
+    // Clients waiting for a signature hear now that their transaction stays queued.
+    for (auto& m : managed) m->stop();
     asio::steady_timer tick(ioc);
     const auto deadline = std::chrono::steady_clock::now() + grace;
     while (rpc->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {

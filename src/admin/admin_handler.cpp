@@ -1,7 +1,10 @@
 #include "gateway/admin/admin_handler.hpp"
 
+#include "gateway/custody/custody_stub.hpp"
+#include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/store/journal_service.hpp"
+#include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/text.hpp"
@@ -26,6 +29,11 @@ http::Response json_response(unsigned status, const json::value& body) {
     return r;
 }
 
+http::Response not_found_managed(const std::string& id) {
+    return json_response(
+        404, json::object{{"error", "no managed transaction '" + id.substr(0, 80) + "'"}});
+}
+
 const char* tier_name(config::Tier tier) {
     return tier == config::Tier::primary ? "primary" : "fallback";
 }
@@ -35,6 +43,121 @@ const char* tier_name(config::Tier tier) {
 AdminHandler::AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
                            const std::atomic<bool>* draining, store::JournalService* journal)
     : chains_(std::move(chains)), metrics_(metrics), draining_(draining), journal_(journal) {}
+
+void AdminHandler::set_managed(std::vector<txm::ManagedSenders*> managed,
+                               std::vector<custody::Signer*> signers) {
+    managed_ = std::move(managed);
+    signers_ = std::move(signers);
+}
+
+// POST /admin/transactions/<id>/retry or /cancel.
+boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_view rest) const {
+    const auto slash = rest.rfind('/');
+    const std::string_view id = slash == std::string_view::npos ? rest : rest.substr(0, slash);
+    const std::string_view action =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (action != "retry" && action != "cancel")
+        co_return json_response(
+            404, json::object{{"error", "use POST /admin/transactions/<id>/retry or /cancel"}});
+    const std::string key(id);
+    for (auto* m : managed_) {
+        // (Plain statements: GCC 12 mishandles co_await inside a conditional expression.)
+        txm::AdminAnswer a;
+        if (action == "retry")
+            a = co_await m->retry(key);
+        else
+            a = co_await m->cancel(key);
+        if (a.status != 404) co_return json_response(a.status, a.body);
+    }
+    co_return not_found_managed(key);
+}
+
+// POST /admin/senders/<address>/resync.
+boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view rest) const {
+    constexpr std::string_view kSuffix = "/resync";
+    if (rest.size() <= kSuffix.size() || rest.substr(rest.size() - kSuffix.size()) != kSuffix)
+        co_return json_response(
+            404, json::object{{"error", "use POST /admin/senders/<address>/resync"}});
+    const std::string address = util::lower(rest.substr(0, rest.size() - kSuffix.size()));
+    json::array done;
+    for (auto* m : managed_) {
+        if (!m->manages(address)) continue;
+        txm::AdminAnswer a = co_await m->resync(address);
+        if (a.status != 200) co_return json_response(a.status, a.body);
+        done.push_back(std::move(a.body));
+    }
+    if (done.empty())
+        co_return json_response(
+            404, json::object{{"error", address.substr(0, 64) + " is not a managed sender"}});
+    co_return json_response(200, json::object{{"resynced", std::move(done)}});
+}
+
+// GET /admin/signers: each signer, its addresses, and a custody stub's counters and faults.
+http::Response AdminHandler::signers() const {
+    json::array list;
+    for (auto* s : signers_) {
+        json::array addresses;
+        for (const auto& a : s->addresses()) addresses.push_back(json::string(eth::to_hex(a)));
+        json::object o{{"id", s->id()}, {"addresses", std::move(addresses)}};
+        if (auto* stub = dynamic_cast<custody::CustodyStub*>(s)) {
+            o["type"] = "custody-stub";
+            o["signRequests"] = stub->sign_requests();
+            o["signatures"] = stub->signatures();
+            json::array nonces;
+            for (const auto& n : stub->signed_nonces())
+                nonces.push_back(json::object{{"from", eth::to_hex(n.from)}, {"nonce", n.nonce}});
+            o["signed"] = std::move(nonces);
+        }
+        list.push_back(std::move(o));
+    }
+    return json_response(200, json::object{{"signers", std::move(list)}});
+}
+
+// POST /admin/signers/<id>/faults {"unreachable": bool, "timeout": bool, "latency_ms": n,
+// "refuse_next": n}: a custody stub's faults, for tests and rehearsals.
+http::Response AdminHandler::signer_faults(std::string_view rest, const std::string& body) const {
+    constexpr std::string_view kSuffix = "/faults";
+    if (rest.size() <= kSuffix.size() || rest.substr(rest.size() - kSuffix.size()) != kSuffix)
+        return json_response(404, json::object{{"error", "use POST /admin/signers/<id>/faults"}});
+    const std::string_view id = rest.substr(0, rest.size() - kSuffix.size());
+    custody::CustodyStub* stub = nullptr;
+    for (auto* s : signers_)
+        if (s->id() == id) stub = dynamic_cast<custody::CustodyStub*>(s);
+    if (!stub)
+        return json_response(404, json::object{{"error", "no custody-stub signer '" +
+                                                             std::string(id.substr(0, 64)) + "'"}});
+    json::error_code ec;
+    json::value v = json::parse(body, ec);
+    const json::object* o = !ec ? v.if_object() : nullptr;
+    const auto flag = [&](const char* key) -> std::optional<bool> {
+        const json::value* f = o ? o->if_contains(key) : nullptr;
+        return f && f->is_bool() ? std::optional<bool>(f->get_bool()) : std::nullopt;
+    };
+    const auto count = [&](const char* key) -> std::optional<std::uint64_t> {
+        const json::value* f = o ? o->if_contains(key) : nullptr;
+        if (!f) return std::nullopt;
+        if (f->is_uint64()) return f->get_uint64();
+        if (f->is_int64() && f->get_int64() >= 0) return static_cast<std::uint64_t>(f->get_int64());
+        return std::nullopt;
+    };
+    if (!o) return json_response(400, json::object{{"error", "the body must be a JSON object"}});
+    for (const auto& [key, value] : *o) {
+        const bool known = (key == "unreachable" || key == "timeout") ? value.is_bool()
+                           : (key == "latency_ms" || key == "refuse_next")
+                               ? count(key.data()).has_value()
+                               : false;
+        if (!known)
+            return json_response(400,
+                                 json::object{{"error",
+                                               "fields: unreachable (bool), timeout (bool), "
+                                               "latency_ms (integer), refuse_next (integer)"}});
+    }
+    if (auto f = flag("unreachable")) stub->set_unreachable(*f);
+    if (auto f = flag("timeout")) stub->set_timeout_mode(*f);
+    if (auto n = count("latency_ms")) stub->set_latency(std::chrono::milliseconds(*n));
+    if (auto n = count("refuse_next")) stub->refuse_next(*n);
+    return json_response(200, json::object{{"id", stub->id()}, {"applied", *o}});
+}
 
 // GET /admin/transactions[?state=QUEUED&limit=100] and /admin/transactions/<hash>.
 boost::asio::awaitable<http::Response> AdminHandler::transactions(
@@ -70,6 +193,20 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
         }
     }
     const std::string key = util::lower(hash);
+    if (key.substr(0, 4) == "gtx-") {
+        for (auto* m : managed_) {
+            jsonrpc::Reply r = co_await m->describe(key);
+            if (r.is_error())
+                co_return json_response(503, json::object{{"error", r.error.message}});
+            if (*r.result != "null") {
+                http::Response out;
+                out.body = *r.result + "\n";
+                co_return out;
+            }
+        }
+        co_return json_response(
+            404, json::object{{"error", "no managed transaction " + key.substr(0, 80)}});
+    }
     std::vector<store::TxRecord> records;
     std::vector<store::TxEvent> history;
     try {
@@ -205,11 +342,23 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
             co_return json_response(405, json::object{{"error", "cordon and uncordon take POST"}});
         co_return cordon(path.substr(kUpstreams.size()), request.body);
     }
+    constexpr std::string_view kTransactions = "/admin/transactions/";
+    constexpr std::string_view kSenders = "/admin/senders/";
+    constexpr std::string_view kSigners = "/admin/signers/";
+    if (request.method == "POST") {
+        if (path.substr(0, kTransactions.size()) == kTransactions)
+            co_return co_await managed_action(path.substr(kTransactions.size()));
+        if (path.substr(0, kSenders.size()) == kSenders)
+            co_return co_await resync(path.substr(kSenders.size()));
+        if (path.substr(0, kSigners.size()) == kSigners)
+            co_return signer_faults(path.substr(kSigners.size()), request.body);
+    }
     if (request.method != "GET")
         co_return json_response(405, json::object{{"error", "this admin endpoint answers GET"}});
     if (path == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
     if (path == "/readyz") co_return readyz();
     if (path == "/admin/upstreams") co_return upstreams();
+    if (path == "/admin/signers") co_return signers();
     if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
         // The pool's gauges as of now, not as of the last probe.
@@ -225,7 +374,11 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
                  {"endpoints",
                   json::array{"/healthz", "/readyz", "/metrics", "/admin/upstreams",
                               "/admin/upstreams/<id>/cordon", "/admin/upstreams/<id>/uncordon",
-                              "/admin/transactions?state=&limit=", "/admin/transactions/<hash>"}}});
+                              "/admin/transactions?state=&limit=", "/admin/transactions/<hash|id>",
+                              "POST /admin/transactions/<id>/retry",
+                              "POST /admin/transactions/<id>/cancel",
+                              "POST /admin/senders/<address>/resync", "/admin/signers",
+                              "POST /admin/signers/<id>/faults"}}});
 }
 
 }  // namespace gateway::admin

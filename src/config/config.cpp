@@ -415,12 +415,19 @@ void read_accounts(const Reader& r, const YAML::Node& n, const std::string& path
     if (!n.IsSequence()) r.fail(n, path, "must be a list of {address, signer}");
     for (std::size_t i = 0; i < n.size(); ++i) {
         const std::string p = fmt::format("{}[{}]", path, i);
-        r.check_keys(n[i], p, {"address", "signer"});
+        r.check_keys(n[i], p,
+                     {"address", "signer", "max_fee_per_gas_gwei", "max_priority_fee_gwei"});
         AccountConfig a;
         if (!n[i]["address"].IsDefined()) r.fail(n[i], p + ".address", "is required");
         if (!n[i]["signer"].IsDefined()) r.fail(n[i], p + ".signer", "is required");
         a.address = read_address(r, n[i]["address"], p + ".address");
         a.signer = r.scalar(n[i]["signer"], p + ".signer");
+        if_set(n[i], "max_fee_per_gas_gwei", [&](auto& v) {
+            a.max_fee_per_gas_gwei = r.integer(v, p + ".max_fee_per_gas_gwei", 1, 1'000'000);
+        });
+        if_set(n[i], "max_priority_fee_gwei", [&](auto& v) {
+            a.max_priority_fee_gwei = r.integer(v, p + ".max_priority_fee_gwei", 0, 1'000'000);
+        });
         for (const auto& other : out)
             if (other.address == a.address)
                 r.fail(n[i]["address"], p + ".address",

@@ -100,6 +100,18 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& transactions =
         counter(registry, "gateway_transactions_total",
                 "Raw transactions entering each state, by chain and state");
+    prom::Family<prom::Counter>& managed = counter(
+        registry, "gateway_managed_transactions_total",
+        "Managed transactions (eth_sendTransaction) entering each state, by chain and state");
+    prom::Family<prom::Counter>& signing = counter(
+        registry, "gateway_signing_requests_total",
+        "Signing requests to custody, by signer and outcome (signed, unavailable, refused)");
+    prom::Family<prom::Counter>& replacements =
+        counter(registry, "gateway_replacements_total",
+                "Managed transactions signed again with higher fees because they were not mined");
+    prom::Family<prom::Gauge>& stuck_at_cap =
+        gauge(registry, "gateway_stuck_at_fee_cap",
+              "Managed transactions not mined whose fees are at the configured cap, by sender");
     prom::Family<prom::Gauge>& held =
         gauge(registry, "gateway_transactions_held", "Unfinished transactions the gateway holds");
     prom::Family<prom::Counter>& stale = counter(registry, "gateway_stale_answers_total",
@@ -165,6 +177,22 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
 
 void Metrics::count_transaction(std::string_view chain, std::string_view state) {
     impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
+}
+
+void Metrics::count_managed(std::string_view chain, std::string_view state) {
+    impl_->managed.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
+}
+
+void Metrics::count_signing(std::string_view signer, std::string_view outcome) {
+    impl_->signing.Add({{"signer", s(signer)}, {"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::count_replacement(std::string_view chain) {
+    impl_->replacements.Add({{"chain", s(chain)}}).Increment();
+}
+
+void Metrics::set_stuck_at_cap(std::string_view chain, std::string_view sender, double count) {
+    impl_->stuck_at_cap.Add({{"chain", s(chain)}, {"sender", s(sender)}}).Set(count);
 }
 
 void Metrics::set_transactions_held(std::string_view chain, double count) {

@@ -4,6 +4,7 @@
 #include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/methods.hpp"
+#include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 
@@ -55,6 +56,7 @@ struct RpcHandler::Batch {
     const ChainRoute* chain;
     const std::vector<jsonrpc::Entry>* entries;
     std::vector<Outcome> outcomes;
+    std::string_view idempotency_key;
     // Workers share the session's strand, so these need no lock.
     std::size_t next = 0;   // the next entry a worker takes
     std::size_t bytes = 0;  // the size of the answers so far
@@ -71,7 +73,8 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
 }
 
 asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route,
-                                                         const jsonrpc::Entry& entry) {
+                                                         const jsonrpc::Entry& entry,
+                                                         std::string_view idempotency_key) {
     const auto t0 = Clock::now();
     upstream::ChainPool& chain = *route.pool;
     const std::string& chain_name = chain.config().name;
@@ -104,6 +107,38 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
         // eth_chainId: the configured chain id, which the health probes hold every upstream to.
         out.response =
             jsonrpc::result_response(call.id, fmt::format("\"0x{:x}\"", chain.config().chain_id));
+    } else if (call.method == "eth_sendTransaction" || call.method == "gateway_sendTransaction") {
+        // Managed senders only: the gateway builds and signs; never forwarded to a node.
+        if (!route.managed) {
+            outcome = "rpc_error";
+            out.response = jsonrpc::error_response(
+                call.id, jsonrpc::Error(-32000, fmt::format("chain {} has no managed senders: "
+                                                            "sign the transaction yourself and "
+                                                            "use eth_sendRawTransaction",
+                                                            chain_name)));
+        } else {
+            const std::string key(idempotency_key);
+            const bool wait = call.method == "eth_sendTransaction";
+            const auto deadline = t0 + server_.request_timeout;
+            txm::ManagedReply r = co_await route.managed->send(call.params, key, wait, deadline);
+            out.queued = r.queued;
+            out.store_failed = r.store_failed;
+            if (r.store_failed) outcome = "unavailable";
+            if (r.reply.is_error()) {
+                if (!r.store_failed) outcome = "rpc_error";
+                out.response = jsonrpc::error_response(call.id, r.reply.error);
+            } else {
+                out.response = jsonrpc::result_response(call.id, *r.reply.result);
+            }
+        }
+    } else if (route.managed && call.method == "gateway_getTransaction" && call.params.is_array() &&
+               call.params.get_array().size() == 1 && call.params.get_array()[0].is_string() &&
+               call.params.get_array()[0].get_string().starts_with("gtx-")) {
+        const std::string id(call.params.get_array()[0].get_string());
+        jsonrpc::Reply r = co_await route.managed->describe(id);
+        if (r.is_error()) outcome = "rpc_error";
+        out.response = r.is_error() ? jsonrpc::error_response(call.id, r.error)
+                                    : jsonrpc::result_response(call.id, *r.result);
     } else if (route.txm && call.method == "gateway_getTransaction") {
         jsonrpc::Reply r = co_await route.txm->describe(call.params);
         if (r.is_error()) outcome = "rpc_error";
@@ -170,6 +205,28 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
             }
         }
     }
+    if (route.managed && call.method == "eth_getTransactionReceipt" &&
+        f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error() &&
+        *f.reply.result == "null") {
+        // A hash the gateway replaced with higher fees: the receipt of the attempt mined instead.
+        const json::array* p = call.params.if_array();
+        const json::string* hash = p && p->size() == 1 ? p->at(0).if_string() : nullptr;
+        std::string asked;
+        if (hash) asked = *hash;
+        std::optional<std::string> other;
+        if (hash) other = co_await route.managed->mined_instead(std::move(asked));
+        if (other) {
+            json::array params;
+            params.emplace_back(*other);
+            upstream::Forwarded g = co_await chain.forward(call.method, std::move(params), false,
+                                                           t0 + server_.request_timeout);
+            if (g.outcome == upstream::Forwarded::Outcome::answered && !g.reply.is_error() &&
+                *g.reply.result != "null") {
+                f = std::move(g);
+                out.replaced_by = *other;
+            }
+        }
+    }
     if (cache_ && read && cache::ReadCache::cacheable(call.method)) {
         if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error()) {
             cache_->put(chain.config().name, call.method, call.params, *f.reply.result);
@@ -227,7 +284,7 @@ asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
                                            limit)));
             continue;
         }
-        batch->outcomes[i] = co_await self->execute(*batch->chain, entry);
+        batch->outcomes[i] = co_await self->execute(*batch->chain, entry, batch->idempotency_key);
         batch->bytes += batch->outcomes[i].response.size();
     }
 }
@@ -271,9 +328,11 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
 
     std::vector<Outcome> outcomes;
     if (parsed->entries.size() == 1 && !parsed->batch) {
-        outcomes.push_back(co_await execute(*chain, parsed->entries.front()));
+        outcomes.push_back(
+            co_await execute(*chain, parsed->entries.front(), request.header(kIdempotencyHeader)));
     } else {
-        Batch batch{chain, &parsed->entries, std::vector<Outcome>(parsed->entries.size())};
+        Batch batch{chain, &parsed->entries, std::vector<Outcome>(parsed->entries.size()),
+                    request.header(kIdempotencyHeader)};
         const std::size_t workers = std::min(server_.batch_concurrency, parsed->entries.size());
         auto ex = co_await asio::this_coro::executor;
         using Op = decltype(asio::co_spawn(ex, batch_worker(this, &batch), asio::deferred));
@@ -292,8 +351,10 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     bool all_unavailable = true;
     bool queued = false;
     std::optional<std::chrono::milliseconds> stale_age;
+    std::vector<std::string> replaced_by;
     for (auto& o : outcomes) {
         queued = queued || o.queued;
+        if (!o.replaced_by.empty()) replaced_by.push_back(o.replaced_by);
         if (o.stale_age && (!stale_age || *o.stale_age > *stale_age)) stale_age = o.stale_age;
         if (!o.upstream.empty() &&
             std::find(upstreams.begin(), upstreams.end(), o.upstream) == upstreams.end())
@@ -306,6 +367,9 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         response.headers.emplace_back(std::string(kUpstreamHeader),
                                       fmt::format("{}", fmt::join(upstreams, ",")));
     if (queued) response.headers.emplace_back(std::string(kQueuedHeader), "true");
+    if (!replaced_by.empty())
+        response.headers.emplace_back(std::string(kReplacedByHeader),
+                                      fmt::format("{}", fmt::join(replaced_by, ",")));
     if (stale_age) {
         response.headers.emplace_back(std::string(kStaleHeader), "true");
         response.headers.emplace_back(std::string(kDataAgeHeader),

@@ -221,8 +221,13 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     u.at_ms = unix_ms();
     if (count_broadcast) u.broadcasts = e->rec.broadcasts + 1;
     u.set_block = state == TxState::confirming || state == TxState::completed ||
-                  state == TxState::failed || block_hash.has_value();
-    if (u.set_block) {
+                  state == TxState::failed || state == TxState::broadcasting ||
+                  block_hash.has_value();
+    if (state == TxState::broadcasting) {
+        // Not (or no longer, after a reorg) in a block.
+        u.block_hash = block_hash;
+        u.block_number = block_number;
+    } else if (u.set_block) {
         u.block_hash = block_hash ? block_hash : e->rec.block_hash;
         u.block_number = block_number ? block_number : e->rec.block_number;
     }
@@ -509,6 +514,32 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
                         *e->tx.chain_id, config_.name, config_.chain_id, config_.chain_id));
         co_return out;
     }
+    co_return co_await admit(std::move(e), std::move(*raw), std::nullopt);
+}
+
+asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, std::string parent) {
+    SubmitResult out;
+    auto e = std::make_shared<Entry>();
+    try {
+        e->tx = eth::decode_transaction(raw);
+    } catch (const std::exception& ex) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
+        co_return out;
+    }
+    co_return co_await admit(std::move(e), raw, std::move(parent));
+}
+
+std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) const {
+    const std::string key = util::lower(hash);
+    std::lock_guard lock(mu_);
+    auto it = by_hash_.find(key);
+    if (it == by_hash_.end()) return std::nullopt;
+    return it->second->rec;
+}
+
+asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::Bytes raw,
+                                               std::optional<std::string> parent) {
+    SubmitResult out;
     if (!loaded_) {
         out.store_failed = true;
         const std::string why = journal_.failure();
@@ -527,7 +558,8 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
     rec.chain_id = config_.chain_id;
     rec.sender = eth::to_hex(e->tx.sender);
     rec.nonce = e->tx.nonce;
-    rec.raw = std::move(*raw);
+    rec.raw = std::move(raw);
+    rec.parent = std::move(parent);
     rec.state = TxState::queued;
     rec.reason = "received";
     rec.created_ms = rec.updated_ms = now;
@@ -555,7 +587,7 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
                 }
             }
         }
-        if (of_sender - replaced.size() >= config_.tx.max_queued_per_sender) {
+        if (!rec.parent && of_sender - replaced.size() >= config_.tx.max_queued_per_sender) {
             out.reply =
                 error_reply(jsonrpc::ErrorCode::limit_exceeded,
                             fmt::format("sender {} has {} unfinished transactions in the gateway "
@@ -716,6 +748,7 @@ json::object record_json(const store::TxRecord& r, const std::vector<store::TxEv
         {"updatedAt", iso_time(r.updated_ms)},
         {"broadcasts", r.broadcasts},
     };
+    if (r.parent) o["transaction"] = *r.parent;  // the managed transaction it is an attempt of
     o["blockHash"] = r.block_hash ? json::value(*r.block_hash) : json::value(nullptr);
     o["blockNumber"] =
         r.block_number ? json::value(eth::to_quantity(*r.block_number)) : json::value(nullptr);

@@ -51,7 +51,8 @@ Anvil::Anvil(const std::string& dir, std::uint64_t chain_id) {
 }
 
 GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains_yaml,
-                               const std::string& server_yaml, const std::string& store_path) {
+                               const std::string& server_yaml, const std::string& store_path,
+                               const std::string& top_yaml) {
     // Each gateway of a test gets its own files, so that one's log is never read for another's.
     static std::atomic<int> count{0};
     const std::string name = "gateway-" + std::to_string(++count);
@@ -65,7 +66,7 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains
                    "  level: info\n"
                    "store:\n"
                    "  path: " +
-                   (store_path.empty() ? dir + "/data/gateway.db" : store_path) + "\n" +
+                   (store_path.empty() ? dir + "/data/gateway.db" : store_path) + "\n" + top_yaml +
                    "chains:\n" + chains_yaml);
     process_ = std::make_unique<Process>(
         std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/" + name + ".log");

@@ -32,10 +32,12 @@ private:
 /// The chain-gateway binary, configured with `chains_yaml` (the list under `chains:`) and extra
 /// lines for `server:`; it listens on ports of its own choosing. Its store is `store_path`, by
 /// default `dir`/data/gateway.db (so a gateway started again on `dir` finds its journal).
+/// `top_yaml` holds more top-level sections (e.g. `signers:`).
 class GatewayProcess {
 public:
     GatewayProcess(const std::string& dir, const std::string& chains_yaml,
-                   const std::string& server_yaml = "", const std::string& store_path = "");
+                   const std::string& server_yaml = "", const std::string& store_path = "",
+                   const std::string& top_yaml = "");
     std::uint16_t port() const { return port_; }
     std::uint16_t admin_port() const { return admin_port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }

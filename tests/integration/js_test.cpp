@@ -64,5 +64,47 @@ TEST(JsClient, AnEthersWalletSendsAndReadsThroughTheGateway) {
     EXPECT_EQ(cast({"tx", hash, "hash", "--rpc-url", anvil.url()}), hash);
 }
 
+TEST(JsClient, AnEthersJsonRpcSignerSendsThroughAManagedSender) {
+    const std::string dir = make_temp_dir("gateway-js-managed");
+    Anvil anvil(dir);
+    TcpForwarder a(anvil.port());
+    // A key anvil does not hold; the gateway signs with it.
+    const std::string key = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    const std::string from = "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
+    write_file(dir + "/hot.key", key + "\n");
+    http_post(anvil.port(), "/",
+              rpc_body("anvil_setBalance", "[\"" + from + "\",\"0x56bc75e2d63100000\"]"));
+    GatewayProcess gw(
+        dir,
+        fmt::format("  - name: devnet\n"
+                    "    chain_id: 31337\n"
+                    "    health: {{interval_ms: 200}}\n"
+                    "    tx: {{poll_interval_ms: 100}}\n"
+                    "    accounts: [{{address: \"{}\", signer: hot}}]\n"
+                    "    upstreams:\n"
+                    "      - {{id: node-a, url: \"{}\"}}\n",
+                    from, a.url()),
+        "", "",
+        fmt::format("signers:\n  - {{id: hot, type: local, key_file: \"{}/hot.key\"}}\n", dir));
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+
+    const std::string modules = std::string(GATEWAY_TOOLS_BIN) + "/..";
+    const std::string script = std::string(GATEWAY_SOURCE_DIR) + "/tests/js/ethers_managed.cjs";
+    const std::string to = "0x000000000000000000000000000000000000dEaD";
+    CommandResult r =
+        run_command({"/usr/bin/env", "NODE_PATH=" + modules, "node", script, gw.url(), from, to},
+                    std::chrono::seconds(90));
+    ASSERT_EQ(r.exit_code, 0) << r.err << "\n--- gateway log ---\n" << gw.process().output();
+    const json::value v = json::parse(r.out);
+    EXPECT_EQ(v.at("accounts"), json::array({json::string(from)}));
+    EXPECT_EQ(v.at("statuses"), json::array({1, 1, 1}));
+    EXPECT_EQ(v.at("nonces"), json::array({0, 1, 2}));
+    EXPECT_EQ(v.at("received"), "3003");
+    // The node has them under the hashes the client got.
+    for (const auto& h : v.at("hashes").as_array())
+        EXPECT_EQ(cast({"tx", std::string(h.as_string()), "from", "--rpc-url", anvil.url()}),
+                  "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+}
+
 }  // namespace
 }  // namespace gateway::test

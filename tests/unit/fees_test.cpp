@@ -1,4 +1,5 @@
 #include "gateway/txm/fees.hpp"
+#include "gateway/txm/nonce.hpp"
 #include "gateway/upstream/errors.hpp"
 
 #include <gtest/gtest.h>
@@ -354,6 +355,49 @@ TEST(WriteErrors, InsufficientFundsAndNodeMinimumsAreRefused) {
         {-32000, "Gas price below configured minimum gas price", WriteVerdict::refused},  // Besu
         {-32000, "something no node has said before", WriteVerdict::refused},
     });
+}
+
+TEST(NonceReconciliation, AFirstNonceIsTheChainsPendingCount) {
+    const txm::NonceStart s = txm::reconcile_nonce(std::nullopt, 7, std::nullopt);
+    EXPECT_EQ(s.next, 7u);
+    EXPECT_FALSE(s.raised);
+    EXPECT_FALSE(s.lowered);
+}
+
+TEST(NonceReconciliation, AnotherPartysNoncesRaiseIt) {
+    // The journal handed out up to 4; the chain counts 9 (someone sent with the same key).
+    const txm::NonceStart s = txm::reconcile_nonce(5, 9, 4);
+    EXPECT_EQ(s.next, 9u);
+    EXPECT_TRUE(s.raised);
+    EXPECT_FALSE(s.lowered);
+}
+
+TEST(NonceReconciliation, NoncesTheGatewayStillHoldsAreNotHandedOutAgain) {
+    // Nonces 5..7 are signed and on their way (not yet in the node's pool): the chain's lower
+    // count proves nothing.
+    const txm::NonceStart s = txm::reconcile_nonce(8, 5, 7);
+    EXPECT_EQ(s.next, 8u);
+    EXPECT_FALSE(s.lowered);
+    // Even one held at the chain's count blocks the lowering.
+    EXPECT_EQ(txm::reconcile_nonce(8, 5, 5).next, 8u);
+}
+
+TEST(NonceReconciliation, AnEmptyRangeIsLoweredToTheChain) {
+    // 5..7 were handed out but nothing of the gateway's holds them and the chain has nothing
+    // there (a dead letter, a crash before signing): handed out again, so no gap stops the
+    // sender.
+    const txm::NonceStart s = txm::reconcile_nonce(8, 5, std::nullopt);
+    EXPECT_EQ(s.next, 5u);
+    EXPECT_TRUE(s.lowered);
+    // Held nonces below the chain's count (mined, confirming) do not block it.
+    EXPECT_EQ(txm::reconcile_nonce(8, 5, 4).next, 5u);
+}
+
+TEST(NonceReconciliation, InStepWithTheChainItStays) {
+    const txm::NonceStart s = txm::reconcile_nonce(5, 5, 4);
+    EXPECT_EQ(s.next, 5u);
+    EXPECT_FALSE(s.raised);
+    EXPECT_FALSE(s.lowered);
 }
 
 }  // namespace

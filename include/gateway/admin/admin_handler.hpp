@@ -19,6 +19,12 @@ class ChainPool;
 namespace gateway::store {
 class JournalService;
 }
+namespace gateway::txm {
+class ManagedSenders;
+}
+namespace gateway::custody {
+class Signer;
+}
 
 namespace gateway::admin {
 
@@ -28,6 +34,11 @@ public:
     /// outlive the handler.
     AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
                  const std::atomic<bool>* draining, store::JournalService* journal = nullptr);
+
+    /// The managed senders of each chain and the signers, for /admin/transactions/<id>/retry,
+    /// /cancel, /admin/senders/<address>/resync and /admin/signers.
+    void set_managed(std::vector<txm::ManagedSenders*> managed,
+                     std::vector<custody::Signer*> signers);
 
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
@@ -40,6 +51,13 @@ private:
     http::Response upstreams() const;
     http::Response cordon(std::string_view rest, const std::string& body) const;
     boost::asio::awaitable<http::Response> transactions(const http::Request& request) const;
+    boost::asio::awaitable<http::Response> managed_action(std::string_view rest) const;
+    boost::asio::awaitable<http::Response> resync(std::string_view rest) const;
+    http::Response signers() const;
+    http::Response signer_faults(std::string_view rest, const std::string& body) const;
+
+    std::vector<txm::ManagedSenders*> managed_;
+    std::vector<custody::Signer*> signers_;
 
     std::vector<upstream::ChainPool*> chains_;
     metrics::Metrics* metrics_;

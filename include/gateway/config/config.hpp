@@ -120,6 +120,9 @@ struct TxConfig {
 struct AccountConfig {
     std::string address;  ///< 0x-prefixed, lowercase after loading
     std::string signer;   ///< a signers[].id
+    /// This sender's own caps, below the chain's (tx.fee); unset: the chain's.
+    std::optional<std::uint64_t> max_fee_per_gas_gwei;
+    std::optional<std::uint64_t> max_priority_fee_gwei;
 };
 
 /// One signer. Which fields apply depends on `type`:
@@ -143,8 +146,7 @@ struct ChainConfig {
     MethodsConfig methods;
     LogsConfig logs;
     TxConfig tx;
-    std::vector<AccountConfig> accounts;  ///< managed senders  ///< the write path (raw
-                                          ///< transactions now, managed senders next)
+    std::vector<AccountConfig> accounts;  ///< managed senders (eth_sendTransaction)
     std::vector<UpstreamConfig> upstreams;
 };
 

@@ -57,6 +57,14 @@ public:
     void count_hedge(std::string_view chain);
     /// A transaction entered `state` (QUEUED, BROADCASTING, ...).
     void count_transaction(std::string_view chain, std::string_view state);
+    /// A managed transaction (eth_sendTransaction) entered `state`.
+    void count_managed(std::string_view chain, std::string_view state);
+    /// A signing request to `signer` ended with `outcome` (signed, unavailable, refused).
+    void count_signing(std::string_view signer, std::string_view outcome);
+    /// A managed transaction was signed again with higher fees (a replacement).
+    void count_replacement(std::string_view chain);
+    /// Managed transactions of a sender not mined whose fees are at the cap (0 when none).
+    void set_stuck_at_cap(std::string_view chain, std::string_view sender, double count);
     /// Unfinished transactions the gateway holds for a chain.
     void set_transactions_held(std::string_view chain, double count);
     /// A read answered from the cache because no upstream could answer.

@@ -22,7 +22,8 @@ class ChainPool;
 }
 namespace gateway::txm {
 class TxManager;
-}
+class ManagedSenders;
+}  // namespace gateway::txm
 namespace gateway::cache {
 class ReadCache;
 }
@@ -36,11 +37,17 @@ inline constexpr std::string_view kQueuedHeader = "X-Gateway-Queued";
 /// "true" when an answer came from the cache because no node could answer; with its age.
 inline constexpr std::string_view kStaleHeader = "X-Gateway-Stale";
 inline constexpr std::string_view kDataAgeHeader = "X-Gateway-Data-Age-Ms";
+/// On eth_getTransactionReceipt for a hash the gateway replaced: the hash that was mined.
+inline constexpr std::string_view kReplacedByHeader = "X-Gateway-Replaced-By";
+/// Request header: a client's key for one managed send; a retried request with the same key
+/// (same chain and sender) returns the same transaction.
+inline constexpr std::string_view kIdempotencyHeader = "idempotency-key";
 
 /// What serves one chain.
 struct ChainRoute {
     upstream::ChainPool* pool = nullptr;
-    txm::TxManager* txm = nullptr;  ///< the write path; without it writes are forwarded
+    txm::TxManager* txm = nullptr;           ///< the write path; without it writes are forwarded
+    txm::ManagedSenders* managed = nullptr;  ///< eth_sendTransaction; without it refused
 };
 
 class RpcHandler {
@@ -64,11 +71,13 @@ public:
         bool queued = false;        ///< a transaction journaled, not yet taken by a node
         bool store_failed = false;  ///< a write refused because the journal cannot be written
         std::optional<std::chrono::milliseconds> stale_age;  ///< answered from the cache
+        std::string replaced_by;  ///< a receipt of the attempt mined instead of the one asked
     };
 
 private:
     struct Batch;
-    boost::asio::awaitable<Outcome> execute(const ChainRoute& chain, const jsonrpc::Entry& entry);
+    boost::asio::awaitable<Outcome> execute(const ChainRoute& chain, const jsonrpc::Entry& entry,
+                                            std::string_view idempotency_key);
     boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
                                          Outcome& out, std::string_view& outcome,
                                          std::chrono::steady_clock::time_point t0);

@@ -62,6 +62,16 @@ public:
     /// eth_sendRawTransaction. Never throws.
     boost::asio::awaitable<SubmitResult> submit(const boost::json::value& params);
 
+    /// A managed transaction's signed attempt: journaled with `parent` (the managed transaction's
+    /// id) before it is sent, then sent and followed like any raw transaction. The answer is the
+    /// hash, or the nodes' refusal (the attempt is then FAILED). Attempts do not count against
+    /// tx.max_queued_per_sender: the managed layer holds its own limit.
+    boost::asio::awaitable<SubmitResult> submit_attempt(const eth::Bytes& raw, std::string parent);
+
+    /// A copy of a transaction the gateway holds (not final); nullopt once it is final or when
+    /// unknown.
+    std::optional<store::TxRecord> held_record(std::string_view hash) const;
+
     /// gateway_getTransaction: the journal's record and history; null when unknown.
     boost::asio::awaitable<jsonrpc::Reply> describe(const boost::json::value& params);
 
@@ -94,6 +104,10 @@ private:
 
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<bool> load();
+    /// Journals a decoded transaction and sends it (or queues it), as submit() and
+    /// submit_attempt() do.
+    boost::asio::awaitable<SubmitResult> admit(std::shared_ptr<Entry> e, eth::Bytes raw,
+                                               std::optional<std::string> parent);
     boost::asio::awaitable<void> dispatch_round();
     boost::asio::awaitable<BroadcastResult> send(const Entry& e);
     boost::asio::awaitable<void> track(std::shared_ptr<Entry> e, std::uint64_t head);

@@ -1,0 +1,160 @@
+#pragma once
+// Managed senders: the transactions the gateway builds, signs and sends itself
+// (eth_sendTransaction, gateway_sendTransaction) for the accounts configured per chain.
+//
+// One owner per (chain, sender): a coroutine on the sender's own strand takes each transaction
+// through PREPARING (gas and fees), SIGNING (the nonce taken in the same journal operation that
+// records it; the signer asked, retried with backoff on the same nonce while it is unavailable)
+// and BROADCASTING (each signed attempt journaled, then sent by the raw write path, TxManager).
+// A transaction not mined after tx.fee.bump_after_blocks is signed again with the same nonce and
+// higher fees; a receipt for any attempt settles it. A nonce another party used is replaced by the
+// next; a nonce whose transaction died is released, or filled with a zero-value self-send.
+
+#include "gateway/config/config.hpp"
+#include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/store/journal_service.hpp"
+#include "gateway/txm/fees.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gateway::metrics {
+class Metrics;
+}
+namespace gateway::upstream {
+class ChainPool;
+}
+namespace gateway::custody {
+class Signer;
+}
+
+namespace gateway::txm {
+
+class TxManager;
+
+/// An answer for the admin API: an HTTP status and a JSON body.
+struct AdminAnswer {
+    unsigned status = 200;
+    boost::json::object body;
+};
+
+/// How a reply to a managed send ended, for the response headers and metrics.
+struct ManagedReply {
+    jsonrpc::Reply reply;
+    bool queued = false;        ///< accepted, no attempt sent to a node yet
+    bool store_failed = false;  ///< refused because the journal cannot be written
+};
+
+class ManagedSenders {
+public:
+    /// `signers` maps each of the chain's managed addresses (0x-prefixed, lowercase) to its
+    /// signer; `sign_timeouts` to how long one signing request may take. Everything referenced
+    /// must outlive this object.
+    ManagedSenders(const config::ChainConfig& chain, upstream::ChainPool& pool,
+                   store::JournalService& journal, TxManager& txm,
+                   std::map<std::string, custody::Signer*> signers,
+                   std::map<std::string, std::chrono::milliseconds> sign_timeouts,
+                   metrics::Metrics* metrics, boost::asio::any_io_executor executor);
+    ~ManagedSenders();
+
+    /// Loads the chain's unfinished managed transactions from the journal and starts one
+    /// coroutine per sender.
+    void start();
+    void stop();
+
+    /// eth_sendTransaction (`wait`: answers the first attempt's hash once it is signed, or an
+    /// error whose data has the id and state at `deadline`) and gateway_sendTransaction (answers
+    /// {id, state, hash} at once). `idempotency_key` is the Idempotency-Key header ("" for none).
+    /// Never throws.
+    boost::asio::awaitable<ManagedReply> send(const boost::json::value& params,
+                                              std::string idempotency_key, bool wait,
+                                              std::chrono::steady_clock::time_point deadline);
+
+    /// gateway_getTransaction for a gateway id ("gtx-..."): the record, its attempts and history;
+    /// null when unknown.
+    boost::asio::awaitable<jsonrpc::Reply> describe(std::string_view id);
+
+    /// When `hash` is an attempt of a managed transaction another attempt of which was mined:
+    /// that attempt's hash. For eth_getTransactionReceipt on a hash that was replaced.
+    boost::asio::awaitable<std::optional<std::string>> mined_instead(std::string hash);
+
+    /// Whether `address` (any case) is a managed sender of this chain.
+    bool manages(std::string_view address) const;
+
+    // The admin API.
+    boost::asio::awaitable<AdminAnswer> retry(std::string id);
+    boost::asio::awaitable<AdminAnswer> cancel(std::string id);
+    boost::asio::awaitable<AdminAnswer> resync(std::string address);
+
+    /// Managed transactions not final, held now.
+    std::size_t held() const;
+
+private:
+    struct Tx;
+    struct Sender;
+    enum class Step { done, wait };
+
+    // Coroutines with their arguments in their own frames (GCC 12 mishandles lambda coroutines
+    // with captures).
+    boost::asio::awaitable<void> start_senders();
+    boost::asio::awaitable<AdminAnswer> retry_owned(Sender* s, store::ManagedRecord rec);
+    boost::asio::awaitable<AdminAnswer> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
+    boost::asio::awaitable<AdminAnswer> resync_owned(Sender* s);
+    boost::asio::awaitable<void> run(std::shared_ptr<Sender> s);
+    boost::asio::awaitable<bool> load();
+    boost::asio::awaitable<void> round(Sender& s);
+    boost::asio::awaitable<Step> prepare(Sender& s, std::shared_ptr<Tx> tx);
+    boost::asio::awaitable<Step> sign_and_send(Sender& s, std::shared_ptr<Tx> tx, Fees fees,
+                                               bool cancel);
+    boost::asio::awaitable<void> follow(Sender& s, std::shared_ptr<Tx> tx);
+    boost::asio::awaitable<void> dead_attempts(Sender& s, std::shared_ptr<Tx> tx);
+    boost::asio::awaitable<void> step_failed(Sender& s, std::shared_ptr<Tx> tx, std::string reason,
+                                             std::optional<jsonrpc::Error> error);
+    boost::asio::awaitable<void> finish(Sender& s, std::shared_ptr<Tx> tx, store::TxState state,
+                                        std::string reason,
+                                        std::optional<std::string> hash = std::nullopt);
+    /// Journals a state change of `tx` and applies it; false when the journal failed.
+    boost::asio::awaitable<bool> update(std::shared_ptr<Tx> tx, store::TxState state,
+                                        std::string reason,
+                                        std::optional<std::uint64_t> nonce = std::nullopt,
+                                        std::optional<std::string> hash = std::nullopt);
+    boost::asio::awaitable<std::optional<Fees>> estimate_fees(std::string& why);
+    boost::asio::awaitable<std::optional<std::uint64_t>> nonce_count(const std::string& address,
+                                                                     const char* block);
+    void wait(Tx& tx, std::string reason);
+    void notify(Tx& tx);
+    void wake(Sender& s);
+    Sender* sender_of(std::string_view address) const;
+    std::shared_ptr<Tx> find(std::string_view id) const;
+
+    config::ChainConfig config_;
+    upstream::ChainPool& pool_;
+    store::JournalService& journal_;
+    TxManager& txm_;
+    metrics::Metrics* metrics_;
+    boost::asio::any_io_executor executor_;
+    std::atomic<bool> stopped_{false};
+    std::atomic<bool> loaded_{false};
+    std::atomic<std::size_t> running_{0};
+    std::optional<bool> legacy_;  // the chain has no base fee (on the senders' strands; atomic
+                                  // enough as a hint: each sender decides from its own answer)
+    std::mutex legacy_mu_;
+
+    std::map<std::string, std::shared_ptr<Sender>> senders_;  // by address; fixed after ctor
+    mutable std::mutex mu_;  // guards every Tx's fields shared with request coroutines
+    std::map<std::string, std::shared_ptr<Tx>> by_id_;  // unfinished ones
+};
+
+}  // namespace gateway::txm

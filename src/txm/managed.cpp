@@ -1,0 +1,1691 @@
+#include "gateway/txm/managed.hpp"
+
+#include "gateway/custody/signer.hpp"
+#include "gateway/eth/hex.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/eth/unsigned_tx.hpp"
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/rpc/methods.hpp"
+#include "gateway/txm/nonce.hpp"
+#include "gateway/txm/tx_manager.hpp"
+#include "gateway/upstream/pool.hpp"
+#include "gateway/util/text.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+
+namespace gateway::txm {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using store::TxState;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint64_t kGwei = 1'000'000'000;
+constexpr std::uint64_t kTransferGas = 21'000;
+// The internal mark of a zero-value self-send that fills the nonce of a dead transaction.
+constexpr std::string_view kFillsField = "gatewayFills";
+constexpr int kServerError = -32000;
+
+std::int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string iso_time(std::int64_t ms) {
+    const std::chrono::sys_time<std::chrono::milliseconds> t{std::chrono::milliseconds(ms)};
+    return fmt::format("{:%FT%T}Z", t);
+}
+
+std::string new_id() {
+    unsigned char bytes[12];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        throw std::runtime_error("no randomness for a transaction id");
+    return "gtx-" + eth::to_hex(bytes).substr(2);
+}
+
+jsonrpc::Reply error_reply(int code, std::string message,
+                           std::optional<json::value> data = std::nullopt) {
+    jsonrpc::Reply r;
+    r.error = jsonrpc::Error(code, std::move(message), std::move(data));
+    return r;
+}
+
+jsonrpc::Reply result_reply(std::string json_text) {
+    jsonrpc::Reply r;
+    r.result = std::move(json_text);
+    return r;
+}
+
+std::optional<eth::Address> parse_address(const json::value& v) {
+    const json::string* s = v.if_string();
+    if (!s || s->size() != 42) return std::nullopt;
+    auto bytes = eth::from_hex(*s);
+    if (!bytes || bytes->size() != 20) return std::nullopt;
+    eth::Address a;
+    std::copy(bytes->begin(), bytes->end(), a.begin());
+    return a;
+}
+
+// A quantity of up to 64 bits, as a hex string (or, leniently, a JSON integer).
+std::optional<std::uint64_t> parse_u64(const json::value& v) {
+    if (const auto* s = v.if_string()) return rpc::parse_quantity(*s);
+    if (v.is_uint64()) return v.get_uint64();
+    if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
+    return std::nullopt;
+}
+
+// A quantity of up to 256 bits, big-endian without leading zeros (empty is zero).
+std::optional<eth::Bytes> parse_u256(const json::value& v) {
+    if (auto small = v.is_string() ? std::nullopt : parse_u64(v)) {
+        eth::Bytes out;
+        for (int shift = 56; shift >= 0; shift -= 8)
+            if (auto b = static_cast<std::uint8_t>(*small >> shift); b || !out.empty())
+                out.push_back(b);
+        return out;
+    }
+    const json::string* s = v.if_string();
+    if (!s || s->size() < 3 || s->size() > 66 || (*s)[0] != '0' ||
+        ((*s)[1] != 'x' && (*s)[1] != 'X'))
+        return std::nullopt;
+    std::string digits(s->subview(2));
+    if (digits.size() % 2) digits.insert(digits.begin(), '0');
+    auto bytes = eth::from_hex("0x" + digits);
+    if (!bytes) return std::nullopt;
+    auto first = std::find_if(bytes->begin(), bytes->end(), [](std::uint8_t b) { return b != 0; });
+    return eth::Bytes(first, bytes->end());
+}
+
+bool is_revert(const jsonrpc::Error& e) {
+    return e.code == 3 || util::lower(e.message).find("revert") != std::string::npos;
+}
+
+}  // namespace
+
+/// What a client asked for, checked.
+struct Request {
+    eth::Address from{};
+    std::optional<eth::Address> to;
+    eth::Bytes value;
+    eth::Bytes input;
+    std::optional<std::uint64_t> gas;
+    std::optional<Fees> client_fees;
+    std::optional<std::string> fills;  // a filler: the id of the dead transaction whose nonce
+};
+
+namespace {
+
+// The transaction object of eth_sendTransaction, checked field by field; an error says which.
+std::variant<Request, std::string> parse_request(const json::object& o, std::uint64_t chain_id) {
+    Request r;
+    const auto bad = [](std::string_view field, std::string_view what) {
+        return fmt::format("invalid transaction object: '{}' {}", field, what);
+    };
+    const json::value* from = o.if_contains("from");
+    if (!from) return std::string("invalid transaction object: 'from' is required");
+    auto f = parse_address(*from);
+    if (!f) return bad("from", "must be a 0x-prefixed 20-byte address");
+    r.from = *f;
+    if (const json::value* to = o.if_contains("to"); to && !to->is_null()) {
+        auto t = parse_address(*to);
+        if (!t) return bad("to", "must be a 0x-prefixed 20-byte address, or null for a creation");
+        r.to = *t;
+    }
+    if (const json::value* v = o.if_contains("value"); v && !v->is_null()) {
+        auto value = parse_u256(*v);
+        if (!value) return bad("value", "must be a hex quantity of at most 256 bits");
+        r.value = std::move(*value);
+    }
+    const json::value* data = o.if_contains("data");
+    const json::value* input = o.if_contains("input");
+    if (data && data->is_null()) data = nullptr;
+    if (input && input->is_null()) input = nullptr;
+    if (data && input && *data != *input)
+        return std::string("invalid transaction object: 'data' and 'input' differ; send one");
+    if (const json::value* d = input ? input : data) {
+        const json::string* s = d->if_string();
+        auto bytes = s ? eth::from_hex(*s) : std::nullopt;
+        if (!bytes) return bad(input ? "input" : "data", "must be 0x-prefixed hex of even length");
+        r.input = std::move(*bytes);
+    }
+    if (const json::value* g = o.if_contains("gas"); g && !g->is_null()) {
+        r.gas = parse_u64(*g);
+        if (!r.gas) return bad("gas", "must be a hex quantity of at most 64 bits");
+    }
+    std::optional<std::uint64_t> gas_price, max_fee, tip;
+    for (auto [name, out] : {std::pair{"gasPrice", &gas_price}, std::pair{"maxFeePerGas", &max_fee},
+                             std::pair{"maxPriorityFeePerGas", &tip}}) {
+        const json::value* v = o.if_contains(name);
+        if (!v || v->is_null()) continue;
+        *out = parse_u64(*v);
+        if (!*out) return bad(name, "must be a hex quantity of at most 64 bits");
+    }
+    if (gas_price && (max_fee || tip))
+        return std::string(
+            "invalid transaction object: both 'gasPrice' and 'maxFeePerGas'/"
+            "'maxPriorityFeePerGas'; send one kind of fee");
+    if (gas_price) r.client_fees = Fees{0, 0, *gas_price, true};
+    if (max_fee || tip) r.client_fees = Fees{max_fee.value_or(0), tip.value_or(0), 0, false};
+    if (const json::value* c = o.if_contains("chainId"); c && !c->is_null()) {
+        auto id = parse_u64(*c);
+        if (!id) return bad("chainId", "must be a hex quantity");
+        if (*id != chain_id)
+            return fmt::format(
+                "invalid transaction object: chainId {} is not this chain's ({}); send it to "
+                "that chain's endpoint",
+                *id, chain_id);
+    }
+    if (const json::value* t = o.if_contains("type"); t && !t->is_null()) {
+        auto type = parse_u64(*t);
+        if (!type || (*type != 0 && *type != 2))
+            return bad("type",
+                       "must be 0x0 or 0x2: managed senders send legacy or EIP-1559 "
+                       "transactions");
+    }
+    if (const json::value* al = o.if_contains("accessList");
+        al && !(al->is_null() || (al->is_array() && al->get_array().empty())))
+        return std::string(
+            "invalid transaction object: access lists are not supported for managed senders");
+    for (const char* unsupported :
+         {"blobVersionedHashes", "maxFeePerBlobGas", "blobs", "authorizationList"})
+        if (const json::value* v = o.if_contains(unsupported); v && !v->is_null())
+            return fmt::format(
+                "invalid transaction object: '{}' is not supported for managed senders",
+                unsupported);
+    // 'nonce' is ignored: the gateway's nonce manager owns the nonce of a managed sender.
+    if (const json::value* fills = o.if_contains(kFillsField); fills && fills->is_string())
+        r.fills = std::string(fills->get_string());
+    return r;
+}
+
+// A journaled request, parsed again (after a restart, for a retry).
+std::variant<Request, std::string> parse_stored(const std::string& text, std::uint64_t chain_id) {
+    json::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) return std::string("its request is not a JSON object");
+    return parse_request(v.get_object(), chain_id);
+}
+
+}  // namespace
+
+// GCC 12 destroys some temporaries of a conditional expression twice inside coroutines: the
+// coroutines below build such values with plain statements or in the helpers above.
+
+struct ManagedSenders::Tx {
+    // Shared with request coroutines: guarded by ManagedSenders::mu_.
+    store::ManagedRecord rec;
+    std::optional<jsonrpc::Error> refusal;  // the last counted failure, for waiting clients
+    std::uint64_t refusals = 0;             // how many so far
+    std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+
+    // The sender's strand only.
+    Request req;
+    std::optional<Fees> fees;           // of the newest attempt (or the first to sign)
+    std::uint64_t gas = 0;              // 0: not estimated yet
+    std::vector<std::string> attempts;  // hashes, oldest first
+    std::uint64_t attempt_head = 0;     // the chain head when the newest attempt was sent
+    unsigned failures = 0;              // counted failures since the last retry
+    unsigned waits = 0;                 // signer unavailable in a row (for the backoff)
+    Clock::time_point not_before{};
+    bool at_cap = false;
+    bool cancel_requested = false;
+    std::optional<std::string> cancel_hash;  // the first self-send that cancels it
+};
+
+struct ManagedSenders::Sender {
+    Sender(std::string a, const eth::Address& bytes, custody::Signer* sg,
+           std::chrono::milliseconds timeout, FeeCaps c, asio::any_io_executor ex)
+        : address(std::move(a)),
+          addr(bytes),
+          signer(sg),
+          sign_timeout(timeout),
+          caps(c),
+          strand(asio::make_strand(ex)),
+          timer(strand) {}
+    std::string address;  // lowercase hex
+    eth::Address addr;
+    custody::Signer* signer;
+    std::chrono::milliseconds sign_timeout;
+    FeeCaps caps;
+    asio::strand<asio::any_io_executor> strand;
+    asio::steady_timer timer;
+    std::atomic<bool> wake_pending{false};
+    std::vector<std::shared_ptr<Tx>> txs;  // unfinished, oldest first; guarded by mu_
+    std::size_t stuck = 0;                 // reported at the cap; strand only
+};
+
+namespace {
+
+json::object managed_json(const store::ManagedRecord& r, const std::vector<store::TxEvent>* history,
+                          const std::vector<store::TxRecord>* attempts) {
+    json::error_code ec;
+    json::value request = json::parse(r.request, ec);
+    json::object o{
+        {"id", r.id},
+        {"chain", r.chain},
+        {"from", r.sender},
+        {"state", store::to_string(r.state)},
+        {"reason", r.reason},
+        {"createdAt", iso_time(r.created_ms)},
+        {"updatedAt", iso_time(r.updated_ms)},
+        {"attempts", r.attempts},
+    };
+    o["request"] = ec ? json::value(r.request) : std::move(request);
+    o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
+    o["nonce"] = r.nonce && r.state != TxState::queued && r.state != TxState::preparing
+                     ? json::value(eth::to_quantity(*r.nonce))
+                     : json::value(nullptr);
+    o["hash"] = r.hash ? json::value(*r.hash) : nullptr;
+    if (attempts) {
+        json::array list;
+        json::value mined = nullptr;
+        for (const auto& a : *attempts) {
+            json::object ao = record_json(a, nullptr);
+            try {
+                const auto tx = eth::decode_transaction(a.raw);
+                if (tx.max_fee_per_gas) ao["maxFeePerGas"] = *tx.max_fee_per_gas;
+                if (tx.max_priority_fee_per_gas)
+                    ao["maxPriorityFeePerGas"] = *tx.max_priority_fee_per_gas;
+                if (tx.gas_price) ao["gasPrice"] = *tx.gas_price;
+                ao["gas"] = eth::to_quantity(tx.gas);
+            } catch (const std::exception&) {
+            }
+            if (a.block_hash) mined = json::value(a.hash);
+            list.push_back(std::move(ao));
+        }
+        o["minedHash"] = std::move(mined);
+        o["signedAttempts"] = std::move(list);
+    }
+    if (history) {
+        json::array h;
+        for (const auto& ev : *history)
+            h.push_back(json::object{{"state", store::to_string(ev.state)},
+                                     {"reason", ev.reason},
+                                     {"at", iso_time(ev.at_ms)}});
+        o["history"] = std::move(h);
+    }
+    return o;
+}
+
+// Fees of a signed attempt, read back from its bytes (after a restart).
+std::optional<Fees> fees_of(const eth::Transaction& tx) {
+    if (tx.gas_price) {
+        auto gp = rpc::parse_quantity(*tx.gas_price);
+        if (!gp) return std::nullopt;
+        return Fees{0, 0, *gp, true};
+    }
+    if (!tx.max_fee_per_gas || !tx.max_priority_fee_per_gas) return std::nullopt;
+    auto mf = rpc::parse_quantity(*tx.max_fee_per_gas);
+    auto tip = rpc::parse_quantity(*tx.max_priority_fee_per_gas);
+    if (!mf || !tip) return std::nullopt;
+    return Fees{*mf, *tip, 0, false};
+}
+
+// What a signed attempt came to, for its managed transaction's reason.
+std::string attempt_reason(bool cancel, std::size_t number, std::uint64_t nonce, const Fees& fees,
+                           const SubmitResult& sent) {
+    std::string fee_text;
+    if (fees.legacy)
+        fee_text = fmt::format("gasPrice {}", fees.gas_price);
+    else
+        fee_text = fmt::format("maxFeePerGas {}, maxPriorityFeePerGas {}", fees.max_fee_per_gas,
+                               fees.max_priority_fee_per_gas);
+    std::string outcome;
+    if (sent.reply && sent.reply->is_error())
+        outcome = "refused by the nodes: " + sent.reply->error.message;
+    else if (sent.queued)
+        outcome = "journaled, waiting for a node";
+    else
+        outcome = "sent to " + sent.upstream;
+    return fmt::format("{} {} signed (nonce {}, {}): {}", cancel ? "cancel" : "attempt", number,
+                       nonce, fee_text, outcome);
+}
+
+// Admin answers, built outside coroutines (GCC 12 mishandles initializer lists in them).
+AdminAnswer admin_error(unsigned status, std::string message) {
+    AdminAnswer a;
+    a.status = status;
+    a.body["error"] = std::move(message);
+    return a;
+}
+
+AdminAnswer admin_state(unsigned status, const std::string& id, std::string_view state,
+                        std::string_view note = {}) {
+    AdminAnswer a;
+    a.status = status;
+    a.body["id"] = id;
+    a.body["state"] = state;
+    if (!note.empty()) a.body["cancel"] = note;
+    return a;
+}
+
+AdminAnswer admin_body(json::object body) {
+    AdminAnswer a;
+    a.body = std::move(body);
+    return a;
+}
+
+bool is_mined(const store::TxRecord& a) {
+    return a.state == TxState::confirming || a.state == TxState::completed ||
+           (a.state == TxState::failed && a.block_hash.has_value());
+}
+
+}  // namespace
+
+ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::ChainPool& pool,
+                               store::JournalService& journal, TxManager& txm,
+                               std::map<std::string, custody::Signer*> signers,
+                               std::map<std::string, std::chrono::milliseconds> sign_timeouts,
+                               metrics::Metrics* metrics, asio::any_io_executor executor)
+    : config_(chain),
+      pool_(pool),
+      journal_(journal),
+      txm_(txm),
+      metrics_(metrics),
+      executor_(executor) {
+    for (const auto& account : config_.accounts) {
+        const std::string address = util::lower(account.address);
+        auto it = signers.find(address);
+        auto bytes = eth::from_hex(address);
+        if (it == signers.end() || !it->second || !bytes || bytes->size() != 20)
+            throw std::runtime_error(fmt::format("chain {}: managed sender {} has no signer",
+                                                 config_.name, account.address));
+        eth::Address a;
+        std::copy(bytes->begin(), bytes->end(), a.begin());
+        FeeCaps caps{config_.tx.fee.max_fee_per_gas_gwei * kGwei,
+                     config_.tx.fee.max_priority_fee_gwei * kGwei};
+        if (account.max_fee_per_gas_gwei)
+            caps.max_fee_per_gas =
+                std::min(caps.max_fee_per_gas, *account.max_fee_per_gas_gwei * kGwei);
+        if (account.max_priority_fee_gwei)
+            caps.max_priority_fee_per_gas =
+                std::min(caps.max_priority_fee_per_gas, *account.max_priority_fee_gwei * kGwei);
+        const auto timeout = sign_timeouts.count(address) ? sign_timeouts.at(address)
+                                                          : std::chrono::milliseconds(10'000);
+        senders_.emplace(
+            address, std::make_shared<Sender>(address, a, it->second, timeout, caps, executor_));
+    }
+}
+
+ManagedSenders::~ManagedSenders() = default;
+
+bool ManagedSenders::manages(std::string_view address) const {
+    return sender_of(address) != nullptr;
+}
+
+ManagedSenders::Sender* ManagedSenders::sender_of(std::string_view address) const {
+    auto it = senders_.find(util::lower(address));
+    return it == senders_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<ManagedSenders::Tx> ManagedSenders::find(std::string_view id) const {
+    std::lock_guard lock(mu_);
+    auto it = by_id_.find(std::string(id));
+    return it == by_id_.end() ? nullptr : it->second;
+}
+
+std::size_t ManagedSenders::held() const {
+    std::lock_guard lock(mu_);
+    return by_id_.size();
+}
+
+void ManagedSenders::start() {
+    if (senders_.empty()) {
+        loaded_ = true;
+        return;
+    }
+    ++running_;
+    asio::co_spawn(executor_, start_senders(), [this](std::exception_ptr) { --running_; });
+}
+
+asio::awaitable<void> ManagedSenders::start_senders() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stopped_) {
+        const bool ok = co_await load();  // (not in the loop condition: GCC 12)
+        if (ok) break;
+        timer.expires_after(config_.tx.poll_interval);
+        co_await timer.async_wait(use_nothrow);
+    }
+    if (stopped_) co_return;
+    for (auto& [address, s] : senders_) {
+        ++running_;
+        asio::co_spawn(s->strand, run(s), [this, a = address](std::exception_ptr e) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    spdlog::critical("chain {}: sender {}: the nonce manager stopped: {}",
+                                     config_.name, a, ex.what());
+                }
+            }
+            --running_;
+        });
+    }
+}
+
+void ManagedSenders::stop() {
+    stopped_ = true;
+    for (auto& [address, s] : senders_) wake(*s);
+    std::lock_guard lock(mu_);
+    for (auto& [id, tx] : by_id_)
+        for (auto& w : tx->waiters) asio::post(w->get_executor(), [w] { w->cancel(); });
+}
+
+void ManagedSenders::wake(Sender& s) {
+    s.wake_pending = true;
+    asio::post(s.strand, [&s] { s.timer.cancel(); });
+}
+
+void ManagedSenders::notify(Tx& tx) {
+    // Called with mu_ held.
+    for (auto& w : tx.waiters) asio::post(w->get_executor(), [w] { w->cancel(); });
+}
+
+void ManagedSenders::wait(Tx& tx, std::string reason) {
+    std::lock_guard lock(mu_);
+    if (tx.rec.reason != reason)
+        spdlog::info("chain {}: {} ({} from {}): waits: {}", config_.name, tx.rec.id,
+                     store::to_string(tx.rec.state), tx.rec.sender, reason);
+    tx.rec.reason = std::move(reason);
+}
+
+asio::awaitable<bool> ManagedSenders::load() {
+    std::vector<store::ManagedRecord> records;
+    std::map<std::string, std::vector<store::TxRecord>> attempts;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            for (auto& r : j.unfinished_managed())
+                if (r.chain == config_.name) {
+                    attempts[r.id] = j.attempts(r.id);
+                    records.push_back(std::move(r));
+                }
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        spdlog::error(
+            "chain {}: cannot load managed transactions from the journal: {}; "
+            "eth_sendTransaction is refused until it loads",
+            config_.name, e.what());
+        co_return false;
+    }
+    std::vector<std::shared_ptr<Tx>> adopted;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& r : records) {
+            Sender* s = sender_of(r.sender);
+            auto parsed = parse_stored(r.request, config_.chain_id);
+            if (!s || std::holds_alternative<std::string>(parsed)) {
+                std::string why = "the sender is no longer configured";
+                if (s) why = std::get<std::string>(parsed);
+                spdlog::error(
+                    "chain {}: managed transaction {} of {} cannot carry on ({}); "
+                    "left as it is",
+                    config_.name, r.id, r.sender, why);
+                continue;
+            }
+            auto tx = std::make_shared<Tx>();
+            tx->req = std::move(std::get<Request>(parsed));
+            for (const auto& a : attempts[r.id]) {
+                tx->attempts.push_back(a.hash);
+                try {
+                    const auto decoded = eth::decode_transaction(a.raw);
+                    tx->fees = fees_of(decoded);
+                    tx->gas = decoded.gas;
+                    const bool self_send =
+                        decoded.to == s->addr && decoded.value.empty() && decoded.input.empty();
+                    if (self_send && !(tx->req.to == s->addr && tx->req.value.empty() &&
+                                       tx->req.input.empty())) {
+                        tx->cancel_requested = true;
+                        if (!tx->cancel_hash) tx->cancel_hash = a.hash;
+                    }
+                } catch (const std::exception&) {
+                }
+            }
+            if (r.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
+            tx->rec = std::move(r);
+            s->txs.push_back(tx);
+            by_id_[tx->rec.id] = tx;
+        }
+    }
+    for (auto& tx : adopted) {
+        // Signed and journaled before the restart, its managed state not yet moved on.
+        co_await update(tx, TxState::broadcasting,
+                        "signed before a restart: its attempt carries on", std::nullopt,
+                        tx->attempts.back());
+    }
+    loaded_ = true;
+    if (!records.empty())
+        spdlog::info("chain {}: {} managed transaction(s) from the journal carry on", config_.name,
+                     held());
+    co_return true;
+}
+
+asio::awaitable<void> ManagedSenders::run(std::shared_ptr<Sender> s) {
+    while (!stopped_) {
+        s->wake_pending = false;
+        co_await round(*s);
+        if (stopped_ || s->wake_pending) continue;
+        s->timer.expires_after(config_.tx.poll_interval);
+        co_await s->timer.async_wait(use_nothrow);
+    }
+}
+
+asio::awaitable<void> ManagedSenders::round(Sender& s) {
+    std::vector<std::shared_ptr<Tx>> txs;
+    {
+        std::lock_guard lock(mu_);
+        txs = s.txs;
+    }
+    // Nonces are taken in the order transactions came: while an earlier one cannot take its
+    // nonce, later ones wait.
+    bool blocked = false;
+    std::size_t stuck = 0;
+    for (auto& tx : txs) {
+        if (stopped_) co_return;
+        TxState st;
+        {
+            std::lock_guard lock(mu_);
+            st = tx->rec.state;
+        }
+        if (store::is_final(st)) continue;
+        if (st == TxState::queued || st == TxState::preparing ||
+            (st == TxState::signing && !tx->gas)) {
+            const bool needs_nonce = st != TxState::signing;
+            if ((needs_nonce && blocked) || Clock::now() < tx->not_before) {
+                blocked = blocked || needs_nonce;
+                continue;
+            }
+            const Step step = co_await prepare(s, tx);
+            if (step == Step::wait) {
+                blocked = blocked || needs_nonce;
+                continue;
+            }
+            std::lock_guard lock(mu_);
+            st = tx->rec.state;
+        }
+        if (st == TxState::signing) {
+            if (Clock::now() < tx->not_before) continue;
+            co_await sign_and_send(s, tx, *tx->fees, tx->cancel_requested);
+            continue;
+        }
+        if (st == TxState::broadcasting || st == TxState::confirming) {
+            co_await follow(s, tx);
+            if (tx->at_cap) ++stuck;
+        }
+    }
+    if (stuck != s.stuck) {
+        s.stuck = stuck;
+        if (metrics_)
+            metrics_->set_stuck_at_cap(config_.name, s.address, static_cast<double>(stuck));
+    }
+    std::lock_guard lock(mu_);
+    std::erase_if(s.txs, [&](const std::shared_ptr<Tx>& tx) {
+        if (!store::is_final(tx->rec.state)) return false;
+        notify(*tx);
+        by_id_.erase(tx->rec.id);
+        return true;
+    });
+}
+
+asio::awaitable<std::optional<std::uint64_t>> ManagedSenders::nonce_count(
+    const std::string& address, const char* block) {
+    json::array params;
+    params.emplace_back(address);
+    params.emplace_back(block);
+    upstream::Forwarded f = co_await pool_.forward("eth_getTransactionCount", std::move(params),
+                                                   false, Clock::now() + std::chrono::seconds(10));
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+        co_return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    if (ec || !v.is_string()) co_return std::nullopt;
+    co_return rpc::parse_quantity(v.get_string());
+}
+
+asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& why) {
+    // Caps are applied by the caller's sender; here the chain's.
+    const FeeCaps caps{config_.tx.fee.max_fee_per_gas_gwei * kGwei,
+                       config_.tx.fee.max_priority_fee_gwei * kGwei};
+    std::optional<bool> legacy;
+    {
+        std::lock_guard lock(legacy_mu_);
+        legacy = legacy_;
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    if (!legacy || !*legacy) {
+        json::array percentiles;
+        percentiles.emplace_back(50);
+        json::array params;
+        params.emplace_back("0x5");
+        params.emplace_back("latest");
+        params.emplace_back(std::move(percentiles));
+        upstream::Forwarded f =
+            co_await pool_.forward("eth_feeHistory", std::move(params), false, deadline);
+        if (f.outcome != upstream::Forwarded::Outcome::answered) {
+            why = "waiting for a node to estimate fees: " + f.error.message;
+            co_return std::nullopt;
+        }
+        bool no_base_fee = f.reply.is_error();
+        if (!f.reply.is_error()) {
+            json::error_code ec;
+            json::value v = json::parse(*f.reply.result, ec);
+            const json::array* base = !ec && v.is_object()
+                                          ? v.get_object().if_contains("baseFeePerGas")
+                                                ? v.at("baseFeePerGas").if_array()
+                                                : nullptr
+                                          : nullptr;
+            no_base_fee = !base || base->empty() ||
+                          std::all_of(base->begin(), base->end(),
+                                      [](const json::value& b) { return b == "0x0"; });
+            if (!no_base_fee) {
+                try {
+                    const std::uint64_t floor =
+                        std::min<std::uint64_t>(kGwei, caps.max_priority_fee_per_gas);
+                    Fees fees = estimate_from_history(v, floor, caps);
+                    std::lock_guard lock(legacy_mu_);
+                    legacy_ = false;
+                    co_return fees;
+                } catch (const std::exception& e) {
+                    why = std::string("the nodes' eth_feeHistory cannot be read: ") + e.what();
+                    co_return std::nullopt;
+                }
+            }
+        }
+        if (no_base_fee) {
+            std::lock_guard lock(legacy_mu_);
+            legacy_ = true;
+        }
+    }
+    json::array params;
+    upstream::Forwarded f =
+        co_await pool_.forward("eth_gasPrice", std::move(params), false, deadline);
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error()) {
+        why = "waiting for a node to estimate fees: " +
+              (f.reply.is_error() ? f.reply.error.message : f.error.message);
+        co_return std::nullopt;
+    }
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    auto gp = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt;
+    if (!gp) {
+        why = "the nodes' eth_gasPrice is not a quantity";
+        co_return std::nullopt;
+    }
+    co_return estimate_legacy(*gp, caps);
+}
+
+namespace {
+
+Fees capped(Fees f, const FeeCaps& caps) {
+    if (caps.max_fee_per_gas) {
+        f.max_fee_per_gas = std::min(f.max_fee_per_gas, caps.max_fee_per_gas);
+        f.gas_price = std::min(f.gas_price, caps.max_fee_per_gas);
+    }
+    if (caps.max_priority_fee_per_gas)
+        f.max_priority_fee_per_gas =
+            std::min(f.max_priority_fee_per_gas, caps.max_priority_fee_per_gas);
+    f.max_priority_fee_per_gas = std::min(f.max_priority_fee_per_gas, f.max_fee_per_gas);
+    return f;
+}
+
+}  // namespace
+
+asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::shared_ptr<Tx> tx) {
+    const bool is_cancel = tx->cancel_requested;
+    const bool self_send = is_cancel || tx->req.fills;
+    // Gas: the estimate with the margin, or the client's gas when that is enough.
+    if (self_send) {
+        tx->gas = kTransferGas;
+    } else {
+        json::object call;
+        call["from"] = s.address;
+        if (tx->req.to) call["to"] = eth::to_hex(*tx->req.to);
+        if (!tx->req.value.empty()) call["value"] = eth::to_quantity(tx->req.value);
+        if (!tx->req.input.empty()) call["data"] = eth::to_hex(tx->req.input);
+        json::array params;
+        params.emplace_back(std::move(call));
+        upstream::Forwarded f = co_await pool_.forward("eth_estimateGas", std::move(params), false,
+                                                       Clock::now() + std::chrono::seconds(10));
+        if (f.outcome != upstream::Forwarded::Outcome::answered) {
+            wait(*tx, "waiting for a node to estimate gas: " + f.error.message);
+            co_return Step::wait;
+        }
+        if (f.reply.is_error()) {
+            const jsonrpc::Error node = f.reply.error;
+            if (is_revert(node)) {
+                {
+                    std::lock_guard lock(mu_);
+                    tx->refusal = node;
+                    ++tx->refusals;
+                }
+                co_await finish(s, tx, TxState::failed,
+                                "eth_estimateGas: " + node.message.substr(0, 300) +
+                                    ": it would revert, so it was not sent");
+                co_return Step::done;
+            }
+            co_await step_failed(s, tx, "eth_estimateGas: " + node.message.substr(0, 300), node);
+            co_return Step::wait;
+        }
+        json::error_code ec;
+        json::value v = json::parse(*f.reply.result, ec);
+        auto estimate = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt;
+        if (!estimate) {
+            wait(*tx, "the node's eth_estimateGas answer is not a quantity; asking again");
+            co_return Step::wait;
+        }
+        tx->gas = gas_limit(*estimate, config_.tx.gas_margin_percent, tx->req.gas);
+    }
+    // Fees: the estimate, or the client's where higher.
+    std::string why;
+    auto estimate = co_await estimate_fees(why);
+    if (!estimate) {
+        tx->gas = 0;
+        wait(*tx, why);
+        co_return Step::wait;
+    }
+    *estimate = capped(*estimate, s.caps);
+    tx->fees = self_send ? *estimate : start_fees(*estimate, tx->req.client_fees);
+
+    TxState st;
+    {
+        std::lock_guard lock(mu_);
+        st = tx->rec.state;
+    }
+    if (st == TxState::signing) co_return Step::done;  // it has its nonce already
+
+    // The nonce: taken late, in the journal operation that records it.
+    auto pending = co_await nonce_count(s.address, "pending");
+    if (!pending) {
+        tx->gas = 0;
+        wait(*tx, "waiting for a node to read the sender's pending nonce");
+        co_return Step::wait;
+    }
+    std::optional<std::uint64_t> held_max;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& other : s.txs) {
+            if (other == tx || !other->rec.nonce) continue;
+            const TxState os = other->rec.state;
+            if (os == TxState::signing || os == TxState::broadcasting || os == TxState::confirming)
+                held_max = std::max(held_max.value_or(0), *other->rec.nonce);
+        }
+    }
+    std::uint64_t nonce = 0;
+    std::optional<std::uint64_t> lowered_from;
+    const std::int64_t now = unix_ms();
+    std::string reason;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            // Lowered only when the chain says the range is empty and the gateway holds nothing
+            // in it: a nonce it took and never got mined (a dead letter, a crash) is handed out
+            // again.
+            const auto next = j.next_nonce(config_.name, s.address);
+            const NonceStart start = reconcile_nonce(next, *pending, held_max);
+            if (start.lowered) {
+                j.set_next_nonce(config_.name, s.address, start.next);
+                lowered_from = next;
+            }
+            nonce = j.take_nonce(config_.name, s.address, start.next);
+            reason = fmt::format("nonce {} taken (chain pending count {}); gas {}; signing", nonce,
+                                 *pending, tx->gas);
+            j.update_managed(store::ManagedUpdate{tx->rec.id, TxState::signing, reason, now, nonce,
+                                                  std::nullopt, std::nullopt});
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        tx->gas = 0;
+        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
+        co_return Step::wait;
+    }
+    if (lowered_from)
+        spdlog::warn(
+            "chain {}: sender {}: next nonce lowered from {} to {}: the chain has "
+            "nothing pending in between and the gateway holds nothing there",
+            config_.name, s.address, *lowered_from, *pending);
+    {
+        std::lock_guard lock(mu_);
+        tx->rec.state = TxState::signing;
+        tx->rec.nonce = nonce;
+        tx->rec.reason = reason;
+        tx->rec.updated_ms = now;
+    }
+    if (metrics_) metrics_->count_managed(config_.name, "SIGNING");
+    co_return Step::done;
+}
+
+asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
+                                                                    std::shared_ptr<Tx> tx,
+                                                                    Fees fees, bool cancel) {
+    std::uint64_t nonce;
+    bool replacing;
+    {
+        std::lock_guard lock(mu_);
+        nonce = *tx->rec.nonce;
+        replacing = tx->rec.state == TxState::broadcasting;
+    }
+    eth::UnsignedTx u;
+    u.type = fees.legacy ? eth::TxType::legacy : eth::TxType::dynamic_fee;
+    u.chain_id = config_.chain_id;
+    u.nonce = nonce;
+    u.gas_price = fees.gas_price;
+    u.max_fee_per_gas = fees.max_fee_per_gas;
+    u.max_priority_fee_per_gas = fees.max_priority_fee_per_gas;
+    const bool self_send = cancel || tx->req.fills;
+    u.gas = self_send ? kTransferGas : tx->gas;
+    if (self_send)
+        u.to = s.addr;
+    else
+        u.to = tx->req.to;
+    if (!self_send) {
+        u.value = tx->req.value;
+        u.input = tx->req.input;
+    }
+    const auto deadline = Clock::now() + s.sign_timeout;
+    custody::Signed r = co_await s.signer->sign(u, s.addr, deadline);
+    const char* outcome = r.outcome == custody::Signed::Outcome::signed_ok     ? "signed"
+                          : r.outcome == custody::Signed::Outcome::unavailable ? "unavailable"
+                                                                               : "refused";
+    if (metrics_) metrics_->count_signing(s.signer->id(), outcome);
+
+    std::optional<eth::Transaction> signed_tx;
+    if (r.outcome == custody::Signed::Outcome::signed_ok) {
+        try {
+            signed_tx = eth::decode_transaction(r.raw);
+        } catch (const std::exception& e) {
+            r.outcome = custody::Signed::Outcome::refused;
+            r.detail = std::string("its answer is not a valid transaction: ") + e.what();
+        }
+        if (signed_tx && (signed_tx->sender != s.addr || signed_tx->nonce != nonce ||
+                          signed_tx->chain_id != config_.chain_id || signed_tx->to != u.to ||
+                          signed_tx->gas != u.gas)) {
+            r.outcome = custody::Signed::Outcome::refused;
+            r.detail = "it answered a transaction other than the one asked for";
+        }
+    }
+    if (r.outcome != custody::Signed::Outcome::signed_ok) {
+        const std::string what = fmt::format(
+            "signer {} {}: {}", s.signer->id(),
+            r.outcome == custody::Signed::Outcome::unavailable ? "unavailable" : "refused",
+            r.detail);
+        if (replacing) {
+            // An attempt is out there: the replacement waits for the next bump.
+            spdlog::warn("chain {}: {}: replacement not signed: {}", config_.name, tx->rec.id,
+                         what);
+            co_return Step::wait;
+        }
+        if (r.outcome == custody::Signed::Outcome::unavailable) {
+            // Custody down or slow: the transaction waits, with its nonce, and asks again.
+            ++tx->waits;
+            const auto delay = std::min<std::chrono::milliseconds>(
+                config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
+                std::chrono::seconds(60));
+            tx->not_before = Clock::now() + delay;
+            wait(*tx, fmt::format("{}; nonce {} kept; asking again in {} ms", what, nonce,
+                                  delay.count()));
+            co_return Step::wait;
+        }
+        co_await step_failed(s, tx, what, jsonrpc::Error(kServerError, what));
+        co_return Step::wait;
+    }
+    tx->waits = 0;
+
+    SubmitResult sent = co_await txm_.submit_attempt(r.raw, tx->rec.id);
+    if (sent.store_failed) {
+        wait(*tx, "the journal cannot be written: the signed attempt waits");
+        co_return Step::wait;
+    }
+    const std::string hash = eth::to_hex(signed_tx->hash);
+    if (std::find(tx->attempts.begin(), tx->attempts.end(), hash) == tx->attempts.end())
+        tx->attempts.push_back(hash);
+    tx->fees = fees;
+    tx->attempt_head = pool_.head().value_or(0);
+    if (cancel && !tx->cancel_hash) tx->cancel_hash = hash;
+    if (replacing && metrics_) metrics_->count_replacement(config_.name);
+    const bool refused = sent.reply && sent.reply->is_error();
+    std::string reason = attempt_reason(cancel, tx->attempts.size(), nonce, fees, sent);
+    if (refused) {
+        // Before the hash is known to waiting clients: they hear of the refusal.
+        std::lock_guard lock(mu_);
+        tx->refusal = sent.reply->error;
+        ++tx->refusals;
+    }
+    co_await update(tx, TxState::broadcasting, std::move(reason), std::nullopt, hash);
+    co_return Step::done;
+}
+
+asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) {
+    // The attempts' states: from the raw layer while it holds them, else from the journal.
+    std::vector<store::TxRecord> records;
+    bool from_journal = false;
+    for (const auto& h : tx->attempts) {
+        auto r = txm_.held_record(h);
+        if (!r) {
+            from_journal = true;
+            break;
+        }
+        records.push_back(std::move(*r));
+    }
+    if (from_journal) {
+        records.clear();
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                records = j.attempts(tx->rec.id);
+            };
+            co_await journal_.run(std::move(op));
+        } catch (const std::exception& e) {
+            wait(*tx, fmt::format("the journal cannot be read ({})", e.what()));
+            co_return;
+        }
+    }
+    if (records.empty()) co_return;
+    const store::TxRecord* mined = nullptr;
+    bool all_final = true;
+    for (const auto& a : records) {
+        if (is_mined(a)) mined = &a;
+        if (!store::is_final(a.state)) all_final = false;
+    }
+    if (mined) {
+        const bool cancelled = tx->cancel_requested && mined->hash == tx->cancel_hash;
+        const std::string where = fmt::format("block {} ({})", mined->block_number.value_or(0),
+                                              mined->block_hash.value_or("?"));
+        TxState st;
+        std::optional<std::string> current;
+        {
+            std::lock_guard lock(mu_);
+            st = tx->rec.state;
+            current = tx->rec.hash;
+        }
+        if (mined->state == TxState::confirming) {
+            if (st != TxState::confirming || current != mined->hash)
+                co_await update(tx, TxState::confirming,
+                                fmt::format("{} {} mined in {}", cancelled ? "cancel" : "attempt",
+                                            mined->hash, where),
+                                std::nullopt, mined->hash);
+        } else if (mined->state == TxState::completed) {
+            co_await finish(
+                s, tx, cancelled ? TxState::cancelled : TxState::completed,
+                fmt::format("{} {} mined in {}: {}", cancelled ? "cancelled: self-send" : "attempt",
+                            mined->hash, where, mined->reason),
+                mined->hash);
+        } else {
+            co_await finish(s, tx, TxState::failed,
+                            fmt::format("attempt {} reverted in {}", mined->hash, where),
+                            mined->hash);
+        }
+        co_return;
+    }
+    if (all_final) {
+        co_await dead_attempts(s, tx);
+        co_return;
+    }
+    {
+        TxState st;
+        {
+            std::lock_guard lock(mu_);
+            st = tx->rec.state;
+        }
+        if (st == TxState::confirming)
+            co_await update(tx, TxState::broadcasting,
+                            "its block is no longer in the chain (a reorg): waiting to be mined "
+                            "again");
+    }
+    // None mined yet. A cancel goes out at once; otherwise a replacement with higher fees once
+    // tx.fee.bump_after_blocks blocks went by without it.
+    const std::uint64_t head = pool_.head().value_or(0);
+    const bool cancel_now = tx->cancel_requested && !tx->cancel_hash;
+    if (!cancel_now) {
+        if (!head) co_return;
+        if (!tx->attempt_head || head < tx->attempt_head) {
+            tx->attempt_head = head;
+            co_return;
+        }
+        if (head < tx->attempt_head + config_.tx.fee.bump_after_blocks) co_return;
+    }
+    if (!tx->fees) co_return;
+    const Bump b = bump(*tx->fees, config_.tx.fee.bump_percent, s.caps);
+    Fees next = b.fees;
+    if (!b.at_cap) {
+        // Re-estimated: a spike may call for more than the minimum raise.
+        std::string why;
+        if (auto fresh = co_await estimate_fees(why); fresh && fresh->legacy == next.legacy) {
+            const Fees f = capped(*fresh, s.caps);
+            next.max_fee_per_gas = std::max(next.max_fee_per_gas, f.max_fee_per_gas);
+            next.max_priority_fee_per_gas =
+                std::max(next.max_priority_fee_per_gas, f.max_priority_fee_per_gas);
+            next.gas_price = std::max(next.gas_price, f.gas_price);
+        }
+    } else {
+        tx->attempt_head = head;
+        if (!tx->at_cap) {
+            tx->at_cap = true;
+            spdlog::warn(
+                "chain {}: {} (sender {}, nonce {}) is not mined and its fees are at the "
+                "cap (tx.fee.max_fee_per_gas_gwei {}, max_priority_fee_gwei {}): it "
+                "stays as it is; raise the cap or cancel it",
+                config_.name, tx->rec.id, s.address, tx->rec.nonce.value_or(0),
+                config_.tx.fee.max_fee_per_gas_gwei, config_.tx.fee.max_priority_fee_gwei);
+            wait(*tx,
+                 "not mined, fees at the cap: stuck until the base fee falls or the cap rises");
+        }
+        if (!cancel_now) co_return;
+    }
+    if (!b.at_cap) tx->at_cap = false;
+    if (!cancel_now)
+        spdlog::info("chain {}: {} not mined after {} block(s): replacing it with higher fees",
+                     config_.name, tx->rec.id, head - tx->attempt_head);
+    tx->attempt_head = head;
+    co_await sign_and_send(s, tx, next, tx->cancel_requested);
+}
+
+asio::awaitable<void> ManagedSenders::dead_attempts(Sender& s, std::shared_ptr<Tx> tx) {
+    // Every attempt is final and none was mined: its nonce was used by another party, or the
+    // nodes refused it.
+    auto latest = co_await nonce_count(s.address, "latest");
+    if (!latest) co_return;  // asked again next round
+    const std::uint64_t nonce = tx->rec.nonce.value_or(0);
+    if (*latest > nonce) {
+        if (tx->req.fills || tx->cancel_requested) {
+            co_await finish(s, tx, tx->cancel_requested ? TxState::cancelled : TxState::failed,
+                            fmt::format("nonce {} was used by another transaction: nothing "
+                                        "left to {}",
+                                        nonce, tx->cancel_requested ? "cancel" : "fill"));
+            co_return;
+        }
+        spdlog::warn(
+            "chain {}: {}: nonce {} of {} was used by another transaction, not one of "
+            "the gateway's: signing it again with the next nonce",
+            config_.name, tx->rec.id, nonce, s.address);
+        tx->gas = 0;
+        tx->attempt_head = 0;
+        co_await update(tx, TxState::preparing,
+                        fmt::format("nonce {} was used by another transaction, not one of the "
+                                    "gateway's: signing again with the next nonce",
+                                    nonce));
+        {
+            std::lock_guard lock(mu_);
+            tx->rec.nonce.reset();
+        }
+        wake(s);
+        co_return;
+    }
+    std::string why = "every attempt was refused";
+    {
+        // The newest attempt's reason says what the nodes said.
+        std::vector<store::TxRecord> records;
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                records = j.attempts(tx->rec.id);
+            };
+            co_await journal_.run(std::move(op));
+            if (!records.empty()) why = records.back().reason;
+        } catch (const std::exception&) {
+        }
+    }
+    co_await step_failed(s, tx, "not mined: " + why, jsonrpc::Error(kServerError, why));
+}
+
+asio::awaitable<void> ManagedSenders::step_failed(Sender& s, std::shared_ptr<Tx> tx,
+                                                  std::string reason,
+                                                  std::optional<jsonrpc::Error> error) {
+    ++tx->failures;
+    const unsigned max = std::max(1u, config_.tx.retry.max_attempts);
+    {
+        std::lock_guard lock(mu_);
+        if (error) tx->refusal = std::move(error);
+        ++tx->refusals;
+    }
+    if (!tx->req.fills && tx->failures >= max) {
+        co_await finish(s, tx, TxState::dead_letter,
+                        fmt::format("{} (failure {} of {}: retries exhausted; POST "
+                                    "/admin/transactions/{}/retry to try again)",
+                                    reason, tx->failures, max, tx->rec.id));
+        co_return;
+    }
+    const auto delay = std::min<std::chrono::milliseconds>(
+        config_.tx.retry.backoff * (1u << std::min(tx->failures - 1, 6u)),
+        std::chrono::seconds(60));
+    tx->not_before = Clock::now() + delay;
+    TxState st;
+    {
+        std::lock_guard lock(mu_);
+        st = tx->rec.state;
+    }
+    // With its nonce it is signed again; without, its nonce is still to take.
+    const TxState next =
+        tx->rec.nonce && st != TxState::queued && st != TxState::preparing ? TxState::signing : st;
+    spdlog::warn("chain {}: {}: {} (failure {} of {}; trying again in {} ms)", config_.name,
+                 tx->rec.id, reason, tx->failures, max, delay.count());
+    co_await update(tx, next,
+                    fmt::format("{} (failure {} of {}; trying again in {} ms)", reason,
+                                tx->failures, max, delay.count()));
+    std::lock_guard lock(mu_);
+    notify(*tx);
+}
+
+asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, TxState state,
+                                             std::string reason, std::optional<std::string> hash) {
+    // A dead transaction releases its nonce: handed out again when it was the last one taken,
+    // else filled with a zero-value self-send so later nonces are not stuck behind a gap.
+    std::optional<std::uint64_t> nonce;
+    TxState before;
+    {
+        std::lock_guard lock(mu_);
+        before = tx->rec.state;
+        nonce = tx->rec.nonce;
+    }
+    const bool releases = state == TxState::dead_letter && nonce && before != TxState::queued &&
+                          before != TxState::preparing;
+    const std::int64_t now = unix_ms();
+    std::optional<store::ManagedRecord> filler;
+    bool released = false;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            j.update_managed(store::ManagedUpdate{tx->rec.id, state, reason, now, std::nullopt,
+                                                  hash,
+                                                  static_cast<std::uint32_t>(tx->attempts.size())});
+            if (!releases) return;
+            const auto next = j.next_nonce(config_.name, s.address);
+            if (next && *next == *nonce + 1) {
+                j.set_next_nonce(config_.name, s.address, *nonce);
+                released = true;
+                return;
+            }
+            store::ManagedRecord f;
+            f.id = new_id();
+            f.chain = config_.name;
+            f.sender = s.address;
+            f.request = json::serialize(json::object{{"from", s.address},
+                                                     {"to", s.address},
+                                                     {"value", "0x0"},
+                                                     {kFillsField, tx->rec.id}});
+            f.nonce = *nonce;
+            f.state = TxState::signing;
+            f.reason = fmt::format(
+                "fills nonce {} of {} (a dead letter) so later transactions "
+                "are not stuck",
+                *nonce, tx->rec.id);
+            f.created_ms = f.updated_ms = now;
+            filler = j.insert_managed(f).first;
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
+        co_return;
+    }
+    std::string nonce_text;
+    if (nonce) nonce_text = fmt::format(", nonce {}", *nonce);
+    spdlog::log(state == TxState::completed || state == TxState::confirming ? spdlog::level::info
+                                                                            : spdlog::level::warn,
+                "chain {}: {} (sender {}{}): {} -> {}: {}", config_.name, tx->rec.id, s.address,
+                nonce_text, store::to_string(before), store::to_string(state), reason);
+    if (released)
+        spdlog::info("chain {}: sender {}: nonce {} is handed out again", config_.name, s.address,
+                     *nonce);
+    {
+        std::lock_guard lock(mu_);
+        tx->rec.state = state;
+        tx->rec.reason = std::move(reason);
+        tx->rec.updated_ms = now;
+        if (hash) tx->rec.hash = hash;
+        notify(*tx);
+        if (filler) {
+            auto f = std::make_shared<Tx>();
+            f->rec = *filler;
+            f->req.from = s.addr;
+            f->req.to = s.addr;
+            f->req.fills = tx->rec.id;
+            s.txs.push_back(f);
+            by_id_[f->rec.id] = f;
+            spdlog::warn("chain {}: sender {}: {} fills nonce {} of {}", config_.name, s.address,
+                         f->rec.id, *nonce, tx->rec.id);
+        }
+    }
+    if (metrics_) metrics_->count_managed(config_.name, store::to_string(state));
+}
+
+asio::awaitable<bool> ManagedSenders::update(std::shared_ptr<Tx> tx, TxState state,
+                                             std::string reason, std::optional<std::uint64_t> nonce,
+                                             std::optional<std::string> hash) {
+    TxState before;
+    {
+        std::lock_guard lock(mu_);
+        before = tx->rec.state;
+        if (reason.empty()) reason = tx->rec.reason;
+    }
+    const store::ManagedUpdate u{tx->rec.id,
+                                 state,
+                                 reason,
+                                 unix_ms(),
+                                 nonce,
+                                 hash,
+                                 static_cast<std::uint32_t>(tx->attempts.size())};
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) { j.update_managed(u); };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
+        co_return false;
+    }
+    if (before != state)
+        spdlog::info("chain {}: {} (sender {}): {} -> {}: {}", config_.name, tx->rec.id,
+                     tx->rec.sender, store::to_string(before), store::to_string(state), reason);
+    std::lock_guard lock(mu_);
+    tx->rec.state = state;
+    tx->rec.reason = std::move(reason);
+    tx->rec.updated_ms = u.at_ms;
+    tx->rec.attempts = *u.attempts;
+    if (nonce) tx->rec.nonce = nonce;
+    if (hash) tx->rec.hash = hash;
+    notify(*tx);
+    if (before != state && metrics_) metrics_->count_managed(config_.name, store::to_string(state));
+    co_return true;
+}
+
+asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
+                                                   std::string idempotency_key, bool wait_for_hash,
+                                                   Clock::time_point deadline) {
+    ManagedReply out;
+    const char* method = wait_for_hash ? "eth_sendTransaction" : "gateway_sendTransaction";
+    const json::array* a = params.if_array();
+    const json::object* object = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
+    if (!object) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                                fmt::format("{} takes one parameter: the transaction object "
+                                            "({{from, to, value, data, ...}})",
+                                            method));
+        co_return out;
+    }
+    json::object request = *object;
+    request.erase(kFillsField);  // an internal mark, never a client's
+    const json::value* from = request.if_contains("from");
+    const auto from_address = from ? parse_address(*from) : std::nullopt;
+    if (!from_address) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                                "invalid transaction object: 'from' must be a 0x-prefixed 20-byte "
+                                "address of a managed sender (eth_accounts lists them)");
+        co_return out;
+    }
+    Sender* s = sender_of(eth::to_hex(*from_address));
+    if (!s) {
+        std::string which = "it has none: chains[].accounts";
+        if (!senders_.empty()) which = fmt::format("{} of them", senders_.size());
+        out.reply = error_reply(
+            kServerError,
+            fmt::format("unknown account {}: the gateway signs only for the managed senders of "
+                        "chain {} ({}; eth_accounts lists them); sign it yourself and use "
+                        "eth_sendRawTransaction",
+                        eth::to_hex(*from_address), config_.name, which));
+        co_return out;
+    }
+    auto parsed = parse_request(request, config_.chain_id);
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params), *error);
+        co_return out;
+    }
+    if (idempotency_key.size() > 256) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                                "the Idempotency-Key header is longer than 256 characters");
+        co_return out;
+    }
+    if (!loaded_) {
+        out.store_failed = true;
+        const std::string why = journal_.failure();
+        out.reply = error_reply(
+            static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
+            fmt::format("the transaction journal is not available{}{}: the transaction was not "
+                        "accepted; send it again later",
+                        why.empty() ? "" : ": ", why));
+        co_return out;
+    }
+
+    store::ManagedRecord rec;
+    rec.id = new_id();
+    rec.chain = config_.name;
+    rec.sender = s->address;
+    rec.request = json::serialize(request);
+    if (!idempotency_key.empty()) rec.idempotency_key = idempotency_key;
+    rec.state = TxState::queued;
+    rec.reason = "received";
+    rec.created_ms = rec.updated_ms = unix_ms();
+
+    std::shared_ptr<Tx> tx;
+    {
+        std::lock_guard lock(mu_);
+        const std::size_t held = s->txs.size();
+        if (held >= config_.tx.max_queued_per_sender) {
+            out.reply =
+                error_reply(static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
+                            fmt::format("sender {} has {} unfinished transactions in the gateway "
+                                        "(tx.max_queued_per_sender {}): wait for some to be mined",
+                                        s->address, held, config_.tx.max_queued_per_sender));
+            co_return out;
+        }
+    }
+    store::ManagedRecord existing;
+    bool inserted = false;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            std::tie(existing, inserted) = j.insert_managed(rec);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        out.store_failed = true;
+        out.reply = error_reply(
+            static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
+            fmt::format("the transaction journal cannot be written ({}): the transaction was not "
+                        "accepted; send it again later",
+                        e.what()));
+        co_return out;
+    }
+    if (!inserted) {
+        if (existing.request != rec.request) {
+            out.reply = error_reply(
+                static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                fmt::format("Idempotency-Key '{}' was used for another transaction ({}) of {}: "
+                            "use a new key for a new transaction",
+                            idempotency_key, existing.id, s->address));
+            co_return out;
+        }
+        tx = find(existing.id);
+        if (!tx) {
+            // Finished already: its record answers.
+            tx = std::make_shared<Tx>();
+            tx->rec = existing;
+        }
+    } else {
+        tx = std::make_shared<Tx>();
+        tx->rec = rec;
+        tx->req = std::move(std::get<Request>(parsed));
+        {
+            std::lock_guard lock(mu_);
+            s->txs.push_back(tx);
+            by_id_[rec.id] = tx;
+        }
+        if (metrics_) metrics_->count_managed(config_.name, "QUEUED");
+        spdlog::info("chain {}: {} from {} queued{}", config_.name, rec.id, s->address,
+                     rec.idempotency_key ? " (with an idempotency key)" : "");
+        wake(*s);
+    }
+
+    const auto snapshot = [&] {
+        json::object o{{"id", tx->rec.id},
+                       {"state", store::to_string(tx->rec.state)},
+                       {"reason", tx->rec.reason}};
+        o["hash"] = tx->rec.hash ? json::value(*tx->rec.hash) : nullptr;
+        return o;
+    };
+    if (!wait_for_hash) {
+        std::lock_guard lock(mu_);
+        out.queued = !tx->rec.hash;
+        out.reply = result_reply(json::serialize(snapshot()));
+        co_return out;
+    }
+
+    // eth_sendTransaction: the first attempt's hash once it is signed.
+    std::uint64_t seen_refusals;
+    {
+        std::lock_guard lock(mu_);
+        seen_refusals = inserted ? 0 : tx->refusals;
+    }
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    for (;;) {
+        {
+            std::lock_guard lock(mu_);
+            std::erase(tx->waiters, timer);
+            const TxState st = tx->rec.state;
+            if (tx->refusals > seen_refusals && tx->refusal) {
+                const jsonrpc::Error& e = *tx->refusal;
+                json::object data = snapshot();
+                if (e.data) data["nodeData"] = *e.data;
+                const bool over = store::is_final(st);
+                std::string what = "the gateway tries again: " + tx->rec.reason;
+                if (over) what = "the transaction is " + std::string(store::to_string(st));
+                out.reply = error_reply(is_revert(e) ? e.code : kServerError,
+                                        fmt::format("{} ({}): {}", e.message, tx->rec.id, what),
+                                        json::value(std::move(data)));
+                co_return out;
+            }
+            if (tx->rec.hash) {
+                out.reply = result_reply(json::serialize(json::value(*tx->rec.hash)));
+                co_return out;
+            }
+            if (store::is_final(st)) {
+                out.reply = error_reply(kServerError,
+                                        fmt::format("transaction {} is {}: {}", tx->rec.id,
+                                                    store::to_string(st), tx->rec.reason),
+                                        json::value(snapshot()));
+                co_return out;
+            }
+            if (Clock::now() >= deadline || stopped_) {
+                out.queued = true;
+                out.reply = error_reply(
+                    kServerError,
+                    fmt::format("transaction {} was accepted but not signed in time ({}: {}); it "
+                                "stays queued and is sent once signed: follow it with "
+                                "gateway_getTransaction(\"{}\")",
+                                tx->rec.id, store::to_string(st), tx->rec.reason, tx->rec.id),
+                    json::value(snapshot()));
+                co_return out;
+            }
+            tx->waiters.push_back(timer);
+        }
+        timer->expires_at(deadline);
+        co_await timer->async_wait(use_nothrow);
+    }
+}
+
+asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id) {
+    std::optional<store::ManagedRecord> rec;
+    std::vector<store::TxEvent> history;
+    std::vector<store::TxRecord> attempts;
+    try {
+        const std::string key(id);
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            rec = j.find_managed(key);
+            if (!rec) return;
+            history = j.managed_history(key);
+            attempts = j.attempts(key);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return error_reply(static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
+                              fmt::format("the transaction journal cannot be read: {}", e.what()));
+    }
+    if (!rec || rec->chain != config_.name) co_return result_reply("null");
+    if (auto tx = find(rec->id)) {
+        std::lock_guard lock(mu_);
+        rec->reason = tx->rec.reason;  // the live reason (why it waits) is fresher
+    }
+    co_return result_reply(json::serialize(managed_json(*rec, &history, &attempts)));
+}
+
+asio::awaitable<std::optional<std::string>> ManagedSenders::mined_instead(std::string hash) {
+    if (senders_.empty()) co_return std::nullopt;
+    std::optional<std::string> out;
+    try {
+        hash = util::lower(hash);
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            auto rec = j.find(hash);
+            if (!rec || !rec->parent || rec->chain != config_.name) return;
+            for (const auto& a : j.attempts(*rec->parent))
+                if (a.hash != hash && is_mined(a)) out = a.hash;
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception&) {
+        co_return std::nullopt;
+    }
+    co_return out;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
+    std::optional<store::ManagedRecord> rec;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return admin_error(503, fmt::format("the journal cannot be read: {}", e.what()));
+    }
+    if (!rec || rec->chain != config_.name)
+        co_return admin_error(404, "no managed transaction " + id + " on chain " + config_.name);
+    Sender* s = sender_of(rec->sender);
+    if (!s) co_return admin_error(409, "its sender is no longer configured");
+    if (rec->state != TxState::dead_letter && rec->state != TxState::failed)
+        co_return admin_error(409,
+                              fmt::format("{} is {}: only DEAD_LETTER and FAILED transactions are "
+                                          "retried",
+                                          id, store::to_string(rec->state)));
+    // On the sender's strand: its owner.
+    auto answer =
+        co_await asio::co_spawn(s->strand, retry_owned(s, std::move(*rec)), asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::ManagedRecord rec) {
+    if (find(rec.id)) co_return admin_error(409, rec.id + " is being retried already");
+    auto parsed = parse_stored(rec.request, config_.chain_id);
+    if (auto* error = std::get_if<std::string>(&parsed)) co_return admin_error(409, *error);
+    auto tx = std::make_shared<Tx>();
+    tx->rec = rec;
+    tx->req = std::move(std::get<Request>(parsed));
+    {
+        std::lock_guard lock(mu_);
+        s->txs.push_back(tx);
+        by_id_[rec.id] = tx;
+    }
+    const bool ok =
+        co_await update(tx, TxState::queued, "retried by an operator: a new nonce, gas and fees");
+    if (!ok) {
+        std::lock_guard lock(mu_);
+        std::erase(s->txs, tx);
+        by_id_.erase(rec.id);
+        co_return admin_error(503, "the journal cannot be written");
+    }
+    {
+        std::lock_guard lock(mu_);
+        tx->rec.nonce.reset();
+        tx->rec.hash.reset();
+    }
+    wake(*s);
+    co_return admin_state(200, rec.id, "QUEUED");
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
+    auto tx = find(id);
+    if (!tx) {
+        std::optional<store::ManagedRecord> rec;
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                rec = j.find_managed(id);
+            };
+            co_await journal_.run(std::move(op));
+        } catch (const std::exception& e) {
+            co_return admin_error(503, fmt::format("the journal cannot be read: {}", e.what()));
+        }
+        if (!rec || rec->chain != config_.name)
+            co_return admin_error(404,
+                                  "no managed transaction " + id + " on chain " + config_.name);
+        co_return admin_error(409,
+                              fmt::format("{} is {} already", id, store::to_string(rec->state)));
+    }
+    Sender* s = sender_of(tx->rec.sender);
+    auto answer = co_await asio::co_spawn(s->strand, cancel_owned(s, tx), asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared_ptr<Tx> tx) {
+    TxState st;
+    {
+        std::lock_guard lock(mu_);
+        st = tx->rec.state;
+    }
+    if (store::is_final(st))
+        co_return admin_error(409,
+                              fmt::format("{} is {} already", tx->rec.id, store::to_string(st)));
+    if (st == TxState::confirming)
+        co_return admin_error(409, tx->rec.id + " is mined already (CONFIRMING)");
+    if (st == TxState::queued || st == TxState::preparing) {
+        co_await finish(*s, tx, TxState::cancelled,
+                        "cancelled by an operator before it had a nonce");
+        co_return admin_state(200, tx->rec.id, "CANCELLED");
+    }
+    tx->cancel_requested = true;
+    tx->not_before = {};
+    wait(*tx,
+         "cancel requested by an operator: a zero-value self-send with the same "
+         "nonce replaces it");
+    wake(*s);
+    co_return admin_state(202, tx->rec.id, store::to_string(st),
+                          "a zero-value self-send with the same nonce replaces it; "
+                          "CANCELLED once that is mined");
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::resync(std::string address) {
+    Sender* s = sender_of(address);
+    if (!s)
+        co_return admin_error(
+            404, fmt::format("{} is not a managed sender of chain {}", address, config_.name));
+    auto answer = co_await asio::co_spawn(s->strand, resync_owned(s), asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::resync_owned(Sender* s) {
+    auto pending = co_await nonce_count(s->address, "pending");
+    auto latest = co_await nonce_count(s->address, "latest");
+    if (!pending || !latest) co_return admin_error(503, "no node answered the sender's nonce");
+    std::optional<std::uint64_t> held_max;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& tx : s->txs)
+            if (tx->rec.nonce && tx->rec.state != TxState::queued &&
+                tx->rec.state != TxState::preparing)
+                held_max = std::max(held_max.value_or(0), *tx->rec.nonce);
+    }
+    const std::uint64_t next = std::max(*pending, held_max ? *held_max + 1 : 0);
+    std::optional<std::uint64_t> previous;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            previous = j.next_nonce(config_.name, s->address);
+            j.set_next_nonce(config_.name, s->address, next);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return admin_error(503, fmt::format("the journal cannot be written: {}", e.what()));
+    }
+    std::string was = "none";
+    if (previous) was = std::to_string(*previous);
+    spdlog::warn(
+        "chain {}: sender {}: nonce resynchronised by an operator: next {} "
+        "(was {}; chain pending {}, latest {})",
+        config_.name, s->address, next, was, *pending, *latest);
+    json::object body;
+    body["chain"] = config_.name;
+    body["address"] = s->address;
+    body["chainPending"] = *pending;
+    body["chainLatest"] = *latest;
+    body["next"] = next;
+    body["previous"] = nullptr;
+    if (previous) body["previous"] = *previous;
+    body["heldUpTo"] = nullptr;
+    if (held_max) body["heldUpTo"] = *held_max;
+    wake(*s);
+    co_return admin_body(std::move(body));
+}
+
+}  // namespace gateway::txm

@@ -1,0 +1,472 @@
+// Managed senders with the real binary in front of a real anvil node: keys the gateway holds and
+// anvil does not (funded with anvil_setBalance), sent with `cast send --unlocked` and plain
+// eth_sendTransaction / gateway_sendTransaction. Nonces under concurrency, a gas spike met with
+// replacements, a nonce used behind the gateway's back, custody down or timing out, kill -9
+// between signing and broadcast and between broadcast and receipt, dead letters and the admin API.
+
+#include "integration/devnet.hpp"
+#include "support/http_test_client.hpp"
+#include "support/tcp_forwarder.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <set>
+#include <thread>
+
+namespace gateway::test {
+namespace {
+
+using ::testing::HasSubstr;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+// Keys anvil does not hold: a local hot key (key file), one held by the custody stub, and one
+// that is never funded.
+const std::string kHotKey = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+const std::string kStubKey = "0x8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f";
+const std::string kPoorKey = "0x1111111111111111111111111111111111111111111111111111111111111111";
+const std::string kStubKeyEnv = "GATEWAY_TEST_STUB_KEY";
+const std::string kPoorKeyEnv = "GATEWAY_TEST_POOR_KEY";
+const std::string kTo = "0x000000000000000000000000000000000000dead";
+
+std::string address_of(const std::string& key) {
+    std::string a = cast({"wallet", "address", "--private-key", key});
+    for (auto& c : a) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return a;
+}
+
+std::uint64_t quantity(const json::value& v) {
+    return std::stoull(std::string(v.as_string()), nullptr, 16);
+}
+
+std::string str(const json::value& v) {
+    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+}
+
+bool wait_until(const std::function<bool()>& done,
+                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+}
+
+class ManagedTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir = make_temp_dir("gateway-managed");
+        anvil = std::make_unique<Anvil>(dir);
+        node = std::make_unique<TcpForwarder>(anvil->port());
+        hot = address_of(kHotKey);
+        stub = address_of(kStubKey);
+        poor = address_of(kPoorKey);
+        write_file(dir + "/hot.key", kHotKey + "\n");
+        ::setenv(kStubKeyEnv.c_str(), kStubKey.c_str(), 1);
+        ::setenv(kPoorKeyEnv.c_str(), kPoorKey.c_str(), 1);
+        for (const auto& a : {hot, stub})
+            node_call("anvil_setBalance", fmt::format(R"(["{}","0x56bc75e2d63100000"])", a));
+    }
+    void TearDown() override {
+        if (!HasFailure()) return;
+        std::cerr << earlier_logs;
+        if (gw) std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
+    }
+
+    // `tx` is the chain's tx section (flow style, without braces).
+    void start(const std::string& tx = "", const std::string& server = "") {
+        if (gw) earlier_logs += "--- earlier gateway log ---\n" + gw->process().output() + "\n";
+        const std::string signers = fmt::format(
+            "signers:\n"
+            "  - {{id: hot, type: local, key_file: \"{}/hot.key\"}}\n"
+            "  - {{id: custody, type: custody-stub, stub_keys_env: [{}], timeout_ms: 1000}}\n"
+            "  - {{id: poor, type: local, key_env: {}}}\n",
+            dir, kStubKeyEnv, kPoorKeyEnv);
+        const std::string chains = fmt::format(
+            "  - name: devnet\n"
+            "    chain_id: 31337\n"
+            "    health: {{interval_ms: 100, timeout_ms: 500}}\n"
+            "    tx: {{confirmations: 1, poll_interval_ms: 100, rebroadcast_after_ms: 500, "
+            "retry: {{max_attempts: 3, backoff_ms: 100}}{}{}}}\n"
+            "    accounts:\n"
+            "      - {{address: \"{}\", signer: hot}}\n"
+            "      - {{address: \"{}\", signer: custody}}\n"
+            "      - {{address: \"{}\", signer: poor}}\n"
+            "    upstreams:\n"
+            "      - {{id: node, url: \"{}\", timeout_ms: 1000}}\n",
+            tx.empty() ? "" : ", ", tx, hot, stub, poor, node->url());
+        gw = std::make_unique<GatewayProcess>(dir, chains, server, "", signers);
+        ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
+    }
+    void kill_gateway() {
+        gw->process().signal(SIGKILL);
+        gw->process().wait(std::chrono::seconds(10));
+    }
+
+    // The whole JSON-RPC response object.
+    json::value call(const std::string& method, const std::string& params,
+                     const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+        HttpConnection c(gw->port(), std::chrono::seconds(60));
+        last = c.request("POST", "/", rpc_body(method, params), headers);
+        return json::parse(last.body);
+    }
+    json::value result(const std::string& method, const std::string& params) {
+        const json::value v = call(method, params);
+        if (!v.as_object().contains("result")) ADD_FAILURE() << method << ": " << str(v);
+        return v.as_object().contains("result") ? v.at("result") : json::value(nullptr);
+    }
+    json::value node_call(const std::string& method, const std::string& params) {
+        const json::value v =
+            json::parse(http_post(anvil->port(), "/", rpc_body(method, params)).body);
+        if (!v.as_object().contains("result")) ADD_FAILURE() << method << ": " << str(v);
+        return v.as_object().contains("result") ? v.at("result") : json::value(nullptr);
+    }
+    std::uint64_t chain_nonce(const std::string& address) {
+        return quantity(node_call("eth_getTransactionCount", "[\"" + address + "\",\"latest\"]"));
+    }
+    std::string tx_object(const std::string& from, const std::string& value = "0x1") {
+        return fmt::format(R"([{{"from":"{}","to":"{}","value":"{}"}}])", from, kTo, value);
+    }
+    // gateway_sendTransaction: the new transaction's id.
+    std::string send_async(const std::string& from, const std::string& value = "0x1") {
+        const json::value r = result("gateway_sendTransaction", tx_object(from, value));
+        return r.is_object() ? str(r.at("id")) : "";
+    }
+    json::value managed(const std::string& id) {
+        return result("gateway_getTransaction", "[\"" + id + "\"]");
+    }
+    std::string state_of(const std::string& id) {
+        const json::value m = managed(id);
+        return m.is_object() ? str(m.at("state")) : "";
+    }
+    bool wait_state(const std::string& id, const std::string& state,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+        return wait_until([&] { return state_of(id) == state; }, timeout);
+    }
+    json::value admin_get(const std::string& path) {
+        HttpReply r = http_get(gw->admin_port(), path);
+        EXPECT_EQ(r.status, 200u) << path << ": " << r.body;
+        return json::parse(r.body);
+    }
+    HttpReply admin_post(const std::string& path, const std::string& body = "") {
+        return http_post(gw->admin_port(), path, body);
+    }
+    json::object stub_signer() {
+        const json::value signers = admin_get("/admin/signers");
+        for (const auto& s : signers.at("signers").as_array())
+            if (s.at("id") == "custody") return s.as_object();
+        ADD_FAILURE() << "no custody signer in /admin/signers";
+        return {};
+    }
+    // The nonce the mined attempt of a managed transaction used.
+    std::uint64_t mined_nonce(const std::string& id) {
+        const json::value m = managed(id);
+        const json::value tx =
+            node_call("eth_getTransactionByHash", "[\"" + str(m.at("minedHash")) + "\"]");
+        return quantity(tx.at("nonce"));
+    }
+
+    std::string dir, hot, stub, poor, earlier_logs;
+    std::unique_ptr<Anvil> anvil;
+    std::unique_ptr<TcpForwarder> node;
+    std::unique_ptr<GatewayProcess> gw;
+    HttpReply last;
+};
+
+TEST_F(ManagedTest, FiftyConcurrentCastSendsGetFiftyContiguousNonces) {
+    start();
+    // cast fills `nonce` from the latest count, so all 50 carry the same one: the gateway's nonce
+    // manager decides.
+    constexpr int kSends = 50;
+    std::vector<std::string> hashes(kSends);
+    std::vector<std::string> errors(kSends);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kSends; ++i)
+        threads.emplace_back([&, i] {
+            CommandResult r = run_command({tool_path("cast"), "send", "--unlocked", "--from", hot,
+                                           "--rpc-url", gw->url(), "--async", kTo, "--value", "1"},
+                                          std::chrono::seconds(120));
+            std::string out = r.out;
+            while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+            if (r.exit_code != 0) errors[i] = r.err;
+            hashes[i] = out;
+        });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kSends; ++i) ASSERT_EQ(errors[i], "") << "send " << i;
+
+    std::set<std::uint64_t> nonces;
+    for (const auto& h : hashes) {
+        ASSERT_TRUE(wait_until([&] {
+            return result("eth_getTransactionReceipt", "[\"" + h + "\"]").is_object();
+        })) << h;
+        const json::value receipt = result("eth_getTransactionReceipt", "[\"" + h + "\"]");
+        EXPECT_EQ(receipt.at("status"), "0x1");
+        nonces.insert(
+            quantity(node_call("eth_getTransactionByHash", "[\"" + h + "\"]").at("nonce")));
+    }
+    EXPECT_EQ(nonces.size(), static_cast<std::size_t>(kSends)) << "a nonce was used twice";
+    EXPECT_EQ(*nonces.begin(), 0u);
+    EXPECT_EQ(*nonces.rbegin(), static_cast<std::uint64_t>(kSends - 1));
+    EXPECT_EQ(chain_nonce(hot), static_cast<std::uint64_t>(kSends));
+}
+
+TEST_F(ManagedTest, AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt) {
+    start("fee: {bump_after_blocks: 1, bump_percent: 20}");
+    node_call("evm_setAutomine", "[false]");
+    const std::string id = send_async(hot);
+    ASSERT_FALSE(id.empty());
+    std::string first;
+    ASSERT_TRUE(wait_until([&] {
+        const json::value m = managed(id);
+        if (m.is_object() && m.at("hash").is_string()) first = str(m.at("hash"));
+        return !first.empty();
+    }));
+    // The first attempt is out, with fees estimated from cheap blocks. From now on every block's
+    // base fee is 100 gwei, far above what it offers; a block every 250 ms.
+    std::atomic<bool> spiking{true};
+    std::thread spike([&] {
+        while (spiking) {
+            http_post(anvil->port(), "/",
+                      rpc_body("anvil_setNextBlockBaseFeePerGas", "[\"0x174876e800\"]"));
+            http_post(anvil->port(), "/", rpc_body("evm_mine", "[]"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        }
+    });
+    const bool completed = wait_state(id, "COMPLETED", std::chrono::seconds(60));
+    spiking = false;
+    spike.join();
+    node_call("evm_setAutomine", "[true]");
+    ASSERT_TRUE(completed) << str(managed(id));
+
+    const json::value m = managed(id);
+    EXPECT_GE(m.at("attempts").to_number<int>(), 2) << str(m);
+    const std::string mined = str(m.at("minedHash"));
+    EXPECT_NE(mined, first);
+    const auto& attempts = m.at("signedAttempts").as_array();
+    EXPECT_GT(quantity(attempts.back().at("maxFeePerGas")),
+              quantity(attempts.front().at("maxFeePerGas")));
+    EXPECT_GE(quantity(attempts.back().at("maxFeePerGas")), 100'000'000'000u);
+    // The hash the client got first finds the receipt of the one that was mined.
+    const json::value receipt = result("eth_getTransactionReceipt", "[\"" + first + "\"]");
+    ASSERT_TRUE(receipt.is_object()) << str(receipt);
+    EXPECT_EQ(str(receipt.at("transactionHash")), mined);
+    EXPECT_EQ(last.header("x-gateway-replaced-by"), mined);
+    EXPECT_EQ(chain_nonce(hot), 1u);
+    HttpReply metrics = http_get(gw->admin_port(), "/metrics");
+    EXPECT_NE(metrics.body.find("gateway_replacements_total{chain=\"devnet\"}"), std::string::npos);
+}
+
+TEST_F(ManagedTest, ANonceUsedBehindTheGatewaysBackIsRecoveredWithoutAGap) {
+    start();
+    // Another party sends first with the same key: the gateway starts above it.
+    cast({"send", "--private-key", kHotKey, "--rpc-url", anvil->url(), kTo, "--value", "1"});
+    const std::string a = send_async(hot);
+    ASSERT_TRUE(wait_state(a, "COMPLETED")) << str(managed(a));
+    EXPECT_EQ(mined_nonce(a), 1u);
+
+    // Then it replaces the gateway's pending transaction with its own at the same nonce.
+    node_call("evm_setAutomine", "[false]");
+    const std::string b = send_async(hot);
+    ASSERT_TRUE(wait_until([&] { return managed(b).at("hash").is_string(); })) << str(managed(b));
+    cast({"send", "--private-key", kHotKey, "--rpc-url", anvil->url(), "--nonce", "2", "--async",
+          "--gas-price", "200000000000", "--priority-gas-price", "20000000000", kTo, "--value",
+          "2"});
+    node_call("evm_mine", "[]");
+    node_call("evm_setAutomine", "[true]");
+    ASSERT_TRUE(wait_state(b, "COMPLETED")) << str(managed(b));
+    EXPECT_EQ(mined_nonce(b), 3u) << "signed again with the next nonce";
+
+    // Later transactions are not stuck behind a gap.
+    const std::string c = send_async(hot);
+    const std::string d = send_async(hot);
+    ASSERT_TRUE(wait_state(c, "COMPLETED")) << str(managed(c));
+    ASSERT_TRUE(wait_state(d, "COMPLETED")) << str(managed(d));
+    EXPECT_EQ(std::set<std::uint64_t>({mined_nonce(c), mined_nonce(d)}),
+              std::set<std::uint64_t>({4, 5}));
+    EXPECT_EQ(chain_nonce(hot), 6u);
+}
+
+TEST_F(ManagedTest, CustodyDownQueuesTransactionsAndATimeoutIsRetriedOnTheSameNonce) {
+    start("", "  request_timeout_ms: 1500\n");
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"unreachable": true})").status, 200u);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(send_async(stub));
+    // eth_sendTransaction cannot be answered with a hash: an error that names the transaction.
+    const json::value waited = call("eth_sendTransaction", tx_object(stub));
+    ASSERT_TRUE(waited.as_object().contains("error")) << str(waited);
+    EXPECT_THAT(str(waited.at("error").at("message")), HasSubstr("not signed in time"));
+    const std::string waited_id = str(waited.at("error").at("data").at("id"));
+    EXPECT_EQ(waited.at("error").at("data").at("state"), "SIGNING");
+    EXPECT_EQ(last.header("x-gateway-queued"), "true");
+    ids.push_back(waited_id);
+
+    for (const auto& id : ids) EXPECT_EQ(state_of(id), "SIGNING") << str(managed(id));
+    json::object s = stub_signer();
+    EXPECT_GE(s.at("signRequests").to_number<int>(), 4);
+    EXPECT_EQ(s.at("signatures").to_number<int>(), 0);
+
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"unreachable": false})").status,
+              200u);
+    for (const auto& id : ids) ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(chain_nonce(stub), 4u);
+    s = stub_signer();
+    std::set<std::uint64_t> signed_nonces;
+    for (const auto& n : s.at("signed").as_array())
+        signed_nonces.insert(n.at("nonce").to_number<std::uint64_t>());
+    EXPECT_EQ(s.at("signed").as_array().size(), 4u) << "each transaction signed once";
+    EXPECT_EQ(signed_nonces, std::set<std::uint64_t>({0, 1, 2, 3}));
+
+    // A signer that times out (after the signer's timeout_ms, 1 s) is asked again, with the same
+    // nonce.
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"timeout": true})").status, 200u);
+    const std::string slow = send_async(stub);
+    const int requests = s.at("signRequests").to_number<int>();
+    ASSERT_TRUE(wait_until(
+        [&] { return stub_signer().at("signRequests").to_number<int>() >= requests + 3; }));
+    EXPECT_EQ(state_of(slow), "SIGNING");
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"timeout": false})").status, 200u);
+    ASSERT_TRUE(wait_state(slow, "COMPLETED")) << str(managed(slow));
+    EXPECT_EQ(mined_nonce(slow), 4u);
+    EXPECT_EQ(stub_signer().at("signed").as_array().size(), 5u);
+    EXPECT_EQ(chain_nonce(stub), 5u);
+    EXPECT_EQ(managed(slow).at("attempts").to_number<int>(), 1);
+}
+
+TEST_F(ManagedTest, KillNineBetweenSigningAndBroadcastMinesItOnce) {
+    start();
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"latency_ms": 700})").status, 200u);
+    const std::string id = send_async(stub);
+    ASSERT_TRUE(wait_state(id, "SIGNING", std::chrono::seconds(10))) << str(managed(id));
+    node->stop();  // the nodes go away while the signer works
+    ASSERT_TRUE(wait_until([&] { return managed(id).at("hash").is_string(); }));
+    const json::value m = managed(id);
+    ASSERT_EQ(m.at("signedAttempts").as_array().size(), 1u);
+    EXPECT_EQ(m.at("signedAttempts").at(0).at("state"), "QUEUED") << str(m);
+    kill_gateway();
+
+    node->start();
+    start();
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(chain_nonce(stub), 1u);
+    EXPECT_EQ(managed(id).at("attempts").to_number<int>(), 1);
+    EXPECT_EQ(str(managed(id).at("minedHash")), str(m.at("hash")));
+}
+
+TEST_F(ManagedTest, KillNineBetweenBroadcastAndReceiptMinesItOnce) {
+    start();
+    node_call("evm_setAutomine", "[false]");
+    const std::string id = send_async(hot);
+    ASSERT_TRUE(wait_until([&] {
+        const json::value m = managed(id);
+        return m.at("signedAttempts").as_array().size() == 1 &&
+               m.at("signedAttempts").at(0).at("state") == "BROADCASTING";
+    })) << str(managed(id));
+    const std::string hash = str(managed(id).at("hash"));
+    kill_gateway();
+    node_call("evm_mine", "[]");
+    node_call("evm_setAutomine", "[true]");
+    start();
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(str(managed(id).at("minedHash")), hash);
+    EXPECT_EQ(chain_nonce(hot), 1u);
+    // The next one takes the next nonce.
+    const std::string next = send_async(hot);
+    ASSERT_TRUE(wait_state(next, "COMPLETED")) << str(managed(next));
+    EXPECT_EQ(mined_nonce(next), 1u);
+}
+
+TEST_F(ManagedTest, ExhaustedRetriesMakeADeadLetterThatTheAdminRetryGetsMined) {
+    start();
+    // The poor sender has no funds: every try fails, three tries make a dead letter. A client
+    // waiting on eth_sendTransaction hears of the refusal at once.
+    const json::value waited = call("eth_sendTransaction", tx_object(poor, "0xde0b6b3a7640000"));
+    ASSERT_TRUE(waited.as_object().contains("error")) << str(waited);
+    const std::string id = str(waited.at("error").at("data").at("id"));
+    ASSERT_TRUE(wait_state(id, "DEAD_LETTER")) << str(managed(id));
+    EXPECT_THAT(str(managed(id).at("reason")), HasSubstr("retries exhausted"));
+
+    HttpReply early = admin_post("/admin/transactions/gtx-unknown/retry");
+    EXPECT_EQ(early.status, 404u) << early.body;
+    node_call("anvil_setBalance", fmt::format(R"(["{}","0x56bc75e2d63100000"])", poor));
+    HttpReply retried = admin_post("/admin/transactions/" + id + "/retry");
+    ASSERT_EQ(retried.status, 200u) << retried.body;
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(chain_nonce(poor), 1u);
+    HttpReply again = admin_post("/admin/transactions/" + id + "/retry");
+    EXPECT_EQ(again.status, 409u) << again.body;
+}
+
+TEST_F(ManagedTest, AnOperatorCancelsAPendingTransactionWithASelfSend) {
+    start();
+    node_call("evm_setAutomine", "[false]");
+    const std::string id = send_async(hot, "0x1234");
+    ASSERT_TRUE(wait_until([&] { return managed(id).at("hash").is_string(); }));
+    HttpReply r = admin_post("/admin/transactions/" + id + "/cancel");
+    ASSERT_EQ(r.status, 202u) << r.body;
+    ASSERT_TRUE(wait_until([&] { return managed(id).at("attempts").to_number<int>() == 2; }))
+        << str(managed(id));
+    node_call("evm_mine", "[]");
+    node_call("evm_setAutomine", "[true]");
+    ASSERT_TRUE(wait_state(id, "CANCELLED")) << str(managed(id));
+    const json::value tx =
+        node_call("eth_getTransactionByHash", "[\"" + str(managed(id).at("minedHash")) + "\"]");
+    EXPECT_EQ(str(tx.at("to")), hot);
+    EXPECT_EQ(tx.at("value"), "0x0");
+    EXPECT_EQ(chain_nonce(hot), 1u);
+}
+
+TEST_F(ManagedTest, RequestsAreCheckedAndAnIdempotencyKeyReturnsTheSameTransaction) {
+    start();
+    // eth_accounts lists the managed senders.
+    const json::value accounts = result("eth_accounts", "[]");
+    ASSERT_EQ(accounts.as_array().size(), 3u);
+    // Another address is refused, never forwarded (anvil would sign for its own dev account).
+    const json::value unknown = call(
+        "eth_sendTransaction",
+        R"([{"from":"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","to":"0x000000000000000000000000000000000000dead","value":"0x1"}])");
+    EXPECT_THAT(str(unknown.at("error").at("message")), HasSubstr("unknown account"));
+    EXPECT_EQ(chain_nonce("0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"), 0u);
+    for (const std::string& bad :
+         {fmt::format(R"([{{"from":"{}","to":"0x12","value":"0x1"}}])", hot),
+          fmt::format(R"([{{"from":"{}","to":"{}","value":"zz"}}])", hot, kTo),
+          fmt::format(R"([{{"from":"{}","to":"{}","chainId":"0x1"}}])", hot, kTo),
+          fmt::format(R"([{{"from":"{}","data":"0xabc"}}])", hot), std::string("[]"),
+          std::string(R"(["0x00"])")}) {
+        const json::value v = call("eth_sendTransaction", bad);
+        ASSERT_TRUE(v.as_object().contains("error")) << bad;
+        EXPECT_EQ(v.at("error").at("code"), -32602) << bad << " " << str(v);
+    }
+
+    const std::vector<std::pair<std::string, std::string>> key{{"Idempotency-Key", "order-17"}};
+    const json::value first = call("eth_sendTransaction", tx_object(hot), key);
+    ASSERT_TRUE(first.as_object().contains("result")) << str(first);
+    const json::value second = call("eth_sendTransaction", tx_object(hot), key);
+    EXPECT_EQ(second.at("result"), first.at("result"));
+    const json::value other = call("eth_sendTransaction", tx_object(hot, "0x2"), key);
+    EXPECT_THAT(str(other.at("error").at("message")), HasSubstr("Idempotency-Key"));
+    ASSERT_TRUE(wait_until([&] {
+        return result("eth_getTransactionReceipt", "[" + json::serialize(first.at("result")) + "]")
+            .is_object();
+    }));
+    EXPECT_EQ(chain_nonce(hot), 1u);
+
+    // The raw attempt names its managed transaction; a resync reads the chain.
+    const json::value raw =
+        result("gateway_getTransaction", "[" + json::serialize(first.at("result")) + "]");
+    EXPECT_THAT(str(raw.at("transaction")), HasSubstr("gtx-"));
+    HttpReply resync = admin_post("/admin/senders/" + hot + "/resync");
+    ASSERT_EQ(resync.status, 200u) << resync.body;
+    EXPECT_EQ(json::parse(resync.body).at("resynced").at(0).at("next"), 1);
+}
+
+}  // namespace
+}  // namespace gateway::test
