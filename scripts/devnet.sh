@@ -34,9 +34,12 @@ cat <<INFO
 devnet: anvil on 127.0.0.1:18540, exposed as node-a (127.0.0.1:18545) and node-b (127.0.0.1:18546)
 gateway: JSON-RPC on http://127.0.0.1:8545, admin on http://127.0.0.1:9545 (/healthz /readyz /metrics /admin/upstreams)
 try:     tools/node_modules/.bin/cast block-number --rpc-url http://127.0.0.1:8545
+send:    tools/node_modules/.bin/cast send --unlocked --from 0xa0Ee7A142d267C1f36714E4a8F75612F20a79720 0x000000000000000000000000000000000000dEaD --value 1 --rpc-url http://127.0.0.1:8545
 fail:    kill \$(cat .devnet/node-a.pid)      # node-b takes over; see /admin/upstreams
 INFO
 
+# The managed sender of config/gateway.yaml: anvil's dev account 9 (a published key, devnet only).
+export DEVNET_SENDER_KEY=0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6
 build/src/chain-gateway --config config/gateway.yaml &
 gateway=$!
 pids+=("$gateway")

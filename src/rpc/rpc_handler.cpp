@@ -141,6 +141,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
                                     : jsonrpc::result_response(call.id, *r.result);
     } else if (route.txm && call.method == "gateway_getTransaction") {
         jsonrpc::Reply r = co_await route.txm->describe(call.params);
+        if (route.managed && !r.is_error()) co_await add_managed(route, r, out);
         if (r.is_error()) outcome = "rpc_error";
         out.response = r.is_error() ? jsonrpc::error_response(call.id, r.error)
                                     : jsonrpc::result_response(call.id, *r.result);
@@ -167,6 +168,29 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
                                std::chrono::duration<double>(Clock::now() - t0).count());
     if (call.notification) out.response.clear();
     co_return out;
+}
+
+// gateway_getTransaction for an attempt of a managed transaction: the managed transaction too, and
+// the hash that was mined instead when another attempt was (X-Gateway-Replaced-By).
+asio::awaitable<void> RpcHandler::add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
+                                              Outcome& out) {
+    json::error_code ec;
+    json::value v = json::parse(*reply.result, ec);
+    json::object* o = ec ? nullptr : v.if_object();
+    const json::value* parent = o ? o->if_contains("transaction") : nullptr;
+    if (!parent || !parent->is_string()) co_return;
+    const std::string id(parent->get_string());
+    jsonrpc::Reply m = co_await route.managed->describe(id);
+    if (m.is_error()) co_return;
+    json::value managed = json::parse(*m.result, ec);
+    if (ec || !managed.is_object()) co_return;
+    const json::value* mined = managed.get_object().if_contains("minedHash");
+    if (mined && mined->is_string() && *mined != o->at("hash")) {
+        out.replaced_by = std::string(mined->get_string());
+        (*o)["replacedBy"] = *mined;
+    }
+    (*o)["managed"] = std::move(managed);
+    reply.result = json::serialize(v);
 }
 
 // A call for the nodes, with what the gateway adds: transactions it holds count in "pending"

@@ -260,6 +260,12 @@ TEST_F(ManagedTest, AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt
     ASSERT_TRUE(receipt.is_object()) << str(receipt);
     EXPECT_EQ(str(receipt.at("transactionHash")), mined);
     EXPECT_EQ(last.header("x-gateway-replaced-by"), mined);
+    // And so does gateway_getTransaction, with the managed transaction it was an attempt of.
+    const json::value described = result("gateway_getTransaction", "[\"" + first + "\"]");
+    EXPECT_EQ(str(described.at("replacedBy")), mined);
+    EXPECT_EQ(str(described.at("managed").at("id")), id);
+    EXPECT_EQ(described.at("managed").at("state"), "COMPLETED");
+    EXPECT_EQ(last.header("x-gateway-replaced-by"), mined);
     EXPECT_EQ(chain_nonce(hot), 1u);
     HttpReply metrics = http_get(gw->admin_port(), "/metrics");
     EXPECT_NE(metrics.body.find("gateway_replacements_total{chain=\"devnet\"}"), std::string::npos);
@@ -403,6 +409,60 @@ TEST_F(ManagedTest, ExhaustedRetriesMakeADeadLetterThatTheAdminRetryGetsMined) {
     EXPECT_EQ(chain_nonce(poor), 1u);
     HttpReply again = admin_post("/admin/transactions/" + id + "/retry");
     EXPECT_EQ(again.status, 409u) << again.body;
+}
+
+TEST_F(ManagedTest, ADeadNonceIsFilledWithASelfSendSoLaterOnesAreMined) {
+    start();
+    // The poor sender can pay for gas, not for 1,000 ether: its first transaction (nonce 0) is
+    // refused until it is a dead letter; its second (nonce 1) waits behind it in the node.
+    node_call("anvil_setBalance", fmt::format(R"(["{}","0x2386f26fc10000"])", poor));
+    const std::string dead = send_async(poor, "0x3635c9adc5dea00000");
+    ASSERT_TRUE(wait_state(dead, "SIGNING")) << str(managed(dead));
+    const std::string later = send_async(poor, "0x7");
+    ASSERT_TRUE(wait_state(dead, "DEAD_LETTER")) << str(managed(dead));
+    // Nonce 0 is filled with a zero-value self-send, so nonce 1 is mined.
+    ASSERT_TRUE(wait_state(later, "COMPLETED")) << str(managed(later));
+    EXPECT_EQ(mined_nonce(later), 1u);
+    EXPECT_EQ(chain_nonce(poor), 2u);
+    EXPECT_THAT(gw->process().output(), HasSubstr("fills nonce 0 of " + dead));
+    const json::value block0 = node_call("eth_getBlockByNumber", "[\"0x1\",true]");
+    const json::value filler = block0.at("transactions").at(0);
+    EXPECT_EQ(str(filler.at("from")), poor);
+    EXPECT_EQ(str(filler.at("to")), poor);
+    EXPECT_EQ(filler.at("value"), "0x0");
+    EXPECT_EQ(filler.at("nonce"), "0x0");
+}
+
+TEST_F(ManagedTest, AtTheFeeCapATransactionStaysAndTheMetricSaysSo) {
+    // The hot sender may pay at most 5 gwei per gas; blocks now cost 100 gwei.
+    start("fee: {bump_after_blocks: 1, max_fee_per_gas_gwei: 5, bump_percent: 50}");
+    node_call("evm_setAutomine", "[false]");
+    const std::string id = send_async(hot);
+    ASSERT_TRUE(wait_until([&] { return managed(id).at("hash").is_string(); }));
+    std::atomic<bool> spiking{true};
+    std::thread spike([&] {
+        while (spiking) {
+            http_post(anvil->port(), "/",
+                      rpc_body("anvil_setNextBlockBaseFeePerGas", "[\"0x174876e800\"]"));
+            http_post(anvil->port(), "/", rpc_body("evm_mine", "[]"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        }
+    });
+    const bool stuck = wait_until([&] {
+        return http_get(gw->admin_port(), "/metrics")
+                   .body.find("gateway_stuck_at_fee_cap{chain=\"devnet\",sender=\"" + hot +
+                              "\"} 1") != std::string::npos;
+    });
+    spiking = false;
+    spike.join();
+    ASSERT_TRUE(stuck) << str(managed(id));
+    const json::value m = managed(id);
+    EXPECT_EQ(m.at("state"), "BROADCASTING");
+    EXPECT_THAT(str(m.at("reason")), HasSubstr("cap"));
+    for (const auto& a : m.at("signedAttempts").as_array())
+        EXPECT_LE(quantity(a.at("maxFeePerGas")), 5'000'000'000u);
+    EXPECT_THAT(gw->process().output(), HasSubstr("fees are at the cap"));
+    EXPECT_EQ(chain_nonce(hot), 0u);
 }
 
 TEST_F(ManagedTest, AnOperatorCancelsAPendingTransactionWithASelfSend) {

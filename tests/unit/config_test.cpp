@@ -420,6 +420,7 @@ chains:
     chain_id: 31337
     accounts:
       - {address: "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266", signer: hot}
+      - {address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", signer: vault, max_fee_per_gas_gwei: 40, max_priority_fee_gwei: 2}
     tx:
       gas_margin_percent: 25
       fee: {max_fee_per_gas_gwei: 300, max_priority_fee_gwei: 3, bump_percent: 20, bump_after_blocks: 2}
@@ -432,8 +433,11 @@ chains:
     EXPECT_EQ(c.signers[1].addresses[0], "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
     EXPECT_EQ(c.signers[1].timeout, std::chrono::milliseconds(2500));
     EXPECT_EQ(c.signers[2].stub_keys_env, (std::vector<std::string>{"K1", "K2"}));
-    ASSERT_EQ(c.chains[0].accounts.size(), 1u);
+    ASSERT_EQ(c.chains[0].accounts.size(), 2u);
     EXPECT_EQ(c.chains[0].accounts[0].address, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+    EXPECT_FALSE(c.chains[0].accounts[0].max_fee_per_gas_gwei.has_value());
+    EXPECT_EQ(c.chains[0].accounts[1].max_fee_per_gas_gwei, 40u);
+    EXPECT_EQ(c.chains[0].accounts[1].max_priority_fee_gwei, 2u);
     const auto& tx = c.chains[0].tx;
     EXPECT_EQ(tx.gas_margin_percent, 25u);
     EXPECT_EQ(tx.fee.max_fee_per_gas_gwei, 300u);
@@ -492,8 +496,12 @@ TEST(Config, TheShippedFilesAreValid) {
     EXPECT_EQ(example.chains[0].upstreams[1].max_logs_range, 2000u);
     EXPECT_EQ(example.chains[0].upstreams[1].max_rps, 25);
     EXPECT_EQ(example.chains[0].methods.deny.size(), 6u);
+    ASSERT_EQ(example.signers.size(), 2u);
+    EXPECT_EQ(example.chains[0].accounts.size(), 2u);
+    EXPECT_EQ(example.chains[0].tx.fee.bump_percent, 12u);
     const Config devnet = load_config_file(GATEWAY_SOURCE_DIR "/config/gateway.yaml", env);
     EXPECT_EQ(devnet.chains[0].chain_id, 31337u);
+    EXPECT_EQ(devnet.chains[0].accounts.size(), 1u);
 }
 
 TEST(Config, ParseEndpoint) {

@@ -82,6 +82,8 @@ private:
                                          Outcome& out, std::string_view& outcome,
                                          std::chrono::steady_clock::time_point t0);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
+    boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
+                                             Outcome& out);
 
     config::ServerConfig server_;
     std::vector<ChainRoute> chains_;
