@@ -349,10 +349,14 @@ TEST_F(ManagedTest, CustodyDownQueuesTransactionsAndATimeoutIsRetriedOnTheSameNo
 
 TEST_F(ManagedTest, KillNineBetweenSigningAndBroadcastMinesItOnce) {
     start();
-    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"latency_ms": 700})").status, 200u);
+    // Custody is down while the transaction takes its nonce; then the nodes go away, and custody
+    // comes back: the transaction is signed and journaled, and no node can take it.
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"unreachable": true})").status, 200u);
     const std::string id = send_async(stub);
     ASSERT_TRUE(wait_state(id, "SIGNING", std::chrono::seconds(10))) << str(managed(id));
-    node->stop();  // the nodes go away while the signer works
+    node->stop();
+    ASSERT_TRUE(wait_until([&] { return http_get(gw->admin_port(), "/readyz").status == 503; }));
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"unreachable": false})").status, 200u);
     ASSERT_TRUE(wait_until([&] { return managed(id).at("hash").is_string(); }));
     const json::value m = managed(id);
     ASSERT_EQ(m.at("signedAttempts").as_array().size(), 1u);
