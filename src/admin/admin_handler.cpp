@@ -29,6 +29,10 @@ http::Response json_response(unsigned status, const json::value& body) {
     return r;
 }
 
+http::Response error_json(unsigned status, std::string message) {
+    return json_response(status, json::object{{"error", std::move(message)}});
+}
+
 http::Response not_found_managed(const std::string& id) {
     return json_response(
         404, json::object{{"error", "no managed transaction '" + id.substr(0, 80) + "'"}});
@@ -57,8 +61,7 @@ boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_
     const std::string_view action =
         slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
     if (action != "retry" && action != "cancel")
-        co_return json_response(
-            404, json::object{{"error", "use POST /admin/transactions/<id>/retry or /cancel"}});
+        co_return error_json(404, "use POST /admin/transactions/<id>/retry or /cancel");
     const std::string key(id);
     for (auto* m : managed_) {
         // (Plain statements: GCC 12 mishandles co_await inside a conditional expression.)
@@ -76,8 +79,7 @@ boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_
 boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view rest) const {
     constexpr std::string_view kSuffix = "/resync";
     if (rest.size() <= kSuffix.size() || rest.substr(rest.size() - kSuffix.size()) != kSuffix)
-        co_return json_response(
-            404, json::object{{"error", "use POST /admin/senders/<address>/resync"}});
+        co_return error_json(404, "use POST /admin/senders/<address>/resync");
     const std::string address = util::lower(rest.substr(0, rest.size() - kSuffix.size()));
     json::array done;
     for (auto* m : managed_) {
@@ -86,10 +88,10 @@ boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view res
         if (a.status != 200) co_return json_response(a.status, a.body);
         done.push_back(std::move(a.body));
     }
-    if (done.empty())
-        co_return json_response(
-            404, json::object{{"error", address.substr(0, 64) + " is not a managed sender"}});
-    co_return json_response(200, json::object{{"resynced", std::move(done)}});
+    if (done.empty()) co_return error_json(404, address.substr(0, 64) + " is not a managed sender");
+    json::object body;
+    body["resynced"] = std::move(done);
+    co_return json_response(200, body);
 }
 
 // GET /admin/signers: each signer, its addresses, and a custody stub's counters and faults.

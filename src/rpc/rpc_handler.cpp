@@ -42,6 +42,13 @@ struct InFlight {
     metrics::Metrics* m_;
 };
 
+// The JSON-RPC response for a reply made here. (Outside the coroutines: GCC 12 mishandles
+// conditional expressions building strings inside them.)
+std::string reply_response(const std::string& id, const jsonrpc::Reply& r) {
+    if (r.is_error()) return jsonrpc::error_response(id, r.error);
+    return jsonrpc::result_response(id, *r.result);
+}
+
 http::Response error_reply(unsigned status, const jsonrpc::Error& error) {
     http::Response r;
     r.status = status;
@@ -137,14 +144,12 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
         const std::string id(call.params.get_array()[0].get_string());
         jsonrpc::Reply r = co_await route.managed->describe(id);
         if (r.is_error()) outcome = "rpc_error";
-        out.response = r.is_error() ? jsonrpc::error_response(call.id, r.error)
-                                    : jsonrpc::result_response(call.id, *r.result);
+        out.response = reply_response(call.id, r);
     } else if (route.txm && call.method == "gateway_getTransaction") {
         jsonrpc::Reply r = co_await route.txm->describe(call.params);
         if (route.managed && !r.is_error()) co_await add_managed(route, r, out);
         if (r.is_error()) outcome = "rpc_error";
-        out.response = r.is_error() ? jsonrpc::error_response(call.id, r.error)
-                                    : jsonrpc::result_response(call.id, *r.result);
+        out.response = reply_response(call.id, r);
     } else if (route.txm && call.method == "eth_sendRawTransaction") {
         txm::SubmitResult r = co_await route.txm->submit(call.params);
         out.queued = r.queued;
@@ -160,8 +165,10 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     } else {
         co_await forward(route, call, out, outcome, t0);
     }
+    std::string_view from = "-";
+    if (!out.upstream.empty()) from = out.upstream;
     spdlog::debug("chain {}: {} -> {} from {} in {} us", chain_name, method_label(call.method),
-                  outcome, out.upstream.empty() ? "-" : out.upstream,
+                  outcome, from,
                   std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
     if (metrics_)
         metrics_->observe_call(chain_name, method_label(call.method), outcome,
@@ -213,9 +220,10 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
             if (auto held = route.txm->pending_nonce(*first)) {
                 // The node does not know what the gateway still holds.
                 json::error_code ec;
-                const json::value v = answered ? json::parse(*f.reply.result, ec) : json::value();
-                const auto node = answered && !ec && v.is_string() ? parse_quantity(v.get_string())
-                                                                   : std::nullopt;
+                json::value v;
+                if (answered) v = json::parse(*f.reply.result, ec);
+                std::optional<std::uint64_t> node;
+                if (answered && !ec && v.is_string()) node = parse_quantity(v.get_string());
                 if (!answered || (node && *node < *held)) {
                     f.outcome = upstream::Forwarded::Outcome::answered;
                     f.reply.result = fmt::format("\"0x{:x}\"", *held);

@@ -10,6 +10,7 @@
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/text.hpp"
+#include "gateway/util/wall_time.hpp"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -26,12 +27,15 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <set>
 
 namespace gateway::txm {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
 using store::TxState;
+using util::iso_time;
+using util::unix_ms;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -42,17 +46,8 @@ constexpr std::uint64_t kTransferGas = 21'000;
 // The internal mark of a zero-value self-send that fills the nonce of a dead transaction.
 constexpr std::string_view kFillsField = "gatewayFills";
 constexpr int kServerError = -32000;
-
-std::int64_t unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-std::string iso_time(std::int64_t ms) {
-    const std::chrono::sys_time<std::chrono::milliseconds> t{std::chrono::milliseconds(ms)};
-    return fmt::format("{:%FT%T}Z", t);
-}
+// The event reason that records an operator's cancel (load() looks for it after a restart).
+constexpr std::string_view kCancelRequested = "cancel requested by an operator";
 
 std::string new_id() {
     unsigned char bytes[12];
@@ -63,15 +58,7 @@ std::string new_id() {
 
 jsonrpc::Reply error_reply(int code, std::string message,
                            std::optional<json::value> data = std::nullopt) {
-    jsonrpc::Reply r;
-    r.error = jsonrpc::Error(code, std::move(message), std::move(data));
-    return r;
-}
-
-jsonrpc::Reply result_reply(std::string json_text) {
-    jsonrpc::Reply r;
-    r.result = std::move(json_text);
-    return r;
+    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message), std::move(data)));
 }
 
 std::optional<eth::Address> parse_address(const json::value& v) {
@@ -269,6 +256,11 @@ struct ManagedSenders::Sender {
     std::atomic<bool> wake_pending{false};
     std::vector<std::shared_ptr<Tx>> txs;  // unfinished, oldest first; guarded by mu_
     std::size_t stuck = 0;                 // reported at the cap; strand only
+    // Strand only. A round and an admin action each take the sender whole: a strand alone would
+    // let one run while the other waits on I/O in the middle of a step.
+    bool busy = false;
+    // The highest nonce of unfinished transactions load() could not carry on: never handed out.
+    std::optional<std::uint64_t> orphan_max;
 };
 
 namespace {
@@ -358,6 +350,36 @@ std::string attempt_reason(bool cancel, std::size_t number, std::uint64_t nonce,
                        nonce, fee_text, outcome);
 }
 
+// The request of a zero-value self-send that fills the nonce of `dead`, with fees at least
+// `outbid` (the dead one's, raised: an attempt of it may still be pending somewhere).
+std::string filler_request(const std::string& sender, const std::string& dead,
+                           const std::optional<Fees>& outbid) {
+    json::object o;
+    o["from"] = sender;
+    o["to"] = sender;
+    o["value"] = "0x0";
+    o[kFillsField] = dead;
+    if (outbid && outbid->legacy) o["gasPrice"] = eth::to_quantity(outbid->gas_price);
+    if (outbid && !outbid->legacy) {
+        o["maxFeePerGas"] = eth::to_quantity(outbid->max_fee_per_gas);
+        o["maxPriorityFeePerGas"] = eth::to_quantity(outbid->max_priority_fee_per_gas);
+    }
+    return json::serialize(o);
+}
+
+// Gives a sender back (Sender::busy) when an admin action ends, however it ends.
+template <class S>
+class Release {
+public:
+    explicit Release(S& s) : s_(s) {}
+    ~Release() { s_.busy = false; }
+    Release(const Release&) = delete;
+    Release& operator=(const Release&) = delete;
+
+private:
+    S& s_;
+};
+
 // Admin answers, built outside coroutines (GCC 12 mishandles initializer lists in them).
 AdminAnswer admin_error(unsigned status, std::string message) {
     AdminAnswer a;
@@ -380,6 +402,25 @@ AdminAnswer admin_body(json::object body) {
     AdminAnswer a;
     a.body = std::move(body);
     return a;
+}
+
+// Whether an attempt is a zero-value self-send standing in for a request that is not one: the
+// operator's cancel.
+bool is_cancel(const store::TxRecord& attempt, const Request& req, const eth::Address& sender) {
+    if (req.to == sender && req.value.empty() && req.input.empty()) return false;
+    try {
+        const auto tx = eth::decode_transaction(attempt.raw);
+        return tx.to == sender && (tx.value.empty() || tx.value == "0x0") && tx.input.empty();
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+// Caps combined: 0 is "no cap".
+std::uint64_t min_cap(std::uint64_t a, std::uint64_t b) {
+    if (!a) return b;
+    if (!b) return a;
+    return std::min(a, b);
 }
 
 bool is_mined(const store::TxRecord& a) {
@@ -413,10 +454,10 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Chain
                      config_.tx.fee.max_priority_fee_gwei * kGwei};
         if (account.max_fee_per_gas_gwei)
             caps.max_fee_per_gas =
-                std::min(caps.max_fee_per_gas, *account.max_fee_per_gas_gwei * kGwei);
+                min_cap(caps.max_fee_per_gas, *account.max_fee_per_gas_gwei * kGwei);
         if (account.max_priority_fee_gwei)
             caps.max_priority_fee_per_gas =
-                std::min(caps.max_priority_fee_per_gas, *account.max_priority_fee_gwei * kGwei);
+                min_cap(caps.max_priority_fee_per_gas, *account.max_priority_fee_gwei * kGwei);
         const auto timeout = sign_timeouts.count(address) ? sign_timeouts.at(address)
                                                           : std::chrono::milliseconds(10'000);
         senders_.emplace(
@@ -509,11 +550,14 @@ void ManagedSenders::wait(Tx& tx, std::string reason) {
 asio::awaitable<bool> ManagedSenders::load() {
     std::vector<store::ManagedRecord> records;
     std::map<std::string, std::vector<store::TxRecord>> attempts;
+    std::set<std::string> cancels;  // ids an operator asked to cancel
     try {
         store::JournalService::Operation op = [&](store::Journal& j) {
             for (auto& r : j.unfinished_managed())
                 if (r.chain == config_.name) {
                     attempts[r.id] = j.attempts(r.id);
+                    for (const auto& ev : j.managed_history(r.id))
+                        if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
                     records.push_back(std::move(r));
                 }
         };
@@ -529,7 +573,10 @@ asio::awaitable<bool> ManagedSenders::load() {
     {
         std::lock_guard lock(mu_);
         for (auto& r : records) {
+            if (by_id_.count(r.id)) continue;
             Sender* s = sender_of(r.sender);
+            const bool has_nonce =
+                r.nonce && r.state != TxState::queued && r.state != TxState::preparing;
             auto parsed = parse_stored(r.request, config_.chain_id);
             if (!s || std::holds_alternative<std::string>(parsed)) {
                 std::string why = "the sender is no longer configured";
@@ -538,20 +585,24 @@ asio::awaitable<bool> ManagedSenders::load() {
                     "chain {}: managed transaction {} of {} cannot carry on ({}); "
                     "left as it is",
                     config_.name, r.id, r.sender, why);
+                if (s && has_nonce) s->orphan_max = std::max(s->orphan_max.value_or(0), *r.nonce);
                 continue;
             }
             auto tx = std::make_shared<Tx>();
             tx->req = std::move(std::get<Request>(parsed));
+            if (!has_nonce) {
+                // Its nonce (if any) and hash are from an earlier try: it takes new ones.
+                r.nonce.reset();
+                r.hash.reset();
+            }
             for (const auto& a : attempts[r.id]) {
+                if (!has_nonce || a.nonce != *r.nonce) continue;  // an earlier try's attempt
                 tx->attempts.push_back(a.hash);
                 try {
                     const auto decoded = eth::decode_transaction(a.raw);
                     tx->fees = fees_of(decoded);
                     tx->gas = decoded.gas;
-                    const bool self_send =
-                        decoded.to == s->addr && decoded.value.empty() && decoded.input.empty();
-                    if (self_send && !(tx->req.to == s->addr && tx->req.value.empty() &&
-                                       tx->req.input.empty())) {
+                    if (is_cancel(a, tx->req, s->addr)) {
                         tx->cancel_requested = true;
                         if (!tx->cancel_hash) tx->cancel_hash = a.hash;
                     }
@@ -559,6 +610,7 @@ asio::awaitable<bool> ManagedSenders::load() {
                 }
             }
             if (r.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
+            if (cancels.count(r.id)) tx->cancel_requested = true;
             tx->rec = std::move(r);
             s->txs.push_back(tx);
             by_id_[tx->rec.id] = tx;
@@ -577,10 +629,21 @@ asio::awaitable<bool> ManagedSenders::load() {
     co_return true;
 }
 
+asio::awaitable<void> ManagedSenders::acquire(Sender& s) {
+    asio::steady_timer t(s.strand);
+    while (s.busy) {
+        t.expires_after(std::chrono::milliseconds(5));
+        co_await t.async_wait(use_nothrow);
+    }
+    s.busy = true;
+}
+
 asio::awaitable<void> ManagedSenders::run(std::shared_ptr<Sender> s) {
     while (!stopped_) {
         s->wake_pending = false;
+        co_await acquire(*s);
         co_await round(*s);
+        s->busy = false;
         if (stopped_ || s->wake_pending) continue;
         s->timer.expires_after(config_.tx.poll_interval);
         co_await s->timer.async_wait(use_nothrow);
@@ -596,6 +659,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
     // Nonces are taken in the order transactions came: while an earlier one cannot take its
     // nonce, later ones wait.
     bool blocked = false;
+    bool signer_down = false;  // one unanswered signing request a round: the others wait
     std::size_t stuck = 0;
     for (auto& tx : txs) {
         if (stopped_) co_return;
@@ -605,8 +669,13 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
             st = tx->rec.state;
         }
         if (store::is_final(st)) continue;
+        if (tx->cancel_requested && (st == TxState::queued || st == TxState::preparing)) {
+            co_await finish(s, tx, TxState::cancelled,
+                            "cancelled by an operator before it had a nonce");
+            continue;
+        }
         if (st == TxState::queued || st == TxState::preparing ||
-            (st == TxState::signing && !tx->gas)) {
+            (st == TxState::signing && (!tx->gas || !tx->fees))) {
             const bool needs_nonce = st != TxState::signing;
             if ((needs_nonce && blocked) || Clock::now() < tx->not_before) {
                 blocked = blocked || needs_nonce;
@@ -621,8 +690,10 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
             st = tx->rec.state;
         }
         if (st == TxState::signing) {
-            if (Clock::now() < tx->not_before) continue;
-            co_await sign_and_send(s, tx, *tx->fees, tx->cancel_requested);
+            if (signer_down || Clock::now() < tx->not_before || !tx->fees) continue;
+            const Fees fees = *tx->fees;
+            const Step step = co_await sign_and_send(s, tx, fees, tx->cancel_requested);
+            if (step == Step::wait && tx->waits > 0) signer_down = true;
             continue;
         }
         if (st == TxState::broadcasting || st == TxState::confirming) {
@@ -748,8 +819,13 @@ Fees capped(Fees f, const FeeCaps& caps) {
 }  // namespace
 
 asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::shared_ptr<Tx> tx) {
-    const bool is_cancel = tx->cancel_requested;
-    const bool self_send = is_cancel || tx->req.fills;
+    const bool self_send = tx->cancel_requested || tx->req.fills;
+    bool has_nonce;
+    {
+        std::lock_guard lock(mu_);
+        has_nonce = tx->rec.state == TxState::signing;
+        if (tx->rec.state == TxState::queued) tx->rec.state = TxState::preparing;
+    }
     // Gas: the estimate with the margin, or the client's gas when that is enough.
     if (self_send) {
         tx->gas = kTransferGas;
@@ -767,9 +843,14 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
             wait(*tx, "waiting for a node to estimate gas: " + f.error.message);
             co_return Step::wait;
         }
-        if (f.reply.is_error()) {
+        const bool revert = f.reply.is_error() && is_revert(f.reply.error);
+        if (revert && tx->req.gas && !has_nonce) {
+            // The client set its gas: the estimate's state may not be the one it will run in
+            // (a dependent transaction before it); sent as asked, as a node would.
+            tx->gas = *tx->req.gas;
+        } else if (f.reply.is_error()) {
             const jsonrpc::Error node = f.reply.error;
-            if (is_revert(node)) {
+            if (revert && !has_nonce) {
                 {
                     std::lock_guard lock(mu_);
                     tx->refusal = node;
@@ -783,14 +864,17 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
             co_await step_failed(s, tx, "eth_estimateGas: " + node.message.substr(0, 300), node);
             co_return Step::wait;
         }
-        json::error_code ec;
-        json::value v = json::parse(*f.reply.result, ec);
-        auto estimate = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt;
-        if (!estimate) {
-            wait(*tx, "the node's eth_estimateGas answer is not a quantity; asking again");
-            co_return Step::wait;
+        if (!tx->gas) {
+            json::error_code ec;
+            json::value v = json::parse(*f.reply.result, ec);
+            std::optional<std::uint64_t> estimate;
+            if (!ec && v.is_string()) estimate = rpc::parse_quantity(v.get_string());
+            if (!estimate) {
+                wait(*tx, "the node's eth_estimateGas answer is not a quantity; asking again");
+                co_return Step::wait;
+            }
+            tx->gas = gas_limit(*estimate, config_.tx.gas_margin_percent, tx->req.gas);
         }
-        tx->gas = gas_limit(*estimate, config_.tx.gas_margin_percent, tx->req.gas);
     }
     // Fees: the estimate, or the client's where higher.
     std::string why;
@@ -800,8 +884,14 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
         wait(*tx, why);
         co_return Step::wait;
     }
-    *estimate = capped(*estimate, s.caps);
-    tx->fees = self_send ? *estimate : start_fees(*estimate, tx->req.client_fees);
+    // A client's fees are the starting point where higher, within the caps. A filler may carry
+    // fees above them: it must replace an attempt that may still be pending (21,000 gas at most).
+    if (tx->req.fills)
+        tx->fees = start_fees(*estimate, tx->req.client_fees);
+    else if (self_send)
+        tx->fees = capped(*estimate, s.caps);
+    else
+        tx->fees = capped(start_fees(*estimate, tx->req.client_fees), s.caps);
 
     TxState st;
     {
@@ -817,7 +907,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
         wait(*tx, "waiting for a node to read the sender's pending nonce");
         co_return Step::wait;
     }
-    std::optional<std::uint64_t> held_max;
+    std::optional<std::uint64_t> held_max = s.orphan_max;
     {
         std::lock_guard lock(mu_);
         for (const auto& other : s.txs) {
@@ -842,7 +932,9 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
                 j.set_next_nonce(config_.name, s.address, start.next);
                 lowered_from = next;
             }
-            nonce = j.take_nonce(config_.name, s.address, start.next);
+            // Never at or below a nonce the gateway still holds, whatever the journal says.
+            const std::uint64_t floor = held_max ? std::max(start.next, *held_max + 1) : start.next;
+            nonce = j.take_nonce(config_.name, s.address, floor);
             reason = fmt::format("nonce {} taken (chain pending count {}); gas {}; signing", nonce,
                                  *pending, tx->gas);
             j.update_managed(store::ManagedUpdate{tx->rec.id, TxState::signing, reason, now, nonce,
@@ -912,9 +1004,18 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
             r.outcome = custody::Signed::Outcome::refused;
             r.detail = std::string("its answer is not a valid transaction: ") + e.what();
         }
-        if (signed_tx && (signed_tx->sender != s.addr || signed_tx->nonce != nonce ||
-                          signed_tx->chain_id != config_.chain_id || signed_tx->to != u.to ||
-                          signed_tx->gas != u.gas)) {
+        // Exactly the transaction asked for, signed by the sender: re-encoding it with the
+        // signature gives the same bytes.
+        bool same = false;
+        if (signed_tx) {
+            try {
+                same =
+                    signed_tx->sender == s.addr &&
+                    eth::encode_signed(u, signed_tx->y_parity, signed_tx->r, signed_tx->s) == r.raw;
+            } catch (const std::exception&) {
+            }
+        }
+        if (signed_tx && !same) {
             r.outcome = custody::Signed::Outcome::refused;
             r.detail = "it answered a transaction other than the one asked for";
         }
@@ -947,8 +1048,12 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
     tx->waits = 0;
 
     SubmitResult sent = co_await txm_.submit_attempt(r.raw, tx->rec.id);
-    if (sent.store_failed) {
-        wait(*tx, "the journal cannot be written: the signed attempt waits");
+    if (!sent.journaled) {
+        // Not on disk, so never sent: signed again (the same bytes) next round.
+        std::string why = "the journal cannot be written";
+        if (sent.reply && sent.reply->is_error()) why = sent.reply->error.message;
+        tx->not_before = Clock::now() + config_.tx.retry.backoff;
+        wait(*tx, "the signed attempt was not journaled (" + why + "); trying again");
         co_return Step::wait;
     }
     const std::string hash = eth::to_hex(signed_tx->hash);
@@ -994,6 +1099,13 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
             co_return;
         }
     }
+    // Only this nonce's attempts: an earlier try's (before a retry or a new nonce) are history.
+    std::optional<std::uint64_t> nonce;
+    {
+        std::lock_guard lock(mu_);
+        nonce = tx->rec.nonce;
+    }
+    std::erase_if(records, [&](const store::TxRecord& a) { return a.nonce != nonce; });
     if (records.empty()) co_return;
     const store::TxRecord* mined = nullptr;
     bool all_final = true;
@@ -1002,7 +1114,7 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
         if (!store::is_final(a.state)) all_final = false;
     }
     if (mined) {
-        const bool cancelled = tx->cancel_requested && mined->hash == tx->cancel_hash;
+        const bool cancelled = is_cancel(*mined, tx->req, s.addr);
         const std::string where = fmt::format("block {} ({})", mined->block_number.value_or(0),
                                               mined->block_hash.value_or("?"));
         TxState st;
@@ -1023,11 +1135,11 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
                 s, tx, cancelled ? TxState::cancelled : TxState::completed,
                 fmt::format("{} {} mined in {}: {}", cancelled ? "cancelled: self-send" : "attempt",
                             mined->hash, where, mined->reason),
-                mined->hash);
+                mined->hash, true);
         } else {
             co_await finish(s, tx, TxState::failed,
                             fmt::format("attempt {} reverted in {}", mined->hash, where),
-                            mined->hash);
+                            mined->hash, true);
         }
         co_return;
     }
@@ -1059,13 +1171,17 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
         if (head < tx->attempt_head + config_.tx.fee.bump_after_blocks) co_return;
     }
     if (!tx->fees) co_return;
-    const Bump b = bump(*tx->fees, config_.tx.fee.bump_percent, s.caps);
+    // A cancel may pass the caps: it costs 21,000 gas at most, and must outbid the original.
+    FeeCaps caps = s.caps;
+    if (tx->cancel_requested) caps = FeeCaps{};
+    const Bump b = bump(*tx->fees, config_.tx.fee.bump_percent, caps);
     Fees next = b.fees;
     if (!b.at_cap) {
         // Re-estimated: a spike may call for more than the minimum raise.
         std::string why;
-        if (auto fresh = co_await estimate_fees(why); fresh && fresh->legacy == next.legacy) {
-            const Fees f = capped(*fresh, s.caps);
+        std::optional<Fees> fresh = co_await estimate_fees(why);
+        if (fresh && fresh->legacy == next.legacy) {
+            const Fees f = capped(*fresh, caps);
             next.max_fee_per_gas = std::max(next.max_fee_per_gas, f.max_fee_per_gas);
             next.max_priority_fee_per_gas =
                 std::max(next.max_priority_fee_per_gas, f.max_priority_fee_per_gas);
@@ -1101,23 +1217,49 @@ asio::awaitable<void> ManagedSenders::dead_attempts(Sender& s, std::shared_ptr<T
     if (!latest) co_return;  // asked again next round
     const std::uint64_t nonce = tx->rec.nonce.value_or(0);
     if (*latest > nonce) {
+        // Before calling it another party's: none of its attempts has a receipt (an attempt
+        // given up on one node's word may have been mined after all).
+        for (const auto& h : tx->attempts) {
+            json::array params;
+            params.emplace_back(h);
+            upstream::Forwarded f =
+                co_await pool_.forward("eth_getTransactionReceipt", std::move(params), false,
+                                       Clock::now() + std::chrono::seconds(10));
+            if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+                co_return;  // cannot tell now: asked again next round
+            if (*f.reply.result == "null") continue;
+            json::error_code ec;
+            json::value receipt = json::parse(*f.reply.result, ec);
+            const bool ok = !ec && receipt.is_object() && receipt.as_object().contains("status") &&
+                            receipt.at("status") == "0x1";
+            co_await finish(
+                s, tx, ok ? TxState::completed : TxState::failed,
+                fmt::format("attempt {} was mined after all ({})", h, ok ? "success" : "reverted"),
+                h, true);
+            co_return;
+        }
         if (tx->req.fills || tx->cancel_requested) {
-            co_await finish(s, tx, tx->cancel_requested ? TxState::cancelled : TxState::failed,
+            const TxState end = tx->cancel_requested ? TxState::cancelled : TxState::failed;
+            const char* what = tx->cancel_requested ? "cancel" : "fill";
+            co_await finish(s, tx, end,
                             fmt::format("nonce {} was used by another transaction: nothing "
                                         "left to {}",
-                                        nonce, tx->cancel_requested ? "cancel" : "fill"));
+                                        nonce, what),
+                            std::nullopt, true);
             co_return;
         }
         spdlog::warn(
             "chain {}: {}: nonce {} of {} was used by another transaction, not one of "
             "the gateway's: signing it again with the next nonce",
             config_.name, tx->rec.id, nonce, s.address);
+        const bool ok =
+            co_await update(tx, TxState::preparing,
+                            fmt::format("nonce {} was used by another transaction, not one of the "
+                                        "gateway's: signing again with the next nonce",
+                                        nonce));
+        if (!ok) co_return;
         tx->gas = 0;
         tx->attempt_head = 0;
-        co_await update(tx, TxState::preparing,
-                        fmt::format("nonce {} was used by another transaction, not one of the "
-                                    "gateway's: signing again with the next nonce",
-                                    nonce));
         {
             std::lock_guard lock(mu_);
             tx->rec.nonce.reset();
@@ -1180,9 +1322,11 @@ asio::awaitable<void> ManagedSenders::step_failed(Sender& s, std::shared_ptr<Tx>
 }
 
 asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, TxState state,
-                                             std::string reason, std::optional<std::string> hash) {
-    // A dead transaction releases its nonce: handed out again when it was the last one taken,
-    // else filled with a zero-value self-send so later nonces are not stuck behind a gap.
+                                             std::string reason, std::optional<std::string> hash,
+                                             bool nonce_used) {
+    // A transaction that ends without using the nonce it took releases it: handed out again when
+    // it was the last one taken and no attempt ever reached a node, else filled with a zero-value
+    // self-send (outbidding any attempt still pending somewhere) so later nonces are not stuck.
     std::optional<std::uint64_t> nonce;
     TxState before;
     {
@@ -1190,19 +1334,24 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
         before = tx->rec.state;
         nonce = tx->rec.nonce;
     }
-    const bool releases = state == TxState::dead_letter && nonce && before != TxState::queued &&
-                          before != TxState::preparing;
+    const bool releases = !nonce_used && state != TxState::completed && !tx->req.fills && nonce &&
+                          before != TxState::queued && before != TxState::preparing;
+    const auto attempts = static_cast<std::uint32_t>(tx->attempts.size());
+    std::optional<Fees> outbid;
+    if (tx->fees) outbid = bump(*tx->fees, config_.tx.fee.bump_percent, FeeCaps{}).fees;
     const std::int64_t now = unix_ms();
     std::optional<store::ManagedRecord> filler;
     bool released = false;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) {
-            j.update_managed(store::ManagedUpdate{tx->rec.id, state, reason, now, std::nullopt,
-                                                  hash,
-                                                  static_cast<std::uint32_t>(tx->attempts.size())});
+            j.update_managed(
+                store::ManagedUpdate{tx->rec.id, state, reason, now, std::nullopt, hash, attempts});
             if (!releases) return;
+            bool reached_a_node = false;
+            for (const auto& a : j.attempts(tx->rec.id))
+                if (a.nonce == *nonce && a.broadcasts > 0) reached_a_node = true;
             const auto next = j.next_nonce(config_.name, s.address);
-            if (next && *next == *nonce + 1) {
+            if (!reached_a_node && next && *next == *nonce + 1) {
                 j.set_next_nonce(config_.name, s.address, *nonce);
                 released = true;
                 return;
@@ -1211,10 +1360,7 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
             f.id = new_id();
             f.chain = config_.name;
             f.sender = s.address;
-            f.request = json::serialize(json::object{{"from", s.address},
-                                                     {"to", s.address},
-                                                     {"value", "0x0"},
-                                                     {kFillsField, tx->rec.id}});
+            f.request = filler_request(s.address, tx->rec.id, outbid);
             f.nonce = *nonce;
             f.state = TxState::signing;
             f.reason = fmt::format(
@@ -1248,9 +1394,7 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
         if (filler) {
             auto f = std::make_shared<Tx>();
             f->rec = *filler;
-            f->req.from = s.addr;
-            f->req.to = s.addr;
-            f->req.fills = tx->rec.id;
+            f->req = std::get<Request>(parse_stored(filler->request, config_.chain_id));
             s.txs.push_back(f);
             by_id_[f->rec.id] = f;
             spdlog::warn("chain {}: sender {}: {} fills nonce {} of {}", config_.name, s.address,
@@ -1315,7 +1459,8 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     json::object request = *object;
     request.erase(kFillsField);  // an internal mark, never a client's
     const json::value* from = request.if_contains("from");
-    const auto from_address = from ? parse_address(*from) : std::nullopt;
+    std::optional<eth::Address> from_address;
+    if (from) from_address = parse_address(*from);
     if (!from_address) {
         out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
                                 "invalid transaction object: 'from' must be a 0x-prefixed 20-byte "
@@ -1404,6 +1549,13 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
             co_return out;
         }
         tx = find(existing.id);
+        // The same key sent twice at once: the first request may not have put it in memory yet.
+        for (int i = 0; !tx && !store::is_final(existing.state) && i < 50; ++i) {
+            asio::steady_timer pause(co_await asio::this_coro::executor);
+            pause.expires_after(std::chrono::milliseconds(20));
+            co_await pause.async_wait(use_nothrow);
+            tx = find(existing.id);
+        }
         if (!tx) {
             // Finished already: its record answers.
             tx = std::make_shared<Tx>();
@@ -1434,7 +1586,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     if (!wait_for_hash) {
         std::lock_guard lock(mu_);
         out.queued = !tx->rec.hash;
-        out.reply = result_reply(json::serialize(snapshot()));
+        out.reply = jsonrpc::Reply::success(json::serialize(snapshot()));
         co_return out;
     }
 
@@ -1457,13 +1609,19 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                 const bool over = store::is_final(st);
                 std::string what = "the gateway tries again: " + tx->rec.reason;
                 if (over) what = "the transaction is " + std::string(store::to_string(st));
-                out.reply = error_reply(is_revert(e) ? e.code : kServerError,
+                if (is_revert(e)) {
+                    // As a node answers a revert: the revert data where wallets decode it.
+                    out.reply =
+                        error_reply(e.code, fmt::format("{} ({})", e.message, tx->rec.id), e.data);
+                    co_return out;
+                }
+                out.reply = error_reply(kServerError,
                                         fmt::format("{} ({}): {}", e.message, tx->rec.id, what),
                                         json::value(std::move(data)));
                 co_return out;
             }
             if (tx->rec.hash) {
-                out.reply = result_reply(json::serialize(json::value(*tx->rec.hash)));
+                out.reply = jsonrpc::Reply::success(json::serialize(json::value(*tx->rec.hash)));
                 co_return out;
             }
             if (store::is_final(st)) {
@@ -1508,12 +1666,12 @@ asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id) {
         co_return error_reply(static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
                               fmt::format("the transaction journal cannot be read: {}", e.what()));
     }
-    if (!rec || rec->chain != config_.name) co_return result_reply("null");
+    if (!rec || rec->chain != config_.name) co_return jsonrpc::Reply::success("null");
     if (auto tx = find(rec->id)) {
         std::lock_guard lock(mu_);
         rec->reason = tx->rec.reason;  // the live reason (why it waits) is fresher
     }
-    co_return result_reply(json::serialize(managed_json(*rec, &history, &attempts)));
+    co_return jsonrpc::Reply::success(json::serialize(managed_json(*rec, &history, &attempts)));
 }
 
 asio::awaitable<std::optional<std::string>> ManagedSenders::mined_instead(std::string hash) {
@@ -1535,6 +1693,7 @@ asio::awaitable<std::optional<std::string>> ManagedSenders::mined_instead(std::s
 }
 
 asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
+    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
     std::optional<store::ManagedRecord> rec;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
@@ -1546,6 +1705,8 @@ asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
         co_return admin_error(404, "no managed transaction " + id + " on chain " + config_.name);
     Sender* s = sender_of(rec->sender);
     if (!s) co_return admin_error(409, "its sender is no longer configured");
+    if (rec->request.find(kFillsField) != std::string::npos)
+        co_return admin_error(409, id + " fills the nonce of another transaction: not retried");
     if (rec->state != TxState::dead_letter && rec->state != TxState::failed)
         co_return admin_error(409,
                               fmt::format("{} is {}: only DEAD_LETTER and FAILED transactions are "
@@ -1558,6 +1719,8 @@ asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
 }
 
 asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::ManagedRecord rec) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
     if (find(rec.id)) co_return admin_error(409, rec.id + " is being retried already");
     auto parsed = parse_stored(rec.request, config_.chain_id);
     if (auto* error = std::get_if<std::string>(&parsed)) co_return admin_error(409, *error);
@@ -1587,6 +1750,7 @@ asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::Manag
 }
 
 asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
+    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
     auto tx = find(id);
     if (!tx) {
         std::optional<store::ManagedRecord> rec;
@@ -1610,6 +1774,8 @@ asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
 }
 
 asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared_ptr<Tx> tx) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
     TxState st;
     {
         std::lock_guard lock(mu_);
@@ -1625,11 +1791,15 @@ asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared
                         "cancelled by an operator before it had a nonce");
         co_return admin_state(200, tx->rec.id, "CANCELLED");
     }
+    if (tx->req.fills)
+        co_return admin_error(409, tx->rec.id + " fills the nonce of another transaction");
+    // Journaled, so that a restart keeps the request.
+    const bool ok = co_await update(
+        tx, st,
+        std::string(kCancelRequested) + ": a zero-value self-send with the same nonce replaces it");
+    if (!ok) co_return admin_error(503, "the journal cannot be written");
     tx->cancel_requested = true;
     tx->not_before = {};
-    wait(*tx,
-         "cancel requested by an operator: a zero-value self-send with the same "
-         "nonce replaces it");
     wake(*s);
     co_return admin_state(202, tx->rec.id, store::to_string(st),
                           "a zero-value self-send with the same nonce replaces it; "
@@ -1637,6 +1807,7 @@ asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared
 }
 
 asio::awaitable<AdminAnswer> ManagedSenders::resync(std::string address) {
+    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
     Sender* s = sender_of(address);
     if (!s)
         co_return admin_error(
@@ -1646,10 +1817,12 @@ asio::awaitable<AdminAnswer> ManagedSenders::resync(std::string address) {
 }
 
 asio::awaitable<AdminAnswer> ManagedSenders::resync_owned(Sender* s) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
     auto pending = co_await nonce_count(s->address, "pending");
     auto latest = co_await nonce_count(s->address, "latest");
     if (!pending || !latest) co_return admin_error(503, "no node answered the sender's nonce");
-    std::optional<std::uint64_t> held_max;
+    std::optional<std::uint64_t> held_max = s->orphan_max;
     {
         std::lock_guard lock(mu_);
         for (const auto& tx : s->txs)
@@ -1657,7 +1830,8 @@ asio::awaitable<AdminAnswer> ManagedSenders::resync_owned(Sender* s) {
                 tx->rec.state != TxState::preparing)
                 held_max = std::max(held_max.value_or(0), *tx->rec.nonce);
     }
-    const std::uint64_t next = std::max(*pending, held_max ? *held_max + 1 : 0);
+    std::uint64_t next = *pending;
+    if (held_max) next = std::max(next, *held_max + 1);
     std::optional<std::uint64_t> previous;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) {

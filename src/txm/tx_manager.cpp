@@ -4,6 +4,7 @@
 #include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/text.hpp"
+#include "gateway/util/wall_time.hpp"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -26,6 +27,8 @@ namespace gateway::txm {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using store::TxState;
+using util::iso_time;
+using util::unix_ms;
 using Clock = std::chrono::steady_clock;
 
 struct TxManager::Entry {
@@ -39,31 +42,16 @@ struct TxManager::Entry {
 
 namespace {
 
-std::int64_t unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-std::string iso_time(std::int64_t ms) {
-    const std::chrono::sys_time<std::chrono::milliseconds> t{std::chrono::milliseconds(ms)};
-    return fmt::format("{:%FT%T}Z", t);
-}
-
 std::string quoted(std::string_view s) {
     return json::serialize(json::string(s));
 }
 
 jsonrpc::Reply error_reply(jsonrpc::ErrorCode code, std::string message) {
-    jsonrpc::Reply r;
-    r.error = jsonrpc::Error(code, std::move(message));
-    return r;
+    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message)));
 }
 
 jsonrpc::Reply result_reply(std::string json_text) {
-    jsonrpc::Reply r;
-    r.result = std::move(json_text);
-    return r;
+    return jsonrpc::Reply::success(std::move(json_text));
 }
 
 std::optional<std::string> hash_param(const json::value& params) {
@@ -570,6 +558,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     {
         std::lock_guard lock(mu_);
         if (auto it = by_hash_.find(rec.hash); it != by_hash_.end()) {
+            out.journaled = true;
             out.reply = result_reply(hash_json);  // the same bytes again: one entry
             out.queued = it->second->rec.state == TxState::queued;
             co_return out;
@@ -595,7 +584,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
                                         rec.sender, of_sender, config_.tx.max_queued_per_sender));
             co_return out;
         }
-        if (by_hash_.size() >= config_.tx.max_queued) {
+        if (!rec.parent && by_hash_.size() >= config_.tx.max_queued) {
             out.reply = error_reply(
                 jsonrpc::ErrorCode::limit_exceeded,
                 fmt::format("chain {} holds {} unfinished transactions (tx.max_queued): "
@@ -640,6 +629,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
                         ex.what()));
         co_return out;
     }
+    out.journaled = true;
     {
         std::lock_guard lock(mu_);
         for (auto& r : replaced) {

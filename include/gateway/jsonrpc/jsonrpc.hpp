@@ -94,6 +94,17 @@ struct Reply {
         result;   ///< the result's JSON text; empty when the node answered an error
     Error error;  ///< meaningful only when `result` is empty
     bool is_error() const { return !result.has_value(); }
+
+    static Reply success(std::string result_json) {
+        Reply r;
+        r.result = std::move(result_json);
+        return r;
+    }
+    static Reply failure(Error e) {
+        Reply r;
+        r.error = std::move(e);
+        return r;
+    }
 };
 
 /// Reads an upstream's answer to a single call. Fails when the body is not a JSON-RPC 2.0 response

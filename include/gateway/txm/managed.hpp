@@ -113,6 +113,8 @@ private:
     boost::asio::awaitable<AdminAnswer> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
     boost::asio::awaitable<AdminAnswer> resync_owned(Sender* s);
     boost::asio::awaitable<void> run(std::shared_ptr<Sender> s);
+    /// Takes the sender for a round or an admin action (see Sender::busy).
+    boost::asio::awaitable<void> acquire(Sender& s);
     boost::asio::awaitable<bool> load();
     boost::asio::awaitable<void> round(Sender& s);
     boost::asio::awaitable<Step> prepare(Sender& s, std::shared_ptr<Tx> tx);
@@ -124,7 +126,8 @@ private:
                                              std::optional<jsonrpc::Error> error);
     boost::asio::awaitable<void> finish(Sender& s, std::shared_ptr<Tx> tx, store::TxState state,
                                         std::string reason,
-                                        std::optional<std::string> hash = std::nullopt);
+                                        std::optional<std::string> hash = std::nullopt,
+                                        bool nonce_used = false);
     /// Journals a state change of `tx` and applies it; false when the journal failed.
     boost::asio::awaitable<bool> update(std::shared_ptr<Tx> tx, store::TxState state,
                                         std::string reason,

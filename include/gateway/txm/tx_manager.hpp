@@ -38,6 +38,7 @@ struct SubmitResult {
     std::optional<jsonrpc::Reply> reply;  ///< the answer: the hash, or an error
     bool queued = false;                  ///< journaled, not yet accepted by a node
     bool store_failed = false;            ///< refused because the journal cannot be written
+    bool journaled = false;               ///< it is in the journal (new or known)
     std::string upstream;                 ///< the node(s) that took it
 };
 
