@@ -1203,6 +1203,19 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
         if (!cancel_now) co_return;
     }
     if (!b.at_cap) tx->at_cap = false;
+    if (!cancel_now) {
+        // Mined since the raw layer last looked? Then no replacement is needed.
+        for (const auto& a : records) {
+            json::array params;
+            params.emplace_back(a.hash);
+            upstream::Forwarded f =
+                co_await pool_.forward("eth_getTransactionReceipt", std::move(params), false,
+                                       Clock::now() + std::chrono::seconds(10));
+            if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error() ||
+                *f.reply.result != "null")
+                co_return;  // mined, or cannot tell: the next round looks again
+        }
+    }
     if (!cancel_now)
         spdlog::info("chain {}: {} not mined after {} block(s): replacing it with higher fees",
                      config_.name, tx->rec.id, head - tx->attempt_head);
