@@ -305,14 +305,7 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
         o["minedHash"] = std::move(mined);
         o["signedAttempts"] = std::move(list);
     }
-    if (history) {
-        json::array h;
-        for (const auto& ev : *history)
-            h.push_back(json::object{{"state", store::to_string(ev.state)},
-                                     {"reason", ev.reason},
-                                     {"at", iso_time(ev.at_ms)}});
-        o["history"] = std::move(h);
-    }
+    if (history) o["history"] = history_json(*history);
     return o;
 }
 

@@ -725,6 +725,15 @@ std::optional<std::string> TxManager::pending_transaction_json(std::string_view 
     return json::serialize(eth::to_rpc_json(it->second->tx));
 }
 
+json::array history_json(const std::vector<store::TxEvent>& history) {
+    json::array h;
+    for (const auto& ev : history)
+        h.push_back(json::object{{"state", store::to_string(ev.state)},
+                                 {"reason", ev.reason},
+                                 {"at", iso_time(ev.at_ms)}});
+    return h;
+}
+
 json::object record_json(const store::TxRecord& r, const std::vector<store::TxEvent>* history) {
     json::object o{
         {"hash", r.hash},
@@ -742,14 +751,7 @@ json::object record_json(const store::TxRecord& r, const std::vector<store::TxEv
     o["blockHash"] = r.block_hash ? json::value(*r.block_hash) : json::value(nullptr);
     o["blockNumber"] =
         r.block_number ? json::value(eth::to_quantity(*r.block_number)) : json::value(nullptr);
-    if (history) {
-        json::array h;
-        for (const auto& ev : *history)
-            h.push_back(json::object{{"state", store::to_string(ev.state)},
-                                     {"reason", ev.reason},
-                                     {"at", iso_time(ev.at_ms)}});
-        o["history"] = std::move(h);
-    }
+    if (history) o["history"] = history_json(*history);
     return o;
 }
 

@@ -13,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
 
 #include <atomic>
@@ -46,6 +47,8 @@ struct SubmitResult {
 /// when given.
 boost::json::object record_json(const store::TxRecord& record,
                                 const std::vector<store::TxEvent>* history);
+/// A history as those records show it: [{state, reason, at}], oldest first.
+boost::json::array history_json(const std::vector<store::TxEvent>& history);
 
 class TxManager {
 public:
