@@ -11,6 +11,9 @@ scripts/build.sh chain-gateway tcp-forward
 
 run="$here/.devnet"
 mkdir -p "$run" "$here/data"
+# The devnet chain starts from genesis every time, so its journal does too: transactions journaled
+# for an earlier devnet would wait forever for nonces this chain has never reached.
+rm -f "$here/data/gateway.db" "$here/data/gateway.db-wal" "$here/data/gateway.db-shm"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
