@@ -38,13 +38,15 @@ std::string cast(const std::vector<std::string>& args) {
     return out;
 }
 
-Anvil::Anvil(const std::string& dir, std::uint64_t chain_id) {
+Anvil::Anvil(const std::string& dir, std::uint64_t chain_id,
+             const std::vector<std::string>& extra_args) {
     const std::string log =
         dir + "/anvil-" + std::to_string(chain_id) + "-" + std::to_string(std::rand()) + ".log";
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{tool_path("anvil"), "--host", "127.0.0.1", "--port", "0",
-                                 "--chain-id", std::to_string(chain_id)},
-        log);
+    std::vector<std::string> argv{
+        tool_path("anvil"),      "--host", "127.0.0.1", "--port", "0", "--chain-id",
+        std::to_string(chain_id)};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    process_ = std::make_unique<Process>(argv, log);
     auto port = process_->wait_for_output(std::regex("Listening on 127\\.0\\.0\\.1:(\\d+)"), 30s);
     if (!port) throw std::runtime_error("anvil did not start:\n" + process_->output());
     port_ = static_cast<std::uint16_t>(std::stoi(*port));

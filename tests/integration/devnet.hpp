@@ -19,7 +19,9 @@ std::string cast(const std::vector<std::string>& args);
 /// An anvil node on a port of its own choosing.
 class Anvil {
 public:
-    explicit Anvil(const std::string& dir, std::uint64_t chain_id = 31337);
+    /// `extra_args` go to anvil as they are (e.g. {"--hardfork", "berlin"}).
+    explicit Anvil(const std::string& dir, std::uint64_t chain_id = 31337,
+                   const std::vector<std::string>& extra_args = {});
     std::uint16_t port() const { return port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     Process& process() { return *process_; }

@@ -65,7 +65,7 @@ class ManagedTest : public ::testing::Test {
 protected:
     void SetUp() override {
         dir = make_temp_dir("gateway-managed");
-        anvil = std::make_unique<Anvil>(dir);
+        anvil = std::make_unique<Anvil>(dir, 31337, anvil_args());
         node = std::make_unique<TcpForwarder>(anvil->port());
         hot = address_of(kHotKey);
         stub = address_of(kStubKey);
@@ -76,6 +76,7 @@ protected:
         for (const auto& a : {hot, stub})
             node_call("anvil_setBalance", fmt::format(R"(["{}","0x56bc75e2d63100000"])", a));
     }
+    virtual std::vector<std::string> anvil_args() const { return {}; }
     void TearDown() override {
         if (!HasFailure()) return;
         std::cerr << earlier_logs;
@@ -513,6 +514,42 @@ TEST_F(ManagedTest, ACancelSurvivesARestart) {
     ASSERT_TRUE(wait_state(id, "CANCELLED")) << str(managed(id));
     EXPECT_EQ(chain_nonce(stub), 1u);
     EXPECT_EQ(quantity(node_call("eth_getBalance", "[\"" + kTo + "\",\"latest\"]")), 0u);
+}
+
+// A chain without a base fee (before London): legacy transactions priced from eth_gasPrice.
+class ManagedLegacyTest : public ManagedTest {
+protected:
+    std::vector<std::string> anvil_args() const override { return {"--hardfork", "berlin"}; }
+};
+
+TEST_F(ManagedLegacyTest, AChainWithoutABaseFeeGetsLegacyTransactions) {
+    start();
+    const json::value sent = call("eth_sendTransaction", tx_object(hot));
+    ASSERT_TRUE(sent.as_object().contains("result")) << str(sent);
+    const std::string hash = str(sent.at("result"));
+    ASSERT_TRUE(wait_until(
+        [&] { return result("eth_getTransactionReceipt", "[\"" + hash + "\"]").is_object(); }));
+    const json::value tx = node_call("eth_getTransactionByHash", "[\"" + hash + "\"]");
+    EXPECT_EQ(tx.at("type"), "0x0");
+    EXPECT_TRUE(tx.at("gasPrice").is_string());
+    EXPECT_FALSE(tx.as_object().contains("maxFeePerGas")) << str(tx);
+    EXPECT_EQ(chain_nonce(hot), 1u);
+
+    // A client's gas is kept when it is at least the estimate, its gas price when above the
+    // gateway's; its nonce is not used.
+    const json::value own = call(
+        "eth_sendTransaction",
+        fmt::format(
+            R"([{{"from":"{}","to":"{}","value":"0x1","gas":"0x9c40","gasPrice":"0x12a05f200","nonce":"0x0"}}])",
+            hot, kTo));
+    ASSERT_TRUE(own.as_object().contains("result")) << str(own);
+    const std::string own_hash = str(own.at("result"));
+    ASSERT_TRUE(wait_until(
+        [&] { return result("eth_getTransactionReceipt", "[\"" + own_hash + "\"]").is_object(); }));
+    const json::value own_tx = node_call("eth_getTransactionByHash", "[\"" + own_hash + "\"]");
+    EXPECT_EQ(own_tx.at("gas"), "0x9c40");
+    EXPECT_EQ(own_tx.at("gasPrice"), "0x12a05f200");
+    EXPECT_EQ(own_tx.at("nonce"), "0x1");
 }
 
 TEST_F(ManagedTest, RequestsAreCheckedAndAnIdempotencyKeyReturnsTheSameTransaction) {
