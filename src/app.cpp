@@ -2,6 +2,7 @@
 
 #include "gateway/admin/admin_handler.hpp"
 #include "gateway/cache/read_cache.hpp"
+#include "gateway/chain/watcher.hpp"
 #include "gateway/custody/factory.hpp"
 #include "gateway/eth/hex.hpp"
 #include "gateway/http/listener.hpp"
@@ -58,6 +59,7 @@ struct Gateway::Impl {
     std::vector<std::unique_ptr<upstream::ChainPool>> pools;
     std::vector<std::unique_ptr<txm::TxManager>> txms;
     std::vector<std::unique_ptr<txm::ManagedSenders>> managed;
+    std::vector<std::unique_ptr<chain::ChainWatcher>> watchers;
     std::vector<std::unique_ptr<custody::Signer>> signers;
     std::unique_ptr<rpc::RpcHandler> rpc_handler;
     std::unique_ptr<admin::AdminHandler> admin_handler;
@@ -133,6 +135,8 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
                     account_signers[account.address] = g.signers[i].get();
                     sign_timeouts[account.address] = config.signers[i].timeout;
                 }
+        g.watchers.push_back(std::make_unique<chain::ChainWatcher>(
+            chain, *g.pools.back(), &g.metrics, g.ioc.get_executor()));
         g.managed.push_back(std::make_unique<txm::ManagedSenders>(
             chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),
             std::move(sign_timeouts), &g.metrics, g.ioc.get_executor()));
@@ -151,6 +155,9 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         std::vector<custody::Signer*> signers;
         for (auto& s : g.signers) signers.push_back(s.get());
         g.admin_handler->set_managed(std::move(managed), std::move(signers));
+        std::vector<chain::ChainWatcher*> watchers;
+        for (auto& w : g.watchers) watchers.push_back(w.get());
+        g.admin_handler->set_watchers(std::move(watchers));
     }
 
     const auto& s = config.server;
@@ -188,6 +195,7 @@ int Gateway::run(bool handle_signals) {
     for (auto& p : g.pools) p->start();
     for (auto& t : g.txms) t->start();
     for (auto& m : g.managed) m->start();
+    for (auto& w : g.watchers) w->start();
     g.admin->start();
     g.rpc->start();
     spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION,
@@ -251,6 +259,7 @@ asio::awaitable<void> Gateway::Impl::drain() {
     }
     for (auto& p : pools) p->stop();
     for (auto& t : txms) t->stop();
+    for (auto& w : watchers) w->stop();
     admin->shutdown();
     admin->close_all();
     drained = true;

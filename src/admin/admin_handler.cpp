@@ -1,5 +1,6 @@
 #include "gateway/admin/admin_handler.hpp"
 
+#include "gateway/chain/watcher.hpp"
 #include "gateway/custody/custody_stub.hpp"
 #include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
@@ -92,6 +93,15 @@ boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view res
     json::object body;
     body["resynced"] = std::move(done);
     co_return json_response(200, body);
+}
+
+// GET /admin/chains: each chain's head and the reorgs seen.
+http::Response AdminHandler::chains_view() const {
+    json::array list;
+    for (auto* w : watchers_) list.push_back(w->view());
+    json::object body;
+    body["chains"] = std::move(list);
+    return json_response(200, body);
 }
 
 // GET /admin/signers: each signer, its addresses, and a custody stub's counters and faults.
@@ -361,6 +371,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/readyz") co_return readyz();
     if (path == "/admin/upstreams") co_return upstreams();
     if (path == "/admin/signers") co_return signers();
+    if (path == "/admin/chains") co_return chains_view();
     if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
         // The pool's gauges as of now, not as of the last probe.
@@ -380,7 +391,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
                               "POST /admin/transactions/<id>/retry",
                               "POST /admin/transactions/<id>/cancel",
                               "POST /admin/senders/<address>/resync", "/admin/signers",
-                              "POST /admin/signers/<id>/faults"}}});
+                              "/admin/chains", "POST /admin/signers/<id>/faults"}}});
 }
 
 }  // namespace gateway::admin

@@ -297,6 +297,11 @@ void read_methods(const Reader& r, const YAML::Node& n, const std::string& path,
     }
 }
 
+void read_reorgs(const Reader& r, const YAML::Node& n, const std::string& path, ReorgConfig& c) {
+    r.check_keys(n, path, {"depth"});
+    if_set(n, "depth", [&](auto& v) { c.depth = r.integer(v, path + ".depth", 2, 100'000); });
+}
+
 void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, LogsConfig& l) {
     r.check_keys(n, path, {"split", "concurrency"});
     if_set(n, "split", [&](auto& v) { l.split = read_bool(r, v, path + ".split"); });
@@ -499,8 +504,8 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
     r.check_keys(n, path,
-                 {"name", "chain_id", "health", "failover", "methods", "logs", "tx", "accounts",
-                  "upstreams"});
+                 {"name", "chain_id", "health", "failover", "methods", "logs", "reorgs", "tx",
+                  "accounts", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -518,6 +523,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if_set(n, "failover", [&](auto& v) { read_failover(r, v, path + ".failover", c.failover); });
     if_set(n, "methods", [&](auto& v) { read_methods(r, v, path + ".methods", c.methods); });
     if_set(n, "logs", [&](auto& v) { read_logs(r, v, path + ".logs", c.logs); });
+    if_set(n, "reorgs", [&](auto& v) { read_reorgs(r, v, path + ".reorgs", c.reorgs); });
     if_set(n, "tx", [&](auto& v) { read_tx(r, v, path + ".tx", c.tx); });
     if_set(n, "accounts", [&](auto& v) { read_accounts(r, v, path + ".accounts", c.accounts); });
 

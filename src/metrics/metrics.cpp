@@ -100,6 +100,10 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& transactions =
         counter(registry, "gateway_transactions_total",
                 "Raw transactions entering each state, by chain and state");
+    prom::Family<prom::Counter>& reorgs =
+        counter(registry, "gateway_reorgs_total", "Reorgs seen on each chain's canonical chain");
+    prom::Family<prom::Histogram>& reorg_depth =
+        histogram(registry, "gateway_reorg_depth_blocks", "Blocks dropped by each reorg");
     prom::Family<prom::Counter>& managed = counter(
         registry, "gateway_managed_transactions_total",
         "Managed transactions (eth_sendTransaction) entering each state, by chain and state");
@@ -177,6 +181,13 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
 
 void Metrics::count_transaction(std::string_view chain, std::string_view state) {
     impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
+}
+
+void Metrics::count_reorg(std::string_view chain, std::uint64_t depth) {
+    static const prom::Histogram::BucketBoundaries kDepthBuckets{1, 2, 3, 5, 10, 20, 50, 128};
+    impl_->reorgs.Add({{"chain", s(chain)}}).Increment();
+    impl_->reorg_depth.Add({{"chain", s(chain)}}, kDepthBuckets)
+        .Observe(static_cast<double>(depth));
 }
 
 void Metrics::count_managed(std::string_view chain, std::string_view state) {

@@ -499,6 +499,8 @@ TEST(Config, TheShippedFilesAreValid) {
     ASSERT_EQ(example.signers.size(), 2u);
     EXPECT_EQ(example.chains[0].accounts.size(), 2u);
     EXPECT_EQ(example.chains[0].tx.fee.bump_percent, 12u);
+    EXPECT_EQ(example.chains[0].reorgs.depth, 128u);
+    EXPECT_EQ(example.chains[1].reorgs.depth, 128u) << "the default";
     const Config devnet = load_config_file(GATEWAY_SOURCE_DIR "/config/gateway.yaml", env);
     EXPECT_EQ(devnet.chains[0].chain_id, 31337u);
     EXPECT_EQ(devnet.chains[0].accounts.size(), 1u);

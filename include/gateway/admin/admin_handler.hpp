@@ -25,6 +25,9 @@ class ManagedSenders;
 namespace gateway::custody {
 class Signer;
 }
+namespace gateway::chain {
+class ChainWatcher;
+}
 
 namespace gateway::admin {
 
@@ -40,6 +43,11 @@ public:
     void set_managed(std::vector<txm::ManagedSenders*> managed,
                      std::vector<custody::Signer*> signers);
 
+    /// Each chain's head watcher, for /admin/chains.
+    void set_watchers(std::vector<chain::ChainWatcher*> watchers) {
+        watchers_ = std::move(watchers);
+    }
+
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
 
@@ -54,9 +62,11 @@ private:
     boost::asio::awaitable<http::Response> managed_action(std::string_view rest) const;
     boost::asio::awaitable<http::Response> resync(std::string_view rest) const;
     http::Response signers() const;
+    http::Response chains_view() const;
     http::Response signer_faults(std::string_view rest, const std::string& body) const;
 
     std::vector<txm::ManagedSenders*> managed_;
+    std::vector<chain::ChainWatcher*> watchers_;
     std::vector<custody::Signer*> signers_;
 
     std::vector<upstream::ChainPool*> chains_;

@@ -90,6 +90,11 @@ struct LogsConfig {
     std::size_t concurrency = 4;  ///< parts of one split request fetched at once
 };
 
+/// How far back the chain's head is followed to tell reorgs.
+struct ReorgConfig {
+    std::size_t depth = 128;  ///< recent blocks kept (number, hash, parent hash)
+};
+
 /// Fees of transactions the gateway builds for managed senders.
 struct FeeConfig {
     std::uint64_t max_fee_per_gas_gwei = 500;  ///< cap on maxFeePerGas (and a legacy gasPrice)
@@ -145,6 +150,7 @@ struct ChainConfig {
     FailoverConfig failover;
     MethodsConfig methods;
     LogsConfig logs;
+    ReorgConfig reorgs;
     TxConfig tx;
     std::vector<AccountConfig> accounts;  ///< managed senders (eth_sendTransaction)
     std::vector<UpstreamConfig> upstreams;

@@ -3,6 +3,7 @@
 // configuration, methods from a fixed table (anything else is "other"), outcomes from fixed sets.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +66,8 @@ public:
     void count_replacement(std::string_view chain);
     /// Managed transactions of a sender not mined whose fees are at the cap (0 when none).
     void set_stuck_at_cap(std::string_view chain, std::string_view sender, double count);
+    /// A reorg of `depth` blocks was seen on a chain.
+    void count_reorg(std::string_view chain, std::uint64_t depth);
     /// Unfinished transactions the gateway holds for a chain.
     void set_transactions_held(std::string_view chain, double count);
     /// A read answered from the cache because no upstream could answer.

@@ -1,0 +1,65 @@
+#pragma once
+// Follows one chain's head through its node pool and reports reorgs: each new head is checked
+// against the recent canonical chain (HeadTracker); a head that does not extend it is walked back
+// by parent hash to the common ancestor, and the blocks dropped make a reorg with its depth,
+// logged, counted (gateway_reorgs_total, gateway_reorg_depth_blocks) and shown at
+// GET /admin/chains.
+
+#include "gateway/chain/head_tracker.hpp"
+#include "gateway/config/config.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/json/object.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace gateway::metrics {
+class Metrics;
+}
+namespace gateway::upstream {
+class ChainPool;
+}
+
+namespace gateway::chain {
+
+class ChainWatcher {
+public:
+    /// The pool and metrics must outlive the watcher.
+    ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
+                 metrics::Metrics* metrics, boost::asio::any_io_executor executor);
+
+    /// Polls the head every health.interval_ms until stop().
+    void start();
+    void stop();
+
+    /// {chain, head: {number, hash} | null, trackedBlocks, depth, reorgs, recentReorgs: [...]}.
+    boost::json::object view() const;
+
+private:
+    boost::asio::awaitable<void> run();
+    boost::asio::awaitable<void> poll();
+    boost::asio::awaitable<std::optional<BlockRef>> fetch(const char* method, std::string what);
+
+    config::ChainConfig config_;
+    upstream::ChainPool& pool_;
+    metrics::Metrics* metrics_;
+    boost::asio::strand<boost::asio::any_io_executor> strand_;
+    boost::asio::steady_timer timer_;
+    std::atomic<bool> stopped_{false};
+    HeadTracker tracker_;  // strand only
+
+    mutable std::mutex mu_;  // guards what view() shows
+    std::optional<BlockRef> head_;
+    std::uint64_t reorgs_ = 0;
+    std::deque<boost::json::object> recent_;  // newest first, at most 20
+};
+
+}  // namespace gateway::chain

@@ -1,0 +1,169 @@
+#include "gateway/chain/watcher.hpp"
+
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/rpc/methods.hpp"
+#include "gateway/upstream/pool.hpp"
+#include "gateway/util/text.hpp"
+#include "gateway/util/wall_time.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+namespace gateway::chain {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kRecentReorgs = 20;
+
+// A block object's number, hash and parent hash; nullopt for anything else (null: not found).
+std::optional<BlockRef> block_ref(const json::value& v) {
+    const json::object* o = v.if_object();
+    if (!o) return std::nullopt;
+    const json::value* number = o->if_contains("number");
+    const json::value* hash = o->if_contains("hash");
+    const json::value* parent = o->if_contains("parentHash");
+    if (!number || !number->is_string() || !hash || !hash->is_string() || !parent ||
+        !parent->is_string())
+        return std::nullopt;
+    auto n = rpc::parse_quantity(number->get_string());
+    if (!n) return std::nullopt;
+    return BlockRef{*n, util::lower(hash->get_string()), util::lower(parent->get_string())};
+}
+
+json::object block_json(const BlockRef& b) {
+    json::object o;
+    o["number"] = b.number;
+    o["hash"] = b.hash;
+    return o;
+}
+
+json::object reorg_json(const Reorg& r) {
+    json::object o;
+    o["at"] = util::iso_time(util::unix_ms());
+    o["depth"] = r.depth;
+    o["ancestor"] = r.ancestor;
+    json::array dropped;
+    for (const auto& b : r.dropped) dropped.push_back(block_json(b));
+    o["dropped"] = std::move(dropped);
+    o["newHead"] = block_json(r.new_head);
+    return o;
+}
+
+}  // namespace
+
+ChainWatcher::ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
+                           metrics::Metrics* metrics, asio::any_io_executor executor)
+    : config_(chain),
+      pool_(pool),
+      metrics_(metrics),
+      strand_(asio::make_strand(executor)),
+      timer_(strand_),
+      tracker_(chain.reorgs.depth) {}
+
+void ChainWatcher::start() {
+    asio::co_spawn(strand_, run(), asio::detached);
+}
+
+void ChainWatcher::stop() {
+    stopped_ = true;
+    asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+json::object ChainWatcher::view() const {
+    std::lock_guard lock(mu_);
+    json::object o;
+    o["chain"] = config_.name;
+    o["head"] = nullptr;
+    if (head_) o["head"] = block_json(*head_);
+    o["depth"] = config_.reorgs.depth;
+    o["reorgs"] = reorgs_;
+    json::array recent;
+    for (const auto& r : recent_) recent.push_back(r);
+    o["recentReorgs"] = std::move(recent);
+    return o;
+}
+
+asio::awaitable<void> ChainWatcher::run() {
+    while (!stopped_) {
+        try {
+            co_await poll();
+        } catch (const std::exception& e) {
+            spdlog::error("chain {}: head tracking: {}", config_.name, e.what());
+        }
+        if (stopped_) break;
+        timer_.expires_after(config_.health.interval);
+        co_await timer_.async_wait(use_nothrow);
+    }
+}
+
+asio::awaitable<std::optional<BlockRef>> ChainWatcher::fetch(const char* method, std::string what) {
+    json::array params;
+    params.emplace_back(std::move(what));
+    params.emplace_back(false);
+    upstream::Forwarded f = co_await pool_.forward(method, std::move(params), false,
+                                                   Clock::now() + config_.health.timeout);
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+        co_return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    if (ec) co_return std::nullopt;
+    co_return block_ref(v);
+}
+
+asio::awaitable<void> ChainWatcher::poll() {
+    std::optional<BlockRef> latest = co_await fetch("eth_getBlockByNumber", "latest");
+    if (!latest) co_return;
+    // A block the chain already holds (a node a little behind answered): nothing new.
+    if (tracker_.knows(latest->hash)) co_return;
+    std::vector<BlockRef> branch{*latest};
+    if (!tracker_.extends(*latest)) {
+        // Walk back to a block the tracker knows: the common ancestor.
+        // (The tracker's blocks are consecutive up to its head.)
+        std::uint64_t oldest = 0;
+        if (const auto head = tracker_.head()) oldest = head->number + 1 - tracker_.size();
+        while (!tracker_.knows(branch.back().parent_hash) && branch.back().number > oldest &&
+               branch.size() < tracker_.depth()) {
+            std::optional<BlockRef> parent =
+                co_await fetch("eth_getBlockByHash", branch.back().parent_hash);
+            if (!parent) co_return;  // asked again next time
+            branch.push_back(*parent);
+        }
+        std::reverse(branch.begin(), branch.end());
+    }
+    std::optional<Reorg> reorg;
+    try {
+        reorg = tracker_.apply(branch);
+    } catch (const std::invalid_argument& e) {
+        spdlog::warn("chain {}: head tracking: the nodes' blocks do not link ({}); next time",
+                     config_.name, e.what());
+        co_return;
+    }
+    std::lock_guard lock(mu_);
+    head_ = tracker_.head();
+    if (!reorg) co_return;
+    ++reorgs_;
+    spdlog::warn(
+        "chain {}: reorg of depth {}: blocks {}..{} replaced after block {}; new head {} ({})",
+        config_.name, reorg->depth, reorg->dropped.front().number, reorg->dropped.back().number,
+        reorg->ancestor, reorg->new_head.number, reorg->new_head.hash);
+    if (metrics_) metrics_->count_reorg(config_.name, reorg->depth);
+    recent_.push_front(reorg_json(*reorg));
+    if (recent_.size() > kRecentReorgs) recent_.pop_back();
+}
+
+}  // namespace gateway::chain
