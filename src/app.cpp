@@ -137,6 +137,8 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
                 }
         g.watchers.push_back(std::make_unique<chain::ChainWatcher>(
             chain, *g.pools.back(), &g.metrics, g.ioc.get_executor()));
+        // A reorg may have dropped a block holding a journaled transaction: look now.
+        g.watchers.back()->on_reorg([t = g.txms.back().get()] { t->wake(); });
         g.managed.push_back(std::make_unique<txm::ManagedSenders>(
             chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),
             std::move(sign_timeouts), &g.metrics, g.ioc.get_executor()));

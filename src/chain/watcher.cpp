@@ -153,9 +153,13 @@ asio::awaitable<void> ChainWatcher::poll() {
                      config_.name, e.what());
         co_return;
     }
-    std::lock_guard lock(mu_);
-    head_ = tracker_.head();
+    {
+        std::lock_guard lock(mu_);
+        head_ = tracker_.head();
+    }
     if (!reorg) co_return;
+    if (on_reorg_) on_reorg_();
+    std::lock_guard lock(mu_);
     ++reorgs_;
     spdlog::warn(
         "chain {}: reorg of depth {}: blocks {}..{} replaced after block {}; new head {} ({})",

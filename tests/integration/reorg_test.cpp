@@ -28,6 +28,11 @@ bool wait_until(const std::function<bool()>& done,
     return done();
 }
 
+int chain_reorgs(GatewayProcess& gw) {
+    const json::value v = json::parse(http_get(gw.admin_port(), "/admin/chains").body);
+    return v.at("chains").at(0).at("reorgs").to_number<int>();
+}
+
 TEST(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     const std::string dir = make_temp_dir("gateway-reorg");
     Anvil anvil(dir);
@@ -85,6 +90,70 @@ TEST(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     EXPECT_NE(metrics.find("gateway_reorg_depth_blocks_count{chain=\"devnet\"} 2"),
               std::string::npos);
     EXPECT_NE(gw.process().output().find("reorg of depth 5"), std::string::npos);
+}
+
+TEST(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
+    const std::string dir = make_temp_dir("gateway-reorg-tx");
+    Anvil anvil(dir);
+    GatewayProcess gw(dir, fmt::format("  - name: devnet\n"
+                                       "    chain_id: 31337\n"
+                                       "    health: {{interval_ms: 100}}\n"
+                                       "    tx: {{confirmations: 4, poll_interval_ms: 100}}\n"
+                                       "    upstreams:\n"
+                                       "      - {{id: node, url: \"{}\"}}\n",
+                                       anvil.url()));
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    const auto node = [&](const std::string& method, const std::string& params) {
+        return http_post(anvil.port(), "/", rpc_body(method, params));
+    };
+    const std::string raw =
+        cast({"mktx", "--private-key",
+              "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", "--chain",
+              "31337", "--nonce", "0", "--gas-limit", "21000", "--gas-price", "2000000000",
+              "--priority-gas-price", "1000000000", "0x000000000000000000000000000000000000dEaD",
+              "--value", "1"});
+    const json::value sent = json::parse(
+        http_post(gw.port(), "/", rpc_body("eth_sendRawTransaction", "[\"" + raw + "\"]")).body);
+    ASSERT_TRUE(sent.as_object().contains("result")) << json::serialize(sent);
+    const std::string hash(sent.at("result").as_string());
+    const auto record = [&] {
+        return json::parse(http_post(gw.port(), "/",
+                                     rpc_body("gateway_getTransaction", "[\"" + hash + "\"]"))
+                               .body)
+            .at("result");
+    };
+    ASSERT_TRUE(wait_until([&] { return record().at("state") == "CONFIRMING"; }))
+        << json::serialize(record());
+
+    // Its block is dropped (anvil leaves the transaction out of the new chain): it is never
+    // COMPLETED while off the canonical chain; the gateway sends it again and follows it.
+    node("anvil_reorg", "[1, []]");
+    ASSERT_TRUE(wait_until([&] {
+        const json::value r = record();
+        return r.at("state") == "CONFIRMING" && r.at("blockHash") != json::value(nullptr) &&
+               json::serialize(r.at("history")).find("BROADCASTING") !=
+                   json::serialize(r.at("history")).rfind("BROADCASTING");
+    })) << json::serialize(record());
+    EXPECT_NE(record().at("state"), "COMPLETED");
+    node("anvil_mine", "[\"0x4\"]");
+    ASSERT_TRUE(wait_until([&] { return record().at("state") == "COMPLETED"; }))
+        << json::serialize(record());
+
+    // CONFIRMING -> BROADCASTING -> CONFIRMING -> COMPLETED, in that order.
+    std::vector<std::string> states;
+    const json::value done = record();
+    for (const auto& h : done.at("history").as_array())
+        if (states.empty() || states.back() != h.at("state").as_string())
+            states.emplace_back(h.at("state").as_string());
+    const std::vector<std::string> tail{"CONFIRMING", "BROADCASTING", "CONFIRMING", "COMPLETED"};
+    ASSERT_GE(states.size(), tail.size()) << json::serialize(record());
+    EXPECT_EQ(std::vector<std::string>(states.end() - 4, states.end()), tail)
+        << json::serialize(record());
+    // Mined once, on the canonical chain, as the node says.
+    const json::value receipt =
+        json::parse(node("eth_getTransactionReceipt", "[\"" + hash + "\"]").body).at("result");
+    EXPECT_EQ(receipt.at("blockHash"), record().at("blockHash"));
+    EXPECT_GE(chain_reorgs(gw), 1);
 }
 
 }  // namespace

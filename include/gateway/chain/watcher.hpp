@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -40,7 +41,11 @@ public:
     void start();
     void stop();
 
-    /// {chain, head: {number, hash} | null, trackedBlocks, depth, reorgs, recentReorgs: [...]}.
+    /// Called (on the watcher's strand) after each reorg, e.g. to have the transaction manager
+    /// look at its receipts now. Set before start().
+    void on_reorg(std::function<void()> callback) { on_reorg_ = std::move(callback); }
+
+    /// {chain, head: {number, hash} | null, depth, reorgs, recentReorgs: [...]}.
     boost::json::object view() const;
 
 private:
@@ -55,6 +60,7 @@ private:
     boost::asio::steady_timer timer_;
     std::atomic<bool> stopped_{false};
     HeadTracker tracker_;  // strand only
+    std::function<void()> on_reorg_;
 
     mutable std::mutex mu_;  // guards what view() shows
     std::optional<BlockRef> head_;
