@@ -76,6 +76,7 @@ ChainWatcher::ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool
       tracker_(chain.reorgs.depth) {}
 
 void ChainWatcher::start() {
+    if (!config_.reorgs.track) return;
     asio::co_spawn(strand_, run(), asio::detached);
 }
 

@@ -92,6 +92,7 @@ struct LogsConfig {
 
 /// How far back the chain's head is followed to tell reorgs.
 struct ReorgConfig {
+    bool track = true;        ///< follow the head (block reads every health interval)
     std::size_t depth = 128;  ///< recent blocks kept (number, hash, parent hash)
 };
 
