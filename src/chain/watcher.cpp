@@ -91,6 +91,15 @@ json::object ChainWatcher::view() const {
     o["chain"] = config_.name;
     o["head"] = nullptr;
     if (head_) o["head"] = block_json(*head_);
+    for (const auto& [name, tag] :
+         {std::pair{"safe", &safe_}, std::pair{"finalized", &finalized_}}) {
+        o[name] = nullptr;
+        if (!*tag) continue;
+        json::object t;
+        t["number"] = (*tag)->number;
+        t["source"] = (*tag)->from_node ? "node" : "depth";
+        o[name] = std::move(t);
+    }
     o["depth"] = config_.reorgs.depth;
     o["reorgs"] = reorgs_;
     json::array recent;
@@ -99,10 +108,32 @@ json::object ChainWatcher::view() const {
     return o;
 }
 
+std::optional<std::uint64_t> ChainWatcher::finalized() const {
+    std::lock_guard lock(mu_);
+    if (!finalized_) return std::nullopt;
+    return finalized_->number;
+}
+
+asio::awaitable<void> ChainWatcher::poll_tags() {
+    std::optional<BlockRef> safe = co_await fetch("eth_getBlockByNumber", "safe");
+    std::optional<BlockRef> finalized = co_await fetch("eth_getBlockByNumber", "finalized");
+    std::lock_guard lock(mu_);
+    if (!head_) co_return;
+    // A chain (or node) without the tags: the configured depth under the head.
+    const std::uint64_t depth = config_.reorgs.finality_depth;
+    Tag by_depth;
+    if (head_->number > depth) by_depth.number = head_->number - depth;
+    safe_ = by_depth;
+    if (safe) safe_ = Tag{safe->number, true};
+    finalized_ = by_depth;
+    if (finalized) finalized_ = Tag{finalized->number, true};
+}
+
 asio::awaitable<void> ChainWatcher::run() {
     while (!stopped_) {
         try {
             co_await poll();
+            co_await poll_tags();
         } catch (const std::exception& e) {
             spdlog::error("chain {}: head tracking: {}", config_.name, e.what());
         }

@@ -298,7 +298,10 @@ void read_methods(const Reader& r, const YAML::Node& n, const std::string& path,
 }
 
 void read_reorgs(const Reader& r, const YAML::Node& n, const std::string& path, ReorgConfig& c) {
-    r.check_keys(n, path, {"track", "depth"});
+    r.check_keys(n, path, {"track", "depth", "finality_depth"});
+    if_set(n, "finality_depth", [&](auto& v) {
+        c.finality_depth = r.integer(v, path + ".finality_depth", 1, 1'000'000);
+    });
     if_set(n, "track", [&](auto& v) { c.track = read_bool(r, v, path + ".track"); });
     if_set(n, "depth", [&](auto& v) { c.depth = r.integer(v, path + ".depth", 2, 100'000); });
 }

@@ -80,6 +80,16 @@ TEST(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     ASSERT_TRUE(wait_until([&] { return head_is(12); }));
     EXPECT_EQ(chain().at("reorgs"), 2);
 
+    // The nodes' safe and finalized tags are followed (anvil: 32 and 64 under the head).
+    node("anvil_mine", "[\"0x64\"]");
+    ASSERT_TRUE(wait_until([&] {
+        const json::value c = chain();
+        return head_is(112) && c.at("finalized").is_object() &&
+               c.at("finalized").at("number") == 48;
+    })) << json::serialize(chain());
+    EXPECT_EQ(chain().at("safe").at("number"), 80);
+    EXPECT_EQ(chain().at("finalized").at("source"), "node");
+
     const std::string metrics = http_get(gw.admin_port(), "/metrics").body;
     EXPECT_NE(metrics.find("gateway_reorgs_total{chain=\"devnet\"} 2"), std::string::npos);
     EXPECT_NE(metrics.find("gateway_reorg_depth_blocks_count{chain=\"devnet\"} 2"),

@@ -73,6 +73,37 @@ TEST_F(GatewayTest, ALaggingNodeGetsNoLatestReadsButServesOldBlocks) {
         HasSubstr(R"(gateway_upstream_state{chain="devnet",state="lagging",upstream="node-0"} 1)"));
 }
 
+TEST_F(GatewayTest, WithoutSafeAndFinalizedTagsTheConfiguredDepthStandsIn) {
+    // A node that answers `latest` (block 0x20) and knows no "safe" or "finalized" tag.
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+            if (m != "eth_getBlockByNumber") return std::nullopt;
+            const auto tag = req.at("params").at(0);
+            if (tag != "latest") return FakeReply::rpc_error(-32602, "invalid block tag");
+            return FakeReply::ok(
+                R"({"number":"0x20","hash":"0x0000000000000000000000000000000000000000000000000000000000000020","parentHash":"0x000000000000000000000000000000000000000000000000000000000000001f"})");
+        });
+    start({node.url()}, [](config::Config& c) {
+        c.chains[0].reorgs.track = true;
+        c.chains[0].reorgs.finality_depth = 10;
+    });
+    wait_ready();
+    json::value chain;
+    for (int i = 0; i < 100; ++i) {
+        chain = json::parse(test::HttpConnection(admin_port()).get("/admin/chains").body)
+                    .at("chains")
+                    .at(0);
+        if (chain.at("finalized").is_object()) break;
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_TRUE(chain.at("finalized").is_object()) << json::serialize(chain);
+    EXPECT_EQ(chain.at("head").at("number"), 32);
+    EXPECT_EQ(chain.at("finalized").at("number"), 22);
+    EXPECT_EQ(chain.at("finalized").at("source"), "depth");
+    EXPECT_EQ(chain.at("safe").at("number"), 22);
+    EXPECT_EQ(chain.at("reorgs"), 0);
+}
+
 TEST_F(GatewayTest, BlockNumbersNeverGoBackwards) {
     FakeUpstream ahead(31337, node_at(100));
     FakeUpstream behind(31337, node_at(98));

@@ -45,12 +45,17 @@ public:
     /// look at its receipts now. Set before start().
     void on_reorg(std::function<void()> callback) { on_reorg_ = std::move(callback); }
 
-    /// {chain, head: {number, hash} | null, depth, reorgs, recentReorgs: [...]}.
+    /// {chain, head: {number, hash} | null, safe and finalized: {number, source: "node" |
+    /// "depth"} | null, depth, reorgs, recentReorgs: [...]}.
     boost::json::object view() const;
+
+    /// The newest block taken as final: the nodes' "finalized" tag, or head - finality_depth.
+    std::optional<std::uint64_t> finalized() const;
 
 private:
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> poll();
+    boost::asio::awaitable<void> poll_tags();
     boost::asio::awaitable<std::optional<BlockRef>> fetch(const char* method, std::string what);
 
     config::ChainConfig config_;
@@ -64,6 +69,11 @@ private:
 
     mutable std::mutex mu_;  // guards what view() shows
     std::optional<BlockRef> head_;
+    struct Tag {
+        std::uint64_t number = 0;
+        bool from_node = false;  // the node's tag, or head - finality_depth
+    };
+    std::optional<Tag> safe_, finalized_;
     std::uint64_t reorgs_ = 0;
     std::deque<boost::json::object> recent_;  // newest first, at most 20
 };

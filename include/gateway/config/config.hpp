@@ -94,6 +94,9 @@ struct LogsConfig {
 struct ReorgConfig {
     bool track = true;        ///< follow the head (block reads every health interval)
     std::size_t depth = 128;  ///< recent blocks kept (number, hash, parent hash)
+    /// Blocks under the head taken as final (and as safe) when the nodes do not answer the
+    /// "finalized" and "safe" tags.
+    std::uint64_t finality_depth = 64;
 };
 
 /// Fees of transactions the gateway builds for managed senders.
