@@ -507,8 +507,13 @@ TEST_F(ManagedTest, ACancelSurvivesARestart) {
     ASSERT_EQ(r.status, 202u) << r.body;
     kill_gateway();
     start();
-    ASSERT_TRUE(wait_until([&] { return managed(id).at("attempts").to_number<int>() >= 2; }))
-        << str(managed(id));
+    // The cancelling self-send is signed and taken by the node (not just journaled) before the
+    // block is mined.
+    ASSERT_TRUE(wait_until([&] {
+        const json::value m = managed(id);
+        const auto& attempts = m.at("signedAttempts").as_array();
+        return attempts.size() >= 2 && attempts.back().at("state") == "BROADCASTING";
+    })) << str(managed(id));
     node_call("evm_mine", "[]");
     node_call("evm_setAutomine", "[true]");
     ASSERT_TRUE(wait_state(id, "CANCELLED")) << str(managed(id));

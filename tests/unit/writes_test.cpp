@@ -838,6 +838,8 @@ TEST(TxManager, AFullDiskRefusesWritesAndNothingIsSent) {
     pool.stop();
     for (int i = 0; i < 300 && !manager.stopped(); ++i) std::this_thread::sleep_for(10ms);
     EXPECT_TRUE(manager.stopped());
+    // The pool's stop() posts to its probers' strands: let that run before the pool goes.
+    std::this_thread::sleep_for(200ms);
 }
 
 // Managed senders: keys are loaded at start, and eth_accounts lists the chain's senders.
