@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -485,8 +486,7 @@ void ManagedSenders::start() {
         loaded_ = true;
         return;
     }
-    ++running_;
-    asio::co_spawn(executor_, start_senders(), [this](std::exception_ptr) { --running_; });
+    asio::co_spawn(executor_, start_senders(), asio::detached);
 }
 
 asio::awaitable<void> ManagedSenders::start_senders() {
@@ -499,7 +499,6 @@ asio::awaitable<void> ManagedSenders::start_senders() {
     }
     if (stopped_) co_return;
     for (auto& [address, s] : senders_) {
-        ++running_;
         asio::co_spawn(s->strand, run(s), [this, a = address](std::exception_ptr e) {
             if (e) {
                 try {
@@ -509,7 +508,6 @@ asio::awaitable<void> ManagedSenders::start_senders() {
                                      config_.name, a, ex.what());
                 }
             }
-            --running_;
         });
     }
 }

@@ -150,7 +150,6 @@ private:
     boost::asio::any_io_executor executor_;
     std::atomic<bool> stopped_{false};
     std::atomic<bool> loaded_{false};
-    std::atomic<std::size_t> running_{0};
     std::optional<bool> legacy_;  // the chain has no base fee (on the senders' strands; atomic
                                   // enough as a hint: each sender decides from its own answer)
     std::mutex legacy_mu_;
