@@ -1,7 +1,7 @@
 #include "gateway/app.hpp"
 
 #include "gateway/admin/admin_handler.hpp"
-#include "gateway/cache/read_cache.hpp"
+#include "gateway/cache/chain_cache.hpp"
 #include "gateway/chain/watcher.hpp"
 #include "gateway/custody/factory.hpp"
 #include "gateway/eth/hex.hpp"
@@ -55,7 +55,7 @@ struct Gateway::Impl {
     asio::strand<asio::io_context::executor_type> control;
     // After the io_context: its thread completes operations by posting to the context.
     std::unique_ptr<store::JournalService> journal;
-    std::unique_ptr<cache::ReadCache> cache;
+    std::vector<std::unique_ptr<cache::ChainCache>> caches;
     std::vector<std::unique_ptr<upstream::ChainPool>> pools;
     std::vector<std::unique_ptr<txm::TxManager>> txms;
     std::vector<std::unique_ptr<txm::ManagedSenders>> managed;
@@ -93,7 +93,6 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
             "refused until it opens",
             e.what());
     }
-    g.cache = std::make_unique<cache::ReadCache>(config.cache);
 
     // Signers load their keys now: a key that cannot be loaded stops the start, naming the
     // signer (never the key). Every managed account must be one its signer can sign for.
@@ -135,20 +134,21 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
                     account_signers[account.address] = g.signers[i].get();
                     sign_timeouts[account.address] = config.signers[i].timeout;
                 }
+        g.caches.push_back(
+            std::make_unique<cache::ChainCache>(chain.name, chain.cache, &g.metrics));
         g.watchers.push_back(std::make_unique<chain::ChainWatcher>(
-            chain, *g.pools.back(), &g.metrics, g.ioc.get_executor()));
+            chain, *g.pools.back(), &g.metrics, g.ioc.get_executor(), g.caches.back().get()));
         // A reorg may have dropped a block holding a journaled transaction: look now.
         g.watchers.back()->on_reorg([t = g.txms.back().get()] { t->wake(); });
         g.managed.push_back(std::make_unique<txm::ManagedSenders>(
             chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),
             std::move(sign_timeouts), &g.metrics, g.ioc.get_executor()));
-        routes.push_back(
-            rpc::ChainRoute{g.pools.back().get(), g.txms.back().get(), g.managed.back().get()});
+        routes.push_back(rpc::ChainRoute{g.pools.back().get(), g.txms.back().get(),
+                                         g.managed.back().get(), g.caches.back().get()});
         spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id,
                      chain.upstreams.size());
     }
-    g.rpc_handler =
-        std::make_unique<rpc::RpcHandler>(config.server, routes, &g.metrics, g.cache.get());
+    g.rpc_handler = std::make_unique<rpc::RpcHandler>(config.server, routes, &g.metrics);
     g.admin_handler =
         std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining, g.journal.get());
     {
@@ -159,7 +159,9 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         g.admin_handler->set_managed(std::move(managed), std::move(signers));
         std::vector<chain::ChainWatcher*> watchers;
         for (auto& w : g.watchers) watchers.push_back(w.get());
-        g.admin_handler->set_watchers(std::move(watchers));
+        std::vector<cache::ChainCache*> caches;
+        for (auto& c : g.caches) caches.push_back(c.get());
+        g.admin_handler->set_watchers(std::move(watchers), std::move(caches));
     }
 
     const auto& s = config.server;

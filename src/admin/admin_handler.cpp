@@ -1,5 +1,6 @@
 #include "gateway/admin/admin_handler.hpp"
 
+#include "gateway/cache/chain_cache.hpp"
 #include "gateway/chain/watcher.hpp"
 #include "gateway/custody/custody_stub.hpp"
 #include "gateway/eth/hex.hpp"
@@ -98,7 +99,11 @@ boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view res
 // GET /admin/chains: each chain's head and the reorgs seen.
 http::Response AdminHandler::chains_view() const {
     json::array list;
-    for (auto* w : watchers_) list.push_back(w->view());
+    for (std::size_t i = 0; i < watchers_.size(); ++i) {
+        json::object chain = watchers_[i]->view();
+        if (i < caches_.size()) chain["cache"] = caches_[i]->view();
+        list.push_back(std::move(chain));
+    }
     json::object body;
     body["chains"] = std::move(list);
     return json_response(200, body);
@@ -376,6 +381,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/metrics") {
         // The pool's gauges as of now, not as of the last probe.
         for (auto* c : chains_) c->publish_metrics();
+        for (auto* c : caches_) c->publish_metrics();
         http::Response r;
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
         r.body = metrics_->render();

@@ -1,5 +1,6 @@
 #include "gateway/chain/watcher.hpp"
 
+#include "gateway/cache/chain_cache.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -67,10 +68,12 @@ json::object reorg_json(const Reorg& r) {
 }  // namespace
 
 ChainWatcher::ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
-                           metrics::Metrics* metrics, asio::any_io_executor executor)
+                           metrics::Metrics* metrics, asio::any_io_executor executor,
+                           cache::ChainCache* cache)
     : config_(chain),
       pool_(pool),
       metrics_(metrics),
+      cache_(cache),
       strand_(asio::make_strand(executor)),
       timer_(strand_),
       tracker_(chain.reorgs.depth) {}
@@ -127,6 +130,7 @@ asio::awaitable<void> ChainWatcher::poll_tags() {
     if (safe) safe_ = Tag{safe->number, true};
     finalized_ = by_depth;
     if (finalized) finalized_ = Tag{finalized->number, true};
+    if (cache_) cache_->note_finalized(finalized_->number);
 }
 
 asio::awaitable<void> ChainWatcher::run() {
@@ -188,6 +192,11 @@ asio::awaitable<void> ChainWatcher::poll() {
     {
         std::lock_guard lock(mu_);
         head_ = tracker_.head();
+    }
+    if (cache_) {
+        // First what the reorg dropped, then the blocks that replace them.
+        if (reorg) cache_->note_reorg(*reorg);
+        cache_->note_blocks(branch);
     }
     if (!reorg) co_return;
     if (on_reorg_) on_reorg_();

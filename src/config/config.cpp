@@ -1,4 +1,6 @@
 #include "gateway/config/config.hpp"
+
+#include "gateway/rpc/methods.hpp"
 #include "gateway/util/text.hpp"
 
 #include <fmt/format.h>
@@ -445,13 +447,26 @@ void read_accounts(const Reader& r, const YAML::Node& n, const std::string& path
     }
 }
 
-void read_cache(const Reader& r, const YAML::Node& n, CacheConfig& c) {
-    r.check_keys(n, "cache", {"max_entries", "max_bytes", "max_stale_ms"});
-    if_set(n, "max_entries",
-           [&](auto& v) { c.max_entries = r.integer(v, "cache.max_entries", 0, 10'000'000); });
+void read_cache(const Reader& r, const YAML::Node& n, const std::string& path, CacheConfig& c) {
+    r.check_keys(n, path, {"enabled", "max_bytes", "max_stale_ms", "coalesce", "methods"});
+    if_set(n, "enabled", [&](auto& v) { c.enabled = read_bool(r, v, path + ".enabled"); });
+    if_set(n, "coalesce", [&](auto& v) { c.coalesce = read_bool(r, v, path + ".coalesce"); });
     if_set(n, "max_bytes",
-           [&](auto& v) { c.max_bytes = r.integer(v, "cache.max_bytes", 0, 1ull << 36); });
-    if_set(n, "max_stale_ms", [&](auto& v) { c.max_stale = r.millis(v, "cache.max_stale_ms"); });
+           [&](auto& v) { c.max_bytes = r.integer(v, path + ".max_bytes", 0, 1ull << 36); });
+    if_set(n, "max_stale_ms", [&](auto& v) { c.max_stale = r.millis(v, path + ".max_stale_ms"); });
+    if_set(n, "methods", [&](auto& m) {
+        if (!m.IsMap()) r.fail(m, path + ".methods", "must be a map of method: on | final | off");
+        for (const auto& kv : m) {
+            const auto method = kv.first.template as<std::string>();
+            const std::string p = path + ".methods." + method;
+            if (rpc::method_kind(method) != rpc::MethodKind::read)
+                r.fail(kv.first, p, "not a read the gateway knows (only reads are cached)");
+            const std::string mode = r.one_of(kv.second, p, {"on", "final", "off"});
+            c.methods[method] = mode == "on"      ? CacheMode::on
+                                : mode == "final" ? CacheMode::final
+                                                  : CacheMode::off;
+        }
+    });
 }
 
 void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path,
@@ -508,8 +523,8 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
     r.check_keys(n, path,
-                 {"name", "chain_id", "health", "failover", "methods", "logs", "reorgs", "tx",
-                  "accounts", "upstreams"});
+                 {"name", "chain_id", "health", "failover", "methods", "logs", "reorgs", "cache",
+                  "tx", "accounts", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -528,6 +543,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if_set(n, "methods", [&](auto& v) { read_methods(r, v, path + ".methods", c.methods); });
     if_set(n, "logs", [&](auto& v) { read_logs(r, v, path + ".logs", c.logs); });
     if_set(n, "reorgs", [&](auto& v) { read_reorgs(r, v, path + ".reorgs", c.reorgs); });
+    if_set(n, "cache", [&](auto& v) { read_cache(r, v, path + ".cache", c.cache); });
     if_set(n, "tx", [&](auto& v) { read_tx(r, v, path + ".tx", c.tx); });
     if_set(n, "accounts", [&](auto& v) { read_accounts(r, v, path + ".accounts", c.accounts); });
 
@@ -558,8 +574,12 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
 
     Config config;
     try {
-        r.check_keys(root, "", {"server", "cache", "signers", "log", "store", "chains"});
-        if_set(root, "cache", [&](auto& v) { read_cache(r, v, config.cache); });
+        if_set(root, "cache", [&](auto& v) {
+            r.fail(v, "cache",
+                   "is set per chain now: chains[].cache {enabled, max_bytes, max_stale_ms, "
+                   "coalesce, methods}");
+        });
+        r.check_keys(root, "", {"server", "signers", "log", "store", "chains"});
         std::set<std::string> signer_ids;
         if_set(root, "signers", [&](auto& list) {
             if (!list.IsSequence()) r.fail(list, "signers", "must be a list");

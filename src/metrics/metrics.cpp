@@ -56,7 +56,7 @@ struct Metrics::Impl {
                                  .Add({});
     prom::Family<prom::Counter>& upstream_requests =
         counter(registry, "gateway_upstream_requests_total",
-                "Requests sent to upstreams, by chain and upstream");
+                "Requests sent to upstreams (not probes), by chain, upstream and method");
     prom::Family<prom::Counter>& upstream_errors =
         counter(registry, "gateway_upstream_errors_total",
                 "Failed requests to upstreams, by chain, upstream and kind");
@@ -120,6 +120,23 @@ struct Metrics::Impl {
         gauge(registry, "gateway_transactions_held", "Unfinished transactions the gateway holds");
     prom::Family<prom::Counter>& stale = counter(registry, "gateway_stale_answers_total",
                                                  "Reads answered from the cache, marked stale");
+    prom::Family<prom::Counter>& cache_requests =
+        counter(registry, "gateway_cache_requests_total",
+                "Reads looked up in the chain's cache, by method and result (hit, miss)");
+    prom::Family<prom::Counter>& cache_evictions =
+        counter(registry, "gateway_cache_evictions_total",
+                "Cache entries dropped to stay within cache.max_bytes, by method");
+    prom::Family<prom::Counter>& cache_invalidations =
+        counter(registry, "gateway_cache_invalidations_total",
+                "Cache entries removed because a reorg dropped the block they depend on");
+    prom::Family<prom::Gauge>& cache_entries =
+        gauge(registry, "gateway_cache_entries", "Answers held in the chain's cache");
+    prom::Family<prom::Gauge>& cache_bytes =
+        gauge(registry, "gateway_cache_bytes",
+              "Bytes the chain's cache holds (keys, answers and bookkeeping)");
+    prom::Family<prom::Counter>& coalesced =
+        counter(registry, "gateway_coalesced_requests_total",
+                "Reads answered by an identical call already in flight, by method");
     prom::Family<prom::Gauge>& build_info =
         gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
 };
@@ -147,8 +164,10 @@ void Metrics::add_in_flight(int delta) {
 }
 
 void Metrics::observe_upstream(std::string_view chain, std::string_view upstream,
-                               std::string_view error, double seconds) {
-    impl_->upstream_requests.Add({{"chain", s(chain)}, {"upstream", s(upstream)}}).Increment();
+                               std::string_view method, std::string_view error, double seconds) {
+    impl_->upstream_requests
+        .Add({{"chain", s(chain)}, {"upstream", s(upstream)}, {"method", s(method)}})
+        .Increment();
     impl_->upstream_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}}, kLatencyBuckets)
         .Observe(seconds);
     if (!error.empty())
@@ -212,6 +231,29 @@ void Metrics::set_transactions_held(std::string_view chain, double count) {
 
 void Metrics::count_stale_answer(std::string_view chain) {
     impl_->stale.Add({{"chain", s(chain)}}).Increment();
+}
+
+void Metrics::count_cache(std::string_view chain, std::string_view method, bool hit) {
+    impl_->cache_requests
+        .Add({{"chain", s(chain)}, {"method", s(method)}, {"result", hit ? "hit" : "miss"}})
+        .Increment();
+}
+
+void Metrics::count_cache_eviction(std::string_view chain, std::string_view method) {
+    impl_->cache_evictions.Add({{"chain", s(chain)}, {"method", s(method)}}).Increment();
+}
+
+void Metrics::count_cache_invalidations(std::string_view chain, std::size_t entries) {
+    impl_->cache_invalidations.Add({{"chain", s(chain)}}).Increment(static_cast<double>(entries));
+}
+
+void Metrics::set_cache_size(std::string_view chain, double entries, double bytes) {
+    impl_->cache_entries.Add({{"chain", s(chain)}}).Set(entries);
+    impl_->cache_bytes.Add({{"chain", s(chain)}}).Set(bytes);
+}
+
+void Metrics::count_coalesced(std::string_view chain, std::string_view method) {
+    impl_->coalesced.Add({{"chain", s(chain)}, {"method", s(method)}}).Increment();
 }
 
 void Metrics::set_chain_head(std::string_view chain, double head) {

@@ -172,6 +172,12 @@ std::string_view method_label(std::string_view method) {
     return m ? m->name : std::string_view("other");
 }
 
+std::optional<std::size_t> block_param_index(std::string_view method) {
+    const Method* m = find(method);
+    if (!m || m->block < 0) return std::nullopt;
+    return static_cast<std::size_t>(m->block);
+}
+
 BlockNeed block_need(std::string_view method, const boost::json::value& params) {
     const Method* m = find(method);
     if (!m || m->block == kHead) return {BlockNeed::Kind::latest};

@@ -1,6 +1,7 @@
 #include "gateway/rpc/rpc_handler.hpp"
 
-#include "gateway/cache/read_cache.hpp"
+#include "gateway/cache/chain_cache.hpp"
+#include "gateway/cache/coalescer.hpp"
 #include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/methods.hpp"
@@ -70,8 +71,13 @@ struct RpcHandler::Batch {
 };
 
 RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
-                       metrics::Metrics* metrics, cache::ReadCache* cache)
-    : server_(server), chains_(std::move(chains)), metrics_(metrics), cache_(cache) {}
+                       metrics::Metrics* metrics)
+    : server_(server),
+      chains_(std::move(chains)),
+      metrics_(metrics),
+      coalescer_(std::make_unique<cache::Coalescer>()) {}
+
+RpcHandler::~RpcHandler() = default;
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
     const auto code = status == 413 || status == 431 ? jsonrpc::ErrorCode::limit_exceeded
@@ -165,8 +171,11 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     } else {
         co_await forward(route, call, out, outcome, t0);
     }
+    // A call that may have changed state: answers tied to the head are not given again.
+    if (route.cache && kind == MethodKind::write) route.cache->note_write();
     std::string_view from = "-";
     if (!out.upstream.empty()) from = out.upstream;
+    if (out.cached) from = "cache";
     spdlog::debug("chain {}: {} -> {} from {} in {} us", chain_name, method_label(call.method),
                   outcome, from,
                   std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
@@ -200,15 +209,75 @@ asio::awaitable<void> RpcHandler::add_managed(const ChainRoute& route, jsonrpc::
     reply.result = json::serialize(v);
 }
 
+// The nodes' answer to a call: from the cache while it is still true, else from an identical call
+// already in flight, else from the pool (and then kept).
+asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
+                                                       const jsonrpc::Call& call, Outcome& out,
+                                                       Clock::time_point t0) {
+    upstream::ChainPool& chain = *route.pool;
+    const MethodKind kind = method_kind(call.method);
+    const auto deadline = t0 + server_.request_timeout;
+    std::optional<cache::ChainCache::Ticket> ticket;
+    if (route.cache && kind == MethodKind::read) {
+        if (auto head = chain.head()) route.cache->note_head(*head);
+        ticket = route.cache->ticket(call.method, call.params);
+    }
+    std::optional<std::string> hit;
+    if (ticket) hit = route.cache->fresh(*ticket, chain.ready());
+    upstream::Forwarded f;
+    if (hit) {
+        out.cached = true;
+        f.outcome = upstream::Forwarded::Outcome::answered;
+        f.reply = jsonrpc::Reply::success(std::move(*hit));
+        co_return f;
+    }
+    if (!ticket || !route.cache->coalesce()) {
+        f = co_await chain.forward(call.method, call.params, kind == MethodKind::write, deadline);
+        if (ticket && f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
+            route.cache->put(*ticket, *f.reply.result);
+        co_return f;
+    }
+    // Flights are per chain: the key starts with the chain's name.
+    std::string key = chain.config().name;
+    key.push_back('\0');
+    key.append(ticket->key);
+    cache::Coalescer::Joined joined = coalescer_->join(key, ticket->generation);
+    if (!joined.leader) {
+        if (metrics_) metrics_->count_coalesced(chain.config().name, ticket->label);
+        f = co_await coalescer_->wait(joined.flight, deadline);
+        co_return f;
+    }
+    // The leader answers the flight however this ends (a coroutine dropped at shutdown too).
+    struct Abandoned {
+        cache::Coalescer& coalescer;
+        std::shared_ptr<cache::Coalescer::Flight> flight;
+        ~Abandoned() {
+            if (!flight) return;
+            upstream::Forwarded none;
+            none.error = jsonrpc::Error(jsonrpc::ErrorCode::resource_unavailable,
+                                        "the identical call in flight was abandoned");
+            coalescer.finish(flight, none);
+        }
+    };
+    Abandoned abandoned{*coalescer_, joined.flight};
+    f = co_await chain.forward(call.method, call.params, false, deadline);
+    if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
+        route.cache->put(*ticket, *f.reply.result);
+    // Before co_return: it moves `f` out before locals are destroyed.
+    coalescer_->finish(joined.flight, f);
+    abandoned.flight.reset();
+    co_return f;
+}
+
 // A call for the nodes, with what the gateway adds: transactions it holds count in "pending"
-// nonces and are found by hash; reads are kept, to be served stale when no node can answer.
+// nonces and are found by hash; reads are kept, served again while still true, and served stale
+// when no node can answer.
 asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc::Call& call,
                                           Outcome& out, std::string_view& outcome,
                                           Clock::time_point t0) {
     upstream::ChainPool& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
-    upstream::Forwarded f = co_await chain.forward(
-        call.method, call.params, kind == MethodKind::write, t0 + server_.request_timeout);
+    upstream::Forwarded f = co_await fetch(route, call, out, t0);
     const bool read = kind == MethodKind::read;
     if (route.txm && f.outcome != upstream::Forwarded::Outcome::uncertain && read) {
         const json::array* p = call.params.if_array();
@@ -259,17 +328,16 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
             }
         }
     }
-    if (cache_ && read && cache::ReadCache::cacheable(call.method)) {
-        if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error()) {
-            cache_->put(chain.config().name, call.method, call.params, *f.reply.result);
-        } else if (f.outcome == upstream::Forwarded::Outcome::unavailable) {
-            if (auto hit = cache_->get(chain.config().name, call.method, call.params)) {
-                if (metrics_) metrics_->count_stale_answer(chain.config().name);
-                out.stale_age = hit->age;
-                outcome = "stale";
-                out.response = jsonrpc::result_response(call.id, hit->result);
-                co_return;
-            }
+    if (route.cache && read && f.outcome == upstream::Forwarded::Outcome::unavailable) {
+        std::optional<cache::ChainCache::Stale> hit;
+        if (auto ticket = route.cache->ticket(call.method, call.params))
+            hit = route.cache->stale(*ticket);
+        if (hit) {
+            if (metrics_) metrics_->count_stale_answer(chain.config().name);
+            out.stale_age = hit->age;
+            outcome = "stale";
+            out.response = jsonrpc::result_response(call.id, hit->result);
+            co_return;
         }
     }
     switch (f.outcome) {
@@ -384,7 +452,10 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     bool queued = false;
     std::optional<std::chrono::milliseconds> stale_age;
     std::vector<std::string> replaced_by;
+    std::size_t cached = 0, answered = 0;  // calls answered from the cache, and by anyone
     for (auto& o : outcomes) {
+        if (o.cached) ++cached;
+        if (o.cached || !o.upstream.empty()) ++answered;
         queued = queued || o.queued;
         if (!o.replaced_by.empty()) replaced_by.push_back(o.replaced_by);
         if (o.stale_age && (!stale_age || *o.stale_age > *stale_age)) stale_age = o.stale_age;
@@ -399,6 +470,9 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         response.headers.emplace_back(std::string(kUpstreamHeader),
                                       fmt::format("{}", fmt::join(upstreams, ",")));
     if (queued) response.headers.emplace_back(std::string(kQueuedHeader), "true");
+    if (cached)
+        response.headers.emplace_back(std::string(kCacheHeader),
+                                      cached == answered ? "hit" : "partial");
     if (!replaced_by.empty())
         response.headers.emplace_back(std::string(kReplacedByHeader),
                                       fmt::format("{}", fmt::join(replaced_by, ",")));

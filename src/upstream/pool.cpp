@@ -329,14 +329,15 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
 }
 
 asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostOptions options,
-                                            std::uint64_t id) {
+                                            std::uint64_t id, std::string_view label) {
     const auto t0 = Clock::now();
     HttpResult r = co_await u->client().post(std::move(body), options);
     Attempt a = classify(r, id);
     u->release();
     if (r.error == TransportError::cancelled)
         co_return a;  // a hedge that lost: no verdict on the node
-    if (metrics_) metrics_->observe_upstream(config_.name, u->id(), a.label, seconds_since(t0));
+    if (metrics_)
+        metrics_->observe_upstream(config_.name, u->id(), label, a.label, seconds_since(t0));
     if (a.kind == Attempt::Kind::answered)
         u->call_succeeded();
     else
@@ -409,15 +410,16 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
     std::vector<Delivery> out;
     if (chosen.empty()) co_return out;
     auto ex = co_await asio::this_coro::executor;
-    using Op = decltype(asio::co_spawn(ex, attempt(nullptr, std::string(), PostOptions{}, 0),
+    using Op = decltype(asio::co_spawn(ex, attempt(nullptr, std::string(), PostOptions{}, 0, {}),
                                        asio::deferred));
     std::vector<Op> ops;
     for (Upstream* u : chosen) {
         const std::uint64_t id = next_id_++;
         PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
-        ops.push_back(asio::co_spawn(
-            ex, attempt(u, jsonrpc::upstream_request(id, method, params), options, id),
-            asio::deferred));
+        ops.push_back(asio::co_spawn(ex,
+                                     attempt(u, jsonrpc::upstream_request(id, method, params),
+                                             options, id, rpc::method_label(method)),
+                                     asio::deferred));
     }
     auto [order_done, errors, attempts] =
         co_await asio::experimental::make_parallel_group(std::move(ops))
@@ -529,7 +531,8 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), !write,
                                 cancel};
             asio::co_spawn(ex,
-                           attempt(u, jsonrpc::upstream_request(id, method, params), options, id),
+                           attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
+                                   rpc::method_label(method)),
                            [race, u](std::exception_ptr, Attempt a) {
                                race->finished.emplace_back(u, std::move(a));
                                race->wake.cancel();

@@ -94,4 +94,13 @@ bool GatewayProcess::wait_ready(std::chrono::milliseconds timeout) {
     return false;
 }
 
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+}
+
 }  // namespace gateway::test

@@ -3,7 +3,9 @@
 
 #include "support/process.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,10 @@ namespace gateway::test {
 
 /// Path of a pinned tool (anvil, cast) installed by scripts/install-deps.sh.
 std::string tool_path(const std::string& name);
+
+/// Polls `done` every 20 ms until it is true (true) or `timeout` has passed (false).
+bool wait_until(const std::function<bool()>& done,
+                std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 /// Runs cast and returns its trimmed stdout; a failing cast fails the test (with its stderr).
 std::string cast(const std::vector<std::string>& args);

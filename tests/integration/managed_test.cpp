@@ -51,16 +51,6 @@ std::string str(const json::value& v) {
     return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
 }
 
-bool wait_until(const std::function<bool()>& done,
-                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-        if (done()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return done();
-}
-
 class ManagedTest : public ::testing::Test {
 protected:
     void SetUp() override {

@@ -38,8 +38,10 @@ std::string chain_yaml(const std::vector<Node>& nodes, const std::string& chain_
         "  - name: devnet\n"
         "    chain_id: 31337\n"
         "    health: {interval_ms: 200, timeout_ms: 1000, max_lag_blocks: 5}\n"
-        // The head watcher's block reads would count among the calls and hedges asserted here.
-        "    reorgs: {track: false}\n" +
+        // The head watcher's block reads would count among the calls and hedges asserted here,
+        // and reads answered by the cache or by an identical call in flight reach no node.
+        "    reorgs: {track: false}\n"
+        "    cache: {enabled: false, coalesce: false}\n" +
         chain_extra + "    upstreams:\n";
     for (const auto& n : nodes)
         y += fmt::format("      - id: {}\n        url: {}\n        timeout_ms: 1000\n{}", n.id,

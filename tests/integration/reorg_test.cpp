@@ -1,5 +1,6 @@
 // Reorgs seen through the gateway with anvil's anvil_reorg: the head tracker tells a reorg from
-// new blocks, with the right depth, and says so at /admin/chains and in the metrics.
+// new blocks, with the right depth, and says so at /admin/chains and in the metrics; the cache
+// drops what the reorg dropped; a transaction mined in a dropped block is followed to its new one.
 
 #include "integration/devnet.hpp"
 #include "support/http_test_client.hpp"
@@ -18,39 +19,49 @@ namespace {
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
-bool wait_until(const std::function<bool()>& done,
-                std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-        if (done()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+class ReorgTest : public ::testing::Test {
+protected:
+    void start(const std::string& chain_yaml) {
+        dir = make_temp_dir("gateway-reorg");
+        anvil = std::make_unique<Anvil>(dir);
+        gw =
+            std::make_unique<GatewayProcess>(dir, fmt::format("  - name: devnet\n"
+                                                              "    chain_id: 31337\n"
+                                                              "    health: {{interval_ms: 100}}\n"
+                                                              "{}"
+                                                              "    upstreams:\n"
+                                                              "      - {{id: node, url: \"{}\"}}\n",
+                                                              chain_yaml, anvil->url()));
+        ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
     }
-    return done();
-}
+    void TearDown() override {
+        if (HasFailure() && gw) std::cerr << "--- gateway log ---\n" << gw->process().output();
+    }
 
-TEST(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
-    const std::string dir = make_temp_dir("gateway-reorg");
-    Anvil anvil(dir);
-    GatewayProcess gw(dir, fmt::format("  - name: devnet\n"
-                                       "    chain_id: 31337\n"
-                                       "    health: {{interval_ms: 100}}\n"
-                                       "    reorgs: {{depth: 64}}\n"
-                                       "    upstreams:\n"
-                                       "      - {{id: node, url: \"{}\"}}\n",
-                                       anvil.url()));
-    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
-    const auto node = [&](const std::string& method, const std::string& params) {
-        return http_post(anvil.port(), "/", rpc_body(method, params));
-    };
-    const auto chain = [&] {
-        const json::value v = json::parse(http_get(gw.admin_port(), "/admin/chains").body);
+    HttpReply node(const std::string& method, const std::string& params) {
+        return http_post(anvil->port(), "/", rpc_body(method, params));
+    }
+    HttpReply via_gateway(const std::string& method, const std::string& params) {
+        return http_post(gw->port(), "/", rpc_body(method, params));
+    }
+    /// The chain's entry at /admin/chains.
+    json::value chain() {
+        const json::value v = json::parse(http_get(gw->admin_port(), "/admin/chains").body);
         return v.at("chains").at(0);
-    };
-    const auto head_is = [&](std::uint64_t n) {
+    }
+    bool head_is(std::uint64_t n) {
         const json::value c = chain();
         return c.at("head").is_object() &&
                c.at("head").at("number").to_number<std::uint64_t>() == n;
-    };
+    }
+
+    std::string dir;
+    std::unique_ptr<Anvil> anvil;
+    std::unique_ptr<GatewayProcess> gw;
+};
+
+TEST_F(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
+    ASSERT_NO_FATAL_FAILURE(start("    reorgs: {depth: 64}\n"));
 
     // New blocks, one by one and ten at once, are not reorgs.
     node("anvil_mine", "[\"0x1\"]");
@@ -62,7 +73,7 @@ TEST(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     // The last block replaced: depth 1.
     node("anvil_reorg", "[1, []]");
     ASSERT_TRUE(wait_until([&] { return chain().at("reorgs") == 1; }))
-        << json::serialize(chain()) << gw.process().output();
+        << json::serialize(chain()) << gw->process().output();
     json::value last = chain().at("recentReorgs").at(0);
     EXPECT_EQ(last.at("depth"), 1);
     EXPECT_EQ(last.at("ancestor"), 10);
@@ -90,27 +101,15 @@ TEST(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     EXPECT_EQ(chain().at("safe").at("number"), 80);
     EXPECT_EQ(chain().at("finalized").at("source"), "node");
 
-    const std::string metrics = http_get(gw.admin_port(), "/metrics").body;
+    const std::string metrics = http_get(gw->admin_port(), "/metrics").body;
     EXPECT_NE(metrics.find("gateway_reorgs_total{chain=\"devnet\"} 2"), std::string::npos);
     EXPECT_NE(metrics.find("gateway_reorg_depth_blocks_count{chain=\"devnet\"} 2"),
               std::string::npos);
-    EXPECT_NE(gw.process().output().find("reorg of depth 5"), std::string::npos);
+    EXPECT_NE(gw->process().output().find("reorg of depth 5"), std::string::npos);
 }
 
-TEST(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
-    const std::string dir = make_temp_dir("gateway-reorg-tx");
-    Anvil anvil(dir);
-    GatewayProcess gw(dir, fmt::format("  - name: devnet\n"
-                                       "    chain_id: 31337\n"
-                                       "    health: {{interval_ms: 100}}\n"
-                                       "    tx: {{confirmations: 4, poll_interval_ms: 100}}\n"
-                                       "    upstreams:\n"
-                                       "      - {{id: node, url: \"{}\"}}\n",
-                                       anvil.url()));
-    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
-    const auto node = [&](const std::string& method, const std::string& params) {
-        return http_post(anvil.port(), "/", rpc_body(method, params));
-    };
+TEST_F(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
+    ASSERT_NO_FATAL_FAILURE(start("    tx: {confirmations: 4, poll_interval_ms: 100}\n"));
     const std::string raw =
         cast({"mktx", "--private-key",
               "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", "--chain",
@@ -118,11 +117,11 @@ TEST(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
               "--priority-gas-price", "1000000000", "0x000000000000000000000000000000000000dEaD",
               "--value", "1"});
     const json::value sent = json::parse(
-        http_post(gw.port(), "/", rpc_body("eth_sendRawTransaction", "[\"" + raw + "\"]")).body);
+        http_post(gw->port(), "/", rpc_body("eth_sendRawTransaction", "[\"" + raw + "\"]")).body);
     ASSERT_TRUE(sent.as_object().contains("result")) << json::serialize(sent);
     const std::string hash(sent.at("result").as_string());
     const auto record = [&] {
-        return json::parse(http_post(gw.port(), "/",
+        return json::parse(http_post(gw->port(), "/",
                                      rpc_body("gateway_getTransaction", "[\"" + hash + "\"]"))
                                .body)
             .at("result");
@@ -160,6 +159,53 @@ TEST(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
     EXPECT_EQ(receipt.at("blockHash"), record().at("blockHash"));
     // (Whether the head watcher saw the dropped block at all depends on its timing: the journal's
     // receipts are what tell, and they did.)
+}
+
+TEST_F(ReorgTest, CachedReadsOfDroppedBlocksAreNotServedAfterTheReorg) {
+    ASSERT_NO_FATAL_FAILURE(start(""));
+    node("anvil_mine", "[\"0xa\"]");
+    ASSERT_TRUE(wait_until([&] { return head_is(10); })) << json::serialize(chain());
+    const auto block = [&](std::uint64_t n) {
+        return via_gateway("eth_getBlockByNumber", fmt::format("[\"0x{:x}\",false]", n));
+    };
+    const auto hash_of = [](const HttpReply& r) {
+        return std::string(json::parse(r.body).at("result").at("hash").as_string());
+    };
+
+    // Blocks 9 and 3, read twice: the second time from the cache.
+    const HttpReply nine = block(9);
+    ASSERT_EQ(nine.status, 200u) << nine.body;
+    EXPECT_EQ(nine.header("x-gateway-cache"), "");
+    EXPECT_EQ(block(9).header("x-gateway-cache"), "hit");
+    const HttpReply three = block(3);
+    EXPECT_EQ(block(3).header("x-gateway-cache"), "hit");
+
+    // Blocks 8..10 replaced (with a transaction, so that they differ).
+    const std::string tx =
+        cast({"mktx", "--private-key",
+              "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", "--chain",
+              "31337", "--nonce", "0", "--gas-limit", "21000", "--gas-price", "2000000000",
+              "--priority-gas-price", "1000000000", "0x000000000000000000000000000000000000dEaD",
+              "--value", "1"});
+    node("anvil_reorg", fmt::format("[3, [[\"{}\", 1]]]", tx));
+    ASSERT_TRUE(wait_until([&] { return chain().at("reorgs") == 1; })) << json::serialize(chain());
+    const std::string new_nine = hash_of(node("eth_getBlockByNumber", "[\"0x9\",false]"));
+    ASSERT_NE(new_nine, hash_of(nine)) << "anvil_reorg did not replace block 9";
+
+    // Block 9 as the node has it now, not the dropped one the cache held.
+    const HttpReply after = block(9);
+    EXPECT_EQ(after.header("x-gateway-cache"), "");
+    EXPECT_EQ(hash_of(after), new_nine);
+    EXPECT_EQ(block(9).header("x-gateway-cache"), "hit");
+    EXPECT_EQ(hash_of(block(9)), new_nine);
+    // Block 3, under the common ancestor, is still served from the cache.
+    const HttpReply three_again = block(3);
+    EXPECT_EQ(three_again.header("x-gateway-cache"), "hit");
+    EXPECT_EQ(hash_of(three_again), hash_of(three));
+    const std::string metrics = http_get(gw->admin_port(), "/metrics").body;
+    EXPECT_NE(metrics.find("gateway_cache_invalidations_total{chain=\"devnet\"}"),
+              std::string::npos)
+        << metrics;
 }
 
 }  // namespace

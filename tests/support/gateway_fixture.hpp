@@ -54,6 +54,10 @@ protected:
         // The head watcher's block reads would count among the calls these tests assert on;
         // the tests of reorg tracking turn it on.
         chain.reorgs.track = false;
+        // Served from the cache or from another call's answer, a read would reach no node: these
+        // tests assert on which node answers what. The cache tests turn both on.
+        chain.cache.enabled = false;
+        chain.cache.coalesce = false;
         for (std::size_t i = 0; i < urls.size(); ++i) {
             config::UpstreamConfig u;
             u.id = "node-" + std::to_string(i);

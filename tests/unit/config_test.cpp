@@ -376,12 +376,16 @@ TEST(Config, WritesAndCacheKeys) {
     const Config d = parse(kMinimal);
     EXPECT_EQ(d.chains[0].tx.confirmations, 1u);
     EXPECT_EQ(d.chains[0].tx.broadcast_fanout, 2u);
-    EXPECT_EQ(d.cache.max_entries, 10'000u);
+    EXPECT_TRUE(d.chains[0].cache.enabled);
+    EXPECT_TRUE(d.chains[0].cache.coalesce);
+    EXPECT_EQ(d.chains[0].cache.max_bytes, 64u * 1024 * 1024);
+    EXPECT_TRUE(d.chains[0].cache.methods.empty());
     const Config c = parse(R"(
-cache: {max_entries: 5, max_bytes: 1000, max_stale_ms: 60000}
 chains:
   - name: devnet
     chain_id: 31337
+    cache: {enabled: false, coalesce: false, max_bytes: 1000, max_stale_ms: 60000,
+            methods: {eth_call: off, eth_getLogs: final, eth_blockNumber: on}}
     tx: {confirmations: 3, max_queued_per_sender: 4, max_queued: 40, poll_interval_ms: 250,
              rebroadcast_after_ms: 9000, broadcast_fanout: 1}
     upstreams:
@@ -394,9 +398,14 @@ chains:
     EXPECT_EQ(w.poll_interval, std::chrono::milliseconds(250));
     EXPECT_EQ(w.rebroadcast_after, std::chrono::milliseconds(9000));
     EXPECT_EQ(w.broadcast_fanout, 1u);
-    EXPECT_EQ(c.cache.max_entries, 5u);
-    EXPECT_EQ(c.cache.max_bytes, 1000u);
-    EXPECT_EQ(c.cache.max_stale, std::chrono::milliseconds(60000));
+    const auto& cache = c.chains[0].cache;
+    EXPECT_FALSE(cache.enabled);
+    EXPECT_FALSE(cache.coalesce);
+    EXPECT_EQ(cache.max_bytes, 1000u);
+    EXPECT_EQ(cache.max_stale, std::chrono::milliseconds(60000));
+    EXPECT_EQ(cache.methods.at("eth_call"), CacheMode::off);
+    EXPECT_EQ(cache.methods.at("eth_getLogs"), CacheMode::final);
+    EXPECT_EQ(cache.methods.at("eth_blockNumber"), CacheMode::on);
     EXPECT_THAT(error_of(R"(
 chains:
   - name: devnet
@@ -405,7 +414,20 @@ chains:
     upstreams: [{id: a, url: "http://127.0.0.1:1"}]
 )"),
                 HasSubstr("chains[0].tx.confirmations: 0 is out of range"));
-    EXPECT_THAT(error_of("cache: {ttl: 1}\n" + kMinimal), HasSubstr("cache.ttl: unknown key"));
+    EXPECT_THAT(error_of("cache: {max_bytes: 1}\n" + kMinimal),
+                HasSubstr("cache: is set per chain now: chains[].cache"));
+    const std::string chain_head = R"(
+chains:
+  - name: devnet
+    chain_id: 1
+    upstreams: [{id: a, url: "http://127.0.0.1:1"}]
+)";
+    EXPECT_THAT(error_of(chain_head + "    cache: {ttl: 1}\n"),
+                HasSubstr("chains[0].cache.ttl: unknown key"));
+    EXPECT_THAT(error_of(chain_head + "    cache: {methods: {eth_sendRawTransaction: on}}\n"),
+                HasSubstr("chains[0].cache.methods.eth_sendRawTransaction: not a read"));
+    EXPECT_THAT(error_of(chain_head + "    cache: {methods: {eth_call: sometimes}}\n"),
+                HasSubstr("chains[0].cache.methods.eth_call"));
 }
 
 TEST(Config, SignersAccountsAndFees) {

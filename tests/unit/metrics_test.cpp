@@ -16,8 +16,8 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
     m.observe_http("rpc", 200);
     m.add_in_flight(3);
     m.add_in_flight(-1);
-    m.observe_upstream("devnet", "node-a", "", 0.001);
-    m.observe_upstream("devnet", "node-a", "timeout", 1.5);
+    m.observe_upstream("devnet", "node-a", "eth_call", "", 0.001);
+    m.observe_upstream("devnet", "node-a", "eth_call", "timeout", 1.5);
     UpstreamGauges g;
     g.up = true;
     g.state = "lagging";
@@ -48,7 +48,9 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
     EXPECT_THAT(text, HasSubstr(R"(gateway_http_responses_total{code="200",listener="rpc"} 1)"));
     EXPECT_THAT(text, HasSubstr("gateway_in_flight_requests 2"));
     EXPECT_THAT(
-        text, HasSubstr(R"(gateway_upstream_requests_total{chain="devnet",upstream="node-a"} 2)"));
+        text,
+        HasSubstr(
+            R"(gateway_upstream_requests_total{chain="devnet",method="eth_call",upstream="node-a"} 2)"));
     EXPECT_THAT(
         text,
         HasSubstr(

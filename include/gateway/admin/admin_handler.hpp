@@ -28,6 +28,9 @@ class Signer;
 namespace gateway::chain {
 class ChainWatcher;
 }
+namespace gateway::cache {
+class ChainCache;
+}
 
 namespace gateway::admin {
 
@@ -43,9 +46,11 @@ public:
     void set_managed(std::vector<txm::ManagedSenders*> managed,
                      std::vector<custody::Signer*> signers);
 
-    /// Each chain's head watcher, for /admin/chains.
-    void set_watchers(std::vector<chain::ChainWatcher*> watchers) {
+    /// Each chain's head watcher and cache (in the same order), for /admin/chains and /metrics.
+    void set_watchers(std::vector<chain::ChainWatcher*> watchers,
+                      std::vector<cache::ChainCache*> caches = {}) {
         watchers_ = std::move(watchers);
+        caches_ = std::move(caches);
     }
 
     /// Answers one HTTP request. Never throws.
@@ -67,6 +72,7 @@ private:
 
     std::vector<txm::ManagedSenders*> managed_;
     std::vector<chain::ChainWatcher*> watchers_;
+    std::vector<cache::ChainCache*> caches_;
     std::vector<custody::Signer*> signers_;
 
     std::vector<upstream::ChainPool*> chains_;

@@ -28,14 +28,19 @@ class Metrics;
 namespace gateway::upstream {
 class ChainPool;
 }
+namespace gateway::cache {
+class ChainCache;
+}
 
 namespace gateway::chain {
 
 class ChainWatcher {
 public:
-    /// The pool and metrics must outlive the watcher.
+    /// The pool, metrics and cache must outlive the watcher. The cache (if any) is told of each
+    /// new canonical block, reorg and finalized block.
     ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
-                 metrics::Metrics* metrics, boost::asio::any_io_executor executor);
+                 metrics::Metrics* metrics, boost::asio::any_io_executor executor,
+                 cache::ChainCache* cache = nullptr);
 
     /// Polls the head every health.interval_ms until stop().
     void start();
@@ -61,6 +66,7 @@ private:
     config::ChainConfig config_;
     upstream::ChainPool& pool_;
     metrics::Metrics* metrics_;
+    cache::ChainCache* cache_;
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     boost::asio::steady_timer timer_;
     std::atomic<bool> stopped_{false};

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -147,6 +148,24 @@ struct SignerConfig {
     std::chrono::milliseconds timeout{10'000};  ///< one remote signing request
 };
 
+/// A method's place in the chain's cache (chains[].cache.methods).
+enum class CacheMode {
+    on,     ///< the default rules: see the README's "Cache"
+    final,  ///< only answers that cannot change (a block hash, a finalized block) are served
+            ///< from the cache; the rest are kept for stale serving only
+    off,    ///< never answered from the cache, not even stale; identical calls not coalesced
+};
+
+/// The chain's read cache: answers served again while they are still true, and served marked
+/// stale when no upstream can answer.
+struct CacheConfig {
+    bool enabled = true;                       ///< answers served from the cache while nodes are up
+    std::size_t max_bytes = 64 * 1024 * 1024;  ///< the chain's budget (keys, answers, bookkeeping)
+    Millis max_stale{3'600'000};  ///< older answers are not served stale; 0: no stale serving
+    bool coalesce = true;         ///< identical reads in flight together go upstream once
+    std::map<std::string, CacheMode, std::less<>> methods;  ///< per-method overrides
+};
+
 struct ChainConfig {
     std::string name;
     std::uint64_t chain_id = 0;
@@ -155,21 +174,14 @@ struct ChainConfig {
     MethodsConfig methods;
     LogsConfig logs;
     ReorgConfig reorgs;
+    CacheConfig cache;
     TxConfig tx;
     std::vector<AccountConfig> accounts;  ///< managed senders (eth_sendTransaction)
     std::vector<UpstreamConfig> upstreams;
 };
 
-/// Recent read answers, served marked stale when no upstream can answer.
-struct CacheConfig {
-    std::size_t max_entries = 10'000;
-    std::size_t max_bytes = 64 * 1024 * 1024;
-    Millis max_stale{3'600'000};  ///< older answers are not served
-};
-
 struct Config {
     ServerConfig server;
-    CacheConfig cache;
     std::vector<SignerConfig> signers;
     LogConfig log;
     StoreConfig store;

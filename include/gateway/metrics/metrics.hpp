@@ -42,10 +42,11 @@ public:
     /// HTTP requests being served by the RPC listener.
     void add_in_flight(int delta);
 
-    /// One attempt against an upstream; `error` is empty on success (a JSON-RPC error answer is a
-    /// success for the transport) or the error kind (connect_failed, timeout, http_5xx, ...).
-    void observe_upstream(std::string_view chain, std::string_view upstream, std::string_view error,
-                          double seconds);
+    /// One attempt against an upstream for `method` (a bounded label); `error` is empty on success
+    /// (a JSON-RPC error answer is a success for the transport) or the error kind (connect_failed,
+    /// timeout, http_5xx, ...).
+    void observe_upstream(std::string_view chain, std::string_view upstream,
+                          std::string_view method, std::string_view error, double seconds);
 
     /// An upstream's health, lag, score, breaker, latency and head.
     void set_upstream(std::string_view chain, std::string_view upstream,
@@ -72,6 +73,16 @@ public:
     void set_transactions_held(std::string_view chain, double count);
     /// A read answered from the cache because no upstream could answer.
     void count_stale_answer(std::string_view chain);
+    /// A read looked up in the cache: a hit, or a miss.
+    void count_cache(std::string_view chain, std::string_view method, bool hit);
+    /// A cache entry dropped to stay within the byte budget.
+    void count_cache_eviction(std::string_view chain, std::string_view method);
+    /// Cache entries removed because a reorg dropped their block.
+    void count_cache_invalidations(std::string_view chain, std::size_t entries);
+    /// The cache's size, as of a scrape.
+    void set_cache_size(std::string_view chain, double entries, double bytes);
+    /// A read answered by an identical call in flight.
+    void count_coalesced(std::string_view chain, std::string_view method);
     /// An upstream reported another chain id.
     void count_wrong_chain(std::string_view chain, std::string_view upstream);
     /// An eth_getLogs was split into `parts` requests.

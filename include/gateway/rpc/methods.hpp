@@ -44,6 +44,10 @@ struct BlockNeed {
 /// and unreadable params need the head.
 BlockNeed block_need(std::string_view method, const boost::json::value& params);
 
+/// Where a method names its block: the index of its block parameter (eth_getBalance: 1). nullopt
+/// for methods without one (eth_getLogs names its blocks inside its filter object).
+std::optional<std::size_t> block_param_index(std::string_view method);
+
 /// Parses a block quantity ("0x1b4"). nullopt for anything else.
 std::optional<std::uint64_t> parse_quantity(std::string_view text);
 

@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,14 +20,16 @@ class Metrics;
 }
 namespace gateway::upstream {
 class ChainPool;
-}
+struct Forwarded;
+}  // namespace gateway::upstream
 namespace gateway::txm {
 class TxManager;
 class ManagedSenders;
 }  // namespace gateway::txm
 namespace gateway::cache {
-class ReadCache;
-}
+class ChainCache;
+class Coalescer;
+}  // namespace gateway::cache
 
 namespace gateway::rpc {
 
@@ -34,6 +37,8 @@ namespace gateway::rpc {
 inline constexpr std::string_view kUpstreamHeader = "X-Gateway-Upstream";
 /// "true" when a transaction was journaled but no node has taken it yet.
 inline constexpr std::string_view kQueuedHeader = "X-Gateway-Queued";
+/// "hit" when every answer came from the cache (still true, nodes up), "partial" when some did.
+inline constexpr std::string_view kCacheHeader = "X-Gateway-Cache";
 /// "true" when an answer came from the cache because no node could answer; with its age.
 inline constexpr std::string_view kStaleHeader = "X-Gateway-Stale";
 inline constexpr std::string_view kDataAgeHeader = "X-Gateway-Data-Age-Ms";
@@ -48,6 +53,7 @@ struct ChainRoute {
     upstream::ChainPool* pool = nullptr;
     txm::TxManager* txm = nullptr;           ///< the write path; without it writes are forwarded
     txm::ManagedSenders* managed = nullptr;  ///< eth_sendTransaction; without it refused
+    cache::ChainCache* cache = nullptr;      ///< reads answered again; without it none are
 };
 
 class RpcHandler {
@@ -55,7 +61,8 @@ public:
     /// `chains[0]` serves `POST /`; every chain serves `POST /<name>`. The pools and metrics must
     /// outlive the handler.
     RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
-               metrics::Metrics* metrics, cache::ReadCache* cache = nullptr);
+               metrics::Metrics* metrics);
+    ~RpcHandler();
 
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
@@ -72,6 +79,7 @@ public:
         bool store_failed = false;  ///< a write refused because the journal cannot be written
         std::optional<std::chrono::milliseconds> stale_age;  ///< answered from the cache
         std::string replaced_by;  ///< a receipt of the attempt mined instead of the one asked
+        bool cached = false;      ///< answered from the cache, still true
     };
 
 private:
@@ -81,6 +89,9 @@ private:
     boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
                                          Outcome& out, std::string_view& outcome,
                                          std::chrono::steady_clock::time_point t0);
+    boost::asio::awaitable<upstream::Forwarded> fetch(const ChainRoute& chain,
+                                                      const jsonrpc::Call& call, Outcome& out,
+                                                      std::chrono::steady_clock::time_point t0);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
     boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
                                              Outcome& out);
@@ -88,7 +99,7 @@ private:
     config::ServerConfig server_;
     std::vector<ChainRoute> chains_;
     metrics::Metrics* metrics_;
-    cache::ReadCache* cache_;
+    std::unique_ptr<cache::Coalescer> coalescer_;
 };
 
 }  // namespace gateway::rpc

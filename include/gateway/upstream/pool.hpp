@@ -120,8 +120,10 @@ private:
     const Upstream* filter_home(const boost::json::value& params);
     boost::asio::awaitable<std::optional<Forwarded>> split_logs(
         const boost::json::value& params, std::chrono::steady_clock::time_point deadline);
+    // `label`: the method's metric label (a static string).
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
-                                            PostOptions options, std::uint64_t id);
+                                            PostOptions options, std::uint64_t id,
+                                            std::string_view label);
     boost::asio::awaitable<void> probe_loop(Upstream& upstream, Prober& prober);
     boost::asio::awaitable<void> probe(Upstream& upstream, Prober& prober);
 

@@ -1,0 +1,394 @@
+#include "gateway/cache/chain_cache.hpp"
+
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/rpc/methods.hpp"
+#include "gateway/util/text.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+namespace gateway::cache {
+
+namespace json = boost::json;
+using Kind = Dependency::Kind;
+
+namespace {
+
+// The canonical hashes kept, by number, to check answers tied to unfinalized blocks.
+constexpr std::size_t kCanonicalKept = 1024;
+
+bool is_hash(std::string_view s) {
+    return s.size() == 66 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') &&
+           s.substr(2).find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
+}
+
+// A block parameter: a tag, a quantity, a block hash, or an EIP-1898 object. nullopt: pending,
+// or something a node would refuse.
+std::optional<Dependency> block_dependency(const json::value* v) {
+    if (!v || v->is_null()) return Dependency{Kind::head};  // absent: nodes take latest
+    if (const auto* s = v->if_string()) {
+        if (*s == "latest" || *s == "safe" || *s == "finalized") return Dependency{Kind::head};
+        if (*s == "earliest") return Dependency{Kind::block, 0};
+        if (auto n = rpc::parse_quantity(*s)) return Dependency{Kind::block, *n};
+        if (is_hash(*s)) return Dependency{Kind::forever};
+        return std::nullopt;
+    }
+    if (const auto* o = v->if_object()) {
+        if (const auto* hash = o->if_contains("blockHash")) {
+            const auto* canonical = o->if_contains("requireCanonical");
+            // Whether the block is still canonical can change: not kept.
+            if (canonical && canonical->is_bool() && canonical->get_bool()) return std::nullopt;
+            if (hash->is_string() && is_hash(hash->get_string())) return Dependency{Kind::forever};
+            return std::nullopt;
+        }
+        if (const auto* n = o->if_contains("blockNumber")) return block_dependency(n);
+    }
+    return std::nullopt;
+}
+
+std::optional<Dependency> logs_dependency(const json::value& params) {
+    const auto* a = params.if_array();
+    const auto* filter = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
+    if (!filter) return std::nullopt;
+    if (filter->contains("blockHash")) return block_dependency(&filter->at("blockHash"));
+    auto from = block_dependency(filter->if_contains("fromBlock"));
+    auto to = block_dependency(filter->if_contains("toBlock"));
+    if (!from || !to || from->kind == Kind::forever || to->kind == Kind::forever)
+        return std::nullopt;
+    if (from->kind == Kind::head || to->kind == Kind::head) return Dependency{Kind::head};
+    // A range changes with any of its blocks; a reorg changing one changes every later one.
+    return Dependency{Kind::block, std::max(from->number, to->number)};
+}
+
+constexpr auto kHeadOnly = std::to_array<std::string_view>(
+    {"eth_blobBaseFee", "eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas"});
+constexpr auto kByBlockHash = std::to_array<std::string_view>(
+    {"debug_traceBlockByHash", "eth_getBlockByHash", "eth_getBlockTransactionCountByHash",
+     "eth_getHeaderByHash", "eth_getTransactionByBlockHashAndIndex",
+     "eth_getUncleByBlockHashAndIndex", "eth_getUncleCountByBlockHash"});
+constexpr auto kByTransaction =
+    std::to_array<std::string_view>({"eth_getTransactionByHash", "eth_getTransactionReceipt"});
+// Never kept: state on one node (filters, subscriptions), signing, or a node's own condition.
+constexpr auto kNever = std::to_array<std::string_view>(
+    {"eth_coinbase", "eth_mining", "eth_sign", "eth_signTransaction", "eth_signTypedData_v4",
+     "eth_subscribe", "eth_syncing", "eth_uninstallFilter", "eth_unsubscribe", "net_listening",
+     "net_peerCount", "txpool_content", "txpool_inspect", "txpool_status", "web3_clientVersion"});
+
+template <std::size_t N>
+bool listed(const std::array<std::string_view, N>& list, std::string_view method) {
+    return std::find(list.begin(), list.end(), method) != list.end();
+}
+
+json::value normalized(const json::value& v) {
+    if (const auto* s = v.if_string()) {
+        if (s->size() >= 2 && (*s)[0] == '0' && ((*s)[1] == 'x' || (*s)[1] == 'X'))
+            return json::string(util::lower(*s));
+        return v;
+    }
+    if (const auto* a = v.if_array()) {
+        json::array out;
+        out.reserve(a->size());
+        for (const auto& e : *a) out.push_back(normalized(e));
+        return out;
+    }
+    if (const auto* o = v.if_object()) {
+        std::vector<std::string_view> keys;
+        for (const auto& kv : *o) keys.push_back(kv.key());
+        std::sort(keys.begin(), keys.end());
+        json::object out;
+        for (auto k : keys) out[k] = normalized(o->at(k));
+        return out;
+    }
+    return v;
+}
+
+// A block number and hash in an answer: a block's number and hash, or a transaction's or
+// receipt's blockNumber and blockHash.
+struct Named {
+    std::uint64_t number;
+    std::string hash;
+};
+std::optional<Named> named_block(const json::value& v, const char* number_key,
+                                 const char* hash_key) {
+    const auto* o = v.if_object();
+    const auto* n = o ? o->if_contains(number_key) : nullptr;
+    const auto* h = o ? o->if_contains(hash_key) : nullptr;
+    if (!n || !h || !n->is_string() || !h->is_string()) return std::nullopt;
+    auto number = rpc::parse_quantity(n->get_string());
+    if (!number) return std::nullopt;
+    return Named{*number, util::lower(h->get_string())};
+}
+
+}  // namespace
+
+std::optional<Dependency> dependency_of(std::string_view method, const json::value& params) {
+    if (rpc::method_kind(method) != rpc::MethodKind::read) return std::nullopt;
+    if (method.find("Filter") != std::string_view::npos || listed(kNever, method))
+        return std::nullopt;
+    if (method == "net_version" || method == "eth_getRawTransactionByHash")
+        return Dependency{Kind::forever};
+    if (listed(kHeadOnly, method)) return Dependency{Kind::head};
+    if (listed(kByBlockHash, method)) return Dependency{Kind::forever};
+    if (listed(kByTransaction, method)) return Dependency{Kind::mined};
+    if (method == "eth_getLogs") return logs_dependency(params).value_or(Dependency{});
+    const auto index = rpc::block_param_index(method);
+    if (!index) return Dependency{};
+    const auto* a = params.if_array();
+    const json::value* block = a && a->size() > *index ? &a->at(*index) : nullptr;
+    // Without a block these two take `pending` on some nodes.
+    if ((!block || block->is_null()) &&
+        (method == "eth_estimateGas" || method == "eth_createAccessList"))
+        return Dependency{};
+    return block_dependency(block).value_or(Dependency{});
+}
+
+std::string cache_key(std::string_view method, const json::value& params) {
+    std::string key(method);
+    key.push_back('\0');
+    key.append(json::serialize(normalized(params)));
+    return key;
+}
+
+ChainCache::ChainCache(std::string chain, const config::CacheConfig& config,
+                       metrics::Metrics* metrics)
+    : chain_(std::move(chain)), config_(config), metrics_(metrics) {}
+
+std::optional<ChainCache::Ticket> ChainCache::ticket(std::string_view method,
+                                                     const json::value& params) const {
+    config::CacheMode mode = config::CacheMode::on;
+    if (auto it = config_.methods.find(method); it != config_.methods.end()) mode = it->second;
+    if (mode == config::CacheMode::off) return std::nullopt;
+    auto dependency = dependency_of(method, params);
+    if (!dependency) return std::nullopt;
+    Ticket t{cache_key(method, params), rpc::method_label(method), *dependency, mode};
+    std::lock_guard lock(mu_);
+    t.generation = generation_;
+    t.reorgs = reorgs_;
+    return t;
+}
+
+std::optional<std::string> ChainCache::fresh(const Ticket& ticket, bool head_known) {
+    if (!config_.enabled || ticket.dependency.kind == Kind::none) return std::nullopt;
+    std::lock_guard lock(mu_);
+    auto it = index_.find(ticket.key);
+    bool hit = false;
+    if (it != index_.end()) {
+        const Entry& e = *it->second;
+        switch (e.kept) {
+            case Kept::forever:
+            case Kept::final:
+            case Kept::canonical: hit = true; break;
+            case Kept::head: hit = head_known && e.generation == generation_; break;
+            case Kept::stale_only: break;
+        }
+    }
+    if (metrics_) metrics_->count_cache(chain_, ticket.label, hit);
+    if (!hit) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->result;
+}
+
+void ChainCache::put(const Ticket& ticket, const std::string& result) {
+    // Null is "not found (yet)": a block or transaction not mined, which will change.
+    if (result == "null") return;
+    if (ticket.key.size() + result.size() + kEntryOverhead > config_.max_bytes / 4)
+        return;  // one huge answer must not empty the cache
+    const Dependency& dep = ticket.dependency;
+    // Answers that name their block are read before the lock.
+    std::optional<Named> named;
+    bool parse = dep.kind == Kind::mined || ticket.label == "eth_blockNumber";
+    if (dep.kind == Kind::block) {
+        // A block or header by number is checked against the canonical hash, unless final.
+        std::lock_guard lock(mu_);
+        parse = !finalized_ || dep.number > *finalized_;
+    }
+    if (parse) {
+        json::error_code ec;
+        json::value v = json::parse(result, ec);
+        if (ec) return;
+        if (dep.kind == Kind::mined) {
+            named = named_block(v, "blockNumber", "blockHash");
+            if (!named) return;  // pending: not mined yet
+        } else if (dep.kind == Kind::block) {
+            named = named_block(v, "number", "hash");                 // a block or header
+            if (named && named->number != dep.number) named.reset();  // an uncle
+        } else if (v.is_string()) {
+            if (auto n = rpc::parse_quantity(v.get_string())) named = Named{*n, {}};
+        }
+    }
+
+    Entry e;
+    e.key = ticket.key;
+    e.result = result;
+    e.label = ticket.label;
+    e.at = Clock::now();
+    std::lock_guard lock(mu_);
+    const bool current = ticket.generation == generation_;
+    const bool reorged = ticket.reorgs != reorgs_;
+    switch (dep.kind) {
+        case Kind::none: e.kept = Kept::stale_only; break;
+        case Kind::forever: e.kept = Kept::forever; break;
+        case Kind::head:
+            // eth_blockNumber may itself be how the gateway learns that the head moved.
+            if (named && ticket.label == "eth_blockNumber") note_head_locked(named->number);
+            e.kept = Kept::head;
+            e.generation = current ? generation_ : ticket.generation;
+            e.number = head_;
+            break;
+        case Kind::block:
+        case Kind::mined: {
+            const std::uint64_t n = dep.kind == Kind::mined ? named->number : dep.number;
+            e.number = n;
+            if (named) e.hash = named->hash;
+            if (dep.kind == Kind::mined) note_head_locked(n);
+            if (finalized_ && n <= *finalized_) {
+                e.kept = Kept::final;
+                break;
+            }
+            // A reorg while the node answered: the answer may be from the dropped blocks.
+            if (reorged) return;
+            auto known = canonical_.find(n);
+            if (known == canonical_.end()) {
+                e.kept = Kept::stale_only;  // a block the watcher has not seen: cannot check it
+            } else if (!e.hash.empty() && e.hash != known->second) {
+                return;  // from a node on another branch
+            } else {
+                e.kept = Kept::canonical;
+                e.hash = known->second;
+            }
+            break;
+        }
+    }
+    if (ticket.mode == config::CacheMode::final &&
+        (e.kept == Kept::head || e.kept == Kept::canonical))
+        e.kept = Kept::stale_only;
+    if (!config_.enabled) e.kept = Kept::stale_only;
+    if (e.kept == Kept::stale_only && config_.max_stale.count() <= 0) return;
+
+    if (auto it = index_.find(e.key); it != index_.end()) erase(it->second);
+    bytes_ += e.size();
+    lru_.push_front(std::move(e));
+    Entry& added = lru_.front();
+    index_.emplace(added.key, lru_.begin());
+    if (added.number) added.by_number = by_number_.emplace(*added.number, lru_.begin());
+    while (!lru_.empty() && bytes_ > config_.max_bytes) {
+        if (metrics_) metrics_->count_cache_eviction(chain_, lru_.back().label);
+        erase(std::prev(lru_.end()));
+    }
+}
+
+std::optional<ChainCache::Stale> ChainCache::stale(const Ticket& ticket) {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(ticket.key);
+    if (it == index_.end()) return std::nullopt;
+    const auto age =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - it->second->at);
+    if (age > config_.max_stale) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return Stale{it->second->result, age};
+}
+
+void ChainCache::erase(Lru::iterator it) {
+    bytes_ -= it->size();
+    if (it->number) by_number_.erase(it->by_number);
+    index_.erase(it->key);
+    lru_.erase(it);
+}
+
+void ChainCache::note_head_locked(std::uint64_t number) {
+    if (number <= head_) return;
+    head_ = number;
+    ++generation_;
+}
+
+void ChainCache::note_head(std::uint64_t number) {
+    std::lock_guard lock(mu_);
+    note_head_locked(number);
+}
+
+void ChainCache::note_write() {
+    std::lock_guard lock(mu_);
+    ++generation_;
+}
+
+void ChainCache::note_blocks(const std::vector<chain::BlockRef>& blocks) {
+    std::lock_guard lock(mu_);
+    std::size_t removed = 0;
+    for (const auto& b : blocks) {
+        auto [known, added] = canonical_.try_emplace(b.number, b.hash);
+        if (!added && known->second == b.hash) continue;
+        known->second = b.hash;
+        // Entries tied to another block at this number came from a branch now dropped.
+        for (auto [it, end] = by_number_.equal_range(b.number); it != end;) {
+            Lru::iterator entry = (it++)->second;
+            if (entry->kept != Kept::head && !entry->hash.empty() && entry->hash != b.hash) {
+                erase(entry);
+                ++removed;
+            }
+        }
+    }
+    if (!blocks.empty()) {
+        // A new head (even at the same height): head-dependent answers are done.
+        ++generation_;
+        head_ = std::max(head_, blocks.back().number);
+    }
+    while (canonical_.size() > kCanonicalKept) canonical_.erase(canonical_.begin());
+    if (removed && metrics_) metrics_->count_cache_invalidations(chain_, removed);
+}
+
+void ChainCache::note_reorg(const chain::Reorg& reorg) {
+    std::lock_guard lock(mu_);
+    ++reorgs_;
+    ++generation_;
+    std::size_t removed = 0;
+    // Everything tied to a block above the common ancestor, including head-dependent answers
+    // given while such a block was the head.
+    for (auto it = by_number_.upper_bound(reorg.ancestor); it != by_number_.end();) {
+        Lru::iterator entry = (it++)->second;
+        if (entry->kept == Kept::forever) continue;
+        erase(entry);
+        ++removed;
+    }
+    canonical_.erase(canonical_.upper_bound(reorg.ancestor), canonical_.end());
+    if (removed && metrics_) metrics_->count_cache_invalidations(chain_, removed);
+}
+
+void ChainCache::note_finalized(std::uint64_t number) {
+    std::lock_guard lock(mu_);
+    finalized_ = number;
+}
+
+std::size_t ChainCache::entries() const {
+    std::lock_guard lock(mu_);
+    return lru_.size();
+}
+
+std::size_t ChainCache::bytes() const {
+    std::lock_guard lock(mu_);
+    return bytes_;
+}
+
+json::object ChainCache::view() const {
+    std::lock_guard lock(mu_);
+    json::object o;
+    o["enabled"] = config_.enabled;
+    o["coalesce"] = config_.coalesce;
+    o["entries"] = lru_.size();
+    o["bytes"] = bytes_;
+    o["maxBytes"] = config_.max_bytes;
+    o["finalized"] = nullptr;
+    if (finalized_) o["finalized"] = *finalized_;
+    return o;
+}
+
+void ChainCache::publish_metrics() const {
+    if (!metrics_) return;
+    std::lock_guard lock(mu_);
+    metrics_->set_cache_size(chain_, static_cast<double>(lru_.size()), static_cast<double>(bytes_));
+}
+
+}  // namespace gateway::cache

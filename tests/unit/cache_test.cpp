@@ -1,0 +1,469 @@
+// The chain cache's rules (what is kept, for how long, what a reorg removes, the byte budget),
+// and, in the gateway, hits, coalescing of identical reads and the headers and metrics.
+#include "gateway/cache/chain_cache.hpp"
+#include "gateway/metrics/metrics.hpp"
+
+#include "support/gateway_fixture.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+
+#include <atomic>
+#include <thread>
+
+namespace gateway::cache {
+namespace {
+
+namespace json = boost::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Kind = Dependency::Kind;
+
+constexpr const char* kAddr = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+std::string hash_of(char c) {
+    return "0x" + std::string(64, c);
+}
+
+Kind kind_of(std::string_view method, const char* params) {
+    auto d = dependency_of(method, json::parse(params));
+    EXPECT_TRUE(d) << method << " " << params;
+    return d ? d->kind : Kind::none;
+}
+
+TEST(CacheRules, WhatEachReadDependsOn) {
+    EXPECT_EQ(kind_of("eth_blockNumber", "[]"), Kind::head);
+    EXPECT_EQ(kind_of("eth_gasPrice", "[]"), Kind::head);
+    EXPECT_EQ(kind_of("eth_getBalance", R"(["0x1","latest"])"), Kind::head);
+    EXPECT_EQ(kind_of("eth_getBalance", R"(["0x1"])"), Kind::head);
+    EXPECT_EQ(kind_of("eth_call", R"([{},"finalized"])"), Kind::head);
+    EXPECT_EQ(kind_of("eth_getBalance", R"(["0x1","0x10"])"), Kind::block);
+    EXPECT_EQ(dependency_of("eth_getBalance", json::parse(R"(["0x1","0x10"])"))->number, 16u);
+    EXPECT_EQ(dependency_of("eth_getBlockByNumber", json::parse(R"(["earliest",false])"))->number,
+              0u);
+    EXPECT_EQ(kind_of("eth_getBlockByHash", ("[\"" + hash_of('a') + "\",false]").c_str()),
+              Kind::forever);
+    EXPECT_EQ(kind_of("eth_call", ("[{},{\"blockHash\":\"" + hash_of('a') + "\"}]").c_str()),
+              Kind::forever);
+    EXPECT_EQ(kind_of("eth_getBlockReceipts", ("[\"" + hash_of('a') + "\"]").c_str()),
+              Kind::forever);
+    EXPECT_EQ(kind_of("eth_getTransactionReceipt", ("[\"" + hash_of('b') + "\"]").c_str()),
+              Kind::mined);
+    EXPECT_EQ(kind_of("eth_getLogs", R"([{"fromBlock":"0x1","toBlock":"0x20"}])"), Kind::block);
+    EXPECT_EQ(dependency_of("eth_getLogs", json::parse(R"([{"fromBlock":"0x1","toBlock":"0x20"}])"))
+                  ->number,
+              32u);
+    EXPECT_EQ(kind_of("eth_getLogs", R"([{"fromBlock":"0x1"}])"), Kind::head);
+    EXPECT_EQ(kind_of("net_version", "[]"), Kind::forever);
+    // Pending, and the two that take pending by default: never served from the cache.
+    EXPECT_EQ(kind_of("eth_getTransactionCount", R"(["0x1","pending"])"), Kind::none);
+    EXPECT_EQ(kind_of("eth_estimateGas", R"([{}])"), Kind::none);
+    EXPECT_EQ(kind_of("eth_estimateGas", R"([{},"latest"])"), Kind::head);
+    EXPECT_EQ(kind_of("eth_getLogs", R"([{"toBlock":"pending"}])"), Kind::none);
+    EXPECT_EQ(
+        kind_of(
+            "eth_call",
+            ("[{},{\"blockHash\":\"" + hash_of('a') + "\",\"requireCanonical\":true}]").c_str()),
+        Kind::none);
+    // Never kept at all.
+    for (const char* m :
+         {"eth_sendRawTransaction", "eth_newFilter", "eth_getFilterChanges", "eth_subscribe",
+          "eth_syncing", "net_peerCount", "anvil_mine", "gateway_getTransaction", "eth_sign"})
+        EXPECT_FALSE(dependency_of(m, json::parse("[]"))) << m;
+}
+
+TEST(CacheRules, KeysIgnoreKeyOrderAndHexCase) {
+    EXPECT_EQ(cache_key("eth_call", json::parse(R"([{"to":"0xAB","data":"0x01"},"latest"])")),
+              cache_key("eth_call", json::parse(R"([{"data":"0x01","to":"0xab"},"latest"])")));
+    EXPECT_NE(cache_key("eth_call", json::parse(R"([{"to":"0xab"},"latest"])")),
+              cache_key("eth_call", json::parse(R"([{"to":"0xac"},"latest"])")));
+    EXPECT_NE(cache_key("eth_getBalance", json::parse(R"(["0xab"])")),
+              cache_key("eth_getCode", json::parse(R"(["0xab"])")));
+}
+
+class ChainCacheTest : public ::testing::Test {
+protected:
+    ChainCacheTest() { config.max_bytes = 1 << 20; }
+
+    ChainCache& cache() {
+        if (!cache_) cache_ = std::make_unique<ChainCache>("devnet", config, &metrics);
+        return *cache_;
+    }
+    ChainCache::Ticket ticket(const char* method, const std::string& params) {
+        auto t = cache().ticket(method, json::parse(params));
+        EXPECT_TRUE(t) << method;
+        return t.value_or(ChainCache::Ticket{});
+    }
+    std::optional<std::string> fresh(const char* method, const std::string& params,
+                                     bool head_known = true) {
+        return cache().fresh(ticket(method, params), head_known);
+    }
+    void put(const char* method, const std::string& params, const std::string& result) {
+        cache().put(ticket(method, params), result);
+    }
+    bool stale(const char* method, const std::string& params) {
+        return cache().stale(ticket(method, params)).has_value();
+    }
+    // Blocks a..b (inclusive) made canonical, with hashes of `c`-filler and their number.
+    void canonical(std::uint64_t from, std::uint64_t to, char c) {
+        std::vector<chain::BlockRef> blocks;
+        for (std::uint64_t n = from; n <= to; ++n) blocks.push_back(block(n, c));
+        cache().note_blocks(blocks);
+    }
+    static chain::BlockRef block(std::uint64_t n, char c) {
+        std::string h = hash_of(c);
+        const std::string digits = std::to_string(n);
+        h.replace(h.size() - digits.size(), digits.size(), digits);
+        return chain::BlockRef{n, h, {}};
+    }
+    static std::string block_json(std::uint64_t n, char c) {
+        return R"({"number":"0x)" + fmt::format("{:x}", n) + R"(","hash":")" + block(n, c).hash +
+               R"(","transactions":[]})";
+    }
+    static std::string by_number(std::uint64_t n) { return fmt::format(R"(["0x{:x}",false])", n); }
+
+    config::CacheConfig config;
+    metrics::Metrics metrics;
+    std::unique_ptr<ChainCache> cache_;
+};
+
+TEST_F(ChainCacheTest, AnswersTiedToABlockHashStayUntilEvicted) {
+    const std::string params = "[\"" + hash_of('a') + "\",false]";
+    EXPECT_FALSE(fresh("eth_getBlockByHash", params));
+    put("eth_getBlockByHash", params, R"({"number":"0x5"})");
+    cache().note_head(100);
+    cache().note_write();
+    cache().note_reorg(chain::Reorg{3, 1, {}, {}});
+    EXPECT_EQ(fresh("eth_getBlockByHash", params, false), R"({"number":"0x5"})");
+    const std::string text = metrics.render();
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_cache_requests_total{chain="devnet",method="eth_getBlockByHash",result="hit"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_cache_requests_total{chain="devnet",method="eth_getBlockByHash",result="miss"} 1)"));
+}
+
+TEST_F(ChainCacheTest, HeadAnswersLiveUntilTheHeadMovesOrAWriteGoesThrough) {
+    cache().note_head(10);
+    const std::string params = std::string("[\"") + kAddr + "\",\"latest\"]";
+    put("eth_getBalance", params, "\"0x64\"");
+    EXPECT_EQ(fresh("eth_getBalance", params), "\"0x64\"");
+    // No node says where the head is: it may have moved.
+    EXPECT_FALSE(fresh("eth_getBalance", params, false));
+    cache().note_head(10);  // the same head: still true
+    EXPECT_EQ(fresh("eth_getBalance", params), "\"0x64\"");
+    cache().note_head(11);
+    EXPECT_FALSE(fresh("eth_getBalance", params));
+    EXPECT_TRUE(stale("eth_getBalance", params)) << "kept for when no node answers";
+
+    put("eth_getBalance", params, "\"0x65\"");
+    EXPECT_EQ(fresh("eth_getBalance", params), "\"0x65\"");
+    cache().note_write();
+    EXPECT_FALSE(fresh("eth_getBalance", params));
+
+    // A new head at the same height (the watcher's new block) ends them too.
+    put("eth_getBalance", params, "\"0x66\"");
+    canonical(11, 11, 'c');
+    EXPECT_FALSE(fresh("eth_getBalance", params));
+}
+
+TEST_F(ChainCacheTest, AnAnswerGivenBeforeAWriteIsNotServedAfterIt) {
+    cache().note_head(10);
+    const std::string params = std::string("[\"") + kAddr + "\",\"latest\"]";
+    auto asked = ticket("eth_getBalance", params);
+    cache().note_write();  // while the node was answering
+    cache().put(asked, "\"0x64\"");
+    EXPECT_FALSE(fresh("eth_getBalance", params));
+    EXPECT_TRUE(stale("eth_getBalance", params));
+}
+
+TEST_F(ChainCacheTest, EthBlockNumberIsKeptAtTheHeadItReports) {
+    cache().note_head(10);
+    put("eth_blockNumber", "[]", "\"0xb\"");  // the node is ahead of the probes
+    EXPECT_EQ(fresh("eth_blockNumber", "[]"), "\"0xb\"");
+    cache().note_head(11);
+    EXPECT_EQ(fresh("eth_blockNumber", "[]"), "\"0xb\"") << "the head it told is the head";
+    cache().note_head(12);
+    EXPECT_FALSE(fresh("eth_blockNumber", "[]"));
+}
+
+TEST_F(ChainCacheTest, UnfinalizedBlocksAreServedWhileCanonicalAndDroppedByAReorg) {
+    canonical(1, 20, 'a');
+    cache().note_finalized(4);
+    // A block the watcher knows: kept while it is canonical.
+    put("eth_getBlockByNumber", by_number(18), block_json(18, 'a'));
+    EXPECT_EQ(fresh("eth_getBlockByNumber", by_number(18)), block_json(18, 'a'));
+    // A finalized one: kept whatever comes.
+    put("eth_getBlockByNumber", by_number(3), block_json(3, 'a'));
+    // A node on another branch: its block is not kept.
+    put("eth_getBlockByNumber", by_number(19), block_json(19, 'x'));
+    EXPECT_FALSE(fresh("eth_getBlockByNumber", by_number(19)));
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(19)));
+    // A block above the head the watcher knows: cannot be checked, kept for stale serving only.
+    put("eth_getBlockByNumber", by_number(21), block_json(21, 'a'));
+    EXPECT_FALSE(fresh("eth_getBlockByNumber", by_number(21)));
+    EXPECT_TRUE(stale("eth_getBlockByNumber", by_number(21)));
+    // State at a block number.
+    const std::string balance_at_17 = std::string("[\"") + kAddr + "\",\"0x11\"]";
+    put("eth_getBalance", balance_at_17, "\"0x1\"");
+    EXPECT_EQ(fresh("eth_getBalance", balance_at_17), "\"0x1\"");
+
+    // Blocks 17..20 replaced after 16.
+    cache().note_reorg(chain::Reorg{4, 16, {}, {}});
+    canonical(17, 21, 'b');
+    EXPECT_FALSE(fresh("eth_getBlockByNumber", by_number(18)));
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(18))) << "not even stale";
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(21)));
+    EXPECT_FALSE(stale("eth_getBalance", balance_at_17));
+    EXPECT_EQ(fresh("eth_getBlockByNumber", by_number(3)), block_json(3, 'a'));
+    EXPECT_THAT(metrics.render(),
+                HasSubstr(R"(gateway_cache_invalidations_total{chain="devnet"} 3)"));
+
+    // The new block 18 is kept.
+    put("eth_getBlockByNumber", by_number(18), block_json(18, 'b'));
+    EXPECT_EQ(fresh("eth_getBlockByNumber", by_number(18)), block_json(18, 'b'));
+}
+
+TEST_F(ChainCacheTest, AnAnswerTheWatcherLaterFindsOnADroppedBranchIsRemoved) {
+    canonical(1, 10, 'a');
+    // A receipt in block 12, which the watcher has not seen: kept for stale serving only.
+    const std::string receipt_params = "[\"" + hash_of('d') + "\"]";
+    put("eth_getTransactionReceipt", receipt_params,
+        R"({"blockNumber":"0xc","blockHash":")" + block(12, 'x').hash + R"(","status":"0x1"})");
+    EXPECT_FALSE(fresh("eth_getTransactionReceipt", receipt_params));
+    EXPECT_TRUE(stale("eth_getTransactionReceipt", receipt_params));
+    // Block 12 turns out to be another one: that receipt was on a branch now gone.
+    canonical(11, 12, 'a');
+    EXPECT_FALSE(stale("eth_getTransactionReceipt", receipt_params));
+
+    // A receipt in a block the watcher knows is served while that block stays.
+    put("eth_getTransactionReceipt", receipt_params,
+        R"({"blockNumber":"0xc","blockHash":")" + block(12, 'a').hash + R"(","status":"0x1"})");
+    EXPECT_TRUE(fresh("eth_getTransactionReceipt", receipt_params));
+    canonical(12, 12, 'z');  // the watcher's next look finds another block 12
+    EXPECT_FALSE(fresh("eth_getTransactionReceipt", receipt_params));
+}
+
+TEST_F(ChainCacheTest, NullsErrorsAndPendingTransactionsAreNotKept) {
+    canonical(1, 10, 'a');
+    const std::string tx = "[\"" + hash_of('e') + "\"]";
+    put("eth_getTransactionReceipt", tx, "null");
+    EXPECT_FALSE(stale("eth_getTransactionReceipt", tx));
+    put("eth_getTransactionByHash", tx, R"({"hash":"0x1","blockNumber":null,"blockHash":null})");
+    EXPECT_FALSE(stale("eth_getTransactionByHash", tx));
+    put("eth_getBlockByNumber", by_number(5), "null");
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(5)));
+}
+
+TEST_F(ChainCacheTest, AnAnswerFromBeforeAReorgIsNotKept) {
+    canonical(1, 10, 'a');
+    auto asked = ticket("eth_getBlockByNumber", by_number(9));
+    cache().note_reorg(chain::Reorg{2, 8, {}, {}});
+    canonical(9, 10, 'b');
+    cache().put(asked, block_json(9, 'b'));
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(9)));
+}
+
+TEST_F(ChainCacheTest, MethodOverridesAndTurningItOff) {
+    config.methods["eth_getBalance"] = config::CacheMode::final;
+    config.methods["eth_call"] = config::CacheMode::off;
+    cache().note_head(10);
+    canonical(1, 10, 'a');
+    const std::string latest = std::string("[\"") + kAddr + "\",\"latest\"]";
+    put("eth_getBalance", latest, "\"0x1\"");
+    EXPECT_FALSE(fresh("eth_getBalance", latest));
+    EXPECT_TRUE(stale("eth_getBalance", latest));
+    cache().note_finalized(5);
+    const std::string at_3 = std::string("[\"") + kAddr + "\",\"0x3\"]";
+    put("eth_getBalance", at_3, "\"0x2\"");
+    EXPECT_EQ(fresh("eth_getBalance", at_3), "\"0x2\"");
+    EXPECT_FALSE(cache().ticket("eth_call", json::parse(R"([{},"0x3"])")));
+}
+
+TEST_F(ChainCacheTest, DisabledItServesNothingFreshButStillServesStale) {
+    config.enabled = false;
+    put("eth_getBlockByHash", "[\"" + hash_of('a') + "\",false]", "{}");
+    EXPECT_FALSE(fresh("eth_getBlockByHash", "[\"" + hash_of('a') + "\",false]"));
+    EXPECT_TRUE(stale("eth_getBlockByHash", "[\"" + hash_of('a') + "\",false]"));
+    EXPECT_THAT(metrics.render(), Not(HasSubstr("gateway_cache_requests_total{")));
+}
+
+TEST_F(ChainCacheTest, StaysWithinItsByteBudgetDroppingTheLeastRecentlyUsed) {
+    config.max_bytes = 64 * 1024;
+    const std::string answer = "\"0x" + std::string(1000, 'f') + "\"";
+    const auto params = [](int i) {
+        return fmt::format(R"(["{}",false])",
+                           hash_of('a').substr(0, 60) + fmt::format("{:06d}", i));
+    };
+    put("eth_getBlockByHash", params(0), answer);
+    std::size_t most = 0;
+    for (int i = 1; i < 1000; ++i) {
+        put("eth_getBlockByHash", params(i), answer);
+        // The first entry is read now and then: the least recently used go first, not it.
+        if (i % 10 == 0) {
+            EXPECT_TRUE(fresh("eth_getBlockByHash", params(0))) << i;
+        }
+        EXPECT_LE(cache().bytes(), config.max_bytes) << i;
+        most = std::max(most, cache().entries());
+    }
+    // Each entry counts its key, its answer and the bookkeeping.
+    const std::size_t entry = cache_key("eth_getBlockByHash", json::parse(params(1))).size() +
+                              answer.size() + ChainCache::kEntryOverhead;
+    EXPECT_EQ(cache().entries(), config.max_bytes / entry);
+    EXPECT_EQ(cache().bytes(), cache().entries() * entry);
+    EXPECT_EQ(most, cache().entries());
+    EXPECT_FALSE(fresh("eth_getBlockByHash", params(1)));
+    EXPECT_TRUE(fresh("eth_getBlockByHash", params(999)));
+    EXPECT_THAT(
+        metrics.render(),
+        HasSubstr(fmt::format(
+            R"(gateway_cache_evictions_total{{chain="devnet",method="eth_getBlockByHash"}} {})",
+            1000 - cache().entries())));
+    // One answer over a quarter of the budget is not kept: it would empty the cache.
+    put("eth_getBlockByHash", params(5000), "\"" + std::string(20000, 'f') + "\"");
+    EXPECT_FALSE(stale("eth_getBlockByHash", params(5000)));
+    cache().publish_metrics();
+    EXPECT_THAT(
+        metrics.render(),
+        HasSubstr(fmt::format(R"(gateway_cache_bytes{{chain="devnet"}} {})", cache().bytes())));
+}
+
+// In the gateway, in front of a fake node.
+class CacheGatewayTest : public test::GatewayTest {
+protected:
+    void start_cached(const std::vector<std::string>& urls, bool enabled = true) {
+        start(urls, [enabled](config::Config& c) {
+            c.chains[0].cache.enabled = enabled;
+            c.chains[0].cache.coalesce = true;
+        });
+        wait_ready();
+    }
+};
+
+TEST_F(CacheGatewayTest, OneHundredIdenticalReadsAtOnceGoUpstreamOnce) {
+    test::FakeUpstream node(
+        31337,
+        test::on("eth_getBlockByNumber", test::FakeReply{.result = R"({"number":"0x5"})",
+                                                         .delay = std::chrono::milliseconds(600)}));
+    // The cache off: only coalescing can keep these 100 calls from reaching the node.
+    start_cached({node.url()}, false);
+    const std::string body =
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x5",false]})";
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    std::mutex mu;
+    std::vector<std::string> failures;
+    for (int i = 0; i < 100; ++i)
+        clients.emplace_back([&] {
+            auto r = post(body);
+            json::error_code ec;
+            json::value v = json::parse(r.body, ec);
+            if (r.status == 200 && !ec && v.at("result").at("number") == "0x5") {
+                ++ok;
+            } else {
+                std::lock_guard lock(mu);
+                failures.push_back(std::to_string(r.status) + " " + r.body);
+            }
+        });
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(ok, 100) << (failures.empty() ? "" : failures.front());
+    EXPECT_EQ(node.calls("eth_getBlockByNumber"), 1u);
+    const std::string text = http_metrics();
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_upstream_requests_total{chain="devnet",method="eth_getBlockByNumber",upstream="node-0"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_coalesced_requests_total{chain="devnet",method="eth_getBlockByNumber"} 99)"));
+
+    // Once answered, the next one goes upstream again (the cache is off).
+    EXPECT_EQ(post(body).status, 200u);
+    EXPECT_EQ(node.calls("eth_getBlockByNumber"), 2u);
+}
+
+TEST_F(CacheGatewayTest, HitsAreMarkedAndAWriteEndsHeadAnswers) {
+    std::atomic<int> balance{100};
+    test::FakeUpstream node(
+        31337, [&](const std::string& m, const json::value&) -> std::optional<test::FakeReply> {
+            if (m == "eth_getBalance")
+                return test::FakeReply::ok(fmt::format("\"0x{:x}\"", balance.load()));
+            if (m == "eth_sendRawTransaction")
+                return test::FakeReply::ok("\"" + hash_of('1') + "\"");
+            if (m == "anvil_mine") return test::FakeReply::ok("null");
+            return std::nullopt;
+        });
+    start_cached({node.url()});
+    const std::string body =
+        std::string(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[")") + kAddr +
+        R"(","latest"]})";
+    auto first = post(body);
+    EXPECT_EQ(first.header("x-gateway-cache"), "");
+    EXPECT_EQ(first.header("x-gateway-upstream"), "node-0");
+    auto second = post(body);
+    EXPECT_EQ(second.header("x-gateway-cache"), "hit");
+    EXPECT_EQ(second.header("x-gateway-upstream"), "");
+    EXPECT_EQ(json::parse(second.body).at("result"), "0x64");
+    EXPECT_EQ(node.calls("eth_getBalance"), 1u);
+
+    // A batch with a hit and a miss.
+    auto batch = post(
+        "[" + body +
+        R"(,{"jsonrpc":"2.0","id":2,"method":"eth_getBalance","params":["0x0000000000000000000000000000000000000001","latest"]}])");
+    EXPECT_EQ(batch.header("x-gateway-cache"), "partial");
+
+    // A state-changing call through the gateway: the balance is asked again.
+    balance = 50;
+    EXPECT_EQ(post(R"({"jsonrpc":"2.0","id":3,"method":"anvil_mine","params":[]})").status, 200u);
+    auto after = post(body);
+    EXPECT_EQ(json::parse(after.body).at("result"), "0x32");
+    EXPECT_EQ(after.header("x-gateway-cache"), "");
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_cache_requests_total{chain="devnet",method="eth_getBalance",result="hit"} 2)"));
+}
+
+TEST_F(CacheGatewayTest, FilledPastItsBudgetTheCacheStaysWithinIt) {
+    const std::string big = "{\"extraData\":\"0x" + std::string(4000, 'a') + "\"}";
+    test::FakeUpstream node(31337, test::on("eth_getBlockByHash", test::FakeReply::ok(big)));
+    start(std::vector<std::string>{node.url()}, [](config::Config& c) {
+        c.chains[0].cache.enabled = true;
+        c.chains[0].cache.max_bytes = 64 * 1024;
+    });
+    wait_ready();
+    for (int i = 0; i < 300; ++i) {
+        const std::string hash = fmt::format("0x{:064x}", i);
+        auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByHash","params":[")" +
+                      hash + R"(",false]})");
+        ASSERT_EQ(r.status, 200u) << r.body;
+    }
+    const json::value chains = json::parse(test::http_get(admin_port(), "/admin/chains").body);
+    const json::value& cache = chains.at("chains").at(0).at("cache");
+    const auto bytes = cache.at("bytes").to_number<std::uint64_t>();
+    const auto entries = cache.at("entries").to_number<std::uint64_t>();
+    EXPECT_LE(bytes, 64u * 1024);
+    EXPECT_GT(entries, 10u);
+    EXPECT_LT(entries, 300u);
+    const std::string text = http_metrics();
+    EXPECT_THAT(text, HasSubstr(fmt::format(R"(gateway_cache_bytes{{chain="devnet"}} {})", bytes)));
+    EXPECT_THAT(
+        text,
+        HasSubstr(fmt::format(
+            R"(gateway_cache_evictions_total{{chain="devnet",method="eth_getBlockByHash"}} {})",
+            300 - entries)));
+    // The newest are kept: read again, they come from the cache.
+    auto again = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByHash","params":[")" +
+                      fmt::format("0x{:064x}", 299) + R"(",false]})");
+    EXPECT_EQ(again.header("x-gateway-cache"), "hit");
+    EXPECT_EQ(node.calls("eth_getBlockByHash"), 300u);
+}
+
+}  // namespace
+}  // namespace gateway::cache
