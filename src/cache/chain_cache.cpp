@@ -180,8 +180,9 @@ std::optional<std::string> ChainCache::fresh(const Ticket& ticket, bool head_kno
         const Entry& e = *it->second;
         switch (e.kept) {
             case Kept::forever:
-            case Kept::final:
-            case Kept::canonical: hit = true; break;
+            case Kept::final: hit = true; break;
+            // While no node answers, neither a reorg nor a new head would be seen.
+            case Kept::canonical: hit = head_known; break;
             case Kept::head: hit = head_known && e.generation == generation_; break;
             case Kept::stale_only: break;
         }
@@ -214,7 +215,9 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
             named = named_block(v, "blockNumber", "blockHash");
             if (!named) return;  // pending: not mined yet
         } else if (dep.kind == Kind::block) {
-            named = named_block(v, "number", "hash");                 // a block or header
+            // A block or header names itself; a transaction names its block.
+            named = named_block(v, "number", "hash");
+            if (!named) named = named_block(v, "blockNumber", "blockHash");
             if (named && named->number != dep.number) named.reset();  // an uncle
         } else if (v.is_string()) {
             if (auto n = rpc::parse_quantity(v.get_string())) named = Named{*n, {}};
@@ -236,6 +239,9 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
             // eth_blockNumber may itself be how the gateway learns that the head moved.
             if (named && ticket.label == "eth_blockNumber") note_head_locked(named->number);
             e.kept = Kept::head;
+            // A node behind the head answered: not given to everyone until the head moves.
+            if (named && ticket.label == "eth_blockNumber" && named->number < head_)
+                e.kept = Kept::stale_only;
             e.generation = current ? generation_ : ticket.generation;
             e.number = head_;
             break;
@@ -252,13 +258,16 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
             // A reorg while the node answered: the answer may be from the dropped blocks.
             if (reorged) return;
             auto known = canonical_.find(n);
-            if (known == canonical_.end()) {
-                e.kept = Kept::stale_only;  // a block the watcher has not seen: cannot check it
-            } else if (!e.hash.empty() && e.hash != known->second) {
+            if (known != canonical_.end() && !e.hash.empty() && e.hash != known->second)
                 return;  // from a node on another branch
-            } else {
+            // Served again only when the answer names the block the watcher has as canonical
+            // there. State at a number (a balance, a call, logs) names no block: a node still on
+            // a losing sibling could have given it, so it waits to be final.
+            if (known != canonical_.end() && !e.hash.empty()) {
                 e.kept = Kept::canonical;
-                e.hash = known->second;
+            } else {
+                e.kept = Kept::stale_only;
+                if (known != canonical_.end()) e.hash = known->second;
             }
             break;
         }
@@ -318,6 +327,19 @@ void ChainCache::note_write() {
 void ChainCache::note_blocks(const std::vector<chain::BlockRef>& blocks) {
     std::lock_guard lock(mu_);
     std::size_t removed = 0;
+    if (!blocks.empty() && !canonical_.empty() &&
+        blocks.front().number > canonical_.rbegin()->first + 1) {
+        // A gap (the watcher could not look for a while): what happened in it is unknown, so
+        // nothing unfinalized is trusted any more.
+        for (auto it = by_number_.begin(); it != by_number_.end();) {
+            Lru::iterator entry = (it++)->second;
+            if (entry->kept == Kept::canonical) {
+                erase(entry);
+                ++removed;
+            }
+        }
+        canonical_.clear();
+    }
     for (const auto& b : blocks) {
         auto [known, added] = canonical_.try_emplace(b.number, b.hash);
         if (!added && known->second == b.hash) continue;
@@ -344,6 +366,7 @@ void ChainCache::note_reorg(const chain::Reorg& reorg) {
     std::lock_guard lock(mu_);
     ++reorgs_;
     ++generation_;
+    head_ = reorg.new_head.number;  // lower after a rollback: the next block is news again
     std::size_t removed = 0;
     // Everything tied to a block above the common ancestor, including head-dependent answers
     // given while such a block was the head.

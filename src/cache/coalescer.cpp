@@ -54,6 +54,16 @@ void Coalescer::finish(const std::shared_ptr<Flight>& flight, const upstream::Fo
     for (auto& timer : waiters) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
 }
 
+void Coalescer::abandon(const std::shared_ptr<Flight>& flight) {
+    {
+        std::lock_guard lock(mu_);
+        auto it = flights_.find(flight->key);
+        if (it != flights_.end() && it->second == flight) flights_.erase(it);
+    }
+    std::lock_guard lock(flight->mu);
+    flight->waiters.clear();  // done stays false: a waiter waking at its deadline gives up
+}
+
 asio::awaitable<upstream::Forwarded> Coalescer::wait(
     std::shared_ptr<Flight> flight, std::chrono::steady_clock::time_point deadline) {
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);

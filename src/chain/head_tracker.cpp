@@ -78,4 +78,17 @@ std::optional<Reorg> HeadTracker::apply(const std::vector<BlockRef>& branch) {
     return reorg;
 }
 
+std::optional<Reorg> HeadTracker::rewind_to(const std::string& hash) {
+    auto it = std::find_if(blocks_.begin(), blocks_.end(),
+                           [&](const BlockRef& b) { return b.hash == hash; });
+    if (it == blocks_.end() || std::next(it) == blocks_.end()) return std::nullopt;
+    Reorg reorg;
+    reorg.dropped.assign(std::next(it), blocks_.end());
+    reorg.depth = reorg.dropped.size();
+    reorg.ancestor = it->number;
+    reorg.new_head = *it;
+    blocks_.erase(std::next(it), blocks_.end());
+    return reorg;
+}
+
 }  // namespace gateway::chain

@@ -7,6 +7,7 @@
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -122,14 +123,19 @@ asio::awaitable<void> ChainWatcher::poll_tags() {
     std::optional<BlockRef> finalized = co_await fetch("eth_getBlockByNumber", "finalized");
     std::lock_guard lock(mu_);
     if (!head_) co_return;
-    // A chain (or node) without the tags: the configured depth under the head.
+    // A chain (or node) without the tags: the configured depth under the head. Once a node has
+    // answered a tag, a failed read of it keeps the last answer (the depth could be above it).
     const std::uint64_t depth = config_.reorgs.finality_depth;
     Tag by_depth;
     if (head_->number > depth) by_depth.number = head_->number - depth;
-    safe_ = by_depth;
-    if (safe) safe_ = Tag{safe->number, true};
-    finalized_ = by_depth;
-    if (finalized) finalized_ = Tag{finalized->number, true};
+    if (safe)
+        safe_ = Tag{safe->number, true};
+    else if (!safe_ || !safe_->from_node)
+        safe_ = by_depth;
+    if (finalized)
+        finalized_ = Tag{finalized->number, true};
+    else if (!finalized_ || !finalized_->from_node)
+        finalized_ = by_depth;
     if (cache_) cache_->note_finalized(finalized_->number);
 }
 
@@ -161,13 +167,36 @@ asio::awaitable<std::optional<BlockRef>> ChainWatcher::fetch(const char* method,
     co_return block_ref(v);
 }
 
+asio::awaitable<bool> ChainWatcher::missing(std::uint64_t number) {
+    json::array params;
+    params.emplace_back(fmt::format("0x{:x}", number));
+    params.emplace_back(false);
+    // Sent to nodes whose probes reached `number`: null from one of them means it is gone.
+    upstream::Forwarded f = co_await pool_.forward("eth_getBlockByNumber", std::move(params), false,
+                                                   Clock::now() + config_.health.timeout);
+    co_return f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error() &&
+        *f.reply.result == "null";
+}
+
 asio::awaitable<void> ChainWatcher::poll() {
     std::optional<BlockRef> latest = co_await fetch("eth_getBlockByNumber", "latest");
     if (!latest) co_return;
-    // A block the chain already holds (a node a little behind answered): nothing new.
-    if (tracker_.knows(latest->hash)) co_return;
-    std::vector<BlockRef> branch{*latest};
-    if (!tracker_.extends(*latest)) {
+    std::vector<BlockRef> branch;
+    std::optional<Reorg> reorg;
+    if (tracker_.knows(latest->hash)) {
+        // A block the tracker holds: a node a little behind answered (nothing new), or the chain
+        // was rolled back (anvil_rollback, evm_revert) and the blocks above it are gone. It is a
+        // rollback when the nodes that reached our head's number no longer have a block there.
+        const std::optional<BlockRef> head = tracker_.head();
+        if (!head || latest->number >= head->number) co_return;
+        const bool gone = co_await missing(head->number);
+        if (!gone) co_return;
+        reorg = tracker_.rewind_to(latest->hash);
+        if (!reorg) co_return;
+    } else {
+        branch.push_back(*latest);
+    }
+    if (!branch.empty() && !tracker_.extends(*latest)) {
         // Walk back to a block the tracker knows: the common ancestor.
         // (The tracker's blocks are consecutive up to its head.)
         std::uint64_t oldest = 0;
@@ -181,9 +210,8 @@ asio::awaitable<void> ChainWatcher::poll() {
         }
         std::reverse(branch.begin(), branch.end());
     }
-    std::optional<Reorg> reorg;
     try {
-        reorg = tracker_.apply(branch);
+        if (!branch.empty()) reorg = tracker_.apply(branch);
     } catch (const std::invalid_argument& e) {
         spdlog::warn("chain {}: head tracking: the nodes' blocks do not link ({}); next time",
                      config_.name, e.what());
@@ -203,7 +231,7 @@ asio::awaitable<void> ChainWatcher::poll() {
     std::lock_guard lock(mu_);
     ++reorgs_;
     spdlog::warn(
-        "chain {}: reorg of depth {}: blocks {}..{} replaced after block {}; new head {} ({})",
+        "chain {}: reorg of depth {}: blocks {}..{} dropped after block {}; new head {} ({})",
         config_.name, reorg->depth, reorg->dropped.front().number, reorg->dropped.back().number,
         reorg->ancestor, reorg->new_head.number, reorg->new_head.hash);
     if (metrics_) metrics_->count_reorg(config_.name, reorg->depth);

@@ -75,7 +75,7 @@ RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRout
     : server_(server),
       chains_(std::move(chains)),
       metrics_(metrics),
-      coalescer_(std::make_unique<cache::Coalescer>()) {}
+      coalescer_(std::make_shared<cache::Coalescer>()) {}
 
 RpcHandler::~RpcHandler() = default;
 
@@ -247,19 +247,16 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
         f = co_await coalescer_->wait(joined.flight, deadline);
         co_return f;
     }
-    // The leader answers the flight however this ends (a coroutine dropped at shutdown too).
+    // The leader answers the flight however this ends. A frame destroyed without finishing (at a
+    // forced stop) only closes the flight: waiters see it at their deadline.
     struct Abandoned {
-        cache::Coalescer& coalescer;
+        std::shared_ptr<cache::Coalescer> coalescer;
         std::shared_ptr<cache::Coalescer::Flight> flight;
         ~Abandoned() {
-            if (!flight) return;
-            upstream::Forwarded none;
-            none.error = jsonrpc::Error(jsonrpc::ErrorCode::resource_unavailable,
-                                        "the identical call in flight was abandoned");
-            coalescer.finish(flight, none);
+            if (flight) coalescer->abandon(flight);
         }
     };
-    Abandoned abandoned{*coalescer_, joined.flight};
+    Abandoned abandoned{coalescer_, joined.flight};
     f = co_await chain.forward(call.method, call.params, false, deadline);
     if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
         route.cache->put(*ticket, *f.reply.result);

@@ -1,6 +1,7 @@
-// Reorgs seen through the gateway with anvil's anvil_reorg: the head tracker tells a reorg from
-// new blocks, with the right depth, and says so at /admin/chains and in the metrics; the cache
-// drops what the reorg dropped; a transaction mined in a dropped block is followed to its new one.
+// Reorgs seen through the gateway with anvil's anvil_reorg and anvil_rollback: the head tracker
+// tells a reorg from new blocks, with the right depth, and says so at /admin/chains and in the
+// metrics; the cache drops what the reorg dropped; a transaction mined in a dropped block is
+// followed to its new one.
 
 #include "integration/devnet.hpp"
 #include "support/http_test_client.hpp"
@@ -206,6 +207,19 @@ TEST_F(ReorgTest, CachedReadsOfDroppedBlocksAreNotServedAfterTheReorg) {
     EXPECT_NE(metrics.find("gateway_cache_invalidations_total{chain=\"devnet\"}"),
               std::string::npos)
         << metrics;
+
+    // anvil_rollback: block 10 is gone (no new one yet). The cached one is not served.
+    EXPECT_EQ(block(10).header("x-gateway-cache"), "");
+    EXPECT_EQ(block(10).header("x-gateway-cache"), "hit");
+    node("anvil_rollback", "[1]");
+    ASSERT_TRUE(wait_until([&] { return chain().at("reorgs") == 2; })) << json::serialize(chain());
+    const json::value rollback = chain().at("recentReorgs").at(0);
+    EXPECT_EQ(rollback.at("depth"), 1);
+    EXPECT_EQ(rollback.at("ancestor"), 9);
+    EXPECT_TRUE(head_is(9));
+    const HttpReply gone = block(10);
+    EXPECT_EQ(gone.header("x-gateway-cache"), "");
+    EXPECT_EQ(json::parse(gone.body).at("result"), nullptr) << gone.body;
 }
 
 }  // namespace

@@ -208,10 +208,20 @@ TEST_F(ChainCacheTest, UnfinalizedBlocksAreServedWhileCanonicalAndDroppedByAReor
     put("eth_getBlockByNumber", by_number(21), block_json(21, 'a'));
     EXPECT_FALSE(fresh("eth_getBlockByNumber", by_number(21)));
     EXPECT_TRUE(stale("eth_getBlockByNumber", by_number(21)));
-    // State at a block number.
+    // While no node answers, a reorg would not be seen: not served as still true.
+    EXPECT_FALSE(fresh("eth_getBlockByNumber", by_number(18), false));
+    // State at a block number names no block (a node on a losing sibling could have answered):
+    // kept for stale serving until final.
     const std::string balance_at_17 = std::string("[\"") + kAddr + "\",\"0x11\"]";
     put("eth_getBalance", balance_at_17, "\"0x1\"");
-    EXPECT_EQ(fresh("eth_getBalance", balance_at_17), "\"0x1\"");
+    EXPECT_FALSE(fresh("eth_getBalance", balance_at_17));
+    EXPECT_TRUE(stale("eth_getBalance", balance_at_17));
+    // A transaction by block number and index names its block.
+    const std::string tx_at_18 = R"(["0x12","0x0"])";
+    put("eth_getTransactionByBlockNumberAndIndex", tx_at_18,
+        R"({"hash":")" + hash_of('f') + R"(","blockNumber":"0x12","blockHash":")" +
+            block(18, 'a').hash + R"("})");
+    EXPECT_TRUE(fresh("eth_getTransactionByBlockNumberAndIndex", tx_at_18));
 
     // Blocks 17..20 replaced after 16.
     cache().note_reorg(chain::Reorg{4, 16, {}, {}});
@@ -221,8 +231,9 @@ TEST_F(ChainCacheTest, UnfinalizedBlocksAreServedWhileCanonicalAndDroppedByAReor
     EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(21)));
     EXPECT_FALSE(stale("eth_getBalance", balance_at_17));
     EXPECT_EQ(fresh("eth_getBlockByNumber", by_number(3)), block_json(3, 'a'));
+    EXPECT_FALSE(stale("eth_getTransactionByBlockNumberAndIndex", tx_at_18));
     EXPECT_THAT(metrics.render(),
-                HasSubstr(R"(gateway_cache_invalidations_total{chain="devnet"} 3)"));
+                HasSubstr(R"(gateway_cache_invalidations_total{chain="devnet"} 4)"));
 
     // The new block 18 is kept.
     put("eth_getBlockByNumber", by_number(18), block_json(18, 'b'));
@@ -247,6 +258,23 @@ TEST_F(ChainCacheTest, AnAnswerTheWatcherLaterFindsOnADroppedBranchIsRemoved) {
     EXPECT_TRUE(fresh("eth_getTransactionReceipt", receipt_params));
     canonical(12, 12, 'z');  // the watcher's next look finds another block 12
     EXPECT_FALSE(fresh("eth_getTransactionReceipt", receipt_params));
+}
+
+TEST_F(ChainCacheTest, AfterAGapInTheWatchersViewUnfinalizedAnswersAreNotTrusted) {
+    canonical(1, 10, 'a');
+    put("eth_getBlockByNumber", by_number(9), block_json(9, 'a'));
+    EXPECT_TRUE(fresh("eth_getBlockByNumber", by_number(9)));
+    // The watcher next sees block 300: blocks 11..299, and any reorg among them, went unseen.
+    canonical(300, 300, 'a');
+    EXPECT_FALSE(fresh("eth_getBlockByNumber", by_number(9)));
+}
+
+TEST_F(ChainCacheTest, ABlockNumberFromANodeBehindIsNotGivenToEveryone) {
+    cache().note_head(12);
+    put("eth_blockNumber", "[]", "\"0xb\"");
+    EXPECT_FALSE(fresh("eth_blockNumber", "[]"));
+    put("eth_blockNumber", "[]", "\"0xc\"");
+    EXPECT_EQ(fresh("eth_blockNumber", "[]"), "\"0xc\"");
 }
 
 TEST_F(ChainCacheTest, NullsErrorsAndPendingTransactionsAreNotKept) {

@@ -1,5 +1,5 @@
 // The head tracker on made-up chains: extension, reorgs of depth 1 and 5, a branch deeper than
-// the window, gaps, and branches that do not link.
+// the window, gaps, branches that do not link, and rollbacks.
 
 #include "gateway/chain/head_tracker.hpp"
 
@@ -116,6 +116,25 @@ TEST(HeadTracker, AGapAboveTheHeadStartsAgainWithoutAReorg) {
     EXPECT_FALSE(t.apply(blocks('a', 50, 52, hash('a', 49))));
     EXPECT_EQ(t.head()->number, 52u);
     EXPECT_EQ(t.size(), 3u);
+}
+
+TEST(HeadTracker, ARollbackToAKnownBlockDropsTheBlocksAboveIt) {
+    HeadTracker t(16);
+    t.apply(blocks('a', 0, 10, "0xp"));
+    EXPECT_FALSE(t.rewind_to(hash('a', 10))) << "already the head";
+    EXPECT_FALSE(t.rewind_to(hash('z', 3))) << "unknown";
+    auto r = t.rewind_to(hash('a', 7));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->depth, 3u);
+    EXPECT_EQ(r->ancestor, 7u);
+    EXPECT_EQ(r->dropped.front().number, 8u);
+    EXPECT_EQ(r->new_head.hash, hash('a', 7));
+    EXPECT_EQ(t.head()->number, 7u);
+    EXPECT_FALSE(t.knows(hash('a', 9)));
+    // New blocks on top of it extend it.
+    const auto next = blocks('b', 8, 8, hash('a', 7));
+    EXPECT_TRUE(t.extends(next.front()));
+    EXPECT_FALSE(t.apply(next));
 }
 
 }  // namespace

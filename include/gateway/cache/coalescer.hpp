@@ -32,6 +32,9 @@ public:
     Joined join(const std::string& key, std::uint64_t generation);
     /// The leader's answer, handed to every caller that joined; the flight is over.
     void finish(const std::shared_ptr<Flight>& flight, const upstream::Forwarded& answer);
+    /// A leader that will not finish: the flight is closed without waking anyone (safe while
+    /// executors are being torn down); its waiters get "unavailable" at their deadline.
+    void abandon(const std::shared_ptr<Flight>& flight);
     /// A joined caller's wait for the leader's answer; unavailable at `deadline`.
     boost::asio::awaitable<upstream::Forwarded> wait(
         std::shared_ptr<Flight> flight, std::chrono::steady_clock::time_point deadline);

@@ -46,6 +46,11 @@ public:
     /// canonical blocks. Throws std::invalid_argument on a branch that does not link.
     std::optional<Reorg> apply(const std::vector<BlockRef>& branch);
 
+    /// Makes the known block `hash` the head again, dropping the blocks above it: a chain rolled
+    /// back (anvil_rollback, evm_revert) with nothing new on top yet. Returns the reorg it makes;
+    /// nullopt when `hash` is unknown or already the head.
+    std::optional<Reorg> rewind_to(const std::string& hash);
+
     std::optional<BlockRef> head() const;
     /// The canonical hash at `number`, if the tracker holds it.
     std::optional<std::string> hash_at(std::uint64_t number) const;

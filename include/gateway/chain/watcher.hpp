@@ -62,6 +62,8 @@ private:
     boost::asio::awaitable<void> poll();
     boost::asio::awaitable<void> poll_tags();
     boost::asio::awaitable<std::optional<BlockRef>> fetch(const char* method, std::string what);
+    // Whether the nodes answer that there is no block `number` (it was rolled back).
+    boost::asio::awaitable<bool> missing(std::uint64_t number);
 
     config::ChainConfig config_;
     upstream::ChainPool& pool_;

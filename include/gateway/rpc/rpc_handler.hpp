@@ -37,7 +37,7 @@ namespace gateway::rpc {
 inline constexpr std::string_view kUpstreamHeader = "X-Gateway-Upstream";
 /// "true" when a transaction was journaled but no node has taken it yet.
 inline constexpr std::string_view kQueuedHeader = "X-Gateway-Queued";
-/// "hit" when every answer came from the cache (still true, nodes up), "partial" when some did.
+/// "hit" when every answer came from the cache (still true), "partial" when some did.
 inline constexpr std::string_view kCacheHeader = "X-Gateway-Cache";
 /// "true" when an answer came from the cache because no node could answer; with its age.
 inline constexpr std::string_view kStaleHeader = "X-Gateway-Stale";
@@ -99,7 +99,9 @@ private:
     config::ServerConfig server_;
     std::vector<ChainRoute> chains_;
     metrics::Metrics* metrics_;
-    std::unique_ptr<cache::Coalescer> coalescer_;
+    // Shared with leaders' guards, which may run after the handler is gone (frames the io_context
+    // destroys at a forced stop).
+    std::shared_ptr<cache::Coalescer> coalescer_;
 };
 
 }  // namespace gateway::rpc
