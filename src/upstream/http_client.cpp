@@ -147,7 +147,7 @@ public:
     }
 
     asio::awaitable<HttpResult> post(std::string body, PostOptions options) override {
-        std::shared_ptr<Connection> conn = take_idle();
+        std::shared_ptr<Connection> conn = take_idle(!options.idempotent);
         const bool reused = conn != nullptr;
         if (!conn) conn = std::make_shared<Connection>(executor_);
         bool stale = false;
@@ -194,12 +194,17 @@ private:
         co_return result;
     }
 
-    std::shared_ptr<Connection> take_idle() {
+    // A pooled connection. For a request that must not be sent twice, one that still looks open
+    // (a peek: one more system call); a request safe to repeat goes again on a fresh connection
+    // when a pooled one turns out closed, so it skips the peek.
+    std::shared_ptr<Connection> take_idle(bool check) {
         std::lock_guard lock(mu_);
         while (!idle_.empty()) {
             std::shared_ptr<Connection> c = std::move(idle_.back());
             idle_.pop_back();
-            if (c->looks_alive()) return c;
+            if (check ? c->looks_alive()
+                      : c->connected && c->buffer.size() == 0 && c->lowest().socket().is_open())
+                return c;
         }
         return nullptr;
     }

@@ -136,7 +136,7 @@ bool ChainPool::cordon(std::string_view id, bool cordoned, std::string reason) {
 }
 
 // Every upstream's state, score and eligibility for a call needing `need`.
-std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need) const {
+std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need, bool explain) const {
     using namespace std::chrono;
     const auto now = clock_.now();
     const std::optional<std::uint64_t> best = head();
@@ -159,51 +159,59 @@ std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need) const {
         const std::uint64_t lag = v.lag.value_or(0);
         v.score = latency * (1 + 4 * s.error_rate + 2 * s.throttle_rate) +
                   10.0 * static_cast<double>(lag);
-        v.score_explained = fmt::format(
-            "latency {:.2f} ms (ewma {:.2f}, p90 {:.2f}) x (1 + 4 x errors {:.0f}% + 2 x throttled "
-            "{:.0f}%) "
-            "+ 10 x lag {} = {:.2f}",
-            latency, s.latency_ewma_ms, s.latency_p90_ms, 100 * s.error_rate, 100 * s.throttle_rate,
-            lag, v.score);
+        if (explain)
+            v.score_explained = fmt::format(
+                "latency {:.2f} ms (ewma {:.2f}, p90 {:.2f}) x (1 + 4 x errors {:.0f}% + 2 x "
+                "throttled "
+                "{:.0f}%) "
+                "+ 10 x lag {} = {:.2f}",
+                latency, s.latency_ewma_ms, s.latency_p90_ms, 100 * s.error_rate,
+                100 * s.throttle_rate, lag, v.score);
 
         const auto in_s = [&](TimePoint t) {
             return duration_cast<milliseconds>(t - now).count() / 1000.0;
         };
         if (s.health == Health::wrong_chain) {
             v.state = "wrong_chain";
-            v.reason = s.reason;
+            if (explain) v.reason = s.reason;
         } else if (s.cordoned) {
             v.state = "cordoned";
-            v.reason = s.cordon_reason.empty() ? "cordoned by an operator" : s.cordon_reason;
+            if (explain)
+                v.reason = s.cordon_reason.empty() ? "cordoned by an operator" : s.cordon_reason;
         } else if (s.health == Health::down) {
             v.state = "down";
-            v.reason = s.reason;
+            if (explain) v.reason = s.reason;
         } else if (s.breaker == CircuitBreaker::State::open) {
             v.state = "breaker_open";
-            v.reason = fmt::format(
-                "{} failed calls in a row; a trial call after failover.breaker_cooldown_ms ({} ms)",
-                s.consecutive_failures, config_.failover.breaker_cooldown.count());
+            if (explain)
+                v.reason = fmt::format(
+                    "{} failed calls in a row; a trial call after failover.breaker_cooldown_ms ({} "
+                    "ms)",
+                    s.consecutive_failures, config_.failover.breaker_cooldown.count());
         } else if (s.throttled_until) {
             v.state = "throttled";
-            v.reason = fmt::format("rate limited by the upstream; resting {:.1f} s more",
-                                   in_s(*s.throttled_until));
+            if (explain)
+                v.reason = fmt::format("rate limited by the upstream; resting {:.1f} s more",
+                                       in_s(*s.throttled_until));
         } else if (s.syncing) {
             v.state = "syncing";
-            v.reason = "eth_syncing says the node is syncing: no latest reads";
+            if (explain) v.reason = "eth_syncing says the node is syncing: no latest reads";
         } else if (lagging) {
             v.state = "lagging";
-            v.reason = fmt::format(
-                "{} blocks behind the chain head {} (health.max_lag_blocks {}): no latest reads",
-                *v.lag, *best, max_lag);
+            if (explain)
+                v.reason = fmt::format(
+                    "{} blocks behind the chain head {} (health.max_lag_blocks {}): no latest "
+                    "reads",
+                    *v.lag, *best, max_lag);
         } else if (s.breaker == CircuitBreaker::State::half_open) {
             v.state = "breaker_half_open";
-            v.reason = "breaker cooled down: the next call is a trial";
+            if (explain) v.reason = "breaker cooled down: the next call is a trial";
         } else if (s.health == Health::unknown) {
             v.state = "unknown";
-            v.reason = s.reason;
+            if (explain) v.reason = s.reason;
         } else {
             v.state = "up";
-            v.reason = s.reason;
+            if (explain) v.reason = s.reason;
         }
 
         const bool excluded = s.health == Health::wrong_chain || s.cordoned;
@@ -226,7 +234,7 @@ std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need) const {
 
 std::vector<UpstreamView> ChainPool::view() const {
     std::vector<UpstreamView> out;
-    for (auto& r : rank(BlockNeed{BlockNeed::Kind::latest})) out.push_back(std::move(r.view));
+    for (auto& r : rank(BlockNeed{BlockNeed::Kind::latest}, true)) out.push_back(std::move(r.view));
     return out;
 }
 
@@ -471,6 +479,10 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
                          r.view.status.health != Health::wrong_chain;
     }
     const std::vector<Ranked*> order = in_order(ranked);
+    if (order.empty()) {
+        // The reasons, for the error message (not worked out for every call).
+        ranked = rank(need, true);
+    }
     if (order.empty() && only) {
         const auto& v = std::find_if(ranked.begin(), ranked.end(), [&](const Ranked& r) {
                             return r.upstream == only;
@@ -503,6 +515,15 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     unsigned launched = 0;
     std::string refusals;  // why upstreams were skipped without an attempt
     bool any_at_capacity = false;
+    // Without hedging one attempt runs at a time: it is awaited here, on the caller's strand,
+    // instead of being spawned and raced (no timer, no extra hops between threads).
+    struct Inline {
+        Upstream* upstream = nullptr;
+        std::string body;
+        PostOptions options;
+        std::uint64_t id = 0;
+    };
+    std::optional<Inline> inline_attempt;
 
     // Starts an attempt on the next upstream that admits one; false when none does now.
     auto launch = [&]() -> bool {
@@ -530,6 +551,12 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             running.push_back(cancel);
             PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), !write,
                                 cancel};
+            if (!hedging) {
+                inline_attempt =
+                    Inline{u, jsonrpc::upstream_request(id, method, params), options, id};
+                ++launched;
+                return true;
+            }
             asio::co_spawn(ex,
                            attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
                                    rpc::method_label(method)),
@@ -572,6 +599,14 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             }
             ++in_flight;
             if (hedging) hedge_at = Clock::now() + fo.hedge_after;
+        }
+        if (inline_attempt) {
+            Inline next_attempt = std::move(*inline_attempt);
+            inline_attempt.reset();
+            Attempt a =
+                co_await attempt(next_attempt.upstream, std::move(next_attempt.body),
+                                 next_attempt.options, next_attempt.id, rpc::method_label(method));
+            race->finished.emplace_back(next_attempt.upstream, std::move(a));
         }
         if (race->finished.empty()) {
             const bool can_hedge = hedge_at && in_flight < 2 && launched < fo.max_attempts;

@@ -109,7 +109,8 @@ private:
     struct Race;
     struct Ranked;
 
-    std::vector<Ranked> rank(const rpc::BlockNeed& need) const;
+    // `explain`: fill in the reasons and the score's explanation (for people, not for routing).
+    std::vector<Ranked> rank(const rpc::BlockNeed& need, bool explain = false) const;
     static std::vector<Ranked*> in_order(std::vector<Ranked>& ranked);
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
                                                   rpc::BlockNeed need, bool write,

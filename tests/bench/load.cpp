@@ -1,0 +1,228 @@
+// bench_load: a closed-loop HTTP/1.1 load driver for JSON-RPC. Each of --connections keep-alive
+// connections sends a request, waits for its answer and sends the next; every latency is kept,
+// so the percentiles are exact. Prints one JSON line:
+//   {"requests":N,"errors":N,"seconds":S,"rps":R,"p50_us":..,"p99_us":..,"p999_us":..,"first_error":".."}
+// An answer counts as an error unless it is HTTP 200 with no JSON-RPC "error" in it.
+//
+//   bench_load --port P [--path /] [--connections N] [--seconds S] [--warmup S]
+//              (--body JSON | --bodies FILE [--once])
+//   bench_load sign --count N --senders S [--first K]    one eth_sendRawTransaction body a line
+//
+// --bodies takes one request body a line, used in turn; with --once each is sent once and the run
+// ends when they are used up (unique signed transactions).
+
+#include "bench/bench_signer.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+    unsigned short port = 0;
+    std::string path = "/";
+    std::size_t connections = 16;
+    double seconds = 5;
+    double warmup = 1;
+    std::vector<std::string> bodies;
+    bool once = false;
+};
+
+struct Shared {
+    const Options* o = nullptr;
+    Clock::time_point measure_from, stop_at;
+    std::atomic<std::size_t> next{0};  // the next body
+    std::size_t requests = 0, errors = 0;
+    std::string first_error;
+    std::vector<std::uint32_t> latencies_us;  // measured requests only
+    Clock::time_point last_answer;
+};
+
+bool failed(const http::response<http::string_body>& r) {
+    return r.result() != http::status::ok || r.body().find("\"error\"") != std::string::npos ||
+           r.body().find("\"result\"") == std::string::npos;
+}
+
+asio::awaitable<void> connection(Shared& s) {
+    const Options& o = *s.o;
+    auto ex = co_await asio::this_coro::executor;
+    beast::tcp_stream stream(ex);
+    auto [cec] =
+        co_await stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), o.port),
+                                      asio::as_tuple(asio::use_awaitable));
+    if (cec) {
+        ++s.errors;
+        if (s.first_error.empty()) s.first_error = "connect: " + cec.message();
+        co_return;
+    }
+    stream.socket().set_option(tcp::no_delay(true));
+    beast::flat_buffer buffer;
+    for (;;) {
+        const auto now = Clock::now();
+        if (now >= s.stop_at) co_return;
+        const std::size_t i = s.next++;
+        if (o.once && i >= o.bodies.size()) co_return;
+        http::request<http::string_body> req{http::verb::post, o.path, 11};
+        req.set(http::field::host, "127.0.0.1");
+        req.set(http::field::content_type, "application/json");
+        req.keep_alive(true);
+        req.body() = o.bodies[i % o.bodies.size()];
+        req.prepare_payload();
+        const auto t0 = Clock::now();
+        auto [wec, w] =
+            co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
+        http::response<http::string_body> res;
+        beast::error_code rec = wec;
+        if (!wec) {
+            auto [ec, n] =
+                co_await http::async_read(stream, buffer, res, asio::as_tuple(asio::use_awaitable));
+            rec = ec;
+        }
+        const auto t1 = Clock::now();
+        s.last_answer = t1;
+        const bool measured = t0 >= s.measure_from;
+        if (rec || failed(res)) {
+            if (measured || o.once) ++s.errors;
+            if (s.first_error.empty())
+                s.first_error = rec ? rec.message() : res.body().substr(0, 300);
+            if (rec) co_return;
+        }
+        if (measured || o.once) {
+            ++s.requests;
+            s.latencies_us.push_back(static_cast<std::uint32_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count()));
+        }
+    }
+}
+
+std::uint32_t percentile(std::vector<std::uint32_t>& v, double p) {
+    if (v.empty()) return 0;
+    const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return v[k];
+}
+
+std::string escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (static_cast<unsigned char>(c) < 0x20) continue;
+        out += c;
+    }
+    return out;
+}
+
+int sign_main(int argc, char** argv) {
+    std::size_t count = 1000, senders = 100, first = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        const std::size_t v = std::stoul(argv[i + 1]);
+        if (a == "--count")
+            count = v;
+        else if (a == "--senders")
+            senders = v;
+        else if (a == "--first")
+            first = v;
+    }
+    const std::size_t per_sender = (count + senders - 1) / senders;
+    gateway::bench::Signer signer;
+    const auto txs = gateway::bench::sign_all(signer, first, senders, per_sender);
+    // Interleave senders, so that consecutive requests come from different senders.
+    for (std::size_t n = 0, printed = 0; n < per_sender && printed < count; ++n)
+        for (std::size_t s = 0; s < senders && printed < count; ++s, ++printed)
+            std::printf(
+                "{\"jsonrpc\":\"2.0\",\"id\":%zu,\"method\":\"eth_sendRawTransaction\","
+                "\"params\":[\"%s\"]}\n",
+                printed, txs[s * per_sender + n].raw_hex.c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "sign") return sign_main(argc, argv);
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--port")
+            o.port = static_cast<unsigned short>(std::stoul(value()));
+        else if (a == "--path")
+            o.path = value();
+        else if (a == "--connections")
+            o.connections = std::stoul(value());
+        else if (a == "--seconds")
+            o.seconds = std::stod(value());
+        else if (a == "--warmup")
+            o.warmup = std::stod(value());
+        else if (a == "--body")
+            o.bodies.push_back(value());
+        else if (a == "--once")
+            o.once = true;
+        else if (a == "--bodies") {
+            std::ifstream in(value());
+            for (std::string line; std::getline(in, line);)
+                if (!line.empty()) o.bodies.push_back(line);
+        } else {
+            std::cerr << "unknown argument " << a << "\n";
+            return 2;
+        }
+    }
+    if (!o.port || o.bodies.empty()) {
+        std::cerr << "usage: bench_load --port P (--body JSON | --bodies FILE) ...\n";
+        return 2;
+    }
+    if (o.once) o.warmup = 0;
+
+    asio::io_context ioc(1);
+    Shared s;
+    s.o = &o;
+    const auto start = Clock::now();
+    s.measure_from = start + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(o.warmup));
+    s.stop_at = s.measure_from + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(o.seconds));
+    s.latencies_us.reserve(1 << 20);
+    for (std::size_t c = 0; c < o.connections; ++c)
+        asio::co_spawn(ioc, connection(s), asio::detached);
+    ioc.run();
+    const auto end = o.once ? s.last_answer : s.stop_at;
+    const auto from = o.once ? start : s.measure_from;
+    const double seconds = std::chrono::duration<double>(end - from).count();
+    const double rps = seconds > 0 ? static_cast<double>(s.requests) / seconds : 0;
+    std::printf(
+        "{\"requests\":%zu,\"errors\":%zu,\"seconds\":%.3f,\"rps\":%.0f,\"p50_us\":%u,"
+        "\"p99_us\":%u,\"p999_us\":%u,\"first_error\":\"%s\"}\n",
+        s.requests, s.errors, seconds, rps, percentile(s.latencies_us, 0.5),
+        percentile(s.latencies_us, 0.99), percentile(s.latencies_us, 0.999),
+        escape(s.first_error).c_str());
+    return 0;
+}
