@@ -382,6 +382,33 @@ std::optional<std::vector<std::pair<std::string_view, std::string_view>>> object
 
 }  // namespace
 
+std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body) {
+    if (validate_json(body)) return std::nullopt;
+    std::size_t pos = skip_space(body, 0);
+    if (pos >= body.size() || body[pos] != '[') return std::nullopt;
+    std::vector<BatchElement> out;
+    pos = skip_space(body, pos + 1);
+    while (pos < body.size() && body[pos] != ']') {
+        const std::size_t end = skip_value(body, pos);
+        BatchElement e;
+        e.text = body.substr(pos, end - pos);
+        if (auto members = object_members(e.text))
+            for (const auto& [key, value] : *members)
+                if (key == "id") {
+                    json::error_code ec;
+                    const json::value v =
+                        json::parse(json::string_view(value.data(), value.size()), ec);
+                    if (v.is_uint64()) e.id = v.get_uint64();
+                    if (v.is_int64() && v.get_int64() >= 0)
+                        e.id = static_cast<std::uint64_t>(v.get_int64());
+                }
+        out.push_back(e);
+        pos = skip_space(body, end);
+        if (pos < body.size() && body[pos] == ',') pos = skip_space(body, pos + 1);
+    }
+    return out;
+}
+
 boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id) {
     if (json::error_code ec = validate_json(body))

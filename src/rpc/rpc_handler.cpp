@@ -65,6 +65,7 @@ struct RpcHandler::Batch {
     const std::vector<jsonrpc::Entry>* entries;
     std::vector<Outcome> outcomes;
     std::string_view idempotency_key;
+    std::vector<bool> done;  // answered already (sent upstream as one batch, or from the cache)
     // Workers share the session's strand, so these need no lock.
     std::size_t next = 0;   // the next entry a worker takes
     std::size_t bytes = 0;  // the size of the answers so far
@@ -363,10 +364,83 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
                       method_label(call.method), f.error.message);
 }
 
+// Whether a call of a client's batch may go upstream inside one batch: a plain read, which the
+// gateway neither answers itself nor adds to (pending nonces, held transactions, replaced
+// receipts), nor routes by its own rules (filters, split log ranges, block numbers that never go
+// back).
+bool RpcHandler::batchable(const ChainRoute& route, const jsonrpc::Call& call) {
+    const std::string& m = call.method;
+    if (method_kind(m) != MethodKind::read || route.pool->methods().refusal(m)) return false;
+    if (m == "eth_blockNumber" || m == "eth_getLogs" || m == "eth_subscribe" ||
+        m == "eth_unsubscribe" || m.find("Filter") != std::string::npos)
+        return false;
+    if (route.txm && (m == "eth_getTransactionCount" || m == "eth_getTransactionByHash"))
+        return false;
+    if (route.managed && m == "eth_getTransactionReceipt") return false;
+    return true;
+}
+
+// Before the workers: the batch's plain reads answered from the cache, and the rest of them sent
+// to one node as one batch. What that leaves (calls it did not answer, everything else) the
+// workers do one by one.
+asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch& batch) {
+    upstream::ChainPool& chain = *route.pool;
+    const std::string& chain_name = chain.config().name;
+    const auto t0 = Clock::now();
+    const bool head_known = chain.ready();
+    if (route.cache)
+        if (auto head = chain.head()) route.cache->note_head(*head);
+    std::vector<std::size_t> index;
+    std::vector<upstream::ChainPool::BatchCall> calls;
+    std::vector<std::optional<cache::ChainCache::Ticket>> tickets;
+    const auto answered = [&](std::size_t i, const jsonrpc::Call& call, std::string_view outcome) {
+        Outcome& out = batch.outcomes[i];
+        if (metrics_)
+            metrics_->observe_call(chain_name, method_label(call.method), outcome,
+                                   std::chrono::duration<double>(Clock::now() - t0).count());
+        batch.bytes += out.response.size();
+        if (call.notification) out.response.clear();
+        batch.done[i] = true;
+    };
+    for (std::size_t i = 0; i < batch.entries->size(); ++i) {
+        const auto* call = std::get_if<jsonrpc::Call>(&(*batch.entries)[i]);
+        if (!call || !batchable(route, *call)) continue;
+        std::optional<cache::ChainCache::Ticket> ticket;
+        if (route.cache) ticket = route.cache->ticket(call->method, call->params);
+        std::optional<std::string> hit;
+        if (ticket) hit = route.cache->fresh(*ticket, head_known);
+        if (hit) {
+            batch.outcomes[i].cached = true;
+            batch.outcomes[i].response = jsonrpc::result_response(call->id, *hit);
+            answered(i, *call, "ok");
+            continue;
+        }
+        index.push_back(i);
+        calls.push_back(upstream::ChainPool::BatchCall{call->method, call->params});
+        tickets.push_back(std::move(ticket));
+    }
+    if (calls.size() < 2) co_return;  // one call gains nothing from a batch
+    std::optional<upstream::ChainPool::BatchForwarded> r =
+        co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout);
+    if (!r) co_return;
+    for (std::size_t k = 0; k < index.size(); ++k) {
+        if (!r->replies[k]) continue;
+        const std::size_t i = index[k];
+        const auto& call = std::get<jsonrpc::Call>((*batch.entries)[i]);
+        Outcome& out = batch.outcomes[i];
+        const jsonrpc::Reply& reply = *r->replies[k];
+        out.upstream = r->upstream;
+        out.response = reply_response(call.id, reply);
+        if (!reply.is_error() && tickets[k]) route.cache->put(*tickets[k], *reply.result);
+        answered(i, call, reply.is_error() ? "rpc_error" : "ok");
+    }
+}
+
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
     const std::size_t limit = self->server_.max_batch_response_bytes;
     while (batch->next < batch->entries->size()) {
         const std::size_t i = batch->next++;
+        if (batch->done[i]) continue;
         const jsonrpc::Entry& entry = (*batch->entries)[i];
         if (batch->bytes > limit) {
             // Like geth's batch response limit: the calls left are answered with an error rather
@@ -429,7 +503,9 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
             co_await execute(*chain, parsed->entries.front(), request.header(kIdempotencyHeader)));
     } else {
         Batch batch{chain, &parsed->entries, std::vector<Outcome>(parsed->entries.size()),
-                    request.header(kIdempotencyHeader)};
+                    request.header(kIdempotencyHeader),
+                    std::vector<bool>(parsed->entries.size(), false)};
+        co_await forward_batched(*chain, batch);
         const std::size_t workers = std::min(server_.batch_concurrency, parsed->entries.size());
         auto ex = co_await asio::this_coro::executor;
         using Op = decltype(asio::co_spawn(ex, batch_worker(this, &batch), asio::deferred));

@@ -402,6 +402,95 @@ std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked)
     return order;
 }
 
+asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_batch(
+    std::vector<BatchCall> calls, Clock::time_point deadline) {
+    // The newest block any of them needs decides who can answer them all.
+    BlockNeed need{BlockNeed::Kind::none};
+    for (const auto& c : calls) {
+        const BlockNeed n = rpc::block_need(c.method, c.params);
+        if (n.kind == BlockNeed::Kind::latest || n.kind == BlockNeed::Kind::hash) {
+            need = BlockNeed{BlockNeed::Kind::latest};
+        } else if (n.kind == BlockNeed::Kind::number && need.kind != BlockNeed::Kind::latest) {
+            const std::uint64_t before = need.kind == BlockNeed::Kind::number ? need.number : 0;
+            need = BlockNeed{BlockNeed::Kind::number, std::max(before, n.number)};
+        }
+    }
+    std::vector<Ranked> ranked = rank(need);
+    Upstream* u = nullptr;
+    for (Ranked* r : in_order(ranked)) {
+        if (!r->normal || r->upstream->config().max_batch_size < 2) continue;
+        {
+            std::lock_guard lock(no_batch_mu_);
+            if (std::find(no_batch_.begin(), no_batch_.end(), r->upstream) != no_batch_.end())
+                continue;
+        }
+        if (r->upstream->admit() != Upstream::Admission::admitted) continue;
+        u = r->upstream;
+        break;
+    }
+    if (!u) co_return std::nullopt;
+
+    const std::size_t n = std::min(calls.size(), u->config().max_batch_size);
+    std::vector<std::uint64_t> ids(n);
+    std::string body = "[";
+    for (std::size_t i = 0; i < n; ++i) {
+        ids[i] = next_id_++;
+        if (i) body.push_back(',');
+        body.append(jsonrpc::upstream_request(ids[i], calls[i].method, calls[i].params));
+    }
+    body.push_back(']');
+    const auto t0 = Clock::now();
+    PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
+    HttpResult r = co_await u->client().post(std::move(body), options);
+    u->release();
+    std::optional<std::vector<jsonrpc::BatchElement>> elements;
+    if (r.ok() && r.status == 200) elements = jsonrpc::split_batch_reply(r.body);
+    if (metrics_)
+        metrics_->observe_upstream(config_.name, u->id(), "batch",
+                                   elements ? "" : (r.ok() ? "bad_response" : to_string(r.error)),
+                                   seconds_since(t0));
+    if (!r.ok() || r.status == 429 || r.status >= 500) {
+        // The node failed (or rests): as for any call. The calls go one by one, elsewhere.
+        u->call_failed(classify(r, 0));
+        co_return std::nullopt;
+    }
+    if (!elements) {
+        // It answered, but not a batch: it does not take them. Single calls from now on.
+        bool first = false;
+        {
+            std::lock_guard lock(no_batch_mu_);
+            if (std::find(no_batch_.begin(), no_batch_.end(), u) == no_batch_.end()) {
+                no_batch_.push_back(u);
+                first = true;
+            }
+        }
+        if (first)
+            spdlog::info(
+                "chain {}: upstream {} does not answer batches (HTTP {}); it gets the "
+                "calls of client batches one by one",
+                config_.name, u->id(), r.status);
+        co_return std::nullopt;
+    }
+    u->call_succeeded();
+    BatchForwarded out;
+    out.upstream = u->id();
+    out.replies.resize(calls.size());
+    for (const auto& e : *elements) {
+        if (!e.id) continue;
+        const auto at = std::find(ids.begin(), ids.end(), *e.id);
+        if (at == ids.end()) continue;
+        auto reply = jsonrpc::parse_reply(e.text, *e.id);
+        if (!reply) continue;
+        // A node error another node may not give (behind, rate-limited, unsupported): that call
+        // goes alone, with failover.
+        if (reply->is_error() && classify_rpc_error(reply->error.code, reply->error.message) !=
+                                     ErrorClass::deterministic)
+            continue;
+        out.replies[static_cast<std::size_t>(at - ids.begin())] = std::move(*reply);
+    }
+    co_return out;
+}
+
 asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, json::value params,
                                                             std::size_t fanout,
                                                             Clock::time_point deadline) {

@@ -149,6 +149,17 @@ TEST_F(ProxyTest, ABatchOfTenMixedCallsEqualsTheDirectAnswers) {
         EXPECT_EQ(id, json::serialize(json::parse(batch).as_array()[i].at("id")));
         EXPECT_EQ(got[i], want_by_id.at(id));
     }
+    // The plain reads went to anvil as one batch (eth_blockNumber and the gateway's own
+    // eth_chainId aside).
+    const std::string metrics = http_get(gw->admin_port(), "/metrics").body;
+    const std::string line = R"(gateway_upstream_requests_total{chain="devnet",method="batch",)";
+    EXPECT_TRUE(metrics.find(line + R"(upstream="node-a"} 1)") != std::string::npos ||
+                metrics.find(line + R"(upstream="node-b"} 1)") != std::string::npos)
+        << metrics;
+    EXPECT_THAT(
+        metrics,
+        ::testing::Not(HasSubstr(
+            R"(gateway_upstream_requests_total{chain="devnet",method="eth_getStorageAt")")));
 }
 
 TEST_F(ProxyTest, TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {

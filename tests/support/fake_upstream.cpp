@@ -30,10 +30,35 @@ struct FakeUpstream::Impl {
     std::size_t in_flight = 0;
     std::size_t max_in_flight = 0;
 
+    bool batches = false;
+
     asio::awaitable<http::Response> handle(http::Request& request) {
         http::Response response;
         json::error_code ec;
         json::value body = json::parse(request.body, ec);
+        if (!ec && body.is_array()) {
+            bool answer = false;
+            {
+                std::lock_guard lock(mu);
+                ++counts["(batch)"];
+                answer = batches;
+            }
+            if (answer) {
+                // Each call as if alone; an HTTP-level reply to one (a status, a raw body) is the
+                // answer to the whole batch.
+                std::string out = "[";
+                for (const auto& call : body.get_array()) {
+                    http::Request one;
+                    one.body = json::serialize(call);
+                    http::Response r = co_await handle(one);
+                    if (r.status != 200 || !r.body.starts_with("{")) co_return r;
+                    if (out.size() > 1) out.push_back(',');
+                    out += r.body;
+                }
+                response.body = out + "]";
+                co_return response;
+            }
+        }
         if (ec || !body.is_object()) {
             response.status = 400;
             response.body =
@@ -122,6 +147,11 @@ FakeUpstream::~FakeUpstream() {
 
 std::uint16_t FakeUpstream::port() const {
     return impl_->listener->local_endpoint().port;
+}
+
+void FakeUpstream::set_batches(bool on) {
+    std::lock_guard lock(impl_->mu);
+    impl_->batches = on;
 }
 
 void FakeUpstream::set_script(Script script) {

@@ -61,6 +61,10 @@ public:
     std::vector<boost::json::value> received(const std::string& method) const;
     /// The most calls (probes aside) it was answering at the same time.
     std::size_t max_in_flight() const;
+    /// Whether a batch (a JSON array) is answered element by element (each call counted and
+    /// scripted as if alone). Off by default: a batch gets HTTP 400. Either way it is counted
+    /// under the method "(batch)".
+    void set_batches(bool on);
 
 private:
     struct Impl;

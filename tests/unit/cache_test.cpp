@@ -1,6 +1,7 @@
 // The chain cache's rules (what is kept, for how long, what a reorg removes, the byte budget),
 // and, in the gateway, hits, coalescing of identical reads and the headers and metrics.
 #include "gateway/cache/chain_cache.hpp"
+#include "gateway/cache/coalescer.hpp"
 #include "gateway/metrics/metrics.hpp"
 
 #include "support/gateway_fixture.hpp"
@@ -8,6 +9,9 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/json/parse.hpp>
 
 #include <atomic>
@@ -359,6 +363,53 @@ TEST_F(ChainCacheTest, StaysWithinItsByteBudgetDroppingTheLeastRecentlyUsed) {
     EXPECT_THAT(
         metrics.render(),
         HasSubstr(fmt::format(R"(gateway_cache_bytes{{chain="devnet"}} {})", cache().bytes())));
+}
+
+// The coalescer alone: a follower gets the leader's answer; a flight from another head generation
+// is not joined; an abandoned flight leaves its followers to their deadline and is not joined.
+TEST(Coalescer, FollowersGetTheLeadersAnswerAndAbandonedFlightsEndAtTheDeadline) {
+    namespace asio = boost::asio;
+    using Clock = std::chrono::steady_clock;
+    Coalescer c;
+    auto first = c.join("k", 1);
+    EXPECT_TRUE(first.leader);
+    auto second = c.join("k", 1);
+    EXPECT_FALSE(second.leader);
+    EXPECT_EQ(second.flight, first.flight);
+    EXPECT_TRUE(c.join("k", 2).leader) << "a flight from before a write or a new head";
+    EXPECT_TRUE(c.join("other", 1).leader);
+
+    asio::io_context ioc;
+    upstream::Forwarded got;
+    auto strand = asio::make_strand(ioc);
+    asio::co_spawn(strand, c.wait(second.flight, Clock::now() + std::chrono::seconds(5)),
+                   [&](std::exception_ptr, upstream::Forwarded f) { got = std::move(f); });
+    upstream::Forwarded answer;
+    answer.outcome = upstream::Forwarded::Outcome::answered;
+    answer.reply = jsonrpc::Reply::success("\"0x1\"");
+    ioc.poll();  // the follower is waiting now
+    c.finish(first.flight, answer);
+    const auto t0 = Clock::now();
+    ioc.run();
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(1)) << "woken, not timed out";
+    EXPECT_EQ(got.outcome, upstream::Forwarded::Outcome::answered);
+    EXPECT_EQ(*got.reply.result, "\"0x1\"");
+
+    // A leader that never finishes (its frame destroyed at a forced stop).
+    auto leader = c.join("gone", 1);
+    auto follower = c.join("gone", 1);
+    ASSERT_FALSE(follower.leader);
+    ioc.restart();
+    upstream::Forwarded late;
+    late.outcome = upstream::Forwarded::Outcome::answered;
+    asio::co_spawn(strand, c.wait(follower.flight, Clock::now() + std::chrono::milliseconds(100)),
+                   [&](std::exception_ptr, upstream::Forwarded f) { late = std::move(f); });
+    ioc.poll();
+    c.abandon(leader.flight);
+    EXPECT_TRUE(c.join("gone", 1).leader) << "an abandoned flight is not joined";
+    ioc.run();
+    EXPECT_EQ(late.outcome, upstream::Forwarded::Outcome::unavailable);
+    EXPECT_THAT(late.error.message, HasSubstr("no answer in time"));
 }
 
 // In the gateway, in front of a fake node.

@@ -62,6 +62,7 @@ struct UpstreamConfig {
     double max_rps = 0;   ///< calls a second sent to it (token bucket); 0: no limit
     std::size_t max_concurrency = 0;   ///< calls in flight to it at once; 0: no limit
     std::uint64_t max_logs_range = 0;  ///< blocks one eth_getLogs may span on it; 0: no limit
+    std::size_t max_batch_size = 100;  ///< reads of a client's batch sent to it as one; 0: never
 };
 
 struct HealthConfig {

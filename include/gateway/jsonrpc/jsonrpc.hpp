@@ -110,6 +110,14 @@ struct Reply {
 /// Reads an upstream's answer to a single call. Fails when the body is not a JSON-RPC 2.0 response
 /// (an HTML error page, truncated JSON, a batch, a response with neither result nor error, or a
 /// different id than `expected_id`): the message says what was wrong, for logs and for the client.
+/// A node's answer to a batch: each element's text with its integer id (an element without one
+/// has none). nullopt when the body is not JSON or not an array.
+struct BatchElement {
+    std::optional<std::uint64_t> id;
+    std::string_view text;
+};
+std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body);
+
 boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id);
 

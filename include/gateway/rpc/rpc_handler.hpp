@@ -92,6 +92,8 @@ private:
     boost::asio::awaitable<upstream::Forwarded> fetch(const ChainRoute& chain,
                                                       const jsonrpc::Call& call, Outcome& out,
                                                       std::chrono::steady_clock::time_point t0);
+    static bool batchable(const ChainRoute& chain, const jsonrpc::Call& call);
+    boost::asio::awaitable<void> forward_batched(const ChainRoute& chain, Batch& batch);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
     boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
                                              Outcome& out);

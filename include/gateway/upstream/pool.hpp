@@ -79,6 +79,25 @@ public:
                                               bool write,
                                               std::chrono::steady_clock::time_point deadline);
 
+    /// One read of a client's batch.
+    struct BatchCall {
+        std::string method;
+        boost::json::value params;
+    };
+    /// The answers to a batch sent as one: one per call, in order; nullopt for a call to send
+    /// alone (no answer for it, or a node error another node may not give).
+    struct BatchForwarded {
+        std::vector<std::optional<jsonrpc::Reply>> replies;
+        std::string upstream;
+    };
+    /// Sends reads as one JSON-RPC batch to the best upstream for the newest block they need,
+    /// at most its max_batch_size of them (the first ones). nullopt when that cannot be done now
+    /// (no such upstream admits a call, a transport failure, an answer that is not a batch):
+    /// the caller sends the calls one by one, which fail over as usual. An upstream whose answer
+    /// to a batch is not a batch gets no more batches. Never throws.
+    boost::asio::awaitable<std::optional<BatchForwarded>> forward_batch(
+        std::vector<BatchCall> calls, std::chrono::steady_clock::time_point deadline);
+
     /// Sends one call to up to `fanout` usable upstreams at once (tier and score order, one attempt
     /// each; down or open upstreams only when nothing else is there) and returns what each did.
     /// For calls that are safe to repeat anywhere, such as a signed transaction's bytes. Empty
@@ -142,6 +161,8 @@ private:
         std::string upstream;
         std::chrono::steady_clock::time_point last_used;
     };
+    std::mutex no_batch_mu_;
+    std::vector<const Upstream*> no_batch_;  // answered a batch with something else
     std::mutex filters_mu_;
     std::unordered_map<std::string, FilterHome> filters_;  // filter id -> the node holding it
 };

@@ -1,0 +1,108 @@
+// A client's batch in front of fake nodes: its plain reads go to one node as one batch (ids kept,
+// answers in the client's order); a node that refuses batches gets the calls one by one, and no
+// more batches; a node error another node may not give sends that call alone.
+#include "support/gateway_fixture.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace gateway::test {
+namespace {
+
+namespace json = boost::json;
+using ::testing::HasSubstr;
+
+std::string balance_call(const std::string& id, int address) {
+    return fmt::format(
+        R"({{"jsonrpc":"2.0","id":{},"method":"eth_getBalance","params":["0x{:040x}","latest"]}})",
+        id, address);
+}
+
+// Answers eth_getBalance with the address's last byte, so that each answer says whose it is.
+FakeUpstream::Script balances() {
+    return [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
+        if (m != "eth_getBalance") return std::nullopt;
+        const std::string address(request.at("params").at(0).as_string());
+        return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
+    };
+}
+
+class BatchTest : public GatewayTest {};
+
+TEST_F(BatchTest, ReadsOfABatchGoUpstreamAsOneBatchAndKeepTheirIdsAndOrder) {
+    FakeUpstream node(31337, balances());
+    node.set_batches(true);
+    start({node.url()});
+    wait_ready();
+    const std::string body = "[" + balance_call("\"a\"", 1) + "," + balance_call("7", 2) +
+                             R"(,{"jsonrpc":"2.0","id":3,"method":"eth_chainId"},)" +
+                             balance_call("1.50", 3) +
+                             R"(,{"jsonrpc":"2.0","id":5,"method":"eth_blockNumber"},{"bad":1},)" +
+                             balance_call("null", 4) + "]";
+    auto r = post(body);
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const json::array answers = json::parse(r.body).as_array();
+    ASSERT_EQ(answers.size(), 7u) << r.body;
+    EXPECT_EQ(answers[0].at("id"), "a");
+    EXPECT_EQ(answers[0].at("result"), "0x01");
+    EXPECT_EQ(answers[1].at("id"), 7);
+    EXPECT_EQ(answers[1].at("result"), "0x02");
+    EXPECT_EQ(answers[2].at("result"), "0x7a69");  // the gateway's own
+    EXPECT_THAT(r.body, HasSubstr(R"("id":1.50,"result":"0x03")")) << "the id as sent";
+    EXPECT_EQ(answers[4].at("result"), "0x10");  // eth_blockNumber: alone, never decreasing
+    EXPECT_EQ(answers[5].at("error").at("code"), -32600);
+    EXPECT_EQ(answers[6].at("id"), nullptr);
+    EXPECT_EQ(answers[6].at("result"), "0x04");
+    EXPECT_EQ(node.calls("(batch)"), 1u);
+    EXPECT_EQ(node.calls("eth_getBalance"), 4u);
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_upstream_requests_total{chain="devnet",method="batch",upstream="node-0"} 1)"));
+}
+
+TEST_F(BatchTest, ANodeThatRefusesBatchesGetsTheCallsOneByOneAndNoMoreBatches) {
+    FakeUpstream node(31337, balances());  // answers a batch with HTTP 400
+    start({node.url()});
+    wait_ready();
+    const std::string body = "[" + balance_call("1", 1) + "," + balance_call("2", 2) + "]";
+    for (int round = 0; round < 2; ++round) {
+        auto r = post(body);
+        ASSERT_EQ(r.status, 200u) << r.body;
+        const json::array answers = json::parse(r.body).as_array();
+        EXPECT_EQ(answers.at(0).at("result"), "0x01") << r.body;
+        EXPECT_EQ(answers.at(1).at("result"), "0x02") << r.body;
+    }
+    EXPECT_EQ(node.calls("(batch)"), 1u) << "asked once";
+    EXPECT_EQ(node.calls("eth_getBalance"), 4u);
+    EXPECT_EQ(upstream("node-0").at("state"), "up") << "refusing batches is no fault";
+}
+
+TEST_F(BatchTest, ACallTheNodeCannotAnswerNowIsSentAloneToAnotherNode) {
+    // node-0 is behind for address 2 (a transient error); node-1 answers it.
+    FakeUpstream behind(
+        31337, [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
+            if (m != "eth_getBalance") return std::nullopt;
+            const std::string address(request.at("params").at(0).as_string());
+            if (address.ends_with("02")) return FakeReply::rpc_error(-32000, "header not found");
+            return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
+        });
+    behind.set_batches(true);
+    FakeUpstream other(31337, balances());
+    start({behind.url(), other.url()}, first_is_primary);
+    wait_ready();
+    auto r = post("[" + balance_call("1", 1) + "," + balance_call("2", 2) + "," +
+                  balance_call("3", 3) + "]");
+    const json::array answers = json::parse(r.body).as_array();
+    EXPECT_EQ(answers.at(0).at("result"), "0x01") << r.body;
+    EXPECT_EQ(answers.at(1).at("result"), "0x02") << r.body;
+    EXPECT_EQ(answers.at(2).at("result"), "0x03") << r.body;
+    EXPECT_EQ(behind.calls("(batch)"), 1u);
+    EXPECT_EQ(other.calls("eth_getBalance"), 1u) << "only the call node-0 could not answer";
+}
+
+}  // namespace
+}  // namespace gateway::test
