@@ -8,7 +8,9 @@
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 namespace gateway::metrics {
 namespace prom = prometheus;
@@ -37,10 +39,39 @@ prom::Family<prom::Histogram>& histogram(prom::Registry& r, const char* name, co
     return prom::BuildHistogram().Name(name).Help(help).Register(r);
 }
 
+// The series of the per-call families, looked up by their label values joined: a label map and
+// a family lookup per call cost more than the call's own work in the gateway.
+template <class T>
+class SeriesCache {
+public:
+    template <class Make>
+    T& get(const std::string& key, Make make) {
+        std::lock_guard lock(mu_);
+        auto it = series_.find(key);
+        if (it == series_.end()) it = series_.emplace(key, &make()).first;
+        return *it->second;
+    }
+
+private:
+    std::mutex mu_;
+    std::unordered_map<std::string, T*> series_;  // owned by their families
+};
+
+std::string key_of(std::string_view a, std::string_view b, std::string_view c = {}) {
+    std::string k;
+    k.reserve(a.size() + b.size() + c.size() + 2);
+    k.append(a).push_back('\0');
+    k.append(b).push_back('\0');
+    k.append(c);
+    return k;
+}
+
 }  // namespace
 
 struct Metrics::Impl {
     prom::Registry registry;
+    SeriesCache<prom::Counter> request_counters, upstream_counters;
+    SeriesCache<prom::Histogram> request_histograms, upstream_histograms;
 
     prom::Family<prom::Counter>& requests =
         counter(registry, "gateway_requests_total",
@@ -149,9 +180,20 @@ Metrics::~Metrics() = default;
 
 void Metrics::observe_call(std::string_view chain, std::string_view method,
                            std::string_view outcome, double seconds) {
-    impl_->requests.Add({{"chain", s(chain)}, {"method", s(method)}, {"outcome", s(outcome)}})
+    Impl& m = *impl_;
+    m.request_counters
+        .get(key_of(chain, method, outcome),
+             [&]() -> prom::Counter& {
+                 return m.requests.Add(
+                     {{"chain", s(chain)}, {"method", s(method)}, {"outcome", s(outcome)}});
+             })
         .Increment();
-    impl_->request_seconds.Add({{"chain", s(chain)}, {"method", s(method)}}, kLatencyBuckets)
+    m.request_histograms
+        .get(key_of(chain, method),
+             [&]() -> prom::Histogram& {
+                 return m.request_seconds.Add({{"chain", s(chain)}, {"method", s(method)}},
+                                              kLatencyBuckets);
+             })
         .Observe(seconds);
 }
 
@@ -165,10 +207,20 @@ void Metrics::add_in_flight(int delta) {
 
 void Metrics::observe_upstream(std::string_view chain, std::string_view upstream,
                                std::string_view method, std::string_view error, double seconds) {
-    impl_->upstream_requests
-        .Add({{"chain", s(chain)}, {"upstream", s(upstream)}, {"method", s(method)}})
+    Impl& m = *impl_;
+    m.upstream_counters
+        .get(key_of(chain, upstream, method),
+             [&]() -> prom::Counter& {
+                 return m.upstream_requests.Add(
+                     {{"chain", s(chain)}, {"upstream", s(upstream)}, {"method", s(method)}});
+             })
         .Increment();
-    impl_->upstream_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}}, kLatencyBuckets)
+    m.upstream_histograms
+        .get(key_of(chain, upstream),
+             [&]() -> prom::Histogram& {
+                 return m.upstream_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}},
+                                               kLatencyBuckets);
+             })
         .Observe(seconds);
     if (!error.empty())
         impl_->upstream_errors

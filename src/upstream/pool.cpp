@@ -117,12 +117,8 @@ bool ChainPool::ready() const {
 
 std::optional<std::uint64_t> ChainPool::head() const {
     std::optional<std::uint64_t> best;
-    for (const auto& u : upstreams_) {
-        if (u->excluded()) continue;
-        const UpstreamStatus s = u->status();
-        if (s.health == Health::up && !s.syncing && s.head)
-            best = std::max(best.value_or(0), *s.head);
-    }
+    for (const auto& u : upstreams_)
+        if (const auto h = u->usable_head()) best = std::max(best.value_or(0), *h);
     return best;
 }
 

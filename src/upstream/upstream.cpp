@@ -167,6 +167,12 @@ bool Upstream::excluded() const {
     return cordoned_ || health_ == Health::wrong_chain;
 }
 
+std::optional<std::uint64_t> Upstream::usable_head() const {
+    std::lock_guard lock(mu_);
+    if (cordoned_ || health_ != Health::up || syncing_) return std::nullopt;
+    return head_;
+}
+
 UpstreamStatus Upstream::status() const {
     std::lock_guard lock(mu_);
     const auto now = clock_.now();

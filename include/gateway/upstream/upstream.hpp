@@ -91,6 +91,9 @@ public:
 
     /// Never used: wrong chain or cordoned.
     bool excluded() const;
+    /// Its head when it is up, in use and not syncing (what the chain's head is made of);
+    /// without copying the whole status.
+    std::optional<std::uint64_t> usable_head() const;
     UpstreamStatus status() const;
 
 private:
