@@ -188,6 +188,28 @@ TEST(ParseReply, DeepResultsSuchAsCallTracesPassThrough) {
     EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":9,"result":)" + deep.substr(1) + "}", 9));
 }
 
+TEST(SplitBatchReply, EachAnswerByteForByteWithItsId) {
+    const std::string body =
+        " [ {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"b\":1.50,\"a\":\"]}\"}} ,"
+        "{\"id\":8,\"error\":{\"code\":-32000,\"message\":\"x\"}},"
+        "{\"id\":\"s\",\"result\":1}, 5 ]\n";
+    auto parts = split_batch_reply(body);
+    ASSERT_TRUE(parts);
+    ASSERT_EQ(parts->size(), 4u);
+    EXPECT_EQ(parts->at(0).id, 7u);
+    EXPECT_EQ(parts->at(0).text, R"({"jsonrpc":"2.0","id":7,"result":{"b":1.50,"a":"]}"}})");
+    auto first = parse_reply(parts->at(0).text, 7);
+    ASSERT_TRUE(first);
+    EXPECT_EQ(*first->result, R"({"b":1.50,"a":"]}"})");
+    EXPECT_EQ(parts->at(1).id, 8u);
+    EXPECT_FALSE(parts->at(2).id) << "not one of our integer ids";
+    EXPECT_FALSE(parts->at(3).id);
+    EXPECT_EQ(split_batch_reply("[]")->size(), 0u);
+    EXPECT_FALSE(split_batch_reply(R"({"id":1,"result":1})")) << "not a batch";
+    EXPECT_FALSE(split_batch_reply(R"([{"id":1,"result":1})")) << "not JSON";
+    EXPECT_FALSE(split_batch_reply("<html>busy</html>"));
+}
+
 TEST(ParseReply, ResultErrorAndGarbage) {
     auto ok = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":{"x":"0x1"}})", 5);
     ASSERT_TRUE(ok);
