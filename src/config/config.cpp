@@ -473,17 +473,15 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
                    UpstreamConfig& u) {
     r.check_keys(n, path,
                  {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes",
-                  "ca_file", "max_rps", "max_concurrency", "max_logs_range",
-                  "max_batch_size"});
+                  "ca_file", "max_rps", "max_concurrency", "max_logs_range", "max_batch_size"});
     if_set(n, "max_rps", [&](auto& v) {
         u.max_rps = static_cast<double>(r.integer(v, path + ".max_rps", 0, 1'000'000));
     });
     if_set(n, "max_concurrency", [&](auto& v) {
         u.max_concurrency = r.integer(v, path + ".max_concurrency", 0, 100'000);
     });
-    if_set(n, "max_batch_size", [&](auto& v) {
-        u.max_batch_size = r.integer(v, path + ".max_batch_size", 0, 10'000);
-    });
+    if_set(n, "max_batch_size",
+           [&](auto& v) { u.max_batch_size = r.integer(v, path + ".max_batch_size", 0, 10'000); });
     if_set(n, "max_logs_range", [&](auto& v) {
         u.max_logs_range = r.integer(v, path + ".max_logs_range", 0, 1ull << 40);
     });

@@ -39,6 +39,14 @@ protected:
         if (HasFailure() && gw) std::cerr << "--- gateway log ---\n" << gw->process().output();
     }
 
+    /// anvil's first account sends 1 wei to 0x…dEaD with nonce 0, signed by cast.
+    static std::string first_transfer() {
+        return cast({"mktx", "--private-key",
+                     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+                     "--chain", "31337", "--nonce", "0", "--gas-limit", "21000", "--gas-price",
+                     "2000000000", "--priority-gas-price", "1000000000",
+                     "0x000000000000000000000000000000000000dEaD", "--value", "1"});
+    }
     HttpReply node(const std::string& method, const std::string& params) {
         return http_post(anvil->port(), "/", rpc_body(method, params));
     }
@@ -111,12 +119,7 @@ TEST_F(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
 
 TEST_F(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
     ASSERT_NO_FATAL_FAILURE(start("    tx: {confirmations: 4, poll_interval_ms: 100}\n"));
-    const std::string raw =
-        cast({"mktx", "--private-key",
-              "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", "--chain",
-              "31337", "--nonce", "0", "--gas-limit", "21000", "--gas-price", "2000000000",
-              "--priority-gas-price", "1000000000", "0x000000000000000000000000000000000000dEaD",
-              "--value", "1"});
+    const std::string raw = first_transfer();
     const json::value sent = json::parse(
         http_post(gw->port(), "/", rpc_body("eth_sendRawTransaction", "[\"" + raw + "\"]")).body);
     ASSERT_TRUE(sent.as_object().contains("result")) << json::serialize(sent);
@@ -182,12 +185,7 @@ TEST_F(ReorgTest, CachedReadsOfDroppedBlocksAreNotServedAfterTheReorg) {
     EXPECT_EQ(block(3).header("x-gateway-cache"), "hit");
 
     // Blocks 8..10 replaced (with a transaction, so that they differ).
-    const std::string tx =
-        cast({"mktx", "--private-key",
-              "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", "--chain",
-              "31337", "--nonce", "0", "--gas-limit", "21000", "--gas-price", "2000000000",
-              "--priority-gas-price", "1000000000", "0x000000000000000000000000000000000000dEaD",
-              "--value", "1"});
+    const std::string tx = first_transfer();
     node("anvil_reorg", fmt::format("[3, [[\"{}\", 1]]]", tx));
     ASSERT_TRUE(wait_until([&] { return chain().at("reorgs") == 1; })) << json::serialize(chain());
     const std::string new_nine = hash_of(node("eth_getBlockByNumber", "[\"0x9\",false]"));
