@@ -41,15 +41,38 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 struct Gateway::Impl {
     explicit Impl(const config::Config& c)
         : config(c),
-          ioc(static_cast<int>(c.server.threads)),
+          workers(make_workers(c.server.threads)),
+          worker_guards(guard(workers)),
+          ioc(1),
           control(asio::make_strand(ioc)),
           signals(ioc) {}
+
+    using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
+    static std::vector<std::unique_ptr<asio::io_context>> make_workers(unsigned threads) {
+        std::vector<std::unique_ptr<asio::io_context>> out;
+        for (unsigned i = 1; i < threads; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+        return out;
+    }
+    // Workers have no work of their own until connections arrive: this keeps them running.
+    static std::vector<WorkGuard> guard(const std::vector<std::unique_ptr<asio::io_context>>& w) {
+        std::vector<WorkGuard> out;
+        for (const auto& ctx : w) out.push_back(asio::make_work_guard(*ctx));
+        return out;
+    }
 
     const config::Config config;
     // Before the io_context: coroutines abandoned by a forced stop, which the io_context destroys,
     // still count themselves out of the metrics.
     metrics::Metrics metrics;
-    // Destroyed after everything below, which holds I/O objects of this context.
+    // One event loop per further thread (server.threads - 1), each serving its share of the
+    // client connections start to end, as nginx's workers do: a request's work stays on one
+    // thread. Destroyed after `ioc`: a forced stop can leave a connection's coroutine owned by
+    // work pending on `ioc`, and destroying it closes the connection's socket on its worker.
+    std::vector<std::unique_ptr<asio::io_context>> workers;
+    std::vector<WorkGuard> worker_guards;
+    // Destroyed after everything below, which holds I/O objects of this context. It runs on the
+    // first thread: the background work (probes, watchers, transaction managers), the acceptors,
+    // and a share of the client connections.
     asio::io_context ioc;
     // Signals and the shutdown sequence run here, one step at a time.
     asio::strand<asio::io_context::executor_type> control;
@@ -97,7 +120,7 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     // Signers load their keys now: a key that cannot be loaded stops the start, naming the
     // signer (never the key). Every managed account must be one its signer can sign for.
     for (const auto& spec : config.signers) {
-        g.signers.push_back(custody::make_signer(spec, g.ioc.get_executor()));
+        g.signers.push_back(custody::make_signer(spec));
         spdlog::info("signer {} ({}): {} address(es)", spec.id, spec.type,
                      g.signers.back()->addresses().size());
     }
@@ -165,11 +188,14 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     }
 
     const auto& s = config.server;
+    std::vector<asio::io_context*> session_contexts{&g.ioc};
+    for (auto& w : g.workers) session_contexts.push_back(w.get());
     g.rpc = http::make_listener(
         g.ioc,
         http::ListenerOptions{"rpc", s.listen, s.max_body_bytes, s.max_header_bytes, s.idle_timeout,
                               s.read_timeout, &rpc::RpcHandler::refusal_body},
-        [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);
+        [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics,
+        std::move(session_contexts));
     g.admin = http::make_listener(
         g.ioc,
         http::ListenerOptions{"admin", s.admin_listen, 64 * 1024, s.max_header_bytes,
@@ -206,9 +232,13 @@ int Gateway::run(bool handle_signals) {
                  g.rpc->local_endpoint().to_string(), g.admin->local_endpoint().to_string());
 
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < g.config.server.threads; ++i)
-        threads.emplace_back([&g] { g.ioc.run(); });
+    for (auto& w : g.workers) threads.emplace_back([&ctx = *w] { ctx.run(); });
     g.ioc.run();
+    // The main loop ran out of work (a drain) or was stopped: the workers follow.
+    for (auto& guard : g.worker_guards) guard.reset();
+    for (auto& w : g.workers) {
+        if (!g.clean) w->stop();
+    }
     for (auto& t : threads) t.join();
     return 0;
 }
@@ -239,6 +269,7 @@ void Gateway::Impl::force_stop(const char* why) {
                  rpc->open_connections());
     clean = false;
     ioc.stop();
+    for (auto& w : workers) w->stop();
 }
 
 // The order of a graceful shutdown. Once it is done nothing is left to do, so the event loop

@@ -66,7 +66,7 @@ std::unique_ptr<Signer> make_local(const SignerSpec& spec, const config::EnvLook
     return make_local_signer(spec.id, std::move(source));
 }
 
-std::unique_ptr<Signer> make_remote(const SignerSpec& spec, boost::asio::any_io_executor executor) {
+std::unique_ptr<Signer> make_remote(const SignerSpec& spec) {
     only(spec, {"url", "addresses"});
     if (spec.url.empty()) spec_error(spec, "a remote signer needs a url");
     if (spec.addresses.empty()) spec_error(spec, "a remote signer needs addresses");
@@ -81,8 +81,7 @@ std::unique_ptr<Signer> make_remote(const SignerSpec& spec, boost::asio::any_io_
             spec_error(spec, "the address " + text + " is listed twice");
         addresses.push_back(a);
     }
-    return make_remote_signer(spec.id, spec.url, std::move(addresses), spec.timeout,
-                              std::move(executor));
+    return make_remote_signer(spec.id, spec.url, std::move(addresses), spec.timeout);
 }
 
 std::unique_ptr<Signer> make_stub(const SignerSpec& spec, const config::EnvLookup& env) {
@@ -114,11 +113,10 @@ std::unique_ptr<Signer> make_stub(const SignerSpec& spec, const config::EnvLooku
 
 }  // namespace
 
-std::unique_ptr<Signer> make_signer(const SignerSpec& spec, boost::asio::any_io_executor executor,
-                                    const config::EnvLookup& env) {
+std::unique_ptr<Signer> make_signer(const SignerSpec& spec, const config::EnvLookup& env) {
     if (spec.id.empty()) spec_error(spec, "no id");
     if (spec.type == "local") return make_local(spec, env);
-    if (spec.type == "remote") return make_remote(spec, std::move(executor));
+    if (spec.type == "remote") return make_remote(spec);
     if (spec.type == "custody-stub") return make_stub(spec, env);
     spec_error(spec, "unknown type \"" + spec.type + "\" (local, remote or custody-stub)");
 }

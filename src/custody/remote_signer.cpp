@@ -193,8 +193,7 @@ private:
 
 std::unique_ptr<Signer> make_remote_signer(std::string id, std::string url,
                                            std::vector<eth::Address> addresses,
-                                           std::chrono::milliseconds timeout,
-                                           asio::any_io_executor executor) {
+                                           std::chrono::milliseconds timeout) {
     // Checked here so that the message names a signer, not an upstream, and never the URL.
     auto parsed = boost::urls::parse_absolute_uri(url);
     if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
@@ -210,7 +209,7 @@ std::unique_ptr<Signer> make_remote_signer(std::string id, std::string url,
     cfg.max_response_bytes = 1024 * 1024;  // a signed transaction is at most ~128 KiB of hex
     std::unique_ptr<upstream::HttpClient> client;
     try {
-        client = upstream::make_http_client(std::move(executor), cfg);
+        client = upstream::make_http_client(cfg);
     } catch (const std::exception& e) {
         throw std::runtime_error("signer " + id + ": " + e.what());
     }

@@ -248,8 +248,12 @@ private:
 class ListenerImpl final : public Listener {
 public:
     ListenerImpl(asio::io_context& ioc, ListenerOptions options, Handler handler,
-                 metrics::Metrics* metrics)
-        : ioc_(ioc), acceptor_(asio::make_strand(ioc)), state_(std::make_shared<State>()) {
+                 metrics::Metrics* metrics, std::vector<asio::io_context*> session_contexts)
+        : ioc_(ioc),
+          contexts_(std::move(session_contexts)),
+          acceptor_(asio::make_strand(ioc)),
+          state_(std::make_shared<State>()) {
+        if (contexts_.empty()) contexts_.push_back(&ioc_);
         state_->options = std::move(options);
         state_->handler = std::move(handler);
         state_->metrics = metrics;
@@ -278,7 +282,7 @@ public:
             error_code ec;
             acceptor_.non_blocking(true, ec);
             for (;;) {
-                tcp::socket socket(asio::make_strand(ioc_));
+                tcp::socket socket(next_session_executor());
                 acceptor_.accept(socket, ec);
                 if (ec) break;
                 serve(std::move(socket));
@@ -310,7 +314,7 @@ private:
         asio::steady_timer backoff(acceptor_.get_executor());
         for (;;) {
             auto [ec, socket] =
-                co_await acceptor_.async_accept(asio::make_strand(ioc_), use_nothrow);
+                co_await acceptor_.async_accept(next_session_executor(), use_nothrow);
             if (!ec) serve(std::move(socket));
             if (state_->stopping || !acceptor_.is_open()) co_return;
             if (ec) {
@@ -320,6 +324,13 @@ private:
                 co_await backoff.async_wait(use_nothrow);
             }
         }
+    }
+
+    // A strand on the next session context: the accepted socket belongs to that context's event
+    // loop. On the acceptor's strand only.
+    asio::strand<asio::io_context::executor_type> next_session_executor() {
+        asio::io_context* ctx = contexts_[next_context_++ % contexts_.size()];
+        return asio::make_strand(*ctx);
     }
 
     void serve(tcp::socket socket) {
@@ -335,6 +346,8 @@ private:
     }
 
     asio::io_context& ioc_;
+    std::vector<asio::io_context*> contexts_;
+    std::size_t next_context_ = 0;
     tcp::acceptor acceptor_;
     std::shared_ptr<State> state_;
     config::Endpoint local_;
@@ -343,8 +356,10 @@ private:
 }  // namespace
 
 std::unique_ptr<Listener> make_listener(asio::io_context& ioc, ListenerOptions options,
-                                        Handler handler, metrics::Metrics* metrics) {
-    return std::make_unique<ListenerImpl>(ioc, std::move(options), std::move(handler), metrics);
+                                        Handler handler, metrics::Metrics* metrics,
+                                        std::vector<asio::io_context*> session_contexts) {
+    return std::make_unique<ListenerImpl>(ioc, std::move(options), std::move(handler), metrics,
+                                          std::move(session_contexts));
 }
 
 }  // namespace gateway::http

@@ -3,20 +3,26 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
 
 #include <sys/socket.h>
+#include <array>
 #include <charconv>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace gateway::upstream {
@@ -81,35 +87,53 @@ std::string base64(std::string_view in) {
     return out;
 }
 
-// One connection to the upstream. Every operation on it runs on its own strand, so that Beast's
-// timeout timer and the operations it guards never run at the same time on two threads.
+// One connection to the upstream. An exchange on it runs on the caller's strand: its deadline
+// timer completes there too, so the timer and the I/O it cuts short never run at the same time,
+// and no hop to another strand is needed. A caller that is not on a strand has its exchange run
+// on the connection's own strand instead.
 struct Connection {
-    explicit Connection(asio::any_io_executor ex) : strand(asio::make_strand(ex)) {}
+    explicit Connection(asio::any_io_executor ex)
+        : loop(ex), strand(asio::make_strand(ex)), timer(ex) {}
+    asio::any_io_executor loop;  // the event loop its socket and timer belong to
     asio::strand<asio::any_io_executor> strand;
-    std::unique_ptr<beast::tcp_stream> plain;
-    std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+    std::unique_ptr<tcp::socket> plain;
+    std::unique_ptr<beast::ssl_stream<tcp::socket>> tls;
+    asio::steady_timer timer;
     beast::flat_buffer buffer;
     bool connected = false;
-    bool cancelled = false;  // set on the strand by a CancelSignal
+    bool cancelled = false;  // set on the exchange's strand by a CancelSignal
+    bool timed_out = false;  // set on the exchange's strand by the deadline timer
 
-    beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+    tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
+    bool has_socket() const { return plain || tls; }
 
     // True when the pooled connection still looks open: the peer has not closed it and sent
     // nothing.
     bool looks_alive() {
-        if (!connected || !lowest().socket().is_open() || buffer.size() != 0) return false;
+        if (!connected || !lowest().is_open() || buffer.size() != 0) return false;
         char c;
-        ssize_t r = ::recv(lowest().socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t r = ::recv(lowest().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
         return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+
+    // Closes the socket: whatever is pending fails, and so does the next operation.
+    void shut() {
+        if (!has_socket()) return;
+        error_code ignored;
+        lowest().close(ignored);
     }
 };
 
+// Whether handlers on this executor never run at the same time (a strand).
+bool serialized(const asio::any_io_executor& ex) {
+    return ex.target<asio::strand<asio::io_context::executor_type>>() != nullptr ||
+           ex.target<asio::strand<asio::any_io_executor>>() != nullptr;
+}
+
 class HttpClientImpl final : public HttpClient {
 public:
-    HttpClientImpl(asio::any_io_executor executor, const config::UpstreamConfig& config)
-        : executor_(std::move(executor)),
-          max_idle_(config.max_idle_connections),
-          max_response_(config.max_response_bytes) {
+    explicit HttpClientImpl(const config::UpstreamConfig& config)
+        : max_idle_(config.max_idle_connections), max_response_(config.max_response_bytes) {
         auto url = boost::urls::parse_absolute_uri(config.url);
         if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty())
             throw std::invalid_argument("upstream " + config.id +
@@ -125,6 +149,11 @@ public:
         if (target_.empty()) target_ = "/";
         if (url->has_query()) target_ += "?" + std::string(url->encoded_query());
         if (url->has_userinfo()) authorization_ = "Basic " + base64(url->userinfo());
+        request_head_ = "POST " + target_ + " HTTP/1.1\r\nHost: " + host_header_ +
+                        "\r\nUser-Agent: chain-gateway/" GATEWAY_VERSION
+                        "\r\nContent-Type: application/json\r\nAccept: application/json\r\n";
+        if (!authorization_.empty()) request_head_ += "Authorization: " + authorization_ + "\r\n";
+        request_head_ += "Content-Length: ";
         error_code ec;
         literal_ = asio::ip::make_address(host_, ec);
         has_literal_ = !ec;
@@ -143,13 +172,16 @@ public:
 
     std::size_t idle_connections() const override {
         std::lock_guard lock(mu_);
-        return idle_.size();
+        return idle_count_;
     }
 
     asio::awaitable<HttpResult> post(std::string body, PostOptions options) override {
-        std::shared_ptr<Connection> conn = take_idle(!options.idempotent);
+        // Connections are pooled per event loop: one made on the caller's loop stays on it.
+        asio::any_io_executor ex = co_await asio::this_coro::executor;
+        asio::execution_context* loop = &asio::query(ex, asio::execution::context);
+        std::shared_ptr<Connection> conn = take_idle(loop, !options.idempotent);
         const bool reused = conn != nullptr;
-        if (!conn) conn = std::make_shared<Connection>(executor_);
+        if (!conn) conn = std::make_shared<Connection>(ex);
         bool stale = false;
         HttpResult result = co_await run(conn, body, options, stale);
 
@@ -157,28 +189,37 @@ public:
         // when it was written, a request that is safe to repeat). Once more on a fresh connection.
         if (reused && stale && (!result.maybe_delivered || options.idempotent) &&
             std::chrono::steady_clock::now() < options.deadline) {
-            conn = std::make_shared<Connection>(executor_);
+            conn = std::make_shared<Connection>(ex);
             result = co_await run(conn, body, options, stale);
         }
-        if (result.ok() && conn->connected) give_back(std::move(conn));
+        if (result.ok() && conn->connected) give_back(loop, std::move(conn));
         co_return result;
     }
 
 private:
-    // One exchange on the connection's strand; a cancel meanwhile closes the connection.
+    // One exchange, on the caller's strand when it is on one; a cancel meanwhile closes the
+    // connection.
     asio::awaitable<HttpResult> run(const std::shared_ptr<Connection>& conn,
                                     const std::string& body, const PostOptions& options,
                                     bool& stale) {
+        asio::any_io_executor ex = co_await asio::this_coro::executor;
+        const bool in_place = serialized(ex);
+        if (!in_place) ex = conn->strand;
         if (options.cancel) {
-            options.cancel->on_cancel([conn] {
-                asio::post(conn->strand, [conn] {
+            options.cancel->on_cancel([conn, ex] {
+                asio::post(ex, [conn] {
                     conn->cancelled = true;
-                    if (conn->plain || conn->tls) conn->lowest().cancel();
+                    conn->shut();
                 });
             });
         }
-        HttpResult result = co_await asio::co_spawn(
-            conn->strand, exchange(*conn, body, options.deadline, stale), asio::use_awaitable);
+        HttpResult result;
+        if (in_place) {
+            result = co_await exchange(conn, ex, body, options.deadline, stale);
+        } else {
+            result = co_await asio::co_spawn(ex, exchange(conn, ex, body, options.deadline, stale),
+                                             asio::use_awaitable);
+        }
         if (options.cancel) {
             // Once the action is cleared, a signal that has not fired yet never touches this
             // connection; one that has may still, so the connection is not pooled.
@@ -197,21 +238,27 @@ private:
     // A pooled connection. For a request that must not be sent twice, one that still looks open
     // (a peek: one more system call); a request safe to repeat goes again on a fresh connection
     // when a pooled one turns out closed, so it skips the peek.
-    std::shared_ptr<Connection> take_idle(bool check) {
+    std::shared_ptr<Connection> take_idle(asio::execution_context* loop, bool check) {
         std::lock_guard lock(mu_);
-        while (!idle_.empty()) {
-            std::shared_ptr<Connection> c = std::move(idle_.back());
-            idle_.pop_back();
+        auto it = idle_.find(loop);
+        if (it == idle_.end()) return nullptr;
+        auto& idle = it->second;
+        while (!idle.empty()) {
+            std::shared_ptr<Connection> c = std::move(idle.back());
+            idle.pop_back();
+            --idle_count_;
             if (check ? c->looks_alive()
-                      : c->connected && c->buffer.size() == 0 && c->lowest().socket().is_open())
+                      : c->connected && c->buffer.size() == 0 && c->lowest().is_open())
                 return c;
         }
         return nullptr;
     }
 
-    void give_back(std::shared_ptr<Connection> c) {
+    void give_back(asio::execution_context* loop, std::shared_ptr<Connection> c) {
         std::lock_guard lock(mu_);
-        if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
+        if (idle_count_ >= max_idle_) return;
+        idle_[loop].push_back(std::move(c));
+        ++idle_count_;
     }
 
     static HttpResult failure(TransportError error, std::string detail, bool maybe_delivered) {
@@ -222,38 +269,38 @@ private:
         return r;
     }
 
-    asio::awaitable<HttpResult> connect(Connection& c,
-                                        std::chrono::steady_clock::time_point deadline) {
+    asio::awaitable<HttpResult> connect(Connection& c) {
         if (tls_) {
-            c.tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(c.strand, *ssl_);
+            c.tls = std::make_unique<beast::ssl_stream<tcp::socket>>(c.loop, *ssl_);
         } else {
-            c.plain = std::make_unique<beast::tcp_stream>(c.strand);
+            c.plain = std::make_unique<tcp::socket>(c.loop);
         }
-        c.lowest().expires_at(deadline);
         error_code ec;
         if (has_literal_) {
             std::tie(ec) = co_await c.lowest().async_connect(tcp::endpoint(literal_, port_number_),
                                                              use_nothrow);
         } else {
-            tcp::resolver resolver(c.strand);
+            tcp::resolver resolver(c.loop);
             auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, use_nothrow);
+            if (c.timed_out)
+                co_return failure(TransportError::timeout, "timed out resolving the host", false);
             if (rec)
                 co_return failure(TransportError::connect_failed,
                                   "cannot resolve host: " + rec.message(), false);
-            std::tie(ec, std::ignore) = co_await c.lowest().async_connect(endpoints, use_nothrow);
+            std::tie(ec, std::ignore) =
+                co_await asio::async_connect(c.lowest(), endpoints, use_nothrow);
         }
-        if (ec == beast::error::timeout)
-            co_return failure(TransportError::timeout, "timed out connecting", false);
+        if (c.timed_out) co_return failure(TransportError::timeout, "timed out connecting", false);
         if (ec) co_return failure(TransportError::connect_failed, ec.message(), false);
         error_code ignored;
-        c.lowest().socket().set_option(tcp::no_delay(true), ignored);
+        c.lowest().set_option(tcp::no_delay(true), ignored);
 
         if (tls_) {
             if (!has_literal_ && !SSL_set_tlsext_host_name(c.tls->native_handle(), host_.c_str()))
                 co_return failure(TransportError::tls_failed, "cannot set SNI", false);
             c.tls->set_verify_callback(ssl::host_name_verification(host_));
             auto [hec] = co_await c.tls->async_handshake(ssl::stream_base::client, use_nothrow);
-            if (hec == beast::error::timeout)
+            if (c.timed_out)
                 co_return failure(TransportError::timeout, "timed out in the TLS handshake", false);
             if (hec)
                 co_return failure(TransportError::tls_failed,
@@ -266,22 +313,20 @@ private:
     template <class Stream>
     asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
                                            bool& stale) {
-        bhttp::request<bhttp::string_body> req{bhttp::verb::post, target_, 11};
-        req.set(bhttp::field::host, host_header_);
-        req.set(bhttp::field::user_agent, "chain-gateway/" GATEWAY_VERSION);
-        req.set(bhttp::field::content_type, "application/json");
-        req.set(bhttp::field::accept, "application/json");
-        if (!authorization_.empty()) req.set(bhttp::field::authorization, authorization_);
-        req.keep_alive(true);
-        req.body() = body;
-        req.prepare_payload();
-
-        auto [wec, wn] = co_await bhttp::async_write(stream, req, use_nothrow);
+        // The head is fixed but for the length: written as is, with the body, in one gather write.
+        char length[24];
+        auto [end, lec] = std::to_chars(length, length + sizeof length, body.size());
+        (void)lec;
+        const std::array<asio::const_buffer, 4> request{
+            asio::buffer(request_head_),
+            asio::buffer(length, static_cast<std::size_t>(end - length)),
+            asio::buffer("\r\n\r\n", 4), asio::buffer(body)};
+        auto [wec, wn] = co_await asio::async_write(stream, request, use_nothrow);
         if (wec) {
             c.connected = false;
-            stale = wec != beast::error::timeout;
+            stale = !c.timed_out;
             // Not all of the request was written, so the upstream cannot act on it.
-            if (wec == beast::error::timeout)
+            if (c.timed_out)
                 co_return failure(TransportError::timeout, "timed out sending the request", false);
             co_return failure(TransportError::send_failed, "sending failed: " + wec.message(),
                               false);
@@ -293,7 +338,7 @@ private:
         auto [rec, rn] = co_await bhttp::async_read(stream, c.buffer, parser, use_nothrow);
         if (rec) {
             c.connected = false;
-            if (rec == beast::error::timeout)
+            if (c.timed_out)
                 co_return failure(TransportError::timeout, "timed out waiting for the response",
                                   true);
             if (rec == bhttp::error::body_limit)
@@ -311,15 +356,15 @@ private:
             co_return failure(TransportError::receive_failed,
                               "connection lost before the response: " + rec.message(), true);
         }
-        auto res = parser.release();
+        auto& res = parser.get();
         HttpResult result;
         result.maybe_delivered = true;
         result.status = res.result_int();
         if (auto it = res.find(bhttp::field::retry_after); it != res.end()) {
             auto v = it->value();
             unsigned long long seconds = 0;
-            auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-            if (ec == std::errc() && end == v.data() + v.size())
+            auto [vend, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+            if (ec == std::errc() && vend == v.data() + v.size())
                 result.retry_after = std::chrono::seconds(seconds);
         }
         result.body = std::move(res.body());
@@ -327,25 +372,40 @@ private:
         co_return result;
     }
 
-    asio::awaitable<HttpResult> exchange(Connection& c, const std::string& body,
+    // The exchange proper, on `ex` (a strand): the deadline timer's handler runs there too, and
+    // closes the connection when time runs out.
+    asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
+                                         const std::string& body,
                                          std::chrono::steady_clock::time_point deadline,
                                          bool& stale) {
+        Connection& c = *conn;
         stale = false;
         if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);
         if (deadline <= std::chrono::steady_clock::now())
             co_return failure(TransportError::timeout, "no time left for this attempt", false);
-        if (c.connected) {
-            // One deadline for the whole attempt: (connect, handshake,) write and read.
-            c.lowest().expires_at(deadline);
-        } else {
-            HttpResult r = co_await connect(c, deadline);
-            if (!r.ok()) co_return r;
+        // One deadline for the whole attempt: (connect, handshake,) write and read.
+        c.timed_out = false;
+        c.timer.expires_at(deadline);
+        c.timer.async_wait(asio::bind_executor(ex, [conn](error_code ec) {
+            if (ec) return;  // cancelled: the exchange ended in time
+            conn->timed_out = true;
+            conn->shut();
+        }));
+        HttpResult result;
+        if (!c.connected) result = co_await connect(c);
+        if (result.ok()) {
+            if (tls_) {
+                result = co_await round_trip(*c.tls, c, body, stale);
+            } else {
+                result = co_await round_trip(*c.plain, c, body, stale);
+            }
         }
-        if (tls_) co_return co_await round_trip(*c.tls, c, body, stale);
-        co_return co_await round_trip(*c.plain, c, body, stale);
+        // A timer that can no longer be cancelled has fired or is about to: its handler closes
+        // this connection later, so it is not pooled.
+        if (c.timer.cancel() == 0) c.connected = false;
+        co_return result;
     }
 
-    asio::any_io_executor executor_;
     std::size_t max_idle_;
     std::size_t max_response_;
     bool tls_ = false;
@@ -358,16 +418,18 @@ private:
     asio::ip::address literal_;
     bool has_literal_ = false;
     std::unique_ptr<ssl::context> ssl_;
+    std::string request_head_;  // the request line and headers, up to the Content-Length value
 
     mutable std::mutex mu_;
-    std::vector<std::shared_ptr<Connection>> idle_;
+    // Idle connections by the event loop they belong to.
+    std::unordered_map<asio::execution_context*, std::vector<std::shared_ptr<Connection>>> idle_;
+    std::size_t idle_count_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<HttpClient> make_http_client(asio::any_io_executor executor,
-                                             const config::UpstreamConfig& config) {
-    return std::make_unique<HttpClientImpl>(std::move(executor), config);
+std::unique_ptr<HttpClient> make_http_client(const config::UpstreamConfig& config) {
+    return std::make_unique<HttpClientImpl>(config);
 }
 
 }  // namespace gateway::upstream

@@ -89,9 +89,8 @@ ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor ex
       metrics_(metrics),
       clock_(clock) {
     for (const auto& u : config_.upstreams) {
-        upstreams_.push_back(std::make_unique<Upstream>(config_.name, u, config_.health,
-                                                        config_.failover,
-                                                        make_http_client(executor_, u), clock_));
+        upstreams_.push_back(std::make_unique<Upstream>(
+            config_.name, u, config_.health, config_.failover, make_http_client(u), clock_));
         probers_.push_back(std::make_unique<Prober>(executor_));
     }
 }

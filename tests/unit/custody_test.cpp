@@ -478,7 +478,7 @@ protected:
                                    std::vector<eth::Address> addresses = {kAddr0, kAddr1},
                                    std::string url = {}) {
         return custody::make_remote_signer("web3signer", url.empty() ? fake.url() : url,
-                                           std::move(addresses), timeout, io.ioc.get_executor());
+                                           std::move(addresses), timeout);
     }
     Signed sign(Signer& signer, const eth::UnsignedTx& tx, const eth::Address& from,
                 std::chrono::milliseconds within = 5s) {
@@ -667,8 +667,7 @@ TEST_F(RemoteSignerTest, UrlCredentialsNeverAppear) {
     });
     EXPECT_THAT(sign(*signer, eip1559_tx(), kAddr0).detail, Not(HasSubstr("s3cr3t")));
     const std::string message = load_error([&] {
-        custody::make_remote_signer("web3signer", "ftp://signer:s3cr3t-pw@host/", {kAddr0}, 1s,
-                                    io.ioc.get_executor());
+        custody::make_remote_signer("web3signer", "ftp://signer:s3cr3t-pw@host/", {kAddr0}, 1s);
     });
     EXPECT_THAT(message, HasSubstr("web3signer"));
     EXPECT_THAT(message, Not(HasSubstr("s3cr3t")));
@@ -821,20 +820,19 @@ TEST(SignerFactory, BuildsEachType) {
                              {"STUB_B", test::kKey1}});
 
     custody::SignerSpec local{.id = "hot", .type = "local", .key_env = "HOT"};
-    auto a = custody::make_signer(local, io.ioc.get_executor(), env);
+    auto a = custody::make_signer(local, env);
     EXPECT_EQ(a->id(), "hot");
     EXPECT_EQ(a->addresses(), std::vector<eth::Address>{kAddr0});
 
     custody::SignerSpec file{
         .id = "file", .type = "local", .key_file = temp_file("factory.hex", test::kKey1)};
-    EXPECT_EQ(custody::make_signer(file, io.ioc.get_executor(), env)->addresses(),
-              std::vector<eth::Address>{kAddr1});
+    EXPECT_EQ(custody::make_signer(file, env)->addresses(), std::vector<eth::Address>{kAddr1});
 
     custody::SignerSpec keystore{.id = "ks",
                                  .type = "local",
                                  .keystore = temp_file("factory.json", kPbkdf2Vector),
                                  .passphrase_env = "KS_PASS"};
-    EXPECT_EQ(custody::make_signer(keystore, io.ioc.get_executor(), env)->addresses(),
+    EXPECT_EQ(custody::make_signer(keystore, env)->addresses(),
               std::vector<eth::Address>{address(kVectorAddress)});
 
     FakeUpstream fake{31337, web3signer(both_keys())};
@@ -842,14 +840,14 @@ TEST(SignerFactory, BuildsEachType) {
                                .type = "remote",
                                .url = fake.url(),
                                .addresses = {test::address_of(test::kKey1)}};
-    auto r = custody::make_signer(remote, io.ioc.get_executor(), env);
+    auto r = custody::make_signer(remote, env);
     EXPECT_EQ(r->addresses(), std::vector<eth::Address>{kAddr1});
     const eth::UnsignedTx tx = eip1559_tx();
     EXPECT_EQ(io.run(r->sign(tx, kAddr1, Clock::now() + 5s)).outcome, Outcome::signed_ok);
 
     custody::SignerSpec stub{
         .id = "custody", .type = "custody-stub", .stub_keys_env = {"STUB_A", "STUB_B"}};
-    auto s = custody::make_signer(stub, io.ioc.get_executor(), env);
+    auto s = custody::make_signer(stub, env);
     auto* as_stub = dynamic_cast<CustodyStub*>(s.get());
     ASSERT_NE(as_stub, nullptr);
     EXPECT_EQ(as_stub->addresses().size(), 2u);
@@ -861,8 +859,7 @@ TEST(SignerFactory, RefusesSpecsThatMakeNoSense) {
     test::IoThread io;
     const auto env = env_of({{"HOT", test::kKey0}, {"BAD", "0x" + test::kKey0.substr(4)}});
     const auto error = [&](const custody::SignerSpec& spec) {
-        const std::string message =
-            load_error([&] { custody::make_signer(spec, io.ioc.get_executor(), env); });
+        const std::string message = load_error([&] { custody::make_signer(spec, env); });
         EXPECT_THAT(message, Not(HasSubstr(test::kKey0.substr(6, 20))));
         return message;
     };

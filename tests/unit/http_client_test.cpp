@@ -40,7 +40,7 @@ protected:
 TEST_F(HttpClientTest, AnswersAndReusesOneConnection) {
     test::FakeUpstream node;
     test::TcpForwarder forwarder(node.port());
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    auto client = make_http_client(upstream_config(forwarder.url()));
     for (int i = 0; i < 5; ++i) {
         HttpResult r = post(*client);
         ASSERT_TRUE(r.ok()) << r.detail;
@@ -60,7 +60,7 @@ TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
         return std::optional(r);
     });
     test::TcpForwarder forwarder(node.port());
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    auto client = make_http_client(upstream_config(forwarder.url()));
     auto deadline = Clock::now() + 5s;
     auto [a, b, c] =
         io.run([&]() -> boost::asio::awaitable<std::tuple<HttpResult, HttpResult, HttpResult>> {
@@ -74,7 +74,6 @@ TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
 
 TEST_F(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
     auto client = make_http_client(
-        io.ioc.get_executor(),
         upstream_config("http://127.0.0.1:" + std::to_string(test::closed_port())));
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::connect_failed);
@@ -88,7 +87,7 @@ TEST_F(HttpClientTest, TheDeadlineBoundsASlowUpstream) {
         r.delay = 3s;
         return std::optional(r);
     });
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config(node.url()));
+    auto client = make_http_client(upstream_config(node.url()));
     const auto t0 = Clock::now();
     HttpResult r = post(*client, 200ms);
     EXPECT_EQ(r.error, TransportError::timeout);
@@ -100,7 +99,7 @@ TEST_F(HttpClientTest, ABlackHoledUpstreamTimesOut) {
     test::FakeUpstream node;
     test::TcpForwarder forwarder(node.port());
     forwarder.set_mode(test::TcpForwarder::Mode::blackhole);
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    auto client = make_http_client(upstream_config(forwarder.url()));
     const auto t0 = Clock::now();
     HttpResult r = post(*client, 300ms);
     EXPECT_EQ(r.error, TransportError::timeout);
@@ -110,7 +109,7 @@ TEST_F(HttpClientTest, ABlackHoledUpstreamTimesOut) {
 TEST_F(HttpClientTest, APooledConnectionTheUpstreamClosedIsReplaced) {
     test::FakeUpstream node;
     test::TcpForwarder forwarder(node.port());
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config(forwarder.url()));
+    auto client = make_http_client(upstream_config(forwarder.url()));
     ASSERT_TRUE(post(*client).ok());
     ASSERT_EQ(client->idle_connections(), 1u);
     forwarder.stop();  // closes the pooled connection's far end
@@ -130,8 +129,7 @@ TEST_F(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendin
             ++requests;  // then hang up without answering
     });
     auto client =
-        make_http_client(io.ioc.get_executor(),
-                         upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+        make_http_client(upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
     ASSERT_TRUE(post(*client).ok());
     HttpResult r = post(*client, 5s, /*idempotent=*/false);
     EXPECT_EQ(r.error, TransportError::receive_failed);
@@ -150,8 +148,7 @@ TEST_F(HttpClientTest, AReadIsRepeatedOnAFreshConnectionWhenThePooledOneDies) {
         test::RawServer::read_request(s);
     });
     auto client =
-        make_http_client(io.ioc.get_executor(),
-                         upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+        make_http_client(upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
     ASSERT_TRUE(post(*client).ok());
     HttpResult r = post(*client, 5s, /*idempotent=*/true);
     EXPECT_TRUE(r.ok()) << r.detail;
@@ -164,7 +161,7 @@ TEST_F(HttpClientTest, StatusRetryAfterAndBody) {
         r.headers = {{"Retry-After", "7"}};
         return std::optional(r);
     });
-    auto client = make_http_client(io.ioc.get_executor(), upstream_config(node.url()));
+    auto client = make_http_client(upstream_config(node.url()));
     HttpResult r = post(*client);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.status, 429u);
@@ -179,7 +176,7 @@ TEST_F(HttpClientTest, AResponseOverTheLimitIsRefused) {
     });
     auto c = upstream_config(node.url());
     c.max_response_bytes = 1024;
-    auto client = make_http_client(io.ioc.get_executor(), c);
+    auto client = make_http_client(c);
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::response_too_large);
 }
@@ -190,8 +187,7 @@ TEST_F(HttpClientTest, GarbageInsteadOfHttpIsBadHttp) {
         test::RawServer::write(s, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
     });
     auto client =
-        make_http_client(io.ioc.get_executor(),
-                         upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
+        make_http_client(upstream_config("http://127.0.0.1:" + std::to_string(server.port())));
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::bad_http);
 }
@@ -209,8 +205,8 @@ TEST_F(HttpClientTest, SendsPathQueryHostAndBasicAuthFromTheUrl) {
             s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"));
     });
     const std::string port = std::to_string(server.port());
-    auto client = make_http_client(
-        io.ioc.get_executor(), upstream_config("http://user:pw@127.0.0.1:" + port + "/v3/key?x=1"));
+    auto client =
+        make_http_client(upstream_config("http://user:pw@127.0.0.1:" + port + "/v3/key?x=1"));
     ASSERT_TRUE(post(*client).ok());
     client.reset();
     std::lock_guard lock(mu);
@@ -238,7 +234,6 @@ TEST_F(HttpsTest, VerifiesTheCertificateAndSendsSni) {
     test::TlsServer server(pki);
     {
         auto client = make_http_client(
-            io.ioc.get_executor(),
             trusting(pki, "https://localhost:" + std::to_string(server.port()) + "/rpc"));
         for (int i = 0; i < 3; ++i) {
             HttpResult r = post(*client);
@@ -255,8 +250,8 @@ TEST_F(HttpsTest, VerifiesTheCertificateAndSendsSni) {
 TEST_F(HttpsTest, AnIpAddressIsVerifiedAgainstTheCertificateWithoutSni) {
     auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
     test::TlsServer server(pki);
-    auto client = make_http_client(
-        io.ioc.get_executor(), trusting(pki, "https://127.0.0.1:" + std::to_string(server.port())));
+    auto client =
+        make_http_client(trusting(pki, "https://127.0.0.1:" + std::to_string(server.port())));
     HttpResult r = post(*client);
     ASSERT_TRUE(r.ok()) << r.detail;
     EXPECT_EQ(server.last_sni(), "");
@@ -266,8 +261,7 @@ TEST_F(HttpsTest, AnUnknownCaIsRefused) {
     auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
     test::TlsServer server(pki);
     auto client =
-        make_http_client(io.ioc.get_executor(),
-                         upstream_config("https://localhost:" + std::to_string(server.port())));
+        make_http_client(upstream_config("https://localhost:" + std::to_string(server.port())));
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::tls_failed);
     EXPECT_FALSE(r.maybe_delivered);
@@ -278,8 +272,8 @@ TEST_F(HttpsTest, AnUnknownCaIsRefused) {
 TEST_F(HttpsTest, ACertificateForAnotherNameIsRefused) {
     auto pki = test::make_test_pki({"rpc.example.com"}, {});
     test::TlsServer server(pki);
-    auto client = make_http_client(
-        io.ioc.get_executor(), trusting(pki, "https://localhost:" + std::to_string(server.port())));
+    auto client =
+        make_http_client(trusting(pki, "https://localhost:" + std::to_string(server.port())));
     HttpResult r = post(*client);
     EXPECT_EQ(r.error, TransportError::tls_failed);
     EXPECT_EQ(server.answered(), 0u);

@@ -5,8 +5,6 @@
 #include "gateway/config/config.hpp"
 #include "gateway/custody/signer.hpp"
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include <chrono>
 #include <memory>
 #include <string>
@@ -20,7 +18,6 @@ using SignerSpec = config::SignerConfig;
 /// Builds the signer. Start-up only: throws std::runtime_error naming the signer and what is
 /// wrong (unknown type, missing or conflicting fields, an unloadable key, an unusable URL or
 /// address), never a secret. `env` reads environment variables; empty: the process environment.
-std::unique_ptr<Signer> make_signer(const SignerSpec& spec, boost::asio::any_io_executor executor,
-                                    const config::EnvLookup& env = {});
+std::unique_ptr<Signer> make_signer(const SignerSpec& spec, const config::EnvLookup& env = {});
 
 }  // namespace gateway::custody

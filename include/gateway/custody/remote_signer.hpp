@@ -4,8 +4,6 @@
 
 #include "gateway/custody/signer.hpp"
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include <chrono>
 #include <memory>
 #include <string>
@@ -27,7 +25,6 @@ namespace gateway::custody {
 /// Throws std::runtime_error on an unusable URL (start-up only).
 std::unique_ptr<Signer> make_remote_signer(std::string id, std::string url,
                                            std::vector<eth::Address> addresses,
-                                           std::chrono::milliseconds timeout,
-                                           boost::asio::any_io_executor executor);
+                                           std::chrono::milliseconds timeout);
 
 }  // namespace gateway::custody

@@ -80,8 +80,11 @@ public:
 };
 
 /// Binds `options.endpoint` (throws std::system_error when it cannot: start-up only). `metrics`
-/// may be null.
-std::unique_ptr<Listener> make_listener(boost::asio::io_context& ioc, ListenerOptions options,
-                                        Handler handler, metrics::Metrics* metrics);
+/// may be null. Connections are accepted on `ioc`; each is served on one of `session_contexts`
+/// in turn (on `ioc` when there are none), like the worker processes of nginx: with one thread
+/// per context, a connection's work never crosses threads.
+std::unique_ptr<Listener> make_listener(
+    boost::asio::io_context& ioc, ListenerOptions options, Handler handler,
+    metrics::Metrics* metrics, std::vector<boost::asio::io_context*> session_contexts = {});
 
 }  // namespace gateway::http

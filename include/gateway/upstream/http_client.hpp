@@ -82,11 +82,11 @@ public:
     virtual std::size_t idle_connections() const = 0;
 };
 
-/// A client for `config.url`. TLS verifies the certificate against the system store (plus
+/// A client for `config.url`. Each post runs on the caller's event loop, and connections are
+/// pooled per event loop. TLS verifies the certificate against the system store (plus
 /// `config.ca_file`) and the host name, with SNI. Credentials in the URL (user:password@) are sent
 /// as HTTP Basic authentication. Throws std::invalid_argument on an unusable URL or CA file
 /// (start-up only).
-std::unique_ptr<HttpClient> make_http_client(boost::asio::any_io_executor executor,
-                                             const config::UpstreamConfig& config);
+std::unique_ptr<HttpClient> make_http_client(const config::UpstreamConfig& config);
 
 }  // namespace gateway::upstream
