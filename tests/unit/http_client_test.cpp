@@ -11,6 +11,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <thread>
 
 namespace gateway::upstream {
 namespace {
@@ -28,16 +32,32 @@ config::UpstreamConfig upstream_config(const std::string& url) {
 
 const std::string kCall = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})";
 
-class HttpClientTest : public ::testing::Test {
+// Where the caller runs: on a strand, as the gateway's connections do (the exchange runs in
+// place, its timer on the same strand), or on the bare event loop (the exchange is handed to the
+// connection's own strand).
+enum class Caller { on_strand, on_loop };
+
+class HttpClientTest : public ::testing::TestWithParam<Caller> {
 protected:
     HttpResult post(HttpClient& client, std::chrono::milliseconds timeout = 5s,
-                    bool idempotent = true) {
-        return io.run(client.post(kCall, PostOptions{Clock::now() + timeout, idempotent}));
+                    bool idempotent = true, std::shared_ptr<CancelSignal> cancel = nullptr) {
+        return run(client.post(kCall, PostOptions{Clock::now() + timeout, idempotent, cancel}));
+    }
+    template <class T>
+    T run(boost::asio::awaitable<T> a) {
+        if (GetParam() == Caller::on_loop) return io.run(std::move(a));
+        return boost::asio::co_spawn(boost::asio::make_strand(io.ioc), std::move(a),
+                                     boost::asio::use_future)
+            .get();
     }
     test::IoThread io;
 };
 
-TEST_F(HttpClientTest, AnswersAndReusesOneConnection) {
+std::string caller_name(const ::testing::TestParamInfo<Caller>& info) {
+    return info.param == Caller::on_strand ? "OnAStrand" : "OnTheLoop";
+}
+
+TEST_P(HttpClientTest, AnswersAndReusesOneConnection) {
     test::FakeUpstream node;
     test::TcpForwarder forwarder(node.port());
     auto client = make_http_client(upstream_config(forwarder.url()));
@@ -52,7 +72,7 @@ TEST_F(HttpClientTest, AnswersAndReusesOneConnection) {
     EXPECT_EQ(node.calls("eth_blockNumber"), 5u);
 }
 
-TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
+TEST_P(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
     using namespace boost::asio::experimental::awaitable_operators;
     test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
         auto r = test::FakeReply::ok("\"0x1\"");
@@ -63,7 +83,7 @@ TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
     auto client = make_http_client(upstream_config(forwarder.url()));
     auto deadline = Clock::now() + 5s;
     auto [a, b, c] =
-        io.run([&]() -> boost::asio::awaitable<std::tuple<HttpResult, HttpResult, HttpResult>> {
+        run([&]() -> boost::asio::awaitable<std::tuple<HttpResult, HttpResult, HttpResult>> {
             co_return co_await (client->post(kCall, {deadline}) &&
                                 client->post(kCall, {deadline}) && client->post(kCall, {deadline}));
         }());
@@ -72,7 +92,7 @@ TEST_F(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
     EXPECT_EQ(client->idle_connections(), 3u);
 }
 
-TEST_F(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
+TEST_P(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
     auto client = make_http_client(
         upstream_config("http://127.0.0.1:" + std::to_string(test::closed_port())));
     HttpResult r = post(*client);
@@ -81,7 +101,7 @@ TEST_F(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
     EXPECT_THAT(r.detail, HasSubstr("refused"));
 }
 
-TEST_F(HttpClientTest, TheDeadlineBoundsASlowUpstream) {
+TEST_P(HttpClientTest, TheDeadlineBoundsASlowUpstream) {
     test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
         auto r = test::FakeReply::ok("\"0x1\"");
         r.delay = 3s;
@@ -95,7 +115,27 @@ TEST_F(HttpClientTest, TheDeadlineBoundsASlowUpstream) {
     EXPECT_LT(Clock::now() - t0, 1500ms);
 }
 
-TEST_F(HttpClientTest, ABlackHoledUpstreamTimesOut) {
+TEST_P(HttpClientTest, ACancelEndsTheExchangeAndTheConnectionIsNotPooled) {
+    test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
+        auto r = test::FakeReply::ok("\"0x1\"");
+        r.delay = 3s;
+        return std::optional(r);
+    });
+    auto client = make_http_client(upstream_config(node.url()));
+    auto cancel = std::make_shared<CancelSignal>();
+    std::thread canceller([cancel] {
+        std::this_thread::sleep_for(200ms);
+        cancel->cancel();
+    });
+    const auto t0 = Clock::now();
+    HttpResult r = post(*client, 5s, true, cancel);
+    canceller.join();
+    EXPECT_EQ(r.error, TransportError::cancelled);
+    EXPECT_LT(Clock::now() - t0, 1500ms);
+    EXPECT_EQ(client->idle_connections(), 0u);
+}
+
+TEST_P(HttpClientTest, ABlackHoledUpstreamTimesOut) {
     test::FakeUpstream node;
     test::TcpForwarder forwarder(node.port());
     forwarder.set_mode(test::TcpForwarder::Mode::blackhole);
@@ -106,7 +146,7 @@ TEST_F(HttpClientTest, ABlackHoledUpstreamTimesOut) {
     EXPECT_LT(Clock::now() - t0, 2s);
 }
 
-TEST_F(HttpClientTest, APooledConnectionTheUpstreamClosedIsReplaced) {
+TEST_P(HttpClientTest, APooledConnectionTheUpstreamClosedIsReplaced) {
     test::FakeUpstream node;
     test::TcpForwarder forwarder(node.port());
     auto client = make_http_client(upstream_config(forwarder.url()));
@@ -119,7 +159,7 @@ TEST_F(HttpClientTest, APooledConnectionTheUpstreamClosedIsReplaced) {
     EXPECT_EQ(forwarder.accepted(), 2u);
 }
 
-TEST_F(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendingIt) {
+TEST_P(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendingIt) {
     std::atomic<int> requests{0};
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
         if (!test::RawServer::read_request(s).empty()) ++requests;
@@ -140,7 +180,7 @@ TEST_F(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendin
     EXPECT_EQ(requests, 2);
 }
 
-TEST_F(HttpClientTest, AReadIsRepeatedOnAFreshConnectionWhenThePooledOneDies) {
+TEST_P(HttpClientTest, AReadIsRepeatedOnAFreshConnectionWhenThePooledOneDies) {
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
         test::RawServer::read_request(s);
         test::RawServer::write(
@@ -155,7 +195,7 @@ TEST_F(HttpClientTest, AReadIsRepeatedOnAFreshConnectionWhenThePooledOneDies) {
     EXPECT_EQ(server.connections(), 2u);
 }
 
-TEST_F(HttpClientTest, StatusRetryAfterAndBody) {
+TEST_P(HttpClientTest, StatusRetryAfterAndBody) {
     test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
         auto r = test::FakeReply::http(429, "slow down");
         r.headers = {{"Retry-After", "7"}};
@@ -170,7 +210,7 @@ TEST_F(HttpClientTest, StatusRetryAfterAndBody) {
     EXPECT_EQ(*r.retry_after, 7s);
 }
 
-TEST_F(HttpClientTest, AResponseOverTheLimitIsRefused) {
+TEST_P(HttpClientTest, AResponseOverTheLimitIsRefused) {
     test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
         return std::optional(test::FakeReply::ok("\"" + std::string(5000, 'a') + "\""));
     });
@@ -181,7 +221,7 @@ TEST_F(HttpClientTest, AResponseOverTheLimitIsRefused) {
     EXPECT_EQ(r.error, TransportError::response_too_large);
 }
 
-TEST_F(HttpClientTest, GarbageInsteadOfHttpIsBadHttp) {
+TEST_P(HttpClientTest, GarbageInsteadOfHttpIsBadHttp) {
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
         test::RawServer::read_request(s);
         test::RawServer::write(s, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
@@ -192,7 +232,7 @@ TEST_F(HttpClientTest, GarbageInsteadOfHttpIsBadHttp) {
     EXPECT_EQ(r.error, TransportError::bad_http);
 }
 
-TEST_F(HttpClientTest, SendsPathQueryHostAndBasicAuthFromTheUrl) {
+TEST_P(HttpClientTest, SendsPathQueryHostAndBasicAuthFromTheUrl) {
     std::string seen;
     std::mutex mu;
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
@@ -229,7 +269,7 @@ protected:
     }
 };
 
-TEST_F(HttpsTest, VerifiesTheCertificateAndSendsSni) {
+TEST_P(HttpsTest, VerifiesTheCertificateAndSendsSni) {
     auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
     test::TlsServer server(pki);
     {
@@ -247,7 +287,7 @@ TEST_F(HttpsTest, VerifiesTheCertificateAndSendsSni) {
     EXPECT_EQ(server.answered(), 3u);
 }
 
-TEST_F(HttpsTest, AnIpAddressIsVerifiedAgainstTheCertificateWithoutSni) {
+TEST_P(HttpsTest, AnIpAddressIsVerifiedAgainstTheCertificateWithoutSni) {
     auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
     test::TlsServer server(pki);
     auto client =
@@ -257,7 +297,7 @@ TEST_F(HttpsTest, AnIpAddressIsVerifiedAgainstTheCertificateWithoutSni) {
     EXPECT_EQ(server.last_sni(), "");
 }
 
-TEST_F(HttpsTest, AnUnknownCaIsRefused) {
+TEST_P(HttpsTest, AnUnknownCaIsRefused) {
     auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
     test::TlsServer server(pki);
     auto client =
@@ -269,7 +309,7 @@ TEST_F(HttpsTest, AnUnknownCaIsRefused) {
     EXPECT_EQ(server.answered(), 0u);
 }
 
-TEST_F(HttpsTest, ACertificateForAnotherNameIsRefused) {
+TEST_P(HttpsTest, ACertificateForAnotherNameIsRefused) {
     auto pki = test::make_test_pki({"rpc.example.com"}, {});
     test::TlsServer server(pki);
     auto client =
@@ -278,6 +318,11 @@ TEST_F(HttpsTest, ACertificateForAnotherNameIsRefused) {
     EXPECT_EQ(r.error, TransportError::tls_failed);
     EXPECT_EQ(server.answered(), 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Callers, HttpClientTest,
+                         ::testing::Values(Caller::on_strand, Caller::on_loop), caller_name);
+INSTANTIATE_TEST_SUITE_P(Callers, HttpsTest, ::testing::Values(Caller::on_strand, Caller::on_loop),
+                         caller_name);
 
 }  // namespace
 }  // namespace gateway::upstream
