@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace gateway::store {
 namespace {
@@ -254,26 +255,50 @@ public:
         return static_cast<std::uint64_t>(st.column_int(0));
     }
 
-    void begin() override { exec("BEGIN IMMEDIATE;"); }
-    void commit() override { exec("COMMIT;"); }
+    void begin() override { Stmt(*this, "BEGIN IMMEDIATE;").done(); }
+    void commit() override { Stmt(*this, "COMMIT;").done(); }
     void rollback() noexcept override {
         sqlite3_exec(db_.get(), "ROLLBACK;", nullptr, nullptr, nullptr);
     }
-    void savepoint() override { exec("SAVEPOINT call;"); }
-    void release_savepoint() override { exec("RELEASE call;"); }
+    void savepoint() override { Stmt(*this, "SAVEPOINT call;").done(); }
+    void release_savepoint() override { Stmt(*this, "RELEASE call;").done(); }
     void rollback_to_savepoint() noexcept override {
         sqlite3_exec(db_.get(), "ROLLBACK TO call; RELEASE call;", nullptr, nullptr, nullptr);
     }
 
 private:
-    // A prepared statement; every failure is a StoreError naming the file.
+    // A prepared statement; every failure is a StoreError naming the file. Statements are
+    // prepared once and kept by their SQL: a write costs no parsing. One already in use (a
+    // statement run while another of the same SQL reads rows) is prepared afresh.
+    struct Cached {
+        sqlite3_stmt* stmt = nullptr;
+        bool busy = false;
+    };
     class Stmt {
     public:
         Stmt(SqliteStore& store, const std::string& sql) : store_(store) {
+            auto it = store_.statements_.find(sql);
+            if (it != store_.statements_.end() && !it->second.busy) {
+                slot_ = &it->second;
+                stmt_ = slot_->stmt;
+                slot_->busy = true;
+                return;
+            }
             if (sqlite3_prepare_v2(store_.db_.get(), sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
                 store_.fail("prepare");
+            if (it == store_.statements_.end()) {
+                slot_ = &store_.statements_.emplace(sql, Cached{stmt_, true}).first->second;
+            }
         }
-        ~Stmt() { sqlite3_finalize(stmt_); }
+        ~Stmt() {
+            if (!slot_) {
+                sqlite3_finalize(stmt_);
+                return;
+            }
+            sqlite3_reset(stmt_);
+            sqlite3_clear_bindings(stmt_);
+            slot_->busy = false;
+        }
         Stmt(const Stmt&) = delete;
         Stmt& operator=(const Stmt&) = delete;
 
@@ -322,6 +347,7 @@ private:
         }
         SqliteStore& store_;
         sqlite3_stmt* stmt_ = nullptr;
+        Cached* slot_ = nullptr;  // null: not kept, finalized at the end
     };
 
     [[noreturn]] void fail(const char* what) {
@@ -460,8 +486,16 @@ private:
         void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
     };
 
+    // Finalizes the kept statements before the database closes (it is declared after it).
+    struct Statements : std::unordered_map<std::string, Cached> {
+        ~Statements() {
+            for (auto& [sql, c] : *this) sqlite3_finalize(c.stmt);
+        }
+    };
+
     std::string path_;
     std::unique_ptr<sqlite3, Close> db_;
+    Statements statements_;
     int version_ = 0;
 };
 

@@ -36,6 +36,7 @@ struct TxManager::Entry {
     eth::Transaction tx;
     Clock::time_point last_broadcast{};
     bool busy = false;               // being sent right now (by a client's call or the dispatcher)
+    bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
     std::uint64_t checked_head = 0;  // the chain head at its last receipt check
     Clock::time_point checked_at{};  // and when that was
 };
@@ -175,7 +176,9 @@ bool TxManager::earlier_queued(const Entry& e) const {
         if (nonce >= e.rec.nonce) break;
         for (const auto& h : hashes) {
             auto it = by_hash_.find(h);
-            if (it != by_hash_.end() && it->second->rec.state == TxState::queued) return true;
+            if (it != by_hash_.end() && it->second->rec.state == TxState::queued &&
+                !it->second->taken)
+                return true;
         }
     }
     return false;
@@ -243,6 +246,14 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     if (metrics_) metrics_->count_transaction(config_.name, store::to_string(state));
     if (store::is_final(state)) forget(e->rec.hash);
     co_return true;
+}
+
+asio::awaitable<void> TxManager::record_taken(std::shared_ptr<Entry> e, std::string detail) {
+    co_await transition(e, TxState::broadcasting, std::move(detail), true);
+    // Written or not (the dispatcher sends it again if not), others may send it now.
+    std::lock_guard lock(mu_);
+    e->busy = false;
+    e->taken = false;
 }
 
 asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
@@ -663,11 +674,15 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     e->last_broadcast = Clock::now();
     {
         std::lock_guard lock(mu_);
-        e->busy = false;
+        e->busy = b.verdict == Broadcast::accepted;
+        e->taken = b.verdict == Broadcast::accepted;
     }
     switch (b.verdict) {
         case Broadcast::accepted:
-            co_await transition(e, TxState::broadcasting, b.detail, true);
+            // The client hears now. The transaction is durable since its QUEUED record and a node
+            // has it; BROADCASTING is journaled after the answer. A crash before that record
+            // sends the same bytes again at start-up, which a node takes as already known.
+            asio::co_spawn(strand_, record_taken(e, std::move(b.detail)), asio::detached);
             out.reply = result_reply(hash_json);
             out.upstream = b.upstream;
             break;

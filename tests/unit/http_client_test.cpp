@@ -36,6 +36,9 @@ const std::string kCall = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber",
 // place, its timer on the same strand), or on the bare event loop (the exchange is handed to the
 // connection's own strand).
 enum class Caller { on_strand, on_loop };
+void PrintTo(Caller c, std::ostream* os) {
+    *os << (c == Caller::on_strand ? "on a strand" : "on the loop");
+}
 
 class HttpClientTest : public ::testing::TestWithParam<Caller> {
 protected:

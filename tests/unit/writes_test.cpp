@@ -333,6 +333,10 @@ public:
         std::lock_guard lock(mu_);
         down_ = down;
     }
+    std::size_t mempool_size() const {
+        std::lock_guard lock(mu_);
+        return mempool_.size();
+    }
     /// Mines the mempool into a new block; returns its number.
     std::uint64_t mine() {
         std::lock_guard lock(mu_);
@@ -455,7 +459,8 @@ TEST_F(WritesTest, ATransactionGoesFromQueuedToCompletedAndBackOnAReorg) {
     EXPECT_EQ(json::parse(r.body).at("result"), hash.c_str());
     EXPECT_EQ(r.headers.count("x-gateway-queued"), 0u) << "a node took it at once";
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
-    EXPECT_EQ(state_of(hash), "BROADCASTING");
+    // The answer comes once a node took it; its BROADCASTING record is written right after.
+    EXPECT_TRUE(wait_tx_state(hash, "BROADCASTING"));
 
     const std::uint64_t block = chain.mine();
     ASSERT_TRUE(wait_tx_state(hash, "CONFIRMING"));
@@ -497,6 +502,21 @@ TEST_F(WritesTest, ATransactionGoesFromQueuedToCompletedAndBackOnAReorg) {
               1u);
     EXPECT_EQ(http_get(admin_port(), "/admin/transactions?state=bogus").status, 400u);
     EXPECT_EQ(http_get(admin_port(), "/admin/transactions/0x1234").status, 404u);
+}
+
+TEST_F(WritesTest, ASendersNextNonceGoesOutAtOnceWhileTheLastOnesRecordIsWritten) {
+    // The client hears of an accepted transaction before its BROADCASTING record is durable. A
+    // next nonce sent at once must not wait for the dispatcher as if the last one were unsent.
+    Chain chain;
+    start_on(chain, [](config::Config& c) { c.chains[0].tx.poll_interval = 10s; });
+    wait_ready();
+    for (std::uint64_t nonce = 0; nonce < 20; ++nonce) {
+        auto r = send(test::sign_legacy(test::kKey0, {.nonce = nonce}));
+        ASSERT_EQ(r.status, 200u) << r.body;
+        EXPECT_EQ(r.headers.count("x-gateway-queued"), 0u) << "nonce " << nonce << " was held";
+        EXPECT_EQ(r.header("x-gateway-upstream"), "node-0") << "nonce " << nonce;
+    }
+    EXPECT_EQ(chain.mempool_size(), 20u);
 }
 
 TEST_F(WritesTest, ANodesRefusalGoesBackAsItCameAndTheJournalSaysWhy) {

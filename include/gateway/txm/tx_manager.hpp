@@ -124,6 +124,9 @@ private:
     boost::asio::awaitable<void> settle_used_nonce(std::shared_ptr<Entry> e);
     boost::asio::awaitable<std::optional<boost::json::value>> receipt(const std::string& hash);
     void forget(const std::string& hash);  // a final transaction leaves memory
+    /// A client's transaction a node accepted: its BROADCASTING record, written after the
+    /// client's answer.
+    boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
     bool earlier_queued(const Entry& e) const;
     store::TxState state_of(const Entry& e) const;
 
