@@ -35,7 +35,7 @@ struct TxManager::Entry {
     store::TxRecord rec;
     eth::Transaction tx;
     Clock::time_point last_broadcast{};
-    bool busy = false;               // being sent right now (by a client's call or the dispatcher)
+    bool busy = false;   // being sent right now (by a client's call or the dispatcher)
     bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
     std::uint64_t checked_head = 0;  // the chain head at its last receipt check
     Clock::time_point checked_at{};  // and when that was
