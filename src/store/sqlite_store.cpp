@@ -76,6 +76,47 @@ constexpr const char* kMigrations[] = {
     " sender TEXT NOT NULL,"
     " next INTEGER NOT NULL,"
     " PRIMARY KEY (chain, sender));",
+    // 4: fewer random page writes per transaction. Events point to their transaction by an
+    // integer id instead of its hash, so a new transaction's events land at the end of their
+    // index; the per-sender index of unfinished transactions is gone (only the start-up load
+    // used it, which now sorts in memory).
+    "CREATE TABLE transactions_v4 ("
+    " id INTEGER PRIMARY KEY,"
+    " hash TEXT NOT NULL UNIQUE,"
+    " chain TEXT NOT NULL,"
+    " chain_id INTEGER NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " nonce INTEGER NOT NULL,"
+    " raw BLOB NOT NULL,"
+    " state TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " broadcasts INTEGER NOT NULL DEFAULT 0,"
+    " block_hash TEXT,"
+    " block_number INTEGER,"
+    " parent TEXT);"
+    "INSERT INTO transactions_v4 (id, hash, chain, chain_id, sender, nonce, raw, state, reason,"
+    " created_ms, updated_ms, broadcasts, block_hash, block_number, parent)"
+    " SELECT rowid, hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms,"
+    " updated_ms, broadcasts, block_hash, block_number, parent FROM transactions ORDER BY rowid;"
+    "CREATE TABLE transaction_events_v4 ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " tx INTEGER NOT NULL REFERENCES transactions_v4 (id),"
+    " state TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " at_ms INTEGER NOT NULL);"
+    "INSERT INTO transaction_events_v4 (id, tx, state, reason, at_ms)"
+    " SELECT e.id, t.id, e.state, e.reason, e.at_ms FROM transaction_events e"
+    " JOIN transactions_v4 t ON t.hash = e.hash ORDER BY e.id;"
+    "DROP TABLE transaction_events;"
+    "DROP TABLE transactions;"
+    "ALTER TABLE transactions_v4 RENAME TO transactions;"
+    "ALTER TABLE transaction_events_v4 RENAME TO transaction_events;"
+    "CREATE INDEX transactions_by_state ON transactions (state, updated_ms);"
+    "CREATE INDEX transactions_by_time ON transactions (created_ms);"
+    "CREATE INDEX transactions_by_parent ON transactions (parent) WHERE parent IS NOT NULL;"
+    "CREATE INDEX transaction_events_by_tx ON transaction_events (tx, id);",
 };
 
 constexpr const char* kColumns =
@@ -88,7 +129,7 @@ constexpr const char* kManagedColumns =
 
 class SqliteStore final : public Store {
 public:
-    explicit SqliteStore(std::string path) : path_(std::move(path)) { open(); }
+    explicit SqliteStore(std::string path, int up_to = 0) : path_(std::move(path)) { open(up_to); }
 
     int schema_version() const override { return version_; }
     std::string describe() const override { return "sqlite:" + path_; }
@@ -106,25 +147,27 @@ public:
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
         if (r.parent) st.text(14, *r.parent);
         st.done();
-        add_event(kTxEvents, r.hash, r.state, r.reason, r.created_ms);
+        add_tx_event(sqlite3_last_insert_rowid(db_.get()), r.state, r.reason, r.created_ms);
         return {r, true};
     }
 
     bool update(const TxUpdate& u) override {
         Stmt st(*this, u.set_block ? "UPDATE transactions SET state = ?2, reason = ?3, "
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
-                                     "block_hash = ?6, block_number = ?7 WHERE hash = ?1;"
+                                     "block_hash = ?6, block_number = ?7 WHERE hash = ?1 "
+                                     "RETURNING id;"
                                    : "UPDATE transactions SET state = ?2, reason = ?3, "
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts) "
-                                     "WHERE hash = ?1;");
+                                     "WHERE hash = ?1 RETURNING id;");
         st.text(1, u.hash).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
         if (u.broadcasts) st.integer(5, *u.broadcasts);
         if (u.set_block && u.block_hash) st.text(6, *u.block_hash);
         if (u.set_block && u.block_number)
             st.integer(7, static_cast<std::int64_t>(*u.block_number));
+        if (!st.step()) return false;  // no such transaction
+        const std::int64_t id = st.column_int(0);
         st.done();
-        if (sqlite3_changes(db_.get()) == 0) return false;
-        add_event(kTxEvents, u.hash, u.state, u.reason, u.at_ms);
+        add_tx_event(id, u.state, u.reason, u.at_ms);
         return true;
     }
 
@@ -159,7 +202,13 @@ public:
         return out;
     }
 
-    std::vector<TxEvent> history(std::string_view hash) override { return events(kTxEvents, hash); }
+    std::vector<TxEvent> history(std::string_view hash) override {
+        Stmt st(*this,
+                "SELECT state, reason, at_ms FROM transaction_events WHERE tx = (SELECT id FROM "
+                "transactions WHERE hash = ?1) ORDER BY id;");
+        st.text(1, hash);
+        return read_events(st);
+    }
 
     std::pair<ManagedRecord, bool> insert_managed(const ManagedRecord& r) override {
         if (auto existing = find_managed(r.id)) return {std::move(*existing), false};
@@ -354,12 +403,11 @@ private:
         throw StoreError(fmt::format("store {}: {}: {}", path_, what, sqlite3_errmsg(db_.get())));
     }
 
-    // A history table: raw transactions' events by hash, managed ones' by id.
+    // A history table keyed by text: managed transactions' events by their id.
     struct EventTable {
         const char* table;
         const char* key;
     };
-    static constexpr EventTable kTxEvents{"transaction_events", "hash"};
     static constexpr EventTable kManagedEvents{"managed_events", "managed_id"};
 
     void add_event(const EventTable& t, const std::string& key, TxState state,
@@ -371,10 +419,23 @@ private:
         st.done();
     }
 
+    void add_tx_event(std::int64_t tx, TxState state, const std::string& reason,
+                      std::int64_t at_ms) {
+        Stmt st(
+            *this,
+            "INSERT INTO transaction_events (tx, state, reason, at_ms) VALUES (?1, ?2, ?3, ?4);");
+        st.integer(1, tx).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
+        st.done();
+    }
+
     std::vector<TxEvent> events(const EventTable& t, std::string_view key) {
         Stmt st(*this, fmt::format("SELECT state, reason, at_ms FROM {} WHERE {} = ?1 ORDER BY id;",
                                    t.table, t.key));
         st.text(1, key);
+        return read_events(st);
+    }
+
+    static std::vector<TxEvent> read_events(Stmt& st) {
         std::vector<TxEvent> out;
         while (st.step())
             out.push_back(TxEvent{parse_tx_state(st.column_text(0)).value_or(TxState::failed),
@@ -418,7 +479,8 @@ private:
         return r;
     }
 
-    void open() {
+    // Migrates to the newest schema, or to `up_to` when it is set (tests).
+    void open(int up_to) {
         std::filesystem::path p(path_);
         std::error_code ec;
         if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
@@ -440,7 +502,7 @@ private:
         exec("PRAGMA foreign_keys=ON;");
         exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);");
         version_ = read_version();
-        const int newest = static_cast<int>(std::size(kMigrations));
+        const int newest = up_to > 0 ? up_to : static_cast<int>(std::size(kMigrations));
         if (version_ > newest)
             throw StoreError(
                 fmt::format("store: {} has schema version {}, newer than this build knows ({}): "
@@ -528,6 +590,10 @@ std::unique_ptr<Store> open_store(const config::StoreConfig& config) {
     if (config.backend != "sqlite")
         throw StoreError("store: unknown backend '" + config.backend + "'");
     return std::make_unique<SqliteStore>(config.path);
+}
+
+std::unique_ptr<Store> open_store_at_version(const config::StoreConfig& config, int version) {
+    return std::make_unique<SqliteStore>(config.path, version);
 }
 
 }  // namespace gateway::store

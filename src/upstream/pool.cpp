@@ -501,6 +501,16 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
     }
     std::vector<Delivery> out;
     if (chosen.empty()) co_return out;
+    if (chosen.size() == 1) {
+        // One node: awaited in place, without spawning (no hops between threads).
+        Upstream* u = chosen.front();
+        const std::uint64_t id = next_id_++;
+        PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
+        Attempt a = co_await attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
+                                     rpc::method_label(method));
+        out.push_back(Delivery{u->id(), std::move(a)});
+        co_return out;
+    }
     auto ex = co_await asio::this_coro::executor;
     using Op = decltype(asio::co_spawn(ex, attempt(nullptr, std::string(), PostOptions{}, 0, {}),
                                        asio::deferred));

@@ -18,12 +18,71 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 3);
+        EXPECT_EQ(store->schema_version(), 4);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 3);
+    EXPECT_EQ(open_store(c)->schema_version(), 4);
+}
+
+// Version 4 points events to their transaction by an integer id: a version-3 journal keeps its
+// transactions and their histories, and new events join them.
+TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
+    const std::string dir = test::make_temp_dir("store-test");
+    config::StoreConfig c{"sqlite", dir + "/gateway.db"};
+    EXPECT_EQ(open_store_at_version(c, 3)->schema_version(), 3);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(c.path.c_str(), &db), SQLITE_OK);
+    const char* v3 =
+        "INSERT INTO transactions (hash, chain, chain_id, sender, nonce, raw, state, reason,"
+        " created_ms, updated_ms, broadcasts) VALUES"
+        " ('0xaa', 'devnet', 31337, '0xs', 0, x'01', 'BROADCASTING', 'accepted', 10, 20, 1),"
+        " ('0xbb', 'devnet', 31337, '0xs', 1, x'02', 'QUEUED', 'received', 30, 30, 0);"
+        "INSERT INTO transaction_events (hash, state, reason, at_ms) VALUES"
+        " ('0xaa', 'QUEUED', 'received', 10), ('0xbb', 'QUEUED', 'received', 30),"
+        " ('0xaa', 'BROADCASTING', 'accepted', 20);";
+    ASSERT_EQ(sqlite3_exec(db, v3, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+
+    auto store = open_store(c);
+    EXPECT_EQ(store->schema_version(), 4);
+    auto a = store->find("0xaa");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->state, TxState::broadcasting);
+    EXPECT_EQ(a->raw, (std::vector<std::uint8_t>{1}));
+    EXPECT_EQ(a->broadcasts, 1u);
+    auto history = store->history("0xaa");
+    ASSERT_EQ(history.size(), 2u);
+    EXPECT_EQ(history[0].state, TxState::queued);
+    EXPECT_EQ(history[1].state, TxState::broadcasting);
+    EXPECT_EQ(history[1].at_ms, 20);
+    ASSERT_EQ(store->history("0xbb").size(), 1u);
+
+    // Carrying on: an update and a new transaction record their events.
+    EXPECT_TRUE(store->update(TxUpdate{"0xbb", TxState::broadcasting, "accepted", 40}));
+    EXPECT_FALSE(store->update(TxUpdate{"0xcc", TxState::broadcasting, "accepted", 40}));
+    TxRecord n;
+    n.hash = "0xcc";
+    n.chain = "devnet";
+    n.chain_id = 31337;
+    n.sender = "0xs";
+    n.nonce = 2;
+    n.raw = {3};
+    n.state = TxState::queued;
+    n.reason = "received";
+    n.created_ms = n.updated_ms = 50;
+    EXPECT_TRUE(store->insert(n).second);
+    EXPECT_FALSE(store->insert(n).second) << "the same hash twice is one transaction";
+    auto bb = store->history("0xbb");
+    ASSERT_EQ(bb.size(), 2u);
+    EXPECT_EQ(bb[1].state, TxState::broadcasting);
+    ASSERT_EQ(store->history("0xcc").size(), 1u);
+    EXPECT_TRUE(store->history("0xdd").empty());
+    auto unfinished = store->unfinished();
+    ASSERT_EQ(unfinished.size(), 3u);
+    EXPECT_EQ(unfinished[0].nonce, 0u);
+    EXPECT_EQ(unfinished[2].nonce, 2u);
 }
 
 TEST(SqliteStore, RefusesADatabaseFromANewerVersion) {

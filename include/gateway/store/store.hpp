@@ -22,4 +22,8 @@ public:
 /// to the newest version. Throws StoreError naming the path and the reason.
 std::unique_ptr<Store> open_store(const config::StoreConfig& config);
 
+/// For migration tests: opens the database migrated up to `version` only (the methods of Store
+/// expect the newest schema, so such a store is for raw SQL).
+std::unique_ptr<Store> open_store_at_version(const config::StoreConfig& config, int version);
+
 }  // namespace gateway::store
