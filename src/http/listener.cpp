@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -167,20 +168,46 @@ private:
             }
 
             keep_alive = keep_alive && !state_->stopping;
-            bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status),
-                                                    message.version()};
-            out.set(bhttp::field::server, "chain-gateway");
-            if (!response.body.empty() || response.status != 204)
-                out.set(bhttp::field::content_type, response.content_type);
-            for (auto& [name, value] : response.headers) out.insert(name, value);
-            out.body() = std::move(response.body);
-            out.keep_alive(keep_alive);
-            out.prepare_payload();
+            const std::string head = response_head(response, message.version(), keep_alive);
             state_->observe(response.status);
             stream_.expires_after(opt.read_timeout);
-            auto [wec, wn] = co_await bhttp::async_write(stream_, out, use_nothrow);
+            const std::array<asio::const_buffer, 2> out{asio::buffer(head),
+                                                        asio::buffer(response.body)};
+            auto [wec, wn] = co_await asio::async_write(stream_, out, use_nothrow);
             if (wec || !keep_alive) co_return;
         }
+    }
+
+    // The status line and headers of an answer, written as they are: cheaper than Beast's
+    // serializer, which walks its field list through layers of buffer views.
+    static std::string response_head(Response& response, unsigned version, bool keep_alive) {
+        const unsigned status = response.status;
+        const bool bodiless = status == 204 || status == 304 || (status >= 100 && status < 200);
+        if (bodiless) response.body.clear();
+        std::string head;
+        head.reserve(192);
+        head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+        head += std::to_string(status);
+        head += ' ';
+        head += bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+        head += "\r\nServer: chain-gateway\r\n";
+        if (!bodiless) {
+            head += "Content-Type: ";
+            head += response.content_type;
+            head += "\r\nContent-Length: ";
+            head += std::to_string(response.body.size());
+            head += "\r\n";
+        }
+        for (const auto& [name, value] : response.headers) {
+            head += name;
+            head += ": ";
+            head += value;
+            head += "\r\n";
+        }
+        if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
+        if (version != 10 && !keep_alive) head += "Connection: close\r\n";
+        head += "\r\n";
+        return head;
     }
 
     // Answers a request the listener cannot read, then the connection ends.

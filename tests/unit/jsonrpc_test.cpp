@@ -188,6 +188,29 @@ TEST(ParseReply, DeepResultsSuchAsCallTracesPassThrough) {
     EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":9,"result":)" + deep.substr(1) + "}", 9));
 }
 
+// Strings are skipped quote to quote: escaped quotes and runs of backslashes before a quote
+// must not end them early or late.
+TEST(ParseReply, StringsWithEscapedQuotesAndBackslashesKeepTheirExactText) {
+    const std::string tricky = R"("a\"b\\\\\"c\\")";  // a"b\\"c\ : an escaped quote, then \\"
+    auto r =
+        parse_reply(R"({"id":3,"result":{"s":)" + tricky + R"(,"t":"}\\"},"jsonrpc":"2.0"})", 3);
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_EQ(*r->result, R"({"s":)" + tricky + R"(,"t":"}\\"})");
+    auto quoted = parse_reply(R"({"id":4,"result":"x\",}\"y","jsonrpc":"2.0"})", 4);
+    ASSERT_TRUE(quoted) << quoted.error();
+    EXPECT_EQ(*quoted->result, R"("x\",}\"y")");
+    auto brace = parse_reply(R"({"id":4,"result":{"a":"\"}"},"jsonrpc":"2.0"})", 4);
+    ASSERT_TRUE(brace) << brace.error();
+    EXPECT_EQ(*brace->result, R"({"a":"\"}"})");
+    auto plain = parse_reply(R"({"id":4,"result":"\\","jsonrpc":"2.0"})", 4);
+    ASSERT_TRUE(plain) << plain.error();
+    EXPECT_EQ(*plain->result, R"("\\")");
+    const std::string big = "\"0x" + std::string(20000, 'a') + "\"";
+    auto large = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":)" + big + "}", 5);
+    ASSERT_TRUE(large) << large.error();
+    EXPECT_EQ(*large->result, big);
+}
+
 TEST(SplitBatchReply, EachAnswerByteForByteWithItsId) {
     const std::string body =
         " [ {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"b\":1.50,\"a\":\"]}\"}} ,"
