@@ -8,6 +8,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <charconv>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
@@ -70,7 +71,7 @@ std::string key_of(std::string_view a, std::string_view b, std::string_view c = 
 
 struct Metrics::Impl {
     prom::Registry registry;
-    SeriesCache<prom::Counter> request_counters, upstream_counters;
+    SeriesCache<prom::Counter> request_counters, upstream_counters, http_counters;
     SeriesCache<prom::Histogram> request_histograms, upstream_histograms;
 
     prom::Family<prom::Counter>& requests =
@@ -198,7 +199,17 @@ void Metrics::observe_call(std::string_view chain, std::string_view method,
 }
 
 void Metrics::observe_http(std::string_view listener, unsigned status) {
-    impl_->http.Add({{"listener", s(listener)}, {"code", std::to_string(status)}}).Increment();
+    Impl& m = *impl_;
+    char code[12];
+    auto [end, ec] = std::to_chars(code, code + sizeof code, status);
+    (void)ec;
+    const std::string_view code_text(code, static_cast<std::size_t>(end - code));
+    m.http_counters
+        .get(key_of(listener, code_text),
+             [&]() -> prom::Counter& {
+                 return m.http.Add({{"listener", s(listener)}, {"code", s(code_text)}});
+             })
+        .Increment();
 }
 
 void Metrics::add_in_flight(int delta) {
