@@ -104,7 +104,7 @@ void TxManager::wake() {
 }
 
 bool TxManager::stopped() const {
-    return stopped_ && !running_;
+    return stopped_ && !running_ && *recording_ == 0;
 }
 
 std::size_t TxManager::held() const {
@@ -249,6 +249,12 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
 }
 
 asio::awaitable<void> TxManager::record_taken(std::shared_ptr<Entry> e, std::string detail) {
+    // Counted until done: stopped() is false while a record is being written. The count is
+    // shared: a coroutine destroyed unfinished (a forced stop) may outlive the manager.
+    struct Count {
+        std::shared_ptr<std::atomic<int>> n;
+        ~Count() { --*n; }
+    } count{recording_};
     co_await transition(e, TxState::broadcasting, std::move(detail), true);
     // Written or not (the dispatcher sends it again if not), others may send it now.
     std::lock_guard lock(mu_);
@@ -571,7 +577,8 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         if (auto it = by_hash_.find(rec.hash); it != by_hash_.end()) {
             out.journaled = true;
             out.reply = result_reply(hash_json);  // the same bytes again: one entry
-            out.queued = it->second->rec.state == TxState::queued;
+            // Not queued when a node took it and only its BROADCASTING row is still being written.
+            out.queued = it->second->rec.state == TxState::queued && !it->second->taken;
             co_return out;
         }
         std::size_t of_sender = 0;
@@ -682,6 +689,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
             // The client hears now. The transaction is durable since its QUEUED record and a node
             // has it; BROADCASTING is journaled after the answer. A crash before that record
             // sends the same bytes again at start-up, which a node takes as already known.
+            ++*recording_;
             asio::co_spawn(strand_, record_taken(e, std::move(b.detail)), asio::detached);
             out.reply = result_reply(hash_json);
             out.upstream = b.upstream;

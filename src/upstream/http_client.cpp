@@ -190,6 +190,7 @@ public:
         // A pooled connection the upstream had already closed: the request never reached it (or,
         // when it was written, a request that is safe to repeat). Once more on a fresh connection.
         if (reused && stale && (!result.maybe_delivered || options.idempotent) &&
+            !(options.cancel && options.cancel->cancelled()) &&
             std::chrono::steady_clock::now() < options.deadline) {
             conn = std::make_shared<Connection>(ex);
             result = co_await run(conn, body, options, stale);
@@ -256,10 +257,13 @@ private:
         return nullptr;
     }
 
+    // At most max_idle_ per event loop: a quiet loop's idle connections never use up a busy
+    // loop's share.
     void give_back(asio::execution_context* loop, std::shared_ptr<Connection> c) {
         std::lock_guard lock(mu_);
-        if (idle_count_ >= max_idle_) return;
-        idle_[loop].push_back(std::move(c));
+        auto& idle = idle_[loop];
+        if (idle.size() >= max_idle_) return;
+        idle.push_back(std::move(c));
         ++idle_count_;
     }
 
@@ -286,6 +290,8 @@ private:
             auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, use_nothrow);
             if (c.timed_out)
                 co_return failure(TransportError::timeout, "timed out resolving the host", false);
+            // A cancel while resolving found no socket to close: it ends the attempt here.
+            if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);
             if (rec)
                 co_return failure(TransportError::connect_failed,
                                   "cannot resolve host: " + rec.message(), false);
@@ -293,6 +299,7 @@ private:
                 co_await asio::async_connect(c.lowest(), endpoints, use_nothrow);
         }
         if (c.timed_out) co_return failure(TransportError::timeout, "timed out connecting", false);
+        if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);
         if (ec) co_return failure(TransportError::connect_failed, ec.message(), false);
         error_code ignored;
         c.lowest().set_option(tcp::no_delay(true), ignored);

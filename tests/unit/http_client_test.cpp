@@ -95,6 +95,26 @@ TEST_P(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
     EXPECT_EQ(client->idle_connections(), 3u);
 }
 
+// Connections are pooled per event loop, and each loop keeps up to max_idle_connections: a quiet
+// loop's idle connections do not take a busy loop's share.
+TEST_P(HttpClientTest, EachEventLoopKeepsItsOwnIdleConnections) {
+    test::FakeUpstream node;
+    test::TcpForwarder forwarder(node.port());
+    auto c = upstream_config(forwarder.url());
+    c.max_idle_connections = 1;
+    test::IoThread other;  // outlives the client: its pooled connection belongs to this loop
+    auto client = make_http_client(c);
+    ASSERT_TRUE(post(*client).ok());
+    auto on_other = boost::asio::co_spawn(boost::asio::make_strand(other.ioc),
+                                          client->post(kCall, PostOptions{Clock::now() + 5s}),
+                                          boost::asio::use_future);
+    ASSERT_TRUE(on_other.get().ok());
+    EXPECT_EQ(client->idle_connections(), 2u) << "one per loop";
+    EXPECT_EQ(forwarder.accepted(), 2u) << "a loop does not take another loop's connection";
+    ASSERT_TRUE(post(*client).ok());
+    EXPECT_EQ(forwarder.accepted(), 2u) << "each loop reuses its own";
+}
+
 TEST_P(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
     auto client = make_http_client(
         upstream_config("http://127.0.0.1:" + std::to_string(test::closed_port())));

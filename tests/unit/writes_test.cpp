@@ -892,6 +892,10 @@ TEST(TxManager, TheAnswerDoesNotWaitForTheBroadcastingRecordNorDoesTheNextNonce)
     ASSERT_TRUE(a.reply && !a.reply->is_error());
     EXPECT_FALSE(a.queued);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 1200ms) << "the answer waited for the record";
+    // The same bytes again, while the record is being written: a node has it, so not "queued".
+    txm::SubmitResult again = rig.submit(first);
+    ASSERT_TRUE(again.reply && !again.reply->is_error());
+    EXPECT_FALSE(again.queued);
 
     txm::SubmitResult b = rig.submit(second);
     ASSERT_TRUE(b.reply && !b.reply->is_error());

@@ -139,6 +139,8 @@ private:
     std::atomic<bool> stopped_{false};
     std::atomic<bool> loaded_{false};
     std::atomic<bool> running_{false};
+    // record_taken calls not finished
+    std::shared_ptr<std::atomic<int>> recording_ = std::make_shared<std::atomic<int>>(0);
     std::atomic<bool> wake_pending_{false};
 
     mutable std::mutex mu_;
