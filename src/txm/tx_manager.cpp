@@ -37,6 +37,9 @@ struct TxManager::Entry {
     Clock::time_point last_broadcast{};
     bool busy = false;   // being sent right now (by a client's call or the dispatcher)
     bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
+    // QUEUED in the journal, but a node may have it: the gateway stopped (or the journal failed)
+    // between a node's acceptance and the BROADCASTING record. Not replaced as "never sent".
+    bool maybe_taken = false;
     std::uint64_t checked_head = 0;  // the chain head at its last receipt check
     Clock::time_point checked_at{};  // and when that was
 };
@@ -156,6 +159,7 @@ asio::awaitable<bool> TxManager::load() {
                 continue;
             }
             e->rec = std::move(r);
+            e->maybe_taken = e->rec.state == TxState::queued;
             by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
             by_hash_[e->rec.hash] = e;
             ++count;
@@ -255,11 +259,12 @@ asio::awaitable<void> TxManager::record_taken(std::shared_ptr<Entry> e, std::str
         std::shared_ptr<std::atomic<int>> n;
         ~Count() { --*n; }
     } count{recording_};
-    co_await transition(e, TxState::broadcasting, std::move(detail), true);
+    const bool written = co_await transition(e, TxState::broadcasting, std::move(detail), true);
     // Written or not (the dispatcher sends it again if not), others may send it now.
     std::lock_guard lock(mu_);
     e->busy = false;
     e->taken = false;
+    if (!written) e->maybe_taken = true;
 }
 
 asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
@@ -589,7 +594,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
                 for (const auto& h : hashes) {
                     auto& other = by_hash_.at(h);
                     // One that no node ever took is replaced: never two of one nonce sent.
-                    if (other->rec.state == TxState::queued && !other->busy)
+                    if (other->rec.state == TxState::queued && !other->busy && !other->maybe_taken)
                         replaced.push_back(other);
                 }
             }

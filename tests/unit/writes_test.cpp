@@ -799,7 +799,9 @@ private:
 
 // A transaction manager on a Chain, with a FullDisk journal.
 struct ManagerRig {
-    explicit ManagerRig(Chain& chain, std::chrono::milliseconds update_delay = {})
+    /// `seed` writes to the journal before the manager loads it.
+    explicit ManagerRig(Chain& chain, std::chrono::milliseconds update_delay = {},
+                        std::function<void(store::Journal&)> seed = {})
         : dir(test::make_temp_dir("writes-rig")),
           journal([this, update_delay] {
               return std::unique_ptr<store::Journal>(std::make_unique<FullDisk>(
@@ -809,6 +811,7 @@ struct ManagerRig {
           cfg(chain_config(chain)),
           pool(cfg, io.ioc.get_executor(), nullptr),
           manager(cfg, pool, journal, nullptr, io.ioc.get_executor()) {
+        if (seed) journal.run_blocking(seed);
         pool.start();
         manager.start();
         for (int i = 0; i < 200 && !(pool.ready() && manager.loaded()); ++i)
@@ -853,6 +856,31 @@ struct ManagerRig {
     upstream::ChainPool pool;
     txm::TxManager manager;
 };
+
+// A transaction QUEUED in the journal at start may be one a node took just before the gateway
+// stopped (the answer comes before its BROADCASTING record). Another transaction of its nonce
+// does not replace it as "never sent": both are kept, and the nodes decide.
+TEST(TxManager, AQueuedTransactionFromBeforeARestartIsNotReplacedAsNeverSent) {
+    Chain chain;
+    chain.set_down(true);  // nothing is sent during the test
+    const std::string first = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string faster =
+        test::sign_legacy(test::kKey0, {.nonce = 0, .gas_price = 9'000'000'000});
+    ManagerRig rig(chain, {}, [&](store::Journal& j) {
+        store::TxRecord r = record(hash_of(first), 0);
+        r.sender = test::address_of(test::kKey0);
+        r.raw = *eth::from_hex(first);
+        j.insert(r);
+    });
+    for (int i = 0; i < 200 && !rig.manager.loaded(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(rig.manager.loaded());
+    txm::SubmitResult r = rig.submit(faster);
+    ASSERT_TRUE(r.reply && !r.reply->is_error()) << r.reply->error.message;
+    EXPECT_TRUE(r.queued) << "no node is up";
+    EXPECT_EQ(rig.record(hash_of(first))->state, TxState::queued) << "it was replaced";
+    EXPECT_EQ(rig.record(hash_of(faster))->state, TxState::queued);
+    EXPECT_EQ(rig.manager.held(), 2u);
+}
 
 TEST(TxManager, AFullDiskRefusesWritesAndNothingIsSent) {
     Chain chain;
