@@ -352,16 +352,61 @@ TxState TxManager::state_of(const Entry& e) const {
     return e.rec.state;
 }
 
-asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head) {
+bool TxManager::receipt_due(const Entry& e, std::uint64_t head) const {
     // A receipt changes with the chain: ask when the head moved, and now and then regardless
     // (a reorg at the same height, a head that went back).
     const auto now = Clock::now();
-    if (head && head == e->checked_head && now - e->checked_at < 5 * config_.tx.poll_interval &&
-        now - e->last_broadcast < config_.tx.rebroadcast_after)
-        co_return;
+    return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval &&
+             now - e.last_broadcast < config_.tx.rebroadcast_after);
+}
+
+asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetch_receipts(
+    const std::vector<std::vector<std::shared_ptr<Entry>>>& senders, std::uint64_t head) {
+    std::unordered_map<std::string, json::value> out;
+    std::vector<std::string> hashes;
+    for (const auto& list : senders)
+        for (const auto& e : list) {
+            const TxState st = state_of(*e);
+            if ((st == TxState::broadcasting || st == TxState::confirming) && receipt_due(*e, head))
+                hashes.push_back(e->rec.hash);
+        }
+    // One call alone costs as much as a batch of many: thousands of sent transactions waiting
+    // for their blocks would otherwise be thousands of calls a round.
+    constexpr std::size_t kBatch = 100;
+    std::size_t next = 0;
+    while (next < hashes.size() && !stopped_) {
+        std::vector<upstream::ChainPool::BatchCall> calls;
+        for (std::size_t i = next; i < hashes.size() && calls.size() < kBatch; ++i) {
+            json::value params = json::array{json::string(hashes[i])};
+            calls.push_back(
+                upstream::ChainPool::BatchCall{"eth_getTransactionReceipt", std::move(params)});
+        }
+        auto answered =
+            co_await pool_.forward_batch(std::move(calls), Clock::now() + std::chrono::seconds(10));
+        if (!answered || answered->replies.empty()) break;  // the rest are asked for alone
+        for (std::size_t i = 0; i < answered->replies.size(); ++i) {
+            const auto& reply = answered->replies[i];
+            if (!reply || reply->is_error()) continue;
+            json::error_code ec;
+            json::value v = json::parse(*reply->result, ec);
+            if (!ec) out.emplace(hashes[next + i], std::move(v));
+        }
+        next += answered->replies.size();
+    }
+    co_return out;
+}
+
+asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head,
+                                       const json::value* prefetched) {
+    if (!receipt_due(*e, head)) co_return;
     e->checked_head = head;
-    e->checked_at = now;
-    auto r = co_await receipt(e->rec.hash);
+    e->checked_at = Clock::now();
+    std::optional<json::value> r;
+    if (prefetched) {
+        r = *prefetched;
+    } else {
+        r = co_await receipt(e->rec.hash);
+    }
     if (!r) co_return;
     const json::object* receipt = r->if_object();
     if (!receipt) {
@@ -445,13 +490,16 @@ asio::awaitable<void> TxManager::dispatch_round() {
         }
     }
     const std::uint64_t head = pool_.head().value_or(0);
+    const auto receipts = co_await prefetch_receipts(senders, head);
     for (auto& list : senders) {
         for (auto& e : list) {
             if (stopped_) co_return;
             const TxState st = state_of(*e);
             if (st != TxState::queued) {
-                if (st == TxState::broadcasting || st == TxState::confirming)
-                    co_await track(e, head);
+                if (st == TxState::broadcasting || st == TxState::confirming) {
+                    auto it = receipts.find(e->rec.hash);
+                    co_await track(e, head, it == receipts.end() ? nullptr : &it->second);
+                }
                 continue;
             }
             {

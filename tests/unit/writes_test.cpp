@@ -801,14 +801,15 @@ private:
 struct ManagerRig {
     /// `seed` writes to the journal before the manager loads it.
     explicit ManagerRig(Chain& chain, std::chrono::milliseconds update_delay = {},
-                        std::function<void(store::Journal&)> seed = {})
+                        std::function<void(store::Journal&)> seed = {},
+                        std::chrono::milliseconds poll_interval = 10s)
         : dir(test::make_temp_dir("writes-rig")),
           journal([this, update_delay] {
               return std::unique_ptr<store::Journal>(std::make_unique<FullDisk>(
                   store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}), full,
                   update_delay));
           }),
-          cfg(chain_config(chain)),
+          cfg(chain_config(chain, poll_interval)),
           pool(cfg, io.ioc.get_executor(), nullptr),
           manager(cfg, pool, journal, nullptr, io.ioc.get_executor()) {
         if (seed) journal.run_blocking(seed);
@@ -825,12 +826,13 @@ struct ManagerRig {
         // The pool's stop() posts to its probers' strands: let that run before the pool goes.
         std::this_thread::sleep_for(200ms);
     }
-    static config::ChainConfig chain_config(Chain& chain) {
+    static config::ChainConfig chain_config(Chain& chain, std::chrono::milliseconds poll) {
         config::ChainConfig c;
         c.name = "devnet";
         c.chain_id = 31337;
         c.health.interval = 20ms;
-        c.tx.poll_interval = 10s;  // the dispatcher stays out of the way
+        c.tx.poll_interval = poll;  // 10 s by default: the dispatcher stays out of the way
+        c.tx.confirmations = 1;
         config::UpstreamConfig u;
         u.id = "node-0";
         u.url = chain.url();
@@ -880,6 +882,32 @@ TEST(TxManager, AQueuedTransactionFromBeforeARestartIsNotReplacedAsNeverSent) {
     EXPECT_EQ(rig.record(hash_of(first))->state, TxState::queued) << "it was replaced";
     EXPECT_EQ(rig.record(hash_of(faster))->state, TxState::queued);
     EXPECT_EQ(rig.manager.held(), 2u);
+}
+
+// Sent transactions waiting for their blocks have their receipts asked for in batches: thousands
+// of them are a few calls a round, not thousands.
+TEST(TxManager, ReceiptsOfSentTransactionsAreFetchedInBatches) {
+    Chain chain;
+    chain.node().set_batches(true);
+    ManagerRig rig(chain, {}, {}, 50ms);
+    ASSERT_TRUE(rig.pool.ready() && rig.manager.loaded());
+    std::vector<std::string> hashes;
+    for (std::uint64_t nonce = 0; nonce < 30; ++nonce) {
+        const std::string raw = test::sign_legacy(test::kKey0, {.nonce = nonce});
+        txm::SubmitResult r = rig.submit(raw);
+        ASSERT_TRUE(r.reply && !r.reply->is_error());
+        hashes.push_back(hash_of(raw));
+    }
+    chain.mine();
+    auto all_completed = [&] {
+        for (const auto& h : hashes)
+            if (auto r = rig.record(h); !r || r->state != TxState::completed) return false;
+        return true;
+    };
+    for (int i = 0; i < 500 && !all_completed(); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(all_completed());
+    EXPECT_GE(chain.node().calls("(batch)"), 1u);
+    EXPECT_GE(chain.node().calls("eth_getTransactionReceipt"), 30u);
 }
 
 TEST(TxManager, AFullDiskRefusesWritesAndNothingIsSent) {

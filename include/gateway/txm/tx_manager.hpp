@@ -114,7 +114,16 @@ private:
                                                std::optional<std::string> parent);
     boost::asio::awaitable<void> dispatch_round();
     boost::asio::awaitable<BroadcastResult> send(const Entry& e);
-    boost::asio::awaitable<void> track(std::shared_ptr<Entry> e, std::uint64_t head);
+    /// Follows a sent transaction to its receipt. `prefetched`: its receipt (or null) fetched
+    /// with others in one batch this round; asked for alone when absent.
+    boost::asio::awaitable<void> track(std::shared_ptr<Entry> e, std::uint64_t head,
+                                       const boost::json::value* prefetched = nullptr);
+    /// Whether a sent transaction's receipt is due for a look (the head moved, or a while passed).
+    bool receipt_due(const Entry& e, std::uint64_t head) const;
+    /// The receipts due this round, fetched in batches: hash -> receipt (null when none). Those
+    /// a batch did not answer are missing (track asks for them alone).
+    boost::asio::awaitable<std::unordered_map<std::string, boost::json::value>> prefetch_receipts(
+        const std::vector<std::vector<std::shared_ptr<Entry>>>& senders, std::uint64_t head);
     /// Journals a state change and applies it in memory. False when the journal failed.
     boost::asio::awaitable<bool> transition(
         std::shared_ptr<Entry> e, store::TxState state, std::string reason,
