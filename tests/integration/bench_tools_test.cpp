@@ -1,0 +1,119 @@
+// The side-by-side benchmark's tools (tests/bench/run) still do their job: the fast fake node
+// answers, the load driver counts answers and errors, its signer writes transactions the gateway
+// takes, and the gateway configured as in the benchmark serves every scenario without an error.
+// Nothing here measures speed; that is the benchmark's business.
+
+#include "devnet.hpp"
+
+#include "support/process.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <regex>
+#include <sstream>
+
+namespace gateway::test {
+namespace {
+
+namespace json = boost::json;
+
+const std::string kRead =
+    R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x70997970c51812dc3a010c7d01b50e0d17dc79c8","latest"]})";
+
+// One bench_load run: its JSON summary.
+json::object load(std::uint16_t port, const std::string& path, std::vector<std::string> args) {
+    std::vector<std::string> argv{
+        BENCH_LOAD,  "--port", std::to_string(port), "--path", path, "--connections", "2",
+        "--seconds", "0.3",    "--warmup",           "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult r = run_command(argv, 30s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json::error_code ec;
+    json::value v = json::parse(r.out, ec);
+    if (ec || !v.is_object()) {
+        ADD_FAILURE() << "not a JSON summary: " << r.out << r.err;
+        return {};
+    }
+    return v.as_object();
+}
+
+std::int64_t number(const json::object& o, const char* key) {
+    const json::value* v = o.if_contains(key);
+    return v && v->is_int64()
+               ? v->as_int64()
+               : (v && v->is_uint64() ? static_cast<std::int64_t>(v->as_uint64()) : -1);
+}
+
+TEST(BenchTools, TheLoadDriverTheFakeNodeAndTheGatewayAsBenchmarked) {
+    const std::string dir = make_temp_dir("bench-tools");
+    Process node({BENCH_FAKE_NODE, "--port", "0", "--threads", "1", "--call-bytes", "1024"},
+                 dir + "/node.log");
+    auto port_text = node.wait_for_output(std::regex("listening on (\\d+)"), 10s);
+    ASSERT_TRUE(port_text) << node.output();
+    const auto node_port = static_cast<std::uint16_t>(std::stoul(*port_text));
+
+    // Direct: answers are counted, errors are not.
+    json::object direct = load(node_port, "/", {"--body", kRead});
+    EXPECT_GT(number(direct, "requests"), 0);
+    EXPECT_EQ(number(direct, "errors"), 0) << json::serialize(direct);
+    // A JSON-RPC error counts as an error, with what it was.
+    json::object bad = load(node_port, "/", {"--body", R"({"jsonrpc":"2.0","id":1})"});
+    EXPECT_GT(number(bad, "errors"), 0);
+    EXPECT_NE(json::serialize(bad).find("-32600"), std::string::npos) << json::serialize(bad);
+
+    // The gateway as the benchmark configures it: a pass-through chain and a cached one.
+    const std::string url = "http://127.0.0.1:" + std::to_string(node_port);
+    GatewayProcess gw(dir,
+                      "  - name: pass\n    chain_id: 31337\n"
+                      "    cache: {enabled: false, coalesce: false}\n"
+                      "    tx: {max_queued: 1000000, max_queued_per_sender: 100000,"
+                      " poll_interval_ms: 2000, rebroadcast_after_ms: 3600000,"
+                      " broadcast_fanout: 1}\n"
+                      "    upstreams: [{id: node, url: \"" +
+                          url +
+                          "\"}]\n"
+                          "  - name: cached\n    chain_id: 31337\n"
+                          "    upstreams: [{id: node-cached, url: \"" +
+                          url + "\"}]\n");
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    std::string batch = "[";
+    for (int i = 1; i <= 20; ++i)
+        batch +=
+            (i > 1 ? "," : "") + std::string(R"({"jsonrpc":"2.0","id":)") + std::to_string(i) +
+            R"(,"method":"eth_getBalance","params":["0x70997970c51812dc3a010c7d01b50e0d17dc79c8","latest"]})";
+    batch += "]";
+    for (
+        const auto& [path, body] : std::vector<std::pair<std::string, std::string>>{
+            {"/pass", kRead},
+            {"/cached",
+             R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x10",false]})"},
+            {"/pass", batch},
+            {"/pass",
+             R"({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x70997970c51812dc3a010c7d01b50e0d17dc79c8","data":"0x06fdde03"},"latest"]})"}}) {
+        json::object through = load(gw.port(), path, {"--body", body});
+        EXPECT_GT(number(through, "requests"), 0) << path << " " << body.substr(0, 60);
+        EXPECT_EQ(number(through, "errors"), 0) << json::serialize(through);
+    }
+
+    // Durable intake: signed transactions, each sent once, each answered with its hash.
+    CommandResult signed_txs = run_command({BENCH_LOAD, "sign", "--count", "5", "--senders", "2"});
+    ASSERT_EQ(signed_txs.exit_code, 0) << signed_txs.err;
+    std::istringstream lines(signed_txs.out);
+    std::string line;
+    std::size_t count = 0;
+    while (std::getline(lines, line)) {
+        json::value v = json::parse(line);
+        EXPECT_EQ(v.at("method"), "eth_sendRawTransaction");
+        ++count;
+    }
+    EXPECT_EQ(count, 5u);
+    write_file(dir + "/txs.jsonl", signed_txs.out);
+    json::object intake = load(gw.port(), "/pass", {"--once", "--bodies", dir + "/txs.jsonl"});
+    EXPECT_EQ(number(intake, "requests"), 5);
+    EXPECT_EQ(number(intake, "errors"), 0) << json::serialize(intake);
+}
+
+}  // namespace
+}  // namespace gateway::test
