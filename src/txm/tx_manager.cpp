@@ -151,6 +151,7 @@ asio::awaitable<bool> TxManager::load() {
             auto e = std::make_shared<Entry>();
             try {
                 e->tx = eth::decode_transaction(r.raw);
+                e->tx.raw = {};  // the bytes are kept once, in rec.raw
             } catch (const std::exception& ex) {
                 spdlog::error(
                     "chain {}: journaled transaction {} cannot be decoded ({}); left "
@@ -553,6 +554,7 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
     auto e = std::make_shared<Entry>();
     try {
         e->tx = eth::decode_transaction(*raw);
+        e->tx.raw = {};  // the bytes are kept once, in rec.raw
     } catch (const std::exception& ex) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
@@ -580,6 +582,7 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
     auto e = std::make_shared<Entry>();
     try {
         e->tx = eth::decode_transaction(raw);
+        e->tx.raw = {};  // the bytes are kept once, in rec.raw
     } catch (const std::exception& ex) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
