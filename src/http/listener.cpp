@@ -169,6 +169,8 @@ private:
 
             keep_alive = keep_alive && !state_->stopping;
             const std::string head = response_head(response, message.version(), keep_alive);
+            // The answer to HEAD is the head alone, with the length the body would have.
+            if (message.method() == bhttp::verb::head) response.body.clear();
             state_->observe(response.status);
             stream_.expires_after(opt.read_timeout);
             const std::array<asio::const_buffer, 2> out{asio::buffer(head),

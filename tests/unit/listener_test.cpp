@@ -48,7 +48,7 @@ protected:
             co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
         }
         Response out;
-        out.body = r.body;
+        out.body = r.path() == "/hello" ? "hello" : r.body;
         out.headers.emplace_back("X-Method", r.method);
         out.headers.emplace_back("X-Test", std::string(r.header("x-test")));
         co_return out;
@@ -87,6 +87,23 @@ TEST_F(ListenerTest, PipelinedRequestsAreAnsweredInOrder) {
     ASSERT_NE(first, std::string::npos) << replies;
     ASSERT_NE(second, std::string::npos) << replies;
     EXPECT_LT(first, second);
+}
+
+// A HEAD request's answer has the head alone (with the length the body would have), so the next
+// answer on the connection is not taken for its body.
+TEST_F(ListenerTest, TheAnswerToHeadHasNoBody) {
+    start({});
+    test::HttpConnection c(port());
+    c.send_raw(
+        "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
+    const std::string replies = c.read_until_close();
+    const auto end_of_first = replies.find("\r\n\r\n");
+    ASSERT_NE(end_of_first, std::string::npos) << replies;
+    EXPECT_NE(replies.substr(0, end_of_first).find("Content-Length: 5"), std::string::npos)
+        << replies;
+    EXPECT_EQ(replies.compare(end_of_first + 4, 9, "HTTP/1.1 "), 0) << replies;
+    EXPECT_NE(replies.find("\r\n\r\ntwo"), std::string::npos) << replies;
 }
 
 TEST_F(ListenerTest, ABodyOverTheLimitIs413AndTheConnectionCloses) {
