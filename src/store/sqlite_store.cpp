@@ -229,7 +229,7 @@ public:
         st.integer(10, r.updated_ms).integer(11, r.attempts);
         if (r.hash) st.text(12, *r.hash);
         st.done();
-        add_event(kManagedEvents, r.id, r.state, r.reason, r.created_ms);
+        add_managed_event(r.id, r.state, r.reason, r.created_ms);
         return {r, true};
     }
 
@@ -244,7 +244,7 @@ public:
         if (u.attempts) st.integer(7, *u.attempts);
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
-        add_event(kManagedEvents, u.id, u.state, u.reason, u.at_ms);
+        add_managed_event(u.id, u.state, u.reason, u.at_ms);
         return true;
     }
 
@@ -267,7 +267,11 @@ public:
     }
 
     std::vector<TxEvent> managed_history(std::string_view id) override {
-        return events(kManagedEvents, id);
+        Stmt st(
+            *this,
+            "SELECT state, reason, at_ms FROM managed_events WHERE managed_id = ?1 ORDER BY id;");
+        st.text(1, id);
+        return read_events(st);
     }
 
     std::vector<TxRecord> attempts(std::string_view id) override {
@@ -403,19 +407,12 @@ private:
         throw StoreError(fmt::format("store {}: {}: {}", path_, what, sqlite3_errmsg(db_.get())));
     }
 
-    // A history table keyed by text: managed transactions' events by their id.
-    struct EventTable {
-        const char* table;
-        const char* key;
-    };
-    static constexpr EventTable kManagedEvents{"managed_events", "managed_id"};
-
-    void add_event(const EventTable& t, const std::string& key, TxState state,
-                   const std::string& reason, std::int64_t at_ms) {
-        Stmt st(*this, fmt::format("INSERT INTO {} ({}, state, reason, at_ms) VALUES (?1, ?2, ?3, "
-                                   "?4);",
-                                   t.table, t.key));
-        st.text(1, key).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
+    void add_managed_event(const std::string& id, TxState state, const std::string& reason,
+                           std::int64_t at_ms) {
+        Stmt st(*this,
+                "INSERT INTO managed_events (managed_id, state, reason, at_ms) VALUES (?1, ?2, ?3, "
+                "?4);");
+        st.text(1, id).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
         st.done();
     }
 
@@ -426,13 +423,6 @@ private:
             "INSERT INTO transaction_events (tx, state, reason, at_ms) VALUES (?1, ?2, ?3, ?4);");
         st.integer(1, tx).text(2, to_string(state)).text(3, reason).integer(4, at_ms);
         st.done();
-    }
-
-    std::vector<TxEvent> events(const EventTable& t, std::string_view key) {
-        Stmt st(*this, fmt::format("SELECT state, reason, at_ms FROM {} WHERE {} = ?1 ORDER BY id;",
-                                   t.table, t.key));
-        st.text(1, key);
-        return read_events(st);
     }
 
     static std::vector<TxEvent> read_events(Stmt& st) {

@@ -46,6 +46,14 @@ struct TxManager::Entry {
 
 namespace {
 
+// A transaction the manager holds, decoded. Its signed bytes are kept once, in the record (the
+// journal's copy), not again in the decoded form. Throws as eth::decode_transaction does.
+eth::Transaction decode_held(std::span<const std::uint8_t> raw) {
+    eth::Transaction tx = eth::decode_transaction(raw);
+    tx.raw = {};
+    return tx;
+}
+
 std::string quoted(std::string_view s) {
     return json::serialize(json::string(s));
 }
@@ -150,8 +158,7 @@ asio::awaitable<bool> TxManager::load() {
             if (r.chain != config_.name) continue;
             auto e = std::make_shared<Entry>();
             try {
-                e->tx = eth::decode_transaction(r.raw);
-                e->tx.raw = {};  // the bytes are kept once, in rec.raw
+                e->tx = decode_held(r.raw);
             } catch (const std::exception& ex) {
                 spdlog::error(
                     "chain {}: journaled transaction {} cannot be decoded ({}); left "
@@ -553,8 +560,7 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
     }
     auto e = std::make_shared<Entry>();
     try {
-        e->tx = eth::decode_transaction(*raw);
-        e->tx.raw = {};  // the bytes are kept once, in rec.raw
+        e->tx = decode_held(*raw);
     } catch (const std::exception& ex) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
@@ -581,8 +587,7 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
     SubmitResult out;
     auto e = std::make_shared<Entry>();
     try {
-        e->tx = eth::decode_transaction(raw);
-        e->tx.raw = {};  // the bytes are kept once, in rec.raw
+        e->tx = decode_held(raw);
     } catch (const std::exception& ex) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
