@@ -51,6 +51,12 @@ Endpoint parse_endpoint(std::string_view text) {
     return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
 }
 
+bool is_loopback(const Endpoint& endpoint) {
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(endpoint.host, ec);
+    return !ec && address.is_loopback();
+}
+
 EnvLookup process_env() {
     return [](std::string_view name) -> std::optional<std::string> {
         const char* v = std::getenv(std::string(name).c_str());
@@ -168,6 +174,9 @@ public:
         }
     }
 
+    /// An environment variable, as it is (for secrets named by *_env keys).
+    std::optional<std::string> env(std::string_view name) const { return env_(name); }
+
 private:
     std::string_view source_;
     const EnvLookup& env_;
@@ -179,11 +188,14 @@ void if_set(const YAML::Node& map, const char* key, F&& f) {
     if (node.IsDefined() && !node.IsNull()) f(node);
 }
 
+std::vector<std::string> read_list(const Reader& r, const YAML::Node& n, const std::string& path);
+
 void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
     r.check_keys(n, "server",
                  {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes",
                   "max_batch_size", "batch_concurrency", "max_batch_response_bytes",
-                  "idle_timeout_ms", "read_timeout_ms", "request_timeout_ms", "shutdown_grace_ms"});
+                  "idle_timeout_ms", "read_timeout_ms", "request_timeout_ms", "shutdown_grace_ms",
+                  "header_timeout_ms", "max_connections", "max_connections_per_ip", "cors", "tls"});
     if_set(n, "listen", [&](auto& v) { s.listen = r.endpoint(v, "server.listen"); });
     if_set(n, "admin_listen",
            [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
@@ -211,6 +223,41 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
            [&](auto& v) { s.request_timeout = r.millis(v, "server.request_timeout_ms"); });
     if_set(n, "shutdown_grace_ms",
            [&](auto& v) { s.shutdown_grace = r.millis(v, "server.shutdown_grace_ms", 0); });
+    if_set(n, "header_timeout_ms",
+           [&](auto& v) { s.header_timeout = r.millis(v, "server.header_timeout_ms"); });
+    if_set(n, "max_connections", [&](auto& v) {
+        s.max_connections = r.integer(v, "server.max_connections", 0, 10'000'000);
+    });
+    if_set(n, "max_connections_per_ip", [&](auto& v) {
+        s.max_connections_per_ip = r.integer(v, "server.max_connections_per_ip", 0, 10'000'000);
+    });
+    if_set(n, "cors", [&](auto& c) {
+        r.check_keys(c, "server.cors", {"allowed_origins"});
+        if_set(c, "allowed_origins", [&](auto& list) {
+            s.cors_allowed_origins = read_list(r, list, "server.cors.allowed_origins");
+            // An origin is scheme://host[:port], as browsers send it: nothing else ever matches.
+            static const std::regex kOrigin("https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|\\*");
+            for (std::size_t i = 0; i < s.cors_allowed_origins.size(); ++i) {
+                auto& o = s.cors_allowed_origins[i];
+                o = util::lower(o);
+                if (!std::regex_match(o, kOrigin))
+                    r.fail(list[i], fmt::format("server.cors.allowed_origins[{}]", i),
+                           fmt::format("'{}' is not an origin (scheme://host[:port], no path) "
+                                       "or *",
+                                       o.substr(0, 100)));
+            }
+        });
+    });
+    if_set(n, "tls", [&](auto& t) {
+        r.check_keys(t, "server.tls", {"cert_file", "key_file"});
+        if_set(t, "cert_file", [&](auto& v) { s.tls.cert_file = r.scalar(v, "server.tls.cert_file"); });
+        if_set(t, "key_file", [&](auto& v) { s.tls.key_file = r.scalar(v, "server.tls.key_file"); });
+        if (s.tls.cert_file.empty() || s.tls.key_file.empty())
+            r.fail(t, "server.tls", "needs both cert_file and key_file");
+        for (const auto* f : {&s.tls.cert_file, &s.tls.key_file})
+            if (!std::ifstream(*f))
+                r.fail(t, "server.tls", fmt::format("cannot read '{}'", *f));
+    });
     if (s.listen.port != 0 && s.listen.port == s.admin_listen.port &&
         s.listen.host == s.admin_listen.host)
         r.fail(n["admin_listen"].IsDefined() ? n["admin_listen"] : n["listen"],
@@ -284,18 +331,25 @@ void read_failover(const Reader& r, const YAML::Node& n, const std::string& path
            [&](auto& v) { f.breaker_cooldown = r.millis(v, path + ".breaker_cooldown_ms"); });
 }
 
+std::vector<std::string> read_method_patterns(const Reader& r, const YAML::Node& n,
+                                              const std::string& path) {
+    static const std::regex kPattern("[A-Za-z0-9_]+\\*?|\\*");
+    std::vector<std::string> out = read_list(r, n, path);
+    for (std::size_t i = 0; i < out.size(); ++i)
+        if (!std::regex_match(out[i], kPattern))
+            r.fail(n[i], fmt::format("{}[{}]", path, i),
+                   fmt::format("'{}' is not a method name or a prefix ending in *", out[i]));
+    return out;
+}
+
 void read_methods(const Reader& r, const YAML::Node& n, const std::string& path, MethodsConfig& m) {
     r.check_keys(n, path, {"allow", "deny"});
-    static const std::regex kPattern("[A-Za-z0-9_]+\\*?|\\*");
     for (const char* key : {"allow", "deny"}) {
         const YAML::Node list = n[key];
         if (!list.IsDefined()) continue;
         auto& target = std::string_view(key) == "allow" ? m.allow : m.deny;
-        target = list.IsNull() ? std::vector<std::string>{} : read_list(r, list, path + "." + key);
-        for (std::size_t i = 0; i < target.size(); ++i)
-            if (!std::regex_match(target[i], kPattern))
-                r.fail(list[i], fmt::format("{}.{}[{}]", path, key, i),
-                       fmt::format("'{}' is not a method name or a prefix ending in *", target[i]));
+        target = list.IsNull() ? std::vector<std::string>{}
+                               : read_method_patterns(r, list, path + "." + key);
     }
 }
 
@@ -309,8 +363,10 @@ void read_reorgs(const Reader& r, const YAML::Node& n, const std::string& path, 
 }
 
 void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, LogsConfig& l) {
-    r.check_keys(n, path, {"split", "concurrency"});
+    r.check_keys(n, path, {"split", "concurrency", "max_parts"});
     if_set(n, "split", [&](auto& v) { l.split = read_bool(r, v, path + ".split"); });
+    if_set(n, "max_parts",
+           [&](auto& v) { l.max_parts = r.integer(v, path + ".max_parts", 1, 1'000'000); });
     if_set(n, "concurrency",
            [&](auto& v) { l.concurrency = r.integer(v, path + ".concurrency", 1, 64); });
 }
@@ -560,6 +616,181 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     }
 }
 
+
+// Secrets named by `<what>_env` or `<what>_file`: several may be listed, separated by commas,
+// spaces or new lines (a file may hold comments after #). Messages name the variable or the file,
+// never a secret.
+std::vector<std::string> read_secrets(const Reader& r, const YAML::Node& n,
+                                      const std::string& path, const std::string& what,
+                                      std::string& env_name, std::string& file_name) {
+    const std::string env_key = what + "_env";
+    const std::string file_key = what + "_file";
+    if_set(n, env_key.c_str(), [&](auto& v) { env_name = r.scalar(v, path + "." + env_key); });
+    if_set(n, file_key.c_str(), [&](auto& v) { file_name = r.scalar(v, path + "." + file_key); });
+    if (env_name.empty() == file_name.empty())
+        r.fail(n, path, fmt::format("takes exactly one of {} and {}", env_key, file_key));
+    std::string text;
+    std::string from;
+    if (!env_name.empty()) {
+        from = "variable " + env_name;
+        auto value = r.env(env_name);
+        if (!value) r.fail(n[env_key], path + "." + env_key, from + " is not set");
+        text = std::move(*value);
+    } else {
+        from = "file " + file_name;
+        std::ifstream in(file_name);
+        if (!in) r.fail(n[file_key], path + "." + file_key, "cannot read " + from);
+        std::string line;
+        while (std::getline(in, line)) text += line.substr(0, line.find('#')) + "\n";
+    }
+    std::vector<std::string> out;
+    std::string current;
+    const auto flush = [&] {
+        if (current.empty()) return;
+        static const std::regex kSecret("[A-Za-z0-9._~-]{16,512}");
+        if (!std::regex_match(current, kSecret))
+            r.fail(n, path,
+                   fmt::format("{} holds a {} that is not 16-512 characters of A-Z a-z 0-9 . _ ~ - "
+                               "(it is not shown)",
+                               from, what));
+        out.push_back(std::move(current));
+        current.clear();
+    };
+    for (char c : text) {
+        if (c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            flush();
+        else
+            current.push_back(c);
+    }
+    flush();
+    if (out.empty()) r.fail(n, path, fmt::format("{} holds no {}", from, what));
+    return out;
+}
+
+void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
+    r.check_keys(n, "auth", {"clients", "jwt", "admin"});
+    if_set(n, "clients", [&](auto& list) {
+        if (!list.IsSequence()) r.fail(list, "auth.clients", "must be a list");
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const YAML::Node c = list[i];
+            const std::string p = fmt::format("auth.clients[{}]", i);
+            r.check_keys(c, p, {"id", "key_env", "key_file", "senders", "methods", "max_rps"});
+            ClientConfig client;
+            if (!c["id"].IsDefined() || c["id"].IsNull()) r.fail(c, p + ".id", "is required");
+            client.id = r.scalar(c["id"], p + ".id");
+            static const std::regex kId("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+            if (!std::regex_match(client.id, kId))
+                r.fail(c["id"], p + ".id",
+                       fmt::format("'{}' must be 1-63 letters, digits, '_', '-' or '.', starting "
+                                   "with a letter or digit",
+                                   client.id.substr(0, 80)));
+            for (const auto& other : a.clients)
+                if (other.id == client.id)
+                    r.fail(c["id"], p + ".id", fmt::format("client '{}' is listed twice", client.id));
+            client.keys = read_secrets(r, c, p, "key", client.key_env, client.key_file);
+            if_set(c, "senders", [&](auto& s) {
+                if (!s.IsSequence()) r.fail(s, p + ".senders", "must be a list of addresses");
+                for (std::size_t j = 0; j < s.size(); ++j)
+                    client.senders.push_back(
+                        read_address(r, s[j], fmt::format("{}.senders[{}]", p, j)));
+            });
+            if_set(c, "methods",
+                   [&](auto& m) { client.methods = read_method_patterns(r, m, p + ".methods"); });
+            if_set(c, "max_rps", [&](auto& v) {
+                client.max_rps = static_cast<double>(r.integer(v, p + ".max_rps", 0, 10'000'000));
+            });
+            for (const auto& other : a.clients)
+                for (const auto& k : other.keys)
+                    if (std::find(client.keys.begin(), client.keys.end(), k) != client.keys.end())
+                        r.fail(c, p,
+                               fmt::format("client '{}' has a key of client '{}': a key names one "
+                                           "client",
+                                           client.id, other.id));
+            a.clients.push_back(std::move(client));
+        }
+    });
+    if_set(n, "jwt", [&](auto& j) {
+        const std::string p = "auth.jwt";
+        r.check_keys(j, p,
+                     {"jwks_url", "issuer", "audience", "senders_claim", "refresh_ms", "ca_file",
+                      "methods", "max_rps"});
+        JwtConfig& t = a.jwt;
+        for (const char* key : {"jwks_url", "issuer", "audience"})
+            if (!j[key].IsDefined() || j[key].IsNull())
+                r.fail(j, p + "." + key, "is required");
+        t.jwks_url = r.scalar(j["jwks_url"], p + ".jwks_url");
+        auto url = boost::urls::parse_absolute_uri(t.jwks_url);
+        if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty())
+            r.fail(j["jwks_url"], p + ".jwks_url", "must be an http:// or https:// URL");
+        t.issuer = r.scalar(j["issuer"], p + ".issuer");
+        t.audience = r.scalar(j["audience"], p + ".audience");
+        if (t.issuer.empty() || t.audience.empty())
+            r.fail(j, p, "issuer and audience must not be empty");
+        if_set(j, "senders_claim",
+               [&](auto& v) { t.senders_claim = r.scalar(v, p + ".senders_claim"); });
+        if_set(j, "refresh_ms", [&](auto& v) {
+            t.refresh = Millis(r.integer(v, p + ".refresh_ms", 100, 86'400'000));
+        });
+        if_set(j, "ca_file", [&](auto& v) {
+            t.ca_file = r.scalar(v, p + ".ca_file");
+            if (!std::ifstream(t.ca_file))
+                r.fail(v, p + ".ca_file", fmt::format("cannot read '{}'", t.ca_file));
+        });
+        if_set(j, "methods", [&](auto& m) { t.methods = read_method_patterns(r, m, p + ".methods"); });
+        if_set(j, "max_rps", [&](auto& v) {
+            t.max_rps = static_cast<double>(r.integer(v, p + ".max_rps", 0, 10'000'000));
+        });
+    });
+    if_set(n, "admin", [&](auto& m) {
+        r.check_keys(m, "auth.admin", {"token_env", "token_file"});
+        std::string env_name, file_name;
+        auto tokens = read_secrets(r, m, "auth.admin", "token", env_name, file_name);
+        if (tokens.size() != 1)
+            r.fail(m, "auth.admin", "takes one token (it is not shown)");
+        a.admin_token = std::move(tokens.front());
+    });
+}
+
+// What must hold across sections: nobody who can reach a port can spend or run the gateway
+// without credentials, unless the port is reachable from this host only.
+void check_exposure(const Reader& r, const YAML::Node& root, const Config& c) {
+    std::set<std::string> managed;
+    for (const auto& chain : c.chains)
+        for (const auto& a : chain.accounts) managed.insert(a.address);
+    const YAML::Node server = root["server"];
+    const auto at = [&](const char* key) {
+        return server.IsDefined() && server[key].IsDefined() ? server[key] : root;
+    };
+    const bool authenticated = c.auth.clients_required();
+    if (!managed.empty() && !authenticated && !is_loopback(c.server.listen))
+        r.fail(at("listen"), "server.listen",
+               fmt::format("{} is reachable from other hosts and chains have managed senders "
+                           "(accounts), but auth has no clients and no jwt: anyone reaching the "
+                           "port could spend from them. Configure auth.clients or auth.jwt, or "
+                           "listen on 127.0.0.1",
+                           c.server.listen.to_string()));
+    if (!managed.empty() && !authenticated)
+        for (const auto& origin : c.server.cors_allowed_origins)
+            if (origin == "*")
+                r.fail(at("cors"), "server.cors.allowed_origins",
+                       "'*' lets every web page call the gateway, and chains have managed "
+                       "senders with no auth configured: list the dapp's origin, or configure "
+                       "auth.clients or auth.jwt");
+    if (c.auth.admin_token.empty() && !is_loopback(c.server.admin_listen))
+        r.fail(at("admin_listen"), "server.admin_listen",
+               fmt::format("{} is reachable from other hosts, but auth.admin has no token: "
+                           "anyone reaching it could cordon upstreams and cancel transactions. "
+                           "Set auth.admin.token_env (or token_file), or listen on 127.0.0.1",
+                           c.server.admin_listen.to_string()));
+    for (std::size_t i = 0; i < c.auth.clients.size(); ++i)
+        for (std::size_t j = 0; j < c.auth.clients[i].senders.size(); ++j)
+            if (!managed.count(c.auth.clients[i].senders[j]))
+                r.fail(root["auth"]["clients"][i]["senders"][j],
+                       fmt::format("auth.clients[{}].senders[{}]", i, j),
+                       fmt::format("{} is not a managed sender of any chain (chains[].accounts)",
+                                   c.auth.clients[i].senders[j]));
+}
+
 }  // namespace
 
 Config parse_config(std::string_view yaml, std::string_view source, const EnvLookup& env) {
@@ -581,7 +812,7 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
                    "is set per chain now: chains[].cache {enabled, max_bytes, max_stale_ms, "
                    "coalesce, methods}");
         });
-        r.check_keys(root, "", {"server", "signers", "log", "store", "chains"});
+        r.check_keys(root, "", {"server", "auth", "signers", "log", "store", "chains"});
         std::set<std::string> signer_ids;
         if_set(root, "signers", [&](auto& list) {
             if (!list.IsSequence()) r.fail(list, "signers", "must be a list");
@@ -626,6 +857,8 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
                                     c.upstreams[j].id));
             config.chains.push_back(std::move(c));
         }
+        if_set(root, "auth", [&](auto& v) { read_auth(r, v, config.auth); });
+        check_exposure(r, root, config);
     } catch (const YAML::Exception& e) {
         // A value of the wrong shape where yaml-cpp itself refuses to read it.
         if (e.mark.is_null()) throw ConfigError(fmt::format("{}: {}", source, e.msg));

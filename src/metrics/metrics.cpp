@@ -169,12 +169,34 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& coalesced =
         counter(registry, "gateway_coalesced_requests_total",
                 "Reads answered by an identical call already in flight, by method");
+    prom::Family<prom::Counter>& auth =
+        counter(registry, "gateway_auth_requests_total",
+                "Credential checks, by listener and outcome (ok, missing, invalid, expired, "
+                "unknown_key, rate_limited)");
+    prom::Gauge& jwks_age = gauge(registry, "gateway_auth_jwks_age_seconds",
+                                  "Seconds since the JWKS was last fetched; -1 before the first")
+                                .Add({});
+    prom::Gauge& jwks_keys =
+        gauge(registry, "gateway_auth_jwks_keys", "Keys in the JWKS the gateway holds").Add({});
+    prom::Family<prom::Counter>& jwks_fetches = counter(
+        registry, "gateway_auth_jwks_fetches_total", "Fetches of the JWKS, by outcome (ok, failed)");
+    SeriesCache<prom::Counter> client_counters;
+    prom::Family<prom::Counter>& client_calls =
+        counter(registry, "gateway_client_requests_total",
+                "JSON-RPC calls answered to authenticated clients, by client and outcome");
+    prom::Family<prom::Counter>& connections_closed =
+        counter(registry, "gateway_connections_closed_total",
+                "Connections closed by a listener to stay within its limits, by reason "
+                "(max_connections, max_per_ip at accept; evicted: idle, to make room)");
+    prom::Family<prom::Gauge>& open_connections =
+        gauge(registry, "gateway_open_connections", "Client connections a listener holds");
     prom::Family<prom::Gauge>& build_info =
         gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     impl_->build_info.Add({{"version", GATEWAY_VERSION}}).Set(1);
+    impl_->jwks_age.Set(-1);
 }
 
 Metrics::~Metrics() = default;
@@ -339,6 +361,37 @@ void Metrics::count_wrong_chain(std::string_view chain, std::string_view upstrea
 
 void Metrics::count_logs_split(std::string_view chain, std::size_t parts) {
     impl_->logs_split.Add({{"chain", s(chain)}}).Increment(static_cast<double>(parts));
+}
+
+void Metrics::count_auth(std::string_view listener, std::string_view outcome) {
+    impl_->auth.Add({{"listener", s(listener)}, {"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::set_jwks(double age_seconds, double keys) {
+    impl_->jwks_age.Set(age_seconds);
+    impl_->jwks_keys.Set(keys);
+}
+
+void Metrics::count_jwks_fetch(std::string_view outcome) {
+    impl_->jwks_fetches.Add({{"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::count_client_call(std::string_view client, std::string_view outcome) {
+    Impl& m = *impl_;
+    m.client_counters
+        .get(key_of(client, outcome),
+             [&]() -> prom::Counter& {
+                 return m.client_calls.Add({{"client", s(client)}, {"outcome", s(outcome)}});
+             })
+        .Increment();
+}
+
+void Metrics::count_connection_closed(std::string_view listener, std::string_view reason) {
+    impl_->connections_closed.Add({{"listener", s(listener)}, {"reason", s(reason)}}).Increment();
+}
+
+void Metrics::set_open_connections(std::string_view listener, double count) {
+    impl_->open_connections.Add({{"listener", s(listener)}}).Set(count);
 }
 
 std::string Metrics::render() const {

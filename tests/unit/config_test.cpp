@@ -103,6 +103,7 @@ server:
   read_timeout_ms: 12
   request_timeout_ms: 13
   shutdown_grace_ms: 0
+auth: {admin: {token_env: ADMIN_TOKEN}}   # the admin listener is not loopback
 log: {level: debug, format: text}
 store: {backend: sqlite, path: /var/lib/gw.db}
 chains:
@@ -112,7 +113,8 @@ chains:
     upstreams:
       - {id: a.b-c_d, url: "https://user:pw@rpc.example.com/v3/key?x=1", tier: primary, timeout_ms: 99,
          max_idle_connections: 7, max_response_bytes: 4096}
-)");
+)",
+                     {{"ADMIN_TOKEN", "an-admin-token-of-some-length"}});
     EXPECT_EQ(c.server.listen.host, "::1");
     EXPECT_EQ(c.server.listen.to_string(), "[::1]:1");
     EXPECT_EQ(c.server.admin_listen.port, 2);
@@ -523,6 +525,9 @@ TEST(Config, TheShippedFilesAreValid) {
     EXPECT_EQ(example.chains[0].tx.fee.bump_percent, 12u);
     EXPECT_EQ(example.chains[0].reorgs.depth, 128u);
     EXPECT_EQ(example.chains[1].reorgs.depth, 128u) << "the default";
+    EXPECT_EQ(example.auth.clients.size(), 2u);
+    EXPECT_TRUE(example.auth.jwt.enabled());
+    EXPECT_FALSE(example.auth.admin_token.empty());
     const Config devnet = load_config_file(GATEWAY_SOURCE_DIR "/config/gateway.yaml", env);
     EXPECT_EQ(devnet.chains[0].chain_id, 31337u);
     EXPECT_EQ(devnet.chains[0].accounts.size(), 1u);

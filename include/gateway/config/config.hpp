@@ -23,6 +23,17 @@ struct Endpoint {
     std::string to_string() const;
 };
 
+/// Whether an endpoint's address is a loopback address (127.0.0.0/8, ::1): only processes on the
+/// same host (in Kubernetes, the same pod) can reach it.
+bool is_loopback(const Endpoint& endpoint);
+
+/// TLS on the RPC listener, for keys that cross a network without a TLS terminator in front.
+struct TlsConfig {
+    std::string cert_file;  ///< PEM, the certificate chain
+    std::string key_file;   ///< PEM, its private key
+    bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerConfig {
     Endpoint listen{"127.0.0.1", 8545};
     Endpoint admin_listen{"127.0.0.1", 9545};
@@ -36,6 +47,18 @@ struct ServerConfig {
     Millis read_timeout{30'000};     ///< time to receive a whole request once it started
     Millis request_timeout{30'000};  ///< a call's whole time upstream, all attempts together
     Millis shutdown_grace{10'000};   ///< on SIGTERM, time left for in-flight requests
+    Millis header_timeout{10'000};   ///< from accept (or a request's first byte) to a whole head
+    /// Client connections each listener holds at once; 0: a quarter of the descriptor limit
+    /// (half of it, split between the two listeners). At the cap, idle connections are closed
+    /// first; with none idle, a new connection is closed at accept.
+    std::size_t max_connections = 0;
+    /// Connections from one address on the RPC listener; 0: no limit. Loopback addresses are
+    /// exempt (in a sidecar every client is 127.0.0.1).
+    std::size_t max_connections_per_ip = 0;
+    /// Origins (scheme://host[:port]) whose browser pages may call the RPC listener; "*": any.
+    /// A request with another Origin than these or the listener's own gets 403.
+    std::vector<std::string> cors_allowed_origins;
+    TlsConfig tls;
 };
 
 struct LogConfig {
@@ -90,6 +113,7 @@ struct MethodsConfig {
 struct LogsConfig {
     bool split = true;            ///< split eth_getLogs ranges over max_logs_range; else refuse
     std::size_t concurrency = 4;  ///< parts of one split request fetched at once
+    std::size_t max_parts = 1000;  ///< a range needing more parts is refused at once
 };
 
 /// How far back the chain's head is followed to tell reorgs.
@@ -181,8 +205,44 @@ struct ChainConfig {
     std::vector<UpstreamConfig> upstreams;
 };
 
+/// A client of the RPC listener known by its keys (auth.clients).
+struct ClientConfig {
+    std::string id;
+    /// Its keys, loaded from key_env or key_file at load time (several allow rotation). Secrets:
+    /// never logged, never in an error message.
+    std::vector<std::string> keys;
+    std::string key_env, key_file;     ///< where the keys came from (for messages)
+    std::vector<std::string> senders;  ///< managed senders it may use, lowercase; empty: none
+    std::vector<std::string> methods;  ///< when not empty, the only methods it may call (`*` rule)
+    double max_rps = 0;                ///< calls a second (each call of a batch); 0: no limit
+};
+
+/// Bearer tokens (JWT) issued by an authentication service, checked against its JWKS.
+struct JwtConfig {
+    std::string jwks_url;  ///< http(s); empty: no tokens accepted
+    std::string issuer;    ///< the `iss` every token must carry
+    std::string audience;  ///< `aud` must be or contain it
+    std::string senders_claim = "senders";  ///< the claim listing the senders a token may use
+    Millis refresh{300'000};                 ///< the JWKS is fetched again this often
+    std::string ca_file;                     ///< extra CA certificates for an https JWKS URL
+    std::vector<std::string> methods;        ///< for every token client, as clients[].methods
+    double max_rps = 0;                      ///< per token client (its `sub`)
+    bool enabled() const { return !jwks_url.empty(); }
+};
+
+struct AuthConfig {
+    std::vector<ClientConfig> clients;
+    JwtConfig jwt;
+    /// The admin listener's bearer token (auth.admin.token_env or token_file); empty: none.
+    /// A secret: never logged.
+    std::string admin_token;
+    /// Whether the RPC listener asks clients for credentials.
+    bool clients_required() const { return !clients.empty() || jwt.enabled(); }
+};
+
 struct Config {
     ServerConfig server;
+    AuthConfig auth;
     std::vector<SignerConfig> signers;
     LogConfig log;
     StoreConfig store;

@@ -53,9 +53,43 @@ struct ListenerOptions {
     std::size_t max_header_bytes = 8 * 1024;
     config::Millis idle_timeout{60'000};
     config::Millis read_timeout{30'000};
-    /// The body for a request the listener refuses itself (HTTP 400, 413, 431).
+    /// The body for a request the listener refuses itself (HTTP 400, 403, 413, 415, 431).
     std::function<std::string(unsigned status, std::string_view message)> error_body;
+
+    /// From accept (or, on a keep-alive connection, from a request's first byte) until the
+    /// request's head is complete; a slower client is disconnected.
+    config::Millis header_timeout{10'000};
+    /// Connections held at once; 0: no cap. At the cap an idle connection (waiting for a request)
+    /// is closed to make room; with none idle, the new connection is closed at accept.
+    std::size_t max_connections = 0;
+    /// Connections from one peer address at once; 0: no cap. Loopback peers are exempt.
+    std::size_t max_connections_per_ip = 0;
+
+    /// Browser checks, before the handler sees a request:
+    /// - on a loopback endpoint, a Host that is not a loopback name or address gets 403 (DNS
+    ///   rebinding);
+    /// - an Origin that is neither the listener's own (scheme://Host) nor in `allowed_origins`
+    ///   ("*": any) gets 403; allowed cross-origin requests get CORS headers, and an OPTIONS
+    ///   preflight from one is answered 204 by the listener;
+    /// - a POST with a body whose Content-Type is not JSON (application/json,
+    ///   application/json-rpc, application/jsonrequest, parameters allowed) gets 415.
+    std::vector<std::string> allowed_origins;
+    /// Request headers a CORS preflight may ask for.
+    std::vector<std::string> cors_allow_headers{"authorization", "content-type",
+                                                "idempotency-key"};
+    /// Response headers a cross-origin page may read (X-Gateway-*).
+    std::vector<std::string> cors_expose_headers;
+
+    /// TLS: when set, connections are TLS only (the handshake counts toward header_timeout).
+    config::TlsConfig tls;
 };
+
+/// Raises the process's soft RLIMIT_NOFILE to its hard limit. Returns the soft limit now.
+std::size_t raise_descriptor_limit();
+
+/// A path with everything after its first segment masked ("/devnet/…"), for logs and messages:
+/// a key may follow the chain's name in the path.
+std::string masked_path(std::string_view path);
 
 /// Thread-safe. Owned by whoever owns the io_context; must outlive the io_context's run().
 class Listener {

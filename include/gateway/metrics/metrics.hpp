@@ -88,6 +88,22 @@ public:
     /// An eth_getLogs was split into `parts` requests.
     void count_logs_split(std::string_view chain, std::size_t parts);
 
+    /// A credential check on a listener ("rpc" or "admin") ended with `outcome`: ok, missing,
+    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has), rate_limited.
+    void count_auth(std::string_view listener, std::string_view outcome);
+    /// The JWKS: seconds since it was last fetched successfully (-1: never), keys it holds.
+    void set_jwks(double age_seconds, double keys);
+    /// A fetch of the JWKS ended with `outcome` (ok, failed).
+    void count_jwks_fetch(std::string_view outcome);
+    /// A call answered to an authenticated client (`client`: a configured id, or jwt:<sub> for
+    /// the first ones seen, then "jwt:other", so tokens cannot grow the label set without bound).
+    void count_client_call(std::string_view client, std::string_view outcome);
+    /// A connection the listener closed at accept (`reason`: max_connections, max_per_ip), or
+    /// an idle one it closed to make room (evicted).
+    void count_connection_closed(std::string_view listener, std::string_view reason);
+    /// Client connections a listener holds now.
+    void set_open_connections(std::string_view listener, double count);
+
     /// The Prometheus text exposition of every metric.
     std::string render() const;
 
