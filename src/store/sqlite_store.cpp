@@ -117,15 +117,22 @@ constexpr const char* kMigrations[] = {
     "CREATE INDEX transactions_by_time ON transactions (created_ms);"
     "CREATE INDEX transactions_by_parent ON transactions (parent) WHERE parent IS NOT NULL;"
     "CREATE INDEX transaction_events_by_tx ON transaction_events (tx, id);",
+    // 5: who sent each transaction (the authenticated client; NULL without auth), so that records
+    // and idempotency keys are scoped to their client.
+    "ALTER TABLE transactions ADD COLUMN client TEXT;"
+    "ALTER TABLE managed_transactions ADD COLUMN client TEXT;"
+    "DROP INDEX managed_by_key;"
+    "CREATE UNIQUE INDEX managed_by_key ON managed_transactions"
+    " (chain, sender, IFNULL(client, ''), idempotency_key) WHERE idempotency_key IS NOT NULL;",
 };
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
-    " block_hash, block_number, parent";
+    " block_hash, block_number, parent, client";
 
 constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
-    " attempts, hash";
+    " attempts, hash, client";
 
 class SqliteStore final : public Store {
 public:
@@ -137,7 +144,8 @@ public:
     std::pair<TxRecord, bool> insert(const TxRecord& r) override {
         if (auto existing = find(r.hash)) return {std::move(*existing), false};
         Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
-                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14);",
+                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                                   "?15);",
                                    kColumns));
         st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
         st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
@@ -146,6 +154,7 @@ public:
         if (r.block_hash) st.text(12, *r.block_hash);
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
         if (r.parent) st.text(14, *r.parent);
+        if (!r.client.empty()) st.text(15, r.client);
         st.done();
         add_tx_event(sqlite3_last_insert_rowid(db_.get()), r.state, r.reason, r.created_ms);
         return {r, true};
@@ -214,13 +223,14 @@ public:
         if (auto existing = find_managed(r.id)) return {std::move(*existing), false};
         if (r.idempotency_key) {
             Stmt st(*this, fmt::format("SELECT {} FROM managed_transactions WHERE chain = ?1 AND "
-                                       "sender = ?2 AND idempotency_key = ?3;",
+                                       "sender = ?2 AND IFNULL(client, '') = ?4 AND "
+                                       "idempotency_key = ?3;",
                                        kManagedColumns));
-            st.text(1, r.chain).text(2, r.sender).text(3, *r.idempotency_key);
+            st.text(1, r.chain).text(2, r.sender).text(3, *r.idempotency_key).text(4, r.client);
             if (st.step()) return {read_managed(st), false};
         }
         Stmt st(*this, fmt::format("INSERT INTO managed_transactions ({}) VALUES (?1, ?2, ?3, ?4, "
-                                   "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12);",
+                                   "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);",
                                    kManagedColumns));
         st.text(1, r.id).text(2, r.chain).text(3, r.sender).text(4, r.request);
         if (r.idempotency_key) st.text(5, *r.idempotency_key);
@@ -228,6 +238,7 @@ public:
         st.text(7, to_string(r.state)).text(8, r.reason).integer(9, r.created_ms);
         st.integer(10, r.updated_ms).integer(11, r.attempts);
         if (r.hash) st.text(12, *r.hash);
+        if (!r.client.empty()) st.text(13, r.client);
         st.done();
         add_managed_event(r.id, r.state, r.reason, r.created_ms);
         return {r, true};
@@ -449,6 +460,7 @@ private:
         if (!st.is_null(11)) r.block_hash = st.column_text(11);
         if (!st.is_null(12)) r.block_number = static_cast<std::uint64_t>(st.column_int(12));
         if (!st.is_null(13)) r.parent = st.column_text(13);
+        if (!st.is_null(14)) r.client = st.column_text(14);
         return r;
     }
 
@@ -466,6 +478,7 @@ private:
         r.updated_ms = st.column_int(9);
         r.attempts = static_cast<std::uint32_t>(st.column_int(10));
         if (!st.is_null(11)) r.hash = st.column_text(11);
+        if (!st.is_null(12)) r.client = st.column_text(12);
         return r;
     }
 

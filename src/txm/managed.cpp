@@ -282,6 +282,7 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
     };
     o["request"] = ec ? json::value(r.request) : std::move(request);
     o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
+    if (!r.client.empty()) o["client"] = r.client;
     o["nonce"] = r.nonce && r.state != TxState::queued && r.state != TxState::preparing
                      ? json::value(eth::to_quantity(*r.nonce))
                      : json::value(nullptr);
@@ -1038,7 +1039,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
     }
     tx->waits = 0;
 
-    SubmitResult sent = co_await txm_.submit_attempt(r.raw, tx->rec.id);
+    SubmitResult sent = co_await txm_.submit_attempt(r.raw, tx->rec.id, tx->rec.client);
     if (!sent.journaled) {
         // Not on disk, so never sent: signed again (the same bytes) next round.
         std::string why = "the journal cannot be written";
@@ -1448,7 +1449,7 @@ asio::awaitable<bool> ManagedSenders::update(std::shared_ptr<Tx> tx, TxState sta
 
 asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                                                    std::string idempotency_key, bool wait_for_hash,
-                                                   Clock::time_point deadline) {
+                                                   Clock::time_point deadline, std::string client) {
     ManagedReply out;
     const char* method = wait_for_hash ? "eth_sendTransaction" : "gateway_sendTransaction";
     const json::array* a = params.if_array();
@@ -1510,6 +1511,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     rec.sender = s->address;
     rec.request = json::serialize(request);
     if (!idempotency_key.empty()) rec.idempotency_key = idempotency_key;
+    rec.client = std::move(client);
     rec.state = TxState::queued;
     rec.reason = "received";
     rec.created_ms = rec.updated_ms = unix_ms();
@@ -1653,7 +1655,8 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     }
 }
 
-asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id) {
+asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id,
+                                                         std::optional<std::string_view> owner) {
     std::optional<store::ManagedRecord> rec;
     std::vector<store::TxEvent> history;
     std::vector<store::TxRecord> attempts;
@@ -1670,7 +1673,8 @@ asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id) {
         co_return error_reply(static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
                               fmt::format("the transaction journal cannot be read: {}", e.what()));
     }
-    if (!rec || rec->chain != config_.name) co_return jsonrpc::Reply::success("null");
+    if (!rec || rec->chain != config_.name || (owner && rec->client != *owner))
+        co_return jsonrpc::Reply::success("null");
     if (auto tx = find(rec->id)) {
         std::lock_guard lock(mu_);
         rec->reason = tx->rec.reason;  // the live reason (why it waits) is fresher

@@ -542,7 +542,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
     }
 }
 
-asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
+asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::string client) {
     SubmitResult out;
     const json::array* a = params.if_array();
     const json::string* text = a && a->size() == 1 ? a->at(0).if_string() : nullptr;
@@ -580,10 +580,11 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params) {
                         *e->tx.chain_id, config_.name, config_.chain_id, config_.chain_id));
         co_return out;
     }
-    co_return co_await admit(std::move(e), std::move(*raw), std::nullopt);
+    co_return co_await admit(std::move(e), std::move(*raw), std::nullopt, std::move(client));
 }
 
-asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, std::string parent) {
+asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, std::string parent,
+                                                        std::string client) {
     SubmitResult out;
     auto e = std::make_shared<Entry>();
     try {
@@ -592,7 +593,7 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
     }
-    co_return co_await admit(std::move(e), raw, std::move(parent));
+    co_return co_await admit(std::move(e), raw, std::move(parent), std::move(client));
 }
 
 std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) const {
@@ -604,7 +605,8 @@ std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) con
 }
 
 asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::Bytes raw,
-                                               std::optional<std::string> parent) {
+                                               std::optional<std::string> parent,
+                                               std::string client) {
     SubmitResult out;
     if (!loaded_) {
         out.store_failed = true;
@@ -626,6 +628,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     rec.nonce = e->tx.nonce;
     rec.raw = std::move(raw);
     rec.parent = std::move(parent);
+    rec.client = std::move(client);
     rec.state = TxState::queued;
     rec.reason = "received";
     rec.created_ms = rec.updated_ms = now;
@@ -832,6 +835,7 @@ json::object record_json(const store::TxRecord& r, const std::vector<store::TxEv
         {"broadcasts", r.broadcasts},
     };
     if (r.parent) o["transaction"] = *r.parent;  // the managed transaction it is an attempt of
+    if (!r.client.empty()) o["client"] = r.client;
     o["blockHash"] = r.block_hash ? json::value(*r.block_hash) : json::value(nullptr);
     o["blockNumber"] =
         r.block_number ? json::value(eth::to_quantity(*r.block_number)) : json::value(nullptr);
@@ -839,7 +843,8 @@ json::object record_json(const store::TxRecord& r, const std::vector<store::TxEv
     return o;
 }
 
-asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params) {
+asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params,
+                                                    std::optional<std::string_view> owner) {
     const auto hash = hash_param(params);
     if (!hash)
         co_return error_reply(jsonrpc::ErrorCode::invalid_params,
@@ -857,7 +862,9 @@ asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params) {
         co_return error_reply(jsonrpc::ErrorCode::resource_unavailable,
                               fmt::format("the transaction journal cannot be read: {}", ex.what()));
     }
-    if (!rec || rec->chain != config_.name) co_return result_reply("null");
+    // Another client's transaction is not this caller's business: as if unknown.
+    if (!rec || rec->chain != config_.name || (owner && rec->client != *owner))
+        co_return result_reply("null");
     {
         // The live reason (e.g. why it still waits) is fresher than the journal's.
         std::lock_guard lock(mu_);

@@ -18,12 +18,12 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 4);
+        EXPECT_EQ(store->schema_version(), 5);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 4);
+    EXPECT_EQ(open_store(c)->schema_version(), 5);
 }
 
 // Version 4 points events to their transaction by an integer id: a version-3 journal keeps its
@@ -46,7 +46,7 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 4);
+    EXPECT_EQ(store->schema_version(), 5);
     auto a = store->find("0xaa");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->state, TxState::broadcasting);
@@ -83,6 +83,70 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     ASSERT_EQ(unfinished.size(), 3u);
     EXPECT_EQ(unfinished[0].nonce, 0u);
     EXPECT_EQ(unfinished[2].nonce, 2u);
+}
+
+// Version 5 records which client sent a transaction: a version-4 journal keeps its managed
+// transactions (no client: sent without auth), and an idempotency key belongs to one client.
+TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
+    const std::string dir = test::make_temp_dir("store-test");
+    config::StoreConfig c{"sqlite", dir + "/gateway.db"};
+    EXPECT_EQ(open_store_at_version(c, 4)->schema_version(), 4);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(c.path.c_str(), &db), SQLITE_OK);
+    const char* v4 =
+        "INSERT INTO managed_transactions (id, chain, sender, request, idempotency_key, state,"
+        " reason, created_ms, updated_ms) VALUES"
+        " ('gtx-old', 'devnet', '0xs', '{}', 'k1', 'QUEUED', 'received', 10, 10);";
+    ASSERT_EQ(sqlite3_exec(db, v4, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+
+    auto store = open_store(c);
+    EXPECT_EQ(store->schema_version(), 5);
+    auto old = store->find_managed("gtx-old");
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->client, "");
+    EXPECT_EQ(old->idempotency_key, "k1");
+
+    ManagedRecord m;
+    m.chain = "devnet";
+    m.sender = "0xs";
+    m.request = "{}";
+    m.idempotency_key = "k1";
+    m.state = TxState::queued;
+    m.reason = "received";
+    m.id = "gtx-a";
+    m.client = "backend";
+    auto [a, inserted_a] = store->insert_managed(m);
+    EXPECT_TRUE(inserted_a) << "the same key from another client is another transaction";
+    EXPECT_EQ(a.client, "backend");
+    m.id = "gtx-b";
+    m.client = "jwt:alice";
+    EXPECT_TRUE(store->insert_managed(m).second);
+    m.id = "gtx-c";
+    m.client = "backend";
+    auto [again, inserted_again] = store->insert_managed(m);
+    EXPECT_FALSE(inserted_again) << "the same client and key is the same transaction";
+    EXPECT_EQ(again.id, "gtx-a");
+    m.id = "gtx-d";
+    m.client = "";
+    auto [anonymous, inserted_anonymous] = store->insert_managed(m);
+    EXPECT_FALSE(inserted_anonymous);
+    EXPECT_EQ(anonymous.id, "gtx-old");
+    EXPECT_EQ(store->find_managed("gtx-b")->client, "jwt:alice");
+
+    TxRecord t;
+    t.hash = "0xaa";
+    t.chain = "devnet";
+    t.chain_id = 31337;
+    t.sender = "0xs";
+    t.raw = {1};
+    t.client = "backend";
+    store->insert(t);
+    EXPECT_EQ(store->find("0xaa")->client, "backend");
+    t.hash = "0xbb";
+    t.client = "";
+    store->insert(t);
+    EXPECT_EQ(store->find("0xbb")->client, "");
 }
 
 TEST(SqliteStore, RefusesADatabaseFromANewerVersion) {

@@ -57,7 +57,7 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce,
 TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     const std::string dir = test::make_temp_dir("journal-test");
     auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
-    EXPECT_EQ(s->schema_version(), 4);
+    EXPECT_EQ(s->schema_version(), 5);
     auto [a, inserted] = s->insert(record("0xaa", 1));
     EXPECT_TRUE(inserted);
     EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";

@@ -48,6 +48,7 @@ struct TxRecord {
     std::optional<std::string> block_hash;
     std::optional<std::uint64_t> block_number;
     std::optional<std::string> parent;  ///< the managed transaction this is an attempt of
+    std::string client;                 ///< the authenticated client that sent it; "" without auth
 };
 
 /// A transaction the gateway builds, signs and sends for a managed sender. Its signed attempts
@@ -65,6 +66,7 @@ struct ManagedRecord {
     std::int64_t updated_ms = 0;
     std::uint32_t attempts = 0;       ///< signed attempts so far
     std::optional<std::string> hash;  ///< the latest signed attempt's hash
+    std::string client;               ///< the authenticated client that sent it; "" without auth
 };
 
 struct ManagedUpdate {
@@ -122,8 +124,8 @@ public:
     virtual std::vector<TxEvent> history(std::string_view hash) = 0;
 
     /// Inserts a managed transaction with its first event. When one with the same id, or the same
-    /// (chain, sender, idempotency key), exists nothing changes and that one is returned with
-    /// `false`.
+    /// (chain, sender, client, idempotency key), exists nothing changes and that one is returned
+    /// with `false`.
     virtual std::pair<ManagedRecord, bool> insert_managed(const ManagedRecord& record) = 0;
     /// Moves a managed transaction to a state and records the event. False when the id is unknown.
     virtual bool update_managed(const ManagedUpdate& update) = 0;

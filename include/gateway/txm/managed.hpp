@@ -76,15 +76,19 @@ public:
 
     /// eth_sendTransaction (`wait`: answers the first attempt's hash once it is signed, or an
     /// error whose data has the id and state at `deadline`) and gateway_sendTransaction (answers
-    /// {id, state, hash} at once). `idempotency_key` is the Idempotency-Key header ("" for none).
+    /// {id, state, hash} at once). `idempotency_key` is the Idempotency-Key header ("" for none),
+    /// scoped to `client` (the authenticated client's id, "" without auth), which is recorded
+    /// with the transaction. The caller has checked that the client may use the sender.
     /// Never throws.
     boost::asio::awaitable<ManagedReply> send(const boost::json::value& params,
                                               std::string idempotency_key, bool wait,
-                                              std::chrono::steady_clock::time_point deadline);
+                                              std::chrono::steady_clock::time_point deadline,
+                                              std::string client = {});
 
     /// gateway_getTransaction for a gateway id ("gtx-..."): the record, its attempts and history;
-    /// null when unknown.
-    boost::asio::awaitable<jsonrpc::Reply> describe(std::string_view id);
+    /// null when unknown, or when `owner` is set and another client sent it.
+    boost::asio::awaitable<jsonrpc::Reply> describe(
+        std::string_view id, std::optional<std::string_view> owner = std::nullopt);
 
     /// When `hash` is an attempt of a managed transaction another attempt of which was mined:
     /// that attempt's hash. For eth_getTransactionReceipt on a hash that was replaced.

@@ -63,21 +63,26 @@ public:
     void start();
     void stop();
 
-    /// eth_sendRawTransaction. Never throws.
-    boost::asio::awaitable<SubmitResult> submit(const boost::json::value& params);
+    /// eth_sendRawTransaction. `client`: who sent it (the authenticated client's id; "" without
+    /// auth), recorded with it. Never throws.
+    boost::asio::awaitable<SubmitResult> submit(const boost::json::value& params,
+                                                std::string client = {});
 
     /// A managed transaction's signed attempt: journaled with `parent` (the managed transaction's
     /// id) before it is sent, then sent and followed like any raw transaction. The answer is the
     /// hash, or the nodes' refusal (the attempt is then FAILED). Attempts do not count against
     /// tx.max_queued_per_sender: the managed layer holds its own limit.
-    boost::asio::awaitable<SubmitResult> submit_attempt(const eth::Bytes& raw, std::string parent);
+    boost::asio::awaitable<SubmitResult> submit_attempt(const eth::Bytes& raw, std::string parent,
+                                                        std::string client = {});
 
     /// A copy of a transaction the gateway holds (not final); nullopt once it is final or when
     /// unknown.
     std::optional<store::TxRecord> held_record(std::string_view hash) const;
 
-    /// gateway_getTransaction: the journal's record and history; null when unknown.
-    boost::asio::awaitable<jsonrpc::Reply> describe(const boost::json::value& params);
+    /// gateway_getTransaction: the journal's record and history; null when unknown, or when
+    /// `owner` is set and another client sent it.
+    boost::asio::awaitable<jsonrpc::Reply> describe(
+        const boost::json::value& params, std::optional<std::string_view> owner = std::nullopt);
 
     /// The next nonce of `sender` counting the transactions the gateway holds and no node has
     /// mined yet; nullopt when it holds none.
@@ -111,7 +116,8 @@ private:
     /// Journals a decoded transaction and sends it (or queues it), as submit() and
     /// submit_attempt() do.
     boost::asio::awaitable<SubmitResult> admit(std::shared_ptr<Entry> e, eth::Bytes raw,
-                                               std::optional<std::string> parent);
+                                               std::optional<std::string> parent,
+                                               std::string client);
     boost::asio::awaitable<void> dispatch_round();
     boost::asio::awaitable<BroadcastResult> send(const Entry& e);
     /// Follows a sent transaction to its receipt. `prefetched`: its receipt (or null) fetched
