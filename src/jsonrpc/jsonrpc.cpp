@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <limits>
 #include <optional>
 
 namespace gateway::jsonrpc {
@@ -26,6 +27,10 @@ public:
     static constexpr std::size_t max_string_size = json::string::max_size();
 
     json::value_stack st;
+    /// Elements of a top-level array beyond this stop the parser (batch_too_large is set): a
+    /// batch over the limit costs no more than the limit to read.
+    std::size_t max_batch = std::numeric_limits<std::size_t>::max();
+    bool batch_too_large = false;
 
     /// Exact id texts of numeric ids, by request index (0 for a single request object).
     std::vector<std::pair<std::size_t, std::string>> number_ids;
@@ -33,8 +38,8 @@ public:
     bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
 
-    bool on_object_begin(json::error_code&) {
-        begin_value();
+    bool on_object_begin(json::error_code& ec) {
+        if (!begin_value(ec)) return false;
         frames_.push_back({true, false});
         return true;
     }
@@ -43,8 +48,8 @@ public:
         st.push_object(n);
         return true;
     }
-    bool on_array_begin(json::error_code&) {
-        begin_value();
+    bool on_array_begin(json::error_code& ec) {
+        if (!begin_value(ec)) return false;
         frames_.push_back({false, false});
         return true;
     }
@@ -69,8 +74,8 @@ public:
         st.push_chars(s);
         return true;
     }
-    bool on_string(json::string_view s, std::size_t, json::error_code&) {
-        begin_value();
+    bool on_string(json::string_view s, std::size_t, json::error_code& ec) {
+        if (!begin_value(ec)) return false;
         st.push_string(s);
         return true;
     }
@@ -78,28 +83,28 @@ public:
         number_.append(s.data(), s.size());
         return true;
     }
-    bool on_int64(std::int64_t i, json::string_view s, json::error_code&) {
-        end_number(s);
+    bool on_int64(std::int64_t i, json::string_view s, json::error_code& ec) {
+        if (!end_number(s, ec)) return false;
         st.push_int64(i);
         return true;
     }
-    bool on_uint64(std::uint64_t u, json::string_view s, json::error_code&) {
-        end_number(s);
+    bool on_uint64(std::uint64_t u, json::string_view s, json::error_code& ec) {
+        if (!end_number(s, ec)) return false;
         st.push_uint64(u);
         return true;
     }
-    bool on_double(double d, json::string_view s, json::error_code&) {
-        end_number(s);
+    bool on_double(double d, json::string_view s, json::error_code& ec) {
+        if (!end_number(s, ec)) return false;
         st.push_double(d);
         return true;
     }
-    bool on_bool(bool b, json::error_code&) {
-        begin_value();
+    bool on_bool(bool b, json::error_code& ec) {
+        if (!begin_value(ec)) return false;
         st.push_bool(b);
         return true;
     }
-    bool on_null(json::error_code&) {
-        begin_value();
+    bool on_null(json::error_code& ec) {
+        if (!begin_value(ec)) return false;
         st.push_null();
         return true;
     }
@@ -112,8 +117,13 @@ private:
         bool key_is_id;  // the member being read is "id"
     };
 
-    void begin_value() {
-        if (frames_.size() == 1 && !frames_[0].is_object) ++batch_count_;
+    bool begin_value(json::error_code& ec) {
+        if (frames_.size() == 1 && !frames_[0].is_object && ++batch_count_ > max_batch) {
+            batch_too_large = true;
+            ec = json::error::exception;  // stops the parser; parse_request says why
+            return false;
+        }
+        return true;
     }
 
     // True while reading a direct member of a request object: the top-level object, or an object
@@ -123,8 +133,8 @@ private:
                (frames_.size() == 2 && !frames_[0].is_object && frames_[1].is_object);
     }
 
-    void end_number(json::string_view last) {
-        begin_value();
+    bool end_number(json::string_view last, json::error_code& ec) {
+        if (!begin_value(ec)) return false;
         number_.append(last.data(), last.size());
         if (in_request_object() && frames_.back().key_is_id) {
             std::size_t index = frames_.size() == 1 ? 0 : batch_count_ - 1;
@@ -134,6 +144,7 @@ private:
                 number_ids.emplace_back(index, number_);
         }
         number_.clear();
+        return true;
     }
 
     std::vector<Frame> frames_;
@@ -198,9 +209,14 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
     options.max_depth = 64;
     json::basic_parser<RequestHandler> parser(options);
     parser.handler().st.reset();
+    parser.handler().max_batch = limits.max_batch_size;
 
     json::error_code ec;
     std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
+    if (parser.handler().batch_too_large)
+        return Error{ErrorCode::limit_exceeded,
+                     fmt::format("batch too large: more than {} calls (server.max_batch_size)",
+                                 limits.max_batch_size)};
     if (!ec && used < body.size()) ec = json::error::extra_data;
     if (ec)
         return Error{ErrorCode::parse_error,
@@ -212,11 +228,6 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
     if (const json::array* batch = root.if_array()) {
         if (batch->empty())
             return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
-        if (batch->size() > limits.max_batch_size)
-            return Error{
-                ErrorCode::limit_exceeded,
-                fmt::format("batch too large: {} calls, the limit is {} (server.max_batch_size)",
-                            batch->size(), limits.max_batch_size)};
         request.batch = true;
         request.entries.reserve(batch->size());
         auto next_id = number_ids.begin();  // in entry order

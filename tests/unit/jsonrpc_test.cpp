@@ -109,10 +109,26 @@ TEST(ParseRequest, BatchOverTheLimitIsRefusedWithTheLimitNamed) {
     auto r = parse_request(body, ParseLimits{3});
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, -32005);
-    EXPECT_NE(r.error().message.find("batch too large: 4 calls, the limit is 3"),
-              std::string::npos);
+    EXPECT_NE(r.error().message.find("batch too large: more than 3 calls"), std::string::npos);
     EXPECT_NE(r.error().message.find("server.max_batch_size"), std::string::npos);
     EXPECT_TRUE(parse_request(body, ParseLimits{4}));
+}
+
+TEST(ParseRequest, ABatchOverTheLimitIsRefusedBeforeTheRestOfItIsRead) {
+    // The calls past the limit are not even JSON: the parser stopped before them, so the
+    // answer is the batch limit, not a parse error.
+    std::string body = "[";
+    for (int i = 0; i < 3; ++i) body += R"({"jsonrpc":"2.0","id":1,"method":"m"},)";
+    body += "1, {broken";
+    auto r = parse_request(body, ParseLimits{3});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, -32005);
+    EXPECT_NE(r.error().message.find("more than 3 calls"), std::string::npos);
+    // A single object with many members is not a batch.
+    std::string object = R"({"jsonrpc":"2.0","id":1,"method":"m","params":[)";
+    for (int i = 0; i < 10; ++i) object += std::string(i ? "," : "") + "1";
+    object += "]}";
+    EXPECT_TRUE(parse_request(object, ParseLimits{3}));
 }
 
 TEST(ParseRequest, InvalidEntriesAreAnsweredInPlace) {
