@@ -349,9 +349,9 @@ asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostO
 }
 
 asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value params, bool write,
-                                              Clock::time_point deadline) {
+                                              Clock::time_point deadline, AnswerBudget* budget) {
     if (method == "eth_getLogs") {
-        if (auto split = co_await split_logs(params, deadline)) co_return std::move(*split);
+        if (auto split = co_await split_logs(params, deadline, budget)) co_return std::move(*split);
     }
     const BlockNeed need = rpc::block_need(method, params);
     const bool uses_filter = method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
@@ -779,9 +779,12 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
 }
 
 // eth_getLogs over more blocks than an upstream serves: split into ranges of max_logs_range,
-// fetched a few at a time, merged in order. nullopt when the request needs no splitting.
+// fetched a few at a time, merged in order. nullopt when the request needs no splitting. Parts are
+// made as they are fetched, at most logs.max_parts of them; the answer stops growing at the
+// smallest max_response_bytes of the upstreams that served parts, and at `budget`.
 asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::value& params,
-                                                                Clock::time_point deadline) {
+                                                                Clock::time_point deadline,
+                                                                AnswerBudget* budget) {
     const json::array* a = params.if_array();
     const json::object* filter = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
     if (!filter || filter->contains("blockHash")) co_return std::nullopt;
@@ -803,75 +806,114 @@ asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::valu
     };
     const auto from = resolve("fromBlock");
     const auto to = resolve("toBlock");
-    if (!from || !to || *from > *to || *to - *from + 1 <= limit) co_return std::nullopt;
+    // (to - from) / limit, not the span: a range of 2^64 blocks must not overflow.
+    if (!from || !to || *from > *to || *to - *from < limit) co_return std::nullopt;
+    const std::uint64_t count = (*to - *from) / limit + 1;
 
-    const std::uint64_t span = *to - *from + 1;
-    if (!config_.logs.split) {
+    const auto refuse = [&](std::string message) {
         Forwarded refused;
         refused.outcome = Forwarded::Outcome::answered;
-        refused.reply.error = jsonrpc::Error(
-            jsonrpc::ErrorCode::limit_exceeded,
-            fmt::format(
-                "eth_getLogs over {} blocks ({}..{}) is more than this chain's upstreams serve at "
-                "once "
-                "(max_logs_range {}); ask for smaller ranges (splitting is off: logs.split)",
-                span, *from, *to, limit));
-        co_return refused;
-    }
+        refused.reply.error =
+            jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded, std::move(message));
+        return refused;
+    };
+    const std::string range = fmt::format("{}..{}", *from, *to);
+    if (!config_.logs.split)
+        co_return refuse(fmt::format(
+            "eth_getLogs over blocks {} is more than this chain's upstreams serve at once "
+            "(max_logs_range {}); ask for ranges of at most {} blocks (splitting is off: "
+            "logs.split)",
+            range, limit, limit));
+    if (count > config_.logs.max_parts)
+        co_return refuse(fmt::format(
+            "eth_getLogs over blocks {} would take {} requests of {} blocks (max_logs_range), more "
+            "than logs.max_parts {}: ask for at most {} blocks at once",
+            range, count, limit, config_.logs.max_parts, limit * config_.logs.max_parts));
 
-    // The parts, each a copy of the filter with its own range.
-    std::vector<json::value> parts;
-    for (std::uint64_t start = *from; start <= *to; start += limit) {
-        const std::uint64_t end = std::min(*to, start + limit - 1);
-        json::object part = *filter;
-        part["fromBlock"] = fmt::format("0x{:x}", start);
-        part["toBlock"] = fmt::format("0x{:x}", end);
-        parts.push_back(json::array{std::move(part)});
-        if (end == *to) break;
-    }
     struct Split {
-        std::vector<json::value>* parts;
-        std::vector<Forwarded> results;
-        std::size_t next = 0;
-    } split{&parts, std::vector<Forwarded>(parts.size())};
+        std::uint64_t from = 0, to = 0, limit = 0, count = 0;
+        const json::object* filter = nullptr;
+        std::vector<std::string> answers;  // each part's result (a JSON array), by index
+        std::optional<Forwarded> failure;  // the first part that failed, or the size refusal
+        std::vector<std::string> served_by;
+        std::size_t bytes = 0;  // of the answers so far
+        std::size_t max_bytes = std::numeric_limits<std::size_t>::max();
+        std::uint64_t next = 0;
+    } split{*from, *to, limit, count, filter, std::vector<std::string>(count)};
 
-    auto worker = [](ChainPool* self, Split* s, Clock::time_point dl) -> asio::awaitable<void> {
-        while (s->next < s->parts->size()) {
-            const std::size_t i = s->next++;
-            const json::value& p = (*s->parts)[i];
-            const auto end = rpc::parse_quantity(p.at(0).at("toBlock").as_string()).value_or(0);
-            s->results[i] = co_await self->forward_one(
-                "eth_getLogs", p, BlockNeed{BlockNeed::Kind::number, end}, false, dl);
-            if (s->results[i].outcome != Forwarded::Outcome::answered ||
-                s->results[i].reply.is_error())
-                s->next = s->parts->size();  // one part failed: the whole request fails, stop here
+    // Workers share the caller's strand: Split and the budget need no lock.
+    auto worker = [](ChainPool* self, Split* s, AnswerBudget* budget,
+                     Clock::time_point dl) -> asio::awaitable<void> {
+        while (s->next < s->count && !s->failure) {
+            const std::uint64_t i = s->next++;
+            const std::uint64_t start = s->from + i * s->limit;
+            const std::uint64_t end = s->to - start < s->limit - 1 ? s->to : start + s->limit - 1;
+            json::object part = *s->filter;
+            part["fromBlock"] = fmt::format("0x{:x}", start);
+            part["toBlock"] = fmt::format("0x{:x}", end);
+            // (A named array: GCC 12 miscompiles a braced json::array inside a coroutine.)
+            json::array part_params;
+            part_params.push_back(std::move(part));
+            Forwarded r =
+                co_await self->forward_one("eth_getLogs", std::move(part_params),
+                                           BlockNeed{BlockNeed::Kind::number, end}, false, dl);
+            if (s->failure) co_return;
+            if (r.outcome != Forwarded::Outcome::answered || r.reply.is_error()) {
+                s->failure = std::move(r);  // one part failed: the whole request fails
+                co_return;
+            }
+            for (const auto& u : self->upstreams_)
+                if (u->id() == r.upstream)
+                    s->max_bytes = std::min(s->max_bytes, u->config().max_response_bytes);
+            if (std::find(s->served_by.begin(), s->served_by.end(), r.upstream) ==
+                s->served_by.end())
+                s->served_by.push_back(r.upstream);
+            const std::size_t size = r.reply.result->size();
+            s->bytes += size;
+            if (budget) budget->used += size;
+            if (s->bytes > s->max_bytes) {
+                Forwarded refused;
+                refused.outcome = Forwarded::Outcome::answered;
+                refused.reply.error = jsonrpc::Error(
+                    jsonrpc::ErrorCode::limit_exceeded,
+                    fmt::format("eth_getLogs over blocks {}..{}: the logs pass {} bytes (the "
+                                "max_response_bytes of the upstreams serving them); ask for a "
+                                "smaller range or fewer addresses and topics",
+                                s->from, s->to, s->max_bytes));
+                s->failure = std::move(refused);
+                co_return;
+            }
+            if (budget && budget->used > budget->limit) {
+                Forwarded refused;
+                refused.outcome = Forwarded::Outcome::answered;
+                refused.reply.error = jsonrpc::Error(
+                    jsonrpc::ErrorCode::limit_exceeded,
+                    fmt::format("batch answer too large: over {} bytes with the logs of blocks "
+                                "{}..{} (server.max_batch_response_bytes); split the batch",
+                                budget->limit, s->from, s->to));
+                s->failure = std::move(refused);
+                co_return;
+            }
+            s->answers[i] = std::move(*r.reply.result);
         }
     };
     auto ex = co_await asio::this_coro::executor;
-    using Op = decltype(asio::co_spawn(ex, worker(this, &split, deadline), asio::deferred));
+    using Op = decltype(asio::co_spawn(ex, worker(this, &split, budget, deadline), asio::deferred));
     std::vector<Op> ops;
-    for (std::size_t w = 0; w < std::min(config_.logs.concurrency, parts.size()); ++w)
-        ops.push_back(asio::co_spawn(ex, worker(this, &split, deadline), asio::deferred));
+    for (std::size_t w = 0; w < std::min<std::uint64_t>(config_.logs.concurrency, count); ++w)
+        ops.push_back(asio::co_spawn(ex, worker(this, &split, budget, deadline), asio::deferred));
     co_await asio::experimental::make_parallel_group(std::move(ops))
         .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    // The parts counted against the batch while they arrived; its caller counts the answer.
+    if (budget) budget->used -= std::min(budget->used, split.bytes);
+    if (metrics_) metrics_->count_logs_split(config_.name, split.next);
+    if (split.failure) co_return std::move(*split.failure);
 
     Forwarded merged;
     merged.outcome = Forwarded::Outcome::answered;
-    std::vector<std::string> arrays;
-    std::vector<std::string> served_by;
-    for (auto& r : split.results) {
-        if (r.outcome != Forwarded::Outcome::answered || r.reply.is_error()) {
-            if (r.outcome == Forwarded::Outcome::answered || !r.error.message.empty())
-                co_return std::move(r);
-            continue;  // a part never started because another failed first
-        }
-        arrays.push_back(std::move(*r.reply.result));
-        if (std::find(served_by.begin(), served_by.end(), r.upstream) == served_by.end())
-            served_by.push_back(r.upstream);
-    }
-    merged.reply.result = merge_arrays(arrays);
-    for (const auto& s : served_by) merged.upstream += (merged.upstream.empty() ? "" : ",") + s;
-    if (metrics_) metrics_->count_logs_split(config_.name, parts.size());
+    merged.reply.result = merge_arrays(split.answers);
+    for (const auto& s : split.served_by)
+        merged.upstream += (merged.upstream.empty() ? "" : ",") + s;
     co_return merged;
 }
 

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,14 @@ struct Forwarded {
     jsonrpc::Reply reply;  ///< the answer, when answered
     jsonrpc::Error error;  ///< why there is no answer, otherwise
     std::string upstream;  ///< the node(s) that answered, comma-separated
+};
+
+/// What the answers of one client request may still grow to: the parts of a split eth_getLogs
+/// count as they arrive, so one call cannot hold more than the request's limit in memory. The
+/// calls of one batch share it, on one strand.
+struct AnswerBudget {
+    std::size_t used = 0;
+    std::size_t limit = std::numeric_limits<std::size_t>::max();
 };
 
 /// What one upstream did with a broadcast call.
@@ -73,11 +82,13 @@ public:
     /// score, those unable to serve the call's block left out, the rest as a last resort;
     /// at most failover.max_attempts attempts with backoff; a slow read hedged after
     /// failover.hedge_after_ms; a write sent to another node only when the first certainly did
-    /// not get it. eth_getLogs over max_logs_range is split. Never throws; gives up at
-    /// `deadline`. Must be awaited on a strand (the caller's connection).
+    /// not get it. eth_getLogs over max_logs_range is split (at most logs.max_parts parts; its
+    /// answer bounded by the serving upstreams' max_response_bytes and by `budget`). Never
+    /// throws; gives up at `deadline`. Must be awaited on a strand (the caller's connection).
     boost::asio::awaitable<Forwarded> forward(std::string method, boost::json::value params,
                                               bool write,
-                                              std::chrono::steady_clock::time_point deadline);
+                                              std::chrono::steady_clock::time_point deadline,
+                                              AnswerBudget* budget = nullptr);
 
     /// One read of a client's batch.
     struct BatchCall {
@@ -139,7 +150,8 @@ private:
     void remember_filter(const std::string& filter_id, const std::string& upstream_id);
     const Upstream* filter_home(const boost::json::value& params);
     boost::asio::awaitable<std::optional<Forwarded>> split_logs(
-        const boost::json::value& params, std::chrono::steady_clock::time_point deadline);
+        const boost::json::value& params, std::chrono::steady_clock::time_point deadline,
+        AnswerBudget* budget);
     // `label`: the method's metric label (a static string).
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
                                             PostOptions options, std::uint64_t id,
