@@ -1,6 +1,7 @@
 #include "gateway/app.hpp"
 
 #include "gateway/admin/admin_handler.hpp"
+#include "gateway/auth/auth.hpp"
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/chain/watcher.hpp"
 #include "gateway/custody/factory.hpp"
@@ -84,6 +85,8 @@ struct Gateway::Impl {
     std::vector<std::unique_ptr<txm::ManagedSenders>> managed;
     std::vector<std::unique_ptr<chain::ChainWatcher>> watchers;
     std::vector<std::unique_ptr<custody::Signer>> signers;
+    std::shared_ptr<auth::KeySet> jwks;  // auth.jwt's keys, when tokens are accepted
+    std::unique_ptr<auth::Authenticator> authenticator;
     std::unique_ptr<rpc::RpcHandler> rpc_handler;
     std::unique_ptr<admin::AdminHandler> admin_handler;
     std::unique_ptr<http::Listener> rpc;
@@ -171,9 +174,25 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id,
                      chain.upstreams.size());
     }
-    g.rpc_handler = std::make_unique<rpc::RpcHandler>(config.server, routes, &g.metrics);
+    // Who may call: keys, tokens (their JWKS is fetched from the start, on the first loop), or,
+    // with neither, anyone who can reach the loopback listener (the configuration refuses the
+    // rest).
+    if (config.auth.jwt.enabled())
+        g.jwks = auth::make_jwks_key_set(config.auth.jwt, g.ioc.get_executor(), &g.metrics,
+                                         util::SteadyClock::instance());
+    g.authenticator = std::make_unique<auth::Authenticator>(config.auth, g.jwks, &g.metrics);
+    bool managed_senders = false;
+    for (const auto& chain : config.chains) managed_senders = managed_senders || !chain.accounts.empty();
+    if (!g.authenticator->required() && managed_senders)
+        spdlog::warn(
+            "no auth configured: anyone who can reach {} may send from the managed senders "
+            "(a loopback address: the processes of this host or pod only)",
+            config.server.listen.to_string());
+    g.rpc_handler =
+        std::make_unique<rpc::RpcHandler>(config.server, routes, *g.authenticator, &g.metrics);
     g.admin_handler =
         std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining, g.journal.get());
+    g.admin_handler->require_token(config.auth.admin_token);
     {
         std::vector<txm::ManagedSenders*> managed;
         for (auto& m : g.managed) managed.push_back(m.get());
@@ -226,6 +245,7 @@ int Gateway::run(bool handle_signals) {
     for (auto& t : g.txms) t->start();
     for (auto& m : g.managed) m->start();
     for (auto& w : g.watchers) w->start();
+    if (g.jwks) g.jwks->start();
     g.admin->start();
     g.rpc->start();
     spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION,
@@ -295,6 +315,7 @@ asio::awaitable<void> Gateway::Impl::drain() {
     for (auto& p : pools) p->stop();
     for (auto& t : txms) t->stop();
     for (auto& w : watchers) w->stop();
+    if (jwks) jwks->stop();
     admin->shutdown();
     admin->close_all();
     drained = true;

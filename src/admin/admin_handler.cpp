@@ -1,5 +1,6 @@
 #include "gateway/admin/admin_handler.hpp"
 
+#include "gateway/auth/auth.hpp"
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/chain/watcher.hpp"
 #include "gateway/custody/custody_stub.hpp"
@@ -353,6 +354,21 @@ http::Response AdminHandler::cordon(std::string_view rest, const std::string& bo
 
 boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& request) {
     const std::string_view path = request.path();
+    const bool open = path == "/healthz" || path == "/readyz" || path == "/metrics";
+    if (!open && !token_.empty()) {
+        const std::string_view presented = auth::bearer_token(request.header("authorization"));
+        const bool ok = !presented.empty() && auth::secret_equals(presented, token_);
+        if (metrics_)
+            metrics_->count_auth("admin", presented.empty() ? "missing" : ok ? "ok" : "invalid");
+        if (!ok) {
+            http::Response r = error_json(
+                401, presented.empty()
+                         ? "the admin API needs Authorization: Bearer <token> (auth.admin)"
+                         : "the admin token is not valid (auth.admin)");
+            r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"chain-gateway admin\"");
+            co_return r;
+        }
+    }
     constexpr std::string_view kUpstreams = "/admin/upstreams/";
     if (path.substr(0, kUpstreams.size()) == kUpstreams) {
         if (request.method != "POST")

@@ -160,6 +160,35 @@ std::optional<std::uint64_t> parse_quantity(std::string_view text) {
     return value;
 }
 
+std::optional<std::string> unserved_reason(std::string_view method) {
+    constexpr std::array<std::string_view, 7> kNodeSigning{"eth_sign",
+                                                           "eth_signTransaction",
+                                                           "eth_signTypedData",
+                                                           "eth_signTypedData_v1",
+                                                           "eth_signTypedData_v3",
+                                                           "eth_signTypedData_v4",
+                                                           "personal_sign"};
+    constexpr std::array<std::string_view, 6> kAroundTheJournal{"eth_sendRawTransactionConditional",
+                                                                "eth_sendPrivateTransaction",
+                                                                "eth_sendPrivateRawTransaction",
+                                                                "eth_cancelPrivateTransaction",
+                                                                "eth_sendBundle",
+                                                                "mev_sendBundle"};
+    if (std::find(kNodeSigning.begin(), kNodeSigning.end(), method) != kNodeSigning.end())
+        return fmt::format(
+            "{} is not served: a node would sign with its own unlocked accounts for anyone who "
+            "asks. Sign in the client, or use eth_sendTransaction from a managed sender "
+            "(eth_accounts lists the ones you may use)",
+            method);
+    if (std::find(kAroundTheJournal.begin(), kAroundTheJournal.end(), method) !=
+        kAroundTheJournal.end())
+        return fmt::format(
+            "{} is not served: the gateway keeps and sends every transaction itself, after "
+            "checking it; use eth_sendRawTransaction (or eth_sendRawTransactionSync)",
+            method);
+    return std::nullopt;
+}
+
 MethodKind method_kind(std::string_view method) {
     const Method* m = find(method);
     // A method the table does not know may change state (anvil_mine, evm_increaseTime, vendor

@@ -1,5 +1,6 @@
 #include "gateway/rpc/rpc_handler.hpp"
 
+#include "gateway/auth/auth.hpp"
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/cache/coalescer.hpp"
 #include "gateway/eth/hex.hpp"
@@ -12,9 +13,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
@@ -57,28 +60,61 @@ http::Response error_reply(unsigned status, const jsonrpc::Error& error) {
     return r;
 }
 
+// EIP-7966: eth_sendRawTransactionSync's answer when the transaction is not mined in time (the
+// hash is its data).
+constexpr int kNotMinedInTime = 4;
+constexpr std::string_view kNotMinedInTimeMessage =
+    "the transaction was accepted but not mined within the timeout; it stays in the gateway's "
+    "journal: follow it by its hash";
+
+// Who a record belongs to, for a caller who may see only its own: nullopt sees everything.
+std::optional<std::string_view> owner_of(const auth::Client& client) {
+    if (client.anonymous()) return std::nullopt;
+    return std::string_view(client.id());
+}
+
+// The id a transaction is recorded under: "" without auth.
+std::string recorded_client(const auth::Client& client) {
+    return client.anonymous() ? std::string() : client.id();
+}
+
+// The `from` of a transaction object (eth_sendTransaction's first parameter), when it is a string.
+std::optional<std::string_view> sender_param(const boost::json::value& params) {
+    const json::array* a = params.if_array();
+    const json::object* o = a && !a->empty() ? a->at(0).if_object() : nullptr;
+    const json::value* from = o ? o->if_contains("from") : nullptr;
+    if (!from || !from->is_string()) return std::nullopt;
+    return std::string_view(from->get_string());
+}
+
 }  // namespace
 
 // The state a batch's workers share; lives in the frame of the coroutine that waits for them all.
 struct RpcHandler::Batch {
     const ChainRoute* chain;
+    const auth::Client* client;
     const std::vector<jsonrpc::Entry>* entries;
     std::vector<Outcome> outcomes;
     std::string_view idempotency_key;
     std::vector<bool> done;  // answered already (sent upstream as one batch, or from the cache)
     // Workers share the session's strand, so these need no lock.
-    std::size_t next = 0;   // the next entry a worker takes
-    std::size_t bytes = 0;  // the size of the answers so far
+    std::size_t next = 0;           // the next entry a worker takes
+    upstream::AnswerBudget budget;  // the size of the answers so far (and of parts arriving)
 };
 
 RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
-                       metrics::Metrics* metrics)
+                       auth::Authenticator& auth, metrics::Metrics* metrics)
     : server_(server),
       chains_(std::move(chains)),
+      auth_(auth),
       metrics_(metrics),
       coalescer_(std::make_shared<cache::Coalescer>()) {}
 
 RpcHandler::~RpcHandler() = default;
+
+void RpcHandler::count_client_call(const auth::Client& client, std::string_view outcome) const {
+    if (metrics_ && !client.anonymous()) metrics_->count_client_call(client.label(), outcome);
+}
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
     const auto code = status == 413 || status == 431 ? jsonrpc::ErrorCode::limit_exceeded
@@ -88,7 +124,9 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
 
 asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route,
                                                          const jsonrpc::Entry& entry,
-                                                         std::string_view idempotency_key) {
+                                                         std::string_view idempotency_key,
+                                                         const auth::Client& client,
+                                                         upstream::AnswerBudget* budget) {
     const auto t0 = Clock::now();
     upstream::ChainPool& chain = *route.pool;
     const std::string& chain_name = chain.config().name;
@@ -96,22 +134,37 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     if (const auto* invalid = std::get_if<jsonrpc::InvalidCall>(&entry)) {
         out.response = jsonrpc::error_response(invalid->id, invalid->error);
         if (metrics_) metrics_->observe_call(chain_name, "other", "invalid", 0);
+        count_client_call(client, "invalid");
         co_return out;
     }
     const auto& call = std::get<jsonrpc::Call>(entry);
     const MethodKind kind = method_kind(call.method);
     std::string_view outcome = "ok";
 
-    if (auto refusal = chain.methods().refusal(call.method)) {
+    std::optional<std::string> refusal = unserved_reason(call.method);
+    if (!refusal) refusal = chain.methods().refusal(call.method);
+    if (!refusal) refusal = client.method_refusal(call.method);
+    std::optional<std::string_view> sender;
+    if (call.method == "eth_sendTransaction" || call.method == "gateway_sendTransaction")
+        sender = sender_param(call.params);
+    if (refusal) {
         outcome = "denied";
         out.response = jsonrpc::error_response(
             call.id, jsonrpc::Error(jsonrpc::ErrorCode::method_not_found, std::move(*refusal)));
+    } else if (sender && !client.may_send_from(*sender)) {
+        outcome = "denied";
+        out.response = jsonrpc::error_response(
+            call.id, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized,
+                                    fmt::format("client {} may not send from {} (not in its "
+                                                "senders; eth_accounts lists the ones it may use)",
+                                                client.id(), sender->substr(0, 42))));
     } else if (kind == MethodKind::local && call.method == "eth_accounts") {
-        // The senders the gateway signs for on this chain; a node's own accounts are not
-        // offered through the gateway.
+        // The senders the gateway signs for on this chain that this client may use; a node's own
+        // accounts are not offered through the gateway.
         json::array accounts;
         for (const auto& a : chain.config().accounts)
-            if (auto bytes = eth::from_hex(a.address); bytes && bytes->size() == 20) {
+            if (auto bytes = eth::from_hex(a.address);
+                bytes && bytes->size() == 20 && client.may_send_from(a.address)) {
                 eth::Address address;
                 std::copy(bytes->begin(), bytes->end(), address.begin());
                 accounts.emplace_back(eth::to_checksum_address(address));
@@ -134,7 +187,8 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
             const std::string key(idempotency_key);
             const bool wait = call.method == "eth_sendTransaction";
             const auto deadline = t0 + server_.request_timeout;
-            txm::ManagedReply r = co_await route.managed->send(call.params, key, wait, deadline);
+            txm::ManagedReply r = co_await route.managed->send(call.params, key, wait, deadline,
+                                                               recorded_client(client));
             out.queued = r.queued;
             out.store_failed = r.store_failed;
             if (r.store_failed) outcome = "unavailable";
@@ -149,16 +203,18 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
                call.params.get_array().size() == 1 && call.params.get_array()[0].is_string() &&
                call.params.get_array()[0].get_string().starts_with("gtx-")) {
         const std::string id(call.params.get_array()[0].get_string());
-        jsonrpc::Reply r = co_await route.managed->describe(id);
+        jsonrpc::Reply r = co_await route.managed->describe(id, owner_of(client));
         if (r.is_error()) outcome = "rpc_error";
         out.response = reply_response(call.id, r);
     } else if (route.txm && call.method == "gateway_getTransaction") {
-        jsonrpc::Reply r = co_await route.txm->describe(call.params);
-        if (route.managed && !r.is_error()) co_await add_managed(route, r, out);
+        jsonrpc::Reply r = co_await route.txm->describe(call.params, owner_of(client));
+        if (route.managed && !r.is_error()) co_await add_managed(route, r, out, client);
         if (r.is_error()) outcome = "rpc_error";
         out.response = reply_response(call.id, r);
+    } else if (route.txm && call.method == "eth_sendRawTransactionSync") {
+        co_await send_sync(route, call, client, out, outcome, t0);
     } else if (route.txm && call.method == "eth_sendRawTransaction") {
-        txm::SubmitResult r = co_await route.txm->submit(call.params);
+        txm::SubmitResult r = co_await route.txm->submit(call.params, recorded_client(client));
         out.queued = r.queued;
         out.store_failed = r.store_failed;
         out.upstream = std::move(r.upstream);
@@ -170,7 +226,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
             out.response = jsonrpc::result_response(call.id, *r.reply->result);
         }
     } else {
-        co_await forward(route, call, out, outcome, t0);
+        co_await forward(route, call, out, outcome, t0, budget);
     }
     // A call that may have changed state: answers tied to the head are not given again.
     if (route.cache && kind == MethodKind::write) route.cache->note_write();
@@ -183,21 +239,85 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     if (metrics_)
         metrics_->observe_call(chain_name, method_label(call.method), outcome,
                                std::chrono::duration<double>(Clock::now() - t0).count());
+    count_client_call(client, outcome);
     if (call.notification) out.response.clear();
     co_return out;
+}
+
+// eth_sendRawTransactionSync (EIP-7966): the journal's intake, as eth_sendRawTransaction, then the
+// receipt once the transaction is mined; when it is not mined in time, error 4 with the hash.
+asio::awaitable<void> RpcHandler::send_sync(const ChainRoute& route, const jsonrpc::Call& call,
+                                            const auth::Client& client, Outcome& out,
+                                            std::string_view& outcome, Clock::time_point t0) {
+    const json::array* p = call.params.if_array();
+    std::optional<std::uint64_t> wait_ms;  // the client's own timeout, in milliseconds
+    if (p && p->size() == 2) {
+        if (const auto* n = p->at(1).if_int64(); n && *n > 0) wait_ms = *n;
+        if (const auto* n = p->at(1).if_uint64()) wait_ms = *n;
+        if (const auto* t = p->at(1).if_string()) wait_ms = parse_quantity(*t);
+    }
+    if (!p || p->empty() || p->size() > 2 || (p->size() == 2 && !wait_ms)) {
+        outcome = "rpc_error";
+        out.response = jsonrpc::error_response(
+            call.id, jsonrpc::Error(jsonrpc::ErrorCode::invalid_params,
+                                    "eth_sendRawTransactionSync takes the signed transaction and "
+                                    "optionally a timeout in milliseconds"));
+        co_return;
+    }
+    json::array raw_only;
+    raw_only.push_back(p->at(0));
+    txm::SubmitResult r = co_await route.txm->submit(raw_only, recorded_client(client));
+    out.queued = r.queued;
+    out.store_failed = r.store_failed;
+    out.upstream = std::move(r.upstream);
+    if (r.store_failed) outcome = "unavailable";
+    if (!r.reply || r.reply->is_error()) {
+        if (!r.store_failed) outcome = "rpc_error";
+        out.response =
+            jsonrpc::error_response(call.id, r.reply ? r.reply->error : jsonrpc::Error());
+        co_return;
+    }
+    const std::string hash_json = *r.reply->result;
+    auto deadline = t0 + server_.request_timeout;
+    if (wait_ms)
+        deadline = std::min(deadline, t0 + std::chrono::milliseconds(std::min<std::uint64_t>(
+                                               *wait_ms, 24ull * 3600 * 1000)));
+    json::error_code ec;
+    json::value hash = json::parse(hash_json, ec);
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    // Receipts are asked for every 250 ms: a block is seconds apart on every chain worth the name.
+    json::array receipt_params;
+    receipt_params.push_back(hash);
+    const std::string receipt_method = "eth_getTransactionReceipt";
+    while (!ec && Clock::now() < deadline) {
+        upstream::Forwarded f =
+            co_await route.pool->forward(receipt_method, receipt_params, false, deadline);
+        if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error() &&
+            *f.reply.result != "null") {
+            out.queued = false;
+            out.response = jsonrpc::result_response(call.id, *f.reply.result);
+            co_return;
+        }
+        pause.expires_at(std::min(deadline, Clock::now() + std::chrono::milliseconds(250)));
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    outcome = "rpc_error";
+    out.response = jsonrpc::error_response(
+        call.id,
+        jsonrpc::Error(kNotMinedInTime, std::string(kNotMinedInTimeMessage), std::move(hash)));
 }
 
 // gateway_getTransaction for an attempt of a managed transaction: the managed transaction too, and
 // the hash that was mined instead when another attempt was (X-Gateway-Replaced-By).
 asio::awaitable<void> RpcHandler::add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
-                                              Outcome& out) {
+                                              Outcome& out, const auth::Client& client) {
     json::error_code ec;
     json::value v = json::parse(*reply.result, ec);
     json::object* o = ec ? nullptr : v.if_object();
     const json::value* parent = o ? o->if_contains("transaction") : nullptr;
     if (!parent || !parent->is_string()) co_return;
     const std::string id(parent->get_string());
-    jsonrpc::Reply m = co_await route.managed->describe(id);
+    jsonrpc::Reply m = co_await route.managed->describe(id, owner_of(client));
     if (m.is_error()) co_return;
     json::value managed = json::parse(*m.result, ec);
     if (ec || !managed.is_object()) co_return;
@@ -214,7 +334,8 @@ asio::awaitable<void> RpcHandler::add_managed(const ChainRoute& route, jsonrpc::
 // already in flight, else from the pool (and then kept).
 asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
                                                        const jsonrpc::Call& call, Outcome& out,
-                                                       Clock::time_point t0) {
+                                                       Clock::time_point t0,
+                                                       upstream::AnswerBudget* budget) {
     upstream::ChainPool& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
     const auto deadline = t0 + server_.request_timeout;
@@ -233,7 +354,8 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
         co_return f;
     }
     if (!ticket || !route.cache->coalesce()) {
-        f = co_await chain.forward(call.method, call.params, kind == MethodKind::write, deadline);
+        f = co_await chain.forward(call.method, call.params, kind == MethodKind::write, deadline,
+                                   budget);
         if (ticket && f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
             route.cache->put(*ticket, *f.reply.result);
         co_return f;
@@ -258,7 +380,7 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
         }
     };
     Abandoned abandoned{coalescer_, joined.flight};
-    f = co_await chain.forward(call.method, call.params, false, deadline);
+    f = co_await chain.forward(call.method, call.params, false, deadline, budget);
     if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
         route.cache->put(*ticket, *f.reply.result);
     // Before co_return: it moves `f` out before locals are destroyed.
@@ -272,10 +394,10 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
 // when no node can answer.
 asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc::Call& call,
                                           Outcome& out, std::string_view& outcome,
-                                          Clock::time_point t0) {
+                                          Clock::time_point t0, upstream::AnswerBudget* budget) {
     upstream::ChainPool& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
-    upstream::Forwarded f = co_await fetch(route, call, out, t0);
+    upstream::Forwarded f = co_await fetch(route, call, out, t0, budget);
     const bool read = kind == MethodKind::read;
     if (route.txm && f.outcome != upstream::Forwarded::Outcome::uncertain && read) {
         const json::array* p = call.params.if_array();
@@ -368,9 +490,12 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
 // gateway neither answers itself nor adds to (pending nonces, held transactions, replaced
 // receipts), nor routes by its own rules (filters, split log ranges, block numbers that never go
 // back).
-bool RpcHandler::batchable(const ChainRoute& route, const jsonrpc::Call& call) {
+bool RpcHandler::batchable(const ChainRoute& route, const jsonrpc::Call& call,
+                           const auth::Client& client) {
     const std::string& m = call.method;
-    if (method_kind(m) != MethodKind::read || route.pool->methods().refusal(m)) return false;
+    if (method_kind(m) != MethodKind::read || route.pool->methods().refusal(m) ||
+        client.method_refusal(m) || unserved_reason(m))
+        return false;
     if (m == "eth_blockNumber" || m == "eth_getLogs" || m == "eth_subscribe" ||
         m == "eth_unsubscribe" || m.find("Filter") != std::string::npos)
         return false;
@@ -398,13 +523,14 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         if (metrics_)
             metrics_->observe_call(chain_name, method_label(call.method), outcome,
                                    std::chrono::duration<double>(Clock::now() - t0).count());
-        batch.bytes += out.response.size();
+        count_client_call(*batch.client, outcome);
+        batch.budget.used += out.response.size();
         if (call.notification) out.response.clear();
         batch.done[i] = true;
     };
     for (std::size_t i = 0; i < batch.entries->size(); ++i) {
         const auto* call = std::get_if<jsonrpc::Call>(&(*batch.entries)[i]);
-        if (!call || !batchable(route, *call)) continue;
+        if (!call || !batchable(route, *call, *batch.client)) continue;
         std::optional<cache::ChainCache::Ticket> ticket;
         if (route.cache) ticket = route.cache->ticket(call->method, call->params);
         std::optional<std::string> hit;
@@ -437,12 +563,12 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
 }
 
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
-    const std::size_t limit = self->server_.max_batch_response_bytes;
+    const std::size_t limit = batch->budget.limit;
     while (batch->next < batch->entries->size()) {
         const std::size_t i = batch->next++;
         if (batch->done[i]) continue;
         const jsonrpc::Entry& entry = (*batch->entries)[i];
-        if (batch->bytes > limit) {
+        if (batch->budget.used > limit) {
             // Like geth's batch response limit: the calls left are answered with an error rather
             // than holding an unbounded answer in memory.
             const auto* call = std::get_if<jsonrpc::Call>(&entry);
@@ -455,33 +581,62 @@ asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
                                            limit)));
             continue;
         }
-        batch->outcomes[i] = co_await self->execute(*batch->chain, entry, batch->idempotency_key);
-        batch->bytes += batch->outcomes[i].response.size();
+        batch->outcomes[i] = co_await self->execute(*batch->chain, entry, batch->idempotency_key,
+                                                    *batch->client, &batch->budget);
+        batch->budget.used += batch->outcomes[i].response.size();
     }
 }
 
 asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     InFlight in_flight(metrics_);
 
-    // Route: "/" is the first chain, "/<name>" (with or without a trailing slash) a named one.
+    // The path: "/" is the first chain, "/<name>" (with or without a trailing slash) a named one,
+    // "/<name>/<key>" a named one with the client's key (for wallets that cannot set headers).
     std::string_view path = request.path();
     if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+    std::string_view chain_name = path.empty() ? path : path.substr(1);
+    std::string_view path_key;
+    if (const auto slash = chain_name.find('/'); slash != std::string_view::npos) {
+        path_key = chain_name.substr(slash + 1);
+        chain_name = chain_name.substr(0, slash);
+    }
+
+    // Who is calling, before anything else is said: nothing about the chains to a stranger.
+    std::shared_ptr<const auth::Client> client = auth_.anonymous();
+    if (auth_.required()) {
+        std::string_view credential = auth::bearer_token(request.header("authorization"));
+        if (credential.empty()) credential = path_key;
+        auth::Verdict verdict = co_await auth_.authenticate(credential);
+        if (verdict.outcome != auth::Outcome::ok) {
+            http::Response r = error_reply(
+                401, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, std::move(verdict.message)));
+            r.headers.emplace_back("WWW-Authenticate",
+                                   verdict.outcome == auth::Outcome::missing
+                                       ? "Bearer realm=\"chain-gateway\""
+                                       : "Bearer realm=\"chain-gateway\", error=\"invalid_token\"");
+            co_return r;
+        }
+        client = std::move(verdict.client);
+    }
     const ChainRoute* chain = nullptr;
     if (path == "/" || path.empty()) {
         chain = &chains_.front();
-    } else {
+    } else if (path_key.empty() ||
+               auth_.required()) {  // without auth, "/<name>/<more>" is no chain
         for (const auto& c : chains_)
-            if (path.substr(1) == c.pool->config().name) chain = &c;
+            if (chain_name == c.pool->config().name) chain = &c;
     }
     if (!chain) {
         std::string names;
         for (const auto& c : chains_) names += (names.empty() ? "" : ", ") + c.pool->config().name;
+        // The path is quoted only when it cannot be a key (keys have at least 16 characters).
+        std::string asked = "'" + std::string(chain_name) + "'";
+        if (!path_key.empty() || chain_name.size() >= 16) asked = "(not shown: it may hold a key)";
         co_return error_reply(
-            404, jsonrpc::Error(
-                     jsonrpc::ErrorCode::resource_not_found,
-                     fmt::format("unknown chain path '{}': this gateway serves {} (POST /<chain>; "
-                                 "POST / is {})",
-                                 path.substr(0, 128), names, chains_.front().pool->config().name)));
+            404, jsonrpc::Error(jsonrpc::ErrorCode::resource_not_found,
+                                fmt::format("unknown chain path {}: this gateway serves {} (POST "
+                                            "/<chain>; POST / is {})",
+                                            asked, names, chains_.front().pool->config().name)));
     }
     if (request.method != "POST") {
         http::Response r = error_reply(405, jsonrpc::Error(jsonrpc::ErrorCode::invalid_request,
@@ -494,17 +649,38 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         jsonrpc::parse_request(request.body, jsonrpc::ParseLimits{server_.max_batch_size});
     if (!parsed) {
         if (metrics_) metrics_->observe_call(chain->pool->config().name, "other", "invalid", 0);
+        count_client_call(*client, "invalid");
         co_return error_reply(200, parsed.error());
+    }
+    // Each call of a batch counts against the client's rate.
+    if (auto wait = auth_.admit(*client, parsed->entries.size())) {
+        if (metrics_) metrics_->count_auth("rpc", "rate_limited");
+        count_client_call(*client, "rate_limited");
+        const auto seconds = std::max<std::int64_t>(
+            1,
+            std::chrono::duration_cast<std::chrono::seconds>(*wait + std::chrono::milliseconds(999))
+                .count());
+        http::Response r = error_reply(
+            429, jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded,
+                                fmt::format("rate limit: client {} is over its calls per second "
+                                            "(each call of a batch counts); retry in {} s",
+                                            client->id(), seconds)));
+        r.headers.emplace_back("Retry-After", std::to_string(seconds));
+        co_return r;
     }
 
     std::vector<Outcome> outcomes;
     if (parsed->entries.size() == 1 && !parsed->batch) {
-        outcomes.push_back(
-            co_await execute(*chain, parsed->entries.front(), request.header(kIdempotencyHeader)));
+        outcomes.push_back(co_await execute(*chain, parsed->entries.front(),
+                                            request.header(kIdempotencyHeader), *client));
     } else {
-        Batch batch{chain, &parsed->entries, std::vector<Outcome>(parsed->entries.size()),
+        Batch batch{chain,
+                    client.get(),
+                    &parsed->entries,
+                    std::vector<Outcome>(parsed->entries.size()),
                     request.header(kIdempotencyHeader),
                     std::vector<bool>(parsed->entries.size(), false)};
+        batch.budget.limit = server_.max_batch_response_bytes;
         co_await forward_batched(*chain, batch);
         const std::size_t workers = std::min(server_.batch_concurrency, parsed->entries.size());
         auto ex = co_await asio::this_coro::executor;

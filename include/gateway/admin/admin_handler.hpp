@@ -53,6 +53,10 @@ public:
         caches_ = std::move(caches);
     }
 
+    /// Every request but /healthz, /readyz and /metrics (for probes and scrapers) must then carry
+    /// `Authorization: Bearer <token>`; others get 401. Empty: no token asked (loopback only).
+    void require_token(std::string token) { token_ = std::move(token); }
+
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
 
@@ -76,6 +80,7 @@ private:
     std::vector<custody::Signer*> signers_;
 
     std::vector<upstream::ChainPool*> chains_;
+    std::string token_;  // a secret: never logged
     metrics::Metrics* metrics_;
     const std::atomic<bool>* draining_;
     store::JournalService* journal_;

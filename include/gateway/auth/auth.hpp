@@ -40,6 +40,8 @@ public:
 
     /// A configured client's id, or "jwt:<sub>" for a token's client, or "anonymous".
     const std::string& id() const { return id_; }
+    /// A bounded metric label: the id, or "jwt:other" past the first token clients.
+    const std::string& label() const { return id_; }
     /// No auth is configured: the listener is trusted (loopback only), every managed sender may
     /// be used.
     bool anonymous() const { return anonymous_; }

@@ -24,7 +24,10 @@ enum class ErrorCode : int {
     internal_error = -32603,
     resource_not_found = -32001,    ///< e.g. an unknown chain in the URL path
     resource_unavailable = -32002,  ///< no upstream could answer
-    limit_exceeded = -32005,        ///< batch or body over a configured limit
+    limit_exceeded = -32005,        ///< batch or body over a configured limit, or a rate limit
+    /// EIP-1193's "unauthorized", which wallets know: no valid credential, or the method or
+    /// account is not one this client may use.
+    unauthorized = 4100,
 };
 
 /// An error as a client sees it: a code, a sentence a person can act on, optional data.

@@ -21,6 +21,7 @@ class Metrics;
 namespace gateway::upstream {
 class ChainPool;
 struct Forwarded;
+struct AnswerBudget;
 }  // namespace gateway::upstream
 namespace gateway::txm {
 class TxManager;
@@ -30,6 +31,10 @@ namespace gateway::cache {
 class ChainCache;
 class Coalescer;
 }  // namespace gateway::cache
+namespace gateway::auth {
+class Authenticator;
+class Client;
+}  // namespace gateway::auth
 
 namespace gateway::rpc {
 
@@ -58,10 +63,10 @@ struct ChainRoute {
 
 class RpcHandler {
 public:
-    /// `chains[0]` serves `POST /`; every chain serves `POST /<name>`. The pools and metrics must
-    /// outlive the handler.
+    /// `chains[0]` serves `POST /`; every chain serves `POST /<name>` (and `POST /<name>/<key>`
+    /// when clients authenticate). Everything referenced must outlive the handler.
     RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
-               metrics::Metrics* metrics);
+               auth::Authenticator& auth, metrics::Metrics* metrics);
     ~RpcHandler();
 
     /// Answers one HTTP request. Never throws.
@@ -85,21 +90,32 @@ public:
 private:
     struct Batch;
     boost::asio::awaitable<Outcome> execute(const ChainRoute& chain, const jsonrpc::Entry& entry,
-                                            std::string_view idempotency_key);
+                                            std::string_view idempotency_key,
+                                            const auth::Client& client,
+                                            upstream::AnswerBudget* budget = nullptr);
+    boost::asio::awaitable<void> send_sync(const ChainRoute& chain, const jsonrpc::Call& call,
+                                           const auth::Client& client, Outcome& out,
+                                           std::string_view& outcome,
+                                           std::chrono::steady_clock::time_point t0);
     boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
                                          Outcome& out, std::string_view& outcome,
-                                         std::chrono::steady_clock::time_point t0);
+                                         std::chrono::steady_clock::time_point t0,
+                                         upstream::AnswerBudget* budget);
     boost::asio::awaitable<upstream::Forwarded> fetch(const ChainRoute& chain,
                                                       const jsonrpc::Call& call, Outcome& out,
-                                                      std::chrono::steady_clock::time_point t0);
-    static bool batchable(const ChainRoute& chain, const jsonrpc::Call& call);
+                                                      std::chrono::steady_clock::time_point t0,
+                                                      upstream::AnswerBudget* budget);
+    static bool batchable(const ChainRoute& chain, const jsonrpc::Call& call,
+                          const auth::Client& client);
     boost::asio::awaitable<void> forward_batched(const ChainRoute& chain, Batch& batch);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
     boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
-                                             Outcome& out);
+                                             Outcome& out, const auth::Client& client);
+    void count_client_call(const auth::Client& client, std::string_view outcome) const;
 
     config::ServerConfig server_;
     std::vector<ChainRoute> chains_;
+    auth::Authenticator& auth_;
     metrics::Metrics* metrics_;
     // Shared with leaders' guards, which may run after the handler is gone (frames the io_context
     // destroys at a forced stop).

@@ -1,0 +1,283 @@
+// Who may call the gateway, in-process in front of a fake node: keys in the header and in the
+// path, refusals that reach no node, a client's methods, senders and rate, records and
+// idempotency keys scoped to their client, the admin token, and methods never forwarded.
+
+#include "support/gateway_fixture.hpp"
+#include "support/tx_signer.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/serialize.hpp>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+namespace json = boost::json;
+using test::FakeReply;
+using test::FakeUpstream;
+using test::GatewayTest;
+using test::HttpConnection;
+using test::HttpReply;
+
+const std::string kBackendKey = "backend-key-0123456789abcdef";
+const std::string kBackendNewKey = "backend-key-rotated-000000000";
+const std::string kOpsKey = "ops-key-0123456789abcdef0000";
+const std::string kIndexerKey = "indexer-key-0123456789abcdef";
+const std::string kAdminToken = "admin-token-0123456789abcdef";
+// anvil's accounts 0 and 1, managed by the gateway in these tests.
+const std::string kSender0 = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+const std::string kSender1 = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+class AuthGatewayTest : public GatewayTest {
+protected:
+    // Clients: backend (sender 0, two keys), ops (sender 0 too), indexer (reads only, three
+    // methods, 2 calls a second); two managed senders; an admin token.
+    void start_with_auth(const std::string& node_url,
+                         std::function<void(config::Config&)> tweak = {}) {
+        const std::string dir = test::make_temp_dir("auth-gateway");
+        test::write_file(dir + "/k0", test::kKey0.substr(2));
+        test::write_file(dir + "/k1", test::kKey1.substr(2));
+        start({node_url}, [&](config::Config& c) {
+            c.signers.push_back(
+                config::SignerConfig{.id = "k0", .type = "local", .key_file = dir + "/k0"});
+            c.signers.push_back(
+                config::SignerConfig{.id = "k1", .type = "local", .key_file = dir + "/k1"});
+            c.chains[0].accounts.push_back(config::AccountConfig{kSender0, "k0"});
+            c.chains[0].accounts.push_back(config::AccountConfig{kSender1, "k1"});
+            c.auth.clients.push_back(config::ClientConfig{
+                .id = "backend", .keys = {kBackendKey, kBackendNewKey}, .senders = {kSender0}});
+            c.auth.clients.push_back(
+                config::ClientConfig{.id = "ops", .keys = {kOpsKey}, .senders = {kSender0}});
+            c.auth.clients.push_back(
+                config::ClientConfig{.id = "indexer",
+                                     .keys = {kIndexerKey},
+                                     .methods = {"eth_blockNumber", "eth_chainId", "eth_accounts"},
+                                     .max_rps = 2});
+            c.auth.admin_token = kAdminToken;
+            if (tweak) tweak(c);
+        });
+        wait_ready();
+    }
+
+    HttpReply call(const std::string& body, const std::string& key, const std::string& path = "/",
+                   std::vector<std::pair<std::string, std::string>> headers = {}) {
+        HttpConnection c(port());
+        if (!key.empty()) headers.emplace_back("Authorization", "Bearer " + key);
+        return c.request("POST", path, body, headers);
+    }
+
+    HttpReply admin(const std::string& method, const std::string& target,
+                    const std::string& token) {
+        HttpConnection c(admin_port());
+        std::vector<std::pair<std::string, std::string>> headers;
+        if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+        return c.request(method, target, "", headers);
+    }
+};
+
+json::value result_of(const HttpReply& r) {
+    return json::parse(r.body).at("result");
+}
+json::value error_of(const HttpReply& r) {
+    return json::parse(r.body).at("error");
+}
+std::string message_of(const HttpReply& r) {
+    return std::string(error_of(r).at("message").as_string());
+}
+
+std::string managed_send(const std::string& from, const std::string& value = "0x1") {
+    return fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"gateway_sendTransaction","params":[{{"from":"{}","to":"0x000000000000000000000000000000000000dEaD","value":"{}","gas":"0x5208"}}]}})",
+        from, value);
+}
+
+TEST_F(AuthGatewayTest, WithoutAValidKeyNothingReachesANode) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})";
+    const std::size_t before = node.forwarded_calls();
+
+    HttpReply none = call(body, "");
+    EXPECT_EQ(none.status, 401u);
+    EXPECT_EQ(error_of(none).at("code"), 4100);
+    EXPECT_THAT(none.header("www-authenticate"), HasSubstr("Bearer"));
+    HttpReply wrong = call(body, "not-a-key-of-anyone-0123456789");
+    EXPECT_EQ(wrong.status, 401u);
+    EXPECT_THAT(wrong.header("www-authenticate"), HasSubstr("invalid_token"));
+    EXPECT_THAT(wrong.body, Not(HasSubstr("not-a-key-of-anyone")));
+    // Nothing about the chains is said to a stranger either.
+    HttpReply unknown_chain = call(body, "", "/mainnet");
+    EXPECT_EQ(unknown_chain.status, 401u);
+    EXPECT_EQ(node.forwarded_calls(), before);
+
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="missing"} 2)"));
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="invalid"} 1)"));
+}
+
+TEST_F(AuthGatewayTest, AKeyWorksInTheHeaderAndInThePathAndBothRotationSlotsWork) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    EXPECT_EQ(call(body, kBackendKey).body, R"({"jsonrpc":"2.0","id":1,"result":"0x7a69"})");
+    EXPECT_EQ(call(body, kBackendNewKey).status, 200u);
+    EXPECT_EQ(call(body, "", "/devnet/" + kBackendKey).body,
+              R"({"jsonrpc":"2.0","id":1,"result":"0x7a69"})");
+    EXPECT_EQ(call(body, "", "/devnet/" + kBackendKey + "/").status, 200u);
+    // A key in the path only with the chain named; a wrong one is refused.
+    EXPECT_EQ(call(body, "", "/" + kBackendKey).status, 401u);
+    EXPECT_EQ(call(body, "", "/devnet/wrong-key-0123456789abcdef").status, 401u);
+    // An unknown chain with a good key: the path is not quoted back (it could hold a key).
+    HttpReply unknown = call(body, kBackendKey, "/" + kOpsKey);
+    EXPECT_EQ(unknown.status, 404u);
+    EXPECT_THAT(unknown.body, Not(HasSubstr(kOpsKey)));
+    EXPECT_THAT(http_metrics(),
+                HasSubstr(R"(gateway_client_requests_total{client="backend",outcome="ok"})"));
+}
+
+TEST_F(AuthGatewayTest, AClientUsesOnlyItsSendersAndItsMethods) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    // eth_accounts: the managed senders this client may use.
+    const std::string accounts = R"({"jsonrpc":"2.0","id":1,"method":"eth_accounts"})";
+    EXPECT_EQ(json::serialize(result_of(call(accounts, kBackendKey))),
+              R"(["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"])");
+    EXPECT_EQ(json::serialize(result_of(call(accounts, kIndexerKey))), "[]");
+
+    // Sending from a sender the client does not list: refused, nothing journaled.
+    HttpReply theft = call(managed_send(kSender1, "0xde0b6b3a7640000"), kBackendKey);
+    EXPECT_EQ(error_of(theft).at("code"), 4100);
+    EXPECT_THAT(message_of(theft), HasSubstr("client backend may not send from " + kSender1));
+    HttpReply theft2 = call(managed_send(kSender0), kIndexerKey);
+    EXPECT_EQ(error_of(theft2).at("code"), -32601) << "not in the indexer's methods";
+    EXPECT_THAT(message_of(theft2), HasSubstr("client indexer"));
+    HttpReply listing = admin("GET", "/admin/transactions", kAdminToken);
+    EXPECT_EQ(json::parse(listing.body).at("transactions").as_array().size(), 0u) << listing.body;
+
+    // Its own sender: accepted, recorded as its.
+    HttpReply sent = call(managed_send(kSender0), kBackendKey);
+    const std::string id(result_of(sent).at("id").as_string());
+    const std::string get = fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":["{}"]}})", id);
+    EXPECT_EQ(result_of(call(get, kBackendKey)).at("client"), "backend");
+    // Another client that may use the same sender does not see it.
+    EXPECT_EQ(json::serialize(result_of(call(get, kOpsKey))), "null");
+}
+
+TEST_F(AuthGatewayTest, IdempotencyKeysBelongToTheirClient) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::vector<std::pair<std::string, std::string>> key{{"Idempotency-Key", "order-7"}};
+    const auto id_of = [&](const std::string& client_key) {
+        return std::string(
+            result_of(call(managed_send(kSender0), client_key, "/", key)).at("id").as_string());
+    };
+    const std::string backend = id_of(kBackendKey);
+    EXPECT_EQ(id_of(kBackendKey), backend) << "the same client and key: the same transaction";
+    const std::string ops = id_of(kOpsKey);
+    EXPECT_NE(ops, backend) << "another client's key of the same name is another transaction";
+}
+
+TEST_F(AuthGatewayTest, OverItsRateAClientGets429WithRetryAfterAndABatchCountsEachCall) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string one = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::string three = "[" + one + "," + one + "," + one + "]";
+    HttpReply r = call(three, kIndexerKey);
+    EXPECT_EQ(r.status, 429u);
+    EXPECT_EQ(error_of(r).at("code"), -32005);
+    EXPECT_THAT(message_of(r), HasSubstr("client indexer"));
+    EXPECT_GE(std::stoi(r.header("retry-after")), 1);
+    // A client without a limit is not held back.
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(call(three, kBackendKey).status, 200u);
+    EXPECT_THAT(http_metrics(),
+                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="rate_limited"})"));
+}
+
+TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    EXPECT_EQ(admin("GET", "/admin/upstreams", "").status, 401u);
+    EXPECT_EQ(admin("GET", "/admin/upstreams", kBackendKey).status, 401u);
+    EXPECT_EQ(admin("POST", "/admin/upstreams/node-0/cordon", "").status, 401u);
+    EXPECT_EQ(admin("GET", "/admin/upstreams", kAdminToken).status, 200u);
+    EXPECT_EQ(admin("GET", "/healthz", "").status, 200u);
+    EXPECT_EQ(admin("GET", "/readyz", "").status, 200u);
+    EXPECT_EQ(admin("GET", "/metrics", "").status, 200u);
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="missing"} 2)"));
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="invalid"} 1)"));
+}
+
+TEST_F(GatewayTest, NodeSigningAndSendsAroundTheJournalAreNeverForwarded) {
+    FakeUpstream node(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m.rfind("eth_sign", 0) == 0 || m == "personal_sign")
+                              return FakeReply::ok("\"0xsig\"");
+                          return std::nullopt;
+                      });
+    // Even with the deny list emptied by the operator.
+    start({node.url()}, [](config::Config& c) { c.chains[0].methods.deny.clear(); });
+    wait_ready();
+    for (const char* m :
+         {"eth_sign", "eth_signTransaction", "eth_signTypedData_v4", "personal_sign",
+          "eth_sendRawTransactionConditional", "eth_sendPrivateTransaction", "eth_sendBundle"}) {
+        auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
+        EXPECT_EQ(error_of(r).at("code"), -32601) << m;
+        EXPECT_THAT(message_of(r), HasSubstr("is not served")) << m;
+    }
+    EXPECT_EQ(node.forwarded_calls(), 0u);
+}
+
+TEST_F(GatewayTest, SendRawTransactionSyncIsJournaledAndAnswersTheReceipt) {
+    std::atomic<int> receipt_asks{0};
+    FakeUpstream node(
+        31337, [&](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+            if (m == "eth_sendRawTransaction")
+                return FakeReply::ok("\"0x00\"");  // the hash is ours
+            if (m == "eth_getTransactionReceipt") {
+                if (++receipt_asks < 3) return FakeReply::ok("null");
+                return FakeReply::ok(fmt::format(R"({{"transactionHash":{},"status":"0x1"}})",
+                                                 json::serialize(req.at("params").at(0))));
+            }
+            return std::nullopt;
+        });
+    start({node.url()});
+    wait_ready();
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    auto r = post(fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransactionSync","params":["{}"]}})",
+        raw));
+    const json::value receipt = result_of(r);
+    EXPECT_EQ(receipt.at("status"), "0x1") << r.body;
+    const std::string hash(receipt.at("transactionHash").as_string());
+    // It went through the journal.
+    auto rec = post(fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":["{}"]}})", hash));
+    EXPECT_EQ(result_of(rec).at("hash"), hash.c_str());
+    // Another chain's transaction is refused as by eth_sendRawTransaction; nothing is sent.
+    const std::size_t sent = node.calls("eth_sendRawTransaction");
+    r = post(fmt::format(
+        R"({{"jsonrpc":"2.0","id":2,"method":"eth_sendRawTransactionSync","params":["{}"]}})",
+        test::sign_legacy(test::kKey1, {.chain_id = 1})));
+    EXPECT_EQ(error_of(r).at("code"), -32602);
+    EXPECT_EQ(node.calls("eth_sendRawTransaction"), sent);
+    // Not mined within the client's timeout: error 4 with the hash.
+    receipt_asks = -1000;
+    r = post(fmt::format(
+        R"({{"jsonrpc":"2.0","id":3,"method":"eth_sendRawTransactionSync","params":["{}", 300]}})",
+        test::sign_legacy(test::kKey0, {.nonce = 1})));
+    EXPECT_EQ(error_of(r).at("code"), 4) << r.body;
+    EXPECT_TRUE(error_of(r).at("data").is_string());
+}
+
+}  // namespace
+}  // namespace gateway
