@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Build and runtime libraries. Boost 1.81 explicitly: libboost-all-dev is 1.74 on Debian 12,
 # and libboost1.81-all-dev does not pull in Boost.JSON and Boost.URL.
 packages=(
-    build-essential cmake ninja-build ccache pkg-config git ca-certificates
+    build-essential cmake ninja-build ccache pkg-config git ca-certificates curl
     libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
     libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
     libsqlite3-dev libpq-dev libsecp256k1-dev

@@ -250,13 +250,14 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
     });
     if_set(n, "tls", [&](auto& t) {
         r.check_keys(t, "server.tls", {"cert_file", "key_file"});
-        if_set(t, "cert_file", [&](auto& v) { s.tls.cert_file = r.scalar(v, "server.tls.cert_file"); });
-        if_set(t, "key_file", [&](auto& v) { s.tls.key_file = r.scalar(v, "server.tls.key_file"); });
+        if_set(t, "cert_file",
+               [&](auto& v) { s.tls.cert_file = r.scalar(v, "server.tls.cert_file"); });
+        if_set(t, "key_file",
+               [&](auto& v) { s.tls.key_file = r.scalar(v, "server.tls.key_file"); });
         if (s.tls.cert_file.empty() || s.tls.key_file.empty())
             r.fail(t, "server.tls", "needs both cert_file and key_file");
         for (const auto* f : {&s.tls.cert_file, &s.tls.key_file})
-            if (!std::ifstream(*f))
-                r.fail(t, "server.tls", fmt::format("cannot read '{}'", *f));
+            if (!std::ifstream(*f)) r.fail(t, "server.tls", fmt::format("cannot read '{}'", *f));
     });
     if (s.listen.port != 0 && s.listen.port == s.admin_listen.port &&
         s.listen.host == s.admin_listen.host)
@@ -366,7 +367,7 @@ void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, Lo
     r.check_keys(n, path, {"split", "concurrency", "max_parts"});
     if_set(n, "split", [&](auto& v) { l.split = read_bool(r, v, path + ".split"); });
     if_set(n, "max_parts",
-           [&](auto& v) { l.max_parts = r.integer(v, path + ".max_parts", 1, 1'000'000); });
+           [&](auto& v) { l.max_parts = r.integer(v, path + ".max_parts", 1, 100'000); });
     if_set(n, "concurrency",
            [&](auto& v) { l.concurrency = r.integer(v, path + ".concurrency", 1, 64); });
 }
@@ -616,13 +617,12 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     }
 }
 
-
 // Secrets named by `<what>_env` or `<what>_file`: several may be listed, separated by commas,
 // spaces or new lines (a file may hold comments after #). Messages name the variable or the file,
 // never a secret.
-std::vector<std::string> read_secrets(const Reader& r, const YAML::Node& n,
-                                      const std::string& path, const std::string& what,
-                                      std::string& env_name, std::string& file_name) {
+std::vector<std::string> read_secrets(const Reader& r, const YAML::Node& n, const std::string& path,
+                                      const std::string& what, std::string& env_name,
+                                      std::string& file_name) {
     const std::string env_key = what + "_env";
     const std::string file_key = what + "_file";
     if_set(n, env_key.c_str(), [&](auto& v) { env_name = r.scalar(v, path + "." + env_key); });
@@ -686,7 +686,8 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
                                    client.id.substr(0, 80)));
             for (const auto& other : a.clients)
                 if (other.id == client.id)
-                    r.fail(c["id"], p + ".id", fmt::format("client '{}' is listed twice", client.id));
+                    r.fail(c["id"], p + ".id",
+                           fmt::format("client '{}' is listed twice", client.id));
             client.keys = read_secrets(r, c, p, "key", client.key_env, client.key_file);
             if_set(c, "senders", [&](auto& s) {
                 if (!s.IsSequence()) r.fail(s, p + ".senders", "must be a list of addresses");
@@ -716,8 +717,7 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
                       "methods", "max_rps"});
         JwtConfig& t = a.jwt;
         for (const char* key : {"jwks_url", "issuer", "audience"})
-            if (!j[key].IsDefined() || j[key].IsNull())
-                r.fail(j, p + "." + key, "is required");
+            if (!j[key].IsDefined() || j[key].IsNull()) r.fail(j, p + "." + key, "is required");
         t.jwks_url = r.scalar(j["jwks_url"], p + ".jwks_url");
         auto url = boost::urls::parse_absolute_uri(t.jwks_url);
         if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty())
@@ -736,7 +736,8 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
             if (!std::ifstream(t.ca_file))
                 r.fail(v, p + ".ca_file", fmt::format("cannot read '{}'", t.ca_file));
         });
-        if_set(j, "methods", [&](auto& m) { t.methods = read_method_patterns(r, m, p + ".methods"); });
+        if_set(j, "methods",
+               [&](auto& m) { t.methods = read_method_patterns(r, m, p + ".methods"); });
         if_set(j, "max_rps", [&](auto& v) {
             t.max_rps = static_cast<double>(r.integer(v, p + ".max_rps", 0, 10'000'000));
         });
@@ -745,8 +746,7 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
         r.check_keys(m, "auth.admin", {"token_env", "token_file"});
         std::string env_name, file_name;
         auto tokens = read_secrets(r, m, "auth.admin", "token", env_name, file_name);
-        if (tokens.size() != 1)
-            r.fail(m, "auth.admin", "takes one token (it is not shown)");
+        if (tokens.size() != 1) r.fail(m, "auth.admin", "takes one token (it is not shown)");
         a.admin_token = std::move(tokens.front());
     });
 }

@@ -18,12 +18,13 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 Config parse(const std::string& yaml, std::map<std::string, std::string> env = {}) {
-    return parse_config(yaml, "test.yaml",
-                        [env = std::move(env)](std::string_view name) -> std::optional<std::string> {
-                            auto it = env.find(std::string(name));
-                            if (it == env.end()) return std::nullopt;
-                            return it->second;
-                        });
+    return parse_config(
+        yaml, "test.yaml",
+        [env = std::move(env)](std::string_view name) -> std::optional<std::string> {
+            auto it = env.find(std::string(name));
+            if (it == env.end()) return std::nullopt;
+            return it->second;
+        });
 }
 
 std::string error_of(const std::string& yaml, std::map<std::string, std::string> env = {}) {
@@ -78,13 +79,13 @@ auth:
     ASSERT_EQ(c.auth.clients.size(), 2u);
     const ClientConfig& backend = c.auth.clients[0];
     EXPECT_EQ(backend.id, "backend");
-    EXPECT_EQ(backend.keys, (std::vector<std::string>{"key-one-0123456789abcdef",
-                                                      "key-two-0123456789abcdef"}));
+    EXPECT_EQ(backend.keys,
+              (std::vector<std::string>{"key-one-0123456789abcdef", "key-two-0123456789abcdef"}));
     EXPECT_EQ(backend.senders, std::vector<std::string>{kSender});
     EXPECT_EQ(backend.methods, (std::vector<std::string>{"eth_*", "net_version"}));
     EXPECT_EQ(backend.max_rps, 200);
-    EXPECT_EQ(c.auth.clients[1].keys, (std::vector<std::string>{"file-key-0123456789abcdef",
-                                                                "file-key-fedcba9876543210"}));
+    EXPECT_EQ(c.auth.clients[1].keys,
+              (std::vector<std::string>{"file-key-0123456789abcdef", "file-key-fedcba9876543210"}));
     EXPECT_TRUE(c.auth.clients[1].senders.empty()) << "absent: none";
     EXPECT_TRUE(c.auth.jwt.enabled());
     EXPECT_EQ(c.auth.jwt.issuer, "https://auth.internal/");
@@ -119,14 +120,14 @@ auth:
                 Not(HasSubstr(odd)));
 
     const std::string shared = "shared-key-0123456789abcdef";
-    const std::string twice = error_of(R"(
+    const std::string twice =
+        error_of(R"(
 auth:
   clients:
     - {id: a, key_env: K1}
     - {id: b, key_env: K2}
 )" + kManagedChain,
-                                       {{"K1", shared}, {"K2", "other-key-0123456789, " + shared},
-                                        {"HOT", "x"}});
+                 {{"K1", shared}, {"K2", "other-key-0123456789, " + shared}, {"HOT", "x"}});
     EXPECT_THAT(twice, HasSubstr("client 'b' has a key of client 'a'"));
     EXPECT_THAT(twice, Not(HasSubstr(shared)));
 }
@@ -141,10 +142,10 @@ TEST(ConfigAuth, MistakesNameTheKey) {
         error_of("auth: {clients: [{id: backend, key_file: /nonexistent/keys}]}\n" + kManagedChain,
                  env),
         HasSubstr("auth.clients[0].key_file: cannot read file /nonexistent/keys"));
-    EXPECT_THAT(error_of("auth: {clients: [{id: b, key_env: K}, {id: b, key_env: K}]}\n" +
-                             kManagedChain,
-                         env),
-                HasSubstr("auth.clients[1].id: client 'b' is listed twice"));
+    EXPECT_THAT(
+        error_of("auth: {clients: [{id: b, key_env: K}, {id: b, key_env: K}]}\n" + kManagedChain,
+                 env),
+        HasSubstr("auth.clients[1].id: client 'b' is listed twice"));
     EXPECT_THAT(error_of("auth: {clients: [{id: 'jwt:x', key_env: K}]}\n" + kManagedChain, env),
                 HasSubstr("auth.clients[0].id: 'jwt:x' must be"));
     EXPECT_THAT(error_of(R"(
@@ -153,16 +154,17 @@ auth: {clients: [{id: b, key_env: K, senders: ["0x70997970C51812dc3A010C7d01b50e
                          env),
                 HasSubstr("auth.clients[0].senders[0]: 0x70997970c51812dc3a010c7d01b50e0d17dc79c8 "
                           "is not a managed sender of any chain"));
-    EXPECT_THAT(error_of("auth: {clients: [{id: b, key_env: K, methods: ['eth_call(']}]}\n" +
-                             kManagedChain,
-                         env),
-                HasSubstr("auth.clients[0].methods[0]: 'eth_call(' is not a method name"));
-    EXPECT_THAT(error_of("auth: {clients: [{id: b, key_env: K, weight: 1}]}\n" + kManagedChain, env),
-                HasSubstr("auth.clients[0].weight: unknown key"));
-    EXPECT_THAT(error_of("auth: {jwt: {jwks_url: 'ftp://x/', issuer: i, audience: a}}\n" +
-                             kManagedChain,
-                         env),
-                HasSubstr("auth.jwt.jwks_url: must be an http:// or https:// URL"));
+    EXPECT_THAT(
+        error_of("auth: {clients: [{id: b, key_env: K, methods: ['eth_call(']}]}\n" + kManagedChain,
+                 env),
+        HasSubstr("auth.clients[0].methods[0]: 'eth_call(' is not a method name"));
+    EXPECT_THAT(
+        error_of("auth: {clients: [{id: b, key_env: K, weight: 1}]}\n" + kManagedChain, env),
+        HasSubstr("auth.clients[0].weight: unknown key"));
+    EXPECT_THAT(
+        error_of("auth: {jwt: {jwks_url: 'ftp://x/', issuer: i, audience: a}}\n" + kManagedChain,
+                 env),
+        HasSubstr("auth.jwt.jwks_url: must be an http:// or https:// URL"));
     EXPECT_THAT(error_of("auth: {jwt: {jwks_url: 'https://x/'}}\n" + kManagedChain, env),
                 HasSubstr("auth.jwt.issuer: is required"));
     EXPECT_THAT(error_of("auth: {admin: {token_env: UNSET}}\n" + kManagedChain, env),
@@ -179,9 +181,9 @@ TEST(ConfigAuth, AnExposedListenerWithManagedSendersAndNoAuthDoesNotLoad) {
     EXPECT_NO_THROW(parse("server: {listen: 127.0.0.1:8545}\n" + kManagedChain, {{"HOT", "x"}}));
     EXPECT_NO_THROW(parse("server: {listen: '[::1]:8545'}\n" + kManagedChain, {{"HOT", "x"}}));
     // With clients, or without managed senders, an exposed listener is fine.
-    EXPECT_NO_THROW(parse("server: {listen: 0.0.0.0:8545}\nauth: {clients: [{id: b, key_env: K}]}\n" +
-                              kManagedChain,
-                          {{"HOT", "x"}, {"K", "a-good-key-0123456789"}}));
+    EXPECT_NO_THROW(parse(
+        "server: {listen: 0.0.0.0:8545}\nauth: {clients: [{id: b, key_env: K}]}\n" + kManagedChain,
+        {{"HOT", "x"}, {"K", "a-good-key-0123456789"}}));
     EXPECT_NO_THROW(parse(R"(
 server: {listen: 0.0.0.0:8545}
 chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: "http://127.0.0.1:1"}]}]
@@ -189,13 +191,12 @@ chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: "http://127.0.0.1:1"}]}
 }
 
 TEST(ConfigAuth, AnExposedAdminListenerWithoutATokenDoesNotLoad) {
-    EXPECT_THAT(
-        error_of(R"(
+    EXPECT_THAT(error_of(R"(
 server: {admin_listen: 0.0.0.0:9545}
 chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: "http://127.0.0.1:1"}]}]
 )"),
-        HasSubstr("server.admin_listen: 0.0.0.0:9545 is reachable from other hosts, but "
-                  "auth.admin has no token"));
+                HasSubstr("server.admin_listen: 0.0.0.0:9545 is reachable from other hosts, but "
+                          "auth.admin has no token"));
     EXPECT_NO_THROW(parse(R"(
 server: {admin_listen: 0.0.0.0:9545}
 auth: {admin: {token_env: T}}
@@ -214,7 +215,8 @@ server:
   max_connections: 100
   max_connections_per_ip: 10
   cors: {allowed_origins: ["https://App.Example.com", "http://localhost:3000"]}
-  tls: {cert_file: )" + dir + "/cert.pem, key_file: " + dir + R"(/key.pem}
+  tls: {cert_file: )" + dir +
+                           "/cert.pem, key_file: " + dir + R"(/key.pem}
 chains:
   - name: a
     chain_id: 1
@@ -243,13 +245,15 @@ chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: "http://127.0.0.1:1"}]}
         "chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: 'http://127.0.0.1:1'}]}]\n";
     EXPECT_THAT(error_of("server: {cors: {allowed_origins: ['https://a.com/path']}}\n" + chain),
                 HasSubstr("server.cors.allowed_origins[0]: 'https://a.com/path' is not an origin"));
-    EXPECT_THAT(error_of("server: {tls: {cert_file: /nonexistent.pem, key_file: /x.pem}}\n" + chain),
-                HasSubstr("server.tls: cannot read '/nonexistent.pem'"));
+    EXPECT_THAT(
+        error_of("server: {tls: {cert_file: /nonexistent.pem, key_file: /x.pem}}\n" + chain),
+        HasSubstr("server.tls: cannot read '/nonexistent.pem'"));
     EXPECT_THAT(error_of("server: {tls: {cert_file: /x.pem}}\n" + chain),
                 HasSubstr("server.tls: needs both cert_file and key_file"));
     // Any origin, managed senders and no credentials: every web page could spend.
-    EXPECT_THAT(error_of("server: {cors: {allowed_origins: ['*']}}\n" + kManagedChain, {{"HOT", "x"}}),
-                HasSubstr("server.cors.allowed_origins: '*' lets every web page call the gateway"));
+    EXPECT_THAT(
+        error_of("server: {cors: {allowed_origins: ['*']}}\n" + kManagedChain, {{"HOT", "x"}}),
+        HasSubstr("server.cors.allowed_origins: '*' lets every web page call the gateway"));
 }
 
 }  // namespace
