@@ -248,6 +248,7 @@ boost::system::result<Jwks, std::string> parse_jwks(std::string_view text) {
 bool verify_signature(const PublicKey& key, std::string_view alg, std::string_view signed_part,
                       std::string_view signature) {
     if (!key.key || alg != algorithm_of(key.type)) return false;
+    ClearErrors clear;
     std::string der;
     if (key.type == PublicKey::Type::ec_p256) {
         if (signature.size() != 64) return false;
@@ -257,7 +258,6 @@ bool verify_signature(const PublicKey& key, std::string_view alg, std::string_vi
     } else if (signature.size() != static_cast<std::size_t>(EVP_PKEY_get_size(key.key.get()))) {
         return false;
     }
-    ClearErrors clear;
     std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
     return ctx &&
            EVP_DigestVerifyInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key.key.get(),

@@ -198,7 +198,8 @@ private:
         count_ = count;
     }
 
-    // Metrics after every attempt; a warning when fetching starts failing, not at each failure.
+    // Metrics after every attempt (the age is as of the attempt); a warning when fetching starts
+    // failing, not at each failure.
     void record(const std::string& failure) {
         if (!failure.empty() && !failing_) {
             failing_ = true;
