@@ -4,6 +4,7 @@
 #include "gateway/auth/auth.hpp"
 
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/util/text.hpp"
 #include "jose.hpp"
 
 #include <boost/json/parse.hpp>
@@ -411,10 +412,7 @@ struct Authenticator::Impl {
         if (const json::value* list = c.if_contains(jwt.senders_claim); list && list->is_array()) {
             for (const json::value& s : list->get_array()) {
                 if (!s.is_string() || !is_address(s.get_string())) continue;
-                std::string address(s.get_string());
-                std::transform(
-                    address.begin(), address.end(), address.begin(),
-                    [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+                std::string address = util::lower(s.get_string());
                 if (std::find(senders.begin(), senders.end(), address) == senders.end())
                     senders.push_back(std::move(address));
             }

@@ -138,6 +138,7 @@ public:
     /// required) and then cached until it expires, so a keep-alive client pays the signature
     /// check once. A token whose kid is unknown waits for one refetch of the JWKS (bounded by
     /// its timeout) before it is refused. Counts gateway_auth_requests_total{listener="rpc"}.
+    /// Never throws. `credential` must stay valid until the returned awaitable completes.
     boost::asio::awaitable<Verdict> authenticate(std::string_view credential);
 
     /// Takes `calls` calls from the client's max_rps bucket: a configured client's own bucket,
