@@ -22,6 +22,7 @@
 #include <array>
 #include <charconv>
 #include <mutex>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -134,8 +135,10 @@ bool serialized(const asio::any_io_executor& ex) {
 
 class HttpClientImpl final : public HttpClient {
 public:
-    explicit HttpClientImpl(const config::UpstreamConfig& config)
-        : max_idle_(config.max_idle_connections), max_response_(config.max_response_bytes) {
+    HttpClientImpl(const config::UpstreamConfig& config, HttpMethod method)
+        : max_idle_(config.max_idle_connections),
+          max_response_(config.max_response_bytes),
+          get_(method == HttpMethod::get) {
         auto url = boost::urls::parse_absolute_uri(config.url);
         if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty())
             throw std::invalid_argument("upstream " + config.id +
@@ -151,11 +154,13 @@ public:
         if (target_.empty()) target_ = "/";
         if (url->has_query()) target_ += "?" + std::string(url->encoded_query());
         if (url->has_userinfo()) authorization_ = "Basic " + base64(url->userinfo());
-        request_head_ = "POST " + target_ + " HTTP/1.1\r\nHost: " + host_header_ +
-                        "\r\nUser-Agent: chain-gateway/" GATEWAY_VERSION
-                        "\r\nContent-Type: application/json\r\nAccept: application/json\r\n";
+        request_head_ = (get_ ? "GET " : "POST ") + target_ + " HTTP/1.1\r\nHost: " + host_header_ +
+                        "\r\nUser-Agent: chain-gateway/" GATEWAY_VERSION "\r\n";
+        if (!get_) request_head_ += "Content-Type: application/json\r\n";
+        request_head_ += "Accept: application/json\r\n";
         if (!authorization_.empty()) request_head_ += "Authorization: " + authorization_ + "\r\n";
-        request_head_ += "Content-Length: ";
+        // A GET has no body: its head is complete. A POST's ends where its length goes.
+        request_head_ += get_ ? "\r\n" : "Content-Length: ";
         error_code ec;
         literal_ = asio::ip::make_address(host_, ec);
         has_literal_ = !ec;
@@ -330,7 +335,9 @@ private:
             asio::buffer(request_head_),
             asio::buffer(length, static_cast<std::size_t>(end - length)),
             asio::buffer("\r\n\r\n", 4), asio::buffer(body)};
-        auto [wec, wn] = co_await asio::async_write(stream, request, use_nothrow);
+        auto [wec, wn] = co_await asio::async_write(
+            stream, std::span<const asio::const_buffer>(request).first(get_ ? 1 : request.size()),
+            use_nothrow);
         if (wec) {
             c.connected = false;
             stale = !c.timed_out;
@@ -420,6 +427,7 @@ private:
 
     std::size_t max_idle_;
     std::size_t max_response_;
+    bool get_ = false;  // GET without a body (else POST)
     bool tls_ = false;
     std::string host_;
     std::string port_;
@@ -440,8 +448,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<HttpClient> make_http_client(const config::UpstreamConfig& config) {
-    return std::make_unique<HttpClientImpl>(config);
+std::unique_ptr<HttpClient> make_http_client(const config::UpstreamConfig& config,
+                                             HttpMethod method) {
+    return std::make_unique<HttpClientImpl>(config, method);
 }
 
 }  // namespace gateway::upstream

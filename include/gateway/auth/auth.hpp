@@ -33,15 +33,16 @@ UnixClock system_unix_clock();
 /// What an authenticated caller may do. Immutable once made; shared between requests.
 class Client {
 public:
-    /// `senders` lowercase 0x addresses; `methods` an allowlist of names and `prefix*` patterns
-    /// (empty: every method the chain serves).
+    /// `senders` 0x addresses (kept lowercase); `methods` an allowlist of names and `prefix*`
+    /// patterns (empty: every method the chain serves). `label`: see label(); empty: the id.
     Client(std::string id, std::vector<std::string> senders, std::vector<std::string> methods,
-           bool anonymous = false);
+           bool anonymous = false, std::string label = {});
 
     /// A configured client's id, or "jwt:<sub>" for a token's client, or "anonymous".
     const std::string& id() const { return id_; }
-    /// A bounded metric label: the id, or "jwt:other" past the first token clients.
-    const std::string& label() const { return id_; }
+    /// The client as a metric label, from a bounded set: a configured client's id, "anonymous",
+    /// "jwt:<sub>" for the first 100 subs an Authenticator has seen, then "jwt:other".
+    const std::string& label() const { return label_; }
     /// No auth is configured: the listener is trusted (loopback only), every managed sender may
     /// be used.
     bool anonymous() const { return anonymous_; }
@@ -54,6 +55,7 @@ public:
 
 private:
     std::string id_;
+    std::string label_;
     std::vector<std::string> senders_;
     std::vector<std::string> methods_;
     bool anonymous_ = false;
@@ -101,12 +103,14 @@ public:
 };
 
 /// Fetches auth.jwt.jwks_url with GET over HTTP(S) (its ca_file honoured). `min_refetch`: 30 s
-/// outside tests. Metrics: gateway_auth_jwks_age_seconds, _keys, _fetches_total.
-std::shared_ptr<KeySet> make_jwks_key_set(const config::JwtConfig& config,
-                                          boost::asio::any_io_executor executor,
-                                          metrics::Metrics* metrics, const util::Clock& clock,
-                                          std::chrono::milliseconds min_refetch =
-                                              std::chrono::seconds(30));
+/// outside tests. Metrics: gateway_auth_jwks_age_seconds, _keys, _fetches_total. An answer that
+/// is not HTTP 200 with a JWKS is a failed fetch (the keys held stay); a JWKS with no usable key
+/// is not: it replaces them. Throws std::invalid_argument when the URL or ca_file cannot be used
+/// (start-up only).
+std::shared_ptr<KeySet> make_jwks_key_set(
+    const config::JwtConfig& config, boost::asio::any_io_executor executor,
+    metrics::Metrics* metrics, const util::Clock& clock,
+    std::chrono::milliseconds min_refetch = std::chrono::seconds(30));
 
 /// A key set that never fetches: the keys of one JWKS document (RFC 7517: RSA keys with n and e,
 /// P-256 keys with x and y, each with a kid; other keys are skipped). For tests, and for
@@ -118,7 +122,8 @@ class Authenticator {
 public:
     /// `keys` may be null when auth.jwt is not configured.
     Authenticator(const config::AuthConfig& config, std::shared_ptr<KeySet> keys,
-                  metrics::Metrics* metrics, const util::Clock& clock = util::SteadyClock::instance(),
+                  metrics::Metrics* metrics,
+                  const util::Clock& clock = util::SteadyClock::instance(),
                   UnixClock unix_clock = system_unix_clock());
     ~Authenticator();
 
@@ -133,11 +138,15 @@ public:
     /// required) and then cached until it expires, so a keep-alive client pays the signature
     /// check once. A token whose kid is unknown waits for one refetch of the JWKS (bounded by
     /// its timeout) before it is refused. Counts gateway_auth_requests_total{listener="rpc"}.
+    /// Never throws. `credential` must stay valid until the returned awaitable completes.
     boost::asio::awaitable<Verdict> authenticate(std::string_view credential);
 
-    /// Takes `calls` calls from the client's max_rps bucket (burst: one second's worth, at least
-    /// `calls` when the bucket is full). nullopt: admitted; else how long until it would be.
-    /// Clients without a limit are always admitted.
+    /// Takes `calls` calls from the client's max_rps bucket: a configured client's own bucket,
+    /// one bucket per sub for token clients (the 10,000 most recently used). The bucket refills
+    /// at max_rps a second and holds one second's worth. A batch larger than that is admitted
+    /// when the bucket is full and leaves it in debt (the client then waits until it has paid),
+    /// so a big batch is slowed, never refused for ever. nullopt: admitted; else how long until
+    /// it would be (nothing is taken). Clients without a limit are always admitted.
     std::optional<std::chrono::milliseconds> admit(const Client& client, std::size_t calls);
 
 private:

@@ -74,7 +74,8 @@ class HttpClient {
 public:
     virtual ~HttpClient() = default;
 
-    /// POSTs a JSON body to the upstream URL. Never throws; every failure is in the result.
+    /// POSTs a JSON body to the upstream URL (a client made with HttpMethod::get sends a GET
+    /// instead and ignores `body`). Never throws; every failure is in the result.
     /// Cancelling the awaiting coroutine's operation is not supported; the deadline bounds it.
     virtual boost::asio::awaitable<HttpResult> post(std::string body, PostOptions options) = 0;
 
@@ -82,11 +83,16 @@ public:
     virtual std::size_t idle_connections() const = 0;
 };
 
+/// The request method of a client: JSON-RPC nodes take POSTs; documents such as a JWKS are
+/// fetched with GET.
+enum class HttpMethod { post, get };
+
 /// A client for `config.url`. Each post runs on the caller's event loop, and connections are
 /// pooled per event loop. TLS verifies the certificate against the system store (plus
 /// `config.ca_file`) and the host name, with SNI. Credentials in the URL (user:password@) are sent
 /// as HTTP Basic authentication. Throws std::invalid_argument on an unusable URL or CA file
 /// (start-up only).
-std::unique_ptr<HttpClient> make_http_client(const config::UpstreamConfig& config);
+std::unique_ptr<HttpClient> make_http_client(const config::UpstreamConfig& config,
+                                             HttpMethod method = HttpMethod::post);
 
 }  // namespace gateway::upstream
