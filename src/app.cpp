@@ -209,16 +209,44 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     const auto& s = config.server;
     std::vector<asio::io_context*> session_contexts{&g.ioc};
     for (auto& w : g.workers) session_contexts.push_back(w.get());
+    // Client connections get half of the descriptors, split between the two listeners; the rest
+    // is for upstream connections, the store and the logs.
+    const std::size_t descriptors = http::raise_descriptor_limit();
+    const std::size_t max_connections =
+        s.max_connections ? s.max_connections : std::max<std::size_t>(descriptors / 4, 1);
+    spdlog::info("file descriptor limit {}: at most {} connections per listener", descriptors,
+                 max_connections);
+    http::ListenerOptions rpc_options{"rpc",
+                                      s.listen,
+                                      s.max_body_bytes,
+                                      s.max_header_bytes,
+                                      s.idle_timeout,
+                                      s.read_timeout,
+                                      &rpc::RpcHandler::refusal_body};
+    rpc_options.header_timeout = s.header_timeout;
+    rpc_options.max_connections = max_connections;
+    rpc_options.max_connections_per_ip = s.max_connections_per_ip;
+    rpc_options.allowed_origins = s.cors_allowed_origins;
+    for (auto header : {rpc::kUpstreamHeader, rpc::kQueuedHeader, rpc::kCacheHeader,
+                        rpc::kStaleHeader, rpc::kDataAgeHeader, rpc::kReplacedByHeader})
+        rpc_options.cors_expose_headers.emplace_back(header);
+    rpc_options.tls = s.tls;
     g.rpc = http::make_listener(
-        g.ioc,
-        http::ListenerOptions{"rpc", s.listen, s.max_body_bytes, s.max_header_bytes, s.idle_timeout,
-                              s.read_timeout, &rpc::RpcHandler::refusal_body},
+        g.ioc, std::move(rpc_options),
         [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics,
         std::move(session_contexts));
+    // The admin listener: its own origin only, no TLS, no cap per address.
+    http::ListenerOptions admin_options{"admin",
+                                        s.admin_listen,
+                                        64 * 1024,
+                                        s.max_header_bytes,
+                                        s.idle_timeout,
+                                        s.read_timeout,
+                                        &admin::AdminHandler::refusal_body};
+    admin_options.header_timeout = s.header_timeout;
+    admin_options.max_connections = max_connections;
     g.admin = http::make_listener(
-        g.ioc,
-        http::ListenerOptions{"admin", s.admin_listen, 64 * 1024, s.max_header_bytes,
-                              s.idle_timeout, s.read_timeout, &admin::AdminHandler::refusal_body},
+        g.ioc, std::move(admin_options),
         [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);
 }
 

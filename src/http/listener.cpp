@@ -1,14 +1,18 @@
 #include "gateway/http/listener.hpp"
 
+#include "gateway/http/browser.hpp"
+#include "gateway/http/connections.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/util/text.hpp"
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,21 +20,25 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <sys/resource.h>
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
-#include <mutex>
-#include <unordered_map>
+#include <stdexcept>
+#include <type_traits>
 
 namespace gateway::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 std::string_view Request::header(std::string_view name) const {
@@ -44,101 +52,206 @@ std::string_view Request::path() const {
     return t.substr(0, t.find('?'));
 }
 
-namespace {
+std::size_t raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    return static_cast<std::size_t>(limit.rlim_cur);
+}
 
-class Session;
+std::string masked_path(std::string_view path) {
+    const std::size_t from = !path.empty() && path.front() == '/' ? 1 : 0;
+    const auto slash = path.find('/', from);
+    if (slash == std::string_view::npos || slash + 1 == path.size()) return std::string(path);
+    std::string out(path.substr(0, slash));
+    out += "/\u2026";
+    return out;
+}
+
+namespace {
 
 // How long an idle keep-alive connection is still read from once shutdown has begun.
 constexpr std::chrono::milliseconds kLastWait{500};
+// How long a TLS connection's closing exchange (close_notify both ways) may take.
+constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
+// How often at most a listener warns that it closes new connections at accept.
+constexpr std::chrono::seconds kRefusalLogInterval{60};
+// What one read asks for at most.
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 // What the listener and its sessions share; sessions keep it alive past the listener.
 struct State {
+    State(ListenerOptions o, Handler h, metrics::Metrics* m)
+        : options(std::move(o)),
+          handler(std::move(h)),
+          metrics(m),
+          browser(BrowserPolicy::from(options)),
+          table({options.max_connections, options.max_connections_per_ip}, [this](std::size_t n) {
+              if (metrics) metrics->set_open_connections(options.name, static_cast<double>(n));
+          }) {}
+
     ListenerOptions options;
     Handler handler;
-    metrics::Metrics* metrics = nullptr;
+    metrics::Metrics* metrics;
+    BrowserPolicy browser;
+    std::unique_ptr<ssl::context> tls;  // set when the listener speaks TLS
     std::atomic<bool> stopping{false};
-
-    mutable std::mutex mu;
-    std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+    ConnectionTable table;
 
     void observe(unsigned status) {
         if (metrics) metrics->observe_http(options.name, status);
     }
+    void count_closed(std::string_view reason) {
+        if (metrics) metrics->count_connection_closed(options.name, reason);
+    }
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+// What the listener asks of a connection, whatever its stream. These virtual calls happen once
+// per connection (start) or at shutdown and eviction; a request never goes through them.
+class SessionBase : public Connection {
 public:
-    Session(tcp::socket socket, std::shared_ptr<State> state)
-        : stream_(std::move(socket)), last_wait_(stream_.get_executor()), state_(std::move(state)) {
-        error_code ec;
-        auto ep = stream_.socket().remote_endpoint(ec);
-        if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-    }
+    using Connection::Connection;
+    virtual asio::any_io_executor executor() = 0;
+    virtual asio::awaitable<void> run() = 0;
+    /// Asks the session to end (shutdown).
+    virtual void stop() = 0;
+    /// Closes now, whatever it does (the end of a shutdown grace period).
+    virtual void close_now() = 0;
+    /// Closes a session the table claimed to make room, on its own executor.
+    virtual void evict() = 0;
+};
 
-    asio::any_io_executor executor() { return stream_.get_executor(); }
+// One client connection, plain TCP or TLS: the stream type is a template parameter so that the
+// plain path has no indirection of its own.
+template <class Stream>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+    static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-    /// Asks the session to end. A request in progress is answered with `Connection: close`. An
-    /// idle keep-alive connection gets a short last wait instead of an immediate close: a client
-    /// may have sent its next request just before the shutdown, and that request gets answered.
-    void stop() {
-        asio::post(stream_.get_executor(), [self = shared_from_this()] {
-            if (!self->idle_) return;  // a request is in progress; its answer closes the connection
+public:
+    template <class... StreamArgs>
+    Session(std::shared_ptr<State> state, const tcp::endpoint& peer, Clock::time_point accepted,
+            StreamArgs&&... stream_args)
+        : SessionBase(peer.address(), accepted),
+          stream_(std::forward<StreamArgs>(stream_args)...),
+          last_wait_(stream_.get_executor()),
+          state_(std::move(state)),
+          remote_(peer.address().to_string() + ":" + std::to_string(peer.port())),
+          header_deadline_(accepted + state_->options.header_timeout) {}
+
+    // A session that never ran (refused at accept), or whose coroutine was abandoned by a forced
+    // stop, leaves the table here; the others have left already.
+    ~Session() override { state_->table.remove(*this); }
+
+    asio::any_io_executor executor() override { return stream_.get_executor(); }
+
+    /// A request in progress is answered with `Connection: close`. An idle keep-alive connection
+    /// gets a short last wait instead of an immediate close: a client may have sent its next
+    /// request just before the shutdown, and that request gets answered.
+    void stop() override {
+        asio::post(executor(), [self = this->shared_from_this()] {
+            if (!self->idle())
+                return;  // a request is in progress; its answer closes the connection
             // Beast cannot shorten the timeout of a read already pending, hence a timer of our own.
             self->last_wait_.expires_after(kLastWait);
             self->last_wait_.async_wait([self](error_code ec) {
-                if (!ec && self->idle_) self->stream_.cancel();
+                if (!ec && self->idle()) self->tcp().cancel();
             });
         });
     }
 
-    void close_now() {
-        asio::post(stream_.get_executor(), [self = shared_from_this()] {
-            error_code ec;
-            self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-            self->stream_.close();
+    void close_now() override {
+        asio::post(executor(), [self = this->shared_from_this()] { self->close_socket(); });
+    }
+
+    void evict() override {
+        // The claim made this session unable to start a request (begin_request() says no), so
+        // whatever it waits for now, the TLS handshake or a request's first byte, ends here.
+        // Closing rather than cancelling: the next step of a handshake then fails at once too.
+        asio::post(executor(), [self = this->shared_from_this()] {
+            if (self->evicted()) self->close_socket();
         });
     }
 
-    asio::awaitable<void> run() {
+    asio::awaitable<void> run() override {
         co_await serve();
-        co_await close_gracefully();
-        std::lock_guard lock(state_->mu);
-        state_->sessions.erase(this);
+        // An evicted connection's place belongs to another already: its descriptor goes now.
+        if (evicted())
+            close_socket();
+        else
+            co_await close_gracefully();
+        state_->table.remove(*this);
     }
 
 private:
+    beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+    void close_socket() {
+        error_code ec;
+        tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+        tcp().close();
+    }
+
     asio::awaitable<void> serve() {
         const ListenerOptions& opt = state_->options;
+        // From accept, the TLS handshake and the first request's head are due by one deadline:
+        // a silent new connection is a head not arriving.
+        tcp().expires_at(state_->stopping ? std::min(header_deadline_, Clock::now() + kLastWait)
+                                          : header_deadline_);
+        if constexpr (kTls) {
+            auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, use_nothrow);
+            if (ec) {
+                spdlog::debug("{} listener: TLS handshake with {} failed: {}", opt.name, remote_,
+                              ec.message());
+                co_return;
+            }
+            handshake_done_ = true;
+        }
+        bool first = true;
         for (;;) {
             if (buffer_.size() == 0) {
                 // Between requests: wait for the first byte under the idle timeout (shorter
-                // once shutdown has begun).
-                idle_ = true;
-                stream_.expires_after(state_->stopping ? kLastWait : opt.idle_timeout);
+                // once shutdown has begun). The first request's wait keeps the header deadline.
+                if (!first) {
+                    const auto now = Clock::now();
+                    wait_for_request(now);
+                    tcp().expires_at(now + (state_->stopping ? kLastWait : opt.idle_timeout));
+                }
                 auto [ec, n] =
-                    co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_nothrow);
-                idle_ = false;
-                if (ec) co_return;  // closed by the peer, idle timeout, or shutdown
+                    co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_nothrow);
+                // Claimed for eviction before the byte arrived: the place is someone else's.
+                if (!begin_request() || ec) co_return;  // or closed, idle timeout, shutdown
                 buffer_.commit(n);
             }
+            // A request has started: it gets read and answered, even during shutdown. Its head
+            // is due within the header timeout of its first byte.
+            if (!first) tcp().expires_after(opt.header_timeout);
+            first = false;
 
-            // A request has started: it gets read and answered, even during shutdown.
             bhttp::request_parser<bhttp::string_body> parser;
             parser.body_limit(opt.max_body_bytes);
             parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
-            stream_.expires_after(opt.read_timeout);
             auto [hec, hn] =
                 co_await bhttp::async_read_header(stream_, buffer_, parser, use_nothrow);
-            if (!hec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
-                bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
-                                                        parser.get().version()};
-                auto [cec, cn] = co_await bhttp::async_write(stream_, cont, use_nothrow);
-                if (cec) co_return;
-            }
             error_code ec = hec;
-            if (!ec)
+            if (!ec && !parser.is_done()) {
+                // The head is in; the body has the read timeout.
+                tcp().expires_after(opt.read_timeout);
+                if (parser.get()[bhttp::field::expect] == "100-continue") {
+                    bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
+                                                            parser.get().version()};
+                    auto [cec, cn] = co_await bhttp::async_write(stream_, cont, use_nothrow);
+                    if (cec) co_return;
+                }
                 std::tie(ec, std::ignore) =
                     co_await bhttp::async_read(stream_, buffer_, parser, use_nothrow);
+            }
             if (ec == bhttp::error::end_of_stream) co_return;
             if (ec) {
                 co_await refuse(ec);
@@ -157,14 +270,23 @@ private:
             bool keep_alive = message.keep_alive();
 
             Response response;
-            try {
-                response = co_await state_->handler(request);
-            } catch (const std::exception& e) {
-                spdlog::error("{} listener: handler failed for {} {}: {}", opt.name, request.method,
-                              request.path(), e.what());
-                response.status = 500;
-                response.body =
-                    opt.error_body ? opt.error_body(500, "internal error") : std::string();
+            if (auto answer = browser_check(request, state_->browser)) {
+                // Refused (or a CORS preflight answered): the handler never sees it.
+                response = std::move(*answer);
+                spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
+                              opt.name, request.method, masked_path(request.path()), remote_,
+                              response.status);
+            } else {
+                try {
+                    response = co_await state_->handler(request);
+                } catch (const std::exception& e) {
+                    spdlog::error("{} listener: handler failed for {} {}: {}", opt.name,
+                                  request.method, masked_path(request.path()), e.what());
+                    response.status = 500;
+                    response.body =
+                        opt.error_body ? opt.error_body(500, "internal error") : std::string();
+                }
+                add_cors_headers(request, state_->browser, response);
             }
 
             keep_alive = keep_alive && !state_->stopping;
@@ -172,7 +294,7 @@ private:
             // The answer to HEAD is the head alone, with the length the body would have.
             if (message.method() == bhttp::verb::head) response.body.clear();
             state_->observe(response.status);
-            stream_.expires_after(opt.read_timeout);
+            tcp().expires_after(opt.read_timeout);
             const std::array<asio::const_buffer, 2> out{asio::buffer(head),
                                                         asio::buffer(response.body)};
             auto [wec, wn] = co_await asio::async_write(stream_, out, use_nothrow);
@@ -230,8 +352,8 @@ private:
             status = 400;
             message = "malformed HTTP request: " + ec.message();
         } else {
-            // The connection failed, or the request did not arrive within the read timeout (Beast
-            // has closed the socket then): nobody to answer.
+            // The connection failed, or the request did not arrive within its timeout (Beast has
+            // closed the socket then): nobody to answer.
             co_return;
         }
         spdlog::debug("{} listener: refused a request from {}: {}", opt.name, remote_, message);
@@ -242,37 +364,74 @@ private:
         out.keep_alive(false);
         out.prepare_payload();
         state_->observe(status);
-        stream_.expires_after(std::chrono::seconds(5));
+        tcp().expires_after(std::chrono::seconds(5));
         co_await bhttp::async_write(stream_, out, use_nothrow);
     }
 
-    // Half-closes, then reads what the client still sends for a short while, so that unread
-    // bytes (the rest of a refused body) do not turn the close into a reset the client may see
-    // before it reads the answer.
+    // TLS: a close_notify exchange, bounded in time. Then half-closes, and reads what the client
+    // still sends for a short while, so that unread bytes (the rest of a refused body) do not
+    // turn the close into a reset the client may see before it reads the answer.
     asio::awaitable<void> close_gracefully() {
+        if constexpr (kTls) {
+            if (handshake_done_ && tcp().socket().is_open()) {
+                tcp().expires_after(kTlsShutdownWait);
+                co_await stream_.async_shutdown(use_nothrow);
+            }
+        }
         error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
         if (!ec) {
-            stream_.expires_after(std::chrono::seconds(2));
+            tcp().expires_after(std::chrono::seconds(2));
             std::array<char, 16 * 1024> scratch;
             std::size_t drained = 0;
             while (drained < 64 * 1024 * 1024) {
-                auto [rec, n] =
-                    co_await stream_.async_read_some(asio::buffer(scratch), use_nothrow);
+                auto [rec, n] = co_await tcp().async_read_some(asio::buffer(scratch), use_nothrow);
                 if (rec) break;
                 drained += n;
             }
         }
-        stream_.close();
+        tcp().close();
     }
 
-    beast::tcp_stream stream_;
+    Stream stream_;
     asio::steady_timer last_wait_;
     beast::flat_buffer buffer_;
     std::shared_ptr<State> state_;
     std::string remote_;
-    bool idle_ = false;  // waiting for the first byte of a request; touched on the strand only
+    Clock::time_point header_deadline_;
+    bool handshake_done_ = false;
 };
+
+// The server side of TLS 1.2 and 1.3 with the configured certificate chain and key. Start-up only:
+// throws std::invalid_argument naming the file and the setting when they cannot be used.
+std::unique_ptr<ssl::context> make_tls_context(const ListenerOptions& options) {
+    const auto& tls = options.tls;
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                     ssl::context::single_dh_use);
+    SSL_CTX* native = ctx->native_handle();
+    SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+    // A client may not make the server redo handshakes (a cheap way to burn its CPU).
+    SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // An idle connection gives its read and write buffers back (some 34 KB each).
+    SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+    error_code ec;
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec)
+        throw std::invalid_argument(options.name +
+                                    " listener: cannot use the certificate chain in " +
+                                    tls.cert_file + " (server.tls.cert_file): " + ec.message());
+    ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+    if (ec)
+        throw std::invalid_argument(options.name + " listener: cannot use the private key in " +
+                                    tls.key_file + " (server.tls.key_file): " + ec.message());
+    if (SSL_CTX_check_private_key(native) != 1)
+        throw std::invalid_argument(options.name + " listener: the private key in " + tls.key_file +
+                                    " does not belong to the certificate in " + tls.cert_file +
+                                    " (server.tls)");
+    return ctx;
+}
 
 class ListenerImpl final : public Listener {
 public:
@@ -281,11 +440,9 @@ public:
         : ioc_(ioc),
           contexts_(std::move(session_contexts)),
           acceptor_(asio::make_strand(ioc)),
-          state_(std::make_shared<State>()) {
+          state_(std::make_shared<State>(std::move(options), std::move(handler), metrics)) {
         if (contexts_.empty()) contexts_.push_back(&ioc_);
-        state_->options = std::move(options);
-        state_->handler = std::move(handler);
-        state_->metrics = metrics;
+        if (state_->options.tls.enabled()) state_->tls = make_tls_context(state_->options);
         const auto& ep = state_->options.endpoint;
         tcp::endpoint endpoint(asio::ip::make_address(ep.host), ep.port);
         acceptor_.open(endpoint.protocol());
@@ -294,12 +451,18 @@ public:
         acceptor_.listen(asio::socket_base::max_listen_connections);
         auto bound = acceptor_.local_endpoint();
         local_ = config::Endpoint{bound.address().to_string(), bound.port()};
+        if (metrics) metrics->set_open_connections(state_->options.name, 0);
     }
 
     config::Endpoint local_endpoint() const override { return local_; }
 
     void start() override {
-        spdlog::info("{} listener: listening on {}", state_->options.name, local_.to_string());
+        const auto& opt = state_->options;
+        spdlog::info("{} listener: listening on {}{} ({})", opt.name, local_.to_string(),
+                     state_->tls ? " with TLS" : "",
+                     opt.max_connections
+                         ? "at most " + std::to_string(opt.max_connections) + " connections"
+                         : std::string("no cap on connections"));
         asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
     }
 
@@ -321,21 +484,17 @@ public:
         for (auto& s : sessions()) s->stop();
     }
 
-    std::size_t open_connections() const override {
-        std::lock_guard lock(state_->mu);
-        return state_->sessions.size();
-    }
+    std::size_t open_connections() const override { return state_->table.size(); }
 
     void close_all() override {
         for (auto& s : sessions()) s->close_now();
     }
 
 private:
-    std::vector<std::shared_ptr<Session>> sessions() const {
-        std::vector<std::shared_ptr<Session>> out;
-        std::lock_guard lock(state_->mu);
-        for (auto& [ptr, weak] : state_->sessions)
-            if (auto s = weak.lock()) out.push_back(std::move(s));
+    std::vector<std::shared_ptr<SessionBase>> sessions() const {
+        std::vector<std::shared_ptr<SessionBase>> out;
+        for (auto& c : state_->table.snapshot())
+            out.push_back(std::static_pointer_cast<SessionBase>(std::move(c)));
         return out;
     }
 
@@ -362,16 +521,56 @@ private:
         return asio::make_strand(*ctx);
     }
 
+    // On the acceptor's strand.
     void serve(tcp::socket socket) {
-        error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        auto session = std::make_shared<Session>(std::move(socket), state_);
-        {
-            std::lock_guard lock(state_->mu);
-            state_->sessions.emplace(session.get(), session);
+        error_code ec;
+        const auto peer = socket.remote_endpoint(ec);
+        if (ec) return;  // gone already
+        socket.set_option(tcp::no_delay(true), ec);
+        std::shared_ptr<SessionBase> session;
+        if (state_->tls)
+            session = std::make_shared<Session<TlsStream>>(state_, peer, Clock::now(),
+                                                           std::move(socket), *state_->tls);
+        else
+            session = std::make_shared<Session<PlainStream>>(state_, peer, Clock::now(),
+                                                             std::move(socket));
+
+        auto admission = state_->table.admit(session);
+        switch (admission.verdict) {
+            case ConnectionTable::Verdict::admitted: break;
+            case ConnectionTable::Verdict::full:
+                refused_at_accept("max_connections", peer,
+                                  "every one of its " +
+                                      std::to_string(state_->options.max_connections) +
+                                      " connections is serving a request "
+                                      "(server.max_connections)");
+                return;  // the session goes, and its socket with it, before anything is read
+            case ConnectionTable::Verdict::over_per_ip:
+                refused_at_accept("max_per_ip", peer,
+                                  "the address already holds " +
+                                      std::to_string(state_->options.max_connections_per_ip) +
+                                      " connections (server.max_connections_per_ip)");
+                return;
+        }
+        if (admission.evicted) {
+            state_->count_closed("evicted");
+            std::static_pointer_cast<SessionBase>(admission.evicted)->evict();
         }
         asio::co_spawn(
             session->executor(), [session]() { return session->run(); }, asio::detached);
+    }
+
+    void refused_at_accept(std::string_view reason, const tcp::endpoint& peer,
+                           const std::string& why) {
+        state_->count_closed(reason);
+        const auto now = Clock::now();
+        const bool warn = now - last_refusal_log_ >= kRefusalLogInterval;
+        if (warn) last_refusal_log_ = now;
+        spdlog::log(
+            warn ? spdlog::level::warn : spdlog::level::debug,
+            "{} listener: closed a new connection from {} at once: {}{}", state_->options.name,
+            peer.address().to_string(), why,
+            warn ? " (said at most once a minute; see gateway_connections_closed_total)" : "");
     }
 
     asio::io_context& ioc_;
@@ -380,6 +579,7 @@ private:
     tcp::acceptor acceptor_;
     std::shared_ptr<State> state_;
     config::Endpoint local_;
+    Clock::time_point last_refusal_log_{};  // on the acceptor's strand
 };
 
 }  // namespace

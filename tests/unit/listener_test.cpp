@@ -1,14 +1,28 @@
 #include "gateway/http/listener.hpp"
 
+#include "gateway/metrics/metrics.hpp"
 #include "support/http_test_client.hpp"
+#include "support/tls_server.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace gateway::http {
@@ -16,10 +30,28 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
 
-// A listener whose handler echoes the body, and waits first when the path is /slow.
+// Polls `done` every few milliseconds for up to `limit`; whether it came true.
+template <class F>
+bool wait_until(F done, std::chrono::milliseconds limit = 3s) {
+    const auto deadline = Clock::now() + limit;
+    while (!done()) {
+        if (Clock::now() > deadline) return false;
+        std::this_thread::sleep_for(2ms);
+    }
+    return true;
+}
+
+// A listener whose handler echoes the body; it waits first when the path is /slow, and until
+// `release` when it is /wait. Connections are served on two event loops of their own, each on
+// its thread, besides the acceptor's (as in the gateway).
 class ListenerTest : public ::testing::Test {
 protected:
     void start(ListenerOptions options) {
@@ -29,23 +61,35 @@ protected:
             return "{\"status\":" + std::to_string(status) + ",\"message\":\"" +
                    std::string(message) + "\"}";
         };
+        std::vector<asio::io_context*> contexts{&ioc};
+        for (auto& w : workers) contexts.push_back(&w);
         listener = make_listener(
-            ioc, options, [this](Request& r) { return handle(r); }, nullptr);
+            ioc, options, [this](Request& r) { return handle(r); }, &metrics, contexts);
         listener->start();
         for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ioc.run(); });
+        for (auto& w : workers) threads.emplace_back([&w] { w.run(); });
     }
 
     void TearDown() override {
+        release = true;
         ioc.stop();
+        for (auto& w : workers) w.stop();
         for (auto& t : threads) t.join();
     }
 
     asio::awaitable<Response> handle(Request& r) {
         ++handled;
-        if (r.path() == "/throw") throw std::runtime_error("handler bug");
+        if (r.path().starts_with("/throw")) throw std::runtime_error("handler bug");
         if (r.path() == "/slow") {
             asio::steady_timer t(co_await asio::this_coro::executor, 400ms);
             co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        if (r.path() == "/wait") {
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            for (int i = 0; i < 2000 && !release; ++i) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+            }
         }
         Response out;
         out.body = r.path() == "/hello" ? "hello" : r.body;
@@ -56,10 +100,55 @@ protected:
 
     std::uint16_t port() const { return listener->local_endpoint().port; }
 
+    // A series of the metrics, e.g. gateway_open_connections{listener="test"}; 0 when absent.
+    double metric(const std::string& series) const {
+        const std::string text = metrics.render();
+        const auto at = text.find("\n" + series + " ");
+        if (at == std::string::npos) return 0;
+        return std::stod(text.substr(at + series.size() + 2));
+    }
+    double closed(const std::string& reason) const {
+        return metric("gateway_connections_closed_total{listener=\"test\",reason=\"" + reason +
+                      "\"}");
+    }
+    double open_gauge() const { return metric("gateway_open_connections{listener=\"test\"}"); }
+
+    // Watches the open connection count, as the listener and the gauge tell it, while it lives.
+    class CountWatch {
+    public:
+        explicit CountWatch(const ListenerTest& t)
+            : thread_([this, &t] {
+                  while (!stop_) {
+                      highest_ = std::max(highest_.load(), t.listener->open_connections());
+                      highest_gauge_ = std::max(highest_gauge_.load(), t.open_gauge());
+                      std::this_thread::sleep_for(1ms);
+                  }
+              }) {}
+        ~CountWatch() { finish(); }
+        void finish() {
+            stop_ = true;
+            if (thread_.joinable()) thread_.join();
+        }
+        std::size_t highest() const { return highest_; }
+        double highest_gauge() const { return highest_gauge_; }
+
+    private:
+        std::atomic<bool> stop_{false};
+        std::atomic<std::size_t> highest_{0};
+        std::atomic<double> highest_gauge_{0};
+        std::thread thread_;
+    };
+
+    // Destroyed last: sessions report their end to the metrics until their event loop goes.
+    metrics::Metrics metrics;
+    std::array<asio::io_context, 2> workers;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards{
+        asio::make_work_guard(workers[0]), asio::make_work_guard(workers[1])};
     asio::io_context ioc;
     std::unique_ptr<Listener> listener;
     std::vector<std::thread> threads;
     std::atomic<int> handled{0};
+    std::atomic<bool> release{false};
 };
 
 TEST_F(ListenerTest, KeepAliveServesManyRequestsOnOneConnection) {
@@ -79,8 +168,10 @@ TEST_F(ListenerTest, PipelinedRequestsAreAnsweredInOrder) {
     start({});
     test::HttpConnection c(port());
     c.send_raw(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        "3\r\n\r\none"
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        "3\r\nConnection: close\r\n\r\ntwo");
     const std::string replies = c.read_until_close();
     const auto first = replies.find("\r\n\r\none");
     const auto second = replies.find("\r\n\r\ntwo");
@@ -95,8 +186,9 @@ TEST_F(ListenerTest, TheAnswerToHeadHasNoBody) {
     start({});
     test::HttpConnection c(port());
     c.send_raw(
-        "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
+        "HEAD /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        "3\r\nConnection: close\r\n\r\ntwo");
     const std::string replies = c.read_until_close();
     const auto end_of_first = replies.find("\r\n\r\n");
     ASSERT_NE(end_of_first, std::string::npos) << replies;
@@ -127,13 +219,14 @@ TEST_F(ListenerTest, ExpectContinueIsAnsweredAndAnOversizedBodyRefusedBeforeItIs
     {
         test::HttpConnection c(port());
         c.send_raw(
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nExpect: "
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\nExpect: "
             "100-continue\r\n\r\n");
         EXPECT_THAT(c.read_until_close(), StartsWith("HTTP/1.1 413"));
     }
     test::HttpConnection c(port());
     c.send_raw(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: "
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        "5\r\nExpect: 100-continue\r\nConnection: "
         "close\r\n\r\n");
     std::this_thread::sleep_for(100ms);
     c.send_raw("hello");
@@ -182,7 +275,9 @@ TEST_F(ListenerTest, ASlowSenderIsCutOffAtTheReadTimeout) {
     start(o);
     test::HttpConnection c(port());
     const auto t0 = std::chrono::steady_clock::now();
-    c.send_raw("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    c.send_raw(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\nabc");
     EXPECT_EQ(c.read_until_close(), "");
     const auto waited = std::chrono::steady_clock::now() - t0;
     EXPECT_GE(waited, 250ms);
@@ -228,6 +323,481 @@ TEST_F(ListenerTest, ARequestSentJustBeforeShutdownIsStillAnswered) {
     EXPECT_EQ(r.status, 200u);
     EXPECT_EQ(r.body, "second");
     EXPECT_FALSE(r.keep_alive);
+}
+
+// --- header timeout
+// -------------------------------------------------------------------------------
+
+TEST_F(ListenerTest, ASilentConnectionIsClosedAtTheHeaderTimeout) {
+    ListenerOptions o;
+    o.header_timeout = 200ms;  // the idle timeout stays at a minute
+    start(o);
+    test::HttpConnection c(port());
+    const auto t0 = Clock::now();
+    EXPECT_TRUE(c.closed_by_server());
+    const auto waited = Clock::now() - t0;
+    EXPECT_GE(waited, 150ms);
+    EXPECT_LT(waited, 2s);
+    EXPECT_TRUE(wait_until([&] { return listener->open_connections() == 0; }));
+}
+
+TEST_F(ListenerTest, AHeadArrivingTooSlowlyIsCutOffAtTheHeaderTimeout) {
+    ListenerOptions o;
+    o.header_timeout = 300ms;
+    start(o);
+    test::HttpConnection c(port());
+    const auto t0 = Clock::now();
+    c.send_raw("POST / HTTP/1.1\r\nHost: localhost\r\n");
+    std::this_thread::sleep_for(100ms);
+    c.send_raw("X-Test: still typing\r\n");
+    EXPECT_EQ(c.read_until_close(), "") << "disconnected, not answered";
+    const auto waited = Clock::now() - t0;
+    EXPECT_GE(waited, 250ms);
+    EXPECT_LT(waited, 3s);
+    EXPECT_EQ(handled, 0);
+}
+
+// Between requests a keep-alive connection waits under the idle timeout; the next request's head
+// is then due within the header timeout of its first byte.
+TEST_F(ListenerTest, OnAKeepAliveConnectionTheHeaderTimeoutStartsAtTheRequestsFirstByte) {
+    ListenerOptions o;
+    o.header_timeout = 300ms;
+    o.idle_timeout = 5s;
+    start(o);
+    test::HttpConnection c(port());
+    EXPECT_EQ(c.post("/", "first").status, 200u);
+    std::this_thread::sleep_for(500ms);  // idle for longer than the header timeout
+    EXPECT_EQ(c.post("/", "second").status, 200u);
+
+    std::this_thread::sleep_for(500ms);
+    const auto t0 = Clock::now();
+    c.send_raw("POST / HTTP/1.1\r\nHost: localhost\r\n");
+    EXPECT_EQ(c.read_until_close(), "");
+    const auto waited = Clock::now() - t0;
+    EXPECT_GE(waited, 250ms);
+    EXPECT_LT(waited, 3s);
+    EXPECT_EQ(handled, 2);
+}
+
+TEST_F(ListenerTest, ABodyIsReadUnderTheReadTimeoutNotTheHeaderTimeout) {
+    ListenerOptions o;
+    o.header_timeout = 200ms;
+    o.read_timeout = 3s;
+    start(o);
+    test::HttpConnection c(port());
+    c.send_raw(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Content-Length: 6\r\n\r\nabc");
+    std::this_thread::sleep_for(500ms);
+    c.send_raw("def");
+    auto r = c.receive();
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body, "abcdef");
+}
+
+// --- connection limits --------------------------------------------------------------------------
+
+TEST_F(ListenerTest, AtTheCapIdleConnectionsAreEvictedOldestFirstAndANewClientIsServed) {
+    ListenerOptions o;
+    o.max_connections = 4;
+    start(o);
+    CountWatch watch(*this);
+    std::vector<std::unique_ptr<test::HttpConnection>> idle;
+    for (int i = 0; i < 12; ++i) idle.push_back(std::make_unique<test::HttpConnection>(port()));
+    ASSERT_TRUE(wait_until([&] { return closed("evicted") >= 8; }));
+    for (int i = 0; i < 8; ++i) EXPECT_TRUE(idle[i]->closed_by_server()) << i;
+
+    test::HttpConnection client(port());
+    EXPECT_EQ(client.post("/", "served").body, "served");
+    EXPECT_TRUE(idle[8]->closed_by_server()) << "the one idle longest made room";
+    for (int i = 9; i < 12; ++i) EXPECT_EQ(idle[i]->post("/", "x").status, 200u) << i;
+
+    watch.finish();
+    EXPECT_EQ(closed("evicted"), 9);
+    EXPECT_EQ(closed("max_connections"), 0);
+    EXPECT_EQ(listener->open_connections(), 4u);
+    EXPECT_EQ(open_gauge(), 4);
+    EXPECT_LE(watch.highest(), 4u);
+    EXPECT_LE(watch.highest_gauge(), 4);
+}
+
+TEST_F(ListenerTest, WithEveryConnectionServingARequestANewOneIsClosedAtAcceptAndCounted) {
+    ListenerOptions o;
+    o.max_connections = 2;
+    start(o);
+    std::array<test::HttpReply, 2> replies;
+    std::vector<std::thread> busy;
+    for (int i = 0; i < 2; ++i)
+        busy.emplace_back([&, i] {
+            try {
+                replies[i] = test::HttpConnection(port()).post("/wait", "b");
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << "a request in progress was cut: " << e.what();
+            }
+        });
+    ASSERT_TRUE(wait_until([&] { return handled == 2; }));
+
+    test::HttpConnection refused(port());
+    const auto t0 = Clock::now();
+    EXPECT_TRUE(refused.closed_by_server());
+    EXPECT_LT(Clock::now() - t0, 1s) << "closed at once, not at a timeout";
+    EXPECT_EQ(closed("max_connections"), 1);
+    EXPECT_EQ(listener->open_connections(), 2u);
+
+    release = true;
+    for (auto& t : busy) t.join();
+    EXPECT_EQ(replies[0].status, 200u);
+    EXPECT_EQ(replies[1].status, 200u);
+    EXPECT_EQ(test::http_post(port(), "/", "x").status, 200u);
+    EXPECT_EQ(handled, 3);
+}
+
+TEST_F(ListenerTest, ManyConnectionsOpenedAndClosedLeaveTheCountAtZero) {
+    ListenerOptions o;
+    o.max_connections = 16;
+    start(o);
+    CountWatch watch(*this);
+    std::atomic<int> answered{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 6; ++t)
+        clients.emplace_back([&, t] {
+            for (int i = 0; i < 60; ++i) {
+                try {
+                    test::HttpConnection c(port());
+                    if ((i + t) % 3 != 0 && c.post("/", "x").status == 200) ++answered;
+                } catch (const std::exception&) {
+                    // evicted or closed at the cap: another client took the place
+                }
+            }
+        });
+    for (auto& t : clients) t.join();
+    EXPECT_TRUE(wait_until([&] { return listener->open_connections() == 0; }));
+    watch.finish();
+    EXPECT_EQ(listener->open_connections(), 0u);
+    EXPECT_EQ(open_gauge(), 0);
+    EXPECT_LE(watch.highest(), 16u);
+    EXPECT_LE(watch.highest_gauge(), 16);
+    EXPECT_EQ(answered, handled);
+}
+
+// Keep-alive clients and newcomers racing for three places: connections get evicted while idle,
+// but a request the handler has seen is always answered.
+TEST_F(ListenerTest, AnEvictionNeverCutsARequestThatHasStarted) {
+    ListenerOptions o;
+    o.max_connections = 3;
+    start(o);
+    std::atomic<int> answered{0};
+    std::atomic<int> evictions_seen{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t)
+        clients.emplace_back([&] {
+            std::unique_ptr<test::HttpConnection> c;
+            for (int i = 0; i < 80; ++i) {
+                try {
+                    if (!c) c = std::make_unique<test::HttpConnection>(port());
+                    if (c->post("/", "x").status == 200) ++answered;
+                } catch (const std::exception&) {
+                    ++evictions_seen;
+                    c.reset();
+                }
+            }
+        });
+    for (auto& t : clients) t.join();
+    EXPECT_GT(closed("evicted") + closed("max_connections"), 0) << "the cap was reached";
+    EXPECT_EQ(answered, handled);
+    EXPECT_TRUE(wait_until([&] { return listener->open_connections() == 0; }) ||
+                listener->open_connections() <= 3);
+}
+
+TEST_F(ListenerTest, LoopbackClientsAreExemptFromThePerAddressCap) {
+    ListenerOptions o;
+    o.max_connections_per_ip = 1;  // a sidecar: every client is 127.0.0.1
+    start(o);
+    std::vector<std::unique_ptr<test::HttpConnection>> conns;
+    for (int i = 0; i < 3; ++i) conns.push_back(std::make_unique<test::HttpConnection>(port()));
+    for (auto& c : conns) EXPECT_EQ(c->post("/", "x").status, 200u);
+    EXPECT_EQ(closed("max_per_ip"), 0);
+    EXPECT_EQ(listener->open_connections(), 3u);
+}
+
+TEST(Listener, RaisingTheDescriptorLimitNeverLowersIt) {
+    rlimit before{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
+    const std::size_t limit = raise_descriptor_limit();
+    EXPECT_GE(limit, before.rlim_cur);
+    rlimit after{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
+    EXPECT_EQ(after.rlim_cur, limit);
+    EXPECT_EQ(after.rlim_cur, after.rlim_max) << "the soft limit is raised to the hard one";
+}
+
+// --- browser checks ------------------------------------------------------------------------------
+
+TEST_F(ListenerTest, ARequestForAnotherHostIsRefusedBeforeTheHandler) {
+    start({});
+    test::HttpConnection c(port());
+    auto r = c.request("POST", "/", "{}", {{"Host", "rebind.evil.com:8545"}});
+    EXPECT_EQ(r.status, 403u);
+    EXPECT_THAT(r.body, HasSubstr("localhost"));
+    EXPECT_TRUE(r.keep_alive);
+    EXPECT_EQ(handled, 0);
+    EXPECT_EQ(metric("gateway_http_responses_total{code=\"403\",listener=\"test\"}"), 1);
+    EXPECT_EQ(c.request("POST", "/", "{}", {{"Host", "localhost:8545"}}).status, 200u);
+}
+
+// The attack: a page elsewhere posts text/plain JSON-RPC (no preflight needed) to the loopback.
+TEST_F(ListenerTest, ACrossSiteSimplePostNeverReachesTheHandler) {
+    start({});
+    test::HttpConnection c(port());
+    auto r = c.request("POST", "/", R"({"method":"eth_sendTransaction"})",
+                       {{"Origin", "https://evil.example"}, {"Content-Type", "text/plain"}});
+    EXPECT_EQ(r.status, 403u);
+    EXPECT_THAT(r.body, HasSubstr("server.cors.allowed_origins"));
+    EXPECT_EQ(r.header("access-control-allow-origin"), "");
+    auto plain = c.request("POST", "/", "{}", {{"Content-Type", "text/plain"}});
+    EXPECT_EQ(plain.status, 415u);
+    EXPECT_THAT(plain.body, HasSubstr("Content-Type: application/json"));
+    EXPECT_EQ(handled, 0);
+}
+
+TEST_F(ListenerTest, APreflightIsAnsweredByTheListenerAndTheCallGetsCorsHeaders) {
+    ListenerOptions o;
+    o.allowed_origins = {"https://app.example.com"};
+    o.cors_expose_headers = {"X-Gateway-Upstream"};
+    start(o);
+    test::HttpConnection c(port());
+    auto pre = c.request("OPTIONS", "/devnet", "",
+                         {{"Origin", "https://app.example.com"},
+                          {"Access-Control-Request-Method", "POST"},
+                          {"Access-Control-Request-Headers", "content-type"}});
+    EXPECT_EQ(pre.status, 204u);
+    EXPECT_EQ(pre.header("access-control-allow-origin"), "https://app.example.com");
+    EXPECT_EQ(pre.header("access-control-allow-methods"), "POST, OPTIONS");
+    EXPECT_EQ(pre.header("access-control-max-age"), "600");
+    EXPECT_EQ(handled, 0);
+
+    auto call = c.request("POST", "/devnet", "{}", {{"Origin", "https://app.example.com"}});
+    EXPECT_EQ(call.status, 200u);
+    EXPECT_EQ(call.header("access-control-allow-origin"), "https://app.example.com");
+    EXPECT_EQ(call.header("vary"), "Origin");
+    EXPECT_EQ(call.header("access-control-expose-headers"), "X-Gateway-Upstream");
+    EXPECT_EQ(handled, 1);
+
+    auto other =
+        c.request("OPTIONS", "/devnet", "",
+                  {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
+    EXPECT_EQ(other.status, 403u);
+}
+
+TEST_F(ListenerTest, ThePagesOfTheListenersOwnOriginMayCall) {
+    start({});
+    test::HttpConnection c(port());
+    const std::string host = "localhost:" + std::to_string(port());
+    auto r = c.request("POST", "/", "{}", {{"Host", host}, {"Origin", "http://" + host}});
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header("access-control-allow-origin"), "");
+}
+
+// The admin listener's retry, cancel and cordon take no body.
+TEST_F(ListenerTest, APostWithoutABodyNeedsNoContentType) {
+    start({});
+    test::HttpConnection c(port());
+    c.send_raw("POST /cordon HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
+    EXPECT_EQ(c.receive().status, 200u);
+    EXPECT_EQ(handled, 1);
+}
+
+// --- logs ---------------------------------------------------------------------------------------
+
+TEST(Listener, AMaskedPathKeepsItsFirstSegmentOnly) {
+    EXPECT_EQ(masked_path("/devnet/abcdef"), "/devnet/\u2026");
+    EXPECT_EQ(masked_path("/devnet/abcdef/more"), "/devnet/\u2026");
+    EXPECT_EQ(masked_path("/devnet"), "/devnet");
+    EXPECT_EQ(masked_path("/devnet/"), "/devnet/");
+    EXPECT_EQ(masked_path("/"), "/");
+    EXPECT_EQ(masked_path(""), "");
+}
+
+TEST_F(ListenerTest, TheLogOfAHandlerFailureShowsNoMoreThanThePathsFirstSegment) {
+    std::ostringstream captured;
+    auto capture = std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(capture);
+    start({});
+    EXPECT_EQ(test::http_post(port(), "/throw/key-0123456789", "x").status, 500u);
+    spdlog::set_default_logger(previous);
+    EXPECT_THAT(captured.str(), HasSubstr("handler failed for POST /throw/\u2026"));
+    EXPECT_THAT(captured.str(), Not(HasSubstr("key-0123456789")));
+}
+
+// --- TLS -----------------------------------------------------------------------------------------
+
+// A certificate and its key in files, as the configuration names them.
+class TlsFiles {
+public:
+    TlsFiles() {
+        const auto pki = test::make_test_pki({"localhost"}, {"127.0.0.1"});
+        static std::atomic<int> counter{0};
+        dir_ = std::filesystem::temp_directory_path() /
+               ("listener-tls-" + std::to_string(::getpid()) + "-" + std::to_string(++counter));
+        std::filesystem::create_directories(dir_);
+        std::ofstream(cert()) << pki.server_cert_pem << pki.ca_cert_pem;
+        std::ofstream(key()) << pki.server_key_pem;
+        other_key_ = test::make_test_pki({"localhost"}, {}).server_key_pem;
+        std::ofstream(wrong_key()) << other_key_;
+    }
+    ~TlsFiles() { std::filesystem::remove_all(dir_); }
+    std::string cert() const { return (dir_ / "cert.pem").string(); }
+    std::string key() const { return (dir_ / "key.pem").string(); }
+    std::string wrong_key() const { return (dir_ / "other-key.pem").string(); }
+
+private:
+    std::filesystem::path dir_;
+    std::string other_key_;
+};
+
+// A blocking HTTPS client that trusts any certificate.
+class TlsClient {
+public:
+    explicit TlsClient(std::uint16_t port) {
+        ctx_.set_verify_mode(ssl::verify_none);
+        stream_.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+        stream_.handshake(ssl::stream_base::client);
+    }
+
+    test::HttpReply post(const std::string& target, const std::string& body, bool close = false,
+                         const Headers& extra = {}) {
+        bhttp::request<bhttp::string_body> req{bhttp::verb::post, target, 11};
+        req.set(bhttp::field::host, "localhost");
+        req.set(bhttp::field::content_type, "application/json");
+        for (const auto& [k, v] : extra) req.set(k, v);
+        req.keep_alive(!close);
+        req.body() = body;
+        req.prepare_payload();
+        bhttp::write(stream_, req);
+        bhttp::response<bhttp::string_body> res;
+        bhttp::read(stream_, buffer_, res);
+        test::HttpReply reply;
+        reply.status = res.result_int();
+        reply.body = res.body();
+        reply.keep_alive = res.keep_alive();
+        return reply;
+    }
+
+    // How the server ended the connection: eof after its close_notify.
+    boost::system::error_code end() {
+        char c;
+        boost::system::error_code ec;
+        stream_.read_some(asio::buffer(&c, 1), ec);
+        return ec;
+    }
+
+private:
+    asio::io_context ioc_;
+    ssl::context ctx_{ssl::context::tls_client};
+    ssl::stream<tcp::socket> stream_{ioc_, ctx_};
+    boost::beast::flat_buffer buffer_;
+};
+
+TEST_F(ListenerTest, ATlsClientIsAnsweredOverKeepAliveAndTheCloseIsATlsOne) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    start(o);
+    TlsClient c(port());
+    for (int i = 0; i < 3; ++i) {
+        auto r = c.post("/", "tls" + std::to_string(i));
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(r.body, "tls" + std::to_string(i));
+        EXPECT_TRUE(r.keep_alive);
+    }
+    EXPECT_EQ(listener->open_connections(), 1u);
+    // The own origin of a TLS listener is https://.
+    auto own = c.post("/", "{}", false, {{"Origin", "https://localhost"}});
+    EXPECT_EQ(own.status, 200u);
+    auto last = c.post("/", "bye", true);
+    EXPECT_EQ(last.status, 200u);
+    EXPECT_FALSE(last.keep_alive);
+    EXPECT_EQ(c.end(), asio::error::eof) << "a close_notify, not a cut connection";
+}
+
+TEST_F(ListenerTest, APlainHttpClientOnTheTlsPortIsNotServed) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    start(o);
+    test::HttpConnection c(port());
+    c.send_raw("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}");
+    EXPECT_THAT(c.read_until_close(), Not(HasSubstr("HTTP/1.1")));
+    EXPECT_EQ(handled, 0);
+}
+
+TEST_F(ListenerTest, AHandshakeThatNeverComesIsClosedAtTheHeaderTimeout) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    o.header_timeout = 200ms;
+    start(o);
+    test::HttpConnection c(port());
+    const auto t0 = Clock::now();
+    EXPECT_TRUE(c.closed_by_server());
+    const auto waited = Clock::now() - t0;
+    EXPECT_GE(waited, 150ms);
+    EXPECT_LT(waited, 2s);
+}
+
+TEST_F(ListenerTest, ShutdownEndsAnIdleTlsConnectionWithACloseNotify) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    start(o);
+    TlsClient c(port());
+    EXPECT_EQ(c.post("/", "x").status, 200u);
+    listener->shutdown();
+    const auto t0 = Clock::now();
+    EXPECT_EQ(c.end(), asio::error::eof);
+    EXPECT_LT(Clock::now() - t0, 3s);
+    EXPECT_TRUE(wait_until([&] { return listener->open_connections() == 0; }));
+}
+
+// A connection that has not even begun its handshake waits for a request too: at the cap it
+// makes room like any idle one.
+TEST_F(ListenerTest, AtTheCapAConnectionSilentBeforeItsHandshakeIsEvicted) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    o.max_connections = 1;
+    start(o);
+    test::HttpConnection silent(port());
+    ASSERT_TRUE(wait_until([&] { return listener->open_connections() == 1; }));
+    TlsClient c(port());
+    EXPECT_EQ(c.post("/", "x").status, 200u);
+    EXPECT_TRUE(silent.closed_by_server());
+    EXPECT_EQ(closed("evicted"), 1);
+}
+
+TEST_F(ListenerTest, ACertificateOrKeyThatCannotBeUsedStopsTheStart) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.name = "rpc";
+    o.endpoint = config::Endpoint{"127.0.0.1", 0};
+    auto make = [&] {
+        return make_listener(
+            ioc, o, [this](Request& r) { return handle(r); }, nullptr);
+    };
+    o.tls = config::TlsConfig{"/nonexistent/cert.pem", files.key()};
+    try {
+        make();
+        ADD_FAILURE() << "a missing certificate file was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_THAT(e.what(), HasSubstr("/nonexistent/cert.pem"));
+        EXPECT_THAT(e.what(), HasSubstr("server.tls.cert_file"));
+    }
+    o.tls = config::TlsConfig{files.cert(), files.wrong_key()};
+    EXPECT_THROW(make(), std::invalid_argument) << "a key of another certificate";
+    o.tls = config::TlsConfig{files.cert(), files.cert()};
+    EXPECT_THROW(make(), std::invalid_argument) << "no key in the key file";
 }
 
 }  // namespace

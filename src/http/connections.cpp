@@ -1,0 +1,141 @@
+#include "gateway/http/connections.hpp"
+
+#include <algorithm>
+
+namespace gateway::http {
+
+namespace {
+
+// How many connections one search for an idle connection looks at, at most. Tables up to this
+// size are searched whole; in a larger one (a cap of a quarter of a million connections) a full
+// search under the lock would stall every connection that closes meanwhile, so it looks at this
+// many from where the last search stopped.
+constexpr std::size_t kSearchLimit = 4096;
+
+// A claim can lose to a connection that starts a request at that moment; then look again.
+constexpr int kClaimAttempts = 4;
+
+boost::asio::ip::address plain(const boost::asio::ip::address& a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped())
+        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+    return a;
+}
+
+}  // namespace
+
+Connection::Connection(boost::asio::ip::address peer, Clock::time_point now) noexcept
+    : idle_since_(now.time_since_epoch().count()), peer_(plain(peer)) {}
+
+void Connection::wait_for_request(Clock::time_point now) noexcept {
+    idle_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    std::uint8_t expected = kBusy;
+    phase_.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel);
+}
+
+bool Connection::begin_request() noexcept {
+    std::uint8_t expected = kIdle;
+    if (phase_.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel)) return true;
+    return expected == kBusy;  // already serving (a pipelined request): still fine
+}
+
+bool Connection::claim_if_idle() noexcept {
+    std::uint8_t expected = kIdle;
+    return phase_.compare_exchange_strong(expected, kEvicted, std::memory_order_acq_rel);
+}
+
+ConnectionTable::ConnectionTable(Limits limits, std::function<void(std::size_t)> on_count)
+    : limits_(limits), on_count_(std::move(on_count)) {}
+
+ConnectionTable::Admission ConnectionTable::admit(const std::shared_ptr<Connection>& connection) {
+    std::lock_guard lock(mu_);
+    if (connection->index_ != Connection::kNotHeld) return {};
+    const auto& peer = connection->peer();
+    // In a sidecar every client is 127.0.0.1: a per-address cap would be a cap on everyone.
+    const bool counted = limits_.max_per_peer > 0 && !peer.is_loopback();
+    if (counted) {
+        auto it = per_peer_.find(peer);
+        if (it != per_peer_.end() && it->second >= limits_.max_per_peer)
+            return {Verdict::over_per_ip, nullptr};
+    }
+    Admission out;
+    if (limits_.max_connections > 0 && entries_.size() >= limits_.max_connections) {
+        out.evicted = claim_idle_locked();
+        if (!out.evicted) return {Verdict::full, nullptr};
+        remove_locked(*out.evicted);
+    }
+    connection->index_ = entries_.size();
+    entries_.push_back(Entry{connection.get(), connection});
+    if (counted) ++per_peer_[peer];
+    if (on_count_) on_count_(entries_.size());
+    return out;
+}
+
+void ConnectionTable::remove(Connection& connection) {
+    std::lock_guard lock(mu_);
+    if (connection.index_ == Connection::kNotHeld) return;
+    remove_locked(connection);
+    if (on_count_) on_count_(entries_.size());
+}
+
+void ConnectionTable::remove_locked(Connection& connection) {
+    const std::size_t i = connection.index_;
+    if (i != entries_.size() - 1) {
+        entries_[i] = std::move(entries_.back());
+        entries_[i].connection->index_ = i;
+    }
+    entries_.pop_back();
+    connection.index_ = Connection::kNotHeld;
+    if (limits_.max_per_peer > 0 && !connection.peer().is_loopback()) {
+        auto it = per_peer_.find(connection.peer());
+        if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+    }
+}
+
+std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
+    for (int attempt = 0; attempt < kClaimAttempts; ++attempt) {
+        const std::size_t n = entries_.size();
+        const std::size_t look = std::min(n, kSearchLimit);
+        std::size_t best = n;
+        Connection::Clock::rep oldest = 0;
+        for (std::size_t k = 0; k < look; ++k) {
+            const std::size_t i = (cursor_ + k) % n;
+            // Entries are alive while listed: a connection leaves the table (under this lock)
+            // before its memory goes.
+            const Connection& c = *entries_[i].connection;
+            if (!c.idle()) continue;
+            const auto since = c.idle_since_.load(std::memory_order_relaxed);
+            if (best == n || since < oldest) {
+                best = i;
+                oldest = since;
+            }
+        }
+        if (n > look) cursor_ = (cursor_ + look) % n;
+        if (best == n) return nullptr;
+        // Being destroyed: it is about to leave by itself; another one makes the room.
+        auto owner = entries_[best].owner.lock();
+        if (owner && owner->claim_if_idle()) return owner;
+    }
+    return nullptr;
+}
+
+std::size_t ConnectionTable::size() const {
+    std::lock_guard lock(mu_);
+    return entries_.size();
+}
+
+std::size_t ConnectionTable::count_from(const boost::asio::ip::address& peer) const {
+    std::lock_guard lock(mu_);
+    auto it = per_peer_.find(plain(peer));
+    return it == per_peer_.end() ? 0 : it->second;
+}
+
+std::vector<std::shared_ptr<Connection>> ConnectionTable::snapshot() const {
+    std::vector<std::shared_ptr<Connection>> out;
+    std::lock_guard lock(mu_);
+    out.reserve(entries_.size());
+    for (const auto& e : entries_)
+        if (auto c = e.owner.lock()) out.push_back(std::move(c));
+    return out;
+}
+
+}  // namespace gateway::http
