@@ -300,6 +300,8 @@ TEST(Security, AHugeLogRangeIsRefusedAtOnceAndALongOneDoesNotHoldOthersUp) {
     EXPECT_EQ(json::serialize(json::parse(long_answer.body).at("result")), "[]")
         << long_answer.body;
     EXPECT_GE(answered_meanwhile, 1u);
+    EXPECT_THAT(curl({fmt::format("http://127.0.0.1:{}/metrics", gw.admin_port())}).body,
+                HasSubstr(R"(gateway_logs_split_parts_total{chain="devnet"} 600)"));
 #if !defined(__SANITIZE_ADDRESS__)
     // Sanitizers hold memory on purpose: measured in the plain build only.
     const long peak = status_kb(gw.process().pid(), "VmHWM");

@@ -260,13 +260,13 @@ TEST_F(GatewayTest, ASlowReadIsHedgedAndTheFirstAnswerWins) {
     slow.delay = 2s;
     FakeUpstream sluggish(
         31337, [slow](const std::string& m, const json::value&) -> std::optional<FakeReply> {
-            if (m == "eth_gasPrice" || m == "eth_sendPrivateTransaction") return slow;
+            if (m == "eth_gasPrice" || m == "eth_submitWork") return slow;
             return std::nullopt;
         });
     FakeUpstream quick(31337,
                        [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
                            if (m == "eth_gasPrice") return FakeReply::ok("\"0x1\"");
-                           if (m == "eth_sendPrivateTransaction")
+                           if (m == "eth_submitWork")
                                return FakeReply::ok("\"0xfeed\"");
                            return std::nullopt;
                        });
@@ -287,9 +287,9 @@ TEST_F(GatewayTest, ASlowReadIsHedgedAndTheFirstAnswerWins) {
     EXPECT_EQ(upstream("node-0").at("consecutive_failures"), 0);
 
     // A write is never hedged.
-    r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendPrivateTransaction","params":["0x02"]})");
+    r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_submitWork","params":["0x02"]})");
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xbad"})");
-    EXPECT_EQ(quick.calls("eth_sendPrivateTransaction"), 0u);
+    EXPECT_EQ(quick.calls("eth_submitWork"), 0u);
 }
 
 TEST_F(GatewayTest, ConcurrencyAndRateLimitsHoldCallsBack) {

@@ -175,7 +175,7 @@ TEST_F(GatewayTest, ChainsAreRoutedByPath) {
     json::value v = json::parse(unknown.body);
     EXPECT_EQ(v.at("error").at("code"), -32001);
     EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
-                HasSubstr("unknown chain path '/mainnet'"));
+                HasSubstr("unknown chain path 'mainnet'"));
     EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr("devnet, goerli"));
     EXPECT_EQ(test::HttpConnection(port()).get("/").status, 405u);
 }
@@ -259,11 +259,11 @@ TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
     auto slow = FakeReply::ok("\"0xabc\"");
     slow.delay = 2s;  // the upstream timeout is 1 s: the node got it and may still execute it
     const std::vector<Case> cases = {
-        {"HTTP 502", "eth_sendPrivateTransaction", FakeReply::http(502, "bad gateway")},
-        {"HTTP 503 from a proxy", "eth_sendPrivateTransaction",
+        {"HTTP 502", "eth_submitWork", FakeReply::http(502, "bad gateway")},
+        {"HTTP 503 from a proxy", "eth_submitWork",
          FakeReply::http(503, "upstream reset")},
-        {"HTTP 200 garbage", "eth_sendPrivateTransaction", FakeReply::http(200, "<html>")},
-        {"timeout", "eth_sendPrivateTransaction", slow},
+        {"HTTP 200 garbage", "eth_submitWork", FakeReply::http(200, "<html>")},
+        {"timeout", "eth_submitWork", slow},
         {"an unknown method", "anvil_mine", FakeReply::http(500, "")},
     };
     for (const auto& c : cases) {
@@ -288,12 +288,12 @@ TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
 }
 
 TEST_F(GatewayTest, AWriteMovesOnWhenNoNodeCanHaveReceivedIt) {
-    FakeUpstream limited(31337, on("eth_sendPrivateTransaction", FakeReply::http(429, "")));
-    FakeUpstream second(31337, on("eth_sendPrivateTransaction", FakeReply::ok("\"0xabc\"")));
+    FakeUpstream limited(31337, on("eth_submitWork", FakeReply::http(429, "")));
+    FakeUpstream second(31337, on("eth_submitWork", FakeReply::ok("\"0xabc\"")));
     start({"http://127.0.0.1:" + std::to_string(test::closed_port()), limited.url(), second.url()},
           [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
     auto r = post(
-        R"({"jsonrpc":"2.0","id":1,"method":"eth_sendPrivateTransaction","params":["0x02f8"]})");
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_submitWork","params":["0x02f8"]})");
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xabc"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-2");
 }
