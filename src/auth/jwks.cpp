@@ -160,9 +160,12 @@ private:
         fetch_done_ = done;
         in_flight_ = std::make_shared<upstream::CancelSignal>();
         last_start_ = clock_.now();
-        upstream::HttpResult r = co_await client_->post(
-            {}, upstream::PostOptions{std::chrono::steady_clock::now() + kFetchTimeout, true,
-                                      in_flight_});
+        // A named PostOptions: GCC 12 destroys an aggregate temporary in a co_await expression
+        // twice (its shared_ptr would be released once too often).
+        upstream::PostOptions options;
+        options.deadline = std::chrono::steady_clock::now() + kFetchTimeout;
+        options.cancel = in_flight_;
+        upstream::HttpResult r = co_await client_->post(std::string(), std::move(options));
         in_flight_.reset();
         std::string failure;
         if (!r.ok()) {
