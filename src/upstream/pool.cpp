@@ -274,8 +274,11 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
     auto ask = [&](const char* method)
         -> asio::awaitable<std::pair<std::optional<json::value>, std::string>> {
         const std::uint64_t id = next_id_++;
+        // A named variable: GCC 12 destroys an aggregate temporary in a co_await expression
+        // twice (harmless while it holds no CancelSignal, a use after free once it does).
+        PostOptions options{deadline, true};
         HttpResult r = co_await upstream.client().post(
-            jsonrpc::upstream_request(id, method, json::value()), PostOptions{deadline, true});
+            jsonrpc::upstream_request(id, method, json::value()), std::move(options));
         Attempt a = classify(r, id);
         if (a.kind != Attempt::Kind::answered)
             co_return std::pair(std::nullopt, fmt::format("{}: {}", method, a.detail));
