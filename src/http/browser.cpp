@@ -20,10 +20,6 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
-bool iends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && iequals(s.substr(s.size() - suffix.size()), suffix);
-}
-
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -142,9 +138,8 @@ bool is_loopback_host(std::string_view value) {
     if (host.front() == '[') return is_ipv6_loopback(host);
     if (host.back() == '.') host.remove_suffix(1);  // "localhost." is the same name, rooted
     if (iequals(host, "localhost")) return true;
-    // RFC 6761: every name under .localhost is the loopback, and no one can register one.
-    constexpr std::string_view kLocalhostSuffix = ".localhost";
-    if (host.size() > kLocalhostSuffix.size() && iends_with(host, kLocalhostSuffix)) return true;
+    // Not the names under .localhost: RFC 6761 makes them loopback, but a browser that asks DNS
+    // for them (not every one keeps them to itself) can be given the attacker's address first.
     return is_ipv4_loopback(host);
 }
 

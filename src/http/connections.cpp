@@ -21,6 +21,16 @@ boost::asio::ip::address plain(const boost::asio::ip::address& a) {
     return a;
 }
 
+// What the per-address cap counts a peer under: its address, or for IPv6 its /64, the network
+// one subscriber gets (an attacker with one holds 2^64 addresses).
+boost::asio::ip::address counted_as(const boost::asio::ip::address& peer) {
+    const auto a = plain(peer);
+    if (!a.is_v6()) return a;
+    auto bytes = a.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes);
+}
+
 }  // namespace
 
 Connection::Connection(boost::asio::ip::address peer, Clock::time_point now) noexcept
@@ -32,14 +42,22 @@ void Connection::wait_for_request(Clock::time_point now) noexcept {
     phase_.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel);
 }
 
-bool Connection::begin_request() noexcept {
+bool Connection::begin_request(Clock::time_point now) noexcept {
+    // The head's start, before the phase says so: a claim that sees kHead reads this time.
+    idle_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
     std::uint8_t expected = kIdle;
-    if (phase_.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel)) return true;
-    return expected == kBusy;  // already serving (a pipelined request): still fine
+    if (phase_.compare_exchange_strong(expected, kHead, std::memory_order_acq_rel)) return true;
+    return expected == kBusy || expected == kHead;  // a pipelined request: still fine
 }
 
-bool Connection::claim_if_idle() noexcept {
-    std::uint8_t expected = kIdle;
+bool Connection::head_complete() noexcept {
+    std::uint8_t expected = kHead;
+    if (phase_.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel)) return true;
+    return expected == kBusy;
+}
+
+bool Connection::claim_if(Phase from) noexcept {
+    std::uint8_t expected = from;
     return phase_.compare_exchange_strong(expected, kEvicted, std::memory_order_acq_rel);
 }
 
@@ -49,9 +67,9 @@ ConnectionTable::ConnectionTable(Limits limits, std::function<void(std::size_t)>
 ConnectionTable::Admission ConnectionTable::admit(const std::shared_ptr<Connection>& connection) {
     std::lock_guard lock(mu_);
     if (connection->index_ != Connection::kNotHeld) return {};
-    const auto& peer = connection->peer();
+    const auto peer = counted_as(connection->peer());
     // In a sidecar every client is 127.0.0.1: a per-address cap would be a cap on everyone.
-    const bool counted = limits_.max_per_peer > 0 && !peer.is_loopback();
+    const bool counted = limits_.max_per_peer > 0 && !connection->peer().is_loopback();
     if (counted) {
         auto it = per_peer_.find(peer);
         if (it != per_peer_.end() && it->second >= limits_.max_per_peer)
@@ -86,7 +104,7 @@ void ConnectionTable::remove_locked(Connection& connection) {
     entries_.pop_back();
     connection.index_ = Connection::kNotHeld;
     if (limits_.max_per_peer > 0 && !connection.peer().is_loopback()) {
-        auto it = per_peer_.find(connection.peer());
+        auto it = per_peer_.find(counted_as(connection.peer()));
         if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
     }
 }
@@ -95,17 +113,25 @@ std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
     for (int attempt = 0; attempt < kClaimAttempts; ++attempt) {
         const std::size_t n = entries_.size();
         const std::size_t look = std::min(n, kSearchLimit);
+        // The one idle longest; failing that, the one whose head has been arriving longest.
         std::size_t best = n;
+        Connection::Phase best_phase = Connection::kHead;
         Connection::Clock::rep oldest = 0;
         for (std::size_t k = 0; k < look; ++k) {
             const std::size_t i = (cursor_ + k) % n;
             // Entries are alive while listed: a connection leaves the table (under this lock)
             // before its memory goes.
             const Connection& c = *entries_[i].connection;
-            if (!c.idle()) continue;
+            const auto phase =
+                static_cast<Connection::Phase>(c.phase_.load(std::memory_order_acquire));
+            if (phase != Connection::kIdle && phase != Connection::kHead) continue;
             const auto since = c.idle_since_.load(std::memory_order_relaxed);
-            if (best == n || since < oldest) {
+            const bool better = best == n ||
+                                (phase == Connection::kIdle && best_phase == Connection::kHead) ||
+                                (phase == best_phase && since < oldest);
+            if (better) {
                 best = i;
+                best_phase = phase;
                 oldest = since;
             }
         }
@@ -113,7 +139,7 @@ std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
         if (best == n) return nullptr;
         // Being destroyed: it is about to leave by itself; another one makes the room.
         auto owner = entries_[best].owner.lock();
-        if (owner && owner->claim_if_idle()) return owner;
+        if (owner && owner->claim_if(best_phase)) return owner;
     }
     return nullptr;
 }
@@ -125,7 +151,7 @@ std::size_t ConnectionTable::size() const {
 
 std::size_t ConnectionTable::count_from(const boost::asio::ip::address& peer) const {
     std::lock_guard lock(mu_);
-    auto it = per_peer_.find(plain(peer));
+    auto it = per_peer_.find(counted_as(peer));
     return it == per_peer_.end() ? 0 : it->second;
 }
 

@@ -64,8 +64,14 @@ std::size_t raise_descriptor_limit() {
 }
 
 std::string masked_path(std::string_view path) {
+    // Keys have at least 16 characters: a first segment that long may be one sent in place of
+    // the chain's name, and is masked too.
+    constexpr std::size_t kShortest = 16;
     const std::size_t from = !path.empty() && path.front() == '/' ? 1 : 0;
     const auto slash = path.find('/', from);
+    const auto first =
+        path.substr(from, slash == std::string_view::npos ? path.npos : slash - from);
+    if (first.size() >= kShortest) return "/\u2026";
     if (slash == std::string_view::npos || slash + 1 == path.size()) return std::string(path);
     std::string out(path.substr(0, slash));
     out += "/\u2026";
@@ -82,6 +88,13 @@ constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
 constexpr std::chrono::seconds kRefusalLogInterval{60};
 // What one read asks for at most.
 constexpr std::size_t kReadChunk = 16 * 1024;
+
+// What a connection's read buffer may hold: a whole head, and a window of the body (Beast moves
+// body bytes out of it as they are parsed). Without a bound, a chunk extension or a trailer with
+// no end of line grew it without limit, under neither the header nor the body limit.
+std::size_t read_buffer_limit(const ListenerOptions& options) {
+    return options.max_header_bytes + 4 * kReadChunk;
+}
 
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
@@ -142,6 +155,7 @@ public:
           stream_(std::forward<StreamArgs>(stream_args)...),
           last_wait_(stream_.get_executor()),
           state_(std::move(state)),
+          buffer_(read_buffer_limit(state_->options)),
           remote_(peer.address().to_string() + ":" + std::to_string(peer.port())),
           header_deadline_(accepted + state_->options.header_timeout) {}
 
@@ -239,67 +253,90 @@ private:
             parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
             auto [hec, hn] =
                 co_await bhttp::async_read_header(stream_, buffer_, parser, use_nothrow);
-            error_code ec = hec;
-            if (!ec && !parser.is_done()) {
-                // The head is in; the body has the read timeout.
-                tcp().expires_after(opt.read_timeout);
-                if (parser.get()[bhttp::field::expect] == "100-continue") {
-                    bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_,
-                                                            parser.get().version()};
-                    auto [cec, cn] = co_await bhttp::async_write(stream_, cont, use_nothrow);
-                    if (cec) co_return;
-                }
-                std::tie(ec, std::ignore) =
-                    co_await bhttp::async_read(stream_, buffer_, parser, use_nothrow);
-            }
-            if (ec == bhttp::error::end_of_stream) co_return;
-            if (ec) {
-                co_await refuse(ec);
+            if (hec == bhttp::error::end_of_stream) co_return;
+            if (hec) {
+                co_await refuse(hec);
                 co_return;
             }
+            // Claimed for eviction while its head arrived (a slow client): the place is
+            // someone else's now.
+            if (!head_complete()) co_return;
 
-            bhttp::request<bhttp::string_body> message = parser.release();
+            const auto& head = parser.get();
             Request request;
-            request.method = std::string(message.method_string());
-            request.target = std::string(message.target());
+            request.method = std::string(head.method_string());
+            request.target = std::string(head.target());
             request.remote = remote_;
-            for (const auto& field : message)
+            for (const auto& field : head)
                 request.headers.emplace_back(util::lower(field.name_string()),
                                              std::string(field.value()));
-            request.body = std::move(message.body());
-            bool keep_alive = message.keep_alive();
+            const unsigned version = head.version();
+            bool keep_alive = head.keep_alive();
+            const bool head_only = head.method() == bhttp::verb::head;
 
             Response response;
-            if (auto answer = browser_check(request, state_->browser)) {
-                // Refused (or a CORS preflight answered): the handler never sees it.
-                response = std::move(*answer);
-                spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
-                              opt.name, request.method, masked_path(request.path()), remote_,
-                              response.status);
-            } else {
-                try {
-                    response = co_await state_->handler(request);
-                } catch (const std::exception& e) {
-                    spdlog::error("{} listener: handler failed for {} {}: {}", opt.name,
-                                  request.method, masked_path(request.path()), e.what());
-                    response.status = 500;
-                    response.body =
-                        opt.error_body ? opt.error_body(500, "internal error") : std::string();
-                }
+            std::optional<Response> refused;
+            if (opt.head_check) refused = co_await opt.head_check(request);
+            if (refused) {
+                // Refused before its body was read: the body is never read, and the connection
+                // ends after the answer.
+                response = std::move(*refused);
                 add_cors_headers(request, state_->browser, response);
+                keep_alive = false;
+            } else {
+                if (!parser.is_done()) {
+                    // The head is in; the body has the read timeout.
+                    tcp().expires_after(opt.read_timeout);
+                    if (head[bhttp::field::expect] == "100-continue") {
+                        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+                        auto [cec, cn] = co_await bhttp::async_write(stream_, cont, use_nothrow);
+                        if (cec) co_return;
+                    }
+                    auto [bec, bn] =
+                        co_await bhttp::async_read(stream_, buffer_, parser, use_nothrow);
+                    if (bec == bhttp::error::end_of_stream) co_return;
+                    if (bec) {
+                        co_await refuse(bec);
+                        co_return;
+                    }
+                }
+                request.body = std::move(parser.get().body());
+                co_await answer(request, response);
             }
 
             keep_alive = keep_alive && !state_->stopping;
-            const std::string head = response_head(response, message.version(), keep_alive);
+            const std::string out_head = response_head(response, version, keep_alive);
             // The answer to HEAD is the head alone, with the length the body would have.
-            if (message.method() == bhttp::verb::head) response.body.clear();
+            if (head_only) response.body.clear();
             state_->observe(response.status);
             tcp().expires_after(opt.read_timeout);
-            const std::array<asio::const_buffer, 2> out{asio::buffer(head),
+            const std::array<asio::const_buffer, 2> out{asio::buffer(out_head),
                                                         asio::buffer(response.body)};
             auto [wec, wn] = co_await asio::async_write(stream_, out, use_nothrow);
             if (wec || !keep_alive) co_return;
         }
+    }
+
+    // A whole request: the browser checks, then the handler.
+    asio::awaitable<void> answer(Request& request, Response& response) {
+        const ListenerOptions& opt = state_->options;
+        if (auto early = browser_check(request, state_->browser)) {
+            // Refused (or a CORS preflight answered): the handler never sees it.
+            response = std::move(*early);
+            spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
+                          opt.name, request.method, masked_path(request.path()), remote_,
+                          response.status);
+            co_return;
+        }
+        try {
+            response = co_await state_->handler(request);
+        } catch (const std::exception& e) {
+            spdlog::error("{} listener: handler failed for {} {}: {}", opt.name, request.method,
+                          masked_path(request.path()), e.what());
+            response.status = 500;
+            response.body = opt.error_body ? opt.error_body(500, "internal error") : std::string();
+        }
+        add_cors_headers(request, state_->browser, response);
     }
 
     // The status line and headers of an answer, written as they are: cheaper than Beast's
@@ -343,6 +380,10 @@ private:
             status = 413;
             message = "request body too large: the limit is " + std::to_string(opt.max_body_bytes) +
                       " bytes (server.max_body_bytes)";
+        } else if (ec == bhttp::error::buffer_overflow) {
+            status = 431;
+            message = "request framing too large: a head, chunk header or trailer over " +
+                      std::to_string(read_buffer_limit(opt)) + " bytes";
         } else if (ec == bhttp::error::header_limit) {
             status = 431;
             message = "request headers too large: the limit is " +
@@ -395,8 +436,8 @@ private:
 
     Stream stream_;
     asio::steady_timer last_wait_;
-    beast::flat_buffer buffer_;
     std::shared_ptr<State> state_;
+    beast::flat_buffer buffer_;
     std::string remote_;
     Clock::time_point header_deadline_;
     bool handshake_done_ = false;

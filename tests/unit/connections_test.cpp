@@ -79,6 +79,8 @@ TEST_F(ConnectionsTest, WithEveryConnectionServingARequestANewOneIsRefused) {
     table->admit(b);
     ASSERT_TRUE(a->begin_request());
     ASSERT_TRUE(b->begin_request());
+    ASSERT_TRUE(a->head_complete());
+    ASSERT_TRUE(b->head_complete());
 
     auto admission = table->admit(connection("10.0.0.3"));
     EXPECT_EQ(admission.verdict, Verdict::full);
@@ -102,11 +104,59 @@ TEST_F(ConnectionsTest, AConnectionThatStartedARequestFirstIsNotTheOneEvicted) {
     EXPECT_FALSE(oldest->evicted());
 }
 
+// Slowloris: with nothing idle, the connection whose head has been arriving longest goes.
+TEST_F(ConnectionsTest, WithNoneIdleTheOldestUnfinishedHeadIsEvicted) {
+    make_table(3, 0);
+    auto serving = connection("10.0.0.1");
+    auto slow_old = connection("10.0.0.2");
+    auto slow_new = connection("10.0.0.3");
+    for (auto& x : {serving, slow_old, slow_new}) table->admit(x);
+    const auto now = Connection::Clock::now();
+    ASSERT_TRUE(serving->begin_request(now - 9s));
+    ASSERT_TRUE(serving->head_complete());
+    ASSERT_TRUE(slow_old->begin_request(now - 5s));
+    ASSERT_TRUE(slow_new->begin_request(now - 1s));
+
+    auto newcomer = connection("10.0.0.4");
+    auto admission = table->admit(newcomer);
+    EXPECT_EQ(admission.verdict, Verdict::admitted);
+    EXPECT_EQ(admission.evicted, slow_old);
+    EXPECT_FALSE(serving->evicted()) << "a request being served is never cut";
+    // The claimed one's head completes now: too late.
+    EXPECT_FALSE(slow_old->head_complete());
+    // The other one's completes in time, and it is served.
+    EXPECT_TRUE(slow_new->head_complete());
+    ASSERT_TRUE(newcomer->begin_request());
+    ASSERT_TRUE(newcomer->head_complete());
+    EXPECT_EQ(table->admit(connection("10.0.0.5")).verdict, Verdict::full);
+}
+
+TEST_F(ConnectionsTest, AnIdleConnectionGoesBeforeAnUnfinishedHead) {
+    make_table(2, 0);
+    auto slow = connection("10.0.0.1");
+    auto idle = connection("10.0.0.2", 1s);
+    table->admit(slow);
+    table->admit(idle);
+    ASSERT_TRUE(slow->begin_request(Connection::Clock::now() - 60s));
+    EXPECT_EQ(table->admit(connection("10.0.0.3")).evicted, idle);
+}
+
+TEST_F(ConnectionsTest, AnIpv6PeerIsCountedWithItsSlash64) {
+    make_table(0, 2);
+    EXPECT_EQ(table->admit(connection("2001:db8:1:2::1")).verdict, Verdict::admitted);
+    EXPECT_EQ(table->admit(connection("2001:db8:1:2:ffff::9")).verdict, Verdict::admitted);
+    EXPECT_EQ(table->admit(connection("2001:db8:1:2:abcd::7")).verdict, Verdict::over_per_ip);
+    EXPECT_EQ(table->admit(connection("2001:db8:1:3::1")).verdict, Verdict::admitted)
+        << "another /64 is another subscriber";
+    EXPECT_EQ(table->count_from(asio::ip::make_address("2001:db8:1:2::42")), 2u);
+}
+
 TEST_F(ConnectionsTest, AConnectionWaitingAgainAfterItsAnswerCanBeEvicted) {
     make_table(1, 0);
     auto a = connection("10.0.0.1");
     table->admit(a);
     ASSERT_TRUE(a->begin_request());
+    ASSERT_TRUE(a->head_complete());
     EXPECT_EQ(table->admit(connection("10.0.0.2")).verdict, Verdict::full);
     a->wait_for_request(Connection::Clock::now());
     EXPECT_EQ(table->admit(connection("10.0.0.2")).evicted, a);

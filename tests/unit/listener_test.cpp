@@ -452,6 +452,89 @@ TEST_F(ListenerTest, WithEveryConnectionServingARequestANewOneIsClosedAtAcceptAn
     EXPECT_EQ(handled, 3);
 }
 
+TEST_F(ListenerTest, AtTheCapSlowHeadsAreEvictedAfterTheIdleOnesAndANewClientIsServed) {
+    // Slowloris: every place taken by a connection that sent a byte of its head and no more.
+    ListenerOptions o;
+    o.max_connections = 4;
+    o.header_timeout = 60s;
+    start(o);
+    std::vector<std::unique_ptr<test::HttpConnection>> slow;
+    for (int i = 0; i < 4; ++i) {
+        slow.push_back(std::make_unique<test::HttpConnection>(port()));
+        slow.back()->send_raw("P");
+        std::this_thread::sleep_for(20ms);  // an order between their heads' starts
+    }
+    ASSERT_TRUE(wait_until([&] { return listener->open_connections() == 4; }));
+    test::HttpConnection client(port());
+    EXPECT_EQ(client.post("/", "served").body, "served");
+    EXPECT_TRUE(slow[0]->closed_by_server()) << "the head that started first made room";
+    EXPECT_EQ(closed("evicted"), 1);
+    EXPECT_EQ(closed("max_connections"), 0);
+    // A head that completes wins over a claim: the three left are still served.
+    for (int i = 1; i < 4; ++i) {
+        slow[i]->send_raw(
+            "OST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1\r\n\r\nx");
+        EXPECT_EQ(slow[i]->receive().body, "x") << i;
+    }
+}
+
+TEST_F(ListenerTest, AChunkExtensionOrTrailerWithoutEndIsRefusedWithinABoundedBuffer) {
+    ListenerOptions o;
+    start(o);
+    for (const std::string& framing : {std::string("10;a="), std::string("1\r\nx\r\n0\r\nX-T: ")}) {
+        test::HttpConnection c(port());
+        c.send_raw(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n" +
+            framing);
+        // Far more than the buffer may hold, with no end of line: refused, not buffered.
+        const std::string junk(64 * 1024, 'x');
+        std::string answer;
+        try {
+            for (int i = 0; i < 64; ++i) c.send_raw(junk);
+        } catch (const std::exception&) {
+            // The listener stopped reading and closed: what it answered is still to be read.
+        }
+        answer = c.read_until_close();
+        EXPECT_THAT(answer, StartsWith("HTTP/1.1 431")) << framing;
+        EXPECT_THAT(answer, HasSubstr("request framing too large")) << framing;
+    }
+    EXPECT_EQ(handled, 0);
+}
+
+TEST_F(ListenerTest, AHeadCheckRefusesARequestBeforeItsBodyIsRead) {
+    ListenerOptions o;
+    std::atomic<int> checked{0};
+    o.head_check = [&](Request& r) -> asio::awaitable<std::optional<Response>> {
+        ++checked;
+        EXPECT_TRUE(r.body.empty()) << "the body is not read yet";
+        if (r.header("authorization") != "Bearer yes") {
+            Response no;
+            no.status = 401;
+            no.body = "no";
+            co_return no;
+        }
+        r.principal = std::make_shared<const std::string>("alice");
+        co_return std::nullopt;
+    };
+    start(o);
+    // Refused with the head: the megabyte it announces is never awaited.
+    test::HttpConnection stranger(port());
+    stranger.send_raw(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000000\r\n\r\n");
+    const std::string refused = stranger.read_until_close();
+    EXPECT_THAT(refused, StartsWith("HTTP/1.1 401"));
+    EXPECT_THAT(refused, HasSubstr("Connection: close"));
+    EXPECT_EQ(handled, 0);
+    // Admitted: the handler gets the body.
+    test::HttpConnection friend_(port());
+    EXPECT_EQ(friend_.request("POST", "/", "body", {{"Authorization", "Bearer yes"}}).body, "body");
+    EXPECT_EQ(handled, 1);
+    EXPECT_EQ(checked, 2);
+}
+
 TEST_F(ListenerTest, ManyConnectionsOpenedAndClosedLeaveTheCountAtZero) {
     ListenerOptions o;
     o.max_connections = 16;
@@ -615,6 +698,11 @@ TEST(Listener, AMaskedPathKeepsItsFirstSegmentOnly) {
     EXPECT_EQ(masked_path("/devnet/"), "/devnet/");
     EXPECT_EQ(masked_path("/"), "/");
     EXPECT_EQ(masked_path(""), "");
+    // A first segment as long as a key may be one, sent where the chain's name goes.
+    EXPECT_EQ(masked_path("/backend-key-0123456789"), "/\u2026");
+    EXPECT_EQ(masked_path("/backend-key-0123456789/devnet"), "/\u2026");
+    EXPECT_EQ(masked_path("/sixteen-chars-xx"), "/\u2026");
+    EXPECT_EQ(masked_path("/fifteen-chars-x"), "/fifteen-chars-x");
 }
 
 TEST_F(ListenerTest, TheLogOfAHandlerFailureShowsNoMoreThanThePathsFirstSegment) {

@@ -37,8 +37,8 @@ struct BrowserPolicy {
 
 /// What the listener answers itself, before the handler; nothing when the handler gets the
 /// request. In this order:
-/// - Host: on a loopback listener, a Host (port ignored) other than localhost, *.localhost,
-///   127.x.y.z or [::1] gets 403. A request without Host passes (HTTP/1.0 tools; browsers always
+/// - Host: on a loopback listener, a Host (port ignored) other than localhost, 127.x.y.z or
+///   [::1] gets 403. A request without Host passes (HTTP/1.0 tools; browsers always
 ///   send one).
 /// - Origin: a request with an Origin other than the listener's own (scheme://Host) and not
 ///   allowed gets 403 ("null" only passes with "*"). An OPTIONS preflight (Origin and
@@ -53,8 +53,8 @@ std::optional<Response> browser_check(const Request& request, const BrowserPolic
 /// the answer alone for a request without Origin, from the listener's own origin, or refused.
 void add_cors_headers(const Request& request, const BrowserPolicy& policy, Response& response);
 
-/// Whether a Host header value names this machine's loopback (its port ignored): localhost,
-/// *.localhost, an address in 127.0.0.0/8, or [::1].
+/// Whether a Host header value names this machine's loopback (its port ignored): localhost, an
+/// address in 127.0.0.0/8, or [::1].
 bool is_loopback_host(std::string_view host);
 
 /// Whether a Content-Type value is one of the JSON media types a JSON-RPC client sends.

@@ -19,12 +19,14 @@
 
 namespace gateway::http {
 
-/// A connection as the limits see it: its peer, and whether it waits for a request (idle, which
-/// makes it a candidate for eviction) or serves one. The listener's sessions derive from it.
+/// A connection as the limits see it: its peer, and whether it waits for a request (idle), reads
+/// a request's head (both make it a candidate for eviction: a head that takes long is a slow or
+/// silent client) or serves a request. The listener's sessions derive from it.
 ///
 /// Eviction is decided by one atomic transition, so that the acceptor and the connection's own
-/// strand cannot both win: the table claims a connection only from idle (idle -> evicted), and the
-/// connection starts a request only from idle (idle -> busy). Whichever comes first stands.
+/// strand cannot both win: the table claims a connection only while it is idle or reading a head
+/// (-> evicted), and the connection moves on only from those phases (idle -> head when a byte
+/// arrives, head -> busy once the head is whole). Whichever comes first stands.
 class Connection {
 public:
     using Clock = std::chrono::steady_clock;
@@ -43,9 +45,15 @@ public:
     void wait_for_request(Clock::time_point now) noexcept;
 
     /// On the connection's strand, when a request's first byte has arrived (or the wait ended):
-    /// true when the request may be served. False when the table claimed the connection first;
-    /// it must then close without serving, its place has gone to a newer connection.
-    bool begin_request() noexcept;
+    /// true when its head may be read. False when the table claimed the connection first; it
+    /// must then close without serving, its place has gone to a newer connection. While the head
+    /// is read the connection may still be claimed (the oldest such head first, after every idle
+    /// connection).
+    bool begin_request(Clock::time_point now = Clock::now()) noexcept;
+
+    /// On the connection's strand, once the request's head is whole: true when the request may
+    /// be served (it can no longer be claimed). False when the table claimed it meanwhile.
+    bool head_complete() noexcept;
 
     /// Whether it waits for a request (and may be claimed). Any thread.
     bool idle() const noexcept { return phase_.load(std::memory_order_acquire) == kIdle; }
@@ -55,12 +63,13 @@ public:
 private:
     friend class ConnectionTable;
     static constexpr std::size_t kNotHeld = std::numeric_limits<std::size_t>::max();
-    enum Phase : std::uint8_t { kIdle, kBusy, kEvicted };
+    enum Phase : std::uint8_t { kIdle, kHead, kBusy, kEvicted };
 
-    bool claim_if_idle() noexcept;
+    // Claims it when it is in `from` (kIdle or kHead).
+    bool claim_if(Phase from) noexcept;
 
     std::atomic<std::uint8_t> phase_{kIdle};
-    std::atomic<Clock::rep> idle_since_;
+    std::atomic<Clock::rep> idle_since_;  // or, while a head is read, since its first byte
     boost::asio::ip::address peer_;
     std::size_t index_ = kNotHeld;  // its place in the table's list; under the table's lock
 };
@@ -92,8 +101,9 @@ public:
     explicit ConnectionTable(Limits limits, std::function<void(std::size_t)> on_count = {});
 
     /// Admits a new connection (not yet held), or says why not. At the cap, the connection idle
-    /// the longest is claimed to make room; only a part of a very large table is searched, so
-    /// "longest" is among those looked at.
+    /// the longest is claimed to make room, or, with none idle, the one whose request head has
+    /// been arriving the longest (a slow or silent client: slowloris); only a part of a very
+    /// large table is searched, so "longest" is among those looked at.
     Admission admit(const std::shared_ptr<Connection>& connection);
 
     /// Forgets a connection that closed. Idempotent; a claimed connection is already forgotten.
@@ -102,7 +112,8 @@ public:
 
     /// Connections held now.
     std::size_t size() const;
-    /// Connections held now from `peer` (always 0 for a loopback peer: they are not counted).
+    /// Connections held now from `peer` (always 0 for a loopback peer: they are not counted;
+    /// an IPv6 peer counts with its /64).
     std::size_t count_from(const boost::asio::ip::address& peer) const;
     /// The connections held now (for shutdown).
     std::vector<std::shared_ptr<Connection>> snapshot() const;
@@ -120,6 +131,7 @@ private:
     const std::function<void(std::size_t)> on_count_;
     mutable std::mutex mu_;
     std::vector<Entry> entries_;  // dense: a removal moves the last entry into the hole
+    // By peer address; an IPv6 peer by its /64 (one subscriber's network holds billions).
     std::unordered_map<boost::asio::ip::address, std::size_t> per_peer_;
     std::size_t cursor_ = 0;  // where the next search for an idle connection starts
 };

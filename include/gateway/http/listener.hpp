@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,6 +29,9 @@ struct Request {
     std::string body;
     Headers headers;     ///< names in lower case
     std::string remote;  ///< the peer's address, for logs
+    /// Who is calling, as the listener's head check established it (the check's own type, which
+    /// its handler reads back); empty without a head check.
+    std::shared_ptr<const void> principal;
 
     /// The first header of that (lower-case) name, or "".
     std::string_view header(std::string_view name) const;
@@ -45,6 +49,11 @@ struct Response {
 /// Answers one request. Runs on the connection's strand; must not throw (an exception is logged
 /// and answered with HTTP 500, as a last resort).
 using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
+
+/// Looks at a request once its head is in, before its body is read (the request has no body
+/// yet): an answer refuses it, and its body is never read. May set `principal`. Runs on the
+/// connection's strand; must not throw.
+using HeadCheck = std::function<boost::asio::awaitable<std::optional<Response>>(Request&)>;
 
 struct ListenerOptions {
     std::string name;  ///< "rpc" or "admin": for logs and metrics
@@ -75,13 +84,16 @@ struct ListenerOptions {
     ///   application/json-rpc, application/jsonrequest, parameters allowed) gets 415.
     std::vector<std::string> allowed_origins;
     /// Request headers a CORS preflight may ask for.
-    std::vector<std::string> cors_allow_headers{"authorization", "content-type",
-                                                "idempotency-key"};
+    std::vector<std::string> cors_allow_headers{"authorization", "content-type", "idempotency-key"};
     /// Response headers a cross-origin page may read (X-Gateway-*).
     std::vector<std::string> cors_expose_headers;
 
     /// TLS: when set, connections are TLS only (the handshake counts toward header_timeout).
     config::TlsConfig tls;
+
+    /// Optional: who may send a body at all (the RPC listener: credentials), so that a stranger
+    /// cannot make the listener hold max_body_bytes per connection.
+    HeadCheck head_check;
 };
 
 /// Raises the process's soft RLIMIT_NOFILE to its hard limit. Returns the soft limit now.
