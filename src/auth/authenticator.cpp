@@ -18,7 +18,6 @@
 #include <list>
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace gateway::auth {
 
@@ -32,9 +31,11 @@ constexpr std::size_t kMaxCredentialBytes = 8 * 1024;
 constexpr std::int64_t kSkewSeconds = 30;
 constexpr std::size_t kMaxCachedTokens = 10'000;
 constexpr std::size_t kMaxTokenBuckets = 10'000;
-constexpr std::size_t kMaxSubLabels = 100;
 constexpr std::size_t kMaxSubBytes = 200;
 constexpr std::size_t kMaxKidBytes = 256;
+// Token clients share one metric label: /metrics is open to scrapers, and a sub may be a
+// person's name or address (and there is no end to them).
+constexpr const char* kTokenLabel = "jwt";
 
 Verdict refused(Outcome outcome, std::string message) {
     return Verdict{outcome, nullptr, std::move(message)};
@@ -131,10 +132,12 @@ public:
         std::shared_ptr<const Client> client;
         std::int64_t exp = 0;
         std::string kid;
+        std::shared_ptr<const void> key;  // the key that verified it (KeySet::key_handle)
     };
 
-    // The client of a token verified before, while it has not expired and its key is still in
-    // `keys` (a key dropped from the JWKS stops its tokens at once).
+    // The client of a token verified before, while it has not expired and the key that verified
+    // it is still the set's key for its kid (a key dropped from the JWKS, or replaced under the
+    // same kid, stops its tokens at once).
     std::shared_ptr<const Client> find(const Digest& digest, std::int64_t now, const KeySet& keys) {
         Entry entry;
         {
@@ -147,7 +150,7 @@ public:
             }
             entry = it->second.entry;
         }
-        return keys.has(entry.kid) ? entry.client : nullptr;
+        return entry.key && keys.key_handle(entry.kid) == entry.key ? entry.client : nullptr;
     }
 
     void insert(const Digest& digest, Entry entry, std::int64_t now) {
@@ -267,6 +270,21 @@ bool is_address(std::string_view s) {
                        [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
 
+// A sender as a token lists it: an address, or "<chain>:<address>" (a chain's name: lowercase
+// letters, digits, '_' and '-').
+bool is_sender(std::string_view s) {
+    const auto colon = s.find(':');
+    if (colon == std::string_view::npos) return is_address(s);
+    const auto chain = s.substr(0, colon);
+    return !chain.empty() && chain.size() <= 63 &&
+           std::all_of(chain.begin(), chain.end(),
+                       [](char c) {
+                           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                                  c == '-';
+                       }) &&
+           is_address(s.substr(colon + 1));
+}
+
 bool printable(std::string_view s) {
     return std::none_of(s.begin(), s.end(), [](char c) {
         const auto u = static_cast<unsigned char>(c);
@@ -295,9 +313,6 @@ struct Authenticator::Impl {
     TokenCache cache;
     SubBuckets sub_buckets;
 
-    std::mutex labels_mu;
-    std::unordered_set<std::string> labelled_subs;
-
     Impl(const config::AuthConfig& config, std::shared_ptr<KeySet> key_set, metrics::Metrics* m,
          const util::Clock& c, UnixClock unix_now)
         : required(config.clients_required()),
@@ -320,14 +335,6 @@ struct Authenticator::Impl {
                 client_buckets.emplace(
                     cc.id, std::make_unique<ClientBucket>(Bucket(cc.max_rps, clock.now())));
         }
-    }
-
-    std::string label_for(const std::string& sub) {
-        std::lock_guard lock(labels_mu);
-        if (labelled_subs.contains(sub) ||
-            (labelled_subs.size() < kMaxSubLabels && labelled_subs.insert(sub).second))
-            return "jwt:" + sub;
-        return "jwt:other";
     }
 
     asio::awaitable<Verdict> check(std::string_view credential) {
@@ -357,11 +364,14 @@ struct Authenticator::Impl {
         auto parsed = parse_token(token);
         if (!parsed) co_return invalid_token(parsed.error());
         const ParsedToken& t = *parsed;
+        // The key as it is before the check: the cache keeps the token with it.
+        std::shared_ptr<const void> key = keys->key_handle(t.kid);
         std::optional<bool> verified = keys->verify(t.kid, t.alg, t.signed_part, t.signature);
         if (!verified && !keys->has(t.kid)) {
             // The service may have rotated to a key fetched since: one refetch, shared with other
             // callers and at most every min_refetch, then a second look.
             co_await keys->refetch_for_unknown_kid();
+            key = keys->key_handle(t.kid);
             verified = keys->verify(t.kid, t.alg, t.signed_part, t.signature);
         }
         if (!verified) {
@@ -371,10 +381,11 @@ struct Authenticator::Impl {
                               "the bearer token's key (kid) is not in the JWKS of auth.jwt");
         }
         if (!*verified) co_return invalid_token("its signature does not verify");
-        co_return check_claims(t, digest);
+        co_return check_claims(t, digest, std::move(key));
     }
 
-    Verdict check_claims(const ParsedToken& t, const Digest& digest) {
+    Verdict check_claims(const ParsedToken& t, const Digest& digest,
+                         std::shared_ptr<const void> key) {
         const json::object& c = t.claims;
         const json::value* exp_value = c.if_contains("exp");
         const auto exp = exp_value ? numeric_date(*exp_value, false) : std::nullopt;
@@ -411,7 +422,7 @@ struct Authenticator::Impl {
         std::vector<std::string> senders;
         if (const json::value* list = c.if_contains(jwt.senders_claim); list && list->is_array()) {
             for (const json::value& s : list->get_array()) {
-                if (!s.is_string() || !is_address(s.get_string())) continue;
+                if (!s.is_string() || !is_sender(s.get_string())) continue;
                 std::string address = util::lower(s.get_string());
                 if (std::find(senders.begin(), senders.end(), address) == senders.end())
                     senders.push_back(std::move(address));
@@ -419,8 +430,8 @@ struct Authenticator::Impl {
         }
         const std::string subject(sub->get_string());
         auto client = std::make_shared<const Client>("jwt:" + subject, std::move(senders),
-                                                     jwt.methods, false, label_for(subject));
-        cache.insert(digest, TokenCache::Entry{client, *exp, t.kid}, now);
+                                                     jwt.methods, false, kTokenLabel);
+        cache.insert(digest, TokenCache::Entry{client, *exp, t.kid, std::move(key)}, now);
         return Verdict{Outcome::ok, std::move(client), {}};
     }
 };

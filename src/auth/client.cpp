@@ -51,10 +51,19 @@ Client::Client(std::string id, std::vector<std::string> senders, std::vector<std
     for (auto& s : senders_) s = util::lower(s);
 }
 
-bool Client::may_send_from(std::string_view sender) const {
+bool Client::may_send_from(std::string_view chain, std::string_view sender) const {
     if (anonymous_) return true;
     const std::string wanted = util::lower(sender);
-    return std::find(senders_.begin(), senders_.end(), wanted) != senders_.end();
+    for (const std::string& s : senders_) {
+        const auto colon = s.find(':');
+        if (colon == std::string::npos) {
+            if (s == wanted) return true;  // on every chain
+        } else if (std::string_view(s).substr(0, colon) == chain &&
+                   std::string_view(s).substr(colon + 1) == wanted) {
+            return true;
+        }
+    }
+    return false;
 }
 
 std::optional<std::string> Client::method_refusal(std::string_view method) const {

@@ -8,6 +8,7 @@
 #include "jose.hpp"
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -45,6 +46,13 @@ public:
     }
 
     bool has(std::string_view kid) const override { return snapshot()->contains(kid); }
+
+    std::shared_ptr<const void> key_handle(std::string_view kid) const override {
+        const auto keys = snapshot();
+        const auto it = keys->find(kid);
+        if (it == keys->end()) return nullptr;
+        return it->second.key;
+    }
 
 protected:
     std::shared_ptr<const detail::KeyMap> snapshot() const {
@@ -183,6 +191,12 @@ private:
     }
 
     void take(detail::Jwks jwks) {
+        // A key fetched again unchanged keeps its handle, so the tokens cached with it stay.
+        const auto before = snapshot();
+        for (auto& [kid, key] : jwks.keys)
+            if (auto it = before->find(kid); it != before->end() && it->second.type == key.type &&
+                                             EVP_PKEY_eq(it->second.key.get(), key.key.get()) == 1)
+                key.key = it->second.key;
         const std::string kids = kid_list(jwks.keys);
         const std::size_t count = jwks.keys.size();
         // An empty set is an answer too: the service revoked every key.

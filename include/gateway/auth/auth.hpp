@@ -41,13 +41,14 @@ public:
     /// A configured client's id, or "jwt:<sub>" for a token's client, or "anonymous".
     const std::string& id() const { return id_; }
     /// The client as a metric label, from a bounded set: a configured client's id, "anonymous",
-    /// "jwt:<sub>" for the first 100 subs an Authenticator has seen, then "jwt:other".
+    /// or "jwt" for every token client (a sub may be personal; /metrics is open to scrapers).
     const std::string& label() const { return label_; }
     /// No auth is configured: the listener is trusted (loopback only), every managed sender may
     /// be used.
     bool anonymous() const { return anonymous_; }
-    /// Whether this client may use a managed sender (lowercase or mixed-case 0x address).
-    bool may_send_from(std::string_view sender) const;
+    /// Whether this client may use a managed sender (any case) on a chain. A listed sender is
+    /// an address (on every chain that manages it) or "<chain>:<address>" (on that chain only).
+    bool may_send_from(std::string_view chain, std::string_view sender) const;
     /// Empty when the client may call the method; else why not, naming the client.
     std::optional<std::string> method_refusal(std::string_view method) const;
     /// The managed senders it lists (lowercase).
@@ -97,9 +98,13 @@ public:
     /// A kid was not found: fetch again now unless the last fetch started less than
     /// `min_refetch` ago. Completes when that fetch is done (or at once); true when it ran.
     virtual boost::asio::awaitable<bool> refetch_for_unknown_kid() = 0;
-    /// Whether the set holds a kid now (for the token cache: tokens of a kid the set dropped
-    /// are not served from the cache any longer).
+    /// Whether the set holds a kid now.
     virtual bool has(std::string_view kid) const = 0;
+    /// The key the set holds under a kid now (null when none), as a handle for the token cache:
+    /// the same handle while that key stays; another once the kid names another key (the
+    /// service rotated under the same kid) or none. A handle held keeps its key alive, so two
+    /// keys never share one.
+    virtual std::shared_ptr<const void> key_handle(std::string_view kid) const = 0;
 };
 
 /// Fetches auth.jwt.jwks_url with GET over HTTP(S) (its ca_file honoured). `min_refetch`: 30 s
