@@ -161,8 +161,9 @@ Attempt classify(const HttpResult& r, std::uint64_t id) {
         a.maybe_delivered = r.maybe_delivered;
         // Slowness and oversized answers belong to the call as much as to the node: the
         // probes (health.timeout_ms) judge slowness, so one heavy call cannot take a node down.
-        a.node_fault =
-            r.error != TransportError::timeout && r.error != TransportError::response_too_large;
+        a.node_fault = r.error != TransportError::timeout &&
+                       r.error != TransportError::response_too_large &&
+                       r.error != TransportError::over_budget;
         return a;
     }
     auto reply = jsonrpc::parse_reply(r.body, id);

@@ -47,6 +47,7 @@ std::string_view to_string(TransportError error) {
         case TransportError::response_too_large: return "response_too_large";
         case TransportError::bad_http: return "bad_http";
         case TransportError::cancelled: return "cancelled";
+        case TransportError::over_budget: return "over_budget";
     }
     return "unknown";
 }
@@ -126,6 +127,26 @@ struct Connection {
 };
 
 constexpr std::size_t kReadChunk = 16 * 1024;
+
+// An answer's bytes counted against a request's budget while it is read, given back at the end
+// (its caller counts the whole answer then).
+struct Counted {
+    explicit Counted(AnswerBudget* b) : budget(b) {}
+    AnswerBudget* budget;
+    std::size_t bytes = 0;
+    // Counts the answer as `size` bytes now; false once the budget is spent.
+    bool grow_to(std::size_t size) {
+        if (size > bytes) {
+            budget->used += size - bytes;
+            bytes = size;
+        }
+        if (budget->used > budget->limit) budget->spent = true;
+        return !budget->spent;
+    }
+    ~Counted() { budget->used -= std::min(budget->used, bytes); }
+    Counted(const Counted&) = delete;
+    Counted& operator=(const Counted&) = delete;
+};
 
 // Whether handlers on this executor never run at the same time (a strand).
 bool serialized(const asio::any_io_executor& ex) {
@@ -223,10 +244,13 @@ private:
         }
         HttpResult result;
         if (in_place) {
-            result = co_await exchange(conn, ex, body, options.deadline, stale);
+            result = co_await exchange(conn, ex, body, options.deadline, stale, options.budget);
         } else {
-            result = co_await asio::co_spawn(ex, exchange(conn, ex, body, options.deadline, stale),
-                                             asio::use_awaitable);
+            // On another strand than the caller's: a budget the caller's strand keeps is not ours
+            // to touch.
+            result = co_await asio::co_spawn(
+                ex, exchange(conn, ex, body, options.deadline, stale, nullptr),
+                asio::use_awaitable);
         }
         if (options.cancel) {
             // Once the action is cleared, a signal that has not fired yet never touches this
@@ -326,7 +350,7 @@ private:
 
     template <class Stream>
     asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
-                                           bool& stale) {
+                                           bool& stale, AnswerBudget* budget) {
         // The head is fixed but for the length: written as is, with the body, in one gather write.
         char length[24];
         auto [end, lec] = std::to_chars(length, length + sizeof length, body.size());
@@ -354,7 +378,31 @@ private:
         bhttp::response_parser<bhttp::string_body> parser;
         parser.body_limit(max_response_);
         parser.header_limit(64 * 1024);
-        auto [rec, rn] = co_await bhttp::async_read(stream, c.buffer, parser, use_nothrow);
+        error_code rec;
+        bool over_budget = false;
+        if (!budget) {
+            std::tie(rec, std::ignore) =
+                co_await bhttp::async_read(stream, c.buffer, parser, use_nothrow);
+        } else {
+            // Read piece by piece so that the budget sees the answer grow (and its announced
+            // length at once: the body is reserved to it).
+            Counted counted{budget};
+            std::tie(rec, std::ignore) =
+                co_await bhttp::async_read_header(stream, c.buffer, parser, use_nothrow);
+            const std::size_t announced =
+                !rec ? static_cast<std::size_t>(parser.content_length().value_or(0)) : 0;
+            over_budget = !rec && !counted.grow_to(announced);
+            while (!rec && !over_budget && !parser.is_done()) {
+                std::tie(rec, std::ignore) =
+                    co_await bhttp::async_read_some(stream, c.buffer, parser, use_nothrow);
+                over_budget = !counted.grow_to(std::max(announced, parser.get().body().size()));
+            }
+        }
+        if (over_budget) {
+            c.connected = false;  // the rest of the answer is still on its way
+            co_return failure(TransportError::over_budget,
+                              "the answers of this request passed their limit", true);
+        }
         if (rec) {
             c.connected = false;
             if (c.timed_out)
@@ -396,7 +444,7 @@ private:
     asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
                                          const std::string& body,
                                          std::chrono::steady_clock::time_point deadline,
-                                         bool& stale) {
+                                         bool& stale, AnswerBudget* budget) {
         Connection& c = *conn;
         stale = false;
         if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);
@@ -414,9 +462,9 @@ private:
         if (!c.connected) result = co_await connect(c);
         if (result.ok()) {
             if (tls_) {
-                result = co_await round_trip(*c.tls, c, body, stale);
+                result = co_await round_trip(*c.tls, c, body, stale, budget);
             } else {
-                result = co_await round_trip(*c.plain, c, body, stale);
+                result = co_await round_trip(*c.plain, c, body, stale, budget);
             }
         }
         // A timer that can no longer be cancelled has fired or is about to: its handler closes

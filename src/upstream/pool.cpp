@@ -360,7 +360,8 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
     const bool uses_filter = method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
                              method == "eth_uninstallFilter";
     const Upstream* home = uses_filter ? filter_home(params) : nullptr;
-    Forwarded f = co_await forward_one(method, std::move(params), need, write, deadline, home);
+    Forwarded f =
+        co_await forward_one(method, std::move(params), need, write, deadline, home, budget);
 
     if ((method == "eth_newFilter" || method == "eth_newBlockFilter" ||
          method == "eth_newPendingTransactionFilter") &&
@@ -401,7 +402,7 @@ std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked)
 }
 
 asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_batch(
-    std::vector<BatchCall> calls, Clock::time_point deadline) {
+    std::vector<BatchCall> calls, Clock::time_point deadline, AnswerBudget* budget) {
     // The newest block any of them needs decides who can answer them all.
     BlockNeed need{BlockNeed::Kind::none};
     for (const auto& c : calls) {
@@ -438,7 +439,8 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     }
     body.push_back(']');
     const auto t0 = Clock::now();
-    PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
+    PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr,
+                        budget};
     HttpResult r = co_await u->client().post(std::move(body), options);
     u->release();
     std::optional<std::vector<jsonrpc::BatchElement>> elements;
@@ -564,8 +566,8 @@ const Upstream* ChainPool::filter_home(const json::value& params) {
 
 asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::value params,
                                                   BlockNeed need, bool write,
-                                                  Clock::time_point deadline,
-                                                  const Upstream* only) {
+                                                  Clock::time_point deadline, const Upstream* only,
+                                                  AnswerBudget* budget) {
     Forwarded out;
     std::vector<Ranked> ranked = rank(need);
     if (only) {
@@ -647,7 +649,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             auto cancel = std::make_shared<CancelSignal>();
             running.push_back(cancel);
             PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), !write,
-                                cancel};
+                                cancel, budget};
             if (!hedging) {
                 inline_attempt =
                     Inline{u, jsonrpc::upstream_request(id, method, params), options, id};
@@ -729,6 +731,17 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             co_return out;
         }
         if (a.label == to_string(TransportError::cancelled)) continue;
+        if (a.label == to_string(TransportError::over_budget)) {
+            // The request's answers passed their limit: no node would answer this one smaller.
+            cancel_all();
+            out.outcome = Forwarded::Outcome::answered;
+            out.reply.error = jsonrpc::Error(
+                jsonrpc::ErrorCode::limit_exceeded,
+                fmt::format("batch answer too large: over {} bytes with this call's answer "
+                            "(server.max_batch_response_bytes); split the batch",
+                            budget ? budget->limit : 0));
+            co_return out;
+        }
         if (metrics_) metrics_->count_failover(config_.name, u->id(), a.label);
         if (write && a.maybe_delivered) {
             // Sending it to another node could execute it twice; only its hash can tell.
@@ -857,9 +870,9 @@ asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::valu
             // (A named array: GCC 12 miscompiles a braced json::array inside a coroutine.)
             json::array part_params;
             part_params.push_back(std::move(part));
-            Forwarded r =
-                co_await self->forward_one("eth_getLogs", std::move(part_params),
-                                           BlockNeed{BlockNeed::Kind::number, end}, false, dl);
+            Forwarded r = co_await self->forward_one("eth_getLogs", std::move(part_params),
+                                                     BlockNeed{BlockNeed::Kind::number, end}, false,
+                                                     dl, nullptr, budget);
             if (s->failure) co_return;
             if (r.outcome != Forwarded::Outcome::answered || r.reply.is_error()) {
                 s->failure = std::move(r);  // one part failed: the whole request fails
@@ -887,6 +900,7 @@ asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::valu
                 co_return;
             }
             if (budget && budget->used > budget->limit) {
+                budget->spent = true;
                 Forwarded refused;
                 refused.outcome = Forwarded::Outcome::answered;
                 refused.reply.error = jsonrpc::Error(

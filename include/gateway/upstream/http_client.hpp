@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,7 @@ enum class TransportError {
     response_too_large,  ///< the response exceeded max_response_bytes
     bad_http,            ///< the response was not valid HTTP
     cancelled,           ///< the caller gave up on it (a hedged read that another node won)
+    over_budget,         ///< the answer passed what the client's request may still hold
 };
 
 /// A short label, usable as a metric label value: "connect_failed", "timeout", ...
@@ -61,12 +63,26 @@ private:
     std::function<void()> action_;
 };
 
+/// What the answers of one client request may still grow to: the calls of a batch share it, so
+/// that their answers together stay within server.max_batch_response_bytes while they arrive,
+/// not only once they are whole. Touched only on the request's strand.
+struct AnswerBudget {
+    std::size_t used = 0;  ///< answers held, and bytes of answers being read
+    std::size_t limit = std::numeric_limits<std::size_t>::max();
+    bool spent = false;  ///< an answer passed the limit: the calls not started yet are not sent
+};
+
 struct PostOptions {
     std::chrono::steady_clock::time_point deadline;  ///< the whole attempt, connect included
     /// A request that is safe to send twice. Only such a request is re-sent on a fresh connection
     /// when a pooled connection turns out to have been closed by the upstream.
     bool idempotent = true;
     std::shared_ptr<CancelSignal> cancel;  ///< optional
+    /// Optional: the answer's bytes count against it while they arrive (its announced length as
+    /// soon as the head is in), and are given back when the post ends; once it is spent the post
+    /// ends with TransportError::over_budget. Honoured when the caller is on a strand (the
+    /// exchange then runs in place, where the budget lives).
+    AnswerBudget* budget = nullptr;
 };
 
 /// Thread-safe: any number of posts may run at once, each on its own connection.

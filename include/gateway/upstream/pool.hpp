@@ -41,14 +41,6 @@ struct Forwarded {
     std::string upstream;  ///< the node(s) that answered, comma-separated
 };
 
-/// What the answers of one client request may still grow to: the parts of a split eth_getLogs
-/// count as they arrive, so one call cannot hold more than the request's limit in memory. The
-/// calls of one batch share it, on one strand.
-struct AnswerBudget {
-    std::size_t used = 0;
-    std::size_t limit = std::numeric_limits<std::size_t>::max();
-};
-
 /// What one upstream did with a broadcast call.
 struct Delivery {
     std::string upstream;
@@ -83,8 +75,10 @@ public:
     /// at most failover.max_attempts attempts with backoff; a slow read hedged after
     /// failover.hedge_after_ms; a write sent to another node only when the first certainly did
     /// not get it. eth_getLogs over max_logs_range is split (at most logs.max_parts parts; its
-    /// answer bounded by the serving upstreams' max_response_bytes and by `budget`). Never
-    /// throws; gives up at `deadline`. Must be awaited on a strand (the caller's connection).
+    /// answer bounded by the serving upstreams' max_response_bytes). Answers count against
+    /// `budget` while they arrive: once it is spent the call is answered -32005, not sent on.
+    /// Never throws; gives up at `deadline`. Must be awaited on a strand (the caller's
+    /// connection).
     boost::asio::awaitable<Forwarded> forward(std::string method, boost::json::value params,
                                               bool write,
                                               std::chrono::steady_clock::time_point deadline,
@@ -105,9 +99,11 @@ public:
     /// at most its max_batch_size of them (the first ones). nullopt when that cannot be done now
     /// (no such upstream admits a call, a transport failure, an answer that is not a batch):
     /// the caller sends the calls one by one, which fail over as usual. An upstream whose answer
-    /// to a batch is not a batch gets no more batches. Never throws.
+    /// to a batch is not a batch gets no more batches. The answer counts against `budget` while
+    /// it arrives. Never throws.
     boost::asio::awaitable<std::optional<BatchForwarded>> forward_batch(
-        std::vector<BatchCall> calls, std::chrono::steady_clock::time_point deadline);
+        std::vector<BatchCall> calls, std::chrono::steady_clock::time_point deadline,
+        AnswerBudget* budget = nullptr);
 
     /// Sends one call to up to `fanout` usable upstreams at once (tier and score order, one attempt
     /// each; down or open upstreams only when nothing else is there) and returns what each did.
@@ -145,7 +141,8 @@ private:
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
                                                   rpc::BlockNeed need, bool write,
                                                   std::chrono::steady_clock::time_point deadline,
-                                                  const Upstream* only = nullptr);
+                                                  const Upstream* only = nullptr,
+                                                  AnswerBudget* budget = nullptr);
     // Filters live on the node that made them: eth_getFilterChanges and friends go there.
     void remember_filter(const std::string& filter_id, const std::string& upstream_id);
     const Upstream* filter_home(const boost::json::value& params);
