@@ -182,7 +182,8 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
                                          util::SteadyClock::instance());
     g.authenticator = std::make_unique<auth::Authenticator>(config.auth, g.jwks, &g.metrics);
     bool managed_senders = false;
-    for (const auto& chain : config.chains) managed_senders = managed_senders || !chain.accounts.empty();
+    for (const auto& chain : config.chains)
+        managed_senders = managed_senders || !chain.accounts.empty();
     if (!g.authenticator->required() && managed_senders)
         spdlog::warn(
             "no auth configured: anyone who can reach {} may send from the managed senders "
@@ -231,6 +232,10 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
                         rpc::kStaleHeader, rpc::kDataAgeHeader, rpc::kReplacedByHeader})
         rpc_options.cors_expose_headers.emplace_back(header);
     rpc_options.tls = s.tls;
+    // Credentials are checked on the head: a stranger's body is never read.
+    rpc_options.head_check = [h = g.rpc_handler.get()](http::Request& r) {
+        return h->check_head(r);
+    };
     g.rpc = http::make_listener(
         g.ioc, std::move(rpc_options),
         [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics,

@@ -691,9 +691,23 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
             client.keys = read_secrets(r, c, p, "key", client.key_env, client.key_file);
             if_set(c, "senders", [&](auto& s) {
                 if (!s.IsSequence()) r.fail(s, p + ".senders", "must be a list of addresses");
-                for (std::size_t j = 0; j < s.size(); ++j)
-                    client.senders.push_back(
-                        read_address(r, s[j], fmt::format("{}.senders[{}]", p, j)));
+                for (std::size_t j = 0; j < s.size(); ++j) {
+                    const std::string sp = fmt::format("{}.senders[{}]", p, j);
+                    // "<chain>:<address>": on that chain only; an address alone: on every chain.
+                    const std::string text = r.scalar(s[j], sp);
+                    const auto colon = text.find(':');
+                    std::string sender;
+                    if (colon != std::string::npos) sender = text.substr(0, colon + 1);
+                    YAML::Node address(text.substr(colon == std::string::npos ? 0 : colon + 1));
+                    try {
+                        sender += read_address(r, address, sp);
+                    } catch (const ConfigError&) {
+                        r.fail(s[j], sp,
+                               fmt::format("'{}' is not an address or <chain>:<address>",
+                                           text.substr(0, 120)));
+                    }
+                    client.senders.push_back(std::move(sender));
+                }
             });
             if_set(c, "methods",
                    [&](auto& m) { client.methods = read_method_patterns(r, m, p + ".methods"); });
@@ -722,6 +736,16 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
         auto url = boost::urls::parse_absolute_uri(t.jwks_url);
         if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty())
             r.fail(j["jwks_url"], p + ".jwks_url", "must be an http:// or https:// URL");
+        // Whoever can change the keys on their way can issue tokens for any sender: plain HTTP
+        // only to this host.
+        if (url->scheme() == "http") {
+            boost::system::error_code ec;
+            const auto host = boost::asio::ip::make_address(url->host_address(), ec);
+            if ((ec || !host.is_loopback()) && url->host_address() != "localhost")
+                r.fail(j["jwks_url"], p + ".jwks_url",
+                       "must be https:// (plain http only to a loopback address): whoever can "
+                       "change the keys on the way can issue tokens");
+        }
         t.issuer = r.scalar(j["issuer"], p + ".issuer");
         t.audience = r.scalar(j["audience"], p + ".audience");
         if (t.issuer.empty() || t.audience.empty())
@@ -783,12 +807,25 @@ void check_exposure(const Reader& r, const YAML::Node& root, const Config& c) {
                            "Set auth.admin.token_env (or token_file), or listen on 127.0.0.1",
                            c.server.admin_listen.to_string()));
     for (std::size_t i = 0; i < c.auth.clients.size(); ++i)
-        for (std::size_t j = 0; j < c.auth.clients[i].senders.size(); ++j)
-            if (!managed.count(c.auth.clients[i].senders[j]))
+        for (std::size_t j = 0; j < c.auth.clients[i].senders.size(); ++j) {
+            const std::string& sender = c.auth.clients[i].senders[j];
+            const auto colon = sender.find(':');
+            const bool known =
+                colon == std::string::npos
+                    ? managed.count(sender) > 0
+                    : std::any_of(c.chains.begin(), c.chains.end(), [&](const ChainConfig& chain) {
+                          return chain.name == sender.substr(0, colon) &&
+                                 std::any_of(chain.accounts.begin(), chain.accounts.end(),
+                                             [&](const AccountConfig& a) {
+                                                 return a.address == sender.substr(colon + 1);
+                                             });
+                      });
+            if (!known)
                 r.fail(root["auth"]["clients"][i]["senders"][j],
                        fmt::format("auth.clients[{}].senders[{}]", i, j),
-                       fmt::format("{} is not a managed sender of any chain (chains[].accounts)",
-                                   c.auth.clients[i].senders[j]));
+                       fmt::format("{} is not a managed sender of {} (chains[].accounts)", sender,
+                                   colon == std::string::npos ? "any chain" : "that chain"));
+        }
 }
 
 }  // namespace

@@ -81,6 +81,7 @@ constexpr auto kMethods = std::to_array<Method>({
     {"eth_sendRawTransactionConditional", write, kHead},
     {"eth_sendRawTransactionSync", write, kHead},
     {"eth_sendTransaction", write, kHead},
+    {"eth_sendTransactionSync", write, kHead},
     {"eth_sign", read, kNoState},
     {"eth_signTransaction", read, kNoState},
     {"eth_signTypedData_v4", read, kNoState},
@@ -174,11 +175,18 @@ std::optional<std::string> unserved_reason(std::string_view method) {
                                                                 "eth_cancelPrivateTransaction",
                                                                 "eth_sendBundle",
                                                                 "mev_sendBundle"};
-    if (std::find(kNodeSigning.begin(), kNodeSigning.end(), method) != kNodeSigning.end())
+    // A node's own accounts, whatever the method: personal_* (unlock, sign, send), wallet_*
+    // (EIP-3326 and kin), and dev nodes' impersonation, which lets any address send.
+    const bool node_accounts = method.starts_with("personal_") || method.starts_with("wallet_") ||
+                               method.ends_with("_impersonateAccount") ||
+                               method.ends_with("_autoImpersonateAccount") ||
+                               method == "eth_sendUnsignedTransaction";
+    if (node_accounts ||
+        std::find(kNodeSigning.begin(), kNodeSigning.end(), method) != kNodeSigning.end())
         return fmt::format(
-            "{} is not served: a node would sign with its own unlocked accounts for anyone who "
-            "asks. Sign in the client, or use eth_sendTransaction from a managed sender "
-            "(eth_accounts lists the ones you may use)",
+            "{} is not served: a node would use its own accounts (unlocked or impersonated) for "
+            "anyone who asks. Sign in the client, or use eth_sendTransaction from a managed "
+            "sender (eth_accounts lists the ones you may use)",
             method);
     if (std::find(kAroundTheJournal.begin(), kAroundTheJournal.end(), method) !=
         kAroundTheJournal.end())

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <variant>
 
 namespace gateway::rpc {
 
@@ -76,6 +77,29 @@ std::optional<std::string_view> owner_of(const auth::Client& client) {
 // The id a transaction is recorded under: "" without auth.
 std::string recorded_client(const auth::Client& client) {
     return client.anonymous() ? std::string() : client.id();
+}
+
+// The second parameter of eth_sendRawTransactionSync and eth_sendTransactionSync (EIP-7966): a
+// timeout in milliseconds. nullopt when the params are not [x] or [x, timeout]; an empty timeout
+// when there is none.
+std::optional<std::optional<std::uint64_t>> sync_params(const json::value& params) {
+    const json::array* p = params.if_array();
+    if (!p || p->empty() || p->size() > 2) return std::nullopt;
+    if (p->size() == 1) return std::optional<std::uint64_t>();
+    const json::value& t = p->at(1);
+    std::optional<std::uint64_t> ms;
+    if (const auto* n = t.if_int64(); n && *n > 0) ms = static_cast<std::uint64_t>(*n);
+    if (const auto* n = t.if_uint64()) ms = *n;
+    if (const auto* text = t.if_string()) ms = parse_quantity(*text);
+    if (!ms || *ms == 0) return std::nullopt;
+    return ms;
+}
+
+// The call with its first parameter only (the Sync variants' timeout taken off).
+json::array first_param(const json::value& params) {
+    json::array out;
+    out.push_back(params.as_array().front());
+    return out;
 }
 
 // The `from` of a transaction object (eth_sendTransaction's first parameter), when it is a string.
@@ -145,13 +169,15 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     if (!refusal) refusal = chain.methods().refusal(call.method);
     if (!refusal) refusal = client.method_refusal(call.method);
     std::optional<std::string_view> sender;
-    if (call.method == "eth_sendTransaction" || call.method == "gateway_sendTransaction")
-        sender = sender_param(call.params);
+    const bool managed_send = call.method == "eth_sendTransaction" ||
+                              call.method == "gateway_sendTransaction" ||
+                              call.method == "eth_sendTransactionSync";
+    if (managed_send) sender = sender_param(call.params);
     if (refusal) {
         outcome = "denied";
         out.response = jsonrpc::error_response(
             call.id, jsonrpc::Error(jsonrpc::ErrorCode::method_not_found, std::move(*refusal)));
-    } else if (sender && !client.may_send_from(*sender)) {
+    } else if (sender && !client.may_send_from(chain_name, *sender)) {
         outcome = "denied";
         out.response = jsonrpc::error_response(
             call.id, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized,
@@ -164,7 +190,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
         json::array accounts;
         for (const auto& a : chain.config().accounts)
             if (auto bytes = eth::from_hex(a.address);
-                bytes && bytes->size() == 20 && client.may_send_from(a.address)) {
+                bytes && bytes->size() == 20 && client.may_send_from(chain_name, a.address)) {
                 eth::Address address;
                 std::copy(bytes->begin(), bytes->end(), address.begin());
                 accounts.emplace_back(eth::to_checksum_address(address));
@@ -174,7 +200,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
         // eth_chainId: the configured chain id, which the health probes hold every upstream to.
         out.response =
             jsonrpc::result_response(call.id, fmt::format("\"0x{:x}\"", chain.config().chain_id));
-    } else if (call.method == "eth_sendTransaction" || call.method == "gateway_sendTransaction") {
+    } else if (managed_send) {
         // Managed senders only: the gateway builds and signs; never forwarded to a node.
         if (!route.managed) {
             outcome = "rpc_error";
@@ -185,16 +211,32 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
                                                             chain_name)));
         } else {
             const std::string key(idempotency_key);
-            const bool wait = call.method == "eth_sendTransaction";
+            const bool sync = call.method == "eth_sendTransactionSync";
+            const bool wait = call.method != "gateway_sendTransaction";
             const auto deadline = t0 + server_.request_timeout;
-            txm::ManagedReply r = co_await route.managed->send(call.params, key, wait, deadline,
-                                                               recorded_client(client));
+            const auto timeout = sync ? sync_params(call.params) : std::nullopt;
+            txm::ManagedReply r;
+            if (sync && !timeout) {
+                r.reply = jsonrpc::Reply::failure(
+                    jsonrpc::Error(jsonrpc::ErrorCode::invalid_params,
+                                   "eth_sendTransactionSync takes the transaction object and "
+                                   "optionally a timeout in milliseconds"));
+            } else {
+                // Named, not temporaries in the co_await: GCC 12 destroys those twice.
+                json::value params = call.params;
+                if (sync) params = first_param(call.params);
+                std::string sender_client = recorded_client(client);
+                r = co_await route.managed->send(params, key, wait, deadline,
+                                                 std::move(sender_client));
+            }
             out.queued = r.queued;
             out.store_failed = r.store_failed;
             if (r.store_failed) outcome = "unavailable";
             if (r.reply.is_error()) {
                 if (!r.store_failed) outcome = "rpc_error";
                 out.response = jsonrpc::error_response(call.id, r.reply.error);
+            } else if (sync) {
+                co_await await_receipt(route, call, *r.reply.result, *timeout, t0, out, outcome);
             } else {
                 out.response = jsonrpc::result_response(call.id, *r.reply.result);
             }
@@ -214,7 +256,8 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     } else if (route.txm && call.method == "eth_sendRawTransactionSync") {
         co_await send_sync(route, call, client, out, outcome, t0);
     } else if (route.txm && call.method == "eth_sendRawTransaction") {
-        txm::SubmitResult r = co_await route.txm->submit(call.params, recorded_client(client));
+        std::string sender_client = recorded_client(client);
+        txm::SubmitResult r = co_await route.txm->submit(call.params, std::move(sender_client));
         out.queued = r.queued;
         out.store_failed = r.store_failed;
         out.upstream = std::move(r.upstream);
@@ -226,7 +269,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
             out.response = jsonrpc::result_response(call.id, *r.reply->result);
         }
     } else {
-        co_await forward(route, call, out, outcome, t0, budget);
+        co_await forward(route, call, client, out, outcome, t0, budget);
     }
     // A call that may have changed state: answers tied to the head are not given again.
     if (route.cache && kind == MethodKind::write) route.cache->note_write();
@@ -244,19 +287,12 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route
     co_return out;
 }
 
-// eth_sendRawTransactionSync (EIP-7966): the journal's intake, as eth_sendRawTransaction, then the
-// receipt once the transaction is mined; when it is not mined in time, error 4 with the hash.
+// eth_sendRawTransactionSync: the journal's intake, as eth_sendRawTransaction; then the receipt.
 asio::awaitable<void> RpcHandler::send_sync(const ChainRoute& route, const jsonrpc::Call& call,
                                             const auth::Client& client, Outcome& out,
                                             std::string_view& outcome, Clock::time_point t0) {
-    const json::array* p = call.params.if_array();
-    std::optional<std::uint64_t> wait_ms;  // the client's own timeout, in milliseconds
-    if (p && p->size() == 2) {
-        if (const auto* n = p->at(1).if_int64(); n && *n > 0) wait_ms = *n;
-        if (const auto* n = p->at(1).if_uint64()) wait_ms = *n;
-        if (const auto* t = p->at(1).if_string()) wait_ms = parse_quantity(*t);
-    }
-    if (!p || p->empty() || p->size() > 2 || (p->size() == 2 && !wait_ms)) {
+    const auto timeout = sync_params(call.params);
+    if (!timeout) {
         outcome = "rpc_error";
         out.response = jsonrpc::error_response(
             call.id, jsonrpc::Error(jsonrpc::ErrorCode::invalid_params,
@@ -264,9 +300,9 @@ asio::awaitable<void> RpcHandler::send_sync(const ChainRoute& route, const jsonr
                                     "optionally a timeout in milliseconds"));
         co_return;
     }
-    json::array raw_only;
-    raw_only.push_back(p->at(0));
-    txm::SubmitResult r = co_await route.txm->submit(raw_only, recorded_client(client));
+    const json::value raw = first_param(call.params);
+    std::string sender_client = recorded_client(client);
+    txm::SubmitResult r = co_await route.txm->submit(raw, std::move(sender_client));
     out.queued = r.queued;
     out.store_failed = r.store_failed;
     out.upstream = std::move(r.upstream);
@@ -277,18 +313,29 @@ asio::awaitable<void> RpcHandler::send_sync(const ChainRoute& route, const jsonr
             jsonrpc::error_response(call.id, r.reply ? r.reply->error : jsonrpc::Error());
         co_return;
     }
-    const std::string hash_json = *r.reply->result;
+    co_await await_receipt(route, call, *r.reply->result, *timeout, t0, out, outcome);
+}
+
+// The Sync variants' answer once their transaction is in the journal: its receipt when it is
+// mined within the client's timeout (at most server.request_timeout_ms), else error 4 with the
+// hash (EIP-7966); the gateway goes on with it either way.
+asio::awaitable<void> RpcHandler::await_receipt(const ChainRoute& route, const jsonrpc::Call& call,
+                                                std::string hash_json,
+                                                std::optional<std::uint64_t> timeout_ms,
+                                                Clock::time_point t0, Outcome& out,
+                                                std::string_view& outcome) {
     auto deadline = t0 + server_.request_timeout;
-    if (wait_ms)
+    if (timeout_ms)
         deadline = std::min(deadline, t0 + std::chrono::milliseconds(std::min<std::uint64_t>(
-                                               *wait_ms, 24ull * 3600 * 1000)));
+                                               *timeout_ms, 24ull * 3600 * 1000)));
     json::error_code ec;
     json::value hash = json::parse(hash_json, ec);
     asio::steady_timer pause(co_await asio::this_coro::executor);
-    // Receipts are asked for every 250 ms: a block is seconds apart on every chain worth the name.
+    // Named values, not braced temporaries: GCC 12 mishandles those inside coroutines.
     json::array receipt_params;
     receipt_params.push_back(hash);
     const std::string receipt_method = "eth_getTransactionReceipt";
+    // Receipts are asked for every 250 ms: blocks are seconds apart on every chain worth the name.
     while (!ec && Clock::now() < deadline) {
         upstream::Forwarded f =
             co_await route.pool->forward(receipt_method, receipt_params, false, deadline);
@@ -393,8 +440,9 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
 // nonces and are found by hash; reads are kept, served again while still true, and served stale
 // when no node can answer.
 asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc::Call& call,
-                                          Outcome& out, std::string_view& outcome,
-                                          Clock::time_point t0, upstream::AnswerBudget* budget) {
+                                          const auth::Client& client, Outcome& out,
+                                          std::string_view& outcome, Clock::time_point t0,
+                                          upstream::AnswerBudget* budget) {
     upstream::ChainPool& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
     upstream::Forwarded f = co_await fetch(route, call, out, t0, budget);
@@ -420,7 +468,7 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
             }
         } else if (call.method == "eth_getTransactionByHash" && first &&
                    (!answered || *f.reply.result == "null")) {
-            if (auto held = route.txm->pending_transaction_json(*first)) {
+            if (auto held = route.txm->pending_transaction_json(*first, owner_of(client))) {
                 f.outcome = upstream::Forwarded::Outcome::answered;
                 f.reply.result = std::move(*held);
             }
@@ -547,7 +595,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     }
     if (calls.size() < 2) co_return;  // one call gains nothing from a batch
     std::optional<upstream::ChainPool::BatchForwarded> r =
-        co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout);
+        co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout, &batch.budget);
     if (!r) co_return;
     for (std::size_t k = 0; k < index.size(); ++k) {
         if (!r->replies[k]) continue;
@@ -568,7 +616,7 @@ asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
         const std::size_t i = batch->next++;
         if (batch->done[i]) continue;
         const jsonrpc::Entry& entry = (*batch->entries)[i];
-        if (batch->budget.used > limit) {
+        if (batch->budget.used > limit || batch->budget.spent) {
             // Like geth's batch response limit: the calls left are answered with an error rather
             // than holding an unbounded answer in memory.
             const auto* call = std::get_if<jsonrpc::Call>(&entry);
@@ -587,51 +635,81 @@ asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
     }
 }
 
-asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
-    InFlight in_flight(metrics_);
+namespace {
 
-    // The path: "/" is the first chain, "/<name>" (with or without a trailing slash) a named one,
-    // "/<name>/<key>" a named one with the client's key (for wallets that cannot set headers).
+// A request's path: "/" is the first chain, "/<name>" (with or without a trailing slash) a named
+// one, "/<name>/<key>" a named one with the client's key (for wallets that cannot set headers).
+struct Target {
+    bool root = false;
+    std::string_view chain;
+    std::string_view key;
+};
+
+Target target_of(const http::Request& request) {
     std::string_view path = request.path();
     if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
-    std::string_view chain_name = path.empty() ? path : path.substr(1);
-    std::string_view path_key;
-    if (const auto slash = chain_name.find('/'); slash != std::string_view::npos) {
-        path_key = chain_name.substr(slash + 1);
-        chain_name = chain_name.substr(0, slash);
+    Target t;
+    t.root = path == "/" || path.empty();
+    t.chain = path.empty() ? path : path.substr(1);
+    if (const auto slash = t.chain.find('/'); slash != std::string_view::npos) {
+        t.key = t.chain.substr(slash + 1);
+        t.chain = t.chain.substr(0, slash);
     }
+    return t;
+}
+
+}  // namespace
+
+// The caller, from its key or token; a 401 when there is none or it is not valid.
+asio::awaitable<std::variant<std::shared_ptr<const auth::Client>, http::Response>>
+RpcHandler::identify(const http::Request& request) {
+    using Identity = std::variant<std::shared_ptr<const auth::Client>, http::Response>;
+    if (!auth_.required()) co_return Identity(auth_.anonymous());
+    if (request.principal)  // the head check did it
+        co_return Identity(std::static_pointer_cast<const auth::Client>(request.principal));
+    std::string_view credential = auth::bearer_token(request.header("authorization"));
+    if (credential.empty()) credential = target_of(request).key;
+    auth::Verdict verdict = co_await auth_.authenticate(credential);
+    if (verdict.outcome == auth::Outcome::ok) co_return Identity(std::move(verdict.client));
+    http::Response r = error_reply(
+        401, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, std::move(verdict.message)));
+    r.headers.emplace_back("WWW-Authenticate",
+                           verdict.outcome == auth::Outcome::missing
+                               ? "Bearer realm=\"chain-gateway\""
+                               : "Bearer realm=\"chain-gateway\", error=\"invalid_token\"");
+    co_return Identity(std::move(r));
+}
+
+asio::awaitable<std::optional<http::Response>> RpcHandler::check_head(http::Request& request) {
+    auto identity = co_await identify(request);
+    if (auto* refused = std::get_if<http::Response>(&identity)) co_return std::move(*refused);
+    request.principal = std::move(std::get<std::shared_ptr<const auth::Client>>(identity));
+    co_return std::nullopt;
+}
+
+asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
+    InFlight in_flight(metrics_);
+    const Target target = target_of(request);
 
     // Who is calling, before anything else is said: nothing about the chains to a stranger.
-    std::shared_ptr<const auth::Client> client = auth_.anonymous();
-    if (auth_.required()) {
-        std::string_view credential = auth::bearer_token(request.header("authorization"));
-        if (credential.empty()) credential = path_key;
-        auth::Verdict verdict = co_await auth_.authenticate(credential);
-        if (verdict.outcome != auth::Outcome::ok) {
-            http::Response r = error_reply(
-                401, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, std::move(verdict.message)));
-            r.headers.emplace_back("WWW-Authenticate",
-                                   verdict.outcome == auth::Outcome::missing
-                                       ? "Bearer realm=\"chain-gateway\""
-                                       : "Bearer realm=\"chain-gateway\", error=\"invalid_token\"");
-            co_return r;
-        }
-        client = std::move(verdict.client);
-    }
+    auto identity = co_await identify(request);
+    if (auto* refused = std::get_if<http::Response>(&identity)) co_return std::move(*refused);
+    const std::shared_ptr<const auth::Client> client =
+        std::move(std::get<std::shared_ptr<const auth::Client>>(identity));
     const ChainRoute* chain = nullptr;
-    if (path == "/" || path.empty()) {
+    if (target.root) {
         chain = &chains_.front();
-    } else if (path_key.empty() ||
-               auth_.required()) {  // without auth, "/<name>/<more>" is no chain
+    } else if (target.key.empty() || auth_.required()) {  // without auth, "/<name>/<more>" is none
         for (const auto& c : chains_)
-            if (chain_name == c.pool->config().name) chain = &c;
+            if (target.chain == c.pool->config().name) chain = &c;
     }
     if (!chain) {
         std::string names;
         for (const auto& c : chains_) names += (names.empty() ? "" : ", ") + c.pool->config().name;
         // The path is quoted only when it cannot be a key (keys have at least 16 characters).
-        std::string asked = "'" + std::string(chain_name) + "'";
-        if (!path_key.empty() || chain_name.size() >= 16) asked = "(not shown: it may hold a key)";
+        std::string asked = "'" + std::string(target.chain) + "'";
+        if (!target.key.empty() || target.chain.size() >= 16)
+            asked = "(not shown: it may hold a key)";
         co_return error_reply(
             404, jsonrpc::Error(jsonrpc::ErrorCode::resource_not_found,
                                 fmt::format("unknown chain path {}: this gateway serves {} (POST "

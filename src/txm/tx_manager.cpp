@@ -802,11 +802,12 @@ std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) c
     return next;
 }
 
-std::optional<std::string> TxManager::pending_transaction_json(std::string_view hash) const {
+std::optional<std::string> TxManager::pending_transaction_json(
+    std::string_view hash, std::optional<std::string_view> owner) const {
     const std::string key = util::lower(hash);
     std::lock_guard lock(mu_);
     auto it = by_hash_.find(key);
-    if (it == by_hash_.end()) return std::nullopt;
+    if (it == by_hash_.end() || (owner && it->second->rec.client != *owner)) return std::nullopt;
     const TxState st = it->second->rec.state;
     if (st != TxState::queued && st != TxState::broadcasting) return std::nullopt;
     return json::serialize(eth::to_rpc_json(it->second->tx));

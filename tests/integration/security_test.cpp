@@ -318,8 +318,10 @@ TEST(Security, IdleConnectionsByTheHundredAreBoundedAndANewClientIsServed) {
     const std::size_t before = open_fds(gw.process().pid());
     std::vector<std::unique_ptr<HttpConnection>> idle;
     for (int i = 0; i < 60; ++i) idle.push_back(std::make_unique<HttpConnection>(gw.port()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    EXPECT_LE(open_fds(gw.process().pid()), before + 20 + 2) << "fds bounded by max_connections";
+    // 60 sockets tried, 20 held: the few more are the gateway's own (upstream connections made
+    // since, an evicted connection's descriptor going a moment after its place is taken).
+    EXPECT_TRUE(wait_until([&] { return open_fds(gw.process().pid()) <= before + 20 + 8; }, 5s))
+        << open_fds(gw.process().pid()) << " descriptors, " << before << " before";
     Curl served = curl({"-H", "Content-Type: application/json", "--data",
                         R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})", gw.url()});
     EXPECT_EQ(served.status, 200);
@@ -415,6 +417,15 @@ TEST(Security, A2_TokensWorkFromCachedKeysWhileTheAuthServiceIsDownAndNewKeysAft
     // The authentication service goes down: tokens signed with the key already fetched go on,
     // new ones included; a key it never fetched is refused.
     auth.jwks.down();
+    const std::string metrics_url = fmt::format("http://127.0.0.1:{}/metrics", gw.admin_port());
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return curl({metrics_url})
+                       .body.find(R"(gateway_auth_jwks_fetches_total{outcome="failed"})") !=
+                   std::string::npos;
+        },
+        10s))
+        << "the gateway tried the service while it was down";
     EXPECT_EQ(with_token(gw, TokenService::token(auth.rsa, "carol", {}), kChainId).status, 200);
     EXPECT_EQ(with_token(gw, alice, kChainId).status, 200);
     EXPECT_EQ(with_token(gw, TokenService::token(auth.ec, "dave", {}), kChainId).status, 401);
@@ -427,11 +438,10 @@ TEST(Security, A2_TokensWorkFromCachedKeysWhileTheAuthServiceIsDownAndNewKeysAft
     EXPECT_TRUE(wait_until([&] { return with_token(gw, dave, kChainId).status == 200; }, 10s))
         << gw.process().output();
     EXPECT_EQ(with_token(gw, alice, kChainId).status, 401);
-    const std::string metrics =
-        curl({fmt::format("http://127.0.0.1:{}/metrics", gw.admin_port())}).body;
-    EXPECT_THAT(metrics, HasSubstr(R"(gateway_auth_jwks_fetches_total{outcome="failed"})"));
+    const std::string metrics = curl({metrics_url}).body;
     EXPECT_THAT(metrics, HasSubstr("gateway_auth_jwks_age_seconds"));
-    EXPECT_THAT(metrics, HasSubstr(R"(gateway_client_requests_total{client="jwt:alice")"));
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_client_requests_total{client="jwt")"));
+    EXPECT_THAT(metrics, Not(HasSubstr("alice"))) << "a sub is never a label";
     EXPECT_THAT(gw.process().output(), Not(HasSubstr(alice.substr(alice.rfind('.') + 1))));
 }
 

@@ -27,6 +27,7 @@ const std::string kBackendKey = "backend-key-0123456789abcdef";
 const std::string kBackendNewKey = "backend-key-rotated-000000000";
 const std::string kOpsKey = "ops-key-0123456789abcdef0000";
 const std::string kIndexerKey = "indexer-key-0123456789abcdef";
+const std::string kScopedKey = "scoped-key-0123456789abcdef0";
 const std::string kAdminToken = "admin-token-0123456789abcdef";
 // anvil's accounts 0 and 1, managed by the gateway in these tests.
 const std::string kSender0 = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
@@ -170,6 +171,117 @@ TEST_F(AuthGatewayTest, AClientUsesOnlyItsSendersAndItsMethods) {
     EXPECT_EQ(json::serialize(result_of(call(get, kOpsKey))), "null");
 }
 
+TEST_F(AuthGatewayTest, AStrangersBodyIsNeverRead) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    // A head announcing a megabyte, without a key: refused on the head, the body never awaited.
+    HttpConnection c(port());
+    c.send_raw("POST /devnet HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+               "Content-Length: 1000000\r\n\r\n{");
+    const std::string answer = c.read_until_close();
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 401"));
+    EXPECT_THAT(answer, HasSubstr("WWW-Authenticate: Bearer"));
+    EXPECT_THAT(answer, HasSubstr("Connection: close"));
+}
+
+TEST_F(AuthGatewayTest, TheSyncSendFollowsTheSameRulesAsTheOthers) {
+    FakeUpstream node(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_sendTransactionSync")
+                              return FakeReply::ok(R"({"status":"0x1"})");
+                          return std::nullopt;
+                      });
+    start_with_auth(node.url());
+    // eth_sendTransactionSync is the gateway's own, with the same sender check: never forwarded.
+    HttpReply r = call(
+        fmt::format(
+            R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendTransactionSync","params":[{{"from":"{}","to":"0x000000000000000000000000000000000000dEaD","value":"0x1"}}]}})",
+            kSender1),
+        kBackendKey);
+    EXPECT_EQ(error_of(r).at("code"), 4100);
+    r = call(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendTransactionSync","params":[{}, -5]})",
+             kBackendKey);
+    EXPECT_EQ(error_of(r).at("code"), -32602);
+    EXPECT_EQ(node.calls("eth_sendTransactionSync"), 0u);
+}
+
+TEST_F(AuthGatewayTest, ASenderNamedWithItsChainIsUsedOnThatChainOnly) {
+    FakeUpstream node;
+    start_with_auth(node.url(), [&](config::Config& c) {
+        config::ChainConfig second = c.chains[0];
+        second.name = "devnet2";
+        second.upstreams[0].id = "node-b";
+        c.chains.push_back(second);
+        c.auth.clients.push_back(config::ClientConfig{
+            .id = "scoped", .keys = {kScopedKey}, .senders = {"devnet:" + kSender0}});
+    });
+    const std::string accounts = R"({"jsonrpc":"2.0","id":1,"method":"eth_accounts"})";
+    EXPECT_EQ(json::serialize(result_of(call(accounts, kScopedKey, "/devnet"))),
+              R"(["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"])");
+    EXPECT_EQ(json::serialize(result_of(call(accounts, kScopedKey, "/devnet2"))), "[]");
+    EXPECT_TRUE(result_of(call(managed_send(kSender0), kScopedKey, "/devnet")).is_object());
+    HttpReply other = call(managed_send(kSender0), kScopedKey, "/devnet2");
+    EXPECT_EQ(error_of(other).at("code"), 4100);
+    // A bare address is every chain's.
+    EXPECT_TRUE(result_of(call(managed_send(kSender0), kBackendKey, "/devnet2")).is_object());
+}
+
+TEST_F(AuthGatewayTest, AHeldTransactionIsShownByHashToItsClientOnly) {
+    // No node takes it: the gateway holds it, QUEUED, and knows it by hash.
+    FakeUpstream node(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_sendRawTransaction") return FakeReply::http(503, "");
+                          return std::nullopt;
+                      });
+    start_with_auth(node.url());
+    const std::string raw = test::sign_legacy(test::kKey1, {.nonce = 0});
+    HttpReply sent = call(
+        fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{}"]}})",
+                    raw),
+        kBackendKey);
+    const std::string hash(result_of(sent).as_string());
+    const std::string by_hash = fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":["{}"]}})", hash);
+    EXPECT_EQ(result_of(call(by_hash, kBackendKey)).at("hash"), hash.c_str());
+    HttpReply other = call(by_hash, kOpsKey);
+    const json::object answer = json::parse(other.body).as_object();
+    EXPECT_TRUE(!answer.contains("result") || answer.at("result").is_null()) << other.body;
+}
+
+TEST_F(GatewayTest, ABatchsAnswersAreCountedWhileTheyArriveAndStayWithinItsLimit) {
+    // Eight calls at once, each answered with about 400 KB: counted only once whole, all eight
+    // would start with nothing counted and the answer would be 3.2 MB.
+    const std::string big = "\"0x" + std::string(400'000, 'a') + "\"";
+    FakeUpstream node(31337, test::on("eth_call", FakeReply::ok(big)));
+    start({node.url()}, [](config::Config& c) {
+        c.server.max_batch_response_bytes = 1'000'000;
+        c.server.batch_concurrency = 8;
+        c.chains[0].upstreams[0].max_batch_size = 0;  // one by one, in parallel
+    });
+    wait_ready();
+    std::string batch = "[";
+    for (int i = 0; i < 8; ++i)
+        batch += std::string(i ? "," : "") +
+                 fmt::format(
+                     R"({{"jsonrpc":"2.0","id":{},"method":"eth_call","params":[{{"to":"0x0000000000000000000000000000000000000001","data":"0x{:02x}"}},"latest"]}})",
+                     i, i);
+    batch += "]";
+    auto r = post(batch);
+    ASSERT_EQ(r.status, 200u) << r.body.substr(0, 300);
+    std::size_t answered = 0, refused = 0;
+    const json::value answers = json::parse(r.body);
+    for (const auto& a : answers.as_array()) {
+        if (a.as_object().contains("result")) ++answered;
+        if (a.as_object().contains("error")) {
+            ++refused;
+            EXPECT_EQ(a.at("error").at("code"), -32005);
+        }
+    }
+    EXPECT_EQ(answered + refused, 8u);
+    EXPECT_GE(refused, 5u);
+    EXPECT_LT(r.body.size(), 1'500'000u);
+}
+
 TEST_F(AuthGatewayTest, IdempotencyKeysBelongToTheirClient) {
     FakeUpstream node;
     start_with_auth(node.url());
@@ -232,7 +344,10 @@ TEST_F(GatewayTest, NodeSigningAndSendsAroundTheJournalAreNeverForwarded) {
     wait_ready();
     for (const char* m :
          {"eth_sign", "eth_signTransaction", "eth_signTypedData_v4", "personal_sign",
-          "eth_sendRawTransactionConditional", "eth_sendPrivateTransaction", "eth_sendBundle"}) {
+          "eth_sendRawTransactionConditional", "eth_sendPrivateTransaction", "eth_sendBundle",
+          "eth_sendUnsignedTransaction", "personal_sendTransaction", "personal_unlockAccount",
+          "wallet_sendCalls", "anvil_impersonateAccount", "hardhat_impersonateAccount",
+          "anvil_autoImpersonateAccount"}) {
         auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
         EXPECT_EQ(error_of(r).at("code"), -32601) << m;
         EXPECT_THAT(message_of(r), HasSubstr("is not served")) << m;

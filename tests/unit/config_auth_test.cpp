@@ -171,6 +171,36 @@ auth: {clients: [{id: b, key_env: K, senders: ["0x70997970C51812dc3A010C7d01b50e
                 HasSubstr("auth.admin.token_env: variable UNSET is not set"));
 }
 
+TEST(ConfigAuth, ASenderMayBeNamedWithItsChain) {
+    const std::map<std::string, std::string> env{{"HOT", "x"}, {"K", "a-good-key-0123456789"}};
+    const Config c = parse(R"(
+auth: {clients: [{id: b, key_env: K, senders: ["devnet:0x2C7536E3605D9C16a7a3D7b1898e529396a65c23"]}]}
+)" + kManagedChain,
+                           env);
+    EXPECT_EQ(c.auth.clients[0].senders,
+              std::vector<std::string>{std::string("devnet:") + kSender});
+    EXPECT_THAT(error_of(R"(
+auth: {clients: [{id: b, key_env: K, senders: ["mainnet:0x2C7536E3605D9C16a7a3D7b1898e529396a65c23"]}]}
+)" + kManagedChain,
+                         env),
+                HasSubstr("auth.clients[0].senders[0]: mainnet:" + std::string(kSender) +
+                          " is not a managed sender of that chain"));
+    EXPECT_THAT(error_of("auth: {clients: [{id: b, key_env: K, senders: ['devnet:0x12']}]}\n" +
+                             kManagedChain,
+                         env),
+                HasSubstr("auth.clients[0].senders[0]: 'devnet:0x12' is not an address or "
+                          "<chain>:<address>"));
+}
+
+TEST(ConfigAuth, AJwksOverPlainHttpMustBeOnThisHost) {
+    const std::string jwt = "auth: {jwt: {issuer: i, audience: a, jwks_url: '";
+    EXPECT_THAT(error_of(jwt + "http://auth.internal/jwks'}}\n" + kManagedChain, {{"HOT", "x"}}),
+                HasSubstr("auth.jwt.jwks_url: must be https://"));
+    EXPECT_NO_THROW(parse(jwt + "http://127.0.0.1:9000/jwks'}}\n" + kManagedChain, {{"HOT", "x"}}));
+    EXPECT_NO_THROW(parse(jwt + "http://localhost:9000/jwks'}}\n" + kManagedChain, {{"HOT", "x"}}));
+    EXPECT_NO_THROW(parse(jwt + "https://auth.internal/jwks'}}\n" + kManagedChain, {{"HOT", "x"}}));
+}
+
 TEST(ConfigAuth, AnExposedListenerWithManagedSendersAndNoAuthDoesNotLoad) {
     const std::string msg =
         error_of("server: {listen: 0.0.0.0:8545}\n" + kManagedChain, {{"HOT", "x"}});

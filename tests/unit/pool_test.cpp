@@ -366,8 +366,8 @@ TEST_F(GatewayTest, LongLogRangesAreSplitAndMergedInOrder) {
 TEST_F(GatewayTest, DeniedMethodsGetAClearErrorAndAreNotForwarded) {
     FakeUpstream node(31337, on("debug_traceTransaction", FakeReply::ok("{}")));
     start({node.url()});
-    for (const char* m : {"debug_traceTransaction", "admin_peers", "personal_listAccounts",
-                          "txpool_content", "miner_stop", "engine_getPayloadV3"}) {
+    for (const char* m : {"debug_traceTransaction", "admin_peers", "txpool_content",
+                          "miner_stop", "engine_getPayloadV3"}) {
         auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
         EXPECT_EQ(r.status, 200u);
         EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32601) << m;

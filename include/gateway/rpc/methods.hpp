@@ -48,11 +48,13 @@ BlockNeed block_need(std::string_view method, const boost::json::value& params);
 /// for methods without one (eth_getLogs names its blocks inside its filter object).
 std::optional<std::size_t> block_param_index(std::string_view method);
 
-/// Methods the gateway never forwards, whatever the chain's lists say: a node's own signing
-/// (eth_sign, eth_signTransaction, eth_signTypedData*, personal_sign: a node with unlocked
-/// accounts would sign for anyone), and sends that would go around the journal and its checks
+/// Methods the gateway never forwards, whatever the chain's lists say: a node's own accounts
+/// (eth_sign, eth_signTransaction, eth_signTypedData*, eth_sendUnsignedTransaction, personal_*,
+/// wallet_*, *_impersonateAccount: a node with unlocked or impersonated accounts would sign and
+/// send for anyone), and sends that would go around the journal and its checks
 /// (eth_sendRawTransactionConditional, private transactions, bundles). Why, for the client;
-/// nullopt for every other method.
+/// nullopt for every other method. (eth_sendTransaction, eth_sendTransactionSync and the Sync
+/// raw send are the gateway's own.)
 std::optional<std::string> unserved_reason(std::string_view method);
 
 /// Parses a block quantity ("0x1b4"). nullopt for anything else.

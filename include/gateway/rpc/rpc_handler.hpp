@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace gateway::metrics {
@@ -72,6 +73,11 @@ public:
     /// Answers one HTTP request. Never throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
 
+    /// The listener's head check: with auth, a request without valid credentials is refused
+    /// (401) before its body is read; the caller is kept in `request.principal` (an
+    /// auth::Client) for operator(). Never throws.
+    boost::asio::awaitable<std::optional<http::Response>> check_head(http::Request& request);
+
     /// The body of a refusal by the listener itself (413, 431, ...): a JSON-RPC error, id null.
     static std::string refusal_body(unsigned status, std::string_view message);
 
@@ -93,12 +99,18 @@ private:
                                             std::string_view idempotency_key,
                                             const auth::Client& client,
                                             upstream::AnswerBudget* budget = nullptr);
+    boost::asio::awaitable<void> await_receipt(const ChainRoute& chain, const jsonrpc::Call& call,
+                                               std::string hash_json,
+                                               std::optional<std::uint64_t> timeout_ms,
+                                               std::chrono::steady_clock::time_point t0,
+                                               Outcome& out, std::string_view& outcome);
     boost::asio::awaitable<void> send_sync(const ChainRoute& chain, const jsonrpc::Call& call,
                                            const auth::Client& client, Outcome& out,
                                            std::string_view& outcome,
                                            std::chrono::steady_clock::time_point t0);
     boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
-                                         Outcome& out, std::string_view& outcome,
+                                         const auth::Client& client, Outcome& out,
+                                         std::string_view& outcome,
                                          std::chrono::steady_clock::time_point t0,
                                          upstream::AnswerBudget* budget);
     boost::asio::awaitable<upstream::Forwarded> fetch(const ChainRoute& chain,
@@ -112,6 +124,8 @@ private:
     boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
                                              Outcome& out, const auth::Client& client);
     void count_client_call(const auth::Client& client, std::string_view outcome) const;
+    boost::asio::awaitable<std::variant<std::shared_ptr<const auth::Client>, http::Response>>
+    identify(const http::Request& request);
 
     config::ServerConfig server_;
     std::vector<ChainRoute> chains_;

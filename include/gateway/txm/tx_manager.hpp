@@ -88,8 +88,10 @@ public:
     /// mined yet; nullopt when it holds none.
     std::optional<std::uint64_t> pending_nonce(std::string_view sender) const;
     /// A transaction the gateway holds and no node has mined yet, in eth_getTransactionByHash's
-    /// shape (block fields null); nullopt when it holds no such transaction.
-    std::optional<std::string> pending_transaction_json(std::string_view hash) const;
+    /// shape (block fields null); nullopt when it holds no such transaction, or when `owner` is
+    /// set and another client sent it.
+    std::optional<std::string> pending_transaction_json(
+        std::string_view hash, std::optional<std::string_view> owner = std::nullopt) const;
 
     /// Unfinished transactions held now (all states but the final ones).
     std::size_t held() const;
