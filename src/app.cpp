@@ -217,15 +217,17 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         s.max_connections ? s.max_connections : std::max<std::size_t>(descriptors / 4, 1);
     spdlog::info("file descriptor limit {}: at most {} connections per listener", descriptors,
                  max_connections);
-    http::ListenerOptions rpc_options{"rpc",
-                                      s.listen,
-                                      s.max_body_bytes,
-                                      s.max_header_bytes,
-                                      s.idle_timeout,
-                                      s.read_timeout,
-                                      &rpc::RpcHandler::refusal_body};
-    rpc_options.header_timeout = s.header_timeout;
-    rpc_options.max_connections = max_connections;
+    // What both listeners share.
+    const auto listener_options = [&](const char* name, const config::Endpoint& endpoint,
+                                      std::size_t max_body, auto refusal_body) {
+        http::ListenerOptions o{name,           endpoint,       max_body,    s.max_header_bytes,
+                                s.idle_timeout, s.read_timeout, refusal_body};
+        o.header_timeout = s.header_timeout;
+        o.max_connections = max_connections;
+        return o;
+    };
+    http::ListenerOptions rpc_options =
+        listener_options("rpc", s.listen, s.max_body_bytes, &rpc::RpcHandler::refusal_body);
     rpc_options.max_connections_per_ip = s.max_connections_per_ip;
     rpc_options.allowed_origins = s.cors_allowed_origins;
     for (auto header : {rpc::kUpstreamHeader, rpc::kQueuedHeader, rpc::kCacheHeader,
@@ -241,15 +243,8 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics,
         std::move(session_contexts));
     // The admin listener: its own origin only, no TLS, no cap per address.
-    http::ListenerOptions admin_options{"admin",
-                                        s.admin_listen,
-                                        64 * 1024,
-                                        s.max_header_bytes,
-                                        s.idle_timeout,
-                                        s.read_timeout,
-                                        &admin::AdminHandler::refusal_body};
-    admin_options.header_timeout = s.header_timeout;
-    admin_options.max_connections = max_connections;
+    http::ListenerOptions admin_options =
+        listener_options("admin", s.admin_listen, 64 * 1024, &admin::AdminHandler::refusal_body);
     g.admin = http::make_listener(
         g.ioc, std::move(admin_options),
         [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);

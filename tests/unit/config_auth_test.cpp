@@ -3,6 +3,7 @@
 
 #include "gateway/config/config.hpp"
 
+#include "support/config_parse.hpp"
 #include "support/process.hpp"
 
 #include <gmock/gmock.h>
@@ -17,25 +18,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-Config parse(const std::string& yaml, std::map<std::string, std::string> env = {}) {
-    return parse_config(
-        yaml, "test.yaml",
-        [env = std::move(env)](std::string_view name) -> std::optional<std::string> {
-            auto it = env.find(std::string(name));
-            if (it == env.end()) return std::nullopt;
-            return it->second;
-        });
-}
-
-std::string error_of(const std::string& yaml, std::map<std::string, std::string> env = {}) {
-    try {
-        parse(yaml, std::move(env));
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "no ConfigError for:\n" << yaml;
-    return "";
-}
+using test::error_of;
+using test::parse;
 
 // A chain with one managed sender (signed by a key from HOT).
 const std::string kManagedChain = R"(

@@ -1,5 +1,6 @@
 #include "gateway/config/config.hpp"
 
+#include "support/config_parse.hpp"
 #include "support/process.hpp"
 
 #include <gmock/gmock.h>
@@ -13,28 +14,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-EnvLookup env_of(std::map<std::string, std::string> vars) {
-    return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
-        auto it = vars.find(std::string(name));
-        if (it == vars.end()) return std::nullopt;
-        return it->second;
-    };
-}
-
-Config parse(const std::string& yaml, std::map<std::string, std::string> env = {}) {
-    return parse_config(yaml, "test.yaml", env_of(std::move(env)));
-}
-
-// The message of the ConfigError that parsing `yaml` throws.
-std::string error_of(const std::string& yaml, std::map<std::string, std::string> env = {}) {
-    try {
-        parse(yaml, std::move(env));
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "no ConfigError for:\n" << yaml;
-    return "";
-}
+using test::error_of;
+using test::parse;
 
 const std::string kMinimal = R"(
 chains:
