@@ -19,6 +19,7 @@ struct Coalescer::Flight {
     std::uint64_t generation = 0;
     std::mutex mu;
     bool done = false;
+    bool given_up = false;  // done, with no answer for the waiters: they forward themselves
     upstream::Forwarded answer;
     // Each waiter's timer, woken (cancelled) on its own executor when the answer is in.
     std::vector<std::shared_ptr<asio::steady_timer>> waiters;
@@ -54,6 +55,22 @@ void Coalescer::finish(const std::shared_ptr<Flight>& flight, const upstream::Fo
     for (auto& timer : waiters) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
 }
 
+void Coalescer::give_up(const std::shared_ptr<Flight>& flight) {
+    {
+        std::lock_guard lock(mu_);
+        auto it = flights_.find(flight->key);
+        if (it != flights_.end() && it->second == flight) flights_.erase(it);
+    }
+    std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+    {
+        std::lock_guard lock(flight->mu);
+        flight->done = true;
+        flight->given_up = true;
+        waiters.swap(flight->waiters);
+    }
+    for (auto& timer : waiters) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+}
+
 void Coalescer::abandon(const std::shared_ptr<Flight>& flight) {
     {
         std::lock_guard lock(mu_);
@@ -64,7 +81,7 @@ void Coalescer::abandon(const std::shared_ptr<Flight>& flight) {
     flight->waiters.clear();  // done stays false: a waiter waking at its deadline gives up
 }
 
-asio::awaitable<upstream::Forwarded> Coalescer::wait(
+asio::awaitable<std::optional<upstream::Forwarded>> Coalescer::wait(
     std::shared_ptr<Flight> flight, std::chrono::steady_clock::time_point deadline) {
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
     bool done = false;
@@ -79,6 +96,7 @@ asio::awaitable<upstream::Forwarded> Coalescer::wait(
     {
         std::lock_guard lock(flight->mu);
         done = flight->done;
+        if (done && flight->given_up) co_return std::nullopt;
         if (done) out = flight->answer;
     }
     if (!done) {

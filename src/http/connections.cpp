@@ -38,22 +38,21 @@ Connection::Connection(boost::asio::ip::address peer, Clock::time_point now) noe
 
 void Connection::wait_for_request(Clock::time_point now) noexcept {
     idle_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    served_.store(true, std::memory_order_relaxed);
     std::uint8_t expected = kBusy;
     phase_.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel);
 }
 
 bool Connection::begin_request(Clock::time_point now) noexcept {
-    // The head's start, before the phase says so: a claim that sees kHead reads this time.
+    // The request's start, before the phase says so: a claim that sees kReading reads this time.
     idle_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
     std::uint8_t expected = kIdle;
-    if (phase_.compare_exchange_strong(expected, kHead, std::memory_order_acq_rel)) return true;
-    return expected == kBusy || expected == kHead;  // a pipelined request: still fine
+    return phase_.compare_exchange_strong(expected, kReading, std::memory_order_acq_rel);
 }
 
-bool Connection::head_complete() noexcept {
-    std::uint8_t expected = kHead;
-    if (phase_.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel)) return true;
-    return expected == kBusy;
+bool Connection::request_complete() noexcept {
+    std::uint8_t expected = kReading;
+    return phase_.compare_exchange_strong(expected, kBusy, std::memory_order_acq_rel);
 }
 
 bool Connection::claim_if(Phase from) noexcept {
@@ -110,12 +109,15 @@ void ConnectionTable::remove_locked(Connection& connection) {
 }
 
 std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
+    const auto young_since = (Connection::Clock::now() - kYoung).time_since_epoch().count();
     for (int attempt = 0; attempt < kClaimAttempts; ++attempt) {
         const std::size_t n = entries_.size();
         const std::size_t look = std::min(n, kSearchLimit);
-        // The one idle longest; failing that, the one whose head has been arriving longest.
+        // Lower ranks go first: 0 keep-alive idle, 1 an old unfinished request (or first wait),
+        // 2 a young one; within a rank, the oldest.
         std::size_t best = n;
-        Connection::Phase best_phase = Connection::kHead;
+        int best_rank = 3;
+        Connection::Phase best_phase = Connection::kIdle;
         Connection::Clock::rep oldest = 0;
         for (std::size_t k = 0; k < look; ++k) {
             const std::size_t i = (cursor_ + k) % n;
@@ -124,13 +126,14 @@ std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
             const Connection& c = *entries_[i].connection;
             const auto phase =
                 static_cast<Connection::Phase>(c.phase_.load(std::memory_order_acquire));
-            if (phase != Connection::kIdle && phase != Connection::kHead) continue;
+            if (phase != Connection::kIdle && phase != Connection::kReading) continue;
             const auto since = c.idle_since_.load(std::memory_order_relaxed);
-            const bool better = best == n ||
-                                (phase == Connection::kIdle && best_phase == Connection::kHead) ||
-                                (phase == best_phase && since < oldest);
-            if (better) {
+            const bool kept_alive =
+                phase == Connection::kIdle && c.served_.load(std::memory_order_relaxed);
+            const int rank = kept_alive ? 0 : since <= young_since ? 1 : 2;
+            if (rank < best_rank || (rank == best_rank && since < oldest)) {
                 best = i;
+                best_rank = rank;
                 best_phase = phase;
                 oldest = since;
             }

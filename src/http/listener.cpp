@@ -229,22 +229,23 @@ private:
         }
         bool first = true;
         for (;;) {
+            // Between requests the connection is idle (and may be claimed), whether or not the
+            // next request's bytes are here already (a pipelining client).
+            if (!first) wait_for_request(Clock::now());
             if (buffer_.size() == 0) {
-                // Between requests: wait for the first byte under the idle timeout (shorter
-                // once shutdown has begun). The first request's wait keeps the header deadline.
-                if (!first) {
-                    const auto now = Clock::now();
-                    wait_for_request(now);
-                    tcp().expires_at(now + (state_->stopping ? kLastWait : opt.idle_timeout));
-                }
+                // Wait for the first byte under the idle timeout (shorter once shutdown has
+                // begun). The first request's wait keeps the header deadline.
+                if (!first) tcp().expires_after(state_->stopping ? kLastWait : opt.idle_timeout);
                 auto [ec, n] =
                     co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_nothrow);
-                // Claimed for eviction before the byte arrived: the place is someone else's.
-                if (!begin_request() || ec) co_return;  // or closed, idle timeout, shutdown
+                if (ec) co_return;  // closed, idle timeout, shutdown
                 buffer_.commit(n);
             }
+            // Claimed for eviction before its request started: the place is someone else's.
+            if (!begin_request()) co_return;
             // A request has started: it gets read and answered, even during shutdown. Its head
-            // is due within the header timeout of its first byte.
+            // is due within the header timeout of its first byte. Until it is read whole, it may
+            // still be claimed (a slow client: slowloris).
             if (!first) tcp().expires_after(opt.header_timeout);
             first = false;
 
@@ -258,10 +259,6 @@ private:
                 co_await refuse(hec);
                 co_return;
             }
-            // Claimed for eviction while its head arrived (a slow client): the place is
-            // someone else's now.
-            if (!head_complete()) co_return;
-
             const auto& head = parser.get();
             Request request;
             request.method = std::string(head.method_string());
@@ -276,7 +273,11 @@ private:
 
             Response response;
             std::optional<Response> refused;
-            if (opt.head_check) refused = co_await opt.head_check(request);
+            // A CORS preflight never carries credentials: the browser checks answer it.
+            const bool preflight = request.method == "OPTIONS" &&
+                                   !request.header("origin").empty() &&
+                                   !request.header("access-control-request-method").empty();
+            if (opt.head_check && !preflight) refused = co_await opt.head_check(request);
             if (refused) {
                 // Refused before its body was read: the body is never read, and the connection
                 // ends after the answer.
@@ -300,6 +301,9 @@ private:
                         co_return;
                     }
                 }
+                // Read whole: from now on it is served, not claimed. (Claimed while it arrived,
+                // slowly: the place is someone else's.)
+                if (!request_complete()) co_return;
                 request.body = std::move(parser.get().body());
                 co_await answer(request, response);
             }

@@ -178,16 +178,18 @@ struct Metrics::Impl {
                                 .Add({});
     prom::Gauge& jwks_keys =
         gauge(registry, "gateway_auth_jwks_keys", "Keys in the JWKS the gateway holds").Add({});
-    prom::Family<prom::Counter>& jwks_fetches = counter(
-        registry, "gateway_auth_jwks_fetches_total", "Fetches of the JWKS, by outcome (ok, failed)");
+    prom::Family<prom::Counter>& jwks_fetches =
+        counter(registry, "gateway_auth_jwks_fetches_total",
+                "Fetches of the JWKS, by outcome (ok, failed)");
     SeriesCache<prom::Counter> client_counters;
     prom::Family<prom::Counter>& client_calls =
         counter(registry, "gateway_client_requests_total",
                 "JSON-RPC calls answered to authenticated clients, by client and outcome");
-    prom::Family<prom::Counter>& connections_closed =
-        counter(registry, "gateway_connections_closed_total",
-                "Connections closed by a listener to stay within its limits, by reason "
-                "(max_connections, max_per_ip at accept; evicted: idle, to make room)");
+    prom::Family<prom::Counter>& connections_closed = counter(
+        registry, "gateway_connections_closed_total",
+        "Connections closed by a listener to stay within its limits, by reason "
+        "(max_connections, max_per_ip at accept; evicted: idle or slow to send its request, "
+        "to make room)");
     prom::Family<prom::Gauge>& open_connections =
         gauge(registry, "gateway_open_connections", "Client connections a listener holds");
     prom::Family<prom::Gauge>& build_info =

@@ -122,8 +122,9 @@ struct RpcHandler::Batch {
     std::string_view idempotency_key;
     std::vector<bool> done;  // answered already (sent upstream as one batch, or from the cache)
     // Workers share the session's strand, so these need no lock.
-    std::size_t next = 0;           // the next entry a worker takes
-    upstream::AnswerBudget budget;  // the size of the answers so far (and of parts arriving)
+    std::size_t next = 0;  // the next entry a worker takes
+    // The size of the answers so far (and of answers arriving).
+    std::shared_ptr<upstream::AnswerBudget> budget = std::make_shared<upstream::AnswerBudget>();
 };
 
 RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
@@ -146,11 +147,9 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
     return jsonrpc::error_response(jsonrpc::kNullId, jsonrpc::Error(code, std::string(message)));
 }
 
-asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(const ChainRoute& route,
-                                                         const jsonrpc::Entry& entry,
-                                                         std::string_view idempotency_key,
-                                                         const auth::Client& client,
-                                                         upstream::AnswerBudget* budget) {
+asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
+    const ChainRoute& route, const jsonrpc::Entry& entry, std::string_view idempotency_key,
+    const auth::Client& client, std::shared_ptr<upstream::AnswerBudget> budget) {
     const auto t0 = Clock::now();
     upstream::ChainPool& chain = *route.pool;
     const std::string& chain_name = chain.config().name;
@@ -379,10 +378,9 @@ asio::awaitable<void> RpcHandler::add_managed(const ChainRoute& route, jsonrpc::
 
 // The nodes' answer to a call: from the cache while it is still true, else from an identical call
 // already in flight, else from the pool (and then kept).
-asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
-                                                       const jsonrpc::Call& call, Outcome& out,
-                                                       Clock::time_point t0,
-                                                       upstream::AnswerBudget* budget) {
+asio::awaitable<upstream::Forwarded> RpcHandler::fetch(
+    const ChainRoute& route, const jsonrpc::Call& call, Outcome& out, Clock::time_point t0,
+    std::shared_ptr<upstream::AnswerBudget> budget) {
     upstream::ChainPool& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
     const auto deadline = t0 + server_.request_timeout;
@@ -394,10 +392,21 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
     std::optional<std::string> hit;
     if (ticket) hit = route.cache->fresh(*ticket, chain.ready());
     upstream::Forwarded f;
+    // An answer from the cache or from another caller's flight counts against this request's
+    // answers too: past their limit it is not this caller's.
+    const auto within = [&](upstream::Forwarded& answer) {
+        if (budget && answer.reply.result &&
+            budget->used + answer.reply.result->size() > budget->limit) {
+            budget->spent = true;
+            answer = upstream::over_budget(budget->limit);
+        }
+    };
     if (hit) {
         out.cached = true;
         f.outcome = upstream::Forwarded::Outcome::answered;
         f.reply = jsonrpc::Reply::success(std::move(*hit));
+        within(f);
+        if (f.over_budget) out.cached = false;
         co_return f;
     }
     if (!ticket || !route.cache->coalesce()) {
@@ -414,7 +423,15 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
     cache::Coalescer::Joined joined = coalescer_->join(key, ticket->generation);
     if (!joined.leader) {
         if (metrics_) metrics_->count_coalesced(chain.config().name, ticket->label);
-        f = co_await coalescer_->wait(joined.flight, deadline);
+        std::optional<upstream::Forwarded> shared =
+            co_await coalescer_->wait(joined.flight, deadline);
+        if (shared) {
+            f = std::move(*shared);
+            within(f);
+        } else {
+            // The leader's answer was its own (its request's limit): fetch ours.
+            f = co_await chain.forward(call.method, call.params, false, deadline, budget);
+        }
         co_return f;
     }
     // The leader answers the flight however this ends. A frame destroyed without finishing (at a
@@ -430,8 +447,12 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
     f = co_await chain.forward(call.method, call.params, false, deadline, budget);
     if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
         route.cache->put(*ticket, *f.reply.result);
-    // Before co_return: it moves `f` out before locals are destroyed.
-    coalescer_->finish(joined.flight, f);
+    // Before co_return: it moves `f` out before locals are destroyed. A refusal for this
+    // request's limit is not the others' answer: they fetch their own.
+    if (f.over_budget)
+        coalescer_->give_up(joined.flight);
+    else
+        coalescer_->finish(joined.flight, f);
     abandoned.flight.reset();
     co_return f;
 }
@@ -442,7 +463,7 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(const ChainRoute& route,
 asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc::Call& call,
                                           const auth::Client& client, Outcome& out,
                                           std::string_view& outcome, Clock::time_point t0,
-                                          upstream::AnswerBudget* budget) {
+                                          std::shared_ptr<upstream::AnswerBudget> budget) {
     upstream::ChainPool& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
     upstream::Forwarded f = co_await fetch(route, call, out, t0, budget);
@@ -566,13 +587,18 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     std::vector<std::size_t> index;
     std::vector<upstream::ChainPool::BatchCall> calls;
     std::vector<std::optional<cache::ChainCache::Ticket>> tickets;
+    // An answer kept here only while the batch's answers stay within their limit; past it the
+    // call is left to the workers, which refuse it.
+    const auto fits = [&](std::size_t size) {
+        return batch.budget->used + size <= batch.budget->limit;
+    };
     const auto answered = [&](std::size_t i, const jsonrpc::Call& call, std::string_view outcome) {
         Outcome& out = batch.outcomes[i];
         if (metrics_)
             metrics_->observe_call(chain_name, method_label(call.method), outcome,
                                    std::chrono::duration<double>(Clock::now() - t0).count());
         count_client_call(*batch.client, outcome);
-        batch.budget.used += out.response.size();
+        batch.budget->used += out.response.size();
         if (call.notification) out.response.clear();
         batch.done[i] = true;
     };
@@ -583,19 +609,25 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         if (route.cache) ticket = route.cache->ticket(call->method, call->params);
         std::optional<std::string> hit;
         if (ticket) hit = route.cache->fresh(*ticket, head_known);
-        if (hit) {
+        if (hit && fits(hit->size())) {
             batch.outcomes[i].cached = true;
             batch.outcomes[i].response = jsonrpc::result_response(call->id, *hit);
             answered(i, *call, "ok");
             continue;
         }
+        if (hit) continue;
         index.push_back(i);
         calls.push_back(upstream::ChainPool::BatchCall{call->method, call->params});
         tickets.push_back(std::move(ticket));
     }
     if (calls.size() < 2) co_return;  // one call gains nothing from a batch
+    // The upstream batch's answer is checked against the limit while it arrives, but on a budget
+    // of its own: all of it passing the limit does not mean each call would, so the batch's own
+    // budget is not spent by it (its calls then go one by one).
+    auto together = std::make_shared<upstream::AnswerBudget>(
+        upstream::AnswerBudget{batch.budget->used, batch.budget->limit});
     std::optional<upstream::ChainPool::BatchForwarded> r =
-        co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout, &batch.budget);
+        co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout, together);
     if (!r) co_return;
     for (std::size_t k = 0; k < index.size(); ++k) {
         if (!r->replies[k]) continue;
@@ -603,20 +635,22 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         const auto& call = std::get<jsonrpc::Call>((*batch.entries)[i]);
         Outcome& out = batch.outcomes[i];
         const jsonrpc::Reply& reply = *r->replies[k];
-        out.upstream = r->upstream;
-        out.response = reply_response(call.id, reply);
+        std::string response = reply_response(call.id, reply);
         if (!reply.is_error() && tickets[k]) route.cache->put(*tickets[k], *reply.result);
+        if (!fits(response.size())) continue;
+        out.upstream = r->upstream;
+        out.response = std::move(response);
         answered(i, call, reply.is_error() ? "rpc_error" : "ok");
     }
 }
 
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
-    const std::size_t limit = batch->budget.limit;
+    const std::size_t limit = batch->budget->limit;
     while (batch->next < batch->entries->size()) {
         const std::size_t i = batch->next++;
         if (batch->done[i]) continue;
         const jsonrpc::Entry& entry = (*batch->entries)[i];
-        if (batch->budget.used > limit || batch->budget.spent) {
+        if (batch->budget->used > limit || batch->budget->spent) {
             // Like geth's batch response limit: the calls left are answered with an error rather
             // than holding an unbounded answer in memory.
             const auto* call = std::get_if<jsonrpc::Call>(&entry);
@@ -630,8 +664,8 @@ asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
             continue;
         }
         batch->outcomes[i] = co_await self->execute(*batch->chain, entry, batch->idempotency_key,
-                                                    *batch->client, &batch->budget);
-        batch->budget.used += batch->outcomes[i].response.size();
+                                                    *batch->client, batch->budget);
+        batch->budget->used += batch->outcomes[i].response.size();
     }
 }
 
@@ -758,7 +792,7 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
                     std::vector<Outcome>(parsed->entries.size()),
                     request.header(kIdempotencyHeader),
                     std::vector<bool>(parsed->entries.size(), false)};
-        batch.budget.limit = server_.max_batch_response_bytes;
+        batch.budget->limit = server_.max_batch_response_bytes;
         co_await forward_batched(*chain, batch);
         const std::size_t workers = std::min(server_.batch_concurrency, parsed->entries.size());
         auto ex = co_await asio::this_coro::executor;

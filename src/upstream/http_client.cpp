@@ -131,8 +131,8 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // An answer's bytes counted against a request's budget while it is read, given back at the end
 // (its caller counts the whole answer then).
 struct Counted {
-    explicit Counted(AnswerBudget* b) : budget(b) {}
-    AnswerBudget* budget;
+    explicit Counted(std::shared_ptr<AnswerBudget> b) : budget(b) {}
+    std::shared_ptr<AnswerBudget> budget;
     std::size_t bytes = 0;
     // Counts the answer as `size` bytes now; false once the budget is spent.
     bool grow_to(std::size_t size) {
@@ -350,7 +350,7 @@ private:
 
     template <class Stream>
     asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
-                                           bool& stale, AnswerBudget* budget) {
+                                           bool& stale, std::shared_ptr<AnswerBudget> budget) {
         // The head is fixed but for the length: written as is, with the body, in one gather write.
         char length[24];
         auto [end, lec] = std::to_chars(length, length + sizeof length, body.size());
@@ -386,7 +386,7 @@ private:
         } else {
             // Read piece by piece so that the budget sees the answer grow (and its announced
             // length at once: the body is reserved to it).
-            Counted counted{budget};
+            Counted counted(budget);
             std::tie(rec, std::ignore) =
                 co_await bhttp::async_read_header(stream, c.buffer, parser, use_nothrow);
             const std::size_t announced =
@@ -395,6 +395,8 @@ private:
             while (!rec && !over_budget && !parser.is_done()) {
                 std::tie(rec, std::ignore) =
                     co_await bhttp::async_read_some(stream, c.buffer, parser, use_nothrow);
+                // A failed or cancelled read (a hedge that lost) says nothing about the budget.
+                if (rec || c.cancelled) break;
                 over_budget = !counted.grow_to(std::max(announced, parser.get().body().size()));
             }
         }
@@ -444,7 +446,7 @@ private:
     asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
                                          const std::string& body,
                                          std::chrono::steady_clock::time_point deadline,
-                                         bool& stale, AnswerBudget* budget) {
+                                         bool& stale, std::shared_ptr<AnswerBudget> budget) {
         Connection& c = *conn;
         stale = false;
         if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);

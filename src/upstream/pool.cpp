@@ -81,6 +81,18 @@ std::string merge_arrays(const std::vector<std::string>& arrays) {
 
 }  // namespace
 
+Forwarded over_budget(std::size_t limit) {
+    Forwarded refused;
+    refused.outcome = Forwarded::Outcome::answered;
+    refused.over_budget = true;
+    refused.reply.error =
+        jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded,
+                       fmt::format("batch answer too large: over {} bytes with this call's answer "
+                                   "(server.max_batch_response_bytes); split the batch",
+                                   limit));
+    return refused;
+}
+
 ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor executor,
                      metrics::Metrics* metrics, const util::Clock& clock)
     : config_(config),
@@ -352,7 +364,8 @@ asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostO
 }
 
 asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value params, bool write,
-                                              Clock::time_point deadline, AnswerBudget* budget) {
+                                              Clock::time_point deadline,
+                                              std::shared_ptr<AnswerBudget> budget) {
     if (method == "eth_getLogs") {
         if (auto split = co_await split_logs(params, deadline, budget)) co_return std::move(*split);
     }
@@ -402,7 +415,8 @@ std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked)
 }
 
 asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_batch(
-    std::vector<BatchCall> calls, Clock::time_point deadline, AnswerBudget* budget) {
+    std::vector<BatchCall> calls, Clock::time_point deadline,
+    std::shared_ptr<AnswerBudget> budget) {
     // The newest block any of them needs decides who can answer them all.
     BlockNeed need{BlockNeed::Kind::none};
     for (const auto& c : calls) {
@@ -567,7 +581,7 @@ const Upstream* ChainPool::filter_home(const json::value& params) {
 asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::value params,
                                                   BlockNeed need, bool write,
                                                   Clock::time_point deadline, const Upstream* only,
-                                                  AnswerBudget* budget) {
+                                                  std::shared_ptr<AnswerBudget> budget) {
     Forwarded out;
     std::vector<Ranked> ranked = rank(need);
     if (only) {
@@ -734,13 +748,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
         if (a.label == to_string(TransportError::over_budget)) {
             // The request's answers passed their limit: no node would answer this one smaller.
             cancel_all();
-            out.outcome = Forwarded::Outcome::answered;
-            out.reply.error = jsonrpc::Error(
-                jsonrpc::ErrorCode::limit_exceeded,
-                fmt::format("batch answer too large: over {} bytes with this call's answer "
-                            "(server.max_batch_response_bytes); split the batch",
-                            budget ? budget->limit : 0));
-            co_return out;
+            co_return over_budget(budget ? budget->limit : 0);
         }
         if (metrics_) metrics_->count_failover(config_.name, u->id(), a.label);
         if (write && a.maybe_delivered) {
@@ -798,9 +806,8 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
 // fetched a few at a time, merged in order. nullopt when the request needs no splitting. Parts are
 // made as they are fetched, at most logs.max_parts of them; the answer stops growing at the
 // smallest max_response_bytes of the upstreams that served parts, and at `budget`.
-asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::value& params,
-                                                                Clock::time_point deadline,
-                                                                AnswerBudget* budget) {
+asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(
+    const json::value& params, Clock::time_point deadline, std::shared_ptr<AnswerBudget> budget) {
     const json::array* a = params.if_array();
     const json::object* filter = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
     if (!filter || filter->contains("blockHash")) co_return std::nullopt;
@@ -858,7 +865,7 @@ asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::valu
     } split{*from, *to, limit, count, filter, std::vector<std::string>(count)};
 
     // Workers share the caller's strand: Split and the budget need no lock.
-    auto worker = [](ChainPool* self, Split* s, AnswerBudget* budget,
+    auto worker = [](ChainPool* self, Split* s, std::shared_ptr<AnswerBudget> budget,
                      Clock::time_point dl) -> asio::awaitable<void> {
         while (s->next < s->count && !s->failure) {
             const std::uint64_t i = s->next++;
@@ -901,14 +908,7 @@ asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(const json::valu
             }
             if (budget && budget->used > budget->limit) {
                 budget->spent = true;
-                Forwarded refused;
-                refused.outcome = Forwarded::Outcome::answered;
-                refused.reply.error = jsonrpc::Error(
-                    jsonrpc::ErrorCode::limit_exceeded,
-                    fmt::format("batch answer too large: over {} bytes with the logs of blocks "
-                                "{}..{} (server.max_batch_response_bytes); split the batch",
-                                budget->limit, s->from, s->to));
-                s->failure = std::move(refused);
+                s->failure = over_budget(budget->limit);
                 co_return;
             }
             s->answers[i] = std::move(*r.reply.result);

@@ -1,7 +1,7 @@
 #pragma once
-// A token issuer for tests: RSA-2048 and P-256 keys made at run time, their JWKS, and compact
-// JWTs signed with them (RS256, ES256 with JOSE r || s), plus the tokens a gateway must refuse:
-// alg none, HS256, a broken signature, a payload swapped after signing.
+// A token issuer for tests: RSA-2048 and P-256 keys (fixed ones first, then made at run time),
+// their JWKS, and compact JWTs signed with them (RS256, ES256 with JOSE r || s), plus the tokens a
+// gateway must refuse: alg none, HS256, a broken signature, a payload swapped after signing.
 
 #include <boost/json/object.hpp>
 

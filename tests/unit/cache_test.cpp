@@ -383,7 +383,9 @@ TEST(Coalescer, FollowersGetTheLeadersAnswerAndAbandonedFlightsEndAtTheDeadline)
     upstream::Forwarded got;
     auto strand = asio::make_strand(ioc);
     asio::co_spawn(strand, c.wait(second.flight, Clock::now() + std::chrono::seconds(5)),
-                   [&](std::exception_ptr, upstream::Forwarded f) { got = std::move(f); });
+                   [&](std::exception_ptr, std::optional<upstream::Forwarded> f) {
+                       got = std::move(f.value());
+                   });
     upstream::Forwarded answer;
     answer.outcome = upstream::Forwarded::Outcome::answered;
     answer.reply = jsonrpc::Reply::success("\"0x1\"");
@@ -403,13 +405,31 @@ TEST(Coalescer, FollowersGetTheLeadersAnswerAndAbandonedFlightsEndAtTheDeadline)
     upstream::Forwarded late;
     late.outcome = upstream::Forwarded::Outcome::answered;
     asio::co_spawn(strand, c.wait(follower.flight, Clock::now() + std::chrono::milliseconds(100)),
-                   [&](std::exception_ptr, upstream::Forwarded f) { late = std::move(f); });
+                   [&](std::exception_ptr, std::optional<upstream::Forwarded> f) {
+                       late = std::move(f.value());
+                   });
     ioc.poll();
     c.abandon(leader.flight);
     EXPECT_TRUE(c.join("gone", 1).leader) << "an abandoned flight is not joined";
     ioc.run();
     EXPECT_EQ(late.outcome, upstream::Forwarded::Outcome::unavailable);
     EXPECT_THAT(late.error.message, HasSubstr("no answer in time"));
+
+    // A leader whose answer was its own (its request's limit): the followers fetch theirs.
+    auto own = c.join("own", 1);
+    auto other = c.join("own", 1);
+    ioc.restart();
+    std::optional<std::optional<upstream::Forwarded>> told;
+    asio::co_spawn(strand, c.wait(other.flight, Clock::now() + std::chrono::seconds(5)),
+                   [&](std::exception_ptr, std::optional<upstream::Forwarded> f) { told = f; });
+    ioc.poll();
+    c.give_up(own.flight);
+    const auto t1 = Clock::now();
+    ioc.run();
+    EXPECT_LT(Clock::now() - t1, std::chrono::seconds(1)) << "woken, not timed out";
+    ASSERT_TRUE(told.has_value());
+    EXPECT_FALSE(told->has_value()) << "no answer handed on: fetch your own";
+    EXPECT_TRUE(c.join("own", 1).leader);
 }
 
 // In the gateway, in front of a fake node.

@@ -79,8 +79,8 @@ TEST_F(ConnectionsTest, WithEveryConnectionServingARequestANewOneIsRefused) {
     table->admit(b);
     ASSERT_TRUE(a->begin_request());
     ASSERT_TRUE(b->begin_request());
-    ASSERT_TRUE(a->head_complete());
-    ASSERT_TRUE(b->head_complete());
+    ASSERT_TRUE(a->request_complete());
+    ASSERT_TRUE(b->request_complete());
 
     auto admission = table->admit(connection("10.0.0.3"));
     EXPECT_EQ(admission.verdict, Verdict::full);
@@ -113,7 +113,7 @@ TEST_F(ConnectionsTest, WithNoneIdleTheOldestUnfinishedHeadIsEvicted) {
     for (auto& x : {serving, slow_old, slow_new}) table->admit(x);
     const auto now = Connection::Clock::now();
     ASSERT_TRUE(serving->begin_request(now - 9s));
-    ASSERT_TRUE(serving->head_complete());
+    ASSERT_TRUE(serving->request_complete());
     ASSERT_TRUE(slow_old->begin_request(now - 5s));
     ASSERT_TRUE(slow_new->begin_request(now - 1s));
 
@@ -123,22 +123,55 @@ TEST_F(ConnectionsTest, WithNoneIdleTheOldestUnfinishedHeadIsEvicted) {
     EXPECT_EQ(admission.evicted, slow_old);
     EXPECT_FALSE(serving->evicted()) << "a request being served is never cut";
     // The claimed one's head completes now: too late.
-    EXPECT_FALSE(slow_old->head_complete());
+    EXPECT_FALSE(slow_old->request_complete());
     // The other one's completes in time, and it is served.
-    EXPECT_TRUE(slow_new->head_complete());
+    EXPECT_TRUE(slow_new->request_complete());
     ASSERT_TRUE(newcomer->begin_request());
-    ASSERT_TRUE(newcomer->head_complete());
+    ASSERT_TRUE(newcomer->request_complete());
     EXPECT_EQ(table->admit(connection("10.0.0.5")).verdict, Verdict::full);
 }
 
-TEST_F(ConnectionsTest, AnIdleConnectionGoesBeforeAnUnfinishedHead) {
+TEST_F(ConnectionsTest, AKeptAliveConnectionGoesBeforeAnUnfinishedRequest) {
     make_table(2, 0);
     auto slow = connection("10.0.0.1");
-    auto idle = connection("10.0.0.2", 1s);
+    auto kept = connection("10.0.0.2");
     table->admit(slow);
-    table->admit(idle);
+    table->admit(kept);
     ASSERT_TRUE(slow->begin_request(Connection::Clock::now() - 60s));
-    EXPECT_EQ(table->admit(connection("10.0.0.3")).evicted, idle);
+    // Served once, waiting for its next request: the first to go.
+    ASSERT_TRUE(kept->begin_request());
+    ASSERT_TRUE(kept->request_complete());
+    kept->wait_for_request(Connection::Clock::now());
+    EXPECT_EQ(table->admit(connection("10.0.0.3")).evicted, kept);
+}
+
+// A client still in its TLS handshake, or about to send its request, is spared while an
+// attacker's stale connection can go instead.
+TEST_F(ConnectionsTest, AYoungConnectionIsSparedWhileAnOldSlowOneCanGo) {
+    make_table(3, 0);
+    auto fresh = connection("10.0.0.1");      // accepted just now, no request yet
+    auto stale = connection("10.0.0.2", 5s);  // accepted 5 s ago, nothing sent
+    auto slowloris = connection("10.0.0.3");  // one byte of a head, 3 s ago
+    for (auto& x : {fresh, stale, slowloris}) table->admit(x);
+    ASSERT_TRUE(slowloris->begin_request(Connection::Clock::now() - 3s));
+    EXPECT_EQ(table->admit(connection("10.0.0.4")).evicted, stale);
+    EXPECT_EQ(table->admit(connection("10.0.0.5")).evicted, slowloris);
+    EXPECT_FALSE(fresh->evicted());
+    // With only young ones left, the oldest of them goes.
+    EXPECT_EQ(table->admit(connection("10.0.0.6")).evicted, fresh);
+}
+
+// A pipelining client's next request, already in the buffer, can be claimed too while it is read.
+TEST_F(ConnectionsTest, ARequestPipelinedBehindAnAnswerIsClaimableUntilItIsRead) {
+    make_table(1, 0);
+    auto a = connection("10.0.0.1", 5s);
+    table->admit(a);
+    ASSERT_TRUE(a->begin_request());
+    ASSERT_TRUE(a->request_complete());
+    a->wait_for_request(Connection::Clock::now() - 5s);
+    ASSERT_TRUE(a->begin_request(Connection::Clock::now() - 5s));  // its bytes were there
+    EXPECT_EQ(table->admit(connection("10.0.0.2")).evicted, a);
+    EXPECT_FALSE(a->request_complete());
 }
 
 TEST_F(ConnectionsTest, AnIpv6PeerIsCountedWithItsSlash64) {
@@ -156,7 +189,7 @@ TEST_F(ConnectionsTest, AConnectionWaitingAgainAfterItsAnswerCanBeEvicted) {
     auto a = connection("10.0.0.1");
     table->admit(a);
     ASSERT_TRUE(a->begin_request());
-    ASSERT_TRUE(a->head_complete());
+    ASSERT_TRUE(a->request_complete());
     EXPECT_EQ(table->admit(connection("10.0.0.2")).verdict, Verdict::full);
     a->wait_for_request(Connection::Clock::now());
     EXPECT_EQ(table->admit(connection("10.0.0.2")).evicted, a);

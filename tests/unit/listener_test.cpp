@@ -479,6 +479,47 @@ TEST_F(ListenerTest, AtTheCapSlowHeadsAreEvictedAfterTheIdleOnesAndANewClientIsS
     }
 }
 
+TEST_F(ListenerTest, ARequestPipelinedBehindAnAnswerAndNeverFinishedCanBeEvicted) {
+    ListenerOptions o;
+    o.max_connections = 1;
+    o.header_timeout = 60s;
+    start(o);
+    // A whole request, then the first byte of the next one, and nothing more.
+    test::HttpConnection piper(port());
+    piper.send_raw(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1\r\n\r\nxP");
+    EXPECT_EQ(piper.receive().body, "x");
+    test::HttpConnection client(port());
+    EXPECT_EQ(client.post("/", "served").body, "served");
+    EXPECT_TRUE(piper.closed_by_server());
+    EXPECT_EQ(closed("evicted"), 1);
+}
+
+TEST_F(ListenerTest, APreflightIsAnsweredWithoutTheCredentialsItNeverCarries) {
+    ListenerOptions o;
+    o.allowed_origins = {"https://dapp.example"};
+    o.head_check = [](Request&) -> asio::awaitable<std::optional<Response>> {
+        Response no;
+        no.status = 401;
+        co_return no;
+    };
+    start(o);
+    test::HttpConnection c(port());
+    auto r = c.request("OPTIONS", "/", "",
+                       {{"Host", "localhost"},
+                        {"Origin", "https://dapp.example"},
+                        {"Access-Control-Request-Method", "POST"},
+                        {"Access-Control-Request-Headers", "authorization, content-type"}});
+    EXPECT_EQ(r.status, 204u);
+    EXPECT_EQ(r.header("access-control-allow-origin"), "https://dapp.example");
+    // The call itself, without its credential, is refused, with the CORS headers to read it.
+    auto call =
+        c.request("POST", "/", "{}", {{"Host", "localhost"}, {"Origin", "https://dapp.example"}});
+    EXPECT_EQ(call.status, 401u);
+    EXPECT_EQ(call.header("access-control-allow-origin"), "https://dapp.example");
+}
+
 TEST_F(ListenerTest, AChunkExtensionOrTrailerWithoutEndIsRefusedWithinABoundedBuffer) {
     ListenerOptions o;
     start(o);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -35,8 +36,12 @@ public:
     /// A leader that will not finish: the flight is closed without waking anyone (safe while
     /// executors are being torn down); its waiters get "unavailable" at their deadline.
     void abandon(const std::shared_ptr<Flight>& flight);
-    /// A joined caller's wait for the leader's answer; unavailable at `deadline`.
-    boost::asio::awaitable<upstream::Forwarded> wait(
+    /// A leader whose answer is its own, not the flight's (it passed the leader's request's
+    /// budget): the flight is over, and its waiters forward the call themselves.
+    void give_up(const std::shared_ptr<Flight>& flight);
+    /// A joined caller's wait for the leader's answer; unavailable at `deadline`; nullopt when
+    /// the leader gave up (the caller forwards the call itself).
+    boost::asio::awaitable<std::optional<upstream::Forwarded>> wait(
         std::shared_ptr<Flight> flight, std::chrono::steady_clock::time_point deadline);
 
     /// Flights not finished yet.

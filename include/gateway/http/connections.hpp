@@ -20,13 +20,15 @@
 namespace gateway::http {
 
 /// A connection as the limits see it: its peer, and whether it waits for a request (idle), reads
-/// a request's head (both make it a candidate for eviction: a head that takes long is a slow or
-/// silent client) or serves a request. The listener's sessions derive from it.
+/// a request (its head, then its body), or serves one. Waiting and reading make it a candidate for
+/// eviction: a request that takes long to arrive is a slow or silent client. The listener's
+/// sessions derive from it.
 ///
 /// Eviction is decided by one atomic transition, so that the acceptor and the connection's own
-/// strand cannot both win: the table claims a connection only while it is idle or reading a head
-/// (-> evicted), and the connection moves on only from those phases (idle -> head when a byte
-/// arrives, head -> busy once the head is whole). Whichever comes first stands.
+/// strand cannot both win: the table claims a connection only while it is idle or reading a
+/// request (-> evicted), and the connection moves on only from those phases (idle -> reading when
+/// a request's first byte is there, reading -> busy once the request is whole). Whichever comes
+/// first stands.
 class Connection {
 public:
     using Clock = std::chrono::steady_clock;
@@ -44,16 +46,15 @@ public:
     /// table may claim it to make room. No effect once it was claimed.
     void wait_for_request(Clock::time_point now) noexcept;
 
-    /// On the connection's strand, when a request's first byte has arrived (or the wait ended):
-    /// true when its head may be read. False when the table claimed the connection first; it
-    /// must then close without serving, its place has gone to a newer connection. While the head
-    /// is read the connection may still be claimed (the oldest such head first, after every idle
-    /// connection).
+    /// On the connection's strand, when a request's first byte is there (read now, or left in
+    /// the buffer by a pipelining client): true when the request may be read. False when the table
+    /// claimed the connection first; it must then close without serving, its place has gone to a
+    /// newer connection. While the request is read the connection may still be claimed.
     bool begin_request(Clock::time_point now = Clock::now()) noexcept;
 
-    /// On the connection's strand, once the request's head is whole: true when the request may
-    /// be served (it can no longer be claimed). False when the table claimed it meanwhile.
-    bool head_complete() noexcept;
+    /// On the connection's strand, once the request is read whole (head and body): true when it
+    /// may be served (it can no longer be claimed). False when the table claimed it meanwhile.
+    bool request_complete() noexcept;
 
     /// Whether it waits for a request (and may be claimed). Any thread.
     bool idle() const noexcept { return phase_.load(std::memory_order_acquire) == kIdle; }
@@ -63,13 +64,15 @@ public:
 private:
     friend class ConnectionTable;
     static constexpr std::size_t kNotHeld = std::numeric_limits<std::size_t>::max();
-    enum Phase : std::uint8_t { kIdle, kHead, kBusy, kEvicted };
+    enum Phase : std::uint8_t { kIdle, kReading, kBusy, kEvicted };
 
-    // Claims it when it is in `from` (kIdle or kHead).
+    // Claims it when it is in `from` (kIdle or kReading).
     bool claim_if(Phase from) noexcept;
+    // Has answered a request (a keep-alive connection): idle, it goes before the others.
+    std::atomic<bool> served_{false};
 
     std::atomic<std::uint8_t> phase_{kIdle};
-    std::atomic<Clock::rep> idle_since_;  // or, while a head is read, since its first byte
+    std::atomic<Clock::rep> idle_since_;  // or, while a request is read, since its first byte
     boost::asio::ip::address peer_;
     std::size_t index_ = kNotHeld;  // its place in the table's list; under the table's lock
 };
@@ -78,6 +81,11 @@ private:
 /// (admissions run on the acceptor's strand, removals on the connections' threads).
 class ConnectionTable {
 public:
+    /// Connections younger than this (waiting for their first request, or reading one) are
+    /// claimed only when no older one can be: time for a client to send its request (a TLS
+    /// handshake takes round trips), while an attacker's stale connections go first.
+    static constexpr std::chrono::milliseconds kYoung{1000};
+
     struct Limits {
         std::size_t max_connections = 0;  ///< 0: no cap
         std::size_t max_per_peer = 0;     ///< 0: no cap; loopback peers are never counted
@@ -100,10 +108,12 @@ public:
     /// table's lock, so that calls arrive in the order of the changes (a gauge never lags).
     explicit ConnectionTable(Limits limits, std::function<void(std::size_t)> on_count = {});
 
-    /// Admits a new connection (not yet held), or says why not. At the cap, the connection idle
-    /// the longest is claimed to make room, or, with none idle, the one whose request head has
-    /// been arriving the longest (a slow or silent client: slowloris); only a part of a very
-    /// large table is searched, so "longest" is among those looked at.
+    /// Admits a new connection (not yet held), or says why not. At the cap one is claimed to
+    /// make room, in this order: the keep-alive connection idle longest (it has been served and
+    /// waits for more); the one whose first request has been awaited, or whose request has been
+    /// arriving, the longest, if that is at least kYoung (a slow or silent client: slowloris);
+    /// then the same among younger ones. Only a part of a very large table is searched, so
+    /// "longest" is among those looked at.
     Admission admit(const std::shared_ptr<Connection>& connection);
 
     /// Forgets a connection that closed. Idempotent; a claimed connection is already forgotten.

@@ -95,10 +95,9 @@ public:
 
 private:
     struct Batch;
-    boost::asio::awaitable<Outcome> execute(const ChainRoute& chain, const jsonrpc::Entry& entry,
-                                            std::string_view idempotency_key,
-                                            const auth::Client& client,
-                                            upstream::AnswerBudget* budget = nullptr);
+    boost::asio::awaitable<Outcome> execute(
+        const ChainRoute& chain, const jsonrpc::Entry& entry, std::string_view idempotency_key,
+        const auth::Client& client, std::shared_ptr<upstream::AnswerBudget> budget = nullptr);
     boost::asio::awaitable<void> await_receipt(const ChainRoute& chain, const jsonrpc::Call& call,
                                                std::string hash_json,
                                                std::optional<std::uint64_t> timeout_ms,
@@ -112,11 +111,10 @@ private:
                                          const auth::Client& client, Outcome& out,
                                          std::string_view& outcome,
                                          std::chrono::steady_clock::time_point t0,
-                                         upstream::AnswerBudget* budget);
-    boost::asio::awaitable<upstream::Forwarded> fetch(const ChainRoute& chain,
-                                                      const jsonrpc::Call& call, Outcome& out,
-                                                      std::chrono::steady_clock::time_point t0,
-                                                      upstream::AnswerBudget* budget);
+                                         std::shared_ptr<upstream::AnswerBudget> budget);
+    boost::asio::awaitable<upstream::Forwarded> fetch(
+        const ChainRoute& chain, const jsonrpc::Call& call, Outcome& out,
+        std::chrono::steady_clock::time_point t0, std::shared_ptr<upstream::AnswerBudget> budget);
     static bool batchable(const ChainRoute& chain, const jsonrpc::Call& call,
                           const auth::Client& client);
     boost::asio::awaitable<void> forward_batched(const ChainRoute& chain, Batch& batch);

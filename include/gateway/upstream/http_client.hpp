@@ -65,7 +65,8 @@ private:
 
 /// What the answers of one client request may still grow to: the calls of a batch share it, so
 /// that their answers together stay within server.max_batch_response_bytes while they arrive,
-/// not only once they are whole. Touched only on the request's strand.
+/// not only once they are whole. Touched only on the request's strand; shared, because an attempt
+/// that lost a hedged race may still be reading when the request is over.
 struct AnswerBudget {
     std::size_t used = 0;  ///< answers held, and bytes of answers being read
     std::size_t limit = std::numeric_limits<std::size_t>::max();
@@ -82,7 +83,7 @@ struct PostOptions {
     /// soon as the head is in), and are given back when the post ends; once it is spent the post
     /// ends with TransportError::over_budget. Honoured when the caller is on a strand (the
     /// exchange then runs in place, where the budget lives).
-    AnswerBudget* budget = nullptr;
+    std::shared_ptr<AnswerBudget> budget = nullptr;
 };
 
 /// Thread-safe: any number of posts may run at once, each on its own connection.

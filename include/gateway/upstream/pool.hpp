@@ -39,7 +39,13 @@ struct Forwarded {
     jsonrpc::Reply reply;  ///< the answer, when answered
     jsonrpc::Error error;  ///< why there is no answer, otherwise
     std::string upstream;  ///< the node(s) that answered, comma-separated
+    /// The answer is -32005: it passed what the caller's request may still hold (its batch's
+    /// answers). The caller's refusal, not the call's: another caller may be answered.
+    bool over_budget = false;
 };
+
+/// The answer to a call whose answer passed its request's AnswerBudget (`limit` bytes).
+Forwarded over_budget(std::size_t limit);
 
 /// What one upstream did with a broadcast call.
 struct Delivery {
@@ -82,7 +88,7 @@ public:
     boost::asio::awaitable<Forwarded> forward(std::string method, boost::json::value params,
                                               bool write,
                                               std::chrono::steady_clock::time_point deadline,
-                                              AnswerBudget* budget = nullptr);
+                                              std::shared_ptr<AnswerBudget> budget = nullptr);
 
     /// One read of a client's batch.
     struct BatchCall {
@@ -103,7 +109,7 @@ public:
     /// it arrives. Never throws.
     boost::asio::awaitable<std::optional<BatchForwarded>> forward_batch(
         std::vector<BatchCall> calls, std::chrono::steady_clock::time_point deadline,
-        AnswerBudget* budget = nullptr);
+        std::shared_ptr<AnswerBudget> budget = nullptr);
 
     /// Sends one call to up to `fanout` usable upstreams at once (tier and score order, one attempt
     /// each; down or open upstreams only when nothing else is there) and returns what each did.
@@ -142,13 +148,13 @@ private:
                                                   rpc::BlockNeed need, bool write,
                                                   std::chrono::steady_clock::time_point deadline,
                                                   const Upstream* only = nullptr,
-                                                  AnswerBudget* budget = nullptr);
+                                                  std::shared_ptr<AnswerBudget> budget = nullptr);
     // Filters live on the node that made them: eth_getFilterChanges and friends go there.
     void remember_filter(const std::string& filter_id, const std::string& upstream_id);
     const Upstream* filter_home(const boost::json::value& params);
     boost::asio::awaitable<std::optional<Forwarded>> split_logs(
         const boost::json::value& params, std::chrono::steady_clock::time_point deadline,
-        AnswerBudget* budget);
+        std::shared_ptr<AnswerBudget> budget);
     // `label`: the method's metric label (a static string).
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
                                             PostOptions options, std::uint64_t id,
