@@ -110,6 +110,7 @@ void ConnectionTable::remove_locked(Connection& connection) {
 
 std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
     const auto young_since = (Connection::Clock::now() - kYoung).time_since_epoch().count();
+    std::vector<const Connection*> passed;  // being destroyed, or won by their own request
     for (int attempt = 0; attempt < kClaimAttempts; ++attempt) {
         const std::size_t n = entries_.size();
         const std::size_t look = std::min(n, kSearchLimit);
@@ -124,6 +125,7 @@ std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
             // Entries are alive while listed: a connection leaves the table (under this lock)
             // before its memory goes.
             const Connection& c = *entries_[i].connection;
+            if (std::find(passed.begin(), passed.end(), &c) != passed.end()) continue;
             const auto phase =
                 static_cast<Connection::Phase>(c.phase_.load(std::memory_order_acquire));
             if (phase != Connection::kIdle && phase != Connection::kReading) continue;
@@ -143,6 +145,7 @@ std::shared_ptr<Connection> ConnectionTable::claim_idle_locked() {
         // Being destroyed: it is about to leave by itself; another one makes the room.
         auto owner = entries_[best].owner.lock();
         if (owner && owner->claim_if(best_phase)) return owner;
+        passed.push_back(entries_[best].connection);
     }
     return nullptr;
 }

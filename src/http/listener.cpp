@@ -196,10 +196,14 @@ public:
     asio::awaitable<void> run() override {
         co_await serve();
         // An evicted connection's place belongs to another already: its descriptor goes now.
-        if (evicted())
+        if (evicted()) {
             close_socket();
-        else
+        } else {
+            // Its last answer is written: while what the client still sends is drained, it is
+            // the first connection to close for a newcomer.
+            wait_for_request(Clock::now());
             co_await close_gracefully();
+        }
         state_->table.remove(*this);
     }
 
@@ -280,9 +284,16 @@ private:
             if (opt.head_check && !preflight) refused = co_await opt.head_check(request);
             if (refused) {
                 // Refused before its body was read: the body is never read, and the connection
-                // ends after the answer.
+                // ends after the answer (written whole: the connection is not claimed meanwhile).
+                if (!request_complete()) co_return;
                 response = std::move(*refused);
                 add_cors_headers(request, state_->browser, response);
+                keep_alive = false;
+            } else if (preflight && !parser.is_done()) {
+                // A preflight never has a body: whatever follows is not read, and the connection
+                // ends after the answer (which the browser checks give: 204 or 403).
+                if (!request_complete()) co_return;
+                co_await answer(request, response);
                 keep_alive = false;
             } else {
                 if (!parser.is_done()) {
@@ -402,6 +413,8 @@ private:
             co_return;
         }
         spdlog::debug("{} listener: refused a request from {}: {}", opt.name, remote_, message);
+        // Written whole: not claimed meanwhile (a claim already made wins: nothing is written).
+        if (!request_complete()) co_return;
         bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(status), 11};
         out.set(bhttp::field::server, "chain-gateway");
         out.set(bhttp::field::content_type, "application/json");

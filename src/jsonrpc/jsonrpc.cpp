@@ -246,15 +246,20 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
     return request;
 }
 
+namespace {
+constexpr std::string_view kResultHead = R"({"jsonrpc":"2.0","id":)";
+constexpr std::string_view kResultMiddle = R"(,"result":)";
+}  // namespace
+
 std::string result_response(std::string_view id, std::string_view result_json) {
     std::string out;
-    out.reserve(32 + id.size() + result_json.size());
-    out.append(R"({"jsonrpc":"2.0","id":)")
-        .append(id)
-        .append(R"(,"result":)")
-        .append(result_json)
-        .append("}");
+    out.reserve(result_response_size(id, result_json));
+    out.append(kResultHead).append(id).append(kResultMiddle).append(result_json).append("}");
     return out;
+}
+
+std::size_t result_response_size(std::string_view id, std::string_view result_json) {
+    return kResultHead.size() + id.size() + kResultMiddle.size() + result_json.size() + 1;
 }
 
 std::string error_response(std::string_view id, const Error& error) {

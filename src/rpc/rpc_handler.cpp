@@ -74,6 +74,14 @@ std::optional<std::string_view> owner_of(const auth::Client& client) {
     return std::string_view(client.id());
 }
 
+// Whether an answer of `size` bytes still fits in a request's answers; when it does not, the
+// budget is spent (the calls not started yet are not sent).
+bool fits(upstream::AnswerBudget& budget, std::size_t size) {
+    if (budget.used + size <= budget.limit) return true;
+    budget.spent = true;
+    return false;
+}
+
 // The id a transaction is recorded under: "" without auth.
 std::string recorded_client(const auth::Client& client) {
     return client.anonymous() ? std::string() : client.id();
@@ -396,10 +404,8 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(
     // answers too: past their limit it is not this caller's.
     const auto within = [&](upstream::Forwarded& answer) {
         if (budget && answer.reply.result &&
-            budget->used + answer.reply.result->size() > budget->limit) {
-            budget->spent = true;
+            !fits(*budget, jsonrpc::result_response_size(call.id, *answer.reply.result)))
             answer = upstream::over_budget(budget->limit);
-        }
     };
     if (hit) {
         out.cached = true;
@@ -422,6 +428,7 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(
     key.append(ticket->key);
     cache::Coalescer::Joined joined = coalescer_->join(key, ticket->generation);
     if (!joined.leader) {
+        if (budget && budget->spent) co_return upstream::over_budget(budget->limit);
         if (metrics_) metrics_->count_coalesced(chain.config().name, ticket->label);
         std::optional<upstream::Forwarded> shared =
             co_await coalescer_->wait(joined.flight, deadline);
@@ -521,7 +528,9 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
         std::optional<cache::ChainCache::Stale> hit;
         if (auto ticket = route.cache->ticket(call.method, call.params))
             hit = route.cache->stale(*ticket);
-        if (hit) {
+        if (hit && budget && !fits(*budget, jsonrpc::result_response_size(call.id, hit->result))) {
+            f = upstream::over_budget(budget->limit);  // answered below, as a refusal
+        } else if (hit) {
             if (metrics_) metrics_->count_stale_answer(chain.config().name);
             out.stale_age = hit->age;
             outcome = "stale";
@@ -587,10 +596,14 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     std::vector<std::size_t> index;
     std::vector<upstream::ChainPool::BatchCall> calls;
     std::vector<std::optional<cache::ChainCache::Ticket>> tickets;
-    // An answer kept here only while the batch's answers stay within their limit; past it the
-    // call is left to the workers, which refuse it.
-    const auto fits = [&](std::size_t size) {
-        return batch.budget->used + size <= batch.budget->limit;
+    // The call that does not fit: -32005, and the rest of the batch is not sent either.
+    const auto refuse_over_budget = [&](std::size_t i, const jsonrpc::Call& call) {
+        batch.outcomes[i].response = jsonrpc::error_response(
+            call.id, upstream::over_budget(batch.budget->limit).reply.error);
+        if (metrics_) metrics_->observe_call(chain_name, method_label(call.method), "rpc_error", 0);
+        count_client_call(*batch.client, "rpc_error");
+        if (call.notification) batch.outcomes[i].response.clear();
+        batch.done[i] = true;
     };
     const auto answered = [&](std::size_t i, const jsonrpc::Call& call, std::string_view outcome) {
         Outcome& out = batch.outcomes[i];
@@ -609,13 +622,17 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         if (route.cache) ticket = route.cache->ticket(call->method, call->params);
         std::optional<std::string> hit;
         if (ticket) hit = route.cache->fresh(*ticket, head_known);
-        if (hit && fits(hit->size())) {
-            batch.outcomes[i].cached = true;
-            batch.outcomes[i].response = jsonrpc::result_response(call->id, *hit);
-            answered(i, *call, "ok");
+        if (hit) {
+            // Kept only while the batch's answers stay within their limit; past it, refused.
+            if (fits(*batch.budget, jsonrpc::result_response_size(call->id, *hit))) {
+                batch.outcomes[i].cached = true;
+                batch.outcomes[i].response = jsonrpc::result_response(call->id, *hit);
+                answered(i, *call, "ok");
+            } else {
+                refuse_over_budget(i, *call);
+            }
             continue;
         }
-        if (hit) continue;
         index.push_back(i);
         calls.push_back(upstream::ChainPool::BatchCall{call->method, call->params});
         tickets.push_back(std::move(ticket));
@@ -637,7 +654,10 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         const jsonrpc::Reply& reply = *r->replies[k];
         std::string response = reply_response(call.id, reply);
         if (!reply.is_error() && tickets[k]) route.cache->put(*tickets[k], *reply.result);
-        if (!fits(response.size())) continue;
+        if (!fits(*batch.budget, response.size())) {
+            refuse_over_budget(i, call);
+            continue;
+        }
         out.upstream = r->upstream;
         out.response = std::move(response);
         answered(i, call, reply.is_error() ? "rpc_error" : "ok");

@@ -129,21 +129,28 @@ struct Connection {
 constexpr std::size_t kReadChunk = 16 * 1024;
 
 // An answer's bytes counted against a request's budget while it is read, given back at the end
-// (its caller counts the whole answer then).
+// (its caller counts the whole answer then). Of a call's attempts, one counts at a time.
 struct Counted {
-    explicit Counted(std::shared_ptr<AnswerBudget> b) : budget(b) {}
-    std::shared_ptr<AnswerBudget> budget;
+    explicit Counted(std::shared_ptr<CallBudget> c) : call(std::move(c)) {}
+    std::shared_ptr<CallBudget> call;
     std::size_t bytes = 0;
-    // Counts the answer as `size` bytes now; false once the budget is spent.
+    // Counts the answer as `size` bytes now; false once the request's budget is spent.
     bool grow_to(std::size_t size) {
+        AnswerBudget& request = *call->request;
+        if (call->reader && call->reader != this) return !request.spent;  // counted by another
+        call->reader = this;
         if (size > bytes) {
-            budget->used += size - bytes;
+            request.used += size - bytes;
             bytes = size;
         }
-        if (budget->used > budget->limit) budget->spent = true;
-        return !budget->spent;
+        if (request.used > request.limit) request.spent = true;
+        return !request.spent;
     }
-    ~Counted() { budget->used -= std::min(budget->used, bytes); }
+    ~Counted() {
+        if (call->reader != this) return;
+        call->reader = nullptr;
+        call->request->used -= std::min(call->request->used, bytes);
+    }
     Counted(const Counted&) = delete;
     Counted& operator=(const Counted&) = delete;
 };
@@ -350,7 +357,7 @@ private:
 
     template <class Stream>
     asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
-                                           bool& stale, std::shared_ptr<AnswerBudget> budget) {
+                                           bool& stale, std::shared_ptr<CallBudget> budget) {
         // The head is fixed but for the length: written as is, with the body, in one gather write.
         char length[24];
         auto [end, lec] = std::to_chars(length, length + sizeof length, body.size());
@@ -387,16 +394,21 @@ private:
             // Read piece by piece so that the budget sees the answer grow (and its announced
             // length at once: the body is reserved to it).
             Counted counted(budget);
+            // A cancelled attempt (a hedge that lost) ends as cancelled, whatever its read did:
+            // its answer is nobody's, and says nothing about the budget.
+            const auto ended = [&] {
+                if (!rec && c.cancelled) rec = asio::error::operation_aborted;
+                return static_cast<bool>(rec);
+            };
             std::tie(rec, std::ignore) =
                 co_await bhttp::async_read_header(stream, c.buffer, parser, use_nothrow);
             const std::size_t announced =
-                !rec ? static_cast<std::size_t>(parser.content_length().value_or(0)) : 0;
+                !ended() ? static_cast<std::size_t>(parser.content_length().value_or(0)) : 0;
             over_budget = !rec && !counted.grow_to(announced);
             while (!rec && !over_budget && !parser.is_done()) {
                 std::tie(rec, std::ignore) =
                     co_await bhttp::async_read_some(stream, c.buffer, parser, use_nothrow);
-                // A failed or cancelled read (a hedge that lost) says nothing about the budget.
-                if (rec || c.cancelled) break;
+                if (ended()) break;
                 over_budget = !counted.grow_to(std::max(announced, parser.get().body().size()));
             }
         }
@@ -446,7 +458,7 @@ private:
     asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
                                          const std::string& body,
                                          std::chrono::steady_clock::time_point deadline,
-                                         bool& stale, std::shared_ptr<AnswerBudget> budget) {
+                                         bool& stale, std::shared_ptr<CallBudget> budget) {
         Connection& c = *conn;
         stale = false;
         if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);

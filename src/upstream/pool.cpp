@@ -454,7 +454,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     body.push_back(']');
     const auto t0 = Clock::now();
     PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr,
-                        budget};
+                        budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr};
     HttpResult r = co_await u->client().post(std::move(body), options);
     u->release();
     std::optional<std::vector<jsonrpc::BatchElement>> elements;
@@ -620,6 +620,8 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
 
     const auto& fo = config_.failover;
     const bool hedging = !write && !only && fo.hedge_after.count() > 0;
+    // The call's share of its request's budget: its attempts count its answer once.
+    const auto call_budget = budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr;
     auto ex = co_await asio::this_coro::executor;
     auto race = std::make_shared<Race>(ex);
     std::vector<std::shared_ptr<CancelSignal>> running;
@@ -663,7 +665,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             auto cancel = std::make_shared<CancelSignal>();
             running.push_back(cancel);
             PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), !write,
-                                cancel, budget};
+                                cancel, call_budget};
             if (!hedging) {
                 inline_attempt =
                     Inline{u, jsonrpc::upstream_request(id, method, params), options, id};

@@ -3,6 +3,7 @@
 // idempotency keys scoped to their client, the admin token, and methods never forwarded.
 
 #include "support/gateway_fixture.hpp"
+#include "support/raw_server.hpp"
 #include "support/tx_signer.hpp"
 
 #include <fmt/format.h>
@@ -352,24 +353,52 @@ TEST_F(GatewayTest, OneBatchsLimitIsNotHandedToAnotherCallerOfTheSameRead) {
 }
 
 TEST_F(GatewayTest, AHedgeThatLostStillReadingAfterItsBatchEndedHarmsNothing) {
-    // (Under AddressSanitizer this was a use after free: the loser counted its bytes against a
-    // batch that was gone.)
-    FakeReply slow = FakeReply::ok("\"0x" + std::string(100'000, 'b') + "\"");
-    slow.delay = std::chrono::milliseconds(400);
-    FakeUpstream sluggish(31337, test::on("eth_call", slow));
+    // node-0 sends eth_call's head and a little of its body at once, the rest later: it is still
+    // reading when node-1's hedge has won and the batch is over. (That reader counted its bytes
+    // against the batch's budget after the batch was gone: a use after free under
+    // AddressSanitizer; and a loser cancelled as its read completed looked like a cut-off answer,
+    // a failure of node-0.)
+    test::RawServer slow([](boost::asio::ip::tcp::socket& s, std::size_t) {
+        for (;;) {
+            const std::string request = test::RawServer::read_request(s);
+            if (request.empty()) return;
+            const json::value v = json::parse(request.substr(request.find("\r\n\r\n") + 4));
+            const std::string method(v.at("method").as_string());
+            const std::string id = json::serialize(v.at("id"));
+            std::string result = "\"0x10\"";
+            if (method == "eth_chainId") result = "\"0x7a69\"";
+            if (method == "eth_syncing") result = "false";
+            if (method != "eth_call") {
+                test::RawServer::write(
+                    s, test::RawServer::ok_response(R"({"jsonrpc":"2.0","id":)" + id +
+                                                    R"(,"result":)" + result + "}"));
+                continue;
+            }
+            const std::string body = R"({"jsonrpc":"2.0","id":)" + id + R"(,"result":"0x)" +
+                                     std::string(200'000, 'c') + "\"}";
+            const std::string whole = test::RawServer::ok_response(body);
+            const std::size_t head = whole.find("\r\n\r\n") + 4;
+            test::RawServer::write(s, whole.substr(0, head + 1000));
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            test::RawServer::write(s, whole.substr(head + 1000));
+        }
+    });
     FakeUpstream quick(31337, test::on("eth_call", FakeReply::ok("\"0x01\"")));
-    start({sluggish.url(), quick.url()}, [](config::Config& c) {
+    start({"http://127.0.0.1:" + std::to_string(slow.port()), quick.url()}, [](config::Config& c) {
         test::first_is_primary(c);
-        c.chains[0].failover.hedge_after = std::chrono::milliseconds(50);
-        c.chains[0].upstreams[0].max_batch_size = 0;
-        c.chains[0].upstreams[1].max_batch_size = 0;
+        c.chains[0].failover.hedge_after = std::chrono::milliseconds(30);
+        for (auto& u : c.chains[0].upstreams) u.max_batch_size = 0;
+        c.server.max_batch_response_bytes = 1'000'000;
     });
     wait_ready();
     auto r = post(
         R"([{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x0000000000000000000000000000000000000001"},"latest"]},{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}])");
     EXPECT_THAT(r.body, HasSubstr(R"("result":"0x01")"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the loser's answer arrives
+    EXPECT_THAT(http_metrics(), HasSubstr(R"(gateway_hedged_requests_total{chain="devnet"} 1)"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the loser's answer is in
     EXPECT_EQ(post(R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})").status, 200u);
+    EXPECT_THAT(http_metrics(), Not(HasSubstr(R"(kind="bad_response",upstream="node-0")")));
+    EXPECT_EQ(upstream("node-0").at("consecutive_failures"), 0);
 }
 
 TEST_F(AuthGatewayTest, IdempotencyKeysBelongToTheirClient) {

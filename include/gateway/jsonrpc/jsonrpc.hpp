@@ -80,6 +80,8 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
 
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result_json>}`. Both arguments are JSON texts.
 std::string result_response(std::string_view id, std::string_view result_json);
+/// The size of result_response(id, result_json), without making it.
+std::size_t result_response_size(std::string_view id, std::string_view result_json);
 
 /// `{"jsonrpc":"2.0","id":<id>,"error":{...}}`. `id` is a JSON text.
 std::string error_response(std::string_view id, const Error& error);

@@ -73,6 +73,14 @@ struct AnswerBudget {
     bool spent = false;  ///< an answer passed the limit: the calls not started yet are not sent
 };
 
+/// One call's share of its request's budget. A call's attempts (a hedge reads the same answer
+/// twice) count once: the first attempt whose answer arrives counts it, the others read along
+/// uncounted (and stop with it once the budget is spent).
+struct CallBudget {
+    std::shared_ptr<AnswerBudget> request;
+    const void* reader = nullptr;  ///< the attempt counting the answer now
+};
+
 struct PostOptions {
     std::chrono::steady_clock::time_point deadline;  ///< the whole attempt, connect included
     /// A request that is safe to send twice. Only such a request is re-sent on a fresh connection
@@ -83,7 +91,7 @@ struct PostOptions {
     /// soon as the head is in), and are given back when the post ends; once it is spent the post
     /// ends with TransportError::over_budget. Honoured when the caller is on a strand (the
     /// exchange then runs in place, where the budget lives).
-    std::shared_ptr<AnswerBudget> budget = nullptr;
+    std::shared_ptr<CallBudget> budget = nullptr;
 };
 
 /// Thread-safe: any number of posts may run at once, each on its own connection.
