@@ -39,44 +39,36 @@ Coalescer::Joined Coalescer::join(const std::string& key, std::uint64_t generati
     return Joined{slot, true};
 }
 
-void Coalescer::finish(const std::shared_ptr<Flight>& flight, const upstream::Forwarded& answer) {
-    {
-        std::lock_guard lock(mu_);
-        auto it = flights_.find(flight->key);
-        if (it != flights_.end() && it->second == flight) flights_.erase(it);
-    }
+void Coalescer::remove(const std::shared_ptr<Flight>& flight) {
+    std::lock_guard lock(mu_);
+    auto it = flights_.find(flight->key);
+    if (it != flights_.end() && it->second == flight) flights_.erase(it);
+}
+
+void Coalescer::land(const std::shared_ptr<Flight>& flight, const upstream::Forwarded* answer) {
     std::vector<std::shared_ptr<asio::steady_timer>> waiters;
     {
         std::lock_guard lock(flight->mu);
         flight->done = true;
-        flight->answer = answer;
+        flight->given_up = answer == nullptr;
+        if (answer) flight->answer = *answer;
         waiters.swap(flight->waiters);
     }
     for (auto& timer : waiters) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+}
+
+void Coalescer::finish(const std::shared_ptr<Flight>& flight, const upstream::Forwarded& answer) {
+    remove(flight);
+    land(flight, &answer);
 }
 
 void Coalescer::give_up(const std::shared_ptr<Flight>& flight) {
-    {
-        std::lock_guard lock(mu_);
-        auto it = flights_.find(flight->key);
-        if (it != flights_.end() && it->second == flight) flights_.erase(it);
-    }
-    std::vector<std::shared_ptr<asio::steady_timer>> waiters;
-    {
-        std::lock_guard lock(flight->mu);
-        flight->done = true;
-        flight->given_up = true;
-        waiters.swap(flight->waiters);
-    }
-    for (auto& timer : waiters) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+    remove(flight);
+    land(flight, nullptr);
 }
 
 void Coalescer::abandon(const std::shared_ptr<Flight>& flight) {
-    {
-        std::lock_guard lock(mu_);
-        auto it = flights_.find(flight->key);
-        if (it != flights_.end() && it->second == flight) flights_.erase(it);
-    }
+    remove(flight);
     std::lock_guard lock(flight->mu);
     flight->waiters.clear();  // done stays false: a waiter waking at its deadline gives up
 }

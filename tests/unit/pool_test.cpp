@@ -266,8 +266,7 @@ TEST_F(GatewayTest, ASlowReadIsHedgedAndTheFirstAnswerWins) {
     FakeUpstream quick(31337,
                        [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
                            if (m == "eth_gasPrice") return FakeReply::ok("\"0x1\"");
-                           if (m == "eth_submitWork")
-                               return FakeReply::ok("\"0xfeed\"");
+                           if (m == "eth_submitWork") return FakeReply::ok("\"0xfeed\"");
                            return std::nullopt;
                        });
     start({sluggish.url(), quick.url()}, [](config::Config& c) {
@@ -366,8 +365,8 @@ TEST_F(GatewayTest, LongLogRangesAreSplitAndMergedInOrder) {
 TEST_F(GatewayTest, DeniedMethodsGetAClearErrorAndAreNotForwarded) {
     FakeUpstream node(31337, on("debug_traceTransaction", FakeReply::ok("{}")));
     start({node.url()});
-    for (const char* m : {"debug_traceTransaction", "admin_peers", "txpool_content",
-                          "miner_stop", "engine_getPayloadV3"}) {
+    for (const char* m : {"debug_traceTransaction", "admin_peers", "txpool_content", "miner_stop",
+                          "engine_getPayloadV3"}) {
         auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
         EXPECT_EQ(r.status, 200u);
         EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32601) << m;

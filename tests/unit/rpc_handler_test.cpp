@@ -262,8 +262,7 @@ TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
     slow.delay = 2s;  // the upstream timeout is 1 s: the node got it and may still execute it
     const std::vector<Case> cases = {
         {"HTTP 502", "eth_submitWork", FakeReply::http(502, "bad gateway")},
-        {"HTTP 503 from a proxy", "eth_submitWork",
-         FakeReply::http(503, "upstream reset")},
+        {"HTTP 503 from a proxy", "eth_submitWork", FakeReply::http(503, "upstream reset")},
         {"HTTP 200 garbage", "eth_submitWork", FakeReply::http(200, "<html>")},
         {"timeout", "eth_submitWork", slow},
         {"an unknown method", "anvil_mine", FakeReply::http(500, "")},
@@ -294,8 +293,7 @@ TEST_F(GatewayTest, AWriteMovesOnWhenNoNodeCanHaveReceivedIt) {
     FakeUpstream second(31337, on("eth_submitWork", FakeReply::ok("\"0xabc\"")));
     start({"http://127.0.0.1:" + std::to_string(test::closed_port()), limited.url(), second.url()},
           [](config::Config& c) { c.chains[0].health.unhealthy_threshold = 100; });
-    auto r = post(
-        R"({"jsonrpc":"2.0","id":1,"method":"eth_submitWork","params":["0x02f8"]})");
+    auto r = post(R"({"jsonrpc":"2.0","id":1,"method":"eth_submitWork","params":["0x02f8"]})");
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xabc"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-2");
 }

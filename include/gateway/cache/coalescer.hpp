@@ -48,6 +48,11 @@ public:
     std::size_t in_flight() const;
 
 private:
+    /// Takes the flight out of the table (a newer flight for the same key stays).
+    void remove(const std::shared_ptr<Flight>& flight);
+    /// Marks the flight done with `answer` (given up when null) and wakes its waiters.
+    static void land(const std::shared_ptr<Flight>& flight, const upstream::Forwarded* answer);
+
     mutable std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
 };

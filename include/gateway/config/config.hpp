@@ -111,8 +111,8 @@ struct MethodsConfig {
 };
 
 struct LogsConfig {
-    bool split = true;            ///< split eth_getLogs ranges over max_logs_range; else refuse
-    std::size_t concurrency = 4;  ///< parts of one split request fetched at once
+    bool split = true;             ///< split eth_getLogs ranges over max_logs_range; else refuse
+    std::size_t concurrency = 4;   ///< parts of one split request fetched at once
     std::size_t max_parts = 1000;  ///< a range needing more parts is refused at once
 };
 
@@ -219,14 +219,14 @@ struct ClientConfig {
 
 /// Bearer tokens (JWT) issued by an authentication service, checked against its JWKS.
 struct JwtConfig {
-    std::string jwks_url;  ///< http(s); empty: no tokens accepted
-    std::string issuer;    ///< the `iss` every token must carry
-    std::string audience;  ///< `aud` must be or contain it
+    std::string jwks_url;                   ///< http(s); empty: no tokens accepted
+    std::string issuer;                     ///< the `iss` every token must carry
+    std::string audience;                   ///< `aud` must be or contain it
     std::string senders_claim = "senders";  ///< the claim listing the senders a token may use
-    Millis refresh{300'000};                 ///< the JWKS is fetched again this often
-    std::string ca_file;                     ///< extra CA certificates for an https JWKS URL
-    std::vector<std::string> methods;        ///< for every token client, as clients[].methods
-    double max_rps = 0;                      ///< per token client (its `sub`)
+    Millis refresh{300'000};                ///< the JWKS is fetched again this often
+    std::string ca_file;                    ///< extra CA certificates for an https JWKS URL
+    std::vector<std::string> methods;       ///< for every token client, as clients[].methods
+    double max_rps = 0;                     ///< per token client (its `sub`)
     bool enabled() const { return !jwks_url.empty(); }
 };
 

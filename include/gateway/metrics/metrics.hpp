@@ -89,7 +89,8 @@ public:
     void count_logs_split(std::string_view chain, std::size_t parts);
 
     /// A credential check on a listener ("rpc" or "admin") ended with `outcome`: ok, missing,
-    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has), rate_limited.
+    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has),
+    /// rate_limited.
     void count_auth(std::string_view listener, std::string_view outcome);
     /// The JWKS: seconds since it was last fetched successfully (-1: never), keys it holds.
     void set_jwks(double age_seconds, double keys);
