@@ -42,24 +42,30 @@ constexpr auto kRules = std::to_array<Rule>({
     {kAnyCode, "request rate exceeded", rate_limited},
     {kAnyCode, "limit exceeded", rate_limited},
     {kAnyCode, "capacity exceeded", rate_limited},
-    // A node that is behind, pruned, syncing or briefly broken.
-    {kAnyCode, "header not found", transient},
-    {kAnyCode, "missing trie node", transient},
-    {kAnyCode, "unknown block", transient},
-    {kAnyCode, "historical state", transient},
-    {kAnyCode, "state not available", transient},
-    {kAnyCode, "is not available yet", transient},
-    {kAnyCode, "node is syncing", transient},
-    {kAnyCode, "not synced", transient},
-    {kAnyCode, "timeout", transient},
-    {kAnyCode, "timed out", transient},
-    {kAnyCode, "try again", transient},
-    // Methods a node does not serve.
+    // Methods a node does not serve (before "not found", which they contain).
     {-32601, "", unsupported},
     {kAnyCode, "method not found", unsupported},
     {kAnyCode, "does not exist/is not available", unsupported},
     {kAnyCode, "not supported", unsupported},
     {kAnyCode, "unsupported method", unsupported},
+    // What the call asks for is not on this node: it is behind or pruned, or nobody has it.
+    {kAnyCode, "header not found", missing},
+    {kAnyCode, "missing trie node", missing},
+    {kAnyCode, "unknown block", missing},
+    {kAnyCode, "block not found", missing},
+    {kAnyCode, "unknown transaction", missing},
+    {kAnyCode, "transaction not found", missing},
+    {kAnyCode, "historical state", missing},
+    {kAnyCode, "state not available", missing},
+    {kAnyCode, "state is not available", missing},
+    {kAnyCode, "is not available yet", missing},
+    {kAnyCode, "pruned", missing},
+    // A node that is syncing or briefly broken.
+    {kAnyCode, "node is syncing", transient},
+    {kAnyCode, "not synced", transient},
+    {kAnyCode, "timeout", transient},
+    {kAnyCode, "timed out", transient},
+    {kAnyCode, "try again", transient},
     // Internal errors wrap transient faults; the deterministic ones were matched above.
     {-32603, "", transient},
 });
@@ -74,6 +80,11 @@ bool status_means_unavailable(unsigned status) {
 // front of a node answers 503 also when the connection broke after the node got the request.
 bool status_means_refused(unsigned status) {
     return status == 429 || status == 401 || status == 403 || status == 404;
+}
+
+// HTTP answers about the request the node was sent (too large, unreadable), not about the node.
+bool status_about_the_request(unsigned status) {
+    return status >= 400 && status < 500 && !status_means_refused(status);
 }
 
 struct WriteRule {
@@ -135,6 +146,7 @@ WriteVerdict classify_write_refusal(int, std::string_view message) {
 std::string_view to_string(ErrorClass c) {
     switch (c) {
         case deterministic: return "deterministic";
+        case missing: return "missing";
         case transient: return "transient";
         case rate_limited: return "rate_limited";
         case unsupported: return "unsupported";
@@ -174,8 +186,10 @@ Attempt classify(const HttpResult& r, std::uint64_t id) {
         a.detail = a.throttled && r.retry_after
                        ? fmt::format("HTTP 429 (retry after {}s)", r.retry_after->count())
                        : fmt::format("HTTP {}", r.status);
-        a.maybe_delivered = !status_means_refused(r.status);
-        a.node_fault = !a.throttled;
+        a.maybe_delivered = !status_means_refused(r.status) && !status_about_the_request(r.status);
+        // Another 4xx (400, 413, 415, ...) refuses this request, not every request: the node
+        // works. Only answers no request can cause count against it.
+        a.node_fault = !a.throttled && !status_about_the_request(r.status);
         a.retry_after = r.retry_after;
         return a;
     }
@@ -192,13 +206,16 @@ Attempt classify(const HttpResult& r, std::uint64_t id) {
             a.kind = Attempt::Kind::rpc_error;
             a.error_class = c;
             a.throttled = c == rate_limited;
-            a.label = c == rate_limited ? "rpc_rate_limited"
-                                        : (c == unsupported ? "rpc_unsupported" : "rpc_transient");
+            a.label = c == rate_limited  ? "rpc_rate_limited"
+                      : c == unsupported ? "rpc_unsupported"
+                      : c == missing     ? "rpc_missing"
+                                         : "rpc_transient";
             a.detail =
                 fmt::format("{} ({})", reply->error.message.substr(0, 200), reply->error.code);
-            a.node_fault = c == transient;
-            // The node read the call and refused it: with a rate limit or an unsupported method
-            // it certainly did nothing; a transient fault may have come after it acted.
+            // The node answered: whatever it said, it works (see Attempt::node_fault).
+            a.node_fault = false;
+            // The node read the call and refused it: with a rate limit, an unsupported method or
+            // a missing block it certainly did nothing; a transient fault may come after it acted.
             a.maybe_delivered = c == transient;
             a.reply = std::move(*reply);
             return a;

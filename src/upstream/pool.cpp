@@ -625,7 +625,12 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     auto ex = co_await asio::this_coro::executor;
     auto race = std::make_shared<Race>(ex);
     std::vector<std::shared_ptr<CancelSignal>> running;
-    std::vector<std::pair<Upstream*, Attempt>> failures;
+    struct Failure {
+        Upstream* upstream = nullptr;
+        Attempt attempt;
+        std::optional<std::uint64_t> head;  // the node's head when it failed
+    };
+    std::vector<Failure> failures;
     std::size_t next = 0;
     unsigned launched = 0;
     std::string refusals;  // why upstreams were skipped without an attempt
@@ -643,11 +648,17 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     // Starts an attempt on the next upstream that admits one; false when none does now.
     auto launch = [&]() -> bool {
         for (std::size_t tries = 0; tries < order.size(); ++tries) {
-            Upstream* u = order[next++ % order.size()]->upstream;
-            // A node that does not serve the method will not serve it on a second try.
-            if (std::any_of(failures.begin(), failures.end(), [u](const auto& f) {
-                    return f.first == u && f.second.kind == Attempt::Kind::rpc_error &&
-                           f.second.error_class == ErrorClass::unsupported;
+            const Ranked* candidate = order[next++ % order.size()];
+            Upstream* u = candidate->upstream;
+            // A node that does not serve the method will not serve it on a second try, nor will
+            // one that does not have the block asked for; and a node behind one that does not
+            // have it will not have it either.
+            if (std::any_of(failures.begin(), failures.end(), [&](const Failure& f) {
+                    if (f.attempt.kind != Attempt::Kind::rpc_error) return false;
+                    if (f.attempt.error_class == ErrorClass::unsupported) return f.upstream == u;
+                    if (f.attempt.error_class != ErrorClass::missing) return false;
+                    const auto& head = candidate->view.status.head;
+                    return f.upstream == u || (head && f.head && *head < *f.head);
                 }))
                 continue;
             const Upstream::Admission admission = u->admit();
@@ -765,35 +776,37 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
                                            u->id(), a.detail));
             co_return out;
         }
-        failures.emplace_back(u, std::move(a));
+        failures.push_back(Failure{u, std::move(a), u->status().head});
     }
     cancel_all();
 
     // Every attempt failed: answer with the most informative failure. A node's own JSON-RPC
     // answer ("header not found", a rate limit, "method not found" from all) says more than
     // connection errors.
-    const auto with_class = [&](ErrorClass c) -> const std::pair<Upstream*, Attempt>* {
+    const auto with_class = [&](ErrorClass c) -> const Failure* {
         for (const auto& f : failures)
-            if (f.second.kind == Attempt::Kind::rpc_error && f.second.error_class == c) return &f;
+            if (f.attempt.kind == Attempt::Kind::rpc_error && f.attempt.error_class == c) return &f;
         return nullptr;
     };
     const bool all_unsupported =
-        !failures.empty() && std::all_of(failures.begin(), failures.end(), [](const auto& f) {
-            return f.second.kind == Attempt::Kind::rpc_error &&
-                   f.second.error_class == ErrorClass::unsupported;
+        !failures.empty() && std::all_of(failures.begin(), failures.end(), [](const Failure& f) {
+            return f.attempt.kind == Attempt::Kind::rpc_error &&
+                   f.attempt.error_class == ErrorClass::unsupported;
         });
-    const std::pair<Upstream*, Attempt>* telling = all_unsupported ? &failures.front() : nullptr;
+    const Failure* telling = all_unsupported ? &failures.front() : nullptr;
+    // No node at or above the one that did not have it had it: that node's answer, as it came.
+    if (!telling) telling = with_class(ErrorClass::missing);
     if (!telling) telling = with_class(ErrorClass::transient);
     if (!telling) telling = with_class(ErrorClass::rate_limited);
     if (telling) {
         out.outcome = Forwarded::Outcome::answered;
-        out.reply = *telling->second.reply;
-        out.upstream = telling->first->id();
+        out.reply = *telling->attempt.reply;
+        out.upstream = telling->upstream->id();
         co_return out;
     }
     std::string why;
-    for (const auto& [u, a] : failures)
-        why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", u->id(), a.detail);
+    for (const auto& f : failures)
+        why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", f.upstream->id(), f.attempt.detail);
     if (!refusals.empty()) why += fmt::format("{}{}", why.empty() ? "" : "; ", refusals);
     out.error = jsonrpc::Error(
         jsonrpc::ErrorCode::resource_unavailable,

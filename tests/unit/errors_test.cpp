@@ -29,11 +29,15 @@ TEST(ErrorRules, NodeAnswersFromTheSpec) {
                   -32000, "Your app has exceeded its compute units per second capacity exceeded"),
               ErrorClass::rate_limited);
     EXPECT_EQ(classify_rpc_error(429, "Too Many Requests"), ErrorClass::rate_limited);
-    // A node behind, pruned, or briefly broken.
-    EXPECT_EQ(classify_rpc_error(-32000, "header not found"), ErrorClass::transient);
-    EXPECT_EQ(classify_rpc_error(-32000, "missing trie node 1a2b (path )"), ErrorClass::transient);
+    // What the call asks for is not on this node (behind, pruned, or nobody has it).
+    EXPECT_EQ(classify_rpc_error(-32000, "header not found"), ErrorClass::missing);
+    EXPECT_EQ(classify_rpc_error(-32000, "unknown block"), ErrorClass::missing);
+    EXPECT_EQ(classify_rpc_error(-32000, "missing trie node 1a2b (path )"), ErrorClass::missing);
     EXPECT_EQ(classify_rpc_error(-32000, "required historical state unavailable"),
-              ErrorClass::transient);
+              ErrorClass::missing);
+    EXPECT_EQ(classify_rpc_error(-32000, "transaction not found"), ErrorClass::missing);
+    // A node syncing or briefly broken.
+    EXPECT_EQ(classify_rpc_error(-32000, "node is syncing"), ErrorClass::transient);
     EXPECT_EQ(classify_rpc_error(-32603, "internal error"), ErrorClass::transient);
     // Methods a node does not serve.
     EXPECT_EQ(
@@ -91,6 +95,14 @@ TEST(Classify, HttpAnswers) {
     EXPECT_EQ(a.kind, Attempt::Kind::http_error);
     EXPECT_EQ(a.label, "bad_response");
 
+    // A 4xx about the request (too large, unreadable) is not held against the node.
+    a = classify(http(413, "Payload Too Large"), 1);
+    EXPECT_EQ(a.kind, Attempt::Kind::http_error);
+    EXPECT_FALSE(a.node_fault);
+    EXPECT_FALSE(a.maybe_delivered);
+    a = classify(http(401, "unauthorized"), 1);
+    EXPECT_TRUE(a.node_fault) << "a gateway in front of the node refusing us is about the node";
+
     // A node that answers HTTP 400 with a JSON-RPC error has answered.
     a = classify(
         http(400, R"({"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"invalid params"}})"),
@@ -113,8 +125,16 @@ TEST(Classify, JsonRpcErrors) {
              R"({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"header not found"}})"),
         1);
     EXPECT_EQ(a.kind, Attempt::Kind::rpc_error);
+    EXPECT_EQ(a.error_class, ErrorClass::missing);
+    EXPECT_FALSE(a.node_fault) << "a node that answers works; the answer is about the call";
+    EXPECT_FALSE(a.maybe_delivered);
+
+    a = classify(
+        http(200, R"({"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"internal error"}})"),
+        1);
     EXPECT_EQ(a.error_class, ErrorClass::transient);
-    EXPECT_TRUE(a.node_fault);
+    EXPECT_FALSE(a.node_fault) << "an answer about one call is no verdict on the node";
+    EXPECT_TRUE(a.maybe_delivered);
 
     a = classify(
         http(200, R"({"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"rate limited"}})"),

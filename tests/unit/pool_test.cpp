@@ -205,6 +205,115 @@ TEST_F(GatewayTest, JsonRpcRateLimitsAndTransientErrorsMoveOn) {
     }
 }
 
+// What a node says about a call (a block it does not have, an internal error for this call, a
+// request it will not read) is the call's answer: no client can open every breaker with calls for
+// blocks that do not exist, and the others' reads go on meanwhile.
+TEST_F(GatewayTest, AnswersAboutACallNeverTakeANodeOut) {
+    const std::string unknown_block = R"({"code":-32000,"message":"unknown block"})";
+    auto script = [&](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+        if (m == "eth_getLogs") return FakeReply::rpc_error(-32000, "unknown block");
+        if (m == "eth_call")
+            return FakeReply::rpc_error(-32603, "execution aborted (timeout = 5s)");
+        if (m == "eth_estimateGas") return FakeReply::http(413, "request entity too large");
+        if (m == "eth_getBalance") return FakeReply::ok("\"0x7\"");
+        return std::nullopt;
+    };
+    FakeUpstream a(31337, script), b(31337, script);
+    start({a.url(), b.url()}, [](config::Config& c) {
+        c.chains[0].failover.breaker_threshold = 3;
+        c.chains[0].failover.breaker_cooldown = 60s;
+    });
+    wait_ready();
+
+    std::atomic<bool> done{false};
+    std::atomic<int> reads{0};
+    std::vector<std::string> read_failures;
+    std::thread reader([&] {
+        while (!done) {
+            auto r = post(
+                R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})");
+            if (r.body != R"({"jsonrpc":"2.0","id":1,"result":"0x7"})")
+                read_failures.push_back(fmt::format("HTTP {}: {}", r.status, r.body));
+            ++reads;
+        }
+    });
+    std::vector<std::thread> attackers;
+    std::atomic<int> as_the_node_said{0};
+    for (int t = 0; t < 4; ++t)
+        attackers.emplace_back([&, t] {
+            for (int i = 0; i < 25; ++i) {
+                const std::string hash = fmt::format("0x{:064x}", t * 100 + i + 1);
+                auto r = post(fmt::format(
+                    R"({{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{{"blockHash":"{}"}}]}})",
+                    hash));
+                if (r.status == 200 &&
+                    r.body == R"({"jsonrpc":"2.0","id":1,"error":)" + unknown_block + "}")
+                    ++as_the_node_said;
+                post(
+                    R"({"jsonrpc":"2.0","id":2,"method":"eth_call","params":[{"to":"0x00000000000000000000000000000000000000aa"},"latest"]})");
+                post(
+                    R"({"jsonrpc":"2.0","id":3,"method":"eth_estimateGas","params":[{"to":"0x00000000000000000000000000000000000000aa"}]})");
+            }
+        });
+    for (auto& t : attackers) t.join();
+    done = true;
+    reader.join();
+
+    EXPECT_EQ(as_the_node_said, 100) << "each call got the node's own answer, as it came";
+    EXPECT_GT(reads, 0);
+    EXPECT_THAT(read_failures, ::testing::IsEmpty());
+    for (const char* id : {"node-0", "node-1"}) {
+        SCOPED_TRACE(id);
+        EXPECT_EQ(upstream(id).at("breaker"), "closed");
+        EXPECT_EQ(upstream(id).at("state"), "up");
+    }
+    EXPECT_EQ(
+        post(
+            R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","latest"]})")
+            .body,
+        R"({"jsonrpc":"2.0","id":1,"result":"0x7"})");
+}
+
+// A node that does not have the block asked for may merely lag: a node at or above its head is
+// asked; one behind it is not (it will not have it either); if none has it, the answer as it came.
+TEST_F(GatewayTest, ABlockANodeDoesNotHaveIsAskedOfNodesAtOrAboveItsHeadOnly) {
+    const std::string call =
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x00000000000000000000000000000000000000aa","0x10"]})";
+    auto behind_on = [](std::uint64_t head) {
+        return [head](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m == "eth_blockNumber") return FakeReply::ok(fmt::format("\"0x{:x}\"", head));
+            if (m == "eth_getBalance") return FakeReply::rpc_error(-32000, "header not found");
+            return std::nullopt;
+        };
+    };
+    {
+        FakeUpstream primary(31337, behind_on(0x10));
+        FakeUpstream lower(31337, behind_on(0x0f));
+        FakeUpstream level(31337, on("eth_getBalance", FakeReply::ok("\"0x5\"")));  // at 0x10
+        // Without the rule, `lower` (primary, one block behind) would be asked second.
+        start({primary.url(), lower.url(), level.url()},
+              [](config::Config& c) { c.chains[0].upstreams[2].tier = config::Tier::fallback; });
+        wait_ready();
+        auto r = post(call);
+        EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0x5"})");
+        EXPECT_EQ(primary.calls("eth_getBalance"), 1u);
+        EXPECT_EQ(lower.calls("eth_getBalance"), 0u) << "behind the node that did not have it";
+        TearDown();
+        gw.reset();
+    }
+    FakeUpstream primary(31337, behind_on(0x10));
+    FakeUpstream lower(31337, behind_on(0x0f));
+    start({primary.url(), lower.url()}, first_is_primary);
+    wait_ready();
+    auto r = post(call);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body,
+              R"({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"header not found"}})");
+    EXPECT_EQ(primary.calls("eth_getBalance"), 1u) << "asked once: it would say the same again";
+    EXPECT_EQ(lower.calls("eth_getBalance"), 0u);
+    EXPECT_EQ(upstream("node-0").at("breaker"), "closed");
+}
+
 TEST_F(GatewayTest, WhenEveryNodeFailsTheMostInformativeErrorWins) {
     // A node's own answer says more than a refused connection, whichever came last.
     FakeUpstream behind(31337,

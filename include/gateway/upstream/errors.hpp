@@ -15,9 +15,13 @@ namespace gateway::upstream {
 /// What a JSON-RPC error answer from a node means for routing.
 enum class ErrorClass {
     deterministic,  ///< the call's answer (a revert, invalid params): back to the client as it came
-    transient,      ///< this node cannot answer now (behind, pruned, internal fault): try another
-    rate_limited,   ///< this node refuses for a rate limit: try another; this one is throttled
-    unsupported,    ///< this node does not serve the method: try another; if none does, answer this
+    /// this node does not have what the call asks for (a block, a state, a transaction): it may
+    /// merely lag or be pruned; another node at or above its head may have it; if none does,
+    /// the answer goes back as it came
+    missing,
+    transient,     ///< this node cannot answer now (syncing, internal fault): try another
+    rate_limited,  ///< this node refuses for a rate limit: try another; this one is throttled
+    unsupported,   ///< this node does not serve the method: try another; if none does, answer this
 };
 
 std::string_view to_string(ErrorClass c);
@@ -54,8 +58,11 @@ struct Attempt {
     std::string_view label;       ///< metric label of the failure; empty when answered
     std::string detail;           ///< the failure, for people
     bool maybe_delivered = true;  ///< the node may have acted on the call
-    bool node_fault = false;      ///< counts against the node (breaker, error rate)
-    bool throttled = false;       ///< a rate limit: the node is skipped for a while
+    /// Counts against the node (breaker, error rate, score). Never for a JSON-RPC error answer:
+    /// a node that answers is working, and what it says about a call is about the call (else any
+    /// client could open every breaker with calls for blocks that do not exist).
+    bool node_fault = false;
+    bool throttled = false;  ///< a rate limit: the node is skipped for a while
     std::optional<std::chrono::seconds> retry_after;
 };
 
