@@ -468,6 +468,8 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
         u->call_failed(classify(r, 0));
         co_return std::nullopt;
     }
+    // HTTP 413: this batch was too large for the node, which says nothing of smaller ones.
+    if (!elements && r.status == 413) co_return std::nullopt;
     if (!elements) {
         // It answered, but not a batch: it does not take them. Single calls from now on.
         bool first = false;

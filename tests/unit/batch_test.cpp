@@ -81,6 +81,29 @@ TEST_F(BatchTest, ANodeThatRefusesBatchesGetsTheCallsOneByOneAndNoMoreBatches) {
     EXPECT_EQ(upstream("node-0").at("state"), "up") << "refusing batches is no fault";
 }
 
+// HTTP 413 says this batch was too large for the node, not that it takes no batches: a client
+// cannot turn batching off for everyone with one oversized batch.
+TEST_F(BatchTest, ABatchTooLargeForTheNodeDoesNotStopBatchingForEveryone) {
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
+            if (m != "eth_getBalance") return std::nullopt;
+            const std::string address(request.at("params").at(0).as_string());
+            if (address.ends_with("ff")) return FakeReply::http(413, "request entity too large");
+            return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
+        });
+    node.set_batches(true);
+    start({node.url()});
+    wait_ready();
+    auto r = post("[" + balance_call("1", 1) + "," + balance_call("2", 0xff) + "]");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(json::parse(r.body).as_array().at(0).at("result"), "0x01") << r.body;
+    r = post("[" + balance_call("1", 1) + "," + balance_call("2", 2) + "]");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(json::parse(r.body).as_array().at(1).at("result"), "0x02") << r.body;
+    EXPECT_EQ(node.calls("(batch)"), 2u) << "the next batch went as a batch";
+    EXPECT_EQ(upstream("node-0").at("breaker"), "closed");
+}
+
 TEST_F(BatchTest, ACallTheNodeCannotAnswerNowIsSentAloneToAnotherNode) {
     // node-0 is behind for address 2 (a transient error); node-1 answers it.
     FakeUpstream behind(
