@@ -298,6 +298,7 @@ static json::object upstream_json(const std::string& chain, const upstream::Upst
         {"failures", st.failures},
     };
     o["head"] = st.head ? json::value(*st.head) : json::value(nullptr);
+    o["claimed_head"] = st.claimed_head ? json::value(*st.claimed_head) : json::value(nullptr);
     o["head_age_ms"] = st.head
                            ? json::value(duration_cast<milliseconds>(now - st.head_changed).count())
                            : json::value(nullptr);

@@ -22,8 +22,8 @@ const prom::Histogram::BucketBoundaries kLatencyBuckets{
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
 // Every state an upstream can be in, so that the state gauge has one series per state.
-constexpr std::array<const char*, 10> kStates{
-    "up",           "unknown",           "lagging", "syncing",  "throttled",
+constexpr std::array<const char*, 11> kStates{
+    "up",           "unknown",           "lagging", "syncing",  "throttled",  "bad_head",
     "breaker_open", "breaker_half_open", "down",    "cordoned", "wrong_chain"};
 
 std::string s(std::string_view v) {

@@ -18,6 +18,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 
 namespace gateway::upstream {
@@ -59,6 +60,23 @@ double seconds_since(Clock::time_point t0) {
 
 std::string quantity(std::uint64_t n) {
     return fmt::format("\"0x{:x}\"", n);
+}
+
+bool is_hash(const json::value* v) {
+    const json::string* s = v ? v->if_string() : nullptr;
+    return s && s->size() == 66 && s->starts_with("0x") &&
+           std::all_of(s->begin() + 2, s->end(),
+                       [](unsigned char c) { return std::isxdigit(c) != 0; });
+}
+
+// Whether `block` (an eth_getBlockByNumber result) is block `number` with a hash and a parent.
+bool serves_block(const json::value& block, std::uint64_t number) {
+    const json::object* o = block.if_object();
+    if (!o) return false;
+    const json::value* n = o->if_contains("number");
+    const auto parsed = n && n->is_string() ? rpc::parse_quantity(n->get_string()) : std::nullopt;
+    return parsed == number && is_hash(o->if_contains("hash")) &&
+           is_hash(o->if_contains("parentHash"));
 }
 
 // Concatenates JSON arrays given as texts, in order.
@@ -157,7 +175,7 @@ std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need, bool expla
         v.status = u->status();
         const UpstreamStatus& s = v.status;
         if (best && s.head) v.lag = *best > *s.head ? *best - *s.head : 0;
-        const bool lagging = s.syncing || (v.lag && *v.lag > max_lag);
+        const bool lagging = s.syncing || !s.head_doubt.empty() || (v.lag && *v.lag > max_lag);
 
         // The score: latency (mean of EWMA and p90), weighed up by recent errors and throttling,
         // plus 10 ms for every block behind. Lower is better.
@@ -200,6 +218,9 @@ std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need, bool expla
             if (explain)
                 v.reason = fmt::format("rate limited by the upstream; resting {:.1f} s more",
                                        in_s(*s.throttled_until));
+        } else if (!s.head_doubt.empty()) {
+            v.state = "bad_head";
+            if (explain) v.reason = s.head_doubt + ": no latest reads";
         } else if (s.syncing) {
             v.state = "syncing";
             if (explain) v.reason = "eth_syncing says the node is syncing: no latest reads";
@@ -283,14 +304,14 @@ asio::awaitable<void> ChainPool::probe_loop(Upstream& upstream, Prober& prober) 
 asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
     const auto deadline = Clock::now() + config_.health.timeout;
     // The answer's result, or why there is none.
-    auto ask = [&](const char* method)
+    auto ask = [&](const char* method, json::value params = json::value())
         -> asio::awaitable<std::pair<std::optional<json::value>, std::string>> {
         const std::uint64_t id = next_id_++;
         // A named variable: GCC 12 destroys an aggregate temporary in a co_await expression
         // twice (harmless while it holds no CancelSignal, a use after free once it does).
         PostOptions options{deadline, true};
         HttpResult r = co_await upstream.client().post(
-            jsonrpc::upstream_request(id, method, json::value()), std::move(options));
+            jsonrpc::upstream_request(id, method, params), std::move(options));
         Attempt a = classify(r, id);
         if (a.kind != Attempt::Kind::answered)
             co_return std::pair(std::nullopt, fmt::format("{}: {}", method, a.detail));
@@ -343,7 +364,37 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
         upstream.probe_failed("probe eth_blockNumber: not a quantity");
         co_return;
     }
+    // A head above the chain's is believed when most upstreams claim as much, or when the node
+    // can serve that block: one node's bogus answer must not become the chain's head.
+    if (const auto chain_head = this->head();
+        (!chain_head || *head > *chain_head) && !most_claim(upstream, *head)) {
+        json::array params;
+        params.emplace_back(fmt::format("0x{:x}", *head));
+        params.emplace_back(false);
+        auto [block, why] = co_await ask("eth_getBlockByNumber", std::move(params));
+        if (!block)
+            why = fmt::format("it claims head {} but could not serve that block ({})", *head, why);
+        else if (!serves_block(*block, *head))
+            why = fmt::format(
+                "it claims head {} but answered {} for that block", *head,
+                block->is_null() ? "null" : "no block with that number, hash and parent");
+        if (!why.empty()) {
+            upstream.head_not_believed(latency, *head, prober.syncing, std::move(why));
+            co_return;
+        }
+    }
     upstream.probe_succeeded(latency, *head, prober.syncing);
+}
+
+bool ChainPool::most_claim(const Upstream& self, std::uint64_t head) const {
+    std::size_t voters = 0, agree = 0;
+    for (const auto& u : upstreams_) {
+        if (u->excluded()) continue;
+        ++voters;
+        const auto claimed = u.get() == &self ? std::optional(head) : u->claimed_head();
+        if (claimed && *claimed >= head) ++agree;
+    }
+    return 2 * agree > voters;
 }
 
 asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostOptions options,
@@ -390,12 +441,19 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
         json::error_code ec;
         const json::value v = json::parse(*f.reply.result, ec);
         if (auto n = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt) {
-            for (auto& u : upstreams_)
-                if (u->id() == f.upstream) u->saw_head(*n);
+            // A node may be ahead of the last probes (blocks come faster than probes on some
+            // chains), by health.max_lag_blocks at most: a higher answer is not believed (nor
+            // given out, since what is given out never goes back).
+            const std::uint64_t said = *n;
+            const std::optional<std::uint64_t> believed = head();
             std::uint64_t served = served_head_.load();
-            while (*n > served && !served_head_.compare_exchange_weak(served, *n)) {
+            // With no head believed now, the last one given out (once one was).
+            const std::uint64_t ahead = std::max<std::uint64_t>(1, config_.health.max_lag_blocks);
+            if (believed ? *n > *believed + ahead : served > 0) *n = believed.value_or(served);
+            while (believed && *n > served && !served_head_.compare_exchange_weak(served, *n)) {
             }
-            if (*n < served) f.reply.result = quantity(served);
+            const std::uint64_t answer = std::max(*n, served);
+            if (answer != said) f.reply.result = quantity(answer);
         }
     }
     co_return f;

@@ -53,11 +53,36 @@ void Upstream::set_health(Health health, std::string reason) {
 void Upstream::probe_succeeded(std::chrono::microseconds latency, std::uint64_t head,
                                bool syncing) {
     std::lock_guard lock(mu_);
+    if (!head_ || head != *head_) head_changed_ = clock_.now();
+    head_ = head;
+    claimed_head_ = head;
+    if (!head_doubt_.empty())
+        spdlog::info("upstream {} (chain {}): its head {} is believed again", config_.id, chain_,
+                     head);
+    head_doubt_.clear();
+    answered_probe(latency, syncing);
+}
+
+void Upstream::head_not_believed(std::chrono::microseconds latency, std::uint64_t claimed,
+                                 bool syncing, std::string why) {
+    std::lock_guard lock(mu_);
+    if (head_doubt_.empty())
+        spdlog::warn("upstream {} (chain {}): its head is not believed, no latest reads: {}",
+                     config_.id, chain_, why);
+    claimed_head_ = claimed;
+    head_doubt_ = std::move(why);
+    answered_probe(latency, syncing);
+}
+
+std::optional<std::uint64_t> Upstream::claimed_head() const {
+    std::lock_guard lock(mu_);
+    return claimed_head_;
+}
+
+void Upstream::answered_probe(std::chrono::microseconds latency, bool syncing) {
     const auto now = clock_.now();
     latency_.record(latency);
     window_.record(now, false, false);
-    if (!head_ || head != *head_) head_changed_ = now;
-    head_ = std::max(head, head_.value_or(0));
     if (syncing != syncing_)
         spdlog::info("upstream {} (chain {}) {} syncing", config_.id, chain_,
                      syncing ? "is" : "is no longer");
@@ -145,14 +170,6 @@ void Upstream::call_failed(const Attempt& attempt) {
     }
 }
 
-void Upstream::saw_head(std::uint64_t head) {
-    std::lock_guard lock(mu_);
-    if (!head_ || head > *head_) {
-        head_ = head;
-        head_changed_ = clock_.now();
-    }
-}
-
 void Upstream::set_cordoned(bool cordoned, std::string reason) {
     std::lock_guard lock(mu_);
     if (cordoned_ != cordoned)
@@ -169,7 +186,7 @@ bool Upstream::excluded() const {
 
 std::optional<std::uint64_t> Upstream::usable_head() const {
     std::lock_guard lock(mu_);
-    if (cordoned_ || health_ != Health::up || syncing_) return std::nullopt;
+    if (cordoned_ || health_ != Health::up || syncing_ || !head_doubt_.empty()) return std::nullopt;
     return head_;
 }
 
@@ -187,6 +204,8 @@ UpstreamStatus Upstream::status() const {
     s.syncing = syncing_;
     s.head = head_;
     s.head_changed = head_changed_;
+    s.claimed_head = claimed_head_;
+    s.head_doubt = head_doubt_;
     s.has_latency = !latency_.empty();
     s.latency_ewma_ms = latency_.ewma_ms();
     s.latency_p90_ms = latency_.p90_ms();

@@ -1,6 +1,7 @@
 #include "support/fake_upstream.hpp"
 
 #include "gateway/http/listener.hpp"
+#include "gateway/rpc/methods.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
@@ -29,6 +30,32 @@ struct FakeUpstream::Impl {
     std::map<std::string, std::vector<json::value>> received;
     std::size_t in_flight = 0;
     std::size_t max_in_flight = 0;
+
+    // The default eth_getBlockByNumber (with mu held): a block with a number, hash and parent for
+    // every number up to the node's head (its eth_blockNumber), null past it.
+    std::optional<FakeReply> block_by_number(const json::value& request) {
+        std::uint64_t head = 0x10;
+        if (script)
+            if (auto r = script("eth_blockNumber", request); r && r->result) {
+                const std::string_view quoted = *r->result;  // "0x..."
+                if (quoted.size() > 2)
+                    if (auto h = rpc::parse_quantity(quoted.substr(1, quoted.size() - 2)))
+                        head = *h;
+            }
+        const json::value* params = request.as_object().if_contains("params");
+        const json::value* tag =
+            params && params->is_array() && !params->get_array().empty() ? &params->at(0) : nullptr;
+        std::uint64_t number = head;
+        if (tag && tag->is_string())
+            if (auto n = rpc::parse_quantity(tag->get_string())) number = *n;
+        if (number > head) return FakeReply::ok("null");
+        char text[200];
+        std::snprintf(
+            text, sizeof text, R"({"number":"0x%llx","hash":"0x%064llx","parentHash":"0x%064llx"})",
+            static_cast<unsigned long long>(number), static_cast<unsigned long long>(number + 1),
+            static_cast<unsigned long long>(number));
+        return FakeReply::ok(text);
+    }
 
     bool batches = false;
 
@@ -81,6 +108,7 @@ struct FakeUpstream::Impl {
                 method == "eth_chainId" || method == "eth_syncing" || method == "eth_blockNumber";
             if (!probe) max_in_flight = std::max(max_in_flight, ++in_flight);
             if (script) reply = script(method, body);
+            if (!reply && method == "eth_getBlockByNumber") reply = block_by_number(body);
         }
         struct Leave {
             Impl* self;

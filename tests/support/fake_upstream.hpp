@@ -41,7 +41,8 @@ struct FakeReply {
 class FakeUpstream {
 public:
     /// Decides the reply to a call; nullopt for the default (eth_chainId answers the chain id,
-    /// eth_blockNumber "0x10", eth_syncing false, anything else "method not found").
+    /// eth_blockNumber "0x10", eth_syncing false, eth_getBlockByNumber a block up to the head the
+    /// script or the default gives, null past it, anything else "method not found").
     using Script = std::function<std::optional<FakeReply>(const std::string& method,
                                                           const boost::json::value& request)>;
 

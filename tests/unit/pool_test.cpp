@@ -2,6 +2,7 @@
 // numbers, scoring, breakers, rate limits, hedging, attempts, errors, log splitting, method
 // lists, cordons.
 
+#include "gateway/rpc/methods.hpp"
 #include "support/gateway_fixture.hpp"
 
 #include <fmt/format.h>
@@ -25,14 +26,24 @@ using test::GatewayTest;
 using test::on;
 using Clock = std::chrono::steady_clock;
 
+// Block `number` as eth_getBlockByNumber answers it (number, hash and parent only).
+std::string block_json(std::uint64_t number) {
+    return fmt::format(R"({{"number":"0x{:x}","hash":"0x{:064x}","parentHash":"0x{:064x}"}})",
+                       number, number + 1, number);
+}
+
 // A node at block `head` that answers eth_gasPrice with `price` and eth_getBlockByNumber with
-// the block's number; anything else is left to the default.
+// the block (null past its head); anything else is left to the default.
 FakeUpstream::Script node_at(std::uint64_t head, std::string price = "\"0x1\"") {
     return [=](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
         if (m == "eth_blockNumber") return FakeReply::ok(fmt::format("\"0x{:x}\"", head));
         if (m == "eth_gasPrice") return FakeReply::ok(price);
-        if (m == "eth_getBlockByNumber")
-            return FakeReply::ok(json::serialize(req.at("params").at(0)));
+        if (m == "eth_getBlockByNumber") {
+            const json::value& tag = req.at("params").at(0);
+            const auto n = tag.is_string() ? rpc::parse_quantity(tag.get_string()) : std::nullopt;
+            if (!n) return FakeReply::ok(block_json(head));
+            return FakeReply::ok(*n <= head ? block_json(*n) : "null");
+        }
         return std::nullopt;
     };
 }
@@ -120,6 +131,95 @@ TEST_F(GatewayTest, BlockNumbersNeverGoBackwards) {
         EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
         EXPECT_THAT(r.body, HasSubstr("\"0x64\"")) << "never lower than 100 once 100 was given";
     }
+}
+
+// One lying node does not pin the chain's head: a head above the chain's is believed when the
+// node can serve that block or most upstreams claim as much; the liar gets no latest reads, says
+// why at /admin/upstreams, and its eth_blockNumber answer is not given out.
+TEST_F(GatewayTest, ANodeClaimingAHeadItCannotServeIsNotBelieved) {
+    FakeUpstream liar(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_blockNumber") return FakeReply::ok("\"0xffffffff\"");
+                          if (m == "eth_getBlockByNumber") return FakeReply::ok("null");
+                          if (m == "eth_gasPrice") return FakeReply::ok("\"0x99\"");
+                          return std::nullopt;
+                      });
+    FakeUpstream honest(31337, node_at(0x10));
+    start({liar.url(), honest.url()}, first_is_primary);  // the liar is the primary
+    ASSERT_TRUE(wait_state("node-0", "bad_head"));
+    const json::value v = upstream("node-0");
+    EXPECT_EQ(v.at("claimed_head"), 0xffffffffu);
+    EXPECT_THAT(std::string(v.at("reason").as_string()),
+                HasSubstr("claims head 4294967295 but answered null for that block"));
+    EXPECT_EQ(upstreams().at("chains").at("devnet").at("head"), 0x10);
+    EXPECT_EQ(upstream("node-1").at("state"), "up") << "the honest node does not look lagging";
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_upstream_state{chain="devnet",state="bad_head",upstream="node-0"} 1)"));
+
+    for (int i = 0; i < 5; ++i) {
+        EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1") << "no latest reads";
+        EXPECT_EQ(json::parse(post(kBlockNumber).body).at("result"), "0x10");
+    }
+    EXPECT_EQ(liar.calls("eth_gasPrice"), 0u);
+    TearDown();
+    gw.reset();
+
+    // A node that lies in an answer to a client, between probes: what it says is not given out,
+    // so it cannot become what clients are never told less than.
+    auto says = std::make_shared<std::atomic<std::uint64_t>>(0x10);
+    FakeUpstream node(31337,
+                      [says](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_blockNumber")
+                              return FakeReply::ok(fmt::format("\"0x{:x}\"", says->load()));
+                          return std::nullopt;
+                      });
+    start({node.url()}, [](config::Config& c) { c.chains[0].health.interval = 60s; });
+    wait_ready();
+    *says = 0xffffffff;
+    auto r = post(kBlockNumber);
+    EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
+    EXPECT_EQ(json::parse(r.body).at("result"), "0x10") << "the believed head, not the claim";
+    *says = 0x16;  // 6 blocks ahead of the last probe: more than max_lag_blocks (5)
+    EXPECT_EQ(json::parse(post(kBlockNumber).body).at("result"), "0x10");
+    *says = 0x15;  // blocks may come faster than probes: up to max_lag_blocks ahead is believable
+    EXPECT_EQ(json::parse(post(kBlockNumber).body).at("result"), "0x15");
+    *says = 0x10;
+    EXPECT_EQ(json::parse(post(kBlockNumber).body).at("result"), "0x15") << "never back";
+}
+
+TEST_F(GatewayTest, AHeadMostUpstreamsClaimIsBelievedAndAHeadMayGoBack) {
+    // Two of three nodes claim 0x30 without serving it yet (say, a load balancer between them
+    // and the node that has it): most agree.
+    auto claims = [](std::shared_ptr<std::atomic<std::uint64_t>> head) {
+        return [head](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m == "eth_blockNumber")
+                return FakeReply::ok(fmt::format("\"0x{:x}\"", head->load()));
+            if (m == "eth_getBlockByNumber") return FakeReply::ok("null");
+            return std::nullopt;
+        };
+    };
+    auto head_a = std::make_shared<std::atomic<std::uint64_t>>(0x30);
+    auto head_b = std::make_shared<std::atomic<std::uint64_t>>(0x30);
+    FakeUpstream a(31337, claims(head_a)), b(31337, claims(head_b)), c(31337, node_at(0x10));
+    start({a.url(), b.url(), c.url()});
+    ASSERT_TRUE(wait_state("node-0", "up"));
+    ASSERT_TRUE(wait_state("node-1", "up"));
+    for (int i = 0; i < 100 && upstreams().at("chains").at("devnet").at("head") != 0x30; ++i)
+        std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(upstreams().at("chains").at("devnet").at("head"), 0x30);
+    EXPECT_EQ(json::parse(post(kBlockNumber).body).at("result"), "0x30");
+
+    // Their heads go back (a reorg to a shorter chain, a node resynced): the chain's head
+    // follows, what clients were given does not.
+    *head_a = 0x20;
+    *head_b = 0x20;
+    for (int i = 0; i < 100 && upstreams().at("chains").at("devnet").at("head") != 0x20; ++i)
+        std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(upstreams().at("chains").at("devnet").at("head"), 0x20);
+    EXPECT_EQ(upstream("node-0").at("head"), 0x20);
+    EXPECT_EQ(json::parse(post(kBlockNumber).body).at("result"), "0x30");
 }
 
 TEST_F(GatewayTest, TheFasterNodeOfATierGetsTheCallsAndTheScoreSaysWhy) {

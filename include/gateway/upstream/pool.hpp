@@ -144,6 +144,8 @@ private:
     // `explain`: fill in the reasons and the score's explanation (for people, not for routing).
     std::vector<Ranked> rank(const rpc::BlockNeed& need, bool explain = false) const;
     static std::vector<Ranked*> in_order(std::vector<Ranked>& ranked);
+    // Whether more than half of the upstreams in use claim at least `head` (`self` claiming it).
+    bool most_claim(const Upstream& self, std::uint64_t head) const;
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
                                                   rpc::BlockNeed need, bool write,
                                                   std::chrono::steady_clock::time_point deadline,

@@ -38,8 +38,13 @@ struct UpstreamStatus {
     bool cordoned = false;
     std::string cordon_reason;
     bool syncing = false;
-    std::optional<std::uint64_t> head;
-    TimePoint head_changed{};  ///< when `head` last moved
+    std::optional<std::uint64_t> head;  ///< its latest head the gateway believes
+    TimePoint head_changed{};           ///< when `head` last moved
+    /// The latest head it claimed (eth_blockNumber), believed or not.
+    std::optional<std::uint64_t> claimed_head;
+    /// Why its latest claimed head is not believed (it could not serve that block, and most
+    /// upstreams do not agree); empty when it is. Such a node gets no `latest` reads.
+    std::string head_doubt;
     bool has_latency = false;
     double latency_ewma_ms = 0;
     double latency_p90_ms = 0;
@@ -67,7 +72,16 @@ public:
 
     // --- the health checker ---
     /// A probe round answered: latency of the head query, the head, whether the node syncs.
+    /// The head is the node's latest, believed (not the highest ever seen: one bogus answer
+    /// must not stay the head for good).
     void probe_succeeded(std::chrono::microseconds latency, std::uint64_t head, bool syncing);
+    /// A probe round answered with a head that is not believed (`why`): the node answers, so
+    /// it is up, but its head stays what it was and it gets no `latest` reads until a later
+    /// round's head is believed.
+    void head_not_believed(std::chrono::microseconds latency, std::uint64_t claimed, bool syncing,
+                           std::string why);
+    /// Its latest claimed head (eth_blockNumber of a probe), believed or not.
+    std::optional<std::uint64_t> claimed_head() const;
     void probe_failed(std::string_view reason);
     /// The node reports another chain id than the configured one: excluded for good.
     void record_wrong_chain(std::uint64_t expected, std::uint64_t reported);
@@ -83,8 +97,6 @@ public:
     /// The call failed on this node (see Attempt: node faults feed the breaker; a rate limit
     /// throttles the node for Retry-After, or a second).
     void call_failed(const Attempt& attempt);
-    /// A head seen in an answer (eth_blockNumber), fresher than the last probe's.
-    void saw_head(std::uint64_t head);
 
     // --- operators ---
     void set_cordoned(bool cordoned, std::string reason);
@@ -97,7 +109,8 @@ public:
     UpstreamStatus status() const;
 
 private:
-    void set_health(Health health, std::string reason);  // with mu_ held
+    void set_health(Health health, std::string reason);                    // with mu_ held
+    void answered_probe(std::chrono::microseconds latency, bool syncing);  // with mu_ held
 
     const std::string chain_;
     const config::UpstreamConfig config_;
@@ -116,6 +129,8 @@ private:
     bool syncing_ = false;
     std::optional<std::uint64_t> head_;
     TimePoint head_changed_{};
+    std::optional<std::uint64_t> claimed_head_;
+    std::string head_doubt_;
     LatencyTracker latency_;
     SlidingWindow window_;
     CircuitBreaker breaker_;
