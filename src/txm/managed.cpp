@@ -1,4 +1,5 @@
 #include "gateway/txm/managed.hpp"
+#include "gateway/txm/nonce_proof.hpp"
 
 #include "gateway/custody/signer.hpp"
 #include "gateway/eth/hex.hpp"
@@ -1217,32 +1218,24 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
 
 asio::awaitable<void> ManagedSenders::dead_attempts(Sender& s, std::shared_ptr<Tx> tx) {
     // Every attempt is final and none was mined: its nonce was used by another party, or the
-    // nodes refused it.
-    auto latest = co_await nonce_count(s.address, "latest");
-    if (!latest) co_return;  // asked again next round
+    // nodes refused it. Only nodes at the chain's head are believed, and another party's use
+    // only once it is confirmations deep: a null receipt from a node behind proves nothing, and
+    // signing again with the next nonce would pay twice.
     const std::uint64_t nonce = tx->rec.nonce.value_or(0);
-    if (*latest > nonce) {
-        // Before calling it another party's: none of its attempts has a receipt (an attempt
-        // given up on one node's word may have been mined after all).
-        for (const auto& h : tx->attempts) {
-            json::array params;
-            params.emplace_back(h);
-            upstream::Forwarded f =
-                co_await pool_.forward("eth_getTransactionReceipt", std::move(params), false,
-                                       Clock::now() + std::chrono::seconds(10));
-            if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-                co_return;  // cannot tell now: asked again next round
-            if (*f.reply.result == "null") continue;
-            json::error_code ec;
-            json::value receipt = json::parse(*f.reply.result, ec);
-            const bool ok = !ec && receipt.is_object() && receipt.as_object().contains("status") &&
-                            receipt.at("status") == "0x1";
-            co_await finish(
-                s, tx, ok ? TxState::completed : TxState::failed,
-                fmt::format("attempt {} was mined after all ({})", h, ok ? "success" : "reverted"),
-                h, true);
-            co_return;
-        }
+    const NonceUse use =
+        co_await nonce_use(pool_, s.address, nonce, tx->attempts, config_.tx.confirmations);
+    if (use.kind == NonceUse::Kind::unknown) co_return;  // asked again next round
+    if (use.kind == NonceUse::Kind::ours) {
+        // An attempt given up on one node's word was mined after all.
+        const bool ok = use.receipt.is_object() && use.receipt.as_object().contains("status") &&
+                        use.receipt.at("status") == "0x1";
+        co_await finish(s, tx, ok ? TxState::completed : TxState::failed,
+                        fmt::format("attempt {} was mined after all ({})", use.hash,
+                                    ok ? "success" : "reverted"),
+                        use.hash, true);
+        co_return;
+    }
+    if (use.kind == NonceUse::Kind::another) {
         if (tx->req.fills || tx->cancel_requested) {
             const TxState end = tx->cancel_requested ? TxState::cancelled : TxState::failed;
             const char* what = tx->cancel_requested ? "cancel" : "fill";

@@ -459,6 +459,26 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
     co_return f;
 }
 
+asio::awaitable<Forwarded> ChainPool::forward_at_least(std::string method, json::value params,
+                                                       std::uint64_t min_block,
+                                                       Clock::time_point deadline) {
+    // Pinned to the upstreams at or above the block: rank() would let anyone answer a block that
+    // nobody has yet, which here would be a node behind it.
+    const bool any = std::any_of(upstreams_.begin(), upstreams_.end(), [&](const auto& u) {
+        const auto h = u->usable_head();
+        return h && *h >= min_block;
+    });
+    if (!any) {
+        Forwarded none;
+        none.error = jsonrpc::Error(jsonrpc::ErrorCode::resource_unavailable,
+                                    fmt::format("no upstream of chain {} is at block {} or above",
+                                                config_.name, min_block));
+        co_return none;
+    }
+    co_return co_await forward_one(std::move(method), std::move(params),
+                                   BlockNeed{BlockNeed::Kind::number, min_block}, false, deadline);
+}
+
 // The order calls try upstreams in: tier, then score; upstreams that cannot serve the call are
 // left out, those down, open or throttled come last, as a last resort before giving up.
 std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked) {

@@ -360,6 +360,11 @@ public:
         std::lock_guard lock(mu_);
         return broadcasts_;
     }
+    /// What eth_getTransactionCount answers, at any block (0 until set).
+    void set_nonce_count(std::uint64_t count) {
+        std::lock_guard lock(mu_);
+        nonce_count_ = count;
+    }
 
 private:
     std::optional<FakeReply> answer(const std::string& m, const json::value& req) {
@@ -388,7 +393,8 @@ private:
                 h, it->second, it->second * 1000 + generation_));
         }
         if (m == "eth_getBalance") return FakeReply::ok("\"0x64\"");
-        if (m == "eth_getTransactionCount") return FakeReply::ok("\"0x0\"");
+        if (m == "eth_getTransactionCount")
+            return FakeReply::ok(fmt::format("\"0x{:x}\"", nonce_count_));
         if (m == "eth_getTransactionByHash") return FakeReply::ok("null");
         return std::nullopt;
     }
@@ -403,6 +409,7 @@ private:
     std::map<std::string, std::uint64_t> mined_;
     std::vector<std::pair<std::string, std::uint64_t>> accepted_;
     std::size_t broadcasts_ = 0;
+    std::uint64_t nonce_count_ = 0;
 };
 
 class WritesTest : public GatewayTest {
@@ -526,7 +533,9 @@ TEST_F(WritesTest, ANodesRefusalGoesBackAsItCameAndTheJournalSaysWhy) {
     EXPECT_EQ(json::parse(r.body).at("result"), hash_of(known).c_str());
     EXPECT_EQ(state_of(hash_of(known)), "BROADCASTING");
 
-    // "nonce too low" and no receipt for our hash: another transaction used the nonce.
+    // "nonce too low", the nonce used confirmations deep and no receipt for our hash from a node
+    // at the head: another transaction used the nonce.
+    chain.set_nonce_count(5);
     chain.refuse_with("nonce too low: next nonce 5, tx nonce 1");
     const std::string low = test::sign_legacy(test::kKey1, {.nonce = 1});
     r = send(low);
@@ -535,6 +544,55 @@ TEST_F(WritesTest, ANodesRefusalGoesBackAsItCameAndTheJournalSaysWhy) {
     EXPECT_EQ(state_of(hash_of(low)), "FAILED");
     EXPECT_THAT(std::string(tx(hash_of(low)).at("reason").as_string()),
                 HasSubstr("used by another transaction"));
+}
+
+// A null receipt from a node behind proves nothing: after "nonce too low", the transaction is
+// settled on the word of a node at the chain's head, which has it mined.
+TEST_F(GatewayTest, ANullReceiptFromALaggingNodeDoesNotFailAMinedTransaction) {
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string hash = hash_of(raw);
+    auto node = [hash](std::uint64_t head, bool has_it) {
+        return [=](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m == "eth_blockNumber") return FakeReply::ok(fmt::format("\"0x{:x}\"", head));
+            if (m == "eth_sendRawTransaction")
+                return FakeReply::rpc_error(-32000, "nonce too low: next nonce 1, tx nonce 0");
+            if (m == "eth_getTransactionCount")
+                return FakeReply::ok(has_it ? "\"0x1\"" : "\"0x0\"");
+            if (m == "eth_getTransactionReceipt")
+                return FakeReply::ok(
+                    has_it
+                        ? fmt::format(
+                              R"({{"transactionHash":"{}","blockNumber":"0x{:x}","blockHash":"0x{:064x}","status":"0x1"}})",
+                              hash, head, head)
+                        : "null");
+            return std::nullopt;
+        };
+    };
+    // The lagging node (two blocks behind: within max_lag_blocks) is the primary and ranks first.
+    FakeUpstream lagging(31337, node(0x12, false)), ahead(31337, node(0x14, true));
+    start({lagging.url(), ahead.url()}, [](config::Config& c) {
+        test::first_is_primary(c);
+        c.chains[0].tx.poll_interval = 20ms;
+        c.chains[0].tx.confirmations = 1;
+    });
+    wait_ready();
+    for (int i = 0; i < 100 && upstreams().at("chains").at("devnet").at("head") != 0x14; ++i)
+        std::this_thread::sleep_for(10ms);
+    post(R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[")" + raw +
+         R"("]})");
+    std::string state;
+    for (int i = 0; i < 200; ++i) {
+        const json::value v =
+            json::parse(
+                post(R"({"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":[")" +
+                     hash + R"("]})")
+                    .body)
+                .at("result");
+        state = std::string(v.at("state").as_string());
+        if (state == "COMPLETED" || state == "FAILED") break;
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(state, "COMPLETED") << "mined in block 0x14, as the node at the head says";
 }
 
 TEST_F(WritesTest, WithEveryNodeDownTransactionsQueueAndGoOutInNonceOrder) {

@@ -90,6 +90,13 @@ public:
                                               std::chrono::steady_clock::time_point deadline,
                                               std::shared_ptr<AnswerBudget> budget = nullptr);
 
+    /// A read that only upstreams at or above block `min_block` may answer (none such: an error
+    /// after the usual attempts, never a node behind it): for answers whose absence is taken as
+    /// proof, such as a receipt that is null. Never throws.
+    boost::asio::awaitable<Forwarded> forward_at_least(
+        std::string method, boost::json::value params, std::uint64_t min_block,
+        std::chrono::steady_clock::time_point deadline);
+
     /// One read of a client's batch.
     struct BatchCall {
         std::string method;
