@@ -727,13 +727,14 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
     // Caps are applied by the caller's sender; here the chain's.
     const FeeCaps caps{config_.tx.fee.max_fee_per_gas_gwei * kGwei,
                        config_.tx.fee.max_priority_fee_gwei * kGwei};
-    std::optional<bool> legacy;
+    constexpr auto kLegacyFor = std::chrono::minutes(5);
+    bool legacy = false;
     {
         std::lock_guard lock(legacy_mu_);
-        legacy = legacy_;
+        legacy = legacy_until_ && Clock::now() < *legacy_until_;
     }
     const auto deadline = Clock::now() + std::chrono::seconds(10);
-    if (!legacy || !*legacy) {
+    if (!legacy) {
         json::array percentiles;
         percentiles.emplace_back(50);
         json::array params;
@@ -746,7 +747,9 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
             why = "waiting for a node to estimate fees: " + f.error.message;
             co_return std::nullopt;
         }
-        bool no_base_fee = f.reply.is_error();
+        // An error answer: legacy fees for this estimate; remembered only when no node serves
+        // the method.
+        bool no_base_fee = f.reply.is_error() && f.reply.error.code == -32601;
         if (!f.reply.is_error()) {
             json::error_code ec;
             json::value v = json::parse(*f.reply.result, ec);
@@ -764,7 +767,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
                         std::min<std::uint64_t>(kGwei, caps.max_priority_fee_per_gas);
                     Fees fees = estimate_from_history(v, floor, caps);
                     std::lock_guard lock(legacy_mu_);
-                    legacy_ = false;
+                    legacy_until_.reset();
                     co_return fees;
                 } catch (const std::exception& e) {
                     why = std::string("the nodes' eth_feeHistory cannot be read: ") + e.what();
@@ -774,7 +777,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
         }
         if (no_base_fee) {
             std::lock_guard lock(legacy_mu_);
-            legacy_ = true;
+            legacy_until_ = Clock::now() + kLegacyFor;
         }
     }
     json::array params;

@@ -595,6 +595,64 @@ TEST_F(GatewayTest, ANullReceiptFromALaggingNodeDoesNotFailAMinedTransaction) {
     EXPECT_EQ(state, "COMPLETED") << "mined in block 0x14, as the node at the head says";
 }
 
+// One eth_feeHistory error is not "this chain has no base fee": the next estimate asks again,
+// and a chain that answers it again gets EIP-1559 fees again.
+TEST_F(GatewayTest, OneFeeHistoryErrorDoesNotSwitchAChainToLegacyFeesForGood) {
+    std::mutex mu;
+    int fee_history_calls = 0;
+    std::vector<eth::TxType> sent;
+    FakeUpstream node(
+        31337, [&](const std::string& m, const json::value& req) -> std::optional<FakeReply> {
+            std::lock_guard lock(mu);
+            if (m == "eth_feeHistory") {
+                if (++fee_history_calls == 1)
+                    return FakeReply::rpc_error(-32000, "fee history out of service");
+                return FakeReply::ok(
+                    R"({"oldestBlock":"0xb","baseFeePerGas":["0x3b9aca00","0x3b9aca00","0x3b9aca00","0x3b9aca00","0x3b9aca00","0x3b9aca00"],"gasUsedRatio":[0.5,0.5,0.5,0.5,0.5],"reward":[["0x1"],["0x1"],["0x1"],["0x1"],["0x1"]]})");
+            }
+            if (m == "eth_gasPrice") return FakeReply::ok("\"0x3b9aca00\"");
+            if (m == "eth_getTransactionCount")
+                return FakeReply::ok(fmt::format("\"0x{:x}\"", sent.size()));
+            if (m == "eth_estimateGas") return FakeReply::ok("\"0x5208\"");
+            if (m == "eth_getBalance") return FakeReply::ok("\"0xde0b6b3a7640000\"");
+            if (m == "eth_sendRawTransaction") {
+                const auto tx =
+                    eth::decode_transaction(*eth::from_hex(req.at("params").at(0).as_string()));
+                sent.push_back(tx.type);
+                return FakeReply::ok("\"" + eth::to_hex(tx.hash) + "\"");
+            }
+            if (m == "eth_getTransactionReceipt") return FakeReply::ok("null");
+            return std::nullopt;
+        });
+    const std::string dir = test::make_temp_dir("fees");
+    test::write_file(dir + "/k0", test::kKey0.substr(2));
+    start({node.url()}, [&](config::Config& c) {
+        c.signers.push_back(
+            config::SignerConfig{.id = "k0", .type = "local", .key_file = dir + "/k0"});
+        c.chains[0].accounts.push_back(config::AccountConfig{kSender0, "k0"});
+    });
+    wait_ready();
+    const std::string send = fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendTransaction","params":[{{"from":"{}","to":"0x000000000000000000000000000000000000dEaD","value":"0x1","gas":"0x5208"}}]}})",
+        kSender0);
+    for (int i = 0; i < 2; ++i) {
+        auto r = post(send);
+        ASSERT_EQ(r.status, 200u) << r.body;
+        ASSERT_TRUE(json::parse(r.body).as_object().contains("result")) << r.body;
+        for (int w = 0; w < 300; ++w) {
+            {
+                std::lock_guard lock(mu);
+                if (sent.size() == static_cast<std::size_t>(i + 1)) break;
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+    std::lock_guard lock(mu);
+    ASSERT_EQ(sent.size(), 2u);
+    EXPECT_GE(fee_history_calls, 2) << "asked again after the error";
+    EXPECT_EQ(sent.back(), eth::TxType::dynamic_fee) << "and answered: EIP-1559 fees again";
+}
+
 TEST_F(WritesTest, WithEveryNodeDownTransactionsQueueAndGoOutInNonceOrder) {
     Chain chain;
     start_on(chain);

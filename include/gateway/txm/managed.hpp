@@ -154,8 +154,10 @@ private:
     boost::asio::any_io_executor executor_;
     std::atomic<bool> stopped_{false};
     std::atomic<bool> loaded_{false};
-    std::optional<bool> legacy_;  // the chain has no base fee (on the senders' strands; atomic
-                                  // enough as a hint: each sender decides from its own answer)
+    // Until when the chain is taken to have no base fee (its eth_feeHistory said so, or no node
+    // serves the method); then eth_feeHistory is asked again. Any other error answer counts for
+    // that estimate only: one error must not switch a chain to legacy fees for good.
+    std::optional<std::chrono::steady_clock::time_point> legacy_until_;
     std::mutex legacy_mu_;
 
     std::map<std::string, std::shared_ptr<Sender>> senders_;  // by address; fixed after ctor
