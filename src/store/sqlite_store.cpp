@@ -188,10 +188,11 @@ public:
     }
 
     std::vector<TxRecord> unfinished() override {
-        Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE state NOT IN ('COMPLETED', "
-                                   "'FAILED', 'DEAD_LETTER') ORDER BY chain, sender, nonce, "
-                                   "created_ms;",
-                                   kColumns));
+        Stmt st(*this,
+                fmt::format("SELECT {} FROM transactions WHERE state NOT IN ('COMPLETED', "
+                            "'FAILED', 'DEAD_LETTER', 'REPLACED') ORDER BY chain, sender, nonce, "
+                            "created_ms;",
+                            kColumns));
         std::vector<TxRecord> out;
         while (st.step()) out.push_back(read_record(st));
         return out;
@@ -577,6 +578,7 @@ std::string_view to_string(TxState state) {
         case TxState::preparing: return "PREPARING";
         case TxState::signing: return "SIGNING";
         case TxState::cancelled: return "CANCELLED";
+        case TxState::replaced: return "REPLACED";
     }
     return "UNKNOWN";
 }
@@ -584,7 +586,7 @@ std::string_view to_string(TxState state) {
 std::optional<TxState> parse_tx_state(std::string_view text) {
     for (TxState s : {TxState::queued, TxState::preparing, TxState::signing, TxState::broadcasting,
                       TxState::confirming, TxState::completed, TxState::failed,
-                      TxState::dead_letter, TxState::cancelled})
+                      TxState::dead_letter, TxState::cancelled, TxState::replaced})
         if (to_string(s) == text) return s;
     return std::nullopt;
 }

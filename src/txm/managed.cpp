@@ -1376,6 +1376,8 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
         wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
         co_return;
     }
+    // The nonce is used by the attempt `hash`: the others will never be mined.
+    if (hash && nonce_used) co_await txm_.replace_attempts(tx->rec.id, *hash);
     std::string nonce_text;
     if (nonce) nonce_text = fmt::format(", nonce {}", *nonce);
     spdlog::log(state == TxState::completed || state == TxState::confirming ? spdlog::level::info

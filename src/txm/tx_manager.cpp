@@ -347,14 +347,24 @@ asio::awaitable<std::optional<json::value>> TxManager::receipt(const std::string
 asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
     // Dead only on the word of nodes at the head, with the nonce used confirmations deep: a
     // null receipt from a node behind proves nothing (and a managed sender would pay twice).
-    // (A named vector: GCC 12 rejects a braced one in a co_await expression.)
-    const std::vector<std::string> hashes{e->rec.hash};
+    // The attempts of the same managed transaction count as ours: one of them mined ends the
+    // others as REPLACED.
+    std::vector<std::string> hashes{e->rec.hash};
+    if (e->rec.parent) {
+        std::lock_guard lock(mu_);
+        for (const auto& [hash, other] : by_hash_)
+            if (other != e && other->rec.parent == e->rec.parent) hashes.push_back(hash);
+    }
     const NonceUse use =
         co_await nonce_use(pool_, e->rec.sender, e->rec.nonce, hashes, config_.tx.confirmations);
     switch (use.kind) {
         case NonceUse::Kind::unknown:
         case NonceUse::Kind::unused: co_return;  // cannot tell now: the next round asks again
         case NonceUse::Kind::ours:
+            if (use.hash != e->rec.hash) {
+                co_await transition(e, TxState::replaced, "replaced by " + use.hash);
+                co_return;
+            }
             co_await track(e, pool_.head().value_or(0), &use.receipt);
             co_return;
         case NonceUse::Kind::another: break;
@@ -363,6 +373,16 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
                         fmt::format("nonce {} of {} was used by another transaction (seen at "
                                     "block {} by a node at the chain's head)",
                                     e->rec.nonce, e->rec.sender, use.seen_at));
+}
+
+asio::awaitable<void> TxManager::replace_attempts(std::string parent, std::string used_by) {
+    std::vector<std::shared_ptr<Entry>> others;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [hash, e] : by_hash_)
+            if (e->rec.parent == parent && hash != used_by) others.push_back(e);
+    }
+    for (auto& e : others) co_await transition(e, TxState::replaced, "replaced by " + used_by);
 }
 
 TxState TxManager::state_of(const Entry& e) const {

@@ -261,6 +261,9 @@ TEST_F(ManagedTest, AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt
     EXPECT_EQ(str(described.at("managed").at("id")), id);
     EXPECT_EQ(described.at("managed").at("state"), "COMPLETED");
     EXPECT_EQ(last.header("x-gateway-replaced-by"), mined);
+    // The first attempt's own record ends REPLACED, pointing to the one mined.
+    EXPECT_EQ(described.at("state"), "REPLACED") << str(described);
+    EXPECT_EQ(str(described.at("reason")), "replaced by " + mined);
     EXPECT_EQ(chain_nonce(hot), 1u);
     HttpReply metrics = http_get(gw->admin_port(), "/metrics");
     EXPECT_NE(metrics.body.find("gateway_replacements_total{chain=\"devnet\"}"), std::string::npos);

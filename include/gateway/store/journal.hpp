@@ -24,13 +24,14 @@ enum class TxState {
     failed,        ///< refused by the nodes, replaced, or reverted (final)
     dead_letter,   ///< the gateway gave up on it; a person decides (final)
     cancelled,     ///< managed: replaced by a zero-value self-send on request (final)
+    replaced,      ///< an attempt of a managed transaction whose nonce another attempt used (final)
 };
 
 std::string_view to_string(TxState state);  ///< "QUEUED", "BROADCASTING", ...
 std::optional<TxState> parse_tx_state(std::string_view text);
 inline bool is_final(TxState s) {
     return s == TxState::completed || s == TxState::failed || s == TxState::dead_letter ||
-           s == TxState::cancelled;
+           s == TxState::cancelled || s == TxState::replaced;
 }
 
 struct TxRecord {

@@ -75,6 +75,10 @@ public:
     boost::asio::awaitable<SubmitResult> submit_attempt(const eth::Bytes& raw, std::string parent,
                                                         std::string client = {});
 
+    /// The managed transaction `parent` is settled by its attempt `used_by` (mined): its other
+    /// attempts still held end REPLACED, pointing to it. Never throws.
+    boost::asio::awaitable<void> replace_attempts(std::string parent, std::string used_by);
+
     /// A copy of a transaction the gateway holds (not final); nullopt once it is final or when
     /// unknown.
     std::optional<store::TxRecord> held_record(std::string_view hash) const;
