@@ -351,9 +351,18 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
     // others as REPLACED.
     std::vector<std::string> hashes{e->rec.hash};
     if (e->rec.parent) {
-        std::lock_guard lock(mu_);
-        for (const auto& [hash, other] : by_hash_)
-            if (other != e && other->rec.parent == e->rec.parent) hashes.push_back(hash);
+        // From the journal: the one mined may be final and out of memory already.
+        std::vector<store::TxRecord> attempts;
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                attempts = j.attempts(*e->rec.parent);
+            };
+            co_await journal_.run(std::move(op));
+        } catch (const std::exception&) {
+            co_return;  // cannot tell now: the next round asks again
+        }
+        for (const auto& a : attempts)
+            if (a.hash != e->rec.hash) hashes.push_back(a.hash);
     }
     const NonceUse use =
         co_await nonce_use(pool_, e->rec.sender, e->rec.nonce, hashes, config_.tx.confirmations);
@@ -392,7 +401,9 @@ TxState TxManager::state_of(const Entry& e) const {
 
 bool TxManager::receipt_due(const Entry& e, std::uint64_t head) const {
     // A receipt changes with the chain: ask when the head moved, and now and then regardless
-    // (a reorg at the same height, a head that went back).
+    // (a reorg at the same height, a head that went back). The fields are written by the
+    // dispatcher and by clients' calls: under the lock.
+    std::lock_guard lock(mu_);
     const auto now = Clock::now();
     return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval &&
              now - e.last_broadcast < config_.tx.rebroadcast_after);
@@ -437,8 +448,11 @@ asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetc
 asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head,
                                        const json::value* prefetched) {
     if (!receipt_due(*e, head)) co_return;
-    e->checked_head = head;
-    e->checked_at = Clock::now();
+    {
+        std::lock_guard lock(mu_);
+        e->checked_head = head;
+        e->checked_at = Clock::now();
+    }
     std::optional<json::value> r;
     if (prefetched) {
         r = *prefetched;
@@ -455,27 +469,31 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
                 fmt::format("block {} ({}) no longer holds it (a reorg): sending it again",
                             e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?")),
                 false, std::nullopt, std::nullopt);
+            std::lock_guard lock(mu_);
             e->last_broadcast = {};
         }
-        if (state_of(*e) == TxState::broadcasting &&
-            Clock::now() - e->last_broadcast >= config_.tx.rebroadcast_after) {
-            {
-                std::lock_guard lock(mu_);
-                if (e->busy) co_return;
-                e->busy = true;
-            }
+        bool resend = false;
+        {
+            std::lock_guard lock(mu_);
+            resend = e->rec.state == TxState::broadcasting && !e->busy &&
+                     Clock::now() - e->last_broadcast >= config_.tx.rebroadcast_after;
+            if (resend) e->busy = true;
+        }
+        if (resend) {
             BroadcastResult b = co_await send(*e);
-            e->last_broadcast = Clock::now();
             {
                 std::lock_guard lock(mu_);
-                e->busy = false;
+                e->last_broadcast = Clock::now();
             }
+            // Still busy while the verdict is written: nobody else sends it meanwhile.
             if (b.verdict == Broadcast::accepted)
                 co_await transition(e, TxState::broadcasting, "sent again: " + b.detail, true);
             else if (b.verdict == Broadcast::nonce_used)
                 co_await settle_used_nonce(e);
             else if (b.verdict == Broadcast::refused)
                 co_await transition(e, TxState::failed, "refused when sent again: " + b.detail);
+            std::lock_guard lock(mu_);
+            e->busy = false;
         }
         co_return;
     }
@@ -546,11 +564,20 @@ asio::awaitable<void> TxManager::dispatch_round() {
                 e->busy = true;
             }
             BroadcastResult b = co_await send(*e);
-            e->last_broadcast = Clock::now();
             {
                 std::lock_guard lock(mu_);
-                e->busy = false;
+                e->last_broadcast = Clock::now();
             }
+            // Still busy while the verdict is written: a client's call does not send it again
+            // meanwhile.
+            struct Release {
+                TxManager* self;
+                Entry* e;
+                ~Release() {
+                    std::lock_guard lock(self->mu_);
+                    e->busy = false;
+                }
+            } release{this, e.get()};
             bool go_on = true;
             switch (b.verdict) {
                 case Broadcast::accepted:
@@ -772,12 +799,25 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     }
 
     BroadcastResult b = co_await send(*e);
-    e->last_broadcast = Clock::now();
     {
         std::lock_guard lock(mu_);
-        e->busy = b.verdict == Broadcast::accepted;
+        e->last_broadcast = Clock::now();
+        // Accepted: busy until its BROADCASTING record is written (record_taken). Refused or
+        // nonce used: busy until the verdict is written below, so the dispatcher does not send it
+        // again meanwhile. Not now: the dispatcher's from here on.
+        e->busy = b.verdict != Broadcast::not_now;
         e->taken = b.verdict == Broadcast::accepted;
     }
+    struct Release {
+        TxManager* self;
+        Entry* e;
+        bool now;
+        ~Release() {
+            if (!now) return;
+            std::lock_guard lock(self->mu_);
+            e->busy = false;
+        }
+    } release{this, e.get(), b.verdict == Broadcast::refused || b.verdict == Broadcast::nonce_used};
     switch (b.verdict) {
         case Broadcast::accepted:
             // The client hears now. The transaction is durable since its QUEUED record and a node
