@@ -9,6 +9,7 @@
 #include "gateway/eth/transaction.hpp"
 #include "gateway/eth/unsigned_tx.hpp"
 #include "support/fake_upstream.hpp"
+#include "support/fake_web3signer.hpp"
 #include "support/io_thread.hpp"
 #include "support/process.hpp"
 #include "support/tx_signer.hpp"
@@ -197,61 +198,8 @@ eth::UnsignedTx legacy_tx(std::uint64_t nonce = 3, std::uint64_t chain_id = 1) {
     return tx;  // a contract creation: no `to`
 }
 
-/// Awaits sign() on a private io_context on this thread (for the fake service's script, which
-/// must answer synchronously).
-Signed sign_now(Signer& signer, const eth::UnsignedTx& tx, const eth::Address& from) {
-    asio::io_context ctx;
-    auto f = asio::co_spawn(ctx, signer.sign(tx, from, Clock::now() + 5s), asio::use_future);
-    ctx.run();
-    return f.get();
-}
-
-std::uint64_t quantity(const json::value& v) {
-    return std::stoull(std::string(v.as_string()).substr(2), nullptr, 16);
-}
-
-eth::Bytes quantity_bytes(const json::value& v) {
-    std::string digits = std::string(v.as_string()).substr(2);
-    if (digits == "0") return {};
-    if (digits.size() % 2) digits.insert(0, "0");
-    return *eth::from_hex("0x" + digits);
-}
-
-/// The UnsignedTx an eth_signTransaction request describes (what a Web3Signer would sign).
-eth::UnsignedTx from_request(const json::object& t) {
-    eth::UnsignedTx tx;
-    tx.type = t.contains("maxFeePerGas") ? eth::TxType::dynamic_fee : eth::TxType::legacy;
-    tx.chain_id = quantity(t.at("chainId"));
-    tx.nonce = quantity(t.at("nonce"));
-    if (tx.type == eth::TxType::legacy) {
-        tx.gas_price = quantity(t.at("gasPrice"));
-    } else {
-        tx.max_fee_per_gas = quantity(t.at("maxFeePerGas"));
-        tx.max_priority_fee_per_gas = quantity(t.at("maxPriorityFeePerGas"));
-    }
-    tx.gas = quantity(t.at("gas"));
-    if (t.contains("to")) tx.to = address(std::string(t.at("to").as_string()));
-    tx.value = quantity_bytes(t.at("value"));
-    tx.input = *eth::from_hex(t.at("data").as_string());
-    return tx;
-}
-
-/// A fake Web3Signer: answers eth_signTransaction by signing with the custody stub `keys`,
-/// after `tamper` had its way with the transaction.
-FakeUpstream::Script web3signer(std::shared_ptr<CustodyStub> keys,
-                                std::function<void(eth::UnsignedTx&, eth::Address&)> tamper = {}) {
-    return [keys, tamper](const std::string& method,
-                          const json::value& request) -> std::optional<FakeReply> {
-        if (method != "eth_signTransaction") return std::nullopt;
-        const json::object& t = request.at("params").at(0).as_object();
-        eth::UnsignedTx tx = from_request(t);
-        eth::Address from = address(std::string(t.at("from").as_string()));
-        if (tamper) tamper(tx, from);
-        const Signed s = sign_now(*keys, tx, from);
-        if (s.outcome != Outcome::signed_ok) return FakeReply::rpc_error(-32000, s.detail);
-        return FakeReply::ok("\"" + eth::to_hex(s.raw) + "\"");
-    };
-}
+using test::sign_now;
+using test::web3signer;
 
 std::shared_ptr<CustodyStub> both_keys() {
     return std::make_shared<CustodyStub>(
@@ -516,7 +464,7 @@ TEST_F(RemoteSignerTest, GethShapedAnswerIsAccepted) {
         [this](const std::string& method, const json::value& request) -> std::optional<FakeReply> {
             if (method != "eth_signTransaction") return std::nullopt;
             const json::object& t = request.at("params").at(0).as_object();
-            const Signed s = sign_now(*keys, from_request(t), kAddr0);
+            const Signed s = sign_now(*keys, test::unsigned_from_request(t), kAddr0);
             return FakeReply::ok(R"({"raw":")" + eth::to_hex(s.raw) + R"(","tx":{}})");
         });
     auto signer = remote();
