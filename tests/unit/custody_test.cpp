@@ -471,16 +471,16 @@ TEST_F(RemoteSignerTest, GethShapedAnswerIsAccepted) {
     EXPECT_EQ(sign(*signer, eip1559_tx(), kAddr0).outcome, Outcome::signed_ok);
 }
 
-TEST_F(RemoteSignerTest, AnswerSignedByAnotherKeyIsRefused) {
+TEST_F(RemoteSignerTest, AnswerSignedByAnotherKeyIsMalformed) {
     fake.set_script(web3signer(keys, [](eth::UnsignedTx&, eth::Address& from) { from = kAddr1; }));
     auto signer = remote();
     const Signed s = sign(*signer, eip1559_tx(), kAddr0);
-    EXPECT_EQ(s.outcome, Outcome::refused);
+    EXPECT_EQ(s.outcome, Outcome::malformed);
     EXPECT_THAT(s.detail, HasSubstr("signed by " + eth::to_checksum_address(kAddr1)));
     EXPECT_TRUE(s.raw.empty());
 }
 
-TEST_F(RemoteSignerTest, AnswerForAnotherNonceChainOrRecipientIsRefused) {
+TEST_F(RemoteSignerTest, AnswerForAnotherNonceChainOrRecipientIsMalformed) {
     auto signer = remote();
     const std::vector<std::pair<std::function<void(eth::UnsignedTx&, eth::Address&)>, std::string>>
         cases = {
@@ -499,12 +499,12 @@ TEST_F(RemoteSignerTest, AnswerForAnotherNonceChainOrRecipientIsRefused) {
     for (const auto& [tamper, why] : cases) {
         fake.set_script(web3signer(keys, tamper));
         const Signed s = sign(*signer, eip1559_tx(7), kAddr0);
-        EXPECT_EQ(s.outcome, Outcome::refused) << why;
+        EXPECT_EQ(s.outcome, Outcome::malformed) << why;
         EXPECT_THAT(s.detail, HasSubstr(why));
     }
 }
 
-TEST_F(RemoteSignerTest, AnswersThatAreNotSignedTransactionsAreRefused) {
+TEST_F(RemoteSignerTest, AnswersThatAreNotSignedTransactionsAreMalformed) {
     auto signer = remote();
     for (const auto& [result, why] :
          std::vector<std::pair<std::string, std::string>>{{R"("0x1234")", "unusable transaction"},
@@ -516,8 +516,19 @@ TEST_F(RemoteSignerTest, AnswersThatAreNotSignedTransactionsAreRefused) {
                                                    : std::nullopt;
         });
         const Signed s = sign(*signer, eip1559_tx(), kAddr0);
-        EXPECT_EQ(s.outcome, Outcome::refused) << result;
+        EXPECT_EQ(s.outcome, Outcome::malformed) << result;
         EXPECT_THAT(s.detail, HasSubstr(why)) << result;
+    }
+    // A body that is not JSON-RPC, whatever its status (a proxy's page, a truncated answer).
+    for (unsigned status : {200u, 400u}) {
+        fake.set_script([status](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction"
+                       ? std::optional(FakeReply::http(status, "<html>gateway</html>"))
+                       : std::nullopt;
+        });
+        const Signed s = sign(*signer, eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::malformed) << status;
+        EXPECT_THAT(s.detail, HasSubstr("not JSON-RPC")) << status;
     }
 }
 
@@ -533,7 +544,26 @@ TEST_F(RemoteSignerTest, JsonRpcErrorIsRefusedWithTheServicesMessage) {
     EXPECT_THAT(s.detail, HasSubstr("Signing not permitted by policy"));
 }
 
-TEST_F(RemoteSignerTest, Http5xxIsUnavailable) {
+TEST_F(RemoteSignerTest, C1_AServiceThatCannotSignNowIsUnavailableNotARefusal) {
+    auto signer = remote();
+    for (const std::string message :
+         {"key not loaded", "Signer is locked", "From address does not match unlocked account",
+          "signer not ready", "Transaction pending approval by policy", "vault is sealed"}) {
+        fake.set_script([message](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction"
+                       ? std::optional(FakeReply::rpc_error(-32000, message))
+                       : std::nullopt;
+        });
+        const Signed s = sign(*signer, eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::unavailable) << message;
+        EXPECT_THAT(s.detail, HasSubstr("not ready: " + message));
+    }
+    for (const std::string message :
+         {"Signing not permitted by policy", "approval denied", "transaction rejected"})
+        EXPECT_FALSE(custody::says_not_ready(message)) << message;
+}
+
+TEST_F(RemoteSignerTest, HttpErrorsThatMeanNotNowAreUnavailable) {
     for (unsigned status : {500u, 502u, 503u, 429u}) {
         fake.set_script([status](const std::string& method, const json::value&) {
             return method == "eth_signTransaction"
@@ -545,12 +575,17 @@ TEST_F(RemoteSignerTest, Http5xxIsUnavailable) {
         EXPECT_EQ(s.outcome, Outcome::unavailable) << status;
         EXPECT_THAT(s.detail, HasSubstr("HTTP " + std::to_string(status)));
     }
-    // A client error without a JSON-RPC error (bad credentials): a person has to act.
-    fake.set_script([](const std::string& method, const json::value&) {
-        return method == "eth_signTransaction" ? std::optional(FakeReply::http(401, "no"))
-                                               : std::nullopt;
-    });
-    EXPECT_EQ(sign(*remote(), eip1559_tx(), kAddr0).outcome, Outcome::refused);
+    // Not let in, or not found (credentials being rotated, a key's path not there yet): custody
+    // that cannot sign now, waited for like one that is down.
+    for (unsigned status : {401u, 403u, 404u}) {
+        fake.set_script([status](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction" ? std::optional(FakeReply::http(status, "no"))
+                                                   : std::nullopt;
+        });
+        const Signed s = sign(*remote(), eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::unavailable) << status;
+        EXPECT_THAT(s.detail, HasSubstr("HTTP " + std::to_string(status)));
+    }
 }
 
 TEST_F(RemoteSignerTest, SlowServiceIsUnavailableAtTheTimeout) {
