@@ -323,13 +323,20 @@ void Gateway::Impl::force_stop(const char* why) {
 // The order of a graceful shutdown. Once it is done nothing is left to do, so the event loop
 // runs out of work and run() returns.
 asio::awaitable<void> Gateway::Impl::drain() {
+    asio::steady_timer tick(ioc);
+    // /readyz says 503 from now on (`draining`), but endpoint controllers take a while to hear it
+    // and stop sending: until then, work that arrives is accepted and served as before.
+    if (const auto delay = config.server.drain_delay; delay.count() > 0) {
+        spdlog::info("not ready; still serving for {} ms (server.drain_delay_ms)", delay.count());
+        tick.expires_after(delay);
+        co_await tick.async_wait(use_nothrow);
+    }
     const auto grace = config.server.shutdown_grace;
     spdlog::info("no new connections; {} open connection(s) get up to {} ms to finish",
                  rpc->open_connections(), grace.count());
     rpc->shutdown();
     // Clients waiting for a signature hear now that their transaction stays queued.
     for (auto& m : managed) m->stop();
-    asio::steady_timer tick(ioc);
     const auto deadline = std::chrono::steady_clock::now() + grace;
     while (rpc->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
         tick.expires_after(std::chrono::milliseconds(20));

@@ -25,7 +25,8 @@ public:
     /// SIGTERM and SIGINT start the shutdown and a second one forces it.
     int run(bool handle_signals = true);
 
-    /// Starts the graceful shutdown: stop accepting, let in-flight requests finish (at most
+    /// Starts the graceful shutdown: /readyz turns 503 at once; after server.drain_delay_ms
+    /// (serving as before meanwhile), stop accepting, let in-flight requests finish (at most
     /// server.shutdown_grace_ms), stop the probes, close the admin listener. Thread-safe.
     void shutdown();
 

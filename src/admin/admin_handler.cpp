@@ -1,5 +1,6 @@
 #include "gateway/admin/admin_handler.hpp"
 
+#include "gateway/admin/readiness.hpp"
 #include "gateway/auth/auth.hpp"
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/chain/watcher.hpp"
@@ -17,6 +18,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+
+#include <variant>
 
 namespace gateway::admin {
 
@@ -259,17 +262,26 @@ std::string AdminHandler::refusal_body(unsigned, std::string_view message) {
     return json::serialize(json::object{{"error", message}});
 }
 
-http::Response AdminHandler::readyz() const {
-    json::object chains;
-    bool ready = !draining_->load();
-    for (auto* c : chains_) {
-        const bool chain_ready = c->ready();
-        ready = ready && chain_ready;
-        chains[c->config().name] = chain_ready ? "ready" : "no upstream known to answer";
-    }
-    json::object body{{"ready", ready}, {"chains", std::move(chains)}};
-    if (draining_->load()) body["draining"] = true;
-    return json_response(ready ? 200 : 503, body);
+// GET /readyz[?require=upstreams,journal]: see readiness.hpp.
+http::Response AdminHandler::readyz(const http::Request& request) const {
+    const auto required = parse_readiness_requirements(request.target);
+    if (const auto* why = std::get_if<std::string>(&required)) return error_json(400, *why);
+    ReadinessFacts facts;
+    facts.draining = draining_->load();
+    for (auto* c : chains_) facts.chains.push_back({c->config().name, c->ready()});
+    facts.journal_problem = journal_problem();
+    Readiness r = readiness(facts, std::get<ReadinessRequirements>(required));
+    return json_response(r.status, r.body);
+}
+
+// The one question readiness asks of the journal: does it take writes now? The outcome of its
+// latest operation (or attempt to open it), as the journal service keeps it: answering costs
+// nothing and never waits behind a slow disk.
+std::optional<std::string> AdminHandler::journal_problem() const {
+    if (!journal_) return std::string("this gateway keeps no journal");
+    std::string failure = journal_->failure();
+    if (failure.empty()) return std::nullopt;
+    return failure;
 }
 
 static json::object upstream_json(const std::string& chain, const upstream::UpstreamView& v) {
@@ -390,7 +402,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (request.method != "GET")
         co_return json_response(405, json::object{{"error", "this admin endpoint answers GET"}});
     if (path == "/healthz") co_return json_response(200, json::object{{"status", "ok"}});
-    if (path == "/readyz") co_return readyz();
+    if (path == "/readyz") co_return readyz(request);
     if (path == "/admin/upstreams") co_return upstreams();
     if (path == "/admin/signers") co_return signers();
     if (path == "/admin/chains") co_return chains_view();

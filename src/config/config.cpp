@@ -191,11 +191,12 @@ void if_set(const YAML::Node& map, const char* key, F&& f) {
 std::vector<std::string> read_list(const Reader& r, const YAML::Node& n, const std::string& path);
 
 void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
-    r.check_keys(n, "server",
-                 {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes",
-                  "max_batch_size", "batch_concurrency", "max_batch_response_bytes",
-                  "idle_timeout_ms", "read_timeout_ms", "request_timeout_ms", "shutdown_grace_ms",
-                  "header_timeout_ms", "max_connections", "max_connections_per_ip", "cors", "tls"});
+    r.check_keys(
+        n, "server",
+        {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes",
+         "max_batch_size", "batch_concurrency", "max_batch_response_bytes", "idle_timeout_ms",
+         "read_timeout_ms", "request_timeout_ms", "shutdown_grace_ms", "drain_delay_ms",
+         "header_timeout_ms", "max_connections", "max_connections_per_ip", "cors", "tls"});
     if_set(n, "listen", [&](auto& v) { s.listen = r.endpoint(v, "server.listen"); });
     if_set(n, "admin_listen",
            [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
@@ -223,6 +224,10 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
            [&](auto& v) { s.request_timeout = r.millis(v, "server.request_timeout_ms"); });
     if_set(n, "shutdown_grace_ms",
            [&](auto& v) { s.shutdown_grace = r.millis(v, "server.shutdown_grace_ms", 0); });
+    // Long enough for endpoint controllers to take the pod out (seconds); not a way to linger.
+    if_set(n, "drain_delay_ms", [&](auto& v) {
+        s.drain_delay = Millis(r.integer(v, "server.drain_delay_ms", 0, 600'000));
+    });
     if_set(n, "header_timeout_ms",
            [&](auto& v) { s.header_timeout = r.millis(v, "server.header_timeout_ms"); });
     if_set(n, "max_connections", [&](auto& v) {

@@ -116,20 +116,19 @@ private:
                                                   std::string(upstream::to_string(res.error)) +
                                                   (res.detail.empty() ? "" : ": " + res.detail));
         }
-        if (res.status >= 500 || res.status == 408 || res.status == 429)
+        // Down, overloaded, or not letting us in yet (credentials being rotated, a key's path
+        // not mounted): nothing was signed, and custody that is not there is waited for.
+        if (res.status >= 500 || res.status == 408 || res.status == 429 || res.status == 401 ||
+            res.status == 403 || res.status == 404)
             return fail(Outcome::unavailable,
                         "signer " + id_ + " answered HTTP " + std::to_string(res.status));
 
         json::error_code ec;
         const json::value answer = json::parse(res.body, ec);
-        if (ec || !answer.is_object()) {
-            if (res.status != 200)
-                return fail(Outcome::refused,
-                            "signer " + id_ + " answered HTTP " + std::to_string(res.status));
-            // A proxy's page, a truncated body: nothing was signed, asking again is harmless.
-            return fail(Outcome::unavailable,
-                        "signer " + id_ + " answered something that is " + "not JSON-RPC");
-        }
+        if (ec || !answer.is_object())
+            return fail(Outcome::malformed, "signer " + id_ + " answered HTTP " +
+                                                std::to_string(res.status) +
+                                                " with something that is not JSON-RPC");
         const json::object& object = answer.get_object();
         if (const json::value* error = object.if_contains("error");
             error != nullptr && !error->is_null()) {
@@ -138,10 +137,12 @@ private:
                 const json::value* m = error->get_object().if_contains("message");
                 if (m != nullptr && m->is_string()) message = clip(m->get_string());
             }
+            if (says_not_ready(message))
+                return fail(Outcome::unavailable, "signer " + id_ + " is not ready: " + message);
             return fail(Outcome::refused, "signer " + id_ + " refused: " + message);
         }
         if (res.status != 200)
-            return fail(Outcome::refused,
+            return fail(Outcome::malformed,
                         "signer " + id_ + " answered HTTP " + std::to_string(res.status));
 
         // Web3Signer answers the raw transaction as a string; geth's shape is {raw, tx}.
@@ -154,26 +155,26 @@ private:
             if (raw != nullptr && raw->is_string()) raw_hex = &raw->get_string();
         }
         if (raw_hex == nullptr)
-            return fail(Outcome::refused,
+            return fail(Outcome::malformed,
                         "signer " + id_ + " answered no signed transaction in its result");
         std::optional<eth::Bytes> raw = eth::from_hex(*raw_hex);
         if (!raw)
-            return fail(Outcome::refused,
+            return fail(Outcome::malformed,
                         "signer " + id_ + " answered a signed transaction that is not hex");
         try {
             const eth::Transaction decoded = eth::decode_transaction(*raw);
             if (std::string why = mismatch(tx, from, decoded); !why.empty()) {
                 spdlog::warn("signer {} answered a transaction other than the one asked for: {}",
                              id_, why);
-                return fail(Outcome::refused, "signer " + id_ +
-                                                  " signed a transaction other than the one " +
-                                                  "asked for: " + why);
+                return fail(Outcome::malformed, "signer " + id_ +
+                                                    " signed a transaction other than the one " +
+                                                    "asked for: " + why);
             }
         } catch (const eth::DecodeError& e) {
-            return fail(Outcome::refused,
+            return fail(Outcome::malformed,
                         "signer " + id_ + " answered an unusable transaction: " + e.what());
         } catch (const std::exception& e) {
-            return fail(Outcome::refused,
+            return fail(Outcome::malformed,
                         "signer " + id_ + " answered an unusable transaction: " + e.what());
         }
         Signed out;

@@ -139,9 +139,14 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& managed = counter(
         registry, "gateway_managed_transactions_total",
         "Managed transactions (eth_sendTransaction) entering each state, by chain and state");
-    prom::Family<prom::Counter>& signing = counter(
-        registry, "gateway_signing_requests_total",
-        "Signing requests to custody, by signer and outcome (signed, unavailable, refused)");
+    prom::Family<prom::Counter>& signing =
+        counter(registry, "gateway_signing_requests_total",
+                "Signing requests to custody, by signer and outcome (signed, unavailable, refused, "
+                "malformed)");
+    prom::Family<prom::Gauge>& signer_ready =
+        gauge(registry, "gateway_signer_ready",
+              "1 when the signer answered its latest signing request, 0 when it could not sign "
+              "(unreachable, timing out, a key not loaded, an approval pending)");
     prom::Family<prom::Counter>& replacements =
         counter(registry, "gateway_replacements_total",
                 "Managed transactions signed again with higher fees because they were not mined");
@@ -302,6 +307,10 @@ void Metrics::count_managed(std::string_view chain, std::string_view state) {
 
 void Metrics::count_signing(std::string_view signer, std::string_view outcome) {
     impl_->signing.Add({{"signer", s(signer)}, {"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::set_signer_ready(std::string_view signer, bool ready) {
+    impl_->signer_ready.Add({{"signer", s(signer)}}).Set(ready ? 1 : 0);
 }
 
 void Metrics::count_replacement(std::string_view chain) {

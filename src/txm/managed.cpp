@@ -987,17 +987,14 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
     }
     const auto deadline = Clock::now() + s.sign_timeout;
     custody::Signed r = co_await s.signer->sign(u, s.addr, deadline);
-    const char* outcome = r.outcome == custody::Signed::Outcome::signed_ok     ? "signed"
-                          : r.outcome == custody::Signed::Outcome::unavailable ? "unavailable"
-                                                                               : "refused";
-    if (metrics_) metrics_->count_signing(s.signer->id(), outcome);
+    using Outcome = custody::Signed::Outcome;
 
     std::optional<eth::Transaction> signed_tx;
-    if (r.outcome == custody::Signed::Outcome::signed_ok) {
+    if (r.outcome == Outcome::signed_ok) {
         try {
             signed_tx = eth::decode_transaction(r.raw);
         } catch (const std::exception& e) {
-            r.outcome = custody::Signed::Outcome::refused;
+            r.outcome = Outcome::malformed;
             r.detail = std::string("its answer is not a valid transaction: ") + e.what();
         }
         // Exactly the transaction asked for, signed by the sender: re-encoding it with the
@@ -1012,23 +1009,27 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
             }
         }
         if (signed_tx && !same) {
-            r.outcome = custody::Signed::Outcome::refused;
+            r.outcome = Outcome::malformed;
             r.detail = "it answered a transaction other than the one asked for";
         }
     }
-    if (r.outcome != custody::Signed::Outcome::signed_ok) {
-        const std::string what = fmt::format(
-            "signer {} {}: {}", s.signer->id(),
-            r.outcome == custody::Signed::Outcome::unavailable ? "unavailable" : "refused",
-            r.detail);
+    if (metrics_) {
+        metrics_->count_signing(s.signer->id(), custody::to_string(r.outcome));
+        metrics_->set_signer_ready(s.signer->id(), r.outcome != Outcome::unavailable);
+    }
+    if (r.outcome != Outcome::signed_ok) {
+        const std::string what = fmt::format("signer {} {}: {}", s.signer->id(),
+                                             custody::to_string(r.outcome), r.detail);
         if (replacing) {
             // An attempt is out there: the replacement waits for the next bump.
             spdlog::warn("chain {}: {}: replacement not signed: {}", config_.name, tx->rec.id,
                          what);
             co_return Step::wait;
         }
-        if (r.outcome == custody::Signed::Outcome::unavailable) {
-            // Custody down or slow: the transaction waits, with its nonce, and asks again.
+        if (r.outcome == Outcome::unavailable) {
+            // Custody down, slow or not ready (a key not loaded, an approval pending): the
+            // transaction waits, with its nonce, and asks again for as long as it takes. Never
+            // counted toward retry.max_attempts: custody that is away queues, never skips (C1).
             ++tx->waits;
             const auto delay = std::min<std::chrono::milliseconds>(
                 config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
@@ -1038,6 +1039,19 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
                                   delay.count()));
             co_return Step::wait;
         }
+        tx->waits = 0;
+        if (r.outcome == Outcome::refused && !tx->req.fills) {
+            // The signer's no (its policy): the transaction fails with its reason and its nonce
+            // is released. A filler is never given up: later nonces wait on it.
+            {
+                std::lock_guard lock(mu_);
+                tx->refusal = jsonrpc::Error(kServerError, what);
+                ++tx->refusals;
+            }
+            co_await finish(s, tx, TxState::failed, what);
+            co_return Step::done;
+        }
+        // An answer that cannot be used: a failed try, a dead letter once they run out.
         co_await step_failed(s, tx, what, jsonrpc::Error(kServerError, what));
         co_return Step::wait;
     }

@@ -227,7 +227,7 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
 
     bool ready = false;
     for (int i = 0; i < 500 && !ready; ++i) {
-        ready = test::http_get(admin_port, "/readyz").status == 200;
+        ready = test::http_get(admin_port, "/readyz?require=upstreams").status == 200;
         if (!ready) std::this_thread::sleep_for(10ms);
     }
     if (!ready) {

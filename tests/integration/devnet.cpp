@@ -86,7 +86,7 @@ bool GatewayProcess::wait_ready(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         try {
-            if (http_get(admin_port_, "/readyz").status == 200) return true;
+            if (http_get(admin_port_, "/readyz?require=upstreams").status == 200) return true;
         } catch (const std::exception&) {
         }
         std::this_thread::sleep_for(20ms);

@@ -50,7 +50,7 @@ public:
     std::uint16_t admin_port() const { return admin_port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     Process& process() { return *process_; }
-    /// Waits until /readyz answers 200.
+    /// Waits until an upstream of every chain answers (/readyz?require=upstreams answers 200).
     bool wait_ready(std::chrono::milliseconds timeout = 10s);
 
 private:

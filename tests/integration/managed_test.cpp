@@ -361,7 +361,8 @@ TEST_F(ManagedTest, KillNineBetweenSigningAndBroadcastMinesItOnce) {
     const std::string id = send_async(stub);
     ASSERT_TRUE(wait_state(id, "SIGNING", std::chrono::seconds(10))) << str(managed(id));
     node->stop();
-    ASSERT_TRUE(wait_until([&] { return http_get(gw->admin_port(), "/readyz").status == 503; }));
+    ASSERT_TRUE(wait_until(
+        [&] { return http_get(gw->admin_port(), "/readyz?require=upstreams").status == 503; }));
     ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"unreachable": false})").status,
               200u);
     ASSERT_TRUE(wait_until([&] { return managed(id).at("hash").is_string(); }));

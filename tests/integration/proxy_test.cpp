@@ -247,9 +247,15 @@ TEST_F(ProxyTest, EveryUpstreamDownIsAClear503WithinTheTimeoutAndServiceResumesB
     CommandResult c = run_command({tool_path("cast"), "block-number", "--rpc-url", gw->url()}, 30s);
     EXPECT_NE(c.exit_code, 0);
     EXPECT_THAT(c.err, HasSubstr("upstream"));
-    for (int i = 0; i < 100 && http_get(gw->admin_port(), "/readyz").status != 503; ++i)
+    // The gateway can still take work (writes queue, reads are served stale: row B2), so it
+    // stays ready; the body says no node answers, and a caller who needs one can ask for it.
+    for (int i = 0;
+         i < 100 && http_get(gw->admin_port(), "/readyz?require=upstreams").status != 503; ++i)
         std::this_thread::sleep_for(20ms);
-    EXPECT_EQ(http_get(gw->admin_port(), "/readyz").status, 503u);
+    EXPECT_EQ(http_get(gw->admin_port(), "/readyz?require=upstreams").status, 503u);
+    const HttpReply readyz = http_get(gw->admin_port(), "/readyz");
+    EXPECT_EQ(readyz.status, 200u) << readyz.body;
+    EXPECT_THAT(readyz.body, HasSubstr(R"("devnet":{"upstream_answers":false)"));
 
     b->start();  // a node comes back; nobody touches the gateway
     const auto back = Clock::now();
@@ -345,6 +351,44 @@ TEST_F(ProxyTest, SigtermDuringLoadAnswersEveryRequestSentBeforeIt) {
         << violations.size()
         << " request(s) sent before SIGTERM failed, first: " << violations.front();
     EXPECT_GT(answered_after_signal, 0) << "requests in flight at the signal were answered";
+    EXPECT_THAT(gw->process().output(), HasSubstr("shutdown complete"));
+}
+
+TEST_F(ProxyTest, SigtermTurnsReadinessOffAtOnceAndServesNewRequestsForTheDrainDelay) {
+    // In Kubernetes the pod leaves its Service's endpoints a few seconds after SIGTERM: until
+    // then clients still open connections to it, and they must be served.
+    start_gateway("  drain_delay_ms: 2000\n  shutdown_grace_ms: 2000\n");
+    ASSERT_EQ(http_get(gw->admin_port(), "/readyz").status, 200u);
+    const auto signalled = Clock::now();
+    gw->process().signal(SIGTERM);
+    HttpReply readyz;
+    for (int i = 0; i < 100; ++i) {
+        readyz = http_get(gw->admin_port(), "/readyz");
+        if (readyz.status == 503) break;
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(readyz.status, 503u) << readyz.body;
+    EXPECT_THAT(readyz.body, HasSubstr(R"("draining":true)"));
+
+    // A client that has not heard yet, halfway through the delay: a new connection, a request,
+    // an answer.
+    std::this_thread::sleep_until(signalled + 1000ms);
+    HttpReply r;
+    try {
+        r = http_post(gw->port(), "/", rpc_body("eth_blockNumber"));
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "a request 1 s into the 2 s drain delay was not served: " << e.what();
+    }
+    EXPECT_LT(Clock::now() - signalled, 2000ms) << "the request was answered during the delay";
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_THAT(r.body, HasSubstr(R"("result":"0x)"));
+
+    // Then the drain as before, and the exit.
+    const auto code = gw->process().wait(10s);
+    ASSERT_TRUE(code.has_value()) << "the gateway did not exit";
+    EXPECT_EQ(*code, 0);
+    EXPECT_GE(Clock::now() - signalled, 2000ms) << "it stopped before the drain delay was over";
+    EXPECT_THAT(gw->process().output(), HasSubstr("still serving for 2000 ms"));
     EXPECT_THAT(gw->process().output(), HasSubstr("shutdown complete"));
 }
 

@@ -122,7 +122,8 @@ protected:
         if (gw) earlier_logs += "--- earlier gateway log ---\n" + gw->process().output() + "\n";
         gw = std::make_unique<GatewayProcess>(dir, chains(), "", store_path);
     }
-    bool ready() { return http_get(gw->admin_port(), "/readyz").status == 200; }
+    // Whether a node answers, as the gateway knows it.
+    bool ready() { return http_get(gw->admin_port(), "/readyz?require=upstreams").status == 200; }
     // Every node goes away; returns once the gateway knows it.
     void nodes_down() {
         node_a->stop();

@@ -84,11 +84,11 @@ protected:
         return http_post(port(), path, body);
     }
 
-    /// Waits until /readyz says ready (the first probes have answered).
+    /// Waits until the first probes have answered (/readyz?require=upstreams says ready).
     void wait_ready() {
         using namespace std::chrono_literals;
         for (int i = 0; i < 200; ++i) {
-            if (http_get(admin_port(), "/readyz").status == 200) return;
+            if (http_get(admin_port(), "/readyz?require=upstreams").status == 200) return;
             std::this_thread::sleep_for(10ms);
         }
         FAIL() << "gateway never became ready";

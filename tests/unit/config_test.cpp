@@ -67,6 +67,7 @@ TEST(Config, DefaultsWhenSectionsAreLeftOut) {
     EXPECT_EQ(c.store.backend, "sqlite");
     EXPECT_EQ(c.chains[0].health.interval, Millis(1000));
     EXPECT_EQ(c.chains[0].upstreams[0].timeout, Millis(10'000));
+    EXPECT_EQ(c.server.drain_delay, Millis(0)) << "SIGTERM drains at once unless asked";
 }
 
 TEST(Config, EveryKeyIsRead) {
@@ -84,6 +85,7 @@ server:
   read_timeout_ms: 12
   request_timeout_ms: 13
   shutdown_grace_ms: 0
+  drain_delay_ms: 5000
 auth: {admin: {token_env: ADMIN_TOKEN}}   # the admin listener is not loopback
 log: {level: debug, format: text}
 store: {backend: sqlite, path: /var/lib/gw.db}
@@ -109,6 +111,7 @@ chains:
     EXPECT_EQ(c.server.read_timeout, Millis(12));
     EXPECT_EQ(c.server.request_timeout, Millis(13));
     EXPECT_EQ(c.server.shutdown_grace, Millis(0));
+    EXPECT_EQ(c.server.drain_delay, Millis(5000));
     EXPECT_EQ(c.log.level, "debug");
     EXPECT_EQ(c.log.format, LogConfig::Format::text);
     EXPECT_EQ(c.store.path, "/var/lib/gw.db");
@@ -283,6 +286,10 @@ TEST(Config, WrongValuesNameTheKey) {
     EXPECT_THAT(error_of("server:\n  listen: 127.0.0.1:9545\n" + kMinimal),
                 HasSubstr("server.admin_listen: must differ"));
     EXPECT_THAT(error_of("server: 5\n" + kMinimal), HasSubstr("server: must be a mapping"));
+    EXPECT_THAT(error_of("server:\n  drain_delay_ms: 3600000\n" + kMinimal),
+                HasSubstr("server.drain_delay_ms: 3600000 is out of range [0, 600000]"));
+    EXPECT_THAT(error_of("server:\n  drain_delay_ms: 5s\n" + kMinimal),
+                HasSubstr("server.drain_delay_ms: '5s' is not a whole number"));
     EXPECT_THAT(error_of("log:\n  level: loud\n" + kMinimal),
                 HasSubstr("log.level: 'loud' is not one of"));
     EXPECT_THAT(error_of("store:\n  backend: mysql\n" + kMinimal),

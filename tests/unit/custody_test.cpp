@@ -9,6 +9,7 @@
 #include "gateway/eth/transaction.hpp"
 #include "gateway/eth/unsigned_tx.hpp"
 #include "support/fake_upstream.hpp"
+#include "support/fake_web3signer.hpp"
 #include "support/io_thread.hpp"
 #include "support/process.hpp"
 #include "support/tx_signer.hpp"
@@ -197,61 +198,8 @@ eth::UnsignedTx legacy_tx(std::uint64_t nonce = 3, std::uint64_t chain_id = 1) {
     return tx;  // a contract creation: no `to`
 }
 
-/// Awaits sign() on a private io_context on this thread (for the fake service's script, which
-/// must answer synchronously).
-Signed sign_now(Signer& signer, const eth::UnsignedTx& tx, const eth::Address& from) {
-    asio::io_context ctx;
-    auto f = asio::co_spawn(ctx, signer.sign(tx, from, Clock::now() + 5s), asio::use_future);
-    ctx.run();
-    return f.get();
-}
-
-std::uint64_t quantity(const json::value& v) {
-    return std::stoull(std::string(v.as_string()).substr(2), nullptr, 16);
-}
-
-eth::Bytes quantity_bytes(const json::value& v) {
-    std::string digits = std::string(v.as_string()).substr(2);
-    if (digits == "0") return {};
-    if (digits.size() % 2) digits.insert(0, "0");
-    return *eth::from_hex("0x" + digits);
-}
-
-/// The UnsignedTx an eth_signTransaction request describes (what a Web3Signer would sign).
-eth::UnsignedTx from_request(const json::object& t) {
-    eth::UnsignedTx tx;
-    tx.type = t.contains("maxFeePerGas") ? eth::TxType::dynamic_fee : eth::TxType::legacy;
-    tx.chain_id = quantity(t.at("chainId"));
-    tx.nonce = quantity(t.at("nonce"));
-    if (tx.type == eth::TxType::legacy) {
-        tx.gas_price = quantity(t.at("gasPrice"));
-    } else {
-        tx.max_fee_per_gas = quantity(t.at("maxFeePerGas"));
-        tx.max_priority_fee_per_gas = quantity(t.at("maxPriorityFeePerGas"));
-    }
-    tx.gas = quantity(t.at("gas"));
-    if (t.contains("to")) tx.to = address(std::string(t.at("to").as_string()));
-    tx.value = quantity_bytes(t.at("value"));
-    tx.input = *eth::from_hex(t.at("data").as_string());
-    return tx;
-}
-
-/// A fake Web3Signer: answers eth_signTransaction by signing with the custody stub `keys`,
-/// after `tamper` had its way with the transaction.
-FakeUpstream::Script web3signer(std::shared_ptr<CustodyStub> keys,
-                                std::function<void(eth::UnsignedTx&, eth::Address&)> tamper = {}) {
-    return [keys, tamper](const std::string& method,
-                          const json::value& request) -> std::optional<FakeReply> {
-        if (method != "eth_signTransaction") return std::nullopt;
-        const json::object& t = request.at("params").at(0).as_object();
-        eth::UnsignedTx tx = from_request(t);
-        eth::Address from = address(std::string(t.at("from").as_string()));
-        if (tamper) tamper(tx, from);
-        const Signed s = sign_now(*keys, tx, from);
-        if (s.outcome != Outcome::signed_ok) return FakeReply::rpc_error(-32000, s.detail);
-        return FakeReply::ok("\"" + eth::to_hex(s.raw) + "\"");
-    };
-}
+using test::sign_now;
+using test::web3signer;
 
 std::shared_ptr<CustodyStub> both_keys() {
     return std::make_shared<CustodyStub>(
@@ -516,23 +464,23 @@ TEST_F(RemoteSignerTest, GethShapedAnswerIsAccepted) {
         [this](const std::string& method, const json::value& request) -> std::optional<FakeReply> {
             if (method != "eth_signTransaction") return std::nullopt;
             const json::object& t = request.at("params").at(0).as_object();
-            const Signed s = sign_now(*keys, from_request(t), kAddr0);
+            const Signed s = sign_now(*keys, test::unsigned_from_request(t), kAddr0);
             return FakeReply::ok(R"({"raw":")" + eth::to_hex(s.raw) + R"(","tx":{}})");
         });
     auto signer = remote();
     EXPECT_EQ(sign(*signer, eip1559_tx(), kAddr0).outcome, Outcome::signed_ok);
 }
 
-TEST_F(RemoteSignerTest, AnswerSignedByAnotherKeyIsRefused) {
+TEST_F(RemoteSignerTest, AnswerSignedByAnotherKeyIsMalformed) {
     fake.set_script(web3signer(keys, [](eth::UnsignedTx&, eth::Address& from) { from = kAddr1; }));
     auto signer = remote();
     const Signed s = sign(*signer, eip1559_tx(), kAddr0);
-    EXPECT_EQ(s.outcome, Outcome::refused);
+    EXPECT_EQ(s.outcome, Outcome::malformed);
     EXPECT_THAT(s.detail, HasSubstr("signed by " + eth::to_checksum_address(kAddr1)));
     EXPECT_TRUE(s.raw.empty());
 }
 
-TEST_F(RemoteSignerTest, AnswerForAnotherNonceChainOrRecipientIsRefused) {
+TEST_F(RemoteSignerTest, AnswerForAnotherNonceChainOrRecipientIsMalformed) {
     auto signer = remote();
     const std::vector<std::pair<std::function<void(eth::UnsignedTx&, eth::Address&)>, std::string>>
         cases = {
@@ -551,12 +499,12 @@ TEST_F(RemoteSignerTest, AnswerForAnotherNonceChainOrRecipientIsRefused) {
     for (const auto& [tamper, why] : cases) {
         fake.set_script(web3signer(keys, tamper));
         const Signed s = sign(*signer, eip1559_tx(7), kAddr0);
-        EXPECT_EQ(s.outcome, Outcome::refused) << why;
+        EXPECT_EQ(s.outcome, Outcome::malformed) << why;
         EXPECT_THAT(s.detail, HasSubstr(why));
     }
 }
 
-TEST_F(RemoteSignerTest, AnswersThatAreNotSignedTransactionsAreRefused) {
+TEST_F(RemoteSignerTest, AnswersThatAreNotSignedTransactionsAreMalformed) {
     auto signer = remote();
     for (const auto& [result, why] :
          std::vector<std::pair<std::string, std::string>>{{R"("0x1234")", "unusable transaction"},
@@ -568,8 +516,19 @@ TEST_F(RemoteSignerTest, AnswersThatAreNotSignedTransactionsAreRefused) {
                                                    : std::nullopt;
         });
         const Signed s = sign(*signer, eip1559_tx(), kAddr0);
-        EXPECT_EQ(s.outcome, Outcome::refused) << result;
+        EXPECT_EQ(s.outcome, Outcome::malformed) << result;
         EXPECT_THAT(s.detail, HasSubstr(why)) << result;
+    }
+    // A body that is not JSON-RPC, whatever its status (a proxy's page, a truncated answer).
+    for (unsigned status : {200u, 400u}) {
+        fake.set_script([status](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction"
+                       ? std::optional(FakeReply::http(status, "<html>gateway</html>"))
+                       : std::nullopt;
+        });
+        const Signed s = sign(*signer, eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::malformed) << status;
+        EXPECT_THAT(s.detail, HasSubstr("not JSON-RPC")) << status;
     }
 }
 
@@ -585,7 +544,26 @@ TEST_F(RemoteSignerTest, JsonRpcErrorIsRefusedWithTheServicesMessage) {
     EXPECT_THAT(s.detail, HasSubstr("Signing not permitted by policy"));
 }
 
-TEST_F(RemoteSignerTest, Http5xxIsUnavailable) {
+TEST_F(RemoteSignerTest, C1_AServiceThatCannotSignNowIsUnavailableNotARefusal) {
+    auto signer = remote();
+    for (const std::string message :
+         {"key not loaded", "Signer is locked", "From address does not match unlocked account",
+          "signer not ready", "Transaction pending approval by policy", "vault is sealed"}) {
+        fake.set_script([message](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction"
+                       ? std::optional(FakeReply::rpc_error(-32000, message))
+                       : std::nullopt;
+        });
+        const Signed s = sign(*signer, eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::unavailable) << message;
+        EXPECT_THAT(s.detail, HasSubstr("not ready: " + message));
+    }
+    for (const std::string message :
+         {"Signing not permitted by policy", "approval denied", "transaction rejected"})
+        EXPECT_FALSE(custody::says_not_ready(message)) << message;
+}
+
+TEST_F(RemoteSignerTest, HttpErrorsThatMeanNotNowAreUnavailable) {
     for (unsigned status : {500u, 502u, 503u, 429u}) {
         fake.set_script([status](const std::string& method, const json::value&) {
             return method == "eth_signTransaction"
@@ -597,12 +575,17 @@ TEST_F(RemoteSignerTest, Http5xxIsUnavailable) {
         EXPECT_EQ(s.outcome, Outcome::unavailable) << status;
         EXPECT_THAT(s.detail, HasSubstr("HTTP " + std::to_string(status)));
     }
-    // A client error without a JSON-RPC error (bad credentials): a person has to act.
-    fake.set_script([](const std::string& method, const json::value&) {
-        return method == "eth_signTransaction" ? std::optional(FakeReply::http(401, "no"))
-                                               : std::nullopt;
-    });
-    EXPECT_EQ(sign(*remote(), eip1559_tx(), kAddr0).outcome, Outcome::refused);
+    // Not let in, or not found (credentials being rotated, a key's path not there yet): custody
+    // that cannot sign now, waited for like one that is down.
+    for (unsigned status : {401u, 403u, 404u}) {
+        fake.set_script([status](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction" ? std::optional(FakeReply::http(status, "no"))
+                                                   : std::nullopt;
+        });
+        const Signed s = sign(*remote(), eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::unavailable) << status;
+        EXPECT_THAT(s.detail, HasSubstr("HTTP " + std::to_string(status)));
+    }
 }
 
 TEST_F(RemoteSignerTest, SlowServiceIsUnavailableAtTheTimeout) {

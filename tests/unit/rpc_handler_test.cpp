@@ -347,7 +347,7 @@ TEST_F(GatewayTest, EveryUpstreamDownIs503WithEveryReasonThenRecovers) {
     EXPECT_THAT(message, HasSubstr("node-0"));
     EXPECT_THAT(message, HasSubstr("503"));
     EXPECT_THAT(message, HasSubstr("node-1"));
-    EXPECT_EQ(test::http_get(admin_port(), "/readyz").status, 503u);
+    EXPECT_EQ(test::http_get(admin_port(), "/readyz?require=upstreams").status, 503u);
 
     *failing = false;
     wait_ready();
@@ -396,7 +396,7 @@ TEST_F(GatewayTest, AdminEndpoints) {
     EXPECT_EQ(test::http_get(admin_port(), "/healthz").body, "{\"status\":\"ok\"}\n");
     auto ready = json::parse(test::http_get(admin_port(), "/readyz").body);
     EXPECT_EQ(ready.at("ready"), true);
-    EXPECT_EQ(ready.at("chains").at("devnet"), "ready");
+    EXPECT_EQ(ready.at("chains").at("devnet").at("upstream_answers"), true);
     post(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})");
     post(R"({"jsonrpc":"2.0","id":1,"method":"made_upMethod"})");
     auto metrics = test::http_get(admin_port(), "/metrics");

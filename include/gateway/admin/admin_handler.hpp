@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,8 +37,9 @@ namespace gateway::admin {
 
 class AdminHandler {
 public:
-    /// `draining` turns /readyz to 503 while the gateway shuts down. Everything referenced must
-    /// outlive the handler.
+    /// `draining` turns /readyz to 503 while the gateway shuts down; the chains' upstreams and
+    /// `journal` are in its body, and conditions only when the caller asks (readiness.hpp).
+    /// Everything referenced must outlive the handler.
     AdminHandler(std::vector<upstream::ChainPool*> chains, metrics::Metrics* metrics,
                  const std::atomic<bool>* draining, store::JournalService* journal = nullptr);
 
@@ -64,7 +66,9 @@ public:
     static std::string refusal_body(unsigned status, std::string_view message);
 
 private:
-    http::Response readyz() const;
+    http::Response readyz(const http::Request& request) const;
+    /// Why the journal refuses writes now; nullopt while it takes them.
+    std::optional<std::string> journal_problem() const;
     http::Response upstreams() const;
     http::Response cordon(std::string_view rest, const std::string& body) const;
     boost::asio::awaitable<http::Response> transactions(const http::Request& request) const;

@@ -48,6 +48,9 @@ struct ServerConfig {
     Millis request_timeout{30'000};  ///< a call's whole time upstream, all attempts together
     Millis shutdown_grace{10'000};   ///< on SIGTERM, time left for in-flight requests
     Millis header_timeout{10'000};   ///< from accept (or a request's first byte) to a whole head
+    /// On SIGTERM, time /readyz answers 503 while the listeners still accept and serve, before
+    /// the drain starts: endpoint controllers (Kubernetes) stop sending new work meanwhile.
+    Millis drain_delay{0};
     /// Client connections each listener holds at once; 0: a quarter of the descriptor limit
     /// (half of it, split between the two listeners). At the cap, idle connections are closed
     /// first; with none idle, a new connection is closed at accept.

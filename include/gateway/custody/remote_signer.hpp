@@ -18,8 +18,10 @@ namespace gateway::custody {
 ///
 /// The answer is checked before it is believed: it must decode as a signed transaction whose
 /// sender is `from` and whose contents (chain id, nonce, fees, gas, to, value, data) are those
-/// requested; anything else is `refused` with the reason. Transport failures, timeouts and HTTP
-/// 5xx (and 408, 429) are `unavailable`; a JSON-RPC error is `refused` with the service's
+/// requested; anything else, like a body that is not JSON-RPC, is `malformed` with the reason.
+/// Transport failures, timeouts, HTTP 5xx, 401, 403, 404, 408 and 429, and JSON-RPC errors
+/// that say the service cannot sign now (a key not loaded, locked, an approval pending:
+/// says_not_ready) are `unavailable`; any other JSON-RPC error is `refused` with the service's
 /// message; an address not in `addresses` is `refused` without asking.
 ///
 /// Throws std::runtime_error on an unusable URL (start-up only).

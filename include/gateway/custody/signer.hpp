@@ -10,21 +10,37 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gateway::custody {
 
-/// What one signing request came to.
+/// What one signing request came to. Custody that cannot sign now is waited for, never counted
+/// against the transaction (catalog row C1: it queues, it is never skipped); only a signer's no
+/// ends a transaction, and only answers that cannot be used count toward retry.max_attempts.
 struct Signed {
     enum class Outcome {
         signed_ok,    ///< `raw` holds the signed transaction
-        unavailable,  ///< the signer could not be reached or timed out: try again later
-        refused,      ///< the signer answered no (unknown address, policy): a person decides
+        unavailable,  ///< the signer cannot sign now (unreachable, timed out, an HTTP error, a key
+                      ///< not loaded or locked, not ready, an approval pending): asked again
+                      ///< later, for as long as it takes
+        refused,      ///< the signer answered no (its policy, an address it holds no key for):
+                      ///< the transaction fails with `detail`; a person decides
+        malformed,    ///< its answer cannot be used (not JSON-RPC, no signed transaction, another
+                      ///< transaction than the one asked for): a failed try, counted
     };
     Outcome outcome = Outcome::unavailable;
     eth::Bytes raw;      ///< the signed transaction (eth_sendRawTransaction's bytes)
     std::string detail;  ///< why not, for people; never a secret
 };
+
+/// Whether a signer's own error message says it cannot sign now rather than that it will not:
+/// a key not loaded, locked or not unlocked, not ready or unavailable, an approval pending,
+/// "try again". Case-insensitive.
+bool says_not_ready(std::string_view message);
+
+/// The outcome's name in metrics and logs: signed, unavailable, refused, malformed.
+const char* to_string(Signed::Outcome outcome);
 
 /// Thread-safe. Never throws from sign(); secrets never appear in `detail` or logs.
 class Signer {

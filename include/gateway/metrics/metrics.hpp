@@ -61,8 +61,11 @@ public:
     void count_transaction(std::string_view chain, std::string_view state);
     /// A managed transaction (eth_sendTransaction) entered `state`.
     void count_managed(std::string_view chain, std::string_view state);
-    /// A signing request to `signer` ended with `outcome` (signed, unavailable, refused).
+    /// A signing request to `signer` ended with `outcome` (signed, unavailable, refused,
+    /// malformed).
     void count_signing(std::string_view signer, std::string_view outcome);
+    /// Whether `signer` answered its latest signing request (false: it could not sign now).
+    void set_signer_ready(std::string_view signer, bool ready);
     /// A managed transaction was signed again with higher fees (a replacement).
     void count_replacement(std::string_view chain);
     /// Managed transactions of a sender not mined whose fees are at the cap (0 when none).
