@@ -12,6 +12,23 @@ namespace gateway::store {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// What a caller hears when an operation's failure made SQLite drop the whole transaction.
+std::string store_lost(const std::exception_ptr& error) {
+    std::string why = "an operation failed";
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        why = e.what();
+    } catch (...) {
+    }
+    return why +
+           "; SQLite rolled back the journal's transaction: nothing of the operation was kept";
+}
+
+}  // namespace
+
 JournalService::JournalService(Opener opener) : opener_(std::move(opener)) {
     thread_ = std::thread([this] { loop(); });
 }
@@ -66,6 +83,11 @@ std::string JournalService::failure() const {
     return failure_;
 }
 
+std::size_t JournalService::queued() const {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+}
+
 bool JournalService::ensure_open() {
     if (journal_) return true;
     const auto now = std::chrono::steady_clock::now();
@@ -107,11 +129,24 @@ void JournalService::loop() {
                 journal_->savepoint();
                 try {
                     batch[i].op(*journal_);
-                    journal_->release_savepoint();
                 } catch (...) {
                     results[i] = std::current_exception();
                     journal_->rollback_to_savepoint();
+                    // On SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM SQLite may have rolled back
+                    // the whole transaction: the savepoint is gone with it (the ROLLBACK TO
+                    // above failed quietly), the operations before this one are undone, and the
+                    // next one's statements would commit by themselves. The batch ends here, and
+                    // every caller in it is told that nothing was kept (below), which is true.
+                    if (!journal_->in_transaction()) throw StoreError(store_lost(results[i]));
+                    continue;
                 }
+                // An operation that caught a database error itself may have gone on outside the
+                // transaction: told "not kept", it may have rows on disk. Not in this code base.
+                if (!journal_->in_transaction())
+                    throw StoreError(
+                        "store: SQLite rolled back the journal's transaction while an operation "
+                        "ran");
+                journal_->release_savepoint();
             }
             journal_->commit();
             ++commits_;

@@ -329,6 +329,7 @@ public:
     void rollback_to_savepoint() noexcept override {
         sqlite3_exec(db_.get(), "ROLLBACK TO call; RELEASE call;", nullptr, nullptr, nullptr);
     }
+    bool in_transaction() const override { return sqlite3_get_autocommit(db_.get()) == 0; }
 
 private:
     // A prepared statement; every failure is a StoreError naming the file. Statements are

@@ -156,6 +156,10 @@ public:
     virtual void savepoint() = 0;
     virtual void release_savepoint() = 0;
     virtual void rollback_to_savepoint() noexcept = 0;
+    /// Whether a database transaction is open. False after the database rolled one back by
+    /// itself (SQLite does on SQLITE_FULL, SQLITE_IOERR and SQLITE_NOMEM), which drops its
+    /// savepoints too: a statement run then commits on its own.
+    virtual bool in_transaction() const = 0;
 };
 
 }  // namespace gateway::store

@@ -47,6 +47,8 @@ public:
     /// Commits made so far, and the operations in them (group commit at work: ops > commits).
     std::uint64_t commits() const { return commits_; }
     std::uint64_t operations() const { return operations_; }
+    /// Operations waiting for the journal thread.
+    std::size_t queued() const;
 
 private:
     struct Task {
