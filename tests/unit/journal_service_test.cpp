@@ -1,11 +1,13 @@
-// The journal thread under faults, injected below SQLite (a VFS that fails writes): every caller
-// is told the truth about what is on disk.
+// The journal thread under faults, injected below SQLite (a VFS that fails or stalls writes and
+// syncs): every caller is told the truth about what is on disk, a stalled fsync is answered
+// within store.timeout_ms, the queue is bounded, a journal that failed is opened again.
 
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
 #include "support/faulty_vfs.hpp"
 #include "support/process.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -16,6 +18,9 @@ namespace gateway {
 namespace {
 
 using namespace std::chrono_literals;
+using store::TxState;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
 
 store::TxRecord record(const std::string& hash, std::uint64_t nonce, std::size_t raw_bytes = 3) {
     store::TxRecord r;
@@ -30,8 +35,9 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce, std::size_t
     return r;
 }
 
-store::JournalService::Opener opener(const std::string& path) {
-    return [path] {
+store::JournalService::Opener opener(const std::string& path, std::atomic<int>* opens = nullptr) {
+    return [path, opens] {
+        if (opens) ++*opens;
         return std::unique_ptr<store::Journal>(
             store::open_store(config::StoreConfig{"sqlite", path}));
     };
@@ -85,7 +91,7 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
     const std::string path = test::make_temp_dir("journal-full") + "/j.db";
     std::map<std::string, bool> told_kept;
     {
-        store::JournalService service(opener(path));
+        store::JournalService service(opener(path), {.reopen_after = 10ms});
         service.run_blocking([](store::Journal& j) { j.insert(record("0x00", 0)); });
         Holder holder(service);
         std::vector<std::thread> callers;
@@ -135,6 +141,161 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
         EXPECT_EQ(on_disk(path, hash).has_value(), kept)
             << hash << (kept ? " was reported kept" : " was reported lost");
     EXPECT_TRUE(on_disk(path, "0x00"));
+}
+
+// Waits (bounded) for an answer; without one, ends the stall first: the future's destructor
+// waits for its caller.
+template <class T>
+bool answered_in_time(std::future<T>& f, test::FaultyVfs& vfs) {
+    if (f.wait_for(2s) == std::future_status::ready) return true;
+    vfs.stall_syncs(false);
+    return false;
+}
+
+// Runs an operation on another thread: what the caller was told ("kept", or the error), and when.
+std::future<std::pair<std::string, Clock::duration>> attempt(
+    store::JournalService& s, store::JournalService::Operation op,
+    store::JournalService::Operation undo = {}) {
+    return std::async(std::launch::async, [&s, op = std::move(op), undo = std::move(undo)] {
+        const auto t0 = Clock::now();
+        try {
+            s.run_blocking(op, undo);
+            return std::make_pair(std::string("kept"), Clock::now() - t0);
+        } catch (const store::StoreError& e) {
+            return std::make_pair(std::string(e.what()), Clock::now() - t0);
+        }
+    });
+}
+
+// A stalled fsync: callers are answered at their deadline. One whose operation never started is
+// never run; one whose operation is being committed is taken back by its undo once the commit
+// is through, before anything else runs.
+TEST(JournalService, AStalledFsyncIsAnsweredInTimeAndALateCommitIsTakenBack) {
+    test::FaultyVfs vfs;
+    const std::string path = test::make_temp_dir("journal-stall") + "/j.db";
+    {
+        store::open_store(config::StoreConfig{"sqlite", path})->insert(record("0x00", 0));
+        store::JournalService service(opener(path), {.timeout = 500ms});
+        struct Release {
+            test::FaultyVfs& v;
+            ~Release() { v.stall_syncs(false); }  // a failed assertion must not leave it hanging
+        } release{vfs};
+        vfs.stall_syncs(true);
+        auto committing = attempt(
+            service, [](store::Journal& j) { j.insert(record("0xaa", 1)); },
+            [](store::Journal& j) {
+                j.update(store::TxUpdate{"0xaa", TxState::failed, "taken back", 2000});
+            });
+        ASSERT_TRUE(vfs.wait_stalled(2s));
+        std::atomic<bool> never_started_ran{false};
+        auto queued = attempt(service, [&](store::Journal&) { never_started_ran = true; });
+        for (auto* f : {&committing, &queued}) {
+            ASSERT_TRUE(answered_in_time(*f, vfs)) << "no answer in time";
+            const auto [outcome, took] = f->get();
+            EXPECT_THAT(outcome, HasSubstr("did not answer within 500 ms"));
+            EXPECT_LT(took, 1500ms);
+        }
+        vfs.stall_syncs(false);
+        // The next operation runs after the undo (tried again while the late commit, an undo's
+        // and a checkpoint still take longer than its deadline, as under valgrind).
+        std::optional<store::TxRecord> aa;
+        for (int i = 0; i < 10; ++i) {
+            try {
+                service.run_blocking([&](store::Journal& j) { aa = j.find("0xaa"); });
+                break;
+            } catch (const store::StoreError&) {
+            }
+        }
+        EXPECT_FALSE(never_started_ran);
+        ASSERT_TRUE(aa) << "committed late";
+        EXPECT_EQ(aa->state, TxState::failed);
+    }
+    EXPECT_EQ(on_disk(path, "0xaa")->state, TxState::failed);
+}
+
+// An operation still running at its deadline (its statements use the caller's variables, so the
+// caller waits for them) is rolled back: nothing of it is kept.
+TEST(JournalService, AnOperationStillRunningAtItsDeadlineIsRolledBack) {
+    const std::string path = test::make_temp_dir("journal-slow") + "/j.db";
+    store::open_store(
+        config::StoreConfig{"sqlite", path});  // created and migrated outside the time
+    store::JournalService service(opener(path), {.timeout = 250ms});
+    auto slow = attempt(service, [](store::Journal& j) {
+        j.insert(record("0xaa", 1));
+        std::this_thread::sleep_for(600ms);
+    });
+    ASSERT_EQ(slow.wait_for(2s), std::future_status::ready);
+    EXPECT_THAT(slow.get().first, HasSubstr("did not answer within 250 ms"));
+    std::optional<store::TxRecord> aa;
+    service.run_blocking([&](store::Journal& j) { aa = j.find("0xaa"); });
+    EXPECT_FALSE(aa);
+}
+
+// A full queue refuses at once instead of making the caller wait for its deadline.
+TEST(JournalService, AFullQueueRefusesAtOnce) {
+    const std::string path = test::make_temp_dir("journal-queue") + "/j.db";
+    store::JournalService service(opener(path), {.timeout = 1500ms, .max_queued = 2});
+    service.run_blocking([](store::Journal&) {});
+    Holder holder(service);
+    std::vector<std::future<void>> waiting;
+    for (int i = 0; i < 2; ++i)
+        waiting.push_back(std::async(std::launch::async, [&service, i] {
+            service.run_blocking(
+                [i](store::Journal& j) { j.insert(record(fmt::format("0x{:02x}", i), 0)); });
+        }));
+    ASSERT_TRUE(wait_queued(service, 2));
+    const auto t0 = Clock::now();
+    try {
+        service.run_blocking([](store::Journal& j) { j.insert(record("0xff", 9)); });
+        FAIL() << "a third operation was queued";
+    } catch (const store::StoreError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("2 journal operations are waiting already"));
+    }
+    EXPECT_LT(Clock::now() - t0, 200ms);
+    EXPECT_EQ(service.queued(), 2u);
+    holder.release();
+    for (auto& w : waiting) EXPECT_NO_THROW(w.get());
+}
+
+// A handle that goes bad at run time (a stale handle on network storage) is closed and the
+// journal opened again, with backoff; the event says so.
+TEST(JournalService, AJournalThatFailsAtRunTimeIsOpenedAgain) {
+    test::FaultyVfs vfs;
+    const std::string path = test::make_temp_dir("journal-reopen") + "/j.db";
+    std::atomic<int> opens{0};
+    std::atomic<int> reopened{0}, down{0};
+    store::JournalOptions options{.reopen_after = 20ms};
+    options.on_event = [&](store::JournalEvent e) {
+        if (e == store::JournalEvent::reopened) ++reopened;
+        if (e == store::JournalEvent::down) ++down;
+    };
+    store::JournalService service(opener(path, &opens), options);
+    service.run_blocking([](store::Journal& j) { j.insert(record("0xaa", 0)); });
+    vfs.break_open_files();
+    EXPECT_THROW(service.run_blocking([](store::Journal& j) { j.insert(record("0xbb", 1)); }),
+                 store::StoreError);
+    EXPECT_EQ(down, 1);
+    EXPECT_NE(service.failure(), "");
+    bool written = false;
+    for (int i = 0; i < 100 && !written; ++i) {
+        try {
+            service.run_blocking([](store::Journal& j) { j.insert(record("0xcc", 2)); });
+            written = true;
+        } catch (const store::StoreError&) {
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+    EXPECT_TRUE(written) << service.failure();
+    EXPECT_EQ(opens, 2);
+    EXPECT_EQ(reopened, 1);
+    EXPECT_EQ(service.failure(), "");
+    std::optional<store::TxRecord> aa, bb;
+    service.run_blocking([&](store::Journal& j) {
+        aa = j.find("0xaa");
+        bb = j.find("0xbb");
+    });
+    EXPECT_TRUE(aa);
+    EXPECT_FALSE(bb);
 }
 
 }  // namespace
