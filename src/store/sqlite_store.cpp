@@ -248,11 +248,12 @@ public:
         Stmt st(*this,
                 "UPDATE managed_transactions SET state = ?2, reason = ?3, updated_ms = ?4, "
                 "nonce = COALESCE(?5, nonce), hash = COALESCE(?6, hash), attempts = COALESCE(?7, "
-                "attempts) WHERE id = ?1;");
+                "attempts), idempotency_key = IIF(?8, NULL, idempotency_key) WHERE id = ?1;");
         st.text(1, u.id).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
         if (u.nonce) st.integer(5, static_cast<std::int64_t>(*u.nonce));
         if (u.hash) st.text(6, *u.hash);
         if (u.attempts) st.integer(7, *u.attempts);
+        st.integer(8, u.release_idempotency_key ? 1 : 0);
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
         add_managed_event(u.id, u.state, u.reason, u.at_ms);

@@ -77,6 +77,9 @@ struct ManagedUpdate {
     std::optional<std::uint64_t> nonce;  ///< set: written
     std::optional<std::string> hash;     ///< set: written
     std::optional<std::uint32_t> attempts;
+    /// Frees its idempotency key: a transaction the client was told was not accepted, whose key
+    /// the client sends again for a new one.
+    bool release_idempotency_key = false;
 };
 
 /// One step in a transaction's history.
