@@ -106,11 +106,27 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     Impl& g = *impl_;
     // The journal opens on its own thread. A store that cannot be opened does not stop the
     // gateway: reads go on, writes are refused (503) until it opens.
-    g.journal = std::make_unique<store::JournalService>([store_config = config.store] {
-        auto store = store::open_store(store_config);
-        spdlog::info("store {} at schema version {}", store->describe(), store->schema_version());
-        return std::unique_ptr<store::Journal>(std::move(store));
-    });
+    store::JournalOptions journal_options;
+    journal_options.timeout = config.store.timeout;
+    journal_options.on_event = [m = &g.metrics](store::JournalEvent e) {
+        switch (e) {
+            case store::JournalEvent::timed_out: m->count_journal_refusal("timeout"); break;
+            case store::JournalEvent::queue_full: m->count_journal_refusal("queue_full"); break;
+            case store::JournalEvent::unavailable: m->count_journal_refusal("unavailable"); break;
+            case store::JournalEvent::down: m->set_journal_up(false); break;
+            case store::JournalEvent::up: m->set_journal_up(true); break;
+            case store::JournalEvent::reopened: m->count_journal_reopen("ok"); break;
+            case store::JournalEvent::reopen_failed: m->count_journal_reopen("failed"); break;
+        }
+    };
+    g.journal = std::make_unique<store::JournalService>(
+        [store_config = config.store] {
+            auto store = store::open_store(store_config);
+            spdlog::info("store {} at schema version {}", store->describe(),
+                         store->schema_version());
+            return std::unique_ptr<store::Journal>(std::move(store));
+        },
+        std::move(journal_options));
     try {
         g.journal->run_blocking([](store::Journal&) {});
     } catch (const std::exception& e) {

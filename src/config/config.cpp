@@ -283,9 +283,10 @@ void read_log(const Reader& r, const YAML::Node& n, LogConfig& l) {
 }
 
 void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
-    r.check_keys(n, "store", {"backend", "path"});
+    r.check_keys(n, "store", {"backend", "path", "timeout_ms"});
     if_set(n, "backend", [&](auto& v) { s.backend = r.one_of(v, "store.backend", {"sqlite"}); });
     if_set(n, "path", [&](auto& v) { s.path = r.scalar(v, "store.path"); });
+    if_set(n, "timeout_ms", [&](auto& v) { s.timeout = r.millis(v, "store.timeout_ms"); });
     if (s.path.empty()) r.fail(n, "store.path", "must not be empty");
 }
 

@@ -197,6 +197,17 @@ struct Metrics::Impl {
         "to make room)");
     prom::Family<prom::Gauge>& open_connections =
         gauge(registry, "gateway_open_connections", "Client connections a listener holds");
+    prom::Gauge& journal_up =
+        gauge(registry, "gateway_journal_up",
+              "1 while the transaction journal works, 0 from a failure until it works again")
+            .Add({});
+    prom::Family<prom::Counter>& journal_refusals =
+        counter(registry, "gateway_journal_refusals_total",
+                "Journal operations refused, by reason (timeout: not done within "
+                "store.timeout_ms; queue_full; unavailable: the journal is closed or failed)");
+    prom::Family<prom::Counter>& journal_reopens =
+        counter(registry, "gateway_journal_reopens_total",
+                "Openings of the journal after it failed at run time, by outcome (ok, failed)");
     prom::Family<prom::Gauge>& build_info =
         gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
 };
@@ -403,6 +414,18 @@ void Metrics::count_connection_closed(std::string_view listener, std::string_vie
 
 void Metrics::set_open_connections(std::string_view listener, double count) {
     impl_->open_connections.Add({{"listener", s(listener)}}).Set(count);
+}
+
+void Metrics::set_journal_up(bool up) {
+    impl_->journal_up.Set(up ? 1 : 0);
+}
+
+void Metrics::count_journal_refusal(std::string_view reason) {
+    impl_->journal_refusals.Add({{"reason", s(reason)}}).Increment();
+}
+
+void Metrics::count_journal_reopen(std::string_view outcome) {
+    impl_->journal_reopens.Add({{"outcome", s(outcome)}}).Increment();
 }
 
 std::string Metrics::render() const {

@@ -1,18 +1,80 @@
 #include "gateway/store/journal_service.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <future>
 
 namespace gateway::store {
 
 namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
 
-JournalService::JournalService(Opener opener) : opener_(std::move(opener)) {
+// One caller's operation. Its caller and the journal thread both move it along; `mu` orders
+// them, so that exactly one of them answers the caller, and an operation is never run after its
+// caller was told it failed.
+struct JournalService::Task {
+    enum class Stage {
+        queued,   // waiting for the journal thread
+        running,  // `op` runs now, on the journal thread
+        ran,      // `op` is in the open transaction, waiting for its commit
+        done,     // committed, rolled back, or never to run
+    };
+    std::mutex mu;
+    Stage stage = Stage::queued;
+    bool answered = false;  // the caller was resumed: with `ran`, it was told the op failed
+    bool expired = false;   // the deadline passed while `op` ran: rolled back when it returns
+    Operation op;
+    Operation undo;
+    std::function<void(std::exception_ptr)> resume;  // posts to the caller
+    std::string late;                                // what the caller is told at its deadline
+    std::function<void(JournalEvent)> on_event;
+
+    /// With `mu` held.
+    void answer(std::exception_ptr e) {
+        if (answered) return;
+        answered = true;
+        resume(std::move(e));
+    }
+    void tell(JournalEvent e) const {
+        if (on_event) on_event(e);
+    }
+    /// The caller's deadline passed. Touches nothing but the task: it may run after the service
+    /// is gone (the task was answered by then, so it does nothing).
+    void expire() {
+        std::lock_guard lock(mu);
+        if (answered) return;
+        switch (stage) {
+            case Stage::queued:
+                // Not started: it never will be (the journal thread passes tasks that are done).
+                stage = Stage::done;
+                op = nullptr;
+                undo = nullptr;
+                break;
+            case Stage::running:
+                // Its statements use the caller's variables, so the caller cannot leave yet: the
+                // journal thread rolls them back and answers as soon as they return.
+                expired = true;
+                return;
+            case Stage::ran:
+                // In the transaction being committed (a stalled fsync): that cannot be stopped.
+                // The caller hears now; once the commit is through, `undo` takes it back.
+                break;
+            case Stage::done: return;
+        }
+        answer(std::make_exception_ptr(StoreError(late)));
+        tell(JournalEvent::timed_out);
+    }
+};
+
+JournalService::JournalService(Opener opener, JournalOptions options)
+    : opener_(std::move(opener)), options_(std::move(options)) {
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -25,40 +87,82 @@ JournalService::~JournalService() {
     thread_.join();
 }
 
-void JournalService::enqueue(Task task) {
+JournalService::TaskPtr JournalService::make_task(Operation op, Operation undo) {
+    auto task = std::make_shared<Task>();
+    task->op = std::move(op);
+    task->undo = std::move(undo);
+    task->late = fmt::format("store: the journal did not answer within {} ms (store.timeout_ms)",
+                             options_.timeout.count());
+    task->on_event = options_.on_event;
+    return task;
+}
+
+void JournalService::emit(JournalEvent event) const {
+    if (options_.on_event) options_.on_event(event);
+}
+
+void JournalService::enqueue(const TaskPtr& task) {
+    std::string refusal;
+    bool full = false;
     {
         std::lock_guard lock(mu_);
-        if (!stopping_) {
-            queue_.push_back(std::move(task));
+        if (stopping_) {
+            refusal = "store: closed (the gateway is stopping)";
+        } else if (queue_.size() >= options_.max_queued) {
+            full = true;
+            // Refused at once: a queue that outgrows the journal only makes every caller wait
+            // until its deadline (and holds memory without bound).
+            refusal = fmt::format(
+                "store: {} journal operations are waiting already (the journal is slower than "
+                "the requests)",
+                queue_.size());
+        } else {
+            queue_.push_back(task);
             wake_.notify_one();
             return;
         }
     }
-    task.done(std::make_exception_ptr(StoreError("store: closed (the gateway is stopping)")));
+    std::lock_guard lock(task->mu);
+    task->stage = Task::Stage::done;
+    task->answer(std::make_exception_ptr(StoreError(refusal)));
+    if (full) task->tell(JournalEvent::queue_full);
 }
 
-asio::awaitable<void> JournalService::run(Operation op) {
+asio::awaitable<void> JournalService::run(Operation op, Operation undo) {
+    auto task = make_task(std::move(op), std::move(undo));
+    // Named, not a temporary in the co_await: GCC 12 destroys those twice (and `task` with them).
+    auto initiate = [this, task](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        auto timer = std::make_shared<asio::steady_timer>(ex, options_.timeout);
+        task->resume = [h, ex, timer](std::exception_ptr e) {
+            asio::post(ex, [h, e, timer] {
+                timer->cancel();
+                std::move (*h)(e);
+            });
+        };
+        timer->async_wait([task](boost::system::error_code ec) {
+            if (!ec) task->expire();
+        });
+        enqueue(task);
+    };
     co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr)>(
-        [this, &op](auto handler) {
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            auto ex = asio::get_associated_executor(*h);
-            enqueue(Task{std::move(op), [h, ex](std::exception_ptr e) {
-                             asio::post(ex, [h, e] { std::move (*h)(e); });
-                         }});
-        },
-        asio::use_awaitable);
+        initiate, asio::use_awaitable);
 }
 
-void JournalService::run_blocking(Operation op) {
-    std::promise<void> done;
-    auto future = done.get_future();
-    enqueue(Task{std::move(op), [&done](std::exception_ptr e) {
-                     if (e)
-                         done.set_exception(e);
-                     else
-                         done.set_value();
-                 }});
-    future.get();
+void JournalService::run_blocking(Operation op, Operation undo) {
+    auto task = make_task(std::move(op), std::move(undo));
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    task->resume = [done](std::exception_ptr e) {
+        if (e)
+            done->set_exception(e);
+        else
+            done->set_value();
+    };
+    enqueue(task);
+    if (future.wait_for(options_.timeout) == std::future_status::timeout) task->expire();
+    future.get();  // answered by now, or once its running statements return
 }
 
 std::string JournalService::failure() const {
@@ -66,71 +170,236 @@ std::string JournalService::failure() const {
     return failure_;
 }
 
+std::size_t JournalService::queued() const {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+}
+
+void JournalService::set_failure(const std::string& why) {
+    std::lock_guard lock(mu_);
+    if (failure_ != why) spdlog::error("{}; writes are refused until the journal works", why);
+    failure_ = why;
+}
+
 bool JournalService::ensure_open() {
     if (journal_) return true;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = Clock::now();
     if (now < next_open_try_) return false;
-    next_open_try_ = now + std::chrono::seconds(1);
     try {
         journal_ = opener_();
-        std::lock_guard lock(mu_);
-        if (!failure_.empty()) spdlog::info("store: usable again");
-        failure_.clear();
-        return true;
     } catch (const std::exception& e) {
-        std::lock_guard lock(mu_);
-        if (failure_ != e.what()) spdlog::error("{}; writes are refused until it opens", e.what());
-        failure_ = e.what();
+        set_failure(e.what());
+        backoff_ =
+            std::min(options_.reopen_max, backoff_.count() ? backoff_ * 2 : options_.reopen_after);
+        next_open_try_ = now + backoff_;
+        if (opened_once_) emit(JournalEvent::reopen_failed);
         return false;
     }
+    if (opened_once_) {
+        spdlog::warn("store: the journal was opened again after a failure");
+        emit(JournalEvent::reopened);
+    }
+    opened_once_ = true;
+    return true;
+}
+
+void JournalService::fail(const std::string& why) {
+    // Whatever went wrong may have left the handle unusable (an I/O error, a stale handle on
+    // network storage): it is closed and opened again, after a backoff that doubles while that
+    // keeps failing. Until then operations are refused at once.
+    journal_.reset();
+    set_failure(why);
+    backoff_ =
+        std::min(options_.reopen_max, backoff_.count() ? backoff_ * 2 : options_.reopen_after);
+    next_open_try_ = Clock::now() + backoff_;
+    if (up_) {
+        up_ = false;
+        emit(JournalEvent::down);
+    }
+}
+
+void JournalService::refuse(std::vector<TaskPtr>& tasks, const std::string& why) {
+    const auto error = std::make_exception_ptr(StoreError(why));
+    for (auto& t : tasks) {
+        std::lock_guard lock(t->mu);
+        if (t->answered || t->stage == Task::Stage::done) continue;
+        t->stage = Task::Stage::done;
+        t->answer(error);
+        t->tell(JournalEvent::unavailable);
+    }
+}
+
+bool JournalService::run_undos() {
+    if (undos_.empty()) return true;
+    try {
+        journal_->begin();
+        for (auto& undo : undos_) {
+            journal_->savepoint();
+            try {
+                undo(*journal_);
+            } catch (const StoreError&) {
+                throw;  // the journal failed: all of them are tried again later
+            } catch (const std::exception& e) {
+                // Its own failure, which trying again will not cure: not worth blocking the
+                // journal for.
+                spdlog::error("store: taking back an operation failed: {}", e.what());
+                journal_->rollback_to_savepoint();
+            }
+            if (!journal_->in_transaction())
+                throw StoreError("store: SQLite rolled back the journal's transaction");
+            journal_->release_savepoint();
+        }
+        journal_->commit();
+    } catch (const std::exception& e) {
+        journal_->rollback();
+        fail(e.what());
+        return false;
+    }
+    spdlog::warn("store: {} operation(s) whose callers were told they failed were taken back",
+                 undos_.size());
+    undos_.clear();
+    return true;
 }
 
 void JournalService::loop() {
     for (;;) {
-        std::deque<Task> batch;
+        std::vector<TaskPtr> batch;
         {
             std::unique_lock lock(mu_);
-            wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping, and everything queued was run
-            batch.swap(queue_);
+            const auto ready = [&] { return stopping_ || !queue_.empty(); };
+            if (undos_.empty())
+                wake_.wait(lock, ready);
+            else  // they run as soon as the journal can be (re)opened, whether or not work comes
+                wake_.wait_until(lock, next_open_try_, ready);
+            if (queue_.empty() && stopping_) {
+                lock.unlock();
+                if (ensure_open()) run_undos();  // a last try
+                return;
+            }
+            batch.assign(queue_.begin(), queue_.end());
+            queue_.clear();
         }
         if (!ensure_open()) {
-            const auto e = std::make_exception_ptr(StoreError(failure()));
-            for (auto& t : batch) t.done(e);
+            refuse(batch, failure());
             continue;
         }
-        // One database transaction for the whole batch; each operation in a savepoint.
-        std::vector<std::exception_ptr> results(batch.size());
-        try {
-            journal_->begin();
-            for (std::size_t i = 0; i < batch.size(); ++i) {
-                journal_->savepoint();
-                try {
-                    batch[i].op(*journal_);
-                    journal_->release_savepoint();
-                } catch (...) {
-                    results[i] = std::current_exception();
-                    journal_->rollback_to_savepoint();
-                }
-            }
-            journal_->commit();
-            ++commits_;
-            operations_ += batch.size();
-            std::lock_guard lock(mu_);
-            failure_.clear();
-        } catch (const std::exception& e) {
-            // The transaction (or the commit) failed: nothing of the batch was kept.
-            journal_->rollback();
-            const std::string why = e.what();
-            {
-                std::lock_guard lock(mu_);
-                if (failure_ != why) spdlog::error("{}: writes are refused while it fails", why);
-                failure_ = why;
-            }
-            const auto err = std::make_exception_ptr(StoreError(why));
-            for (auto& r : results) r = err;
+        // Operations whose callers were told they failed are taken back before anything else
+        // runs: a caller who sends the same again must find them taken back, not the reverse.
+        if (!run_undos()) {
+            refuse(batch, failure());
+            continue;
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
+        if (!batch.empty()) run_batch(batch);
+    }
+}
+
+// One database transaction for the whole batch; each operation in a savepoint, so that one
+// operation's failure does not undo the others.
+void JournalService::run_batch(std::vector<TaskPtr>& batch) {
+    using Stage = Task::Stage;
+    std::vector<TaskPtr> in_transaction;  // ran, released into the transaction
+    std::string lost;                     // why SQLite dropped the whole transaction
+    bool committing = false;
+    try {
+        journal_->begin();
+        for (auto& t : batch) {
+            {
+                std::lock_guard lock(t->mu);
+                if (t->stage != Stage::queued) continue;  // given up on before it started
+                t->stage = Stage::running;
+            }
+            journal_->savepoint();
+            std::exception_ptr error;
+            try {
+                t->op(*journal_);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            std::unique_lock lock(t->mu);
+            if (error || t->expired) {
+                lock.unlock();
+                journal_->rollback_to_savepoint();
+                lock.lock();
+                t->stage = Stage::done;
+                if (!error) t->tell(JournalEvent::timed_out);
+                t->answer(error ? error : std::make_exception_ptr(StoreError(t->late)));
+                // On SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM, SQLite may have rolled back the
+                // whole transaction: the savepoint is gone with it (the ROLLBACK TO above failed
+                // quietly), the operations before this one are undone, and any statement run now
+                // would commit by itself. The batch ends here; nobody is told "kept".
+                if (!journal_->in_transaction()) {
+                    lost = "an operation failed";
+                    try {
+                        if (error) std::rethrow_exception(error);
+                    } catch (const std::exception& e) {
+                        lost = e.what();
+                    } catch (...) {
+                    }
+                    break;
+                }
+                continue;
+            }
+            t->stage = Stage::ran;
+            lock.unlock();
+            in_transaction.push_back(t);
+            // An operation that caught a database error itself may have gone on outside the
+            // transaction: what it wrote since is on disk, and only its undo can take it back.
+            if (!journal_->in_transaction()) {
+                committing = true;
+                throw StoreError(
+                    "store: SQLite rolled back the journal's transaction while an "
+                    "operation ran");
+            }
+            journal_->release_savepoint();
+        }
+        if (lost.empty()) {
+            committing = true;
+            journal_->commit();
+        }
+    } catch (const std::exception& e) {
+        // The transaction (or its commit) failed: nothing of the batch was kept, unless the
+        // commit wrote its rows and only their sync failed: then they may be on disk, and the
+        // undos of those told otherwise take them back once the journal works again.
+        journal_->rollback();
+        if (committing)
+            for (auto& t : in_transaction) {
+                std::lock_guard lock(t->mu);
+                if (t->undo) undos_.push_back(std::move(t->undo));
+            }
+        fail(e.what());
+        refuse(batch, e.what());
+        return;
+    }
+    if (!lost.empty()) {
+        const std::string why = fmt::format(
+            "{}; SQLite rolled back the journal's transaction: nothing of the operation was kept",
+            lost);
+        fail(why);
+        refuse(batch, why);
+        return;
+    }
+    // The books first: a caller resumed below may look at them at once.
+    ++commits_;
+    operations_ += in_transaction.size();
+    backoff_ = std::chrono::milliseconds(0);
+    {
+        std::lock_guard lock(mu_);
+        if (!failure_.empty()) spdlog::info("store: usable again");
+        failure_.clear();
+    }
+    if (!up_) {
+        up_ = true;
+        emit(JournalEvent::up);
+    }
+    for (auto& t : in_transaction) {
+        std::lock_guard lock(t->mu);
+        t->stage = Stage::done;
+        if (t->answered) {
+            // Its caller was told it failed while it was being committed.
+            if (t->undo) undos_.push_back(std::move(t->undo));
+        } else {
+            t->answer(nullptr);
+        }
     }
 }
 

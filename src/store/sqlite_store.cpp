@@ -249,11 +249,12 @@ public:
         Stmt st(*this,
                 "UPDATE managed_transactions SET state = ?2, reason = ?3, updated_ms = ?4, "
                 "nonce = COALESCE(?5, nonce), hash = COALESCE(?6, hash), attempts = COALESCE(?7, "
-                "attempts) WHERE id = ?1;");
+                "attempts), idempotency_key = IIF(?8, NULL, idempotency_key) WHERE id = ?1;");
         st.text(1, u.id).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
         if (u.nonce) st.integer(5, static_cast<std::int64_t>(*u.nonce));
         if (u.hash) st.text(6, *u.hash);
         if (u.attempts) st.integer(7, *u.attempts);
+        st.integer(8, u.release_idempotency_key ? 1 : 0);
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
         add_managed_event(u.id, u.state, u.reason, u.at_ms);
@@ -330,6 +331,7 @@ public:
     void rollback_to_savepoint() noexcept override {
         sqlite3_exec(db_.get(), "ROLLBACK TO call; RELEASE call;", nullptr, nullptr, nullptr);
     }
+    bool in_transaction() const override { return sqlite3_get_autocommit(db_.get()) == 0; }
 
 private:
     // A prepared statement; every failure is a StoreError naming the file. Statements are

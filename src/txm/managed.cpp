@@ -1544,10 +1544,25 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     store::ManagedRecord existing;
     bool inserted = false;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        auto inserted_here = std::make_shared<bool>(false);
+        store::JournalService::Operation op = [&, inserted_here](store::Journal& j) {
             std::tie(existing, inserted) = j.insert_managed(rec);
+            *inserted_here = inserted;
         };
-        co_await journal_.run(std::move(op));
+        // Told 503, "not accepted", when the journal does not answer in time (or fails), the
+        // client must not find the transaction signed and sent later (at the next start) should
+        // this commit go through anyway: the journal takes it back first, and frees its
+        // idempotency key for the client's retry (see TxManager::admit).
+        store::JournalService::Operation undo = [id = rec.id, inserted_here](store::Journal& j) {
+            if (!*inserted_here) return;
+            store::ManagedUpdate u{id, TxState::failed,
+                                   "not accepted: the journal did not answer in time or failed "
+                                   "(the client was told so); never signed",
+                                   unix_ms()};
+            u.release_idempotency_key = true;
+            j.update_managed(u);
+        };
+        co_await journal_.run(std::move(op), std::move(undo));
     } catch (const std::exception& e) {
         out.store_failed = true;
         out.reply = error_reply(

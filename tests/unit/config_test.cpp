@@ -48,6 +48,7 @@ chains:
     EXPECT_EQ(c.server.admin_listen.to_string(), "127.0.0.1:9545");
     EXPECT_EQ(c.store.backend, "sqlite");
     EXPECT_EQ(c.store.path, "./data/gateway.db");
+    EXPECT_EQ(c.store.timeout, Millis(5000));
     ASSERT_EQ(c.chains.size(), 1u);
     EXPECT_EQ(c.chains[0].name, "devnet");
     EXPECT_EQ(c.chains[0].chain_id, 31337u);
@@ -88,7 +89,7 @@ server:
   drain_delay_ms: 5000
 auth: {admin: {token_env: ADMIN_TOKEN}}   # the admin listener is not loopback
 log: {level: debug, format: text}
-store: {backend: sqlite, path: /var/lib/gw.db}
+store: {backend: sqlite, path: /var/lib/gw.db, timeout_ms: 250}
 chains:
   - name: main_net-1
     chain_id: 1
@@ -115,6 +116,7 @@ chains:
     EXPECT_EQ(c.log.level, "debug");
     EXPECT_EQ(c.log.format, LogConfig::Format::text);
     EXPECT_EQ(c.store.path, "/var/lib/gw.db");
+    EXPECT_EQ(c.store.timeout, Millis(250));
     const auto& h = c.chains[0].health;
     EXPECT_EQ(h.interval, Millis(100));
     EXPECT_EQ(h.timeout, Millis(50));
@@ -294,6 +296,10 @@ TEST(Config, WrongValuesNameTheKey) {
                 HasSubstr("log.level: 'loud' is not one of"));
     EXPECT_THAT(error_of("store:\n  backend: mysql\n" + kMinimal),
                 HasSubstr("store.backend: 'mysql' is not one of: sqlite"));
+    EXPECT_THAT(error_of("store:\n  timeout_ms: 0\n" + kMinimal),
+                HasSubstr("store.timeout_ms: 0 is out of range"));
+    EXPECT_THAT(error_of("store:\n  timeout_ms: soon\n" + kMinimal),
+                HasSubstr("store.timeout_ms: 'soon' is not a whole number"));
     EXPECT_THAT(error_of("chains:\n  - name: Dev Net\n    chain_id: 1\n    upstreams: [{id: a, "
                          "url: 'http://127.0.0.1:1'}]\n"),
                 HasSubstr("chains[0].name: 'Dev Net' must be"));

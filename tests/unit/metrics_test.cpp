@@ -92,5 +92,20 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
     EXPECT_THAT(text, HasSubstr("gateway_build_info{version=\"" GATEWAY_VERSION "\"} 1"));
 }
 
+TEST(Metrics, TheJournalsHealthRefusalsAndReopens) {
+    Metrics m;
+    EXPECT_THAT(m.render(), HasSubstr("gateway_journal_up 0"));
+    m.set_journal_up(true);
+    m.count_journal_refusal("timeout");
+    m.count_journal_refusal("timeout");
+    m.count_journal_refusal("queue_full");
+    m.count_journal_reopen("ok");
+    const std::string text = m.render();
+    EXPECT_THAT(text, HasSubstr("gateway_journal_up 1"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_journal_refusals_total{reason="timeout"} 2)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_journal_refusals_total{reason="queue_full"} 1)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_journal_reopens_total{outcome="ok"} 1)"));
+}
+
 }  // namespace
 }  // namespace gateway::metrics

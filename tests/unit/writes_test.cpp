@@ -903,6 +903,7 @@ public:
     void savepoint() override { inner_->savepoint(); }
     void release_savepoint() override { inner_->release_savepoint(); }
     void rollback_to_savepoint() noexcept override { inner_->rollback_to_savepoint(); }
+    bool in_transaction() const override { return inner_->in_transaction(); }
 
 private:
     void check() {

@@ -73,6 +73,7 @@ struct LogConfig {
 struct StoreConfig {
     std::string backend = "sqlite";
     std::string path = "./data/gateway.db";
+    Millis timeout{5'000};  ///< a journal operation not done by then is refused (503 for writes)
 };
 
 enum class Tier { primary, fallback };

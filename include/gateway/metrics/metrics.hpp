@@ -108,6 +108,13 @@ public:
     /// Client connections a listener holds now.
     void set_open_connections(std::string_view listener, double count);
 
+    /// The transaction journal works (1), or failed and is not working again yet (0).
+    void set_journal_up(bool up);
+    /// A journal operation was refused (`reason`: timeout, queue_full, unavailable).
+    void count_journal_refusal(std::string_view reason);
+    /// The journal was opened again after a run-time failure (`outcome`: ok, failed).
+    void count_journal_reopen(std::string_view outcome);
+
     /// The Prometheus text exposition of every metric.
     std::string render() const;
 

@@ -78,6 +78,9 @@ struct ManagedUpdate {
     std::optional<std::uint64_t> nonce;  ///< set: written
     std::optional<std::string> hash;     ///< set: written
     std::optional<std::uint32_t> attempts;
+    /// Frees its idempotency key: a transaction the client was told was not accepted, whose key
+    /// the client sends again for a new one.
+    bool release_idempotency_key = false;
 };
 
 /// One step in a transaction's history.
@@ -157,6 +160,10 @@ public:
     virtual void savepoint() = 0;
     virtual void release_savepoint() = 0;
     virtual void rollback_to_savepoint() noexcept = 0;
+    /// Whether a database transaction is open. False after the database rolled one back by
+    /// itself (SQLite does on SQLITE_FULL, SQLITE_IOERR and SQLITE_NOMEM), which drops its
+    /// savepoints too: a statement run then commits on its own.
+    virtual bool in_transaction() const = 0;
 };
 
 }  // namespace gateway::store

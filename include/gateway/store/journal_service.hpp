@@ -2,7 +2,9 @@
 // Runs journal operations on the store's own thread, never on the event loop, and commits
 // concurrent callers' operations together (group commit): one fsync for everything that arrived
 // while the previous commit was on disk. A coroutine awaits its operation; the operation's
-// effects are durable when the await returns.
+// effects are durable when the await returns. Every wait is bounded (`timeout`), the queue too
+// (`max_queued`), and a journal that fails at run time is closed and opened again with backoff:
+// the journal fails closed in time, and comes back by itself.
 
 #include "gateway/store/journal.hpp"
 
@@ -18,16 +20,41 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace gateway::store {
 
+/// What the journal tells the rest of the gateway (metrics, logs), from any thread.
+enum class JournalEvent {
+    timed_out,      ///< an operation was refused: not done within `timeout`
+    queue_full,     ///< an operation was refused at once: `max_queued` were waiting
+    unavailable,    ///< an operation was refused: the journal is closed or its commit failed
+    down,           ///< the journal failed (it will be opened again)
+    up,             ///< the journal works again (opened, and a commit went through)
+    reopened,       ///< a journal that had failed at run time was opened again
+    reopen_failed,  ///< and that failed
+};
+
+struct JournalOptions {
+    /// The longest a caller waits for its operation: queued, run and committed (store.timeout_ms).
+    std::chrono::milliseconds timeout{5000};
+    /// Operations waiting for the journal thread at most; one more is refused at once.
+    std::size_t max_queued = 10000;
+    /// After a failure, the journal is opened again this long after, doubling while it fails, up
+    /// to `reopen_max`.
+    std::chrono::milliseconds reopen_after{1000};
+    std::chrono::milliseconds reopen_max{15000};
+    /// Told every event, on the thread it happens on (the journal's, or a caller's).
+    std::function<void(JournalEvent)> on_event;
+};
+
 class JournalService {
 public:
-    /// Opens the journal; called on the store thread, again (at most once a second) while it
-    /// fails, so a store that was unusable at start is used once it becomes usable.
+    /// Opens the journal; called on the store thread, and again (with backoff) while it fails or
+    /// after it failed, so a store that was unusable at start is used once it becomes usable.
     using Opener = std::function<std::unique_ptr<Journal>()>;
 
-    explicit JournalService(Opener opener);
+    explicit JournalService(Opener opener, JournalOptions options = {});
     /// Runs what was already queued, then stops the thread.
     ~JournalService();
     JournalService(const JournalService&) = delete;
@@ -36,33 +63,65 @@ public:
     using Operation = std::function<void(Journal&)>;
 
     /// Runs `op` inside the next group commit and resumes the caller (on its own executor) once
-    /// the commit is durable. Rethrows what `op` threw; throws StoreError when the journal cannot
-    /// be opened or the commit fails (then nothing of `op` was kept).
-    boost::asio::awaitable<void> run(Operation op);
+    /// the commit is durable. Rethrows what `op` threw (nothing of `op` is kept then). Throws
+    /// StoreError, and nothing of `op` is kept, when the journal cannot be opened or the commit
+    /// fails; at once when `max_queued` operations wait already; and when `op` is not committed
+    /// within `timeout`. Then:
+    /// - `op` had not started: it never runs;
+    /// - `op` is running: its statements read and write the caller's variables, so the caller
+    ///   waits for them (they never sync: SQLite syncs only in the commit) and `op` is rolled
+    ///   back;
+    /// - `op` ran and waits for its commit (a stalled fsync): the commit cannot be stopped, so
+    ///   `undo`, when given, takes back what `op` wrote, on the journal thread, in its own commit
+    ///   before any later operation. The same when a commit fails (after a failed fsync the rows
+    ///   may still be on disk). `undo` runs after the caller has gone: it must own everything it
+    ///   uses. Without `undo` a late commit stays: right for a state change the caller writes
+    ///   again after a failure, wrong for a new transaction the client was told was not kept.
+    /// Nothing here cancels on the caller's cancellation; the timeout bounds every wait.
+    boost::asio::awaitable<void> run(Operation op, Operation undo = {});
     /// The same, blocking the calling thread (start-up, tests). Not on the event loop.
-    void run_blocking(Operation op);
+    void run_blocking(Operation op, Operation undo = {});
 
     /// Why the journal is unusable, or "" when the last batch committed.
     std::string failure() const;
     /// Commits made so far, and the operations in them (group commit at work: ops > commits).
     std::uint64_t commits() const { return commits_; }
     std::uint64_t operations() const { return operations_; }
+    /// Operations waiting for the journal thread (those given up on count until it passes them).
+    std::size_t queued() const;
+    const JournalOptions& options() const { return options_; }
 
 private:
-    struct Task {
-        Operation op;
-        std::function<void(std::exception_ptr)> done;
-    };
-    void enqueue(Task task);
+    struct Task;
+    using TaskPtr = std::shared_ptr<Task>;
+    TaskPtr make_task(Operation op, Operation undo);
+    void enqueue(const TaskPtr& task);
     void loop();
     bool ensure_open();
+    /// The journal failed: closes it and schedules the next open.
+    void fail(const std::string& why);
+    /// Answers the `tasks` not answered yet: refused with `why`.
+    void refuse(std::vector<TaskPtr>& tasks, const std::string& why);
+    /// Runs the undos of operations whose callers were told they failed; false when the journal
+    /// failed doing so (then they wait for the next try, and nothing else runs before them).
+    bool run_undos();
+    void run_batch(std::vector<TaskPtr>& batch);
+    void set_failure(const std::string& why);
+    void emit(JournalEvent event) const;
 
     Opener opener_;
+    const JournalOptions options_;
+    // Journal thread only.
     std::unique_ptr<Journal> journal_;
     std::chrono::steady_clock::time_point next_open_try_{};
+    std::chrono::milliseconds backoff_{0};
+    bool opened_once_ = false;
+    bool up_ = false;
+    std::vector<Operation> undos_;
+    // Shared.
     mutable std::mutex mu_;
     std::condition_variable wake_;
-    std::deque<Task> queue_;
+    std::deque<TaskPtr> queue_;
     bool stopping_ = false;
     std::string failure_;
     std::atomic<std::uint64_t> commits_{0};

@@ -1,0 +1,460 @@
+// The journal thread under faults, injected below SQLite (a VFS that fails or stalls writes and
+// syncs): every caller is told the truth about what is on disk, a stalled fsync is answered
+// within store.timeout_ms, the queue is bounded, a journal that failed is opened again, and a
+// gateway whose journal stalls refuses writes in time and goes on serving reads.
+
+#include "gateway/store/journal_service.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/store/store.hpp"
+#include "support/faulty_vfs.hpp"
+#include "support/gateway_fixture.hpp"
+#include "support/tx_signer.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <boost/json/parse.hpp>
+
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using store::TxState;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+store::TxRecord record(const std::string& hash, std::uint64_t nonce, std::size_t raw_bytes = 3) {
+    store::TxRecord r;
+    r.hash = hash;
+    r.chain = "devnet";
+    r.chain_id = 31337;
+    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    r.nonce = nonce;
+    r.raw.assign(raw_bytes, 0x02);
+    r.reason = "received";
+    r.created_ms = r.updated_ms = 1000;
+    return r;
+}
+
+store::JournalService::Opener opener(const std::string& path, std::atomic<int>* opens = nullptr) {
+    return [path, opens] {
+        if (opens) ++*opens;
+        return std::unique_ptr<store::Journal>(
+            store::open_store(config::StoreConfig{"sqlite", path}));
+    };
+}
+
+// What is on disk, read afresh (after the service is gone).
+std::optional<store::TxRecord> on_disk(const std::string& path, const std::string& hash) {
+    return store::open_store(config::StoreConfig{"sqlite", path})->find(hash);
+}
+
+// Waits (bounded) until `n` operations are queued.
+bool wait_queued(const store::JournalService& s, std::size_t n) {
+    for (int i = 0; i < 200 && s.queued() < n; ++i) std::this_thread::sleep_for(5ms);
+    return s.queued() >= n;
+}
+
+// Holds the journal thread inside an operation until released, so that the next operations
+// make one batch.
+class Holder {
+public:
+    explicit Holder(store::JournalService& s) {
+        thread_ = std::thread([this, &s] {
+            try {
+                s.run_blocking([this](store::Journal&) {
+                    holding_.set_value();
+                    released_.wait();
+                });
+            } catch (...) {
+            }
+        });
+        holding_.get_future().wait();
+    }
+    void release() {
+        if (!thread_.joinable()) return;
+        release_.set_value();
+        thread_.join();
+    }
+    ~Holder() { release(); }
+
+private:
+    std::promise<void> holding_, release_;
+    std::shared_future<void> released_ = release_.get_future().share();
+    std::thread thread_;
+};
+
+// On SQLITE_FULL in a statement SQLite rolls the whole transaction back, savepoints and all: the
+// operations before the failing one are gone, and one run after it would commit by itself. Each
+// caller must be told what is on disk.
+TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDisk) {
+    test::FaultyVfs vfs;
+    const std::string path = test::make_temp_dir("journal-full") + "/j.db";
+    std::map<std::string, bool> told_kept;
+    {
+        store::JournalService service(opener(path), {.reopen_after = 10ms});
+        service.run_blocking([](store::Journal& j) { j.insert(record("0x00", 0)); });
+        Holder holder(service);
+        std::vector<std::thread> callers;
+        std::mutex mu;
+        const auto call = [&](std::string hash, std::uint64_t nonce, bool fills_the_disk) {
+            callers.emplace_back([&, hash, nonce, fills_the_disk] {
+                bool kept = true;
+                try {
+                    service.run_blocking([&](store::Journal& j) {
+                        // Larger than SQLite's page cache: written out mid-statement.
+                        if (fills_the_disk) vfs.fail_writes(true);
+                        struct Restore {
+                            test::FaultyVfs& v;
+                            ~Restore() { v.fail_writes(false); }
+                        } restore{vfs};
+                        j.insert(record(hash, nonce, fills_the_disk ? 4'000'000 : 3));
+                    });
+                } catch (const store::StoreError&) {
+                    kept = false;
+                }
+                std::lock_guard lock(mu);
+                told_kept[hash] = kept;
+            });
+        };
+        call("0xaa", 1, false);
+        ASSERT_TRUE(wait_queued(service, 1));
+        call("0xbb", 2, true);
+        ASSERT_TRUE(wait_queued(service, 2));
+        call("0xcc", 3, false);
+        ASSERT_TRUE(wait_queued(service, 3));
+        holder.release();
+        for (auto& c : callers) c.join();
+        EXPECT_FALSE(told_kept["0xbb"]);
+        // The journal is usable again afterwards.
+        bool usable = false;
+        for (int i = 0; i < 100 && !usable; ++i) {
+            try {
+                service.run_blocking([](store::Journal& j) { j.insert(record("0xdd", 4)); });
+                usable = true;
+            } catch (const store::StoreError&) {
+                std::this_thread::sleep_for(10ms);
+            }
+        }
+        EXPECT_TRUE(usable);
+    }
+    for (const auto& [hash, kept] : told_kept)
+        EXPECT_EQ(on_disk(path, hash).has_value(), kept)
+            << hash << (kept ? " was reported kept" : " was reported lost");
+    EXPECT_TRUE(on_disk(path, "0x00"));
+}
+
+// Waits (bounded) for an answer; without one, ends the stall first: the future's destructor
+// waits for its caller.
+template <class T>
+bool answered_in_time(std::future<T>& f, test::FaultyVfs& vfs) {
+    if (f.wait_for(2s) == std::future_status::ready) return true;
+    vfs.stall_syncs(false);
+    return false;
+}
+
+// Runs an operation on another thread: what the caller was told ("kept", or the error), and when.
+std::future<std::pair<std::string, Clock::duration>> attempt(
+    store::JournalService& s, store::JournalService::Operation op,
+    store::JournalService::Operation undo = {}) {
+    return std::async(std::launch::async, [&s, op = std::move(op), undo = std::move(undo)] {
+        const auto t0 = Clock::now();
+        try {
+            s.run_blocking(op, undo);
+            return std::make_pair(std::string("kept"), Clock::now() - t0);
+        } catch (const store::StoreError& e) {
+            return std::make_pair(std::string(e.what()), Clock::now() - t0);
+        }
+    });
+}
+
+// A stalled fsync: callers are answered at their deadline. One whose operation never started is
+// never run; one whose operation is being committed is taken back by its undo once the commit
+// is through, before anything else runs.
+TEST(JournalService, AStalledFsyncIsAnsweredInTimeAndALateCommitIsTakenBack) {
+    test::FaultyVfs vfs;
+    const std::string path = test::make_temp_dir("journal-stall") + "/j.db";
+    {
+        store::open_store(config::StoreConfig{"sqlite", path})->insert(record("0x00", 0));
+        store::JournalService service(opener(path), {.timeout = 500ms});
+        struct Release {
+            test::FaultyVfs& v;
+            ~Release() { v.stall_syncs(false); }  // a failed assertion must not leave it hanging
+        } release{vfs};
+        vfs.stall_syncs(true);
+        auto committing = attempt(
+            service, [](store::Journal& j) { j.insert(record("0xaa", 1)); },
+            [](store::Journal& j) {
+                j.update(store::TxUpdate{"0xaa", TxState::failed, "taken back", 2000});
+            });
+        ASSERT_TRUE(vfs.wait_stalled(2s));
+        std::atomic<bool> never_started_ran{false};
+        auto queued = attempt(service, [&](store::Journal&) { never_started_ran = true; });
+        for (auto* f : {&committing, &queued}) {
+            ASSERT_TRUE(answered_in_time(*f, vfs)) << "no answer in time";
+            const auto [outcome, took] = f->get();
+            EXPECT_THAT(outcome, HasSubstr("did not answer within 500 ms"));
+            EXPECT_LT(took, 1500ms);
+        }
+        vfs.stall_syncs(false);
+        // The next operation runs after the undo (tried again while the late commit, an undo's
+        // and a checkpoint still take longer than its deadline, as under valgrind).
+        std::optional<store::TxRecord> aa;
+        for (int i = 0; i < 10; ++i) {
+            try {
+                service.run_blocking([&](store::Journal& j) { aa = j.find("0xaa"); });
+                break;
+            } catch (const store::StoreError&) {
+            }
+        }
+        EXPECT_FALSE(never_started_ran);
+        ASSERT_TRUE(aa) << "committed late";
+        EXPECT_EQ(aa->state, TxState::failed);
+    }
+    EXPECT_EQ(on_disk(path, "0xaa")->state, TxState::failed);
+}
+
+// An operation still running at its deadline (its statements use the caller's variables, so the
+// caller waits for them) is rolled back: nothing of it is kept.
+TEST(JournalService, AnOperationStillRunningAtItsDeadlineIsRolledBack) {
+    const std::string path = test::make_temp_dir("journal-slow") + "/j.db";
+    store::open_store(
+        config::StoreConfig{"sqlite", path});  // created and migrated outside the time
+    store::JournalService service(opener(path), {.timeout = 250ms});
+    auto slow = attempt(service, [](store::Journal& j) {
+        j.insert(record("0xaa", 1));
+        std::this_thread::sleep_for(600ms);
+    });
+    ASSERT_EQ(slow.wait_for(2s), std::future_status::ready);
+    EXPECT_THAT(slow.get().first, HasSubstr("did not answer within 250 ms"));
+    std::optional<store::TxRecord> aa;
+    service.run_blocking([&](store::Journal& j) { aa = j.find("0xaa"); });
+    EXPECT_FALSE(aa);
+}
+
+// A full queue refuses at once instead of making the caller wait for its deadline.
+TEST(JournalService, AFullQueueRefusesAtOnce) {
+    const std::string path = test::make_temp_dir("journal-queue") + "/j.db";
+    store::JournalService service(opener(path), {.timeout = 1500ms, .max_queued = 2});
+    service.run_blocking([](store::Journal&) {});
+    Holder holder(service);
+    std::vector<std::future<void>> waiting;
+    for (int i = 0; i < 2; ++i)
+        waiting.push_back(std::async(std::launch::async, [&service, i] {
+            service.run_blocking(
+                [i](store::Journal& j) { j.insert(record(fmt::format("0x{:02x}", i), 0)); });
+        }));
+    ASSERT_TRUE(wait_queued(service, 2));
+    const auto t0 = Clock::now();
+    try {
+        service.run_blocking([](store::Journal& j) { j.insert(record("0xff", 9)); });
+        FAIL() << "a third operation was queued";
+    } catch (const store::StoreError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("2 journal operations are waiting already"));
+    }
+    EXPECT_LT(Clock::now() - t0, 200ms);
+    EXPECT_EQ(service.queued(), 2u);
+    holder.release();
+    for (auto& w : waiting) EXPECT_NO_THROW(w.get());
+}
+
+// A handle that goes bad at run time (a stale handle on network storage) is closed and the
+// journal opened again, with backoff; the event says so.
+TEST(JournalService, AJournalThatFailsAtRunTimeIsOpenedAgain) {
+    test::FaultyVfs vfs;
+    const std::string path = test::make_temp_dir("journal-reopen") + "/j.db";
+    std::atomic<int> opens{0};
+    std::atomic<int> reopened{0}, down{0};
+    store::JournalOptions options{.reopen_after = 20ms};
+    options.on_event = [&](store::JournalEvent e) {
+        if (e == store::JournalEvent::reopened) ++reopened;
+        if (e == store::JournalEvent::down) ++down;
+    };
+    store::JournalService service(opener(path, &opens), options);
+    service.run_blocking([](store::Journal& j) { j.insert(record("0xaa", 0)); });
+    vfs.break_open_files();
+    EXPECT_THROW(service.run_blocking([](store::Journal& j) { j.insert(record("0xbb", 1)); }),
+                 store::StoreError);
+    EXPECT_EQ(down, 1);
+    EXPECT_NE(service.failure(), "");
+    bool written = false;
+    for (int i = 0; i < 100 && !written; ++i) {
+        try {
+            service.run_blocking([](store::Journal& j) { j.insert(record("0xcc", 2)); });
+            written = true;
+        } catch (const store::StoreError&) {
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+    EXPECT_TRUE(written) << service.failure();
+    EXPECT_EQ(opens, 2);
+    EXPECT_EQ(reopened, 1);
+    EXPECT_EQ(service.failure(), "");
+    std::optional<store::TxRecord> aa, bb;
+    service.run_blocking([&](store::Journal& j) {
+        aa = j.find("0xaa");
+        bb = j.find("0xbb");
+    });
+    EXPECT_TRUE(aa);
+    EXPECT_FALSE(bb);
+}
+
+// The whole gateway while the journal's fsync hangs: a raw transaction is refused with 503 within
+// store.timeout_ms and never sent, reads go on, gateway_getTransaction answers an error in time;
+// when the disk comes back, the transaction (committed late) is not left to be sent at the next
+// start.
+class StalledJournalTest : public test::GatewayTest {
+protected:
+    // The gateway closes its journal before the VFS under it goes.
+    void TearDown() override {
+        GatewayTest::TearDown();
+        gw.reset();
+    }
+    test::FaultyVfs vfs;
+};
+
+TEST_F(StalledJournalTest, WritesAre503InTimeReadsGoOnAndTheLateRowIsNeverSent) {
+    std::atomic<int> sent{0};
+    test::FakeUpstream node(
+        31337,
+        [&](const std::string& m, const boost::json::value&) -> std::optional<test::FakeReply> {
+            if (m == "eth_getBalance") return test::FakeReply::ok("\"0x64\"");
+            if (m != "eth_sendRawTransaction") return std::nullopt;
+            ++sent;
+            return test::FakeReply::rpc_error(-32000, "not expected");
+        });
+    start({node.url()}, [](config::Config& c) { c.store.timeout = 500ms; });
+    wait_ready();
+    const std::string raw = test::sign_legacy(test::kKey0, {});
+    const std::string hash = eth::to_hex(eth::decode_transaction(*eth::from_hex(raw)).hash);
+    const auto call = [&](const std::string& method, const std::string& params) {
+        return std::async(std::launch::async, [this, method, params] {
+            return post(R"({"jsonrpc":"2.0","id":1,"method":")" + method + R"(","params":)" +
+                        params + "}");
+        });
+    };
+    struct Release {
+        test::FaultyVfs& v;
+        ~Release() { v.stall_syncs(false); }  // a failed assertion must not leave it hanging
+    } release{vfs};
+
+    vfs.stall_syncs(true);
+    auto t0 = Clock::now();
+    auto write = call("eth_sendRawTransaction", R"([")" + raw + R"("])");
+    ASSERT_TRUE(answered_in_time(write, vfs)) << "the write waits on the journal";
+    EXPECT_LT(Clock::now() - t0, 1500ms);
+    const auto r = write.get();
+    EXPECT_EQ(r.status, 503u);
+    auto v = boost::json::parse(r.body);
+    EXPECT_EQ(v.at("error").at("code"), -32002);
+    EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+                HasSubstr("did not answer within 500 ms"));
+    ASSERT_TRUE(vfs.stalled()) << "the journal is still stuck in the fsync";
+
+    // Meanwhile reads are served, and a read of the journal answers a clear error in time.
+    const auto balance =
+        call("eth_getBalance", R"([")" + test::address_of(test::kKey0) + R"(","latest"])").get();
+    EXPECT_EQ(balance.status, 200u);
+    EXPECT_EQ(boost::json::parse(balance.body).at("result"), "0x64");
+    t0 = Clock::now();
+    auto lookup = call("gateway_getTransaction", R"([")" + hash + R"("])");
+    ASSERT_TRUE(answered_in_time(lookup, vfs)) << "the read waits on the journal";
+    EXPECT_LT(Clock::now() - t0, 1500ms);
+    v = boost::json::parse(lookup.get().body);
+    EXPECT_EQ(v.at("error").at("code"), -32002);
+    EXPECT_THAT(std::string(v.at("error").at("message").as_string()),
+                HasSubstr("journal cannot be read"));
+
+    // The disk comes back: the late commit is taken back, so no start-up replays it.
+    vfs.stall_syncs(false);
+    std::string state;
+    for (int i = 0; i < 100 && state != "FAILED"; ++i) {
+        std::this_thread::sleep_for(10ms);
+        v = boost::json::parse(post(R"({"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction",)"
+                                    R"("params":[")" +
+                                    hash + R"("]})")
+                                   .body);
+        if (v.at("result").is_object()) state = v.at("result").at("state").as_string();
+    }
+    EXPECT_EQ(state, "FAILED");
+    EXPECT_EQ(sent, 0) << "a transaction the client was told was refused was sent";
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_journal_refusals_total{reason="timeout"})"));
+    EXPECT_THAT(metrics, HasSubstr("gateway_journal_up 1"));
+}
+
+// The same for a managed send: refused in time, taken back once its commit goes through late
+// (never signed), and its Idempotency-Key freed, so the client's retry is a new transaction.
+TEST_F(StalledJournalTest, AManagedSendRefusedInTimeIsTakenBackAndItsKeyFreed) {
+    ::setenv("GATEWAY_TEST_KEY0", test::kKey0.c_str(), 1);
+    test::FakeUpstream node;
+    std::string path;
+    start({node.url()}, [&](config::Config& c) {
+        c.store.timeout = 500ms;
+        config::SignerConfig signer;
+        signer.id = "hot";
+        signer.type = "local";
+        signer.key_env = "GATEWAY_TEST_KEY0";
+        c.signers = {signer};
+        c.chains[0].accounts = {config::AccountConfig{test::address_of(test::kKey0), "hot"}};
+        path = c.store.path;
+    });
+    wait_ready();
+    const auto send = [&](const std::string& key) {
+        test::HttpConnection connection(port(), 3s);
+        return connection.request(
+            "POST", "/",
+            R"({"jsonrpc":"2.0","id":1,"method":"gateway_sendTransaction","params":[{"from":")" +
+                test::address_of(test::kKey0) +
+                R"(","to":"0x000000000000000000000000000000000000dEaD","value":"0x1"}]})",
+            {{"Idempotency-Key", key}});
+    };
+    ASSERT_EQ(send("first").status, 200u) << "managed senders are loaded";
+    struct Release {
+        test::FaultyVfs& v;
+        ~Release() { v.stall_syncs(false); }
+    } release{vfs};
+
+    vfs.stall_syncs(true);
+    const auto t0 = Clock::now();
+    auto refused = std::async(std::launch::async, [&] { return send("order-7"); });
+    ASSERT_TRUE(answered_in_time(refused, vfs)) << "the send waits on the journal";
+    EXPECT_LT(Clock::now() - t0, 1500ms);
+    EXPECT_EQ(refused.get().status, 503u);
+    vfs.stall_syncs(false);
+    const auto again = send("order-7");
+    ASSERT_EQ(again.status, 200u) << again.body;
+    const std::string id(boost::json::parse(again.body).at("result").at("id").as_string());
+    gw->shutdown();
+    runner.join();
+    gw.reset();
+    ::unsetenv("GATEWAY_TEST_KEY0");
+
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    std::vector<std::vector<std::string>> rows;
+    sqlite3_exec(
+        db,
+        "SELECT id, state, IFNULL(idempotency_key, '-') FROM managed_transactions ORDER BY "
+        "created_ms, rowid;",
+        [](void* out, int n, char** values, char**) {
+            auto& r = static_cast<std::vector<std::vector<std::string>>*>(out)->emplace_back();
+            for (int i = 0; i < n; ++i) r.emplace_back(values[i] ? values[i] : "");
+            return 0;
+        },
+        &rows, nullptr);
+    sqlite3_close(db);
+    ASSERT_EQ(rows.size(), 3u) << "first, the refused one (committed late), the retry";
+    EXPECT_EQ(rows[1][1], "FAILED") << "the refused one is never signed";
+    EXPECT_EQ(rows[1][2], "-") << "its key is free";
+    EXPECT_EQ(rows[2][0], id);
+    EXPECT_EQ(rows[2][2], "order-7");
+}
+
+}  // namespace
+}  // namespace gateway
