@@ -27,6 +27,7 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <span>
 #include <stdexcept>
 #include <type_traits>
 
@@ -170,13 +171,9 @@ public:
     /// request just before the shutdown, and that request gets answered.
     void stop() override {
         asio::post(executor(), [self = this->shared_from_this()] {
-            if (!self->idle())
-                return;  // a request is in progress; its answer closes the connection
-            // Beast cannot shorten the timeout of a read already pending, hence a timer of our own.
-            self->last_wait_.expires_after(kLastWait);
-            self->last_wait_.async_wait([self](error_code ec) {
-                if (!ec && self->idle()) self->tcp().cancel();
-            });
+            // A request in progress: its answer closes the connection, or, if it was written
+            // already, the next idle wait starts the last wait itself.
+            if (self->idle()) self->start_last_wait();
         });
     }
 
@@ -210,6 +207,16 @@ public:
 private:
     beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
 
+    // Ends an idle wait after kLastWait by cancelling the read, not by the stream's timeout,
+    // which would close the socket under a TLS connection before its close_notify is sent.
+    // Beast cannot shorten the timeout of a read already pending, hence a timer of our own.
+    void start_last_wait() {
+        last_wait_.expires_after(kLastWait);
+        last_wait_.async_wait([self = this->shared_from_this()](error_code ec) {
+            if (!ec && self->idle()) self->tcp().cancel();
+        });
+    }
+
     void close_socket() {
         error_code ec;
         tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -239,7 +246,10 @@ private:
             if (buffer_.size() == 0) {
                 // Wait for the first byte under the idle timeout (shorter once shutdown has
                 // begun). The first request's wait keeps the header deadline.
-                if (!first) tcp().expires_after(state_->stopping ? kLastWait : opt.idle_timeout);
+                if (!first) {
+                    tcp().expires_after(opt.idle_timeout);
+                    if (state_->stopping) start_last_wait();
+                }
                 auto [ec, n] =
                     co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_nothrow);
                 if (ec) co_return;  // closed, idle timeout, shutdown
@@ -325,9 +335,14 @@ private:
             if (head_only) response.body.clear();
             state_->observe(response.status);
             tcp().expires_after(opt.read_timeout);
+            // Passed as a span, not as the array: Asio's own handling of a two-buffer array
+            // leaves a written head as an empty first buffer, and Beast's TLS stream writes the
+            // first buffer alone when it cannot flatten them (over 16 KiB): a write of nothing,
+            // which ended the answer after its head.
             const std::array<asio::const_buffer, 2> out{asio::buffer(out_head),
                                                         asio::buffer(response.body)};
-            auto [wec, wn] = co_await asio::async_write(stream_, out, use_nothrow);
+            auto [wec, wn] = co_await asio::async_write(
+                stream_, std::span<const asio::const_buffer>(out), use_nothrow);
             if (wec || !keep_alive) co_return;
         }
     }

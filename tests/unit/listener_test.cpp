@@ -93,6 +93,7 @@ protected:
         }
         Response out;
         out.body = r.path() == "/hello" ? "hello" : r.body;
+        if (r.path() == "/big") out.body.assign(8 << 20, 'b');
         out.headers.emplace_back("X-Method", r.method);
         out.headers.emplace_back("X-Test", std::string(r.header("x-test")));
         co_return out;
@@ -819,6 +820,12 @@ public:
 
     test::HttpReply post(const std::string& target, const std::string& body, bool close = false,
                          const Headers& extra = {}) {
+        send(target, body, close, extra);
+        return read();
+    }
+
+    void send(const std::string& target, const std::string& body, bool close = false,
+              const Headers& extra = {}) {
         bhttp::request<bhttp::string_body> req{bhttp::verb::post, target, 11};
         req.set(bhttp::field::host, "localhost");
         req.set(bhttp::field::content_type, "application/json");
@@ -827,8 +834,13 @@ public:
         req.body() = body;
         req.prepare_payload();
         bhttp::write(stream_, req);
-        bhttp::response<bhttp::string_body> res;
-        bhttp::read(stream_, buffer_, res);
+    }
+
+    test::HttpReply read() {
+        bhttp::response_parser<bhttp::string_body> parser;
+        parser.body_limit(64 << 20);
+        bhttp::read(stream_, buffer_, parser);
+        auto res = parser.release();
         test::HttpReply reply;
         reply.status = res.result_int();
         reply.body = res.body();
@@ -909,6 +921,42 @@ TEST_F(ListenerTest, ShutdownEndsAnIdleTlsConnectionWithACloseNotify) {
     const auto t0 = Clock::now();
     EXPECT_EQ(c.end(), asio::error::eof);
     EXPECT_LT(Clock::now() - t0, 3s);
+    EXPECT_TRUE(wait_until([&] { return listener->open_connections() == 0; }));
+}
+
+// An answer larger than a TLS record goes out whole (it used to end after its head).
+TEST_F(ListenerTest, ATlsAnswerOfMegabytesIsWrittenWhole) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    start(o);
+    TlsClient c(port());
+    for (int i = 0; i < 2; ++i) {
+        auto r = c.post("/big", "x");
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(r.body, std::string(8 << 20, 'b'));
+    }
+    EXPECT_EQ(c.post("/", std::string(100'000, 'y')).body, std::string(100'000, 'y'));
+}
+
+// The answer of a keep-alive connection was decided before the shutdown but written after it
+// began: the connection's next idle wait is its last, and it too ends with a close_notify (the
+// stream's own timeout used to close the socket under it: a cut connection to the client).
+TEST_F(ListenerTest, AConnectionWhoseAnswerWasStillBeingWrittenAtShutdownEndsWithACloseNotify) {
+    TlsFiles files;
+    ListenerOptions o;
+    o.tls = config::TlsConfig{files.cert(), files.key()};
+    start(o);
+    TlsClient c(port());
+    c.send("/big", "x");
+    ASSERT_TRUE(wait_until([&] { return handled == 1; }));
+    std::this_thread::sleep_for(100ms);  // the 8 MiB answer fills the socket buffers
+    listener->shutdown();
+    auto r = c.read();
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body.size(), 8u << 20);
+    EXPECT_TRUE(r.keep_alive);
+    EXPECT_EQ(c.end(), asio::error::eof) << "a close_notify, not a cut connection";
     EXPECT_TRUE(wait_until([&] { return listener->open_connections() == 0; }));
 }
 
