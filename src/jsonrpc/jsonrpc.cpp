@@ -1,5 +1,7 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 
+#include "gateway/util/text.hpp"
+
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -459,7 +461,8 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body,
     }
     if (!id_matches)
         return bad_reply(fmt::format("response id {} does not match request id {}",
-                                     id ? std::string(id->substr(0, 64)) : "(none)", expected_id));
+                                     id ? std::string(util::utf8_prefix(*id, 64)) : "(none)",
+                                     expected_id));
 
     Reply reply;
     if (result) {

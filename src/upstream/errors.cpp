@@ -194,8 +194,8 @@ Attempt classify(const HttpResult& r, std::uint64_t id) {
             a.throttled = c == rate_limited;
             a.label = c == rate_limited ? "rpc_rate_limited"
                                         : (c == unsupported ? "rpc_unsupported" : "rpc_transient");
-            a.detail =
-                fmt::format("{} ({})", reply->error.message.substr(0, 200), reply->error.code);
+            a.detail = fmt::format("{} ({})", util::utf8_prefix(reply->error.message, 200),
+                                   reply->error.code);
             a.node_fault = c == transient;
             // The node read the call and refused it: with a rate limit or an unsupported method
             // it certainly did nothing; a transient fault may have come after it acted.

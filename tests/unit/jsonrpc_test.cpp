@@ -249,6 +249,17 @@ TEST(SplitBatchReply, EachAnswerByteForByteWithItsId) {
     EXPECT_FALSE(split_batch_reply("<html>busy</html>"));
 }
 
+// The fault the fuzzer found in classify()'s detail (errors_test), here in the message that quotes
+// a wrong id shortened to 64 bytes: a cut inside a character made it invalid UTF-8.
+TEST(ParseReply, AWrongIdIsQuotedWithWholeCharacters) {
+    std::string id = "\"";  // the quote is the id text's first byte, then 2-byte characters
+    for (int i = 0; i < 40; ++i) id += "\xc3\xa9";
+    id += "\"";
+    auto r = parse_reply(R"({"jsonrpc":"2.0","id":)" + id + R"(,"result":1})", 5);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), "response id " + id.substr(0, 63) + " does not match request id 5");
+}
+
 TEST(ParseReply, ResultErrorAndGarbage) {
     auto ok = parse_reply(R"({"jsonrpc":"2.0","id":5,"result":{"x":"0x1"}})", 5);
     ASSERT_TRUE(ok);
