@@ -389,19 +389,30 @@ std::size_t skip_value(std::string_view s, std::size_t pos) {
     return pos;
 }
 
-// The members of a JSON object as raw texts, for text already known to be valid JSON.
-std::optional<std::vector<std::pair<std::string_view, std::string_view>>> object_members(
+// A member's name as JSON means it, from its text with the quotes: "\u0069d" is "id". Escapes in
+// names are rare, so only a name that has one is decoded.
+std::string member_name(std::string_view quoted) {
+    const std::string_view inner = quoted.substr(1, quoted.size() - 2);
+    if (inner.find('\\') == std::string_view::npos) return std::string(inner);
+    json::error_code ec;
+    const json::value v = json::parse(json::string_view(quoted.data(), quoted.size()), ec);
+    return !ec && v.is_string() ? std::string(v.get_string()) : std::string(inner);
+}
+
+// The members of a JSON object, names decoded and values as raw texts, in their order (a repeated
+// name appears as often as it is written), for text already known to be valid JSON.
+std::optional<std::vector<std::pair<std::string, std::string_view>>> object_members(
     std::string_view s) {
     std::size_t pos = skip_space(s, 0);
     if (pos >= s.size() || s[pos] != '{') return std::nullopt;
-    std::vector<std::pair<std::string_view, std::string_view>> members;
+    std::vector<std::pair<std::string, std::string_view>> members;
     pos = skip_space(s, pos + 1);
     while (pos < s.size() && s[pos] == '"') {
         const std::size_t key_end = skip_string(s, pos);
-        const std::string_view key = s.substr(pos + 1, key_end - pos - 2);
+        std::string key = member_name(s.substr(pos, key_end - pos));
         pos = skip_space(s, skip_space(s, key_end) + 1);  // past the ':'
         const std::size_t value_end = skip_value(s, pos);
-        members.emplace_back(key, s.substr(pos, value_end - pos));
+        members.emplace_back(std::move(key), s.substr(pos, value_end - pos));
         pos = skip_space(s, value_end);
         if (pos < s.size() && s[pos] == ',') pos = skip_space(s, pos + 1);
     }
@@ -423,6 +434,9 @@ std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body
         if (auto members = object_members(e.text))
             for (const auto& [key, value] : *members)
                 if (key == "id") {
+                    // The last "id" counts, as in a parsed document; one that is no integer
+                    // leaves the element without one.
+                    e.id.reset();
                     json::error_code ec;
                     const json::value v =
                         json::parse(json::string_view(value.data(), value.size()), ec);

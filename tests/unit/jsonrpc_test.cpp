@@ -249,6 +249,31 @@ TEST(SplitBatchReply, EachAnswerByteForByteWithItsId) {
     EXPECT_FALSE(split_batch_reply("<html>busy</html>"));
 }
 
+// The fuzzer's check against a parsed document (tests/fuzz/batch_reply) showed that the raw reading
+// must mean what a JSON parser means: a name may be written with escapes, and of repeated names
+// the last one counts.
+TEST(SplitBatchReply, MemberNamesMeanWhatJsonSaysEscapedOrRepeated) {
+    auto parts = split_batch_reply(R"([{"jsonrpc":"2.0","\u0069d":1,"result":"0x1"},)"
+                                   R"({"jsonrpc":"2.0","id":2,"id":"x","result":"0x2"},)"
+                                   R"({"jsonrpc":"2.0","id":"x","id":3,"result":"0x3"}])");
+    ASSERT_TRUE(parts);
+    ASSERT_EQ(parts->size(), 3u);
+    EXPECT_EQ(parts->at(0).id, 1u) << "\\u0069d is id";
+    EXPECT_FALSE(parts->at(1).id) << "the last id is a string: no integer id";
+    EXPECT_EQ(parts->at(2).id, 3u);
+}
+
+TEST(ParseReply, MemberNamesMayBeWrittenWithEscapes) {
+    auto ok = parse_reply(R"({"jsonrpc":"2.0","\u0069d":5,"r\u0065sult":"0x1"})", 5);
+    ASSERT_TRUE(ok) << ok.error();
+    EXPECT_EQ(*ok->result, R"("0x1")");
+    auto err = parse_reply(R"({"jsonrpc":"2.0","id":5,"\u0065rror":{"code":3,"message":"m"}})", 5);
+    ASSERT_TRUE(err) << err.error();
+    EXPECT_EQ(err->error.code, 3);
+    EXPECT_FALSE(parse_reply(R"({"jsonrpc":"2.0","id":5,"resul\t":"0x1"})", 5))
+        << "another name is not result";
+}
+
 // The fault the fuzzer found in classify()'s detail (errors_test), here in the message that quotes
 // a wrong id shortened to 64 bytes: a cut inside a character made it invalid UTF-8.
 TEST(ParseReply, AWrongIdIsQuotedWithWholeCharacters) {
