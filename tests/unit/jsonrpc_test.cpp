@@ -86,6 +86,29 @@ TEST(ParseRequest, DeepNestingIsRefusedNotACrash) {
     EXPECT_EQ(r.error().code, -32700);
 }
 
+// Found by fuzzing (tests/fuzz/request): Boost.JSON reads 1e999 as infinity and 0e999999 as NaN
+// and writes them as Infinity and NaN, which are not JSON: the call went on to the node as a body
+// that is not JSON. Such numbers are refused.
+TEST(ParseRequest, NumbersJsonCannotWriteBackAreRefused) {
+    for (const char* number : {"1e999", "-1e999", "0e999999"}) {
+        auto r =
+            parse_request(std::string(R"({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[)") +
+                              number + "]}",
+                          kLimits);
+        ASSERT_FALSE(r) << number;
+        EXPECT_EQ(r.error().code, -32700);
+        EXPECT_NE(r.error().message.find("out of range"), std::string::npos) << r.error().message;
+        EXPECT_FALSE(parse_request(
+            std::string(R"({"jsonrpc":"2.0","method":"m","id":)") + number + "}", kLimits))
+            << number;
+    }
+    auto fine =
+        parse_request(R"({"jsonrpc":"2.0","id":1,"method":"m","params":[1e300,1e-999]})", kLimits);
+    ASSERT_TRUE(fine);
+    EXPECT_EQ(upstream_request(1, "m", call_at(*fine, 0).params),
+              R"({"jsonrpc":"2.0","id":1,"method":"m","params":[1E300,0E0]})");
+}
+
 TEST(ParseRequest, NeitherObjectNorArrayIsInvalidRequest) {
     for (const char* body : {"1", "\"eth_blockNumber\"", "null", "true"}) {
         auto r = parse_request(body, kLimits);
@@ -261,6 +284,15 @@ TEST(SplitBatchReply, MemberNamesMeanWhatJsonSaysEscapedOrRepeated) {
     EXPECT_EQ(parts->at(0).id, 1u) << "\\u0069d is id";
     EXPECT_FALSE(parts->at(1).id) << "the last id is a string: no integer id";
     EXPECT_EQ(parts->at(2).id, 3u);
+}
+
+TEST(ParseReply, AnErrorWhoseDataJsonCannotHoldIsRefused) {
+    auto r = parse_reply(
+        R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"m","data":{"x":[1e999]}}})", 5);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), "the error's data holds a number out of range");
+    EXPECT_TRUE(parse_reply(
+        R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"m","data":{"x":[1e300]}}})", 5));
 }
 
 TEST(ParseReply, MemberNamesMayBeWrittenWithEscapes) {
