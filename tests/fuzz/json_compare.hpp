@@ -4,10 +4,14 @@
 // ("-510616588724.333330" alone and inside an array), so doubles are compared with a tolerance;
 // everything else must be equal.
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
 
 namespace gateway::fuzz {
 
@@ -47,6 +51,51 @@ inline bool all_finite(const json::value& v) {
         return std::all_of(o->begin(), o->end(),
                            [](const json::key_value_pair& m) { return all_finite(m.value()); });
     return true;
+}
+
+namespace detail {
+
+// Reads a text only to see its numbers.
+struct NumberScan {
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+    bool out_of_range = false;
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) { return true; }
+    bool on_object_end(std::size_t, json::error_code&) { return true; }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t, json::error_code&) { return true; }
+    bool on_key_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_key(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+    bool on_double(double d, json::string_view, json::error_code&) {
+        out_of_range = out_of_range || !std::isfinite(d);
+        return true;
+    }
+    bool on_bool(bool, json::error_code&) { return true; }
+    bool on_null(json::error_code&) { return true; }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+}  // namespace detail
+
+/// Whether `text` holds a number Boost.JSON reads as infinity or NaN anywhere, also where its
+/// document drops it (the first of a repeated key). The scan goes as far as the text is JSON.
+inline bool has_number_out_of_range(std::string_view text, std::size_t max_depth) {
+    json::parse_options options;
+    options.max_depth = max_depth;
+    json::basic_parser<detail::NumberScan> parser(options);
+    json::error_code ec;
+    parser.write_some(false, text.data(), text.size(), ec);
+    return parser.handler().out_of_range;
 }
 
 }  // namespace gateway::fuzz

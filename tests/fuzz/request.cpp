@@ -102,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check(ec || (doc.is_array() && doc.as_array().size() > kLimits.max_batch_size),
                   "only a batch over the limit is refused for its size");
         } else if (e.code == static_cast<int>(ErrorCode::parse_error)) {
-            check(ec || !gateway::fuzz::all_finite(doc),
+            check(ec || gateway::fuzz::has_number_out_of_range(body, options.max_depth),
                   "only text that is not JSON, or holds a number out of range, is a parse error");
         } else {
             check(e.code == static_cast<int>(ErrorCode::invalid_request), "refusal code");
@@ -113,7 +113,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     }
 
-    check(!ec && gateway::fuzz::all_finite(doc), "what parse_request takes is JSON it can write");
+    check(!ec && !gateway::fuzz::has_number_out_of_range(body, options.max_depth),
+          "what parse_request takes is JSON it can write");
     std::vector<const json::value*> entries;
     if (doc.is_array()) {
         for (const json::value& v : doc.as_array()) entries.push_back(&v);
