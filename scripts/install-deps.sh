@@ -14,6 +14,8 @@ packages=(
     libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
     libsqlite3-dev libpq-dev libsecp256k1-dev
     googletest libgtest-dev libgmock-dev
+    # The fuzz pass (scripts/fuzz.sh): clang 14 and its runtimes (libFuzzer, ASan, UBSan).
+    clang libclang-rt-14-dev
 )
 # Node.js and npm fetch the pinned anvil and cast binaries; an existing Node.js (from any source) is kept.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

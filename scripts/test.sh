@@ -2,8 +2,10 @@
 # Installs what is needed, builds everything and runs every test: unit tests, then integration
 # tests that start the real binary in front of real anvil nodes with cast as the client. Then the
 # same again in an AddressSanitizer + UndefinedBehaviorSanitizer build. ctest prints the summary.
+# Last, a short fuzz pass: each libFuzzer target of tests/fuzz/ for $FUZZ_SECONDS (20) seconds.
 #   scripts/test.sh            everything
 #   SANITIZE=0 scripts/test.sh skip the sanitizer pass
+#   FUZZ=0 scripts/test.sh     skip the fuzz pass
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +25,11 @@ if [ "${SANITIZE:-1}" != 0 ]; then
         "$here/scripts/build.sh"
     echo "== tests under sanitizers =="
     (cd "$here/build-asan" && ctest --output-on-failure -j 2 --timeout 300) || status=1
+fi
+
+if [ "${FUZZ:-1}" != 0 ]; then
+    echo "== fuzz (libFuzzer + ASan + UBSan, clang; ${FUZZ_SECONDS:-20} s per target) =="
+    "$here/scripts/fuzz.sh" || status=1
 fi
 
 if [ "$status" = 0 ]; then echo "test.sh: all test runs passed"; else echo "test.sh: FAILED"; fi

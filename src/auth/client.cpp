@@ -72,8 +72,8 @@ std::optional<std::string> Client::method_refusal(std::string_view method) const
         if (matches(pattern, method)) return std::nullopt;
     // Token clients share auth.jwt.methods; a configured client has its own list.
     const char* where = id_.starts_with("jwt:") ? "auth.jwt.methods" : "auth.clients[].methods";
-    return fmt::format("method {} is not allowed for client {} ({})", method.substr(0, 64), id_,
-                       where);
+    return fmt::format("method {} is not allowed for client {} ({})", util::utf8_prefix(method, 64),
+                       id_, where);
 }
 
 std::string_view to_string(Outcome outcome) {

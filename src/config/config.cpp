@@ -15,7 +15,6 @@
 #include <limits>
 #include <regex>
 #include <set>
-#include <sstream>
 
 namespace gateway::config {
 
@@ -66,6 +65,14 @@ EnvLookup process_env() {
 }
 
 namespace {
+
+// Whether `text` is at most `max_size` bytes and matches `pattern`. libstdc++'s std::regex matches
+// recursively, a stack frame or more per character, so a long value (tens of KB, fewer under
+// sanitizers; a configuration may hold a MiB) would overflow the stack: the length is checked
+// first, and every pattern here describes something short.
+bool matches(const std::string& text, const std::regex& pattern, std::size_t max_size) {
+    return text.size() <= max_size && std::regex_match(text, pattern);
+}
 
 // Walks the YAML tree; every read goes through here so that every error can name its key and line.
 class Reader {
@@ -125,8 +132,10 @@ public:
                 expr.resize(sep);
             }
             static const std::regex kName("[A-Za-z_][A-Za-z0-9_]*");
-            if (!std::regex_match(expr, kName))
-                fail(node, path, fmt::format("'${{{}}}' is not a valid variable name", expr));
+            if (!matches(expr, kName, 255))
+                fail(node, path,
+                     fmt::format("'${{{}}}' is not a valid variable name",
+                                 util::utf8_prefix(expr, 80)));
             std::optional<std::string> value = env_(expr);
             if (!value || (value->empty() && fallback)) value = fallback;
             if (!value)
@@ -245,11 +254,11 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
             for (std::size_t i = 0; i < s.cors_allowed_origins.size(); ++i) {
                 auto& o = s.cors_allowed_origins[i];
                 o = util::lower(o);
-                if (!std::regex_match(o, kOrigin))
+                if (!matches(o, kOrigin, 300))
                     r.fail(list[i], fmt::format("server.cors.allowed_origins[{}]", i),
                            fmt::format("'{}' is not an origin (scheme://host[:port], no path) "
                                        "or *",
-                                       o.substr(0, 100)));
+                                       util::utf8_prefix(o, 100)));
             }
         });
     });
@@ -343,9 +352,10 @@ std::vector<std::string> read_method_patterns(const Reader& r, const YAML::Node&
     static const std::regex kPattern("[A-Za-z0-9_]+\\*?|\\*");
     std::vector<std::string> out = read_list(r, n, path);
     for (std::size_t i = 0; i < out.size(); ++i)
-        if (!std::regex_match(out[i], kPattern))
+        if (!matches(out[i], kPattern, 128))
             r.fail(n[i], fmt::format("{}[{}]", path, i),
-                   fmt::format("'{}' is not a method name or a prefix ending in *", out[i]));
+                   fmt::format("'{}' is not a method name or a prefix ending in *",
+                               util::utf8_prefix(out[i], 80)));
     return out;
 }
 
@@ -439,8 +449,10 @@ void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxCo
 std::string read_address(const Reader& r, const YAML::Node& n, const std::string& path) {
     static const std::regex kAddress("0[xX][0-9a-fA-F]{40}");
     const std::string a = r.scalar(n, path);
-    if (!std::regex_match(a, kAddress))
-        r.fail(n, path, fmt::format("'{}' is not an address (0x and 40 hex digits)", a));
+    if (!matches(a, kAddress, 42))
+        r.fail(
+            n, path,
+            fmt::format("'{}' is not an address (0x and 40 hex digits)", util::utf8_prefix(a, 80)));
     return util::lower(a);
 }
 
@@ -552,11 +564,11 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
     if (!id.IsDefined() || id.IsNull()) r.fail(n, path + ".id", "is required");
     u.id = r.scalar(id, path + ".id");
     static const std::regex kId("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
-    if (!std::regex_match(u.id, kId))
+    if (!matches(u.id, kId, 63))
         r.fail(id, path + ".id",
                fmt::format("'{}' must be 1-63 letters, digits, '_', '-' or '.', starting with a "
                            "letter or digit",
-                           u.id));
+                           util::utf8_prefix(u.id, 80)));
 
     const YAML::Node url = n["url"];
     if (!url.IsDefined() || url.IsNull()) r.fail(n, path + ".url", "is required");
@@ -594,11 +606,11 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
     static const std::regex kName("[a-z0-9][a-z0-9_-]{0,62}");
-    if (!std::regex_match(c.name, kName))
+    if (!matches(c.name, kName, 63))
         r.fail(name, path + ".name",
                fmt::format(
                    "'{}' must be 1-63 lowercase letters, digits, '_' or '-' (it is a URL path)",
-                   c.name));
+                   util::utf8_prefix(c.name, 80)));
     const YAML::Node chain_id = n["chain_id"];
     if (!chain_id.IsDefined() || chain_id.IsNull()) r.fail(n, path + ".chain_id", "is required");
     c.chain_id =
@@ -654,7 +666,7 @@ std::vector<std::string> read_secrets(const Reader& r, const YAML::Node& n, cons
     const auto flush = [&] {
         if (current.empty()) return;
         static const std::regex kSecret("[A-Za-z0-9._~-]{16,512}");
-        if (!std::regex_match(current, kSecret))
+        if (!matches(current, kSecret, 512))
             r.fail(n, path,
                    fmt::format("{} holds a {} that is not 16-512 characters of A-Z a-z 0-9 . _ ~ - "
                                "(it is not shown)",
@@ -685,11 +697,11 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
             if (!c["id"].IsDefined() || c["id"].IsNull()) r.fail(c, p + ".id", "is required");
             client.id = r.scalar(c["id"], p + ".id");
             static const std::regex kId("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
-            if (!std::regex_match(client.id, kId))
+            if (!matches(client.id, kId, 63))
                 r.fail(c["id"], p + ".id",
                        fmt::format("'{}' must be 1-63 letters, digits, '_', '-' or '.', starting "
                                    "with a letter or digit",
-                                   client.id.substr(0, 80)));
+                                   util::utf8_prefix(client.id, 80)));
             for (const auto& other : a.clients)
                 if (other.id == client.id)
                     r.fail(c["id"], p + ".id",
@@ -710,7 +722,7 @@ void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a) {
                     } catch (const ConfigError&) {
                         r.fail(s[j], sp,
                                fmt::format("'{}' is not an address or <chain>:<address>",
-                                           text.substr(0, 120)));
+                                           util::utf8_prefix(text, 120)));
                     }
                     client.senders.push_back(std::move(sender));
                 }
@@ -837,6 +849,11 @@ void check_exposure(const Reader& r, const YAML::Node& root, const Config& c) {
 }  // namespace
 
 Config parse_config(std::string_view yaml, std::string_view source, const EnvLookup& env) {
+    if (yaml.size() > kMaxConfigBytes)
+        throw ConfigError(fmt::format(
+            "{}: the configuration is over {} bytes (1 MiB); a configuration is a few KB: is "
+            "this the right file?",
+            source, kMaxConfigBytes));
     YAML::Node root;
     try {
         root = YAML::Load(std::string(yaml));
@@ -912,11 +929,14 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
 }
 
 Config load_config_file(const std::string& path, const EnvLookup& env) {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError(fmt::format("{}: cannot read the configuration file", path));
-    std::ostringstream text;
-    text << in.rdbuf();
-    return parse_config(text.str(), path, env);
+    // One byte past the limit is enough to refuse it, whatever the file is (/dev/zero, a log).
+    std::string text(kMaxConfigBytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    if (in.bad()) throw ConfigError(fmt::format("{}: cannot read the configuration file", path));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    return parse_config(text, path, env);
 }
 
 }  // namespace gateway::config

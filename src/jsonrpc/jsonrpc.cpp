@@ -1,9 +1,13 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 
+#include "gateway/util/text.hpp"
+
+#include <algorithm>
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_stack.hpp>
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -31,6 +35,10 @@ public:
     /// batch over the limit costs no more than the limit to read.
     std::size_t max_batch = std::numeric_limits<std::size_t>::max();
     bool batch_too_large = false;
+    /// A number Boost.JSON reads as infinity or NaN (1e999, 0e999999) stopped the parser: no
+    /// JSON text can hold it, so a call with it could not be sent on (it would be written as
+    /// "Infinity" or "NaN").
+    bool number_out_of_range = false;
 
     /// Exact id texts of numeric ids, by request index (0 for a single request object).
     std::vector<std::pair<std::size_t, std::string>> number_ids;
@@ -94,6 +102,11 @@ public:
         return true;
     }
     bool on_double(double d, json::string_view s, json::error_code& ec) {
+        if (!std::isfinite(d)) {
+            number_out_of_range = true;
+            ec = json::error::exception;  // stops the parser; parse_request says why
+            return false;
+        }
         if (!end_number(s, ec)) return false;
         st.push_double(d);
         return true;
@@ -217,6 +230,9 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
         return Error{ErrorCode::limit_exceeded,
                      fmt::format("batch too large: more than {} calls (server.max_batch_size)",
                                  limits.max_batch_size)};
+    if (parser.handler().number_out_of_range)
+        return Error{ErrorCode::parse_error,
+                     fmt::format("parse error: the number before byte {} is out of range", used)};
     if (!ec && used < body.size()) ec = json::error::extra_data;
     if (ec)
         return Error{ErrorCode::parse_error,
@@ -296,6 +312,19 @@ std::string upstream_request(std::uint64_t id, std::string_view method, const js
 }
 
 namespace {
+
+// Whether every number in `v` is finite. Boost.JSON reads 1e999 as infinity and 0e999999 as NaN,
+// and would write them as "Infinity" and "NaN", which are not JSON.
+bool all_finite(const json::value& v) {
+    if (v.is_double()) return std::isfinite(v.get_double());
+    if (const json::array* a = v.if_array())
+        return std::all_of(a->begin(), a->end(),
+                           [](const json::value& e) { return all_finite(e); });
+    if (const json::object* o = v.if_object())
+        return std::all_of(o->begin(), o->end(),
+                           [](const json::key_value_pair& m) { return all_finite(m.value()); });
+    return true;
+}
 
 boost::system::result<Reply, std::string> bad_reply(std::string why) {
     return boost::system::result<Reply, std::string>(boost::system::in_place_error, std::move(why));
@@ -387,19 +416,30 @@ std::size_t skip_value(std::string_view s, std::size_t pos) {
     return pos;
 }
 
-// The members of a JSON object as raw texts, for text already known to be valid JSON.
-std::optional<std::vector<std::pair<std::string_view, std::string_view>>> object_members(
+// A member's name as JSON means it, from its text with the quotes: "\u0069d" is "id". Escapes in
+// names are rare, so only a name that has one is decoded.
+std::string member_name(std::string_view quoted) {
+    const std::string_view inner = quoted.substr(1, quoted.size() - 2);
+    if (inner.find('\\') == std::string_view::npos) return std::string(inner);
+    json::error_code ec;
+    const json::value v = json::parse(json::string_view(quoted.data(), quoted.size()), ec);
+    return !ec && v.is_string() ? std::string(v.get_string()) : std::string(inner);
+}
+
+// The members of a JSON object, names decoded and values as raw texts, in their order (a repeated
+// name appears as often as it is written), for text already known to be valid JSON.
+std::optional<std::vector<std::pair<std::string, std::string_view>>> object_members(
     std::string_view s) {
     std::size_t pos = skip_space(s, 0);
     if (pos >= s.size() || s[pos] != '{') return std::nullopt;
-    std::vector<std::pair<std::string_view, std::string_view>> members;
+    std::vector<std::pair<std::string, std::string_view>> members;
     pos = skip_space(s, pos + 1);
     while (pos < s.size() && s[pos] == '"') {
         const std::size_t key_end = skip_string(s, pos);
-        const std::string_view key = s.substr(pos + 1, key_end - pos - 2);
+        std::string key = member_name(s.substr(pos, key_end - pos));
         pos = skip_space(s, skip_space(s, key_end) + 1);  // past the ':'
         const std::size_t value_end = skip_value(s, pos);
-        members.emplace_back(key, s.substr(pos, value_end - pos));
+        members.emplace_back(std::move(key), s.substr(pos, value_end - pos));
         pos = skip_space(s, value_end);
         if (pos < s.size() && s[pos] == ',') pos = skip_space(s, pos + 1);
     }
@@ -421,6 +461,9 @@ std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body
         if (auto members = object_members(e.text))
             for (const auto& [key, value] : *members)
                 if (key == "id") {
+                    // The last "id" counts, as in a parsed document; one that is no integer
+                    // leaves the element without one.
+                    e.id.reset();
                     json::error_code ec;
                     const json::value v =
                         json::parse(json::string_view(value.data(), value.size()), ec);
@@ -459,7 +502,8 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body,
     }
     if (!id_matches)
         return bad_reply(fmt::format("response id {} does not match request id {}",
-                                     id ? std::string(id->substr(0, 64)) : "(none)", expected_id));
+                                     id ? std::string(util::utf8_prefix(*id, 64)) : "(none)",
+                                     expected_id));
 
     Reply reply;
     if (result) {
@@ -480,7 +524,11 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body,
     reply.error.code = code->is_int64() ? static_cast<int>(code->get_int64())
                                         : static_cast<int>(code->get_uint64());
     if (message && message->is_string()) reply.error.message = std::string(message->get_string());
-    if (const json::value* data = e.as_object().if_contains("data")) reply.error.data = *data;
+    if (const json::value* data = e.as_object().if_contains("data")) {
+        // The error goes back to the client as JSON: data it cannot hold makes the answer unusable.
+        if (!all_finite(*data)) return bad_reply("the error's data holds a number out of range");
+        reply.error.data = *data;
+    }
     return reply;
 }
 

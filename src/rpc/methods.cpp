@@ -1,5 +1,7 @@
 #include "gateway/rpc/methods.hpp"
 
+#include "gateway/util/text.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -251,11 +253,11 @@ std::optional<std::string> MethodPolicy::refusal(std::string_view method) const 
     if (best) {
         if (best->allow) return std::nullopt;
         return fmt::format("method {} is not allowed here (methods.deny: {}{})",
-                           method.substr(0, 64), best->pattern, best->prefix ? "*" : "");
+                           util::utf8_prefix(method, 64), best->pattern, best->prefix ? "*" : "");
     }
     if (allow_list_)
         return fmt::format("method {} is not allowed here (not in methods.allow)",
-                           method.substr(0, 64));
+                           util::utf8_prefix(method, 64));
     return std::nullopt;
 }
 

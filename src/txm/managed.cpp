@@ -852,12 +852,15 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
                     tx->refusal = node;
                     ++tx->refusals;
                 }
-                co_await finish(s, tx, TxState::failed,
-                                "eth_estimateGas: " + node.message.substr(0, 300) +
-                                    ": it would revert, so it was not sent");
+                co_await finish(
+                    s, tx, TxState::failed,
+                    "eth_estimateGas: " + std::string(util::utf8_prefix(node.message, 300)) +
+                        ": it would revert, so it was not sent");
                 co_return Step::done;
             }
-            co_await step_failed(s, tx, "eth_estimateGas: " + node.message.substr(0, 300), node);
+            co_await step_failed(
+                s, tx, "eth_estimateGas: " + std::string(util::utf8_prefix(node.message, 300)),
+                node);
             co_return Step::wait;
         }
         if (!tx->gas) {

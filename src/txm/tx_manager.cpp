@@ -301,8 +301,8 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
             const auto verdict =
                 upstream::classify_write_refusal(a.reply->error.code, a.reply->error.message);
             const std::string detail =
-                fmt::format("{}: {} ({})", d.upstream, a.reply->error.message.substr(0, 300),
-                            a.reply->error.code);
+                fmt::format("{}: {} ({})", d.upstream,
+                            util::utf8_prefix(a.reply->error.message, 300), a.reply->error.code);
             switch (verdict) {
                 case upstream::WriteVerdict::accepted: accepted.push_back(d.upstream); break;
                 case upstream::WriteVerdict::nonce_too_low:

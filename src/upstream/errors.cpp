@@ -210,8 +210,8 @@ Attempt classify(const HttpResult& r, std::uint64_t id) {
                       : c == unsupported ? "rpc_unsupported"
                       : c == missing     ? "rpc_missing"
                                          : "rpc_transient";
-            a.detail =
-                fmt::format("{} ({})", reply->error.message.substr(0, 200), reply->error.code);
+            a.detail = fmt::format("{} ({})", util::utf8_prefix(reply->error.message, 200),
+                                   reply->error.code);
             // The node answered: whatever it said, it works (see Attempt::node_fault).
             a.node_fault = false;
             // The node read the call and refused it: with a rate limit, an unsupported method or

@@ -36,22 +36,6 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
-std::string_view to_string(TransportError error) {
-    switch (error) {
-        case TransportError::none: return "none";
-        case TransportError::connect_failed: return "connect_failed";
-        case TransportError::tls_failed: return "tls_failed";
-        case TransportError::timeout: return "timeout";
-        case TransportError::send_failed: return "send_failed";
-        case TransportError::receive_failed: return "receive_failed";
-        case TransportError::response_too_large: return "response_too_large";
-        case TransportError::bad_http: return "bad_http";
-        case TransportError::cancelled: return "cancelled";
-        case TransportError::over_budget: return "over_budget";
-    }
-    return "unknown";
-}
-
 void CancelSignal::cancel() {
     std::function<void()> action;
     {

@@ -368,6 +368,56 @@ TEST(Config, LoadFileReportsAMissingFile) {
     EXPECT_EQ(load_config_file(dir + "/gw.yaml").chains[0].name, "devnet");
 }
 
+TEST(Config, ATextOverOneMebibyteIsRefusedBeforeTheYamlParserSeesIt) {
+    std::string padded = kMinimal + "# ";
+    padded += std::string(kMaxConfigBytes - padded.size() - 1, 'x') + "\n";
+    ASSERT_EQ(padded.size(), kMaxConfigBytes);
+    EXPECT_EQ(parse(padded).chains[0].name, "devnet") << "the limit itself is allowed";
+    padded += "\n";
+    EXPECT_THAT(error_of(padded),
+                HasSubstr("test.yaml: the configuration is over 1048576 bytes (1 MiB)"));
+}
+
+TEST(Config, LoadFileReadsNoMoreThanTheLimit) {
+    const std::string dir = test::make_temp_dir("config-size-test");
+    test::write_file(dir + "/big.yaml", kMinimal + "# " + std::string(kMaxConfigBytes, 'x'));
+    try {
+        load_config_file(dir + "/big.yaml");
+        FAIL() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("big.yaml: the configuration is over 1048576 bytes"));
+    }
+    // A file without an end is refused after the limit, not read until memory runs out.
+    try {
+        load_config_file("/dev/zero");
+        FAIL() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("/dev/zero: the configuration is over 1048576 bytes"));
+    }
+}
+
+// std::regex matches recursively, a stack frame or more per character: values are bounded before
+// they are matched, or a long one (well within the size limit) overflows the stack.
+TEST(Config, LongValuesAreRefusedWithoutOverflowingTheStack) {
+    const std::string longer(200'000, 'a');
+    const std::string url = R"(
+chains:
+  - name: devnet
+    chain_id: 31337
+    upstreams:
+      - id: node-a
+        url: http://127.0.0.1:18545/${)" +
+                            longer + "}\n";
+    EXPECT_THAT(error_of(url), HasSubstr("is not a valid variable name"));
+    EXPECT_THAT(error_of("server:\n  cors:\n    allowed_origins: [\"https://" + longer + "\"]\n" +
+                         kMinimal),
+                HasSubstr("is not an origin"));
+    EXPECT_THAT(error_of(kMinimal + "    methods:\n      deny: [" + longer + "]\n"),
+                HasSubstr("is not a method name"));
+    EXPECT_THAT(error_of(kMinimal + "    accounts: [{address: \"0x" + longer + "\", signer: a}]\n"),
+                HasSubstr("is not an address"));
+}
+
 TEST(Config, WritesAndCacheKeys) {
     const Config d = parse(kMinimal);
     EXPECT_EQ(d.chains[0].tx.confirmations, 1u);

@@ -152,5 +152,21 @@ TEST(Classify, JsonRpcErrors) {
     EXPECT_FALSE(a.maybe_delivered);
 }
 
+// Found by the fuzzer (tests/fuzz/classify): the detail quotes a node's message shortened to 200
+// bytes, and it reaches clients in JSON ("every upstream of chain ... failed: ..."). A cut inside
+// a character made it invalid UTF-8.
+TEST(Classify, AShortenedNodeMessageKeepsWholeCharacters) {
+    std::string message = "header not found ";  // 17 bytes, then 2-byte characters
+    for (int i = 0; i < 100; ++i) message += "\u00e9";
+    const Attempt a =
+        classify(http(200, R"({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":")" +
+                               message + "\"}}"),
+                 1);
+    ASSERT_EQ(a.kind, Attempt::Kind::rpc_error);
+    std::string expected = "header not found ";
+    for (int i = 0; i < 91; ++i) expected += "\xc3\xa9";  // 199 bytes: the 92nd is left out whole
+    EXPECT_EQ(a.detail, expected + " (-32000)");
+}
+
 }  // namespace
 }  // namespace gateway::upstream

@@ -3,6 +3,7 @@
 // anything it does not understand (unknown keys included) with the key's path and line.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -266,12 +267,17 @@ using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
 /// The process environment.
 EnvLookup process_env();
 
+/// The largest configuration read. A real one is a few KB; the bound is checked before the YAML
+/// parser sees the text, whose time and memory grow with it.
+inline constexpr std::size_t kMaxConfigBytes = 1024 * 1024;
+
 /// Parses YAML text. `${NAME}` and `${NAME:-default}` in values are replaced from `env`; an unset
 /// variable without a default is an error. `source` names the text in messages.
-/// Throws ConfigError.
+/// Throws ConfigError, also for a text over kMaxConfigBytes.
 Config parse_config(std::string_view yaml, std::string_view source, const EnvLookup& env);
 
-/// Reads and parses a file. Throws ConfigError (also when the file cannot be read).
+/// Reads and parses a file. Throws ConfigError (also when the file cannot be read, or is over
+/// kMaxConfigBytes: no more than that is read).
 Config load_config_file(const std::string& path, const EnvLookup& env = process_env());
 
 /// Parses "host:port" or "[v6]:port". Throws std::invalid_argument with the reason.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,18 @@ inline std::string lower(std::string_view s) {
     std::transform(out.begin(), out.end(), out.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
+}
+
+/// At most `max` bytes of `s`, cut before a UTF-8 character rather than inside one: a message that
+/// quotes a shortened text (a node's error, a method name) stays valid UTF-8, and so valid in the
+/// JSON a client reads.
+inline std::string_view utf8_prefix(std::string_view s, std::size_t max) {
+    if (s.size() <= max) return s;
+    std::size_t n = max;
+    // s[n] is the first byte left out; while it continues a character (10xxxxxx), that character
+    // started before the cut. A character has at most three such bytes.
+    for (int i = 0; i < 3 && n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80; ++i) --n;
+    return s.substr(0, n);
 }
 
 }  // namespace gateway::util
