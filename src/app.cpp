@@ -180,8 +180,10 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
             std::make_unique<cache::ChainCache>(chain.name, chain.cache, &g.metrics));
         g.watchers.push_back(std::make_unique<chain::ChainWatcher>(
             chain, *g.pools.back(), &g.metrics, g.ioc.get_executor(), g.caches.back().get()));
-        // A reorg may have dropped a block holding a journaled transaction: look now.
-        g.watchers.back()->on_reorg([t = g.txms.back().get()] { t->wake(); });
+        // A reorg may have dropped a block holding a journaled transaction: look now. Mined
+        // transactions stay open to reorgs until the watcher takes their block as final.
+        g.watchers.back()->on_reorg([t = g.txms.back().get()] { t->reorged(); });
+        g.txms.back()->set_finality([w = g.watchers.back().get()] { return w->finalized(); });
         g.managed.push_back(std::make_unique<txm::ManagedSenders>(
             chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),
             std::move(sign_timeouts), &g.metrics, g.ioc.get_executor()));

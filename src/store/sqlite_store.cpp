@@ -124,11 +124,18 @@ constexpr const char* kMigrations[] = {
     "DROP INDEX managed_by_key;"
     "CREATE UNIQUE INDEX managed_by_key ON managed_transactions"
     " (chain, sender, IFNULL(client, ''), idempotency_key) WHERE idempotency_key IS NOT NULL;",
+    // 6: whether a final state can still change: a mined transaction's block may be dropped by a
+    // reorg until it is final. What earlier versions finished is taken as final.
+    "ALTER TABLE transactions ADD COLUMN finalized INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE transactions SET finalized = 1"
+    " WHERE state IN ('COMPLETED', 'FAILED', 'DEAD_LETTER', 'REPLACED');"
+    "CREATE INDEX transactions_unfinalized ON transactions (chain, sender, nonce)"
+    " WHERE finalized = 0 AND state IN ('COMPLETED', 'FAILED');",
 };
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
-    " block_hash, block_number, parent, client";
+    " block_hash, block_number, parent, client, finalized";
 
 constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
@@ -145,7 +152,7 @@ public:
         if (auto existing = find(r.hash)) return {std::move(*existing), false};
         Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
                                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                                   "?15);",
+                                   "?15, ?16);",
                                    kColumns));
         st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
         st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
@@ -155,6 +162,7 @@ public:
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
         if (r.parent) st.text(14, *r.parent);
         if (!r.client.empty()) st.text(15, r.client);
+        st.integer(16, r.finalized ? 1 : 0);
         st.done();
         add_tx_event(sqlite3_last_insert_rowid(db_.get()), r.state, r.reason, r.created_ms);
         return {r, true};
@@ -163,12 +171,13 @@ public:
     bool update(const TxUpdate& u) override {
         Stmt st(*this, u.set_block ? "UPDATE transactions SET state = ?2, reason = ?3, "
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
-                                     "block_hash = ?6, block_number = ?7 WHERE hash = ?1 "
-                                     "RETURNING id;"
+                                     "block_hash = ?6, block_number = ?7, finalized = ?8 "
+                                     "WHERE hash = ?1 RETURNING id;"
                                    : "UPDATE transactions SET state = ?2, reason = ?3, "
-                                     "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts) "
-                                     "WHERE hash = ?1 RETURNING id;");
+                                     "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
+                                     "finalized = ?8 WHERE hash = ?1 RETURNING id;");
         st.text(1, u.hash).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
+        st.integer(8, u.finalized ? 1 : 0);
         if (u.broadcasts) st.integer(5, *u.broadcasts);
         if (u.set_block && u.block_hash) st.text(6, *u.block_hash);
         if (u.set_block && u.block_number)
@@ -196,6 +205,23 @@ public:
         std::vector<TxRecord> out;
         while (st.step()) out.push_back(read_record(st));
         return out;
+    }
+
+    std::vector<TxRecord> unfinalized() override {
+        Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE finalized = 0 AND state IN "
+                                   "('COMPLETED', 'FAILED') ORDER BY chain, sender, nonce;",
+                                   kColumns));
+        std::vector<TxRecord> out;
+        while (st.step()) out.push_back(read_record(st));
+        return out;
+    }
+
+    void mark_finalized(const std::vector<std::string>& hashes) override {
+        for (const auto& hash : hashes) {
+            Stmt st(*this, "UPDATE transactions SET finalized = 1 WHERE hash = ?1;");
+            st.text(1, hash);
+            st.done();
+        }
     }
 
     std::vector<TxRecord> list(std::optional<TxState> state, std::size_t limit) override {
@@ -464,6 +490,7 @@ private:
         if (!st.is_null(12)) r.block_number = static_cast<std::uint64_t>(st.column_int(12));
         if (!st.is_null(13)) r.parent = st.column_text(13);
         if (!st.is_null(14)) r.client = st.column_text(14);
+        r.finalized = st.column_int(15) != 0;
         return r;
     }
 

@@ -307,6 +307,11 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
         }
         o["minedHash"] = std::move(mined);
         o["signedAttempts"] = std::move(list);
+        // Final once no attempt can change: a mined one's block may yet be dropped by a reorg,
+        // which reopens it.
+        o["final"] = store::is_final(r.state) &&
+                     std::all_of(attempts->begin(), attempts->end(),
+                                 [](const store::TxRecord& a) { return a.finalized; });
     }
     if (history) o["history"] = history_json(*history);
     return o;
@@ -437,6 +442,10 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Chain
       txm_(txm),
       metrics_(metrics),
       executor_(executor) {
+    // Called on the raw layer's strand: the work goes to the sender's.
+    txm_.on_reopened([this](std::string parent) {
+        if (!stopped_) asio::co_spawn(executor_, reopen(std::move(parent)), asio::detached);
+    });
     for (const auto& account : config_.accounts) {
         const std::string address = util::lower(account.address);
         auto it = signers.find(address);
@@ -588,23 +597,10 @@ asio::awaitable<bool> ManagedSenders::load() {
                 r.nonce.reset();
                 r.hash.reset();
             }
-            for (const auto& a : attempts[r.id]) {
-                if (!has_nonce || a.nonce != *r.nonce) continue;  // an earlier try's attempt
-                tx->attempts.push_back(a.hash);
-                try {
-                    const auto decoded = eth::decode_transaction(a.raw);
-                    tx->fees = fees_of(decoded);
-                    tx->gas = decoded.gas;
-                    if (is_cancel(a, tx->req, s->addr)) {
-                        tx->cancel_requested = true;
-                        if (!tx->cancel_hash) tx->cancel_hash = a.hash;
-                    }
-                } catch (const std::exception&) {
-                }
-            }
-            if (r.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
-            if (cancels.count(r.id)) tx->cancel_requested = true;
             tx->rec = std::move(r);
+            if (has_nonce) adopt_attempts(*tx, *s, attempts[tx->rec.id]);
+            if (tx->rec.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
+            if (cancels.count(tx->rec.id)) tx->cancel_requested = true;
             s->txs.push_back(tx);
             by_id_[tx->rec.id] = tx;
         }
@@ -620,6 +616,90 @@ asio::awaitable<bool> ManagedSenders::load() {
         spdlog::info("chain {}: {} managed transaction(s) from the journal carry on", config_.name,
                      held());
     co_return true;
+}
+
+void ManagedSenders::adopt_attempts(Tx& tx, const Sender& s,
+                                    const std::vector<store::TxRecord>& attempts) {
+    for (const auto& a : attempts) {
+        if (a.nonce != tx.rec.nonce) continue;  // an earlier try's attempt
+        tx.attempts.push_back(a.hash);
+        try {
+            const auto decoded = eth::decode_transaction(a.raw);
+            tx.fees = fees_of(decoded);
+            tx.gas = decoded.gas;
+            if (is_cancel(a, tx.req, s.addr)) {
+                tx.cancel_requested = true;
+                if (!tx.cancel_hash) tx.cancel_hash = a.hash;
+            }
+        } catch (const std::exception&) {
+        }
+    }
+}
+
+asio::awaitable<void> ManagedSenders::reopen(std::string id) {
+    std::optional<store::ManagedRecord> rec;
+    std::vector<store::TxRecord> attempts;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            rec = j.find_managed(id);
+            if (rec) attempts = j.attempts(id);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        // Its attempt is held again by the raw layer, which mines it; only this record lags.
+        spdlog::error(
+            "chain {}: {}: a reorg reopened its attempt, but the journal cannot be "
+            "read ({}): its state stays as it is",
+            config_.name, id, e.what());
+        co_return;
+    }
+    if (!rec || rec->chain != config_.name) co_return;
+    Sender* s = sender_of(rec->sender);
+    if (!s) co_return;
+    co_await asio::co_spawn(s->strand, reopen_owned(s, std::move(*rec), std::move(attempts)),
+                            asio::use_awaitable);
+}
+
+asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, store::ManagedRecord rec,
+                                                   std::vector<store::TxRecord> attempts) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
+    // Still held: follow() sees its attempt reopened. Not finished with a nonce: nothing mined.
+    if (find(rec.id) || !store::is_final(rec.state) || !rec.nonce) {
+        wake(*s);
+        co_return;
+    }
+    auto parsed = parse_stored(rec.request, config_.chain_id);
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+        spdlog::error("chain {}: {}: a reorg reopened its attempt, but it cannot carry on ({})",
+                      config_.name, rec.id, *error);
+        co_return;
+    }
+    auto tx = std::make_shared<Tx>();
+    tx->req = std::move(std::get<Request>(parsed));
+    tx->rec = std::move(rec);
+    adopt_attempts(*tx, *s, attempts);
+    const std::string was = fmt::format("{} by attempt {}", store::to_string(tx->rec.state),
+                                        tx->rec.hash.value_or("?"));
+    {
+        std::lock_guard lock(mu_);
+        s->txs.push_back(tx);
+        by_id_[tx->rec.id] = tx;
+    }
+    const bool ok = co_await update(
+        tx, TxState::broadcasting,
+        fmt::format("a reorg before its block was final dropped it ({}): waiting to be mined "
+                    "again",
+                    was));
+    if (!ok) {
+        std::lock_guard lock(mu_);
+        std::erase(s->txs, tx);
+        by_id_.erase(tx->rec.id);
+        co_return;
+    }
+    spdlog::warn("chain {}: {} (sender {}, nonce {}) was {}: a reorg reopened it", config_.name,
+                 tx->rec.id, s->address, tx->rec.nonce.value_or(0), was);
+    wake(*s);
 }
 
 asio::awaitable<void> ManagedSenders::acquire(Sender& s) {

@@ -124,6 +124,32 @@ std::size_t TxManager::held() const {
     return by_hash_.size();
 }
 
+std::size_t TxManager::unfinalized() const {
+    std::lock_guard lock(mu_);
+    return mined_.size();
+}
+
+void TxManager::set_finality(std::function<std::optional<std::uint64_t>()> finalized) {
+    finality_ = std::move(finalized);
+}
+
+void TxManager::reorged() {
+    ++reorgs_;
+    wake();
+}
+
+void TxManager::on_reopened(std::function<void(std::string parent)> callback) {
+    on_reopened_ = std::move(callback);
+}
+
+std::optional<std::uint64_t> TxManager::final_block(std::uint64_t head) const {
+    if (finality_)
+        if (auto f = finality_()) return f;
+    const std::uint64_t depth = config_.reorgs.finality_depth;
+    if (!head || head < depth) return std::nullopt;
+    return head - depth;
+}
+
 asio::awaitable<void> TxManager::run() {
     while (!stopped_) {
         const bool ok = co_await load();  // (not inside the loop condition: GCC 12)
@@ -142,8 +168,12 @@ asio::awaitable<void> TxManager::run() {
 
 asio::awaitable<bool> TxManager::load() {
     std::vector<store::TxRecord> records;
+    std::vector<store::TxRecord> mined;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) { records = j.unfinished(); };
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            records = j.unfinished();
+            mined = j.unfinalized();
+        };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
         spdlog::error(
@@ -172,6 +202,17 @@ asio::awaitable<bool> TxManager::load() {
             by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
             by_hash_[e->rec.hash] = e;
             ++count;
+        }
+        for (auto& r : mined) {
+            if (r.chain != config_.name || !r.block_number) continue;
+            auto e = std::make_shared<Entry>();
+            try {
+                e->tx = decode_held(r.raw);
+            } catch (const std::exception&) {
+                continue;  // said when it was first loaded
+            }
+            e->rec = std::move(r);
+            mined_[e->rec.hash] = e;
         }
     }
     loaded_ = true;
@@ -235,6 +276,10 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
         u.block_hash = block_hash ? block_hash : e->rec.block_hash;
         u.block_number = block_number ? block_number : e->rec.block_number;
     }
+    // Mined (it has a block) and final: final for good only once its block is.
+    const bool mined = (state == TxState::completed || state == TxState::failed) &&
+                       (u.set_block ? u.block_hash : e->rec.block_hash).has_value();
+    u.finalized = store::is_final(state) && !mined;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) { j.update(u); };
         co_await journal_.run(std::move(op));
@@ -256,8 +301,112 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
         e->rec.block_hash = u.block_hash;
         e->rec.block_number = u.block_number;
     }
+    e->rec.finalized = u.finalized;
     if (metrics_) metrics_->count_transaction(config_.name, store::to_string(state));
-    if (store::is_final(state)) forget(e->rec.hash);
+    if (store::is_final(state)) {
+        forget(e->rec.hash);
+        if (mined) mined_[e->rec.hash] = e;
+    }
+    co_return true;
+}
+
+asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
+    std::vector<std::shared_ptr<Entry>> list;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [hash, e] : mined_) list.push_back(e);
+    }
+    if (list.empty()) co_return;
+    // Those whose block is final leave memory: nothing can change them any more.
+    std::vector<std::string> final_now;
+    if (const auto fin = final_block(head)) {
+        for (const auto& e : list)
+            if (e->rec.block_number.value_or(0) <= *fin) final_now.push_back(e->rec.hash);
+    }
+    if (!final_now.empty()) {
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                j.mark_finalized(final_now);
+            };
+            co_await journal_.run(std::move(op));
+            std::lock_guard lock(mu_);
+            for (const auto& h : final_now) {
+                if (auto it = mined_.find(h); it != mined_.end()) {
+                    it->second->rec.finalized = true;
+                    mined_.erase(it);
+                }
+            }
+            std::erase_if(list, [](const auto& e) { return e->rec.finalized; });
+        } catch (const std::exception& ex) {
+            spdlog::warn("chain {}: cannot journal that {} transaction(s) are final ({})",
+                         config_.name, final_now.size(), ex.what());
+        }
+    }
+    // The rest are looked at after a reorg only: on a chain without reorgs they cost nothing.
+    const std::uint64_t reorgs = reorgs_;
+    if (reorgs == reorgs_checked_ || list.empty()) co_return;
+    bool all_seen = true;
+    for (const auto& e : list) {
+        if (stopped_) co_return;
+        // Only a node at or above its block can tell that the block no longer holds it.
+        json::array params{json::string(e->rec.hash)};
+        upstream::Forwarded f = co_await pool_.forward_at_least(
+            "eth_getTransactionReceipt", std::move(params), e->rec.block_number.value_or(0),
+            Clock::now() + std::chrono::seconds(10));
+        if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error()) {
+            all_seen = false;  // no node can tell now: looked at again next round
+            continue;
+        }
+        json::error_code ec;
+        const json::value receipt = json::parse(*f.reply.result, ec);
+        if (ec) {
+            all_seen = false;
+            continue;
+        }
+        const json::object* o = receipt.if_object();
+        const json::value* bh = o ? o->if_contains("blockHash") : nullptr;
+        if (o && (!bh || !bh->is_string())) continue;  // pending: as good as unknown
+        if (bh && e->rec.block_hash == std::string_view(bh->get_string())) continue;  // there
+        if (!co_await reopen(e, receipt)) all_seen = false;
+    }
+    if (all_seen) reorgs_checked_ = reorgs;
+}
+
+asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::value& receipt) {
+    const std::string was =
+        fmt::format("{} in block {} ({})", store::to_string(e->rec.state),
+                    e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?"));
+    bool ok = false;
+    const json::object* o = receipt.if_object();
+    const auto number = o && o->contains("blockNumber") && o->at("blockNumber").is_string()
+                            ? rpc::parse_quantity(o->at("blockNumber").get_string())
+                            : std::nullopt;
+    if (o && number) {
+        const std::string block_hash(o->at("blockHash").get_string());
+        ok = co_await transition(
+            e, TxState::confirming,
+            fmt::format("a reorg before its block was final moved it: {}, now mined in block {} "
+                        "({})",
+                        was, *number, block_hash),
+            false, block_hash, *number);
+    } else {
+        ok = co_await transition(
+            e, TxState::broadcasting,
+            fmt::format("a reorg before its block was final dropped it: {}; sending it again", was),
+            false, std::nullopt, std::nullopt);
+    }
+    if (!ok) co_return false;
+    spdlog::warn("chain {}: transaction {} (sender {} nonce {}) was {}: a reorg reopened it",
+                 config_.name, e->rec.hash, e->rec.sender, e->rec.nonce, was);
+    {
+        std::lock_guard lock(mu_);
+        mined_.erase(e->rec.hash);
+        by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
+        by_hash_[e->rec.hash] = e;
+        e->last_broadcast = {};
+        e->checked_head = 0;
+    }
+    if (e->rec.parent && on_reopened_) on_reopened_(*e->rec.parent);
     co_return true;
 }
 
@@ -533,6 +682,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
 asio::awaitable<void> TxManager::dispatch_round() {
     if (metrics_) metrics_->set_transactions_held(config_.name, static_cast<double>(held()));
     if (!pool_.ready()) co_return;
+    co_await watch_unfinalized(pool_.head().value_or(0));
     // A snapshot: per sender, its transactions in nonce order.
     std::vector<std::vector<std::shared_ptr<Entry>>> senders;
     {
@@ -934,6 +1084,8 @@ json::object record_json(const store::TxRecord& r, const std::vector<store::TxEv
         {"createdAt", iso_time(r.created_ms)},
         {"updatedAt", iso_time(r.updated_ms)},
         {"broadcasts", r.broadcasts},
+        // Whether the state can still change: a mined one's block may yet be dropped by a reorg.
+        {"final", r.finalized},
     };
     if (r.parent) o["transaction"] = *r.parent;  // the managed transaction it is an attempt of
     if (!r.client.empty()) o["client"] = r.client;

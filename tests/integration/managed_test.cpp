@@ -402,6 +402,45 @@ TEST_F(ManagedTest, KillNineBetweenBroadcastAndReceiptMinesItOnce) {
     EXPECT_EQ(mined_nonce(next), 1u);
 }
 
+// Catalog: a reorg after COMPLETED, for a managed transaction: until its attempt's block is
+// final (anvil: 64 under the head), a reorg that drops it reopens the transaction and its
+// attempt, which is mined again on the same nonce; `final` tells whether it can still change.
+TEST_F(ManagedTest, AReorgAfterCompletedReopensItUntilItsBlockIsFinal) {
+    start();
+    const std::string id = send_async(hot);
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(managed(id).at("final"), false);
+    const json::value first = managed(id).at("signedAttempts").at(0);
+    const std::string hash = str(managed(id).at("minedHash"));
+    node_call("anvil_mine", "[\"0x2\"]");
+    const std::uint64_t depth =
+        quantity(node_call("eth_blockNumber", "[]")) - quantity(first.at("blockNumber")) + 1;
+    node_call("anvil_reorg", fmt::format("[{}, []]", depth));
+    ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"), json::value(nullptr));
+
+    // Reopened, and COMPLETED again in a block of the new chain.
+    ASSERT_TRUE(wait_until([&] {
+        const json::value m = managed(id);
+        return str(m.at("state")) == "COMPLETED" &&
+               m.at("signedAttempts").at(0).at("blockHash") != first.at("blockHash");
+    })) << str(managed(id));
+    const std::string history = str(managed(id).at("history"));
+    EXPECT_NE(history.find("a reorg before its block was final dropped it"), std::string::npos)
+        << history;
+    const json::value receipt = node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]");
+    ASSERT_TRUE(receipt.is_object());
+    EXPECT_EQ(receipt.at("blockHash"), managed(id).at("signedAttempts").at(0).at("blockHash"));
+    EXPECT_EQ(chain_nonce(hot), 1u) << "the same nonce, once";
+    EXPECT_EQ(managed(id).at("signedAttempts").as_array().size(), 1u);
+
+    node_call("anvil_mine", "[\"0x50\"]");
+    ASSERT_TRUE(wait_until([&] { return managed(id).at("final") == true; })) << str(managed(id));
+    // The next one takes the next nonce.
+    const std::string next = send_async(hot);
+    ASSERT_TRUE(wait_state(next, "COMPLETED")) << str(managed(next));
+    EXPECT_EQ(mined_nonce(next), 1u);
+}
+
 TEST_F(ManagedTest, ExhaustedRetriesMakeADeadLetterThatTheAdminRetryGetsMined) {
     start();
     // The poor sender has no funds: every try fails, three tries make a dead letter. A client

@@ -11,6 +11,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <csignal>
 #include <functional>
 #include <thread>
 
@@ -25,14 +26,15 @@ protected:
     void start(const std::string& chain_yaml) {
         dir = make_temp_dir("gateway-reorg");
         anvil = std::make_unique<Anvil>(dir);
-        gw =
-            std::make_unique<GatewayProcess>(dir, fmt::format("  - name: devnet\n"
-                                                              "    chain_id: 31337\n"
-                                                              "    health: {{interval_ms: 100}}\n"
-                                                              "{}"
-                                                              "    upstreams:\n"
-                                                              "      - {{id: node, url: \"{}\"}}\n",
-                                                              chain_yaml, anvil->url()));
+        gw_chains = fmt::format(
+            "  - name: devnet\n"
+            "    chain_id: 31337\n"
+            "    health: {{interval_ms: 100}}\n"
+            "{}"
+            "    upstreams:\n"
+            "      - {{id: node, url: \"{}\"}}\n",
+            chain_yaml, anvil->url());
+        gw = std::make_unique<GatewayProcess>(dir, gw_chains);
         ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
     }
     void TearDown() override {
@@ -64,10 +66,72 @@ protected:
                c.at("head").at("number").to_number<std::uint64_t>() == n;
     }
 
-    std::string dir;
+    std::string dir, gw_chains;
     std::unique_ptr<Anvil> anvil;
     std::unique_ptr<GatewayProcess> gw;
 };
+
+// Catalog: a reorg after COMPLETED. With the default single confirmation, a transaction is
+// COMPLETED in its block at once; until that block is final (anvil's finalized tag: 64 under
+// the head) a reorg that drops it reopens it, from the journal after a restart too, and it is
+// mined again. `final` says whether its state can still change.
+TEST_F(ReorgTest, ACompletedTransactionWhoseBlockIsDroppedBeforeItIsFinalIsMinedAgain) {
+    ASSERT_NO_FATAL_FAILURE(start("    tx: {poll_interval_ms: 100}\n"));
+    const json::value sent =
+        json::parse(http_post(gw->port(), "/",
+                              rpc_body("eth_sendRawTransaction", "[\"" + first_transfer() + "\"]"))
+                        .body);
+    ASSERT_TRUE(sent.as_object().contains("result")) << json::serialize(sent);
+    const std::string hash(sent.at("result").as_string());
+    const auto record = [&] {
+        return json::parse(http_get(gw->admin_port(), "/admin/transactions/" + hash).body);
+    };
+    ASSERT_TRUE(wait_until([&] { return record().at("state") == "COMPLETED"; }))
+        << json::serialize(record());
+    EXPECT_EQ(record().at("final"), false) << "its block is not final yet";
+    const std::string first_block(record().at("blockHash").as_string());
+    const std::uint64_t mined_in =
+        std::stoull(std::string(record().at("blockNumber").as_string()), nullptr, 16);
+    node("anvil_mine", "[\"0x3\"]");
+
+    // A restart: the journal has it as mined but not final.
+    gw->process().signal(SIGKILL);
+    gw->process().wait(std::chrono::seconds(10));
+    gw = std::make_unique<GatewayProcess>(dir, gw_chains);
+    ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
+
+    // Every block from its own up is replaced; anvil leaves the transaction out of them.
+    node("anvil_reorg", fmt::format("[{}, []]", 3 + 1));
+    ASSERT_EQ(
+        json::parse(node("eth_getTransactionReceipt", "[\"" + hash + "\"]").body).at("result"),
+        json::value(nullptr))
+        << "anvil_reorg did not drop block " << mined_in;
+    ASSERT_TRUE(wait_until([&] {
+        const json::value r = record();
+        return r.at("state") == "COMPLETED" && r.at("blockHash") != json::value(first_block);
+    })) << json::serialize(record())
+        << gw->process().output();
+    const std::string history = json::serialize(record().at("history"));
+    EXPECT_NE(history.find("a reorg before its block was final dropped it"), std::string::npos)
+        << history;
+    // Mined once, on the canonical chain, where the journal says.
+    const json::value receipt =
+        json::parse(node("eth_getTransactionReceipt", "[\"" + hash + "\"]").body).at("result");
+    ASSERT_TRUE(receipt.is_object());
+    EXPECT_EQ(receipt.at("blockHash"), record().at("blockHash"));
+    EXPECT_EQ(json::parse(node("eth_getTransactionCount",
+                               "[\"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\", \"latest\"]")
+                              .body)
+                  .at("result"),
+              "0x1");
+    EXPECT_EQ(record().at("final"), false);
+
+    // 64 blocks on top, its block is final: nothing can change it any more.
+    node("anvil_mine", "[\"0x50\"]");
+    ASSERT_TRUE(wait_until([&] { return record().at("final") == true; }))
+        << json::serialize(record());
+    EXPECT_EQ(record().at("state"), "COMPLETED");
+}
 
 TEST_F(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     ASSERT_NO_FATAL_FAILURE(start("    reorgs: {depth: 64}\n"));

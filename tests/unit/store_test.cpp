@@ -18,12 +18,12 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 5);
+        EXPECT_EQ(store->schema_version(), 6);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 5);
+    EXPECT_EQ(open_store(c)->schema_version(), 6);
 }
 
 // Version 4 points events to their transaction by an integer id: a version-3 journal keeps its
@@ -46,7 +46,7 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 5);
+    EXPECT_EQ(store->schema_version(), 6);
     auto a = store->find("0xaa");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->state, TxState::broadcasting);
@@ -85,6 +85,55 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     EXPECT_EQ(unfinished[2].nonce, 2u);
 }
 
+// Version 6 tells whether a final state can still change: what a version-5 journal finished
+// is taken as final; a mined transaction stays open to a reorg until its block is final, and a
+// reopened one is unfinished again.
+TEST(SqliteStore, AMinedTransactionIsNotFinalizedUntilItsBlockIs) {
+    const std::string dir = test::make_temp_dir("store-test");
+    config::StoreConfig c{"sqlite", dir + "/gateway.db"};
+    EXPECT_EQ(open_store_at_version(c, 5)->schema_version(), 5);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(c.path.c_str(), &db), SQLITE_OK);
+    const char* v5 =
+        "INSERT INTO transactions (hash, chain, chain_id, sender, nonce, raw, state, reason,"
+        " created_ms, updated_ms, broadcasts, block_hash, block_number) VALUES"
+        " ('0xaa', 'devnet', 31337, '0xs', 0, x'01', 'COMPLETED', 'mined', 10, 20, 1, '0xb1', 1),"
+        " ('0xbb', 'devnet', 31337, '0xs', 1, x'02', 'CONFIRMING', 'mined', 30, 30, 1, '0xb2', 2);";
+    ASSERT_EQ(sqlite3_exec(db, v5, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+
+    auto store = open_store(c);
+    EXPECT_TRUE(store->find("0xaa")->finalized) << "finished before: taken as final";
+    EXPECT_FALSE(store->find("0xbb")->finalized);
+    EXPECT_TRUE(store->unfinalized().empty());
+
+    TxUpdate done{"0xbb", TxState::completed, "mined in block 2", 40};
+    done.set_block = true;
+    done.block_hash = "0xb2";
+    done.block_number = 2;
+    EXPECT_TRUE(store->update(done));
+    auto open = store->unfinalized();
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].hash, "0xbb");
+    EXPECT_TRUE(store->unfinished().empty());
+
+    // A reorg reopens it: unfinished again, and no longer among the mined ones.
+    TxUpdate reopened{"0xbb", TxState::broadcasting, "a reorg dropped block 2", 50};
+    reopened.set_block = true;
+    EXPECT_TRUE(store->update(reopened));
+    EXPECT_TRUE(store->unfinalized().empty());
+    ASSERT_EQ(store->unfinished().size(), 1u);
+    EXPECT_FALSE(store->find("0xbb")->block_hash);
+
+    done.at_ms = 60;
+    EXPECT_TRUE(store->update(done));
+    ASSERT_EQ(store->unfinalized().size(), 1u);
+    store->mark_finalized({"0xbb"});
+    EXPECT_TRUE(store->unfinalized().empty());
+    EXPECT_TRUE(store->find("0xbb")->finalized);
+    EXPECT_EQ(store->history("0xbb").size(), 3u) << "finalizing writes no event";
+}
+
 // Version 5 records which client sent a transaction: a version-4 journal keeps its managed
 // transactions (no client: sent without auth), and an idempotency key belongs to one client.
 TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
@@ -101,7 +150,7 @@ TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 5);
+    EXPECT_EQ(store->schema_version(), 6);
     auto old = store->find_managed("gtx-old");
     ASSERT_TRUE(old);
     EXPECT_EQ(old->client, "");

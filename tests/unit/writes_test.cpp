@@ -57,7 +57,7 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce,
 TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     const std::string dir = test::make_temp_dir("journal-test");
     auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
-    EXPECT_EQ(s->schema_version(), 5);
+    EXPECT_EQ(s->schema_version(), 6);
     auto [a, inserted] = s->insert(record("0xaa", 1));
     EXPECT_TRUE(inserted);
     EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
@@ -862,6 +862,11 @@ public:
     }
     std::optional<store::TxRecord> find(std::string_view h) override { return inner_->find(h); }
     std::vector<store::TxRecord> unfinished() override { return inner_->unfinished(); }
+    std::vector<store::TxRecord> unfinalized() override { return inner_->unfinalized(); }
+    void mark_finalized(const std::vector<std::string>& hashes) override {
+        check();
+        inner_->mark_finalized(hashes);
+    }
     std::vector<store::TxRecord> list(std::optional<TxState> s, std::size_t n) override {
         return inner_->list(s, n);
     }

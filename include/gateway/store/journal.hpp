@@ -50,7 +50,18 @@ struct TxRecord {
     std::optional<std::uint64_t> block_number;
     std::optional<std::string> parent;  ///< the managed transaction this is an attempt of
     std::string client;                 ///< the authenticated client that sent it; "" without auth
+    /// In a final state that nothing can change any more: never mined, or mined in a block that
+    /// is final. A mined transaction (COMPLETED, or FAILED by a revert) is not, until its block
+    /// is: a reorg before that reopens it.
+    bool finalized = false;
 };
+
+/// Whether a record in a final state was mined (COMPLETED, or FAILED by a revert): it has a
+/// block.
+inline bool is_mined_final(const TxRecord& r) {
+    return (r.state == TxState::completed || r.state == TxState::failed) &&
+           r.block_hash.has_value();
+}
 
 /// A transaction the gateway builds, signs and sends for a managed sender. Its signed attempts
 /// are TxRecords whose `parent` is its id.
@@ -100,6 +111,7 @@ struct TxUpdate {
     bool set_block = false;                   ///< write block_hash and block_number (may be unset)
     std::optional<std::string> block_hash;
     std::optional<std::uint64_t> block_number;
+    bool finalized = false;  ///< TxRecord::finalized
 };
 
 /// The journal could not be read or written (disk full, unwritable file, closed).
@@ -122,6 +134,11 @@ public:
     virtual std::optional<TxRecord> find(std::string_view hash) = 0;
     /// Every transaction not in a final state, ordered by chain, sender and nonce.
     virtual std::vector<TxRecord> unfinished() = 0;
+    /// Mined transactions in a final state whose block is not final yet (a reorg may still
+    /// reopen them), ordered by chain, sender and nonce.
+    virtual std::vector<TxRecord> unfinalized() = 0;
+    /// Their blocks are final now: nothing can change them any more.
+    virtual void mark_finalized(const std::vector<std::string>& hashes) = 0;
     /// The newest transactions first, optionally in one state.
     virtual std::vector<TxRecord> list(std::optional<TxState> state, std::size_t limit) = 0;
     /// A transaction's states, oldest first.

@@ -116,6 +116,13 @@ private:
     boost::asio::awaitable<AdminAnswer> retry_owned(Sender* s, store::ManagedRecord rec);
     boost::asio::awaitable<AdminAnswer> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
     boost::asio::awaitable<AdminAnswer> resync_owned(Sender* s);
+    /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
+    boost::asio::awaitable<void> reopen(std::string id);
+    boost::asio::awaitable<void> reopen_owned(Sender* s, store::ManagedRecord rec,
+                                              std::vector<store::TxRecord> attempts);
+    /// Takes the signed attempts of its nonce from the journal's `attempts`: their hashes, and
+    /// the fees, gas and cancel of the last (called with mu_ held, or before it is shared).
+    void adopt_attempts(Tx& tx, const Sender& s, const std::vector<store::TxRecord>& attempts);
     boost::asio::awaitable<void> run(std::shared_ptr<Sender> s);
     /// Takes the sender for a round or an admin action (see Sender::busy).
     boost::asio::awaitable<void> acquire(Sender& s);

@@ -17,6 +17,7 @@
 #include <boost/json/value.hpp>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -99,6 +100,17 @@ public:
 
     /// Unfinished transactions held now (all states but the final ones).
     std::size_t held() const;
+    /// Mined transactions held until their block is final (a reorg before then reopens them).
+    std::size_t unfinalized() const;
+
+    /// The newest block taken as final (the chain watcher's: the nodes' "finalized" tag, or
+    /// head - reorgs.finality_depth). Without it, head - reorgs.finality_depth. Before start().
+    void set_finality(std::function<std::optional<std::uint64_t>()> finalized);
+    /// A reorg was seen: the mined transactions whose blocks are not final are looked at again.
+    void reorged();
+    /// Called on the manager's strand when a reorg reopens a mined attempt of a managed
+    /// transaction: `parent` is that managed transaction's id. Before start().
+    void on_reopened(std::function<void(std::string parent)> callback);
     /// Transactions loaded from the journal at start (0 before).
     bool loaded() const { return loaded_; }
 
@@ -149,6 +161,14 @@ private:
     /// client's answer.
     boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
     bool earlier_queued(const Entry& e) const;
+    /// The mined transactions whose blocks became final leave memory; after a reorg, those whose
+    /// block a node at or above it no longer has are reopened.
+    boost::asio::awaitable<void> watch_unfinalized(std::uint64_t head);
+    /// Back to BROADCASTING (no receipt) or CONFIRMING (mined elsewhere), held again. False when
+    /// the journal failed.
+    boost::asio::awaitable<bool> reopen(std::shared_ptr<Entry> e,
+                                        const boost::json::value& receipt);
+    std::optional<std::uint64_t> final_block(std::uint64_t head) const;
     store::TxState state_of(const Entry& e) const;
 
     config::ChainConfig config_;
@@ -167,6 +187,15 @@ private:
     mutable std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
     std::map<std::string, std::map<std::uint64_t, std::set<std::string>>> by_sender_;
+    // Mined and in a final state, but their block not final yet.
+    std::unordered_map<std::string, std::shared_ptr<Entry>> mined_;
+
+    std::function<std::optional<std::uint64_t>()> finality_;
+    std::function<void(std::string)> on_reopened_;
+    // Reorgs reported, and how many of them the mined transactions were looked at for (on the
+    // strand). One to begin with: what happened while the gateway was down.
+    std::atomic<std::uint64_t> reorgs_{1};
+    std::uint64_t reorgs_checked_ = 0;
 };
 
 }  // namespace gateway::txm
