@@ -664,11 +664,19 @@ asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, store::ManagedReco
                                                    std::vector<store::TxRecord> attempts) {
     co_await acquire(*s);
     Release<Sender> hold(*s);
-    // Still held: follow() sees its attempt reopened. Not finished with a nonce: nothing mined.
-    if (find(rec.id) || !store::is_final(rec.state) || !rec.nonce) {
-        wake(*s);
-        co_return;
+    if (auto held = find(rec.id)) {
+        // Still held and unfinished: follow() sees its attempt reopened. Finished this round
+        // (not yet let go): let go now, and reopened from its record.
+        if (!store::is_final(held->rec.state)) {
+            wake(*s);
+            co_return;
+        }
+        std::lock_guard lock(mu_);
+        rec = held->rec;  // fresher than the journal's read, which may predate its finish
+        std::erase(s->txs, held);
+        by_id_.erase(rec.id);
     }
+    if (!store::is_final(rec.state) || !rec.nonce) co_return;  // never mined: nothing to reopen
     auto parsed = parse_stored(rec.request, config_.chain_id);
     if (auto* error = std::get_if<std::string>(&parsed)) {
         spdlog::error("chain {}: {}: a reorg reopened its attempt, but it cannot carry on ({})",
