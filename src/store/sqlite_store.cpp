@@ -130,7 +130,7 @@ constexpr const char* kMigrations[] = {
     "UPDATE transactions SET finalized = 1"
     " WHERE state IN ('COMPLETED', 'FAILED', 'DEAD_LETTER', 'REPLACED');"
     "CREATE INDEX transactions_unfinalized ON transactions (chain, sender, nonce)"
-    " WHERE finalized = 0 AND state IN ('COMPLETED', 'FAILED');",
+    " WHERE finalized = 0 AND state IN ('COMPLETED', 'FAILED') AND block_hash IS NOT NULL;",
 };
 
 constexpr const char* kColumns =
@@ -171,13 +171,16 @@ public:
     bool update(const TxUpdate& u) override {
         Stmt st(*this, u.set_block ? "UPDATE transactions SET state = ?2, reason = ?3, "
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
-                                     "block_hash = ?6, block_number = ?7, finalized = ?8 "
+                                     "block_hash = ?6, block_number = ?7, "
+                                     "finalized = (?8 OR (?9 AND ?6 IS NULL)) "
                                      "WHERE hash = ?1 RETURNING id;"
                                    : "UPDATE transactions SET state = ?2, reason = ?3, "
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
-                                     "finalized = ?8 WHERE hash = ?1 RETURNING id;");
+                                     "finalized = (?8 OR (?9 AND block_hash IS NULL)) "
+                                     "WHERE hash = ?1 RETURNING id;");
         st.text(1, u.hash).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
-        st.integer(8, u.finalized ? 1 : 0);
+        // A final state without a block (never mined) is final for good, whoever wrote it.
+        st.integer(8, u.finalized ? 1 : 0).integer(9, is_final(u.state) ? 1 : 0);
         if (u.broadcasts) st.integer(5, *u.broadcasts);
         if (u.set_block && u.block_hash) st.text(6, *u.block_hash);
         if (u.set_block && u.block_number)
@@ -209,7 +212,8 @@ public:
 
     std::vector<TxRecord> unfinalized() override {
         Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE finalized = 0 AND state IN "
-                                   "('COMPLETED', 'FAILED') ORDER BY chain, sender, nonce;",
+                                   "('COMPLETED', 'FAILED') AND block_hash IS NOT NULL ORDER BY "
+                                   "chain, sender, nonce;",
                                    kColumns));
         std::vector<TxRecord> out;
         while (st.step()) out.push_back(read_record(st));
@@ -218,7 +222,9 @@ public:
 
     void mark_finalized(const std::vector<std::string>& hashes) override {
         for (const auto& hash : hashes) {
-            Stmt st(*this, "UPDATE transactions SET finalized = 1 WHERE hash = ?1;");
+            Stmt st(*this,
+                    "UPDATE transactions SET finalized = 1 WHERE hash = ?1 AND state IN "
+                    "('COMPLETED', 'FAILED');");
             st.text(1, hash);
             st.done();
         }
@@ -302,6 +308,17 @@ public:
                                    kManagedColumns));
         std::vector<ManagedRecord> out;
         while (st.step()) out.push_back(read_managed(st));
+        return out;
+    }
+
+    std::vector<std::string> reopened_managed() override {
+        Stmt st(*this,
+                "SELECT m.id FROM managed_transactions m WHERE m.state IN ('COMPLETED', "
+                "'FAILED', 'CANCELLED') AND m.nonce IS NOT NULL AND EXISTS (SELECT 1 FROM "
+                "transactions t WHERE t.parent = m.id AND t.nonce = m.nonce AND t.state IN "
+                "('QUEUED', 'BROADCASTING', 'CONFIRMING')) ORDER BY m.created_ms, m.rowid;");
+        std::vector<std::string> out;
+        while (st.step()) out.push_back(st.column_text(0));
         return out;
     }
 

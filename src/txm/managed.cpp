@@ -553,8 +553,10 @@ asio::awaitable<bool> ManagedSenders::load() {
     std::vector<store::ManagedRecord> records;
     std::map<std::string, std::vector<store::TxRecord>> attempts;
     std::set<std::string> cancels;  // ids an operator asked to cancel
+    std::vector<std::string> reopened;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) {
+            reopened = j.reopened_managed();
             for (auto& r : j.unfinished_managed())
                 if (r.chain == config_.name) {
                     attempts[r.id] = j.attempts(r.id);
@@ -615,6 +617,9 @@ asio::awaitable<bool> ManagedSenders::load() {
     if (!records.empty())
         spdlog::info("chain {}: {} managed transaction(s) from the journal carry on", config_.name,
                      held());
+    // Finished, but a reorg reopened their attempt when they could not follow (a stop, a crash,
+    // a journal fault in between): reopened now.
+    for (auto& id : reopened) asio::co_spawn(executor_, reopen(std::move(id)), asio::detached);
     co_return true;
 }
 
@@ -637,34 +642,30 @@ void ManagedSenders::adopt_attempts(Tx& tx, const Sender& s,
 }
 
 asio::awaitable<void> ManagedSenders::reopen(std::string id) {
+    // Its sender first; the record is read again once the sender is held.
     std::optional<store::ManagedRecord> rec;
-    std::vector<store::TxRecord> attempts;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
-            rec = j.find_managed(id);
-            if (rec) attempts = j.attempts(id);
-        };
+        store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
-        // Its attempt is held again by the raw layer, which mines it; only this record lags.
+        // Its attempt is held again by the raw layer, which mines it; the next start reopens
+        // this record (load()).
         spdlog::error(
             "chain {}: {}: a reorg reopened its attempt, but the journal cannot be "
-            "read ({}): its state stays as it is",
+            "read ({}): its state stays as it is until the next start",
             config_.name, id, e.what());
         co_return;
     }
     if (!rec || rec->chain != config_.name) co_return;
     Sender* s = sender_of(rec->sender);
     if (!s) co_return;
-    co_await asio::co_spawn(s->strand, reopen_owned(s, std::move(*rec), std::move(attempts)),
-                            asio::use_awaitable);
+    co_await asio::co_spawn(s->strand, reopen_owned(s, std::move(id)), asio::use_awaitable);
 }
 
-asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, store::ManagedRecord rec,
-                                                   std::vector<store::TxRecord> attempts) {
+asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, std::string id) {
     co_await acquire(*s);
     Release<Sender> hold(*s);
-    if (auto held = find(rec.id)) {
+    if (auto held = find(id)) {
         // Still held and unfinished: follow() sees its attempt reopened. Finished this round
         // (not yet let go): let go now, and reopened from its record.
         if (!store::is_final(held->rec.state)) {
@@ -672,11 +673,27 @@ asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, store::ManagedReco
             co_return;
         }
         std::lock_guard lock(mu_);
-        rec = held->rec;  // fresher than the journal's read, which may predate its finish
         std::erase(s->txs, held);
-        by_id_.erase(rec.id);
+        by_id_.erase(id);
     }
-    if (!store::is_final(rec.state) || !rec.nonce) co_return;  // never mined: nothing to reopen
+    // Read now that the sender is held: nothing finishes it meanwhile.
+    std::optional<store::ManagedRecord> found;
+    std::vector<store::TxRecord> attempts;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            found = j.find_managed(id);
+            if (found) attempts = j.attempts(id);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        spdlog::error(
+            "chain {}: {}: a reorg reopened its attempt, but the journal cannot be "
+            "read ({}): its state stays as it is until the next start",
+            config_.name, id, e.what());
+        co_return;
+    }
+    if (!found || !store::is_final(found->state) || !found->nonce) co_return;  // nothing mined
+    store::ManagedRecord rec = std::move(*found);
     auto parsed = parse_stored(rec.request, config_.chain_id);
     if (auto* error = std::get_if<std::string>(&parsed)) {
         spdlog::error("chain {}: {}: a reorg reopened its attempt, but it cannot carry on ({})",

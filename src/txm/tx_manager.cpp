@@ -143,8 +143,9 @@ void TxManager::on_reopened(std::function<void(std::string parent)> callback) {
 }
 
 std::optional<std::uint64_t> TxManager::final_block(std::uint64_t head) const {
+    // Never above the believed head: one node's finalized tag is not the chain's word.
     if (finality_)
-        if (auto f = finality_()) return f;
+        if (auto f = finality_()) return std::min(*f, head);
     const std::uint64_t depth = config_.reorgs.finality_depth;
     if (!head || head < depth) return std::nullopt;
     return head - depth;
@@ -310,18 +311,72 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     co_return true;
 }
 
+asio::awaitable<std::optional<json::value>> TxManager::read_at(std::string method,
+                                                               json::array params,
+                                                               std::uint64_t min_block) {
+    upstream::Forwarded f = co_await pool_.forward_at_least(
+        std::move(method), std::move(params), min_block, Clock::now() + std::chrono::seconds(10));
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+        co_return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    if (ec) co_return std::nullopt;
+    co_return v;
+}
+
 asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
     std::vector<std::shared_ptr<Entry>> list;
     {
         std::lock_guard lock(mu_);
         for (const auto& [hash, e] : mined_) list.push_back(e);
     }
-    if (list.empty()) co_return;
-    // Those whose block is final leave memory: nothing can change them any more.
+    if (list.empty() || !head) co_return;
+    const auto fin = final_block(head);
+    const std::uint64_t reorgs = reorgs_;
+    const bool after_reorg = reorgs != reorgs_checked_;
+    // The blocks to look at: every one after a reorg (on a chain without reorgs that costs
+    // nothing), and those about to be taken as final, which must be canonical first.
+    std::map<std::uint64_t, std::vector<std::shared_ptr<Entry>>> by_block;
+    for (const auto& e : list) {
+        const std::uint64_t n = e->rec.block_number.value_or(0);
+        if (after_reorg || (fin && n <= *fin)) by_block[n].push_back(e);
+    }
+    bool all_seen = true;
     std::vector<std::string> final_now;
-    if (const auto fin = final_block(head)) {
-        for (const auto& e : list)
-            if (e->rec.block_number.value_or(0) <= *fin) final_now.push_back(e->rec.hash);
+    for (const auto& group : by_block) {
+        const std::uint64_t number = group.first;
+        if (stopped_) co_return;
+        // The block at that height as a node at the chain's head has it: its hash, not a receipt,
+        // proves a block gone (a node without a transaction index answers receipts with null),
+        // and a node that has not reached the head may not have seen the reorg.
+        const std::uint64_t at = std::max(head, number);
+        json::array block_params{json::string(eth::to_quantity(number)), false};
+        const auto block =
+            co_await read_at(std::string("eth_getBlockByNumber"), std::move(block_params), at);
+        const json::object* b = block ? block->if_object() : nullptr;
+        const json::value* bh = b ? b->if_contains("hash") : nullptr;
+        if (!bh || !bh->is_string()) {
+            all_seen = false;  // no node can tell now: looked at again next round
+            continue;
+        }
+        for (const auto& e : group.second) {
+            if (e->rec.block_hash == std::string_view(bh->get_string())) {
+                if (fin && number <= *fin) final_now.push_back(e->rec.hash);
+                continue;
+            }
+            // Its block is gone: where is it now?
+            json::array receipt_params{json::string(e->rec.hash)};
+            const auto receipt = co_await read_at(std::string("eth_getTransactionReceipt"),
+                                                  std::move(receipt_params), at);
+            const json::object* r = receipt ? receipt->if_object() : nullptr;
+            const json::value* rh = r ? r->if_contains("blockHash") : nullptr;
+            if (!receipt || (r && (!rh || !rh->is_string() ||
+                                   e->rec.block_hash == std::string_view(rh->get_string())))) {
+                all_seen = false;  // no answer, or one that contradicts the block's
+                continue;
+            }
+            if (!co_await reopen(e, *receipt)) all_seen = false;
+        }
     }
     if (!final_now.empty()) {
         try {
@@ -336,40 +391,12 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
                     mined_.erase(it);
                 }
             }
-            std::erase_if(list, [](const auto& e) { return e->rec.finalized; });
         } catch (const std::exception& ex) {
             spdlog::warn("chain {}: cannot journal that {} transaction(s) are final ({})",
                          config_.name, final_now.size(), ex.what());
         }
     }
-    // The rest are looked at after a reorg only: on a chain without reorgs they cost nothing.
-    const std::uint64_t reorgs = reorgs_;
-    if (reorgs == reorgs_checked_ || list.empty()) co_return;
-    bool all_seen = true;
-    for (const auto& e : list) {
-        if (stopped_) co_return;
-        // Only a node at or above its block can tell that the block no longer holds it.
-        json::array params{json::string(e->rec.hash)};
-        upstream::Forwarded f = co_await pool_.forward_at_least(
-            "eth_getTransactionReceipt", std::move(params), e->rec.block_number.value_or(0),
-            Clock::now() + std::chrono::seconds(10));
-        if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error()) {
-            all_seen = false;  // no node can tell now: looked at again next round
-            continue;
-        }
-        json::error_code ec;
-        const json::value receipt = json::parse(*f.reply.result, ec);
-        if (ec) {
-            all_seen = false;
-            continue;
-        }
-        const json::object* o = receipt.if_object();
-        const json::value* bh = o ? o->if_contains("blockHash") : nullptr;
-        if (o && (!bh || !bh->is_string())) continue;  // pending: as good as unknown
-        if (bh && e->rec.block_hash == std::string_view(bh->get_string())) continue;  // there
-        if (!co_await reopen(e, receipt)) all_seen = false;
-    }
-    if (all_seen) reorgs_checked_ = reorgs;
+    if (after_reorg && all_seen) reorgs_checked_ = reorgs;
 }
 
 asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::value& receipt) {
@@ -896,8 +923,10 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         auto queued_here = std::make_shared<bool>(false);
         store::JournalService::Operation op = [&, queued_here](store::Journal& j) {
             std::tie(existing, inserted) = j.insert(rec);
-            if (!inserted &&
-                (existing.state == TxState::failed || existing.state == TxState::dead_letter)) {
+            // Sent again after it failed: queued anew, unless it was mined (reverted: its nonce
+            // is used, and it stays open to a reorg until its block is final).
+            if (!inserted && ((existing.state == TxState::failed && !existing.block_hash) ||
+                              existing.state == TxState::dead_letter)) {
                 j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
                 existing.state = TxState::queued;
                 existing.reason = "sent again by a client";

@@ -421,8 +421,10 @@ TEST_F(ManagedTest, AReorgAfterCompletedReopensItUntilItsBlockIsFinal) {
     // Reopened, and COMPLETED again in a block of the new chain.
     ASSERT_TRUE(wait_until([&] {
         const json::value m = managed(id);
-        return str(m.at("state")) == "COMPLETED" &&
-               m.at("signedAttempts").at(0).at("blockHash") != first.at("blockHash");
+        const json::value& attempt = m.at("signedAttempts").at(0);
+        return str(m.at("state")) == "COMPLETED" && str(attempt.at("state")) == "COMPLETED" &&
+               attempt.at("blockHash").is_string() &&
+               attempt.at("blockHash") != first.at("blockHash");
     })) << str(managed(id));
     const std::string history = str(managed(id).at("history"));
     EXPECT_NE(history.find("a reorg before its block was final dropped it"), std::string::npos)

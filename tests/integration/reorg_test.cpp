@@ -100,6 +100,8 @@ TEST_F(ReorgTest, ACompletedTransactionWhoseBlockIsDroppedBeforeItIsFinalIsMined
     gw = std::make_unique<GatewayProcess>(dir, gw_chains);
     ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
 
+    // The restarted gateway's head tracker has the blocks the reorg replaces.
+    ASSERT_TRUE(wait_until([&] { return head_is(mined_in + 3); })) << json::serialize(chain());
     // Every block from its own up is replaced; anvil leaves the transaction out of them.
     node("anvil_reorg", fmt::format("[{}, []]", 3 + 1));
     ASSERT_EQ(

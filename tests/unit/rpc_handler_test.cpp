@@ -223,7 +223,8 @@ TEST_F(GatewayTest, AnUnreachableUpstreamIsSkippedAndMarkedDown) {
         ASSERT_EQ(r.status, 200u);
         EXPECT_EQ(r.header("x-gateway-upstream"), "node-1");
     }
-    // Failed calls open its breaker; failed probes take it down.
+    // Failed probes take it down. (Whether failed calls opened its breaker first depends on
+    // how many calls it got before: GatewayTest.TheBreakerOpens... tests the breaker.)
     json::value s;
     for (int i = 0; i < 100; ++i) {
         s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
@@ -233,7 +234,6 @@ TEST_F(GatewayTest, AnUnreachableUpstreamIsSkippedAndMarkedDown) {
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "down");
     EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),
                 HasSubstr("refused"));
-    EXPECT_EQ(s.at("upstreams").at(0).at("breaker"), "open");
     EXPECT_EQ(s.at("upstreams").at(1).at("state"), "up");
 }
 

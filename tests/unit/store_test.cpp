@@ -132,6 +132,23 @@ TEST(SqliteStore, AMinedTransactionIsNotFinalizedUntilItsBlockIs) {
     EXPECT_TRUE(store->unfinalized().empty());
     EXPECT_TRUE(store->find("0xbb")->finalized);
     EXPECT_EQ(store->history("0xbb").size(), 3u) << "finalizing writes no event";
+
+    // A final state written without a block (refused, replaced before any node took it) is
+    // final for good, whoever writes it.
+    TxRecord n;
+    n.hash = "0xcc";
+    n.chain = "devnet";
+    n.chain_id = 31337;
+    n.sender = "0xs";
+    n.nonce = 2;
+    n.raw = {3};
+    n.created_ms = n.updated_ms = 70;
+    EXPECT_TRUE(store->insert(n).second);
+    EXPECT_FALSE(store->find("0xcc")->finalized);
+    EXPECT_TRUE(
+        store->update(TxUpdate{"0xcc", TxState::failed, "replaced before any node took it", 80}));
+    EXPECT_TRUE(store->find("0xcc")->finalized);
+    EXPECT_TRUE(store->unfinalized().empty());
 }
 
 // Version 5 records which client sent a transaction: a version-4 journal keeps its managed

@@ -360,6 +360,17 @@ public:
         std::lock_guard lock(mu_);
         return broadcasts_;
     }
+    /// Blocks above `number` are replaced by others (a reorg that keeps block `number`).
+    void replace_blocks_above(std::uint64_t number) {
+        std::lock_guard lock(mu_);
+        ++generation_;
+        replaced_above_ = number;
+    }
+    /// Receipts are answered null, as by a node without a transaction index.
+    void set_receipts_null(bool null) {
+        std::lock_guard lock(mu_);
+        receipts_null_ = null;
+    }
     /// What eth_getTransactionCount answers, at any block (0 until set).
     void set_nonce_count(std::uint64_t count) {
         std::lock_guard lock(mu_);
@@ -387,10 +398,24 @@ private:
         if (m == "eth_getTransactionReceipt") {
             const std::string h(req.at("params").at(0).as_string());
             auto it = mined_.find(h);
-            if (it == mined_.end()) return FakeReply::ok("null");
+            if (it == mined_.end() || receipts_null_) return FakeReply::ok("null");
             return FakeReply::ok(fmt::format(
-                R"({{"transactionHash":"{}","blockNumber":"0x{:x}","blockHash":"0x{:064x}","status":"0x1"}})",
-                h, it->second, it->second * 1000 + generation_));
+                R"({{"transactionHash":"{}","blockNumber":"0x{:x}","blockHash":"{}","status":"0x1"}})",
+                h, it->second, block_hash(it->second)));
+        }
+        if (m == "eth_getBlockByNumber" || m == "eth_getBlockByHash") {
+            const std::string p(req.at("params").at(0).as_string());
+            std::uint64_t n = head_;
+            if (m == "eth_getBlockByHash") {
+                n = std::stoull(p.substr(2), nullptr, 16) / 1000;
+                if (n > head_ || block_hash(n) != p) return FakeReply::ok("null");
+            } else if (p != "latest") {
+                n = std::stoull(p.substr(2), nullptr, 16);
+            }
+            if (n > head_) return FakeReply::ok("null");
+            return FakeReply::ok(
+                fmt::format(R"({{"number":"0x{:x}","hash":"{}","parentHash":"{}"}})", n,
+                            block_hash(n), n ? block_hash(n - 1) : std::string(66, '0')));
         }
         if (m == "eth_getBalance") return FakeReply::ok("\"0x64\"");
         if (m == "eth_getTransactionCount")
@@ -403,8 +428,14 @@ private:
     std::unique_ptr<FakeUpstream> node_;
     std::string refusal_;
     bool down_ = false;
+    std::string block_hash(std::uint64_t n) const {
+        return fmt::format("0x{:064x}", n * 1000 + (n > replaced_above_ ? generation_ : 0));
+    }
+
     std::uint64_t head_ = 16;
     std::uint64_t generation_ = 0;
+    std::uint64_t replaced_above_ = 0;
+    bool receipts_null_ = false;
     std::vector<std::string> mempool_;
     std::map<std::string, std::uint64_t> mined_;
     std::vector<std::pair<std::string, std::uint64_t>> accepted_;
@@ -436,6 +467,15 @@ protected:
     std::string state_of(const std::string& hash) {
         const json::value v = tx(hash);
         return v.is_null() ? "unknown" : std::string(v.at("state").as_string());
+    }
+    static bool wait_until(const std::function<bool()>& done,
+                           std::chrono::milliseconds timeout = 5s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (done()) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
     }
     bool wait_tx_state(const std::string& hash, const std::string& state,
                        std::chrono::milliseconds timeout = 5s) {
@@ -509,6 +549,58 @@ TEST_F(WritesTest, ATransactionGoesFromQueuedToCompletedAndBackOnAReorg) {
               1u);
     EXPECT_EQ(http_get(admin_port(), "/admin/transactions?state=bogus").status, 400u);
     EXPECT_EQ(http_get(admin_port(), "/admin/transactions/0x1234").status, 404u);
+}
+
+// A COMPLETED transaction stays open to reorgs until its block is final, but only its block
+// being replaced reopens it: a null receipt (a node without a transaction index, or a liar)
+// after a reorg above its block proves nothing, and sending it again could pay twice.
+TEST_F(WritesTest, AReorgAboveItsBlockAndNullReceiptsDoNotReopenACompletedTransaction) {
+    Chain chain;
+    start_on(chain, [](config::Config& c) {
+        c.chains[0].tx.confirmations = 1;
+        c.chains[0].reorgs.track = true;
+    });
+    wait_ready();
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string hash = hash_of(raw);
+    ASSERT_EQ(send(raw).status, 200u);
+    ASSERT_TRUE(wait_tx_state(hash, "BROADCASTING"));
+    const std::uint64_t block = chain.mine();
+    ASSERT_TRUE(wait_tx_state(hash, "COMPLETED"));
+    EXPECT_EQ(tx(hash).at("final"), false);
+    chain.mine();
+    chain.mine();
+    const auto reorgs = [&] {
+        return json::parse(http_get(admin_port(), "/admin/chains").body)
+            .at("chains")
+            .at(0)
+            .at("reorgs")
+            .to_number<int>();
+    };
+    ASSERT_TRUE(wait_until([&] {
+        const json::value head =
+            json::parse(http_get(admin_port(), "/admin/chains").body).at("chains").at(0).at("head");
+        return head.is_object() && head.at("number") == block + 2;
+    }));
+
+    // Two blocks above its own are replaced, and every receipt is null.
+    chain.set_receipts_null(true);
+    chain.replace_blocks_above(block);
+    ASSERT_TRUE(wait_until([&] { return reorgs() == 1; }));
+    std::this_thread::sleep_for(300ms);  // many dispatcher rounds
+    EXPECT_EQ(state_of(hash), "COMPLETED") << json::serialize(tx(hash));
+    const std::size_t broadcasts = chain.broadcasts();
+
+    // Its own block replaced: reopened, with the reason, and mined again once nodes say so.
+    chain.replace_blocks_above(block - 1);
+    ASSERT_TRUE(wait_until([&] { return reorgs() == 2; }));
+    ASSERT_TRUE(wait_tx_state(hash, "BROADCASTING")) << json::serialize(tx(hash));
+    EXPECT_THAT(json::serialize(tx(hash).at("history")),
+                HasSubstr("a reorg before its block was final dropped it"));
+    EXPECT_TRUE(wait_until([&] { return chain.broadcasts() > broadcasts; })) << "sent again";
+    chain.set_receipts_null(false);
+    ASSERT_TRUE(wait_tx_state(hash, "COMPLETED")) << json::serialize(tx(hash));
+    EXPECT_EQ(tx(hash).at("final"), false);
 }
 
 TEST_F(WritesTest, ANodesRefusalGoesBackAsItCameAndTheJournalSaysWhy) {
@@ -888,6 +980,7 @@ public:
     std::vector<store::TxEvent> managed_history(std::string_view id) override {
         return inner_->managed_history(id);
     }
+    std::vector<std::string> reopened_managed() override { return inner_->reopened_managed(); }
     std::vector<store::TxRecord> attempts(std::string_view id) override {
         return inner_->attempts(id);
     }

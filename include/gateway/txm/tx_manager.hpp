@@ -161,14 +161,18 @@ private:
     /// client's answer.
     boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
     bool earlier_queued(const Entry& e) const;
-    /// The mined transactions whose blocks became final leave memory; after a reorg, those whose
-    /// block a node at or above it no longer has are reopened.
+    /// The mined transactions whose blocks became final (and are still canonical) leave memory;
+    /// after a reorg, those whose block a node at the head no longer has are reopened.
     boost::asio::awaitable<void> watch_unfinalized(std::uint64_t head);
     /// Back to BROADCASTING (no receipt) or CONFIRMING (mined elsewhere), held again. False when
     /// the journal failed.
     boost::asio::awaitable<bool> reopen(std::shared_ptr<Entry> e,
                                         const boost::json::value& receipt);
     std::optional<std::uint64_t> final_block(std::uint64_t head) const;
+    /// A read answered by a node at or above `min_block`; nullopt when none answered.
+    boost::asio::awaitable<std::optional<boost::json::value>> read_at(std::string method,
+                                                                      boost::json::array params,
+                                                                      std::uint64_t min_block);
     store::TxState state_of(const Entry& e) const;
 
     config::ChainConfig config_;
