@@ -124,11 +124,15 @@ constexpr const char* kMigrations[] = {
     "DROP INDEX managed_by_key;"
     "CREATE UNIQUE INDEX managed_by_key ON managed_transactions"
     " (chain, sender, IFNULL(client, ''), idempotency_key) WHERE idempotency_key IS NOT NULL;",
+    // 6: whom the per-client cap counts a raw transaction against (the client, or without auth
+    // the peer's address), and the index that finds finished managed transactions to prune.
+    "ALTER TABLE transactions ADD COLUMN source TEXT;"
+    "CREATE INDEX managed_by_state ON managed_transactions (state, updated_ms);",
 };
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
-    " block_hash, block_number, parent, client";
+    " block_hash, block_number, parent, client, source";
 
 constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
@@ -145,7 +149,7 @@ public:
         if (auto existing = find(r.hash)) return {std::move(*existing), false};
         Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
                                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                                   "?15);",
+                                   "?15, ?16);",
                                    kColumns));
         st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
         st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
@@ -155,6 +159,7 @@ public:
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
         if (r.parent) st.text(14, *r.parent);
         if (!r.client.empty()) st.text(15, r.client);
+        if (!r.source.empty()) st.text(16, r.source);
         st.done();
         add_tx_event(sqlite3_last_insert_rowid(db_.get()), r.state, r.reason, r.created_ms);
         return {r, true};
@@ -321,6 +326,55 @@ public:
         return static_cast<std::uint64_t>(st.column_int(0));
     }
 
+    Pruned prune(std::int64_t before_ms, std::size_t limit) override {
+        // Row by row through the indexes (by state and time, events by transaction): a batch
+        // costs its own rows, not a scan of the table. The pages freed go to SQLite's free list,
+        // and new rows take them before the file grows.
+        Pruned out;
+        const auto lim = static_cast<std::int64_t>(limit);
+        std::vector<std::int64_t> ids;
+        {
+            Stmt st(*this,
+                    "SELECT id FROM transactions WHERE state IN ('COMPLETED', 'FAILED', "
+                    "'DEAD_LETTER', 'REPLACED', 'CANCELLED') AND updated_ms < ?1 AND parent IS "
+                    "NULL LIMIT ?2;");
+            st.integer(1, before_ms).integer(2, lim);
+            while (st.step()) ids.push_back(st.column_int(0));
+        }
+        for (std::int64_t id : ids) delete_tx(id);
+        out.transactions = ids.size();
+        out.more = ids.size() >= limit;
+
+        std::vector<std::string> managed;
+        {
+            Stmt st(*this,
+                    "SELECT m.id FROM managed_transactions m WHERE m.state IN ('COMPLETED', "
+                    "'FAILED', 'DEAD_LETTER', 'REPLACED', 'CANCELLED') AND m.updated_ms < ?1 AND "
+                    "NOT EXISTS (SELECT 1 FROM transactions t WHERE t.parent = m.id AND t.state "
+                    "NOT IN ('COMPLETED', 'FAILED', 'DEAD_LETTER', 'REPLACED', 'CANCELLED')) "
+                    "LIMIT ?2;");
+            st.integer(1, before_ms).integer(2, lim);
+            while (st.step()) managed.push_back(st.column_text(0));
+        }
+        for (const auto& id : managed) {
+            std::vector<std::int64_t> attempts;
+            {
+                Stmt st(*this, "SELECT id FROM transactions WHERE parent = ?1;");
+                st.text(1, id);
+                while (st.step()) attempts.push_back(st.column_int(0));
+            }
+            for (std::int64_t a : attempts) delete_tx(a);
+            out.transactions += attempts.size();
+            Stmt events(*this, "DELETE FROM managed_events WHERE managed_id = ?1;");
+            events.text(1, id).done();
+            Stmt row(*this, "DELETE FROM managed_transactions WHERE id = ?1;");
+            row.text(1, id).done();
+        }
+        out.managed = managed.size();
+        out.more = out.more || managed.size() >= limit;
+        return out;
+    }
+
     void begin() override { Stmt(*this, "BEGIN IMMEDIATE;").done(); }
     void commit() override { Stmt(*this, "COMMIT;").done(); }
     void rollback() noexcept override {
@@ -430,6 +484,13 @@ private:
         st.done();
     }
 
+    void delete_tx(std::int64_t id) {
+        Stmt events(*this, "DELETE FROM transaction_events WHERE tx = ?1;");
+        events.integer(1, id).done();
+        Stmt row(*this, "DELETE FROM transactions WHERE id = ?1;");
+        row.integer(1, id).done();
+    }
+
     void add_tx_event(std::int64_t tx, TxState state, const std::string& reason,
                       std::int64_t at_ms) {
         Stmt st(
@@ -464,6 +525,7 @@ private:
         if (!st.is_null(12)) r.block_number = static_cast<std::uint64_t>(st.column_int(12));
         if (!st.is_null(13)) r.parent = st.column_text(13);
         if (!st.is_null(14)) r.client = st.column_text(14);
+        if (!st.is_null(15)) r.source = st.column_text(15);
         return r;
     }
 

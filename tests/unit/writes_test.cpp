@@ -7,6 +7,7 @@
 #include "gateway/store/store.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/wall_time.hpp"
 #include "support/gateway_fixture.hpp"
 #include "support/io_thread.hpp"
 #include "support/tx_signer.hpp"
@@ -57,7 +58,7 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce,
 TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     const std::string dir = test::make_temp_dir("journal-test");
     auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
-    EXPECT_EQ(s->schema_version(), 5);
+    EXPECT_EQ(s->schema_version(), 6);
     auto [a, inserted] = s->insert(record("0xaa", 1));
     EXPECT_TRUE(inserted);
     EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
@@ -897,6 +898,10 @@ public:
     std::optional<std::uint64_t> next_nonce(std::string_view c, std::string_view s) override {
         return inner_->next_nonce(c, s);
     }
+    store::Pruned prune(std::int64_t before_ms, std::size_t limit) override {
+        check();
+        return inner_->prune(before_ms, limit);
+    }
     void begin() override { inner_->begin(); }
     void commit() override { inner_->commit(); }
     void rollback() noexcept override { inner_->rollback(); }
@@ -1085,6 +1090,35 @@ TEST(TxManager, TheAnswerDoesNotWaitForTheBroadcastingRecordNorDoesTheNextNonce)
     }
     EXPECT_EQ(rig.record(hash_of(first))->state, TxState::broadcasting);
     EXPECT_EQ(rig.record(hash_of(second))->state, TxState::broadcasting);
+}
+
+// The gateway prunes its journal by itself: finished transactions older than store.retention_ms
+// go at start (and every minute), counted in gateway_journal_pruned_total; the rest stay.
+TEST_F(WritesTest, FinishedTransactionsPastRetentionLeaveTheJournal) {
+    Chain chain;
+    const std::string path = test::make_temp_dir("writes-retention") + "/gateway.db";
+    const std::int64_t eight_days_ago = util::unix_ms() - 8 * 24 * 3'600'000LL;
+    {
+        auto s = store::open_store(config::StoreConfig{"sqlite", path});
+        s->insert(record("0xold1", 0, TxState::completed));
+        s->insert(record("0xold2", 1, TxState::failed));
+        s->insert(record("0xopen", 2, TxState::broadcasting));
+        store::TxRecord recent = record("0xnew", 3, TxState::completed);
+        recent.created_ms = recent.updated_ms = util::unix_ms();
+        s->insert(recent);
+        for (const char* h : {"0xold1", "0xold2", "0xopen"})
+            s->update(store::TxUpdate{h, s->find(h)->state, "as it was", eight_days_ago});
+    }
+    start_on(chain, [&](config::Config& c) { c.store.path = path; });
+    wait_ready();
+    for (int i = 0; i < 300 && journaled() != 2; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(journaled(), 2u);
+    EXPECT_THAT(http_metrics(), HasSubstr(R"(gateway_journal_pruned_total{kind="transaction"} 2)"));
+    auto s = store::open_store(config::StoreConfig{"sqlite", path});
+    EXPECT_FALSE(s->find("0xold1"));
+    EXPECT_FALSE(s->find("0xold2"));
+    EXPECT_TRUE(s->find("0xopen")) << "unfinished: kept however old";
+    EXPECT_TRUE(s->find("0xnew")) << "finished within retention: kept";
 }
 
 // Managed senders: keys are loaded at start, and eth_accounts lists the chain's senders.
