@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds everything and runs every test: unit tests, then integration
 # tests that start the real binary in front of real anvil nodes with cast as the client. Then the
-# same again in an AddressSanitizer + UndefinedBehaviorSanitizer build. ctest prints the summary.
+# same again in an AddressSanitizer + UndefinedBehaviorSanitizer build, without the tests labelled
+# `slow` (they ran in the plain build). ctest prints the summary.
 # Last, a short fuzz pass: each libFuzzer target of tests/fuzz/ for $FUZZ_SECONDS (20) seconds.
 #   scripts/test.sh            everything
 #   SANITIZE=0 scripts/test.sh skip the sanitizer pass
@@ -24,7 +25,7 @@ if [ "${SANITIZE:-1}" != 0 ]; then
     BUILD_DIR="$here/build-asan" CMAKE_ARGS="-DGATEWAY_SANITIZE=address,undefined -DGATEWAY_WERROR=OFF" \
         "$here/scripts/build.sh"
     echo "== tests under sanitizers =="
-    (cd "$here/build-asan" && ctest --output-on-failure -j 2 --timeout 300) || status=1
+    (cd "$here/build-asan" && ctest --output-on-failure -j 2 --timeout 300 -LE slow) || status=1
 fi
 
 if [ "${FUZZ:-1}" != 0 ]; then

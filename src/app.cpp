@@ -119,6 +119,13 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
             case store::JournalEvent::reopen_failed: m->count_journal_reopen("failed"); break;
         }
     };
+    // Finished transactions go after store.retention_ms, a batch at a time on the journal's own
+    // thread, so that the file stops growing.
+    journal_options.retention = config.store.retention;
+    journal_options.on_pruned = [m = &g.metrics](const store::Pruned& p) {
+        if (p.transactions) m->count_journal_pruned("transaction", p.transactions);
+        if (p.managed) m->count_journal_pruned("managed", p.managed);
+    };
     g.journal = std::make_unique<store::JournalService>(
         [store_config = config.store] {
             auto store = store::open_store(store_config);

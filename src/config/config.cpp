@@ -292,10 +292,22 @@ void read_log(const Reader& r, const YAML::Node& n, LogConfig& l) {
 }
 
 void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
-    r.check_keys(n, "store", {"backend", "path", "timeout_ms"});
+    r.check_keys(n, "store", {"backend", "path", "timeout_ms", "retention_ms"});
     if_set(n, "backend", [&](auto& v) { s.backend = r.one_of(v, "store.backend", {"sqlite"}); });
     if_set(n, "path", [&](auto& v) { s.path = r.scalar(v, "store.path"); });
     if_set(n, "timeout_ms", [&](auto& v) { s.timeout = r.millis(v, "store.timeout_ms"); });
+    // Not below 48 hours: a client retrying with an idempotency key a day later must still find
+    // its transaction, and an operator back from a weekend its history.
+    if_set(n, "retention_ms", [&](auto& v) {
+        constexpr std::uint64_t kLeast = 48ull * 3'600'000;
+        const std::uint64_t ms = r.integer(v, "store.retention_ms", 0, 3650ull * 24 * 3'600'000);
+        if (ms < kLeast)
+            r.fail(v, "store.retention_ms",
+                   fmt::format("{} is less than {} (48 hours): finished transactions, and the "
+                               "idempotency keys of managed ones, must be kept at least that long",
+                               ms, kLeast));
+        s.retention = Millis(ms);
+    });
     if (s.path.empty()) r.fail(n, "store.path", "must not be empty");
 }
 
@@ -389,10 +401,10 @@ void read_logs(const Reader& r, const YAML::Node& n, const std::string& path, Lo
 }
 
 void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxConfig& w) {
-    r.check_keys(
-        n, path,
-        {"confirmations", "max_queued_per_sender", "max_queued", "poll_interval_ms",
-         "rebroadcast_after_ms", "broadcast_fanout", "gas_margin_percent", "fee", "retry"});
+    r.check_keys(n, path,
+                 {"confirmations", "max_queued_per_sender", "max_queued", "max_queued_per_client",
+                  "expire_after_ms", "poll_interval_ms", "rebroadcast_after_ms", "broadcast_fanout",
+                  "gas_margin_percent", "fee", "retry"});
     if_set(n, "gas_margin_percent", [&](auto& v) {
         w.gas_margin_percent =
             static_cast<unsigned>(r.integer(v, path + ".gas_margin_percent", 0, 1000));
@@ -435,6 +447,12 @@ void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxCo
     });
     if_set(n, "max_queued",
            [&](auto& v) { w.max_queued = r.integer(v, path + ".max_queued", 1, 10'000'000); });
+    if_set(n, "max_queued_per_client", [&](auto& v) {
+        w.max_queued_per_client = r.integer(v, path + ".max_queued_per_client", 1, 10'000'000);
+    });
+    if_set(n, "expire_after_ms", [&](auto& v) {
+        w.expire_after = Millis(r.integer(v, path + ".expire_after_ms", 0, 30ull * 24 * 3'600'000));
+    });
     if_set(n, "poll_interval_ms", [&](auto& v) {
         w.poll_interval = Millis(r.integer(v, path + ".poll_interval_ms", 10, 600'000));
     });

@@ -208,6 +208,15 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& journal_reopens =
         counter(registry, "gateway_journal_reopens_total",
                 "Openings of the journal after it failed at run time, by outcome (ok, failed)");
+    prom::Family<prom::Counter>& journal_pruned =
+        counter(registry, "gateway_journal_pruned_total",
+                "Finished transactions deleted from the journal past store.retention_ms, with "
+                "their histories, by kind (transaction: raw transactions and managed ones' "
+                "attempts; managed)");
+    prom::Family<prom::Counter>& transaction_refusals =
+        counter(registry, "gateway_transaction_refusals_total",
+                "eth_sendRawTransaction calls refused for a queue cap, by chain and reason "
+                "(max_queued, max_queued_per_sender, max_queued_per_client)");
     prom::Family<prom::Gauge>& build_info =
         gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
 };
@@ -426,6 +435,14 @@ void Metrics::count_journal_refusal(std::string_view reason) {
 
 void Metrics::count_journal_reopen(std::string_view outcome) {
     impl_->journal_reopens.Add({{"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::count_journal_pruned(std::string_view kind, std::size_t count) {
+    impl_->journal_pruned.Add({{"kind", s(kind)}}).Increment(static_cast<double>(count));
+}
+
+void Metrics::count_transaction_refusal(std::string_view chain, std::string_view reason) {
+    impl_->transaction_refusals.Add({{"chain", s(chain)}, {"reason", s(reason)}}).Increment();
 }
 
 std::string Metrics::render() const {

@@ -17,6 +17,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -87,6 +88,25 @@ std::string recorded_client(const auth::Client& client) {
     return client.anonymous() ? std::string() : client.id();
 }
 
+// Whom tx.max_queued_per_client counts a raw transaction against: the client with auth; without,
+// the peer's address (`remote`: "address:port"), an IPv6 peer by its /64 as the connection cap
+// counts it (one subscriber's network holds 2^64 addresses).
+std::string source_of(const auth::Client& client, std::string_view remote) {
+    if (!client.anonymous()) return client.id();
+    const auto colon = remote.rfind(':');
+    const std::string host(
+        remote.substr(0, colon == std::string_view::npos ? remote.size() : colon));
+    boost::system::error_code ec;
+    auto a = boost::asio::ip::make_address(host, ec);
+    if (ec) return host.empty() ? "unknown" : host;
+    if (a.is_v6() && a.to_v6().is_v4_mapped())
+        a = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+    if (!a.is_v6()) return a.to_string();
+    auto bytes = a.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
 // The second parameter of eth_sendRawTransactionSync and eth_sendTransactionSync (EIP-7966): a
 // timeout in milliseconds. nullopt when the params are not [x] or [x, timeout]; an empty timeout
 // when there is none.
@@ -125,6 +145,7 @@ std::optional<std::string_view> sender_param(const boost::json::value& params) {
 struct RpcHandler::Batch {
     const ChainRoute* chain;
     const auth::Client* client;
+    std::string_view source;
     const std::vector<jsonrpc::Entry>* entries;
     std::vector<Outcome> outcomes;
     std::string_view idempotency_key;
@@ -157,7 +178,8 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
 
 asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     const ChainRoute& route, const jsonrpc::Entry& entry, std::string_view idempotency_key,
-    const auth::Client& client, std::shared_ptr<upstream::AnswerBudget> budget) {
+    const auth::Client& client, std::string_view source,
+    std::shared_ptr<upstream::AnswerBudget> budget) {
     const auto t0 = Clock::now();
     upstream::ChainPool& chain = *route.pool;
     const std::string& chain_name = chain.config().name;
@@ -261,10 +283,11 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
         if (r.is_error()) outcome = "rpc_error";
         out.response = reply_response(call.id, r);
     } else if (route.txm && call.method == "eth_sendRawTransactionSync") {
-        co_await send_sync(route, call, client, out, outcome, t0);
+        co_await send_sync(route, call, client, source, out, outcome, t0);
     } else if (route.txm && call.method == "eth_sendRawTransaction") {
         std::string sender_client = recorded_client(client);
-        txm::SubmitResult r = co_await route.txm->submit(call.params, std::move(sender_client));
+        txm::SubmitResult r =
+            co_await route.txm->submit(call.params, std::move(sender_client), std::string(source));
         out.queued = r.queued;
         out.store_failed = r.store_failed;
         out.upstream = std::move(r.upstream);
@@ -296,8 +319,9 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
 
 // eth_sendRawTransactionSync: the journal's intake, as eth_sendRawTransaction; then the receipt.
 asio::awaitable<void> RpcHandler::send_sync(const ChainRoute& route, const jsonrpc::Call& call,
-                                            const auth::Client& client, Outcome& out,
-                                            std::string_view& outcome, Clock::time_point t0) {
+                                            const auth::Client& client, std::string_view source,
+                                            Outcome& out, std::string_view& outcome,
+                                            Clock::time_point t0) {
     const auto timeout = sync_params(call.params);
     if (!timeout) {
         outcome = "rpc_error";
@@ -309,7 +333,8 @@ asio::awaitable<void> RpcHandler::send_sync(const ChainRoute& route, const jsonr
     }
     const json::value raw = first_param(call.params);
     std::string sender_client = recorded_client(client);
-    txm::SubmitResult r = co_await route.txm->submit(raw, std::move(sender_client));
+    txm::SubmitResult r =
+        co_await route.txm->submit(raw, std::move(sender_client), std::string(source));
     out.queued = r.queued;
     out.store_failed = r.store_failed;
     out.upstream = std::move(r.upstream);
@@ -684,7 +709,7 @@ asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {
             continue;
         }
         batch->outcomes[i] = co_await self->execute(*batch->chain, entry, batch->idempotency_key,
-                                                    *batch->client, batch->budget);
+                                                    *batch->client, batch->source, batch->budget);
         batch->budget->used += batch->outcomes[i].response.size();
     }
 }
@@ -801,13 +826,15 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         co_return r;
     }
 
+    const std::string source = source_of(*client, request.remote);
     std::vector<Outcome> outcomes;
     if (parsed->entries.size() == 1 && !parsed->batch) {
         outcomes.push_back(co_await execute(*chain, parsed->entries.front(),
-                                            request.header(kIdempotencyHeader), *client));
+                                            request.header(kIdempotencyHeader), *client, source));
     } else {
         Batch batch{chain,
                     client.get(),
+                    source,
                     &parsed->entries,
                     std::vector<Outcome>(parsed->entries.size()),
                     request.header(kIdempotencyHeader),

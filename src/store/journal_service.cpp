@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <future>
+#include <optional>
 
 namespace gateway::store {
 
@@ -267,10 +268,20 @@ void JournalService::loop() {
         {
             std::unique_lock lock(mu_);
             const auto ready = [&] { return stopping_ || !queue_.empty(); };
-            if (undos_.empty())
+            // Undos run as soon as the journal can be (re)opened, whether or not work comes; a
+            // prune when it is due.
+            std::optional<Clock::time_point> until;
+            if (!undos_.empty()) until = next_open_try_;
+            if (options_.retention.count() > 0) {
+                // A closed journal is pruned once it opens again: not before its next try.
+                const auto prune_at =
+                    journal_ ? next_prune_ : std::max(next_prune_, next_open_try_);
+                until = until ? std::min(*until, prune_at) : prune_at;
+            }
+            if (until)
+                wake_.wait_until(lock, *until, ready);
+            else
                 wake_.wait(lock, ready);
-            else  // they run as soon as the journal can be (re)opened, whether or not work comes
-                wake_.wait_until(lock, next_open_try_, ready);
             if (queue_.empty() && stopping_) {
                 lock.unlock();
                 if (ensure_open()) run_undos();  // a last try
@@ -290,6 +301,41 @@ void JournalService::loop() {
             continue;
         }
         if (!batch.empty()) run_batch(batch);
+        prune_if_due();
+    }
+}
+
+void JournalService::prune_if_due() {
+    if (options_.retention.count() == 0 || Clock::now() < next_prune_ || !journal_ ||
+        !undos_.empty())
+        return;
+    const std::int64_t now = options_.unix_now
+                                 ? options_.unix_now()
+                                 : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
+    Pruned pruned;
+    try {
+        journal_->begin();
+        pruned = journal_->prune(now - options_.retention.count(), options_.prune_batch);
+        journal_->commit();
+    } catch (const std::exception& e) {
+        journal_->rollback();
+        spdlog::error("store: deleting finished transactions past store.retention_ms failed: {}",
+                      e.what());
+        fail(e.what());
+        next_prune_ = Clock::now() + options_.prune_every;
+        return;
+    }
+    // A full batch: the next one right after the callers waiting now, not a minute later.
+    next_prune_ = pruned.more ? Clock::now() : Clock::now() + options_.prune_every;
+    if (pruned.transactions || pruned.managed) {
+        pruned_ += pruned.transactions + pruned.managed;
+        spdlog::debug(
+            "store: deleted {} transaction(s) and {} managed transaction(s) finished "
+            "before store.retention_ms",
+            pruned.transactions, pruned.managed);
+        if (options_.on_pruned) options_.on_pruned(pruned);
     }
 }
 

@@ -131,11 +131,15 @@ constexpr const char* kMigrations[] = {
     " WHERE state IN ('COMPLETED', 'FAILED', 'DEAD_LETTER', 'REPLACED');"
     "CREATE INDEX transactions_unfinalized ON transactions (chain, sender, nonce)"
     " WHERE finalized = 0 AND state IN ('COMPLETED', 'FAILED') AND block_hash IS NOT NULL;",
+    // 7: whom the per-client cap counts a raw transaction against (the client, or without auth
+    // the peer's address), and the index that finds finished managed transactions to prune.
+    "ALTER TABLE transactions ADD COLUMN source TEXT;"
+    "CREATE INDEX managed_by_state ON managed_transactions (state, updated_ms);",
 };
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
-    " block_hash, block_number, parent, client, finalized";
+    " block_hash, block_number, parent, client, finalized, source";
 
 constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
@@ -152,7 +156,7 @@ public:
         if (auto existing = find(r.hash)) return {std::move(*existing), false};
         Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
                                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                                   "?15, ?16);",
+                                   "?15, ?16, ?17);",
                                    kColumns));
         st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
         st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
@@ -162,7 +166,9 @@ public:
         if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
         if (r.parent) st.text(14, *r.parent);
         if (!r.client.empty()) st.text(15, r.client);
-        st.integer(16, r.finalized ? 1 : 0);
+        // As in update(): a final state without a block (never mined) is final for good.
+        st.integer(16, r.finalized || (is_final(r.state) && !r.block_hash) ? 1 : 0);
+        if (!r.source.empty()) st.text(17, r.source);
         st.done();
         add_tx_event(sqlite3_last_insert_rowid(db_.get()), r.state, r.reason, r.created_ms);
         return {r, true};
@@ -364,6 +370,55 @@ public:
         return static_cast<std::uint64_t>(st.column_int(0));
     }
 
+    Pruned prune(std::int64_t before_ms, std::size_t limit) override {
+        // Only what nothing can change any more: unfinished ones, and mined ones whose block is
+        // not final (a reorg may reopen them), stay. Row by row through the indexes (by state and
+        // time, events by transaction): a batch costs its own rows, not a scan of the table. The
+        // pages freed go to SQLite's free list, and new rows take them before the file grows.
+        Pruned out;
+        const auto lim = static_cast<std::int64_t>(limit);
+        std::vector<std::int64_t> ids;
+        {
+            Stmt st(*this,
+                    "SELECT id FROM transactions WHERE state IN ('COMPLETED', 'FAILED', "
+                    "'DEAD_LETTER', 'REPLACED', 'CANCELLED') AND updated_ms < ?1 AND parent IS "
+                    "NULL AND finalized = 1 LIMIT ?2;");
+            st.integer(1, before_ms).integer(2, lim);
+            while (st.step()) ids.push_back(st.column_int(0));
+        }
+        for (std::int64_t id : ids) delete_tx(id);
+        out.transactions = ids.size();
+        out.more = ids.size() >= limit;
+
+        std::vector<std::string> managed;
+        {
+            Stmt st(*this,
+                    "SELECT m.id FROM managed_transactions m WHERE m.state IN ('COMPLETED', "
+                    "'FAILED', 'DEAD_LETTER', 'REPLACED', 'CANCELLED') AND m.updated_ms < ?1 AND "
+                    "NOT EXISTS (SELECT 1 FROM transactions t WHERE t.parent = m.id AND "
+                    "t.finalized = 0) LIMIT ?2;");
+            st.integer(1, before_ms).integer(2, lim);
+            while (st.step()) managed.push_back(st.column_text(0));
+        }
+        for (const auto& id : managed) {
+            std::vector<std::int64_t> attempts;
+            {
+                Stmt st(*this, "SELECT id FROM transactions WHERE parent = ?1;");
+                st.text(1, id);
+                while (st.step()) attempts.push_back(st.column_int(0));
+            }
+            for (std::int64_t a : attempts) delete_tx(a);
+            out.transactions += attempts.size();
+            Stmt events(*this, "DELETE FROM managed_events WHERE managed_id = ?1;");
+            events.text(1, id).done();
+            Stmt row(*this, "DELETE FROM managed_transactions WHERE id = ?1;");
+            row.text(1, id).done();
+        }
+        out.managed = managed.size();
+        out.more = out.more || managed.size() >= limit;
+        return out;
+    }
+
     void begin() override { Stmt(*this, "BEGIN IMMEDIATE;").done(); }
     void commit() override { Stmt(*this, "COMMIT;").done(); }
     void rollback() noexcept override {
@@ -473,6 +528,13 @@ private:
         st.done();
     }
 
+    void delete_tx(std::int64_t id) {
+        Stmt events(*this, "DELETE FROM transaction_events WHERE tx = ?1;");
+        events.integer(1, id).done();
+        Stmt row(*this, "DELETE FROM transactions WHERE id = ?1;");
+        row.integer(1, id).done();
+    }
+
     void add_tx_event(std::int64_t tx, TxState state, const std::string& reason,
                       std::int64_t at_ms) {
         Stmt st(
@@ -508,6 +570,7 @@ private:
         if (!st.is_null(13)) r.parent = st.column_text(13);
         if (!st.is_null(14)) r.client = st.column_text(14);
         r.finalized = st.column_int(15) != 0;
+        if (!st.is_null(16)) r.source = st.column_text(16);
         return r;
     }
 

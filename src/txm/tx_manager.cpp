@@ -43,6 +43,11 @@ struct TxManager::Entry {
     bool maybe_taken = false;
     std::uint64_t checked_head = 0;  // the chain head at its last receipt check
     Clock::time_point checked_at{};  // and when that was
+    // QUEUED and refused for now by nodes that answered: for how long so far (only time during
+    // which they kept answering counts), since when without a break, and what they said last.
+    util::Clock::duration refused_for{};
+    std::optional<util::Clock::time_point> refused_since;
+    std::string last_refusal;
 };
 
 namespace {
@@ -80,13 +85,14 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 TxManager::TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
                      store::JournalService& journal, metrics::Metrics* metrics,
-                     asio::any_io_executor executor)
+                     asio::any_io_executor executor, const util::Clock& clock)
     : config_(chain),
       pool_(pool),
       journal_(journal),
       metrics_(metrics),
       strand_(asio::make_strand(executor)),
-      timer_(strand_) {}
+      timer_(strand_),
+      clock_(clock) {}
 
 TxManager::~TxManager() = default;
 
@@ -202,6 +208,8 @@ asio::awaitable<bool> TxManager::load() {
             e->maybe_taken = e->rec.state == TxState::queued;
             by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
             by_hash_[e->rec.hash] = e;
+            // The caps hold across restarts: what a client had before counts again.
+            if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
             ++count;
         }
         for (auto& r : mined) {
@@ -253,7 +261,34 @@ void TxManager::forget(const std::string& hash) {
         }
         if (s->second.empty()) by_sender_.erase(s);
     }
+    if (!rec.parent && !rec.source.empty()) {
+        auto c = by_source_.find(rec.source);
+        if (c != by_source_.end() && --c->second == 0) by_source_.erase(c);
+    }
     by_hash_.erase(it);
+}
+
+bool TxManager::note_refusal(Entry& e, const std::string& why, util::Clock::time_point now) {
+    // Called with mu_ held.
+    e.last_refusal = why;
+    // The time since the last refusal counts only when nodes answered all along: a round
+    // without any (an outage, a restart) ended the streak (refused_since reset).
+    if (e.refused_since && now > *e.refused_since) e.refused_for += now - *e.refused_since;
+    e.refused_since = now;
+    return config_.tx.expire_after.count() > 0 && !e.rec.parent &&
+           e.refused_for >= config_.tx.expire_after;
+}
+
+asio::awaitable<void> TxManager::expire(std::shared_ptr<Entry> e) {
+    std::string why;
+    {
+        std::lock_guard lock(mu_);
+        why = fmt::format(
+            "expired: the nodes refused it for {} min (tx.expire_after_ms {}); last refusal: {}",
+            std::chrono::duration_cast<std::chrono::minutes>(e->refused_for).count(),
+            config_.tx.expire_after.count(), e->last_refusal);
+    }
+    co_await transition(e, TxState::failed, std::move(why));
 }
 
 asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState state,
@@ -490,6 +525,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
                     break;
                 case upstream::WriteVerdict::retry_later:
                     not_now += (not_now.empty() ? "" : "; ") + detail;
+                    out.refusal += (out.refusal.empty() ? "" : "; ") + detail;
                     break;
             }
             continue;
@@ -505,7 +541,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
     if (used) co_return std::move(*used);
     if (refused) co_return std::move(*refused);
     out.detail = not_now;
-    co_return out;
+    co_return out;  // not_now, with `refusal` when a node answered
 }
 
 asio::awaitable<std::optional<json::value>> TxManager::receipt(const std::string& hash) {
@@ -707,8 +743,18 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
 }
 
 asio::awaitable<void> TxManager::dispatch_round() {
+    struct Count {
+        std::atomic<std::uint64_t>& n;
+        ~Count() { ++n; }
+    } count{rounds_};
     if (metrics_) metrics_->set_transactions_held(config_.name, static_cast<double>(held()));
-    if (!pool_.ready()) co_return;
+    if (!pool_.ready()) {
+        // No node to refuse anything: the time until one answers again does not count towards
+        // tx.expire_after_ms (a queued transaction is kept however long an outage lasts).
+        std::lock_guard lock(mu_);
+        for (auto& [hash, e] : by_hash_) e->refused_since.reset();
+        co_return;
+    }
     co_await watch_unfinalized(pool_.head().value_or(0));
     // A snapshot: per sender, its transactions in nonce order.
     std::vector<std::vector<std::shared_ptr<Entry>>> senders;
@@ -724,10 +770,30 @@ asio::awaitable<void> TxManager::dispatch_round() {
     }
     const std::uint64_t head = pool_.head().value_or(0);
     const auto receipts = co_await prefetch_receipts(senders, head);
+    // Why a sender's later nonces wait this round.
+    enum class Hold { none, refused, unreachable, other };
     for (auto& list : senders) {
+        Hold hold = Hold::none;
+        std::string held_back;  // with Hold::refused: what the nodes said of the earlier nonce
         for (auto& e : list) {
             if (stopped_) co_return;
             const TxState st = state_of(*e);
+            if (hold != Hold::none) {
+                // Held back behind an earlier nonce. One the nodes refuse holds the later ones
+                // back as long, so they are refused too and expire with it (a nonce gap once it
+                // is gone); when no node answered, their time does not count either.
+                if (st != TxState::queued) continue;
+                bool expired = false;
+                {
+                    std::lock_guard lock(mu_);
+                    if (hold == Hold::refused)
+                        expired = note_refusal(*e, held_back, clock_.now());
+                    else if (hold == Hold::unreachable)
+                        e->refused_since.reset();
+                }
+                if (expired) co_await expire(e);
+                continue;
+            }
             if (st != TxState::queued) {
                 if (st == TxState::broadcasting || st == TxState::confirming) {
                     auto it = receipts.find(e->rec.hash);
@@ -737,7 +803,10 @@ asio::awaitable<void> TxManager::dispatch_round() {
             }
             {
                 std::lock_guard lock(mu_);
-                if (e->busy) break;  // a client's call is sending it; later nonces wait
+                if (e->busy) {  // a client's call is sending it; later nonces wait
+                    hold = Hold::other;
+                    continue;
+                }
                 e->busy = true;
             }
             BroadcastResult b = co_await send(*e);
@@ -756,6 +825,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
                 }
             } release{this, e.get()};
             bool go_on = true;
+            bool expired = false;
             switch (b.verdict) {
                 case Broadcast::accepted:
                     go_on = co_await transition(e, TxState::broadcasting, b.detail, true);
@@ -768,15 +838,26 @@ asio::awaitable<void> TxManager::dispatch_round() {
                     std::lock_guard lock(mu_);
                     e->rec.reason = "waiting for a node: " + b.detail;
                     go_on = false;
+                    if (b.refusal.empty()) {
+                        e->refused_since.reset();
+                        hold = Hold::unreachable;
+                        break;
+                    }
+                    expired = note_refusal(*e, b.refusal, clock_.now());
+                    hold = Hold::refused;
+                    held_back = fmt::format("held back behind nonce {}, which the nodes refuse: {}",
+                                            e->rec.nonce, b.refusal);
                     break;
                 }
             }
-            if (!go_on) break;  // later nonces of this sender wait for this one
+            if (expired) co_await expire(e);
+            if (!go_on && hold == Hold::none) hold = Hold::other;
         }
     }
 }
 
-asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::string client) {
+asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::string client,
+                                                std::string source) {
     SubmitResult out;
     const json::array* a = params.if_array();
     const json::string* text = a && a->size() == 1 ? a->at(0).if_string() : nullptr;
@@ -814,7 +895,9 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::
                         *e->tx.chain_id, config_.name, config_.chain_id, config_.chain_id));
         co_return out;
     }
-    co_return co_await admit(std::move(e), std::move(*raw), std::nullopt, std::move(client));
+    if (source.empty()) source = client;
+    co_return co_await admit(std::move(e), std::move(*raw), std::nullopt, std::move(client),
+                             std::move(source));
 }
 
 asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, std::string parent,
@@ -827,7 +910,7 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
     }
-    co_return co_await admit(std::move(e), raw, std::move(parent), std::move(client));
+    co_return co_await admit(std::move(e), raw, std::move(parent), std::move(client), {});
 }
 
 std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) const {
@@ -840,7 +923,7 @@ std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) con
 
 asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::Bytes raw,
                                                std::optional<std::string> parent,
-                                               std::string client) {
+                                               std::string client, std::string source) {
     SubmitResult out;
     if (!loaded_) {
         out.store_failed = true;
@@ -863,6 +946,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     rec.raw = std::move(raw);
     rec.parent = std::move(parent);
     rec.client = std::move(client);
+    rec.source = std::move(source);
     rec.state = TxState::queued;
     rec.reason = "received";
     rec.created_ms = rec.updated_ms = now;
@@ -898,7 +982,27 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
                             fmt::format("sender {} has {} unfinished transactions in the gateway "
                                         "(tx.max_queued_per_sender {}): wait for some to be mined",
                                         rec.sender, of_sender, config_.tx.max_queued_per_sender));
+            if (metrics_)
+                metrics_->count_transaction_refusal(config_.name, "max_queued_per_sender");
             co_return out;
+        }
+        // One client (a credential, or without auth an address) cannot fill the chain's queue
+        // with throwaway senders and lock everyone else out.
+        if (!rec.parent && !rec.source.empty()) {
+            std::size_t of_source = 0;
+            if (auto c = by_source_.find(rec.source); c != by_source_.end()) of_source = c->second;
+            for (const auto& r : replaced)
+                if (r->rec.source == rec.source && of_source > 0) --of_source;
+            if (of_source >= config_.tx.max_queued_per_client) {
+                out.reply = error_reply(
+                    jsonrpc::ErrorCode::limit_exceeded,
+                    fmt::format("client {} has {} unfinished transactions in the gateway "
+                                "(tx.max_queued_per_client {}): wait for some to be mined",
+                                rec.source, of_source, config_.tx.max_queued_per_client));
+                if (metrics_)
+                    metrics_->count_transaction_refusal(config_.name, "max_queued_per_client");
+                co_return out;
+            }
         }
         if (!rec.parent && by_hash_.size() >= config_.tx.max_queued) {
             out.reply = error_reply(
@@ -906,12 +1010,14 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
                 fmt::format("chain {} holds {} unfinished transactions (tx.max_queued): "
                             "wait for some to be mined",
                             config_.name, by_hash_.size()));
+            if (metrics_) metrics_->count_transaction_refusal(config_.name, "max_queued");
             co_return out;
         }
         for (auto& r : replaced) r->busy = true;  // nobody sends them now
         e->busy = true;
         by_hash_[rec.hash] = e;
         by_sender_[rec.sender][rec.nonce].insert(rec.hash);
+        if (!rec.parent && !rec.source.empty()) ++by_source_[rec.source];
     }
 
     // Journal first: the client hears of the transaction only once it is on disk.
@@ -1055,6 +1161,8 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
             {
                 std::lock_guard lock(mu_);
                 e->rec.reason = "waiting for a node: " + b.detail;
+                // The first refusal starts its time towards tx.expire_after_ms.
+                if (!b.refusal.empty()) note_refusal(*e, b.refusal, clock_.now());
             }
             wake();
             out.reply = result_reply(hash_json);

@@ -476,6 +476,42 @@ chains:
                 HasSubstr("chains[0].cache.methods.eth_call"));
 }
 
+// Junk that can never be sent expires, each client has its own cap, and finished transactions
+// leave the journal: the defaults, the keys, and a retention too short for what relies on it.
+TEST(Config, ExpiryCapsAndRetention) {
+    const Config d = parse(kMinimal);
+    EXPECT_EQ(d.chains[0].tx.expire_after, std::chrono::hours(1));
+    EXPECT_EQ(d.chains[0].tx.max_queued_per_client, 1000u);
+    EXPECT_EQ(d.store.retention, std::chrono::hours(7 * 24));
+    const Config c = parse(R"(
+store: {retention_ms: 172800000}
+chains:
+  - name: devnet
+    chain_id: 31337
+    tx: {expire_after_ms: 0, max_queued_per_client: 7}
+    upstreams:
+      - {id: node-a, url: "http://127.0.0.1:18545"}
+)");
+    EXPECT_EQ(c.store.retention, std::chrono::hours(48));
+    EXPECT_EQ(c.chains[0].tx.expire_after, Millis(0)) << "0: never";
+    EXPECT_EQ(c.chains[0].tx.max_queued_per_client, 7u);
+
+    for (const char* short_one : {"0", "1000", "172799999"})
+        EXPECT_THAT(error_of(std::string("store: {retention_ms: ") + short_one + "}\n" + kMinimal),
+                    HasSubstr("store.retention_ms: " + std::string(short_one) +
+                              " is less than 172800000 (48 hours)"));
+    const std::string chain_head = R"(
+chains:
+  - name: devnet
+    chain_id: 1
+    upstreams: [{id: a, url: "http://127.0.0.1:1"}]
+)";
+    EXPECT_THAT(error_of(chain_head + "    tx: {max_queued_per_client: 0}\n"),
+                HasSubstr("chains[0].tx.max_queued_per_client: 0 is out of range"));
+    EXPECT_THAT(error_of(chain_head + "    tx: {expire_after_ms: soon}\n"),
+                HasSubstr("chains[0].tx.expire_after_ms: 'soon' is not a whole number"));
+}
+
 TEST(Config, SignersAccountsAndFees) {
     const Config c = parse(R"(
 signers:

@@ -7,6 +7,7 @@
 #include "gateway/store/store.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/wall_time.hpp"
 #include "support/gateway_fixture.hpp"
 #include "support/io_thread.hpp"
 #include "support/tx_signer.hpp"
@@ -57,7 +58,7 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce,
 TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     const std::string dir = test::make_temp_dir("journal-test");
     auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
-    EXPECT_EQ(s->schema_version(), 6);
+    EXPECT_EQ(s->schema_version(), 7);
     auto [a, inserted] = s->insert(record("0xaa", 1));
     EXPECT_TRUE(inserted);
     EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
@@ -995,6 +996,10 @@ public:
     std::optional<std::uint64_t> next_nonce(std::string_view c, std::string_view s) override {
         return inner_->next_nonce(c, s);
     }
+    store::Pruned prune(std::int64_t before_ms, std::size_t limit) override {
+        check();
+        return inner_->prune(before_ms, limit);
+    }
     void begin() override { inner_->begin(); }
     void commit() override { inner_->commit(); }
     void rollback() noexcept override { inner_->rollback(); }
@@ -1017,7 +1022,8 @@ struct ManagerRig {
     /// `seed` writes to the journal before the manager loads it.
     explicit ManagerRig(Chain& chain, std::chrono::milliseconds update_delay = {},
                         std::function<void(store::Journal&)> seed = {},
-                        std::chrono::milliseconds poll_interval = 10s)
+                        std::chrono::milliseconds poll_interval = 10s,
+                        const util::Clock& clock = util::SteadyClock::instance())
         : dir(test::make_temp_dir("writes-rig")),
           journal([this, update_delay] {
               return std::unique_ptr<store::Journal>(std::make_unique<FullDisk>(
@@ -1026,7 +1032,7 @@ struct ManagerRig {
           }),
           cfg(chain_config(chain, poll_interval)),
           pool(cfg, io.ioc.get_executor(), nullptr),
-          manager(cfg, pool, journal, nullptr, io.ioc.get_executor()) {
+          manager(cfg, pool, journal, nullptr, io.ioc.get_executor(), clock) {
         if (seed) journal.run_blocking(seed);
         pool.start();
         manager.start();
@@ -1063,6 +1069,26 @@ struct ManagerRig {
         std::optional<store::TxRecord> r;
         journal.run_blocking([&](store::Journal& j) { r = j.find(hash); });
         return r;
+    }
+    /// Waits until the dispatcher has run `n` more rounds.
+    bool wait_rounds(std::uint64_t n) {
+        const std::uint64_t until = manager.rounds() + n;
+        for (int i = 0; i < 500 && manager.rounds() < until; ++i) std::this_thread::sleep_for(5ms);
+        return manager.rounds() >= until;
+    }
+    /// Waits until the chain has been sent `n` more transactions.
+    bool wait_broadcasts(Chain& chain, std::size_t n) {
+        const std::size_t until = chain.broadcasts() + n;
+        for (int i = 0; i < 500 && chain.broadcasts() < until; ++i)
+            std::this_thread::sleep_for(5ms);
+        return chain.broadcasts() >= until;
+    }
+    bool wait_state(const std::string& hash, TxState state) {
+        for (int i = 0; i < 500; ++i) {
+            if (auto r = record(hash); r && r->state == state) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
     }
 
     test::IoThread io;
@@ -1183,6 +1209,203 @@ TEST(TxManager, TheAnswerDoesNotWaitForTheBroadcastingRecordNorDoesTheNextNonce)
     }
     EXPECT_EQ(rig.record(hash_of(first))->state, TxState::broadcasting);
     EXPECT_EQ(rig.record(hash_of(second))->state, TxState::broadcasting);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions that can never be sent: expiry, and caps per sender and per client.
+
+const std::string kBelowBaseFee =
+    "max fee per gas less than block base fee: maxFeePerGas: 1, baseFee: 7";
+
+// A throwaway private key of its own for each `i` (any small scalar is a valid key).
+std::string throwaway_key(std::size_t i) {
+    return fmt::format("0x{:064x}", i + 1);
+}
+
+// Nodes that keep answering "not now" (a fee below the base fee) for tx.expire_after_ms: the
+// transaction is FAILED, "expired", with the nodes' last word; the sender's later nonce, held back
+// behind it all along, goes with it.
+TEST(TxManager, ATransactionTheNodesKeepRefusingExpiresWithTheLastRefusal) {
+    Chain chain;
+    chain.refuse_with(kBelowBaseFee);
+    util::ManualClock clock;
+    ManagerRig rig(chain, {}, {}, 20ms, clock);
+    ASSERT_TRUE(rig.pool.ready() && rig.manager.loaded());
+    const std::string first = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string second = test::sign_legacy(test::kKey0, {.nonce = 1});
+    txm::SubmitResult r = rig.submit(first);
+    ASSERT_TRUE(r.reply && !r.reply->is_error());
+    EXPECT_TRUE(r.queued);
+    ASSERT_TRUE(rig.submit(second).queued);
+    ASSERT_TRUE(rig.wait_broadcasts(chain, 2));
+
+    clock.advance(59min);
+    ASSERT_TRUE(rig.wait_broadcasts(chain, 2));
+    EXPECT_EQ(rig.record(hash_of(first))->state, TxState::queued) << "expired before its time";
+    EXPECT_EQ(rig.manager.held(), 2u);
+
+    clock.advance(2min);  // an hour and a minute of refusals: tx.expire_after_ms is an hour
+    ASSERT_TRUE(rig.wait_state(hash_of(first), TxState::failed));
+    ASSERT_TRUE(rig.wait_state(hash_of(second), TxState::failed));
+    const std::string why = rig.record(hash_of(first))->reason;
+    EXPECT_THAT(why, HasSubstr("expired"));
+    EXPECT_THAT(why, HasSubstr("less than block base fee"));
+    EXPECT_THAT(rig.record(hash_of(second))->reason, HasSubstr("held back behind nonce 0"));
+    EXPECT_EQ(rig.manager.held(), 0u) << "their places are free again";
+}
+
+// Catalog row B2: a queued transaction is kept however long no node can be reached. Time without
+// a reachable node does not count towards expiry; the time the nodes refused it before and after
+// does.
+TEST(TxManager, TimeWithoutAReachableNodeDoesNotCountTowardsExpiry) {
+    Chain chain;
+    chain.refuse_with(kBelowBaseFee);
+    util::ManualClock clock;
+    ManagerRig rig(chain, {}, {}, 20ms, clock);
+    ASSERT_TRUE(rig.pool.ready() && rig.manager.loaded());
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    ASSERT_TRUE(rig.submit(raw).queued);
+    ASSERT_TRUE(rig.wait_broadcasts(chain, 1));
+    clock.advance(30min);  // refused for half an hour
+    ASSERT_TRUE(rig.wait_broadcasts(chain, 2));
+
+    chain.set_down(true);
+    for (int i = 0; i < 500 && rig.pool.ready(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_FALSE(rig.pool.ready());
+    ASSERT_TRUE(rig.wait_rounds(2));  // the dispatcher saw the outage
+    clock.advance(5h);                // a long outage
+    ASSERT_TRUE(rig.wait_rounds(2));
+    chain.set_down(false);
+    for (int i = 0; i < 500 && !rig.pool.ready(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(rig.pool.ready());
+    ASSERT_TRUE(rig.wait_broadcasts(chain, 2));
+    EXPECT_EQ(rig.record(hash_of(raw))->state, TxState::queued) << "the outage counted";
+
+    clock.advance(29min);  // 59 minutes of refusals in all
+    ASSERT_TRUE(rig.wait_broadcasts(chain, 2));
+    EXPECT_EQ(rig.record(hash_of(raw))->state, TxState::queued);
+    clock.advance(2min);
+    ASSERT_TRUE(rig.wait_state(hash_of(raw), TxState::failed));
+    EXPECT_THAT(rig.record(hash_of(raw))->reason, HasSubstr("expired"));
+}
+
+// One client with throwaway senders cannot fill the chain's queue: tx.max_queued_per_client
+// refuses its next one with -32005, counted in gateway_transaction_refusals_total, while others
+// go on. Without auth the client is the peer's address. The caps are counted again from the
+// journal after a restart.
+TEST_F(WritesTest, QueueCapsPerSenderAndPerClientHoldAcrossARestart) {
+    Chain chain;
+    const auto caps = [](config::Config& c) {
+        c.chains[0].tx.max_queued_per_sender = 2;
+        c.chains[0].tx.max_queued_per_client = 3;
+    };
+    start_on(chain, caps);
+    wait_ready();
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    for (std::uint64_t n = 0; n < 2; ++n)
+        ASSERT_EQ(send(test::sign_legacy(throwaway_key(0), {.nonce = n})).status, 200u);
+    ASSERT_EQ(send(test::sign_legacy(throwaway_key(1), {.nonce = 0})).status, 200u);
+    auto refused = [&](const std::string& raw, const std::string& cap) {
+        const auto reply = send(raw);
+        EXPECT_EQ(reply.status, 200u);
+        const json::value v = json::parse(reply.body);
+        EXPECT_EQ(v.at("error").at("code"), -32005) << reply.body;
+        EXPECT_THAT(std::string(v.at("error").at("message").as_string()), HasSubstr(cap));
+        EXPECT_EQ(state_of(hash_of(raw)), "unknown") << "nothing kept that was refused";
+    };
+    refused(test::sign_legacy(throwaway_key(2), {.nonce = 0}), "tx.max_queued_per_client 3");
+    refused(test::sign_legacy(throwaway_key(0), {.nonce = 2}), "tx.max_queued_per_sender 2");
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_transaction_refusals_total{chain="devnet",reason="max_queued_per_client"} 1)"));
+
+    gw->shutdown();
+    runner.join();
+    gw.reset();
+    const std::string path = store_path;
+    start_on(chain, [&](config::Config& c) {
+        caps(c);
+        c.store.path = path;
+    });
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    refused(test::sign_legacy(throwaway_key(3), {.nonce = 0}), "tx.max_queued_per_client 3");
+    refused(test::sign_legacy(throwaway_key(1), {.nonce = 1}), "tx.max_queued_per_client 3");
+    refused(test::sign_legacy(throwaway_key(0), {.nonce = 2}), "tx.max_queued_per_sender 2");
+
+    // Mined, a transaction frees its client's place.
+    chain.set_down(false);
+    const std::string mined = hash_of(test::sign_legacy(throwaway_key(1), {.nonce = 0}));
+    ASSERT_TRUE(wait_tx_state(mined, "BROADCASTING"));
+    chain.mine();
+    chain.mine();
+    ASSERT_TRUE(wait_tx_state(mined, "COMPLETED"));
+    const std::string next = test::sign_legacy(throwaway_key(3), {.nonce = 0});
+    EXPECT_EQ(json::parse(send(next).body).at("result"), hash_of(next).c_str());
+}
+
+// With auth, the client is the credential: one client at its cap does not stop another.
+TEST_F(WritesTest, TheQueueCapPerClientCountsEachAuthenticatedClientApart) {
+    Chain chain;
+    const std::string alice_key = "alice-key-0123456789abcdef";
+    const std::string bob_key = "bob-key-0123456789abcdef000";
+    start_on(chain, [&](config::Config& c) {
+        c.chains[0].tx.max_queued_per_client = 2;
+        c.auth.clients.push_back(config::ClientConfig{.id = "alice", .keys = {alice_key}});
+        c.auth.clients.push_back(config::ClientConfig{.id = "bob", .keys = {bob_key}});
+    });
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    auto send_as = [&](const std::string& key, const std::string& raw) {
+        test::HttpConnection c(port());
+        return json::parse(
+            c.request("POST", "/",
+                      R"({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[")" +
+                          raw + R"("]})",
+                      {{"Authorization", "Bearer " + key}})
+                .body);
+    };
+    EXPECT_TRUE(
+        send_as(alice_key, test::sign_legacy(throwaway_key(0), {})).as_object().contains("result"));
+    EXPECT_TRUE(
+        send_as(alice_key, test::sign_legacy(throwaway_key(1), {})).as_object().contains("result"));
+    const json::value third = send_as(alice_key, test::sign_legacy(throwaway_key(2), {}));
+    EXPECT_EQ(third.at("error").at("code"), -32005);
+    EXPECT_THAT(std::string(third.at("error").at("message").as_string()),
+                HasSubstr("client alice has 2 unfinished transactions"));
+    EXPECT_TRUE(
+        send_as(bob_key, test::sign_legacy(throwaway_key(2), {})).as_object().contains("result"))
+        << "bob is not alice";
+}
+
+// The gateway prunes its journal by itself: finished transactions older than store.retention_ms
+// go at start (and every minute), counted in gateway_journal_pruned_total; the rest stay.
+TEST_F(WritesTest, FinishedTransactionsPastRetentionLeaveTheJournal) {
+    Chain chain;
+    const std::string path = test::make_temp_dir("writes-retention") + "/gateway.db";
+    const std::int64_t eight_days_ago = util::unix_ms() - 8 * 24 * 3'600'000LL;
+    {
+        auto s = store::open_store(config::StoreConfig{"sqlite", path});
+        s->insert(record("0xold1", 0, TxState::completed));
+        s->insert(record("0xold2", 1, TxState::failed));
+        s->insert(record("0xopen", 2, TxState::broadcasting));
+        store::TxRecord recent = record("0xnew", 3, TxState::completed);
+        recent.created_ms = recent.updated_ms = util::unix_ms();
+        s->insert(recent);
+        for (const char* h : {"0xold1", "0xold2", "0xopen"})
+            s->update(store::TxUpdate{h, s->find(h)->state, "as it was", eight_days_ago});
+    }
+    start_on(chain, [&](config::Config& c) { c.store.path = path; });
+    wait_ready();
+    for (int i = 0; i < 300 && journaled() != 2; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(journaled(), 2u);
+    EXPECT_THAT(http_metrics(), HasSubstr(R"(gateway_journal_pruned_total{kind="transaction"} 2)"));
+    auto s = store::open_store(config::StoreConfig{"sqlite", path});
+    EXPECT_FALSE(s->find("0xold1"));
+    EXPECT_FALSE(s->find("0xold2"));
+    EXPECT_TRUE(s->find("0xopen")) << "unfinished: kept however old";
+    EXPECT_TRUE(s->find("0xnew")) << "finished within retention: kept";
 }
 
 // Managed senders: keys are loaded at start, and eth_accounts lists the chain's senders.

@@ -75,6 +75,9 @@ struct StoreConfig {
     std::string backend = "sqlite";
     std::string path = "./data/gateway.db";
     Millis timeout{5'000};  ///< a journal operation not done by then is refused (503 for writes)
+    /// Finished transactions are deleted this long after their last change. At least 48 hours:
+    /// a managed transaction's idempotency key is honoured only while its row is kept.
+    Millis retention{7 * 24 * 3'600'000};
 };
 
 enum class Tier { primary, fallback };
@@ -148,6 +151,12 @@ struct TxConfig {
     unsigned confirmations = 1;  ///< blocks (the including one counted) before COMPLETED
     std::size_t max_queued_per_sender = 64;  ///< unfinished transactions of one sender
     std::size_t max_queued = 10'000;         ///< unfinished transactions of the chain
+    /// Unfinished raw transactions of one client (its id with auth, else its address)
+    std::size_t max_queued_per_client = 1'000;
+    /// A raw transaction the nodes keep refusing ("not now": a fee below the base fee, a nonce
+    /// gap) is FAILED once they have refused it this long; time without a reachable node does not
+    /// count. 0: never.
+    Millis expire_after{3'600'000};
     Millis poll_interval{1'000};       ///< dispatcher and receipt tracker round (also woken early)
     Millis rebroadcast_after{30'000};  ///< a transaction not mined by then is sent again
     std::size_t broadcast_fanout = 2;  ///< upstreams a transaction is sent to at once

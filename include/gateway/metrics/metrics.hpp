@@ -114,6 +114,11 @@ public:
     void count_journal_refusal(std::string_view reason);
     /// The journal was opened again after a run-time failure (`outcome`: ok, failed).
     void count_journal_reopen(std::string_view outcome);
+    /// Finished transactions deleted past store.retention_ms (`kind`: transaction, managed).
+    void count_journal_pruned(std::string_view kind, std::size_t count);
+    /// An eth_sendRawTransaction refused for a queue cap (`reason`: max_queued,
+    /// max_queued_per_sender, max_queued_per_client).
+    void count_transaction_refusal(std::string_view chain, std::string_view reason);
 
     /// The Prometheus text exposition of every metric.
     std::string render() const;

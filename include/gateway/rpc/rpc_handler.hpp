@@ -95,17 +95,20 @@ public:
 
 private:
     struct Batch;
+    /// `source`: whom the per-client queue cap counts a raw transaction against (the client, or
+    /// without auth the peer's address).
     boost::asio::awaitable<Outcome> execute(
         const ChainRoute& chain, const jsonrpc::Entry& entry, std::string_view idempotency_key,
-        const auth::Client& client, std::shared_ptr<upstream::AnswerBudget> budget = nullptr);
+        const auth::Client& client, std::string_view source,
+        std::shared_ptr<upstream::AnswerBudget> budget = nullptr);
     boost::asio::awaitable<void> await_receipt(const ChainRoute& chain, const jsonrpc::Call& call,
                                                std::string hash_json,
                                                std::optional<std::uint64_t> timeout_ms,
                                                std::chrono::steady_clock::time_point t0,
                                                Outcome& out, std::string_view& outcome);
     boost::asio::awaitable<void> send_sync(const ChainRoute& chain, const jsonrpc::Call& call,
-                                           const auth::Client& client, Outcome& out,
-                                           std::string_view& outcome,
+                                           const auth::Client& client, std::string_view source,
+                                           Outcome& out, std::string_view& outcome,
                                            std::chrono::steady_clock::time_point t0);
     boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
                                          const auth::Client& client, Outcome& out,

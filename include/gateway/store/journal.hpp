@@ -54,6 +54,9 @@ struct TxRecord {
     /// is final. A mined transaction (COMPLETED, or FAILED by a revert) is not, until its block
     /// is: a reorg before that reopens it.
     bool finalized = false;
+    /// Whom tx.max_queued_per_client counts it against: the client's id with auth, else the
+    /// peer's address; "" for a managed transaction's attempt.
+    std::string source;
 };
 
 /// Whether a record in a final state was mined (COMPLETED, or FAILED by a revert): it has a
@@ -114,6 +117,14 @@ struct TxUpdate {
     bool finalized = false;  ///< TxRecord::finalized
 };
 
+/// What one Journal::prune deleted.
+struct Pruned {
+    std::size_t transactions = 0;  ///< raw transactions, a managed one's attempts included
+    std::size_t managed = 0;       ///< managed transactions
+    /// A kind reached the call's limit: more may be due.
+    bool more = false;
+};
+
 /// The journal could not be read or written (disk full, unwritable file, closed).
 class StoreError : public std::runtime_error {
 public:
@@ -170,6 +181,12 @@ public:
     /// The next nonce to hand out, if one was ever taken.
     virtual std::optional<std::uint64_t> next_nonce(std::string_view chain,
                                                     std::string_view sender) = 0;
+
+    /// Deletes finished transactions whose last change is older than `before_ms` (Unix ms), with
+    /// their histories: at most `limit` raw transactions, and at most `limit` managed ones, each
+    /// with all its attempts, once every attempt is final too. Attempts of a managed transaction
+    /// go only with it. The nonces are kept: they are what the next managed nonce counts from.
+    virtual Pruned prune(std::int64_t before_ms, std::size_t limit) = 0;
 
     /// Group commit: the JournalService runs several callers' operations in one database
     /// transaction, each inside a savepoint so one failure does not undo the others, and makes

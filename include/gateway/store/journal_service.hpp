@@ -46,6 +46,19 @@ struct JournalOptions {
     std::chrono::milliseconds reopen_max{15000};
     /// Told every event, on the thread it happens on (the journal's, or a caller's).
     std::function<void(JournalEvent)> on_event;
+    /// Finished transactions whose last change is older than this are deleted (store.retention_ms);
+    /// 0: none are.
+    std::chrono::milliseconds retention{0};
+    /// How often the journal thread looks for them, and how many of each kind one look deletes at
+    /// most: each look is one short transaction between callers' commits, and a look that found a
+    /// full batch is followed by another as soon as the callers waiting have had their turn.
+    std::chrono::milliseconds prune_every{60'000};
+    std::size_t prune_batch = 500;
+    /// Now in Unix milliseconds, what retention counts from (tests move it); the system clock
+    /// when unset.
+    std::function<std::int64_t()> unix_now;
+    /// Told what each look deleted (when it deleted anything), on the journal thread.
+    std::function<void(const Pruned&)> on_pruned;
 };
 
 class JournalService {
@@ -87,6 +100,8 @@ public:
     /// Commits made so far, and the operations in them (group commit at work: ops > commits).
     std::uint64_t commits() const { return commits_; }
     std::uint64_t operations() const { return operations_; }
+    /// Transactions (raw and managed) deleted past retention so far.
+    std::uint64_t pruned() const { return pruned_; }
     /// Operations waiting for the journal thread (those given up on count until it passes them).
     std::size_t queued() const;
     const JournalOptions& options() const { return options_; }
@@ -106,6 +121,8 @@ private:
     /// failed doing so (then they wait for the next try, and nothing else runs before them).
     bool run_undos();
     void run_batch(std::vector<TaskPtr>& batch);
+    /// One look for finished transactions past retention, when one is due.
+    void prune_if_due();
     void set_failure(const std::string& why);
     void emit(JournalEvent event) const;
 
@@ -118,6 +135,7 @@ private:
     bool opened_once_ = false;
     bool up_ = false;
     std::vector<Operation> undos_;
+    std::chrono::steady_clock::time_point next_prune_{};
     // Shared.
     mutable std::mutex mu_;
     std::condition_variable wake_;
@@ -126,6 +144,7 @@ private:
     std::string failure_;
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> operations_{0};
+    std::atomic<std::uint64_t> pruned_{0};
     std::thread thread_;
 };
 

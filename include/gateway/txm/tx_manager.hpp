@@ -53,10 +53,12 @@ boost::json::array history_json(const std::vector<store::TxEvent>& history);
 
 class TxManager {
 public:
-    /// The pool, journal and metrics must outlive the manager.
+    /// The pool, journal, metrics and clock must outlive the manager. `clock` measures how long
+    /// nodes have refused a queued transaction (tx.expire_after_ms).
     TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
               store::JournalService& journal, metrics::Metrics* metrics,
-              boost::asio::any_io_executor executor);
+              boost::asio::any_io_executor executor,
+              const util::Clock& clock = util::SteadyClock::instance());
     ~TxManager();
 
     /// Starts the dispatcher: loads the chain's unfinished transactions from the journal, then
@@ -65,9 +67,10 @@ public:
     void stop();
 
     /// eth_sendRawTransaction. `client`: who sent it (the authenticated client's id; "" without
-    /// auth), recorded with it. Never throws.
+    /// auth), recorded with it. `source`: whom tx.max_queued_per_client counts it against (the
+    /// client's id, or without auth the peer's address); "": `client`. Never throws.
     boost::asio::awaitable<SubmitResult> submit(const boost::json::value& params,
-                                                std::string client = {});
+                                                std::string client = {}, std::string source = {});
 
     /// A managed transaction's signed attempt: journaled with `parent` (the managed transaction's
     /// id) before it is sent, then sent and followed like any raw transaction. The answer is the
@@ -114,6 +117,9 @@ public:
     /// Transactions loaded from the journal at start (0 before).
     bool loaded() const { return loaded_; }
 
+    /// Dispatcher rounds run so far (tests wait on it).
+    std::uint64_t rounds() const { return rounds_; }
+
     /// Wakes the dispatcher now (a node came back, a transaction was queued).
     void wake();
     /// stop() was called and the dispatcher has ended.
@@ -127,6 +133,9 @@ private:
         std::optional<jsonrpc::Reply> node_reply;  // the refusal as the node wrote it
         std::string detail;
         std::string upstream;
+        // not_now: the nodes that answered and refused it for now (a fee below the base fee, a
+        // nonce gap), as they wrote it; empty when no node answered at all.
+        std::string refusal;
     };
 
     boost::asio::awaitable<void> run();
@@ -135,7 +144,7 @@ private:
     /// submit_attempt() do.
     boost::asio::awaitable<SubmitResult> admit(std::shared_ptr<Entry> e, eth::Bytes raw,
                                                std::optional<std::string> parent,
-                                               std::string client);
+                                               std::string client, std::string source);
     boost::asio::awaitable<void> dispatch_round();
     boost::asio::awaitable<BroadcastResult> send(const Entry& e);
     /// Follows a sent transaction to its receipt. `prefetched`: its receipt (or null) fetched
@@ -173,6 +182,11 @@ private:
     boost::asio::awaitable<std::optional<boost::json::value>> read_at(std::string method,
                                                                       boost::json::array params,
                                                                       std::uint64_t min_block);
+    /// Nodes answered and refused a queued transaction for now (`why`); true when they have done
+    /// so for tx.expire_after_ms, counting only time during which they kept answering. With mu_.
+    bool note_refusal(Entry& e, const std::string& why, util::Clock::time_point now);
+    /// Ends a transaction the nodes refused for tx.expire_after_ms: FAILED, "expired".
+    boost::asio::awaitable<void> expire(std::shared_ptr<Entry> e);
     store::TxState state_of(const Entry& e) const;
 
     config::ChainConfig config_;
@@ -187,6 +201,8 @@ private:
     // record_taken calls not finished
     std::shared_ptr<std::atomic<int>> recording_ = std::make_shared<std::atomic<int>>(0);
     std::atomic<bool> wake_pending_{false};
+    const util::Clock& clock_;
+    std::atomic<std::uint64_t> rounds_{0};
 
     mutable std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
@@ -200,6 +216,8 @@ private:
     // strand). One to begin with: what happened while the gateway was down.
     std::atomic<std::uint64_t> reorgs_{1};
     std::uint64_t reorgs_checked_ = 0;
+    // Unfinished raw transactions (not managed attempts) by source: tx.max_queued_per_client.
+    std::unordered_map<std::string, std::size_t> by_source_;
 };
 
 }  // namespace gateway::txm
