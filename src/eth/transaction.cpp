@@ -126,6 +126,33 @@ json::value authorization_list_field(const rlp::Item& item) {
     return out;
 }
 
+std::vector<Hash> versioned_hashes_field(const rlp::Item& item) {
+    if (!item.is_list) fail("blobVersionedHashes is not a list");
+    if (item.items.empty()) {
+        fail("blobVersionedHashes is empty; an EIP-4844 transaction carries at least one blob");
+    }
+    if (item.items.size() > kMaxBlobsPerTransaction) {
+        fail(fmt::format("the transaction has {} blobs; at most {} per transaction (EIP-7594)",
+                         item.items.size(), kMaxBlobsPerTransaction));
+    }
+    std::vector<Hash> out;
+    for (std::size_t i = 0; i < item.items.size(); ++i) {
+        const rlp::Item& hash = item.items[i];
+        if (hash.is_list || hash.payload.size() != 32) {
+            fail(fmt::format("blobVersionedHashes entry {} must be 32 bytes", i));
+        }
+        if (hash.payload[0] != kKzgVersion) {
+            fail(
+                fmt::format("blobVersionedHashes entry {} has version 0x{:02x}; expected 0x{:02x} "
+                            "(a KZG commitment)",
+                            i, hash.payload[0], kKzgVersion));
+        }
+        Hash& h = out.emplace_back();
+        std::copy(hash.payload.begin(), hash.payload.end(), h.begin());
+    }
+    return out;
+}
+
 Scalar scalar_field(const rlp::Item& item, std::string_view field) {
     const auto bytes = rlp::to_uint256(item, field);
     Scalar out{};
@@ -232,11 +259,13 @@ Transaction decode_legacy(const rlp::Item& list) {
 // EIP-2930: [chainId, nonce, gasPrice, gas, to, value, data, accessList, yParity, r, s]
 // EIP-1559: [chainId, nonce, maxPriorityFeePerGas, maxFeePerGas, gas, to, value, data,
 //            accessList, yParity, r, s]
+// EIP-4844: as EIP-1559 with maxFeePerBlobGas and blobVersionedHashes after accessList.
 // EIP-7702: as EIP-1559 with authorizationList after accessList.
 Transaction decode_typed(TxType type, const rlp::Item& list) {
     const std::size_t expected = type == TxType::access_list   ? 11
                                  : type == TxType::dynamic_fee ? 12
-                                                               : 13;
+                                 : type == TxType::set_code    ? 13
+                                                               : 14;
     if (!list.is_list) {
         fail(fmt::format("{} transaction payload is not an RLP list", type_name(type)));
     }
@@ -261,10 +290,17 @@ Transaction decode_typed(TxType type, const rlp::Item& list) {
     if (type == TxType::set_code && !tx.to) {
         fail("an EIP-7702 transaction cannot create a contract: to must be a 20-byte address");
     }
+    if (type == TxType::blob && !tx.to) {
+        fail("an EIP-4844 transaction cannot create a contract: to must be a 20-byte address");
+    }
     tx.value = quantity(f[i++], "value");
     tx.input = string_field(f[i++], "input");
     tx.access_list = access_list_field(f[i++]);
     if (type == TxType::set_code) tx.authorization_list = authorization_list_field(f[i++]);
+    if (type == TxType::blob) {
+        tx.max_fee_per_blob_gas = quantity(f[i++], "maxFeePerBlobGas");
+        tx.blob_versioned_hashes = versioned_hashes_field(f[i++]);
+    }
     const std::size_t signature_start = i;
     tx.v = rlp::to_uint64(f[i++], "yParity");
     if (tx.v > 1) fail(fmt::format("signature yParity is {}; expected 0 or 1", tx.v));
@@ -280,18 +316,42 @@ Transaction decode_typed(TxType type, const rlp::Item& list) {
     return tx;
 }
 
+// EIP-4844: the payload alone (as blocks hold it), or one of the two network forms that wrap it
+// with the sidecar. The payload's first item (chainId) is a string, a wrapper's is the payload.
+Transaction decode_blob(const rlp::Item& outer) {
+    if (!outer.is_list) fail("EIP-4844 transaction payload is not an RLP list");
+    const bool wrapped = !outer.items.empty() && outer.items[0].is_list;
+    const rlp::Item& body = wrapped ? outer.items[0] : outer;
+    if (body.encoded.size() + 1 > kMaxBlobPayloadBytes) {
+        fail(
+            fmt::format("EIP-4844 transaction payload (without its sidecar) is {} bytes; at most "
+                        "{}",
+                        body.encoded.size() + 1, kMaxBlobPayloadBytes));
+    }
+    Transaction tx = decode_typed(TxType::blob, body);
+    if (wrapped) {
+        tx.sidecar = check_sidecar(std::span(outer.items).subspan(1), tx.blob_versioned_hashes);
+    }
+    tx.payload.reserve(body.encoded.size() + 1);
+    tx.payload.push_back(static_cast<std::uint8_t>(TxType::blob));
+    tx.payload.insert(tx.payload.end(), body.encoded.begin(), body.encoded.end());
+    return tx;
+}
+
 Transaction decode_envelope(std::span<const std::uint8_t> raw) {
     if (raw.empty()) fail("empty input");
     const std::uint8_t first = raw[0];
     if (first >= 0xc0) return decode_legacy(rlp::decode(raw));
     if (first >= 0x80) {
         fail(fmt::format(
-            "starts with 0x{:02x}: expected an RLP list (legacy) or a type byte (0x01, 0x02, 0x04)",
+            "starts with 0x{:02x}: expected an RLP list (legacy) or a type byte (0x01 to 0x04)",
             first));
     }
     const auto type = static_cast<TxType>(first);
     switch (type) {
-        case TxType::blob: fail("blob transactions (type 3) are not supported");
+        case TxType::blob:
+            if (raw.size() == 1) fail("type 0x03 without a payload");
+            return decode_blob(rlp::decode(raw.subspan(1)));
         case TxType::access_list:
         case TxType::dynamic_fee:
         case TxType::set_code:
@@ -299,8 +359,7 @@ Transaction decode_envelope(std::span<const std::uint8_t> raw) {
             return decode_typed(type, rlp::decode(raw.subspan(1)));
         case TxType::legacy: break;
     }
-    fail(fmt::format("unknown transaction type 0x{:02x} (supported: legacy, 0x01, 0x02, 0x04)",
-                     first));
+    fail(fmt::format("unknown transaction type 0x{:02x} (supported: legacy, 0x01 to 0x04)", first));
 }
 
 }  // namespace
@@ -313,7 +372,8 @@ Transaction decode_transaction(std::span<const std::uint8_t> raw) {
         throw DecodeError(std::string("invalid transaction: ") + e.what());
     }
     tx.raw.assign(raw.begin(), raw.end());
-    tx.hash = keccak256(raw);
+    // A blob transaction is known by its payload: the sidecar is not signed and not in blocks.
+    tx.hash = keccak256(tx.type == TxType::blob ? std::span<const std::uint8_t>(tx.payload) : raw);
     return tx;
 }
 
@@ -329,6 +389,7 @@ json::object to_rpc_json(const Transaction& tx) {
         out["gasPrice"] = *tx.max_fee_per_gas;
         out["maxFeePerGas"] = *tx.max_fee_per_gas;
         out["maxPriorityFeePerGas"] = tx.max_priority_fee_per_gas.value_or("0x0");
+        if (tx.max_fee_per_blob_gas) out["maxFeePerBlobGas"] = *tx.max_fee_per_blob_gas;
     } else {
         out["gasPrice"] = tx.gas_price.value_or("0x0");
     }
@@ -341,6 +402,11 @@ json::object to_rpc_json(const Transaction& tx) {
     out["type"] = to_quantity(static_cast<std::uint64_t>(tx.type));
     if (tx.type != TxType::legacy) out["accessList"] = tx.access_list;
     if (tx.chain_id) out["chainId"] = to_quantity(*tx.chain_id);
+    if (tx.type == TxType::blob) {
+        json::array hashes;
+        for (const Hash& h : tx.blob_versioned_hashes) hashes.emplace_back(to_hex(h));
+        out["blobVersionedHashes"] = std::move(hashes);
+    }
     if (tx.type == TxType::set_code) out["authorizationList"] = tx.authorization_list;
     out["v"] = to_quantity(tx.v);
     out["r"] = to_quantity(tx.r);

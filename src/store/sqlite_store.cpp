@@ -135,6 +135,12 @@ constexpr const char* kMigrations[] = {
     // the peer's address), and the index that finds finished managed transactions to prune.
     "ALTER TABLE transactions ADD COLUMN source TEXT;"
     "CREATE INDEX managed_by_state ON managed_transactions (state, updated_ms);",
+    // 8: blob transactions' network forms (their signed bytes with the sidecar, up to ~1 MB),
+    // apart from the records so that loading unfinished transactions does not read blobs; a row
+    // lives until its transaction is final for good (finalized).
+    "CREATE TABLE transaction_sidecars ("
+    " tx INTEGER PRIMARY KEY REFERENCES transactions (id),"
+    " network BLOB NOT NULL);",
 };
 
 constexpr const char* kColumns =
@@ -179,11 +185,11 @@ public:
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
                                      "block_hash = ?6, block_number = ?7, "
                                      "finalized = (?8 OR (?9 AND ?6 IS NULL)) "
-                                     "WHERE hash = ?1 RETURNING id;"
+                                     "WHERE hash = ?1 RETURNING id, finalized;"
                                    : "UPDATE transactions SET state = ?2, reason = ?3, "
                                      "updated_ms = ?4, broadcasts = COALESCE(?5, broadcasts), "
                                      "finalized = (?8 OR (?9 AND block_hash IS NULL)) "
-                                     "WHERE hash = ?1 RETURNING id;");
+                                     "WHERE hash = ?1 RETURNING id, finalized;");
         st.text(1, u.hash).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
         // A final state without a block (never mined) is final for good, whoever wrote it.
         st.integer(8, u.finalized ? 1 : 0).integer(9, is_final(u.state) ? 1 : 0);
@@ -193,9 +199,34 @@ public:
             st.integer(7, static_cast<std::int64_t>(*u.block_number));
         if (!st.step()) return false;  // no such transaction
         const std::int64_t id = st.column_int(0);
+        const bool finalized = st.column_int(1) != 0;
         st.done();
         add_tx_event(id, u.state, u.reason, u.at_ms);
+        // Kept while a reorg may still reopen the transaction and send it again.
+        if (finalized) drop_network_form(id);
         return true;
+    }
+
+    void put_network_form(std::string_view hash,
+                          const std::vector<std::uint8_t>& network) override {
+        Stmt st(*this,
+                "INSERT OR REPLACE INTO transaction_sidecars (tx, network) SELECT id, ?2 FROM "
+                "transactions WHERE hash = ?1;");
+        st.text(1, hash).blob(2, network);
+        st.done();
+        if (sqlite3_changes(db_.get()) == 0) {
+            throw StoreError(
+                fmt::format("store {}: no transaction {} to keep a network form for", path_, hash));
+        }
+    }
+
+    std::optional<std::vector<std::uint8_t>> network_form(std::string_view hash) override {
+        Stmt st(*this,
+                "SELECT s.network FROM transaction_sidecars s JOIN transactions t ON t.id = s.tx "
+                "WHERE t.hash = ?1;");
+        st.text(1, hash);
+        if (!st.step()) return std::nullopt;
+        return st.column_blob(0);
     }
 
     std::optional<TxRecord> find(std::string_view hash) override {
@@ -230,9 +261,12 @@ public:
         for (const auto& hash : hashes) {
             Stmt st(*this,
                     "UPDATE transactions SET finalized = 1 WHERE hash = ?1 AND state IN "
-                    "('COMPLETED', 'FAILED');");
+                    "('COMPLETED', 'FAILED') RETURNING id;");
             st.text(1, hash);
+            if (!st.step()) continue;
+            const std::int64_t id = st.column_int(0);
             st.done();
+            drop_network_form(id);
         }
     }
 
@@ -529,10 +563,17 @@ private:
     }
 
     void delete_tx(std::int64_t id) {
+        drop_network_form(id);
         Stmt events(*this, "DELETE FROM transaction_events WHERE tx = ?1;");
         events.integer(1, id).done();
         Stmt row(*this, "DELETE FROM transactions WHERE id = ?1;");
         row.integer(1, id).done();
+    }
+
+    void drop_network_form(std::int64_t tx) {
+        Stmt st(*this, "DELETE FROM transaction_sidecars WHERE tx = ?1;");
+        st.integer(1, tx);
+        st.done();
     }
 
     void add_tx_event(std::int64_t tx, TxState state, const std::string& reason,

@@ -57,7 +57,40 @@ namespace {
 eth::Transaction decode_held(std::span<const std::uint8_t> raw) {
     eth::Transaction tx = eth::decode_transaction(raw);
     tx.raw = {};
+    tx.payload = {};
     return tx;
+}
+
+// A transaction as a client sent it, split into what memory holds and what only the journal
+// does: a blob transaction's record holds its payload (what its hash is over), and its network
+// form, sidecar included (up to ~1 MB), is journaled apart and read back to be broadcast.
+struct Received {
+    eth::Transaction tx;  // decoded, without its bytes
+    eth::Bytes raw;       // the record's bytes
+    eth::Bytes network;   // a blob transaction's network form; empty for the other types
+};
+
+// Throws as eth::decode_transaction does, and for a blob transaction without its sidecar.
+Received receive(eth::Bytes bytes) {
+    Received out;
+    out.tx = eth::decode_transaction(bytes);
+    out.tx.raw = {};
+    if (out.tx.type != eth::TxType::blob) {
+        out.raw = std::move(bytes);
+        return out;
+    }
+    // Nodes refuse it too: without its blobs nobody can check or propagate it.
+    if (out.tx.sidecar == eth::BlobSidecar::none) {
+        throw eth::DecodeError(
+            "invalid transaction: a blob transaction without its sidecar (0x03 || "
+            "rlp(tx_payload_body)) cannot be sent; send its network form, 0x03 || "
+            "rlp([tx_payload_body, blobs, commitments, proofs]) (EIP-4844) or 0x03 || "
+            "rlp([tx_payload_body, 1, blobs, commitments, cell_proofs]) (EIP-7594)");
+    }
+    out.raw = std::move(out.tx.payload);
+    out.tx.payload = {};
+    out.network = std::move(bytes);
+    return out;
 }
 
 std::string quoted(std::string_view s) {
@@ -487,9 +520,35 @@ asio::awaitable<void> TxManager::record_taken(std::shared_ptr<Entry> e, std::str
     if (!written) e->maybe_taken = true;
 }
 
-asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e) {
+asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e,
+                                                            const eth::Bytes* network) {
     BroadcastResult out;
-    const std::string raw = eth::to_hex(e.rec.raw);
+    // A blob transaction goes out with its sidecar, which only the journal holds; read for this
+    // broadcast and let go after it.
+    std::optional<eth::Bytes> loaded;
+    if (e.tx.type == eth::TxType::blob && !network) {
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                loaded = j.network_form(e.rec.hash);
+            };
+            co_await journal_.run(std::move(op));
+        } catch (const std::exception& ex) {
+            out.detail =
+                fmt::format("its blob sidecar cannot be read from the journal ({})", ex.what());
+            co_return out;
+        }
+        if (!loaded) {
+            // Nothing can send it without its blobs; the client can, by sending it again.
+            out.verdict = Broadcast::refused;
+            out.detail =
+                "its blob sidecar is not in the journal: send its network form again to retry";
+            out.node_reply = error_reply(jsonrpc::ErrorCode::internal_error,
+                                         "invalid transaction: " + out.detail);
+            co_return out;
+        }
+        network = &*loaded;
+    }
+    const std::string raw = eth::to_hex(network ? *network : e.rec.raw);
     json::value params = json::array{json::string(raw)};  // (GCC 12: no braces inside co_await)
     auto deliveries = co_await pool_.broadcast("eth_sendRawTransaction", std::move(params),
                                                config_.tx.broadcast_fanout,
@@ -874,12 +933,14 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::
         co_return out;
     }
     auto e = std::make_shared<Entry>();
+    Received received;
     try {
-        e->tx = decode_held(*raw);
+        received = receive(std::move(*raw));
     } catch (const std::exception& ex) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
     }
+    e->tx = std::move(received.tx);
     if (!e->tx.chain_id) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params,
                                 "only replay-protected (EIP-155) transactions are accepted: sign "
@@ -896,21 +957,24 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::
         co_return out;
     }
     if (source.empty()) source = client;
-    co_return co_await admit(std::move(e), std::move(*raw), std::nullopt, std::move(client),
-                             std::move(source));
+    co_return co_await admit(std::move(e), std::move(received.raw), std::move(received.network),
+                             std::nullopt, std::move(client), std::move(source));
 }
 
 asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, std::string parent,
                                                         std::string client) {
     SubmitResult out;
     auto e = std::make_shared<Entry>();
+    Received received;
     try {
-        e->tx = decode_held(raw);
+        received = receive(raw);
     } catch (const std::exception& ex) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
         co_return out;
     }
-    co_return co_await admit(std::move(e), raw, std::move(parent), std::move(client), {});
+    e->tx = std::move(received.tx);
+    co_return co_await admit(std::move(e), std::move(received.raw), std::move(received.network),
+                             std::move(parent), std::move(client), {});
 }
 
 std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) const {
@@ -922,6 +986,7 @@ std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) con
 }
 
 asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::Bytes raw,
+                                               eth::Bytes network,
                                                std::optional<std::string> parent,
                                                std::string client, std::string source) {
     SubmitResult out;
@@ -1039,6 +1104,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
                 inserted = true;
             }
             *queued_here = inserted;
+            if (inserted && !network.empty()) j.put_network_form(rec.hash, network);
             for (auto& r : replaced)
                 j.update(store::TxUpdate{r->rec.hash, TxState::failed,
                                          "replaced by " + rec.hash + " before any node took it",
@@ -1113,7 +1179,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         co_return out;
     }
 
-    BroadcastResult b = co_await send(*e);
+    BroadcastResult b = co_await send(*e, network.empty() ? nullptr : &network);
     {
         std::lock_guard lock(mu_);
         e->last_broadcast = Clock::now();

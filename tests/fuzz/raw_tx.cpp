@@ -1,8 +1,8 @@
 // Fuzz target: the bytes of eth_sendRawTransaction through the RLP decoder and the transaction
 // decoder. Both accept only canonical encodings, so whatever they accept must encode back to the
 // very bytes they were given: the item tree with the RLP encoders, the transaction from its
-// decoded fields. Refusals must be DecodeErrors that say what is wrong; anything else escaping is a
-// finding.
+// decoded fields (a blob transaction's payload; its sidecar must match what it signed). Refusals
+// must be DecodeErrors that say what is wrong; anything else escaping is a finding.
 
 #include "check.hpp"
 
@@ -23,6 +23,7 @@ namespace {
 
 namespace json = boost::json;
 namespace rlp = gateway::eth::rlp;
+using gateway::eth::BlobSidecar;
 using gateway::eth::Bytes;
 using gateway::eth::DecodeError;
 using gateway::eth::Transaction;
@@ -164,12 +165,57 @@ Bytes encode(const Transaction& tx) {
     append(fields, hex_field(field("input")));
     append(fields, access_list(field("accessList")));
     if (tx.type == TxType::set_code) append(fields, authorization_list(field("authorizationList")));
+    if (tx.type == TxType::blob) {
+        append(fields, quantity_field(field("maxFeePerBlobGas")));
+        Bytes hashes;
+        for (const json::value& h : field("blobVersionedHashes").as_array())
+            append(hashes, hex_field(h));
+        append(fields, rlp::encode_list(hashes));
+    }
     append(fields, quantity_field(field("yParity")));
     append(fields, quantity_field(field("r")));
     append(fields, quantity_field(field("s")));
     Bytes out{static_cast<std::uint8_t>(tx.type)};
     append(out, rlp::encode_list(fields));
     return out;
+}
+
+// A blob transaction: its hash is over its payload, which is the input or the first item of the
+// input's list, and whatever sidecar came with it matches what it signed.
+void check_blob(const Transaction& tx) {
+    check(tx.hash == gateway::eth::keccak256(tx.payload), "the hash is keccak256 of the payload");
+    check(!tx.blob_versioned_hashes.empty() &&
+              tx.blob_versioned_hashes.size() <= gateway::eth::kMaxBlobsPerTransaction,
+          "1 to 6 blobs");
+    check(tx.to.has_value(), "a blob transaction does not create a contract");
+    check(tx.payload.size() <= gateway::eth::kMaxBlobPayloadBytes, "payload within its limit");
+    if (tx.sidecar == BlobSidecar::none) {
+        check(tx.payload == tx.raw, "without a sidecar, the payload is the input");
+        return;
+    }
+    const rlp::Item outer = rlp::decode(std::span(tx.raw).subspan(1));
+    check(outer.is_list && !outer.items.empty(), "a network form is a list");
+    const rlp::Item& body = outer.items[0];
+    check(std::equal(body.encoded.begin(), body.encoded.end(), tx.payload.begin() + 1,
+                     tx.payload.end()),
+          "the payload is the network form's first item");
+    const bool v7594 = tx.sidecar == BlobSidecar::eip7594;
+    check(outer.items.size() == (v7594 ? 5u : 4u), "a network form's item count");
+    const std::size_t first = v7594 ? 2 : 1;
+    const rlp::Item& blobs = outer.items[first];
+    const rlp::Item& commitments = outer.items[first + 1];
+    const rlp::Item& proofs = outer.items[first + 2];
+    const std::size_t count = tx.blob_versioned_hashes.size();
+    check(blobs.items.size() == count && commitments.items.size() == count,
+          "a blob and a commitment per versioned hash");
+    check(proofs.items.size() == count * (v7594 ? gateway::eth::kCellProofsPerBlob : 1),
+          "proofs per blob");
+    for (std::size_t i = 0; i < count; ++i) {
+        check(blobs.items[i].payload.size() == gateway::eth::kBlobBytes, "blob size");
+        check(gateway::eth::versioned_hash(commitments.items[i].payload) ==
+                  tx.blob_versioned_hashes[i],
+              "each commitment hashes to its versioned hash");
+    }
 }
 
 void check_transaction(std::span<const std::uint8_t> raw) {
@@ -181,9 +227,14 @@ void check_transaction(std::span<const std::uint8_t> raw) {
               "transaction errors say so");
         return;
     }
-    check(tx.type != TxType::blob, "blob transactions are refused");
     check(std::equal(tx.raw.begin(), tx.raw.end(), raw.begin(), raw.end()), "raw is the input");
-    check(tx.hash == gateway::eth::keccak256(raw), "the hash is keccak256 of the input");
+    if (tx.type == TxType::blob) {
+        check_blob(tx);
+    } else {
+        check(tx.payload.empty() && tx.sidecar == BlobSidecar::none,
+              "no payload apart, no sidecar");
+        check(tx.hash == gateway::eth::keccak256(raw), "the hash is keccak256 of the input");
+    }
     check(tx.y_parity <= 1, "y parity is 0 or 1");
     if (tx.type == TxType::legacy) {
         check(tx.chain_id ? tx.v == *tx.chain_id * 2 + 35 + tx.y_parity : tx.v == 27u + tx.y_parity,
@@ -191,8 +242,10 @@ void check_transaction(std::span<const std::uint8_t> raw) {
     } else {
         check(tx.chain_id.has_value() && tx.v == tx.y_parity, "typed: chain id, v is y parity");
     }
+    // A blob transaction's payload is checked to be in its input by check_blob.
     const Bytes again = encode(tx);
-    check(std::equal(again.begin(), again.end(), raw.begin(), raw.end()),
+    const std::span<const std::uint8_t> encoded = tx.type == TxType::blob ? tx.payload : raw;
+    check(std::equal(again.begin(), again.end(), encoded.begin(), encoded.end()),
           "a decoded transaction encodes back to its input");
 }
 

@@ -657,9 +657,7 @@ TEST(TransactionTest, RefusesMalformedRlp) {
     EXPECT_THAT(decode_error(raw), HasSubstr("invalid transaction: RLP: "));
 }
 
-TEST(TransactionTest, RefusesBlobAndUnknownTypes) {
-    EXPECT_EQ(decode_error(hex("0x03c0")),
-              "invalid transaction: blob transactions (type 3) are not supported");
+TEST(TransactionTest, RefusesUnknownTypes) {
     EXPECT_THAT(decode_error(hex("0x05c0")), HasSubstr("unknown transaction type 0x05"));
     EXPECT_THAT(decode_error(hex("0x00c0")), HasSubstr("unknown transaction type 0x00"));
     EXPECT_THAT(decode_error(hex("0x7fc0")), HasSubstr("unknown transaction type 0x7f"));

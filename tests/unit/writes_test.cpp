@@ -58,7 +58,7 @@ store::TxRecord record(const std::string& hash, std::uint64_t nonce,
 TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     const std::string dir = test::make_temp_dir("journal-test");
     auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
-    EXPECT_EQ(s->schema_version(), 7);
+    EXPECT_EQ(s->schema_version(), 8);
     auto [a, inserted] = s->insert(record("0xaa", 1));
     EXPECT_TRUE(inserted);
     EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
@@ -92,6 +92,38 @@ TEST(Journal, KeepsTransactionsTheirStatesAndHistory) {
     EXPECT_EQ(s->list(std::nullopt, 10).size(), 2u);
     EXPECT_EQ(s->list(TxState::completed, 10).size(), 1u);
     EXPECT_EQ(s->list(TxState::failed, 10).size(), 0u);
+}
+
+TEST(Journal, ABlobTransactionsNetworkFormIsKeptApartUntilItIsFinal) {
+    const std::string dir = test::make_temp_dir("journal-blob");
+    auto s = store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
+    const std::vector<std::uint8_t> network(200'000, 0x5a);
+    EXPECT_THROW(s->put_network_form("0xaa", network), store::StoreError) << "no such transaction";
+    s->insert(record("0xaa", 0));
+    s->insert(record("0xbb", 1));
+    s->put_network_form("0xaa", network);
+    EXPECT_EQ(s->network_form("0xaa"), network);
+    EXPECT_FALSE(s->network_form("0xbb")) << "not a blob transaction";
+    EXPECT_EQ(s->find("0xaa")->raw, (std::vector<std::uint8_t>{0x02, 0xf8, 0x01}));
+    EXPECT_EQ(s->unfinished().at(0).raw.size(), 3u) << "records are loaded without it";
+    const std::vector<std::uint8_t> other(100, 0x07);  // sent again in the other form
+    s->put_network_form("0xaa", other);
+    EXPECT_EQ(s->network_form("0xaa"), other);
+
+    s->update(store::TxUpdate{"0xaa", TxState::broadcasting, "accepted", 2000});
+    EXPECT_TRUE(s->network_form("0xaa")) << "still to be sent again";
+    store::TxUpdate mined{"0xaa", TxState::completed, "mined", 3000};
+    mined.set_block = true;
+    mined.block_hash = "0xb10c";
+    mined.block_number = 7;
+    s->update(mined);
+    EXPECT_TRUE(s->network_form("0xaa")) << "a reorg may still reopen it and send it again";
+    s->mark_finalized({"0xaa"});
+    EXPECT_FALSE(s->network_form("0xaa")) << "nothing sends a finalized transaction";
+    // Never mined: final for good at once.
+    s->put_network_form("0xbb", network);
+    s->update(store::TxUpdate{"0xbb", TxState::failed, "refused", 3000});
+    EXPECT_FALSE(s->network_form("0xbb"));
 }
 
 TEST(Journal, ManagedTransactionsAttemptsAndNonces) {
@@ -372,6 +404,11 @@ public:
         std::lock_guard lock(mu_);
         receipts_null_ = null;
     }
+    /// The forms blob transactions were sent in, in order.
+    std::vector<eth::BlobSidecar> blob_forms() const {
+        std::lock_guard lock(mu_);
+        return blob_forms_;
+    }
     /// What eth_getTransactionCount answers, at any block (0 until set).
     void set_nonce_count(std::uint64_t count) {
         std::lock_guard lock(mu_);
@@ -388,6 +425,12 @@ private:
             if (!refusal_.empty()) return FakeReply::rpc_error(-32000, refusal_);
             const auto tx =
                 eth::decode_transaction(*eth::from_hex(req.at("params").at(0).as_string()));
+            if (tx.type == eth::TxType::blob) {
+                // As geth: a blob transaction comes with its blobs or not at all.
+                if (tx.sidecar == eth::BlobSidecar::none)
+                    return FakeReply::rpc_error(-32000, "blobless blob transaction");
+                blob_forms_.push_back(tx.sidecar);
+            }
             const std::string h = eth::to_hex(tx.hash);
             if (!mined_.count(h) &&
                 std::find(mempool_.begin(), mempool_.end(), h) == mempool_.end()) {
@@ -441,6 +484,7 @@ private:
     std::map<std::string, std::uint64_t> mined_;
     std::vector<std::pair<std::string, std::uint64_t>> accepted_;
     std::size_t broadcasts_ = 0;
+    std::vector<eth::BlobSidecar> blob_forms_;
     std::uint64_t nonce_count_ = 0;
 };
 
@@ -865,6 +909,110 @@ TEST_F(WritesTest, BadTransactionsAreRefusedAndNothingIsJournaled) {
     EXPECT_EQ(chain.broadcasts(), 0u);
 }
 
+TEST_F(WritesTest, ABlobTransactionGoesOutWithItsSidecarWhichTheJournalKeepsUntilItIsMined) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    const test::BlobTx blob = test::sign_blob(test::kKey0, {.nonce = 0, .blobs = 6});
+    const eth::Bytes network =
+        test::network_form(blob.payload, blob.parts, eth::BlobSidecar::eip7594);
+    auto r = send(eth::to_hex(network));
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(json::parse(r.body).at("result"), blob.hash.c_str()) << r.body;
+    EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
+    ASSERT_TRUE(wait_tx_state(blob.hash, "BROADCASTING"));
+    EXPECT_EQ(chain.blob_forms(), std::vector<eth::BlobSidecar>{eth::BlobSidecar::eip7594});
+    // Pending, it shows as nodes show it: blob fee and versioned hashes, no sidecar.
+    const json::value pending = json::parse(
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":[")" +
+             blob.hash + R"("]})")
+            .body);
+    EXPECT_EQ(pending.at("result").at("type"), "0x3") << json::serialize(pending);
+    EXPECT_EQ(pending.at("result").at("blobVersionedHashes").as_array().size(), 6u);
+    {
+        auto journal = store::open_store(config::StoreConfig{"sqlite", store_path});
+        EXPECT_EQ(journal->find(blob.hash)->raw, blob.payload) << "the record is the payload";
+        EXPECT_EQ(journal->network_form(blob.hash), network);
+    }
+    chain.mine();
+    chain.mine();
+    ASSERT_TRUE(wait_tx_state(blob.hash, "COMPLETED"));
+    auto journal = store::open_store(config::StoreConfig{"sqlite", store_path});
+    EXPECT_TRUE(journal->network_form(blob.hash)) << "a reorg may still reopen it";
+    EXPECT_EQ(chain.broadcasts(), 1u);
+}
+
+// The sidecar of a queued blob transaction is read back from the journal after a restart; one
+// replaced before any node took it (a higher blob fee for its nonce) is not sent at all.
+TEST_F(WritesTest, AQueuedBlobTransactionGoesOutWithItsSidecarAfterARestart) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    chain.set_down(true);
+    ASSERT_TRUE(wait_state("node-0", "down"));
+    const test::BlobTx first = test::sign_blob(test::kKey0, {.nonce = 0, .blobs = 2});
+    const test::BlobTx bumped = test::sign_blob(
+        test::kKey0, {.nonce = 0, .max_fee_per_blob_gas = 2'000'000'000, .blobs = 2});
+    const test::BlobTx next = test::sign_blob(test::kKey0, {.nonce = 1});
+    for (const test::BlobTx* b : {&first, &bumped, &next}) {
+        auto r = send(eth::to_hex(test::network_form(
+            b->payload, b->parts,
+            b == &next ? eth::BlobSidecar::eip7594 : eth::BlobSidecar::eip4844)));
+        EXPECT_EQ(json::parse(r.body).at("result"), b->hash.c_str()) << r.body;
+        EXPECT_EQ(r.header("x-gateway-queued"), "true");
+    }
+    EXPECT_EQ(state_of(first.hash), "FAILED") << "replaced before any node took it";
+    gw->shutdown();
+    runner.join();
+    gw.reset();
+
+    chain.set_down(false);
+    const std::string path = store_path;
+    start({chain.url()}, [&](config::Config& c) {
+        c.store.path = path;
+        c.chains[0].tx.poll_interval = 20ms;
+        c.chains[0].tx.confirmations = 1;
+    });
+    ASSERT_TRUE(wait_tx_state(bumped.hash, "BROADCASTING"));
+    ASSERT_TRUE(wait_tx_state(next.hash, "BROADCASTING"));
+    EXPECT_EQ(chain.blob_forms(), (std::vector<eth::BlobSidecar>{eth::BlobSidecar::eip4844,
+                                                                 eth::BlobSidecar::eip7594}));
+    chain.mine();
+    EXPECT_TRUE(wait_tx_state(bumped.hash, "COMPLETED"));
+    EXPECT_TRUE(wait_tx_state(next.hash, "COMPLETED"));
+    EXPECT_EQ(state_of(first.hash), "FAILED");
+    EXPECT_EQ(chain.broadcasts(), 2u) << "each sent once";
+}
+
+TEST_F(WritesTest, BadBlobTransactionsAreRefusedAndNothingIsJournaled) {
+    Chain chain;
+    start_on(chain);
+    wait_ready();
+    auto error_of = [&](const eth::Bytes& raw) {
+        const json::value v = json::parse(send(eth::to_hex(raw)).body);
+        EXPECT_EQ(v.at("error").at("code"), -32602) << json::serialize(v);
+        return std::string(v.at("error").at("message").as_string());
+    };
+    const test::BlobTx blob = test::sign_blob(test::kKey0, {.blobs = 2});
+    EXPECT_THAT(error_of(blob.payload),
+                HasSubstr("a blob transaction without its sidecar (0x03 || rlp(tx_payload_body)) "
+                          "cannot be sent; send its network form"));
+    test::BlobParts swapped = blob.parts;
+    std::swap(swapped.commitments[0], swapped.commitments[1]);
+    EXPECT_THAT(error_of(test::network_form(blob.payload, swapped, eth::BlobSidecar::eip4844)),
+                HasSubstr("commitment 0 does not match versioned hash 0"));
+    const test::BlobTx mainnet = test::sign_blob(test::kKey0, {.chain_id = 1});
+    EXPECT_THAT(
+        error_of(test::network_form(mainnet.payload, mainnet.parts, eth::BlobSidecar::eip7594)),
+        HasSubstr("signed for chain id 1, but chain devnet has id 31337"));
+    const test::BlobTx create = test::sign_blob(test::kKey0, {.to = ""});
+    EXPECT_THAT(
+        error_of(test::network_form(create.payload, create.parts, eth::BlobSidecar::eip4844)),
+        HasSubstr("cannot create a contract"));
+    EXPECT_EQ(journaled(), 0u);
+    EXPECT_EQ(chain.broadcasts(), 0u);
+}
+
 TEST_F(WritesTest, QueuedTransactionsCarryOnAfterARestart) {
     Chain chain;
     start_on(chain);
@@ -952,6 +1100,13 @@ public:
         check();
         std::this_thread::sleep_for(update_delay_);
         return inner_->update(u);
+    }
+    void put_network_form(std::string_view h, const std::vector<std::uint8_t>& n) override {
+        check();
+        inner_->put_network_form(h, n);
+    }
+    std::optional<std::vector<std::uint8_t>> network_form(std::string_view h) override {
+        return inner_->network_form(h);
     }
     std::optional<store::TxRecord> find(std::string_view h) override { return inner_->find(h); }
     std::vector<store::TxRecord> unfinished() override { return inner_->unfinished(); }
@@ -1406,6 +1561,32 @@ TEST_F(WritesTest, FinishedTransactionsPastRetentionLeaveTheJournal) {
     EXPECT_FALSE(s->find("0xold2"));
     EXPECT_TRUE(s->find("0xopen")) << "unfinished: kept however old";
     EXPECT_TRUE(s->find("0xnew")) << "finished within retention: kept";
+}
+
+// A held blob transaction costs memory for its payload only: the sidecar (768 KiB of blobs for
+// six) is read from the journal for each broadcast.
+TEST(TxManager, HoldsABlobTransactionWithoutItsSidecar) {
+    Chain chain;
+    chain.set_down(true);
+    ManagerRig rig(chain, {}, {}, 20ms);
+    const test::BlobTx blob = test::sign_blob(test::kKey0, {.blobs = 6});
+    const eth::Bytes network =
+        test::network_form(blob.payload, blob.parts, eth::BlobSidecar::eip7594);
+    txm::SubmitResult r = rig.submit(eth::to_hex(network));
+    ASSERT_TRUE(r.reply && !r.reply->is_error()) << r.reply->error.message;
+    EXPECT_TRUE(r.queued);
+    const auto held = rig.manager.held_record(blob.hash);
+    ASSERT_TRUE(held);
+    EXPECT_EQ(held->raw, blob.payload);
+    EXPECT_LT(held->raw.size(), 500u);
+    std::optional<std::vector<std::uint8_t>> kept;
+    rig.journal.run_blocking([&](store::Journal& j) { kept = j.network_form(blob.hash); });
+    EXPECT_EQ(kept, network);
+
+    chain.set_down(false);
+    rig.manager.wake();
+    for (int i = 0; i < 300 && chain.blob_forms().empty(); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(chain.blob_forms(), std::vector<eth::BlobSidecar>{eth::BlobSidecar::eip7594});
 }
 
 // Managed senders: keys are loaded at start, and eth_accounts lists the chain's senders.

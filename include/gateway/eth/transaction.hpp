@@ -2,6 +2,7 @@
 // Signed transactions as clients send them to eth_sendRawTransaction: decoded, checked and their
 // sender recovered, so the gateway knows what it forwards before any node sees it.
 
+#include "gateway/eth/blob.hpp"
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/rlp.hpp"
 
@@ -13,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace gateway::eth {
 
@@ -21,7 +23,7 @@ enum class TxType : std::uint8_t {
     legacy = 0x00,       ///< an RLP list without a type byte (pre-EIP-155 or EIP-155)
     access_list = 0x01,  ///< EIP-2930
     dynamic_fee = 0x02,  ///< EIP-1559
-    blob = 0x03,         ///< EIP-4844: refused by the decoder
+    blob = 0x03,         ///< EIP-4844
     set_code = 0x04,     ///< EIP-7702
 };
 
@@ -37,8 +39,9 @@ struct Transaction {
     std::optional<std::uint64_t> chain_id;
     std::uint64_t nonce = 0;
     std::optional<std::string> gas_price;                 ///< legacy and EIP-2930
-    std::optional<std::string> max_fee_per_gas;           ///< EIP-1559 and EIP-7702
-    std::optional<std::string> max_priority_fee_per_gas;  ///< EIP-1559 and EIP-7702
+    std::optional<std::string> max_fee_per_gas;           ///< EIP-1559, EIP-4844, EIP-7702
+    std::optional<std::string> max_priority_fee_per_gas;  ///< EIP-1559, EIP-4844, EIP-7702
+    std::optional<std::string> max_fee_per_blob_gas;      ///< EIP-4844
     std::uint64_t gas = 0;
     std::optional<Address> to;  ///< absent for a contract creation
     std::string value;
@@ -47,26 +50,38 @@ struct Transaction {
     boost::json::value access_list;
     /// [{"chainId", "address", "nonce", "yParity", "r", "s"}] for EIP-7702; null otherwise.
     boost::json::value authorization_list;
+    /// EIP-4844: one per blob, 1 to kMaxBlobsPerTransaction of them.
+    std::vector<Hash> blob_versioned_hashes;
+    /// EIP-4844: the form `raw` came in; none for the other types.
+    BlobSidecar sidecar = BlobSidecar::none;
     /// As signed: 27/28 or chain_id*2+35/36 for legacy transactions, y_parity for typed ones.
     std::uint64_t v = 0;
     std::uint8_t y_parity = 0;  ///< 0 or 1: which of the two candidate public keys signed
     Scalar r{};
     Scalar s{};
-    Bytes raw;         ///< the bytes as received
-    Hash hash{};       ///< keccak256(raw): the hash nodes and explorers know the transaction by
+    Bytes raw;  ///< the bytes as received
+    /// A blob transaction's signed bytes without its sidecar, 0x03 || rlp(tx_payload_body): what
+    /// blocks hold and its hash is over. Empty for the other types, whose `raw` is that.
+    Bytes payload;
+    /// keccak256(raw), or of `payload` for a blob transaction: the hash nodes and explorers know
+    /// the transaction by.
+    Hash hash{};
     Address sender{};  ///< recovered from the signature
 };
 
-/// Decodes a signed raw transaction: legacy, EIP-2930, EIP-1559 or EIP-7702. Throws DecodeError
-/// with a message that starts "invalid transaction: " and says what to fix: malformed RLP, a
-/// blob transaction (not supported), an unknown type, a field of the wrong size or with leading
-/// zeros, a signature that is malleable (s > n/2), out of range or that recovers no key. Pure;
-/// safe from any thread.
+/// Decodes a signed raw transaction: legacy, EIP-2930, EIP-1559, EIP-4844 or EIP-7702. A blob
+/// transaction may come with its sidecar (either network form, checked by check_sidecar) or
+/// without (`sidecar` is none: the caller decides whether that will do). Throws DecodeError with
+/// a message that starts "invalid transaction: " and says what to fix: malformed RLP, an unknown
+/// type, a field of the wrong size or with leading zeros, a blob transaction that creates a
+/// contract, has no blob or too many, or whose sidecar does not match, a signature that is
+/// malleable (s > n/2), out of range or that recovers no key. Pure; safe from any thread.
 Transaction decode_transaction(std::span<const std::uint8_t> raw);
 
 /// The transaction as eth_getTransactionByHash shows a pending one (geth's field names and
 /// order): blockHash, blockNumber and transactionIndex null; gasPrice is maxFeePerGas for
-/// EIP-1559 and EIP-7702 transactions; from and addresses lowercase.
+/// EIP-1559, EIP-4844 and EIP-7702 transactions; from and addresses lowercase. A blob
+/// transaction shows maxFeePerBlobGas and blobVersionedHashes, not its sidecar.
 boost::json::object to_rpc_json(const Transaction& tx);
 
 }  // namespace gateway::eth

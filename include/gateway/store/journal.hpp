@@ -40,7 +40,9 @@ struct TxRecord {
     std::uint64_t chain_id = 0;
     std::string sender;  ///< 0x-prefixed, lowercase
     std::uint64_t nonce = 0;
-    std::vector<std::uint8_t> raw;  ///< the signed transaction as the client sent it
+    /// The signed transaction as the client sent it; a blob transaction without its sidecar
+    /// (0x03 || rlp(tx_payload_body)), whose network form is kept apart (network_form).
+    std::vector<std::uint8_t> raw;
     TxState state = TxState::queued;
     std::string reason;           ///< why it is in this state, for people
     std::int64_t created_ms = 0;  ///< Unix time in milliseconds
@@ -140,8 +142,17 @@ public:
     /// Inserts a new transaction with its first event. When one with the same hash exists
     /// nothing changes and the existing record is returned with `false`.
     virtual std::pair<TxRecord, bool> insert(const TxRecord& record) = 0;
-    /// Moves a transaction to a state and records the event. False when the hash is unknown.
+    /// Moves a transaction to a state and records the event. False when the hash is unknown. A
+    /// final state drops its network form: nothing sends it again.
     virtual bool update(const TxUpdate& update) = 0;
+    /// Keeps a blob transaction's network form (its signed bytes with the sidecar, up to ~1 MB),
+    /// the bytes to broadcast, apart from its record so that loading records does not load
+    /// blobs; replaces the one kept before. The transaction must be in the journal.
+    virtual void put_network_form(std::string_view hash,
+                                  const std::vector<std::uint8_t>& network) = 0;
+    /// The network form kept for a transaction; nullopt when none is (not a blob transaction,
+    /// or final).
+    virtual std::optional<std::vector<std::uint8_t>> network_form(std::string_view hash) = 0;
     virtual std::optional<TxRecord> find(std::string_view hash) = 0;
     /// Every transaction not in a final state, ordered by chain, sender and nonce.
     virtual std::vector<TxRecord> unfinished() = 0;

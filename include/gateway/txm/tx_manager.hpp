@@ -141,12 +141,16 @@ private:
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<bool> load();
     /// Journals a decoded transaction and sends it (or queues it), as submit() and
-    /// submit_attempt() do.
+    /// submit_attempt() do. `network`: a blob transaction's network form, journaled with it.
     boost::asio::awaitable<SubmitResult> admit(std::shared_ptr<Entry> e, eth::Bytes raw,
+                                               eth::Bytes network,
                                                std::optional<std::string> parent,
                                                std::string client, std::string source);
     boost::asio::awaitable<void> dispatch_round();
-    boost::asio::awaitable<BroadcastResult> send(const Entry& e);
+    /// Broadcasts a transaction: its record's bytes, or a blob transaction's network form,
+    /// `network` when the caller has it, else read from the journal.
+    boost::asio::awaitable<BroadcastResult> send(const Entry& e,
+                                                 const eth::Bytes* network = nullptr);
     /// Follows a sent transaction to its receipt. `prefetched`: its receipt (or null) fetched
     /// with others in one batch this round; asked for alone when absent.
     boost::asio::awaitable<void> track(std::shared_ptr<Entry> e, std::uint64_t head,
