@@ -2,9 +2,9 @@
 # Installs what is needed, builds everything and runs every test: unit tests, then integration
 # tests that start the real binary in front of real anvil nodes with cast as the client. Then the
 # same again in an AddressSanitizer + UndefinedBehaviorSanitizer build. ctest prints the summary.
-# Then the unit tests (but three whose timing TSan's slowdown upsets, labelled `no-tsan`) and the
-# integration tests labelled `tsan` under ThreadSanitizer, stopping at the first report. Last, a short fuzz pass: each libFuzzer target of tests/fuzz/ for
-# $FUZZ_SECONDS (20) seconds.
+# Then the unit tests (but two whose timing TSan's slowdown upsets, labelled `no-tsan`) and the
+# integration tests labelled `tsan` under ThreadSanitizer, failing on any report. Last, a
+# short fuzz pass: each libFuzzer target of tests/fuzz/ for $FUZZ_SECONDS (20) seconds.
 #   scripts/test.sh            everything
 #   SANITIZE=0 scripts/test.sh skip the ASan + UBSan pass
 #   TSAN=0 scripts/test.sh     skip the ThreadSanitizer pass
