@@ -2,10 +2,13 @@
 # Installs what is needed, builds everything and runs every test: unit tests, then integration
 # tests that start the real binary in front of real anvil nodes with cast as the client. Then the
 # same again in an AddressSanitizer + UndefinedBehaviorSanitizer build, without the tests labelled
-# `slow` (they ran in the plain build). ctest prints the summary.
-# Last, a short fuzz pass: each libFuzzer target of tests/fuzz/ for $FUZZ_SECONDS (20) seconds.
+# `slow` (they ran in the plain build). Then the unit tests (but two whose timing TSan's slowdown
+# upsets, labelled `no-tsan`) and the integration tests labelled `tsan` under ThreadSanitizer,
+# failing on any report. Last, a short fuzz pass: each libFuzzer target of tests/fuzz/ for
+# $FUZZ_SECONDS (20) seconds. ctest prints the summaries.
 #   scripts/test.sh            everything
-#   SANITIZE=0 scripts/test.sh skip the sanitizer pass
+#   SANITIZE=0 scripts/test.sh skip the ASan + UBSan pass
+#   TSAN=0 scripts/test.sh     skip the ThreadSanitizer pass
 #   FUZZ=0 scripts/test.sh     skip the fuzz pass
 set -euo pipefail
 
@@ -26,6 +29,33 @@ if [ "${SANITIZE:-1}" != 0 ]; then
         "$here/scripts/build.sh"
     echo "== tests under sanitizers =="
     (cd "$here/build-asan" && ctest --output-on-failure -j 2 --timeout 300 -LE slow) || status=1
+fi
+
+if [ "${TSAN:-1}" != 0 ]; then
+    echo "== build (ThreadSanitizer; the test programs and the gateway only) =="
+    # -O1 -g1 and no -Werror (CMakeLists.txt says why); the benchmarks and tools are not built.
+    BUILD_DIR="$here/build-tsan" CMAKE_ARGS="-DGATEWAY_SANITIZE=thread -DGATEWAY_WERROR=OFF" \
+        "$here/scripts/build.sh" unit_tests integration_tests
+    echo "== unit tests and integration tests labelled tsan, under ThreadSanitizer =="
+    # Every process started under these options, the gateways the integration tests start
+    # included, stops at its first report (halt_on_error) and writes it to a file of its own in
+    # $reports (log_path), where a child's stderr would be lost in its test's temporary directory.
+    # Any report fails the pass. A test that fails is run once more (a test with a tight time
+    # budget can miss it under TSan's slowdown on a busy machine; a report still fails the pass,
+    # as its file stays), and ctest stops at the first test that fails twice.
+    reports="$here/build-tsan/tsan-reports"
+    rm -rf "$reports" && mkdir -p "$reports"
+    tsan_options="halt_on_error=1 second_deadlock_stack=1"
+    tsan_options+=" suppressions=$here/tests/tsan.supp log_path=$reports/report"
+    (cd "$here/build-tsan" && TSAN_OPTIONS="$tsan_options" \
+        ctest --output-on-failure -j 2 --timeout 300 --stop-on-failure --repeat until-pass:2 \
+        -L '^(unit|tsan)$' -LE '^no-tsan$') || status=1
+    for report in "$reports"/report.*; do
+        [ -e "$report" ] || continue
+        echo "== ThreadSanitizer report: $report =="
+        cat "$report"
+        status=1
+    done
 fi
 
 if [ "${FUZZ:-1}" != 0 ]; then

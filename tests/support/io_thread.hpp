@@ -17,7 +17,15 @@ public:
     ~IoThread() {
         guard_.reset();
         ioc.stop();
-        thread_.join();
+        if (thread_.joinable()) thread_.join();
+    }
+
+    /// Lets the io_context run out of work, then joins its thread: whatever ran there happened
+    /// before this returns, so objects whose work ran there can then be destroyed on this thread.
+    /// Hangs (and the test times out) while something still waits there.
+    void finish() {
+        guard_.reset();
+        if (thread_.joinable()) thread_.join();
     }
 
     /// Runs the coroutine on the io thread and waits for its result.

@@ -1199,8 +1199,12 @@ struct ManagerRig {
         pool.stop();
         for (int i = 0; i < 300 && !manager.stopped(); ++i) std::this_thread::sleep_for(10ms);
         EXPECT_TRUE(manager.stopped());
-        // The pool's stop() posts to its probers' strands: let that run before the pool goes.
-        std::this_thread::sleep_for(200ms);
+        // The pool's stop() posts a cancel to each prober's strand, and a probe in flight runs
+        // until its answer or timeout: the pool may go only once all of that has run. A sleep
+        // ordered nothing (ThreadSanitizer reported the prober's timer destroyed here while the
+        // cancel had run on the io thread) and could be too short; the io thread running out of
+        // work and being joined is the signal, and the ordering.
+        io.finish();
     }
     static config::ChainConfig chain_config(Chain& chain, std::chrono::milliseconds poll) {
         config::ChainConfig c;
