@@ -353,6 +353,11 @@ public:
         node_ = std::make_unique<FakeUpstream>(
             31337, [this](const std::string& m, const json::value& req) { return answer(m, req); });
     }
+    // The node first: its server may still be answering the gateway's calls with the members
+    // below, which would otherwise go before it (members end in reverse order).
+    ~Chain() { node_.reset(); }
+    Chain(const Chain&) = delete;
+    Chain& operator=(const Chain&) = delete;
     std::string url() const { return node_->url(); }
     FakeUpstream& node() { return *node_; }
 
