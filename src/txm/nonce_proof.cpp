@@ -17,19 +17,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The result of a read answered by a node at or above `head`; nullopt when there is none.
-asio::awaitable<std::optional<json::value>> read_at(upstream::ChainPool& pool, const char* method,
-                                                    json::array params, std::uint64_t head) {
-    upstream::Forwarded f = co_await pool.forward_at_least(method, std::move(params), head,
-                                                           Clock::now() + std::chrono::seconds(10));
-    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-        co_return std::nullopt;
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    if (ec) co_return std::nullopt;
-    co_return v;
-}
-
 // The sender's transaction count as of `block`, from a node at or above `head`.
 asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::ChainPool& pool,
                                                        const std::string& sender,
@@ -43,6 +30,18 @@ asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::ChainPool& pool
 }
 
 }  // namespace
+
+asio::awaitable<std::optional<json::value>> read_at(upstream::ChainPool& pool, const char* method,
+                                                    json::array params, std::uint64_t min_block) {
+    upstream::Forwarded f = co_await pool.forward_at_least(method, std::move(params), min_block,
+                                                           Clock::now() + std::chrono::seconds(10));
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+        co_return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    if (ec) co_return std::nullopt;
+    co_return v;
+}
 
 asio::awaitable<NonceUse> nonce_use(upstream::ChainPool& pool, const std::string& sender,
                                     std::uint64_t nonce, const std::vector<std::string>& hashes,

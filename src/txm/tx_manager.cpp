@@ -379,19 +379,6 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     co_return true;
 }
 
-asio::awaitable<std::optional<json::value>> TxManager::read_at(std::string method,
-                                                               json::array params,
-                                                               std::uint64_t min_block) {
-    upstream::Forwarded f = co_await pool_.forward_at_least(
-        std::move(method), std::move(params), min_block, Clock::now() + std::chrono::seconds(10));
-    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-        co_return std::nullopt;
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    if (ec) co_return std::nullopt;
-    co_return v;
-}
-
 asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
     std::vector<std::shared_ptr<Entry>> list;
     {
@@ -420,7 +407,7 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
         const std::uint64_t at = std::max(head, number);
         json::array block_params{json::string(eth::to_quantity(number)), false};
         const auto block =
-            co_await read_at(std::string("eth_getBlockByNumber"), std::move(block_params), at);
+            co_await read_at(pool_, "eth_getBlockByNumber", std::move(block_params), at);
         const json::object* b = block ? block->if_object() : nullptr;
         const json::value* bh = b ? b->if_contains("hash") : nullptr;
         if (!bh || !bh->is_string()) {
@@ -434,8 +421,8 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
             }
             // Its block is gone: where is it now?
             json::array receipt_params{json::string(e->rec.hash)};
-            const auto receipt = co_await read_at(std::string("eth_getTransactionReceipt"),
-                                                  std::move(receipt_params), at);
+            const auto receipt =
+                co_await read_at(pool_, "eth_getTransactionReceipt", std::move(receipt_params), at);
             const json::object* r = receipt ? receipt->if_object() : nullptr;
             const json::value* rh = r ? r->if_contains("blockHash") : nullptr;
             if (!receipt || (r && (!rh || !rh->is_string() ||

@@ -7,9 +7,11 @@
 #include "gateway/upstream/pool.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,13 @@ struct NonceUse {
     boost::json::value receipt;
     std::uint64_t seen_at = 0;  ///< the block at which the use was seen (for `another`)
 };
+
+/// The result of a read answered by a node at or above block `min_block` (a node behind cannot
+/// tell what is gone); nullopt when none answered. Never throws.
+boost::asio::awaitable<std::optional<boost::json::value>> read_at(upstream::ChainPool& pool,
+                                                                  const char* method,
+                                                                  boost::json::array params,
+                                                                  std::uint64_t min_block);
 
 /// Asks nodes at or above the chain's head for `sender`'s transaction count at the head and at
 /// `confirmations` blocks under it, and for the receipts of `hashes`. Never throws.

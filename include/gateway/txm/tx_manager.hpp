@@ -182,10 +182,6 @@ private:
     boost::asio::awaitable<bool> reopen(std::shared_ptr<Entry> e,
                                         const boost::json::value& receipt);
     std::optional<std::uint64_t> final_block(std::uint64_t head) const;
-    /// A read answered by a node at or above `min_block`; nullopt when none answered.
-    boost::asio::awaitable<std::optional<boost::json::value>> read_at(std::string method,
-                                                                      boost::json::array params,
-                                                                      std::uint64_t min_block);
     /// Nodes answered and refused a queued transaction for now (`why`); true when they have done
     /// so for tx.expire_after_ms, counting only time during which they kept answering. With mu_.
     bool note_refusal(Entry& e, const std::string& why, util::Clock::time_point now);
