@@ -351,14 +351,15 @@ public:
         return out;
     }
 
-    std::vector<std::string> reopened_managed() override {
+    std::vector<ManagedRef> reopened_managed() override {
         Stmt st(*this,
-                "SELECT m.id FROM managed_transactions m WHERE m.state IN ('COMPLETED', "
+                "SELECT m.id, m.chain, m.sender FROM managed_transactions m WHERE m.state IN "
+                "('COMPLETED', "
                 "'FAILED', 'CANCELLED') AND m.nonce IS NOT NULL AND EXISTS (SELECT 1 FROM "
                 "transactions t WHERE t.parent = m.id AND t.nonce = m.nonce AND t.state IN "
                 "('QUEUED', 'BROADCASTING', 'CONFIRMING')) ORDER BY m.created_ms, m.rowid;");
-        std::vector<std::string> out;
-        while (st.step()) out.push_back(st.column_text(0));
+        std::vector<ManagedRef> out;
+        while (st.step()) out.push_back({st.column_text(0), st.column_text(1), st.column_text(2)});
         return out;
     }
 

@@ -443,8 +443,8 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Chain
       metrics_(metrics),
       executor_(executor) {
     // Called on the raw layer's strand: the work goes to the sender's.
-    txm_.on_reopened([this](std::string parent) {
-        if (!stopped_) asio::co_spawn(executor_, reopen(std::move(parent)), asio::detached);
+    txm_.on_reopened([this](std::string parent, std::string sender) {
+        if (!stopped_) reopen(std::move(parent), sender);
     });
     for (const auto& account : config_.accounts) {
         const std::string address = util::lower(account.address);
@@ -553,7 +553,7 @@ asio::awaitable<bool> ManagedSenders::load() {
     std::vector<store::ManagedRecord> records;
     std::map<std::string, std::vector<store::TxRecord>> attempts;
     std::set<std::string> cancels;  // ids an operator asked to cancel
-    std::vector<std::string> reopened;
+    std::vector<store::ManagedRef> reopened;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) {
             reopened = j.reopened_managed();
@@ -619,7 +619,8 @@ asio::awaitable<bool> ManagedSenders::load() {
                      held());
     // Finished, but a reorg reopened their attempt when they could not follow (a stop, a crash,
     // a journal fault in between): reopened now.
-    for (auto& id : reopened) asio::co_spawn(executor_, reopen(std::move(id)), asio::detached);
+    for (auto& r : reopened)
+        if (r.chain == config_.name) reopen(std::move(r.id), r.sender);
     co_return true;
 }
 
@@ -641,25 +642,10 @@ void ManagedSenders::adopt_attempts(Tx& tx, const Sender& s,
     }
 }
 
-asio::awaitable<void> ManagedSenders::reopen(std::string id) {
-    // Its sender first; the record is read again once the sender is held.
-    std::optional<store::ManagedRecord> rec;
-    try {
-        store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
-        // Its attempt is held again by the raw layer, which mines it; the next start reopens
-        // this record (load()).
-        spdlog::error(
-            "chain {}: {}: a reorg reopened its attempt, but the journal cannot be "
-            "read ({}): its state stays as it is until the next start",
-            config_.name, id, e.what());
-        co_return;
-    }
-    if (!rec || rec->chain != config_.name) co_return;
-    Sender* s = sender_of(rec->sender);
-    if (!s) co_return;
-    co_await asio::co_spawn(s->strand, reopen_owned(s, std::move(id)), asio::use_awaitable);
+void ManagedSenders::reopen(std::string id, std::string_view sender) {
+    // Read once its sender is held (reopen_owned).
+    if (Sender* s = sender_of(sender))
+        asio::co_spawn(s->strand, reopen_owned(s, std::move(id)), asio::detached);
 }
 
 asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, std::string id) {

@@ -177,7 +177,7 @@ void TxManager::reorged() {
     wake();
 }
 
-void TxManager::on_reopened(std::function<void(std::string parent)> callback) {
+void TxManager::on_reopened(std::function<void(std::string parent, std::string sender)> callback) {
     on_reopened_ = std::move(callback);
 }
 
@@ -488,7 +488,7 @@ asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::va
         e->last_broadcast = {};
         e->checked_head = 0;
     }
-    if (e->rec.parent && on_reopened_) on_reopened_(*e->rec.parent);
+    if (e->rec.parent && on_reopened_) on_reopened_(*e->rec.parent, e->rec.sender);
     co_return true;
 }
 

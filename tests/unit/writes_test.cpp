@@ -1141,7 +1141,9 @@ public:
     std::vector<store::TxEvent> managed_history(std::string_view id) override {
         return inner_->managed_history(id);
     }
-    std::vector<std::string> reopened_managed() override { return inner_->reopened_managed(); }
+    std::vector<store::ManagedRef> reopened_managed() override {
+        return inner_->reopened_managed();
+    }
     std::vector<store::TxRecord> attempts(std::string_view id) override {
         return inner_->attempts(id);
     }

@@ -86,6 +86,13 @@ struct ManagedRecord {
     std::string client;               ///< the authenticated client that sent it; "" without auth
 };
 
+/// Which managed transaction, of which sender: enough to find its sender before reading it.
+struct ManagedRef {
+    std::string id;
+    std::string chain;
+    std::string sender;
+};
+
 struct ManagedUpdate {
     std::string id;
     TxState state = TxState::queued;
@@ -176,9 +183,9 @@ public:
     /// Every managed transaction not in a final state, ordered by chain, sender and creation.
     virtual std::vector<ManagedRecord> unfinished_managed() = 0;
     virtual std::vector<TxEvent> managed_history(std::string_view id) = 0;
-    /// Ids of managed transactions in a final state whose attempt of their nonce is unfinished
-    /// again (a reorg reopened it), oldest first.
-    virtual std::vector<std::string> reopened_managed() = 0;
+    /// Managed transactions in a final state whose attempt of their nonce is unfinished again (a
+    /// reorg reopened it), oldest first.
+    virtual std::vector<ManagedRef> reopened_managed() = 0;
     /// The signed attempts of a managed transaction, oldest first.
     virtual std::vector<TxRecord> attempts(std::string_view id) = 0;
     /// Takes the next nonce of (chain, sender): the larger of `floor` and one past the last taken,

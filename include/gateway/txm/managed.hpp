@@ -117,7 +117,7 @@ private:
     boost::asio::awaitable<AdminAnswer> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
     boost::asio::awaitable<AdminAnswer> resync_owned(Sender* s);
     /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
-    boost::asio::awaitable<void> reopen(std::string id);
+    void reopen(std::string id, std::string_view sender);
     boost::asio::awaitable<void> reopen_owned(Sender* s, std::string id);
     /// Takes the signed attempts of its nonce from the journal's `attempts`: their hashes, and
     /// the fees, gas and cancel of the last (called with mu_ held, or before it is shared).

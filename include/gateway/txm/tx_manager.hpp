@@ -112,8 +112,9 @@ public:
     /// A reorg was seen: the mined transactions whose blocks are not final are looked at again.
     void reorged();
     /// Called on the manager's strand when a reorg reopens a mined attempt of a managed
-    /// transaction: `parent` is that managed transaction's id. Before start().
-    void on_reopened(std::function<void(std::string parent)> callback);
+    /// transaction: `parent` is that managed transaction's id, `sender` its sender. Before
+    /// start().
+    void on_reopened(std::function<void(std::string parent, std::string sender)> callback);
     /// Transactions loaded from the journal at start (0 before).
     bool loaded() const { return loaded_; }
 
@@ -211,7 +212,7 @@ private:
     std::unordered_map<std::string, std::shared_ptr<Entry>> mined_;
 
     std::function<std::optional<std::uint64_t>()> finality_;
-    std::function<void(std::string)> on_reopened_;
+    std::function<void(std::string parent, std::string sender)> on_reopened_;
     // Reorgs reported, and how many of them the mined transactions were looked at for (on the
     // strand). One to begin with: what happened while the gateway was down.
     std::atomic<std::uint64_t> reorgs_{1};
