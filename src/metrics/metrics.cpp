@@ -155,6 +155,9 @@ struct Metrics::Impl {
               "Managed transactions not mined whose fees are at the configured cap, by sender");
     prom::Family<prom::Gauge>& held =
         gauge(registry, "gateway_transactions_held", "Unfinished transactions the gateway holds");
+    prom::Family<prom::Gauge>& unfinalized =
+        gauge(registry, "gateway_transactions_unfinalized",
+              "Mined transactions kept open to a reorg until their block is final");
     prom::Family<prom::Counter>& stale = counter(registry, "gateway_stale_answers_total",
                                                  "Reads answered from the cache, marked stale");
     prom::Family<prom::Counter>& cache_requests =
@@ -343,6 +346,10 @@ void Metrics::set_stuck_at_cap(std::string_view chain, std::string_view sender, 
 
 void Metrics::set_transactions_held(std::string_view chain, double count) {
     impl_->held.Add({{"chain", s(chain)}}).Set(count);
+}
+
+void Metrics::set_transactions_unfinalized(std::string_view chain, double count) {
+    impl_->unfinalized.Add({{"chain", s(chain)}}).Set(count);
 }
 
 void Metrics::count_stale_answer(std::string_view chain) {

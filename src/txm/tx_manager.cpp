@@ -793,7 +793,10 @@ asio::awaitable<void> TxManager::dispatch_round() {
         std::atomic<std::uint64_t>& n;
         ~Count() { ++n; }
     } count{rounds_};
-    if (metrics_) metrics_->set_transactions_held(config_.name, static_cast<double>(held()));
+    if (metrics_) {
+        metrics_->set_transactions_held(config_.name, static_cast<double>(held()));
+        metrics_->set_transactions_unfinalized(config_.name, static_cast<double>(unfinalized()));
+    }
     if (!pool_.ready()) {
         // No node to refuse anything: the time until one answers again does not count towards
         // tx.expire_after_ms (a queued transaction is kept however long an outage lasts).

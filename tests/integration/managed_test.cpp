@@ -434,13 +434,54 @@ TEST_F(ManagedTest, AReorgAfterCompletedReopensItUntilItsBlockIsFinal) {
     EXPECT_EQ(receipt.at("blockHash"), managed(id).at("signedAttempts").at(0).at("blockHash"));
     EXPECT_EQ(chain_nonce(hot), 1u) << "the same nonce, once";
     EXPECT_EQ(managed(id).at("signedAttempts").as_array().size(), 1u);
+    const auto unfinalized = [&](const char* count) {
+        return wait_until([&] {
+            return http_get(gw->admin_port(), "/metrics")
+                       .body.find(fmt::format(
+                           "gateway_transactions_unfinalized{{chain=\"devnet\"}} {}\n", count)) !=
+                   std::string::npos;
+        });
+    };
+    EXPECT_TRUE(unfinalized("1")) << "its mined attempt is held until its block is final";
 
     node_call("anvil_mine", "[\"0x50\"]");
     ASSERT_TRUE(wait_until([&] { return managed(id).at("final") == true; })) << str(managed(id));
+    EXPECT_TRUE(unfinalized("0"));
     // The next one takes the next nonce.
     const std::string next = send_async(hot);
     ASSERT_TRUE(wait_state(next, "COMPLETED")) << str(managed(next));
     EXPECT_EQ(mined_nonce(next), 1u);
+}
+
+// The same reorg while the gateway is down: at its next start the mined attempt's block is
+// asked again, the attempt and its managed transaction are reopened, and it is mined again on
+// the same nonce.
+TEST_F(ManagedTest, AReorgWhileTheGatewayIsDownReopensItAtTheNextStart) {
+    start();
+    const std::string id = send_async(hot);
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    const json::value first = managed(id).at("signedAttempts").at(0);
+    const std::string hash = str(managed(id).at("minedHash"));
+    kill_gateway();
+    node_call("anvil_mine", "[\"0x2\"]");
+    const std::uint64_t depth =
+        quantity(node_call("eth_blockNumber", "[]")) - quantity(first.at("blockNumber")) + 1;
+    node_call("anvil_reorg", fmt::format("[{}, []]", depth));
+    ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"), json::value(nullptr));
+
+    start();
+    ASSERT_TRUE(wait_until([&] {
+        const json::value m = managed(id);
+        const json::value& attempt = m.at("signedAttempts").at(0);
+        return str(m.at("state")) == "COMPLETED" && str(attempt.at("state")) == "COMPLETED" &&
+               attempt.at("blockHash").is_string() &&
+               attempt.at("blockHash") != first.at("blockHash");
+    })) << str(managed(id));
+    const std::string history = str(managed(id).at("history"));
+    EXPECT_NE(history.find("a reorg before its block was final dropped it"), std::string::npos)
+        << history;
+    EXPECT_EQ(chain_nonce(hot), 1u) << "the same nonce, once";
+    EXPECT_EQ(managed(id).at("signedAttempts").as_array().size(), 1u);
 }
 
 TEST_F(ManagedTest, ExhaustedRetriesMakeADeadLetterThatTheAdminRetryGetsMined) {

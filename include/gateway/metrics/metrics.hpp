@@ -74,6 +74,8 @@ public:
     void count_reorg(std::string_view chain, std::uint64_t depth);
     /// Unfinished transactions the gateway holds for a chain.
     void set_transactions_held(std::string_view chain, double count);
+    /// Mined transactions of a chain kept open to a reorg until their block is final.
+    void set_transactions_unfinalized(std::string_view chain, double count);
     /// A read answered from the cache because no upstream could answer.
     void count_stale_answer(std::string_view chain);
     /// A read looked up in the cache: a hit, or a miss.
