@@ -1,7 +1,7 @@
 #include "gateway/cache/chain_cache.hpp"
 
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/rpc/methods.hpp"
 #include "gateway/util/text.hpp"
 
 #include <boost/json/parse.hpp>
@@ -33,7 +33,7 @@ std::optional<Dependency> block_dependency(const json::value* v) {
     if (const auto* s = v->if_string()) {
         if (*s == "latest" || *s == "safe" || *s == "finalized") return Dependency{Kind::head};
         if (*s == "earliest") return Dependency{Kind::block, 0};
-        if (auto n = rpc::parse_quantity(*s)) return Dependency{Kind::block, *n};
+        if (auto n = jsonrpc::parse_quantity(*s)) return Dependency{Kind::block, *n};
         if (is_hash(*s)) return Dependency{Kind::forever};
         return std::nullopt;
     }
@@ -118,7 +118,7 @@ std::optional<Named> named_block(const json::value& v, const char* number_key,
     const auto* n = o ? o->if_contains(number_key) : nullptr;
     const auto* h = o ? o->if_contains(hash_key) : nullptr;
     if (!n || !h || !n->is_string() || !h->is_string()) return std::nullopt;
-    auto number = rpc::parse_quantity(n->get_string());
+    auto number = jsonrpc::parse_quantity(n->get_string());
     if (!number) return std::nullopt;
     return Named{*number, util::lower(h->get_string())};
 }
@@ -126,7 +126,7 @@ std::optional<Named> named_block(const json::value& v, const char* number_key,
 }  // namespace
 
 std::optional<Dependency> dependency_of(std::string_view method, const json::value& params) {
-    if (rpc::method_kind(method) != rpc::MethodKind::read) return std::nullopt;
+    if (jsonrpc::method_kind(method) != jsonrpc::MethodKind::read) return std::nullopt;
     if (method.find("Filter") != std::string_view::npos || listed(kNever, method))
         return std::nullopt;
     if (method == "net_version" || method == "eth_getRawTransactionByHash")
@@ -135,7 +135,7 @@ std::optional<Dependency> dependency_of(std::string_view method, const json::val
     if (listed(kByBlockHash, method)) return Dependency{Kind::forever};
     if (listed(kByTransaction, method)) return Dependency{Kind::mined};
     if (method == "eth_getLogs") return logs_dependency(params).value_or(Dependency{});
-    const auto index = rpc::block_param_index(method);
+    const auto index = jsonrpc::block_param_index(method);
     if (!index) return Dependency{};
     const auto* a = params.if_array();
     const json::value* block = a && a->size() > *index ? &a->at(*index) : nullptr;
@@ -164,7 +164,7 @@ std::optional<ChainCache::Ticket> ChainCache::ticket(std::string_view method,
     if (mode == config::CacheMode::off) return std::nullopt;
     auto dependency = dependency_of(method, params);
     if (!dependency) return std::nullopt;
-    Ticket t{cache_key(method, params), rpc::method_label(method), *dependency, mode};
+    Ticket t{cache_key(method, params), jsonrpc::method_label(method), *dependency, mode};
     std::lock_guard lock(mu_);
     t.generation = generation_;
     t.reorgs = reorgs_;
@@ -220,7 +220,7 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
             if (!named) named = named_block(v, "blockNumber", "blockHash");
             if (named && named->number != dep.number) named.reset();  // an uncle
         } else if (v.is_string()) {
-            if (auto n = rpc::parse_quantity(v.get_string())) named = Named{*n, {}};
+            if (auto n = jsonrpc::parse_quantity(v.get_string())) named = Named{*n, {}};
         }
     }
 

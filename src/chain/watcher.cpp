@@ -1,8 +1,8 @@
 #include "gateway/chain/watcher.hpp"
 
 #include "gateway/cache/chain_cache.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -42,7 +42,7 @@ std::optional<BlockRef> block_ref(const json::value& v) {
     if (!number || !number->is_string() || !hash || !hash->is_string() || !parent ||
         !parent->is_string())
         return std::nullopt;
-    auto n = rpc::parse_quantity(number->get_string());
+    auto n = jsonrpc::parse_quantity(number->get_string());
     if (!n) return std::nullopt;
     return BlockRef{*n, util::lower(hash->get_string()), util::lower(parent->get_string())};
 }

@@ -1,6 +1,6 @@
 #include "gateway/config/config.hpp"
 
-#include "gateway/rpc/methods.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/util/text.hpp"
 
 #include <fmt/format.h>
@@ -552,7 +552,7 @@ void read_cache(const Reader& r, const YAML::Node& n, const std::string& path, C
         for (const auto& kv : m) {
             const auto method = kv.first.template as<std::string>();
             const std::string p = path + ".methods." + method;
-            if (rpc::method_kind(method) != rpc::MethodKind::read)
+            if (jsonrpc::method_kind(method) != jsonrpc::MethodKind::read)
                 r.fail(kv.first, p, "not a read the gateway knows (only reads are cached)");
             const std::string mode = r.one_of(kv.second, p, {"on", "final", "off"});
             c.methods[method] = mode == "on"      ? CacheMode::on

@@ -4,8 +4,8 @@
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/cache/coalescer.hpp"
 #include "gateway/eth/hex.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/rpc/methods.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -33,6 +33,13 @@ namespace gateway::rpc {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
+using jsonrpc::block_need;
+using jsonrpc::BlockNeed;
+using jsonrpc::method_kind;
+using jsonrpc::method_label;
+using jsonrpc::MethodKind;
+using jsonrpc::parse_quantity;
+using jsonrpc::unserved_reason;
 
 namespace {
 
@@ -162,7 +169,10 @@ RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRout
       chains_(std::move(chains)),
       auth_(auth),
       metrics_(metrics),
-      coalescer_(std::make_shared<cache::Coalescer>()) {}
+      coalescer_(std::make_shared<cache::Coalescer>()) {
+    for (auto& c : chains_)
+        if (!c.methods) c.methods = std::make_shared<MethodPolicy>(c.pool->config().methods);
+}
 
 RpcHandler::~RpcHandler() = default;
 
@@ -195,7 +205,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     std::string_view outcome = "ok";
 
     std::optional<std::string> refusal = unserved_reason(call.method);
-    if (!refusal) refusal = chain.methods().refusal(call.method);
+    if (!refusal) refusal = route.methods->refusal(call.method);
     if (!refusal) refusal = client.method_refusal(call.method);
     std::optional<std::string_view> sender;
     const bool managed_send = call.method == "eth_sendTransaction" ||
@@ -596,7 +606,7 @@ asio::awaitable<void> RpcHandler::forward(const ChainRoute& route, const jsonrpc
 bool RpcHandler::batchable(const ChainRoute& route, const jsonrpc::Call& call,
                            const auth::Client& client) {
     const std::string& m = call.method;
-    if (method_kind(m) != MethodKind::read || route.pool->methods().refusal(m) ||
+    if (method_kind(m) != MethodKind::read || route.methods->refusal(m) ||
         client.method_refusal(m) || unserved_reason(m))
         return false;
     if (m == "eth_blockNumber" || m == "eth_getLogs" || m == "eth_subscribe" ||

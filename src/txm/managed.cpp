@@ -5,8 +5,8 @@
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/transaction.hpp"
 #include "gateway/eth/unsigned_tx.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/rpc/methods.hpp"
 #include "gateway/txm/nonce.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -75,7 +75,7 @@ std::optional<eth::Address> parse_address(const json::value& v) {
 
 // A quantity of up to 64 bits, as a hex string (or, leniently, a JSON integer).
 std::optional<std::uint64_t> parse_u64(const json::value& v) {
-    if (const auto* s = v.if_string()) return rpc::parse_quantity(*s);
+    if (const auto* s = v.if_string()) return jsonrpc::parse_quantity(*s);
     if (v.is_uint64()) return v.get_uint64();
     if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
     return std::nullopt;
@@ -320,13 +320,13 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
 // Fees of a signed attempt, read back from its bytes (after a restart).
 std::optional<Fees> fees_of(const eth::Transaction& tx) {
     if (tx.gas_price) {
-        auto gp = rpc::parse_quantity(*tx.gas_price);
+        auto gp = jsonrpc::parse_quantity(*tx.gas_price);
         if (!gp) return std::nullopt;
         return Fees{0, 0, *gp, true};
     }
     if (!tx.max_fee_per_gas || !tx.max_priority_fee_per_gas) return std::nullopt;
-    auto mf = rpc::parse_quantity(*tx.max_fee_per_gas);
-    auto tip = rpc::parse_quantity(*tx.max_priority_fee_per_gas);
+    auto mf = jsonrpc::parse_quantity(*tx.max_fee_per_gas);
+    auto tip = jsonrpc::parse_quantity(*tx.max_priority_fee_per_gas);
     if (!mf || !tip) return std::nullopt;
     return Fees{*mf, *tip, 0, false};
 }
@@ -811,7 +811,7 @@ asio::awaitable<std::optional<std::uint64_t>> ManagedSenders::nonce_count(
     json::error_code ec;
     json::value v = json::parse(*f.reply.result, ec);
     if (ec || !v.is_string()) co_return std::nullopt;
-    co_return rpc::parse_quantity(v.get_string());
+    co_return jsonrpc::parse_quantity(v.get_string());
 }
 
 asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& why) {
@@ -881,7 +881,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
     }
     json::error_code ec;
     json::value v = json::parse(*f.reply.result, ec);
-    auto gp = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt;
+    auto gp = !ec && v.is_string() ? jsonrpc::parse_quantity(v.get_string()) : std::nullopt;
     if (!gp) {
         why = "the nodes' eth_gasPrice is not a quantity";
         co_return std::nullopt;
@@ -958,7 +958,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
             json::error_code ec;
             json::value v = json::parse(*f.reply.result, ec);
             std::optional<std::uint64_t> estimate;
-            if (!ec && v.is_string()) estimate = rpc::parse_quantity(v.get_string());
+            if (!ec && v.is_string()) estimate = jsonrpc::parse_quantity(v.get_string());
             if (!estimate) {
                 wait(*tx, "the node's eth_estimateGas answer is not a quantity; asking again");
                 co_return Step::wait;

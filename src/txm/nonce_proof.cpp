@@ -1,6 +1,6 @@
 #include "gateway/txm/nonce_proof.hpp"
 
-#include "gateway/rpc/methods.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
@@ -26,7 +26,7 @@ asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::ChainPool& pool
     params.emplace_back(fmt::format("0x{:x}", block));
     auto v = co_await read_at(pool, "eth_getTransactionCount", std::move(params), head);
     if (!v || !v->is_string()) co_return std::nullopt;
-    co_return rpc::parse_quantity(v->get_string());
+    co_return jsonrpc::parse_quantity(v->get_string());
 }
 
 }  // namespace

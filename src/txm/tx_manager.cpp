@@ -1,8 +1,8 @@
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/txm/nonce_proof.hpp"
 
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/rpc/methods.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -461,7 +461,7 @@ asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::va
     bool ok = false;
     const json::object* o = receipt.if_object();
     const auto number = o && o->contains("blockNumber") && o->at("blockNumber").is_string()
-                            ? rpc::parse_quantity(o->at("blockNumber").get_string())
+                            ? jsonrpc::parse_quantity(o->at("blockNumber").get_string())
                             : std::nullopt;
     if (o && number) {
         const std::string block_hash(o->at("blockHash").get_string());
@@ -758,7 +758,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     const json::value* bn = receipt->if_contains("blockNumber");
     const json::value* bh = receipt->if_contains("blockHash");
     if (!bn || !bn->is_string() || !bh || !bh->is_string()) co_return;  // pending receipt
-    const auto number = rpc::parse_quantity(bn->get_string());
+    const auto number = jsonrpc::parse_quantity(bn->get_string());
     if (!number) co_return;
     const std::string block_hash(bh->get_string());
     const bool success = receipt->contains("status") && receipt->at("status") == "0x1";

@@ -26,7 +26,7 @@ namespace gateway::upstream {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
-using rpc::BlockNeed;
+using jsonrpc::BlockNeed;
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 struct ChainPool::Prober {
@@ -74,7 +74,8 @@ bool serves_block(const json::value& block, std::uint64_t number) {
     const json::object* o = block.if_object();
     if (!o) return false;
     const json::value* n = o->if_contains("number");
-    const auto parsed = n && n->is_string() ? rpc::parse_quantity(n->get_string()) : std::nullopt;
+    const auto parsed =
+        n && n->is_string() ? jsonrpc::parse_quantity(n->get_string()) : std::nullopt;
     return parsed == number && is_hash(o->if_contains("hash")) &&
            is_hash(o->if_contains("parentHash"));
 }
@@ -113,11 +114,7 @@ Forwarded over_budget(std::size_t limit) {
 
 ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor executor,
                      metrics::Metrics* metrics, const util::Clock& clock)
-    : config_(config),
-      policy_(config.methods),
-      executor_(std::move(executor)),
-      metrics_(metrics),
-      clock_(clock) {
+    : config_(config), executor_(std::move(executor)), metrics_(metrics), clock_(clock) {
     for (const auto& u : config_.upstreams) {
         upstreams_.push_back(std::make_unique<Upstream>(
             config_.name, u, config_.health, config_.failover, make_http_client(u), clock_));
@@ -332,7 +329,7 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
             upstream.probe_failed("probe " + why);
             co_return;
         }
-        const auto id = v->is_string() ? rpc::parse_quantity(v->get_string()) : std::nullopt;
+        const auto id = v->is_string() ? jsonrpc::parse_quantity(v->get_string()) : std::nullopt;
         if (!id) {
             upstream.probe_failed("probe eth_chainId: not a quantity");
             co_return;
@@ -359,7 +356,7 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
         upstream.probe_failed("probe " + why);
         co_return;
     }
-    const auto head = v->is_string() ? rpc::parse_quantity(v->get_string()) : std::nullopt;
+    const auto head = v->is_string() ? jsonrpc::parse_quantity(v->get_string()) : std::nullopt;
     if (!head) {
         upstream.probe_failed("probe eth_blockNumber: not a quantity");
         co_return;
@@ -420,7 +417,7 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
     if (method == "eth_getLogs") {
         if (auto split = co_await split_logs(params, deadline, budget)) co_return std::move(*split);
     }
-    const BlockNeed need = rpc::block_need(method, params);
+    const BlockNeed need = jsonrpc::block_need(method, params);
     const bool uses_filter = method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
                              method == "eth_uninstallFilter";
     const Upstream* home = uses_filter ? filter_home(params) : nullptr;
@@ -440,7 +437,8 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
         // Never a lower block number than one a client of this chain was already given.
         json::error_code ec;
         const json::value v = json::parse(*f.reply.result, ec);
-        if (auto n = !ec && v.is_string() ? rpc::parse_quantity(v.get_string()) : std::nullopt) {
+        if (auto n =
+                !ec && v.is_string() ? jsonrpc::parse_quantity(v.get_string()) : std::nullopt) {
             // A node may be ahead of the last probes (blocks come faster than probes on some
             // chains), by health.max_lag_blocks at most: a higher answer is not believed (nor
             // given out, since what is given out never goes back).
@@ -498,7 +496,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     // The newest block any of them needs decides who can answer them all.
     BlockNeed need{BlockNeed::Kind::none};
     for (const auto& c : calls) {
-        const BlockNeed n = rpc::block_need(c.method, c.params);
+        const BlockNeed n = jsonrpc::block_need(c.method, c.params);
         if (n.kind == BlockNeed::Kind::latest || n.kind == BlockNeed::Kind::hash) {
             need = BlockNeed{BlockNeed::Kind::latest};
         } else if (n.kind == BlockNeed::Kind::number && need.kind != BlockNeed::Kind::latest) {
@@ -606,7 +604,7 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
         const std::uint64_t id = next_id_++;
         PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
         Attempt a = co_await attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
-                                     rpc::method_label(method));
+                                     jsonrpc::method_label(method));
         out.push_back(Delivery{u->id(), std::move(a)});
         co_return out;
     }
@@ -619,7 +617,7 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
         PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
         ops.push_back(asio::co_spawn(ex,
                                      attempt(u, jsonrpc::upstream_request(id, method, params),
-                                             options, id, rpc::method_label(method)),
+                                             options, id, jsonrpc::method_label(method)),
                                      asio::deferred));
     }
     auto [order_done, errors, attempts] =
@@ -765,7 +763,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             }
             asio::co_spawn(ex,
                            attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
-                                   rpc::method_label(method)),
+                                   jsonrpc::method_label(method)),
                            [race, u](std::exception_ptr, Attempt a) {
                                race->finished.emplace_back(u, std::move(a));
                                race->wake.cancel();
@@ -809,9 +807,9 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
         if (inline_attempt) {
             Inline next_attempt = std::move(*inline_attempt);
             inline_attempt.reset();
-            Attempt a =
-                co_await attempt(next_attempt.upstream, std::move(next_attempt.body),
-                                 next_attempt.options, next_attempt.id, rpc::method_label(method));
+            Attempt a = co_await attempt(next_attempt.upstream, std::move(next_attempt.body),
+                                         next_attempt.options, next_attempt.id,
+                                         jsonrpc::method_label(method));
             race->finished.emplace_back(next_attempt.upstream, std::move(a));
         }
         if (race->finished.empty()) {
@@ -919,7 +917,7 @@ asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(
         if (!v || v->is_null()) return head_now;
         if (!v->is_string()) return std::nullopt;
         if (v->get_string() == "earliest") return 0;
-        if (auto n = rpc::parse_quantity(v->get_string())) return n;
+        if (auto n = jsonrpc::parse_quantity(v->get_string())) return n;
         return head_now;  // latest, safe, finalized, pending
     };
     const auto from = resolve("fromBlock");

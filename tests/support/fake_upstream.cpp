@@ -1,7 +1,7 @@
 #include "support/fake_upstream.hpp"
 
 #include "gateway/http/listener.hpp"
-#include "gateway/rpc/methods.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
@@ -39,7 +39,7 @@ struct FakeUpstream::Impl {
             if (auto r = script("eth_blockNumber", request); r && r->result) {
                 const std::string_view quoted = *r->result;  // "0x..."
                 if (quoted.size() > 2)
-                    if (auto h = rpc::parse_quantity(quoted.substr(1, quoted.size() - 2)))
+                    if (auto h = jsonrpc::parse_quantity(quoted.substr(1, quoted.size() - 2)))
                         head = *h;
             }
         const json::value* params = request.as_object().if_contains("params");
@@ -47,7 +47,7 @@ struct FakeUpstream::Impl {
             params && params->is_array() && !params->get_array().empty() ? &params->at(0) : nullptr;
         std::uint64_t number = head;
         if (tag && tag->is_string())
-            if (auto n = rpc::parse_quantity(tag->get_string())) number = *n;
+            if (auto n = jsonrpc::parse_quantity(tag->get_string())) number = *n;
         if (number > head) return FakeReply::ok("null");
         char text[200];
         std::snprintf(

@@ -2,7 +2,7 @@
 // numbers, scoring, breakers, rate limits, hedging, attempts, errors, log splitting, method
 // lists, cordons.
 
-#include "gateway/rpc/methods.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 #include "support/gateway_fixture.hpp"
 
 #include <fmt/format.h>
@@ -40,7 +40,8 @@ FakeUpstream::Script node_at(std::uint64_t head, std::string price = "\"0x1\"") 
         if (m == "eth_gasPrice") return FakeReply::ok(price);
         if (m == "eth_getBlockByNumber") {
             const json::value& tag = req.at("params").at(0);
-            const auto n = tag.is_string() ? rpc::parse_quantity(tag.get_string()) : std::nullopt;
+            const auto n =
+                tag.is_string() ? jsonrpc::parse_quantity(tag.get_string()) : std::nullopt;
             if (!n) return FakeReply::ok(block_json(head));
             return FakeReply::ok(*n <= head ? block_json(*n) : "null");
         }

@@ -5,6 +5,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/http/listener.hpp"
 #include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/rpc/method_policy.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -60,6 +61,8 @@ struct ChainRoute {
     txm::TxManager* txm = nullptr;           ///< the write path; without it writes are forwarded
     txm::ManagedSenders* managed = nullptr;  ///< eth_sendTransaction; without it refused
     cache::ChainCache* cache = nullptr;      ///< reads answered again; without it none are
+    /// The chain's allow and deny lists; built by the handler from the pool's config.
+    std::shared_ptr<const MethodPolicy> methods;
 };
 
 class RpcHandler {

@@ -4,7 +4,7 @@
 
 #include "gateway/config/config.hpp"
 #include "gateway/jsonrpc/jsonrpc.hpp"
-#include "gateway/rpc/methods.hpp"
+#include "gateway/jsonrpc/methods.hpp"
 #include "gateway/upstream/upstream.hpp"
 #include "gateway/util/clock.hpp"
 
@@ -74,7 +74,6 @@ public:
     ~ChainPool();
 
     const config::ChainConfig& config() const { return config_; }
-    const rpc::MethodPolicy& methods() const { return policy_; }
 
     /// Forwards one call (see the README's selection rules): upstreams in order of tier and
     /// score, those unable to serve the call's block left out, the rest as a last resort;
@@ -149,12 +148,12 @@ private:
     struct Ranked;
 
     // `explain`: fill in the reasons and the score's explanation (for people, not for routing).
-    std::vector<Ranked> rank(const rpc::BlockNeed& need, bool explain = false) const;
+    std::vector<Ranked> rank(const jsonrpc::BlockNeed& need, bool explain = false) const;
     static std::vector<Ranked*> in_order(std::vector<Ranked>& ranked);
     // Whether more than half of the upstreams in use claim at least `head` (`self` claiming it).
     bool most_claim(const Upstream& self, std::uint64_t head) const;
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
-                                                  rpc::BlockNeed need, bool write,
+                                                  jsonrpc::BlockNeed need, bool write,
                                                   std::chrono::steady_clock::time_point deadline,
                                                   const Upstream* only = nullptr,
                                                   std::shared_ptr<AnswerBudget> budget = nullptr);
@@ -172,7 +171,6 @@ private:
     boost::asio::awaitable<void> probe(Upstream& upstream, Prober& prober);
 
     config::ChainConfig config_;
-    rpc::MethodPolicy policy_;
     boost::asio::any_io_executor executor_;
     metrics::Metrics* metrics_;
     const util::Clock& clock_;

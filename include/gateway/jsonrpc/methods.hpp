@@ -1,8 +1,7 @@
 #pragma once
-// What the gateway knows about JSON-RPC methods: how to route each one, which block it needs,
-// its metric label, and the operator's allow/deny lists.
-
-#include "gateway/config/config.hpp"
+// The method vocabulary every layer shares: how each JSON-RPC method is routed, which block it
+// needs, its metric label, the methods never served, and reading a block quantity. The table
+// itself is in src/jsonrpc/methods.cpp.
 
 #include <boost/json/value.hpp>
 
@@ -10,9 +9,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
-namespace gateway::rpc {
+namespace gateway::jsonrpc {
 
 enum class MethodKind {
     read,   ///< answered by any healthy upstream; may be retried on another one
@@ -60,23 +58,4 @@ std::optional<std::string> unserved_reason(std::string_view method);
 /// Parses a block quantity ("0x1b4"). nullopt for anything else.
 std::optional<std::uint64_t> parse_quantity(std::string_view text);
 
-/// A chain's allow and deny lists. An exact name beats a prefix (`debug_*`), a longer prefix
-/// beats a shorter one, deny beats allow at the same length; with a non-empty allow list,
-/// methods it does not match are refused.
-class MethodPolicy {
-public:
-    explicit MethodPolicy(const config::MethodsConfig& config);
-    /// Empty when the method may be called; otherwise why not, naming the rule.
-    std::optional<std::string> refusal(std::string_view method) const;
-
-private:
-    struct Rule {
-        std::string pattern;  // an exact name, or a prefix when `prefix`
-        bool prefix = false;
-        bool allow = false;
-    };
-    std::vector<Rule> rules_;
-    bool allow_list_ = false;
-};
-
-}  // namespace gateway::rpc
+}  // namespace gateway::jsonrpc
