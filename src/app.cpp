@@ -186,10 +186,20 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         g.caches.push_back(
             std::make_unique<cache::ChainCache>(chain.name, chain.cache, &g.metrics));
         g.watchers.push_back(std::make_unique<chain::ChainWatcher>(
-            chain, *g.pools.back(), &g.metrics, g.ioc.get_executor(), g.caches.back().get()));
+            chain, *g.pools.back(), &g.metrics, g.ioc.get_executor()));
+        // The cache drops what a reorg dropped, learns each canonical block's hash and which
+        // blocks are final.
+        cache::ChainCache* cache = g.caches.back().get();
+        g.watchers.back()->subscribe(chain::ChainEvents{
+            .reorg = [cache](const chain::Reorg& r) { cache->note_reorg(r); },
+            .blocks = [cache](const std::vector<chain::BlockRef>& b) { cache->note_blocks(b); },
+            .finalized = [cache](std::uint64_t n) { cache->note_finalized(n); },
+        });
         // A reorg may have dropped a block holding a journaled transaction: look now. Mined
         // transactions stay open to reorgs until the watcher takes their block as final.
-        g.watchers.back()->on_reorg([t = g.txms.back().get()] { t->reorged(); });
+        g.watchers.back()->subscribe(chain::ChainEvents{
+            .reorg = [t = g.txms.back().get()](const chain::Reorg&) { t->reorged(); },
+        });
         g.txms.back()->set_finality([w = g.watchers.back().get()] { return w->finalized(); });
         g.managed.push_back(std::make_unique<txm::ManagedSenders>(
             chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),

@@ -1,6 +1,5 @@
 #include "gateway/chain/watcher.hpp"
 
-#include "gateway/cache/chain_cache.hpp"
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -69,12 +68,10 @@ json::object reorg_json(const Reorg& r) {
 }  // namespace
 
 ChainWatcher::ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
-                           metrics::Metrics* metrics, asio::any_io_executor executor,
-                           cache::ChainCache* cache)
+                           metrics::Metrics* metrics, asio::any_io_executor executor)
     : config_(chain),
       pool_(pool),
       metrics_(metrics),
-      cache_(cache),
       strand_(asio::make_strand(executor)),
       timer_(strand_),
       tracker_(chain.reorgs.depth) {}
@@ -136,7 +133,8 @@ asio::awaitable<void> ChainWatcher::poll_tags() {
         finalized_ = Tag{finalized->number, true};
     else if (!finalized_ || !finalized_->from_node)
         finalized_ = by_depth;
-    if (cache_) cache_->note_finalized(finalized_->number);
+    for (const auto& s : subscribers_)
+        if (s.finalized) s.finalized(finalized_->number);
 }
 
 asio::awaitable<void> ChainWatcher::run() {
@@ -221,13 +219,13 @@ asio::awaitable<void> ChainWatcher::poll() {
         std::lock_guard lock(mu_);
         head_ = tracker_.head();
     }
-    if (cache_) {
-        // First what the reorg dropped, then the blocks that replace them.
-        if (reorg) cache_->note_reorg(*reorg);
-        cache_->note_blocks(branch);
-    }
+    // First what the reorg dropped, then the blocks that replace them.
+    if (reorg)
+        for (const auto& s : subscribers_)
+            if (s.reorg) s.reorg(*reorg);
+    for (const auto& s : subscribers_)
+        if (s.blocks) s.blocks(branch);
     if (!reorg) co_return;
-    if (on_reorg_) on_reorg_();
     std::lock_guard lock(mu_);
     ++reorgs_;
     spdlog::warn(

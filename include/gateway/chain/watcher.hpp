@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace gateway::metrics {
 class Metrics;
@@ -28,27 +29,32 @@ class Metrics;
 namespace gateway::upstream {
 class ChainPool;
 }
-namespace gateway::cache {
-class ChainCache;
-}
-
 namespace gateway::chain {
+
+/// What the watcher tells the rooms above it (the cache, the transaction manager), which
+/// app.cpp subscribes: the watcher includes none of them. Each callback is optional and runs on
+/// the watcher's strand; it must not block.
+struct ChainEvents {
+    /// A reorg: the blocks it dropped, oldest first. Told before the blocks that replace them.
+    std::function<void(const Reorg&)> reorg;
+    /// New canonical blocks, oldest first (after a reorg, its new branch).
+    std::function<void(const std::vector<BlockRef>&)> blocks;
+    /// The newest block taken as final (see finalized()), after each look at the tags.
+    std::function<void(std::uint64_t)> finalized;
+};
 
 class ChainWatcher {
 public:
-    /// The pool, metrics and cache must outlive the watcher. The cache (if any) is told of each
-    /// new canonical block, reorg and finalized block.
+    /// The pool and metrics must outlive the watcher.
     ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
-                 metrics::Metrics* metrics, boost::asio::any_io_executor executor,
-                 cache::ChainCache* cache = nullptr);
+                 metrics::Metrics* metrics, boost::asio::any_io_executor executor);
 
     /// Polls the head every health.interval_ms until stop().
     void start();
     void stop();
 
-    /// Called (on the watcher's strand) after each reorg, e.g. to have the transaction manager
-    /// look at its receipts now. Set before start().
-    void on_reorg(std::function<void()> callback) { on_reorg_ = std::move(callback); }
+    /// Adds a subscriber; subscribers are told in the order they subscribed. Before start().
+    void subscribe(ChainEvents events) { subscribers_.push_back(std::move(events)); }
 
     /// {chain, head: {number, hash} | null, safe and finalized: {number, source: "node" |
     /// "depth"} | null, depth, reorgs, recentReorgs: [...]}.
@@ -68,12 +74,11 @@ private:
     config::ChainConfig config_;
     upstream::ChainPool& pool_;
     metrics::Metrics* metrics_;
-    cache::ChainCache* cache_;
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     boost::asio::steady_timer timer_;
     std::atomic<bool> stopped_{false};
     HeadTracker tracker_;  // strand only
-    std::function<void()> on_reorg_;
+    std::vector<ChainEvents> subscribers_;
 
     mutable std::mutex mu_;  // guards what view() shows
     std::optional<BlockRef> head_;
