@@ -18,6 +18,8 @@ packages=(
     libtsan2
     # The fuzz pass (scripts/fuzz.sh): clang 14 and its runtimes (libFuzzer, ASan, UBSan).
     clang libclang-rt-14-dev
+    # scripts/check-layers.py (the include order between folders).
+    python3
 )
 # Node.js and npm fetch the pinned anvil and cast binaries; an existing Node.js (from any source) is kept.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds everything and runs every test: unit tests, then integration
+# Installs what is needed, checks that no file includes a header of a higher layer
+# (scripts/check-layers.py), builds everything and runs every test: unit tests, then integration
 # tests that start the real binary in front of real anvil nodes with cast as the client. Then the
 # same again in an AddressSanitizer + UndefinedBehaviorSanitizer build, without the tests labelled
 # `slow` (they ran in the plain build). Then the unit tests (but two whose timing TSan's slowdown
@@ -16,6 +17,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/install-deps.sh"
 
 status=0
+echo "== layer order (scripts/check-layers.py) =="
+{ python3 "$here/scripts/check-layers.py" --self-test &&
+    python3 "$here/scripts/check-layers.py"; } || status=1
 echo "== build (RelWithDebInfo, -Werror) =="
 "$here/scripts/build.sh"
 echo "== tests =="
