@@ -98,35 +98,44 @@ public:
 
 private:
     struct Batch;
+    /// One call on its way through the handler (src/rpc/handler_internal.hpp).
+    struct CallContext;
+    /// A member that answers a call. The router (src/rpc/router.cpp) gives each method its
+    /// route; methods it does not name go to the nodes (forward).
+    using Route = boost::asio::awaitable<void> (RpcHandler::*)(CallContext&);
+    static Route route_of(std::string_view method);
+
     /// `source`: whom the per-client queue cap counts a raw transaction against (the client, or
     /// without auth the peer's address).
     boost::asio::awaitable<Outcome> execute(
         const ChainRoute& chain, const jsonrpc::Entry& entry, std::string_view idempotency_key,
         const auth::Client& client, std::string_view source,
         std::shared_ptr<upstream::AnswerBudget> budget = nullptr);
-    boost::asio::awaitable<void> await_receipt(const ChainRoute& chain, const jsonrpc::Call& call,
-                                               std::string hash_json,
-                                               std::optional<std::uint64_t> timeout_ms,
-                                               std::chrono::steady_clock::time_point t0,
-                                               Outcome& out, std::string_view& outcome);
-    boost::asio::awaitable<void> send_sync(const ChainRoute& chain, const jsonrpc::Call& call,
-                                           const auth::Client& client, std::string_view source,
-                                           Outcome& out, std::string_view& outcome,
-                                           std::chrono::steady_clock::time_point t0);
-    boost::asio::awaitable<void> forward(const ChainRoute& chain, const jsonrpc::Call& call,
-                                         const auth::Client& client, Outcome& out,
-                                         std::string_view& outcome,
-                                         std::chrono::steady_clock::time_point t0,
-                                         std::shared_ptr<upstream::AnswerBudget> budget);
-    boost::asio::awaitable<upstream::Forwarded> fetch(
-        const ChainRoute& chain, const jsonrpc::Call& call, Outcome& out,
-        std::chrono::steady_clock::time_point t0, std::shared_ptr<upstream::AnswerBudget> budget);
+
+    // Routes. The gateway's own answers (router.cpp):
+    boost::asio::awaitable<void> accounts(CallContext& c);
+    boost::asio::awaitable<void> chain_id(CallContext& c);
+    // Transactions (transactions.cpp):
+    boost::asio::awaitable<void> managed_send(CallContext& c);
+    boost::asio::awaitable<void> get_transaction(CallContext& c);
+    boost::asio::awaitable<void> raw_send(CallContext& c);
+    boost::asio::awaitable<void> raw_send_sync(CallContext& c);
+    boost::asio::awaitable<void> await_receipt(CallContext& c, std::string hash_json,
+                                               std::optional<std::uint64_t> timeout_ms);
+    boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
+                                             Outcome& out, const auth::Client& client);
+    // The nodes (reads.cpp):
+    boost::asio::awaitable<void> forward(CallContext& c);
+    boost::asio::awaitable<upstream::Forwarded> fetch(CallContext& c);
+    // Batches (batches.cpp):
+    boost::asio::awaitable<std::vector<Outcome>> run_batch(
+        const ChainRoute& chain, const auth::Client& client, std::string_view source,
+        const std::vector<jsonrpc::Entry>& entries, std::string_view idempotency_key);
     static bool batchable(const ChainRoute& chain, const jsonrpc::Call& call,
                           const auth::Client& client);
     boost::asio::awaitable<void> forward_batched(const ChainRoute& chain, Batch& batch);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
-    boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
-                                             Outcome& out, const auth::Client& client);
+
     void count_client_call(const auth::Client& client, std::string_view outcome) const;
     boost::asio::awaitable<std::variant<std::shared_ptr<const auth::Client>, http::Response>>
     identify(const http::Request& request);
