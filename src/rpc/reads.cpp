@@ -4,6 +4,7 @@
 // one), and from the cache, marked stale, when no node can answer.
 
 #include "handler_internal.hpp"
+#include "node_calls.hpp"
 
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/cache/coalescer.hpp"
@@ -50,8 +51,8 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(CallContext& c) {
         co_return f;
     }
     if (!ticket || !route.cache->coalesce()) {
-        f = co_await chain.forward(call.method, call.params, kind == MethodKind::write, deadline,
-                                   budget);
+        f = co_await route.calls->forward(call.method, call.params, kind == MethodKind::write,
+                                          deadline, budget);
         if (ticket && f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
             route.cache->put(*ticket, *f.reply.result);
         co_return f;
@@ -71,7 +72,7 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(CallContext& c) {
             within(f);
         } else {
             // The leader's answer was its own (its request's limit): fetch ours.
-            f = co_await chain.forward(call.method, call.params, false, deadline, budget);
+            f = co_await route.calls->forward(call.method, call.params, false, deadline, budget);
         }
         co_return f;
     }
@@ -85,7 +86,7 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(CallContext& c) {
         }
     };
     Abandoned abandoned{coalescer_, joined.flight};
-    f = co_await chain.forward(call.method, call.params, false, deadline, budget);
+    f = co_await route.calls->forward(call.method, call.params, false, deadline, budget);
     if (f.outcome == upstream::Forwarded::Outcome::answered && !f.reply.is_error())
         route.cache->put(*ticket, *f.reply.result);
     // Before co_return: it moves `f` out before locals are destroyed. A refusal for this

@@ -1,6 +1,7 @@
 #include "gateway/rpc/rpc_handler.hpp"
 
 #include "handler_internal.hpp"
+#include "node_calls.hpp"
 
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/cache/coalescer.hpp"
@@ -22,8 +23,10 @@ RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRout
       auth_(auth),
       metrics_(metrics),
       coalescer_(std::make_shared<cache::Coalescer>()) {
-    for (auto& c : chains_)
+    for (auto& c : chains_) {
         if (!c.methods) c.methods = std::make_shared<MethodPolicy>(c.pool->config().methods);
+        if (!c.calls) c.calls = std::make_shared<NodeCalls>(*c.pool, metrics_);
+    }
 }
 
 RpcHandler::~RpcHandler() = default;

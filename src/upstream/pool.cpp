@@ -58,10 +58,6 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::string quantity(std::uint64_t n) {
-    return fmt::format("\"0x{:x}\"", n);
-}
-
 bool is_hash(const json::value* v) {
     const json::string* s = v ? v->if_string() : nullptr;
     return s && s->size() == 66 && s->starts_with("0x") &&
@@ -78,24 +74,6 @@ bool serves_block(const json::value& block, std::uint64_t number) {
         n && n->is_string() ? jsonrpc::parse_quantity(n->get_string()) : std::nullopt;
     return parsed == number && is_hash(o->if_contains("hash")) &&
            is_hash(o->if_contains("parentHash"));
-}
-
-// Concatenates JSON arrays given as texts, in order.
-std::string merge_arrays(const std::vector<std::string>& arrays) {
-    std::string out = "[";
-    for (const auto& a : arrays) {
-        const auto open = a.find('[');
-        const auto close = a.rfind(']');
-        if (open == std::string::npos || close == std::string::npos || close <= open) continue;
-        std::string_view inner(a.data() + open + 1, close - open - 1);
-        while (!inner.empty() && std::isspace(static_cast<unsigned char>(inner.front())))
-            inner.remove_prefix(1);
-        if (inner.empty()) continue;
-        if (out.size() > 1) out.push_back(',');
-        out.append(inner);
-    }
-    out.push_back(']');
-    return out;
 }
 
 }  // namespace
@@ -414,47 +392,36 @@ asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostO
 asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value params, bool write,
                                               Clock::time_point deadline,
                                               std::shared_ptr<AnswerBudget> budget) {
-    if (method == "eth_getLogs") {
-        if (auto split = co_await split_logs(params, deadline, budget)) co_return std::move(*split);
-    }
     const BlockNeed need = jsonrpc::block_need(method, params);
-    const bool uses_filter = method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
-                             method == "eth_uninstallFilter";
-    const Upstream* home = uses_filter ? filter_home(params) : nullptr;
-    Forwarded f =
-        co_await forward_one(method, std::move(params), need, write, deadline, home, budget);
+    co_return co_await forward_one(std::move(method), std::move(params), need, write, deadline,
+                                   nullptr, std::move(budget));
+}
 
-    if ((method == "eth_newFilter" || method == "eth_newBlockFilter" ||
-         method == "eth_newPendingTransactionFilter") &&
-        f.outcome == Forwarded::Outcome::answered && f.reply.result) {
-        json::error_code ec;
-        const json::value v = json::parse(*f.reply.result, ec);
-        if (!ec && v.is_string()) remember_filter(std::string(v.get_string()), f.upstream);
-    }
+asio::awaitable<Forwarded> ChainPool::forward_to(std::string method, json::value params,
+                                                 BlockNeed need, bool write,
+                                                 Clock::time_point deadline,
+                                                 std::shared_ptr<AnswerBudget> budget,
+                                                 std::string pinned) {
+    const Upstream* only = nullptr;
+    for (const auto& u : upstreams_)
+        if (!pinned.empty() && u->id() == pinned) only = u.get();
+    co_return co_await forward_one(std::move(method), std::move(params), need, write, deadline,
+                                   only, std::move(budget));
+}
 
-    if (method == "eth_blockNumber" && f.outcome == Forwarded::Outcome::answered &&
-        f.reply.result) {
-        // Never a lower block number than one a client of this chain was already given.
-        json::error_code ec;
-        const json::value v = json::parse(*f.reply.result, ec);
-        if (auto n =
-                !ec && v.is_string() ? jsonrpc::parse_quantity(v.get_string()) : std::nullopt) {
-            // A node may be ahead of the last probes (blocks come faster than probes on some
-            // chains), by health.max_lag_blocks at most: a higher answer is not believed (nor
-            // given out, since what is given out never goes back).
-            const std::uint64_t said = *n;
-            const std::optional<std::uint64_t> believed = head();
-            std::uint64_t served = served_head_.load();
-            // With no head believed now, the last one given out (once one was).
-            const std::uint64_t ahead = std::max<std::uint64_t>(1, config_.health.max_lag_blocks);
-            if (believed ? *n > *believed + ahead : served > 0) *n = believed.value_or(served);
-            while (believed && *n > served && !served_head_.compare_exchange_weak(served, *n)) {
-            }
-            const std::uint64_t answer = std::max(*n, served);
-            if (answer != said) f.reply.result = quantity(answer);
-        }
-    }
-    co_return f;
+std::uint64_t ChainPool::max_logs_range() const {
+    std::uint64_t limit = 0;
+    for (const auto& u : upstreams_)
+        if (!u->excluded() && u->config().max_logs_range)
+            limit =
+                limit ? std::min(limit, u->config().max_logs_range) : u->config().max_logs_range;
+    return limit;
+}
+
+std::size_t ChainPool::max_response_bytes(std::string_view upstream) const {
+    for (const auto& u : upstreams_)
+        if (u->id() == upstream) return u->config().max_response_bytes;
+    return std::numeric_limits<std::size_t>::max();
 }
 
 asio::awaitable<Forwarded> ChainPool::forward_at_least(std::string method, json::value params,
@@ -628,32 +595,6 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
     for (std::size_t i = 0; i < chosen.size(); ++i)
         out.push_back(Delivery{chosen[i]->id(), std::move(attempts[i])});
     co_return out;
-}
-
-void ChainPool::remember_filter(const std::string& filter_id, const std::string& upstream_id) {
-    // Nodes drop a filter nobody polled for 5 minutes (geth's default); twice that here.
-    constexpr auto kForget = std::chrono::minutes(10);
-    constexpr std::size_t kMaxFilters = 100'000;
-    const auto now = Clock::now();
-    std::lock_guard lock(filters_mu_);
-    if (filters_.size() >= kMaxFilters) {
-        std::erase_if(filters_, [&](const auto& f) { return now - f.second.last_used > kForget; });
-        if (filters_.size() >= kMaxFilters) filters_.clear();  // a flood: start over
-    }
-    filters_[filter_id] = FilterHome{upstream_id, now};
-}
-
-const Upstream* ChainPool::filter_home(const json::value& params) {
-    const json::array* a = params.if_array();
-    const json::string* id = a && !a->empty() ? a->at(0).if_string() : nullptr;
-    if (!id) return nullptr;
-    std::lock_guard lock(filters_mu_);
-    auto it = filters_.find(std::string(*id));
-    if (it == filters_.end()) return nullptr;  // made before a restart, or not through us
-    it->second.last_used = Clock::now();
-    for (const auto& u : upstreams_)
-        if (u->id() == it->second.upstream) return u.get();
-    return nullptr;
 }
 
 asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::value params,
@@ -893,138 +834,6 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
                           why.empty() ? "" : ": ", why)
             : fmt::format("every upstream of chain {} failed: {}", config_.name, why));
     co_return out;
-}
-
-// eth_getLogs over more blocks than an upstream serves: split into ranges of max_logs_range,
-// fetched a few at a time, merged in order. nullopt when the request needs no splitting. Parts are
-// made as they are fetched, at most logs.max_parts of them; the answer stops growing at the
-// smallest max_response_bytes of the upstreams that served parts, and at `budget`.
-asio::awaitable<std::optional<Forwarded>> ChainPool::split_logs(
-    const json::value& params, Clock::time_point deadline, std::shared_ptr<AnswerBudget> budget) {
-    const json::array* a = params.if_array();
-    const json::object* filter = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
-    if (!filter || filter->contains("blockHash")) co_return std::nullopt;
-    std::uint64_t limit = 0;
-    for (const auto& u : upstreams_)
-        if (!u->excluded() && u->config().max_logs_range)
-            limit =
-                limit ? std::min(limit, u->config().max_logs_range) : u->config().max_logs_range;
-    if (!limit) co_return std::nullopt;
-
-    const std::optional<std::uint64_t> head_now = head();
-    auto resolve = [&](const char* key) -> std::optional<std::uint64_t> {
-        const json::value* v = filter->if_contains(key);
-        if (!v || v->is_null()) return head_now;
-        if (!v->is_string()) return std::nullopt;
-        if (v->get_string() == "earliest") return 0;
-        if (auto n = jsonrpc::parse_quantity(v->get_string())) return n;
-        return head_now;  // latest, safe, finalized, pending
-    };
-    const auto from = resolve("fromBlock");
-    const auto to = resolve("toBlock");
-    // (to - from) / limit, not the span: a range of 2^64 blocks must not overflow.
-    if (!from || !to || *from > *to || *to - *from < limit) co_return std::nullopt;
-    const std::uint64_t count = (*to - *from) / limit + 1;
-
-    const auto refuse = [&](std::string message) {
-        Forwarded refused;
-        refused.outcome = Forwarded::Outcome::answered;
-        refused.reply.error =
-            jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded, std::move(message));
-        return refused;
-    };
-    const std::string range = fmt::format("{}..{}", *from, *to);
-    if (!config_.logs.split)
-        co_return refuse(fmt::format(
-            "eth_getLogs over blocks {} is more than this chain's upstreams serve at once "
-            "(max_logs_range {}); ask for ranges of at most {} blocks (splitting is off: "
-            "logs.split)",
-            range, limit, limit));
-    if (count > config_.logs.max_parts)
-        co_return refuse(fmt::format(
-            "eth_getLogs over blocks {} would take {} requests of {} blocks (max_logs_range), more "
-            "than logs.max_parts {}: ask for at most {} blocks at once",
-            range, count, limit, config_.logs.max_parts, limit * config_.logs.max_parts));
-
-    struct Split {
-        std::uint64_t from = 0, to = 0, limit = 0, count = 0;
-        const json::object* filter = nullptr;
-        std::vector<std::string> answers;  // each part's result (a JSON array), by index
-        std::optional<Forwarded> failure;  // the first part that failed, or the size refusal
-        std::vector<std::string> served_by;
-        std::size_t bytes = 0;  // of the answers so far
-        std::size_t max_bytes = std::numeric_limits<std::size_t>::max();
-        std::uint64_t next = 0;
-    } split{*from, *to, limit, count, filter, std::vector<std::string>(count)};
-
-    // Workers share the caller's strand: Split and the budget need no lock.
-    auto worker = [](ChainPool* self, Split* s, std::shared_ptr<AnswerBudget> budget,
-                     Clock::time_point dl) -> asio::awaitable<void> {
-        while (s->next < s->count && !s->failure) {
-            const std::uint64_t i = s->next++;
-            const std::uint64_t start = s->from + i * s->limit;
-            const std::uint64_t end = s->to - start < s->limit - 1 ? s->to : start + s->limit - 1;
-            json::object part = *s->filter;
-            part["fromBlock"] = fmt::format("0x{:x}", start);
-            part["toBlock"] = fmt::format("0x{:x}", end);
-            // (A named array: GCC 12 miscompiles a braced json::array inside a coroutine.)
-            json::array part_params;
-            part_params.push_back(std::move(part));
-            Forwarded r = co_await self->forward_one("eth_getLogs", std::move(part_params),
-                                                     BlockNeed{BlockNeed::Kind::number, end}, false,
-                                                     dl, nullptr, budget);
-            if (s->failure) co_return;
-            if (r.outcome != Forwarded::Outcome::answered || r.reply.is_error()) {
-                s->failure = std::move(r);  // one part failed: the whole request fails
-                co_return;
-            }
-            for (const auto& u : self->upstreams_)
-                if (u->id() == r.upstream)
-                    s->max_bytes = std::min(s->max_bytes, u->config().max_response_bytes);
-            if (std::find(s->served_by.begin(), s->served_by.end(), r.upstream) ==
-                s->served_by.end())
-                s->served_by.push_back(r.upstream);
-            const std::size_t size = r.reply.result->size();
-            s->bytes += size;
-            if (budget) budget->used += size;
-            if (s->bytes > s->max_bytes) {
-                Forwarded refused;
-                refused.outcome = Forwarded::Outcome::answered;
-                refused.reply.error = jsonrpc::Error(
-                    jsonrpc::ErrorCode::limit_exceeded,
-                    fmt::format("eth_getLogs over blocks {}..{}: the logs pass {} bytes (the "
-                                "max_response_bytes of the upstreams serving them); ask for a "
-                                "smaller range or fewer addresses and topics",
-                                s->from, s->to, s->max_bytes));
-                s->failure = std::move(refused);
-                co_return;
-            }
-            if (budget && budget->used > budget->limit) {
-                budget->spent = true;
-                s->failure = over_budget(budget->limit);
-                co_return;
-            }
-            s->answers[i] = std::move(*r.reply.result);
-        }
-    };
-    auto ex = co_await asio::this_coro::executor;
-    using Op = decltype(asio::co_spawn(ex, worker(this, &split, budget, deadline), asio::deferred));
-    std::vector<Op> ops;
-    for (std::size_t w = 0; w < std::min<std::uint64_t>(config_.logs.concurrency, count); ++w)
-        ops.push_back(asio::co_spawn(ex, worker(this, &split, budget, deadline), asio::deferred));
-    co_await asio::experimental::make_parallel_group(std::move(ops))
-        .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-    // The parts counted against the batch while they arrived; its caller counts the answer.
-    if (budget) budget->used -= std::min(budget->used, split.bytes);
-    if (metrics_) metrics_->count_logs_split(config_.name, split.next);
-    if (split.failure) co_return std::move(*split.failure);
-
-    Forwarded merged;
-    merged.outcome = Forwarded::Outcome::answered;
-    merged.reply.result = merge_arrays(split.answers);
-    for (const auto& s : split.served_by)
-        merged.upstream += (merged.upstream.empty() ? "" : ",") + s;
-    co_return merged;
 }
 
 }  // namespace gateway::upstream

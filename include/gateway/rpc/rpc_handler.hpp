@@ -55,6 +55,8 @@ inline constexpr std::string_view kReplacedByHeader = "X-Gateway-Replaced-By";
 /// (same chain and sender) returns the same transaction.
 inline constexpr std::string_view kIdempotencyHeader = "idempotency-key";
 
+class NodeCalls;
+
 /// What serves one chain.
 struct ChainRoute {
     upstream::ChainPool* pool = nullptr;
@@ -63,6 +65,9 @@ struct ChainRoute {
     cache::ChainCache* cache = nullptr;      ///< reads answered again; without it none are
     /// The chain's allow and deny lists; built by the handler from the pool's config.
     std::shared_ptr<const MethodPolicy> methods;
+    /// Calls to the chain's nodes, with what some methods need (src/rpc/node_calls.hpp); built by
+    /// the handler.
+    std::shared_ptr<NodeCalls> calls;
 };
 
 class RpcHandler {

@@ -79,15 +79,29 @@ public:
     /// score, those unable to serve the call's block left out, the rest as a last resort;
     /// at most failover.max_attempts attempts with backoff; a slow read hedged after
     /// failover.hedge_after_ms; a write sent to another node only when the first certainly did
-    /// not get it. eth_getLogs over max_logs_range is split (at most logs.max_parts parts; its
-    /// answer bounded by the serving upstreams' max_response_bytes). Answers count against
-    /// `budget` while they arrive: once it is spent the call is answered -32005, not sent on.
-    /// Never throws; gives up at `deadline`. Must be awaited on a strand (the caller's
-    /// connection).
+    /// not get it. Answers count against `budget` while they arrive: once it is spent the call
+    /// is answered -32005, not sent on. The pool knows no method by name: the block a call needs
+    /// is read from its params (jsonrpc::block_need); what a method needs beyond that (log
+    /// ranges split, filters pinned to their node, block numbers that never go back) the RPC
+    /// layer does. Never throws; gives up at `deadline`. Must be awaited on a strand (the
+    /// caller's connection).
     boost::asio::awaitable<Forwarded> forward(std::string method, boost::json::value params,
                                               bool write,
                                               std::chrono::steady_clock::time_point deadline,
                                               std::shared_ptr<AnswerBudget> budget = nullptr);
+
+    /// forward() for a call needing `need`. `pinned`: only that upstream (by id) may answer,
+    /// whatever its health, unless it is cordoned or on the wrong chain (a filter lives on the
+    /// node that made it); an unknown id pins nothing.
+    boost::asio::awaitable<Forwarded> forward_to(std::string method, boost::json::value params,
+                                                 jsonrpc::BlockNeed need, bool write,
+                                                 std::chrono::steady_clock::time_point deadline,
+                                                 std::shared_ptr<AnswerBudget> budget = nullptr,
+                                                 std::string pinned = {});
+    /// The smallest max_logs_range of the upstreams in use; 0 when none has one.
+    std::uint64_t max_logs_range() const;
+    /// An upstream's max_response_bytes; the largest size for an unknown id.
+    std::size_t max_response_bytes(std::string_view upstream) const;
 
     /// A read that only upstreams at or above block `min_block` may answer (none such: an error
     /// after the usual attempts, never a node behind it): for answers whose absence is taken as
@@ -157,12 +171,6 @@ private:
                                                   std::chrono::steady_clock::time_point deadline,
                                                   const Upstream* only = nullptr,
                                                   std::shared_ptr<AnswerBudget> budget = nullptr);
-    // Filters live on the node that made them: eth_getFilterChanges and friends go there.
-    void remember_filter(const std::string& filter_id, const std::string& upstream_id);
-    const Upstream* filter_home(const boost::json::value& params);
-    boost::asio::awaitable<std::optional<Forwarded>> split_logs(
-        const boost::json::value& params, std::chrono::steady_clock::time_point deadline,
-        std::shared_ptr<AnswerBudget> budget);
     // `label`: the method's metric label (a static string).
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
                                             PostOptions options, std::uint64_t id,
@@ -177,16 +185,9 @@ private:
     std::vector<std::unique_ptr<Upstream>> upstreams_;  // configuration order
     std::vector<std::unique_ptr<Prober>> probers_;
     std::atomic<std::uint64_t> next_id_{1};
-    std::atomic<std::uint64_t> served_head_{0};  // the highest eth_blockNumber given to a client
     std::atomic<bool> stopped_{false};
-    struct FilterHome {
-        std::string upstream;
-        std::chrono::steady_clock::time_point last_used;
-    };
     std::mutex no_batch_mu_;
     std::vector<const Upstream*> no_batch_;  // answered a batch with something else
-    std::mutex filters_mu_;
-    std::unordered_map<std::string, FilterHome> filters_;  // filter id -> the node holding it
 };
 
 }  // namespace gateway::upstream
