@@ -1,5 +1,5 @@
-#include "gateway/txm/tx_manager.hpp"
 #include "gateway/txm/nonce_proof.hpp"
+#include "tx_manager_internal.hpp"
 
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/methods.hpp"
@@ -25,30 +25,9 @@
 
 namespace gateway::txm {
 
-namespace asio = boost::asio;
-namespace json = boost::json;
-using store::TxState;
-using util::iso_time;
+using detail::error_reply;
+using detail::result_reply;
 using util::unix_ms;
-using Clock = std::chrono::steady_clock;
-
-struct TxManager::Entry {
-    store::TxRecord rec;
-    eth::Transaction tx;
-    Clock::time_point last_broadcast{};
-    bool busy = false;   // being sent right now (by a client's call or the dispatcher)
-    bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
-    // QUEUED in the journal, but a node may have it: the gateway stopped (or the journal failed)
-    // between a node's acceptance and the BROADCASTING record. Not replaced as "never sent".
-    bool maybe_taken = false;
-    std::uint64_t checked_head = 0;  // the chain head at its last receipt check
-    Clock::time_point checked_at{};  // and when that was
-    // QUEUED and refused for now by nodes that answered: for how long so far (only time during
-    // which they kept answering counts), since when without a break, and what they said last.
-    util::Clock::duration refused_for{};
-    std::optional<util::Clock::time_point> refused_since;
-    std::string last_refusal;
-};
 
 namespace {
 
@@ -95,21 +74,6 @@ Received receive(eth::Bytes bytes) {
 
 std::string quoted(std::string_view s) {
     return json::serialize(json::string(s));
-}
-
-jsonrpc::Reply error_reply(jsonrpc::ErrorCode code, std::string message) {
-    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message)));
-}
-
-jsonrpc::Reply result_reply(std::string json_text) {
-    return jsonrpc::Reply::success(std::move(json_text));
-}
-
-std::optional<std::string> hash_param(const json::value& params) {
-    const json::array* a = params.if_array();
-    const json::string* h = a && a->size() == 1 ? a->at(0).if_string() : nullptr;
-    if (!h || h->size() != 66 || !eth::from_hex(*h)) return std::nullopt;
-    return util::lower(*h);
 }
 
 constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
@@ -967,14 +931,6 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
                              std::move(parent), std::move(client), {});
 }
 
-std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) const {
-    const std::string key = util::lower(hash);
-    std::lock_guard lock(mu_);
-    auto it = by_hash_.find(key);
-    if (it == by_hash_.end()) return std::nullopt;
-    return it->second->rec;
-}
-
 asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::Bytes raw,
                                                eth::Bytes network,
                                                std::optional<std::string> parent,
@@ -1227,97 +1183,6 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         }
     }
     co_return out;
-}
-
-std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) const {
-    const std::string key = util::lower(sender);
-    std::lock_guard lock(mu_);
-    auto s = by_sender_.find(key);
-    if (s == by_sender_.end()) return std::nullopt;
-    std::optional<std::uint64_t> next;
-    for (const auto& [nonce, hashes] : s->second)
-        for (const auto& h : hashes) {
-            auto it = by_hash_.find(h);
-            if (it == by_hash_.end()) continue;
-            const TxState st = it->second->rec.state;
-            if (st == TxState::queued || st == TxState::broadcasting) next = nonce + 1;
-        }
-    return next;
-}
-
-std::optional<std::string> TxManager::pending_transaction_json(
-    std::string_view hash, std::optional<std::string_view> owner) const {
-    const std::string key = util::lower(hash);
-    std::lock_guard lock(mu_);
-    auto it = by_hash_.find(key);
-    if (it == by_hash_.end() || (owner && it->second->rec.client != *owner)) return std::nullopt;
-    const TxState st = it->second->rec.state;
-    if (st != TxState::queued && st != TxState::broadcasting) return std::nullopt;
-    return json::serialize(eth::to_rpc_json(it->second->tx));
-}
-
-json::array history_json(const std::vector<store::TxEvent>& history) {
-    json::array h;
-    for (const auto& ev : history)
-        h.push_back(json::object{{"state", store::to_string(ev.state)},
-                                 {"reason", ev.reason},
-                                 {"at", iso_time(ev.at_ms)}});
-    return h;
-}
-
-json::object record_json(const store::TxRecord& r, const std::vector<store::TxEvent>* history) {
-    json::object o{
-        {"hash", r.hash},
-        {"chain", r.chain},
-        {"chainId", eth::to_quantity(r.chain_id)},
-        {"from", r.sender},
-        {"nonce", eth::to_quantity(r.nonce)},
-        {"state", store::to_string(r.state)},
-        {"reason", r.reason},
-        {"createdAt", iso_time(r.created_ms)},
-        {"updatedAt", iso_time(r.updated_ms)},
-        {"broadcasts", r.broadcasts},
-        // Whether the state can still change: a mined one's block may yet be dropped by a reorg.
-        {"final", r.finalized},
-    };
-    if (r.parent) o["transaction"] = *r.parent;  // the managed transaction it is an attempt of
-    if (!r.client.empty()) o["client"] = r.client;
-    o["blockHash"] = r.block_hash ? json::value(*r.block_hash) : json::value(nullptr);
-    o["blockNumber"] =
-        r.block_number ? json::value(eth::to_quantity(*r.block_number)) : json::value(nullptr);
-    if (history) o["history"] = history_json(*history);
-    return o;
-}
-
-asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params,
-                                                    std::optional<std::string_view> owner) {
-    const auto hash = hash_param(params);
-    if (!hash)
-        co_return error_reply(jsonrpc::ErrorCode::invalid_params,
-                              "gateway_getTransaction takes one parameter: a transaction hash "
-                              "(0x and 64 hex digits)");
-    std::optional<store::TxRecord> rec;
-    std::vector<store::TxEvent> history;
-    try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
-            rec = j.find(*hash);
-            if (rec) history = j.history(*hash);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& ex) {
-        co_return error_reply(jsonrpc::ErrorCode::resource_unavailable,
-                              fmt::format("the transaction journal cannot be read: {}", ex.what()));
-    }
-    // Another client's transaction is not this caller's business: as if unknown.
-    if (!rec || rec->chain != config_.name || (owner && rec->client != *owner))
-        co_return result_reply("null");
-    {
-        // The live reason (e.g. why it still waits) is fresher than the journal's.
-        std::lock_guard lock(mu_);
-        if (auto it = by_hash_.find(*hash); it != by_hash_.end())
-            rec->reason = it->second->rec.reason;
-    }
-    co_return result_reply(json::serialize(record_json(*rec, &history)));
 }
 
 }  // namespace gateway::txm
