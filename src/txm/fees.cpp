@@ -1,5 +1,4 @@
 #include "gateway/txm/fees.hpp"
-#include "gateway/txm/nonce.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -187,31 +186,6 @@ std::uint64_t gas_limit(std::uint64_t estimate, unsigned margin_percent,
                         std::optional<std::uint64_t> client_gas) {
     if (client_gas && *client_gas >= estimate) return *client_gas;
     return add(estimate, percent_up(estimate, margin_percent));
-}
-
-}  // namespace gateway::txm
-
-namespace gateway::txm {
-
-NonceStart reconcile_nonce(std::optional<std::uint64_t> journal_next, std::uint64_t chain_pending,
-                           std::optional<std::uint64_t> held_max) {
-    NonceStart out;
-    if (!journal_next) {
-        out.next = chain_pending;
-        return out;
-    }
-    if (chain_pending > *journal_next) {
-        out.next = chain_pending;
-        out.raised = true;
-        return out;
-    }
-    if (chain_pending < *journal_next && (!held_max || *held_max < chain_pending)) {
-        out.next = chain_pending;
-        out.lowered = true;
-        return out;
-    }
-    out.next = *journal_next;
-    return out;
 }
 
 }  // namespace gateway::txm

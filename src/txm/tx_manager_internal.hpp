@@ -1,0 +1,56 @@
+#pragma once
+// Private to src/txm: what TxManager holds of each transaction (Entry), and the names and replies
+// shared by the files that define its member functions (tx_manager.cpp, tx_intake.cpp,
+// tx_receipts.cpp, tx_queries.cpp).
+
+#include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/store/journal_service.hpp"
+#include "gateway/txm/tx_manager.hpp"
+#include "gateway/util/clock.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace gateway::txm {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using store::TxState;
+using Clock = std::chrono::steady_clock;
+
+struct TxManager::Entry {
+    store::TxRecord rec;
+    eth::Transaction tx;
+    Clock::time_point last_broadcast{};
+    bool busy = false;   // being sent right now (by a client's call or the dispatcher)
+    bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
+    // QUEUED in the journal, but a node may have it: the gateway stopped (or the journal failed)
+    // between a node's acceptance and the BROADCASTING record. Not replaced as "never sent".
+    bool maybe_taken = false;
+    std::uint64_t checked_head = 0;  // the chain head at its last receipt check
+    Clock::time_point checked_at{};  // and when that was
+    // QUEUED and refused for now by nodes that answered: for how long so far (only time during
+    // which they kept answering counts), since when without a break, and what they said last.
+    util::Clock::duration refused_for{};
+    std::optional<util::Clock::time_point> refused_since;
+    std::string last_refusal;
+};
+
+namespace detail {
+
+inline jsonrpc::Reply error_reply(jsonrpc::ErrorCode code, std::string message) {
+    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message)));
+}
+
+inline jsonrpc::Reply result_reply(std::string json_text) {
+    return jsonrpc::Reply::success(std::move(json_text));
+}
+
+}  // namespace detail
+
+}  // namespace gateway::txm

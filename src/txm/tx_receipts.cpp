@@ -1,0 +1,349 @@
+// Following sent transactions to their receipts: confirmations, CONFIRMING -> COMPLETED, reverts,
+// rebroadcasts of those without one, nonces a node says are used; and after mining, the blocks
+// not final yet, watched for reorgs that reopen their transactions.
+
+#include "tx_manager_internal.hpp"
+
+#include "gateway/jsonrpc/methods.hpp"
+#include "gateway/txm/nonce_proof.hpp"
+#include "gateway/upstream/pool.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+namespace gateway::txm {
+
+void TxManager::set_finality(std::function<std::optional<std::uint64_t>()> finalized) {
+    finality_ = std::move(finalized);
+}
+
+void TxManager::reorged() {
+    ++reorgs_;
+    wake();
+}
+
+void TxManager::on_reopened(std::function<void(std::string parent, std::string sender)> callback) {
+    on_reopened_ = std::move(callback);
+}
+
+std::optional<std::uint64_t> TxManager::final_block(std::uint64_t head) const {
+    // Never above the believed head: one node's finalized tag is not the chain's word.
+    if (finality_)
+        if (auto f = finality_()) return std::min(*f, head);
+    const std::uint64_t depth = config_.reorgs.finality_depth;
+    if (!head || head < depth) return std::nullopt;
+    return head - depth;
+}
+
+asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
+    std::vector<std::shared_ptr<Entry>> list;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [hash, e] : mined_) list.push_back(e);
+    }
+    if (list.empty() || !head) co_return;
+    const auto fin = final_block(head);
+    const std::uint64_t reorgs = reorgs_;
+    const bool after_reorg = reorgs != reorgs_checked_;
+    // The blocks to look at: every one after a reorg (on a chain without reorgs that costs
+    // nothing), and those about to be taken as final, which must be canonical first.
+    std::map<std::uint64_t, std::vector<std::shared_ptr<Entry>>> by_block;
+    for (const auto& e : list) {
+        const std::uint64_t n = e->rec.block_number.value_or(0);
+        if (after_reorg || (fin && n <= *fin)) by_block[n].push_back(e);
+    }
+    bool all_seen = true;
+    std::vector<std::string> final_now;
+    for (const auto& group : by_block) {
+        const std::uint64_t number = group.first;
+        if (stopped_) co_return;
+        // The block at that height as a node at the chain's head has it: its hash, not a receipt,
+        // proves a block gone (a node without a transaction index answers receipts with null),
+        // and a node that has not reached the head may not have seen the reorg.
+        const std::uint64_t at = std::max(head, number);
+        json::array block_params{json::string(eth::to_quantity(number)), false};
+        const auto block =
+            co_await read_at(pool_, "eth_getBlockByNumber", std::move(block_params), at);
+        const json::object* b = block ? block->if_object() : nullptr;
+        const json::value* bh = b ? b->if_contains("hash") : nullptr;
+        if (!bh || !bh->is_string()) {
+            all_seen = false;  // no node can tell now: looked at again next round
+            continue;
+        }
+        for (const auto& e : group.second) {
+            if (e->rec.block_hash == std::string_view(bh->get_string())) {
+                if (fin && number <= *fin) final_now.push_back(e->rec.hash);
+                continue;
+            }
+            // Its block is gone: where is it now?
+            json::array receipt_params{json::string(e->rec.hash)};
+            const auto receipt =
+                co_await read_at(pool_, "eth_getTransactionReceipt", std::move(receipt_params), at);
+            const json::object* r = receipt ? receipt->if_object() : nullptr;
+            const json::value* rh = r ? r->if_contains("blockHash") : nullptr;
+            if (!receipt || (r && (!rh || !rh->is_string() ||
+                                   e->rec.block_hash == std::string_view(rh->get_string())))) {
+                all_seen = false;  // no answer, or one that contradicts the block's
+                continue;
+            }
+            if (!co_await reopen(e, *receipt)) all_seen = false;
+        }
+    }
+    if (!final_now.empty()) {
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                j.mark_finalized(final_now);
+            };
+            co_await journal_.run(std::move(op));
+            std::lock_guard lock(mu_);
+            for (const auto& h : final_now) {
+                if (auto it = mined_.find(h); it != mined_.end()) {
+                    it->second->rec.finalized = true;
+                    mined_.erase(it);
+                }
+            }
+        } catch (const std::exception& ex) {
+            spdlog::warn("chain {}: cannot journal that {} transaction(s) are final ({})",
+                         config_.name, final_now.size(), ex.what());
+        }
+    }
+    if (after_reorg && all_seen) reorgs_checked_ = reorgs;
+}
+
+asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::value& receipt) {
+    const std::string was =
+        fmt::format("{} in block {} ({})", store::to_string(e->rec.state),
+                    e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?"));
+    bool ok = false;
+    const json::object* o = receipt.if_object();
+    const auto number = o && o->contains("blockNumber") && o->at("blockNumber").is_string()
+                            ? jsonrpc::parse_quantity(o->at("blockNumber").get_string())
+                            : std::nullopt;
+    if (o && number) {
+        const std::string block_hash(o->at("blockHash").get_string());
+        ok = co_await transition(
+            e, TxState::confirming,
+            fmt::format("a reorg before its block was final moved it: {}, now mined in block {} "
+                        "({})",
+                        was, *number, block_hash),
+            false, block_hash, *number);
+    } else {
+        ok = co_await transition(
+            e, TxState::broadcasting,
+            fmt::format("a reorg before its block was final dropped it: {}; sending it again", was),
+            false, std::nullopt, std::nullopt);
+    }
+    if (!ok) co_return false;
+    spdlog::warn("chain {}: transaction {} (sender {} nonce {}) was {}: a reorg reopened it",
+                 config_.name, e->rec.hash, e->rec.sender, e->rec.nonce, was);
+    {
+        std::lock_guard lock(mu_);
+        mined_.erase(e->rec.hash);
+        by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
+        by_hash_[e->rec.hash] = e;
+        e->last_broadcast = {};
+        e->checked_head = 0;
+    }
+    if (e->rec.parent && on_reopened_) on_reopened_(*e->rec.parent, e->rec.sender);
+    co_return true;
+}
+
+asio::awaitable<std::optional<json::value>> TxManager::receipt(const std::string& hash) {
+    json::value params = json::array{json::string(hash)};
+    upstream::Forwarded f = co_await pool_.forward("eth_getTransactionReceipt", std::move(params),
+                                                   false, Clock::now() + std::chrono::seconds(10));
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
+        co_return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    if (ec) co_return std::nullopt;
+    co_return v;
+}
+
+asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
+    // Dead only on the word of nodes at the head, with the nonce used confirmations deep: a
+    // null receipt from a node behind proves nothing (and a managed sender would pay twice).
+    // The attempts of the same managed transaction count as ours: one of them mined ends the
+    // others as REPLACED.
+    std::vector<std::string> hashes{e->rec.hash};
+    if (e->rec.parent) {
+        // From the journal: the one mined may be final and out of memory already.
+        std::vector<store::TxRecord> attempts;
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                attempts = j.attempts(*e->rec.parent);
+            };
+            co_await journal_.run(std::move(op));
+        } catch (const std::exception&) {
+            co_return;  // cannot tell now: the next round asks again
+        }
+        for (const auto& a : attempts)
+            if (a.hash != e->rec.hash) hashes.push_back(a.hash);
+    }
+    const NonceUse use =
+        co_await nonce_use(pool_, e->rec.sender, e->rec.nonce, hashes, config_.tx.confirmations);
+    switch (use.kind) {
+        case NonceUse::Kind::unknown:
+        case NonceUse::Kind::unused: co_return;  // cannot tell now: the next round asks again
+        case NonceUse::Kind::ours:
+            if (use.hash != e->rec.hash) {
+                co_await transition(e, TxState::replaced, "replaced by " + use.hash);
+                co_return;
+            }
+            co_await track(e, pool_.head().value_or(0), &use.receipt);
+            co_return;
+        case NonceUse::Kind::another: break;
+    }
+    co_await transition(e, TxState::failed,
+                        fmt::format("nonce {} of {} was used by another transaction (seen at "
+                                    "block {} by a node at the chain's head)",
+                                    e->rec.nonce, e->rec.sender, use.seen_at));
+}
+
+asio::awaitable<void> TxManager::replace_attempts(std::string parent, std::string used_by) {
+    std::vector<std::shared_ptr<Entry>> others;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [hash, e] : by_hash_)
+            if (e->rec.parent == parent && hash != used_by) others.push_back(e);
+    }
+    for (auto& e : others) co_await transition(e, TxState::replaced, "replaced by " + used_by);
+}
+
+bool TxManager::receipt_due(const Entry& e, std::uint64_t head) const {
+    // A receipt changes with the chain: ask when the head moved, and now and then regardless
+    // (a reorg at the same height, a head that went back). The fields are written by the
+    // dispatcher and by clients' calls: under the lock.
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval &&
+             now - e.last_broadcast < config_.tx.rebroadcast_after);
+}
+
+asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetch_receipts(
+    const std::vector<std::vector<std::shared_ptr<Entry>>>& senders, std::uint64_t head) {
+    std::unordered_map<std::string, json::value> out;
+    std::vector<std::string> hashes;
+    for (const auto& list : senders)
+        for (const auto& e : list) {
+            const TxState st = state_of(*e);
+            if ((st == TxState::broadcasting || st == TxState::confirming) && receipt_due(*e, head))
+                hashes.push_back(e->rec.hash);
+        }
+    // One call alone costs as much as a batch of many: thousands of sent transactions waiting
+    // for their blocks would otherwise be thousands of calls a round.
+    constexpr std::size_t kBatch = 100;
+    std::size_t next = 0;
+    while (next < hashes.size() && !stopped_) {
+        std::vector<upstream::ChainPool::BatchCall> calls;
+        for (std::size_t i = next; i < hashes.size() && calls.size() < kBatch; ++i) {
+            json::value params = json::array{json::string(hashes[i])};
+            calls.push_back(
+                upstream::ChainPool::BatchCall{"eth_getTransactionReceipt", std::move(params)});
+        }
+        auto answered =
+            co_await pool_.forward_batch(std::move(calls), Clock::now() + std::chrono::seconds(10));
+        if (!answered || answered->replies.empty()) break;  // the rest are asked for alone
+        for (std::size_t i = 0; i < answered->replies.size(); ++i) {
+            const auto& reply = answered->replies[i];
+            if (!reply || reply->is_error()) continue;
+            json::error_code ec;
+            json::value v = json::parse(*reply->result, ec);
+            if (!ec) out.emplace(hashes[next + i], std::move(v));
+        }
+        next += answered->replies.size();
+    }
+    co_return out;
+}
+
+asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head,
+                                       const json::value* prefetched) {
+    if (!receipt_due(*e, head)) co_return;
+    {
+        std::lock_guard lock(mu_);
+        e->checked_head = head;
+        e->checked_at = Clock::now();
+    }
+    std::optional<json::value> r;
+    if (prefetched) {
+        r = *prefetched;
+    } else {
+        r = co_await receipt(e->rec.hash);
+    }
+    if (!r) co_return;
+    const json::object* receipt = r->if_object();
+    if (!receipt) {
+        // No receipt.
+        if (state_of(*e) == TxState::confirming) {
+            co_await transition(
+                e, TxState::broadcasting,
+                fmt::format("block {} ({}) no longer holds it (a reorg): sending it again",
+                            e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?")),
+                false, std::nullopt, std::nullopt);
+            std::lock_guard lock(mu_);
+            e->last_broadcast = {};
+        }
+        bool resend = false;
+        {
+            std::lock_guard lock(mu_);
+            resend = e->rec.state == TxState::broadcasting && !e->busy &&
+                     Clock::now() - e->last_broadcast >= config_.tx.rebroadcast_after;
+            if (resend) e->busy = true;
+        }
+        if (resend) {
+            BroadcastResult b = co_await send(*e);
+            {
+                std::lock_guard lock(mu_);
+                e->last_broadcast = Clock::now();
+            }
+            // Still busy while the verdict is written: nobody else sends it meanwhile.
+            if (b.verdict == Broadcast::accepted)
+                co_await transition(e, TxState::broadcasting, "sent again: " + b.detail, true);
+            else if (b.verdict == Broadcast::nonce_used)
+                co_await settle_used_nonce(e);
+            else if (b.verdict == Broadcast::refused)
+                co_await transition(e, TxState::failed, "refused when sent again: " + b.detail);
+            std::lock_guard lock(mu_);
+            e->busy = false;
+        }
+        co_return;
+    }
+    const json::value* bn = receipt->if_contains("blockNumber");
+    const json::value* bh = receipt->if_contains("blockHash");
+    if (!bn || !bn->is_string() || !bh || !bh->is_string()) co_return;  // pending receipt
+    const auto number = jsonrpc::parse_quantity(bn->get_string());
+    if (!number) co_return;
+    const std::string block_hash(bh->get_string());
+    const bool success = receipt->contains("status") && receipt->at("status") == "0x1";
+    bool moved;
+    {
+        std::lock_guard lock(mu_);
+        moved = e->rec.state != TxState::confirming || e->rec.block_hash != block_hash;
+    }
+    if (moved) {
+        std::string why = fmt::format("mined in block {} ({})", *number, block_hash);
+        const bool ok =
+            co_await transition(e, TxState::confirming, std::move(why), false, block_hash, *number);
+        if (!ok) co_return;
+    }
+    head = std::max(head, *number);
+    const std::uint64_t confirmations = head - *number + 1;
+    if (confirmations < config_.tx.confirmations) co_return;
+    if (success)
+        co_await transition(e, TxState::completed,
+                            fmt::format("mined in block {} ({}), {} confirmation(s)", *number,
+                                        block_hash, confirmations),
+                            false, block_hash, *number);
+    else
+        co_await transition(
+            e, TxState::failed,
+            fmt::format("reverted in block {} ({}): mined, its nonce is used", *number, block_hash),
+            false, block_hash, *number);
+}
+
+}  // namespace gateway::txm
