@@ -1,0 +1,55 @@
+#pragma once
+// Private to src/upstream: what the pool's files share. The pool is split by job: pool.cpp (the
+// failover call: attempts, hedging, batches, broadcasts), selection.cpp (ranking upstreams for a
+// call, with the score's explanation, and the views of them), health_probes.cpp (the probes
+// that keep each upstream's state, head and chain id).
+
+#include "gateway/upstream/pool.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace gateway::upstream {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+using jsonrpc::BlockNeed;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+struct ChainPool::Prober {
+    explicit Prober(asio::any_io_executor ex) : strand(asio::make_strand(ex)), timer(strand) {}
+    asio::strand<asio::any_io_executor> strand;
+    asio::steady_timer timer;
+    std::uint64_t round = 0;
+    bool chain_verified = false;
+    bool syncing = false;
+};
+
+// The attempts of one call in flight: each reports here and wakes the call.
+struct ChainPool::Race {
+    explicit Race(asio::any_io_executor ex) : wake(ex) {}
+    asio::steady_timer wake;
+    std::vector<std::pair<Upstream*, Attempt>> finished;
+};
+
+struct ChainPool::Ranked {
+    Upstream* upstream = nullptr;
+    UpstreamView view;
+    bool normal = false;    // may get calls now (not down, breaker not open, not throttled)
+    bool eligible = false;  // can serve the call's block
+};
+
+inline double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace gateway::upstream
