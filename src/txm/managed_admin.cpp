@@ -1,0 +1,214 @@
+// Managed senders: the admin API. Retry a dead letter or a failed transaction, cancel one, and
+// resynchronise a sender's next nonce with the chain; each on its sender's strand, holding it.
+
+#include "gateway/txm/managed.hpp"
+#include "managed_internal.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/json/object.hpp>
+
+#include <algorithm>
+
+namespace gateway::txm {
+
+namespace {
+
+// Admin answers, built outside coroutines (GCC 12 mishandles initializer lists in them).
+AdminAnswer admin_error(unsigned status, std::string message) {
+    AdminAnswer a;
+    a.status = status;
+    a.body["error"] = std::move(message);
+    return a;
+}
+
+AdminAnswer admin_state(unsigned status, const std::string& id, std::string_view state,
+                        std::string_view note = {}) {
+    AdminAnswer a;
+    a.status = status;
+    a.body["id"] = id;
+    a.body["state"] = state;
+    if (!note.empty()) a.body["cancel"] = note;
+    return a;
+}
+
+AdminAnswer admin_body(json::object body) {
+    AdminAnswer a;
+    a.body = std::move(body);
+    return a;
+}
+
+}  // namespace
+
+asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
+    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
+    std::optional<store::ManagedRecord> rec;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return admin_error(503, fmt::format("the journal cannot be read: {}", e.what()));
+    }
+    if (!rec || rec->chain != config_.name)
+        co_return admin_error(404, "no managed transaction " + id + " on chain " + config_.name);
+    Sender* s = sender_of(rec->sender);
+    if (!s) co_return admin_error(409, "its sender is no longer configured");
+    if (rec->request.find(kFillsField) != std::string::npos)
+        co_return admin_error(409, id + " fills the nonce of another transaction: not retried");
+    if (rec->state != TxState::dead_letter && rec->state != TxState::failed)
+        co_return admin_error(409,
+                              fmt::format("{} is {}: only DEAD_LETTER and FAILED transactions are "
+                                          "retried",
+                                          id, store::to_string(rec->state)));
+    // On the sender's strand: its owner.
+    auto answer =
+        co_await asio::co_spawn(s->strand, retry_owned(s, std::move(*rec)), asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::ManagedRecord rec) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
+    if (find(rec.id)) co_return admin_error(409, rec.id + " is being retried already");
+    auto parsed = parse_stored(rec.request, config_.chain_id);
+    if (auto* error = std::get_if<std::string>(&parsed)) co_return admin_error(409, *error);
+    auto tx = std::make_shared<Tx>();
+    tx->rec = rec;
+    tx->req = std::move(std::get<Request>(parsed));
+    {
+        std::lock_guard lock(mu_);
+        s->txs.push_back(tx);
+        by_id_[rec.id] = tx;
+    }
+    const bool ok =
+        co_await update(tx, TxState::queued, "retried by an operator: a new nonce, gas and fees");
+    if (!ok) {
+        std::lock_guard lock(mu_);
+        std::erase(s->txs, tx);
+        by_id_.erase(rec.id);
+        co_return admin_error(503, "the journal cannot be written");
+    }
+    {
+        std::lock_guard lock(mu_);
+        tx->rec.nonce.reset();
+        tx->rec.hash.reset();
+    }
+    wake(*s);
+    co_return admin_state(200, rec.id, "QUEUED");
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
+    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
+    auto tx = find(id);
+    if (!tx) {
+        std::optional<store::ManagedRecord> rec;
+        try {
+            store::JournalService::Operation op = [&](store::Journal& j) {
+                rec = j.find_managed(id);
+            };
+            co_await journal_.run(std::move(op));
+        } catch (const std::exception& e) {
+            co_return admin_error(503, fmt::format("the journal cannot be read: {}", e.what()));
+        }
+        if (!rec || rec->chain != config_.name)
+            co_return admin_error(404,
+                                  "no managed transaction " + id + " on chain " + config_.name);
+        co_return admin_error(409,
+                              fmt::format("{} is {} already", id, store::to_string(rec->state)));
+    }
+    Sender* s = sender_of(tx->rec.sender);
+    auto answer = co_await asio::co_spawn(s->strand, cancel_owned(s, tx), asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared_ptr<Tx> tx) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
+    TxState st;
+    {
+        std::lock_guard lock(mu_);
+        st = tx->rec.state;
+    }
+    if (store::is_final(st))
+        co_return admin_error(409,
+                              fmt::format("{} is {} already", tx->rec.id, store::to_string(st)));
+    if (st == TxState::confirming)
+        co_return admin_error(409, tx->rec.id + " is mined already (CONFIRMING)");
+    if (st == TxState::queued || st == TxState::preparing) {
+        co_await finish(*s, tx, TxState::cancelled,
+                        "cancelled by an operator before it had a nonce");
+        co_return admin_state(200, tx->rec.id, "CANCELLED");
+    }
+    if (tx->req.fills)
+        co_return admin_error(409, tx->rec.id + " fills the nonce of another transaction");
+    // Journaled, so that a restart keeps the request.
+    const bool ok = co_await update(
+        tx, st,
+        std::string(kCancelRequested) + ": a zero-value self-send with the same nonce replaces it");
+    if (!ok) co_return admin_error(503, "the journal cannot be written");
+    tx->cancel_requested = true;
+    tx->not_before = {};
+    wake(*s);
+    co_return admin_state(202, tx->rec.id, store::to_string(st),
+                          "a zero-value self-send with the same nonce replaces it; "
+                          "CANCELLED once that is mined");
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::resync(std::string address) {
+    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
+    Sender* s = sender_of(address);
+    if (!s)
+        co_return admin_error(
+            404, fmt::format("{} is not a managed sender of chain {}", address, config_.name));
+    auto answer = co_await asio::co_spawn(s->strand, resync_owned(s), asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<AdminAnswer> ManagedSenders::resync_owned(Sender* s) {
+    co_await acquire(*s);
+    Release<Sender> hold(*s);
+    auto pending = co_await nonce_count(s->address, "pending");
+    auto latest = co_await nonce_count(s->address, "latest");
+    if (!pending || !latest) co_return admin_error(503, "no node answered the sender's nonce");
+    std::optional<std::uint64_t> held_max = s->orphan_max;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& tx : s->txs)
+            if (tx->rec.nonce && tx->rec.state != TxState::queued &&
+                tx->rec.state != TxState::preparing)
+                held_max = std::max(held_max.value_or(0), *tx->rec.nonce);
+    }
+    std::uint64_t next = *pending;
+    if (held_max) next = std::max(next, *held_max + 1);
+    std::optional<std::uint64_t> previous;
+    try {
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            previous = j.next_nonce(config_.name, s->address);
+            j.set_next_nonce(config_.name, s->address, next);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return admin_error(503, fmt::format("the journal cannot be written: {}", e.what()));
+    }
+    std::string was = "none";
+    if (previous) was = std::to_string(*previous);
+    spdlog::warn(
+        "chain {}: sender {}: nonce resynchronised by an operator: next {} "
+        "(was {}; chain pending {}, latest {})",
+        config_.name, s->address, next, was, *pending, *latest);
+    json::object body;
+    body["chain"] = config_.name;
+    body["address"] = s->address;
+    body["chainPending"] = *pending;
+    body["chainLatest"] = *latest;
+    body["next"] = next;
+    body["previous"] = nullptr;
+    if (previous) body["previous"] = *previous;
+    body["heldUpTo"] = nullptr;
+    if (held_max) body["heldUpTo"] = *held_max;
+    wake(*s);
+    co_return admin_body(std::move(body));
+}
+
+}  // namespace gateway::txm

@@ -1,0 +1,350 @@
+// Managed senders: the clients' calls. eth_sendTransaction and gateway_sendTransaction (send),
+// gateway_getTransaction (describe, with the JSON view of a managed transaction) and the hash
+// mined instead of a replaced one (mined_instead).
+
+#include "gateway/txm/managed.hpp"
+#include "managed_internal.hpp"
+
+#include "gateway/eth/hex.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/txm/tx_manager.hpp"
+#include "gateway/util/text.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <tuple>
+
+namespace gateway::txm {
+
+using util::iso_time;
+
+namespace {
+
+json::object managed_json(const store::ManagedRecord& r, const std::vector<store::TxEvent>* history,
+                          const std::vector<store::TxRecord>* attempts) {
+    json::error_code ec;
+    json::value request = json::parse(r.request, ec);
+    json::object o{
+        {"id", r.id},
+        {"chain", r.chain},
+        {"from", r.sender},
+        {"state", store::to_string(r.state)},
+        {"reason", r.reason},
+        {"createdAt", iso_time(r.created_ms)},
+        {"updatedAt", iso_time(r.updated_ms)},
+        {"attempts", r.attempts},
+    };
+    o["request"] = ec ? json::value(r.request) : std::move(request);
+    o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
+    if (!r.client.empty()) o["client"] = r.client;
+    o["nonce"] = r.nonce && r.state != TxState::queued && r.state != TxState::preparing
+                     ? json::value(eth::to_quantity(*r.nonce))
+                     : json::value(nullptr);
+    o["hash"] = r.hash ? json::value(*r.hash) : nullptr;
+    if (attempts) {
+        json::array list;
+        json::value mined = nullptr;
+        for (const auto& a : *attempts) {
+            json::object ao = record_json(a, nullptr);
+            try {
+                const auto tx = eth::decode_transaction(a.raw);
+                if (tx.max_fee_per_gas) ao["maxFeePerGas"] = *tx.max_fee_per_gas;
+                if (tx.max_priority_fee_per_gas)
+                    ao["maxPriorityFeePerGas"] = *tx.max_priority_fee_per_gas;
+                if (tx.gas_price) ao["gasPrice"] = *tx.gas_price;
+                ao["gas"] = eth::to_quantity(tx.gas);
+            } catch (const std::exception&) {
+            }
+            if (a.block_hash) mined = json::value(a.hash);
+            list.push_back(std::move(ao));
+        }
+        o["minedHash"] = std::move(mined);
+        o["signedAttempts"] = std::move(list);
+        // Final once no attempt can change: a mined one's block may yet be dropped by a reorg,
+        // which reopens it.
+        o["final"] = store::is_final(r.state) &&
+                     std::all_of(attempts->begin(), attempts->end(),
+                                 [](const store::TxRecord& a) { return a.finalized; });
+    }
+    if (history) o["history"] = history_json(*history);
+    return o;
+}
+
+}  // namespace
+
+asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
+                                                   std::string idempotency_key, bool wait_for_hash,
+                                                   Clock::time_point deadline, std::string client) {
+    ManagedReply out;
+    const char* method = wait_for_hash ? "eth_sendTransaction" : "gateway_sendTransaction";
+    const json::array* a = params.if_array();
+    const json::object* object = a && a->size() == 1 ? a->at(0).if_object() : nullptr;
+    if (!object) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                                fmt::format("{} takes one parameter: the transaction object "
+                                            "({{from, to, value, data, ...}})",
+                                            method));
+        co_return out;
+    }
+    json::object request = *object;
+    request.erase(kFillsField);  // an internal mark, never a client's
+    const json::value* from = request.if_contains("from");
+    std::optional<eth::Address> from_address;
+    if (from) from_address = parse_address(*from);
+    if (!from_address) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                                "invalid transaction object: 'from' must be a 0x-prefixed 20-byte "
+                                "address of a managed sender (eth_accounts lists them)");
+        co_return out;
+    }
+    Sender* s = sender_of(eth::to_hex(*from_address));
+    if (!s) {
+        std::string which = "it has none: chains[].accounts";
+        if (!senders_.empty()) which = fmt::format("{} of them", senders_.size());
+        out.reply = error_reply(
+            kServerError,
+            fmt::format("unknown account {}: the gateway signs only for the managed senders of "
+                        "chain {} ({}; eth_accounts lists them); sign it yourself and use "
+                        "eth_sendRawTransaction",
+                        eth::to_hex(*from_address), config_.name, which));
+        co_return out;
+    }
+    auto parsed = parse_request(request, config_.chain_id);
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params), *error);
+        co_return out;
+    }
+    if (idempotency_key.size() > 256) {
+        out.reply = error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                                "the Idempotency-Key header is longer than 256 characters");
+        co_return out;
+    }
+    if (!loaded_) {
+        out.store_failed = true;
+        const std::string why = journal_.failure();
+        out.reply = error_reply(
+            static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
+            fmt::format("the transaction journal is not available{}{}: the transaction was not "
+                        "accepted; send it again later",
+                        why.empty() ? "" : ": ", why));
+        co_return out;
+    }
+
+    store::ManagedRecord rec;
+    rec.id = new_id();
+    rec.chain = config_.name;
+    rec.sender = s->address;
+    rec.request = json::serialize(request);
+    if (!idempotency_key.empty()) rec.idempotency_key = idempotency_key;
+    rec.client = std::move(client);
+    rec.state = TxState::queued;
+    rec.reason = "received";
+    rec.created_ms = rec.updated_ms = unix_ms();
+
+    std::shared_ptr<Tx> tx;
+    {
+        std::lock_guard lock(mu_);
+        const std::size_t held = s->txs.size();
+        if (held >= config_.tx.max_queued_per_sender) {
+            out.reply =
+                error_reply(static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
+                            fmt::format("sender {} has {} unfinished transactions in the gateway "
+                                        "(tx.max_queued_per_sender {}): wait for some to be mined",
+                                        s->address, held, config_.tx.max_queued_per_sender));
+            co_return out;
+        }
+    }
+    store::ManagedRecord existing;
+    bool inserted = false;
+    try {
+        auto inserted_here = std::make_shared<bool>(false);
+        store::JournalService::Operation op = [&, inserted_here](store::Journal& j) {
+            std::tie(existing, inserted) = j.insert_managed(rec);
+            *inserted_here = inserted;
+        };
+        // Told 503, "not accepted", when the journal does not answer in time (or fails), the
+        // client must not find the transaction signed and sent later (at the next start) should
+        // this commit go through anyway: the journal takes it back first, and frees its
+        // idempotency key for the client's retry (see TxManager::admit).
+        store::JournalService::Operation undo = [id = rec.id, inserted_here](store::Journal& j) {
+            if (!*inserted_here) return;
+            store::ManagedUpdate u{id, TxState::failed,
+                                   "not accepted: the journal did not answer in time or failed "
+                                   "(the client was told so); never signed",
+                                   unix_ms()};
+            u.release_idempotency_key = true;
+            j.update_managed(u);
+        };
+        co_await journal_.run(std::move(op), std::move(undo));
+    } catch (const std::exception& e) {
+        out.store_failed = true;
+        out.reply = error_reply(
+            static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
+            fmt::format("the transaction journal cannot be written ({}): the transaction was not "
+                        "accepted; send it again later",
+                        e.what()));
+        co_return out;
+    }
+    if (!inserted) {
+        if (existing.request != rec.request) {
+            out.reply = error_reply(
+                static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                fmt::format("Idempotency-Key '{}' was used for another transaction ({}) of {}: "
+                            "use a new key for a new transaction",
+                            idempotency_key, existing.id, s->address));
+            co_return out;
+        }
+        tx = find(existing.id);
+        // The same key sent twice at once: the first request may not have put it in memory yet.
+        for (int i = 0; !tx && !store::is_final(existing.state) && i < 50; ++i) {
+            asio::steady_timer pause(co_await asio::this_coro::executor);
+            pause.expires_after(std::chrono::milliseconds(20));
+            co_await pause.async_wait(use_nothrow);
+            tx = find(existing.id);
+        }
+        if (!tx) {
+            // Finished already: its record answers.
+            tx = std::make_shared<Tx>();
+            tx->rec = existing;
+        }
+    } else {
+        tx = std::make_shared<Tx>();
+        tx->rec = rec;
+        tx->req = std::move(std::get<Request>(parsed));
+        {
+            std::lock_guard lock(mu_);
+            s->txs.push_back(tx);
+            by_id_[rec.id] = tx;
+        }
+        if (metrics_) metrics_->count_managed(config_.name, "QUEUED");
+        spdlog::info("chain {}: {} from {} queued{}", config_.name, rec.id, s->address,
+                     rec.idempotency_key ? " (with an idempotency key)" : "");
+        wake(*s);
+    }
+
+    const auto snapshot = [&] {
+        json::object o{{"id", tx->rec.id},
+                       {"state", store::to_string(tx->rec.state)},
+                       {"reason", tx->rec.reason}};
+        o["hash"] = tx->rec.hash ? json::value(*tx->rec.hash) : nullptr;
+        return o;
+    };
+    if (!wait_for_hash) {
+        std::lock_guard lock(mu_);
+        out.queued = !tx->rec.hash;
+        out.reply = jsonrpc::Reply::success(json::serialize(snapshot()));
+        co_return out;
+    }
+
+    // eth_sendTransaction: the first attempt's hash once it is signed.
+    std::uint64_t seen_refusals;
+    {
+        std::lock_guard lock(mu_);
+        seen_refusals = inserted ? 0 : tx->refusals;
+    }
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    for (;;) {
+        {
+            std::lock_guard lock(mu_);
+            std::erase(tx->waiters, timer);
+            const TxState st = tx->rec.state;
+            if (tx->refusals > seen_refusals && tx->refusal) {
+                const jsonrpc::Error& e = *tx->refusal;
+                json::object data = snapshot();
+                if (e.data) data["nodeData"] = *e.data;
+                const bool over = store::is_final(st);
+                std::string what = "the gateway tries again: " + tx->rec.reason;
+                if (over) what = "the transaction is " + std::string(store::to_string(st));
+                if (is_revert(e)) {
+                    // As a node answers a revert: the revert data where wallets decode it.
+                    out.reply =
+                        error_reply(e.code, fmt::format("{} ({})", e.message, tx->rec.id), e.data);
+                    co_return out;
+                }
+                out.reply = error_reply(kServerError,
+                                        fmt::format("{} ({}): {}", e.message, tx->rec.id, what),
+                                        json::value(std::move(data)));
+                co_return out;
+            }
+            if (tx->rec.hash) {
+                out.reply = jsonrpc::Reply::success(json::serialize(json::value(*tx->rec.hash)));
+                co_return out;
+            }
+            if (store::is_final(st)) {
+                out.reply = error_reply(kServerError,
+                                        fmt::format("transaction {} is {}: {}", tx->rec.id,
+                                                    store::to_string(st), tx->rec.reason),
+                                        json::value(snapshot()));
+                co_return out;
+            }
+            if (Clock::now() >= deadline || stopped_) {
+                out.queued = true;
+                out.reply = error_reply(
+                    kServerError,
+                    fmt::format("transaction {} was accepted but not signed in time ({}: {}); it "
+                                "stays queued and is sent once signed: follow it with "
+                                "gateway_getTransaction(\"{}\")",
+                                tx->rec.id, store::to_string(st), tx->rec.reason, tx->rec.id),
+                    json::value(snapshot()));
+                co_return out;
+            }
+            tx->waiters.push_back(timer);
+        }
+        timer->expires_at(deadline);
+        co_await timer->async_wait(use_nothrow);
+    }
+}
+
+asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id,
+                                                         std::optional<std::string_view> owner) {
+    std::optional<store::ManagedRecord> rec;
+    std::vector<store::TxEvent> history;
+    std::vector<store::TxRecord> attempts;
+    try {
+        const std::string key(id);
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            rec = j.find_managed(key);
+            if (!rec) return;
+            history = j.managed_history(key);
+            attempts = j.attempts(key);
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception& e) {
+        co_return error_reply(static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
+                              fmt::format("the transaction journal cannot be read: {}", e.what()));
+    }
+    if (!rec || rec->chain != config_.name || (owner && rec->client != *owner))
+        co_return jsonrpc::Reply::success("null");
+    if (auto tx = find(rec->id)) {
+        std::lock_guard lock(mu_);
+        rec->reason = tx->rec.reason;  // the live reason (why it waits) is fresher
+    }
+    co_return jsonrpc::Reply::success(json::serialize(managed_json(*rec, &history, &attempts)));
+}
+
+asio::awaitable<std::optional<std::string>> ManagedSenders::mined_instead(std::string hash) {
+    if (senders_.empty()) co_return std::nullopt;
+    std::optional<std::string> out;
+    try {
+        hash = util::lower(hash);
+        store::JournalService::Operation op = [&](store::Journal& j) {
+            auto rec = j.find(hash);
+            if (!rec || !rec->parent || rec->chain != config_.name) return;
+            for (const auto& a : j.attempts(*rec->parent))
+                if (a.hash != hash && is_mined(a)) out = a.hash;
+        };
+        co_await journal_.run(std::move(op));
+    } catch (const std::exception&) {
+        co_return std::nullopt;
+    }
+    co_return out;
+}
+
+}  // namespace gateway::txm

@@ -1,0 +1,92 @@
+// Managed senders: the fees the sender loop starts from, estimated from the chain's nodes
+// (eth_feeHistory, or eth_gasPrice where the chain has no base fee).
+
+#include "gateway/txm/managed.hpp"
+#include "managed_internal.hpp"
+
+#include "gateway/jsonrpc/methods.hpp"
+#include "gateway/upstream/pool.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+
+namespace gateway::txm {
+
+asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& why) {
+    // Caps are applied by the caller's sender; here the chain's.
+    const FeeCaps caps{config_.tx.fee.max_fee_per_gas_gwei * kGwei,
+                       config_.tx.fee.max_priority_fee_gwei * kGwei};
+    constexpr auto kLegacyFor = std::chrono::minutes(5);
+    bool legacy = false;
+    {
+        std::lock_guard lock(legacy_mu_);
+        legacy = legacy_until_ && Clock::now() < *legacy_until_;
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    if (!legacy) {
+        json::array percentiles;
+        percentiles.emplace_back(50);
+        json::array params;
+        params.emplace_back("0x5");
+        params.emplace_back("latest");
+        params.emplace_back(std::move(percentiles));
+        upstream::Forwarded f =
+            co_await pool_.forward("eth_feeHistory", std::move(params), false, deadline);
+        if (f.outcome != upstream::Forwarded::Outcome::answered) {
+            why = "waiting for a node to estimate fees: " + f.error.message;
+            co_return std::nullopt;
+        }
+        // An error answer: legacy fees for this estimate; remembered only when no node serves
+        // the method.
+        bool no_base_fee = f.reply.is_error() && f.reply.error.code == -32601;
+        if (!f.reply.is_error()) {
+            json::error_code ec;
+            json::value v = json::parse(*f.reply.result, ec);
+            const json::array* base = !ec && v.is_object()
+                                          ? v.get_object().if_contains("baseFeePerGas")
+                                                ? v.at("baseFeePerGas").if_array()
+                                                : nullptr
+                                          : nullptr;
+            no_base_fee = !base || base->empty() ||
+                          std::all_of(base->begin(), base->end(),
+                                      [](const json::value& b) { return b == "0x0"; });
+            if (!no_base_fee) {
+                try {
+                    const std::uint64_t floor =
+                        std::min<std::uint64_t>(kGwei, caps.max_priority_fee_per_gas);
+                    Fees fees = estimate_from_history(v, floor, caps);
+                    std::lock_guard lock(legacy_mu_);
+                    legacy_until_.reset();
+                    co_return fees;
+                } catch (const std::exception& e) {
+                    why = std::string("the nodes' eth_feeHistory cannot be read: ") + e.what();
+                    co_return std::nullopt;
+                }
+            }
+        }
+        if (no_base_fee) {
+            std::lock_guard lock(legacy_mu_);
+            legacy_until_ = Clock::now() + kLegacyFor;
+        }
+    }
+    json::array params;
+    upstream::Forwarded f =
+        co_await pool_.forward("eth_gasPrice", std::move(params), false, deadline);
+    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error()) {
+        why = "waiting for a node to estimate fees: " +
+              (f.reply.is_error() ? f.reply.error.message : f.error.message);
+        co_return std::nullopt;
+    }
+    json::error_code ec;
+    json::value v = json::parse(*f.reply.result, ec);
+    auto gp = !ec && v.is_string() ? jsonrpc::parse_quantity(v.get_string()) : std::nullopt;
+    if (!gp) {
+        why = "the nodes' eth_gasPrice is not a quantity";
+        co_return std::nullopt;
+    }
+    co_return estimate_legacy(*gp, caps);
+}
+
+}  // namespace gateway::txm

@@ -1,0 +1,165 @@
+#pragma once
+// Private to the managed senders (src/txm/managed*.cpp): the state of a managed transaction and of
+// its sender, and the helpers and constants the files of ManagedSenders share.
+
+#include "gateway/txm/managed.hpp"
+#include "gateway/txm/managed_request.hpp"
+
+#include "gateway/eth/hex.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/store/journal_service.hpp"
+#include "gateway/txm/fees.hpp"
+#include "gateway/util/text.hpp"
+#include "gateway/util/wall_time.hpp"
+
+#include <openssl/rand.h>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/value.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gateway::txm {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using store::TxState;
+using util::unix_ms;
+using Clock = std::chrono::steady_clock;
+
+// File-local in each file that includes it, as they were in one file.
+namespace {
+
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint64_t kGwei = 1'000'000'000;
+constexpr std::uint64_t kTransferGas = 21'000;
+constexpr int kServerError = -32000;
+// The event reason that records an operator's cancel (load() looks for it after a restart).
+constexpr std::string_view kCancelRequested = "cancel requested by an operator";
+
+inline std::string new_id() {
+    unsigned char bytes[12];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        throw std::runtime_error("no randomness for a transaction id");
+    return "gtx-" + eth::to_hex(bytes).substr(2);
+}
+
+inline jsonrpc::Reply error_reply(int code, std::string message,
+                                  std::optional<json::value> data = std::nullopt) {
+    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message), std::move(data)));
+}
+
+inline bool is_revert(const jsonrpc::Error& e) {
+    return e.code == 3 || util::lower(e.message).find("revert") != std::string::npos;
+}
+
+// Whether an attempt is a zero-value self-send standing in for a request that is not one: the
+// operator's cancel.
+inline bool is_cancel(const store::TxRecord& attempt, const Request& req,
+                      const eth::Address& sender) {
+    if (req.to == sender && req.value.empty() && req.input.empty()) return false;
+    try {
+        const auto tx = eth::decode_transaction(attempt.raw);
+        return tx.to == sender && (tx.value.empty() || tx.value == "0x0") && tx.input.empty();
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+inline bool is_mined(const store::TxRecord& a) {
+    return a.state == TxState::confirming || a.state == TxState::completed ||
+           (a.state == TxState::failed && a.block_hash.has_value());
+}
+
+inline Fees capped(Fees f, const FeeCaps& caps) {
+    if (caps.max_fee_per_gas) {
+        f.max_fee_per_gas = std::min(f.max_fee_per_gas, caps.max_fee_per_gas);
+        f.gas_price = std::min(f.gas_price, caps.max_fee_per_gas);
+    }
+    if (caps.max_priority_fee_per_gas)
+        f.max_priority_fee_per_gas =
+            std::min(f.max_priority_fee_per_gas, caps.max_priority_fee_per_gas);
+    f.max_priority_fee_per_gas = std::min(f.max_priority_fee_per_gas, f.max_fee_per_gas);
+    return f;
+}
+
+// Gives a sender back (Sender::busy) when an admin action ends, however it ends.
+template <class S>
+class Release {
+public:
+    explicit Release(S& s) : s_(s) {}
+    ~Release() { s_.busy = false; }
+    Release(const Release&) = delete;
+    Release& operator=(const Release&) = delete;
+
+private:
+    S& s_;
+};
+
+}  // namespace
+
+// GCC 12 destroys some temporaries of a conditional expression twice inside coroutines: the
+// coroutines of ManagedSenders build such values with plain statements or in helpers.
+
+struct ManagedSenders::Tx {
+    // Shared with request coroutines: guarded by ManagedSenders::mu_.
+    store::ManagedRecord rec;
+    std::optional<jsonrpc::Error> refusal;  // the last counted failure, for waiting clients
+    std::uint64_t refusals = 0;             // how many so far
+    std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+
+    // The sender's strand only.
+    Request req;
+    std::optional<Fees> fees;           // of the newest attempt (or the first to sign)
+    std::uint64_t gas = 0;              // 0: not estimated yet
+    std::vector<std::string> attempts;  // hashes, oldest first
+    std::uint64_t attempt_head = 0;     // the chain head when the newest attempt was sent
+    unsigned failures = 0;              // counted failures since the last retry
+    unsigned waits = 0;                 // signer unavailable in a row (for the backoff)
+    Clock::time_point not_before{};
+    bool at_cap = false;
+    bool cancel_requested = false;
+    std::optional<std::string> cancel_hash;  // the first self-send that cancels it
+};
+
+struct ManagedSenders::Sender {
+    Sender(std::string a, const eth::Address& bytes, custody::Signer* sg,
+           std::chrono::milliseconds timeout, FeeCaps c, asio::any_io_executor ex)
+        : address(std::move(a)),
+          addr(bytes),
+          signer(sg),
+          sign_timeout(timeout),
+          caps(c),
+          strand(asio::make_strand(ex)),
+          timer(strand) {}
+    std::string address;  // lowercase hex
+    eth::Address addr;
+    custody::Signer* signer;
+    std::chrono::milliseconds sign_timeout;
+    FeeCaps caps;
+    asio::strand<asio::any_io_executor> strand;
+    asio::steady_timer timer;
+    std::atomic<bool> wake_pending{false};
+    std::vector<std::shared_ptr<Tx>> txs;  // unfinished, oldest first; guarded by mu_
+    std::size_t stuck = 0;                 // reported at the cap; strand only
+    // Strand only. A round and an admin action each take the sender whole: a strand alone would
+    // let one run while the other waits on I/O in the middle of a step.
+    bool busy = false;
+    // The highest nonce of unfinished transactions load() could not carry on: never handed out.
+    std::optional<std::uint64_t> orphan_max;
+};
+
+}  // namespace gateway::txm
