@@ -128,12 +128,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     }
     if (!loaded_) {
         out.store_failed = true;
-        const std::string why = journal_.failure();
-        out.reply = error_reply(
-            static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
-            fmt::format("the transaction journal is not available{}{}: the transaction was not "
-                        "accepted; send it again later",
-                        why.empty() ? "" : ": ", why));
+        out.reply = journal_unavailable(journal_.failure());
         co_return out;
     }
 

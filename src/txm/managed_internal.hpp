@@ -10,8 +10,11 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/fees.hpp"
+#include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
+
+#include "replies.hpp"
 
 #include <openssl/rand.h>
 #include <boost/asio/any_io_executor.hpp>
@@ -43,7 +46,7 @@ using Clock = std::chrono::steady_clock;
 // File-local in each file that includes it, as they were in one file.
 namespace {
 
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 constexpr std::uint64_t kGwei = 1'000'000'000;
 constexpr std::uint64_t kTransferGas = 21'000;
 constexpr int kServerError = -32000;
@@ -57,10 +60,8 @@ inline std::string new_id() {
     return "gtx-" + eth::to_hex(bytes).substr(2);
 }
 
-inline jsonrpc::Reply error_reply(int code, std::string message,
-                                  std::optional<json::value> data = std::nullopt) {
-    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message), std::move(data)));
-}
+using detail::error_reply;
+using detail::journal_unavailable;
 
 inline bool is_revert(const jsonrpc::Error& e) {
     return e.code == 3 || util::lower(e.message).find("revert") != std::string::npos;

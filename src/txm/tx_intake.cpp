@@ -19,6 +19,7 @@
 namespace gateway::txm {
 
 using detail::error_reply;
+using detail::journal_unavailable;
 using detail::result_reply;
 using util::unix_ms;
 
@@ -162,12 +163,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     SubmitResult out;
     if (!loaded_) {
         out.store_failed = true;
-        const std::string why = journal_.failure();
-        out.reply = error_reply(
-            jsonrpc::ErrorCode::resource_unavailable,
-            fmt::format("the transaction journal is not available{}{}: the transaction was not "
-                        "accepted; send it again later",
-                        why.empty() ? "" : ": ", why));
+        out.reply = journal_unavailable(journal_.failure());
         co_return out;
     }
 

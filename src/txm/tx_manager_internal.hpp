@@ -8,6 +8,8 @@
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/util/clock.hpp"
 
+#include "replies.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
 
@@ -41,16 +43,6 @@ struct TxManager::Entry {
     std::string last_refusal;
 };
 
-namespace detail {
-
-inline jsonrpc::Reply error_reply(jsonrpc::ErrorCode code, std::string message) {
-    return jsonrpc::Reply::failure(jsonrpc::Error(code, std::move(message)));
-}
-
-inline jsonrpc::Reply result_reply(std::string json_text) {
-    return jsonrpc::Reply::success(std::move(json_text));
-}
-
-}  // namespace detail
+namespace detail {}  // namespace detail
 
 }  // namespace gateway::txm
