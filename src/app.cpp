@@ -14,6 +14,7 @@
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/nothrow.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -37,7 +38,7 @@
 namespace gateway {
 
 namespace asio = boost::asio;
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 
 struct Gateway::Impl {
     explicit Impl(const config::Config& c)

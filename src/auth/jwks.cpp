@@ -5,6 +5,7 @@
 
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/http_client.hpp"
+#include "gateway/util/nothrow.hpp"
 #include "jose.hpp"
 
 #include <fmt/format.h>
@@ -25,7 +26,7 @@
 namespace gateway::auth {
 
 namespace asio = boost::asio;
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 
 namespace {
 

@@ -3,6 +3,7 @@
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
@@ -28,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 constexpr std::size_t kRecentReorgs = 20;
 
 // A block object's number, hash and parent hash; nullopt for anything else (null: not found).

@@ -3,6 +3,7 @@
 #include "gateway/http/browser.hpp"
 #include "gateway/http/connections.hpp"
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 
 #include <openssl/ssl.h>
@@ -40,7 +41,7 @@ namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 
 std::string_view Request::header(std::string_view name) const {
     for (const auto& [k, v] : headers)

@@ -7,6 +7,7 @@
 
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
@@ -36,7 +37,7 @@ eth::Transaction decode_held(std::span<const std::uint8_t> raw) {
     return tx;
 }
 
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "gateway/upstream/http_client.hpp"
 
+#include "gateway/util/nothrow.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <boost/asio/as_tuple.hpp>
@@ -34,7 +36,7 @@ namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 
 void CancelSignal::cancel() {
     std::function<void()> action;

@@ -6,6 +6,8 @@
 
 #include "gateway/upstream/pool.hpp"
 
+#include "gateway/util/nothrow.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -23,7 +25,7 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 using jsonrpc::BlockNeed;
-constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+using util::use_nothrow;
 
 struct ChainPool::Prober {
     explicit Prober(asio::any_io_executor ex) : strand(asio::make_strand(ex)), timer(strand) {}
