@@ -60,6 +60,22 @@ void AdminHandler::set_managed(std::vector<txm::ManagedSenders*> managed,
     signers_ = std::move(signers);
 }
 
+namespace {
+
+// The HTTP status of an operator action's result.
+unsigned status_of(txm::ActionResult::Outcome outcome) {
+    switch (outcome) {
+        case txm::ActionResult::Outcome::done: return 200;
+        case txm::ActionResult::Outcome::accepted: return 202;
+        case txm::ActionResult::Outcome::not_found: return 404;
+        case txm::ActionResult::Outcome::conflict: return 409;
+        case txm::ActionResult::Outcome::unavailable: return 503;
+    }
+    return 500;
+}
+
+}  // namespace
+
 // POST /admin/transactions/<id>/retry or /cancel.
 boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_view rest) const {
     const auto slash = rest.rfind('/');
@@ -71,12 +87,13 @@ boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_
     const std::string key(id);
     for (auto* m : managed_) {
         // (Plain statements: GCC 12 mishandles co_await inside a conditional expression.)
-        txm::AdminAnswer a;
+        txm::ActionResult a;
         if (action == "retry")
             a = co_await m->retry(key);
         else
             a = co_await m->cancel(key);
-        if (a.status != 404) co_return json_response(a.status, a.body);
+        if (a.outcome != txm::ActionResult::Outcome::not_found)
+            co_return json_response(status_of(a.outcome), a.body);
     }
     co_return not_found_managed(key);
 }
@@ -90,8 +107,9 @@ boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view res
     json::array done;
     for (auto* m : managed_) {
         if (!m->manages(address)) continue;
-        txm::AdminAnswer a = co_await m->resync(address);
-        if (a.status != 200) co_return json_response(a.status, a.body);
+        txm::ActionResult a = co_await m->resync(address);
+        if (a.outcome != txm::ActionResult::Outcome::done)
+            co_return json_response(status_of(a.outcome), a.body);
         done.push_back(std::move(a.body));
     }
     if (done.empty()) co_return error_json(404, address.substr(0, 64) + " is not a managed sender");

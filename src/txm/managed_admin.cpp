@@ -16,48 +16,54 @@ namespace gateway::txm {
 namespace {
 
 // Admin answers, built outside coroutines (GCC 12 mishandles initializer lists in them).
-AdminAnswer admin_error(unsigned status, std::string message) {
-    AdminAnswer a;
-    a.status = status;
+using Outcome = ActionResult::Outcome;
+
+ActionResult admin_error(Outcome outcome, std::string message) {
+    ActionResult a;
+    a.outcome = outcome;
     a.body["error"] = std::move(message);
     return a;
 }
 
-AdminAnswer admin_state(unsigned status, const std::string& id, std::string_view state,
-                        std::string_view note = {}) {
-    AdminAnswer a;
-    a.status = status;
+ActionResult admin_state(Outcome outcome, const std::string& id, std::string_view state,
+                         std::string_view note = {}) {
+    ActionResult a;
+    a.outcome = outcome;
     a.body["id"] = id;
     a.body["state"] = state;
     if (!note.empty()) a.body["cancel"] = note;
     return a;
 }
 
-AdminAnswer admin_body(json::object body) {
-    AdminAnswer a;
+ActionResult admin_body(json::object body) {
+    ActionResult a;
     a.body = std::move(body);
     return a;
 }
 
 }  // namespace
 
-asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
-    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
+asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
+    if (!loaded_)
+        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
     std::optional<store::ManagedRecord> rec;
     try {
         store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
-        co_return admin_error(503, fmt::format("the journal cannot be read: {}", e.what()));
+        co_return admin_error(Outcome::unavailable,
+                              fmt::format("the journal cannot be read: {}", e.what()));
     }
     if (!rec || rec->chain != config_.name)
-        co_return admin_error(404, "no managed transaction " + id + " on chain " + config_.name);
+        co_return admin_error(Outcome::not_found,
+                              "no managed transaction " + id + " on chain " + config_.name);
     Sender* s = sender_of(rec->sender);
-    if (!s) co_return admin_error(409, "its sender is no longer configured");
+    if (!s) co_return admin_error(Outcome::conflict, "its sender is no longer configured");
     if (rec->request.find(kFillsField) != std::string::npos)
-        co_return admin_error(409, id + " fills the nonce of another transaction: not retried");
+        co_return admin_error(Outcome::conflict,
+                              id + " fills the nonce of another transaction: not retried");
     if (rec->state != TxState::dead_letter && rec->state != TxState::failed)
-        co_return admin_error(409,
+        co_return admin_error(Outcome::conflict,
                               fmt::format("{} is {}: only DEAD_LETTER and FAILED transactions are "
                                           "retried",
                                           id, store::to_string(rec->state)));
@@ -67,12 +73,14 @@ asio::awaitable<AdminAnswer> ManagedSenders::retry(std::string id) {
     co_return answer;
 }
 
-asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::ManagedRecord rec) {
+asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::ManagedRecord rec) {
     co_await acquire(*s);
     Release<Sender> hold(*s);
-    if (find(rec.id)) co_return admin_error(409, rec.id + " is being retried already");
+    if (find(rec.id))
+        co_return admin_error(Outcome::conflict, rec.id + " is being retried already");
     auto parsed = parse_stored(rec.request, config_.chain_id);
-    if (auto* error = std::get_if<std::string>(&parsed)) co_return admin_error(409, *error);
+    if (auto* error = std::get_if<std::string>(&parsed))
+        co_return admin_error(Outcome::conflict, *error);
     auto tx = std::make_shared<Tx>();
     tx->rec = rec;
     tx->req = std::move(std::get<Request>(parsed));
@@ -87,7 +95,7 @@ asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::Manag
         std::lock_guard lock(mu_);
         std::erase(s->txs, tx);
         by_id_.erase(rec.id);
-        co_return admin_error(503, "the journal cannot be written");
+        co_return admin_error(Outcome::unavailable, "the journal cannot be written");
     }
     {
         std::lock_guard lock(mu_);
@@ -95,11 +103,12 @@ asio::awaitable<AdminAnswer> ManagedSenders::retry_owned(Sender* s, store::Manag
         tx->rec.hash.reset();
     }
     wake(*s);
-    co_return admin_state(200, rec.id, "QUEUED");
+    co_return admin_state(Outcome::done, rec.id, "QUEUED");
 }
 
-asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
-    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
+asio::awaitable<ActionResult> ManagedSenders::cancel(std::string id) {
+    if (!loaded_)
+        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
     auto tx = find(id);
     if (!tx) {
         std::optional<store::ManagedRecord> rec;
@@ -109,12 +118,13 @@ asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
             };
             co_await journal_.run(std::move(op));
         } catch (const std::exception& e) {
-            co_return admin_error(503, fmt::format("the journal cannot be read: {}", e.what()));
+            co_return admin_error(Outcome::unavailable,
+                                  fmt::format("the journal cannot be read: {}", e.what()));
         }
         if (!rec || rec->chain != config_.name)
-            co_return admin_error(404,
+            co_return admin_error(Outcome::not_found,
                                   "no managed transaction " + id + " on chain " + config_.name);
-        co_return admin_error(409,
+        co_return admin_error(Outcome::conflict,
                               fmt::format("{} is {} already", id, store::to_string(rec->state)));
     }
     Sender* s = sender_of(tx->rec.sender);
@@ -122,7 +132,7 @@ asio::awaitable<AdminAnswer> ManagedSenders::cancel(std::string id) {
     co_return answer;
 }
 
-asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared_ptr<Tx> tx) {
+asio::awaitable<ActionResult> ManagedSenders::cancel_owned(Sender* s, std::shared_ptr<Tx> tx) {
     co_await acquire(*s);
     Release<Sender> hold(*s);
     TxState st;
@@ -131,46 +141,50 @@ asio::awaitable<AdminAnswer> ManagedSenders::cancel_owned(Sender* s, std::shared
         st = tx->rec.state;
     }
     if (store::is_final(st))
-        co_return admin_error(409,
+        co_return admin_error(Outcome::conflict,
                               fmt::format("{} is {} already", tx->rec.id, store::to_string(st)));
     if (st == TxState::confirming)
-        co_return admin_error(409, tx->rec.id + " is mined already (CONFIRMING)");
+        co_return admin_error(Outcome::conflict, tx->rec.id + " is mined already (CONFIRMING)");
     if (st == TxState::queued || st == TxState::preparing) {
         co_await finish(*s, tx, TxState::cancelled,
                         "cancelled by an operator before it had a nonce");
-        co_return admin_state(200, tx->rec.id, "CANCELLED");
+        co_return admin_state(Outcome::done, tx->rec.id, "CANCELLED");
     }
     if (tx->req.fills)
-        co_return admin_error(409, tx->rec.id + " fills the nonce of another transaction");
+        co_return admin_error(Outcome::conflict,
+                              tx->rec.id + " fills the nonce of another transaction");
     // Journaled, so that a restart keeps the request.
     const bool ok = co_await update(
         tx, st,
         std::string(kCancelRequested) + ": a zero-value self-send with the same nonce replaces it");
-    if (!ok) co_return admin_error(503, "the journal cannot be written");
+    if (!ok) co_return admin_error(Outcome::unavailable, "the journal cannot be written");
     tx->cancel_requested = true;
     tx->not_before = {};
     wake(*s);
-    co_return admin_state(202, tx->rec.id, store::to_string(st),
+    co_return admin_state(Outcome::accepted, tx->rec.id, store::to_string(st),
                           "a zero-value self-send with the same nonce replaces it; "
                           "CANCELLED once that is mined");
 }
 
-asio::awaitable<AdminAnswer> ManagedSenders::resync(std::string address) {
-    if (!loaded_) co_return admin_error(503, "the journal is still loading: try again");
+asio::awaitable<ActionResult> ManagedSenders::resync(std::string address) {
+    if (!loaded_)
+        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
     Sender* s = sender_of(address);
     if (!s)
         co_return admin_error(
-            404, fmt::format("{} is not a managed sender of chain {}", address, config_.name));
+            Outcome::not_found,
+            fmt::format("{} is not a managed sender of chain {}", address, config_.name));
     auto answer = co_await asio::co_spawn(s->strand, resync_owned(s), asio::use_awaitable);
     co_return answer;
 }
 
-asio::awaitable<AdminAnswer> ManagedSenders::resync_owned(Sender* s) {
+asio::awaitable<ActionResult> ManagedSenders::resync_owned(Sender* s) {
     co_await acquire(*s);
     Release<Sender> hold(*s);
     auto pending = co_await nonce_count(s->address, "pending");
     auto latest = co_await nonce_count(s->address, "latest");
-    if (!pending || !latest) co_return admin_error(503, "no node answered the sender's nonce");
+    if (!pending || !latest)
+        co_return admin_error(Outcome::unavailable, "no node answered the sender's nonce");
     std::optional<std::uint64_t> held_max = s->orphan_max;
     {
         std::lock_guard lock(mu_);
@@ -189,7 +203,8 @@ asio::awaitable<AdminAnswer> ManagedSenders::resync_owned(Sender* s) {
         };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
-        co_return admin_error(503, fmt::format("the journal cannot be written: {}", e.what()));
+        co_return admin_error(Outcome::unavailable,
+                              fmt::format("the journal cannot be written: {}", e.what()));
     }
     std::string was = "none";
     if (previous) was = std::to_string(*previous);

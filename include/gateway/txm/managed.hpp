@@ -44,10 +44,17 @@ namespace gateway::txm {
 
 class TxManager;
 
-/// An answer for the admin API: an HTTP status and a JSON body.
-struct AdminAnswer {
-    unsigned status = 200;
-    boost::json::object body;
+/// The result of an operator's action (retry, cancel, resync), for the admin API to answer.
+struct ActionResult {
+    enum class Outcome {
+        done,         ///< done now
+        accepted,     ///< started; it goes on (a cancel: its self-send is on its way)
+        not_found,    ///< no such transaction or sender here
+        conflict,     ///< not in a state the action applies to (the body says why)
+        unavailable,  ///< cannot be done now (the journal, the nodes): try again
+    };
+    Outcome outcome = Outcome::done;
+    boost::json::object body;  ///< what was done, or {"error": why}
 };
 
 /// How a reply to a managed send ended, for the response headers and metrics.
@@ -98,9 +105,9 @@ public:
     bool manages(std::string_view address) const;
 
     // The admin API.
-    boost::asio::awaitable<AdminAnswer> retry(std::string id);
-    boost::asio::awaitable<AdminAnswer> cancel(std::string id);
-    boost::asio::awaitable<AdminAnswer> resync(std::string address);
+    boost::asio::awaitable<ActionResult> retry(std::string id);
+    boost::asio::awaitable<ActionResult> cancel(std::string id);
+    boost::asio::awaitable<ActionResult> resync(std::string address);
 
     /// Managed transactions not final, held now.
     std::size_t held() const;
@@ -113,9 +120,9 @@ private:
     // Coroutines with their arguments in their own frames (GCC 12 mishandles lambda coroutines
     // with captures).
     boost::asio::awaitable<void> start_senders();
-    boost::asio::awaitable<AdminAnswer> retry_owned(Sender* s, store::ManagedRecord rec);
-    boost::asio::awaitable<AdminAnswer> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
-    boost::asio::awaitable<AdminAnswer> resync_owned(Sender* s);
+    boost::asio::awaitable<ActionResult> retry_owned(Sender* s, store::ManagedRecord rec);
+    boost::asio::awaitable<ActionResult> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
+    boost::asio::awaitable<ActionResult> resync_owned(Sender* s);
     /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
     void reopen(std::string id, std::string_view sender);
     boost::asio::awaitable<void> reopen_owned(Sender* s, std::string id);
