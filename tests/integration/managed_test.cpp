@@ -6,7 +6,9 @@
 
 #include "integration/devnet.hpp"
 #include "support/http_test_client.hpp"
+#include "support/json_values.hpp"
 #include "support/tcp_forwarder.hpp"
+#include "support/tx_signer.hpp"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -36,20 +38,6 @@ const std::string kPoorKey = "0x111111111111111111111111111111111111111111111111
 const std::string kStubKeyEnv = "GATEWAY_TEST_STUB_KEY";
 const std::string kPoorKeyEnv = "GATEWAY_TEST_POOR_KEY";
 const std::string kTo = "0x000000000000000000000000000000000000dead";
-
-std::string address_of(const std::string& key) {
-    std::string a = cast({"wallet", "address", "--private-key", key});
-    for (auto& c : a) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return a;
-}
-
-std::uint64_t quantity(const json::value& v) {
-    return std::stoull(std::string(v.as_string()), nullptr, 16);
-}
-
-std::string str(const json::value& v) {
-    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
-}
 
 class ManagedTest : public ::testing::Test {
 protected:
@@ -122,7 +110,8 @@ protected:
         return v.as_object().contains("result") ? v.at("result") : json::value(nullptr);
     }
     std::uint64_t chain_nonce(const std::string& address) {
-        return quantity(node_call("eth_getTransactionCount", "[\"" + address + "\",\"latest\"]"));
+        return quantity_of(
+            node_call("eth_getTransactionCount", "[\"" + address + "\",\"latest\"]"));
     }
     std::string tx_object(const std::string& from, const std::string& value = "0x1") {
         return fmt::format(R"([{{"from":"{}","to":"{}","value":"{}"}}])", from, kTo, value);
@@ -174,7 +163,7 @@ protected:
         const json::value m = managed(id);
         const json::value tx =
             node_call("eth_getTransactionByHash", "[\"" + str(m.at("minedHash")) + "\"]");
-        return quantity(tx.at("nonce"));
+        return quantity_of(tx.at("nonce"));
     }
 
     std::string dir, hot, stub, poor, earlier_logs;
@@ -213,7 +202,7 @@ TEST_F(ManagedTest, FiftyConcurrentCastSendsGetFiftyContiguousNonces) {
         const json::value receipt = result("eth_getTransactionReceipt", "[\"" + h + "\"]");
         EXPECT_EQ(receipt.at("status"), "0x1");
         nonces.insert(
-            quantity(node_call("eth_getTransactionByHash", "[\"" + h + "\"]").at("nonce")));
+            quantity_of(node_call("eth_getTransactionByHash", "[\"" + h + "\"]").at("nonce")));
     }
     EXPECT_EQ(nonces.size(), static_cast<std::size_t>(kSends)) << "a nonce was used twice";
     EXPECT_EQ(*nonces.begin(), 0u);
@@ -247,9 +236,9 @@ TEST_F(ManagedTest, AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt
     const std::string mined = str(m.at("minedHash"));
     EXPECT_NE(mined, first);
     const auto& attempts = m.at("signedAttempts").as_array();
-    EXPECT_GT(quantity(attempts.back().at("maxFeePerGas")),
-              quantity(attempts.front().at("maxFeePerGas")));
-    EXPECT_GE(quantity(attempts.back().at("maxFeePerGas")), 100'000'000'000u);
+    EXPECT_GT(quantity_of(attempts.back().at("maxFeePerGas")),
+              quantity_of(attempts.front().at("maxFeePerGas")));
+    EXPECT_GE(quantity_of(attempts.back().at("maxFeePerGas")), 100'000'000'000u);
     // The hash the client got first finds the receipt of the one that was mined.
     const json::value receipt = result("eth_getTransactionReceipt", "[\"" + first + "\"]");
     ASSERT_TRUE(receipt.is_object()) << str(receipt);
@@ -414,7 +403,7 @@ TEST_F(ManagedTest, AReorgAfterCompletedReopensItUntilItsBlockIsFinal) {
     const std::string hash = str(managed(id).at("minedHash"));
     node_call("anvil_mine", "[\"0x2\"]");
     const std::uint64_t depth =
-        quantity(node_call("eth_blockNumber", "[]")) - quantity(first.at("blockNumber")) + 1;
+        quantity_of(node_call("eth_blockNumber", "[]")) - quantity_of(first.at("blockNumber")) + 1;
     node_call("anvil_reorg", fmt::format("[{}, []]", depth));
     ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"), json::value(nullptr));
 
@@ -465,7 +454,7 @@ TEST_F(ManagedTest, AReorgWhileTheGatewayIsDownReopensItAtTheNextStart) {
     kill_gateway();
     node_call("anvil_mine", "[\"0x2\"]");
     const std::uint64_t depth =
-        quantity(node_call("eth_blockNumber", "[]")) - quantity(first.at("blockNumber")) + 1;
+        quantity_of(node_call("eth_blockNumber", "[]")) - quantity_of(first.at("blockNumber")) + 1;
     node_call("anvil_reorg", fmt::format("[{}, []]", depth));
     ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"), json::value(nullptr));
 
@@ -547,7 +536,7 @@ TEST_F(ManagedTest, AtTheFeeCapATransactionStaysAndTheMetricSaysSo) {
     EXPECT_EQ(m.at("state"), "BROADCASTING");
     EXPECT_THAT(str(m.at("reason")), HasSubstr("cap"));
     for (const auto& a : m.at("signedAttempts").as_array())
-        EXPECT_LE(quantity(a.at("maxFeePerGas")), 5'000'000'000u);
+        EXPECT_LE(quantity_of(a.at("maxFeePerGas")), 5'000'000'000u);
     EXPECT_THAT(gw->process().output(), HasSubstr("fees are at the cap"));
     EXPECT_EQ(chain_nonce(hot), 0u);
 }
@@ -594,7 +583,7 @@ TEST_F(ManagedTest, ACancelSurvivesARestart) {
     node_call("evm_setAutomine", "[true]");
     ASSERT_TRUE(wait_state(id, "CANCELLED")) << str(managed(id));
     EXPECT_EQ(chain_nonce(stub), 1u);
-    EXPECT_EQ(quantity(node_call("eth_getBalance", "[\"" + kTo + "\",\"latest\"]")), 0u);
+    EXPECT_EQ(quantity_of(node_call("eth_getBalance", "[\"" + kTo + "\",\"latest\"]")), 0u);
 }
 
 // A chain without a base fee (before London): legacy transactions priced from eth_gasPrice.

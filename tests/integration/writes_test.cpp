@@ -7,6 +7,7 @@
 #include "gateway/eth/transaction.hpp"
 #include "integration/devnet.hpp"
 #include "support/http_test_client.hpp"
+#include "support/json_values.hpp"
 #include "support/tcp_forwarder.hpp"
 
 #include <fmt/format.h>
@@ -68,14 +69,6 @@ Tx sign(const std::string& key, const std::string& from, const std::string& to, 
 
 std::string quantity(std::uint64_t n) {
     return fmt::format("0x{:x}", n);
-}
-
-std::uint64_t parse_quantity(const json::value& v) {
-    return std::stoull(std::string(v.as_string()), nullptr, 16);
-}
-
-std::string str(const json::value& v) {
-    return v.is_string() ? std::string(v.as_string()) : json::serialize(v);
 }
 
 HttpReply send_raw(std::uint16_t port, const std::string& raw, int id = 1) {
@@ -159,7 +152,7 @@ protected:
     // Transactions in every block of the chain, asked of anvil itself.
     std::vector<std::string> chain_transactions() {
         std::vector<std::string> out;
-        const std::uint64_t head = parse_quantity(result(anvil->port(), "eth_blockNumber", "[]"));
+        const std::uint64_t head = quantity_of(result(anvil->port(), "eth_blockNumber", "[]"));
         for (std::uint64_t n = 0; n <= head; ++n) {
             const json::value block =
                 result(anvil->port(), "eth_getBlockByNumber", "[\"" + quantity(n) + "\",false]");
@@ -279,7 +272,7 @@ TEST_F(WritesTest, TransactionsSentWhileEveryNodeIsDownAreMinedInNonceOrderWhenT
         std::map<std::uint64_t, std::uint64_t> block_of_nonce;
         for (const auto& tx : txs)
             if (tx.from == sender)
-                block_of_nonce[tx.nonce] = parse_quantity(receipts.at(tx.hash).at("blockNumber"));
+                block_of_nonce[tx.nonce] = quantity_of(receipts.at(tx.hash).at("blockNumber"));
         std::uint64_t previous = 0;
         for (const auto& [nonce, block] : block_of_nonce) {
             EXPECT_GT(block, previous) << sender << " nonce " << nonce;
@@ -377,9 +370,8 @@ protected:
         return tx;
     }
     std::uint64_t blob_gas_used(const std::string& hash) {
-        return parse_quantity(
-            result(anvil->port(), "eth_getTransactionReceipt", "[\"" + hash + "\"]")
-                .at("blobGasUsed"));
+        return quantity_of(result(anvil->port(), "eth_getTransactionReceipt", "[\"" + hash + "\"]")
+                               .at("blobGasUsed"));
     }
 };
 
