@@ -6,7 +6,7 @@
 #include "tx_manager_internal.hpp"
 
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
@@ -40,7 +40,7 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 
-TxManager::TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
+TxManager::TxManager(const config::ChainConfig& chain, upstream::Forwarder& pool,
                      store::JournalService& journal, metrics::Metrics* metrics,
                      asio::any_io_executor executor, const util::Clock& clock)
     : config_(chain),
