@@ -2,7 +2,7 @@
 
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -68,7 +68,7 @@ json::object reorg_json(const Reorg& r) {
 
 }  // namespace
 
-ChainWatcher::ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
+ChainWatcher::ChainWatcher(const config::ChainConfig& chain, upstream::Forwarder& pool,
                            metrics::Metrics* metrics, asio::any_io_executor executor)
     : config_(chain),
       pool_(pool),

@@ -65,14 +65,14 @@ bool RpcHandler::batchable(const ChainRoute& route, const jsonrpc::Call& call,
 // to one node as one batch. What that leaves (calls it did not answer, everything else) the
 // workers do one by one.
 asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch& batch) {
-    upstream::ChainPool& chain = *route.pool;
+    upstream::Forwarder& chain = *route.pool;
     const std::string& chain_name = chain.config().name;
     const auto t0 = Clock::now();
     const bool head_known = chain.ready();
     if (route.cache)
         if (auto head = chain.head()) route.cache->note_head(*head);
     std::vector<std::size_t> index;
-    std::vector<upstream::ChainPool::BatchCall> calls;
+    std::vector<upstream::BatchCall> calls;
     std::vector<std::optional<cache::ChainCache::Ticket>> tickets;
     // The call that does not fit: -32005, and the rest of the batch is not sent either.
     const auto refuse_over_budget = [&](std::size_t i, const jsonrpc::Call& call) {
@@ -112,7 +112,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
             continue;
         }
         index.push_back(i);
-        calls.push_back(upstream::ChainPool::BatchCall{call->method, call->params});
+        calls.push_back(upstream::BatchCall{call->method, call->params});
         tickets.push_back(std::move(ticket));
     }
     if (calls.size() < 2) co_return;  // one call gains nothing from a batch
@@ -121,7 +121,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     // budget is not spent by it (its calls then go one by one).
     auto together = std::make_shared<upstream::AnswerBudget>(
         upstream::AnswerBudget{batch.budget->used, batch.budget->limit});
-    std::optional<upstream::ChainPool::BatchForwarded> r =
+    std::optional<upstream::BatchForwarded> r =
         co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout, together);
     if (!r) co_return;
     for (std::size_t k = 0; k < index.size(); ++k) {

@@ -10,7 +10,7 @@
 #include "gateway/auth/auth.hpp"
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/json/array.hpp>

@@ -107,7 +107,7 @@ asio::awaitable<std::optional<Forwarded>> NodeCalls::split_logs(
     } split{*from, *to, limit, count, filter, std::vector<std::string>(count)};
 
     // Workers share the caller's strand: Split and the budget need no lock.
-    auto worker = [](upstream::ChainPool* pool, Split* s, std::shared_ptr<AnswerBudget> budget,
+    auto worker = [](upstream::Forwarder* pool, Split* s, std::shared_ptr<AnswerBudget> budget,
                      Clock::time_point dl) -> asio::awaitable<void> {
         while (s->next < s->count && !s->failure) {
             const std::uint64_t i = s->next++;

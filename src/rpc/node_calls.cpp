@@ -14,7 +14,7 @@ namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 using upstream::Forwarded;
 
-NodeCalls::NodeCalls(upstream::ChainPool& pool, metrics::Metrics* metrics)
+NodeCalls::NodeCalls(upstream::Forwarder& pool, metrics::Metrics* metrics)
     : pool_(pool), config_(pool.config()), metrics_(metrics) {}
 
 asio::awaitable<Forwarded> NodeCalls::forward(std::string method, json::value params, bool write,

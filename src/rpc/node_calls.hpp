@@ -6,7 +6,7 @@
 // methods it used to know live. Thread-safe (one per chain, shared by every connection).
 
 #include "gateway/config/config.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
@@ -29,9 +29,9 @@ namespace gateway::rpc {
 class NodeCalls {
 public:
     /// The pool and metrics must outlive this.
-    NodeCalls(upstream::ChainPool& pool, metrics::Metrics* metrics);
+    NodeCalls(upstream::Forwarder& pool, metrics::Metrics* metrics);
 
-    /// A client's call for the nodes (see ChainPool::forward). Never throws; gives up at
+    /// A client's call for the nodes (see Forwarder::forward). Never throws; gives up at
     /// `deadline`. Must be awaited on a strand (the caller's connection).
     boost::asio::awaitable<upstream::Forwarded> forward(
         std::string method, boost::json::value params, bool write,
@@ -49,7 +49,7 @@ private:
         const boost::json::value& params, std::chrono::steady_clock::time_point deadline,
         std::shared_ptr<upstream::AnswerBudget> budget);
 
-    upstream::ChainPool& pool_;
+    upstream::Forwarder& pool_;
     const config::ChainConfig& config_;
     metrics::Metrics* metrics_;
     std::atomic<std::uint64_t> served_head_{0};  // the highest eth_blockNumber given to a client

@@ -24,7 +24,7 @@ asio::awaitable<upstream::Forwarded> RpcHandler::fetch(CallContext& c) {
     Outcome& out = c.out;
     const auto t0 = c.t0;
     const std::shared_ptr<upstream::AnswerBudget>& budget = c.budget;
-    upstream::ChainPool& chain = *route.pool;
+    upstream::Forwarder& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
     const auto deadline = t0 + server_.request_timeout;
     std::optional<cache::ChainCache::Ticket> ticket;
@@ -110,7 +110,7 @@ asio::awaitable<void> RpcHandler::forward(CallContext& c) {
     std::string_view& outcome = c.outcome;
     const auto t0 = c.t0;
     const std::shared_ptr<upstream::AnswerBudget>& budget = c.budget;
-    upstream::ChainPool& chain = *route.pool;
+    upstream::Forwarder& chain = *route.pool;
     const MethodKind kind = method_kind(call.method);
     upstream::Forwarded f = co_await fetch(c);
     const bool read = kind == MethodKind::read;

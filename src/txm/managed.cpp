@@ -50,7 +50,7 @@ std::optional<Fees> fees_of(const eth::Transaction& tx) {
 
 }  // namespace
 
-ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::ChainPool& pool,
+ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Forwarder& pool,
                                store::JournalService& journal, TxManager& txm,
                                std::map<std::string, custody::Signer*> signers,
                                std::map<std::string, std::chrono::milliseconds> sign_timeouts,

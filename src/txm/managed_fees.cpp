@@ -5,7 +5,7 @@
 #include "managed_internal.hpp"
 
 #include "gateway/jsonrpc/methods.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>

@@ -7,7 +7,7 @@
 #include "managed_internal.hpp"
 
 #include "gateway/txm/tx_manager.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

@@ -13,7 +13,7 @@
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/txm/nonce.hpp"
 #include "gateway/txm/tx_manager.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 #include "gateway/util/text.hpp"
 
 #include <fmt/format.h>

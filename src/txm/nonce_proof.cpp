@@ -18,7 +18,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // The sender's transaction count as of `block`, from a node at or above `head`.
-asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::ChainPool& pool,
+asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::Forwarder& pool,
                                                        const std::string& sender,
                                                        std::uint64_t block, std::uint64_t head) {
     json::array params;
@@ -31,7 +31,7 @@ asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::ChainPool& pool
 
 }  // namespace
 
-asio::awaitable<std::optional<json::value>> read_at(upstream::ChainPool& pool, const char* method,
+asio::awaitable<std::optional<json::value>> read_at(upstream::Forwarder& pool, const char* method,
                                                     json::array params, std::uint64_t min_block) {
     upstream::Forwarded f = co_await pool.forward_at_least(method, std::move(params), min_block,
                                                            Clock::now() + std::chrono::seconds(10));
@@ -43,7 +43,7 @@ asio::awaitable<std::optional<json::value>> read_at(upstream::ChainPool& pool, c
     co_return v;
 }
 
-asio::awaitable<NonceUse> nonce_use(upstream::ChainPool& pool, const std::string& sender,
+asio::awaitable<NonceUse> nonce_use(upstream::Forwarder& pool, const std::string& sender,
                                     std::uint64_t nonce, const std::vector<std::string>& hashes,
                                     unsigned confirmations) {
     NonceUse out;

@@ -5,7 +5,7 @@
 #include "tx_manager_internal.hpp"
 
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 #include "gateway/util/wall_time.hpp"
 
 #include <fmt/format.h>

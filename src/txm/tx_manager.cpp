@@ -6,7 +6,7 @@
 #include "tx_manager_internal.hpp"
 
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -41,7 +41,7 @@ using util::use_nothrow;
 
 }  // namespace
 
-TxManager::TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
+TxManager::TxManager(const config::ChainConfig& chain, upstream::Forwarder& pool,
                      store::JournalService& journal, metrics::Metrics* metrics,
                      asio::any_io_executor executor, const util::Clock& clock)
     : config_(chain),

@@ -6,7 +6,7 @@
 
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/txm/nonce_proof.hpp"
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -240,11 +240,10 @@ asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetc
     constexpr std::size_t kBatch = 100;
     std::size_t next = 0;
     while (next < hashes.size() && !stopped_) {
-        std::vector<upstream::ChainPool::BatchCall> calls;
+        std::vector<upstream::BatchCall> calls;
         for (std::size_t i = next; i < hashes.size() && calls.size() < kBatch; ++i) {
             json::value params = json::array{json::string(hashes[i])};
-            calls.push_back(
-                upstream::ChainPool::BatchCall{"eth_getTransactionReceipt", std::move(params)});
+            calls.push_back(upstream::BatchCall{"eth_getTransactionReceipt", std::move(params)});
         }
         auto answered =
             co_await pool_.forward_batch(std::move(calls), Clock::now() + std::chrono::seconds(10));

@@ -5,7 +5,7 @@
 // head is never answered with what a node said before it. Thread-safe; waiters must run on a
 // strand (the connection's).
 
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

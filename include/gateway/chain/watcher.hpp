@@ -27,7 +27,7 @@ namespace gateway::metrics {
 class Metrics;
 }
 namespace gateway::upstream {
-class ChainPool;
+class Forwarder;
 }
 namespace gateway::chain {
 
@@ -46,7 +46,7 @@ struct ChainEvents {
 class ChainWatcher {
 public:
     /// The pool and metrics must outlive the watcher.
-    ChainWatcher(const config::ChainConfig& chain, upstream::ChainPool& pool,
+    ChainWatcher(const config::ChainConfig& chain, upstream::Forwarder& pool,
                  metrics::Metrics* metrics, boost::asio::any_io_executor executor);
 
     /// Polls the head every health.interval_ms until stop().
@@ -72,7 +72,7 @@ private:
     boost::asio::awaitable<bool> missing(std::uint64_t number);
 
     config::ChainConfig config_;
-    upstream::ChainPool& pool_;
+    upstream::Forwarder& pool_;
     metrics::Metrics* metrics_;
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     boost::asio::steady_timer timer_;

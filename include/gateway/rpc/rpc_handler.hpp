@@ -21,7 +21,7 @@ namespace gateway::metrics {
 class Metrics;
 }
 namespace gateway::upstream {
-class ChainPool;
+class Forwarder;
 struct Forwarded;
 struct AnswerBudget;
 }  // namespace gateway::upstream
@@ -59,7 +59,7 @@ class NodeCalls;
 
 /// What serves one chain.
 struct ChainRoute {
-    upstream::ChainPool* pool = nullptr;
+    upstream::Forwarder* pool = nullptr;
     txm::TxManager* txm = nullptr;           ///< the write path; without it writes are forwarded
     txm::ManagedSenders* managed = nullptr;  ///< eth_sendTransaction; without it refused
     cache::ChainCache* cache = nullptr;      ///< reads answered again; without it none are

@@ -34,7 +34,7 @@ namespace gateway::metrics {
 class Metrics;
 }
 namespace gateway::upstream {
-class ChainPool;
+class Forwarder;
 }
 namespace gateway::custody {
 class Signer;
@@ -69,7 +69,7 @@ public:
     /// `signers` maps each of the chain's managed addresses (0x-prefixed, lowercase) to its
     /// signer; `sign_timeouts` to how long one signing request may take. Everything referenced
     /// must outlive this object.
-    ManagedSenders(const config::ChainConfig& chain, upstream::ChainPool& pool,
+    ManagedSenders(const config::ChainConfig& chain, upstream::Forwarder& pool,
                    store::JournalService& journal, TxManager& txm,
                    std::map<std::string, custody::Signer*> signers,
                    std::map<std::string, std::chrono::milliseconds> sign_timeouts,
@@ -160,7 +160,7 @@ private:
     std::shared_ptr<Tx> find(std::string_view id) const;
 
     config::ChainConfig config_;
-    upstream::ChainPool& pool_;
+    upstream::Forwarder& pool_;
     store::JournalService& journal_;
     TxManager& txm_;
     metrics::Metrics* metrics_;

@@ -4,7 +4,7 @@
 // signed again with the next nonce). A node behind proves nothing: every answer comes from a
 // node at or above the chain's head, and the nonce must be used `confirmations` blocks deep.
 
-#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/forwarder.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/array.hpp>
@@ -32,14 +32,14 @@ struct NonceUse {
 
 /// The result of a read answered by a node at or above block `min_block` (a node behind cannot
 /// tell what is gone); nullopt when none answered. Never throws.
-boost::asio::awaitable<std::optional<boost::json::value>> read_at(upstream::ChainPool& pool,
+boost::asio::awaitable<std::optional<boost::json::value>> read_at(upstream::Forwarder& pool,
                                                                   const char* method,
                                                                   boost::json::array params,
                                                                   std::uint64_t min_block);
 
 /// Asks nodes at or above the chain's head for `sender`'s transaction count at the head and at
 /// `confirmations` blocks under it, and for the receipts of `hashes`. Never throws.
-boost::asio::awaitable<NonceUse> nonce_use(upstream::ChainPool& pool, const std::string& sender,
+boost::asio::awaitable<NonceUse> nonce_use(upstream::Forwarder& pool, const std::string& sender,
                                            std::uint64_t nonce,
                                            const std::vector<std::string>& hashes,
                                            unsigned confirmations);

@@ -30,7 +30,7 @@ namespace gateway::metrics {
 class Metrics;
 }
 namespace gateway::upstream {
-class ChainPool;
+class Forwarder;
 }
 
 namespace gateway::txm {
@@ -55,7 +55,7 @@ class TxManager {
 public:
     /// The pool, journal, metrics and clock must outlive the manager. `clock` measures how long
     /// nodes have refused a queued transaction (tx.expire_after_ms).
-    TxManager(const config::ChainConfig& chain, upstream::ChainPool& pool,
+    TxManager(const config::ChainConfig& chain, upstream::Forwarder& pool,
               store::JournalService& journal, metrics::Metrics* metrics,
               boost::asio::any_io_executor executor,
               const util::Clock& clock = util::SteadyClock::instance());
@@ -191,7 +191,7 @@ private:
     store::TxState state_of(const Entry& e) const;
 
     config::ChainConfig config_;
-    upstream::ChainPool& pool_;
+    upstream::Forwarder& pool_;
     store::JournalService& journal_;
     metrics::Metrics* metrics_;
     boost::asio::strand<boost::asio::any_io_executor> strand_;
