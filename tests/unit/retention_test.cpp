@@ -158,7 +158,7 @@ TEST(Retention, TheJournalThreadPrunesByItselfInBatches) {
             return std::unique_ptr<Journal>(open_store({"sqlite", dir + "/j.db"}));
         },
         options);
-    service.run_blocking([&](Journal& j) {
+    service.run_blocking([&](JournalView& j) {
         for (int i = 0; i < 35; ++i)
             j.insert(raw_tx(fmt::format("0x{:02x}", i), TxState::completed, 60 * kHour));
         j.insert(raw_tx("0xopen", TxState::queued, 60 * kHour));
@@ -171,7 +171,7 @@ TEST(Retention, TheJournalThreadPrunesByItselfInBatches) {
     EXPECT_EQ(service.pruned(), 35u);
     EXPECT_GE(looks.load(), 4u) << "35 in batches of at most 10";
     std::vector<TxRecord> left;
-    service.run_blocking([&](Journal& j) { left = j.list(std::nullopt, 100); });
+    service.run_blocking([&](JournalView& j) { left = j.list(std::nullopt, 100); });
     ASSERT_EQ(left.size(), 1u);
     EXPECT_EQ(left[0].hash, "0xopen");
 }
@@ -213,7 +213,7 @@ TEST(SlowJournal, TheFileStopsGrowingOncePruningRuns) {
     // gateway marks them so as the chain's finalized block passes theirs; here, a round later.
     std::vector<std::string> mined_last_round;
     for (int round = 0; round < kRounds; ++round) {
-        service.run_blocking([&](Journal& j) {
+        service.run_blocking([&](JournalView& j) {
             j.mark_finalized(mined_last_round);
             mined_last_round.clear();
             const std::int64_t at = now.load();
@@ -250,7 +250,7 @@ TEST(SlowJournal, TheFileStopsGrowingOncePruningRuns) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::size_t kept = 0;
-    service.run_blocking([&](Journal& j) { kept = j.list(std::nullopt, 100'000).size(); });
+    service.run_blocking([&](JournalView& j) { kept = j.list(std::nullopt, 100'000).size(); });
     std::cout << fmt::format(
         "50,000 transactions in {:.1f} s; file after 10,000: {} KiB, after 20,000: {} KiB, after "
         "50,000: {} KiB; {} pruned, {} kept\n",

@@ -204,14 +204,14 @@ TEST(JournalService, ANonceTakenInAFailedOperationIsNotLost) {
             store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
     });
     std::uint64_t n = 99;
-    service.run_blocking([&](store::Journal& j) { n = j.take_nonce("devnet", "0xa", 0); });
+    service.run_blocking([&](store::JournalView& j) { n = j.take_nonce("devnet", "0xa", 0); });
     EXPECT_EQ(n, 0u);
-    EXPECT_THROW(service.run_blocking([&](store::Journal& j) {
+    EXPECT_THROW(service.run_blocking([&](store::JournalView& j) {
         j.take_nonce("devnet", "0xa", 0);
         throw store::StoreError("the signer's answer could not be journaled");
     }),
                  store::StoreError);
-    service.run_blocking([&](store::Journal& j) { n = j.take_nonce("devnet", "0xa", 0); });
+    service.run_blocking([&](store::JournalView& j) { n = j.take_nonce("devnet", "0xa", 0); });
     EXPECT_EQ(n, 1u) << "the failed operation's nonce 1 was rolled back and taken again";
 }
 
@@ -241,14 +241,14 @@ TEST(Journal, ReplayAfterACrashAtEveryStep) {
                 return std::unique_ptr<store::Journal>(
                     store::open_store(config::StoreConfig{"sqlite", path}));
             });
-            service.run_blocking([&](store::Journal& j) { j.insert(record("0xaa", 0)); });
+            service.run_blocking([&](store::JournalView& j) { j.insert(record("0xaa", 0)); });
             for (std::size_t i = 1; i < steps; ++i)
-                service.run_blocking([&](store::Journal& j) {
+                service.run_blocking([&](store::JournalView& j) {
                     j.update(store::TxUpdate{"0xaa", life[i], "step", 2000});
                 });
             // The next step starts and the process dies inside its transaction.
             try {
-                service.run_blocking([&](store::Journal& j) {
+                service.run_blocking([&](store::JournalView& j) {
                     j.insert(record("0xbb", 1));
                     ::kill(::getpid(), SIGKILL);
                     std::this_thread::sleep_for(10s);
@@ -282,7 +282,7 @@ TEST(JournalService, ConcurrentCallersShareCommits) {
     for (int t = 0; t < 8; ++t)
         callers.emplace_back([&, t] {
             for (int i = 0; i < 25; ++i)
-                service.run_blocking([&](store::Journal& j) {
+                service.run_blocking([&](store::JournalView& j) {
                     j.insert(record(fmt::format("0x{:02x}{:02x}", t, i),
                                     static_cast<std::uint64_t>(t * 100 + i)));
                 });
@@ -291,7 +291,7 @@ TEST(JournalService, ConcurrentCallersShareCommits) {
     EXPECT_EQ(service.operations(), 200u);
     EXPECT_LT(service.commits(), service.operations()) << "no group commit happened";
     std::size_t count = 0;
-    service.run_blocking([&](store::Journal& j) { count = j.unfinished().size(); });
+    service.run_blocking([&](store::JournalView& j) { count = j.unfinished().size(); });
     EXPECT_EQ(count, 200u);
 }
 
@@ -301,14 +301,14 @@ TEST(JournalService, OneFailingOperationDoesNotUndoTheOthers) {
         return std::unique_ptr<store::Journal>(
             store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
     });
-    service.run_blocking([&](store::Journal& j) { j.insert(record("0xaa", 0)); });
-    EXPECT_THROW(service.run_blocking([&](store::Journal& j) {
+    service.run_blocking([&](store::JournalView& j) { j.insert(record("0xaa", 0)); });
+    EXPECT_THROW(service.run_blocking([&](store::JournalView& j) {
         j.insert(record("0xbb", 1));
         throw std::runtime_error("the caller's own failure");
     }),
                  std::runtime_error);
     std::optional<store::TxRecord> aa, bb;
-    service.run_blocking([&](store::Journal& j) {
+    service.run_blocking([&](store::JournalView& j) {
         aa = j.find("0xaa");
         bb = j.find("0xbb");
     });
@@ -324,7 +324,7 @@ TEST(JournalService, AnUnusableStoreFailsClearlyAndIsUsedOnceItOpens) {
             store::open_store(config::StoreConfig{"sqlite", dir + "/data/j.db"}));
     });
     try {
-        service.run_blocking([](store::Journal&) {});
+        service.run_blocking([](store::JournalView&) {});
         FAIL() << "no error";
     } catch (const store::StoreError& e) {
         EXPECT_THAT(e.what(), HasSubstr(dir + "/data/j.db"));
@@ -332,7 +332,8 @@ TEST(JournalService, AnUnusableStoreFailsClearlyAndIsUsedOnceItOpens) {
     EXPECT_THAT(service.failure(), HasSubstr("cannot create the folder"));
     std::filesystem::remove(dir + "/data");
     std::this_thread::sleep_for(1100ms);  // it tries to open again at most once a second
-    EXPECT_NO_THROW(service.run_blocking([](store::Journal& j) { j.insert(record("0xaa", 0)); }));
+    EXPECT_NO_THROW(
+        service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); }));
     EXPECT_EQ(service.failure(), "");
 }
 
@@ -1091,12 +1092,15 @@ TEST_F(WritesTest, WhenNoNodeAnswersAReadTheLastAnswerIsServedMarkedStale) {
 }
 
 // A journal whose writes fail while `full` is set, as on a full disk, and whose updates take
-// `update_delay` (a slow disk).
+// `update_delay` (a slow disk). It wraps a whole journal, every role forwarded to `inner`: the
+// JournalService holds it as it holds a backend.
 class FullDisk final : public store::Journal {
 public:
     FullDisk(std::unique_ptr<store::Store> inner, std::atomic<bool>& full,
              std::chrono::milliseconds update_delay = {})
         : inner_(std::move(inner)), full_(full), update_delay_(update_delay) {}
+
+    // RawJournal.
     std::pair<store::TxRecord, bool> insert(const store::TxRecord& r) override {
         check();
         return inner_->insert(r);
@@ -1124,6 +1128,8 @@ public:
         return inner_->list(s, n);
     }
     std::vector<store::TxEvent> history(std::string_view h) override { return inner_->history(h); }
+
+    // ManagedJournal.
     std::pair<store::ManagedRecord, bool> insert_managed(const store::ManagedRecord& r) override {
         check();
         return inner_->insert_managed(r);
@@ -1147,6 +1153,8 @@ public:
     std::vector<store::TxRecord> attempts(std::string_view id) override {
         return inner_->attempts(id);
     }
+
+    // NonceLedger.
     std::uint64_t take_nonce(std::string_view c, std::string_view s, std::uint64_t f) override {
         check();
         return inner_->take_nonce(c, s, f);
@@ -1158,10 +1166,15 @@ public:
     std::optional<std::uint64_t> next_nonce(std::string_view c, std::string_view s) override {
         return inner_->next_nonce(c, s);
     }
+
+    // Retention.
     store::Pruned prune(std::int64_t before_ms, std::size_t limit) override {
         check();
         return inner_->prune(before_ms, limit);
     }
+
+    // TransactionControl: the service's transactions, as they are (a full disk fails the
+    // statements).
     void begin() override { inner_->begin(); }
     void commit() override { inner_->commit(); }
     void rollback() noexcept override { inner_->rollback(); }
@@ -1183,7 +1196,7 @@ private:
 struct ManagerRig {
     /// `seed` writes to the journal before the manager loads it.
     explicit ManagerRig(Chain& chain, std::chrono::milliseconds update_delay = {},
-                        std::function<void(store::Journal&)> seed = {},
+                        std::function<void(store::JournalView&)> seed = {},
                         std::chrono::milliseconds poll_interval = 10s,
                         const util::Clock& clock = util::SteadyClock::instance())
         : dir(test::make_temp_dir("writes-rig")),
@@ -1233,7 +1246,7 @@ struct ManagerRig {
     }
     std::optional<store::TxRecord> record(const std::string& hash) {
         std::optional<store::TxRecord> r;
-        journal.run_blocking([&](store::Journal& j) { r = j.find(hash); });
+        journal.run_blocking([&](store::JournalView& j) { r = j.find(hash); });
         return r;
     }
     /// Waits until the dispatcher has run `n` more rounds.
@@ -1275,7 +1288,7 @@ TEST(TxManager, AQueuedTransactionFromBeforeARestartIsNotReplacedAsNeverSent) {
     const std::string first = test::sign_legacy(test::kKey0, {.nonce = 0});
     const std::string faster =
         test::sign_legacy(test::kKey0, {.nonce = 0, .gas_price = 9'000'000'000});
-    ManagerRig rig(chain, {}, [&](store::Journal& j) {
+    ManagerRig rig(chain, {}, [&](store::JournalView& j) {
         store::TxRecord r = record(hash_of(first), 0);
         r.sender = test::address_of(test::kKey0);
         r.raw = *eth::from_hex(first);
@@ -1591,7 +1604,7 @@ TEST(TxManager, HoldsABlobTransactionWithoutItsSidecar) {
     EXPECT_EQ(held->raw, blob.payload);
     EXPECT_LT(held->raw.size(), 500u);
     std::optional<std::vector<std::uint8_t>> kept;
-    rig.journal.run_blocking([&](store::Journal& j) { kept = j.network_form(blob.hash); });
+    rig.journal.run_blocking([&](store::JournalView& j) { kept = j.network_form(blob.hash); });
     EXPECT_EQ(kept, network);
 
     chain.set_down(false);
