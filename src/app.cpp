@@ -136,7 +136,7 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         },
         std::move(journal_options));
     try {
-        g.journal->run_blocking([](store::Journal&) {});
+        g.journal->run_blocking([](store::JournalView&) {});
     } catch (const std::exception& e) {
         spdlog::error(
             "the transaction journal is unusable ({}): serving reads; writes are "

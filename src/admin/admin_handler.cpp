@@ -249,7 +249,7 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
     std::vector<store::TxRecord> records;
     std::vector<store::TxEvent> history;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::RawJournal& j) {
             if (!key.empty()) {
                 if (auto r = j.find(key)) {
                     records.push_back(std::move(*r));

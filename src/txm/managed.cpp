@@ -174,7 +174,7 @@ asio::awaitable<bool> ManagedSenders::load() {
     std::set<std::string> cancels;  // ids an operator asked to cancel
     std::vector<store::ManagedRef> reopened;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
             reopened = j.reopened_managed();
             for (auto& r : j.unfinished_managed())
                 if (r.chain == config_.name) {
@@ -285,7 +285,7 @@ asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, std::string id) {
     std::optional<store::ManagedRecord> found;
     std::vector<store::TxRecord> attempts;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
             found = j.find_managed(id);
             if (found) attempts = j.attempts(id);
         };

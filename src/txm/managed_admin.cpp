@@ -48,7 +48,9 @@ asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
         co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
     std::optional<store::ManagedRecord> rec;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) { rec = j.find_managed(id); };
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+            rec = j.find_managed(id);
+        };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
         co_return admin_error(Outcome::unavailable,
@@ -113,7 +115,7 @@ asio::awaitable<ActionResult> ManagedSenders::cancel(std::string id) {
     if (!tx) {
         std::optional<store::ManagedRecord> rec;
         try {
-            store::JournalService::Operation op = [&](store::Journal& j) {
+            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
                 rec = j.find_managed(id);
             };
             co_await journal_.run(std::move(op));
@@ -197,7 +199,7 @@ asio::awaitable<ActionResult> ManagedSenders::resync_owned(Sender* s) {
     if (held_max) next = std::max(next, *held_max + 1);
     std::optional<std::uint64_t> previous;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::NonceLedger& j) {
             previous = j.next_nonce(config_.name, s->address);
             j.set_next_nonce(config_.name, s->address, next);
         };

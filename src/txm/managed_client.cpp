@@ -160,7 +160,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     bool inserted = false;
     try {
         auto inserted_here = std::make_shared<bool>(false);
-        store::JournalService::Operation op = [&, inserted_here](store::Journal& j) {
+        store::JournalService::Operation op = [&, inserted_here](store::ManagedJournal& j) {
             std::tie(existing, inserted) = j.insert_managed(rec);
             *inserted_here = inserted;
         };
@@ -168,7 +168,8 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         // client must not find the transaction signed and sent later (at the next start) should
         // this commit go through anyway: the journal takes it back first, and frees its
         // idempotency key for the client's retry (see TxManager::admit).
-        store::JournalService::Operation undo = [id = rec.id, inserted_here](store::Journal& j) {
+        store::JournalService::Operation undo = [id = rec.id,
+                                                 inserted_here](store::ManagedJournal& j) {
             if (!*inserted_here) return;
             store::ManagedUpdate u{id, TxState::failed,
                                    "not accepted: the journal did not answer in time or failed "
@@ -304,7 +305,7 @@ asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id,
     std::vector<store::TxRecord> attempts;
     try {
         const std::string key(id);
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
             rec = j.find_managed(key);
             if (!rec) return;
             history = j.managed_history(key);
@@ -329,7 +330,7 @@ asio::awaitable<std::optional<std::string>> ManagedSenders::mined_instead(std::s
     std::optional<std::string> out;
     try {
         hash = util::lower(hash);
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::JournalView& j) {
             auto rec = j.find(hash);
             if (!rec || !rec->parent || rec->chain != config_.name) return;
             for (const auto& a : j.attempts(*rec->parent))

@@ -32,7 +32,7 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
     if (from_journal) {
         records.clear();
         try {
-            store::JournalService::Operation op = [&](store::Journal& j) {
+            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
                 records = j.attempts(tx->rec.id);
             };
             co_await journal_.run(std::move(op));
@@ -219,7 +219,7 @@ asio::awaitable<void> ManagedSenders::dead_attempts(Sender& s, std::shared_ptr<T
         // The newest attempt's reason says what the nodes said.
         std::vector<store::TxRecord> records;
         try {
-            store::JournalService::Operation op = [&](store::Journal& j) {
+            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
                 records = j.attempts(tx->rec.id);
             };
             co_await journal_.run(std::move(op));

@@ -162,7 +162,7 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
     std::optional<store::ManagedRecord> filler;
     bool released = false;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::JournalView& j) {
             j.update_managed(
                 store::ManagedUpdate{tx->rec.id, state, reason, now, std::nullopt, hash, attempts});
             if (!releases) return;
@@ -242,7 +242,9 @@ asio::awaitable<bool> ManagedSenders::update(std::shared_ptr<Tx> tx, TxState sta
                                  hash,
                                  static_cast<std::uint32_t>(tx->attempts.size())};
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) { j.update_managed(u); };
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+            j.update_managed(u);
+        };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
         wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));

@@ -171,7 +171,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
     const std::int64_t now = unix_ms();
     std::string reason;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::JournalView& j) {
             // Lowered only when the chain says the range is empty and the gateway holds nothing
             // in it: a nonce it took and never got mined (a dead letter, a crash) is handed out
             // again.

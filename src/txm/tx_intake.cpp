@@ -258,7 +258,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         // Whether this operation made the transaction QUEUED (new, or sent again after it had
         // failed); the undo's to read, after this coroutine may have gone.
         auto queued_here = std::make_shared<bool>(false);
-        store::JournalService::Operation op = [&, queued_here](store::Journal& j) {
+        store::JournalService::Operation op = [&, queued_here](store::RawJournal& j) {
             std::tie(existing, inserted) = j.insert(rec);
             // Sent again after it failed: queued anew, unless it was mined (reverted: its nonce
             // is used, and it stays open to a reorg until its block is final).
@@ -289,7 +289,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         std::vector<std::string> replaced_hashes;
         for (const auto& r : replaced) replaced_hashes.push_back(r->rec.hash);
         store::JournalService::Operation undo = [hash = rec.hash, queued_here,
-                                                 replaced_hashes](store::Journal& j) {
+                                                 replaced_hashes](store::RawJournal& j) {
             const std::int64_t at = unix_ms();
             if (*queued_here)
                 j.update(store::TxUpdate{hash, TxState::failed,

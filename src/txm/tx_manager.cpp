@@ -113,7 +113,7 @@ asio::awaitable<bool> TxManager::load() {
     std::vector<store::TxRecord> records;
     std::vector<store::TxRecord> mined;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::RawJournal& j) {
             records = j.unfinished();
             mined = j.unfinalized();
         };
@@ -237,7 +237,7 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
                        (u.set_block ? u.block_hash : e->rec.block_hash).has_value();
     u.finalized = store::is_final(state) && !mined;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) { j.update(u); };
+        store::JournalService::Operation op = [&](store::RawJournal& j) { j.update(u); };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& ex) {
         spdlog::error("chain {}: transaction {}: cannot journal {} ({}); will try again",
@@ -274,7 +274,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e,
     std::optional<eth::Bytes> loaded;
     if (e.tx.type == eth::TxType::blob && !network) {
         try {
-            store::JournalService::Operation op = [&](store::Journal& j) {
+            store::JournalService::Operation op = [&](store::RawJournal& j) {
                 loaded = j.network_form(e.rec.hash);
             };
             co_await journal_.run(std::move(op));

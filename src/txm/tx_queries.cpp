@@ -105,7 +105,7 @@ asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params,
     std::optional<store::TxRecord> rec;
     std::vector<store::TxEvent> history;
     try {
-        store::JournalService::Operation op = [&](store::Journal& j) {
+        store::JournalService::Operation op = [&](store::RawJournal& j) {
             rec = j.find(*hash);
             if (rec) history = j.history(*hash);
         };

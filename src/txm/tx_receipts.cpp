@@ -96,7 +96,7 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
     }
     if (!final_now.empty()) {
         try {
-            store::JournalService::Operation op = [&](store::Journal& j) {
+            store::JournalService::Operation op = [&](store::RawJournal& j) {
                 j.mark_finalized(final_now);
             };
             co_await journal_.run(std::move(op));
@@ -175,7 +175,7 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
         // From the journal: the one mined may be final and out of memory already.
         std::vector<store::TxRecord> attempts;
         try {
-            store::JournalService::Operation op = [&](store::Journal& j) {
+            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
                 attempts = j.attempts(*e->rec.parent);
             };
             co_await journal_.run(std::move(op));

@@ -67,7 +67,7 @@ public:
     explicit Holder(store::JournalService& s) {
         thread_ = std::thread([this, &s] {
             try {
-                s.run_blocking([this](store::Journal&) {
+                s.run_blocking([this](store::JournalView&) {
                     holding_.set_value();
                     released_.wait();
                 });
@@ -98,7 +98,7 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
     std::map<std::string, bool> told_kept;
     {
         store::JournalService service(opener(path), {.reopen_after = 10ms});
-        service.run_blocking([](store::Journal& j) { j.insert(record("0x00", 0)); });
+        service.run_blocking([](store::JournalView& j) { j.insert(record("0x00", 0)); });
         Holder holder(service);
         std::vector<std::thread> callers;
         std::mutex mu;
@@ -106,7 +106,7 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
             callers.emplace_back([&, hash, nonce, fills_the_disk] {
                 bool kept = true;
                 try {
-                    service.run_blocking([&](store::Journal& j) {
+                    service.run_blocking([&](store::JournalView& j) {
                         // Larger than SQLite's page cache: written out mid-statement.
                         if (fills_the_disk) vfs.fail_writes(true);
                         struct Restore {
@@ -135,7 +135,7 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
         bool usable = false;
         for (int i = 0; i < 100 && !usable; ++i) {
             try {
-                service.run_blocking([](store::Journal& j) { j.insert(record("0xdd", 4)); });
+                service.run_blocking([](store::JournalView& j) { j.insert(record("0xdd", 4)); });
                 usable = true;
             } catch (const store::StoreError&) {
                 std::this_thread::sleep_for(10ms);
@@ -188,13 +188,13 @@ TEST(JournalService, AStalledFsyncIsAnsweredInTimeAndALateCommitIsTakenBack) {
         } release{vfs};
         vfs.stall_syncs(true);
         auto committing = attempt(
-            service, [](store::Journal& j) { j.insert(record("0xaa", 1)); },
-            [](store::Journal& j) {
+            service, [](store::JournalView& j) { j.insert(record("0xaa", 1)); },
+            [](store::JournalView& j) {
                 j.update(store::TxUpdate{"0xaa", TxState::failed, "taken back", 2000});
             });
         ASSERT_TRUE(vfs.wait_stalled(2s));
         std::atomic<bool> never_started_ran{false};
-        auto queued = attempt(service, [&](store::Journal&) { never_started_ran = true; });
+        auto queued = attempt(service, [&](store::JournalView&) { never_started_ran = true; });
         for (auto* f : {&committing, &queued}) {
             ASSERT_TRUE(answered_in_time(*f, vfs)) << "no answer in time";
             const auto [outcome, took] = f->get();
@@ -207,7 +207,7 @@ TEST(JournalService, AStalledFsyncIsAnsweredInTimeAndALateCommitIsTakenBack) {
         std::optional<store::TxRecord> aa;
         for (int i = 0; i < 10; ++i) {
             try {
-                service.run_blocking([&](store::Journal& j) { aa = j.find("0xaa"); });
+                service.run_blocking([&](store::JournalView& j) { aa = j.find("0xaa"); });
                 break;
             } catch (const store::StoreError&) {
             }
@@ -226,14 +226,14 @@ TEST(JournalService, AnOperationStillRunningAtItsDeadlineIsRolledBack) {
     store::open_store(
         config::StoreConfig{"sqlite", path});  // created and migrated outside the time
     store::JournalService service(opener(path), {.timeout = 250ms});
-    auto slow = attempt(service, [](store::Journal& j) {
+    auto slow = attempt(service, [](store::JournalView& j) {
         j.insert(record("0xaa", 1));
         std::this_thread::sleep_for(600ms);
     });
     ASSERT_EQ(slow.wait_for(2s), std::future_status::ready);
     EXPECT_THAT(slow.get().first, HasSubstr("did not answer within 250 ms"));
     std::optional<store::TxRecord> aa;
-    service.run_blocking([&](store::Journal& j) { aa = j.find("0xaa"); });
+    service.run_blocking([&](store::JournalView& j) { aa = j.find("0xaa"); });
     EXPECT_FALSE(aa);
 }
 
@@ -241,18 +241,18 @@ TEST(JournalService, AnOperationStillRunningAtItsDeadlineIsRolledBack) {
 TEST(JournalService, AFullQueueRefusesAtOnce) {
     const std::string path = test::make_temp_dir("journal-queue") + "/j.db";
     store::JournalService service(opener(path), {.timeout = 1500ms, .max_queued = 2});
-    service.run_blocking([](store::Journal&) {});
+    service.run_blocking([](store::JournalView&) {});
     Holder holder(service);
     std::vector<std::future<void>> waiting;
     for (int i = 0; i < 2; ++i)
         waiting.push_back(std::async(std::launch::async, [&service, i] {
             service.run_blocking(
-                [i](store::Journal& j) { j.insert(record(fmt::format("0x{:02x}", i), 0)); });
+                [i](store::JournalView& j) { j.insert(record(fmt::format("0x{:02x}", i), 0)); });
         }));
     ASSERT_TRUE(wait_queued(service, 2));
     const auto t0 = Clock::now();
     try {
-        service.run_blocking([](store::Journal& j) { j.insert(record("0xff", 9)); });
+        service.run_blocking([](store::JournalView& j) { j.insert(record("0xff", 9)); });
         FAIL() << "a third operation was queued";
     } catch (const store::StoreError& e) {
         EXPECT_THAT(e.what(), HasSubstr("2 journal operations are waiting already"));
@@ -276,16 +276,16 @@ TEST(JournalService, AJournalThatFailsAtRunTimeIsOpenedAgain) {
         if (e == store::JournalEvent::down) ++down;
     };
     store::JournalService service(opener(path, &opens), options);
-    service.run_blocking([](store::Journal& j) { j.insert(record("0xaa", 0)); });
+    service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
     vfs.break_open_files();
-    EXPECT_THROW(service.run_blocking([](store::Journal& j) { j.insert(record("0xbb", 1)); }),
+    EXPECT_THROW(service.run_blocking([](store::JournalView& j) { j.insert(record("0xbb", 1)); }),
                  store::StoreError);
     EXPECT_EQ(down, 1);
     EXPECT_NE(service.failure(), "");
     bool written = false;
     for (int i = 0; i < 100 && !written; ++i) {
         try {
-            service.run_blocking([](store::Journal& j) { j.insert(record("0xcc", 2)); });
+            service.run_blocking([](store::JournalView& j) { j.insert(record("0xcc", 2)); });
             written = true;
         } catch (const store::StoreError&) {
             std::this_thread::sleep_for(10ms);
@@ -296,7 +296,7 @@ TEST(JournalService, AJournalThatFailsAtRunTimeIsOpenedAgain) {
     EXPECT_EQ(reopened, 1);
     EXPECT_EQ(service.failure(), "");
     std::optional<store::TxRecord> aa, bb;
-    service.run_blocking([&](store::Journal& j) {
+    service.run_blocking([&](store::JournalView& j) {
         aa = j.find("0xaa");
         bb = j.find("0xbb");
     });

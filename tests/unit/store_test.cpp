@@ -151,54 +151,6 @@ TEST(SqliteStore, AMinedTransactionIsNotFinalizedUntilItsBlockIs) {
     EXPECT_TRUE(store->unfinalized().empty());
 }
 
-// A managed transaction finished while its attempt of its nonce is unfinished again (a reorg
-// reopened it, and the gateway stopped before the managed one could follow) is named, with its
-// chain and sender, so that the next start reopens it; an earlier try's attempt, on another
-// nonce, does not count, nor does one still unfinished.
-TEST(SqliteStore, AFinishedManagedTransactionWhoseAttemptIsReopenedIsFoundAtStart) {
-    const std::string dir = test::make_temp_dir("store-test");
-    auto store = open_store(config::StoreConfig{"sqlite", dir + "/gateway.db"});
-    auto managed = [&](const std::string& id, TxState state, std::uint64_t nonce) {
-        ManagedRecord m;
-        m.id = id;
-        m.chain = "devnet";
-        m.sender = "0xs";
-        m.request = "{}";
-        m.nonce = nonce;
-        m.state = state;
-        m.created_ms = m.updated_ms = static_cast<std::int64_t>(nonce) + 1;
-        EXPECT_TRUE(store->insert_managed(m).second);
-    };
-    auto attempt = [&](const std::string& hash, const std::string& parent, std::uint64_t nonce,
-                       TxState state) {
-        TxRecord t;
-        t.hash = hash;
-        t.chain = "devnet";
-        t.chain_id = 31337;
-        t.sender = "0xs";
-        t.nonce = nonce;
-        t.raw = {1};
-        t.parent = parent;
-        t.state = state;
-        t.created_ms = t.updated_ms = 1;
-        EXPECT_TRUE(store->insert(t).second);
-    };
-    managed("gtx-reopened", TxState::completed, 0);
-    attempt("0xa0", "gtx-reopened", 0, TxState::broadcasting);
-    managed("gtx-done", TxState::completed, 1);
-    attempt("0xa1", "gtx-done", 1, TxState::completed);
-    managed("gtx-old-try", TxState::failed, 2);
-    attempt("0xa2", "gtx-old-try", 7, TxState::queued);
-    managed("gtx-open", TxState::broadcasting, 3);
-    attempt("0xa3", "gtx-open", 3, TxState::broadcasting);
-
-    const auto found = store->reopened_managed();
-    ASSERT_EQ(found.size(), 1u);
-    EXPECT_EQ(found[0].id, "gtx-reopened");
-    EXPECT_EQ(found[0].chain, "devnet");
-    EXPECT_EQ(found[0].sender, "0xs");
-}
-
 // Version 5 records which client sent a transaction: a version-4 journal keeps its managed
 // transactions (no client: sent without auth), and an idempotency key belongs to one client.
 TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {

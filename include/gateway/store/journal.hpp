@@ -2,7 +2,8 @@
 // The journal of transactions: every transaction the gateway accepted, its signed bytes, and every
 // state it went through with the time and the reason. A row is written before the effect it
 // allows (the bytes before the first broadcast), so a restart replays the journal and loses
-// nothing. One interface; each database backend implements it.
+// nothing. Split by role (see the interfaces below); each database backend implements them all as
+// a Journal.
 
 #include <cstdint>
 #include <optional>
@@ -126,7 +127,7 @@ struct TxUpdate {
     bool finalized = false;  ///< TxRecord::finalized
 };
 
-/// What one Journal::prune deleted.
+/// What one Retention::prune deleted.
 struct Pruned {
     std::size_t transactions = 0;  ///< raw transactions, a managed one's attempts included
     std::size_t managed = 0;       ///< managed transactions
@@ -140,11 +141,24 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-/// Not thread-safe: a JournalService calls it from its own thread. Every method throws
-/// StoreError when the database fails.
-class Journal {
+// The journal's interfaces, one per role, so that code asks for what it uses:
+// - RawJournal: raw transactions (the client's signed bytes), their states and histories;
+// - ManagedJournal: transactions the gateway builds and signs for a managed sender;
+// - NonceLedger: the next nonce of each managed sender;
+// - JournalView: the three together, what an operation run by a JournalService is given;
+// - Retention: deleting finished transactions of both kinds, which only the service does, on
+//   its own schedule;
+// - TransactionControl: the database transactions the service groups operations in; operations
+//   never see it;
+// - Journal: all of them, what a backend implements and what a JournalService holds.
+// None is thread-safe: a JournalService calls them from its own thread. Every method throws
+// StoreError when the database fails.
+
+/// Raw transactions: inserted as the client sent them, or as a managed transaction's signed
+/// attempts, and moved from state to state with their histories.
+class RawJournal {
 public:
-    virtual ~Journal() = default;
+    virtual ~RawJournal() = default;
 
     /// Inserts a new transaction with its first event. When one with the same hash exists
     /// nothing changes and the existing record is returned with `false`.
@@ -172,6 +186,13 @@ public:
     virtual std::vector<TxRecord> list(std::optional<TxState> state, std::size_t limit) = 0;
     /// A transaction's states, oldest first.
     virtual std::vector<TxEvent> history(std::string_view hash) = 0;
+};
+
+/// Managed transactions: what a client asked the gateway to build, sign and send, with their
+/// states, histories and signed attempts (raw transactions whose `parent` is their id).
+class ManagedJournal {
+public:
+    virtual ~ManagedJournal() = default;
 
     /// Inserts a managed transaction with its first event. When one with the same id, or the same
     /// (chain, sender, client, idempotency key), exists nothing changes and that one is returned
@@ -188,6 +209,14 @@ public:
     virtual std::vector<ManagedRef> reopened_managed() = 0;
     /// The signed attempts of a managed transaction, oldest first.
     virtual std::vector<TxRecord> attempts(std::string_view id) = 0;
+};
+
+/// The nonces handed out to managed senders, per (chain, sender). They outlive every transaction:
+/// they are what the next managed nonce counts from.
+class NonceLedger {
+public:
+    virtual ~NonceLedger() = default;
+
     /// Takes the next nonce of (chain, sender): the larger of `floor` and one past the last taken,
     /// and remembers it; inside the caller's operation, so a nonce is taken together with the
     /// state change that uses it.
@@ -199,16 +228,32 @@ public:
     /// The next nonce to hand out, if one was ever taken.
     virtual std::optional<std::uint64_t> next_nonce(std::string_view chain,
                                                     std::string_view sender) = 0;
+};
+
+/// What an operation run by a JournalService reads and writes: the data, without the control of
+/// database transactions (the service commits operations together) or retention.
+class JournalView : public RawJournal, public ManagedJournal, public NonceLedger {};
+
+/// Deleting what the journal need not keep any more. The JournalService does it on its own
+/// schedule (store.retention_ms), in its own database transaction.
+class Retention {
+public:
+    virtual ~Retention() = default;
 
     /// Deletes finished transactions whose last change is older than `before_ms` (Unix ms), with
     /// their histories: at most `limit` raw transactions, and at most `limit` managed ones, each
     /// with all its attempts, once every attempt is final too. Attempts of a managed transaction
     /// go only with it. The nonces are kept: they are what the next managed nonce counts from.
     virtual Pruned prune(std::int64_t before_ms, std::size_t limit) = 0;
+};
 
-    /// Group commit: the JournalService runs several callers' operations in one database
-    /// transaction, each inside a savepoint so one failure does not undo the others, and makes
-    /// them durable with one commit.
+/// Database transactions, for the JournalService only. Group commit: the service runs several
+/// callers' operations in one database transaction, each inside a savepoint so one failure does
+/// not undo the others, and makes them durable with one commit.
+class TransactionControl {
+public:
+    virtual ~TransactionControl() = default;
+
     virtual void begin() = 0;
     virtual void commit() = 0;
     virtual void rollback() noexcept = 0;
@@ -220,5 +265,8 @@ public:
     /// savepoints too: a statement run then commits on its own.
     virtual bool in_transaction() const = 0;
 };
+
+/// A whole journal: what each database backend implements, and what a JournalService holds.
+class Journal : public JournalView, public Retention, public TransactionControl {};
 
 }  // namespace gateway::store

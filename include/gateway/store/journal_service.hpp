@@ -73,7 +73,9 @@ public:
     JournalService(const JournalService&) = delete;
     JournalService& operator=(const JournalService&) = delete;
 
-    using Operation = std::function<void(Journal&)>;
+    /// What a caller runs: it reads and writes the journal's data, and never controls the
+    /// database transaction (the service does: begin, savepoints, commit) nor prunes.
+    using Operation = std::function<void(JournalView&)>;
 
     /// Runs `op` inside the next group commit and resumes the caller (on its own executor) once
     /// the commit is durable. Rethrows what `op` threw (nothing of `op` is kept then). Throws

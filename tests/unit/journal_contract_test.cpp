@@ -1,0 +1,519 @@
+// The journal's contract: what every backend of Journal does, whatever its database, as
+// one parameterised suite over the backends (SQLite today; a new backend adds itself to
+// kBackends). What only one backend does (SQLite's migrations of old schema versions, its files)
+// is tested apart: store_test.cpp, retention_test.cpp.
+
+#include "gateway/store/journal_service.hpp"
+#include "gateway/store/store.hpp"
+
+#include "support/process.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace gateway::store {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// One backend under test.
+struct JournalBackend {
+    std::string name;  ///< in the test names
+    /// The schema version a new journal of this backend is at.
+    int schema_version = 0;
+    /// Opens the journal kept in the folder `dir`, creating it when there is none: the same
+    /// folder again reopens the same journal (a restart).
+    std::function<std::unique_ptr<Store>(const std::string& dir)> open;
+};
+
+/// Names the backend in test output (not its bytes).
+void PrintTo(const JournalBackend& backend, std::ostream* os) {
+    *os << backend.name;
+}
+
+const JournalBackend kSqlite{"sqlite", 8, [](const std::string& dir) {
+                                 return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
+                             }};
+
+class JournalContract : public ::testing::TestWithParam<JournalBackend> {
+protected:
+    /// A new, empty journal.
+    std::unique_ptr<Store> open() { return open_at(test::make_temp_dir("journal-contract")); }
+    /// The journal kept in `dir` (created when new).
+    std::unique_ptr<Store> open_at(const std::string& dir) { return GetParam().open(dir); }
+    /// What a JournalService opens: the journal kept in `dir`.
+    JournalService::Opener opener(const std::string& dir) {
+        return [open = GetParam().open, dir] { return std::unique_ptr<Journal>(open(dir)); };
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, JournalContract, ::testing::Values(kSqlite),
+                         [](const ::testing::TestParamInfo<JournalBackend>& info) {
+                             return info.param.name;
+                         });
+
+constexpr std::int64_t kHour = 3'600'000;
+
+/// A raw transaction of the sender every test uses, created at 1000 + its nonce.
+TxRecord record(const std::string& hash, std::uint64_t nonce, TxState state = TxState::queued) {
+    TxRecord r;
+    r.hash = hash;
+    r.chain = "devnet";
+    r.chain_id = 31337;
+    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    r.nonce = nonce;
+    r.raw = {0x02, 0xf8, 0x01};
+    r.state = state;
+    r.reason = "received";
+    r.created_ms = r.updated_ms = 1000 + static_cast<std::int64_t>(nonce);
+    return r;
+}
+
+TxRecord raw_tx(const std::string& hash, TxState state, std::int64_t at_ms) {
+    TxRecord r;
+    r.hash = hash;
+    r.chain = "devnet";
+    r.chain_id = 31337;
+    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    r.raw = {0x02, 0xf8, 0x01};
+    r.state = state;
+    r.reason = "received";
+    r.created_ms = r.updated_ms = at_ms;
+    return r;
+}
+
+ManagedRecord managed_tx(const std::string& id, TxState state, std::int64_t at_ms) {
+    ManagedRecord m;
+    m.id = id;
+    m.chain = "devnet";
+    m.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    m.request = "{}";
+    m.idempotency_key = "key-" + id;
+    m.state = state;
+    m.reason = "received";
+    m.created_ms = m.updated_ms = at_ms;
+    return m;
+}
+
+TxRecord attempt_of(const std::string& parent, const std::string& hash, TxState state,
+                    std::int64_t at_ms) {
+    TxRecord r = raw_tx(hash, state, at_ms);
+    r.parent = parent;
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw and managed transactions, nonces.
+
+TEST_P(JournalContract, KeepsTransactionsTheirStatesAndHistory) {
+    auto s = open();
+    EXPECT_EQ(s->schema_version(), GetParam().schema_version);
+    auto [a, inserted] = s->insert(record("0xaa", 1));
+    EXPECT_TRUE(inserted);
+    EXPECT_FALSE(s->insert(record("0xaa", 1)).second) << "one entry per hash";
+    s->insert(record("0xbb", 0));
+    EXPECT_TRUE(s->update(TxUpdate{"0xbb", TxState::broadcasting, "accepted by node-0", 2000, 1u}));
+    EXPECT_FALSE(s->update(TxUpdate{"0xcc", TxState::failed, "x", 2000}));
+    TxUpdate mined{"0xbb", TxState::completed, "mined", 3000};
+    mined.set_block = true;
+    mined.block_hash = "0xb10c";
+    mined.block_number = 7;
+    s->update(mined);
+
+    const auto bb = s->find("0xbb");
+    ASSERT_TRUE(bb);
+    EXPECT_EQ(bb->state, TxState::completed);
+    EXPECT_EQ(bb->broadcasts, 1u);
+    EXPECT_EQ(bb->block_hash, "0xb10c");
+    EXPECT_EQ(bb->block_number, 7u);
+    EXPECT_EQ(bb->raw, (std::vector<std::uint8_t>{0x02, 0xf8, 0x01}));
+    const auto h = s->history("0xbb");
+    ASSERT_EQ(h.size(), 3u);
+    EXPECT_EQ(h[0].state, TxState::queued);
+    EXPECT_EQ(h[1].state, TxState::broadcasting);
+    EXPECT_EQ(h[1].reason, "accepted by node-0");
+    EXPECT_EQ(h[2].state, TxState::completed);
+
+    const auto open = s->unfinished();
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].hash, "0xaa");
+    EXPECT_EQ(s->list(std::nullopt, 10).size(), 2u);
+    EXPECT_EQ(s->list(TxState::completed, 10).size(), 1u);
+    EXPECT_EQ(s->list(TxState::failed, 10).size(), 0u);
+}
+
+TEST_P(JournalContract, ABlobTransactionsNetworkFormIsKeptApartUntilItIsFinal) {
+    auto s = open();
+    const std::vector<std::uint8_t> network(200'000, 0x5a);
+    EXPECT_THROW(s->put_network_form("0xaa", network), StoreError) << "no such transaction";
+    s->insert(record("0xaa", 0));
+    s->insert(record("0xbb", 1));
+    s->put_network_form("0xaa", network);
+    EXPECT_EQ(s->network_form("0xaa"), network);
+    EXPECT_FALSE(s->network_form("0xbb")) << "not a blob transaction";
+    EXPECT_EQ(s->find("0xaa")->raw, (std::vector<std::uint8_t>{0x02, 0xf8, 0x01}));
+    EXPECT_EQ(s->unfinished().at(0).raw.size(), 3u) << "records are loaded without it";
+    const std::vector<std::uint8_t> other(100, 0x07);  // sent again in the other form
+    s->put_network_form("0xaa", other);
+    EXPECT_EQ(s->network_form("0xaa"), other);
+
+    s->update(TxUpdate{"0xaa", TxState::broadcasting, "accepted", 2000});
+    EXPECT_TRUE(s->network_form("0xaa")) << "still to be sent again";
+    TxUpdate mined{"0xaa", TxState::completed, "mined", 3000};
+    mined.set_block = true;
+    mined.block_hash = "0xb10c";
+    mined.block_number = 7;
+    s->update(mined);
+    EXPECT_TRUE(s->network_form("0xaa")) << "a reorg may still reopen it and send it again";
+    s->mark_finalized({"0xaa"});
+    EXPECT_FALSE(s->network_form("0xaa")) << "nothing sends a finalized transaction";
+    // Never mined: final for good at once.
+    s->put_network_form("0xbb", network);
+    s->update(TxUpdate{"0xbb", TxState::failed, "refused", 3000});
+    EXPECT_FALSE(s->network_form("0xbb"));
+}
+
+TEST_P(JournalContract, ManagedTransactionsAttemptsAndNonces) {
+    auto s = open();
+    ManagedRecord m;
+    m.id = "gtx-1";
+    m.chain = "devnet";
+    m.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    m.request = R"({"to":"0xdead","value":"0x1"})";
+    m.idempotency_key = "order-42";
+    m.reason = "received";
+    m.created_ms = m.updated_ms = 1000;
+    EXPECT_TRUE(s->insert_managed(m).second);
+    // The same idempotency key for the same sender is the same transaction, whatever the id.
+    ManagedRecord again = m;
+    again.id = "gtx-2";
+    auto [found, inserted] = s->insert_managed(again);
+    EXPECT_FALSE(inserted);
+    EXPECT_EQ(found.id, "gtx-1");
+    // Another sender may use the same key.
+    ManagedRecord other = again;
+    other.sender = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+    EXPECT_TRUE(s->insert_managed(other).second);
+
+    // Nonces are taken in order, never below the chain's count, and remembered.
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 0), 0u);
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 0), 1u);
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 7), 7u) << "the chain is ahead: its count wins";
+    EXPECT_EQ(s->next_nonce("devnet", m.sender), 8u);
+    EXPECT_EQ(s->take_nonce("other-chain", m.sender, 0), 0u) << "per chain";
+    s->set_next_nonce("devnet", m.sender, 3);  // lowered by reconciliation
+    EXPECT_EQ(s->take_nonce("devnet", m.sender, 0), 3u);
+
+    EXPECT_TRUE(s->update_managed({"gtx-1", TxState::signing, "nonce 3 taken", 2000, 3u}));
+    ManagedUpdate signed_once{"gtx-1", TxState::broadcasting, "sent", 3000};
+    signed_once.hash = "0xaa";
+    signed_once.attempts = 1;
+    EXPECT_TRUE(s->update_managed(signed_once));
+    EXPECT_FALSE(s->update_managed({"gtx-9", TxState::failed, "x", 1}));
+    TxRecord attempt = record("0xaa", 3, TxState::broadcasting);
+    attempt.parent = "gtx-1";
+    s->insert(attempt);
+    TxRecord bumped = record("0xbb", 3, TxState::broadcasting);
+    bumped.parent = "gtx-1";
+    bumped.created_ms = 5000;
+    s->insert(bumped);
+    s->insert(record("0xcc", 4));  // a raw transaction: nobody's attempt
+
+    const auto got = s->find_managed("gtx-1");
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->nonce, 3u);
+    EXPECT_EQ(got->hash, "0xaa");
+    EXPECT_EQ(got->attempts, 1u);
+    EXPECT_EQ(got->state, TxState::broadcasting);
+    EXPECT_EQ(got->idempotency_key, "order-42");
+    const auto tries = s->attempts("gtx-1");
+    ASSERT_EQ(tries.size(), 2u);
+    EXPECT_EQ(tries[0].hash, "0xaa");
+    EXPECT_EQ(tries[1].hash, "0xbb");
+    EXPECT_EQ(tries[1].parent, "gtx-1");
+    EXPECT_FALSE(s->find("0xcc")->parent);
+    const auto h = s->managed_history("gtx-1");
+    ASSERT_EQ(h.size(), 3u);
+    EXPECT_EQ(h[1].state, TxState::signing);
+    EXPECT_EQ(h[2].reason, "sent");
+    EXPECT_EQ(s->unfinished_managed().size(), 2u);
+    s->update_managed({"gtx-1", TxState::cancelled, "cancelled by an operator", 6000});
+    EXPECT_EQ(s->unfinished_managed().size(), 1u);
+}
+
+// A managed transaction finished while its attempt of its nonce is unfinished again (a reorg
+// reopened it, and the gateway stopped before the managed one could follow) is named, with its
+// chain and sender, so that the next start reopens it; an earlier try's attempt, on another
+// nonce, does not count, nor does one still unfinished.
+TEST_P(JournalContract, AFinishedManagedTransactionWhoseAttemptIsReopenedIsFoundAtStart) {
+    auto store = open();
+    auto managed = [&](const std::string& id, TxState state, std::uint64_t nonce) {
+        ManagedRecord m;
+        m.id = id;
+        m.chain = "devnet";
+        m.sender = "0xs";
+        m.request = "{}";
+        m.nonce = nonce;
+        m.state = state;
+        m.created_ms = m.updated_ms = static_cast<std::int64_t>(nonce) + 1;
+        EXPECT_TRUE(store->insert_managed(m).second);
+    };
+    auto attempt = [&](const std::string& hash, const std::string& parent, std::uint64_t nonce,
+                       TxState state) {
+        TxRecord t;
+        t.hash = hash;
+        t.chain = "devnet";
+        t.chain_id = 31337;
+        t.sender = "0xs";
+        t.nonce = nonce;
+        t.raw = {1};
+        t.parent = parent;
+        t.state = state;
+        t.created_ms = t.updated_ms = 1;
+        EXPECT_TRUE(store->insert(t).second);
+    };
+    managed("gtx-reopened", TxState::completed, 0);
+    attempt("0xa0", "gtx-reopened", 0, TxState::broadcasting);
+    managed("gtx-done", TxState::completed, 1);
+    attempt("0xa1", "gtx-done", 1, TxState::completed);
+    managed("gtx-old-try", TxState::failed, 2);
+    attempt("0xa2", "gtx-old-try", 7, TxState::queued);
+    managed("gtx-open", TxState::broadcasting, 3);
+    attempt("0xa3", "gtx-open", 3, TxState::broadcasting);
+
+    const auto found = store->reopened_managed();
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_EQ(found[0].id, "gtx-reopened");
+    EXPECT_EQ(found[0].chain, "devnet");
+    EXPECT_EQ(found[0].sender, "0xs");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations run by a JournalService: group commit, savepoints, a crash.
+
+// A nonce is taken inside the operation that uses it: when that operation fails, the nonce is
+// not used up.
+TEST_P(JournalContract, ANonceTakenInAFailedOperationIsNotLost) {
+    const std::string dir = test::make_temp_dir("journal-nonce");
+    JournalService service(opener(dir));
+    std::uint64_t n = 99;
+    service.run_blocking([&](JournalView& j) { n = j.take_nonce("devnet", "0xa", 0); });
+    EXPECT_EQ(n, 0u);
+    EXPECT_THROW(service.run_blocking([&](JournalView& j) {
+        j.take_nonce("devnet", "0xa", 0);
+        throw StoreError("the signer's answer could not be journaled");
+    }),
+                 StoreError);
+    service.run_blocking([&](JournalView& j) { n = j.take_nonce("devnet", "0xa", 0); });
+    EXPECT_EQ(n, 1u) << "the failed operation's nonce 1 was rolled back and taken again";
+}
+
+// A process that journals a transaction's life up to `steps` steps and is killed (SIGKILL, no
+// clean-up) mid-way through the next one; the journal must hold exactly the steps committed.
+TEST_P(JournalContract, ReplayAfterACrashAtEveryStep) {
+    const std::vector<TxState> life = {TxState::queued, TxState::broadcasting, TxState::confirming,
+                                       TxState::completed};
+    for (std::size_t steps = 1; steps <= life.size(); ++steps) {
+        SCOPED_TRACE(steps);
+        const std::string dir = test::make_temp_dir("journal-crash");
+        const pid_t child = fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            JournalService service(opener(dir));
+            service.run_blocking([&](JournalView& j) { j.insert(record("0xaa", 0)); });
+            for (std::size_t i = 1; i < steps; ++i)
+                service.run_blocking([&](JournalView& j) {
+                    j.update(TxUpdate{"0xaa", life[i], "step", 2000});
+                });
+            // The next step starts and the process dies inside its transaction.
+            try {
+                service.run_blocking([&](JournalView& j) {
+                    j.insert(record("0xbb", 1));
+                    ::kill(::getpid(), SIGKILL);
+                    std::this_thread::sleep_for(10s);
+                });
+            } catch (...) {
+            }
+            ::_exit(3);  // not reached
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        ASSERT_TRUE(WIFSIGNALED(status));
+        EXPECT_EQ(WTERMSIG(status), SIGKILL);
+
+        auto s = open_at(dir);
+        const auto aa = s->find("0xaa");
+        ASSERT_TRUE(aa) << "a committed transaction survives";
+        EXPECT_EQ(aa->state, life[steps - 1]);
+        EXPECT_EQ(s->history("0xaa").size(), steps);
+        EXPECT_FALSE(s->find("0xbb")) << "the interrupted step left nothing behind";
+        EXPECT_EQ(s->unfinished().size(), is_final(life[steps - 1]) ? 0u : 1u);
+    }
+}
+
+TEST_P(JournalContract, ConcurrentCallersShareCommits) {
+    const std::string dir = test::make_temp_dir("journal-group");
+    JournalService service(opener(dir));
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 8; ++t)
+        callers.emplace_back([&, t] {
+            for (int i = 0; i < 25; ++i)
+                service.run_blocking([&](JournalView& j) {
+                    j.insert(record(fmt::format("0x{:02x}{:02x}", t, i),
+                                    static_cast<std::uint64_t>(t * 100 + i)));
+                });
+        });
+    for (auto& c : callers) c.join();
+    EXPECT_EQ(service.operations(), 200u);
+    EXPECT_LT(service.commits(), service.operations()) << "no group commit happened";
+    std::size_t count = 0;
+    service.run_blocking([&](JournalView& j) { count = j.unfinished().size(); });
+    EXPECT_EQ(count, 200u);
+}
+
+TEST_P(JournalContract, OneFailingOperationDoesNotUndoTheOthers) {
+    const std::string dir = test::make_temp_dir("journal-savepoint");
+    JournalService service(opener(dir));
+    service.run_blocking([&](JournalView& j) { j.insert(record("0xaa", 0)); });
+    EXPECT_THROW(service.run_blocking([&](JournalView& j) {
+        j.insert(record("0xbb", 1));
+        throw std::runtime_error("the caller's own failure");
+    }),
+                 std::runtime_error);
+    std::optional<TxRecord> aa, bb;
+    service.run_blocking([&](JournalView& j) {
+        aa = j.find("0xaa");
+        bb = j.find("0xbb");
+    });
+    EXPECT_TRUE(aa);
+    EXPECT_FALSE(bb) << "a failed operation is rolled back";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention.
+
+// A mined transaction whose block is not final yet may still be reopened by a reorg: it is kept
+// however old, until its block is final.
+TEST_P(JournalContract, AMinedTransactionIsKeptUntilItsBlockIsFinal) {
+    auto s = open();
+    TxRecord mined = raw_tx("0xm1", TxState::completed, 1000);
+    mined.block_hash = "0xb10c";
+    mined.block_number = 7;
+    s->insert(mined);
+    EXPECT_EQ(s->prune(2000, 100).transactions, 0u);
+    EXPECT_TRUE(s->find("0xm1"));
+    s->mark_finalized({"0xm1"});
+    EXPECT_EQ(s->prune(2000, 100).transactions, 1u);
+    EXPECT_FALSE(s->find("0xm1"));
+}
+
+TEST_P(JournalContract, PruningDeletesOnlyFinishedTransactionsOlderThanTheCutoff) {
+    auto s = open();
+    const std::int64_t old = 1000, cutoff = 2000, recent = 3000;
+    for (auto [hash, state] : {std::pair{"0xa1", TxState::completed},
+                               {"0xa2", TxState::failed},
+                               {"0xa3", TxState::dead_letter},
+                               {"0xa4", TxState::replaced}})
+        s->insert(raw_tx(hash, state, old));
+    s->update(TxUpdate{"0xa1", TxState::completed, "mined", old});  // a history of two events
+    s->insert(raw_tx("0xq1", TxState::queued, old));                // old, but unfinished
+    s->insert(raw_tx("0xq2", TxState::broadcasting, old));
+    s->insert(raw_tx("0xr1", TxState::completed, recent));  // finished, but not long enough ago
+
+    // A finished managed transaction goes with its attempts; one with an attempt still out (or
+    // itself unfinished, or finished recently) stays, attempts and all.
+    s->insert_managed(managed_tx("gtx-done", TxState::completed, old));
+    s->insert(attempt_of("gtx-done", "0xb1", TxState::completed, old));
+    s->insert(attempt_of("gtx-done", "0xb2", TxState::replaced, old));
+    s->insert_managed(managed_tx("gtx-out", TxState::failed, old));
+    s->insert(attempt_of("gtx-out", "0xb3", TxState::broadcasting, old));
+    s->insert_managed(managed_tx("gtx-open", TxState::broadcasting, old));
+    s->insert(attempt_of("gtx-open", "0xb4", TxState::failed, old));
+    s->insert_managed(managed_tx("gtx-new", TxState::cancelled, recent));
+    s->take_nonce("devnet", "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", 41);
+
+    const Pruned p = s->prune(cutoff, 100);
+    EXPECT_EQ(p.transactions, 6u) << "0xa1-0xa4 and the two attempts of gtx-done";
+    EXPECT_EQ(p.managed, 1u);
+    EXPECT_FALSE(p.more);
+    for (const char* gone : {"0xa1", "0xa2", "0xa3", "0xa4", "0xb1", "0xb2"}) {
+        EXPECT_FALSE(s->find(gone)) << gone;
+        EXPECT_TRUE(s->history(gone).empty()) << gone;
+    }
+    EXPECT_FALSE(s->find_managed("gtx-done"));
+    EXPECT_TRUE(s->managed_history("gtx-done").empty());
+    for (const char* kept : {"0xq1", "0xq2", "0xr1", "0xb3", "0xb4"}) {
+        EXPECT_TRUE(s->find(kept)) << kept;
+        EXPECT_FALSE(s->history(kept).empty()) << kept;
+    }
+    for (const char* kept : {"gtx-out", "gtx-open", "gtx-new"}) EXPECT_TRUE(s->find_managed(kept));
+    EXPECT_EQ(s->unfinished().size(), 3u);
+    EXPECT_EQ(s->next_nonce("devnet", "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"), 42u)
+        << "the nonces outlive every transaction";
+    // The same key again finds the managed transaction still kept.
+    ManagedRecord again = managed_tx("gtx-other", TxState::queued, recent);
+    again.idempotency_key = "key-gtx-new";
+    EXPECT_FALSE(s->insert_managed(again).second);
+}
+
+TEST_P(JournalContract, ABatchIsBoundedAndSaysWhenMoreAreDue) {
+    auto s = open();
+    for (int i = 0; i < 5; ++i)
+        s->insert(raw_tx(fmt::format("0x{:02x}", i), TxState::completed, 1000));
+    Pruned p = s->prune(2000, 2);
+    EXPECT_EQ(p.transactions, 2u);
+    EXPECT_TRUE(p.more);
+    p = s->prune(2000, 2);
+    EXPECT_EQ(p.transactions, 2u);
+    p = s->prune(2000, 2);
+    EXPECT_EQ(p.transactions, 1u);
+    EXPECT_FALSE(p.more);
+    EXPECT_TRUE(s->list(std::nullopt, 10).empty());
+}
+
+// The journal thread prunes by itself, every prune_every, in batches of prune_batch, between the
+// callers' operations, counting by its own clock.
+TEST_P(JournalContract, TheJournalThreadPrunesByItselfInBatches) {
+    const std::string dir = test::make_temp_dir("retention");
+    std::atomic<std::int64_t> now{100 * kHour};
+    std::atomic<std::size_t> looks{0};
+    JournalOptions options;
+    options.retention = std::chrono::milliseconds(48 * kHour);
+    options.prune_every = 10ms;
+    options.prune_batch = 10;
+    options.unix_now = [&] { return now.load(); };
+    options.on_pruned = [&](const Pruned&) { ++looks; };
+    JournalService service(opener(dir), options);
+    service.run_blocking([&](JournalView& j) {
+        for (int i = 0; i < 35; ++i)
+            j.insert(raw_tx(fmt::format("0x{:02x}", i), TxState::completed, 60 * kHour));
+        j.insert(raw_tx("0xopen", TxState::queued, 60 * kHour));
+    });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(service.pruned(), 0u) << "40 hours old: within retention";
+
+    now = 109 * kHour;  // 49 hours later
+    for (int i = 0; i < 300 && service.pruned() < 35; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(service.pruned(), 35u);
+    EXPECT_GE(looks.load(), 4u) << "35 in batches of at most 10";
+    std::vector<TxRecord> left;
+    service.run_blocking([&](JournalView& j) { left = j.list(std::nullopt, 100); });
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0].hash, "0xopen");
+}
+
+}  // namespace
+}  // namespace gateway::store
