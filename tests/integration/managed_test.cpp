@@ -158,6 +158,27 @@ protected:
             }
         });
     }
+    // Two blocks on top, then a reorg that drops the block of `attempt` (its hash: `hash`).
+    void drop_block_of(const json::value& attempt, const std::string& hash) {
+        node_call("anvil_mine", "[\"0x2\"]");
+        const std::uint64_t depth = quantity_of(node_call("eth_blockNumber", "[]")) -
+                                    quantity_of(attempt.at("blockNumber")) + 1;
+        node_call("anvil_reorg", fmt::format("[{}, []]", depth));
+        ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"),
+                  json::value(nullptr));
+    }
+    // Whether the managed transaction `id` and its first attempt become COMPLETED again, in
+    // another block than `first` (the attempt as it was before a reorg dropped its block).
+    bool mined_again(const std::string& id, const json::value& first) {
+        return wait_until([&] {
+            const json::value m = managed(id);
+            const json::value& attempt = m.at("signedAttempts").at(0);
+            return str(m.at("state")) == "COMPLETED" && str(attempt.at("state")) == "COMPLETED" &&
+                   attempt.at("blockHash").is_string() &&
+                   attempt.at("blockHash") != first.at("blockHash");
+        });
+    }
+
     // The nonce the mined attempt of a managed transaction used.
     std::uint64_t mined_nonce(const std::string& id) {
         const json::value m = managed(id);
@@ -401,20 +422,10 @@ TEST_F(ManagedTest, AReorgAfterCompletedReopensItUntilItsBlockIsFinal) {
     EXPECT_EQ(managed(id).at("final"), false);
     const json::value first = managed(id).at("signedAttempts").at(0);
     const std::string hash = str(managed(id).at("minedHash"));
-    node_call("anvil_mine", "[\"0x2\"]");
-    const std::uint64_t depth =
-        quantity_of(node_call("eth_blockNumber", "[]")) - quantity_of(first.at("blockNumber")) + 1;
-    node_call("anvil_reorg", fmt::format("[{}, []]", depth));
-    ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"), json::value(nullptr));
+    drop_block_of(first, hash);
 
     // Reopened, and COMPLETED again in a block of the new chain.
-    ASSERT_TRUE(wait_until([&] {
-        const json::value m = managed(id);
-        const json::value& attempt = m.at("signedAttempts").at(0);
-        return str(m.at("state")) == "COMPLETED" && str(attempt.at("state")) == "COMPLETED" &&
-               attempt.at("blockHash").is_string() &&
-               attempt.at("blockHash") != first.at("blockHash");
-    })) << str(managed(id));
+    ASSERT_TRUE(mined_again(id, first)) << str(managed(id));
     const std::string history = str(managed(id).at("history"));
     EXPECT_NE(history.find("a reorg before its block was final dropped it"), std::string::npos)
         << history;
@@ -452,20 +463,10 @@ TEST_F(ManagedTest, AReorgWhileTheGatewayIsDownReopensItAtTheNextStart) {
     const json::value first = managed(id).at("signedAttempts").at(0);
     const std::string hash = str(managed(id).at("minedHash"));
     kill_gateway();
-    node_call("anvil_mine", "[\"0x2\"]");
-    const std::uint64_t depth =
-        quantity_of(node_call("eth_blockNumber", "[]")) - quantity_of(first.at("blockNumber")) + 1;
-    node_call("anvil_reorg", fmt::format("[{}, []]", depth));
-    ASSERT_EQ(node_call("eth_getTransactionReceipt", "[\"" + hash + "\"]"), json::value(nullptr));
+    drop_block_of(first, hash);
 
     start();
-    ASSERT_TRUE(wait_until([&] {
-        const json::value m = managed(id);
-        const json::value& attempt = m.at("signedAttempts").at(0);
-        return str(m.at("state")) == "COMPLETED" && str(attempt.at("state")) == "COMPLETED" &&
-               attempt.at("blockHash").is_string() &&
-               attempt.at("blockHash") != first.at("blockHash");
-    })) << str(managed(id));
+    ASSERT_TRUE(mined_again(id, first)) << str(managed(id));
     const std::string history = str(managed(id).at("history"));
     EXPECT_NE(history.find("a reorg before its block was final dropped it"), std::string::npos)
         << history;

@@ -6,6 +6,7 @@
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
 
+#include "support/journal_records.hpp"
 #include "support/process.hpp"
 
 #include <fmt/format.h>
@@ -28,6 +29,8 @@ namespace gateway::store {
 namespace {
 
 using namespace std::chrono_literals;
+using test::raw_tx;
+using test::record;
 
 /// One backend under test.
 struct JournalBackend {
@@ -66,34 +69,6 @@ INSTANTIATE_TEST_SUITE_P(Sqlite, JournalContract, ::testing::Values(kSqlite),
                          });
 
 constexpr std::int64_t kHour = 3'600'000;
-
-/// A raw transaction of the sender every test uses, created at 1000 + its nonce.
-TxRecord record(const std::string& hash, std::uint64_t nonce, TxState state = TxState::queued) {
-    TxRecord r;
-    r.hash = hash;
-    r.chain = "devnet";
-    r.chain_id = 31337;
-    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    r.nonce = nonce;
-    r.raw = {0x02, 0xf8, 0x01};
-    r.state = state;
-    r.reason = "received";
-    r.created_ms = r.updated_ms = 1000 + static_cast<std::int64_t>(nonce);
-    return r;
-}
-
-TxRecord raw_tx(const std::string& hash, TxState state, std::int64_t at_ms) {
-    TxRecord r;
-    r.hash = hash;
-    r.chain = "devnet";
-    r.chain_id = 31337;
-    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    r.raw = {0x02, 0xf8, 0x01};
-    r.state = state;
-    r.reason = "received";
-    r.created_ms = r.updated_ms = at_ms;
-    return r;
-}
 
 ManagedRecord managed_tx(const std::string& id, TxState state, std::int64_t at_ms) {
     ManagedRecord m;

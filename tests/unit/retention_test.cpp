@@ -5,6 +5,7 @@
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
 
+#include "support/journal_records.hpp"
 #include "support/process.hpp"
 
 #include <fmt/format.h>
@@ -23,21 +24,9 @@ namespace gateway::store {
 namespace {
 
 using namespace std::chrono_literals;
+using test::raw_tx;
 
 constexpr std::int64_t kHour = 3'600'000;
-
-TxRecord raw_tx(const std::string& hash, TxState state, std::int64_t at_ms) {
-    TxRecord r;
-    r.hash = hash;
-    r.chain = "devnet";
-    r.chain_id = 31337;
-    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    r.raw = {0x02, 0xf8, 0x01};
-    r.state = state;
-    r.reason = "received";
-    r.created_ms = r.updated_ms = at_ms;
-    return r;
-}
 
 std::uintmax_t checkpointed_size(const std::string& path) {
     // Everything in the main file (the WAL emptied into it) so that sizes compare.

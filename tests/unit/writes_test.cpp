@@ -10,6 +10,7 @@
 #include "gateway/util/wall_time.hpp"
 #include "support/gateway_fixture.hpp"
 #include "support/io_thread.hpp"
+#include "support/journal_records.hpp"
 #include "support/tx_signer.hpp"
 
 #include <fmt/format.h>
@@ -29,6 +30,7 @@ namespace gateway {
 namespace {
 
 using namespace std::chrono_literals;
+using test::record;
 using ::testing::HasSubstr;
 namespace json = boost::json;
 using store::TxState;
@@ -39,21 +41,6 @@ using test::http_get;
 
 // ---------------------------------------------------------------------------------------------
 // The journal.
-
-store::TxRecord record(const std::string& hash, std::uint64_t nonce,
-                       TxState state = TxState::queued) {
-    store::TxRecord r;
-    r.hash = hash;
-    r.chain = "devnet";
-    r.chain_id = 31337;
-    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    r.nonce = nonce;
-    r.raw = {0x02, 0xf8, 0x01};
-    r.state = state;
-    r.reason = "received";
-    r.created_ms = r.updated_ms = 1000 + static_cast<std::int64_t>(nonce);
-    return r;
-}
 
 TEST(Journal, StateNamesRoundTrip) {
     for (TxState st : {TxState::queued, TxState::preparing, TxState::signing, TxState::broadcasting,
