@@ -298,6 +298,8 @@ asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, std::string id) {
         co_return;
     }
     if (!found || !store::is_final(found->state) || !found->nonce) co_return;  // nothing mined
+    // The sender came with the attempt: the record must be this chain's and this sender's.
+    if (found->chain != config_.name || util::lower(found->sender) != s->address) co_return;
     store::ManagedRecord rec = std::move(*found);
     auto parsed = parse_stored(rec.request, config_.chain_id);
     if (auto* error = std::get_if<std::string>(&parsed)) {

@@ -81,7 +81,10 @@ asio::awaitable<Forwarded> ChainPool::forward_to(std::string method, json::value
                                                  std::string pinned) {
     const Upstream* only = nullptr;
     for (const auto& u : upstreams_)
-        if (!pinned.empty() && u->id() == pinned) only = u.get();
+        if (!pinned.empty() && u->id() == pinned) {
+            only = u.get();
+            break;
+        }
     co_return co_await forward_one(std::move(method), std::move(params), need, write, deadline,
                                    only, std::move(budget));
 }

@@ -73,7 +73,9 @@ struct ChainRoute {
 class RpcHandler {
 public:
     /// `chains[0]` serves `POST /`; every chain serves `POST /<name>` (and `POST /<name>/<key>`
-    /// when clients authenticate). Everything referenced must outlive the handler.
+    /// when clients authenticate). Everything referenced must outlive the handler. One handler
+    /// per set of pools: it holds each chain's client-facing state (the node each filter lives
+    /// on, the highest eth_blockNumber given out), which a second handler would not share.
     RpcHandler(const config::ServerConfig& server, std::vector<ChainRoute> chains,
                auth::Authenticator& auth, metrics::Metrics* metrics);
     ~RpcHandler();
