@@ -74,8 +74,8 @@ struct JournalService::Task {
     }
 };
 
-JournalService::JournalService(Opener opener, JournalOptions options)
-    : opener_(std::move(opener)), options_(std::move(options)) {
+JournalService::JournalService(Opener opener, JournalOptions options, const util::Clock& clock)
+    : opener_(std::move(opener)), options_(std::move(options)), clock_(clock) {
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -184,6 +184,7 @@ void JournalService::set_failure(const std::string& why) {
 
 bool JournalService::ensure_open() {
     if (journal_) return true;
+    // Real steady time, not clock_: next_open_try_ is waited for by wake_.wait_until in loop().
     const auto now = Clock::now();
     if (now < next_open_try_) return false;
     try {
@@ -212,7 +213,7 @@ void JournalService::fail(const std::string& why) {
     set_failure(why);
     backoff_ =
         std::min(options_.reopen_max, backoff_.count() ? backoff_ * 2 : options_.reopen_after);
-    next_open_try_ = Clock::now() + backoff_;
+    next_open_try_ = Clock::now() + backoff_;  // real time: loop() waits for it (wait_until)
     if (up_) {
         up_ = false;
         emit(JournalEvent::down);
@@ -306,6 +307,7 @@ void JournalService::loop() {
 }
 
 void JournalService::prune_if_due() {
+    // next_prune_ is real steady time, not clock_: loop() waits for it (wake_.wait_until).
     if (options_.retention.count() == 0 || Clock::now() < next_prune_ || !journal_ ||
         !undos_.empty())
         return;

@@ -54,13 +54,15 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Forwa
                                store::JournalService& journal, TxManager& txm,
                                std::map<std::string, custody::Signer*> signers,
                                std::map<std::string, std::chrono::milliseconds> sign_timeouts,
-                               metrics::Metrics* metrics, asio::any_io_executor executor)
+                               metrics::Metrics* metrics, asio::any_io_executor executor,
+                               const util::Clock& clock)
     : config_(chain),
       pool_(pool),
       journal_(journal),
       txm_(txm),
       metrics_(metrics),
-      executor_(executor) {
+      executor_(executor),
+      clock_(clock) {
     // Called on the raw layer's strand: the work goes to the sender's.
     txm_.on_reopened([this](std::string parent, std::string sender) {
         if (!stopped_) reopen(std::move(parent), sender);

@@ -280,6 +280,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                                         json::value(snapshot()));
                 co_return out;
             }
+            // Real time, not clock_: the caller's deadline, also waited for by timer->expires_at.
             if (Clock::now() >= deadline || stopped_) {
                 out.queued = true;
                 out.reply = error_reply(

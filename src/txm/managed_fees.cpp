@@ -22,8 +22,9 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
     bool legacy = false;
     {
         std::lock_guard lock(legacy_mu_);
-        legacy = legacy_until_ && Clock::now() < *legacy_until_;
+        legacy = legacy_until_ && clock_.now() < *legacy_until_;
     }
+    // Real time, not clock_: a deadline for the nodes' calls (asio timers, the HTTP client).
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     if (!legacy) {
         json::array percentiles;
@@ -68,7 +69,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
         }
         if (no_base_fee) {
             std::lock_guard lock(legacy_mu_);
-            legacy_until_ = Clock::now() + kLegacyFor;
+            legacy_until_ = clock_.now() + kLegacyFor;
         }
     }
     json::array params;

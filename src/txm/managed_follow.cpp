@@ -150,6 +150,7 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
         for (const auto& a : records) {
             json::array params;
             params.emplace_back(a.hash);
+            // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
             upstream::Forwarded f =
                 co_await pool_.forward("eth_getTransactionReceipt", std::move(params), false,
                                        Clock::now() + std::chrono::seconds(10));

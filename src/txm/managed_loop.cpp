@@ -64,7 +64,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
         if (st == TxState::queued || st == TxState::preparing ||
             (st == TxState::signing && (!tx->gas || !tx->fees))) {
             const bool needs_nonce = st != TxState::signing;
-            if ((needs_nonce && blocked) || Clock::now() < tx->not_before) {
+            if ((needs_nonce && blocked) || clock_.now() < tx->not_before) {
                 blocked = blocked || needs_nonce;
                 continue;
             }
@@ -77,7 +77,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
             st = tx->rec.state;
         }
         if (st == TxState::signing) {
-            if (signer_down || Clock::now() < tx->not_before || !tx->fees) continue;
+            if (signer_down || clock_.now() < tx->not_before || !tx->fees) continue;
             const Fees fees = *tx->fees;
             const Step step = co_await sign_and_send(s, tx, fees, tx->cancel_requested);
             if (step == Step::wait && tx->waits > 0) signer_down = true;
@@ -122,7 +122,7 @@ asio::awaitable<void> ManagedSenders::step_failed(Sender& s, std::shared_ptr<Tx>
     const auto delay = std::min<std::chrono::milliseconds>(
         config_.tx.retry.backoff * (1u << std::min(tx->failures - 1, 6u)),
         std::chrono::seconds(60));
-    tx->not_before = Clock::now() + delay;
+    tx->not_before = clock_.now() + delay;
     TxState st;
     {
         std::lock_guard lock(mu_);

@@ -54,6 +54,7 @@ asio::awaitable<std::optional<std::uint64_t>> ManagedSenders::nonce_count(
     json::array params;
     params.emplace_back(address);
     params.emplace_back(block);
+    // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     upstream::Forwarded f = co_await pool_.forward("eth_getTransactionCount", std::move(params),
                                                    false, Clock::now() + std::chrono::seconds(10));
     if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
@@ -83,6 +84,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
         if (!tx->req.input.empty()) call["data"] = eth::to_hex(tx->req.input);
         json::array params;
         params.emplace_back(std::move(call));
+        // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
         upstream::Forwarded f = co_await pool_.forward("eth_estimateGas", std::move(params), false,
                                                        Clock::now() + std::chrono::seconds(10));
         if (f.outcome != upstream::Forwarded::Outcome::answered) {
@@ -238,6 +240,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
         u.value = tx->req.value;
         u.input = tx->req.input;
     }
+    // Real time, not clock_: the signer waits for it on real timers.
     const auto deadline = Clock::now() + s.sign_timeout;
     custody::Signed r = co_await s.signer->sign(u, s.addr, deadline);
     using Outcome = custody::Signed::Outcome;
@@ -287,7 +290,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
             const auto delay = std::min<std::chrono::milliseconds>(
                 config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
                 std::chrono::seconds(60));
-            tx->not_before = Clock::now() + delay;
+            tx->not_before = clock_.now() + delay;
             wait(*tx, fmt::format("{}; nonce {} kept; asking again in {} ms", what, nonce,
                                   delay.count()));
             co_return Step::wait;
@@ -315,7 +318,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
         // Not on disk, so never sent: signed again (the same bytes) next round.
         std::string why = "the journal cannot be written";
         if (sent.reply && sent.reply->is_error()) why = sent.reply->error.message;
-        tx->not_before = Clock::now() + config_.tx.retry.backoff;
+        tx->not_before = clock_.now() + config_.tx.retry.backoff;
         wait(*tx, "the signed attempt was not journaled (" + why + "); trying again");
         co_return Step::wait;
     }

@@ -33,6 +33,7 @@ asio::awaitable<std::optional<std::uint64_t>> count_at(upstream::Forwarder& pool
 
 asio::awaitable<std::optional<json::value>> read_at(upstream::Forwarder& pool, const char* method,
                                                     json::array params, std::uint64_t min_block) {
+    // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     upstream::Forwarded f = co_await pool.forward_at_least(method, std::move(params), min_block,
                                                            Clock::now() + std::chrono::seconds(10));
     if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())

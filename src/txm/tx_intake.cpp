@@ -348,7 +348,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     BroadcastResult b = co_await send(*e, network.empty() ? nullptr : &network);
     {
         std::lock_guard lock(mu_);
-        e->last_broadcast = Clock::now();
+        e->last_broadcast = clock_.now();
         // Accepted: busy until its BROADCASTING record is written (record_taken). Refused or
         // nonce used: busy until the verdict is written below, so the dispatcher does not send it
         // again meanwhile. Not now: the dispatcher's from here on.

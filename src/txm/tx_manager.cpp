@@ -296,6 +296,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e,
     }
     const std::string raw = eth::to_hex(network ? *network : e.rec.raw);
     json::value params = json::array{json::string(raw)};  // (GCC 12: no braces inside co_await)
+    // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     auto deliveries = co_await pool_.broadcast("eth_sendRawTransaction", std::move(params),
                                                config_.tx.broadcast_fanout,
                                                Clock::now() + std::chrono::seconds(10));
@@ -427,7 +428,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
             BroadcastResult b = co_await send(*e);
             {
                 std::lock_guard lock(mu_);
-                e->last_broadcast = Clock::now();
+                e->last_broadcast = clock_.now();
             }
             // Still busy while the verdict is written: a client's call does not send it again
             // meanwhile.

@@ -155,6 +155,7 @@ asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::va
 
 asio::awaitable<std::optional<json::value>> TxManager::receipt(const std::string& hash) {
     json::value params = json::array{json::string(hash)};
+    // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     upstream::Forwarded f = co_await pool_.forward("eth_getTransactionReceipt", std::move(params),
                                                    false, Clock::now() + std::chrono::seconds(10));
     if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
@@ -220,7 +221,7 @@ bool TxManager::receipt_due(const Entry& e, std::uint64_t head) const {
     // (a reorg at the same height, a head that went back). The fields are written by the
     // dispatcher and by clients' calls: under the lock.
     std::lock_guard lock(mu_);
-    const auto now = Clock::now();
+    const auto now = clock_.now();
     return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval &&
              now - e.last_broadcast < config_.tx.rebroadcast_after);
 }
@@ -245,6 +246,7 @@ asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetc
             json::value params = json::array{json::string(hashes[i])};
             calls.push_back(upstream::BatchCall{"eth_getTransactionReceipt", std::move(params)});
         }
+        // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
         auto answered =
             co_await pool_.forward_batch(std::move(calls), Clock::now() + std::chrono::seconds(10));
         if (!answered || answered->replies.empty()) break;  // the rest are asked for alone
@@ -266,7 +268,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     {
         std::lock_guard lock(mu_);
         e->checked_head = head;
-        e->checked_at = Clock::now();
+        e->checked_at = clock_.now();
     }
     std::optional<json::value> r;
     if (prefetched) {
@@ -291,14 +293,14 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
         {
             std::lock_guard lock(mu_);
             resend = e->rec.state == TxState::broadcasting && !e->busy &&
-                     Clock::now() - e->last_broadcast >= config_.tx.rebroadcast_after;
+                     clock_.now() - e->last_broadcast >= config_.tx.rebroadcast_after;
             if (resend) e->busy = true;
         }
         if (resend) {
             BroadcastResult b = co_await send(*e);
             {
                 std::lock_guard lock(mu_);
-                e->last_broadcast = Clock::now();
+                e->last_broadcast = clock_.now();
             }
             // Still busy while the verdict is written: nobody else sends it meanwhile.
             if (b.verdict == Broadcast::accepted)

@@ -68,6 +68,7 @@ asio::awaitable<void> ChainPool::probe_loop(Upstream& upstream, Prober& prober) 
 // One probe round: the chain id (first, then every 60 rounds), eth_syncing (every 5 rounds),
 // the head (every round, timed).
 asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
+    // Real time, not clock_: the HTTP client's deadline (asio timers).
     const auto deadline = Clock::now() + config_.health.timeout;
     // The answer's result, or why there is none.
     auto ask = [&](const char* method, json::value params = json::value())
@@ -118,6 +119,7 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
         }
         prober.syncing = !(v->is_bool() && !v->get_bool());  // false, or a progress object
     }
+    // Real time, not clock_: the latency of real I/O (upstream selection and metrics use it).
     const auto t0 = Clock::now();
     auto [v, why] = co_await ask("eth_blockNumber");
     const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);

@@ -51,14 +51,15 @@ ChainPool::~ChainPool() = default;
 
 asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostOptions options,
                                             std::uint64_t id, std::string_view label) {
-    const auto t0 = Clock::now();
+    const auto t0 = Clock::now();  // real time, not clock_: the latency metric times real I/O
     HttpResult r = co_await u->client().post(std::move(body), options);
     Attempt a = classify(r, id);
     u->release();
     if (r.error == TransportError::cancelled)
         co_return a;  // a hedge that lost: no verdict on the node
     if (metrics_)
-        metrics_->observe_upstream(config_.name, u->id(), label, a.label, seconds_since(t0));
+        metrics_->observe_upstream(config_.name, u->id(), label, a.label,
+                                   seconds_since(t0, Clock::now()));
     if (a.kind == Attempt::Kind::answered)
         u->call_succeeded();
     else
@@ -147,6 +148,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
         body.append(jsonrpc::upstream_request(ids[i], calls[i].method, calls[i].params));
     }
     body.push_back(']');
+    // Real time, not clock_: the latency metric times real I/O, and the HTTP client's deadline.
     const auto t0 = Clock::now();
     PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr,
                         budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr};
@@ -157,7 +159,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     if (metrics_)
         metrics_->observe_upstream(config_.name, u->id(), "batch",
                                    elements ? "" : (r.ok() ? "bad_response" : to_string(r.error)),
-                                   seconds_since(t0));
+                                   seconds_since(t0, Clock::now()));
     if (!r.ok() || r.status == 429 || r.status >= 500) {
         // The node failed (or rests): as for any call. The calls go one by one, elsewhere.
         u->call_failed(classify(r, 0));
@@ -221,6 +223,7 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
         // One node: awaited in place, without spawning (no hops between threads).
         Upstream* u = chosen.front();
         const std::uint64_t id = next_id_++;
+        // Real time, not clock_: the HTTP client's deadline (asio timers).
         PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
         Attempt a = co_await attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
                                      jsonrpc::method_label(method));
@@ -233,6 +236,7 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
     std::vector<Op> ops;
     for (Upstream* u : chosen) {
         const std::uint64_t id = next_id_++;
+        // Real time, not clock_: the HTTP client's deadline (asio timers).
         PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr};
         ops.push_back(asio::co_spawn(ex,
                                      attempt(u, jsonrpc::upstream_request(id, method, params),
@@ -346,6 +350,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             const std::uint64_t id = next_id_++;
             auto cancel = std::make_shared<CancelSignal>();
             running.push_back(cancel);
+            // Real time, not clock_: the HTTP client's deadline (asio timers).
             PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), !write,
                                 cancel, call_budget};
             if (!hedging) {
@@ -371,6 +376,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     };
 
     std::size_t in_flight = 0;
+    // Real time, not clock_, for `deadline` and `hedge_at` below: race->wake waits for them.
     std::optional<Clock::time_point> hedge_at;
     for (;;) {
         if (in_flight == 0) {
@@ -481,7 +487,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     if (!refusals.empty()) why += fmt::format("{}{}", why.empty() ? "" : "; ", refusals);
     out.error = jsonrpc::Error(
         jsonrpc::ErrorCode::resource_unavailable,
-        Clock::now() >= deadline
+        Clock::now() >= deadline  // real time: the deadline the timers above waited for
             ? fmt::format("no upstream of chain {} answered in time{}{}", config_.name,
                           why.empty() ? "" : ": ", why)
             : fmt::format("every upstream of chain {} failed: {}", config_.name, why));

@@ -50,8 +50,9 @@ struct ChainPool::Ranked {
     bool eligible = false;  // can serve the call's block
 };
 
-inline double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
+/// Seconds from `t0` to `now` (the caller reads the time: a latency metric reads the real clock).
+inline double seconds_since(Clock::time_point t0, Clock::time_point now) {
+    return std::chrono::duration<double>(now - t0).count();
 }
 
 }  // namespace gateway::upstream

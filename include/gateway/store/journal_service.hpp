@@ -7,6 +7,7 @@
 // the journal fails closed in time, and comes back by itself.
 
 #include "gateway/store/journal.hpp"
+#include "gateway/util/clock.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -67,7 +68,10 @@ public:
     /// after it failed, so a store that was unusable at start is used once it becomes usable.
     using Opener = std::function<std::unique_ptr<Journal>()>;
 
-    explicit JournalService(Opener opener, JournalOptions options = {});
+    /// `clock` must outlive the service. The reopen backoff and the prune schedule are waited
+    /// for on a condition variable, which waits in real steady time: they stay on that clock.
+    explicit JournalService(Opener opener, JournalOptions options = {},
+                            const util::Clock& clock = util::SteadyClock::instance());
     /// Runs what was already queued, then stops the thread.
     ~JournalService();
     JournalService(const JournalService&) = delete;
@@ -130,6 +134,7 @@ private:
 
     Opener opener_;
     const JournalOptions options_;
+    const util::Clock& clock_;
     // Journal thread only.
     std::unique_ptr<Journal> journal_;
     std::chrono::steady_clock::time_point next_open_try_{};

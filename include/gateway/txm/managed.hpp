@@ -14,6 +14,7 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/fees.hpp"
+#include "gateway/util/clock.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -68,12 +69,14 @@ class ManagedSenders {
 public:
     /// `signers` maps each of the chain's managed addresses (0x-prefixed, lowercase) to its
     /// signer; `sign_timeouts` to how long one signing request may take. Everything referenced
-    /// must outlive this object.
+    /// must outlive this object, `clock` too: it times the gateway's own waits (retry backoff,
+    /// legacy fees); deadlines handed to nodes and signers stay on the real steady clock.
     ManagedSenders(const config::ChainConfig& chain, upstream::Forwarder& pool,
                    store::JournalService& journal, TxManager& txm,
                    std::map<std::string, custody::Signer*> signers,
                    std::map<std::string, std::chrono::milliseconds> sign_timeouts,
-                   metrics::Metrics* metrics, boost::asio::any_io_executor executor);
+                   metrics::Metrics* metrics, boost::asio::any_io_executor executor,
+                   const util::Clock& clock = util::SteadyClock::instance());
     ~ManagedSenders();
 
     /// Loads the chain's unfinished managed transactions from the journal and starts one
@@ -165,6 +168,7 @@ private:
     TxManager& txm_;
     metrics::Metrics* metrics_;
     boost::asio::any_io_executor executor_;
+    const util::Clock& clock_;
     std::atomic<bool> stopped_{false};
     std::atomic<bool> loaded_{false};
     // Until when the chain is taken to have no base fee (its eth_feeHistory said so, or no node
