@@ -31,8 +31,8 @@ public:
     Metrics(const Metrics&) = delete;
     Metrics& operator=(const Metrics&) = delete;
 
-    /// A call answered to a client. `method` must already be a bounded label (jsonrpc::method_label).
-    /// `outcome`: ok, rpc_error, invalid, unavailable, rejected.
+    /// A call answered to a client. `method` must already be a bounded label
+    /// (jsonrpc::method_label). `outcome`: ok, rpc_error, invalid, unavailable, rejected.
     void observe_call(std::string_view chain, std::string_view method, std::string_view outcome,
                       double seconds);
 
