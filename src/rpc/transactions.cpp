@@ -98,27 +98,14 @@ asio::awaitable<void> RpcHandler::get_transaction(CallContext& c) {
 // eth_sendRawTransaction: into the journal, then to the nodes; without a transaction manager for
 // the chain, passed on to the nodes as it is.
 asio::awaitable<void> RpcHandler::raw_send(CallContext& c) {
-    const ChainRoute& route = c.route;
     const jsonrpc::Call& call = c.call;
-    Outcome& out = c.out;
-    std::string_view& outcome = c.outcome;
-    if (!route.txm) {
+    if (!c.route.txm) {
         co_await forward(c);
         co_return;
     }
-    std::string sender_client = recorded_client(c.client);
-    txm::SubmitResult r =
-        co_await route.txm->submit(call.params, std::move(sender_client), std::string(c.source));
-    out.queued = r.queued;
-    out.store_failed = r.store_failed;
-    out.upstream = std::move(r.upstream);
-    if (r.store_failed) outcome = "unavailable";
-    if (r.reply && r.reply->is_error()) {
-        if (!r.store_failed) outcome = "rpc_error";
-        out.response = jsonrpc::error_response(call.id, r.reply->error);
-    } else if (r.reply) {
-        out.response = jsonrpc::result_response(call.id, *r.reply->result);
-    }
+    const txm::SubmitResult r = co_await intake(c, call.params);
+    if (r.reply && !r.reply->is_error())
+        c.out.response = jsonrpc::result_response(call.id, *r.reply->result);
 }
 
 // eth_sendRawTransactionSync: the journal's intake, as eth_sendRawTransaction; then the receipt.
@@ -141,20 +128,31 @@ asio::awaitable<void> RpcHandler::raw_send_sync(CallContext& c) {
         co_return;
     }
     const json::value raw = first_param(call.params);
-    std::string sender_client = recorded_client(c.client);
-    txm::SubmitResult r =
-        co_await route.txm->submit(raw, std::move(sender_client), std::string(c.source));
-    out.queued = r.queued;
-    out.store_failed = r.store_failed;
-    out.upstream = std::move(r.upstream);
-    if (r.store_failed) outcome = "unavailable";
-    if (!r.reply || r.reply->is_error()) {
+    const txm::SubmitResult r = co_await intake(c, raw);
+    if (r.reply && r.reply->is_error()) co_return;  // answered by intake()
+    if (!r.reply) {
         if (!r.store_failed) outcome = "rpc_error";
-        out.response =
-            jsonrpc::error_response(call.id, r.reply ? r.reply->error : jsonrpc::Error());
+        out.response = jsonrpc::error_response(call.id, jsonrpc::Error());
         co_return;
     }
     co_await await_receipt(c, *r.reply->result, *timeout);
+}
+
+// The journal's intake of a raw transaction (eth_sendRawTransaction and its Sync variant): what it
+// did goes into the call's outcome, and a refusal is answered. The result, for the answer.
+asio::awaitable<txm::SubmitResult> RpcHandler::intake(CallContext& c, const json::value& raw) {
+    std::string sender_client = recorded_client(c.client);
+    txm::SubmitResult r =
+        co_await c.route.txm->submit(raw, std::move(sender_client), std::string(c.source));
+    c.out.queued = r.queued;
+    c.out.store_failed = r.store_failed;
+    c.out.upstream = std::move(r.upstream);
+    if (r.store_failed) c.outcome = "unavailable";
+    if (r.reply && r.reply->is_error()) {
+        if (!r.store_failed) c.outcome = "rpc_error";
+        c.out.response = jsonrpc::error_response(c.call.id, r.reply->error);
+    }
+    co_return r;
 }
 
 // The Sync variants' answer once their transaction is in the journal: its receipt when it is

@@ -28,6 +28,7 @@ struct AnswerBudget;
 namespace gateway::txm {
 class TxManager;
 class ManagedSenders;
+struct SubmitResult;
 }  // namespace gateway::txm
 namespace gateway::cache {
 class ChainCache;
@@ -127,6 +128,7 @@ private:
     boost::asio::awaitable<void> get_transaction(CallContext& c);
     boost::asio::awaitable<void> raw_send(CallContext& c);
     boost::asio::awaitable<void> raw_send_sync(CallContext& c);
+    boost::asio::awaitable<txm::SubmitResult> intake(CallContext& c, const boost::json::value& raw);
     boost::asio::awaitable<void> await_receipt(CallContext& c, std::string hash_json,
                                                std::optional<std::uint64_t> timeout_ms);
     boost::asio::awaitable<void> add_managed(const ChainRoute& route, jsonrpc::Reply& reply,
