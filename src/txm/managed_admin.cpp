@@ -43,9 +43,9 @@ ActionResult admin_body(json::object body) {
 
 }  // namespace
 
-asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
-    if (!loaded_)
-        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
+asio::awaitable<std::variant<store::ManagedRecord, ActionResult>> ManagedSenders::journaled(
+    std::string id) {
+    using Found = std::variant<store::ManagedRecord, ActionResult>;
     std::optional<store::ManagedRecord> rec;
     try {
         store::JournalService::Operation op = [&](store::ManagedJournal& j) {
@@ -53,12 +53,21 @@ asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
         };
         co_await journal_.run(std::move(op));
     } catch (const std::exception& e) {
-        co_return admin_error(Outcome::unavailable,
-                              fmt::format("the journal cannot be read: {}", e.what()));
+        co_return Found(admin_error(Outcome::unavailable,
+                                    fmt::format("the journal cannot be read: {}", e.what())));
     }
     if (!rec || rec->chain != config_.name)
-        co_return admin_error(Outcome::not_found,
-                              "no managed transaction " + id + " on chain " + config_.name);
+        co_return Found(admin_error(Outcome::not_found,
+                                    "no managed transaction " + id + " on chain " + config_.name));
+    co_return Found(std::move(*rec));
+}
+
+asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
+    if (!loaded_)
+        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
+    auto found = co_await journaled(id);
+    if (auto* refused = std::get_if<ActionResult>(&found)) co_return std::move(*refused);
+    auto* rec = &std::get<store::ManagedRecord>(found);
     Sender* s = sender_of(rec->sender);
     if (!s) co_return admin_error(Outcome::conflict, "its sender is no longer configured");
     if (rec->request.find(kFillsField) != std::string::npos)
@@ -113,21 +122,12 @@ asio::awaitable<ActionResult> ManagedSenders::cancel(std::string id) {
         co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
     auto tx = find(id);
     if (!tx) {
-        std::optional<store::ManagedRecord> rec;
-        try {
-            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-                rec = j.find_managed(id);
-            };
-            co_await journal_.run(std::move(op));
-        } catch (const std::exception& e) {
-            co_return admin_error(Outcome::unavailable,
-                                  fmt::format("the journal cannot be read: {}", e.what()));
-        }
-        if (!rec || rec->chain != config_.name)
-            co_return admin_error(Outcome::not_found,
-                                  "no managed transaction " + id + " on chain " + config_.name);
+        // Not held: finished already, or not this chain's.
+        auto found = co_await journaled(id);
+        if (auto* refused = std::get_if<ActionResult>(&found)) co_return std::move(*refused);
+        const auto& rec = std::get<store::ManagedRecord>(found);
         co_return admin_error(Outcome::conflict,
-                              fmt::format("{} is {} already", id, store::to_string(rec->state)));
+                              fmt::format("{} is {} already", id, store::to_string(rec.state)));
     }
     Sender* s = sender_of(tx->rec.sender);
     auto answer = co_await asio::co_spawn(s->strand, cancel_owned(s, tx), asio::use_awaitable);

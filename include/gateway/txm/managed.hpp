@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace gateway::metrics {
@@ -123,6 +124,10 @@ private:
     // Coroutines with their arguments in their own frames (GCC 12 mishandles lambda coroutines
     // with captures).
     boost::asio::awaitable<void> start_senders();
+    /// An operator action's transaction, as the journal has it: this chain's record of `id`, or
+    /// why not (the journal cannot be read; no such transaction here).
+    boost::asio::awaitable<std::variant<store::ManagedRecord, ActionResult>> journaled(
+        std::string id);
     boost::asio::awaitable<ActionResult> retry_owned(Sender* s, store::ManagedRecord rec);
     boost::asio::awaitable<ActionResult> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
     boost::asio::awaitable<ActionResult> resync_owned(Sender* s);
