@@ -19,6 +19,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <variant>
 
 namespace gateway::admin {
@@ -222,12 +224,13 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
                                            "state must be one of QUEUED, BROADCASTING, "
                                            "CONFIRMING, COMPLETED, FAILED, DEAD_LETTER"}});
             } else if (p.key == "limit") {
-                try {
-                    limit = std::clamp<std::size_t>(std::stoul(std::string(p.value)), 1, 10'000);
-                } catch (const std::exception&) {
+                std::size_t asked = 0;
+                const auto* end = p.value.data() + p.value.size();
+                const auto parsed = std::from_chars(p.value.data(), end, asked);
+                if (parsed.ec != std::errc{} || parsed.ptr != end || p.value.empty())
                     co_return json_response(
                         400, json::object{{"error", "limit must be a number (1 to 10000)"}});
-                }
+                limit = std::clamp<std::size_t>(asked, 1, 10'000);
             }
         }
     }
@@ -248,21 +251,21 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
     }
     std::vector<store::TxRecord> records;
     std::vector<store::TxEvent> history;
-    try {
-        store::JournalService::Operation op = [&](store::RawJournal& j) {
-            if (!key.empty()) {
-                if (auto r = j.find(key)) {
-                    records.push_back(std::move(*r));
-                    history = j.history(key);
-                }
-            } else {
-                records = j.list(state, limit);
+    store::JournalService::Operation op = [&](store::RawJournal& j) {
+        if (!key.empty()) {
+            if (auto r = j.find(key)) {
+                records.push_back(std::move(*r));
+                history = j.history(key);
             }
-        };
-        co_await journal_->run(std::move(op));
-    } catch (const std::exception& e) {
+        } else {
+            records = j.list(state, limit);
+        }
+    };
+    const auto read = co_await journal_->run(std::move(op));
+    if (!read) {
         co_return json_response(
-            503, json::object{{"error", std::string("the journal cannot be read: ") + e.what()}});
+            503,
+            json::object{{"error", std::string("the journal cannot be read: ") + read.error()}});
     }
     if (!key.empty()) {
         if (records.empty())

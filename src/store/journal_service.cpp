@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -129,7 +130,24 @@ void JournalService::enqueue(const TaskPtr& task) {
     if (full) task->tell(JournalEvent::queue_full);
 }
 
-asio::awaitable<void> JournalService::run(Operation op, Operation undo) {
+namespace {
+
+JournalService::Committed committed(const std::exception_ptr& error) {
+    if (!error) return {};
+    // The journal thread caught what `op` or the journal threw; this is where it becomes words.
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        return JournalService::Committed(boost::system::in_place_error, e.what());
+    } catch (...) {
+        return JournalService::Committed(boost::system::in_place_error,
+                                         "the journal operation failed");
+    }
+}
+
+}  // namespace
+
+asio::awaitable<JournalService::Committed> JournalService::run(Operation op, Operation undo) {
     auto task = make_task(std::move(op), std::move(undo));
     // Named, not a temporary in the co_await: GCC 12 destroys those twice (and `task` with them).
     auto initiate = [this, task](auto handler) {
@@ -147,8 +165,11 @@ asio::awaitable<void> JournalService::run(Operation op, Operation undo) {
         });
         enqueue(task);
     };
-    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr)>(
-        initiate, asio::use_awaitable);
+    const auto answer =
+        co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
+                                      void(std::exception_ptr)>(
+            initiate, asio::as_tuple(asio::use_awaitable));
+    co_return committed(std::get<0>(answer));
 }
 
 void JournalService::run_blocking(Operation op, Operation undo) {

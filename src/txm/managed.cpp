@@ -175,23 +175,22 @@ asio::awaitable<bool> ManagedSenders::load() {
     std::map<std::string, std::vector<store::TxRecord>> attempts;
     std::set<std::string> cancels;  // ids an operator asked to cancel
     std::vector<store::ManagedRef> reopened;
-    try {
-        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-            reopened = j.reopened_managed();
-            for (auto& r : j.unfinished_managed())
-                if (r.chain == config_.name) {
-                    attempts[r.id] = j.attempts(r.id);
-                    for (const auto& ev : j.managed_history(r.id))
-                        if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
-                    records.push_back(std::move(r));
-                }
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        reopened = j.reopened_managed();
+        for (auto& r : j.unfinished_managed())
+            if (r.chain == config_.name) {
+                attempts[r.id] = j.attempts(r.id);
+                for (const auto& ev : j.managed_history(r.id))
+                    if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
+                records.push_back(std::move(r));
+            }
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) {
         spdlog::error(
             "chain {}: cannot load managed transactions from the journal: {}; "
             "eth_sendTransaction is refused until it loads",
-            config_.name, e.what());
+            config_.name, read.error());
         co_return false;
     }
     std::vector<std::shared_ptr<Tx>> adopted;
@@ -286,17 +285,16 @@ asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, std::string id) {
     // Read now that the sender is held: nothing finishes it meanwhile.
     std::optional<store::ManagedRecord> found;
     std::vector<store::TxRecord> attempts;
-    try {
-        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-            found = j.find_managed(id);
-            if (found) attempts = j.attempts(id);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        found = j.find_managed(id);
+        if (found) attempts = j.attempts(id);
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) {
         spdlog::error(
             "chain {}: {}: a reorg reopened its attempt, but the journal cannot be "
             "read ({}): its state stays as it is until the next start",
-            config_.name, id, e.what());
+            config_.name, id, read.error());
         co_return;
     }
     if (!found || !store::is_final(found->state) || !found->nonce) co_return;  // nothing mined

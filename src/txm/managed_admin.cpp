@@ -47,14 +47,13 @@ asio::awaitable<std::variant<store::ManagedRecord, ActionResult>> ManagedSenders
     std::string id) {
     using Found = std::variant<store::ManagedRecord, ActionResult>;
     std::optional<store::ManagedRecord> rec;
-    try {
-        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-            rec = j.find_managed(id);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        rec = j.find_managed(id);
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) {
         co_return Found(admin_error(Outcome::unavailable,
-                                    fmt::format("the journal cannot be read: {}", e.what())));
+                                    fmt::format("the journal cannot be read: {}", read.error())));
     }
     if (!rec || rec->chain != config_.name)
         co_return Found(admin_error(Outcome::not_found,
@@ -198,15 +197,14 @@ asio::awaitable<ActionResult> ManagedSenders::resync_owned(Sender* s) {
     std::uint64_t next = *pending;
     if (held_max) next = std::max(next, *held_max + 1);
     std::optional<std::uint64_t> previous;
-    try {
-        store::JournalService::Operation op = [&](store::NonceLedger& j) {
-            previous = j.next_nonce(config_.name, s->address);
-            j.set_next_nonce(config_.name, s->address, next);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
+    store::JournalService::Operation op = [&](store::NonceLedger& j) {
+        previous = j.next_nonce(config_.name, s->address);
+        j.set_next_nonce(config_.name, s->address, next);
+    };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
         co_return admin_error(Outcome::unavailable,
-                              fmt::format("the journal cannot be written: {}", e.what()));
+                              fmt::format("the journal cannot be written: {}", kept.error()));
     }
     std::string was = "none";
     if (previous) was = std::to_string(*previous);

@@ -158,34 +158,28 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     }
     store::ManagedRecord existing;
     bool inserted = false;
-    try {
-        auto inserted_here = std::make_shared<bool>(false);
-        store::JournalService::Operation op = [&, inserted_here](store::ManagedJournal& j) {
-            std::tie(existing, inserted) = j.insert_managed(rec);
-            *inserted_here = inserted;
-        };
-        // Told 503, "not accepted", when the journal does not answer in time (or fails), the
-        // client must not find the transaction signed and sent later (at the next start) should
-        // this commit go through anyway: the journal takes it back first, and frees its
-        // idempotency key for the client's retry (see TxManager::admit).
-        store::JournalService::Operation undo = [id = rec.id,
-                                                 inserted_here](store::ManagedJournal& j) {
-            if (!*inserted_here) return;
-            store::ManagedUpdate u{id, TxState::failed,
-                                   "not accepted: the journal did not answer in time or failed "
-                                   "(the client was told so); never signed",
-                                   unix_ms()};
-            u.release_idempotency_key = true;
-            j.update_managed(u);
-        };
-        co_await journal_.run(std::move(op), std::move(undo));
-    } catch (const std::exception& e) {
+    auto inserted_here = std::make_shared<bool>(false);
+    store::JournalService::Operation op = [&, inserted_here](store::ManagedJournal& j) {
+        std::tie(existing, inserted) = j.insert_managed(rec);
+        *inserted_here = inserted;
+    };
+    // Told 503, "not accepted", when the journal does not answer in time (or fails), the client
+    // must not find the transaction signed and sent later (at the next start) should this commit
+    // go through anyway: the journal takes it back first, and frees its idempotency key for the
+    // client's retry (see TxManager::admit).
+    store::JournalService::Operation undo = [id = rec.id, inserted_here](store::ManagedJournal& j) {
+        if (!*inserted_here) return;
+        store::ManagedUpdate u{id, TxState::failed,
+                               "not accepted: the journal did not answer in time or failed (the "
+                               "client was told so); never signed",
+                               unix_ms()};
+        u.release_idempotency_key = true;
+        j.update_managed(u);
+    };
+    const auto kept = co_await journal_.run(std::move(op), std::move(undo));
+    if (!kept) {
         out.store_failed = true;
-        out.reply = error_reply(
-            static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
-            fmt::format("the transaction journal cannot be written ({}): the transaction was not "
-                        "accepted; send it again later",
-                        e.what()));
+        out.reply = journal_unwritable(kept.error());
         co_return out;
     }
     if (!inserted) {
@@ -304,19 +298,15 @@ asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id,
     std::optional<store::ManagedRecord> rec;
     std::vector<store::TxEvent> history;
     std::vector<store::TxRecord> attempts;
-    try {
-        const std::string key(id);
-        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-            rec = j.find_managed(key);
-            if (!rec) return;
-            history = j.managed_history(key);
-            attempts = j.attempts(key);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
-        co_return error_reply(static_cast<int>(jsonrpc::ErrorCode::resource_unavailable),
-                              fmt::format("the transaction journal cannot be read: {}", e.what()));
-    }
+    const std::string key(id);
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        rec = j.find_managed(key);
+        if (!rec) return;
+        history = j.managed_history(key);
+        attempts = j.attempts(key);
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) co_return journal_unreadable(read.error());
     if (!rec || rec->chain != config_.name || (owner && rec->client != *owner))
         co_return jsonrpc::Reply::success("null");
     if (auto tx = find(rec->id)) {
@@ -329,18 +319,15 @@ asio::awaitable<jsonrpc::Reply> ManagedSenders::describe(std::string_view id,
 asio::awaitable<std::optional<std::string>> ManagedSenders::mined_instead(std::string hash) {
     if (senders_.empty()) co_return std::nullopt;
     std::optional<std::string> out;
-    try {
-        hash = util::lower(hash);
-        store::JournalService::Operation op = [&](store::JournalView& j) {
-            auto rec = j.find(hash);
-            if (!rec || !rec->parent || rec->chain != config_.name) return;
-            for (const auto& a : j.attempts(*rec->parent))
-                if (a.hash != hash && is_mined(a)) out = a.hash;
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception&) {
-        co_return std::nullopt;
-    }
+    hash = util::lower(hash);
+    store::JournalService::Operation op = [&](store::JournalView& j) {
+        auto rec = j.find(hash);
+        if (!rec || !rec->parent || rec->chain != config_.name) return;
+        for (const auto& a : j.attempts(*rec->parent))
+            if (a.hash != hash && is_mined(a)) out = a.hash;
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) co_return std::nullopt;
     co_return out;
 }
 

@@ -31,13 +31,12 @@ asio::awaitable<void> ManagedSenders::follow(Sender& s, std::shared_ptr<Tx> tx) 
     }
     if (from_journal) {
         records.clear();
-        try {
-            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-                records = j.attempts(tx->rec.id);
-            };
-            co_await journal_.run(std::move(op));
-        } catch (const std::exception& e) {
-            wait(*tx, fmt::format("the journal cannot be read ({})", e.what()));
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+            records = j.attempts(tx->rec.id);
+        };
+        const auto read = co_await journal_.run(std::move(op));
+        if (!read) {
+            wait(*tx, fmt::format("the journal cannot be read ({})", read.error()));
             co_return;
         }
     }
@@ -219,14 +218,11 @@ asio::awaitable<void> ManagedSenders::dead_attempts(Sender& s, std::shared_ptr<T
     {
         // The newest attempt's reason says what the nodes said.
         std::vector<store::TxRecord> records;
-        try {
-            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-                records = j.attempts(tx->rec.id);
-            };
-            co_await journal_.run(std::move(op));
-            if (!records.empty()) why = records.back().reason;
-        } catch (const std::exception&) {
-        }
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+            records = j.attempts(tx->rec.id);
+        };
+        const auto read = co_await journal_.run(std::move(op));
+        if (read && !records.empty()) why = records.back().reason;
     }
     co_await step_failed(s, tx, "not mined: " + why, jsonrpc::Error(kServerError, why));
 }

@@ -61,6 +61,8 @@ inline std::string new_id() {
 }
 
 using detail::error_reply;
+using detail::journal_unreadable;
+using detail::journal_unwritable;
 using detail::journal_unavailable;
 
 inline bool is_revert(const jsonrpc::Error& e) {

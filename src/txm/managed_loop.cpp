@@ -161,37 +161,36 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
     const std::int64_t now = unix_ms();
     std::optional<store::ManagedRecord> filler;
     bool released = false;
-    try {
-        store::JournalService::Operation op = [&](store::JournalView& j) {
-            j.update_managed(
-                store::ManagedUpdate{tx->rec.id, state, reason, now, std::nullopt, hash, attempts});
-            if (!releases) return;
-            bool reached_a_node = false;
-            for (const auto& a : j.attempts(tx->rec.id))
-                if (a.nonce == *nonce && a.broadcasts > 0) reached_a_node = true;
-            const auto next = j.next_nonce(config_.name, s.address);
-            if (!reached_a_node && next && *next == *nonce + 1) {
-                j.set_next_nonce(config_.name, s.address, *nonce);
-                released = true;
-                return;
-            }
-            store::ManagedRecord f;
-            f.id = new_id();
-            f.chain = config_.name;
-            f.sender = s.address;
-            f.request = filler_request(s.address, tx->rec.id, outbid);
-            f.nonce = *nonce;
-            f.state = TxState::signing;
-            f.reason = fmt::format(
-                "fills nonce {} of {} (a dead letter) so later transactions "
-                "are not stuck",
-                *nonce, tx->rec.id);
-            f.created_ms = f.updated_ms = now;
-            filler = j.insert_managed(f).first;
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
-        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
+    store::JournalService::Operation op = [&](store::JournalView& j) {
+        j.update_managed(
+            store::ManagedUpdate{tx->rec.id, state, reason, now, std::nullopt, hash, attempts});
+        if (!releases) return;
+        bool reached_a_node = false;
+        for (const auto& a : j.attempts(tx->rec.id))
+            if (a.nonce == *nonce && a.broadcasts > 0) reached_a_node = true;
+        const auto next = j.next_nonce(config_.name, s.address);
+        if (!reached_a_node && next && *next == *nonce + 1) {
+            j.set_next_nonce(config_.name, s.address, *nonce);
+            released = true;
+            return;
+        }
+        store::ManagedRecord f;
+        f.id = new_id();
+        f.chain = config_.name;
+        f.sender = s.address;
+        f.request = filler_request(s.address, tx->rec.id, outbid);
+        f.nonce = *nonce;
+        f.state = TxState::signing;
+        f.reason = fmt::format(
+            "fills nonce {} of {} (a dead letter) so later transactions "
+            "are not stuck",
+            *nonce, tx->rec.id);
+        f.created_ms = f.updated_ms = now;
+        filler = j.insert_managed(f).first;
+    };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
+        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", kept.error()));
         co_return;
     }
     // The nonce is used by the attempt `hash`: the others will never be mined.
@@ -241,13 +240,10 @@ asio::awaitable<bool> ManagedSenders::update(std::shared_ptr<Tx> tx, TxState sta
                                  nonce,
                                  hash,
                                  static_cast<std::uint32_t>(tx->attempts.size())};
-    try {
-        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-            j.update_managed(u);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
-        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) { j.update_managed(u); };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
+        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", kept.error()));
         co_return false;
     }
     if (before != state)

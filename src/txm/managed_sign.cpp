@@ -172,29 +172,28 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
     std::optional<std::uint64_t> lowered_from;
     const std::int64_t now = unix_ms();
     std::string reason;
-    try {
-        store::JournalService::Operation op = [&](store::JournalView& j) {
-            // Lowered only when the chain says the range is empty and the gateway holds nothing
-            // in it: a nonce it took and never got mined (a dead letter, a crash) is handed out
-            // again.
-            const auto next = j.next_nonce(config_.name, s.address);
-            const NonceStart start = reconcile_nonce(next, *pending, held_max);
-            if (start.lowered) {
-                j.set_next_nonce(config_.name, s.address, start.next);
-                lowered_from = next;
-            }
-            // Never at or below a nonce the gateway still holds, whatever the journal says.
-            const std::uint64_t floor = held_max ? std::max(start.next, *held_max + 1) : start.next;
-            nonce = j.take_nonce(config_.name, s.address, floor);
-            reason = fmt::format("nonce {} taken (chain pending count {}); gas {}; signing", nonce,
-                                 *pending, tx->gas);
-            j.update_managed(store::ManagedUpdate{tx->rec.id, TxState::signing, reason, now, nonce,
-                                                  std::nullopt, std::nullopt});
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
+    store::JournalService::Operation op = [&](store::JournalView& j) {
+        // Lowered only when the chain says the range is empty and the gateway holds nothing
+        // in it: a nonce it took and never got mined (a dead letter, a crash) is handed out
+        // again.
+        const auto next = j.next_nonce(config_.name, s.address);
+        const NonceStart start = reconcile_nonce(next, *pending, held_max);
+        if (start.lowered) {
+            j.set_next_nonce(config_.name, s.address, start.next);
+            lowered_from = next;
+        }
+        // Never at or below a nonce the gateway still holds, whatever the journal says.
+        const std::uint64_t floor = held_max ? std::max(start.next, *held_max + 1) : start.next;
+        nonce = j.take_nonce(config_.name, s.address, floor);
+        reason = fmt::format("nonce {} taken (chain pending count {}); gas {}; signing", nonce,
+                             *pending, tx->gas);
+        j.update_managed(store::ManagedUpdate{tx->rec.id, TxState::signing, reason, now, nonce,
+                                              std::nullopt, std::nullopt});
+    };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
         tx->gas = 0;
-        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", e.what()));
+        wait(*tx, fmt::format("the journal cannot be written ({}); trying again", kept.error()));
         co_return Step::wait;
     }
     if (lowered_from)

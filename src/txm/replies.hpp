@@ -35,4 +35,19 @@ inline jsonrpc::Reply journal_unavailable(std::string_view why) {
                                    why.empty() ? "" : ": ", why));
 }
 
+/// A new transaction the journal could not keep (`why`: its failure): the client may send it
+/// again.
+inline jsonrpc::Reply journal_unwritable(std::string_view why) {
+    return error_reply(jsonrpc::ErrorCode::resource_unavailable,
+                       fmt::format("the transaction journal cannot be written ({}): the "
+                                   "transaction was not accepted; send it again later",
+                                   why));
+}
+
+/// A read of the journal that failed (`why`: its failure).
+inline jsonrpc::Reply journal_unreadable(std::string_view why) {
+    return error_reply(jsonrpc::ErrorCode::resource_unavailable,
+                       fmt::format("the transaction journal cannot be read: {}", why));
+}
+
 }  // namespace gateway::txm::detail

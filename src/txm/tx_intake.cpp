@@ -20,6 +20,7 @@ namespace gateway::txm {
 
 using detail::error_reply;
 using detail::journal_unavailable;
+using detail::journal_unwritable;
 using detail::result_reply;
 using util::unix_ms;
 
@@ -254,65 +255,59 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
     // Journal first: the client hears of the transaction only once it is on disk.
     bool inserted = false;
     store::TxRecord existing;
-    try {
-        // Whether this operation made the transaction QUEUED (new, or sent again after it had
-        // failed); the undo's to read, after this coroutine may have gone.
-        auto queued_here = std::make_shared<bool>(false);
-        store::JournalService::Operation op = [&, queued_here](store::RawJournal& j) {
-            std::tie(existing, inserted) = j.insert(rec);
-            // Sent again after it failed: queued anew, unless it was mined (reverted: its nonce
-            // is used, and it stays open to a reorg until its block is final).
-            if (!inserted && ((existing.state == TxState::failed && !existing.block_hash) ||
-                              existing.state == TxState::dead_letter)) {
-                j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
-                existing.state = TxState::queued;
-                existing.reason = "sent again by a client";
-                inserted = true;
-            }
-            *queued_here = inserted;
-            if (inserted && !network.empty()) j.put_network_form(rec.hash, network);
-            for (auto& r : replaced)
-                j.update(store::TxUpdate{r->rec.hash, TxState::failed,
-                                         "replaced by " + rec.hash + " before any node took it",
-                                         now});
-        };
-        // The client is told 503, "not accepted", when the journal does not answer within
-        // store.timeout_ms, even if this operation's commit (a stalled fsync) goes through later,
-        // and when the commit fails (a failed fsync may leave its rows on disk). Left QUEUED, the
-        // transaction would be sent at the next start, after its client may have given up on it
-        // or signed another for the nonce. So the journal takes it back once it can, before any
-        // later operation (a client sending the same bytes again then finds it FAILED and queues
-        // it anew): FAILED, and the transactions it replaced QUEUED again, as they still are in
-        // memory (the catch below). Everything it uses is its own: this coroutine has gone by
-        // then. A crash between that late commit and the undo's leaves the transaction QUEUED,
-        // to be sent at the next start: the one window left, as long as one commit.
-        std::vector<std::string> replaced_hashes;
-        for (const auto& r : replaced) replaced_hashes.push_back(r->rec.hash);
-        store::JournalService::Operation undo = [hash = rec.hash, queued_here,
-                                                 replaced_hashes](store::RawJournal& j) {
-            const std::int64_t at = unix_ms();
-            if (*queued_here)
-                j.update(store::TxUpdate{hash, TxState::failed,
-                                         "not accepted: the journal did not answer in time or "
-                                         "failed (the client was told so); never sent",
-                                         at});
-            for (const auto& h : replaced_hashes)
-                if (auto r = j.find(h); r && r->state == TxState::failed)
-                    j.update(store::TxUpdate{
-                        h, TxState::queued,
-                        "queued again: " + hash + ", which replaced it, was not accepted", at});
-        };
-        co_await journal_.run(std::move(op), std::move(undo));
-    } catch (const std::exception& ex) {
+    // Whether this operation made the transaction QUEUED (new, or sent again after it had
+    // failed); the undo's to read, after this coroutine may have gone.
+    auto queued_here = std::make_shared<bool>(false);
+    store::JournalService::Operation op = [&, queued_here](store::RawJournal& j) {
+        std::tie(existing, inserted) = j.insert(rec);
+        // Sent again after it failed: queued anew, unless it was mined (reverted: its nonce
+        // is used, and it stays open to a reorg until its block is final).
+        if (!inserted && ((existing.state == TxState::failed && !existing.block_hash) ||
+                          existing.state == TxState::dead_letter)) {
+            j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
+            existing.state = TxState::queued;
+            existing.reason = "sent again by a client";
+            inserted = true;
+        }
+        *queued_here = inserted;
+        if (inserted && !network.empty()) j.put_network_form(rec.hash, network);
+        for (auto& r : replaced)
+            j.update(store::TxUpdate{r->rec.hash, TxState::failed,
+                                     "replaced by " + rec.hash + " before any node took it", now});
+    };
+    // The client is told 503, "not accepted", when the journal does not answer within
+    // store.timeout_ms, even if this operation's commit (a stalled fsync) goes through later,
+    // and when the commit fails (a failed fsync may leave its rows on disk). Left QUEUED, the
+    // transaction would be sent at the next start, after its client may have given up on it
+    // or signed another for the nonce. So the journal takes it back once it can, before any
+    // later operation (a client sending the same bytes again then finds it FAILED and queues
+    // it anew): FAILED, and the transactions it replaced QUEUED again, as they still are in
+    // memory (see the failure below). Everything it uses is its own: this coroutine has gone by
+    // then. A crash between that late commit and the undo's leaves the transaction QUEUED,
+    // to be sent at the next start: the one window left, as long as one commit.
+    std::vector<std::string> replaced_hashes;
+    for (const auto& r : replaced) replaced_hashes.push_back(r->rec.hash);
+    store::JournalService::Operation undo = [hash = rec.hash, queued_here,
+                                             replaced_hashes](store::RawJournal& j) {
+        const std::int64_t at = unix_ms();
+        if (*queued_here)
+            j.update(store::TxUpdate{hash, TxState::failed,
+                                     "not accepted: the journal did not answer in time or "
+                                     "failed (the client was told so); never sent",
+                                     at});
+        for (const auto& h : replaced_hashes)
+            if (auto r = j.find(h); r && r->state == TxState::failed)
+                j.update(store::TxUpdate{
+                    h, TxState::queued,
+                    "queued again: " + hash + ", which replaced it, was not accepted", at});
+    };
+    const auto kept = co_await journal_.run(std::move(op), std::move(undo));
+    if (!kept) {
         std::lock_guard lock(mu_);
         forget(rec.hash);
         for (auto& r : replaced) r->busy = false;
         out.store_failed = true;
-        out.reply = error_reply(
-            jsonrpc::ErrorCode::resource_unavailable,
-            fmt::format("the transaction journal cannot be written ({}): the transaction was not "
-                        "accepted; send it again later",
-                        ex.what()));
+        out.reply = journal_unwritable(kept.error());
         co_return out;
     }
     out.journaled = true;

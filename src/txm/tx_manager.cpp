@@ -112,17 +112,16 @@ asio::awaitable<void> TxManager::run() {
 asio::awaitable<bool> TxManager::load() {
     std::vector<store::TxRecord> records;
     std::vector<store::TxRecord> mined;
-    try {
-        store::JournalService::Operation op = [&](store::RawJournal& j) {
-            records = j.unfinished();
-            mined = j.unfinalized();
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& e) {
+    store::JournalService::Operation op = [&](store::RawJournal& j) {
+        records = j.unfinished();
+        mined = j.unfinalized();
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) {
         spdlog::error(
             "chain {}: cannot load the transaction journal: {}; writes are refused "
             "until it loads",
-            config_.name, e.what());
+            config_.name, read.error());
         co_return false;
     }
     std::size_t count = 0;
@@ -236,12 +235,11 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     const bool mined = (state == TxState::completed || state == TxState::failed) &&
                        (u.set_block ? u.block_hash : e->rec.block_hash).has_value();
     u.finalized = store::is_final(state) && !mined;
-    try {
-        store::JournalService::Operation op = [&](store::RawJournal& j) { j.update(u); };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& ex) {
+    store::JournalService::Operation op = [&](store::RawJournal& j) { j.update(u); };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
         spdlog::error("chain {}: transaction {}: cannot journal {} ({}); will try again",
-                      config_.name, e->rec.hash, store::to_string(state), ex.what());
+                      config_.name, e->rec.hash, store::to_string(state), kept.error());
         co_return false;
     }
     std::lock_guard lock(mu_);
@@ -273,14 +271,13 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e,
     // broadcast and let go after it.
     std::optional<eth::Bytes> loaded;
     if (e.tx.type == eth::TxType::blob && !network) {
-        try {
-            store::JournalService::Operation op = [&](store::RawJournal& j) {
-                loaded = j.network_form(e.rec.hash);
-            };
-            co_await journal_.run(std::move(op));
-        } catch (const std::exception& ex) {
+        store::JournalService::Operation op = [&](store::RawJournal& j) {
+            loaded = j.network_form(e.rec.hash);
+        };
+        const auto read = co_await journal_.run(std::move(op));
+        if (!read) {
             out.detail =
-                fmt::format("its blob sidecar cannot be read from the journal ({})", ex.what());
+                fmt::format("its blob sidecar cannot be read from the journal ({})", read.error());
             co_return out;
         }
         if (!loaded) {

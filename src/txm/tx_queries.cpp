@@ -13,6 +13,7 @@
 namespace gateway::txm {
 
 using detail::error_reply;
+using detail::journal_unreadable;
 using detail::result_reply;
 using util::iso_time;
 
@@ -104,16 +105,12 @@ asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params,
                               "(0x and 64 hex digits)");
     std::optional<store::TxRecord> rec;
     std::vector<store::TxEvent> history;
-    try {
-        store::JournalService::Operation op = [&](store::RawJournal& j) {
-            rec = j.find(*hash);
-            if (rec) history = j.history(*hash);
-        };
-        co_await journal_.run(std::move(op));
-    } catch (const std::exception& ex) {
-        co_return error_reply(jsonrpc::ErrorCode::resource_unavailable,
-                              fmt::format("the transaction journal cannot be read: {}", ex.what()));
-    }
+    store::JournalService::Operation op = [&](store::RawJournal& j) {
+        rec = j.find(*hash);
+        if (rec) history = j.history(*hash);
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) co_return journal_unreadable(read.error());
     // Another client's transaction is not this caller's business: as if unknown.
     if (!rec || rec->chain != config_.name || (owner && rec->client != *owner))
         co_return result_reply("null");

@@ -95,11 +95,14 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
         }
     }
     if (!final_now.empty()) {
-        try {
-            store::JournalService::Operation op = [&](store::RawJournal& j) {
-                j.mark_finalized(final_now);
-            };
-            co_await journal_.run(std::move(op));
+        store::JournalService::Operation op = [&](store::RawJournal& j) {
+            j.mark_finalized(final_now);
+        };
+        const auto kept = co_await journal_.run(std::move(op));
+        if (!kept) {
+            spdlog::warn("chain {}: cannot journal that {} transaction(s) are final ({})",
+                         config_.name, final_now.size(), kept.error());
+        } else {
             std::lock_guard lock(mu_);
             for (const auto& h : final_now) {
                 if (auto it = mined_.find(h); it != mined_.end()) {
@@ -107,9 +110,6 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
                     mined_.erase(it);
                 }
             }
-        } catch (const std::exception& ex) {
-            spdlog::warn("chain {}: cannot journal that {} transaction(s) are final ({})",
-                         config_.name, final_now.size(), ex.what());
         }
     }
     if (after_reorg && all_seen) reorgs_checked_ = reorgs;
@@ -175,14 +175,11 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
     if (e->rec.parent) {
         // From the journal: the one mined may be final and out of memory already.
         std::vector<store::TxRecord> attempts;
-        try {
-            store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-                attempts = j.attempts(*e->rec.parent);
-            };
-            co_await journal_.run(std::move(op));
-        } catch (const std::exception&) {
-            co_return;  // cannot tell now: the next round asks again
-        }
+        store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+            attempts = j.attempts(*e->rec.parent);
+        };
+        const auto read = co_await journal_.run(std::move(op));
+        if (!read) co_return;  // cannot tell now: the next round asks again
         for (const auto& a : attempts)
             if (a.hash != e->rec.hash) hashes.push_back(a.hash);
     }

@@ -10,6 +10,7 @@
 #include "gateway/util/clock.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/system/result.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -81,11 +82,15 @@ public:
     /// database transaction (the service does: begin, savepoints, commit) nor prunes.
     using Operation = std::function<void(JournalView&)>;
 
+    /// What run() answers: committed, or why not, in words a log line or a client's error can
+    /// carry (nothing of the operation is kept then).
+    using Committed = boost::system::result<void, std::string>;
+
     /// Runs `op` inside the next group commit and resumes the caller (on its own executor) once
-    /// the commit is durable. Rethrows what `op` threw (nothing of `op` is kept then). Throws
-    /// StoreError, and nothing of `op` is kept, when the journal cannot be opened or the commit
-    /// fails; at once when `max_queued` operations wait already; and when `op` is not committed
-    /// within `timeout`. Then:
+    /// the commit is durable. Never throws: it answers why, and nothing of `op` is kept, when
+    /// `op` threw, when the journal cannot be opened or the commit fails; at once when
+    /// `max_queued` operations wait already; and when `op` is not committed within `timeout`.
+    /// Then:
     /// - `op` had not started: it never runs;
     /// - `op` is running: its statements read and write the caller's variables, so the caller
     ///   waits for them (they never sync: SQLite syncs only in the commit) and `op` is rolled
@@ -97,8 +102,9 @@ public:
     ///   uses. Without `undo` a late commit stays: right for a state change the caller writes
     ///   again after a failure, wrong for a new transaction the client was told was not kept.
     /// Nothing here cancels on the caller's cancellation; the timeout bounds every wait.
-    boost::asio::awaitable<void> run(Operation op, Operation undo = {});
-    /// The same, blocking the calling thread (start-up, tests). Not on the event loop.
+    boost::asio::awaitable<Committed> run(Operation op, Operation undo = {});
+    /// The same, blocking the calling thread (start-up, tests), and throwing: what `op` threw,
+    /// or StoreError. Not on the event loop.
     void run_blocking(Operation op, Operation undo = {});
 
     /// Why the journal is unusable, or "" when the last batch committed.
