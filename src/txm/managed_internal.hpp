@@ -61,9 +61,9 @@ inline std::string new_id() {
 }
 
 using detail::error_reply;
+using detail::journal_unavailable;
 using detail::journal_unreadable;
 using detail::journal_unwritable;
-using detail::journal_unavailable;
 
 inline bool is_revert(const jsonrpc::Error& e) {
     return e.code == 3 || util::lower(e.message).find("revert") != std::string::npos;
