@@ -146,27 +146,10 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
 
     // Signers load their keys now: a key that cannot be loaded stops the start, naming the
     // signer (never the key). Every managed account must be one its signer can sign for.
-    for (const auto& spec : config.signers) {
-        g.signers.push_back(custody::make_signer(spec));
-        spdlog::info("signer {} ({}): {} address(es)", spec.id, spec.type,
-                     g.signers.back()->addresses().size());
-    }
-    for (const auto& chain : config.chains)
-        for (const auto& account : chain.accounts) {
-            const auto* signer = [&]() -> const custody::Signer* {
-                for (const auto& s : g.signers)
-                    if (s->id() == account.signer) return s.get();
-                return nullptr;
-            }();
-            const auto addresses = signer ? signer->addresses() : std::vector<eth::Address>{};
-            const bool holds = std::any_of(addresses.begin(), addresses.end(), [&](const auto& a) {
-                return eth::to_hex(a) == account.address;
-            });
-            if (!holds)
-                throw std::runtime_error(
-                    fmt::format("chain {}: account {} is not one signer '{}' can sign for",
-                                chain.name, account.address, account.signer));
-        }
+    g.signers = custody::make_signers(config);
+    for (std::size_t i = 0; i < g.signers.size(); ++i)
+        spdlog::info("signer {} ({}): {} address(es)", config.signers[i].id, config.signers[i].type,
+                     g.signers[i]->addresses().size());
 
     std::vector<upstream::ChainPool*> chains;
     std::vector<rpc::ChainRoute> routes;

@@ -5,6 +5,9 @@
 #include "gateway/custody/remote_signer.hpp"
 #include "key.hpp"
 
+#include "gateway/eth/hex.hpp"
+
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <stdexcept>
@@ -119,6 +122,27 @@ std::unique_ptr<Signer> make_signer(const SignerSpec& spec, const config::EnvLoo
     if (spec.type == "remote") return make_remote(spec);
     if (spec.type == "custody-stub") return make_stub(spec, env);
     spec_error(spec, "unknown type \"" + spec.type + "\" (local, remote or custody-stub)");
+}
+
+std::vector<std::unique_ptr<Signer>> make_signers(const config::Config& config,
+                                                  const config::EnvLookup& env) {
+    std::vector<std::unique_ptr<Signer>> signers;
+    for (const auto& spec : config.signers) signers.push_back(make_signer(spec, env));
+    for (const auto& chain : config.chains)
+        for (const auto& account : chain.accounts) {
+            const auto it = std::find_if(signers.begin(), signers.end(),
+                                         [&](const auto& s) { return s->id() == account.signer; });
+            const auto addresses =
+                it != signers.end() ? (*it)->addresses() : std::vector<eth::Address>{};
+            const bool holds = std::any_of(addresses.begin(), addresses.end(), [&](const auto& a) {
+                return eth::to_hex(a) == account.address;
+            });
+            if (!holds)
+                throw std::runtime_error("chain " + chain.name + ": account " + account.address +
+                                         " is not one signer '" + account.signer +
+                                         "' can sign for");
+        }
+    return signers;
 }
 
 }  // namespace gateway::custody

@@ -20,4 +20,10 @@ using SignerSpec = config::SignerConfig;
 /// address), never a secret. `env` reads environment variables; empty: the process environment.
 std::unique_ptr<Signer> make_signer(const SignerSpec& spec, const config::EnvLookup& env = {});
 
+/// Every configured signer, in `config.signers` order, once each managed account is known to be
+/// one its signer can sign for. Start-up and --check-config: throws std::runtime_error as
+/// make_signer does, or naming the chain and the account no signer holds.
+std::vector<std::unique_ptr<Signer>> make_signers(const config::Config& config,
+                                                  const config::EnvLookup& env = {});
+
 }  // namespace gateway::custody
