@@ -161,21 +161,16 @@ private:
         if (!raw)
             return fail(Outcome::malformed,
                         "signer " + id_ + " answered a signed transaction that is not hex");
-        try {
-            const eth::Transaction decoded = eth::decode_transaction(*raw);
-            if (std::string why = mismatch(tx, from, decoded); !why.empty()) {
-                spdlog::warn("signer {} answered a transaction other than the one asked for: {}",
-                             id_, why);
-                return fail(Outcome::malformed, "signer " + id_ +
-                                                    " signed a transaction other than the one " +
-                                                    "asked for: " + why);
-            }
-        } catch (const eth::DecodeError& e) {
+        const auto decoded = eth::parse_transaction(*raw);
+        if (!decoded)
             return fail(Outcome::malformed,
-                        "signer " + id_ + " answered an unusable transaction: " + e.what());
-        } catch (const std::exception& e) {
-            return fail(Outcome::malformed,
-                        "signer " + id_ + " answered an unusable transaction: " + e.what());
+                        "signer " + id_ + " answered an unusable transaction: " + decoded.error());
+        if (std::string why = mismatch(tx, from, *decoded); !why.empty()) {
+            spdlog::warn("signer {} answered a transaction other than the one asked for: {}", id_,
+                         why);
+            return fail(Outcome::malformed, "signer " + id_ +
+                                                " signed a transaction other than the one " +
+                                                "asked for: " + why);
         }
         Signed out;
         out.outcome = Outcome::signed_ok;

@@ -377,6 +377,16 @@ Transaction decode_transaction(std::span<const std::uint8_t> raw) {
     return tx;
 }
 
+boost::system::result<Transaction, std::string> parse_transaction(
+    std::span<const std::uint8_t> raw) {
+    // The decoder throws from deep inside the RLP; this is where that becomes a value.
+    try {
+        return decode_transaction(raw);
+    } catch (const DecodeError& e) {
+        return {boost::system::in_place_error, e.what()};
+    }
+}
+
 json::object to_rpc_json(const Transaction& tx) {
     // geth's RPCTransaction, field by field in its order, for a transaction not yet in a block.
     json::object out;

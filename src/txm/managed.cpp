@@ -249,15 +249,13 @@ void ManagedSenders::adopt_attempts(Tx& tx, const Sender& s,
     for (const auto& a : attempts) {
         if (a.nonce != tx.rec.nonce) continue;  // an earlier try's attempt
         tx.attempts.push_back(a.hash);
-        try {
-            const auto decoded = eth::decode_transaction(a.raw);
-            tx.fees = fees_of(decoded);
-            tx.gas = decoded.gas;
-            if (is_cancel(a, tx.req, s.addr)) {
-                tx.cancel_requested = true;
-                if (!tx.cancel_hash) tx.cancel_hash = a.hash;
-            }
-        } catch (const std::exception&) {
+        const auto decoded = eth::parse_transaction(a.raw);
+        if (!decoded) continue;  // journaled by the gateway itself: a fault of the file
+        tx.fees = fees_of(*decoded);
+        tx.gas = decoded->gas;
+        if (is_cancel(a, tx.req, s.addr)) {
+            tx.cancel_requested = true;
+            if (!tx.cancel_hash) tx.cancel_hash = a.hash;
         }
     }
 }

@@ -53,14 +53,12 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
         json::value mined = nullptr;
         for (const auto& a : *attempts) {
             json::object ao = record_json(a, nullptr);
-            try {
-                const auto tx = eth::decode_transaction(a.raw);
-                if (tx.max_fee_per_gas) ao["maxFeePerGas"] = *tx.max_fee_per_gas;
-                if (tx.max_priority_fee_per_gas)
-                    ao["maxPriorityFeePerGas"] = *tx.max_priority_fee_per_gas;
-                if (tx.gas_price) ao["gasPrice"] = *tx.gas_price;
-                ao["gas"] = eth::to_quantity(tx.gas);
-            } catch (const std::exception&) {
+            if (const auto tx = eth::parse_transaction(a.raw)) {
+                if (tx->max_fee_per_gas) ao["maxFeePerGas"] = *tx->max_fee_per_gas;
+                if (tx->max_priority_fee_per_gas)
+                    ao["maxPriorityFeePerGas"] = *tx->max_priority_fee_per_gas;
+                if (tx->gas_price) ao["gasPrice"] = *tx->gas_price;
+                ao["gas"] = eth::to_quantity(tx->gas);
             }
             if (a.block_hash) mined = json::value(a.hash);
             list.push_back(std::move(ao));

@@ -74,12 +74,8 @@ inline bool is_revert(const jsonrpc::Error& e) {
 inline bool is_cancel(const store::TxRecord& attempt, const Request& req,
                       const eth::Address& sender) {
     if (req.to == sender && req.value.empty() && req.input.empty()) return false;
-    try {
-        const auto tx = eth::decode_transaction(attempt.raw);
-        return tx.to == sender && (tx.value.empty() || tx.value == "0x0") && tx.input.empty();
-    } catch (const std::exception&) {
-        return false;
-    }
+    const auto tx = eth::parse_transaction(attempt.raw);
+    return tx && tx->to == sender && (tx->value.empty() || tx->value == "0x0") && tx->input.empty();
 }
 
 inline bool is_mined(const store::TxRecord& a) {

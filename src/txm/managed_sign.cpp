@@ -246,11 +246,12 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
 
     std::optional<eth::Transaction> signed_tx;
     if (r.outcome == Outcome::signed_ok) {
-        try {
-            signed_tx = eth::decode_transaction(r.raw);
-        } catch (const std::exception& e) {
+        auto parsed = eth::parse_transaction(r.raw);
+        if (parsed) {
+            signed_tx = std::move(*parsed);
+        } else {
             r.outcome = Outcome::malformed;
-            r.detail = std::string("its answer is not a valid transaction: ") + e.what();
+            r.detail = "its answer is not a valid transaction: " + parsed.error();
         }
         // Exactly the transaction asked for, signed by the sender: re-encoding it with the
         // signature gives the same bytes.

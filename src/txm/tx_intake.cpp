@@ -35,23 +35,24 @@ struct Received {
     eth::Bytes network;   // a blob transaction's network form; empty for the other types
 };
 
-// Throws as eth::decode_transaction does, and for a blob transaction without its sidecar.
-Received receive(eth::Bytes bytes) {
+// Why not, as eth::parse_transaction says, or for a blob transaction without its sidecar.
+boost::system::result<Received, std::string> receive(eth::Bytes bytes) {
+    auto parsed = eth::parse_transaction(bytes);
+    if (!parsed) return {boost::system::in_place_error, std::move(parsed.error())};
     Received out;
-    out.tx = eth::decode_transaction(bytes);
+    out.tx = std::move(*parsed);
     out.tx.raw = {};
     if (out.tx.type != eth::TxType::blob) {
         out.raw = std::move(bytes);
         return out;
     }
     // Nodes refuse it too: without its blobs nobody can check or propagate it.
-    if (out.tx.sidecar == eth::BlobSidecar::none) {
-        throw eth::DecodeError(
-            "invalid transaction: a blob transaction without its sidecar (0x03 || "
-            "rlp(tx_payload_body)) cannot be sent; send its network form, 0x03 || "
-            "rlp([tx_payload_body, blobs, commitments, proofs]) (EIP-4844) or 0x03 || "
-            "rlp([tx_payload_body, 1, blobs, commitments, cell_proofs]) (EIP-7594)");
-    }
+    if (out.tx.sidecar == eth::BlobSidecar::none)
+        return {boost::system::in_place_error,
+                "invalid transaction: a blob transaction without its sidecar (0x03 || "
+                "rlp(tx_payload_body)) cannot be sent; send its network form, 0x03 || "
+                "rlp([tx_payload_body, blobs, commitments, proofs]) (EIP-4844) or 0x03 || "
+                "rlp([tx_payload_body, 1, blobs, commitments, cell_proofs]) (EIP-7594)"};
     out.raw = std::move(out.tx.payload);
     out.tx.payload = {};
     out.network = std::move(bytes);
@@ -113,13 +114,12 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::
         co_return out;
     }
     auto e = std::make_shared<Entry>();
-    Received received;
-    try {
-        received = receive(std::move(*raw));
-    } catch (const std::exception& ex) {
-        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
+    auto got = receive(std::move(*raw));
+    if (!got) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, std::move(got.error()));
         co_return out;
     }
+    Received& received = *got;
     e->tx = std::move(received.tx);
     if (!e->tx.chain_id) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params,
@@ -145,13 +145,12 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
                                                         std::string client) {
     SubmitResult out;
     auto e = std::make_shared<Entry>();
-    Received received;
-    try {
-        received = receive(raw);
-    } catch (const std::exception& ex) {
-        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, ex.what());
+    auto got = receive(raw);
+    if (!got) {
+        out.reply = error_reply(jsonrpc::ErrorCode::invalid_params, std::move(got.error()));
         co_return out;
     }
+    Received& received = *got;
     e->tx = std::move(received.tx);
     co_return co_await admit(std::move(e), std::move(received.raw), std::move(received.network),
                              std::move(parent), std::move(client), {});

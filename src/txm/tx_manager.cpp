@@ -29,11 +29,14 @@ using util::unix_ms;
 namespace {
 
 // A transaction the manager holds, decoded. Its signed bytes are kept once, in the record (the
-// journal's copy), not again in the decoded form. Throws as eth::decode_transaction does.
-eth::Transaction decode_held(std::span<const std::uint8_t> raw) {
-    eth::Transaction tx = eth::decode_transaction(raw);
-    tx.raw = {};
-    tx.payload = {};
+// journal's copy), not again in the decoded form. Why not, as eth::parse_transaction says.
+boost::system::result<eth::Transaction, std::string> decode_held(
+    std::span<const std::uint8_t> raw) {
+    auto tx = eth::parse_transaction(raw);
+    if (tx) {
+        tx->raw = {};
+        tx->payload = {};
+    }
     return tx;
 }
 
@@ -129,16 +132,15 @@ asio::awaitable<bool> TxManager::load() {
         std::lock_guard lock(mu_);
         for (auto& r : records) {
             if (r.chain != config_.name) continue;
-            auto e = std::make_shared<Entry>();
-            try {
-                e->tx = decode_held(r.raw);
-            } catch (const std::exception& ex) {
+            auto tx = decode_held(r.raw);
+            if (!tx) {
                 spdlog::error(
-                    "chain {}: journaled transaction {} cannot be decoded ({}); left "
-                    "as it is",
-                    config_.name, r.hash, ex.what());
+                    "chain {}: journaled transaction {} cannot be decoded ({}); left as it is",
+                    config_.name, r.hash, tx.error());
                 continue;
             }
+            auto e = std::make_shared<Entry>();
+            e->tx = std::move(*tx);
             e->rec = std::move(r);
             e->maybe_taken = e->rec.state == TxState::queued;
             by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
@@ -149,12 +151,10 @@ asio::awaitable<bool> TxManager::load() {
         }
         for (auto& r : mined) {
             if (r.chain != config_.name || !r.block_number) continue;
+            auto tx = decode_held(r.raw);
+            if (!tx) continue;  // said when it was first loaded
             auto e = std::make_shared<Entry>();
-            try {
-                e->tx = decode_held(r.raw);
-            } catch (const std::exception&) {
-                continue;  // said when it was first loaded
-            }
+            e->tx = std::move(*tx);
             e->rec = std::move(r);
             mined_[e->rec.hash] = e;
         }

@@ -8,6 +8,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <boost/system/result.hpp>
 
 #include <array>
 #include <cstdint>
@@ -77,6 +78,11 @@ struct Transaction {
 /// contract, has no blob or too many, or whose sidecar does not match, a signature that is
 /// malleable (s > n/2), out of range or that recovers no key. Pure; safe from any thread.
 Transaction decode_transaction(std::span<const std::uint8_t> raw);
+
+/// decode_transaction for the request path: the transaction, or the message decode_transaction
+/// would throw. Never throws (but std::bad_alloc).
+boost::system::result<Transaction, std::string> parse_transaction(
+    std::span<const std::uint8_t> raw);
 
 /// The transaction as eth_getTransactionByHash shows a pending one (geth's field names and
 /// order): blockHash, blockNumber and transactionIndex null; gasPrice is maxFeePerGas for
