@@ -115,6 +115,9 @@ public:
 
     /// Managed transactions not final, held now.
     std::size_t held() const;
+    /// Whether the chain's unfinished managed transactions were loaded from the journal (sends
+    /// are refused until then).
+    bool loaded() const { return loaded_; }
 
 private:
     struct Tx;
