@@ -4,18 +4,10 @@
 // transaction, without a node, a socket or an HTTP request. The journal is the real one, in a
 // temporary folder. Tests wait for what the fakes were asked, never for a time.
 
-#include "gateway/custody/custody_stub.hpp"
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/transaction.hpp"
-#include "gateway/store/store.hpp"
-#include "gateway/txm/managed.hpp"
-#include "gateway/txm/tx_manager.hpp"
 #include "gateway/util/text.hpp"
-#include "support/io_thread.hpp"
-#include "support/mock_forwarder.hpp"
-#include "support/mock_signer.hpp"
-#include "support/process.hpp"
-#include "support/tx_signer.hpp"
+#include "support/managed_rig.hpp"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -23,10 +15,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
-#include <functional>
+#include <atomic>
 #include <mutex>
-#include <set>
-#include <thread>
 #include <vector>
 
 namespace gateway {
@@ -35,176 +25,13 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::_;
 using ::testing::HasSubstr;
-using ::testing::NiceMock;
 namespace json = boost::json;
-
-const std::string kSender = test::address_of(test::kKey0);
-constexpr std::uint64_t kPendingNonce = 5;
-constexpr unsigned kMaxAttempts = 2;
-
-custody::Signed answer_of(custody::Signed::Outcome outcome, std::string detail) {
-    custody::Signed s;
-    s.outcome = outcome;
-    s.detail = std::move(detail);
-    return s;
-}
-
-/// `signer`'s answer for `tx`, which this coroutine owns (sign() takes it by reference and runs
-/// after the caller's copy may have gone).
-boost::asio::awaitable<custody::Signed> sign_owned(custody::Signer& signer, eth::UnsignedTx tx,
-                                                   eth::Address from,
-                                                   std::chrono::steady_clock::time_point deadline) {
-    co_return co_await signer.sign(tx, from, deadline);
-}
-
-/// Everything a chain's managed senders need, faked where it is a neighbour: the pool answers
-/// from a small chain that mines whatever is sent at block 0x10; the signer signs.
-class ManagedRig {
-public:
-    ManagedRig()
-        : keys_("keys", std::vector<eth::Bytes>{*eth::from_hex(test::kKey0)}),
-          journal_([dir = test::make_temp_dir("managed-senders")] {
-              return std::unique_ptr<store::Journal>(
-                  store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
-          }) {
-        auto& c = pool.chain_config;
-        c.name = "devnet";
-        c.chain_id = 31337;
-        c.tx.poll_interval = 10ms;
-        c.tx.confirmations = 1;
-        c.tx.retry.max_attempts = kMaxAttempts;
-        c.tx.retry.backoff = 2ms;
-        c.accounts.push_back(config::AccountConfig{kSender, "mock"});
-        ON_CALL(pool, ready()).WillByDefault(::testing::Return(true));
-        ON_CALL(pool, head()).WillByDefault(::testing::Return(std::optional<std::uint64_t>(16)));
-        ON_CALL(pool, forward(_, _, _, _, _))
-            .WillByDefault([this](std::string method, json::value params, auto&&...) {
-                return test::ready_awaitable(answer(method, params));
-            });
-        ON_CALL(pool, forward_to(_, _, _, _, _, _, _))
-            .WillByDefault([this](std::string method, json::value params, auto&&...) {
-                return test::ready_awaitable(answer(method, params));
-            });
-        ON_CALL(pool, forward_at_least(_, _, _, _))
-            .WillByDefault([this](std::string method, json::value params, auto&&...) {
-                return test::ready_awaitable(answer(method, params));
-            });
-        ON_CALL(pool, broadcast(_, _, _, _))
-            .WillByDefault([this](std::string, json::value params, auto&&...) {
-                return test::ready_awaitable(take(params));
-            });
-        ON_CALL(signer, sign(_, _, _))
-            .WillByDefault([this](const eth::UnsignedTx& tx, const eth::Address& from,
-                                  auto deadline) { return keys_.sign(tx, from, deadline); });
-        txm_.emplace(pool.chain_config, pool, journal_, nullptr, io.ioc.get_executor());
-        senders_.emplace(pool.chain_config, pool, journal_, *txm_,
-                         std::map<std::string, custody::Signer*>{{kSender, &signer}},
-                         std::map<std::string, std::chrono::milliseconds>{{kSender, 2s}}, nullptr,
-                         io.ioc.get_executor());
-    }
-    ~ManagedRig() {
-        senders_->stop();
-        txm_->stop();
-        for (int i = 0; i < 300 && !txm_->stopped(); ++i) std::this_thread::sleep_for(10ms);
-        io.finish();  // what ran on the loop is over: the objects it used may go
-    }
-
-    /// Starts the senders and the raw write path once the test has set its expectations.
-    void start() {
-        txm_->start();
-        senders_->start();
-        ASSERT_TRUE(wait_for([&] { return txm_->loaded() && senders_->loaded(); }));
-    }
-
-    /// eth_sendTransaction of 1 wei to 0x…dEaD, waiting (at most 10 s) for its first signed
-    /// attempt's hash.
-    jsonrpc::Reply send_and_wait() {
-        return io.run(senders_->send(request(), "", true, std::chrono::steady_clock::now() + 10s))
-            .reply;
-    }
-    /// gateway_sendTransaction: answered at once with the new transaction's id.
-    std::string send_queued() {
-        const auto r =
-            io.run(senders_->send(request(), "", false, std::chrono::steady_clock::now() + 10s));
-        EXPECT_FALSE(r.reply.is_error()) << r.reply.error.message;
-        if (r.reply.is_error()) return "";
-        return std::string(json::parse(*r.reply.result).at("id").as_string());
-    }
-    /// gateway_getTransaction's view of `id`.
-    json::value describe(const std::string& id) {
-        const auto r = io.run(senders_->describe(id));
-        EXPECT_FALSE(r.is_error());
-        return r.is_error() ? json::value() : json::parse(*r.result);
-    }
-    /// Waits until `done`, or 10 s; false then.
-    static bool wait_for(const std::function<bool()>& done) {
-        const auto deadline = std::chrono::steady_clock::now() + 10s;
-        while (std::chrono::steady_clock::now() < deadline) {
-            if (done()) return true;
-            std::this_thread::sleep_for(2ms);
-        }
-        return done();
-    }
-    /// The raw transactions the nodes were sent, in order.
-    std::vector<std::string> sent() const {
-        std::lock_guard lock(mu_);
-        return sent_;
-    }
-
-    test::IoThread io;
-    NiceMock<test::MockForwarder> pool;
-    NiceMock<test::MockSigner> signer;
-    custody::CustodyStub keys_;  ///< what the signer signs with unless a test says otherwise
-
-private:
-    static json::array request() {
-        json::object tx;
-        tx["from"] = kSender;
-        tx["to"] = "0x000000000000000000000000000000000000dEaD";
-        tx["value"] = "0x1";
-        return json::array{tx};
-    }
-
-    upstream::Forwarded answer(const std::string& method, const json::value& params) {
-        if (method == "eth_estimateGas") return test::answered("\"0x5208\"");
-        if (method == "eth_gasPrice") return test::answered("\"0x3b9aca00\"");
-        if (method == "eth_feeHistory") return test::answered_error(-32601, "method not found");
-        if (method == "eth_getTransactionCount")
-            return test::answered(fmt::format("\"0x{:x}\"", kPendingNonce));
-        if (method == "eth_getBlockByNumber")
-            return test::answered(fmt::format(R"({{"number":"0x10","hash":"0x{:064x}"}})", 16));
-        if (method == "eth_getTransactionByHash") return test::answered("null");
-        if (method == "eth_getTransactionReceipt") {
-            const std::string hash(params.at(0).as_string());
-            std::lock_guard lock(mu_);
-            if (!mined_.count(hash)) return test::answered("null");
-            return test::answered(fmt::format(
-                R"({{"transactionHash":"{}","blockNumber":"0x10","blockHash":"0x{:064x}","status":"0x1"}})",
-                hash, 16));
-        }
-        return test::unavailable("not in this chain's script: " + method);
-    }
-
-    std::vector<upstream::Delivery> take(const json::value& params) {
-        const std::string raw(params.at(0).as_string());
-        const auto tx = eth::parse_transaction(*eth::from_hex(raw));
-        upstream::Delivery d;
-        d.upstream = "mock";
-        d.attempt.kind = upstream::Attempt::Kind::answered;
-        d.attempt.reply = jsonrpc::Reply::success("\"" + eth::to_hex(tx->hash) + "\"");
-        std::lock_guard lock(mu_);
-        sent_.push_back(raw);
-        mined_.insert(eth::to_hex(tx->hash));
-        return {d};
-    }
-
-    store::JournalService journal_;
-    std::optional<txm::TxManager> txm_;
-    std::optional<txm::ManagedSenders> senders_;
-    mutable std::mutex mu_;
-    std::vector<std::string> sent_;
-    std::set<std::string> mined_;
-};
+using test::answer_of;
+using test::kManagedSender;
+using test::kMaxAttempts;
+using test::kPendingNonce;
+using test::ManagedRig;
+using test::sign_owned;
 
 TEST(ManagedSenders, ASendIsSignedOnTheChainsPendingNonceAndItsAttemptIsWhatTheNodesAreSent) {
     ManagedRig rig;
@@ -230,7 +57,7 @@ TEST(ManagedSenders, ASendIsSignedOnTheChainsPendingNonceAndItsAttemptIsWhatTheN
     const auto sent = eth::parse_transaction(*eth::from_hex(rig.sent().front()));
     ASSERT_TRUE(sent);
     EXPECT_EQ(*reply.result, "\"" + eth::to_hex(sent->hash) + "\"");
-    EXPECT_EQ(eth::to_hex(sent->sender), util::lower(kSender));
+    EXPECT_EQ(eth::to_hex(sent->sender), util::lower(kManagedSender));
     EXPECT_EQ(sent->nonce, kPendingNonce);
 }
 

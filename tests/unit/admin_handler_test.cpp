@@ -1,0 +1,158 @@
+// The admin API's handler in-process, called with requests directly (no listener, no socket):
+// what an operator's action answers for each outcome of the transaction manager (done, accepted,
+// not found, conflict), bad queries and bodies, and cordons. The managed senders under it run
+// against a fake pool and a fake signer (support/managed_rig.hpp); the chain's own pool is a
+// real one that is never started (its upstream is only listed and cordoned).
+
+#include "gateway/admin/admin_handler.hpp"
+#include "gateway/upstream/pool.hpp"
+#include "support/managed_rig.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <string>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::_;
+using ::testing::HasSubstr;
+namespace json = boost::json;
+
+class AdminHandlerTest : public ::testing::Test {
+    // Before the rig, so that they go after it: its loop is finished by then.
+    config::ChainConfig chain_;
+    std::optional<upstream::ChainPool> pool_;
+    std::atomic<bool> draining_{false};
+    std::optional<admin::AdminHandler> handler_;
+
+protected:
+    AdminHandlerTest() {
+        config::UpstreamConfig u;
+        u.id = "node-a";
+        u.url = "http://127.0.0.1:1";
+        chain_.name = "devnet";
+        chain_.chain_id = 31337;
+        chain_.upstreams.push_back(u);
+        pool_.emplace(chain_, rig.io.ioc.get_executor(), nullptr);
+        handler_.emplace(std::vector<upstream::ChainPool*>{&*pool_}, nullptr, &draining_,
+                         &rig.journal());
+        handler_->set_managed({&rig.senders()}, {&rig.signer});
+    }
+    ~AdminHandlerTest() override { pool_->stop(); }
+
+    struct Answer {
+        unsigned status = 0;
+        json::value body;
+    };
+    Answer call(std::string method, std::string target, std::string body = {}) {
+        http::Request request;
+        request.method = std::move(method);
+        request.target = std::move(target);
+        request.body = std::move(body);
+        const http::Response r = rig.io.run(run(request));
+        json::error_code ec;
+        json::value v = json::parse(r.body, ec);
+        return {r.status, ec ? json::value(r.body) : v};
+    }
+    std::string error_of(const Answer& a) const {
+        const auto* o = a.body.if_object();
+        const auto* e = o ? o->if_contains("error") : nullptr;
+        return e && e->is_string() ? std::string(e->get_string()) : json::serialize(a.body);
+    }
+
+    test::ManagedRig rig;
+
+private:
+    boost::asio::awaitable<http::Response> run(http::Request& request) {
+        co_return co_await (*handler_)(request);
+    }
+};
+
+TEST_F(AdminHandlerTest, TheTransactionListTakesALimitThatIsANumberOnly) {
+    rig.start();
+    for (const char* limit : {"abc", "-1", "", "5x", "99999999999999999999999"}) {
+        const Answer a = call("GET", std::string("/admin/transactions?limit=") + limit);
+        EXPECT_EQ(a.status, 400u) << limit;
+        EXPECT_THAT(error_of(a), HasSubstr("limit must be a number")) << limit;
+    }
+    EXPECT_EQ(call("GET", "/admin/transactions?limit=5").status, 200u);
+    EXPECT_EQ(call("GET", "/admin/transactions?state=SIDEWAYS").status, 400u);
+}
+
+TEST_F(AdminHandlerTest, RetryAndCancelAnswerWhatTheTransactionManagerSays) {
+    // Refused by the signer once: FAILED, and then signed when an operator retries.
+    EXPECT_CALL(rig.signer, sign(_, _, _))
+        .WillOnce([](auto&&...) {
+            return test::ready_awaitable(
+                test::answer_of(custody::Signed::Outcome::refused, "policy: not now"));
+        })
+        .WillRepeatedly([this](const eth::UnsignedTx& tx, const eth::Address& from, auto deadline) {
+            return rig.keys_.sign(tx, from, deadline);
+        });
+    rig.start();
+    const std::string id = rig.send_queued();
+    ASSERT_TRUE(test::ManagedRig::wait_for(
+        [&] { return rig.describe(id).at("state").as_string() == "FAILED"; }));
+
+    // Not known here.
+    EXPECT_EQ(call("POST", "/admin/transactions/gtx-000000000000000000000000/retry").status, 404u);
+    // Cancelling a transaction that has finished: a conflict, saying why.
+    const Answer cancelled = call("POST", "/admin/transactions/" + id + "/cancel");
+    EXPECT_EQ(cancelled.status, 409u) << json::serialize(cancelled.body);
+    // Retried: taken up again, and signed this time.
+    const Answer retried = call("POST", "/admin/transactions/" + id + "/retry");
+    EXPECT_THAT(retried.status, ::testing::AnyOf(200u, 202u)) << json::serialize(retried.body);
+    ASSERT_TRUE(test::ManagedRig::wait_for([&] {
+        const auto state = rig.describe(id).at("state").as_string();
+        return state == "CONFIRMING" || state == "COMPLETED";
+    })) << json::serialize(rig.describe(id));
+    EXPECT_EQ(rig.sent().size(), 1u);
+    // An action that is neither: not found, and the answer says what there is.
+    EXPECT_EQ(call("POST", "/admin/transactions/" + id + "/rewind").status, 404u);
+}
+
+TEST_F(AdminHandlerTest, ResyncAnswersForManagedSendersOnly) {
+    rig.start();
+    const Answer unknown =
+        call("POST", "/admin/senders/0x000000000000000000000000000000000000dead/resync");
+    EXPECT_EQ(unknown.status, 404u);
+    EXPECT_THAT(error_of(unknown), HasSubstr("is not a managed sender"));
+
+    const Answer done = call("POST", "/admin/senders/" + test::kManagedSender + "/resync");
+    ASSERT_EQ(done.status, 200u) << json::serialize(done.body);
+    // The next nonce is the chain's pending count: nothing is held.
+    EXPECT_THAT(json::serialize(done.body), HasSubstr(std::to_string(test::kPendingNonce)));
+}
+
+TEST_F(AdminHandlerTest, CordonsNameAKnownUpstreamAndTakeAnOptionalReason) {
+    rig.start();
+    EXPECT_EQ(call("POST", "/admin/upstreams/node-z/cordon").status, 404u);
+    EXPECT_EQ(call("GET", "/admin/upstreams/node-a/cordon").status, 405u);
+    EXPECT_EQ(call("POST", "/admin/upstreams/node-a/cordon", "[1]").status, 400u);
+
+    const Answer cordoned =
+        call("POST", "/admin/upstreams/node-a/cordon", R"({"reason":"disk full"})");
+    ASSERT_EQ(cordoned.status, 200u) << json::serialize(cordoned.body);
+    EXPECT_EQ(cordoned.body.at("cordoned"), true);
+    EXPECT_EQ(cordoned.body.at("reason"), "disk full");
+    const Answer back = call("POST", "/admin/upstreams/node-a/uncordon");
+    ASSERT_EQ(back.status, 200u);
+    EXPECT_EQ(back.body.at("cordoned"), false);
+}
+
+TEST_F(AdminHandlerTest, AnUnknownPathListsTheEndpointsAndOtherMethodsAre405) {
+    rig.start();
+    const Answer unknown = call("GET", "/admin/nothing");
+    EXPECT_EQ(unknown.status, 404u);
+    EXPECT_THAT(json::serialize(unknown.body), HasSubstr("/admin/transactions/<hash|id>"));
+    EXPECT_EQ(call("DELETE", "/admin/upstreams").status, 405u);
+}
+
+}  // namespace
+}  // namespace gateway
