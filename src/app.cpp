@@ -103,7 +103,8 @@ struct Gateway::Impl {
     void force_stop(const char* why);
 };
 
-Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(config)) {
+Gateway::Gateway(const config::Config& config, const util::Clock& clock)
+    : impl_(std::make_unique<Impl>(config)) {
     Impl& g = *impl_;
     // The journal opens on its own thread. A store that cannot be opened does not stop the
     // gateway: reads go on, writes are refused (503) until it opens.
@@ -134,7 +135,7 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
                          store->schema_version());
             return std::unique_ptr<store::Journal>(std::move(store));
         },
-        std::move(journal_options));
+        std::move(journal_options), clock);
     try {
         g.journal->run_blocking([](store::JournalView&) {});
     } catch (const std::exception& e) {
@@ -155,9 +156,9 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     std::vector<rpc::ChainRoute> routes;
     for (const auto& chain : config.chains) {
         g.pools.push_back(
-            std::make_unique<upstream::ChainPool>(chain, g.ioc.get_executor(), &g.metrics));
+            std::make_unique<upstream::ChainPool>(chain, g.ioc.get_executor(), &g.metrics, clock));
         g.txms.push_back(std::make_unique<txm::TxManager>(chain, *g.pools.back(), *g.journal,
-                                                          &g.metrics, g.ioc.get_executor()));
+                                                          &g.metrics, g.ioc.get_executor(), clock));
         chains.push_back(g.pools.back().get());
         std::map<std::string, custody::Signer*> account_signers;
         std::map<std::string, std::chrono::milliseconds> sign_timeouts;
@@ -187,7 +188,7 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
         g.txms.back()->set_finality([w = g.watchers.back().get()] { return w->finalized(); });
         g.managed.push_back(std::make_unique<txm::ManagedSenders>(
             chain, *g.pools.back(), *g.journal, *g.txms.back(), std::move(account_signers),
-            std::move(sign_timeouts), &g.metrics, g.ioc.get_executor()));
+            std::move(sign_timeouts), &g.metrics, g.ioc.get_executor(), clock));
         routes.push_back(rpc::ChainRoute{g.pools.back().get(), g.txms.back().get(),
                                          g.managed.back().get(), g.caches.back().get()});
         spdlog::info("chain {} (id {}): {} upstream(s)", chain.name, chain.chain_id,

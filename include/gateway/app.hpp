@@ -3,6 +3,7 @@
 // architecture can be read in one place.
 
 #include "gateway/config/config.hpp"
+#include "gateway/util/clock.hpp"
 
 #include <memory>
 
@@ -11,8 +12,13 @@ namespace gateway {
 class Gateway {
 public:
     /// Builds every component and binds both listeners. Throws on start-up failures (a port in
-    /// use, an unusable store, a bad upstream URL) with a message for people.
-    explicit Gateway(const config::Config& config);
+    /// use, an unusable store, a bad upstream URL) with a message for people. `clock` (which
+    /// must outlive the gateway) times the gateway's own decisions: the pool's breakers, rests
+    /// and scores, the transaction manager's and the managed senders' waits, the journal's
+    /// books; a test hands in a manual one. Timers and deadlines of real I/O stay on the steady
+    /// clock.
+    explicit Gateway(const config::Config& config,
+                     const util::Clock& clock = util::SteadyClock::instance());
     ~Gateway();
     Gateway(const Gateway&) = delete;
     Gateway& operator=(const Gateway&) = delete;

@@ -67,7 +67,10 @@ protected:
         }
         c.chains.push_back(chain);
         if (tweak) tweak(c);
-        gw = std::make_unique<Gateway>(c);
+        if (manual_time)
+            gw = std::make_unique<Gateway>(c, clock);
+        else
+            gw = std::make_unique<Gateway>(c);
         runner = std::thread([this] { gw->run(false); });
     }
 
@@ -120,6 +123,11 @@ protected:
         }
         return false;
     }
+
+    /// Set before start(): the gateway's own decisions (breakers, rests, retry waits) run on
+    /// `clock`, which stands still until the test advances it. Probes and I/O keep real time.
+    bool manual_time = false;
+    util::ManualClock clock;
 
     std::unique_ptr<Gateway> gw;
     std::thread runner;

@@ -249,6 +249,7 @@ TEST_F(GatewayTest, TheFasterNodeOfATierGetsTheCallsAndTheScoreSaysWhy) {
 TEST_F(GatewayTest, TheBreakerOpensAfterFailedCallsAndTriesAgainAfterTheCooldown) {
     FakeUpstream failing(31337, on("eth_gasPrice", FakeReply::http(500, "")));
     FakeUpstream good(31337, node_at(0x10));
+    manual_time = true;  // the cooldown passes when the test says
     start({failing.url(), good.url()}, [](config::Config& c) {
         first_is_primary(c);
         c.chains[0].failover.breaker_threshold = 2;
@@ -260,11 +261,14 @@ TEST_F(GatewayTest, TheBreakerOpensAfterFailedCallsAndTriesAgainAfterTheCooldown
     EXPECT_EQ(upstream("node-0").at("breaker"), "open");
     EXPECT_EQ(upstream("node-0").at("state"), "breaker_open");
     EXPECT_EQ(upstream("node-0").at("health"), "up") << "its probes still answer";
-    std::this_thread::sleep_for(450ms);
+    clock.advance(399ms);
+    EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
+    EXPECT_EQ(failing.calls("eth_gasPrice"), 2u) << "still cooling down";
+    clock.advance(2ms);
     EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
     EXPECT_EQ(failing.calls("eth_gasPrice"), 3u) << "one trial after the cooldown";
     failing.set_script(node_at(0x10));
-    std::this_thread::sleep_for(450ms);
+    clock.advance(401ms);
     EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-0")
         << "the trial succeeded: closed again";
     EXPECT_EQ(upstream("node-0").at("breaker"), "closed");
@@ -275,12 +279,16 @@ TEST_F(GatewayTest, A429WithRetryAfterRestsTheNode) {
     limited.headers = {{"Retry-After", "1"}};
     FakeUpstream busy(31337, on("eth_gasPrice", limited));
     FakeUpstream other(31337, node_at(0x10));
+    manual_time = true;  // its rest ends when the test says
     start({busy.url(), other.url()}, first_is_primary);
     wait_ready();
     for (int i = 0; i < 5; ++i) EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-1");
     EXPECT_EQ(busy.calls("eth_gasPrice"), 1u) << "Retry-After is honoured";
     EXPECT_EQ(upstream("node-0").at("state"), "throttled");
-    std::this_thread::sleep_for(1100ms);
+    clock.advance(999ms);
+    post(kGasPrice);
+    EXPECT_EQ(busy.calls("eth_gasPrice"), 1u) << "resting for the second it asked for";
+    clock.advance(2ms);
     post(kGasPrice);
     EXPECT_EQ(busy.calls("eth_gasPrice"), 2u) << "and then it is asked again";
 }
