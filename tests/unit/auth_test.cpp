@@ -842,12 +842,12 @@ TEST(AuthKeySet, AStaticSetRefusesADocumentThatIsNotAJwks) {
 
 class AuthJwks : public Auth {
 protected:
-    std::shared_ptr<KeySet> fetching(std::chrono::milliseconds refresh,
-                                     std::chrono::milliseconds min_refetch) {
+    std::shared_ptr<KeySet> fetching(
+        std::chrono::milliseconds refresh, std::chrono::milliseconds min_refetch,
+        const util::Clock& fetch_clock = util::SteadyClock::instance()) {
         config::JwtConfig c = auth_config(server.url()).jwt;
         c.refresh = refresh;
-        auto keys = make_jwks_key_set(c, io.ioc.get_executor(), &metrics,
-                                      util::SteadyClock::instance(), min_refetch);
+        auto keys = make_jwks_key_set(c, io.ioc.get_executor(), &metrics, fetch_clock, min_refetch);
         started_.push_back(keys);
         return keys;
     }
@@ -950,6 +950,32 @@ TEST_F(AuthJwks, CachedKeysKeepWorkingWhileTheServiceIsDown) {
     // A kid not fetched before cannot be learnt now.
     EXPECT_EQ(outcome(*a, issuer().rsa2.sign(claims())), Outcome::unknown_key);
     EXPECT_EQ(metric("gateway_auth_jwks_keys"), 2);
+}
+
+TEST_F(AuthJwks, TheJwksAgeIsItsAgeAtEachScrapeAndGrowsWhileTheServiceIsDown) {
+    // The fixture's manual clock: the age moves only when the test moves it.
+    auto keys = fetching(60s, 50ms, clock);
+    auto a = authenticator(keys);
+    keys->start();
+    ASSERT_TRUE(eventually([&] { return metric(kFetchedOk) == 1; }));
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 0);
+    // No fetch is due for a minute: the age is as of the scrape, not as of the last fetch.
+    clock.advance(10s);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 10);
+    // The service goes down; a refetch for an unknown kid fails. The keys held are as old as
+    // before, and keep getting older.
+    server.down();
+    EXPECT_EQ(outcome(*a, issuer().rsa2.sign(claims())), Outcome::unknown_key);
+    EXPECT_EQ(metric(kFetchFailed), 1);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 10);
+    clock.advance(20s);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 30);
+    // Up again: the next fetch makes it new.
+    server.up();
+    clock.advance(1s);  // past min_refetch
+    EXPECT_EQ(outcome(*a, issuer().rsa2.sign(claims())), Outcome::unknown_key);
+    EXPECT_EQ(metric(kFetchedOk), 2);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 0);
 }
 
 TEST_F(AuthJwks, AGatewayThatCouldNotFetchAtStartRefusesTokensUntilTheServiceIsUp) {

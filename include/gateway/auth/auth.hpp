@@ -108,7 +108,8 @@ public:
 };
 
 /// Fetches auth.jwt.jwks_url with GET over HTTP(S) (its ca_file honoured). `min_refetch`: 30 s
-/// outside tests. Metrics: gateway_auth_jwks_age_seconds, _keys, _fetches_total. An answer that
+/// outside tests. Metrics: gateway_auth_jwks_age_seconds (read at each scrape, through `clock`:
+/// Metrics::set_jwks_age_source), _keys, _fetches_total. An answer that
 /// is not HTTP 200 with a JWKS is a failed fetch (the keys held stay); a JWKS with no usable key
 /// is not: it replaces them. Throws std::invalid_argument when the URL or ca_file cannot be used
 /// (start-up only).

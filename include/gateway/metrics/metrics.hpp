@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -97,8 +98,13 @@ public:
     /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has),
     /// rate_limited.
     void count_auth(std::string_view listener, std::string_view outcome);
-    /// The JWKS: seconds since it was last fetched successfully (-1: never), keys it holds.
-    void set_jwks(double age_seconds, double keys);
+    /// The keys the JWKS holds now.
+    void set_jwks_keys(double keys);
+    /// Where gateway_auth_jwks_age_seconds is read at each scrape: seconds since the JWKS was
+    /// last fetched successfully (-1: never). Read at the scrape rather than set at each fetch,
+    /// so that it is the key set's age now, between fetches and through an outage. Called by
+    /// render() (any thread); must not block.
+    void set_jwks_age_source(std::function<double()> age_seconds);
     /// A fetch of the JWKS ended with `outcome` (ok, failed).
     void count_jwks_fetch(std::string_view outcome);
     /// A call answered to an authenticated client (`client`: a configured id, or jwt:<sub> for
