@@ -180,8 +180,8 @@ struct Metrics::Impl {
                 "Reads answered by an identical call already in flight, by method");
     prom::Family<prom::Counter>& auth =
         counter(registry, "gateway_auth_requests_total",
-                "Credential checks, by listener and outcome (ok, missing, invalid, expired, "
-                "unknown_key, rate_limited)");
+                "Credential checks, one per request, by listener and outcome (ok, missing, "
+                "invalid, expired, unknown_key)");
     prom::Gauge& jwks_age = gauge(registry, "gateway_auth_jwks_age_seconds",
                                   "Seconds since the JWKS was last fetched successfully, as of the "
                                   "scrape; -1 before the first")
@@ -422,14 +422,15 @@ void Metrics::count_jwks_fetch(std::string_view outcome) {
     impl_->jwks_fetches.Add({{"outcome", s(outcome)}}).Increment();
 }
 
-void Metrics::count_client_call(std::string_view client, std::string_view outcome) {
+void Metrics::count_client_call(std::string_view client, std::string_view outcome,
+                                std::size_t calls) {
     Impl& m = *impl_;
     m.client_counters
         .get(key_of(client, outcome),
              [&]() -> prom::Counter& {
                  return m.client_calls.Add({{"client", s(client)}, {"outcome", s(outcome)}});
              })
-        .Increment();
+        .Increment(static_cast<double>(calls));
 }
 
 void Metrics::count_connection_closed(std::string_view listener, std::string_view reason) {

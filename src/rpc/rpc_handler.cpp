@@ -31,8 +31,10 @@ RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRout
 
 RpcHandler::~RpcHandler() = default;
 
-void RpcHandler::count_client_call(const auth::Client& client, std::string_view outcome) const {
-    if (metrics_ && !client.anonymous()) metrics_->count_client_call(client.label(), outcome);
+void RpcHandler::count_client_call(const auth::Client& client, std::string_view outcome,
+                                   std::size_t calls) const {
+    if (metrics_ && !client.anonymous())
+        metrics_->count_client_call(client.label(), outcome, calls);
 }
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
@@ -188,19 +190,29 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         count_client_call(*client, "invalid");
         co_return error_reply(200, parsed.error());
     }
-    // Each call of a batch counts against the client's rate.
-    if (auto wait = auth_.admit(*client, parsed->entries.size())) {
-        if (metrics_) metrics_->count_auth("rpc", "rate_limited");
-        count_client_call(*client, "rate_limited");
-        const auto seconds = std::max<std::int64_t>(
-            1,
-            std::chrono::duration_cast<std::chrono::seconds>(*wait + std::chrono::milliseconds(999))
-                .count());
+    // Each call of a batch counts against the client's rate; a batch goes whole or not at all.
+    // The request's credential check was counted `ok` (gateway_auth_requests_total counts each
+    // request once); its refused calls are counted as the client's, `rate_limited`.
+    const std::size_t calls = parsed->entries.size();
+    if (auto throttle = auth_.admit(*client, calls)) {
+        count_client_call(*client, "rate_limited", calls);
+        const auto seconds =
+            std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(
+                                          throttle->retry_after + std::chrono::milliseconds(999))
+                                          .count());
+        std::string message =
+            throttle->too_large
+                ? fmt::format(
+                      "rate limit: this batch has {} calls, more than client {} may ever "
+                      "send at once: at most {} calls per batch (each call counts "
+                      "against its max_rps); split the batch",
+                      calls, client->id(), throttle->max_calls)
+                : fmt::format(
+                      "rate limit: client {} is over its calls per second (each call of "
+                      "a batch counts); retry in {} s",
+                      client->id(), seconds);
         http::Response r = error_reply(
-            429, jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded,
-                                fmt::format("rate limit: client {} is over its calls per second "
-                                            "(each call of a batch counts); retry in {} s",
-                                            client->id(), seconds)));
+            429, jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded, std::move(message)));
         r.headers.emplace_back("Retry-After", std::to_string(seconds));
         co_return r;
     }

@@ -422,19 +422,48 @@ TEST_F(AuthGatewayTest, OverItsRateAClientGets429WithRetryAfterAndABatchCountsEa
     FakeUpstream node;
     start_with_auth(node.url());
     const std::string one = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::string two = "[" + one + "," + one + "]";
     const std::string three = "[" + one + "," + one + "," + one + "]";
-    // A batch larger than a second's worth goes while the bucket is full, and leaves it owing:
-    // the next call waits.
-    EXPECT_EQ(call(three, kIndexerKey).status, 200u);
+    // The indexer may make 2 calls a second: a batch of three is more than it may ever send at
+    // once. Refused whole, saying how many calls a batch may have; nothing taken, no debt.
+    HttpReply big = call(three, kIndexerKey);
+    EXPECT_EQ(big.status, 429u);
+    EXPECT_EQ(error_of(big).at("code"), -32005);
+    EXPECT_THAT(message_of(big), HasSubstr("client indexer"));
+    EXPECT_THAT(message_of(big), HasSubstr("at most 2 calls per batch"));
+    EXPECT_GE(std::stoi(big.header("retry-after")), 1);
+    // Its whole burst still goes, and then the next call waits.
+    EXPECT_EQ(call(two, kIndexerKey).status, 200u);
     HttpReply r = call(one, kIndexerKey);
     EXPECT_EQ(r.status, 429u);
     EXPECT_EQ(error_of(r).at("code"), -32005);
-    EXPECT_THAT(message_of(r), HasSubstr("client indexer"));
-    EXPECT_GE(std::stoi(r.header("retry-after")), 1);
+    EXPECT_THAT(message_of(r), HasSubstr("client indexer is over its calls per second"));
+    EXPECT_EQ(r.header("retry-after"), "1");
     // A client without a limit is not held back.
     for (int i = 0; i < 20; ++i) ASSERT_EQ(call(three, kBackendKey).status, 200u);
-    EXPECT_THAT(http_metrics(),
-                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="rate_limited"})"));
+}
+
+TEST_F(AuthGatewayTest, AThrottledRequestIsCountedOnceAsAuthenticatedAndItsCallsAsRateLimited) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string one = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::string three = "[" + one + "," + one + "," + one + "]";
+    EXPECT_EQ(call(three, kIndexerKey).status, 429u);  // over the burst: 3 calls refused
+    EXPECT_EQ(call(one, kIndexerKey).status, 200u);
+    EXPECT_EQ(call(one, kIndexerKey).status, 200u);
+    EXPECT_EQ(call(one, kIndexerKey).status, 429u);  // over the rate: 1 call refused
+    const std::string metrics = http_metrics();
+    // Four requests, four credential checks, each counted once.
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="ok"} 4)"));
+    EXPECT_THAT(
+        metrics,
+        Not(HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="rate_limited"})")));
+    EXPECT_THAT(
+        metrics,
+        HasSubstr(R"(gateway_client_requests_total{client="indexer",outcome="rate_limited"} 4)"));
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_client_requests_total{client="indexer",outcome="ok"} 2)"));
 }
 
 TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {

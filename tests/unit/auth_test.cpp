@@ -717,42 +717,81 @@ TEST_F(Auth, TokenClientsShareOneLabelAndConfiguredClientsHaveTheirOwn) {
 // ---------------------------------------------------------------------------------------------
 // Rate limits
 
+// How long admit() says to wait; nullopt when it admits.
+std::optional<std::chrono::milliseconds> wait(Authenticator& a, const Client& c,
+                                              std::size_t calls) {
+    const auto refused = a.admit(c, calls);
+    if (!refused) return std::nullopt;
+    return refused->retry_after;
+}
+
 TEST_F(Auth, AClientAt200RpsWaitsAbout5MsForThe201stCallOfAnInstant) {
     auto a = authenticator(nullptr);
     const auto indexer = check(*a, kOldKey).client;
-    for (int i = 0; i < 200; ++i) ASSERT_FALSE(a->admit(*indexer, 1)) << i;
-    EXPECT_EQ(a->admit(*indexer, 1), 5ms);
-    EXPECT_EQ(a->admit(*indexer, 1), 5ms);  // a refused call takes nothing
+    for (int i = 0; i < 200; ++i) ASSERT_FALSE(wait(*a, *indexer, 1)) << i;
+    EXPECT_EQ(wait(*a, *indexer, 1), 5ms);
+    EXPECT_EQ(wait(*a, *indexer, 1), 5ms);  // a refused call takes nothing
     clock.advance(4ms);
-    EXPECT_EQ(a->admit(*indexer, 1), 1ms);
+    EXPECT_EQ(wait(*a, *indexer, 1), 1ms);
     clock.advance(1ms);
-    EXPECT_FALSE(a->admit(*indexer, 1));
-    EXPECT_TRUE(a->admit(*indexer, 1));
+    EXPECT_FALSE(wait(*a, *indexer, 1));
+    EXPECT_TRUE(wait(*a, *indexer, 1));
 }
 
 TEST_F(Auth, ABatchTakesOneTokenPerCall) {
     auto a = authenticator(nullptr);
     const auto indexer = check(*a, kNewKey).client;
-    EXPECT_FALSE(a->admit(*indexer, 20));
-    EXPECT_FALSE(a->admit(*indexer, 180));
-    EXPECT_EQ(a->admit(*indexer, 20), 100ms);
+    EXPECT_FALSE(wait(*a, *indexer, 20));
+    EXPECT_FALSE(wait(*a, *indexer, 180));
+    EXPECT_EQ(wait(*a, *indexer, 20), 100ms);
     clock.advance(100ms);
-    EXPECT_FALSE(a->admit(*indexer, 20));
+    EXPECT_FALSE(wait(*a, *indexer, 20));
+    EXPECT_TRUE(wait(*a, *indexer, 1));
+}
+
+TEST_F(Auth, ABatchNeedingMoreThanTheBucketHoldsNowIsRefusedWholeAndTakesNothing) {
+    auto a = authenticator(nullptr);
+    const auto indexer = check(*a, kOldKey).client;  // 200 a second
+    EXPECT_FALSE(a->admit(*indexer, 150));
+    const auto refused = a->admit(*indexer, 100);  // 50 left
+    ASSERT_TRUE(refused);
+    EXPECT_FALSE(refused->too_large);
+    EXPECT_EQ(refused->retry_after, 250ms);
+    EXPECT_EQ(refused->max_calls, 200u);
+    // The refused batch took nothing: the 50 are still there, and no more.
+    EXPECT_FALSE(a->admit(*indexer, 50));
     EXPECT_TRUE(a->admit(*indexer, 1));
 }
 
-TEST_F(Auth, ABatchLargerThanTheBurstGoesOnAFullBucketAndLeavesItInDebt) {
+TEST_F(Auth, ABatchLargerThanTheBurstIsRefusedEvenOnAFullBucketAndLeavesNoDebt) {
     auto a = authenticator(nullptr);
-    const auto indexer = check(*a, kOldKey).client;
-    EXPECT_FALSE(a->admit(*indexer, 1));
-    // Not full: the batch waits until it is.
-    EXPECT_EQ(a->admit(*indexer, 300), 5ms);
-    clock.advance(5ms);
-    EXPECT_FALSE(a->admit(*indexer, 300));
-    // 100 calls in debt: the next call waits for 101 tokens.
-    EXPECT_EQ(a->admit(*indexer, 1), 505ms);
-    clock.advance(505ms);
-    EXPECT_FALSE(a->admit(*indexer, 1));
+    const auto indexer = check(*a, kOldKey).client;  // 200 a second: at most 200 calls at once
+    const auto refused = a->admit(*indexer, 300);
+    ASSERT_TRUE(refused) << "a batch larger than the bucket must not go into debt";
+    EXPECT_TRUE(refused->too_large);
+    EXPECT_EQ(refused->max_calls, 200u);
+    // Nothing taken: a whole burst still goes, and the next call waits for one token only.
+    EXPECT_FALSE(a->admit(*indexer, 200));
+    EXPECT_EQ(wait(*a, *indexer, 1), 5ms);
+    // On an empty bucket a too-large batch is told when the bucket is full again.
+    const auto again = a->admit(*indexer, 201);
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->too_large);
+    EXPECT_EQ(again->retry_after, 1000ms);
+}
+
+TEST_F(Auth, ABucketHoldsAtLeastOneCall) {
+    config::AuthConfig c = auth_config();
+    c.clients[0].max_rps = 0.5;  // not from a config file (whole numbers), but the bucket copes
+    auto a = authenticator(nullptr, c);
+    const auto client = check(*a, c.clients[0].keys.front()).client;
+    ASSERT_TRUE(client);
+    const auto two = a->admit(*client, 2);
+    ASSERT_TRUE(two);
+    EXPECT_TRUE(two->too_large);
+    EXPECT_EQ(two->max_calls, 1u);
+    EXPECT_FALSE(a->admit(*client, 1));
+    EXPECT_EQ(wait(*a, *client, 1), 2000ms);
 }
 
 TEST_F(Auth, AClientWithoutMaxRpsIsAlwaysAdmitted) {
@@ -763,8 +802,8 @@ TEST_F(Auth, AClientWithoutMaxRpsIsAlwaysAdmitted) {
     const auto token_client = check(*a, issuer().ec.sign(claims())).client;
     ASSERT_TRUE(wallet && token_client);
     for (int i = 0; i < 1000; ++i) {
-        ASSERT_FALSE(a->admit(*wallet, 100));
-        ASSERT_FALSE(a->admit(*token_client, 100));
+        ASSERT_FALSE(wait(*a, *wallet, 100));
+        ASSERT_FALSE(wait(*a, *token_client, 100));
         ASSERT_FALSE(a->admit(*a->anonymous(), 100));
     }
     // A client the Authenticator did not make has no bucket either.
@@ -776,14 +815,14 @@ TEST_F(Auth, TwoTokenSubsHaveSeparateBuckets) {
     const auto alice = check(*a, issuer().ec.sign(claims())).client;
     const auto bob = check(*a, issuer().ec.sign(claims({{"sub", "bob"}}))).client;
     ASSERT_TRUE(alice && bob);
-    EXPECT_FALSE(a->admit(*alice, 50));
-    EXPECT_EQ(a->admit(*alice, 1), 20ms);
-    EXPECT_FALSE(a->admit(*bob, 50));
+    EXPECT_FALSE(wait(*a, *alice, 50));
+    EXPECT_EQ(wait(*a, *alice, 1), 20ms);
+    EXPECT_FALSE(wait(*a, *bob, 50));
     // Another token of the same sub shares its bucket.
     const auto alice_again = check(*a, issuer().ec.sign(claims({{"iat", 5}}))).client;
     ASSERT_TRUE(alice_again);
     EXPECT_NE(alice_again, alice);
-    EXPECT_EQ(a->admit(*alice_again, 1), 20ms);
+    EXPECT_EQ(wait(*a, *alice_again, 1), 20ms);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -123,6 +123,17 @@ std::shared_ptr<KeySet> make_jwks_key_set(
 /// checking a document. Throws std::invalid_argument when the text is not a JWKS.
 std::shared_ptr<KeySet> make_static_key_set(std::string_view jwks_json);
 
+/// Why Authenticator::admit() refused a request (it took nothing from the bucket).
+struct Throttle {
+    /// How long until a request of as many calls would be admitted; for one larger than
+    /// `max_calls`, until the bucket is full again (a request of `max_calls` then goes).
+    std::chrono::milliseconds retry_after{0};
+    /// The most calls one request of this client can have: its bucket's whole content.
+    std::size_t max_calls = 0;
+    /// The request has more calls than `max_calls`: it is refused however long it waits.
+    bool too_large = false;
+};
+
 /// The RPC listener's credential checks. Thread-safe.
 class Authenticator {
 public:
@@ -149,11 +160,11 @@ public:
 
     /// Takes `calls` calls from the client's max_rps bucket: a configured client's own bucket,
     /// one bucket per sub for token clients (the 10,000 most recently used). The bucket refills
-    /// at max_rps a second and holds one second's worth. A batch larger than that is admitted
-    /// when the bucket is full and leaves it in debt (the client then waits until it has paid),
-    /// so a big batch is slowed, never refused for ever. nullopt: admitted; else how long until
-    /// it would be (nothing is taken). Clients without a limit are always admitted.
-    std::optional<std::chrono::milliseconds> admit(const Client& client, std::size_t calls);
+    /// at max_rps a second and holds one second's worth (at least one call): that is the most
+    /// calls one request (a batch) can have. A request is admitted whole or refused whole, and
+    /// a refused one takes nothing: the bucket never goes into debt. nullopt: admitted; else why
+    /// not (Throttle). Clients without a limit are always admitted.
+    std::optional<Throttle> admit(const Client& client, std::size_t calls);
 
 private:
     struct Impl;

@@ -95,8 +95,9 @@ public:
     void count_logs_split(std::string_view chain, std::size_t parts);
 
     /// A credential check on a listener ("rpc" or "admin") ended with `outcome`: ok, missing,
-    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has),
-    /// rate_limited.
+    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has). Once per
+    /// request: a request refused later for its client's rate was counted `ok` here, and its
+    /// calls are counted by count_client_call(..., "rate_limited").
     void count_auth(std::string_view listener, std::string_view outcome);
     /// The keys the JWKS holds now.
     void set_jwks_keys(double keys);
@@ -109,7 +110,9 @@ public:
     void count_jwks_fetch(std::string_view outcome);
     /// A call answered to an authenticated client (`client`: a configured id, or jwt:<sub> for
     /// the first ones seen, then "jwt:other", so tokens cannot grow the label set without bound).
-    void count_client_call(std::string_view client, std::string_view outcome);
+    /// `calls`: a batch refused whole counts each of its calls.
+    void count_client_call(std::string_view client, std::string_view outcome,
+                           std::size_t calls = 1);
     /// A connection the listener closed at accept (`reason`: max_connections, max_per_ip), or
     /// an idle one it closed to make room (evicted).
     void count_connection_closed(std::string_view listener, std::string_view reason);
