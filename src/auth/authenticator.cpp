@@ -344,7 +344,7 @@ struct Authenticator::Impl {
         }
     }
 
-    asio::awaitable<Verdict> check(std::string_view credential) {
+    asio::awaitable<Verdict> check(std::string_view credential, Presented where) {
         if (credential.empty())
             co_return refused(Outcome::missing,
                               "a credential is required: send Authorization: Bearer <API key or "
@@ -358,6 +358,13 @@ struct Authenticator::Impl {
         for (const auto& key : api_keys)
             if (detail::digest_equals(key.digest, *digest)) match = key.client;
         if (match) co_return Verdict{Outcome::ok, std::move(match), {}};
+        // The issue allows API keys only in the path: a URL ends up in proxies' and servers'
+        // access logs, and a token there is a bearer credential anyone reading them can use
+        // until it expires. Refused before any check, so that it never works by accident.
+        if (where == Presented::path && detail::looks_like_jws(credential))
+            co_return refused(Outcome::invalid,
+                              "a bearer token is not accepted in the URL path (URLs end up in "
+                              "access logs): send it as Authorization: Bearer <token>");
         if (!detail::looks_like_jws(credential) || !keys)
             co_return refused(Outcome::invalid,
                               keys ? "the credential is not a known API key or a bearer token"
@@ -459,10 +466,10 @@ std::shared_ptr<const Client> Authenticator::anonymous() const {
     return impl_->anonymous;
 }
 
-asio::awaitable<Verdict> Authenticator::authenticate(std::string_view credential) {
+asio::awaitable<Verdict> Authenticator::authenticate(std::string_view credential, Presented where) {
     Verdict verdict;
     try {
-        verdict = co_await impl_->check(credential);
+        verdict = co_await impl_->check(credential, where);
     } catch (const std::exception&) {
         // Out of memory and the like: the caller is refused, the listener keeps serving.
         verdict = refused(Outcome::invalid, "the credential could not be checked");

@@ -128,8 +128,12 @@ RpcHandler::identify(const http::Request& request) {
     if (request.principal)  // the head check did it
         co_return Identity(std::static_pointer_cast<const auth::Client>(request.principal));
     std::string_view credential = auth::bearer_token(request.header("authorization"));
-    if (credential.empty()) credential = target_of(request).key;
-    auth::Verdict verdict = co_await auth_.authenticate(credential);
+    auth::Presented where = auth::Presented::header;
+    if (credential.empty()) {
+        credential = target_of(request).key;
+        where = auth::Presented::path;
+    }
+    auth::Verdict verdict = co_await auth_.authenticate(credential, where);
     if (verdict.outcome == auth::Outcome::ok) co_return Identity(std::move(verdict.client));
     http::Response r = error_reply(
         401, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, std::move(verdict.message)));

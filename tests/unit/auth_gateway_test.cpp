@@ -466,6 +466,23 @@ TEST_F(AuthGatewayTest, AThrottledRequestIsCountedOnceAsAuthenticatedAndItsCalls
                 HasSubstr(R"(gateway_client_requests_total{client="indexer",outcome="ok"} 2)"));
 }
 
+TEST_F(AuthGatewayTest, ATokenInTheUrlPathIsRefusedWithAWordAboutTheHeader) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    // The shape of a JWT (header.payload.signature, base64url): tokens go in the header only.
+    const std::string token =
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+    HttpReply r = call(body, "", "/devnet/" + token);
+    EXPECT_EQ(r.status, 401u);
+    EXPECT_EQ(error_of(r).at("code"), 4100);
+    EXPECT_THAT(message_of(r), HasSubstr("not accepted in the URL path"));
+    EXPECT_THAT(message_of(r), HasSubstr("Authorization: Bearer"));
+    EXPECT_THAT(r.body, Not(HasSubstr(token)));
+    // An API key in the path still works.
+    EXPECT_EQ(call(body, "", "/devnet/" + kBackendKey).status, 200u);
+}
+
 TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {
     FakeUpstream node;
     start_with_auth(node.url());

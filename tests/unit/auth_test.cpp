@@ -677,6 +677,22 @@ TEST_F(Auth, ManyTokensAtOnceFromSeveralThreadsAreEachCheckedRight) {
     }
 }
 
+TEST_F(Auth, ATokenInTheUrlPathIsRefusedUncheckedAndAKeyThereIsNot) {
+    config::AuthConfig c = auth_config();
+    c.clients[1].keys.push_back("wallet.key-with.two-dots");  // a key may look like a token
+    auto a = authenticator(static_keys({&issuer().rsa}), c);
+    const std::string token = issuer().rsa.sign(claims());
+    ASSERT_EQ(outcome(*a, token), Outcome::ok);  // in the header: accepted (and now cached)
+    const Verdict in_path = io.run(a->authenticate(token, Presented::path));
+    EXPECT_EQ(in_path.outcome, Outcome::invalid);
+    EXPECT_THAT(in_path.message, HasSubstr("not accepted in the URL path"));
+    EXPECT_THAT(in_path.message, HasSubstr("send it as Authorization: Bearer <token>"));
+    EXPECT_THAT(in_path.message, Not(HasSubstr(token)));
+    EXPECT_EQ(io.run(a->authenticate(kWalletKey, Presented::path)).outcome, Outcome::ok);
+    EXPECT_EQ(io.run(a->authenticate("wallet.key-with.two-dots", Presented::path)).outcome,
+              Outcome::ok);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics and labels
 

@@ -134,6 +134,10 @@ struct Throttle {
     bool too_large = false;
 };
 
+/// Where a credential was presented: a token is taken in the header only (a URL ends up in
+/// proxies' and servers' access logs), an API key in either.
+enum class Presented { header, path };
+
 /// The RPC listener's credential checks. Thread-safe.
 class Authenticator {
 public:
@@ -154,9 +158,12 @@ public:
     /// (RS256 or ES256 only; `none` and HS* refused; exp, nbf, iss, aud with 30 s of skew; sub
     /// required) and then cached until it expires, so a keep-alive client pays the signature
     /// check once. A token whose kid is unknown waits for one refetch of the JWKS (bounded by
-    /// its timeout) before it is refused. Counts gateway_auth_requests_total{listener="rpc"}.
+    /// its timeout) before it is refused. A credential presented in the URL path that is not an
+    /// API key and looks like a token is refused unchecked (`invalid`, the message says to send
+    /// it in the Authorization header). Counts gateway_auth_requests_total{listener="rpc"}.
     /// Never throws. `credential` must stay valid until the returned awaitable completes.
-    boost::asio::awaitable<Verdict> authenticate(std::string_view credential);
+    boost::asio::awaitable<Verdict> authenticate(std::string_view credential,
+                                                 Presented where = Presented::header);
 
     /// Takes `calls` calls from the client's max_rps bucket: a configured client's own bucket,
     /// one bucket per sub for token clients (the 10,000 most recently used). The bucket refills
