@@ -5,12 +5,14 @@
 
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/cache/coalescer.hpp"
+#include "gateway/util/text.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <variant>
 
@@ -43,6 +45,33 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
     return jsonrpc::error_response(jsonrpc::kNullId, jsonrpc::Error(code, std::string(message)));
 }
 
+namespace {
+
+bool is_address(std::string_view s) {
+    return s.size() == 42 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') &&
+           std::all_of(s.begin() + 2, s.end(),
+                       [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+// Names the `from` as the client sent it: cut to the length of an address, an address with
+// junk after it would read as that address (one the client may well use), and a 32-byte
+// padded one as its first 20 bytes.
+std::string sender_refusal(const auth::Client& client, std::string_view from) {
+    if (is_address(from))
+        return fmt::format(
+            "client {} may not send from {} (not in its senders; eth_accounts lists the ones it "
+            "may use)",
+            client.id(), from);
+    constexpr std::size_t kShown = 80;
+    const std::string_view shown = util::utf8_prefix(from, kShown);
+    return fmt::format(
+        "client {} may not send from '{}{}': not an address (0x and 40 hex digits; "
+        "eth_accounts lists the ones it may use)",
+        client.id(), shown, shown.size() < from.size() ? "\u2026" : "");
+}
+
+}  // namespace
+
 asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     const ChainRoute& route, const jsonrpc::Entry& entry, std::string_view idempotency_key,
     const auth::Client& client, std::string_view source,
@@ -71,10 +100,8 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     } else if (sender && !client.may_send_from(chain_name, *sender)) {
         c.outcome = "denied";
         out.response = jsonrpc::error_response(
-            call.id, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized,
-                                    fmt::format("client {} may not send from {} (not in its "
-                                                "senders; eth_accounts lists the ones it may use)",
-                                                client.id(), sender->substr(0, 42))));
+            call.id,
+            jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, sender_refusal(client, *sender)));
     } else {
         const Route answer = route_of(call.method);
         co_await (this->*answer)(c);

@@ -483,6 +483,31 @@ TEST_F(AuthGatewayTest, ATokenInTheUrlPathIsRefusedWithAWordAboutTheHeader) {
     EXPECT_EQ(call(body, "", "/devnet/" + kBackendKey).status, 200u);
 }
 
+TEST_F(AuthGatewayTest, ARefusedFromIsShownAsTheClientSentItNeverCutToAnAddress) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    // The backend's own sender with junk after it: refused, and not named as the sender itself
+    // (which the backend may use).
+    HttpReply junk = call(managed_send(kSender0 + "zzzz"), kBackendKey);
+    EXPECT_EQ(error_of(junk).at("code"), 4100);
+    EXPECT_THAT(message_of(junk), HasSubstr(kSender0 + "zzzz"));
+    EXPECT_THAT(message_of(junk), HasSubstr("not an address"));
+    // Padded to 32 bytes: shown whole, not as its first 20 bytes.
+    const std::string padded = "0x000000000000000000000000" + kSender0.substr(2);
+    HttpReply wide = call(managed_send(padded), kBackendKey);
+    EXPECT_EQ(error_of(wide).at("code"), 4100);
+    EXPECT_THAT(message_of(wide), HasSubstr(padded));
+    EXPECT_THAT(message_of(wide), HasSubstr("not an address"));
+    // Anything longer is cut at 80 characters, and says so.
+    const std::string long_from = "0x" + std::string(200, 'a');
+    HttpReply long_one = call(managed_send(long_from), kBackendKey);
+    EXPECT_THAT(message_of(long_one), HasSubstr(long_from.substr(0, 80) + "\u2026"));
+    EXPECT_THAT(message_of(long_one), Not(HasSubstr(long_from.substr(0, 81))));
+    // Another's address is named as it is.
+    EXPECT_THAT(message_of(call(managed_send(kSender1), kBackendKey)),
+                HasSubstr("client backend may not send from " + kSender1 + " (not in its senders"));
+}
+
 TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {
     FakeUpstream node;
     start_with_auth(node.url());
