@@ -525,6 +525,35 @@ TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {
                 HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="invalid"} 1)"));
 }
 
+TEST_F(AuthGatewayTest, AStrangersBodyIsNeverReadByTheAdminListenerEither) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    // A head announcing a body within the admin listener's 64 KB, without the token: refused on
+    // the head at once; the body it announces is never awaited.
+    HttpConnection c(admin_port(), 3s);
+    c.send_raw(
+        "POST /admin/upstreams/node-0/cordon HTTP/1.1\r\nHost: localhost\r\n"
+        "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{");
+    const std::string answer = c.read_until_close();
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 401"));
+    EXPECT_THAT(answer, HasSubstr("WWW-Authenticate: Bearer"));
+    EXPECT_THAT(answer, HasSubstr("Connection: close"));
+    const std::string refusal =
+        R"x({"error":"the admin API needs Authorization: Bearer <token> (auth.admin)"})x";
+    EXPECT_THAT(answer, HasSubstr(refusal));
+    // The operator, with a body, is served; each request counted once.
+    HttpConnection op(admin_port());
+    EXPECT_EQ(op.request("POST", "/admin/upstreams/node-0/uncordon", "{}",
+                         {{"Authorization", "Bearer " + kAdminToken}})
+                  .status,
+              200u);
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="missing"} 1)"));
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="ok"} 1)"));
+}
+
 TEST_F(GatewayTest, NodeSigningAndSendsAroundTheJournalAreNeverForwarded) {
     FakeUpstream node(31337,
                       [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
