@@ -250,6 +250,30 @@ TEST_F(AuthGatewayTest, AHeldTransactionIsShownByHashToItsClientOnly) {
     EXPECT_TRUE(!answer.contains("result") || answer.at("result").is_null()) << other.body;
 }
 
+TEST_F(AuthGatewayTest, AHeldTransactionsRecordIsShownByHashToItsClientOnly) {
+    // No node takes it: the gateway holds it, QUEUED, and keeps its record with its client.
+    FakeUpstream node(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_sendRawTransaction") return FakeReply::http(503, "");
+                          return std::nullopt;
+                      });
+    start_with_auth(node.url());
+    const std::string raw = test::sign_legacy(test::kKey1, {.nonce = 0});
+    HttpReply sent = call(
+        fmt::format(
+            R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{}"]}})", raw),
+        kBackendKey);
+    const std::string hash(result_of(sent).as_string());
+    const std::string get = fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":["{}"]}})", hash);
+    const json::value mine = result_of(call(get, kBackendKey));
+    ASSERT_TRUE(mine.is_object()) << json::serialize(mine);
+    EXPECT_EQ(mine.at("hash"), hash.c_str());
+    EXPECT_EQ(mine.at("client"), "backend");
+    // Another client (one that may even use the same sender) is told nothing: null.
+    EXPECT_EQ(json::serialize(result_of(call(get, kOpsKey))), "null");
+}
+
 TEST_F(GatewayTest, ABatchsAnswersAreCountedWhileTheyArriveAndStayWithinItsLimit) {
     // Eight calls at once, each answered with about 400 KB: counted only once whole, all eight
     // would start with nothing counted and the answer would be 3.2 MB.
