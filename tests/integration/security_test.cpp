@@ -164,6 +164,12 @@ TEST(Security, ABrowserPageCannotPostTextPlainFromAnotherOriginOrThroughARebindi
     GatewayProcess gw(net.dir, net.chain(),
                       "  cors: {allowed_origins: [\"https://dapp.example\"]}\n", "", net.signers());
     ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    // Allowed (a loopback listener), but said at start.
+    EXPECT_THAT(gw.process().output(),
+                HasSubstr("no auth configured: anyone who can reach 127.0.0.1:"));
+    EXPECT_THAT(gw.process().output(),
+                HasSubstr("may send from the managed senders (a loopback address: the processes "
+                          "of this host or pod only)"));
     const std::string nonce = net.nonce();
     const std::string body = send_body(kManaged);
     // A simple request needs no preflight: text/plain, or curl's default form type.
