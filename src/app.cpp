@@ -265,6 +265,10 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     // The admin listener: its own origin only, no TLS, no cap per address.
     http::ListenerOptions admin_options =
         listener_options("admin", s.admin_listen, 64 * 1024, &admin::AdminHandler::refusal_body);
+    // The admin token is checked on the head too: a stranger's body is never read.
+    admin_options.head_check = [h = g.admin_handler.get()](http::Request& r) {
+        return h->check_head(r);
+    };
     g.admin = http::make_listener(
         g.ioc, std::move(admin_options),
         [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);

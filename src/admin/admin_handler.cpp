@@ -386,23 +386,37 @@ http::Response AdminHandler::cordon(std::string_view rest, const std::string& bo
                                                          std::string(id.substr(0, 64)) + "'"}});
 }
 
-boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& request) {
+std::optional<http::Response> AdminHandler::check_token(http::Request& request) const {
+    // What a checked request carries as its principal: the operator (there is one token).
+    static const auto kOperator = std::make_shared<const std::string>("operator");
     const std::string_view path = request.path();
     const bool open = path == "/healthz" || path == "/readyz" || path == "/metrics";
-    if (!open && !token_.empty()) {
-        const std::string_view presented = auth::bearer_token(request.header("authorization"));
-        const bool ok = !presented.empty() && auth::secret_equals(presented, token_);
-        if (metrics_)
-            metrics_->count_auth("admin", presented.empty() ? "missing" : ok ? "ok" : "invalid");
-        if (!ok) {
-            http::Response r = error_json(
-                401, presented.empty()
-                         ? "the admin API needs Authorization: Bearer <token> (auth.admin)"
-                         : "the admin token is not valid (auth.admin)");
-            r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"chain-gateway admin\"");
-            co_return r;
-        }
+    if (open || token_.empty()) return std::nullopt;
+    const std::string_view presented = auth::bearer_token(request.header("authorization"));
+    const bool ok = !presented.empty() && auth::secret_equals(presented, token_);
+    if (metrics_)
+        metrics_->count_auth("admin", presented.empty() ? "missing" : ok ? "ok" : "invalid");
+    if (ok) {
+        request.principal = kOperator;
+        return std::nullopt;
     }
+    http::Response r = error_json(
+        401, presented.empty() ? "the admin API needs Authorization: Bearer <token> (auth.admin)"
+                               : "the admin token is not valid (auth.admin)");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"chain-gateway admin\"");
+    return r;
+}
+
+boost::asio::awaitable<std::optional<http::Response>> AdminHandler::check_head(
+    http::Request& request) const {
+    co_return check_token(request);
+}
+
+boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& request) {
+    const std::string_view path = request.path();
+    // Checked on the head already when the listener has the head check (principal set).
+    if (!request.principal)
+        if (auto refused = check_token(request)) co_return std::move(*refused);
     constexpr std::string_view kUpstreams = "/admin/upstreams/";
     if (path.substr(0, kUpstreams.size()) == kUpstreams) {
         if (request.method != "POST")

@@ -54,13 +54,16 @@ struct DigestHash {
     }
 };
 
-// A token bucket: refills at `rate` a second up to one second's worth (at least one call).
+// A token bucket: refills at `rate` a second up to one second's worth (at least one call). A
+// request is taken whole or not at all: one larger than the bucket is refused, not let into
+// debt (a debt let one request of any size through, and then refused the client's next calls
+// for as long as the debt took to pay).
 class Bucket {
 public:
     Bucket(double rate, util::Clock::time_point now)
         : rate_(rate), capacity_(std::max(rate, 1.0)), tokens_(capacity_), last_(now) {}
 
-    std::optional<std::chrono::milliseconds> take(std::size_t calls, util::Clock::time_point now) {
+    std::optional<Throttle> take(std::size_t calls, util::Clock::time_point now) {
         if (now > last_) {
             const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_);
             tokens_ = std::min(capacity_, tokens_ + static_cast<double>(ns.count()) * rate_ / 1e9);
@@ -69,16 +72,20 @@ public:
         // Refills land on fractions: a hair under a whole call counts as the call.
         constexpr double kEpsilon = 1e-9;
         const double n = static_cast<double>(calls);
-        // A batch bigger than the bucket goes when the bucket is full and leaves it in debt.
-        const double needed = std::min(n, capacity_);
-        if (tokens_ + kEpsilon >= needed) {
-            tokens_ -= n;
+        Throttle refusal;
+        refusal.max_calls = static_cast<std::size_t>(std::floor(capacity_ + kEpsilon));
+        refusal.too_large = calls > refusal.max_calls;
+        if (!refusal.too_large && tokens_ + kEpsilon >= n) {
+            tokens_ = std::max(0.0, tokens_ - n);
             return std::nullopt;
         }
-        const double wait_ns = std::ceil((needed - tokens_) * 1e9 / rate_);
+        // Too large: it never goes; the client may send up to max_calls once the bucket is full.
+        const double needed = refusal.too_large ? capacity_ : n;
+        const double wait_ns = std::ceil(std::max(0.0, needed - tokens_) * 1e9 / rate_);
         const auto wait = std::chrono::ceil<std::chrono::milliseconds>(
             std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(wait_ns, 1e18))));
-        return std::max(wait, std::chrono::milliseconds(1));
+        refusal.retry_after = std::max(wait, std::chrono::milliseconds(1));
+        return refusal;
     }
 
 private:
@@ -98,8 +105,8 @@ struct ClientBucket {
 // One bucket per token sub, the most recently used kept.
 class SubBuckets {
 public:
-    std::optional<std::chrono::milliseconds> take(const std::string& id, double rate,
-                                                  std::size_t calls, util::Clock::time_point now) {
+    std::optional<Throttle> take(const std::string& id, double rate, std::size_t calls,
+                                 util::Clock::time_point now) {
         std::lock_guard lock(mu_);
         auto it = map_.find(id);
         if (it == map_.end()) {
@@ -337,7 +344,7 @@ struct Authenticator::Impl {
         }
     }
 
-    asio::awaitable<Verdict> check(std::string_view credential) {
+    asio::awaitable<Verdict> check(std::string_view credential, Presented where) {
         if (credential.empty())
             co_return refused(Outcome::missing,
                               "a credential is required: send Authorization: Bearer <API key or "
@@ -351,6 +358,13 @@ struct Authenticator::Impl {
         for (const auto& key : api_keys)
             if (detail::digest_equals(key.digest, *digest)) match = key.client;
         if (match) co_return Verdict{Outcome::ok, std::move(match), {}};
+        // The issue allows API keys only in the path: a URL ends up in proxies' and servers'
+        // access logs, and a token there is a bearer credential anyone reading them can use
+        // until it expires. Refused before any check, so that it never works by accident.
+        if (where == Presented::path && detail::looks_like_jws(credential))
+            co_return refused(Outcome::invalid,
+                              "a bearer token is not accepted in the URL path (URLs end up in "
+                              "access logs): send it as Authorization: Bearer <token>");
         if (!detail::looks_like_jws(credential) || !keys)
             co_return refused(Outcome::invalid,
                               keys ? "the credential is not a known API key or a bearer token"
@@ -452,10 +466,10 @@ std::shared_ptr<const Client> Authenticator::anonymous() const {
     return impl_->anonymous;
 }
 
-asio::awaitable<Verdict> Authenticator::authenticate(std::string_view credential) {
+asio::awaitable<Verdict> Authenticator::authenticate(std::string_view credential, Presented where) {
     Verdict verdict;
     try {
-        verdict = co_await impl_->check(credential);
+        verdict = co_await impl_->check(credential, where);
     } catch (const std::exception&) {
         // Out of memory and the like: the caller is refused, the listener keeps serving.
         verdict = refused(Outcome::invalid, "the credential could not be checked");
@@ -464,8 +478,7 @@ asio::awaitable<Verdict> Authenticator::authenticate(std::string_view credential
     co_return verdict;
 }
 
-std::optional<std::chrono::milliseconds> Authenticator::admit(const Client& client,
-                                                              std::size_t calls) {
+std::optional<Throttle> Authenticator::admit(const Client& client, std::size_t calls) {
     if (client.anonymous() || calls == 0) return std::nullopt;
     // Configured ids cannot contain ':' (config), so "jwt:..." is always a token's client.
     if (auto it = impl_->client_buckets.find(client.id()); it != impl_->client_buckets.end()) {

@@ -20,6 +20,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 
@@ -132,6 +133,14 @@ public:
         });
     }
 
+    /// Seconds since the last successful fetch, now; -1 before the first. Any thread.
+    double age_seconds() const {
+        const auto ticks = last_ok_ticks_.load();
+        if (ticks == kNever) return -1;
+        const util::Clock::time_point ok{util::Clock::duration(ticks)};
+        return std::chrono::duration<double>(clock_.now() - ok).count();
+    }
+
     asio::awaitable<bool> refetch_for_unknown_kid() override {
         co_return co_await asio::co_spawn(strand_, refetch(shared_from_this()),
                                           asio::use_awaitable);
@@ -203,6 +212,7 @@ private:
         // An empty set is an answer too: the service revoked every key.
         replace(std::make_shared<const detail::KeyMap>(std::move(jwks.keys)));
         last_ok_ = clock_.now();
+        last_ok_ticks_ = last_ok_->time_since_epoch().count();
         if (kids != last_kids_ || failing_) {
             spdlog::info("auth.jwt: {}the JWKS holds {} usable key(s): {}{}",
                          failing_ ? "fetched again: " : "", count, kids,
@@ -216,8 +226,8 @@ private:
         count_ = count;
     }
 
-    // Metrics after every attempt (the age is as of the attempt); a warning when fetching starts
-    // failing, not at each failure.
+    // Metrics after every attempt (the age is read at each scrape: age_seconds()); a warning
+    // when fetching starts failing, not at each failure.
     void record(const std::string& failure) {
         if (!failure.empty() && !failing_) {
             failing_ = true;
@@ -235,9 +245,7 @@ private:
         }
         if (!metrics_) return;
         metrics_->count_jwks_fetch(failure.empty() ? "ok" : "failed");
-        const double age =
-            last_ok_ ? std::chrono::duration<double>(clock_.now() - *last_ok_).count() : -1;
-        metrics_->set_jwks(age, static_cast<double>(count_));
+        metrics_->set_jwks_keys(static_cast<double>(count_));
     }
 
     asio::strand<asio::any_io_executor> strand_;
@@ -255,6 +263,10 @@ private:
     std::shared_ptr<upstream::CancelSignal> in_flight_;  // that fetch's, for stop()
     std::optional<util::Clock::time_point> last_start_;  // of the last fetch
     std::optional<util::Clock::time_point> last_ok_;     // of the last successful one
+    // last_ok_ for the scrapes, which read it from any thread.
+    static constexpr util::Clock::duration::rep kNever =
+        std::numeric_limits<util::Clock::duration::rep>::min();
+    std::atomic<util::Clock::duration::rep> last_ok_ticks_{kNever};
     bool failing_ = false;
     std::size_t count_ = 0;
     std::string last_kids_;
@@ -272,7 +284,15 @@ std::shared_ptr<KeySet> make_jwks_key_set(const config::JwtConfig& config,
                                           asio::any_io_executor executor, metrics::Metrics* metrics,
                                           const util::Clock& clock,
                                           std::chrono::milliseconds min_refetch) {
-    return std::make_shared<JwksKeySet>(config, std::move(executor), metrics, clock, min_refetch);
+    auto keys =
+        std::make_shared<JwksKeySet>(config, std::move(executor), metrics, clock, min_refetch);
+    // The age is read at each scrape; a scrape after the set is gone reads "never fetched".
+    if (metrics)
+        metrics->set_jwks_age_source([weak = std::weak_ptr<JwksKeySet>(keys)] {
+            const auto set = weak.lock();
+            return set ? set->age_seconds() : -1.0;
+        });
+    return keys;
 }
 
 }  // namespace gateway::auth

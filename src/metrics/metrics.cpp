@@ -9,6 +9,7 @@
 
 #include <array>
 #include <charconv>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
@@ -179,11 +180,14 @@ struct Metrics::Impl {
                 "Reads answered by an identical call already in flight, by method");
     prom::Family<prom::Counter>& auth =
         counter(registry, "gateway_auth_requests_total",
-                "Credential checks, by listener and outcome (ok, missing, invalid, expired, "
-                "unknown_key, rate_limited)");
+                "Credential checks, one per request, by listener and outcome (ok, missing, "
+                "invalid, expired, unknown_key)");
     prom::Gauge& jwks_age = gauge(registry, "gateway_auth_jwks_age_seconds",
-                                  "Seconds since the JWKS was last fetched; -1 before the first")
+                                  "Seconds since the JWKS was last fetched successfully, as of the "
+                                  "scrape; -1 before the first")
                                 .Add({});
+    std::mutex scrape_mu;  // guards jwks_age_source
+    std::function<double()> jwks_age_source;
     prom::Gauge& jwks_keys =
         gauge(registry, "gateway_auth_jwks_keys", "Keys in the JWKS the gateway holds").Add({});
     prom::Family<prom::Counter>& jwks_fetches =
@@ -405,23 +409,28 @@ void Metrics::count_auth(std::string_view listener, std::string_view outcome) {
     impl_->auth.Add({{"listener", s(listener)}, {"outcome", s(outcome)}}).Increment();
 }
 
-void Metrics::set_jwks(double age_seconds, double keys) {
-    impl_->jwks_age.Set(age_seconds);
+void Metrics::set_jwks_keys(double keys) {
     impl_->jwks_keys.Set(keys);
+}
+
+void Metrics::set_jwks_age_source(std::function<double()> age_seconds) {
+    std::lock_guard lock(impl_->scrape_mu);
+    impl_->jwks_age_source = std::move(age_seconds);
 }
 
 void Metrics::count_jwks_fetch(std::string_view outcome) {
     impl_->jwks_fetches.Add({{"outcome", s(outcome)}}).Increment();
 }
 
-void Metrics::count_client_call(std::string_view client, std::string_view outcome) {
+void Metrics::count_client_call(std::string_view client, std::string_view outcome,
+                                std::size_t calls) {
     Impl& m = *impl_;
     m.client_counters
         .get(key_of(client, outcome),
              [&]() -> prom::Counter& {
                  return m.client_calls.Add({{"client", s(client)}, {"outcome", s(outcome)}});
              })
-        .Increment();
+        .Increment(static_cast<double>(calls));
 }
 
 void Metrics::count_connection_closed(std::string_view listener, std::string_view reason) {
@@ -453,6 +462,10 @@ void Metrics::count_transaction_refusal(std::string_view chain, std::string_view
 }
 
 std::string Metrics::render() const {
+    {
+        std::lock_guard lock(impl_->scrape_mu);
+        if (impl_->jwks_age_source) impl_->jwks_age.Set(impl_->jwks_age_source());
+    }
     std::ostringstream out;
     prom::TextSerializer().Serialize(out, impl_->registry.Collect());
     return out.str();

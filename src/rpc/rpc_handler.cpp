@@ -5,12 +5,14 @@
 
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/cache/coalescer.hpp"
+#include "gateway/util/text.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <variant>
 
@@ -31,8 +33,10 @@ RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRout
 
 RpcHandler::~RpcHandler() = default;
 
-void RpcHandler::count_client_call(const auth::Client& client, std::string_view outcome) const {
-    if (metrics_ && !client.anonymous()) metrics_->count_client_call(client.label(), outcome);
+void RpcHandler::count_client_call(const auth::Client& client, std::string_view outcome,
+                                   std::size_t calls) const {
+    if (metrics_ && !client.anonymous())
+        metrics_->count_client_call(client.label(), outcome, calls);
 }
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
@@ -40,6 +44,33 @@ std::string RpcHandler::refusal_body(unsigned status, std::string_view message) 
                                                      : jsonrpc::ErrorCode::invalid_request;
     return jsonrpc::error_response(jsonrpc::kNullId, jsonrpc::Error(code, std::string(message)));
 }
+
+namespace {
+
+bool is_address(std::string_view s) {
+    return s.size() == 42 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') &&
+           std::all_of(s.begin() + 2, s.end(),
+                       [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+// Names the `from` as the client sent it: cut to the length of an address, an address with
+// junk after it would read as that address (one the client may well use), and a 32-byte
+// padded one as its first 20 bytes.
+std::string sender_refusal(const auth::Client& client, std::string_view from) {
+    if (is_address(from))
+        return fmt::format(
+            "client {} may not send from {} (not in its senders; eth_accounts lists the ones it "
+            "may use)",
+            client.id(), from);
+    constexpr std::size_t kShown = 80;
+    const std::string_view shown = util::utf8_prefix(from, kShown);
+    return fmt::format(
+        "client {} may not send from '{}{}': not an address (0x and 40 hex digits; "
+        "eth_accounts lists the ones it may use)",
+        client.id(), shown, shown.size() < from.size() ? "\u2026" : "");
+}
+
+}  // namespace
 
 asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     const ChainRoute& route, const jsonrpc::Entry& entry, std::string_view idempotency_key,
@@ -69,10 +100,8 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     } else if (sender && !client.may_send_from(chain_name, *sender)) {
         c.outcome = "denied";
         out.response = jsonrpc::error_response(
-            call.id, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized,
-                                    fmt::format("client {} may not send from {} (not in its "
-                                                "senders; eth_accounts lists the ones it may use)",
-                                                client.id(), sender->substr(0, 42))));
+            call.id,
+            jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, sender_refusal(client, *sender)));
     } else {
         const Route answer = route_of(call.method);
         co_await (this->*answer)(c);
@@ -126,8 +155,12 @@ RpcHandler::identify(const http::Request& request) {
     if (request.principal)  // the head check did it
         co_return Identity(std::static_pointer_cast<const auth::Client>(request.principal));
     std::string_view credential = auth::bearer_token(request.header("authorization"));
-    if (credential.empty()) credential = target_of(request).key;
-    auth::Verdict verdict = co_await auth_.authenticate(credential);
+    auth::Presented where = auth::Presented::header;
+    if (credential.empty()) {
+        credential = target_of(request).key;
+        where = auth::Presented::path;
+    }
+    auth::Verdict verdict = co_await auth_.authenticate(credential, where);
     if (verdict.outcome == auth::Outcome::ok) co_return Identity(std::move(verdict.client));
     http::Response r = error_reply(
         401, jsonrpc::Error(jsonrpc::ErrorCode::unauthorized, std::move(verdict.message)));
@@ -188,19 +221,29 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         count_client_call(*client, "invalid");
         co_return error_reply(200, parsed.error());
     }
-    // Each call of a batch counts against the client's rate.
-    if (auto wait = auth_.admit(*client, parsed->entries.size())) {
-        if (metrics_) metrics_->count_auth("rpc", "rate_limited");
-        count_client_call(*client, "rate_limited");
-        const auto seconds = std::max<std::int64_t>(
-            1,
-            std::chrono::duration_cast<std::chrono::seconds>(*wait + std::chrono::milliseconds(999))
-                .count());
+    // Each call of a batch counts against the client's rate; a batch goes whole or not at all.
+    // The request's credential check was counted `ok` (gateway_auth_requests_total counts each
+    // request once); its refused calls are counted as the client's, `rate_limited`.
+    const std::size_t calls = parsed->entries.size();
+    if (auto throttle = auth_.admit(*client, calls)) {
+        count_client_call(*client, "rate_limited", calls);
+        const auto seconds =
+            std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(
+                                          throttle->retry_after + std::chrono::milliseconds(999))
+                                          .count());
+        std::string message =
+            throttle->too_large
+                ? fmt::format(
+                      "rate limit: this batch has {} calls, more than client {} may ever "
+                      "send at once: at most {} calls per batch (each call counts "
+                      "against its max_rps); split the batch",
+                      calls, client->id(), throttle->max_calls)
+                : fmt::format(
+                      "rate limit: client {} is over its calls per second (each call of "
+                      "a batch counts); retry in {} s",
+                      client->id(), seconds);
         http::Response r = error_reply(
-            429, jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded,
-                                fmt::format("rate limit: client {} is over its calls per second "
-                                            "(each call of a batch counts); retry in {} s",
-                                            client->id(), seconds)));
+            429, jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded, std::move(message)));
         r.headers.emplace_back("Retry-After", std::to_string(seconds));
         co_return r;
     }

@@ -54,7 +54,7 @@ Anvil::Anvil(const std::string& dir, std::uint64_t chain_id,
 
 GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains_yaml,
                                const std::string& server_yaml, const std::string& store_path,
-                               const std::string& top_yaml) {
+                               const std::string& top_yaml, const std::string& log_level) {
     // Each gateway of a test gets its own files, so that one's log is never read for another's.
     static std::atomic<int> count{0};
     const std::string name = "gateway-" + std::to_string(++count);
@@ -65,7 +65,9 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains
                "  admin_listen: 127.0.0.1:0\n" +
                    server_yaml +
                    "log:\n"
-                   "  level: info\n"
+                   "  level: " +
+                   log_level +
+                   "\n"
                    "store:\n"
                    "  path: " +
                    (store_path.empty() ? dir + "/data/gateway.db" : store_path) + "\n" + top_yaml +

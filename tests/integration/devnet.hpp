@@ -43,9 +43,10 @@ private:
 /// `top_yaml` holds more top-level sections (e.g. `signers:`).
 class GatewayProcess {
 public:
+    /// `log_level`: log.level (debug, for a test that asserts what the log never holds).
     GatewayProcess(const std::string& dir, const std::string& chains_yaml,
                    const std::string& server_yaml = "", const std::string& store_path = "",
-                   const std::string& top_yaml = "");
+                   const std::string& top_yaml = "", const std::string& log_level = "info");
     std::uint16_t port() const { return port_; }
     std::uint16_t admin_port() const { return admin_port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }

@@ -21,6 +21,7 @@ namespace gateway::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
@@ -419,6 +420,49 @@ TEST(Cli, CheckConfigVersionAndBadArguments) {
 
     EXPECT_EQ(run_command({gateway_binary(), "--bogus"}).exit_code, 2);
     EXPECT_EQ(run_command({gateway_binary()}).exit_code, 2);
+
+    // The two exposures the configuration refuses, each named with its fix, and never a secret.
+    const std::string hot_key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    const std::string client_key = "cli-client-key-0123456789abcdef";
+    const std::string admin_token = "cli-admin-token-0123456789abcdef";
+    write_file(dir + "/hot.key", hot_key + "\n");
+    write_file(dir + "/client.keys", client_key + "\n");
+    write_file(dir + "/admin.token", admin_token + "\n");
+    const std::string chain =
+        "chains:\n  - name: devnet\n    chain_id: 31337\n"
+        "    accounts: [{address: \"0x2c7536e3605d9c16a7a3d7b1898e529396a65c23\", signer: hot}]\n"
+        "    upstreams:\n      - {id: a, url: \"http://127.0.0.1:1\"}\n"
+        "signers:\n  - {id: hot, type: local, key_file: \"" +
+        dir + "/hot.key\"}\n";
+    // Managed senders on a port other hosts reach, and no client auth.
+    write_file(dir + "/open_rpc.yaml",
+               "server:\n  listen: 0.0.0.0:8545\n  admin_listen: 127.0.0.1:9545\n" + chain +
+                   "auth:\n  admin: {token_file: \"" + dir + "/admin.token\"}\n");
+    CommandResult open_rpc =
+        run_command({gateway_binary(), "--check-config", dir + "/open_rpc.yaml"});
+    EXPECT_EQ(open_rpc.exit_code, 1);
+    EXPECT_THAT(open_rpc.err,
+                HasSubstr("server.listen: 0.0.0.0:8545 is reachable from other hosts and chains "
+                          "have managed senders (accounts), but auth has no clients and no jwt"));
+    EXPECT_THAT(open_rpc.err, HasSubstr("Configure auth.clients or auth.jwt, or listen on "
+                                        "127.0.0.1"));
+    // An admin listener other hosts reach, and no admin token.
+    write_file(dir + "/open_admin.yaml",
+               "server:\n  listen: 127.0.0.1:8545\n  admin_listen: 0.0.0.0:9545\n" + chain +
+                   "auth:\n  clients:\n    - {id: backend, key_file: \"" + dir +
+                   "/client.keys\"}\n");
+    CommandResult open_admin =
+        run_command({gateway_binary(), "--check-config", dir + "/open_admin.yaml"});
+    EXPECT_EQ(open_admin.exit_code, 1);
+    EXPECT_THAT(open_admin.err, HasSubstr("server.admin_listen: 0.0.0.0:9545 is reachable from "
+                                          "other hosts, but auth.admin has no token"));
+    EXPECT_THAT(open_admin.err, HasSubstr("Set auth.admin.token_env (or token_file), or listen "
+                                          "on 127.0.0.1"));
+    for (const CommandResult* r : {&open_rpc, &open_admin})
+        for (const std::string& secret : {hot_key, client_key, admin_token}) {
+            EXPECT_THAT(r->out, Not(HasSubstr(secret)));
+            EXPECT_THAT(r->err, Not(HasSubstr(secret)));
+        }
 }
 
 TEST(Cli, APortInUseIsAClearStartupError) {

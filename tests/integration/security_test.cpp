@@ -105,7 +105,9 @@ struct Devnet {
 
 TEST(Security, NobodySpendsFromAManagedSenderWithoutAKeyThatListsIt) {
     Devnet net;
-    GatewayProcess gw(net.dir, net.chain(), "", "", net.signers() + net.auth());
+    // At debug level: the lines that quote a request's path are written, so that "no key in the
+    // log" below is a check that could fail.
+    GatewayProcess gw(net.dir, net.chain(), "", "", net.signers() + net.auth(), "debug");
     ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
     const std::string nonce = net.nonce(), balance = net.balance();
     const auto cast_send = [&](const std::string& url) {
@@ -141,6 +143,15 @@ TEST(Security, NobodySpendsFromAManagedSenderWithoutAKeyThatListsIt) {
     CommandResult backend = cast_send(gw.url() + "/devnet/" + kBackendKey);
     ASSERT_EQ(backend.exit_code, 0) << backend.err << gw.process().output();
     EXPECT_TRUE(wait_until([&] { return net.nonce() == "1"; })) << gw.process().output();
+    // A good key in the path, with a body of another type: refused by the browser checks, a
+    // refusal the listener logs (at debug) with the request's path.
+    EXPECT_EQ(curl({"-H", "Content-Type: text/plain", "--data", send_body(kManaged),
+                    gw.url() + "/devnet/" + kBackendKey})
+                  .status,
+              415);
+    EXPECT_TRUE(wait_until([&] {
+        return gw.process().output().find("answered POST /devnet/\u2026") != std::string::npos;
+    })) << gw.process().output();
     // No key is ever written to the log.
     EXPECT_THAT(gw.process().output(), Not(HasSubstr(kReaderKey)));
     EXPECT_THAT(gw.process().output(), Not(HasSubstr(kBackendKey)));
@@ -153,6 +164,12 @@ TEST(Security, ABrowserPageCannotPostTextPlainFromAnotherOriginOrThroughARebindi
     GatewayProcess gw(net.dir, net.chain(),
                       "  cors: {allowed_origins: [\"https://dapp.example\"]}\n", "", net.signers());
     ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    // Allowed (a loopback listener), but said at start.
+    EXPECT_THAT(gw.process().output(),
+                HasSubstr("no auth configured: anyone who can reach 127.0.0.1:"));
+    EXPECT_THAT(gw.process().output(),
+                HasSubstr("may send from the managed senders (a loopback address: the processes "
+                          "of this host or pod only)"));
     const std::string nonce = net.nonce();
     const std::string body = send_body(kManaged);
     // A simple request needs no preflight: text/plain, or curl's default form type.

@@ -250,6 +250,30 @@ TEST_F(AuthGatewayTest, AHeldTransactionIsShownByHashToItsClientOnly) {
     EXPECT_TRUE(!answer.contains("result") || answer.at("result").is_null()) << other.body;
 }
 
+TEST_F(AuthGatewayTest, AHeldTransactionsRecordIsShownByHashToItsClientOnly) {
+    // No node takes it: the gateway holds it, QUEUED, and keeps its record with its client.
+    FakeUpstream node(31337,
+                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_sendRawTransaction") return FakeReply::http(503, "");
+                          return std::nullopt;
+                      });
+    start_with_auth(node.url());
+    const std::string raw = test::sign_legacy(test::kKey1, {.nonce = 0});
+    HttpReply sent = call(
+        fmt::format(
+            R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{}"]}})", raw),
+        kBackendKey);
+    const std::string hash(result_of(sent).as_string());
+    const std::string get = fmt::format(
+        R"({{"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":["{}"]}})", hash);
+    const json::value mine = result_of(call(get, kBackendKey));
+    ASSERT_TRUE(mine.is_object()) << json::serialize(mine);
+    EXPECT_EQ(mine.at("hash"), hash.c_str());
+    EXPECT_EQ(mine.at("client"), "backend");
+    // Another client (one that may even use the same sender) is told nothing: null.
+    EXPECT_EQ(json::serialize(result_of(call(get, kOpsKey))), "null");
+}
+
 TEST_F(GatewayTest, ABatchsAnswersAreCountedWhileTheyArriveAndStayWithinItsLimit) {
     // Eight calls at once, each answered with about 400 KB: counted only once whole, all eight
     // would start with nothing counted and the answer would be 3.2 MB.
@@ -422,19 +446,90 @@ TEST_F(AuthGatewayTest, OverItsRateAClientGets429WithRetryAfterAndABatchCountsEa
     FakeUpstream node;
     start_with_auth(node.url());
     const std::string one = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::string two = "[" + one + "," + one + "]";
     const std::string three = "[" + one + "," + one + "," + one + "]";
-    // A batch larger than a second's worth goes while the bucket is full, and leaves it owing:
-    // the next call waits.
-    EXPECT_EQ(call(three, kIndexerKey).status, 200u);
+    // The indexer may make 2 calls a second: a batch of three is more than it may ever send at
+    // once. Refused whole, saying how many calls a batch may have; nothing taken, no debt.
+    HttpReply big = call(three, kIndexerKey);
+    EXPECT_EQ(big.status, 429u);
+    EXPECT_EQ(error_of(big).at("code"), -32005);
+    EXPECT_THAT(message_of(big), HasSubstr("client indexer"));
+    EXPECT_THAT(message_of(big), HasSubstr("at most 2 calls per batch"));
+    EXPECT_GE(std::stoi(big.header("retry-after")), 1);
+    // Its whole burst still goes, and then the next call waits.
+    EXPECT_EQ(call(two, kIndexerKey).status, 200u);
     HttpReply r = call(one, kIndexerKey);
     EXPECT_EQ(r.status, 429u);
     EXPECT_EQ(error_of(r).at("code"), -32005);
-    EXPECT_THAT(message_of(r), HasSubstr("client indexer"));
-    EXPECT_GE(std::stoi(r.header("retry-after")), 1);
+    EXPECT_THAT(message_of(r), HasSubstr("client indexer is over its calls per second"));
+    EXPECT_EQ(r.header("retry-after"), "1");
     // A client without a limit is not held back.
     for (int i = 0; i < 20; ++i) ASSERT_EQ(call(three, kBackendKey).status, 200u);
-    EXPECT_THAT(http_metrics(),
-                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="rate_limited"})"));
+}
+
+TEST_F(AuthGatewayTest, AThrottledRequestIsCountedOnceAsAuthenticatedAndItsCallsAsRateLimited) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string one = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::string three = "[" + one + "," + one + "," + one + "]";
+    EXPECT_EQ(call(three, kIndexerKey).status, 429u);  // over the burst: 3 calls refused
+    EXPECT_EQ(call(one, kIndexerKey).status, 200u);
+    EXPECT_EQ(call(one, kIndexerKey).status, 200u);
+    EXPECT_EQ(call(one, kIndexerKey).status, 429u);  // over the rate: 1 call refused
+    const std::string metrics = http_metrics();
+    // Four requests, four credential checks, each counted once.
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="ok"} 4)"));
+    EXPECT_THAT(
+        metrics,
+        Not(HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="rate_limited"})")));
+    EXPECT_THAT(
+        metrics,
+        HasSubstr(R"(gateway_client_requests_total{client="indexer",outcome="rate_limited"} 4)"));
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_client_requests_total{client="indexer",outcome="ok"} 2)"));
+}
+
+TEST_F(AuthGatewayTest, ATokenInTheUrlPathIsRefusedWithAWordAboutTheHeader) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    // The shape of a JWT (header.payload.signature, base64url): tokens go in the header only.
+    const std::string token =
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+    HttpReply r = call(body, "", "/devnet/" + token);
+    EXPECT_EQ(r.status, 401u);
+    EXPECT_EQ(error_of(r).at("code"), 4100);
+    EXPECT_THAT(message_of(r), HasSubstr("not accepted in the URL path"));
+    EXPECT_THAT(message_of(r), HasSubstr("Authorization: Bearer"));
+    EXPECT_THAT(r.body, Not(HasSubstr(token)));
+    // An API key in the path still works.
+    EXPECT_EQ(call(body, "", "/devnet/" + kBackendKey).status, 200u);
+}
+
+TEST_F(AuthGatewayTest, ARefusedFromIsShownAsTheClientSentItNeverCutToAnAddress) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    // The backend's own sender with junk after it: refused, and not named as the sender itself
+    // (which the backend may use).
+    HttpReply junk = call(managed_send(kSender0 + "zzzz"), kBackendKey);
+    EXPECT_EQ(error_of(junk).at("code"), 4100);
+    EXPECT_THAT(message_of(junk), HasSubstr(kSender0 + "zzzz"));
+    EXPECT_THAT(message_of(junk), HasSubstr("not an address"));
+    // Padded to 32 bytes: shown whole, not as its first 20 bytes.
+    const std::string padded = "0x000000000000000000000000" + kSender0.substr(2);
+    HttpReply wide = call(managed_send(padded), kBackendKey);
+    EXPECT_EQ(error_of(wide).at("code"), 4100);
+    EXPECT_THAT(message_of(wide), HasSubstr(padded));
+    EXPECT_THAT(message_of(wide), HasSubstr("not an address"));
+    // Anything longer is cut at 80 characters, and says so.
+    const std::string long_from = "0x" + std::string(200, 'a');
+    HttpReply long_one = call(managed_send(long_from), kBackendKey);
+    EXPECT_THAT(message_of(long_one), HasSubstr(long_from.substr(0, 80) + "\u2026"));
+    EXPECT_THAT(message_of(long_one), Not(HasSubstr(long_from.substr(0, 81))));
+    // Another's address is named as it is.
+    EXPECT_THAT(message_of(call(managed_send(kSender1), kBackendKey)),
+                HasSubstr("client backend may not send from " + kSender1 + " (not in its senders"));
 }
 
 TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {
@@ -452,6 +547,35 @@ TEST_F(AuthGatewayTest, TheAdminApiNeedsItsTokenAndProbesDoNot) {
                 HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="missing"} 2)"));
     EXPECT_THAT(metrics,
                 HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="invalid"} 1)"));
+}
+
+TEST_F(AuthGatewayTest, AStrangersBodyIsNeverReadByTheAdminListenerEither) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    // A head announcing a body within the admin listener's 64 KB, without the token: refused on
+    // the head at once; the body it announces is never awaited.
+    HttpConnection c(admin_port(), 3s);
+    c.send_raw(
+        "POST /admin/upstreams/node-0/cordon HTTP/1.1\r\nHost: localhost\r\n"
+        "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{");
+    const std::string answer = c.read_until_close();
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 401"));
+    EXPECT_THAT(answer, HasSubstr("WWW-Authenticate: Bearer"));
+    EXPECT_THAT(answer, HasSubstr("Connection: close"));
+    const std::string refusal =
+        R"x({"error":"the admin API needs Authorization: Bearer <token> (auth.admin)"})x";
+    EXPECT_THAT(answer, HasSubstr(refusal));
+    // The operator, with a body, is served; each request counted once.
+    HttpConnection op(admin_port());
+    EXPECT_EQ(op.request("POST", "/admin/upstreams/node-0/uncordon", "{}",
+                         {{"Authorization", "Bearer " + kAdminToken}})
+                  .status,
+              200u);
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="missing"} 1)"));
+    EXPECT_THAT(metrics,
+                HasSubstr(R"(gateway_auth_requests_total{listener="admin",outcome="ok"} 1)"));
 }
 
 TEST_F(GatewayTest, NodeSigningAndSendsAroundTheJournalAreNeverForwarded) {

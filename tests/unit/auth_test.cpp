@@ -677,6 +677,22 @@ TEST_F(Auth, ManyTokensAtOnceFromSeveralThreadsAreEachCheckedRight) {
     }
 }
 
+TEST_F(Auth, ATokenInTheUrlPathIsRefusedUncheckedAndAKeyThereIsNot) {
+    config::AuthConfig c = auth_config();
+    c.clients[1].keys.push_back("wallet.key-with.two-dots");  // a key may look like a token
+    auto a = authenticator(static_keys({&issuer().rsa}), c);
+    const std::string token = issuer().rsa.sign(claims());
+    ASSERT_EQ(outcome(*a, token), Outcome::ok);  // in the header: accepted (and now cached)
+    const Verdict in_path = io.run(a->authenticate(token, Presented::path));
+    EXPECT_EQ(in_path.outcome, Outcome::invalid);
+    EXPECT_THAT(in_path.message, HasSubstr("not accepted in the URL path"));
+    EXPECT_THAT(in_path.message, HasSubstr("send it as Authorization: Bearer <token>"));
+    EXPECT_THAT(in_path.message, Not(HasSubstr(token)));
+    EXPECT_EQ(io.run(a->authenticate(kWalletKey, Presented::path)).outcome, Outcome::ok);
+    EXPECT_EQ(io.run(a->authenticate("wallet.key-with.two-dots", Presented::path)).outcome,
+              Outcome::ok);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics and labels
 
@@ -717,42 +733,81 @@ TEST_F(Auth, TokenClientsShareOneLabelAndConfiguredClientsHaveTheirOwn) {
 // ---------------------------------------------------------------------------------------------
 // Rate limits
 
+// How long admit() says to wait; nullopt when it admits.
+std::optional<std::chrono::milliseconds> wait(Authenticator& a, const Client& c,
+                                              std::size_t calls) {
+    const auto refused = a.admit(c, calls);
+    if (!refused) return std::nullopt;
+    return refused->retry_after;
+}
+
 TEST_F(Auth, AClientAt200RpsWaitsAbout5MsForThe201stCallOfAnInstant) {
     auto a = authenticator(nullptr);
     const auto indexer = check(*a, kOldKey).client;
-    for (int i = 0; i < 200; ++i) ASSERT_FALSE(a->admit(*indexer, 1)) << i;
-    EXPECT_EQ(a->admit(*indexer, 1), 5ms);
-    EXPECT_EQ(a->admit(*indexer, 1), 5ms);  // a refused call takes nothing
+    for (int i = 0; i < 200; ++i) ASSERT_FALSE(wait(*a, *indexer, 1)) << i;
+    EXPECT_EQ(wait(*a, *indexer, 1), 5ms);
+    EXPECT_EQ(wait(*a, *indexer, 1), 5ms);  // a refused call takes nothing
     clock.advance(4ms);
-    EXPECT_EQ(a->admit(*indexer, 1), 1ms);
+    EXPECT_EQ(wait(*a, *indexer, 1), 1ms);
     clock.advance(1ms);
-    EXPECT_FALSE(a->admit(*indexer, 1));
-    EXPECT_TRUE(a->admit(*indexer, 1));
+    EXPECT_FALSE(wait(*a, *indexer, 1));
+    EXPECT_TRUE(wait(*a, *indexer, 1));
 }
 
 TEST_F(Auth, ABatchTakesOneTokenPerCall) {
     auto a = authenticator(nullptr);
     const auto indexer = check(*a, kNewKey).client;
-    EXPECT_FALSE(a->admit(*indexer, 20));
-    EXPECT_FALSE(a->admit(*indexer, 180));
-    EXPECT_EQ(a->admit(*indexer, 20), 100ms);
+    EXPECT_FALSE(wait(*a, *indexer, 20));
+    EXPECT_FALSE(wait(*a, *indexer, 180));
+    EXPECT_EQ(wait(*a, *indexer, 20), 100ms);
     clock.advance(100ms);
-    EXPECT_FALSE(a->admit(*indexer, 20));
+    EXPECT_FALSE(wait(*a, *indexer, 20));
+    EXPECT_TRUE(wait(*a, *indexer, 1));
+}
+
+TEST_F(Auth, ABatchNeedingMoreThanTheBucketHoldsNowIsRefusedWholeAndTakesNothing) {
+    auto a = authenticator(nullptr);
+    const auto indexer = check(*a, kOldKey).client;  // 200 a second
+    EXPECT_FALSE(a->admit(*indexer, 150));
+    const auto refused = a->admit(*indexer, 100);  // 50 left
+    ASSERT_TRUE(refused);
+    EXPECT_FALSE(refused->too_large);
+    EXPECT_EQ(refused->retry_after, 250ms);
+    EXPECT_EQ(refused->max_calls, 200u);
+    // The refused batch took nothing: the 50 are still there, and no more.
+    EXPECT_FALSE(a->admit(*indexer, 50));
     EXPECT_TRUE(a->admit(*indexer, 1));
 }
 
-TEST_F(Auth, ABatchLargerThanTheBurstGoesOnAFullBucketAndLeavesItInDebt) {
+TEST_F(Auth, ABatchLargerThanTheBurstIsRefusedEvenOnAFullBucketAndLeavesNoDebt) {
     auto a = authenticator(nullptr);
-    const auto indexer = check(*a, kOldKey).client;
-    EXPECT_FALSE(a->admit(*indexer, 1));
-    // Not full: the batch waits until it is.
-    EXPECT_EQ(a->admit(*indexer, 300), 5ms);
-    clock.advance(5ms);
-    EXPECT_FALSE(a->admit(*indexer, 300));
-    // 100 calls in debt: the next call waits for 101 tokens.
-    EXPECT_EQ(a->admit(*indexer, 1), 505ms);
-    clock.advance(505ms);
-    EXPECT_FALSE(a->admit(*indexer, 1));
+    const auto indexer = check(*a, kOldKey).client;  // 200 a second: at most 200 calls at once
+    const auto refused = a->admit(*indexer, 300);
+    ASSERT_TRUE(refused) << "a batch larger than the bucket must not go into debt";
+    EXPECT_TRUE(refused->too_large);
+    EXPECT_EQ(refused->max_calls, 200u);
+    // Nothing taken: a whole burst still goes, and the next call waits for one token only.
+    EXPECT_FALSE(a->admit(*indexer, 200));
+    EXPECT_EQ(wait(*a, *indexer, 1), 5ms);
+    // On an empty bucket a too-large batch is told when the bucket is full again.
+    const auto again = a->admit(*indexer, 201);
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->too_large);
+    EXPECT_EQ(again->retry_after, 1000ms);
+}
+
+TEST_F(Auth, ABucketHoldsAtLeastOneCall) {
+    config::AuthConfig c = auth_config();
+    c.clients[0].max_rps = 0.5;  // not from a config file (whole numbers), but the bucket copes
+    auto a = authenticator(nullptr, c);
+    const auto client = check(*a, c.clients[0].keys.front()).client;
+    ASSERT_TRUE(client);
+    const auto two = a->admit(*client, 2);
+    ASSERT_TRUE(two);
+    EXPECT_TRUE(two->too_large);
+    EXPECT_EQ(two->max_calls, 1u);
+    EXPECT_FALSE(a->admit(*client, 1));
+    EXPECT_EQ(wait(*a, *client, 1), 2000ms);
 }
 
 TEST_F(Auth, AClientWithoutMaxRpsIsAlwaysAdmitted) {
@@ -763,8 +818,8 @@ TEST_F(Auth, AClientWithoutMaxRpsIsAlwaysAdmitted) {
     const auto token_client = check(*a, issuer().ec.sign(claims())).client;
     ASSERT_TRUE(wallet && token_client);
     for (int i = 0; i < 1000; ++i) {
-        ASSERT_FALSE(a->admit(*wallet, 100));
-        ASSERT_FALSE(a->admit(*token_client, 100));
+        ASSERT_FALSE(wait(*a, *wallet, 100));
+        ASSERT_FALSE(wait(*a, *token_client, 100));
         ASSERT_FALSE(a->admit(*a->anonymous(), 100));
     }
     // A client the Authenticator did not make has no bucket either.
@@ -776,14 +831,14 @@ TEST_F(Auth, TwoTokenSubsHaveSeparateBuckets) {
     const auto alice = check(*a, issuer().ec.sign(claims())).client;
     const auto bob = check(*a, issuer().ec.sign(claims({{"sub", "bob"}}))).client;
     ASSERT_TRUE(alice && bob);
-    EXPECT_FALSE(a->admit(*alice, 50));
-    EXPECT_EQ(a->admit(*alice, 1), 20ms);
-    EXPECT_FALSE(a->admit(*bob, 50));
+    EXPECT_FALSE(wait(*a, *alice, 50));
+    EXPECT_EQ(wait(*a, *alice, 1), 20ms);
+    EXPECT_FALSE(wait(*a, *bob, 50));
     // Another token of the same sub shares its bucket.
     const auto alice_again = check(*a, issuer().ec.sign(claims({{"iat", 5}}))).client;
     ASSERT_TRUE(alice_again);
     EXPECT_NE(alice_again, alice);
-    EXPECT_EQ(a->admit(*alice_again, 1), 20ms);
+    EXPECT_EQ(wait(*a, *alice_again, 1), 20ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -842,12 +897,12 @@ TEST(AuthKeySet, AStaticSetRefusesADocumentThatIsNotAJwks) {
 
 class AuthJwks : public Auth {
 protected:
-    std::shared_ptr<KeySet> fetching(std::chrono::milliseconds refresh,
-                                     std::chrono::milliseconds min_refetch) {
+    std::shared_ptr<KeySet> fetching(
+        std::chrono::milliseconds refresh, std::chrono::milliseconds min_refetch,
+        const util::Clock& fetch_clock = util::SteadyClock::instance()) {
         config::JwtConfig c = auth_config(server.url()).jwt;
         c.refresh = refresh;
-        auto keys = make_jwks_key_set(c, io.ioc.get_executor(), &metrics,
-                                      util::SteadyClock::instance(), min_refetch);
+        auto keys = make_jwks_key_set(c, io.ioc.get_executor(), &metrics, fetch_clock, min_refetch);
         started_.push_back(keys);
         return keys;
     }
@@ -950,6 +1005,32 @@ TEST_F(AuthJwks, CachedKeysKeepWorkingWhileTheServiceIsDown) {
     // A kid not fetched before cannot be learnt now.
     EXPECT_EQ(outcome(*a, issuer().rsa2.sign(claims())), Outcome::unknown_key);
     EXPECT_EQ(metric("gateway_auth_jwks_keys"), 2);
+}
+
+TEST_F(AuthJwks, TheJwksAgeIsItsAgeAtEachScrapeAndGrowsWhileTheServiceIsDown) {
+    // The fixture's manual clock: the age moves only when the test moves it.
+    auto keys = fetching(60s, 50ms, clock);
+    auto a = authenticator(keys);
+    keys->start();
+    ASSERT_TRUE(eventually([&] { return metric(kFetchedOk) == 1; }));
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 0);
+    // No fetch is due for a minute: the age is as of the scrape, not as of the last fetch.
+    clock.advance(10s);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 10);
+    // The service goes down; a refetch for an unknown kid fails. The keys held are as old as
+    // before, and keep getting older.
+    server.down();
+    EXPECT_EQ(outcome(*a, issuer().rsa2.sign(claims())), Outcome::unknown_key);
+    EXPECT_EQ(metric(kFetchFailed), 1);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 10);
+    clock.advance(20s);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 30);
+    // Up again: the next fetch makes it new.
+    server.up();
+    clock.advance(1s);  // past min_refetch
+    EXPECT_EQ(outcome(*a, issuer().rsa2.sign(claims())), Outcome::unknown_key);
+    EXPECT_EQ(metric(kFetchedOk), 2);
+    EXPECT_EQ(metric("gateway_auth_jwks_age_seconds"), 0);
 }
 
 TEST_F(AuthJwks, AGatewayThatCouldNotFetchAtStartRefusesTokensUntilTheServiceIsUp) {

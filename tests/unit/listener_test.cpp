@@ -783,6 +783,24 @@ TEST_F(ListenerTest, TheLogOfAHandlerFailureShowsNoMoreThanThePathsFirstSegment)
     EXPECT_THAT(captured.str(), Not(HasSubstr("key-0123456789")));
 }
 
+TEST_F(ListenerTest, TheLogOfABrowserCheckRefusalShowsNoMoreThanThePathsFirstSegment) {
+    std::ostringstream captured;
+    auto capture = std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+    capture->set_level(spdlog::level::debug);  // the refusal is logged at debug
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(capture);
+    start({});
+    test::HttpConnection c(port());
+    auto r =
+        c.request("POST", "/devnet/key-0123456789abcdef", "{}", {{"Content-Type", "text/plain"}});
+    spdlog::set_default_logger(previous);
+    EXPECT_EQ(r.status, 415u);
+    EXPECT_EQ(handled, 0);
+    EXPECT_THAT(captured.str(), HasSubstr("answered POST /devnet/\u2026 from"));
+    EXPECT_THAT(captured.str(), Not(HasSubstr("key-0123456789")));
+}
+
 // --- TLS -----------------------------------------------------------------------------------------
 
 // A certificate and its key in files, as the configuration names them.

@@ -59,13 +59,23 @@ public:
     /// `Authorization: Bearer <token>`; others get 401. Empty: no token asked (loopback only).
     void require_token(std::string token) { token_ = std::move(token); }
 
-    /// Answers one HTTP request. Never throws.
+    /// The admin listener's head check (http::HeadCheck): the token of require_token() on the
+    /// request's head, so that a stranger's body is never read; the 401 is answered at once and
+    /// the connection closed. Counts gateway_auth_requests_total{listener="admin"} once per
+    /// request (operator() does not count again what it checked). Never throws.
+    boost::asio::awaitable<std::optional<http::Response>> check_head(http::Request& request) const;
+
+    /// Answers one HTTP request (checking the token itself when check_head() has not). Never
+    /// throws.
     boost::asio::awaitable<http::Response> operator()(http::Request& request);
 
     /// The body of a refusal by the listener itself: {"error": message}.
     static std::string refusal_body(unsigned status, std::string_view message);
 
 private:
+    /// A 401 when the request needs the token and does not carry it; else nullopt, and the
+    /// request is marked as checked (its principal set).
+    std::optional<http::Response> check_token(http::Request& request) const;
     http::Response readyz(const http::Request& request) const;
     /// Why the journal refuses writes now; nullopt while it takes them.
     std::optional<std::string> journal_problem() const;

@@ -108,7 +108,8 @@ public:
 };
 
 /// Fetches auth.jwt.jwks_url with GET over HTTP(S) (its ca_file honoured). `min_refetch`: 30 s
-/// outside tests. Metrics: gateway_auth_jwks_age_seconds, _keys, _fetches_total. An answer that
+/// outside tests. Metrics: gateway_auth_jwks_age_seconds (read at each scrape, through `clock`:
+/// Metrics::set_jwks_age_source), _keys, _fetches_total. An answer that
 /// is not HTTP 200 with a JWKS is a failed fetch (the keys held stay); a JWKS with no usable key
 /// is not: it replaces them. Throws std::invalid_argument when the URL or ca_file cannot be used
 /// (start-up only).
@@ -121,6 +122,21 @@ std::shared_ptr<KeySet> make_jwks_key_set(
 /// P-256 keys with x and y, each with a kid; other keys are skipped). For tests, and for
 /// checking a document. Throws std::invalid_argument when the text is not a JWKS.
 std::shared_ptr<KeySet> make_static_key_set(std::string_view jwks_json);
+
+/// Why Authenticator::admit() refused a request (it took nothing from the bucket).
+struct Throttle {
+    /// How long until a request of as many calls would be admitted; for one larger than
+    /// `max_calls`, until the bucket is full again (a request of `max_calls` then goes).
+    std::chrono::milliseconds retry_after{0};
+    /// The most calls one request of this client can have: its bucket's whole content.
+    std::size_t max_calls = 0;
+    /// The request has more calls than `max_calls`: it is refused however long it waits.
+    bool too_large = false;
+};
+
+/// Where a credential was presented: a token is taken in the header only (a URL ends up in
+/// proxies' and servers' access logs), an API key in either.
+enum class Presented { header, path };
 
 /// The RPC listener's credential checks. Thread-safe.
 class Authenticator {
@@ -142,17 +158,20 @@ public:
     /// (RS256 or ES256 only; `none` and HS* refused; exp, nbf, iss, aud with 30 s of skew; sub
     /// required) and then cached until it expires, so a keep-alive client pays the signature
     /// check once. A token whose kid is unknown waits for one refetch of the JWKS (bounded by
-    /// its timeout) before it is refused. Counts gateway_auth_requests_total{listener="rpc"}.
+    /// its timeout) before it is refused. A credential presented in the URL path that is not an
+    /// API key and looks like a token is refused unchecked (`invalid`, the message says to send
+    /// it in the Authorization header). Counts gateway_auth_requests_total{listener="rpc"}.
     /// Never throws. `credential` must stay valid until the returned awaitable completes.
-    boost::asio::awaitable<Verdict> authenticate(std::string_view credential);
+    boost::asio::awaitable<Verdict> authenticate(std::string_view credential,
+                                                 Presented where = Presented::header);
 
     /// Takes `calls` calls from the client's max_rps bucket: a configured client's own bucket,
     /// one bucket per sub for token clients (the 10,000 most recently used). The bucket refills
-    /// at max_rps a second and holds one second's worth. A batch larger than that is admitted
-    /// when the bucket is full and leaves it in debt (the client then waits until it has paid),
-    /// so a big batch is slowed, never refused for ever. nullopt: admitted; else how long until
-    /// it would be (nothing is taken). Clients without a limit are always admitted.
-    std::optional<std::chrono::milliseconds> admit(const Client& client, std::size_t calls);
+    /// at max_rps a second and holds one second's worth (at least one call): that is the most
+    /// calls one request (a batch) can have. A request is admitted whole or refused whole, and
+    /// a refused one takes nothing: the bucket never goes into debt. nullopt: admitted; else why
+    /// not (Throttle). Clients without a limit are always admitted.
+    std::optional<Throttle> admit(const Client& client, std::size_t calls);
 
 private:
     struct Impl;

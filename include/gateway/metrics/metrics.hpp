@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -94,16 +95,24 @@ public:
     void count_logs_split(std::string_view chain, std::size_t parts);
 
     /// A credential check on a listener ("rpc" or "admin") ended with `outcome`: ok, missing,
-    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has),
-    /// rate_limited.
+    /// invalid, expired, unknown_key (a token's kid is in no key set the gateway has). Once per
+    /// request: a request refused later for its client's rate was counted `ok` here, and its
+    /// calls are counted by count_client_call(..., "rate_limited").
     void count_auth(std::string_view listener, std::string_view outcome);
-    /// The JWKS: seconds since it was last fetched successfully (-1: never), keys it holds.
-    void set_jwks(double age_seconds, double keys);
+    /// The keys the JWKS holds now.
+    void set_jwks_keys(double keys);
+    /// Where gateway_auth_jwks_age_seconds is read at each scrape: seconds since the JWKS was
+    /// last fetched successfully (-1: never). Read at the scrape rather than set at each fetch,
+    /// so that it is the key set's age now, between fetches and through an outage. Called by
+    /// render() (any thread); must not block.
+    void set_jwks_age_source(std::function<double()> age_seconds);
     /// A fetch of the JWKS ended with `outcome` (ok, failed).
     void count_jwks_fetch(std::string_view outcome);
     /// A call answered to an authenticated client (`client`: a configured id, or jwt:<sub> for
     /// the first ones seen, then "jwt:other", so tokens cannot grow the label set without bound).
-    void count_client_call(std::string_view client, std::string_view outcome);
+    /// `calls`: a batch refused whole counts each of its calls.
+    void count_client_call(std::string_view client, std::string_view outcome,
+                           std::size_t calls = 1);
     /// A connection the listener closed at accept (`reason`: max_connections, max_per_ip), or
     /// an idle one it closed to make room (evicted).
     void count_connection_closed(std::string_view listener, std::string_view reason);

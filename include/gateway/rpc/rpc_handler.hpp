@@ -145,7 +145,8 @@ private:
     boost::asio::awaitable<void> forward_batched(const ChainRoute& chain, Batch& batch);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
 
-    void count_client_call(const auth::Client& client, std::string_view outcome) const;
+    void count_client_call(const auth::Client& client, std::string_view outcome,
+                           std::size_t calls = 1) const;
     boost::asio::awaitable<std::variant<std::shared_ptr<const auth::Client>, http::Response>>
     identify(const http::Request& request);
 
