@@ -464,17 +464,59 @@ TEST_F(GatewayTest, NodeSigningAndSendsAroundTheJournalAreNeverForwarded) {
     // Even with the deny list emptied by the operator.
     start({node.url()}, [](config::Config& c) { c.chains[0].methods.deny.clear(); });
     wait_ready();
-    for (const char* m :
-         {"eth_sign", "eth_signTransaction", "eth_signTypedData_v4", "personal_sign",
-          "eth_sendRawTransactionConditional", "eth_sendPrivateTransaction", "eth_sendBundle",
-          "eth_sendUnsignedTransaction", "personal_sendTransaction", "personal_unlockAccount",
-          "wallet_sendCalls", "anvil_impersonateAccount", "hardhat_impersonateAccount",
-          "anvil_autoImpersonateAccount"}) {
+    for (const char* m : {"eth_sign",
+                          "eth_signTransaction",
+                          "eth_signTypedData_v4",
+                          "personal_sign",
+                          "eth_sendRawTransactionConditional",
+                          "eth_sendPrivateTransaction",
+                          "eth_sendBundle",
+                          "eth_sendUnsignedTransaction",
+                          "personal_sendTransaction",
+                          "personal_unlockAccount",
+                          "wallet_sendCalls",
+                          "anvil_impersonateAccount",
+                          "hardhat_impersonateAccount",
+                          "anvil_autoImpersonateAccount",
+                          "eth_sendPrivateRawTransaction",
+                          "eth_cancelPrivateTransaction",
+                          "mev_sendBundle",
+                          "eth_signTypedData",
+                          "eth_signTypedData_v1",
+                          "eth_signTypedData_v3",
+                          "eth_sendMegabundle",
+                          "eth_cancelBundle",
+                          "eth_sendUserOperation",
+                          "flashbots_submitBundle",
+                          "eth_callBundle"}) {
         auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
         EXPECT_EQ(error_of(r).at("code"), -32601) << m;
         EXPECT_THAT(message_of(r), HasSubstr("is not served")) << m;
     }
     EXPECT_EQ(node.forwarded_calls(), 0u);
+}
+
+TEST_F(GatewayTest, ADevNodesStateChangesAreDeniedByDefaultAndAnOperatorMayAllowThem) {
+    FakeUpstream node(31337, test::on("anvil_setBalance", FakeReply::ok("null")));
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"anvil_setBalance","params":[")" +
+                             kSender0 + R"(","0x56bc75e2d63100000"]})";
+    start({node.url()});
+    wait_ready();
+    for (const char* m : {"anvil_setBalance", "anvil_setNonce", "anvil_setCode",
+                          "hardhat_setBalance", "evm_increaseTime", "evm_mine"}) {
+        auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
+        EXPECT_EQ(error_of(r).at("code"), -32601) << m;
+        EXPECT_THAT(message_of(r), HasSubstr("methods.deny")) << m;
+    }
+    EXPECT_EQ(node.calls("anvil_setBalance"), 0u);
+    TearDown();
+    gw.reset();
+    // Setting methods.deny replaces the default: a dev chain may let them through.
+    start({node.url()}, [](config::Config& c) { c.chains[0].methods.deny = {"admin_*"}; });
+    wait_ready();
+    auto r = post(body);
+    EXPECT_TRUE(result_of(r).is_null()) << r.body;
+    EXPECT_EQ(node.calls("anvil_setBalance"), 1u);
 }
 
 TEST_F(GatewayTest, SendRawTransactionSyncIsJournaledAndAnswersTheReceipt) {
