@@ -246,11 +246,12 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     const auto& s = config.server;
     std::vector<asio::io_context*> session_contexts{&g.ioc};
     for (auto& w : g.workers) session_contexts.push_back(w.get());
-    // Client connections get half of the descriptors, split between the two listeners; the rest
-    // is for upstream connections, the store and the logs.
+    // Client connections get half of the descriptors, split between the two listeners (at most
+    // http::kMaxDefaultConnections each); the rest is for upstream connections, the store and the
+    // logs.
     const std::size_t descriptors = http::raise_descriptor_limit();
     const std::size_t max_connections =
-        s.max_connections ? s.max_connections : std::max<std::size_t>(descriptors / 4, 1);
+        s.max_connections ? s.max_connections : http::default_max_connections(descriptors);
     spdlog::info("file descriptor limit {}: at most {} connections per listener", descriptors,
                  max_connections);
     // What both listeners share.

@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -96,8 +97,26 @@ struct ListenerOptions {
     HeadCheck head_check;
 };
 
-/// Raises the process's soft RLIMIT_NOFILE to its hard limit. Returns the soft limit now.
+/// Raises the process's soft RLIMIT_NOFILE to its hard limit, or to the kernel's per-process
+/// ceiling (/proc/sys/fs/nr_open) when the hard limit is above it or unlimited (setrlimit refuses
+/// those). Returns the soft limit now.
 std::size_t raise_descriptor_limit();
+
+/// The soft RLIMIT_NOFILE raise_descriptor_limit() asks for: the hard limit, capped at `nr_open`
+/// when that is known (an unlimited hard limit is RLIM_INFINITY, above any nr_open), and never
+/// below `soft`.
+std::uint64_t descriptor_limit_target(std::uint64_t soft, std::uint64_t hard,
+                                      std::optional<std::uint64_t> nr_open);
+
+/// Client connections each listener holds at most when server.max_connections is not set: a
+/// quarter of the descriptor limit (half for clients, split between the two listeners), at least
+/// 1 and at most kMaxDefaultConnections.
+std::size_t default_max_connections(std::size_t descriptor_limit);
+
+/// A descriptor limit of a million would otherwise allow 262,144 connections per listener: more
+/// than one gateway serves, and what idle connections cost in memory adds up. Setting
+/// server.max_connections lifts it.
+inline constexpr std::size_t kMaxDefaultConnections = 65'536;
 
 /// A path with everything after its first segment masked ("/devnet/…"), for logs and messages:
 /// a key may follow the chain's name in the path.
