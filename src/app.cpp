@@ -282,6 +282,7 @@ Gateway::Gateway(const config::Config& config) : impl_(std::make_unique<Impl>(co
     // The admin listener: its own origin only, no TLS, no cap per address.
     http::ListenerOptions admin_options =
         listener_options("admin", s.admin_listen, 64 * 1024, &admin::AdminHandler::refusal_body);
+    admin_options.own_origin_only = true;
     g.admin = http::make_listener(
         g.ioc, std::move(admin_options),
         [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);

@@ -349,28 +349,35 @@ private:
                 request.headers.emplace_back(util::lower(field.name_string()),
                                              std::string(field.value()));
             const unsigned version = head.version();
+            request.version = version;
             bool keep_alive = head.keep_alive();
             const bool head_only = head.method() == bhttp::verb::head;
+            const bool has_body = !parser.is_done();
 
             Response response;
+            // The browser checks first, on the head: a page refused by them learns nothing of
+            // what the credential check would have said (a rebinding page could otherwise tell
+            // a valid key from an invalid one by 401 or not), and sends no body that is read. A
+            // CORS preflight, which never carries credentials, is answered here too.
+            std::optional<Response> early = browser_check(request, state_->browser, has_body);
             std::optional<Response> refused;
-            // A CORS preflight never carries credentials: the browser checks answer it.
-            const bool preflight = request.method == "OPTIONS" &&
-                                   !request.header("origin").empty() &&
-                                   !request.header("access-control-request-method").empty();
-            if (opt.head_check && !preflight) refused = co_await opt.head_check(request);
-            if (refused) {
+            if (!early && opt.head_check) refused = co_await opt.head_check(request);
+            if (early) {
+                spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
+                              opt.name, request.method, masked_path(request.path()), remote_,
+                              early->status);
+                // Written whole: the connection is not claimed meanwhile.
+                if (!request_complete()) co_return;
+                response = std::move(*early);
+                // A body is not read: the connection ends after the answer, and so it does after
+                // a 400 (two Hosts or none: the client's idea of the request is not ours).
+                if (has_body || response.status == 400) keep_alive = false;
+            } else if (refused) {
                 // Refused before its body was read: the body is never read, and the connection
                 // ends after the answer (written whole: the connection is not claimed meanwhile).
                 if (!request_complete()) co_return;
                 response = std::move(*refused);
                 add_cors_headers(request, state_->browser, response);
-                keep_alive = false;
-            } else if (preflight && !parser.is_done()) {
-                // A preflight never has a body: whatever follows is not read, and the connection
-                // ends after the answer (which the browser checks give: 204 or 403).
-                if (!request_complete()) co_return;
-                co_await answer(request, response);
                 keep_alive = false;
             } else {
                 if (!parser.is_done()) {
@@ -414,17 +421,9 @@ private:
         }
     }
 
-    // A whole request: the browser checks, then the handler.
+    // A whole request that passed the browser checks (on its head): the handler's answer.
     asio::awaitable<void> answer(Request& request, Response& response) {
         const ListenerOptions& opt = state_->options;
-        if (auto early = browser_check(request, state_->browser)) {
-            // Refused (or a CORS preflight answered): the handler never sees it.
-            response = std::move(*early);
-            spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
-                          opt.name, request.method, masked_path(request.path()), remote_,
-                          response.status);
-            co_return;
-        }
         try {
             response = co_await state_->handler(request);
         } catch (const std::exception& e) {

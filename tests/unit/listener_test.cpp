@@ -753,10 +753,79 @@ TEST_F(ListenerTest, ARequestForAnotherHostIsRefusedBeforeTheHandler) {
     auto r = c.request("POST", "/", "{}", {{"Host", "rebind.evil.com:8545"}});
     EXPECT_EQ(r.status, 403u);
     EXPECT_THAT(r.body, HasSubstr("localhost"));
-    EXPECT_TRUE(r.keep_alive);
+    EXPECT_FALSE(r.keep_alive) << "refused on its head, its body unread: the connection ends";
     EXPECT_EQ(handled, 0);
     EXPECT_EQ(metric("gateway_http_responses_total{code=\"403\",listener=\"test\"}"), 1);
-    EXPECT_EQ(c.request("POST", "/", "{}", {{"Host", "localhost:8545"}}).status, 200u);
+    // Without a body there is nothing unread: the connection stays.
+    test::HttpConnection d(port());
+    auto get = d.request("GET", "/", "", {{"Host", "rebind.evil.com:8545"}});
+    EXPECT_EQ(get.status, 403u);
+    EXPECT_TRUE(get.keep_alive);
+    EXPECT_EQ(d.request("POST", "/", "{}", {{"Host", "localhost:8545"}}).status, 200u);
+}
+
+// RFC 9112 section 3.2. The first Host passed the rebinding check; the second named the
+// attacker's host.
+TEST_F(ListenerTest, TwoHostHeadersOrNoneInHttp11Are400) {
+    start({});
+    test::HttpConnection two(port());
+    two.send_raw(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nHost: evil.com\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    const std::string refused = two.read_until_close();
+    EXPECT_THAT(refused, StartsWith("HTTP/1.1 400"));
+    EXPECT_THAT(refused, HasSubstr("one Host header; this one has 2"));
+    test::HttpConnection none(port());
+    none.send_raw("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    EXPECT_THAT(none.read_until_close(), StartsWith("HTTP/1.1 400"));
+    EXPECT_EQ(handled, 0);
+    // HTTP/1.0 has no Host requirement.
+    test::HttpConnection old(port());
+    old.send_raw("GET /hello HTTP/1.0\r\n\r\n");
+    EXPECT_THAT(old.read_until_close(), StartsWith("HTTP/1.0 200"));
+    EXPECT_EQ(handled, 1);
+}
+
+// A rebinding page must not learn from the answer whether a key it tries is valid: the browser
+// checks come before the credential check.
+TEST_F(ListenerTest, TheBrowserChecksComeBeforeTheHeadCheck) {
+    ListenerOptions o;
+    std::atomic<int> checked{0};
+    o.head_check = [&](Request& r) -> asio::awaitable<std::optional<Response>> {
+        ++checked;
+        if (r.header("authorization") == "Bearer good") co_return std::nullopt;
+        Response no;
+        no.status = 401;
+        co_return no;
+    };
+    start(o);
+    for (const char* key : {"Bearer good", "Bearer bad"}) {
+        test::HttpConnection c(port());
+        auto r = c.request("POST", "/", "{}",
+                           {{"Host", "rebind.evil.com:8545"}, {"Authorization", key}});
+        EXPECT_EQ(r.status, 403u) << key;
+        test::HttpConnection d(port());
+        auto x = d.request("POST", "/", "{}",
+                           {{"Origin", "https://evil.example"}, {"Authorization", key}});
+        EXPECT_EQ(x.status, 403u) << key;
+    }
+    EXPECT_EQ(checked, 0);
+    EXPECT_EQ(handled, 0);
+}
+
+// Refused by its head's Content-Type: the megabyte it announces is never awaited.
+TEST_F(ListenerTest, ABodyOfTheWrongContentTypeIsRefusedBeforeItIsRead) {
+    start({});
+    test::HttpConnection c(port(), 3s);
+    const auto t0 = Clock::now();
+    c.send_raw(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 1000000\r\n\r\n");
+    const std::string refused = c.read_until_close();
+    EXPECT_THAT(refused, StartsWith("HTTP/1.1 415"));
+    EXPECT_THAT(refused, HasSubstr("Connection: close"));
+    EXPECT_LT(Clock::now() - t0, 2s);
+    EXPECT_EQ(handled, 0);
 }
 
 // The attack: a page elsewhere posts text/plain JSON-RPC (no preflight needed) to the loopback.
@@ -768,7 +837,8 @@ TEST_F(ListenerTest, ACrossSiteSimplePostNeverReachesTheHandler) {
     EXPECT_EQ(r.status, 403u);
     EXPECT_THAT(r.body, HasSubstr("server.cors.allowed_origins"));
     EXPECT_EQ(r.header("access-control-allow-origin"), "");
-    auto plain = c.request("POST", "/", "{}", {{"Content-Type", "text/plain"}});
+    test::HttpConnection d(port());  // the first ended: its body was not read
+    auto plain = d.request("POST", "/", "{}", {{"Content-Type", "text/plain"}});
     EXPECT_EQ(plain.status, 415u);
     EXPECT_THAT(plain.body, HasSubstr("Content-Type: application/json"));
     EXPECT_EQ(handled, 0);
