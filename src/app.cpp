@@ -230,11 +230,12 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     const auto& s = config.server;
     std::vector<asio::io_context*> session_contexts{&g.ioc};
     for (auto& w : g.workers) session_contexts.push_back(w.get());
-    // Client connections get half of the descriptors, split between the two listeners; the rest
-    // is for upstream connections, the store and the logs.
+    // Client connections get half of the descriptors, split between the two listeners (at most
+    // http::kMaxDefaultConnections each); the rest is for upstream connections, the store and the
+    // logs.
     const std::size_t descriptors = http::raise_descriptor_limit();
     const std::size_t max_connections =
-        s.max_connections ? s.max_connections : std::max<std::size_t>(descriptors / 4, 1);
+        s.max_connections ? s.max_connections : http::default_max_connections(descriptors);
     spdlog::info("file descriptor limit {}: at most {} connections per listener", descriptors,
                  max_connections);
     // What both listeners share.
@@ -269,6 +270,7 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     admin_options.head_check = [h = g.admin_handler.get()](http::Request& r) {
         return h->check_head(r);
     };
+    admin_options.own_origin_only = true;
     g.admin = http::make_listener(
         g.ioc, std::move(admin_options),
         [h = g.admin_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics);

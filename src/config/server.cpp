@@ -59,14 +59,26 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
         if_set(c, "allowed_origins", [&](auto& list) {
             s.cors_allowed_origins = read_list(r, list, "server.cors.allowed_origins");
             // An origin is scheme://host[:port], as browsers send it: nothing else ever matches.
-            static const std::regex kOrigin("https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|\\*");
+            // The host may be an IPv6 address in brackets (http://[::1]:3000), without a zone
+            // (browsers never send one); the listener compares it as an address, whatever its
+            // spelling.
+            static const std::regex kOrigin(
+                "https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?|\\*");
+            const auto ipv6_ok = [](const std::string& origin) {
+                const auto open = origin.find('[');
+                if (open == std::string::npos) return true;
+                boost::system::error_code ec;
+                boost::asio::ip::make_address_v6(
+                    origin.substr(open + 1, origin.find(']') - open - 1), ec);
+                return !ec;
+            };
             for (std::size_t i = 0; i < s.cors_allowed_origins.size(); ++i) {
                 auto& o = s.cors_allowed_origins[i];
                 o = util::lower(o);
-                if (!matches(o, kOrigin, 300))
+                if (!matches(o, kOrigin, 300) || !ipv6_ok(o))
                     r.fail(list[i], fmt::format("server.cors.allowed_origins[{}]", i),
-                           fmt::format("'{}' is not an origin (scheme://host[:port], no path) "
-                                       "or *",
+                           fmt::format("'{}' is not an origin (scheme://host[:port], an IPv6 "
+                                       "host in brackets, no path) or *",
                                        util::utf8_prefix(o, 100)));
             }
         });

@@ -129,6 +129,19 @@ std::string normalize_origin(std::string_view origin) {
         out.resize(out.size() - 3);
     else if (o.starts_with("https://") && o.ends_with(":443"))
         out.resize(out.size() - 4);
+    // An IPv6 host in its one written form (browsers send http://[::1]:3000, an operator may
+    // write [0:0:0:0:0:0:0:1]), so that the comparison is of addresses, not of spellings.
+    const auto scheme_end = out.find("://[");
+    if (scheme_end != std::string::npos) {
+        const auto open = scheme_end + 3;
+        const auto close = out.find(']', open);
+        if (close != std::string::npos) {
+            boost::system::error_code ec;
+            const auto a =
+                boost::asio::ip::make_address_v6(out.substr(open + 1, close - open - 1), ec);
+            if (!ec && a.scope_id() == 0) out.replace(open + 1, close - open - 1, a.to_string());
+        }
+    }
     return out;
 }
 
@@ -153,19 +166,33 @@ BrowserPolicy BrowserPolicy::from(const ListenerOptions& options) {
     BrowserPolicy p;
     p.loopback_host_only = config::is_loopback(options.endpoint);
     p.tls = options.tls.enabled();
-    for (const auto& origin : options.allowed_origins) {
-        if (origin == "*")
-            p.any_origin = true;
-        else
-            p.allowed_origins.push_back(normalize_origin(origin));
-    }
+    p.own_origin_only = options.own_origin_only;
+    // Own origin only: whatever the list says (it is the other listener's setting).
+    if (!p.own_origin_only)
+        for (const auto& origin : options.allowed_origins) {
+            if (origin == "*")
+                p.any_origin = true;
+            else
+                p.allowed_origins.push_back(normalize_origin(origin));
+        }
     p.allow_headers = join(options.cors_allow_headers);
     p.expose_headers = join(options.cors_expose_headers);
     p.error_body = options.error_body;
     return p;
 }
 
-std::optional<Response> browser_check(const Request& request, const BrowserPolicy& policy) {
+std::optional<Response> browser_check(const Request& request, const BrowserPolicy& policy,
+                                      bool has_body) {
+    // RFC 9112 section 3.2: exactly one Host in HTTP/1.1. With two, the check below and whatever
+    // reads the request next may each believe another one (Host: localhost, Host: evil.com).
+    std::size_t hosts = 0;
+    for (const auto& field : request.headers)
+        if (field.first == "host") ++hosts;
+    if (hosts > 1)
+        return refusal(policy, 400,
+                       "a request has one Host header; this one has " + std::to_string(hosts));
+    if (hosts == 0 && request.version >= 11)
+        return refusal(policy, 400, "an HTTP/1.1 request needs a Host header");
     if (policy.loopback_host_only) {
         const auto host = request.header("host");
         if (!host.empty() && !is_loopback_host(host))
@@ -181,11 +208,18 @@ std::optional<Response> browser_check(const Request& request, const BrowserPolic
     if (!origin.empty()) {
         if (!origin_allowed(request, origin, policy)) {
             const bool null_origin = iequals(trim(origin), "null");
+            const std::string who = "Origin '" + shown(origin) +
+                                    (null_origin ? "' (a sandboxed page or a local file)" : "'") +
+                                    " may not call this listener";
+            // The admin listener has no list to add an origin to: server.cors.allowed_origins is
+            // the RPC listener's, and pointing at it would send an operator the wrong way.
+            if (policy.own_origin_only)
+                return refusal(policy, 403,
+                               who +
+                                   ": it answers pages of its own origin (scheme://Host) only; "
+                                   "server.cors.allowed_origins applies to the RPC listener");
             return refusal(policy, 403,
-                           "Origin '" + shown(origin) +
-                               (null_origin ? "' (a sandboxed page or a local file)" : "'") +
-                               " may not call this listener: add it to "
-                               "server.cors.allowed_origins to allow it" +
+                           who + ": add it to server.cors.allowed_origins to allow it" +
                                (null_origin ? " (only \"*\" allows 'null')" : ""));
         }
         if (request.method == "OPTIONS" &&
@@ -204,7 +238,7 @@ std::optional<Response> browser_check(const Request& request, const BrowserPolic
         }
     }
 
-    if (request.method == "POST" && !request.body.empty()) {
+    if (request.method == "POST" && has_body) {
         const auto type = request.header("content-type");
         if (!is_json_content_type(type)) {
             Response r = refusal(

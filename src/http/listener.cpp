@@ -28,6 +28,8 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <fstream>
+#include <limits>
 #include <span>
 #include <stdexcept>
 #include <type_traits>
@@ -54,15 +56,41 @@ std::string_view Request::path() const {
     return t.substr(0, t.find('?'));
 }
 
+std::uint64_t descriptor_limit_target(std::uint64_t soft, std::uint64_t hard,
+                                      std::optional<std::uint64_t> nr_open) {
+    std::uint64_t target = hard;
+    if (nr_open && *nr_open > 0) target = std::min(target, *nr_open);
+    return std::max(soft, target);
+}
+
+std::size_t default_max_connections(std::size_t descriptor_limit) {
+    return std::clamp<std::size_t>(descriptor_limit / 4, 1, kMaxDefaultConnections);
+}
+
+namespace {
+
+// The most descriptors the kernel lets a process have (Linux); nullopt where it cannot be read.
+std::optional<std::uint64_t> kernel_nr_open() {
+    std::ifstream in("/proc/sys/fs/nr_open");
+    std::uint64_t n = 0;
+    if (in >> n) return n;
+    return std::nullopt;
+}
+
+}  // namespace
+
 std::size_t raise_descriptor_limit() {
     rlimit limit{};
     if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
-    if (limit.rlim_cur < limit.rlim_max) {
+    const std::uint64_t target =
+        descriptor_limit_target(limit.rlim_cur, limit.rlim_max, kernel_nr_open());
+    if (target > limit.rlim_cur) {
         rlimit raised = limit;
-        raised.rlim_cur = limit.rlim_max;
+        raised.rlim_cur = static_cast<rlim_t>(target);
         if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
     }
-    return static_cast<std::size_t>(limit.rlim_cur);
+    return static_cast<std::size_t>(
+        std::min<std::uint64_t>(limit.rlim_cur, std::numeric_limits<std::size_t>::max()));
 }
 
 std::string masked_path(std::string_view path) {
@@ -90,6 +118,9 @@ constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
 constexpr std::chrono::seconds kRefusalLogInterval{60};
 // What one read asks for at most.
 constexpr std::size_t kReadChunk = 16 * 1024;
+// What a TLS connection's read for a request's first bytes asks for: it waits with this much
+// allocated (OpenSSL keeps what does not fit for the next read).
+constexpr std::size_t kIdleTlsReadChunk = 512;
 
 // What a connection's read buffer may hold: a whole head, and a window of the body (Beast moves
 // body bytes out of it as they are parsed). Without a bound, a chunk extension or a trailer with
@@ -218,6 +249,42 @@ private:
         });
     }
 
+    // The deadline of a plain connection's wait for a request's first byte (a wait on the
+    // socket, which the stream's timeout does not cover): at `when`, still idle, the socket is
+    // closed, as the stream's timeout would have. The same timer as the last wait, so that a
+    // shutdown's shorter last wait replaces it.
+    void close_if_idle_at(Clock::time_point when) {
+        last_wait_.expires_at(when);
+        last_wait_.async_wait([self = this->shared_from_this()](error_code ec) {
+            if (!ec && self->idle()) self->tcp().close();
+        });
+    }
+
+    // Waits for a request's first bytes and reads them into buffer_, which is empty. Idle, a
+    // connection holds no read buffer: with thousands of keep-alive connections, 16 KiB each
+    // would be gigabytes. A plain connection waits for the socket to be readable with nothing
+    // allocated; a TLS one reads into a small buffer (OpenSSL may already hold decrypted bytes
+    // the socket no longer shows, and the TLS stream has buffers of its own anyway). False when
+    // the connection ended meanwhile (closed, idle timeout, shutdown).
+    asio::awaitable<bool> read_first_bytes(Clock::time_point deadline) {
+        buffer_.shrink_to_fit();
+        std::size_t chunk = kIdleTlsReadChunk;
+        if constexpr (!kTls) {
+            if (state_->stopping)
+                start_last_wait();
+            else
+                close_if_idle_at(deadline);
+            auto [wec] = co_await tcp().socket().async_wait(tcp::socket::wait_read, use_nothrow);
+            last_wait_.cancel();
+            if (wec || !tcp().socket().is_open()) co_return false;
+            chunk = kReadChunk;
+        }
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(chunk), use_nothrow);
+        if (ec) co_return false;
+        buffer_.commit(n);
+        co_return true;
+    }
+
     void close_socket() {
         error_code ec;
         tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -247,14 +314,13 @@ private:
             if (buffer_.size() == 0) {
                 // Wait for the first byte under the idle timeout (shorter once shutdown has
                 // begun). The first request's wait keeps the header deadline.
+                Clock::time_point deadline = header_deadline_;
                 if (!first) {
                     tcp().expires_after(opt.idle_timeout);
-                    if (state_->stopping) start_last_wait();
+                    deadline = Clock::now() + opt.idle_timeout;
+                    if (kTls && state_->stopping) start_last_wait();
                 }
-                auto [ec, n] =
-                    co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_nothrow);
-                if (ec) co_return;  // closed, idle timeout, shutdown
-                buffer_.commit(n);
+                if (!co_await read_first_bytes(deadline)) co_return;
             }
             // Claimed for eviction before its request started: the place is someone else's.
             if (!begin_request()) co_return;
@@ -283,28 +349,35 @@ private:
                 request.headers.emplace_back(util::lower(field.name_string()),
                                              std::string(field.value()));
             const unsigned version = head.version();
+            request.version = version;
             bool keep_alive = head.keep_alive();
             const bool head_only = head.method() == bhttp::verb::head;
+            const bool has_body = !parser.is_done();
 
             Response response;
+            // The browser checks first, on the head: a page refused by them learns nothing of
+            // what the credential check would have said (a rebinding page could otherwise tell
+            // a valid key from an invalid one by 401 or not), and sends no body that is read. A
+            // CORS preflight, which never carries credentials, is answered here too.
+            std::optional<Response> early = browser_check(request, state_->browser, has_body);
             std::optional<Response> refused;
-            // A CORS preflight never carries credentials: the browser checks answer it.
-            const bool preflight = request.method == "OPTIONS" &&
-                                   !request.header("origin").empty() &&
-                                   !request.header("access-control-request-method").empty();
-            if (opt.head_check && !preflight) refused = co_await opt.head_check(request);
-            if (refused) {
+            if (!early && opt.head_check) refused = co_await opt.head_check(request);
+            if (early) {
+                spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
+                              opt.name, request.method, masked_path(request.path()), remote_,
+                              early->status);
+                // Written whole: the connection is not claimed meanwhile.
+                if (!request_complete()) co_return;
+                response = std::move(*early);
+                // A body is not read: the connection ends after the answer, and so it does after
+                // a 400 (two Hosts or none: the client's idea of the request is not ours).
+                if (has_body || response.status == 400) keep_alive = false;
+            } else if (refused) {
                 // Refused before its body was read: the body is never read, and the connection
                 // ends after the answer (written whole: the connection is not claimed meanwhile).
                 if (!request_complete()) co_return;
                 response = std::move(*refused);
                 add_cors_headers(request, state_->browser, response);
-                keep_alive = false;
-            } else if (preflight && !parser.is_done()) {
-                // A preflight never has a body: whatever follows is not read, and the connection
-                // ends after the answer (which the browser checks give: 204 or 403).
-                if (!request_complete()) co_return;
-                co_await answer(request, response);
                 keep_alive = false;
             } else {
                 if (!parser.is_done()) {
@@ -348,17 +421,9 @@ private:
         }
     }
 
-    // A whole request: the browser checks, then the handler.
+    // A whole request that passed the browser checks (on its head): the handler's answer.
     asio::awaitable<void> answer(Request& request, Response& response) {
         const ListenerOptions& opt = state_->options;
-        if (auto early = browser_check(request, state_->browser)) {
-            // Refused (or a CORS preflight answered): the handler never sees it.
-            response = std::move(*early);
-            spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
-                          opt.name, request.method, masked_path(request.path()), remote_,
-                          response.status);
-            co_return;
-        }
         try {
             response = co_await state_->handler(request);
         } catch (const std::exception& e) {

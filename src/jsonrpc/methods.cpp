@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 
 namespace gateway::jsonrpc {
@@ -163,39 +164,65 @@ std::optional<std::uint64_t> parse_quantity(std::string_view text) {
     return value;
 }
 
+namespace {
+
+// The sends and signing methods the gateway answers itself (src/rpc/router.cpp routes them to the
+// journal and the managed senders); the name pattern below would refuse them otherwise.
+constexpr std::array<std::string_view, 5> kRoutedSends{
+    "eth_sendRawTransaction", "eth_sendRawTransactionSync", "eth_sendTransaction",
+    "eth_sendTransactionSync", "gateway_sendTransaction"};
+
+// Without a copy: every call is checked, and a method name is as long as a client makes it.
+bool starts_with_ascii_nocase(std::string_view s, std::string_view lower_prefix) {
+    return s.size() >= lower_prefix.size() &&
+           std::equal(lower_prefix.begin(), lower_prefix.end(), s.begin(), [](char p, char c) {
+               return p == static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+           });
+}
+
+bool contains_ascii_nocase(std::string_view s, std::string_view lower_part) {
+    for (std::size_t i = 0; i + lower_part.size() <= s.size(); ++i)
+        if (starts_with_ascii_nocase(s.substr(i), lower_part)) return true;
+    return false;
+}
+
+}  // namespace
+
 std::optional<std::string> unserved_reason(std::string_view method) {
-    constexpr std::array<std::string_view, 7> kNodeSigning{"eth_sign",
-                                                           "eth_signTransaction",
-                                                           "eth_signTypedData",
-                                                           "eth_signTypedData_v1",
-                                                           "eth_signTypedData_v3",
-                                                           "eth_signTypedData_v4",
-                                                           "personal_sign"};
-    constexpr std::array<std::string_view, 6> kAroundTheJournal{"eth_sendRawTransactionConditional",
-                                                                "eth_sendPrivateTransaction",
-                                                                "eth_sendPrivateRawTransaction",
-                                                                "eth_cancelPrivateTransaction",
-                                                                "eth_sendBundle",
-                                                                "mev_sendBundle"};
+    if (std::find(kRoutedSends.begin(), kRoutedSends.end(), method) != kRoutedSends.end())
+        return std::nullopt;
+    // Deny by default: new send and signing methods keep appearing (eth_sendMegabundle,
+    // eth_sendUserOperation, vendors' *_submitBundle), and an unknown method is forwarded as a
+    // write, past the journal and the chain-id check. So a name that, after its namespace
+    // ("eth_"), starts with send or sign, or that mentions a bundle anywhere, is refused unless
+    // the gateway routes it itself (above).
+    const std::size_t underscore = method.find('_');
+    const std::string_view local_name =
+        underscore == std::string_view::npos ? method : method.substr(underscore + 1);
+    const bool signs = starts_with_ascii_nocase(local_name, "sign");
+    // Cancelling a private transaction is the one send-style name the pattern does not catch.
+    const bool sends = starts_with_ascii_nocase(local_name, "send") ||
+                       contains_ascii_nocase(method, "bundle") ||
+                       method == "eth_cancelPrivateTransaction";
     // A node's own accounts, whatever the method: personal_* (unlock, sign, send), wallet_*
     // (EIP-3326 and kin), and dev nodes' impersonation, which lets any address send.
     const bool node_accounts = method.starts_with("personal_") || method.starts_with("wallet_") ||
                                method.ends_with("_impersonateAccount") ||
                                method.ends_with("_autoImpersonateAccount") ||
                                method == "eth_sendUnsignedTransaction";
-    if (node_accounts ||
-        std::find(kNodeSigning.begin(), kNodeSigning.end(), method) != kNodeSigning.end())
+    // A client names the method: quoted at most 64 bytes long, as the method lists quote it.
+    const std::string_view quoted = util::utf8_prefix(method, 64);
+    if (node_accounts || signs)
         return fmt::format(
             "{} is not served: a node would use its own accounts (unlocked or impersonated) for "
             "anyone who asks. Sign in the client, or use eth_sendTransaction from a managed "
             "sender (eth_accounts lists the ones you may use)",
-            method);
-    if (std::find(kAroundTheJournal.begin(), kAroundTheJournal.end(), method) !=
-        kAroundTheJournal.end())
+            quoted);
+    if (sends)
         return fmt::format(
             "{} is not served: the gateway keeps and sends every transaction itself, after "
             "checking it; use eth_sendRawTransaction (or eth_sendRawTransactionSync)",
-            method);
+            quoted);
     return std::nullopt;
 }
 

@@ -186,6 +186,59 @@ TEST_F(AuthGatewayTest, AStrangersBodyIsNeverRead) {
     EXPECT_THAT(answer, HasSubstr("Connection: close"));
 }
 
+// DNS rebinding: the attacker's page, under a name of its own that resolves to 127.0.0.1, tries
+// keys in the path. The answer is the same 403 whether the key is valid or not: the Host is
+// checked first, so the page learns nothing about the key.
+TEST_F(AuthGatewayTest, ARebindingPageLearnsNothingAboutTheKeyItTries) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::size_t before = node.forwarded_calls();
+    for (const std::string& key : {kBackendKey, std::string("wrong-key-0123456789abcdef")}) {
+        HttpReply path = call(body, "", "/devnet/" + key, {{"Host", "rebind.evil.com:8545"}});
+        EXPECT_EQ(path.status, 403u) << path.body;
+        EXPECT_THAT(path.body, HasSubstr("does not name this machine"));
+        EXPECT_THAT(path.body, Not(HasSubstr(key)));
+        HttpReply header = call(body, key, "/", {{"Host", "rebind.evil.com"}});
+        EXPECT_EQ(header.status, 403u) << header.body;
+        // A page of another origin, the same.
+        HttpReply origin = call(body, key, "/", {{"Origin", "https://evil.example"}});
+        EXPECT_EQ(origin.status, 403u) << origin.body;
+    }
+    EXPECT_EQ(node.forwarded_calls(), before);
+    // The refusals are not counted as authentication attempts: no key was looked at.
+    EXPECT_THAT(http_metrics(), Not(HasSubstr(R"(listener="rpc",outcome="invalid")")));
+}
+
+// The admin listener serves pages of its own origin only: an origin the operator allowed for the
+// RPC listener does not open it, and the refusal does not send the operator to that setting.
+TEST_F(AuthGatewayTest, TheAdminListenerRefusesOriginsAllowedForTheRpcListener) {
+    FakeUpstream node;
+    start_with_auth(node.url(), [](config::Config& c) {
+        c.server.cors_allowed_origins = {"https://app.example.com"};
+    });
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    HttpReply rpc = call(body, kBackendKey, "/", {{"Origin", "https://app.example.com"}});
+    EXPECT_EQ(rpc.status, 200u);
+    EXPECT_EQ(rpc.header("access-control-allow-origin"), "https://app.example.com");
+    HttpConnection c(admin_port());
+    HttpReply admin = c.request(
+        "GET", "/admin/upstreams", "",
+        {{"Authorization", "Bearer " + kAdminToken}, {"Origin", "https://app.example.com"}});
+    EXPECT_EQ(admin.status, 403u) << admin.body;
+    EXPECT_THAT(admin.body, HasSubstr("its own origin"));
+    EXPECT_THAT(admin.body, Not(HasSubstr("add it to server.cors.allowed_origins")));
+    EXPECT_EQ(admin.header("access-control-allow-origin"), "");
+    HttpConnection own(admin_port());
+    const std::string host = "localhost:" + std::to_string(admin_port());
+    EXPECT_EQ(own.request("GET", "/admin/upstreams", "",
+                          {{"Authorization", "Bearer " + kAdminToken},
+                           {"Host", host},
+                           {"Origin", "http://" + host}})
+                  .status,
+              200u);
+}
+
 TEST_F(AuthGatewayTest, TheSyncSendFollowsTheSameRulesAsTheOthers) {
     FakeUpstream node(31337,
                       [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
@@ -588,17 +641,59 @@ TEST_F(GatewayTest, NodeSigningAndSendsAroundTheJournalAreNeverForwarded) {
     // Even with the deny list emptied by the operator.
     start({node.url()}, [](config::Config& c) { c.chains[0].methods.deny.clear(); });
     wait_ready();
-    for (const char* m :
-         {"eth_sign", "eth_signTransaction", "eth_signTypedData_v4", "personal_sign",
-          "eth_sendRawTransactionConditional", "eth_sendPrivateTransaction", "eth_sendBundle",
-          "eth_sendUnsignedTransaction", "personal_sendTransaction", "personal_unlockAccount",
-          "wallet_sendCalls", "anvil_impersonateAccount", "hardhat_impersonateAccount",
-          "anvil_autoImpersonateAccount"}) {
+    for (const char* m : {"eth_sign",
+                          "eth_signTransaction",
+                          "eth_signTypedData_v4",
+                          "personal_sign",
+                          "eth_sendRawTransactionConditional",
+                          "eth_sendPrivateTransaction",
+                          "eth_sendBundle",
+                          "eth_sendUnsignedTransaction",
+                          "personal_sendTransaction",
+                          "personal_unlockAccount",
+                          "wallet_sendCalls",
+                          "anvil_impersonateAccount",
+                          "hardhat_impersonateAccount",
+                          "anvil_autoImpersonateAccount",
+                          "eth_sendPrivateRawTransaction",
+                          "eth_cancelPrivateTransaction",
+                          "mev_sendBundle",
+                          "eth_signTypedData",
+                          "eth_signTypedData_v1",
+                          "eth_signTypedData_v3",
+                          "eth_sendMegabundle",
+                          "eth_cancelBundle",
+                          "eth_sendUserOperation",
+                          "flashbots_submitBundle",
+                          "eth_callBundle"}) {
         auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
         EXPECT_EQ(error_of(r).at("code"), -32601) << m;
         EXPECT_THAT(message_of(r), HasSubstr("is not served")) << m;
     }
     EXPECT_EQ(node.forwarded_calls(), 0u);
+}
+
+TEST_F(GatewayTest, ADevNodesStateChangesAreDeniedByDefaultAndAnOperatorMayAllowThem) {
+    FakeUpstream node(31337, test::on("anvil_setBalance", FakeReply::ok("null")));
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"anvil_setBalance","params":[")" +
+                             kSender0 + R"(","0x56bc75e2d63100000"]})";
+    start({node.url()});
+    wait_ready();
+    for (const char* m : {"anvil_setBalance", "anvil_setNonce", "anvil_setCode",
+                          "hardhat_setBalance", "evm_increaseTime", "evm_mine"}) {
+        auto r = post(fmt::format(R"({{"jsonrpc":"2.0","id":1,"method":"{}","params":[]}})", m));
+        EXPECT_EQ(error_of(r).at("code"), -32601) << m;
+        EXPECT_THAT(message_of(r), HasSubstr("methods.deny")) << m;
+    }
+    EXPECT_EQ(node.calls("anvil_setBalance"), 0u);
+    TearDown();
+    gw.reset();
+    // Setting methods.deny replaces the default: a dev chain may let them through.
+    start({node.url()}, [](config::Config& c) { c.chains[0].methods.deny = {"admin_*"}; });
+    wait_ready();
+    auto r = post(body);
+    EXPECT_TRUE(result_of(r).is_null()) << r.body;
+    EXPECT_EQ(node.calls("anvil_setBalance"), 1u);
 }
 
 TEST_F(GatewayTest, SendRawTransactionSyncIsJournaledAndAnswersTheReceipt) {

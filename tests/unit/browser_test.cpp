@@ -76,8 +76,37 @@ TEST(Browser, AHostNamingAnotherMachineIs403OnALoopbackListener) {
     }
 }
 
-TEST(Browser, ARequestWithoutHostPasses) {
-    EXPECT_FALSE(browser_check(post({}), policy()).has_value());
+TEST(Browser, AnHttp10RequestWithoutHostPasses) {
+    Request r = post({});
+    r.version = 10;
+    EXPECT_FALSE(browser_check(r, policy()).has_value());
+    EXPECT_FALSE(browser_check(r, policy({}, "0.0.0.0")).has_value());
+}
+
+// RFC 9112 section 3.2: HTTP/1.1 has exactly one Host.
+TEST(Browser, AnHttp11RequestWithoutHostIs400OnEveryListener) {
+    for (const auto& p : {policy(), policy({}, "0.0.0.0")}) {
+        auto answer = browser_check(post({}), p);
+        ASSERT_TRUE(answer.has_value());
+        EXPECT_EQ(answer->status, 400u);
+        EXPECT_THAT(answer->body, HasSubstr("needs a Host header"));
+    }
+}
+
+// Two Hosts: the rebinding check could read the first and something behind the gateway the
+// second (or the other way round).
+TEST(Browser, ARequestWithTwoHostsIs400WhateverTheyName) {
+    for (const auto& p : {policy(), policy({}, "0.0.0.0")}) {
+        for (const auto& hosts :
+             std::vector<Headers>{{{"host", "localhost"}, {"host", "evil.com"}},
+                                  {{"host", "evil.com"}, {"host", "localhost"}},
+                                  {{"host", "localhost"}, {"host", "localhost"}}}) {
+            auto answer = browser_check(post(hosts), p);
+            ASSERT_TRUE(answer.has_value());
+            EXPECT_EQ(answer->status, 400u);
+            EXPECT_THAT(answer->body, HasSubstr("one Host header; this one has 2"));
+        }
+    }
 }
 
 TEST(Browser, AListenerOnAnotherAddressTakesAnyHost) {
@@ -186,7 +215,8 @@ TEST(Browser, APreflightFromAnAllowedOriginIs204WithTheCorsHeaders) {
     EXPECT_EQ(header(*answer, "Access-Control-Max-Age"), "600");
     EXPECT_EQ(header(*answer, "Vary"), "Origin");
 
-    auto get = browser_check(request("OPTIONS", {{"origin", "https://app.example.com"},
+    auto get = browser_check(request("OPTIONS", {{"host", "localhost:8545"},
+                                                 {"origin", "https://app.example.com"},
                                                  {"access-control-request-method", "GET"}}),
                              p);
     ASSERT_TRUE(get);
@@ -257,6 +287,64 @@ TEST(Browser, AnAllowedOriginsRefusalCarriesTheCorsHeadersSoThePageCanReadIt) {
     ASSERT_TRUE(answer);
     EXPECT_EQ(answer->status, 415u);
     EXPECT_EQ(header(*answer, "Access-Control-Allow-Origin"), "https://app.example.com");
+}
+
+// The admin listener: its own origin only, whatever server.cors.allowed_origins lists (that is
+// the RPC listener's setting), and the refusal does not point there.
+TEST(Browser, AnOwnOriginOnlyListenerRefusesEveryOtherOriginAndSaysSo) {
+    ListenerOptions o;
+    o.endpoint = config::Endpoint{"127.0.0.1", 9545};
+    o.allowed_origins = {"https://app.example.com", "*"};
+    o.own_origin_only = true;
+    o.error_body = [](unsigned, std::string_view message) { return std::string(message); };
+    const auto p = BrowserPolicy::from(o);
+    for (const char* origin : {"https://app.example.com", "https://evil.example", "null"}) {
+        auto answer = browser_check(post({{"host", "localhost:9545"}, {"origin", origin}}), p);
+        ASSERT_TRUE(answer) << origin;
+        EXPECT_EQ(answer->status, 403u);
+        EXPECT_THAT(answer->body, HasSubstr("its own origin (scheme://Host) only"));
+        EXPECT_THAT(answer->body, Not(HasSubstr("add it to")));
+    }
+    EXPECT_FALSE(
+        browser_check(post({{"host", "localhost:9545"}, {"origin", "http://localhost:9545"}}), p));
+    // The RPC listener's message still names the setting.
+    auto rpc =
+        browser_check(post({{"host", "localhost"}, {"origin", "https://evil.example"}}), policy());
+    ASSERT_TRUE(rpc);
+    EXPECT_THAT(rpc->body, HasSubstr("add it to server.cors.allowed_origins"));
+}
+
+// --- IPv6 origins -------------------------------------------------------------------------------
+
+TEST(Browser, AnIpv6OriginIsComparedAsAnAddress) {
+    EXPECT_EQ(normalize_origin("http://[0:0:0:0:0:0:0:1]:3000"), "http://[::1]:3000");
+    EXPECT_EQ(normalize_origin("HTTP://[2001:DB8:0:0::1]:80/"), "http://[2001:db8::1]");
+    EXPECT_EQ(normalize_origin("http://[::1]:3000"), "http://[::1]:3000");
+    EXPECT_EQ(normalize_origin("http://[not-an-address]"), "http://[not-an-address]");
+    // Configured in any spelling, allowed as browsers send it.
+    const auto p = policy({"http://[0:0::1]:3000", "https://[2001:DB8::1]"});
+    EXPECT_FALSE(
+        browser_check(post({{"host", "localhost:8545"}, {"origin", "http://[::1]:3000"}}), p));
+    EXPECT_FALSE(browser_check(
+        post({{"host", "localhost:8545"}, {"origin", "https://[2001:db8::1]:443"}}), p));
+    auto other =
+        browser_check(post({{"host", "localhost:8545"}, {"origin", "http://[::2]:3000"}}), p);
+    ASSERT_TRUE(other);
+    EXPECT_EQ(other->status, 403u);
+    // A page served from the listener's own IPv6 address.
+    EXPECT_FALSE(browser_check(
+        post({{"host", "[::1]:8545"}, {"origin", "http://[0:0:0:0:0:0:0:1]:8545"}}), policy()));
+}
+
+// --- On the head ----------------------------------------------------------------------------
+
+// The listener checks the head, before the body is read: a body announced is a body.
+TEST(Browser, OnTheHeadABodyAnnouncedButNotReadIsCheckedForItsContentType) {
+    Request head = request("POST", {{"host", "localhost:8545"}, {"content-type", "text/plain"}});
+    auto answer = browser_check(head, policy(), true);
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->status, 415u);
+    EXPECT_FALSE(browser_check(head, policy(), false));
 }
 
 // --- Order ------------------------------------------------------------------------------------

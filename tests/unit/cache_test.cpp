@@ -439,6 +439,8 @@ protected:
         start(urls, [enabled](config::Config& c) {
             c.chains[0].cache.enabled = enabled;
             c.chains[0].cache.coalesce = true;
+            // A dev node's anvil_mine goes through (HitsAreMarkedAndAWriteEndsHeadAnswers).
+            c.chains[0].methods.deny = {"admin_*", "debug_*"};
         });
         wait_ready();
     }

@@ -6,6 +6,7 @@
 #include "support/config_parse.hpp"
 #include "support/process.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -268,6 +269,26 @@ chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: "http://127.0.0.1:1"}]}
     EXPECT_THAT(
         error_of("server: {cors: {allowed_origins: ['*']}}\n" + kManagedChain, {{"HOT", "x"}}),
         HasSubstr("server.cors.allowed_origins: '*' lets every web page call the gateway"));
+}
+
+TEST(ConfigAuth, AnIpv6LiteralOriginIsAnOrigin) {
+    const std::string chain =
+        "chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: 'http://127.0.0.1:1'}]}]\n";
+    const Config c = parse(
+        "server: {cors: {allowed_origins: ['http://[::1]:3000', 'https://[2001:DB8::1]', "
+        "'http://[0:0:0:0:0:0:0:1]:8080']}}\n" +
+        chain);
+    EXPECT_EQ(c.server.cors_allowed_origins,
+              (std::vector<std::string>{"http://[::1]:3000", "https://[2001:db8::1]",
+                                        "http://[0:0:0:0:0:0:0:1]:8080"}));
+    // Brackets hold an IPv6 address, without a zone (browsers send none), and nothing else.
+    for (const char* bad :
+         {"http://[::1", "http://::1:3000", "http://[::1]x", "http://[fe80::1%eth0]",
+          "http://[12345::1]", "http://[]:3000", "http://[::1]:3000/path", "http://[127.0.0.1]"})
+        EXPECT_THAT(
+            error_of(fmt::format("server: {{cors: {{allowed_origins: ['{}']}}}}\n", bad) + chain),
+            HasSubstr("is not an origin"))
+            << bad;
 }
 
 }  // namespace

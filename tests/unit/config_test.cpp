@@ -162,7 +162,7 @@ chains:
     Config d = parse(kMinimal);
     EXPECT_EQ(d.chains[0].methods.deny,
               (std::vector<std::string>{"admin_*", "debug_*", "personal_*", "miner_*", "engine_*",
-                                        "txpool_*"}));
+                                        "txpool_*", "anvil_*", "hardhat_*", "evm_*"}));
     EXPECT_TRUE(d.chains[0].logs.split);
     EXPECT_EQ(d.chains[0].failover.hedge_after, Millis(0));
     EXPECT_EQ(d.chains[0].health.max_lag_blocks, 5u);
@@ -599,7 +599,7 @@ TEST(Config, TheShippedFilesAreValid) {
     EXPECT_EQ(example.chains[0].health.max_lag_blocks, 5u);
     EXPECT_EQ(example.chains[0].upstreams[1].max_logs_range, 2000u);
     EXPECT_EQ(example.chains[0].upstreams[1].max_rps, 25);
-    EXPECT_EQ(example.chains[0].methods.deny.size(), 6u);
+    EXPECT_EQ(example.chains[0].methods.deny.size(), 9u);
     ASSERT_EQ(example.signers.size(), 2u);
     EXPECT_EQ(example.chains[0].accounts.size(), 2u);
     EXPECT_EQ(example.chains[0].tx.fee.bump_percent, 12u);

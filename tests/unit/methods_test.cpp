@@ -21,6 +21,36 @@ TEST(Methods, ReadsLocalsAndUnknowns) {
     EXPECT_EQ(method_kind("some_vendorMethod"), MethodKind::write);
 }
 
+TEST(Methods, SendAndSignStyleNamesAreRefusedByDefault) {
+    // Named nowhere in the gateway, yet sends or signs: refused, not forwarded as a write.
+    for (const char* m :
+         {"eth_sendMegabundle", "eth_cancelBundle", "eth_sendUserOperation",
+          "flashbots_submitBundle", "eth_callBundle", "mev_simBundle", "eth_SendRawTransaction",
+          "eth_signTypedData_v5", "eth_sendPrivateRawTransaction", "eth_cancelPrivateTransaction",
+          "mev_sendBundle", "eth_signTypedData", "eth_signTypedData_v1", "eth_signTypedData_v3",
+          "sendBundle", "vendor_signMessage", "debug_bundler_dumpMempool"}) {
+        auto reason = unserved_reason(m);
+        ASSERT_TRUE(reason) << m;
+        EXPECT_NE(reason->find(std::string(m) + " is not served"), std::string::npos) << *reason;
+    }
+    EXPECT_NE(unserved_reason("eth_sendUserOperation")->find("eth_sendRawTransaction"),
+              std::string::npos);
+    EXPECT_NE(unserved_reason("eth_signTypedData_v3")->find("own accounts"), std::string::npos);
+    // A client's long name is quoted shortened.
+    EXPECT_LT(unserved_reason("eth_send" + std::string(10000, 'x'))->size(), 400u);
+}
+
+TEST(Methods, TheSendsTheGatewayRoutesItselfAreNotRefused) {
+    for (const char* m :
+         {"eth_sendRawTransaction", "eth_sendRawTransactionSync", "eth_sendTransaction",
+          "eth_sendTransactionSync", "gateway_sendTransaction", "gateway_getTransaction"})
+        EXPECT_FALSE(unserved_reason(m)) << m;
+    // Nor reads whose names only look alike.
+    for (const char* m : {"eth_call", "eth_getTransactionByHash", "net_version", "eth_syncing",
+                          "txpool_content", "anvil_mine", "eth_estimateGas", "eth_subscribe"})
+        EXPECT_FALSE(unserved_reason(m)) << m;
+}
+
 TEST(Methods, LabelsAreBounded) {
     EXPECT_EQ(method_label("eth_blockNumber"), "eth_blockNumber");
     EXPECT_EQ(method_label("web3_clientVersion"), "web3_clientVersion");

@@ -265,7 +265,7 @@ TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {
         {"HTTP 503 from a proxy", "eth_submitWork", FakeReply::http(503, "upstream reset")},
         {"HTTP 200 garbage", "eth_submitWork", FakeReply::http(200, "<html>")},
         {"timeout", "eth_submitWork", slow},
-        {"an unknown method", "anvil_mine", FakeReply::http(500, "")},
+        {"an unknown method", "vendor_mine", FakeReply::http(500, "")},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);

@@ -114,8 +114,11 @@ struct FailoverConfig {
 
 struct MethodsConfig {
     std::vector<std::string> allow;  ///< when not empty, only these (a trailing * matches a prefix)
-    std::vector<std::string> deny{"admin_*", "debug_*",  "personal_*",
-                                  "miner_*", "engine_*", "txpool_*"};
+    /// By default also a dev node's state changes (anvil_setBalance, hardhat_setCode,
+    /// evm_increaseTime): any client could mint itself money or rewrite a contract. An operator who
+    /// wants them through the gateway sets a deny list without them.
+    std::vector<std::string> deny{"admin_*",  "debug_*", "personal_*", "miner_*", "engine_*",
+                                  "txpool_*", "anvil_*", "hardhat_*",  "evm_*"};
 };
 
 struct LogsConfig {

@@ -24,6 +24,9 @@ struct BrowserPolicy {
     std::vector<std::string> allowed_origins;
     /// "*" was among the allowed origins: any origin may call ("null" included).
     bool any_origin = false;
+    /// The listener serves pages of its own origin only (the admin listener): no setting can
+    /// allow another, and a refusal says so.
+    bool own_origin_only = false;
     /// A preflight's Access-Control-Allow-Headers, e.g. "authorization, content-type".
     std::string allow_headers;
     /// Access-Control-Expose-Headers on answers to other origins ("": none).
@@ -35,18 +38,27 @@ struct BrowserPolicy {
     static BrowserPolicy from(const ListenerOptions& options);
 };
 
-/// What the listener answers itself, before the handler; nothing when the handler gets the
-/// request. In this order:
-/// - Host: on a loopback listener, a Host (port ignored) other than localhost, 127.x.y.z or
-///   [::1] gets 403. A request without Host passes (HTTP/1.0 tools; browsers always
-///   send one).
+/// What the listener answers itself, on the request's head: before credentials are looked at (a
+/// page that may not call learns nothing about a key from the answer) and before the body is read
+/// (a refused body is never read). Nothing when the request goes on. `has_body`: the head
+/// announces a body (a Content-Length over 0, or chunked). In this order:
+/// - Host: more than one Host header, or none in an HTTP/1.1 request, gets 400 (RFC 9112
+///   section 3.2: which one would the checks below believe?). On a loopback listener, a Host (port
+///   ignored) other than localhost, 127.x.y.z or [::1] gets 403. An HTTP/1.0 request without
+///   Host passes (old tools; browsers always send one).
 /// - Origin: a request with an Origin other than the listener's own (scheme://Host) and not
 ///   allowed gets 403 ("null" only passes with "*"). An OPTIONS preflight (Origin and
 ///   Access-Control-Request-Method) from an allowed origin gets 204 with the CORS headers.
 /// - Content-Type: a POST with a body gets 415 unless its Content-Type is application/json,
 ///   application/json-rpc or application/jsonrequest (parameters allowed, any case).
 /// Never throws on what a client sends.
-std::optional<Response> browser_check(const Request& request, const BrowserPolicy& policy);
+std::optional<Response> browser_check(const Request& request, const BrowserPolicy& policy,
+                                      bool has_body);
+
+/// The same on a whole request: it has a body when `request.body` is not empty.
+inline std::optional<Response> browser_check(const Request& request, const BrowserPolicy& policy) {
+    return browser_check(request, policy, !request.body.empty());
+}
 
 /// Adds the CORS headers (Access-Control-Allow-Origin: <its origin>, Vary: Origin,
 /// Access-Control-Expose-Headers) to the answer of a request from an allowed other origin; leaves

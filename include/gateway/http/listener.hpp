@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,8 +28,9 @@ struct Request {
     std::string method;  ///< "POST", "GET", ...
     std::string target;  ///< path and query, as sent
     std::string body;
-    Headers headers;     ///< names in lower case
-    std::string remote;  ///< the peer's address, for logs
+    Headers headers;        ///< names in lower case
+    std::string remote;     ///< the peer's address, for logs
+    unsigned version = 11;  ///< HTTP/1.1: 11, HTTP/1.0: 10
     /// Who is calling, as the listener's head check established it (the check's own type, which
     /// its handler reads back); empty without a head check.
     std::shared_ptr<const void> principal;
@@ -74,15 +76,19 @@ struct ListenerOptions {
     /// Connections from one peer address at once; 0: no cap. Loopback peers are exempt.
     std::size_t max_connections_per_ip = 0;
 
-    /// Browser checks, before the handler sees a request:
+    /// Browser checks, on a request's head, before the head check and before its body is read:
+    /// - more than one Host, or none in an HTTP/1.1 request, gets 400 (RFC 9112 section 3.2);
     /// - on a loopback endpoint, a Host that is not a loopback name or address gets 403 (DNS
     ///   rebinding);
     /// - an Origin that is neither the listener's own (scheme://Host) nor in `allowed_origins`
     ///   ("*": any) gets 403; allowed cross-origin requests get CORS headers, and an OPTIONS
     ///   preflight from one is answered 204 by the listener;
-    /// - a POST with a body whose Content-Type is not JSON (application/json,
+    /// - a POST announcing a body whose Content-Type is not JSON (application/json,
     ///   application/json-rpc, application/jsonrequest, parameters allowed) gets 415.
     std::vector<std::string> allowed_origins;
+    /// The admin listener: pages of its own origin only. `allowed_origins` must be empty, and a
+    /// refused origin's message does not point at server.cors.allowed_origins (it would not help).
+    bool own_origin_only = false;
     /// Request headers a CORS preflight may ask for.
     std::vector<std::string> cors_allow_headers{"authorization", "content-type", "idempotency-key"};
     /// Response headers a cross-origin page may read (X-Gateway-*).
@@ -96,8 +102,26 @@ struct ListenerOptions {
     HeadCheck head_check;
 };
 
-/// Raises the process's soft RLIMIT_NOFILE to its hard limit. Returns the soft limit now.
+/// Raises the process's soft RLIMIT_NOFILE to its hard limit, or to the kernel's per-process
+/// ceiling (/proc/sys/fs/nr_open) when the hard limit is above it or unlimited (setrlimit refuses
+/// those). Returns the soft limit now.
 std::size_t raise_descriptor_limit();
+
+/// The soft RLIMIT_NOFILE raise_descriptor_limit() asks for: the hard limit, capped at `nr_open`
+/// when that is known (an unlimited hard limit is RLIM_INFINITY, above any nr_open), and never
+/// below `soft`.
+std::uint64_t descriptor_limit_target(std::uint64_t soft, std::uint64_t hard,
+                                      std::optional<std::uint64_t> nr_open);
+
+/// Client connections each listener holds at most when server.max_connections is not set: a
+/// quarter of the descriptor limit (half for clients, split between the two listeners), at least
+/// 1 and at most kMaxDefaultConnections.
+std::size_t default_max_connections(std::size_t descriptor_limit);
+
+/// A descriptor limit of a million would otherwise allow 262,144 connections per listener: more
+/// than one gateway serves, and what idle connections cost in memory adds up. Setting
+/// server.max_connections lifts it.
+inline constexpr std::size_t kMaxDefaultConnections = 65'536;
 
 /// A path with everything after its first segment masked ("/devnet/…"), for logs and messages:
 /// a key may follow the chain's name in the path.

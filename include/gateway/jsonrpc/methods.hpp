@@ -47,12 +47,14 @@ BlockNeed block_need(std::string_view method, const boost::json::value& params);
 std::optional<std::size_t> block_param_index(std::string_view method);
 
 /// Methods the gateway never forwards, whatever the chain's lists say: a node's own accounts
-/// (eth_sign, eth_signTransaction, eth_signTypedData*, eth_sendUnsignedTransaction, personal_*,
-/// wallet_*, *_impersonateAccount: a node with unlocked or impersonated accounts would sign and
-/// send for anyone), and sends that would go around the journal and its checks
-/// (eth_sendRawTransactionConditional, private transactions, bundles). Why, for the client;
-/// nullopt for every other method. (eth_sendTransaction, eth_sendTransactionSync and the Sync
-/// raw send are the gateway's own.)
+/// (eth_sendUnsignedTransaction, personal_*, wallet_*, *_impersonateAccount: a node with unlocked
+/// or impersonated accounts would sign and send for anyone), and, deny by default, every method
+/// whose name after its namespace starts with `send` or `sign` (any case), or that mentions a
+/// bundle, plus eth_cancelPrivateTransaction: signing by nodes, and sends that would go around
+/// the journal and its checks (eth_sendRawTransactionConditional, private transactions, bundles,
+/// user operations). The sends the gateway routes itself are not refused (eth_sendRawTransaction,
+/// eth_sendRawTransactionSync, eth_sendTransaction, eth_sendTransactionSync,
+/// gateway_sendTransaction). Why, for the client; nullopt for every other method.
 std::optional<std::string> unserved_reason(std::string_view method);
 
 /// Parses a block quantity ("0x1b4"). nullopt for anything else.
