@@ -237,7 +237,10 @@ TEST_F(GatewayTest, TheFasterNodeOfATierGetsTheCallsAndTheScoreSaysWhy) {
     FakeUpstream fast(31337, node_at(0x10));
     start({slow.url(), fast.url()});
     wait_ready();
-    std::this_thread::sleep_for(400ms);  // a few probes of each
+    // A few probes of each: until the slow one's latency shows.
+    for (int i = 0;
+         i < 300 && upstream("node-0").at("latency_ms").at("ewma").to_number<double>() <= 30.0; ++i)
+        std::this_thread::sleep_for(10ms);
     const json::value s = upstream("node-0");
     const json::value f = upstream("node-1");
     EXPECT_GT(s.at("score").to_number<double>(), f.at("score").to_number<double>());

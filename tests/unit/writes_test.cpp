@@ -55,10 +55,14 @@ TEST(Journal, StateNamesRoundTrip) {
 TEST(JournalService, AnUnusableStoreFailsClearlyAndIsUsedOnceItOpens) {
     const std::string dir = test::make_temp_dir("journal-unusable");
     test::write_file(dir + "/data", "a file where the folder should be");
-    store::JournalService service([&] {
-        return std::unique_ptr<store::Journal>(
-            store::open_store(config::StoreConfig{"sqlite", dir + "/data/j.db"}));
-    });
+    // Tried again 20 ms after a failure (doubling), not a second: the test waits for the
+    // journal to open, not for a time.
+    store::JournalService service(
+        [&] {
+            return std::unique_ptr<store::Journal>(
+                store::open_store(config::StoreConfig{"sqlite", dir + "/data/j.db"}));
+        },
+        {.reopen_after = 20ms, .reopen_max = 40ms});
     try {
         service.run_blocking([](store::JournalView&) {});
         FAIL() << "no error";
@@ -66,10 +70,20 @@ TEST(JournalService, AnUnusableStoreFailsClearlyAndIsUsedOnceItOpens) {
         EXPECT_THAT(e.what(), HasSubstr(dir + "/data/j.db"));
     }
     EXPECT_THAT(service.failure(), HasSubstr("cannot create the folder"));
+    // Refused again while it cannot open (nothing of the operation kept), and used once it can.
+    EXPECT_THROW(service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); }),
+                 store::StoreError);
     std::filesystem::remove(dir + "/data");
-    std::this_thread::sleep_for(1100ms);  // it tries to open again at most once a second
-    EXPECT_NO_THROW(
-        service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); }));
+    bool kept = false;
+    for (int i = 0; i < 500 && !kept; ++i) {
+        try {
+            service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
+            kept = true;
+        } catch (const store::StoreError&) {
+            std::this_thread::sleep_for(5ms);  // before its next try to open
+        }
+    }
+    EXPECT_TRUE(kept);
     EXPECT_EQ(service.failure(), "");
 }
 
