@@ -281,8 +281,9 @@ TEST_F(AuthGatewayTest, ASenderNamedWithItsChainIsUsedOnThatChainOnly) {
     EXPECT_TRUE(result_of(call(managed_send(kSender0), kBackendKey, "/devnet2")).is_object());
 }
 
-TEST_F(AuthGatewayTest, AHeldTransactionIsShownByHashToItsClientOnly) {
-    // No node takes it: the gateway holds it, QUEUED, and knows it by hash.
+TEST_F(AuthGatewayTest, AHeldTransactionAndItsRecordAreShownByHashToItsClientOnly) {
+    // No node takes it: the gateway holds it, QUEUED, knows it by hash, and keeps its record
+    // with its client.
     FakeUpstream node(31337,
                       [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
                           if (m == "eth_sendRawTransaction") return FakeReply::http(503, "");
@@ -295,28 +296,14 @@ TEST_F(AuthGatewayTest, AHeldTransactionIsShownByHashToItsClientOnly) {
             R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{}"]}})", raw),
         kBackendKey);
     const std::string hash(result_of(sent).as_string());
+
     const std::string by_hash = fmt::format(
         R"({{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":["{}"]}})", hash);
     EXPECT_EQ(result_of(call(by_hash, kBackendKey)).at("hash"), hash.c_str());
     HttpReply other = call(by_hash, kOpsKey);
     const json::object answer = json::parse(other.body).as_object();
     EXPECT_TRUE(!answer.contains("result") || answer.at("result").is_null()) << other.body;
-}
 
-TEST_F(AuthGatewayTest, AHeldTransactionsRecordIsShownByHashToItsClientOnly) {
-    // No node takes it: the gateway holds it, QUEUED, and keeps its record with its client.
-    FakeUpstream node(31337,
-                      [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
-                          if (m == "eth_sendRawTransaction") return FakeReply::http(503, "");
-                          return std::nullopt;
-                      });
-    start_with_auth(node.url());
-    const std::string raw = test::sign_legacy(test::kKey1, {.nonce = 0});
-    HttpReply sent = call(
-        fmt::format(
-            R"({{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{}"]}})", raw),
-        kBackendKey);
-    const std::string hash(result_of(sent).as_string());
     const std::string get = fmt::format(
         R"({{"jsonrpc":"2.0","id":1,"method":"gateway_getTransaction","params":["{}"]}})", hash);
     const json::value mine = result_of(call(get, kBackendKey));

@@ -8,6 +8,7 @@
 #include "gateway/store/store.hpp"
 #include "support/faulty_vfs.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/journal_records.hpp"
 #include "support/tx_signer.hpp"
 
 #include <fmt/format.h>
@@ -28,18 +29,7 @@ using store::TxState;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-store::TxRecord record(const std::string& hash, std::uint64_t nonce, std::size_t raw_bytes = 3) {
-    store::TxRecord r;
-    r.hash = hash;
-    r.chain = "devnet";
-    r.chain_id = 31337;
-    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    r.nonce = nonce;
-    r.raw.assign(raw_bytes, 0x02);
-    r.reason = "received";
-    r.created_ms = r.updated_ms = 1000;
-    return r;
-}
+using test::record;
 
 store::JournalService::Opener opener(const std::string& path, std::atomic<int>* opens = nullptr) {
     return [path, opens] {
@@ -113,7 +103,8 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
                             test::FaultyVfs& v;
                             ~Restore() { v.fail_writes(false); }
                         } restore{vfs};
-                        j.insert(record(hash, nonce, fills_the_disk ? 4'000'000 : 3));
+                        j.insert(test::with_raw_size(record(hash, nonce),
+                                                     fills_the_disk ? 4'000'000 : 3));
                     });
                 } catch (const store::StoreError&) {
                     kept = false;
@@ -132,16 +123,7 @@ TEST(JournalService, ADiskFullInTheMiddleOfAGroupCommitTellsEachCallerWhatIsOnDi
         for (auto& c : callers) c.join();
         EXPECT_FALSE(told_kept["0xbb"]);
         // The journal is usable again afterwards.
-        bool usable = false;
-        for (int i = 0; i < 100 && !usable; ++i) {
-            try {
-                service.run_blocking([](store::JournalView& j) { j.insert(record("0xdd", 4)); });
-                usable = true;
-            } catch (const store::StoreError&) {
-                std::this_thread::sleep_for(10ms);
-            }
-        }
-        EXPECT_TRUE(usable);
+        EXPECT_TRUE(test::insert_once_usable(service, record("0xdd", 4)));
     }
     for (const auto& [hash, kept] : told_kept)
         EXPECT_EQ(on_disk(path, hash).has_value(), kept)

@@ -74,16 +74,7 @@ TEST(JournalService, AnUnusableStoreFailsClearlyAndIsUsedOnceItOpens) {
     EXPECT_THROW(service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); }),
                  store::StoreError);
     std::filesystem::remove(dir + "/data");
-    bool kept = false;
-    for (int i = 0; i < 500 && !kept; ++i) {
-        try {
-            service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
-            kept = true;
-        } catch (const store::StoreError&) {
-            std::this_thread::sleep_for(5ms);  // before its next try to open
-        }
-    }
-    EXPECT_TRUE(kept);
+    EXPECT_TRUE(test::insert_once_usable(service, record("0xaa", 0)));
     EXPECT_EQ(service.failure(), "");
 }
 
