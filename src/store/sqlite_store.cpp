@@ -151,6 +151,25 @@ constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
     " attempts, hash, client";
 
+/// `states` as an SQL list: ('A', 'B').
+std::string sql_list(const std::vector<TxState>& states) {
+    std::string out = "(";
+    for (TxState s : states)
+        fmt::format_to(std::back_inserter(out), "{}'{}'", out.size() > 1 ? ", " : "", to_string(s));
+    return out + ")";
+}
+
+/// store::is_final as SQL, for the queries (a migration spells its own lists: its text never
+/// changes): every state a transaction, raw or managed, ends in.
+const std::string kFinal = [] {
+    std::vector<TxState> final;
+    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i)
+        if (is_final(static_cast<TxState>(i))) final.push_back(static_cast<TxState>(i));
+    return sql_list(final);
+}();
+/// The final states a mined transaction can be in: final for good only once its block is.
+const std::string kMined = sql_list({TxState::completed, TxState::failed});
+
 class SqliteStore final : public Store {
 public:
     explicit SqliteStore(std::string path, int up_to = 0) : path_(std::move(path)) { open(up_to); }
@@ -238,10 +257,9 @@ public:
 
     std::vector<TxRecord> unfinished() override {
         Stmt st(*this,
-                fmt::format("SELECT {} FROM transactions WHERE state NOT IN ('COMPLETED', "
-                            "'FAILED', 'DEAD_LETTER', 'REPLACED') ORDER BY chain, sender, nonce, "
-                            "created_ms;",
-                            kColumns));
+                fmt::format("SELECT {} FROM transactions WHERE state NOT IN {} ORDER BY chain, "
+                            "sender, nonce, created_ms;",
+                            kColumns, kFinal));
         std::vector<TxRecord> out;
         while (st.step()) out.push_back(read_record(st));
         return out;
@@ -249,19 +267,19 @@ public:
 
     std::vector<TxRecord> unfinalized() override {
         Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE finalized = 0 AND state IN "
-                                   "('COMPLETED', 'FAILED') AND block_hash IS NOT NULL ORDER BY "
-                                   "chain, sender, nonce;",
-                                   kColumns));
+                                   "{} AND block_hash IS NOT NULL ORDER BY chain, sender, nonce;",
+                                   kColumns, kMined));
         std::vector<TxRecord> out;
         while (st.step()) out.push_back(read_record(st));
         return out;
     }
 
     void mark_finalized(const std::vector<std::string>& hashes) override {
+        const std::string sql = fmt::format(
+            "UPDATE transactions SET finalized = 1 WHERE hash = ?1 AND state IN {} RETURNING id;",
+            kMined);
         for (const auto& hash : hashes) {
-            Stmt st(*this,
-                    "UPDATE transactions SET finalized = 1 WHERE hash = ?1 AND state IN "
-                    "('COMPLETED', 'FAILED') RETURNING id;");
+            Stmt st(*this, sql);
             st.text(1, hash);
             if (!st.step()) continue;
             const std::int64_t id = st.column_int(0);
@@ -342,10 +360,9 @@ public:
     }
 
     std::vector<ManagedRecord> unfinished_managed() override {
-        Stmt st(*this, fmt::format("SELECT {} FROM managed_transactions WHERE state NOT IN "
-                                   "('COMPLETED', 'FAILED', 'DEAD_LETTER', 'CANCELLED') ORDER BY "
-                                   "chain, sender, created_ms, rowid;",
-                                   kManagedColumns));
+        Stmt st(*this, fmt::format("SELECT {} FROM managed_transactions WHERE state NOT IN {} "
+                                   "ORDER BY chain, sender, created_ms, rowid;",
+                                   kManagedColumns, kFinal));
         std::vector<ManagedRecord> out;
         while (st.step()) out.push_back(read_managed(st));
         return out;
@@ -414,10 +431,10 @@ public:
         const auto lim = static_cast<std::int64_t>(limit);
         std::vector<std::int64_t> ids;
         {
-            Stmt st(*this,
-                    "SELECT id FROM transactions WHERE state IN ('COMPLETED', 'FAILED', "
-                    "'DEAD_LETTER', 'REPLACED', 'CANCELLED') AND updated_ms < ?1 AND parent IS "
-                    "NULL AND finalized = 1 LIMIT ?2;");
+            Stmt st(*this, fmt::format("SELECT id FROM transactions WHERE state IN {} AND "
+                                       "updated_ms < ?1 AND parent IS NULL AND finalized = 1 "
+                                       "LIMIT ?2;",
+                                       kFinal));
             st.integer(1, before_ms).integer(2, lim);
             while (st.step()) ids.push_back(st.column_int(0));
         }
@@ -427,11 +444,11 @@ public:
 
         std::vector<std::string> managed;
         {
-            Stmt st(*this,
-                    "SELECT m.id FROM managed_transactions m WHERE m.state IN ('COMPLETED', "
-                    "'FAILED', 'DEAD_LETTER', 'REPLACED', 'CANCELLED') AND m.updated_ms < ?1 AND "
-                    "NOT EXISTS (SELECT 1 FROM transactions t WHERE t.parent = m.id AND "
-                    "t.finalized = 0) LIMIT ?2;");
+            Stmt st(*this, fmt::format("SELECT m.id FROM managed_transactions m WHERE m.state IN "
+                                       "{} AND m.updated_ms < ?1 AND NOT EXISTS (SELECT 1 FROM "
+                                       "transactions t WHERE t.parent = m.id AND t.finalized = "
+                                       "0) LIMIT ?2;",
+                                       kFinal));
             st.integer(1, before_ms).integer(2, lim);
             while (st.step()) managed.push_back(st.column_text(0));
         }

@@ -26,6 +26,7 @@ enum class TxState {
     dead_letter,   ///< the gateway gave up on it; a person decides (final)
     cancelled,     ///< managed: replaced by a zero-value self-send on request (final)
     replaced,      ///< an attempt of a managed transaction whose nonce another attempt used (final)
+    // New states go above `replaced`: the SQLite store lists the states up to it.
 };
 
 std::string_view to_string(TxState state);  ///< "QUEUED", "BROADCASTING", ...
