@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <stdexcept>
 #include <thread>
 
@@ -103,6 +104,23 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds tim
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return done();
+}
+
+void DevnetTest::start_devnet(const std::string& prefix,
+                              const std::vector<std::string>& anvil_args) {
+    dir = make_temp_dir(prefix);
+    anvil = std::make_unique<Anvil>(dir, 31337, anvil_args);
+}
+
+void DevnetTest::run_gateway(std::unique_ptr<GatewayProcess> next) {
+    if (gw) earlier_logs_ += "--- earlier gateway log ---\n" + gw->process().output() + "\n";
+    gw = std::move(next);
+}
+
+void DevnetTest::TearDown() {
+    if (!HasFailure()) return;
+    std::cerr << earlier_logs_;
+    if (gw) std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
 }
 
 }  // namespace gateway::test

@@ -3,6 +3,8 @@
 
 #include "support/process.hpp"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -62,5 +64,24 @@ private:
 
 /// The path of the chain-gateway binary under test.
 std::string gateway_binary();
+
+/// What the integration suites share: a temporary folder, an anvil in it, and the gateway under
+/// test, started again as a test needs (a restart, a crash). A failed test prints every log of
+/// its gateways, the earlier ones first.
+class DevnetTest : public ::testing::Test {
+protected:
+    /// A new folder (named after `prefix`) with an anvil of chain id 31337 in it.
+    void start_devnet(const std::string& prefix, const std::vector<std::string>& anvil_args = {});
+    /// Runs `next` as the gateway under test; the one it replaces keeps its log for the report.
+    void run_gateway(std::unique_ptr<GatewayProcess> next);
+    void TearDown() override;
+
+    std::string dir;
+    std::unique_ptr<Anvil> anvil;
+    std::unique_ptr<GatewayProcess> gw;
+
+private:
+    std::string earlier_logs_;
+};
 
 }  // namespace gateway::test

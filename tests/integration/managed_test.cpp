@@ -39,11 +39,10 @@ const std::string kStubKeyEnv = "GATEWAY_TEST_STUB_KEY";
 const std::string kPoorKeyEnv = "GATEWAY_TEST_POOR_KEY";
 const std::string kTo = "0x000000000000000000000000000000000000dead";
 
-class ManagedTest : public ::testing::Test {
+class ManagedTest : public DevnetTest {
 protected:
     void SetUp() override {
-        dir = make_temp_dir("gateway-managed");
-        anvil = std::make_unique<Anvil>(dir, 31337, anvil_args());
+        start_devnet("gateway-managed", anvil_args());
         node = std::make_unique<TcpForwarder>(anvil->port());
         hot = address_of(kHotKey);
         stub = address_of(kStubKey);
@@ -55,15 +54,9 @@ protected:
             node_call("anvil_setBalance", fmt::format(R"(["{}","0x56bc75e2d63100000"])", a));
     }
     virtual std::vector<std::string> anvil_args() const { return {}; }
-    void TearDown() override {
-        if (!HasFailure()) return;
-        std::cerr << earlier_logs;
-        if (gw) std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
-    }
 
     // `tx` is the chain's tx section (flow style, without braces).
     void start(const std::string& tx = "", const std::string& server = "") {
-        if (gw) earlier_logs += "--- earlier gateway log ---\n" + gw->process().output() + "\n";
         const std::string signers = fmt::format(
             "signers:\n"
             "  - {{id: hot, type: local, key_file: \"{}/hot.key\"}}\n"
@@ -83,7 +76,7 @@ protected:
             "    upstreams:\n"
             "      - {{id: node, url: \"{}\", timeout_ms: 1000}}\n",
             tx.empty() ? "" : ", ", tx, hot, stub, poor, node->url());
-        gw = std::make_unique<GatewayProcess>(dir, chains, server, "", signers);
+        run_gateway(std::make_unique<GatewayProcess>(dir, chains, server, "", signers));
         ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
     }
     void kill_gateway() {
@@ -187,10 +180,8 @@ protected:
         return quantity_of(tx.at("nonce"));
     }
 
-    std::string dir, hot, stub, poor, earlier_logs;
-    std::unique_ptr<Anvil> anvil;
+    std::string hot, stub, poor;
     std::unique_ptr<TcpForwarder> node;
-    std::unique_ptr<GatewayProcess> gw;
     HttpReply last;
 };
 

@@ -21,11 +21,10 @@ namespace {
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
-class ReorgTest : public ::testing::Test {
+class ReorgTest : public DevnetTest {
 protected:
     void start(const std::string& chain_yaml) {
-        dir = make_temp_dir("gateway-reorg");
-        anvil = std::make_unique<Anvil>(dir);
+        start_devnet("gateway-reorg");
         gw_chains = fmt::format(
             "  - name: devnet\n"
             "    chain_id: 31337\n"
@@ -34,11 +33,8 @@ protected:
             "    upstreams:\n"
             "      - {{id: node, url: \"{}\"}}\n",
             chain_yaml, anvil->url());
-        gw = std::make_unique<GatewayProcess>(dir, gw_chains);
+        run_gateway(std::make_unique<GatewayProcess>(dir, gw_chains));
         ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
-    }
-    void TearDown() override {
-        if (HasFailure() && gw) std::cerr << "--- gateway log ---\n" << gw->process().output();
     }
 
     /// anvil's first account sends 1 wei to 0x…dEaD with nonce 0, signed by cast.
@@ -66,9 +62,7 @@ protected:
                c.at("head").at("number").to_number<std::uint64_t>() == n;
     }
 
-    std::string dir, gw_chains;
-    std::unique_ptr<Anvil> anvil;
-    std::unique_ptr<GatewayProcess> gw;
+    std::string gw_chains;
 };
 
 // Catalog: a reorg after COMPLETED. With the default single confirmation, a transaction is
@@ -97,7 +91,7 @@ TEST_F(ReorgTest, ACompletedTransactionWhoseBlockIsDroppedBeforeItIsFinalIsMined
     // A restart: the journal has it as mined but not final.
     gw->process().signal(SIGKILL);
     gw->process().wait(std::chrono::seconds(10));
-    gw = std::make_unique<GatewayProcess>(dir, gw_chains);
+    run_gateway(std::make_unique<GatewayProcess>(dir, gw_chains));
     ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
 
     // The restarted gateway's head tracker has the blocks the reorg replaces.

@@ -82,18 +82,12 @@ json::value result(std::uint16_t port, const std::string& method, const std::str
     return v.as_object().contains("result") ? v.at("result") : json::value(nullptr);
 }
 
-class WritesTest : public ::testing::Test {
+class WritesTest : public DevnetTest {
 protected:
     void SetUp() override {
-        dir = make_temp_dir("gateway-writes");
-        anvil = std::make_unique<Anvil>(dir, 31337, anvil_args);
+        start_devnet("gateway-writes", anvil_args);
         node_a = std::make_unique<TcpForwarder>(anvil->port());
         node_b = std::make_unique<TcpForwarder>(anvil->port());
-    }
-    void TearDown() override {
-        if (!HasFailure()) return;
-        std::cerr << earlier_logs;
-        if (gw) std::cerr << "--- gateway log ---\n" << gw->process().output() << "\n";
     }
 
     std::string chains() const {
@@ -113,8 +107,7 @@ protected:
     }
     // A gateway on this test's data directory (or on `store_path`); ready when a node is up.
     void start(const std::string& store_path = "") {
-        if (gw) earlier_logs += "--- earlier gateway log ---\n" + gw->process().output() + "\n";
-        gw = std::make_unique<GatewayProcess>(dir, chains(), "", store_path);
+        run_gateway(std::make_unique<GatewayProcess>(dir, chains(), "", store_path));
     }
     // Whether a node answers, as the gateway knows it.
     bool ready() { return http_get(gw->admin_port(), "/readyz?require=upstreams").status == 200; }
@@ -203,11 +196,7 @@ protected:
 
     std::vector<std::string> anvil_args;  // set before SetUp
     int upstream_timeout_ms = 1000;
-    std::string dir;
-    std::unique_ptr<Anvil> anvil;
     std::unique_ptr<TcpForwarder> node_a, node_b;
-    std::unique_ptr<GatewayProcess> gw;
-    std::string earlier_logs;
 };
 
 // Sends each while no node is up: each is journaled and answered with its hash, marked queued.
