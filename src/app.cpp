@@ -250,6 +250,10 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     http::ListenerOptions rpc_options =
         listener_options("rpc", s.listen, s.max_body_bytes, &rpc::RpcHandler::refusal_body);
     rpc_options.max_connections_per_ip = s.max_connections_per_ip;
+    rpc_options.max_body_bytes_in_flight =
+        s.max_body_bytes_in_flight
+            ? s.max_body_bytes_in_flight
+            : std::max<std::size_t>(std::size_t{256} << 20, s.max_body_bytes);
     rpc_options.allowed_origins = s.cors_allowed_origins;
     for (auto header : {rpc::kUpstreamHeader, rpc::kQueuedHeader, rpc::kCacheHeader,
                         rpc::kStaleHeader, rpc::kDataAgeHeader, rpc::kReplacedByHeader})

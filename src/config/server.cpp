@@ -9,18 +9,22 @@
 namespace gateway::config::detail {
 
 void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
-    r.check_keys(
-        n, "server",
-        {"listen", "admin_listen", "threads", "max_body_bytes", "max_header_bytes",
-         "max_batch_size", "batch_concurrency", "max_batch_response_bytes", "idle_timeout_ms",
-         "read_timeout_ms", "request_timeout_ms", "shutdown_grace_ms", "drain_delay_ms",
-         "header_timeout_ms", "max_connections", "max_connections_per_ip", "cors", "tls"});
+    r.check_keys(n, "server",
+                 {"listen", "admin_listen", "threads", "max_body_bytes", "max_body_bytes_in_flight",
+                  "max_header_bytes", "max_batch_size", "batch_concurrency",
+                  "max_batch_response_bytes", "idle_timeout_ms", "read_timeout_ms",
+                  "request_timeout_ms", "shutdown_grace_ms", "drain_delay_ms", "header_timeout_ms",
+                  "max_connections", "max_connections_per_ip", "cors", "tls"});
     if_set(n, "listen", [&](auto& v) { s.listen = r.endpoint(v, "server.listen"); });
     if_set(n, "admin_listen",
            [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
     if_set(n, "threads", [&](auto& v) { s.threads = r.integer(v, "server.threads", 1, 256); });
     if_set(n, "max_body_bytes", [&](auto& v) {
         s.max_body_bytes = r.integer(v, "server.max_body_bytes", 64, 1ull << 30);
+    });
+    if_set(n, "max_body_bytes_in_flight", [&](auto& v) {
+        s.max_body_bytes_in_flight =
+            r.integer(v, "server.max_body_bytes_in_flight", 64, 1ull << 40);
     });
     if_set(n, "max_header_bytes", [&](auto& v) {
         s.max_header_bytes = r.integer(v, "server.max_header_bytes", 256, 1 << 20);
@@ -98,6 +102,11 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
         s.listen.host == s.admin_listen.host)
         r.fail(n["admin_listen"].IsDefined() ? n["admin_listen"] : n["listen"],
                "server.admin_listen", "must differ from server.listen");
+    if (s.max_body_bytes_in_flight && s.max_body_bytes_in_flight < s.max_body_bytes)
+        r.fail(n["max_body_bytes_in_flight"], "server.max_body_bytes_in_flight",
+               fmt::format("must be at least server.max_body_bytes ({}): a body that large "
+                           "would always be refused",
+                           s.max_body_bytes));
 }
 
 void read_log(const Reader& r, const YAML::Node& n, LogConfig& l) {

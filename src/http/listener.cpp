@@ -23,6 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <algorithm>
 #include <array>
@@ -30,9 +31,11 @@
 #include <cctype>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 namespace gateway::http {
 
@@ -129,10 +132,58 @@ std::size_t read_buffer_limit(const ListenerOptions& options) {
     return options.max_header_bytes + 4 * kReadChunk;
 }
 
+// Why a request's framing is not one the listener reads as the client meant, or nullopt: a
+// Transfer-Encoding other than one "chunked" (Beast takes a body with another coding for none).
+template <class Fields>
+std::optional<std::string> framing_problem(const bhttp::request_header<Fields>& head) {
+    std::size_t codings = 0;
+    bool chunked_only = true;
+    for (const auto& field : head) {
+        if (field.name() != bhttp::field::transfer_encoding) continue;
+        ++codings;
+        std::string_view value = field.value();
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+            value.remove_prefix(1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+            value.remove_suffix(1);
+        if (util::lower(value) != "chunked") chunked_only = false;
+    }
+    if (codings == 0 || (codings == 1 && chunked_only)) return std::nullopt;
+    return std::string(
+        "Transfer-Encoding must be \"chunked\" alone (or absent, with Content-Length): other "
+        "codings are not read");
+}
+
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 // What the listener and its sessions share; sessions keep it alive past the listener.
+struct State;
+
+// A request body's share of the listener's budget (State::reserve_body), given back when it
+// goes.
+class BodyReservation {
+public:
+    BodyReservation() = default;
+    BodyReservation(State* state, std::size_t bytes) : state_(state), bytes_(bytes) {}
+    BodyReservation(BodyReservation&& o) noexcept
+        : state_(std::exchange(o.state_, nullptr)), bytes_(o.bytes_) {}
+    BodyReservation& operator=(BodyReservation&& o) noexcept {
+        if (this != &o) {
+            give_back();
+            state_ = std::exchange(o.state_, nullptr);
+            bytes_ = o.bytes_;
+        }
+        return *this;
+    }
+    ~BodyReservation() { give_back(); }
+
+private:
+    void give_back();
+    State* state_ = nullptr;
+    std::size_t bytes_ = 0;
+};
+
 struct State {
     State(ListenerOptions o, Handler h, metrics::Metrics* m)
         : options(std::move(o)),
@@ -147,6 +198,8 @@ struct State {
     Handler handler;
     metrics::Metrics* metrics;
     BrowserPolicy browser;
+    /// Bytes of request bodies being read or held now (max_body_bytes_in_flight).
+    std::atomic<std::size_t> bodies{0};
     std::unique_ptr<ssl::context> tls;  // set when the listener speaks TLS
     std::atomic<bool> stopping{false};
     ConnectionTable table;
@@ -154,10 +207,31 @@ struct State {
     void observe(unsigned status) {
         if (metrics) metrics->observe_http(options.name, status);
     }
+    /// Takes `n` bytes of the body budget; false (nothing taken) when they would pass it.
+    bool reserve_body(std::size_t n) {
+        const std::size_t cap = options.max_body_bytes_in_flight;
+        std::size_t now = bodies.load();
+        do {
+            if (cap && (n > cap || now > cap - n)) return false;
+        } while (!bodies.compare_exchange_weak(now, now + n));
+        return true;
+    }
+    void release_body(std::size_t n) {
+        const std::size_t left = bodies.fetch_sub(n) - n;
+        // The allocator keeps what large bodies freed (a flood of them left gigabytes held after
+        // it ended): handed back once the last large body in flight is gone.
+        if (n >= kTrimAfterBytes && left == 0) ::malloc_trim(0);
+    }
+    static constexpr std::size_t kTrimAfterBytes = 1 << 20;
     void count_closed(std::string_view reason) {
         if (metrics) metrics->count_connection_closed(options.name, reason);
     }
 };
+
+void BodyReservation::give_back() {
+    if (state_) state_->release_body(bytes_);
+    state_ = nullptr;
+}
 
 // What the listener asks of a connection, whatever its stream. These virtual calls happen once
 // per connection (start) or at shutdown and eviction; a request never goes through them.
@@ -341,6 +415,14 @@ private:
                 co_return;
             }
             const auto& head = parser.get();
+            // A framing Beast would read otherwise than the client meant: with a
+            // Transfer-Encoding other than chunked alone, it takes the body for none, and the body
+            // for the next request (RFC 9112 section 6.3 asks for a 400 and the end of the
+            // connection).
+            if (const auto why = framing_problem(head)) {
+                co_await refuse_with(400, *why);
+                co_return;
+            }
             Request request;
             request.method = std::string(head.method_string());
             request.target = std::string(head.target());
@@ -355,6 +437,7 @@ private:
             const bool has_body = !parser.is_done();
 
             Response response;
+            BodyReservation reservation;  // the body's share of the budget, until written
             // The browser checks first, on the head: a page refused by them learns nothing of
             // what the credential check would have said (a rebinding page could otherwise tell
             // a valid key from an invalid one by 401 or not), and sends no body that is read. A
@@ -380,6 +463,20 @@ private:
                 add_cors_headers(request, state_->browser, response);
                 keep_alive = false;
             } else {
+                // Its body counts against the listener's budget from now until its answer is
+                // written: a flood of large bodies is refused before they are read.
+                if (!parser.is_done()) {
+                    const std::size_t size = parser.content_length().value_or(opt.max_body_bytes);
+                    if (!state_->reserve_body(size)) {
+                        co_await refuse_with(
+                            503,
+                            "too many request bodies are being read at once "
+                            "(server.max_body_bytes_in_flight): send it again shortly",
+                            true);
+                        co_return;
+                    }
+                    reservation = BodyReservation(state_.get(), size);
+                }
                 if (!parser.is_done()) {
                     // The head is in; the body has the read timeout.
                     tcp().expires_after(opt.read_timeout);
@@ -493,12 +590,21 @@ private:
             // closed the socket then): nobody to answer.
             co_return;
         }
+        co_await refuse_with(status, message);
+    }
+
+    /// Answers `status` with `message` (and Retry-After: 1 when `retry`), and the connection
+    /// ends: what the client sent after the head is not read.
+    asio::awaitable<void> refuse_with(unsigned status, const std::string& message,
+                                      bool retry = false) {
+        const ListenerOptions& opt = state_->options;
         spdlog::debug("{} listener: refused a request from {}: {}", opt.name, remote_, message);
         // Written whole: not claimed meanwhile (a claim already made wins: nothing is written).
         if (!request_complete()) co_return;
         bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(status), 11};
         out.set(bhttp::field::server, "chain-gateway");
         out.set(bhttp::field::content_type, "application/json");
+        if (retry) out.set(bhttp::field::retry_after, "1");
         out.body() = opt.error_body ? opt.error_body(status, message) : std::string();
         out.keep_alive(false);
         out.prepare_payload();

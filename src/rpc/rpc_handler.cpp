@@ -40,8 +40,9 @@ void RpcHandler::count_client_call(const auth::Client& client, std::string_view 
 }
 
 std::string RpcHandler::refusal_body(unsigned status, std::string_view message) {
-    const auto code = status == 413 || status == 431 ? jsonrpc::ErrorCode::limit_exceeded
-                                                     : jsonrpc::ErrorCode::invalid_request;
+    const auto code = status == 413 || status == 431 || status == 503
+                          ? jsonrpc::ErrorCode::limit_exceeded
+                          : jsonrpc::ErrorCode::invalid_request;
     return jsonrpc::error_response(jsonrpc::kNullId, jsonrpc::Error(code, std::string(message)));
 }
 

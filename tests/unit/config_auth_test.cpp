@@ -265,6 +265,15 @@ chains: [{name: a, chain_id: 1, upstreams: [{id: n, url: "http://127.0.0.1:1"}]}
         HasSubstr("server.tls: cannot read '/nonexistent.pem'"));
     EXPECT_THAT(error_of("server: {tls: {cert_file: /x.pem}}\n" + chain),
                 HasSubstr("server.tls: needs both cert_file and key_file"));
+    // The bodies held at once: at least one body of the largest size.
+    EXPECT_EQ(d.server.max_body_bytes_in_flight, 0u) << "0: the larger of 256 MiB and the body";
+    EXPECT_EQ(parse("server: {max_body_bytes_in_flight: 100000000}\n" + chain)
+                  .server.max_body_bytes_in_flight,
+              100'000'000u);
+    EXPECT_THAT(
+        error_of("server: {max_body_bytes: 1000000, max_body_bytes_in_flight: 999999}\n" + chain),
+        HasSubstr("server.max_body_bytes_in_flight: must be at least "
+                  "server.max_body_bytes (1000000)"));
     // Any origin, managed senders and no credentials: every web page could spend.
     EXPECT_THAT(
         error_of("server: {cors: {allowed_origins: ['*']}}\n" + kManagedChain, {{"HOT", "x"}}),

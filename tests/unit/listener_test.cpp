@@ -30,6 +30,7 @@ namespace gateway::http {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -784,6 +785,64 @@ TEST_F(ListenerTest, TwoHostHeadersOrNoneInHttp11Are400) {
     old.send_raw("GET /hello HTTP/1.0\r\n\r\n");
     EXPECT_THAT(old.read_until_close(), StartsWith("HTTP/1.0 200"));
     EXPECT_EQ(handled, 1);
+}
+
+// A Transfer-Encoding other than chunked alone would be read as no body (Beast's reading), and
+// the body as the next request (smuggling): 400, and the connection ends unread.
+TEST_F(ListenerTest, ATransferEncodingOtherThanChunkedAloneIs400AndItsBodyIsNeverARequest) {
+    start({});
+    const std::string inner = "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    for (const std::string te :
+         {"Transfer-Encoding: gzip\r\n", "Transfer-Encoding: chunked, gzip\r\n",
+          "Transfer-Encoding: gzip, chunked\r\n", "Transfer-Encoding: \r\n",
+          "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"}) {
+        test::HttpConnection c(port());
+        c.send_raw("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + te +
+                   "\r\n" + inner);
+        const std::string answer = c.read_until_close();
+        EXPECT_THAT(answer, StartsWith("HTTP/1.1 400")) << te;
+        EXPECT_THAT(answer, Not(HasSubstr("hello"))) << te;
+    }
+    EXPECT_EQ(handled, 0);
+    // Chunked alone (any case) is read.
+    test::HttpConnection ok(port());
+    ok.send_raw(
+        "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    const std::string answer = ok.read_until_close();
+    EXPECT_THAT(answer, StartsWith("HTTP/1.1 200"));
+    EXPECT_THAT(answer, EndsWith("{}"));
+}
+
+// Bodies being read count against the listener's budget: one that would pass it is refused with
+// 503 and Retry-After before it is read, and the budget comes back when a body's answer is out.
+TEST_F(ListenerTest, ABodyOverTheListenersBudgetIs503BeforeItIsReadAndTheBudgetComesBack) {
+    ListenerOptions o;
+    o.max_body_bytes = 1000;
+    o.max_body_bytes_in_flight = 1500;
+    start(o);
+    const std::string head =
+        "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\nConnection: close\r\n\r\n";
+    const std::string body = "\"" + std::string(998, 'a') + "\"";
+    // A client that sends its head and holds its body back: 1000 of the 1500 taken.
+    test::HttpConnection holder(port());
+    holder.send_raw(head + "\"");
+    std::string refused;
+    for (int i = 0; i < 200 && !refused.starts_with("HTTP/1.1 503"); ++i) {
+        test::HttpConnection other(port());
+        other.send_raw(head + body);
+        refused = other.read_until_close();  // served while the holder's head is not yet in
+    }
+    EXPECT_THAT(refused, StartsWith("HTTP/1.1 503"));
+    EXPECT_THAT(refused, HasSubstr("Retry-After: 1"));
+    EXPECT_THAT(refused, HasSubstr("server.max_body_bytes_in_flight"));
+    // The holder's body arrives: answered, and its share given back.
+    holder.send_raw(body.substr(1));
+    EXPECT_THAT(holder.read_until_close(), StartsWith("HTTP/1.1 200"));
+    test::HttpConnection after(port());
+    after.send_raw(head + body);
+    EXPECT_THAT(after.read_until_close(), StartsWith("HTTP/1.1 200"));
 }
 
 // A rebinding page must not learn from the answer whether a key it tries is valid: the browser

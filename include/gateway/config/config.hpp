@@ -38,8 +38,11 @@ struct TlsConfig {
 struct ServerConfig {
     Endpoint listen{"127.0.0.1", 8545};
     Endpoint admin_listen{"127.0.0.1", 9545};
-    unsigned threads = 2;                               ///< threads running the event loop
-    std::size_t max_body_bytes = 5 * 1024 * 1024;       ///< a larger request body gets HTTP 413
+    unsigned threads = 2;                          ///< threads running the event loop
+    std::size_t max_body_bytes = 5 * 1024 * 1024;  ///< a larger request body gets HTTP 413
+    /// Request bodies the RPC listener reads and holds at once (503 beyond); 0: the default,
+    /// the larger of 256 MiB and max_body_bytes.
+    std::size_t max_body_bytes_in_flight = 0;
     std::size_t max_header_bytes = 8 * 1024;            ///< larger request headers get HTTP 431
     std::size_t max_batch_size = 1000;                  ///< calls in one batch
     std::size_t batch_concurrency = 16;                 ///< calls of one batch forwarded at once

@@ -75,6 +75,11 @@ struct ListenerOptions {
     std::size_t max_connections = 0;
     /// Connections from one peer address at once; 0: no cap. Loopback peers are exempt.
     std::size_t max_connections_per_ip = 0;
+    /// Request bodies read and held at once, all connections together (a body counts its
+    /// Content-Length, or max_body_bytes when chunked, from its head until its answer is
+    /// written); a request that would pass it gets 503 with Retry-After before its body is read.
+    /// 0: no cap.
+    std::size_t max_body_bytes_in_flight = 0;
 
     /// Browser checks, on a request's head, before the head check and before its body is read:
     /// - more than one Host, or none in an HTTP/1.1 request, gets 400 (RFC 9112 section 3.2);
