@@ -245,7 +245,8 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
                       client->id(), seconds);
         http::Response r = error_reply(
             429, jsonrpc::Error(jsonrpc::ErrorCode::limit_exceeded, std::move(message)));
-        r.headers.emplace_back("Retry-After", std::to_string(seconds));
+        // A batch too large ever to pass gets no Retry-After: waiting would not help.
+        if (!throttle->too_large) r.headers.emplace_back("Retry-After", std::to_string(seconds));
         co_return r;
     }
 
