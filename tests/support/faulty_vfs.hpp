@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 
 struct sqlite3_vfs;
@@ -56,5 +57,14 @@ private:
     std::condition_variable cv_;
     bool stall_ = false;
 };
+
+/// Waits (bounded, 2 s) for an answer; without one, ends the stall first: the future's destructor
+/// waits for its caller.
+template <class T>
+bool answered_in_time(std::future<T>& f, FaultyVfs& vfs) {
+    if (f.wait_for(std::chrono::seconds(2)) == std::future_status::ready) return true;
+    vfs.stall_syncs(false);
+    return false;
+}
 
 }  // namespace gateway::test

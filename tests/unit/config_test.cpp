@@ -1,3 +1,6 @@
+// The configuration file: its shape, defaults, every key, environment variables, and the
+// refusals of unknown, repeated, missing and wrong keys (named with their path and line).
+
 #include "gateway/config/config.hpp"
 
 #include "support/config_parse.hpp"

@@ -1,3 +1,6 @@
+// How node answers are classified: transport failures, HTTP answers and JSON-RPC errors, and the
+// rules for which error another node may answer differently.
+
 #include "gateway/upstream/errors.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,6 @@
+// Ethereum encodings: hex and quantities, EIP-55 checksums, Keccak-256 and RLP, on published
+// vectors, and the decoding of transactions.
+
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/keccak.hpp"
 #include "gateway/eth/rlp.hpp"

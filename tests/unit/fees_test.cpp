@@ -1,3 +1,7 @@
+// The transaction manager's pure decisions: the fee bump of a replacement (what geth accepts, caps,
+// saturation), the fee estimate from eth_feeHistory and the starting fees, the gas limit, how a
+// node's write errors are read, and nonce reconciliation.
+
 #include "gateway/txm/fees.hpp"
 #include "gateway/txm/nonce.hpp"
 #include "gateway/upstream/errors.hpp"

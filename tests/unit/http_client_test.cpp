@@ -1,3 +1,7 @@
+// The upstream HTTP client against local servers (plain and TLS): pooled connections per event
+// loop, deadlines, cancels, dead and replaced connections, what is repeated and what is not,
+// status, Retry-After and size limits.
+
 #include "gateway/upstream/http_client.hpp"
 
 #include "support/fake_upstream.hpp"

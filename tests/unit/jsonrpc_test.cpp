@@ -1,3 +1,7 @@
+// JSON-RPC: requests parsed (single calls and batches, ids kept as sent, notifications, every
+// malformed or oversized request answered as the spec says), responses written, and node replies
+// and batch replies parsed and split.
+
 #include "gateway/jsonrpc/jsonrpc.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,6 @@
+// The HTTP listener with a test handler, over real sockets: keep-alive and pipelining, limits
+// and timeouts, handler errors, TLS, and shutdown with requests in flight.
+
 #include "gateway/http/listener.hpp"
 
 #include "gateway/metrics/metrics.hpp"

@@ -1,3 +1,5 @@
+// The JSON log: one escaped object per line.
+
 #include "gateway/log/log.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,5 @@
+// The method allow and deny lists: the default denials and which rule wins.
+
 #include "gateway/rpc/method_policy.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,6 @@
+// What the gateway knows of each method: writes, reads and local methods, the refused send and
+// sign names, bounded labels, and the block a call needs.
+
 #include "gateway/jsonrpc/methods.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,5 @@
+// The metrics registry: every family rendered with its labels, the journal's gauges and counters.
+
 #include "gateway/metrics/metrics.hpp"
 
 #include <gmock/gmock.h>

@@ -1,3 +1,6 @@
+// The health signals of a node: latency tracking, the sliding window of outcomes, the circuit
+// breaker and the token bucket.
+
 #include "gateway/upstream/signals.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,7 @@
+// The SQLite journal's own behaviour (what every backend does is in journal_contract_test.cpp):
+// its folder and migrations, finality, records owned by their client, newer versions refused and
+// unusable paths.
+
 #include "gateway/store/store.hpp"
 
 #include "support/process.hpp"

@@ -1,3 +1,5 @@
+// Text helpers: a UTF-8 prefix cut before a character, never inside it.
+
 #include "gateway/util/text.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,7 @@
+// Unsigned transactions built and signed for managed senders: EIP-155 and EIP-1559 forms byte for
+// byte as the EIP and cast give them, every field through signing and decoding, and the sign
+// request sent to a remote signer.
+
 #include "gateway/eth/unsigned_tx.hpp"
 
 #include "gateway/eth/keccak.hpp"

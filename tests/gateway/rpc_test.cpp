@@ -1,5 +1,5 @@
-// The gateway in-process (the same wiring as the binary) in front of scripted fake nodes: routing,
-// batches, ids, failover decisions, the admin endpoints.
+// The RPC path of the whole gateway in-process (the same wiring as the binary), over HTTP in
+// front of scripted fake nodes: routing, batches, ids, failover decisions, the admin endpoints.
 
 #include "support/gateway_fixture.hpp"
 

@@ -1,5 +1,5 @@
-// Who may call the gateway, in-process in front of a fake node: keys in the header and in the
-// path, refusals that reach no node, a client's methods, senders and rate, records and
+// Who may call the whole gateway, in-process, over HTTP in front of a fake node: keys in the header
+// and in the path, refusals that reach no node, a client's methods, senders and rate, records and
 // idempotency keys scoped to their client, the admin token, and methods never forwarded.
 
 #include "support/gateway_fixture.hpp"

@@ -1,5 +1,6 @@
-// /readyz in-process: ready means the process can take work; every node down (catalog row B2)
-// and a journal that refuses writes are in the body, and conditions only for a caller that asks
+// /readyz of the whole gateway, in-process (and the parsing of its ?require= query): ready means
+// the process can take work; every node down (catalog row B2) and a journal that refuses writes are
+// in the body, and conditions only for a caller that asks
 // (?require=upstreams,journal); a query it cannot read is a 400 that says why.
 
 #include "gateway/admin/readiness.hpp"

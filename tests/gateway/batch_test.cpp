@@ -1,6 +1,7 @@
-// A client's batch in front of fake nodes: its plain reads go to one node as one batch (ids kept,
-// answers in the client's order); a node that refuses batches gets the calls one by one, and no
-// more batches; a node error another node may not give sends that call alone.
+// A client's batch sent to the whole gateway, in-process, in front of fake nodes: its plain reads
+// go to one node as one batch (ids kept, answers in the client's order); a node that refuses
+// batches gets the calls one by one, and no more batches; a node error another node may not give
+// sends that call alone.
 #include "support/gateway_fixture.hpp"
 
 #include <fmt/format.h>

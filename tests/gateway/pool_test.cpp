@@ -1,6 +1,6 @@
-// The node pool in-process, in front of scripted fake nodes: heads and lag, monotonic block
-// numbers, scoring, breakers, rate limits, hedging, attempts, errors, log splitting, method
-// lists, cordons.
+// The node pool in the whole gateway, in-process, over HTTP in front of scripted fake nodes: heads
+// and lag, monotonic block numbers, scoring, breakers, rate limits, hedging, attempts, errors, log
+// splitting, method lists, cordons.
 
 #include "gateway/jsonrpc/methods.hpp"
 #include "support/gateway_fixture.hpp"

@@ -1,9 +1,9 @@
-// Managed senders in-process, in front of a fake node, signed by a remote signer (a fake
-// Web3Signer) or the custody stub: what each kind of signer answer does to a transaction.
-// Custody that cannot sign now is waited for however long it takes (catalog row C1); a policy's
-// no fails the transaction with the signer's reason; an answer that cannot be used is a failed
-// try, and a dead letter once they run out. Retries are a few ms apart: the tests wait for what the
-// signer was asked, never for a time.
+// Managed senders in the whole gateway, in-process, in front of a fake node, signed by a remote
+// signer (a fake Web3Signer) or the custody stub: what each kind of signer answer does to a
+// transaction. Custody that cannot sign now is waited for however long it takes (catalog row C1); a
+// policy's no fails the transaction with the signer's reason; an answer that cannot be used is a
+// failed try, and a dead letter once they run out. Retries are a few ms apart: the tests wait for
+// what the signer was asked, never for a time.
 
 #include "gateway/eth/transaction.hpp"
 #include "support/fake_web3signer.hpp"

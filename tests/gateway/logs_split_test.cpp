@@ -1,5 +1,6 @@
-// A split eth_getLogs does bounded work: its parts are made as they are fetched and capped in
-// number, and its answer is capped in bytes, alone and inside a batch.
+// eth_getLogs split by the whole gateway, in-process in front of fake nodes, does bounded work: its
+// parts are made as they are fetched and capped in number, and its answer is capped in bytes, alone
+// and inside a batch.
 
 #include "support/gateway_fixture.hpp"
 
