@@ -730,6 +730,7 @@ public:
     }
 
     std::size_t open_connections() const override { return state_->table.size(); }
+    std::size_t body_bytes_held() const override { return state_->bodies.load(); }
 
     void close_all() override {
         for (auto& s : sessions()) s->close_now();

@@ -831,18 +831,21 @@ TEST_F(ListenerTest, ABodyOverTheListenersBudgetIs503BeforeItIsReadAndTheBudgetC
     // A client that sends its head and holds its body back: 1000 of the 1500 taken.
     test::HttpConnection holder(port());
     holder.send_raw(head + "\"");
-    std::string refused;
-    for (int i = 0; i < 200 && !refused.starts_with("HTTP/1.1 503"); ++i) {
-        test::HttpConnection other(port());
-        other.send_raw(head + body);
-        refused = other.read_until_close();  // served while the holder's head is not yet in
-    }
+    for (int i = 0; i < 500 && listener->body_bytes_held() < 1000; ++i)
+        std::this_thread::sleep_for(2ms);
+    ASSERT_EQ(listener->body_bytes_held(), 1000u);
+    test::HttpConnection other(port());
+    other.send_raw(head + body);
+    const std::string refused = other.read_until_close();
     EXPECT_THAT(refused, StartsWith("HTTP/1.1 503"));
     EXPECT_THAT(refused, HasSubstr("Retry-After: 1"));
     EXPECT_THAT(refused, HasSubstr("server.max_body_bytes_in_flight"));
     // The holder's body arrives: answered, and its share given back.
     holder.send_raw(body.substr(1));
     EXPECT_THAT(holder.read_until_close(), StartsWith("HTTP/1.1 200"));
+    for (int i = 0; i < 500 && listener->body_bytes_held() > 0; ++i)
+        std::this_thread::sleep_for(2ms);
+    EXPECT_EQ(listener->body_bytes_held(), 0u);
     test::HttpConnection after(port());
     after.send_raw(head + body);
     EXPECT_THAT(after.read_until_close(), StartsWith("HTTP/1.1 200"));

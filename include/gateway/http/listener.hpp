@@ -148,6 +148,8 @@ public:
     virtual void shutdown() = 0;
 
     /// Connections still open (after shutdown(): the ones still finishing a request).
+    /// Bytes of request bodies counted against max_body_bytes_in_flight now.
+    virtual std::size_t body_bytes_held() const = 0;
     virtual std::size_t open_connections() const = 0;
 
     /// Closes every connection now, whatever it is doing (the end of a shutdown grace period).
