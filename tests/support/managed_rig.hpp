@@ -99,11 +99,17 @@ public:
                          std::map<std::string, std::chrono::milliseconds>{{kManagedSender, 2s}},
                          nullptr, io.ioc.get_executor());
     }
-    ~ManagedRig() {
+    ~ManagedRig() { shutdown(); }
+
+    /// Stops the senders and the write path and lets the loop run out: what ran on it is over,
+    /// and objects with timers on it may go (before the loop itself does). Once is enough.
+    void shutdown() {
+        if (shut_down_) return;
+        shut_down_ = true;
         senders_->stop();
         txm_->stop();
         for (int i = 0; i < 300 && !txm_->stopped(); ++i) std::this_thread::sleep_for(10ms);
-        io.finish();  // what ran on the loop is over: the objects it used may go
+        io.finish();
     }
 
     /// Starts the senders and the raw write path once the test has set its expectations.
@@ -201,6 +207,7 @@ private:
     store::JournalService journal_;
     std::optional<txm::TxManager> txm_;
     std::optional<txm::ManagedSenders> senders_;
+    bool shut_down_ = false;
     mutable std::mutex mu_;
     std::vector<std::string> sent_;
     std::set<std::string> mined_;

@@ -25,12 +25,6 @@ using ::testing::HasSubstr;
 namespace json = boost::json;
 
 class AdminHandlerTest : public ::testing::Test {
-    // Before the rig, so that they go after it: its loop is finished by then.
-    config::ChainConfig chain_;
-    std::optional<upstream::ChainPool> pool_;
-    std::atomic<bool> draining_{false};
-    std::optional<admin::AdminHandler> handler_;
-
 protected:
     AdminHandlerTest() {
         config::UpstreamConfig u;
@@ -44,7 +38,12 @@ protected:
                          &rig.journal());
         handler_->set_managed({&rig.senders()}, {&rig.signer});
     }
-    ~AdminHandlerTest() override { pool_->stop(); }
+    // The pool's probers hold timers on the rig's loop: the loop runs out first (its work is
+    // over), then the pool goes (a member after the rig), and the loop last.
+    ~AdminHandlerTest() override {
+        pool_->stop();
+        rig.shutdown();
+    }
 
     struct Answer {
         unsigned status = 0;
@@ -69,6 +68,11 @@ protected:
     test::ManagedRig rig;
 
 private:
+    config::ChainConfig chain_;
+    std::optional<upstream::ChainPool> pool_;
+    std::atomic<bool> draining_{false};
+    std::optional<admin::AdminHandler> handler_;
+
     boost::asio::awaitable<http::Response> run(http::Request& request) {
         co_return co_await (*handler_)(request);
     }
