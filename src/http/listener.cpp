@@ -141,12 +141,7 @@ std::optional<std::string> framing_problem(const bhttp::request_header<Fields>& 
     for (const auto& field : head) {
         if (field.name() != bhttp::field::transfer_encoding) continue;
         ++codings;
-        std::string_view value = field.value();
-        while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-            value.remove_prefix(1);
-        while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
-            value.remove_suffix(1);
-        if (util::lower(value) != "chunked") chunked_only = false;
+        if (!iequals(trim(field.value()), "chunked")) chunked_only = false;
     }
     if (codings == 0 || (codings == 1 && chunked_only)) return std::nullopt;
     return std::string(
