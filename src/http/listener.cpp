@@ -1,14 +1,11 @@
 #include "gateway/http/listener.hpp"
 
-#include "gateway/http/browser.hpp"
-#include "gateway/http/connections.hpp"
-#include "gateway/metrics/metrics.hpp"
+#include "session.hpp"
+
 #include "gateway/util/nothrow.hpp"
-#include "gateway/util/text.hpp"
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -17,31 +14,17 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
-#include <malloc.h>
-#include <sys/resource.h>
-#include <algorithm>
-#include <array>
-#include <atomic>
-#include <cctype>
-#include <fstream>
-#include <limits>
-#include <optional>
-#include <span>
+#include <chrono>
+#include <memory>
 #include <stdexcept>
-#include <type_traits>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace gateway::http {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
@@ -57,43 +40,6 @@ std::string_view Request::header(std::string_view name) const {
 std::string_view Request::path() const {
     std::string_view t = target;
     return t.substr(0, t.find('?'));
-}
-
-std::uint64_t descriptor_limit_target(std::uint64_t soft, std::uint64_t hard,
-                                      std::optional<std::uint64_t> nr_open) {
-    std::uint64_t target = hard;
-    if (nr_open && *nr_open > 0) target = std::min(target, *nr_open);
-    return std::max(soft, target);
-}
-
-std::size_t default_max_connections(std::size_t descriptor_limit) {
-    return std::clamp<std::size_t>(descriptor_limit / 4, 1, kMaxDefaultConnections);
-}
-
-namespace {
-
-// The most descriptors the kernel lets a process have (Linux); nullopt where it cannot be read.
-std::optional<std::uint64_t> kernel_nr_open() {
-    std::ifstream in("/proc/sys/fs/nr_open");
-    std::uint64_t n = 0;
-    if (in >> n) return n;
-    return std::nullopt;
-}
-
-}  // namespace
-
-std::size_t raise_descriptor_limit() {
-    rlimit limit{};
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
-    const std::uint64_t target =
-        descriptor_limit_target(limit.rlim_cur, limit.rlim_max, kernel_nr_open());
-    if (target > limit.rlim_cur) {
-        rlimit raised = limit;
-        raised.rlim_cur = static_cast<rlim_t>(target);
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
-    }
-    return static_cast<std::size_t>(
-        std::min<std::uint64_t>(limit.rlim_cur, std::numeric_limits<std::size_t>::max()));
 }
 
 std::string masked_path(std::string_view path) {
@@ -113,534 +59,8 @@ std::string masked_path(std::string_view path) {
 
 namespace {
 
-// How long an idle keep-alive connection is still read from once shutdown has begun.
-constexpr std::chrono::milliseconds kLastWait{500};
-// How long a TLS connection's closing exchange (close_notify both ways) may take.
-constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
 // How often at most a listener warns that it closes new connections at accept.
 constexpr std::chrono::seconds kRefusalLogInterval{60};
-// What one read asks for at most.
-constexpr std::size_t kReadChunk = 16 * 1024;
-// What a TLS connection's read for a request's first bytes asks for: it waits with this much
-// allocated (OpenSSL keeps what does not fit for the next read).
-constexpr std::size_t kIdleTlsReadChunk = 512;
-
-// What a connection's read buffer may hold: a whole head, and a window of the body (Beast moves
-// body bytes out of it as they are parsed). Without a bound, a chunk extension or a trailer with
-// no end of line grew it without limit, under neither the header nor the body limit.
-std::size_t read_buffer_limit(const ListenerOptions& options) {
-    return options.max_header_bytes + 4 * kReadChunk;
-}
-
-// Why a request's framing is not one the listener reads as the client meant, or nullopt: a
-// Transfer-Encoding other than one "chunked" (Beast takes a body with another coding for none).
-template <class Fields>
-std::optional<std::string> framing_problem(const bhttp::request_header<Fields>& head) {
-    std::size_t codings = 0;
-    bool chunked_only = true;
-    for (const auto& field : head) {
-        if (field.name() != bhttp::field::transfer_encoding) continue;
-        ++codings;
-        if (!iequals(trim(field.value()), "chunked")) chunked_only = false;
-    }
-    if (codings == 0 || (codings == 1 && chunked_only)) return std::nullopt;
-    return std::string(
-        "Transfer-Encoding must be \"chunked\" alone (or absent, with Content-Length): other "
-        "codings are not read");
-}
-
-using PlainStream = beast::tcp_stream;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-
-// What the listener and its sessions share; sessions keep it alive past the listener.
-struct State;
-
-// A request body's share of the listener's budget (State::reserve_body), given back when it
-// goes.
-class BodyReservation {
-public:
-    BodyReservation() = default;
-    BodyReservation(State* state, std::size_t bytes) : state_(state), bytes_(bytes) {}
-    BodyReservation(BodyReservation&& o) noexcept
-        : state_(std::exchange(o.state_, nullptr)), bytes_(o.bytes_) {}
-    BodyReservation& operator=(BodyReservation&& o) noexcept {
-        if (this != &o) {
-            give_back();
-            state_ = std::exchange(o.state_, nullptr);
-            bytes_ = o.bytes_;
-        }
-        return *this;
-    }
-    ~BodyReservation() { give_back(); }
-
-private:
-    void give_back();
-    State* state_ = nullptr;
-    std::size_t bytes_ = 0;
-};
-
-struct State {
-    State(ListenerOptions o, Handler h, metrics::Metrics* m)
-        : options(std::move(o)),
-          handler(std::move(h)),
-          metrics(m),
-          browser(BrowserPolicy::from(options)),
-          table({options.max_connections, options.max_connections_per_ip}, [this](std::size_t n) {
-              if (metrics) metrics->set_open_connections(options.name, static_cast<double>(n));
-          }) {}
-
-    ListenerOptions options;
-    Handler handler;
-    metrics::Metrics* metrics;
-    BrowserPolicy browser;
-    /// Bytes of request bodies being read or held now (max_body_bytes_in_flight).
-    std::atomic<std::size_t> bodies{0};
-    std::unique_ptr<ssl::context> tls;  // set when the listener speaks TLS
-    std::atomic<bool> stopping{false};
-    ConnectionTable table;
-
-    void observe(unsigned status) {
-        if (metrics) metrics->observe_http(options.name, status);
-    }
-    /// Takes `n` bytes of the body budget; false (nothing taken) when they would pass it.
-    bool reserve_body(std::size_t n) {
-        const std::size_t cap = options.max_body_bytes_in_flight;
-        std::size_t now = bodies.load();
-        do {
-            if (cap && (n > cap || now > cap - n)) return false;
-        } while (!bodies.compare_exchange_weak(now, now + n));
-        return true;
-    }
-    void release_body(std::size_t n) {
-        const std::size_t left = bodies.fetch_sub(n) - n;
-        // The allocator keeps what large bodies freed (a flood of them left gigabytes held after
-        // it ended): handed back once the last large body in flight is gone.
-        if (n >= kTrimAfterBytes && left == 0) ::malloc_trim(0);
-    }
-    static constexpr std::size_t kTrimAfterBytes = 1 << 20;
-    void count_closed(std::string_view reason) {
-        if (metrics) metrics->count_connection_closed(options.name, reason);
-    }
-};
-
-void BodyReservation::give_back() {
-    if (state_) state_->release_body(bytes_);
-    state_ = nullptr;
-}
-
-// What the listener asks of a connection, whatever its stream. These virtual calls happen once
-// per connection (start) or at shutdown and eviction; a request never goes through them.
-class SessionBase : public Connection {
-public:
-    using Connection::Connection;
-    virtual asio::any_io_executor executor() = 0;
-    virtual asio::awaitable<void> run() = 0;
-    /// Asks the session to end (shutdown).
-    virtual void stop() = 0;
-    /// Closes now, whatever it does (the end of a shutdown grace period).
-    virtual void close_now() = 0;
-    /// Closes a session the table claimed to make room, on its own executor.
-    virtual void evict() = 0;
-};
-
-// One client connection, plain TCP or TLS: the stream type is a template parameter so that the
-// plain path has no indirection of its own.
-template <class Stream>
-class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
-    static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
-
-public:
-    template <class... StreamArgs>
-    Session(std::shared_ptr<State> state, const tcp::endpoint& peer, Clock::time_point accepted,
-            StreamArgs&&... stream_args)
-        : SessionBase(peer.address(), accepted),
-          stream_(std::forward<StreamArgs>(stream_args)...),
-          last_wait_(stream_.get_executor()),
-          state_(std::move(state)),
-          buffer_(read_buffer_limit(state_->options)),
-          remote_(peer.address().to_string() + ":" + std::to_string(peer.port())),
-          header_deadline_(accepted + state_->options.header_timeout) {}
-
-    // A session that never ran (refused at accept), or whose coroutine was abandoned by a forced
-    // stop, leaves the table here; the others have left already.
-    ~Session() override { state_->table.remove(*this); }
-
-    asio::any_io_executor executor() override { return stream_.get_executor(); }
-
-    /// A request in progress is answered with `Connection: close`. An idle keep-alive connection
-    /// gets a short last wait instead of an immediate close: a client may have sent its next
-    /// request just before the shutdown, and that request gets answered.
-    void stop() override {
-        asio::post(executor(), [self = this->shared_from_this()] {
-            // A request in progress: its answer closes the connection, or, if it was written
-            // already, the next idle wait starts the last wait itself.
-            if (self->idle()) self->start_last_wait();
-        });
-    }
-
-    void close_now() override {
-        asio::post(executor(), [self = this->shared_from_this()] { self->close_socket(); });
-    }
-
-    void evict() override {
-        // The claim made this session unable to start a request (begin_request() says no), so
-        // whatever it waits for now, the TLS handshake or a request's first byte, ends here.
-        // Closing rather than cancelling: the next step of a handshake then fails at once too.
-        asio::post(executor(), [self = this->shared_from_this()] {
-            if (self->evicted()) self->close_socket();
-        });
-    }
-
-    asio::awaitable<void> run() override {
-        co_await serve();
-        // An evicted connection's place belongs to another already: its descriptor goes now.
-        if (evicted()) {
-            close_socket();
-        } else {
-            // Its last answer is written: while what the client still sends is drained, it is
-            // the first connection to close for a newcomer.
-            wait_for_request(Clock::now());
-            co_await close_gracefully();
-        }
-        state_->table.remove(*this);
-    }
-
-private:
-    beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
-
-    // Ends an idle wait after kLastWait by cancelling the read, not by the stream's timeout,
-    // which would close the socket under a TLS connection before its close_notify is sent.
-    // Beast cannot shorten the timeout of a read already pending, hence a timer of our own.
-    void start_last_wait() {
-        last_wait_.expires_after(kLastWait);
-        last_wait_.async_wait([self = this->shared_from_this()](error_code ec) {
-            if (!ec && self->idle()) self->tcp().cancel();
-        });
-    }
-
-    // The deadline of a plain connection's wait for a request's first byte (a wait on the
-    // socket, which the stream's timeout does not cover): at `when`, still idle, the socket is
-    // closed, as the stream's timeout would have. The same timer as the last wait, so that a
-    // shutdown's shorter last wait replaces it.
-    void close_if_idle_at(Clock::time_point when) {
-        last_wait_.expires_at(when);
-        last_wait_.async_wait([self = this->shared_from_this()](error_code ec) {
-            if (!ec && self->idle()) self->tcp().close();
-        });
-    }
-
-    // Waits for a request's first bytes and reads them into buffer_, which is empty. Idle, a
-    // connection holds no read buffer: with thousands of keep-alive connections, 16 KiB each
-    // would be gigabytes. A plain connection waits for the socket to be readable with nothing
-    // allocated; a TLS one reads into a small buffer (OpenSSL may already hold decrypted bytes
-    // the socket no longer shows, and the TLS stream has buffers of its own anyway). False when
-    // the connection ended meanwhile (closed, idle timeout, shutdown).
-    asio::awaitable<bool> read_first_bytes(Clock::time_point deadline) {
-        buffer_.shrink_to_fit();
-        std::size_t chunk = kIdleTlsReadChunk;
-        if constexpr (!kTls) {
-            if (state_->stopping)
-                start_last_wait();
-            else
-                close_if_idle_at(deadline);
-            auto [wec] = co_await tcp().socket().async_wait(tcp::socket::wait_read, use_nothrow);
-            last_wait_.cancel();
-            if (wec || !tcp().socket().is_open()) co_return false;
-            chunk = kReadChunk;
-        }
-        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(chunk), use_nothrow);
-        if (ec) co_return false;
-        buffer_.commit(n);
-        co_return true;
-    }
-
-    void close_socket() {
-        error_code ec;
-        tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
-        tcp().close();
-    }
-
-    asio::awaitable<void> serve() {
-        const ListenerOptions& opt = state_->options;
-        // From accept, the TLS handshake and the first request's head are due by one deadline:
-        // a silent new connection is a head not arriving.
-        tcp().expires_at(state_->stopping ? std::min(header_deadline_, Clock::now() + kLastWait)
-                                          : header_deadline_);
-        if constexpr (kTls) {
-            auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, use_nothrow);
-            if (ec) {
-                spdlog::debug("{} listener: TLS handshake with {} failed: {}", opt.name, remote_,
-                              ec.message());
-                co_return;
-            }
-            handshake_done_ = true;
-        }
-        bool first = true;
-        for (;;) {
-            // Between requests the connection is idle (and may be claimed), whether or not the
-            // next request's bytes are here already (a pipelining client).
-            if (!first) wait_for_request(Clock::now());
-            if (buffer_.size() == 0) {
-                // Wait for the first byte under the idle timeout (shorter once shutdown has
-                // begun). The first request's wait keeps the header deadline.
-                Clock::time_point deadline = header_deadline_;
-                if (!first) {
-                    tcp().expires_after(opt.idle_timeout);
-                    deadline = Clock::now() + opt.idle_timeout;
-                    if (kTls && state_->stopping) start_last_wait();
-                }
-                if (!co_await read_first_bytes(deadline)) co_return;
-            }
-            // Claimed for eviction before its request started: the place is someone else's.
-            if (!begin_request()) co_return;
-            // A request has started: it gets read and answered, even during shutdown. Its head
-            // is due within the header timeout of its first byte. Until it is read whole, it may
-            // still be claimed (a slow client: slowloris).
-            if (!first) tcp().expires_after(opt.header_timeout);
-            first = false;
-
-            bhttp::request_parser<bhttp::string_body> parser;
-            parser.body_limit(opt.max_body_bytes);
-            parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
-            auto [hec, hn] =
-                co_await bhttp::async_read_header(stream_, buffer_, parser, use_nothrow);
-            if (hec == bhttp::error::end_of_stream) co_return;
-            if (hec) {
-                co_await refuse(hec);
-                co_return;
-            }
-            const auto& head = parser.get();
-            // A framing Beast would read otherwise than the client meant: with a
-            // Transfer-Encoding other than chunked alone, it takes the body for none, and the body
-            // for the next request (RFC 9112 section 6.3 asks for a 400 and the end of the
-            // connection).
-            if (const auto why = framing_problem(head)) {
-                co_await refuse_with(400, *why);
-                co_return;
-            }
-            Request request;
-            request.method = std::string(head.method_string());
-            request.target = std::string(head.target());
-            request.remote = remote_;
-            for (const auto& field : head)
-                request.headers.emplace_back(util::lower(field.name_string()),
-                                             std::string(field.value()));
-            const unsigned version = head.version();
-            request.version = version;
-            bool keep_alive = head.keep_alive();
-            const bool head_only = head.method() == bhttp::verb::head;
-            const bool has_body = !parser.is_done();
-
-            Response response;
-            BodyReservation reservation;  // the body's share of the budget, until written
-            // The browser checks first, on the head: a page refused by them learns nothing of
-            // what the credential check would have said (a rebinding page could otherwise tell
-            // a valid key from an invalid one by 401 or not), and sends no body that is read. A
-            // CORS preflight, which never carries credentials, is answered here too.
-            std::optional<Response> early = browser_check(request, state_->browser, has_body);
-            std::optional<Response> refused;
-            if (!early && opt.head_check) refused = co_await opt.head_check(request);
-            if (early) {
-                spdlog::debug("{} listener: answered {} {} from {} with {} before the handler",
-                              opt.name, request.method, masked_path(request.path()), remote_,
-                              early->status);
-                // Written whole: the connection is not claimed meanwhile.
-                if (!request_complete()) co_return;
-                response = std::move(*early);
-                // A body is not read: the connection ends after the answer, and so it does after
-                // a 400 (two Hosts or none: the client's idea of the request is not ours).
-                if (has_body || response.status == 400) keep_alive = false;
-            } else if (refused) {
-                // Refused before its body was read: the body is never read, and the connection
-                // ends after the answer (written whole: the connection is not claimed meanwhile).
-                if (!request_complete()) co_return;
-                response = std::move(*refused);
-                add_cors_headers(request, state_->browser, response);
-                keep_alive = false;
-            } else {
-                // Its body counts against the listener's budget from now until its answer is
-                // written: a flood of large bodies is refused before they are read.
-                if (!parser.is_done()) {
-                    const std::size_t size = parser.content_length().value_or(opt.max_body_bytes);
-                    if (!state_->reserve_body(size)) {
-                        co_await refuse_with(
-                            503,
-                            "too many request bodies are being read at once "
-                            "(server.max_body_bytes_in_flight): send it again shortly",
-                            true);
-                        co_return;
-                    }
-                    reservation = BodyReservation(state_.get(), size);
-                }
-                if (!parser.is_done()) {
-                    // The head is in; the body has the read timeout.
-                    tcp().expires_after(opt.read_timeout);
-                    if (head[bhttp::field::expect] == "100-continue") {
-                        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
-                        auto [cec, cn] = co_await bhttp::async_write(stream_, cont, use_nothrow);
-                        if (cec) co_return;
-                    }
-                    auto [bec, bn] =
-                        co_await bhttp::async_read(stream_, buffer_, parser, use_nothrow);
-                    if (bec == bhttp::error::end_of_stream) co_return;
-                    if (bec) {
-                        co_await refuse(bec);
-                        co_return;
-                    }
-                }
-                // Read whole: from now on it is served, not claimed. (Claimed while it arrived,
-                // slowly: the place is someone else's.)
-                if (!request_complete()) co_return;
-                request.body = std::move(parser.get().body());
-                co_await answer(request, response);
-            }
-
-            keep_alive = keep_alive && !state_->stopping;
-            const std::string out_head = response_head(response, version, keep_alive);
-            // The answer to HEAD is the head alone, with the length the body would have.
-            if (head_only) response.body.clear();
-            state_->observe(response.status);
-            tcp().expires_after(opt.read_timeout);
-            // Passed as a span, not as the array: Asio's own handling of a two-buffer array
-            // leaves a written head as an empty first buffer, and Beast's TLS stream writes the
-            // first buffer alone when it cannot flatten them (over 16 KiB): a write of nothing,
-            // which ended the answer after its head.
-            const std::array<asio::const_buffer, 2> out{asio::buffer(out_head),
-                                                        asio::buffer(response.body)};
-            auto [wec, wn] = co_await asio::async_write(
-                stream_, std::span<const asio::const_buffer>(out), use_nothrow);
-            if (wec || !keep_alive) co_return;
-        }
-    }
-
-    // A whole request that passed the browser checks (on its head): the handler's answer.
-    asio::awaitable<void> answer(Request& request, Response& response) {
-        const ListenerOptions& opt = state_->options;
-        try {
-            response = co_await state_->handler(request);
-        } catch (const std::exception& e) {
-            spdlog::error("{} listener: handler failed for {} {}: {}", opt.name, request.method,
-                          masked_path(request.path()), e.what());
-            response.status = 500;
-            response.body = opt.error_body ? opt.error_body(500, "internal error") : std::string();
-        }
-        add_cors_headers(request, state_->browser, response);
-    }
-
-    // The status line and headers of an answer, written as they are: cheaper than Beast's
-    // serializer, which walks its field list through layers of buffer views.
-    static std::string response_head(Response& response, unsigned version, bool keep_alive) {
-        const unsigned status = response.status;
-        const bool bodiless = status == 204 || status == 304 || (status >= 100 && status < 200);
-        if (bodiless) response.body.clear();
-        std::string head;
-        head.reserve(192);
-        head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-        head += std::to_string(status);
-        head += ' ';
-        head += bhttp::obsolete_reason(static_cast<bhttp::status>(status));
-        head += "\r\nServer: chain-gateway\r\n";
-        if (!bodiless) {
-            head += "Content-Type: ";
-            head += response.content_type;
-            head += "\r\nContent-Length: ";
-            head += std::to_string(response.body.size());
-            head += "\r\n";
-        }
-        for (const auto& [name, value] : response.headers) {
-            head += name;
-            head += ": ";
-            head += value;
-            head += "\r\n";
-        }
-        if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
-        if (version != 10 && !keep_alive) head += "Connection: close\r\n";
-        head += "\r\n";
-        return head;
-    }
-
-    // Answers a request the listener cannot read, then the connection ends.
-    asio::awaitable<void> refuse(error_code ec) {
-        const ListenerOptions& opt = state_->options;
-        unsigned status = 0;
-        std::string message;
-        if (ec == bhttp::error::body_limit) {
-            status = 413;
-            message = "request body too large: the limit is " + std::to_string(opt.max_body_bytes) +
-                      " bytes (server.max_body_bytes)";
-        } else if (ec == bhttp::error::buffer_overflow) {
-            status = 431;
-            message = "request framing too large: a head, chunk header or trailer over " +
-                      std::to_string(read_buffer_limit(opt)) + " bytes";
-        } else if (ec == bhttp::error::header_limit) {
-            status = 431;
-            message = "request headers too large: the limit is " +
-                      std::to_string(opt.max_header_bytes) + " bytes (server.max_header_bytes)";
-        } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() ||
-                   ec == bhttp::error::partial_message) {
-            status = 400;
-            message = "malformed HTTP request: " + ec.message();
-        } else {
-            // The connection failed, or the request did not arrive within its timeout (Beast has
-            // closed the socket then): nobody to answer.
-            co_return;
-        }
-        co_await refuse_with(status, message);
-    }
-
-    /// Answers `status` with `message` (and Retry-After: 1 when `retry`), and the connection
-    /// ends: what the client sent after the head is not read.
-    asio::awaitable<void> refuse_with(unsigned status, const std::string& message,
-                                      bool retry = false) {
-        const ListenerOptions& opt = state_->options;
-        spdlog::debug("{} listener: refused a request from {}: {}", opt.name, remote_, message);
-        // Written whole: not claimed meanwhile (a claim already made wins: nothing is written).
-        if (!request_complete()) co_return;
-        bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(status), 11};
-        out.set(bhttp::field::server, "chain-gateway");
-        out.set(bhttp::field::content_type, "application/json");
-        if (retry) out.set(bhttp::field::retry_after, "1");
-        out.body() = opt.error_body ? opt.error_body(status, message) : std::string();
-        out.keep_alive(false);
-        out.prepare_payload();
-        state_->observe(status);
-        tcp().expires_after(std::chrono::seconds(5));
-        co_await bhttp::async_write(stream_, out, use_nothrow);
-    }
-
-    // TLS: a close_notify exchange, bounded in time. Then half-closes, and reads what the client
-    // still sends for a short while, so that unread bytes (the rest of a refused body) do not
-    // turn the close into a reset the client may see before it reads the answer.
-    asio::awaitable<void> close_gracefully() {
-        if constexpr (kTls) {
-            if (handshake_done_ && tcp().socket().is_open()) {
-                tcp().expires_after(kTlsShutdownWait);
-                co_await stream_.async_shutdown(use_nothrow);
-            }
-        }
-        error_code ec;
-        tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
-        if (!ec) {
-            tcp().expires_after(std::chrono::seconds(2));
-            std::array<char, 16 * 1024> scratch;
-            std::size_t drained = 0;
-            while (drained < 64 * 1024 * 1024) {
-                auto [rec, n] = co_await tcp().async_read_some(asio::buffer(scratch), use_nothrow);
-                if (rec) break;
-                drained += n;
-            }
-        }
-        tcp().close();
-    }
-
-    Stream stream_;
-    asio::steady_timer last_wait_;
-    std::shared_ptr<State> state_;
-    beast::flat_buffer buffer_;
-    std::string remote_;
-    Clock::time_point header_deadline_;
-    bool handshake_done_ = false;
-};
 
 // The server side of TLS 1.2 and 1.3 with the configured certificate chain and key. Start-up only:
 // throws std::invalid_argument naming the file and the setting when they cannot be used.
@@ -680,7 +100,7 @@ public:
         : ioc_(ioc),
           contexts_(std::move(session_contexts)),
           acceptor_(asio::make_strand(ioc)),
-          state_(std::make_shared<State>(std::move(options), std::move(handler), metrics)) {
+          state_(std::make_shared<ListenerState>(std::move(options), std::move(handler), metrics)) {
         if (contexts_.empty()) contexts_.push_back(&ioc_);
         if (state_->options.tls.enabled()) state_->tls = make_tls_context(state_->options);
         const auto& ep = state_->options.endpoint;
@@ -768,13 +188,8 @@ private:
         const auto peer = socket.remote_endpoint(ec);
         if (ec) return;  // gone already
         socket.set_option(tcp::no_delay(true), ec);
-        std::shared_ptr<SessionBase> session;
-        if (state_->tls)
-            session = std::make_shared<Session<TlsStream>>(state_, peer, Clock::now(),
-                                                           std::move(socket), *state_->tls);
-        else
-            session = std::make_shared<Session<PlainStream>>(state_, peer, Clock::now(),
-                                                             std::move(socket));
+        std::shared_ptr<SessionBase> session =
+            make_session(state_, std::move(socket), peer, Clock::now());
 
         auto admission = state_->table.admit(session);
         switch (admission.verdict) {
@@ -818,7 +233,7 @@ private:
     std::vector<asio::io_context*> contexts_;
     std::size_t next_context_ = 0;
     tcp::acceptor acceptor_;
-    std::shared_ptr<State> state_;
+    std::shared_ptr<ListenerState> state_;
     config::Endpoint local_;
     Clock::time_point last_refusal_log_{};  // on the acceptor's strand
 };
