@@ -6,7 +6,7 @@
 
 #include <algorithm>
 #include <limits>
-#include <stdexcept>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,19 +39,18 @@ std::uint64_t cap(std::uint64_t value, std::uint64_t limit) {
     return limit == 0 ? value : std::min(value, limit);
 }
 
-[[noreturn]] void malformed(const std::string& what) {
-    throw std::invalid_argument("eth_feeHistory result: " + what);
+// What is wrong with an eth_feeHistory result, said as the error of estimate_from_history.
+std::string malformed(const std::string& what) {
+    return "eth_feeHistory result: " + what;
 }
 
-// A JSON-RPC quantity ("0x1a"). Values past 64 bits saturate, like every fee here.
-std::uint64_t quantity(const json::value& v, const std::string& where) {
+// A JSON-RPC quantity ("0x1a"), or nullopt. Values past 64 bits saturate, like every fee here.
+std::optional<std::uint64_t> quantity(const json::value& v) {
     if (v.is_uint64()) return v.get_uint64();
     if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
-    if (!v.is_string()) malformed(where + " is not a hex quantity");
+    if (!v.is_string()) return std::nullopt;
     const std::string_view s = v.get_string();
-    if (s.size() < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) {
-        malformed(where + " is not a hex quantity: \"" + std::string(s) + "\"");
-    }
+    if (s.size() < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) return std::nullopt;
     std::uint64_t out = 0;
     for (const char c : s.substr(2)) {
         unsigned digit = 0;
@@ -62,18 +61,31 @@ std::uint64_t quantity(const json::value& v, const std::string& where) {
         } else if (c >= 'A' && c <= 'F') {
             digit = static_cast<unsigned>(c - 'A' + 10);
         } else {
-            malformed(where + " is not a hex quantity: \"" + std::string(s) + "\"");
+            return std::nullopt;
         }
         out = out > (kMax - digit) / 16 ? kMax : out * 16 + digit;
     }
     return out;
 }
 
-const json::array& array_field(const json::object& o, std::string_view key) {
+// Why `v`, found at `where`, is not a quantity.
+std::string not_a_quantity(const json::value& v, const std::string& where) {
+    if (!v.is_string()) return malformed(where + " is not a hex quantity");
+    return malformed(where + " is not a hex quantity: \"" + std::string(v.get_string()) + "\"");
+}
+
+// The array at `key`, or nullptr with `why` set.
+const json::array* array_field(const json::object& o, std::string_view key, std::string& why) {
     const json::value* v = o.if_contains(key);
-    if (v == nullptr) malformed("no " + std::string(key));
-    if (!v->is_array()) malformed(std::string(key) + " is not an array");
-    return v->get_array();
+    if (v == nullptr) {
+        why = malformed("no " + std::string(key));
+        return nullptr;
+    }
+    if (!v->is_array()) {
+        why = malformed(std::string(key) + " is not an array");
+        return nullptr;
+    }
+    return &v->get_array();
 }
 
 // The median, the upper one rounded up between two middles (a tip a little high is cheap; one
@@ -99,26 +111,33 @@ std::optional<std::uint64_t> raise(std::uint64_t fee, unsigned bump_percent, std
 
 }  // namespace
 
-Fees estimate_from_history(const json::value& fee_history, std::uint64_t priority_floor,
-                           const FeeCaps& caps) {
-    if (!fee_history.is_object()) malformed("not an object");
+boost::system::result<Fees, std::string> estimate_from_history(const json::value& fee_history,
+                                                               std::uint64_t priority_floor,
+                                                               const FeeCaps& caps) {
+    if (!fee_history.is_object()) return malformed("not an object");
     const json::object& result = fee_history.get_object();
 
-    const json::array& base_fees = array_field(result, "baseFeePerGas");
-    if (base_fees.empty()) malformed("baseFeePerGas is empty");
-    const std::uint64_t next_base_fee = quantity(base_fees.back(), "baseFeePerGas entry");
+    std::string why;
+    const json::array* base_fees = array_field(result, "baseFeePerGas", why);
+    if (!base_fees) return why;
+    if (base_fees->empty()) return malformed("baseFeePerGas is empty");
+    const auto next_base_fee = quantity(base_fees->back());
+    if (!next_base_fee) return not_a_quantity(base_fees->back(), "baseFeePerGas entry");
 
     // No reward at all means the call asked for no percentile: a caller's mistake. An empty
     // reward (a range of no blocks) leaves the floor as the tip.
-    const json::array& rewards = array_field(result, "reward");
+    const json::array* rewards = array_field(result, "reward", why);
+    if (!rewards) return why;
     std::vector<std::uint64_t> tips;
-    tips.reserve(rewards.size());
-    for (std::size_t i = 0; i < rewards.size(); ++i) {
+    tips.reserve(rewards->size());
+    for (std::size_t i = 0; i < rewards->size(); ++i) {
         const std::string where = "reward[" + std::to_string(i) + "]";
-        if (!rewards[i].is_array() || rewards[i].get_array().empty()) {
-            malformed(where + " is not an array with a percentile");
-        }
-        tips.push_back(quantity(rewards[i].get_array().front(), where + "[0]"));
+        const json::value& reward = (*rewards)[i];
+        if (!reward.is_array() || reward.get_array().empty())
+            return malformed(where + " is not an array with a percentile");
+        const auto tip = quantity(reward.get_array().front());
+        if (!tip) return not_a_quantity(reward.get_array().front(), where + "[0]");
+        tips.push_back(*tip);
     }
 
     Fees fees;
@@ -126,7 +145,7 @@ Fees estimate_from_history(const json::value& fee_history, std::uint64_t priorit
     fees.max_priority_fee_per_gas =
         cap(std::max(tip, priority_floor), caps.max_priority_fee_per_gas);
     fees.max_fee_per_gas =
-        cap(add(mul(next_base_fee, 2), fees.max_priority_fee_per_gas), caps.max_fee_per_gas);
+        cap(add(mul(*next_base_fee, 2), fees.max_priority_fee_per_gas), caps.max_fee_per_gas);
     // Nodes refuse a tip above the max fee ("max priority fee per gas higher than max fee").
     fees.max_priority_fee_per_gas = std::min(fees.max_priority_fee_per_gas, fees.max_fee_per_gas);
     return fees;

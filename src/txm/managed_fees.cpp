@@ -54,17 +54,16 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
                           std::all_of(base->begin(), base->end(),
                                       [](const json::value& b) { return b == "0x0"; });
             if (!no_base_fee) {
-                try {
-                    const std::uint64_t floor =
-                        std::min<std::uint64_t>(kGwei, caps.max_priority_fee_per_gas);
-                    Fees fees = estimate_from_history(v, floor, caps);
-                    std::lock_guard lock(legacy_mu_);
-                    legacy_until_.reset();
-                    co_return fees;
-                } catch (const std::exception& e) {
-                    why = std::string("the nodes' eth_feeHistory cannot be read: ") + e.what();
+                const std::uint64_t floor =
+                    std::min<std::uint64_t>(kGwei, caps.max_priority_fee_per_gas);
+                auto fees = estimate_from_history(v, floor, caps);
+                if (!fees) {
+                    why = "the nodes' eth_feeHistory cannot be read: " + fees.error();
                     co_return std::nullopt;
                 }
+                std::lock_guard lock(legacy_mu_);
+                legacy_until_.reset();
+                co_return *fees;
             }
         }
         if (no_base_fee) {

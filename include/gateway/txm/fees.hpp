@@ -7,9 +7,11 @@
 // instead of wrapping, so no input can turn a large fee into a tiny one.
 
 #include <boost/json/value.hpp>
+#include <boost/system/result.hpp>
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace gateway::txm {
 
@@ -33,10 +35,10 @@ struct FeeCaps {
 /// is the median of the reward column, at least `priority_floor`; the max fee is twice the next
 /// block's base fee (the last baseFeePerGas entry) plus the tip, so the transaction stays
 /// includable through several full blocks. Both are capped, and the tip never exceeds the max
-/// fee. Throws std::invalid_argument, saying what is wrong, on a result of another shape (no
-/// baseFeePerGas, no reward, an entry that is not a hex quantity).
-Fees estimate_from_history(const boost::json::value& fee_history, std::uint64_t priority_floor,
-                           const FeeCaps& caps);
+/// fee. A result of another shape (no baseFeePerGas, no reward, an entry that is not a hex
+/// quantity) is an error saying what is wrong.
+boost::system::result<Fees, std::string> estimate_from_history(
+    const boost::json::value& fee_history, std::uint64_t priority_floor, const FeeCaps& caps);
 
 /// Legacy fees from eth_gasPrice, capped.
 Fees estimate_legacy(std::uint64_t gas_price, const FeeCaps& caps);
