@@ -42,10 +42,7 @@ asio::awaitable<Forwarded> NodeCalls::forward(std::string method, json::value pa
 }
 
 void NodeCalls::floor_block_number(upstream::Forwarded& f) {
-    if (f.outcome != upstream::Forwarded::Outcome::answered || !f.reply.result) return;
-    json::error_code ec;
-    const json::value v = json::parse(*f.reply.result, ec);
-    auto n = !ec && v.is_string() ? jsonrpc::parse_quantity(v.get_string()) : std::nullopt;
+    auto n = f.result_quantity();
     if (!n) return;
     // A node may be ahead of the last probes (blocks come faster than probes on some
     // chains), by health.max_lag_blocks at most: a higher answer is not believed (nor

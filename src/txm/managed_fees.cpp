@@ -79,9 +79,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
               (f.reply.is_error() ? f.reply.error.message : f.error.message);
         co_return std::nullopt;
     }
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    auto gp = !ec && v.is_string() ? jsonrpc::parse_quantity(v.get_string()) : std::nullopt;
+    const auto gp = f.result_quantity();
     if (!gp) {
         why = "the nodes' eth_gasPrice is not a quantity";
         co_return std::nullopt;

@@ -57,12 +57,7 @@ asio::awaitable<std::optional<std::uint64_t>> ManagedSenders::nonce_count(
     // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     upstream::Forwarded f = co_await pool_.forward("eth_getTransactionCount", std::move(params),
                                                    false, Clock::now() + std::chrono::seconds(10));
-    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-        co_return std::nullopt;
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    if (ec || !v.is_string()) co_return std::nullopt;
-    co_return jsonrpc::parse_quantity(v.get_string());
+    co_return f.result_quantity();
 }
 
 asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::shared_ptr<Tx> tx) {
@@ -116,10 +111,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::prepare(Sender& s, std::sh
             co_return Step::wait;
         }
         if (!tx->gas) {
-            json::error_code ec;
-            json::value v = json::parse(*f.reply.result, ec);
-            std::optional<std::uint64_t> estimate;
-            if (!ec && v.is_string()) estimate = jsonrpc::parse_quantity(v.get_string());
+            const std::optional<std::uint64_t> estimate = f.result_quantity();
             if (!estimate) {
                 wait(*tx, "the node's eth_estimateGas answer is not a quantity; asking again");
                 co_return Step::wait;

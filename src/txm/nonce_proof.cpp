@@ -36,12 +36,7 @@ asio::awaitable<std::optional<json::value>> read_at(upstream::Forwarder& pool, c
     // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     upstream::Forwarded f = co_await pool.forward_at_least(method, std::move(params), min_block,
                                                            Clock::now() + std::chrono::seconds(10));
-    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-        co_return std::nullopt;
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    if (ec) co_return std::nullopt;
-    co_return v;
+    co_return f.result_json();
 }
 
 asio::awaitable<NonceUse> nonce_use(upstream::Forwarder& pool, const std::string& sender,

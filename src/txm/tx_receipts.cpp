@@ -158,12 +158,7 @@ asio::awaitable<std::optional<json::value>> TxManager::receipt(const std::string
     // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
     upstream::Forwarded f = co_await pool_.forward("eth_getTransactionReceipt", std::move(params),
                                                    false, Clock::now() + std::chrono::seconds(10));
-    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-        co_return std::nullopt;
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    if (ec) co_return std::nullopt;
-    co_return v;
+    co_return f.result_json();
 }
 
 asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {

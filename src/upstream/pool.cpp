@@ -37,6 +37,20 @@ Forwarded over_budget(std::size_t limit) {
     return refused;
 }
 
+std::optional<json::value> Forwarded::result_json() const {
+    if (outcome != Outcome::answered || reply.is_error() || !reply.result) return std::nullopt;
+    json::error_code ec;
+    json::value v = json::parse(*reply.result, ec);
+    if (ec) return std::nullopt;
+    return v;
+}
+
+std::optional<std::uint64_t> Forwarded::result_quantity() const {
+    const auto v = result_json();
+    if (!v || !v->is_string()) return std::nullopt;
+    return jsonrpc::parse_quantity(v->get_string());
+}
+
 ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor executor,
                      metrics::Metrics* metrics, const util::Clock& clock)
     : config_(config), executor_(std::move(executor)), metrics_(metrics), clock_(clock) {

@@ -38,6 +38,12 @@ struct Forwarded {
     /// The answer is -32005: it passed what the caller's request may still hold (its batch's
     /// answers). The caller's refusal, not the call's: another caller may be answered.
     bool over_budget = false;
+
+    /// The result as JSON: nullopt when no node answered, it answered an error, or its result is
+    /// not JSON.
+    std::optional<boost::json::value> result_json() const;
+    /// The result as a quantity ("0x1a"): nullopt as for result_json(), or when it is not one.
+    std::optional<std::uint64_t> result_quantity() const;
 };
 
 /// The answer to a call whose answer passed its request's AnswerBudget (`limit` bytes).
