@@ -39,11 +39,11 @@ namespace {
 constexpr std::chrono::milliseconds kLastWait{500};
 // How long a TLS connection's closing exchange (close_notify both ways) may take.
 constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
-// What one read asks for at most.
+// A unit of the body window a read buffer may hold beyond a head (read_buffer_limit).
 constexpr std::size_t kReadChunk = 16 * 1024;
-// What a TLS connection's read for a request's first bytes asks for: it waits with this much
-// allocated (OpenSSL keeps what does not fit for the next read).
-constexpr std::size_t kIdleTlsReadChunk = 512;
+// What a connection's read for a request's first bytes asks for: an idle connection waits with this
+// much allocated (a TLS stream's OpenSSL keeps what does not fit for the next read).
+constexpr std::size_t kIdleReadChunk = 512;
 
 // What a connection's read buffer may hold: a whole head, and a window of the body (Beast moves
 // body bytes out of it as they are parsed). Without a bound, a chunk extension or a trailer with
@@ -175,37 +175,17 @@ private:
         });
     }
 
-    // The deadline of a plain connection's wait for a request's first byte (a wait on the
-    // socket, which the stream's timeout does not cover): at `when`, still idle, the socket is
-    // closed, as the stream's timeout would have. The same timer as the last wait, so that a
-    // shutdown's shorter last wait replaces it.
-    void close_if_idle_at(Clock::time_point when) {
-        last_wait_.expires_at(when);
-        last_wait_.async_wait([self = this->shared_from_this()](error_code ec) {
-            if (!ec && self->idle()) self->tcp().close();
-        });
-    }
-
     // Waits for a request's first bytes and reads them into buffer_, which is empty. Idle, a
-    // connection holds no read buffer: with thousands of keep-alive connections, 16 KiB each
-    // would be gigabytes. A plain connection waits for the socket to be readable with nothing
-    // allocated; a TLS one reads into a small buffer (OpenSSL may already hold decrypted bytes
-    // the socket no longer shows, and the TLS stream has buffers of its own anyway). False when
+    // connection holds a small read buffer only: with thousands of keep-alive connections, 16 KiB
+    // each would be gigabytes. The first read asks for kIdleReadChunk bytes, which hold a whole
+    // small request; a larger one is read on from there. (A plain connection could wait for
+    // readability with nothing allocated, but Asio re-arms the descriptor with epoll_ctl for
+    // every such wait: a system call per request, about 8 % more CPU on small reads.) False when
     // the connection ended meanwhile (closed, idle timeout, shutdown).
-    asio::awaitable<bool> read_first_bytes(Clock::time_point deadline) {
+    asio::awaitable<bool> read_first_bytes() {
         buffer_.shrink_to_fit();
-        std::size_t chunk = kIdleTlsReadChunk;
-        if constexpr (!kTls) {
-            if (state_->stopping)
-                start_last_wait();
-            else
-                close_if_idle_at(deadline);
-            auto [wec] = co_await tcp().socket().async_wait(tcp::socket::wait_read, use_nothrow);
-            last_wait_.cancel();
-            if (wec || !tcp().socket().is_open()) co_return false;
-            chunk = kReadChunk;
-        }
-        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(chunk), use_nothrow);
+        auto [ec, n] =
+            co_await stream_.async_read_some(buffer_.prepare(kIdleReadChunk), use_nothrow);
         if (ec) co_return false;
         buffer_.commit(n);
         co_return true;
@@ -240,13 +220,11 @@ private:
             if (buffer_.size() == 0) {
                 // Wait for the first byte under the idle timeout (shorter once shutdown has
                 // begun). The first request's wait keeps the header deadline.
-                Clock::time_point deadline = header_deadline_;
                 if (!first) {
                     tcp().expires_after(opt.idle_timeout);
-                    deadline = Clock::now() + opt.idle_timeout;
-                    if (kTls && state_->stopping) start_last_wait();
+                    if (state_->stopping) start_last_wait();
                 }
-                if (!co_await read_first_bytes(deadline)) co_return;
+                if (!co_await read_first_bytes()) co_return;
             }
             // Claimed for eviction before its request started: the place is someone else's.
             if (!begin_request()) co_return;
