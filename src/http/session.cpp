@@ -39,7 +39,8 @@ namespace {
 constexpr std::chrono::milliseconds kLastWait{500};
 // How long a TLS connection's closing exchange (close_notify both ways) may take.
 constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
-// A unit of the body window a read buffer may hold beyond a head (read_buffer_limit).
+// What a connection's read buffer makes room for once a request is larger than its first read;
+// a unit of the body window it may hold beyond a head (read_buffer_limit).
 constexpr std::size_t kReadChunk = 16 * 1024;
 // What a connection's read for a request's first bytes asks for: an idle connection waits with this
 // much allocated (a TLS stream's OpenSSL keeps what does not fit for the next read).
@@ -188,6 +189,9 @@ private:
             co_await stream_.async_read_some(buffer_.prepare(kIdleReadChunk), use_nothrow);
         if (ec) co_return false;
         buffer_.commit(n);
+        // A full first read: more is likely there (a batch), and Beast reads on in steps of
+        // the room left, or of 512 bytes when there is none.
+        if (n == kIdleReadChunk) buffer_.reserve(kReadChunk);
         co_return true;
     }
 
@@ -224,7 +228,11 @@ private:
                     tcp().expires_after(opt.idle_timeout);
                     if (state_->stopping) start_last_wait();
                 }
-                if (!co_await read_first_bytes()) co_return;
+                const bool read = co_await read_first_bytes();
+                // A request has begun: a last wait that shutdown started for the idle
+                // connection ends here (it would otherwise cut the closing exchange short).
+                last_wait_.cancel();
+                if (!read) co_return;
             }
             // Claimed for eviction before its request started: the place is someone else's.
             if (!begin_request()) co_return;

@@ -59,6 +59,9 @@ std::optional<eth::Bytes> parse_u256(const json::value& v) {
 
 }  // namespace
 
+// The gas every transaction costs before it runs (a plain transfer's whole cost).
+constexpr std::uint64_t kIntrinsicGas = 21'000;
+
 // The transaction object of eth_sendTransaction, checked field by field; an error says which.
 std::variant<Request, std::string> parse_request(const json::object& o, std::uint64_t chain_id) {
     Request r;
@@ -95,6 +98,9 @@ std::variant<Request, std::string> parse_request(const json::object& o, std::uin
     if (const json::value* g = o.if_contains("gas"); g && !g->is_null()) {
         r.gas = parse_u64(*g);
         if (!r.gas) return bad("gas", "must be a hex quantity of at most 64 bits");
+        // Below what any transaction costs, no node takes it (and no estimate replaces it).
+        if (*r.gas < kIntrinsicGas)
+            return bad("gas", "must be at least 0x5208 (21000), what any transaction costs");
     }
     std::optional<std::uint64_t> gas_price, max_fee, tip;
     for (auto [name, out] : {std::pair{"gasPrice", &gas_price}, std::pair{"maxFeePerGas", &max_fee},

@@ -119,6 +119,15 @@ public:
         ASSERT_TRUE(wait_for([&] { return txm_->loaded() && senders_->loaded(); }));
     }
 
+    /// The params of eth_sendTransaction of 1 wei from the managed sender to 0x…dEaD.
+    static json::array request() {
+        json::object tx;
+        tx["from"] = kManagedSender;
+        tx["to"] = "0x000000000000000000000000000000000000dEaD";
+        tx["value"] = "0x1";
+        return json::array{tx};
+    }
+
     /// eth_sendTransaction of 1 wei to 0x…dEaD, waiting (at most 10 s) for its first signed
     /// attempt's hash.
     jsonrpc::Reply send_and_wait() {
@@ -163,14 +172,6 @@ public:
     custody::CustodyStub keys_;  ///< what the signer signs with unless a test says otherwise
 
 private:
-    static json::array request() {
-        json::object tx;
-        tx["from"] = kManagedSender;
-        tx["to"] = "0x000000000000000000000000000000000000dEaD";
-        tx["value"] = "0x1";
-        return json::array{tx};
-    }
-
     upstream::Forwarded answer(const std::string& method, const json::value& params) {
         if (method == "eth_estimateGas") return answered("\"0x5208\"");
         if (method == "eth_gasPrice") return answered("\"0x3b9aca00\"");

@@ -331,6 +331,46 @@ TEST_F(ListenerTest, ARequestSentJustBeforeShutdownIsStillAnswered) {
     EXPECT_FALSE(r.keep_alive);
 }
 
+// Shutdown's last wait is for an idle connection only: a request that begins within it and is
+// refused still has what the client goes on sending drained for the usual 2 s after the refusal
+// (the last wait's timer once cut the drain short at 500 ms, and the close became a reset).
+TEST_F(ListenerTest, ARequestBegunInShutdownsLastWaitIsDrainedInFullAfterItsRefusal) {
+    ListenerOptions o;
+    o.max_body_bytes = 1024;
+    start(o);
+    asio::io_context client;
+    tcp::socket s(client);
+    s.connect({asio::ip::make_address("127.0.0.1"), port()});
+    asio::write(s,
+                asio::buffer(std::string_view("GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")));
+    std::string got;
+    std::array<char, 1024> buf{};
+    while (got.find("hello") == std::string::npos)
+        got.append(buf.data(), s.read_some(asio::buffer(buf)));
+
+    listener->shutdown();
+    const auto t0 = Clock::now();
+    std::this_thread::sleep_for(50ms);  // the connection's last wait (500 ms) has begun
+    asio::write(
+        s, asio::buffer(std::string_view("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                                         "application/json\r\nContent-Length: 100000\r\n\r\n")));
+    got.clear();
+    while (got.find("\r\n\r\n") == std::string::npos)
+        got.append(buf.data(), s.read_some(asio::buffer(buf)));
+    EXPECT_THAT(got, StartsWith("HTTP/1.1 413"));
+    // The client sends its body on, past the end of the last wait.
+    const std::string chunk(512, 'x');
+    boost::system::error_code ec;
+    while (!ec && Clock::now() - t0 < 1200ms) {
+        asio::write(s, asio::buffer(chunk), ec);
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_FALSE(ec)
+        << "the connection was reset "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
+        << " ms after the shutdown began: " << ec.message();
+}
+
 // --- header timeout
 // -------------------------------------------------------------------------------
 

@@ -61,6 +61,24 @@ TEST(ManagedSenders, ASendIsSignedOnTheChainsPendingNonceAndItsAttemptIsWhatTheN
     EXPECT_EQ(sent->nonce, kPendingNonce);
 }
 
+// A gas limit below what any transaction costs is refused at once: nothing is estimated, signed
+// or sent (a client's gas of 0 once made a reverting estimate read an error as a result).
+TEST(ManagedSenders, AGasLimitBelowWhatAnyTransactionCostsIsRefusedAtOnce) {
+    ManagedRig rig;
+    EXPECT_CALL(rig.signer, sign(_, _, _)).Times(0);
+    rig.start();
+    for (const char* gas : {"0x0", "0x5207"}) {
+        json::array params = ManagedRig::request();
+        params[0].as_object()["gas"] = gas;
+        const auto r = rig.io.run(
+            rig.senders().send(params, "", true, std::chrono::steady_clock::now() + 10s));
+        ASSERT_TRUE(r.reply.is_error()) << gas;
+        EXPECT_EQ(r.reply.error.code, -32602) << gas;
+        EXPECT_THAT(r.reply.error.message, HasSubstr("'gas' must be at least 0x5208")) << gas;
+    }
+    EXPECT_TRUE(rig.sent().empty());
+}
+
 TEST(ManagedSenders, ASignerThatCannotSignNowIsAskedAgainOnTheSameNonceUntilItCan) {
     ManagedRig rig;
     std::vector<std::uint64_t> nonces;
