@@ -1,15 +1,20 @@
 // bench_load: a closed-loop HTTP/1.1 load driver for JSON-RPC. Each of --connections keep-alive
 // connections sends a request, waits for its answer and sends the next; every latency is kept,
 // so the percentiles are exact. Prints one JSON line:
-//   {"requests":N,"errors":N,"seconds":S,"rps":R,"p50_us":..,"p99_us":..,"p999_us":..,"first_error":".."}
+//   {"requests":N,"errors":N,"seconds":S,"rps":R,"p50_us":..,"p99_us":..,"p999_us":..,
+//    "answered":N,"first_error":".."}
+// `requests` counts the measured ones (after the warm-up); `answered`, every answer read, warm-up
+// included (what a process's counters over the whole run are divided by).
 // An answer counts as an error unless it is HTTP 200 with no JSON-RPC "error" in it.
 //
-//   bench_load --port P [--path /] [--connections N] [--seconds S] [--warmup S]
+//   bench_load --port P [--path /] [--connections N] [--seconds S] [--warmup S] [--vary]
 //              (--body JSON | --bodies FILE [--once])
 //   bench_load sign --count N --senders S [--first K]    one eth_sendRawTransaction body a line
 //
 // --bodies takes one request body a line, used in turn; with --once each is sent once and the run
-// ends when they are used up (unique signed transactions).
+// ends when they are used up (unique signed transactions). --vary makes each request's first
+// address ("0x" and 40 hex digits) one no other request of any run used: its last 16 digits are a
+// random start of this run plus the request's number (nothing cached, nothing to coalesce).
 
 #include "bench/bench_signer.hpp"
 
@@ -32,6 +37,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -51,17 +57,36 @@ struct Options {
     double warmup = 1;
     std::vector<std::string> bodies;
     bool once = false;
+    bool vary = false;
 };
 
 struct Shared {
     const Options* o = nullptr;
     Clock::time_point measure_from, stop_at;
     std::atomic<std::size_t> next{0};  // the next body
-    std::size_t requests = 0, errors = 0;
+    std::uint64_t vary_from = 0;       // --vary: this run's random start
+    std::size_t requests = 0, errors = 0, answered = 0;
     std::string first_error;
     std::vector<std::uint32_t> latencies_us;  // measured requests only
     Clock::time_point last_answer;
 };
+
+// --vary: the first address in `body` with its last 16 hex digits set to `n`.
+void vary_address(std::string& body, std::uint64_t n) {
+    const auto is_hex = [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    };
+    for (std::size_t p = body.find("\"0x"); p != std::string::npos; p = body.find("\"0x", p + 1)) {
+        if (p + 3 + 40 >= body.size() || body[p + 3 + 40] != '"') continue;
+        if (!std::all_of(body.begin() + static_cast<long>(p + 3),
+                         body.begin() + static_cast<long>(p + 3 + 40), is_hex))
+            continue;
+        static constexpr char kDigits[] = "0123456789abcdef";
+        for (int d = 0; d < 16; ++d)
+            body[p + 3 + 39 - static_cast<std::size_t>(d)] = kDigits[(n >> (4 * d)) & 0xf];
+        return;
+    }
+}
 
 bool failed(const http::response<http::string_body>& r) {
     return r.result() != http::status::ok || r.body().find("\"error\"") != std::string::npos ||
@@ -92,6 +117,7 @@ asio::awaitable<void> connection(Shared& s) {
         req.set(http::field::content_type, "application/json");
         req.keep_alive(true);
         req.body() = o.bodies[i % o.bodies.size()];
+        if (o.vary) vary_address(req.body(), s.vary_from + i);
         req.prepare_payload();
         const auto t0 = Clock::now();
         auto [wec, w] =
@@ -105,6 +131,7 @@ asio::awaitable<void> connection(Shared& s) {
         }
         const auto t1 = Clock::now();
         s.last_answer = t1;
+        if (!rec) ++s.answered;
         const bool measured = t0 >= s.measure_from;
         if (rec || failed(res)) {
             if (measured || o.once) ++s.errors;
@@ -187,6 +214,8 @@ int main(int argc, char** argv) {
             o.bodies.push_back(value());
         else if (a == "--once")
             o.once = true;
+        else if (a == "--vary")
+            o.vary = true;
         else if (a == "--bodies") {
             std::ifstream in(value());
             for (std::string line; std::getline(in, line);)
@@ -204,6 +233,8 @@ int main(int argc, char** argv) {
 
     asio::io_context ioc(1);
     Shared s;
+    // A random start a run's varied addresses count up from: another run's never meet them.
+    s.vary_from = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
     s.o = &o;
     const auto start = Clock::now();
     s.measure_from = start + std::chrono::duration_cast<Clock::duration>(
@@ -220,9 +251,9 @@ int main(int argc, char** argv) {
     const double rps = seconds > 0 ? static_cast<double>(s.requests) / seconds : 0;
     std::printf(
         "{\"requests\":%zu,\"errors\":%zu,\"seconds\":%.3f,\"rps\":%.0f,\"p50_us\":%u,"
-        "\"p99_us\":%u,\"p999_us\":%u,\"first_error\":\"%s\"}\n",
+        "\"p99_us\":%u,\"p999_us\":%u,\"answered\":%zu,\"first_error\":\"%s\"}\n",
         s.requests, s.errors, seconds, rps, percentile(s.latencies_us, 0.5),
-        percentile(s.latencies_us, 0.99), percentile(s.latencies_us, 0.999),
+        percentile(s.latencies_us, 0.99), percentile(s.latencies_us, 0.999), s.answered,
         escape(s.first_error).c_str());
     return 0;
 }

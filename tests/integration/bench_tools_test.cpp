@@ -1,18 +1,25 @@
 // The side-by-side benchmark's tools (tests/bench/run) still do their job: the fast fake node
 // answers, the load driver counts answers and errors, its signer writes transactions the gateway
 // takes, and the gateway configured as in the benchmark serves every scenario without an error.
-// Nothing here measures speed; that is the benchmark's business.
+// The allocation counter it loads into the gateways counts what they allocate. Nothing here
+// measures speed; that is the benchmark's business.
 
 #include "devnet.hpp"
 
+#include "support/http_test_client.hpp"
 #include "support/process.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 namespace gateway::test {
 namespace {
@@ -39,6 +46,15 @@ json::object load(std::uint16_t port, const std::string& path, std::vector<std::
     return v.as_object();
 }
 
+// The value of the metric line that starts with `series` in the gateway's /metrics, 0 without one.
+double metric(std::uint16_t admin_port, const std::string& series) {
+    std::istringstream lines(http_get(admin_port, "/metrics").body);
+    std::string line;
+    while (std::getline(lines, line))
+        if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
+    return 0;
+}
+
 std::int64_t number(const json::object& o, const char* key) {
     const json::value* v = o.if_contains(key);
     return v && v->is_int64()
@@ -57,6 +73,7 @@ TEST(BenchTools, TheLoadDriverTheFakeNodeAndTheGatewayAsBenchmarked) {
     // Direct: answers are counted, errors are not.
     json::object direct = load(node_port, "/", {"--body", kRead});
     EXPECT_GT(number(direct, "requests"), 0);
+    EXPECT_GE(number(direct, "answered"), number(direct, "requests")) << "warm-up included";
     EXPECT_EQ(number(direct, "errors"), 0) << json::serialize(direct);
     // A JSON-RPC error counts as an error, with what it was.
     json::object bad = load(node_port, "/", {"--body", R"({"jsonrpc":"2.0","id":1})"});
@@ -97,6 +114,18 @@ TEST(BenchTools, TheLoadDriverTheFakeNodeAndTheGatewayAsBenchmarked) {
         EXPECT_EQ(number(through, "errors"), 0) << json::serialize(through);
     }
 
+    // --vary: a new account in each request, so the cached chain has nothing to hit; the same
+    // body again and again hits.
+    const std::string hits =
+        R"(gateway_cache_requests_total{chain="cached",method="eth_getBalance",result="hit"})";
+    json::object varied = load(gw.port(), "/cached", {"--vary", "--body", kRead});
+    EXPECT_GT(number(varied, "requests"), 10);
+    EXPECT_EQ(number(varied, "errors"), 0) << json::serialize(varied);
+    EXPECT_EQ(metric(gw.admin_port(), hits), 0) << "a varied request hit the cache";
+    json::object same = load(gw.port(), "/cached", {"--body", kRead});
+    EXPECT_EQ(number(same, "errors"), 0) << json::serialize(same);
+    EXPECT_GT(metric(gw.admin_port(), hits), 0) << "the same request never hit the cache";
+
     // Durable intake: signed transactions, each sent once, each answered with its hash.
     CommandResult signed_txs = run_command({BENCH_LOAD, "sign", "--count", "5", "--senders", "2"});
     ASSERT_EQ(signed_txs.exit_code, 0) << signed_txs.err;
@@ -113,6 +142,62 @@ TEST(BenchTools, TheLoadDriverTheFakeNodeAndTheGatewayAsBenchmarked) {
     json::object intake = load(gw.port(), "/pass", {"--once", "--bodies", dir + "/txs.jsonl"});
     EXPECT_EQ(number(intake, "requests"), 5);
     EXPECT_EQ(number(intake, "errors"), 0) << json::serialize(intake);
+}
+
+// The count in `path`, once it is there and not `before` (the counter writes it on SIGUSR2).
+std::optional<std::uint64_t> count_in(const std::string& path,
+                                      std::optional<std::uint64_t> before) {
+    for (int i = 0; i < 200; ++i) {
+        std::ifstream in(path);
+        std::uint64_t n = 0;
+        if (in >> n && n != before) return n;
+        std::this_thread::sleep_for(10ms);
+    }
+    return std::nullopt;
+}
+
+// tests/bench/run loads the counter into the gateways (LD_PRELOAD) for allocations per request:
+// the count it writes on SIGUSR2 grows by more than one allocation per request served.
+TEST(BenchTools, TheAllocationCounterCountsWhatTheGatewayAllocates) {
+#if defined(GATEWAY_SANITIZED)
+    GTEST_SKIP() << "a sanitizer's runtime must be the first library loaded; the counter would be";
+#endif
+    const std::string dir = make_temp_dir("bench-allocs");
+    Process node({BENCH_FAKE_NODE, "--port", "0", "--threads", "1"}, dir + "/node.log");
+    auto port_text = node.wait_for_output(std::regex("listening on (\\d+)"), 10s);
+    ASSERT_TRUE(port_text) << node.output();
+    const std::string counts = dir + "/allocs";
+    // The gateway inherits them; nothing else started meanwhile.
+    ::setenv("LD_PRELOAD", BENCH_COUNT_ALLOCS, 1);
+    ::setenv("BENCH_ALLOC_FILE", counts.c_str(), 1);
+    std::optional<GatewayProcess> gw;
+    try {
+        gw.emplace(dir,
+                   "  - name: pass\n    chain_id: 31337\n"
+                   "    cache: {enabled: false, coalesce: false}\n"
+                   "    upstreams: [{id: node, url: \"http://127.0.0.1:" +
+                       *port_text + "\"}]\n");
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+    }
+    ::unsetenv("LD_PRELOAD");
+    ::unsetenv("BENCH_ALLOC_FILE");
+    ASSERT_TRUE(gw);
+    ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
+
+    gw->process().signal(SIGUSR2);
+    const auto before = count_in(counts, std::nullopt);
+    ASSERT_TRUE(before) << "no count written";
+    EXPECT_GT(*before, 0u) << "a gateway that started allocated nothing?";
+    json::object served = load(gw->port(), "/pass", {"--body", kRead});
+    EXPECT_EQ(number(served, "errors"), 0) << json::serialize(served);
+    const std::int64_t answered = number(served, "answered");
+    ASSERT_GT(answered, 0);
+    gw->process().signal(SIGUSR2);
+    const auto after = count_in(counts, before);
+    ASSERT_TRUE(after) << "no new count written";
+    EXPECT_GT(*after - *before, static_cast<std::uint64_t>(answered))
+        << "allocations counted while " << answered << " requests were served";
 }
 
 }  // namespace
