@@ -1,0 +1,188 @@
+// micro_bench: the hot functions of a request one by one (Google Benchmark), so that a change to
+// one shows without a whole tests/bench/run. Built with the tests, never run by them:
+//
+//   build/tests/micro_bench                              every one
+//   build/tests/micro_bench --benchmark_filter=Batch     some
+//
+// The inputs are the bench's own requests and answers (tests/bench/run): the small read, the batch
+// of 20 reads, a signed raw transaction, an answer of a block. Each benchmark reports the bytes it
+// read (bytes_per_second) where that says something.
+
+#include "gateway/cache/chain_cache.hpp"
+#include "gateway/eth/hex.hpp"
+#include "gateway/eth/keccak.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/jsonrpc/methods.hpp"
+#include "support/tx_signer.hpp"
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <boost/json/parse.hpp>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace gateway {
+namespace {
+
+namespace json = boost::json;
+
+const std::string kSmall =
+    R"({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x70997970c51812dc3a010c7d01b50e0d17dc79c8","latest"]})";
+
+// The bench's batch: 20 eth_getBalance calls for 20 accounts.
+std::string batch_of(int n) {
+    std::string out = "[";
+    for (int i = 1; i <= n; ++i)
+        out += fmt::format(
+            R"({}{{"jsonrpc":"2.0","id":{},"method":"eth_getBalance","params":["0x{:040x}","latest"]}})",
+            i > 1 ? "," : "", i, i);
+    return out + "]";
+}
+
+// A node's answer to that batch, under the gateway's ids 1000.. (as it sends them).
+std::string batch_answer_of(int n) {
+    std::string out = "[";
+    for (int i = 0; i < n; ++i)
+        out += fmt::format(R"({}{{"jsonrpc":"2.0","id":{},"result":"0x{:x}"}})", i > 0 ? "," : "",
+                           1000 + i, 1'000'000'000'000'000'000ull + static_cast<unsigned>(i));
+    return out + "]";
+}
+
+// An answer the size of a block header with 100 transaction hashes (about 7 KB).
+std::string block_answer() {
+    std::string txs;
+    for (int i = 0; i < 100; ++i) txs += fmt::format(R"({}"0x{:064x}")", i > 0 ? "," : "", i + 1);
+    return fmt::format(
+        R"({{"jsonrpc":"2.0","id":7,"result":{{"number":"0x10","hash":"0x{:064x}","parentHash":"0x{:064x}","timestamp":"0x6553f100","gasUsed":"0x1c9c380","gasLimit":"0x1c9c380","baseFeePerGas":"0x7","miner":"0x{:040x}","transactions":[{}]}}}})",
+        16, 15, 1, txs);
+}
+
+void BM_ParseRequest_Small(benchmark::State& state) {
+    for (auto _ : state) {
+        auto r = jsonrpc::parse_request(kSmall, jsonrpc::ParseLimits{});
+        benchmark::DoNotOptimize(r);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kSmall.size()));
+}
+BENCHMARK(BM_ParseRequest_Small);
+
+void BM_ParseRequest_Batch(benchmark::State& state) {
+    const std::string body = batch_of(static_cast<int>(state.range(0)));
+    for (auto _ : state) {
+        auto r = jsonrpc::parse_request(body, jsonrpc::ParseLimits{});
+        benchmark::DoNotOptimize(r);
+    }
+    state.SetItemsProcessed(state.iterations() * state.range(0));  // calls
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(BM_ParseRequest_Batch)->Arg(20)->Arg(100);
+
+// What every call goes through on its way to a node: its vocabulary, its cache key, the body sent.
+void BM_CallOnItsWayDown(benchmark::State& state) {
+    const auto parsed = jsonrpc::parse_request(kSmall, jsonrpc::ParseLimits{});
+    const auto& call = std::get<jsonrpc::Call>(parsed->entries.front());
+    std::uint64_t id = 1000;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(jsonrpc::method_kind(call.method));
+        benchmark::DoNotOptimize(jsonrpc::method_label(call.method));
+        benchmark::DoNotOptimize(jsonrpc::block_need(call.method, call.params));
+        std::string key = cache::cache_key(call.method, call.params);
+        benchmark::DoNotOptimize(key);
+        std::string body = jsonrpc::upstream_request(id++, call.method, call.params);
+        benchmark::DoNotOptimize(body);
+    }
+}
+BENCHMARK(BM_CallOnItsWayDown);
+
+void BM_CacheKey(benchmark::State& state) {
+    const auto parsed = jsonrpc::parse_request(kSmall, jsonrpc::ParseLimits{});
+    const auto& call = std::get<jsonrpc::Call>(parsed->entries.front());
+    for (auto _ : state) {
+        std::string key = cache::cache_key(call.method, call.params);
+        benchmark::DoNotOptimize(key);
+    }
+}
+BENCHMARK(BM_CacheKey);
+
+void BM_UpstreamRequest(benchmark::State& state) {
+    const auto parsed = jsonrpc::parse_request(kSmall, jsonrpc::ParseLimits{});
+    const auto& call = std::get<jsonrpc::Call>(parsed->entries.front());
+    std::uint64_t id = 1000;
+    for (auto _ : state) {
+        std::string body = jsonrpc::upstream_request(id++, call.method, call.params);
+        benchmark::DoNotOptimize(body);
+    }
+}
+BENCHMARK(BM_UpstreamRequest);
+
+// A node's answer, read, and the client's answer made from it.
+void BM_AnswerOnItsWayUp_Small(benchmark::State& state) {
+    const std::string answer = R"({"jsonrpc":"2.0","id":1000,"result":"0xde0b6b3a7640000"})";
+    for (auto _ : state) {
+        auto reply = jsonrpc::parse_reply(answer, 1000);
+        std::string out = jsonrpc::result_response("1", *reply->result);
+        benchmark::DoNotOptimize(out);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * answer.size()));
+}
+BENCHMARK(BM_AnswerOnItsWayUp_Small);
+
+void BM_AnswerOnItsWayUp_Block(benchmark::State& state) {
+    const std::string answer = block_answer();
+    for (auto _ : state) {
+        auto reply = jsonrpc::parse_reply(answer, 7);
+        std::string out = jsonrpc::result_response("1", *reply->result);
+        benchmark::DoNotOptimize(out);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * answer.size()));
+}
+BENCHMARK(BM_AnswerOnItsWayUp_Block);
+
+void BM_SplitBatchReply(benchmark::State& state) {
+    const std::string answer = batch_answer_of(static_cast<int>(state.range(0)));
+    for (auto _ : state) {
+        auto parts = jsonrpc::split_batch_reply(answer);
+        benchmark::DoNotOptimize(parts);
+    }
+    state.SetItemsProcessed(state.iterations() * state.range(0));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * answer.size()));
+}
+BENCHMARK(BM_SplitBatchReply)->Arg(20)->Arg(100);
+
+void BM_BatchResponse(benchmark::State& state) {
+    std::vector<std::string> parts;
+    for (int i = 0; i < state.range(0); ++i)
+        parts.push_back(jsonrpc::result_response(std::to_string(i + 1), "\"0xde0b6b3a7640000\""));
+    for (auto _ : state) {
+        std::string out = jsonrpc::batch_response(parts);
+        benchmark::DoNotOptimize(out);
+    }
+    state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_BatchResponse)->Arg(20);
+
+// Intake: a raw transaction decoded (its hash and sender recovered) from its hex.
+void BM_ParseRawTransaction(benchmark::State& state) {
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 7});
+    const eth::Bytes bytes = *eth::from_hex(raw);
+    for (auto _ : state) {
+        auto tx = eth::parse_transaction(bytes);
+        benchmark::DoNotOptimize(tx);
+    }
+}
+BENCHMARK(BM_ParseRawTransaction);
+
+void BM_Keccak256_32Bytes(benchmark::State& state) {
+    const std::string data(32, 'x');
+    for (auto _ : state) benchmark::DoNotOptimize(eth::keccak256(data));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * data.size()));
+}
+BENCHMARK(BM_Keccak256_32Bytes);
+
+}  // namespace
+}  // namespace gateway
+
+BENCHMARK_MAIN();
