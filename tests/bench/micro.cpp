@@ -119,27 +119,17 @@ void BM_UpstreamRequest(benchmark::State& state) {
 BENCHMARK(BM_UpstreamRequest);
 
 // A node's answer, read, and the client's answer made from it.
-void BM_AnswerOnItsWayUp_Small(benchmark::State& state) {
-    const std::string answer = R"({"jsonrpc":"2.0","id":1000,"result":"0xde0b6b3a7640000"})";
+void BM_AnswerOnItsWayUp(benchmark::State& state, const std::string& answer, std::uint64_t id) {
     for (auto _ : state) {
-        auto reply = jsonrpc::parse_reply(answer, 1000);
+        auto reply = jsonrpc::parse_reply(answer, id);
         std::string out = jsonrpc::result_response("1", *reply->result);
         benchmark::DoNotOptimize(out);
     }
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * answer.size()));
 }
-BENCHMARK(BM_AnswerOnItsWayUp_Small);
-
-void BM_AnswerOnItsWayUp_Block(benchmark::State& state) {
-    const std::string answer = block_answer();
-    for (auto _ : state) {
-        auto reply = jsonrpc::parse_reply(answer, 7);
-        std::string out = jsonrpc::result_response("1", *reply->result);
-        benchmark::DoNotOptimize(out);
-    }
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * answer.size()));
-}
-BENCHMARK(BM_AnswerOnItsWayUp_Block);
+BENCHMARK_CAPTURE(BM_AnswerOnItsWayUp, Small,
+                  std::string(R"({"jsonrpc":"2.0","id":1000,"result":"0xde0b6b3a7640000"})"), 1000);
+BENCHMARK_CAPTURE(BM_AnswerOnItsWayUp, Block, block_answer(), 7);
 
 void BM_SplitBatchReply(benchmark::State& state) {
     const std::string answer = batch_answer_of(static_cast<int>(state.range(0)));
