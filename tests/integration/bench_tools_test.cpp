@@ -144,6 +144,48 @@ TEST(BenchTools, TheLoadDriverTheFakeNodeAndTheGatewayAsBenchmarked) {
     EXPECT_EQ(number(intake, "errors"), 0) << json::serialize(intake);
 }
 
+// The trivial node (the second harness's upstream) answers the gateway's probes and the bench's
+// reads, batches included, and the gateway in front of it serves them without an error.
+TEST(BenchTools, TheTrivialNodeServesTheGatewayAndTheBenchsReads) {
+    const std::string dir = make_temp_dir("bench-trivial");
+    Process node({BENCH_TRIVIAL_NODE, "--port", "0", "--call-bytes", "1024"}, dir + "/node.log");
+    auto port_text = node.wait_for_output(std::regex("listening on (\\d+)"), 10s);
+    ASSERT_TRUE(port_text) << node.output();
+    const auto node_port = static_cast<std::uint16_t>(std::stoul(*port_text));
+    std::string batch = "[";
+    for (int i = 1; i <= 20; ++i)
+        batch += (i > 1 ? "," : "") + std::string(R"({"jsonrpc":"2.0","id":)") + std::to_string(i) +
+                 R"(,"method":"eth_getBalance","params":["0x)" + std::string(38, '0') +
+                 (i < 10 ? "0" : "") + std::to_string(i) + R"(","latest"]})";
+    batch += "]";
+    const std::string call =
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x70997970c51812dc3a010c7d01b50e0d17dc79c8","data":"0x06fdde03"},"latest"]})";
+    for (const std::string& body : {kRead, batch, call}) {
+        json::object direct = load(node_port, "/", {"--body", body});
+        EXPECT_GT(number(direct, "requests"), 0) << body.substr(0, 60);
+        EXPECT_EQ(number(direct, "errors"), 0) << json::serialize(direct);
+    }
+    // Its batch answer keeps each call's id, in order.
+    const auto answer = json::parse(http_post(node_port, "/", batch).body).as_array();
+    ASSERT_EQ(answer.size(), 20u);
+    for (std::size_t i = 0; i < answer.size(); ++i) EXPECT_EQ(answer[i].at("id"), i + 1);
+
+    GatewayProcess gw(dir,
+                      "  - name: pass\n    chain_id: 31337\n"
+                      "    cache: {enabled: false, coalesce: false}\n"
+                      "    upstreams: [{id: node, url: \"http://127.0.0.1:" +
+                          *port_text + "\"}]\n");
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    for (const std::string& body : {kRead, batch, call}) {
+        json::object through = load(gw.port(), "/pass", {"--body", body});
+        EXPECT_GT(number(through, "requests"), 0) << body.substr(0, 60);
+        EXPECT_EQ(number(through, "errors"), 0) << json::serialize(through);
+    }
+    // The head watcher follows its chain: the gateway knows the node's head.
+    const auto chains = json::parse(http_get(gw.admin_port(), "/admin/chains").body);
+    EXPECT_EQ(chains.at("chains").at(0).at("head").at("number"), 0x1000) << json::serialize(chains);
+}
+
 // The count in `path`, once it is there and not `before` (the counter writes it on SIGUSR2).
 std::optional<std::uint64_t> count_in(const std::string& path,
                                       std::optional<std::uint64_t> before) {
