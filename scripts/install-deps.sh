@@ -14,8 +14,9 @@ packages=(
     libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
     libsqlite3-dev libpq-dev libsecp256k1-dev
     googletest libgtest-dev libgmock-dev
-    # tests/bench/micro.cpp (microbenchmarks, built with the tests).
-    libbenchmark-dev
+    # tests/bench/micro.cpp (microbenchmarks, built with the tests); wrk, the bench's second
+    # driver (tests/bench/wrk.lua, whose test runs it).
+    libbenchmark-dev wrk
     # The ThreadSanitizer pass: GCC 12's TSan runtime (build-essential pulls it in already).
     libtsan2
     # The fuzz pass (scripts/fuzz.sh): clang 14 and its runtimes (libFuzzer, ASan, UBSan).

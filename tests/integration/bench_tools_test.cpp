@@ -186,6 +186,48 @@ TEST(BenchTools, TheTrivialNodeServesTheGatewayAndTheBenchsReads) {
     EXPECT_EQ(chains.at("chains").at(0).at("head").at("number"), 0x1000) << json::serialize(chains);
 }
 
+// The second harness's driver: wrk with tests/bench/wrk.lua prints bench_load's summary, and
+// BENCH_VARY=1 gives every request an account of its own (the cached chain never hits).
+TEST(BenchTools, TheWrkScriptDrivesReadsAndVariesTheirAccounts) {
+    const std::string dir = make_temp_dir("bench-wrk");
+    Process node({BENCH_TRIVIAL_NODE, "--port", "0"}, dir + "/node.log");
+    auto port_text = node.wait_for_output(std::regex("listening on (\\d+)"), 10s);
+    ASSERT_TRUE(port_text) << node.output();
+    GatewayProcess gw(dir,
+                      "  - name: cached\n    chain_id: 31337\n"
+                      "    upstreams: [{id: node, url: \"http://127.0.0.1:" +
+                          *port_text + "\"}]\n");
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    write_file(dir + "/body.json", kRead + "\n");
+    const auto wrk = [&](const char* vary) {
+        CommandResult r =
+            run_command({"/usr/bin/env", "BENCH_BODY_FILE=" + dir + "/body.json",
+                         std::string("BENCH_VARY=") + vary, "wrk", "-t1", "-c2", "-d1s", "-s",
+                         std::string(GATEWAY_SOURCE_DIR) + "/tests/bench/wrk.lua",
+                         "http://127.0.0.1:" + std::to_string(gw.port()) + "/cached"},
+                        30s);
+        EXPECT_EQ(r.exit_code, 0) << "wrk (scripts/install-deps.sh installs it): " << r.err;
+        // Its own report first, then the summary line.
+        const auto at = r.out.rfind("{\"requests\"");
+        if (at == std::string::npos) {
+            ADD_FAILURE() << "no summary line: " << r.out << r.err;
+            return json::object();
+        }
+        return json::parse(r.out.substr(at)).as_object();
+    };
+    const std::string hits =
+        R"(gateway_cache_requests_total{chain="cached",method="eth_getBalance",result="hit"})";
+    json::object varied = wrk("1");
+    EXPECT_GT(number(varied, "requests"), 10) << json::serialize(varied);
+    EXPECT_EQ(number(varied, "errors"), 0) << json::serialize(varied);
+    EXPECT_EQ(number(varied, "answered"), number(varied, "requests"));
+    EXPECT_GT(number(varied, "p50_us"), 0);
+    EXPECT_EQ(metric(gw.admin_port(), hits), 0) << "a varied request hit the cache";
+    json::object same = wrk("0");
+    EXPECT_GT(number(same, "requests"), 10) << json::serialize(same);
+    EXPECT_GT(metric(gw.admin_port(), hits), 0) << "the same request never hit the cache";
+}
+
 // The count in `path`, once it is there and not `before` (the counter writes it on SIGUSR2).
 std::optional<std::uint64_t> count_in(const std::string& path,
                                       std::optional<std::uint64_t> before) {
