@@ -120,6 +120,10 @@ BENCHMARK(BM_UpstreamRequest);
 
 // A node's answer, read, and the client's answer made from it.
 void BM_AnswerOnItsWayUp(benchmark::State& state, const std::string& answer, std::uint64_t id) {
+    if (auto reply = jsonrpc::parse_reply(answer, id); !reply || reply->is_error()) {
+        state.SkipWithError("the answer is not a result");
+        return;
+    }
     for (auto _ : state) {
         auto reply = jsonrpc::parse_reply(answer, id);
         std::string out = jsonrpc::result_response("1", *reply->result);
