@@ -26,6 +26,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <latch>
 #include <sstream>
 #include <thread>
 
@@ -674,13 +675,15 @@ TEST_F(ListenerTest, ManyConnectionsOpenedAndClosedLeaveTheCountAtZero) {
 }
 
 // Keep-alive clients and newcomers racing for three places: connections get evicted while idle,
-// but a request the handler has seen is always answered.
+// but a request the handler has seen is always answered. The four clients each hold a connection
+// before any goes on (a fast machine once let each finish before the next began: no race).
 TEST_F(ListenerTest, AnEvictionNeverCutsARequestThatHasStarted) {
     ListenerOptions o;
     o.max_connections = 3;
     start(o);
     std::atomic<int> answered{0};
     std::atomic<int> evictions_seen{0};
+    std::latch all_connected(4);
     std::vector<std::thread> clients;
     for (int t = 0; t < 4; ++t)
         clients.emplace_back([&] {
@@ -693,6 +696,7 @@ TEST_F(ListenerTest, AnEvictionNeverCutsARequestThatHasStarted) {
                     ++evictions_seen;
                     c.reset();
                 }
+                if (i == 0) all_connected.arrive_and_wait();
             }
         });
     for (auto& t : clients) t.join();
