@@ -158,12 +158,9 @@ asio::awaitable<std::optional<BlockRef>> ChainWatcher::fetch(const char* method,
     params.emplace_back(false);
     upstream::Forwarded f = co_await pool_.forward(method, std::move(params), false,
                                                    Clock::now() + config_.health.timeout);
-    if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error())
-        co_return std::nullopt;
-    json::error_code ec;
-    json::value v = json::parse(*f.reply.result, ec);
-    if (ec) co_return std::nullopt;
-    co_return block_ref(v);
+    const std::optional<json::value> v = f.result_json();
+    if (!v) co_return std::nullopt;
+    co_return block_ref(*v);
 }
 
 asio::awaitable<bool> ChainWatcher::missing(std::uint64_t number) {

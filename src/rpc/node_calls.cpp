@@ -32,10 +32,9 @@ asio::awaitable<Forwarded> NodeCalls::forward(std::string method, json::value pa
                                             std::move(budget), std::move(home));
     if ((method == "eth_newFilter" || method == "eth_newBlockFilter" ||
          method == "eth_newPendingTransactionFilter") &&
-        f.outcome == Forwarded::Outcome::answered && f.reply.result) {
-        json::error_code ec;
-        const json::value v = json::parse(*f.reply.result, ec);
-        if (!ec && v.is_string()) remember_filter(std::string(v.get_string()), f.upstream);
+        f.outcome == Forwarded::Outcome::answered) {
+        const std::optional<json::value> v = f.result_json();
+        if (v && v->is_string()) remember_filter(std::string(v->get_string()), f.upstream);
     }
     if (method == "eth_blockNumber") floor_block_number(f);
     co_return f;

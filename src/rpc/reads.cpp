@@ -123,11 +123,7 @@ asio::awaitable<void> RpcHandler::forward(CallContext& c) {
             p->at(1) == "pending") {
             if (auto held = route.txm->pending_nonce(*first)) {
                 // The node does not know what the gateway still holds.
-                json::error_code ec;
-                json::value v;
-                if (answered) v = json::parse(*f.reply.result, ec);
-                std::optional<std::uint64_t> node;
-                if (answered && !ec && v.is_string()) node = parse_quantity(v.get_string());
+                const std::optional<std::uint64_t> node = f.result_quantity();
                 if (!answered || (node && *node < *held)) {
                     f.outcome = upstream::Forwarded::Outcome::answered;
                     f.reply.result = fmt::format("\"0x{:x}\"", *held);

@@ -43,11 +43,10 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
         // the method.
         bool no_base_fee = f.reply.is_error() && f.reply.error.code == -32601;
         if (!f.reply.is_error()) {
-            json::error_code ec;
-            json::value v = json::parse(*f.reply.result, ec);
-            const json::array* base = !ec && v.is_object()
-                                          ? v.get_object().if_contains("baseFeePerGas")
-                                                ? v.at("baseFeePerGas").if_array()
+            const std::optional<json::value> v = f.result_json();
+            const json::array* base = v && v->is_object()
+                                          ? v->get_object().if_contains("baseFeePerGas")
+                                                ? v->at("baseFeePerGas").if_array()
                                                 : nullptr
                                           : nullptr;
             no_base_fee = !base || base->empty() ||
@@ -56,7 +55,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
             if (!no_base_fee) {
                 const std::uint64_t floor =
                     std::min<std::uint64_t>(kGwei, caps.max_priority_fee_per_gas);
-                auto fees = estimate_from_history(v, floor, caps);
+                auto fees = estimate_from_history(*v, floor, caps);
                 if (!fees) {
                     why = "the nodes' eth_feeHistory cannot be read: " + fees.error();
                     co_return std::nullopt;
