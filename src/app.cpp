@@ -15,6 +15,7 @@
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/nothrow.hpp"
+#include "gateway/util/sole_runner.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -259,6 +260,7 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
                         rpc::kStaleHeader, rpc::kDataAgeHeader, rpc::kReplacedByHeader})
         rpc_options.cors_expose_headers.emplace_back(header);
     rpc_options.tls = s.tls;
+    rpc_options.loops_run_alone = true;  // see Gateway::run
     // Credentials are checked on the head: a stranger's body is never read.
     rpc_options.head_check = [h = g.rpc_handler.get()](http::Request& r) {
         return h->check_head(r);
@@ -309,9 +311,17 @@ int Gateway::run(bool handle_signals) {
     spdlog::info("chain-gateway {} serving JSON-RPC on {} (admin on {})", GATEWAY_VERSION,
                  g.rpc->local_endpoint().to_string(), g.admin->local_endpoint().to_string());
 
+    // One thread per loop, each the loop's only runner: the sessions on it need no strand.
     std::vector<std::thread> threads;
-    for (auto& w : g.workers) threads.emplace_back([&ctx = *w] { ctx.run(); });
-    g.ioc.run();
+    for (auto& w : g.workers)
+        threads.emplace_back([&ctx = *w] {
+            util::SoleRunner alone(ctx);
+            ctx.run();
+        });
+    {
+        util::SoleRunner alone(g.ioc);
+        g.ioc.run();
+    }
     // The main loop ran out of work (a drain) or was stopped: the workers follow.
     for (auto& guard : g.worker_guards) guard.reset();
     for (auto& w : g.workers) {

@@ -175,10 +175,12 @@ private:
         }
     }
 
-    // A strand on the next session context: the accepted socket belongs to that context's event
-    // loop. On the acceptor's strand only.
-    asio::strand<asio::io_context::executor_type> next_session_executor() {
+    // The next session context's executor: the accepted socket belongs to that context's event
+    // loop. A strand on it, unless one thread runs each loop alone (then the loop is as good as a
+    // strand, and cheaper). On the acceptor's strand only.
+    asio::any_io_executor next_session_executor() {
         asio::io_context* ctx = contexts_[next_context_++ % contexts_.size()];
+        if (state_->options.loops_run_alone) return ctx->get_executor();
         return asio::make_strand(*ctx);
     }
 

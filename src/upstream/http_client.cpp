@@ -1,6 +1,7 @@
 #include "gateway/upstream/http_client.hpp"
 
 #include "gateway/util/nothrow.hpp"
+#include "gateway/util/sole_runner.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -8,6 +9,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
@@ -75,10 +77,10 @@ std::string base64(std::string_view in) {
     return out;
 }
 
-// One connection to the upstream. An exchange on it runs on the caller's strand: its deadline
-// timer completes there too, so the timer and the I/O it cuts short never run at the same time,
-// and no hop to another strand is needed. A caller that is not on a strand has its exchange run
-// on the connection's own strand instead.
+// One connection to the upstream. An exchange on it runs on the caller's strand (or the caller's
+// loop, when one thread runs it alone): its deadline timer completes there too, so the timer and
+// the I/O it cuts short never run at the same time, and no hop to another strand is needed. A
+// caller on neither has its exchange run on the connection's own strand instead.
 struct Connection {
     explicit Connection(asio::any_io_executor ex)
         : loop(ex), strand(asio::make_strand(ex)), timer(ex) {}
@@ -141,8 +143,11 @@ struct Counted {
     Counted& operator=(const Counted&) = delete;
 };
 
-// Whether handlers on this executor never run at the same time (a strand).
+// Whether handlers on this executor never run at the same time: a strand, or a loop this thread
+// runs alone (asked from a coroutine running on `ex`).
 bool serialized(const asio::any_io_executor& ex) {
+    if (const auto* loop = ex.target<asio::io_context::executor_type>())
+        return util::runs_alone(loop->context());
     return ex.target<asio::strand<asio::io_context::executor_type>>() != nullptr ||
            ex.target<asio::strand<asio::any_io_executor>>() != nullptr;
 }

@@ -1,6 +1,8 @@
 #pragma once
 // An io_context running on a background thread, and a way to await a coroutine from a test.
 
+#include "gateway/util/sole_runner.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -13,7 +15,14 @@ namespace gateway::test {
 
 class IoThread {
 public:
-    IoThread() : thread_([this] { ioc.run(); }) {}
+    /// `runs_alone`: the thread says it is the loop's only runner (util::SoleRunner), as the
+    /// gateway's loop threads do.
+    explicit IoThread(bool runs_alone = false)
+        : thread_([this, runs_alone] {
+              std::optional<util::SoleRunner> alone;
+              if (runs_alone) alone.emplace(ioc);
+              ioc.run();
+          }) {}
     ~IoThread() {
         guard_.reset();
         ioc.stop();

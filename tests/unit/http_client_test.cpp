@@ -36,12 +36,15 @@ config::UpstreamConfig upstream_config(const std::string& url) {
 
 const std::string kCall = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})";
 
-// Where the caller runs: on a strand, as the gateway's connections do (the exchange runs in
-// place, its timer on the same strand), or on the bare event loop (the exchange is handed to the
-// connection's own strand).
-enum class Caller { on_strand, on_loop };
+// Where the caller runs: on a strand, as the gateway's connections do without a loop of their own
+// (the exchange runs in place, its timer on the same strand); on a loop its thread runs alone, as
+// the gateway's connections do (in place too); or on a bare event loop (the exchange is handed to
+// the connection's own strand).
+enum class Caller { on_strand, on_loop, on_loop_alone };
 void PrintTo(Caller c, std::ostream* os) {
-    *os << (c == Caller::on_strand ? "on a strand" : "on the loop");
+    *os << (c == Caller::on_strand ? "on a strand"
+            : c == Caller::on_loop ? "on the loop"
+                                   : "on a loop run by one thread alone");
 }
 
 class HttpClientTest : public ::testing::TestWithParam<Caller> {
@@ -52,16 +55,18 @@ protected:
     }
     template <class T>
     T run(boost::asio::awaitable<T> a) {
-        if (GetParam() == Caller::on_loop) return io.run(std::move(a));
+        if (GetParam() != Caller::on_strand) return io.run(std::move(a));
         return boost::asio::co_spawn(boost::asio::make_strand(io.ioc), std::move(a),
                                      boost::asio::use_future)
             .get();
     }
-    test::IoThread io;
+    test::IoThread io{GetParam() == Caller::on_loop_alone};
 };
 
 std::string caller_name(const ::testing::TestParamInfo<Caller>& info) {
-    return info.param == Caller::on_strand ? "OnAStrand" : "OnTheLoop";
+    return info.param == Caller::on_strand ? "OnAStrand"
+           : info.param == Caller::on_loop ? "OnTheLoop"
+                                           : "OnALoopAlone";
 }
 
 TEST_P(HttpClientTest, AnswersAndReusesOneConnection) {
@@ -117,6 +122,28 @@ TEST_P(HttpClientTest, EachEventLoopKeepsItsOwnIdleConnections) {
     EXPECT_EQ(forwarder.accepted(), 2u) << "a loop does not take another loop's connection";
     ASSERT_TRUE(post(*client).ok());
     EXPECT_EQ(forwarder.accepted(), 2u) << "each loop reuses its own";
+}
+
+// A request's answer budget lives where its caller runs: an exchange run in place (on the caller's
+// strand, or on a loop its thread runs alone) counts the answer against it and stops at the limit;
+// one handed to the connection's strand cannot touch it and reads the answer whole.
+TEST_P(HttpClientTest, CountsTheAnswerAgainstTheBudgetWhenItRunsInPlace) {
+    test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {
+        return std::optional(test::FakeReply::ok("\"0x" + std::string(4000, 'a') + "\""));
+    });
+    auto client = make_http_client(upstream_config(node.url()));
+    auto request = std::make_shared<AnswerBudget>();
+    request->limit = 1000;
+    HttpResult r =
+        run(client->post(kCall, PostOptions{Clock::now() + 5s, true, nullptr,
+                                            std::make_shared<CallBudget>(CallBudget{request})}));
+    if (GetParam() == Caller::on_loop) {
+        ASSERT_TRUE(r.ok()) << r.detail;
+        EXPECT_GT(r.body.size(), 4000u);
+    } else {
+        EXPECT_EQ(r.error, TransportError::over_budget) << r.detail;
+        EXPECT_TRUE(request->spent);
+    }
 }
 
 TEST_P(HttpClientTest, ConnectionRefusedIsCertainlyNotDelivered) {
@@ -347,8 +374,12 @@ TEST_P(HttpsTest, ACertificateForAnotherNameIsRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Callers, HttpClientTest,
-                         ::testing::Values(Caller::on_strand, Caller::on_loop), caller_name);
-INSTANTIATE_TEST_SUITE_P(Callers, HttpsTest, ::testing::Values(Caller::on_strand, Caller::on_loop),
+                         ::testing::Values(Caller::on_strand, Caller::on_loop,
+                                           Caller::on_loop_alone),
+                         caller_name);
+INSTANTIATE_TEST_SUITE_P(Callers, HttpsTest,
+                         ::testing::Values(Caller::on_strand, Caller::on_loop,
+                                           Caller::on_loop_alone),
                          caller_name);
 
 }  // namespace

@@ -102,6 +102,10 @@ struct ListenerOptions {
     /// TLS: when set, connections are TLS only (the handshake counts toward header_timeout).
     config::TlsConfig tls;
 
+    /// Each session context is run by one thread alone, which says so with util::SoleRunner:
+    /// sessions run on their loop's executor without a strand. Otherwise each has a strand.
+    bool loops_run_alone = false;
+
     /// Optional: who may send a body at all (the RPC listener: credentials), so that a stranger
     /// cannot make the listener hold max_body_bytes per connection.
     HeadCheck head_check;

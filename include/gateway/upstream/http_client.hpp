@@ -89,8 +89,9 @@ struct PostOptions {
     std::shared_ptr<CancelSignal> cancel;  ///< optional
     /// Optional: the answer's bytes count against it while they arrive (its announced length as
     /// soon as the head is in), and are given back when the post ends; once it is spent the post
-    /// ends with TransportError::over_budget. Honoured when the caller is on a strand (the
-    /// exchange then runs in place, where the budget lives).
+    /// ends with TransportError::over_budget. Honoured when the caller is on a strand or on a loop
+    /// its thread runs alone (util::SoleRunner): the exchange then runs in place, where the budget
+    /// lives.
     std::shared_ptr<CallBudget> budget = nullptr;
 };
 
