@@ -224,9 +224,7 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
         }
     }
 
-    Entry e;
-    e.key = ticket.key;
-    e.result = result;
+    Entry e;  // its key and result are copied once it is known to be kept, and not already
     e.label = ticket.label;
     e.at = Clock::now();
     std::lock_guard lock(mu_);
@@ -278,12 +276,31 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
     if (!config_.enabled) e.kept = Kept::stale_only;
     if (e.kept == Kept::stale_only && config_.max_stale.count() <= 0) return;
 
-    if (auto it = index_.find(e.key); it != index_.end()) erase(it->second);
-    bytes_ += e.size();
-    lru_.push_front(std::move(e));
-    Entry& added = lru_.front();
-    index_.emplace(added.key, lru_.begin());
-    if (added.number) added.by_number = by_number_.emplace(*added.number, lru_.begin());
+    if (auto it = index_.find(ticket.key); it != index_.end()) {
+        // The same call again: its entry takes the new answer in place (its key, its node in
+        // the list and the index, and the room its result had are kept).
+        Entry& kept = *it->second;
+        bytes_ -= kept.size();
+        if (kept.number) by_number_.erase(kept.by_number);
+        kept.result.assign(result);
+        kept.label = e.label;
+        kept.kept = e.kept;
+        kept.number = e.number;
+        kept.hash = std::move(e.hash);
+        kept.generation = e.generation;
+        kept.at = e.at;
+        lru_.splice(lru_.begin(), lru_, it->second);
+        bytes_ += kept.size();
+        if (kept.number) kept.by_number = by_number_.emplace(*kept.number, lru_.begin());
+    } else {
+        e.key = ticket.key;
+        e.result = result;
+        bytes_ += e.size();
+        lru_.push_front(std::move(e));
+        Entry& added = lru_.front();
+        index_.emplace(added.key, lru_.begin());
+        if (added.number) added.by_number = by_number_.emplace(*added.number, lru_.begin());
+    }
     while (!lru_.empty() && bytes_ > config_.max_bytes) {
         if (metrics_) metrics_->count_cache_eviction(chain_, lru_.back().label);
         erase(std::prev(lru_.end()));

@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_stack.hpp>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 
@@ -426,24 +427,37 @@ std::string member_name(std::string_view quoted) {
     return !ec && v.is_string() ? std::string(v.get_string()) : std::string(inner);
 }
 
-// The members of a JSON object, names decoded and values as raw texts, in their order (a repeated
-// name appears as often as it is written), for text already known to be valid JSON.
-std::optional<std::vector<std::pair<std::string, std::string_view>>> object_members(
-    std::string_view s) {
+// Calls `each(name, value)` for the members of a JSON object, names decoded and values as raw
+// texts, in their order (a repeated name is met as often as it is written), for text already
+// known to be valid JSON. False when the text is not an object.
+template <class Each>
+bool for_each_member(std::string_view s, Each each) {
     std::size_t pos = skip_space(s, 0);
-    if (pos >= s.size() || s[pos] != '{') return std::nullopt;
-    std::vector<std::pair<std::string, std::string_view>> members;
+    if (pos >= s.size() || s[pos] != '{') return false;
     pos = skip_space(s, pos + 1);
     while (pos < s.size() && s[pos] == '"') {
         const std::size_t key_end = skip_string(s, pos);
-        std::string key = member_name(s.substr(pos, key_end - pos));
+        const std::string key = member_name(s.substr(pos, key_end - pos));
         pos = skip_space(s, skip_space(s, key_end) + 1);  // past the ':'
         const std::size_t value_end = skip_value(s, pos);
-        members.emplace_back(std::move(key), s.substr(pos, value_end - pos));
+        each(std::string_view(key), s.substr(pos, value_end - pos));
         pos = skip_space(s, value_end);
         if (pos < s.size() && s[pos] == ',') pos = skip_space(s, pos + 1);
     }
-    return members;
+    return true;
+}
+
+// A JSON id text (valid JSON) as the integer the gateway gave a node: only a plain run of digits
+// (or -0) can be one; a JSON number with a fraction or an exponent, or a string, is not an
+// integer id, and a negative one never was ours.
+std::optional<std::uint64_t> integer_id(std::string_view text) {
+    if (text == "-0") return 0;  // an integer too, as JSON reads it
+    if (text.empty() || text.size() > 20) return std::nullopt;
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || text[0] < '0' || text[0] > '9')
+        return std::nullopt;
+    return n;
 }
 
 }  // namespace
@@ -458,19 +472,11 @@ std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body
         const std::size_t end = skip_value(body, pos);
         BatchElement e;
         e.text = body.substr(pos, end - pos);
-        if (auto members = object_members(e.text))
-            for (const auto& [key, value] : *members)
-                if (key == "id") {
-                    // The last "id" counts, as in a parsed document; one that is no integer
-                    // leaves the element without one.
-                    e.id.reset();
-                    json::error_code ec;
-                    const json::value v =
-                        json::parse(json::string_view(value.data(), value.size()), ec);
-                    if (v.is_uint64()) e.id = v.get_uint64();
-                    if (v.is_int64() && v.get_int64() >= 0)
-                        e.id = static_cast<std::uint64_t>(v.get_int64());
-                }
+        // The last "id" counts, as in a parsed document; one that is no integer leaves the
+        // element without one.
+        for_each_member(e.text, [&](std::string_view key, std::string_view value) {
+            if (key == "id") e.id = integer_id(value);
+        });
         out.push_back(e);
         pos = skip_space(body, end);
         if (pos < body.size() && body[pos] == ',') pos = skip_space(body, pos + 1);
@@ -482,24 +488,16 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id) {
     if (json::error_code ec = validate_json(body))
         return bad_reply(fmt::format("not JSON ({})", ec.message()));
-    auto members = object_members(body);
-    if (!members) return bad_reply("not a JSON-RPC response object");
     std::optional<std::string_view> id, result, error;
-    for (const auto& [key, value] : *members) {
+    const bool object = for_each_member(body, [&](std::string_view key, std::string_view value) {
         if (key == "id") id = value;
         if (key == "result") result = value;
         if (key == "error") error = value;
-    }
+    });
+    if (!object) return bad_reply("not a JSON-RPC response object");
 
     json::error_code ec;
-    bool id_matches = false;
-    if (id) {
-        const json::value v = json::parse(json::string_view(id->data(), id->size()), ec);
-        if (v.is_uint64()) id_matches = v.get_uint64() == expected_id;
-        if (v.is_int64())
-            id_matches =
-                v.get_int64() >= 0 && static_cast<std::uint64_t>(v.get_int64()) == expected_id;
-    }
+    const bool id_matches = id && integer_id(*id) == expected_id;
     if (!id_matches)
         return bad_reply(fmt::format("response id {} does not match request id {}",
                                      id ? std::string(util::utf8_prefix(*id, 64)) : "(none)",

@@ -7,11 +7,14 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <functional>
 #include <mutex>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 namespace gateway::metrics {
@@ -41,32 +44,89 @@ prom::Family<prom::Histogram>& histogram(prom::Registry& r, const char* name, co
     return prom::BuildHistogram().Name(name).Help(help).Register(r);
 }
 
+// A string hash that also takes a string_view: a lookup by a key built on the stack allocates
+// nothing.
+struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const { return std::hash<std::string_view>{}(k); }
+};
+
 // The series of the per-call families, looked up by their label values joined: a label map and
-// a family lookup per call cost more than the call's own work in the gateway.
+// a family lookup per call cost more than the call's own work in the gateway. Each thread keeps
+// its own copy of the lookup, filled from the shared one the first time it meets a key, so that a
+// call takes no lock and shares no cache line with the other event loops (series are never
+// removed: a pointer stays good for the family's life).
 template <class T>
 class SeriesCache {
 public:
     template <class Make>
-    T& get(const std::string& key, Make make) {
-        std::lock_guard lock(mu_);
-        auto it = series_.find(key);
-        if (it == series_.end()) it = series_.emplace(key, &make()).first;
-        return *it->second;
+    T& get(std::string_view key, Make make) {
+        Map& mine = this_threads();
+        if (auto it = mine.find(key); it != mine.end()) return *it->second;
+        T* series = nullptr;
+        {
+            std::lock_guard lock(mu_);
+            auto it = shared_.find(key);
+            if (it == shared_.end()) it = shared_.emplace(std::string(key), &make()).first;
+            series = it->second;
+        }
+        mine.emplace(std::string(key), series);
+        return *series;
     }
 
 private:
+    using Map = std::unordered_map<std::string, T*, KeyHash, std::equal_to<>>;
+
+    // By the cache's number, never reused: a thread's copy for a cache that is gone is never
+    // found again (it stays, small, until the thread ends).
+    Map& this_threads() {
+        thread_local std::unordered_map<std::uint64_t, Map> by_cache;
+        thread_local std::uint64_t last_id = 0;
+        thread_local Map* last = nullptr;
+        if (last_id != id_ || !last) {
+            last = &by_cache[id_];
+            last_id = id_;
+        }
+        return *last;
+    }
+
+    static std::uint64_t next_id() {
+        static std::atomic<std::uint64_t> next{1};
+        return next.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    const std::uint64_t id_ = next_id();
     std::mutex mu_;
-    std::unordered_map<std::string, T*> series_;  // owned by their families
+    Map shared_;  // owned by their families
 };
 
-std::string key_of(std::string_view a, std::string_view b, std::string_view c = {}) {
-    std::string k;
-    k.reserve(a.size() + b.size() + c.size() + 2);
-    k.append(a).push_back('\0');
-    k.append(b).push_back('\0');
-    k.append(c);
-    return k;
-}
+// Label values joined with NULs, on the stack when they fit (the per-call metrics' keys do).
+class Key {
+public:
+    Key(std::string_view a, std::string_view b, std::string_view c = {}) {
+        const std::size_t size = a.size() + b.size() + c.size() + 2;
+        char* out = small_.data();
+        if (size > small_.size()) {
+            large_.resize(size);
+            out = large_.data();
+        }
+        char* p = out;
+        p = std::copy(a.begin(), a.end(), p);
+        *p++ = '\0';
+        p = std::copy(b.begin(), b.end(), p);
+        *p++ = '\0';
+        std::copy(c.begin(), c.end(), p);
+        view_ = std::string_view(out, size);
+    }
+    Key(const Key&) = delete;
+    Key& operator=(const Key&) = delete;
+    operator std::string_view() const { return view_; }
+
+private:
+    std::array<char, 192> small_;
+    std::string large_;
+    std::string_view view_;
+};
 
 }  // namespace
 
@@ -239,14 +299,14 @@ void Metrics::observe_call(std::string_view chain, std::string_view method,
                            std::string_view outcome, double seconds) {
     Impl& m = *impl_;
     m.request_counters
-        .get(key_of(chain, method, outcome),
+        .get(Key(chain, method, outcome),
              [&]() -> prom::Counter& {
                  return m.requests.Add(
                      {{"chain", s(chain)}, {"method", s(method)}, {"outcome", s(outcome)}});
              })
         .Increment();
     m.request_histograms
-        .get(key_of(chain, method),
+        .get(Key(chain, method),
              [&]() -> prom::Histogram& {
                  return m.request_seconds.Add({{"chain", s(chain)}, {"method", s(method)}},
                                               kLatencyBuckets);
@@ -261,7 +321,7 @@ void Metrics::observe_http(std::string_view listener, unsigned status) {
     (void)ec;
     const std::string_view code_text(code, static_cast<std::size_t>(end - code));
     m.http_counters
-        .get(key_of(listener, code_text),
+        .get(Key(listener, code_text),
              [&]() -> prom::Counter& {
                  return m.http.Add({{"listener", s(listener)}, {"code", s(code_text)}});
              })
@@ -276,14 +336,14 @@ void Metrics::observe_upstream(std::string_view chain, std::string_view upstream
                                std::string_view method, std::string_view error, double seconds) {
     Impl& m = *impl_;
     m.upstream_counters
-        .get(key_of(chain, upstream, method),
+        .get(Key(chain, upstream, method),
              [&]() -> prom::Counter& {
                  return m.upstream_requests.Add(
                      {{"chain", s(chain)}, {"upstream", s(upstream)}, {"method", s(method)}});
              })
         .Increment();
     m.upstream_histograms
-        .get(key_of(chain, upstream),
+        .get(Key(chain, upstream),
              [&]() -> prom::Histogram& {
                  return m.upstream_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}},
                                                kLatencyBuckets);
@@ -426,7 +486,7 @@ void Metrics::count_client_call(std::string_view client, std::string_view outcom
                                 std::size_t calls) {
     Impl& m = *impl_;
     m.client_counters
-        .get(key_of(client, outcome),
+        .get(Key(client, outcome),
              [&]() -> prom::Counter& {
                  return m.client_calls.Add({{"client", s(client)}, {"outcome", s(outcome)}});
              })

@@ -467,7 +467,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
                                            u->id(), a.detail));
             co_return out;
         }
-        failures.push_back(Failure{u, std::move(a), u->status().head});
+        failures.push_back(Failure{u, std::move(a), u->status(false).head});
     }
     cancel_all();
 

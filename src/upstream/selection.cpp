@@ -21,9 +21,8 @@
 namespace gateway::upstream {
 
 bool ChainPool::ready() const {
-    return std::any_of(upstreams_.begin(), upstreams_.end(), [](const auto& u) {
-        return !u->excluded() && u->status().health == Health::up;
-    });
+    return std::any_of(upstreams_.begin(), upstreams_.end(),
+                       [](const auto& u) { return u->serving(); });
 }
 
 std::optional<std::uint64_t> ChainPool::head() const {
@@ -54,7 +53,7 @@ std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need, bool expla
         Ranked r;
         r.upstream = u.get();
         UpstreamView& v = r.view;
-        v.status = u->status();
+        v.status = u->status(explain);
         const UpstreamStatus& s = v.status;
         if (best && s.head) v.lag = *best > *s.head ? *best - *s.head : 0;
         const bool lagging = s.syncing || !s.head_doubt.empty() || (v.lag && *v.lag > max_lag);
@@ -175,10 +174,15 @@ std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked)
     std::vector<Ranked*> order;
     for (auto& r : ranked)
         if (r.eligible) order.push_back(&r);
-    std::stable_sort(order.begin(), order.end(), [](const Ranked* a, const Ranked* b) {
+    const auto before = [](const Ranked* a, const Ranked* b) {
         return std::tuple(!a->normal, a->view.status.tier, a->view.score) <
                std::tuple(!b->normal, b->view.status.tier, b->view.score);
-    });
+    };
+    // A stable insertion sort: a chain has a handful of upstreams, and std::stable_sort takes a
+    // buffer from the heap for every call.
+    for (std::size_t i = 1; i < order.size(); ++i)
+        for (std::size_t j = i; j > 0 && before(order[j], order[j - 1]); --j)
+            std::swap(order[j], order[j - 1]);
     return order;
 }
 

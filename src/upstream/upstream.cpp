@@ -190,14 +190,19 @@ std::optional<std::uint64_t> Upstream::usable_head() const {
     return head_;
 }
 
-UpstreamStatus Upstream::status() const {
+bool Upstream::serving() const {
+    std::lock_guard lock(mu_);
+    return !cordoned_ && health_ == Health::up;
+}
+
+UpstreamStatus Upstream::status(bool with_reason) const {
     std::lock_guard lock(mu_);
     const auto now = clock_.now();
     UpstreamStatus s;
     s.id = config_.id;
     s.tier = config_.tier;
     s.health = health_;
-    s.reason = reason_;
+    if (with_reason) s.reason = reason_;
     s.since = since_;
     s.cordoned = cordoned_;
     s.cordon_reason = cordon_reason_;

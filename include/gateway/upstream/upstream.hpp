@@ -106,7 +106,10 @@ public:
     /// Its head when it is up, in use and not syncing (what the chain's head is made of);
     /// without copying the whole status.
     std::optional<std::uint64_t> usable_head() const;
-    UpstreamStatus status() const;
+    /// In use (not excluded) and up, without copying the whole status.
+    bool serving() const;
+    /// `with_reason` false leaves `reason` empty (a call ranking the upstreams needs no text).
+    UpstreamStatus status(bool with_reason = true) const;
 
 private:
     void set_health(Health health, std::string reason);                    // with mu_ held
