@@ -277,21 +277,35 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
     if (e.kept == Kept::stale_only && config_.max_stale.count() <= 0) return;
 
     if (auto it = index_.find(ticket.key); it != index_.end()) {
-        // The same call again: its entry takes the new answer in place (its key, its node in
-        // the list and the index, and the room its result had are kept).
-        Entry& kept = *it->second;
+        // The same call again: its entry takes the new answer in place (its key and its nodes in
+        // the list and the index are kept). What may fail (allocate) comes first, so that a
+        // failure leaves the entry as it was; the result's room is reused only when it is not
+        // much larger than the answer (the budget counts answers' sizes, not rooms kept).
+        const Lru::iterator at = it->second;
+        Entry& kept = *at;
+        const bool reuse = kept.result.capacity() >= result.size() &&
+                           kept.result.capacity() <= 2 * result.size() + 64;
+        std::string copy;
+        if (!reuse) copy = result;
+        std::multimap<std::uint64_t, Lru::iterator>::iterator by_number{};
+        if (e.number) by_number = by_number_.emplace(*e.number, at);
+        // Nothing below throws.
         bytes_ -= kept.size();
         if (kept.number) by_number_.erase(kept.by_number);
-        kept.result.assign(result);
+        if (reuse) {
+            kept.result.assign(result);  // within its room: no allocation
+        } else {
+            kept.result = std::move(copy);
+        }
         kept.label = e.label;
         kept.kept = e.kept;
         kept.number = e.number;
         kept.hash = std::move(e.hash);
         kept.generation = e.generation;
         kept.at = e.at;
-        lru_.splice(lru_.begin(), lru_, it->second);
+        kept.by_number = by_number;
+        lru_.splice(lru_.begin(), lru_, at);
         bytes_ += kept.size();
-        if (kept.number) kept.by_number = by_number_.emplace(*kept.number, lru_.begin());
     } else {
         e.key = ticket.key;
         e.result = result;

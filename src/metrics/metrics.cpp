@@ -12,10 +12,12 @@
 #include <atomic>
 #include <charconv>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace gateway::metrics {
 namespace prom = prometheus;
@@ -78,24 +80,22 @@ private:
     using Map = std::unordered_map<std::string, T*, KeyHash, std::equal_to<>>;
 
     // By the cache's number, never reused: a thread's copy for a cache that is gone is never
-    // found again (it stays, small, until the thread ends).
+    // found again (it stays, small, until the thread ends). A vector: the per-call lookups go
+    // from cache to cache, and an index costs no hash.
     Map& this_threads() {
-        thread_local std::unordered_map<std::uint64_t, Map> by_cache;
-        thread_local std::uint64_t last_id = 0;
-        thread_local Map* last = nullptr;
-        if (last_id != id_ || !last) {
-            last = &by_cache[id_];
-            last_id = id_;
-        }
-        return *last;
+        thread_local std::vector<std::unique_ptr<Map>> by_cache;
+        if (id_ >= by_cache.size()) by_cache.resize(id_ + 1);
+        std::unique_ptr<Map>& mine = by_cache[id_];
+        if (!mine) mine = std::make_unique<Map>();
+        return *mine;
     }
 
-    static std::uint64_t next_id() {
-        static std::atomic<std::uint64_t> next{1};
+    static std::size_t next_id() {
+        static std::atomic<std::size_t> next{0};
         return next.fetch_add(1, std::memory_order_relaxed);
     }
 
-    const std::uint64_t id_ = next_id();
+    const std::size_t id_ = next_id();
     std::mutex mu_;
     Map shared_;  // owned by their families
 };
@@ -134,6 +134,9 @@ struct Metrics::Impl {
     prom::Registry registry;
     SeriesCache<prom::Counter> request_counters, upstream_counters, http_counters;
     SeriesCache<prom::Histogram> request_histograms, upstream_histograms;
+    // Other counters a call may count, each family its own lookup.
+    SeriesCache<prom::Counter> cache_request_counters, cache_eviction_counters, coalesced_counters,
+        stale_counters, failover_counters, hedge_counters, auth_counters;
 
     prom::Family<prom::Counter>& requests =
         counter(registry, "gateway_requests_total",
@@ -417,17 +420,35 @@ void Metrics::set_transactions_unfinalized(std::string_view chain, double count)
 }
 
 void Metrics::count_stale_answer(std::string_view chain) {
-    impl_->stale.Add({{"chain", s(chain)}}).Increment();
+    Impl& m = *impl_;
+    m.stale_counters
+        .get(Key(chain, {}),
+             [&]() -> prom::Counter& {
+                 return m.stale.Add({{"chain", s(chain)}});
+             })
+        .Increment();
 }
 
 void Metrics::count_cache(std::string_view chain, std::string_view method, bool hit) {
-    impl_->cache_requests
-        .Add({{"chain", s(chain)}, {"method", s(method)}, {"result", hit ? "hit" : "miss"}})
+    Impl& m = *impl_;
+    const std::string_view result = hit ? "hit" : "miss";
+    m.cache_request_counters
+        .get(Key(chain, method, result),
+             [&]() -> prom::Counter& {
+                 return m.cache_requests.Add(
+                     {{"chain", s(chain)}, {"method", s(method)}, {"result", s(result)}});
+             })
         .Increment();
 }
 
 void Metrics::count_cache_eviction(std::string_view chain, std::string_view method) {
-    impl_->cache_evictions.Add({{"chain", s(chain)}, {"method", s(method)}}).Increment();
+    Impl& m = *impl_;
+    m.cache_eviction_counters
+        .get(Key(chain, method),
+             [&]() -> prom::Counter& {
+                 return m.cache_evictions.Add({{"chain", s(chain)}, {"method", s(method)}});
+             })
+        .Increment();
 }
 
 void Metrics::count_cache_invalidations(std::string_view chain, std::size_t entries) {
@@ -440,7 +461,13 @@ void Metrics::set_cache_size(std::string_view chain, double entries, double byte
 }
 
 void Metrics::count_coalesced(std::string_view chain, std::string_view method) {
-    impl_->coalesced.Add({{"chain", s(chain)}, {"method", s(method)}}).Increment();
+    Impl& m = *impl_;
+    m.coalesced_counters
+        .get(Key(chain, method),
+             [&]() -> prom::Counter& {
+                 return m.coalesced.Add({{"chain", s(chain)}, {"method", s(method)}});
+             })
+        .Increment();
 }
 
 void Metrics::set_chain_head(std::string_view chain, double head) {
@@ -449,12 +476,24 @@ void Metrics::set_chain_head(std::string_view chain, double head) {
 
 void Metrics::count_failover(std::string_view chain, std::string_view upstream,
                              std::string_view reason) {
-    impl_->failovers.Add({{"chain", s(chain)}, {"upstream", s(upstream)}, {"reason", s(reason)}})
+    Impl& m = *impl_;
+    m.failover_counters
+        .get(Key(chain, upstream, reason),
+             [&]() -> prom::Counter& {
+                 return m.failovers.Add(
+                     {{"chain", s(chain)}, {"upstream", s(upstream)}, {"reason", s(reason)}});
+             })
         .Increment();
 }
 
 void Metrics::count_hedge(std::string_view chain) {
-    impl_->hedges.Add({{"chain", s(chain)}}).Increment();
+    Impl& m = *impl_;
+    m.hedge_counters
+        .get(Key(chain, {}),
+             [&]() -> prom::Counter& {
+                 return m.hedges.Add({{"chain", s(chain)}});
+             })
+        .Increment();
 }
 
 void Metrics::count_wrong_chain(std::string_view chain, std::string_view upstream) {
@@ -466,7 +505,13 @@ void Metrics::count_logs_split(std::string_view chain, std::size_t parts) {
 }
 
 void Metrics::count_auth(std::string_view listener, std::string_view outcome) {
-    impl_->auth.Add({{"listener", s(listener)}, {"outcome", s(outcome)}}).Increment();
+    Impl& m = *impl_;
+    m.auth_counters
+        .get(Key(listener, outcome),
+             [&]() -> prom::Counter& {
+                 return m.auth.Add({{"listener", s(listener)}, {"outcome", s(outcome)}});
+             })
+        .Increment();
 }
 
 void Metrics::set_jwks_keys(double keys) {

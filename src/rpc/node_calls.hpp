@@ -32,7 +32,8 @@ public:
     NodeCalls(upstream::Forwarder& pool, metrics::Metrics* metrics);
 
     /// A client's call for the nodes (see Forwarder::forward). Never throws; gives up at
-    /// `deadline`. Must be awaited on a strand (the caller's connection).
+    /// `deadline`. Must be awaited on a strand or a loop
+    /// one thread runs alone (the caller's connection).
     boost::asio::awaitable<upstream::Forwarded> forward(
         std::string method, boost::json::value params, bool write,
         std::chrono::steady_clock::time_point deadline,

@@ -261,6 +261,38 @@ TEST_F(ChainCacheTest, AnAnswerTheWatcherLaterFindsOnADroppedBranchIsRemoved) {
     EXPECT_FALSE(fresh("eth_getTransactionReceipt", receipt_params));
 }
 
+// The same call answered again: its one entry holds the new answer, counts its size (not the
+// old one's), and depends on the block the new answer names.
+TEST_F(ChainCacheTest, ACallAnsweredAgainTakesTheNewAnswerInItsEntry) {
+    canonical(1, 20, 'a');
+    const std::string params = "[\"" + hash_of('d') + "\"]";
+    const auto receipt = [](std::uint64_t n, std::size_t padding) {
+        return R"({"blockNumber":"0x)" + fmt::format("{:x}", n) + R"(","blockHash":")" +
+               block(n, 'a').hash + R"(","status":"0x1","logsBloom":"0x)" +
+               std::string(padding, '0') + R"("})";
+    };
+    const std::size_t key = cache_key("eth_getTransactionReceipt", json::parse(params)).size();
+    put("eth_getTransactionReceipt", params, receipt(12, 4000));
+    EXPECT_EQ(cache().bytes(), key + receipt(12, 4000).size() + ChainCache::kEntryOverhead);
+    // Mined again in block 13 (a reorg the watcher has not reported yet), a shorter answer.
+    put("eth_getTransactionReceipt", params, receipt(13, 10));
+    EXPECT_EQ(cache().entries(), 1u);
+    EXPECT_EQ(cache().bytes(), key + receipt(13, 10).size() + ChainCache::kEntryOverhead);
+    EXPECT_EQ(fresh("eth_getTransactionReceipt", params), receipt(13, 10));
+    // Longer again, then the same: still one entry, counted as it is now.
+    put("eth_getTransactionReceipt", params, receipt(13, 6000));
+    put("eth_getTransactionReceipt", params, receipt(13, 6000));
+    EXPECT_EQ(cache().entries(), 1u);
+    EXPECT_EQ(cache().bytes(), key + receipt(13, 6000).size() + ChainCache::kEntryOverhead);
+    // It depends on block 13 now: blocks after 12 replaced drop it (with its old block, 12, it
+    // would stay).
+    cache().note_reorg(chain::Reorg{8, 12, {}, {}});
+    canonical(13, 20, 'b');
+    EXPECT_FALSE(stale("eth_getTransactionReceipt", params));
+    EXPECT_EQ(cache().entries(), 0u);
+    EXPECT_EQ(cache().bytes(), 0u);
+}
+
 TEST_F(ChainCacheTest, AfterAGapInTheWatchersViewUnfinalizedAnswersAreNotTrusted) {
     canonical(1, 10, 'a');
     put("eth_getBlockByNumber", by_number(9), block_json(9, 'a'));

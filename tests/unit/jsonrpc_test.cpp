@@ -290,6 +290,32 @@ TEST(SplitBatchReply, MemberNamesMeanWhatJsonSaysEscapedOrRepeated) {
     EXPECT_EQ(parts->at(2).id, 3u);
 }
 
+// An answer's id is ours only when JSON reads it as that non-negative integer: a number with a
+// fraction or an exponent is not an integer, and 2^64 does not fit.
+TEST(ParseReply, OnlyAnIntegerIdAsJsonReadsItMatches) {
+    const auto matches = [](std::string_view id, std::uint64_t ours) {
+        return static_cast<bool>(
+            parse_reply(R"({"jsonrpc":"2.0","id":)" + std::string(id) + R"(,"result":1})", ours));
+    };
+    EXPECT_TRUE(matches("5", 5));
+    EXPECT_TRUE(matches("0", 0));
+    EXPECT_TRUE(matches("-0", 0)) << "JSON's -0 is the integer 0";
+    EXPECT_TRUE(matches("18446744073709551615", 18446744073709551615u));
+    EXPECT_FALSE(matches("18446744073709551616", 0));
+    EXPECT_FALSE(matches("5e0", 5));
+    EXPECT_FALSE(matches("5.0", 5));
+    EXPECT_FALSE(matches("-5", 5));
+    EXPECT_FALSE(matches("\"5\"", 5));
+    EXPECT_FALSE(matches("null", 0));
+    EXPECT_FALSE(matches("6", 5));
+    auto parts = split_batch_reply(R"([{"id":-0,"result":1},{"id":5e0,"result":1},)"
+                                   R"({"id":18446744073709551616,"result":1}])");
+    ASSERT_TRUE(parts);
+    EXPECT_EQ(parts->at(0).id, 0u);
+    EXPECT_FALSE(parts->at(1).id);
+    EXPECT_FALSE(parts->at(2).id);
+}
+
 TEST(ParseReply, AnErrorWhoseDataJsonCannotHoldIsRefused) {
     auto r = parse_reply(
         R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"m","data":{"x":[1e999]}}})", 5);

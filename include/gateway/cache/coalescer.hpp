@@ -3,7 +3,7 @@
 // forwards the call, and callers that join before it is answered wait for its answer. A caller
 // joins only a flight started in the same head generation, so a read made after a write or a new
 // head is never answered with what a node said before it. Thread-safe; waiters must run on a
-// strand (the connection's).
+// strand or on a loop one thread runs alone (the connection's).
 
 #include "gateway/upstream/forwarder.hpp"
 

@@ -48,13 +48,14 @@ struct Response {
     Headers headers;
 };
 
-/// Answers one request. Runs on the connection's strand; must not throw (an exception is logged
-/// and answered with HTTP 500, as a last resort).
+/// Answers one request. Runs on the connection's strand (or its loop,
+/// which one thread runs alone: ListenerOptions::loops_run_alone); must not throw (an exception is
+/// logged and answered with HTTP 500, as a last resort).
 using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
 
 /// Looks at a request once its head is in, before its body is read (the request has no body
 /// yet): an answer refuses it, and its body is never read. May set `principal`. Runs on the
-/// connection's strand; must not throw.
+/// connection's strand or loop, as Handler; must not throw.
 using HeadCheck = std::function<boost::asio::awaitable<std::optional<Response>>(Request&)>;
 
 struct ListenerOptions {

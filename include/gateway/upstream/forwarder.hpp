@@ -89,8 +89,8 @@ public:
     /// is answered -32005, not sent on. The pool knows no method by name: the block a call needs
     /// is read from its params (jsonrpc::block_need); what a method needs beyond that (log
     /// ranges split, filters pinned to their node, block numbers that never go back) the RPC
-    /// layer does. Never throws; gives up at `deadline`. Must be awaited on a strand (the
-    /// caller's connection).
+    /// layer does. Never throws; gives up at `deadline`. Must be awaited on a strand or on a
+    /// loop one thread runs alone (util::SoleRunner; the caller's connection).
     virtual boost::asio::awaitable<Forwarded> forward(
         std::string method, boost::json::value params, bool write,
         std::chrono::steady_clock::time_point deadline,
