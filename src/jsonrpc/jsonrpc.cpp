@@ -6,6 +6,7 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 #include <boost/json/value_stack.hpp>
 #include <charconv>
 #include <cmath>
@@ -303,11 +304,47 @@ std::string batch_response(const std::vector<std::string>& responses) {
     return out;
 }
 
+namespace {
+
+// Appends what `sr` writes to `out`, straight into its end.
+void append_serialized(std::string& out, json::serializer& sr) {
+    constexpr std::size_t kStep = 512;
+    while (!sr.done()) {
+        const std::size_t at = out.size();
+        out.resize(at + kStep);
+        const json::string_view written = sr.read(out.data() + at, kStep);
+        out.resize(at + written.size());
+    }
+}
+
+// One serializer per thread, kept from call to call with the stack it grew (a fresh one takes
+// its stack from the heap for every array or object).
+json::serializer& thread_serializer() {
+    thread_local json::serializer sr;
+    return sr;
+}
+
+}  // namespace
+
 std::string upstream_request(std::uint64_t id, std::string_view method, const json::value& params) {
-    std::string out = fmt::format(R"({{"jsonrpc":"2.0","id":{},"method":)", id);
-    out.append(json::serialize(json::string_view(method.data(), method.size())));
+    std::string out;
+    out.reserve(64 + method.size() + 192);
+    out.append(R"({"jsonrpc":"2.0","id":)");
+    char digits[24];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, id);
+    (void)ec;
+    out.append(digits, static_cast<std::size_t>(end - digits));
+    out.append(R"(,"method":)");
+    json::serializer& sr = thread_serializer();
+    sr.reset(json::string_view(method.data(), method.size()));
+    append_serialized(out, sr);
     out.append(R"(,"params":)");
-    out.append(params.is_null() ? std::string("[]") : json::serialize(params));
+    if (params.is_null()) {
+        out.append("[]");
+    } else {
+        sr.reset(&params);
+        append_serialized(out, sr);
+    }
     out.push_back('}');
     return out;
 }
