@@ -306,14 +306,12 @@ std::string batch_response(const std::vector<std::string>& responses) {
 
 namespace {
 
-// Appends what `sr` writes to `out`, straight into its end.
+// Appends what `sr` writes to `out`.
 void append_serialized(std::string& out, json::serializer& sr) {
-    constexpr std::size_t kStep = 512;
+    char buffer[1024];
     while (!sr.done()) {
-        const std::size_t at = out.size();
-        out.resize(at + kStep);
-        const json::string_view written = sr.read(out.data() + at, kStep);
-        out.resize(at + written.size());
+        const json::string_view written = sr.read(buffer, sizeof buffer);
+        out.append(written.data(), written.size());
     }
 }
 
@@ -329,6 +327,12 @@ json::serializer& thread_serializer() {
 std::string upstream_request(std::uint64_t id, std::string_view method, const json::value& params) {
     std::string out;
     out.reserve(64 + method.size() + 192);
+    append_upstream_request(out, id, method, params);
+    return out;
+}
+
+void append_upstream_request(std::string& out, std::uint64_t id, std::string_view method,
+                             const json::value& params) {
     out.append(R"({"jsonrpc":"2.0","id":)");
     char digits[24];
     const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, id);
@@ -346,7 +350,6 @@ std::string upstream_request(std::uint64_t id, std::string_view method, const js
         append_serialized(out, sr);
     }
     out.push_back('}');
-    return out;
 }
 
 namespace {
@@ -525,6 +528,11 @@ boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id) {
     if (json::error_code ec = validate_json(body))
         return bad_reply(fmt::format("not JSON ({})", ec.message()));
+    return parse_valid_reply(body, expected_id);
+}
+
+boost::system::result<Reply, std::string> parse_valid_reply(std::string_view body,
+                                                            std::uint64_t expected_id) {
     std::optional<std::string_view> id, result, error;
     const bool object = for_each_member(body, [&](std::string_view key, std::string_view value) {
         if (key == "id") id = value;

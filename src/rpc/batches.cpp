@@ -30,7 +30,11 @@ asio::awaitable<std::vector<RpcHandler::Outcome>> RpcHandler::run_batch(
                 std::vector<bool>(entries.size(), false)};
     batch.budget->limit = server_.max_batch_response_bytes;
     co_await forward_batched(chain, batch);
-    const std::size_t workers = std::min(server_.batch_concurrency, entries.size());
+    // Workers only for the calls left (none when the cache and one upstream batch answered all).
+    const std::size_t left =
+        static_cast<std::size_t>(std::count(batch.done.begin(), batch.done.end(), false));
+    const std::size_t workers = std::min(server_.batch_concurrency, left);
+    if (workers == 0) co_return std::move(batch.outcomes);
     auto ex = co_await asio::this_coro::executor;
     using Op = decltype(asio::co_spawn(ex, batch_worker(this, &batch), asio::deferred));
     std::vector<Op> ops;
@@ -112,7 +116,8 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
             continue;
         }
         index.push_back(i);
-        calls.push_back(upstream::BatchCall{call->method, call->params});
+        calls.push_back(
+            upstream::BatchCall{call->method, &call->params});  // batch.entries lives on
         tickets.push_back(std::move(ticket));
     }
     if (calls.size() < 2) co_return;  // one call gains nothing from a batch

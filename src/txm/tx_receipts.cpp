@@ -233,11 +233,14 @@ asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetc
     constexpr std::size_t kBatch = 100;
     std::size_t next = 0;
     while (next < hashes.size() && !stopped_) {
+        // The calls are views of `params`, which is filled first and then left alone.
+        std::vector<json::value> params;
+        for (std::size_t i = next; i < hashes.size() && params.size() < kBatch; ++i)
+            params.emplace_back(json::array{json::string(hashes[i])});
         std::vector<upstream::BatchCall> calls;
-        for (std::size_t i = next; i < hashes.size() && calls.size() < kBatch; ++i) {
-            json::value params = json::array{json::string(hashes[i])};
-            calls.push_back(upstream::BatchCall{"eth_getTransactionReceipt", std::move(params)});
-        }
+        calls.reserve(params.size());
+        for (const auto& p : params)
+            calls.push_back(upstream::BatchCall{"eth_getTransactionReceipt", &p});
         // Real time, not clock_: a deadline for the nodes' call (asio timers, the HTTP client).
         auto answered =
             co_await pool_.forward_batch(std::move(calls), Clock::now() + std::chrono::seconds(10));

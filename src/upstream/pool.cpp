@@ -130,7 +130,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     // The newest block any of them needs decides who can answer them all.
     BlockNeed need{BlockNeed::Kind::none};
     for (const auto& c : calls) {
-        const BlockNeed n = jsonrpc::block_need(c.method, c.params);
+        const BlockNeed n = jsonrpc::block_need(c.method, *c.params);
         if (n.kind == BlockNeed::Kind::latest || n.kind == BlockNeed::Kind::hash) {
             need = BlockNeed{BlockNeed::Kind::latest};
         } else if (n.kind == BlockNeed::Kind::number && need.kind != BlockNeed::Kind::latest) {
@@ -156,10 +156,11 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     const std::size_t n = std::min(calls.size(), u->config().max_batch_size);
     std::vector<std::uint64_t> ids(n);
     std::string body = "[";
+    body.reserve(160 * n);
     for (std::size_t i = 0; i < n; ++i) {
         ids[i] = next_id_++;
         if (i) body.push_back(',');
-        body.append(jsonrpc::upstream_request(ids[i], calls[i].method, calls[i].params));
+        jsonrpc::append_upstream_request(body, ids[i], calls[i].method, *calls[i].params);
     }
     body.push_back(']');
     // Real time, not clock_: the latency metric times real I/O, and the HTTP client's deadline.
@@ -206,7 +207,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
         if (!e.id) continue;
         const auto at = std::find(ids.begin(), ids.end(), *e.id);
         if (at == ids.end()) continue;
-        auto reply = jsonrpc::parse_reply(e.text, *e.id);
+        auto reply = jsonrpc::parse_valid_reply(e.text, *e.id);  // split_batch_reply validated it
         if (!reply) continue;
         // A node error another node may not give (behind, rate-limited, unsupported): that call
         // goes alone, with failover.

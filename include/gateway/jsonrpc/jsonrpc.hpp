@@ -92,6 +92,9 @@ std::string batch_response(const std::vector<std::string>& responses);
 /// The request the gateway sends to an upstream for one call, under the gateway's own id.
 std::string upstream_request(std::uint64_t id, std::string_view method,
                              const boost::json::value& params);
+/// upstream_request appended to `out` (a batch's calls, one after the other).
+void append_upstream_request(std::string& out, std::uint64_t id, std::string_view method,
+                             const boost::json::value& params);
 
 /// What an upstream answered to one call.
 struct Reply {
@@ -125,5 +128,9 @@ std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body
 
 boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id);
+/// parse_reply for text already known to be valid JSON (an element split_batch_reply returned):
+/// it is not validated again.
+boost::system::result<Reply, std::string> parse_valid_reply(std::string_view body,
+                                                            std::uint64_t expected_id);
 
 }  // namespace gateway::jsonrpc

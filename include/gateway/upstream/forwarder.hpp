@@ -55,10 +55,11 @@ struct Delivery {
     Attempt attempt;
 };
 
-/// One read of a client's batch.
+/// One read of a client's batch: views of the call, which must outlive the forward_batch that
+/// sends it (a batch's calls are read where they were parsed, not copied).
 struct BatchCall {
-    std::string method;
-    boost::json::value params;
+    std::string_view method;
+    const boost::json::value* params = nullptr;  ///< never null
 };
 
 /// The answers to a batch sent as one: one per call, in order; nullopt for a call to send
