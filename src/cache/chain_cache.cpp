@@ -6,6 +6,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 
 #include <algorithm>
 #include <array>
@@ -83,27 +84,69 @@ bool listed(const std::array<std::string_view, N>& list, std::string_view method
     return std::find(list.begin(), list.end(), method) != list.end();
 }
 
-json::value normalized(const json::value& v) {
+// Appends `v`'s JSON text as a cache key has it: hex strings ("0x...") in lower case, object
+// members in the order of their names, so that calls asking the same write the same key; written
+// straight out, without a normalized copy of the document.
+void append_key_json(std::string& out, const json::value& v, json::serializer& sr) {
+    char buffer[512];
+    const auto drain = [&] {
+        while (!sr.done()) {
+            const json::string_view written = sr.read(buffer, sizeof buffer);
+            out.append(written.data(), written.size());
+        }
+    };
     if (const auto* s = v.if_string()) {
-        if (s->size() >= 2 && (*s)[0] == '0' && ((*s)[1] == 'x' || (*s)[1] == 'X'))
-            return json::string(util::lower(*s));
-        return v;
+        const bool hex = s->size() >= 2 && (*s)[0] == '0' && ((*s)[1] == 'x' || (*s)[1] == 'X');
+        if (!hex) {
+            sr.reset(s);
+            drain();
+            return;
+        }
+        // A hex string holds nothing JSON escapes: written as it is, in lower case.
+        const bool plain = std::all_of(s->begin(), s->end(), [](char c) {
+            return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20;
+        });
+        if (!plain) {
+            const std::string lowered = util::lower(*s);
+            sr.reset(json::string_view(lowered));
+            drain();
+            return;
+        }
+        out.push_back('"');
+        for (char c : *s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+        out.push_back('"');
+        return;
     }
     if (const auto* a = v.if_array()) {
-        json::array out;
-        out.reserve(a->size());
-        for (const auto& e : *a) out.push_back(normalized(e));
-        return out;
+        out.push_back('[');
+        for (std::size_t i = 0; i < a->size(); ++i) {
+            if (i) out.push_back(',');
+            append_key_json(out, (*a)[i], sr);
+        }
+        out.push_back(']');
+        return;
     }
     if (const auto* o = v.if_object()) {
-        std::vector<std::string_view> keys;
-        for (const auto& kv : *o) keys.push_back(kv.key());
-        std::sort(keys.begin(), keys.end());
-        json::object out;
-        for (auto k : keys) out[k] = normalized(o->at(k));
-        return out;
+        std::vector<const json::key_value_pair*> members;
+        members.reserve(o->size());
+        for (const auto& kv : *o) members.push_back(&kv);
+        std::sort(members.begin(), members.end(),
+                  [](const json::key_value_pair* a, const json::key_value_pair* b) {
+                      return a->key() < b->key();
+                  });
+        out.push_back('{');
+        for (std::size_t i = 0; i < members.size(); ++i) {
+            if (i) out.push_back(',');
+            sr.reset(members[i]->key());
+            drain();
+            out.push_back(':');
+            append_key_json(out, members[i]->value(), sr);
+        }
+        out.push_back('}');
+        return;
     }
-    return v;
+    sr.reset(&v);  // a number, true, false or null
+    drain();
 }
 
 // A block number and hash in an answer: a block's number and hash, or a transaction's or
@@ -147,9 +190,13 @@ std::optional<Dependency> dependency_of(std::string_view method, const json::val
 }
 
 std::string cache_key(std::string_view method, const json::value& params) {
-    std::string key(method);
+    std::string key;
+    key.reserve(method.size() + 128);
+    key.append(method);
     key.push_back('\0');
-    key.append(json::serialize(normalized(params)));
+    // One serializer per thread, kept with the stack it grew.
+    thread_local json::serializer sr;
+    append_key_json(key, params, sr);
     return key;
 }
 

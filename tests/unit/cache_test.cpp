@@ -84,6 +84,20 @@ TEST(CacheRules, KeysIgnoreKeyOrderAndHexCase) {
               cache_key("eth_getCode", json::parse(R"(["0xab"])")));
 }
 
+// The key's text, written straight from the call: members by name, hex strings in lower case,
+// everything else as JSON writes it (escapes included).
+TEST(CacheRules, AKeyIsTheCallsJsonNormalized) {
+    const auto key = [](std::string_view params) {
+        return cache_key("m", json::parse(params)).substr(2);  // after "m" and its NUL
+    };
+    EXPECT_EQ(cache_key("m", json::parse("[]")), std::string("m\0[]", 4));
+    EXPECT_EQ(key(R"([{"b":[1,"0xAB",{"d":null,"c":true}],"a":"Hi\"X"},"0XFF",-3,false])"),
+              R"([{"a":"Hi\"X","b":[1,"0xab",{"c":true,"d":null}]},"0xff",-3,false])");
+    EXPECT_EQ(key(R"(["0xAB\u0001\"C"])"), R"(["0xab\u0001\"c"])");
+    EXPECT_EQ(key(R"({"z":{},"y":[]})"), R"({"y":[],"z":{}})");
+    EXPECT_EQ(key("null"), "null");
+}
+
 class ChainCacheTest : public ::testing::Test {
 protected:
     ChainCacheTest() { config.max_bytes = 1 << 20; }

@@ -12,8 +12,9 @@ namespace gateway::util {
 /// `s` in ASCII lower case (hex digits, header names, node error messages).
 inline std::string lower(std::string_view s) {
     std::string out(s);
+    // ASCII only, as std::tolower in the "C" locale the gateway runs in, without its call per byte.
     std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
     return out;
 }
 
