@@ -189,6 +189,8 @@ std::optional<Dependency> dependency_of(std::string_view method, const json::val
     return block_dependency(block).value_or(Dependency{});
 }
 
+// Recursive over the params' depth: client params come from jsonrpc::parse_request, whose
+// max_depth (64) bounds it.
 std::string cache_key(std::string_view method, const json::value& params) {
     std::string key;
     key.reserve(method.size() + 128);

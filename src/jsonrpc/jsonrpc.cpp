@@ -436,6 +436,7 @@ std::size_t skip_string(std::string_view s, std::size_t pos) {
 
 // The end of the value that starts at `pos`, in text already known to be valid JSON.
 std::size_t skip_value(std::string_view s, std::size_t pos) {
+    if (pos >= s.size()) return s.size();
     if (s[pos] == '"') return skip_string(s, pos);
     if (s[pos] != '{' && s[pos] != '[') {
         while (pos < s.size() && !is_space(s[pos]) && s[pos] != ',' && s[pos] != '}' &&
@@ -479,6 +480,7 @@ bool for_each_member(std::string_view s, Each each) {
         const std::size_t key_end = skip_string(s, pos);
         const std::string key = member_name(s.substr(pos, key_end - pos));
         pos = skip_space(s, skip_space(s, key_end) + 1);  // past the ':'
+        if (pos >= s.size()) return false;  // cut short: not JSON (callers pass valid JSON)
         const std::size_t value_end = skip_value(s, pos);
         each(std::string_view(key), s.substr(pos, value_end - pos));
         pos = skip_space(s, value_end);

@@ -65,6 +65,34 @@ TEST_F(BatchTest, ReadsOfABatchGoUpstreamAsOneBatchAndKeepTheirIdsAndOrder) {
             R"(gateway_upstream_requests_total{chain="devnet",method="batch",upstream="node-0"} 1)"));
 }
 
+// Every call of a batch answered by one upstream batch, then every call from the cache: nothing
+// is left for the batch's workers, and nothing else reaches the node. A notification gets no
+// answer either way.
+TEST_F(BatchTest, ABatchAnsweredWhollyByOneUpstreamBatchThenWhollyFromTheCache) {
+    FakeUpstream node(31337, balances());
+    node.set_batches(true);
+    start({node.url()}, [](config::Config& c) { c.chains[0].cache.enabled = true; });
+    wait_ready();
+    const std::string body =
+        "[" + balance_call("1", 1) + "," + balance_call("\"b\"", 2) + "," +
+        fmt::format(
+            R"({{"jsonrpc":"2.0","method":"eth_getBalance","params":["0x{:040x}","latest"]}})", 3) +
+        "]";
+    for (int round = 0; round < 2; ++round) {
+        auto r = post(body);
+        ASSERT_EQ(r.status, 200u) << r.body;
+        const json::array answers = json::parse(r.body).as_array();
+        ASSERT_EQ(answers.size(), 2u) << r.body;
+        EXPECT_EQ(answers[0].at("id"), 1);
+        EXPECT_EQ(answers[0].at("result"), "0x01");
+        EXPECT_EQ(answers[1].at("id"), "b");
+        EXPECT_EQ(answers[1].at("result"), "0x02");
+        EXPECT_EQ(r.header("x-gateway-cache"), round == 0 ? "" : "hit") << round;
+        EXPECT_EQ(node.calls("(batch)"), 1u) << round;
+        EXPECT_EQ(node.calls("eth_getBalance"), 3u) << round;
+    }
+}
+
 TEST_F(BatchTest, ANodeThatRefusesBatchesGetsTheCallsOneByOneAndNoMoreBatches) {
     FakeUpstream node(31337, balances());  // answers a batch with HTTP 400
     start({node.url()});

@@ -96,6 +96,9 @@ TEST(CacheRules, AKeyIsTheCallsJsonNormalized) {
     EXPECT_EQ(key(R"(["0xAB\u0001\"C"])"), R"(["0xab\u0001\"c"])");
     EXPECT_EQ(key(R"({"z":{},"y":[]})"), R"({"y":[],"z":{}})");
     EXPECT_EQ(key("null"), "null");
+    EXPECT_EQ(key(R"({"a\"b":"0xC\u007f\u00e9"})"), "{\"a\\\"b\":\"0xc\x7f\xc3\xa9\"}")
+        << "names escaped; DEL and UTF-8 as JSON writes them";
+    EXPECT_EQ(key(R"({"a":1,"a":2})"), key(R"({"a":2})")) << "of a repeated name, the last";
 }
 
 class ChainCacheTest : public ::testing::Test {

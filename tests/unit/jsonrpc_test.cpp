@@ -316,6 +316,45 @@ TEST(ParseReply, OnlyAnIntegerIdAsJsonReadsItMatches) {
     EXPECT_FALSE(parts->at(2).id);
 }
 
+// parse_valid_reply skips the validation split_batch_reply did; text cut short still gets an
+// answer, never a read past its end.
+TEST(ParseReply, AValidatedElementReadsAsParseReplyAndCutTextIsRefused) {
+    const std::string element = R"({"jsonrpc":"2.0","id":4,"result":{"a":[1,"x"]}})";
+    auto valid = parse_valid_reply(element, 4);
+    ASSERT_TRUE(valid);
+    EXPECT_EQ(*valid->result, *parse_reply(element, 4)->result);
+    // Cut anywhere: refused, or (text that is not JSON, which callers never pass) a result taken
+    // from inside it; never a read past its end (the sanitizer pass would see one).
+    for (std::size_t cut = 0; cut < element.size(); ++cut) {
+        const std::string text = element.substr(0, cut);
+        auto r = parse_valid_reply(text, 4);
+        if (r && r->result) {
+            EXPECT_NE(text.find(*r->result), std::string::npos) << cut;
+        }
+    }
+    EXPECT_FALSE(parse_valid_reply(R"({"a)", 1));
+    EXPECT_FALSE(parse_valid_reply(R"({"id")", 1));
+}
+
+// A batch's body: each call appended to the one before, whatever the size of its params (more
+// than the serializer's buffer here), and the thread's serializer good for the next call.
+TEST(Responses, CallsAppendedIntoOneBatchBody) {
+    json::array big;
+    for (int i = 0; i < 100; ++i) big.emplace_back("0x" + std::string(40, 'a'));
+    std::string body = "[";
+    append_upstream_request(body, 1, "eth_a", json::value(big));
+    body.push_back(',');
+    append_upstream_request(body, 2, "eth_b", json::parse(R"([[[[{"k":[1,2,{"z":null}]}]]]])"));
+    body.push_back(']');
+    const json::array calls = json::parse(body).as_array();
+    ASSERT_EQ(calls.size(), 2u);
+    EXPECT_EQ(calls[0].at("params"), json::value(big));
+    EXPECT_EQ(calls[1].at("id"), 2);
+    EXPECT_EQ(calls[1].at("params").at(0).at(0).at(0).at(0).at("k").at(2).at("z"), nullptr);
+    EXPECT_EQ(upstream_request(3, "m", json::value()),
+              R"({"jsonrpc":"2.0","id":3,"method":"m","params":[]})");
+}
+
 TEST(ParseReply, AnErrorWhoseDataJsonCannotHoldIsRefused) {
     auto r = parse_reply(
         R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"m","data":{"x":[1e999]}}})", 5);

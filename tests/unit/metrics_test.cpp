@@ -94,6 +94,55 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
     EXPECT_THAT(text, HasSubstr("gateway_build_info{version=\"" GATEWAY_VERSION "\"} 1"));
 }
 
+// The per-call counters are looked up through each thread's copy of a lookup per Metrics: two
+// instances on one thread (and one made after another is gone) each count their own.
+TEST(Metrics, EachInstanceCountsItsOwnPerCallCounters) {
+    const auto count = [](Metrics& m, int times) {
+        for (int i = 0; i < times; ++i) {
+            m.count_cache("devnet", "eth_getBalance", true);
+            m.count_cache("devnet", "eth_getBalance", false);
+            m.count_auth("rpc", "ok");
+            m.count_stale_answer("devnet");
+            m.count_coalesced("devnet", "eth_call");
+            m.count_cache_eviction("devnet", "eth_call");
+        }
+    };
+    const auto expect = [](Metrics& m, int times) {
+        const std::string text = m.render();
+        const std::string n = std::to_string(times);
+        EXPECT_THAT(
+            text,
+            HasSubstr(
+                R"(gateway_cache_requests_total{chain="devnet",method="eth_getBalance",result="hit"} )" +
+                n));
+        EXPECT_THAT(
+            text,
+            HasSubstr(
+                R"(gateway_cache_requests_total{chain="devnet",method="eth_getBalance",result="miss"} )" +
+                n));
+        EXPECT_THAT(text,
+                    HasSubstr(R"(gateway_auth_requests_total{listener="rpc",outcome="ok"} )" + n));
+        EXPECT_THAT(text, HasSubstr(R"(gateway_stale_answers_total{chain="devnet"} )" + n));
+        EXPECT_THAT(
+            text,
+            HasSubstr(R"(gateway_coalesced_requests_total{chain="devnet",method="eth_call"} )" +
+                      n));
+        EXPECT_THAT(
+            text,
+            HasSubstr(R"(gateway_cache_evictions_total{chain="devnet",method="eth_call"} )" + n));
+    };
+    {
+        Metrics gone;
+        count(gone, 5);
+    }
+    Metrics a;
+    Metrics b;
+    count(a, 2);
+    count(b, 3);
+    expect(a, 2);
+    expect(b, 3);
+}
+
 TEST(Metrics, TheJournalsHealthRefusalsAndReopens) {
     Metrics m;
     EXPECT_THAT(m.render(), HasSubstr("gateway_journal_up 0"));

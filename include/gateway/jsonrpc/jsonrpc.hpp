@@ -129,7 +129,8 @@ std::optional<std::vector<BatchElement>> split_batch_reply(std::string_view body
 boost::system::result<Reply, std::string> parse_reply(std::string_view body,
                                                       std::uint64_t expected_id);
 /// parse_reply for text already known to be valid JSON (an element split_batch_reply returned):
-/// it is not validated again.
+/// it is not validated again. Other text gets an error or a meaningless reply, never a read out
+/// of its bounds.
 boost::system::result<Reply, std::string> parse_valid_reply(std::string_view body,
                                                             std::uint64_t expected_id);
 

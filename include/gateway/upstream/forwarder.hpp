@@ -56,7 +56,9 @@ struct Delivery {
 };
 
 /// One read of a client's batch: views of the call, which must outlive the forward_batch that
-/// sends it (a batch's calls are read where they were parsed, not copied).
+/// sends it (a batch's calls are read where they were parsed, not copied). An implementation
+/// reads them only while its forward_batch runs: no work it leaves behind (a hedge, a retry)
+/// may read them after it returns.
 struct BatchCall {
     std::string_view method;
     const boost::json::value* params = nullptr;  ///< never null
