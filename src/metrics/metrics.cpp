@@ -128,6 +128,24 @@ private:
     std::string_view view_;
 };
 
+// One label of a per-call counter: its name and, for this call, its value.
+struct Label {
+    const char* name;
+    std::string_view value;
+};
+
+// The counter of `family` with these labels (one to three), looked up through `cache` by their
+// values; the family's own lookup (a lock and a label map) only the first time.
+template <class... Labels>
+prom::Counter& series_of(SeriesCache<prom::Counter>& cache, prom::Family<prom::Counter>& family,
+                         const Labels&... labels) {
+    static_assert(sizeof...(Labels) >= 1 && sizeof...(Labels) <= 3);
+    const std::array<std::string_view, 3> values{labels.value...};
+    return cache.get(Key(values[0], values[1], values[2]), [&]() -> prom::Counter& {
+        return family.Add(prom::Labels{{labels.name, std::string(labels.value)}...});
+    });
+}
+
 }  // namespace
 
 struct Metrics::Impl {
@@ -301,12 +319,8 @@ Metrics::~Metrics() = default;
 void Metrics::observe_call(std::string_view chain, std::string_view method,
                            std::string_view outcome, double seconds) {
     Impl& m = *impl_;
-    m.request_counters
-        .get(Key(chain, method, outcome),
-             [&]() -> prom::Counter& {
-                 return m.requests.Add(
-                     {{"chain", s(chain)}, {"method", s(method)}, {"outcome", s(outcome)}});
-             })
+    series_of(m.request_counters, m.requests, Label{"chain", chain}, Label{"method", method},
+              Label{"outcome", outcome})
         .Increment();
     m.request_histograms
         .get(Key(chain, method),
@@ -323,11 +337,7 @@ void Metrics::observe_http(std::string_view listener, unsigned status) {
     auto [end, ec] = std::to_chars(code, code + sizeof code, status);
     (void)ec;
     const std::string_view code_text(code, static_cast<std::size_t>(end - code));
-    m.http_counters
-        .get(Key(listener, code_text),
-             [&]() -> prom::Counter& {
-                 return m.http.Add({{"listener", s(listener)}, {"code", s(code_text)}});
-             })
+    series_of(m.http_counters, m.http, Label{"listener", listener}, Label{"code", code_text})
         .Increment();
 }
 
@@ -338,12 +348,8 @@ void Metrics::add_in_flight(int delta) {
 void Metrics::observe_upstream(std::string_view chain, std::string_view upstream,
                                std::string_view method, std::string_view error, double seconds) {
     Impl& m = *impl_;
-    m.upstream_counters
-        .get(Key(chain, upstream, method),
-             [&]() -> prom::Counter& {
-                 return m.upstream_requests.Add(
-                     {{"chain", s(chain)}, {"upstream", s(upstream)}, {"method", s(method)}});
-             })
+    series_of(m.upstream_counters, m.upstream_requests, Label{"chain", chain},
+              Label{"upstream", upstream}, Label{"method", method})
         .Increment();
     m.upstream_histograms
         .get(Key(chain, upstream),
@@ -421,33 +427,21 @@ void Metrics::set_transactions_unfinalized(std::string_view chain, double count)
 
 void Metrics::count_stale_answer(std::string_view chain) {
     Impl& m = *impl_;
-    m.stale_counters
-        .get(Key(chain, {}),
-             [&]() -> prom::Counter& {
-                 return m.stale.Add({{"chain", s(chain)}});
-             })
-        .Increment();
+    series_of(m.stale_counters, m.stale, Label{"chain", chain}).Increment();
 }
 
 void Metrics::count_cache(std::string_view chain, std::string_view method, bool hit) {
     Impl& m = *impl_;
     const std::string_view result = hit ? "hit" : "miss";
-    m.cache_request_counters
-        .get(Key(chain, method, result),
-             [&]() -> prom::Counter& {
-                 return m.cache_requests.Add(
-                     {{"chain", s(chain)}, {"method", s(method)}, {"result", s(result)}});
-             })
+    series_of(m.cache_request_counters, m.cache_requests, Label{"chain", chain},
+              Label{"method", method}, Label{"result", result})
         .Increment();
 }
 
 void Metrics::count_cache_eviction(std::string_view chain, std::string_view method) {
     Impl& m = *impl_;
-    m.cache_eviction_counters
-        .get(Key(chain, method),
-             [&]() -> prom::Counter& {
-                 return m.cache_evictions.Add({{"chain", s(chain)}, {"method", s(method)}});
-             })
+    series_of(m.cache_eviction_counters, m.cache_evictions, Label{"chain", chain},
+              Label{"method", method})
         .Increment();
 }
 
@@ -462,11 +456,7 @@ void Metrics::set_cache_size(std::string_view chain, double entries, double byte
 
 void Metrics::count_coalesced(std::string_view chain, std::string_view method) {
     Impl& m = *impl_;
-    m.coalesced_counters
-        .get(Key(chain, method),
-             [&]() -> prom::Counter& {
-                 return m.coalesced.Add({{"chain", s(chain)}, {"method", s(method)}});
-             })
+    series_of(m.coalesced_counters, m.coalesced, Label{"chain", chain}, Label{"method", method})
         .Increment();
 }
 
@@ -477,23 +467,14 @@ void Metrics::set_chain_head(std::string_view chain, double head) {
 void Metrics::count_failover(std::string_view chain, std::string_view upstream,
                              std::string_view reason) {
     Impl& m = *impl_;
-    m.failover_counters
-        .get(Key(chain, upstream, reason),
-             [&]() -> prom::Counter& {
-                 return m.failovers.Add(
-                     {{"chain", s(chain)}, {"upstream", s(upstream)}, {"reason", s(reason)}});
-             })
+    series_of(m.failover_counters, m.failovers, Label{"chain", chain}, Label{"upstream", upstream},
+              Label{"reason", reason})
         .Increment();
 }
 
 void Metrics::count_hedge(std::string_view chain) {
     Impl& m = *impl_;
-    m.hedge_counters
-        .get(Key(chain, {}),
-             [&]() -> prom::Counter& {
-                 return m.hedges.Add({{"chain", s(chain)}});
-             })
-        .Increment();
+    series_of(m.hedge_counters, m.hedges, Label{"chain", chain}).Increment();
 }
 
 void Metrics::count_wrong_chain(std::string_view chain, std::string_view upstream) {
@@ -506,11 +487,7 @@ void Metrics::count_logs_split(std::string_view chain, std::size_t parts) {
 
 void Metrics::count_auth(std::string_view listener, std::string_view outcome) {
     Impl& m = *impl_;
-    m.auth_counters
-        .get(Key(listener, outcome),
-             [&]() -> prom::Counter& {
-                 return m.auth.Add({{"listener", s(listener)}, {"outcome", s(outcome)}});
-             })
+    series_of(m.auth_counters, m.auth, Label{"listener", listener}, Label{"outcome", outcome})
         .Increment();
 }
 
@@ -530,11 +507,7 @@ void Metrics::count_jwks_fetch(std::string_view outcome) {
 void Metrics::count_client_call(std::string_view client, std::string_view outcome,
                                 std::size_t calls) {
     Impl& m = *impl_;
-    m.client_counters
-        .get(Key(client, outcome),
-             [&]() -> prom::Counter& {
-                 return m.client_calls.Add({{"client", s(client)}, {"outcome", s(outcome)}});
-             })
+    series_of(m.client_counters, m.client_calls, Label{"client", client}, Label{"outcome", outcome})
         .Increment(static_cast<double>(calls));
 }
 

@@ -69,11 +69,11 @@ inline void check_reply(std::string_view text, std::uint64_t expected_id) {
     // Valid JSON: what the pool reads a batch's elements with, without validating again, says
     // the same.
     const auto valid = jsonrpc::parse_valid_reply(text, expected_id);
-    check(static_cast<bool>(valid) == static_cast<bool>(reply) &&
-              (!reply || (reply->result == valid->result &&
-                          reply->error.code == valid->error.code &&
-                          reply->error.message == valid->error.message)),
-          "parse_valid_reply reads valid JSON as parse_reply does");
+    check(
+        static_cast<bool>(valid) == static_cast<bool>(reply) &&
+            (!reply || (reply->result == valid->result && reply->error.code == valid->error.code &&
+                        reply->error.message == valid->error.message)),
+        "parse_valid_reply reads valid JSON as parse_reply does");
     const json::object& o = doc->as_object();
     const json::value* id = o.if_contains("id");
     if (!id || integer_id(*id) != expected_id) {
