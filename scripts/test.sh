@@ -17,30 +17,34 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/install-deps.sh"
 
 status=0
-echo "== layer order (scripts/check-layers.py) =="
+# Each stage's heading says when it began (seconds since the start), so that a slow CI run shows
+# where its time went.
+stage() { echo "== $1 (at ${SECONDS} s) =="; }
+stage "layer order (scripts/check-layers.py)"
 { python3 "$here/scripts/check-layers.py" --self-test &&
     python3 "$here/scripts/check-layers.py"; } || status=1
-echo "== build (RelWithDebInfo, -Werror) =="
+stage "build (RelWithDebInfo, -Werror)"
 "$here/scripts/build.sh"
-echo "== tests =="
+stage "tests"
 (cd "$here/build" && ctest --output-on-failure -j 2 --timeout 300) || status=1
 
 if [ "${SANITIZE:-1}" != 0 ]; then
-    echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer) =="
+    stage "build (AddressSanitizer + UndefinedBehaviorSanitizer; the tests and what they run)"
     # Without -Werror: GCC 12 warns falsely (maybe-uninitialized) inside Boost and libstdc++ headers
-    # when sanitizers are on; the first pass already holds the code to -Werror.
+    # when sanitizers are on; the first pass already holds the code to -Werror. The benchmarks no
+    # test runs (intake_bench, micro_bench) are not built.
     BUILD_DIR="$here/build-asan" CMAKE_ARGS="-DGATEWAY_SANITIZE=address,undefined -DGATEWAY_WERROR=OFF" \
-        "$here/scripts/build.sh"
-    echo "== tests under sanitizers =="
+        "$here/scripts/build.sh" unit_tests integration_tests
+    stage "tests under sanitizers"
     (cd "$here/build-asan" && ctest --output-on-failure -j 2 --timeout 300 -LE slow) || status=1
 fi
 
 if [ "${TSAN:-1}" != 0 ]; then
-    echo "== build (ThreadSanitizer; the test programs and the gateway only) =="
+    stage "build (ThreadSanitizer; the test programs and the gateway only)"
     # -O1 -g1 and no -Werror (CMakeLists.txt says why); the benchmarks and tools are not built.
     BUILD_DIR="$here/build-tsan" CMAKE_ARGS="-DGATEWAY_SANITIZE=thread -DGATEWAY_WERROR=OFF" \
         "$here/scripts/build.sh" unit_tests integration_tests
-    echo "== unit tests and integration tests labelled tsan, under ThreadSanitizer =="
+    stage "unit tests and integration tests labelled tsan, under ThreadSanitizer"
     # Every process started under these options, the gateways the integration tests start
     # included, stops at its first report (halt_on_error) and writes it to a file of its own in
     # $reports (log_path), where a child's stderr would be lost in its test's temporary directory.
@@ -63,9 +67,9 @@ if [ "${TSAN:-1}" != 0 ]; then
 fi
 
 if [ "${FUZZ:-1}" != 0 ]; then
-    echo "== fuzz (libFuzzer + ASan + UBSan, clang; ${FUZZ_SECONDS:-20} s per target) =="
+    stage "fuzz (libFuzzer + ASan + UBSan, clang; ${FUZZ_SECONDS:-20} s per target)"
     "$here/scripts/fuzz.sh" || status=1
 fi
 
-if [ "$status" = 0 ]; then echo "test.sh: all test runs passed"; else echo "test.sh: FAILED"; fi
+if [ "$status" = 0 ]; then echo "test.sh: all test runs passed in ${SECONDS} s"; else echo "test.sh: FAILED after ${SECONDS} s"; fi
 exit "$status"
