@@ -69,14 +69,11 @@ bool TxManager::earlier_queued(const Entry& e) const {
     // Called with mu_ held.
     auto s = by_sender_.find(e.rec.sender);
     if (s == by_sender_.end()) return false;
-    for (const auto& [nonce, hashes] : s->second) {
+    for (const auto& [nonce, h] : s->second) {
         if (nonce >= e.rec.nonce) break;
-        for (const auto& h : hashes) {
-            auto it = by_hash_.find(h);
-            if (it != by_hash_.end() && it->second->rec.state == TxState::queued &&
-                !it->second->taken)
-                return true;
-        }
+        auto it = by_hash_.find(h);
+        if (it != by_hash_.end() && it->second->rec.state == TxState::queued && !it->second->taken)
+            return true;
     }
     return false;
 }
@@ -120,24 +117,24 @@ asio::awaitable<SubmitResult> TxManager::submit(const json::value& params, std::
         co_return out;
     }
     Received& received = *got;
-    e->tx = std::move(received.tx);
-    if (!e->tx.chain_id) {
+    const eth::Transaction& tx = received.tx;
+    if (!tx.chain_id) {
         out.reply = error_reply(jsonrpc::ErrorCode::invalid_params,
                                 "only replay-protected (EIP-155) transactions are accepted: sign "
                                 "it with chain id " +
                                     std::to_string(config_.chain_id));
         co_return out;
     }
-    if (*e->tx.chain_id != config_.chain_id) {
+    if (*tx.chain_id != config_.chain_id) {
         out.reply = error_reply(
             jsonrpc::ErrorCode::invalid_params,
             fmt::format("invalid transaction: it is signed for chain id {}, but chain {} has id "
                         "{}; sign it for {} or send it to that chain's endpoint",
-                        *e->tx.chain_id, config_.name, config_.chain_id, config_.chain_id));
+                        *tx.chain_id, config_.name, config_.chain_id, config_.chain_id));
         co_return out;
     }
     if (source.empty()) source = client;
-    co_return co_await admit(std::move(e), std::move(received.raw), std::move(received.network),
+    co_return co_await admit(std::move(e), tx, std::move(received.raw), std::move(received.network),
                              std::nullopt, std::move(client), std::move(source));
 }
 
@@ -151,13 +148,12 @@ asio::awaitable<SubmitResult> TxManager::submit_attempt(const eth::Bytes& raw, s
         co_return out;
     }
     Received& received = *got;
-    e->tx = std::move(received.tx);
-    co_return co_await admit(std::move(e), std::move(received.raw), std::move(received.network),
-                             std::move(parent), std::move(client), {});
+    co_return co_await admit(std::move(e), received.tx, std::move(received.raw),
+                             std::move(received.network), std::move(parent), std::move(client), {});
 }
 
-asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::Bytes raw,
-                                               eth::Bytes network,
+asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const eth::Transaction& tx,
+                                               eth::Bytes raw, eth::Bytes network,
                                                std::optional<std::string> parent,
                                                std::string client, std::string source) {
     SubmitResult out;
@@ -169,11 +165,11 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
 
     const std::int64_t now = unix_ms();
     auto& rec = e->rec;
-    rec.hash = eth::to_hex(e->tx.hash);
+    rec.hash = eth::to_hex(tx.hash);
     rec.chain = config_.name;
     rec.chain_id = config_.chain_id;
-    rec.sender = eth::to_hex(e->tx.sender);
-    rec.nonce = e->tx.nonce;
+    rec.sender = eth::to_hex(tx.sender);
+    rec.nonce = tx.nonce;
     rec.raw = std::move(raw);
     rec.parent = std::move(parent);
     rec.client = std::move(client);
@@ -196,15 +192,13 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         }
         std::size_t of_sender = 0;
         if (auto s = by_sender_.find(rec.sender); s != by_sender_.end()) {
-            for (const auto& [nonce, hashes] : s->second) {
-                of_sender += hashes.size();
-                if (nonce != rec.nonce) continue;
-                for (const auto& h : hashes) {
-                    auto& other = by_hash_.at(h);
-                    // One that no node ever took is replaced: never two of one nonce sent.
-                    if (other->rec.state == TxState::queued && !other->busy && !other->maybe_taken)
-                        replaced.push_back(other);
-                }
+            of_sender = s->second.size();
+            for (auto n = s->second.lower_bound({rec.nonce, {}});
+                 n != s->second.end() && n->first == rec.nonce; ++n) {
+                auto& other = by_hash_.at(n->second);
+                // One that no node ever took is replaced: never two of one nonce sent.
+                if (other->rec.state == TxState::queued && !other->busy && !other->maybe_taken)
+                    replaced.push_back(other);
             }
         }
         if (!rec.parent && of_sender - replaced.size() >= config_.tx.max_queued_per_sender) {
@@ -246,8 +240,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, eth::By
         }
         for (auto& r : replaced) r->busy = true;  // nobody sends them now
         e->busy = true;
-        by_hash_[rec.hash] = e;
-        by_sender_[rec.sender][rec.nonce].insert(rec.hash);
+        index(e);
         if (!rec.parent && !rec.source.empty()) ++by_source_[rec.source];
     }
 

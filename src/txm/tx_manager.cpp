@@ -28,18 +28,6 @@ using util::unix_ms;
 
 namespace {
 
-// A transaction the manager holds, decoded. Its signed bytes are kept once, in the record (the
-// journal's copy), not again in the decoded form. Why not, as eth::parse_transaction says.
-boost::system::result<eth::Transaction, std::string> decode_held(
-    std::span<const std::uint8_t> raw) {
-    auto tx = eth::parse_transaction(raw);
-    if (tx) {
-        tx->raw = {};
-        tx->payload = {};
-    }
-    return tx;
-}
-
 using util::use_nothrow;
 
 }  // namespace
@@ -130,33 +118,23 @@ asio::awaitable<bool> TxManager::load() {
     std::size_t count = 0;
     {
         std::lock_guard lock(mu_);
+        // Not decoded again (a signature's key recovery is about 40 µs, seconds for a full
+        // queue): the journal holds what was checked when it came in.
         for (auto& r : records) {
             if (r.chain != config_.name) continue;
-            auto tx = decode_held(r.raw);
-            if (!tx) {
-                spdlog::error(
-                    "chain {}: journaled transaction {} cannot be decoded ({}); left as it is",
-                    config_.name, r.hash, tx.error());
-                continue;
-            }
             auto e = std::make_shared<Entry>();
-            e->tx = std::move(*tx);
             e->rec = std::move(r);
             e->maybe_taken = e->rec.state == TxState::queued;
-            by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
-            by_hash_[e->rec.hash] = e;
+            index(e);
             // The caps hold across restarts: what a client had before counts again.
             if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
             ++count;
         }
         for (auto& r : mined) {
             if (r.chain != config_.name || !r.block_number) continue;
-            auto tx = decode_held(r.raw);
-            if (!tx) continue;  // said when it was first loaded
             auto e = std::make_shared<Entry>();
-            e->tx = std::move(*tx);
             e->rec = std::move(r);
-            mined_[e->rec.hash] = e;
+            index_mined(e);
         }
     }
     loaded_ = true;
@@ -166,18 +144,34 @@ asio::awaitable<bool> TxManager::load() {
     co_return true;
 }
 
-void TxManager::forget(const std::string& hash) {
+void TxManager::index(const std::shared_ptr<Entry>& e) {
+    // Called with mu_ held. An equal key of another entry (the same transaction held twice, which
+    // nothing should do) is replaced by a view of this one's hash, never left dangling: out of
+    // the sender's index first, while that entry is still alive in by_hash_.
+    const std::string_view hash = e->rec.hash;
+    auto& of_sender = by_sender_[e->rec.sender];
+    of_sender.erase({e->rec.nonce, hash});
+    of_sender.emplace(e->rec.nonce, hash);
+    by_hash_.erase(hash);
+    by_hash_.emplace(hash, e);
+}
+
+void TxManager::index_mined(const std::shared_ptr<Entry>& e) {
     // Called with mu_ held.
+    const std::string_view hash = e->rec.hash;
+    mined_.erase(hash);
+    mined_.emplace(hash, e);
+}
+
+void TxManager::forget(std::string_view hash) {
+    // Called with mu_ held. `hash` may be the entry's own: nothing reads it after the entry's
+    // last index lets go of it.
     auto it = by_hash_.find(hash);
     if (it == by_hash_.end()) return;
     const auto& rec = it->second->rec;
     auto s = by_sender_.find(rec.sender);
     if (s != by_sender_.end()) {
-        auto n = s->second.find(rec.nonce);
-        if (n != s->second.end()) {
-            n->second.erase(hash);
-            if (n->second.empty()) s->second.erase(n);
-        }
+        s->second.erase({rec.nonce, hash});
         if (s->second.empty()) by_sender_.erase(s);
     }
     if (!rec.parent && !rec.source.empty()) {
@@ -259,7 +253,7 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     if (metrics_) metrics_->count_transaction(config_.name, store::to_string(state));
     if (store::is_final(state)) {
         forget(e->rec.hash);
-        if (mined) mined_[e->rec.hash] = e;
+        if (mined) index_mined(e);
     }
     co_return true;
 }
@@ -270,7 +264,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e,
     // A blob transaction goes out with its sidecar, which only the journal holds; read for this
     // broadcast and let go after it.
     std::optional<eth::Bytes> loaded;
-    if (e.tx.type == eth::TxType::blob && !network) {
+    if (detail::is_blob(e.rec) && !network) {
         store::JournalService::Operation op = [&](store::RawJournal& j) {
             loaded = j.network_form(e.rec.hash);
         };
@@ -373,12 +367,11 @@ asio::awaitable<void> TxManager::dispatch_round() {
     std::vector<std::vector<std::shared_ptr<Entry>>> senders;
     {
         std::lock_guard lock(mu_);
-        for (const auto& [sender, nonces] : by_sender_) {
+        for (const auto& [sender, txs] : by_sender_) {
             auto& list = senders.emplace_back();
-            for (const auto& [nonce, hashes] : nonces)
-                for (const auto& h : hashes)
-                    if (auto it = by_hash_.find(h); it != by_hash_.end())
-                        list.push_back(it->second);
+            list.reserve(txs.size());
+            for (const auto& [nonce, h] : txs)
+                if (auto it = by_hash_.find(h); it != by_hash_.end()) list.push_back(it->second);
         }
     }
     const std::uint64_t head = pool_.head().value_or(0);

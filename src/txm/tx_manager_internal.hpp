@@ -25,9 +25,10 @@ namespace json = boost::json;
 using store::TxState;
 using Clock = std::chrono::steady_clock;
 
+// What memory holds of a transaction is its journal record and the dispatcher's notes, not its
+// decoded form: eth_getTransactionByHash of a pending one decodes the record's bytes again.
 struct TxManager::Entry {
     store::TxRecord rec;
-    eth::Transaction tx;
     Clock::time_point last_broadcast{};
     bool busy = false;   // being sent right now (by a client's call or the dispatcher)
     bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
@@ -43,6 +44,14 @@ struct TxManager::Entry {
     std::string last_refusal;
 };
 
-namespace detail {}  // namespace detail
+namespace detail {
+
+// A blob transaction's record holds 0x03 || rlp(tx_payload_body) (EIP-4844); its network form,
+// sidecar included, is in the journal only.
+inline bool is_blob(const store::TxRecord& rec) {
+    return !rec.raw.empty() && rec.raw.front() == static_cast<std::uint8_t>(eth::TxType::blob);
+}
+
+}  // namespace detail
 
 }  // namespace gateway::txm

@@ -8,6 +8,7 @@
 #include "gateway/util/wall_time.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/json/serialize.hpp>
 
 namespace gateway::txm {
@@ -42,25 +43,39 @@ std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) c
     auto s = by_sender_.find(key);
     if (s == by_sender_.end()) return std::nullopt;
     std::optional<std::uint64_t> next;
-    for (const auto& [nonce, hashes] : s->second)
-        for (const auto& h : hashes) {
-            auto it = by_hash_.find(h);
-            if (it == by_hash_.end()) continue;
-            const TxState st = it->second->rec.state;
-            if (st == TxState::queued || st == TxState::broadcasting) next = nonce + 1;
-        }
+    for (const auto& [nonce, h] : s->second) {
+        auto it = by_hash_.find(h);
+        if (it == by_hash_.end()) continue;
+        const TxState st = it->second->rec.state;
+        if (st == TxState::queued || st == TxState::broadcasting) next = nonce + 1;
+    }
     return next;
 }
 
 std::optional<std::string> TxManager::pending_transaction_json(
     std::string_view hash, std::optional<std::string_view> owner) const {
     const std::string key = util::lower(hash);
-    std::lock_guard lock(mu_);
-    auto it = by_hash_.find(key);
-    if (it == by_hash_.end() || (owner && it->second->rec.client != *owner)) return std::nullopt;
-    const TxState st = it->second->rec.state;
-    if (st != TxState::queued && st != TxState::broadcasting) return std::nullopt;
-    return json::serialize(eth::to_rpc_json(it->second->tx));
+    eth::Bytes raw;
+    {
+        std::lock_guard lock(mu_);
+        auto it = by_hash_.find(key);
+        if (it == by_hash_.end() || (owner && it->second->rec.client != *owner))
+            return std::nullopt;
+        const TxState st = it->second->rec.state;
+        if (st != TxState::queued && st != TxState::broadcasting) return std::nullopt;
+        raw = it->second->rec.raw;
+    }
+    // Decoded again (memory keeps only the bytes), outside the lock: the key recovery takes tens
+    // of microseconds. It decoded when it came in; a failure here is a journal gone bad.
+    auto tx = eth::parse_transaction(raw);
+    if (!tx) {
+        spdlog::error(
+            "chain {}: held transaction {} no longer decodes ({}); its journal row is "
+            "damaged",
+            config_.name, key, tx.error());
+        return std::nullopt;
+    }
+    return json::serialize(eth::to_rpc_json(*tx));
 }
 
 json::array history_json(const std::vector<store::TxEvent>& history) {

@@ -144,8 +144,7 @@ asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::va
     {
         std::lock_guard lock(mu_);
         mined_.erase(e->rec.hash);
-        by_sender_[e->rec.sender][e->rec.nonce].insert(e->rec.hash);
-        by_hash_[e->rec.hash] = e;
+        index(e);
         e->last_broadcast = {};
         e->checked_head = 0;
     }

@@ -24,7 +24,9 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace gateway::metrics {
 class Metrics;
@@ -143,8 +145,9 @@ private:
     boost::asio::awaitable<bool> load();
     /// Journals a decoded transaction and sends it (or queues it), as submit() and
     /// submit_attempt() do. `network`: a blob transaction's network form, journaled with it.
-    boost::asio::awaitable<SubmitResult> admit(std::shared_ptr<Entry> e, eth::Bytes raw,
-                                               eth::Bytes network,
+    /// `tx`: `e`'s decoded form, which fills its record; read before the first suspension.
+    boost::asio::awaitable<SubmitResult> admit(std::shared_ptr<Entry> e, const eth::Transaction& tx,
+                                               eth::Bytes raw, eth::Bytes network,
                                                std::optional<std::string> parent,
                                                std::string client, std::string source);
     boost::asio::awaitable<void> dispatch_round();
@@ -170,7 +173,11 @@ private:
     /// Settles a transaction whose nonce a node says is used: mined (ours) or taken by another.
     boost::asio::awaitable<void> settle_used_nonce(std::shared_ptr<Entry> e);
     boost::asio::awaitable<std::optional<boost::json::value>> receipt(const std::string& hash);
-    void forget(const std::string& hash);  // a final transaction leaves memory
+    /// Holds an unfinished transaction (with mu_): indexed by its hash and by its sender's nonce.
+    void index(const std::shared_ptr<Entry>& e);
+    /// Holds a mined transaction until its block is final (with mu_).
+    void index_mined(const std::shared_ptr<Entry>& e);
+    void forget(std::string_view hash);  // a final transaction leaves memory (with mu_)
     /// A client's transaction a node accepted: its BROADCASTING record, written after the
     /// client's answer.
     boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
@@ -205,11 +212,14 @@ private:
     const util::Clock& clock_;
     std::atomic<std::uint64_t> rounds_{0};
 
+    // Every key that is a hash is a view of its entry's own rec.hash, which never changes once
+    // the entry is indexed (index(), index_mined()): a held transaction's hash is stored once.
     mutable std::mutex mu_;
-    std::unordered_map<std::string, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
-    std::map<std::string, std::map<std::uint64_t, std::set<std::string>>> by_sender_;
+    std::unordered_map<std::string_view, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
+    // Per sender, its transactions in nonce order (and by hash within a nonce): one set node each.
+    std::map<std::string, std::set<std::pair<std::uint64_t, std::string_view>>> by_sender_;
     // Mined and in a final state, but their block not final yet.
-    std::unordered_map<std::string, std::shared_ptr<Entry>> mined_;
+    std::unordered_map<std::string_view, std::shared_ptr<Entry>> mined_;
 
     std::function<std::optional<std::uint64_t>()> finality_;
     std::function<void(std::string parent, std::string sender)> on_reopened_;
