@@ -31,8 +31,8 @@ stage "tests"
 if [ "${SANITIZE:-1}" != 0 ]; then
     stage "build (AddressSanitizer + UndefinedBehaviorSanitizer; the tests and what they run)"
     # Without -Werror: GCC 12 warns falsely (maybe-uninitialized) inside Boost and libstdc++ headers
-    # when sanitizers are on; the first pass already holds the code to -Werror. The benchmarks no
-    # test runs (intake_bench, micro_bench) are not built.
+    # when sanitizers are on; the first pass already holds the code to -Werror. What no test runs
+    # (intake_bench, micro_bench, tcp-forward) is not built.
     BUILD_DIR="$here/build-asan" CMAKE_ARGS="-DGATEWAY_SANITIZE=address,undefined -DGATEWAY_WERROR=OFF" \
         "$here/scripts/build.sh" unit_tests integration_tests
     stage "tests under sanitizers"
