@@ -69,11 +69,9 @@ bool TxManager::earlier_queued(const Entry& e) const {
     // Called with mu_ held.
     auto s = by_sender_.find(e.rec.sender);
     if (s == by_sender_.end()) return false;
-    for (const auto& [nonce, h] : s->second) {
-        if (nonce >= e.rec.nonce) break;
-        auto it = by_hash_.find(h);
-        if (it != by_hash_.end() && it->second->rec.state == TxState::queued && !it->second->taken)
-            return true;
+    for (const SenderSlot& slot : s->second) {
+        if (slot.nonce >= e.rec.nonce) break;
+        if (slot.entry->rec.state == TxState::queued && !slot.entry->taken) return true;
     }
     return false;
 }
@@ -193,9 +191,9 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         std::size_t of_sender = 0;
         if (auto s = by_sender_.find(rec.sender); s != by_sender_.end()) {
             of_sender = s->second.size();
-            for (auto n = s->second.lower_bound({rec.nonce, {}});
-                 n != s->second.end() && n->first == rec.nonce; ++n) {
-                auto& other = by_hash_.at(n->second);
+            for (auto n = s->second.lower_bound(SenderSlot{rec.nonce, nullptr});
+                 n != s->second.end() && n->nonce == rec.nonce; ++n) {
+                auto& other = by_hash_.at(n->entry->rec.hash);
                 // One that no node ever took is replaced: never two of one nonce sent.
                 if (other->rec.state == TxState::queued && !other->busy && !other->maybe_taken)
                     replaced.push_back(other);
@@ -241,7 +239,6 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         for (auto& r : replaced) r->busy = true;  // nobody sends them now
         e->busy = true;
         index(e);
-        if (!rec.parent && !rec.source.empty()) ++by_source_[rec.source];
     }
 
     // Journal first: the client hears of the transaction only once it is on disk.
@@ -296,7 +293,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     const auto kept = co_await journal_.run(std::move(op), std::move(undo));
     if (!kept) {
         std::lock_guard lock(mu_);
-        forget(rec.hash);
+        forget(rec.hash, e.get());
         for (auto& r : replaced) r->busy = false;
         out.store_failed = true;
         out.reply = journal_unwritable(kept.error());
@@ -308,11 +305,12 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         for (auto& r : replaced) {
             spdlog::info("chain {}: transaction {} replaced by {} before any node took it",
                          config_.name, r->rec.hash, rec.hash);
-            forget(r->rec.hash);
+            forget(r->rec.hash, r.get());
         }
         if (!inserted) {
-            // Known and finished already (mined): the same bytes again change nothing.
-            forget(rec.hash);
+            // Known and finished already (mined): the same bytes again change nothing. (A reorg
+            // may have reopened it meanwhile: that entry stays.)
+            forget(rec.hash, e.get());
             out.reply = result_reply(hash_json);
             co_return out;
         }

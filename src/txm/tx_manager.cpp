@@ -125,9 +125,7 @@ asio::awaitable<bool> TxManager::load() {
             auto e = std::make_shared<Entry>();
             e->rec = std::move(r);
             e->maybe_taken = e->rec.state == TxState::queued;
-            index(e);
-            // The caps hold across restarts: what a client had before counts again.
-            if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
+            index(e);  // the caps hold across restarts: what a client had before counts again
             ++count;
         }
         for (auto& r : mined) {
@@ -145,15 +143,19 @@ asio::awaitable<bool> TxManager::load() {
 }
 
 void TxManager::index(const std::shared_ptr<Entry>& e) {
-    // Called with mu_ held. An equal key of another entry (the same transaction held twice, which
-    // nothing should do) is replaced by a view of this one's hash, never left dangling: out of
-    // the sender's index first, while that entry is still alive in by_hash_.
-    const std::string_view hash = e->rec.hash;
-    auto& of_sender = by_sender_[e->rec.sender];
-    of_sender.erase({e->rec.nonce, hash});
-    of_sender.emplace(e->rec.nonce, hash);
-    by_hash_.erase(hash);
-    by_hash_.emplace(hash, e);
+    // Called with mu_ held. Another entry held under the same hash (a reopened transaction meeting
+    // the same bytes sent again) leaves every index first: no view of it or pointer to it stays.
+    forget(e->rec.hash);
+    by_sender_[e->rec.sender].insert(SenderSlot{e->rec.nonce, e.get()});
+    by_hash_.emplace(e->rec.hash, e);
+    if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
+}
+
+bool TxManager::ByNonceThenHash::operator()(const SenderSlot& a, const SenderSlot& b) const {
+    if (a.nonce != b.nonce) return a.nonce < b.nonce;
+    // No entry: before every transaction of its nonce (a key for lower_bound).
+    if (!a.entry || !b.entry) return !a.entry && b.entry;
+    return a.entry->rec.hash < b.entry->rec.hash;
 }
 
 void TxManager::index_mined(const std::shared_ptr<Entry>& e) {
@@ -163,15 +165,15 @@ void TxManager::index_mined(const std::shared_ptr<Entry>& e) {
     mined_.emplace(hash, e);
 }
 
-void TxManager::forget(std::string_view hash) {
+void TxManager::forget(std::string_view hash, const Entry* only) {
     // Called with mu_ held. `hash` may be the entry's own: nothing reads it after the entry's
     // last index lets go of it.
     auto it = by_hash_.find(hash);
-    if (it == by_hash_.end()) return;
+    if (it == by_hash_.end() || (only && it->second.get() != only)) return;
     const auto& rec = it->second->rec;
     auto s = by_sender_.find(rec.sender);
     if (s != by_sender_.end()) {
-        s->second.erase({rec.nonce, hash});
+        s->second.erase(SenderSlot{rec.nonce, it->second.get()});
         if (s->second.empty()) by_sender_.erase(s);
     }
     if (!rec.parent && !rec.source.empty()) {
@@ -252,7 +254,7 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
     e->rec.finalized = u.finalized;
     if (metrics_) metrics_->count_transaction(config_.name, store::to_string(state));
     if (store::is_final(state)) {
-        forget(e->rec.hash);
+        forget(e->rec.hash, e.get());
         if (mined) index_mined(e);
     }
     co_return true;
@@ -370,8 +372,9 @@ asio::awaitable<void> TxManager::dispatch_round() {
         for (const auto& [sender, txs] : by_sender_) {
             auto& list = senders.emplace_back();
             list.reserve(txs.size());
-            for (const auto& [nonce, h] : txs)
-                if (auto it = by_hash_.find(h); it != by_hash_.end()) list.push_back(it->second);
+            for (const SenderSlot& slot : txs)
+                if (auto it = by_hash_.find(slot.entry->rec.hash); it != by_hash_.end())
+                    list.push_back(it->second);
         }
     }
     const std::uint64_t head = pool_.head().value_or(0);

@@ -43,11 +43,9 @@ std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) c
     auto s = by_sender_.find(key);
     if (s == by_sender_.end()) return std::nullopt;
     std::optional<std::uint64_t> next;
-    for (const auto& [nonce, h] : s->second) {
-        auto it = by_hash_.find(h);
-        if (it == by_hash_.end()) continue;
-        const TxState st = it->second->rec.state;
-        if (st == TxState::queued || st == TxState::broadcasting) next = nonce + 1;
+    for (const SenderSlot& slot : s->second) {
+        const TxState st = slot.entry->rec.state;
+        if (st == TxState::queued || st == TxState::broadcasting) next = slot.nonce + 1;
     }
     return next;
 }

@@ -173,11 +173,14 @@ private:
     /// Settles a transaction whose nonce a node says is used: mined (ours) or taken by another.
     boost::asio::awaitable<void> settle_used_nonce(std::shared_ptr<Entry> e);
     boost::asio::awaitable<std::optional<boost::json::value>> receipt(const std::string& hash);
-    /// Holds an unfinished transaction (with mu_): indexed by its hash and by its sender's nonce.
+    /// Holds an unfinished transaction (with mu_): indexed by its hash and by its sender's nonce,
+    /// and counted against its client's cap (tx.max_queued_per_client).
     void index(const std::shared_ptr<Entry>& e);
     /// Holds a mined transaction until its block is final (with mu_).
     void index_mined(const std::shared_ptr<Entry>& e);
-    void forget(std::string_view hash);  // a final transaction leaves memory (with mu_)
+    /// A final transaction leaves memory (with mu_): the one held under `hash`, or only if that is
+    /// `only`.
+    void forget(std::string_view hash, const Entry* only = nullptr);
     /// A client's transaction a node accepted: its BROADCASTING record, written after the
     /// client's answer.
     boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
@@ -216,8 +219,17 @@ private:
     // the entry is indexed (index(), index_mined()): a held transaction's hash is stored once.
     mutable std::mutex mu_;
     std::unordered_map<std::string_view, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
-    // Per sender, its transactions in nonce order (and by hash within a nonce): one set node each.
-    std::map<std::string, std::set<std::pair<std::uint64_t, std::string_view>>> by_sender_;
+    // Per sender, its transactions in nonce order (and by hash within a nonce), one set node each,
+    // each pointing to the entry by_hash_ holds: walking a sender's earlier nonces costs no hash
+    // lookup (every intake does, and a sender may hold thousands).
+    struct SenderSlot {
+        std::uint64_t nonce = 0;
+        Entry* entry = nullptr;  // alive while in the set: by_hash_ holds it; null: a search key
+    };
+    struct ByNonceThenHash {
+        bool operator()(const SenderSlot& a, const SenderSlot& b) const;
+    };
+    std::map<std::string, std::set<SenderSlot, ByNonceThenHash>> by_sender_;
     // Mined and in a final state, but their block not final yet.
     std::unordered_map<std::string_view, std::shared_ptr<Entry>> mined_;
 
