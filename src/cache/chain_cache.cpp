@@ -1,12 +1,11 @@
 #include "gateway/cache/chain_cache.hpp"
 
+#include "gateway/jsonrpc/json_text.hpp"
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/util/text.hpp"
 
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
-#include <boost/json/serializer.hpp>
 
 #include <algorithm>
 #include <array>
@@ -87,19 +86,11 @@ bool listed(const std::array<std::string_view, N>& list, std::string_view method
 // Appends `v`'s JSON text as a cache key has it: hex strings ("0x...") in lower case, object
 // members in the order of their names, so that calls asking the same write the same key; written
 // straight out, without a normalized copy of the document.
-void append_key_json(std::string& out, const json::value& v, json::serializer& sr) {
-    char buffer[512];
-    const auto drain = [&] {
-        while (!sr.done()) {
-            const json::string_view written = sr.read(buffer, sizeof buffer);
-            out.append(written.data(), written.size());
-        }
-    };
+void append_key_json(std::string& out, const json::value& v) {
     if (const auto* s = v.if_string()) {
         const bool hex = s->size() >= 2 && (*s)[0] == '0' && ((*s)[1] == 'x' || (*s)[1] == 'X');
         if (!hex) {
-            sr.reset(s);
-            drain();
+            jsonrpc::append_json(out, v);
             return;
         }
         // A hex string holds nothing JSON escapes: written as it is, in lower case.
@@ -107,9 +98,7 @@ void append_key_json(std::string& out, const json::value& v, json::serializer& s
             return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20;
         });
         if (!plain) {
-            const std::string lowered = util::lower(*s);
-            sr.reset(json::string_view(lowered));
-            drain();
+            jsonrpc::append_json(out, util::lower(*s));
             return;
         }
         out.push_back('"');
@@ -121,7 +110,7 @@ void append_key_json(std::string& out, const json::value& v, json::serializer& s
         out.push_back('[');
         for (std::size_t i = 0; i < a->size(); ++i) {
             if (i) out.push_back(',');
-            append_key_json(out, (*a)[i], sr);
+            append_key_json(out, (*a)[i]);
         }
         out.push_back(']');
         return;
@@ -137,16 +126,15 @@ void append_key_json(std::string& out, const json::value& v, json::serializer& s
         out.push_back('{');
         for (std::size_t i = 0; i < members.size(); ++i) {
             if (i) out.push_back(',');
-            sr.reset(members[i]->key());
-            drain();
+            const json::string_view key = members[i]->key();
+            jsonrpc::append_json(out, std::string_view(key.data(), key.size()));
             out.push_back(':');
-            append_key_json(out, members[i]->value(), sr);
+            append_key_json(out, members[i]->value());
         }
         out.push_back('}');
         return;
     }
-    sr.reset(&v);  // a number, true, false or null
-    drain();
+    jsonrpc::append_json(out, v);  // a number, true, false or null
 }
 
 // A block number and hash in an answer: a block's number and hash, or a transaction's or
@@ -196,9 +184,7 @@ std::string cache_key(std::string_view method, const json::value& params) {
     key.reserve(method.size() + 128);
     key.append(method);
     key.push_back('\0');
-    // One serializer per thread, kept with the stack it grew.
-    thread_local json::serializer sr;
-    append_key_json(key, params, sr);
+    append_key_json(key, params);
     return key;
 }
 

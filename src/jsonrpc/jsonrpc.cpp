@@ -1,4 +1,5 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
+#include "gateway/jsonrpc/json_text.hpp"
 
 #include "gateway/util/text.hpp"
 
@@ -306,6 +307,13 @@ std::string batch_response(const std::vector<std::string>& responses) {
 
 namespace {
 
+// One serializer per thread, kept from call to call with the stack it grew. Each use resets it
+// and drains it before it returns, so no two uses overlap.
+json::serializer& thread_serializer() {
+    thread_local json::serializer sr;
+    return sr;
+}
+
 // Appends what `sr` writes to `out`.
 void append_serialized(std::string& out, json::serializer& sr) {
     char buffer[1024];
@@ -315,14 +323,19 @@ void append_serialized(std::string& out, json::serializer& sr) {
     }
 }
 
-// One serializer per thread, kept from call to call with the stack it grew (a fresh one takes
-// its stack from the heap for every array or object).
-json::serializer& thread_serializer() {
-    thread_local json::serializer sr;
-    return sr;
+}  // namespace
+
+void append_json(std::string& out, const json::value& v) {
+    json::serializer& sr = thread_serializer();
+    sr.reset(&v);
+    append_serialized(out, sr);
 }
 
-}  // namespace
+void append_json(std::string& out, std::string_view s) {
+    json::serializer& sr = thread_serializer();
+    sr.reset(json::string_view(s.data(), s.size()));
+    append_serialized(out, sr);
+}
 
 std::string upstream_request(std::uint64_t id, std::string_view method, const json::value& params) {
     std::string out;
@@ -339,16 +352,12 @@ void append_upstream_request(std::string& out, std::uint64_t id, std::string_vie
     (void)ec;
     out.append(digits, static_cast<std::size_t>(end - digits));
     out.append(R"(,"method":)");
-    json::serializer& sr = thread_serializer();
-    sr.reset(json::string_view(method.data(), method.size()));
-    append_serialized(out, sr);
+    append_json(out, method);
     out.append(R"(,"params":)");
-    if (params.is_null()) {
+    if (params.is_null())
         out.append("[]");
-    } else {
-        sr.reset(&params);
-        append_serialized(out, sr);
-    }
+    else
+        append_json(out, params);
     out.push_back('}');
 }
 
