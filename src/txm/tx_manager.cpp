@@ -185,23 +185,27 @@ void TxManager::forget(std::string_view hash, const Entry* only) {
 
 bool TxManager::note_refusal(Entry& e, const std::string& why, util::Clock::time_point now) {
     // Called with mu_ held.
-    e.last_refusal = why;
+    if (!e.refusal) e.refusal = std::make_unique<Entry::Refusal>();
+    Entry::Refusal& r = *e.refusal;
+    r.last_refusal = why;
     // The time since the last refusal counts only when nodes answered all along: a round
     // without any (an outage, a restart) ended the streak (refused_since reset).
-    if (e.refused_since && now > *e.refused_since) e.refused_for += now - *e.refused_since;
-    e.refused_since = now;
+    if (r.refused_since && now > *r.refused_since) r.refused_for += now - *r.refused_since;
+    r.refused_since = now;
     return config_.tx.expire_after.count() > 0 && !e.rec.parent &&
-           e.refused_for >= config_.tx.expire_after;
+           r.refused_for >= config_.tx.expire_after;
 }
 
 asio::awaitable<void> TxManager::expire(std::shared_ptr<Entry> e) {
     std::string why;
     {
         std::lock_guard lock(mu_);
+        const Entry::Refusal none;
+        const Entry::Refusal& r = e->refusal ? *e->refusal : none;
         why = fmt::format(
             "expired: the nodes refused it for {} min (tx.expire_after_ms {}); last refusal: {}",
-            std::chrono::duration_cast<std::chrono::minutes>(e->refused_for).count(),
-            config_.tx.expire_after.count(), e->last_refusal);
+            std::chrono::duration_cast<std::chrono::minutes>(r.refused_for).count(),
+            config_.tx.expire_after.count(), r.last_refusal);
     }
     co_await transition(e, TxState::failed, std::move(why));
 }
@@ -361,7 +365,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
         // No node to refuse anything: the time until one answers again does not count towards
         // tx.expire_after_ms (a queued transaction is kept however long an outage lasts).
         std::lock_guard lock(mu_);
-        for (auto& [hash, e] : by_hash_) e->refused_since.reset();
+        for (auto& [hash, e] : by_hash_) e->refusals_interrupted();
         co_return;
     }
     co_await watch_unfinalized(pool_.head().value_or(0));
@@ -398,7 +402,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
                     if (hold == Hold::refused)
                         expired = note_refusal(*e, held_back, clock_.now());
                     else if (hold == Hold::unreachable)
-                        e->refused_since.reset();
+                        e->refusals_interrupted();
                 }
                 if (expired) co_await expire(e);
                 continue;
@@ -448,7 +452,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
                     e->rec.reason = "waiting for a node: " + b.detail;
                     go_on = false;
                     if (b.refusal.empty()) {
-                        e->refused_since.reset();
+                        e->refusals_interrupted();
                         hold = Hold::unreachable;
                         break;
                     }

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -39,9 +40,18 @@ struct TxManager::Entry {
     Clock::time_point checked_at{};  // and when that was
     // QUEUED and refused for now by nodes that answered: for how long so far (only time during
     // which they kept answering counts), since when without a break, and what they said last.
-    util::Clock::duration refused_for{};
-    std::optional<util::Clock::time_point> refused_since;
-    std::string last_refusal;
+    // Apart (null until the first refusal): most transactions are never refused, and each held
+    // one's size counts a hundred thousand times.
+    struct Refusal {
+        util::Clock::duration refused_for{};
+        std::optional<util::Clock::time_point> refused_since;
+        std::string last_refusal;
+    };
+    std::unique_ptr<Refusal> refusal;
+    /// The streak of refusals ended (a round in which no node answered).
+    void refusals_interrupted() {
+        if (refusal) refusal->refused_since.reset();
+    }
 };
 
 namespace detail {
