@@ -69,11 +69,8 @@ bool TxManager::earlier_queued(const Entry& e) const {
     // Called with mu_ held.
     auto s = by_sender_.find(e.rec.sender);
     if (s == by_sender_.end()) return false;
-    for (const SenderSlot& slot : s->second) {
-        if (slot.nonce >= e.rec.nonce) break;
-        if (slot.entry->rec.state == TxState::queued && !slot.entry->taken) return true;
-    }
-    return false;
+    const auto& waiting = s->second.waiting;
+    return !waiting.empty() && *waiting.begin() < e.rec.nonce;
 }
 
 asio::awaitable<void> TxManager::record_taken(std::shared_ptr<Entry> e, std::string detail) {
@@ -88,6 +85,7 @@ asio::awaitable<void> TxManager::record_taken(std::shared_ptr<Entry> e, std::str
     std::lock_guard lock(mu_);
     e->busy = false;
     e->taken = false;
+    note_waiting(*e);
     if (!written) e->maybe_taken = true;
 }
 
@@ -190,9 +188,10 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         }
         std::size_t of_sender = 0;
         if (auto s = by_sender_.find(rec.sender); s != by_sender_.end()) {
-            of_sender = s->second.size();
-            for (auto n = s->second.lower_bound(SenderSlot{rec.nonce, nullptr});
-                 n != s->second.end() && n->nonce == rec.nonce; ++n) {
+            const auto& slots = s->second.slots;
+            of_sender = slots.size();
+            for (auto n = slots.lower_bound(SenderSlot{rec.nonce, nullptr});
+                 n != slots.end() && n->nonce == rec.nonce; ++n) {
                 auto& other = by_hash_.at(n->entry->rec.hash);
                 // One that no node ever took is replaced: never two of one nonce sent.
                 if (other->rec.state == TxState::queued && !other->busy && !other->maybe_taken)
@@ -339,6 +338,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         // again meanwhile. Not now: the dispatcher's from here on.
         e->busy = b.verdict != Broadcast::not_now;
         e->taken = b.verdict == Broadcast::accepted;
+        note_waiting(*e);
     }
     struct Release {
         TxManager* self;

@@ -146,8 +146,10 @@ void TxManager::index(const std::shared_ptr<Entry>& e) {
     // Called with mu_ held. Another entry held under the same hash (a reopened transaction meeting
     // the same bytes sent again) leaves every index first: no view of it or pointer to it stays.
     forget(e->rec.hash);
-    by_sender_[e->rec.sender].insert(SenderSlot{e->rec.nonce, e.get()});
+    by_sender_[e->rec.sender].slots.insert(SenderSlot{e->rec.nonce, e.get()});
     by_hash_.emplace(e->rec.hash, e);
+    e->waiting = false;
+    note_waiting(*e);
     if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
 }
 
@@ -156,6 +158,24 @@ bool TxManager::ByNonceThenHash::operator()(const SenderSlot& a, const SenderSlo
     // No entry: before every transaction of its nonce (a key for lower_bound).
     if (!a.entry || !b.entry) return !a.entry && b.entry;
     return a.entry->rec.hash < b.entry->rec.hash;
+}
+
+void TxManager::note_waiting(Entry& e) {
+    // Called with mu_ held. Only the entry held under its hash counts (not a mined one in
+    // mined_, nor one a reorg is reopening before index() takes it).
+    const bool waiting = e.rec.state == TxState::queued && !e.taken;
+    if (waiting == e.waiting) return;
+    auto held = by_hash_.find(e.rec.hash);
+    if (held == by_hash_.end() || held->second.get() != &e) return;
+    auto s = by_sender_.find(e.rec.sender);
+    if (s == by_sender_.end()) return;
+    auto& w = s->second.waiting;
+    if (waiting) {
+        w.insert(e.rec.nonce);
+    } else if (auto n = w.find(e.rec.nonce); n != w.end()) {
+        w.erase(n);
+    }
+    e.waiting = waiting;
 }
 
 void TxManager::index_mined(const std::shared_ptr<Entry>& e) {
@@ -173,8 +193,13 @@ void TxManager::forget(std::string_view hash, const Entry* only) {
     const auto& rec = it->second->rec;
     auto s = by_sender_.find(rec.sender);
     if (s != by_sender_.end()) {
-        s->second.erase(SenderSlot{rec.nonce, it->second.get()});
-        if (s->second.empty()) by_sender_.erase(s);
+        s->second.slots.erase(SenderSlot{rec.nonce, it->second.get()});
+        if (it->second->waiting) {
+            auto w = s->second.waiting.find(rec.nonce);
+            if (w != s->second.waiting.end()) s->second.waiting.erase(w);
+            it->second->waiting = false;
+        }
+        if (s->second.slots.empty()) by_sender_.erase(s);
     }
     if (!rec.parent && !rec.source.empty()) {
         auto c = by_source_.find(rec.source);
@@ -248,6 +273,7 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
                      e->rec.hash, e->rec.sender, e->rec.nonce, store::to_string(e->rec.state),
                      store::to_string(state), reason);
     e->rec.state = state;
+    note_waiting(*e);
     e->rec.reason = std::move(reason);
     e->rec.updated_ms = u.at_ms;
     if (u.broadcasts) e->rec.broadcasts = *u.broadcasts;
@@ -375,8 +401,8 @@ asio::awaitable<void> TxManager::dispatch_round() {
         std::lock_guard lock(mu_);
         for (const auto& [sender, txs] : by_sender_) {
             auto& list = senders.emplace_back();
-            list.reserve(txs.size());
-            for (const SenderSlot& slot : txs)
+            list.reserve(txs.slots.size());
+            for (const SenderSlot& slot : txs.slots)
                 if (auto it = by_hash_.find(slot.entry->rec.hash); it != by_hash_.end())
                     list.push_back(it->second);
         }

@@ -36,6 +36,7 @@ struct TxManager::Entry {
     // QUEUED in the journal, but a node may have it: the gateway stopped (or the journal failed)
     // between a node's acceptance and the BROADCASTING record. Not replaced as "never sent".
     bool maybe_taken = false;
+    bool waiting = false;            // counted in its sender's SenderIndex::waiting (note_waiting)
     std::uint64_t checked_head = 0;  // the chain head at its last receipt check
     Clock::time_point checked_at{};  // and when that was
     // QUEUED and refused for now by nodes that answered: for how long so far (only time during

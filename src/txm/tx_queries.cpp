@@ -43,7 +43,7 @@ std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) c
     auto s = by_sender_.find(key);
     if (s == by_sender_.end()) return std::nullopt;
     std::optional<std::uint64_t> next;
-    for (const SenderSlot& slot : s->second) {
+    for (const SenderSlot& slot : s->second.slots) {
         const TxState st = slot.entry->rec.state;
         if (st == TxState::queued || st == TxState::broadcasting) next = slot.nonce + 1;
     }

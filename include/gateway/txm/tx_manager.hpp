@@ -185,6 +185,9 @@ private:
     /// client's answer.
     boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
     bool earlier_queued(const Entry& e) const;
+    /// Keeps `e` in or out of its sender's `waiting` as its state and `taken` say, after either
+    /// changed (with mu_; `e` indexed).
+    void note_waiting(Entry& e);
     /// The mined transactions whose blocks became final (and are still canonical) leave memory;
     /// after a reorg, those whose block a node at the head no longer has are reopened.
     boost::asio::awaitable<void> watch_unfinalized(std::uint64_t head);
@@ -229,7 +232,13 @@ private:
     struct ByNonceThenHash {
         bool operator()(const SenderSlot& a, const SenderSlot& b) const;
     };
-    std::map<std::string, std::set<SenderSlot, ByNonceThenHash>> by_sender_;
+    struct SenderIndex {
+        std::set<SenderSlot, ByNonceThenHash> slots;
+        // The nonces of its transactions that are QUEUED and not taken by a node: whether an
+        // earlier nonce still waits (earlier_queued) without walking every earlier one.
+        std::multiset<std::uint64_t> waiting;
+    };
+    std::map<std::string, SenderIndex> by_sender_;
     // Mined and in a final state, but their block not final yet.
     std::unordered_map<std::string_view, std::shared_ptr<Entry>> mined_;
 
