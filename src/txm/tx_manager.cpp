@@ -148,8 +148,7 @@ void TxManager::index(const std::shared_ptr<Entry>& e) {
     forget(e->rec.hash);
     by_sender_[e->rec.sender].slots.insert(SenderSlot{e->rec.nonce, e.get()});
     by_hash_.emplace(e->rec.hash, e);
-    e->waiting = false;
-    note_waiting(*e);
+    note_waiting(*e);  // its flag is clear: forget() clears it, and only an indexed entry sets it
     if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
 }
 
