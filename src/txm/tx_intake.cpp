@@ -160,7 +160,8 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     }
 
     const std::int64_t now = unix_ms();
-    auto& rec = e->rec;
+    // The record as the journal keeps it; memory keeps less of it (hold()).
+    store::TxRecord rec;
     rec.hash = eth::to_hex(tx.hash);
     rec.chain = config_.name;
     rec.chain_id = config_.chain_id;
@@ -179,7 +180,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     std::vector<std::shared_ptr<Entry>> replaced;
     {
         std::lock_guard lock(mu_);
-        if (auto it = by_hash_.find(rec.hash); it != by_hash_.end()) {
+        if (auto it = by_hash_.find(tx.hash); it != by_hash_.end()) {
             out.journaled = true;
             out.reply = result_reply(hash_json);  // the same bytes again: one entry
             // Not queued when a node took it and only its BROADCASTING row is still being written.
@@ -187,7 +188,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
             co_return out;
         }
         std::size_t of_sender = 0;
-        if (auto s = by_sender_.find(rec.sender); s != by_sender_.end()) {
+        if (auto s = by_sender_.find(tx.sender); s != by_sender_.end()) {
             const auto& slots = s->second.slots;
             of_sender = slots.size();
             for (auto n = slots.lower_bound(SenderSlot{rec.nonce, nullptr});
@@ -214,7 +215,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
             std::size_t of_source = 0;
             if (auto c = by_source_.find(rec.source); c != by_source_.end()) of_source = c->second;
             for (const auto& r : replaced)
-                if (r->rec.source == rec.source && of_source > 0) --of_source;
+                if (r->rec.source() == rec.source && of_source > 0) --of_source;
             if (of_source >= config_.tx.max_queued_per_client) {
                 out.reply = error_reply(
                     jsonrpc::ErrorCode::limit_exceeded,
@@ -237,6 +238,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         }
         for (auto& r : replaced) r->busy = true;  // nobody sends them now
         e->busy = true;
+        hold(*e, store::TxRecord(rec));
         index(e);
     }
 
@@ -260,7 +262,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         *queued_here = inserted;
         if (inserted && !network.empty()) j.put_network_form(rec.hash, network);
         for (auto& r : replaced)
-            j.update(store::TxUpdate{r->rec.hash, TxState::failed,
+            j.update(store::TxUpdate{r->rec.hash_hex(), TxState::failed,
                                      "replaced by " + rec.hash + " before any node took it", now});
     };
     // The client is told 503, "not accepted", when the journal does not answer within
@@ -274,7 +276,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     // then. A crash between that late commit and the undo's leaves the transaction QUEUED,
     // to be sent at the next start: the one window left, as long as one commit.
     std::vector<std::string> replaced_hashes;
-    for (const auto& r : replaced) replaced_hashes.push_back(r->rec.hash);
+    for (const auto& r : replaced) replaced_hashes.push_back(r->rec.hash_hex());
     store::JournalService::Operation undo = [hash = rec.hash, queued_here,
                                              replaced_hashes](store::RawJournal& j) {
         const std::int64_t at = unix_ms();
@@ -292,7 +294,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     const auto kept = co_await journal_.run(std::move(op), std::move(undo));
     if (!kept) {
         std::lock_guard lock(mu_);
-        forget(rec.hash, e.get());
+        forget(e->rec.hash, e.get());
         for (auto& r : replaced) r->busy = false;
         out.store_failed = true;
         out.reply = journal_unwritable(kept.error());
@@ -303,13 +305,13 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         std::lock_guard lock(mu_);
         for (auto& r : replaced) {
             spdlog::info("chain {}: transaction {} replaced by {} before any node took it",
-                         config_.name, r->rec.hash, rec.hash);
+                         config_.name, r->rec.hash_hex(), rec.hash);
             forget(r->rec.hash, r.get());
         }
         if (!inserted) {
             // Known and finished already (mined): the same bytes again change nothing. (A reorg
             // may have reopened it meanwhile: that entry stays.)
-            forget(rec.hash, e.get());
+            forget(e->rec.hash, e.get());
             out.reply = result_reply(hash_json);
             co_return out;
         }

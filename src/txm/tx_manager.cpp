@@ -11,6 +11,9 @@
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
+#include <cstring>
+#include <random>
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -123,7 +126,12 @@ asio::awaitable<bool> TxManager::load() {
         for (auto& r : records) {
             if (r.chain != config_.name) continue;
             auto e = std::make_shared<Entry>();
-            e->rec = std::move(r);
+            if (!hold(*e, std::move(r))) {
+                // hold() took nothing from it.
+                spdlog::error("chain {}: journal record {} has no hash or sender; not held",
+                              config_.name, r.hash);
+                continue;
+            }
             e->maybe_taken = e->rec.state == TxState::queued;
             index(e);  // the caps hold across restarts: what a client had before counts again
             ++count;
@@ -131,7 +139,7 @@ asio::awaitable<bool> TxManager::load() {
         for (auto& r : mined) {
             if (r.chain != config_.name || !r.block_number) continue;
             auto e = std::make_shared<Entry>();
-            e->rec = std::move(r);
+            if (!hold(*e, std::move(r))) continue;
             index_mined(e);
         }
     }
@@ -149,7 +157,88 @@ void TxManager::index(const std::shared_ptr<Entry>& e) {
     by_sender_[e->rec.sender].slots.insert(SenderSlot{e->rec.nonce, e.get()});
     by_hash_.emplace(e->rec.hash, e);
     note_waiting(*e);  // its flag is clear: forget() clears it, and only an indexed entry sets it
-    if (!e->rec.parent && !e->rec.source.empty()) ++by_source_[e->rec.source];
+    if (!e->rec.parent() && !e->rec.source().empty()) ++by_source_[e->rec.source()];
+}
+
+std::shared_ptr<const HeldOrigin> TxManager::origin_of(std::optional<std::string> parent,
+                                                       std::string client, std::string source) {
+    // Called with mu_ held.
+    if (!parent && client.empty() && source.empty()) return nullptr;
+    std::string key;
+    key.reserve(client.size() + source.size() + (parent ? parent->size() : 0) + 3);
+    key.append(client).push_back('\0');
+    key.append(source).push_back('\0');
+    if (parent) key.append(1, '\1').append(*parent);
+    auto& slot = origins_[key];
+    if (auto held = slot.lock()) return held;
+    auto made = std::make_shared<const HeldOrigin>(
+        HeldOrigin{std::move(parent), std::move(client), std::move(source)});
+    slot = made;
+    // Those no transaction holds any more leave as the map doubles: a client that comes and
+    // goes (or an attacker's many addresses) cannot grow it for good.
+    if (origins_.size() > 2 * origins_swept_at_ + 64) {
+        std::erase_if(origins_, [](const auto& kv) { return kv.second.expired(); });
+        origins_swept_at_ = origins_.size();
+    }
+    return made;
+}
+
+bool TxManager::hold(Entry& e, store::TxRecord&& r) {
+    // Called with mu_ held.
+    const auto hash = detail::hash_key(r.hash);
+    const auto sender = detail::address_key(r.sender);
+    if (!hash || !sender) return false;
+    HeldRecord& h = e.rec;
+    h.hash = *hash;
+    h.sender = *sender;
+    h.nonce = r.nonce;
+    h.raw = std::move(r.raw);
+    h.reason = std::move(r.reason);
+    h.created_ms = r.created_ms;
+    h.updated_ms = r.updated_ms;
+    h.broadcasts = r.broadcasts;
+    h.state = r.state;
+    h.finalized = r.finalized;
+    h.origin = origin_of(std::move(r.parent), std::move(r.client), std::move(r.source));
+    h.set_block(std::move(r.block_hash), r.block_number);
+    return true;
+}
+
+std::size_t TxManager::HashBucket::operator()(const eth::Hash& h) const noexcept {
+    static const std::uint64_t seed = [] {
+        std::random_device rd;
+        return (std::uint64_t{rd()} << 32) ^ rd();
+    }();
+    std::uint64_t a = 0;
+    std::uint64_t b = 0;
+    std::memcpy(&a, h.data(), sizeof a);
+    std::memcpy(&b, h.data() + 24, sizeof b);
+    std::uint64_t v = (a ^ seed) * 0x9e3779b97f4a7c15ULL;
+    v ^= b + (v >> 29);
+    return static_cast<std::size_t>(v * 0xbf58476d1ce4e5b9ULL ^ (v >> 32));
+}
+
+store::TxRecord TxManager::record_of(const Entry& e) const {
+    const HeldRecord& h = e.rec;
+    store::TxRecord r;
+    r.hash = h.hash_hex();
+    r.chain = config_.name;
+    r.chain_id = config_.chain_id;
+    r.sender = h.sender_hex();
+    r.nonce = h.nonce;
+    r.raw = h.raw;
+    r.state = h.state;
+    r.reason = h.reason;
+    r.created_ms = h.created_ms;
+    r.updated_ms = h.updated_ms;
+    r.broadcasts = h.broadcasts;
+    r.block_hash = h.block_hash();
+    r.block_number = h.block_number();
+    r.parent = h.parent();
+    r.client = h.client();
+    r.finalized = h.finalized;
+    r.source = h.source();
+    return r;
 }
 
 bool TxManager::ByNonceThenHash::operator()(const SenderSlot& a, const SenderSlot& b) const {
@@ -179,12 +268,10 @@ void TxManager::note_waiting(Entry& e) {
 
 void TxManager::index_mined(const std::shared_ptr<Entry>& e) {
     // Called with mu_ held.
-    const std::string_view hash = e->rec.hash;
-    mined_.erase(hash);
-    mined_.emplace(hash, e);
+    mined_.insert_or_assign(e->rec.hash, e);
 }
 
-void TxManager::forget(std::string_view hash, const Entry* only) {
+void TxManager::forget(const eth::Hash& hash, const Entry* only) {
     // Called with mu_ held. `hash` may be the entry's own: nothing reads it after the entry's
     // last index lets go of it.
     auto it = by_hash_.find(hash);
@@ -200,8 +287,8 @@ void TxManager::forget(std::string_view hash, const Entry* only) {
         }
         if (s->second.slots.empty()) by_sender_.erase(s);
     }
-    if (!rec.parent && !rec.source.empty()) {
-        auto c = by_source_.find(rec.source);
+    if (!rec.parent() && !rec.source().empty()) {
+        auto c = by_source_.find(rec.source());
         if (c != by_source_.end() && --c->second == 0) by_source_.erase(c);
     }
     by_hash_.erase(it);
@@ -216,7 +303,7 @@ bool TxManager::note_refusal(Entry& e, const std::string& why, util::Clock::time
     // without any (an outage, a restart) ended the streak (refused_since reset).
     if (r.refused_since && now > *r.refused_since) r.refused_for += now - *r.refused_since;
     r.refused_since = now;
-    return config_.tx.expire_after.count() > 0 && !e.rec.parent &&
+    return config_.tx.expire_after.count() > 0 && !e.rec.parent() &&
            r.refused_for >= config_.tx.expire_after;
 }
 
@@ -239,7 +326,7 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
                                             std::optional<std::string> block_hash,
                                             std::optional<std::uint64_t> block_number) {
     store::TxUpdate u;
-    u.hash = e->rec.hash;
+    u.hash = e->rec.hash_hex();
     u.state = state;
     u.reason = reason;
     u.at_ms = unix_ms();
@@ -252,34 +339,31 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
         u.block_hash = block_hash;
         u.block_number = block_number;
     } else if (u.set_block) {
-        u.block_hash = block_hash ? block_hash : e->rec.block_hash;
-        u.block_number = block_number ? block_number : e->rec.block_number;
+        u.block_hash = block_hash ? block_hash : e->rec.block_hash();
+        u.block_number = block_number ? block_number : e->rec.block_number();
     }
     // Mined (it has a block) and final: final for good only once its block is.
     const bool mined = (state == TxState::completed || state == TxState::failed) &&
-                       (u.set_block ? u.block_hash : e->rec.block_hash).has_value();
+                       (u.set_block ? u.block_hash : e->rec.block_hash()).has_value();
     u.finalized = store::is_final(state) && !mined;
     store::JournalService::Operation op = [&](store::RawJournal& j) { j.update(u); };
     const auto kept = co_await journal_.run(std::move(op));
     if (!kept) {
         spdlog::error("chain {}: transaction {}: cannot journal {} ({}); will try again",
-                      config_.name, e->rec.hash, store::to_string(state), kept.error());
+                      config_.name, e->rec.hash_hex(), store::to_string(state), kept.error());
         co_return false;
     }
     std::lock_guard lock(mu_);
     if (e->rec.state != state)
         spdlog::info("chain {}: transaction {} (sender {} nonce {}): {} -> {}: {}", config_.name,
-                     e->rec.hash, e->rec.sender, e->rec.nonce, store::to_string(e->rec.state),
+                     u.hash, e->rec.sender_hex(), e->rec.nonce, store::to_string(e->rec.state),
                      store::to_string(state), reason);
     e->rec.state = state;
     note_waiting(*e);
     e->rec.reason = std::move(reason);
     e->rec.updated_ms = u.at_ms;
     if (u.broadcasts) e->rec.broadcasts = *u.broadcasts;
-    if (u.set_block) {
-        e->rec.block_hash = u.block_hash;
-        e->rec.block_number = u.block_number;
-    }
+    if (u.set_block) e->rec.set_block(u.block_hash, u.block_number);
     e->rec.finalized = u.finalized;
     if (metrics_) metrics_->count_transaction(config_.name, store::to_string(state));
     if (store::is_final(state)) {
@@ -297,7 +381,7 @@ asio::awaitable<TxManager::BroadcastResult> TxManager::send(const Entry& e,
     std::optional<eth::Bytes> loaded;
     if (detail::is_blob(e.rec) && !network) {
         store::JournalService::Operation op = [&](store::RawJournal& j) {
-            loaded = j.network_form(e.rec.hash);
+            loaded = j.network_form(e.rec.hash_hex());
         };
         const auto read = co_await journal_.run(std::move(op));
         if (!read) {
@@ -434,7 +518,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
             }
             if (st != TxState::queued) {
                 if (st == TxState::broadcasting || st == TxState::confirming) {
-                    auto it = receipts.find(e->rec.hash);
+                    auto it = receipts.find(e->rec.hash_hex());
                     co_await track(e, head, it == receipts.end() ? nullptr : &it->second);
                 }
                 continue;

@@ -13,11 +13,14 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace gateway::txm {
 
@@ -26,10 +29,64 @@ namespace json = boost::json;
 using store::TxState;
 using Clock = std::chrono::steady_clock;
 
-// What memory holds of a transaction is its journal record and the dispatcher's notes, not its
-// decoded form: eth_getTransactionByHash of a pending one decodes the record's bytes again.
+// Who sent a held transaction. Shared by every transaction held from it (TxManager::origin_of):
+// a client sends thousands, and each held one's size counts a hundred thousand times.
+struct HeldOrigin {
+    std::optional<std::string> parent;  // the managed transaction it is an attempt of
+    std::string client;
+    std::string source;
+};
+
+inline const HeldOrigin no_origin{};
+
+// What memory keeps of a held transaction's journal record (store::TxRecord), and no more: not the
+// chain (the manager's own), not a decoded form (eth_getTransactionByHash of a pending one decodes
+// the bytes again); who sent it is shared (Origin), and its block is apart until it is mined.
+struct HeldRecord {
+    struct Block {
+        std::optional<std::string> hash;
+        std::optional<std::uint64_t> number;
+    };
+    eth::Hash hash{};
+    eth::Address sender{};
+    std::uint64_t nonce = 0;
+    std::vector<std::uint8_t> raw;
+    std::string reason;
+    std::int64_t created_ms = 0;
+    std::int64_t updated_ms = 0;
+    std::uint32_t broadcasts = 0;
+    TxState state = TxState::queued;
+    bool finalized = false;
+    std::shared_ptr<const HeldOrigin> origin;  // null: none
+    std::unique_ptr<Block> block;              // null: never mined
+
+    std::string hash_hex() const { return eth::to_hex(hash); }
+    std::string sender_hex() const { return eth::to_hex(sender); }
+    const std::optional<std::string>& parent() const {
+        return (origin ? *origin : no_origin).parent;
+    }
+    const std::string& client() const { return (origin ? *origin : no_origin).client; }
+    const std::string& source() const { return (origin ? *origin : no_origin).source; }
+    const std::optional<std::string>& block_hash() const {
+        static const Block none;
+        return (block ? *block : none).hash;
+    }
+    const std::optional<std::uint64_t>& block_number() const {
+        static const Block none;
+        return (block ? *block : none).number;
+    }
+    void set_block(std::optional<std::string> hash, std::optional<std::uint64_t> number) {
+        if (!hash && !number)
+            block.reset();
+        else if (block)
+            *block = Block{std::move(hash), number};
+        else
+            block = std::make_unique<Block>(Block{std::move(hash), number});
+    }
+};
+
 struct TxManager::Entry {
-    store::TxRecord rec;
+    HeldRecord rec;
     Clock::time_point last_broadcast{};
     bool busy = false;   // being sent right now (by a client's call or the dispatcher)
     bool taken = false;  // a node accepted it; its BROADCASTING record is being written (busy too)
@@ -57,9 +114,37 @@ struct TxManager::Entry {
 
 namespace detail {
 
+// A hash or an address as text (0x and hex digits, either case) to the bytes memory keys on;
+// nothing when it is not one.
+template <std::size_t N>
+std::optional<std::array<std::uint8_t, N>> key_of(std::string_view text) {
+    if (text.size() != 2 + 2 * N || text[0] != '0' || (text[1] != 'x' && text[1] != 'X'))
+        return std::nullopt;
+    auto digit = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::array<std::uint8_t, N> out{};
+    for (std::size_t i = 0; i < N; ++i) {
+        const int hi = digit(text[2 + 2 * i]);
+        const int lo = digit(text[3 + 2 * i]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+    }
+    return out;
+}
+inline std::optional<eth::Hash> hash_key(std::string_view text) {
+    return key_of<32>(text);
+}
+inline std::optional<eth::Address> address_key(std::string_view text) {
+    return key_of<20>(text);
+}
+
 // A blob transaction's record holds 0x03 || rlp(tx_payload_body) (EIP-4844); its network form,
 // sidecar included, is in the journal only.
-inline bool is_blob(const store::TxRecord& rec) {
+inline bool is_blob(const HeldRecord& rec) {
     return !rec.raw.empty() && rec.raw.front() == static_cast<std::uint8_t>(eth::TxType::blob);
 }
 

@@ -30,17 +30,19 @@ std::optional<std::string> hash_param(const json::value& params) {
 }  // namespace
 
 std::optional<store::TxRecord> TxManager::held_record(std::string_view hash) const {
-    const std::string key = util::lower(hash);
+    const auto key = detail::hash_key(hash);
+    if (!key) return std::nullopt;
     std::lock_guard lock(mu_);
-    auto it = by_hash_.find(key);
+    auto it = by_hash_.find(*key);
     if (it == by_hash_.end()) return std::nullopt;
-    return it->second->rec;
+    return record_of(*it->second);
 }
 
 std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) const {
-    const std::string key = util::lower(sender);
+    const auto key = detail::address_key(sender);
+    if (!key) return std::nullopt;
     std::lock_guard lock(mu_);
-    auto s = by_sender_.find(key);
+    auto s = by_sender_.find(*key);
     if (s == by_sender_.end()) return std::nullopt;
     std::optional<std::uint64_t> next;
     for (const SenderSlot& slot : s->second.slots) {
@@ -52,12 +54,13 @@ std::optional<std::uint64_t> TxManager::pending_nonce(std::string_view sender) c
 
 std::optional<std::string> TxManager::pending_transaction_json(
     std::string_view hash, std::optional<std::string_view> owner) const {
-    const std::string key = util::lower(hash);
+    const auto key = detail::hash_key(hash);
+    if (!key) return std::nullopt;
     eth::Bytes raw;
     {
         std::lock_guard lock(mu_);
-        auto it = by_hash_.find(key);
-        if (it == by_hash_.end() || (owner && it->second->rec.client != *owner))
+        auto it = by_hash_.find(*key);
+        if (it == by_hash_.end() || (owner && it->second->rec.client() != *owner))
             return std::nullopt;
         const TxState st = it->second->rec.state;
         if (st != TxState::queued && st != TxState::broadcasting) return std::nullopt;
@@ -70,7 +73,7 @@ std::optional<std::string> TxManager::pending_transaction_json(
         spdlog::error(
             "chain {}: held transaction {} no longer decodes ({}); its journal row is "
             "damaged",
-            config_.name, key, tx.error());
+            config_.name, eth::to_hex(*key), tx.error());
         return std::nullopt;
     }
     return json::serialize(eth::to_rpc_json(*tx));
@@ -130,7 +133,7 @@ asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params,
     {
         // The live reason (e.g. why it still waits) is fresher than the journal's.
         std::lock_guard lock(mu_);
-        if (auto it = by_hash_.find(*hash); it != by_hash_.end())
+        if (auto it = by_hash_.find(*detail::hash_key(*hash)); it != by_hash_.end())
             rec->reason = it->second->rec.reason;
     }
     co_return result_reply(json::serialize(record_json(*rec, &history)));

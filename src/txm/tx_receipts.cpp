@@ -54,7 +54,7 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
     // nothing), and those about to be taken as final, which must be canonical first.
     std::map<std::uint64_t, std::vector<std::shared_ptr<Entry>>> by_block;
     for (const auto& e : list) {
-        const std::uint64_t n = e->rec.block_number.value_or(0);
+        const std::uint64_t n = e->rec.block_number().value_or(0);
         if (after_reorg || (fin && n <= *fin)) by_block[n].push_back(e);
     }
     bool all_seen = true;
@@ -76,18 +76,18 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
             continue;
         }
         for (const auto& e : group.second) {
-            if (e->rec.block_hash == std::string_view(bh->get_string())) {
-                if (fin && number <= *fin) final_now.push_back(e->rec.hash);
+            if (e->rec.block_hash() == std::string_view(bh->get_string())) {
+                if (fin && number <= *fin) final_now.push_back(e->rec.hash_hex());
                 continue;
             }
             // Its block is gone: where is it now?
-            json::array receipt_params{json::string(e->rec.hash)};
+            json::array receipt_params{json::string(e->rec.hash_hex())};
             const auto receipt =
                 co_await read_at(pool_, "eth_getTransactionReceipt", std::move(receipt_params), at);
             const json::object* r = receipt ? receipt->if_object() : nullptr;
             const json::value* rh = r ? r->if_contains("blockHash") : nullptr;
             if (!receipt || (r && (!rh || !rh->is_string() ||
-                                   e->rec.block_hash == std::string_view(rh->get_string())))) {
+                                   e->rec.block_hash() == std::string_view(rh->get_string())))) {
                 all_seen = false;  // no answer, or one that contradicts the block's
                 continue;
             }
@@ -104,8 +104,10 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
                          config_.name, final_now.size(), kept.error());
         } else {
             std::lock_guard lock(mu_);
-            for (const auto& h : final_now) {
-                if (auto it = mined_.find(h); it != mined_.end()) {
+            for (const auto& text : final_now) {
+                const auto h = detail::hash_key(text);
+                if (!h) continue;
+                if (auto it = mined_.find(*h); it != mined_.end()) {
                     it->second->rec.finalized = true;
                     mined_.erase(it);
                 }
@@ -118,7 +120,7 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
 asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::value& receipt) {
     const std::string was =
         fmt::format("{} in block {} ({})", store::to_string(e->rec.state),
-                    e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?"));
+                    e->rec.block_number().value_or(0), e->rec.block_hash().value_or("?"));
     bool ok = false;
     const json::object* o = receipt.if_object();
     const auto number = o && o->contains("blockNumber") && o->at("blockNumber").is_string()
@@ -140,7 +142,7 @@ asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::va
     }
     if (!ok) co_return false;
     spdlog::warn("chain {}: transaction {} (sender {} nonce {}) was {}: a reorg reopened it",
-                 config_.name, e->rec.hash, e->rec.sender, e->rec.nonce, was);
+                 config_.name, e->rec.hash_hex(), e->rec.sender_hex(), e->rec.nonce, was);
     {
         std::lock_guard lock(mu_);
         mined_.erase(e->rec.hash);
@@ -148,7 +150,7 @@ asio::awaitable<bool> TxManager::reopen(std::shared_ptr<Entry> e, const json::va
         e->last_broadcast = {};
         e->checked_head = 0;
     }
-    if (e->rec.parent && on_reopened_) on_reopened_(*e->rec.parent, e->rec.sender);
+    if (e->rec.parent() && on_reopened_) on_reopened_(*e->rec.parent(), e->rec.sender_hex());
     co_return true;
 }
 
@@ -165,25 +167,26 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
     // null receipt from a node behind proves nothing (and a managed sender would pay twice).
     // The attempts of the same managed transaction count as ours: one of them mined ends the
     // others as REPLACED.
-    std::vector<std::string> hashes{e->rec.hash};
-    if (e->rec.parent) {
+    const std::string own = e->rec.hash_hex();
+    std::vector<std::string> hashes{own};
+    if (e->rec.parent()) {
         // From the journal: the one mined may be final and out of memory already.
         std::vector<store::TxRecord> attempts;
         store::JournalService::Operation op = [&](store::ManagedJournal& j) {
-            attempts = j.attempts(*e->rec.parent);
+            attempts = j.attempts(*e->rec.parent());
         };
         const auto read = co_await journal_.run(std::move(op));
         if (!read) co_return;  // cannot tell now: the next round asks again
         for (const auto& a : attempts)
-            if (a.hash != e->rec.hash) hashes.push_back(a.hash);
+            if (a.hash != own) hashes.push_back(a.hash);
     }
-    const NonceUse use =
-        co_await nonce_use(pool_, e->rec.sender, e->rec.nonce, hashes, config_.tx.confirmations);
+    const NonceUse use = co_await nonce_use(pool_, e->rec.sender_hex(), e->rec.nonce, hashes,
+                                            config_.tx.confirmations);
     switch (use.kind) {
         case NonceUse::Kind::unknown:
         case NonceUse::Kind::unused: co_return;  // cannot tell now: the next round asks again
         case NonceUse::Kind::ours:
-            if (use.hash != e->rec.hash) {
+            if (use.hash != own) {
                 co_await transition(e, TxState::replaced, "replaced by " + use.hash);
                 co_return;
             }
@@ -194,15 +197,16 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
     co_await transition(e, TxState::failed,
                         fmt::format("nonce {} of {} was used by another transaction (seen at "
                                     "block {} by a node at the chain's head)",
-                                    e->rec.nonce, e->rec.sender, use.seen_at));
+                                    e->rec.nonce, e->rec.sender_hex(), use.seen_at));
 }
 
 asio::awaitable<void> TxManager::replace_attempts(std::string parent, std::string used_by) {
     std::vector<std::shared_ptr<Entry>> others;
     {
+        const auto used = detail::hash_key(used_by);
         std::lock_guard lock(mu_);
         for (const auto& [hash, e] : by_hash_)
-            if (e->rec.parent == parent && hash != used_by) others.push_back(e);
+            if (e->rec.parent() == parent && (!used || hash != *used)) others.push_back(e);
     }
     for (auto& e : others) co_await transition(e, TxState::replaced, "replaced by " + used_by);
 }
@@ -225,7 +229,7 @@ asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetc
         for (const auto& e : list) {
             const TxState st = state_of(*e);
             if ((st == TxState::broadcasting || st == TxState::confirming) && receipt_due(*e, head))
-                hashes.push_back(e->rec.hash);
+                hashes.push_back(e->rec.hash_hex());
         }
     // One call alone costs as much as a batch of many: thousands of sent transactions waiting
     // for their blocks would otherwise be thousands of calls a round.
@@ -268,7 +272,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     if (prefetched) {
         r = *prefetched;
     } else {
-        r = co_await receipt(e->rec.hash);
+        r = co_await receipt(e->rec.hash_hex());
     }
     if (!r) co_return;
     const json::object* receipt = r->if_object();
@@ -278,7 +282,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
             co_await transition(
                 e, TxState::broadcasting,
                 fmt::format("block {} ({}) no longer holds it (a reorg): sending it again",
-                            e->rec.block_number.value_or(0), e->rec.block_hash.value_or("?")),
+                            e->rec.block_number().value_or(0), e->rec.block_hash().value_or("?")),
                 false, std::nullopt, std::nullopt);
             std::lock_guard lock(mu_);
             e->last_broadcast = {};
@@ -318,7 +322,7 @@ asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t h
     bool moved;
     {
         std::lock_guard lock(mu_);
-        moved = e->rec.state != TxState::confirming || e->rec.block_hash != block_hash;
+        moved = e->rec.state != TxState::confirming || e->rec.block_hash() != block_hash;
     }
     if (moved) {
         std::string why = fmt::format("mined in block {} ({})", *number, block_hash);

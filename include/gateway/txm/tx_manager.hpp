@@ -53,6 +53,8 @@ boost::json::object record_json(const store::TxRecord& record,
 /// A history as those records show it: [{state, reason, at}], oldest first.
 boost::json::array history_json(const std::vector<store::TxEvent>& history);
 
+struct HeldOrigin;  // who sent a held transaction (src/txm/tx_manager_internal.hpp)
+
 class TxManager {
 public:
     /// The pool, journal, metrics and clock must outlive the manager. `clock` measures how long
@@ -130,6 +132,14 @@ public:
 
 private:
     struct Entry;
+    /// The one HeldOrigin of these three, shared by every transaction held from it (with mu_); null
+    /// for none.
+    std::shared_ptr<const HeldOrigin> origin_of(std::optional<std::string> parent,
+                                                std::string client, std::string source);
+    /// What memory keeps of a journal record (with mu_: its origin is shared), and the record
+    /// again. False (nothing kept) when the record's hash or sender is not one.
+    bool hold(Entry& e, store::TxRecord&& r);
+    store::TxRecord record_of(const Entry& e) const;
     enum class Broadcast { accepted, refused, nonce_used, not_now };
     struct BroadcastResult {
         Broadcast verdict = Broadcast::not_now;
@@ -180,7 +190,7 @@ private:
     void index_mined(const std::shared_ptr<Entry>& e);
     /// A final transaction leaves memory (with mu_): the one held under `hash`, or only if that is
     /// `only`.
-    void forget(std::string_view hash, const Entry* only = nullptr);
+    void forget(const eth::Hash& hash, const Entry* only = nullptr);
     /// A client's transaction a node accepted: its BROADCASTING record, written after the
     /// client's answer.
     boost::asio::awaitable<void> record_taken(std::shared_ptr<Entry> e, std::string detail);
@@ -218,10 +228,14 @@ private:
     const util::Clock& clock_;
     std::atomic<std::uint64_t> rounds_{0};
 
-    // Every key that is a hash is a view of its entry's own rec.hash, which never changes once
-    // the entry is indexed (index(), index_mined()): a held transaction's hash is stored once.
+    // Hashes and addresses as bytes, not text: a held transaction's size counts a hundred
+    // thousand times. Bucketed with a seed of the process's own: a client choosing what it signs
+    // cannot aim many transactions at one bucket.
+    struct HashBucket {
+        std::size_t operator()(const eth::Hash& h) const noexcept;
+    };
     mutable std::mutex mu_;
-    std::unordered_map<std::string_view, std::shared_ptr<Entry>> by_hash_;  // unfinished ones
+    std::unordered_map<eth::Hash, std::shared_ptr<Entry>, HashBucket> by_hash_;  // unfinished ones
     // Per sender, its transactions in nonce order (and by hash within a nonce), one set node each,
     // each pointing to the entry by_hash_ holds: walking a sender's earlier nonces costs no hash
     // lookup (every intake does, and a sender may hold thousands).
@@ -238,9 +252,9 @@ private:
         // earlier nonce still waits (earlier_queued) without walking every earlier one.
         std::multiset<std::uint64_t> waiting;
     };
-    std::map<std::string, SenderIndex> by_sender_;
+    std::map<eth::Address, SenderIndex> by_sender_;
     // Mined and in a final state, but their block not final yet.
-    std::unordered_map<std::string_view, std::shared_ptr<Entry>> mined_;
+    std::unordered_map<eth::Hash, std::shared_ptr<Entry>, HashBucket> mined_;
 
     std::function<std::optional<std::uint64_t>()> finality_;
     std::function<void(std::string parent, std::string sender)> on_reopened_;
@@ -250,6 +264,10 @@ private:
     std::uint64_t reorgs_checked_ = 0;
     // Unfinished raw transactions (not managed attempts) by source: tx.max_queued_per_client.
     std::unordered_map<std::string, std::size_t> by_source_;
+    // The origins in use, by their three strings (origin_of); swept of those no transaction holds
+    // any more as the map doubles.
+    std::unordered_map<std::string, std::weak_ptr<const HeldOrigin>> origins_;
+    std::size_t origins_swept_at_ = 0;
 };
 
 }  // namespace gateway::txm
