@@ -139,7 +139,11 @@ asio::awaitable<bool> TxManager::load() {
         for (auto& r : mined) {
             if (r.chain != config_.name || !r.block_number) continue;
             auto e = std::make_shared<Entry>();
-            if (!hold(*e, std::move(r))) continue;
+            if (!hold(*e, std::move(r))) {
+                spdlog::error("chain {}: journal record {} has no hash or sender; not held",
+                              config_.name, r.hash);
+                continue;
+            }
             index_mined(e);
         }
     }
@@ -164,11 +168,14 @@ std::shared_ptr<const HeldOrigin> TxManager::origin_of(std::optional<std::string
                                                        std::string client, std::string source) {
     // Called with mu_ held.
     if (!parent && client.empty() && source.empty()) return nullptr;
+    // Each field after its length: no two triples make one key, whatever bytes they hold.
     std::string key;
-    key.reserve(client.size() + source.size() + (parent ? parent->size() : 0) + 3);
-    key.append(client).push_back('\0');
-    key.append(source).push_back('\0');
-    if (parent) key.append(1, '\1').append(*parent);
+    auto add = [&key](std::string_view field) {
+        key.append(std::to_string(field.size())).append(1, ':').append(field);
+    };
+    add(client);
+    add(source);
+    if (parent) add(*parent);
     auto& slot = origins_[key];
     if (auto held = slot.lock()) return held;
     auto made = std::make_shared<const HeldOrigin>(

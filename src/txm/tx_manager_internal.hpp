@@ -75,13 +75,16 @@ struct HeldRecord {
         static const Block none;
         return (block ? *block : none).number;
     }
-    void set_block(std::optional<std::string> hash, std::optional<std::uint64_t> number) {
-        if (!hash && !number)
-            block.reset();
-        else if (block)
-            *block = Block{std::move(hash), number};
-        else
-            block = std::make_unique<Block>(Block{std::move(hash), number});
+    // Once mined, its Block stays (emptied by a reorg) and is assigned in place: some readers
+    // look at the block without the lock, as they did when the fields were the record's own.
+    void set_block(const std::optional<std::string>& hash,
+                   const std::optional<std::uint64_t>& number) {
+        if (!block) {
+            if (!hash && !number) return;
+            block = std::make_unique<Block>();
+        }
+        block->hash = hash;
+        block->number = number;
     }
 };
 

@@ -133,7 +133,8 @@ asio::awaitable<jsonrpc::Reply> TxManager::describe(const json::value& params,
     {
         // The live reason (e.g. why it still waits) is fresher than the journal's.
         std::lock_guard lock(mu_);
-        if (auto it = by_hash_.find(*detail::hash_key(*hash)); it != by_hash_.end())
+        const auto key = detail::hash_key(*hash);
+        if (auto it = key ? by_hash_.find(*key) : by_hash_.end(); it != by_hash_.end())
             rec->reason = it->second->rec.reason;
     }
     co_return result_reply(json::serialize(record_json(*rec, &history)));
