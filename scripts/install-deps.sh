@@ -12,7 +12,7 @@ packages=(
     build-essential cmake ninja-build ccache pkg-config git ca-certificates curl
     libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
     libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
-    libsqlite3-dev libpq-dev libsecp256k1-dev
+    libsqlite3-dev libpq-dev libsecp256k1-dev zlib1g-dev
     googletest libgtest-dev libgmock-dev
     # tests/bench/micro.cpp (microbenchmarks, built with the tests); wrk, the bench's second
     # driver (tests/bench/wrk.lua, whose test runs it).

@@ -256,6 +256,8 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
             ? s.max_body_bytes_in_flight
             : std::max<std::size_t>(std::size_t{256} << 20, s.max_body_bytes);
     rpc_options.allowed_origins = s.cors_allowed_origins;
+    rpc_options.compress_min_bytes = s.compression.min_bytes;
+    rpc_options.compress_level = s.compression.level;
     for (auto header : {rpc::kUpstreamHeader, rpc::kQueuedHeader, rpc::kCacheHeader,
                         rpc::kStaleHeader, rpc::kDataAgeHeader, rpc::kReplacedByHeader})
         rpc_options.cors_expose_headers.emplace_back(header);

@@ -191,9 +191,12 @@ void read_cache(const Reader& r, const YAML::Node& n, const std::string& path, C
 
 void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path,
                    UpstreamConfig& u) {
-    r.check_keys(n, path,
-                 {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes",
-                  "ca_file", "max_rps", "max_concurrency", "max_logs_range", "max_batch_size"});
+    r.check_keys(
+        n, path,
+        {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes", "ca_file",
+         "max_rps", "max_concurrency", "max_logs_range", "max_batch_size", "accept_gzip"});
+    if_set(n, "accept_gzip",
+           [&](auto& v) { u.accept_gzip = read_bool(r, v, path + ".accept_gzip"); });
     if_set(n, "max_rps", [&](auto& v) {
         u.max_rps = static_cast<double>(r.integer(v, path + ".max_rps", 0, 1'000'000));
     });

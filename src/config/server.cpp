@@ -10,11 +10,26 @@ namespace gateway::config::detail {
 
 void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
     r.check_keys(n, "server",
-                 {"listen", "admin_listen", "threads", "max_body_bytes", "max_body_bytes_in_flight",
-                  "max_header_bytes", "max_batch_size", "batch_concurrency",
-                  "max_batch_response_bytes", "idle_timeout_ms", "read_timeout_ms",
-                  "request_timeout_ms", "shutdown_grace_ms", "drain_delay_ms", "header_timeout_ms",
-                  "max_connections", "max_connections_per_ip", "cors", "tls"});
+                 {"listen",
+                  "admin_listen",
+                  "threads",
+                  "max_body_bytes",
+                  "max_body_bytes_in_flight",
+                  "max_header_bytes",
+                  "max_batch_size",
+                  "batch_concurrency",
+                  "max_batch_response_bytes",
+                  "idle_timeout_ms",
+                  "read_timeout_ms",
+                  "request_timeout_ms",
+                  "shutdown_grace_ms",
+                  "drain_delay_ms",
+                  "header_timeout_ms",
+                  "max_connections",
+                  "max_connections_per_ip",
+                  "cors",
+                  "tls",
+                  "compression"});
     if_set(n, "listen", [&](auto& v) { s.listen = r.endpoint(v, "server.listen"); });
     if_set(n, "admin_listen",
            [&](auto& v) { s.admin_listen = r.endpoint(v, "server.admin_listen"); });
@@ -57,6 +72,15 @@ void read_server(const Reader& r, const YAML::Node& n, ServerConfig& s) {
     });
     if_set(n, "max_connections_per_ip", [&](auto& v) {
         s.max_connections_per_ip = r.integer(v, "server.max_connections_per_ip", 0, 10'000'000);
+    });
+    if_set(n, "compression", [&](auto& c) {
+        r.check_keys(c, "server.compression", {"min_bytes", "level"});
+        if_set(c, "min_bytes", [&](auto& v) {
+            s.compression.min_bytes = r.integer(v, "server.compression.min_bytes", 0, 1ull << 30);
+        });
+        if_set(c, "level", [&](auto& v) {
+            s.compression.level = static_cast<int>(r.integer(v, "server.compression.level", 1, 9));
+        });
     });
     if_set(n, "cors", [&](auto& c) {
         r.check_keys(c, "server.cors", {"allowed_origins"});

@@ -1,5 +1,6 @@
 #include "session.hpp"
 
+#include "gateway/util/gzip.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 
@@ -69,6 +70,28 @@ std::optional<std::string> framing_problem(const bhttp::request_header<Fields>& 
         "Transfer-Encoding must be \"chunked\" alone (or absent, with Content-Length): other "
         "codings are not read");
 }
+// How a request's body is encoded (Content-Encoding): identity, gzip, or one the listener does not
+// decode (with its name, for the refusal).
+enum class BodyCoding { identity, gzip, other };
+template <class Fields>
+BodyCoding body_coding(const bhttp::request_header<Fields>& head, std::string& named) {
+    BodyCoding coding = BodyCoding::identity;
+    for (const auto& field : head) {
+        if (field.name() != bhttp::field::content_encoding) continue;
+        const auto value = trim(field.value());
+        if (value.empty() || iequals(value, "identity")) continue;
+        // One coding, once: gzip of gzip, or a list, is not what a JSON-RPC client sends.
+        if (coding == BodyCoding::identity &&
+            (iequals(value, "gzip") || iequals(value, "x-gzip"))) {
+            coding = BodyCoding::gzip;
+            continue;
+        }
+        named = std::string(util::utf8_prefix(value, 40));
+        return BodyCoding::other;
+    }
+    return coding;
+}
+
 // A request body's share of the listener's budget (ListenerState::reserve_body), given back when it
 // goes.
 class BodyReservation {
@@ -263,6 +286,13 @@ private:
                 co_await refuse_with(400, *why);
                 co_return;
             }
+            std::string coding_named;
+            const BodyCoding coding = body_coding(head, coding_named);
+            if (coding == BodyCoding::other) {
+                co_await refuse_with(415, "request Content-Encoding \"" + coding_named +
+                                              "\" is not read: send gzip or none");
+                co_return;
+            }
             Request request;
             request.method = std::string(head.method_string());
             request.target = std::string(head.target());
@@ -306,7 +336,11 @@ private:
                 // Its body counts against the listener's budget from now until its answer is
                 // written: a flood of large bodies is refused before they are read.
                 if (!parser.is_done()) {
-                    const std::size_t size = parser.content_length().value_or(opt.max_body_bytes);
+                    // A gzip body counts as the most it may decode to.
+                    const std::size_t size =
+                        coding == BodyCoding::gzip
+                            ? opt.max_body_bytes
+                            : parser.content_length().value_or(opt.max_body_bytes);
                     if (!state_->reserve_body(size)) {
                         co_await refuse_with(
                             503,
@@ -337,7 +371,9 @@ private:
                 // slowly: the place is someone else's.)
                 if (!request_complete()) co_return;
                 request.body = std::move(parser.get().body());
-                co_await answer(request, response);
+                if (coding != BodyCoding::gzip || decode_body(request, response))
+                    co_await answer(request, response);
+                compress(request, response);
             }
 
             keep_alive = keep_alive && !state_->stopping;
@@ -356,6 +392,43 @@ private:
                 stream_, std::span<const asio::const_buffer>(out), use_nothrow);
             if (wec || !keep_alive) co_return;
         }
+    }
+
+    // A gzip request body, decoded in place, within max_body_bytes once decoded. False with
+    // `response` the refusal (413, 400) when it cannot be: the body was read, so the connection
+    // carries on.
+    bool decode_body(Request& request, Response& response) {
+        const ListenerOptions& opt = state_->options;
+        util::GunzipError why{};
+        auto decoded = util::gunzip(request.body, opt.max_body_bytes, &why);
+        if (decoded) {
+            request.body = std::move(*decoded);
+            return true;
+        }
+        response.status = why == util::GunzipError::too_large ? 413 : 400;
+        const std::string message =
+            why == util::GunzipError::too_large
+                ? "request body too large once decoded: the limit is " +
+                      std::to_string(opt.max_body_bytes) + " bytes (server.max_body_bytes)"
+                : std::string("request body is not valid gzip (Content-Encoding: gzip)");
+        spdlog::debug("{} listener: refused a request from {}: {}", opt.name, remote_, message);
+        response.body = opt.error_body ? opt.error_body(response.status, message) : std::string();
+        add_cors_headers(request, state_->browser, response);
+        return false;
+    }
+
+    // The handler's answer gzip-compressed when the client accepts it and it is large enough to
+    // gain (server.compression.min_bytes); an answer that could have been says Vary, for caches.
+    void compress(const Request& request, Response& response) const {
+        const ListenerOptions& opt = state_->options;
+        if (!opt.compress_min_bytes || response.body.size() < opt.compress_min_bytes) return;
+        if (response.status == 204 || response.status == 304 || response.status < 200) return;
+        for (const auto& [name, value] : response.headers)
+            if (iequals(name, "content-encoding")) return;  // the handler's own
+        response.headers.emplace_back("Vary", "Accept-Encoding");
+        if (!util::accepts_gzip(request.header("accept-encoding"))) return;
+        response.body = util::gzip(response.body, opt.compress_level);
+        response.headers.emplace_back("Content-Encoding", "gzip");
     }
 
     // A whole request that passed the browser checks (on its head): the handler's answer.

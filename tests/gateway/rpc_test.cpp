@@ -3,6 +3,8 @@
 
 #include "support/gateway_fixture.hpp"
 
+#include "gateway/util/gzip.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
@@ -32,6 +34,33 @@ TEST_F(GatewayTest, ForwardsACallAndKeepsTheId) {
     EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":"abc-1","result":"0xde0b6b3a7640000"})");
     EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
     EXPECT_EQ(r.header("content-type"), "application/json");
+}
+
+// Not a sidecar: a client that sends and accepts gzip gets a large answer compressed (1 KB and
+// up by default), a small one as it is, and the id and every header as without compression.
+TEST_F(GatewayTest, AGzipClientSendsAndGetsCompressedBodies) {
+    const std::string large = "\"0x" + std::string(8000, 'c') + "\"";
+    FakeUpstream node(31337,
+                      [&](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+                          if (m == "eth_call") return FakeReply::ok(large);
+                          return std::nullopt;
+                      });
+    start({node.url()});
+    const std::string call =
+        R"({"jsonrpc":"2.0","id":7,"method":"eth_call","params":[{"to":"0x00000000000000000000000000000000000000aa"},"latest"]})";
+    test::HttpConnection c(port());
+    auto r = c.request("POST", "/", util::gzip(call),
+                       {{"Content-Encoding", "gzip"}, {"Accept-Encoding", "gzip"}});
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header("content-encoding"), "gzip");
+    EXPECT_EQ(r.header("x-gateway-upstream"), "node-0");
+    EXPECT_LT(r.body.size(), 1000u);
+    EXPECT_EQ(util::gunzip(r.body, 1u << 20, nullptr),
+              R"({"jsonrpc":"2.0","id":7,"result":)" + large + "}");
+    r = c.request("POST", "/", R"({"jsonrpc":"2.0","id":8,"method":"eth_chainId","params":[]})",
+                  {{"Accept-Encoding", "gzip"}});
+    EXPECT_EQ(r.header("content-encoding"), "");
+    EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":8,"result":"0x7a69"})");
 }
 
 TEST_F(GatewayTest, ABatchIsAnsweredInOrderWithExactIds) {

@@ -72,6 +72,9 @@ TEST(Config, DefaultsWhenSectionsAreLeftOut) {
     EXPECT_EQ(c.chains[0].health.interval, Millis(1000));
     EXPECT_EQ(c.chains[0].upstreams[0].timeout, Millis(10'000));
     EXPECT_EQ(c.server.drain_delay, Millis(0)) << "SIGTERM drains at once unless asked";
+    EXPECT_EQ(c.server.compression.min_bytes, 1024u) << "answers of 1 KB or more compressed";
+    EXPECT_EQ(c.server.compression.level, 1);
+    EXPECT_FALSE(c.chains[0].upstreams[0].accept_gzip) << "decided by the host";
 }
 
 TEST(Config, EveryKeyIsRead) {
@@ -90,6 +93,7 @@ server:
   request_timeout_ms: 13
   shutdown_grace_ms: 0
   drain_delay_ms: 5000
+  compression: {min_bytes: 2048, level: 6}
 auth: {admin: {token_env: ADMIN_TOKEN}}   # the admin listener is not loopback
 log: {level: debug, format: text}
 store: {backend: sqlite, path: /var/lib/gw.db, timeout_ms: 250}
@@ -99,7 +103,7 @@ chains:
     health: {interval_ms: 100, timeout_ms: 50, healthy_threshold: 3, unhealthy_threshold: 4}
     upstreams:
       - {id: a.b-c_d, url: "https://user:pw@rpc.example.com/v3/key?x=1", tier: primary, timeout_ms: 99,
-         max_idle_connections: 7, max_response_bytes: 4096}
+         max_idle_connections: 7, max_response_bytes: 4096, accept_gzip: false}
 )",
                      {{"ADMIN_TOKEN", "an-admin-token-of-some-length"}});
     EXPECT_EQ(c.server.listen.host, "::1");
@@ -116,6 +120,8 @@ chains:
     EXPECT_EQ(c.server.request_timeout, Millis(13));
     EXPECT_EQ(c.server.shutdown_grace, Millis(0));
     EXPECT_EQ(c.server.drain_delay, Millis(5000));
+    EXPECT_EQ(c.server.compression.min_bytes, 2048u);
+    EXPECT_EQ(c.server.compression.level, 6);
     EXPECT_EQ(c.log.level, "debug");
     EXPECT_EQ(c.log.format, LogConfig::Format::text);
     EXPECT_EQ(c.store.path, "/var/lib/gw.db");
@@ -130,6 +136,7 @@ chains:
     EXPECT_EQ(u.timeout, Millis(99));
     EXPECT_EQ(u.max_idle_connections, 7u);
     EXPECT_EQ(u.max_response_bytes, 4096u);
+    EXPECT_EQ(u.accept_gzip, false);
 }
 
 TEST(Config, ThePoolKeys) {
@@ -293,6 +300,10 @@ TEST(Config, WrongValuesNameTheKey) {
     EXPECT_THAT(error_of("server: 5\n" + kMinimal), HasSubstr("server: must be a mapping"));
     EXPECT_THAT(error_of("server:\n  drain_delay_ms: 3600000\n" + kMinimal),
                 HasSubstr("server.drain_delay_ms: 3600000 is out of range [0, 600000]"));
+    EXPECT_THAT(error_of("server:\n  compression: {level: 10}\n" + kMinimal),
+                HasSubstr("server.compression.level: 10 is out of range [1, 9]"));
+    EXPECT_THAT(error_of("server:\n  compression: {min_byte: 10}\n" + kMinimal),
+                HasSubstr("min_byte"));
     EXPECT_THAT(error_of("server:\n  drain_delay_ms: 5s\n" + kMinimal),
                 HasSubstr("server.drain_delay_ms: '5s' is not a whole number"));
     EXPECT_THAT(error_of("log:\n  level: loud\n" + kMinimal),

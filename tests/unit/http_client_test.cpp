@@ -3,6 +3,7 @@
 // status, Retry-After and size limits.
 
 #include "gateway/upstream/http_client.hpp"
+#include "gateway/util/gzip.hpp"
 
 #include "support/fake_upstream.hpp"
 #include "support/http_test_client.hpp"
@@ -211,6 +212,78 @@ TEST_P(HttpClientTest, APooledConnectionTheUpstreamClosedIsReplaced) {
     HttpResult r = post(*client);
     EXPECT_TRUE(r.ok()) << r.detail;
     EXPECT_EQ(forwarder.accepted(), 2u);
+}
+
+// An upstream is asked for gzip (a hosted provider's answers shrink several times) unless it is on
+// this machine, and a gzip answer is decoded within max_response_bytes; a coding not asked for
+// is a bad answer, not bytes passed on as JSON.
+TEST_P(HttpClientTest, AsksForGzipUnlessTheNodeIsLocalAndDecodesWhatComesBack) {
+    const std::string answer =
+        R"({"jsonrpc":"2.0","id":1,"result":")" + std::string(8000, 'a') + "\"}";
+    std::mutex mu;
+    std::vector<std::string> heads;
+    std::string coding = "gzip";
+    std::string payload = util::gzip(answer);
+    test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
+        for (;;) {
+            const std::string request = test::RawServer::read_request(s);
+            if (request.empty()) return;
+            std::string body;
+            std::string named;
+            {
+                std::lock_guard lock(mu);
+                heads.push_back(request.substr(0, request.find("\r\n\r\n")));
+                body = payload;
+                named = coding;
+            }
+            test::RawServer::write(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: " + named +
+                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+        }
+    });
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
+    auto asked = [&] {
+        std::lock_guard lock(mu);
+        return heads.back().find("\r\nAccept-Encoding: gzip") != std::string::npos;
+    };
+
+    auto config = upstream_config(url);
+    config.accept_gzip = true;
+    auto client = make_http_client(config);
+    HttpResult r = post(*client);
+    ASSERT_TRUE(r.ok()) << r.detail;
+    EXPECT_TRUE(asked());
+    EXPECT_EQ(r.body, answer);
+
+    // Loopback by default: not asked (the node answers gzip anyway here, and it is decoded).
+    auto local = make_http_client(upstream_config(url));
+    r = post(*local);
+    ASSERT_TRUE(r.ok()) << r.detail;
+    EXPECT_FALSE(asked());
+    EXPECT_EQ(r.body, answer);
+
+    // Larger than max_response_bytes once decoded.
+    config.max_response_bytes = 4096;
+    auto bounded = make_http_client(config);
+    r = post(*bounded);
+    EXPECT_EQ(r.error, TransportError::response_too_large);
+    EXPECT_THAT(r.detail, HasSubstr("once decoded"));
+
+    {
+        std::lock_guard lock(mu);
+        payload = answer;  // says gzip, is not
+    }
+    r = post(*client);
+    EXPECT_EQ(r.error, TransportError::bad_http);
+    EXPECT_THAT(r.detail, HasSubstr("not valid gzip"));
+    {
+        std::lock_guard lock(mu);
+        coding = "br";
+    }
+    r = post(*client);
+    EXPECT_EQ(r.error, TransportError::bad_http);
+    EXPECT_THAT(r.detail, HasSubstr("\"br\" was not asked for"));
 }
 
 TEST_P(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendingIt) {

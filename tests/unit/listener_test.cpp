@@ -4,6 +4,7 @@
 #include "gateway/http/listener.hpp"
 
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/util/gzip.hpp"
 #include "support/http_test_client.hpp"
 #include "support/tls_server.hpp"
 
@@ -203,6 +204,91 @@ TEST_F(ListenerTest, TheAnswerToHeadHasNoBody) {
         << replies;
     EXPECT_EQ(replies.compare(end_of_first + 4, 9, "HTTP/1.1 "), 0) << replies;
     EXPECT_NE(replies.find("\r\n\r\ntwo"), std::string::npos) << replies;
+}
+
+// Answers of server.compression.min_bytes or more go gzip-compressed to a client that accepts it,
+// with Vary for caches; smaller ones, and answers to clients that do not, go as they are.
+TEST_F(ListenerTest, LargeAnswersAreGzipCompressedForClientsThatAcceptIt) {
+    ListenerOptions o;
+    o.compress_min_bytes = 1024;
+    start(o);
+    test::HttpConnection c(port());
+    std::string large = "[";
+    for (int i = 0; i < 100; ++i) large += R"({"jsonrpc":"2.0","id":)" + std::to_string(i) + "},";
+    large.back() = ']';
+    ASSERT_GT(large.size(), 1024u);
+
+    auto r = c.request("POST", "/", large, {{"Accept-Encoding", "br, gzip"}});
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header("content-encoding"), "gzip");
+    EXPECT_EQ(r.header("vary"), "Accept-Encoding");
+    EXPECT_LT(r.body.size(), large.size() / 4);
+    EXPECT_EQ(util::gunzip(r.body, 1u << 20, nullptr), large);
+    EXPECT_EQ(r.header("content-length"), std::to_string(r.body.size()));
+
+    r = c.request("POST", "/", large, {{"Accept-Encoding", "gzip;q=0, br"}});
+    EXPECT_EQ(r.header("content-encoding"), "");
+    EXPECT_EQ(r.header("vary"), "Accept-Encoding");
+    EXPECT_EQ(r.body, large);
+    r = c.post("/", large);
+    EXPECT_EQ(r.header("content-encoding"), "");
+    EXPECT_EQ(r.body, large);
+
+    const std::string small = large.substr(0, 1000) + "]";
+    r = c.request("POST", "/", small, {{"Accept-Encoding", "gzip"}});
+    EXPECT_EQ(r.header("content-encoding"), "");
+    EXPECT_EQ(r.header("vary"), "");
+    EXPECT_EQ(r.body, small);
+    EXPECT_TRUE(r.keep_alive);
+}
+
+TEST_F(ListenerTest, NoAnswerIsCompressedWhenCompressionIsOff) {
+    start({});  // compress_min_bytes 0
+    test::HttpConnection c(port());
+    const std::string large(64 * 1024, 'a');
+    auto r = c.request("POST", "/", large, {{"Accept-Encoding", "gzip"}});
+    EXPECT_EQ(r.header("content-encoding"), "");
+    EXPECT_EQ(r.header("vary"), "");
+    EXPECT_EQ(r.body, large);
+}
+
+// A gzip request body is decoded before the handler sees it, and bounded by max_body_bytes once
+// decoded: a small bomb is refused (413) without being inflated whole; a body that is not gzip
+// is a 400, and a coding the listener does not read a 415 before the body is read.
+TEST_F(ListenerTest, AGzipRequestBodyIsDecodedWithinTheBodyLimit) {
+    ListenerOptions o;
+    o.max_body_bytes = 64 * 1024;
+    start(o);
+    test::HttpConnection c(port());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]})";
+    auto r = c.request("POST", "/", util::gzip(body), {{"Content-Encoding", "gzip"}});
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.body, body) << "the handler saw the decoded body";
+    EXPECT_EQ(handled, 1);
+
+    const std::string bomb = util::gzip(std::string(16u << 20, ' '), 9);
+    ASSERT_LT(bomb.size(), o.max_body_bytes);
+    r = c.request("POST", "/", bomb, {{"Content-Encoding", "GZIP"}});
+    EXPECT_EQ(r.status, 413u);
+    EXPECT_THAT(r.body, HasSubstr("too large once decoded: the limit is 65536 bytes"));
+    r = c.request("POST", "/", body, {{"Content-Encoding", "gzip"}});
+    EXPECT_EQ(r.status, 400u);
+    EXPECT_THAT(r.body, HasSubstr("not valid gzip"));
+    EXPECT_EQ(handled, 1) << "neither reached the handler";
+    // The body was read whole each time: the connection carries on.
+    EXPECT_EQ(c.post("/", "ok").body, "ok");
+
+    test::HttpConnection d(port());
+    r = d.request("POST", "/", body, {{"Content-Encoding", "br"}});
+    EXPECT_EQ(r.status, 415u);
+    EXPECT_THAT(r.body, HasSubstr("Content-Encoding \"br\" is not read"));
+    EXPECT_FALSE(r.keep_alive);
+    EXPECT_EQ(handled, 2);
+    // identity is no coding at all.
+    EXPECT_EQ(test::HttpConnection(port())
+                  .request("POST", "/", body, {{"Content-Encoding", "identity"}})
+                  .body,
+              body);
 }
 
 TEST_F(ListenerTest, ABodyOverTheLimitIs413AndTheConnectionCloses) {

@@ -35,6 +35,14 @@ struct TlsConfig {
     bool enabled() const { return !cert_file.empty(); }
 };
 
+/// gzip of the RPC listener's answers, for deployments that are not a sidecar.
+struct CompressionConfig {
+    /// Answers of at least this many bytes are gzip-compressed for clients that accept it; 0:
+    /// never. (Smaller ones gain too little for the CPU.)
+    std::size_t min_bytes = 1024;
+    int level = 1;  ///< zlib's, 1 (fastest) to 9 (smallest)
+};
+
 struct ServerConfig {
     Endpoint listen{"127.0.0.1", 8545};
     Endpoint admin_listen{"127.0.0.1", 9545};
@@ -66,6 +74,7 @@ struct ServerConfig {
     /// A request with another Origin than these or the listener's own gets 403.
     std::vector<std::string> cors_allowed_origins;
     TlsConfig tls;
+    CompressionConfig compression;
 };
 
 struct LogConfig {
@@ -97,6 +106,10 @@ struct UpstreamConfig {
     std::size_t max_concurrency = 0;   ///< calls in flight to it at once; 0: no limit
     std::uint64_t max_logs_range = 0;  ///< blocks one eth_getLogs may span on it; 0: no limit
     std::size_t max_batch_size = 100;  ///< reads of a client's batch sent to it as one; 0: never
+    /// Ask it for gzip-compressed answers (Accept-Encoding: gzip): hosted providers serve them,
+    /// and a block or a log range shrinks several times. Default: yes unless its host is a
+    /// loopback address or "localhost" (a sidecar's node: compressing costs more than it saves).
+    std::optional<bool> accept_gzip;
 };
 
 struct HealthConfig {

@@ -100,6 +100,13 @@ struct ListenerOptions {
     /// Response headers a cross-origin page may read (X-Gateway-*).
     std::vector<std::string> cors_expose_headers;
 
+    /// The handler's answers of at least this many bytes are gzip-compressed for a client whose
+    /// Accept-Encoding takes gzip, at zlib level `compress_level`; 0: never. A request body with
+    /// Content-Encoding gzip is decoded whatever this says, within max_body_bytes once decoded
+    /// (413 beyond, 400 when it is not gzip); another coding gets 415.
+    std::size_t compress_min_bytes = 0;
+    int compress_level = 1;
+
     /// TLS: when set, connections are TLS only (the handshake counts toward header_timeout).
     config::TlsConfig tls;
 
