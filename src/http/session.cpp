@@ -399,6 +399,7 @@ private:
     // carries on.
     bool decode_body(Request& request, Response& response) {
         const ListenerOptions& opt = state_->options;
+        if (request.body.empty()) return true;  // nothing to decode (a bodiless request)
         util::GunzipError why{};
         auto decoded = util::gunzip(request.body, opt.max_body_bytes, &why);
         if (decoded) {
@@ -427,7 +428,13 @@ private:
             if (iequals(name, "content-encoding")) return;  // the handler's own
         response.headers.emplace_back("Vary", "Accept-Encoding");
         if (!util::accepts_gzip(request.header("accept-encoding"))) return;
-        response.body = util::gzip(response.body, opt.compress_level);
+        try {
+            response.body = util::gzip(response.body, opt.compress_level);
+        } catch (const std::exception& e) {
+            // zlib out of memory: the answer goes as it is.
+            spdlog::warn("{} listener: cannot compress an answer: {}", opt.name, e.what());
+            return;
+        }
         response.headers.emplace_back("Content-Encoding", "gzip");
     }
 

@@ -354,6 +354,38 @@ private:
         co_return HttpResult{};
     }
 
+    // An answer's body as its Content-Encoding says: decoded from gzip (within
+    // max_response_bytes), or a failure for a coding not asked for. An error status's body that
+    // cannot be read so is left as it is: the status tells what happened.
+    struct Decoded {
+        std::optional<std::string> body;  // the decoded body; none: the body is as it came
+        std::optional<HttpResult> failure;
+    };
+    Decoded decode(const bhttp::response<bhttp::string_body>& res) const {
+        Decoded out;
+        auto it = res.find(bhttp::field::content_encoding);
+        if (it == res.end() || res.body().empty()) return out;
+        const auto coding = util::lower(it->value());
+        const bool ok = res.result_int() >= 200 && res.result_int() < 300;
+        if (coding == "gzip" || coding == "x-gzip") {
+            util::GunzipError why{};
+            out.body = util::gunzip(res.body(), max_response_, &why);
+            if (!out.body && ok)
+                out.failure =
+                    why == util::GunzipError::too_large
+                        ? failure(TransportError::response_too_large,
+                                  "response larger than max_response_bytes once decoded", true)
+                        : failure(TransportError::bad_http, "response is not valid gzip", true);
+        } else if (!coding.empty() && coding != "identity" && ok) {
+            out.failure =
+                failure(TransportError::bad_http,
+                        "response Content-Encoding \"" +
+                            std::string(util::utf8_prefix(coding, 40)) + "\" was not asked for",
+                        true);
+        }
+        return out;
+    }
+
     template <class Stream>
     asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
                                            bool& stale, std::shared_ptr<CallBudget> budget) {
@@ -386,9 +418,11 @@ private:
         parser.header_limit(64 * 1024);
         error_code rec;
         bool over_budget = false;
+        Decoded decoding;
         if (!budget) {
             std::tie(rec, std::ignore) =
                 co_await bhttp::async_read(stream, c.buffer, parser, use_nothrow);
+            if (!rec) decoding = decode(parser.get());
         } else {
             // Read piece by piece so that the budget sees the answer grow (and its announced
             // length at once: the body is reserved to it).
@@ -409,6 +443,11 @@ private:
                     co_await bhttp::async_read_some(stream, c.buffer, parser, use_nothrow);
                 if (ended()) break;
                 over_budget = !counted.grow_to(std::max(announced, parser.get().body().size()));
+            }
+            // A compressed answer counts as decoded, while the budget still sees it.
+            if (!rec && !over_budget) {
+                decoding = decode(parser.get());
+                if (decoding.body) over_budget = !counted.grow_to(decoding.body->size());
             }
         }
         if (over_budget) {
@@ -449,25 +488,8 @@ private:
         }
         result.body = std::move(res.body());
         if (!res.keep_alive()) c.connected = false;
-        if (auto it = res.find(bhttp::field::content_encoding); it != res.end()) {
-            const auto coding = util::lower(it->value());
-            if (coding == "gzip" || coding == "x-gzip") {
-                util::GunzipError why{};
-                auto decoded = util::gunzip(result.body, max_response_, &why);
-                if (!decoded)
-                    co_return why == util::GunzipError::too_large
-                        ? failure(TransportError::response_too_large,
-                                  "response larger than max_response_bytes once decoded", true)
-                        : failure(TransportError::bad_http, "response is not valid gzip", true);
-                result.body = std::move(*decoded);
-            } else if (!coding.empty() && coding != "identity") {
-                co_return failure(TransportError::bad_http,
-                                  "response Content-Encoding \"" +
-                                      std::string(util::utf8_prefix(coding, 40)) +
-                                      "\" was not asked for",
-                                  true);
-            }
-        }
+        if (decoding.failure) co_return std::move(*decoding.failure);
+        if (decoding.body) result.body = std::move(*decoding.body);
         co_return result;
     }
 

@@ -10,6 +10,11 @@
 
 namespace gateway::util {
 
+namespace {
+// zlib counts in 32-bit units: larger inputs and outputs go in slices of this.
+constexpr std::size_t kSlice = std::size_t{1} << 30;
+}  // namespace
+
 std::string gzip(std::string_view in, int level) {
     z_stream z{};
     // 15 + 16: a gzip wrapper (header and CRC-32) around the deflate stream; memLevel 8 as zlib's
@@ -17,18 +22,34 @@ std::string gzip(std::string_view in, int level) {
     if (deflateInit2(&z, std::clamp(level, 1, 9), Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
         Z_OK)
         throw std::runtime_error("zlib: deflateInit2 failed");
+    struct End {
+        z_stream& z;
+        ~End() { deflateEnd(&z); }
+    } end{z};
     std::string out;
-    out.resize(deflateBound(&z, static_cast<uLong>(in.size())));
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    z.avail_in = static_cast<uInt>(in.size());
-    z.next_out = reinterpret_cast<Bytef*>(out.data());
-    z.avail_out = static_cast<uInt>(out.size());
-    // deflateBound is enough for one call with Z_FINISH.
-    const int rc = deflate(&z, Z_FINISH);
-    const std::size_t written = out.size() - z.avail_out;
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END) throw std::runtime_error("zlib: deflate did not finish");
-    out.resize(written);
+    // What deflate can take up to, for the slice at hand; grown if a larger input needs it.
+    out.resize(deflateBound(&z, static_cast<uLong>(std::min(in.size(), kSlice))) + 64);
+    std::size_t fed = 0;
+    std::size_t have = 0;
+    for (;;) {
+        const std::size_t slice = std::min(in.size() - fed, kSlice);
+        z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + fed));
+        z.avail_in = static_cast<uInt>(slice);
+        const bool last = fed + slice == in.size();
+        int rc = Z_OK;
+        do {
+            if (have == out.size()) out.resize(out.size() * 2);
+            const std::size_t room = std::min(out.size() - have, kSlice);
+            z.next_out = reinterpret_cast<Bytef*>(out.data() + have);
+            z.avail_out = static_cast<uInt>(room);
+            rc = deflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+            if (rc == Z_STREAM_ERROR) throw std::runtime_error("zlib: deflate failed");
+            have += room - z.avail_out;
+        } while (z.avail_out == 0 || (last && rc != Z_STREAM_END));
+        fed += slice;
+        if (last) break;
+    }
+    out.resize(have);
     return out;
 }
 
@@ -37,6 +58,7 @@ std::optional<std::string> gunzip(std::string_view in, std::size_t limit, Gunzip
         if (error) *error = why;
         return std::nullopt;
     };
+    limit = std::min(limit, std::string().max_size() / 2);
     z_stream z{};
     if (inflateInit2(&z, 15 + 16) != Z_OK) return fail(GunzipError::corrupt);
     struct End {
@@ -44,30 +66,39 @@ std::optional<std::string> gunzip(std::string_view in, std::size_t limit, Gunzip
         ~End() { inflateEnd(&z); }
     } end{z};
     std::string out;
-    // Grown as it decodes, never past the limit (one byte over tells the limit was passed).
-    out.resize(std::min<std::size_t>(std::max<std::size_t>(in.size() * 4, 4096), limit + 1));
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    z.avail_in = static_cast<uInt>(in.size());
+    // Grown as it decodes, four times at a step, never past the limit (one byte over tells the
+    // limit was passed).
+    out.resize(std::min<std::size_t>(std::max<std::size_t>(in.size() * 8, 64 * 1024), limit + 1));
+    std::size_t fed = 0;
     std::size_t have = 0;
     for (;;) {
         if (have == out.size()) {
             if (out.size() > limit) return fail(GunzipError::too_large);
-            out.resize(std::min(out.size() * 2, limit + 1));
+            out.resize(std::min(out.size() * 4, limit + 1));
         }
+        if (z.avail_in == 0 && fed < in.size()) {
+            const std::size_t slice = std::min(in.size() - fed, kSlice);
+            z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + fed));
+            z.avail_in = static_cast<uInt>(slice);
+            fed += slice;
+        }
+        const std::size_t room = std::min(out.size() - have, kSlice);
         z.next_out = reinterpret_cast<Bytef*>(out.data() + have);
-        z.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - have, 1u << 30));
-        const uInt before = z.avail_out;
+        z.avail_out = static_cast<uInt>(room);
+        const uInt in_before = z.avail_in;
         const int rc = inflate(&z, Z_NO_FLUSH);
-        have += before - z.avail_out;
+        have += room - z.avail_out;
         if (have > limit) return fail(GunzipError::too_large);
         if (rc == Z_STREAM_END) {
-            if (z.avail_in == 0) break;
+            if (z.avail_in == 0 && fed == in.size()) break;
             // Another member follows.
             if (inflateReset(&z) != Z_OK) return fail(GunzipError::corrupt);
             continue;
         }
-        if (rc == Z_BUF_ERROR && z.avail_in == 0) return fail(GunzipError::corrupt);  // cut short
         if (rc != Z_OK && rc != Z_BUF_ERROR) return fail(GunzipError::corrupt);
+        // No progress with room to write: the input ended before its member did.
+        if (z.avail_out != 0 && z.avail_in == in_before && fed == in.size())
+            return fail(GunzipError::corrupt);
     }
     out.resize(have);
     return out;

@@ -223,6 +223,7 @@ TEST_P(HttpClientTest, AsksForGzipUnlessTheNodeIsLocalAndDecodesWhatComesBack) {
     std::mutex mu;
     std::vector<std::string> heads;
     std::string coding = "gzip";
+    std::string status = "200 OK";
     std::string payload = util::gzip(answer);
     test::RawServer server([&](boost::asio::ip::tcp::socket& s, std::size_t) {
         for (;;) {
@@ -230,16 +231,18 @@ TEST_P(HttpClientTest, AsksForGzipUnlessTheNodeIsLocalAndDecodesWhatComesBack) {
             if (request.empty()) return;
             std::string body;
             std::string named;
+            std::string line;
             {
                 std::lock_guard lock(mu);
                 heads.push_back(request.substr(0, request.find("\r\n\r\n")));
                 body = payload;
                 named = coding;
+                line = status;
             }
             test::RawServer::write(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: " + named +
-                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+                s, "HTTP/1.1 " + line +
+                       "\r\nContent-Type: application/json\r\nContent-Encoding: " + named +
+                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
         }
     });
     const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
@@ -270,6 +273,19 @@ TEST_P(HttpClientTest, AsksForGzipUnlessTheNodeIsLocalAndDecodesWhatComesBack) {
     EXPECT_EQ(r.error, TransportError::response_too_large);
     EXPECT_THAT(r.detail, HasSubstr("once decoded"));
 
+    // A request's answer budget counts the answer decoded (where the exchange counts it: see
+    // CountsTheAnswerAgainstTheBudgetWhenItRunsInPlace), not the few bytes that came.
+    auto request = std::make_shared<AnswerBudget>();
+    request->limit = 2000;
+    r = run(client->post(kCall, PostOptions{Clock::now() + 5s, true, nullptr,
+                                            std::make_shared<CallBudget>(CallBudget{request})}));
+    if (GetParam() == Caller::on_loop) {
+        ASSERT_TRUE(r.ok()) << r.detail;
+    } else {
+        EXPECT_EQ(r.error, TransportError::over_budget) << r.detail;
+        EXPECT_TRUE(request->spent);
+    }
+
     {
         std::lock_guard lock(mu);
         payload = answer;  // says gzip, is not
@@ -284,6 +300,14 @@ TEST_P(HttpClientTest, AsksForGzipUnlessTheNodeIsLocalAndDecodesWhatComesBack) {
     r = post(*client);
     EXPECT_EQ(r.error, TransportError::bad_http);
     EXPECT_THAT(r.detail, HasSubstr("\"br\" was not asked for"));
+    // An error status in a coding not asked for (a CDN's page) is that status, as without it.
+    {
+        std::lock_guard lock(mu);
+        status = "503 Service Unavailable";
+    }
+    r = post(*client);
+    EXPECT_EQ(r.status, 503u);
+    EXPECT_NE(r.error, TransportError::bad_http) << r.detail;
 }
 
 TEST_P(HttpClientTest, AWriteIsNotRepeatedWhenThePooledConnectionDiesAfterSendingIt) {
