@@ -5,7 +5,8 @@
 // receipts (null: never mined), fees. Batches are answered as batches (nginx and HAProxy pass
 // them through). HTTP/1.1 keep-alive, Beast, one io_context on --threads threads.
 //
-//   bench_fake_node [--port N] [--threads N] [--call-bytes N]
+//   bench_fake_node [--port N] [--threads N] [--call-bytes N] [--logs N]
+// eth_getLogs answers --logs (100) transfer logs of one token, about 500 bytes each.
 // Prints "listening on <port>" once it accepts connections.
 
 #include "gateway/eth/hex.hpp"
@@ -56,6 +57,32 @@ std::string block_json(std::uint64_t n) {
         n, block_hash(n), block_hash(n == 0 ? 0 : n - 1), 1'700'000'000 + n * 12);
 }
 
+std::string g_logs_answer;  // eth_getLogs: --logs logs of an ERC-20's Transfer events
+
+// What a log range of a token's transfers looks like on a real chain: a few addresses and one
+// topic repeated, hashes and amounts that are not (what gzip can and cannot shrink).
+std::string logs_json(std::size_t count) {
+    auto hash = [](const std::string& seed) {
+        return gateway::eth::to_hex(gateway::eth::keccak256(seed));
+    };
+    auto word_of_address = [&](std::size_t i) {
+        return "0x000000000000000000000000" + hash("holder " + std::to_string(i % 50)).substr(26);
+    };
+    std::string out = "[";
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::uint64_t block = kHead - 100 + i / 10;
+        out += fmt::format(
+            R"({}{{"address":"0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48","topics":[)"
+            R"("0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","{}","{}"],)"
+            R"("data":"0x{:064x}","blockNumber":"0x{:x}","blockHash":"{}",)"
+            R"("transactionHash":"{}","transactionIndex":"0x{:x}","logIndex":"0x{:x}","removed":false}})",
+            i ? "," : "", word_of_address(i), word_of_address(i * 7 + 3),
+            (i * 982451653ull) % 100'000'000'000ull, block, block_hash(block),
+            hash("tx " + std::to_string(i)), i % 10, i);
+    }
+    return out + "]";
+}
+
 // The result (JSON text) for one call.
 std::string result_of(const std::string& method, const json::value& params) {
     const json::array* p = params.if_array();
@@ -85,6 +112,7 @@ std::string result_of(const std::string& method, const json::value& params) {
         std::uint64_t n = std::stoull(std::string(first->subview(2)), nullptr, 16);
         return n <= kHead ? block_json(n) : "null";
     }
+    if (method == "eth_getLogs") return g_logs_answer;
     if (method == "eth_getBlockByHash" && first) {
         for (std::uint64_t n = kHead + 1; n-- > 0;)
             if (block_hash(n) == *first) return block_json(n);
@@ -163,6 +191,7 @@ int main(int argc, char** argv) {
     unsigned short port = 0;
     unsigned threads = 1;
     std::size_t call_bytes = 32;
+    std::size_t logs = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         const std::string v = argv[i + 1];
@@ -172,8 +201,11 @@ int main(int argc, char** argv) {
             threads = static_cast<unsigned>(std::stoul(v));
         else if (a == "--call-bytes")
             call_bytes = std::stoul(v);
+        else if (a == "--logs")
+            logs = std::stoul(v);
         else {
-            std::cerr << "usage: bench_fake_node [--port N] [--threads N] [--call-bytes N]\n";
+            std::cerr << "usage: bench_fake_node [--port N] [--threads N] [--call-bytes N] "
+                         "[--logs N]\n";
             return 2;
         }
     }
@@ -181,6 +213,7 @@ int main(int argc, char** argv) {
     g_call_answer = "\"0x";
     for (std::size_t i = 0; i < call_bytes; ++i) g_call_answer += "ab";
     g_call_answer += "\"";
+    g_logs_answer = logs_json(logs);
 
     asio::io_context ioc(static_cast<int>(threads));
     tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));

@@ -2,21 +2,25 @@
 // connections sends a request, waits for its answer and sends the next; every latency is kept,
 // so the percentiles are exact. Prints one JSON line:
 //   {"requests":N,"errors":N,"seconds":S,"rps":R,"p50_us":..,"p99_us":..,"p999_us":..,
-//    "answered":N,"first_error":".."}
+//    "answered":N,"body_bytes":B,"first_error":".."}
 // `requests` counts the measured ones (after the warm-up); `answered`, every answer read, warm-up
 // included (what a process's counters over the whole run are divided by).
 // An answer counts as an error unless it is HTTP 200 with no JSON-RPC "error" in it.
 //
 //   bench_load --port P [--path /] [--connections N] [--seconds S] [--warmup S] [--vary]
-//              (--body JSON | --bodies FILE [--once])
+//              [--header "Name: value"]... [--gzip] (--body JSON | --bodies FILE [--once])
 //   bench_load sign --count N --senders S [--first K]    one eth_sendRawTransaction body a line
 //
 // --bodies takes one request body a line, used in turn; with --once each is sent once and the run
 // ends when they are used up (unique signed transactions). --vary makes each request's first
 // address ("0x" and 40 hex digits) one no other request of any run used: its last 16 digits are a
 // random start of this run plus the request's number (nothing cached, nothing to coalesce).
+// --header adds a header to every request (a credential). --gzip asks for gzip answers
+// (Accept-Encoding) and decodes those that come so; `body_bytes` is the mean body of an answer as
+// it came over the wire.
 
 #include "bench/bench_signer.hpp"
+#include "gateway/util/gzip.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -58,6 +62,8 @@ struct Options {
     std::vector<std::string> bodies;
     bool once = false;
     bool vary = false;
+    bool gzip = false;
+    std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct Shared {
@@ -66,6 +72,7 @@ struct Shared {
     std::atomic<std::size_t> next{0};  // the next body
     std::uint64_t vary_from = 0;       // --vary: this run's random start
     std::size_t requests = 0, errors = 0, answered = 0;
+    std::uint64_t body_bytes = 0;  // every answer's, as it came
     std::string first_error;
     std::vector<std::uint32_t> latencies_us;  // measured requests only
     Clock::time_point last_answer;
@@ -115,6 +122,8 @@ asio::awaitable<void> connection(Shared& s) {
         http::request<http::string_body> req{http::verb::post, o.path, 11};
         req.set(http::field::host, "127.0.0.1");
         req.set(http::field::content_type, "application/json");
+        for (const auto& [name, value] : o.headers) req.set(name, value);
+        if (o.gzip) req.set(http::field::accept_encoding, "gzip");
         req.keep_alive(true);
         req.body() = o.bodies[i % o.bodies.size()];
         if (o.vary) vary_address(req.body(), s.vary_from + i);
@@ -131,7 +140,14 @@ asio::awaitable<void> connection(Shared& s) {
         }
         const auto t1 = Clock::now();
         s.last_answer = t1;
-        if (!rec) ++s.answered;
+        if (!rec) {
+            ++s.answered;
+            s.body_bytes += res.body().size();
+            if (res[http::field::content_encoding] == "gzip") {
+                auto plain = gateway::util::gunzip(res.body(), 1u << 30, nullptr);
+                res.body() = plain ? std::move(*plain) : std::string("not gzip");
+            }
+        }
         const bool measured = t0 >= s.measure_from;
         if (rec || failed(res)) {
             if (measured || o.once) ++s.errors;
@@ -216,7 +232,17 @@ int main(int argc, char** argv) {
             o.once = true;
         else if (a == "--vary")
             o.vary = true;
-        else if (a == "--bodies") {
+        else if (a == "--gzip")
+            o.gzip = true;
+        else if (a == "--header") {
+            const std::string h = value();
+            const auto colon = h.find(':');
+            if (colon == std::string::npos)
+                throw std::invalid_argument("--header takes Name: value");
+            std::size_t v = colon + 1;
+            while (v < h.size() && h[v] == ' ') ++v;
+            o.headers.emplace_back(h.substr(0, colon), h.substr(v));
+        } else if (a == "--bodies") {
             std::ifstream in(value());
             for (std::string line; std::getline(in, line);)
                 if (!line.empty()) o.bodies.push_back(line);
@@ -251,9 +277,11 @@ int main(int argc, char** argv) {
     const double rps = seconds > 0 ? static_cast<double>(s.requests) / seconds : 0;
     std::printf(
         "{\"requests\":%zu,\"errors\":%zu,\"seconds\":%.3f,\"rps\":%.0f,\"p50_us\":%u,"
-        "\"p99_us\":%u,\"p999_us\":%u,\"answered\":%zu,\"first_error\":\"%s\"}\n",
+        "\"p99_us\":%u,\"p999_us\":%u,\"answered\":%zu,\"body_bytes\":%.0f,\"first_error\":\"%s\"}"
+        "\n",
         s.requests, s.errors, seconds, rps, percentile(s.latencies_us, 0.5),
         percentile(s.latencies_us, 0.99), percentile(s.latencies_us, 0.999), s.answered,
+        s.answered ? static_cast<double>(s.body_bytes) / static_cast<double>(s.answered) : 0.0,
         escape(s.first_error).c_str());
     return 0;
 }
