@@ -498,6 +498,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
         }
     }
     const std::uint64_t head = pool_.head().value_or(0);
+    co_await scan_new_blocks(head);
     const auto receipts = co_await prefetch_receipts(senders, head);
     // Why a sender's later nonces wait this round.
     enum class Hold { none, refused, unreachable, other };

@@ -190,7 +190,7 @@ asio::awaitable<void> TxManager::settle_used_nonce(std::shared_ptr<Entry> e) {
                 co_await transition(e, TxState::replaced, "replaced by " + use.hash);
                 co_return;
             }
-            co_await track(e, pool_.head().value_or(0), &use.receipt);
+            co_await track(e, pool_.head().value_or(0), &use.receipt, true);
             co_return;
         case NonceUse::Kind::another: break;
     }
@@ -211,14 +211,60 @@ asio::awaitable<void> TxManager::replace_attempts(std::string parent, std::strin
     for (auto& e : others) co_await transition(e, TxState::replaced, "replaced by " + used_by);
 }
 
+namespace {
+// Blocks scan_new_blocks reads in one round; a head that moved further is not scanned.
+constexpr std::uint64_t kScanBlocks = 16;
+// A sent transaction that no block scanned held is still looked for this often (in rounds): a
+// node's block that left one out, a reorg at the same height.
+constexpr int kRecheckRounds = 30;
+}  // namespace
+
+asio::awaitable<void> TxManager::scan_new_blocks(std::uint64_t head) {
+    std::optional<std::unordered_set<eth::Hash, HashBucket>> seen;
+    const std::uint64_t reorgs = reorgs_;
+    const std::uint64_t from = scanned_head_;
+    if (head && from && head >= from && head - from <= kScanBlocks && reorgs == scanned_reorgs_) {
+        seen.emplace();
+        for (std::uint64_t n = from + 1; n <= head && seen && !stopped_; ++n) {
+            // Hashes only (false): a block's transactions in full would be most of its size.
+            json::array params{json::string(eth::to_quantity(n)), false};
+            const auto block =
+                co_await read_at(pool_, "eth_getBlockByNumber", std::move(params), head);
+            const json::object* b = block ? block->if_object() : nullptr;
+            const json::value* txs = b ? b->if_contains("transactions") : nullptr;
+            if (!txs || !txs->is_array()) {
+                seen.reset();  // not read, or not a block with its list: nothing is known
+                break;
+            }
+            for (const auto& t : txs->get_array()) {
+                const json::string* h = t.if_string();
+                const auto key = h ? detail::hash_key(*h) : std::nullopt;
+                if (!key) {
+                    seen.reset();
+                    break;
+                }
+                seen->insert(*key);
+            }
+        }
+    }
+    scanned_head_ = head;
+    scanned_reorgs_ = reorgs;
+    std::lock_guard lock(mu_);
+    in_new_blocks_ = std::move(seen);
+}
+
 bool TxManager::receipt_due(const Entry& e, std::uint64_t head) const {
     // A receipt changes with the chain: ask when the head moved, and now and then regardless
-    // (a reorg at the same height, a head that went back). The fields are written by the
-    // dispatcher and by clients' calls: under the lock.
+    // (a reorg at the same height, a head that went back). A sent transaction, once this round's
+    // new blocks are known, only when one of them holds it (or rarely, in case). The fields are
+    // written by the dispatcher and by clients' calls: under the lock.
     std::lock_guard lock(mu_);
     const auto now = clock_.now();
-    return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval &&
-             now - e.last_broadcast < config_.tx.rebroadcast_after);
+    if (now - e.last_broadcast >= config_.tx.rebroadcast_after) return true;
+    if (e.rec.state == TxState::broadcasting && in_new_blocks_ && head)
+        return in_new_blocks_->count(e.rec.hash) > 0 ||
+               now - e.checked_at >= kRecheckRounds * config_.tx.poll_interval;
+    return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval);
 }
 
 asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetch_receipts(
@@ -261,8 +307,8 @@ asio::awaitable<std::unordered_map<std::string, json::value>> TxManager::prefetc
 }
 
 asio::awaitable<void> TxManager::track(std::shared_ptr<Entry> e, std::uint64_t head,
-                                       const json::value* prefetched) {
-    if (!receipt_due(*e, head)) co_return;
+                                       const json::value* prefetched, bool due_anyway) {
+    if (!due_anyway && !receipt_due(*e, head)) co_return;
     {
         std::lock_guard lock(mu_);
         e->checked_head = head;

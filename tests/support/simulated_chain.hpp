@@ -52,6 +52,11 @@ public:
     }
     /// Mines the mempool into a new block; returns its number.
     std::uint64_t mine();
+    /// A new block without the mempool's transactions (they stay pending); returns its number.
+    std::uint64_t mine_empty() {
+        std::lock_guard lock(mu_);
+        return ++head_;
+    }
     /// The last block goes away (a reorg); its transactions return to nobody's pool.
     void drop_last_block();
     /// The order in which transactions were accepted, as (sender, nonce).

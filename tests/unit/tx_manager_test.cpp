@@ -278,6 +278,36 @@ TEST(TxManager, ReceiptsOfSentTransactionsAreFetchedInBatches) {
     EXPECT_GE(chain.node().calls("eth_getTransactionReceipt"), 30u);
 }
 
+// A sent transaction is looked for when a new block holds it, not at every block: the
+// dispatcher reads each new block's transaction list (one call a block), so a thousand held
+// transactions are not a thousand receipt lookups a block.
+TEST(TxManager, SentTransactionsAreFollowedByTheNewBlocksTransactionLists) {
+    Chain chain;
+    ManagerRig rig(chain, {}, {}, 50ms);
+    ASSERT_TRUE(rig.pool.ready() && rig.manager.loaded());
+    std::vector<std::string> raws;
+    for (std::uint64_t nonce = 0; nonce < 5; ++nonce) {
+        raws.push_back(test::sign_legacy(test::kKey0, {.nonce = nonce}));
+        txm::SubmitResult r = rig.submit(raws.back());
+        ASSERT_TRUE(r.reply && !r.reply->is_error());
+    }
+    for (const auto& raw : raws) ASSERT_TRUE(rig.wait_state(hash_of(raw), TxState::broadcasting));
+    ASSERT_TRUE(rig.wait_rounds(3));  // each looked for once, and the scan begun
+    const std::size_t lookups = chain.node().calls("eth_getTransactionReceipt");
+    // Ten blocks that do not hold them.
+    for (int i = 0; i < 10; ++i) {
+        chain.mine_empty();
+        ASSERT_TRUE(rig.wait_rounds(2));
+    }
+    EXPECT_LE(chain.node().calls("eth_getTransactionReceipt"), lookups + 1)
+        << "no receipt lookups for blocks that do not hold them";
+    EXPECT_GE(chain.node().calls("eth_getBlockByNumber"), 10u);
+    // The block that holds them: they are found, and completed.
+    chain.mine();
+    for (const auto& raw : raws) EXPECT_TRUE(rig.wait_state(hash_of(raw), TxState::completed));
+    EXPECT_GE(chain.node().calls("eth_getTransactionReceipt"), lookups + 5);
+}
+
 TEST(TxManager, AFullDiskRefusesWritesAndNothingIsSent) {
     Chain chain;
     ManagerRig rig(chain);

@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace gateway::metrics {
@@ -167,9 +168,18 @@ private:
                                                  const eth::Bytes* network = nullptr);
     /// Follows a sent transaction to its receipt. `prefetched`: its receipt (or null) fetched
     /// with others in one batch this round; asked for alone when absent.
+    /// `due_anyway`: looked at whatever receipt_due says (a receipt a nonce proof found).
     boost::asio::awaitable<void> track(std::shared_ptr<Entry> e, std::uint64_t head,
-                                       const boost::json::value* prefetched = nullptr);
-    /// Whether a sent transaction's receipt is due for a look (the head moved, or a while passed).
+                                       const boost::json::value* prefetched = nullptr,
+                                       bool due_anyway = false);
+    /// Reads the blocks since the last round's head (on the strand) for which transactions they
+    /// hold: a sent transaction in none of them is not looked for this round (one call a block,
+    /// not one a held transaction). Nothing is known (every sent one is looked for, as the head
+    /// moved) on the first round, after a reorg, when the head went back or jumped more than
+    /// kScanBlocks, or when a block could not be read whole.
+    boost::asio::awaitable<void> scan_new_blocks(std::uint64_t head);
+    /// Whether a sent transaction's receipt is due for a look: in a new block (or, without a
+    /// scan, the head moved), a rebroadcast due, or a while passed.
     bool receipt_due(const Entry& e, std::uint64_t head) const;
     /// The receipts due this round, fetched in batches: hash -> receipt (null when none). Those
     /// a batch did not answer are missing (track asks for them alone).
@@ -255,6 +265,11 @@ private:
     std::map<eth::Address, SenderIndex> by_sender_;
     // Mined and in a final state, but their block not final yet.
     std::unordered_map<eth::Hash, std::shared_ptr<Entry>, HashBucket> mined_;
+    // The transactions of the blocks scan_new_blocks read this round, or nothing (with mu_); the
+    // head and reorg count it read up to (on the strand).
+    std::optional<std::unordered_set<eth::Hash, HashBucket>> in_new_blocks_;
+    std::uint64_t scanned_head_ = 0;
+    std::uint64_t scanned_reorgs_ = 0;
 
     std::function<std::optional<std::uint64_t>()> finality_;
     std::function<void(std::string parent, std::string sender)> on_reopened_;
