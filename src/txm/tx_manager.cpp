@@ -366,6 +366,7 @@ asio::awaitable<bool> TxManager::transition(std::shared_ptr<Entry> e, TxState st
                      u.hash, e->rec.sender_hex(), e->rec.nonce, store::to_string(e->rec.state),
                      store::to_string(state), reason);
     e->rec.state = state;
+    if (state != TxState::broadcasting) e->in_block = false;
     note_waiting(*e);
     e->rec.reason = std::move(reason);
     e->rec.updated_ms = u.at_ms;
@@ -487,18 +488,28 @@ asio::awaitable<void> TxManager::dispatch_round() {
     co_await watch_unfinalized(pool_.head().value_or(0));
     // A snapshot: per sender, its transactions in nonce order.
     std::vector<std::vector<std::shared_ptr<Entry>>> senders;
+    bool any_sent = false;  // BROADCASTING: followed by the blocks that may hold them
     {
         std::lock_guard lock(mu_);
         for (const auto& [sender, txs] : by_sender_) {
             auto& list = senders.emplace_back();
             list.reserve(txs.slots.size());
             for (const SenderSlot& slot : txs.slots)
-                if (auto it = by_hash_.find(slot.entry->rec.hash); it != by_hash_.end())
+                if (auto it = by_hash_.find(slot.entry->rec.hash); it != by_hash_.end()) {
+                    any_sent = any_sent || it->second->rec.state == TxState::broadcasting;
                     list.push_back(it->second);
+                }
         }
     }
     const std::uint64_t head = pool_.head().value_or(0);
-    co_await scan_new_blocks(head);
+    if (any_sent) {
+        co_await scan_new_blocks(head);
+    } else {
+        // Nothing to follow: no block is read, and the next one sent starts the scan afresh.
+        scanned_head_ = 0;
+        std::lock_guard lock(mu_);
+        scan_known_ = false;
+    }
     const auto receipts = co_await prefetch_receipts(senders, head);
     // Why a sender's later nonces wait this round.
     enum class Hold { none, refused, unreachable, other };

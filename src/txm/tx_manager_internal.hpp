@@ -96,7 +96,9 @@ struct TxManager::Entry {
     // QUEUED in the journal, but a node may have it: the gateway stopped (or the journal failed)
     // between a node's acceptance and the BROADCASTING record. Not replaced as "never sent".
     bool maybe_taken = false;
-    bool waiting = false;            // counted in its sender's SenderIndex::waiting (note_waiting)
+    bool waiting = false;  // counted in its sender's SenderIndex::waiting (note_waiting)
+    // A block scan_new_blocks read held it: its receipt is looked for every round until found.
+    bool in_block = false;
     std::uint64_t checked_head = 0;  // the chain head at its last receipt check
     Clock::time_point checked_at{};  // and when that was
     // QUEUED and refused for now by nodes that answered: for how long so far (only time during

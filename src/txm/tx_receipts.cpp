@@ -18,6 +18,18 @@
 
 namespace gateway::txm {
 
+namespace {
+
+// Block `n` as a node at or above `at` has it: its hash, its parent's, and its transactions'
+// hashes (false: not the transactions in full, most of a block's size).
+asio::awaitable<std::optional<json::value>> block_at(upstream::Forwarder& pool, std::uint64_t n,
+                                                     std::uint64_t at) {
+    json::array params{json::string(eth::to_quantity(n)), false};
+    co_return co_await read_at(pool, "eth_getBlockByNumber", std::move(params), at);
+}
+
+}  // namespace
+
 void TxManager::set_finality(std::function<std::optional<std::uint64_t>()> finalized) {
     finality_ = std::move(finalized);
 }
@@ -66,9 +78,7 @@ asio::awaitable<void> TxManager::watch_unfinalized(std::uint64_t head) {
         // proves a block gone (a node without a transaction index answers receipts with null),
         // and a node that has not reached the head may not have seen the reorg.
         const std::uint64_t at = std::max(head, number);
-        json::array block_params{json::string(eth::to_quantity(number)), false};
-        const auto block =
-            co_await read_at(pool_, "eth_getBlockByNumber", std::move(block_params), at);
+        const auto block = co_await block_at(pool_, number, at);
         const json::object* b = block ? block->if_object() : nullptr;
         const json::value* bh = b ? b->if_contains("hash") : nullptr;
         if (!bh || !bh->is_string()) {
@@ -220,50 +230,73 @@ constexpr int kRecheckRounds = 30;
 }  // namespace
 
 asio::awaitable<void> TxManager::scan_new_blocks(std::uint64_t head) {
-    std::optional<std::unordered_set<eth::Hash, HashBucket>> seen;
+    auto text = [](const json::object* b, const char* key) -> std::optional<std::string_view> {
+        const json::value* v = b ? b->if_contains(key) : nullptr;
+        if (!v || !v->is_string()) return std::nullopt;
+        return std::string_view(v->get_string());
+    };
     const std::uint64_t reorgs = reorgs_;
     const std::uint64_t from = scanned_head_;
-    if (head && from && head >= from && head - from <= kScanBlocks && reorgs == scanned_reorgs_) {
-        seen.emplace();
-        for (std::uint64_t n = from + 1; n <= head && seen && !stopped_; ++n) {
-            // Hashes only (false): a block's transactions in full would be most of its size.
-            json::array params{json::string(eth::to_quantity(n)), false};
-            const auto block =
-                co_await read_at(pool_, "eth_getBlockByNumber", std::move(params), head);
-            const json::object* b = block ? block->if_object() : nullptr;
-            const json::value* txs = b ? b->if_contains("transactions") : nullptr;
-            if (!txs || !txs->is_array()) {
-                seen.reset();  // not read, or not a block with its list: nothing is known
-                break;
-            }
-            for (const auto& t : txs->get_array()) {
-                const json::string* h = t.if_string();
-                const auto key = h ? detail::hash_key(*h) : std::nullopt;
-                if (!key) {
-                    seen.reset();
-                    break;
-                }
-                seen->insert(*key);
-            }
+    std::string last = scanned_hash_;
+    bool known = head && from && !last.empty() && head >= from && head - from <= kScanBlocks &&
+                 reorgs == scanned_reorgs_;
+    // From the block scanned last (still the one it was: no reorg at its height) to the head,
+    // each the child of the one before: one branch, the one the last round saw grown.
+    bool branch_changed = false;
+    for (std::uint64_t n = from; known && n <= head && !stopped_; ++n) {
+        const auto block = co_await block_at(pool_, n, head);
+        const json::object* b = block ? block->if_object() : nullptr;
+        const auto hash = text(b, "hash");
+        const auto parent = text(b, "parentHash");
+        const json::value* txs = b ? b->if_contains("transactions") : nullptr;
+        if (!hash || (n == from ? *hash != last : !parent || *parent != last)) {
+            known = false;  // not read, or another branch: nothing is known
+            branch_changed = hash.has_value();
+            break;
+        }
+        last = std::string(*hash);
+        if (n == from) continue;
+        if (!txs || !txs->is_array()) {
+            known = false;
+            break;
+        }
+        // Marked on the entries held here (what else the block holds is not kept).
+        std::lock_guard lock(mu_);
+        for (const auto& t : txs->get_array()) {
+            const json::string* h = t.if_string();
+            const auto key = h ? detail::hash_key(*h) : std::nullopt;
+            if (!key) continue;
+            if (auto it = by_hash_.find(*key); it != by_hash_.end()) it->second->in_block = true;
         }
     }
+    if (!known && head && !stopped_) {
+        // The next round scans from here: the head's block as it is now.
+        const auto block = co_await block_at(pool_, head, head);
+        const auto hash = text(block ? block->if_object() : nullptr, "hash");
+        last = hash ? std::string(*hash) : std::string();
+    }
     scanned_head_ = head;
+    scanned_hash_ = last;
     scanned_reorgs_ = reorgs;
     std::lock_guard lock(mu_);
-    in_new_blocks_ = std::move(seen);
+    scan_known_ = known;
+    // Blocks the last rounds read are gone, maybe at the same height (the head did not move):
+    // every sent transaction is looked for again, as after a head move.
+    if (branch_changed)
+        for (auto& held : by_hash_) held.second->checked_head = 0;
 }
 
 bool TxManager::receipt_due(const Entry& e, std::uint64_t head) const {
     // A receipt changes with the chain: ask when the head moved, and now and then regardless
-    // (a reorg at the same height, a head that went back). A sent transaction, once this round's
-    // new blocks are known, only when one of them holds it (or rarely, in case). The fields are
-    // written by the dispatcher and by clients' calls: under the lock.
+    // (a reorg at the same height, a head that went back). A sent transaction, while the new
+    // blocks are known (scan_new_blocks), only once one of them held it (every round from then
+    // until its receipt is found), or rarely, in case. The fields are written by the dispatcher
+    // and by clients' calls: under the lock.
     std::lock_guard lock(mu_);
     const auto now = clock_.now();
     if (now - e.last_broadcast >= config_.tx.rebroadcast_after) return true;
-    if (e.rec.state == TxState::broadcasting && in_new_blocks_ && head)
-        return in_new_blocks_->count(e.rec.hash) > 0 ||
-               now - e.checked_at >= kRecheckRounds * config_.tx.poll_interval;
+    if (e.rec.state == TxState::broadcasting && scan_known_ && head)
+        return e.in_block || now - e.checked_at >= kRecheckRounds * config_.tx.poll_interval;
     return !(head && head == e.checked_head && now - e.checked_at < 5 * config_.tx.poll_interval);
 }
 

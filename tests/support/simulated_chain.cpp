@@ -80,12 +80,10 @@ std::optional<FakeReply> Chain::answer(const std::string& m, const json::value& 
         }
         if (n > head_) return FakeReply::ok("null");
         // Its transactions by hash, as a node answers with `false` (the gateway's scan of new
-        // blocks reads them); none once receipts are null (a node without the index answers
-        // blocks whole, but a test of null receipts wants the receipt lookups).
+        // blocks reads them); a node without a transaction index lists them too.
         std::string txs;
-        if (!receipts_null_)
-            for (const auto& [hash, at] : mined_)
-                if (at == n) txs += (txs.empty() ? "\"" : ",\"") + hash + "\"";
+        for (const auto& [hash, at] : mined_)
+            if (at == n) txs += (txs.empty() ? "\"" : ",\"") + hash + "\"";
         return FakeReply::ok(fmt::format(
             R"({{"number":"0x{:x}","hash":"{}","parentHash":"{}","transactions":[{}]}})", n,
             block_hash(n), n ? block_hash(n - 1) : std::string(66, '0'), txs));

@@ -26,7 +26,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 
 namespace gateway::metrics {
@@ -173,10 +172,11 @@ private:
                                        const boost::json::value* prefetched = nullptr,
                                        bool due_anyway = false);
     /// Reads the blocks since the last round's head (on the strand) for which transactions they
-    /// hold: a sent transaction in none of them is not looked for this round (one call a block,
-    /// not one a held transaction). Nothing is known (every sent one is looked for, as the head
-    /// moved) on the first round, after a reorg, when the head went back or jumped more than
-    /// kScanBlocks, or when a block could not be read whole.
+    /// hold, and marks those held here: a sent transaction no block held is not looked for (one
+    /// call a block, not one a held transaction). Nothing is known (every sent one is looked for,
+    /// as the head moved) on the first round, after a reorg reported or seen (the last block
+    /// scanned changed, or a block is not the child of the one before), when the head went back
+    /// or jumped more than kScanBlocks, or when a block could not be read whole.
     boost::asio::awaitable<void> scan_new_blocks(std::uint64_t head);
     /// Whether a sent transaction's receipt is due for a look: in a new block (or, without a
     /// scan, the head moved), a rebroadcast due, or a while passed.
@@ -265,10 +265,12 @@ private:
     std::map<eth::Address, SenderIndex> by_sender_;
     // Mined and in a final state, but their block not final yet.
     std::unordered_map<eth::Hash, std::shared_ptr<Entry>, HashBucket> mined_;
-    // The transactions of the blocks scan_new_blocks read this round, or nothing (with mu_); the
-    // head and reorg count it read up to (on the strand).
-    std::optional<std::unordered_set<eth::Hash, HashBucket>> in_new_blocks_;
+    // Whether scan_new_blocks read this round's new blocks (with mu_: it marks the entries they
+    // hold, Entry::in_block); the head it read up to, that block's hash and the reorg count then
+    // (on the strand).
+    bool scan_known_ = false;
     std::uint64_t scanned_head_ = 0;
+    std::string scanned_hash_;
     std::uint64_t scanned_reorgs_ = 0;
 
     std::function<std::optional<std::uint64_t>()> finality_;
