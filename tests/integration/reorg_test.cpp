@@ -248,6 +248,10 @@ TEST_F(ReorgTest, CachedReadsOfDroppedBlocksAreNotServedAfterTheReorg) {
     const std::string tx = first_transfer();
     node("anvil_reorg", fmt::format("[3, [[\"{}\", 1]]]", tx));
     ASSERT_TRUE(wait_until([&] { return chain().at("reorgs") == 1; })) << json::serialize(chain());
+    // anvil mines the new blocks one by one: the watcher may have seen the reorg part way (a new
+    // head 8) and the rest not yet. Until it is at 10 again, blocks 9 and 10 are above its head
+    // (not cached), and the rollback below would take it from 9 to 9 (no reorg to see).
+    ASSERT_TRUE(wait_until([&] { return head_is(10); })) << json::serialize(chain());
     const std::string new_nine = hash_of(node("eth_getBlockByNumber", "[\"0x9\",false]"));
     ASSERT_NE(new_nine, hash_of(nine)) << "anvil_reorg did not replace block 9";
 
