@@ -15,17 +15,56 @@ namespace {
 constexpr std::size_t kSlice = std::size_t{1} << 30;
 }  // namespace
 
-std::string gzip(std::string_view in, int level) {
+namespace {
+
+// Each thread keeps one deflate and one inflate stream, reset for every call: setting one up
+// allocates about 256 KB (deflate) or 40 KB (inflate), which on this kind of machine cost more
+// page faults than compressing a 10 KB answer (240 µs against 33 µs for one at level 1).
+struct Deflater {
     z_stream z{};
-    // 15 + 16: a gzip wrapper (header and CRC-32) around the deflate stream; memLevel 8 as zlib's
-    // default.
-    if (deflateInit2(&z, std::clamp(level, 1, 9), Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK)
-        throw std::runtime_error("zlib: deflateInit2 failed");
-    struct End {
-        z_stream& z;
-        ~End() { deflateEnd(&z); }
-    } end{z};
+    int level = 0;  // 0: not set up
+    ~Deflater() {
+        if (level) deflateEnd(&z);
+    }
+    z_stream& at(int wanted) {
+        if (level != wanted) {
+            if (level) deflateEnd(&z);
+            level = 0;
+            z = z_stream{};
+            // 15 + 16: a gzip wrapper (header and CRC-32) around the deflate stream; memLevel 8
+            // as zlib's default.
+            if (deflateInit2(&z, wanted, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+                throw std::runtime_error("zlib: deflateInit2 failed");
+            level = wanted;
+        } else if (deflateReset(&z) != Z_OK) {
+            throw std::runtime_error("zlib: deflateReset failed");
+        }
+        return z;
+    }
+};
+
+struct Inflater {
+    z_stream z{};
+    bool ready = false;
+    ~Inflater() {
+        if (ready) inflateEnd(&z);
+    }
+    z_stream* get() {
+        if (!ready) {
+            if (inflateInit2(&z, 15 + 16) != Z_OK) return nullptr;
+            ready = true;
+        } else if (inflateReset(&z) != Z_OK) {
+            return nullptr;
+        }
+        return &z;
+    }
+};
+
+}  // namespace
+
+std::string gzip(std::string_view in, int level) {
+    thread_local Deflater deflater;
+    z_stream& z = deflater.at(std::clamp(level, 1, 9));
     std::string out;
     // What deflate can take up to, for the slice at hand; grown if a larger input needs it.
     out.resize(deflateBound(&z, static_cast<uLong>(std::min(in.size(), kSlice))) + 64);
@@ -59,12 +98,13 @@ std::optional<std::string> gunzip(std::string_view in, std::size_t limit, Gunzip
         return std::nullopt;
     };
     limit = std::min(limit, std::string().max_size() / 2);
-    z_stream z{};
-    if (inflateInit2(&z, 15 + 16) != Z_OK) return fail(GunzipError::corrupt);
-    struct End {
-        z_stream& z;
-        ~End() { inflateEnd(&z); }
-    } end{z};
+    thread_local Inflater inflater;
+    z_stream* stream = inflater.get();
+    if (!stream) return fail(GunzipError::corrupt);
+    z_stream& z = *stream;
+    // A reset keeps where the last call's input stopped (a bomb left part of it unread): none.
+    z.next_in = nullptr;
+    z.avail_in = 0;
     std::string out;
     // Grown as it decodes, four times at a step, never past the limit (one byte over tells the
     // limit was passed).

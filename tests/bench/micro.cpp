@@ -5,8 +5,8 @@
 //   build/tests/micro_bench --benchmark_filter=Batch     some
 //
 // The inputs are the bench's own requests and answers (tests/bench/run): the small read, the batch
-// of 20 reads, a signed raw transaction, an answer of a block. Each benchmark reports the bytes it
-// read (bytes_per_second) where that says something.
+// of 20 reads, a signed raw transaction, an answer of a block, a log range (gzip). Each benchmark
+// reports the bytes it read (bytes_per_second) where that says something.
 
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/eth/hex.hpp"
@@ -14,6 +14,7 @@
 #include "gateway/eth/transaction.hpp"
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/jsonrpc/methods.hpp"
+#include "gateway/util/gzip.hpp"
 #include "support/tx_signer.hpp"
 
 #include <benchmark/benchmark.h>
@@ -175,6 +176,48 @@ void BM_Keccak256_32Bytes(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * data.size()));
 }
 BENCHMARK(BM_Keccak256_32Bytes);
+
+// A log range as the bench's node answers it (bench_fake_node's eth_getLogs, here 10 KB or 60 KB
+// of transfer logs with their hashes): what server.compression compresses and an upstream's gzip
+// answer decodes.
+std::string log_range(std::size_t logs) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < logs; ++i) {
+        const std::string n = std::to_string(i);
+        out += fmt::format(
+            R"({}{{"address":"0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48","topics":[)"
+            R"("0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","{}","{}"],)"
+            R"("data":"0x{:064x}","blockNumber":"0x{:x}","transactionHash":"{}","logIndex":"0x{:x}"}})",
+            i ? "," : "", eth::to_hex(eth::keccak256("from " + n)),
+            eth::to_hex(eth::keccak256("to " + n)), (i * 982451653ull) % 100'000'000'000ull,
+            200 + i / 10, eth::to_hex(eth::keccak256("tx " + n)), i);
+    }
+    return out + "]";
+}
+
+void BM_Gzip(benchmark::State& state) {
+    const std::string in = log_range(static_cast<std::size_t>(state.range(0)));
+    std::size_t out = 0;
+    for (auto _ : state) out = util::gzip(in, 1).size();
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * in.size()));
+    state.counters["ratio"] = static_cast<double>(in.size()) / static_cast<double>(out);
+}
+BENCHMARK(BM_Gzip)->Arg(20)->Arg(100);
+
+void BM_Gunzip(benchmark::State& state) {
+    const std::string plain = log_range(static_cast<std::size_t>(state.range(0)));
+    const std::string in = util::gzip(plain, 1);
+    for (auto _ : state) benchmark::DoNotOptimize(util::gunzip(in, 64u << 20, nullptr));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * plain.size()));
+}
+BENCHMARK(BM_Gunzip)->Arg(20)->Arg(100);
+
+void BM_AcceptsGzip(benchmark::State& state) {
+    // What browsers and HTTP libraries send.
+    const std::string header = "gzip, deflate, br, zstd";
+    for (auto _ : state) benchmark::DoNotOptimize(util::accepts_gzip(header));
+}
+BENCHMARK(BM_AcceptsGzip);
 
 }  // namespace
 }  // namespace gateway
