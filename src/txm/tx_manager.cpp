@@ -123,28 +123,25 @@ asio::awaitable<bool> TxManager::load() {
         std::lock_guard lock(mu_);
         // Not decoded again (a signature's key recovery is about 40 µs, seconds for a full
         // queue): the journal holds what was checked when it came in.
+        auto held = [&](store::TxRecord& r) -> std::shared_ptr<Entry> {
+            auto e = std::make_shared<Entry>();
+            if (hold(*e, std::move(r))) return e;
+            // hold() took nothing from it.
+            spdlog::error("chain {}: journal record {} has no hash or sender; not held",
+                          config_.name, r.hash);
+            return nullptr;
+        };
         for (auto& r : records) {
             if (r.chain != config_.name) continue;
-            auto e = std::make_shared<Entry>();
-            if (!hold(*e, std::move(r))) {
-                // hold() took nothing from it.
-                spdlog::error("chain {}: journal record {} has no hash or sender; not held",
-                              config_.name, r.hash);
-                continue;
-            }
+            auto e = held(r);
+            if (!e) continue;
             e->maybe_taken = e->rec.state == TxState::queued;
             index(e);  // the caps hold across restarts: what a client had before counts again
             ++count;
         }
         for (auto& r : mined) {
             if (r.chain != config_.name || !r.block_number) continue;
-            auto e = std::make_shared<Entry>();
-            if (!hold(*e, std::move(r))) {
-                spdlog::error("chain {}: journal record {} has no hash or sender; not held",
-                              config_.name, r.hash);
-                continue;
-            }
-            index_mined(e);
+            if (auto e = held(r)) index_mined(e);
         }
     }
     loaded_ = true;

@@ -3,6 +3,7 @@
 // shared by the files that define its member functions (tx_manager.cpp, tx_intake.cpp,
 // tx_receipts.cpp, tx_queries.cpp).
 
+#include "gateway/eth/hex.hpp"
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/tx_manager.hpp"
@@ -13,6 +14,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -123,21 +125,11 @@ namespace detail {
 // nothing when it is not one.
 template <std::size_t N>
 std::optional<std::array<std::uint8_t, N>> key_of(std::string_view text) {
-    if (text.size() != 2 + 2 * N || text[0] != '0' || (text[1] != 'x' && text[1] != 'X'))
-        return std::nullopt;
-    auto digit = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
+    if (text.size() != 2 + 2 * N) return std::nullopt;
+    const auto bytes = eth::from_hex(text);
+    if (!bytes) return std::nullopt;
     std::array<std::uint8_t, N> out{};
-    for (std::size_t i = 0; i < N; ++i) {
-        const int hi = digit(text[2 + 2 * i]);
-        const int lo = digit(text[3 + 2 * i]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
-    }
+    std::copy(bytes->begin(), bytes->end(), out.begin());
     return out;
 }
 inline std::optional<eth::Hash> hash_key(std::string_view text) {
