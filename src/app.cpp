@@ -263,10 +263,12 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
         rpc_options.cors_expose_headers.emplace_back(header);
     rpc_options.tls = s.tls;
     rpc_options.loops_run_alone = true;  // see Gateway::run
-    // Credentials are checked on the head: a stranger's body is never read.
-    rpc_options.head_check = [h = g.rpc_handler.get()](http::Request& r) {
-        return h->check_head(r);
-    };
+    // Credentials are checked on the head: a stranger's body is never read. Without auth there is
+    // nothing to check (and no coroutine to run for each request).
+    if (g.authenticator->required())
+        rpc_options.head_check = [h = g.rpc_handler.get()](http::Request& r) {
+            return h->check_head(r);
+        };
     g.rpc = http::make_listener(
         g.ioc, std::move(rpc_options),
         [h = g.rpc_handler.get()](http::Request& r) { return (*h)(r); }, &g.metrics,

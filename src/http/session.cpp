@@ -121,6 +121,56 @@ void BodyReservation::give_back() {
     state_ = nullptr;
 }
 
+// Where Beast puts a request head's fields (one block for each, and the method and target): a
+// bump allocator over a connection's own buffer, emptied for each request, with the heap for what
+// does not fit. A small request's head no longer costs an allocation a field.
+class HeadArena {
+public:
+    void reset() { used_ = 0; }
+    void* allocate(std::size_t bytes, std::size_t align) {
+        const std::size_t at = (used_ + align - 1) & ~(align - 1);
+        if (align <= alignof(std::max_align_t) && at <= sizeof space_ &&
+            bytes <= sizeof space_ - at) {
+            used_ = at + bytes;
+            return space_ + at;
+        }
+        return ::operator new(bytes);
+    }
+    void deallocate(void* p, std::size_t bytes) {
+        const auto* b = static_cast<const unsigned char*>(p);
+        if (b >= space_ && b < space_ + sizeof space_) return;  // goes with the next reset
+        ::operator delete(p, bytes);
+    }
+
+private:
+    alignas(std::max_align_t) unsigned char space_[1024];
+    std::size_t used_ = 0;
+};
+
+template <class T>
+class HeadAllocator {
+public:
+    using value_type = T;
+    explicit HeadAllocator(HeadArena& arena) noexcept : arena_(&arena) {}
+    template <class U>
+    HeadAllocator(const HeadAllocator<U>& other) noexcept : arena_(other.arena()) {}
+    T* allocate(std::size_t n) {
+        if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+        return static_cast<T*>(arena_->allocate(n * sizeof(T), alignof(T)));
+    }
+    void deallocate(T* p, std::size_t n) noexcept { arena_->deallocate(p, n * sizeof(T)); }
+    HeadArena* arena() const noexcept { return arena_; }
+    template <class U>
+    bool operator==(const HeadAllocator<U>& other) const noexcept {
+        return arena_ == other.arena();
+    }
+
+private:
+    HeadArena* arena_;
+};
+
+using HeadFields = bhttp::basic_fields<HeadAllocator<char>>;
+
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
@@ -267,7 +317,11 @@ private:
             if (!first) tcp().expires_after(opt.header_timeout);
             first = false;
 
-            bhttp::request_parser<bhttp::string_body> parser;
+            // The previous request's parser is gone: its fields' space is free again.
+            head_arena_.reset();
+            bhttp::request_parser<bhttp::string_body, HeadAllocator<char>> parser(
+                std::piecewise_construct, std::make_tuple(),
+                std::make_tuple(HeadAllocator<char>(head_arena_)));
             parser.body_limit(opt.max_body_bytes);
             parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
             auto [hec, hn] =
@@ -297,6 +351,8 @@ private:
             request.method = std::string(head.method_string());
             request.target = std::string(head.target());
             request.remote = remote_;
+            request.headers.reserve(
+                static_cast<std::size_t>(std::distance(head.begin(), head.end())));
             for (const auto& field : head)
                 request.headers.emplace_back(util::lower(field.name_string()),
                                              std::string(field.value()));
@@ -564,6 +620,7 @@ private:
     beast::flat_buffer buffer_;
     std::string remote_;
     Clock::time_point header_deadline_;
+    HeadArena head_arena_;
     bool handshake_done_ = false;
 };
 

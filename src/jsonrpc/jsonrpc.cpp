@@ -46,6 +46,19 @@ public:
     /// Exact id texts of numeric ids, by request index (0 for a single request object).
     std::vector<std::pair<std::size_t, std::string>> number_ids;
 
+    /// Ready for the next body (a parser kept from request to request).
+    void restart(std::size_t batch_limit) {
+        st.reset();
+        max_batch = batch_limit;
+        batch_too_large = false;
+        number_out_of_range = false;
+        number_ids.clear();
+        frames_.clear();
+        batch_count_ = 0;
+        key_.clear();
+        number_.clear();
+    }
+
     bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
 
@@ -171,8 +184,9 @@ private:
 
 // Reads one entry of a request (the body itself, or one element of a batch). `number_id` is the
 // exact text of the entry's id when that id is a number.
-Entry read_entry(const json::value& v, const std::string* number_id) {
-    const json::object* obj = v.if_object();
+// `v` gives up its params to the call.
+Entry read_entry(json::value& v, const std::string* number_id) {
+    json::object* obj = v.if_object();
     if (!obj)
         return InvalidCall{
             std::string(kNullId),
@@ -209,23 +223,40 @@ Entry read_entry(const json::value& v, const std::string* number_id) {
         return invalid("\"method\" must be a non-empty string");
     call.method = std::string(method->get_string());
 
-    if (const json::value* params = obj->if_contains("params")) {
+    if (json::value* params = obj->if_contains("params")) {
         if (!params->is_array() && !params->is_object() && !params->is_null())
             return invalid("\"params\" must be an array or an object");
-        call.params = *params;
+        call.params = std::move(*params);
     }
     return call;
 }
 
 }  // namespace
 
-boost::system::result<Request, Error> parse_request(std::string_view body,
-                                                    const ParseLimits& limits) {
+namespace {
+
+json::parse_options request_options() {
     json::parse_options options;
     options.max_depth = 64;
-    json::basic_parser<RequestHandler> parser(options);
-    parser.handler().st.reset();
-    parser.handler().max_batch = limits.max_batch_size;
+    return options;
+}
+
+// Bodies up to this size are read by a parser each thread keeps, with the stacks it grew (a fresh
+// one allocated its value stack anew for every request); a larger body gets a parser of its own,
+// so that one huge request does not leave a thread holding its stacks.
+constexpr std::size_t kKeptParserBodyBytes = 64 * 1024;
+
+}  // namespace
+
+boost::system::result<Request, Error> parse_request(std::string_view body,
+                                                    const ParseLimits& limits) {
+    thread_local json::basic_parser<RequestHandler> kept(request_options());
+    std::optional<json::basic_parser<RequestHandler>> own;
+    json::basic_parser<RequestHandler>* chosen = &kept;
+    if (body.size() > kKeptParserBodyBytes) chosen = &own.emplace(request_options());
+    json::basic_parser<RequestHandler>& parser = *chosen;
+    parser.reset();
+    parser.handler().restart(limits.max_batch_size);
 
     json::error_code ec;
     std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
@@ -244,7 +275,7 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
     const auto& number_ids = parser.handler().number_ids;
 
     Request request;
-    if (const json::array* batch = root.if_array()) {
+    if (json::array* batch = root.if_array()) {
         if (batch->empty())
             return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
         request.batch = true;

@@ -17,22 +17,44 @@ using upstream::Forwarded;
 NodeCalls::NodeCalls(upstream::Forwarder& pool, metrics::Metrics* metrics)
     : pool_(pool), config_(pool.config()), metrics_(metrics) {}
 
+namespace {
+
+bool makes_filter(std::string_view method) {
+    return method == "eth_newFilter" || method == "eth_newBlockFilter" ||
+           method == "eth_newPendingTransactionFilter";
+}
+
+bool uses_filter(std::string_view method) {
+    return method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
+           method == "eth_uninstallFilter";
+}
+
+}  // namespace
+
 asio::awaitable<Forwarded> NodeCalls::forward(std::string method, json::value params, bool write,
                                               Clock::time_point deadline,
                                               std::shared_ptr<upstream::AnswerBudget> budget) {
+    if (method == "eth_getLogs" || method == "eth_blockNumber" || makes_filter(method))
+        return forward_kept(std::move(method), std::move(params), write, deadline,
+                            std::move(budget));
+    // Not a coroutine: the pool's frame is the call's (its arguments are copied into it).
+    const jsonrpc::BlockNeed need = jsonrpc::block_need(method, params);
+    std::string home;
+    if (uses_filter(method)) home = filter_home(params);
+    return pool_.forward_to(std::move(method), std::move(params), need, write, deadline,
+                            std::move(budget), std::move(home));
+}
+
+asio::awaitable<Forwarded> NodeCalls::forward_kept(std::string method, json::value params,
+                                                   bool write, Clock::time_point deadline,
+                                                   std::shared_ptr<upstream::AnswerBudget> budget) {
     if (method == "eth_getLogs") {
         if (auto split = co_await split_logs(params, deadline, budget)) co_return std::move(*split);
     }
     const jsonrpc::BlockNeed need = jsonrpc::block_need(method, params);
-    const bool uses_filter = method == "eth_getFilterChanges" || method == "eth_getFilterLogs" ||
-                             method == "eth_uninstallFilter";
-    std::string home;
-    if (uses_filter) home = filter_home(params);
     Forwarded f = co_await pool_.forward_to(method, std::move(params), need, write, deadline,
-                                            std::move(budget), std::move(home));
-    if ((method == "eth_newFilter" || method == "eth_newBlockFilter" ||
-         method == "eth_newPendingTransactionFilter") &&
-        f.outcome == Forwarded::Outcome::answered) {
+                                            std::move(budget), std::string());
+    if (makes_filter(method) && f.outcome == Forwarded::Outcome::answered) {
         const std::optional<json::value> v = f.result_json();
         if (v && v->is_string()) remember_filter(std::string(v->get_string()), f.upstream);
     }

@@ -40,6 +40,12 @@ public:
         std::shared_ptr<upstream::AnswerBudget> budget = nullptr);
 
 private:
+    // forward() for a method the answer of which the gateway reads or keeps (a log range it may
+    // split, a new filter, the head): a coroutine of its own. The others go to the pool directly.
+    boost::asio::awaitable<upstream::Forwarded> forward_kept(
+        std::string method, boost::json::value params, bool write,
+        std::chrono::steady_clock::time_point deadline,
+        std::shared_ptr<upstream::AnswerBudget> budget);
     // Filters live on the node that made them: eth_getFilterChanges and friends go there.
     void remember_filter(const std::string& filter_id, const std::string& upstream_id);
     std::string filter_home(const boost::json::value& params);

@@ -11,9 +11,12 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <span>
 #include <variant>
 
 namespace gateway::rpc {
@@ -184,10 +187,15 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     const Target target = target_of(request);
 
     // Who is calling, before anything else is said: nothing about the chains to a stranger.
-    auto identity = co_await identify(request);
-    if (auto* refused = std::get_if<http::Response>(&identity)) co_return std::move(*refused);
-    const std::shared_ptr<const auth::Client> client =
-        std::move(std::get<std::shared_ptr<const auth::Client>>(identity));
+    // Without auth everyone is the anonymous client (no coroutine frame to say so).
+    std::shared_ptr<const auth::Client> client;
+    if (!auth_.required()) {
+        client = auth_.anonymous();
+    } else {
+        auto identity = co_await identify(request);
+        if (auto* refused = std::get_if<http::Response>(&identity)) co_return std::move(*refused);
+        client = std::move(std::get<std::shared_ptr<const auth::Client>>(identity));
+    }
     const ChainRoute* chain = nullptr;
     if (target.root) {
         chain = &chains_.front();
@@ -251,18 +259,25 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     }
 
     const std::string source = source_of(*client, request.remote);
-    std::vector<Outcome> outcomes;
+    // A single call's outcome is kept here, a batch's in `many`: no vector for the one.
+    Outcome one;
+    std::vector<Outcome> many;
+    std::span<Outcome> outcomes(&one, 1);
     if (parsed->entries.size() == 1 && !parsed->batch) {
-        outcomes.push_back(co_await execute(*chain, parsed->entries.front(),
-                                            request.header(kIdempotencyHeader), *client, source));
+        one = co_await execute(*chain, parsed->entries.front(), request.header(kIdempotencyHeader),
+                               *client, source);
     } else {
-        outcomes = co_await run_batch(*chain, *client, source, parsed->entries,
-                                      request.header(kIdempotencyHeader));
+        many = co_await run_batch(*chain, *client, source, parsed->entries,
+                                  request.header(kIdempotencyHeader));
+        outcomes = many;
     }
 
     http::Response response;
-    std::vector<std::string> bodies;
-    std::vector<std::string> upstreams;  // each once, in the order of first answer
+    std::vector<std::string> bodies;  // a batch's answers
+    std::string body;                 // a single call's answer
+    // Each upstream once, in the order of first answer (the outcomes keep the names).
+    boost::container::small_vector<std::string_view, 4> upstreams;
+    bool any_body = false;
     bool all_unavailable = true;
     bool queued = false;
     std::optional<std::chrono::milliseconds> stale_age;
@@ -279,7 +294,11 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
             upstreams.push_back(o.upstream);
         if (o.response.empty()) continue;  // a notification
         all_unavailable = all_unavailable && (o.unavailable || o.store_failed);
-        bodies.push_back(std::move(o.response));
+        any_body = true;
+        if (parsed->batch)
+            bodies.push_back(std::move(o.response));
+        else
+            body = std::move(o.response);
     }
     if (!upstreams.empty())
         response.headers.emplace_back(std::string(kUpstreamHeader),
@@ -296,12 +315,12 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         response.headers.emplace_back(std::string(kDataAgeHeader),
                                       std::to_string(stale_age->count()));
     }
-    if (bodies.empty()) {
+    if (!any_body) {
         response.status = 204;  // only notifications: JSON-RPC answers nothing at all
         co_return response;
     }
     response.status = all_unavailable ? 503 : 200;
-    response.body = parsed->batch ? jsonrpc::batch_response(bodies) : std::move(bodies.front());
+    response.body = parsed->batch ? jsonrpc::batch_response(bodies) : std::move(body);
     co_return response;
 }
 

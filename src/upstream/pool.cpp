@@ -84,9 +84,10 @@ asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostO
 asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value params, bool write,
                                               Clock::time_point deadline,
                                               std::shared_ptr<AnswerBudget> budget) {
+    // Not a coroutine: forward_one's frame is the call's (its arguments are copied into it).
     const BlockNeed need = jsonrpc::block_need(method, params);
-    co_return co_await forward_one(std::move(method), std::move(params), need, write, deadline,
-                                   nullptr, std::move(budget));
+    return forward_one(std::move(method), std::move(params), need, write, deadline, nullptr,
+                       std::move(budget));
 }
 
 asio::awaitable<Forwarded> ChainPool::forward_to(std::string method, json::value params,
@@ -94,14 +95,15 @@ asio::awaitable<Forwarded> ChainPool::forward_to(std::string method, json::value
                                                  Clock::time_point deadline,
                                                  std::shared_ptr<AnswerBudget> budget,
                                                  std::string pinned) {
+    // Not a coroutine either: the pinned node is found now, and forward_one's frame is the call's.
     const Upstream* only = nullptr;
     for (const auto& u : upstreams_)
         if (!pinned.empty() && u->id() == pinned) {
             only = u.get();
             break;
         }
-    co_return co_await forward_one(std::move(method), std::move(params), need, write, deadline,
-                                   only, std::move(budget));
+    return forward_one(std::move(method), std::move(params), need, write, deadline, only,
+                       std::move(budget));
 }
 
 asio::awaitable<Forwarded> ChainPool::forward_at_least(std::string method, json::value params,

@@ -83,6 +83,47 @@ TEST(ParseRequest, MalformedJsonIsParseError) {
     }
 }
 
+TEST(ParseRequest, NothingOfABodyThatStoppedHalfwayCarriesOverToTheNext) {
+    // Each thread keeps its parser: a body that stopped inside a batch's object, in a key, or at a
+    // number out of range leaves that parser mid-way, and the next body on the thread is read
+    // from the start (its numeric id keeps its text, which depends on where the parser is).
+    const char* stopped[] = {
+        R"([{"jsonrpc":"2.0","id":1.25,"method":"a","params":[{"k":[1,2)",
+        R"({"jsonrpc":"2.0","id":3,"meth)",
+        R"([{"jsonrpc":"2.0","id":4,"method":"a"},{"jsonrpc":"2.0","id":1e999,"method":"b"}])",
+    };
+    for (const char* body : stopped) {
+        ASSERT_FALSE(parse_request(body, kLimits)) << body;
+        auto r = parse_request(R"({"jsonrpc":"2.0","id":1.50,"method":"m","params":[]})", kLimits);
+        ASSERT_TRUE(r) << "after " << body;
+        EXPECT_FALSE(r->batch);
+        ASSERT_EQ(r->entries.size(), 1u);
+        EXPECT_EQ(call_at(*r, 0).id, "1.50") << "after " << body;
+        EXPECT_EQ(call_at(*r, 0).method, "m");
+    }
+    // Past the batch limit, then a batch within it.
+    ASSERT_FALSE(parse_request(R"([{"jsonrpc":"2.0","id":1,"method":"a"},
+                                   {"jsonrpc":"2.0","id":2,"method":"b"}])",
+                               ParseLimits{1}));
+    auto r = parse_request(R"([{"jsonrpc":"2.0","id":7.0,"method":"a"}])", ParseLimits{1});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(call_at(*r, 0).id, "7.0");
+}
+
+TEST(ParseRequest, ALargeBodyIsReadWholeAndTheNextSmallOneToo) {
+    // Over 64 KiB a body gets a parser of its own (the thread's keeps its small stacks).
+    const std::string data(200 * 1024, 'a');
+    auto big = parse_request(
+        R"({"jsonrpc":"2.0","id":1.0,"method":"eth_call","params":[{"data":")" + data + R"("}]})",
+        kLimits);
+    ASSERT_TRUE(big);
+    EXPECT_EQ(call_at(*big, 0).id, "1.0");
+    EXPECT_EQ(call_at(*big, 0).params.at(0).at("data").as_string().size(), data.size());
+    auto small = parse_request(R"({"jsonrpc":"2.0","id":2.0,"method":"m"})", kLimits);
+    ASSERT_TRUE(small);
+    EXPECT_EQ(call_at(*small, 0).id, "2.0");
+}
+
 TEST(ParseRequest, DeepNestingIsRefusedNotACrash) {
     std::string body(100000, '[');
     auto r = parse_request(body, kLimits);

@@ -172,6 +172,26 @@ TEST_F(ListenerTest, KeepAliveServesManyRequestsOnOneConnection) {
     EXPECT_EQ(listener->open_connections(), 1u);
 }
 
+TEST_F(ListenerTest, HeadsLargerAndSmallerThanAConnectionsFieldSpaceAreReadWhole) {
+    // A connection keeps 1 KiB for its request heads' fields and takes the heap for the rest:
+    // heads over it and under it, in turn on one connection, each reach the handler as sent.
+    start({});
+    test::HttpConnection c(port());
+    for (int i = 0; i < 6; ++i) {
+        const bool large = i % 2 == 1;
+        const std::string value(large ? 3000 : 12, static_cast<char>('a' + i));
+        std::vector<std::pair<std::string, std::string>> headers{{"X-Test", value}};
+        if (large)
+            for (int k = 0; k < 20; ++k)
+                headers.emplace_back("X-Pad-" + std::to_string(k), std::string(100, 'p'));
+        auto r = c.request("POST", "/", "body" + std::to_string(i), headers);
+        EXPECT_EQ(r.status, 200u) << i;
+        EXPECT_EQ(r.body, "body" + std::to_string(i));
+        EXPECT_EQ(r.header("x-test"), value) << i;
+        EXPECT_EQ(r.header("x-method"), "POST");
+    }
+}
+
 TEST_F(ListenerTest, PipelinedRequestsAreAnsweredInOrder) {
     start({});
     test::HttpConnection c(port());
