@@ -317,18 +317,26 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
 Metrics::~Metrics() = default;
 
 void Metrics::observe_call(std::string_view chain, std::string_view method,
-                           std::string_view outcome, double seconds) {
+                           std::string_view outcome, double seconds, std::size_t calls) {
+    if (calls == 0) return;
     Impl& m = *impl_;
     series_of(m.request_counters, m.requests, Label{"chain", chain}, Label{"method", method},
               Label{"outcome", outcome})
-        .Increment();
-    m.request_histograms
-        .get(Key(chain, method),
-             [&]() -> prom::Histogram& {
-                 return m.request_seconds.Add({{"chain", s(chain)}, {"method", s(method)}},
-                                              kLatencyBuckets);
-             })
-        .Observe(seconds);
+        .Increment(static_cast<double>(calls));
+    prom::Histogram& h = m.request_histograms.get(Key(chain, method), [&]() -> prom::Histogram& {
+        return m.request_seconds.Add({{"chain", s(chain)}, {"method", s(method)}}, kLatencyBuckets);
+    });
+    if (calls == 1) {
+        h.Observe(seconds);
+        return;
+    }
+    // Calls that took the same time (a batch's, answered together): once, with their count in
+    // the bucket of that time (the last one: +Inf).
+    std::vector<double> increments(kLatencyBuckets.size() + 1, 0.0);
+    const auto bucket = std::lower_bound(kLatencyBuckets.begin(), kLatencyBuckets.end(), seconds);
+    increments[static_cast<std::size_t>(bucket - kLatencyBuckets.begin())] =
+        static_cast<double>(calls);
+    h.ObserveMultiple(increments, seconds * static_cast<double>(calls));
 }
 
 void Metrics::observe_http(std::string_view listener, unsigned status) {

@@ -11,6 +11,7 @@
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 
@@ -87,12 +88,30 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         if (call.notification) batch.outcomes[i].response.clear();
         batch.done[i] = true;
     };
+    // The calls answered here are counted in metrics by method and outcome, once for each (they
+    // are answered together: from the cache, then by the upstream batch), not once a call.
+    struct Tally {
+        std::string_view method;  // a bounded label (method_label)
+        std::string_view outcome;
+        std::size_t calls = 0;
+    };
+    boost::container::small_vector<Tally, 4> tally;
+    const auto flush = [&] {
+        const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        for (const Tally& t : tally) {
+            if (metrics_) metrics_->observe_call(chain_name, t.method, t.outcome, seconds, t.calls);
+            count_client_call(*batch.client, t.outcome, t.calls);
+        }
+        tally.clear();
+    };
     const auto answered = [&](std::size_t i, const jsonrpc::Call& call, std::string_view outcome) {
         Outcome& out = batch.outcomes[i];
-        if (metrics_)
-            metrics_->observe_call(chain_name, method_label(call.method), outcome,
-                                   std::chrono::duration<double>(Clock::now() - t0).count());
-        count_client_call(*batch.client, outcome);
+        const std::string_view method = method_label(call.method);
+        auto t = std::find_if(tally.begin(), tally.end(), [&](const Tally& t) {
+            return t.method == method && t.outcome == outcome;
+        });
+        if (t == tally.end()) t = tally.insert(tally.end(), Tally{method, outcome, 0});
+        ++t->calls;
         batch.budget->used += out.response.size();
         if (call.notification) out.response.clear();
         batch.done[i] = true;
@@ -120,6 +139,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
             upstream::BatchCall{call->method, &call->params});  // batch.entries lives on
         tickets.push_back(std::move(ticket));
     }
+    flush();                          // the cache's answers
     if (calls.size() < 2) co_return;  // one call gains nothing from a batch
     // The upstream batch's answer is checked against the limit while it arrives, but on a budget
     // of its own: all of it passing the limit does not mean each call would, so the batch's own
@@ -145,6 +165,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         out.response = std::move(response);
         answered(i, call, reply.is_error() ? "rpc_error" : "ok");
     }
+    flush();
 }
 
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {

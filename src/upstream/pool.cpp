@@ -155,70 +155,124 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     }
     if (!u) co_return std::nullopt;
 
-    const std::size_t n = std::min(calls.size(), u->config().max_batch_size);
-    std::vector<std::uint64_t> ids(n);
-    std::string body = "[";
-    body.reserve(160 * n);
-    for (std::size_t i = 0; i < n; ++i) {
-        ids[i] = next_id_++;
-        if (i) body.push_back(',');
-        jsonrpc::append_upstream_request(body, ids[i], calls[i].method, *calls[i].params);
+    // All of the calls, in parts of the node's max_batch_size, sent at once. The first part was
+    // admitted with the choice of node; each further one is a request of its own, and the calls of
+    // a part the node does not admit now go one by one.
+    const std::size_t per = u->config().max_batch_size;
+    std::vector<BatchPart> parts;
+    for (std::size_t from = 0; from < calls.size(); from += per) {
+        if (from > 0 && u->admit() != Upstream::Admission::admitted) break;
+        BatchPart part;
+        part.from = from;
+        part.n = std::min(per, calls.size() - from);
+        part.first_id = next_id_.fetch_add(part.n);
+        parts.push_back(std::move(part));
     }
-    body.push_back(']');
     // Real time, not clock_: the latency metric times real I/O, and the HTTP client's deadline.
     const auto t0 = Clock::now();
-    PostOptions options{std::min(deadline, Clock::now() + u->config().timeout), true, nullptr,
-                        budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr};
-    HttpResult r = co_await u->client().post(std::move(body), options);
-    u->release();
-    std::optional<std::vector<jsonrpc::BatchElement>> elements;
-    if (r.ok() && r.status == 200) elements = jsonrpc::split_batch_reply(r.body);
-    if (metrics_)
-        metrics_->observe_upstream(config_.name, u->id(), "batch",
-                                   elements ? "" : (r.ok() ? "bad_response" : to_string(r.error)),
-                                   seconds_since(t0, Clock::now()));
-    if (!r.ok() || r.status == 429 || r.status >= 500) {
-        // The node failed (or rests): as for any call. The calls go one by one, elsewhere.
-        u->call_failed(classify(r, 0));
-        co_return std::nullopt;
-    }
-    // HTTP 413: this batch was too large for the node, which says nothing of smaller ones.
-    if (!elements && r.status == 413) co_return std::nullopt;
-    if (!elements) {
-        // It answered, but not a batch: it does not take them. Single calls from now on.
-        bool first = false;
-        {
-            std::lock_guard lock(no_batch_mu_);
-            if (std::find(no_batch_.begin(), no_batch_.end(), u) == no_batch_.end()) {
-                no_batch_.push_back(u);
-                first = true;
-            }
+    const auto until = std::min(deadline, t0 + u->config().timeout);
+    const auto options = [&] {
+        // Each part's answer counts against the one budget while it arrives.
+        return PostOptions{until, true, nullptr,
+                           budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr};
+    };
+    const auto body_of = [&](const BatchPart& part) {
+        std::string body = "[";
+        body.reserve(160 * part.n + 2);
+        for (std::size_t i = 0; i < part.n; ++i) {
+            if (i) body.push_back(',');
+            const BatchCall& call = calls[part.from + i];
+            jsonrpc::append_upstream_request(body, part.first_id + i, call.method, *call.params);
         }
-        if (first)
-            spdlog::info(
-                "chain {}: upstream {} does not answer batches (HTTP {}); it gets the "
-                "calls of client batches one by one",
-                config_.name, u->id(), r.status);
-        co_return std::nullopt;
+        body.push_back(']');
+        return body;
+    };
+    if (parts.size() == 1) {
+        parts[0].result = co_await post_part(u, body_of(parts[0]), options());
+    } else {
+        auto ex = co_await asio::this_coro::executor;
+        using Op = decltype(asio::co_spawn(ex, post_part(u, std::string(), PostOptions{}),
+                                           asio::deferred));
+        std::vector<Op> ops;
+        ops.reserve(parts.size());
+        for (const BatchPart& part : parts)
+            ops.push_back(
+                asio::co_spawn(ex, post_part(u, body_of(part), options()), asio::deferred));
+        auto done = co_await asio::experimental::make_parallel_group(std::move(ops))
+                        .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+        auto& results = std::get<2>(done);
+        for (std::size_t k = 0; k < parts.size(); ++k) parts[k].result = std::move(results[k]);
     }
-    u->call_succeeded();
+
     BatchForwarded out;
     out.upstream = u->id();
     out.replies.resize(calls.size());
-    for (const auto& e : *elements) {
-        if (!e.id) continue;
-        const auto at = std::find(ids.begin(), ids.end(), *e.id);
-        if (at == ids.end()) continue;
-        auto reply = jsonrpc::parse_valid_reply(e.text, *e.id);  // split_batch_reply validated it
-        if (!reply) continue;
-        // A node error another node may not give (behind, rate-limited, unsupported): that call
-        // goes alone, with failover.
-        if (reply->is_error() && classify_rpc_error(reply->error.code, reply->error.message) !=
-                                     ErrorClass::deterministic)
+    bool answered = false;
+    std::optional<Attempt> failure;  // the node's first failure (counted once for the batch)
+    for (BatchPart& part : parts) {
+        const HttpResult& r = part.result;
+        std::optional<std::vector<jsonrpc::BatchElement>> elements;
+        if (r.ok() && r.status == 200) elements = jsonrpc::split_batch_reply(r.body);
+        if (metrics_)
+            metrics_->observe_upstream(
+                config_.name, u->id(), "batch",
+                elements ? "" : (r.ok() ? "bad_response" : to_string(r.error)),
+                seconds_since(t0, Clock::now()));
+        if (!r.ok() || r.status == 429 || r.status >= 500) {
+            // The node failed (or rests): as for any call. The part's calls go one by one,
+            // elsewhere.
+            if (!failure) failure = classify(r, 0);
             continue;
-        out.replies[static_cast<std::size_t>(at - ids.begin())] = std::move(*reply);
+        }
+        // HTTP 413: this batch was too large for the node, which says nothing of smaller ones.
+        if (!elements && r.status == 413) continue;
+        if (!elements) {
+            // It answered, but not a batch: it does not take them. Single calls from now on.
+            bool first = false;
+            {
+                std::lock_guard lock(no_batch_mu_);
+                if (std::find(no_batch_.begin(), no_batch_.end(), u) == no_batch_.end()) {
+                    no_batch_.push_back(u);
+                    first = true;
+                }
+            }
+            if (first)
+                spdlog::info(
+                    "chain {}: upstream {} does not answer batches (HTTP {}); it gets the "
+                    "calls of client batches one by one",
+                    config_.name, u->id(), r.status);
+            continue;
+        }
+        answered = true;
+        for (const auto& e : *elements) {
+            // The part's ids are consecutive: an answer's id says its call.
+            if (!e.id || *e.id < part.first_id || *e.id - part.first_id >= part.n) continue;
+            auto reply =
+                jsonrpc::parse_valid_reply(e.text, *e.id);  // split_batch_reply validated it
+            if (!reply) continue;
+            // A node error another node may not give (behind, rate-limited, unsupported): that
+            // call goes alone, with failover.
+            if (reply->is_error() && classify_rpc_error(reply->error.code, reply->error.message) !=
+                                         ErrorClass::deterministic)
+                continue;
+            out.replies[part.from + static_cast<std::size_t>(*e.id - part.first_id)] =
+                std::move(*reply);
+        }
     }
+    if (failure)
+        u->call_failed(*failure);
+    else if (answered)
+        u->call_succeeded();
+    if (!answered) co_return std::nullopt;
     co_return out;
+}
+
+// A part of a client's batch sent to `u`, which admitted it.
+asio::awaitable<HttpResult> ChainPool::post_part(Upstream* u, std::string body,
+                                                 PostOptions options) {
+    HttpResult r = co_await u->client().post(std::move(body), std::move(options));
+    u->release();
+    co_return r;
 }
 
 asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, json::value params,

@@ -59,10 +59,77 @@ TEST_F(BatchTest, ReadsOfABatchGoUpstreamAsOneBatchAndKeepTheirIdsAndOrder) {
     EXPECT_EQ(answers[6].at("result"), "0x04");
     EXPECT_EQ(node.calls("(batch)"), 1u);
     EXPECT_EQ(node.calls("eth_getBalance"), 4u);
+    // Counted once for the four, as four.
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_requests_total{chain="devnet",method="eth_getBalance",outcome="ok"} 4)"));
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_request_duration_seconds_count{chain="devnet",method="eth_getBalance"} 4)"));
     EXPECT_THAT(
         http_metrics(),
         HasSubstr(
             R"(gateway_upstream_requests_total{chain="devnet",method="batch",upstream="node-0"} 1)"));
+}
+
+// A client batch larger than the node's max_batch_size goes as several upstream batches, at once:
+// none of its calls is left to go alone.
+TEST_F(BatchTest, ABatchLargerThanTheNodesBatchSizeGoesAsSeveralUpstreamBatches) {
+    FakeUpstream node(31337, balances());
+    node.set_batches(true);
+    start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_batch_size = 3; });
+    wait_ready();
+    std::string body = "[";
+    for (int i = 1; i <= 8; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
+    body += "]";
+    auto r = post(body);
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const json::array answers = json::parse(r.body).as_array();
+    ASSERT_EQ(answers.size(), 8u) << r.body;
+    for (int i = 1; i <= 8; ++i) {
+        EXPECT_EQ(answers[i - 1].at("id"), i) << r.body;
+        EXPECT_EQ(answers[i - 1].at("result").as_string(), fmt::format("0x{:02x}", i)) << r.body;
+    }
+    EXPECT_EQ(node.calls("(batch)"), 3u) << "3 + 3 + 2 calls";
+    EXPECT_EQ(node.calls("eth_getBalance"), 8u) << "none of them alone";
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_upstream_requests_total{chain="devnet",method="batch",upstream="node-0"} 3)"));
+}
+
+// One part of a client batch the node refuses (HTTP 413): the other parts' answers stand, and only
+// that part's calls go alone.
+TEST_F(BatchTest, APartOfABatchTheNodeRefusesGoesCallByCallAndTheOtherPartsStand) {
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
+            if (m != "eth_getBalance") return std::nullopt;
+            const std::string address(request.at("params").at(0).as_string());
+            if (address.ends_with("ff")) return FakeReply::http(413, "request entity too large");
+            return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
+        });
+    node.set_batches(true);
+    start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_batch_size = 2; });
+    wait_ready();
+    // How many times the refused call is tried when it goes alone (the failover's attempts).
+    post(balance_call("0", 0xff));  // not answered (503): no node takes it
+    const std::size_t alone = node.calls("eth_getBalance");
+    ASSERT_GE(alone, 1u);
+    auto r = post("[" + balance_call("1", 1) + "," + balance_call("2", 2) + "," +
+                  balance_call("3", 3) + "," + balance_call("4", 0xff) + "]");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const json::array answers = json::parse(r.body).as_array();
+    ASSERT_EQ(answers.size(), 4u) << r.body;
+    EXPECT_EQ(answers[0].at("result"), "0x01") << r.body;
+    EXPECT_EQ(answers[1].at("result"), "0x02") << r.body;
+    EXPECT_EQ(answers[2].at("result"), "0x03") << r.body;
+    EXPECT_TRUE(answers[3].as_object().contains("error")) << r.body;
+    EXPECT_EQ(node.calls("(batch)"), 2u);
+    // 4 in the batches; then the refused part's two calls alone: 3 once, 0xff as before.
+    EXPECT_EQ(node.calls("eth_getBalance"), alone + 4 + 1 + alone);
+    EXPECT_EQ(upstream("node-0").at("breaker"), "closed");
 }
 
 // Every call of a batch answered by one upstream batch, then every call from the cache: nothing
@@ -91,6 +158,11 @@ TEST_F(BatchTest, ABatchAnsweredWhollyByOneUpstreamBatchThenWhollyFromTheCache) 
         EXPECT_EQ(node.calls("(batch)"), 1u) << round;
         EXPECT_EQ(node.calls("eth_getBalance"), 3u) << round;
     }
+    // Three calls a round, the notification too, from the node and then from the cache.
+    EXPECT_THAT(
+        http_metrics(),
+        HasSubstr(
+            R"(gateway_requests_total{chain="devnet",method="eth_getBalance",outcome="ok"} 6)"));
 }
 
 TEST_F(BatchTest, ANodeThatRefusesBatchesGetsTheCallsOneByOneAndNoMoreBatches) {

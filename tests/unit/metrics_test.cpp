@@ -96,6 +96,42 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
 
 // The per-call counters are looked up through each thread's copy of a lookup per Metrics: two
 // instances on one thread (and one made after another is gone) each count their own.
+TEST(Metrics, CallsAnsweredTogetherAreObservedOnceWithTheirCount) {
+    // A batch's calls answered together: as many calls as one at a time would have been, in the
+    // same buckets, the sum their times together; at a bucket's bound, in that bucket (le).
+    Metrics together, one_by_one;
+    together.observe_call("devnet", "eth_getBalance", "ok", 0.003, 5);
+    together.observe_call("devnet", "eth_getBalance", "ok", 0.01, 2);
+    together.observe_call("devnet", "eth_getBalance", "ok", 99, 3);
+    together.observe_call("devnet", "eth_getBalance", "rpc_error", 0.003, 0);  // nothing
+    for (int i = 0; i < 5; ++i) one_by_one.observe_call("devnet", "eth_getBalance", "ok", 0.003);
+    for (int i = 0; i < 2; ++i) one_by_one.observe_call("devnet", "eth_getBalance", "ok", 0.01);
+    for (int i = 0; i < 3; ++i) one_by_one.observe_call("devnet", "eth_getBalance", "ok", 99);
+    const std::string text = together.render();
+    EXPECT_EQ(text, one_by_one.render());
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_requests_total{chain="devnet",method="eth_getBalance",outcome="ok"} 10)"));
+    EXPECT_THAT(text, Not(HasSubstr("rpc_error")));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_request_duration_seconds_bucket{chain="devnet",method="eth_getBalance",le="0.005"} 5)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_request_duration_seconds_bucket{chain="devnet",method="eth_getBalance",le="0.01"} 7)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_request_duration_seconds_bucket{chain="devnet",method="eth_getBalance",le="30"} 7)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_request_duration_seconds_count{chain="devnet",method="eth_getBalance"} 10)"));
+}
+
 TEST(Metrics, EachInstanceCountsItsOwnPerCallCounters) {
     const auto count = [](Metrics& m, int times) {
         for (int i = 0; i < times; ++i) {

@@ -34,8 +34,9 @@ public:
 
     /// A call answered to a client. `method` must already be a bounded label
     /// (jsonrpc::method_label). `outcome`: ok, rpc_error, invalid, unavailable, rejected.
+    /// `calls`: that many calls, each answered in `seconds` (a batch's, answered together).
     void observe_call(std::string_view chain, std::string_view method, std::string_view outcome,
-                      double seconds);
+                      double seconds, std::size_t calls = 1);
 
     /// An HTTP response written by a listener ("rpc" or "admin").
     void observe_http(std::string_view listener, unsigned status);

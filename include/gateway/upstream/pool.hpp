@@ -111,6 +111,16 @@ private:
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
                                             PostOptions options, std::uint64_t id,
                                             std::string_view label);
+    // A part of a client's batch (forward_batch): its calls [from, from + n), under the ids
+    // first_id to first_id + n - 1, and what the node answered.
+    struct BatchPart {
+        std::size_t from = 0;
+        std::size_t n = 0;
+        std::uint64_t first_id = 0;
+        HttpResult result;
+    };
+    boost::asio::awaitable<HttpResult> post_part(Upstream* upstream, std::string body,
+                                                 PostOptions options);
     boost::asio::awaitable<void> probe_loop(Upstream& upstream, Prober& prober);
     boost::asio::awaitable<void> probe(Upstream& upstream, Prober& prober);
 
