@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -137,8 +138,10 @@ public:
         return ::operator new(bytes);
     }
     void deallocate(void* p, std::size_t bytes) {
+        // std::less: a total order over all pointers, the heap's and the space's alike.
         const auto* b = static_cast<const unsigned char*>(p);
-        if (b >= space_ && b < space_ + sizeof space_) return;  // goes with the next reset
+        const std::less<const unsigned char*> before;
+        if (!before(b, space_) && before(b, space_ + sizeof space_)) return;  // the next reset
         ::operator delete(p, bytes);
     }
 

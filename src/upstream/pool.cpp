@@ -155,73 +155,70 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     }
     if (!u) co_return std::nullopt;
 
-    // All of the calls, in parts of the node's max_batch_size, sent at once. The first part was
-    // admitted with the choice of node; each further one is a request of its own, and the calls of
-    // a part the node does not admit now go one by one.
+    // All of the calls, in parts of the node's max_batch_size, at most kPartsAtOnce of them in
+    // flight. The first part sent has the admission the node was chosen with; each further one is
+    // a request of its own, admitted when it goes, and the calls of a part the node does not
+    // admit go one by one.
+    BatchSend send;
+    send.upstream = u;
+    send.first_admitted = true;
+    struct Unused {  // the first admission, if no part took it
+        BatchSend& send;
+        ~Unused() {
+            if (send.first_admitted) send.upstream->release();
+        }
+    } unused{send};
+    send.calls = calls;
+    // Real time, not clock_: the latency metric times real I/O, and the HTTP client's deadline.
+    send.until = std::min(deadline, Clock::now() + u->config().timeout);
+    send.budget = std::move(budget);
     const std::size_t per = u->config().max_batch_size;
-    std::vector<BatchPart> parts;
     for (std::size_t from = 0; from < calls.size(); from += per) {
-        if (from > 0 && u->admit() != Upstream::Admission::admitted) break;
         BatchPart part;
         part.from = from;
         part.n = std::min(per, calls.size() - from);
         part.first_id = next_id_.fetch_add(part.n);
-        parts.push_back(std::move(part));
+        send.parts.push_back(std::move(part));
     }
-    // Real time, not clock_: the latency metric times real I/O, and the HTTP client's deadline.
-    const auto t0 = Clock::now();
-    const auto until = std::min(deadline, t0 + u->config().timeout);
-    const auto options = [&] {
-        // Each part's answer counts against the one budget while it arrives.
-        return PostOptions{until, true, nullptr,
-                           budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr};
-    };
-    const auto body_of = [&](const BatchPart& part) {
-        std::string body = "[";
-        body.reserve(160 * part.n + 2);
-        for (std::size_t i = 0; i < part.n; ++i) {
-            if (i) body.push_back(',');
-            const BatchCall& call = calls[part.from + i];
-            jsonrpc::append_upstream_request(body, part.first_id + i, call.method, *call.params);
-        }
-        body.push_back(']');
-        return body;
-    };
-    if (parts.size() == 1) {
-        parts[0].result = co_await post_part(u, body_of(parts[0]), options());
+    if (send.parts.size() == 1) {
+        co_await send_parts(&send);
     } else {
         auto ex = co_await asio::this_coro::executor;
-        using Op = decltype(asio::co_spawn(ex, post_part(u, std::string(), PostOptions{}),
-                                           asio::deferred));
+        using Op = decltype(asio::co_spawn(ex, send_parts(&send), asio::deferred));
         std::vector<Op> ops;
-        ops.reserve(parts.size());
-        for (const BatchPart& part : parts)
-            ops.push_back(
-                asio::co_spawn(ex, post_part(u, body_of(part), options()), asio::deferred));
+        const std::size_t workers = std::min(kPartsAtOnce, send.parts.size());
+        ops.reserve(workers);
+        for (std::size_t w = 0; w < workers; ++w)
+            ops.push_back(asio::co_spawn(ex, send_parts(&send), asio::deferred));
         auto done = co_await asio::experimental::make_parallel_group(std::move(ops))
                         .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-        auto& results = std::get<2>(done);
-        for (std::size_t k = 0; k < parts.size(); ++k) parts[k].result = std::move(results[k]);
+        // A worker that failed (out of memory) fails the batch, as one failing alone would.
+        for (const std::exception_ptr& e : std::get<1>(done))
+            if (e) std::rethrow_exception(e);
     }
 
     BatchForwarded out;
     out.upstream = u->id();
     out.replies.resize(calls.size());
     bool answered = false;
-    std::optional<Attempt> failure;  // the node's first failure (counted once for the batch)
-    for (BatchPart& part : parts) {
+    // The node's failure, counted once for the batch: the first that is its fault, if any is.
+    std::optional<Attempt> failure;
+    for (BatchPart& part : send.parts) {
+        if (!part.sent) continue;  // not admitted, or the answers held passed their limit
         const HttpResult& r = part.result;
         std::optional<std::vector<jsonrpc::BatchElement>> elements;
         if (r.ok() && r.status == 200) elements = jsonrpc::split_batch_reply(r.body);
         if (metrics_)
             metrics_->observe_upstream(
                 config_.name, u->id(), "batch",
-                elements ? "" : (r.ok() ? "bad_response" : to_string(r.error)),
-                seconds_since(t0, Clock::now()));
+                elements ? "" : (r.ok() ? "bad_response" : to_string(r.error)), part.seconds);
         if (!r.ok() || r.status == 429 || r.status >= 500) {
             // The node failed (or rests): as for any call. The part's calls go one by one,
             // elsewhere.
-            if (!failure) failure = classify(r, 0);
+            Attempt a = classify(r, 0);
+            if (!failure ||
+                (!failure->node_fault && !failure->throttled && (a.node_fault || a.throttled)))
+                failure = std::move(a);
             continue;
         }
         // HTTP 413: this batch was too large for the node, which says nothing of smaller ones.
@@ -267,12 +264,44 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     co_return out;
 }
 
-// A part of a client's batch sent to `u`, which admitted it.
-asio::awaitable<HttpResult> ChainPool::post_part(Upstream* u, std::string body,
-                                                 PostOptions options) {
-    HttpResult r = co_await u->client().post(std::move(body), std::move(options));
-    u->release();
-    co_return r;
+// A worker of forward_batch: sends the parts not taken yet, one at a time, each once the node
+// admits it. An answer is held until every part is in, so from then on it counts against the
+// answers' budget (the HTTP client counted it only while it was read): once they pass its limit,
+// the parts left are not sent.
+asio::awaitable<void> ChainPool::send_parts(BatchSend* send) {
+    Upstream* u = send->upstream;
+    while (send->next < send->parts.size()) {
+        BatchPart& part = send->parts[send->next++];
+        if (send->budget && send->budget->spent) continue;
+        if (send->first_admitted)
+            send->first_admitted = false;  // the node's choice admitted this one
+        else if (u->admit() != Upstream::Admission::admitted)
+            continue;
+        struct Release {
+            Upstream* u;
+            ~Release() { u->release(); }
+        } release{u};
+        std::string body = "[";
+        body.reserve(160 * part.n + 2);
+        for (std::size_t i = 0; i < part.n; ++i) {
+            if (i) body.push_back(',');
+            const BatchCall& call = send->calls[part.from + i];
+            jsonrpc::append_upstream_request(body, part.first_id + i, call.method, *call.params);
+        }
+        body.push_back(']');
+        PostOptions options{
+            send->until, true, nullptr,
+            send->budget ? std::make_shared<CallBudget>(CallBudget{send->budget}) : nullptr};
+        const auto t0 = Clock::now();
+        part.sent = true;
+        part.result = co_await u->client().post(std::move(body), std::move(options));
+        part.seconds = seconds_since(t0, Clock::now());
+        if (send->budget) {
+            AnswerBudget& held = *send->budget;
+            held.used += part.result.body.size();
+            if (held.used > held.limit) held.spent = true;
+        }
+    }
 }
 
 asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, json::value params,

@@ -100,6 +100,60 @@ TEST_F(BatchTest, ABatchLargerThanTheNodesBatchSizeGoesAsSeveralUpstreamBatches)
             R"(gateway_upstream_requests_total{chain="devnet",method="batch",upstream="node-0"} 3)"));
 }
 
+// A client batch of many parts does not take a node's connections for itself: at most four of its
+// parts are at the node at once.
+TEST_F(BatchTest, AtMostFourPartsOfAClientBatchAreAtTheNodeAtOnce) {
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
+            if (m != "eth_getBalance") return std::nullopt;
+            const std::string address(request.at("params").at(0).as_string());
+            FakeReply reply = FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
+            reply.delay = std::chrono::milliseconds(30);
+            return reply;
+        });
+    node.set_batches(true);  // a batch's calls one after the other: one in flight per batch
+    start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_batch_size = 2; });
+    wait_ready();
+    std::string body = "[";
+    for (int i = 1; i <= 24; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
+    auto r = post(body + "]");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const json::array answers = json::parse(r.body).as_array();
+    ASSERT_EQ(answers.size(), 24u);
+    for (int i = 1; i <= 24; ++i)
+        EXPECT_EQ(answers[i - 1].at("result").as_string(), fmt::format("0x{:02x}", i));
+    EXPECT_EQ(node.calls("(batch)"), 12u);
+    EXPECT_EQ(node.calls("eth_getBalance"), 24u);
+    EXPECT_LE(node.max_in_flight(), 4u);
+    EXPECT_GE(node.max_in_flight(), 2u) << "the parts go at once, not one after the other";
+}
+
+// The answers of a batch's parts are held until all are in: once they pass the batch's answer
+// limit, the parts left are not sent (the calls left are refused, as for any batch over it).
+TEST_F(BatchTest, PartsOfABatchAreNotSentOnceTheAnswersHeldPassTheLimit) {
+    FakeUpstream node(
+        31337, [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+            if (m != "eth_getBalance") return std::nullopt;
+            return FakeReply::ok("\"0x" + std::string(200, 'a') + "\"");  // about 250 bytes
+        });
+    node.set_batches(true);
+    start({node.url()}, [](config::Config& c) {
+        c.chains[0].upstreams[0].max_batch_size = 2;
+        c.server.max_batch_response_bytes = 1200;  // about 2 parts' answers
+    });
+    wait_ready();
+    std::string body = "[";
+    for (int i = 1; i <= 24; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
+    auto r = post(body + "]");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const json::array answers = json::parse(r.body).as_array();
+    ASSERT_EQ(answers.size(), 24u);
+    EXPECT_EQ(answers.back().at("error").at("code"), -32005) << r.body;
+    // Four at once, and one more for each of the first two answers held: then the limit.
+    EXPECT_GE(node.calls("(batch)"), 4u);
+    EXPECT_LE(node.calls("(batch)"), 6u) << "not every part of the batch";
+}
+
 // One part of a client batch the node refuses (HTTP 413): the other parts' answers stand, and only
 // that part's calls go alone.
 TEST_F(BatchTest, APartOfABatchTheNodeRefusesGoesCallByCallAndTheOtherPartsStand) {

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -112,15 +113,30 @@ private:
                                             PostOptions options, std::uint64_t id,
                                             std::string_view label);
     // A part of a client's batch (forward_batch): its calls [from, from + n), under the ids
-    // first_id to first_id + n - 1, and what the node answered.
+    // first_id to first_id + n - 1, and what the node answered when it was sent.
     struct BatchPart {
         std::size_t from = 0;
         std::size_t n = 0;
         std::uint64_t first_id = 0;
+        bool sent = false;
         HttpResult result;
+        double seconds = 0;  // its exchange
     };
-    boost::asio::awaitable<HttpResult> post_part(Upstream* upstream, std::string body,
-                                                 PostOptions options);
+    // A client's batch being sent to one node, part by part, by a few workers on the caller's
+    // executor (one thread at a time).
+    struct BatchSend {
+        Upstream* upstream = nullptr;
+        std::span<const BatchCall> calls;
+        std::vector<BatchPart> parts;
+        std::size_t next = 0;         // the next part a worker takes
+        bool first_admitted = false;  // an admission taken for the first part sent, not used yet
+        std::chrono::steady_clock::time_point until;
+        std::shared_ptr<AnswerBudget> budget;  // the answers held, the batch's own
+    };
+    // Parts of one client batch in flight to a node at once: one batch cannot take many of its
+    // connections (or all of its max_concurrency) for itself.
+    static constexpr std::size_t kPartsAtOnce = 4;
+    boost::asio::awaitable<void> send_parts(BatchSend* send);
     boost::asio::awaitable<void> probe_loop(Upstream& upstream, Prober& prober);
     boost::asio::awaitable<void> probe(Upstream& upstream, Prober& prober);
 
