@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/serializer.hpp>
@@ -47,8 +48,8 @@ public:
     std::vector<std::pair<std::size_t, std::string>> number_ids;
 
     /// Ready for the next body (a parser kept from request to request).
-    void restart(std::size_t batch_limit) {
-        st.reset();
+    void restart(std::size_t batch_limit, json::storage_ptr tree) {
+        st.reset(std::move(tree));
         max_batch = batch_limit;
         batch_too_large = false;
         number_out_of_range = false;
@@ -226,7 +227,8 @@ Entry read_entry(json::value& v, const std::string* number_id) {
     if (json::value* params = obj->if_contains("params")) {
         if (!params->is_array() && !params->is_object() && !params->is_null())
             return invalid("\"params\" must be an array or an object");
-        call.params = std::move(*params);
+        // Into the default storage: the tree's may be the thread's, released after the parse.
+        call.params = json::value(std::move(*params), json::storage_ptr());
     }
     return call;
 }
@@ -242,22 +244,50 @@ json::parse_options request_options() {
 }
 
 // Bodies up to this size are read by a parser each thread keeps, with the stacks it grew (a fresh
-// one allocated its value stack anew for every request); a larger body gets a parser of its own,
-// so that one huge request does not leave a thread holding its stacks.
+// one allocated its value stack anew for every request), into a tree in space the thread keeps
+// too (a heap block for every object, key and long string before). A larger body gets a parser of
+// its own and the heap, so that one huge request does not leave a thread holding its stacks.
 constexpr std::size_t kKeptParserBodyBytes = 64 * 1024;
+
+struct KeptParser {
+    // Where a small body's tree is built: released for each body (only the calls' params leave
+    // it, copied). What does not fit comes from the heap until the release.
+    alignas(std::max_align_t) unsigned char space[16 * 1024];
+    json::monotonic_resource tree{space, sizeof space};
+    json::basic_parser<RequestHandler> parser{request_options()};
+};
+
+boost::system::result<Request, Error> read_request(json::basic_parser<RequestHandler>& parser,
+                                                   std::string_view body,
+                                                   const ParseLimits& limits);
 
 }  // namespace
 
 boost::system::result<Request, Error> parse_request(std::string_view body,
                                                     const ParseLimits& limits) {
-    thread_local json::basic_parser<RequestHandler> kept(request_options());
-    std::optional<json::basic_parser<RequestHandler>> own;
-    json::basic_parser<RequestHandler>* chosen = &kept;
-    if (body.size() > kKeptParserBodyBytes) chosen = &own.emplace(request_options());
-    json::basic_parser<RequestHandler>& parser = *chosen;
-    parser.reset();
-    parser.handler().restart(limits.max_batch_size);
+    if (body.size() > kKeptParserBodyBytes) {
+        json::basic_parser<RequestHandler> own(request_options());
+        own.handler().restart(limits.max_batch_size, json::storage_ptr());
+        return read_request(own, body, limits);
+    }
+    thread_local KeptParser kept;
+    // What a body that stopped half-way left goes first, while its space is still there.
+    kept.parser.handler().st.reset();
+    kept.tree.release();
+    kept.parser.reset();
+    kept.parser.handler().restart(limits.max_batch_size, json::storage_ptr(&kept.tree));
+    auto request = read_request(kept.parser, body, limits);
+    // The tree is gone (read_request's); what it took from the heap goes now.
+    kept.parser.handler().st.reset();
+    kept.tree.release();
+    return request;
+}
 
+namespace {
+
+boost::system::result<Request, Error> read_request(json::basic_parser<RequestHandler>& parser,
+                                                   std::string_view body,
+                                                   const ParseLimits& limits) {
     json::error_code ec;
     std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
     if (parser.handler().batch_too_large)
@@ -295,6 +325,8 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
         read_entry(root, number_ids.empty() ? nullptr : &number_ids.front().second));
     return request;
 }
+
+}  // namespace
 
 namespace {
 constexpr std::string_view kResultHead = R"({"jsonrpc":"2.0","id":)";

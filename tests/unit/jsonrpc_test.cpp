@@ -110,6 +110,27 @@ TEST(ParseRequest, NothingOfABodyThatStoppedHalfwayCarriesOverToTheNext) {
     EXPECT_EQ(call_at(*r, 0).id, "7.0");
 }
 
+TEST(ParseRequest, ACallsParamsOutliveTheNextBodysParse) {
+    // A small body's tree is built in space the thread keeps and reuses for the next body: the
+    // params a call keeps are its own copy, intact after any number of parses since.
+    auto first = parse_request(
+        R"([{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x70997970c51812dc3a010c7d01b50e0d17dc79c8","data":"0x06fdde03"},"latest"]}])",
+        kLimits);
+    ASSERT_TRUE(first);
+    for (int i = 0; i < 50; ++i) {
+        const std::string filler(2000 + i, static_cast<char>('a' + i % 26));
+        ASSERT_TRUE(parse_request(R"({"jsonrpc":"2.0","id":2,"method":"m","params":[")" + filler +
+                                      R"(",{"k":")" + filler + R"("}]})",
+                                  kLimits));
+    }
+    const auto& params = call_at(*first, 0).params;
+    ASSERT_TRUE(params.is_array());
+    EXPECT_EQ(params.at(0).at("to").as_string(), "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+    EXPECT_EQ(params.at(0).at("data").as_string(), "0x06fdde03");
+    EXPECT_EQ(params.at(1).as_string(), "latest");
+    EXPECT_EQ(params.storage(), boost::json::storage_ptr()) << "the default storage";
+}
+
 TEST(ParseRequest, ALargeBodyIsReadWholeAndTheNextSmallOneToo) {
     // Over 64 KiB a body gets a parser of its own (the thread's keeps its small stacks).
     const std::string data(200 * 1024, 'a');
