@@ -250,11 +250,19 @@ json::parse_options request_options() {
 constexpr std::size_t kKeptParserBodyBytes = 64 * 1024;
 
 struct KeptParser {
-    // Where a small body's tree is built: released for each body (only the calls' params leave
-    // it, copied). What does not fit comes from the heap until the release.
+    // Where a small body's tree is built, anew for each body (only the calls' params leave it,
+    // copied). What does not fit comes from the heap until the next body. Made anew, not
+    // released: Boost.JSON's release() keeps the grown size of its next block, which doubled
+    // with every body that did not fit until an allocation failed.
     alignas(std::max_align_t) unsigned char space[16 * 1024];
-    json::monotonic_resource tree{space, sizeof space};
+    std::optional<json::monotonic_resource> tree;
     json::basic_parser<RequestHandler> parser{request_options()};
+
+    json::storage_ptr fresh_tree() {
+        tree.reset();
+        tree.emplace(space, sizeof space);
+        return json::storage_ptr(&*tree);
+    }
 };
 
 boost::system::result<Request, Error> read_request(json::basic_parser<RequestHandler>& parser,
@@ -273,13 +281,13 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
     thread_local KeptParser kept;
     // What a body that stopped half-way left goes first, while its space is still there.
     kept.parser.handler().st.reset();
-    kept.tree.release();
+    json::storage_ptr tree = kept.fresh_tree();
     kept.parser.reset();
-    kept.parser.handler().restart(limits.max_batch_size, json::storage_ptr(&kept.tree));
+    kept.parser.handler().restart(limits.max_batch_size, std::move(tree));
     auto request = read_request(kept.parser, body, limits);
     // The tree is gone (read_request's); what it took from the heap goes now.
     kept.parser.handler().st.reset();
-    kept.tree.release();
+    kept.fresh_tree();
     return request;
 }
 
