@@ -22,11 +22,29 @@ std::string balance_call(const std::string& id, int address) {
         id, address);
 }
 
+// A batch of `n` eth_getBalance calls, ids and addresses 1 to n.
+std::string balance_batch(int n) {
+    std::string body = "[";
+    for (int i = 1; i <= n; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
+    return body + "]";
+}
+
 // Answers eth_getBalance with the address's last byte, so that each answer says whose it is.
 FakeUpstream::Script balances() {
     return [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
         if (m != "eth_getBalance") return std::nullopt;
         const std::string address(request.at("params").at(0).as_string());
+        return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
+    };
+}
+
+// balances(), but a request holding a call for an address ending in ff is refused whole with HTTP
+// 413 (a batch too large for the node, as a provider says it).
+FakeUpstream::Script balances_refusing_ff() {
+    return [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
+        if (m != "eth_getBalance") return std::nullopt;
+        const std::string address(request.at("params").at(0).as_string());
+        if (address.ends_with("ff")) return FakeReply::http(413, "request entity too large");
         return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
     };
 }
@@ -81,10 +99,7 @@ TEST_F(BatchTest, ABatchLargerThanTheNodesBatchSizeGoesAsSeveralUpstreamBatches)
     node.set_batches(true);
     start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_batch_size = 3; });
     wait_ready();
-    std::string body = "[";
-    for (int i = 1; i <= 8; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
-    body += "]";
-    auto r = post(body);
+    auto r = post(balance_batch(8));
     ASSERT_EQ(r.status, 200u) << r.body;
     const json::array answers = json::parse(r.body).as_array();
     ASSERT_EQ(answers.size(), 8u) << r.body;
@@ -114,9 +129,7 @@ TEST_F(BatchTest, AtMostFourPartsOfAClientBatchAreAtTheNodeAtOnce) {
     node.set_batches(true);  // a batch's calls one after the other: one in flight per batch
     start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_batch_size = 2; });
     wait_ready();
-    std::string body = "[";
-    for (int i = 1; i <= 24; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
-    auto r = post(body + "]");
+    auto r = post(balance_batch(24));
     ASSERT_EQ(r.status, 200u) << r.body;
     const json::array answers = json::parse(r.body).as_array();
     ASSERT_EQ(answers.size(), 24u);
@@ -142,9 +155,7 @@ TEST_F(BatchTest, PartsOfABatchAreNotSentOnceTheAnswersHeldPassTheLimit) {
         c.server.max_batch_response_bytes = 1200;  // about 2 parts' answers
     });
     wait_ready();
-    std::string body = "[";
-    for (int i = 1; i <= 24; ++i) body += (i > 1 ? "," : "") + balance_call(std::to_string(i), i);
-    auto r = post(body + "]");
+    auto r = post(balance_batch(24));
     ASSERT_EQ(r.status, 200u) << r.body;
     const json::array answers = json::parse(r.body).as_array();
     ASSERT_EQ(answers.size(), 24u);
@@ -157,13 +168,7 @@ TEST_F(BatchTest, PartsOfABatchAreNotSentOnceTheAnswersHeldPassTheLimit) {
 // One part of a client batch the node refuses (HTTP 413): the other parts' answers stand, and only
 // that part's calls go alone.
 TEST_F(BatchTest, APartOfABatchTheNodeRefusesGoesCallByCallAndTheOtherPartsStand) {
-    FakeUpstream node(
-        31337, [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
-            if (m != "eth_getBalance") return std::nullopt;
-            const std::string address(request.at("params").at(0).as_string());
-            if (address.ends_with("ff")) return FakeReply::http(413, "request entity too large");
-            return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
-        });
+    FakeUpstream node(31337, balances_refusing_ff());
     node.set_batches(true);
     start({node.url()}, [](config::Config& c) { c.chains[0].upstreams[0].max_batch_size = 2; });
     wait_ready();
@@ -239,13 +244,7 @@ TEST_F(BatchTest, ANodeThatRefusesBatchesGetsTheCallsOneByOneAndNoMoreBatches) {
 // HTTP 413 says this batch was too large for the node, not that it takes no batches: a client
 // cannot turn batching off for everyone with one oversized batch.
 TEST_F(BatchTest, ABatchTooLargeForTheNodeDoesNotStopBatchingForEveryone) {
-    FakeUpstream node(
-        31337, [](const std::string& m, const json::value& request) -> std::optional<FakeReply> {
-            if (m != "eth_getBalance") return std::nullopt;
-            const std::string address(request.at("params").at(0).as_string());
-            if (address.ends_with("ff")) return FakeReply::http(413, "request entity too large");
-            return FakeReply::ok("\"0x" + address.substr(address.size() - 2) + "\"");
-        });
+    FakeUpstream node(31337, balances_refusing_ff());
     node.set_batches(true);
     start({node.url()});
     wait_ready();
