@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <limits>
+#include <memory>
 #include <optional>
 
 namespace gateway::jsonrpc {
@@ -278,7 +279,11 @@ boost::system::result<Request, Error> parse_request(std::string_view body,
         own.handler().restart(limits.max_batch_size, json::storage_ptr());
         return read_request(own, body, limits);
     }
-    thread_local KeptParser kept;
+    // On the heap, made by a thread's first request: a thread_local object would be in every
+    // thread's static TLS, the journal's and the logger's too.
+    thread_local std::unique_ptr<KeptParser> kept_here;
+    if (!kept_here) kept_here = std::make_unique<KeptParser>();
+    KeptParser& kept = *kept_here;
     // What a body that stopped half-way left goes first, while its space is still there.
     kept.parser.handler().st.reset();
     json::storage_ptr tree = kept.fresh_tree();

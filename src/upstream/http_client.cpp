@@ -1,6 +1,7 @@
 #include "gateway/upstream/http_client.hpp"
 
 #include "gateway/util/gzip.hpp"
+#include "gateway/util/head_arena.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/sole_runner.hpp"
 #include "gateway/util/text.hpp"
@@ -92,6 +93,7 @@ struct Connection {
     std::unique_ptr<beast::ssl_stream<tcp::socket>> tls;
     asio::steady_timer timer;
     beast::flat_buffer buffer;
+    util::HeadArena head;  // the answer head's fields, emptied for each exchange
     bool connected = false;
     bool cancelled = false;  // set on the exchange's strand by a CancelSignal
     bool timed_out = false;  // set on the exchange's strand by the deadline timer
@@ -361,7 +363,8 @@ private:
         std::optional<std::string> body;  // the decoded body; none: the body is as it came
         std::optional<HttpResult> failure;
     };
-    Decoded decode(const bhttp::response<bhttp::string_body>& res) const {
+    template <class Fields>
+    Decoded decode(const bhttp::response<bhttp::string_body, Fields>& res) const {
         Decoded out;
         auto it = res.find(bhttp::field::content_encoding);
         if (it == res.end() || res.body().empty()) return out;
@@ -413,7 +416,11 @@ private:
         // Beast reads as much as the buffer has room for: 16 KB at a time instead of its
         // 512-byte start (a 10 KB answer was 40 reads).
         c.buffer.reserve(kReadChunk);
-        bhttp::response_parser<bhttp::string_body> parser;
+        // The previous exchange's parser is gone: the head's space is free again.
+        c.head.reset();
+        bhttp::response_parser<bhttp::string_body, util::HeadAllocator<char>> parser(
+            std::piecewise_construct, std::make_tuple(),
+            std::make_tuple(util::HeadAllocator<char>(c.head)));
         parser.body_limit(max_response_);
         parser.header_limit(64 * 1024);
         error_code rec;

@@ -85,6 +85,33 @@ TEST_P(HttpClientTest, AnswersAndReusesOneConnection) {
     EXPECT_EQ(node.calls("eth_blockNumber"), 5u);
 }
 
+TEST_P(HttpClientTest, AnswerHeadsLargerAndSmallerThanAConnectionsFieldSpaceAreReadWhole) {
+    // A pooled connection keeps 1 KiB for its answers' head fields and takes the heap for the
+    // rest: heads over it and under it, in turn on one connection, are read as sent.
+    std::atomic<int> n{0};
+    test::FakeUpstream node(31337, [&n](const std::string&, const boost::json::value&) {
+        const int i = n++;
+        auto r = test::FakeReply::http(200, "answer " + std::to_string(i));
+        if (i % 2 == 1) {
+            for (int k = 0; k < 20; ++k)
+                r.headers.emplace_back("X-Pad-" + std::to_string(k), std::string(100, 'p'));
+        }
+        r.headers.emplace_back("Retry-After", std::to_string(i));
+        return std::optional(r);
+    });
+    test::TcpForwarder forwarder(node.port());
+    auto client = make_http_client(upstream_config(forwarder.url()));
+    for (int i = 0; i < 6; ++i) {
+        HttpResult r = post(*client);
+        ASSERT_TRUE(r.ok()) << r.detail;
+        EXPECT_EQ(r.status, 200u);
+        EXPECT_EQ(r.body, "answer " + std::to_string(i));
+        ASSERT_TRUE(r.retry_after) << i;
+        EXPECT_EQ(r.retry_after->count(), i);
+    }
+    EXPECT_EQ(forwarder.accepted(), 1u) << "one connection for all";
+}
+
 TEST_P(HttpClientTest, ConcurrentPostsUseSeparateConnectionsThenPoolThem) {
     using namespace boost::asio::experimental::awaitable_operators;
     test::FakeUpstream node(31337, [](const std::string&, const boost::json::value&) {

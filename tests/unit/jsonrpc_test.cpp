@@ -129,7 +129,12 @@ TEST(ParseRequest, ACallsParamsOutliveTheNextBodysParse) {
     EXPECT_EQ(params.at(0).at("to").as_string(), "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
     EXPECT_EQ(params.at(0).at("data").as_string(), "0x06fdde03");
     EXPECT_EQ(params.at(1).as_string(), "latest");
-    EXPECT_EQ(params.storage(), boost::json::storage_ptr()) << "the default storage";
+    // In the default storage, every part of it (nothing left in the thread's tree space).
+    const boost::json::storage_ptr heap;
+    EXPECT_EQ(params.storage(), heap);
+    EXPECT_EQ(params.at(0).storage(), heap);
+    EXPECT_EQ(params.at(0).at("to").storage(), heap);
+    EXPECT_EQ(params.at(1).storage(), heap);
 }
 
 TEST(ParseRequest, ManyBodiesLargerThanTheThreadsTreeSpaceInARow) {
