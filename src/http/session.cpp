@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <array>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -123,7 +122,6 @@ void BodyReservation::give_back() {
     state_ = nullptr;
 }
 
-using util::HeadAllocator;
 using util::HeadArena;
 
 using PlainStream = beast::tcp_stream;
@@ -274,9 +272,9 @@ private:
 
             // The previous request's parser is gone: its fields' space is free again.
             head_arena_.reset();
-            bhttp::request_parser<bhttp::string_body, HeadAllocator<char>> parser(
+            bhttp::request_parser<bhttp::string_body, HeadArena::Allocator> parser(
                 std::piecewise_construct, std::make_tuple(),
-                std::make_tuple(HeadAllocator<char>(head_arena_)));
+                std::make_tuple(head_arena_.allocator()));
             parser.body_limit(opt.max_body_bytes);
             parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
             auto [hec, hn] =

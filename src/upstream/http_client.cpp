@@ -418,9 +418,8 @@ private:
         c.buffer.reserve(kReadChunk);
         // The previous exchange's parser is gone: the head's space is free again.
         c.head.reset();
-        bhttp::response_parser<bhttp::string_body, util::HeadAllocator<char>> parser(
-            std::piecewise_construct, std::make_tuple(),
-            std::make_tuple(util::HeadAllocator<char>(c.head)));
+        bhttp::response_parser<bhttp::string_body, util::HeadArena::Allocator> parser(
+            std::piecewise_construct, std::make_tuple(), std::make_tuple(c.head.allocator()));
         parser.body_limit(max_response_);
         parser.header_limit(64 * 1024);
         error_code rec;
