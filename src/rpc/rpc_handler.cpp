@@ -277,7 +277,6 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
     std::string body;                 // a single call's answer
     // Each upstream once, in the order of first answer (the outcomes keep the names).
     boost::container::small_vector<std::string_view, 4> upstreams;
-    bool any_body = false;
     bool all_unavailable = true;
     bool queued = false;
     std::optional<std::chrono::milliseconds> stale_age;
@@ -294,7 +293,6 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
             upstreams.push_back(o.upstream);
         if (o.response.empty()) continue;  // a notification
         all_unavailable = all_unavailable && (o.unavailable || o.store_failed);
-        any_body = true;
         if (parsed->batch)
             bodies.push_back(std::move(o.response));
         else
@@ -315,7 +313,7 @@ asio::awaitable<http::Response> RpcHandler::operator()(http::Request& request) {
         response.headers.emplace_back(std::string(kDataAgeHeader),
                                       std::to_string(stale_age->count()));
     }
-    if (!any_body) {
+    if (parsed->batch ? bodies.empty() : body.empty()) {
         response.status = 204;  // only notifications: JSON-RPC answers nothing at all
         co_return response;
     }
