@@ -130,6 +130,45 @@ TEST_P(JournalContract, KeepsTransactionsTheirStatesAndHistory) {
     EXPECT_EQ(s->list(TxState::failed, 10).size(), 0u);
 }
 
+// What is loaded at start-up: every transaction, raw or managed, in a state that is not final,
+// and none in a final one (the SQLite store names the unfinished states, so that its index by
+// state finds them without reading the finished ones).
+TEST_P(JournalContract, EveryStateNotFinalIsUnfinishedAndNoFinalOneIs) {
+    auto s = open();
+    std::vector<std::string> open_raw, open_managed;
+    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i) {
+        const auto state = static_cast<TxState>(i);
+        TxRecord t;
+        t.hash = "0x" + std::to_string(100 + i);
+        t.chain = "devnet";
+        t.chain_id = 31337;
+        t.sender = "0xs";
+        t.nonce = static_cast<std::uint64_t>(i);
+        t.raw = {1};
+        t.state = state;
+        t.created_ms = t.updated_ms = 1;
+        ASSERT_TRUE(s->insert(t).second);
+        ManagedRecord m;
+        m.id = "gtx-" + std::to_string(i);
+        m.chain = "devnet";
+        m.sender = "0xs";
+        m.request = "{}";
+        m.state = state;
+        m.created_ms = m.updated_ms = i + 1;
+        ASSERT_TRUE(s->insert_managed(m).second);
+        if (!is_final(state)) {
+            open_raw.push_back(t.hash);
+            open_managed.push_back(m.id);
+        }
+    }
+    ASSERT_EQ(open_raw.size(), 5u);  // queued, preparing, signing, broadcasting, confirming
+    std::vector<std::string> raw, managed;
+    for (const auto& r : s->unfinished()) raw.push_back(r.hash);
+    for (const auto& m : s->unfinished_managed()) managed.push_back(m.id);
+    EXPECT_EQ(raw, open_raw);
+    EXPECT_EQ(managed, open_managed);
+}
+
 TEST_P(JournalContract, ABlobTransactionsNetworkFormIsKeptApartUntilItIsFinal) {
     auto s = open();
     const std::vector<std::uint8_t> network(200'000, 0x5a);
