@@ -221,6 +221,12 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
         std::vector<custody::Signer*> signers;
         for (auto& s : g.signers) signers.push_back(s.get());
         g.admin_handler->set_managed(std::move(managed), std::move(signers));
+        std::vector<std::function<bool()>> loaded;
+        for (std::size_t i = 0; i < g.txms.size(); ++i)
+            loaded.emplace_back([t = g.txms[i].get(), m = g.managed[i].get()] {
+                return t->loaded() && m->loaded();
+            });
+        g.admin_handler->set_transactions_loaded(std::move(loaded));
         std::vector<chain::ChainWatcher*> watchers;
         for (auto& w : g.watchers) watchers.push_back(w.get());
         std::vector<cache::ChainCache*> caches;

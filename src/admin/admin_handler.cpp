@@ -289,7 +289,11 @@ http::Response AdminHandler::readyz(const http::Request& request) const {
     if (const auto* why = std::get_if<std::string>(&required)) return error_json(400, *why);
     ReadinessFacts facts;
     facts.draining = draining_->load();
-    for (auto* c : chains_) facts.chains.push_back({c->config().name, c->ready()});
+    for (std::size_t i = 0; i < chains_.size(); ++i) {
+        facts.chains.push_back({chains_[i]->config().name, chains_[i]->ready(), std::nullopt});
+        if (i < transactions_loaded_.size() && transactions_loaded_[i])
+            facts.chains.back().transactions_loaded = transactions_loaded_[i]();
+    }
     facts.journal_problem = journal_problem();
     Readiness r = readiness(facts, std::get<ReadinessRequirements>(required));
     return json_response(r.status, r.body);

@@ -59,6 +59,13 @@ Readiness readiness(const ReadinessFacts& facts, const ReadinessRequirements& re
             if (required.upstreams)
                 not_ready.emplace_back("chain " + c.name + ": no upstream known to answer");
         }
+        if (c.transactions_loaded) {
+            chain["transactions_loaded"] = *c.transactions_loaded;
+            if (!*c.transactions_loaded && required.journal)
+                not_ready.emplace_back("chain " + c.name +
+                                       ": its unfinished transactions are still loading from the "
+                                       "journal (writes are refused until they are)");
+        }
         chains[c.name] = std::move(chain);
     }
 

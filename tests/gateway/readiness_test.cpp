@@ -11,6 +11,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <thread>
+
 namespace gateway {
 namespace {
 
@@ -53,6 +55,31 @@ TEST(ReadinessRequirements, AreReadFromTheQueryAndAnythingUnknownIsRefusedByName
     EXPECT_THAT(std::get<std::string>(misspelt), HasSubstr("unknown parameter 'requires'"));
 }
 
+// A chain still reading its unfinished transactions from the journal refuses writes: it is in
+// the body, and not ready for a caller that requires the journal.
+TEST(Readiness, AChainStillLoadingItsTransactionsIsNotReadyForWritesAndSaysWhich) {
+    admin::ReadinessFacts facts;
+    facts.chains.push_back({"mainnet", true, false});
+    facts.chains.push_back({"base", true, true});
+    facts.chains.push_back({"other", true, std::nullopt});
+
+    const admin::Readiness plain = admin::readiness(facts, {});
+    EXPECT_EQ(plain.status, 200u);
+    EXPECT_EQ(plain.body.at("chains").at("mainnet").at("transactions_loaded"), false);
+    EXPECT_EQ(plain.body.at("chains").at("base").at("transactions_loaded"), true);
+    EXPECT_FALSE(plain.body.at("chains").at("other").as_object().contains("transactions_loaded"));
+
+    const admin::Readiness strict = admin::readiness(facts, {.journal = true});
+    EXPECT_EQ(strict.status, 503u);
+    const std::string why = json::serialize(strict.body.at("not_ready"));
+    EXPECT_THAT(why, HasSubstr("chain mainnet: its unfinished transactions are still loading"));
+    EXPECT_THAT(why, ::testing::Not(HasSubstr("chain base")));
+    EXPECT_EQ(admin::readiness(facts, {.upstreams = true}).status, 200u);
+
+    facts.chains[0].transactions_loaded = true;
+    EXPECT_EQ(admin::readiness(facts, {.journal = true}).status, 200u);
+}
+
 TEST_F(ReadinessTest, B2_WithEveryUpstreamDownTheGatewayStaysReadyUnlessAskedAndSaysSo) {
     start({"http://127.0.0.1:" + std::to_string(test::closed_port())});
     ASSERT_TRUE(wait_state("node-0", "down"));
@@ -78,8 +105,17 @@ TEST_F(ReadinessTest, WithAnUpstreamAnsweringEveryConditionHolds) {
     FakeUpstream node;
     start({node.url()});
     wait_ready();
-    const json::value v = readyz("?require=upstreams,journal", 200);
+    // The chain's transactions load from the journal once it starts: ready for writes after.
+    json::value v;
+    for (int i = 0; i < 200; ++i) {
+        const test::HttpReply r = http_get(admin_port(), "/readyz?require=upstreams,journal");
+        v = json::parse(r.body);
+        if (r.status == 200) break;
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(v.at("ready"), true) << json::serialize(v);
     EXPECT_EQ(v.at("chains").at("devnet").at("upstream_answers"), true);
+    EXPECT_EQ(v.at("chains").at("devnet").at("transactions_loaded"), true);
     EXPECT_EQ(v.at("required"), (json::array{"upstreams", "journal"}));
     EXPECT_FALSE(v.as_object().contains("not_ready"));
 }
@@ -97,6 +133,10 @@ TEST_F(ReadinessTest, AJournalThatRefusesWritesKeepsThePodInServiceUnlessAsked) 
 
     const json::value strict = readyz("?require=journal", 503);
     EXPECT_THAT(json::serialize(strict.at("not_ready")), HasSubstr("journal: "));
+    // Nothing was read from it: the chain's writes are refused too.
+    EXPECT_EQ(plain.at("chains").at("devnet").at("transactions_loaded"), false);
+    EXPECT_THAT(json::serialize(strict.at("not_ready")),
+                HasSubstr("chain devnet: its unfinished transactions are still loading"));
     readyz("?require=upstreams", 200);
     readyz("?require=upstreams,journal", 503);
 }

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <atomic>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +48,12 @@ public:
     /// /cancel, /admin/senders/<address>/resync and /admin/signers.
     void set_managed(std::vector<txm::ManagedSenders*> managed,
                      std::vector<custody::Signer*> signers);
+
+    /// Whether each chain (in the same order) has loaded its unfinished transactions from the
+    /// journal, for /readyz; called on the admin listener's thread, so it must be thread-safe.
+    void set_transactions_loaded(std::vector<std::function<bool()>> loaded) {
+        transactions_loaded_ = std::move(loaded);
+    }
 
     /// Each chain's head watcher and cache (in the same order), for /admin/chains and /metrics.
     void set_watchers(std::vector<chain::ChainWatcher*> watchers,
@@ -92,6 +99,7 @@ private:
     std::vector<chain::ChainWatcher*> watchers_;
     std::vector<cache::ChainCache*> caches_;
     std::vector<custody::Signer*> signers_;
+    std::vector<std::function<bool()>> transactions_loaded_;
 
     std::vector<upstream::ChainPool*> chains_;
     std::string token_;  // a secret: never logged

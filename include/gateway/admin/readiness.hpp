@@ -19,7 +19,9 @@ namespace gateway::admin {
 /// The conditions a caller added to readiness.
 struct ReadinessRequirements {
     bool upstreams = false;  ///< every chain has an upstream known to answer
-    bool journal = false;    ///< the journal takes writes
+    /// The journal takes writes and every chain has loaded its unfinished transactions from it
+    /// (until then a chain refuses writes: a journal of many may take seconds to read)
+    bool journal = false;
 };
 
 /// Reads `require` from a request target's query: comma-separated, the parameter may repeat;
@@ -32,6 +34,9 @@ struct ReadinessFacts {
     struct Chain {
         std::string name;
         bool upstream_answers = false;  ///< some upstream is known to answer
+        /// Its unfinished transactions are loaded from the journal (writes are taken); nullopt
+        /// for a chain whose loading is not known.
+        std::optional<bool> transactions_loaded;
     };
     bool draining = false;
     std::vector<Chain> chains;
