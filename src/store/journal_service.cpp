@@ -323,11 +323,28 @@ void JournalService::loop() {
             continue;
         }
         if (!batch.empty()) run_batch(batch);
-        prune_if_due();
+        prune_if_due(!batch.empty());
     }
 }
 
-void JournalService::prune_if_due() {
+namespace detail {
+
+std::size_t prune_limit(bool busy, const JournalOptions& options) {
+    return busy ? std::max<std::size_t>(1, std::min(options.prune_batch, options.prune_batch_busy))
+                : options.prune_batch;
+}
+
+std::chrono::steady_clock::duration prune_wait(bool more, bool busy,
+                                               std::chrono::steady_clock::duration took,
+                                               const JournalOptions& options) {
+    if (!more) return options.prune_every;
+    if (!busy) return std::chrono::steady_clock::duration::zero();
+    return took * options.prune_busy_pause;
+}
+
+}  // namespace detail
+
+void JournalService::prune_if_due(bool served) {
     // next_prune_ is real steady time, not clock_: loop() waits for it (wake_.wait_until).
     if (options_.retention.count() == 0 || Clock::now() < next_prune_ || !journal_ ||
         !undos_.empty())
@@ -337,10 +354,16 @@ void JournalService::prune_if_due() {
                                  : std::chrono::duration_cast<std::chrono::milliseconds>(
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count();
+    const auto waiting = [&] {
+        std::lock_guard lock(mu_);
+        return !queue_.empty();
+    };
+    const std::size_t limit = detail::prune_limit(served || waiting(), options_);
+    const auto started = Clock::now();
     Pruned pruned;
     try {
         journal_->begin();
-        pruned = journal_->prune(now - options_.retention.count(), options_.prune_batch);
+        pruned = journal_->prune(now - options_.retention.count(), limit);
         journal_->commit();
     } catch (const std::exception& e) {
         journal_->rollback();
@@ -350,8 +373,11 @@ void JournalService::prune_if_due() {
         next_prune_ = Clock::now() + options_.prune_every;
         return;
     }
-    // A full batch: the next one right after the callers waiting now, not a minute later.
-    next_prune_ = pruned.more ? Clock::now() : Clock::now() + options_.prune_every;
+    // A full batch: the next one right after the callers waiting now, not a minute later; while
+    // callers are at work, after a pause in proportion to this one's length.
+    const auto took = Clock::now() - started;
+    next_prune_ =
+        Clock::now() + detail::prune_wait(pruned.more, served || waiting(), took, options_);
     if (pruned.transactions || pruned.managed) {
         pruned_ += pruned.transactions + pruned.managed;
         spdlog::debug(

@@ -15,8 +15,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <thread>
 
 namespace gateway {
@@ -274,6 +277,74 @@ TEST(JournalService, AJournalThatFailsAtRunTimeIsOpenedAgain) {
     });
     EXPECT_TRUE(aa);
     EXPECT_FALSE(bb);
+}
+
+// Pruning yields to callers: while they are at work a look deletes a small batch and the next
+// waits four times its length; with nobody at work, full batches one after another; a look that
+// found less than its limit waits prune_every.
+TEST(JournalPruning, YieldsToCallersAtWorkAndRunsFullSpeedWithout) {
+    store::JournalOptions o;
+    o.prune_every = 60s;
+    o.prune_batch = 500;
+    o.prune_batch_busy = 50;
+    o.prune_busy_pause = 4;
+    EXPECT_EQ(store::detail::prune_limit(false, o), 500u);
+    EXPECT_EQ(store::detail::prune_limit(true, o), 50u);
+    EXPECT_EQ(store::detail::prune_wait(true, false, 3ms, o), Clock::duration::zero());
+    EXPECT_EQ(store::detail::prune_wait(true, true, 3ms, o), 12ms);
+    EXPECT_EQ(store::detail::prune_wait(false, true, 3ms, o), 60s);
+    EXPECT_EQ(store::detail::prune_wait(false, false, 3ms, o), 60s);
+    o.prune_batch = 20;  // a busy batch is never larger than the batch
+    EXPECT_EQ(store::detail::prune_limit(true, o), 20u);
+    o.prune_batch_busy = 0;  // nor empty
+    EXPECT_EQ(store::detail::prune_limit(true, o), 1u);
+}
+
+// The same at work: a caller that keeps writing gets its commits while a backlog is pruned in
+// small batches, and the backlog is still deleted in full.
+TEST(JournalPruning, ABacklogIsPrunedInSmallBatchesWhileACallerKeepsWriting) {
+    const std::string dir = test::make_temp_dir("journal-prune-busy");
+    constexpr std::int64_t kHour = 3'600'000;
+    std::atomic<std::int64_t> now{10 * kHour};
+    std::mutex mu;
+    std::vector<std::size_t> looks;
+    store::JournalOptions o;
+    o.retention = std::chrono::milliseconds(48 * kHour);
+    o.prune_every = 5ms;
+    o.prune_batch = 200;
+    o.prune_batch_busy = 10;
+    o.prune_busy_pause = 1;
+    o.unix_now = [&] { return now.load(); };
+    o.on_pruned = [&](const store::Pruned& p) {
+        std::lock_guard lock(mu);
+        looks.push_back(p.transactions);
+    };
+    store::JournalService service(opener(dir + "/j.db"), o);
+    constexpr int kBacklog = 1000;
+    service.run_blocking([&](store::JournalView& j) {
+        for (int i = 0; i < kBacklog; ++i)
+            j.insert(test::raw_tx(fmt::format("0x{:064x}", i), TxState::completed, kHour));
+    });
+    now = 100 * kHour;  // all of them past retention from here on
+    std::atomic<bool> stop{false};
+    std::atomic<int> written{0};
+    std::thread caller([&] {
+        for (int n = 0; !stop; ++n) {
+            service.run_blocking([&, n](store::JournalView& j) {
+                j.insert(test::record(fmt::format("0xnew{}", n), static_cast<std::uint64_t>(n)));
+            });
+            ++written;
+        }
+    });
+    for (int i = 0; i < 1000 && service.pruned() < kBacklog; ++i) std::this_thread::sleep_for(10ms);
+    stop = true;
+    caller.join();
+    EXPECT_EQ(service.pruned(), static_cast<std::uint64_t>(kBacklog));
+    EXPECT_GT(written.load(), 0);
+    std::lock_guard lock(mu);
+    const auto small =
+        std::count_if(looks.begin(), looks.end(), [](std::size_t n) { return n <= 10; });
+    EXPECT_GT(small, 0) << "no look yielded to the caller";
 }
 
 TEST(Journal, StateNamesRoundTrip) {

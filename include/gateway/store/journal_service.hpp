@@ -53,15 +53,37 @@ struct JournalOptions {
     std::chrono::milliseconds retention{0};
     /// How often the journal thread looks for them, and how many of each kind one look deletes at
     /// most: each look is one short transaction between callers' commits, and a look that found a
-    /// full batch is followed by another as soon as the callers waiting have had their turn.
+    /// full batch is followed by another at once when no caller is at work (see below when some
+    /// are).
     std::chrono::milliseconds prune_every{60'000};
     std::size_t prune_batch = 500;
+    /// While callers are at work (some wait, or some were just served), a look deletes at most
+    /// this many of each kind, so that no caller waits long behind one (500 rows of a journal of a
+    /// million take about 30 ms), and the next look comes `prune_busy_pause` times its own length
+    /// later: pruning takes at most a fifth of the journal thread while callers use it, and all
+    /// of it while they do not. With a million in the journal that deletes about 2,000 a second
+    /// under load (BENCHMARKS.md); a writer that keeps the journal busy with more than that grows
+    /// it until it pauses.
+    std::size_t prune_batch_busy = 50;
+    unsigned prune_busy_pause = 4;
     /// Now in Unix milliseconds, what retention counts from (tests move it); the system clock
     /// when unset.
     std::function<std::int64_t()> unix_now;
     /// Told what each look deleted (when it deleted anything), on the journal thread.
     std::function<void(const Pruned&)> on_pruned;
 };
+
+namespace detail {
+/// How many of each kind one look deletes: prune_batch, or prune_batch_busy while callers are at
+/// work.
+std::size_t prune_limit(bool busy, const JournalOptions& options);
+/// How long after a look that took `took` the next one comes: prune_every when it found less
+/// than its limit; else at once when no caller is at work, `prune_busy_pause` times `took` when
+/// some are.
+std::chrono::steady_clock::duration prune_wait(bool more, bool busy,
+                                               std::chrono::steady_clock::duration took,
+                                               const JournalOptions& options);
+}  // namespace detail
 
 class JournalService {
 public:
@@ -133,8 +155,9 @@ private:
     /// failed doing so (then they wait for the next try, and nothing else runs before them).
     bool run_undos();
     void run_batch(std::vector<TaskPtr>& batch);
-    /// One look for finished transactions past retention, when one is due.
-    void prune_if_due();
+    /// One look for finished transactions past retention, when one is due; `served`: callers'
+    /// operations were just run (they are at work).
+    void prune_if_due(bool served);
     void set_failure(const std::string& why);
     void emit(JournalEvent event) const;
 
