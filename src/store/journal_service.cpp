@@ -322,8 +322,11 @@ void JournalService::loop() {
             refuse(batch, failure());
             continue;
         }
-        if (!batch.empty()) run_batch(batch);
-        prune_if_due(!batch.empty());
+        if (!batch.empty()) {
+            run_batch(batch);
+            last_served_ = Clock::now();
+        }
+        prune_if_due();
     }
 }
 
@@ -344,7 +347,7 @@ std::chrono::steady_clock::duration prune_wait(bool more, bool busy,
 
 }  // namespace detail
 
-void JournalService::prune_if_due(bool served) {
+void JournalService::prune_if_due() {
     // next_prune_ is real steady time, not clock_: loop() waits for it (wake_.wait_until).
     if (options_.retention.count() == 0 || Clock::now() < next_prune_ || !journal_ ||
         !undos_.empty())
@@ -354,11 +357,13 @@ void JournalService::prune_if_due(bool served) {
                                  : std::chrono::duration_cast<std::chrono::milliseconds>(
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count();
-    const auto waiting = [&] {
+    // Callers are at work when some wait or some were served a moment ago.
+    const auto busy = [&] {
+        if (Clock::now() - last_served_ < options_.prune_busy_window) return true;
         std::lock_guard lock(mu_);
         return !queue_.empty();
     };
-    const std::size_t limit = detail::prune_limit(served || waiting(), options_);
+    const std::size_t limit = detail::prune_limit(busy(), options_);
     const auto started = Clock::now();
     Pruned pruned;
     try {
@@ -376,8 +381,7 @@ void JournalService::prune_if_due(bool served) {
     // A full batch: the next one right after the callers waiting now, not a minute later; while
     // callers are at work, after a pause in proportion to this one's length.
     const auto took = Clock::now() - started;
-    next_prune_ =
-        Clock::now() + detail::prune_wait(pruned.more, served || waiting(), took, options_);
+    next_prune_ = Clock::now() + detail::prune_wait(pruned.more, busy(), took, options_);
     if (pruned.transactions || pruned.managed) {
         pruned_ += pruned.transactions + pruned.managed;
         spdlog::debug(

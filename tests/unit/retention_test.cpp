@@ -55,6 +55,7 @@ TEST(SlowJournal, TheFileStopsGrowingOncePruningRuns) {
     // pruning yielding to callers (JournalPruning.* in journal_service_test.cpp).
     options.prune_batch_busy = options.prune_batch;
     options.prune_busy_pause = 0;
+    options.prune_busy_window = 0ms;
     options.unix_now = [&] { return now.load(); };
     JournalService service(
         [&] {

@@ -57,15 +57,18 @@ struct JournalOptions {
     /// are).
     std::chrono::milliseconds prune_every{60'000};
     std::size_t prune_batch = 500;
-    /// While callers are at work (some wait, or some were just served), a look deletes at most
-    /// this many of each kind, so that no caller waits long behind one (500 rows of a journal of a
-    /// million take about 30 ms), and the next look comes `prune_busy_pause` times its own length
-    /// later: pruning takes at most a fifth of the journal thread while callers use it, and all
-    /// of it while they do not. With a million in the journal that deletes about 2,000 a second
-    /// under load (BENCHMARKS.md); a writer that keeps the journal busy with more than that grows
-    /// it until it pauses.
+    /// While callers are at work (some wait, or some were served within prune_busy_window), a
+    /// look deletes at most this many of each kind, so that no caller waits long behind one (500
+    /// rows of a journal of a million take about 30 ms), and the next look comes
+    /// `prune_busy_pause` times its own length later: pruning takes at most a fifth of the
+    /// journal thread while callers use it, and all of it while they do not. With a million in
+    /// the journal that deletes 1,000 to 1,500 a second under load (BENCHMARKS.md); a writer that
+    /// keeps the journal busy with more than that grows it until it pauses.
     std::size_t prune_batch_busy = 50;
     unsigned prune_busy_pause = 4;
+    /// Callers count as at work this long after one was served: a write that comes between two
+    /// others then does not wait behind a full batch.
+    std::chrono::milliseconds prune_busy_window{1000};
     /// Now in Unix milliseconds, what retention counts from (tests move it); the system clock
     /// when unset.
     std::function<std::int64_t()> unix_now;
@@ -155,9 +158,8 @@ private:
     /// failed doing so (then they wait for the next try, and nothing else runs before them).
     bool run_undos();
     void run_batch(std::vector<TaskPtr>& batch);
-    /// One look for finished transactions past retention, when one is due; `served`: callers'
-    /// operations were just run (they are at work).
-    void prune_if_due(bool served);
+    /// One look for finished transactions past retention, when one is due.
+    void prune_if_due();
     void set_failure(const std::string& why);
     void emit(JournalEvent event) const;
 
@@ -172,6 +174,7 @@ private:
     bool up_ = false;
     std::vector<Operation> undos_;
     std::chrono::steady_clock::time_point next_prune_{};
+    std::chrono::steady_clock::time_point last_served_{};  // callers' operations last run
     // Shared.
     mutable std::mutex mu_;
     std::condition_variable wake_;
