@@ -10,6 +10,7 @@
 //   bench_load --port P [--path /] [--connections N] [--seconds S] [--warmup S] [--vary]
 //              [--header "Name: value"]... [--gzip] (--body JSON | --bodies FILE [--once])
 //   bench_load sign --count N --senders S [--first K]    one eth_sendRawTransaction body a line
+//   bench_load fill --journal PATH --finished N [--age-hours H]
 //
 // --bodies takes one request body a line, used in turn; with --once each is sent once and the run
 // ends when they are used up (unique signed transactions). --vary makes each request's first
@@ -18,8 +19,17 @@
 // --header adds a header to every request (a credential). --gzip asks for gzip answers
 // (Accept-Encoding) and decodes those that come so; `body_bytes` is the mean body of an answer as
 // it came over the wire.
+//
+// fill writes N finished raw transactions into the SQLite journal at PATH (created if need be),
+// as the gateway would have left them: QUEUED, BROADCASTING, CONFIRMING with its block,
+// COMPLETED and final, four events each, the last change H hours ago (1 by default: inside any
+// store.retention_ms; more than 168, past the default and due to be pruned). Hashes, senders and
+// blocks are spread as real ones are (a hash's place in its index is random), so that what the
+// bench measures is a journal that grew by use.
 
 #include "bench/bench_signer.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/store/store.hpp"
 #include "gateway/util/gzip.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -38,6 +48,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -205,10 +216,105 @@ int sign_main(int argc, char** argv) {
     return 0;
 }
 
+// splitmix64: a spread of 64-bit words from a counter.
+std::uint64_t mix(std::uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+std::string hex_words(std::uint64_t seed, int words) {
+    std::string out = "0x";
+    char buf[17];
+    for (int w = 0; w < words; ++w) {
+        std::snprintf(buf, sizeof buf, "%016llx",
+                      static_cast<unsigned long long>(mix(seed * 8 + static_cast<unsigned>(w))));
+        out += buf;
+    }
+    return out;
+}
+
+int fill_main(int argc, char** argv) {
+    std::string path;
+    std::size_t finished = 0;
+    double age_hours = 1;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--journal")
+            path = argv[i + 1];
+        else if (a == "--finished")
+            finished = std::stoul(argv[i + 1]);
+        else if (a == "--age-hours")
+            age_hours = std::stod(argv[i + 1]);
+    }
+    if (path.empty()) throw std::invalid_argument("fill needs --journal PATH");
+    gateway::config::StoreConfig config;
+    config.path = path;
+    auto store = gateway::store::open_store(config);
+    using gateway::store::TxState;
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    const auto last_ms = now_ms - static_cast<std::int64_t>(age_hours * 3'600'000);
+    constexpr std::size_t kSenders = 1000, kPerBlock = 100, kPerCommit = 10'000;
+    const auto t0 = Clock::now();
+    store->begin();
+    for (std::size_t i = 0; i < finished; ++i) {
+        // Oldest first, a millisecond apart, all four steps within a second.
+        const std::int64_t at = last_ms - static_cast<std::int64_t>(finished - i) - 1000;
+        gateway::store::TxRecord r;
+        r.hash = hex_words(i, 4);
+        r.chain = "pass";
+        r.chain_id = 31337;
+        r.sender = hex_words(1'000'000'000 + i % kSenders, 3).substr(0, 42);
+        r.nonce = i / kSenders;
+        r.raw.resize(110);
+        for (std::size_t b = 0; b < r.raw.size(); b += 8) {
+            const std::uint64_t w = mix(i * 16 + b);
+            std::memcpy(r.raw.data() + b, &w, std::min<std::size_t>(8, r.raw.size() - b));
+        }
+        r.state = TxState::queued;
+        r.reason = "accepted";
+        r.created_ms = r.updated_ms = at;
+        r.source = "127.0.0.1";
+        store->insert(r);
+        gateway::store::TxUpdate u;
+        u.hash = r.hash;
+        u.state = TxState::broadcasting;
+        u.reason = "accepted by node";
+        u.at_ms = at + 100;
+        u.broadcasts = 1;
+        store->update(u);
+        u.state = TxState::confirming;
+        u.reason = "mined";
+        u.at_ms = at + 500;
+        u.broadcasts.reset();
+        u.set_block = true;
+        u.block_hash = hex_words(2'000'000'000 + i / kPerBlock, 4);
+        u.block_number = 1'000'000 + i / kPerBlock;
+        store->update(u);
+        u.state = TxState::completed;
+        u.reason = "confirmed";
+        u.at_ms = at + 1000;
+        u.finalized = true;
+        store->update(u);
+        if ((i + 1) % kPerCommit == 0) {
+            store->commit();
+            store->begin();
+        }
+    }
+    store->commit();
+    std::printf("{\"finished\":%zu,\"seconds\":%.1f}\n", finished,
+                std::chrono::duration<double>(Clock::now() - t0).count());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc > 1 && std::string(argv[1]) == "sign") return sign_main(argc, argv);
+    if (argc > 1 && std::string(argv[1]) == "fill") return fill_main(argc, argv);
     Options o;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
