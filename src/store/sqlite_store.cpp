@@ -141,6 +141,11 @@ constexpr const char* kMigrations[] = {
     "CREATE TABLE transaction_sidecars ("
     " tx INTEGER PRIMARY KEY REFERENCES transactions (id),"
     " network BLOB NOT NULL);",
+    // 9: the raw transactions retention may delete, by time: the index by state also holds every
+    // managed transaction's attempts, which a prune would step over again on every look until
+    // their parent goes.
+    "CREATE INDEX transactions_prunable ON transactions (updated_ms)"
+    " WHERE parent IS NULL AND finalized = 1;",
 };
 
 constexpr const char* kColumns =
@@ -439,15 +444,17 @@ public:
 
     Pruned prune(std::int64_t before_ms, std::size_t limit) override {
         // Only what nothing can change any more: unfinished ones, and mined ones whose block is
-        // not final (a reorg may reopen them), stay. Row by row through the indexes (by state and
-        // time, events by transaction): a batch costs its own rows, not a scan of the table. The
+        // not final (a reorg may reopen them), stay. Row by row through the indexes (the raw ones
+        // final for good by time, events by transaction): a batch costs its own rows, not a scan
+        // of the table. The
         // pages freed go to SQLite's free list, and new rows take them before the file grows.
         Pruned out;
         const auto lim = static_cast<std::int64_t>(limit);
         std::vector<std::int64_t> ids;
         {
-            Stmt st(*this, fmt::format("SELECT id FROM transactions WHERE state IN {} AND "
-                                       "updated_ms < ?1 AND parent IS NULL AND finalized = 1 "
+            Stmt st(*this, fmt::format("SELECT id FROM transactions INDEXED BY "
+                                       "transactions_prunable WHERE parent IS NULL AND "
+                                       "finalized = 1 AND state IN {} AND updated_ms < ?1 "
                                        "LIMIT ?2;",
                                        kFinal));
             st.integer(1, before_ms).integer(2, lim);

@@ -47,7 +47,7 @@ void PrintTo(const JournalBackend& backend, std::ostream* os) {
     *os << backend.name;
 }
 
-const JournalBackend kSqlite{"sqlite", 8, [](const std::string& dir) {
+const JournalBackend kSqlite{"sqlite", 9, [](const std::string& dir) {
                                  return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
                              }};
 
@@ -162,6 +162,9 @@ TEST_P(JournalContract, EveryStateNotFinalIsUnfinishedAndNoFinalOneIs) {
         }
     }
     ASSERT_EQ(open_raw.size(), 5u);  // queued, preparing, signing, broadcasting, confirming
+    // The SQLite store lists the states from queued to replaced: one added after replaced would
+    // be in neither list (and not loaded at start-up). This fails first.
+    EXPECT_EQ(to_string(static_cast<TxState>(static_cast<int>(TxState::replaced) + 1)), "UNKNOWN");
     std::vector<std::string> raw, managed;
     for (const auto& r : s->unfinished()) raw.push_back(r.hash);
     for (const auto& m : s->unfinished_managed()) managed.push_back(m.id);
