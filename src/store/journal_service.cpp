@@ -342,7 +342,9 @@ std::chrono::steady_clock::duration prune_wait(bool more, bool busy,
                                                const JournalOptions& options) {
     if (!more) return options.prune_every;
     if (!busy) return std::chrono::steady_clock::duration::zero();
-    return took * options.prune_busy_pause;
+    // No longer than a look's own schedule: one stalled commit does not stop pruning for minutes.
+    return std::min<std::chrono::steady_clock::duration>(took * options.prune_busy_pause,
+                                                         options.prune_every);
 }
 
 }  // namespace detail

@@ -57,13 +57,15 @@ struct JournalOptions {
     /// are).
     std::chrono::milliseconds prune_every{60'000};
     std::size_t prune_batch = 500;
-    /// While callers are at work (some wait, or some were served within prune_busy_window), a
+    /// While callers are at work (an operation of any kind, reads included, waits or was served
+    /// within prune_busy_window), a
     /// look deletes at most this many of each kind, so that no caller waits long behind one (500
     /// rows of a journal of a million take about 30 ms), and the next look comes
     /// `prune_busy_pause` times its own length later: pruning takes at most a fifth of the
     /// journal thread while callers use it, and all of it while they do not. With a million in
-    /// the journal that deletes 1,000 to 1,500 a second under load (BENCHMARKS.md); a writer that
-    /// keeps the journal busy with more than that grows it until it pauses.
+    /// the journal that deletes 1,000 to 1,500 raw transactions a second under load
+    /// (BENCHMARKS.md); a writer that keeps the journal busy with more than that grows it until it
+    /// pauses.
     std::size_t prune_batch_busy = 50;
     unsigned prune_busy_pause = 4;
     /// Callers count as at work this long after one was served: a write that comes between two
@@ -82,7 +84,7 @@ namespace detail {
 std::size_t prune_limit(bool busy, const JournalOptions& options);
 /// How long after a look that took `took` the next one comes: prune_every when it found less
 /// than its limit; else at once when no caller is at work, `prune_busy_pause` times `took` when
-/// some are.
+/// some are (at most prune_every).
 std::chrono::steady_clock::duration prune_wait(bool more, bool busy,
                                                std::chrono::steady_clock::duration took,
                                                const JournalOptions& options);
