@@ -192,6 +192,29 @@ TEST_F(ListenerTest, HeadsLargerAndSmallerThanAConnectionsFieldSpaceAreReadWhole
     }
 }
 
+// The connection's field space starts again from its 1 KiB for each request: many heads over
+// it in a row (the heap each time) neither wear it out nor grow what the next one asks for
+// (Boost.JSON's monotonic resource doubled its next block on every release until an allocation
+// failed, after about fifty).
+TEST_F(ListenerTest, ManyLargeHeadsInARowOnOneConnectionAreEachReadWhole) {
+    start({});
+    test::HttpConnection c(port());
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (int k = 0; k < 30; ++k)
+        headers.emplace_back("X-Pad-" + std::to_string(k), std::string(200, 'p'));
+    for (int i = 0; i < 200; ++i) {
+        headers.emplace_back("X-Test", "large-" + std::to_string(i));
+        auto r = c.request("POST", "/", "b" + std::to_string(i), headers);
+        headers.pop_back();
+        ASSERT_EQ(r.status, 200u) << i;
+        ASSERT_EQ(r.body, "b" + std::to_string(i));
+        ASSERT_EQ(r.header("x-test"), "large-" + std::to_string(i));
+    }
+    auto small = c.request("POST", "/", "last", {{"X-Test", "small"}});
+    EXPECT_EQ(small.status, 200u);
+    EXPECT_EQ(small.header("x-test"), "small");
+}
+
 TEST_F(ListenerTest, PipelinedRequestsAreAnsweredInOrder) {
     start({});
     test::HttpConnection c(port());
