@@ -322,11 +322,17 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
                            kept.result.capacity() <= 2 * result.size() + 64;
         std::string copy;
         if (!reuse) copy = result;
+        // At the same block number (a read at the head asked again) its node in the index by
+        // number stays as it is; at another, a new node first, the old one dropped below.
+        const bool same_number = kept.number == e.number;
         std::multimap<std::uint64_t, Lru::iterator>::iterator by_number{};
-        if (e.number) by_number = by_number_.emplace(*e.number, at);
+        if (same_number && kept.number)
+            by_number = kept.by_number;
+        else if (e.number)
+            by_number = by_number_.emplace(*e.number, at);
         // Nothing below throws.
         bytes_ -= kept.size();
-        if (kept.number) by_number_.erase(kept.by_number);
+        if (kept.number && !same_number) by_number_.erase(kept.by_number);
         if (reuse) {
             kept.result.assign(result);  // within its room: no allocation
         } else {

@@ -79,6 +79,9 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     std::vector<std::size_t> index;
     std::vector<upstream::BatchCall> calls;
     std::vector<std::optional<cache::ChainCache::Ticket>> tickets;
+    index.reserve(batch.entries->size());
+    calls.reserve(batch.entries->size());
+    tickets.reserve(batch.entries->size());
     // The call that does not fit: -32005, and the rest of the batch is not sent either.
     const auto refuse_over_budget = [&](std::size_t i, const jsonrpc::Call& call) {
         batch.outcomes[i].response = jsonrpc::error_response(
