@@ -107,7 +107,7 @@ TEST_F(ReadinessTest, WithAnUpstreamAnsweringEveryConditionHolds) {
     wait_ready();
     // The chain's transactions load from the journal once it starts: ready for writes after.
     json::value v;
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 1000; ++i) {  // up to 10 s: a sanitizer build on a busy machine
         const test::HttpReply r = http_get(admin_port(), "/readyz?require=upstreams,journal");
         v = json::parse(r.body);
         if (r.status == 200) break;
