@@ -18,12 +18,6 @@ bool is_space(char c) {
     return c == ' ' || c == '\t';
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
 // The rule of chains[].methods: an exact name, or a prefix ending in `*` (`*` alone: any).
 bool matches(std::string_view pattern, std::string_view method) {
     if (!pattern.empty() && pattern.back() == '*')
@@ -88,12 +82,12 @@ std::string_view to_string(Outcome outcome) {
 }
 
 std::string_view bearer_token(std::string_view authorization_header) {
-    std::string_view h = trim(authorization_header);
+    std::string_view h = util::trim_ows(authorization_header);
     constexpr std::string_view kScheme = "bearer";
     if (h.size() <= kScheme.size() || !is_space(h[kScheme.size()]) ||
         util::lower(h.substr(0, kScheme.size())) != kScheme)
         return {};
-    return trim(h.substr(kScheme.size()));
+    return util::trim_ows(h.substr(kScheme.size()));
 }
 
 bool secret_equals(std::string_view presented, std::string_view expected) {

@@ -1,5 +1,7 @@
 #include "gateway/http/browser.hpp"
 
+#include "gateway/util/text.hpp"
+
 #include <boost/asio/ip/address_v4.hpp>
 #include <boost/asio/ip/address_v6.hpp>
 
@@ -87,7 +89,7 @@ Response refusal(const BrowserPolicy& policy, unsigned status, const std::string
 }
 
 bool is_own_origin(const Request& request, std::string_view normalized, const BrowserPolicy& p) {
-    const auto host = trim(request.header("host"));
+    const auto host = util::trim_ows(request.header("host"));
     if (host.empty()) return false;
     std::string own = p.tls ? "https://" : "http://";
     own += host;
@@ -114,14 +116,8 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
 std::string normalize_origin(std::string_view origin) {
-    std::string out(trim(origin));
+    std::string out(util::trim_ows(origin));
     for (char& c : out) c = lower(c);
     while (!out.empty() && out.back() == '/') out.pop_back();
     const std::string_view o = out;
@@ -146,7 +142,7 @@ std::string normalize_origin(std::string_view origin) {
 }
 
 bool is_loopback_host(std::string_view value) {
-    auto host = host_of(trim(value));
+    auto host = host_of(util::trim_ows(value));
     if (host.empty()) return false;
     if (host.front() == '[') return is_ipv6_loopback(host);
     if (host.back() == '.') host.remove_suffix(1);  // "localhost." is the same name, rooted
@@ -157,7 +153,7 @@ bool is_loopback_host(std::string_view value) {
 }
 
 bool is_json_content_type(std::string_view content_type) {
-    const auto media = trim(content_type.substr(0, content_type.find(';')));
+    const auto media = util::trim_ows(content_type.substr(0, content_type.find(';')));
     return iequals(media, "application/json") || iequals(media, "application/json-rpc") ||
            iequals(media, "application/jsonrequest");
 }
@@ -207,7 +203,7 @@ std::optional<Response> browser_check(const Request& request, const BrowserPolic
     const auto origin = request.header("origin");
     if (!origin.empty()) {
         if (!origin_allowed(request, origin, policy)) {
-            const bool null_origin = iequals(trim(origin), "null");
+            const bool null_origin = iequals(util::trim_ows(origin), "null");
             const std::string who = "Origin '" + shown(origin) +
                                     (null_origin ? "' (a sandboxed page or a local file)" : "'") +
                                     " may not call this listener";

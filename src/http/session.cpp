@@ -64,7 +64,7 @@ std::optional<std::string> framing_problem(const bhttp::request_header<Fields>& 
     for (const auto& field : head) {
         if (field.name() != bhttp::field::transfer_encoding) continue;
         ++codings;
-        if (!iequals(trim(field.value()), "chunked")) chunked_only = false;
+        if (!iequals(util::trim_ows(field.value()), "chunked")) chunked_only = false;
     }
     if (codings == 0 || (codings == 1 && chunked_only)) return std::nullopt;
     return std::string(
@@ -79,7 +79,7 @@ BodyCoding body_coding(const bhttp::request_header<Fields>& head, std::string& n
     BodyCoding coding = BodyCoding::identity;
     for (const auto& field : head) {
         if (field.name() != bhttp::field::content_encoding) continue;
-        const auto value = trim(field.value());
+        const auto value = util::trim_ows(field.value());
         if (value.empty() || iequals(value, "identity")) continue;
         // One coding, once: gzip of gzip, or a list, is not what a JSON-RPC client sends.
         if (coding == BodyCoding::identity &&

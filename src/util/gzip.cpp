@@ -153,23 +153,18 @@ bool accepts_gzip(std::string_view header) {
         std::string_view item = header.substr(0, comma);
         header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
         const std::size_t semi = item.find(';');
-        auto trim = [](std::string_view s) {
-            while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-            while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-            return s;
-        };
-        const std::string name = lower(trim(item.substr(0, semi)));
+        const std::string name = lower(trim_ows(item.substr(0, semi)));
         bool zero = false;
         if (semi != std::string_view::npos) {
             // Parameters: only q matters; q=0 (0, 0.0, 0.000) refuses.
             std::string_view params = item.substr(semi + 1);
             while (!params.empty()) {
                 const std::size_t next = params.find(';');
-                const std::string_view p = trim(params.substr(0, next));
+                const std::string_view p = trim_ows(params.substr(0, next));
                 params =
                     next == std::string_view::npos ? std::string_view() : params.substr(next + 1);
                 if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
-                    const std::string_view v = trim(p.substr(2));
+                    const std::string_view v = trim_ows(p.substr(2));
                     zero = !v.empty() && v.find_first_not_of("0.") == std::string_view::npos;
                 }
             }

@@ -22,5 +22,14 @@ TEST(Utf8Prefix, CutsBeforeACharacterNeverInsideIt) {
     EXPECT_EQ(utf8_prefix("\x80\x80\x80\x80\x80\x80", 5).size(), 2u);
 }
 
+// HTTP's optional whitespace (spaces and tabs) around a value goes; what is inside stays.
+TEST(TrimOws, DropsSpacesAndTabsAroundAndNothingElse) {
+    EXPECT_EQ(trim_ows(" \t gzip ;q=0 \t"), "gzip ;q=0");
+    EXPECT_EQ(trim_ows("\t\t"), "");
+    EXPECT_EQ(trim_ows(""), "");
+    EXPECT_EQ(trim_ows("a b"), "a b");
+    EXPECT_EQ(trim_ows("\r\nx\n"), "\r\nx\n");  // only spaces and tabs
+}
+
 }  // namespace
 }  // namespace gateway::util

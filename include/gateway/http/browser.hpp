@@ -71,8 +71,6 @@ bool is_loopback_host(std::string_view host);
 
 /// ASCII case-insensitive equality (header values, host names).
 bool iequals(std::string_view a, std::string_view b);
-/// A header value without the spaces and tabs around it.
-std::string_view trim(std::string_view s);
 
 /// Whether a Content-Type value is one of the JSON media types a JSON-RPC client sends.
 bool is_json_content_type(std::string_view content_type);

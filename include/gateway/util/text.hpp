@@ -18,6 +18,14 @@ inline std::string lower(std::string_view s) {
     return out;
 }
 
+/// `s` without the spaces and tabs around it (HTTP's optional whitespace, around a header value or
+/// a list item).
+inline std::string_view trim_ows(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
 /// At most `max` bytes of `s`, cut before a UTF-8 character rather than inside one: a message that
 /// quotes a shortened text (a node's error, a method name) stays valid UTF-8, and so valid in the
 /// JSON a client reads.
