@@ -164,24 +164,22 @@ std::string sql_list(const std::vector<TxState>& states) {
     return out + ")";
 }
 
+/// The states from queued to replaced whose store::is_final is `final`, as an SQL list.
+std::string states_sql(bool final) {
+    std::vector<TxState> states;
+    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i)
+        if (is_final(static_cast<TxState>(i)) == final) states.push_back(static_cast<TxState>(i));
+    return sql_list(states);
+}
+
 /// store::is_final as SQL, for the queries (a migration spells its own lists: its text never
 /// changes): every state a transaction, raw or managed, ends in.
-const std::string kFinal = [] {
-    std::vector<TxState> final;
-    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i)
-        if (is_final(static_cast<TxState>(i))) final.push_back(static_cast<TxState>(i));
-    return sql_list(final);
-}();
+const std::string kFinal = states_sql(true);
 /// Every state not final, as SQL: what is unfinished is asked for as `state IN` this list, which
 /// the index by state answers, where `NOT IN` the final ones would read every row of the table
 /// (a million finished transactions, 741 MB: 0.7 s at start-up on the development machine's
 /// disk with a cold cache, longer on a slow volume).
-const std::string kUnfinished = [] {
-    std::vector<TxState> open;
-    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i)
-        if (!is_final(static_cast<TxState>(i))) open.push_back(static_cast<TxState>(i));
-    return sql_list(open);
-}();
+const std::string kUnfinished = states_sql(false);
 /// The final states a mined transaction can be in: final for good only once its block is.
 const std::string kMined = sql_list({TxState::completed, TxState::failed});
 

@@ -20,7 +20,7 @@ namespace gateway::admin {
 struct ReadinessRequirements {
     bool upstreams = false;  ///< every chain has an upstream known to answer
     /// The journal takes writes and every chain has loaded its unfinished transactions from it
-    /// (until then a chain refuses writes: a journal of many may take seconds to read)
+    /// (until then a chain refuses writes: many unfinished, or a slow disk, take a while to read)
     bool journal = false;
 };
 

@@ -58,14 +58,13 @@ struct JournalOptions {
     std::chrono::milliseconds prune_every{60'000};
     std::size_t prune_batch = 500;
     /// While callers are at work (an operation of any kind, reads included, waits or was served
-    /// within prune_busy_window), a
-    /// look deletes at most this many of each kind, so that no caller waits long behind one (500
-    /// rows of a journal of a million take about 30 ms), and the next look comes
-    /// `prune_busy_pause` times its own length later: pruning takes at most a fifth of the
-    /// journal thread while callers use it, and all of it while they do not. With a million in
-    /// the journal that deletes 1,000 to 1,500 raw transactions a second under load
-    /// (BENCHMARKS.md); a writer that keeps the journal busy with more than that grows it until it
-    /// pauses.
+    /// within prune_busy_window), a look deletes at most this many of each kind, so that no
+    /// caller waits long behind one (500 rows of a journal of a million take about 30 ms), and
+    /// the next look comes `prune_busy_pause` times its own length later: pruning takes at most a
+    /// fifth of the journal thread while callers use it, and all of it while they do not. With a
+    /// million in the journal that deletes 1,000 to 1,500 raw transactions a second under load
+    /// (BENCHMARKS.md); a writer that keeps the journal busy with more than that grows it until
+    /// it pauses.
     std::size_t prune_batch_busy = 50;
     unsigned prune_busy_pause = 4;
     /// Callers count as at work this long after one was served: a write that comes between two
