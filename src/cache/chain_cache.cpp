@@ -5,6 +5,7 @@
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/util/text.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
@@ -101,9 +102,12 @@ void append_key_json(std::string& out, const json::value& v) {
             jsonrpc::append_json(out, util::lower(*s));
             return;
         }
+        const std::size_t at = out.size();
         out.push_back('"');
-        for (char c : *s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+        out.append(s->data(), s->size());
         out.push_back('"');
+        std::transform(out.begin() + static_cast<std::ptrdiff_t>(at), out.end(),
+                       out.begin() + static_cast<std::ptrdiff_t>(at), util::ascii_lower);
         return;
     }
     if (const auto* a = v.if_array()) {
@@ -139,10 +143,7 @@ void append_key_json(std::string& out, const json::value& v) {
 
 // A block number and hash in an answer: a block's number and hash, or a transaction's or
 // receipt's blockNumber and blockHash.
-struct Named {
-    std::uint64_t number;
-    std::string hash;
-};
+template <class Named>
 std::optional<Named> named_block(const json::value& v, const char* number_key,
                                  const char* hash_key) {
     const auto* o = v.if_object();
@@ -200,9 +201,8 @@ std::optional<ChainCache::Ticket> ChainCache::ticket(std::string_view method,
     auto dependency = dependency_of(method, params);
     if (!dependency) return std::nullopt;
     Ticket t{cache_key(method, params), jsonrpc::method_label(method), *dependency, mode};
-    std::lock_guard lock(mu_);
-    t.generation = generation_;
-    t.reorgs = reorgs_;
+    t.generation = generation_.load();
+    t.reorgs = reorgs_.load();
     return t;
 }
 
@@ -229,40 +229,73 @@ std::optional<std::string> ChainCache::fresh(const Ticket& ticket, bool head_kno
 }
 
 void ChainCache::put(const Ticket& ticket, const std::string& result) {
-    // Null is "not found (yet)": a block or transaction not mined, which will change.
-    if (result == "null") return;
-    if (ticket.key.size() + result.size() + kEntryOverhead > config_.max_bytes / 4)
-        return;  // one huge answer must not empty the cache
-    const Dependency& dep = ticket.dependency;
-    // Answers that name their block are read before the lock.
-    std::optional<Named> named;
-    bool parse = dep.kind == Kind::mined || ticket.label == "eth_blockNumber";
-    if (dep.kind == Kind::block) {
-        // A block or header by number is checked against the canonical hash, unless final.
-        std::lock_guard lock(mu_);
-        parse = !finalized_ || dep.number > *finalized_;
-    }
-    if (parse) {
-        json::error_code ec;
-        json::value v = json::parse(result, ec);
-        if (ec) return;
-        if (dep.kind == Kind::mined) {
-            named = named_block(v, "blockNumber", "blockHash");
-            if (!named) return;  // pending: not mined yet
-        } else if (dep.kind == Kind::block) {
-            // A block or header names itself; a transaction names its block.
-            named = named_block(v, "number", "hash");
-            if (!named) named = named_block(v, "blockNumber", "blockHash");
-            if (named && named->number != dep.number) named.reset();  // an uncle
-        } else if (v.is_string()) {
-            if (auto n = jsonrpc::parse_quantity(v.get_string())) named = Named{*n, {}};
-        }
-    }
+    const Put one{&ticket, &result};
+    put_all(std::span<const Put>(&one, 1));
+}
 
+void ChainCache::put_all(std::span<const Put> puts) {
+    // A block by number is read (checked against the canonical hash) unless final.
+    std::optional<std::uint64_t> finalized;
+    if (std::any_of(puts.begin(), puts.end(),
+                    [](const Put& p) { return p.ticket->dependency.kind == Kind::block; })) {
+        std::lock_guard lock(mu_);
+        finalized = finalized_;
+    }
+    // What each answer names is read before the lock, once for all of them.
+    struct Keep {
+        const Put* put;
+        std::optional<Named> named;
+    };
+    boost::container::small_vector<Keep, 1> keep;
+    keep.reserve(puts.size());
+    for (const Put& p : puts) {
+        std::optional<Named> named;
+        if (keepable(*p.ticket, *p.result, finalized, named))
+            keep.push_back({&p, std::move(named)});
+    }
+    if (keep.empty()) return;
+    const Clock::time_point at = Clock::now();
+    std::lock_guard lock(mu_);
+    for (Keep& k : keep) keep_locked(*k.put->ticket, *k.put->result, std::move(k.named), at);
+}
+
+bool ChainCache::keepable(const Ticket& ticket, const std::string& result,
+                          std::optional<std::uint64_t> finalized,
+                          std::optional<Named>& named) const {
+    // Null is "not found (yet)": a block or transaction not mined, which will change.
+    if (result == "null") return false;
+    if (ticket.key.size() + result.size() + kEntryOverhead > config_.max_bytes / 4)
+        return false;  // one huge answer must not empty the cache
+    const Dependency& dep = ticket.dependency;
+    // Answers that name their block are read. A block or header by number is checked against
+    // the canonical hash, unless final.
+    bool parse = dep.kind == Kind::mined || ticket.label == "eth_blockNumber";
+    if (dep.kind == Kind::block) parse = !finalized || dep.number > *finalized;
+    if (!parse) return true;
+    json::error_code ec;
+    json::value v = json::parse(result, ec);
+    if (ec) return false;
+    if (dep.kind == Kind::mined) {
+        named = named_block<Named>(v, "blockNumber", "blockHash");
+        return named.has_value();  // without: pending, not mined yet
+    }
+    if (dep.kind == Kind::block) {
+        // A block or header names itself; a transaction names its block.
+        named = named_block<Named>(v, "number", "hash");
+        if (!named) named = named_block<Named>(v, "blockNumber", "blockHash");
+        if (named && named->number != dep.number) named.reset();  // an uncle
+    } else if (v.is_string()) {
+        if (auto n = jsonrpc::parse_quantity(v.get_string())) named = Named{*n, {}};
+    }
+    return true;
+}
+
+void ChainCache::keep_locked(const Ticket& ticket, const std::string& result,
+                             std::optional<Named> named, Clock::time_point at) {
+    const Dependency& dep = ticket.dependency;
     Entry e;  // its key and result are copied once it is known to be kept, and not already
     e.label = ticket.label;
-    e.at = Clock::now();
-    std::lock_guard lock(mu_);
+    e.at = at;
     const bool current = ticket.generation == generation_;
     const bool reorged = ticket.reorgs != reorgs_;
     switch (dep.kind) {
@@ -275,7 +308,7 @@ void ChainCache::put(const Ticket& ticket, const std::string& result) {
             // A node behind the head answered: not given to everyone until the head moves.
             if (named && ticket.label == "eth_blockNumber" && named->number < head_)
                 e.kept = Kept::stale_only;
-            e.generation = current ? generation_ : ticket.generation;
+            e.generation = current ? generation_.load() : ticket.generation;
             e.number = head_;
             break;
         case Kind::block:

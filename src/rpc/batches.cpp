@@ -119,9 +119,23 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         if (call.notification) out.response.clear();
         batch.done[i] = true;
     };
+    // Whether a method may go in the upstream batch depends on the method alone here (one chain,
+    // one client): asked once for each method, not once for each call.
+    struct Known {
+        std::string_view method;
+        bool batchable;
+    };
+    boost::container::small_vector<Known, 4> known;
+    const auto may_batch = [&](const jsonrpc::Call& call) {
+        for (const Known& k : known)
+            if (k.method == call.method) return k.batchable;
+        const bool b = batchable(route, call, *batch.client);
+        if (known.size() < 16) known.push_back(Known{call.method, b});
+        return b;
+    };
     for (std::size_t i = 0; i < batch.entries->size(); ++i) {
         const auto* call = std::get_if<jsonrpc::Call>(&(*batch.entries)[i]);
-        if (!call || !batchable(route, *call, *batch.client)) continue;
+        if (!call || !may_batch(*call)) continue;
         std::optional<cache::ChainCache::Ticket> ticket;
         if (route.cache) ticket = route.cache->ticket(call->method, call->params);
         std::optional<std::string> hit;
@@ -152,6 +166,8 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     std::optional<upstream::BatchForwarded> r =
         co_await chain.forward_batch(std::move(calls), t0 + server_.request_timeout, together);
     if (!r) co_return;
+    std::vector<cache::ChainCache::Put> kept;  // the answers the cache keeps, under one lock
+    if (route.cache) kept.reserve(index.size());
     for (std::size_t k = 0; k < index.size(); ++k) {
         if (!r->replies[k]) continue;
         const std::size_t i = index[k];
@@ -159,7 +175,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         Outcome& out = batch.outcomes[i];
         const jsonrpc::Reply& reply = *r->replies[k];
         std::string response = reply_response(call.id, reply);
-        if (!reply.is_error() && tickets[k]) route.cache->put(*tickets[k], *reply.result);
+        if (!reply.is_error() && tickets[k]) kept.push_back({&*tickets[k], &*reply.result});
         if (!fits(*batch.budget, response.size())) {
             refuse_over_budget(i, call);
             continue;
@@ -169,6 +185,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         answered(i, call, reply.is_error() ? "rpc_error" : "ok");
     }
     flush();
+    if (!kept.empty()) route.cache->put_all(kept);
 }
 
 asio::awaitable<void> RpcHandler::batch_worker(RpcHandler* self, Batch* batch) {

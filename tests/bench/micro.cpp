@@ -229,6 +229,36 @@ void BM_ObserveBatchCalls(benchmark::State& state) {
 }
 BENCHMARK(BM_ObserveBatchCalls)->Arg(0)->Arg(1);
 
+// A batch of 20 reads' answers kept for stale serving, one put() a call (Arg 0, before
+// put_all) or one put_all() for the batch (Arg 1, as the batch path does): the key and ticket of
+// each call made, and the answers kept, the same entries again each round.
+void BM_KeepBatchAnswers(benchmark::State& state) {
+    config::CacheConfig config;
+    config.enabled = false;  // the bench's pass-through chain: kept for stale serving only
+    cache::ChainCache cache("devnet", config, nullptr);
+    const auto parsed = jsonrpc::parse_request(batch_of(20), jsonrpc::ParseLimits{});
+    const std::string result = "\"0xde0b6b3a7640000\"";
+    const bool together = state.range(0) == 1;
+    std::vector<cache::ChainCache::Ticket> tickets;
+    std::vector<cache::ChainCache::Put> puts;
+    for (auto _ : state) {
+        tickets.clear();
+        puts.clear();
+        for (const auto& entry : parsed->entries) {
+            const auto& call = std::get<jsonrpc::Call>(entry);
+            tickets.push_back(*cache.ticket(call.method, call.params));
+        }
+        if (together) {
+            for (const auto& t : tickets) puts.push_back({&t, &result});
+            cache.put_all(puts);
+        } else {
+            for (const auto& t : tickets) cache.put(t, result);
+        }
+    }
+    state.counters["entries"] = static_cast<double>(cache.entries());
+}
+BENCHMARK(BM_KeepBatchAnswers)->Arg(0)->Arg(1);
+
 void BM_AcceptsGzip(benchmark::State& state) {
     // What browsers and HTTP libraries send.
     const std::string header = "gzip, deflate, br, zstd";

@@ -347,6 +347,42 @@ TEST_F(ChainCacheTest, AnAnswerFromBeforeAReorgIsNotKept) {
     EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(9)));
 }
 
+// A batch's answers are kept under one lock (put_all): each is kept, or not, as put() alone
+// would, whatever the others are.
+TEST_F(ChainCacheTest, ABatchsAnswersAreKeptAsEachWouldBeAlone) {
+    canonical(1, 20, 'a');
+    cache().note_finalized(4);
+    cache().note_head(20);
+    const std::string balance = std::string("[\"") + kAddr + "\",\"latest\"]";
+    const std::string tx = "[\"" + hash_of('e') + "\"]";
+    const auto before_reorg = ticket("eth_getBlockByNumber", by_number(19));
+    cache().note_reorg(chain::Reorg{2, 18, {}, {}});
+    canonical(19, 20, 'b');
+    const std::vector<std::pair<ChainCache::Ticket, std::string>> answers{
+        {ticket("eth_getBlockByNumber", by_number(18)), block_json(18, 'a')},  // canonical
+        {ticket("eth_getBlockByNumber", by_number(17)), block_json(17, 'x')},  // another branch
+        {ticket("eth_getBlockByNumber", by_number(3)), block_json(3, 'z')},    // final: unchecked
+        {ticket("eth_getBlockByNumber", by_number(5)), "null"},
+        {ticket("eth_getTransactionByHash", tx), R"({"hash":"0x1","blockNumber":null})"},
+        {ticket("eth_getBalance", balance), "\"0x10\""},
+        {before_reorg, block_json(19, 'b')},  // asked before a reorg
+    };
+    std::vector<ChainCache::Put> puts;
+    for (const auto& [t, result] : answers) puts.push_back({&t, &result});
+    cache().put_all(puts);
+
+    EXPECT_EQ(fresh("eth_getBlockByNumber", by_number(18)), block_json(18, 'a'));
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(17)));
+    EXPECT_EQ(fresh("eth_getBlockByNumber", by_number(3)), block_json(3, 'z'));
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(5)));
+    EXPECT_FALSE(stale("eth_getTransactionByHash", tx));
+    EXPECT_EQ(fresh("eth_getBalance", balance), "\"0x10\"");
+    EXPECT_FALSE(stale("eth_getBlockByNumber", by_number(19)));
+    EXPECT_EQ(cache().entries(), 3u);
+    cache().put_all({});  // nothing to keep: nothing changes
+    EXPECT_EQ(cache().entries(), 3u);
+}
+
 TEST_F(ChainCacheTest, MethodOverridesAndTurningItOff) {
     config.methods["eth_getBalance"] = config::CacheMode::final;
     config.methods["eth_call"] = config::CacheMode::off;

@@ -18,12 +18,14 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -81,6 +83,13 @@ public:
     std::optional<std::string> fresh(const Ticket& ticket, bool head_known);
     /// Keeps a node's answer (the result's JSON text) to the ticket's read.
     void put(const Ticket& ticket, const std::string& result);
+    /// An answer to keep, for put_all.
+    struct Put {
+        const Ticket* ticket;
+        const std::string* result;
+    };
+    /// put() for each, under one lock (a batch's answers: one lock, not one for each).
+    void put_all(std::span<const Put> puts);
     struct Stale {
         std::string result;
         std::chrono::milliseconds age;
@@ -127,6 +136,19 @@ private:
         std::size_t size() const { return key.size() + result.size() + kEntryOverhead; }
     };
 
+    /// The block an answer names (a block's number and hash, a transaction's blockNumber and
+    /// blockHash), read before the lock.
+    struct Named {
+        std::uint64_t number;
+        std::string hash;
+    };
+    /// Whether put() keeps `result` at all, and what it names: false for what is never kept
+    /// (null, too large, an answer that does not name its block). Outside the lock.
+    bool keepable(const Ticket& ticket, const std::string& result,
+                  std::optional<std::uint64_t> finalized, std::optional<Named>& named) const;
+    /// Keeps a keepable answer; `at` is when it arrived.
+    void keep_locked(const Ticket& ticket, const std::string& result, std::optional<Named> named,
+                     Clock::time_point at);
     void erase(Lru::iterator it);
     void note_head_locked(std::uint64_t number);
 
@@ -142,8 +164,9 @@ private:
     std::map<std::uint64_t, std::string> canonical_;  // recent canonical hashes by number
     std::optional<std::uint64_t> finalized_;
     std::uint64_t head_ = 0;  // the highest head seen
-    std::uint64_t generation_ = 1;
-    std::uint64_t reorgs_ = 0;
+    // Changed under mu_; read without it by ticket(), the one lookup each read makes.
+    std::atomic<std::uint64_t> generation_{1};
+    std::atomic<std::uint64_t> reorgs_{0};
 };
 
 }  // namespace gateway::cache

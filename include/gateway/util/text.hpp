@@ -9,12 +9,15 @@
 
 namespace gateway::util {
 
+/// `c` in ASCII lower case: std::tolower in the "C" locale the gateway runs in, without its call.
+constexpr char ascii_lower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
+
 /// `s` in ASCII lower case (hex digits, header names, node error messages).
 inline std::string lower(std::string_view s) {
     std::string out(s);
-    // ASCII only, as std::tolower in the "C" locale the gateway runs in, without its call per byte.
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+    std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
     return out;
 }
 
