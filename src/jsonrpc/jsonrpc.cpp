@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <boost/json/basic_parser_impl.hpp>
-#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/serializer.hpp>
@@ -25,17 +24,19 @@ namespace json = boost::json;
 
 namespace {
 
-// Boost.JSON's own parser, plus one thing it cannot do: keep the exact text of a numeric "id" of
-// each request object. A number's value alone is not enough (1.50 would come back as 1.5E0, and a
-// 30-digit id would lose digits), and a client matches answers to calls by id.
-class RequestHandler {
+// Reads a request body as Boost.JSON's parser walks it, into calls, without a tree of the whole
+// body: of each call object only "jsonrpc", "id", "method" and "params" are kept, and only the
+// params become a tree (in the heap, where the call keeps them). A numeric id keeps its exact
+// text: a number's value alone is not enough (1.50 would come back as 1.5E0, and a 30-digit id
+// would lose digits), and a client matches answers to calls by id. A member given twice counts
+// as its last, as in a Boost.JSON object; members of other names are read past, unkept.
+class CallReader {
 public:
     static constexpr std::size_t max_object_size = json::object::max_size();
     static constexpr std::size_t max_array_size = json::array::max_size();
     static constexpr std::size_t max_key_size = json::string::max_size();
     static constexpr std::size_t max_string_size = json::string::max_size();
 
-    json::value_stack st;
     /// Elements of a top-level array beyond this stop the parser (batch_too_large is set): a
     /// batch over the limit costs no more than the limit to read.
     std::size_t max_batch = std::numeric_limits<std::size_t>::max();
@@ -45,79 +46,166 @@ public:
     /// "Infinity" or "NaN").
     bool number_out_of_range = false;
 
-    /// Exact id texts of numeric ids, by request index (0 for a single request object).
-    std::vector<std::pair<std::size_t, std::string>> number_ids;
+    /// What the body is: nothing yet, one call object, a batch, or a scalar (not a request).
+    enum class Top { none, object, array, scalar };
+    Top top = Top::none;
+    /// The calls read so far, in the body's order.
+    std::vector<Entry> entries;
 
     /// Ready for the next body (a parser kept from request to request).
-    void restart(std::size_t batch_limit, json::storage_ptr tree) {
-        st.reset(std::move(tree));
+    void restart(std::size_t batch_limit) {
         max_batch = batch_limit;
         batch_too_large = false;
         number_out_of_range = false;
-        number_ids.clear();
-        frames_.clear();
+        top = Top::none;
+        entries.clear();
+        depth_ = skip_ = capture_ = 0;
         batch_count_ = 0;
-        key_.clear();
+        member_ = Member::other;
+        text_.clear();
         number_.clear();
+        params_.reset();
     }
 
     bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
 
     bool on_object_begin(json::error_code& ec) {
+        if (capture_) return ++capture_, true;
+        if (skip_) return ++skip_, true;
         if (!begin_value(ec)) return false;
-        frames_.push_back({true, false});
+        if (depth_ == 0 || (depth_ == 1 && top == Top::array)) {
+            if (depth_ == 0) top = Top::object;
+            call_ = CallState{};
+            ++depth_;
+            return true;
+        }
+        // A member's value: params become a tree; any other object is read past.
+        if (member_ == Member::params) {
+            params_.reset();  // the heap: the call keeps them
+            capture_ = 1;
+        } else {
+            wrong_value();
+            skip_ = 1;
+        }
         return true;
     }
     bool on_object_end(std::size_t n, json::error_code&) {
-        frames_.pop_back();
-        st.push_object(n);
+        if (capture_) {
+            params_.push_object(n);
+            if (--capture_ == 0) take_params();
+            return true;
+        }
+        if (skip_) return --skip_, true;
+        --depth_;  // a call object ends
+        entries.push_back(call_entry());
         return true;
     }
     bool on_array_begin(json::error_code& ec) {
+        if (capture_) return ++capture_, true;
+        if (skip_) return ++skip_, true;
         if (!begin_value(ec)) return false;
-        frames_.push_back({false, false});
+        if (depth_ == 0) {
+            top = Top::array;
+            ++depth_;
+            return true;
+        }
+        if (depth_ == 1 && top == Top::array) {
+            not_an_object();
+            skip_ = 1;
+            return true;
+        }
+        if (member_ == Member::params) {
+            params_.reset();
+            capture_ = 1;
+        } else {
+            wrong_value();
+            skip_ = 1;
+        }
         return true;
     }
     bool on_array_end(std::size_t n, json::error_code&) {
-        frames_.pop_back();
-        st.push_array(n);
+        if (capture_) {
+            params_.push_array(n);
+            if (--capture_ == 0) take_params();
+            return true;
+        }
+        if (skip_) return --skip_, true;
+        --depth_;  // the batch ends
         return true;
     }
     bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
-        key_.append(s.data(), s.size());
-        st.push_chars(s);
+        if (capture_) {
+            params_.push_chars(s);
+        } else if (!skip_) {
+            text_.append(s.data(), s.size());
+        }
         return true;
     }
     bool on_key(json::string_view s, std::size_t, json::error_code&) {
-        key_.append(s.data(), s.size());
-        frames_.back().key_is_id = key_ == "id";
-        key_.clear();
-        st.push_key(s);
+        if (capture_) {
+            params_.push_key(s);
+            return true;
+        }
+        if (skip_) return true;
+        text_.append(s.data(), s.size());
+        member_ = text_ == "id"        ? Member::id
+                  : text_ == "jsonrpc" ? Member::version
+                  : text_ == "method"  ? Member::method
+                  : text_ == "params"  ? Member::params
+                                       : Member::other;
+        text_.clear();
         return true;
     }
     bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
-        st.push_chars(s);
+        if (capture_) {
+            params_.push_chars(s);
+        } else if (!skip_) {
+            text_.append(s.data(), s.size());
+        }
         return true;
     }
     bool on_string(json::string_view s, std::size_t, json::error_code& ec) {
+        if (capture_) {
+            params_.push_string(s);
+            return true;
+        }
+        if (skip_) return true;
         if (!begin_value(ec)) return false;
-        st.push_string(s);
+        text_.append(s.data(), s.size());
+        if (at_member()) {
+            switch (member_) {
+                case Member::id:
+                    call_.id = json::serialize(json::string_view(text_));
+                    call_.id_state = Field::ok;
+                    break;
+                case Member::version:
+                    call_.version = text_ == "2.0" ? Field::ok : Field::wrong;
+                    break;
+                case Member::method:
+                    call_.method_state = text_.empty() ? Field::wrong : Field::ok;
+                    call_.method = text_;
+                    break;
+                case Member::params: wrong_value(); break;
+                case Member::other: break;
+            }
+        } else {
+            scalar();
+        }
+        text_.clear();
         return true;
     }
     bool on_number_part(json::string_view s, json::error_code&) {
-        number_.append(s.data(), s.size());
+        if (!capture_ && !skip_) number_.append(s.data(), s.size());
         return true;
     }
     bool on_int64(std::int64_t i, json::string_view s, json::error_code& ec) {
-        if (!end_number(s, ec)) return false;
-        st.push_int64(i);
-        return true;
+        if (capture_) return params_.push_int64(i), true;
+        return number(s, ec);
     }
     bool on_uint64(std::uint64_t u, json::string_view s, json::error_code& ec) {
-        if (!end_number(s, ec)) return false;
-        st.push_uint64(u);
-        return true;
+        if (capture_) return params_.push_uint64(u), true;
+        return number(s, ec);
     }
     bool on_double(double d, json::string_view s, json::error_code& ec) {
         if (!std::isfinite(d)) {
@@ -125,31 +213,55 @@ public:
             ec = json::error::exception;  // stops the parser; parse_request says why
             return false;
         }
-        if (!end_number(s, ec)) return false;
-        st.push_double(d);
-        return true;
+        if (capture_) return params_.push_double(d), true;
+        return number(s, ec);
     }
     bool on_bool(bool b, json::error_code& ec) {
+        if (capture_) return params_.push_bool(b), true;
+        if (skip_) return true;
         if (!begin_value(ec)) return false;
-        st.push_bool(b);
+        if (at_member()) {
+            wrong_value();
+        } else {
+            scalar();
+        }
         return true;
     }
     bool on_null(json::error_code& ec) {
+        if (capture_) return params_.push_null(), true;
+        if (skip_) return true;
         if (!begin_value(ec)) return false;
-        st.push_null();
+        if (!at_member()) {
+            scalar();
+        } else if (member_ == Member::id) {
+            call_.id = std::string(kNullId);
+            call_.id_state = Field::ok;
+        } else if (member_ == Member::params) {
+            call_.params = nullptr;  // as if there were none
+            call_.params_state = Field::ok;
+        } else if (member_ != Member::other) {
+            wrong_value();
+        }
         return true;
     }
     bool on_comment_part(json::string_view, json::error_code&) { return true; }
     bool on_comment(json::string_view, json::error_code&) { return true; }
 
 private:
-    struct Frame {
-        bool is_object;
-        bool key_is_id;  // the member being read is "id"
+    enum class Member { id, version, method, params, other };
+    enum class Field { absent, ok, wrong };
+    struct CallState {
+        Field id_state = Field::absent;
+        std::string id;
+        Field version = Field::absent;
+        Field method_state = Field::absent;
+        std::string method;
+        Field params_state = Field::absent;
+        json::value params;
     };
 
     bool begin_value(json::error_code& ec) {
-        if (frames_.size() == 1 && !frames_[0].is_object && ++batch_count_ > max_batch) {
+        if (depth_ == 1 && top == Top::array && ++batch_count_ > max_batch) {
             batch_too_large = true;
             ec = json::error::exception;  // stops the parser; parse_request says why
             return false;
@@ -157,86 +269,89 @@ private:
         return true;
     }
 
-    // True while reading a direct member of a request object: the top-level object, or an object
-    // that is an element of a top-level array.
-    bool in_request_object() const {
-        return (frames_.size() == 1 && frames_[0].is_object) ||
-               (frames_.size() == 2 && !frames_[0].is_object && frames_[1].is_object);
+    // A value that is a direct member of a call object (and not inside params).
+    bool at_member() const {
+        return (depth_ == 1 && top == Top::object) || (depth_ == 2 && top == Top::array);
     }
 
-    bool end_number(json::string_view last, json::error_code& ec) {
+    // A scalar where a call or the body should be: the body itself, or an element of a batch.
+    void scalar() {
+        if (depth_ == 0)
+            top = Top::scalar;
+        else
+            not_an_object();
+    }
+
+    void not_an_object() {
+        entries.push_back(InvalidCall{
+            std::string(kNullId),
+            {ErrorCode::invalid_request, "invalid request: a call must be a JSON object"}});
+    }
+
+    // A member's value of a type it cannot have (an array or object read past, or a scalar).
+    void wrong_value() {
+        switch (member_) {
+            case Member::id: call_.id_state = Field::wrong; break;
+            case Member::version: call_.version = Field::wrong; break;
+            case Member::method: call_.method_state = Field::wrong; break;
+            case Member::params: call_.params_state = Field::wrong; break;
+            case Member::other: break;
+        }
+    }
+
+    bool number(json::string_view last, json::error_code& ec) {
+        if (skip_) return true;
         if (!begin_value(ec)) return false;
         number_.append(last.data(), last.size());
-        if (in_request_object() && frames_.back().key_is_id) {
-            std::size_t index = frames_.size() == 1 ? 0 : batch_count_ - 1;
-            if (!number_ids.empty() && number_ids.back().first == index)
-                number_ids.back().second = number_;  // duplicate "id" keys: the last one counts
-            else
-                number_ids.emplace_back(index, number_);
+        if (!at_member()) {
+            scalar();
+        } else if (member_ == Member::id) {
+            call_.id = number_;
+            call_.id_state = Field::ok;
+        } else if (member_ != Member::other) {
+            wrong_value();
         }
         number_.clear();
         return true;
     }
 
-    std::vector<Frame> frames_;
-    std::size_t batch_count_ = 0;
-    std::string key_;
-    std::string number_;
-};
-
-// Reads one entry of a request (the body itself, or one element of a batch). `number_id` is the
-// exact text of the entry's id when that id is a number.
-// `v` gives up its params to the call.
-Entry read_entry(json::value& v, const std::string* number_id) {
-    json::object* obj = v.if_object();
-    if (!obj)
-        return InvalidCall{
-            std::string(kNullId),
-            {ErrorCode::invalid_request, "invalid request: a call must be a JSON object"}};
-
-    Call call;
-    bool id_ok = true;
-    if (const json::value* id = obj->if_contains("id")) {
-        if (id->is_string() || id->is_null()) {
-            call.id = json::serialize(*id);
-        } else if (id->is_number()) {
-            call.id = number_id ? *number_id : json::serialize(*id);
-        } else {
-            id_ok = false;
-        }
-    } else {
-        call.notification = true;
-    }
-    auto invalid = [&](std::string message) -> Entry {
-        return InvalidCall{call.notification ? std::string(kNullId) : call.id,
-                           {ErrorCode::invalid_request, "invalid request: " + std::move(message)}};
-    };
-    if (!id_ok) {
-        call.id = std::string(kNullId);
-        return invalid("\"id\" must be a string, a number or null");
+    void take_params() {
+        call_.params = params_.release();
+        call_.params_state = Field::ok;
     }
 
-    const json::value* version = obj->if_contains("jsonrpc");
-    if (!version || !version->is_string() || version->get_string() != "2.0")
-        return invalid("\"jsonrpc\" must be \"2.0\"");
-
-    const json::value* method = obj->if_contains("method");
-    if (!method || !method->is_string() || method->get_string().empty())
-        return invalid("\"method\" must be a non-empty string");
-    call.method = std::string(method->get_string());
-
-    if (json::value* params = obj->if_contains("params")) {
-        if (!params->is_array() && !params->is_object() && !params->is_null())
+    // The call as read_entry made it from a tree, its checks in the same order.
+    Entry call_entry() {
+        Call call;
+        if (call_.id_state == Field::absent) call.notification = true;
+        if (call_.id_state == Field::ok) call.id = std::move(call_.id);
+        auto invalid = [&](std::string message) -> Entry {
+            return InvalidCall{
+                call.notification ? std::string(kNullId) : call.id,
+                {ErrorCode::invalid_request, "invalid request: " + std::move(message)}};
+        };
+        if (call_.id_state == Field::wrong)
+            return invalid("\"id\" must be a string, a number or null");
+        if (call_.version != Field::ok) return invalid("\"jsonrpc\" must be \"2.0\"");
+        if (call_.method_state != Field::ok)
+            return invalid("\"method\" must be a non-empty string");
+        if (call_.params_state == Field::wrong)
             return invalid("\"params\" must be an array or an object");
-        // Into the default storage: the tree's may be the thread's, released after the parse.
-        call.params = json::value(std::move(*params), json::storage_ptr());
+        call.method = std::move(call_.method);
+        call.params = std::move(call_.params);
+        return call;
     }
-    return call;
-}
 
-}  // namespace
-
-namespace {
+    std::size_t depth_ = 0;    // the body's and the call's own containers open
+    std::size_t skip_ = 0;     // containers open in a value read past
+    std::size_t capture_ = 0;  // containers open in the params being built
+    std::size_t batch_count_ = 0;
+    Member member_ = Member::other;
+    CallState call_;
+    std::string text_;    // a key or string in parts
+    std::string number_;  // a number in parts
+    json::value_stack params_;
+};
 
 json::parse_options request_options() {
     json::parse_options options;
@@ -245,28 +360,11 @@ json::parse_options request_options() {
 }
 
 // Bodies up to this size are read by a parser each thread keeps, with the stacks it grew (a fresh
-// one allocated its value stack anew for every request), into a tree in space the thread keeps
-// too (a heap block for every object, key and long string before). A larger body gets a parser of
-// its own and the heap, so that one huge request does not leave a thread holding its stacks.
+// one allocated its stacks anew for every request). A larger body gets a parser of its own, so
+// that one huge request does not leave a thread holding its stacks.
 constexpr std::size_t kKeptParserBodyBytes = 64 * 1024;
 
-struct KeptParser {
-    // Where a small body's tree is built, anew for each body (only the calls' params leave it,
-    // copied). What does not fit comes from the heap until the next body. Made anew, not
-    // released: Boost.JSON's release() keeps the grown size of its next block, which doubled
-    // with every body that did not fit until an allocation failed.
-    alignas(std::max_align_t) unsigned char space[16 * 1024];
-    std::optional<json::monotonic_resource> tree;
-    json::basic_parser<RequestHandler> parser{request_options()};
-
-    json::storage_ptr fresh_tree() {
-        tree.reset();
-        tree.emplace(space, sizeof space);
-        return json::storage_ptr(&*tree);
-    }
-};
-
-boost::system::result<Request, Error> read_request(json::basic_parser<RequestHandler>& parser,
+boost::system::result<Request, Error> read_request(json::basic_parser<CallReader>& parser,
                                                    std::string_view body,
                                                    const ParseLimits& limits);
 
@@ -275,67 +373,48 @@ boost::system::result<Request, Error> read_request(json::basic_parser<RequestHan
 boost::system::result<Request, Error> parse_request(std::string_view body,
                                                     const ParseLimits& limits) {
     if (body.size() > kKeptParserBodyBytes) {
-        json::basic_parser<RequestHandler> own(request_options());
-        own.handler().restart(limits.max_batch_size, json::storage_ptr());
+        json::basic_parser<CallReader> own(request_options());
+        own.handler().restart(limits.max_batch_size);
         return read_request(own, body, limits);
     }
     // On the heap, made by a thread's first request: a thread_local object would be in every
     // thread's static TLS, the journal's and the logger's too.
-    thread_local std::unique_ptr<KeptParser> kept_here;
-    if (!kept_here) kept_here = std::make_unique<KeptParser>();
-    KeptParser& kept = *kept_here;
-    // What a body that stopped half-way left goes first, while its space is still there.
-    kept.parser.handler().st.reset();
-    json::storage_ptr tree = kept.fresh_tree();
-    kept.parser.reset();
-    kept.parser.handler().restart(limits.max_batch_size, std::move(tree));
-    auto request = read_request(kept.parser, body, limits);
-    // The tree is gone (read_request's); what it took from the heap goes now.
-    kept.parser.handler().st.reset();
-    kept.fresh_tree();
-    return request;
+    thread_local std::unique_ptr<json::basic_parser<CallReader>> kept_here;
+    if (!kept_here) kept_here = std::make_unique<json::basic_parser<CallReader>>(request_options());
+    json::basic_parser<CallReader>& kept = *kept_here;
+    kept.reset();
+    kept.handler().restart(limits.max_batch_size);
+    return read_request(kept, body, limits);
 }
 
 namespace {
 
-boost::system::result<Request, Error> read_request(json::basic_parser<RequestHandler>& parser,
+boost::system::result<Request, Error> read_request(json::basic_parser<CallReader>& parser,
                                                    std::string_view body,
                                                    const ParseLimits& limits) {
     json::error_code ec;
     std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
-    if (parser.handler().batch_too_large)
+    CallReader& reader = parser.handler();
+    if (reader.batch_too_large)
         return Error{ErrorCode::limit_exceeded,
                      fmt::format("batch too large: more than {} calls (server.max_batch_size)",
                                  limits.max_batch_size)};
-    if (parser.handler().number_out_of_range)
+    if (reader.number_out_of_range)
         return Error{ErrorCode::parse_error,
                      fmt::format("parse error: the number before byte {} is out of range", used)};
     if (!ec && used < body.size()) ec = json::error::extra_data;
     if (ec)
         return Error{ErrorCode::parse_error,
                      fmt::format("parse error: {} at byte {}", ec.message(), used)};
-    json::value root = parser.handler().st.release();
-    const auto& number_ids = parser.handler().number_ids;
-
-    Request request;
-    if (json::array* batch = root.if_array()) {
-        if (batch->empty())
-            return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
-        request.batch = true;
-        request.entries.reserve(batch->size());
-        auto next_id = number_ids.begin();  // in entry order
-        for (std::size_t i = 0; i < batch->size(); ++i) {
-            const std::string* id = nullptr;
-            if (next_id != number_ids.end() && next_id->first == i) id = &(next_id++)->second;
-            request.entries.push_back(read_entry((*batch)[i], id));
-        }
-        return request;
-    }
-    if (!root.is_object())
+    if (reader.top == CallReader::Top::scalar)
         return Error{ErrorCode::invalid_request,
                      "invalid request: the body must be a JSON object or array"};
-    request.entries.push_back(
-        read_entry(root, number_ids.empty() ? nullptr : &number_ids.front().second));
+    Request request;
+    request.batch = reader.top == CallReader::Top::array;
+    if (request.batch && reader.entries.empty())
+        return Error{ErrorCode::invalid_request, "invalid request: empty batch"};
+    request.entries = std::move(reader.entries);
+    reader.entries = {};
     return request;
 }
 

@@ -112,8 +112,8 @@ TEST(ParseRequest, NothingOfABodyThatStoppedHalfwayCarriesOverToTheNext) {
 }
 
 TEST(ParseRequest, ACallsParamsOutliveTheNextBodysParse) {
-    // A small body's tree is built in space the thread keeps and reuses for the next body: the
-    // params a call keeps are its own copy, intact after any number of parses since.
+    // A thread keeps its parser and reuses it for the next body: the params a call keeps are its
+    // own, in the heap, intact after any number of parses since.
     auto first = parse_request(
         R"([{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x70997970c51812dc3a010c7d01b50e0d17dc79c8","data":"0x06fdde03"},"latest"]}])",
         kLimits);
@@ -129,7 +129,7 @@ TEST(ParseRequest, ACallsParamsOutliveTheNextBodysParse) {
     EXPECT_EQ(params.at(0).at("to").as_string(), "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
     EXPECT_EQ(params.at(0).at("data").as_string(), "0x06fdde03");
     EXPECT_EQ(params.at(1).as_string(), "latest");
-    // In the default storage, every part of it (nothing left in the thread's tree space).
+    // In the default storage, every part of it (nothing in space the parser keeps).
     const boost::json::storage_ptr heap;
     EXPECT_EQ(params.storage(), heap);
     EXPECT_EQ(params.at(0).storage(), heap);
@@ -138,9 +138,9 @@ TEST(ParseRequest, ACallsParamsOutliveTheNextBodysParse) {
 }
 
 TEST(ParseRequest, ManyBodiesLargerThanTheThreadsTreeSpaceInARow) {
-    // A batch of 100 calls builds a tree larger than the 16 KiB the thread keeps for it: the heap
-    // takes the rest, and gives it back, body after body (Boost.JSON's release() kept doubling
-    // the size of its next block, and an allocation failed after some fifty such bodies).
+    // Body after body of 100 calls on the thread's parser: nothing it keeps grows from one to the
+    // next (when the tree was built in 16 KiB the thread kept, Boost.JSON's release() doubled the
+    // size of its next block with every such body, and an allocation failed after some fifty).
     std::string body = "[";
     for (int i = 0; i < 100; ++i)
         body += fmt::format(
@@ -273,6 +273,44 @@ TEST(ParseRequest, InvalidEntriesAreAnsweredInPlace) {
     EXPECT_NE(invalid_at(*r, 2).error.message.find("\"jsonrpc\" must be \"2.0\""),
               std::string::npos);
     EXPECT_NE(invalid_at(*r, 1).error.message.find("\"method\""), std::string::npos);
+}
+
+TEST(ParseRequest, AMemberGivenTwiceCountsAsItsLastAndOtherMembersAreReadPast) {
+    // As a JSON object has them: the last of each name. What other members hold (calls and ids
+    // of their own included) is not the call's.
+    auto r = parse_request(
+        R"([{"jsonrpc":"1.0","jsonrpc":"2.0","id":[1],"id":5,"method":7,"method":"b",
+             "params":5,"params":[1,{"x":[2]}],
+             "extra":{"id":9,"method":"evil","params":[[{}]]},"more":[1,{"a":"b"}],"n":1.5},
+            {"jsonrpc":"2.0","id":6,"method":"c","method":8},
+            {"jsonrpc":"2.0","id":7,"method":"c","params":[1],"params":null},
+            {"jsonrpc":"2.0","id":8,"method":"c","params":[1],"params":"x"},
+            {"jsonrpc":"2.0","i\u0064":"\u0041","me\u0074hod":"d\u0065"},
+            {"jsonrpc":"2.0","id":10,"id":"z","method":"e"},
+            {"jsonrpc":"2.0","id":11,"id":true,"method":"e"}])",
+        kLimits);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->entries.size(), 7u);
+    EXPECT_EQ(call_at(*r, 0).id, "5");
+    EXPECT_EQ(call_at(*r, 0).method, "b");
+    EXPECT_EQ(json::serialize(call_at(*r, 0).params), R"([1,{"x":[2]}])");
+    EXPECT_EQ(invalid_at(*r, 1).id, "6");
+    EXPECT_NE(invalid_at(*r, 1).error.message.find("\"method\""), std::string::npos);
+    EXPECT_TRUE(call_at(*r, 2).params.is_null());
+    EXPECT_EQ(invalid_at(*r, 3).id, "8");
+    EXPECT_NE(invalid_at(*r, 3).error.message.find("\"params\""), std::string::npos);
+    EXPECT_EQ(call_at(*r, 4).id, R"("A")");
+    EXPECT_EQ(call_at(*r, 4).method, "de");
+    EXPECT_EQ(call_at(*r, 5).id, R"("z")");
+    EXPECT_EQ(invalid_at(*r, 6).id, "null");
+    // Each the same as Boost.JSON's own object would have it.
+    const json::value tree = json::parse(R"({"a":1,"id":2,"params":[3],"id":4,"params":{"k":5}})");
+    auto one = parse_request(
+        R"({"jsonrpc":"2.0","method":"m","a":1,"id":2,"params":[3],"id":4,"params":{"k":5}})",
+        kLimits);
+    ASSERT_TRUE(one);
+    EXPECT_EQ(call_at(*one, 0).id, json::serialize(tree.at("id")));
+    EXPECT_EQ(call_at(*one, 0).params, tree.at("params"));
 }
 
 TEST(ParseRequest, SingleInvalidObjectIsAnInvalidEntry) {
