@@ -148,12 +148,16 @@ public:
             return true;
         }
         if (skip_) return true;
-        text_.append(s.data(), s.size());
-        member_ = text_ == "id"        ? Member::id
-                  : text_ == "jsonrpc" ? Member::version
-                  : text_ == "method"  ? Member::method
-                  : text_ == "params"  ? Member::params
-                                       : Member::other;
+        std::string_view name(s.data(), s.size());
+        if (!text_.empty()) name = text_.append(s.data(), s.size());  // a key in parts
+        // Views: their lengths are compared first (std::string == "..." measures the literal
+        // and compares bytes every time).
+        using namespace std::string_view_literals;
+        member_ = name == "id"sv        ? Member::id
+                  : name == "jsonrpc"sv ? Member::version
+                  : name == "method"sv  ? Member::method
+                  : name == "params"sv  ? Member::params
+                                        : Member::other;
         text_.clear();
         return true;
     }
@@ -172,19 +176,20 @@ public:
         }
         if (skip_) return true;
         if (!begin_value(ec)) return false;
-        text_.append(s.data(), s.size());
+        std::string_view text(s.data(), s.size());
+        if (!text_.empty()) text = text_.append(s.data(), s.size());  // a string in parts
         if (at_member()) {
             switch (member_) {
                 case Member::id:
-                    call_.id = json::serialize(json::string_view(text_));
+                    call_.id = json::serialize(json::string_view(text.data(), text.size()));
                     call_.id_state = Field::ok;
                     break;
                 case Member::version:
-                    call_.version = text_ == "2.0" ? Field::ok : Field::wrong;
+                    call_.version = text == std::string_view("2.0") ? Field::ok : Field::wrong;
                     break;
                 case Member::method:
-                    call_.method_state = text_.empty() ? Field::wrong : Field::ok;
-                    call_.method = text_;
+                    call_.method_state = text.empty() ? Field::wrong : Field::ok;
+                    call_.method = text;
                     break;
                 case Member::params: wrong_value(); break;
                 case Member::other: break;
