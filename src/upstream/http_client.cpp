@@ -29,6 +29,7 @@
 #include <array>
 #include <charconv>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -215,66 +216,76 @@ public:
         // Connections are pooled per event loop: one made on the caller's loop stays on it.
         asio::any_io_executor ex = co_await asio::this_coro::executor;
         asio::execution_context* loop = &asio::query(ex, asio::execution::context);
+        // On the caller's strand (or a loop one thread runs alone) the exchange is run in place,
+        // in this frame; otherwise on the connection's strand.
+        const bool in_place = serialized(ex);
         std::shared_ptr<Connection> conn = take_idle(loop, !options.idempotent);
         const bool reused = conn != nullptr;
         if (!conn) conn = std::make_shared<Connection>(ex);
-        bool stale = false;
-        HttpResult result = co_await run(conn, body, options, stale);
-
-        // A pooled connection the upstream had already closed: the request never reached it (or,
-        // when it was written, a request that is safe to repeat). Once more on a fresh connection.
-        if (reused && stale && (!result.maybe_delivered || options.idempotent) &&
-            !(options.cancel && options.cancel->cancelled()) &&
-            std::chrono::steady_clock::now() < options.deadline) {
-            conn = std::make_shared<Connection>(ex);
-            result = co_await run(conn, body, options, stale);
+        HttpResult result;
+        for (int attempt = 0;; ++attempt) {
+            const asio::any_io_executor on = in_place ? ex : asio::any_io_executor(conn->strand);
+            // A cancel meanwhile closes the connection.
+            if (options.cancel) {
+                options.cancel->on_cancel([conn, on] {
+                    asio::post(on, [conn] {
+                        conn->cancelled = true;
+                        conn->shut();
+                    });
+                });
+            }
+            bool stale = false;
+            if (!in_place) {
+                // On another strand than the caller's: a budget the caller's strand keeps is not
+                // ours to touch.
+                result = co_await asio::co_spawn(
+                    on, exchange(conn, on, body, options.deadline, stale, nullptr),
+                    asio::use_awaitable);
+            } else if (auto early = begin_exchange(conn, on, options.deadline, stale)) {
+                result = std::move(*early);
+            } else {
+                // exchange() written out here: a coroutine frame fewer for every call.
+                Connection& c = *conn;
+                if (!c.connected) result = co_await connect(c);
+                if (result.ok()) {
+                    if (tls_) {
+                        result = co_await round_trip(*c.tls, c, body, stale, options.budget);
+                    } else {
+                        result = co_await round_trip(*c.plain, c, body, stale, options.budget);
+                    }
+                }
+                end_exchange(c);
+            }
+            if (options.cancel) {
+                // Once the action is cleared, a signal that has not fired yet never touches this
+                // connection; one that has may still, so the connection is not pooled.
+                options.cancel->on_cancel(nullptr);
+                if (options.cancel->cancelled()) {
+                    conn->connected = false;
+                    if (!result.ok()) {
+                        result.error = TransportError::cancelled;
+                        result.detail = "cancelled";
+                    }
+                }
+            }
+            // A pooled connection the upstream had already closed: the request never reached it
+            // (or, when it was written, a request that is safe to repeat). Once more on a fresh
+            // connection.
+            if (attempt == 0 && reused && stale &&
+                (!result.maybe_delivered || options.idempotent) &&
+                !(options.cancel && options.cancel->cancelled()) &&
+                std::chrono::steady_clock::now() < options.deadline) {
+                conn = std::make_shared<Connection>(ex);
+                result = HttpResult{};
+                continue;
+            }
+            break;
         }
         if (result.ok() && conn->connected) give_back(loop, std::move(conn));
         co_return result;
     }
 
 private:
-    // One exchange, on the caller's strand when it is on one; a cancel meanwhile closes the
-    // connection.
-    asio::awaitable<HttpResult> run(const std::shared_ptr<Connection>& conn,
-                                    const std::string& body, const PostOptions& options,
-                                    bool& stale) {
-        asio::any_io_executor ex = co_await asio::this_coro::executor;
-        const bool in_place = serialized(ex);
-        if (!in_place) ex = conn->strand;
-        if (options.cancel) {
-            options.cancel->on_cancel([conn, ex] {
-                asio::post(ex, [conn] {
-                    conn->cancelled = true;
-                    conn->shut();
-                });
-            });
-        }
-        HttpResult result;
-        if (in_place) {
-            result = co_await exchange(conn, ex, body, options.deadline, stale, options.budget);
-        } else {
-            // On another strand than the caller's: a budget the caller's strand keeps is not ours
-            // to touch.
-            result = co_await asio::co_spawn(
-                ex, exchange(conn, ex, body, options.deadline, stale, nullptr),
-                asio::use_awaitable);
-        }
-        if (options.cancel) {
-            // Once the action is cleared, a signal that has not fired yet never touches this
-            // connection; one that has may still, so the connection is not pooled.
-            options.cancel->on_cancel(nullptr);
-            if (options.cancel->cancelled()) {
-                conn->connected = false;
-                if (!result.ok()) {
-                    result.error = TransportError::cancelled;
-                    result.detail = "cancelled";
-                }
-            }
-        }
-        co_return result;
-    }
-
     // A pooled connection. For a request that must not be sent twice, one that still looks open
     // (a peek: one more system call); a request safe to repeat goes again on a fresh connection
     // when a pooled one turns out closed, so it skips the peek.
@@ -499,17 +510,17 @@ private:
         co_return result;
     }
 
-    // The exchange proper, on `ex` (a strand): the deadline timer's handler runs there too, and
-    // closes the connection when time runs out.
-    asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
-                                         const std::string& body,
-                                         std::chrono::steady_clock::time_point deadline,
-                                         bool& stale, std::shared_ptr<CallBudget> budget) {
+    // An exchange's start, on `ex` (a strand): its deadline timer, whose handler runs there too
+    // and closes the connection when time runs out. A failure when it cannot start.
+    std::optional<HttpResult> begin_exchange(const std::shared_ptr<Connection>& conn,
+                                             const asio::any_io_executor& ex,
+                                             std::chrono::steady_clock::time_point deadline,
+                                             bool& stale) {
         Connection& c = *conn;
         stale = false;
-        if (c.cancelled) co_return failure(TransportError::cancelled, "cancelled", false);
+        if (c.cancelled) return failure(TransportError::cancelled, "cancelled", false);
         if (deadline <= std::chrono::steady_clock::now())
-            co_return failure(TransportError::timeout, "no time left for this attempt", false);
+            return failure(TransportError::timeout, "no time left for this attempt", false);
         // One deadline for the whole attempt: (connect, handshake,) write and read.
         c.timed_out = false;
         c.timer.expires_at(deadline);
@@ -518,6 +529,22 @@ private:
             conn->timed_out = true;
             conn->shut();
         }));
+        return std::nullopt;
+    }
+
+    // A timer that can no longer be cancelled has fired or is about to: its handler closes this
+    // connection later, so it is not pooled.
+    static void end_exchange(Connection& c) {
+        if (c.timer.cancel() == 0) c.connected = false;
+    }
+
+    // The exchange proper, on `ex` (a strand other than the caller's).
+    asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
+                                         const std::string& body,
+                                         std::chrono::steady_clock::time_point deadline,
+                                         bool& stale, std::shared_ptr<CallBudget> budget) {
+        if (auto early = begin_exchange(conn, ex, deadline, stale)) co_return std::move(*early);
+        Connection& c = *conn;
         HttpResult result;
         if (!c.connected) result = co_await connect(c);
         if (result.ok()) {
@@ -527,9 +554,7 @@ private:
                 result = co_await round_trip(*c.plain, c, body, stale, budget);
             }
         }
-        // A timer that can no longer be cancelled has fired or is about to: its handler closes
-        // this connection later, so it is not pooled.
-        if (c.timer.cancel() == 0) c.connected = false;
+        end_exchange(c);
         co_return result;
     }
 
