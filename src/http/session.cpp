@@ -44,6 +44,10 @@ constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
 // What a connection's read buffer makes room for once a request is larger than its first read;
 // a unit of the body window it may hold beyond a head (read_buffer_limit).
 constexpr std::size_t kReadChunk = 16 * 1024;
+// What a connection keeps of an answered request's fields for the next one: beyond either, their
+// room goes (an idle connection holds it).
+constexpr std::size_t kKeptFieldBytes = 1024;
+constexpr std::size_t kKeptFields = 16;
 // What a connection's read for a request's first bytes asks for: an idle connection waits with this
 // much allocated (a TLS stream's OpenSSL keeps what does not fit for the next read).
 constexpr std::size_t kIdleReadChunk = 512;
@@ -300,15 +304,23 @@ private:
                                               "\" is not read: send gzip or none");
                 co_return;
             }
-            Request request;
-            request.method = std::string(head.method_string());
-            request.target = std::string(head.target());
+            // Kept from request to request, with the room its strings grew (an allocation or
+            // more for every request before); what a large one grew goes after its answer.
+            Request& request = request_;
+            request.method.assign(head.method_string());
+            request.target.assign(head.target());
+            request.body.clear();
             request.remote = remote_;
-            request.headers.reserve(
-                static_cast<std::size_t>(std::distance(head.begin(), head.end())));
-            for (const auto& field : head)
-                request.headers.emplace_back(util::lower(field.name_string()),
-                                             std::string(field.value()));
+            request.principal.reset();
+            std::size_t fields = 0;
+            for (const auto& field : head) {
+                if (fields == request.headers.size()) request.headers.emplace_back();
+                auto& [name, value] = request.headers[fields++];
+                name.assign(field.name_string());
+                std::transform(name.begin(), name.end(), name.begin(), util::ascii_lower);
+                value.assign(field.value());
+            }
+            request.headers.resize(fields);
             const unsigned version = head.version();
             request.version = version;
             bool keep_alive = head.keep_alive();
@@ -386,7 +398,7 @@ private:
             }
 
             keep_alive = keep_alive && !state_->stopping;
-            const std::string out_head = response_head(response, version, keep_alive);
+            const std::string& out_head = response_head(response, version, keep_alive);
             // The answer to HEAD is the head alone, with the length the body would have.
             if (head_only) response.body.clear();
             state_->observe(response.status);
@@ -399,6 +411,7 @@ private:
                                                         asio::buffer(response.body)};
             auto [wec, wn] = co_await asio::async_write(
                 stream_, std::span<const asio::const_buffer>(out), use_nothrow);
+            forget_large(request);
             if (wec || !keep_alive) co_return;
         }
     }
@@ -461,13 +474,29 @@ private:
         add_cors_headers(request, state_->browser, response);
     }
 
+    // What an answered request leaves the connection holding while it waits for the next: its
+    // body goes (it may be megabytes), and its fields' room too when they were large (a head
+    // near max_header_bytes, held by every idle connection, would be megabytes across them).
+    static void forget_large(Request& request) {
+        std::string().swap(request.body);
+        std::size_t room = 0;
+        for (const auto& [name, value] : request.headers)
+            room += name.capacity() + value.capacity();
+        if (room > kKeptFieldBytes || request.headers.size() > kKeptFields)
+            Headers().swap(request.headers);
+        request.principal.reset();
+    }
+
     // The status line and headers of an answer, written as they are: cheaper than Beast's
-    // serializer, which walks its field list through layers of buffer views.
-    static std::string response_head(Response& response, unsigned version, bool keep_alive) {
+    // serializer, which walks its field list through layers of buffer views. Into the
+    // connection's own string, which keeps its room.
+    const std::string& response_head(Response& response, unsigned version, bool keep_alive) {
         const unsigned status = response.status;
         const bool bodiless = status == 204 || status == 304 || (status >= 100 && status < 200);
         if (bodiless) response.body.clear();
-        std::string head;
+        std::string& head = out_head_;
+        head.clear();
+        if (head.capacity() > 4 * 1024) std::string().swap(head);  // an answer's many headers
         head.reserve(192);
         head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
         head += std::to_string(status);
@@ -574,6 +603,8 @@ private:
     std::string remote_;
     Clock::time_point header_deadline_;
     HeadArena head_arena_;
+    Request request_;       // the request being answered, kept with its room (forget_large)
+    std::string out_head_;  // the answer's head, kept with its room
     bool handshake_done_ = false;
 };
 

@@ -100,6 +100,12 @@ protected:
         }
         Response out;
         out.body = r.path() == "/hello" ? "hello" : r.body;
+        if (r.path() == "/fields") {
+            // What the handler was given: the fields' names, then the body.
+            out.body.clear();
+            for (const auto& [name, value] : r.headers) out.body += name + "=" + value + ";";
+            out.body += "|" + r.body;
+        }
         if (r.path() == "/big") out.body.assign(8 << 20, 'b');
         out.headers.emplace_back("X-Method", r.method);
         out.headers.emplace_back("X-Test", std::string(r.header("x-test")));
@@ -170,6 +176,38 @@ TEST_F(ListenerTest, KeepAliveServesManyRequestsOnOneConnection) {
         EXPECT_TRUE(r.keep_alive);
     }
     EXPECT_EQ(listener->open_connections(), 1u);
+}
+
+// A connection keeps its request's strings from one request to the next (their room): nothing of
+// one request reaches the handler with the next, whether its fields were few (kept and written
+// over) or many (their room given back after the answer).
+TEST_F(ListenerTest, NothingOfOneRequestReachesTheHandlerWithTheNextOnItsConnection) {
+    start({});
+    test::HttpConnection c(port());
+    std::vector<std::pair<std::string, std::string>> many{{"X-One", "1"},
+                                                          {"Authorization", "Bearer secret-one"}};
+    for (int k = 0; k < 20; ++k)
+        many.emplace_back("X-Pad-" + std::to_string(k), std::string(100, 'p'));
+    auto r = c.request("POST", "/fields", "the first body, a long one", many);
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_THAT(r.body, HasSubstr("authorization=Bearer secret-one;"));
+    EXPECT_THAT(r.body, EndsWith("|the first body, a long one"));
+
+    r = c.request("POST", "/fields", "b2", {{"X-Two", "2"}, {"X-Extra", "e"}});
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_THAT(r.body, HasSubstr("x-two=2;"));
+    EXPECT_THAT(r.body, HasSubstr("x-extra=e;"));
+    EXPECT_THAT(r.body, Not(HasSubstr("x-one")));
+    EXPECT_THAT(r.body, Not(HasSubstr("authorization")));
+    EXPECT_THAT(r.body, Not(HasSubstr("x-pad")));
+    EXPECT_THAT(r.body, EndsWith("|b2"));
+
+    r = c.request("POST", "/fields", "", {{"X-Three", "3"}});
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_THAT(r.body, HasSubstr("x-three=3;"));
+    EXPECT_THAT(r.body, Not(HasSubstr("x-two")));
+    EXPECT_THAT(r.body, Not(HasSubstr("x-extra")));
+    EXPECT_THAT(r.body, EndsWith("|"));
 }
 
 TEST_F(ListenerTest, HeadsLargerAndSmallerThanAConnectionsFieldSpaceAreReadWhole) {
