@@ -44,10 +44,12 @@ constexpr std::chrono::milliseconds kTlsShutdownWait{1000};
 // What a connection's read buffer makes room for once a request is larger than its first read;
 // a unit of the body window it may hold beyond a head (read_buffer_limit).
 constexpr std::size_t kReadChunk = 16 * 1024;
-// What a connection keeps of an answered request's fields for the next one: beyond either, their
-// room goes (an idle connection holds it).
-constexpr std::size_t kKeptFieldBytes = 1024;
+// What a connection keeps of an answered request for the next one (the room of its method,
+// target and fields), and of its answer's head: beyond these, the room goes (an idle connection
+// holds it).
+constexpr std::size_t kKeptRequestBytes = 1024;
 constexpr std::size_t kKeptFields = 16;
+constexpr std::size_t kKeptHeadBytes = 1024;
 // What a connection's read for a request's first bytes asks for: an idle connection waits with this
 // much allocated (a TLS stream's OpenSSL keeps what does not fit for the next read).
 constexpr std::size_t kIdleReadChunk = 512;
@@ -250,6 +252,9 @@ private:
         }
         bool first = true;
         for (;;) {
+            // The previous request's parser is gone: its fields' space is free again, and what
+            // a large head borrowed from the heap goes back before the connection waits.
+            head_arena_.reset();
             // Between requests the connection is idle (and may be claimed), whether or not the
             // next request's bytes are here already (a pipelining client).
             if (!first) wait_for_request(Clock::now());
@@ -274,8 +279,6 @@ private:
             if (!first) tcp().expires_after(opt.header_timeout);
             first = false;
 
-            // The previous request's parser is gone: its fields' space is free again.
-            head_arena_.reset();
             bhttp::request_parser<bhttp::string_body, HeadArena::Allocator> parser(
                 std::piecewise_construct, std::make_tuple(),
                 std::make_tuple(head_arena_.allocator()));
@@ -474,17 +477,31 @@ private:
         add_cors_headers(request, state_->browser, response);
     }
 
-    // What an answered request leaves the connection holding while it waits for the next: its
-    // body goes (it may be megabytes), and its fields' room too when they were large (a head
-    // near max_header_bytes, held by every idle connection, would be megabytes across them).
-    static void forget_large(Request& request) {
+    // What an answered request leaves the connection holding while it waits for the next. Its
+    // body goes (it may be megabytes). Its target and field values are written over, not only
+    // cleared: a key in the path or an Authorization field is not kept while the connection
+    // waits. And the room of its method, target and fields goes too when it passed
+    // kKeptRequestBytes, as does an answer head's over kKeptHeadBytes: a head near
+    // max_header_bytes kept by every idle connection would be gigabytes across them.
+    void forget_large(Request& request) {
         std::string().swap(request.body);
-        std::size_t room = 0;
-        for (const auto& [name, value] : request.headers)
-            room += name.capacity() + value.capacity();
-        if (room > kKeptFieldBytes || request.headers.size() > kKeptFields)
-            Headers().swap(request.headers);
         request.principal.reset();
+        wipe(request.target);
+        std::size_t room = request.method.capacity() + request.target.capacity();
+        for (auto& [name, value] : request.headers) {
+            wipe(value);
+            room += name.capacity() + value.capacity();
+        }
+        if (room > kKeptRequestBytes || request.headers.size() > kKeptFields) {
+            std::string().swap(request.method);
+            std::string().swap(request.target);
+            Headers().swap(request.headers);
+        }
+        if (out_head_.capacity() > kKeptHeadBytes) std::string().swap(out_head_);
+    }
+    static void wipe(std::string& s) {
+        std::fill(s.begin(), s.end(), '\0');
+        s.clear();
     }
 
     // The status line and headers of an answer, written as they are: cheaper than Beast's
@@ -496,7 +513,6 @@ private:
         if (bodiless) response.body.clear();
         std::string& head = out_head_;
         head.clear();
-        if (head.capacity() > 4 * 1024) std::string().swap(head);  // an answer's many headers
         head.reserve(192);
         head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
         head += std::to_string(status);
