@@ -11,10 +11,6 @@ namespace {
 
 constexpr std::size_t kShownOriginChars = 80;
 
-char lower(char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
 bool all_digits(std::string_view s) {
     for (char c : s)
         if (c < '0' || c > '9') return false;
@@ -112,13 +108,13 @@ bool origin_allowed(const Request& request, std::string_view origin, const Brows
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
+        if (util::ascii_lower(a[i]) != util::ascii_lower(b[i])) return false;
     return true;
 }
 
 std::string normalize_origin(std::string_view origin) {
     std::string out(util::trim_ows(origin));
-    for (char& c : out) c = lower(c);
+    for (char& c : out) c = util::ascii_lower(c);
     while (!out.empty() && out.back() == '/') out.pop_back();
     const std::string_view o = out;
     if (o.starts_with("http://") && o.ends_with(":80"))

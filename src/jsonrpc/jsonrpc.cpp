@@ -81,14 +81,7 @@ public:
             ++depth_;
             return true;
         }
-        // A member's value: params become a tree; any other object is read past.
-        if (member_ == Member::params) {
-            params_.reset();  // the heap: the call keeps them
-            capture_ = 1;
-        } else {
-            wrong_value();
-            skip_ = 1;
-        }
+        member_container();
         return true;
     }
     bool on_object_end(std::size_t n, json::error_code&) {
@@ -116,13 +109,7 @@ public:
             skip_ = 1;
             return true;
         }
-        if (member_ == Member::params) {
-            params_.reset();
-            capture_ = 1;
-        } else {
-            wrong_value();
-            skip_ = 1;
-        }
+        member_container();
         return true;
     }
     bool on_array_end(std::size_t n, json::error_code&) {
@@ -292,6 +279,18 @@ private:
         entries.push_back(InvalidCall{
             std::string(kNullId),
             {ErrorCode::invalid_request, "invalid request: a call must be a JSON object"}});
+    }
+
+    // A member's value that is an object or an array: params become a tree (in the heap: the
+    // call keeps them); any other is read past.
+    void member_container() {
+        if (member_ == Member::params) {
+            params_.reset();
+            capture_ = 1;
+        } else {
+            wrong_value();
+            skip_ = 1;
+        }
     }
 
     // A member's value of a type it cannot have (an array or object read past, or a scalar).
