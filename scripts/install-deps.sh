@@ -13,6 +13,8 @@ packages=(
     libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
     libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
     libsqlite3-dev libpq-dev libsecp256k1-dev zlib1g-dev
+    # The chain-gateway binary's allocator (GATEWAY_MALLOC).
+    libjemalloc-dev
     googletest libgtest-dev libgmock-dev
     # tests/bench/micro.cpp (microbenchmarks, built with the tests); wrk, the bench's second
     # driver (tests/bench/wrk.lua, whose test runs it).

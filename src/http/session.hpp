@@ -8,13 +8,13 @@
 #include "gateway/http/connections.hpp"
 #include "gateway/http/listener.hpp"
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/util/memory.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
-#include <malloc.h>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -61,7 +61,7 @@ struct ListenerState {
         const std::size_t left = bodies.fetch_sub(n) - n;
         // The allocator keeps what large bodies freed (a flood of them left gigabytes held after
         // it ended): handed back once the last large body in flight is gone.
-        if (n >= kTrimAfterBytes && left == 0) ::malloc_trim(0);
+        if (n >= kTrimAfterBytes && left == 0) util::give_back_free_memory();
     }
     static constexpr std::size_t kTrimAfterBytes = 1 << 20;
     void count_closed(std::string_view reason) {

@@ -1,5 +1,7 @@
 #include "gateway/metrics/metrics.hpp"
 
+#include "gateway/util/memory.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -306,11 +308,15 @@ struct Metrics::Impl {
                 "eth_sendRawTransaction calls refused for a queue cap, by chain and reason "
                 "(max_queued, max_queued_per_sender, max_queued_per_client)");
     prom::Family<prom::Gauge>& build_info =
-        gauge(registry, "gateway_build_info", "Always 1; the version label says which build runs");
+        gauge(registry, "gateway_build_info",
+              "Always 1; the labels say which build runs: its version and the allocator "
+              "malloc goes to (jemalloc, or system: glibc's or a sanitizer's)");
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
-    impl_->build_info.Add({{"version", GATEWAY_VERSION}}).Set(1);
+    impl_->build_info
+        .Add({{"version", GATEWAY_VERSION}, {"allocator", std::string(util::allocator_name())}})
+        .Set(1);
     impl_->jwks_age.Set(-1);
 }
 

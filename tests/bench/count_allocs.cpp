@@ -1,7 +1,13 @@
 // libbench_count_allocs.so: counts a process's heap allocations, for tests/bench/run's
 // allocations per request. Loaded with LD_PRELOAD; the count covers malloc, calloc, realloc (when
-// it allocates: from nothing, or by moving to a new block), the aligned allocations and, through
-// them, operator new (libstdc++'s calls malloc and aligned_alloc).
+// it allocates: from nothing, or by moving to a new block), the aligned allocations and operator
+// new.
+//
+// It counts for the allocator the process would use without it, found with dlsym(RTLD_NEXT):
+// glibc's, or jemalloc when the binary links it (GATEWAY_MALLOC). All of malloc's family is
+// forwarded there, free included, so that a block always goes back to the allocator that gave it.
+// operator new and delete are defined here over malloc and free: jemalloc's own would not pass
+// through malloc, and libstdc++'s would be counted once either way.
 //
 // On SIGUSR2 the process writes "<count> <report number>" to the file named by BENCH_ALLOC_FILE,
 // whole (a file of its own, renamed over the old one: a reader never sees half of one). The bench
@@ -10,6 +16,7 @@
 // the slots up. Threads past the 256th share the last slot and may lose a count there. Not for
 // production: the gateway never loads it.
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,13 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-void* __libc_memalign(std::size_t, std::size_t);
-}
+#include <new>
 
 namespace {
 
@@ -112,44 +113,182 @@ __attribute__((constructor)) void start() {
     report(0);
 }
 
+namespace next {
+
+using Malloc = void* (*)(std::size_t);
+using Calloc = void* (*)(std::size_t, std::size_t);
+using Realloc = void* (*)(void*, std::size_t);
+using Free = void (*)(void*);
+using Memalign = void* (*)(std::size_t, std::size_t);
+
+Malloc malloc_fn = nullptr;
+Calloc calloc_fn = nullptr;
+Realloc realloc_fn = nullptr;
+Free free_fn = nullptr;
+Memalign memalign_fn = nullptr;
+
+// What is asked for while dlsym itself runs (it may allocate) comes from here, and is never
+// freed.
+alignas(64) char early[64 * 1024];
+std::atomic<std::size_t> early_used{0};
+thread_local bool resolving __attribute__((tls_model("initial-exec"))) = false;
+
+bool is_early(const void* p) {
+    return p >= early && p < early + sizeof early;
+}
+
+void* early_alloc(std::size_t n, std::size_t alignment = 16) {
+    std::size_t at = early_used.load();
+    std::size_t start = 0;
+    do {
+        start = (at + alignment - 1) / alignment * alignment;
+        if (start + n > sizeof early) return nullptr;
+    } while (!early_used.compare_exchange_weak(at, start + n));
+    return early + start;
+}
+
+template <class F>
+F find(const char* name) {
+    return reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
+}
+
+// false while the lookup runs (the caller then uses `early`).
+bool ready() {
+    if (free_fn != nullptr) return true;
+    if (resolving) return false;
+    resolving = true;
+    memalign_fn = find<Memalign>("memalign");
+    realloc_fn = find<Realloc>("realloc");
+    calloc_fn = find<Calloc>("calloc");
+    malloc_fn = find<Malloc>("malloc");
+    free_fn = find<Free>("free");
+    resolving = false;
+    if (!malloc_fn || !calloc_fn || !realloc_fn || !free_fn || !memalign_fn) std::abort();
+    return true;
+}
+
+}  // namespace next
+
 }  // namespace
 
 extern "C" {
 
 void* malloc(std::size_t n) {
+    if (!next::ready()) return next::early_alloc(n);
     count();
-    return __libc_malloc(n);
+    return next::malloc_fn(n);
 }
 
 void* calloc(std::size_t n, std::size_t size) {
+    if (!next::ready()) return next::early_alloc(n * size);  // `early` is zeroed, never reused
     count();
-    return __libc_calloc(n, size);
+    return next::calloc_fn(n, size);
+}
+
+void free(void* p) {
+    if (p == nullptr || next::is_early(p)) return;
+    if (next::ready()) next::free_fn(p);
 }
 
 void* realloc(void* p, std::size_t n) {
-    void* out = __libc_realloc(p, n);
+    if (next::is_early(p)) {
+        // Out of `early` into the allocator: its old size is unknown, but never past the end.
+        void* out = malloc(n);
+        if (out != nullptr) {
+            const std::size_t room =
+                static_cast<std::size_t>(next::early + sizeof next::early - static_cast<char*>(p));
+            __builtin_memcpy(out, p, n < room ? n : room);
+        }
+        return out;
+    }
+    if (!next::ready()) return next::early_alloc(n);
+    void* out = next::realloc_fn(p, n);
     if (out != nullptr && out != p) count();  // from nothing, or moved to a new block
     return out;
 }
 
 void* memalign(std::size_t alignment, std::size_t n) {
+    if (!next::ready()) return next::early_alloc(n, alignment);
     count();
-    return __libc_memalign(alignment, n);
+    return next::memalign_fn(alignment, n);
 }
 
 void* aligned_alloc(std::size_t alignment, std::size_t n) {
-    count();
-    return __libc_memalign(alignment, n);
+    return memalign(alignment, n);
 }
 
 int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
     if (alignment == 0 || alignment % sizeof(void*) != 0 || (alignment & (alignment - 1)) != 0)
         return EINVAL;
-    count();
-    void* p = __libc_memalign(alignment, n);
+    void* p = memalign(alignment, n);
     if (p == nullptr) return ENOMEM;
     *out = p;
     return 0;
 }
 
 }  // extern "C"
+
+// operator new and delete over malloc and free (counted there).
+
+void* operator new(std::size_t n) {
+    if (void* p = malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+    return operator new(n);
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    return malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+    return malloc(n ? n : 1);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+    if (void* p = memalign(static_cast<std::size_t>(a), n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+    return operator new(n, a);
+}
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return memalign(static_cast<std::size_t>(a), n ? n : 1);
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return memalign(static_cast<std::size_t>(a), n ? n : 1);
+}
+void operator delete(void* p) noexcept {
+    free(p);
+}
+void operator delete[](void* p) noexcept {
+    free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+    free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+    free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+    free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+    free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+    free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+    free(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+    free(p);
+}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+    free(p);
+}

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <ctime>
 #include <fstream>
+#include <string_view>
 #include <thread>
 
 namespace gateway::test {
@@ -325,6 +326,51 @@ TEST(Security, AHugeLogRangeIsRefusedAtOnceAndALongOneDoesNotHoldOthersUp) {
     const long peak = status_kb(gw.process().pid(), "VmHWM");
     EXPECT_GT(peak, 0);
     EXPECT_LT(peak, 100 * 1024) << "peak RSS in kB";
+#endif
+}
+
+TEST(Security, WhatAFloodOfLargeBodiesTookIsGivenBackWhenItEnds) {
+    Devnet net;
+    GatewayProcess gw(net.dir,
+                      "  - name: devnet\n"
+                      "    chain_id: 31337\n"
+                      "    upstreams:\n"
+                      "      - {id: node-a, url: \"" +
+                          net.anvil.url() + "\"}\n");
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    // The build says which allocator the binary runs on.
+    EXPECT_THAT(
+        curl({fmt::format("http://127.0.0.1:{}/metrics", gw.admin_port())}).body,
+        HasSubstr(fmt::format(
+            "gateway_build_info{{allocator=\"{}\"",
+            std::string_view(GATEWAY_BINARY_MALLOC) == "jemalloc" ? "jemalloc" : "system")));
+#if !defined(GATEWAY_SANITIZED) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    const pid_t pid = gw.process().pid();
+    const long before = status_kb(pid, "VmRSS");
+    // 24 clients at once, 3 bodies of 4 MiB each (not JSON: each is read whole, then refused).
+    const std::string body(4u << 20, 'x');
+    std::atomic<int> answered{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 24; ++c)
+        clients.emplace_back([&] {
+            HttpConnection conn(gw.port());
+            for (int r = 0; r < 3; ++r)
+                if (conn.post("/", body).status == 200) ++answered;
+        });
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(answered.load(), 72);
+    const long peak = status_kb(pid, "VmHWM");
+    EXPECT_GT(peak - before, 48 * 1024) << "the flood took less than 48 MB: it tests nothing";
+    // Handed back once the last large body is gone, not after the allocator's own decay time
+    // (jemalloc: 10 s) or never (glibc, until asked).
+    long after = 0;
+    for (int i = 0; i < 20; ++i) {
+        after = status_kb(pid, "VmRSS");
+        if (after < before + 24 * 1024) break;
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_LT(after, before + 24 * 1024)
+        << "RSS in kB: " << before << " before, " << peak << " at the peak, " << after << " after";
 #endif
 }
 

@@ -91,7 +91,8 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
         text,
         HasSubstr(R"(gateway_upstream_wrong_chain_total{chain="devnet",upstream="node-b"} 1)"));
     EXPECT_THAT(text, HasSubstr(R"(gateway_logs_split_parts_total{chain="devnet"} 4)"));
-    EXPECT_THAT(text, HasSubstr("gateway_build_info{version=\"" GATEWAY_VERSION "\"} 1"));
+    EXPECT_THAT(text, HasSubstr("gateway_build_info{allocator=\"system\",version=\"" GATEWAY_VERSION
+                                "\"} 1"));
 }
 
 // The per-call counters are looked up through each thread's copy of a lookup per Metrics: two
