@@ -12,6 +12,16 @@
 #include <memory>
 #include <string>
 
+#ifdef GATEWAY_JEMALLOC
+// jemalloc's options, read when it starts: a thread of its own hands back the pages no
+// allocation has used for about a second (dirty_decay_ms), so that what a flood of large request
+// bodies took goes back soon after it ends, without a purge on a connection's thread (which
+// anyone could set off with one large body, and which stalls that loop while it runs).
+extern "C" {
+const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000";
+}
+#endif
+
 namespace {
 
 constexpr const char* kUsage =

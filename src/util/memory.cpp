@@ -12,11 +12,9 @@ extern "C" int mallctl(const char* name, void* oldp, std::size_t* oldlenp, void*
 namespace gateway::util {
 
 void give_back_free_memory() {
-    if (mallctl) {
-        // Every arena's unused dirty pages: "arena.<MALLCTL_ARENAS_ALL>.purge" (4096).
-        mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
-        return;
-    }
+    // jemalloc hands back what it does not use on a thread of its own, within about a second
+    // (malloc_conf in main.cpp): nothing to do here, on the caller's thread.
+    if (mallctl) return;
     ::malloc_trim(0);
 }
 

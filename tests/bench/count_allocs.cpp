@@ -124,7 +124,7 @@ using Memalign = void* (*)(std::size_t, std::size_t);
 Malloc malloc_fn = nullptr;
 Calloc calloc_fn = nullptr;
 Realloc realloc_fn = nullptr;
-Free free_fn = nullptr;
+std::atomic<Free> free_fn{nullptr};  // set last: the others are set once it is
 Memalign memalign_fn = nullptr;
 
 // What is asked for while dlsym itself runs (it may allocate) comes from here, and is never
@@ -138,11 +138,12 @@ bool is_early(const void* p) {
 }
 
 void* early_alloc(std::size_t n, std::size_t alignment = 16) {
+    if (alignment == 0 || alignment > alignof(decltype(early)) || n > sizeof early) return nullptr;
     std::size_t at = early_used.load();
     std::size_t start = 0;
     do {
         start = (at + alignment - 1) / alignment * alignment;
-        if (start + n > sizeof early) return nullptr;
+        if (start > sizeof early - n) return nullptr;
     } while (!early_used.compare_exchange_weak(at, start + n));
     return early + start;
 }
@@ -154,16 +155,17 @@ F find(const char* name) {
 
 // false while the lookup runs (the caller then uses `early`).
 bool ready() {
-    if (free_fn != nullptr) return true;
+    if (free_fn.load(std::memory_order_acquire) != nullptr) return true;
     if (resolving) return false;
     resolving = true;
     memalign_fn = find<Memalign>("memalign");
     realloc_fn = find<Realloc>("realloc");
     calloc_fn = find<Calloc>("calloc");
     malloc_fn = find<Malloc>("malloc");
-    free_fn = find<Free>("free");
+    const Free f = find<Free>("free");
     resolving = false;
-    if (!malloc_fn || !calloc_fn || !realloc_fn || !free_fn || !memalign_fn) std::abort();
+    if (!malloc_fn || !calloc_fn || !realloc_fn || !f || !memalign_fn) std::abort();
+    free_fn.store(f, std::memory_order_release);
     return true;
 }
 
@@ -180,14 +182,18 @@ void* malloc(std::size_t n) {
 }
 
 void* calloc(std::size_t n, std::size_t size) {
-    if (!next::ready()) return next::early_alloc(n * size);  // `early` is zeroed, never reused
+    if (!next::ready()) {
+        std::size_t bytes = 0;
+        if (__builtin_mul_overflow(n, size, &bytes)) return nullptr;
+        return next::early_alloc(bytes);  // `early` is zeroed, never reused
+    }
     count();
     return next::calloc_fn(n, size);
 }
 
 void free(void* p) {
     if (p == nullptr || next::is_early(p)) return;
-    if (next::ready()) next::free_fn(p);
+    if (next::ready()) next::free_fn.load(std::memory_order_relaxed)(p);
 }
 
 void* realloc(void* p, std::size_t n) {
@@ -201,7 +207,8 @@ void* realloc(void* p, std::size_t n) {
         }
         return out;
     }
-    if (!next::ready()) return next::early_alloc(n);
+    // While dlsym runs, only from nothing: a block of the allocator exists only once it is found.
+    if (!next::ready()) return p == nullptr ? next::early_alloc(n) : nullptr;
     void* out = next::realloc_fn(p, n);
     if (out != nullptr && out != p) count();  // from nothing, or moved to a new block
     return out;
