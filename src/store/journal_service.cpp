@@ -35,9 +35,14 @@ struct JournalService::Task {
     Operation op;
     Operation undo;
     std::function<void(std::exception_ptr)> resume;  // posts to the caller
-    std::string late;                                // what the caller is told at its deadline
+    std::chrono::milliseconds timeout{};             // store.timeout_ms, for late()
     std::function<void(JournalEvent)> on_event;
 
+    /// What the caller is told at its deadline.
+    std::exception_ptr late() const {
+        return std::make_exception_ptr(StoreError(fmt::format(
+            "store: the journal did not answer within {} ms (store.timeout_ms)", timeout.count())));
+    }
     /// With `mu` held.
     void answer(std::exception_ptr e) {
         if (answered) return;
@@ -70,7 +75,7 @@ struct JournalService::Task {
                 break;
             case Stage::done: return;
         }
-        answer(std::make_exception_ptr(StoreError(late)));
+        answer(late());
         tell(JournalEvent::timed_out);
     }
 };
@@ -93,8 +98,7 @@ JournalService::TaskPtr JournalService::make_task(Operation op, Operation undo) 
     auto task = std::make_shared<Task>();
     task->op = std::move(op);
     task->undo = std::move(undo);
-    task->late = fmt::format("store: the journal did not answer within {} ms (store.timeout_ms)",
-                             options_.timeout.count());
+    task->timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout);
     task->on_event = options_.on_event;
     return task;
 }
@@ -423,7 +427,7 @@ void JournalService::run_batch(std::vector<TaskPtr>& batch) {
                 lock.lock();
                 t->stage = Stage::done;
                 if (!error) t->tell(JournalEvent::timed_out);
-                t->answer(error ? error : std::make_exception_ptr(StoreError(t->late)));
+                t->answer(error ? error : t->late());
                 // On SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM, SQLite may have rolled back the
                 // whole transaction: the savepoint is gone with it (the ROLLBACK TO above failed
                 // quietly), the operations before this one are undone, and any statement run now

@@ -191,24 +191,39 @@ public:
     std::string describe() const override { return "sqlite:" + path_; }
 
     std::pair<TxRecord, bool> insert(const TxRecord& r) override {
-        if (auto existing = find(r.hash)) return {std::move(*existing), false};
-        Stmt st(*this, fmt::format("INSERT INTO transactions ({}) VALUES "
-                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                                   "?15, ?16, ?17);",
-                                   kColumns));
-        st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
-        st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
-        st.text(7, to_string(r.state)).text(8, r.reason).integer(9, r.created_ms);
-        st.integer(10, r.updated_ms).integer(11, r.broadcasts);
-        if (r.block_hash) st.text(12, *r.block_hash);
-        if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
-        if (r.parent) st.text(14, *r.parent);
-        if (!r.client.empty()) st.text(15, r.client);
-        // As in update(): a final state without a block (never mined) is final for good.
-        st.integer(16, r.finalized || (is_final(r.state) && !r.block_hash) ? 1 : 0);
-        if (!r.source.empty()) st.text(17, r.source);
-        st.done();
-        add_tx_event(sqlite3_last_insert_rowid(db_.get()), r.state, r.reason, r.created_ms);
+        // One look at the hash's index, not two: a row already there is read only then.
+        static const std::string sql = fmt::format(
+            "INSERT INTO transactions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+            "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT (hash) DO "
+            "NOTHING RETURNING id;",
+            kColumns);
+        std::optional<std::int64_t> id;
+        {
+            Stmt st(*this, sql);
+            st.text(1, r.hash).text(2, r.chain).integer(3, static_cast<std::int64_t>(r.chain_id));
+            st.text(4, r.sender).integer(5, static_cast<std::int64_t>(r.nonce)).blob(6, r.raw);
+            st.text(7, to_string(r.state)).text(8, r.reason).integer(9, r.created_ms);
+            st.integer(10, r.updated_ms).integer(11, r.broadcasts);
+            if (r.block_hash) st.text(12, *r.block_hash);
+            if (r.block_number) st.integer(13, static_cast<std::int64_t>(*r.block_number));
+            if (r.parent) st.text(14, *r.parent);
+            if (!r.client.empty()) st.text(15, r.client);
+            // As in update(): a final state without a block (never mined) is final for good.
+            st.integer(16, r.finalized || (is_final(r.state) && !r.block_hash) ? 1 : 0);
+            if (!r.source.empty()) st.text(17, r.source);
+            if (st.step()) {
+                id = st.column_int(0);
+                st.done();
+            }
+        }
+        if (!id) {
+            auto existing = find(r.hash);
+            if (!existing)
+                throw StoreError(fmt::format("store {}: transaction {} neither inserted nor found",
+                                             path_, r.hash));
+            return {std::move(*existing), false};
+        }
+        add_tx_event(*id, r.state, r.reason, r.created_ms);
         return {r, true};
     }
 
@@ -262,7 +277,9 @@ public:
     }
 
     std::optional<TxRecord> find(std::string_view hash) override {
-        Stmt st(*this, fmt::format("SELECT {} FROM transactions WHERE hash = ?1;", kColumns));
+        static const std::string sql =
+            fmt::format("SELECT {} FROM transactions WHERE hash = ?1;", kColumns);
+        Stmt st(*this, sql);
         st.text(1, hash);
         if (!st.step()) return std::nullopt;
         return read_record(st);
@@ -513,7 +530,7 @@ private:
     };
     class Stmt {
     public:
-        Stmt(SqliteStore& store, const std::string& sql) : store_(store) {
+        Stmt(SqliteStore& store, std::string_view sql) : store_(store) {
             auto it = store_.statements_.find(sql);
             if (it != store_.statements_.end() && !it->second.busy) {
                 slot_ = &it->second;
@@ -521,7 +538,8 @@ private:
                 slot_->busy = true;
                 return;
             }
-            if (sqlite3_prepare_v2(store_.db_.get(), sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
+            if (sqlite3_prepare_v2(store_.db_.get(), sql.data(), static_cast<int>(sql.size()),
+                                   &stmt_, nullptr) != SQLITE_OK)
                 store_.fail("prepare");
             if (it == store_.statements_.end()) {
                 slot_ = &store_.statements_.emplace(sql, Cached{stmt_, true}).first->second;
@@ -671,6 +689,13 @@ private:
         return r;
     }
 
+    // Once a process, before SQLite initializes: no count of its memory in use, which would take
+    // a global lock around every allocation it makes (nothing reads the count).
+    static void configure_sqlite() {
+        static const int configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        (void)configured;  // SQLITE_MISUSE when SQLite was initialized before: it counts, no harm
+    }
+
     // Migrates to the newest schema, or to `up_to` when it is set (tests).
     void open(int up_to) {
         std::filesystem::path p(path_);
@@ -679,9 +704,12 @@ private:
         if (ec)
             throw StoreError(
                 fmt::format("store: cannot create the folder of {}: {}", path_, ec.message()));
+        configure_sqlite();
         sqlite3* db = nullptr;
+        // NOMUTEX: a journal is used by one thread at a time (the journal service's, or a test's),
+        // so SQLite does not lock the connection around every call.
         const int rc = sqlite3_open_v2(
-            path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+            path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
             nullptr);
         db_.reset(db);  // closed on every path, this constructor throwing included
         if (rc != SQLITE_OK)
@@ -740,8 +768,15 @@ private:
         void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
     };
 
+    // Looked up by the SQL's text as it is given (a literal, a kept string): no copy of it made.
+    struct SqlHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view sql) const noexcept {
+            return std::hash<std::string_view>{}(sql);
+        }
+    };
     // Finalizes the kept statements before the database closes (it is declared after it).
-    struct Statements : std::unordered_map<std::string, Cached> {
+    struct Statements : std::unordered_map<std::string, Cached, SqlHash, std::equal_to<>> {
         ~Statements() {
             for (auto& [sql, c] : *this) sqlite3_finalize(c.stmt);
         }

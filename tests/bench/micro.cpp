@@ -15,12 +15,15 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/jsonrpc/methods.hpp"
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/store/store.hpp"
 #include "gateway/util/gzip.hpp"
 #include "support/tx_signer.hpp"
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
+
+#include <unistd.h>
 
 #include <string>
 #include <variant>
@@ -258,6 +261,59 @@ void BM_KeepBatchAnswers(benchmark::State& state) {
     state.counters["entries"] = static_cast<double>(cache.entries());
 }
 BENCHMARK(BM_KeepBatchAnswers)->Arg(0)->Arg(1);
+
+// The journal's part of a raw transaction's intake: its QUEUED row and history in one group
+// commit's savepoint, its BROADCASTING change in another's, 64 of each a commit, as the journal's
+// thread runs them (JournalService::run_batch). On /dev/shm, so that the figure is SQLite's and
+// the gateway's statements, not the disk's fsync. Per transaction.
+void BM_JournalIntake(benchmark::State& state) {
+    const std::string path = fmt::format("/dev/shm/micro-journal-{}.db", ::getpid());
+    ::unlink(path.c_str());
+    auto journal = store::open_store(config::StoreConfig{"sqlite", path});
+    std::uint64_t n = 0;
+    constexpr int kBatch = 64;
+    for (auto _ : state) {
+        std::vector<std::string> hashes;
+        journal->begin();
+        for (int i = 0; i < kBatch; ++i, ++n) {
+            store::TxRecord r;
+            r.hash = fmt::format("0x{:064x}", n * 0x9e3779b97f4a7c15ull);  // spread like hashes
+            r.chain = "pass";
+            r.chain_id = 31337;
+            r.sender = fmt::format("0x{:040x}", n % 1000);
+            r.nonce = n / 1000;
+            r.raw.assign(110, static_cast<std::uint8_t>(n));
+            r.client = "127.0.0.1";
+            r.source = "127.0.0.1";
+            r.state = store::TxState::queued;
+            r.reason = "received";
+            r.created_ms = r.updated_ms = 1'700'000'000'000 + static_cast<std::int64_t>(n);
+            journal->savepoint();
+            benchmark::DoNotOptimize(journal->insert(r));
+            journal->release_savepoint();
+            hashes.push_back(std::move(r.hash));
+        }
+        journal->commit();
+        journal->begin();
+        for (auto& h : hashes) {
+            store::TxUpdate u;
+            u.hash = std::move(h);
+            u.state = store::TxState::broadcasting;
+            u.reason = "accepted by node";
+            u.at_ms = 1'700'000'000'000 + static_cast<std::int64_t>(n);
+            u.broadcasts = 1;
+            u.set_block = true;
+            journal->savepoint();
+            benchmark::DoNotOptimize(journal->update(u));
+            journal->release_savepoint();
+        }
+        journal->commit();
+    }
+    state.SetItemsProcessed(state.iterations() * kBatch);
+    journal.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) ::unlink((path + suffix).c_str());
+}
+BENCHMARK(BM_JournalIntake)->Unit(benchmark::kMicrosecond);
 
 void BM_AcceptsGzip(benchmark::State& state) {
     // What browsers and HTTP libraries send.
