@@ -277,7 +277,7 @@ TEST_F(GatewayTest, TheBreakerOpensAfterFailedCallsAndTriesAgainAfterTheCooldown
     EXPECT_EQ(upstream("node-0").at("breaker"), "closed");
 }
 
-TEST_F(GatewayTest, A429WithRetryAfterRestsTheNode) {
+TEST_F(GatewayTest, I3_A429WithRetryAfterRestsTheNode) {
     auto limited = FakeReply::http(429, "slow down");
     limited.headers = {{"Retry-After", "1"}};
     FakeUpstream busy(31337, on("eth_gasPrice", limited));

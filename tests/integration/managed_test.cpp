@@ -222,7 +222,7 @@ TEST_F(ManagedTest, FiftyConcurrentCastSendsGetFiftyContiguousNonces) {
     EXPECT_EQ(chain_nonce(hot), static_cast<std::uint64_t>(kSends));
 }
 
-TEST_F(ManagedTest, AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt) {
+TEST_F(ManagedTest, B4_AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt) {
     start("fee: {bump_after_blocks: 1, bump_percent: 20}");
     node_call("evm_setAutomine", "[false]");
     const std::string id = send_async(hot);
@@ -270,7 +270,7 @@ TEST_F(ManagedTest, AGasSpikeIsMetWithReplacementsAndTheFirstHashFindsTheReceipt
     EXPECT_NE(metrics.body.find("gateway_replacements_total{chain=\"devnet\"}"), std::string::npos);
 }
 
-TEST_F(ManagedTest, ANonceUsedBehindTheGatewaysBackIsRecoveredWithoutAGap) {
+TEST_F(ManagedTest, B5_ANonceUsedBehindTheGatewaysBackIsRecoveredWithoutAGap) {
     start();
     // Another party sends first with the same key: the gateway starts above it.
     cast({"send", "--private-key", kHotKey, "--rpc-url", anvil->url(), kTo, "--value", "1"});
@@ -300,7 +300,7 @@ TEST_F(ManagedTest, ANonceUsedBehindTheGatewaysBackIsRecoveredWithoutAGap) {
     EXPECT_EQ(chain_nonce(hot), 6u);
 }
 
-TEST_F(ManagedTest, CustodyDownQueuesTransactionsAndATimeoutIsRetriedOnTheSameNonce) {
+TEST_F(ManagedTest, C3_CustodyDownQueuesTransactionsAndATimeoutIsRetriedOnTheSameNonce) {
     start("", "  request_timeout_ms: 1500\n");
     ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"unreachable": true})").status, 200u);
     std::vector<std::string> ids;
@@ -354,7 +354,7 @@ TEST_F(ManagedTest, CustodyDownQueuesTransactionsAndATimeoutIsRetriedOnTheSameNo
     EXPECT_EQ(managed(slow).at("attempts").to_number<int>(), 1);
 }
 
-TEST_F(ManagedTest, KillNineBetweenSigningAndBroadcastMinesItOnce) {
+TEST_F(ManagedTest, E1_KillNineBetweenSigningAndBroadcastMinesItOnce) {
     start();
     // Custody is down while the transaction takes its nonce; then the nodes go away, and custody
     // comes back: the transaction is signed and journaled, and no node can take it.
@@ -465,7 +465,7 @@ TEST_F(ManagedTest, AReorgWhileTheGatewayIsDownReopensItAtTheNextStart) {
     EXPECT_EQ(managed(id).at("signedAttempts").as_array().size(), 1u);
 }
 
-TEST_F(ManagedTest, ExhaustedRetriesMakeADeadLetterThatTheAdminRetryGetsMined) {
+TEST_F(ManagedTest, E2_ExhaustedRetriesMakeADeadLetterThatTheAdminRetryGetsMined) {
     start();
     // The poor sender has no funds: every try fails, three tries make a dead letter. A client
     // waiting on eth_sendTransaction hears of the refusal at once.

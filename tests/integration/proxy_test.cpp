@@ -163,7 +163,7 @@ TEST_F(ProxyTest, ABatchOfTenMixedCallsEqualsTheDirectAnswers) {
             R"(gateway_upstream_requests_total{chain="devnet",method="eth_getStorageAt")")));
 }
 
-TEST_F(ProxyTest, TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {
+TEST_F(ProxyTest, B1_TwoHundredReadsSeeNoErrorWhenAnEndpointDiesMidRun) {
     // Every read goes to a node: the cache would answer these identical reads itself.
     start_gateway("", "    cache: {enabled: false, coalesce: false}\n");
     std::atomic<int> done{0};

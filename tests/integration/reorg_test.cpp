@@ -177,7 +177,7 @@ TEST_F(ReorgTest, ReorgsOfDepthOneAndFiveAreSeenWithTheirDepth) {
     EXPECT_NE(gw->process().output().find("reorg of depth 5"), std::string::npos);
 }
 
-TEST_F(ReorgTest, ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
+TEST_F(ReorgTest, B3_ATransactionInADroppedBlockIsMinedAgainAndItsStateFollows) {
     ASSERT_NO_FATAL_FAILURE(start("    tx: {confirmations: 4, poll_interval_ms: 100}\n"));
     const std::string raw = first_transfer();
     const json::value sent = json::parse(

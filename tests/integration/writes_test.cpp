@@ -209,7 +209,7 @@ void expect_queued(std::uint16_t port, const std::vector<Tx>& txs) {
     }
 }
 
-TEST_F(WritesTest, TransactionsSentWhileEveryNodeIsDownAreMinedInNonceOrderWhenTheyReturn) {
+TEST_F(WritesTest, B2_TransactionsSentWhileEveryNodeIsDownAreMinedInNonceOrderWhenTheyReturn) {
     start();
     ASSERT_TRUE(gw->wait_ready());
     ASSERT_NO_FATAL_FAILURE(nodes_down());
@@ -597,7 +597,7 @@ TEST_F(WritesTest, ReadsAlreadyMadeAreServedStaleDuringAnOutageAndOthersGet503) 
     EXPECT_NE(fresh_read.header("x-gateway-upstream"), "");
 }
 
-TEST_F(WritesTest, AnUnusableJournalRefusesWritesWith503AndReadsGoOn) {
+TEST_F(WritesTest, A3_AnUnusableJournalRefusesWritesWith503AndReadsGoOn) {
     write_file(dir + "/not-a-directory", "a regular file\n");
     start(dir + "/not-a-directory/gateway.db");
     ASSERT_TRUE(gw->wait_ready());

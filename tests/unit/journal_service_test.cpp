@@ -240,7 +240,7 @@ TEST(JournalService, AFullQueueRefusesAtOnce) {
 
 // A handle that goes bad at run time (a stale handle on network storage) is closed and the
 // journal opened again, with backoff; the event says so.
-TEST(JournalService, AJournalThatFailsAtRunTimeIsOpenedAgain) {
+TEST(JournalService, E3_AJournalThatFailsAtRunTimeIsOpenedAgain) {
     test::FaultyVfs vfs;
     const std::string path = test::make_temp_dir("journal-reopen") + "/j.db";
     std::atomic<int> opens{0};
