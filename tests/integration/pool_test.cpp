@@ -226,6 +226,9 @@ TEST_F(PoolTest, ASlowNodeIsHedgedAndTheFastAnswerWins) {
     // after 100 ms.
     start(chain_yaml({{"node-a", a.url()}, {"node-b", b.url(), "        tier: fallback\n"}},
                      "    failover: {hedge_after_ms: 100}\n"));
+    // Its first probe answered before it turns slow: on a loaded machine that probe could come
+    // after the delay, and the node would still be "unknown" at the end.
+    ASSERT_TRUE(wait_state(*gw, "node-a", "up"));
     a.set_delay(std::chrono::milliseconds(600));
     a.break_connections();
     for (int i = 0; i < 10; ++i) {
