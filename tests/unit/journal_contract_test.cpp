@@ -115,6 +115,12 @@ TEST_P(JournalContract, KeepsTransactionsTheirStatesAndHistory) {
     EXPECT_EQ(bb->block_hash, "0xb10c");
     EXPECT_EQ(bb->block_number, 7u);
     EXPECT_EQ(bb->raw, (std::vector<std::uint8_t>{0x02, 0xf8, 0x01}));
+    // The same hash again gives back the row as it is kept, and adds nothing to its history.
+    auto [again, added] = s->insert(record("0xbb", 0));
+    EXPECT_FALSE(added);
+    EXPECT_EQ(again.state, TxState::completed);
+    EXPECT_EQ(again.reason, "mined");
+    EXPECT_EQ(again.block_hash, "0xb10c");
     const auto h = s->history("0xbb");
     ASSERT_EQ(h.size(), 3u);
     EXPECT_EQ(h[0].state, TxState::queued);
