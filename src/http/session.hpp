@@ -59,8 +59,9 @@ struct ListenerState {
     }
     void release_body(std::size_t n) {
         const std::size_t left = bodies.fetch_sub(n) - n;
-        // The allocator keeps what large bodies freed (a flood of them left gigabytes held after
-        // it ended): handed back once the last large body in flight is gone.
+        // glibc's malloc keeps what large bodies freed (a flood of them left gigabytes held after
+        // it ended): handed back once the last large body in flight is gone. (jemalloc, the
+        // binary's, hands it back on a thread of its own: nothing is done here then.)
         if (n >= kTrimAfterBytes && left == 0) util::give_back_free_memory();
     }
     static constexpr std::size_t kTrimAfterBytes = 1 << 20;

@@ -14,10 +14,6 @@ std::span<const std::uint8_t> trimmed(std::span<const std::uint8_t> v) {
     return v.subspan(skip);
 }
 
-std::string selector_hex(const Selector& s) {
-    return eth::to_hex(std::span<const std::uint8_t>(s));
-}
-
 }  // namespace
 
 std::optional<eth::Bytes> parse_wei(std::string_view decimal) {
@@ -43,8 +39,8 @@ std::optional<eth::Bytes> parse_wei(std::string_view decimal) {
 }
 
 std::string to_decimal(std::span<const std::uint8_t> big_endian) {
-    const auto digits_of = trimmed(big_endian);
-    std::vector<std::uint8_t> n(digits_of.begin(), digits_of.end());
+    const auto value = trimmed(big_endian);
+    std::vector<std::uint8_t> n(value.begin(), value.end());
     std::string digits;
     // Divides by 10 again and again, keeping the remainders.
     while (!n.empty()) {
@@ -130,7 +126,7 @@ std::optional<PolicyHold> check_policy(const PolicyRules& rules, const Request& 
             rules.allowed_selectors->end())
             return PolicyHold{
                 "allowed_selectors",
-                fmt::format("it calls {}, which is not in allowed_selectors", selector_hex(s))};
+                fmt::format("it calls {}, which is not in allowed_selectors", eth::to_hex(s))};
     }
     return std::nullopt;
 }
