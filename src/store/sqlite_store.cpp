@@ -146,6 +146,13 @@ constexpr const char* kMigrations[] = {
     // their parent goes.
     "CREATE INDEX transactions_prunable ON transactions (updated_ms)"
     " WHERE parent IS NULL AND finalized = 1;",
+    // 10: the managed senders' policy (catalog row C2): what each managed transaction moves and
+    // when the policy let it (NULL while it is held for approval), for the rolling daily sums.
+    // Transactions from before have neither: the sums count from this version on.
+    "ALTER TABLE managed_transactions ADD COLUMN value BLOB;"
+    "ALTER TABLE managed_transactions ADD COLUMN spend_ms INTEGER;"
+    "CREATE INDEX managed_spending ON managed_transactions (chain, sender, spend_ms)"
+    " WHERE spend_ms IS NOT NULL AND value IS NOT NULL;",
 };
 
 constexpr const char* kColumns =
@@ -154,7 +161,7 @@ constexpr const char* kColumns =
 
 constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
-    " attempts, hash, client";
+    " attempts, hash, client, value, spend_ms";
 
 /// `states` as an SQL list: ('A', 'B').
 std::string sql_list(const std::vector<TxState>& states) {
@@ -353,7 +360,7 @@ public:
             if (st.step()) return {read_managed(st), false};
         }
         Stmt st(*this, fmt::format("INSERT INTO managed_transactions ({}) VALUES (?1, ?2, ?3, ?4, "
-                                   "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);",
+                                   "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15);",
                                    kManagedColumns));
         st.text(1, r.id).text(2, r.chain).text(3, r.sender).text(4, r.request);
         if (r.idempotency_key) st.text(5, *r.idempotency_key);
@@ -362,21 +369,27 @@ public:
         st.integer(10, r.updated_ms).integer(11, r.attempts);
         if (r.hash) st.text(12, *r.hash);
         if (!r.client.empty()) st.text(13, r.client);
+        if (!r.value.empty()) st.blob(14, r.value);
+        if (r.spend_ms) st.integer(15, *r.spend_ms);
         st.done();
         add_managed_event(r.id, r.state, r.reason, r.created_ms);
         return {r, true};
     }
 
     bool update_managed(const ManagedUpdate& u) override {
-        Stmt st(*this,
-                "UPDATE managed_transactions SET state = ?2, reason = ?3, updated_ms = ?4, "
-                "nonce = COALESCE(?5, nonce), hash = COALESCE(?6, hash), attempts = COALESCE(?7, "
-                "attempts), idempotency_key = IIF(?8, NULL, idempotency_key) WHERE id = ?1;");
+        Stmt st(
+            *this,
+            "UPDATE managed_transactions SET state = ?2, reason = ?3, updated_ms = ?4, "
+            "nonce = COALESCE(?5, nonce), hash = COALESCE(?6, hash), attempts = COALESCE(?7, "
+            "attempts), idempotency_key = IIF(?8, NULL, idempotency_key), spend_ms = IIF(?9, ?10, "
+            "spend_ms) WHERE id = ?1;");
         st.text(1, u.id).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
         if (u.nonce) st.integer(5, static_cast<std::int64_t>(*u.nonce));
         if (u.hash) st.text(6, *u.hash);
         if (u.attempts) st.integer(7, *u.attempts);
         st.integer(8, u.release_idempotency_key ? 1 : 0);
+        st.integer(9, u.set_spend ? 1 : 0);
+        if (u.spend_ms) st.integer(10, *u.spend_ms);
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
         add_managed_event(u.id, u.state, u.reason, u.at_ms);
@@ -412,6 +425,26 @@ public:
                 "m.nonce IS NOT NULL ORDER BY m.created_ms, m.rowid;");
         std::vector<ManagedRef> out;
         while (st.step()) out.push_back({st.column_text(0), st.column_text(1), st.column_text(2)});
+        return out;
+    }
+
+    std::vector<Spending> spending(std::string_view chain, std::string_view sender,
+                                   std::int64_t since_ms) override {
+        Stmt st(*this,
+                "SELECT id, state, attempts, value, spend_ms FROM managed_transactions WHERE "
+                "chain = ?1 AND sender = ?2 AND spend_ms >= ?3 AND value IS NOT NULL ORDER BY "
+                "spend_ms;");
+        st.text(1, chain).text(2, sender).integer(3, since_ms);
+        std::vector<Spending> out;
+        while (st.step()) {
+            Spending s;
+            s.id = st.column_text(0);
+            s.state = parse_tx_state(st.column_text(1)).value_or(TxState::dead_letter);
+            s.attempts = static_cast<std::uint32_t>(st.column_int(2));
+            s.value = st.column_blob(3);
+            s.spend_ms = st.column_int(4);
+            out.push_back(std::move(s));
+        }
         return out;
     }
 
@@ -686,6 +719,8 @@ private:
         r.attempts = static_cast<std::uint32_t>(st.column_int(10));
         if (!st.is_null(11)) r.hash = st.column_text(11);
         if (!st.is_null(12)) r.client = st.column_text(12);
+        if (!st.is_null(13)) r.value = st.column_blob(13);
+        if (!st.is_null(14)) r.spend_ms = st.column_int(14);
         return r;
     }
 
@@ -802,14 +837,16 @@ std::string_view to_string(TxState state) {
         case TxState::signing: return "SIGNING";
         case TxState::cancelled: return "CANCELLED";
         case TxState::replaced: return "REPLACED";
+        case TxState::pending_approval: return "PENDING_APPROVAL";
     }
     return "UNKNOWN";
 }
 
 std::optional<TxState> parse_tx_state(std::string_view text) {
-    for (TxState s : {TxState::queued, TxState::preparing, TxState::signing, TxState::broadcasting,
-                      TxState::confirming, TxState::completed, TxState::failed,
-                      TxState::dead_letter, TxState::cancelled, TxState::replaced})
+    for (TxState s :
+         {TxState::queued, TxState::preparing, TxState::signing, TxState::broadcasting,
+          TxState::confirming, TxState::completed, TxState::failed, TxState::dead_letter,
+          TxState::cancelled, TxState::pending_approval, TxState::replaced})
         if (to_string(s) == text) return s;
     return std::nullopt;
 }

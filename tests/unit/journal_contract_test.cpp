@@ -47,7 +47,7 @@ void PrintTo(const JournalBackend& backend, std::ostream* os) {
     *os << backend.name;
 }
 
-const JournalBackend kSqlite{"sqlite", 9, [](const std::string& dir) {
+const JournalBackend kSqlite{"sqlite", 10, [](const std::string& dir) {
                                  return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
                              }};
 
@@ -167,7 +167,8 @@ TEST_P(JournalContract, EveryStateNotFinalIsUnfinishedAndNoFinalOneIs) {
             open_managed.push_back(m.id);
         }
     }
-    ASSERT_EQ(open_raw.size(), 5u);  // queued, preparing, signing, broadcasting, confirming
+    // queued, preparing, signing, broadcasting, confirming, pending_approval
+    ASSERT_EQ(open_raw.size(), 6u);
     // The SQLite store lists the states from queued to replaced: one added after replaced would
     // be in neither list (and not loaded at start-up). This fails first.
     EXPECT_EQ(to_string(static_cast<TxState>(static_cast<int>(TxState::replaced) + 1)), "UNKNOWN");
@@ -275,6 +276,62 @@ TEST_P(JournalContract, ManagedTransactionsAttemptsAndNonces) {
     EXPECT_EQ(s->unfinished_managed().size(), 2u);
     s->update_managed({"gtx-1", TxState::cancelled, "cancelled by an operator", 6000});
     EXPECT_EQ(s->unfinished_managed().size(), 1u);
+}
+
+// What the policy's daily sums read (catalog row C2): the transactions of one (chain, sender) that
+// move wei and were let spend since a time, whatever their state; a held one (no spend time) is
+// not among them until it is approved, and a later update that does not set the spend time keeps
+// it.
+TEST_P(JournalContract, ASendersSpendingSinceATimeIsWhatMovesWeiAndWasLetSpend) {
+    auto s = open();
+    const std::string sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    const auto spend = [&](const std::string& id, std::vector<std::uint8_t> value,
+                           std::optional<std::int64_t> at, std::string who) {
+        ManagedRecord m = managed_tx(id, TxState::queued, 10);
+        m.sender = std::move(who);
+        m.value = std::move(value);
+        m.spend_ms = at;
+        if (!at) m.state = TxState::pending_approval;
+        ASSERT_TRUE(s->insert_managed(m).second) << id;
+    };
+    spend("gtx-a", {0x05}, 100, sender);
+    spend("gtx-held", {0x01, 0x00}, std::nullopt, sender);
+    spend("gtx-other-sender", {0x09}, 100, "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+    spend("gtx-no-value", {}, 100, sender);
+    spend("gtx-early", {0x02}, 50, sender);
+    const auto ids = [&](std::int64_t since) {
+        std::vector<std::string> out;
+        for (const auto& row : s->spending("devnet", sender, since)) out.push_back(row.id);
+        return out;
+    };
+    EXPECT_EQ(ids(60), (std::vector<std::string>{"gtx-a"}));
+    EXPECT_EQ(ids(0), (std::vector<std::string>{"gtx-early", "gtx-a"}));
+    EXPECT_TRUE(s->spending("mainnet", sender, 0).empty());
+    const auto rows = s->spending("devnet", sender, 60);
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].value, (std::vector<std::uint8_t>{0x05}));
+    EXPECT_EQ(rows[0].spend_ms, 100);
+    EXPECT_EQ(rows[0].state, TxState::queued);
+
+    // Approved: it spends from then on.
+    ManagedUpdate approved{"gtx-held", TxState::queued, "approved by alice", 200};
+    approved.set_spend = true;
+    approved.spend_ms = 200;
+    ASSERT_TRUE(s->update_managed(approved));
+    EXPECT_EQ(ids(60), (std::vector<std::string>{"gtx-a", "gtx-held"}));
+    EXPECT_EQ(s->find_managed("gtx-held")->value, (std::vector<std::uint8_t>{0x01, 0x00}));
+    EXPECT_EQ(s->find_managed("gtx-held")->spend_ms, 200);
+    // An update that does not set it keeps it, with the state it records.
+    ASSERT_TRUE(s->update_managed({"gtx-held", TxState::dead_letter, "gave up", 300}));
+    const auto after = s->spending("devnet", sender, 150);
+    ASSERT_EQ(after.size(), 1u);
+    EXPECT_EQ(after[0].state, TxState::dead_letter);
+    // Held again (a retry the policy holds): no spend time, not counted.
+    ManagedUpdate held{"gtx-held", TxState::pending_approval, "held again", 400};
+    held.set_spend = true;
+    ASSERT_TRUE(s->update_managed(held));
+    EXPECT_EQ(ids(60), (std::vector<std::string>{"gtx-a"}));
+    EXPECT_FALSE(s->find_managed("gtx-held")->spend_ms);
 }
 
 // A managed transaction finished while its attempt of its nonce is unfinished again (a reorg

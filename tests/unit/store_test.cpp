@@ -22,12 +22,12 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 9);
+        EXPECT_EQ(store->schema_version(), 10);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 9);
+    EXPECT_EQ(open_store(c)->schema_version(), 10);
 }
 
 // Version 4 points events to their transaction by an integer id: a version-3 journal keeps its
@@ -50,7 +50,7 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 9);
+    EXPECT_EQ(store->schema_version(), 10);
     auto a = store->find("0xaa");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->state, TxState::broadcasting);
@@ -155,6 +155,32 @@ TEST(SqliteStore, AMinedTransactionIsNotFinalizedUntilItsBlockIs) {
     EXPECT_TRUE(store->unfinalized().empty());
 }
 
+// Version 10 keeps what a managed transaction moves and when the policy let it: a version-9
+// journal's managed transactions keep everything, with neither (the daily sums count from the
+// upgrade on).
+TEST(SqliteStore, AVersion9JournalsManagedTransactionsSpendNothingInTheDailySums) {
+    const std::string dir = test::make_temp_dir("store-test");
+    config::StoreConfig c{"sqlite", dir + "/gateway.db"};
+    EXPECT_EQ(open_store_at_version(c, 9)->schema_version(), 9);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(c.path.c_str(), &db), SQLITE_OK);
+    const char* v9 =
+        "INSERT INTO managed_transactions (id, chain, sender, request, state, reason, created_ms,"
+        " updated_ms) VALUES ('gtx-old', 'devnet', '0xs', '{\"value\":\"0x5\"}', 'QUEUED',"
+        " 'received', 10, 10);";
+    ASSERT_EQ(sqlite3_exec(db, v9, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+
+    auto store = open_store(c);
+    EXPECT_EQ(store->schema_version(), 10);
+    const auto old = store->find_managed("gtx-old");
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->state, TxState::queued);
+    EXPECT_TRUE(old->value.empty());
+    EXPECT_FALSE(old->spend_ms);
+    EXPECT_TRUE(store->spending("devnet", "0xs", 0).empty());
+}
+
 // Version 5 records which client sent a transaction: a version-4 journal keeps its managed
 // transactions (no client: sent without auth), and an idempotency key belongs to one client.
 TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
@@ -171,7 +197,7 @@ TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 9);
+    EXPECT_EQ(store->schema_version(), 10);
     auto old = store->find_managed("gtx-old");
     ASSERT_TRUE(old);
     EXPECT_EQ(old->client, "");

@@ -101,6 +101,11 @@ public:
     std::vector<store::TxRecord> attempts(std::string_view id) override {
         return inner_->attempts(id);
     }
+    std::vector<store::Spending> spending(std::string_view c, std::string_view s,
+                                          std::int64_t since) override {
+        check();
+        return inner_->spending(c, s, since);
+    }
 
     // NonceLedger.
     std::uint64_t take_nonce(std::string_view c, std::string_view s, std::uint64_t f) override {

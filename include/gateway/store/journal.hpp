@@ -16,17 +16,19 @@ namespace gateway::store {
 
 /// The transaction state machine (see the README). A raw transaction enters at `queued`.
 enum class TxState {
-    queued,        ///< journaled, not yet accepted by a node
-    preparing,     ///< managed: gas, fees and the nonce being worked out
-    signing,       ///< managed: nonce taken, waiting for the signer
-    broadcasting,  ///< accepted by a node, waiting to be mined
-    confirming,    ///< mined, counting confirmations
-    completed,     ///< mined with `confirmations` blocks on top, status success (final)
-    failed,        ///< refused by the nodes, replaced, or reverted (final)
-    dead_letter,   ///< the gateway gave up on it; a person decides (final)
-    cancelled,     ///< managed: replaced by a zero-value self-send on request (final)
-    replaced,      ///< an attempt of a managed transaction whose nonce another attempt used (final)
-    // New states go above `replaced`: the SQLite store lists the states up to it.
+    queued,            ///< journaled, not yet accepted by a node
+    preparing,         ///< managed: gas, fees and the nonce being worked out
+    signing,           ///< managed: nonce taken, waiting for the signer
+    broadcasting,      ///< accepted by a node, waiting to be mined
+    confirming,        ///< mined, counting confirmations
+    completed,         ///< mined with `confirmations` blocks on top, status success (final)
+    failed,            ///< refused by the nodes, replaced, or reverted (final)
+    dead_letter,       ///< the gateway gave up on it; a person decides (final)
+    cancelled,         ///< managed: replaced by a zero-value self-send on request (final)
+    pending_approval,  ///< managed: held by the sender's policy for an operator, no nonce yet
+    replaced,  ///< an attempt of a managed transaction whose nonce another attempt used (final)
+    // New states go above `replaced`: the SQLite store lists the states up to it. (Kept as text:
+    // the order is not stored.)
 };
 
 std::string_view to_string(TxState state);  ///< "QUEUED", "BROADCASTING", ...
@@ -86,6 +88,20 @@ struct ManagedRecord {
     std::uint32_t attempts = 0;       ///< signed attempts so far
     std::optional<std::string> hash;  ///< the latest signed attempt's hash
     std::string client;               ///< the authenticated client that sent it; "" without auth
+    /// The wei it moves (big-endian, no leading zeros; empty: none), for the policy's daily sums.
+    std::vector<std::uint8_t> value;
+    /// When the policy let it spend (it was let through, or approved); unset while it is held, and
+    /// for transactions from before the policy. What the daily sums count from.
+    std::optional<std::int64_t> spend_ms;
+};
+
+/// What a managed transaction moved, for a sender's daily sum (ManagedJournal::spending).
+struct Spending {
+    std::string id;
+    TxState state = TxState::queued;
+    std::uint32_t attempts = 0;
+    std::vector<std::uint8_t> value;  ///< big-endian wei, not empty
+    std::int64_t spend_ms = 0;
 };
 
 /// Which managed transaction, of which sender: enough to find its sender before reading it.
@@ -106,6 +122,9 @@ struct ManagedUpdate {
     /// Frees its idempotency key: a transaction the client was told was not accepted, whose key
     /// the client sends again for a new one.
     bool release_idempotency_key = false;
+    /// Writes spend_ms (ManagedRecord::spend_ms), unset included.
+    bool set_spend = false;
+    std::optional<std::int64_t> spend_ms;
 };
 
 /// One step in a transaction's history.
@@ -210,6 +229,10 @@ public:
     virtual std::vector<ManagedRef> reopened_managed() = 0;
     /// The signed attempts of a managed transaction, oldest first.
     virtual std::vector<TxRecord> attempts(std::string_view id) = 0;
+    /// The managed transactions of (chain, sender) that move wei and were let spend at or after
+    /// `since_ms`, in every state: the caller decides which count.
+    virtual std::vector<Spending> spending(std::string_view chain, std::string_view sender,
+                                           std::int64_t since_ms) = 0;
 };
 
 /// The nonces handed out to managed senders, per (chain, sender). They outlive every transaction:
