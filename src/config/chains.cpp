@@ -1,8 +1,9 @@
 // The config's chains: each chain's health checks, failover, methods, reorgs, log ranges,
-// transactions, accounts, cache and upstreams.
+// transactions, accounts and their policy, cache and upstreams.
 
 #include "reader.hpp"
 
+#include "gateway/eth/wei.hpp"
 #include "gateway/jsonrpc/methods.hpp"
 
 #include <boost/url/parse.hpp>
@@ -141,13 +142,59 @@ void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxCo
            [&](auto& v) { w.broadcast_fanout = r.integer(v, path + ".broadcast_fanout", 1, 16); });
 }
 
+void read_policy(const Reader& r, const YAML::Node& n, const std::string& path, PolicyConfig& p) {
+    // `service` (an outside policy service) is not built yet: an unknown key, refused.
+    r.check_keys(
+        n, path,
+        {"max_value_wei", "daily_value_wei", "allowed_to", "allowed_selectors", "approval_ttl_ms"});
+    const auto wei = [&](const YAML::Node& v, const std::string& at) {
+        const std::string text = r.scalar(v, at);
+        if (!eth::parse_wei(text))
+            r.fail(v, at,
+                   fmt::format("'{}' is not an amount of wei: a decimal whole number in quotes, "
+                               "at most 2^256 - 1",
+                               util::utf8_prefix(text, 80)));
+        return text;
+    };
+    if_set(n, "max_value_wei", [&](auto& v) { p.max_value_wei = wei(v, path + ".max_value_wei"); });
+    if_set(n, "daily_value_wei",
+           [&](auto& v) { p.daily_value_wei = wei(v, path + ".daily_value_wei"); });
+    if_set(n, "allowed_to", [&](auto& v) {
+        if (!v.IsSequence()) r.fail(v, path + ".allowed_to", "must be a list of addresses");
+        std::vector<std::string> list;
+        for (std::size_t i = 0; i < v.size(); ++i)
+            list.push_back(read_address(r, v[i], fmt::format("{}.allowed_to[{}]", path, i)));
+        p.allowed_to = std::move(list);
+    });
+    if_set(n, "allowed_selectors", [&](auto& v) {
+        const std::string at = path + ".allowed_selectors";
+        if (!v.IsSequence()) r.fail(v, at, "must be a list of 4-byte selectors (\"0xa9059cbb\")");
+        static const std::regex kSelector("0x[0-9a-fA-F]{8}");
+        std::vector<std::string> list;
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            const std::string p_i = fmt::format("{}[{}]", at, i);
+            const std::string text = r.scalar(v[i], p_i);
+            if (!matches(text, kSelector, 10))
+                r.fail(v[i], p_i,
+                       fmt::format("'{}' is not a function selector: 0x and 8 hex digits",
+                                   util::utf8_prefix(text, 80)));
+            list.push_back(util::lower(text));
+        }
+        p.allowed_selectors = std::move(list);
+    });
+    if_set(n, "approval_ttl_ms", [&](auto& v) {
+        p.approval_ttl = Millis(r.integer(v, path + ".approval_ttl_ms", 1'000, 30ull * 86'400'000));
+    });
+}
+
 void read_accounts(const Reader& r, const YAML::Node& n, const std::string& path,
                    std::vector<AccountConfig>& out) {
     if (!n.IsSequence()) r.fail(n, path, "must be a list of {address, signer}");
     for (std::size_t i = 0; i < n.size(); ++i) {
         const std::string p = fmt::format("{}[{}]", path, i);
-        r.check_keys(n[i], p,
-                     {"address", "signer", "max_fee_per_gas_gwei", "max_priority_fee_gwei"});
+        r.check_keys(
+            n[i], p,
+            {"address", "signer", "max_fee_per_gas_gwei", "max_priority_fee_gwei", "policy"});
         AccountConfig a;
         if (!n[i]["address"].IsDefined()) r.fail(n[i], p + ".address", "is required");
         if (!n[i]["signer"].IsDefined()) r.fail(n[i], p + ".signer", "is required");
@@ -159,6 +206,8 @@ void read_accounts(const Reader& r, const YAML::Node& n, const std::string& path
         if_set(n[i], "max_priority_fee_gwei", [&](auto& v) {
             a.max_priority_fee_gwei = r.integer(v, p + ".max_priority_fee_gwei", 0, 1'000'000);
         });
+        if_set(n[i], "policy",
+               [&](auto& v) { read_policy(r, v, p + ".policy", a.policy.emplace()); });
         for (const auto& other : out)
             if (other.address == a.address)
                 r.fail(n[i]["address"], p + ".address",
@@ -249,7 +298,7 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
 void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, ChainConfig& c) {
     r.check_keys(n, path,
                  {"name", "chain_id", "health", "failover", "methods", "logs", "reorgs", "cache",
-                  "tx", "accounts", "upstreams"});
+                  "tx", "accounts", "policy", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
     c.name = r.scalar(name, path + ".name");
@@ -271,6 +320,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
     if_set(n, "cache", [&](auto& v) { read_cache(r, v, path + ".cache", c.cache); });
     if_set(n, "tx", [&](auto& v) { read_tx(r, v, path + ".tx", c.tx); });
     if_set(n, "accounts", [&](auto& v) { read_accounts(r, v, path + ".accounts", c.accounts); });
+    if_set(n, "policy", [&](auto& v) { read_policy(r, v, path + ".policy", c.policy.emplace()); });
 
     const YAML::Node ups = n["upstreams"];
     if (!ups.IsDefined() || ups.IsNull()) r.fail(n, path + ".upstreams", "is required");

@@ -3,88 +3,55 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdint>
+#include <stdexcept>
 
 namespace gateway::txm {
+
+using eth::add_wei;
+using eth::compare_wei;
+using eth::to_decimal;
+
 namespace {
 
-std::span<const std::uint8_t> trimmed(std::span<const std::uint8_t> v) {
-    std::size_t skip = 0;
-    while (skip < v.size() && v[skip] == 0) ++skip;
-    return v.subspan(skip);
+bool trimmed_empty(std::span<const std::uint8_t> v) {
+    return std::all_of(v.begin(), v.end(), [](std::uint8_t b) { return b == 0; });
 }
 
 }  // namespace
 
-std::optional<eth::Bytes> parse_wei(std::string_view decimal) {
-    if (decimal.empty() || decimal.size() > 78) return std::nullopt;
-    // Little-endian base-256 digits while reading: each decimal digit multiplies by 10 and adds.
-    std::vector<std::uint8_t> le;
-    for (char c : decimal) {
-        if (c < '0' || c > '9') return std::nullopt;
-        unsigned carry = static_cast<unsigned>(c - '0');
-        for (auto& byte : le) {
-            const unsigned v = byte * 10u + carry;
-            byte = static_cast<std::uint8_t>(v & 0xff);
-            carry = v >> 8;
+PolicyRules PolicyRules::from(const config::PolicyConfig& config) {
+    // Validated when the config was read: what does not parse here cannot come.
+    const auto wei = [](const std::string& text) {
+        auto v = eth::parse_wei(text);
+        if (!v) throw std::invalid_argument("policy: not an amount of wei: " + text);
+        return *v;
+    };
+    PolicyRules rules;
+    if (config.max_value_wei) rules.max_value = wei(*config.max_value_wei);
+    if (config.daily_value_wei) rules.daily_value = wei(*config.daily_value_wei);
+    if (config.allowed_to) {
+        rules.allowed_to.emplace();
+        for (const auto& text : *config.allowed_to) {
+            const auto bytes = eth::from_hex(text);
+            if (!bytes || bytes->size() != 20)
+                throw std::invalid_argument("policy: not an address: " + text);
+            eth::Address a;
+            std::copy(bytes->begin(), bytes->end(), a.begin());
+            rules.allowed_to->push_back(a);
         }
-        while (carry) {
-            le.push_back(static_cast<std::uint8_t>(carry & 0xff));
-            carry >>= 8;
+    }
+    if (config.allowed_selectors) {
+        rules.allowed_selectors.emplace();
+        for (const auto& text : *config.allowed_selectors) {
+            const auto bytes = eth::from_hex(text);
+            if (!bytes || bytes->size() != 4)
+                throw std::invalid_argument("policy: not a selector: " + text);
+            Selector sel{};
+            std::copy(bytes->begin(), bytes->end(), sel.begin());
+            rules.allowed_selectors->push_back(sel);
         }
-        if (le.size() > 32) return std::nullopt;
     }
-    while (!le.empty() && le.back() == 0) le.pop_back();
-    return eth::Bytes(le.rbegin(), le.rend());
-}
-
-std::string to_decimal(std::span<const std::uint8_t> big_endian) {
-    const auto value = trimmed(big_endian);
-    std::vector<std::uint8_t> n(value.begin(), value.end());
-    std::string digits;
-    // Divides by 10 again and again, keeping the remainders.
-    while (!n.empty()) {
-        unsigned rem = 0;
-        std::vector<std::uint8_t> q;
-        for (std::uint8_t byte : n) {
-            const unsigned cur = (rem << 8) | byte;
-            const auto d = static_cast<std::uint8_t>(cur / 10);
-            rem = cur % 10;
-            if (!q.empty() || d) q.push_back(d);
-        }
-        digits.push_back(static_cast<char>('0' + rem));
-        n = std::move(q);
-    }
-    if (digits.empty()) return "0";
-    std::reverse(digits.begin(), digits.end());
-    return digits;
-}
-
-std::optional<eth::Bytes> add_wei(std::span<const std::uint8_t> a,
-                                  std::span<const std::uint8_t> b) {
-    a = trimmed(a);
-    b = trimmed(b);
-    eth::Bytes out(std::max(a.size(), b.size()) + 1, 0);
-    unsigned carry = 0;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        unsigned v = carry;
-        if (i < a.size()) v += a[a.size() - 1 - i];
-        if (i < b.size()) v += b[b.size() - 1 - i];
-        out[out.size() - 1 - i] = static_cast<std::uint8_t>(v & 0xff);
-        carry = v >> 8;
-    }
-    const auto t = trimmed(out);
-    if (t.size() > 32) return std::nullopt;
-    return eth::Bytes(t.begin(), t.end());
-}
-
-int compare_wei(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) {
-    a = trimmed(a);
-    b = trimmed(b);
-    if (a.size() != b.size()) return a.size() < b.size() ? -1 : 1;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
-    return 0;
+    return rules;
 }
 
 std::optional<PolicyHold> check_policy(const PolicyRules& rules, const Request& request,
@@ -93,7 +60,8 @@ std::optional<PolicyHold> check_policy(const PolicyRules& rules, const Request& 
         return PolicyHold{"max_value_wei",
                           fmt::format("it moves {} wei, above max_value_wei {}",
                                       to_decimal(request.value), to_decimal(*rules.max_value))};
-    if (rules.daily_value) {
+    // A transaction that moves nothing cannot take the day's sum over.
+    if (rules.daily_value && !trimmed_empty(request.value)) {
         const auto total = add_wei(spent_today, request.value);
         if (!total || compare_wei(*total, *rules.daily_value) > 0)
             return PolicyHold{

@@ -603,6 +603,68 @@ chains:
                 HasSubstr("chains[0].tx.fee.bump_percent: 5 is out of range [10, 1000]"));
 }
 
+// Catalog row C2: a chain's policy, and a sender's own in its place.
+TEST(Config, PolicyRulesForTheChainAndASender) {
+    const Config c = parse(R"(
+signers:
+  - {id: hot, type: local, key_env: HOT_KEY}
+chains:
+  - name: devnet
+    chain_id: 31337
+    policy:
+      max_value_wei: "1000000000000000000"
+      daily_value_wei: "5000000000000000000"
+      allowed_to: ["0x000000000000000000000000000000000000dEaD"]
+      allowed_selectors: ["0xA9059CBB"]
+      approval_ttl_ms: 3600000
+    accounts:
+      - {address: "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266", signer: hot, policy: {max_value_wei: "0"}}
+      - {address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", signer: hot}
+    upstreams:
+      - {id: node-a, url: "http://127.0.0.1:18545"}
+)");
+    const auto& chain = c.chains[0];
+    ASSERT_TRUE(chain.policy);
+    EXPECT_EQ(chain.policy->max_value_wei, "1000000000000000000");
+    EXPECT_EQ(chain.policy->daily_value_wei, "5000000000000000000");
+    EXPECT_EQ(chain.policy->allowed_to,
+              (std::vector<std::string>{"0x000000000000000000000000000000000000dead"}));
+    EXPECT_EQ(chain.policy->allowed_selectors, (std::vector<std::string>{"0xa9059cbb"}));
+    EXPECT_EQ(chain.policy->approval_ttl, std::chrono::milliseconds(3'600'000));
+    // The sender's own rules replace the chain's whole: nothing of the chain's is merged in.
+    ASSERT_TRUE(chain.accounts[0].policy);
+    EXPECT_EQ(chain.accounts[0].policy->max_value_wei, "0");
+    EXPECT_FALSE(chain.accounts[0].policy->daily_value_wei);
+    EXPECT_FALSE(chain.accounts[0].policy->allowed_to);
+    EXPECT_EQ(chain.accounts[0].policy->approval_ttl, std::chrono::milliseconds(86'400'000));
+    EXPECT_FALSE(chain.accounts[1].policy);
+    EXPECT_FALSE(parse(kMinimal).chains[0].policy);
+
+    const auto with_policy = [](const std::string& policy) {
+        return "chains:\n  - name: devnet\n    chain_id: 1\n    policy: " + policy +
+               "\n    upstreams: [{id: a, url: \"http://127.0.0.1:1\"}]\n";
+    };
+    EXPECT_THAT(error_of(with_policy("{max_value_wei: \"1e18\"}")),
+                HasSubstr("chains[0].policy.max_value_wei: '1e18' is not an amount of wei"));
+    EXPECT_THAT(error_of(with_policy("{daily_value_wei: \"-1\"}")),
+                HasSubstr("is not an amount of wei"));
+    EXPECT_THAT(error_of(with_policy(
+                    "{max_value_wei: \"115792089237316195423570985008687907853269984665640564039457"
+                    "584007913129639936\"}")),
+                HasSubstr("at most 2^256 - 1"));
+    EXPECT_THAT(error_of(with_policy("{allowed_to: [\"0x1234\"]}")),
+                HasSubstr("chains[0].policy.allowed_to[0]"));
+    EXPECT_THAT(
+        error_of(with_policy("{allowed_to: \"0x000000000000000000000000000000000000dead\"}")),
+        HasSubstr("must be a list of addresses"));
+    EXPECT_THAT(error_of(with_policy("{allowed_selectors: [\"transfer(address,uint256)\"]}")),
+                HasSubstr("is not a function selector"));
+    EXPECT_THAT(error_of(with_policy("{approval_ttl_ms: 10}")), HasSubstr("out of range"));
+    // The outside policy service is not built: its key is refused, not ignored.
+    EXPECT_THAT(error_of(with_policy("{service: {url: \"http://policy/\"}}")),
+                HasSubstr("chains[0].policy.service: unknown key"));
+}
+
 TEST(Config, TheShippedFilesAreValid) {
     // config/example.yaml shows every key; it must stay loadable as the code changes.
     const auto env = [](std::string_view name) -> std::optional<std::string> {

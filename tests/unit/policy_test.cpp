@@ -8,6 +8,10 @@
 namespace gateway::txm {
 namespace {
 
+using eth::add_wei;
+using eth::compare_wei;
+using eth::parse_wei;
+using eth::to_decimal;
 using ::testing::HasSubstr;
 
 const std::string kMax256 =
@@ -103,6 +107,26 @@ TEST(Policy, TheDailySumCountsWhatWasMovedBefore) {
     // A sum past 2^256 is held, not wrapped around.
     rules.daily_value = eth::Bytes(32, 0xff);
     EXPECT_TRUE(check_policy(rules, transfer("2"), eth::Bytes(32, 0xff)));
+    // A transaction that moves nothing is not held by a day whose sum is over the limit already
+    // (approvals can take it there): it cannot add to it.
+    rules.daily_value = wei("1");
+    EXPECT_FALSE(check_policy(rules, transfer("0"), wei("5")));
+    EXPECT_TRUE(check_policy(rules, transfer("1"), wei("5")));
+}
+
+TEST(Policy, TheConfigsRulesAreReadIntoBytes) {
+    config::PolicyConfig config;
+    config.max_value_wei = "256";
+    config.allowed_to = std::vector<std::string>{"0x000000000000000000000000000000000000dead"};
+    config.allowed_selectors = std::vector<std::string>{"0xa9059cbb"};
+    const PolicyRules rules = PolicyRules::from(config);
+    EXPECT_EQ(rules.max_value, (eth::Bytes{0x01, 0x00}));
+    EXPECT_FALSE(rules.daily_value);
+    ASSERT_TRUE(rules.allowed_to);
+    EXPECT_EQ(eth::to_hex(rules.allowed_to->at(0)), "0x000000000000000000000000000000000000dead");
+    ASSERT_TRUE(rules.allowed_selectors);
+    EXPECT_EQ(rules.allowed_selectors->at(0), (Selector{0xa9, 0x05, 0x9c, 0xbb}));
+    EXPECT_FALSE(PolicyRules::from(config::PolicyConfig{}).allowed_to);
 }
 
 TEST(Policy, OnlyListedRecipientsAndNoContractCreation) {

@@ -184,6 +184,17 @@ struct TxConfig {
     RetryConfig retry;
 };
 
+/// The rules a managed sender's transactions must keep to (catalog row C2), checked before a nonce
+/// is taken: a transaction that breaks one is held (PENDING_APPROVAL) until an operator approves
+/// or rejects it, or approval_ttl passes. An unset rule allows everything.
+struct PolicyConfig {
+    std::optional<std::string> max_value_wei;                   ///< decimal wei, at most 2^256 - 1
+    std::optional<std::string> daily_value_wei;                 ///< per sender, the last 24 hours
+    std::optional<std::vector<std::string>> allowed_to;         ///< lowercase addresses
+    std::optional<std::vector<std::string>> allowed_selectors;  ///< "0x" and 8 lowercase hex
+    Millis approval_ttl{86'400'000};  ///< a held transaction is CANCELLED after this long
+};
+
 /// A sender whose transactions the gateway builds and signs (eth_sendTransaction).
 struct AccountConfig {
     std::string address;  ///< 0x-prefixed, lowercase after loading
@@ -191,6 +202,8 @@ struct AccountConfig {
     /// This sender's own caps, below the chain's (tx.fee); unset: the chain's.
     std::optional<std::uint64_t> max_fee_per_gas_gwei;
     std::optional<std::uint64_t> max_priority_fee_gwei;
+    /// This sender's rules, in place of the chain's (not merged with them); unset: the chain's.
+    std::optional<PolicyConfig> policy;
 };
 
 /// One signer. Which fields apply depends on `type`:
@@ -235,6 +248,7 @@ struct ChainConfig {
     CacheConfig cache;
     TxConfig tx;
     std::vector<AccountConfig> accounts;  ///< managed senders (eth_sendTransaction)
+    std::optional<PolicyConfig> policy;   ///< every managed sender's, unless it has its own
     std::vector<UpstreamConfig> upstreams;
 };
 
