@@ -100,6 +100,54 @@ boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_
     co_return not_found_managed(key);
 }
 
+// POST /admin/approvals/<id>/approve or /reject, with {"by": "...", "reason": "..."}: `by` (who
+// decides) is required, for the transaction's history.
+boost::asio::awaitable<http::Response> AdminHandler::decide(std::string_view rest,
+                                                            const std::string& body) const {
+    const auto slash = rest.rfind('/');
+    const std::string_view id = slash == std::string_view::npos ? rest : rest.substr(0, slash);
+    const std::string_view action =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (action != "approve" && action != "reject")
+        co_return error_json(404, "use POST /admin/approvals/<id>/approve or /reject");
+    json::error_code ec;
+    json::value v = json::parse(body, ec);
+    const json::object* o = ec ? nullptr : v.if_object();
+    const json::value* by = o ? o->if_contains("by") : nullptr;
+    const json::value* reason = o ? o->if_contains("reason") : nullptr;
+    const auto printable = [](std::string_view text) {
+        return std::none_of(text.begin(), text.end(),
+                            [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+    };
+    if (!by || !by->is_string() || by->as_string().empty() || by->as_string().size() > 128 ||
+        !printable(by->as_string()) || (reason && !reason->is_string()) ||
+        (reason && (reason->as_string().size() > 1000 || !printable(reason->as_string()))))
+        co_return error_json(400,
+                             "the body must be {\"by\": \"<who decides, 1-128 characters>\", "
+                             "\"reason\": \"<optional, up to 1000 characters>\"}, without "
+                             "control characters");
+    const std::string who(by->as_string());
+    std::string why;
+    if (reason) why = std::string(reason->as_string());
+    const std::string key = util::lower(id);
+    for (auto* m : managed_) {
+        txm::ActionResult a = co_await m->decide(key, action == "approve", who, why);
+        if (a.outcome != txm::ActionResult::Outcome::not_found)
+            co_return json_response(status_of(a.outcome), a.body);
+    }
+    co_return not_found_managed(key);
+}
+
+// GET /admin/approvals: the managed transactions held by their sender's policy, every chain's.
+http::Response AdminHandler::approvals() const {
+    json::array list;
+    for (auto* m : managed_)
+        for (auto& held : m->approvals()) list.push_back(std::move(held));
+    json::object body;
+    body["approvals"] = std::move(list);
+    return json_response(200, body);
+}
+
 // POST /admin/senders/<address>/resync.
 boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view rest) const {
     constexpr std::string_view kSuffix = "/resync";
@@ -222,7 +270,8 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
                     co_return json_response(
                         400, json::object{{"error",
                                            "state must be one of QUEUED, BROADCASTING, "
-                                           "CONFIRMING, COMPLETED, FAILED, DEAD_LETTER"}});
+                                           "CONFIRMING, COMPLETED, FAILED, DEAD_LETTER, "
+                                           "REPLACED"}});
             } else if (p.key == "limit") {
                 std::size_t asked = 0;
                 const auto* end = p.value.data() + p.value.size();
@@ -430,7 +479,10 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     constexpr std::string_view kTransactions = "/admin/transactions/";
     constexpr std::string_view kSenders = "/admin/senders/";
     constexpr std::string_view kSigners = "/admin/signers/";
+    constexpr std::string_view kApprovals = "/admin/approvals/";
     if (request.method == "POST") {
+        if (path.substr(0, kApprovals.size()) == kApprovals)
+            co_return co_await decide(path.substr(kApprovals.size()), request.body);
         if (path.substr(0, kTransactions.size()) == kTransactions)
             co_return co_await managed_action(path.substr(kTransactions.size()));
         if (path.substr(0, kSenders.size()) == kSenders)
@@ -445,6 +497,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/admin/upstreams") co_return upstreams();
     if (path == "/admin/signers") co_return signers();
     if (path == "/admin/chains") co_return chains_view();
+    if (path == "/admin/approvals") co_return approvals();
     if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
         // The pool's gauges as of now, not as of the last probe.
@@ -459,13 +512,14 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
         404, json::object{
                  {"error", "not found"},
                  {"endpoints",
-                  json::array{"/healthz", "/readyz", "/metrics", "/admin/upstreams",
-                              "/admin/upstreams/<id>/cordon", "/admin/upstreams/<id>/uncordon",
-                              "/admin/transactions?state=&limit=", "/admin/transactions/<hash|id>",
-                              "POST /admin/transactions/<id>/retry",
-                              "POST /admin/transactions/<id>/cancel",
-                              "POST /admin/senders/<address>/resync", "/admin/signers",
-                              "/admin/chains", "POST /admin/signers/<id>/faults"}}});
+                  json::array{
+                      "/healthz", "/readyz", "/metrics", "/admin/upstreams",
+                      "/admin/upstreams/<id>/cordon", "/admin/upstreams/<id>/uncordon",
+                      "/admin/transactions?state=&limit=", "/admin/transactions/<hash|id>",
+                      "POST /admin/transactions/<id>/retry", "POST /admin/transactions/<id>/cancel",
+                      "POST /admin/senders/<address>/resync", "/admin/signers", "/admin/chains",
+                      "POST /admin/signers/<id>/faults", "/admin/approvals",
+                      "POST /admin/approvals/<id>/approve", "POST /admin/approvals/<id>/reject"}}});
 }
 
 }  // namespace gateway::admin

@@ -223,6 +223,10 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& managed = counter(
         registry, "gateway_managed_transactions_total",
         "Managed transactions (eth_sendTransaction) entering each state, by chain and state");
+    prom::Family<prom::Counter>& approvals =
+        counter(registry, "gateway_managed_approvals_total",
+                "Managed transactions held by the sender's policy and what became of them, by "
+                "chain and outcome (held, approved, rejected, expired)");
     prom::Family<prom::Counter>& signing =
         counter(registry, "gateway_signing_requests_total",
                 "Signing requests to custody, by signer and outcome (signed, unavailable, refused, "
@@ -413,6 +417,10 @@ void Metrics::count_reorg(std::string_view chain, std::uint64_t depth) {
 
 void Metrics::count_managed(std::string_view chain, std::string_view state) {
     impl_->managed.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
+}
+
+void Metrics::count_approval(std::string_view chain, std::string_view outcome) {
+    impl_->approvals.Add({{"chain", s(chain)}, {"outcome", s(outcome)}}).Increment();
 }
 
 void Metrics::count_signing(std::string_view signer, std::string_view outcome) {

@@ -86,8 +86,16 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Forwa
                 min_cap(caps.max_priority_fee_per_gas, *account.max_priority_fee_gwei * kGwei);
         const auto timeout = sign_timeouts.count(address) ? sign_timeouts.at(address)
                                                           : std::chrono::milliseconds(10'000);
-        senders_.emplace(
-            address, std::make_shared<Sender>(address, a, it->second, timeout, caps, executor_));
+        // The sender's own rules replace the chain's whole.
+        const auto& policy = account.policy ? account.policy : config_.policy;
+        std::optional<PolicyRules> rules;
+        std::chrono::milliseconds ttl(86'400'000);
+        if (policy) {
+            rules = PolicyRules::from(*policy);
+            ttl = policy->approval_ttl;
+        }
+        senders_.emplace(address, std::make_shared<Sender>(address, a, it->second, timeout, caps,
+                                                           std::move(rules), ttl, executor_));
     }
 }
 
@@ -173,15 +181,18 @@ void ManagedSenders::wait(Tx& tx, std::string reason) {
 asio::awaitable<bool> ManagedSenders::load() {
     std::vector<store::ManagedRecord> records;
     std::map<std::string, std::vector<store::TxRecord>> attempts;
-    std::set<std::string> cancels;  // ids an operator asked to cancel
+    std::set<std::string> cancels;                   // ids an operator asked to cancel
+    std::map<std::string, std::int64_t> held_since;  // ids held by the policy: since when
     std::vector<store::ManagedRef> reopened;
     store::JournalService::Operation op = [&](store::ManagedJournal& j) {
         reopened = j.reopened_managed();
         for (auto& r : j.unfinished_managed())
             if (r.chain == config_.name) {
                 attempts[r.id] = j.attempts(r.id);
-                for (const auto& ev : j.managed_history(r.id))
+                for (const auto& ev : j.managed_history(r.id)) {
                     if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
+                    if (ev.state == TxState::pending_approval) held_since[r.id] = ev.at_ms;
+                }
                 records.push_back(std::move(r));
             }
     };
@@ -199,8 +210,7 @@ asio::awaitable<bool> ManagedSenders::load() {
         for (auto& r : records) {
             if (by_id_.count(r.id)) continue;
             Sender* s = sender_of(r.sender);
-            const bool has_nonce =
-                r.nonce && r.state != TxState::queued && r.state != TxState::preparing;
+            const bool has_nonce = r.nonce && !has_no_nonce(r.state);
             auto parsed = parse_stored(r.request, config_.chain_id);
             if (!s || std::holds_alternative<std::string>(parsed)) {
                 std::string why = "the sender is no longer configured";
@@ -223,6 +233,10 @@ asio::awaitable<bool> ManagedSenders::load() {
             if (has_nonce) adopt_attempts(*tx, *s, attempts[tx->rec.id]);
             if (tx->rec.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
             if (cancels.count(tx->rec.id)) tx->cancel_requested = true;
+            if (tx->rec.state == TxState::pending_approval) {
+                const auto since = held_since.find(tx->rec.id);
+                hold(*tx, *s, since == held_since.end() ? tx->rec.updated_ms : since->second);
+            }
             s->txs.push_back(tx);
             by_id_[tx->rec.id] = tx;
         }
@@ -268,7 +282,7 @@ void ManagedSenders::reopen(std::string id, std::string_view sender) {
 
 asio::awaitable<void> ManagedSenders::reopen_owned(Sender* s, std::string id) {
     co_await acquire(*s);
-    Release<Sender> hold(*s);
+    Release<Sender> release(*s);
     if (auto held = find(id)) {
         // Still held and unfinished: follow() sees its attempt reopened. Finished this round
         // (not yet let go): let go now, and reopened from its record.

@@ -4,6 +4,8 @@
 #include "gateway/txm/managed.hpp"
 #include "managed_internal.hpp"
 
+#include "gateway/metrics/metrics.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -85,7 +87,7 @@ asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
 
 asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::ManagedRecord rec) {
     co_await acquire(*s);
-    Release<Sender> hold(*s);
+    Release<Sender> release(*s);
     if (find(rec.id))
         co_return admin_error(Outcome::conflict, rec.id + " is being retried already");
     auto parsed = parse_stored(rec.request, config_.chain_id);
@@ -99,21 +101,47 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
         s->txs.push_back(tx);
         by_id_[rec.id] = tx;
     }
-    const bool ok =
-        co_await update(tx, TxState::queued, "retried by an operator: a new nonce, gas and fees");
-    if (!ok) {
+    // The policy again: what it let through then may break a rule now (the day's sum).
+    const std::int64_t now = unix_ms();
+    store::ManagedUpdate u{rec.id, TxState::queued,
+                           "retried by an operator: a new nonce, gas and fees", now};
+    u.set_spend = true;
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        if (auto held = judge(j, *s, tx->req, rec.id, now)) {
+            u.state = TxState::pending_approval;
+            u.reason = "retried by an operator, and " + *held;
+        } else {
+            u.spend_ms = now;
+        }
+        j.update_managed(u);
+    };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
         std::lock_guard lock(mu_);
         std::erase(s->txs, tx);
         by_id_.erase(rec.id);
-        co_return admin_error(Outcome::unavailable, "the journal cannot be written");
+        co_return admin_error(Outcome::unavailable,
+                              fmt::format("the journal cannot be written: {}", kept.error()));
     }
+    const bool held = u.state == TxState::pending_approval;
+    if (held) hold(*tx, *s, now);
+    spdlog::warn("chain {}: {} (sender {}): {} -> {}: {}", config_.name, rec.id, s->address,
+                 store::to_string(rec.state), store::to_string(u.state), u.reason);
     {
         std::lock_guard lock(mu_);
+        tx->rec.state = u.state;
+        tx->rec.reason = u.reason;
+        tx->rec.updated_ms = now;
+        tx->rec.spend_ms = u.spend_ms;
         tx->rec.nonce.reset();
         tx->rec.hash.reset();
     }
+    if (metrics_) {
+        metrics_->count_managed(config_.name, store::to_string(u.state));
+        if (held) metrics_->count_approval(config_.name, "held");
+    }
     wake(*s);
-    co_return admin_state(Outcome::done, rec.id, "QUEUED");
+    co_return admin_state(Outcome::done, rec.id, store::to_string(u.state));
 }
 
 asio::awaitable<ActionResult> ManagedSenders::cancel(std::string id) {
@@ -135,7 +163,7 @@ asio::awaitable<ActionResult> ManagedSenders::cancel(std::string id) {
 
 asio::awaitable<ActionResult> ManagedSenders::cancel_owned(Sender* s, std::shared_ptr<Tx> tx) {
     co_await acquire(*s);
-    Release<Sender> hold(*s);
+    Release<Sender> release(*s);
     TxState st;
     {
         std::lock_guard lock(mu_);
@@ -146,7 +174,7 @@ asio::awaitable<ActionResult> ManagedSenders::cancel_owned(Sender* s, std::share
                               fmt::format("{} is {} already", tx->rec.id, store::to_string(st)));
     if (st == TxState::confirming)
         co_return admin_error(Outcome::conflict, tx->rec.id + " is mined already (CONFIRMING)");
-    if (st == TxState::queued || st == TxState::preparing) {
+    if (has_no_nonce(st)) {
         co_await finish(*s, tx, TxState::cancelled,
                         "cancelled by an operator before it had a nonce");
         co_return admin_state(Outcome::done, tx->rec.id, "CANCELLED");
@@ -181,7 +209,7 @@ asio::awaitable<ActionResult> ManagedSenders::resync(std::string address) {
 
 asio::awaitable<ActionResult> ManagedSenders::resync_owned(Sender* s) {
     co_await acquire(*s);
-    Release<Sender> hold(*s);
+    Release<Sender> release(*s);
     auto pending = co_await nonce_count(s->address, "pending");
     auto latest = co_await nonce_count(s->address, "latest");
     if (!pending || !latest)
@@ -190,8 +218,7 @@ asio::awaitable<ActionResult> ManagedSenders::resync_owned(Sender* s) {
     {
         std::lock_guard lock(mu_);
         for (const auto& tx : s->txs)
-            if (tx->rec.nonce && tx->rec.state != TxState::queued &&
-                tx->rec.state != TxState::preparing)
+            if (tx->rec.nonce && !has_no_nonce(tx->rec.state))
                 held_max = std::max(held_max.value_or(0), *tx->rec.nonce);
     }
     std::uint64_t next = *pending;

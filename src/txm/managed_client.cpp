@@ -44,9 +44,8 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
     o["request"] = ec ? json::value(r.request) : std::move(request);
     o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
     if (!r.client.empty()) o["client"] = r.client;
-    o["nonce"] = r.nonce && r.state != TxState::queued && r.state != TxState::preparing
-                     ? json::value(eth::to_quantity(*r.nonce))
-                     : json::value(nullptr);
+    o["nonce"] = r.nonce && !has_no_nonce(r.state) ? json::value(eth::to_quantity(*r.nonce))
+                                                   : json::value(nullptr);
     o["hash"] = r.hash ? json::value(*r.hash) : nullptr;
     if (attempts) {
         json::array list;
@@ -140,6 +139,8 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     rec.state = TxState::queued;
     rec.reason = "received";
     rec.created_ms = rec.updated_ms = unix_ms();
+    const Request& req = std::get<Request>(parsed);
+    rec.value = req.value;
 
     std::shared_ptr<Tx> tx;
     {
@@ -158,6 +159,17 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     bool inserted = false;
     auto inserted_here = std::make_shared<bool>(false);
     store::JournalService::Operation op = [&, inserted_here](store::ManagedJournal& j) {
+        // The policy first, in the operation that records the transaction: the daily sum it
+        // reads is the one the insert adds to.
+        if (auto held = judge(j, *s, req, rec.id, rec.created_ms)) {
+            rec.state = TxState::pending_approval;
+            rec.reason = std::move(*held);
+            rec.spend_ms.reset();
+        } else {
+            rec.state = TxState::queued;
+            rec.reason = "received";
+            rec.spend_ms = rec.created_ms;
+        }
         std::tie(existing, inserted) = j.insert_managed(rec);
         *inserted_here = inserted;
     };
@@ -206,15 +218,22 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         tx = std::make_shared<Tx>();
         tx->rec = rec;
         tx->req = std::move(std::get<Request>(parsed));
+        const bool held = rec.state == TxState::pending_approval;
+        if (held) hold(*tx, *s, rec.created_ms);
         {
             std::lock_guard lock(mu_);
             s->txs.push_back(tx);
             by_id_[rec.id] = tx;
         }
-        if (metrics_) metrics_->count_managed(config_.name, "QUEUED");
-        spdlog::info("chain {}: {} from {} queued{}", config_.name, rec.id, s->address,
-                     rec.idempotency_key ? " (with an idempotency key)" : "");
-        wake(*s);
+        if (metrics_) metrics_->count_managed(config_.name, store::to_string(rec.state));
+        if (held) {
+            if (metrics_) metrics_->count_approval(config_.name, "held");
+            spdlog::warn("chain {}: {} from {}: {}", config_.name, rec.id, s->address, rec.reason);
+        } else {
+            spdlog::info("chain {}: {} from {} queued{}", config_.name, rec.id, s->address,
+                         rec.idempotency_key ? " (with an idempotency key)" : "");
+            wake(*s);
+        }
     }
 
     const auto snapshot = [&] {
@@ -263,6 +282,17 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
             }
             if (tx->rec.hash) {
                 out.reply = jsonrpc::Reply::success(json::serialize(json::value(*tx->rec.hash)));
+                co_return out;
+            }
+            if (st == TxState::pending_approval) {
+                // No hash until a person decides: the client is told now, not at its deadline.
+                out.queued = true;
+                out.reply = error_reply(
+                    kServerError,
+                    fmt::format("transaction {} is held for an operator's approval: {}; follow it "
+                                "with gateway_getTransaction(\"{}\")",
+                                tx->rec.id, tx->rec.reason, tx->rec.id),
+                    json::value(snapshot()));
                 co_return out;
             }
             if (store::is_final(st)) {

@@ -10,6 +10,7 @@
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/fees.hpp"
+#include "gateway/txm/policy.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -64,6 +65,13 @@ using detail::error_reply;
 using detail::journal_unavailable;
 using detail::journal_unreadable;
 using detail::journal_unwritable;
+
+// Whether a managed transaction in `state` has no nonce of its own yet (one it took before, on an
+// earlier try, is given back or replaced when it takes one).
+inline bool has_no_nonce(TxState state) {
+    return state == TxState::queued || state == TxState::preparing ||
+           state == TxState::pending_approval;
+}
 
 inline bool is_revert(const jsonrpc::Error& e) {
     return e.code == 3 || util::lower(e.message).find("revert") != std::string::npos;
@@ -132,16 +140,22 @@ struct ManagedSenders::Tx {
     bool at_cap = false;
     bool cancel_requested = false;
     std::optional<std::string> cancel_hash;  // the first self-send that cancels it
+    // Held by the policy (PENDING_APPROVAL): since when (Unix ms), and until when on clock_.
+    std::int64_t held_since_ms = 0;
+    Clock::time_point approval_deadline{};
 };
 
 struct ManagedSenders::Sender {
     Sender(std::string a, const eth::Address& bytes, custody::Signer* sg,
-           std::chrono::milliseconds timeout, FeeCaps c, asio::any_io_executor ex)
+           std::chrono::milliseconds timeout, FeeCaps c, std::optional<PolicyRules> p,
+           std::chrono::milliseconds ttl, asio::any_io_executor ex)
         : address(std::move(a)),
           addr(bytes),
           signer(sg),
           sign_timeout(timeout),
           caps(c),
+          policy(std::move(p)),
+          approval_ttl(ttl),
           strand(asio::make_strand(ex)),
           timer(strand) {}
     std::string address;  // lowercase hex
@@ -149,6 +163,8 @@ struct ManagedSenders::Sender {
     custody::Signer* signer;
     std::chrono::milliseconds sign_timeout;
     FeeCaps caps;
+    std::optional<PolicyRules> policy;  // unset: none; fixed after the constructor
+    std::chrono::milliseconds approval_ttl;
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
     std::atomic<bool> wake_pending{false};

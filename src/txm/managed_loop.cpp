@@ -56,7 +56,19 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
             st = tx->rec.state;
         }
         if (store::is_final(st)) continue;
-        if (tx->cancel_requested && (st == TxState::queued || st == TxState::preparing)) {
+        if (st == TxState::pending_approval) {
+            // Held by the policy, without a nonce: later transactions go on past it.
+            if (clock_.now() >= tx->approval_deadline) {
+                co_await finish(s, tx, TxState::cancelled,
+                                fmt::format("not approved within approval_ttl_ms ({} ms): "
+                                            "cancelled, never signed",
+                                            s.approval_ttl.count()));
+                if (metrics_ && store::is_final(tx->rec.state))
+                    metrics_->count_approval(config_.name, "expired");
+            }
+            continue;
+        }
+        if (tx->cancel_requested && has_no_nonce(st)) {
             co_await finish(s, tx, TxState::cancelled,
                             "cancelled by an operator before it had a nonce");
             continue;
@@ -129,8 +141,7 @@ asio::awaitable<void> ManagedSenders::step_failed(Sender& s, std::shared_ptr<Tx>
         st = tx->rec.state;
     }
     // With its nonce it is signed again; without, its nonce is still to take.
-    const TxState next =
-        tx->rec.nonce && st != TxState::queued && st != TxState::preparing ? TxState::signing : st;
+    const TxState next = tx->rec.nonce && !has_no_nonce(st) ? TxState::signing : st;
     spdlog::warn("chain {}: {}: {} (failure {} of {}; trying again in {} ms)", config_.name,
                  tx->rec.id, reason, tx->failures, max, delay.count());
     co_await update(tx, next,
@@ -154,7 +165,7 @@ asio::awaitable<void> ManagedSenders::finish(Sender& s, std::shared_ptr<Tx> tx, 
         nonce = tx->rec.nonce;
     }
     const bool releases = !nonce_used && state != TxState::completed && !tx->req.fills && nonce &&
-                          before != TxState::queued && before != TxState::preparing;
+                          !has_no_nonce(before);
     const auto attempts = static_cast<std::uint32_t>(tx->attempts.size());
     std::optional<Fees> outbid;
     if (tx->fees) outbid = bump(*tx->fees, config_.tx.fee.bump_percent, FeeCaps{}).fees;

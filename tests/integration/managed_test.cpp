@@ -55,8 +55,10 @@ protected:
     }
     virtual std::vector<std::string> anvil_args() const { return {}; }
 
-    // `tx` is the chain's tx section (flow style, without braces).
-    void start(const std::string& tx = "", const std::string& server = "") {
+    // `tx` is the chain's tx section (flow style, without braces); `policy` its policy (flow
+    // style, with braces).
+    void start(const std::string& tx = "", const std::string& server = "",
+               const std::string& policy = "") {
         const std::string signers = fmt::format(
             "signers:\n"
             "  - {{id: hot, type: local, key_file: \"{}/hot.key\"}}\n"
@@ -69,13 +71,15 @@ protected:
             "    health: {{interval_ms: 100, timeout_ms: 500}}\n"
             "    tx: {{confirmations: 1, poll_interval_ms: 100, rebroadcast_after_ms: 500, "
             "retry: {{max_attempts: 3, backoff_ms: 100}}{}{}}}\n"
+            "{}"
             "    accounts:\n"
             "      - {{address: \"{}\", signer: hot}}\n"
             "      - {{address: \"{}\", signer: custody}}\n"
             "      - {{address: \"{}\", signer: poor}}\n"
             "    upstreams:\n"
             "      - {{id: node, url: \"{}\", timeout_ms: 1000}}\n",
-            tx.empty() ? "" : ", ", tx, hot, stub, poor, node->url());
+            tx.empty() ? "" : ", ", tx, policy.empty() ? "" : "    policy: " + policy + "\n", hot,
+            stub, poor, node->url());
         run_gateway(std::make_unique<GatewayProcess>(dir, chains, server, "", signers));
         ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
     }
@@ -378,6 +382,40 @@ TEST_F(ManagedTest, E1_KillNineBetweenSigningAndBroadcastMinesItOnce) {
     EXPECT_EQ(chain_nonce(stub), 1u);
     EXPECT_EQ(managed(id).at("attempts").to_number<int>(), 1);
     EXPECT_EQ(str(managed(id).at("minedHash")), str(m.at("hash")));
+}
+
+// Catalog row C2 end to end: the gateway's policy holds a transaction before it takes a nonce; a
+// later one is mined meanwhile; the held one outlives a kill -9, and an operator's approval
+// through the admin API gets it mined on the next nonce.
+TEST_F(ManagedTest, C2_AHeldTransactionOutlivesAKillAndIsMinedOnceApproved) {
+    start("", "", "{max_value_wei: \"1\", approval_ttl_ms: 600000}");
+    const json::value held = call("eth_sendTransaction", tx_object(hot, "0x2"));
+    ASSERT_TRUE(held.as_object().contains("error")) << str(held);
+    EXPECT_THAT(str(held.at("error").at("message")), HasSubstr("held for an operator's approval"));
+    EXPECT_EQ(last.header("x-gateway-queued"), "true");
+    const std::string id = str(held.at("error").at("data").at("id"));
+    EXPECT_EQ(state_of(id), "PENDING_APPROVAL");
+
+    const std::string later = send_async(hot, "0x1");
+    ASSERT_TRUE(wait_state(later, "COMPLETED")) << str(managed(later));
+    EXPECT_EQ(mined_nonce(later), 0u);
+    EXPECT_THAT(http_get(gw->admin_port(), "/metrics").body,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",outcome=\"held\"} 1"));
+
+    kill_gateway();
+    start("", "", "{max_value_wei: \"1\", approval_ttl_ms: 600000}");
+    const json::value approvals = admin_get("/admin/approvals");
+    ASSERT_EQ(approvals.at("approvals").as_array().size(), 1u) << str(approvals);
+    EXPECT_EQ(str(approvals.at("approvals").at(0).at("id")), id);
+    EXPECT_EQ(admin_post("/admin/approvals/" + id + "/approve", "{}").status, 400u);
+    const HttpReply approved =
+        admin_post("/admin/approvals/" + id + "/approve", R"({"by": "alice", "reason": "ok"})");
+    ASSERT_EQ(approved.status, 200u) << approved.body;
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(mined_nonce(id), 1u);
+    EXPECT_EQ(chain_nonce(hot), 2u);
+    EXPECT_THAT(str(managed(id).at("history")), HasSubstr("approved by alice: ok"));
+    EXPECT_EQ(admin_post("/admin/approvals/" + id + "/reject", R"({"by": "bob"})").status, 409u);
 }
 
 TEST_F(ManagedTest, KillNineBetweenBroadcastAndReceiptMinesItOnce) {

@@ -10,6 +10,7 @@
 #include "gateway/store/store.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
+#include "gateway/util/clock.hpp"
 #include "support/io_thread.hpp"
 #include "support/mock_forwarder.hpp"
 #include "support/mock_signer.hpp"
@@ -53,15 +54,24 @@ inline boost::asio::awaitable<custody::Signed> sign_owned(
     co_return co_await signer.sign(tx, from, deadline);
 }
 
+/// What a test may change in a ManagedRig.
+struct RigOptions {
+    std::optional<config::PolicyConfig> policy;  ///< the chain's policy
+    const util::Clock* clock = nullptr;          ///< the senders' clock; unset: the real one
+    std::string dir;  ///< the journal's folder (another rig's, for a restart); unset: a new one
+    metrics::Metrics* metrics = nullptr;
+};
+
 /// Everything a chain's managed senders need, faked where it is a neighbour: the pool answers
 /// from a small chain that mines whatever is sent at block 0x10; the signer signs.
 class ManagedRig {
 public:
-    ManagedRig()
-        : keys_("keys", std::vector<eth::Bytes>{*eth::from_hex(kKey0)}),
-          journal_([dir = make_temp_dir("managed-senders")] {
+    explicit ManagedRig(RigOptions options = {})
+        : dir(options.dir.empty() ? make_temp_dir("managed-senders") : options.dir),
+          keys_("keys", std::vector<eth::Bytes>{*eth::from_hex(kKey0)}),
+          journal_([d = dir] {
               return std::unique_ptr<store::Journal>(
-                  store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}));
+                  store::open_store(config::StoreConfig{"sqlite", d + "/j.db"}));
           }) {
         using ::testing::_;
         auto& c = pool.chain_config;
@@ -72,6 +82,7 @@ public:
         c.tx.retry.max_attempts = kMaxAttempts;
         c.tx.retry.backoff = 2ms;
         c.accounts.push_back(config::AccountConfig{kManagedSender, "mock"});
+        c.policy = options.policy;
         ON_CALL(pool, ready()).WillByDefault(::testing::Return(true));
         ON_CALL(pool, head()).WillByDefault(::testing::Return(std::optional<std::uint64_t>(16)));
         ON_CALL(pool, forward(_, _, _, _, _))
@@ -97,7 +108,8 @@ public:
         senders_.emplace(pool.chain_config, pool, journal_, *txm_,
                          std::map<std::string, custody::Signer*>{{kManagedSender, &signer}},
                          std::map<std::string, std::chrono::milliseconds>{{kManagedSender, 2s}},
-                         nullptr, io.ioc.get_executor());
+                         options.metrics, io.ioc.get_executor(),
+                         options.clock ? *options.clock : util::SteadyClock::instance());
     }
     ~ManagedRig() { shutdown(); }
 
@@ -119,12 +131,13 @@ public:
         ASSERT_TRUE(wait_for([&] { return txm_->loaded() && senders_->loaded(); }));
     }
 
-    /// The params of eth_sendTransaction of 1 wei from the managed sender to 0x…dEaD.
-    static json::array request() {
+    /// The params of eth_sendTransaction of `value` wei (1 by default) from the managed sender to
+    /// 0x…dEaD.
+    static json::array request(std::string_view value = "0x1") {
         json::object tx;
         tx["from"] = kManagedSender;
         tx["to"] = "0x000000000000000000000000000000000000dEaD";
-        tx["value"] = "0x1";
+        tx["value"] = value;
         return json::array{tx};
     }
 
@@ -134,10 +147,10 @@ public:
         return io.run(senders_->send(request(), "", true, std::chrono::steady_clock::now() + 10s))
             .reply;
     }
-    /// gateway_sendTransaction: answered at once with the new transaction's id.
-    std::string send_queued() {
-        const auto r =
-            io.run(senders_->send(request(), "", false, std::chrono::steady_clock::now() + 10s));
+    /// gateway_sendTransaction of `value` wei: answered at once with the new transaction's id.
+    std::string send_queued(std::string_view value = "0x1") {
+        const auto r = io.run(
+            senders_->send(request(value), "", false, std::chrono::steady_clock::now() + 10s));
         EXPECT_FALSE(r.reply.is_error()) << r.reply.error.message;
         if (r.reply.is_error()) return "";
         return std::string(json::parse(*r.reply.result).at("id").as_string());
@@ -166,6 +179,7 @@ public:
         return sent_;
     }
 
+    const std::string dir;  ///< the journal's folder
     IoThread io;
     ::testing::NiceMock<MockForwarder> pool;
     ::testing::NiceMock<MockSigner> signer;

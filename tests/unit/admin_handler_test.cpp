@@ -26,7 +26,7 @@ namespace json = boost::json;
 
 class AdminHandlerTest : public ::testing::Test {
 protected:
-    AdminHandlerTest() {
+    explicit AdminHandlerTest(test::RigOptions options = {}) : rig(std::move(options)) {
         config::UpstreamConfig u;
         u.id = "node-a";
         u.url = "http://127.0.0.1:1";
@@ -155,7 +155,71 @@ TEST_F(AdminHandlerTest, AnUnknownPathListsTheEndpointsAndOtherMethodsAre405) {
     const Answer unknown = call("GET", "/admin/nothing");
     EXPECT_EQ(unknown.status, 404u);
     EXPECT_THAT(json::serialize(unknown.body), HasSubstr("/admin/transactions/<hash|id>"));
+    EXPECT_THAT(json::serialize(unknown.body), HasSubstr("POST /admin/approvals/<id>/approve"));
     EXPECT_EQ(call("DELETE", "/admin/upstreams").status, 405u);
+}
+
+// Catalog row C2 through the admin API: held transactions listed, decided by someone named.
+class AdminApprovalsTest : public AdminHandlerTest {
+protected:
+    AdminApprovalsTest() : AdminHandlerTest(options()) {}
+    static test::RigOptions options() {
+        config::PolicyConfig policy;
+        policy.max_value_wei = "0";
+        return test::RigOptions{policy};
+    }
+};
+
+TEST_F(AdminApprovalsTest, C2_HeldTransactionsAreListedAndApprovedOrRejectedBySomeoneNamed) {
+    rig.start();
+    const std::string first = rig.send_queued("0x1");
+    const std::string second = rig.send_queued("0x2");
+    const Answer listed = call("GET", "/admin/approvals");
+    ASSERT_EQ(listed.status, 200u);
+    const json::array& approvals = listed.body.at("approvals").as_array();
+    ASSERT_EQ(approvals.size(), 2u);
+    EXPECT_EQ(approvals[0].at("id").as_string(), first);
+    EXPECT_EQ(approvals[0].at("state").as_string(), "PENDING_APPROVAL");
+    EXPECT_THAT(std::string(approvals[0].at("reason").as_string()), HasSubstr("max_value_wei"));
+    EXPECT_EQ(approvals[1].at("request").at("value").as_string(), "0x2");
+
+    // Who decides is required, and the body is checked before anything changes.
+    const std::string approve = "/admin/approvals/" + first + "/approve";
+    for (const char* body : {"", "{}", "[]", "{\"by\": \"\"}", "{\"by\": 7}",
+                             "{\"by\": \"al\\nice\"}", "{\"by\": \"alice\", \"reason\": 3}"}) {
+        const Answer refused = call("POST", approve, body);
+        EXPECT_EQ(refused.status, 400u) << body;
+        EXPECT_THAT(error_of(refused), HasSubstr("\"by\"")) << body;
+    }
+    EXPECT_EQ(call("POST", "/admin/approvals/" + first + "/approve",
+                   "{\"by\": \"" + std::string(129, 'a') + "\"}")
+                  .status,
+              400u);
+    EXPECT_EQ(rig.describe(first).at("state").as_string(), "PENDING_APPROVAL");
+    EXPECT_EQ(call("POST", "/admin/approvals/" + first + "/maybe", "{\"by\": \"alice\"}").status,
+              404u);
+    EXPECT_EQ(
+        call("POST", "/admin/approvals/gtx-000000000000000000000000/approve", "{\"by\": \"alice\"}")
+            .status,
+        404u);
+
+    const Answer approved = call("POST", approve, R"({"by": "alice", "reason": "ticket 42"})");
+    ASSERT_EQ(approved.status, 200u) << json::serialize(approved.body);
+    EXPECT_EQ(approved.body.at("state").as_string(), "QUEUED");
+    const Answer rejected =
+        call("POST", "/admin/approvals/" + second + "/reject", R"({"by": "bob"})");
+    ASSERT_EQ(rejected.status, 200u) << json::serialize(rejected.body);
+    EXPECT_EQ(rejected.body.at("state").as_string(), "CANCELLED");
+    // Decided: a second decision is a conflict, and nothing is listed any more.
+    EXPECT_EQ(call("POST", approve, R"({"by": "carol"})").status, 409u);
+    EXPECT_TRUE(call("GET", "/admin/approvals").body.at("approvals").as_array().empty());
+    ASSERT_TRUE(test::ManagedRig::wait_for([&] {
+        const auto state = rig.describe(first).at("state").as_string();
+        return state == "CONFIRMING" || state == "COMPLETED";
+    })) << json::serialize(rig.describe(first));
+    EXPECT_THAT(json::serialize(rig.describe(first).at("history")),
+                HasSubstr("approved by alice: ticket 42"));
+    EXPECT_THAT(json::serialize(rig.describe(second).at("history")), HasSubstr("rejected by bob"));
 }
 
 }  // namespace

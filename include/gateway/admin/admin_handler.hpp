@@ -45,7 +45,7 @@ public:
                  const std::atomic<bool>* draining, store::JournalService* journal = nullptr);
 
     /// The managed senders of each chain and the signers, for /admin/transactions/<id>/retry,
-    /// /cancel, /admin/senders/<address>/resync and /admin/signers.
+    /// /cancel, /admin/senders/<address>/resync, /admin/approvals and /admin/signers.
     void set_managed(std::vector<txm::ManagedSenders*> managed,
                      std::vector<custody::Signer*> signers);
 
@@ -91,6 +91,10 @@ private:
     boost::asio::awaitable<http::Response> transactions(const http::Request& request) const;
     boost::asio::awaitable<http::Response> managed_action(std::string_view rest) const;
     boost::asio::awaitable<http::Response> resync(std::string_view rest) const;
+    /// POST /admin/approvals/<id>/approve or /reject with {"by": "...", "reason": "..."}.
+    boost::asio::awaitable<http::Response> decide(std::string_view rest,
+                                                  const std::string& body) const;
+    http::Response approvals() const;
     http::Response signers() const;
     http::Response chains_view() const;
     http::Response signer_faults(std::string_view rest, const std::string& body) const;

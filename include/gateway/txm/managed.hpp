@@ -9,15 +9,21 @@
 // A transaction not mined after tx.fee.bump_after_blocks is signed again with the same nonce and
 // higher fees; a receipt for any attempt settles it. A nonce another party used is replaced by the
 // next; a nonce whose transaction died is released, or filled with a zero-value self-send.
+//
+// Before any of that, the sender's policy (chains[].policy, or its own): a transaction that breaks
+// a rule is held in PENDING_APPROVAL, without a nonce, so the sender's later ones go on, until an
+// operator approves it (on to QUEUED), rejects it, or approval_ttl_ms passes (CANCELLED).
 
 #include "gateway/config/config.hpp"
 #include "gateway/jsonrpc/jsonrpc.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/fees.hpp"
+#include "gateway/txm/managed_request.hpp"
 #include "gateway/util/clock.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -112,6 +118,13 @@ public:
     boost::asio::awaitable<ActionResult> retry(std::string id);
     boost::asio::awaitable<ActionResult> cancel(std::string id);
     boost::asio::awaitable<ActionResult> resync(std::string address);
+    /// An operator's decision on a transaction held by the policy: approved, it goes on to its
+    /// nonce and signing (and counts in its sender's daily sum from now); rejected, it is
+    /// CANCELLED. `by` (who decided) and `reason` go into its history.
+    boost::asio::awaitable<ActionResult> decide(std::string id, bool approve, std::string by,
+                                                std::string reason);
+    /// The transactions held for approval now, oldest first.
+    boost::json::array approvals() const;
 
     /// Managed transactions not final, held now.
     std::size_t held() const;
@@ -134,6 +147,16 @@ private:
     boost::asio::awaitable<ActionResult> retry_owned(Sender* s, store::ManagedRecord rec);
     boost::asio::awaitable<ActionResult> cancel_owned(Sender* s, std::shared_ptr<Tx> tx);
     boost::asio::awaitable<ActionResult> resync_owned(Sender* s);
+    boost::asio::awaitable<ActionResult> decide_owned(Sender* s, std::shared_ptr<Tx> tx,
+                                                      bool approve, std::string by,
+                                                      std::string reason);
+    /// The policy's verdict on `req` of sender `s` (transaction `id`), inside the journal
+    /// operation that records it, so that the daily sum and the record agree (called on the
+    /// journal thread; throws what the journal throws). nullopt: let through.
+    std::optional<std::string> judge(store::ManagedJournal& j, const Sender& s, const Request& req,
+                                     std::string_view id, std::int64_t now) const;
+    /// Holds `tx` from now (or from `since_ms`, after a restart) until approval_ttl passes.
+    void hold(Tx& tx, const Sender& s, std::int64_t since_ms);
     /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
     void reopen(std::string id, std::string_view sender);
     boost::asio::awaitable<void> reopen_owned(Sender* s, std::string id);

@@ -1,0 +1,192 @@
+// Managed senders: the policy (catalog row C2). Each transaction is judged in the journal
+// operation that records it, before it has a nonce; one that breaks a rule is held in
+// PENDING_APPROVAL until an operator approves it (QUEUED: on to its nonce), rejects it
+// (CANCELLED), or its sender's approval_ttl passes (CANCELLED, in the sender loop's round).
+
+#include "gateway/txm/managed.hpp"
+#include "managed_internal.hpp"
+
+#include "gateway/eth/wei.hpp"
+#include "gateway/metrics/metrics.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/json/parse.hpp>
+
+namespace gateway::txm {
+
+namespace {
+
+using Outcome = ActionResult::Outcome;
+constexpr std::int64_t kDayMs = 24 * 3600 * 1000;
+
+// Whether a transaction counts in its sender's daily sum: it may have moved its value. Not one
+// cancelled (its self-send took the nonce), held, or refused before anything was signed.
+bool counts(const store::Spending& row) {
+    if (row.state == TxState::cancelled || row.state == TxState::pending_approval) return false;
+    if ((row.state == TxState::failed || row.state == TxState::dead_letter) && row.attempts == 0)
+        return false;
+    return true;
+}
+
+// Admin answers, built outside coroutines (GCC 12 mishandles initializer lists in them).
+ActionResult decision_error(Outcome outcome, std::string message) {
+    ActionResult a;
+    a.outcome = outcome;
+    a.body["error"] = std::move(message);
+    return a;
+}
+
+ActionResult decision_done(const std::string& id, std::string_view state,
+                           const std::string& reason) {
+    ActionResult a;
+    a.body["id"] = id;
+    a.body["state"] = state;
+    a.body["reason"] = reason;
+    return a;
+}
+
+}  // namespace
+
+std::optional<std::string> ManagedSenders::judge(store::ManagedJournal& j, const Sender& s,
+                                                 const Request& req, std::string_view id,
+                                                 std::int64_t now) const {
+    if (!s.policy) return std::nullopt;
+    eth::Bytes spent;
+    if (s.policy->daily_value && !req.value.empty()) {
+        for (const auto& row : j.spending(config_.name, s.address, now - kDayMs)) {
+            if (row.id == id || !counts(row)) continue;
+            auto sum = eth::add_wei(spent, row.value);
+            if (!sum) {  // past 2^256 - 1: over any limit
+                spent.assign(32, 0xff);
+                break;
+            }
+            spent = std::move(*sum);
+        }
+    }
+    const auto held = check_policy(*s.policy, req, spent);
+    if (!held) return std::nullopt;
+    return fmt::format(
+        "held for approval: policy rule {}: {}; POST /admin/approvals/{}/approve or /reject",
+        held->rule, held->reason, id);
+}
+
+void ManagedSenders::hold(Tx& tx, const Sender& s, std::int64_t since_ms) {
+    tx.held_since_ms = since_ms;
+    // On clock_ from now: what is left of the time to live, counted from when it was held.
+    const auto left =
+        s.approval_ttl - std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms() - since_ms));
+    tx.approval_deadline = clock_.now() + std::max(left, std::chrono::milliseconds(0));
+}
+
+json::array ManagedSenders::approvals() const {
+    json::array out;
+    std::lock_guard lock(mu_);
+    for (const auto& [address, s] : senders_) {
+        for (const auto& tx : s->txs) {
+            if (tx->rec.state != TxState::pending_approval) continue;
+            const auto& r = tx->rec;
+            json::object o;
+            o["id"] = r.id;
+            o["chain"] = r.chain;
+            o["from"] = r.sender;
+            o["state"] = store::to_string(r.state);
+            o["reason"] = r.reason;
+            json::error_code ec;
+            json::value request = json::parse(r.request, ec);
+            o["request"] = ec ? json::value(r.request) : std::move(request);
+            o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
+            if (!r.client.empty()) o["client"] = r.client;
+            o["createdAt"] = util::iso_time(r.created_ms);
+            o["heldSince"] = util::iso_time(tx->held_since_ms);
+            o["expiresAt"] = util::iso_time(tx->held_since_ms + s->approval_ttl.count());
+            out.push_back(std::move(o));
+        }
+    }
+    return out;
+}
+
+asio::awaitable<ActionResult> ManagedSenders::decide(std::string id, bool approve, std::string by,
+                                                     std::string reason) {
+    if (!loaded_)
+        co_return decision_error(Outcome::unavailable, "the journal is still loading: try again");
+    auto tx = find(id);
+    if (!tx) {
+        // Not held: finished already, or not this chain's.
+        auto found = co_await journaled(id);
+        if (auto* refused = std::get_if<ActionResult>(&found)) co_return std::move(*refused);
+        const auto& rec = std::get<store::ManagedRecord>(found);
+        co_return decision_error(Outcome::conflict,
+                                 fmt::format("{} is {}: only PENDING_APPROVAL transactions are "
+                                             "approved or rejected",
+                                             id, store::to_string(rec.state)));
+    }
+    Sender* s = sender_of(tx->rec.sender);
+    auto answer = co_await asio::co_spawn(
+        s->strand, decide_owned(s, tx, approve, std::move(by), std::move(reason)),
+        asio::use_awaitable);
+    co_return answer;
+}
+
+asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::shared_ptr<Tx> tx,
+                                                           bool approve, std::string by,
+                                                           std::string reason) {
+    co_await acquire(*s);
+    Release<Sender> release(*s);
+    TxState st;
+    {
+        std::lock_guard lock(mu_);
+        st = tx->rec.state;
+    }
+    // A second decision, or one after it expired, finds it decided.
+    if (st != TxState::pending_approval)
+        co_return decision_error(
+            Outcome::conflict,
+            fmt::format("{} is {}: only PENDING_APPROVAL transactions are approved or rejected",
+                        tx->rec.id, store::to_string(st)));
+    std::string because;
+    if (!reason.empty()) because = ": " + reason;
+    if (!approve) {
+        co_await finish(*s, tx, TxState::cancelled,
+                        fmt::format("rejected by {}{}; never signed", by, because));
+        {
+            std::lock_guard lock(mu_);
+            st = tx->rec.state;
+        }
+        if (st != TxState::cancelled)
+            co_return decision_error(Outcome::unavailable, "the journal cannot be written");
+        if (metrics_) metrics_->count_approval(config_.name, "rejected");
+        co_return decision_done(tx->rec.id, "CANCELLED", tx->rec.reason);
+    }
+    const std::int64_t now = unix_ms();
+    store::ManagedUpdate u{
+        tx->rec.id, TxState::queued,
+        fmt::format("approved by {}{}: on to its nonce and signing", by, because), now};
+    // It counts in its sender's daily sum from now.
+    u.set_spend = true;
+    u.spend_ms = now;
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) { j.update_managed(u); };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept)
+        co_return decision_error(Outcome::unavailable,
+                                 fmt::format("the journal cannot be written: {}", kept.error()));
+    spdlog::warn("chain {}: {} (sender {}): PENDING_APPROVAL -> QUEUED: {}", config_.name,
+                 tx->rec.id, s->address, u.reason);
+    {
+        std::lock_guard lock(mu_);
+        tx->rec.state = TxState::queued;
+        tx->rec.reason = u.reason;
+        tx->rec.updated_ms = now;
+        tx->rec.spend_ms = now;
+        notify(*tx);
+    }
+    if (metrics_) {
+        metrics_->count_managed(config_.name, "QUEUED");
+        metrics_->count_approval(config_.name, "approved");
+    }
+    wake(*s);
+    co_return decision_done(tx->rec.id, "QUEUED", u.reason);
+}
+
+}  // namespace gateway::txm

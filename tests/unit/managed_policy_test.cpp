@@ -1,0 +1,271 @@
+// Catalog row C2 (policy blocks a transaction → pending approval): the managed senders' policy
+// in-process, against the fakes of support/managed_rig.hpp and the real journal. A transaction
+// that breaks a rule is held in PENDING_APPROVAL before it takes a nonce, so the sender's later
+// ones go on; an operator approves it (on to the next nonce, and mined) or rejects it
+// (CANCELLED); one nobody decides on expires (on an injected clock); the daily sum is read from
+// the journal in the operation that records the transaction, so concurrent sends cannot both fit
+// under it; held transactions outlive a restart.
+
+#include "gateway/eth/hex.hpp"
+#include "gateway/eth/transaction.hpp"
+#include "gateway/util/clock.hpp"
+#include "support/managed_rig.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <future>
+#include <string>
+#include <vector>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+namespace json = boost::json;
+using test::kPendingNonce;
+using test::ManagedRig;
+using test::RigOptions;
+
+config::PolicyConfig max_value(std::string wei) {
+    config::PolicyConfig p;
+    p.max_value_wei = std::move(wei);
+    return p;
+}
+
+std::string state_of(ManagedRig& rig, const std::string& id) {
+    const json::value v = rig.describe(id);
+    return v.is_object() ? std::string(v.at("state").as_string()) : "";
+}
+
+// The nonce of each raw transaction the nodes were sent, in order.
+std::vector<std::uint64_t> sent_nonces(const ManagedRig& rig) {
+    std::vector<std::uint64_t> out;
+    for (const auto& raw : rig.sent())
+        if (auto tx = eth::parse_transaction(*eth::from_hex(raw))) out.push_back(tx->nonce);
+    return out;
+}
+
+txm::ActionResult decide(ManagedRig& rig, const std::string& id, bool approve, std::string by,
+                         std::string reason) {
+    return rig.io.run(rig.senders().decide(id, approve, std::move(by), std::move(reason)));
+}
+
+bool history_has(ManagedRig& rig, const std::string& id, std::string_view text) {
+    const json::value v = rig.describe(id);
+    return json::serialize(v.at("history")).find(text) != std::string::npos;
+}
+
+TEST(ManagedPolicy, C2_ATransactionAboveTheValueLimitIsHeldWithoutANonceAndLaterOnesGoOn) {
+    ManagedRig rig(RigOptions{max_value("0")});
+    rig.start();
+
+    // eth_sendTransaction answers at once: there is no hash until somebody decides.
+    const auto held = rig.io.run(rig.senders().send(ManagedRig::request("0x1"), "", true,
+                                                    std::chrono::steady_clock::now() + 10s));
+    ASSERT_TRUE(held.reply.is_error());
+    EXPECT_THAT(held.reply.error.message, HasSubstr("held for an operator's approval"));
+    EXPECT_THAT(held.reply.error.message, HasSubstr("max_value_wei"));
+    EXPECT_THAT(held.reply.error.message, HasSubstr("it moves 1 wei, above max_value_wei 0"));
+    ASSERT_TRUE(held.reply.error.data && held.reply.error.data->is_object());
+    const std::string id(held.reply.error.data->at("id").as_string());
+    EXPECT_EQ(held.reply.error.data->at("state").as_string(), "PENDING_APPROVAL");
+
+    // A later transaction within the rules takes the chain's pending nonce and is sent.
+    const auto later = rig.io.run(rig.senders().send(ManagedRig::request("0x0"), "", true,
+                                                     std::chrono::steady_clock::now() + 10s));
+    ASSERT_FALSE(later.reply.is_error()) << later.reply.error.message;
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 1; }));
+    EXPECT_EQ(sent_nonces(rig), (std::vector<std::uint64_t>{kPendingNonce}));
+
+    // The held one has no nonce, is listed for approval, and stays held.
+    const json::value view = rig.describe(id);
+    EXPECT_EQ(view.at("state").as_string(), "PENDING_APPROVAL");
+    EXPECT_TRUE(view.at("nonce").is_null());
+    const json::array approvals = rig.senders().approvals();
+    ASSERT_EQ(approvals.size(), 1u);
+    EXPECT_EQ(approvals[0].at("id").as_string(), id);
+    EXPECT_THAT(std::string(approvals[0].at("reason").as_string()), HasSubstr("max_value_wei"));
+    EXPECT_TRUE(approvals[0].as_object().contains("expiresAt"));
+}
+
+TEST(ManagedPolicy, C2_AnApprovedTransactionTakesTheNextNonceAndIsMinedWithWhoApprovedIt) {
+    ManagedRig rig(RigOptions{max_value("0")});
+    rig.start();
+    const std::string id = rig.send_queued("0x1");
+    EXPECT_EQ(state_of(rig, id), "PENDING_APPROVAL");
+    rig.send_queued("0x0");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 1; }));
+
+    const auto approved = decide(rig, id, true, "alice", "payroll, ticket 42");
+    ASSERT_EQ(approved.outcome, txm::ActionResult::Outcome::done) << json::serialize(approved.body);
+    EXPECT_EQ(approved.body.at("state").as_string(), "QUEUED");
+    ASSERT_TRUE(ManagedRig::wait_for([&] {
+        const auto st = state_of(rig, id);
+        return st == "CONFIRMING" || st == "COMPLETED";
+    })) << json::serialize(rig.describe(id));
+    EXPECT_EQ(sent_nonces(rig), (std::vector<std::uint64_t>{kPendingNonce, kPendingNonce + 1}));
+    EXPECT_TRUE(history_has(rig, id, "approved by alice: payroll, ticket 42"));
+    EXPECT_TRUE(rig.senders().approvals().empty());
+
+    // Decided once: a second decision is a conflict that says why.
+    const auto again = decide(rig, id, false, "bob", "");
+    EXPECT_EQ(again.outcome, txm::ActionResult::Outcome::conflict);
+    EXPECT_THAT(json::serialize(again.body), HasSubstr("only PENDING_APPROVAL"));
+}
+
+TEST(ManagedPolicy, C2_ARejectedTransactionIsCancelledNeverSignedAndCannotBeApprovedAfter) {
+    ManagedRig rig(RigOptions{max_value("0")});
+    EXPECT_CALL(rig.signer, sign(::testing::_, ::testing::_, ::testing::_)).Times(0);
+    rig.start();
+    const std::string id = rig.send_queued("0x1");
+
+    const auto rejected = decide(rig, id, false, "bob", "not in the budget");
+    ASSERT_EQ(rejected.outcome, txm::ActionResult::Outcome::done) << json::serialize(rejected.body);
+    EXPECT_EQ(state_of(rig, id), "CANCELLED");
+    EXPECT_TRUE(history_has(rig, id, "rejected by bob: not in the budget"));
+    EXPECT_EQ(decide(rig, id, true, "alice", "").outcome, txm::ActionResult::Outcome::conflict);
+    EXPECT_EQ(decide(rig, "gtx-000000000000000000000000", true, "alice", "").outcome,
+              txm::ActionResult::Outcome::not_found);
+    EXPECT_TRUE(rig.sent().empty());
+}
+
+TEST(ManagedPolicy, C2_ATransactionNobodyDecidesOnIsCancelledOnceApprovalTtlPasses) {
+    util::ManualClock clock;
+    config::PolicyConfig policy = max_value("0");
+    policy.approval_ttl = 60'000ms;
+    RigOptions options{policy};
+    options.clock = &clock;
+    ManagedRig rig(options);
+    rig.start();
+    const std::string id = rig.send_queued("0x1");
+    // Rounds go by (every 10 ms of real time) and it stays held until the clock passes the ttl.
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(state_of(rig, id), "PENDING_APPROVAL");
+    clock.advance(59'000ms);
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(state_of(rig, id), "PENDING_APPROVAL");
+    clock.advance(1'001ms);
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return state_of(rig, id) == "CANCELLED"; }));
+    EXPECT_TRUE(history_has(rig, id, "not approved within approval_ttl_ms (60000 ms)"));
+    EXPECT_TRUE(rig.senders().approvals().empty());
+    EXPECT_TRUE(rig.sent().empty());
+}
+
+// The daily sum is read in the journal operation that records each transaction: five sends at
+// once under a limit of two transactions' worth let exactly two through.
+TEST(ManagedPolicy, C2_TheDailySumLetsThroughWhatFitsEvenWhenSendsComeAtOnce) {
+    config::PolicyConfig policy;
+    policy.daily_value_wei = "2000";
+    ManagedRig rig(RigOptions{policy});
+    rig.start();
+    // send() takes its params by reference: they outlive the coroutines.
+    const json::value params = ManagedRig::request("0x3e8");
+    std::vector<std::future<txm::ManagedReply>> replies;
+    for (int i = 0; i < 5; ++i)
+        replies.push_back(boost::asio::co_spawn(
+            rig.io.ioc,
+            rig.senders().send(params, "", false, std::chrono::steady_clock::now() + 10s),
+            boost::asio::use_future));
+    int queued = 0;
+    int held = 0;
+    for (auto& f : replies) {
+        const auto r = f.get();
+        ASSERT_FALSE(r.reply.is_error()) << r.reply.error.message;
+        const std::string state(json::parse(*r.reply.result).at("state").as_string());
+        if (state == "PENDING_APPROVAL") ++held;
+        if (state == "QUEUED") ++queued;
+    }
+    EXPECT_EQ(queued, 2);
+    EXPECT_EQ(held, 3);
+    const json::array approvals = rig.senders().approvals();
+    ASSERT_EQ(approvals.size(), 3u);
+    EXPECT_THAT(std::string(approvals[0].at("reason").as_string()),
+                HasSubstr("it moves 1000 wei after 2000 wei in the last 24 hours, above "
+                          "daily_value_wei 2000"));
+    // A transaction that moves nothing is not held by the day's sum.
+    EXPECT_EQ(state_of(rig, rig.send_queued("0x0")), "QUEUED");
+
+    // Rejected ones do not count; an approved one counts from its approval: the next is held.
+    ASSERT_EQ(decide(rig, std::string(approvals[0].at("id").as_string()), false, "bob", "").outcome,
+              txm::ActionResult::Outcome::done);
+    ASSERT_EQ(
+        decide(rig, std::string(approvals[1].at("id").as_string()), true, "alice", "").outcome,
+        txm::ActionResult::Outcome::done);
+    const std::string next = rig.send_queued("0x1");
+    EXPECT_EQ(state_of(rig, next), "PENDING_APPROVAL");
+    EXPECT_THAT(std::string(rig.describe(next).at("reason").as_string()),
+                HasSubstr("after 3000 wei in the last 24 hours"));
+}
+
+TEST(ManagedPolicy, C2_AHeldTransactionOutlivesARestartAndIsApprovedAfterIt) {
+    std::string dir;
+    std::string id;
+    std::string held_since;
+    {
+        ManagedRig first(RigOptions{max_value("0")});
+        dir = first.dir;
+        first.start();
+        id = first.send_queued("0x1");
+        const json::array approvals = first.senders().approvals();
+        ASSERT_EQ(approvals.size(), 1u);
+        held_since = std::string(approvals[0].at("heldSince").as_string());
+        first.shutdown();
+    }
+    RigOptions options{max_value("0")};
+    options.dir = dir;
+    ManagedRig second(options);
+    second.start();
+    const json::array approvals = second.senders().approvals();
+    ASSERT_EQ(approvals.size(), 1u);
+    EXPECT_EQ(approvals[0].at("id").as_string(), id);
+    EXPECT_EQ(approvals[0].at("heldSince").as_string(), held_since);  // not restarted
+    ASSERT_EQ(decide(second, id, true, "alice", "").outcome, txm::ActionResult::Outcome::done);
+    ASSERT_TRUE(ManagedRig::wait_for([&] {
+        const auto st = state_of(second, id);
+        return st == "CONFIRMING" || st == "COMPLETED";
+    })) << json::serialize(second.describe(id));
+    EXPECT_EQ(sent_nonces(second), (std::vector<std::uint64_t>{kPendingNonce}));
+}
+
+// An operator's retry of a failed transaction runs the policy again: what broke no rule then may
+// break one now.
+TEST(ManagedPolicy, C2_ARetryIsJudgedAgainByThePolicy) {
+    config::PolicyConfig policy;
+    policy.daily_value_wei = "1";
+    ManagedRig rig(RigOptions{policy});
+    EXPECT_CALL(rig.signer, sign(::testing::_, ::testing::_, ::testing::_))
+        .WillOnce([](auto&&...) {
+            return test::ready_awaitable(
+                test::answer_of(custody::Signed::Outcome::refused, "not now"));
+        })
+        .WillRepeatedly([&](const eth::UnsignedTx& tx, const eth::Address& from, auto deadline) {
+            return rig.keys_.sign(tx, from, deadline);
+        });
+    rig.start();
+    const std::string first = rig.send_queued("0x1");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return state_of(rig, first) == "FAILED"; }));
+    // Failed before any attempt was signed: it does not count, so the next 1 wei fits.
+    const std::string second = rig.send_queued("0x1");
+    ASSERT_TRUE(ManagedRig::wait_for([&] {
+        const auto st = state_of(rig, second);
+        return st == "CONFIRMING" || st == "COMPLETED";
+    }));
+    // The day's 1 wei is spent: the retry of the first is held.
+    const auto retried = rig.io.run(rig.senders().retry(first));
+    ASSERT_EQ(retried.outcome, txm::ActionResult::Outcome::done) << json::serialize(retried.body);
+    EXPECT_EQ(retried.body.at("state").as_string(), "PENDING_APPROVAL");
+    EXPECT_EQ(state_of(rig, first), "PENDING_APPROVAL");
+    EXPECT_THAT(std::string(rig.describe(first).at("reason").as_string()),
+                HasSubstr("retried by an operator, and held for approval"));
+    EXPECT_EQ(rig.senders().approvals().size(), 1u);
+}
+
+}  // namespace
+}  // namespace gateway
