@@ -116,8 +116,9 @@ boost::asio::awaitable<http::Response> AdminHandler::decide(std::string_view res
     const json::value* by = o ? o->if_contains("by") : nullptr;
     const json::value* reason = o ? o->if_contains("reason") : nullptr;
     const auto printable = [](std::string_view text) {
-        return std::none_of(text.begin(), text.end(),
-                            [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+        return std::none_of(text.begin(), text.end(), [](char c) {
+            return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        });
     };
     if (!by || !by->is_string() || by->as_string().empty() || by->as_string().size() > 128 ||
         !printable(by->as_string()) || (reason && !reason->is_string()) ||
@@ -203,7 +204,7 @@ http::Response AdminHandler::signers() const {
 }
 
 // POST /admin/signers/<id>/faults {"unreachable": bool, "timeout": bool, "latency_ms": n,
-// "refuse_next": n}: a custody stub's faults, for tests and rehearsals.
+// "refuse_next": n, "approval_pending": bool}: a custody stub's faults, for tests and rehearsals.
 http::Response AdminHandler::signer_faults(std::string_view rest, const std::string& body) const {
     constexpr std::string_view kSuffix = "/faults";
     if (rest.size() <= kSuffix.size() || rest.substr(rest.size() - kSuffix.size()) != kSuffix)
@@ -231,20 +232,22 @@ http::Response AdminHandler::signer_faults(std::string_view rest, const std::str
     };
     if (!o) return json_response(400, json::object{{"error", "the body must be a JSON object"}});
     for (const auto& [key, value] : *o) {
-        const bool known = (key == "unreachable" || key == "timeout") ? value.is_bool()
+        const bool known = (key == "unreachable" || key == "timeout" || key == "approval_pending")
+                               ? value.is_bool()
                            : (key == "latency_ms" || key == "refuse_next")
                                ? count(key.data()).has_value()
                                : false;
         if (!known)
-            return json_response(400,
-                                 json::object{{"error",
-                                               "fields: unreachable (bool), timeout (bool), "
-                                               "latency_ms (integer), refuse_next (integer)"}});
+            return json_response(400, json::object{{"error",
+                                                    "fields: unreachable (bool), timeout (bool), "
+                                                    "latency_ms (integer), refuse_next (integer), "
+                                                    "approval_pending (bool)"}});
     }
     if (auto f = flag("unreachable")) stub->set_unreachable(*f);
     if (auto f = flag("timeout")) stub->set_timeout_mode(*f);
     if (auto n = count("latency_ms")) stub->set_latency(std::chrono::milliseconds(*n));
     if (auto n = count("refuse_next")) stub->refuse_next(*n);
+    if (auto f = flag("approval_pending")) stub->set_approval_pending(*f);
     return json_response(200, json::object{{"id", stub->id()}, {"applied", *o}});
 }
 

@@ -60,12 +60,14 @@ asio::awaitable<Signed> CustodyStub::sign(const eth::UnsignedTx& tx, const eth::
     bool unreachable = false;
     bool timeout_mode = false;
     bool refuse = false;
+    bool approval_pending = false;
     {
         std::lock_guard lock(mu_);
         ++requests_;
         latency = latency_;
         unreachable = unreachable_;
         timeout_mode = timeout_mode_;
+        approval_pending = approval_pending_;
         // Decided when the request arrives, so that concurrent requests take the refusals in
         // the order they came.
         if (!timeout_mode && !unreachable && refuse_next_ > 0) {
@@ -93,6 +95,9 @@ asio::awaitable<Signed> CustodyStub::sign(const eth::UnsignedTx& tx, const eth::
     }
     if (refuse)
         co_return fail(Outcome::refused, "custody " + id_ + " refused to sign (test fault)");
+    if (approval_pending)
+        co_return fail(Outcome::pending_approval,
+                       "custody " + id_ + " holds it for approval (test fault)");
 
     auto it = keys_.find(from);
     if (it == keys_.end())
@@ -119,6 +124,11 @@ void CustodyStub::set_unreachable(bool unreachable) {
 void CustodyStub::set_timeout_mode(bool timeout_mode) {
     std::lock_guard lock(mu_);
     timeout_mode_ = timeout_mode;
+}
+
+void CustodyStub::set_approval_pending(bool pending) {
+    std::lock_guard lock(mu_);
+    approval_pending_ = pending;
 }
 
 void CustodyStub::refuse_next(std::size_t n) {

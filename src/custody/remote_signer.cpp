@@ -137,6 +137,9 @@ private:
                 const json::value* m = error->get_object().if_contains("message");
                 if (m != nullptr && m->is_string()) message = clip(m->get_string());
             }
+            if (says_approval_pending(message))
+                return fail(Outcome::pending_approval,
+                            "signer " + id_ + " holds it for approval: " + message);
             if (says_not_ready(message))
                 return fail(Outcome::unavailable, "signer " + id_ + " is not ready: " + message);
             return fail(Outcome::refused, "signer " + id_ + " refused: " + message);

@@ -26,10 +26,17 @@ bool says_not_ready(std::string_view message) {
     return std::any_of(kNotNow.begin(), kNotNow.end(), has);
 }
 
+bool says_approval_pending(std::string_view message) {
+    if (!says_not_ready(message)) return false;
+    const std::string text = util::lower(message);
+    return text.find("approv") != std::string::npos;
+}
+
 const char* to_string(Signed::Outcome outcome) {
     switch (outcome) {
         case Signed::Outcome::signed_ok: return "signed";
         case Signed::Outcome::unavailable: return "unavailable";
+        case Signed::Outcome::pending_approval: return "pending_approval";
         case Signed::Outcome::refused: return "refused";
         case Signed::Outcome::malformed: return "malformed";
     }

@@ -225,8 +225,9 @@ struct Metrics::Impl {
         "Managed transactions (eth_sendTransaction) entering each state, by chain and state");
     prom::Family<prom::Counter>& approvals =
         counter(registry, "gateway_managed_approvals_total",
-                "Managed transactions held by the sender's policy and what became of them, by "
-                "chain and outcome (held, approved, rejected, expired)");
+                "Managed transactions held for a person's approval and what became of them, by "
+                "chain, by whom held (policy: the gateway's, before a nonce; signer: the "
+                "signer's own, with its nonce) and outcome (held, approved, rejected, expired)");
     prom::Family<prom::Counter>& signing =
         counter(registry, "gateway_signing_requests_total",
                 "Signing requests to custody, by signer and outcome (signed, unavailable, refused, "
@@ -234,7 +235,7 @@ struct Metrics::Impl {
     prom::Family<prom::Gauge>& signer_ready =
         gauge(registry, "gateway_signer_ready",
               "1 when the signer answered its latest signing request, 0 when it could not sign "
-              "(unreachable, timing out, a key not loaded, an approval pending)");
+              "(unreachable, timing out, a key not loaded; a hold for approval is an answer)");
     prom::Family<prom::Counter>& replacements =
         counter(registry, "gateway_replacements_total",
                 "Managed transactions signed again with higher fees because they were not mined");
@@ -419,8 +420,10 @@ void Metrics::count_managed(std::string_view chain, std::string_view state) {
     impl_->managed.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
 }
 
-void Metrics::count_approval(std::string_view chain, std::string_view outcome) {
-    impl_->approvals.Add({{"chain", s(chain)}, {"outcome", s(outcome)}}).Increment();
+void Metrics::count_approval(std::string_view chain, std::string_view held_by,
+                             std::string_view outcome) {
+    impl_->approvals.Add({{"chain", s(chain)}, {"held_by", s(held_by)}, {"outcome", s(outcome)}})
+        .Increment();
 }
 
 void Metrics::count_signing(std::string_view signer, std::string_view outcome) {

@@ -380,9 +380,9 @@ public:
         Stmt st(
             *this,
             "UPDATE managed_transactions SET state = ?2, reason = ?3, updated_ms = ?4, "
-            "nonce = COALESCE(?5, nonce), hash = COALESCE(?6, hash), attempts = COALESCE(?7, "
-            "attempts), idempotency_key = IIF(?8, NULL, idempotency_key), spend_ms = IIF(?9, ?10, "
-            "spend_ms) WHERE id = ?1;");
+            "nonce = IIF(?13, NULL, COALESCE(?5, nonce)), hash = COALESCE(?6, hash), attempts = "
+            "COALESCE(?7, attempts), idempotency_key = IIF(?8, NULL, idempotency_key), spend_ms = "
+            "IIF(?9, ?10, spend_ms), value = IIF(?11, ?12, value) WHERE id = ?1;");
         st.text(1, u.id).text(2, to_string(u.state)).text(3, u.reason).integer(4, u.at_ms);
         if (u.nonce) st.integer(5, static_cast<std::int64_t>(*u.nonce));
         if (u.hash) st.text(6, *u.hash);
@@ -390,6 +390,9 @@ public:
         st.integer(8, u.release_idempotency_key ? 1 : 0);
         st.integer(9, u.set_spend ? 1 : 0);
         if (u.spend_ms) st.integer(10, *u.spend_ms);
+        st.integer(11, u.value ? 1 : 0);
+        if (u.value && !u.value->empty()) st.blob(12, *u.value);
+        st.integer(13, u.clear_nonce ? 1 : 0);
         st.done();
         if (sqlite3_changes(db_.get()) == 0) return false;
         add_managed_event(u.id, u.state, u.reason, u.at_ms);

@@ -181,8 +181,9 @@ void ManagedSenders::wait(Tx& tx, std::string reason) {
 asio::awaitable<bool> ManagedSenders::load() {
     std::vector<store::ManagedRecord> records;
     std::map<std::string, std::vector<store::TxRecord>> attempts;
-    std::set<std::string> cancels;                   // ids an operator asked to cancel
-    std::map<std::string, std::int64_t> held_since;  // ids held by the policy: since when
+    std::set<std::string> cancels;                    // ids an operator asked to cancel
+    std::map<std::string, std::int64_t> held_since;   // ids held by the policy: since when
+    std::map<std::string, std::int64_t> signer_held;  // ids held by their signer: since when
     std::vector<store::ManagedRef> reopened;
     store::JournalService::Operation op = [&](store::ManagedJournal& j) {
         reopened = j.reopened_managed();
@@ -192,6 +193,10 @@ asio::awaitable<bool> ManagedSenders::load() {
                 for (const auto& ev : j.managed_history(r.id)) {
                     if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
                     if (ev.state == TxState::pending_approval) held_since[r.id] = ev.at_ms;
+                    // A signer's hold: its start, as long as it is SIGNING since.
+                    if (ev.state != TxState::signing) signer_held.erase(r.id);
+                    if (ev.state == TxState::signing && ev.reason.starts_with(kSignerHold))
+                        signer_held[r.id] = ev.at_ms;
                 }
                 records.push_back(std::move(r));
             }
@@ -233,6 +238,9 @@ asio::awaitable<bool> ManagedSenders::load() {
             if (has_nonce) adopt_attempts(*tx, *s, attempts[tx->rec.id]);
             if (tx->rec.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
             if (cancels.count(tx->rec.id)) tx->cancel_requested = true;
+            if (const auto held = signer_held.find(tx->rec.id);
+                held != signer_held.end() && tx->rec.state == TxState::signing)
+                hold_at_signer(*tx, *s, held->second);
             if (tx->rec.state == TxState::pending_approval) {
                 const auto since = held_since.find(tx->rec.id);
                 hold(*tx, *s, since == held_since.end() ? tx->rec.updated_ms : since->second);

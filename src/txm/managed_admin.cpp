@@ -106,6 +106,10 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
     store::ManagedUpdate u{rec.id, TxState::queued,
                            "retried by an operator: a new nonce, gas and fees", now};
     u.set_spend = true;
+    // What it moves, for the daily sums (a transaction from before they were kept has none), and
+    // no nonce on disk either: a reorg must not find it by its earlier try's.
+    u.value = tx->req.value;
+    u.clear_nonce = true;
     store::JournalService::Operation op = [&](store::ManagedJournal& j) {
         if (auto held = judge(j, *s, tx->req, rec.id, now)) {
             u.state = TxState::pending_approval;
@@ -138,7 +142,7 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
     }
     if (metrics_) {
         metrics_->count_managed(config_.name, store::to_string(u.state));
-        if (held) metrics_->count_approval(config_.name, "held");
+        if (held) metrics_->count_approval(config_.name, "policy", "held");
     }
     wake(*s);
     co_return admin_state(Outcome::done, rec.id, store::to_string(u.state));

@@ -143,18 +143,34 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     rec.value = req.value;
 
     std::shared_ptr<Tx> tx;
+    // Those held for approval are counted apart, against the same cap: a flood of transactions
+    // that break the policy is refused without refusing the sender's other traffic.
+    bool held_full = false;
+    std::size_t held_now = 0;
     {
         std::lock_guard lock(mu_);
-        const std::size_t held = s->txs.size();
-        if (held >= config_.tx.max_queued_per_sender) {
+        std::size_t unfinished = 0;
+        bool replay = false;
+        for (const auto& t : s->txs) {
+            if (t->rec.state == TxState::pending_approval)
+                ++held_now;
+            else
+                ++unfinished;
+            replay =
+                replay || (rec.idempotency_key && t->rec.idempotency_key == rec.idempotency_key &&
+                           t->rec.client == rec.client);
+        }
+        if (unfinished >= config_.tx.max_queued_per_sender && !replay) {
             out.reply =
                 error_reply(static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
                             fmt::format("sender {} has {} unfinished transactions in the gateway "
                                         "(tx.max_queued_per_sender {}): wait for some to be mined",
-                                        s->address, held, config_.tx.max_queued_per_sender));
+                                        s->address, unfinished, config_.tx.max_queued_per_sender));
             co_return out;
         }
+        held_full = held_now >= config_.tx.max_queued_per_sender && !replay;
     }
+    bool refused_held = false;
     store::ManagedRecord existing;
     bool inserted = false;
     auto inserted_here = std::make_shared<bool>(false);
@@ -162,6 +178,11 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         // The policy first, in the operation that records the transaction: the daily sum it
         // reads is the one the insert adds to.
         if (auto held = judge(j, *s, req, rec.id, rec.created_ms)) {
+            if (held_full) {
+                refused_held = true;
+                rec.reason = std::move(*held);
+                return;
+            }
             rec.state = TxState::pending_approval;
             rec.reason = std::move(*held);
             rec.spend_ms.reset();
@@ -190,6 +211,14 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     if (!kept) {
         out.store_failed = true;
         out.reply = journal_unwritable(kept.error());
+        co_return out;
+    }
+    if (refused_held) {
+        out.reply = error_reply(
+            static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
+            fmt::format("sender {} has {} transactions held for approval (tx.max_queued_per_sender "
+                        "{}), and this one would be held too ({}): decide on those first",
+                        s->address, held_now, config_.tx.max_queued_per_sender, rec.reason));
         co_return out;
     }
     if (!inserted) {
@@ -227,7 +256,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         }
         if (metrics_) metrics_->count_managed(config_.name, store::to_string(rec.state));
         if (held) {
-            if (metrics_) metrics_->count_approval(config_.name, "held");
+            if (metrics_) metrics_->count_approval(config_.name, "policy", "held");
             spdlog::warn("chain {}: {} from {}: {}", config_.name, rec.id, s->address, rec.reason);
         } else {
             spdlog::info("chain {}: {} from {} queued{}", config_.name, rec.id, s->address,

@@ -53,6 +53,9 @@ constexpr std::uint64_t kTransferGas = 21'000;
 constexpr int kServerError = -32000;
 // The event reason that records an operator's cancel (load() looks for it after a restart).
 constexpr std::string_view kCancelRequested = "cancel requested by an operator";
+// The event reason that records the start of a signer's hold for approval (load() looks for it
+// after a restart: its time to live counts from then).
+constexpr std::string_view kSignerHold = "held for approval by its signer";
 
 inline std::string new_id() {
     unsigned char bytes[12];
@@ -143,6 +146,10 @@ struct ManagedSenders::Tx {
     // Held by the policy (PENDING_APPROVAL): since when (Unix ms), and until when on clock_.
     std::int64_t held_since_ms = 0;
     Clock::time_point approval_deadline{};
+    // Held by its signer's own policy (SIGNING, with its nonce): since when (Unix ms; 0: not
+    // held), and until when on clock_. The sender's later transactions wait behind it.
+    std::int64_t signer_held_since_ms = 0;
+    Clock::time_point signer_hold_deadline{};
 };
 
 struct ManagedSenders::Sender {

@@ -64,7 +64,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
                                             "cancelled, never signed",
                                             s.approval_ttl.count()));
                 if (metrics_ && store::is_final(tx->rec.state))
-                    metrics_->count_approval(config_.name, "expired");
+                    metrics_->count_approval(config_.name, "policy", "expired");
             }
             continue;
         }
@@ -89,7 +89,24 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
             st = tx->rec.state;
         }
         if (st == TxState::signing) {
-            if (signer_down || clock_.now() < tx->not_before || !tx->fees) continue;
+            if (tx->signer_held_since_ms && !tx->req.fills &&
+                clock_.now() >= tx->signer_hold_deadline) {
+                // Its signer's approval did not come: given up, its nonce released or filled
+                // with a zero-value self-send, so later transactions go on. (A filler is never
+                // given up: later nonces wait on it.)
+                co_await finish(s, tx, TxState::cancelled,
+                                fmt::format("its signer's approval did not come within "
+                                            "approval_ttl_ms ({} ms): cancelled, never signed",
+                                            s.approval_ttl.count()));
+                if (metrics_ && store::is_final(tx->rec.state))
+                    metrics_->count_approval(config_.name, "signer", "expired");
+                continue;
+            }
+            if (signer_down || clock_.now() < tx->not_before || !tx->fees) {
+                // Held by its signer: the sender's later transactions wait behind it.
+                if (tx->signer_held_since_ms) signer_down = true;
+                continue;
+            }
             const Fees fees = *tx->fees;
             const Step step = co_await sign_and_send(s, tx, fees, tx->cancel_requested);
             if (step == Step::wait && tx->waits > 0) signer_down = true;

@@ -6,6 +6,7 @@
 #include "gateway/txm/managed.hpp"
 #include "managed_internal.hpp"
 
+#include "gateway/custody/signer.hpp"
 #include "gateway/eth/wei.hpp"
 #include "gateway/metrics/metrics.hpp"
 
@@ -80,18 +81,34 @@ void ManagedSenders::hold(Tx& tx, const Sender& s, std::int64_t since_ms) {
     tx.approval_deadline = clock_.now() + std::max(left, std::chrono::milliseconds(0));
 }
 
+void ManagedSenders::hold_at_signer(Tx& tx, const Sender& s, std::int64_t since_ms) {
+    tx.signer_held_since_ms = since_ms;
+    const auto left =
+        s.approval_ttl - std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms() - since_ms));
+    tx.signer_hold_deadline = clock_.now() + std::max(left, std::chrono::milliseconds(0));
+}
+
 json::array ManagedSenders::approvals() const {
-    json::array out;
+    std::vector<std::pair<std::int64_t, json::object>> held;
     std::lock_guard lock(mu_);
     for (const auto& [address, s] : senders_) {
         for (const auto& tx : s->txs) {
-            if (tx->rec.state != TxState::pending_approval) continue;
+            const bool by_policy = tx->rec.state == TxState::pending_approval;
+            const bool by_signer = tx->rec.state == TxState::signing && tx->signer_held_since_ms;
+            if (!by_policy && !by_signer) continue;
             const auto& r = tx->rec;
+            const std::int64_t since = by_policy ? tx->held_since_ms : tx->signer_held_since_ms;
             json::object o;
             o["id"] = r.id;
             o["chain"] = r.chain;
             o["from"] = r.sender;
             o["state"] = store::to_string(r.state);
+            // The policy's holds are decided here; a signer's, at the signer.
+            o["heldBy"] = by_policy ? "policy" : "signer";
+            if (by_signer) {
+                o["signer"] = s->signer->id();
+                o["nonce"] = r.nonce ? json::value(*r.nonce) : json::value(nullptr);
+            }
             o["reason"] = r.reason;
             json::error_code ec;
             json::value request = json::parse(r.request, ec);
@@ -99,11 +116,16 @@ json::array ManagedSenders::approvals() const {
             o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
             if (!r.client.empty()) o["client"] = r.client;
             o["createdAt"] = util::iso_time(r.created_ms);
-            o["heldSince"] = util::iso_time(tx->held_since_ms);
-            o["expiresAt"] = util::iso_time(tx->held_since_ms + s->approval_ttl.count());
-            out.push_back(std::move(o));
+            o["heldSince"] = util::iso_time(since);
+            o["expiresAt"] = util::iso_time(since + s->approval_ttl.count());
+            held.emplace_back(since, std::move(o));
         }
     }
+    // Oldest first, every sender's together.
+    std::stable_sort(held.begin(), held.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    json::array out;
+    for (auto& h : held) out.push_back(std::move(h.second));
     return out;
 }
 
@@ -117,6 +139,10 @@ asio::awaitable<ActionResult> ManagedSenders::decide(std::string id, bool approv
         auto found = co_await journaled(id);
         if (auto* refused = std::get_if<ActionResult>(&found)) co_return std::move(*refused);
         const auto& rec = std::get<store::ManagedRecord>(found);
+        if (rec.state == TxState::pending_approval)
+            // Being recorded (a send or a retry whose commit is late): not in memory yet.
+            co_return decision_error(Outcome::unavailable,
+                                     id + " is being taken in: try again in a moment");
         co_return decision_error(Outcome::conflict,
                                  fmt::format("{} is {}: only PENDING_APPROVAL transactions are "
                                              "approved or rejected",
@@ -139,6 +165,26 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
         std::lock_guard lock(mu_);
         st = tx->rec.state;
     }
+    if (st == TxState::signing && tx->signer_held_since_ms)
+        co_return decision_error(
+            Outcome::conflict,
+            fmt::format("{} is held by its signer {}, with nonce {}: it is approved there (the "
+                        "gateway asks again until approval_ttl_ms passes), or given up with POST "
+                        "/admin/transactions/{}/cancel",
+                        tx->rec.id, s->signer->id(), tx->rec.nonce.value_or(0), tx->rec.id));
+    if (st == TxState::pending_approval && clock_.now() >= tx->approval_deadline) {
+        // Its time ran out before the round that would have ended it: ended now.
+        co_await finish(*s, tx, TxState::cancelled,
+                        fmt::format("not approved within approval_ttl_ms ({} ms): cancelled, "
+                                    "never signed",
+                                    s->approval_ttl.count()));
+        {
+            std::lock_guard lock(mu_);
+            st = tx->rec.state;
+        }
+        if (st == TxState::cancelled && metrics_)
+            metrics_->count_approval(config_.name, "policy", "expired");
+    }
     // A second decision, or one after it expired, finds it decided.
     if (st != TxState::pending_approval)
         co_return decision_error(
@@ -156,7 +202,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
         }
         if (st != TxState::cancelled)
             co_return decision_error(Outcome::unavailable, "the journal cannot be written");
-        if (metrics_) metrics_->count_approval(config_.name, "rejected");
+        if (metrics_) metrics_->count_approval(config_.name, "policy", "rejected");
         co_return decision_done(tx->rec.id, "CANCELLED", tx->rec.reason);
     }
     const std::int64_t now = unix_ms();
@@ -183,7 +229,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
     }
     if (metrics_) {
         metrics_->count_managed(config_.name, "QUEUED");
-        metrics_->count_approval(config_.name, "approved");
+        metrics_->count_approval(config_.name, "policy", "approved");
     }
     wake(*s);
     co_return decision_done(tx->rec.id, "QUEUED", u.reason);

@@ -274,20 +274,37 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
                          what);
             co_return Step::wait;
         }
-        if (r.outcome == Outcome::unavailable) {
-            // Custody down, slow or not ready (a key not loaded, an approval pending): the
-            // transaction waits, with its nonce, and asks again for as long as it takes. Never
-            // counted toward retry.max_attempts: custody that is away queues, never skips (C1).
+        if (r.outcome == Outcome::unavailable || r.outcome == Outcome::pending_approval) {
+            // Custody down, slow or not ready (a key not loaded): the transaction waits, with its
+            // nonce, and asks again for as long as it takes. Never counted toward
+            // retry.max_attempts: custody that is away queues, never skips (C1). Held for a
+            // person's approval by the signer's own policy (C2): the same, until approval_ttl_ms
+            // passes (round() cancels it then, so the sender does not stall for ever).
             ++tx->waits;
             const auto delay = std::min<std::chrono::milliseconds>(
                 config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
                 std::chrono::seconds(60));
             tx->not_before = clock_.now() + delay;
+            if (r.outcome == Outcome::pending_approval && !tx->signer_held_since_ms) {
+                // The hold starts: journaled, so that its time to live outlives a restart.
+                hold_at_signer(*tx, s, unix_ms());
+                if (metrics_) metrics_->count_approval(config_.name, "signer", "held");
+                co_await update(tx, TxState::signing,
+                                fmt::format("{}: {}; nonce {} kept; asking again, CANCELLED if "
+                                            "not signed within approval_ttl_ms ({} ms)",
+                                            kSignerHold, what, nonce, s.approval_ttl.count()));
+                co_return Step::wait;
+            }
             wait(*tx, fmt::format("{}; nonce {} kept; asking again in {} ms", what, nonce,
                                   delay.count()));
             co_return Step::wait;
         }
         tx->waits = 0;
+        if (tx->signer_held_since_ms && metrics_) {
+            // The signer's hold ended in its no (or an answer that cannot be used).
+            metrics_->count_approval(config_.name, "signer", "rejected");
+        }
+        tx->signer_held_since_ms = 0;
         if (r.outcome == Outcome::refused && !tx->req.fills) {
             // The signer's no (its policy): the transaction fails with its reason and its nonce
             // is released. A filler is never given up: later nonces wait on it.
@@ -304,6 +321,10 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
         co_return Step::wait;
     }
     tx->waits = 0;
+    if (tx->signer_held_since_ms) {
+        if (metrics_) metrics_->count_approval(config_.name, "signer", "approved");
+        tx->signer_held_since_ms = 0;
+    }
 
     SubmitResult sent = co_await txm_.submit_attempt(r.raw, tx->rec.id, tx->rec.client);
     if (!sent.journaled) {

@@ -80,6 +80,9 @@ std::optional<PolicyHold> check_policy(const PolicyRules& rules, const Request& 
             return PolicyHold{"allowed_to", fmt::format("its recipient {} is not in allowed_to",
                                                         eth::to_hex(*request.to))};
     }
+    if (rules.allowed_selectors && !request.to)
+        return PolicyHold{"allowed_selectors",
+                          "it creates a contract, and allowed_selectors names the only calls"};
     if (rules.allowed_selectors && !request.input.empty()) {
         // A plain transfer (no input) calls nothing; anything else is a call, and names its
         // function by its first four bytes.

@@ -169,8 +169,9 @@ protected:
 };
 
 TEST_F(ManagedSignerTest, C1_ASignerThatCannotSignNowKeepsTheTransactionQueuedUntilItCan) {
-    // Down, then locked out, then without the key, then awaiting an approval: each for more
-    // tries than retry.max_attempts allows failures.
+    // Down, then locked out, then without the key: each for more tries than retry.max_attempts
+    // allows failures. (Awaiting an approval is a hold with a time limit: catalog row C2,
+    // ManagedPolicy.C2_*.)
     service.answer(FakeReply::http(503, "down"));
     start_with("vault");
     const std::string id = send();
@@ -180,7 +181,6 @@ TEST_F(ManagedSignerTest, C1_ASignerThatCannotSignNowKeepsTheTransactionQueuedUn
         {FakeReply::http(403, "forbidden"), "HTTP 403"},
         {FakeReply::http(404, "no such key"), "HTTP 404"},
         {FakeReply::rpc_error(-32000, "key not loaded"), "not ready: key not loaded"},
-        {FakeReply::rpc_error(-32000, "transaction pending approval"), "pending approval"},
     };
     for (const auto& [reply, why] : outages) {
         service.answer(reply);

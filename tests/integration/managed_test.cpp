@@ -400,7 +400,8 @@ TEST_F(ManagedTest, C2_AHeldTransactionOutlivesAKillAndIsMinedOnceApproved) {
     ASSERT_TRUE(wait_state(later, "COMPLETED")) << str(managed(later));
     EXPECT_EQ(mined_nonce(later), 0u);
     EXPECT_THAT(http_get(gw->admin_port(), "/metrics").body,
-                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",outcome=\"held\"} 1"));
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"policy\","
+                          "outcome=\"held\"} 1"));
 
     kill_gateway();
     start("", "", "{max_value_wei: \"1\", approval_ttl_ms: 600000}");
@@ -416,6 +417,37 @@ TEST_F(ManagedTest, C2_AHeldTransactionOutlivesAKillAndIsMinedOnceApproved) {
     EXPECT_EQ(chain_nonce(hot), 2u);
     EXPECT_THAT(str(managed(id).at("history")), HasSubstr("approved by alice: ok"));
     EXPECT_EQ(admin_post("/admin/approvals/" + id + "/reject", R"({"by": "bob"})").status, 409u);
+}
+
+// Catalog row C2 at the signer: custody's own policy holds the transaction. It keeps its nonce
+// in SIGNING, /admin/approvals shows it (decided at custody, not here), and once custody signs it
+// is mined. (A restart keeps when it was held: ManagedPolicy.C2_ASignersHoldOutlivesARestart.)
+TEST_F(ManagedTest, C2_ACustodyHoldKeepsItsNonceAndIsMinedOnceItSigns) {
+    start();
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"approval_pending": true})").status,
+              200u);
+    const std::string id = send_async(stub);
+    json::value approvals;
+    ASSERT_TRUE(wait_until([&] {
+        approvals = admin_get("/admin/approvals");
+        return !approvals.at("approvals").as_array().empty();
+    })) << str(managed(id));
+    const json::value held = approvals.at("approvals").at(0);
+    EXPECT_EQ(str(held.at("id")), id);
+    EXPECT_EQ(str(held.at("heldBy")), "signer");
+    EXPECT_EQ(str(held.at("signer")), "custody");
+    EXPECT_EQ(state_of(id), "SIGNING");
+    EXPECT_EQ(admin_post("/admin/approvals/" + id + "/approve", R"({"by": "alice"})").status, 409u);
+    EXPECT_EQ(chain_nonce(stub), 0u);
+
+    ASSERT_EQ(admin_post("/admin/signers/custody/faults", R"({"approval_pending": false})").status,
+              200u);
+    ASSERT_TRUE(wait_state(id, "COMPLETED")) << str(managed(id));
+    EXPECT_EQ(mined_nonce(id), 0u);
+    EXPECT_TRUE(admin_get("/admin/approvals").at("approvals").as_array().empty());
+    EXPECT_THAT(http_get(gw->admin_port(), "/metrics").body,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"signer\","
+                          "outcome=\"approved\"} 1"));
 }
 
 TEST_F(ManagedTest, KillNineBetweenBroadcastAndReceiptMinesItOnce) {

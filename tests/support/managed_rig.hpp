@@ -60,6 +60,7 @@ struct RigOptions {
     const util::Clock* clock = nullptr;          ///< the senders' clock; unset: the real one
     std::string dir;  ///< the journal's folder (another rig's, for a restart); unset: a new one
     metrics::Metrics* metrics = nullptr;
+    std::size_t max_queued_per_sender = 64;
 };
 
 /// Everything a chain's managed senders need, faked where it is a neighbour: the pool answers
@@ -83,6 +84,7 @@ public:
         c.tx.retry.backoff = 2ms;
         c.accounts.push_back(config::AccountConfig{kManagedSender, "mock"});
         c.policy = options.policy;
+        c.tx.max_queued_per_sender = options.max_queued_per_sender;
         ON_CALL(pool, ready()).WillByDefault(::testing::Return(true));
         ON_CALL(pool, head()).WillByDefault(::testing::Return(std::optional<std::uint64_t>(16)));
         ON_CALL(pool, forward(_, _, _, _, _))

@@ -185,8 +185,9 @@ TEST_F(AdminApprovalsTest, C2_HeldTransactionsAreListedAndApprovedOrRejectedBySo
 
     // Who decides is required, and the body is checked before anything changes.
     const std::string approve = "/admin/approvals/" + first + "/approve";
-    for (const char* body : {"", "{}", "[]", "{\"by\": \"\"}", "{\"by\": 7}",
-                             "{\"by\": \"al\\nice\"}", "{\"by\": \"alice\", \"reason\": 3}"}) {
+    for (const char* body :
+         {"", "{}", "[]", "{\"by\": \"\"}", "{\"by\": 7}", "{\"by\": \"al\\nice\"}",
+          "{\"by\": \"al\\u007fice\"}", "{\"by\": \"alice\", \"reason\": 3}"}) {
         const Answer refused = call("POST", approve, body);
         EXPECT_EQ(refused.status, 400u) << body;
         EXPECT_THAT(error_of(refused), HasSubstr("\"by\"")) << body;

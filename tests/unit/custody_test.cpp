@@ -548,7 +548,7 @@ TEST_F(RemoteSignerTest, C1_AServiceThatCannotSignNowIsUnavailableNotARefusal) {
     auto signer = remote();
     for (const std::string message :
          {"key not loaded", "Signer is locked", "From address does not match unlocked account",
-          "signer not ready", "Transaction pending approval by policy", "vault is sealed"}) {
+          "signer not ready", "vault is sealed"}) {
         fake.set_script([message](const std::string& method, const json::value&) {
             return method == "eth_signTransaction"
                        ? std::optional(FakeReply::rpc_error(-32000, message))
@@ -561,6 +561,26 @@ TEST_F(RemoteSignerTest, C1_AServiceThatCannotSignNowIsUnavailableNotARefusal) {
     for (const std::string message :
          {"Signing not permitted by policy", "approval denied", "transaction rejected"})
         EXPECT_FALSE(custody::says_not_ready(message)) << message;
+}
+
+// Catalog row C2 at the signer: its own policy holds the transaction for a person. Not a refusal
+// and not "down": the transaction keeps its nonce until the approval comes or its time runs out.
+TEST_F(RemoteSignerTest, C2_AServiceThatHoldsATransactionForApprovalSaysSo) {
+    auto signer = remote();
+    for (const std::string message : {"Transaction pending approval by policy",
+                                      "awaiting approval (2 of 3)", "REQUIRES APPROVAL"}) {
+        fake.set_script([message](const std::string& method, const json::value&) {
+            return method == "eth_signTransaction"
+                       ? std::optional(FakeReply::rpc_error(-32000, message))
+                       : std::nullopt;
+        });
+        const Signed s = sign(*signer, eip1559_tx(), kAddr0);
+        EXPECT_EQ(s.outcome, Outcome::pending_approval) << message;
+        EXPECT_THAT(s.detail, HasSubstr("holds it for approval: " + message));
+    }
+    // A no that speaks of approval is a no.
+    for (const std::string message : {"approval denied", "not approved by the policy"})
+        EXPECT_FALSE(custody::says_approval_pending(message)) << message;
 }
 
 TEST_F(RemoteSignerTest, HttpErrorsThatMeanNotNowAreUnavailable) {

@@ -332,6 +332,25 @@ TEST_P(JournalContract, ASendersSpendingSinceATimeIsWhatMovesWeiAndWasLetSpend) 
     ASSERT_TRUE(s->update_managed(held));
     EXPECT_EQ(ids(60), (std::vector<std::string>{"gtx-a"}));
     EXPECT_FALSE(s->find_managed("gtx-held")->spend_ms);
+
+    // A retry writes what it moves (a row from before the sums had none) and forgets its nonce.
+    ManagedRecord old = managed_tx("gtx-old", TxState::dead_letter, 10);
+    old.nonce = 4;
+    ASSERT_TRUE(s->insert_managed(old).second);
+    ManagedUpdate retried{"gtx-old", TxState::queued, "retried", 500};
+    retried.set_spend = true;
+    retried.spend_ms = 500;
+    retried.value = std::vector<std::uint8_t>{0x03};
+    retried.clear_nonce = true;
+    ASSERT_TRUE(s->update_managed(retried));
+    const auto got = s->find_managed("gtx-old");
+    EXPECT_EQ(got->value, (std::vector<std::uint8_t>{0x03}));
+    EXPECT_FALSE(got->nonce);
+    EXPECT_EQ(ids(450), (std::vector<std::string>{"gtx-old"}));
+    // Not asked to: neither changes.
+    ASSERT_TRUE(s->update_managed({"gtx-old", TxState::signing, "nonce 9 taken", 600, 9u}));
+    EXPECT_EQ(s->find_managed("gtx-old")->value, (std::vector<std::uint8_t>{0x03}));
+    EXPECT_EQ(s->find_managed("gtx-old")->nonce, 9u);
 }
 
 // A managed transaction finished while its attempt of its nonce is unfinished again (a reorg

@@ -4,10 +4,12 @@
 // ones go on; an operator approves it (on to the next nonce, and mined) or rejects it
 // (CANCELLED); one nobody decides on expires (on an injected clock); the daily sum is read from
 // the journal in the operation that records the transaction, so concurrent sends cannot both fit
-// under it; held transactions outlive a restart.
+// under it; held transactions outlive a restart. A signer's own hold keeps the nonce, later
+// transactions wait behind it, and an approval that never comes gives the nonce up.
 
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/transaction.hpp"
+#include "gateway/metrics/metrics.hpp"
 #include "gateway/util/clock.hpp"
 #include "support/managed_rig.hpp"
 
@@ -19,6 +21,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <atomic>
 #include <future>
 #include <string>
 #include <vector>
@@ -265,6 +268,155 @@ TEST(ManagedPolicy, C2_ARetryIsJudgedAgainByThePolicy) {
     EXPECT_THAT(std::string(rig.describe(first).at("reason").as_string()),
                 HasSubstr("retried by an operator, and held for approval"));
     EXPECT_EQ(rig.senders().approvals().size(), 1u);
+}
+
+// Held transactions are counted apart from the rest, against the same cap: a flood of ones that
+// break the policy is refused, and the sender's other traffic is not.
+TEST(ManagedPolicy, C2_AFloodOfHeldTransactionsIsCappedWithoutBlockingTheSendersOthers) {
+    RigOptions options{max_value("0")};
+    options.max_queued_per_sender = 2;
+    ManagedRig rig(options);
+    rig.start();
+    rig.send_queued("0x1");
+    rig.send_queued("0x2");
+    const auto third = rig.io.run(rig.senders().send(ManagedRig::request("0x3"), "", false,
+                                                     std::chrono::steady_clock::now() + 10s));
+    ASSERT_TRUE(third.reply.is_error());
+    EXPECT_EQ(third.reply.error.code, -32005);
+    EXPECT_THAT(third.reply.error.message, HasSubstr("2 transactions held for approval"));
+    EXPECT_EQ(rig.senders().approvals().size(), 2u);
+    // Within the rules: taken, signed and sent.
+    const std::string allowed = rig.send_queued("0x0");
+    ASSERT_FALSE(allowed.empty());
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 1; }));
+}
+
+// The signer answers "pending approval" for 1-wei transfers (its own policy) until `approved`,
+// and signs everything else.
+void hold_one_wei_at_the_signer(ManagedRig& rig, std::atomic<bool>& approved,
+                                std::atomic<int>& asked_for_others) {
+    EXPECT_CALL(rig.signer, sign(::testing::_, ::testing::_, ::testing::_))
+        .WillRepeatedly([&](const eth::UnsignedTx& tx, const eth::Address& from, auto deadline) {
+            if (tx.value == eth::Bytes{1} && !approved)
+                return test::ready_awaitable(test::answer_of(
+                    custody::Signed::Outcome::pending_approval, "awaiting approval (1 of 2)"));
+            if (tx.value != eth::Bytes{1}) ++asked_for_others;
+            return rig.keys_.sign(tx, from, deadline);
+        });
+}
+
+TEST(ManagedPolicy, C2_ASignersHoldKeepsTheNonceAndLaterOnesWaitBehindItUntilItSigns) {
+    metrics::Metrics metrics;
+    RigOptions options;
+    options.metrics = &metrics;
+    ManagedRig rig(options);
+    std::atomic<bool> approved{false};
+    std::atomic<int> others{0};
+    hold_one_wei_at_the_signer(rig, approved, others);
+    rig.start();
+    const std::string held = rig.send_queued("0x1");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return !rig.senders().approvals().empty(); }));
+    const json::array approvals = rig.senders().approvals();
+    EXPECT_EQ(approvals[0].at("id").as_string(), held);
+    EXPECT_EQ(approvals[0].at("heldBy").as_string(), "signer");
+    EXPECT_EQ(approvals[0].at("nonce").to_number<std::uint64_t>(), kPendingNonce);
+    EXPECT_EQ(state_of(rig, held), "SIGNING");
+    EXPECT_THAT(std::string(rig.describe(held).at("reason").as_string()),
+                HasSubstr("awaiting approval (1 of 2)"));
+    EXPECT_TRUE(history_has(rig, held, "held for approval by its signer"));
+    // Decided at the signer, not here.
+    const auto decided = decide(rig, held, true, "alice", "");
+    EXPECT_EQ(decided.outcome, txm::ActionResult::Outcome::conflict);
+    EXPECT_THAT(json::serialize(decided.body), HasSubstr("held by its signer"));
+
+    // A later transaction takes the next nonce but is not signed while the earlier one waits.
+    const std::string later = rig.send_queued("0x0");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return state_of(rig, later) == "SIGNING"; }));
+    std::this_thread::sleep_for(100ms);  // rounds go by (every 10 ms)
+    EXPECT_EQ(others.load(), 0);
+    EXPECT_TRUE(rig.sent().empty());
+
+    approved = true;
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+    EXPECT_EQ(sent_nonces(rig), (std::vector<std::uint64_t>{kPendingNonce, kPendingNonce + 1}));
+    EXPECT_TRUE(rig.senders().approvals().empty());
+    const std::string text = metrics.render();
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"signer\","
+                          "outcome=\"held\"} 1"));
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"signer\","
+                          "outcome=\"approved\"} 1"));
+}
+
+TEST(ManagedPolicy, C2_ASignersApprovalThatNeverComesCancelsItAndItsNonceIsFilled) {
+    util::ManualClock clock;
+    config::PolicyConfig policy;  // no rules: only the time a signer's hold may take
+    policy.approval_ttl = 60'000ms;
+    RigOptions options{policy};
+    options.clock = &clock;
+    ManagedRig rig(options);
+    std::atomic<bool> approved{false};
+    std::atomic<int> others{0};
+    hold_one_wei_at_the_signer(rig, approved, others);
+    rig.start();
+    const std::string held = rig.send_queued("0x1");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return !rig.senders().approvals().empty(); }));
+    const std::string later = rig.send_queued("0x0");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return state_of(rig, later) == "SIGNING"; }));
+    clock.advance(59'000ms);
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(state_of(rig, held), "SIGNING");
+
+    clock.advance(1'001ms);
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return state_of(rig, held) == "CANCELLED"; }));
+    EXPECT_THAT(std::string(rig.describe(held).at("reason").as_string()),
+                HasSubstr("approval did not come within approval_ttl_ms (60000 ms)"));
+    // Its nonce went to a zero-value self-send (the later one had the next), and both are sent.
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+    std::vector<std::uint64_t> nonces = sent_nonces(rig);
+    std::sort(nonces.begin(), nonces.end());
+    EXPECT_EQ(nonces, (std::vector<std::uint64_t>{kPendingNonce, kPendingNonce + 1}));
+    for (const auto& raw : rig.sent()) {
+        const auto tx = eth::parse_transaction(*eth::from_hex(raw));
+        ASSERT_TRUE(tx);
+        if (tx->nonce == kPendingNonce) {
+            EXPECT_EQ(tx->to, tx->sender);  // the filler
+            EXPECT_TRUE(tx->value.empty() || tx->value == "0x0");
+        }
+    }
+}
+
+TEST(ManagedPolicy, C2_ASignersHoldOutlivesARestart) {
+    std::string dir;
+    std::string held_since;
+    std::string id;
+    std::atomic<bool> approved{false};
+    std::atomic<int> others{0};
+    {
+        ManagedRig first;
+        dir = first.dir;
+        hold_one_wei_at_the_signer(first, approved, others);
+        first.start();
+        id = first.send_queued("0x1");
+        ASSERT_TRUE(ManagedRig::wait_for([&] { return !first.senders().approvals().empty(); }));
+        held_since = std::string(first.senders().approvals()[0].at("heldSince").as_string());
+        first.shutdown();
+    }
+    std::this_thread::sleep_for(1100ms);  // heldSince has a resolution of seconds
+    RigOptions options;
+    options.dir = dir;
+    ManagedRig second(options);
+    hold_one_wei_at_the_signer(second, approved, others);
+    second.start();
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return !second.senders().approvals().empty(); }));
+    const json::array approvals = second.senders().approvals();
+    EXPECT_EQ(approvals[0].at("id").as_string(), id);
+    EXPECT_EQ(approvals[0].at("heldBy").as_string(), "signer");
+    EXPECT_EQ(approvals[0].at("heldSince").as_string(), held_since);  // not restarted
+    approved = true;
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return second.sent().size() == 1; }));
+    EXPECT_EQ(sent_nonces(second), (std::vector<std::uint64_t>{kPendingNonce}));
 }
 
 }  // namespace

@@ -158,6 +158,12 @@ TEST(Policy, OnlyListedFunctionsMayBeCalled) {
     EXPECT_TRUE(check_policy(rules, call, {}));
     call.input.clear();  // a plain transfer calls nothing
     EXPECT_FALSE(check_policy(rules, call, {}));
+    // A contract creation's initcode is no call, whatever its first bytes: held.
+    Request create = transfer("0", std::nullopt);
+    create.input = {0xa9, 0x05, 0x9c, 0xbb, 0x60, 0x80};
+    auto creation = check_policy(rules, create, {});
+    ASSERT_TRUE(creation);
+    EXPECT_THAT(creation->reason, HasSubstr("creates a contract"));
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ public:
     /// timeout mode: waits until `deadline` and answers unavailable "signing timed out";
     /// unreachable: answers unavailable after a short delay (at most until `deadline`);
     /// latency: waits that long first, or until `deadline` and answers "signing timed out";
-    /// refuse_next: answers refused; an address it holds no key for: refused; otherwise signs.
+    /// refuse_next: answers refused; approval pending: answers pending_approval (its own policy
+    /// holds it for a person); an address it holds no key for: refused; otherwise signs.
     /// Cancelling the awaiting operation ends the wait with unavailable "cancelled".
     boost::asio::awaitable<Signed> sign(const eth::UnsignedTx& tx, const eth::Address& from,
                                         std::chrono::steady_clock::time_point deadline) override;
@@ -51,6 +52,8 @@ public:
     void set_timeout_mode(bool timeout_mode);
     /// The next `n` sign() calls are refused (after any latency).
     void refuse_next(std::size_t n);
+    /// While set, sign() answers pending_approval (after any latency and refusals).
+    void set_approval_pending(bool pending);
 
     /// sign() calls so far, whatever came of them.
     std::size_t sign_requests() const;
@@ -71,6 +74,7 @@ private:
     bool unreachable_ = false;
     bool timeout_mode_ = false;
     std::size_t refuse_next_ = 0;
+    bool approval_pending_ = false;
     std::size_t requests_ = 0;
     std::vector<SignedNonce> signed_;
 };

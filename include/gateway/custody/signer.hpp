@@ -22,12 +22,15 @@ struct Signed {
     enum class Outcome {
         signed_ok,    ///< `raw` holds the signed transaction
         unavailable,  ///< the signer cannot sign now (unreachable, timed out, an HTTP error, a key
-                      ///< not loaded or locked, not ready, an approval pending): asked again
-                      ///< later, for as long as it takes
-        refused,      ///< the signer answered no (its policy, an address it holds no key for):
-                      ///< the transaction fails with `detail`; a person decides
-        malformed,    ///< its answer cannot be used (not JSON-RPC, no signed transaction, another
-                      ///< transaction than the one asked for): a failed try, counted
+                      ///< not loaded or locked, not ready): asked again later, for as long as it
+                      ///< takes
+        pending_approval,  ///< the signer holds it for a person's approval (its own policy): asked
+                           ///< again later with the same nonce, until the sender's
+                           ///< approval_ttl_ms passes
+        refused,           ///< the signer answered no (its policy, an address it holds no key for):
+                           ///< the transaction fails with `detail`; a person decides
+        malformed,  ///< its answer cannot be used (not JSON-RPC, no signed transaction, another
+                    ///< transaction than the one asked for): a failed try, counted
     };
     Outcome outcome = Outcome::unavailable;
     eth::Bytes raw;      ///< the signed transaction (eth_sendRawTransaction's bytes)
@@ -38,6 +41,10 @@ struct Signed {
 /// a key not loaded, locked or not unlocked, not ready or unavailable, an approval pending,
 /// "try again". Case-insensitive.
 bool says_not_ready(std::string_view message);
+
+/// Whether a signer's own error message that says_not_ready() says a person has yet to approve
+/// ("pending approval", "awaiting approval", "requires approval"). Case-insensitive.
+bool says_approval_pending(std::string_view message);
 
 /// The outcome's name in metrics and logs: signed, unavailable, refused, malformed.
 const char* to_string(Signed::Outcome outcome);

@@ -63,8 +63,9 @@ public:
     void count_transaction(std::string_view chain, std::string_view state);
     /// A managed transaction (eth_sendTransaction) entered `state`.
     void count_managed(std::string_view chain, std::string_view state);
-    /// A policy hold and its end: held, approved, rejected or expired.
-    void count_approval(std::string_view chain, std::string_view outcome);
+    /// A hold for approval (`held_by` policy or signer) and its end: held, approved, rejected or
+    /// expired.
+    void count_approval(std::string_view chain, std::string_view held_by, std::string_view outcome);
     /// A signing request to `signer` ended with `outcome` (signed, unavailable, refused,
     /// malformed).
     void count_signing(std::string_view signer, std::string_view outcome);

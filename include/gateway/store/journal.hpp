@@ -125,6 +125,10 @@ struct ManagedUpdate {
     /// Writes spend_ms (ManagedRecord::spend_ms), unset included.
     bool set_spend = false;
     std::optional<std::int64_t> spend_ms;
+    /// Set: writes the wei it moves (ManagedRecord::value; empty: none).
+    std::optional<std::vector<std::uint8_t>> value;
+    /// Forgets its nonce (a retry takes a new one): `nonce` is not written then.
+    bool clear_nonce = false;
 };
 
 /// One step in a transaction's history.

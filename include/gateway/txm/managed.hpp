@@ -157,6 +157,8 @@ private:
                                      std::string_view id, std::int64_t now) const;
     /// Holds `tx` from now (or from `since_ms`, after a restart) until approval_ttl passes.
     void hold(Tx& tx, const Sender& s, std::int64_t since_ms);
+    /// The same for a hold by the signer (the transaction keeps its nonce).
+    void hold_at_signer(Tx& tx, const Sender& s, std::int64_t since_ms);
     /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
     void reopen(std::string id, std::string_view sender);
     boost::asio::awaitable<void> reopen_owned(Sender* s, std::string id);
