@@ -144,11 +144,12 @@ struct ManagedSenders::Tx {
     bool cancel_requested = false;
     std::optional<std::string> cancel_hash;  // the first self-send that cancels it
     // Held by the policy (PENDING_APPROVAL): since when (Unix ms), and until when on clock_.
-    std::int64_t held_since_ms = 0;
+    // The times are atomic: approvals() reads them from the admin API's thread.
+    std::atomic<std::int64_t> held_since_ms{0};
     Clock::time_point approval_deadline{};
     // Held by its signer's own policy (SIGNING, with its nonce): since when (Unix ms; 0: not
     // held), and until when on clock_. The sender's later transactions wait behind it.
-    std::int64_t signer_held_since_ms = 0;
+    std::atomic<std::int64_t> signer_held_since_ms{0};
     Clock::time_point signer_hold_deadline{};
 };
 
