@@ -143,10 +143,9 @@ void read_tx(const Reader& r, const YAML::Node& n, const std::string& path, TxCo
 }
 
 void read_policy(const Reader& r, const YAML::Node& n, const std::string& path, PolicyConfig& p) {
-    // `service` (an outside policy service) is not built yet: an unknown key, refused.
-    r.check_keys(
-        n, path,
-        {"max_value_wei", "daily_value_wei", "allowed_to", "allowed_selectors", "approval_ttl_ms"});
+    r.check_keys(n, path,
+                 {"max_value_wei", "daily_value_wei", "allowed_to", "allowed_selectors",
+                  "approval_ttl_ms", "service"});
     const auto wei = [&](const YAML::Node& v, const std::string& at) {
         const std::string text = r.scalar(v, at);
         if (!eth::parse_wei(text))
@@ -181,6 +180,22 @@ void read_policy(const Reader& r, const YAML::Node& n, const std::string& path, 
             list.push_back(util::lower(text));
         }
         p.allowed_selectors = std::move(list);
+    });
+    if_set(n, "service", [&](auto& v) {
+        const std::string at = path + ".service";
+        r.check_keys(v, at, {"url", "timeout_ms"});
+        if (!v["url"].IsDefined()) r.fail(v, at + ".url", "is required");
+        PolicyConfig::Service service;
+        service.url = r.scalar(v["url"], at + ".url");
+        const auto parsed = boost::urls::parse_absolute_uri(service.url);
+        // The URL is not repeated: it may carry credentials.
+        if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
+            parsed->host().empty())
+            r.fail(v["url"], at + ".url", "must be an http:// or https:// URL");
+        if_set(v, "timeout_ms", [&](auto& t) {
+            service.timeout = Millis(r.integer(t, at + ".timeout_ms", 1, 60'000));
+        });
+        p.service = std::move(service);
     });
     if_set(n, "approval_ttl_ms", [&](auto& v) {
         p.approval_ttl = Millis(r.integer(v, path + ".approval_ttl_ms", 1'000, 30ull * 86'400'000));

@@ -29,7 +29,12 @@ bool says_not_ready(std::string_view message) {
 bool says_approval_pending(std::string_view message) {
     if (!says_not_ready(message)) return false;
     const std::string text = util::lower(message);
-    return text.find("approv") != std::string::npos;
+    const auto has = [&](std::string_view word) { return text.find(word) != std::string::npos; };
+    // "approval service unavailable, try again" is custody that is away, not a person's hold.
+    static constexpr std::array<std::string_view, 6> kAway = {
+        "unavailable", "not available", "try again", "temporarily", "busy", "not ready"};
+    if (std::any_of(kAway.begin(), kAway.end(), has)) return false;
+    return has("approv");
 }
 
 const char* to_string(Signed::Outcome outcome) {

@@ -90,12 +90,16 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Forwa
         const auto& policy = account.policy ? account.policy : config_.policy;
         std::optional<PolicyRules> rules;
         std::chrono::milliseconds ttl(86'400'000);
+        std::shared_ptr<PolicyService> service;
         if (policy) {
             rules = PolicyRules::from(*policy);
             ttl = policy->approval_ttl;
+            if (policy->service)
+                service = make_policy_service(*policy->service, "chain " + config_.name);
         }
         senders_.emplace(address, std::make_shared<Sender>(address, a, it->second, timeout, caps,
-                                                           std::move(rules), ttl, executor_));
+                                                           std::move(rules), ttl,
+                                                           std::move(service), executor_));
     }
 }
 
@@ -193,10 +197,12 @@ asio::awaitable<bool> ManagedSenders::load() {
                 for (const auto& ev : j.managed_history(r.id)) {
                     if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
                     if (ev.state == TxState::pending_approval) held_since[r.id] = ev.at_ms;
-                    // A signer's hold: its start, as long as it is SIGNING since.
-                    if (ev.state != TxState::signing) signer_held.erase(r.id);
+                    // A signer's hold: its start, while it is the last thing that happened to
+                    // it (an operator's cancel request aside).
                     if (ev.state == TxState::signing && ev.reason.starts_with(kSignerHold))
                         signer_held[r.id] = ev.at_ms;
+                    else if (!ev.reason.starts_with(kCancelRequested))
+                        signer_held.erase(r.id);
                 }
                 records.push_back(std::move(r));
             }
@@ -238,10 +244,13 @@ asio::awaitable<bool> ManagedSenders::load() {
             if (has_nonce) adopt_attempts(*tx, *s, attempts[tx->rec.id]);
             if (tx->rec.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
             if (cancels.count(tx->rec.id)) tx->cancel_requested = true;
-            if (const auto held = signer_held.find(tx->rec.id);
-                held != signer_held.end() && tx->rec.state == TxState::signing)
+            // Not when an attempt was signed before the stop (it carries on, adopted below).
+            if (const auto held = signer_held.find(tx->rec.id); held != signer_held.end() &&
+                                                                tx->rec.state == TxState::signing &&
+                                                                tx->attempts.empty())
                 hold_at_signer(*tx, *s, held->second);
             if (tx->rec.state == TxState::pending_approval) {
+                tx->awaiting_service = s->service && tx->rec.reason.starts_with(kAwaitingService);
                 const auto since = held_since.find(tx->rec.id);
                 hold(*tx, *s, since == held_since.end() ? tx->rec.updated_ms : since->second);
             }

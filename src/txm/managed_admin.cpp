@@ -114,6 +114,9 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
         if (auto held = judge(j, *s, tx->req, rec.id, now)) {
             u.state = TxState::pending_approval;
             u.reason = "retried by an operator, and " + *held;
+        } else if (s->service) {
+            u.state = TxState::pending_approval;
+            u.reason = std::string(kAwaitingService);
         } else {
             u.spend_ms = now;
         }
@@ -127,8 +130,9 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
         co_return admin_error(Outcome::unavailable,
                               fmt::format("the journal cannot be written: {}", kept.error()));
     }
-    const bool held = u.state == TxState::pending_approval;
-    if (held) hold(*tx, *s, now);
+    const bool asking = u.reason == kAwaitingService;
+    const bool held = u.state == TxState::pending_approval && !asking;
+    if (u.state == TxState::pending_approval) hold(*tx, *s, now);
     spdlog::warn("chain {}: {} (sender {}): {} -> {}: {}", config_.name, rec.id, s->address,
                  store::to_string(rec.state), store::to_string(u.state), u.reason);
     {
@@ -139,6 +143,7 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
         tx->rec.spend_ms = u.spend_ms;
         tx->rec.nonce.reset();
         tx->rec.hash.reset();
+        tx->awaiting_service = asking;
     }
     if (metrics_) {
         metrics_->count_managed(config_.name, store::to_string(u.state));
@@ -181,6 +186,9 @@ asio::awaitable<ActionResult> ManagedSenders::cancel_owned(Sender* s, std::share
     if (has_no_nonce(st)) {
         co_await finish(*s, tx, TxState::cancelled,
                         "cancelled by an operator before it had a nonce");
+        if (st == TxState::pending_approval && metrics_ && tx->rec.state == TxState::cancelled)
+            metrics_->count_approval(config_.name, tx->awaiting_service ? "service" : "policy",
+                                     "rejected");
         co_return admin_state(Outcome::done, tx->rec.id, "CANCELLED");
     }
     if (tx->req.fills)

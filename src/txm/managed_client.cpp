@@ -186,6 +186,11 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
             rec.state = TxState::pending_approval;
             rec.reason = std::move(*held);
             rec.spend_ms.reset();
+        } else if (s->service) {
+            // Let through by the rules: held until the policy service answers too.
+            rec.state = TxState::pending_approval;
+            rec.reason = std::string(kAwaitingService);
+            rec.spend_ms.reset();
         } else {
             rec.state = TxState::queued;
             rec.reason = "received";
@@ -217,8 +222,9 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         out.reply = error_reply(
             static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
             fmt::format("sender {} has {} transactions held for approval (tx.max_queued_per_sender "
-                        "{}), and this one would be held too ({}): decide on those first",
-                        s->address, held_now, config_.tx.max_queued_per_sender, rec.reason));
+                        "{}), and this one breaks its policy too: decide on those first (GET "
+                        "/admin/approvals)",
+                        s->address, held_now, config_.tx.max_queued_per_sender));
         co_return out;
     }
     if (!inserted) {
@@ -248,14 +254,19 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         tx->rec = rec;
         tx->req = std::move(std::get<Request>(parsed));
         const bool held = rec.state == TxState::pending_approval;
+        const bool asking = held && rec.reason == kAwaitingService;
         if (held) hold(*tx, *s, rec.created_ms);
+        tx->awaiting_service = asking;
         {
             std::lock_guard lock(mu_);
             s->txs.push_back(tx);
             by_id_[rec.id] = tx;
         }
         if (metrics_) metrics_->count_managed(config_.name, store::to_string(rec.state));
-        if (held) {
+        if (asking) {
+            spdlog::info("chain {}: {} from {}: {}", config_.name, rec.id, s->address, rec.reason);
+            wake(*s);
+        } else if (held) {
             if (metrics_) metrics_->count_approval(config_.name, "policy", "held");
             spdlog::warn("chain {}: {} from {}: {}", config_.name, rec.id, s->address, rec.reason);
         } else {
@@ -313,7 +324,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                 out.reply = jsonrpc::Reply::success(json::serialize(json::value(*tx->rec.hash)));
                 co_return out;
             }
-            if (st == TxState::pending_approval) {
+            if (st == TxState::pending_approval && !tx->awaiting_service) {
                 // No hash until a person decides: the client is told now, not at its deadline.
                 out.queued = true;
                 out.reply = error_reply(

@@ -11,6 +11,7 @@
 #include "gateway/store/journal_service.hpp"
 #include "gateway/txm/fees.hpp"
 #include "gateway/txm/policy.hpp"
+#include "gateway/txm/policy_service.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -56,6 +57,9 @@ constexpr std::string_view kCancelRequested = "cancel requested by an operator";
 // The event reason that records the start of a signer's hold for approval (load() looks for it
 // after a restart: its time to live counts from then).
 constexpr std::string_view kSignerHold = "held for approval by its signer";
+// The reason of a transaction the rules let through, held until the policy service answers (load()
+// looks for it after a restart: the service is asked again).
+constexpr std::string_view kAwaitingService = "waiting for the policy service's answer";
 
 inline std::string new_id() {
     unsigned char bytes[12];
@@ -151,12 +155,15 @@ struct ManagedSenders::Tx {
     // held), and until when on clock_. The sender's later transactions wait behind it.
     std::atomic<std::int64_t> signer_held_since_ms{0};
     Clock::time_point signer_hold_deadline{};
+    // PENDING_APPROVAL until the policy service answers (guarded by ManagedSenders::mu_).
+    bool awaiting_service = false;
 };
 
 struct ManagedSenders::Sender {
     Sender(std::string a, const eth::Address& bytes, custody::Signer* sg,
            std::chrono::milliseconds timeout, FeeCaps c, std::optional<PolicyRules> p,
-           std::chrono::milliseconds ttl, asio::any_io_executor ex)
+           std::chrono::milliseconds ttl, std::shared_ptr<PolicyService> svc,
+           asio::any_io_executor ex)
         : address(std::move(a)),
           addr(bytes),
           signer(sg),
@@ -164,6 +171,7 @@ struct ManagedSenders::Sender {
           caps(c),
           policy(std::move(p)),
           approval_ttl(ttl),
+          service(std::move(svc)),
           strand(asio::make_strand(ex)),
           timer(strand) {}
     std::string address;  // lowercase hex
@@ -173,6 +181,7 @@ struct ManagedSenders::Sender {
     FeeCaps caps;
     std::optional<PolicyRules> policy;  // unset: none; fixed after the constructor
     std::chrono::milliseconds approval_ttl;
+    std::shared_ptr<PolicyService> service;  // unset: none; asked on the strand
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
     std::atomic<bool> wake_pending{false};

@@ -65,7 +65,14 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
                                             s.approval_ttl.count()));
                 if (metrics_ && store::is_final(tx->rec.state))
                     metrics_->count_approval(config_.name, "policy", "expired");
+                continue;
             }
+            bool asking;
+            {
+                std::lock_guard lock(mu_);
+                asking = tx->awaiting_service;
+            }
+            if (asking && clock_.now() >= tx->not_before) co_await ask_service(s, tx);
             continue;
         }
         if (tx->cancel_requested && has_no_nonce(st)) {
@@ -277,6 +284,8 @@ asio::awaitable<bool> ManagedSenders::update(std::shared_ptr<Tx> tx, TxState sta
     if (before != state)
         spdlog::info("chain {}: {} (sender {}): {} -> {}: {}", config_.name, tx->rec.id,
                      tx->rec.sender, store::to_string(before), store::to_string(state), reason);
+    // Out of SIGNING, no signer holds it any more.
+    if (state != TxState::signing) tx->signer_held_since_ms = 0;
     std::lock_guard lock(mu_);
     tx->rec.state = state;
     tx->rec.reason = std::move(reason);

@@ -81,6 +81,104 @@ void ManagedSenders::hold(Tx& tx, const Sender& s, std::int64_t since_ms) {
     tx.approval_deadline = clock_.now() + std::max(left, std::chrono::milliseconds(0));
 }
 
+asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx> tx) {
+    json::object body;
+    body["id"] = tx->rec.id;
+    body["chain"] = config_.name;
+    body["chainId"] = config_.chain_id;
+    body["from"] = s.address;
+    json::error_code ec;
+    json::value request = json::parse(tx->rec.request, ec);
+    body["transaction"] = ec ? json::value(tx->rec.request) : std::move(request);
+    body["client"] = tx->rec.client;
+    body["idempotencyKey"] =
+        tx->rec.idempotency_key ? json::value(*tx->rec.idempotency_key) : json::value(nullptr);
+    // Real time, not clock_: the HTTP client waits on real timers.
+    const ServiceVerdict verdict =
+        co_await s.service->check(std::move(body), Clock::now() + std::chrono::seconds(60));
+    using Kind = ServiceVerdict::Kind;
+    if (verdict.kind == Kind::unavailable) {
+        // Fail-closed: held, asked again with backoff until it answers or approval_ttl_ms ends.
+        ++tx->waits;
+        const auto delay = std::min<std::chrono::milliseconds>(
+            config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
+            std::chrono::seconds(60));
+        tx->not_before = clock_.now() + delay;
+        wait(*tx, fmt::format("{}: {}; held, asking again in {} ms", kAwaitingService,
+                              verdict.reason, delay.count()));
+        co_return;
+    }
+    tx->waits = 0;
+    tx->not_before = {};
+    if (verdict.kind == Kind::deny) {
+        {
+            std::lock_guard lock(mu_);
+            tx->awaiting_service = false;
+        }
+        co_await finish(s, tx, TxState::failed,
+                        fmt::format("denied by the policy service: {}; never signed (POST "
+                                    "/admin/transactions/{}/retry asks again)",
+                                    verdict.reason, tx->rec.id));
+        if (metrics_ && tx->rec.state == TxState::failed)
+            metrics_->count_approval(config_.name, "service", "denied");
+        if (tx->rec.state != TxState::failed) {
+            std::lock_guard lock(mu_);
+            tx->awaiting_service = true;  // not journaled: asked again
+        }
+        co_return;
+    }
+    const std::int64_t now = unix_ms();
+    store::ManagedUpdate u{tx->rec.id, TxState::pending_approval, "", now};
+    u.set_spend = true;
+    if (verdict.kind == Kind::hold) {
+        u.reason = fmt::format(
+            "held for approval: the policy service: {}; POST /admin/approvals/{}/approve or "
+            "/reject",
+            verdict.reason, tx->rec.id);
+    }
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        if (verdict.kind == Kind::allow) {
+            // The rules again: the day's sum may have moved while the service was asked.
+            if (auto held = judge(j, s, tx->req, tx->rec.id, now)) {
+                u.reason = std::move(*held);
+            } else {
+                u.state = TxState::queued;
+                u.reason = "allowed by the policy service";
+                u.spend_ms = now;
+            }
+        }
+        j.update_managed(u);
+    };
+    const auto kept = co_await journal_.run(std::move(op));
+    if (!kept) {
+        wait(*tx, fmt::format("{}: it answered, but the journal cannot be written ({}); asking "
+                              "again",
+                              kAwaitingService, kept.error()));
+        tx->not_before = clock_.now() + config_.tx.retry.backoff;
+        co_return;
+    }
+    spdlog::log(u.state == TxState::queued ? spdlog::level::info : spdlog::level::warn,
+                "chain {}: {} (sender {}): {}", config_.name, tx->rec.id, s.address, u.reason);
+    {
+        std::lock_guard lock(mu_);
+        tx->awaiting_service = false;
+        tx->rec.state = u.state;
+        tx->rec.reason = u.reason;
+        tx->rec.updated_ms = now;
+        tx->rec.spend_ms = u.spend_ms;
+        notify(*tx);
+    }
+    if (metrics_) {
+        if (u.state == TxState::queued) {
+            metrics_->count_managed(config_.name, "QUEUED");
+            metrics_->count_approval(config_.name, "service", "approved");
+        } else {
+            metrics_->count_approval(config_.name, "policy", "held");
+        }
+    }
+    if (u.state == TxState::queued) wake(s);
+}
+
 void ManagedSenders::hold_at_signer(Tx& tx, const Sender& s, std::int64_t since_ms) {
     tx.signer_held_since_ms = since_ms;
     const auto left =
@@ -93,18 +191,19 @@ json::array ManagedSenders::approvals() const {
     std::lock_guard lock(mu_);
     for (const auto& [address, s] : senders_) {
         for (const auto& tx : s->txs) {
+            const std::int64_t signer_since = tx->signer_held_since_ms;  // loaded once
             const bool by_policy = tx->rec.state == TxState::pending_approval;
-            const bool by_signer = tx->rec.state == TxState::signing && tx->signer_held_since_ms;
+            const bool by_signer = tx->rec.state == TxState::signing && signer_since != 0;
             if (!by_policy && !by_signer) continue;
             const auto& r = tx->rec;
-            const std::int64_t since = by_policy ? tx->held_since_ms : tx->signer_held_since_ms;
+            const std::int64_t since = by_policy ? tx->held_since_ms.load() : signer_since;
             json::object o;
             o["id"] = r.id;
             o["chain"] = r.chain;
             o["from"] = r.sender;
             o["state"] = store::to_string(r.state);
             // The policy's holds are decided here; a signer's, at the signer.
-            o["heldBy"] = by_policy ? "policy" : "signer";
+            o["heldBy"] = by_signer ? "signer" : tx->awaiting_service ? "service" : "policy";
             if (by_signer) {
                 o["signer"] = s->signer->id();
                 o["nonce"] = r.nonce ? json::value(*r.nonce) : json::value(nullptr);
@@ -198,6 +297,10 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
                         fmt::format("rejected by {}{}; never signed", by, because));
         {
             std::lock_guard lock(mu_);
+            if (tx->rec.state == TxState::cancelled) tx->awaiting_service = false;
+        }
+        {
+            std::lock_guard lock(mu_);
             st = tx->rec.state;
         }
         if (st != TxState::cancelled)
@@ -221,6 +324,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
                  tx->rec.id, s->address, u.reason);
     {
         std::lock_guard lock(mu_);
+        tx->awaiting_service = false;  // a person decided: the service is not asked any more
         tx->rec.state = TxState::queued;
         tx->rec.reason = u.reason;
         tx->rec.updated_ms = now;

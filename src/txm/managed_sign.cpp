@@ -300,8 +300,8 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
             co_return Step::wait;
         }
         tx->waits = 0;
-        if (tx->signer_held_since_ms && metrics_) {
-            // The signer's hold ended in its no (or an answer that cannot be used).
+        if (tx->signer_held_since_ms && r.outcome == Outcome::refused && metrics_) {
+            // The signer's hold ended in its no.
             metrics_->count_approval(config_.name, "signer", "rejected");
         }
         tx->signer_held_since_ms = 0;
@@ -322,7 +322,8 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
     }
     tx->waits = 0;
     if (tx->signer_held_since_ms) {
-        if (metrics_) metrics_->count_approval(config_.name, "signer", "approved");
+        // Approved at the signer (an operator's cancelling self-send is no approval).
+        if (metrics_ && !cancel) metrics_->count_approval(config_.name, "signer", "approved");
         tx->signer_held_since_ms = 0;
     }
 

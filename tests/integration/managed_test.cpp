@@ -5,6 +5,7 @@
 // between signing and broadcast and between broadcast and receipt, dead letters and the admin API.
 
 #include "integration/devnet.hpp"
+#include "support/fake_policy_service.hpp"
 #include "support/http_test_client.hpp"
 #include "support/json_values.hpp"
 #include "support/tcp_forwarder.hpp"
@@ -417,6 +418,33 @@ TEST_F(ManagedTest, C2_AHeldTransactionOutlivesAKillAndIsMinedOnceApproved) {
     EXPECT_EQ(chain_nonce(hot), 2u);
     EXPECT_THAT(str(managed(id).at("history")), HasSubstr("approved by alice: ok"));
     EXPECT_EQ(admin_post("/admin/approvals/" + id + "/reject", R"({"by": "bob"})").status, 409u);
+}
+
+// Catalog row C2 with an outside policy service (its stand-in, in the test): its answers allow,
+// hold for a person, or deny, through the real binary's config.
+TEST_F(ManagedTest, C2_AnOutsidePolicyServiceAllowsHoldsAndDenies) {
+    FakePolicyService service;
+    service.set_rule([](const json::object& request) {
+        const auto& value = request.at("transaction").at("value").as_string();
+        if (value == "0x2") return FakePolicyService::Decision{"hold", "a second pair of eyes"};
+        if (value == "0x3") return FakePolicyService::Decision{"deny", "sanctioned recipient"};
+        return FakePolicyService::Decision{"allow", ""};
+    });
+    start("", "", fmt::format("{{service: {{url: \"{}\", timeout_ms: 1000}}}}", service.url()));
+    const json::value allowed = call("eth_sendTransaction", tx_object(hot, "0x1"));
+    ASSERT_TRUE(allowed.as_object().contains("result")) << str(allowed);
+    const std::string held = send_async(hot, "0x2");
+    const std::string denied = send_async(hot, "0x3");
+    ASSERT_TRUE(wait_state(denied, "FAILED")) << str(managed(denied));
+    EXPECT_THAT(str(managed(denied).at("reason")), HasSubstr("sanctioned recipient"));
+    ASSERT_TRUE(wait_until([&] {
+        return str(managed(held).at("reason")).find("a second pair of eyes") != std::string::npos;
+    })) << str(managed(held));
+    ASSERT_EQ(admin_post("/admin/approvals/" + held + "/approve", R"({"by": "alice"})").status,
+              200u);
+    ASSERT_TRUE(wait_state(held, "COMPLETED")) << str(managed(held));
+    EXPECT_EQ(chain_nonce(hot), 2u);
+    EXPECT_GE(service.asked(), 3u);
 }
 
 // Catalog row C2 at the signer: custody's own policy holds the transaction. It keeps its nonce

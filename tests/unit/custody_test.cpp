@@ -581,6 +581,9 @@ TEST_F(RemoteSignerTest, C2_AServiceThatHoldsATransactionForApprovalSaysSo) {
     // A no that speaks of approval is a no.
     for (const std::string message : {"approval denied", "not approved by the policy"})
         EXPECT_FALSE(custody::says_approval_pending(message)) << message;
+    // Custody that is away, even when the part away is its approval service: waited for.
+    EXPECT_FALSE(custody::says_approval_pending("approval service unavailable, try again"));
+    EXPECT_TRUE(custody::says_not_ready("approval service unavailable, try again"));
 }
 
 TEST_F(RemoteSignerTest, HttpErrorsThatMeanNotNowAreUnavailable) {

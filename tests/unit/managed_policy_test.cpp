@@ -11,6 +11,8 @@
 #include "gateway/eth/transaction.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/util/clock.hpp"
+#include "gateway/util/text.hpp"
+#include "support/fake_policy_service.hpp"
 #include "support/managed_rig.hpp"
 
 #include <fmt/format.h>
@@ -417,6 +419,117 @@ TEST(ManagedPolicy, C2_ASignersHoldOutlivesARestart) {
     approved = true;
     ASSERT_TRUE(ManagedRig::wait_for([&] { return second.sent().size() == 1; }));
     EXPECT_EQ(sent_nonces(second), (std::vector<std::uint64_t>{kPendingNonce}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outside policy service (its fault-injectable stand-in: support/fake_policy_service.hpp).
+
+config::PolicyConfig with_service(const test::FakePolicyService& service,
+                                  std::chrono::milliseconds timeout = 2'000ms) {
+    config::PolicyConfig p;
+    p.service = config::PolicyConfig::Service{service.url(), timeout};
+    return p;
+}
+
+TEST(ManagedPolicy, C2_ThePolicyServicesAnswerDecidesWhatTheRulesLetThrough) {
+    test::FakePolicyService service;
+    service.set_rule([](const json::object& request) {
+        const auto& value = request.at("transaction").at("value").as_string();
+        if (value == "0x2")
+            return test::FakePolicyService::Decision{"hold", "a second pair of eyes"};
+        if (value == "0x3")
+            return test::FakePolicyService::Decision{"deny", "sanctioned recipient"};
+        return test::FakePolicyService::Decision{"allow", ""};
+    });
+    config::PolicyConfig policy = with_service(service);
+    policy.max_value_wei = "5";
+    ManagedRig rig(RigOptions{policy});
+    rig.start();
+
+    // Allowed: eth_sendTransaction waits through the service's answer and gets the hash.
+    const jsonrpc::Reply allowed = rig.send_and_wait();
+    ASSERT_FALSE(allowed.is_error()) << allowed.error.message;
+    const std::string held = rig.send_queued("0x2");
+    const std::string denied = rig.send_queued("0x3");
+    ASSERT_TRUE(ManagedRig::wait_for([&] {
+        return state_of(rig, denied) == "FAILED" &&
+               std::string(rig.describe(held).at("reason").as_string()).find("eyes") !=
+                   std::string::npos;
+    })) << json::serialize(rig.describe(held));
+    EXPECT_EQ(state_of(rig, held), "PENDING_APPROVAL");
+    EXPECT_THAT(std::string(rig.describe(held).at("reason").as_string()),
+                HasSubstr("held for approval: the policy service: a second pair of eyes"));
+    EXPECT_THAT(std::string(rig.describe(denied).at("reason").as_string()),
+                HasSubstr("denied by the policy service: sanctioned recipient"));
+    const json::array approvals = rig.senders().approvals();
+    ASSERT_EQ(approvals.size(), 1u);
+    EXPECT_EQ(approvals[0].at("heldBy").as_string(), "policy");
+    // The rules come first: what they hold is not sent to the service.
+    const std::size_t asked = service.asked();
+    EXPECT_EQ(state_of(rig, rig.send_queued("0x6")), "PENDING_APPROVAL");
+    EXPECT_EQ(service.asked(), asked);
+    // What the service was sent.
+    const json::value first = service.requests().front();
+    EXPECT_EQ(first.at("chain").as_string(), "devnet");
+    EXPECT_EQ(first.at("chainId").to_number<std::uint64_t>(), 31337u);
+    EXPECT_EQ(first.at("from").as_string(), util::lower(test::kManagedSender));
+    EXPECT_EQ(first.at("transaction").at("value").as_string(), "0x1");
+    EXPECT_THAT(std::string(first.at("id").as_string()), HasSubstr("gtx-"));
+    // The service's hold is decided by a person like any other; only the allowed one was sent.
+    ASSERT_EQ(decide(rig, held, true, "alice", "checked").outcome,
+              txm::ActionResult::Outcome::done);
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+}
+
+TEST(ManagedPolicy, C2_APolicyServiceThatCannotAnswerHoldsTheTransactionAndIsAskedAgain) {
+    test::FakePolicyService service;
+    service.set_down(true);
+    std::string dir;
+    std::string id;
+    {
+        ManagedRig first(RigOptions{with_service(service, 200ms)});
+        dir = first.dir;
+        first.start();
+        // eth_sendTransaction waits for the answer until its deadline: accepted, not signed.
+        const auto waited = first.io.run(first.senders().send(
+            ManagedRig::request("0x1"), "", true, std::chrono::steady_clock::now() + 300ms));
+        ASSERT_TRUE(waited.reply.is_error());
+        EXPECT_THAT(waited.reply.error.message, HasSubstr("accepted but not signed in time"));
+        id = std::string(waited.reply.error.data->at("id").as_string());
+        const auto reason = [&] {
+            return std::string(first.describe(id).at("reason").as_string());
+        };
+        ASSERT_TRUE(ManagedRig::wait_for([&] {
+            return reason().find("answered HTTP 503") != std::string::npos;
+        })) << reason();
+        const std::size_t before = service.asked();
+        ASSERT_TRUE(ManagedRig::wait_for([&] { return service.asked() >= before + 2; }));
+        EXPECT_EQ(first.senders().approvals()[0].at("heldBy").as_string(), "service");
+
+        service.set_down(false);
+        service.set_nonsense(true);
+        ASSERT_TRUE(ManagedRig::wait_for([&] {
+            return reason().find("without a decision") != std::string::npos;
+        })) << reason();
+        service.set_nonsense(false);
+        service.set_delay(1'000ms);
+        ASSERT_TRUE(ManagedRig::wait_for([&] {
+            return reason().find("did not answer in time") != std::string::npos;
+        })) << reason();
+        EXPECT_EQ(state_of(first, id), "PENDING_APPROVAL");
+        EXPECT_TRUE(first.sent().empty());
+        first.shutdown();
+    }
+    // After a restart it is asked again, and its answer lets the transaction go.
+    service.set_delay(0ms);
+    RigOptions options{with_service(service, 200ms)};
+    options.dir = dir;
+    ManagedRig second(options);
+    second.start();
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return second.sent().size() == 1; }))
+        << json::serialize(second.describe(id));
+    EXPECT_THAT(json::serialize(second.describe(id).at("history")),
+                HasSubstr("allowed by the policy service"));
 }
 
 }  // namespace

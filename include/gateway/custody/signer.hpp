@@ -46,7 +46,8 @@ bool says_not_ready(std::string_view message);
 /// ("pending approval", "awaiting approval", "requires approval"). Case-insensitive.
 bool says_approval_pending(std::string_view message);
 
-/// The outcome's name in metrics and logs: signed, unavailable, refused, malformed.
+/// The outcome's name in metrics and logs: signed, unavailable, pending_approval, refused,
+/// malformed.
 const char* to_string(Signed::Outcome outcome);
 
 /// Thread-safe. Never throws from sign(); secrets never appear in `detail` or logs.

@@ -159,6 +159,8 @@ private:
     void hold(Tx& tx, const Sender& s, std::int64_t since_ms);
     /// The same for a hold by the signer (the transaction keeps its nonce).
     void hold_at_signer(Tx& tx, const Sender& s, std::int64_t since_ms);
+    /// Asks the policy service about `tx`, held until it answers, and acts on the answer.
+    boost::asio::awaitable<void> ask_service(Sender& s, std::shared_ptr<Tx> tx);
     /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
     void reopen(std::string id, std::string_view sender);
     boost::asio::awaitable<void> reopen_owned(Sender* s, std::string id);
