@@ -24,7 +24,7 @@ LAYERS = [
     ["upstream", "store", "custody", "http", "auth"],
     ["chain"],
     ["cache"],
-    ["txm"],
+    ["txm", "streams"],
     ["rpc"],
     ["admin"],
     ["app"],

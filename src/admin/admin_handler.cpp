@@ -8,6 +8,7 @@
 #include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/store/journal_service.hpp"
+#include "gateway/streams/event_stream.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -139,14 +140,48 @@ boost::asio::awaitable<http::Response> AdminHandler::decide(std::string_view res
     co_return not_found_managed(key);
 }
 
-// GET /admin/approvals: the managed transactions held by their sender's policy, every chain's.
+// GET /admin/approvals: the managed transactions held for approval, every chain's, oldest first.
 http::Response AdminHandler::approvals() const {
     json::array list;
     for (auto* m : managed_)
         for (auto& held : m->approvals()) list.push_back(std::move(held));
+    // heldSince is ISO 8601 in UTC, the same width everywhere: its text sorts as its time.
+    std::stable_sort(list.begin(), list.end(), [](const json::value& a, const json::value& b) {
+        return a.at("heldSince").as_string() < b.at("heldSince").as_string();
+    });
     json::object body;
     body["approvals"] = std::move(list);
     return json_response(200, body);
+}
+
+// POST /admin/streams/<id>/pause, /resume, or /reset with {"from_block": n}: the next block to
+// deliver from (its events are delivered again: at least once).
+boost::asio::awaitable<http::Response> AdminHandler::stream_action(std::string_view rest,
+                                                                   const std::string& body) const {
+    const auto slash = rest.rfind('/');
+    const std::string_view id = slash == std::string_view::npos ? rest : rest.substr(0, slash);
+    const std::string_view action =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (action != "pause" && action != "resume" && action != "reset")
+        co_return error_json(404, "use POST /admin/streams/<id>/pause, /resume or /reset");
+    std::optional<std::uint64_t> from_block;
+    if (action == "reset") {
+        json::error_code ec;
+        json::value v = json::parse(body, ec);
+        const json::object* o = ec ? nullptr : v.if_object();
+        const json::value* from = o ? o->if_contains("from_block") : nullptr;
+        if (from && from->is_uint64()) from_block = from->get_uint64();
+        if (from && from->is_int64() && from->get_int64() >= 0)
+            from_block = static_cast<std::uint64_t>(from->get_int64());
+        if (!from_block)
+            co_return error_json(400, "reset takes {\"from_block\": <the block to deliver from>}");
+    }
+    for (auto* s : streams_) {
+        if (s->id() != id) continue;
+        streams::StreamAnswer a = co_await s->act(std::string(action), from_block);
+        co_return json_response(a.status, a.body);
+    }
+    co_return error_json(404, "no stream '" + std::string(id.substr(0, 64)) + "'");
 }
 
 // POST /admin/senders/<address>/resync.
@@ -483,7 +518,10 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     constexpr std::string_view kSenders = "/admin/senders/";
     constexpr std::string_view kSigners = "/admin/signers/";
     constexpr std::string_view kApprovals = "/admin/approvals/";
+    constexpr std::string_view kStreams = "/admin/streams/";
     if (request.method == "POST") {
+        if (path.substr(0, kStreams.size()) == kStreams)
+            co_return co_await stream_action(path.substr(kStreams.size()), request.body);
         if (path.substr(0, kApprovals.size()) == kApprovals)
             co_return co_await decide(path.substr(kApprovals.size()), request.body);
         if (path.substr(0, kTransactions.size()) == kTransactions)
@@ -501,6 +539,11 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/admin/signers") co_return signers();
     if (path == "/admin/chains") co_return chains_view();
     if (path == "/admin/approvals") co_return approvals();
+    if (path == "/admin/streams") {
+        json::array list;
+        for (auto* s : streams_) list.push_back(s->view());
+        co_return json_response(200, json::object{{"streams", std::move(list)}});
+    }
     if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
         // The pool's gauges as of now, not as of the last probe.
@@ -512,17 +555,28 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
         co_return r;
     }
     co_return json_response(
-        404, json::object{
-                 {"error", "not found"},
-                 {"endpoints",
-                  json::array{
-                      "/healthz", "/readyz", "/metrics", "/admin/upstreams",
-                      "/admin/upstreams/<id>/cordon", "/admin/upstreams/<id>/uncordon",
-                      "/admin/transactions?state=&limit=", "/admin/transactions/<hash|id>",
-                      "POST /admin/transactions/<id>/retry", "POST /admin/transactions/<id>/cancel",
-                      "POST /admin/senders/<address>/resync", "/admin/signers", "/admin/chains",
-                      "POST /admin/signers/<id>/faults", "/admin/approvals",
-                      "POST /admin/approvals/<id>/approve", "POST /admin/approvals/<id>/reject"}}});
+        404, json::object{{"error", "not found"},
+                          {"endpoints", json::array{"/healthz",
+                                                    "/readyz",
+                                                    "/metrics",
+                                                    "/admin/upstreams",
+                                                    "/admin/upstreams/<id>/cordon",
+                                                    "/admin/upstreams/<id>/uncordon",
+                                                    "/admin/transactions?state=&limit=",
+                                                    "/admin/transactions/<hash|id>",
+                                                    "POST /admin/transactions/<id>/retry",
+                                                    "POST /admin/transactions/<id>/cancel",
+                                                    "POST /admin/senders/<address>/resync",
+                                                    "/admin/signers",
+                                                    "/admin/chains",
+                                                    "POST /admin/signers/<id>/faults",
+                                                    "/admin/approvals",
+                                                    "POST /admin/approvals/<id>/approve",
+                                                    "POST /admin/approvals/<id>/reject",
+                                                    "/admin/streams",
+                                                    "POST /admin/streams/<id>/pause",
+                                                    "POST /admin/streams/<id>/resume",
+                                                    "POST /admin/streams/<id>/reset"}}});
 }
 
 }  // namespace gateway::admin

@@ -92,7 +92,7 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
                    "is set per chain now: chains[].cache {enabled, max_bytes, max_stale_ms, "
                    "coalesce, methods}");
         });
-        r.check_keys(root, "", {"server", "auth", "signers", "log", "store", "chains"});
+        r.check_keys(root, "", {"server", "auth", "signers", "log", "store", "chains", "streams"});
         std::set<std::string> signer_ids;
         if_set(root, "signers", [&](auto& list) {
             if (!list.IsSequence()) r.fail(list, "signers", "must be a list");
@@ -137,6 +137,22 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
                                     c.upstreams[j].id));
             config.chains.push_back(std::move(c));
         }
+        if_set(root, "streams", [&](auto& list) {
+            if (!list.IsSequence()) r.fail(list, "streams", "must be a list");
+            std::set<std::string> stream_ids;
+            for (std::size_t i = 0; i < list.size(); ++i) {
+                const std::string path = fmt::format("streams[{}]", i);
+                StreamConfig s;
+                read_stream(r, list[i], path, s);
+                if (!names.count(s.chain))
+                    r.fail(list[i]["chain"], path + ".chain",
+                           fmt::format("no chain '{}' under chains", s.chain));
+                if (!stream_ids.insert(s.id).second)
+                    r.fail(list[i]["id"], path + ".id",
+                           fmt::format("stream id '{}' is used twice", s.id));
+                config.streams.push_back(std::move(s));
+            }
+        });
         if_set(root, "auth", [&](auto& v) { read_auth(r, v, config.auth); });
         check_exposure(r, root, config);
     } catch (const YAML::Exception& e) {

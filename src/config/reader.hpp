@@ -177,6 +177,8 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path,
 void read_signer(const Reader& r, const YAML::Node& n, const std::string& path,
                  SignerConfig& s);  // security.cpp
 void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a);
+void read_stream(const Reader& r, const YAML::Node& n, const std::string& path,
+                 StreamConfig& s);  // streams.cpp
 /// What must hold across sections (security.cpp).
 void check_exposure(const Reader& r, const YAML::Node& root, const Config& c);
 

@@ -227,11 +227,22 @@ struct Metrics::Impl {
         counter(registry, "gateway_managed_approvals_total",
                 "Managed transactions held for a person's approval and what became of them, by "
                 "chain, by whom held (policy: the gateway's, before a nonce; signer: the "
-                "signer's own, with its nonce) and outcome (held, approved, rejected, expired)");
+                "signer's own, with its nonce; service: the policy service's answer) and outcome "
+                "(held, approved, rejected, expired, denied)");
+    prom::Family<prom::Gauge>& stream_lag =
+        gauge(registry, "gateway_stream_lag_blocks",
+              "Confirmed blocks an event stream has not yet had acknowledged, by stream");
+    prom::Family<prom::Counter>& stream_deliveries =
+        counter(registry, "gateway_stream_deliveries_total",
+                "Batches an event stream posted to its webhook, by stream and outcome "
+                "(acknowledged, failed)");
+    prom::Family<prom::Counter>& stream_events =
+        counter(registry, "gateway_stream_events_total",
+                "Events an event stream's webhook acknowledged, by stream");
     prom::Family<prom::Counter>& signing =
         counter(registry, "gateway_signing_requests_total",
-                "Signing requests to custody, by signer and outcome (signed, unavailable, refused, "
-                "malformed)");
+                "Signing requests to custody, by signer and outcome (signed, unavailable, "
+                "pending_approval, refused, malformed)");
     prom::Family<prom::Gauge>& signer_ready =
         gauge(registry, "gateway_signer_ready",
               "1 when the signer answered its latest signing request, 0 when it could not sign "
@@ -424,6 +435,18 @@ void Metrics::count_approval(std::string_view chain, std::string_view held_by,
                              std::string_view outcome) {
     impl_->approvals.Add({{"chain", s(chain)}, {"held_by", s(held_by)}, {"outcome", s(outcome)}})
         .Increment();
+}
+
+void Metrics::set_stream_lag(std::string_view stream, double blocks) {
+    impl_->stream_lag.Add({{"stream", s(stream)}}).Set(blocks);
+}
+
+void Metrics::count_stream_delivery(std::string_view stream, std::string_view outcome) {
+    impl_->stream_deliveries.Add({{"stream", s(stream)}, {"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::count_stream_events(std::string_view stream, std::size_t events) {
+    impl_->stream_events.Add({{"stream", s(stream)}}).Increment(static_cast<double>(events));
 }
 
 void Metrics::count_signing(std::string_view signer, std::string_view outcome) {

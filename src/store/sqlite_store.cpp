@@ -153,6 +153,13 @@ constexpr const char* kMigrations[] = {
     "ALTER TABLE managed_transactions ADD COLUMN spend_ms INTEGER;"
     "CREATE INDEX managed_spending ON managed_transactions (chain, sender, spend_ms)"
     " WHERE spend_ms IS NOT NULL AND value IS NOT NULL;",
+    // 11: event streams' checkpoints (catalog row I1).
+    "CREATE TABLE streams ("
+    " id TEXT PRIMARY KEY,"
+    " chain TEXT NOT NULL,"
+    " next_block INTEGER,"
+    " paused INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL);",
 };
 
 constexpr const char* kColumns =
@@ -451,6 +458,33 @@ public:
         return out;
     }
 
+    std::optional<StreamRecord> find_stream(std::string_view id) override {
+        Stmt st(*this,
+                "SELECT id, chain, next_block, paused, updated_ms FROM streams WHERE id = ?1;");
+        st.text(1, id);
+        if (!st.step()) return std::nullopt;
+        return read_stream(st);
+    }
+
+    std::vector<StreamRecord> streams() override {
+        Stmt st(*this,
+                "SELECT id, chain, next_block, paused, updated_ms FROM streams ORDER BY id;");
+        std::vector<StreamRecord> out;
+        while (st.step()) out.push_back(read_stream(st));
+        return out;
+    }
+
+    void put_stream(const StreamRecord& r) override {
+        Stmt st(*this,
+                "INSERT INTO streams (id, chain, next_block, paused, updated_ms) VALUES (?1, ?2, "
+                "?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET chain = ?2, next_block = ?3, paused = "
+                "?4, updated_ms = ?5;");
+        st.text(1, r.id).text(2, r.chain);
+        if (r.next_block) st.integer(3, static_cast<std::int64_t>(*r.next_block));
+        st.integer(4, r.paused ? 1 : 0).integer(5, r.updated_ms);
+        st.done();
+    }
+
     std::vector<TxEvent> managed_history(std::string_view id) override {
         Stmt st(
             *this,
@@ -704,6 +738,16 @@ private:
         if (!st.is_null(14)) r.client = st.column_text(14);
         r.finalized = st.column_int(15) != 0;
         if (!st.is_null(16)) r.source = st.column_text(16);
+        return r;
+    }
+
+    static StreamRecord read_stream(const Stmt& st) {
+        StreamRecord r;
+        r.id = st.column_text(0);
+        r.chain = st.column_text(1);
+        if (!st.is_null(2)) r.next_block = static_cast<std::uint64_t>(st.column_int(2));
+        r.paused = st.column_int(3) != 0;
+        r.updated_ms = st.column_int(4);
         return r;
     }
 

@@ -189,8 +189,8 @@ public:
         const bool local = address_ec ? util::lower(host_) == "localhost" : address.is_loopback();
         if (config.accept_gzip.value_or(!local)) request_head_ += "Accept-Encoding: gzip\r\n";
         if (!authorization_.empty()) request_head_ += "Authorization: " + authorization_ + "\r\n";
-        // A GET has no body: its head is complete. A POST's ends where its length goes.
-        request_head_ += get_ ? "\r\n" : "Content-Length: ";
+        // The head's end comes with each request: a caller's own headers, then for a POST the
+        // length (round_trip).
         error_code ec;
         literal_ = asio::ip::make_address(host_, ec);
         has_literal_ = !ec;
@@ -238,9 +238,10 @@ public:
             if (!in_place) {
                 // On another strand than the caller's: a budget the caller's strand keeps is not
                 // ours to touch.
-                result = co_await asio::co_spawn(
-                    on, exchange(conn, on, body, options.deadline, stale, nullptr),
-                    asio::use_awaitable);
+                result = co_await asio::co_spawn(on,
+                                                 exchange(conn, on, body, options.deadline, stale,
+                                                          nullptr, options.extra_headers),
+                                                 asio::use_awaitable);
             } else if (auto early = begin_exchange(conn, on, options.deadline, stale)) {
                 result = std::move(*early);
             } else {
@@ -249,9 +250,11 @@ public:
                 if (!c.connected) result = co_await connect(c);
                 if (result.ok()) {
                     if (tls_) {
-                        result = co_await round_trip(*c.tls, c, body, stale, options.budget);
+                        result = co_await round_trip(*c.tls, c, body, stale, options.budget,
+                                                     options.extra_headers);
                     } else {
-                        result = co_await round_trip(*c.plain, c, body, stale, options.budget);
+                        result = co_await round_trip(*c.plain, c, body, stale, options.budget,
+                                                     options.extra_headers);
                     }
                 }
                 end_exchange(c);
@@ -402,17 +405,26 @@ private:
 
     template <class Stream>
     asio::awaitable<HttpResult> round_trip(Stream& stream, Connection& c, const std::string& body,
-                                           bool& stale, std::shared_ptr<CallBudget> budget) {
-        // The head is fixed but for the length: written as is, with the body, in one gather write.
+                                           bool& stale, std::shared_ptr<CallBudget> budget,
+                                           std::string_view extra_headers) {
+        // The head is fixed but for the caller's headers and the length: written with the body
+        // in one gather write. A GET has no body: its head ends with the caller's headers.
         char length[24];
         auto [end, lec] = std::to_chars(length, length + sizeof length, body.size());
         (void)lec;
-        const std::array<asio::const_buffer, 4> request{
-            asio::buffer(request_head_),
-            asio::buffer(length, static_cast<std::size_t>(end - length)),
-            asio::buffer("\r\n\r\n", 4), asio::buffer(body)};
+        // (Plain statements: GCC 12 mishandles conditional expressions in coroutines.)
+        static constexpr std::string_view kLength = "Content-Length: ";
+        asio::const_buffer head_end = asio::buffer(kLength.data(), kLength.size());
+        if (get_) head_end = asio::buffer("\r\n", 2);
+        std::array<asio::const_buffer, 6> request;
+        request[0] = asio::buffer(request_head_);
+        request[1] = asio::buffer(extra_headers.data(), extra_headers.size());
+        request[2] = head_end;
+        request[3] = asio::buffer(length, static_cast<std::size_t>(end - length));
+        request[4] = asio::buffer("\r\n\r\n", 4);
+        request[5] = asio::buffer(body);
         auto [wec, wn] = co_await asio::async_write(
-            stream, std::span<const asio::const_buffer>(request).first(get_ ? 1 : request.size()),
+            stream, std::span<const asio::const_buffer>(request).first(get_ ? 3 : request.size()),
             use_nothrow);
         if (wec) {
             c.connected = false;
@@ -542,16 +554,17 @@ private:
     asio::awaitable<HttpResult> exchange(std::shared_ptr<Connection> conn, asio::any_io_executor ex,
                                          const std::string& body,
                                          std::chrono::steady_clock::time_point deadline,
-                                         bool& stale, std::shared_ptr<CallBudget> budget) {
+                                         bool& stale, std::shared_ptr<CallBudget> budget,
+                                         std::string_view extra_headers) {
         if (auto early = begin_exchange(conn, ex, deadline, stale)) co_return std::move(*early);
         Connection& c = *conn;
         HttpResult result;
         if (!c.connected) result = co_await connect(c);
         if (result.ok()) {
             if (tls_) {
-                result = co_await round_trip(*c.tls, c, body, stale, budget);
+                result = co_await round_trip(*c.tls, c, body, stale, budget, extra_headers);
             } else {
-                result = co_await round_trip(*c.plain, c, body, stale, budget);
+                result = co_await round_trip(*c.plain, c, body, stale, budget, extra_headers);
             }
         }
         end_exchange(c);

@@ -28,6 +28,8 @@ struct FakeUpstream::Impl {
     Script script;
     std::map<std::string, std::size_t> counts;
     std::map<std::string, std::vector<json::value>> received;
+    std::string watched;  // a header's name, lower case
+    std::vector<std::pair<std::string, std::string>> raw;
     std::size_t in_flight = 0;
     std::size_t max_in_flight = 0;
 
@@ -61,6 +63,11 @@ struct FakeUpstream::Impl {
 
     asio::awaitable<http::Response> handle(http::Request& request) {
         http::Response response;
+        {
+            std::lock_guard lock(mu);
+            raw.emplace_back(request.body, watched.empty() ? std::string()
+                                                           : std::string(request.header(watched)));
+        }
         json::error_code ec;
         json::value body = json::parse(request.body, ec);
         if (!ec && body.is_array()) {
@@ -192,6 +199,16 @@ std::size_t FakeUpstream::calls() const {
     std::size_t n = 0;
     for (auto& [m, c] : impl_->counts) n += c;
     return n;
+}
+
+void FakeUpstream::watch_header(std::string name) {
+    std::lock_guard lock(impl_->mu);
+    impl_->watched = std::move(name);
+}
+
+std::vector<std::pair<std::string, std::string>> FakeUpstream::raw_requests() const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->raw;
 }
 
 std::vector<boost::json::value> FakeUpstream::received(const std::string& method) const {

@@ -66,6 +66,10 @@ public:
     /// scripted as if alone). Off by default: a batch gets HTTP 400. Either way it is counted
     /// under the method "(batch)".
     void set_batches(bool on);
+    /// Every request's body as it came, with the value of its header `name` (set with
+    /// watch_header; "" when it had none), in order.
+    void watch_header(std::string name);
+    std::vector<std::pair<std::string, std::string>> raw_requests() const;
 
 private:
     struct Impl;

@@ -660,9 +660,82 @@ chains:
     EXPECT_THAT(error_of(with_policy("{allowed_selectors: [\"transfer(address,uint256)\"]}")),
                 HasSubstr("is not a function selector"));
     EXPECT_THAT(error_of(with_policy("{approval_ttl_ms: 10}")), HasSubstr("out of range"));
-    // The outside policy service is not built: its key is refused, not ignored.
-    EXPECT_THAT(error_of(with_policy("{service: {url: \"http://policy/\"}}")),
-                HasSubstr("chains[0].policy.service: unknown key"));
+    EXPECT_THAT(error_of(with_policy("{service: {timeout_ms: 5}}")),
+                HasSubstr("chains[0].policy.service.url: is required"));
+    EXPECT_THAT(error_of(with_policy("{service: {url: \"ftp://user:secret@policy/\"}}")),
+                HasSubstr("must be an http:// or https:// URL"));
+    EXPECT_EQ(
+        error_of(with_policy("{service: {url: \"ftp://user:secret@policy/\"}}")).find("secret"),
+        std::string::npos);
+    EXPECT_THAT(error_of(with_policy("{service: {url: \"http://policy/\", timeout_ms: 0}}")),
+                HasSubstr("out of range"));
+    EXPECT_THAT(error_of(with_policy("{service: {url: \"http://policy/\", retries: 3}}")),
+                HasSubstr("unknown key"));
+    const Config with_service =
+        parse(with_policy("{service: {url: \"https://policy.internal/check\", timeout_ms: 1500}}"));
+    ASSERT_TRUE(with_service.chains[0].policy->service);
+    EXPECT_EQ(with_service.chains[0].policy->service->url, "https://policy.internal/check");
+    EXPECT_EQ(with_service.chains[0].policy->service->timeout, std::chrono::milliseconds(1500));
+}
+
+// Catalog rows I1 and I2: event streams, and what they must say.
+TEST(Config, EventStreams) {
+    const std::string head = kMinimal + "streams:\n";
+    const std::map<std::string, std::string> env{{"HOOK_SECRET", "0123456789abcdef-secret"}};
+    const Config c = parse(head + R"(  - id: transfers
+    chain: devnet
+    addresses: ["0x5FbDB2315678afecb367f032d93F642f64180aa3"]
+    topics: [["0xDDF252AD1BE2C89B69C2B068FC378DAA952BA7F163C4A11628F55A4DF523B3EF"], null]
+    from_block: 100
+    confirmations: 3
+    batch_size: 50
+    webhook: {url: "http://127.0.0.1:8080/events", timeout_ms: 2500, secret_env: HOOK_SECRET}
+  - id: latest
+    chain: devnet
+    from_block: latest
+    webhook: {url: "https://app.internal/hook", secret_env: HOOK_SECRET}
+)",
+                           env);
+    ASSERT_EQ(c.streams.size(), 2u);
+    const auto& s = c.streams[0];
+    EXPECT_EQ(s.id, "transfers");
+    EXPECT_EQ(s.addresses,
+              (std::vector<std::string>{"0x5fbdb2315678afecb367f032d93f642f64180aa3"}));
+    ASSERT_EQ(s.topics.size(), 2u);
+    EXPECT_EQ(s.topics[0][0], "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
+    EXPECT_TRUE(s.topics[1].empty());
+    EXPECT_EQ(s.from_block, 100u);
+    EXPECT_EQ(s.confirmations, 3u);
+    EXPECT_EQ(s.batch_size, 50u);
+    EXPECT_EQ(s.webhook.timeout, std::chrono::milliseconds(2500));
+    EXPECT_EQ(s.webhook.secret, "0123456789abcdef-secret");
+    EXPECT_FALSE(c.streams[1].from_block);
+    EXPECT_EQ(c.streams[1].confirmations, 12u);
+
+    const auto one = [&](const std::string& fields) {
+        return head + "  - {id: s, chain: devnet, " + fields + "}\n";
+    };
+    const std::string hook = "webhook: {url: \"http://127.0.0.1:1/\", secret_env: HOOK_SECRET}";
+    EXPECT_THAT(error_of(head + "  - {id: s, chain: nowhere, " + hook + "}\n", env),
+                HasSubstr("streams[0].chain: no chain 'nowhere'"));
+    EXPECT_THAT(error_of(one("webhook: {url: \"http://127.0.0.1:1/\"}"), env),
+                HasSubstr("secret_env: is required"));
+    EXPECT_THAT(error_of(one(hook), {}), HasSubstr("HOOK_SECRET is not set"));
+    EXPECT_THAT(error_of(one(hook), {{"HOOK_SECRET", "short"}}),
+                HasSubstr("shorter than 16 bytes (it is not shown)"));
+    EXPECT_EQ(error_of(one(hook), {{"HOOK_SECRET", "short"}}).find("short\""), std::string::npos);
+    EXPECT_THAT(error_of(one("topics: [\"0x12\"], " + hook), env),
+                HasSubstr("streams[0].topics[0]: '0x12' is not a topic"));
+    EXPECT_THAT(error_of(one("webhook: {url: \"ftp://h/\", secret_env: HOOK_SECRET}"), env),
+                HasSubstr("must be an http:// or https:// URL"));
+    EXPECT_THAT(error_of(head + "  - {id: s, chain: devnet, " + hook +
+                             "}\n  - {id: s, chain: "
+                             "devnet, " +
+                             hook + "}\n",
+                         env),
+                HasSubstr("stream id 's' is used twice"));
+    EXPECT_THAT(error_of(head + "  - {id: \"S!\", chain: devnet, " + hook + "}\n", env),
+                HasSubstr("must be 1-63 lowercase letters"));
 }
 
 TEST(Config, TheShippedFilesAreValid) {

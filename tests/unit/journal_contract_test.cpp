@@ -47,7 +47,7 @@ void PrintTo(const JournalBackend& backend, std::ostream* os) {
     *os << backend.name;
 }
 
-const JournalBackend kSqlite{"sqlite", 10, [](const std::string& dir) {
+const JournalBackend kSqlite{"sqlite", 11, [](const std::string& dir) {
                                  return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
                              }};
 
@@ -351,6 +351,31 @@ TEST_P(JournalContract, ASendersSpendingSinceATimeIsWhatMovesWeiAndWasLetSpend) 
     ASSERT_TRUE(s->update_managed({"gtx-old", TxState::signing, "nonce 9 taken", 600, 9u}));
     EXPECT_EQ(s->find_managed("gtx-old")->value, (std::vector<std::uint8_t>{0x03}));
     EXPECT_EQ(s->find_managed("gtx-old")->nonce, 9u);
+}
+
+// Event streams' checkpoints (catalog row I1): kept per stream, replaced whole, and kept across a
+// reopening of the journal.
+TEST_P(JournalContract, AStreamsCheckpointIsKeptAndReplaced) {
+    const std::string dir = test::make_temp_dir("journal-contract");
+    {
+        auto s = open_at(dir);
+        EXPECT_FALSE(s->find_stream("transfers"));
+        s->put_stream(StreamRecord{"transfers", "devnet", std::nullopt, false, 10});
+        s->put_stream(StreamRecord{"approvals", "devnet", 7, true, 11});
+        ASSERT_TRUE(s->find_stream("transfers"));
+        EXPECT_FALSE(s->find_stream("transfers")->next_block);
+        s->put_stream(StreamRecord{"transfers", "devnet", 19, false, 12});
+    }
+    auto s = open_at(dir);
+    const auto all = s->streams();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].id, "approvals");
+    EXPECT_EQ(all[0].next_block, 7u);
+    EXPECT_TRUE(all[0].paused);
+    EXPECT_EQ(all[1].id, "transfers");
+    EXPECT_EQ(all[1].next_block, 19u);
+    EXPECT_FALSE(all[1].paused);
+    EXPECT_EQ(all[1].updated_ms, 12);
 }
 
 // A managed transaction finished while its attempt of its nonce is unfinished again (a reorg

@@ -106,6 +106,14 @@ public:
         check();
         return inner_->spending(c, s, since);
     }
+    std::optional<store::StreamRecord> find_stream(std::string_view id) override {
+        return inner_->find_stream(id);
+    }
+    std::vector<store::StreamRecord> streams() override { return inner_->streams(); }
+    void put_stream(const store::StreamRecord& r) override {
+        check();
+        inner_->put_stream(r);
+    }
 
     // NonceLedger.
     std::uint64_t take_nonce(std::string_view c, std::string_view s, std::uint64_t f) override {

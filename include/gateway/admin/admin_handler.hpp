@@ -34,6 +34,10 @@ namespace gateway::cache {
 class ChainCache;
 }
 
+namespace gateway::streams {
+class EventStream;
+}
+
 namespace gateway::admin {
 
 class AdminHandler {
@@ -48,6 +52,9 @@ public:
     /// /cancel, /admin/senders/<address>/resync, /admin/approvals and /admin/signers.
     void set_managed(std::vector<txm::ManagedSenders*> managed,
                      std::vector<custody::Signer*> signers);
+
+    /// The event streams, for /admin/streams.
+    void set_streams(std::vector<streams::EventStream*> streams) { streams_ = std::move(streams); }
 
     /// Whether each chain (in the same order) has loaded its unfinished transactions from the
     /// journal, for /readyz; called on the admin listener's thread, so it must be thread-safe.
@@ -95,6 +102,9 @@ private:
     boost::asio::awaitable<http::Response> decide(std::string_view rest,
                                                   const std::string& body) const;
     http::Response approvals() const;
+    /// POST /admin/streams/<id>/pause, /resume, or /reset with {"from_block": n}.
+    boost::asio::awaitable<http::Response> stream_action(std::string_view rest,
+                                                         const std::string& body) const;
     http::Response signers() const;
     http::Response chains_view() const;
     http::Response signer_faults(std::string_view rest, const std::string& body) const;
@@ -103,6 +113,7 @@ private:
     std::vector<chain::ChainWatcher*> watchers_;
     std::vector<cache::ChainCache*> caches_;
     std::vector<custody::Signer*> signers_;
+    std::vector<streams::EventStream*> streams_;
     std::vector<std::function<bool()>> transactions_loaded_;
 
     std::vector<upstream::ChainPool*> chains_;

@@ -193,6 +193,13 @@ struct PolicyConfig {
     std::optional<std::vector<std::string>> allowed_to;         ///< lowercase addresses
     std::optional<std::vector<std::string>> allowed_selectors;  ///< "0x" and 8 lowercase hex
     Millis approval_ttl{86'400'000};  ///< a held transaction is CANCELLED after this long
+    /// An outside policy service asked about each transaction the rules let through
+    /// (README, "The policy service"): allow, hold for a person, or deny.
+    struct Service {
+        std::string url;  ///< http(s)
+        Millis timeout{2'000};
+    };
+    std::optional<Service> service;
 };
 
 /// A sender whose transactions the gateway builds and signs (eth_sendTransaction).
@@ -287,6 +294,30 @@ struct AuthConfig {
     bool clients_required() const { return !clients.empty() || jwt.enabled(); }
 };
 
+/// An event stream (README, "Event streams"; catalog rows I1 and I2): a chain's logs that match a
+/// filter, pushed to an application's webhook in batches; the checkpoint moves only once the
+/// application acknowledged a batch.
+struct StreamConfig {
+    std::string id;                      ///< 1-63 of [a-z0-9_-]
+    std::string chain;                   ///< a chains[].name
+    std::vector<std::string> addresses;  ///< lowercase; empty: any
+    /// Per position, the topics any of which matches (lowercase); an empty list matches any.
+    std::vector<std::vector<std::string>> topics;
+    std::optional<std::uint64_t> from_block;  ///< unset: the head when it first starts
+    unsigned confirmations = 12;      ///< blocks on top of a block before its logs are delivered
+    std::size_t batch_size = 100;     ///< events a batch aims at (a block's are never split)
+    std::uint64_t max_blocks = 1000;  ///< blocks asked for in one eth_getLogs
+    struct Webhook {
+        std::string url;  ///< http(s)
+        Millis timeout{5'000};
+        /// The HMAC-SHA256 key of the signature header, from `secret_env` at load time. A
+        /// secret: never logged, never in an error message.
+        std::string secret;
+        std::string secret_env;
+    };
+    Webhook webhook;
+};
+
 struct Config {
     ServerConfig server;
     AuthConfig auth;
@@ -294,6 +325,7 @@ struct Config {
     LogConfig log;
     StoreConfig store;
     std::vector<ChainConfig> chains;
+    std::vector<StreamConfig> streams;
 };
 
 /// A configuration that cannot be used. what() names the file, line, column and key path, e.g.

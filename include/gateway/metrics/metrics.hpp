@@ -63,6 +63,10 @@ public:
     void count_transaction(std::string_view chain, std::string_view state);
     /// A managed transaction (eth_sendTransaction) entered `state`.
     void count_managed(std::string_view chain, std::string_view state);
+    // Event streams.
+    void set_stream_lag(std::string_view stream, double blocks);
+    void count_stream_delivery(std::string_view stream, std::string_view outcome);
+    void count_stream_events(std::string_view stream, std::size_t events);
     /// A hold for approval (`held_by` policy or signer) and its end: held, approved, rejected or
     /// expired.
     void count_approval(std::string_view chain, std::string_view held_by, std::string_view outcome);

@@ -258,9 +258,33 @@ public:
                                                     std::string_view sender) = 0;
 };
 
+/// An event stream's place (catalog row I1): the first block whose events it has not yet had
+/// acknowledged, and whether an operator paused it.
+struct StreamRecord {
+    std::string id;
+    std::string chain;
+    std::optional<std::uint64_t> next_block;  ///< unset: not started (from its from_block)
+    bool paused = false;
+    std::int64_t updated_ms = 0;
+};
+
+/// Event streams' checkpoints. Each stream has one writer: its follower (and the admin actions
+/// it runs).
+class StreamJournal {
+public:
+    virtual ~StreamJournal() = default;
+    virtual std::optional<StreamRecord> find_stream(std::string_view id) = 0;
+    virtual std::vector<StreamRecord> streams() = 0;
+    /// Inserts or replaces the stream's record.
+    virtual void put_stream(const StreamRecord& record) = 0;
+};
+
 /// What an operation run by a JournalService reads and writes: the data, without the control of
 /// database transactions (the service commits operations together) or retention.
-class JournalView : public RawJournal, public ManagedJournal, public NonceLedger {};
+class JournalView : public RawJournal,
+                    public ManagedJournal,
+                    public NonceLedger,
+                    public StreamJournal {};
 
 /// Deleting what the journal need not keep any more. The JournalService does it on its own
 /// schedule (store.retention_ms), in its own database transaction.

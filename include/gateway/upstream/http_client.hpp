@@ -93,6 +93,11 @@ struct PostOptions {
     /// its thread runs alone (util::SoleRunner): the exchange then runs in place, where the budget
     /// lives.
     std::shared_ptr<CallBudget> budget = nullptr;
+    /// Optional: more header lines, each "Name: value\r\n" (the caller's own, checked: no line
+    /// breaks inside a value), kept by the caller until the post ends. A view: PostOptions stays
+    /// trivially destructible, which GCC 12 needs of temporaries in co_await expressions (it
+    /// destroys some twice).
+    std::string_view extra_headers;
 };
 
 /// Thread-safe: any number of posts may run at once, each on its own connection.

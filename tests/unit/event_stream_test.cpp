@@ -1,0 +1,250 @@
+// Event streams (catalog rows I1 and I2) in-process: the chain is a gmock Forwarder answering
+// eth_getLogs from a scripted list, the application's webhook a FakeUpstream on loopback, the
+// journal the real one in a temporary folder. What is delivered, how it is signed, that a batch
+// the handler does not acknowledge is sent again and never skipped, and that a restart resumes
+// from the last acknowledged checkpoint.
+
+#include "gateway/streams/event_stream.hpp"
+
+#include "gateway/store/store.hpp"
+#include "support/fake_upstream.hpp"
+#include "support/io_thread.hpp"
+#include "support/mock_forwarder.hpp"
+#include "support/process.hpp"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::_;
+using ::testing::HasSubstr;
+namespace json = boost::json;
+
+const std::string kSecret = "a-webhook-secret-of-32-bytes-xx";
+
+// A log of block `block` (one per block here), index `index`.
+std::string log_json(std::uint64_t block, unsigned index = 0) {
+    return fmt::format(
+        R"({{"address":"0x5fbdb2315678afecb367f032d93f642f64180aa3","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"],"data":"0x","blockNumber":"0x{:x}","blockHash":"0x{:064x}","transactionHash":"0x{:064x}","logIndex":"0x{:x}","removed":false}})",
+        block, block, block * 100 + index, index);
+}
+
+class EventStreamTest : public ::testing::Test {
+protected:
+    EventStreamTest()
+        : dir_(test::make_temp_dir("event-stream")), journal_([d = dir_] {
+              return std::unique_ptr<store::Journal>(
+                  store::open_store(config::StoreConfig{"sqlite", d + "/j.db"}));
+          }) {
+        webhook.watch_header("x-gateway-signature");
+        ON_CALL(pool, head()).WillByDefault([this] {
+            return std::optional<std::uint64_t>(head.load());
+        });
+        ON_CALL(pool, forward(_, _, _, _, _))
+            .WillByDefault([this](std::string method, json::value params, auto&&...) {
+                return test::ready_awaitable(logs(method, params));
+            });
+        config.id = "transfers";
+        config.chain = "devnet";
+        config.from_block = 5;
+        config.confirmations = 2;
+        config.batch_size = 2;
+        config.webhook.url = webhook.url() + "/events";
+        config.webhook.timeout = 2s;
+        config.webhook.secret = kSecret;
+    }
+    ~EventStreamTest() override {
+        if (stream) stream->stop();
+        io.finish();
+    }
+
+    void start() {
+        stream = std::make_unique<streams::EventStream>(config, 31337, pool, journal_, nullptr,
+                                                        io.ioc.get_executor(), 10ms);
+        stream->start();
+    }
+    // The events the webhook got, every delivery's, in order (repeats included).
+    std::vector<std::string> delivered_ids() const {
+        std::vector<std::string> out;
+        for (const auto& [body, signature] : webhook.raw_requests()) {
+            const json::value batch = json::parse(body);  // kept: the loop reads into it
+            for (const auto& e : batch.at("events").as_array())
+                out.push_back(std::string(e.at("id").as_string()));
+        }
+        return out;
+    }
+    static bool wait_for(const std::function<bool()>& done) {
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (done()) return true;
+            std::this_thread::sleep_for(2ms);
+        }
+        return done();
+    }
+    std::uint64_t next_block() const {
+        const json::value v = stream->view().at("nextBlock");
+        return v.is_null() ? 0 : v.to_number<std::uint64_t>();
+    }
+
+    // eth_getLogs over the scripted chain: one log in each block of `blocks_with_logs`.
+    upstream::Forwarded logs(const std::string& method, const json::value& params) {
+        if (method != "eth_getLogs") return test::unavailable("not scripted: " + method);
+        const auto& filter = params.at(0).as_object();
+        const auto from = std::stoull(std::string(filter.at("fromBlock").as_string()), nullptr, 16);
+        const auto to = std::stoull(std::string(filter.at("toBlock").as_string()), nullptr, 16);
+        std::lock_guard lock(mu_);
+        asked.emplace_back(from, to);
+        std::string out = "[";
+        for (auto b : blocks_with_logs)
+            if (b >= from && b <= to) out += (out.size() > 1 ? "," : "") + log_json(b);
+        return test::answered(out + "]");
+    }
+
+    test::IoThread io;
+    ::testing::NiceMock<test::MockForwarder> pool;
+    test::FakeUpstream webhook;
+    config::StreamConfig config;
+    std::atomic<std::uint64_t> head{20};
+    std::vector<std::uint64_t> blocks_with_logs{5, 6, 7, 9, 30};
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> asked;
+    std::unique_ptr<streams::EventStream> stream;
+
+private:
+    std::string dir_;
+
+protected:
+    store::JournalService journal_;
+    std::mutex mu_;
+};
+
+TEST(EventStreamSignature, IsTheHmacSha256OfTheTimeAndTheBody) {
+    // Computed independently: Python's hmac.new(b"Jefe", b'1700000000.{"a":1}', sha256).
+    EXPECT_EQ(streams::signature("Jefe", 1'700'000'000, R"({"a":1})"),
+              "t=1700000000,v1=fa5f6481efc59da48b19c9dc10196c9953e5651f8304b3a318b6b87d70272e0a");
+}
+
+TEST_F(EventStreamTest, I2_BatchesAreSignedAndTheCheckpointMovesOnlyOnceAcknowledged) {
+    // The handler fails twice (HTTP 500), then acknowledges.
+    std::atomic<int> answers{0};
+    webhook.set_script(
+        [&](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            if (++answers <= 2) return test::FakeReply::http(500, "handler failed");
+            return test::FakeReply::http(200, "{}");
+        });
+    start();
+    // Blocks 5-18 are confirmed (head 20, 2 confirmations): events of 5, 6, 7 and 9.
+    ASSERT_TRUE(wait_for([&] { return next_block() == 19; })) << json::serialize(stream->view());
+    const auto requests = webhook.raw_requests();
+    ASSERT_GE(requests.size(), 4u);
+    // The first batch three times (two failures, then its acknowledgement), never skipped.
+    const std::vector<std::string> first = {"31337:0x" + fmt::format("{:064x}", 5) + ":0",
+                                            "31337:0x" + fmt::format("{:064x}", 6) + ":0"};
+    for (int i = 0; i < 3; ++i) {
+        std::vector<std::string> ids;
+        const json::value batch = json::parse(requests[i].first);
+        for (const auto& e : batch.at("events").as_array())
+            ids.push_back(std::string(e.at("id").as_string()));
+        EXPECT_EQ(ids, first) << i;
+    }
+    // Then the rest, in order: every event once acknowledged.
+    const json::value second = json::parse(requests[3].first);
+    EXPECT_EQ(second.at("events").as_array().size(), 2u);
+    EXPECT_EQ(second.at("checkpoint").at("fromBlock").to_number<int>(), 7);
+    EXPECT_EQ(second.at("checkpoint").at("nextBlock").to_number<int>(), 19);
+    // Each delivery is signed: t=<unix seconds>,v1=<HMAC-SHA256 of "<t>.<body>">.
+    for (const auto& [body, header] : requests) {
+        ASSERT_THAT(header, HasSubstr("t="));
+        const auto comma = header.find(',');
+        const std::int64_t t = std::stoll(header.substr(2, comma - 2));
+        EXPECT_EQ(header, streams::signature(kSecret, t, body));
+        EXPECT_NEAR(static_cast<double>(t),
+                    static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()),
+                    60.0);
+    }
+    EXPECT_NE(streams::signature(kSecret, 1, "a"),
+              streams::signature("another-secret-xxxxx", 1, "a"));
+    EXPECT_EQ(stream->view().at("deliveredEvents").to_number<int>(), 4);
+    // The chain grows: block 30's event once 32 is the head.
+    head = 32;
+    ASSERT_TRUE(wait_for([&] { return next_block() == 31; }));
+    EXPECT_EQ(delivered_ids().back(), "31337:0x" + fmt::format("{:064x}", 30) + ":0");
+}
+
+TEST_F(EventStreamTest, I1_ARestartResumesFromTheLastAcknowledgedCheckpoint) {
+    std::atomic<bool> down{false};
+    webhook.set_script(
+        [&](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            if (down) return test::FakeReply::http(503, "down");
+            return test::FakeReply::http(204, "");
+        });
+    start();
+    ASSERT_TRUE(wait_for([&] { return next_block() == 19; }));
+    // The handler goes down; new events come; the gateway stops before they are acknowledged.
+    down = true;
+    {
+        std::lock_guard lock(mu_);  // logs() reads it on the loop's thread
+        blocks_with_logs.push_back(22);
+    }
+    head = 30;
+    ASSERT_TRUE(wait_for([&] { return stream->view().at("failures").to_number<int>() >= 1; }));
+    EXPECT_EQ(next_block(), 19u);
+    stream->stop();
+    stream.reset();
+
+    // Back: from the checkpoint (19), the unacknowledged event comes again, nothing before it.
+    const std::size_t before = webhook.raw_requests().size();
+    down = false;
+    start();
+    ASSERT_TRUE(wait_for([&] { return next_block() == 29; })) << json::serialize(stream->view());
+    std::vector<std::string> after;
+    const auto requests = webhook.raw_requests();
+    for (std::size_t i = before; i < requests.size(); ++i) {
+        const json::value batch = json::parse(requests[i].first);
+        for (const auto& e : batch.at("events").as_array())
+            after.push_back(std::string(e.at("id").as_string()));
+    }
+    EXPECT_EQ(after, (std::vector<std::string>{"31337:0x" + fmt::format("{:064x}", 22) + ":0"}));
+}
+
+TEST_F(EventStreamTest, PauseResumeAndResetAreAnOperatorsAndResetDeliversAgain) {
+    webhook.set_script(
+        [](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            return test::FakeReply::http(200, "ok");
+        });
+    start();
+    ASSERT_TRUE(wait_for([&] { return next_block() == 19; }));
+    const auto paused = io.run(stream->act("pause", std::nullopt));
+    EXPECT_EQ(paused.status, 200u);
+    EXPECT_TRUE(paused.body.at("paused").as_bool());
+    const std::size_t before = webhook.raw_requests().size();
+    head = 40;  // block 30's event is confirmed, but the stream is paused
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(webhook.raw_requests().size(), before);
+    EXPECT_EQ(next_block(), 19u);
+    EXPECT_EQ(stream->view().at("lagBlocks").to_number<int>(), 20);  // blocks 19-38
+
+    ASSERT_EQ(io.run(stream->act("resume", std::nullopt)).status, 200u);
+    ASSERT_TRUE(wait_for([&] { return next_block() == 39; }));
+    // Reset to block 6: its events come again (at least once: the receiver drops repeats).
+    ASSERT_EQ(io.run(stream->act("reset", 6)).status, 200u);
+    ASSERT_TRUE(wait_for([&] {
+        const auto ids = delivered_ids();
+        return std::count(ids.begin(), ids.end(), "31337:0x" + fmt::format("{:064x}", 6) + ":0") ==
+               2;
+    }));
+}
+
+}  // namespace
+}  // namespace gateway
