@@ -10,6 +10,7 @@
 #include "gateway/upstream/forwarder.hpp"
 #include "gateway/upstream/http_client.hpp"
 #include "gateway/util/nothrow.hpp"
+#include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
 #include <fmt/format.h>
@@ -61,6 +62,7 @@ struct EventStream::Impl {
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
     std::atomic<bool> stopped{false};
+    std::atomic<bool> finished{false};
 
     // The strand only.
     bool loaded = false;
@@ -69,6 +71,11 @@ struct EventStream::Impl {
     unsigned failures = 0;
     Clock::time_point not_before{};
     bool busy = false;  // a step or an admin action holds the stream
+    // Blocks asked for at once: max_blocks (and the nodes' max_logs_range) at most, halved after
+    // a failed eth_getLogs (a range too large for a node, too many results), doubled back after.
+    std::uint64_t span = 0;
+    // Cancels the webhook post in flight when the stream stops.
+    std::shared_ptr<upstream::CancelSignal> cancel = std::make_shared<upstream::CancelSignal>();
 
     // Shared with view(): guarded by mu.
     mutable std::mutex mu;
@@ -100,7 +107,7 @@ EventStream::EventStream(config::StreamConfig config, std::uint64_t chain_id,
     cfg.url = config_.webhook.url;
     cfg.timeout = config_.webhook.timeout;
     cfg.max_idle_connections = 2;
-    cfg.max_response_bytes = 64 * 1024;  // the answer is only read for its status
+    cfg.max_response_bytes = 1024 * 1024;  // the answer is only read for its status
     try {
         webhook_ = upstream::make_http_client(cfg);
     } catch (const std::exception&) {
@@ -124,7 +131,12 @@ void EventStream::start() {
 
 void EventStream::stop() {
     impl_->stopped = true;
+    impl_->cancel->cancel();
     asio::post(impl_->strand, [this] { impl_->timer.cancel(); });
+}
+
+bool EventStream::finished() const {
+    return impl_->finished;
 }
 
 void EventStream::set_state(std::string state, std::string reason) {
@@ -189,6 +201,14 @@ asio::awaitable<bool> EventStream::load() {
         failed("the journal cannot be read: " + read.error());
         co_return false;
     }
+    if (found && found->chain != config_.chain) {
+        // The id now names a stream of another chain: the old checkpoint means nothing there.
+        spdlog::warn(
+            "stream {}: it followed chain {} before, {} now: it starts again from its "
+            "from_block",
+            config_.id, found->chain, config_.chain);
+        found.reset();
+    }
     if (found) {
         impl_->next_block = found->next_block;
         impl_->paused = found->paused;
@@ -232,9 +252,16 @@ asio::awaitable<void> EventStream::run() {
             impl_->busy = false;
         } else if (impl_->paused) {
             // Its lag goes on growing meanwhile: shown.
+            const auto head = pool_.head();
             {
                 std::lock_guard lock(impl_->mu);
-                impl_->head = pool_.head();
+                impl_->head = head;
+            }
+            if (metrics_ && head && impl_->next_block && *head >= config_.confirmations) {
+                const std::uint64_t confirmed = *head - config_.confirmations + 1;
+                std::uint64_t lag = 0;
+                if (confirmed > *impl_->next_block) lag = confirmed - *impl_->next_block;
+                metrics_->set_stream_lag(config_.id, static_cast<double>(lag));
             }
             set_state("paused",
                       "paused by an operator (POST /admin/streams/" + config_.id + "/resume)");
@@ -243,6 +270,7 @@ asio::awaitable<void> EventStream::run() {
         impl_->timer.expires_after(poll_interval_);
         co_await impl_->timer.async_wait(use_nothrow);
     }
+    impl_->finished = true;
 }
 
 asio::awaitable<bool> EventStream::step() {
@@ -272,7 +300,11 @@ asio::awaitable<bool> EventStream::step() {
         co_return false;
     }
     if (metrics_) metrics_->set_stream_lag(config_.id, static_cast<double>(safe + 1 - from));
-    const std::uint64_t to = std::min(safe, from + config_.max_blocks - 1);
+    std::uint64_t limit = config_.max_blocks;
+    if (const auto node_limit = pool_.max_logs_range(); node_limit > 0)
+        limit = std::min(limit, node_limit);
+    if (impl_->span == 0 || impl_->span > limit) impl_->span = limit;
+    const std::uint64_t to = std::min(safe, from + impl_->span - 1);
 
     json::object filter;
     filter["fromBlock"] = eth::to_quantity(from);
@@ -297,15 +329,20 @@ asio::awaitable<bool> EventStream::step() {
     }
     json::array params;
     params.emplace_back(std::move(filter));
-    upstream::Forwarded got = co_await pool_.forward("eth_getLogs", std::move(params), false,
-                                                     Clock::now() + std::chrono::seconds(30));
+    // Only a node that has block `to` may answer: an empty answer from one behind it would read
+    // as "no events" and move the checkpoint past events it has not seen.
+    upstream::Forwarded got = co_await pool_.forward_at_least(
+        "eth_getLogs", std::move(params), to, Clock::now() + std::chrono::seconds(30));
     const auto result = got.result_json();
     if (!result || !result->is_array()) {
         std::string why =
             got.outcome == upstream::Forwarded::Outcome::answered && got.reply.is_error()
                 ? got.reply.error.message
                 : got.error.message;
-        failed(fmt::format("eth_getLogs of blocks {}-{} failed: {}", from, to, why));
+        // Perhaps too much for the node at once: a smaller range next time.
+        impl_->span = std::max<std::uint64_t>(1, impl_->span / 2);
+        failed(fmt::format("eth_getLogs of blocks {}-{} failed: {}", from, to,
+                           util::utf8_prefix(why, 300)));
         co_return false;
     }
 
@@ -319,9 +356,15 @@ asio::awaitable<bool> EventStream::step() {
         const json::object* log = v.if_object();
         std::optional<std::uint64_t> block;
         if (log) block = quantity_at(*log, "blockNumber");
+        // Its id is (chain id, block hash, log index): without them two events could share one.
+        if (log && (!quantity_at(*log, "logIndex") || !log->if_contains("blockHash") ||
+                    !log->at("blockHash").is_string()))
+            block.reset();
         if (!block || *block < from || *block > to) {
-            failed(
-                fmt::format("eth_getLogs of blocks {}-{} answered a log outside them", from, to));
+            failed(fmt::format(
+                "eth_getLogs of blocks {}-{} answered a log outside them or without its "
+                "block hash and log index",
+                from, to));
             co_return false;
         }
         events.push_back(Event{*block, log});
@@ -364,6 +407,7 @@ asio::awaitable<bool> EventStream::step() {
         options.deadline = Clock::now() + config_.webhook.timeout;
         // Sent again after a failure anyway: the receiver keeps the ids it processed.
         options.idempotent = true;
+        options.cancel = impl_->cancel;
         const std::string headers =
             "X-Gateway-Signature: " +
             signature(config_.webhook.secret, util::unix_ms() / 1000, text) + "\r\n";
@@ -386,6 +430,7 @@ asio::awaitable<bool> EventStream::step() {
     // Acknowledged (or nothing to deliver): the checkpoint moves past the batch.
     if (!co_await save(last + 1, impl_->paused)) co_return false;
     impl_->failures = 0;
+    impl_->span = std::min<std::uint64_t>(impl_->span * 2, limit);
     {
         std::lock_guard lock(impl_->mu);
         impl_->shown_failures = 0;
@@ -435,6 +480,13 @@ asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
         ok = co_await save(impl_->next_block, false);
         impl_->failures = 0;
         impl_->not_before = {};
+    } else if (from_block && impl_->next_block && *from_block > *impl_->next_block) {
+        // Reset delivers again; it never skips what was not acknowledged.
+        impl_->busy = false;
+        co_return answer_error(
+            409, fmt::format("reset delivers again from a block at or before the checkpoint "
+                             "({}); {} would skip blocks never acknowledged",
+                             *impl_->next_block, *from_block));
     } else {  // reset
         ok = co_await save(from_block, impl_->paused);
         impl_->failures = 0;

@@ -187,8 +187,7 @@ asio::awaitable<ActionResult> ManagedSenders::cancel_owned(Sender* s, std::share
         co_await finish(*s, tx, TxState::cancelled,
                         "cancelled by an operator before it had a nonce");
         if (st == TxState::pending_approval && metrics_ && tx->rec.state == TxState::cancelled)
-            metrics_->count_approval(config_.name, tx->awaiting_service ? "service" : "policy",
-                                     "rejected");
+            metrics_->count_approval(config_.name, held_by(*tx), "rejected");
         co_return admin_state(Outcome::done, tx->rec.id, "CANCELLED");
     }
     if (tx->req.fills)

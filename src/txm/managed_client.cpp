@@ -152,7 +152,9 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         std::size_t unfinished = 0;
         bool replay = false;
         for (const auto& t : s->txs) {
-            if (t->rec.state == TxState::pending_approval)
+            // Waiting for the policy service's answer counts as unfinished: within the rules,
+            // and a service that is down must not let them pile up past the cap.
+            if (t->rec.state == TxState::pending_approval && !t->awaiting_service)
                 ++held_now;
             else
                 ++unfinished;

@@ -80,6 +80,12 @@ inline bool has_no_nonce(TxState state) {
            state == TxState::pending_approval;
 }
 
+// Who held a transaction in PENDING_APPROVAL, for gateway_managed_approvals_total{held_by}.
+template <class T>
+const char* held_by(const T& tx) {
+    return tx.awaiting_service || tx.held_by_service ? "service" : "policy";
+}
+
 inline bool is_revert(const jsonrpc::Error& e) {
     return e.code == 3 || util::lower(e.message).find("revert") != std::string::npos;
 }
@@ -155,8 +161,10 @@ struct ManagedSenders::Tx {
     // held), and until when on clock_. The sender's later transactions wait behind it.
     std::atomic<std::int64_t> signer_held_since_ms{0};
     Clock::time_point signer_hold_deadline{};
-    // PENDING_APPROVAL until the policy service answers (guarded by ManagedSenders::mu_).
+    // PENDING_APPROVAL until the policy service answers (written under ManagedSenders::mu_ on
+    // the strand), or held by the service's answer (the strand only): for the metrics' held_by.
     bool awaiting_service = false;
+    bool held_by_service = false;
 };
 
 struct ManagedSenders::Sender {
@@ -182,6 +190,10 @@ struct ManagedSenders::Sender {
     std::optional<PolicyRules> policy;  // unset: none; fixed after the constructor
     std::chrono::milliseconds approval_ttl;
     std::shared_ptr<PolicyService> service;  // unset: none; asked on the strand
+    // The strand only: one backoff for the service, whichever transaction asked it last, so a
+    // service that is down is asked once a round at most.
+    unsigned service_failures = 0;
+    Clock::time_point service_not_before{};
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
     std::atomic<bool> wake_pending{false};

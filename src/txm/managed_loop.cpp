@@ -64,7 +64,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
                                             "cancelled, never signed",
                                             s.approval_ttl.count()));
                 if (metrics_ && store::is_final(tx->rec.state))
-                    metrics_->count_approval(config_.name, "policy", "expired");
+                    metrics_->count_approval(config_.name, held_by(*tx), "expired");
                 continue;
             }
             bool asking;
@@ -72,7 +72,8 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
                 std::lock_guard lock(mu_);
                 asking = tx->awaiting_service;
             }
-            if (asking && clock_.now() >= tx->not_before) co_await ask_service(s, tx);
+            if (asking && clock_.now() >= tx->not_before && clock_.now() >= s.service_not_before)
+                co_await ask_service(s, tx);
             continue;
         }
         if (tx->cancel_requested && has_no_nonce(st)) {

@@ -99,17 +99,18 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
     using Kind = ServiceVerdict::Kind;
     if (verdict.kind == Kind::unavailable) {
         // Fail-closed: held, asked again with backoff until it answers or approval_ttl_ms ends.
-        ++tx->waits;
+        // The backoff is the sender's: its other transactions wait for the service too.
+        ++s.service_failures;
         const auto delay = std::min<std::chrono::milliseconds>(
-            config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
+            config_.tx.retry.backoff * (1u << std::min(s.service_failures - 1, 6u)),
             std::chrono::seconds(60));
-        tx->not_before = clock_.now() + delay;
+        s.service_not_before = clock_.now() + delay;
         wait(*tx, fmt::format("{}: {}; held, asking again in {} ms", kAwaitingService,
                               verdict.reason, delay.count()));
         co_return;
     }
-    tx->waits = 0;
-    tx->not_before = {};
+    s.service_failures = 0;
+    s.service_not_before = {};
     if (verdict.kind == Kind::deny) {
         {
             std::lock_guard lock(mu_);
@@ -124,6 +125,7 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
         if (tx->rec.state != TxState::failed) {
             std::lock_guard lock(mu_);
             tx->awaiting_service = true;  // not journaled: asked again
+            tx->not_before = clock_.now() + config_.tx.retry.backoff;
         }
         co_return;
     }
@@ -173,9 +175,10 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
             metrics_->count_managed(config_.name, "QUEUED");
             metrics_->count_approval(config_.name, "service", "approved");
         } else {
-            metrics_->count_approval(config_.name, "policy", "held");
+            metrics_->count_approval(config_.name, "service", "held");
         }
     }
+    if (u.state == TxState::pending_approval) tx->held_by_service = verdict.kind == Kind::hold;
     if (u.state == TxState::queued) wake(s);
 }
 
@@ -282,7 +285,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
             st = tx->rec.state;
         }
         if (st == TxState::cancelled && metrics_)
-            metrics_->count_approval(config_.name, "policy", "expired");
+            metrics_->count_approval(config_.name, held_by(*tx), "expired");
     }
     // A second decision, or one after it expired, finds it decided.
     if (st != TxState::pending_approval)
@@ -292,6 +295,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
                         tx->rec.id, store::to_string(st)));
     std::string because;
     if (!reason.empty()) because = ": " + reason;
+    const char* label = held_by(*tx);  // before the decision clears what held it
     if (!approve) {
         co_await finish(*s, tx, TxState::cancelled,
                         fmt::format("rejected by {}{}; never signed", by, because));
@@ -305,7 +309,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
         }
         if (st != TxState::cancelled)
             co_return decision_error(Outcome::unavailable, "the journal cannot be written");
-        if (metrics_) metrics_->count_approval(config_.name, "policy", "rejected");
+        if (metrics_) metrics_->count_approval(config_.name, label, "rejected");
         co_return decision_done(tx->rec.id, "CANCELLED", tx->rec.reason);
     }
     const std::int64_t now = unix_ms();
@@ -333,7 +337,7 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
     }
     if (metrics_) {
         metrics_->count_managed(config_.name, "QUEUED");
-        metrics_->count_approval(config_.name, "policy", "approved");
+        metrics_->count_approval(config_.name, label, "approved");
     }
     wake(*s);
     co_return decision_done(tx->rec.id, "QUEUED", u.reason);

@@ -50,10 +50,17 @@ protected:
         ON_CALL(pool, head()).WillByDefault([this] {
             return std::optional<std::uint64_t>(head.load());
         });
-        ON_CALL(pool, forward(_, _, _, _, _))
-            .WillByDefault([this](std::string method, json::value params, auto&&...) {
-                return test::ready_awaitable(logs(method, params));
-            });
+        // Asked of nodes at or above the range's last block only (forward_at_least): plain
+        // forward() is not scripted, so a stream that used it would get nothing.
+        ON_CALL(pool, forward_at_least(_, _, _, _))
+            .WillByDefault(
+                [this](std::string method, json::value params, std::uint64_t min_block, auto&&...) {
+                    {
+                        std::lock_guard lock(mu_);
+                        min_blocks.push_back(min_block);
+                    }
+                    return test::ready_awaitable(logs(method, params));
+                });
         config.id = "transfers";
         config.chain = "devnet";
         config.from_block = 5;
@@ -67,6 +74,7 @@ protected:
         if (stream) stream->stop();
         io.finish();
     }
+    // (The loop runs out before the stream goes: its coroutine is over by then.)
 
     void start() {
         stream = std::make_unique<streams::EventStream>(config, 31337, pool, journal_, nullptr,
@@ -117,6 +125,7 @@ protected:
     std::atomic<std::uint64_t> head{20};
     std::vector<std::uint64_t> blocks_with_logs{5, 6, 7, 9, 30};
     std::vector<std::pair<std::uint64_t, std::uint64_t>> asked;
+    std::vector<std::uint64_t> min_blocks;  // what forward_at_least was asked to need
     std::unique_ptr<streams::EventStream> stream;
 
 private:
@@ -176,6 +185,12 @@ TEST_F(EventStreamTest, I2_BatchesAreSignedAndTheCheckpointMovesOnlyOnceAcknowle
     EXPECT_NE(streams::signature(kSecret, 1, "a"),
               streams::signature("another-secret-xxxxx", 1, "a"));
     EXPECT_EQ(stream->view().at("deliveredEvents").to_number<int>(), 4);
+    {
+        // Every range was asked of nodes that have its last block.
+        std::lock_guard lock(mu_);
+        ASSERT_EQ(asked.size(), min_blocks.size());
+        for (std::size_t i = 0; i < asked.size(); ++i) EXPECT_EQ(min_blocks[i], asked[i].second);
+    }
     // The chain grows: block 30's event once 32 is the head.
     head = 32;
     ASSERT_TRUE(wait_for([&] { return next_block() == 31; }));
@@ -201,6 +216,7 @@ TEST_F(EventStreamTest, I1_ARestartResumesFromTheLastAcknowledgedCheckpoint) {
     ASSERT_TRUE(wait_for([&] { return stream->view().at("failures").to_number<int>() >= 1; }));
     EXPECT_EQ(next_block(), 19u);
     stream->stop();
+    ASSERT_TRUE(wait_for([&] { return stream->finished(); }));
     stream.reset();
 
     // Back: from the checkpoint (19), the unacknowledged event comes again, nothing before it.
@@ -237,6 +253,11 @@ TEST_F(EventStreamTest, PauseResumeAndResetAreAnOperatorsAndResetDeliversAgain) 
 
     ASSERT_EQ(io.run(stream->act("resume", std::nullopt)).status, 200u);
     ASSERT_TRUE(wait_for([&] { return next_block() == 39; }));
+    // Reset never skips: past the checkpoint it is refused.
+    const auto skip = io.run(stream->act("reset", 1000));
+    EXPECT_EQ(skip.status, 409u);
+    EXPECT_THAT(json::serialize(skip.body), HasSubstr("would skip blocks"));
+    EXPECT_EQ(next_block(), 39u);
     // Reset to block 6: its events come again (at least once: the receiver drops repeats).
     ASSERT_EQ(io.run(stream->act("reset", 6)).status, 200u);
     ASSERT_TRUE(wait_for([&] {

@@ -60,7 +60,10 @@ public:
     ~EventStream();
 
     void start();
+    /// Stops following and cancels a delivery in flight; finished() once its work is over (the
+    /// stream may go then).
     void stop();
+    bool finished() const;
     const std::string& id() const { return config_.id; }
 
     /// {id, chain, state, reason, nextBlock, head, lagBlocks, failures, delivered, ...}
