@@ -184,6 +184,37 @@ boost::asio::awaitable<http::Response> AdminHandler::stream_action(std::string_v
     co_return error_json(404, "no stream '" + std::string(id.substr(0, 64)) + "'");
 }
 
+// GET /admin/streams: the configured streams, then those the journal keeps a checkpoint of that
+// the config no longer names (paused while they are out of it; back in it, they resume there).
+boost::asio::awaitable<http::Response> AdminHandler::streams_view() const {
+    json::array list;
+    for (auto* s : streams_) list.push_back(s->view());
+    std::vector<store::StreamRecord> kept;
+    if (journal_) {
+        store::JournalService::Operation op = [&](store::StreamJournal& j) { kept = j.streams(); };
+        const auto read = co_await journal_->run(std::move(op));
+        if (!read)
+            co_return error_json(503, std::string("the journal cannot be read: ") + read.error());
+    }
+    for (const auto& r : kept) {
+        const bool configured =
+            std::any_of(streams_.begin(), streams_.end(), [&](auto* s) { return s->id() == r.id; });
+        if (configured) continue;
+        json::object o;
+        o["id"] = r.id;
+        o["chain"] = r.chain;
+        o["source"] = "config";
+        o["state"] = "removed";
+        o["reason"] =
+            "not in the config any more: paused, its checkpoint kept (back in the config, it "
+            "resumes there)";
+        o["paused"] = true;
+        o["nextBlock"] = r.next_block ? json::value(*r.next_block) : json::value(nullptr);
+        list.push_back(std::move(o));
+    }
+    co_return json_response(200, json::object{{"streams", std::move(list)}});
+}
+
 // POST /admin/senders/<address>/resync.
 boost::asio::awaitable<http::Response> AdminHandler::resync(std::string_view rest) const {
     constexpr std::string_view kSuffix = "/resync";
@@ -539,11 +570,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     if (path == "/admin/signers") co_return signers();
     if (path == "/admin/chains") co_return chains_view();
     if (path == "/admin/approvals") co_return approvals();
-    if (path == "/admin/streams") {
-        json::array list;
-        for (auto* s : streams_) list.push_back(s->view());
-        co_return json_response(200, json::object{{"streams", std::move(list)}});
-    }
+    if (path == "/admin/streams") co_return co_await streams_view();
     if (path.substr(0, 19) == "/admin/transactions") co_return co_await transactions(request);
     if (path == "/metrics") {
         // The pool's gauges as of now, not as of the last probe.

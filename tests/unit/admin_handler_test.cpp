@@ -223,5 +223,24 @@ TEST_F(AdminApprovalsTest, C2_HeldTransactionsAreListedAndApprovedOrRejectedBySo
     EXPECT_THAT(json::serialize(rig.describe(second).at("history")), HasSubstr("rejected by bob"));
 }
 
+// A stream the config no longer names keeps its checkpoint in the journal, and is shown paused.
+TEST_F(AdminHandlerTest, AStreamRemovedFromTheConfigIsShownPausedWithItsCheckpoint) {
+    rig.start();
+    rig.journal().run_blocking([](store::JournalView& j) {
+        j.put_stream(store::StreamRecord{"old-transfers", "devnet", 1234, false, 1});
+    });
+    const Answer a = call("GET", "/admin/streams");
+    ASSERT_EQ(a.status, 200u);
+    const json::array& streams = a.body.at("streams").as_array();
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].at("id").as_string(), "old-transfers");
+    EXPECT_EQ(streams[0].at("state").as_string(), "removed");
+    EXPECT_TRUE(streams[0].at("paused").as_bool());
+    EXPECT_EQ(streams[0].at("nextBlock").to_number<std::uint64_t>(), 1234u);
+    EXPECT_THAT(std::string(streams[0].at("reason").as_string()), HasSubstr("its checkpoint kept"));
+    // Actions name the configured streams only.
+    EXPECT_EQ(call("POST", "/admin/streams/old-transfers/resume").status, 404u);
+}
+
 }  // namespace
 }  // namespace gateway

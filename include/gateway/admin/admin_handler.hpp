@@ -102,6 +102,7 @@ private:
     boost::asio::awaitable<http::Response> decide(std::string_view rest,
                                                   const std::string& body) const;
     http::Response approvals() const;
+    boost::asio::awaitable<http::Response> streams_view() const;
     /// POST /admin/streams/<id>/pause, /resume, or /reset with {"from_block": n}.
     boost::asio::awaitable<http::Response> stream_action(std::string_view rest,
                                                          const std::string& body) const;
