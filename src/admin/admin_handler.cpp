@@ -77,14 +77,25 @@ unsigned status_of(txm::ActionResult::Outcome outcome) {
     return 500;
 }
 
+// "<id>/<action>" of an admin path: the id, and the action ("" without a slash).
+struct ActionTarget {
+    std::string_view id;
+    std::string_view action;
+};
+
+ActionTarget split_target(std::string_view rest) {
+    const auto slash = rest.rfind('/');
+    if (slash == std::string_view::npos) return {rest, {}};
+    return {rest.substr(0, slash), rest.substr(slash + 1)};
+}
+
 }  // namespace
 
 // POST /admin/transactions/<id>/retry or /cancel.
 boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_view rest) const {
-    const auto slash = rest.rfind('/');
-    const std::string_view id = slash == std::string_view::npos ? rest : rest.substr(0, slash);
-    const std::string_view action =
-        slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    const ActionTarget target = split_target(rest);
+    const std::string_view id = target.id;
+    const std::string_view action = target.action;
     if (action != "retry" && action != "cancel")
         co_return error_json(404, "use POST /admin/transactions/<id>/retry or /cancel");
     const std::string key(id);
@@ -105,10 +116,9 @@ boost::asio::awaitable<http::Response> AdminHandler::managed_action(std::string_
 // decides) is required, for the transaction's history.
 boost::asio::awaitable<http::Response> AdminHandler::decide(std::string_view rest,
                                                             const std::string& body) const {
-    const auto slash = rest.rfind('/');
-    const std::string_view id = slash == std::string_view::npos ? rest : rest.substr(0, slash);
-    const std::string_view action =
-        slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    const ActionTarget target = split_target(rest);
+    const std::string_view id = target.id;
+    const std::string_view action = target.action;
     if (action != "approve" && action != "reject")
         co_return error_json(404, "use POST /admin/approvals/<id>/approve or /reject");
     json::error_code ec;
@@ -158,10 +168,9 @@ http::Response AdminHandler::approvals() const {
 // deliver from (its events are delivered again: at least once).
 boost::asio::awaitable<http::Response> AdminHandler::stream_action(std::string_view rest,
                                                                    const std::string& body) const {
-    const auto slash = rest.rfind('/');
-    const std::string_view id = slash == std::string_view::npos ? rest : rest.substr(0, slash);
-    const std::string_view action =
-        slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    const ActionTarget target = split_target(rest);
+    const std::string_view id = target.id;
+    const std::string_view action = target.action;
     if (action != "pause" && action != "resume" && action != "reset")
         co_return error_json(404, "use POST /admin/streams/<id>/pause, /resume or /reset");
     std::optional<std::uint64_t> from_block;
