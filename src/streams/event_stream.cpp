@@ -9,6 +9,7 @@
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/forwarder.hpp"
 #include "gateway/upstream/http_client.hpp"
+#include "gateway/util/backoff.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -224,9 +225,8 @@ asio::awaitable<bool> EventStream::load() {
 
 void EventStream::failed(std::string why) {
     ++impl_->failures;
-    const auto delay = std::min<std::chrono::milliseconds>(
-        std::chrono::milliseconds(500) * (1u << std::min(impl_->failures - 1, 7u)),
-        std::chrono::seconds(60));
+    const auto delay = util::doubling_backoff(std::chrono::milliseconds(500), impl_->failures, 7,
+                                              std::chrono::seconds(60));
     impl_->not_before = clock_.now() + delay;
     spdlog::warn("stream {}: {} (failure {}; trying again in {} ms)", config_.id, why,
                  impl_->failures, delay.count());

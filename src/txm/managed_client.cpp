@@ -15,7 +15,6 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -29,8 +28,6 @@ namespace {
 
 json::object managed_json(const store::ManagedRecord& r, const std::vector<store::TxEvent>* history,
                           const std::vector<store::TxRecord>* attempts) {
-    json::error_code ec;
-    json::value request = json::parse(r.request, ec);
     json::object o{
         {"id", r.id},
         {"chain", r.chain},
@@ -41,7 +38,7 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
         {"updatedAt", iso_time(r.updated_ms)},
         {"attempts", r.attempts},
     };
-    o["request"] = ec ? json::value(r.request) : std::move(request);
+    o["request"] = request_json(r.request);
     o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
     if (!r.client.empty()) o["client"] = r.client;
     o["nonce"] = r.nonce && !has_no_nonce(r.state) ? json::value(eth::to_quantity(*r.nonce))

@@ -12,6 +12,7 @@
 #include "gateway/txm/fees.hpp"
 #include "gateway/txm/policy.hpp"
 #include "gateway/txm/policy_service.hpp"
+#include "gateway/util/backoff.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -24,6 +25,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
@@ -72,6 +74,20 @@ using detail::error_reply;
 using detail::journal_unavailable;
 using detail::journal_unreadable;
 using detail::journal_unwritable;
+
+// The wait before trying again after `failures` in a row: tx.retry.backoff_ms doubled each time,
+// at most a minute.
+inline std::chrono::milliseconds retry_delay(const config::ChainConfig& config, unsigned failures) {
+    return util::doubling_backoff(config.tx.retry.backoff, failures, 6, std::chrono::seconds(60));
+}
+
+// A managed transaction's request as JSON, or as the text it is kept as when that does not parse.
+inline json::value request_json(const std::string& text) {
+    json::error_code ec;
+    json::value parsed = json::parse(text, ec);
+    if (ec) return json::value(text);
+    return parsed;
+}
 
 // Whether a managed transaction in `state` has no nonce of its own yet (one it took before, on an
 // earlier try, is given back or replaced when it takes one).

@@ -59,12 +59,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
         if (st == TxState::pending_approval) {
             // Held by the policy, without a nonce: later transactions go on past it.
             if (clock_.now() >= tx->approval_deadline) {
-                co_await finish(s, tx, TxState::cancelled,
-                                fmt::format("not approved within approval_ttl_ms ({} ms): "
-                                            "cancelled, never signed",
-                                            s.approval_ttl.count()));
-                if (metrics_ && store::is_final(tx->rec.state))
-                    metrics_->count_approval(config_.name, held_by(*tx), "expired");
+                co_await expire_hold(s, tx);
                 continue;
             }
             bool asking;
@@ -156,9 +151,7 @@ asio::awaitable<void> ManagedSenders::step_failed(Sender& s, std::shared_ptr<Tx>
                                     reason, tx->failures, max, tx->rec.id));
         co_return;
     }
-    const auto delay = std::min<std::chrono::milliseconds>(
-        config_.tx.retry.backoff * (1u << std::min(tx->failures - 1, 6u)),
-        std::chrono::seconds(60));
+    const auto delay = retry_delay(config_, tx->failures);
     tx->not_before = clock_.now() + delay;
     TxState st;
     {

@@ -13,7 +13,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/json/parse.hpp>
 
 namespace gateway::txm {
 
@@ -73,12 +72,25 @@ std::optional<std::string> ManagedSenders::judge(store::ManagedJournal& j, const
         held->rule, held->reason, id);
 }
 
-void ManagedSenders::hold(Tx& tx, const Sender& s, std::int64_t since_ms) {
-    tx.held_since_ms = since_ms;
+Clock::time_point ManagedSenders::hold_deadline(const Sender& s, std::int64_t since_ms) const {
     // On clock_ from now: what is left of the time to live, counted from when it was held.
     const auto left =
         s.approval_ttl - std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms() - since_ms));
-    tx.approval_deadline = clock_.now() + std::max(left, std::chrono::milliseconds(0));
+    return clock_.now() + std::max(left, std::chrono::milliseconds(0));
+}
+
+void ManagedSenders::hold(Tx& tx, const Sender& s, std::int64_t since_ms) {
+    tx.held_since_ms = since_ms;
+    tx.approval_deadline = hold_deadline(s, since_ms);
+}
+
+asio::awaitable<void> ManagedSenders::expire_hold(Sender& s, std::shared_ptr<Tx> tx) {
+    co_await finish(s, tx, TxState::cancelled,
+                    fmt::format("not approved within approval_ttl_ms ({} ms): cancelled, never "
+                                "signed",
+                                s.approval_ttl.count()));
+    if (metrics_ && store::is_final(tx->rec.state))
+        metrics_->count_approval(config_.name, held_by(*tx), "expired");
 }
 
 asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx> tx) {
@@ -87,9 +99,7 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
     body["chain"] = config_.name;
     body["chainId"] = config_.chain_id;
     body["from"] = s.address;
-    json::error_code ec;
-    json::value request = json::parse(tx->rec.request, ec);
-    body["transaction"] = ec ? json::value(tx->rec.request) : std::move(request);
+    body["transaction"] = request_json(tx->rec.request);
     body["client"] = tx->rec.client;
     body["idempotencyKey"] =
         tx->rec.idempotency_key ? json::value(*tx->rec.idempotency_key) : json::value(nullptr);
@@ -101,9 +111,7 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
         // Fail-closed: held, asked again with backoff until it answers or approval_ttl_ms ends.
         // The backoff is the sender's: its other transactions wait for the service too.
         ++s.service_failures;
-        const auto delay = std::min<std::chrono::milliseconds>(
-            config_.tx.retry.backoff * (1u << std::min(s.service_failures - 1, 6u)),
-            std::chrono::seconds(60));
+        const auto delay = retry_delay(config_, s.service_failures);
         s.service_not_before = clock_.now() + delay;
         wait(*tx, fmt::format("{}: {}; held, asking again in {} ms", kAwaitingService,
                               verdict.reason, delay.count()));
@@ -184,9 +192,7 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
 
 void ManagedSenders::hold_at_signer(Tx& tx, const Sender& s, std::int64_t since_ms) {
     tx.signer_held_since_ms = since_ms;
-    const auto left =
-        s.approval_ttl - std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms() - since_ms));
-    tx.signer_hold_deadline = clock_.now() + std::max(left, std::chrono::milliseconds(0));
+    tx.signer_hold_deadline = hold_deadline(s, since_ms);
 }
 
 json::array ManagedSenders::approvals() const {
@@ -212,9 +218,7 @@ json::array ManagedSenders::approvals() const {
                 o["nonce"] = r.nonce ? json::value(*r.nonce) : json::value(nullptr);
             }
             o["reason"] = r.reason;
-            json::error_code ec;
-            json::value request = json::parse(r.request, ec);
-            o["request"] = ec ? json::value(r.request) : std::move(request);
+            o["request"] = request_json(r.request);
             o["idempotencyKey"] = r.idempotency_key ? json::value(*r.idempotency_key) : nullptr;
             if (!r.client.empty()) o["client"] = r.client;
             o["createdAt"] = util::iso_time(r.created_ms);
@@ -276,16 +280,9 @@ asio::awaitable<ActionResult> ManagedSenders::decide_owned(Sender* s, std::share
                         tx->rec.id, s->signer->id(), tx->rec.nonce.value_or(0), tx->rec.id));
     if (st == TxState::pending_approval && clock_.now() >= tx->approval_deadline) {
         // Its time ran out before the round that would have ended it: ended now.
-        co_await finish(*s, tx, TxState::cancelled,
-                        fmt::format("not approved within approval_ttl_ms ({} ms): cancelled, "
-                                    "never signed",
-                                    s->approval_ttl.count()));
-        {
-            std::lock_guard lock(mu_);
-            st = tx->rec.state;
-        }
-        if (st == TxState::cancelled && metrics_)
-            metrics_->count_approval(config_.name, held_by(*tx), "expired");
+        co_await expire_hold(*s, tx);
+        std::lock_guard lock(mu_);
+        st = tx->rec.state;
     }
     // A second decision, or one after it expired, finds it decided.
     if (st != TxState::pending_approval)

@@ -281,9 +281,7 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
             // person's approval by the signer's own policy (C2): the same, until approval_ttl_ms
             // passes (round() cancels it then, so the sender does not stall for ever).
             ++tx->waits;
-            const auto delay = std::min<std::chrono::milliseconds>(
-                config_.tx.retry.backoff * (1u << std::min(tx->waits - 1, 6u)),
-                std::chrono::seconds(60));
+            const auto delay = retry_delay(config_, tx->waits);
             tx->not_before = clock_.now() + delay;
             if (r.outcome == Outcome::pending_approval && !tx->signer_held_since_ms) {
                 // The hold starts: journaled, so that its time to live outlives a restart.

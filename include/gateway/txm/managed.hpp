@@ -159,6 +159,11 @@ private:
     void hold(Tx& tx, const Sender& s, std::int64_t since_ms);
     /// The same for a hold by the signer (the transaction keeps its nonce).
     void hold_at_signer(Tx& tx, const Sender& s, std::int64_t since_ms);
+    /// When a hold that began at `since_ms` (Unix ms) ends, on clock_.
+    std::chrono::steady_clock::time_point hold_deadline(const Sender& s,
+                                                        std::int64_t since_ms) const;
+    /// A policy hold whose approval_ttl passed: CANCELLED, never signed.
+    boost::asio::awaitable<void> expire_hold(Sender& s, std::shared_ptr<Tx> tx);
     /// Asks the policy service about `tx`, held until it answers, and acts on the answer.
     boost::asio::awaitable<void> ask_service(Sender& s, std::shared_ptr<Tx> tx);
     /// A reorg reopened a mined attempt of the finished transaction `id`: it is followed again.
