@@ -186,12 +186,7 @@ void read_policy(const Reader& r, const YAML::Node& n, const std::string& path, 
         r.check_keys(v, at, {"url", "timeout_ms"});
         if (!v["url"].IsDefined()) r.fail(v, at + ".url", "is required");
         PolicyConfig::Service service;
-        service.url = r.scalar(v["url"], at + ".url");
-        const auto parsed = boost::urls::parse_absolute_uri(service.url);
-        // The URL is not repeated: it may carry credentials.
-        if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
-            parsed->host().empty())
-            r.fail(v["url"], at + ".url", "must be an http:// or https:// URL");
+        service.url = read_http_url(r, v["url"], at + ".url");
         if_set(v, "timeout_ms", [&](auto& t) {
             service.timeout = Millis(r.integer(t, at + ".timeout_ms", 1, 60'000));
         });
@@ -316,13 +311,7 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path, C
                   "tx", "accounts", "policy", "upstreams"});
     const YAML::Node name = n["name"];
     if (!name.IsDefined() || name.IsNull()) r.fail(n, path + ".name", "is required");
-    c.name = r.scalar(name, path + ".name");
-    static const std::regex kName("[a-z0-9][a-z0-9_-]{0,62}");
-    if (!matches(c.name, kName, 63))
-        r.fail(name, path + ".name",
-               fmt::format(
-                   "'{}' must be 1-63 lowercase letters, digits, '_' or '-' (it is a URL path)",
-                   util::utf8_prefix(c.name, 80)));
+    c.name = read_path_name(r, name, path + ".name");
     const YAML::Node chain_id = n["chain_id"];
     if (!chain_id.IsDefined() || chain_id.IsNull()) r.fail(n, path + ".chain_id", "is required");
     c.chain_id =

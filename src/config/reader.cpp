@@ -3,6 +3,8 @@
 
 #include "reader.hpp"
 
+#include <boost/url/parse.hpp>
+
 #include <fstream>
 
 namespace gateway::config::detail {
@@ -32,6 +34,26 @@ std::vector<std::string> read_method_patterns(const Reader& r, const YAML::Node&
 }
 
 // An address: 0x and 40 hex digits, kept lowercase.
+std::string read_http_url(const Reader& r, const YAML::Node& n, const std::string& path) {
+    std::string url = r.scalar(n, path);
+    const auto parsed = boost::urls::parse_absolute_uri(url);
+    if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
+        parsed->host().empty())
+        r.fail(n, path, "must be an http:// or https:// URL");
+    return url;
+}
+
+std::string read_path_name(const Reader& r, const YAML::Node& n, const std::string& path) {
+    static const std::regex kName("[a-z0-9][a-z0-9_-]{0,62}");
+    std::string name = r.scalar(n, path);
+    if (!matches(name, kName, 63))
+        r.fail(n, path,
+               fmt::format(
+                   "'{}' must be 1-63 lowercase letters, digits, '_' or '-' (it is a URL path)",
+                   util::utf8_prefix(name, 80)));
+    return name;
+}
+
 std::string read_address(const Reader& r, const YAML::Node& n, const std::string& path) {
     static const std::regex kAddress("0[xX][0-9a-fA-F]{40}");
     const std::string a = r.scalar(n, path);

@@ -163,6 +163,12 @@ std::vector<std::string> read_method_patterns(const Reader& r, const YAML::Node&
                                               const std::string& path);
 /// An address: 0x and 40 hex digits, kept lowercase.
 std::string read_address(const Reader& r, const YAML::Node& n, const std::string& path);
+/// An http:// or https:// URL with a host, for a service the gateway calls (never repeated in an
+/// error: it may carry credentials).
+std::string read_http_url(const Reader& r, const YAML::Node& n, const std::string& path);
+/// A name that is also a URL path segment: 1-63 of [a-z0-9_-], starting with a letter or digit
+/// (a chain's, a stream's).
+std::string read_path_name(const Reader& r, const YAML::Node& n, const std::string& path);
 /// Secrets named by `<what>_env` or `<what>_file`; messages never show a secret.
 std::vector<std::string> read_secrets(const Reader& r, const YAML::Node& n, const std::string& path,
                                       const std::string& what, std::string& env_name,

@@ -3,8 +3,6 @@
 
 #include "reader.hpp"
 
-#include <boost/url/parse.hpp>
-
 #include <limits>
 #include <regex>
 
@@ -30,13 +28,7 @@ void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, 
                   "max_blocks", "webhook"});
     for (const char* key : {"id", "chain", "webhook"})
         if (!n[key].IsDefined() || n[key].IsNull()) r.fail(n, path + "." + key, "is required");
-    s.id = r.scalar(n["id"], path + ".id");
-    static const std::regex kId("[a-z0-9][a-z0-9_-]{0,62}");
-    if (!matches(s.id, kId, 63))
-        r.fail(n["id"], path + ".id",
-               fmt::format("'{}' must be 1-63 lowercase letters, digits, '_' or '-' (it is a URL "
-                           "path)",
-                           util::utf8_prefix(s.id, 80)));
+    s.id = read_path_name(r, n["id"], path + ".id");
     s.chain = r.scalar(n["chain"], path + ".chain");
     if_set(n, "addresses", [&](auto& v) {
         if (!v.IsSequence()) r.fail(v, path + ".addresses", "must be a list of addresses");
@@ -77,12 +69,7 @@ void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, 
     const std::string wp = path + ".webhook";
     r.check_keys(w, wp, {"url", "timeout_ms", "secret_env"});
     if (!w["url"].IsDefined()) r.fail(w, wp + ".url", "is required");
-    s.webhook.url = r.scalar(w["url"], wp + ".url");
-    const auto parsed = boost::urls::parse_absolute_uri(s.webhook.url);
-    // The URL is not repeated: it may carry credentials.
-    if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
-        parsed->host().empty())
-        r.fail(w["url"], wp + ".url", "must be an http:// or https:// URL");
+    s.webhook.url = read_http_url(r, w["url"], wp + ".url");
     if_set(w, "timeout_ms", [&](auto& v) {
         s.webhook.timeout = Millis(r.integer(v, wp + ".timeout_ms", 1, 300'000));
     });
