@@ -25,6 +25,9 @@ packages=(
     clang libclang-rt-14-dev
     # scripts/check-layers.py (the include order between folders).
     python3
+    # The operator page's test (tests/js/operator_page.cjs): Debian's Chromium, driven by
+    # playwright-core from npm (which cannot download a browser of its own here).
+    chromium
 )
 # Node.js and npm fetch the pinned anvil and cast binaries; an existing Node.js (from any source) is kept.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
@@ -40,10 +43,10 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# anvil, cast and ethers, versions pinned in tools/package.json and tools/package-lock.json.
+# anvil, cast, ethers and playwright-core, versions pinned in tools/package.json and tools/package-lock.json.
 if [ ! -x "$here/tools/node_modules/.bin/anvil" ] || [ ! -x "$here/tools/node_modules/.bin/cast" ] \
     || ! cmp -s "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"; then
-    echo "install-deps: installing anvil, cast and ethers from npm (pinned)"
+    echo "install-deps: installing anvil, cast, ethers and playwright-core from npm (pinned)"
     (cd "$here/tools" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"
 fi
