@@ -160,6 +160,11 @@ constexpr const char* kMigrations[] = {
     " next_block INTEGER,"
     " paused INTEGER NOT NULL DEFAULT 0,"
     " updated_ms INTEGER NOT NULL);",
+    // 12: what else a stream needs (a log stream's recently delivered blocks, to undo them after
+    // a reorg; a transaction stream's cursors), and the definition of one made through the admin
+    // API.
+    "ALTER TABLE streams ADD COLUMN cursor TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE streams ADD COLUMN definition TEXT;",
 };
 
 constexpr const char* kColumns =
@@ -460,7 +465,8 @@ public:
 
     std::optional<StreamRecord> find_stream(std::string_view id) override {
         Stmt st(*this,
-                "SELECT id, chain, next_block, paused, updated_ms FROM streams WHERE id = ?1;");
+                "SELECT id, chain, next_block, paused, updated_ms, cursor, definition FROM streams "
+                "WHERE id = ?1;");
         st.text(1, id);
         if (!st.step()) return std::nullopt;
         return read_stream(st);
@@ -468,7 +474,8 @@ public:
 
     std::vector<StreamRecord> streams() override {
         Stmt st(*this,
-                "SELECT id, chain, next_block, paused, updated_ms FROM streams ORDER BY id;");
+                "SELECT id, chain, next_block, paused, updated_ms, cursor, definition FROM streams "
+                "ORDER BY id;");
         std::vector<StreamRecord> out;
         while (st.step()) out.push_back(read_stream(st));
         return out;
@@ -476,13 +483,72 @@ public:
 
     void put_stream(const StreamRecord& r) override {
         Stmt st(*this,
-                "INSERT INTO streams (id, chain, next_block, paused, updated_ms) VALUES (?1, ?2, "
-                "?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET chain = ?2, next_block = ?3, paused = "
-                "?4, updated_ms = ?5;");
+                "INSERT INTO streams (id, chain, next_block, paused, updated_ms, cursor, "
+                "definition) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET "
+                "chain = ?2, next_block = ?3, paused = ?4, updated_ms = ?5, cursor = ?6, "
+                "definition = ?7;");
         st.text(1, r.id).text(2, r.chain);
         if (r.next_block) st.integer(3, static_cast<std::int64_t>(*r.next_block));
-        st.integer(4, r.paused ? 1 : 0).integer(5, r.updated_ms);
+        st.integer(4, r.paused ? 1 : 0).integer(5, r.updated_ms).text(6, r.cursor);
+        if (r.definition) st.text(7, *r.definition);
         st.done();
+    }
+
+    bool delete_stream(std::string_view id) override {
+        Stmt st(*this, "DELETE FROM streams WHERE id = ?1;");
+        st.text(1, id);
+        st.done();
+        return sqlite3_changes(db_.get()) > 0;
+    }
+
+    std::pair<std::int64_t, std::int64_t> last_changes() override {
+        Stmt raw(*this, "SELECT IFNULL(MAX(id), 0) FROM transaction_events;");
+        raw.step();
+        Stmt managed(*this, "SELECT IFNULL(MAX(id), 0) FROM managed_events;");
+        managed.step();
+        return {raw.column_int(0), managed.column_int(0)};
+    }
+
+    std::vector<StateChange> changes(std::string_view chain, std::int64_t after_raw,
+                                     std::int64_t after_managed, std::size_t limit) override {
+        std::vector<StateChange> out;
+        {
+            Stmt st(*this,
+                    "SELECT e.id, t.hash, t.sender, t.nonce, e.state, e.reason, e.at_ms FROM "
+                    "transaction_events e JOIN transactions t ON t.id = e.tx WHERE e.id > ?1 AND "
+                    "t.chain = ?2 AND t.parent IS NULL ORDER BY e.id LIMIT ?3;");
+            st.integer(1, after_raw).text(2, chain).integer(3, static_cast<std::int64_t>(limit));
+            while (st.step()) {
+                StateChange c;
+                c.seq = st.column_int(0);
+                c.tx = st.column_text(1);
+                c.sender = st.column_text(2);
+                c.nonce = static_cast<std::uint64_t>(st.column_int(3));
+                c.state = parse_tx_state(st.column_text(4)).value_or(TxState::failed);
+                c.reason = st.column_text(5);
+                c.at_ms = st.column_int(6);
+                out.push_back(std::move(c));
+            }
+        }
+        Stmt st(*this,
+                "SELECT e.id, m.id, m.sender, m.nonce, e.state, e.reason, e.at_ms, "
+                "m.idempotency_key FROM managed_events e JOIN managed_transactions m ON m.id = "
+                "e.managed_id WHERE e.id > ?1 AND m.chain = ?2 ORDER BY e.id LIMIT ?3;");
+        st.integer(1, after_managed).text(2, chain).integer(3, static_cast<std::int64_t>(limit));
+        while (st.step()) {
+            StateChange c;
+            c.managed = true;
+            c.seq = st.column_int(0);
+            c.tx = st.column_text(1);
+            c.sender = st.column_text(2);
+            if (!st.is_null(3)) c.nonce = static_cast<std::uint64_t>(st.column_int(3));
+            c.state = parse_tx_state(st.column_text(4)).value_or(TxState::failed);
+            c.reason = st.column_text(5);
+            c.at_ms = st.column_int(6);
+            if (!st.is_null(7)) c.idempotency_key = st.column_text(7);
+            out.push_back(std::move(c));
+        }
+        return out;
     }
 
     std::vector<TxEvent> managed_history(std::string_view id) override {
@@ -748,6 +814,8 @@ private:
         if (!st.is_null(2)) r.next_block = static_cast<std::uint64_t>(st.column_int(2));
         r.paused = st.column_int(3) != 0;
         r.updated_ms = st.column_int(4);
+        r.cursor = st.column_text(5);
+        if (!st.is_null(6)) r.definition = st.column_text(6);
         return r;
     }
 

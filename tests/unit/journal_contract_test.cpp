@@ -47,7 +47,7 @@ void PrintTo(const JournalBackend& backend, std::ostream* os) {
     *os << backend.name;
 }
 
-const JournalBackend kSqlite{"sqlite", 11, [](const std::string& dir) {
+const JournalBackend kSqlite{"sqlite", 12, [](const std::string& dir) {
                                  return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
                              }};
 
@@ -376,6 +376,69 @@ TEST_P(JournalContract, AStreamsCheckpointIsKeptAndReplaced) {
     EXPECT_EQ(all[1].next_block, 19u);
     EXPECT_FALSE(all[1].paused);
     EXPECT_EQ(all[1].updated_ms, 12);
+    EXPECT_EQ(all[1].cursor, "");
+    EXPECT_FALSE(all[1].definition);
+}
+
+// A stream made through the admin API keeps its definition and cursor; deleting it forgets all.
+TEST_P(JournalContract, AStreamsDefinitionAndCursorAreKeptAndItCanBeDeleted) {
+    const std::string dir = test::make_temp_dir("journal-contract");
+    {
+        auto s = open_at(dir);
+        StreamRecord r{"mine", "devnet", 5, false, 10};
+        r.cursor = R"({"recent":[]})";
+        r.definition = R"({"id":"mine"})";
+        s->put_stream(r);
+        s->put_stream(StreamRecord{"other", "devnet", 1, false, 10});
+    }
+    auto s = open_at(dir);
+    const auto mine = s->find_stream("mine");
+    ASSERT_TRUE(mine);
+    EXPECT_EQ(mine->cursor, R"({"recent":[]})");
+    EXPECT_EQ(mine->definition, R"({"id":"mine"})");
+    EXPECT_TRUE(s->delete_stream("mine"));
+    EXPECT_FALSE(s->delete_stream("mine"));
+    EXPECT_FALSE(s->find_stream("mine"));
+    EXPECT_EQ(s->streams().size(), 1u);
+}
+
+// A transaction stream reads the changes of a chain's transactions in order, after its cursors:
+// the raw transactions clients sent (not a managed transaction's attempts) and managed ones.
+TEST_P(JournalContract, ChangesAreReadInOrderAfterTheCursors) {
+    auto s = open();
+    s->insert(raw_tx("0xa1", TxState::queued, 100));
+    auto elsewhere = raw_tx("0xb1", TxState::queued, 100);
+    elsewhere.chain = "other";
+    s->insert(elsewhere);
+    ASSERT_TRUE(s->update({"0xa1", TxState::broadcasting, "sent", 110}));
+    s->insert_managed(managed_tx("gtx-1", TxState::queued, 100));
+    s->insert(attempt_of("gtx-1", "0xc1", TxState::queued, 120));
+    ASSERT_TRUE(s->update_managed({"gtx-1", TxState::signing, "nonce 0 taken", 120, 0u}));
+
+    auto all = s->changes("devnet", 0, 0, 100);
+    ASSERT_EQ(all.size(), 4u);
+    EXPECT_FALSE(all[0].managed);
+    EXPECT_EQ(all[0].tx, "0xa1");
+    EXPECT_EQ(all[0].state, TxState::queued);
+    EXPECT_EQ(all[1].tx, "0xa1");
+    EXPECT_EQ(all[1].state, TxState::broadcasting);
+    EXPECT_EQ(all[1].reason, "sent");
+    EXPECT_LT(all[0].seq, all[1].seq);
+    EXPECT_TRUE(all[2].managed);
+    EXPECT_EQ(all[2].tx, "gtx-1");
+    EXPECT_EQ(all[3].state, TxState::signing);
+    EXPECT_EQ(all[3].nonce, 0u);
+    EXPECT_EQ(all[3].sender, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+    EXPECT_EQ(all[3].idempotency_key, "key-gtx-1");
+
+    const auto after = s->changes("devnet", all[0].seq, all[2].seq, 100);
+    ASSERT_EQ(after.size(), 2u);
+    EXPECT_EQ(after[0].state, TxState::broadcasting);
+    EXPECT_EQ(after[1].state, TxState::signing);
+    EXPECT_EQ(s->changes("devnet", 0, 0, 1).size(), 2u);  // one of each kind at most
+    EXPECT_EQ(s->changes("other", 0, 0, 100).size(), 1u);
+    EXPECT_EQ(s->last_changes(), std::make_pair(all[1].seq + 1, all[3].seq))
+        << "the attempt's change came last of the raw ones";
 }
 
 // A managed transaction finished while its attempt of its nonce is unfinished again (a reorg

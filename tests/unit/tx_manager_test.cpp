@@ -114,6 +114,15 @@ public:
         check();
         inner_->put_stream(r);
     }
+    bool delete_stream(std::string_view id) override {
+        check();
+        return inner_->delete_stream(id);
+    }
+    std::vector<store::StateChange> changes(std::string_view c, std::int64_t r, std::int64_t m,
+                                            std::size_t limit) override {
+        return inner_->changes(c, r, m, limit);
+    }
+    std::pair<std::int64_t, std::int64_t> last_changes() override { return inner_->last_changes(); }
 
     // NonceLedger.
     std::uint64_t take_nonce(std::string_view c, std::string_view s, std::uint64_t f) override {

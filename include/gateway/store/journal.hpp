@@ -266,6 +266,24 @@ struct StreamRecord {
     std::optional<std::uint64_t> next_block;  ///< unset: not started (from its from_block)
     bool paused = false;
     std::int64_t updated_ms = 0;
+    /// What else the stream needs to go on, as JSON text (empty: nothing): a log stream's
+    /// recently delivered blocks (to undo them after a reorg), a transaction stream's cursors.
+    std::string cursor;
+    /// A stream created through the admin API: its definition, as JSON text. Unset: the config's.
+    std::optional<std::string> definition;
+};
+
+/// A change of state of one of the gateway's own transactions, as a transaction stream reads it.
+struct StateChange {
+    bool managed = false;  ///< a managed transaction's change; else a raw transaction's
+    std::int64_t seq = 0;  ///< the change's number, growing in its journal (raw or managed)
+    std::string tx;        ///< the managed transaction's id, or the raw transaction's hash
+    std::string sender;
+    std::optional<std::uint64_t> nonce;
+    TxState state = TxState::queued;
+    std::string reason;
+    std::int64_t at_ms = 0;
+    std::optional<std::string> idempotency_key;
 };
 
 /// Event streams' checkpoints. Each stream has one writer: its follower (and the admin actions
@@ -277,6 +295,16 @@ public:
     virtual std::vector<StreamRecord> streams() = 0;
     /// Inserts or replaces the stream's record.
     virtual void put_stream(const StreamRecord& record) = 0;
+    /// False when there was none.
+    virtual bool delete_stream(std::string_view id) = 0;
+    /// The changes of `chain`'s transactions after the given numbers, oldest first, at most
+    /// `limit` of each kind: raw transactions the clients sent (not a managed transaction's
+    /// attempts), and managed transactions.
+    virtual std::vector<StateChange> changes(std::string_view chain, std::int64_t after_raw,
+                                             std::int64_t after_managed, std::size_t limit) = 0;
+    /// The numbers of the last changes of each kind so far (0: none): where a transaction stream
+    /// that starts from now starts.
+    virtual std::pair<std::int64_t, std::int64_t> last_changes() = 0;
 };
 
 /// What an operation run by a JournalService reads and writes: the data, without the control of
