@@ -183,8 +183,8 @@ void read_chain(const Reader& r, const YAML::Node& n, const std::string& path,
 void read_signer(const Reader& r, const YAML::Node& n, const std::string& path,
                  SignerConfig& s);  // security.cpp
 void read_auth(const Reader& r, const YAML::Node& n, AuthConfig& a);
-void read_stream(const Reader& r, const YAML::Node& n, const std::string& path,
-                 StreamConfig& s);  // streams.cpp
+void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, StreamConfig& s,
+                 bool from_api = false);  // streams.cpp  // streams.cpp
 /// What must hold across sections (security.cpp).
 void check_exposure(const Reader& r, const YAML::Node& root, const Config& c);
 

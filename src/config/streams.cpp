@@ -3,6 +3,9 @@
 
 #include "reader.hpp"
 
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
 #include <limits>
 #include <regex>
 
@@ -22,14 +25,39 @@ std::string read_topic(const Reader& r, const YAML::Node& n, const std::string& 
 
 }  // namespace
 
-void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, StreamConfig& s) {
+void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, StreamConfig& s,
+                 bool from_api) {
     r.check_keys(n, path,
-                 {"id", "chain", "addresses", "topics", "from_block", "confirmations", "batch_size",
-                  "max_blocks", "webhook"});
+                 {"id", "chain", "kind", "senders", "addresses", "topics", "from_block",
+                  "confirmations", "batch_size", "max_blocks", "webhook"});
     for (const char* key : {"id", "chain", "webhook"})
         if (!n[key].IsDefined() || n[key].IsNull()) r.fail(n, path + "." + key, "is required");
     s.id = read_path_name(r, n["id"], path + ".id");
     s.chain = r.scalar(n["chain"], path + ".chain");
+    if_set(n, "kind", [&](auto& v) {
+        const std::string kind = r.scalar(v, path + ".kind");
+        if (kind == "transactions")
+            s.kind = StreamConfig::Kind::transactions;
+        else if (kind != "logs")
+            r.fail(v, path + ".kind", "must be logs or transactions");
+    });
+    if (s.kind == StreamConfig::Kind::transactions) {
+        // The log filter means nothing to a stream of the gateway's own transactions.
+        for (const char* key : {"addresses", "topics", "confirmations", "max_blocks"})
+            if (n[key].IsDefined())
+                r.fail(n[key], path + "." + key,
+                       "is for kind logs: a transaction stream follows every change of its "
+                       "senders' transactions");
+        s.confirmations = 0;
+    } else if (n["senders"].IsDefined()) {
+        r.fail(n["senders"], path + ".senders",
+               "is for kind transactions (a log stream filters by addresses and topics)");
+    }
+    if_set(n, "senders", [&](auto& v) {
+        if (!v.IsSequence()) r.fail(v, path + ".senders", "must be a list of addresses");
+        for (std::size_t i = 0; i < v.size(); ++i)
+            s.senders.push_back(read_address(r, v[i], fmt::format("{}.senders[{}]", path, i)));
+    });
     if_set(n, "addresses", [&](auto& v) {
         if (!v.IsSequence()) r.fail(v, path + ".addresses", "must be a list of addresses");
         for (std::size_t i = 0; i < v.size(); ++i)
@@ -67,12 +95,24 @@ void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, 
 
     const YAML::Node w = n["webhook"];
     const std::string wp = path + ".webhook";
-    r.check_keys(w, wp, {"url", "timeout_ms", "secret_env"});
+    if (from_api)
+        r.check_keys(w, wp, {"url", "timeout_ms", "secret"});
+    else
+        r.check_keys(w, wp, {"url", "timeout_ms", "secret_env"});
     if (!w["url"].IsDefined()) r.fail(w, wp + ".url", "is required");
     s.webhook.url = read_http_url(r, w["url"], wp + ".url");
     if_set(w, "timeout_ms", [&](auto& v) {
         s.webhook.timeout = Millis(r.integer(v, wp + ".timeout_ms", 1, 300'000));
     });
+    if (from_api) {
+        // Given, or made by the caller when not.
+        if_set(w, "secret", [&](auto& v) {
+            s.webhook.secret = r.scalar(v, wp + ".secret");
+            if (s.webhook.secret.size() < 16 || s.webhook.secret.size() > 256)
+                r.fail(v, wp + ".secret", "must be 16 to 256 bytes (it is not shown)");
+        });
+        return;
+    }
     // Deliveries are signed, always: an application must be able to tell them from forgeries.
     if (!w["secret_env"].IsDefined())
         r.fail(w, wp + ".secret_env",
@@ -91,3 +131,54 @@ void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, 
 }
 
 }  // namespace gateway::config::detail
+
+namespace gateway::config {
+
+namespace {
+
+// JSON as the YAML tree the readers walk (numbers and booleans as the scalars YAML would read).
+YAML::Node to_yaml(const boost::json::value& v, int depth = 0) {
+    if (depth > 8) throw ConfigError("the stream definition is nested too deeply");
+    switch (v.kind()) {
+        case boost::json::kind::object: {
+            YAML::Node map(YAML::NodeType::Map);
+            for (const auto& member : v.get_object())
+                map[std::string(member.key())] = to_yaml(member.value(), depth + 1);
+            return map;
+        }
+        case boost::json::kind::array: {
+            YAML::Node list(YAML::NodeType::Sequence);
+            for (const auto& item : v.get_array()) list.push_back(to_yaml(item, depth + 1));
+            return list;
+        }
+        case boost::json::kind::string: return YAML::Node(std::string(v.get_string()));
+        case boost::json::kind::int64: return YAML::Node(std::to_string(v.get_int64()));
+        case boost::json::kind::uint64: return YAML::Node(std::to_string(v.get_uint64()));
+        case boost::json::kind::double_: return YAML::Node(fmt::format("{}", v.get_double()));
+        case boost::json::kind::bool_: return YAML::Node(v.get_bool() ? "true" : "false");
+        case boost::json::kind::null: break;
+    }
+    return YAML::Node(YAML::NodeType::Null);
+}
+
+}  // namespace
+
+StreamConfig parse_stream_definition(std::string_view json) {
+    boost::system::error_code ec;
+    const boost::json::value body = boost::json::parse(json, ec);
+    if (ec || !body.is_object()) throw ConfigError("the stream definition must be a JSON object");
+    // No environment: a definition from the API must not read the gateway's variables.
+    const EnvLookup none = [](std::string_view) -> std::optional<std::string> {
+        return std::nullopt;
+    };
+    detail::Reader r("stream definition", none);
+    StreamConfig s;
+    try {
+        detail::read_stream(r, to_yaml(body), "", s, true);
+    } catch (const YAML::Exception& e) {
+        throw ConfigError("the stream definition: " + e.msg);
+    }
+    return s;
+}
+
+}  // namespace gateway::config

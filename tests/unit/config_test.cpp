@@ -736,6 +736,64 @@ TEST(Config, EventStreams) {
                 HasSubstr("stream id 's' is used twice"));
     EXPECT_THAT(error_of(head + "  - {id: \"S!\", chain: devnet, " + hook + "}\n", env),
                 HasSubstr("must be 1-63 lowercase letters"));
+
+    // kind: transactions, for chosen senders; the log filter is not for it, nor senders for logs.
+    const Config t = parse(
+        one("kind: transactions, senders: [\"0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266\"], " +
+            hook),
+        env);
+    EXPECT_EQ(t.streams[0].kind, StreamConfig::Kind::transactions);
+    EXPECT_EQ(t.streams[0].senders,
+              (std::vector<std::string>{"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"}));
+    EXPECT_EQ(t.streams[0].confirmations, 0u);
+    EXPECT_EQ(c.streams[0].kind, StreamConfig::Kind::logs);
+    EXPECT_THAT(error_of(one("kind: transactions, topics: [], " + hook), env),
+                HasSubstr("streams[0].topics: is for kind logs"));
+    EXPECT_THAT(error_of(one("senders: [], " + hook), env),
+                HasSubstr("streams[0].senders: is for kind transactions"));
+    EXPECT_THAT(error_of(one("kind: blocks, " + hook), env),
+                HasSubstr("must be logs or transactions"));
+}
+
+// A stream made through the admin API: the same checks, from JSON, with its own secret (or none:
+// the gateway makes one), and nothing from the gateway's environment.
+TEST(Config, AStreamDefinitionFromTheApi) {
+    const StreamConfig s = parse_stream_definition(
+        R"({"id":"mine","chain":"devnet","topics":[null],"from_block":7,"confirmations":1,)"
+        R"("webhook":{"url":"http://127.0.0.1:9/hook","timeout_ms":1000,"secret":"0123456789abcdef"}})");
+    EXPECT_EQ(s.id, "mine");
+    EXPECT_EQ(s.from_block, 7u);
+    EXPECT_EQ(s.confirmations, 1u);
+    EXPECT_EQ(s.webhook.timeout, std::chrono::milliseconds(1000));
+    EXPECT_EQ(s.webhook.secret, "0123456789abcdef");
+    EXPECT_TRUE(
+        parse_stream_definition(R"({"id":"m","chain":"devnet","webhook":{"url":"http://a/"}})")
+            .webhook.secret.empty());
+    auto refused = [](const std::string& json) {
+        try {
+            parse_stream_definition(json);
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_THAT(refused("[1]"), HasSubstr("must be a JSON object"));
+    EXPECT_THAT(
+        refused(R"({"id":"m","chain":"devnet","webhook":{"url":"http://a/","secret_env":"HOME"}})"),
+        HasSubstr("unknown key"));
+    EXPECT_THAT(refused(R"({"id":"m","chain":"${HOME}","webhook":{"url":"http://a/"}})"),
+                HasSubstr("HOME"));
+    EXPECT_THAT(
+        refused(R"({"id":"m","chain":"devnet","webhook":{"url":"http://a/","secret":"x"}})"),
+        HasSubstr("16 to 256 bytes"));
+    EXPECT_THAT(
+        refused(R"({"id":"m","chain":"devnet","batch_size":0,"webhook":{"url":"http://a/"}})"),
+        HasSubstr("batch_size"));
+    std::string deep = R"({"id":"m","chain":"devnet","topics":)";
+    for (int i = 0; i < 20; ++i) deep += "[";
+    for (int i = 0; i < 20; ++i) deep += "]";
+    EXPECT_THAT(refused(deep + R"(,"webhook":{"url":"http://a/"}})"),
+                HasSubstr("nested too deeply"));
 }
 
 TEST(Config, TheShippedFilesAreValid) {

@@ -298,8 +298,13 @@ struct AuthConfig {
 /// filter, pushed to an application's webhook in batches; the checkpoint moves only once the
 /// application acknowledged a batch.
 struct StreamConfig {
-    std::string id;                      ///< 1-63 of [a-z0-9_-]
-    std::string chain;                   ///< a chains[].name
+    std::string id;     ///< 1-63 of [a-z0-9_-]
+    std::string chain;  ///< a chains[].name
+    /// What it follows: a chain's logs, or the state changes of the gateway's own transactions.
+    enum class Kind { logs, transactions };
+    Kind kind = Kind::logs;
+    /// kind transactions: the senders whose transactions it follows (lowercase); empty: all.
+    std::vector<std::string> senders;
     std::vector<std::string> addresses;  ///< lowercase; empty: any
     /// Per position, the topics any of which matches (lowercase); an empty list matches any.
     std::vector<std::vector<std::string>> topics;
@@ -310,7 +315,8 @@ struct StreamConfig {
     struct Webhook {
         std::string url;  ///< http(s)
         Millis timeout{5'000};
-        /// The HMAC-SHA256 key of the signature header, from `secret_env` at load time. A
+        /// The HMAC-SHA256 key of the signature header, from `secret_env` at load time (a
+        /// stream made through the admin API: given or generated, kept in the journal). A
         /// secret: never logged, never in an error message.
         std::string secret;
         std::string secret_env;
@@ -353,6 +359,12 @@ Config parse_config(std::string_view yaml, std::string_view source, const EnvLoo
 /// Reads and parses a file. Throws ConfigError (also when the file cannot be read, or is over
 /// kMaxConfigBytes: no more than that is read).
 Config load_config_file(const std::string& path, const EnvLookup& env = process_env());
+
+/// Parses a stream made through the admin API: a JSON object with the keys of a `streams[]`
+/// entry, but the webhook's `secret` (16 bytes or more) in place of `secret_env`, optional (empty
+/// in the result when not given: the caller makes one). Nothing is read from the environment
+/// (`${NAME}` is refused). Whether its chain exists is the caller's to check. Throws ConfigError.
+StreamConfig parse_stream_definition(std::string_view json);
 
 /// Parses "host:port" or "[v6]:port". Throws std::invalid_argument with the reason.
 Endpoint parse_endpoint(std::string_view text);
