@@ -11,7 +11,7 @@
 #include "gateway/rpc/rpc_handler.hpp"
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
-#include "gateway/streams/event_stream.hpp"
+#include "gateway/streams/stream_set.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -87,7 +87,7 @@ struct Gateway::Impl {
     std::vector<std::unique_ptr<txm::TxManager>> txms;
     std::vector<std::unique_ptr<txm::ManagedSenders>> managed;
     std::vector<std::unique_ptr<chain::ChainWatcher>> watchers;
-    std::vector<std::unique_ptr<streams::EventStream>> streams;
+    std::unique_ptr<streams::StreamSet> streams;
     std::vector<std::unique_ptr<custody::Signer>> signers;
     std::shared_ptr<auth::KeySet> jwks;  // auth.jwt's keys, when tokens are accepted
     std::unique_ptr<auth::Authenticator> authenticator;
@@ -212,15 +212,15 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
             "no auth configured: anyone who can reach {} may send from the managed senders "
             "(a loopback address: the processes of this host or pod only)",
             config.server.listen.to_string());
-    // Event streams, each on its chain's pool.
-    for (const auto& stream : config.streams) {
-        for (std::size_t i = 0; i < config.chains.size(); ++i) {
-            if (config.chains[i].name != stream.chain) continue;
-            g.streams.push_back(std::make_unique<streams::EventStream>(
-                stream, config.chains[i].chain_id, *g.pools[i], *g.journal, &g.metrics,
-                g.ioc.get_executor(), config.chains[i].tx.poll_interval, clock));
-            spdlog::info("stream {}: logs of chain {} to its webhook", stream.id, stream.chain);
-        }
+    // Event streams, each on its chain's pool: the config's, and those made through the admin API.
+    {
+        std::vector<streams::StreamSet::Chain> stream_chains;
+        for (std::size_t i = 0; i < config.chains.size(); ++i)
+            stream_chains.push_back({config.chains[i].name, config.chains[i].chain_id,
+                                     g.pools[i].get(), config.chains[i].tx.poll_interval});
+        g.streams = std::make_unique<streams::StreamSet>(config.streams, std::move(stream_chains),
+                                                         *g.journal, &g.metrics,
+                                                         g.ioc.get_executor(), clock);
     }
     g.rpc_handler =
         std::make_unique<rpc::RpcHandler>(config.server, routes, *g.authenticator, &g.metrics);
@@ -233,9 +233,7 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
         std::vector<custody::Signer*> signers;
         for (auto& s : g.signers) signers.push_back(s.get());
         g.admin_handler->set_managed(std::move(managed), std::move(signers));
-        std::vector<streams::EventStream*> streams;
-        for (auto& s : g.streams) streams.push_back(s.get());
-        g.admin_handler->set_streams(std::move(streams));
+        g.admin_handler->set_streams(g.streams.get());
         std::vector<std::function<bool()>> loaded;
         for (std::size_t i = 0; i < g.txms.size(); ++i)
             loaded.emplace_back([t = g.txms[i].get(), m = g.managed[i].get()] {
@@ -329,7 +327,7 @@ int Gateway::run(bool handle_signals) {
     for (auto& p : g.pools) p->start();
     for (auto& t : g.txms) t->start();
     for (auto& m : g.managed) m->start();
-    for (auto& s : g.streams) s->start();
+    g.streams->start();
     for (auto& w : g.watchers) w->start();
     if (g.jwks) g.jwks->start();
     g.admin->start();
@@ -415,7 +413,7 @@ asio::awaitable<void> Gateway::Impl::drain() {
     }
     for (auto& p : pools) p->stop();
     for (auto& t : txms) t->stop();
-    for (auto& s : streams) s->stop();
+    streams->stop();
     for (auto& w : watchers) w->stop();
     if (jwks) jwks->stop();
     admin->shutdown();

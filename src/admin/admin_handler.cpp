@@ -8,7 +8,7 @@
 #include "gateway/eth/hex.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/store/journal_service.hpp"
-#include "gateway/streams/event_stream.hpp"
+#include "gateway/streams/stream_set.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -185,43 +185,36 @@ boost::asio::awaitable<http::Response> AdminHandler::stream_action(std::string_v
         if (!from_block)
             co_return error_json(400, "reset takes {\"from_block\": <the block to deliver from>}");
     }
-    for (auto* s : streams_) {
-        if (s->id() != id) continue;
-        streams::StreamAnswer a = co_await s->act(std::string(action), from_block);
-        co_return json_response(a.status, a.body);
-    }
-    co_return error_json(404, "no stream '" + std::string(id.substr(0, 64)) + "'");
+    if (!streams_) co_return error_json(404, "no stream '" + std::string(id.substr(0, 64)) + "'");
+    std::string stream(id);
+    std::string what(action);
+    streams::StreamAnswer a =
+        co_await streams_->act(std::move(stream), std::move(what), from_block);
+    co_return json_response(a.status, a.body);
 }
 
-// GET /admin/streams: the configured streams, then those the journal keeps a checkpoint of that
-// the config no longer names (paused while they are out of it; back in it, they resume there).
+// GET /admin/streams: every stream, then those the journal keeps a checkpoint of that the config
+// no longer names (paused while they are out of it; back in it, they resume there).
 boost::asio::awaitable<http::Response> AdminHandler::streams_view() const {
-    json::array list;
-    for (auto* s : streams_) list.push_back(s->view());
-    std::vector<store::StreamRecord> kept;
-    if (journal_) {
-        store::JournalService::Operation op = [&](store::StreamJournal& j) { kept = j.streams(); };
-        const auto read = co_await journal_->run(std::move(op));
-        if (!read)
-            co_return error_json(503, std::string("the journal cannot be read: ") + read.error());
+    if (!streams_) co_return json_response(200, json::object{{"streams", json::array{}}});
+    streams::StreamAnswer a = co_await streams_->view();
+    co_return json_response(a.status, a.body);
+}
+
+// POST /admin/streams with a definition: a new stream; DELETE /admin/streams/<id>: one made that
+// way (or the checkpoint of one the config no longer names).
+boost::asio::awaitable<http::Response> AdminHandler::stream_create_or_delete(
+    const http::Request& request) const {
+    if (!streams_) co_return error_json(503, "streams are not available here");
+    streams::StreamAnswer a;
+    if (request.method == "POST") {
+        a = co_await streams_->create(request.body);
+    } else {
+        constexpr std::string_view kStreams = "/admin/streams/";
+        std::string id(request.path().substr(kStreams.size()));
+        a = co_await streams_->remove(std::move(id));
     }
-    for (const auto& r : kept) {
-        const bool configured =
-            std::any_of(streams_.begin(), streams_.end(), [&](auto* s) { return s->id() == r.id; });
-        if (configured) continue;
-        json::object o;
-        o["id"] = r.id;
-        o["chain"] = r.chain;
-        o["source"] = "config";
-        o["state"] = "removed";
-        o["reason"] =
-            "not in the config any more: paused, its checkpoint kept (back in the config, it "
-            "resumes there)";
-        o["paused"] = true;
-        o["nextBlock"] = r.next_block ? json::value(*r.next_block) : json::value(nullptr);
-        list.push_back(std::move(o));
-    }
-    co_return json_response(200, json::object{{"streams", std::move(list)}});
+    co_return json_response(a.status, a.body);
 }
 
 // POST /admin/senders/<address>/resync.
@@ -559,6 +552,10 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     constexpr std::string_view kSigners = "/admin/signers/";
     constexpr std::string_view kApprovals = "/admin/approvals/";
     constexpr std::string_view kStreams = "/admin/streams/";
+    if ((request.method == "POST" && path == "/admin/streams") ||
+        (request.method == "DELETE" && path.substr(0, kStreams.size()) == kStreams &&
+         path.find('/', kStreams.size()) == std::string_view::npos))
+        co_return co_await stream_create_or_delete(request);
     if (request.method == "POST") {
         if (path.substr(0, kStreams.size()) == kStreams)
             co_return co_await stream_action(path.substr(kStreams.size()), request.body);
@@ -610,6 +607,8 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
                                                     "POST /admin/approvals/<id>/approve",
                                                     "POST /admin/approvals/<id>/reject",
                                                     "/admin/streams",
+                                                    "POST /admin/streams",
+                                                    "DELETE /admin/streams/<id>",
                                                     "POST /admin/streams/<id>/pause",
                                                     "POST /admin/streams/<id>/resume",
                                                     "POST /admin/streams/<id>/reset"}}});

@@ -239,6 +239,10 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& stream_events =
         counter(registry, "gateway_stream_events_total",
                 "Events an event stream's webhook acknowledged, by stream");
+    prom::Family<prom::Counter>& stream_reorgs =
+        counter(registry, "gateway_stream_reorgs_total",
+                "Reorgs that dropped blocks a log stream had sent, undone (their events sent "
+                "again as removed), by stream");
     prom::Family<prom::Counter>& signing =
         counter(registry, "gateway_signing_requests_total",
                 "Signing requests to custody, by signer and outcome (signed, unavailable, "
@@ -443,6 +447,10 @@ void Metrics::set_stream_lag(std::string_view stream, double blocks) {
 
 void Metrics::count_stream_delivery(std::string_view stream, std::string_view outcome) {
     impl_->stream_deliveries.Add({{"stream", s(stream)}, {"outcome", s(outcome)}}).Increment();
+}
+
+void Metrics::count_stream_reorg(std::string_view stream) {
+    impl_->stream_reorgs.Add({{"stream", s(stream)}}).Increment();
 }
 
 void Metrics::count_stream_events(std::string_view stream, std::size_t events) {

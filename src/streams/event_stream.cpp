@@ -24,6 +24,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -58,6 +59,46 @@ std::optional<std::uint64_t> quantity_at(const json::object& o, std::string_view
 
 }  // namespace
 
+// Where a stream is: a log stream's next block and the blocks it delivered lately (to undo them
+// after a reorg), a transaction stream's cursors in the two journals of changes.
+struct EventStream::Position {
+    std::optional<std::uint64_t> next_block;
+    // Ascending by number: {"n": block number, "h": its hash, "events": [{"id", "log"}]}, the last
+    // one the checkpoint's block (the block before next_block).
+    json::array recent;
+    std::int64_t raw = 0;
+    std::int64_t managed = 0;
+
+    std::string cursor(config::StreamConfig::Kind kind) const {
+        if (kind == config::StreamConfig::Kind::transactions)
+            return json::serialize(
+                json::object{{"kind", "transactions"}, {"raw", raw}, {"managed", managed}});
+        return json::serialize(json::object{{"kind", "logs"}, {"recent", recent}});
+    }
+
+    // From the journal's cursor; false when it is not this kind's (the stream starts again).
+    bool read(const std::string& text, config::StreamConfig::Kind kind) {
+        json::error_code ec;
+        const json::value v = json::parse(text, ec);
+        const json::object* o = ec ? nullptr : v.if_object();
+        if (!o) return text.empty() && kind == config::StreamConfig::Kind::logs;  // schema 11
+        const json::value* k = o->if_contains("kind");
+        if (kind == config::StreamConfig::Kind::transactions) {
+            if (!k || *k != "transactions") return false;
+            const json::value* r = o->if_contains("raw");
+            const json::value* m = o->if_contains("managed");
+            if (!r || !m || !r->is_int64() || !m->is_int64()) return false;
+            raw = r->get_int64();
+            managed = m->get_int64();
+            return true;
+        }
+        if (!k || *k != "logs") return false;
+        if (const json::value* r = o->if_contains("recent"); r && r->is_array())
+            recent = r->get_array();
+        return true;
+    }
+};
+
 struct EventStream::Impl {
     explicit Impl(asio::any_io_executor ex) : strand(asio::make_strand(ex)), timer(strand) {}
     asio::strand<asio::any_io_executor> strand;
@@ -67,7 +108,7 @@ struct EventStream::Impl {
 
     // The strand only.
     bool loaded = false;
-    std::optional<std::uint64_t> next_block;
+    Position position;
     bool paused = false;
     unsigned failures = 0;
     Clock::time_point not_before{};
@@ -89,12 +130,14 @@ struct EventStream::Impl {
     std::uint64_t batches = 0;
     std::int64_t last_delivery_ms = 0;
     bool shown_paused = false;
+    std::uint64_t reorgs = 0;
 };
 
 EventStream::EventStream(config::StreamConfig config, std::uint64_t chain_id,
                          upstream::Forwarder& pool, store::JournalService& journal,
                          metrics::Metrics* metrics, asio::any_io_executor executor,
-                         std::chrono::milliseconds poll_interval, const util::Clock& clock)
+                         std::chrono::milliseconds poll_interval, const util::Clock& clock,
+                         std::optional<std::string> definition)
     : config_(std::move(config)),
       chain_id_(chain_id),
       pool_(pool),
@@ -102,6 +145,7 @@ EventStream::EventStream(config::StreamConfig config, std::uint64_t chain_id,
       metrics_(metrics),
       poll_interval_(poll_interval),
       clock_(clock),
+      definition_(std::move(definition)),
       impl_(std::make_unique<Impl>(executor)) {
     config::UpstreamConfig cfg;
     cfg.id = "stream-" + config_.id;
@@ -146,13 +190,21 @@ void EventStream::set_state(std::string state, std::string reason) {
     impl_->reason = std::move(reason);
 }
 
+namespace {
+
+bool logs_kind(const config::StreamConfig& c) {
+    return c.kind == config::StreamConfig::Kind::logs;
+}
+
+}  // namespace
+
 json::object EventStream::view() const {
     std::lock_guard lock(impl_->mu);
     json::object o;
     o["id"] = config_.id;
     o["chain"] = config_.chain;
-    o["kind"] = "logs";
-    o["source"] = "config";
+    o["kind"] = logs_kind(config_) ? "logs" : "transactions";
+    o["source"] = definition_ ? "api" : "config";
     o["state"] = impl_->state;
     o["reason"] = impl_->reason;
     o["paused"] = impl_->shown_paused;
@@ -170,32 +222,38 @@ json::object EventStream::view() const {
     o["failures"] = impl_->shown_failures;
     o["deliveredEvents"] = impl_->events;
     o["deliveredBatches"] = impl_->batches;
+    o["reorgsUndone"] = impl_->reorgs;
     o["lastDeliveryAt"] = impl_->last_delivery_ms
                               ? json::value(util::iso_time(impl_->last_delivery_ms))
                               : json::value(nullptr);
     return o;
 }
 
-asio::awaitable<bool> EventStream::save(std::optional<std::uint64_t> next_block, bool paused) {
-    store::StreamRecord r{config_.id, config_.chain, next_block, paused, util::unix_ms()};
+asio::awaitable<bool> EventStream::save(Position position, bool paused) {
+    store::StreamRecord r{config_.id, config_.chain, position.next_block, paused, util::unix_ms()};
+    r.cursor = position.cursor(config_.kind);
+    r.definition = definition_;
     store::JournalService::Operation op = [&](store::StreamJournal& j) { j.put_stream(r); };
     const auto kept = co_await journal_.run(std::move(op));
     if (!kept) {
         failed("the journal cannot be written: " + kept.error());
         co_return false;
     }
-    impl_->next_block = next_block;
+    impl_->position = std::move(position);
     impl_->paused = paused;
     std::lock_guard lock(impl_->mu);
-    impl_->shown_next = next_block;
+    impl_->shown_next = impl_->position.next_block;
     impl_->shown_paused = paused;
     co_return true;
 }
 
 asio::awaitable<bool> EventStream::load() {
     std::optional<store::StreamRecord> found;
+    std::pair<std::int64_t, std::int64_t> last{0, 0};
+    const bool transactions = !logs_kind(config_);
     store::JournalService::Operation op = [&](store::StreamJournal& j) {
         found = j.find_stream(config_.id);
+        if (transactions) last = j.last_changes();
     };
     const auto read = co_await journal_.run(std::move(op));
     if (!read) {
@@ -210,15 +268,33 @@ asio::awaitable<bool> EventStream::load() {
             config_.id, found->chain, config_.chain);
         found.reset();
     }
+    Position position;
+    if (found && !found->cursor.empty() && !position.read(found->cursor, config_.kind)) {
+        spdlog::warn("stream {}: it followed something else before: it starts again", config_.id);
+        found.reset();
+        position = Position{};
+    }
+    // Made through the admin API and not started yet: a transaction stream's start is worked
+    // out here.
+    if (found && transactions && found->cursor.empty()) found.reset();
     if (found) {
-        impl_->next_block = found->next_block;
+        position.next_block = found->next_block;
+        impl_->position = std::move(position);
         impl_->paused = found->paused;
     } else {
-        impl_->next_block = config_.from_block;
-        if (!co_await save(impl_->next_block, false)) co_return false;
+        if (transactions) {
+            // From now on, or with from_block 0 every change the journal keeps.
+            if (!config_.from_block || *config_.from_block != 0) {
+                position.raw = last.first;
+                position.managed = last.second;
+            }
+        } else {
+            position.next_block = config_.from_block;
+        }
+        if (!co_await save(std::move(position), false)) co_return false;
     }
     std::lock_guard lock(impl_->mu);
-    impl_->shown_next = impl_->next_block;
+    impl_->shown_next = impl_->position.next_block;
     impl_->shown_paused = impl_->paused;
     co_return true;
 }
@@ -235,6 +311,19 @@ void EventStream::failed(std::string why) {
     impl_->reason =
         fmt::format("{} (failure {}; trying again in {} ms)", why, impl_->failures, delay.count());
     impl_->shown_failures = impl_->failures;
+}
+
+void EventStream::delivered(std::size_t events, std::string reason) {
+    impl_->failures = 0;
+    std::lock_guard lock(impl_->mu);
+    impl_->shown_failures = 0;
+    if (events > 0) {
+        impl_->events += events;
+        ++impl_->batches;
+        impl_->last_delivery_ms = util::unix_ms();
+    }
+    impl_->state = "following";
+    impl_->reason = std::move(reason);
 }
 
 asio::awaitable<void> EventStream::run() {
@@ -257,10 +346,11 @@ asio::awaitable<void> EventStream::run() {
                 std::lock_guard lock(impl_->mu);
                 impl_->head = head;
             }
-            if (metrics_ && head && impl_->next_block && *head >= config_.confirmations) {
+            const auto& next = impl_->position.next_block;
+            if (metrics_ && head && next && *head >= config_.confirmations) {
                 const std::uint64_t confirmed = *head - config_.confirmations + 1;
                 std::uint64_t lag = 0;
-                if (confirmed > *impl_->next_block) lag = confirmed - *impl_->next_block;
+                if (confirmed > *next) lag = confirmed - *next;
                 metrics_->set_stream_lag(config_.id, static_cast<double>(lag));
             }
             set_state("paused",
@@ -274,6 +364,146 @@ asio::awaitable<void> EventStream::run() {
 }
 
 asio::awaitable<bool> EventStream::step() {
+    if (logs_kind(config_)) co_return co_await step_logs();
+    co_return co_await step_transactions();
+}
+
+asio::awaitable<bool> EventStream::deliver(json::array events, json::object checkpoint,
+                                           std::string what) {
+    const std::size_t count = events.size();
+    json::object body;
+    body["stream"] = config_.id;
+    body["chain"] = config_.chain;
+    body["chainId"] = chain_id_;
+    body["kind"] = logs_kind(config_) ? "logs" : "transactions";
+    body["events"] = std::move(events);
+    body["checkpoint"] = std::move(checkpoint);
+    std::string text = json::serialize(body);
+    upstream::PostOptions options;
+    options.deadline = Clock::now() + config_.webhook.timeout;
+    // Sent again after a failure anyway: the receiver keeps the ids it processed.
+    options.idempotent = true;
+    options.cancel = impl_->cancel;
+    const std::string headers =
+        "X-Gateway-Signature: " + signature(config_.webhook.secret, util::unix_ms() / 1000, text) +
+        "\r\n";
+    options.extra_headers = headers;  // lives in this frame until the post ends
+    set_state("delivering", what);
+    const upstream::HttpResult res = co_await webhook_->post(std::move(text), options);
+    if (!res.ok() || res.status < 200 || res.status > 299) {
+        std::string why = res.ok() ? fmt::format("answered HTTP {}", res.status)
+                                   : std::string(upstream::to_string(res.error));
+        if (metrics_) metrics_->count_stream_delivery(config_.id, "failed");
+        failed(fmt::format("the webhook did not acknowledge {}: {}", what, why));
+        co_return false;
+    }
+    if (metrics_) {
+        metrics_->count_stream_delivery(config_.id, "acknowledged");
+        metrics_->count_stream_events(config_.id, count);
+    }
+    co_return true;
+}
+
+asio::awaitable<std::optional<std::string>> EventStream::block_hash(std::uint64_t number) {
+    json::array params;
+    params.emplace_back(eth::to_quantity(number));
+    params.emplace_back(false);
+    upstream::Forwarded got = co_await pool_.forward_at_least(
+        "eth_getBlockByNumber", std::move(params), number, Clock::now() + std::chrono::seconds(30));
+    const auto result = got.result_json();
+    const json::object* block = result ? result->if_object() : nullptr;
+    const json::value* hash = block ? block->if_contains("hash") : nullptr;
+    if (hash && hash->is_string()) co_return std::string(hash->get_string());
+    std::string why = got.outcome == upstream::Forwarded::Outcome::answered && got.reply.is_error()
+                          ? got.reply.error.message
+                          : got.error.message;
+    if (why.empty()) why = "no node has it";
+    failed(fmt::format("block {} cannot be read: {}", number, util::utf8_prefix(why, 300)));
+    co_return std::nullopt;
+}
+
+asio::awaitable<int> EventStream::undo_reorg() {
+    json::array& recent = impl_->position.recent;
+    const json::object& tip = recent.back().as_object();
+    const auto tip_hash = co_await block_hash(tip.at("n").to_number<std::uint64_t>());
+    if (!tip_hash) co_return -1;
+    if (*tip_hash == tip.at("h").as_string()) co_return 0;
+
+    // Dropped: the blocks from the newest down to the first the chain still has.
+    std::size_t keep = 0;
+    for (std::size_t i = recent.size() - 1; i-- > 0;) {
+        const json::object& b = recent[i].as_object();
+        const auto h = co_await block_hash(b.at("n").to_number<std::uint64_t>());
+        if (!h) co_return -1;
+        if (*h == b.at("h").as_string()) {
+            keep = i + 1;
+            break;
+        }
+    }
+    // Again from the block after the newest one the chain still has: the blocks between it and
+    // the first dropped one had no events, but their replacements may.
+    const std::uint64_t dropped_to = tip.at("n").to_number<std::uint64_t>();
+    std::uint64_t dropped_from = 0;
+    if (keep > 0) {
+        dropped_from = recent[keep - 1].at("n").to_number<std::uint64_t>() + 1;
+    } else {
+        if (dropped_to + 1 > kRememberedBlocks) dropped_from = dropped_to + 1 - kRememberedBlocks;
+        dropped_from = std::max(dropped_from, config_.from_block.value_or(0));
+        spdlog::error(
+            "stream {}: a reorg replaced every block it remembers, up to {}: deeper than {} "
+            "blocks, what it delivered below them cannot be undone",
+            config_.id, dropped_to, kRememberedBlocks);
+    }
+    // Undone newest first, as nodes report removed logs: each with an id of its own.
+    json::array removed;
+    for (std::size_t i = recent.size(); i-- > keep;) {
+        const json::array& events = recent[i].at("events").as_array();
+        for (std::size_t e = events.size(); e-- > 0;) {
+            const json::object& was = events[e].as_object();
+            json::object log = was.at("log").as_object();
+            log["removed"] = true;
+            json::object undo;
+            undo["id"] = std::string(was.at("id").as_string()) + ":removed";
+            undo["removed"] = true;
+            undo["blockNumber"] = recent[i].at("n");
+            undo["log"] = std::move(log);
+            removed.push_back(std::move(undo));
+        }
+    }
+    spdlog::warn(
+        "stream {}: reorg: blocks {} to {} it delivered are no longer the chain's; {} event(s) "
+        "delivered again as removed, then from block {} again",
+        config_.id, dropped_from, dropped_to, removed.size(), dropped_from);
+    const std::size_t count = removed.size();
+    if (count > 0) {
+        json::object checkpoint;
+        checkpoint["fromBlock"] = dropped_from;
+        checkpoint["toBlock"] = dropped_to;
+        checkpoint["nextBlock"] =
+            std::min(impl_->position.next_block.value_or(dropped_from), dropped_from);
+        checkpoint["reorg"] = true;
+        std::string what = fmt::format("{} removed event(s) of blocks {}-{} (reorg)", count,
+                                       dropped_from, dropped_to);
+        if (!co_await deliver(std::move(removed), std::move(checkpoint), std::move(what)))
+            co_return -1;
+    }
+    Position back = impl_->position;
+    // (What was sent but not acknowledged lies above the checkpoint: it stays where it is.)
+    back.next_block = std::min(impl_->position.next_block.value_or(dropped_from), dropped_from);
+    json::array kept;
+    for (std::size_t i = 0; i < keep; ++i) kept.push_back(recent[i]);
+    back.recent = std::move(kept);
+    if (!co_await save(std::move(back), impl_->paused)) co_return -1;
+    {
+        std::lock_guard lock(impl_->mu);
+        ++impl_->reorgs;
+    }
+    if (metrics_) metrics_->count_stream_reorg(config_.id);
+    delivered(count, fmt::format("reorg undone: blocks {}-{} again", dropped_from, dropped_to));
+    co_return 1;
+}
+
+asio::awaitable<bool> EventStream::step_logs() {
     const auto head = pool_.head();
     {
         std::lock_guard lock(impl_->mu);
@@ -288,11 +518,18 @@ asio::awaitable<bool> EventStream::step() {
         co_return false;
     }
     const std::uint64_t safe = *head - config_.confirmations;
-    if (!impl_->next_block) {
+    if (!impl_->position.next_block) {
         // from_block: latest: from the first confirmed block not yet there.
-        if (!co_await save(safe + 1, impl_->paused)) co_return false;
+        Position start = impl_->position;
+        start.next_block = safe + 1;
+        if (!co_await save(std::move(start), impl_->paused)) co_return false;
     }
-    const std::uint64_t from = *impl_->next_block;
+    // A reorg deeper than the confirmations may have dropped what was delivered.
+    if (!impl_->position.recent.empty()) {
+        const int undone = co_await undo_reorg();
+        if (undone != 0) co_return undone > 0;
+    }
+    const std::uint64_t from = *impl_->position.next_block;
     if (from > safe) {
         set_state("following", fmt::format("up to date: block {} needs {} confirmation(s)", from,
                                            config_.confirmations));
@@ -350,16 +587,16 @@ asio::awaitable<bool> EventStream::step() {
     struct Event {
         std::uint64_t block;
         const json::object* log;
+        std::string_view hash;
     };
     std::vector<Event> events;
     for (const auto& v : result->get_array()) {
         const json::object* log = v.if_object();
         std::optional<std::uint64_t> block;
+        const json::value* hash = log ? log->if_contains("blockHash") : nullptr;
         if (log) block = quantity_at(*log, "blockNumber");
         // Its id is (chain id, block hash, log index): without them two events could share one.
-        if (log && (!quantity_at(*log, "logIndex") || !log->if_contains("blockHash") ||
-                    !log->at("blockHash").is_string()))
-            block.reset();
+        if (log && (!quantity_at(*log, "logIndex") || !hash || !hash->is_string())) block.reset();
         if (!block || *block < from || *block > to) {
             failed(fmt::format(
                 "eth_getLogs of blocks {}-{} answered a log outside them or without its "
@@ -367,10 +604,16 @@ asio::awaitable<bool> EventStream::step() {
                 from, to));
             co_return false;
         }
-        events.push_back(Event{*block, log});
+        events.push_back(Event{*block, log, hash->get_string()});
     }
     std::stable_sort(events.begin(), events.end(),
                      [](const Event& a, const Event& b) { return a.block < b.block; });
+    for (std::size_t i = 1; i < events.size(); ++i)
+        if (events[i].block == events[i - 1].block && events[i].hash != events[i - 1].hash) {
+            // Two versions of one block (a reorg while the node answered): read it again.
+            failed(fmt::format("eth_getLogs answered two different blocks {}", events[i].block));
+            co_return false;
+        }
     std::uint64_t last = to;
     std::size_t count = events.size();
     if (events.size() > config_.batch_size) {
@@ -378,70 +621,129 @@ asio::awaitable<bool> EventStream::step() {
         count = 0;
         while (count < events.size() && events[count].block <= last) ++count;
     }
+    // The checkpoint's block's hash: to see later whether a reorg dropped it.
+    std::string last_hash;
+    if (count > 0 && events[count - 1].block == last) {
+        last_hash = std::string(events[count - 1].hash);
+    } else {
+        auto h = co_await block_hash(last);
+        if (!h) co_return false;
+        last_hash = std::move(*h);
+    }
+
+    // Remembered from before it is sent: an application may process a batch whose answer is lost,
+    // so a reorg must undo what was sent, acknowledged or not. What was sent of this range before
+    // (a failed delivery) is replaced by what the range holds now.
+    Position next = impl_->position;
+    {
+        json::array below;
+        for (auto& b : next.recent)
+            if (b.at("n").to_number<std::uint64_t>() < from) below.push_back(std::move(b));
+        next.recent = std::move(below);
+    }
+    json::array list;
+    for (std::size_t i = 0; i < count; ++i) {
+        const json::object& log = *events[i].log;
+        std::string index;
+        if (auto parsed = quantity_at(log, "logIndex")) index = std::to_string(*parsed);
+        json::object e;
+        e["id"] = fmt::format("{}:{}:{}", chain_id_, events[i].hash, index);
+        e["removed"] = false;
+        e["blockNumber"] = events[i].block;
+        e["log"] = log;
+        // Remembered by block, to undo after a reorg.
+        if (next.recent.empty() ||
+            next.recent.back().at("n").to_number<std::uint64_t>() != events[i].block)
+            next.recent.push_back(json::object{{"n", events[i].block},
+                                               {"h", std::string(events[i].hash)},
+                                               {"events", json::array{}}});
+        next.recent.back().at("events").as_array().push_back(
+            json::object{{"id", e["id"]}, {"log", log}});
+        list.push_back(std::move(e));
+    }
+    if (next.recent.empty() || next.recent.back().at("n").to_number<std::uint64_t>() != last)
+        next.recent.push_back(
+            json::object{{"n", last}, {"h", last_hash}, {"events", json::array{}}});
+    // Forget what is too deep to undo; between the kept ones, only the checkpoint's block and
+    // the blocks with events are remembered.
+    json::array kept;
+    for (auto& b : next.recent) {
+        const auto n = b.at("n").to_number<std::uint64_t>();
+        const bool is_tip = n == last;
+        if (n + kRememberedBlocks <= last) continue;
+        if (!is_tip && b.at("events").as_array().empty()) continue;
+        kept.push_back(std::move(b));
+    }
+    next.recent = std::move(kept);
 
     if (count > 0) {
-        json::array list;
-        for (std::size_t i = 0; i < count; ++i) {
-            const json::object& log = *events[i].log;
-            std::string block_hash;
-            std::string index;
-            if (const auto* h = log.if_contains("blockHash"); h && h->is_string())
-                block_hash = std::string(h->get_string());
-            if (auto parsed = quantity_at(log, "logIndex")) index = std::to_string(*parsed);
-            json::object e;
-            e["id"] = fmt::format("{}:{}:{}", chain_id_, block_hash, index);
-            e["removed"] = false;
-            e["blockNumber"] = events[i].block;
-            e["log"] = log;
-            list.push_back(std::move(e));
-        }
-        json::object body;
-        body["stream"] = config_.id;
-        body["chain"] = config_.chain;
-        body["chainId"] = chain_id_;
-        body["events"] = std::move(list);
-        body["checkpoint"] =
-            json::object{{"fromBlock", from}, {"toBlock", last}, {"nextBlock", last + 1}};
-        std::string text = json::serialize(body);
-        upstream::PostOptions options;
-        options.deadline = Clock::now() + config_.webhook.timeout;
-        // Sent again after a failure anyway: the receiver keeps the ids it processed.
-        options.idempotent = true;
-        options.cancel = impl_->cancel;
-        const std::string headers =
-            "X-Gateway-Signature: " +
-            signature(config_.webhook.secret, util::unix_ms() / 1000, text) + "\r\n";
-        options.extra_headers = headers;  // lives in this frame until the post ends
-        set_state("delivering", fmt::format("{} event(s) of blocks {}-{}", count, from, last));
-        const upstream::HttpResult res = co_await webhook_->post(std::move(text), options);
-        if (!res.ok() || res.status < 200 || res.status > 299) {
-            std::string why = res.ok() ? fmt::format("answered HTTP {}", res.status)
-                                       : std::string(upstream::to_string(res.error));
-            if (metrics_) metrics_->count_stream_delivery(config_.id, "failed");
-            failed(fmt::format("the webhook did not acknowledge {} event(s) of blocks {}-{}: {}",
-                               count, from, last, why));
+        if (!co_await save(next, impl_->paused)) co_return false;
+        // (Named: GCC 12 cannot copy an initializer list's array into a coroutine's frame.)
+        json::object checkpoint;
+        checkpoint["fromBlock"] = from;
+        checkpoint["toBlock"] = last;
+        checkpoint["nextBlock"] = last + 1;
+        std::string what = fmt::format("{} event(s) of blocks {}-{}", count, from, last);
+        if (!co_await deliver(std::move(list), std::move(checkpoint), std::move(what)))
             co_return false;
-        }
-        if (metrics_) {
-            metrics_->count_stream_delivery(config_.id, "acknowledged");
-            metrics_->count_stream_events(config_.id, count);
-        }
     }
     // Acknowledged (or nothing to deliver): the checkpoint moves past the batch.
-    if (!co_await save(last + 1, impl_->paused)) co_return false;
-    impl_->failures = 0;
+    next.next_block = last + 1;
+    if (!co_await save(std::move(next), impl_->paused)) co_return false;
     impl_->span = std::min<std::uint64_t>(impl_->span * 2, limit);
-    {
-        std::lock_guard lock(impl_->mu);
-        impl_->shown_failures = 0;
-        if (count > 0) {
-            impl_->events += count;
-            ++impl_->batches;
-            impl_->last_delivery_ms = util::unix_ms();
-        }
-        impl_->state = "following";
-        impl_->reason = fmt::format("delivered up to block {}", last);
+    delivered(count, fmt::format("delivered up to block {}", last));
+    co_return true;
+}
+
+asio::awaitable<bool> EventStream::step_transactions() {
+    const std::int64_t raw_after = impl_->position.raw;
+    const std::int64_t managed_after = impl_->position.managed;
+    std::vector<store::StateChange> changes;
+    store::JournalService::Operation op = [&](store::StreamJournal& j) {
+        changes = j.changes(config_.chain, raw_after, managed_after, config_.batch_size);
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) {
+        failed("the journal cannot be read: " + read.error());
+        co_return false;
     }
+    if (changes.empty()) {
+        set_state("following", "up to date");
+        co_return false;
+    }
+    Position next = impl_->position;
+    for (const auto& c : changes) (c.managed ? next.managed : next.raw) = c.seq;
+    // In the order they happened (each kind is in order already: a transaction's changes too).
+    std::stable_sort(changes.begin(), changes.end(),
+                     [](const auto& a, const auto& b) { return a.at_ms < b.at_ms; });
+    json::array list;
+    for (const auto& c : changes) {
+        if (!config_.senders.empty() && std::find(config_.senders.begin(), config_.senders.end(),
+                                                  c.sender) == config_.senders.end())
+            continue;
+        json::object e;
+        e["id"] = fmt::format("{}:{}:{}", chain_id_, c.tx, c.seq);
+        e["transaction"] = c.tx;
+        e["managed"] = c.managed;
+        e["sender"] = c.sender;
+        e["nonce"] = c.nonce ? json::value(*c.nonce) : json::value(nullptr);
+        e["state"] = store::to_string(c.state);
+        e["reason"] = c.reason;
+        e["at"] = util::iso_time(c.at_ms);
+        if (c.idempotency_key) e["idempotencyKey"] = *c.idempotency_key;
+        list.push_back(std::move(e));
+    }
+    const std::size_t count = list.size();
+    if (count > 0) {
+        json::object checkpoint;
+        checkpoint["raw"] = next.raw;
+        checkpoint["managed"] = next.managed;
+        std::string what = fmt::format("{} transaction change(s)", count);
+        if (!co_await deliver(std::move(list), std::move(checkpoint), std::move(what)))
+            co_return false;
+    }
+    if (!co_await save(std::move(next), impl_->paused)) co_return false;
+    delivered(count, "delivered the changes up to now");
     co_return true;
 }
 
@@ -466,6 +768,8 @@ StreamAnswer answer_error(unsigned status, std::string message) {
 asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
                                                      std::optional<std::uint64_t> from_block) {
     if (!impl_->loaded) co_return answer_error(503, "the stream is still loading: try again");
+    if (action == "reset" && !logs_kind(config_))
+        co_return answer_error(409, "a transaction stream cannot be reset: it has no blocks");
     // A step in flight (on this strand, waiting on I/O) finishes first.
     asio::steady_timer pause(impl_->strand);
     while (impl_->busy) {
@@ -474,21 +778,29 @@ asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
     }
     impl_->busy = true;
     bool ok = true;
+    const auto& next_block = impl_->position.next_block;
     if (action == "pause") {
-        ok = co_await save(impl_->next_block, true);
+        ok = co_await save(impl_->position, true);
     } else if (action == "resume") {
-        ok = co_await save(impl_->next_block, false);
+        ok = co_await save(impl_->position, false);
         impl_->failures = 0;
         impl_->not_before = {};
-    } else if (from_block && impl_->next_block && *from_block > *impl_->next_block) {
+    } else if (from_block && next_block && *from_block > *next_block) {
         // Reset delivers again; it never skips what was not acknowledged.
         impl_->busy = false;
         co_return answer_error(
             409, fmt::format("reset delivers again from a block at or before the checkpoint "
                              "({}); {} would skip blocks never acknowledged",
-                             *impl_->next_block, *from_block));
+                             *next_block, *from_block));
     } else {  // reset
-        ok = co_await save(from_block, impl_->paused);
+        Position again = impl_->position;
+        again.next_block = from_block;
+        // What is remembered above it is delivered again (and remembered again).
+        json::array kept;
+        for (const auto& b : again.recent)
+            if (from_block && b.at("n").to_number<std::uint64_t>() < *from_block) kept.push_back(b);
+        again.recent = std::move(kept);
+        ok = co_await save(std::move(again), impl_->paused);
         impl_->failures = 0;
         impl_->not_before = {};
     }

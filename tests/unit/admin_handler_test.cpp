@@ -5,6 +5,7 @@
 // real one that is never started (its upstream is only listed and cordoned).
 
 #include "gateway/admin/admin_handler.hpp"
+#include "gateway/streams/stream_set.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "support/managed_rig.hpp"
 
@@ -14,7 +15,9 @@
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
+#include <map>
 #include <string>
+#include <thread>
 
 namespace gateway {
 namespace {
@@ -41,8 +44,26 @@ protected:
     // The pool's probers hold timers on the rig's loop: the loop runs out first (its work is
     // over), then the pool goes (a member after the rig), and the loop last.
     ~AdminHandlerTest() override {
+        stop_streams();
         pool_->stop();
         rig.shutdown();
+    }
+
+    // The event streams, these of the config and those the journal keeps from the admin API.
+    void use_streams(const std::vector<config::StreamConfig>& configured = {}) {
+        stop_streams();
+        streams_ = std::make_unique<streams::StreamSet>(
+            configured, std::vector<streams::StreamSet::Chain>{{"devnet", 31337, &*pool_, 20ms}},
+            rig.journal(), nullptr, rig.io.ioc.get_executor());
+        streams_->start();
+        handler_->set_streams(streams_.get());
+    }
+    void stop_streams() {
+        if (!streams_) return;
+        streams_->stop();
+        for (int i = 0; i < 2000 && !streams_->finished(); ++i) std::this_thread::sleep_for(1ms);
+        handler_->set_streams(nullptr);
+        streams_.reset();
     }
 
     struct Answer {
@@ -72,6 +93,7 @@ private:
     std::optional<upstream::ChainPool> pool_;
     std::atomic<bool> draining_{false};
     std::optional<admin::AdminHandler> handler_;
+    std::unique_ptr<streams::StreamSet> streams_;
 
     boost::asio::awaitable<http::Response> run(http::Request& request) {
         co_return co_await (*handler_)(request);
@@ -225,6 +247,7 @@ TEST_F(AdminApprovalsTest, C2_HeldTransactionsAreListedAndApprovedOrRejectedBySo
 
 // A stream the config no longer names keeps its checkpoint in the journal, and is shown paused.
 TEST_F(AdminHandlerTest, AStreamRemovedFromTheConfigIsShownPausedWithItsCheckpoint) {
+    use_streams();
     rig.start();
     rig.journal().run_blocking([](store::JournalView& j) {
         j.put_stream(store::StreamRecord{"old-transfers", "devnet", 1234, false, 1});
@@ -240,6 +263,105 @@ TEST_F(AdminHandlerTest, AStreamRemovedFromTheConfigIsShownPausedWithItsCheckpoi
     EXPECT_THAT(std::string(streams[0].at("reason").as_string()), HasSubstr("its checkpoint kept"));
     // Actions name the configured streams only.
     EXPECT_EQ(call("POST", "/admin/streams/old-transfers/resume").status, 404u);
+}
+
+// Streams made through the admin API: checked like the config's, kept in the journal with their
+// definition (and the secret the gateway made, shown once), back after a restart; deleted
+// through the API. A config stream cannot be deleted, nor its id (or the id of a checkpoint the
+// journal keeps) taken.
+TEST_F(AdminHandlerTest, StreamsAreMadeAndDeletedThroughTheApiAndSurviveARestart) {
+    rig.journal().run_blocking([](store::JournalView& j) {
+        j.put_stream(store::StreamRecord{"old-transfers", "devnet", 1234, false, 1});
+    });
+    config::StreamConfig configured;
+    configured.id = "from-config";
+    configured.chain = "devnet";
+    configured.webhook.url = "http://127.0.0.1:1/events";
+    configured.webhook.secret = "a-secret-of-the-config-xxxxxxxx";
+    use_streams({configured});
+    const std::string definition =
+        R"({"id":"approvals","chain":"devnet","kind":"transactions","batch_size":10,)"
+        R"("webhook":{"url":"http://127.0.0.1:1/hook"}})";
+
+    Answer made;
+    for (int i = 0; i < 200; ++i) {  // 503 while the API's streams are being loaded
+        made = call("POST", "/admin/streams", definition);
+        if (made.status != 503) break;
+        std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_EQ(made.status, 201u) << error_of(made);
+    EXPECT_EQ(made.body.at("stream").at("source"), "api");
+    EXPECT_EQ(made.body.at("stream").at("kind"), "transactions");
+    const std::string secret(made.body.at("secret").as_string());
+    EXPECT_EQ(secret.size(), 64u);
+    EXPECT_THAT(json::serialize(call("GET", "/admin/streams").body),
+                ::testing::Not(HasSubstr(secret)))
+        << "the secret is shown once";
+
+    // Refused: a taken id, a config stream's id, a kept checkpoint's id, a bad definition, a
+    // variable of the gateway's environment, an unknown chain; a config stream is not deleted.
+    EXPECT_EQ(call("POST", "/admin/streams", definition).status, 409u);
+    std::string taken = definition;
+    taken.replace(taken.find("approvals"), 9, "from-config");
+    EXPECT_THAT(error_of(call("POST", "/admin/streams", taken)),
+                HasSubstr("defined in the config"));
+    std::string kept = definition;
+    kept.replace(kept.find("approvals"), 9, "old-transfers");
+    const Answer kept_answer = call("POST", "/admin/streams", kept);
+    EXPECT_EQ(kept_answer.status, 409u);
+    EXPECT_THAT(error_of(kept_answer), HasSubstr("DELETE /admin/streams/old-transfers"));
+    EXPECT_EQ(call("POST", "/admin/streams", "{").status, 400u);
+    EXPECT_THAT(error_of(call("POST", "/admin/streams",
+                              R"({"id":"x","chain":"devnet","topics":["0x1"],)"
+                              R"("webhook":{"url":"http://127.0.0.1:1/"}})")),
+                HasSubstr("is not a topic"));
+    EXPECT_EQ(call("POST", "/admin/streams",
+                   R"({"id":"x","chain":"devnet","webhook":{"url":"http://${HOME}/"}})")
+                  .status,
+              400u);
+    EXPECT_THAT(error_of(call("POST", "/admin/streams",
+                              R"({"id":"x","chain":"mainnet","webhook":{"url":"http://a/"}})")),
+                HasSubstr("no chain 'mainnet'"));
+    EXPECT_EQ(call("POST", "/admin/streams",
+                   R"({"id":"x","chain":"devnet","webhook":{"url":"http://a/","secret":"short"}})")
+                  .status,
+              400u);
+    EXPECT_THAT(error_of(call("DELETE", "/admin/streams/from-config")),
+                HasSubstr("defined in the config"));
+    EXPECT_EQ(call("DELETE", "/admin/streams/nothing").status, 404u);
+
+    // A restart: the API's stream is back, with its secret.
+    use_streams({configured});
+    auto listed = [&] {
+        std::map<std::string, std::string> out;  // id -> source/state
+        const Answer a = call("GET", "/admin/streams");
+        for (const auto& s : a.body.at("streams").as_array())
+            out[std::string(s.at("id").as_string())] = std::string(s.at("source").as_string()) +
+                                                       "/" + std::string(s.at("state").as_string());
+        return out;
+    };
+    for (int i = 0; i < 200 && listed()["approvals"] == "api/starting"; ++i)
+        std::this_thread::sleep_for(5ms);
+    EXPECT_EQ(listed()["approvals"].substr(0, 4), "api/");
+    EXPECT_NE(listed()["approvals"], "api/starting");
+    EXPECT_NE(listed()["approvals"], "api/unavailable");
+    std::optional<store::StreamRecord> record;
+    auto read = [&] {
+        rig.journal().run_blocking(
+            [&](store::JournalView& j) { record = j.find_stream("approvals"); });
+        return record;
+    };
+    ASSERT_TRUE(read() && record->definition);
+    EXPECT_THAT(*record->definition, HasSubstr(secret));
+
+    // Deleted: gone from the list and the journal; a removed config stream's checkpoint too, and
+    // then its id is free.
+    const Answer deleted = call("DELETE", "/admin/streams/approvals");
+    EXPECT_EQ(deleted.status, 200u) << error_of(deleted);
+    EXPECT_EQ(listed().count("approvals"), 0u);
+    EXPECT_FALSE(read());
+    EXPECT_EQ(call("DELETE", "/admin/streams/old-transfers").status, 200u);
+    EXPECT_EQ(call("POST", "/admin/streams", kept).status, 201u);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -32,11 +33,21 @@ namespace json = boost::json;
 
 const std::string kSecret = "a-webhook-secret-of-32-bytes-xx";
 
+// Block `block`'s hash: a reorg (`forked`) replaces it with another.
+std::string block_hash(std::uint64_t block, bool forked = false) {
+    return forked ? fmt::format("0xf{:063x}", block) : fmt::format("0x{:064x}", block);
+}
+
 // A log of block `block` (one per block here), index `index`.
-std::string log_json(std::uint64_t block, unsigned index = 0) {
+std::string log_json(std::uint64_t block, unsigned index = 0, bool forked = false) {
     return fmt::format(
-        R"({{"address":"0x5fbdb2315678afecb367f032d93f642f64180aa3","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"],"data":"0x","blockNumber":"0x{:x}","blockHash":"0x{:064x}","transactionHash":"0x{:064x}","logIndex":"0x{:x}","removed":false}})",
-        block, block, block * 100 + index, index);
+        R"({{"address":"0x5fbdb2315678afecb367f032d93f642f64180aa3","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"],"data":"0x","blockNumber":"0x{:x}","blockHash":"{}","transactionHash":"0x{:064x}","logIndex":"0x{:x}","removed":false}})",
+        block, block_hash(block, forked), block * 100 + index, index);
+}
+
+// An event's id: (chain id, block hash, log index).
+std::string event_id(std::uint64_t block, bool forked = false) {
+    return "31337:" + block_hash(block, forked) + ":0";
 }
 
 class EventStreamTest : public ::testing::Test {
@@ -55,7 +66,7 @@ protected:
         ON_CALL(pool, forward_at_least(_, _, _, _))
             .WillByDefault(
                 [this](std::string method, json::value params, std::uint64_t min_block, auto&&...) {
-                    {
+                    if (method == "eth_getLogs") {
                         std::lock_guard lock(mu_);
                         min_blocks.push_back(min_block);
                     }
@@ -104,8 +115,15 @@ protected:
         return v.is_null() ? 0 : v.to_number<std::uint64_t>();
     }
 
-    // eth_getLogs over the scripted chain: one log in each block of `blocks_with_logs`.
+    // eth_getLogs over the scripted chain: one log in each block of `blocks_with_logs`; and
+    // eth_getBlockByNumber, for its hash (blocks from `fork_from` on replaced by a reorg).
     upstream::Forwarded logs(const std::string& method, const json::value& params) {
+        if (method == "eth_getBlockByNumber") {
+            const auto n = std::stoull(std::string(params.at(0).as_string()), nullptr, 16);
+            std::lock_guard lock(mu_);
+            return test::answered(fmt::format(R"({{"number":"0x{:x}","hash":"{}"}})", n,
+                                              block_hash(n, n >= fork_from)));
+        }
         if (method != "eth_getLogs") return test::unavailable("not scripted: " + method);
         const auto& filter = params.at(0).as_object();
         const auto from = std::stoull(std::string(filter.at("fromBlock").as_string()), nullptr, 16);
@@ -114,8 +132,23 @@ protected:
         asked.emplace_back(from, to);
         std::string out = "[";
         for (auto b : blocks_with_logs)
-            if (b >= from && b <= to) out += (out.size() > 1 ? "," : "") + log_json(b);
+            if (b >= from && b <= to)
+                out += (out.size() > 1 ? "," : "") + log_json(b, 0, b >= fork_from);
         return test::answered(out + "]");
+    }
+    // Every delivery's events from the `first`th on: {id, removed}.
+    std::vector<std::pair<std::string, bool>> events_since(std::size_t first) const {
+        std::vector<std::pair<std::string, bool>> out;
+        const auto requests = webhook.raw_requests();
+        for (std::size_t i = first; i < requests.size(); ++i) {
+            const json::value batch = json::parse(requests[i].first);
+            for (const auto& e : batch.at("events").as_array()) {
+                const bool removed = e.at("removed").as_bool();
+                EXPECT_EQ(e.at("log").at("removed").as_bool(), removed);
+                out.emplace_back(std::string(e.at("id").as_string()), removed);
+            }
+        }
+        return out;
     }
 
     test::IoThread io;
@@ -124,6 +157,7 @@ protected:
     config::StreamConfig config;
     std::atomic<std::uint64_t> head{20};
     std::vector<std::uint64_t> blocks_with_logs{5, 6, 7, 9, 30};
+    std::uint64_t fork_from = std::numeric_limits<std::uint64_t>::max();
     std::vector<std::pair<std::uint64_t, std::uint64_t>> asked;
     std::vector<std::uint64_t> min_blocks;  // what forward_at_least was asked to need
     std::unique_ptr<streams::EventStream> stream;
@@ -265,6 +299,152 @@ TEST_F(EventStreamTest, PauseResumeAndResetAreAnOperatorsAndResetDeliversAgain) 
         return std::count(ids.begin(), ids.end(), "31337:0x" + fmt::format("{:064x}", 6) + ":0") ==
                2;
     }));
+}
+
+// A reorg deeper than the confirmations replaces blocks 7 and up after they were delivered: the
+// events of the dropped blocks come again as removed (newest first, ids of their own), then the
+// new chain's events from the block after the last one the chain still has.
+TEST_F(EventStreamTest, I1_AReorgUndoesTheDroppedBlocksEventsThenDeliversTheNewOnes) {
+    webhook.set_script(
+        [](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            return test::FakeReply::http(200, "ok");
+        });
+    start();
+    ASSERT_TRUE(wait_for([&] { return next_block() == 19; }));
+    const std::size_t before = webhook.raw_requests().size();
+    {
+        std::lock_guard lock(mu_);
+        fork_from = 7;
+        blocks_with_logs = {5, 6, 8, 9, 30};  // the new 7 has no event, the new 8 has one
+    }
+    ASSERT_TRUE(wait_for([&] {
+        return stream->view().at("reorgsUndone").to_number<int>() == 1 && next_block() == 19;
+    })) << json::serialize(stream->view());
+    const std::vector<std::pair<std::string, bool>> expected = {{event_id(9) + ":removed", true},
+                                                                {event_id(7) + ":removed", true},
+                                                                {event_id(8, true), false},
+                                                                {event_id(9, true), false}};
+    EXPECT_EQ(events_since(before), expected);
+    const json::value undo = json::parse(webhook.raw_requests()[before].first);
+    EXPECT_TRUE(undo.at("checkpoint").at("reorg").as_bool());
+    EXPECT_EQ(undo.at("checkpoint").at("nextBlock").to_number<int>(), 7);
+
+    // Remembered across a restart: the chain going back to its first blocks is undone too.
+    stream->stop();
+    ASSERT_TRUE(wait_for([&] { return stream->finished(); }));
+    stream.reset();
+    const std::size_t second = webhook.raw_requests().size();
+    {
+        std::lock_guard lock(mu_);
+        fork_from = std::numeric_limits<std::uint64_t>::max();
+        blocks_with_logs = {5, 6, 7, 9, 30};
+    }
+    start();
+    ASSERT_TRUE(wait_for([&] {
+        return stream->view().at("reorgsUndone").to_number<int>() == 1 && next_block() == 19;
+    })) << json::serialize(stream->view());
+    const std::vector<std::pair<std::string, bool>> back = {{event_id(9, true) + ":removed", true},
+                                                            {event_id(8, true) + ":removed", true},
+                                                            {event_id(7), false},
+                                                            {event_id(9), false}};
+    EXPECT_EQ(events_since(second), back);
+}
+
+// A batch whose answer was lost may have been processed: a reorg that drops its blocks undoes it
+// too, though it was never acknowledged.
+TEST_F(EventStreamTest, I1_AReorgUndoesABatchSentButNeverAcknowledged) {
+    std::atomic<bool> down{true};
+    webhook.set_script(
+        [&](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            return test::FakeReply::http(down ? 500 : 200, "");
+        });
+    start();
+    ASSERT_TRUE(wait_for([&] { return webhook.raw_requests().size() >= 1; }));
+    EXPECT_EQ(next_block(), 5u);
+    {
+        std::lock_guard lock(mu_);
+        fork_from = 5;
+        blocks_with_logs = {8};
+    }
+    down = false;
+    ASSERT_TRUE(wait_for([&] { return next_block() == 19; })) << json::serialize(stream->view());
+    const auto all = events_since(0);
+    ASSERT_GE(all.size(), 5u);
+    const std::vector<std::pair<std::string, bool>> tail(all.end() - 3, all.end());
+    const std::vector<std::pair<std::string, bool>> expected = {{event_id(6) + ":removed", true},
+                                                                {event_id(5) + ":removed", true},
+                                                                {event_id(8, true), false}};
+    EXPECT_EQ(tail, expected);
+}
+
+// kind: transactions: the state changes of the gateway's own transactions of the chosen senders,
+// from when the stream starts, each once, with the id (chain id, transaction, change number); a
+// restart goes on from the cursor.
+TEST_F(EventStreamTest, ATransactionStreamDeliversTheStateChangesOfItsSenders) {
+    webhook.set_script(
+        [](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            return test::FakeReply::http(200, "ok");
+        });
+    const std::string mine = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    auto raw = [&](const std::string& hash, const std::string& sender) {
+        store::TxRecord r;
+        r.hash = hash;
+        r.chain = "devnet";
+        r.chain_id = 31337;
+        r.sender = sender;
+        r.raw = {0x02};
+        r.reason = "received";
+        r.created_ms = r.updated_ms = 1000;
+        journal_.run_blocking([&](store::JournalView& j) { j.insert(r); });
+    };
+    raw("0xbefore", mine);  // before the stream: not delivered
+    config.kind = config::StreamConfig::Kind::transactions;
+    config.senders = {mine};
+    config.from_block.reset();
+    config.confirmations = 0;
+    config.batch_size = 100;
+    start();
+    ASSERT_TRUE(wait_for([&] { return stream->view().at("state") == "following"; }));
+    raw("0xa1", mine);
+    raw("0xb1", "0x70997970c51812dc3a010c7d01b436ee9ddcf79c");  // another sender's
+    journal_.run_blocking([&](store::JournalView& j) {
+        j.update(store::TxUpdate{"0xa1", store::TxState::broadcasting, "accepted by node-a", 1100});
+    });
+    ASSERT_TRUE(wait_for([&] {
+        return stream->view().at("deliveredEvents").to_number<int>() == 2;
+    })) << json::serialize(stream->view());
+    std::vector<std::string> states;
+    std::vector<std::string> ids;
+    for (const auto& [body, signature] : webhook.raw_requests()) {
+        const json::value batch = json::parse(body);
+        EXPECT_EQ(batch.at("kind"), "transactions");
+        for (const auto& e : batch.at("events").as_array()) {
+            EXPECT_EQ(e.at("transaction"), "0xa1");
+            EXPECT_EQ(e.at("sender").as_string(), mine);
+            states.push_back(std::string(e.at("state").as_string()));
+            ids.push_back(std::string(e.at("id").as_string()));
+        }
+    }
+    EXPECT_EQ(states, (std::vector<std::string>{"QUEUED", "BROADCASTING"}));
+    ASSERT_EQ(ids.size(), 2u);
+    EXPECT_THAT(ids[0], ::testing::StartsWith("31337:0xa1:"));
+    EXPECT_NE(ids[0], ids[1]);
+    EXPECT_EQ(io.run(stream->act("reset", 1)).status, 409u) << "it has no blocks to go back to";
+
+    // A restart goes on after what was acknowledged.
+    stream->stop();
+    ASSERT_TRUE(wait_for([&] { return stream->finished(); }));
+    stream.reset();
+    const std::size_t before = webhook.raw_requests().size();
+    journal_.run_blocking([&](store::JournalView& j) {
+        j.update(store::TxUpdate{"0xa1", store::TxState::completed, "mined", 1200});
+    });
+    start();
+    ASSERT_TRUE(
+        wait_for([&] { return stream->view().at("deliveredEvents").to_number<int>() == 1; }));
+    const json::value last = json::parse(webhook.raw_requests().at(before).first);
+    ASSERT_EQ(last.at("events").as_array().size(), 1u);
+    EXPECT_EQ(last.at("events").at(0).at("state"), "COMPLETED");
 }
 
 }  // namespace

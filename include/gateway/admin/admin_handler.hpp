@@ -35,7 +35,7 @@ class ChainCache;
 }
 
 namespace gateway::streams {
-class EventStream;
+class StreamSet;
 }
 
 namespace gateway::admin {
@@ -54,7 +54,7 @@ public:
                      std::vector<custody::Signer*> signers);
 
     /// The event streams, for /admin/streams.
-    void set_streams(std::vector<streams::EventStream*> streams) { streams_ = std::move(streams); }
+    void set_streams(streams::StreamSet* streams) { streams_ = streams; }
 
     /// Whether each chain (in the same order) has loaded its unfinished transactions from the
     /// journal, for /readyz; called on the admin listener's thread, so it must be thread-safe.
@@ -103,6 +103,8 @@ private:
                                                   const std::string& body) const;
     http::Response approvals() const;
     boost::asio::awaitable<http::Response> streams_view() const;
+    boost::asio::awaitable<http::Response> stream_create_or_delete(
+        const http::Request& request) const;
     /// POST /admin/streams/<id>/pause, /resume, or /reset with {"from_block": n}.
     boost::asio::awaitable<http::Response> stream_action(std::string_view rest,
                                                          const std::string& body) const;
@@ -114,7 +116,7 @@ private:
     std::vector<chain::ChainWatcher*> watchers_;
     std::vector<cache::ChainCache*> caches_;
     std::vector<custody::Signer*> signers_;
-    std::vector<streams::EventStream*> streams_;
+    streams::StreamSet* streams_ = nullptr;
     std::vector<std::function<bool()>> transactions_loaded_;
 
     std::vector<upstream::ChainPool*> chains_;
