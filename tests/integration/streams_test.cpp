@@ -1,17 +1,19 @@
 // Catalog rows I1 and I2 end to end: the real binary follows the logs of a contract on anvil (a
-// hand-assembled one that logs its call data) and delivers them to a reference consumer: an HTTP
-// server in this test that checks each batch's signature and keeps the ids it processed in an
-// SQLite table, so that processing is exactly once over at-least-once delivery. Its handler fails
-// now and then (before processing, and after processing but before answering, as a crash there
-// would), and the gateway is killed with SIGKILL half-way: every event is processed once, none
-// missing.
+// hand-assembled one that logs its call data) and delivers them to a reference consumer, a
+// program of its own (tests/support/stream_consumer_main.cpp) that checks each batch's signature
+// and keeps the ids it processed in an SQLite table, so that processing is exactly once over
+// at-least-once delivery. Its handler fails now and then (before processing, and after processing
+// but before answering, as a crash there would); the gateway and the consumer are each killed with
+// SIGKILL; a reorg drops delivered blocks: every event is processed once, none missing, and the
+// dropped ones are undone.
 
 #include "devnet.hpp"
 
 #include "gateway/streams/event_stream.hpp"
-#include "support/fake_upstream.hpp"
 #include "support/http_test_client.hpp"
 #include "support/json_values.hpp"
+#include "support/process.hpp"
+#include "support/tcp_forwarder.hpp"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -44,65 +46,6 @@ std::string logger_bytecode() {
     return "0x" + init + runtime;
 }
 
-// The reference consumer: processes each event id once (a table keyed by id), whatever the
-// number of deliveries.
-class Consumer {
-public:
-    explicit Consumer(const std::string& path) {
-        if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) throw std::runtime_error("sqlite open");
-        exec("CREATE TABLE IF NOT EXISTS processed (id TEXT PRIMARY KEY, data TEXT NOT NULL);");
-    }
-    ~Consumer() { sqlite3_close(db_); }
-
-    // One delivery: -1 fails before processing, 1 fails after processing (a crash before the
-    // answer), 0 acknowledges.
-    unsigned handle(const json::value& body, int failure) {
-        std::lock_guard lock(mu_);
-        ++deliveries_;
-        if (failure < 0) return 500;
-        exec("BEGIN;");
-        for (const auto& e : body.at("events").as_array()) {
-            const std::string id(e.at("id").as_string());
-            const std::string data(e.at("log").at("data").as_string());
-            sqlite3_stmt* st = nullptr;
-            sqlite3_prepare_v2(db_, "INSERT OR IGNORE INTO processed (id, data) VALUES (?1, ?2);",
-                               -1, &st, nullptr);
-            sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, data.c_str(), -1, SQLITE_TRANSIENT);
-            sqlite3_step(st);
-            if (sqlite3_changes(db_) == 0) ++repeats_;
-            sqlite3_finalize(st);
-        }
-        exec("COMMIT;");
-        return failure > 0 ? 500 : 200;
-    }
-    std::vector<std::string> data() {
-        std::lock_guard lock(mu_);
-        std::vector<std::string> out;
-        sqlite3_stmt* st = nullptr;
-        sqlite3_prepare_v2(db_, "SELECT data FROM processed;", -1, &st, nullptr);
-        while (sqlite3_step(st) == SQLITE_ROW)
-            out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
-        sqlite3_finalize(st);
-        return out;
-    }
-    std::size_t repeats() {
-        std::lock_guard lock(mu_);
-        return repeats_;
-    }
-    std::size_t deliveries() {
-        std::lock_guard lock(mu_);
-        return deliveries_;
-    }
-
-private:
-    void exec(const char* sql) { sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); }
-    sqlite3* db_ = nullptr;
-    std::mutex mu_;
-    std::size_t repeats_ = 0;
-    std::size_t deliveries_ = 0;
-};
-
 class StreamsTest : public DevnetTest {
 protected:
     void SetUp() override { start_devnet("gateway-streams"); }
@@ -131,7 +74,7 @@ protected:
             "    topics: [\"{}\"]\n"
             "    from_block: 0\n"
             "    confirmations: 0\n"
-            "    batch_size: 7\n"
+            "    batch_size: 50\n"
             "    webhook: {{url: \"{}/events\", timeout_ms: 2000, secret_env: STREAM_SECRET}}\n",
             contract, kTopic, webhook);
         run_gateway(std::make_unique<GatewayProcess>(dir, chains, "", "", streams));
@@ -160,51 +103,113 @@ protected:
     }
 };
 
-TEST_F(StreamsTest, I1_I2_EveryEventIsProcessedOnceThroughHandlerFailuresAndAKill) {
-    Consumer consumer(dir + "/consumer.db");
-    std::atomic<int> request{0};
-    FakeUpstream server;
-    server.watch_header("x-gateway-signature");
-    // Every fifth delivery fails before processing; every seventh after it (its answer lost).
-    server.set_script([&](const std::string&, const json::value& body) -> std::optional<FakeReply> {
-        const int n = ++request;
-        const int failure = n % 5 == 0 ? -1 : n % 7 == 0 ? 1 : 0;
-        const unsigned status = consumer.handle(body, failure);
-        return FakeReply::http(status, "{}");
-    });
+// The reference consumer as a process of its own (tests/support/stream_consumer_main.cpp), behind
+// a forwarder whose port stays while the consumer is killed and started again.
+class ConsumerProcess {
+public:
+    ConsumerProcess(const std::string& dir) : dir_(dir) { start(); }
+    void start() {
+        process_ = std::make_unique<Process>(
+            std::vector<std::string>{STREAM_CONSUMER, dir_ + "/consumer.db", kSecret},
+            dir_ + "/consumer-" + std::to_string(++starts_) + ".log");
+        const auto port =
+            process_->wait_for_output(std::regex("port (\\d+)\\n"), std::chrono::seconds(10));
+        if (!port) throw std::runtime_error("stream_consumer did not start: " + process_->output());
+        const auto target = static_cast<std::uint16_t>(std::stoi(*port));
+        const std::uint16_t listen = forwarder_ ? forwarder_->port() : 0;
+        forwarder_.reset();
+        forwarder_ = std::make_unique<TcpForwarder>(target, listen);
+    }
+    void kill() {
+        process_->signal(SIGKILL);
+        process_->wait(std::chrono::seconds(10));
+    }
+    std::string url() const { return forwarder_->url(); }
+
+    // What the consumer's database holds (read beside it: WAL).
+    std::int64_t count(const std::string& sql) const {
+        sqlite3* db = nullptr;
+        std::int64_t n = -1;
+        if (sqlite3_open_v2((dir_ + "/consumer.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+            SQLITE_OK) {
+            sqlite3_busy_timeout(db, 2000);
+            sqlite3_stmt* st = nullptr;
+            if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+                sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+        sqlite3_close(db);
+        return n;
+    }
+    std::int64_t facts() const { return count("SELECT COUNT(*) FROM facts;"); }
+    std::int64_t counter(const std::string& name) const {
+        const std::int64_t n = count("SELECT n FROM counters WHERE name = '" + name + "';");
+        return n < 0 ? 0 : n;
+    }
+
+private:
+    std::string dir_;
+    int starts_ = 0;
+    std::unique_ptr<Process> process_;
+    std::unique_ptr<TcpForwarder> forwarder_;
+};
+
+// I1 and I2 end to end, 1,000 events: the consumer's handler fails before and after processing now
+// and then, the gateway is killed with SIGKILL, then the consumer, and a reorg drops delivered
+// blocks (their events come back as removed, then the chain's new ones). At the end the
+// consumer's facts are exactly the chain's events, each processed once.
+TEST_F(StreamsTest, I1_I2_AThousandEventsAreProcessedOnceThroughKillsOfBothSidesAndAReorg) {
+    ConsumerProcess consumer(dir);
     const std::string contract = deploy();
     ASSERT_THAT(contract, ::testing::StartsWith("0x"));
-    start_gateway(contract, server.url());
+    start_gateway(contract, consumer.url());
+    auto status = [&] {
+        return fmt::format("{} facts, {} removed, {} repeats; {}", consumer.facts(),
+                           consumer.counter("removed"), consumer.counter("repeats"),
+                           gw ? http_get(gw->admin_port(), "/admin/streams").body : "");
+    };
 
-    emit(contract, 0, 60);
-    ASSERT_TRUE(wait_until([&] { return consumer.data().size() >= 30; }))
-        << consumer.data().size() << " processed; "
-        << http_get(gw->admin_port(), "/admin/streams").body;
-    // Killed mid-way; more events while it is down; back.
+    emit(contract, 0, 300);
+    ASSERT_TRUE(wait_until([&] { return consumer.facts() >= 150; }, std::chrono::seconds(60)))
+        << status();
+    // The gateway killed mid-way; more events while it is down; back.
     gw->process().signal(SIGKILL);
     gw->process().wait(std::chrono::seconds(10));
-    emit(contract, 60, 100);
-    start_gateway(contract, server.url());
-    ASSERT_TRUE(wait_until([&] { return consumer.data().size() == 100; }, std::chrono::seconds(60)))
-        << consumer.data().size() << " processed; "
-        << http_get(gw->admin_port(), "/admin/streams").body;
+    emit(contract, 300, 500);
+    start_gateway(contract, consumer.url());
+    ASSERT_TRUE(wait_until([&] { return consumer.facts() >= 400; }, std::chrono::seconds(60)))
+        << status();
+    // The consumer killed mid-way (what it committed stays); more events; back.
+    consumer.kill();
+    emit(contract, 500, 700);
+    consumer.start();
+    ASSERT_TRUE(wait_until([&] { return consumer.facts() == 700; }, std::chrono::seconds(90)))
+        << status();
+    // A reorg drops the last 5 blocks, delivered already (one event each): undone, then the
+    // events are sent again (new transactions in new blocks) with the rest.
+    node_call("anvil_reorg", "[5, []]");
+    ASSERT_TRUE(wait_until([&] { return consumer.facts() == 695; }, std::chrono::seconds(60)))
+        << status();
+    EXPECT_EQ(consumer.counter("removed"), 5);
+    emit(contract, 695, 1000);
+    ASSERT_TRUE(wait_until([&] { return consumer.facts() == 1000; }, std::chrono::seconds(120)))
+        << status();
 
-    // Each event once, none missing: the call data 0..99.
-    std::set<std::string> seen;
-    for (const auto& d : consumer.data()) seen.insert(d);
-    ASSERT_EQ(seen.size(), 100u);
-    for (int i = 0; i < 100; ++i) EXPECT_TRUE(seen.count(fmt::format("0x{:064x}", i))) << i;
-    // At least once underneath: deliveries came again (failures, the kill), and were dropped.
-    EXPECT_GT(consumer.repeats(), 0u);
-    // Every delivery was signed with the stream's secret.
-    for (const auto& [body, header] : server.raw_requests()) {
-        const auto comma = header.find(',');
-        ASSERT_NE(comma, std::string::npos) << header;
-        const std::int64_t t = std::stoll(header.substr(2, comma - 2));
-        EXPECT_EQ(header, streams::signature(kSecret, t, body));
-    }
+    // Each event once, none missing: the call data 0..999, each in one fact.
+    EXPECT_EQ(consumer.count("SELECT COUNT(DISTINCT data) FROM facts;"), 1000);
+    for (int i : {0, 299, 300, 499, 500, 694, 695, 699, 999})
+        EXPECT_EQ(
+            consumer.count(fmt::format("SELECT COUNT(*) FROM facts WHERE data = '0x{:064x}';", i)),
+            1)
+            << i;
+    // At least once underneath: deliveries came again (failures, the kills), and were dropped.
+    EXPECT_GT(consumer.counter("repeats"), 0);
     const json::value view = json::parse(http_get(gw->admin_port(), "/admin/streams").body);
     EXPECT_EQ(str(view.at("streams").at(0).at("id")), "logger");
+    EXPECT_EQ(view.at("streams").at(0).at("reorgsUndone").to_number<int>(), 1);
+    EXPECT_THAT(http_get(gw->admin_port(), "/metrics").body,
+                ::testing::HasSubstr("gateway_stream_reorgs_total{stream=\"logger\"} 1"));
 }
 
 }  // namespace
