@@ -428,6 +428,24 @@ public:
         return out;
     }
 
+    std::vector<ManagedRecord> list_managed(std::optional<TxState> state,
+                                            std::optional<std::string_view> idempotency_key,
+                                            std::size_t limit) override {
+        std::string where;
+        if (state) where += " WHERE state = ?1";
+        if (idempotency_key)
+            where += state ? " AND idempotency_key = ?2" : " WHERE idempotency_key = ?2";
+        Stmt st(*this, fmt::format("SELECT {} FROM managed_transactions{} ORDER BY updated_ms "
+                                   "DESC, rowid DESC LIMIT ?3;",
+                                   kManagedColumns, where));
+        if (state) st.text(1, to_string(*state));
+        if (idempotency_key) st.text(2, *idempotency_key);
+        st.integer(3, static_cast<std::int64_t>(limit));
+        std::vector<ManagedRecord> out;
+        while (st.step()) out.push_back(read_managed(st));
+        return out;
+    }
+
     std::vector<ManagedRef> reopened_managed() override {
         Stmt st(*this,
                 // From the few unfinished attempts (the index by state) to their parents, not

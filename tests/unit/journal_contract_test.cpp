@@ -276,6 +276,21 @@ TEST_P(JournalContract, ManagedTransactionsAttemptsAndNonces) {
     EXPECT_EQ(s->unfinished_managed().size(), 2u);
     s->update_managed({"gtx-1", TxState::cancelled, "cancelled by an operator", 6000});
     EXPECT_EQ(s->unfinished_managed().size(), 1u);
+
+    // Listed for the admin API, the last changed first: by state, by idempotency key (every
+    // sender's), both, or neither.
+    const auto ids = [](const std::vector<ManagedRecord>& list) {
+        std::vector<std::string> out;
+        for (const auto& r : list) out.push_back(r.id);
+        return out;
+    };
+    using ::testing::ElementsAre;
+    EXPECT_THAT(ids(s->list_managed(std::nullopt, "order-42", 10)), ElementsAre("gtx-1", "gtx-2"));
+    EXPECT_THAT(ids(s->list_managed(TxState::cancelled, std::nullopt, 10)), ElementsAre("gtx-1"));
+    EXPECT_THAT(ids(s->list_managed(TxState::queued, "order-42", 10)), ElementsAre("gtx-2"));
+    EXPECT_THAT(ids(s->list_managed(std::nullopt, std::nullopt, 1)), ElementsAre("gtx-1"));
+    EXPECT_TRUE(s->list_managed(std::nullopt, "order-43", 10).empty());
+    EXPECT_TRUE(s->list_managed(TxState::dead_letter, std::nullopt, 10).empty());
 }
 
 // What the policy's daily sums read (catalog row C2): the transactions of one (chain, sender) that

@@ -95,6 +95,11 @@ public:
     std::vector<store::TxEvent> managed_history(std::string_view id) override {
         return inner_->managed_history(id);
     }
+    std::vector<store::ManagedRecord> list_managed(std::optional<store::TxState> state,
+                                                   std::optional<std::string_view> key,
+                                                   std::size_t limit) override {
+        return inner_->list_managed(state, key, limit);
+    }
     std::vector<store::ManagedRef> reopened_managed() override {
         return inner_->reopened_managed();
     }

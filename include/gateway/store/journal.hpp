@@ -228,6 +228,12 @@ public:
     /// Every managed transaction not in a final state, ordered by chain, sender and creation.
     virtual std::vector<ManagedRecord> unfinished_managed() = 0;
     virtual std::vector<TxEvent> managed_history(std::string_view id) = 0;
+    /// Managed transactions, the last changed first, at most `limit`: in `state` when it is set,
+    /// with `idempotency_key` when it is set (every chain's, sender's and client's), for the admin
+    /// API. A key alone is not indexed: the search reads every row (an operator's, now and then).
+    virtual std::vector<ManagedRecord> list_managed(std::optional<TxState> state,
+                                                    std::optional<std::string_view> idempotency_key,
+                                                    std::size_t limit) = 0;
     /// Managed transactions in a final state whose attempt of their nonce is unfinished again (a
     /// reorg reopened it), oldest first.
     virtual std::vector<ManagedRef> reopened_managed() = 0;
