@@ -1,5 +1,6 @@
 #include "gateway/admin/admin_handler.hpp"
 
+#include "gateway/admin/operator_page.hpp"
 #include "gateway/admin/readiness.hpp"
 #include "gateway/auth/auth.hpp"
 #include "gateway/cache/chain_cache.hpp"
@@ -319,7 +320,9 @@ http::Response AdminHandler::signer_faults(std::string_view rest, const std::str
     return json_response(200, json::object{{"id", stub->id()}, {"applied", *o}});
 }
 
-// GET /admin/transactions[?state=QUEUED&limit=100] and /admin/transactions/<hash>.
+// GET /admin/transactions[?state=QUEUED&limit=100] (signed transactions: raw ones and managed
+// ones' attempts), ?kind=managed[&state=...] or ?idempotency_key=<key> (managed transactions), and
+// /admin/transactions/<hash|id>.
 boost::asio::awaitable<http::Response> AdminHandler::transactions(
     const http::Request& request) const {
     if (!journal_)
@@ -331,6 +334,8 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
 
     std::optional<store::TxState> state;
     std::size_t limit = 100;
+    bool managed = false;
+    std::optional<std::string> idempotency_key;
     if (auto url = boost::urls::parse_origin_form(request.target)) {
         for (const auto& p : url->params()) {
             if (p.key == "state") {
@@ -340,9 +345,20 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
                 if (!state)
                     co_return json_response(
                         400, json::object{{"error",
-                                           "state must be one of QUEUED, BROADCASTING, "
-                                           "CONFIRMING, COMPLETED, FAILED, DEAD_LETTER, "
+                                           "state must be one of QUEUED, PREPARING, SIGNING, "
+                                           "PENDING_APPROVAL, BROADCASTING, CONFIRMING, "
+                                           "COMPLETED, FAILED, DEAD_LETTER, CANCELLED, "
                                            "REPLACED"}});
+            } else if (p.key == "kind") {
+                if (p.value != "managed" && p.value != "signed")
+                    co_return error_json(400, "kind must be managed or signed");
+                managed = p.value == "managed";
+            } else if (p.key == "idempotency_key") {
+                // As long as a send takes (ManagedSenders::send).
+                if (p.value.empty() || p.value.size() > 256)
+                    co_return error_json(400, "idempotency_key must have 1 to 256 characters");
+                idempotency_key = std::string(p.value);
+                managed = true;
             } else if (p.key == "limit") {
                 std::size_t asked = 0;
                 const auto* end = p.value.data() + p.value.size();
@@ -369,6 +385,8 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
         co_return json_response(
             404, json::object{{"error", "no managed transaction " + key.substr(0, 80)}});
     }
+    if (managed && key.empty())
+        co_return co_await managed_list(state, std::move(idempotency_key), limit);
     std::vector<store::TxRecord> records;
     std::vector<store::TxEvent> history;
     store::JournalService::Operation op = [&](store::RawJournal& j) {
@@ -396,6 +414,24 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
     }
     json::array list;
     for (const auto& r : records) list.push_back(txm::record_json(r, nullptr));
+    co_return json_response(200, json::object{{"transactions", std::move(list)}});
+}
+
+// The managed transactions of /admin/transactions?kind=managed or ?idempotency_key=.
+boost::asio::awaitable<http::Response> AdminHandler::managed_list(
+    std::optional<store::TxState> state, std::optional<std::string> idempotency_key,
+    std::size_t limit) const {
+    std::vector<store::ManagedRecord> records;
+    store::JournalService::Operation op = [&](store::ManagedJournal& j) {
+        std::optional<std::string_view> key;
+        if (idempotency_key) key = *idempotency_key;
+        records = j.list_managed(state, key, limit);
+    };
+    const auto read = co_await journal_->run(std::move(op));
+    if (!read)
+        co_return error_json(503, std::string("the journal cannot be read: ") + read.error());
+    json::array list;
+    for (const auto& r : records) list.push_back(txm::managed_json(r));
     co_return json_response(200, json::object{{"transactions", std::move(list)}});
 }
 
@@ -514,7 +550,9 @@ std::optional<http::Response> AdminHandler::check_token(http::Request& request) 
     // What a checked request carries as its principal: the operator (there is one token).
     static const auto kOperator = std::make_shared<const std::string>("operator");
     const std::string_view path = request.path();
-    const bool open = path == "/healthz" || path == "/readyz" || path == "/metrics";
+    // The operator page's files hold no data: the page sends the token to the admin API itself.
+    const bool open =
+        path == "/healthz" || path == "/readyz" || path == "/metrics" || is_operator_page(path);
     if (open || token_.empty()) return std::nullopt;
     const std::string_view presented = auth::bearer_token(request.header("authorization"));
     const bool ok = !presented.empty() && auth::secret_equals(presented, token_);
@@ -541,6 +579,7 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     // Checked on the head already when the listener has the head check (principal set).
     if (!request.principal)
         if (auto refused = check_token(request)) co_return std::move(*refused);
+    if (is_operator_page(path)) co_return operator_page(request.method, path);
     constexpr std::string_view kUpstreams = "/admin/upstreams/";
     if (path.substr(0, kUpstreams.size()) == kUpstreams) {
         if (request.method != "POST")
@@ -589,13 +628,16 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
     }
     co_return json_response(
         404, json::object{{"error", "not found"},
-                          {"endpoints", json::array{"/healthz",
+                          {"endpoints", json::array{"/ui/ (the operator page)",
+                                                    "/healthz",
                                                     "/readyz",
                                                     "/metrics",
                                                     "/admin/upstreams",
                                                     "/admin/upstreams/<id>/cordon",
                                                     "/admin/upstreams/<id>/uncordon",
                                                     "/admin/transactions?state=&limit=",
+                                                    "/admin/transactions?kind=managed&state=",
+                                                    "/admin/transactions?idempotency_key=",
                                                     "/admin/transactions/<hash|id>",
                                                     "POST /admin/transactions/<id>/retry",
                                                     "POST /admin/transactions/<id>/cancel",

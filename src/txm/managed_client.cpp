@@ -24,8 +24,6 @@ namespace gateway::txm {
 
 using util::iso_time;
 
-namespace {
-
 json::object managed_json(const store::ManagedRecord& r, const std::vector<store::TxEvent>* history,
                           const std::vector<store::TxRecord>* attempts) {
     json::object o{
@@ -70,8 +68,6 @@ json::object managed_json(const store::ManagedRecord& r, const std::vector<store
     if (history) o["history"] = history_json(*history);
     return o;
 }
-
-}  // namespace
 
 asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                                                    std::string idempotency_key, bool wait_for_hash,

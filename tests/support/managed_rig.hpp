@@ -149,10 +149,11 @@ public:
         return io.run(senders_->send(request(), "", true, std::chrono::steady_clock::now() + 10s))
             .reply;
     }
-    /// gateway_sendTransaction of `value` wei: answered at once with the new transaction's id.
-    std::string send_queued(std::string_view value = "0x1") {
-        const auto r = io.run(
-            senders_->send(request(value), "", false, std::chrono::steady_clock::now() + 10s));
+    /// gateway_sendTransaction of `value` wei (with an Idempotency-Key when `key` is not empty):
+    /// answered at once with the new transaction's id.
+    std::string send_queued(std::string_view value = "0x1", std::string key = "") {
+        const auto r = io.run(senders_->send(request(value), std::move(key), false,
+                                             std::chrono::steady_clock::now() + 10s));
         EXPECT_FALSE(r.reply.is_error()) << r.reply.error.message;
         if (r.reply.is_error()) return "";
         return std::string(json::parse(*r.reply.result).at("id").as_string());

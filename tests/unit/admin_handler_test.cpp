@@ -245,6 +245,149 @@ TEST_F(AdminApprovalsTest, C2_HeldTransactionsAreListedAndApprovedOrRejectedBySo
     EXPECT_THAT(json::serialize(rig.describe(second).at("history")), HasSubstr("rejected by bob"));
 }
 
+// The operator page's search and lists: managed transactions by state, and by idempotency key
+// (any text a client sent, percent-encoded in the query).
+TEST_F(AdminApprovalsTest, ManagedTransactionsAreListedByStateAndFoundByIdempotencyKey) {
+    rig.start();
+    const std::string plain = rig.send_queued("0x1");
+    const std::string keyed = rig.send_queued("0x2", "<img src=x onerror=alert(1)>");
+    const Answer held = call("GET", "/admin/transactions?kind=managed&state=pending_approval");
+    ASSERT_EQ(held.status, 200u) << json::serialize(held.body);
+    const json::array& list = held.body.at("transactions").as_array();
+    ASSERT_EQ(list.size(), 2u);
+    EXPECT_EQ(list[1].at("id").as_string(), plain) << "the last changed first";
+    EXPECT_EQ(list[0].at("id").as_string(), keyed);
+    EXPECT_EQ(list[0].at("idempotencyKey").as_string(), "<img src=x onerror=alert(1)>");
+    EXPECT_TRUE(call("GET", "/admin/transactions?kind=managed&state=DEAD_LETTER")
+                    .body.at("transactions")
+                    .as_array()
+                    .empty());
+
+    const Answer found =
+        call("GET", "/admin/transactions?idempotency_key=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E");
+    ASSERT_EQ(found.status, 200u) << json::serialize(found.body);
+    ASSERT_EQ(found.body.at("transactions").as_array().size(), 1u);
+    EXPECT_EQ(found.body.at("transactions").at(0).at("id").as_string(), keyed);
+    EXPECT_TRUE(call("GET", "/admin/transactions?idempotency_key=other")
+                    .body.at("transactions")
+                    .as_array()
+                    .empty());
+    EXPECT_EQ(call("GET", "/admin/transactions?idempotency_key=").status, 400u);
+    EXPECT_EQ(call("GET", "/admin/transactions?idempotency_key=" + std::string(257, 'k')).status,
+              400u);
+    EXPECT_EQ(call("GET", "/admin/transactions?kind=sideways").status, 400u);
+    // Signed transactions, as before: none of these has an attempt yet.
+    EXPECT_TRUE(
+        call("GET", "/admin/transactions?kind=signed").body.at("transactions").as_array().empty());
+}
+
+// The operator page (/ui/): its files are served without the token, with their types and a strict
+// Content-Security-Policy; everything else on the admin listener still needs the token.
+class OperatorPageTest : public ::testing::Test {
+protected:
+    OperatorPageTest() : handler_({}, nullptr, &draining_) { handler_.require_token(kToken); }
+
+    static constexpr const char* kToken = "operator-page-test-token";
+
+    http::Response call(std::string method, std::string target, std::string token = "") {
+        http::Request request;
+        request.method = std::move(method);
+        request.target = std::move(target);
+        if (!token.empty()) request.headers.emplace_back("authorization", "Bearer " + token);
+        return io_.run(run(request));
+    }
+    /// What the listener's head check answers (nothing: the request goes on).
+    std::optional<http::Response> head_check(std::string target) {
+        http::Request request;
+        request.method = "GET";
+        request.target = std::move(target);
+        return io_.run(check(request));
+    }
+    static std::string header(const http::Response& r, std::string_view name) {
+        for (const auto& h : r.headers)
+            if (h.first == name) return h.second;
+        return "<none>";
+    }
+    static void expect_security_headers(const http::Response& r, const std::string& what) {
+        const std::string csp = header(r, "Content-Security-Policy");
+        EXPECT_THAT(csp, HasSubstr("default-src 'self'")) << what;
+        EXPECT_THAT(csp, HasSubstr("frame-ancestors 'none'")) << what;
+        EXPECT_THAT(csp, HasSubstr("base-uri 'none'")) << what;
+        EXPECT_THAT(csp, ::testing::Not(HasSubstr("unsafe"))) << what;
+        EXPECT_EQ(header(r, "X-Content-Type-Options"), "nosniff") << what;
+        EXPECT_EQ(header(r, "Referrer-Policy"), "no-referrer") << what;
+        EXPECT_EQ(header(r, "Cache-Control"), "no-store") << what;
+    }
+
+private:
+    test::IoThread io_;
+    std::atomic<bool> draining_{false};
+    admin::AdminHandler handler_;
+
+    boost::asio::awaitable<http::Response> run(http::Request& request) {
+        co_return co_await handler_(request);
+    }
+    boost::asio::awaitable<std::optional<http::Response>> check(http::Request& request) {
+        co_return co_await handler_.check_head(request);
+    }
+};
+
+TEST_F(OperatorPageTest, ThePagesFilesAreServedWithoutTheTokenWithTheirTypesAndAStrictPolicy) {
+    struct File {
+        const char* target;
+        std::string_view type;
+        const char* holds;
+    };
+    for (const File& f : {File{"/ui/", "text/html; charset=utf-8", "<script src=\"app.js\""},
+                          File{"/ui/index.html", "text/html; charset=utf-8", "<!doctype html>"},
+                          File{"/ui/app.js", "text/javascript; charset=utf-8", "sessionStorage"},
+                          File{"/ui/app.css", "text/css; charset=utf-8", ".banner"}}) {
+        EXPECT_FALSE(head_check(f.target)) << f.target << ": the head check lets it through";
+        const http::Response r = call("GET", f.target);
+        ASSERT_EQ(r.status, 200u) << f.target << ": " << r.body;
+        EXPECT_EQ(r.content_type, f.type) << f.target;
+        EXPECT_THAT(r.body, HasSubstr(f.holds)) << f.target;
+        expect_security_headers(r, f.target);
+    }
+    // Nothing inline that the policy would block: every script has a src, no style attribute.
+    const std::string page = call("GET", "/ui/").body;
+    EXPECT_THAT(page, ::testing::Not(HasSubstr("<script>")));
+    EXPECT_THAT(page, ::testing::Not(HasSubstr(" style=")));
+    EXPECT_THAT(page, ::testing::Not(::testing::ContainsRegex(" on[a-z]+=")));  // onclick=...
+    EXPECT_THAT(page, ::testing::Not(HasSubstr("http")));  // nothing from other hosts
+    // The script builds its elements from text, never from markup.
+    EXPECT_THAT(call("GET", "/ui/app.js").body, ::testing::Not(HasSubstr("innerHTML")));
+}
+
+TEST_F(OperatorPageTest, TheDataStillNeedsTheToken) {
+    for (const char* target :
+         {"/admin/upstreams", "/admin/approvals", "/admin/transactions", "/uix", "/admin/ui/"}) {
+        EXPECT_EQ(call("GET", target).status, 401u) << target;
+        EXPECT_EQ(call("GET", target, "not-the-token").status, 401u) << target;
+        ASSERT_TRUE(head_check(target)) << target;
+        EXPECT_EQ(head_check(target)->status, 401u) << target;
+    }
+    EXPECT_EQ(call("GET", "/admin/upstreams", kToken).status, 200u);
+    // A path under /ui/ is only ever the page's files, whatever it spells.
+    for (const char* target : {"/ui/../admin/upstreams", "/ui/%2e%2e/admin/upstreams"}) {
+        const http::Response r = call("GET", target);
+        EXPECT_EQ(r.status, 404u) << target;
+        EXPECT_THAT(r.body, ::testing::Not(HasSubstr("upstreams\""))) << target;
+    }
+}
+
+TEST_F(OperatorPageTest, AnUnknownFileIs404UiRedirectsAndOtherMethodsAre405) {
+    const http::Response unknown = call("GET", "/ui/secrets.json");
+    EXPECT_EQ(unknown.status, 404u);
+    expect_security_headers(unknown, "404");
+    const http::Response bare = call("GET", "/ui");
+    EXPECT_EQ(bare.status, 308u);
+    EXPECT_EQ(header(bare, "Location"), "/ui/");
+    EXPECT_EQ(call("GET", "/ui/?x=1").status, 200u) << "the query is not the path";
+    EXPECT_EQ(call("POST", "/ui/").status, 405u);
+    EXPECT_EQ(call("DELETE", "/ui/app.js").status, 405u);
+}
+
 // A stream the config no longer names keeps its checkpoint in the journal, and is shown paused.
 TEST_F(AdminHandlerTest, AStreamRemovedFromTheConfigIsShownPausedWithItsCheckpoint) {
     use_streams();

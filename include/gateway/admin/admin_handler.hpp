@@ -1,11 +1,13 @@
 #pragma once
-// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/upstreams (and cordon).
+// The admin listener's endpoints: /healthz, /readyz, /metrics, /admin/... and the operator page
+// (/ui/, operator_page.hpp).
 
 #include "gateway/http/listener.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
@@ -20,7 +22,8 @@ class ChainPool;
 }
 namespace gateway::store {
 class JournalService;
-}
+enum class TxState;
+}  // namespace gateway::store
 namespace gateway::txm {
 class ManagedSenders;
 }
@@ -69,7 +72,8 @@ public:
         caches_ = std::move(caches);
     }
 
-    /// Every request but /healthz, /readyz and /metrics (for probes and scrapers) must then carry
+    /// Every request but /healthz, /readyz and /metrics (for probes and scrapers) and the
+    /// operator page's files (/ui/, which hold no data) must then carry
     /// `Authorization: Bearer <token>`; others get 401. Empty: no token asked (loopback only).
     void require_token(std::string token) { token_ = std::move(token); }
 
@@ -96,6 +100,9 @@ private:
     http::Response upstreams() const;
     http::Response cordon(std::string_view rest, const std::string& body) const;
     boost::asio::awaitable<http::Response> transactions(const http::Request& request) const;
+    boost::asio::awaitable<http::Response> managed_list(std::optional<store::TxState> state,
+                                                        std::optional<std::string> idempotency_key,
+                                                        std::size_t limit) const;
     boost::asio::awaitable<http::Response> managed_action(std::string_view rest) const;
     boost::asio::awaitable<http::Response> resync(std::string_view rest) const;
     /// POST /admin/approvals/<id>/approve or /reject with {"by": "...", "reason": "..."}.

@@ -65,6 +65,12 @@ struct ActionResult {
     boost::json::object body;  ///< what was done, or {"error": why}
 };
 
+/// A managed transaction as gateway_getTransaction and /admin/transactions show it; with its
+/// history and its signed attempts when given.
+boost::json::object managed_json(const store::ManagedRecord& record,
+                                 const std::vector<store::TxEvent>* history = nullptr,
+                                 const std::vector<store::TxRecord>* attempts = nullptr);
+
 /// How a reply to a managed send ended, for the response headers and metrics.
 struct ManagedReply {
     jsonrpc::Reply reply;
