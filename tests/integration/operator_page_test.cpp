@@ -1,7 +1,8 @@
 // The operator page (/ui/) in headless Chromium against the real binary and anvil (catalog row
 // C2, "pending approval in the operator interface"): tests/js/operator_page.cjs, driven by
 // playwright-core with Debian's Chromium, approves a held transaction from the page and follows it
-// until it is mined. Its screenshots of each view are left in <build>/ui-screenshots/.
+// until it is mined, and retries a dead letter. Its screenshots of each view are left in
+// <build>/ui-screenshots/.
 
 #include "integration/devnet.hpp"
 #include "support/http_test_client.hpp"
@@ -15,6 +16,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -25,6 +27,9 @@ using ::testing::HasSubstr;
 namespace json = boost::json;
 
 const std::string kHotKey = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+// Never funded until the test says so: its transaction becomes a dead letter.
+const std::string kPoorKey = "0x1111111111111111111111111111111111111111111111111111111111111111";
+const std::string kPoorKeyEnv = "GATEWAY_TEST_POOR_KEY";
 const std::string kAdminToken = "operator-page-admin-token-0123456789";
 // An idempotency key that is markup: the page must show it as text.
 const std::string kEvilKey = "<img src=x onerror=alert(1)>";
@@ -37,6 +42,8 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
     start_devnet("gateway-operator-page");
     TcpForwarder node(anvil->port());
     const std::string hot = address_of(kHotKey);
+    const std::string poor = address_of(kPoorKey);
+    ::setenv(kPoorKeyEnv.c_str(), kPoorKey.c_str(), 1);
     write_file(dir + "/hot.key", kHotKey + "\n");
     write_file(dir + "/admin.token", kAdminToken + "\n");
     http_post(anvil->port(), "/",
@@ -46,16 +53,20 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
         fmt::format("  - name: devnet\n"
                     "    chain_id: 31337\n"
                     "    health: {{interval_ms: 200}}\n"
-                    "    tx: {{confirmations: 1, poll_interval_ms: 100}}\n"
+                    "    tx: {{confirmations: 1, poll_interval_ms: 100, retry: {{max_attempts: "
+                    "3, backoff_ms: 100}}}}\n"
                     "    policy: {{max_value_wei: \"1\", approval_ttl_ms: 600000}}\n"
-                    "    accounts: [{{address: \"{}\", signer: hot}}]\n"
+                    "    accounts:\n"
+                    "      - {{address: \"{}\", signer: hot}}\n"
+                    "      - {{address: \"{}\", signer: poor}}\n"
                     "    upstreams:\n"
                     "      - {{id: node, url: \"{}\"}}\n",
-                    hot, node.url()),
+                    hot, poor, node.url()),
         "", "",
         fmt::format("signers:\n  - {{id: hot, type: local, key_file: \"{}/hot.key\"}}\n"
+                    "  - {{id: poor, type: local, key_env: {}}}\n"
                     "auth:\n  admin: {{token_file: \"{}/admin.token\"}}\n",
-                    dir, dir)));
+                    dir, kPoorKeyEnv, dir)));
     ASSERT_TRUE(gw->wait_ready()) << gw->process().output();
 
     // Two wei, over the policy's one: held for an operator, with a key that is markup.
@@ -71,6 +82,27 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
     ASSERT_TRUE(v.as_object().contains("result")) << sent.body;
     const std::string id = str(v.at("result").at("id"));
     EXPECT_EQ(str(v.at("result").at("state")), "PENDING_APPROVAL") << sent.body;
+    // One wei from a sender without funds: three refusals make a dead letter. Funded then, so
+    // that the page's retry gets it mined.
+    const json::value dead = json::parse(
+        rpc.request("POST", "/",
+                    rpc_body("gateway_sendTransaction",
+                             fmt::format(R"([{{"from":"{}","to":"0x000000000000000000000000000000)"
+                                         R"(000000dEaD","value":"0x1"}}])",
+                                         poor)))
+            .body);
+    ASSERT_TRUE(dead.as_object().contains("result")) << str(dead);
+    const std::string dead_id = str(dead.at("result").at("id"));
+    const auto state_of = [&](const std::string& id) {
+        const json::value d = json::parse(
+            rpc.request("POST", "/", rpc_body("gateway_getTransaction", "[\"" + id + "\"]")).body);
+        return d.at("result").is_object() ? str(d.at("result").at("state")) : "";
+    };
+    ASSERT_TRUE(
+        wait_until([&] { return state_of(dead_id) == "DEAD_LETTER"; }, std::chrono::seconds(30)))
+        << state_of(dead_id);
+    http_post(anvil->port(), "/",
+              rpc_body("anvil_setBalance", "[\"" + poor + "\",\"0x56bc75e2d63100000\"]"));
     // The page's files need no token; the data does.
     EXPECT_EQ(http_get(gw->admin_port(), "/ui/").status, 200u);
     EXPECT_EQ(http_get(gw->admin_port(), "/admin/approvals").status, 401u);
@@ -78,11 +110,12 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
     const std::string shots = std::string(GATEWAY_BUILD_DIR) + "/ui-screenshots";
     std::filesystem::remove_all(shots);
     const auto started = std::chrono::steady_clock::now();
-    CommandResult r = run_command(
-        {"/usr/bin/env", "NODE_PATH=" + std::string(GATEWAY_TOOLS_BIN) + "/..", "node",
-         std::string(GATEWAY_SOURCE_DIR) + "/tests/js/operator_page.cjs",
-         fmt::format("http://127.0.0.1:{}", gw->admin_port()), kAdminToken, id, kEvilKey, shots},
-        std::chrono::seconds(150));
+    CommandResult r =
+        run_command({"/usr/bin/env", "NODE_PATH=" + std::string(GATEWAY_TOOLS_BIN) + "/..", "node",
+                     std::string(GATEWAY_SOURCE_DIR) + "/tests/js/operator_page.cjs",
+                     fmt::format("http://127.0.0.1:{}", gw->admin_port()), kAdminToken, id,
+                     kEvilKey, dead_id, shots},
+                    std::chrono::seconds(150));
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
     ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << r.out;
@@ -96,6 +129,9 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
                 HasSubstr(id + " approved by playwright-operator"));
     EXPECT_THAT(str(page.at("minedRow")), HasSubstr("COMPLETED"));
     EXPECT_THAT(str(page.at("found")), HasSubstr("approved by playwright-operator"));
+    EXPECT_THAT(str(page.at("deadRow")), HasSubstr("retries exhausted"));
+    EXPECT_THAT(str(page.at("cancelMessage")), HasSubstr("is DEAD_LETTER already"));
+    EXPECT_THAT(str(page.at("retryMessage")), HasSubstr(dead_id + " retry: now QUEUED"));
     EXPECT_THAT(str(page.at("banner")), HasSubstr("Stale: the last refresh failed"));
     EXPECT_TRUE(page.at("dialogs").as_array().empty());
     EXPECT_TRUE(page.at("policyViolations").as_array().empty());
@@ -113,6 +149,9 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
     EXPECT_EQ(str(tx.at("state")), "COMPLETED") << described.body;
     EXPECT_THAT(json::serialize(tx.at("history")),
                 HasSubstr("approved by playwright-operator: approved from the operator page"));
+    EXPECT_TRUE(
+        wait_until([&] { return state_of(dead_id) == "COMPLETED"; }, std::chrono::seconds(30)))
+        << "the dead letter retried from the page: " << state_of(dead_id);
 }
 
 }  // namespace

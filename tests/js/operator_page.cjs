@@ -1,10 +1,11 @@
 // The operator page (/ui/) in headless Chromium (Debian's, driven by playwright-core), against the
 // real gateway: the token asked once, every view shown (a screenshot of each), a held transaction
 // approved from the page and followed until it is mined, an idempotency key that is markup shown
-// as text, and the banner when a refresh fails.
+// as text, a dead letter that cannot be cancelled and is retried, and the banner when a refresh
+// fails.
 //
 //   node operator_page.cjs <admin url> <admin token> <held transaction id> <its idempotency key>
-//                          <screenshot folder>
+//                          <dead letter id> <screenshot folder>
 //
 // Prints a JSON summary on stdout; exits 1 (with why on stderr) when something is not as it should.
 'use strict';
@@ -13,9 +14,10 @@ const fs = require('fs');
 const path = require('path');
 const { chromium } = require('playwright-core');
 
-const [adminUrl, token, heldId, evilKey, shots] = process.argv.slice(2);
+const [adminUrl, token, heldId, evilKey, deadId, shots] = process.argv.slice(2);
 if (!shots) {
-  console.error('usage: operator_page.cjs <admin url> <token> <held id> <idempotency key> <folder>');
+  console.error('usage: operator_page.cjs <admin url> <token> <held id> <idempotency key> ' +
+    '<dead letter id> <folder>');
   process.exit(2);
 }
 
@@ -142,10 +144,24 @@ async function main() {
     check(summary.imagesAfterSearch === 0, 'no element was made of the key in the search');
     await shot('search');
 
+    // Dead letters: one that is final cannot be cancelled (the gateway's 409 is shown); retried,
+    // it leaves the list (its sender was funded meanwhile).
     await tab('dead-letters');
-    await waitFor('the dead letters', async () =>
-      /No managed dead letters/.test(await visibleText('#view-dead-letters')));
+    const deadRow = page.locator('#view-dead-letters tr', { hasText: deadId });
+    await deadRow.waitFor();
+    summary.deadRow = await deadRow.innerText();
+    check(/retries exhausted/.test(summary.deadRow), 'why it is a dead letter: ' + summary.deadRow);
     await shot('dead-letters');
+    await deadRow.getByRole('button', { name: 'Cancel' }).click();
+    await waitFor('the refused cancel', async () =>
+      /HTTP 409/.test(await visibleText('#dead-letters-message')));
+    summary.cancelMessage = await visibleText('#dead-letters-message');
+    await deadRow.getByRole('button', { name: 'Retry' }).click();
+    await waitFor('the retry', async () =>
+      /retry: now QUEUED/.test(await visibleText('#dead-letters-message')));
+    summary.retryMessage = await visibleText('#dead-letters-message');
+    await waitFor('the dead letters list to be empty', async () =>
+      /No managed dead letters/.test(await visibleText('#view-dead-letters')));
 
     await tab('streams');
     await waitFor('the streams', async () =>
