@@ -551,8 +551,9 @@ std::optional<http::Response> AdminHandler::check_token(http::Request& request) 
     static const auto kOperator = std::make_shared<const std::string>("operator");
     const std::string_view path = request.path();
     // The operator page's files hold no data: the page sends the token to the admin API itself.
-    const bool open =
-        path == "/healthz" || path == "/readyz" || path == "/metrics" || is_operator_page(path);
+    // GET only (it has no body): a stranger's body is still never read.
+    const bool open = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
+                      (request.method == "GET" && is_operator_page(path));
     if (open || token_.empty()) return std::nullopt;
     const std::string_view presented = auth::bearer_token(request.header("authorization"));
     const bool ok = !presented.empty() && auth::secret_equals(presented, token_);

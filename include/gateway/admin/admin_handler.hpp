@@ -72,8 +72,8 @@ public:
         caches_ = std::move(caches);
     }
 
-    /// Every request but /healthz, /readyz and /metrics (for probes and scrapers) and the
-    /// operator page's files (/ui/, which hold no data) must then carry
+    /// Every request but /healthz, /readyz and /metrics (for probes and scrapers) and a GET of
+    /// the operator page's files (/ui/, which hold no data) must then carry
     /// `Authorization: Bearer <token>`; others get 401. Empty: no token asked (loopback only).
     void require_token(std::string token) { token_ = std::move(token); }
 
