@@ -5,6 +5,7 @@
 // <build>/ui-screenshots/.
 
 #include "integration/devnet.hpp"
+#include "support/fake_upstream.hpp"
 #include "support/http_test_client.hpp"
 #include "support/json_values.hpp"
 #include "support/tcp_forwarder.hpp"
@@ -103,6 +104,19 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
         << state_of(dead_id);
     http_post(anvil->port(), "/",
               rpc_body("anvil_setBalance", "[\"" + poor + "\",\"0x56bc75e2d63100000\"]"));
+    // A stream made through the admin API follows these transactions' changes to a webhook.
+    FakeUpstream hook;
+    hook.set_script([](const std::string&, const json::value&) -> std::optional<FakeReply> {
+        return FakeReply::http(200, "{}");
+    });
+    HttpConnection admin(gw->admin_port());
+    const HttpReply made = admin.request(
+        "POST", "/admin/streams",
+        fmt::format(R"({{"id":"page-transactions","chain":"devnet","kind":"transactions",)"
+                    R"("from_block":0,"webhook":{{"url":"{}/hook"}}}})",
+                    hook.url()),
+        {{"Authorization", std::string("Bearer ") + kAdminToken}});
+    ASSERT_EQ(made.status, 201u) << made.body;
     // The page's files need no token; the data does.
     EXPECT_EQ(http_get(gw->admin_port(), "/ui/").status, 200u);
     EXPECT_EQ(http_get(gw->admin_port(), "/admin/approvals").status, 401u);
@@ -136,6 +150,12 @@ TEST_F(OperatorPage, C2_AHeldTransactionIsApprovedFromThePageAndMined) {
     EXPECT_TRUE(page.at("dialogs").as_array().empty());
     EXPECT_TRUE(page.at("policyViolations").as_array().empty());
     EXPECT_THAT(str(page.at("contentSecurityPolicy")), HasSubstr("default-src 'self'"));
+    EXPECT_THAT(str(page.at("streams")), HasSubstr("page-transactions"));
+    // What the stream delivered: the held transaction's changes among them.
+    bool held_seen = false;
+    for (const auto& [body, header] : hook.raw_requests())
+        held_seen = held_seen || body.find("PENDING_APPROVAL") != std::string::npos;
+    EXPECT_TRUE(held_seen);
     // One screenshot per view, where people can look at them.
     const json::array& files = page.at("screenshots").as_array();
     EXPECT_EQ(files.size(), 9u);

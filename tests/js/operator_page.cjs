@@ -164,8 +164,12 @@ async function main() {
       /No managed dead letters/.test(await visibleText('#view-dead-letters')));
 
     await tab('streams');
-    await waitFor('the streams', async () =>
-      /No event streams/.test(await visibleText('#view-streams')));
+    // The stream the test made through the admin API, following the transactions above.
+    await waitFor('the streams', async () => {
+      const text = await visibleText('#view-streams');
+      return /page-transactions/.test(text) && /\bapi\b/.test(text) && /following/.test(text);
+    });
+    summary.streams = await visibleText('#view-streams');
     await shot('streams');
 
     summary.bannerWhileFresh = await page.locator('#banner').isVisible();

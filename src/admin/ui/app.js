@@ -390,6 +390,7 @@
       ['Confirmations', (s) => s.confirmations, 'num'],
       ['Failures', (s) => s.failures, 'num'],
       ['Events delivered', (s) => s.deliveredEvents, 'num'],
+      ['Reorgs undone', (s) => s.reorgsUndone, 'num'],
       ['Last delivery', (s) => s.lastDeliveryAt],
     ], data.streams || [], 'No event streams.'));
   }
