@@ -35,7 +35,10 @@ inline bool matches(const std::string& text, const std::regex& pattern, std::siz
 // Walks the YAML tree; every read goes through here so that every error can name its key and line.
 class Reader {
 public:
-    Reader(std::string_view source, const EnvLookup& env) : source_(source), env_(env) {}
+    /// `expand` false: values are taken as they are written, ${NAME} included (a definition from
+    /// the admin API must not read the gateway's environment).
+    Reader(std::string_view source, const EnvLookup& env, bool expand = true)
+        : source_(source), env_(env), expand_(expand) {}
 
     [[noreturn]] void fail(const YAML::Node& at, std::string_view path,
                            std::string_view problem) const {
@@ -70,6 +73,7 @@ public:
     std::string scalar(const YAML::Node& node, std::string_view path) const {
         if (!node.IsScalar()) fail(node, path, "must be a single value");
         const std::string& raw = node.Scalar();
+        if (!expand_) return raw;
         std::string out;
         for (std::size_t i = 0; i < raw.size();) {
             if (raw.compare(i, 3, "$${") == 0) {  // escaped: a literal "${"
@@ -147,6 +151,7 @@ public:
 private:
     std::string_view source_;
     const EnvLookup& env_;
+    bool expand_ = true;
 };
 
 template <class F>

@@ -13,6 +13,9 @@ namespace gateway::config::detail {
 
 namespace {
 
+// Addresses, senders, or topics in one position: what eth_getLogs is sent, bounded.
+constexpr std::size_t kMaxListed = 1'000;
+
 std::string read_topic(const Reader& r, const YAML::Node& n, const std::string& path) {
     static const std::regex kTopic("0x[0-9a-fA-F]{64}");
     const std::string text = r.scalar(n, path);
@@ -54,12 +57,16 @@ void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, 
                "is for kind transactions (a log stream filters by addresses and topics)");
     }
     if_set(n, "senders", [&](auto& v) {
-        if (!v.IsSequence()) r.fail(v, path + ".senders", "must be a list of addresses");
+        if (!v.IsSequence() || v.size() > kMaxListed)
+            r.fail(v, path + ".senders",
+                   fmt::format("must be a list of at most {} addresses", kMaxListed));
         for (std::size_t i = 0; i < v.size(); ++i)
             s.senders.push_back(read_address(r, v[i], fmt::format("{}.senders[{}]", path, i)));
     });
     if_set(n, "addresses", [&](auto& v) {
-        if (!v.IsSequence()) r.fail(v, path + ".addresses", "must be a list of addresses");
+        if (!v.IsSequence() || v.size() > kMaxListed)
+            r.fail(v, path + ".addresses",
+                   fmt::format("must be a list of at most {} addresses", kMaxListed));
         for (std::size_t i = 0; i < v.size(); ++i)
             s.addresses.push_back(read_address(r, v[i], fmt::format("{}.addresses[{}]", path, i)));
     });
@@ -72,6 +79,8 @@ void read_stream(const Reader& r, const YAML::Node& n, const std::string& path, 
             std::vector<std::string> any;
             if (v[i].IsNull()) {
             } else if (v[i].IsSequence()) {
+                if (v[i].size() > kMaxListed)
+                    r.fail(v[i], p, fmt::format("at most {} topics", kMaxListed));
                 for (std::size_t j = 0; j < v[i].size(); ++j)
                     any.push_back(read_topic(r, v[i][j], fmt::format("{}[{}]", p, j)));
             } else {
@@ -167,11 +176,12 @@ StreamConfig parse_stream_definition(std::string_view json) {
     boost::system::error_code ec;
     const boost::json::value body = boost::json::parse(json, ec);
     if (ec || !body.is_object()) throw ConfigError("the stream definition must be a JSON object");
-    // No environment: a definition from the API must not read the gateway's variables.
+    // No environment: a definition from the API must not read the gateway's variables; its values
+    // are taken as written.
     const EnvLookup none = [](std::string_view) -> std::optional<std::string> {
         return std::nullopt;
     };
-    detail::Reader r("stream definition", none);
+    detail::Reader r("stream definition", none, false);
     StreamConfig s;
     try {
         detail::read_stream(r, to_yaml(body), "", s, true);

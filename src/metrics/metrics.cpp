@@ -449,6 +449,18 @@ void Metrics::count_stream_delivery(std::string_view stream, std::string_view ou
     impl_->stream_deliveries.Add({{"stream", s(stream)}, {"outcome", s(outcome)}}).Increment();
 }
 
+void Metrics::forget_stream(std::string_view stream) {
+    const prom::Labels labels{{"stream", s(stream)}};
+    impl_->stream_lag.Remove(&impl_->stream_lag.Add(labels));
+    impl_->stream_events.Remove(&impl_->stream_events.Add(labels));
+    impl_->stream_reorgs.Remove(&impl_->stream_reorgs.Add(labels));
+    for (const char* outcome : {"acknowledged", "failed"}) {
+        prom::Labels with = labels;
+        with["outcome"] = outcome;
+        impl_->stream_deliveries.Remove(&impl_->stream_deliveries.Add(with));
+    }
+}
+
 void Metrics::count_stream_reorg(std::string_view stream) {
     impl_->stream_reorgs.Add({{"stream", s(stream)}}).Increment();
 }

@@ -527,9 +527,14 @@ public:
         return {raw.column_int(0), managed.column_int(0)};
     }
 
-    std::vector<StateChange> changes(std::string_view chain, std::int64_t after_raw,
-                                     std::int64_t after_managed, std::size_t limit) override {
-        std::vector<StateChange> out;
+    ChangesPage changes(std::string_view chain, std::int64_t after_raw, std::int64_t after_managed,
+                        std::size_t limit) override {
+        ChangesPage page;
+        std::vector<StateChange>& out = page.changes;
+        // Fewer than `limit` of a kind: every change of it there is now was read (SQLite's writes
+        // are one at a time), so the next read starts after the last one, whatever it was.
+        const auto [raw_last, managed_last] = last_changes();
+        std::size_t raws = 0;
         {
             Stmt st(*this,
                     "SELECT e.id, t.hash, t.sender, t.nonce, e.state, e.reason, e.at_ms FROM "
@@ -546,8 +551,11 @@ public:
                 c.reason = st.column_text(5);
                 c.at_ms = st.column_int(6);
                 out.push_back(std::move(c));
+                ++raws;
             }
         }
+        page.raw_upto = raws < limit ? std::max(after_raw, raw_last) : out.back().seq;
+        const std::size_t first_managed = out.size();
         Stmt st(*this,
                 "SELECT e.id, m.id, m.sender, m.nonce, e.state, e.reason, e.at_ms, "
                 "m.idempotency_key FROM managed_events e JOIN managed_transactions m ON m.id = "
@@ -566,7 +574,10 @@ public:
             if (!st.is_null(7)) c.idempotency_key = st.column_text(7);
             out.push_back(std::move(c));
         }
-        return out;
+        page.managed_upto = out.size() - first_managed < limit
+                                ? std::max(after_managed, managed_last)
+                                : out.back().seq;
+        return page;
     }
 
     std::vector<TxEvent> managed_history(std::string_view id) override {

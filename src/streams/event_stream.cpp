@@ -146,7 +146,7 @@ EventStream::EventStream(config::StreamConfig config, std::uint64_t chain_id,
       poll_interval_(poll_interval),
       clock_(clock),
       definition_(std::move(definition)),
-      impl_(std::make_unique<Impl>(executor)) {
+      impl_(std::make_shared<Impl>(executor)) {
     config::UpstreamConfig cfg;
     cfg.id = "stream-" + config_.id;
     cfg.url = config_.webhook.url;
@@ -164,7 +164,8 @@ EventStream::EventStream(config::StreamConfig config, std::uint64_t chain_id,
 EventStream::~EventStream() = default;
 
 void EventStream::start() {
-    asio::co_spawn(impl_->strand, run(), [id = config_.id](std::exception_ptr e) {
+    asio::co_spawn(impl_->strand, run(), [id = config_.id, impl = impl_](std::exception_ptr e) {
+        impl->finished = true;  // also when it failed: nothing of it runs any more
         if (!e) return;
         try {
             std::rethrow_exception(e);
@@ -177,7 +178,7 @@ void EventStream::start() {
 void EventStream::stop() {
     impl_->stopped = true;
     impl_->cancel->cancel();
-    asio::post(impl_->strand, [this] { impl_->timer.cancel(); });
+    asio::post(impl_->strand, [impl = impl_] { impl->timer.cancel(); });
 }
 
 bool EventStream::finished() const {
@@ -230,6 +231,9 @@ json::object EventStream::view() const {
 }
 
 asio::awaitable<bool> EventStream::save(Position position, bool paused) {
+    // Stopped (deleted, or the gateway going): nothing more is written, so that a deleted stream's
+    // record does not come back. What was not saved is delivered again (at least once).
+    if (impl_->stopped) co_return false;
     store::StreamRecord r{config_.id, config_.chain, position.next_block, paused, util::unix_ms()};
     r.cursor = position.cursor(config_.kind);
     r.definition = definition_;
@@ -449,15 +453,19 @@ asio::awaitable<int> EventStream::undo_reorg() {
     } else {
         if (dropped_to + 1 > kRememberedBlocks) dropped_from = dropped_to + 1 - kRememberedBlocks;
         dropped_from = std::max(dropped_from, config_.from_block.value_or(0));
-        spdlog::error(
-            "stream {}: a reorg replaced every block it remembers, up to {}: deeper than {} "
-            "blocks, what it delivered below them cannot be undone",
-            config_.id, dropped_to, kRememberedBlocks);
+        spdlog::warn(
+            "stream {}: a reorg replaced every block it remembers, up to {}: from block {} "
+            "again (what it sent below the blocks it remembers, if the reorg went that deep, "
+            "cannot be undone)",
+            config_.id, dropped_to, dropped_from);
     }
-    // Undone newest first, as nodes report removed logs: each with an id of its own.
+    // Undone newest first, as nodes report removed logs: each with an id of its own; a batch at a
+    // time (a block's never split), the rest in the rounds after (found dropped again).
     json::array removed;
-    for (std::size_t i = recent.size(); i-- > keep;) {
-        const json::array& events = recent[i].at("events").as_array();
+    std::size_t undone_from = recent.size();
+    while (undone_from > keep && removed.size() < config_.batch_size) {
+        --undone_from;
+        const json::array& events = recent[undone_from].at("events").as_array();
         for (std::size_t e = events.size(); e-- > 0;) {
             const json::object& was = events[e].as_object();
             json::object log = was.at("log").as_object();
@@ -465,15 +473,17 @@ asio::awaitable<int> EventStream::undo_reorg() {
             json::object undo;
             undo["id"] = std::string(was.at("id").as_string()) + ":removed";
             undo["removed"] = true;
-            undo["blockNumber"] = recent[i].at("n");
+            undo["blockNumber"] = recent[undone_from].at("n");
             undo["log"] = std::move(log);
             removed.push_back(std::move(undo));
         }
     }
+    const bool all_undone = undone_from == keep;
     spdlog::warn(
-        "stream {}: reorg: blocks {} to {} it delivered are no longer the chain's; {} event(s) "
-        "delivered again as removed, then from block {} again",
-        config_.id, dropped_from, dropped_to, removed.size(), dropped_from);
+        "stream {}: reorg: blocks {} to {} it sent are no longer the chain's; {} event(s) sent "
+        "again as removed{}",
+        config_.id, dropped_from, dropped_to, removed.size(),
+        all_undone ? fmt::format(", then from block {} again", dropped_from) : ", more to undo");
     const std::size_t count = removed.size();
     if (count > 0) {
         json::object checkpoint;
@@ -491,15 +501,20 @@ asio::awaitable<int> EventStream::undo_reorg() {
     // (What was sent but not acknowledged lies above the checkpoint: it stays where it is.)
     back.next_block = std::min(impl_->position.next_block.value_or(dropped_from), dropped_from);
     json::array kept;
-    for (std::size_t i = 0; i < keep; ++i) kept.push_back(recent[i]);
+    for (std::size_t i = 0; i < undone_from; ++i) kept.push_back(recent[i]);
     back.recent = std::move(kept);
     if (!co_await save(std::move(back), impl_->paused)) co_return -1;
-    {
-        std::lock_guard lock(impl_->mu);
-        ++impl_->reorgs;
+    if (all_undone) {
+        {
+            std::lock_guard lock(impl_->mu);
+            ++impl_->reorgs;
+        }
+        if (metrics_) metrics_->count_stream_reorg(config_.id);
     }
-    if (metrics_) metrics_->count_stream_reorg(config_.id);
-    delivered(count, fmt::format("reorg undone: blocks {}-{} again", dropped_from, dropped_to));
+    delivered(count,
+              all_undone
+                  ? fmt::format("reorg undone: blocks {}-{} again", dropped_from, dropped_to)
+                  : fmt::format("undoing a reorg of blocks {}-{}", dropped_from, dropped_to));
     co_return 1;
 }
 
@@ -674,6 +689,15 @@ asio::awaitable<bool> EventStream::step_logs() {
         if (!is_tip && b.at("events").as_array().empty()) continue;
         kept.push_back(std::move(b));
     }
+    // At most kRememberedBytes of them, the newest (the checkpoint's block always).
+    std::size_t bytes = 0;
+    std::size_t oldest = kept.size();
+    while (oldest > 0) {
+        bytes += json::serialize(kept[oldest - 1]).size();
+        if (bytes > kRememberedBytes && oldest < kept.size()) break;
+        --oldest;
+    }
+    if (oldest > 0) kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(oldest));
     next.recent = std::move(kept);
 
     if (count > 0) {
@@ -698,21 +722,23 @@ asio::awaitable<bool> EventStream::step_logs() {
 asio::awaitable<bool> EventStream::step_transactions() {
     const std::int64_t raw_after = impl_->position.raw;
     const std::int64_t managed_after = impl_->position.managed;
-    std::vector<store::StateChange> changes;
+    store::ChangesPage page;
     store::JournalService::Operation op = [&](store::StreamJournal& j) {
-        changes = j.changes(config_.chain, raw_after, managed_after, config_.batch_size);
+        page = j.changes(config_.chain, raw_after, managed_after, config_.batch_size);
     };
     const auto read = co_await journal_.run(std::move(op));
     if (!read) {
         failed("the journal cannot be read: " + read.error());
         co_return false;
     }
-    if (changes.empty()) {
+    std::vector<store::StateChange>& changes = page.changes;
+    if (changes.empty() && page.raw_upto == raw_after && page.managed_upto == managed_after) {
         set_state("following", "up to date");
         co_return false;
     }
     Position next = impl_->position;
-    for (const auto& c : changes) (c.managed ? next.managed : next.raw) = c.seq;
+    next.raw = page.raw_upto;
+    next.managed = page.managed_upto;
     // In the order they happened (each kind is in order already: a transaction's changes too).
     std::stable_sort(changes.begin(), changes.end(),
                      [](const auto& a, const auto& b) { return a.at_ms < b.at_ms; });
@@ -776,6 +802,7 @@ asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
         pause.expires_after(std::chrono::milliseconds(5));
         co_await pause.async_wait(use_nothrow);
     }
+    if (impl_->stopped) co_return answer_error(503, "the stream is stopping");
     impl_->busy = true;
     bool ok = true;
     const auto& next_block = impl_->position.next_block;

@@ -4,6 +4,7 @@
 #include "gateway/streams/stream_set.hpp"
 
 #include "gateway/eth/hex.hpp"
+#include "gateway/metrics/metrics.hpp"
 #include "gateway/upstream/forwarder.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/wall_time.hpp"
@@ -229,7 +230,6 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
     } catch (const config::ConfigError& e) {
         co_return error(400, e.what());
     }
-    std::size_t from_api = 0;
     {
         std::lock_guard lock(impl_->mu);
         if (impl_->stopping) co_return error(503, "the gateway is shutting down");
@@ -244,12 +244,7 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
                                      : "stream '" + config.id +
                                            "' is defined in the config: choose another id");
         }
-        from_api = static_cast<std::size_t>(std::count_if(
-            impl_->streams.begin(), impl_->streams.end(), [](auto& s) { return s->from_api(); }));
     }
-    if (from_api >= kMaxApiStreams)
-        co_return error(409, fmt::format("at most {} streams may be made through the admin API",
-                                         kMaxApiStreams));
     // The webhook's secret: the caller's, or one made here and shown this once.
     const bool made_secret = config.webhook.secret.empty();
     if (made_secret) {
@@ -272,16 +267,30 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
     if (!stream) co_return error(400, "no chain '" + config.chain + "' in the config");
 
     bool taken = false;
+    bool full = false;
     store::StreamRecord record{config.id, config.chain, std::nullopt, false, util::unix_ms()};
     if (config.kind == config::StreamConfig::Kind::logs) record.next_block = config.from_block;
     record.definition = text;
+    // Checked and written in one operation: two creations at once cannot both pass.
     store::JournalService::Operation op = [&](store::StreamJournal& j) {
         taken = j.find_stream(record.id).has_value();
-        if (!taken) j.put_stream(record);
+        const auto all = j.streams();
+        full = static_cast<std::size_t>(std::count_if(all.begin(), all.end(), [](const auto& r) {
+                   return r.definition.has_value();
+               })) >= kMaxApiStreams;
+        if (!taken && !full) j.put_stream(record);
     };
-    const auto written = co_await journal_.run(std::move(op));
+    // A write whose answer did not come (its caller never saw the secret) is taken back.
+    store::JournalService::Operation undo = [id = record.id](store::StreamJournal& j) {
+        j.delete_stream(id);
+    };
+    const auto written = co_await journal_.run(std::move(op), std::move(undo));
     if (!written)
         co_return error(503, std::string("the journal cannot be written: ") + written.error());
+    if (full)
+        co_return error(409, fmt::format("at most {} streams may be made through the admin API "
+                                         "(the journal's, running or not)",
+                                         kMaxApiStreams));
     if (taken)
         co_return error(409, "the journal keeps a stream '" + config.id +
                                  "' the config no longer names (its checkpoint): DELETE "
@@ -304,6 +313,15 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
 }
 
 asio::awaitable<StreamAnswer> StreamSet::remove_owned(std::string id) {
+    {
+        std::lock_guard lock(impl_->mu);
+        if (impl_->stopping) co_return error(503, "the gateway is shutting down");
+        // (Else the loader could start what is being deleted.)
+        if (impl_->loading)
+            co_return error(503,
+                            "the streams made through the admin API are still being loaded: "
+                            "try again");
+    }
     std::shared_ptr<EventStream> stream = find(id);
     if (stream && !stream->from_api())
         co_return error(409, "stream '" + id +
@@ -339,6 +357,7 @@ asio::awaitable<StreamAnswer> StreamSet::remove_owned(std::string id) {
         co_return error(503, std::string("the journal cannot be written: ") + written.error());
     }
     if (!found && !stream) co_return error(404, "no stream '" + id.substr(0, 64) + "'");
+    if (metrics_) metrics_->forget_stream(id);
     spdlog::warn("stream {}: deleted through the admin API", id);
     StreamAnswer a;
     a.body["deleted"] = id;

@@ -3,7 +3,9 @@
 // once, in one SQLite transaction per delivery, over at-least-once delivery:
 //   - `processed` keeps every event id it processed (a repeat is dropped and counted);
 //   - `facts` is what the events mean to the application: an event adds its log's data under its
-//     id, and an event a reorg removed (removed: true, id "<id>:removed") takes it away again.
+//     id, and an event a reorg removed (removed: true, id "<id>:removed") takes it away again;
+//     each also forgets the other's id, so that a chain that goes back to a block it dropped
+//     (the same ids again) is followed too.
 // Every fifth delivery fails before processing (HTTP 500) and every seventh after it (processed,
 // but answered 500, as if the answer were lost). Prints "port <n>" on stdout, then serves until
 // killed.
@@ -98,13 +100,18 @@ int main(int argc, char** argv) {
                 continue;
             }
             if (e.at("removed").as_bool()) {
+                // Undone; should the chain bring the block back, its event is new again.
                 const std::string original =
                     id.substr(0, id.size() - std::string(":removed").size());
                 run("DELETE FROM facts WHERE id = ?1;", original);
+                run("DELETE FROM processed WHERE id = ?1;", original);
                 exec(
                     "INSERT INTO counters VALUES ('removed', 1) ON CONFLICT (name) DO UPDATE SET "
                     "n = n + 1;");
             } else {
+                // Back after a removal (the chain came back to its block): its removal may come
+                // again too.
+                run("DELETE FROM processed WHERE id = ?1;", id + ":removed");
                 run("INSERT INTO facts (id, data) VALUES (?1, ?2);", id,
                     std::string(e.at("log").at("data").as_string()));
             }

@@ -781,8 +781,14 @@ TEST(Config, AStreamDefinitionFromTheApi) {
     EXPECT_THAT(
         refused(R"({"id":"m","chain":"devnet","webhook":{"url":"http://a/","secret_env":"HOME"}})"),
         HasSubstr("unknown key"));
-    EXPECT_THAT(refused(R"({"id":"m","chain":"${HOME}","webhook":{"url":"http://a/"}})"),
-                HasSubstr("HOME"));
+    // As written: ${NAME}, ${NAME:-default} and $${ are not read from anywhere.
+    EXPECT_EQ(
+        parse_stream_definition(
+            R"({"id":"m","chain":"${HOME}","webhook":{"url":"http://a/","secret":"${X:-0123456789abcdef}$${"}})")
+            .webhook.secret,
+        "${X:-0123456789abcdef}$${");
+    EXPECT_THAT(refused(R"({"id":"m","chain":"devnet","webhook":{"url":"http://${HOME}/"}})"),
+                HasSubstr("webhook.url"));
     EXPECT_THAT(
         refused(R"({"id":"m","chain":"devnet","webhook":{"url":"http://a/","secret":"x"}})"),
         HasSubstr("16 to 256 bytes"));

@@ -329,10 +329,12 @@ TEST_F(EventStreamTest, I1_AReorgUndoesTheDroppedBlocksEventsThenDeliversTheNewO
     EXPECT_TRUE(undo.at("checkpoint").at("reorg").as_bool());
     EXPECT_EQ(undo.at("checkpoint").at("nextBlock").to_number<int>(), 7);
 
-    // Remembered across a restart: the chain going back to its first blocks is undone too.
+    // Remembered across a restart: the chain going back to its first blocks is undone too, a
+    // batch (now one event) at a time.
     stream->stop();
     ASSERT_TRUE(wait_for([&] { return stream->finished(); }));
     stream.reset();
+    config.batch_size = 1;
     const std::size_t second = webhook.raw_requests().size();
     {
         std::lock_guard lock(mu_);
@@ -348,6 +350,13 @@ TEST_F(EventStreamTest, I1_AReorgUndoesTheDroppedBlocksEventsThenDeliversTheNewO
                                                             {event_id(7), false},
                                                             {event_id(9), false}};
     EXPECT_EQ(events_since(second), back);
+    const auto requests = webhook.raw_requests();
+    ASSERT_GE(requests.size(), second + 2);
+    for (std::size_t i = second; i < second + 2; ++i) {
+        const json::value batch = json::parse(requests[i].first);
+        EXPECT_EQ(batch.at("events").as_array().size(), 1u);
+        EXPECT_TRUE(batch.at("checkpoint").at("reorg").as_bool());
+    }
 }
 
 // A batch whose answer was lost may have been processed: a reorg that drops its blocks undoes it

@@ -430,7 +430,8 @@ TEST_P(JournalContract, ChangesAreReadInOrderAfterTheCursors) {
     s->insert(attempt_of("gtx-1", "0xc1", TxState::queued, 120));
     ASSERT_TRUE(s->update_managed({"gtx-1", TxState::signing, "nonce 0 taken", 120, 0u}));
 
-    auto all = s->changes("devnet", 0, 0, 100);
+    const ChangesPage page = s->changes("devnet", 0, 0, 100);
+    const auto& all = page.changes;
     ASSERT_EQ(all.size(), 4u);
     EXPECT_FALSE(all[0].managed);
     EXPECT_EQ(all[0].tx, "0xa1");
@@ -446,12 +447,17 @@ TEST_P(JournalContract, ChangesAreReadInOrderAfterTheCursors) {
     EXPECT_EQ(all[3].sender, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
     EXPECT_EQ(all[3].idempotency_key, "key-gtx-1");
 
-    const auto after = s->changes("devnet", all[0].seq, all[2].seq, 100);
+    // Read past what it skipped (the other chain's, the attempt's): up to the last of each kind.
+    EXPECT_EQ(page.raw_upto, s->last_changes().first);
+    EXPECT_EQ(page.managed_upto, all[3].seq);
+    const auto after = s->changes("devnet", all[0].seq, all[2].seq, 100).changes;
     ASSERT_EQ(after.size(), 2u);
     EXPECT_EQ(after[0].state, TxState::broadcasting);
     EXPECT_EQ(after[1].state, TxState::signing);
-    EXPECT_EQ(s->changes("devnet", 0, 0, 1).size(), 2u);  // one of each kind at most
-    EXPECT_EQ(s->changes("other", 0, 0, 100).size(), 1u);
+    const ChangesPage one = s->changes("devnet", 0, 0, 1);  // one of each kind at most
+    EXPECT_EQ(one.changes.size(), 2u);
+    EXPECT_EQ(one.raw_upto, all[0].seq) << "a full page: up to its last only";
+    EXPECT_EQ(s->changes("other", 0, 0, 100).changes.size(), 1u);
     EXPECT_EQ(s->last_changes(), std::make_pair(all[1].seq + 1, all[3].seq))
         << "the attempt's change came last of the raw ones";
 }

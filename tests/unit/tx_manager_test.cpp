@@ -123,8 +123,8 @@ public:
         check();
         return inner_->delete_stream(id);
     }
-    std::vector<store::StateChange> changes(std::string_view c, std::int64_t r, std::int64_t m,
-                                            std::size_t limit) override {
+    store::ChangesPage changes(std::string_view c, std::int64_t r, std::int64_t m,
+                               std::size_t limit) override {
         return inner_->changes(c, r, m, limit);
     }
     std::pair<std::int64_t, std::int64_t> last_changes() override { return inner_->last_changes(); }

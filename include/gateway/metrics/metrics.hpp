@@ -68,6 +68,8 @@ public:
     void count_stream_delivery(std::string_view stream, std::string_view outcome);
     void count_stream_events(std::string_view stream, std::size_t events);
     void count_stream_reorg(std::string_view stream);
+    /// A deleted stream's series go (its lag would stay at its last value for ever).
+    void forget_stream(std::string_view stream);
     /// A hold for approval (`held_by` policy or signer) and its end: held, approved, rejected or
     /// expired.
     void count_approval(std::string_view chain, std::string_view held_by, std::string_view outcome);

@@ -292,6 +292,16 @@ struct StateChange {
     std::optional<std::string> idempotency_key;
 };
 
+/// What StreamJournal::changes read: the changes, and the numbers of each kind it has read up to
+/// (past changes of other chains and of attempts, which it skipped): where to read on from. (A
+/// journal whose numbers can become visible out of order, unlike SQLite's, must not move past one
+/// not yet visible.)
+struct ChangesPage {
+    std::vector<StateChange> changes;
+    std::int64_t raw_upto = 0;
+    std::int64_t managed_upto = 0;
+};
+
 /// Event streams' checkpoints. Each stream has one writer: its follower (and the admin actions
 /// it runs).
 class StreamJournal {
@@ -306,8 +316,8 @@ public:
     /// The changes of `chain`'s transactions after the given numbers, oldest first, at most
     /// `limit` of each kind: raw transactions the clients sent (not a managed transaction's
     /// attempts), and managed transactions.
-    virtual std::vector<StateChange> changes(std::string_view chain, std::int64_t after_raw,
-                                             std::int64_t after_managed, std::size_t limit) = 0;
+    virtual ChangesPage changes(std::string_view chain, std::int64_t after_raw,
+                                std::int64_t after_managed, std::size_t limit) = 0;
     /// The numbers of the last changes of each kind so far (0: none): where a transaction stream
     /// that starts from now starts.
     virtual std::pair<std::int64_t, std::int64_t> last_changes() = 0;

@@ -53,6 +53,9 @@ struct StreamAnswer {
 /// logs), to undo them after a reorg: a reorg deeper than this (below confirmations, which already
 /// keep it from delivering the newest blocks) cannot be undone block by block.
 inline constexpr std::uint64_t kRememberedBlocks = 64;
+/// And at most this much of their logs (as JSON; the newest blocks kept), since the journal
+/// writes it with every batch.
+inline constexpr std::size_t kRememberedBytes = 1024 * 1024;
 
 /// One stream's follower: a chain's logs (kind logs) or the state changes of the gateway's own
 /// transactions on a chain (kind transactions). Its work runs on its own strand; view() and the
@@ -123,7 +126,8 @@ private:
     std::optional<std::string> definition_;
     std::unique_ptr<upstream::HttpClient> webhook_;
     struct Impl;
-    std::unique_ptr<Impl> impl_;
+    // Shared with what is posted to its strand, which may run after the stream has gone.
+    std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace gateway::streams
