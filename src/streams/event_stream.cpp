@@ -780,29 +780,20 @@ asio::awaitable<StreamAnswer> EventStream::act(std::string action,
     co_return answer;
 }
 
-namespace {
-
-StreamAnswer answer_error(unsigned status, std::string message) {
-    StreamAnswer a;
-    a.status = status;
-    a.body["error"] = std::move(message);
-    return a;
-}
-
-}  // namespace
-
 asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
                                                      std::optional<std::uint64_t> from_block) {
-    if (!impl_->loaded) co_return answer_error(503, "the stream is still loading: try again");
+    if (!impl_->loaded)
+        co_return StreamAnswer::error(503, "the stream is still loading: try again");
     if (action == "reset" && !logs_kind(config_))
-        co_return answer_error(409, "a transaction stream cannot be reset: it has no blocks");
+        co_return StreamAnswer::error(409,
+                                      "a transaction stream cannot be reset: it has no blocks");
     // A step in flight (on this strand, waiting on I/O) finishes first.
     asio::steady_timer pause(impl_->strand);
     while (impl_->busy) {
         pause.expires_after(std::chrono::milliseconds(5));
         co_await pause.async_wait(use_nothrow);
     }
-    if (impl_->stopped) co_return answer_error(503, "the stream is stopping");
+    if (impl_->stopped) co_return StreamAnswer::error(503, "the stream is stopping");
     impl_->busy = true;
     bool ok = true;
     const auto& next_block = impl_->position.next_block;
@@ -815,7 +806,7 @@ asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
     } else if (from_block && next_block && *from_block > *next_block) {
         // Reset delivers again; it never skips what was not acknowledged.
         impl_->busy = false;
-        co_return answer_error(
+        co_return StreamAnswer::error(
             409, fmt::format("reset delivers again from a block at or before the checkpoint "
                              "({}); {} would skip blocks never acknowledged",
                              *next_block, *from_block));
@@ -832,7 +823,7 @@ asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
         impl_->not_before = {};
     }
     impl_->busy = false;
-    if (!ok) co_return answer_error(503, "the journal cannot be written");
+    if (!ok) co_return StreamAnswer::error(503, "the journal cannot be written");
     spdlog::warn("stream {}: {} by an operator{}", config_.id, action,
                  from_block ? fmt::format(" (from block {})", *from_block) : "");
     if (!impl_->paused) set_state("following", action + " by an operator");

@@ -30,13 +30,6 @@ using util::use_nothrow;
 
 namespace {
 
-StreamAnswer error(unsigned status, std::string message) {
-    StreamAnswer a;
-    a.status = status;
-    a.body["error"] = std::move(message);
-    return a;
-}
-
 // Waits until `stream` has stopped its work (a delivery in flight is cancelled by stop()).
 asio::awaitable<void> wait_finished(const EventStream& stream) {
     asio::steady_timer tick(co_await asio::this_coro::executor);
@@ -174,7 +167,9 @@ asio::awaitable<StreamAnswer> StreamSet::view() {
     std::vector<store::StreamRecord> kept;
     store::JournalService::Operation op = [&](store::StreamJournal& j) { kept = j.streams(); };
     const auto read = co_await journal_.run(std::move(op));
-    if (!read) co_return error(503, std::string("the journal cannot be read: ") + read.error());
+    if (!read)
+        co_return StreamAnswer::error(503,
+                                      std::string("the journal cannot be read: ") + read.error());
     for (const auto& r : kept) {
         if (std::find(running.begin(), running.end(), r.id) != running.end()) continue;
         json::object o;
@@ -207,7 +202,7 @@ asio::awaitable<StreamAnswer> StreamSet::view() {
 asio::awaitable<StreamAnswer> StreamSet::act(std::string id, std::string action,
                                              std::optional<std::uint64_t> from_block) {
     auto stream = find(id);
-    if (!stream) co_return error(404, "no stream '" + id.substr(0, 64) + "'");
+    if (!stream) co_return StreamAnswer::error(404, "no stream '" + id.substr(0, 64) + "'");
     co_return co_await stream->act(std::move(action), from_block);
 }
 
@@ -223,26 +218,31 @@ asio::awaitable<StreamAnswer> StreamSet::remove(std::string id) {
     co_return answer;
 }
 
+std::optional<StreamAnswer> StreamSet::not_now() const {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return StreamAnswer::error(503, "the gateway is shutting down");
+    if (impl_->loading)
+        return StreamAnswer::error(
+            503, "the streams made through the admin API are still being loaded: try again");
+    return std::nullopt;
+}
+
 asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
     config::StreamConfig config;
     try {
         config = config::parse_stream_definition(definition);
     } catch (const config::ConfigError& e) {
-        co_return error(400, e.what());
+        co_return StreamAnswer::error(400, e.what());
     }
+    if (auto refused = not_now()) co_return *refused;
     {
         std::lock_guard lock(impl_->mu);
-        if (impl_->stopping) co_return error(503, "the gateway is shutting down");
-        if (impl_->loading)
-            co_return error(503,
-                            "the streams made through the admin API are still being loaded: "
-                            "try again");
         for (const auto& s : impl_->streams) {
             if (s->id() != config.id) continue;
-            co_return error(409, s->from_api()
-                                     ? "stream '" + config.id + "' exists already"
-                                     : "stream '" + config.id +
-                                           "' is defined in the config: choose another id");
+            co_return StreamAnswer::error(
+                409, s->from_api() ? "stream '" + config.id + "' exists already"
+                                   : "stream '" + config.id +
+                                         "' is defined in the config: choose another id");
         }
     }
     // The webhook's secret: the caller's, or one made here and shown this once.
@@ -250,7 +250,7 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
     if (made_secret) {
         std::uint8_t bytes[32];
         if (RAND_bytes(bytes, sizeof bytes) != 1)
-            co_return error(503, "no random bytes for the webhook's secret");
+            co_return StreamAnswer::error(503, "no random bytes for the webhook's secret");
         config.webhook.secret = eth::to_hex(std::span<const std::uint8_t>(bytes)).substr(2);
     }
     // Kept as given, with its secret, to be parsed again at the next start.
@@ -262,9 +262,10 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
     try {
         stream = make(config, text);
     } catch (const std::exception& e) {
-        co_return error(400, e.what());
+        co_return StreamAnswer::error(400, e.what());
     }
-    if (!stream) co_return error(400, "no chain '" + config.chain + "' in the config");
+    if (!stream)
+        co_return StreamAnswer::error(400, "no chain '" + config.chain + "' in the config");
 
     bool taken = false;
     bool full = false;
@@ -286,19 +287,22 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
     };
     const auto written = co_await journal_.run(std::move(op), std::move(undo));
     if (!written)
-        co_return error(503, std::string("the journal cannot be written: ") + written.error());
+        co_return StreamAnswer::error(
+            503, std::string("the journal cannot be written: ") + written.error());
     if (full)
-        co_return error(409, fmt::format("at most {} streams may be made through the admin API "
-                                         "(the journal's, running or not)",
-                                         kMaxApiStreams));
+        co_return StreamAnswer::error(
+            409, fmt::format("at most {} streams may be made through the admin API "
+                             "(the journal's, running or not)",
+                             kMaxApiStreams));
     if (taken)
-        co_return error(409, "the journal keeps a stream '" + config.id +
-                                 "' the config no longer names (its checkpoint): DELETE "
-                                 "/admin/streams/" +
-                                 config.id + " first, or choose another id");
+        co_return StreamAnswer::error(409,
+                                      "the journal keeps a stream '" + config.id +
+                                          "' the config no longer names (its checkpoint): DELETE "
+                                          "/admin/streams/" +
+                                          config.id + " first, or choose another id");
     {
         std::lock_guard lock(impl_->mu);
-        if (impl_->stopping) co_return error(503, "the gateway is shutting down");
+        if (impl_->stopping) co_return StreamAnswer::error(503, "the gateway is shutting down");
         stream->start();
         impl_->streams.push_back(stream);
     }
@@ -313,20 +317,14 @@ asio::awaitable<StreamAnswer> StreamSet::create_owned(std::string definition) {
 }
 
 asio::awaitable<StreamAnswer> StreamSet::remove_owned(std::string id) {
-    {
-        std::lock_guard lock(impl_->mu);
-        if (impl_->stopping) co_return error(503, "the gateway is shutting down");
-        // (Else the loader could start what is being deleted.)
-        if (impl_->loading)
-            co_return error(503,
-                            "the streams made through the admin API are still being loaded: "
-                            "try again");
-    }
+    // (While loading, the loader could start what is being deleted.)
+    if (auto refused = not_now()) co_return *refused;
     std::shared_ptr<EventStream> stream = find(id);
     if (stream && !stream->from_api())
-        co_return error(409, "stream '" + id +
-                                 "' is defined in the config: remove it there (its checkpoint is "
-                                 "then kept, paused, until it is deleted here)");
+        co_return StreamAnswer::error(
+            409, "stream '" + id +
+                     "' is defined in the config: remove it there (its checkpoint is "
+                     "then kept, paused, until it is deleted here)");
     if (stream) {
         // Stopped before its record goes: a save of its own after the delete would bring it back.
         {
@@ -354,9 +352,11 @@ asio::awaitable<StreamAnswer> StreamSet::remove_owned(std::string id) {
             } catch (const std::exception&) {
             }
         }
-        co_return error(503, std::string("the journal cannot be written: ") + written.error());
+        co_return StreamAnswer::error(
+            503, std::string("the journal cannot be written: ") + written.error());
     }
-    if (!found && !stream) co_return error(404, "no stream '" + id.substr(0, 64) + "'");
+    if (!found && !stream)
+        co_return StreamAnswer::error(404, "no stream '" + id.substr(0, 64) + "'");
     if (metrics_) metrics_->forget_stream(id);
     spdlog::warn("stream {}: deleted through the admin API", id);
     StreamAnswer a;

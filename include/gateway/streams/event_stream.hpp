@@ -47,6 +47,13 @@ std::string signature(std::string_view secret, std::int64_t unix_seconds, std::s
 struct StreamAnswer {
     unsigned status = 200;
     boost::json::object body;
+
+    static StreamAnswer error(unsigned status, std::string message) {
+        StreamAnswer a;
+        a.status = status;
+        a.body["error"] = std::move(message);
+        return a;
+    }
 };
 
 /// How many blocks below its checkpoint a log stream remembers what it delivered (block hashes and

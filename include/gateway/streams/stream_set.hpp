@@ -62,6 +62,8 @@ private:
     boost::asio::awaitable<void> load_api_streams();
     boost::asio::awaitable<StreamAnswer> create_owned(std::string definition);
     boost::asio::awaitable<StreamAnswer> remove_owned(std::string id);
+    /// A 503 while the set is stopping or still loading the API's streams.
+    std::optional<StreamAnswer> not_now() const;
     /// The stream of this id, if it runs.
     std::shared_ptr<EventStream> find(const std::string& id) const;
     /// Makes a stream (throws what its constructor throws); null when its chain is not known.
