@@ -335,6 +335,7 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
     std::optional<store::TxState> state;
     std::size_t limit = 100;
     bool managed = false;
+    bool signed_asked = false;
     std::optional<std::string> idempotency_key;
     if (auto url = boost::urls::parse_origin_form(request.target)) {
         for (const auto& p : url->params()) {
@@ -353,12 +354,12 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
                 if (p.value != "managed" && p.value != "signed")
                     co_return error_json(400, "kind must be managed or signed");
                 managed = p.value == "managed";
+                signed_asked = !managed;
             } else if (p.key == "idempotency_key") {
                 // As long as a send takes (ManagedSenders::send).
                 if (p.value.empty() || p.value.size() > 256)
                     co_return error_json(400, "idempotency_key must have 1 to 256 characters");
                 idempotency_key = std::string(p.value);
-                managed = true;
             } else if (p.key == "limit") {
                 std::size_t asked = 0;
                 const auto* end = p.value.data() + p.value.size();
@@ -369,6 +370,11 @@ boost::asio::awaitable<http::Response> AdminHandler::transactions(
                 limit = std::clamp<std::size_t>(asked, 1, 10'000);
             }
         }
+    }
+    if (idempotency_key) {
+        // Only managed transactions have keys.
+        if (signed_asked) co_return error_json(400, "idempotency_key is for kind=managed");
+        managed = true;
     }
     const std::string key = util::lower(hash);
     if (key.substr(0, 4) == "gtx-") {
@@ -551,10 +557,21 @@ std::optional<http::Response> AdminHandler::check_token(http::Request& request) 
     static const auto kOperator = std::make_shared<const std::string>("operator");
     const std::string_view path = request.path();
     // The operator page's files hold no data: the page sends the token to the admin API itself.
-    // GET only (it has no body): a stranger's body is still never read.
+    const bool page = is_operator_page(path);
     const bool open = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
-                      (request.method == "GET" && is_operator_page(path));
-    if (open || token_.empty()) return std::nullopt;
+                      (request.method == "GET" && page);
+    if (open) {
+        // What answers without the token takes no body: a stranger's is refused on its head,
+        // never read.
+        const std::string_view length = request.header("content-length");
+        if ((!length.empty() && length != "0") || !request.header("transfer-encoding").empty()) {
+            http::Response r = error_json(400, "this endpoint takes no body");
+            if (page) add_page_headers(r);
+            return r;
+        }
+        return std::nullopt;
+    }
+    if (token_.empty()) return std::nullopt;
     const std::string_view presented = auth::bearer_token(request.header("authorization"));
     const bool ok = !presented.empty() && auth::secret_equals(presented, token_);
     if (metrics_)
@@ -567,6 +584,7 @@ std::optional<http::Response> AdminHandler::check_token(http::Request& request) 
         401, presented.empty() ? "the admin API needs Authorization: Bearer <token> (auth.admin)"
                                : "the admin token is not valid (auth.admin)");
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"chain-gateway admin\"");
+    if (page) add_page_headers(r);
     return r;
 }
 

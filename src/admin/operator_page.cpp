@@ -25,15 +25,19 @@ http::Response answer(unsigned status, std::string_view type, std::string body) 
     r.status = status;
     r.content_type = type;
     r.body = std::move(body);
+    add_page_headers(r);
+    return r;
+}
+
+}  // namespace
+
+void add_page_headers(http::Response& r) {
     r.headers.emplace_back("Content-Security-Policy", std::string(kOperatorPagePolicy));
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     r.headers.emplace_back("Referrer-Policy", "no-referrer");
     r.headers.emplace_back("Cache-Control", "no-store");
     r.headers.emplace_back("X-Frame-Options", "DENY");
-    return r;
 }
-
-}  // namespace
 
 bool is_operator_page(std::string_view path) {
     return path == "/ui" || path.substr(0, kPrefix.size()) == kPrefix;

@@ -165,6 +165,12 @@ constexpr const char* kMigrations[] = {
     // API.
     "ALTER TABLE streams ADD COLUMN cursor TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE streams ADD COLUMN definition TEXT;",
+    // 13: the operator page's lists of managed transactions, refreshed every few seconds: the
+    // last changed first (without a state), and by an idempotency key alone (every chain's,
+    // sender's and client's), each from an index rather than a read of every row.
+    "CREATE INDEX managed_by_update ON managed_transactions (updated_ms);"
+    "CREATE INDEX managed_by_any_key ON managed_transactions (idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;",
 };
 
 constexpr const char* kColumns =

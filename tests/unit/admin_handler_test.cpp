@@ -273,6 +273,9 @@ TEST_F(AdminApprovalsTest, ManagedTransactionsAreListedByStateAndFoundByIdempote
                     .as_array()
                     .empty());
     EXPECT_EQ(call("GET", "/admin/transactions?idempotency_key=").status, 400u);
+    // Only managed transactions have keys, whatever the order the query asks in.
+    EXPECT_EQ(call("GET", "/admin/transactions?idempotency_key=k&kind=signed").status, 400u);
+    EXPECT_EQ(call("GET", "/admin/transactions?kind=signed&idempotency_key=k").status, 400u);
     EXPECT_EQ(call("GET", "/admin/transactions?idempotency_key=" + std::string(257, 'k')).status,
               400u);
     EXPECT_EQ(call("GET", "/admin/transactions?kind=sideways").status, 400u);
@@ -296,11 +299,14 @@ protected:
         if (!token.empty()) request.headers.emplace_back("authorization", "Bearer " + token);
         return io_.run(run(request));
     }
-    /// What the listener's head check answers (nothing: the request goes on).
-    std::optional<http::Response> head_check(std::string target) {
+    /// What the listener's head check answers (nothing: the request goes on), for a request with
+    /// these headers.
+    std::optional<http::Response> head_check(
+        std::string target, std::vector<std::pair<std::string, std::string>> headers = {}) {
         http::Request request;
         request.method = "GET";
         request.target = std::move(target);
+        for (auto& h : headers) request.headers.push_back(std::move(h));
         return io_.run(check(request));
     }
     static std::string header(const http::Response& r, std::string_view name) {
@@ -388,6 +394,22 @@ TEST_F(OperatorPageTest, AnUnknownFileIs404UiRedirectsAndOtherMethodsAre405) {
     EXPECT_EQ(call("POST", "/ui/").status, 401u);
     EXPECT_EQ(call("POST", "/ui/", kToken).status, 405u);
     EXPECT_EQ(call("DELETE", "/ui/app.js", kToken).status, 405u);
+    // The refusal carries the page's headers too.
+    expect_security_headers(call("POST", "/ui/"), "401");
+}
+
+// What answers without the token takes no body: one announced is refused on the head, never read.
+TEST_F(OperatorPageTest, WhatAnswersWithoutTheTokenRefusesABodyOnItsHead) {
+    for (const char* target : {"/ui/", "/healthz", "/metrics"}) {
+        const auto sized = head_check(target, {{"content-length", "65536"}});
+        ASSERT_TRUE(sized) << target;
+        EXPECT_EQ(sized->status, 400u) << target;
+        const auto chunked = head_check(target, {{"transfer-encoding", "chunked"}});
+        ASSERT_TRUE(chunked) << target;
+        EXPECT_EQ(chunked->status, 400u) << target;
+        EXPECT_FALSE(head_check(target, {{"content-length", "0"}})) << target;
+    }
+    expect_security_headers(*head_check("/ui/", {{"content-length", "10"}}), "400");
 }
 
 // A stream the config no longer names keeps its checkpoint in the journal, and is shown paused.

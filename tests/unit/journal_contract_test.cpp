@@ -47,7 +47,7 @@ void PrintTo(const JournalBackend& backend, std::ostream* os) {
     *os << backend.name;
 }
 
-const JournalBackend kSqlite{"sqlite", 12, [](const std::string& dir) {
+const JournalBackend kSqlite{"sqlite", 13, [](const std::string& dir) {
                                  return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
                              }};
 

@@ -22,12 +22,37 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 12);
+        EXPECT_EQ(store->schema_version(), 13);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 12);
+    EXPECT_EQ(open_store(c)->schema_version(), 13);
+}
+
+// The operator page asks for managed transactions every few seconds: the last changed first, and by
+// an idempotency key alone. Both come from an index (version 13), not a read of every row.
+TEST(SqliteStore, TheOperatorPagesListsOfManagedTransactionsComeFromIndexes) {
+    const std::string dir = test::make_temp_dir("store-test");
+    config::StoreConfig c{"sqlite", dir + "/gateway.db"};
+    open_store(c);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(c.path.c_str(), &db), SQLITE_OK);
+    auto plan = [&](const std::string& where) {
+        const std::string sql = "EXPLAIN QUERY PLAN SELECT id FROM managed_transactions" + where +
+                                " ORDER BY updated_ms DESC, rowid DESC LIMIT 100;";
+        sqlite3_stmt* st = nullptr;
+        std::string out;
+        EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            out += reinterpret_cast<const char*>(sqlite3_column_text(st, 3)) + std::string("; ");
+        sqlite3_finalize(st);
+        return out;
+    };
+    EXPECT_THAT(plan(""), HasSubstr("managed_by_update"));
+    EXPECT_THAT(plan(""), ::testing::Not(HasSubstr("TEMP B-TREE"))) << "no sort of every row";
+    EXPECT_THAT(plan(" WHERE idempotency_key = 'k'"), HasSubstr("managed_by_any_key"));
+    sqlite3_close(db);
 }
 
 // Version 4 points events to their transaction by an integer id: a version-3 journal keeps its
@@ -50,7 +75,7 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 12);
+    EXPECT_EQ(store->schema_version(), 13);
     auto a = store->find("0xaa");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->state, TxState::broadcasting);
@@ -172,7 +197,7 @@ TEST(SqliteStore, AVersion9JournalsManagedTransactionsSpendNothingInTheDailySums
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 12);
+    EXPECT_EQ(store->schema_version(), 13);
     const auto old = store->find_managed("gtx-old");
     ASSERT_TRUE(old);
     EXPECT_EQ(old->state, TxState::queued);
@@ -197,7 +222,7 @@ TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 12);
+    EXPECT_EQ(store->schema_version(), 13);
     auto old = store->find_managed("gtx-old");
     ASSERT_TRUE(old);
     EXPECT_EQ(old->client, "");

@@ -26,4 +26,7 @@ bool is_operator_page(std::string_view path);
 /// Referrer-Policy: no-referrer, Cache-Control: no-store). Never throws.
 http::Response operator_page(std::string_view method, std::string_view path);
 
+/// Adds the page's security headers to an answer to one of its paths made elsewhere (a refusal).
+void add_page_headers(http::Response& response);
+
 }  // namespace gateway::admin

@@ -230,7 +230,7 @@ public:
     virtual std::vector<TxEvent> managed_history(std::string_view id) = 0;
     /// Managed transactions, the last changed first, at most `limit`: in `state` when it is set,
     /// with `idempotency_key` when it is set (every chain's, sender's and client's), for the admin
-    /// API. A key alone is not indexed: the search reads every row (an operator's, now and then).
+    /// API (the operator page asks every few seconds: each way is answered from an index).
     virtual std::vector<ManagedRecord> list_managed(std::optional<TxState> state,
                                                     std::optional<std::string_view> idempotency_key,
                                                     std::size_t limit) = 0;

@@ -8,6 +8,7 @@
   const TOKEN_KEY = 'chain-gateway.admin-token';
   const BY_KEY = 'chain-gateway.decided-by';
   const PERIOD_MS = 3000;
+  const TIMEOUT_MS = 10000;  // one call to the admin API
   const VIEWS = ['upstreams', 'chains', 'transactions', 'approvals', 'dead-letters', 'streams'];
 
   // Upstream states in which a node still serves the chain's latest reads.
@@ -23,6 +24,7 @@
     search: null,       // the Transactions view's search, kept across refreshes
     decision: null,     // {id, approve} while the decision form is open
     generation: 0,      // refreshes started; an older one's answer is dropped
+    inFlight: 0,        // refreshes on their way
   };
 
   const $ = (id) => document.getElementById(id);
@@ -121,8 +123,20 @@
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    const res = await fetch(path, init);
-    const raw = await res.text();
+    // A gateway that does not answer fails the refresh (the banner says so) rather than hold it.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+    init.signal = abort.signal;
+    let res;
+    let raw;
+    try {
+      res = await fetch(path, init);
+      raw = await res.text();
+    } catch (e) {
+      throw new Error(path + ': ' + (abort.signal.aborted ? 'no answer within ' + TIMEOUT_MS / 1000 + ' s' : e.message));
+    } finally {
+      clearTimeout(timer);
+    }
     let data;
     try {
       data = JSON.parse(raw);
@@ -303,10 +317,11 @@
       ['Idempotency key', (a) => a.idempotencyKey],
       ['Held since', (a) => a.heldSince],
       ['Expires', (a) => a.expiresAt],
-      ['', (a) => el('td', '', null, [
-        button('Approve', 'act approve', () => openDecision(a.id, true)),
-        button('Reject', 'act reject', () => openDecision(a.id, false)),
-      ])],
+      // A signer's own hold is decided at the signer: here it can only be cancelled.
+      ['', (a) => el('td', '', null, a.heldBy === 'signer'
+        ? [button('Cancel', 'act cancel', () => act(a.id, 'cancel', 'approvals-message'))]
+        : [button('Approve', 'act approve', () => openDecision(a.id, true)),
+          button('Reject', 'act reject', () => openDecision(a.id, false))])],
     ], data.approvals || [], 'Nothing is held for approval.'));
   }
 
@@ -350,10 +365,10 @@
     refresh();
   }
 
-  async function act(id, action) {
+  async function act(id, action, where) {
     try {
       const r = await api('/admin/transactions/' + encodeURIComponent(id) + '/' + action, 'POST');
-      message('dead-letters-message', r.ok, id + ' ' + action + ': ' +
+      message(where || 'dead-letters-message', r.ok, id + ' ' + action + ': ' +
         (r.ok ? 'now ' + text(r.body.state || r.body) : errorText(r)));
     } catch (e) {
       failed(e);
@@ -449,10 +464,16 @@
 
   // ---- Refreshing and navigation -----------------------------------------------------------
 
+  // The periodic refresh: none while one is still on its way (a slow API is not asked more).
+  function tick() {
+    if (state.inFlight === 0) refresh();
+  }
+
   async function refresh() {
     if (!sessionStorage.getItem(TOKEN_KEY)) return;
     const generation = ++state.generation;
     const view = state.view;
+    ++state.inFlight;
     try {
       await RENDER[view]();
       await checkChains();
@@ -463,13 +484,15 @@
       updateBanner();
     } catch (e) {
       if (generation === state.generation) failed(e);
+    } finally {
+      --state.inFlight;
     }
   }
 
   function schedule() {
     clearInterval(state.timer);
     clearInterval(state.ticker);
-    state.timer = setInterval(refresh, PERIOD_MS);
+    state.timer = setInterval(tick, PERIOD_MS);
     state.ticker = setInterval(updateBanner, 1000);
   }
 
