@@ -2,9 +2,24 @@
 # Installs everything chain-gateway needs to build, run and test, on Debian 12, as root.
 # Used by the README's two commands, by .ci/run (through scripts/test.sh) and by the Dockerfile.
 # Idempotent: a second run installs nothing and takes a few seconds.
+#   scripts/install-deps.sh               build, run and test (the tests' tools from npm too)
+#   scripts/install-deps.sh --build       what building the binary needs, nothing for the tests
+#                                         (the Dockerfile's build stage)
+#   scripts/install-deps.sh [--build] --print
+#                                         the Debian packages it would see to, one a line; installs
+#                                         nothing
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_only=0
+print_only=0
+for arg in "$@"; do
+    case "$arg" in
+        --build) build_only=1 ;;
+        --print) print_only=1 ;;
+        *) echo "install-deps: unknown argument $arg (--build, --print)" >&2; exit 2 ;;
+    esac
+done
 
 # Build and runtime libraries. Boost 1.81 explicitly: libboost-all-dev is 1.74 on Debian 12,
 # and libboost1.81-all-dev does not pull in Boost.JSON and Boost.URL.
@@ -15,6 +30,9 @@ packages=(
     libsqlite3-dev libpq-dev libsecp256k1-dev zlib1g-dev
     # The chain-gateway binary's allocator (GATEWAY_MALLOC).
     libjemalloc-dev
+)
+# The tests' own: not in the image.
+test_packages=(
     googletest libgtest-dev libgmock-dev
     # tests/bench/micro.cpp (microbenchmarks, built with the tests); wrk, the bench's second
     # driver (tests/bench/wrk.lua, whose test runs it).
@@ -23,14 +41,22 @@ packages=(
     libtsan2
     # The fuzz pass (scripts/fuzz.sh): clang 14 and its runtimes (libFuzzer, ASan, UBSan).
     clang libclang-rt-14-dev
-    # scripts/check-layers.py (the include order between folders).
+    # scripts/check-layers.py (the include order between folders), tests/deploy/check_image.py.
     python3
     # The operator page's test (tests/js/operator_page.cjs): Debian's Chromium, driven by
     # playwright-core from npm (which cannot download a browser of its own here).
     chromium
 )
-# Node.js and npm fetch the pinned anvil and cast binaries; an existing Node.js (from any source) is kept.
-command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+if [ "$build_only" = 0 ]; then
+    packages+=("${test_packages[@]}")
+    # Node.js and npm fetch the pinned anvil and cast binaries; an existing Node.js (from any
+    # source) is kept.
+    command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
+if [ "$print_only" = 1 ]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -44,6 +70,10 @@ if ((${#missing[@]})); then
 fi
 
 # anvil, cast, ethers and playwright-core, versions pinned in tools/package.json and tools/package-lock.json.
+if [ "$build_only" = 1 ]; then
+    echo "install-deps: ok (build only)"
+    exit 0
+fi
 if [ ! -x "$here/tools/node_modules/.bin/anvil" ] || [ ! -x "$here/tools/node_modules/.bin/cast" ] \
     || ! cmp -s "$here/tools/package-lock.json" "$here/tools/node_modules/.installed-lock.json"; then
     echo "install-deps: installing anvil, cast, ethers and playwright-core from npm (pinned)"

@@ -3,6 +3,7 @@
 #include "gateway/app.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/probe.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -27,6 +28,11 @@ namespace {
 constexpr const char* kUsage =
     "usage: chain-gateway --config FILE      run the gateway\n"
     "       chain-gateway --check-config FILE validate FILE and exit (0 valid, 1 invalid)\n"
+    "       chain-gateway --probe FILE|HOST:PORT [--path /readyz]\n"
+    "                                         GET the admin listener's /healthz (or the path) of\n"
+    "                                         the gateway FILE configures, or at HOST:PORT: exit\n"
+    "                                         0 on a 2xx answer within 3 s, 1 otherwise\n"
+    "                                         (HEALTHCHECK, exec probes)\n"
     "       chain-gateway --version\n";
 
 }  // namespace
@@ -34,6 +40,8 @@ constexpr const char* kUsage =
 int main(int argc, char** argv) {
     std::string config_path;
     bool check_only = false;
+    bool probe_only = false;
+    std::string probe_path = "/healthz";
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--version") {
@@ -44,9 +52,14 @@ int main(int argc, char** argv) {
             std::fputs(kUsage, stdout);
             return 0;
         }
-        if ((arg == "--config" || arg == "--check-config") && i + 1 < argc) {
+        if ((arg == "--config" || arg == "--check-config" || arg == "--probe") && i + 1 < argc) {
             check_only = arg == "--check-config";
+            probe_only = arg == "--probe";
             config_path = argv[++i];
+            continue;
+        }
+        if (arg == "--path" && i + 1 < argc && argv[i + 1][0] == '/') {
+            probe_path = argv[++i];
             continue;
         }
         std::fprintf(stderr, "chain-gateway: unexpected argument '%s'\n%s", arg.c_str(), kUsage);
@@ -57,6 +70,19 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    const auto run_probe = [&](const gateway::config::Endpoint& admin) {
+        const gateway::ProbeResult r = gateway::probe(admin, probe_path, std::chrono::seconds(3));
+        std::printf("%s: %s\n", r.healthy ? "healthy" : "unhealthy", r.said.c_str());
+        return r.healthy ? 0 : 1;
+    };
+    if (probe_only && config_path.find('/') == std::string::npos) {
+        // An address rather than a file: no config to read.
+        try {
+            return run_probe(gateway::config::parse_endpoint(config_path));
+        } catch (const std::invalid_argument&) {
+            // A file in the working directory.
+        }
+    }
     gateway::config::Config config;
     try {
         config = gateway::config::load_config_file(config_path);
@@ -64,6 +90,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "chain-gateway: invalid configuration: %s\n", e.what());
         return 1;
     }
+    if (probe_only) return run_probe(config.server.admin_listen);
     if (check_only) {
         std::printf("%s: valid (%zu chain(s))\n", config_path.c_str(), config.chains.size());
         return 0;

@@ -824,6 +824,28 @@ TEST(Config, TheShippedFilesAreValid) {
     const Config devnet = load_config_file(GATEWAY_SOURCE_DIR "/config/gateway.yaml", env);
     EXPECT_EQ(devnet.chains[0].chain_id, 31337u);
     EXPECT_EQ(devnet.chains[0].accounts.size(), 1u);
+    // The image's default: the node and the admin token from the environment, the rest defaults.
+    const auto container_env = [](std::string_view name) -> std::optional<std::string> {
+        if (name == "UPSTREAM_URL") return "http://10.0.0.5:8545";
+        if (name == "GATEWAY_ADMIN_TOKEN") return "an-admin-token-of-the-pod";
+        return std::nullopt;
+    };
+    const Config container =
+        load_config_file(GATEWAY_SOURCE_DIR "/config/container.yaml", container_env);
+    EXPECT_EQ(container.chains[0].name, "mainnet");
+    EXPECT_EQ(container.chains[0].chain_id, 1u);
+    EXPECT_EQ(container.store.path, "/var/lib/chain-gateway/gateway.db");
+    EXPECT_EQ(container.server.admin_listen.port, 9545);
+    try {
+        load_config_file(GATEWAY_SOURCE_DIR "/config/container.yaml",
+                         [](std::string_view name) -> std::optional<std::string> {
+                             if (name == "GATEWAY_ADMIN_TOKEN") return "an-admin-token-of-the-pod";
+                             return std::nullopt;
+                         });
+        ADD_FAILURE() << "loaded without UPSTREAM_URL";
+    } catch (const ConfigError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("UPSTREAM_URL"));
+    }
 }
 
 TEST(Config, ParseEndpoint) {
