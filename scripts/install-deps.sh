@@ -43,6 +43,8 @@ test_packages=(
     clang libclang-rt-14-dev
     # scripts/check-layers.py (the include order between folders), tests/deploy/check_image.py.
     python3
+    # promtool, for the alert rules of deploy/prometheus (check and unit tests).
+    prometheus
     # The operator page's test (tests/js/operator_page.cjs): Debian's Chromium, driven by
     # playwright-core from npm (which cannot download a browser of its own here).
     chromium

@@ -113,6 +113,17 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     // gateway: reads go on, writes are refused (503) until it opens.
     store::JournalOptions journal_options;
     journal_options.timeout = config.store.timeout;
+    g.metrics.declare_journal({"timeout", "queue_full", "unavailable"});
+    {
+        std::vector<std::string_view> states;
+        for (int i = 0; i <= static_cast<int>(store::TxState::replaced); ++i)
+            states.push_back(store::to_string(static_cast<store::TxState>(i)));
+        for (const auto& chain : config.chains) {
+            std::vector<std::string> senders;
+            for (const auto& a : chain.accounts) senders.push_back(a.address);
+            g.metrics.declare_chain(chain.name, states, senders);
+        }
+    }
     journal_options.on_event = [m = &g.metrics](store::JournalEvent e) {
         switch (e) {
             case store::JournalEvent::timed_out: m->count_journal_refusal("timeout"); break;

@@ -26,6 +26,8 @@ namespace prom = prometheus;
 
 namespace {
 
+// Blocks a reorg drops.
+const prom::Histogram::BucketBoundaries kDepthBuckets{1, 2, 3, 5, 10, 20, 50, 128};
 const prom::Histogram::BucketBoundaries kLatencyBuckets{
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -259,6 +261,10 @@ struct Metrics::Impl {
               "Managed transactions not mined whose fees are at the configured cap, by sender");
     prom::Family<prom::Gauge>& held =
         gauge(registry, "gateway_transactions_held", "Unfinished transactions the gateway holds");
+    prom::Family<prom::Gauge>& oldest_unfinished =
+        gauge(registry, "gateway_oldest_unfinished_transaction_timestamp_seconds",
+              "When the oldest transaction the chain's queue holds unfinished was accepted (Unix "
+              "seconds; 0: none): its age is time() minus this");
     prom::Family<prom::Gauge>& unfinalized =
         gauge(registry, "gateway_transactions_unfinalized",
               "Mined transactions kept open to a reorg until their block is final");
@@ -424,8 +430,23 @@ void Metrics::count_transaction(std::string_view chain, std::string_view state) 
     impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
 }
 
+void Metrics::declare_chain(std::string_view chain, const std::vector<std::string_view>& states,
+                            const std::vector<std::string>& managed_senders) {
+    for (auto state : states) {
+        impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}});
+        if (!managed_senders.empty())
+            impl_->managed.Add({{"chain", s(chain)}, {"state", s(state)}});
+    }
+    impl_->reorgs.Add({{"chain", s(chain)}});
+    impl_->reorg_depth.Add({{"chain", s(chain)}}, kDepthBuckets);
+    for (const auto& sender : managed_senders) set_stuck_at_cap(chain, sender, 0);
+}
+
+void Metrics::declare_journal(const std::vector<std::string_view>& refusal_reasons) {
+    for (auto reason : refusal_reasons) impl_->journal_refusals.Add({{"reason", s(reason)}});
+}
+
 void Metrics::count_reorg(std::string_view chain, std::uint64_t depth) {
-    static const prom::Histogram::BucketBoundaries kDepthBuckets{1, 2, 3, 5, 10, 20, 50, 128};
     impl_->reorgs.Add({{"chain", s(chain)}}).Increment();
     impl_->reorg_depth.Add({{"chain", s(chain)}}, kDepthBuckets)
         .Observe(static_cast<double>(depth));
@@ -487,6 +508,11 @@ void Metrics::set_stuck_at_cap(std::string_view chain, std::string_view sender, 
 
 void Metrics::set_transactions_held(std::string_view chain, double count) {
     impl_->held.Add({{"chain", s(chain)}}).Set(count);
+}
+
+void Metrics::set_oldest_unfinished(std::string_view chain, std::int64_t created_ms) {
+    impl_->oldest_unfinished.Add({{"chain", s(chain)}})
+        .Set(static_cast<double>(created_ms) / 1000.0);
 }
 
 void Metrics::set_transactions_unfinalized(std::string_view chain, double count) {

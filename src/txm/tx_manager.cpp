@@ -82,6 +82,14 @@ std::size_t TxManager::held() const {
     return by_hash_.size();
 }
 
+std::int64_t TxManager::oldest_unfinished_ms() const {
+    std::lock_guard lock(mu_);
+    std::int64_t oldest = 0;
+    for (const auto& [hash, e] : by_hash_)
+        if (oldest == 0 || e->rec.created_ms < oldest) oldest = e->rec.created_ms;
+    return oldest;
+}
+
 std::size_t TxManager::unfinalized() const {
     std::lock_guard lock(mu_);
     return mined_.size();
@@ -473,6 +481,7 @@ asio::awaitable<void> TxManager::dispatch_round() {
     } count{rounds_};
     if (metrics_) {
         metrics_->set_transactions_held(config_.name, static_cast<double>(held()));
+        metrics_->set_oldest_unfinished(config_.name, oldest_unfinished_ms());
         metrics_->set_transactions_unfinalized(config_.name, static_cast<double>(unfinalized()));
     }
     if (!pool_.ready()) {

@@ -78,7 +78,7 @@ def main():
     build_packages = set(listed.stdout.split())
     everything = set(run(os.path.join(source, "scripts/install-deps.sh"), "--print").stdout.split())
     for tool in ["googletest", "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "wrk", "clang",
-                 "libclang-rt-14-dev", "chromium", "nodejs", "npm", "python3"]:
+                 "libclang-rt-14-dev", "chromium", "nodejs", "npm", "python3", "prometheus"]:
         check(tool not in build_packages, f"install-deps.sh --build installs the tests' {tool}")
     check({"googletest", "chromium", "clang"} <= everything,
           "install-deps.sh without --build lost the tests' tools")

@@ -1,16 +1,24 @@
-// What the container image and Kubernetes' exec probes run: `chain-gateway --probe`, the binary
-// asking its own admin listener (the image has no curl), against a running gateway, one with
-// nothing behind its port, and a path that is not there.
+// What deployments rely on: `chain-gateway --probe`, the binary asking its own admin listener
+// (the image has no curl), against a running gateway, one with nothing behind its port, and a
+// path that is not there; and that every metric the shipped alerts name is served by a running
+// gateway, before anything has happened (its series at zero), so that an alert's expression
+// never silently matches nothing for a misspelled or missing name.
 
 #include "integration/devnet.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/http_test_client.hpp"
+
+#include <cstring>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 
 namespace gateway::test {
 namespace {
@@ -58,6 +66,64 @@ TEST(Deploy, TheBinaryProbesItsOwnAdminListener) {
     EXPECT_THAT(gone.out, HasSubstr("unhealthy"));
     EXPECT_EQ(probe({config}).exit_code, 1);
     EXPECT_EQ(probe({dir + "/no-such.yaml"}).exit_code, 1);
+}
+
+// The metric names an alert (or dashboard) file uses: gateway_*, a histogram's _bucket, _count and
+// _sum read as the histogram.
+std::set<std::string> metrics_named_in(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string all = text.str();
+    std::set<std::string> names;
+    static const std::regex kName("gateway_[a-z_]+");
+    for (auto it = std::sregex_iterator(all.begin(), all.end(), kName);
+         it != std::sregex_iterator(); ++it) {
+        std::string name = it->str();
+        for (const char* suffix : {"_bucket", "_count", "_sum"})
+            if (name.size() > std::strlen(suffix) &&
+                name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+                name.resize(name.size() - std::strlen(suffix));
+        names.insert(name);
+    }
+    return names;
+}
+
+TEST(Deploy, EveryMetricTheAlertsNameIsServed) {
+    const std::string dir = make_temp_dir("gateway-metrics");
+    FakeUpstream node;
+    ::setenv("GATEWAY_DEPLOY_TEST_KEY",
+             "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", 1);
+    GatewayProcess gw(dir,
+                      fmt::format("  - name: devnet\n"
+                                  "    chain_id: 31337\n"
+                                  "    tx: {{poll_interval_ms: 50}}\n"
+                                  "    upstreams:\n"
+                                  "      - {{id: node, url: \"{}\"}}\n"
+                                  "    accounts:\n"
+                                  "      - {{address: "
+                                  "\"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266\", signer: hot}}\n",
+                                  node.url()),
+                      "", "",
+                      "signers:\n  - {id: hot, type: local, key_env: GATEWAY_DEPLOY_TEST_KEY}\n");
+    ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
+    const auto names =
+        metrics_named_in(std::string(GATEWAY_SOURCE_DIR) + "/deploy/prometheus/alerts.yaml");
+    ASSERT_GE(names.size(), 8u);
+    std::string missing;
+    // A series of each (HELP and TYPE lines alone would not do: an expression matches series).
+    ASSERT_TRUE(wait_until(
+        [&] {
+            const std::string metrics = http_get(gw.admin_port(), "/metrics").body;
+            missing.clear();
+            for (const auto& name : names) {
+                const std::regex series("(^|\n)" + name + "(_bucket|_count|_sum)?[{ ]");
+                if (!std::regex_search(metrics, series)) missing += name + " ";
+            }
+            return missing.empty();
+        },
+        std::chrono::seconds(5)))
+        << "not served: " << missing;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace gateway::metrics {
 
@@ -29,6 +30,13 @@ class Metrics {
 public:
     Metrics();
     ~Metrics();
+    /// Creates a chain's series at zero before anything happens, so that an alert's expression
+    /// has a series to read from the start: its transactions (and managed ones, with senders) in
+    /// each of `states`, its reorg histogram, and each managed sender's stuck-at-cap gauge.
+    void declare_chain(std::string_view chain, const std::vector<std::string_view>& states,
+                       const std::vector<std::string>& managed_senders);
+    /// The journal's refusals, one series per reason at zero.
+    void declare_journal(const std::vector<std::string_view>& refusal_reasons);
     Metrics(const Metrics&) = delete;
     Metrics& operator=(const Metrics&) = delete;
 
@@ -86,6 +94,9 @@ public:
     void count_reorg(std::string_view chain, std::uint64_t depth);
     /// Unfinished transactions the gateway holds for a chain.
     void set_transactions_held(std::string_view chain, double count);
+    /// When the oldest transaction the chain's queue holds unfinished was accepted (Unix ms; 0:
+    /// none), for alerts on `time() - ...`.
+    void set_oldest_unfinished(std::string_view chain, std::int64_t created_ms);
     /// Mined transactions of a chain kept open to a reorg until their block is final.
     void set_transactions_unfinalized(std::string_view chain, double count);
     /// A read answered from the cache because no upstream could answer.

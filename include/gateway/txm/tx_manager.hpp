@@ -107,6 +107,8 @@ public:
 
     /// Unfinished transactions held now (all states but the final ones).
     std::size_t held() const;
+    /// When the oldest of them was accepted (Unix ms); 0 when none.
+    std::int64_t oldest_unfinished_ms() const;
     /// Mined transactions held until their block is final (a reorg before then reopens them).
     std::size_t unfinalized() const;
 
