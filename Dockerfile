@@ -13,9 +13,7 @@ FROM debian:12-slim
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="chain-gateway" \
       org.opencontainers.image.description="JSON-RPC gateway for EVM chains: node pool with failover, cache, and a durable write path" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="https://github.com/chain-gateway/chain-gateway" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.version="${VERSION}"
 # The binary's shared libraries (tests/deploy/check_image.py holds this list to `ldd`), and a
 # numeric user, so that Kubernetes can verify runAsNonRoot.
 RUN apt-get update \
@@ -26,7 +24,9 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/chain-gateway --create-home chain-gateway
 COPY --from=build /src/build/src/chain-gateway /usr/local/bin/chain-gateway
 # The default configuration: one chain from UPSTREAM_URL, the admin token from GATEWAY_ADMIN_TOKEN.
+# Another file: mount it and set GATEWAY_CONFIG, which the command and the HEALTHCHECK both read.
 COPY config/container.yaml /etc/chain-gateway/gateway.yaml
+ENV GATEWAY_CONFIG=/etc/chain-gateway/gateway.yaml
 USER 10001:10001
 WORKDIR /var/lib/chain-gateway
 # The journal (SQLite): keep it on a volume, or a restarted container forgets what it accepted.
@@ -34,6 +34,5 @@ VOLUME /var/lib/chain-gateway
 EXPOSE 8545 9545
 # The image has no curl: the binary asks its own admin listener (exit 0 on a 2xx /healthz).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/usr/local/bin/chain-gateway", "--probe", "/etc/chain-gateway/gateway.yaml"]
+    CMD ["/usr/local/bin/chain-gateway", "--probe"]
 ENTRYPOINT ["/usr/local/bin/chain-gateway"]
-CMD ["--config", "/etc/chain-gateway/gateway.yaml"]

@@ -115,15 +115,25 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     journal_options.timeout = config.store.timeout;
     g.metrics.declare_journal({"timeout", "queue_full", "unavailable"});
     {
-        std::vector<std::string_view> states;
-        for (int i = 0; i <= static_cast<int>(store::TxState::replaced); ++i)
-            states.push_back(store::to_string(static_cast<store::TxState>(i)));
+        // The states each kind enters: a raw transaction (or a managed one's attempt) is never
+        // preparing, signing, held or cancelled; a managed one never replaced.
+        using S = store::TxState;
+        std::vector<std::string_view> raw, managed;
+        for (S s : {S::queued, S::broadcasting, S::confirming, S::completed, S::failed,
+                    S::dead_letter, S::replaced})
+            raw.push_back(store::to_string(s));
+        for (S s : {S::queued, S::preparing, S::signing, S::pending_approval, S::broadcasting,
+                    S::confirming, S::completed, S::failed, S::dead_letter, S::cancelled})
+            managed.push_back(store::to_string(s));
         for (const auto& chain : config.chains) {
             std::vector<std::string> senders;
             for (const auto& a : chain.accounts) senders.push_back(a.address);
-            g.metrics.declare_chain(chain.name, states, senders);
+            g.metrics.declare_chain(chain.name, raw, managed, senders);
         }
     }
+    journal_options.on_commit = [m = &g.metrics](std::chrono::nanoseconds took) {
+        m->observe_journal_commit(std::chrono::duration<double>(took).count());
+    };
     journal_options.on_event = [m = &g.metrics](store::JournalEvent e) {
         switch (e) {
             case store::JournalEvent::timed_out: m->count_journal_refusal("timeout"); break;

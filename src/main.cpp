@@ -26,9 +26,10 @@ const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000";
 namespace {
 
 constexpr const char* kUsage =
-    "usage: chain-gateway --config FILE      run the gateway\n"
+    "usage: chain-gateway --config FILE      run the gateway (without --config: the file\n"
+    "                                         GATEWAY_CONFIG names)\n"
     "       chain-gateway --check-config FILE validate FILE and exit (0 valid, 1 invalid)\n"
-    "       chain-gateway --probe FILE|HOST:PORT [--path /readyz]\n"
+    "       chain-gateway --probe [FILE|HOST:PORT] [--path /readyz]\n"
     "                                         GET the admin listener's /healthz (or the path) of\n"
     "                                         the gateway FILE configures, or at HOST:PORT: exit\n"
     "                                         0 on a 2xx answer within 3 s, 1 otherwise\n"
@@ -52,10 +53,15 @@ int main(int argc, char** argv) {
             std::fputs(kUsage, stdout);
             return 0;
         }
-        if ((arg == "--config" || arg == "--check-config" || arg == "--probe") && i + 1 < argc) {
+        if ((arg == "--config" || arg == "--check-config") && i + 1 < argc) {
             check_only = arg == "--check-config";
-            probe_only = arg == "--probe";
             config_path = argv[++i];
+            continue;
+        }
+        if (arg == "--probe") {
+            // The file (or address) may be left to GATEWAY_CONFIG, as the image's HEALTHCHECK does.
+            probe_only = true;
+            if (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) config_path = argv[++i];
             continue;
         }
         if (arg == "--path" && i + 1 < argc && argv[i + 1][0] == '/') {
@@ -65,6 +71,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "chain-gateway: unexpected argument '%s'\n%s", arg.c_str(), kUsage);
         return 2;
     }
+    // Without --config: the file GATEWAY_CONFIG names (the container image sets it, so that its
+    // command and its HEALTHCHECK read the same file).
+    if (const char* from_env = std::getenv("GATEWAY_CONFIG");
+        config_path.empty() && from_env && *from_env)
+        config_path = from_env;
     if (config_path.empty()) {
         std::fputs(kUsage, stderr);
         return 2;

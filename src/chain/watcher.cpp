@@ -136,6 +136,7 @@ asio::awaitable<void> ChainWatcher::poll_tags() {
         finalized_ = by_depth;
     for (const auto& s : subscribers_)
         if (s.finalized) s.finalized(finalized_->number);
+    if (metrics_) metrics_->set_chain_tags(config_.name, safe_->number, finalized_->number);
 }
 
 asio::awaitable<void> ChainWatcher::run() {

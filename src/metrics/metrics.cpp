@@ -9,10 +9,14 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -261,6 +265,35 @@ struct Metrics::Impl {
               "Managed transactions not mined whose fees are at the configured cap, by sender");
     prom::Family<prom::Gauge>& held =
         gauge(registry, "gateway_transactions_held", "Unfinished transactions the gateway holds");
+    prom::Family<prom::Gauge>& chain_safe = gauge(
+        registry, "gateway_chain_safe_block",
+        "The chain's safe block: the nodes' safe tag, or the head less reorgs.finality_depth");
+    prom::Family<prom::Gauge>& chain_finalized =
+        gauge(registry, "gateway_chain_finalized_block",
+              "The chain's finalized block: the nodes' finalized tag, or the head less "
+              "reorgs.finality_depth");
+    prom::Histogram& journal_commit =
+        histogram(registry, "gateway_journal_commit_duration_seconds",
+                  "Time of one commit of the journal (the COMMIT with its sync to disk; callers' "
+                  "operations are committed together)")
+            .Add({}, prom::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                       0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+    // The process, read from /proc at each scrape (the names every Prometheus exporter uses).
+    prom::Counter& process_cpu =
+        counter(registry, "process_cpu_seconds_total", "CPU time the process used, user and system")
+            .Add({});
+    double process_cpu_seen = 0;  // scrape_mu
+    prom::Gauge& process_rss =
+        gauge(registry, "process_resident_memory_bytes", "Resident memory of the process").Add({});
+    prom::Gauge& process_vsz =
+        gauge(registry, "process_virtual_memory_bytes", "Virtual memory of the process").Add({});
+    prom::Gauge& process_fds =
+        gauge(registry, "process_open_fds", "File descriptors the process has open").Add({});
+    prom::Gauge& process_max_fds =
+        gauge(registry, "process_max_fds", "The process's limit of file descriptors").Add({});
+    prom::Gauge& process_start =
+        gauge(registry, "process_start_time_seconds", "When the process started, Unix seconds")
+            .Add({});
     prom::Family<prom::Gauge>& oldest_unfinished =
         gauge(registry, "gateway_oldest_unfinished_transaction_timestamp_seconds",
               "When the oldest transaction the chain's queue holds unfinished was accepted (Unix "
@@ -430,15 +463,18 @@ void Metrics::count_transaction(std::string_view chain, std::string_view state) 
     impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}}).Increment();
 }
 
-void Metrics::declare_chain(std::string_view chain, const std::vector<std::string_view>& states,
+void Metrics::declare_chain(std::string_view chain, const std::vector<std::string_view>& raw_states,
+                            const std::vector<std::string_view>& managed_states,
                             const std::vector<std::string>& managed_senders) {
-    for (auto state : states) {
+    for (auto state : raw_states)
         impl_->transactions.Add({{"chain", s(chain)}, {"state", s(state)}});
-        if (!managed_senders.empty())
+    if (!managed_senders.empty())
+        for (auto state : managed_states)
             impl_->managed.Add({{"chain", s(chain)}, {"state", s(state)}});
-    }
     impl_->reorgs.Add({{"chain", s(chain)}});
     impl_->reorg_depth.Add({{"chain", s(chain)}}, kDepthBuckets);
+    series_of(impl_->stale_counters, impl_->stale, Label{"chain", chain});
+    impl_->replacements.Add({{"chain", s(chain)}});
     for (const auto& sender : managed_senders) set_stuck_at_cap(chain, sender, 0);
 }
 
@@ -633,10 +669,65 @@ void Metrics::count_transaction_refusal(std::string_view chain, std::string_view
     impl_->transaction_refusals.Add({{"chain", s(chain)}, {"reason", s(reason)}}).Increment();
 }
 
+namespace {
+
+// /proc/self/stat's fields after the command (which may hold spaces): state is the first.
+std::vector<std::string> proc_stat_fields() {
+    std::ifstream in("/proc/self/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> fields;
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) return fields;
+    std::istringstream rest(text.substr(close + 1));
+    for (std::string f; rest >> f;) fields.push_back(f);
+    return fields;
+}
+
+}  // namespace
+
+void Metrics::set_chain_tags(std::string_view chain, std::uint64_t safe, std::uint64_t finalized) {
+    impl_->chain_safe.Add({{"chain", s(chain)}}).Set(static_cast<double>(safe));
+    impl_->chain_finalized.Add({{"chain", s(chain)}}).Set(static_cast<double>(finalized));
+}
+
+void Metrics::observe_journal_commit(double seconds) {
+    impl_->journal_commit.Observe(seconds);
+}
+
 std::string Metrics::render() const {
     {
         std::lock_guard lock(impl_->scrape_mu);
         if (impl_->jwks_age_source) impl_->jwks_age.Set(impl_->jwks_age_source());
+        Impl& m = *impl_;
+        // utime and stime are fields 14 and 15 of the stat line (11 and 12 after the state),
+        // starttime 22 (19), in clock ticks; vsize 23 (20) in bytes, rss 24 (21) in pages.
+        const auto f = proc_stat_fields();
+        if (f.size() > 21) {
+            const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+            const double cpu = (std::stod(f[11]) + std::stod(f[12])) / tick;
+            if (cpu > m.process_cpu_seen) m.process_cpu.Increment(cpu - m.process_cpu_seen);
+            m.process_cpu_seen = std::max(cpu, m.process_cpu_seen);
+            m.process_vsz.Set(std::stod(f[20]));
+            m.process_rss.Set(std::stod(f[21]) * static_cast<double>(::sysconf(_SC_PAGESIZE)));
+            // Boot time (btime of /proc/stat) plus the ticks since boot at its start.
+            std::ifstream stat("/proc/stat");
+            for (std::string key; stat >> key;) {
+                if (key != "btime") continue;
+                double boot = 0;
+                stat >> boot;
+                m.process_start.Set(boot + std::stod(f[19]) / tick);
+                break;
+            }
+        }
+        std::error_code ec;
+        std::size_t fds = 0;
+        for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+             !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+            ++fds;
+        m.process_fds.Set(static_cast<double>(fds));
+        rlimit limit{};
+        if (::getrlimit(RLIMIT_NOFILE, &limit) == 0)
+            m.process_max_fds.Set(static_cast<double>(limit.rlim_cur));
     }
     std::ostringstream out;
     prom::TextSerializer().Serialize(out, impl_->registry.Collect());

@@ -459,7 +459,9 @@ void JournalService::run_batch(std::vector<TaskPtr>& batch) {
         }
         if (lost.empty()) {
             committing = true;
+            const auto began = std::chrono::steady_clock::now();
             journal_->commit();
+            if (options_.on_commit) options_.on_commit(std::chrono::steady_clock::now() - began);
         }
     } catch (const std::exception& e) {
         // The transaction (or its commit) failed: nothing of the batch was kept, unless the

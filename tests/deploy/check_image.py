@@ -121,18 +121,31 @@ def main():
     check("chain-gateway" in health and "--probe" in health,
           "the HEALTHCHECK does not run the binary's own --probe (the image has no curl)")
     labels = " ".join(words.get("LABEL", []))
-    for label in ["title", "version", "source", "licenses"]:
+    for label in ["title", "version", "description"]:
         check(f"org.opencontainers.image.{label}=" in labels, f"no OCI label image.{label}")
+    # The command and the HEALTHCHECK read the file GATEWAY_CONFIG names, which the image has.
+    env = dict(e.split("=", 1) for r in words.get("ENV", []) for e in r.split() if "=" in e)
+    target = env.get("GATEWAY_CONFIG", "")
+    check(target, "no ENV GATEWAY_CONFIG: the command and the HEALTHCHECK would read different files")
+    check("--config" not in " ".join(words.get("CMD", []) + words.get("ENTRYPOINT", [])),
+          "the command names a --config of its own, which the HEALTHCHECK would not read")
     copies = [r.split() for r in words.get("COPY", []) if not r.startswith("--from")]
-    config = [c for c in copies if c[-1] == "/etc/chain-gateway/gateway.yaml"]
-    check(len(config) == 1, "no default configuration copied to /etc/chain-gateway/gateway.yaml")
+    config = [c for c in copies if c[-1] == target]
+    check(len(config) == 1, f"no default configuration copied to GATEWAY_CONFIG ({target})")
+    # The binary copied from where the build stage built it.
+    from_build = [r.split() for r in words.get("COPY", []) if r.startswith("--from=build")]
+    built = re.search(r"BUILD_DIR=(\S+)", build_runs)
+    check(built and any(c[1] == built.group(1) + "/src/chain-gateway" for c in from_build),
+          "the runtime stage does not copy the binary from the build stage's BUILD_DIR")
+    # Every package the runtime stage names exists (installed here, as the -dev packages pull in).
+    for package in sorted(installed):
+        check(run("dpkg-query", "-W", package).returncode == 0,
+              f"the runtime stage installs {package}, which is not a package here")
     if config:
         env = dict(os.environ, UPSTREAM_URL="http://10.0.0.5:8545",
                    GATEWAY_ADMIN_TOKEN="an-admin-token-of-the-pod")
         r = run(binary, "--check-config", os.path.join(source, config[0][0]), env=env)
         check(r.returncode == 0, "the default configuration is not valid: " + r.stdout + r.stderr)
-    entry = " ".join(words.get("ENTRYPOINT", []) + words.get("CMD", []))
-    check("/etc/chain-gateway/gateway.yaml" in entry, "the default command does not use it")
 
     # The build context.
     with open(os.path.join(source, ".dockerignore")) as f:

@@ -1,8 +1,8 @@
 // What deployments rely on: `chain-gateway --probe`, the binary asking its own admin listener
 // (the image has no curl), against a running gateway, one with nothing behind its port, and a
-// path that is not there; and that every metric the shipped alerts name is served by a running
-// gateway, before anything has happened (its series at zero), so that an alert's expression
-// never silently matches nothing for a misspelled or missing name.
+// path that is not there; and that every metric the shipped alerts and dashboard name is served
+// by a running gateway (its series at zero, or after one read of each kind), so that an
+// expression never silently matches nothing for a misspelled or missing name.
 
 #include "integration/devnet.hpp"
 #include "support/fake_upstream.hpp"
@@ -57,6 +57,11 @@ TEST(Deploy, TheBinaryProbesItsOwnAdminListener) {
                                    "    upstreams:\n      - {{id: node, url: \"{}\"}}\n",
                                    admin, dir, node.url()));
     EXPECT_EQ(probe({config}).exit_code, 0) << probe({config}).out;
+    // Or the file GATEWAY_CONFIG names, as the image's HEALTHCHECK (`--probe` alone).
+    CommandResult from_env =
+        run_command({"/usr/bin/env", "GATEWAY_CONFIG=" + config, gateway_binary(), "--probe"},
+                    std::chrono::seconds(10));
+    EXPECT_EQ(from_env.exit_code, 0) << from_env.out << from_env.err;
 
     // Gone: unhealthy at once (nothing listens).
     gw.process().signal(SIGKILL);
@@ -76,7 +81,7 @@ std::set<std::string> metrics_named_in(const std::string& path) {
     text << in.rdbuf();
     const std::string all = text.str();
     std::set<std::string> names;
-    static const std::regex kName("gateway_[a-z_]+");
+    static const std::regex kName("(gateway|process)_[a-z_]+");
     for (auto it = std::sregex_iterator(all.begin(), all.end(), kName);
          it != std::sregex_iterator(); ++it) {
         std::string name = it->str();
@@ -89,27 +94,45 @@ std::set<std::string> metrics_named_in(const std::string& path) {
     return names;
 }
 
-TEST(Deploy, EveryMetricTheAlertsNameIsServed) {
+TEST(Deploy, EveryMetricTheAlertsAndTheDashboardNameIsServed) {
     const std::string dir = make_temp_dir("gateway-metrics");
-    FakeUpstream node;
+    // Two nodes that refuse eth_call (HTTP 500): a call fails over from one to the other.
+    auto refuse_calls = [](const std::string& method,
+                           const boost::json::value&) -> std::optional<FakeReply> {
+        if (method == "eth_call") return FakeReply::http(500, "overloaded");
+        return std::nullopt;
+    };
+    FakeUpstream a(31337, refuse_calls), b(31337, refuse_calls);
     ::setenv("GATEWAY_DEPLOY_TEST_KEY",
              "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", 1);
-    GatewayProcess gw(dir,
-                      fmt::format("  - name: devnet\n"
-                                  "    chain_id: 31337\n"
-                                  "    tx: {{poll_interval_ms: 50}}\n"
-                                  "    upstreams:\n"
-                                  "      - {{id: node, url: \"{}\"}}\n"
-                                  "    accounts:\n"
-                                  "      - {{address: "
-                                  "\"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266\", signer: hot}}\n",
-                                  node.url()),
-                      "", "",
-                      "signers:\n  - {id: hot, type: local, key_env: GATEWAY_DEPLOY_TEST_KEY}\n");
+    GatewayProcess gw(
+        dir,
+        fmt::format(
+            "  - name: devnet\n"
+            "    chain_id: 31337\n"
+            "    tx: {{poll_interval_ms: 50}}\n"
+            "    upstreams:\n"
+            "      - {{id: node-a, url: \"{}\"}}\n"
+            "      - {{id: node-b, url: \"{}\"}}\n"
+            "    accounts:\n"
+            "      - {{address: \"0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266\", signer: hot}}\n",
+            a.url(), b.url()),
+        "", "", "signers:\n  - {id: hot, type: local, key_env: GATEWAY_DEPLOY_TEST_KEY}\n");
     ASSERT_TRUE(gw.wait_ready()) << gw.process().output();
-    const auto names =
+    // What a dashboard reads only once there is traffic: a read, a cacheable read, a failing call.
+    http_post(gw.port(), "/", rpc_body("eth_blockNumber", "[]"));
+    http_post(gw.port(), "/", rpc_body("eth_getBlockByNumber", "[\"0x1\", false]"));
+    http_post(gw.port(), "/",
+              rpc_body("eth_call",
+                       "[{\"to\":\"0x00000000000000000000000000000000000000aa\"}, \"latest\"]"));
+
+    std::set<std::string> names =
         metrics_named_in(std::string(GATEWAY_SOURCE_DIR) + "/deploy/prometheus/alerts.yaml");
     ASSERT_GE(names.size(), 8u);
+    const auto dashboard =
+        metrics_named_in(std::string(GATEWAY_SOURCE_DIR) + "/deploy/grafana/chain-gateway.json");
+    ASSERT_GE(dashboard.size(), 20u);
+    names.insert(dashboard.begin(), dashboard.end());
     std::string missing;
     // A series of each (HELP and TYPE lines alone would not do: an expression matches series).
     ASSERT_TRUE(wait_until(
@@ -117,7 +140,7 @@ TEST(Deploy, EveryMetricTheAlertsNameIsServed) {
             const std::string metrics = http_get(gw.admin_port(), "/metrics").body;
             missing.clear();
             for (const auto& name : names) {
-                const std::regex series("(^|\n)" + name + "(_bucket|_count|_sum)?[{ ]");
+                const std::regex series("(^|\\n)" + name + "(_bucket|_count|_sum)?[{ ]");
                 if (!std::regex_search(metrics, series)) missing += name + " ";
             }
             return missing.empty();

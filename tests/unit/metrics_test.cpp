@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <ctime>
+#include <sstream>
+
 namespace gateway::metrics {
 namespace {
 
@@ -108,8 +111,16 @@ TEST(Metrics, CallsAnsweredTogetherAreObservedOnceWithTheirCount) {
     for (int i = 0; i < 5; ++i) one_by_one.observe_call("devnet", "eth_getBalance", "ok", 0.003);
     for (int i = 0; i < 2; ++i) one_by_one.observe_call("devnet", "eth_getBalance", "ok", 0.01);
     for (int i = 0; i < 3; ++i) one_by_one.observe_call("devnet", "eth_getBalance", "ok", 99);
+    // (Less the process's own, read from /proc at each scrape.)
+    const auto without_process = [](const std::string& text) {
+        std::string out;
+        std::istringstream lines(text);
+        for (std::string line; std::getline(lines, line);)
+            if (line.find("process_") == std::string::npos) out += line + "\n";
+        return out;
+    };
     const std::string text = together.render();
-    EXPECT_EQ(text, one_by_one.render());
+    EXPECT_EQ(without_process(text), without_process(one_by_one.render()));
     EXPECT_THAT(
         text,
         HasSubstr(
@@ -193,6 +204,49 @@ TEST(Metrics, TheJournalsHealthRefusalsAndReopens) {
     EXPECT_THAT(text, HasSubstr(R"(gateway_journal_refusals_total{reason="timeout"} 2)"));
     EXPECT_THAT(text, HasSubstr(R"(gateway_journal_refusals_total{reason="queue_full"} 1)"));
     EXPECT_THAT(text, HasSubstr(R"(gateway_journal_reopens_total{outcome="ok"} 1)"));
+}
+
+// The process as every exporter shows it, read at each scrape; the chain's safe and finalized
+// blocks; the journal's commits; and the series declared at zero before anything happens.
+TEST(Metrics, TheProcessTheChainsTagsTheJournalsCommitsAndSeriesAtZero) {
+    Metrics m;
+    m.set_chain_tags("devnet", 90, 64);
+    m.observe_journal_commit(0.003);
+    m.declare_chain("devnet", {"QUEUED", "DEAD_LETTER"}, {"QUEUED"}, {"0xabc"});
+    m.declare_journal({"timeout"});
+    volatile double spin = 0;  // some CPU time to see
+    for (int i = 0; i < 20'000'000; ++i) spin = spin + i;
+    const std::string text = m.render();
+    EXPECT_THAT(text, HasSubstr(R"(gateway_chain_safe_block{chain="devnet"} 90)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_chain_finalized_block{chain="devnet"} 64)"));
+    EXPECT_THAT(text, HasSubstr("gateway_journal_commit_duration_seconds_count 1"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_journal_commit_duration_seconds_bucket{le="0.005"} 1)"));
+    EXPECT_THAT(text,
+                HasSubstr(R"(gateway_transactions_total{chain="devnet",state="DEAD_LETTER"} 0)"));
+    EXPECT_THAT(
+        text, HasSubstr(R"(gateway_managed_transactions_total{chain="devnet",state="QUEUED"} 0)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_stuck_at_fee_cap{chain="devnet",sender="0xabc"} 0)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_reorg_depth_blocks_count{chain="devnet"} 0)"));
+    EXPECT_THAT(text, HasSubstr(R"(gateway_journal_refusals_total{reason="timeout"} 0)"));
+    auto value = [&](const std::string& name) {
+        const auto at = text.find("\n" + name + " ");
+        EXPECT_NE(at, std::string::npos) << name;
+        return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size() + 2));
+    };
+    EXPECT_GT(value("process_cpu_seconds_total"), 0.0);
+    EXPECT_GT(value("process_resident_memory_bytes"), 1024.0 * 1024);
+    EXPECT_GE(value("process_virtual_memory_bytes"), value("process_resident_memory_bytes"));
+    EXPECT_GE(value("process_open_fds"), 3.0);
+    EXPECT_GE(value("process_max_fds"), value("process_open_fds"));
+    const double now = static_cast<double>(std::time(nullptr));
+    EXPECT_GT(value("process_start_time_seconds"), now - 3600);
+    EXPECT_LE(value("process_start_time_seconds"), now + 1);
+    // A counter: a second scrape never goes back.
+    const double cpu = value("process_cpu_seconds_total");
+    const std::string again = m.render();
+    const auto at = again.find("\nprocess_cpu_seconds_total ");
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_GE(std::stod(again.substr(at + 28)), cpu);
 }
 
 }  // namespace

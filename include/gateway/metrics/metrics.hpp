@@ -31,9 +31,11 @@ public:
     Metrics();
     ~Metrics();
     /// Creates a chain's series at zero before anything happens, so that an alert's expression
-    /// has a series to read from the start: its transactions (and managed ones, with senders) in
-    /// each of `states`, its reorg histogram, and each managed sender's stuck-at-cap gauge.
-    void declare_chain(std::string_view chain, const std::vector<std::string_view>& states,
+    /// has a series to read from the start: its raw transactions in each of `raw_states`, its
+    /// managed ones (with senders) in each of `managed_states`, its reorg histogram, stale answers
+    /// and replacements, and each managed sender's stuck-at-cap gauge.
+    void declare_chain(std::string_view chain, const std::vector<std::string_view>& raw_states,
+                       const std::vector<std::string_view>& managed_states,
                        const std::vector<std::string>& managed_senders);
     /// The journal's refusals, one series per reason at zero.
     void declare_journal(const std::vector<std::string_view>& refusal_reasons);
@@ -93,6 +95,10 @@ public:
     /// A reorg of `depth` blocks was seen on a chain.
     void count_reorg(std::string_view chain, std::uint64_t depth);
     /// Unfinished transactions the gateway holds for a chain.
+    /// The chain's safe and finalized blocks (the nodes' tags, or the head less finality_depth).
+    void set_chain_tags(std::string_view chain, std::uint64_t safe, std::uint64_t finalized);
+    /// One commit of the journal (the COMMIT with its sync to disk).
+    void observe_journal_commit(double seconds);
     void set_transactions_held(std::string_view chain, double count);
     /// When the oldest transaction the chain's queue holds unfinished was accepted (Unix ms; 0:
     /// none), for alerts on `time() - ...`.

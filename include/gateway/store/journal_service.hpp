@@ -48,6 +48,9 @@ struct JournalOptions {
     std::chrono::milliseconds reopen_max{15000};
     /// Told every event, on the thread it happens on (the journal's, or a caller's).
     std::function<void(JournalEvent)> on_event;
+    /// Told how long each commit of callers' operations took (the COMMIT with its sync to disk),
+    /// on the journal thread.
+    std::function<void(std::chrono::nanoseconds)> on_commit;
     /// Finished transactions whose last change is older than this are deleted (store.retention_ms);
     /// 0: none are.
     std::chrono::milliseconds retention{0};
