@@ -30,6 +30,8 @@ namespace prom = prometheus;
 
 namespace {
 
+// The circuit breaker's states, by the number gateway_upstream_breaker_state gives each.
+constexpr const char* kBreakerStates[] = {"closed", "open", "half_open"};
 // Blocks a reorg drops.
 const prom::Histogram::BucketBoundaries kDepthBuckets{1, 2, 3, 5, 10, 20, 50, 128};
 const prom::Histogram::BucketBoundaries kLatencyBuckets{
@@ -197,6 +199,10 @@ struct Metrics::Impl {
     prom::Family<prom::Gauge>& upstream_breaker =
         gauge(registry, "gateway_upstream_breaker_state",
               "The upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
+    prom::Family<prom::Gauge>& upstream_breaker_states =
+        gauge(registry, "gateway_upstream_breaker",
+              "1 for the state the upstream's circuit breaker is in (closed, open, half_open), "
+              "else 0");
     prom::Family<prom::Gauge>& upstream_latency =
         gauge(registry, "gateway_upstream_latency_seconds",
               "Probe latency of the upstream: stat is ewma or p90");
@@ -449,6 +455,12 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
     impl_->upstream_lag.Add(labels).Set(g.lag);
     impl_->upstream_score.Add(labels).Set(g.score);
     impl_->upstream_breaker.Add(labels).Set(g.breaker);
+    // The same as a state set, as Prometheus users read a state: one series per state.
+    for (int i = 0; i < 3; ++i) {
+        prom::Labels l = labels;
+        l["state"] = kBreakerStates[i];
+        impl_->upstream_breaker_states.Add(l).Set(static_cast<int>(g.breaker) == i ? 1 : 0);
+    }
     prom::Labels ewma = labels;
     ewma["stat"] = "ewma";
     impl_->upstream_latency.Add(ewma).Set(g.latency_ewma_seconds);

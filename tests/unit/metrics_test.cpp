@@ -52,6 +52,18 @@ TEST(Metrics, RendersEveryFamilyWithItsLabels) {
         HasSubstr(R"(gateway_request_duration_seconds_count{chain="devnet",method="eth_call"} 2)"));
     EXPECT_THAT(text, HasSubstr(R"(gateway_http_responses_total{code="200",listener="rpc"} 1)"));
     EXPECT_THAT(text, HasSubstr("gateway_in_flight_requests 2"));
+    // The breaker as a state set too: its state 1, the others 0.
+    EXPECT_THAT(
+        text,
+        HasSubstr(R"(gateway_upstream_breaker{chain="devnet",state="open",upstream="node-a"} 1)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_upstream_breaker{chain="devnet",state="closed",upstream="node-a"} 0)"));
+    EXPECT_THAT(
+        text,
+        HasSubstr(
+            R"(gateway_upstream_breaker{chain="devnet",state="half_open",upstream="node-a"} 0)"));
     EXPECT_THAT(
         text,
         HasSubstr(
