@@ -97,6 +97,50 @@ struct EventStream::Position {
             recent = r->get_array();
         return true;
     }
+
+    // Forgets the blocks from `from` on (they are sent, and remembered, again).
+    void forget_from(std::uint64_t from) {
+        json::array below;
+        for (auto& b : recent)
+            if (b.at("n").to_number<std::uint64_t>() < from) below.push_back(std::move(b));
+        recent = std::move(below);
+    }
+
+    // Remembers an event sent, under its block (events come in block order).
+    void remember(std::uint64_t block, std::string_view hash, const json::value& id,
+                  const json::object& log) {
+        if (recent.empty() || recent.back().at("n").to_number<std::uint64_t>() != block)
+            recent.push_back(
+                json::object{{"n", block}, {"h", std::string(hash)}, {"events", json::array{}}});
+        recent.back().at("events").as_array().push_back(json::object{{"id", id}, {"log", log}});
+    }
+
+    // With `last` (hash `last_hash`) the checkpoint's block: remembers it, and forgets what is
+    // too deep to undo. Between the kept ones, only the checkpoint's block and the blocks with
+    // events are remembered, at most kRememberedBytes of them, the newest (the checkpoint's block
+    // always).
+    void trim(std::uint64_t last, const std::string& last_hash) {
+        if (recent.empty() || recent.back().at("n").to_number<std::uint64_t>() != last)
+            recent.push_back(
+                json::object{{"n", last}, {"h", last_hash}, {"events", json::array{}}});
+        json::array kept;
+        for (auto& b : recent) {
+            const auto n = b.at("n").to_number<std::uint64_t>();
+            if (n + kRememberedBlocks <= last) continue;
+            if (n != last && b.at("events").as_array().empty()) continue;
+            kept.push_back(std::move(b));
+        }
+        std::size_t bytes = 0;
+        std::size_t oldest = kept.size();
+        while (oldest > 0) {
+            bytes += json::serialize(kept[oldest - 1]).size();
+            if (bytes > kRememberedBytes && oldest < kept.size()) break;
+            --oldest;
+        }
+        if (oldest > 0)
+            kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(oldest));
+        recent = std::move(kept);
+    }
 };
 
 struct EventStream::Impl {
@@ -418,9 +462,7 @@ asio::awaitable<std::optional<std::string>> EventStream::block_hash(std::uint64_
     const json::object* block = result ? result->if_object() : nullptr;
     const json::value* hash = block ? block->if_contains("hash") : nullptr;
     if (hash && hash->is_string()) co_return std::string(hash->get_string());
-    std::string why = got.outcome == upstream::Forwarded::Outcome::answered && got.reply.is_error()
-                          ? got.reply.error.message
-                          : got.error.message;
+    std::string why = got.failure();
     if (why.empty()) why = "no node has it";
     failed(fmt::format("block {} cannot be read: {}", number, util::utf8_prefix(why, 300)));
     co_return std::nullopt;
@@ -587,14 +629,10 @@ asio::awaitable<bool> EventStream::step_logs() {
         "eth_getLogs", std::move(params), to, Clock::now() + std::chrono::seconds(30));
     const auto result = got.result_json();
     if (!result || !result->is_array()) {
-        std::string why =
-            got.outcome == upstream::Forwarded::Outcome::answered && got.reply.is_error()
-                ? got.reply.error.message
-                : got.error.message;
         // Perhaps too much for the node at once: a smaller range next time.
         impl_->span = std::max<std::uint64_t>(1, impl_->span / 2);
         failed(fmt::format("eth_getLogs of blocks {}-{} failed: {}", from, to,
-                           util::utf8_prefix(why, 300)));
+                           util::utf8_prefix(got.failure(), 300)));
         co_return false;
     }
 
@@ -650,12 +688,7 @@ asio::awaitable<bool> EventStream::step_logs() {
     // so a reorg must undo what was sent, acknowledged or not. What was sent of this range before
     // (a failed delivery) is replaced by what the range holds now.
     Position next = impl_->position;
-    {
-        json::array below;
-        for (auto& b : next.recent)
-            if (b.at("n").to_number<std::uint64_t>() < from) below.push_back(std::move(b));
-        next.recent = std::move(below);
-    }
+    next.forget_from(from);
     json::array list;
     for (std::size_t i = 0; i < count; ++i) {
         const json::object& log = *events[i].log;
@@ -666,39 +699,10 @@ asio::awaitable<bool> EventStream::step_logs() {
         e["removed"] = false;
         e["blockNumber"] = events[i].block;
         e["log"] = log;
-        // Remembered by block, to undo after a reorg.
-        if (next.recent.empty() ||
-            next.recent.back().at("n").to_number<std::uint64_t>() != events[i].block)
-            next.recent.push_back(json::object{{"n", events[i].block},
-                                               {"h", std::string(events[i].hash)},
-                                               {"events", json::array{}}});
-        next.recent.back().at("events").as_array().push_back(
-            json::object{{"id", e["id"]}, {"log", log}});
+        next.remember(events[i].block, events[i].hash, e["id"], log);
         list.push_back(std::move(e));
     }
-    if (next.recent.empty() || next.recent.back().at("n").to_number<std::uint64_t>() != last)
-        next.recent.push_back(
-            json::object{{"n", last}, {"h", last_hash}, {"events", json::array{}}});
-    // Forget what is too deep to undo; between the kept ones, only the checkpoint's block and
-    // the blocks with events are remembered.
-    json::array kept;
-    for (auto& b : next.recent) {
-        const auto n = b.at("n").to_number<std::uint64_t>();
-        const bool is_tip = n == last;
-        if (n + kRememberedBlocks <= last) continue;
-        if (!is_tip && b.at("events").as_array().empty()) continue;
-        kept.push_back(std::move(b));
-    }
-    // At most kRememberedBytes of them, the newest (the checkpoint's block always).
-    std::size_t bytes = 0;
-    std::size_t oldest = kept.size();
-    while (oldest > 0) {
-        bytes += json::serialize(kept[oldest - 1]).size();
-        if (bytes > kRememberedBytes && oldest < kept.size()) break;
-        --oldest;
-    }
-    if (oldest > 0) kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(oldest));
-    next.recent = std::move(kept);
+    next.trim(last, last_hash);
 
     if (count > 0) {
         if (!co_await save(next, impl_->paused)) co_return false;
@@ -814,10 +818,7 @@ asio::awaitable<StreamAnswer> EventStream::act_owned(std::string action,
         Position again = impl_->position;
         again.next_block = from_block;
         // What is remembered above it is delivered again (and remembered again).
-        json::array kept;
-        for (const auto& b : again.recent)
-            if (from_block && b.at("n").to_number<std::uint64_t>() < *from_block) kept.push_back(b);
-        again.recent = std::move(kept);
+        again.forget_from(from_block.value_or(0));
         ok = co_await save(std::move(again), impl_->paused);
         impl_->failures = 0;
         impl_->not_before = {};

@@ -74,8 +74,7 @@ asio::awaitable<std::optional<Fees>> ManagedSenders::estimate_fees(std::string& 
     upstream::Forwarded f =
         co_await pool_.forward("eth_gasPrice", std::move(params), false, deadline);
     if (f.outcome != upstream::Forwarded::Outcome::answered || f.reply.is_error()) {
-        why = "waiting for a node to estimate fees: " +
-              (f.reply.is_error() ? f.reply.error.message : f.error.message);
+        why = "waiting for a node to estimate fees: " + f.failure();
         co_return std::nullopt;
     }
     const auto gp = f.result_quantity();

@@ -51,6 +51,10 @@ std::optional<std::uint64_t> Forwarded::result_quantity() const {
     return jsonrpc::parse_quantity(v->get_string());
 }
 
+const std::string& Forwarded::failure() const {
+    return outcome == Outcome::answered && reply.is_error() ? reply.error.message : error.message;
+}
+
 ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor executor,
                      metrics::Metrics* metrics, const util::Clock& clock)
     : config_(config), executor_(std::move(executor)), metrics_(metrics), clock_(clock) {

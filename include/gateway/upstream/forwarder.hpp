@@ -44,6 +44,9 @@ struct Forwarded {
     std::optional<boost::json::value> result_json() const;
     /// The result as a quantity ("0x1a"): nullopt as for result_json(), or when it is not one.
     std::optional<std::uint64_t> result_quantity() const;
+    /// Why there is no result: the node's error when it answered one, else why no node answered
+    /// (empty when a node answered a result).
+    const std::string& failure() const;
 };
 
 /// The answer to a call whose answer passed its request's AnswerBudget (`limit` bytes).
