@@ -536,40 +536,33 @@ public:
     ChangesPage changes(std::string_view chain, std::int64_t after_raw, std::int64_t after_managed,
                         std::size_t limit) override {
         ChangesPage page;
-        std::vector<StateChange>& out = page.changes;
-        // Fewer than `limit` of a kind: every change of it there is now was read (SQLite's writes
-        // are one at a time), so the next read starts after the last one, whatever it was.
         const auto [raw_last, managed_last] = last_changes();
-        std::size_t raws = 0;
-        {
-            Stmt st(*this,
-                    "SELECT e.id, t.hash, t.sender, t.nonce, e.state, e.reason, e.at_ms FROM "
-                    "transaction_events e JOIN transactions t ON t.id = e.tx WHERE e.id > ?1 AND "
-                    "t.chain = ?2 AND t.parent IS NULL ORDER BY e.id LIMIT ?3;");
-            st.integer(1, after_raw).text(2, chain).integer(3, static_cast<std::int64_t>(limit));
-            while (st.step()) {
-                StateChange c;
-                c.seq = st.column_int(0);
-                c.tx = st.column_text(1);
-                c.sender = st.column_text(2);
-                c.nonce = static_cast<std::uint64_t>(st.column_int(3));
-                c.state = parse_tx_state(st.column_text(4)).value_or(TxState::failed);
-                c.reason = st.column_text(5);
-                c.at_ms = st.column_int(6);
-                out.push_back(std::move(c));
-                ++raws;
-            }
-        }
-        page.raw_upto = raws < limit ? std::max(after_raw, raw_last) : out.back().seq;
-        const std::size_t first_managed = out.size();
-        Stmt st(*this,
-                "SELECT e.id, m.id, m.sender, m.nonce, e.state, e.reason, e.at_ms, "
-                "m.idempotency_key FROM managed_events e JOIN managed_transactions m ON m.id = "
-                "e.managed_id WHERE e.id > ?1 AND m.chain = ?2 ORDER BY e.id LIMIT ?3;");
-        st.integer(1, after_managed).text(2, chain).integer(3, static_cast<std::int64_t>(limit));
+        page.raw_upto = read_changes(
+            "SELECT e.id, t.hash, t.sender, t.nonce, e.state, e.reason, e.at_ms, NULL FROM "
+            "transaction_events e JOIN transactions t ON t.id = e.tx WHERE e.id > ?1 AND "
+            "t.chain = ?2 AND t.parent IS NULL ORDER BY e.id LIMIT ?3;",
+            false, chain, after_raw, raw_last, limit, page.changes);
+        page.managed_upto = read_changes(
+            "SELECT e.id, m.id, m.sender, m.nonce, e.state, e.reason, e.at_ms, m.idempotency_key "
+            "FROM managed_events e JOIN managed_transactions m ON m.id = e.managed_id WHERE "
+            "e.id > ?1 AND m.chain = ?2 ORDER BY e.id LIMIT ?3;",
+            true, chain, after_managed, managed_last, limit, page.changes);
+        return page;
+    }
+
+    // One kind's changes (`sql`: id, transaction, sender, nonce, state, reason, at, key) after
+    // `after`, appended to `out`; where the next read starts. Fewer than `limit`: every change of
+    // the kind there is now was read (SQLite's writes are one at a time), so after `last`,
+    // whatever it was.
+    std::int64_t read_changes(const char* sql, bool managed, std::string_view chain,
+                              std::int64_t after, std::int64_t last, std::size_t limit,
+                              std::vector<StateChange>& out) {
+        Stmt st(*this, sql);
+        st.integer(1, after).text(2, chain).integer(3, static_cast<std::int64_t>(limit));
+        std::size_t read = 0;
         while (st.step()) {
             StateChange c;
-            c.managed = true;
+            c.managed = managed;
             c.seq = st.column_int(0);
             c.tx = st.column_text(1);
             c.sender = st.column_text(2);
@@ -579,11 +572,9 @@ public:
             c.at_ms = st.column_int(6);
             if (!st.is_null(7)) c.idempotency_key = st.column_text(7);
             out.push_back(std::move(c));
+            ++read;
         }
-        page.managed_upto = out.size() - first_managed < limit
-                                ? std::max(after_managed, managed_last)
-                                : out.back().seq;
-        return page;
+        return read < limit ? std::max(after, last) : out.back().seq;
     }
 
     std::vector<TxEvent> managed_history(std::string_view id) override {
