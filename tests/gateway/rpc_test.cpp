@@ -254,12 +254,8 @@ TEST_F(GatewayTest, AnUnreachableUpstreamIsSkippedAndMarkedDown) {
     }
     // Failed probes take it down. (Whether failed calls opened its breaker first depends on
     // how many calls it got before: GatewayTest.TheBreakerOpens... tests the breaker.)
-    json::value s;
-    for (int i = 0; i < 100; ++i) {
-        s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
-        if (s.at("upstreams").at(0).at("state") == "down") break;
-        std::this_thread::sleep_for(10ms);
-    }
+    EXPECT_TRUE(wait_state("node-0", "down"));
+    const json::value s = upstreams();
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "down");
     EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),
                 HasSubstr("refused"));
@@ -402,11 +398,7 @@ TEST_F(GatewayTest, AnUpstreamOnAnotherChainIsExcluded) {
     FakeUpstream wrong(1, on("eth_gasPrice", FakeReply::ok("\"0x999\"")));
     FakeUpstream right(31337, on("eth_gasPrice", FakeReply::ok("\"0x1\"")));
     start({wrong.url(), right.url()});
-    for (int i = 0; i < 100; ++i) {
-        auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
-        if (s.at("upstreams").at(0).at("state") == "wrong_chain") break;
-        std::this_thread::sleep_for(10ms);
-    }
+    EXPECT_TRUE(wait_state("node-0", "wrong_chain"));
     auto s = json::parse(test::http_get(admin_port(), "/admin/upstreams").body);
     EXPECT_EQ(s.at("upstreams").at(0).at("state"), "wrong_chain");
     EXPECT_THAT(std::string(s.at("upstreams").at(0).at("reason").as_string()),

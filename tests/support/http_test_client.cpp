@@ -7,9 +7,13 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 #include <algorithm>
+#include <stdexcept>
 
 namespace gateway::test {
 
@@ -107,9 +111,21 @@ HttpReply http_get(std::uint16_t port, const std::string& target) {
 }
 
 std::uint16_t closed_port() {
-    asio::io_context ioc;
-    tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    return a.local_endpoint().port();
+    // Bound and never listening, the socket is kept until the process ends: a connection is
+    // refused, and no other test's server (run in parallel) nor any outgoing connection's source
+    // port (a connection to itself would succeed) can take the port meanwhile.
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error("closed_port: socket() failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        ::close(fd);
+        throw std::runtime_error("closed_port: bind() failed");
+    }
+    return ntohs(addr.sin_port);
 }
 
 std::string rpc_body(const std::string& method, const std::string& params_json, int id) {

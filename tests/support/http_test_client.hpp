@@ -58,7 +58,7 @@ private:
 HttpReply http_post(std::uint16_t port, const std::string& target, const std::string& body);
 HttpReply http_get(std::uint16_t port, const std::string& target);
 
-/// A loopback port nothing listens on (bound once by the system, then released).
+/// A loopback port nothing listens on: held, bound and not listening, until the process ends.
 std::uint16_t closed_port();
 
 /// A JSON-RPC call body: {"jsonrpc":"2.0","id":id,"method":method,"params":params_json}.
