@@ -250,10 +250,10 @@ void read_cache(const Reader& r, const YAML::Node& n, const std::string& path, C
 
 void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path,
                    UpstreamConfig& u) {
-    r.check_keys(
-        n, path,
-        {"id", "url", "tier", "timeout_ms", "max_idle_connections", "max_response_bytes", "ca_file",
-         "max_rps", "max_concurrency", "max_logs_range", "max_batch_size", "accept_gzip"});
+    r.check_keys(n, path,
+                 {"id", "url", "url_file", "tier", "timeout_ms", "max_idle_connections",
+                  "max_response_bytes", "ca_file", "max_rps", "max_concurrency", "max_logs_range",
+                  "max_batch_size", "accept_gzip"});
     if_set(n, "accept_gzip",
            [&](auto& v) { u.accept_gzip = read_bool(r, v, path + ".accept_gzip"); });
     if_set(n, "max_rps", [&](auto& v) {
@@ -277,15 +277,36 @@ void read_upstream(const Reader& r, const YAML::Node& n, const std::string& path
                            "letter or digit",
                            util::utf8_prefix(u.id, 80)));
 
+    // A provider's URL often holds its API key: `url_file` reads it from a file (a mounted
+    // Secret, which a reload picks up when it is rotated) rather than from the config.
     const YAML::Node url = n["url"];
-    if (!url.IsDefined() || url.IsNull()) r.fail(n, path + ".url", "is required");
-    u.url = r.scalar(url, path + ".url");
+    const YAML::Node url_file = n["url_file"];
+    const bool has_url = url.IsDefined() && !url.IsNull();
+    const bool has_file = url_file.IsDefined() && !url_file.IsNull();
+    if (has_url == has_file) r.fail(n, path, "takes exactly one of url and url_file");
+    const std::string key = path + (has_url ? ".url" : ".url_file");
+    const YAML::Node& at = has_url ? url : url_file;
+    if (has_url) {
+        u.url = r.scalar(url, key);
+    } else {
+        const std::string file = r.scalar(url_file, key);
+        std::ifstream in(file);
+        if (!in) r.fail(url_file, key, fmt::format("cannot read '{}'", file));
+        std::string text(4097, '\0');
+        in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        text.resize(static_cast<std::size_t>(in.gcount()));
+        if (text.size() > 4096) r.fail(url_file, key, "holds more than 4096 bytes");
+        const auto first = text.find_first_not_of(" \t\r\n");
+        const auto last = text.find_last_not_of(" \t\r\n");
+        if (first != std::string::npos) u.url = text.substr(first, last - first + 1);
+        if (u.url.empty()) r.fail(url_file, key, fmt::format("'{}' is empty", file));
+    }
     // The URL may hold an API key, so messages about it never repeat it.
     auto parsed = boost::urls::parse_absolute_uri(u.url);
-    if (!parsed) r.fail(url, path + ".url", "is not a valid absolute URL");
+    if (!parsed) r.fail(at, key, "is not a valid absolute URL");
     if (parsed->scheme() != "http" && parsed->scheme() != "https")
-        r.fail(url, path + ".url", "must start with http:// or https://");
-    if (parsed->host().empty()) r.fail(url, path + ".url", "has no host");
+        r.fail(at, key, "must start with http:// or https://");
+    if (parsed->host().empty()) r.fail(at, key, "has no host");
 
     if_set(n, "tier", [&](auto& v) {
         u.tier = r.one_of(v, path + ".tier", {"primary", "fallback"}) == "primary" ? Tier::primary

@@ -248,7 +248,7 @@ TEST(Config, UnknownKeysAreRejectedWithPathAndLine) {
 )");
     EXPECT_THAT(e, HasSubstr("test.yaml:7:9"));
     EXPECT_THAT(e, HasSubstr("chains[0].upstreams[0].weight: unknown key"));
-    EXPECT_THAT(e, HasSubstr("known here: id, url, tier"));
+    EXPECT_THAT(e, HasSubstr("known here: id, url, url_file, tier"));
 
     EXPECT_THAT(error_of("servr:\n  listen: 127.0.0.1:1\n" + kMinimal),
                 HasSubstr("test.yaml:1:1: servr: unknown key"));
@@ -274,7 +274,7 @@ TEST(Config, MissingRequiredKeys) {
     EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n"),
                 HasSubstr("chains[0].upstreams: is required"));
     EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a}]\n"),
-                HasSubstr("chains[0].upstreams[0].url: is required"));
+                HasSubstr("chains[0].upstreams[0]: takes exactly one of url and url_file"));
     EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{url: "
                          "'http://127.0.0.1:1'}]\n"),
                 HasSubstr("chains[0].upstreams[0].id: is required"));
@@ -344,6 +344,31 @@ TEST(Config, BadUrlsAreRejectedWithoutRepeatingThem) {
     EXPECT_THAT(error_of("chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, url: 'not "
                          "a url SECRETKEY'}]\n"),
                 AllOf(HasSubstr("is not a valid absolute URL"), Not(HasSubstr("SECRETKEY"))));
+}
+
+TEST(Config, AnUpstreamUrlIsReadFromAFileNamedByUrlFile) {
+    // A provider URL with its key, mounted from a Secret: read from the file, trimmed, checked
+    // like `url`, and never repeated in a message.
+    const std::string dir = test::make_temp_dir("config-url-file");
+    test::write_file(dir + "/url", "https://eth.example.com/v2/SECRETKEY\n");
+    test::write_file(dir + "/bad", "ws://eth.example.com/SECRETKEY\n");
+    test::write_file(dir + "/empty", " \n");
+    const auto upstream = [&](const std::string& fields) {
+        return "chains:\n  - name: x\n    chain_id: 1\n    upstreams: [{id: a, " + fields + "}]\n";
+    };
+    const config::Config c = test::parse(upstream("url_file: " + dir + "/url"));
+    EXPECT_EQ(c.chains[0].upstreams[0].url, "https://eth.example.com/v2/SECRETKEY");
+    EXPECT_THAT(error_of(upstream("url_file: " + dir + "/bad")),
+                AllOf(HasSubstr("chains[0].upstreams[0].url_file: must start with http://"),
+                      Not(HasSubstr("SECRETKEY"))));
+    EXPECT_THAT(error_of(upstream("url_file: " + dir + "/empty")),
+                HasSubstr("chains[0].upstreams[0].url_file: '" + dir + "/empty' is empty"));
+    EXPECT_THAT(error_of(upstream("url_file: " + dir + "/missing")),
+                HasSubstr("chains[0].upstreams[0].url_file: cannot read"));
+    EXPECT_THAT(error_of(upstream("url: 'http://127.0.0.1:1', url_file: " + dir + "/url")),
+                HasSubstr("chains[0].upstreams[0]: takes exactly one of url and url_file"));
+    EXPECT_THAT(error_of(upstream("tier: primary")),
+                HasSubstr("chains[0].upstreams[0]: takes exactly one of url and url_file"));
 }
 
 TEST(Config, DuplicatesAreRejected) {
