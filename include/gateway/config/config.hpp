@@ -22,6 +22,7 @@ struct Endpoint {
     std::string host;
     std::uint16_t port = 0;
     std::string to_string() const;
+    bool operator==(const Endpoint&) const = default;
 };
 
 /// Whether an endpoint's address is a loopback address (127.0.0.0/8, ::1): only processes on the
@@ -33,6 +34,7 @@ struct TlsConfig {
     std::string cert_file;  ///< PEM, the certificate chain
     std::string key_file;   ///< PEM, its private key
     bool enabled() const { return !cert_file.empty(); }
+    bool operator==(const TlsConfig&) const = default;
 };
 
 /// gzip of the RPC listener's answers, for deployments that are not a sidecar.
@@ -41,6 +43,7 @@ struct CompressionConfig {
     /// never. (Smaller ones gain too little for the CPU.)
     std::size_t min_bytes = 1024;
     int level = 1;  ///< zlib's, 1 (fastest) to 9 (smallest)
+    bool operator==(const CompressionConfig&) const = default;
 };
 
 struct ServerConfig {
@@ -75,12 +78,14 @@ struct ServerConfig {
     std::vector<std::string> cors_allowed_origins;
     TlsConfig tls;
     CompressionConfig compression;
+    bool operator==(const ServerConfig&) const = default;
 };
 
 struct LogConfig {
     enum class Format { json, text };
     std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
     Format format = Format::json;
+    bool operator==(const LogConfig&) const = default;
 };
 
 struct StoreConfig {
@@ -90,6 +95,7 @@ struct StoreConfig {
     /// Finished transactions are deleted this long after their last change. At least 48 hours:
     /// a managed transaction's idempotency key is honoured only while its row is kept.
     Millis retention{7 * 24 * 3'600'000};
+    bool operator==(const StoreConfig&) const = default;
 };
 
 enum class Tier { primary, fallback };
@@ -110,6 +116,7 @@ struct UpstreamConfig {
     /// and a block or a log range shrinks several times. Default: yes unless its host is a
     /// loopback address or "localhost" (a sidecar's node: compressing costs more than it saves).
     std::optional<bool> accept_gzip;
+    bool operator==(const UpstreamConfig&) const = default;
 };
 
 struct HealthConfig {
@@ -118,6 +125,7 @@ struct HealthConfig {
     unsigned healthy_threshold = 1;    ///< consecutive successes that make a down upstream usable
     unsigned unhealthy_threshold = 2;  ///< consecutive failures that make an upstream down
     std::uint64_t max_lag_blocks = 5;  ///< further behind the chain's head: no `latest` reads
+    bool operator==(const HealthConfig&) const = default;
 };
 
 struct FailoverConfig {
@@ -126,6 +134,7 @@ struct FailoverConfig {
     Millis hedge_after{0};           ///< ask a second upstream when a read is this slow; 0: off
     unsigned breaker_threshold = 5;  ///< failed calls in a row that open an upstream's breaker
     Millis breaker_cooldown{5'000};  ///< then one trial call
+    bool operator==(const FailoverConfig&) const = default;
 };
 
 struct MethodsConfig {
@@ -135,12 +144,14 @@ struct MethodsConfig {
     /// wants them through the gateway sets a deny list without them.
     std::vector<std::string> deny{"admin_*",  "debug_*", "personal_*", "miner_*", "engine_*",
                                   "txpool_*", "anvil_*", "hardhat_*",  "evm_*"};
+    bool operator==(const MethodsConfig&) const = default;
 };
 
 struct LogsConfig {
     bool split = true;             ///< split eth_getLogs ranges over max_logs_range; else refuse
     std::size_t concurrency = 4;   ///< parts of one split request fetched at once
     std::size_t max_parts = 1000;  ///< a range needing more parts is refused at once
+    bool operator==(const LogsConfig&) const = default;
 };
 
 /// How far back the chain's head is followed to tell reorgs.
@@ -150,6 +161,7 @@ struct ReorgConfig {
     /// Blocks under the head taken as final (and as safe) when the nodes do not answer the
     /// "finalized" and "safe" tags.
     std::uint64_t finality_depth = 64;
+    bool operator==(const ReorgConfig&) const = default;
 };
 
 /// Fees of transactions the gateway builds for managed senders.
@@ -158,12 +170,14 @@ struct FeeConfig {
     std::uint64_t max_priority_fee_gwei = 10;  ///< cap on maxPriorityFeePerGas
     unsigned bump_percent = 10;      ///< a replacement raises fees by max(10 % + 1 wei, this)
     unsigned bump_after_blocks = 3;  ///< blocks without inclusion before a replacement
+    bool operator==(const FeeConfig&) const = default;
 };
 
 /// How often a managed transaction is tried (signing, sending) before it is a dead letter.
 struct RetryConfig {
     unsigned max_attempts = 10;
     Millis backoff{1'000};  ///< doubles each attempt, at most a minute
+    bool operator==(const RetryConfig&) const = default;
 };
 
 struct TxConfig {
@@ -182,6 +196,7 @@ struct TxConfig {
     unsigned gas_margin_percent = 20;  ///< gas limit = eth_estimateGas x (100 + this) / 100
     FeeConfig fee;
     RetryConfig retry;
+    bool operator==(const TxConfig&) const = default;
 };
 
 /// The rules a managed sender's transactions must keep to (catalog row C2), checked before a nonce
@@ -198,8 +213,10 @@ struct PolicyConfig {
     struct Service {
         std::string url;  ///< http(s)
         Millis timeout{2'000};
+        bool operator==(const Service&) const = default;
     };
     std::optional<Service> service;
+    bool operator==(const PolicyConfig&) const = default;
 };
 
 /// A sender whose transactions the gateway builds and signs (eth_sendTransaction).
@@ -211,6 +228,7 @@ struct AccountConfig {
     std::optional<std::uint64_t> max_priority_fee_gwei;
     /// This sender's rules, in place of the chain's (not merged with them); unset: the chain's.
     std::optional<PolicyConfig> policy;
+    bool operator==(const AccountConfig&) const = default;
 };
 
 /// One signer. Which fields apply depends on `type`:
@@ -224,6 +242,7 @@ struct SignerConfig {
     std::vector<std::string> addresses;  ///< 0x-prefixed, 20 bytes (remote)
     std::vector<std::string> stub_keys_env;
     std::chrono::milliseconds timeout{10'000};  ///< one remote signing request
+    bool operator==(const SignerConfig&) const = default;
 };
 
 /// A method's place in the chain's cache (chains[].cache.methods).
@@ -242,6 +261,7 @@ struct CacheConfig {
     Millis max_stale{3'600'000};  ///< older answers are not served stale; 0: no stale serving
     bool coalesce = true;         ///< identical reads in flight together go upstream once
     std::map<std::string, CacheMode, std::less<>> methods;  ///< per-method overrides
+    bool operator==(const CacheConfig&) const = default;
 };
 
 struct ChainConfig {
@@ -257,6 +277,7 @@ struct ChainConfig {
     std::vector<AccountConfig> accounts;  ///< managed senders (eth_sendTransaction)
     std::optional<PolicyConfig> policy;   ///< every managed sender's, unless it has its own
     std::vector<UpstreamConfig> upstreams;
+    bool operator==(const ChainConfig&) const = default;
 };
 
 /// A client of the RPC listener known by its keys (auth.clients).
@@ -269,6 +290,7 @@ struct ClientConfig {
     std::vector<std::string> senders;  ///< managed senders it may use, lowercase; empty: none
     std::vector<std::string> methods;  ///< when not empty, the only methods it may call (`*` rule)
     double max_rps = 0;                ///< calls a second (each call of a batch); 0: no limit
+    bool operator==(const ClientConfig&) const = default;
 };
 
 /// Bearer tokens (JWT) issued by an authentication service, checked against its JWKS.
@@ -282,6 +304,7 @@ struct JwtConfig {
     std::vector<std::string> methods;       ///< for every token client, as clients[].methods
     double max_rps = 0;                     ///< per token client (its `sub`)
     bool enabled() const { return !jwks_url.empty(); }
+    bool operator==(const JwtConfig&) const = default;
 };
 
 struct AuthConfig {
@@ -292,6 +315,7 @@ struct AuthConfig {
     std::string admin_token;
     /// Whether the RPC listener asks clients for credentials.
     bool clients_required() const { return !clients.empty() || jwt.enabled(); }
+    bool operator==(const AuthConfig&) const = default;
 };
 
 /// An event stream (README, "Event streams"; catalog rows I1 and I2): a chain's logs that match a
@@ -320,8 +344,10 @@ struct StreamConfig {
         /// secret: never logged, never in an error message.
         std::string secret;
         std::string secret_env;
+        bool operator==(const Webhook&) const = default;
     };
     Webhook webhook;
+    bool operator==(const StreamConfig&) const = default;
 };
 
 struct Config {
@@ -332,6 +358,7 @@ struct Config {
     StoreConfig store;
     std::vector<ChainConfig> chains;
     std::vector<StreamConfig> streams;
+    bool operator==(const Config&) const = default;
 };
 
 /// A configuration that cannot be used. what() names the file, line, column and key path, e.g.
