@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <list>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -306,6 +307,13 @@ struct Authenticator::Impl {
         Digest digest;
         std::shared_ptr<const Client> client;
     };
+    // The configured clients: their keys and rate limits. A reload makes a new set; a check
+    // holds the set it started with.
+    struct Clients {
+        std::vector<ApiKey> api_keys;
+        std::unordered_map<std::string, std::shared_ptr<ClientBucket>> buckets;
+        std::map<std::string, double> rates;  // max_rps of each bucket's client
+    };
 
     bool required = false;
     config::JwtConfig jwt;
@@ -314,9 +322,8 @@ struct Authenticator::Impl {
     const util::Clock& clock;
     UnixClock unix_clock;
     std::shared_ptr<const Client> anonymous;
-    std::vector<ApiKey> api_keys;
-    // Made at construction and never changed: looked up without a lock.
-    std::unordered_map<std::string, std::unique_ptr<ClientBucket>> client_buckets;
+    mutable std::mutex clients_mu;
+    std::shared_ptr<const Clients> clients;
     TokenCache cache;
     SubBuckets sub_buckets;
 
@@ -329,19 +336,38 @@ struct Authenticator::Impl {
           clock(c),
           unix_clock(std::move(unix_now)),
           anonymous(std::make_shared<const Client>("anonymous", std::vector<std::string>{},
-                                                   std::vector<std::string>{}, true)) {
-        for (const auto& cc : config.clients) {
+                                                   std::vector<std::string>{}, true)),
+          clients(make_clients(config.clients, nullptr)) {}
+
+    // A client whose id and max_rps stay keeps its bucket (what it has used of its rate).
+    std::shared_ptr<const Clients> make_clients(const std::vector<config::ClientConfig>& config,
+                                                const Clients* before) const {
+        auto out = std::make_shared<Clients>();
+        for (const auto& cc : config) {
             auto client =
                 std::make_shared<const Client>(cc.id, cc.senders, cc.methods, false, cc.id);
             for (const auto& key : cc.keys) {
                 auto digest = detail::sha256(key);
                 if (!digest) throw std::runtime_error("auth: cannot hash the keys (OpenSSL)");
-                api_keys.push_back(ApiKey{*digest, client});
+                out->api_keys.push_back(ApiKey{*digest, client});
             }
-            if (cc.max_rps > 0)
-                client_buckets.emplace(
-                    cc.id, std::make_unique<ClientBucket>(Bucket(cc.max_rps, clock.now())));
+            if (cc.max_rps <= 0) continue;
+            std::shared_ptr<ClientBucket> bucket;
+            if (before) {
+                const auto rate = before->rates.find(cc.id);
+                if (rate != before->rates.end() && rate->second == cc.max_rps)
+                    bucket = before->buckets.at(cc.id);
+            }
+            if (!bucket) bucket = std::make_shared<ClientBucket>(Bucket(cc.max_rps, clock.now()));
+            out->buckets.emplace(cc.id, std::move(bucket));
+            out->rates.emplace(cc.id, cc.max_rps);
         }
+        return out;
+    }
+
+    std::shared_ptr<const Clients> current() const {
+        std::lock_guard lock(clients_mu);
+        return clients;
     }
 
     asio::awaitable<Verdict> check(std::string_view credential, Presented where) {
@@ -355,7 +381,8 @@ struct Authenticator::Impl {
         if (!digest) co_return refused(Outcome::invalid, "the credential could not be checked");
         // Every key, every time: how long this takes says nothing about which key came close.
         std::shared_ptr<const Client> match;
-        for (const auto& key : api_keys)
+        const std::shared_ptr<const Clients> known = current();
+        for (const auto& key : known->api_keys)
             if (detail::digest_equals(key.digest, *digest)) match = key.client;
         if (match) co_return Verdict{Outcome::ok, std::move(match), {}};
         // The issue allows API keys only in the path: a URL ends up in proxies' and servers'
@@ -458,6 +485,12 @@ Authenticator::Authenticator(const config::AuthConfig& config, std::shared_ptr<K
 
 Authenticator::~Authenticator() = default;
 
+void Authenticator::reconfigure(const std::vector<config::ClientConfig>& clients) {
+    auto next = impl_->make_clients(clients, impl_->current().get());
+    std::lock_guard lock(impl_->clients_mu);
+    impl_->clients = std::move(next);
+}
+
 bool Authenticator::required() const {
     return impl_->required;
 }
@@ -481,7 +514,8 @@ asio::awaitable<Verdict> Authenticator::authenticate(std::string_view credential
 std::optional<Throttle> Authenticator::admit(const Client& client, std::size_t calls) {
     if (client.anonymous() || calls == 0) return std::nullopt;
     // Configured ids cannot contain ':' (config), so "jwt:..." is always a token's client.
-    if (auto it = impl_->client_buckets.find(client.id()); it != impl_->client_buckets.end()) {
+    const auto known = impl_->current();
+    if (auto it = known->buckets.find(client.id()); it != known->buckets.end()) {
         std::lock_guard lock(it->second->mu);
         return it->second->bucket.take(calls, impl_->clock.now());
     }

@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -29,6 +30,11 @@ namespace gateway::metrics {
 namespace prom = prometheus;
 
 namespace {
+
+double unix_seconds() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 // The circuit breaker's states, by the number gateway_upstream_breaker_state gives each.
 constexpr const char* kBreakerStates[] = {"closed", "open", "half_open"};
@@ -360,6 +366,21 @@ struct Metrics::Impl {
         counter(registry, "gateway_journal_refusals_total",
                 "Journal operations refused, by reason (timeout: not done within "
                 "store.timeout_ms; queue_full; unavailable: the journal is closed or failed)");
+    prom::Family<prom::Counter>& config_reloads = counter(
+        registry, "gateway_config_reloads_total",
+        "Configuration reloads (SIGHUP, POST /admin/reload) by outcome: applied or refused");
+    prom::Gauge& config_reload_ok =
+        gauge(registry, "gateway_config_last_reload_successful",
+              "1 when the last reload was applied (or none was asked), 0 when it was refused")
+            .Add({});
+    prom::Gauge& config_reload_time =
+        gauge(registry, "gateway_config_last_reload_success_timestamp_seconds",
+              "When the configuration was last loaded (the start, or an applied reload)")
+            .Add({});
+    prom::Gauge& config_restart_pending =
+        gauge(registry, "gateway_config_restart_required",
+              "1 when the configuration read last has changes only a restart applies")
+            .Add({});
     prom::Family<prom::Counter>& journal_reopens =
         counter(registry, "gateway_journal_reopens_total",
                 "Openings of the journal after it failed at run time, by outcome (ok, failed)");
@@ -383,6 +404,9 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         .Add({{"version", GATEWAY_VERSION}, {"allocator", std::string(util::allocator_name())}})
         .Set(1);
     impl_->jwks_age.Set(-1);
+    // The configuration the process started with.
+    impl_->config_reload_ok.Set(1);
+    impl_->config_reload_time.Set(unix_seconds());
 }
 
 Metrics::~Metrics() = default;
@@ -469,6 +493,25 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
     impl_->upstream_latency.Add(p90).Set(g.latency_p90_seconds);
     impl_->upstream_head.Add(labels).Set(g.head);
     impl_->upstream_error_rate.Add(labels).Set(g.error_rate);
+}
+
+void Metrics::forget_upstream(std::string_view chain, std::string_view upstream) {
+    const prom::Labels labels{{"chain", s(chain)}, {"upstream", s(upstream)}};
+    const auto drop = [](prom::Family<prom::Gauge>& family, const prom::Labels& l) {
+        if (family.Has(l)) family.Remove(&family.Add(l));
+    };
+    const auto with = [&](const char* key, const char* value) {
+        prom::Labels l = labels;
+        l[key] = value;
+        return l;
+    };
+    Impl& m = *impl_;
+    for (auto* family : {&m.upstream_up, &m.upstream_lag, &m.upstream_score, &m.upstream_breaker,
+                         &m.upstream_head, &m.upstream_error_rate})
+        drop(*family, labels);
+    for (const char* state : kStates) drop(m.upstream_state, with("state", state));
+    for (const char* state : kBreakerStates) drop(m.upstream_breaker_states, with("state", state));
+    for (const char* stat : {"ewma", "p90"}) drop(m.upstream_latency, with("stat", stat));
 }
 
 void Metrics::count_transaction(std::string_view chain, std::string_view state) {
@@ -667,6 +710,17 @@ void Metrics::set_journal_up(bool up) {
 
 void Metrics::count_journal_refusal(std::string_view reason) {
     impl_->journal_refusals.Add({{"reason", s(reason)}}).Increment();
+}
+
+void Metrics::config_loaded(bool ok, bool restart_required) {
+    if (ok) {
+        impl_->config_reloads.Add({{"outcome", "applied"}}).Increment();
+        impl_->config_reload_time.Set(unix_seconds());
+        impl_->config_restart_pending.Set(restart_required ? 1 : 0);
+    } else {
+        impl_->config_reloads.Add({{"outcome", "refused"}}).Increment();
+    }
+    impl_->config_reload_ok.Set(ok ? 1 : 0);
 }
 
 void Metrics::count_journal_reopen(std::string_view outcome) {

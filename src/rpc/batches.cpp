@@ -52,9 +52,9 @@ asio::awaitable<std::vector<RpcHandler::Outcome>> RpcHandler::run_batch(
 // receipts), nor routes by its own rules (filters, split log ranges, block numbers that never go
 // back).
 bool RpcHandler::batchable(const ChainRoute& route, const jsonrpc::Call& call,
-                           const auth::Client& client) {
+                           const auth::Client& client) const {
     const std::string& m = call.method;
-    if (method_kind(m) != MethodKind::read || route.methods->refusal(m) ||
+    if (method_kind(m) != MethodKind::read || methods_of(route)->refusal(m) ||
         client.method_refusal(m) || unserved_reason(m))
         return false;
     if (m == "eth_blockNumber" || m == "eth_getLogs" || m == "eth_subscribe" ||

@@ -36,6 +36,22 @@ RpcHandler::RpcHandler(const config::ServerConfig& server, std::vector<ChainRout
 
 RpcHandler::~RpcHandler() = default;
 
+std::shared_ptr<const MethodPolicy> RpcHandler::methods_of(const ChainRoute& route) const {
+    std::lock_guard lock(methods_mu_);
+    return route.methods;
+}
+
+bool RpcHandler::reconfigure_methods(std::string_view chain, const config::MethodsConfig& methods) {
+    auto policy = std::make_shared<const MethodPolicy>(methods);
+    for (auto& c : chains_)
+        if (c.pool->config().name == chain) {
+            std::lock_guard lock(methods_mu_);
+            c.methods = std::move(policy);
+            return true;
+        }
+    return false;
+}
+
 void RpcHandler::count_client_call(const auth::Client& client, std::string_view outcome,
                                    std::size_t calls) const {
     if (metrics_ && !client.anonymous())
@@ -93,7 +109,7 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     CallContext c{route, call, client, source, idempotency_key, t0, std::move(budget), out};
 
     std::optional<std::string> refusal = unserved_reason(call.method);
-    if (!refusal) refusal = route.methods->refusal(call.method);
+    if (!refusal) refusal = methods_of(route)->refusal(call.method);
     if (!refusal) refusal = client.method_refusal(call.method);
     std::optional<std::string_view> sender;
     if (is_managed_send(call.method)) sender = sender_param(call.params);

@@ -86,21 +86,30 @@ ManagedSenders::ManagedSenders(const config::ChainConfig& chain, upstream::Forwa
                 min_cap(caps.max_priority_fee_per_gas, *account.max_priority_fee_gwei * kGwei);
         const auto timeout = sign_timeouts.count(address) ? sign_timeouts.at(address)
                                                           : std::chrono::milliseconds(10'000);
-        // The sender's own rules replace the chain's whole.
-        const auto& policy = account.policy ? account.policy : config_.policy;
-        std::optional<PolicyRules> rules;
-        std::chrono::milliseconds ttl(86'400'000);
-        std::shared_ptr<PolicyService> service;
-        if (policy) {
-            rules = PolicyRules::from(*policy);
-            ttl = policy->approval_ttl;
-            if (policy->service)
-                service = make_policy_service(*policy->service, "chain " + config_.name);
-        }
-        senders_.emplace(address, std::make_shared<Sender>(address, a, it->second, timeout, caps,
-                                                           std::move(rules), ttl,
-                                                           std::move(service), executor_));
+        senders_.emplace(address,
+                         std::make_shared<Sender>(address, a, it->second, timeout, caps,
+                                                  policy_of(account, config_.policy), executor_));
     }
+}
+
+// The sender's own rules replace the chain's whole.
+std::shared_ptr<const SenderPolicy> ManagedSenders::policy_of(
+    const config::AccountConfig& account, const std::optional<config::PolicyConfig>& chain) const {
+    auto out = std::make_shared<SenderPolicy>();
+    const auto& policy = account.policy ? account.policy : chain;
+    if (policy) {
+        out->rules = PolicyRules::from(*policy);
+        out->approval_ttl = policy->approval_ttl;
+        if (policy->service)
+            out->service = make_policy_service(*policy->service, "chain " + config_.name);
+    }
+    return out;
+}
+
+void ManagedSenders::reconfigure_policies(const config::ChainConfig& chain) {
+    for (const auto& account : chain.accounts)
+        if (Sender* s = sender_of(account.address)) s->set_policy(policy_of(account, chain.policy));
+    spdlog::info("chain {}: the managed senders' policies reloaded", config_.name);
 }
 
 ManagedSenders::~ManagedSenders() = default;
@@ -250,7 +259,8 @@ asio::awaitable<bool> ManagedSenders::load() {
                                                                 tx->attempts.empty())
                 hold_at_signer(*tx, *s, held->second);
             if (tx->rec.state == TxState::pending_approval) {
-                tx->awaiting_service = s->service && tx->rec.reason.starts_with(kAwaitingService);
+                tx->awaiting_service =
+                    s->policy()->service && tx->rec.reason.starts_with(kAwaitingService);
                 const auto since = held_since.find(tx->rec.id);
                 hold(*tx, *s, since == held_since.end() ? tx->rec.updated_ms : since->second);
             }

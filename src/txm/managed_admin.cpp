@@ -114,7 +114,7 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
         if (auto held = judge(j, *s, tx->req, rec.id, now)) {
             u.state = TxState::pending_approval;
             u.reason = "retried by an operator, and " + *held;
-        } else if (s->service) {
+        } else if (s->policy()->service) {
             u.state = TxState::pending_approval;
             u.reason = std::string(kAwaitingService);
         } else {

@@ -181,7 +181,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
             rec.state = TxState::pending_approval;
             rec.reason = std::move(*held);
             rec.spend_ms.reset();
-        } else if (s->service) {
+        } else if (s->policy()->service) {
             // Let through by the rules: held until the policy service answers too.
             rec.state = TxState::pending_approval;
             rec.reason = std::string(kAwaitingService);

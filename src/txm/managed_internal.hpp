@@ -183,29 +183,40 @@ struct ManagedSenders::Tx {
     bool held_by_service = false;
 };
 
+// A sender's policy (chains[].policy, or its own): what holds a transaction for approval, how
+// long a hold lasts, and the service asked. A reload replaces it whole.
+struct SenderPolicy {
+    std::optional<PolicyRules> rules;  // unset: none
+    std::chrono::milliseconds approval_ttl{86'400'000};
+    std::shared_ptr<PolicyService> service;  // unset: none; asked on the sender's strand
+};
+
 struct ManagedSenders::Sender {
     Sender(std::string a, const eth::Address& bytes, custody::Signer* sg,
-           std::chrono::milliseconds timeout, FeeCaps c, std::optional<PolicyRules> p,
-           std::chrono::milliseconds ttl, std::shared_ptr<PolicyService> svc,
+           std::chrono::milliseconds timeout, FeeCaps c, std::shared_ptr<const SenderPolicy> p,
            asio::any_io_executor ex)
         : address(std::move(a)),
           addr(bytes),
           signer(sg),
           sign_timeout(timeout),
           caps(c),
-          policy(std::move(p)),
-          approval_ttl(ttl),
-          service(std::move(svc)),
           strand(asio::make_strand(ex)),
-          timer(strand) {}
+          timer(strand),
+          policy_(std::move(p)) {}
     std::string address;  // lowercase hex
     eth::Address addr;
     custody::Signer* signer;
     std::chrono::milliseconds sign_timeout;
     FeeCaps caps;
-    std::optional<PolicyRules> policy;  // unset: none; fixed after the constructor
-    std::chrono::milliseconds approval_ttl;
-    std::shared_ptr<PolicyService> service;  // unset: none; asked on the strand
+    // The policy now; a decision holds the one it started with.
+    std::shared_ptr<const SenderPolicy> policy() const {
+        std::lock_guard lock(policy_mu_);
+        return policy_;
+    }
+    void set_policy(std::shared_ptr<const SenderPolicy> p) {
+        std::lock_guard lock(policy_mu_);
+        policy_ = std::move(p);
+    }
     // The strand only: one backoff for the service, whichever transaction asked it last, so a
     // service that is down is asked once a round at most.
     unsigned service_failures = 0;
@@ -220,6 +231,10 @@ struct ManagedSenders::Sender {
     bool busy = false;
     // The highest nonce of unfinished transactions load() could not carry on: never handed out.
     std::optional<std::uint64_t> orphan_max;
+
+private:
+    mutable std::mutex policy_mu_;
+    std::shared_ptr<const SenderPolicy> policy_;
 };
 
 }  // namespace gateway::txm

@@ -100,7 +100,7 @@ asio::awaitable<void> ManagedSenders::round(Sender& s) {
                 co_await finish(s, tx, TxState::cancelled,
                                 fmt::format("its signer's approval did not come within "
                                             "approval_ttl_ms ({} ms): cancelled, never signed",
-                                            s.approval_ttl.count()));
+                                            s.policy()->approval_ttl.count()));
                 if (metrics_ && store::is_final(tx->rec.state))
                     metrics_->count_approval(config_.name, "signer", "expired");
                 continue;

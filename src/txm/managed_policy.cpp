@@ -52,9 +52,11 @@ ActionResult decision_done(const std::string& id, std::string_view state,
 std::optional<std::string> ManagedSenders::judge(store::ManagedJournal& j, const Sender& s,
                                                  const Request& req, std::string_view id,
                                                  std::int64_t now) const {
-    if (!s.policy) return std::nullopt;
+    const std::shared_ptr<const SenderPolicy> policy = s.policy();
+    if (!policy->rules) return std::nullopt;
+    const PolicyRules& rules = *policy->rules;
     eth::Bytes spent;
-    if (s.policy->daily_value && !req.value.empty()) {
+    if (rules.daily_value && !req.value.empty()) {
         for (const auto& row : j.spending(config_.name, s.address, now - kDayMs)) {
             if (row.id == id || !counts(row)) continue;
             auto sum = eth::add_wei(spent, row.value);
@@ -65,7 +67,7 @@ std::optional<std::string> ManagedSenders::judge(store::ManagedJournal& j, const
             spent = std::move(*sum);
         }
     }
-    const auto held = check_policy(*s.policy, req, spent);
+    const auto held = check_policy(rules, req, spent);
     if (!held) return std::nullopt;
     return fmt::format(
         "held for approval: policy rule {}: {}; POST /admin/approvals/{}/approve or /reject",
@@ -74,8 +76,8 @@ std::optional<std::string> ManagedSenders::judge(store::ManagedJournal& j, const
 
 Clock::time_point ManagedSenders::hold_deadline(const Sender& s, std::int64_t since_ms) const {
     // On clock_ from now: what is left of the time to live, counted from when it was held.
-    const auto left =
-        s.approval_ttl - std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms() - since_ms));
+    const auto left = s.policy()->approval_ttl -
+                      std::chrono::milliseconds(std::max<std::int64_t>(0, unix_ms() - since_ms));
     return clock_.now() + std::max(left, std::chrono::milliseconds(0));
 }
 
@@ -88,12 +90,19 @@ asio::awaitable<void> ManagedSenders::expire_hold(Sender& s, std::shared_ptr<Tx>
     co_await finish(s, tx, TxState::cancelled,
                     fmt::format("not approved within approval_ttl_ms ({} ms): cancelled, never "
                                 "signed",
-                                s.approval_ttl.count()));
+                                s.policy()->approval_ttl.count()));
     if (metrics_ && store::is_final(tx->rec.state))
         metrics_->count_approval(config_.name, held_by(*tx), "expired");
 }
 
 asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx> tx) {
+    const std::shared_ptr<const SenderPolicy> policy = s.policy();
+    if (!policy->service) {
+        // A reload took the service away: the hold stays for a person to decide (or to expire).
+        std::lock_guard lock(mu_);
+        tx->awaiting_service = false;
+        co_return;
+    }
     json::object body;
     body["id"] = tx->rec.id;
     body["chain"] = config_.name;
@@ -105,7 +114,7 @@ asio::awaitable<void> ManagedSenders::ask_service(Sender& s, std::shared_ptr<Tx>
         tx->rec.idempotency_key ? json::value(*tx->rec.idempotency_key) : json::value(nullptr);
     // Real time, not clock_: the HTTP client waits on real timers.
     const ServiceVerdict verdict =
-        co_await s.service->check(std::move(body), Clock::now() + std::chrono::seconds(60));
+        co_await policy->service->check(std::move(body), Clock::now() + std::chrono::seconds(60));
     using Kind = ServiceVerdict::Kind;
     if (verdict.kind == Kind::unavailable) {
         // Fail-closed: held, asked again with backoff until it answers or approval_ttl_ms ends.
@@ -223,7 +232,7 @@ json::array ManagedSenders::approvals() const {
             if (!r.client.empty()) o["client"] = r.client;
             o["createdAt"] = util::iso_time(r.created_ms);
             o["heldSince"] = util::iso_time(since);
-            o["expiresAt"] = util::iso_time(since + s->approval_ttl.count());
+            o["expiresAt"] = util::iso_time(since + s->policy()->approval_ttl.count());
             held.emplace_back(since, std::move(o));
         }
     }

@@ -287,10 +287,11 @@ asio::awaitable<ManagedSenders::Step> ManagedSenders::sign_and_send(Sender& s,
                 // The hold starts: journaled, so that its time to live outlives a restart.
                 hold_at_signer(*tx, s, unix_ms());
                 if (metrics_) metrics_->count_approval(config_.name, "signer", "held");
-                co_await update(tx, TxState::signing,
-                                fmt::format("{}: {}; nonce {} kept; asking again, CANCELLED if "
-                                            "not signed within approval_ttl_ms ({} ms)",
-                                            kSignerHold, what, nonce, s.approval_ttl.count()));
+                co_await update(
+                    tx, TxState::signing,
+                    fmt::format("{}: {}; nonce {} kept; asking again, CANCELLED if "
+                                "not signed within approval_ttl_ms ({} ms)",
+                                kSignerHold, what, nonce, s.policy()->approval_ttl.count()));
                 co_return Step::wait;
             }
             wait(*tx, fmt::format("{}; nonce {} kept; asking again in {} ms", what, nonce,

@@ -43,23 +43,42 @@ bool serves_block(const json::value& block, std::uint64_t number) {
 }  // namespace
 
 void ChainPool::start() {
-    for (std::size_t i = 0; i < upstreams_.size(); ++i)
-        asio::co_spawn(probers_[i]->strand, probe_loop(*upstreams_[i], *probers_[i]),
-                       asio::detached);
+    std::shared_ptr<const Members> all;
+    {
+        std::lock_guard lock(members_mu_);
+        started_ = true;
+        all = members_;
+    }
+    for (const Member& m : *all) start_probing(m);
+}
+
+void ChainPool::start_probing(const Member& m) {
+    asio::co_spawn(m.prober->strand, probe_loop(m.upstream, m.prober), asio::detached);
 }
 
 void ChainPool::stop() {
-    stopped_ = true;
-    for (auto& p : probers_) asio::post(p->strand, [&timer = p->timer] { timer.cancel(); });
+    std::shared_ptr<const Members> all;
+    {
+        std::lock_guard lock(members_mu_);
+        stopped_ = true;
+        all = members_;
+    }
+    for (const Member& m : *all)
+        asio::post(m.prober->strand, [p = m.prober] { p->timer.cancel(); });
 }
 
-asio::awaitable<void> ChainPool::probe_loop(Upstream& upstream, Prober& prober) {
+// The loop owns its upstream and prober: a reload may drop them from the pool meanwhile.
+asio::awaitable<void> ChainPool::probe_loop(std::shared_ptr<Upstream> owned,
+                                            std::shared_ptr<Prober> owned_prober) {
+    Upstream& upstream = *owned;
+    Prober& prober = *owned_prober;
     std::mt19937 rng(std::random_device{}());
     const auto interval = config_.health.interval;
     std::uniform_int_distribution<long> jitter(-interval.count() / 10, interval.count() / 10);
-    while (!stopped_) {
+    const auto over = [&] { return stopped_ || prober.retired; };
+    while (!over()) {
         co_await probe(upstream, prober);
-        if (stopped_ || upstream.status().health == Health::wrong_chain) break;
+        if (over() || upstream.status().health == Health::wrong_chain) break;
         prober.timer.expires_after(interval + std::chrono::milliseconds(jitter(rng)));
         co_await prober.timer.async_wait(use_nothrow);
     }
@@ -156,10 +175,11 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
 
 bool ChainPool::most_claim(const Upstream& self, std::uint64_t head) const {
     std::size_t voters = 0, agree = 0;
-    for (const auto& u : upstreams_) {
+    for (const Member& m : *members()) {
+        const Upstream* u = m.upstream.get();
         if (u->excluded()) continue;
         ++voters;
-        const auto claimed = u.get() == &self ? std::optional(head) : u->claimed_head();
+        const auto claimed = u == &self ? std::optional(head) : u->claimed_head();
         if (claimed && *claimed >= head) ++agree;
     }
     return 2 * agree > voters;

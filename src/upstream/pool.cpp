@@ -58,14 +58,73 @@ const std::string& Forwarded::failure() const {
 ChainPool::ChainPool(const config::ChainConfig& config, asio::any_io_executor executor,
                      metrics::Metrics* metrics, const util::Clock& clock)
     : config_(config), executor_(std::move(executor)), metrics_(metrics), clock_(clock) {
-    for (const auto& u : config_.upstreams) {
-        upstreams_.push_back(std::make_unique<Upstream>(
-            config_.name, u, config_.health, config_.failover, make_http_client(u), clock_));
-        probers_.push_back(std::make_unique<Prober>(executor_));
-    }
+    auto members = std::make_shared<Members>();
+    for (const auto& u : config_.upstreams)
+        members->push_back(
+            Member{std::make_shared<Upstream>(config_.name, u, config_.health, config_.failover,
+                                              make_http_client(u), clock_),
+                   std::make_shared<Prober>(executor_)});
+    members_ = std::move(members);
 }
 
 ChainPool::~ChainPool() = default;
+
+std::shared_ptr<const ChainPool::Members> ChainPool::members() const {
+    std::lock_guard lock(members_mu_);
+    return members_;
+}
+
+void ChainPool::reconfigure(const std::vector<config::UpstreamConfig>& upstreams) {
+    const std::shared_ptr<const Members> before = members();
+    auto after = std::make_shared<Members>();
+    std::vector<Member> added;
+    for (const auto& u : upstreams) {
+        const auto same = std::find_if(before->begin(), before->end(), [&](const Member& m) {
+            return m.upstream->id() == u.id && m.upstream->config() == u;
+        });
+        if (same != before->end()) {
+            after->push_back(*same);
+            continue;
+        }
+        after->push_back(
+            Member{std::make_shared<Upstream>(config_.name, u, config_.health, config_.failover,
+                                              make_http_client(u), clock_),
+                   std::make_shared<Prober>(executor_)});
+        added.push_back(after->back());
+    }
+    bool probing = false;
+    {
+        std::lock_guard lock(members_mu_);
+        members_ = after;
+        probing = started_ && !stopped_;
+    }
+    const auto had = [&](const std::string& id) {
+        return std::any_of(before->begin(), before->end(),
+                           [&](const Member& m) { return m.upstream->id() == id; });
+    };
+    for (const Member& m : *before) {
+        const bool kept = std::any_of(after->begin(), after->end(),
+                                      [&](const Member& n) { return n.upstream == m.upstream; });
+        if (kept) continue;
+        const bool replaced = std::any_of(after->begin(), after->end(), [&](const Member& n) {
+            return n.upstream->id() == m.upstream->id();
+        });
+        if (!replaced)
+            spdlog::info("upstream {} (chain {}) removed", m.upstream->id(), config_.name);
+        m.prober->retired = true;
+        asio::post(m.prober->strand, [p = m.prober] { p->timer.cancel(); });
+        {
+            std::lock_guard lock(no_batch_mu_);
+            std::erase(no_batch_, m.upstream.get());
+        }
+        if (metrics_ && !replaced) metrics_->forget_upstream(config_.name, m.upstream->id());
+    }
+    for (const Member& m : added) {
+        spdlog::info("upstream {} (chain {}) {}", m.upstream->id(), config_.name,
+                     had(m.upstream->id()) ? "changed: probed afresh" : "added");
+        if (probing) start_probing(m);
+    }
+}
 
 asio::awaitable<Attempt> ChainPool::attempt(Upstream* u, std::string body, PostOptions options,
                                             std::uint64_t id, std::string_view label) {
@@ -101,9 +160,9 @@ asio::awaitable<Forwarded> ChainPool::forward_to(std::string method, json::value
                                                  std::string pinned) {
     // Not a coroutine either: the pinned node is found now, and forward_one's frame is the call's.
     const Upstream* only = nullptr;
-    for (const auto& u : upstreams_)
-        if (!pinned.empty() && u->id() == pinned) {
-            only = u.get();
+    for (const Member& m : *members())
+        if (!pinned.empty() && m.upstream->id() == pinned) {
+            only = m.upstream.get();
             break;
         }
     return forward_one(std::move(method), std::move(params), need, write, deadline, only,
@@ -115,8 +174,9 @@ asio::awaitable<Forwarded> ChainPool::forward_at_least(std::string method, json:
                                                        Clock::time_point deadline) {
     // Pinned to the upstreams at or above the block: rank() would let anyone answer a block that
     // nobody has yet, which here would be a node behind it.
-    const bool any = std::any_of(upstreams_.begin(), upstreams_.end(), [&](const auto& u) {
-        const auto h = u->usable_head();
+    const auto all = members();
+    const bool any = std::any_of(all->begin(), all->end(), [&](const Member& m) {
+        const auto h = m.upstream->usable_head();
         return h && *h >= min_block;
     });
     if (!any) {
@@ -466,7 +526,9 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
             asio::co_spawn(ex,
                            attempt(u, jsonrpc::upstream_request(id, method, params), options, id,
                                    jsonrpc::method_label(method)),
-                           [race, u](std::exception_ptr, Attempt a) {
+                           // The upstream kept until its attempt ends: the call may be
+                           // over, and a reload may have removed it, by then.
+                           [race, u, keep = candidate->owner](std::exception_ptr, Attempt a) {
                                race->finished.emplace_back(u, std::move(a));
                                race->wake.cancel();
                            });

@@ -14,8 +14,10 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -34,6 +36,12 @@ struct ChainPool::Prober {
     std::uint64_t round = 0;
     bool chain_verified = false;
     bool syncing = false;
+    std::atomic<bool> retired{false};  // removed by a reload: its loop ends
+};
+
+struct ChainPool::Member {
+    std::shared_ptr<Upstream> upstream;
+    std::shared_ptr<Prober> prober;
 };
 
 // The attempts of one call in flight: each reports here and wakes the call.
@@ -45,6 +53,7 @@ struct ChainPool::Race {
 
 struct ChainPool::Ranked {
     Upstream* upstream = nullptr;
+    std::shared_ptr<Upstream> owner;  // keeps it for the call, through a reload removing it
     UpstreamView view;
     bool normal = false;    // may get calls now (not down, breaker not open, not throttled)
     bool eligible = false;  // can serve the call's block

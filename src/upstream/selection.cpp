@@ -21,21 +21,26 @@
 namespace gateway::upstream {
 
 bool ChainPool::ready() const {
-    return std::any_of(upstreams_.begin(), upstreams_.end(),
-                       [](const auto& u) { return u->serving(); });
+    const auto all = members();
+    return std::any_of(all->begin(), all->end(),
+                       [](const Member& m) { return m.upstream->serving(); });
 }
 
 std::optional<std::uint64_t> ChainPool::head() const {
+    return head_of(*members());
+}
+
+std::optional<std::uint64_t> ChainPool::head_of(const Members& members) const {
     std::optional<std::uint64_t> best;
-    for (const auto& u : upstreams_)
-        if (const auto h = u->usable_head()) best = std::max(best.value_or(0), *h);
+    for (const Member& m : members)
+        if (const auto h = m.upstream->usable_head()) best = std::max(best.value_or(0), *h);
     return best;
 }
 
 bool ChainPool::cordon(std::string_view id, bool cordoned, std::string reason) {
-    for (auto& u : upstreams_)
-        if (u->id() == id) {
-            u->set_cordoned(cordoned, std::move(reason));
+    for (const Member& m : *members())
+        if (m.upstream->id() == id) {
+            m.upstream->set_cordoned(cordoned, std::move(reason));
             return true;
         }
     return false;
@@ -45,13 +50,16 @@ bool ChainPool::cordon(std::string_view id, bool cordoned, std::string reason) {
 std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need, bool explain) const {
     using namespace std::chrono;
     const auto now = clock_.now();
-    const std::optional<std::uint64_t> best = head();
+    const std::shared_ptr<const Members> all = members();
+    const std::optional<std::uint64_t> best = head_of(*all);
     const std::uint64_t max_lag = config_.health.max_lag_blocks;
     std::vector<Ranked> out;
-    out.reserve(upstreams_.size());
-    for (const auto& u : upstreams_) {
+    out.reserve(all->size());
+    for (const Member& m : *all) {
+        const std::shared_ptr<Upstream>& u = m.upstream;
         Ranked r;
         r.upstream = u.get();
+        r.owner = u;
         UpstreamView& v = r.view;
         v.status = u->status(explain);
         const UpstreamStatus& s = v.status;
@@ -188,16 +196,16 @@ std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked)
 
 std::uint64_t ChainPool::max_logs_range() const {
     std::uint64_t limit = 0;
-    for (const auto& u : upstreams_)
-        if (!u->excluded() && u->config().max_logs_range)
+    for (const Member& m : *members())
+        if (const Upstream* u = m.upstream.get(); !u->excluded() && u->config().max_logs_range)
             limit =
                 limit ? std::min(limit, u->config().max_logs_range) : u->config().max_logs_range;
     return limit;
 }
 
 std::size_t ChainPool::max_response_bytes(std::string_view upstream) const {
-    for (const auto& u : upstreams_)
-        if (u->id() == upstream) return u->config().max_response_bytes;
+    for (const Member& m : *members())
+        if (m.upstream->id() == upstream) return m.upstream->config().max_response_bytes;
     return std::numeric_limits<std::size_t>::max();
 }
 

@@ -100,6 +100,36 @@ TEST(ManagedPolicy, C2_ATransactionAboveTheValueLimitIsHeldWithoutANonceAndLater
     EXPECT_TRUE(approvals[0].as_object().contains("expiresAt"));
 }
 
+TEST(ManagedPolicy, AReloadedPolicyJudgesTheNextTransactionsAndHeldOnesStayHeld) {
+    ManagedRig rig(RigOptions{max_value("0")});
+    rig.start();
+    const auto send = [&](const char* value) {
+        return rig.io.run(rig.senders().send(ManagedRig::request(value), "", true,
+                                             std::chrono::steady_clock::now() + 10s));
+    };
+    const auto first = send("0x5");
+    ASSERT_TRUE(first.reply.is_error());
+    const std::string held(first.reply.error.data->at("id").as_string());
+
+    // A limit of 10 wei: 5 goes through now, 11 is held by the new rule.
+    config::ChainConfig reloaded = rig.pool.chain_config;
+    reloaded.policy = max_value("10");
+    rig.senders().reconfigure_policies(reloaded);
+    const auto within = send("0x5");
+    EXPECT_FALSE(within.reply.is_error()) << within.reply.error.message;
+    const auto above = send("0xb");
+    ASSERT_TRUE(above.reply.is_error());
+    EXPECT_THAT(above.reply.error.message, HasSubstr("above max_value_wei 10"));
+    // Judged under the old rule, the first stays held for a person.
+    EXPECT_EQ(state_of(rig, held), "PENDING_APPROVAL");
+
+    // No policy at all: anything goes.
+    reloaded.policy.reset();
+    rig.senders().reconfigure_policies(reloaded);
+    EXPECT_FALSE(send("0xffff").reply.is_error());
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+}
+
 TEST(ManagedPolicy, C2_AnApprovedTransactionTakesTheNextNonceAndIsMinedWithWhoApprovedIt) {
     ManagedRig rig(RigOptions{max_value("0")});
     rig.start();

@@ -149,6 +149,11 @@ public:
     ~Authenticator();
 
     /// Whether callers must present a credential (auth.clients or auth.jwt configured).
+    /// Replaces the API keys and their clients (a configuration reload): a client whose id and
+    /// max_rps stay keeps what it used of its rate; calls already authenticated carry on with
+    /// the client they were given. Whether credentials are required does not change.
+    void reconfigure(const std::vector<config::ClientConfig>& clients);
+
     bool required() const;
     /// The caller when nothing is required: anonymous, every managed sender.
     std::shared_ptr<const Client> anonymous() const;

@@ -61,6 +61,8 @@ public:
                           std::string_view method, std::string_view error, double seconds);
 
     /// An upstream's health, lag, score, breaker, latency and head.
+    /// Drops the gauges of an upstream a reload removed (its counters stay, as counters do).
+    void forget_upstream(std::string_view chain, std::string_view upstream);
     void set_upstream(std::string_view chain, std::string_view upstream,
                       const UpstreamGauges& gauges);
     /// The chain's head (the highest head among upstreams that answer).
@@ -153,6 +155,9 @@ public:
     void count_journal_refusal(std::string_view reason);
     /// The journal was opened again after a run-time failure (`outcome`: ok, failed).
     void count_journal_reopen(std::string_view outcome);
+    /// A configuration reload: applied (`restart_required` when some changes wait for a restart)
+    /// or refused.
+    void config_loaded(bool ok, bool restart_required);
     /// Finished transactions deleted past store.retention_ms (`kind`: transaction, managed).
     void count_journal_pruned(std::string_view kind, std::size_t count);
     /// An eth_sendRawTransaction refused for a queue cap (`reason`: max_queued,

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -92,6 +93,10 @@ public:
     /// The body of a refusal by the listener itself (413, 431, ...): a JSON-RPC error, id null.
     static std::string refusal_body(unsigned status, std::string_view message);
 
+    /// Replaces a chain's allow and deny lists (a configuration reload); a call already past
+    /// the check is not affected. False when no chain has that name. Thread-safe.
+    bool reconfigure_methods(std::string_view chain, const config::MethodsConfig& methods);
+
     /// What running one entry produced.
     struct Outcome {
         std::string response;       ///< the JSON-RPC response object (empty for a notification)
@@ -140,8 +145,8 @@ private:
     boost::asio::awaitable<std::vector<Outcome>> run_batch(
         const ChainRoute& chain, const auth::Client& client, std::string_view source,
         const std::vector<jsonrpc::Entry>& entries, std::string_view idempotency_key);
-    static bool batchable(const ChainRoute& chain, const jsonrpc::Call& call,
-                          const auth::Client& client);
+    bool batchable(const ChainRoute& chain, const jsonrpc::Call& call,
+                   const auth::Client& client) const;
     boost::asio::awaitable<void> forward_batched(const ChainRoute& chain, Batch& batch);
     static boost::asio::awaitable<void> batch_worker(RpcHandler* self, Batch* batch);
 
@@ -152,6 +157,9 @@ private:
 
     config::ServerConfig server_;
     std::vector<ChainRoute> chains_;
+    // Guards chains_[].methods, which a reload replaces.
+    mutable std::mutex methods_mu_;
+    std::shared_ptr<const MethodPolicy> methods_of(const ChainRoute& route) const;
     auth::Authenticator& auth_;
     metrics::Metrics* metrics_;
     // Shared with leaders' guards, which may run after the handler is gone (frames the io_context

@@ -78,6 +78,8 @@ struct ManagedReply {
     bool store_failed = false;  ///< refused because the journal cannot be written
 };
 
+struct SenderPolicy;
+
 class ManagedSenders {
 public:
     /// `signers` maps each of the chain's managed addresses (0x-prefixed, lowercase) to its
@@ -138,9 +140,17 @@ public:
     /// are refused until then).
     bool loaded() const { return loaded_; }
 
+    /// Replaces each sender's policy with the one `chain` gives it (a configuration reload; the
+    /// senders themselves stay as they are). A transaction judged already keeps its verdict; a
+    /// hold's time to live is the new one from the next round. Thread-safe.
+    void reconfigure_policies(const config::ChainConfig& chain);
+
 private:
     struct Tx;
     struct Sender;
+    std::shared_ptr<const SenderPolicy> policy_of(
+        const config::AccountConfig& account,
+        const std::optional<config::PolicyConfig>& chain_policy) const;
     enum class Step { done, wait };
 
     // Coroutines with their arguments in their own frames (GCC 12 mishandles lambda coroutines

@@ -85,6 +85,12 @@ public:
     /// Stops the probes; calls in flight are not affected.
     void stop();
 
+    /// Replaces the chain's upstreams (a configuration reload): one whose id and settings are
+    /// unchanged stays as it is (health, breaker, connections, scores); a new or changed one
+    /// starts being probed, unknown until its first probe; a removed one gets no new calls and
+    /// its probes stop, while the calls it is serving finish. Thread-safe.
+    void reconfigure(const std::vector<config::UpstreamConfig>& upstreams);
+
     /// Every upstream, in configuration order.
     std::vector<UpstreamView> view() const;
     /// Takes an upstream out of (or back into) use by hand. False when no upstream has that id.
@@ -97,6 +103,12 @@ private:
     struct Prober;
     struct Race;
     struct Ranked;
+    struct Member;
+    using Members = std::vector<Member>;
+    /// The upstreams now: a call ranks the set it started with, which a reload does not change.
+    std::shared_ptr<const Members> members() const;
+    std::optional<std::uint64_t> head_of(const Members& members) const;
+    void start_probing(const Member& member);
 
     // `explain`: fill in the reasons and the score's explanation (for people, not for routing).
     std::vector<Ranked> rank(const jsonrpc::BlockNeed& need, bool explain = false) const;
@@ -137,15 +149,19 @@ private:
     // connections (or all of its max_concurrency) for itself.
     static constexpr std::size_t kPartsAtOnce = 4;
     boost::asio::awaitable<void> send_parts(BatchSend* send);
-    boost::asio::awaitable<void> probe_loop(Upstream& upstream, Prober& prober);
+    boost::asio::awaitable<void> probe_loop(std::shared_ptr<Upstream> upstream,
+                                            std::shared_ptr<Prober> prober);
     boost::asio::awaitable<void> probe(Upstream& upstream, Prober& prober);
 
     config::ChainConfig config_;
     boost::asio::any_io_executor executor_;
     metrics::Metrics* metrics_;
     const util::Clock& clock_;
-    std::vector<std::unique_ptr<Upstream>> upstreams_;  // configuration order
-    std::vector<std::unique_ptr<Prober>> probers_;
+    // config_ holds the chain's settings as at start; its upstreams are members_, which a reload
+    // replaces.
+    mutable std::mutex members_mu_;
+    std::shared_ptr<const Members> members_;  // configuration order
+    bool started_ = false;                    // guarded by members_mu_
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<bool> stopped_{false};
     std::mutex no_batch_mu_;
