@@ -4,9 +4,11 @@
 #include "gateway/auth/auth.hpp"
 #include "gateway/cache/chain_cache.hpp"
 #include "gateway/chain/watcher.hpp"
+#include "gateway/config/reload.hpp"
 #include "gateway/custody/factory.hpp"
 #include "gateway/eth/hex.hpp"
 #include "gateway/http/listener.hpp"
+#include "gateway/log/log.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/rpc/rpc_handler.hpp"
 #include "gateway/store/journal_service.hpp"
@@ -19,6 +21,7 @@
 #include "gateway/util/sole_runner.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -35,12 +38,15 @@
 #include <atomic>
 #include <csignal>
 #include <map>
+#include <mutex>
 #include <thread>
 
 namespace gateway {
 
 namespace asio = boost::asio;
 using util::use_nothrow;
+
+using ReloadOutcome = Gateway::ReloadOutcome;
 
 struct Gateway::Impl {
     explicit Impl(const config::Config& c)
@@ -49,7 +55,9 @@ struct Gateway::Impl {
           worker_guards(guard(workers)),
           ioc(1),
           control(asio::make_strand(ioc)),
-          signals(ioc) {}
+          signals(ioc),
+          hangups(ioc),
+          running(c) {}
 
     using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
     static std::vector<std::unique_ptr<asio::io_context>> make_workers(unsigned threads) {
@@ -96,11 +104,18 @@ struct Gateway::Impl {
     std::unique_ptr<http::Listener> rpc;
     std::unique_ptr<http::Listener> admin;
     asio::signal_set signals;
+    asio::signal_set hangups;  // SIGHUP: reload
     std::atomic<bool> draining{false};
+    // The configuration in use: `config` with the changes reloads applied. One reload at a time.
+    std::mutex reload_mu;
+    config::Config running;
+    std::function<config::Config()> config_source;
     std::atomic<bool> clean{true};
     bool drained = false;  // on `control`
 
     asio::awaitable<void> wait_for_signals();
+    asio::awaitable<void> reload_on_hangup();
+    ReloadOutcome reload();
     void start_drain();
     asio::awaitable<void> drain();
     void force_stop(const char* why);
@@ -248,6 +263,22 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     g.admin_handler =
         std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining, g.journal.get());
     g.admin_handler->require_token(config.auth.admin_token);
+    g.admin_handler->set_reload([&g] {
+        const ReloadOutcome r = g.reload();
+        admin::AdminHandler::ReloadAnswer answer;
+        answer.status = r.ok ? 200 : r.no_source ? 501 : 400;
+        answer.body["reloaded"] = r.ok;
+        if (!r.ok) answer.body["error"] = r.error;
+        boost::json::array applied, restart;
+        for (const auto& k : r.applied) applied.emplace_back(k);
+        for (const auto& k : r.restart) restart.emplace_back(k);
+        answer.body["applied"] = std::move(applied);
+        answer.body["restart_required"] = std::move(restart);
+        answer.body["note"] =
+            "values from environment variables (${VAR}, *_env) are those the process started "
+            "with: they change with a restart only; files (*_file, url_file) are read again";
+        return answer;
+    });
     {
         std::vector<txm::ManagedSenders*> managed;
         for (auto& m : g.managed) managed.push_back(m.get());
@@ -344,6 +375,8 @@ int Gateway::run(bool handle_signals) {
         g.signals.add(SIGINT);
         g.signals.add(SIGTERM);
         asio::co_spawn(g.control, g.wait_for_signals(), asio::detached);
+        g.hangups.add(SIGHUP);
+        asio::co_spawn(g.control, g.reload_on_hangup(), asio::detached);
     }
     for (auto& p : g.pools) p->start();
     for (auto& t : g.txms) t->start();
@@ -374,6 +407,69 @@ int Gateway::run(bool handle_signals) {
     }
     for (auto& t : threads) t.join();
     return 0;
+}
+
+void Gateway::set_config_source(std::function<config::Config()> load) {
+    std::lock_guard lock(impl_->reload_mu);
+    impl_->config_source = std::move(load);
+}
+
+ReloadOutcome Gateway::reload() {
+    return impl_->reload();
+}
+
+ReloadOutcome Gateway::Impl::reload() {
+    std::lock_guard lock(reload_mu);
+    ReloadOutcome out;
+    if (!config_source) {
+        out.no_source = true;
+        out.error = "this gateway was not started from a config file";
+        return out;
+    }
+    config::Config next;
+    try {
+        next = config_source();
+    } catch (const std::exception& e) {
+        // The same message as at start (file, line, key; never a secret); the running
+        // configuration stays.
+        out.error = e.what();
+        spdlog::error("configuration reload refused, the running one kept: {}", out.error);
+        metrics.config_loaded(false, false);
+        return out;
+    }
+    config::ReloadPlan plan = config::plan_reload(running, next);
+    const auto changed = [&](const std::string& key) {
+        return std::find(plan.applied.begin(), plan.applied.end(), key) != plan.applied.end();
+    };
+    for (std::size_t i = 0; i < running.chains.size(); ++i) {
+        const config::ChainConfig& chain = plan.result.chains[i];
+        const std::string at = "chains[" + chain.name + "].";
+        if (changed(at + "upstreams")) pools[i]->reconfigure(chain.upstreams);
+        if (changed(at + "methods")) rpc_handler->reconfigure_methods(chain.name, chain.methods);
+        if (changed(at + "policy")) managed[i]->reconfigure_policies(chain);
+    }
+    if (changed("auth.clients")) authenticator->reconfigure(plan.result.auth.clients);
+    if (changed("auth.admin")) admin_handler->require_token(plan.result.auth.admin_token);
+    if (changed("log.level")) log::set_level(plan.result.log.level);
+    running = std::move(plan.result);
+    out.ok = true;
+    out.applied = std::move(plan.applied);
+    out.restart = std::move(plan.restart);
+    metrics.config_loaded(true, !out.restart.empty());
+    spdlog::info("configuration reloaded: {} change(s) applied{}{}; {} waiting for a restart{}{}",
+                 out.applied.size(), out.applied.empty() ? "" : ": ",
+                 fmt::format("{}", fmt::join(out.applied, ", ")), out.restart.size(),
+                 out.restart.empty() ? "" : ": ", fmt::format("{}", fmt::join(out.restart, ", ")));
+    return out;
+}
+
+asio::awaitable<void> Gateway::Impl::reload_on_hangup() {
+    for (;;) {
+        auto [ec, signo] = co_await hangups.async_wait(use_nothrow);
+        if (ec || drained) co_return;
+        spdlog::info("received SIGHUP: reloading the configuration");
+        reload();
+    }
 }
 
 void Gateway::shutdown() {
@@ -442,6 +538,7 @@ asio::awaitable<void> Gateway::Impl::drain() {
     drained = true;
     boost::system::error_code ignored;
     signals.cancel(ignored);
+    hangups.cancel(ignored);
     spdlog::info("shutdown complete");
 }
 

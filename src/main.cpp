@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
         spdlog::shutdown();
         return 1;
     }
+    gw->set_config_source([config_path] { return gateway::config::load_config_file(config_path); });
     const int code = gw->run();
     spdlog::shutdown();
     if (!gw->clean_exit())

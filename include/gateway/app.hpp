@@ -5,7 +5,10 @@
 #include "gateway/config/config.hpp"
 #include "gateway/util/clock.hpp"
 
+#include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace gateway {
 
@@ -28,13 +31,31 @@ public:
     config::Endpoint admin_endpoint() const;
 
     /// Serves on server.threads threads until shut down, then returns 0. With `handle_signals`,
-    /// SIGTERM and SIGINT start the shutdown and a second one forces it.
+    /// SIGTERM and SIGINT start the shutdown and a second one forces it; SIGHUP reloads.
     int run(bool handle_signals = true);
 
     /// Starts the graceful shutdown: /readyz turns 503 at once; after server.drain_delay_ms
     /// (serving as before meanwhile), stop accepting, let in-flight requests finish (at most
     /// server.shutdown_grace_ms), stop the probes, close the admin listener. Thread-safe.
     void shutdown();
+
+    /// Where reload() reads the configuration again (main: the file it started from, with the
+    /// process's environment). Without it, reload() refuses.
+    void set_config_source(std::function<config::Config()> load);
+
+    struct ReloadOutcome {
+        bool ok = false;
+        bool no_source = false;            ///< no config source was set: nothing to read
+        std::string error;                 ///< why it was refused: file:line:col: key: message
+        std::vector<std::string> applied;  ///< changed keys now in use
+        std::vector<std::string> restart;  ///< changed keys that wait for a restart
+    };
+    /// Reads the configuration again and applies what can change while serving: chains'
+    /// upstreams, methods and policies, API keys and their clients' limits, the admin token,
+    /// the log level. Calls in flight finish as they began. A configuration that does not load is
+    /// refused whole and the running one kept. SIGHUP (with run(true)) and POST /admin/reload
+    /// call it. Thread-safe; one reload at a time.
+    ReloadOutcome reload();
 
     /// False when run() returned with work abandoned (grace period over, or a forced stop): the
     /// process should then exit without destroying the Gateway, whose coroutines are mid-flight.

@@ -571,9 +571,10 @@ std::optional<http::Response> AdminHandler::check_token(http::Request& request) 
         }
         return std::nullopt;
     }
-    if (token_.empty()) return std::nullopt;
+    const std::shared_ptr<const std::string> token = this->token();
+    if (token->empty()) return std::nullopt;
     const std::string_view presented = auth::bearer_token(request.header("authorization"));
-    const bool ok = !presented.empty() && auth::secret_equals(presented, token_);
+    const bool ok = !presented.empty() && auth::secret_equals(presented, *token);
     if (metrics_)
         metrics_->count_auth("admin", presented.empty() ? "missing" : ok ? "ok" : "invalid");
     if (ok) {
@@ -591,6 +592,17 @@ std::optional<http::Response> AdminHandler::check_token(http::Request& request) 
 boost::asio::awaitable<std::optional<http::Response>> AdminHandler::check_head(
     http::Request& request) const {
     co_return check_token(request);
+}
+
+void AdminHandler::require_token(std::string token) {
+    auto next = std::make_shared<const std::string>(std::move(token));
+    std::lock_guard lock(token_mu_);
+    token_ = std::move(next);
+}
+
+std::shared_ptr<const std::string> AdminHandler::token() const {
+    std::lock_guard lock(token_mu_);
+    return token_;
 }
 
 boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& request) {
@@ -614,6 +626,13 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
         (request.method == "DELETE" && path.substr(0, kStreams.size()) == kStreams &&
          path.find('/', kStreams.size()) == std::string_view::npos))
         co_return co_await stream_create_or_delete(request);
+    if (request.method == "POST" && path == "/admin/reload") {
+        if (!reload_)
+            co_return json_response(
+                501, json::object{{"error", "this gateway was not started from a config file"}});
+        ReloadAnswer answer = reload_();
+        co_return json_response(answer.status, std::move(answer.body));
+    }
     if (request.method == "POST") {
         if (path.substr(0, kStreams.size()) == kStreams)
             co_return co_await stream_action(path.substr(kStreams.size()), request.body);
@@ -672,7 +691,8 @@ boost::asio::awaitable<http::Response> AdminHandler::operator()(http::Request& r
                                                     "DELETE /admin/streams/<id>",
                                                     "POST /admin/streams/<id>/pause",
                                                     "POST /admin/streams/<id>/resume",
-                                                    "POST /admin/streams/<id>/reset"}}});
+                                                    "POST /admin/streams/<id>/reset",
+                                                    "POST /admin/reload"}}});
 }
 
 }  // namespace gateway::admin

@@ -75,4 +75,8 @@ void init(const config::LogConfig& config) {
     spdlog::flush_every(std::chrono::seconds(1));
 }
 
+void set_level(const std::string& level) {
+    spdlog::default_logger()->set_level(spdlog::level::from_str(level));
+}
+
 }  // namespace gateway::log

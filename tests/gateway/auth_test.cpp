@@ -143,6 +143,39 @@ TEST_F(AuthGatewayTest, AKeyWorksInTheHeaderAndInThePathAndBothRotationSlotsWork
                 HasSubstr(R"(gateway_client_requests_total{client="backend",outcome="ok"})"));
 }
 
+TEST_F(AuthGatewayTest, AReloadRotatesKeysAndTheAdminTokenWithoutARestart) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    const std::string body = R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId"})";
+    const std::string rotated = "backend-key-rotated-0123456789";
+    const std::string new_admin = "admin-token-rotated-0123456789";
+    config::Config next = started_with;
+    next.auth.clients[0].keys = {rotated};  // the old keys retired
+    next.auth.clients[2].methods = {"eth_chainId"};
+    next.auth.admin_token = new_admin;
+    gw->set_config_source([next] { return next; });
+
+    // The reload is an admin call: the token in use now.
+    HttpConnection c(admin_port());
+    const HttpReply r =
+        c.request("POST", "/admin/reload", "", {{"Authorization", "Bearer " + kAdminToken}});
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const json::value answer = json::parse(r.body);
+    EXPECT_EQ(answer.at("reloaded"), true);
+    EXPECT_EQ(answer.at("applied"), json::parse(R"(["auth.clients","auth.admin"])"));
+    EXPECT_THAT(r.body, Not(HasSubstr(rotated)));
+    EXPECT_THAT(r.body, Not(HasSubstr(new_admin)));
+
+    EXPECT_EQ(call(body, kBackendKey).status, 401u);
+    EXPECT_EQ(call(body, rotated).status, 200u);
+    EXPECT_EQ(call(body, kOpsKey).status, 200u);  // unchanged
+    EXPECT_THAT(
+        message_of(call(R"({"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"})", kIndexerKey)),
+        HasSubstr("eth_blockNumber"));
+    EXPECT_EQ(admin("GET", "/admin/upstreams", kAdminToken).status, 401u);
+    EXPECT_EQ(admin("GET", "/admin/upstreams", new_admin).status, 200u);
+}
+
 TEST_F(AuthGatewayTest, AClientUsesOnlyItsSendersAndItsMethods) {
     FakeUpstream node;
     start_with_auth(node.url());

@@ -60,6 +60,7 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains
     static std::atomic<int> count{0};
     const std::string name = "gateway-" + std::to_string(++count);
     const std::string config = dir + "/" + name + ".yaml";
+    config_ = config;
     write_file(config,
                "server:\n"
                "  listen: 127.0.0.1:0\n"

@@ -53,11 +53,14 @@ public:
     std::uint16_t admin_port() const { return admin_port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     Process& process() { return *process_; }
+    /// Its configuration file (a reload's test rewrites it).
+    const std::string& config_path() const { return config_; }
     /// Waits until an upstream of every chain answers (/readyz?require=upstreams answers 200).
     bool wait_ready(std::chrono::milliseconds timeout = 10s);
 
 private:
     std::unique_ptr<Process> process_;
+    std::string config_;
     std::uint16_t port_ = 0;
     std::uint16_t admin_port_ = 0;
 };

@@ -76,4 +76,12 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+/// A script answering one method with a fixed reply and leaving the rest to the default.
+inline FakeUpstream::Script on(const std::string& method, FakeReply reply) {
+    return [=](const std::string& m, const boost::json::value&) -> std::optional<FakeReply> {
+        if (m == method) return reply;
+        return std::nullopt;
+    };
+}
+
 }  // namespace gateway::test

@@ -19,14 +19,6 @@
 
 namespace gateway::test {
 
-/// A script answering one method with a fixed reply and leaving the rest to the default.
-inline FakeUpstream::Script on(const std::string& method, FakeReply reply) {
-    return [=](const std::string& m, const boost::json::value&) -> std::optional<FakeReply> {
-        if (m == method) return reply;
-        return std::nullopt;
-    };
-}
-
 /// Makes the first upstream the only primary, so that it is tried first whatever the scores.
 inline void first_is_primary(config::Config& c) {
     for (std::size_t i = 1; i < c.chains[0].upstreams.size(); ++i)
@@ -67,6 +59,7 @@ protected:
         }
         c.chains.push_back(chain);
         if (tweak) tweak(c);
+        started_with = c;
         if (manual_time)
             gw = std::make_unique<Gateway>(c, clock);
         else
@@ -124,6 +117,9 @@ protected:
         }
         return false;
     }
+
+    /// The configuration of the last start(), for a test's reload to change.
+    config::Config started_with;
 
     /// Set before start(): the gateway's own decisions (breakers, rests, retry waits) run on
     /// `clock`, which stands still until the test advances it. Probes and I/O keep real time.

@@ -5,10 +5,13 @@
 #include "gateway/http/listener.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,7 +78,17 @@ public:
     /// Every request but /healthz, /readyz and /metrics (for probes and scrapers) and a GET of
     /// the operator page's files (/ui/, which hold no data) must then carry
     /// `Authorization: Bearer <token>`; others get 401. Empty: no token asked (loopback only).
-    void require_token(std::string token) { token_ = std::move(token); }
+    /// Thread-safe: a reload rotates the token; a request already checked is not affected.
+    void require_token(std::string token);
+
+    /// What POST /admin/reload answers: an HTTP status and a JSON body.
+    struct ReloadAnswer {
+        unsigned status = 200;
+        boost::json::object body;
+    };
+    /// POST /admin/reload re-reads the configuration through `reload` (run on the listener's
+    /// loop: it reads a file and swaps a few tables). Without it, the endpoint answers 501.
+    void set_reload(std::function<ReloadAnswer()> reload) { reload_ = std::move(reload); }
 
     /// The admin listener's head check (http::HeadCheck): the token of require_token() on the
     /// request's head, so that a stranger's body is never read; the 401 is answered at once and
@@ -127,7 +140,10 @@ private:
     std::vector<std::function<bool()>> transactions_loaded_;
 
     std::vector<upstream::ChainPool*> chains_;
-    std::string token_;  // a secret: never logged
+    std::shared_ptr<const std::string> token() const;
+    mutable std::mutex token_mu_;
+    std::shared_ptr<const std::string> token_ = std::make_shared<const std::string>();  // secret
+    std::function<ReloadAnswer()> reload_;
     metrics::Metrics* metrics_;
     const std::atomic<bool>* draining_;
     store::JournalService* journal_;

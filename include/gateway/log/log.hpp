@@ -17,4 +17,7 @@ std::unique_ptr<spdlog::formatter> make_json_formatter();
 /// Call once at start-up, before other threads log.
 void init(const config::LogConfig& config);
 
+/// Changes the default logger's level (a configuration reload). Thread-safe.
+void set_level(const std::string& level);
+
 }  // namespace gateway::log

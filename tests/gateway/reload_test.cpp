@@ -1,0 +1,153 @@
+// A configuration reload while serving (Gateway::reload, POST /admin/reload): what changes at
+// once, what is refused, what waits for a restart, and what it says.
+
+#include "support/fake_upstream.hpp"
+#include "support/gateway_fixture.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FakeReply;
+using test::FakeUpstream;
+using test::first_is_primary;
+using test::GatewayTest;
+using test::on;
+using ::testing::HasSubstr;
+using ::testing::Not;
+namespace json = boost::json;
+
+const std::string kGasPrice = R"({"jsonrpc":"2.0","id":1,"method":"eth_gasPrice"})";
+
+class ReloadTest : public GatewayTest {
+protected:
+    // POST /admin/reload: the status and the parsed answer.
+    std::pair<unsigned, json::value> reload() {
+        const test::HttpReply r =
+            test::HttpConnection(admin_port()).request("POST", "/admin/reload", "");
+        return {r.status, json::parse(r.body)};
+    }
+    std::vector<std::string> ids() {
+        std::vector<std::string> out;
+        const json::value all = upstreams();
+        for (const auto& u : all.at("upstreams").as_array())
+            out.emplace_back(u.at("id").as_string());
+        return out;
+    }
+};
+
+TEST_F(ReloadTest, UpstreamsAreSwappedAndAnUnchangedOneKeepsItsState) {
+    FakeUpstream a(31337, on("eth_gasPrice", FakeReply::ok("\"0xa\"")));
+    FakeUpstream b(31337, on("eth_gasPrice", FakeReply::ok("\"0xb\"")));
+    FakeUpstream c(31337, on("eth_gasPrice", FakeReply::ok("\"0xc\"")));
+    start({a.url(), b.url()}, first_is_primary);
+    wait_ready();
+    EXPECT_EQ(post(kGasPrice).header("x-gateway-upstream"), "node-0");
+    // node-1 cordoned by an operator: a reload that leaves it as it is keeps it so.
+    EXPECT_EQ(test::HttpConnection(admin_port())
+                  .request("POST", "/admin/upstreams/node-1/cordon", "")
+                  .status,
+              200u);
+
+    config::Config next = started_with;
+    next.chains[0].upstreams.erase(next.chains[0].upstreams.begin());  // node-0 goes
+    config::UpstreamConfig added;
+    added.id = "node-2";
+    added.url = c.url();
+    added.timeout = 1s;
+    next.chains[0].upstreams.push_back(added);
+    gw->set_config_source([next] { return next; });
+    const auto [status, answer] = reload();
+    ASSERT_EQ(status, 200u) << json::serialize(answer);
+    EXPECT_EQ(answer.at("applied"), json::parse(R"(["chains[devnet].upstreams"])"));
+    EXPECT_EQ(answer.at("restart_required"), json::array());
+
+    EXPECT_EQ(ids(), (std::vector<std::string>{"node-1", "node-2"}));
+    EXPECT_EQ(upstream("node-1").at("state"), "cordoned");
+    ASSERT_TRUE(wait_state("node-2", "up"));
+    const std::size_t a_calls = a.calls("eth_gasPrice");
+    for (int i = 0; i < 5; ++i) {
+        const test::HttpReply r = post(kGasPrice);
+        EXPECT_EQ(r.body, R"({"jsonrpc":"2.0","id":1,"result":"0xc"})");
+        EXPECT_EQ(r.header("x-gateway-upstream"), "node-2");
+    }
+    EXPECT_EQ(a.calls("eth_gasPrice"), a_calls);
+    // The removed upstream's gauges are gone; the new one's are there.
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics,
+                Not(HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-0"})")));
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-2"})"));
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_config_reloads_total{outcome="applied"} 1)"));
+    EXPECT_THAT(metrics, HasSubstr("gateway_config_last_reload_successful 1"));
+    EXPECT_THAT(metrics, HasSubstr("gateway_config_restart_required 0"));
+}
+
+TEST_F(ReloadTest, ABadConfigIsRefusedWithItsMessageAndChangesNothing) {
+    FakeUpstream a(31337, on("eth_gasPrice", FakeReply::ok("\"0xa\"")));
+    start({a.url()});
+    wait_ready();
+    gw->set_config_source([]() -> config::Config {
+        return config::parse_config(
+            "chains:\n  - name: devnet\n    chain_id: 31337\n    upstreams: [{id: x, url: "
+            "'ws://nowhere/SECRET'}]\n",
+            "gateway.yaml", config::process_env());
+    });
+    const auto [status, answer] = reload();
+    EXPECT_EQ(status, 400u);
+    EXPECT_EQ(answer.at("reloaded"), false);
+    EXPECT_EQ(answer.at("error"),
+              "gateway.yaml:4:30: chains[0].upstreams[0].url: must start with http:// or https://");
+    EXPECT_THAT(json::serialize(answer), Not(HasSubstr("SECRET")));
+    EXPECT_EQ(ids(), (std::vector<std::string>{"node-0"}));
+    EXPECT_EQ(post(kGasPrice).body, R"({"jsonrpc":"2.0","id":1,"result":"0xa"})");
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_config_reloads_total{outcome="refused"} 1)"));
+    EXPECT_THAT(metrics, HasSubstr("gateway_config_last_reload_successful 0"));
+}
+
+TEST_F(ReloadTest, MethodsChangeAtOnceAndWhatNeedsARestartIsNamed) {
+    FakeUpstream a(31337, on("eth_gasPrice", FakeReply::ok("\"0xa\"")));
+    start({a.url()});
+    wait_ready();
+    config::Config next = started_with;
+    next.chains[0].methods.deny.push_back("eth_gasPrice");
+    next.server.listen.port = 1;           // a listener is not moved while serving
+    next.chains[0].tx.confirmations = 12;  // nor is the write path re-made
+    gw->set_config_source([next] { return next; });
+    const auto [status, answer] = reload();
+    ASSERT_EQ(status, 200u);
+    EXPECT_EQ(answer.at("applied"), json::parse(R"(["chains[devnet].methods"])"));
+    EXPECT_EQ(answer.at("restart_required"),
+              json::parse(R"(["server.listen","chains[devnet].tx"])"));
+    EXPECT_THAT(std::string(answer.at("note").as_string()), HasSubstr("environment variables"));
+    const test::HttpReply refused = post(kGasPrice);
+    EXPECT_THAT(refused.body, HasSubstr("not allowed here (methods.deny"));
+    EXPECT_EQ(gw->rpc_endpoint().port, port());
+    EXPECT_NE(port(), 1);
+    EXPECT_THAT(http_metrics(), HasSubstr("gateway_config_restart_required 1"));
+    // Reloading the same again: nothing more applied, the same still waiting.
+    const auto [again_status, again] = reload();
+    EXPECT_EQ(again.at("applied"), json::array());
+    EXPECT_EQ(again.at("restart_required"),
+              json::parse(R"(["server.listen","chains[devnet].tx"])"));
+}
+
+TEST_F(ReloadTest, WithoutAConfigFileTheReloadSaysSo) {
+    FakeUpstream a;
+    start({a.url()});
+    const test::HttpReply r =
+        test::HttpConnection(admin_port()).request("POST", "/admin/reload", "");
+    EXPECT_EQ(r.status, 501u);
+    EXPECT_THAT(r.body, HasSubstr("not started from a config file"));
+}
+
+}  // namespace
+}  // namespace gateway
