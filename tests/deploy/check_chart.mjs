@@ -24,12 +24,14 @@
 // - files/alerts.yaml and files/chain-gateway.json are deploy/'s, byte for byte, and the
 //   PrometheusRule and dashboard ConfigMap carry them whole;
 // - the checksum changes with the config and only with it; values.schema.json refuses bad
-//   values; missing or conflicting values fail rendering with a message that names them;
+//   values (in helm-render, with gojsonschema as Helm 3, and in ajv's strict draft-07 mode);
+//   missing or conflicting values fail rendering with a message that names them;
 // - README.md names every value of values.yaml; NOTES.txt renders in both modes.
 // Exits 1 with what is wrong.
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { checkConfig, checkGateway, problems, validateObject, yamlFrom } from './kubernetes_checks.mjs';
@@ -314,6 +316,25 @@ const failures = [
 for (const [files, reason] of failures) {
   const r = render(chart, files);
   check(!r.ok && reason.test(r.err), `rendering does not fail with ${reason}: ${r.ok ? 'rendered' : r.err}`);
+}
+// A second validator on the schema: draft-07 in ajv's strict mode (unknown keywords, types), the
+// defaults valid, and the refusals above refused by it too.
+{
+  const Ajv = createRequire(path.join(modules, 'noop.js'))('ajv');
+  const strict = (m) => { throw new Error(m); };
+  const schema = JSON.parse(fs.readFileSync(path.join(chart, 'values.schema.json'), 'utf8'));
+  check(schema.$schema === 'http://json-schema.org/draft-07/schema#', 'values.schema.json is not draft-07');
+  try {
+    const ajv = new Ajv({ strictTypes: true, allowUnionTypes: true,
+                          logger: { log() {}, warn: strict, error: strict } });
+    const validate = ajv.compile(schema);
+    const defaults = yaml.load(fs.readFileSync(path.join(chart, 'values.yaml'), 'utf8'));
+    check(validate(defaults), `ajv refuses values.yaml: ${ajv.errorsText(validate.errors)}`);
+    for (const [text] of refusals)
+      check(!validate({ ...defaults, ...yaml.load(text) }), `ajv takes ${JSON.stringify(text)}`);
+  } catch (e) {
+    check(false, `values.schema.json in ajv's strict mode: ${e.message}`);
+  }
 }
 const wrongMode = render(parent, [valuesFile('parent.yaml', 'chain-gateway: {mode: service}\n')]);
 check(!wrongMode.ok && /chain-gateway\.sidecar\.\* templates are for mode: sidecar/.test(wrongMode.err),

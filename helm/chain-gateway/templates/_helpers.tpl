@@ -305,13 +305,16 @@ follow a changed ConfigMap or Secret, for a reload to pick up).
 {{- end -}}
 
 {{- define "chain-gateway.sidecar.podAnnotations" -}}
+{{- include "chain-gateway.requireSidecar" . -}}
 {{- include "chain-gateway.podAnnotations" . -}}
 {{- end -}}
 
 {{- define "chain-gateway.sidecar.podSecurityContext" -}}
+{{- include "chain-gateway.requireSidecar" . -}}
 {{- include "chain-gateway.podSecurityContext" . -}}
 {{- end -}}
 
 {{- define "chain-gateway.sidecar.terminationGracePeriodSeconds" -}}
+{{- include "chain-gateway.requireSidecar" . -}}
 {{- include "chain-gateway.terminationGracePeriodSeconds" . -}}
 {{- end -}}
