@@ -9,7 +9,8 @@
 // kindIs, toString, printf, trunc, trimSuffix, contains, replace, quote, nindent, sha256sum,
 // randAlphaNum, b64enc, add, div, mul, int64; text/template's index, eq, ne, le, and, or, not.
 // For each value file of tests/deploy/chart-values/ and for the example parent chart
-// (helm/chain-gateway/examples/wallet-backend, which includes the sidecar templates):
+// (helm/chain-gateway/examples/wallet-backend, which includes the sidecar templates), as it is and
+// with chart-values/wallet-backend/monitoring.yaml (its NetworkPolicy and PodMonitor on):
 // - every object is valid against the Kubernetes API schemas (kubernetes-models); the Prometheus
 //   Operator's objects, which the package lacks, are checked against what they must select and
 //   carry;
@@ -203,15 +204,23 @@ async function checkRendering(name, out, expect) {
         check(ports.includes(p.targetPort), `${name}: Service port ${p.name} targets ${p.targetPort}, not a container port`);
       const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget');
       check(pdb && matches(pdb.spec.selector.matchLabels, labels), `${name}: no PodDisruptionBudget for the pods`);
-      const policy = objects.find((o) => o.kind === 'NetworkPolicy');
-      check(policy && matches(policy.spec.podSelector.matchLabels, labels), `${name}: no NetworkPolicy for the pods`);
-      const rules = policy?.spec.ingress || [];
-      const admin = rules.find((r) => r.ports?.some((p) => p.port === 9545));
-      check(admin?.from?.length && admin.from.every((f) =>
-              f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring'),
-            `${name}: the admin port is open to more than the monitoring namespace`);
-      check(rules.some((r) => r.ports?.some((p) => p.port === 8545)), `${name}: the RPC port is not admitted`);
+      check(objects.some((o) => o.kind === 'NetworkPolicy'), `${name}: no NetworkPolicy`);
     }
+  }
+  for (const policy of objects.filter((o) => o.kind === 'NetworkPolicy')) {
+    const where = `${name}: NetworkPolicy/${policy.metadata.name}`;
+    check(Object.keys(policy.spec.podSelector?.matchLabels || {}).length, `${where}: selects every pod`);
+    for (const w of workloads)
+      check(matches(policy.spec.podSelector.matchLabels, w.spec.template.metadata.labels),
+            `${where}: misses the gateway's pods`);
+    const rules = policy.spec.ingress || [];
+    const admin = rules.find((r) => r.ports?.some((p) => p.port === 9545));
+    check(admin?.from?.length && admin.from.every((f) =>
+            f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring'),
+          `${where}: the admin port is open to more than the monitoring namespace`);
+    // A sidecar's RPC port is loopback: no rule for it; a service's admits its clients.
+    check(rules.some((r) => r.ports?.some((p) => p.port === 8545)) === !sidecar,
+          `${where}: the RPC port is ${sidecar ? 'admitted (loopback only)' : 'not admitted'}`);
   }
   if (sidecar && !expect.workloadKind)
     check(!objects.some((o) => ['Service', 'StatefulSet', 'Deployment', 'PodDisruptionBudget'].includes(o.kind)),
@@ -268,9 +277,16 @@ for (const kind of ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'])
 check(monitoring.some((o) => o.metadata?.labels?.grafana_dashboard === '1'), 'no value file renders the dashboard');
 
 const parent = path.join(chart, 'examples', 'wallet-backend');
-const parentRender = render(parent);
-if (check(parentRender.ok, `examples/wallet-backend: does not render: ${parentRender.err}`))
-  await checkRendering('examples/wallet-backend', parentRender.out, { mode: 'sidecar', workloadKind: 'Deployment' });
+for (const files of [[], [path.join(valuesDir, 'wallet-backend', 'monitoring.yaml')]]) {
+  const name = ['examples/wallet-backend', ...files.map((f) => path.basename(f))].join(' + ');
+  const r = render(parent, files);
+  if (check(r.ok, `${name}: does not render: ${r.err}`)) {
+    const result = await checkRendering(name, r.out, { mode: 'sidecar', workloadKind: 'Deployment' });
+    if (files.length)
+      for (const kind of ['PodMonitor', 'NetworkPolicy'])
+        check(result?.objects.some((o) => o.kind === kind), `${name}: no ${kind}`);
+  }
+}
 
 // --- The checksum follows the config, and only it. -------------------------------------------------
 const base = path.join(valuesDir, 'service-default.yaml');
@@ -362,4 +378,4 @@ for (const [files, want] of [[[base], /svc:8545/], [[path.join(valuesDir, 'sidec
 }
 
 fs.rmSync(tmpRoot, { recursive: true });
-report('check_chart', `${cases.length} value files and the parent example rendered, valid, contained and configured`);
+report('check_chart', `${cases.length} value files and the parent example (twice) rendered, valid, contained and configured`);
