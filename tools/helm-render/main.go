@@ -8,7 +8,8 @@
 //
 // Supported, as Helm 3 does them:
 //   - .Values: the chart's values.yaml deep-merged with each -f file in order (maps merge, other
-//     values replace, a null removes the key); validated against values.schema.json (draft-07,
+//     values replace, a null removes the key: a subchart's key too, where Helm has had bugs of
+//     its own); validated against values.schema.json (draft-07,
 //     with gojsonschema, the validator Helm 3 used) before anything is rendered; no --set.
 //   - .Release.Name/.Namespace/.Service/.IsInstall/.IsUpgrade/.Revision, .Chart.<Chart.yaml's
 //     fields, capitalised: Name, Version, AppVersion, ...>, .Template.Name/.BasePath,
@@ -141,20 +142,21 @@ func loadChart(dir string) (*chart, error) {
 }
 
 // Helm's coalesce: maps merge key by key, anything else from the override replaces, and a null
-// in the override removes the key.
-func merge(base, override values) values {
+// in the override removes the key. Between -f files (keepNull) a null is kept, so that it still
+// removes the chart's default, as with helm.
+func merge(base, override values, keepNull bool) values {
 	out := values{}
 	for k, v := range base {
 		out[k] = v
 	}
 	for k, v := range override {
-		if v == nil {
+		if v == nil && !keepNull {
 			delete(out, k)
 			continue
 		}
 		if o, ok := v.(map[string]interface{}); ok {
 			if b, ok := out[k].(map[string]interface{}); ok {
-				out[k] = merge(b, o)
+				out[k] = merge(b, o, keepNull)
 				continue
 			}
 		}
@@ -166,7 +168,7 @@ func merge(base, override values) values {
 // Each chart's effective values: its own values.yaml under what the parent gives it, validated
 // against its schema as Helm does.
 func scopedValues(c *chart, given values) (values, error) {
-	v := merge(c.values, given)
+	v := merge(c.values, given, false)
 	if c.schema != nil {
 		doc, err := json.Marshal(v)
 		if err != nil {
@@ -268,7 +270,7 @@ func render(dir, release, namespace string, valueFiles []string, apis apiVersion
 		if err != nil {
 			return "", err
 		}
-		given = merge(given, v)
+		given = merge(given, v, true)
 	}
 	releaseObj := values{"Name": release, "Namespace": namespace, "Service": "Helm", "IsInstall": true,
 		"IsUpgrade": false, "Revision": 1}
