@@ -45,6 +45,10 @@ test_packages=(
     python3
     # promtool, for the alert rules of deploy/prometheus (check and unit tests).
     prometheus
+    # tools/helm-render, which renders helm/chain-gateway for its test (Debian has no helm):
+    # Go, sprig and the YAML and JSON Schema libraries Helm itself uses, in GOPATH mode.
+    golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+    golang-github-xeipuuv-gojsonschema-dev
     # The operator page's test (tests/js/operator_page.cjs): Debian's Chromium, driven by
     # playwright-core from npm (which cannot download a browser of its own here).
     chromium

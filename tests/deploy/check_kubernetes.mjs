@@ -8,61 +8,16 @@
 // - the gateway configuration in each ConfigMap is valid (`chain-gateway --check-config`, with
 //   the environment the manifests give it);
 // - kustomization.yaml names files that exist.
+// The checks of an object are kubernetes_checks.mjs's, shared with the Helm chart's test.
 // Exits 1 with what is wrong.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { checkConfig, checkGateway, problems, validateObject, yamlFrom } from './kubernetes_checks.mjs';
 
 const [dir, modules, binary] = process.argv.slice(2).map((p) => path.resolve(p));
-const require = createRequire(path.join(modules, 'noop.js'));
-const yaml = require('js-yaml');
-const problems = [];
-const check = (ok, what) => { if (!ok) problems.push(what); };
-
-async function model(apiVersion, kind) {
-  const file = path.join(modules, 'kubernetes-models', apiVersion, kind + '.js');
-  if (!fs.existsSync(file)) return null;
-  return (await import(pathToFileURL(file).href))[kind];
-}
-
-function checkGateway(where, pod, config) {
-  const gateway = (pod.containers || []).find((c) => c.name === 'chain-gateway');
-  check(gateway, `${where}: no chain-gateway container`);
-  if (!gateway) return;
-  const podSec = pod.securityContext || {};
-  const sec = gateway.securityContext || {};
-  check((sec.runAsNonRoot ?? podSec.runAsNonRoot) === true, `${where}: not runAsNonRoot`);
-  check((sec.runAsUser ?? podSec.runAsUser) === 10001, `${where}: not the image's user 10001`);
-  check(sec.allowPrivilegeEscalation === false, `${where}: privilege escalation allowed`);
-  check(sec.readOnlyRootFilesystem === true, `${where}: root filesystem writable`);
-  check((sec.capabilities?.drop || []).includes('ALL'), `${where}: capabilities not all dropped`);
-  for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'])
-    check(gateway[probe], `${where}: no ${probe}`);
-  check(gateway.livenessProbe?.httpGet?.path === '/healthz' ||
-        (gateway.livenessProbe?.exec?.command || []).includes('--probe'),
-        `${where}: liveness does not ask /healthz`);
-  check(gateway.readinessProbe?.httpGet?.path === '/readyz', `${where}: readiness is not /readyz`);
-  check(gateway.resources?.requests && gateway.resources?.limits?.memory,
-        `${where}: no resource requests or memory limit`);
-  const mounts = gateway.volumeMounts || [];
-  check(mounts.some((m) => m.mountPath === '/tmp'), `${where}: no writable /tmp (SQLite's files)`);
-  check(mounts.some((m) => m.mountPath === '/var/lib/chain-gateway'), `${where}: no journal volume`);
-  const env = Object.fromEntries((gateway.env || []).map((e) => [e.name, e]));
-  const file = env.GATEWAY_CONFIG?.value;
-  check(file && mounts.some((m) => file.startsWith(m.mountPath + '/')),
-        `${where}: GATEWAY_CONFIG is not in a mounted volume`);
-  for (const e of gateway.env || [])
-    check(e.value === undefined || !/token|key|secret|password/i.test(e.name),
-          `${where}: ${e.name} written in the manifest, not from a Secret`);
-  // The pod outlives the gateway's drain and shutdown.
-  const server = config?.server || {};
-  const needs = (server.drain_delay_ms || 0) + (server.shutdown_grace_ms ?? 10000);
-  check((pod.terminationGracePeriodSeconds ?? 30) * 1000 > needs,
-        `${where}: terminationGracePeriodSeconds does not cover drain_delay_ms + shutdown_grace_ms`);
-}
+const yaml = yamlFrom(modules);
+const { check, report } = problems();
 
 for (const name of ['sidecar-example.yaml', 'service.yaml']) {
   const docs = yaml.loadAll(fs.readFileSync(path.join(dir, name), 'utf8')).filter(Boolean);
@@ -70,43 +25,27 @@ for (const name of ['sidecar-example.yaml', 'service.yaml']) {
   let config = null;
   for (const doc of docs) {
     const where = `${name}: ${doc.kind}/${doc.metadata?.name}`;
-    const Model = await model(doc.apiVersion, doc.kind);
-    check(Model, `${where}: no schema for ${doc.apiVersion} ${doc.kind}`);
-    if (Model) {
-      try {
-        new Model(doc).validate();
-      } catch (e) {
-        problems.push(`${where}: ${e.message}`);
-      }
-    }
+    await validateObject(modules, doc, where, check);
     if (doc.kind === 'ConfigMap' && doc.data?.['gateway.yaml']) {
       config = yaml.load(doc.data['gateway.yaml']);
       const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-config-'));
       const file = path.join(tmp, 'gateway.yaml');
       fs.writeFileSync(file, doc.data['gateway.yaml']);
-      try {
-        execFileSync(binary, ['--check-config', file], {
-          env: { ...process.env, UPSTREAM_URL: 'https://node.example.com/v2/key',
-                 GATEWAY_ADMIN_TOKEN: 'a-token-from-the-secret-0123456789' },
-          stdio: 'pipe' });
-      } catch (e) {
-        problems.push(`${where}: its gateway.yaml is not valid: ${e.stderr}`);
-      }
+      const error = checkConfig(binary, file, {
+        UPSTREAM_URL: 'https://node.example.com/v2/key',
+        GATEWAY_ADMIN_TOKEN: 'a-token-from-the-secret-0123456789' });
+      check(!error, `${where}: its gateway.yaml is not valid: ${error}`);
       fs.rmSync(tmp, { recursive: true });
     }
   }
   for (const doc of docs) {
     const pod = doc.spec?.template?.spec;
-    if (pod) checkGateway(`${name}: ${doc.kind}/${doc.metadata?.name}`, pod, config);
+    const claims = (doc.spec?.volumeClaimTemplates || []).map((c) => c.metadata?.name);
+    if (pod) checkGateway(`${name}: ${doc.kind}/${doc.metadata?.name}`, pod, config, check, claims);
   }
 }
 const kustomization = yaml.load(fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8'));
 for (const r of kustomization.resources || [])
   check(fs.existsSync(path.join(dir, r)), `kustomization.yaml: ${r} does not exist`);
 
-if (problems.length) {
-  console.log(`check_kubernetes: ${problems.length} problem(s):`);
-  for (const p of problems) console.log('  - ' + p);
-  process.exit(1);
-}
-console.log('check_kubernetes: every object valid, the gateway contained and configured');
+report('check_kubernetes', 'every object valid, the gateway contained and configured');
