@@ -404,7 +404,7 @@ private:
             const std::string& out_head = response_head(response, version, keep_alive);
             // The answer to HEAD is the head alone, with the length the body would have.
             if (head_only) response.body.clear();
-            state_->observe(response.status);
+            state_->observe(response.status, response.body.size());
             tcp().expires_after(opt.read_timeout);
             // Passed as a span, not as the array: Asio's own handling of a two-buffer array
             // leaves a written head as an empty first buffer, and Beast's TLS stream writes the
@@ -582,7 +582,7 @@ private:
         out.body() = opt.error_body ? opt.error_body(status, message) : std::string();
         out.keep_alive(false);
         out.prepare_payload();
-        state_->observe(status);
+        state_->observe(status, out.body().size());
         tcp().expires_after(std::chrono::seconds(5));
         co_await bhttp::async_write(stream_, out, use_nothrow);
     }

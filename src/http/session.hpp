@@ -45,8 +45,8 @@ struct ListenerState {
     std::atomic<bool> stopping{false};
     ConnectionTable table;
 
-    void observe(unsigned status) {
-        if (metrics) metrics->observe_http(options.name, status);
+    void observe(unsigned status, std::size_t body_bytes) {
+        if (metrics) metrics->observe_http(options.name, status, body_bytes);
     }
     /// Takes `n` bytes of the body budget; false (nothing taken) when they would pass it.
     bool reserve_body(std::size_t n) {

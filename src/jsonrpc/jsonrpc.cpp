@@ -445,6 +445,17 @@ std::size_t result_response_size(std::string_view id, std::string_view result_js
     return kResultHead.size() + id.size() + kResultMiddle.size() + result_json.size() + 1;
 }
 
+std::optional<std::int64_t> error_code_of(std::string_view response) {
+    constexpr std::string_view kMarker = "\"error\":{\"code\":";
+    const std::size_t at = response.find(kMarker);
+    if (at == std::string_view::npos) return std::nullopt;
+    std::int64_t code = 0;
+    const char* first = response.data() + at + kMarker.size();
+    const auto [end, ec] = std::from_chars(first, response.data() + response.size(), code);
+    if (ec != std::errc() || end == first) return std::nullopt;
+    return code;
+}
+
 std::string error_response(std::string_view id, const Error& error) {
     json::object e;
     e["code"] = error.code;

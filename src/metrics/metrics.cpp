@@ -40,6 +40,10 @@ double unix_seconds() {
 constexpr const char* kBreakerStates[] = {"closed", "open", "half_open"};
 // Blocks a reorg drops.
 const prom::Histogram::BucketBoundaries kDepthBuckets{1, 2, 3, 5, 10, 20, 50, 128};
+// Answer sizes: 64 bytes (a quantity) to 64 MiB (a large log range), by fours.
+const prom::Histogram::BucketBoundaries kSizeBuckets{64,       256,       1024,      4096,
+                                                     16384,    65536,     262144,    1048576,
+                                                     4194304,  16777216,  67108864};
 const prom::Histogram::BucketBoundaries kLatencyBuckets{
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
@@ -167,7 +171,9 @@ prom::Counter& series_of(SeriesCache<prom::Counter>& cache, prom::Family<prom::C
 struct Metrics::Impl {
     prom::Registry registry;
     SeriesCache<prom::Counter> request_counters, upstream_counters, http_counters;
-    SeriesCache<prom::Histogram> request_histograms, upstream_histograms;
+    SeriesCache<prom::Histogram> request_histograms, upstream_histograms, http_size_histograms,
+        probe_histograms;
+    SeriesCache<prom::Counter> rpc_error_counters;
     // Other counters a call may count, each family its own lookup.
     SeriesCache<prom::Counter> cache_request_counters, cache_eviction_counters, coalesced_counters,
         stale_counters, failover_counters, hedge_counters, auth_counters;
@@ -181,6 +187,13 @@ struct Metrics::Impl {
     prom::Family<prom::Counter>& http =
         counter(registry, "gateway_http_responses_total",
                 "HTTP responses written, by listener and status code");
+    prom::Family<prom::Histogram>& http_size =
+        histogram(registry, "gateway_http_response_size_bytes",
+                  "Bodies of HTTP responses as written (compressed when they were), by listener");
+    prom::Family<prom::Counter>& rpc_errors =
+        counter(registry, "gateway_rpc_errors_total",
+                "JSON-RPC error answers, by chain and error code (codes outside the standard "
+                "and EIP-1193/1474 ones count as \"other\")");
     prom::Gauge& in_flight = gauge(registry, "gateway_in_flight_requests",
                                    "HTTP requests being served by the RPC listener")
                                  .Add({});
@@ -202,21 +215,15 @@ struct Metrics::Impl {
         registry, "gateway_upstream_lag_blocks", "Blocks the upstream is behind the chain's head");
     prom::Family<prom::Gauge>& upstream_score = gauge(
         registry, "gateway_upstream_score", "The upstream's selection score (lower is better)");
-    prom::Family<prom::Gauge>& upstream_breaker =
-        gauge(registry, "gateway_upstream_breaker_state",
-              "The upstream's circuit breaker: 0 closed, 1 open, 2 half-open");
     prom::Family<prom::Gauge>& upstream_breaker_states =
         gauge(registry, "gateway_upstream_breaker",
               "1 for the state the upstream's circuit breaker is in (closed, open, half_open), "
               "else 0");
-    prom::Family<prom::Gauge>& upstream_latency =
-        gauge(registry, "gateway_upstream_latency_seconds",
-              "Probe latency of the upstream: stat is ewma or p90");
+    prom::Family<prom::Histogram>& probe_seconds =
+        histogram(registry, "gateway_upstream_probe_duration_seconds",
+                  "Time an upstream took to answer a health probe's eth_blockNumber");
     prom::Family<prom::Gauge>& upstream_head =
         gauge(registry, "gateway_upstream_head_block", "The latest block the upstream reported");
-    prom::Family<prom::Gauge>& upstream_error_rate =
-        gauge(registry, "gateway_upstream_error_rate",
-              "Share of the upstream's requests that failed, last 30 s");
     prom::Family<prom::Gauge>& chain_head =
         gauge(registry, "gateway_chain_head_block",
               "The chain's head: the highest among answering upstreams");
@@ -434,8 +441,14 @@ void Metrics::observe_call(std::string_view chain, std::string_view method,
     h.ObserveMultiple(increments, seconds * static_cast<double>(calls));
 }
 
-void Metrics::observe_http(std::string_view listener, unsigned status) {
+void Metrics::observe_http(std::string_view listener, unsigned status, std::size_t body_bytes) {
     Impl& m = *impl_;
+    m.http_size_histograms
+        .get(Key(listener, {}),
+             [&]() -> prom::Histogram& {
+                 return m.http_size.Add({{"listener", s(listener)}}, kSizeBuckets);
+             })
+        .Observe(static_cast<double>(body_bytes));
     char code[12];
     auto [end, ec] = std::to_chars(code, code + sizeof code, status);
     (void)ec;
@@ -478,21 +491,43 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
     }
     impl_->upstream_lag.Add(labels).Set(g.lag);
     impl_->upstream_score.Add(labels).Set(g.score);
-    impl_->upstream_breaker.Add(labels).Set(g.breaker);
-    // The same as a state set, as Prometheus users read a state: one series per state.
+    // A state set, as Prometheus users read a state: one series per state.
     for (int i = 0; i < 3; ++i) {
         prom::Labels l = labels;
         l["state"] = kBreakerStates[i];
         impl_->upstream_breaker_states.Add(l).Set(static_cast<int>(g.breaker) == i ? 1 : 0);
     }
-    prom::Labels ewma = labels;
-    ewma["stat"] = "ewma";
-    impl_->upstream_latency.Add(ewma).Set(g.latency_ewma_seconds);
-    prom::Labels p90 = labels;
-    p90["stat"] = "p90";
-    impl_->upstream_latency.Add(p90).Set(g.latency_p90_seconds);
     impl_->upstream_head.Add(labels).Set(g.head);
-    impl_->upstream_error_rate.Add(labels).Set(g.error_rate);
+}
+
+void Metrics::observe_probe(std::string_view chain, std::string_view upstream, double seconds) {
+    Impl& m = *impl_;
+    m.probe_histograms
+        .get(Key(chain, upstream),
+             [&]() -> prom::Histogram& {
+                 return m.probe_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}},
+                                            kLatencyBuckets);
+             })
+        .Observe(seconds);
+}
+
+void Metrics::count_rpc_error(std::string_view chain, std::int64_t code) {
+    // A node may answer any number: the label takes the codes clients act on, and "other", so
+    // that a node cannot make series without end.
+    const bool known = (code >= -32099 && code <= -32000) || code == -32700 || code == -32600 ||
+                       code == -32601 || code == -32602 || code == -32603 || code == 3 ||
+                       code == 4001 || code == 4100 || code == 4200 || code == 4900 ||
+                       code == 4901 || code == 4902;
+    char text[24] = "other";
+    std::string_view label = "other";
+    if (known) {
+        auto [end, ec] = std::to_chars(text, text + sizeof text, code);
+        (void)ec;
+        label = std::string_view(text, static_cast<std::size_t>(end - text));
+    }
+    Impl& m = *impl_;
+    series_of(m.rpc_error_counters, m.rpc_errors, Label{"chain", chain}, Label{"code", label})
+        .Increment();
 }
 
 void Metrics::forget_upstream(std::string_view chain, std::string_view upstream) {
@@ -506,12 +541,10 @@ void Metrics::forget_upstream(std::string_view chain, std::string_view upstream)
         return l;
     };
     Impl& m = *impl_;
-    for (auto* family : {&m.upstream_up, &m.upstream_lag, &m.upstream_score, &m.upstream_breaker,
-                         &m.upstream_head, &m.upstream_error_rate})
+    for (auto* family : {&m.upstream_up, &m.upstream_lag, &m.upstream_score, &m.upstream_head})
         drop(*family, labels);
     for (const char* state : kStates) drop(m.upstream_state, with("state", state));
     for (const char* state : kBreakerStates) drop(m.upstream_breaker_states, with("state", state));
-    for (const char* stat : {"ewma", "p90"}) drop(m.upstream_latency, with("stat", stat));
 }
 
 void Metrics::count_transaction(std::string_view chain, std::string_view state) {

@@ -84,9 +84,12 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
     tickets.reserve(batch.entries->size());
     // The call that does not fit: -32005, and the rest of the batch is not sent either.
     const auto refuse_over_budget = [&](std::size_t i, const jsonrpc::Call& call) {
-        batch.outcomes[i].response = jsonrpc::error_response(
-            call.id, upstream::over_budget(batch.budget->limit).reply.error);
-        if (metrics_) metrics_->observe_call(chain_name, method_label(call.method), "rpc_error", 0);
+        const jsonrpc::Error error = upstream::over_budget(batch.budget->limit).reply.error;
+        batch.outcomes[i].response = jsonrpc::error_response(call.id, error);
+        if (metrics_) {
+            metrics_->observe_call(chain_name, method_label(call.method), "rpc_error", 0);
+            metrics_->count_rpc_error(chain_name, error.code);
+        }
         count_client_call(*batch.client, "rpc_error");
         if (call.notification) batch.outcomes[i].response.clear();
         batch.done[i] = true;
@@ -182,6 +185,7 @@ asio::awaitable<void> RpcHandler::forward_batched(const ChainRoute& route, Batch
         }
         out.upstream = r->upstream;
         out.response = std::move(response);
+        if (reply.is_error() && metrics_) metrics_->count_rpc_error(chain_name, reply.error.code);
         answered(i, call, reply.is_error() ? "rpc_error" : "ok");
     }
     flush();

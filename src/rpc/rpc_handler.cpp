@@ -134,9 +134,14 @@ asio::awaitable<RpcHandler::Outcome> RpcHandler::execute(
     spdlog::debug("chain {}: {} -> {} from {} in {} us", chain_name, method_label(call.method),
                   c.outcome, from,
                   std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
-    if (metrics_)
+    if (metrics_) {
         metrics_->observe_call(chain_name, method_label(call.method), c.outcome,
                                std::chrono::duration<double>(Clock::now() - t0).count());
+        // Only an answer the outcome calls an error is looked at: a result is never searched.
+        if (c.outcome != "ok")
+            if (const auto code = jsonrpc::error_code_of(out.response))
+                metrics_->count_rpc_error(chain_name, *code);
+    }
     count_client_call(client, c.outcome);
     if (call.notification) out.response.clear();
     co_return out;

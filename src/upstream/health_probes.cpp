@@ -142,6 +142,9 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
     const auto t0 = Clock::now();
     auto [v, why] = co_await ask("eth_blockNumber");
     const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+    if (v && metrics_)
+        metrics_->observe_probe(config_.name, upstream.id(),
+                                std::chrono::duration<double>(latency).count());
     if (!v) {
         upstream.probe_failed("probe " + why);
         co_return;

@@ -168,10 +168,7 @@ void ChainPool::publish_metrics() const {
         g.breaker = v.status.breaker == CircuitBreaker::State::closed ? 0
                     : v.status.breaker == CircuitBreaker::State::open ? 1
                                                                       : 2;
-        g.latency_ewma_seconds = v.status.latency_ewma_ms / 1000;
-        g.latency_p90_seconds = v.status.latency_p90_ms / 1000;
         g.head = v.status.head ? static_cast<double>(*v.status.head) : 0;
-        g.error_rate = v.status.error_rate;
         metrics_->set_upstream(config_.name, r.upstream->id(), g);
     }
 }

@@ -275,6 +275,12 @@ TEST_F(GatewayTest, DeterministicErrorsAreReturnedAsTheyCame) {
         r.body,
         R"({"jsonrpc":"2.0","id":5,"error":{"code":3,"message":"execution reverted: not owner"}})");
     EXPECT_EQ(second.calls("eth_call"), 0u);
+    // Counted by its code; the gateway's own refusals too.
+    post(R"({"jsonrpc":"2.0","id":6,"method":"debug_traceCall","params":[]})");
+    const std::string metrics = http_metrics();
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_rpc_errors_total{chain="devnet",code="3"} 1)"));
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_rpc_errors_total{chain="devnet",code="-32601"} 1)"));
+    EXPECT_THAT(metrics, HasSubstr(R"(gateway_http_response_size_bytes_count{listener="rpc"} 2)"));
 }
 
 TEST_F(GatewayTest, AWriteIsNotResentOnceANodeMayHaveReceivedIt) {

@@ -599,4 +599,16 @@ TEST(ParseRobustness, MutatedInputsNeverThrow) {
 }
 
 }  // namespace
+TEST(JsonRpc, TheErrorCodeOfAnAnswerIsFoundOutsideItsStrings) {
+    EXPECT_EQ(error_code_of(R"({"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"x"}})"),
+              -32005);
+    EXPECT_EQ(error_code_of(R"({"jsonrpc":"2.0","id":1,"error":{"code":3,"message":"reverted"}})"),
+              3);
+    EXPECT_EQ(error_code_of(R"({"jsonrpc":"2.0","id":1,"result":"0x1"})"), std::nullopt);
+    // Inside a string the quotes are escaped: an id (or a message) cannot fake a code.
+    EXPECT_EQ(error_code_of(R"({"jsonrpc":"2.0","id":"\"error\":{\"code\":7","result":"0x"})"),
+              std::nullopt);
+    EXPECT_EQ(error_code_of(R"({"jsonrpc":"2.0","id":1,"error":{"code":"x"}})"), std::nullopt);
+}
+
 }  // namespace gateway::jsonrpc

@@ -86,6 +86,11 @@ std::size_t result_response_size(std::string_view id, std::string_view result_js
 /// `{"jsonrpc":"2.0","id":<id>,"error":{...}}`. `id` is a JSON text.
 std::string error_response(std::string_view id, const Error& error);
 
+/// The error code of a response the gateway wrote (error_response, or a node's error passed on
+/// as reply_response writes it); nullopt for a result. It looks for `"error":{"code":` outside
+/// any string (inside one, the quotes would be escaped), without parsing the whole answer.
+std::optional<std::int64_t> error_code_of(std::string_view response);
+
 /// Joins single responses into a batch answer.
 std::string batch_response(const std::vector<std::string>& responses);
 

@@ -19,10 +19,7 @@ struct UpstreamGauges {
     double lag = 0;     ///< blocks behind the chain head
     double score = 0;   ///< lower is better
     int breaker = 0;    ///< 0 closed, 1 open, 2 half-open
-    double latency_ewma_seconds = 0;
-    double latency_p90_seconds = 0;
     double head = 0;
-    double error_rate = 0;
 };
 
 /// Thread-safe; every method may be called from any thread.
@@ -49,7 +46,10 @@ public:
                       double seconds, std::size_t calls = 1);
 
     /// An HTTP response written by a listener ("rpc" or "admin").
-    void observe_http(std::string_view listener, unsigned status);
+    void observe_http(std::string_view listener, unsigned status, std::size_t body_bytes);
+
+    /// A JSON-RPC error answer: its code (a code outside the known ones counts as "other").
+    void count_rpc_error(std::string_view chain, std::int64_t code);
 
     /// HTTP requests being served by the RPC listener.
     void add_in_flight(int delta);
@@ -60,7 +60,10 @@ public:
     void observe_upstream(std::string_view chain, std::string_view upstream,
                           std::string_view method, std::string_view error, double seconds);
 
-    /// An upstream's health, lag, score, breaker, latency and head.
+    /// An upstream's health, lag, score, breaker and head.
+    /// A health probe's answer time (its eth_blockNumber).
+    void observe_probe(std::string_view chain, std::string_view upstream, double seconds);
+
     /// Drops the gauges of an upstream a reload removed (its counters stay, as counters do).
     void forget_upstream(std::string_view chain, std::string_view upstream);
     void set_upstream(std::string_view chain, std::string_view upstream,
