@@ -16,6 +16,7 @@
 #include "gateway/streams/stream_set.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
+#include "gateway/upstream/http_client.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/sole_runner.hpp"
@@ -263,6 +264,8 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     g.admin_handler =
         std::make_unique<admin::AdminHandler>(chains, &g.metrics, &g.draining, g.journal.get());
     g.admin_handler->require_token(config.auth.admin_token);
+    // On the admin listener's loop, the first thread's, as SIGHUP's reload and the /metrics
+    // scrape that publishes the upstreams' gauges a reload may drop.
     g.admin_handler->set_reload([&g] {
         const ReloadOutcome r = g.reload();
         admin::AdminHandler::ReloadAnswer answer;
@@ -414,10 +417,6 @@ void Gateway::set_config_source(std::function<config::Config()> load) {
     impl_->config_source = std::move(load);
 }
 
-ReloadOutcome Gateway::reload() {
-    return impl_->reload();
-}
-
 ReloadOutcome Gateway::Impl::reload() {
     std::lock_guard lock(reload_mu);
     ReloadOutcome out;
@@ -441,6 +440,23 @@ ReloadOutcome Gateway::Impl::reload() {
     const auto changed = [&](const std::string& key) {
         return std::find(plan.applied.begin(), plan.applied.end(), key) != plan.applied.end();
     };
+    // What the changes need made is made once first, thrown away: a part that cannot be (a
+    // ca_file that is not PEM, a policy service that cannot be set up) refuses the reload before
+    // anything changed, rather than leaving it half done.
+    try {
+        for (std::size_t i = 0; i < running.chains.size(); ++i) {
+            const config::ChainConfig& chain = plan.result.chains[i];
+            const std::string at = "chains[" + chain.name + "].";
+            if (changed(at + "upstreams"))
+                for (const auto& u : chain.upstreams) upstream::make_http_client(u);
+            if (changed(at + "policy")) managed[i]->check_policies(chain);
+        }
+    } catch (const std::exception& e) {
+        out.error = fmt::format("the configuration loads but cannot be applied: {}", e.what());
+        spdlog::error("configuration reload refused, the running one kept: {}", out.error);
+        metrics.config_loaded(false, false);
+        return out;
+    }
     for (std::size_t i = 0; i < running.chains.size(); ++i) {
         const config::ChainConfig& chain = plan.result.chains[i];
         const std::string at = "chains[" + chain.name + "].";
@@ -468,7 +484,12 @@ asio::awaitable<void> Gateway::Impl::reload_on_hangup() {
         auto [ec, signo] = co_await hangups.async_wait(use_nothrow);
         if (ec || drained) co_return;
         spdlog::info("received SIGHUP: reloading the configuration");
-        reload();
+        try {
+            reload();
+        } catch (const std::exception& e) {
+            // Out of memory and the like: this reload is lost, the next SIGHUP is heard.
+            spdlog::error("configuration reload failed: {}", e.what());
+        }
     }
 }
 

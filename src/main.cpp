@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -107,6 +109,9 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    // SIGHUP reloads once the gateway serves; until then (opening the journal, loading keys) it
+    // is ignored rather than ending the process, as its default action would.
+    std::signal(SIGHUP, SIG_IGN);
     gateway::log::init(config.log);
     std::unique_ptr<gateway::Gateway> gw;
     try {

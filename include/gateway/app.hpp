@@ -39,8 +39,13 @@ public:
     /// server.shutdown_grace_ms), stop the probes, close the admin listener. Thread-safe.
     void shutdown();
 
-    /// Where reload() reads the configuration again (main: the file it started from, with the
-    /// process's environment). Without it, reload() refuses.
+    /// Where a reload (SIGHUP with run(true), POST /admin/reload) reads the configuration again
+    /// (main: the file it started from, with the process's environment). Without it, a reload
+    /// is refused. A reload applies what can change while serving: chains' upstreams, methods
+    /// and policies, API keys and their clients' limits, the admin token, the log level; calls
+    /// in flight finish as they began. A configuration that does not load, or cannot be
+    /// applied, is refused whole and the running one kept. Both run on the first thread's loop,
+    /// one at a time.
     void set_config_source(std::function<config::Config()> load);
 
     struct ReloadOutcome {
@@ -50,12 +55,6 @@ public:
         std::vector<std::string> applied;  ///< changed keys now in use
         std::vector<std::string> restart;  ///< changed keys that wait for a restart
     };
-    /// Reads the configuration again and applies what can change while serving: chains'
-    /// upstreams, methods and policies, API keys and their clients' limits, the admin token,
-    /// the log level. Calls in flight finish as they began. A configuration that does not load is
-    /// refused whole and the running one kept. SIGHUP (with run(true)) and POST /admin/reload
-    /// call it. Thread-safe; one reload at a time.
-    ReloadOutcome reload();
 
     /// False when run() returned with work abandoned (grace period over, or a forced stop): the
     /// process should then exit without destroying the Gateway, whose coroutines are mid-flight.

@@ -18,10 +18,12 @@ std::vector<AccountConfig> without_policies(std::vector<AccountConfig> accounts)
     return accounts;
 }
 
+// Whether each sender's policy (its own, or the chain's) stays, the senders matched by address.
 bool same_policies(const ChainConfig& a, const ChainConfig& b) {
-    if (a.policy != b.policy || a.accounts.size() != b.accounts.size()) return false;
-    for (std::size_t i = 0; i < a.accounts.size(); ++i)
-        if (a.accounts[i].policy != b.accounts[i].policy) return false;
+    if (a.policy != b.policy) return false;
+    for (const auto& x : a.accounts)
+        for (const auto& y : b.accounts)
+            if (x.address == y.address && x.policy != y.policy) return false;
     return true;
 }
 
@@ -41,6 +43,24 @@ void plan_chain(const ChainConfig& running, const ChainConfig& next, ChainConfig
     const bool accounts_changed =
         without_policies(running.accounts) != without_policies(next.accounts);
     restart_if(accounts_changed, "accounts");
+
+    // Whatever else ChainConfig holds (a field added later) is named rather than ignored.
+    ChainConfig rest_a = running, rest_b = next;
+    for (ChainConfig* c : {&rest_a, &rest_b}) {
+        c->health = {};
+        c->failover = {};
+        c->logs = {};
+        c->reorgs = {};
+        c->cache = {};
+        c->tx = {};
+        c->chain_id = 0;
+        c->accounts = without_policies(c->accounts);
+        c->upstreams.clear();
+        c->methods = {};
+        c->policy.reset();
+    }
+    rest_a.accounts = rest_b.accounts;  // compared above
+    if (rest_a != rest_b) plan.restart.push_back(chain_key(running.name, "(other keys)"));
 
     if (running.upstreams != next.upstreams) {
         plan.applied.push_back(chain_key(running.name, "upstreams"));
@@ -128,8 +148,14 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
         into.auth.clients = b.clients;
     }
     if (a.admin_token != b.admin_token) {
-        plan.applied.push_back("auth.admin");
-        into.auth.admin_token = b.admin_token;
+        // A token is rotated at once; taking it away waits for a restart, whose checks see the
+        // admin listener's address with it (a reload keeps the running one).
+        if (!a.admin_token.empty() && b.admin_token.empty()) {
+            plan.restart.push_back("auth.admin (the token removed)");
+        } else {
+            plan.applied.push_back("auth.admin");
+            into.auth.admin_token = b.admin_token;
+        }
     }
     // Whatever else AuthConfig holds.
     AuthConfig rest_a = a, rest_b = b;

@@ -36,14 +36,13 @@ double unix_seconds() {
         .count();
 }
 
-// The circuit breaker's states, by the number gateway_upstream_breaker_state gives each.
+// The circuit breaker's states, in the order of UpstreamGauges::breaker's numbers.
 constexpr const char* kBreakerStates[] = {"closed", "open", "half_open"};
 // Blocks a reorg drops.
 const prom::Histogram::BucketBoundaries kDepthBuckets{1, 2, 3, 5, 10, 20, 50, 128};
 // Answer sizes: 64 bytes (a quantity) to 64 MiB (a large log range), by fours.
-const prom::Histogram::BucketBoundaries kSizeBuckets{64,       256,       1024,      4096,
-                                                     16384,    65536,     262144,    1048576,
-                                                     4194304,  16777216,  67108864};
+const prom::Histogram::BucketBoundaries kSizeBuckets{
+    64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
 const prom::Histogram::BucketBoundaries kLatencyBuckets{
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 

@@ -178,7 +178,9 @@ asio::awaitable<void> ChainPool::probe(Upstream& upstream, Prober& prober) {
 
 bool ChainPool::most_claim(const Upstream& self, std::uint64_t head) const {
     std::size_t voters = 0, agree = 0;
-    for (const Member& m : *members()) {
+    // Named: the set must outlive the loop (a reload may drop it from the pool meanwhile).
+    const std::shared_ptr<const Members> all = members();
+    for (const Member& m : *all) {
         const Upstream* u = m.upstream.get();
         if (u->excluded()) continue;
         ++voters;

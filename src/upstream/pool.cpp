@@ -86,10 +86,15 @@ void ChainPool::reconfigure(const std::vector<config::UpstreamConfig>& upstreams
             after->push_back(*same);
             continue;
         }
-        after->push_back(
-            Member{std::make_shared<Upstream>(config_.name, u, config_.health, config_.failover,
-                                              make_http_client(u), clock_),
-                   std::make_shared<Prober>(executor_)});
+        auto upstream = std::make_shared<Upstream>(config_.name, u, config_.health,
+                                                   config_.failover, make_http_client(u), clock_);
+        // Same id, new settings (a rotated URL): an operator's cordon stays with it.
+        for (const Member& m : *before)
+            if (m.upstream->id() == u.id) {
+                const UpstreamStatus was = m.upstream->status(true);
+                if (was.cordoned) upstream->set_cordoned(true, was.cordon_reason);
+            }
+        after->push_back(Member{std::move(upstream), std::make_shared<Prober>(executor_)});
         added.push_back(after->back());
     }
     bool probing = false;
@@ -149,7 +154,7 @@ asio::awaitable<Forwarded> ChainPool::forward(std::string method, json::value pa
                                               std::shared_ptr<AnswerBudget> budget) {
     // Not a coroutine: forward_one's frame is the call's (its arguments are copied into it).
     const BlockNeed need = jsonrpc::block_need(method, params);
-    return forward_one(std::move(method), std::move(params), need, write, deadline, nullptr,
+    return forward_one(std::move(method), std::move(params), need, write, deadline, {},
                        std::move(budget));
 }
 
@@ -158,15 +163,10 @@ asio::awaitable<Forwarded> ChainPool::forward_to(std::string method, json::value
                                                  Clock::time_point deadline,
                                                  std::shared_ptr<AnswerBudget> budget,
                                                  std::string pinned) {
-    // Not a coroutine either: the pinned node is found now, and forward_one's frame is the call's.
-    const Upstream* only = nullptr;
-    for (const Member& m : *members())
-        if (!pinned.empty() && m.upstream->id() == pinned) {
-            only = m.upstream.get();
-            break;
-        }
-    return forward_one(std::move(method), std::move(params), need, write, deadline, only,
-                       std::move(budget));
+    // Not a coroutine either: forward_one's frame is the call's. The pinned node is looked up by
+    // id in the set forward_one ranks, which a reload may have changed since.
+    return forward_one(std::move(method), std::move(params), need, write, deadline,
+                       std::move(pinned), std::move(budget));
 }
 
 asio::awaitable<Forwarded> ChainPool::forward_at_least(std::string method, json::value params,
@@ -419,15 +419,15 @@ asio::awaitable<std::vector<Delivery>> ChainPool::broadcast(std::string method, 
 
 asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::value params,
                                                   BlockNeed need, bool write,
-                                                  Clock::time_point deadline, const Upstream* only,
+                                                  Clock::time_point deadline, std::string only,
                                                   std::shared_ptr<AnswerBudget> budget) {
     Forwarded out;
     std::vector<Ranked> ranked = rank(need);
-    if (only) {
+    if (!only.empty()) {
         // Pinned (a filter's node): that one, whatever its health, unless it was taken out of
         // use; no other node knows the filter.
         for (auto& r : ranked)
-            r.eligible = r.upstream == only && !r.view.status.cordoned &&
+            r.eligible = r.upstream->id() == only && !r.view.status.cordoned &&
                          r.view.status.health != Health::wrong_chain;
     }
     const std::vector<Ranked*> order = in_order(ranked);
@@ -435,15 +435,18 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
         // The reasons, for the error message (not worked out for every call).
         ranked = rank(need, true);
     }
-    if (order.empty() && only) {
-        const auto& v = std::find_if(ranked.begin(), ranked.end(), [&](const Ranked& r) {
-                            return r.upstream == only;
-                        })->view;
+    if (order.empty() && !only.empty()) {
+        const auto pinned = std::find_if(ranked.begin(), ranked.end(),
+                                         [&](const Ranked& r) { return r.upstream->id() == only; });
         out.error = jsonrpc::Error(
             jsonrpc::ErrorCode::resource_unavailable,
-            fmt::format("the filter was made on upstream {}, which is {} ({}); no other node "
-                        "knows it: create a new filter",
-                        v.status.id, v.state, v.reason));
+            pinned == ranked.end()
+                ? fmt::format("the filter was made on upstream {}, which is no longer "
+                              "configured; no other node knows it: create a new filter",
+                              only)
+                : fmt::format("the filter was made on upstream {}, which is {} ({}); no other "
+                              "node knows it: create a new filter",
+                              pinned->view.status.id, pinned->view.state, pinned->view.reason));
         co_return out;
     }
     if (order.empty()) {
@@ -458,7 +461,7 @@ asio::awaitable<Forwarded> ChainPool::forward_one(std::string method, json::valu
     }
 
     const auto& fo = config_.failover;
-    const bool hedging = !write && !only && fo.hedge_after.count() > 0;
+    const bool hedging = !write && only.empty() && fo.hedge_after.count() > 0;
     // The call's share of its request's budget: its attempts count its answer once.
     const auto call_budget = budget ? std::make_shared<CallBudget>(CallBudget{budget}) : nullptr;
     auto ex = co_await asio::this_coro::executor;

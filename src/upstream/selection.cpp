@@ -38,7 +38,9 @@ std::optional<std::uint64_t> ChainPool::head_of(const Members& members) const {
 }
 
 bool ChainPool::cordon(std::string_view id, bool cordoned, std::string reason) {
-    for (const Member& m : *members())
+    // Named: the set must outlive the loop (a reload may drop it from the pool meanwhile).
+    const std::shared_ptr<const Members> all = members();
+    for (const Member& m : *all)
         if (m.upstream->id() == id) {
             m.upstream->set_cordoned(cordoned, std::move(reason));
             return true;
@@ -193,7 +195,9 @@ std::vector<ChainPool::Ranked*> ChainPool::in_order(std::vector<Ranked>& ranked)
 
 std::uint64_t ChainPool::max_logs_range() const {
     std::uint64_t limit = 0;
-    for (const Member& m : *members())
+    // Named: the set must outlive the loop (a reload may drop it from the pool meanwhile).
+    const std::shared_ptr<const Members> all = members();
+    for (const Member& m : *all)
         if (const Upstream* u = m.upstream.get(); !u->excluded() && u->config().max_logs_range)
             limit =
                 limit ? std::min(limit, u->config().max_logs_range) : u->config().max_logs_range;
@@ -201,7 +205,9 @@ std::uint64_t ChainPool::max_logs_range() const {
 }
 
 std::size_t ChainPool::max_response_bytes(std::string_view upstream) const {
-    for (const Member& m : *members())
+    // Named: the set must outlive the loop (a reload may drop it from the pool meanwhile).
+    const std::shared_ptr<const Members> all = members();
+    for (const Member& m : *all)
         if (m.upstream->id() == upstream) return m.upstream->config().max_response_bytes;
     return std::numeric_limits<std::size_t>::max();
 }

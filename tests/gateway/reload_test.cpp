@@ -57,6 +57,9 @@ TEST_F(ReloadTest, UpstreamsAreSwappedAndAnUnchangedOneKeepsItsState) {
                   .status,
               200u);
 
+    // Published at each scrape: node-0's gauges are there before the reload.
+    EXPECT_THAT(http_metrics(),
+                HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-0"})"));
     config::Config next = started_with;
     next.chains[0].upstreams.erase(next.chains[0].upstreams.begin());  // node-0 goes
     config::UpstreamConfig added;
@@ -88,6 +91,55 @@ TEST_F(ReloadTest, UpstreamsAreSwappedAndAnUnchangedOneKeepsItsState) {
     EXPECT_THAT(metrics, HasSubstr(R"(gateway_config_reloads_total{outcome="applied"} 1)"));
     EXPECT_THAT(metrics, HasSubstr("gateway_config_last_reload_successful 1"));
     EXPECT_THAT(metrics, HasSubstr("gateway_config_restart_required 0"));
+
+    // node-1 changed (a new timeout, as a rotated URL would be): probed afresh, still cordoned.
+    next.chains[0].upstreams[0].timeout = 2s;
+    gw->set_config_source([next] { return next; });
+    EXPECT_EQ(reload().second.at("applied"), json::parse(R"(["chains[devnet].upstreams"])"));
+    EXPECT_EQ(upstream("node-1").at("state"), "cordoned");
+}
+
+TEST_F(ReloadTest, AConfigThatLoadsButCannotBeAppliedIsRefusedBeforeAnythingChanges) {
+    FakeUpstream a(31337, on("eth_gasPrice", FakeReply::ok("\"0xa\"")));
+    start({a.url()});
+    wait_ready();
+    // A ca_file that can be read but holds no certificate: the config reader takes it, the
+    // HTTP client cannot.
+    const std::string dir = test::make_temp_dir("reload-ca");
+    test::write_file(dir + "/ca.pem", "not a certificate\n");
+    config::Config next = started_with;
+    next.chains[0].methods.deny.push_back("eth_gasPrice");
+    config::UpstreamConfig tls;
+    tls.id = "node-tls";
+    tls.url = "https://127.0.0.1:1";
+    tls.ca_file = dir + "/ca.pem";
+    next.chains[0].upstreams.push_back(tls);
+    gw->set_config_source([next] { return next; });
+    const auto [status, answer] = reload();
+    EXPECT_EQ(status, 400u);
+    EXPECT_THAT(std::string(answer.at("error").as_string()),
+                HasSubstr("cannot be applied: upstream node-tls: cannot load ca_file"));
+    // Neither the upstreams nor the methods changed.
+    EXPECT_EQ(ids(), (std::vector<std::string>{"node-0"}));
+    EXPECT_EQ(post(kGasPrice).body, R"({"jsonrpc":"2.0","id":1,"result":"0xa"})");
+}
+
+TEST_F(ReloadTest, AFilterWhoseNodeAReloadRemovedIsRefusedNotSentElsewhere) {
+    FakeUpstream a(31337, on("eth_newBlockFilter", FakeReply::ok("\"0xa1\"")));
+    FakeUpstream b(31337, on("eth_getFilterChanges", FakeReply::ok("[]")));
+    start({a.url(), b.url()}, first_is_primary);
+    wait_ready();
+    const test::HttpReply made =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_newBlockFilter","params":[]})");
+    ASSERT_EQ(json::parse(made.body).at("result"), "0xa1");
+    config::Config next = started_with;
+    next.chains[0].upstreams.erase(next.chains[0].upstreams.begin());
+    gw->set_config_source([next] { return next; });
+    ASSERT_EQ(reload().first, 200u);
+    const test::HttpReply r =
+        post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getFilterChanges","params":["0xa1"]})");
+    EXPECT_THAT(r.body, HasSubstr("made on upstream node-0, which is no longer configured"));
+    EXPECT_EQ(b.calls("eth_getFilterChanges"), 0u);
 }
 
 TEST_F(ReloadTest, ABadConfigIsRefusedWithItsMessageAndChangesNothing) {

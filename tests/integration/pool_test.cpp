@@ -187,7 +187,8 @@ TEST_F(PoolTest, AThousandReadsSeeNoErrorWhileAnUpstreamFailsInEveryWay) {
         EXPECT_EQ(metric_value(m, R"(gateway_upstream_up{chain="devnet",upstream="node-a"})"), 0);
         EXPECT_THAT(m, HasSubstr(R"(gateway_upstream_score{chain="devnet",upstream="node-b"})"));
         EXPECT_THAT(
-            m, HasSubstr(R"(gateway_upstream_breaker_state{chain="devnet",upstream="node-a"})"));
+            m, HasSubstr(
+                   R"(gateway_upstream_breaker{chain="devnet",state="open",upstream="node-a"})"));
         EXPECT_EQ(
             metric_value(m, R"(gateway_upstream_lag_blocks{chain="devnet",upstream="node-b"})"), 0);
         gw->process().signal(SIGTERM);

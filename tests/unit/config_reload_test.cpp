@@ -123,5 +123,28 @@ TEST(ConfigReload, TurningAuthenticationOnOrOffWaits) {
     EXPECT_THAT(plan.restart, ElementsAre("auth.clients (authentication turned off)"));
 }
 
+TEST(ConfigReload, TheAdminTokenIsRotatedAtOnceButRemovedOnlyByARestart) {
+    const std::string without = replaced(kBase, "  admin: {token_env: ADMIN}\n", "");
+    const ReloadPlan removed = plan_reload(parsed(kBase), parsed(without));
+    EXPECT_THAT(removed.applied, IsEmpty());
+    EXPECT_THAT(removed.restart, ElementsAre("auth.admin (the token removed)"));
+    EXPECT_EQ(removed.result.auth.admin_token, "admin-token-0123456789");
+    // Given where there was none: at once.
+    const ReloadPlan added = plan_reload(parsed(without), parsed(kBase));
+    EXPECT_THAT(added.applied, ElementsAre("auth.admin"));
+}
+
+TEST(ConfigReload, AnAddedAccountWithThePoliciesUnchangedNamesOnlyTheAccounts) {
+    std::string next = replaced(
+        kBase, "      - {address: \"0x00000000000000000000000000000000000000aa\", signer: hot}\n",
+        "      - {address: \"0x00000000000000000000000000000000000000aa\", signer: hot}\n"
+        "      - {address: \"0x00000000000000000000000000000000000000bb\", signer: hot}\n");
+    next = replaced(next, "addresses: [\"0x00000000000000000000000000000000000000aa\"]}",
+                    "addresses: [\"0x00000000000000000000000000000000000000aa\", "
+                    "\"0x00000000000000000000000000000000000000bb\"]}");
+    const ReloadPlan plan = plan_reload(parsed(kBase), parsed(next));
+    EXPECT_THAT(plan.restart, UnorderedElementsAre("signers", "chains[devnet].accounts"));
+}
+
 }  // namespace
 }  // namespace gateway::config

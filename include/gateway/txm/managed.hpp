@@ -144,6 +144,10 @@ public:
     /// senders themselves stay as they are). A transaction judged already keeps its verdict; a
     /// hold's time to live is the new one from the next round. Thread-safe.
     void reconfigure_policies(const config::ChainConfig& chain);
+    /// Builds the policies `chain` gives the senders without using them: throws what
+    /// reconfigure_policies would (a policy service that cannot be set up), so that a reload
+    /// can refuse before it changes anything.
+    void check_policies(const config::ChainConfig& chain) const;
 
 private:
     struct Tx;

@@ -118,7 +118,7 @@ private:
     boost::asio::awaitable<Forwarded> forward_one(std::string method, boost::json::value params,
                                                   jsonrpc::BlockNeed need, bool write,
                                                   std::chrono::steady_clock::time_point deadline,
-                                                  const Upstream* only = nullptr,
+                                                  std::string only = {},
                                                   std::shared_ptr<AnswerBudget> budget = nullptr);
     // `label`: the method's metric label (a static string).
     boost::asio::awaitable<Attempt> attempt(Upstream* upstream, std::string body,
