@@ -147,6 +147,16 @@ private:
     std::string_view view_;
 };
 
+// A latency histogram of one chain's upstream, looked up through `cache`.
+prom::Histogram& upstream_histogram(SeriesCache<prom::Histogram>& cache,
+                                    prom::Family<prom::Histogram>& family, std::string_view chain,
+                                    std::string_view upstream) {
+    return cache.get(Key(chain, upstream), [&]() -> prom::Histogram& {
+        return family.Add({{"chain", std::string(chain)}, {"upstream", std::string(upstream)}},
+                          kLatencyBuckets);
+    });
+}
+
 // One label of a per-call counter: its name and, for this call, its value.
 struct Label {
     const char* name;
@@ -466,13 +476,7 @@ void Metrics::observe_upstream(std::string_view chain, std::string_view upstream
     series_of(m.upstream_counters, m.upstream_requests, Label{"chain", chain},
               Label{"upstream", upstream}, Label{"method", method})
         .Increment();
-    m.upstream_histograms
-        .get(Key(chain, upstream),
-             [&]() -> prom::Histogram& {
-                 return m.upstream_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}},
-                                               kLatencyBuckets);
-             })
-        .Observe(seconds);
+    upstream_histogram(m.upstream_histograms, m.upstream_seconds, chain, upstream).Observe(seconds);
     if (!error.empty())
         impl_->upstream_errors
             .Add({{"chain", s(chain)}, {"upstream", s(upstream)}, {"kind", s(error)}})
@@ -501,13 +505,7 @@ void Metrics::set_upstream(std::string_view chain, std::string_view upstream,
 
 void Metrics::observe_probe(std::string_view chain, std::string_view upstream, double seconds) {
     Impl& m = *impl_;
-    m.probe_histograms
-        .get(Key(chain, upstream),
-             [&]() -> prom::Histogram& {
-                 return m.probe_seconds.Add({{"chain", s(chain)}, {"upstream", s(upstream)}},
-                                            kLatencyBuckets);
-             })
-        .Observe(seconds);
+    upstream_histogram(m.probe_histograms, m.probe_seconds, chain, upstream).Observe(seconds);
 }
 
 void Metrics::count_rpc_error(std::string_view chain, std::int64_t code) {

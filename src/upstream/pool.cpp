@@ -94,7 +94,7 @@ void ChainPool::reconfigure(const std::vector<config::UpstreamConfig>& upstreams
                 const UpstreamStatus was = m.upstream->status(true);
                 if (was.cordoned) upstream->set_cordoned(true, was.cordon_reason);
             }
-        after->push_back(Member{std::move(upstream), std::make_shared<Prober>(executor_)});
+        after->push_back(Member{std::move(upstream), std::make_shared<Prober>(executor_), true});
         added.push_back(after->back());
     }
     bool probing = false;

@@ -34,7 +34,7 @@ struct ChainPool::Prober {
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
     std::uint64_t round = 0;
-    bool chain_verified = false;
+    std::atomic<bool> chain_verified{false};  // written on the strand, read by rank()
     bool syncing = false;
     std::atomic<bool> retired{false};  // removed by a reload: its loop ends
 };
@@ -42,6 +42,9 @@ struct ChainPool::Prober {
 struct ChainPool::Member {
     std::shared_ptr<Upstream> upstream;
     std::shared_ptr<Prober> prober;
+    // Added (or changed) by a reload: a last resort until a probe verified its chain id, so that
+    // a URL pointing at another chain's node serves nothing meanwhile.
+    bool joined_later = false;
 };
 
 // The attempts of one call in flight: each reports here and wakes the call.

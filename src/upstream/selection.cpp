@@ -134,7 +134,10 @@ std::vector<ChainPool::Ranked> ChainPool::rank(const BlockNeed& need, bool expla
         }
 
         const bool excluded = s.health == Health::wrong_chain || s.cordoned;
-        r.normal = !excluded && s.health != Health::down &&
+        const bool unverified = m.joined_later && !m.prober->chain_verified;
+        if (unverified && v.state == "unknown" && explain)
+            v.reason = "added by a reload: a last resort until a probe verifies its chain id";
+        r.normal = !excluded && !unverified && s.health != Health::down &&
                    s.breaker != CircuitBreaker::State::open && !s.throttled_until;
         switch (need.kind) {
             case BlockNeed::Kind::none: r.eligible = !excluded; break;

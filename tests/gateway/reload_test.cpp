@@ -99,6 +99,34 @@ TEST_F(ReloadTest, UpstreamsAreSwappedAndAnUnchangedOneKeepsItsState) {
     EXPECT_EQ(upstream("node-1").at("state"), "cordoned");
 }
 
+TEST_F(ReloadTest, AnAddedUpstreamGetsNoCallBeforeAProbeVerifiedItsChain) {
+    FakeUpstream a(31337, on("eth_gasPrice", FakeReply::ok("\"0xa\"")));
+    // Another chain's node, slow to answer its probes: unverified for a while.
+    FakeUpstream other(1, [](const std::string& m, const json::value&) -> std::optional<FakeReply> {
+        if (m != "eth_chainId") return FakeReply::ok("\"0xbad\"");
+        FakeReply r = FakeReply::ok("\"0x1\"");
+        r.delay = 300ms;
+        return r;
+    });
+    start({a.url()});
+    wait_ready();
+    post(kGasPrice);  // node-0 has a latency, the new one none: it would rank first
+    config::Config next = started_with;
+    config::UpstreamConfig added;
+    added.id = "node-other";
+    added.url = other.url();
+    added.timeout = 1s;
+    next.chains[0].upstreams.push_back(added);
+    gw->set_config_source([next] { return next; });
+    ASSERT_EQ(reload().first, 200u);
+    EXPECT_THAT(std::string(upstream("node-other").at("reason").as_string()),
+                HasSubstr("a last resort until a probe verifies its chain id"));
+    for (int i = 0; i < 10; ++i)
+        EXPECT_EQ(post(kGasPrice).body, R"({"jsonrpc":"2.0","id":1,"result":"0xa"})");
+    EXPECT_EQ(other.calls("eth_gasPrice"), 0u);
+    EXPECT_TRUE(wait_state("node-other", "wrong_chain"));
+}
+
 TEST_F(ReloadTest, AConfigThatLoadsButCannotBeAppliedIsRefusedBeforeAnythingChanges) {
     FakeUpstream a(31337, on("eth_gasPrice", FakeReply::ok("\"0xa\"")));
     start({a.url()});
