@@ -420,7 +420,9 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         .Add({{"version", GATEWAY_VERSION}, {"allocator", std::string(util::allocator_name())}})
         .Set(1);
     impl_->jwks_age.Set(-1);
-    // The configuration the process started with.
+    // The configuration the process started with; reloads counted from zero, for rate().
+    for (const char* outcome : {"applied", "refused"})
+        impl_->config_reloads.Add({{"outcome", outcome}});
     impl_->config_reload_ok.Set(1);
     impl_->config_reload_time.Set(unix_seconds());
 }
