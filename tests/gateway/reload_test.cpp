@@ -35,6 +35,18 @@ protected:
             test::HttpConnection(admin_port()).request("POST", "/admin/reload", "");
         return {r.status, json::parse(r.body)};
     }
+    // POST /admin/reload of `next`.
+    std::pair<unsigned, json::value> reload_to(const config::Config& next) {
+        gw->set_config_source([next] { return next; });
+        return reload();
+    }
+    static config::UpstreamConfig node(const std::string& id, const std::string& url) {
+        config::UpstreamConfig u;
+        u.id = id;
+        u.url = url;
+        u.timeout = 1s;
+        return u;
+    }
     std::vector<std::string> ids() {
         std::vector<std::string> out;
         const json::value all = upstreams();
@@ -62,13 +74,8 @@ TEST_F(ReloadTest, UpstreamsAreSwappedAndAnUnchangedOneKeepsItsState) {
                 HasSubstr(R"(gateway_upstream_up{chain="devnet",upstream="node-0"})"));
     config::Config next = started_with;
     next.chains[0].upstreams.erase(next.chains[0].upstreams.begin());  // node-0 goes
-    config::UpstreamConfig added;
-    added.id = "node-2";
-    added.url = c.url();
-    added.timeout = 1s;
-    next.chains[0].upstreams.push_back(added);
-    gw->set_config_source([next] { return next; });
-    const auto [status, answer] = reload();
+    next.chains[0].upstreams.push_back(node("node-2", c.url()));
+    const auto [status, answer] = reload_to(next);
     ASSERT_EQ(status, 200u) << json::serialize(answer);
     EXPECT_EQ(answer.at("applied"), json::parse(R"(["chains[devnet].upstreams"])"));
     EXPECT_EQ(answer.at("restart_required"), json::array());
@@ -94,8 +101,7 @@ TEST_F(ReloadTest, UpstreamsAreSwappedAndAnUnchangedOneKeepsItsState) {
 
     // node-1 changed (a new timeout, as a rotated URL would be): probed afresh, still cordoned.
     next.chains[0].upstreams[0].timeout = 2s;
-    gw->set_config_source([next] { return next; });
-    EXPECT_EQ(reload().second.at("applied"), json::parse(R"(["chains[devnet].upstreams"])"));
+    EXPECT_EQ(reload_to(next).second.at("applied"), json::parse(R"(["chains[devnet].upstreams"])"));
     EXPECT_EQ(upstream("node-1").at("state"), "cordoned");
 }
 
@@ -112,13 +118,8 @@ TEST_F(ReloadTest, AnAddedUpstreamGetsNoCallBeforeAProbeVerifiedItsChain) {
     wait_ready();
     post(kGasPrice);  // node-0 has a latency, the new one none: it would rank first
     config::Config next = started_with;
-    config::UpstreamConfig added;
-    added.id = "node-other";
-    added.url = other.url();
-    added.timeout = 1s;
-    next.chains[0].upstreams.push_back(added);
-    gw->set_config_source([next] { return next; });
-    ASSERT_EQ(reload().first, 200u);
+    next.chains[0].upstreams.push_back(node("node-other", other.url()));
+    ASSERT_EQ(reload_to(next).first, 200u);
     EXPECT_THAT(std::string(upstream("node-other").at("reason").as_string()),
                 HasSubstr("a last resort until a probe verifies its chain id"));
     for (int i = 0; i < 10; ++i)
@@ -142,8 +143,7 @@ TEST_F(ReloadTest, AConfigThatLoadsButCannotBeAppliedIsRefusedBeforeAnythingChan
     tls.url = "https://127.0.0.1:1";
     tls.ca_file = dir + "/ca.pem";
     next.chains[0].upstreams.push_back(tls);
-    gw->set_config_source([next] { return next; });
-    const auto [status, answer] = reload();
+    const auto [status, answer] = reload_to(next);
     EXPECT_EQ(status, 400u);
     EXPECT_THAT(std::string(answer.at("error").as_string()),
                 HasSubstr("cannot be applied: upstream node-tls: cannot load ca_file"));
@@ -162,8 +162,7 @@ TEST_F(ReloadTest, AFilterWhoseNodeAReloadRemovedIsRefusedNotSentElsewhere) {
     ASSERT_EQ(json::parse(made.body).at("result"), "0xa1");
     config::Config next = started_with;
     next.chains[0].upstreams.erase(next.chains[0].upstreams.begin());
-    gw->set_config_source([next] { return next; });
-    ASSERT_EQ(reload().first, 200u);
+    ASSERT_EQ(reload_to(next).first, 200u);
     const test::HttpReply r =
         post(R"({"jsonrpc":"2.0","id":1,"method":"eth_getFilterChanges","params":["0xa1"]})");
     EXPECT_THAT(r.body, HasSubstr("made on upstream node-0, which is no longer configured"));
@@ -201,8 +200,7 @@ TEST_F(ReloadTest, MethodsChangeAtOnceAndWhatNeedsARestartIsNamed) {
     next.chains[0].methods.deny.push_back("eth_gasPrice");
     next.server.listen.port = 1;           // a listener is not moved while serving
     next.chains[0].tx.confirmations = 12;  // nor is the write path re-made
-    gw->set_config_source([next] { return next; });
-    const auto [status, answer] = reload();
+    const auto [status, answer] = reload_to(next);
     ASSERT_EQ(status, 200u);
     EXPECT_EQ(answer.at("applied"), json::parse(R"(["chains[devnet].methods"])"));
     EXPECT_EQ(answer.at("restart_required"),
