@@ -18,7 +18,7 @@ LABEL org.opencontainers.image.title="chain-gateway" \
 # numeric user, so that Kubernetes can verify runAsNonRoot.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates libboost-json1.81.0 libboost-url1.81.0 \
-       libssl3 libyaml-cpp0.7 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 libsqlite3-0 libsecp256k1-1 libjemalloc2 \
+       libssl3 libyaml-cpp0.7 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 libsqlite3-0 libpq5 libsecp256k1-1 libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 chain-gateway \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/chain-gateway --create-home chain-gateway

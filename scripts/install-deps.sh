@@ -43,6 +43,9 @@ test_packages=(
     clang libclang-rt-14-dev
     # scripts/check-layers.py (the include order between folders), tests/deploy/check_image.py.
     python3
+    # The PostgreSQL tests (tests/support/postgres_server.hpp): a throwaway server of their own,
+    # initdb and pg_ctl as the postgres user, never the system service.
+    postgresql-15
     # promtool, for the alert rules of deploy/prometheus (check and unit tests).
     prometheus
     # tools/helm-render, which renders helm/chain-gateway for its test (Debian has no helm):

@@ -1,0 +1,124 @@
+#include "gateway/store/pg_connection.hpp"
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <algorithm>
+
+namespace gateway::store::pg {
+
+Failure classify(std::string_view sqlstate) {
+    if (sqlstate.size() != 5) return Failure::other;
+    // 08: connection exception; 57P01-57P03: the server shuts down or cannot take it now; 53300:
+    // too many connections.
+    if (sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02" ||
+        sqlstate == "57P03" || sqlstate == "53300")
+        return Failure::connection;
+    if (sqlstate.starts_with("23")) return Failure::conflict;
+    if (sqlstate == "40001" || sqlstate == "40P01") return Failure::retry;
+    return Failure::other;
+}
+
+namespace {
+
+// libpq's message on one line (it ends its messages with a new line).
+std::string message_of(const char* text) {
+    std::string out = text ? text : "";
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    std::replace(out.begin(), out.end(), '\n', ' ');
+    return out;
+}
+
+struct ConnDeleter {
+    void operator()(PGconn* c) const { PQfinish(c); }
+};
+struct ResultDeleter {
+    void operator()(PGresult* r) const { PQclear(r); }
+};
+
+}  // namespace
+
+struct Connection::Impl {
+    std::string url;  // may hold a password: never in a message
+    std::chrono::milliseconds timeout;
+    std::unique_ptr<PGconn, ConnDeleter> conn;
+
+    void connect() {
+        const std::string seconds =
+            std::to_string(std::max<long long>(1, (timeout.count() + 999) / 1000));
+        // The URL as "dbname", expanded by libpq (expand_dbname = 1), and a connect timeout of
+        // our own whatever the URL says.
+        const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
+        const char* values[] = {url.c_str(), seconds.c_str(), "chain-gateway", nullptr};
+        conn.reset(PQconnectdbParams(keys, values, 1));
+        if (!conn) throw Error(Failure::connection, "", "postgres: out of memory");
+        if (PQstatus(conn.get()) != CONNECTION_OK)
+            throw Error(Failure::connection, "",
+                        "postgres: cannot connect: " + message_of(PQerrorMessage(conn.get())));
+    }
+};
+
+Connection::Connection(std::string url, std::chrono::milliseconds connect_timeout)
+    : impl_(std::make_unique<Impl>()) {
+    impl_->url = std::move(url);
+    impl_->timeout = connect_timeout;
+    impl_->connect();
+}
+
+Connection::~Connection() = default;
+
+bool Connection::ok() const {
+    return impl_->conn && PQstatus(impl_->conn.get()) == CONNECTION_OK;
+}
+
+void Connection::reconnect() {
+    impl_->connect();
+}
+
+Result Connection::exec(std::string_view sql, const std::vector<Param>& params) {
+    PGconn* c = impl_->conn.get();
+    if (!c || PQstatus(c) != CONNECTION_OK)
+        throw Error(Failure::connection, "", "postgres: the connection is down");
+    const std::string text(sql);
+    std::unique_ptr<PGresult, ResultDeleter> r;
+    if (params.empty()) {
+        r.reset(PQexec(c, text.c_str()));
+    } else {
+        std::vector<const char*> values;
+        values.reserve(params.size());
+        for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
+        r.reset(PQexecParams(c, text.c_str(), static_cast<int>(params.size()), nullptr,
+                             values.data(), nullptr, nullptr, 0));
+    }
+    const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        Result out;
+        const int rows = PQntuples(r.get());
+        const int cols = PQnfields(r.get());
+        out.rows.reserve(static_cast<std::size_t>(rows));
+        for (int i = 0; i < rows; ++i) {
+            auto& row = out.rows.emplace_back();
+            row.reserve(static_cast<std::size_t>(cols));
+            for (int j = 0; j < cols; ++j)
+                row.emplace_back(
+                    PQgetisnull(r.get(), i, j)
+                        ? Param()
+                        : Param(std::string(PQgetvalue(r.get(), i, j),
+                                            static_cast<std::size_t>(PQgetlength(r.get(), i, j)))));
+        }
+        const char* affected = PQcmdTuples(r.get());
+        out.affected = affected && *affected ? std::stoull(affected) : 0;
+        return out;
+    }
+    // The server's SQLSTATE when it answered; none when the connection itself failed.
+    const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+    const std::string sqlstate = state ? state : "";
+    const std::string message = message_of(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(c));
+    const Failure failure = PQstatus(c) != CONNECTION_OK ? Failure::connection
+                            : sqlstate.empty()           ? Failure::other
+                                                         : classify(sqlstate);
+    throw Error(failure, sqlstate,
+                fmt::format("postgres: {}", message.empty() ? "the statement failed" : message));
+}
+
+}  // namespace gateway::store::pg

@@ -1,0 +1,40 @@
+#pragma once
+// A throwaway PostgreSQL server for tests, from Debian's postgresql-15: initdb in a temporary
+// folder and pg_ctl on a free loopback port, run as the `postgres` user when the tests run as root
+// (the server refuses root). Started and stopped by the test itself, never a system service.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gateway::test {
+
+class PostgresServer {
+public:
+    /// initdb and start; throws with the server's log when it cannot.
+    PostgresServer();
+    /// Stops it (immediately) and removes its folder.
+    ~PostgresServer();
+    PostgresServer(const PostgresServer&) = delete;
+    PostgresServer& operator=(const PostgresServer&) = delete;
+
+    /// postgresql://postgres@127.0.0.1:<port>/postgres (trust authentication, loopback only).
+    std::string url() const;
+    std::uint16_t port() const { return port_; }
+
+    /// `pg_ctl stop -m immediate`: the server dies at once, as on a crash (committed work stays).
+    void kill();
+    /// Starts it again on the same port and data.
+    void start();
+    /// Whether Debian's postgresql-15 is installed (tests say why they cannot run otherwise).
+    static bool available();
+
+private:
+    void pg_ctl(const std::vector<std::string>& args, std::chrono::seconds timeout);
+    std::string dir_;
+    std::uint16_t port_ = 0;
+    bool running_ = false;
+};
+
+}  // namespace gateway::test
