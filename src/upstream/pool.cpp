@@ -118,10 +118,6 @@ void ChainPool::reconfigure(const std::vector<config::UpstreamConfig>& upstreams
             spdlog::info("upstream {} (chain {}) removed", m.upstream->id(), config_.name);
         m.prober->retired = true;
         asio::post(m.prober->strand, [p = m.prober] { p->timer.cancel(); });
-        {
-            std::lock_guard lock(no_batch_mu_);
-            std::erase(no_batch_, m.upstream.get());
-        }
         if (metrics_ && !replaced) metrics_->forget_upstream(config_.name, m.upstream->id());
     }
     for (const Member& m : added) {
@@ -208,11 +204,7 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
     Upstream* u = nullptr;
     for (Ranked* r : in_order(ranked)) {
         if (!r->normal || r->upstream->config().max_batch_size < 2) continue;
-        {
-            std::lock_guard lock(no_batch_mu_);
-            if (std::find(no_batch_.begin(), no_batch_.end(), r->upstream) != no_batch_.end())
-                continue;
-        }
+        if (!r->upstream->takes_batches()) continue;
         if (r->upstream->admit() != Upstream::Admission::admitted) continue;
         u = r->upstream;
         break;
@@ -289,15 +281,9 @@ asio::awaitable<std::optional<ChainPool::BatchForwarded>> ChainPool::forward_bat
         if (!elements && r.status == 413) continue;
         if (!elements) {
             // It answered, but not a batch: it does not take them. Single calls from now on.
-            bool first = false;
-            {
-                std::lock_guard lock(no_batch_mu_);
-                if (std::find(no_batch_.begin(), no_batch_.end(), u) == no_batch_.end()) {
-                    no_batch_.push_back(u);
-                    first = true;
-                }
-            }
-            if (first)
+            // Kept by the upstream itself: a reload that replaces it starts afresh, and no
+            // list of pointers outlives one it removed.
+            if (u->mark_no_batches())
                 spdlog::info(
                     "chain {}: upstream {} does not answer batches (HTTP {}); it gets the "
                     "calls of client batches one by one",

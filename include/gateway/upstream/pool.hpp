@@ -164,8 +164,6 @@ private:
     bool started_ = false;                    // guarded by members_mu_
     std::atomic<std::uint64_t> next_id_{1};
     std::atomic<bool> stopped_{false};
-    std::mutex no_batch_mu_;
-    std::vector<const Upstream*> no_batch_;  // answered a batch with something else
 };
 
 }  // namespace gateway::upstream

@@ -8,6 +8,7 @@
 #include "gateway/upstream/signals.hpp"
 #include "gateway/util/clock.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -101,6 +102,11 @@ public:
     // --- operators ---
     void set_cordoned(bool cordoned, std::string reason);
 
+    /// It answered a batch with something else than a batch: client batches' calls go to it one
+    /// by one from then on. mark_no_batches() says whether this call was the first to find it.
+    bool takes_batches() const { return takes_batches_.load(std::memory_order_relaxed); }
+    bool mark_no_batches() { return takes_batches_.exchange(false, std::memory_order_relaxed); }
+
     /// Never used: wrong chain or cordoned.
     bool excluded() const;
     /// Its head when it is up, in use and not syncing (what the chain's head is made of);
@@ -116,6 +122,7 @@ private:
     void answered_probe(std::chrono::microseconds latency, bool syncing);  // with mu_ held
 
     const std::string chain_;
+    std::atomic<bool> takes_batches_{true};
     const config::UpstreamConfig config_;
     const config::HealthConfig health_config_;
     std::unique_ptr<HttpClient> client_;
