@@ -4,13 +4,17 @@
 // seen as one, and a new one finds what was committed), and messages that keep a password out.
 
 #include "gateway/store/pg_connection.hpp"
+#include "gateway/store/pg_leases.hpp"
 
 #include "support/postgres_server.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
+#include <vector>
 
 namespace gateway::test {
 namespace {
@@ -104,6 +108,55 @@ TEST_F(PostgresTest, AConnectionFailureNeverRepeatsThePassword) {
     EXPECT_EQ(refused.failure(), Failure::connection);
     EXPECT_THAT(refused.what(), HasSubstr("nobody"));
     EXPECT_THAT(refused.what(), Not(HasSubstr("S3CRETPASSWORD")));
+}
+
+TEST_F(PostgresTest, ALeaseHasOneOwnerUntilItExpiresAndEachNewOwnerALargerToken) {
+    Connection c(server->url(), 5s);
+    store::pg::Leases leases(c);
+    leases.create_schema();
+    leases.create_schema();  // idempotent
+    const std::string name = "devnet/0xaa";
+    const auto a = leases.acquire(name, "replica-a", 1s);
+    ASSERT_EQ(a, 1u);
+    EXPECT_EQ(leases.acquire(name, "replica-b", 1s), std::nullopt);
+    EXPECT_EQ(leases.acquire(name, "replica-a", 1s), std::nullopt);  // renew, not acquire
+    EXPECT_TRUE(leases.renew(name, "replica-a", *a, 1s));
+    EXPECT_TRUE(leases.holds(name, *a));
+
+    // replica-a stalls past its expiry: replica-b takes over with a larger token, and
+    // replica-a's token no longer holds, nor can it renew.
+    std::this_thread::sleep_for(1200ms);  // past the second's lease, on the database's clock
+    EXPECT_FALSE(leases.holds(name, *a));
+    const auto b = leases.acquire(name, "replica-b", 10s);
+    ASSERT_EQ(b, 2u);
+    EXPECT_FALSE(leases.renew(name, "replica-a", *a, 10s));
+    EXPECT_FALSE(leases.holds(name, *a));
+    EXPECT_TRUE(leases.holds(name, *b));
+
+    // Released: free at once, and the next token is still larger.
+    leases.release(name, "replica-a", *a);  // not the owner: nothing
+    EXPECT_TRUE(leases.holds(name, *b));
+    leases.release(name, "replica-b", *b);
+    EXPECT_FALSE(leases.holds(name, *b));
+    EXPECT_EQ(leases.acquire(name, "replica-a", 10s), 3u);
+}
+
+TEST_F(PostgresTest, ReplicasAskingForOneLeaseAtOnceGetOneOwner) {
+    {
+        Connection c(server->url(), 5s);
+        store::pg::Leases(c).create_schema();
+    }
+    constexpr int kReplicas = 8;
+    std::atomic<int> owners{0};
+    std::vector<std::thread> replicas;
+    for (int i = 0; i < kReplicas; ++i)
+        replicas.emplace_back([&, i] {
+            Connection c(server->url(), 5s);
+            store::pg::Leases leases(c);
+            if (leases.acquire("devnet/0xbb", "replica-" + std::to_string(i), 10s)) ++owners;
+        });
+    for (auto& t : replicas) t.join();
+    EXPECT_EQ(owners.load(), 1);
 }
 
 }  // namespace
