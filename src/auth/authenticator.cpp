@@ -16,7 +16,6 @@
 #include <cstring>
 #include <limits>
 #include <list>
-#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -63,6 +62,8 @@ class Bucket {
 public:
     Bucket(double rate, util::Clock::time_point now)
         : rate_(rate), capacity_(std::max(rate, 1.0)), tokens_(capacity_), last_(now) {}
+
+    double rate() const { return rate_; }
 
     std::optional<Throttle> take(std::size_t calls, util::Clock::time_point now) {
         if (now > last_) {
@@ -312,7 +313,6 @@ struct Authenticator::Impl {
     struct Clients {
         std::vector<ApiKey> api_keys;
         std::unordered_map<std::string, std::shared_ptr<ClientBucket>> buckets;
-        std::map<std::string, double> rates;  // max_rps of each bucket's client
     };
 
     bool required = false;
@@ -354,13 +354,13 @@ struct Authenticator::Impl {
             if (cc.max_rps <= 0) continue;
             std::shared_ptr<ClientBucket> bucket;
             if (before) {
-                const auto rate = before->rates.find(cc.id);
-                if (rate != before->rates.end() && rate->second == cc.max_rps)
-                    bucket = before->buckets.at(cc.id);
+                // The rate is fixed at construction: read without the bucket's lock.
+                const auto was = before->buckets.find(cc.id);
+                if (was != before->buckets.end() && was->second->bucket.rate() == cc.max_rps)
+                    bucket = was->second;
             }
             if (!bucket) bucket = std::make_shared<ClientBucket>(Bucket(cc.max_rps, clock.now()));
             out->buckets.emplace(cc.id, std::move(bucket));
-            out->rates.emplace(cc.id, cc.max_rps);
         }
         return out;
     }
