@@ -16,7 +16,6 @@
 #include "gateway/streams/stream_set.hpp"
 #include "gateway/txm/managed.hpp"
 #include "gateway/txm/tx_manager.hpp"
-#include "gateway/upstream/http_client.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/util/nothrow.hpp"
 #include "gateway/util/sole_runner.hpp"
@@ -437,19 +436,17 @@ ReloadOutcome Gateway::Impl::reload() {
         return out;
     }
     config::ReloadPlan plan = config::plan_reload(running, next);
-    const auto changed = [&](const std::string& key) {
-        return std::find(plan.applied.begin(), plan.applied.end(), key) != plan.applied.end();
-    };
-    // What the changes need made is made once first, thrown away: a part that cannot be (a
-    // ca_file that is not PEM, a policy service that cannot be set up) refuses the reload before
-    // anything changed, rather than leaving it half done.
+    // What the changes need is made first, and only then put in use: a part that cannot be made
+    // (a ca_file that is not PEM, a policy service that cannot be set up) refuses the reload
+    // before anything changed, rather than leaving it half done.
+    const std::size_t n = running.chains.size();
+    std::vector<std::shared_ptr<upstream::ChainPool::Staged>> upstreams(n);
+    std::vector<std::shared_ptr<txm::ManagedSenders::StagedPolicies>> policies(n);
     try {
-        for (std::size_t i = 0; i < running.chains.size(); ++i) {
+        for (std::size_t i = 0; i < n; ++i) {
             const config::ChainConfig& chain = plan.result.chains[i];
-            const std::string at = "chains[" + chain.name + "].";
-            if (changed(at + "upstreams"))
-                for (const auto& u : chain.upstreams) upstream::make_http_client(u);
-            if (changed(at + "policy")) managed[i]->check_policies(chain);
+            if (plan.chains[i].upstreams) upstreams[i] = pools[i]->stage(chain.upstreams);
+            if (plan.chains[i].policies) policies[i] = managed[i]->stage_policies(chain);
         }
     } catch (const std::exception& e) {
         out.error = fmt::format("the configuration loads but cannot be applied: {}", e.what());
@@ -457,16 +454,15 @@ ReloadOutcome Gateway::Impl::reload() {
         metrics.config_loaded(false, false);
         return out;
     }
-    for (std::size_t i = 0; i < running.chains.size(); ++i) {
+    for (std::size_t i = 0; i < n; ++i) {
         const config::ChainConfig& chain = plan.result.chains[i];
-        const std::string at = "chains[" + chain.name + "].";
-        if (changed(at + "upstreams")) pools[i]->reconfigure(chain.upstreams);
-        if (changed(at + "methods")) rpc_handler->reconfigure_methods(chain.name, chain.methods);
-        if (changed(at + "policy")) managed[i]->reconfigure_policies(chain);
+        if (upstreams[i]) pools[i]->reconfigure(std::move(upstreams[i]));
+        if (plan.chains[i].methods) rpc_handler->reconfigure_methods(chain.name, chain.methods);
+        if (policies[i]) managed[i]->reconfigure_policies(std::move(policies[i]));
     }
-    if (changed("auth.clients")) authenticator->reconfigure(plan.result.auth.clients);
-    if (changed("auth.admin")) admin_handler->require_token(plan.result.auth.admin_token);
-    if (changed("log.level")) log::set_level(plan.result.log.level);
+    if (plan.clients) authenticator->reconfigure(plan.result.auth.clients);
+    if (plan.admin_token) admin_handler->require_token(plan.result.auth.admin_token);
+    if (plan.log_level) log::set_level(plan.result.log.level);
     running = std::move(plan.result);
     out.ok = true;
     out.applied = std::move(plan.applied);

@@ -29,7 +29,7 @@ bool same_policies(const ChainConfig& a, const ChainConfig& b) {
 
 // The chain's keys that change while serving are copied into `into`; the others are named.
 void plan_chain(const ChainConfig& running, const ChainConfig& next, ChainConfig& into,
-                ReloadPlan& plan) {
+                ReloadPlan::ChainChanges& changes, ReloadPlan& plan) {
     const auto restart_if = [&](bool changed, const char* field) {
         if (changed) plan.restart.push_back(chain_key(running.name, field));
     };
@@ -65,10 +65,12 @@ void plan_chain(const ChainConfig& running, const ChainConfig& next, ChainConfig
     if (running.upstreams != next.upstreams) {
         plan.applied.push_back(chain_key(running.name, "upstreams"));
         into.upstreams = next.upstreams;
+        changes.upstreams = true;
     }
     if (running.methods != next.methods) {
         plan.applied.push_back(chain_key(running.name, "methods"));
         into.methods = next.methods;
+        changes.methods = true;
     }
     // Policies follow their accounts: with the accounts themselves changed, the new policies
     // would be the policies of senders that do not run yet.
@@ -77,6 +79,7 @@ void plan_chain(const ChainConfig& running, const ChainConfig& next, ChainConfig
             plan.restart.push_back(chain_key(running.name, "policy"));
         } else {
             plan.applied.push_back(chain_key(running.name, "policy"));
+            changes.policies = true;
             into.policy = next.policy;
             for (std::size_t i = 0; i < into.accounts.size(); ++i)
                 into.accounts[i].policy = next.accounts[i].policy;
@@ -132,6 +135,7 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
     if (running.log.format != next.log.format) plan.restart.push_back("log.format");
     if (running.log.level != next.log.level) {
         plan.applied.push_back("log.level");
+        plan.log_level = true;
         into.log.level = next.log.level;
     }
 
@@ -145,6 +149,7 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
                                            b.clients_required() ? "on" : "off"));
     } else if (a.clients != b.clients) {
         plan.applied.push_back("auth.clients");
+        plan.clients = true;
         into.auth.clients = b.clients;
     }
     if (a.admin_token != b.admin_token) {
@@ -154,6 +159,7 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
             plan.restart.push_back("auth.admin (the token removed)");
         } else {
             plan.applied.push_back("auth.admin");
+            plan.admin_token = true;
             into.auth.admin_token = b.admin_token;
         }
     }
@@ -166,16 +172,17 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
 
     // Chains by name: added or removed ones wait (a chain is a pool, a write path, a cache, a
     // route); the others are compared key by key.
-    for (const auto& c : running.chains) {
+    // `into` is a copy of `running`: its chains are in the same order.
+    plan.chains.resize(running.chains.size());
+    for (std::size_t i = 0; i < running.chains.size(); ++i) {
+        const ChainConfig& c = running.chains[i];
         const auto it = std::find_if(next.chains.begin(), next.chains.end(),
                                      [&](const ChainConfig& n) { return n.name == c.name; });
         if (it == next.chains.end()) {
             plan.restart.push_back(fmt::format("chains[{}] (removed)", c.name));
             continue;
         }
-        auto& target = *std::find_if(into.chains.begin(), into.chains.end(),
-                                     [&](const ChainConfig& r) { return r.name == c.name; });
-        plan_chain(c, *it, target, plan);
+        plan_chain(c, *it, into.chains[i], plan.chains[i], plan);
     }
     if (!running.chains.empty() && !next.chains.empty() &&
         running.chains[0].name != next.chains[0].name)

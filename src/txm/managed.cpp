@@ -106,17 +106,17 @@ std::shared_ptr<const SenderPolicy> ManagedSenders::policy_of(
     return out;
 }
 
-void ManagedSenders::check_policies(const config::ChainConfig& chain) const {
-    for (const auto& account : chain.accounts) policy_of(account, chain.policy);
-}
-
-void ManagedSenders::reconfigure_policies(const config::ChainConfig& chain) {
-    // Every policy made before any is used: one that throws leaves them all as they were.
-    std::vector<std::pair<Sender*, std::shared_ptr<const SenderPolicy>>> next;
+std::shared_ptr<ManagedSenders::StagedPolicies> ManagedSenders::stage_policies(
+    const config::ChainConfig& chain) const {
+    auto staged = std::make_shared<StagedPolicies>();
     for (const auto& account : chain.accounts)
         if (Sender* s = sender_of(account.address))
-            next.emplace_back(s, policy_of(account, chain.policy));
-    for (auto& [sender, policy] : next) sender->set_policy(std::move(policy));
+            staged->next.emplace_back(s, policy_of(account, chain.policy));
+    return staged;
+}
+
+void ManagedSenders::reconfigure_policies(std::shared_ptr<StagedPolicies> staged) {
+    for (auto& [sender, policy] : staged->next) sender->set_policy(std::move(policy));
     spdlog::info("chain {}: the managed senders' policies reloaded", config_.name);
 }
 

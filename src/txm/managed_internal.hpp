@@ -237,4 +237,8 @@ private:
     std::shared_ptr<const SenderPolicy> policy_;
 };
 
+struct ManagedSenders::StagedPolicies {
+    std::vector<std::pair<Sender*, std::shared_ptr<const SenderPolicy>>> next;
+};
+
 }  // namespace gateway::txm

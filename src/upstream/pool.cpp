@@ -74,29 +74,38 @@ std::shared_ptr<const ChainPool::Members> ChainPool::members() const {
     return members_;
 }
 
-void ChainPool::reconfigure(const std::vector<config::UpstreamConfig>& upstreams) {
-    const std::shared_ptr<const Members> before = members();
-    auto after = std::make_shared<Members>();
-    std::vector<Member> added;
+std::shared_ptr<ChainPool::Staged> ChainPool::stage(
+    const std::vector<config::UpstreamConfig>& upstreams) const {
+    auto staged = std::make_shared<Staged>();
+    staged->before = members();
+    staged->after = std::make_shared<Members>();
+    const Members& before = *staged->before;
+    Members& after = *staged->after;
     for (const auto& u : upstreams) {
-        const auto same = std::find_if(before->begin(), before->end(), [&](const Member& m) {
+        const auto same = std::find_if(before.begin(), before.end(), [&](const Member& m) {
             return m.upstream->id() == u.id && m.upstream->config() == u;
         });
-        if (same != before->end()) {
-            after->push_back(*same);
+        if (same != before.end()) {
+            after.push_back(*same);
             continue;
         }
         auto upstream = std::make_shared<Upstream>(config_.name, u, config_.health,
                                                    config_.failover, make_http_client(u), clock_);
         // Same id, new settings (a rotated URL): an operator's cordon stays with it.
-        for (const Member& m : *before)
+        for (const Member& m : before)
             if (m.upstream->id() == u.id) {
                 const UpstreamStatus was = m.upstream->status(true);
                 if (was.cordoned) upstream->set_cordoned(true, was.cordon_reason);
             }
-        after->push_back(Member{std::move(upstream), std::make_shared<Prober>(executor_), true});
-        added.push_back(after->back());
+        after.push_back(Member{std::move(upstream), std::make_shared<Prober>(executor_), true});
+        staged->added.push_back(after.back());
     }
+    return staged;
+}
+
+void ChainPool::reconfigure(std::shared_ptr<Staged> staged) {
+    const std::shared_ptr<const Members> before = std::move(staged->before);
+    const std::shared_ptr<const Members> after = std::move(staged->after);
     bool probing = false;
     {
         std::lock_guard lock(members_mu_);
@@ -120,7 +129,7 @@ void ChainPool::reconfigure(const std::vector<config::UpstreamConfig>& upstreams
         asio::post(m.prober->strand, [p = m.prober] { p->timer.cancel(); });
         if (metrics_ && !replaced) metrics_->forget_upstream(config_.name, m.upstream->id());
     }
-    for (const Member& m : added) {
+    for (const Member& m : staged->added) {
         spdlog::info("upstream {} (chain {}) {}", m.upstream->id(), config_.name,
                      had(m.upstream->id()) ? "changed: probed afresh" : "added");
         if (probing) start_probing(m);

@@ -54,6 +54,12 @@ struct ChainPool::Race {
     std::vector<std::pair<Upstream*, Attempt>> finished;
 };
 
+struct ChainPool::Staged {
+    std::shared_ptr<const Members> before;  // what was in use when it was staged
+    std::shared_ptr<Members> after;
+    std::vector<Member> added;  // new or changed: probed once in use
+};
+
 struct ChainPool::Ranked {
     Upstream* upstream = nullptr;
     std::shared_ptr<Upstream> owner;  // keeps it for the call, through a reload removing it

@@ -80,6 +80,11 @@ TEST(ConfigReload, UpstreamsMethodsPoliciesKeysAndTheAdminTokenAreApplied) {
     EXPECT_EQ(plan.result.auth.admin_token, "rotated-admin-token-0123456789");
     EXPECT_EQ(plan.result.log.level, "debug");
     EXPECT_TRUE(plan.result.chains[1] == running.chains[1]);
+    // The same, as the gateway acts on it.
+    ASSERT_EQ(plan.chains.size(), 2u);
+    EXPECT_TRUE(plan.chains[0].upstreams && plan.chains[0].methods && plan.chains[0].policies);
+    EXPECT_FALSE(plan.chains[1].upstreams || plan.chains[1].methods || plan.chains[1].policies);
+    EXPECT_TRUE(plan.clients && plan.admin_token && plan.log_level);
 }
 
 TEST(ConfigReload, WhatNeedsARestartIsNamedAndKeepsItsRunningValue) {

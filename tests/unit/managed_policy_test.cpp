@@ -114,7 +114,7 @@ TEST(ManagedPolicy, AReloadedPolicyJudgesTheNextTransactionsAndHeldOnesStayHeld)
     // A limit of 10 wei: 5 goes through now, 11 is held by the new rule.
     config::ChainConfig reloaded = rig.pool.chain_config;
     reloaded.policy = max_value("10");
-    rig.senders().reconfigure_policies(reloaded);
+    rig.senders().reconfigure_policies(rig.senders().stage_policies(reloaded));
     const auto within = send("0x5");
     EXPECT_FALSE(within.reply.is_error()) << within.reply.error.message;
     const auto above = send("0xb");
@@ -125,7 +125,7 @@ TEST(ManagedPolicy, AReloadedPolicyJudgesTheNextTransactionsAndHeldOnesStayHeld)
 
     // No policy at all: anything goes.
     reloaded.policy.reset();
-    rig.senders().reconfigure_policies(reloaded);
+    rig.senders().reconfigure_policies(rig.senders().stage_policies(reloaded));
     EXPECT_FALSE(send("0xffff").reply.is_error());
     ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
 }

@@ -17,6 +17,16 @@ struct ReloadPlan {
     std::vector<std::string> restart;
     /// `running` with the applied changes: what the gateway runs once the plan is carried out.
     Config result;
+    /// What to apply, for the gateway to act on (`applied` names the same for people).
+    struct ChainChanges {
+        bool upstreams = false;
+        bool methods = false;
+        bool policies = false;
+    };
+    std::vector<ChainChanges> chains;  ///< one for each of the running chains, in their order
+    bool clients = false;
+    bool admin_token = false;
+    bool log_level = false;
 };
 
 ReloadPlan plan_reload(const Config& running, const Config& next);

@@ -140,14 +140,14 @@ public:
     /// are refused until then).
     bool loaded() const { return loaded_; }
 
-    /// Replaces each sender's policy with the one `chain` gives it (a configuration reload; the
-    /// senders themselves stay as they are). A transaction judged already keeps its verdict; a
-    /// hold's time to live is the new one from the next round. Thread-safe.
-    void reconfigure_policies(const config::ChainConfig& chain);
-    /// Builds the policies `chain` gives the senders without using them: throws what
-    /// reconfigure_policies would (a policy service that cannot be set up), so that a reload
-    /// can refuse before it changes anything.
-    void check_policies(const config::ChainConfig& chain) const;
+    /// The policies `chain` gives the senders (a configuration reload), made but not in use:
+    /// throws what making one throws (a policy service that cannot be set up), changing nothing.
+    struct StagedPolicies;
+    std::shared_ptr<StagedPolicies> stage_policies(const config::ChainConfig& chain) const;
+    /// Puts them in use; cannot fail (the senders themselves stay as they are). A transaction
+    /// judged already keeps its verdict; a hold's time to live is the new one from the next
+    /// round. Thread-safe.
+    void reconfigure_policies(std::shared_ptr<StagedPolicies> staged);
 
 private:
     struct Tx;

@@ -85,11 +85,16 @@ public:
     /// Stops the probes; calls in flight are not affected.
     void stop();
 
-    /// Replaces the chain's upstreams (a configuration reload): one whose id and settings are
-    /// unchanged stays as it is (health, breaker, connections, scores); a new or changed one
-    /// starts being probed, unknown until its first probe; a removed one gets no new calls and
-    /// its probes stop, while the calls it is serving finish. Thread-safe.
-    void reconfigure(const std::vector<config::UpstreamConfig>& upstreams);
+    /// A reload's upstreams for the chain, made (HTTP clients and all) but not in use yet.
+    struct Staged;
+    /// Makes them: one whose id and settings are unchanged is the one in use (health, breaker,
+    /// connections, scores); a new or changed one is new (a changed one keeps an operator's
+    /// cordon). Throws what making one throws (a ca_file that is not PEM), changing nothing.
+    std::shared_ptr<Staged> stage(const std::vector<config::UpstreamConfig>& upstreams) const;
+    /// Puts staged upstreams in use; cannot fail. A new or changed one is probed, a last resort
+    /// until its chain id is verified; a removed one gets no new calls and its probes stop,
+    /// while the calls it is serving finish. One reload at a time.
+    void reconfigure(std::shared_ptr<Staged> staged);
 
     /// Every upstream, in configuration order.
     std::vector<UpstreamView> view() const;
