@@ -152,8 +152,7 @@ prom::Histogram& upstream_histogram(SeriesCache<prom::Histogram>& cache,
                                     prom::Family<prom::Histogram>& family, std::string_view chain,
                                     std::string_view upstream) {
     return cache.get(Key(chain, upstream), [&]() -> prom::Histogram& {
-        return family.Add({{"chain", std::string(chain)}, {"upstream", std::string(upstream)}},
-                          kLatencyBuckets);
+        return family.Add({{"chain", s(chain)}, {"upstream", s(upstream)}}, kLatencyBuckets);
     });
 }
 
