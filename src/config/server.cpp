@@ -146,9 +146,14 @@ void read_log(const Reader& r, const YAML::Node& n, LogConfig& l) {
 }
 
 void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
-    r.check_keys(n, "store", {"backend", "path", "timeout_ms", "retention_ms"});
-    if_set(n, "backend", [&](auto& v) { s.backend = r.one_of(v, "store.backend", {"sqlite"}); });
+    r.check_keys(n, "store", {"backend", "path", "url", "timeout_ms", "retention_ms"});
+    if_set(n, "backend", [&](auto& v) {
+        s.backend = r.one_of(v, "store.backend", {"sqlite", "postgres"});
+    });
     if_set(n, "path", [&](auto& v) { s.path = r.scalar(v, "store.path"); });
+    // The URL may hold a password (${PGPASSWORD}-style variables are expanded): messages about
+    // it never repeat it.
+    if_set(n, "url", [&](auto& v) { s.url = r.scalar(v, "store.url"); });
     if_set(n, "timeout_ms", [&](auto& v) { s.timeout = r.millis(v, "store.timeout_ms"); });
     // Not below 48 hours: a client retrying with an idempotency key a day later must still find
     // its transaction, and an operator back from a weekend its history.
@@ -162,7 +167,15 @@ void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
                                ms, kLeast));
         s.retention = Millis(ms);
     });
-    if (s.path.empty()) r.fail(n, "store.path", "must not be empty");
+    if (s.backend == "postgres") {
+        if (s.url.empty())
+            r.fail(n, "store.url", "is required with backend postgres (postgresql://...)");
+        if (!s.url.starts_with("postgresql://") && !s.url.starts_with("postgres://"))
+            r.fail(n["url"], "store.url", "must start with postgresql:// or postgres://");
+    } else {
+        if (n["url"].IsDefined()) r.fail(n["url"], "store.url", "is for backend postgres");
+        if (s.path.empty()) r.fail(n, "store.path", "must not be empty");
+    }
 }
 
 }  // namespace gateway::config::detail

@@ -273,7 +273,9 @@ bool JournalService::run_undos() {
                 journal_->rollback_to_savepoint();
             }
             if (!journal_->in_transaction())
-                throw StoreError("store: SQLite rolled back the journal's transaction");
+                throw StoreError(
+                    "store: the database rolled back the journal's transaction (or lost it with "
+                    "its connection)");
             journal_->release_savepoint();
         }
         journal_->commit();
@@ -452,7 +454,8 @@ void JournalService::run_batch(std::vector<TaskPtr>& batch) {
             if (!journal_->in_transaction()) {
                 committing = true;
                 throw StoreError(
-                    "store: SQLite rolled back the journal's transaction while an "
+                    "store: the database rolled back the journal's transaction (or lost it with "
+                    "its connection) while an "
                     "operation ran");
             }
             journal_->release_savepoint();
@@ -479,7 +482,8 @@ void JournalService::run_batch(std::vector<TaskPtr>& batch) {
     }
     if (!lost.empty()) {
         const std::string why = fmt::format(
-            "{}; SQLite rolled back the journal's transaction: nothing of the operation was kept",
+            "{}; the database rolled back the journal's transaction (or lost it with its "
+            "connection): nothing of the operation was kept",
             lost);
         fail(why);
         refuse(batch, why);

@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace gateway::store::pg {
 
@@ -42,21 +43,63 @@ struct Connection::Impl {
     std::string url;  // may hold a password: never in a message
     std::chrono::milliseconds timeout;
     std::unique_ptr<PGconn, ConnDeleter> conn;
+    // Statements prepared on this session, by their text: their names.
+    std::unordered_map<std::string, std::string> prepared;
 
     void connect() {
+        prepared.clear();
         const std::string seconds =
             std::to_string(std::max<long long>(1, (timeout.count() + 999) / 1000));
+        // A server that stops answering (a partition, a dead host) is noticed by TCP within the
+        // timeout, not after the system's default of minutes: the journal then fails closed and
+        // reconnects.
+        const std::string user_timeout = std::to_string(std::max<long long>(1000, timeout.count()));
         // The URL as "dbname", expanded by libpq (expand_dbname = 1), and a connect timeout of
         // our own whatever the URL says.
-        const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
-        const char* values[] = {url.c_str(), seconds.c_str(), "chain-gateway", nullptr};
+        // The server's side of the same: it notices a gateway that went silent (a dead host, a
+        // partition) within about 15 s and ends its session, releasing what it held (locks).
+        const std::string server_side = fmt::format(
+            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+            "-c tcp_user_timeout={}",
+            user_timeout);
+        const char* keys[] = {"dbname",           "connect_timeout",
+                              "application_name", "keepalives",
+                              "keepalives_idle",  "keepalives_interval",
+                              "keepalives_count", "tcp_user_timeout",
+                              "options",          nullptr};
+        const char* values[] = {
+            url.c_str(), seconds.c_str(),      "chain-gateway",     "1",    "5", "2",
+            "3",         user_timeout.c_str(), server_side.c_str(), nullptr};
         conn.reset(PQconnectdbParams(keys, values, 1));
         if (!conn) throw Error(Failure::connection, "", "postgres: out of memory");
         if (PQstatus(conn.get()) != CONNECTION_OK)
             throw Error(Failure::connection, "",
                         "postgres: cannot connect: " + message_of(PQerrorMessage(conn.get())));
+        // The server's notices ("relation already exists, skipping") are not the gateway's to
+        // print on stderr.
+        PQsetNoticeProcessor(
+            conn.get(), [](void*, const char*) {}, nullptr);
     }
 };
+
+std::string describe(const std::string& url) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+    if (error) PQfreemem(error);
+    if (!options) return "postgresql (unparsable URL)";
+    std::string user, host, port, db;
+    for (PQconninfoOption* o = options; o->keyword; ++o) {
+        if (!o->val) continue;
+        const std::string_view key = o->keyword;
+        if (key == "user") user = o->val;
+        if (key == "host" || (key == "hostaddr" && host.empty())) host = o->val;
+        if (key == "port") port = o->val;
+        if (key == "dbname") db = o->val;
+    }
+    PQconninfoFree(options);
+    return fmt::format("postgresql://{}{}{}{}/{}", user, user.empty() ? "" : "@",
+                       host.empty() ? "localhost" : host, port.empty() ? "" : ":" + port, db);
+}
 
 Connection::Connection(std::string url, std::chrono::milliseconds connect_timeout)
     : impl_(std::make_unique<Impl>()) {
@@ -69,6 +112,12 @@ Connection::~Connection() = default;
 
 bool Connection::ok() const {
     return impl_->conn && PQstatus(impl_->conn.get()) == CONNECTION_OK;
+}
+
+bool Connection::in_transaction() const {
+    if (!impl_->conn) return false;
+    const PGTransactionStatusType t = PQtransactionStatus(impl_->conn.get());
+    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
 
 void Connection::reconnect() {
@@ -87,8 +136,17 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params) 
         std::vector<const char*> values;
         values.reserve(params.size());
         for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
-        r.reset(PQexecParams(c, text.c_str(), static_cast<int>(params.size()), nullptr,
-                             values.data(), nullptr, nullptr, 0));
+        auto it = impl_->prepared.find(text);
+        if (it == impl_->prepared.end()) {
+            const std::string name = fmt::format("s{}", impl_->prepared.size());
+            r.reset(
+                PQprepare(c, name.c_str(), text.c_str(), static_cast<int>(params.size()), nullptr));
+            if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK)
+                it = impl_->prepared.emplace(text, name).first;
+        }
+        if (it != impl_->prepared.end())
+            r.reset(PQexecPrepared(c, it->second.c_str(), static_cast<int>(params.size()),
+                                   values.data(), nullptr, nullptr, 0));
     }
     const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {

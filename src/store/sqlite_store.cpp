@@ -1,5 +1,7 @@
 #include "gateway/store/store.hpp"
 
+#include "sql_states.hpp"
+
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -181,32 +183,9 @@ constexpr const char* kManagedColumns =
     "id, chain, sender, request, idempotency_key, nonce, state, reason, created_ms, updated_ms,"
     " attempts, hash, client, value, spend_ms";
 
-/// `states` as an SQL list: ('A', 'B').
-std::string sql_list(const std::vector<TxState>& states) {
-    std::string out = "(";
-    for (TxState s : states)
-        fmt::format_to(std::back_inserter(out), "{}'{}'", out.size() > 1 ? ", " : "", to_string(s));
-    return out + ")";
-}
-
-/// The states from queued to replaced whose store::is_final is `final`, as an SQL list.
-std::string states_sql(bool final) {
-    std::vector<TxState> states;
-    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i)
-        if (is_final(static_cast<TxState>(i)) == final) states.push_back(static_cast<TxState>(i));
-    return sql_list(states);
-}
-
-/// store::is_final as SQL, for the queries (a migration spells its own lists: its text never
-/// changes): every state a transaction, raw or managed, ends in.
-const std::string kFinal = states_sql(true);
-/// Every state not final, as SQL: what is unfinished is asked for as `state IN` this list, which
-/// the index by state answers, where `NOT IN` the final ones would read every row of the table
-/// (a million finished transactions, 741 MB: 0.7 s at start-up on the development machine's
-/// disk with a cold cache, longer on a slow volume).
-const std::string kUnfinished = states_sql(false);
-/// The final states a mined transaction can be in: final for good only once its block is.
-const std::string kMined = sql_list({TxState::completed, TxState::failed});
+using sql::kFinal;
+using sql::kMined;
+using sql::kUnfinished;
 
 class SqliteStore final : public Store {
 public:
@@ -992,14 +971,12 @@ std::optional<TxState> parse_tx_state(std::string_view text) {
     return std::nullopt;
 }
 
-std::unique_ptr<Store> open_store(const config::StoreConfig& config) {
-    if (config.backend != "sqlite")
-        throw StoreError("store: unknown backend '" + config.backend + "'");
-    return std::make_unique<SqliteStore>(config.path);
+namespace detail {
+
+std::unique_ptr<Store> open_sqlite(const std::string& path, int up_to) {
+    return std::make_unique<SqliteStore>(path, up_to);
 }
 
-std::unique_ptr<Store> open_store_at_version(const config::StoreConfig& config, int version) {
-    return std::make_unique<SqliteStore>(config.path, version);
-}
+}  // namespace detail
 
 }  // namespace gateway::store

@@ -1,10 +1,14 @@
-// The PostgreSQL session the PostgreSQL journal will stand on (issue 19), against a real server
+// The PostgreSQL journal and the session it stands on (issue 19), against a real server
 // (support/postgres_server.hpp): statements with parameters, NULLs, each failure sorted as its
 // caller acts on it, a server killed and started again (catalog row E3: a lost connection is
-// seen as one, and a new one finds what was committed), and messages that keep a password out.
+// seen as one, the journal fails closed and comes back by itself, and a new session finds what
+// was committed), one gateway owning a journal at a time, and messages that keep a password out.
+// What every journal does is journal_contract_test.cpp's, which runs against PostgreSQL too.
 
+#include "gateway/store/journal_service.hpp"
 #include "gateway/store/pg_connection.hpp"
 #include "gateway/store/pg_leases.hpp"
+#include "gateway/store/store.hpp"
 
 #include "support/postgres_server.hpp"
 
@@ -157,6 +161,112 @@ TEST_F(PostgresTest, ReplicasAskingForOneLeaseAtOnceGetOneOwner) {
         });
     for (auto& t : replicas) t.join();
     EXPECT_EQ(owners.load(), 1);
+}
+
+store::TxRecord raw_record(const std::string& hash, std::uint64_t nonce) {
+    store::TxRecord r;
+    r.hash = hash;
+    r.chain = "devnet";
+    r.chain_id = 31337;
+    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    r.nonce = nonce;
+    r.raw = {0x02, 0xf8, 0x6c};
+    r.reason = "accepted";
+    r.created_ms = r.updated_ms = 1000;
+    return r;
+}
+
+config::StoreConfig postgres_store(const std::string& url, std::chrono::milliseconds timeout) {
+    config::StoreConfig c;
+    c.backend = "postgres";
+    c.url = url;
+    c.timeout = timeout;
+    return c;
+}
+
+// Until replicas own senders apart, one gateway owns a journal: a second one on the same
+// database does not open it (it waits as a standby: writes refused, reads served) until the
+// owner's session ends, then takes over by itself. Its messages never hold the password.
+TEST_F(PostgresTest, AJournalHasOneOwnerAndASecondGatewayTakesOverWhenItsSessionEnds) {
+    // Trust authentication takes any password: this one must not appear anywhere.
+    const std::string url =
+        "postgresql://postgres:S3CRETPASSWORD@127.0.0.1:" + std::to_string(server->port()) + "/" +
+        "owners";
+    server->database("owners");
+    auto owner = store::open_store(postgres_store(url, 2000ms));
+    EXPECT_EQ(owner->schema_version(), 13);
+    EXPECT_THAT(owner->describe(), HasSubstr("postgres@127.0.0.1"));
+    EXPECT_THAT(owner->describe(), Not(HasSubstr("S3CRETPASSWORD")));
+    owner->insert(raw_record("0xaa", 0));
+
+    const auto started = std::chrono::steady_clock::now();
+    try {
+        store::open_store(postgres_store(url, 300ms));
+        ADD_FAILURE() << "a second gateway opened a journal another one owns";
+    } catch (const store::StoreError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("another gateway owns this journal"));
+        EXPECT_THAT(e.what(), Not(HasSubstr("S3CRETPASSWORD")));
+    }
+    EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms) << "it waited for the owner";
+
+    // The owner's session ends (here a clean close; a killed process closes its socket too).
+    owner.reset();
+    auto standby = store::open_store(postgres_store(url, 2000ms));
+    const auto kept = standby->find("0xaa");
+    ASSERT_TRUE(kept);
+    EXPECT_EQ(kept->nonce, 0u);
+}
+
+// E3 with the journal service: the server dies, writes are refused at once (fail closed, never
+// "kept" when they were not), and once the server is back the service opens the journal again
+// by itself; what was committed before is there, what was refused is not.
+TEST_F(PostgresTest, E3_TheJournalFailsClosedWhileTheServerIsDownAndComesBackByItself) {
+    const std::string url = server->database("outage");
+    store::JournalOptions options;
+    options.timeout = 2000ms;
+    options.reopen_after = 50ms;
+    options.reopen_max = 200ms;
+    std::atomic<int> downs{0}, reopened{0};
+    options.on_event = [&](store::JournalEvent e) {
+        if (e == store::JournalEvent::down) ++downs;
+        if (e == store::JournalEvent::reopened) ++reopened;
+    };
+    store::JournalService journal(
+        [&] {
+            return std::unique_ptr<store::Journal>(store::open_store(postgres_store(url, 1000ms)));
+        },
+        options);
+    journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x01", 1)); });
+
+    server->kill();
+    EXPECT_THROW(
+        journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x02", 2)); }),
+        store::StoreError);
+    EXPECT_EQ(downs.load(), 1);
+    EXPECT_THAT(journal.failure(), HasSubstr("postgres"));
+    // While it is down: refused again, at once or after a failed reopen, never kept.
+    EXPECT_THROW(
+        journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x03", 3)); }),
+        store::StoreError);
+
+    server->start();
+    bool written = false;
+    for (int i = 0; i < 100 && !written; ++i) {
+        try {
+            journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x04", 4)); });
+            written = true;
+        } catch (const store::StoreError&) {
+            std::this_thread::sleep_for(50ms);
+        }
+    }
+    ASSERT_TRUE(written) << "the journal did not come back: " << journal.failure();
+    EXPECT_GE(reopened.load(), 1);
+    EXPECT_EQ(journal.failure(), "");
+    std::vector<std::string> hashes;
+    journal.run_blocking([&](store::JournalView& j) {
+        for (const auto& r : j.unfinished()) hashes.push_back(r.hash);
+    });
+    EXPECT_THAT(hashes, ::testing::ElementsAre("0x01", "0x04"));
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include "support/process.hpp"
 
+#include "gateway/store/pg_connection.hpp"
+
 #include <fmt/format.h>
 
 #include <netinet/in.h>
@@ -87,8 +89,18 @@ PostgresServer::~PostgresServer() {
     std::filesystem::remove_all(dir_, ignored);
 }
 
-std::string PostgresServer::url() const {
-    return fmt::format("postgresql://postgres@127.0.0.1:{}/postgres", port_);
+std::string PostgresServer::url(const std::string& database) const {
+    return fmt::format("postgresql://postgres@127.0.0.1:{}/{}", port_, database);
+}
+
+std::string PostgresServer::database(const std::string& name) {
+    store::pg::Connection admin(url(), std::chrono::seconds(10));
+    try {
+        admin.exec("CREATE DATABASE " + name);
+    } catch (const store::pg::Error& e) {
+        if (e.sqlstate() != "42P04") throw;  // duplicate_database: made before
+    }
+    return url(name);
 }
 
 void PostgresServer::pg_ctl(const std::vector<std::string>& args, std::chrono::seconds timeout) {

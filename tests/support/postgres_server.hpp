@@ -19,8 +19,11 @@ public:
     PostgresServer(const PostgresServer&) = delete;
     PostgresServer& operator=(const PostgresServer&) = delete;
 
-    /// postgresql://postgres@127.0.0.1:<port>/postgres (trust authentication, loopback only).
-    std::string url() const;
+    /// postgresql://postgres@127.0.0.1:<port>/<database> (trust authentication, loopback only).
+    std::string url(const std::string& database = "postgres") const;
+    /// A new database's URL; `name` is letters, digits and '_'. The same name again: the same
+    /// database (created once).
+    std::string database(const std::string& name);
     std::uint16_t port() const { return port_; }
 
     /// `pg_ctl stop -m immediate`: the server dies at once, as on a crash (committed work stays).

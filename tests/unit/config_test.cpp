@@ -14,6 +14,7 @@
 namespace gateway::config {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -224,6 +225,18 @@ store:
     EXPECT_EQ(c.store.path, "/data/${literal}/gw.db");
 }
 
+// A PostgreSQL journal's URL takes its password from the environment (or libpq's own PGPASSWORD,
+// which the URL need not name).
+TEST(Config, APostgresStoresUrlTakesItsPasswordFromTheEnvironment) {
+    Config c = parse(
+        "store:\n  backend: postgres\n  url: postgresql://gw:${DB_PASSWORD}@db:5432/"
+        "gateway?sslmode=verify-full\n" +
+            kMinimal,
+        {{"DB_PASSWORD", "pa55word"}});
+    EXPECT_EQ(c.store.backend, "postgres");
+    EXPECT_EQ(c.store.url, "postgresql://gw:pa55word@db:5432/gateway?sslmode=verify-full");
+}
+
 TEST(Config, AnUnsetVariableNamesTheKeyAndLine) {
     std::string e = error_of(R"(chains:
   - name: devnet
@@ -309,7 +322,14 @@ TEST(Config, WrongValuesNameTheKey) {
     EXPECT_THAT(error_of("log:\n  level: loud\n" + kMinimal),
                 HasSubstr("log.level: 'loud' is not one of"));
     EXPECT_THAT(error_of("store:\n  backend: mysql\n" + kMinimal),
-                HasSubstr("store.backend: 'mysql' is not one of: sqlite"));
+                HasSubstr("store.backend: 'mysql' is not one of: sqlite, postgres"));
+    EXPECT_THAT(error_of("store:\n  backend: postgres\n" + kMinimal),
+                HasSubstr("store.url: is required with backend postgres"));
+    EXPECT_THAT(
+        error_of("store:\n  backend: postgres\n  url: mysql://u:hunter2@db/x\n" + kMinimal),
+        AllOf(HasSubstr("store.url: must start with postgresql://"), Not(HasSubstr("hunter2"))));
+    EXPECT_THAT(error_of("store:\n  url: postgresql://db/x\n" + kMinimal),
+                HasSubstr("store.url: is for backend postgres"));
     EXPECT_THAT(error_of("store:\n  timeout_ms: 0\n" + kMinimal),
                 HasSubstr("store.timeout_ms: 0 is out of range"));
     EXPECT_THAT(error_of("store:\n  timeout_ms: soon\n" + kMinimal),

@@ -1,12 +1,14 @@
 // The journal's contract: what every backend of Journal does, whatever its database, as
-// one parameterised suite over the backends (SQLite today; a new backend adds itself to
-// kBackends). What only one backend does (SQLite's migrations of old schema versions, its files)
-// is tested apart: store_test.cpp, retention_test.cpp.
+// one parameterised suite over the backends (SQLite, and PostgreSQL on a throwaway server the
+// test starts; a new backend adds itself to the instantiation). What only one backend does
+// (SQLite's migrations of old schema versions, its files) is tested apart: store_test.cpp,
+// retention_test.cpp.
 
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/store.hpp"
 
 #include "support/journal_records.hpp"
+#include "support/postgres_server.hpp"
 #include "support/process.hpp"
 
 #include <fmt/format.h>
@@ -63,7 +65,23 @@ protected:
     }
 };
 
-INSTANTIATE_TEST_SUITE_P(Sqlite, JournalContract, ::testing::Values(kSqlite),
+// One throwaway server for the process (each test is a process of its own under ctest), started
+// the first time a PostgreSQL journal is opened and stopped at exit; each folder is a database of
+// its own, so that the same folder reopens the same journal.
+test::PostgresServer& postgres_server() {
+    static test::PostgresServer server;
+    return server;
+}
+
+const JournalBackend kPostgres{
+    "postgres", 13, [](const std::string& dir) {
+        config::StoreConfig c;
+        c.backend = "postgres";
+        c.url = postgres_server().database(fmt::format("j{:016x}", std::hash<std::string>{}(dir)));
+        return open_store(c);
+    }};
+
+INSTANTIATE_TEST_SUITE_P(Backends, JournalContract, ::testing::Values(kSqlite, kPostgres),
                          [](const ::testing::TestParamInfo<JournalBackend>& info) {
                              return info.param.name;
                          });
@@ -537,6 +555,7 @@ TEST_P(JournalContract, ReplayAfterACrashAtEveryStep) {
     for (std::size_t steps = 1; steps <= life.size(); ++steps) {
         SCOPED_TRACE(steps);
         const std::string dir = test::make_temp_dir("journal-crash");
+        open_at(dir);  // created here: what the child opens is the parent's (a server's database)
         const pid_t child = fork();
         ASSERT_GE(child, 0);
         if (child == 0) {

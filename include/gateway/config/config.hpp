@@ -89,8 +89,11 @@ struct LogConfig {
 };
 
 struct StoreConfig {
-    std::string backend = "sqlite";
-    std::string path = "./data/gateway.db";
+    std::string backend = "sqlite";          ///< "sqlite" or "postgres"
+    std::string path = "./data/gateway.db";  ///< sqlite
+    /// postgres: postgresql://user@host:port/db?sslmode=...; may hold a password (from ${ENV}),
+    /// so it is never logged.
+    std::string url;
     Millis timeout{5'000};  ///< a journal operation not done by then is refused (503 for writes)
     /// Finished transactions are deleted this long after their last change. At least 48 hours:
     /// a managed transaction's idempotency key is honoured only while its row is kept.

@@ -3,6 +3,8 @@
 // parameters, and each failure sorted by what its caller does about it (catalog rows E3, A3: a
 // lost connection makes writes fail closed and is retried, a conflict is an answer).
 
+#include "gateway/store/journal.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -22,10 +24,11 @@ enum class Failure {
     other,       ///< a bad statement or data: a bug, not retried
 };
 
-class Error : public std::runtime_error {
+/// A StoreError: the journal's callers and its service treat it as any database's failure.
+class Error : public StoreError {
 public:
     Error(Failure failure, std::string sqlstate, const std::string& message)
-        : std::runtime_error(message), failure_(failure), sqlstate_(std::move(sqlstate)) {}
+        : StoreError(message), failure_(failure), sqlstate_(std::move(sqlstate)) {}
     Failure failure() const { return failure_; }
     /// The server's SQLSTATE ("23505"); empty when the failure is the connection's own.
     const std::string& sqlstate() const { return sqlstate_; }
@@ -34,6 +37,10 @@ private:
     Failure failure_;
     std::string sqlstate_;
 };
+
+/// `url` without its password, for logs: postgresql://user@host:port/db (what libpq parses of
+/// it); "postgresql (unparsable URL)" when libpq cannot parse it.
+std::string describe(const std::string& url);
 
 /// The failure a SQLSTATE stands for (class 08 and the 57P shutdowns: connection; class 23:
 /// conflict; 40001 and 40P01: retry).
@@ -58,10 +65,13 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     /// Runs one statement (several, without parameters). Throws Error; a failure of the
-    /// connection leaves it broken until reconnect().
+    /// connection leaves it broken until reconnect(). A statement with parameters is prepared on
+    /// the server the first time its text is run on this session, and executed by name after.
     Result exec(std::string_view sql, const std::vector<Param>& params = {});
     /// Whether the session is up, as libpq last saw it.
     bool ok() const;
+    /// Whether a transaction is open on the session (an aborted one included).
+    bool in_transaction() const;
     /// Connects again (after the server came back). Throws as the constructor does.
     void reconnect();
 
