@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <memory>
 
@@ -697,9 +698,12 @@ private:
     // stopped, crashed (the server sees its socket close), or went silent (the server's
     // keepalives, set short for this session, give up on it within about 15 s). Until replicas
     // own senders apart (issue 19), this is what keeps two gateways from driving one sender's
-    // nonces. Waits up to `timeout` for it: an owner that just died is gone by then.
+    // nonces. Waits a moment for it (an owner that just died is gone by then), not longer: the
+    // journal service tries again with backoff, and its callers are refused at once meanwhile
+    // rather than kept waiting.
     void own(std::chrono::milliseconds timeout) {
-        db_.exec(fmt::format("SET lock_timeout = {}", std::max<long long>(1, timeout.count())));
+        const auto wait = std::clamp<long long>(timeout.count(), 1, 1000);
+        db_.exec(fmt::format("SET lock_timeout = {}", wait));
         try {
             db_.exec(fmt::format("SELECT pg_advisory_lock({})", kOwnerLock));
         } catch (const pg::Error& e) {

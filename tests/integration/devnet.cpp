@@ -70,10 +70,12 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& chains
                    "  level: " +
                    log_level +
                    "\n"
-                   "store:\n"
-                   "  path: " +
-                   (store_path.empty() ? dir + "/data/gateway.db" : store_path) + "\n" + top_yaml +
-                   "chains:\n" + chains_yaml);
+                   "store:\n" +
+                   (store_path.starts_with("postgresql://")
+                        ? "  backend: postgres\n  url: " + store_path + "\n"
+                        : "  path: " +
+                              (store_path.empty() ? dir + "/data/gateway.db" : store_path) + "\n") +
+                   top_yaml + "chains:\n" + chains_yaml);
     process_ = std::make_unique<Process>(
         std::vector<std::string>{gateway_binary(), "--config", config}, dir + "/" + name + ".log");
     auto rpc = process_->wait_for_output(

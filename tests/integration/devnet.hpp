@@ -41,7 +41,8 @@ private:
 
 /// The chain-gateway binary, configured with `chains_yaml` (the list under `chains:`) and extra
 /// lines for `server:`; it listens on ports of its own choosing. Its store is `store_path`, by
-/// default `dir`/data/gateway.db (so a gateway started again on `dir` finds its journal).
+/// default `dir`/data/gateway.db (so a gateway started again on `dir` finds its journal), or the
+/// PostgreSQL database `store_path` names when it is a postgresql:// URL.
 /// `top_yaml` holds more top-level sections (e.g. `signers:`).
 class GatewayProcess {
 public:
