@@ -158,6 +158,8 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
             case store::JournalEvent::up: m->set_journal_up(true); break;
             case store::JournalEvent::reopened: m->count_journal_reopen("ok"); break;
             case store::JournalEvent::reopen_failed: m->count_journal_reopen("failed"); break;
+            case store::JournalEvent::standby: m->set_journal_standby(true); break;
+            case store::JournalEvent::standby_over: m->set_journal_standby(false); break;
         }
     };
     // Finished transactions go after store.retention_ms, a batch at a time on the journal's own

@@ -377,6 +377,11 @@ struct Metrics::Impl {
         gauge(registry, "gateway_journal_up",
               "1 while the transaction journal works, 0 from a failure until it works again")
             .Add({});
+    prom::Gauge& journal_standby =
+        gauge(registry, "gateway_journal_standby",
+              "1 while another gateway owns the shared journal (PostgreSQL) and this one waits "
+              "to take over (writes refused, reads served), else 0")
+            .Add({});
     prom::Family<prom::Counter>& journal_refusals =
         counter(registry, "gateway_journal_refusals_total",
                 "Journal operations refused, by reason (timeout: not done within "
@@ -733,6 +738,10 @@ void Metrics::count_connection_closed(std::string_view listener, std::string_vie
 
 void Metrics::set_open_connections(std::string_view listener, double count) {
     impl_->open_connections.Add({{"listener", s(listener)}}).Set(count);
+}
+
+void Metrics::set_journal_standby(bool standby) {
+    impl_->journal_standby.Set(standby ? 1 : 0);
 }
 
 void Metrics::set_journal_up(bool up) {

@@ -201,9 +201,12 @@ std::size_t JournalService::queued() const {
     return queue_.size();
 }
 
-void JournalService::set_failure(const std::string& why) {
+void JournalService::set_failure(const std::string& why, bool standby) {
     std::lock_guard lock(mu_);
-    if (failure_ != why) spdlog::error("{}; writes are refused until the journal works", why);
+    if (failure_ != why && standby)
+        spdlog::info("{}; writes are refused until this gateway owns the journal", why);
+    else if (failure_ != why)
+        spdlog::error("{}; writes are refused until the journal works", why);
     failure_ = why;
 }
 
@@ -214,7 +217,16 @@ bool JournalService::ensure_open() {
     if (now < next_open_try_) return false;
     try {
         journal_ = opener_();
+    } catch (const JournalOwnedElsewhere& e) {
+        // A standby: not a failure that backs off; it tries again soon, to take over soon.
+        set_failure(e.what(), true);
+        backoff_ = options_.reopen_after;
+        next_open_try_ = now + backoff_;
+        if (!standby_) emit(JournalEvent::standby);
+        standby_ = true;
+        return false;
     } catch (const std::exception& e) {
+        end_standby();
         set_failure(e.what());
         backoff_ =
             std::min(options_.reopen_max, backoff_.count() ? backoff_ * 2 : options_.reopen_after);
@@ -222,12 +234,19 @@ bool JournalService::ensure_open() {
         if (opened_once_) emit(JournalEvent::reopen_failed);
         return false;
     }
+    end_standby();
     if (opened_once_) {
         spdlog::warn("store: the journal was opened again after a failure");
         emit(JournalEvent::reopened);
     }
     opened_once_ = true;
     return true;
+}
+
+void JournalService::end_standby() {
+    if (!standby_) return;
+    standby_ = false;
+    emit(JournalEvent::standby_over);
 }
 
 void JournalService::fail(const std::string& why) {

@@ -708,7 +708,7 @@ private:
             db_.exec(fmt::format("SELECT pg_advisory_lock({})", kOwnerLock));
         } catch (const pg::Error& e) {
             if (e.sqlstate() != "55P03") throw;  // lock_not_available: the wait timed out
-            throw StoreError(fmt::format(
+            throw JournalOwnedElsewhere(fmt::format(
                 "store {}: another gateway owns this journal (one writer per database); this one "
                 "waits as a standby and takes over when that one's session ends",
                 describe()));

@@ -209,12 +209,44 @@ TEST_F(PostgresTest, AJournalHasOneOwnerAndASecondGatewayTakesOverWhenItsSession
     }
     EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms) << "it waited for the owner";
 
+    // Through a journal service: a standby, told as one, trying again every reopen_after (no
+    // backoff), and the owner once the owner's session ends.
+    store::JournalOptions options;
+    options.reopen_after = 100ms;
+    options.reopen_max = 10s;
+    std::atomic<int> standby{0}, over{0};
+    options.on_event = [&](store::JournalEvent e) {
+        if (e == store::JournalEvent::standby) ++standby;
+        if (e == store::JournalEvent::standby_over) ++over;
+    };
+    store::JournalService service(
+        [&] {
+            return std::unique_ptr<store::Journal>(store::open_store(postgres_store(url, 100ms)));
+        },
+        options);
+    EXPECT_THROW(service.run_blocking([](store::JournalView&) {}), store::StoreError);
+    EXPECT_EQ(standby.load(), 1);
+    EXPECT_THAT(service.failure(), HasSubstr("another gateway owns this journal"));
+
     // The owner's session ends (here a clean close; a killed process closes its socket too).
     owner.reset();
-    auto standby = store::open_store(postgres_store(url, 2000ms));
-    const auto kept = standby->find("0xaa");
-    ASSERT_TRUE(kept);
-    EXPECT_EQ(kept->nonce, 0u);
+    const auto freed = std::chrono::steady_clock::now();
+    bool took_over = false;
+    while (!took_over && std::chrono::steady_clock::now() - freed < 5s) {
+        try {
+            service.run_blocking([](store::JournalView& j) { EXPECT_TRUE(j.find("0xaa")); });
+            took_over = true;
+        } catch (const store::StoreError&) {
+            std::this_thread::sleep_for(20ms);
+        }
+    }
+    ASSERT_TRUE(took_over) << service.failure();
+    // Tries came every 100 ms (plus a 100 ms wait for the lock each), not after a backoff that
+    // doubled while it waited.
+    EXPECT_LT(std::chrono::steady_clock::now() - freed, 1500ms);
+    EXPECT_EQ(standby.load(), 1) << "told once";
+    EXPECT_EQ(over.load(), 1);
+    service.run_blocking([](store::JournalView&) {});  // the standby's service owns it now
 }
 
 // E3 with the journal service: the server dies, writes are refused at once (fail closed, never

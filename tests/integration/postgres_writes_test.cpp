@@ -137,6 +137,12 @@ TEST_F(PostgresWritesTest, AStandbyTakesOverFromAKilledGatewayAndEveryTransactio
     const HttpReply waiting = http_get(standby->admin_port(), "/readyz?require=journal");
     EXPECT_EQ(waiting.status, 503u) << waiting.body;
     EXPECT_THAT(waiting.body, HasSubstr("another gateway owns this journal")) << waiting.body;
+    // A standby, not a failure: the journal-down alert leaves it alone.
+    const std::string standby_metrics = http_get(standby->admin_port(), "/metrics").body;
+    EXPECT_THAT(standby_metrics, HasSubstr("gateway_journal_standby 1"));
+    EXPECT_THAT(standby_metrics, HasSubstr("gateway_journal_up 0"));
+    EXPECT_THAT(http_get(gw->admin_port(), "/metrics").body,
+                HasSubstr("gateway_journal_standby 0"));
 
     const std::vector<Tx> txs = transfers(10);
     // While the owner lives, the standby keeps nothing.
@@ -157,6 +163,10 @@ TEST_F(PostgresWritesTest, AStandbyTakesOverFromAKilledGatewayAndEveryTransactio
     run_gateway(std::move(standby));  // the fixture's checks now ask the new owner
     ASSERT_TRUE(wait_completed(txs)) << json::serialize(admin_transactions());
     expect_mined_exactly_once(txs);
+    const std::string owner_metrics = http_get(gw->admin_port(), "/metrics").body;
+    EXPECT_THAT(owner_metrics, HasSubstr("gateway_journal_standby 0"));
+    EXPECT_THAT(owner_metrics, HasSubstr("gateway_journal_up 1"));
+    EXPECT_EQ(http_get(gw->admin_port(), "/readyz?require=journal").status, 200u);
 }
 
 }  // namespace

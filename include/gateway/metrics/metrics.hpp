@@ -154,6 +154,8 @@ public:
 
     /// The transaction journal works (1), or failed and is not working again yet (0).
     void set_journal_up(bool up);
+    /// Whether another gateway owns the shared journal and this one waits to take over.
+    void set_journal_standby(bool standby);
     /// A journal operation was refused (`reason`: timeout, queue_full, unavailable).
     void count_journal_refusal(std::string_view reason);
     /// The journal was opened again after a run-time failure (`outcome`: ok, failed).

@@ -165,6 +165,13 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+/// Another gateway owns the journal (a shared database's, one writer at a time): this one waits
+/// as a standby and opens it once that one's session ends. Not a failure to alert on.
+class JournalOwnedElsewhere : public StoreError {
+public:
+    using StoreError::StoreError;
+};
+
 // The journal's interfaces, one per role, so that code asks for what it uses:
 // - RawJournal: raw transactions (the client's signed bytes), their states and histories;
 // - ManagedJournal: transactions the gateway builds and signs for a managed sender;

@@ -35,6 +35,10 @@ enum class JournalEvent {
     up,             ///< the journal works again (opened, and a commit went through)
     reopened,       ///< a journal that had failed at run time was opened again
     reopen_failed,  ///< and that failed
+    /// Another gateway owns the journal (JournalOwnedElsewhere): this one waits as a standby,
+    /// trying again every `reopen_after` (no backoff: taking over soon is the point).
+    standby,
+    standby_over,  ///< it no longer waits as one: it opened the journal, or failed otherwise
 };
 
 struct JournalOptions {
@@ -164,7 +168,8 @@ private:
     void run_batch(std::vector<TaskPtr>& batch);
     /// One look for finished transactions past retention, when one is due.
     void prune_if_due();
-    void set_failure(const std::string& why);
+    void set_failure(const std::string& why, bool standby = false);
+    void end_standby();
     void emit(JournalEvent event) const;
 
     Opener opener_;
@@ -176,6 +181,7 @@ private:
     std::chrono::milliseconds backoff_{0};
     bool opened_once_ = false;
     bool up_ = false;
+    bool standby_ = false;
     std::vector<Operation> undos_;
     std::chrono::steady_clock::time_point next_prune_{};
     std::chrono::steady_clock::time_point last_served_{};  // callers' operations last run
