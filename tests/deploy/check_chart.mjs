@@ -8,9 +8,10 @@
 // toYaml, fromYaml; sprig's deepCopy, dict, list, get, set, unset, hasKey, append, uniq, default,
 // kindIs, toString, printf, trunc, trimSuffix, contains, replace, quote, nindent, sha256sum,
 // randAlphaNum, b64enc, add, div, mul, int64; text/template's index, eq, ne, le, and, or, not.
-// For each value file of tests/deploy/chart-values/ and for the example parent chart
-// (helm/chain-gateway/examples/wallet-backend, which includes the sidecar templates), as it is and
-// with chart-values/wallet-backend/monitoring.yaml (its NetworkPolicy and PodMonitor on):
+// For each value file of tests/deploy/chart-values/ and helm/chain-gateway/examples/, and for the
+// example parent chart (helm/chain-gateway/examples/wallet-backend, which includes the sidecar
+// templates), as it is and with chart-values/wallet-backend/monitoring.yaml (its NetworkPolicy and
+// PodMonitor on):
 // - every object is valid against the Kubernetes API schemas (kubernetes-models); the Prometheus
 //   Operator's objects, which the package lacks, are checked against what they must select and
 //   carry;
@@ -20,8 +21,18 @@
 // - the rendered gateway.yaml passes `chain-gateway --check-config` in the file tree the pod
 //   would have (the projected volume's files written to a temporary directory, with the chart's
 //   Secrets' data or stand-ins for existing Secrets, paths moved there) and POD_IP set;
-// - the service mode's Service, PodDisruptionBudget and NetworkPolicy select the StatefulSet's
+// - the service mode's Service, PodDisruptionBudget and NetworkPolicy select the workload's
 //   pods and name its ports, the sidecar mode renders no workload and listens on loopback;
+// - the service mode renders, with the SQLite journal, a StatefulSet of one replica with its
+//   journal on a volumeClaimTemplate, and with the PostgreSQL journal (store.backend postgres) a
+//   Deployment of `replicas` (default 2) and no StatefulSet or claim, ready only while it owns
+//   the journal (/readyz?require=journal), with a rollout that can finish (a standby is never
+//   Ready: maxUnavailable covers every replica) and starts a new pod first (maxSurge), pods kept
+//   apart across nodes, a PodDisruptionBudget that lets the owner be evicted (minAvailable 0),
+//   the password as PGPASSWORD from a secretKeyRef (the one secret in the environment, as libpq
+//   reads it there) and in no ConfigMap, the CA as PGSSLROOTCERT naming a mounted file, and
+//   gateway.yaml's store saying backend postgres and the values' URL, without a path;
+// - no value of secretValues appears in plain text outside a Secret;
 // - files/alerts.yaml and files/chain-gateway.json are deploy/'s, byte for byte, and the
 //   PrometheusRule and dashboard ConfigMap carry them whole;
 // - the checksum changes with the config and only with it; values.schema.json refuses bad
@@ -98,6 +109,8 @@ function podFiles(where, gateway, pod, objects, config, dir) {
   const add = (file, kind) => file?.startsWith('/etc/chain-gateway/') &&
     readers.set(file.slice('/etc/chain-gateway/'.length), kind);
   add(config.auth?.admin?.token_file, 'token');
+  // libpq's file of the database's CA, named in the environment.
+  add((gateway.env || []).find((e) => e.name === 'PGSSLROOTCERT')?.value, 'cert');
   for (const c of config.auth?.clients || []) add(c.key_file, 'token');
   for (const s of config.signers || []) add(s.key_file, 'key');
   for (const chain of config.chains || [])
@@ -122,7 +135,9 @@ function podFiles(where, gateway, pod, objects, config, dir) {
         const kind = readers.get(item.path);
         check(kind, `${where}: ${item.path} of existing Secret ${from.name} is mounted, read by nothing`);
         fs.writeFileSync(file, kind === 'url' ? 'https://node.example.com/v2/a-key\n'
-                             : kind === 'key' ? kDevKey + '\n' : crypto.randomBytes(24).toString('hex'));
+                             : kind === 'key' ? kDevKey + '\n'
+                             : kind === 'cert' ? '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'
+                             : crypto.randomBytes(24).toString('hex'));
       }
     }
   }
@@ -132,7 +147,13 @@ function podFiles(where, gateway, pod, objects, config, dir) {
   return root;
 }
 
-/// Checks one rendering; `expect`: {mode, workloadKind}. Returns the checksum annotation.
+/// Percentages of an IntOrString as the Deployment controller resolves maxUnavailable (rounded
+/// down) or maxSurge (up).
+const resolve = (v, of, up) => typeof v === 'string' && v.endsWith('%')
+  ? (up ? Math.ceil : Math.floor)(of * parseInt(v, 10) / 100) : v;
+
+/// Checks one rendering; `expect`: {mode, workloadKind, values (the case's file)}. Returns the
+/// checksum annotation and the objects.
 async function checkRendering(name, out, expect) {
   const rendered = documents(out);
   const objects = rendered.map((r) => r.doc);
@@ -153,6 +174,12 @@ async function checkRendering(name, out, expect) {
   check(config.auth?.admin?.token_file === '/etc/chain-gateway/secrets/admin-token',
         `${name}: the admin token is not a mounted file`);
   check(config.log?.format === 'json', `${name}: the log is not JSON`);
+  const values = expect.values || {};
+  const postgres = values.store?.backend === 'postgres';
+  for (const [key, value] of Object.entries(values.secretValues || {}))
+    for (const r of rendered.filter((x) => x.doc.kind !== 'Secret'))
+      check(!r.text.includes(String(value)),
+            `${name}: ${r.doc.kind}/${r.doc.metadata?.name} holds secretValues.${key} in plain text`);
 
   const workloads = objects.filter((o) => o.spec?.template?.spec);
   check(workloads.length === (expect.workloadKind ? 1 : 0),
@@ -167,7 +194,9 @@ async function checkRendering(name, out, expect) {
     if (!gateway) continue;
     const podIp = (gateway.env || []).find((e) => e.name === 'POD_IP');
     check(podIp?.valueFrom?.fieldRef?.fieldPath === 'status.podIP', `${where}: POD_IP is not the pod's IP`);
-    check(!(gateway.env || []).some((e) => e.valueFrom?.secretKeyRef),
+    // libpq reads the database's password from PGPASSWORD (the gateway takes no file for it):
+    // the one secret allowed in the environment.
+    check(!(gateway.env || []).some((e) => e.valueFrom?.secretKeyRef && !(postgres && e.name === 'PGPASSWORD')),
           `${where}: a secret in an environment variable (changes only with a restart): mount it`);
     check(pod.securityContext?.fsGroup === 10001, `${where}: no fsGroup 10001 (the journal's volume)`);
     checksum = w.spec.template.metadata?.annotations?.['checksum/config'];
@@ -186,16 +215,73 @@ async function checkRendering(name, out, expect) {
         .replaceAll('/var/lib/chain-gateway/', path.join(dir, 'journal') + '/');
       fs.writeFileSync(file, moved);
       const env = { POD_IP: '10.1.2.3' };
-      for (const e of gateway.env || []) if (e.value !== undefined) env[e.name] = e.value;
+      for (const e of gateway.env || [])
+        if (e.value !== undefined) env[e.name] = e.value.replaceAll('/etc/chain-gateway/', root + '/');
       const error = checkConfig(binary, file, env);
       check(!error, `${where}: the rendered gateway.yaml is not valid: ${error}`);
     }
 
+    const labels = w.spec.template.metadata.labels;
     if (w.kind === 'StatefulSet') {
+      check(!postgres, `${where}: a StatefulSet with the PostgreSQL journal`);
       check(w.spec.replicas === 1, `${where}: ${w.spec.replicas} replicas`);
       const journal = gateway.volumeMounts.find((m) => m.mountPath === '/var/lib/chain-gateway');
       check(claims.includes(journal?.name), `${where}: the journal is not on a volumeClaimTemplate`);
-      const labels = w.spec.template.metadata.labels;
+    } else if (!sidecar && check(postgres && w.kind === 'Deployment',
+                                 `${where}: the service mode's ${w.kind} without the PostgreSQL journal`)) {
+      const replicas = values.replicas ?? 2;
+      check(w.spec.replicas === replicas, `${where}: ${w.spec.replicas} replicas, expected ${replicas}`);
+      check(!w.spec.volumeClaimTemplates && !(pod.volumes || []).some((v) => v.persistentVolumeClaim) &&
+            !objects.some((o) => ['StatefulSet', 'PersistentVolumeClaim'].includes(o.kind)),
+            `${where}: a StatefulSet or a volume claim with the PostgreSQL journal`);
+      check(!(gateway.volumeMounts || []).some((m) => m.mountPath === '/var/lib/chain-gateway'),
+            `${where}: a journal volume with the PostgreSQL journal`);
+      // Standbys are never Ready while the owner lives, and the Deployment counts Ready pods as
+      // available: a rollout that must keep any available waits for ever.
+      const rolling = w.spec.strategy?.rollingUpdate;
+      check(w.spec.strategy?.type === 'RollingUpdate' && resolve(rolling?.maxSurge, replicas, true) >= 1,
+            `${where}: a rollout that does not start a new pod before stopping the owner`);
+      check(resolve(rolling?.maxUnavailable, replicas, false) >= replicas,
+            `${where}: maxUnavailable ${rolling?.maxUnavailable} keeps a Ready pod through a rollout, which only the owner is: it never finishes`);
+      if (!values.affinity) {
+        const apart = pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution || [];
+        check(apart.some((a) => a.podAffinityTerm?.topologyKey === 'kubernetes.io/hostname' &&
+                                matches(a.podAffinityTerm?.labelSelector?.matchLabels, labels)),
+              `${where}: its pods are not kept apart across nodes (preferred anti-affinity)`);
+      }
+      const pg = values.store?.postgres || {};
+      check(config.store?.backend === 'postgres' && config.store?.url === pg.url && !('path' in config.store),
+            `${name}: gateway.yaml's store is ${JSON.stringify(config.store)}, not backend postgres with ${pg.url}`);
+      check(!/^postgres(ql)?:\/\/[^/?#@]*:[^/?#@]*@|[?&]password=/.test(config.store?.url || ''),
+            `${name}: a password in the store's URL`);
+      const password = (gateway.env || []).find((e) => e.name === 'PGPASSWORD');
+      if (pg.passwordSecret?.key) {
+        const ref = password?.valueFrom?.secretKeyRef;
+        const secretName = pg.passwordSecret.name || rendered[cmIndex].doc.metadata.name;
+        check(ref?.name === secretName && ref?.key === pg.passwordSecret.key && password.value === undefined,
+              `${where}: PGPASSWORD is not secretKeyRef ${secretName}/${pg.passwordSecret.key}: ${JSON.stringify(password)}`);
+        const own = objects.find((o) => o.kind === 'Secret' && o.metadata.name === secretName);
+        if (own) check(own.data?.[pg.passwordSecret.key], `${where}: Secret ${secretName} has no key ${pg.passwordSecret.key}`);
+      } else {
+        check(!password, `${where}: PGPASSWORD without store.postgres.passwordSecret`);
+      }
+      const ca = (gateway.env || []).find((e) => e.name === 'PGSSLROOTCERT');
+      if (pg.sslRootCertSecret?.key) {
+        const secretName = pg.sslRootCertSecret.name || rendered[cmIndex].doc.metadata.name;
+        check(ca?.value === `/etc/chain-gateway/secrets/${secretName}/${pg.sslRootCertSecret.key}`,
+              `${where}: PGSSLROOTCERT is ${ca?.value}, not the mounted ${secretName}/${pg.sslRootCertSecret.key}`);
+      } else {
+        check(!ca, `${where}: PGSSLROOTCERT without store.postgres.sslRootCertSecret`);
+      }
+      // A budget counts Ready pods, the owner alone: one wanting any Ready would forbid evicting
+      // the owner for good, and with it every drain of its node.
+      const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget');
+      if (pdb) {
+        const wants = pdb.spec.minAvailable ?? replicas - resolve(pdb.spec.maxUnavailable, replicas, true);
+        check(wants === 0, `${name}: the PodDisruptionBudget wants ${wants} Ready pods: the owner can never be evicted`);
+      }
+    }
+    if (!sidecar) {
       check(matches(w.spec.selector.matchLabels, labels), `${where}: its selector misses its pods`);
       const ports = (gateway.ports || []).map((p) => p.name);
       const service = objects.find((o) => o.kind === 'Service');
@@ -260,16 +346,28 @@ async function checkRendering(name, out, expect) {
   return { checksum, objects };
 }
 
-const cases = fs.readdirSync(valuesDir).filter((f) => f.endsWith('.yaml')).sort();
-check(cases.length >= 3, `${valuesDir}: fewer value files than expected`);
+const examples = path.join(chart, 'examples');
+const yamlIn = (dir) => fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort().map((f) => path.join(dir, f));
+const cases = [...yamlIn(valuesDir), ...yamlIn(examples)];
+check(cases.length >= 5, `${valuesDir}, ${examples}: fewer value files than expected`);
 const results = {};
 for (const file of cases) {
-  const values = yaml.load(fs.readFileSync(path.join(valuesDir, file), 'utf8')) || {};
+  const name = path.relative(chart, file).startsWith('examples') ? path.relative(chart, file) : path.basename(file);
+  const values = yaml.load(fs.readFileSync(file, 'utf8')) || {};
   const mode = values.mode || 'service';
-  const r = render(chart, [path.join(valuesDir, file)]);
-  if (!check(r.ok, `${file}: does not render: ${r.err}`)) continue;
-  results[file] = await checkRendering(file, r.out,
-                                       { mode, workloadKind: mode === 'service' ? 'StatefulSet' : null });
+  const workloadKind = mode !== 'service' ? null : values.store?.backend === 'postgres' ? 'Deployment' : 'StatefulSet';
+  const r = render(chart, [file]);
+  if (!check(r.ok, `${name}: does not render: ${r.err}`)) continue;
+  results[name] = await checkRendering(name, r.out, { mode, workloadKind, values });
+}
+for (const [name, kind] of [['service-default.yaml', 'StatefulSet'], ['examples/service-postgres.yaml', 'Deployment']])
+  check(results[name]?.objects.some((o) => o.kind === kind), `${name}: no ${kind}`);
+{
+  // replicas left to the chart (null, as in values.yaml, removes the example's): an owner and a standby.
+  const r = render(chart, [path.join(examples, 'service-postgres.yaml'), valuesFile('replicas.yaml', 'replicas: null\n')]);
+  const deployment = r.ok ? documents(r.out).find((d) => d.doc.kind === 'Deployment') : null;
+  check(deployment?.doc.spec.replicas === 2,
+        `replicas null with PostgreSQL: ${deployment ? deployment.doc.spec.replicas + ' replicas' : r.err || 'no Deployment'}, not 2`);
 }
 const monitoring = Object.values(results).flatMap((r) => r?.objects || []);
 for (const kind of ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'])
@@ -303,6 +401,12 @@ check(first === sum([base, valuesFile('res.yaml', 'resources: {requests: {cpu: 2
       'checksum/config changes with a value that is not the config');
 
 // --- Values refused, with a message naming them. ---------------------------------------------------
+/// store: with backend postgres, the URL (YAML) and more keys of store.postgres (YAML by key), the
+/// section whole (ajv below merges the values shallowly: it must refuse for this reason only).
+function pgValues(url, keys = {}) {
+  const all = { url, passwordSecret: '{}', sslRootCertSecret: '{}', ...keys };
+  return `store: {backend: postgres, postgres: {${Object.entries(all).map(([k, v]) => `${k}: ${v}`).join(', ')}}}\n`;
+}
 const refusals = [
   ['mode: foo\n', /mode must be one of/],
   ['replicas: 2\n', /replicas/],
@@ -311,6 +415,18 @@ const refusals = [
   ['config: {chains: [{name: m, chain_id: 1, upstreams: [{id: a, url: "http://x", urlSecret: {key: k}}]}]}\n',
    /upstreams/],
   ['ports: {rpc: 70000}\n', /ports\.rpc/],
+  // The PostgreSQL journal: a URL required, without a password; no password inline; not beside
+  // an application (every other pod of it would be a standby refusing its writes).
+  [pgValues('""'), /store\.postgres\.url/],
+  [pgValues('"postgresql://gateway:hunter2@db:5432/gateway"'), /store\.postgres\.url/],
+  [pgValues('"postgres://gateway@db/gateway?sslmode=require&password=hunter2"'), /store\.postgres\.url/],
+  [pgValues('"mysql://gateway@db/gateway"'), /store\.postgres\.url/],
+  [pgValues('"postgresql://gateway@db/gateway"', { passwordSecret: '{name: pg}' }), /passwordSecret/],
+  [pgValues('"postgresql://gateway@db/gateway"', { password: 'hunter2' }), /Additional property password is not allowed/],
+  [pgValues('"postgresql://gateway@db/gateway"', { passwordSecret: '{key: p, value: hunter2}' }),
+   /Additional property value is not allowed/],
+  ['mode: sidecar\n' + pgValues('"postgresql://gateway@db/gateway"'), /store\.backend/],
+  ['store: {backend: mysql, postgres: {url: "", passwordSecret: {}, sslRootCertSecret: {}}}\n', /store\.backend/],
 ];
 for (const [text, reason] of refusals) {
   const r = render(chart, [base, valuesFile('bad.yaml', text)]);
@@ -328,6 +444,9 @@ const failures = [
   [[base, valuesFile('policy.yaml', 'mode: sidecar\nnetworkPolicy: {enabled: true}\n')],
    /set sidecar\.podSelector/],
   [[base, valuesFile('admin.yaml', 'config: {auth: {admin: {token_env: X}}}\n')], /config\.auth\.admin is the chart's/],
+  [[base, valuesFile('backend.yaml', 'config: {store: {backend: postgres}}\n')], /config\.store\.backend is the chart's/],
+  [[base, valuesFile('pgown.yaml', pgValues('"postgresql://gateway@db/gateway"', { passwordSecret: '{key: pg-password}' }))],
+   /store\.postgres\.passwordSecret reads key "pg-password" of the chart's Secret/],
 ];
 for (const [files, reason] of failures) {
   const r = render(chart, files);
@@ -348,6 +467,13 @@ for (const [files, reason] of failures) {
     check(validate(defaults), `ajv refuses values.yaml: ${ajv.errorsText(validate.errors)}`);
     for (const [text] of refusals)
       check(!validate({ ...defaults, ...yaml.load(text) }), `ajv takes ${JSON.stringify(text)}`);
+    const merge = (a, b) => (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b))
+      ? Object.fromEntries([...new Set([...Object.keys(a), ...Object.keys(b)])]
+        .map((k) => [k, k in b ? merge(a[k], b[k]) : a[k]]))
+      : b;
+    for (const file of cases)
+      check(validate(merge(defaults, yaml.load(fs.readFileSync(file, 'utf8')) || {})),
+            `ajv refuses ${path.basename(file)}: ${ajv.errorsText(validate.errors)}`);
   } catch (e) {
     check(false, `values.schema.json in ajv's strict mode: ${e.message}`);
   }
@@ -363,7 +489,8 @@ const defaults = yaml.load(fs.readFileSync(path.join(chart, 'values.yaml'), 'utf
 const whole = new Set(['config', 'resources', 'probes', 'secretValues', 'podAnnotations', 'podLabels',
                        'nodeSelector', 'affinity', 'service.annotations', 'sidecar.podSelector',
                        'metrics.serviceMonitor.labels', 'metrics.prometheusRule.labels',
-                       'metrics.dashboard.labels', 'metrics.dashboard.annotations']);
+                       'metrics.dashboard.labels', 'metrics.dashboard.annotations',
+                       'store.postgres.passwordSecret', 'store.postgres.sslRootCertSecret']);
 const keys = [];
 const walk = (v, prefix) => {
   if (v && typeof v === 'object' && !Array.isArray(v) && !whole.has(prefix))
@@ -372,7 +499,8 @@ const walk = (v, prefix) => {
 };
 walk(defaults, '');
 for (const k of keys) check(readme.includes('`' + k + '`'), `helm/chain-gateway/README.md does not list the value ${k}`);
-for (const [files, want] of [[[base], /svc:8545/], [[path.join(valuesDir, 'sidecar.yaml')], /chain-gateway\.sidecar\.container/]]) {
+for (const [files, want] of [[[base], /svc:8545/], [[path.join(valuesDir, 'sidecar.yaml')], /chain-gateway\.sidecar\.container/],
+                             [[path.join(examples, 'service-postgres.yaml')], /owns the journal/]]) {
   const notes = render(chart, files, ['--notes']);
   check(notes.ok && want.test(notes.out), `NOTES.txt: ${notes.ok ? 'does not say ' + want : notes.err}`);
 }

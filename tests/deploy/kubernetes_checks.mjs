@@ -52,10 +52,11 @@ export async function validateObject(modules, doc, where, check) {
 }
 
 /// The gateway's container in a pod spec: the image's numeric user, read-only, without
-/// privileges or capabilities, with probes, resources and a writable /tmp, its secrets not
-/// written in the manifest, and the pod's grace period covering the gateway's drain and
-/// shutdown (`config`: the parsed gateway.yaml; `claims`: a StatefulSet's volumeClaimTemplates'
-/// names, which mounts may name too). Returns the container.
+/// privileges or capabilities, with probes, resources and a writable /tmp, a volume for a SQLite
+/// journal, its secrets not written in the manifest, and the pod's grace period covering the
+/// gateway's drain and shutdown (`config`: the parsed gateway.yaml; `claims`: a StatefulSet's
+/// volumeClaimTemplates' names, which mounts may name too). With the PostgreSQL journal, readiness
+/// asks for the journal (only the replica owning it is ready). Returns the container.
 export function checkGateway(where, pod, config, check, claims = []) {
   const gateway = (pod.containers || []).find((c) => c.name === 'chain-gateway');
   if (!check(gateway, `${where}: no chain-gateway container`)) return null;
@@ -71,12 +72,15 @@ export function checkGateway(where, pod, config, check, claims = []) {
   check(gateway.livenessProbe?.httpGet?.path === '/healthz' ||
         (gateway.livenessProbe?.exec?.command || []).includes('--probe'),
         `${where}: liveness does not ask /healthz`);
-  check(gateway.readinessProbe?.httpGet?.path === '/readyz', `${where}: readiness is not /readyz`);
+  const postgres = config?.store?.backend === 'postgres';
+  const readiness = postgres ? '/readyz?require=journal' : '/readyz';
+  check(gateway.readinessProbe?.httpGet?.path === readiness, `${where}: readiness is not ${readiness}`);
   check(gateway.resources?.requests && gateway.resources?.limits?.memory,
         `${where}: no resource requests or memory limit`);
   const mounts = gateway.volumeMounts || [];
   check(mounts.some((m) => m.mountPath === '/tmp'), `${where}: no writable /tmp (SQLite's files)`);
-  check(mounts.some((m) => m.mountPath === '/var/lib/chain-gateway'), `${where}: no journal volume`);
+  if (!postgres)
+    check(mounts.some((m) => m.mountPath === '/var/lib/chain-gateway'), `${where}: no journal volume`);
   for (const m of mounts)
     check((pod.volumes || []).some((v) => v.name === m.name) || claims.includes(m.name),
           `${where}: mount ${m.name} has no volume`);

@@ -55,15 +55,30 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- if .Values.adminToken.existingSecret -}}{{ .Values.adminToken.key }}{{- else -}}admin-token{{- end -}}
 {{- end -}}
 
+{{/* "true" with the PostgreSQL journal, else "". */}}
+{{- define "chain-gateway.postgres" -}}
+{{- if eq .Values.store.backend "postgres" -}}true{{- end -}}
+{{- end -}}
+
+{{/* Service mode's replicas: the value, or by default one for SQLite, an owner and a standby
+     for PostgreSQL. */}}
+{{- define "chain-gateway.replicas" -}}
+{{- if kindIs "invalid" .Values.replicas -}}
+{{- if include "chain-gateway.postgres" . }}2{{ else }}1{{ end -}}
+{{- else -}}
+{{- .Values.replicas -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "chain-gateway.adminPortName" -}}
 {{- if eq .Values.mode "sidecar" -}}gateway-admin{{- else -}}admin{{- end -}}
 {{- end -}}
 
 {{/*
-The gateway's configuration and the Secret keys it reads, as YAML {config, refs}: .Values.config
-with the chart's own settings added (refused when the values set them, rather than silently
-replaced), and each urlSecret/keySecret turned into the url_file/key_file of its mounted file
-(refs: Secret name -> its keys, for the projected volume).
+The gateway's configuration and the Secret keys it reads, as YAML {config, refs, env}:
+.Values.config with the chart's own settings added (refused when the values set them, rather than
+silently replaced), and each urlSecret/keySecret turned into the url_file/key_file of its mounted
+file (refs: Secret name -> its keys, for the projected volume; env: the EnvVars libpq reads).
 */}}
 {{- define "chain-gateway.resolved" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
@@ -89,7 +104,35 @@ replaced), and each urlSecret/keySecret turned into the url_file/key_file of its
 {{- if hasKey $store "path" -}}
 {{- fail "config.store.path is the chart's to set (the journal's volume at /var/lib/chain-gateway): remove it from the values" -}}
 {{- end -}}
+{{- range $key := list "backend" "url" -}}
+{{- if hasKey $store $key -}}
+{{- fail (printf "config.store.%s is the chart's to set (store.backend, store.postgres.url): remove it from the values" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $env := list -}}
+{{- if include "chain-gateway.postgres" . -}}
+{{- $pg := .Values.store.postgres -}}
+{{- $_ := set $store "backend" "postgres" -}}
+{{- $_ := set $store "url" (required "store.postgres.url: the database's postgresql:// URL (without the password) is required with store.backend postgres" $pg.url) -}}
+{{- /* The password never goes into the ConfigMap (nor into the URL: values.schema.json refuses
+       one there). libpq reads PGPASSWORD when the URL has none; the gateway takes no file for
+       it, and libpq's own file (PGPASSFILE) is ignored unless only its owner may read it,
+       which a Secret's file read through fsGroup is not. So this one secret is an environment
+       variable, and a changed password needs a restart. */ -}}
+{{- with $pg.passwordSecret -}}
+{{- $env = append $env (dict "name" "PGPASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" (.name | default $own) "key" .key))) -}}
+{{- if and (not .name) (not (hasKey $.Values.secretValues .key)) -}}
+{{- fail (printf "store.postgres.passwordSecret reads key %q of the chart's Secret %s, and secretValues has no such key: add it to secretValues, or name an existing Secret (passwordSecret.name)" .key $own) -}}
+{{- end -}}
+{{- end -}}
+{{- with $pg.sslRootCertSecret -}}
+{{- $name := .name | default $own -}}
+{{- $env = append $env (dict "name" "PGSSLROOTCERT" "value" (printf "/etc/chain-gateway/secrets/%s/%s" $name .key)) -}}
+{{- $_ := set $refs $name (append (get $refs $name | default list) .key | uniq) -}}
+{{- end -}}
+{{- else -}}
 {{- $_ := set $store "path" "/var/lib/chain-gateway/gateway.db" -}}
+{{- end -}}
 {{- $_ := set $cfg "store" $store -}}
 {{- $auth := $cfg.auth | default dict -}}
 {{- if hasKey $auth "admin" -}}
@@ -143,7 +186,7 @@ replaced), and each urlSecret/keySecret turned into the url_file/key_file of its
 {{- fail (printf "the config reads key %q of the chart's Secret %s, and secretValues has no such key: add it to secretValues, or name an existing Secret in the reference (urlSecret.name, keySecret.name)" $key $own) -}}
 {{- end -}}
 {{- end -}}
-{{- toYaml (dict "config" $cfg "refs" $refs) -}}
+{{- toYaml (dict "config" $cfg "refs" $refs "env" $env) -}}
 {{- end -}}
 
 {{- define "chain-gateway.configmap" -}}
@@ -200,6 +243,7 @@ preStop sleep would buy), then finishes what is in flight within shutdown_grace_
 */}}
 {{- define "chain-gateway.container" -}}
 {{- $admin := include "chain-gateway.adminPortName" . -}}
+{{- $postgres := include "chain-gateway.postgres" . -}}
 - name: chain-gateway
   image: {{ include "chain-gateway.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -210,6 +254,9 @@ preStop sleep would buy), then finishes what is in flight within shutdown_grace_
     - name: POD_IP
       valueFrom:
         fieldRef: {fieldPath: status.podIP}
+    {{- with (include "chain-gateway.resolved" . | fromYaml).env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
     {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -225,7 +272,13 @@ preStop sleep would buy), then finishes what is in flight within shutdown_grace_
     httpGet: {path: /healthz, port: {{ $admin }}}
     {{- toYaml .Values.probes.liveness | nindent 4 }}
   readinessProbe:
+    {{- if $postgres }}
+    # Ready only while this replica owns the journal: the Service sends to the owner,
+    # not to the standbys, which would refuse writes with 503.
+    httpGet: {path: "/readyz?require=journal", port: {{ $admin }}}
+    {{- else }}
     httpGet: {path: /readyz, port: {{ $admin }}}
+    {{- end }}
     {{- toYaml .Values.probes.readiness | nindent 4 }}
   resources:
     {{- toYaml .Values.resources | nindent 4 }}
@@ -239,9 +292,69 @@ preStop sleep would buy), then finishes what is in flight within shutdown_grace_
     seccompProfile: {type: RuntimeDefault}
   volumeMounts:
     - {name: {{ include "chain-gateway.name" . }}-config, mountPath: /etc/chain-gateway, readOnly: true}
+    {{- if not $postgres }}
     - {name: {{ include "chain-gateway.name" . }}-journal, mountPath: /var/lib/chain-gateway}
+    {{- end }}
     # SQLite's temporary files.
     - {name: {{ include "chain-gateway.name" . }}-tmp, mountPath: /tmp}
+{{- end -}}
+
+{{/*
+The pod of the service mode's workload (the StatefulSet's or the Deployment's template).
+*/}}
+{{- define "chain-gateway.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "chain-gateway.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    {{- include "chain-gateway.podAnnotations" . | nindent 4 }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  terminationGracePeriodSeconds: {{ include "chain-gateway.terminationGracePeriodSeconds" . }}
+  # The gateway does not talk to the Kubernetes API.
+  automountServiceAccountToken: false
+  securityContext:
+    {{- include "chain-gateway.podSecurityContext" . | nindent 4 }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if .Values.affinity }}
+  affinity:
+    {{- toYaml .Values.affinity | nindent 4 }}
+  {{- else if include "chain-gateway.postgres" . }}
+  # The owner and its standbys on different nodes where the scheduler can: a node lost then
+  # leaves a standby to take over.
+  affinity:
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "chain-gateway.selectorLabels" . | nindent 16 }}
+  {{- end }}
+  containers:
+    {{- include "chain-gateway.container" . | nindent 4 }}
+  volumes:
+    {{- include "chain-gateway.volumes" . | nindent 4 }}
 {{- end -}}
 
 {{/*
