@@ -111,6 +111,8 @@ struct Gateway::Impl {
     config::Config running;
     std::function<config::Config()> config_source;
     std::atomic<bool> clean{true};
+    /// Another gateway took the shared journal over from this one: it stops, with exit code 1.
+    std::atomic<bool> superseded{false};
     bool drained = false;  // on `control`
 
     asio::awaitable<void> wait_for_signals();
@@ -149,7 +151,7 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
     journal_options.on_commit = [m = &g.metrics](std::chrono::nanoseconds took) {
         m->observe_journal_commit(std::chrono::duration<double>(took).count());
     };
-    journal_options.on_event = [m = &g.metrics](store::JournalEvent e) {
+    journal_options.on_event = [m = &g.metrics, &g](store::JournalEvent e) {
         switch (e) {
             case store::JournalEvent::timed_out: m->count_journal_refusal("timeout"); break;
             case store::JournalEvent::queue_full: m->count_journal_refusal("queue_full"); break;
@@ -160,6 +162,16 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
             case store::JournalEvent::reopen_failed: m->count_journal_reopen("failed"); break;
             case store::JournalEvent::standby: m->set_journal_standby(true); break;
             case store::JournalEvent::standby_over: m->set_journal_standby(false); break;
+            case store::JournalEvent::superseded:
+                // What it holds in memory (unfinished transactions, nonces) may be out of date,
+                // and its journal stays closed: it stops, so that a restart (the orchestrator's)
+                // loads it afresh, as a standby or as the owner.
+                spdlog::critical(
+                    "another gateway took the journal over from this one: stopping (exit code 1) "
+                    "to start again with what the journal holds now");
+                g.superseded = true;
+                asio::post(g.control, [&g] { g.start_drain(); });
+                break;
         }
     };
     // Finished transactions go after store.retention_ms, a batch at a time on the journal's own
@@ -410,7 +422,7 @@ int Gateway::run(bool handle_signals) {
         if (!g.clean) w->stop();
     }
     for (auto& t : threads) t.join();
-    return 0;
+    return g.superseded ? 1 : 0;
 }
 
 void Gateway::set_config_source(std::function<config::Config()> load) {

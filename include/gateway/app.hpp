@@ -30,7 +30,8 @@ public:
     config::Endpoint rpc_endpoint() const;
     config::Endpoint admin_endpoint() const;
 
-    /// Serves on server.threads threads until shut down, then returns 0. With `handle_signals`,
+    /// Serves on server.threads threads until shut down, then returns 0 (1 when it stopped
+    /// because another gateway took its shared journal over). With `handle_signals`,
     /// SIGTERM and SIGINT start the shutdown and a second one forces it; SIGHUP reloads.
     int run(bool handle_signals = true);
 

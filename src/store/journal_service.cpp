@@ -212,12 +212,19 @@ void JournalService::set_failure(const std::string& why, bool standby) {
 
 bool JournalService::ensure_open() {
     if (journal_) return true;
+    if (superseded_) return false;
     // Real steady time, not clock_: next_open_try_ is waited for by wake_.wait_until in loop().
     const auto now = Clock::now();
     if (now < next_open_try_) return false;
     try {
         journal_ = opener_();
     } catch (const JournalOwnedElsewhere& e) {
+        if (opened_once_) {
+            // It was this gateway's, and another one took it over while this one's session was
+            // lost.
+            supersede(fmt::format("{} (this gateway owned it before)", e.what()));
+            return false;
+        }
         // A standby: not a failure that backs off; it tries again soon, to take over soon.
         set_failure(e.what(), true);
         backoff_ = options_.reopen_after;
@@ -235,12 +242,28 @@ bool JournalService::ensure_open() {
         return false;
     }
     end_standby();
+    const auto epoch = journal_->owner_epoch();
+    if (opened_once_ && epoch && epoch_ && *epoch != *epoch_ + 1) {
+        journal_.reset();  // its lock goes with it, to the gateways that may own it
+        supersede(fmt::format(
+            "store: another gateway owned the journal while this one's session was lost (owner "
+            "number {} after this gateway's {})",
+            *epoch, *epoch_));
+        return false;
+    }
+    epoch_ = epoch;
     if (opened_once_) {
         spdlog::warn("store: the journal was opened again after a failure");
         emit(JournalEvent::reopened);
     }
     opened_once_ = true;
     return true;
+}
+
+void JournalService::supersede(const std::string& why) {
+    superseded_ = true;
+    set_failure(why + ": what this gateway holds in memory may be out of date; it must restart");
+    emit(JournalEvent::superseded);
 }
 
 void JournalService::end_standby() {
@@ -318,13 +341,19 @@ void JournalService::loop() {
             // Undos run as soon as the journal can be (re)opened, whether or not work comes; a
             // prune when it is due.
             std::optional<Clock::time_point> until;
-            if (!undos_.empty()) until = next_open_try_;
-            if (options_.retention.count() > 0) {
+            // A closed journal is opened again at its next try whether or not work comes: a
+            // standby takes a shared journal over when its owner goes, a gateway that lost its
+            // session learns whether another took over, and undos run. Superseded, it never opens
+            // again: nothing is due but callers, to be refused.
+            if (!journal_ && !superseded_) until = next_open_try_;
+            if (options_.retention.count() > 0 && !superseded_) {
                 // A closed journal is pruned once it opens again: not before its next try.
                 const auto prune_at =
                     journal_ ? next_prune_ : std::max(next_prune_, next_open_try_);
                 until = until ? std::min(*until, prune_at) : prune_at;
             }
+            if (journal_ && epoch_ && options_.ping_every.count() > 0)
+                until = until ? std::min(*until, next_ping_) : next_ping_;
             if (until)
                 wake_.wait_until(lock, *until, ready);
             else
@@ -350,8 +379,24 @@ void JournalService::loop() {
         if (!batch.empty()) {
             run_batch(batch);
             last_served_ = Clock::now();
+            next_ping_ = last_served_ + options_.ping_every;  // it just answered
         }
         prune_if_due();
+        ping_if_due();
+    }
+}
+
+void JournalService::ping_if_due() {
+    if (!journal_ || !epoch_ || options_.ping_every.count() <= 0) return;
+    const auto now = Clock::now();  // real time: loop() waits for it (wait_until)
+    if (now < next_ping_) return;
+    next_ping_ = now + options_.ping_every;
+    try {
+        journal_->begin();
+        journal_->commit();
+    } catch (const std::exception& e) {
+        journal_->rollback();
+        fail(e.what());
     }
 }
 

@@ -289,6 +289,7 @@ public:
     }
 
     int schema_version() const override { return version_; }
+    std::optional<std::uint64_t> owner_epoch() const override { return epoch_; }
     std::string describe() const override { return "postgres:" + where_; }
 
     std::pair<TxRecord, bool> insert(const TxRecord& r) override {
@@ -714,6 +715,11 @@ private:
                 describe()));
         }
         db_.exec("SET lock_timeout = 0");
+        // This opening's number (Journal::owner_epoch): one more than the last owner's.
+        const auto r = db_.exec(
+            "INSERT INTO gateway_meta (key, value) VALUES ('owner_epoch', '1') ON CONFLICT (key) "
+            "DO UPDATE SET value = (gateway_meta.value::bigint + 1)::text RETURNING value");
+        epoch_ = static_cast<std::uint64_t>(Row(r.rows.at(0)).integer(0));
     }
 
     // Migrates to `newest` under a lock of its own: gateways starting together migrate once.
@@ -757,6 +763,7 @@ private:
     std::string where_;  // the URL without its password
     pg::Connection db_;
     int version_ = 0;
+    std::uint64_t epoch_ = 0;
 };
 
 }  // namespace

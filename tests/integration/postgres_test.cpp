@@ -11,11 +11,13 @@
 #include "gateway/store/store.hpp"
 
 #include "support/postgres_server.hpp"
+#include "support/tcp_forwarder.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -36,6 +38,16 @@ protected:
     static std::unique_ptr<PostgresServer> server;
 };
 std::unique_ptr<PostgresServer> PostgresTest::server;
+
+// Polls `done` every 10 ms until it holds (true) or `timeout` passes (false).
+bool wait_until_true(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
 
 // The failure `f` throws (a test failure when it throws nothing or something else).
 template <class F>
@@ -299,6 +311,52 @@ TEST_F(PostgresTest, E3_TheJournalFailsClosedWhileTheServerIsDownAndComesBackByI
         for (const auto& r : j.unfinished()) hashes.push_back(r.hash);
     });
     EXPECT_THAT(hashes, ::testing::ElementsAre("0x01", "0x04"));
+}
+
+// A gateway whose session was lost (here: the link to the server taken away) learns it by its
+// ping, without a write; when it reaches the server again and finds that another gateway owned
+// the journal meanwhile (the owner number moved by more than its own reopening), it is
+// superseded: told once, and every operation refused from then on.
+TEST_F(PostgresTest, AnOwnerThatFindsAnotherOwnedTheJournalMeanwhileIsSuperseded) {
+    const std::string direct = server->database("superseded");
+    TcpForwarder link(server->port());
+    const std::string through_link =
+        "postgresql://postgres@127.0.0.1:" + std::to_string(link.port()) + "/superseded";
+    store::JournalOptions options;
+    options.reopen_after = 100ms;
+    options.reopen_max = 200ms;
+    options.ping_every = 100ms;
+    std::atomic<int> down{0}, superseded{0};
+    options.on_event = [&](store::JournalEvent e) {
+        if (e == store::JournalEvent::down) ++down;
+        if (e == store::JournalEvent::superseded) ++superseded;
+    };
+    store::JournalService service(
+        [&] {
+            return std::unique_ptr<store::Journal>(
+                store::open_store(postgres_store(through_link, 500ms)));
+        },
+        options);
+    service.run_blocking([](store::JournalView& j) { j.insert(raw_record("0xaa", 0)); });
+
+    link.stop();
+    ASSERT_TRUE(wait_until_true([&] { return down.load() == 1; }, 3s)) << "the ping did not notice";
+    {
+        // Another gateway owns it meanwhile, and writes.
+        auto other = store::open_store(postgres_store(direct, 500ms));
+        other->insert(raw_record("0xbb", 1));
+    }
+    link.start();
+    ASSERT_TRUE(wait_until_true([&] { return superseded.load() == 1; }, 3s)) << service.failure();
+    EXPECT_THAT(service.failure(), HasSubstr("must restart"));
+    EXPECT_THROW(
+        service.run_blocking([](store::JournalView& j) { j.insert(raw_record("0xcc", 2)); }),
+        store::StoreError);
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(superseded.load(), 1) << "told once, and never opened again";
+    auto now_owner = store::open_store(postgres_store(direct, 500ms));
+    EXPECT_TRUE(now_owner->find("0xbb"));
+    EXPECT_FALSE(now_owner->find("0xcc"));
 }
 
 }  // namespace

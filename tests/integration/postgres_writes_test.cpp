@@ -2,11 +2,13 @@
 // PostgreSQL server (support/postgres_server.hpp): the database stopped with `pg_ctl stop -m
 // immediate` under load (catalog rows E3, A3: writes refused with 503 while it is down, reads go
 // on, /readyz and the metrics say so, nothing accepted is lost, and the gateway comes back by
-// itself), and a second gateway on the same database that waits as a standby and takes over when
-// the first is killed with SIGKILL, every transaction mined exactly once.
+// itself), a second gateway on the same database that waits as a standby and takes over when the
+// first is killed with SIGKILL, every transaction mined exactly once, and an owner whose session
+// was lost while the standby took over, which stops rather than carry on from memory.
 
 #include "integration/writes_fixture.hpp"
 #include "support/postgres_server.hpp"
+#include "support/tcp_forwarder.hpp"
 
 #include <atomic>
 #include <csignal>
@@ -167,6 +169,40 @@ TEST_F(PostgresWritesTest, AStandbyTakesOverFromAKilledGatewayAndEveryTransactio
     EXPECT_THAT(owner_metrics, HasSubstr("gateway_journal_standby 0"));
     EXPECT_THAT(owner_metrics, HasSubstr("gateway_journal_up 1"));
     EXPECT_EQ(http_get(gw->admin_port(), "/readyz?require=journal").status, 200u);
+}
+
+// The owner reaches the database through a forwarder that the test takes away: its session ends
+// (the server sees the connection close), the standby takes the journal over, and when the old
+// owner reaches the database again it finds another gateway owned the journal meanwhile: what it
+// holds in memory may be out of date, so it stops with exit code 1 (the orchestrator restarts
+// it, and it starts as a standby) rather than carry on. Nothing is sent twice or lost.
+TEST_F(PostgresWritesTest, AnOwnerWhoseSessionWasLostWhileAStandbyTookOverStops) {
+    TcpForwarder link(db->port());
+    const std::string owner_url =
+        "postgresql://postgres@127.0.0.1:" + std::to_string(link.port()) + "/gateway";
+    start(owner_url);
+    ASSERT_TRUE(gw->wait_ready());
+    auto standby = std::make_unique<GatewayProcess>(dir, chains(), "", url);
+    ASSERT_TRUE(standby->wait_ready());
+    const std::vector<Tx> txs = transfers(3);
+    for (std::size_t i = 0; i < 2; ++i) send_until_kept([&] { return gw->port(); }, txs[i]);
+
+    link.stop();  // the owner's session is gone; it cannot reach the database
+    ASSERT_TRUE(wait_until(
+        [&] { return http_get(standby->admin_port(), "/readyz?require=journal").status == 200; },
+        15s))
+        << "the standby did not take over";
+    EXPECT_EQ(gw->process().wait(100ms), std::nullopt) << "it stops only once it knows";
+    link.start();
+    EXPECT_EQ(gw->process().wait(15s), 1) << "the superseded owner did not stop";
+    EXPECT_THAT(gw->process().output(),
+                HasSubstr("another gateway took the journal over from this one"));
+
+    run_gateway(std::move(standby));
+    for (std::size_t i = 2; i < txs.size(); ++i)
+        send_until_kept([&] { return gw->port(); }, txs[i]);
+    ASSERT_TRUE(wait_completed(txs)) << json::serialize(admin_transactions());
+    expect_mined_exactly_once(txs);
 }
 
 }  // namespace

@@ -370,6 +370,14 @@ public:
 };
 
 /// A whole journal: what each database backend implements, and what a JournalService holds.
-class Journal : public JournalView, public Retention, public TransactionControl {};
+class Journal : public JournalView, public Retention, public TransactionControl {
+public:
+    /// A journal several gateways share (PostgreSQL's) is owned by one at a time, and each
+    /// opening that made a gateway its owner has a number, one more than the one before: a
+    /// gateway that opens it again and finds a number more than one past its own last one knows
+    /// another gateway owned it in between (and may have changed what it holds in memory). None
+    /// for a journal only one gateway ever opens (SQLite's file).
+    virtual std::optional<std::uint64_t> owner_epoch() const { return std::nullopt; }
+};
 
 }  // namespace gateway::store

@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +40,11 @@ enum class JournalEvent {
     /// trying again every `reopen_after` (no backoff: taking over soon is the point).
     standby,
     standby_over,  ///< it no longer waits as one: it opened the journal, or failed otherwise
+    /// This gateway owned the shared journal, and another one owned it since (it took over while
+    /// this one's session was lost): what this gateway holds in memory may be out of date, so the
+    /// journal stays closed for good (every operation refused) and the gateway must restart.
+    /// Told once.
+    superseded,
 };
 
 struct JournalOptions {
@@ -82,6 +88,11 @@ struct JournalOptions {
     std::function<std::int64_t()> unix_now;
     /// Told what each look deleted (when it deleted anything), on the journal thread.
     std::function<void(const Pruned&)> on_pruned;
+    /// A shared journal (one with an owner_epoch: PostgreSQL's) idle this long is asked whether
+    /// its session still lives (an empty transaction), so that a gateway whose session was lost
+    /// learns it without waiting for a write: it then closes and opens the journal again, as a
+    /// standby, or superseded when another gateway took over meanwhile.
+    std::chrono::milliseconds ping_every{1000};
 };
 
 namespace detail {
@@ -168,8 +179,12 @@ private:
     void run_batch(std::vector<TaskPtr>& batch);
     /// One look for finished transactions past retention, when one is due.
     void prune_if_due();
+    /// The ping of a shared journal (ping_every), when one is due.
+    void ping_if_due();
     void set_failure(const std::string& why, bool standby = false);
     void end_standby();
+    /// Another gateway owned the journal since this one did: closed for good.
+    void supersede(const std::string& why);
     void emit(JournalEvent event) const;
 
     Opener opener_;
@@ -182,8 +197,12 @@ private:
     bool opened_once_ = false;
     bool up_ = false;
     bool standby_ = false;
+    std::optional<std::uint64_t>
+        epoch_;  // the journal's owner_epoch() when this one last opened it
+    bool superseded_ = false;
     std::vector<Operation> undos_;
     std::chrono::steady_clock::time_point next_prune_{};
+    std::chrono::steady_clock::time_point next_ping_{};
     std::chrono::steady_clock::time_point last_served_{};  // callers' operations last run
     // Shared.
     mutable std::mutex mu_;
