@@ -4,6 +4,8 @@
 #include "gateway/config/config.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/probe.hpp"
+#include "gateway/store/migrate_store.hpp"
+#include "gateway/store/pg_connection.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #ifdef GATEWAY_JEMALLOC
 // jemalloc's options, read when it starts: a thread of its own hands back the pages no
@@ -36,11 +39,80 @@ constexpr const char* kUsage =
     "                                         the gateway FILE configures, or at HOST:PORT: exit\n"
     "                                         0 on a 2xx answer within 3 s, 1 otherwise\n"
     "                                         (HEALTHCHECK, exec probes)\n"
+    "       chain-gateway migrate-store --from SQLITE_FILE --to POSTGRES_URL\n"
+    "                                         copy a SQLite journal into an empty PostgreSQL\n"
+    "                                         journal (stop the gateway first): exit 0 when\n"
+    "                                         every row was copied and checked, 1 otherwise\n"
     "       chain-gateway --version\n";
+
+// `chain-gateway migrate-store --from FILE --to URL` (store/migrate_store.hpp). Progress and the
+// summary go to stdout, a failure to stderr; the URL is only ever printed without its password.
+int migrate_store(int argc, char** argv) {
+    std::string from, to;
+    for (int i = 2; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--from" && i + 1 < argc) {
+            from = argv[++i];
+        } else if (arg == "--to" && i + 1 < argc) {
+            to = argv[++i];
+        } else {
+            std::fprintf(stderr, "chain-gateway migrate-store: unexpected argument '%s'\n%s",
+                         arg.c_str(), kUsage);
+            return 2;
+        }
+    }
+    if (from.empty() || to.empty()) {
+        std::fprintf(stderr, "chain-gateway migrate-store: --from and --to are both needed\n%s",
+                     kUsage);
+        return 2;
+    }
+    const std::string where = gateway::store::pg::describe(to);
+    std::printf("migrate-store: copying sqlite:%s into postgres:%s\n", from.c_str(), where.c_str());
+    std::fflush(stdout);
+    gateway::store::MigrationOptions options;
+    // A line every 100000 rows of a table: a long move is seen to move.
+    options.on_progress = [shown = std::string(), next = std::size_t{0}](std::string_view table,
+                                                                         std::size_t rows) mutable {
+        if (table != shown) {
+            shown = table;
+            next = 100'000;
+        }
+        if (rows < next) return;
+        next = rows + 100'000;
+        std::printf("migrate-store:   %.*s: %zu rows so far\n", static_cast<int>(table.size()),
+                    table.data(), rows);
+        std::fflush(stdout);
+    };
+    gateway::store::MigrationSummary s;
+    try {
+        s = gateway::store::migrate_store(from, to, options);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr,
+                     "chain-gateway migrate-store: failed: %s\nNothing was copied: the SQLite "
+                     "journal is still the one to use.\n",
+                     e.what());
+        return 1;
+    }
+    if (s.sqlite_version_before < s.schema_version)
+        std::printf(
+            "migrate-store: the SQLite journal was at schema version %d; it was migrated "
+            "to %d first, as a gateway of this build would have\n",
+            s.sqlite_version_before, s.schema_version);
+    std::printf("migrate-store: copied and checked (row counts and largest ids equal) in %.1f s:\n",
+                s.seconds);
+    for (const auto& t : s.tables) std::printf("  %-22s %zu rows\n", t.name.c_str(), t.rows);
+    std::printf(
+        "migrate-store: done. The journal now lives in %s. Point the gateway at it (store.backend: "
+        "postgres, store.url: this database) and do not run a gateway against %s again: its "
+        "changes would not reach PostgreSQL.\n",
+        s.to.c_str(), from.c_str());
+    return 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc >= 2 && std::strcmp(argv[1], "migrate-store") == 0) return migrate_store(argc, argv);
     std::string config_path;
     bool check_only = false;
     bool probe_only = false;
