@@ -116,6 +116,16 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                                 "the Idempotency-Key header is longer than 256 characters");
         co_return out;
     }
+    // Printable ASCII, as the header's draft standard has it (a structured-field string): bytes
+    // a journal's text column refuses (PostgreSQL takes only valid UTF-8, no NUL) or that a
+    // person cannot read back are not a key. (Not echoed: it is not text.)
+    if (std::any_of(idempotency_key.begin(), idempotency_key.end(),
+                    [](char c) { return c < 0x20 || c > 0x7e; })) {
+        out.reply =
+            error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                        "the Idempotency-Key header holds a character that is not printable ASCII");
+        co_return out;
+    }
     if (!loaded_) {
         out.store_failed = true;
         out.reply = journal_unavailable(journal_.failure());

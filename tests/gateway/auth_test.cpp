@@ -515,6 +515,23 @@ TEST_F(AuthGatewayTest, IdempotencyKeysBelongToTheirClient) {
     EXPECT_NE(ops, backend) << "another client's key of the same name is another transaction";
 }
 
+// A key is printable ASCII: a tab (the one control character HTTP lets through in a header's
+// value) or a byte past ASCII (which a PostgreSQL journal's text would refuse) is the client's
+// error, said as one.
+TEST_F(AuthGatewayTest, AnIdempotencyKeyThatIsNotPrintableAsciiIsRefused) {
+    FakeUpstream node;
+    start_with_auth(node.url());
+    for (const std::string& bad : {std::string("order-\xff"), std::string("order\t7")}) {
+        const HttpReply r =
+            call(managed_send(kSender0), kBackendKey, "/", {{"Idempotency-Key", bad}});
+        EXPECT_EQ(error_of(r).at("code"), -32602) << r.body;
+        EXPECT_THAT(message_of(r), HasSubstr("not printable ASCII"));
+    }
+    EXPECT_TRUE(result_of(call(managed_send(kSender0), kBackendKey, "/",
+                               {{"Idempotency-Key", "order-8 (retry)"}}))
+                    .is_object());
+}
+
 TEST_F(AuthGatewayTest, OverItsRateAClientGets429WithRetryAfterAndABatchCountsEachCall) {
     FakeUpstream node;
     start_with_auth(node.url());

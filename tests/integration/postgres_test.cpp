@@ -10,6 +10,7 @@
 #include "gateway/store/pg_leases.hpp"
 #include "gateway/store/store.hpp"
 
+#include "support/journal_records.hpp"
 #include "support/postgres_server.hpp"
 #include "support/tcp_forwarder.hpp"
 
@@ -175,19 +176,6 @@ TEST_F(PostgresTest, ReplicasAskingForOneLeaseAtOnceGetOneOwner) {
     EXPECT_EQ(owners.load(), 1);
 }
 
-store::TxRecord raw_record(const std::string& hash, std::uint64_t nonce) {
-    store::TxRecord r;
-    r.hash = hash;
-    r.chain = "devnet";
-    r.chain_id = 31337;
-    r.sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-    r.nonce = nonce;
-    r.raw = {0x02, 0xf8, 0x6c};
-    r.reason = "accepted";
-    r.created_ms = r.updated_ms = 1000;
-    return r;
-}
-
 config::StoreConfig postgres_store(const std::string& url, std::chrono::milliseconds timeout) {
     config::StoreConfig c;
     c.backend = "postgres";
@@ -209,7 +197,7 @@ TEST_F(PostgresTest, AJournalHasOneOwnerAndASecondGatewayTakesOverWhenItsSession
     EXPECT_EQ(owner->schema_version(), 13);
     EXPECT_THAT(owner->describe(), HasSubstr("postgres@127.0.0.1"));
     EXPECT_THAT(owner->describe(), Not(HasSubstr("S3CRETPASSWORD")));
-    owner->insert(raw_record("0xaa", 0));
+    owner->insert(record("0xaa", 0));
 
     const auto started = std::chrono::steady_clock::now();
     try {
@@ -280,24 +268,22 @@ TEST_F(PostgresTest, E3_TheJournalFailsClosedWhileTheServerIsDownAndComesBackByI
             return std::unique_ptr<store::Journal>(store::open_store(postgres_store(url, 1000ms)));
         },
         options);
-    journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x01", 1)); });
+    journal.run_blocking([](store::JournalView& j) { j.insert(record("0x01", 1)); });
 
     server->kill();
-    EXPECT_THROW(
-        journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x02", 2)); }),
-        store::StoreError);
+    EXPECT_THROW(journal.run_blocking([](store::JournalView& j) { j.insert(record("0x02", 2)); }),
+                 store::StoreError);
     EXPECT_EQ(downs.load(), 1);
     EXPECT_THAT(journal.failure(), HasSubstr("postgres"));
     // While it is down: refused again, at once or after a failed reopen, never kept.
-    EXPECT_THROW(
-        journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x03", 3)); }),
-        store::StoreError);
+    EXPECT_THROW(journal.run_blocking([](store::JournalView& j) { j.insert(record("0x03", 3)); }),
+                 store::StoreError);
 
     server->start();
     bool written = false;
     for (int i = 0; i < 100 && !written; ++i) {
         try {
-            journal.run_blocking([](store::JournalView& j) { j.insert(raw_record("0x04", 4)); });
+            journal.run_blocking([](store::JournalView& j) { j.insert(record("0x04", 4)); });
             written = true;
         } catch (const store::StoreError&) {
             std::this_thread::sleep_for(50ms);
@@ -337,21 +323,20 @@ TEST_F(PostgresTest, AnOwnerThatFindsAnotherOwnedTheJournalMeanwhileIsSuperseded
                 store::open_store(postgres_store(through_link, 500ms)));
         },
         options);
-    service.run_blocking([](store::JournalView& j) { j.insert(raw_record("0xaa", 0)); });
+    service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
 
     link.stop();
     ASSERT_TRUE(wait_until_true([&] { return down.load() == 1; }, 3s)) << "the ping did not notice";
     {
         // Another gateway owns it meanwhile, and writes.
         auto other = store::open_store(postgres_store(direct, 500ms));
-        other->insert(raw_record("0xbb", 1));
+        other->insert(record("0xbb", 1));
     }
     link.start();
     ASSERT_TRUE(wait_until_true([&] { return superseded.load() == 1; }, 3s)) << service.failure();
     EXPECT_THAT(service.failure(), HasSubstr("must restart"));
-    EXPECT_THROW(
-        service.run_blocking([](store::JournalView& j) { j.insert(raw_record("0xcc", 2)); }),
-        store::StoreError);
+    EXPECT_THROW(service.run_blocking([](store::JournalView& j) { j.insert(record("0xcc", 2)); }),
+                 store::StoreError);
     std::this_thread::sleep_for(300ms);
     EXPECT_EQ(superseded.load(), 1) << "told once, and never opened again";
     auto now_owner = store::open_store(postgres_store(direct, 500ms));
