@@ -169,6 +169,57 @@ Param maybe(const std::optional<T>& v) {
     else
         return num(*v);
 }
+// A reason as PostgreSQL's text takes it: valid UTF-8 without NUL. Reasons are for people and
+// may carry what a node or a signer answered; SQLite keeps any bytes, PostgreSQL refuses the
+// whole statement (the state change with it), so a byte that is not UTF-8 becomes U+FFFD.
+Param reason(const std::string& v) {
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    const std::size_t n = v.size();
+    // The length of the valid character at i, or 0.
+    const auto valid = [&](std::size_t i) -> std::size_t {
+        const unsigned char c = p[i];
+        if (c >= 0x01 && c < 0x80) return 1;
+        std::size_t len = 0;
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2;
+        else if (c == 0xe0)
+            len = 3, lo = 0xa0;
+        else if (c >= 0xe1 && c <= 0xec)
+            len = 3;
+        else if (c == 0xed)
+            len = 3, hi = 0x9f;
+        else if (c >= 0xee && c <= 0xef)
+            len = 3;
+        else if (c == 0xf0)
+            len = 4, lo = 0x90;
+        else if (c >= 0xf1 && c <= 0xf3)
+            len = 4;
+        else if (c == 0xf4)
+            len = 4, hi = 0x8f;
+        else
+            return 0;
+        if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (std::size_t k = 2; k < len; ++k)
+            if (p[i + k] < 0x80 || p[i + k] > 0xbf) return 0;
+        return len;
+    };
+    std::size_t i = 0;
+    while (i < n && valid(i)) i += valid(i);
+    if (i == n) return v;  // the usual case: no copy made
+    std::string out(v, 0, i);
+    while (i < n) {
+        if (const std::size_t len = valid(i)) {
+            out.append(v, i, len);
+            i += len;
+        } else {
+            out += "\xEF\xBF\xBD";
+            ++i;
+        }
+    }
+    return out;
+}
+
 Param text_or_null(const std::string& v) {
     return v.empty() ? Param() : Param(v);
 }
@@ -303,7 +354,7 @@ public:
         const bool finalized = r.finalized || (is_final(r.state) && !r.block_hash);
         const auto inserted =
             db_.exec(sql, {r.hash, r.chain, num(r.chain_id), r.sender, num(r.nonce), bytes(r.raw),
-                           std::string(to_string(r.state)), r.reason, num(r.created_ms),
+                           std::string(to_string(r.state)), reason(r.reason), num(r.created_ms),
                            num(r.updated_ms), num(std::int64_t{r.broadcasts}), maybe(r.block_hash),
                            maybe(r.block_number), maybe(r.parent), text_or_null(r.client),
                            boolean(finalized), text_or_null(r.source)});
@@ -328,11 +379,12 @@ public:
             "(INSERT INTO transaction_events (tx, state, reason, at_ms) SELECT id, $2, $3, $4 "
             "FROM u), s AS (DELETE FROM transaction_sidecars WHERE tx IN (SELECT id FROM u WHERE "
             "finalized)) SELECT id FROM u";
-        return !db_.exec(sql, {u.hash, std::string(to_string(u.state)), u.reason, num(u.at_ms),
-                               u.broadcasts ? num(std::int64_t{*u.broadcasts}) : Param(),
-                               u.set_block ? maybe(u.block_hash) : Param(),
-                               u.set_block ? maybe(u.block_number) : Param(), boolean(u.finalized),
-                               boolean(is_final(u.state)), boolean(u.set_block)})
+        return !db_.exec(sql,
+                         {u.hash, std::string(to_string(u.state)), reason(u.reason), num(u.at_ms),
+                          u.broadcasts ? num(std::int64_t{*u.broadcasts}) : Param(),
+                          u.set_block ? maybe(u.block_hash) : Param(),
+                          u.set_block ? maybe(u.block_number) : Param(), boolean(u.finalized),
+                          boolean(is_final(u.state)), boolean(u.set_block)})
                     .rows.empty();
     }
 
@@ -417,11 +469,12 @@ public:
             "INTO managed_events (managed_id, state, reason, at_ms) SELECT id, $7, $8, $9 FROM m "
             "RETURNING managed_id",
             kManagedColumns);
-        const auto inserted = db_.exec(
-            sql, {r.id, r.chain, r.sender, r.request, maybe(r.idempotency_key), maybe(r.nonce),
-                  std::string(to_string(r.state)), r.reason, num(r.created_ms), num(r.updated_ms),
-                  num(std::int64_t{r.attempts}), maybe(r.hash), text_or_null(r.client),
-                  r.value.empty() ? Param() : bytes(r.value), maybe(r.spend_ms)});
+        const auto inserted =
+            db_.exec(sql, {r.id, r.chain, r.sender, r.request, maybe(r.idempotency_key),
+                           maybe(r.nonce), std::string(to_string(r.state)), reason(r.reason),
+                           num(r.created_ms), num(r.updated_ms), num(std::int64_t{r.attempts}),
+                           maybe(r.hash), text_or_null(r.client),
+                           r.value.empty() ? Param() : bytes(r.value), maybe(r.spend_ms)});
         if (!inserted.rows.empty()) return {r, true};
         if (auto existing = find_managed(r.id)) return {std::move(*existing), false};
         if (r.idempotency_key) {
@@ -447,7 +500,7 @@ public:
                        "$11::boolean THEN $12::bytea ELSE value END WHERE id = $1 RETURNING id) "
                        "INSERT INTO managed_events (managed_id, state, reason, at_ms) SELECT id, "
                        "$2, $3, $4 FROM u RETURNING managed_id",
-                       {u.id, std::string(to_string(u.state)), u.reason, num(u.at_ms),
+                       {u.id, std::string(to_string(u.state)), reason(u.reason), num(u.at_ms),
                         maybe(u.nonce), maybe(u.hash),
                         u.attempts ? num(std::int64_t{*u.attempts}) : Param(),
                         boolean(u.release_idempotency_key), boolean(u.set_spend), maybe(u.spend_ms),

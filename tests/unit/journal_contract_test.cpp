@@ -157,6 +157,34 @@ TEST_P(JournalContract, KeepsTransactionsTheirStatesAndHistory) {
 // What is loaded at start-up: every transaction, raw or managed, in a state that is not final,
 // and none in a final one (the SQLite store names the unfinished states, so that its index by
 // state finds them without reading the finished ones).
+// A reason is for people and may carry what a node or a signer answered, bytes that are not
+// UTF-8 and NULs included: every journal keeps the state change with a reason that reads the
+// same around them (PostgreSQL's text takes neither: such a byte becomes U+FFFD there).
+TEST_P(JournalContract, AReasonOfAnyBytesNeverStopsAStateChange) {
+    auto s = open();
+    const std::string odd =
+        std::string("node said \xff\xfe") + '\0' + " (\xe2\x82) ok \xe2\x82\xac";
+    TxRecord r = record("0xaa", 0);
+    r.reason = odd;
+    ASSERT_TRUE(s->insert(r).second);
+    ASSERT_TRUE(s->update(TxUpdate{"0xaa", TxState::broadcasting, odd, 2000}));
+    ASSERT_TRUE(s->insert_managed(managed_tx("gtx-1", TxState::queued, 1000)).second);
+    ManagedUpdate m;
+    m.id = "gtx-1";
+    m.state = TxState::signing;
+    m.reason = odd;
+    m.at_ms = 2000;
+    ASSERT_TRUE(s->update_managed(m));
+    const auto found = s->find("0xaa");
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->state, TxState::broadcasting);
+    for (const std::string& kept :
+         {found->reason, s->history("0xaa").at(1).reason, s->find_managed("gtx-1")->reason}) {
+        EXPECT_TRUE(kept.starts_with("node said ")) << kept;
+        EXPECT_TRUE(kept.ends_with(" ok \xe2\x82\xac")) << kept;  // a valid character stays
+    }
+}
+
 TEST_P(JournalContract, EveryStateNotFinalIsUnfinishedAndNoFinalOneIs) {
     auto s = open();
     std::vector<std::string> open_raw, open_managed;
