@@ -3,6 +3,7 @@
 #include "reader.hpp"
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/url/parse.hpp>
 
 #include <fstream>
 
@@ -172,6 +173,12 @@ void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
             r.fail(n, "store.url", "is required with backend postgres (postgresql://...)");
         if (!s.url.starts_with("postgresql://") && !s.url.starts_with("postgres://"))
             r.fail(n["url"], "store.url", "must start with postgresql:// or postgres://");
+        // libpq reads a URL that is not one (a password's '/', '@' or '%' not percent-encoded)
+        // in ways that put the password in its messages: refused here, without repeating it.
+        if (!boost::urls::parse_absolute_uri(s.url))
+            r.fail(n["url"], "store.url",
+                   "is not a valid URL (percent-encode the password's special characters, or give "
+                   "it through PGPASSWORD); it is not shown");
     } else {
         if (n["url"].IsDefined()) r.fail(n["url"], "store.url", "is for backend postgres");
         if (s.path.empty()) r.fail(n, "store.path", "must not be empty");

@@ -275,12 +275,16 @@ void JournalService::end_standby() {
 void JournalService::fail(const std::string& why) {
     // Whatever went wrong may have left the handle unusable (an I/O error, a stale handle on
     // network storage): it is closed and opened again, after a backoff that doubles while that
-    // keeps failing. Until then operations are refused at once.
+    // keeps failing. Until then operations are refused at once. A shared journal's owner tries
+    // once at once: its session (and ownership) is gone, and a standby tries every
+    // reopen_after, so an owner whose database is still there keeps it rather than lose it to a
+    // standby and stop (superseded).
+    const bool retry_now = epoch_ && backoff_.count() == 0;
     journal_.reset();
     set_failure(why);
     backoff_ =
         std::min(options_.reopen_max, backoff_.count() ? backoff_ * 2 : options_.reopen_after);
-    next_open_try_ = Clock::now() + backoff_;  // real time: loop() waits for it (wait_until)
+    next_open_try_ = retry_now ? Clock::now() : Clock::now() + backoff_;  // real time
     if (up_) {
         up_ = false;
         emit(JournalEvent::down);
@@ -540,8 +544,19 @@ void JournalService::run_batch(std::vector<TaskPtr>& batch) {
                 std::lock_guard lock(t->mu);
                 if (t->undo) undos_.push_back(std::move(t->undo));
             }
-        fail(e.what());
-        refuse(batch, e.what());
+        // On a shared journal the undos may never run here: another gateway can take the
+        // journal over first, and carry on what the commit kept. The callers hear that the
+        // outcome is not known, never that nothing was kept.
+        const std::string why =
+            committing && epoch_
+                ? fmt::format(
+                      "{}; the commit's outcome is unknown: it may have been kept (and then "
+                      "carried on), so look it up before sending it again, or send it "
+                      "again with the same Idempotency-Key",
+                      e.what())
+                : std::string(e.what());
+        fail(why);
+        refuse(batch, why);
         return;
     }
     if (!lost.empty()) {

@@ -46,30 +46,66 @@ struct Connection::Impl {
     // Statements prepared on this session, by their text: their names.
     std::unordered_map<std::string, std::string> prepared;
 
+    // Checks that libpq reads the URL as meant; its `options`, to keep. Throws Error{connection}
+    // without libpq's words.
+    std::string read_url() const {
+        char* error = nullptr;
+        PQconninfoOption* parsed = PQconninfoParse(url.c_str(), &error);
+        if (error) PQfreemem(error);  // it may quote the password
+        if (!parsed)
+            throw Error(Failure::connection, "",
+                        "postgres: the store URL cannot be read (is a character of its password "
+                        "not percent-encoded?); it is not shown");
+        std::string options;
+        bool odd = false;
+        for (PQconninfoOption* o = parsed; o->keyword; ++o) {
+            if (!o->val) continue;
+            const std::string_view key = o->keyword, val = o->val;
+            if (key == "options") options = o->val;
+            // A '/' or '@' of a password that is not percent-encoded moves the rest of the URL
+            // into the host, the port or the database's name.
+            if (key == "port" && val.find_first_not_of("0123456789,") != std::string_view::npos)
+                odd = true;
+            if (key == "dbname" && val.find_first_of("@/:") != std::string_view::npos) odd = true;
+            if (key == "host" && val.find('@') != std::string_view::npos) odd = true;
+        }
+        PQconninfoFree(parsed);
+        if (odd)
+            throw Error(Failure::connection, "",
+                        "postgres: the store URL's port or database is not what a URL holds (is a "
+                        "'/' or '@' of its password not percent-encoded?); it is not shown");
+        return options;
+    }
+
     void connect() {
         prepared.clear();
+        // What libpq reads of the URL, checked before it connects: libpq's own messages about a
+        // URL it cannot read quote the offending part, which may be the password.
+        const std::string user_options = read_url();
         const std::string seconds =
             std::to_string(std::max<long long>(1, (timeout.count() + 999) / 1000));
         // A server that stops answering (a partition, a dead host) is noticed by TCP within the
         // timeout, not after the system's default of minutes: the journal then fails closed and
         // reconnects.
-        const std::string user_timeout = std::to_string(std::max<long long>(1000, timeout.count()));
+        const std::string ms = std::to_string(std::max<long long>(1000, timeout.count()));
+        // The server's side: it notices a gateway that went silent (a dead host, a partition)
+        // within about 15 s and ends its session, releasing what it held (locks); and no
+        // statement or lock wait outlives the timeout (a stalled disk, a DBA's lock), so the
+        // journal fails closed in time rather than hang. The URL's own options come first, ours
+        // after them: on the same setting, ours hold.
+        const std::string server_side = fmt::format(
+            "{}{}-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+            "-c tcp_user_timeout={} -c statement_timeout={} -c lock_timeout={}",
+            user_options, user_options.empty() ? "" : " ", ms, ms, ms);
         // The URL as "dbname", expanded by libpq (expand_dbname = 1), and a connect timeout of
         // our own whatever the URL says.
-        // The server's side of the same: it notices a gateway that went silent (a dead host, a
-        // partition) within about 15 s and ends its session, releasing what it held (locks).
-        const std::string server_side = fmt::format(
-            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
-            "-c tcp_user_timeout={}",
-            user_timeout);
         const char* keys[] = {"dbname",           "connect_timeout",
                               "application_name", "keepalives",
                               "keepalives_idle",  "keepalives_interval",
                               "keepalives_count", "tcp_user_timeout",
                               "options",          nullptr};
-        const char* values[] = {
-            url.c_str(), seconds.c_str(),      "chain-gateway",     "1",    "5", "2",
-            "3",         user_timeout.c_str(), server_side.c_str(), nullptr};
+        const char* values[] = {url.c_str(), seconds.c_str(), "chain-gateway",     "1",    "5", "2",
+                                "3",         ms.c_str(),      server_side.c_str(), nullptr};
         conn.reset(PQconnectdbParams(keys, values, 1));
         if (!conn) throw Error(Failure::connection, "", "postgres: out of memory");
         if (PQstatus(conn.get()) != CONNECTION_OK)
@@ -97,6 +133,10 @@ std::string describe(const std::string& url) {
         if (key == "dbname") db = o->val;
     }
     PQconninfoFree(options);
+    // A password's '/' or '@' not percent-encoded lands in the port or the database's name.
+    if (port.find_first_not_of("0123456789,") != std::string::npos ||
+        db.find_first_of("@/:") != std::string::npos || host.find('@') != std::string::npos)
+        return "postgresql (a URL libpq reads oddly: not shown)";
     return fmt::format("postgresql://{}{}{}{}/{}", user, user.empty() ? "" : "@",
                        host.empty() ? "localhost" : host, port.empty() ? "" : ":" + port, db);
 }

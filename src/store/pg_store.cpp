@@ -767,7 +767,11 @@ private:
                 "waits as a standby and takes over when that one's session ends",
                 describe()));
         }
-        db_.exec("SET lock_timeout = 0");
+        db_.exec("RESET lock_timeout");  // the connection's (store.timeout_ms)
+        // A commit the client hears of as kept must be durable: a role or database set to
+        // synchronous_commit=off would not be (a stricter setting, remote_apply, is kept).
+        const auto sync = db_.exec("SELECT current_setting('synchronous_commit')");
+        if (Row(sync.rows.at(0)).text(0) == "off") db_.exec("SET synchronous_commit = on");
         // This opening's number (Journal::owner_epoch): one more than the last owner's.
         const auto r = db_.exec(
             "INSERT INTO gateway_meta (key, value) VALUES ('owner_epoch', '1') ON CONFLICT (key) "

@@ -328,6 +328,11 @@ TEST(Config, WrongValuesNameTheKey) {
     EXPECT_THAT(
         error_of("store:\n  backend: postgres\n  url: mysql://u:hunter2@db/x\n" + kMinimal),
         AllOf(HasSubstr("store.url: must start with postgresql://"), Not(HasSubstr("hunter2"))));
+    for (const char* odd : {"postgresql://gw:se/cret@db:5432/x", "postgresql://gw:ab%zzcd@db/x"})
+        EXPECT_THAT(
+            error_of(std::string("store:\n  backend: postgres\n  url: ") + odd + "\n" + kMinimal),
+            AllOf(HasSubstr("store.url: is not a valid URL"), Not(HasSubstr("cret")),
+                  Not(HasSubstr("zzcd"))));
     EXPECT_THAT(error_of("store:\n  url: postgresql://db/x\n" + kMinimal),
                 HasSubstr("store.url: is for backend postgres"));
     EXPECT_THAT(error_of("store:\n  timeout_ms: 0\n" + kMinimal),
