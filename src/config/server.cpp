@@ -175,7 +175,15 @@ void read_store(const Reader& r, const YAML::Node& n, StoreConfig& s) {
             r.fail(n["url"], "store.url", "must start with postgresql:// or postgres://");
         // libpq reads a URL that is not one (a password's '/', '@' or '%' not percent-encoded)
         // in ways that put the password in its messages: refused here, without repeating it.
-        if (!boost::urls::parse_absolute_uri(s.url))
+        const auto parsed = boost::urls::parse_absolute_uri(s.url);
+        const auto odd = [&] {
+            if (!parsed) return true;
+            const std::string_view port = parsed->port();
+            const std::string_view path = parsed->encoded_path();
+            return port.find_first_not_of("0123456789") != std::string_view::npos ||
+                   path.find_first_of("@:") != std::string_view::npos;
+        };
+        if (odd())
             r.fail(n["url"], "store.url",
                    "is not a valid URL (percent-encode the password's special characters, or give "
                    "it through PGPASSWORD); it is not shown");

@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <unordered_map>
 
 namespace gateway::store::pg {
@@ -45,6 +48,11 @@ struct Connection::Impl {
     std::unique_ptr<PGconn, ConnDeleter> conn;
     // Statements prepared on this session, by their text: their names.
     std::unordered_map<std::string, std::string> prepared;
+
+    /// The result of what was just sent (`sent`: libpq took it), read until `deadline`; null when
+    /// the connection failed (PQerrorMessage says why). Past the deadline: timed_out().
+    PGresult* finish(bool sent, std::chrono::steady_clock::time_point deadline);
+    [[noreturn]] void timed_out();
 
     // Checks that libpq reads the URL as meant; its `options`, to keep. Throws Error{connection}
     // without libpq's words.
@@ -111,6 +119,9 @@ struct Connection::Impl {
         if (PQstatus(conn.get()) != CONNECTION_OK)
             throw Error(Failure::connection, "",
                         "postgres: cannot connect: " + message_of(PQerrorMessage(conn.get())));
+        // Statements are sent without blocking (finish() waits for them until a deadline).
+        if (PQsetnonblocking(conn.get(), 1) != 0)
+            throw Error(Failure::connection, "", "postgres: cannot make the session nonblocking");
         // The server's notices ("relation already exists, skipping") are not the gateway's to
         // print on stderr.
         PQsetNoticeProcessor(
@@ -164,14 +175,79 @@ void Connection::reconnect() {
     impl_->connect();
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Waits until the session's socket can be read (and written, with `write`) or `deadline`
+// passes (false).
+bool wait_socket(PGconn* c, bool write, Clock::time_point deadline) {
+    for (;;) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return false;
+        pollfd p{PQsocket(c), static_cast<short>(POLLIN | (write ? POLLOUT : 0)), 0};
+        const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 60'000)));
+        if (r > 0) return true;
+        if (r < 0 && errno != EINTR) return true;  // libpq's next call reports the socket's error
+    }
+}
+
+}  // namespace
+
+// Every statement is sent without blocking and waited for until the deadline: a server that
+// takes the connection but never answers (a frozen process, a proxy that hangs), which neither
+// TCP's timeouts nor the server's statement_timeout notice, closes the session rather than hang
+// the journal's thread. What the statement did is then unknown, as when a connection drops.
+PGresult* Connection::Impl::finish(bool sent, Clock::time_point deadline) {
+    PGconn* c = conn.get();
+    if (!sent) return nullptr;  // the caller reads PQerrorMessage
+    int flushed;
+    while ((flushed = PQflush(c)) == 1)
+        if (!wait_socket(c, true, deadline)) timed_out();
+    if (flushed < 0) return nullptr;
+    // The first failure's result, else the last one (as PQexec answers several statements).
+    std::unique_ptr<PGresult, ResultDeleter> kept;
+    for (;;) {
+        while (PQisBusy(c)) {
+            if (!wait_socket(c, false, deadline)) timed_out();
+            if (!PQconsumeInput(c)) return nullptr;
+        }
+        PGresult* next = PQgetResult(c);
+        if (!next) break;
+        const auto failed = [](const PGresult* r) {
+            const ExecStatusType st = PQresultStatus(r);
+            return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+        };
+        if (kept && failed(kept.get()))
+            PQclear(next);
+        else
+            kept.reset(next);
+    }
+    return kept.release();
+}
+
+void Connection::Impl::timed_out() {
+    conn.reset();  // the server sees the connection close and rolls its transaction back
+    prepared.clear();
+    throw Error(Failure::connection, "",
+                fmt::format("postgres: the database did not answer within {} ms (twice "
+                            "store.timeout_ms); the session is closed",
+                            2 * std::max<long long>(timeout.count(), 1000)));
+}
+
 Result Connection::exec(std::string_view sql, const std::vector<Param>& params) {
     PGconn* c = impl_->conn.get();
     if (!c || PQstatus(c) != CONNECTION_OK)
         throw Error(Failure::connection, "", "postgres: the connection is down");
+    // Twice the server's own timeouts (statement_timeout, lock_timeout: the timeout), so that a
+    // server that answers says why itself.
+    const auto deadline =
+        Clock::now() + 2 * std::max(impl_->timeout, std::chrono::milliseconds(1000));
     const std::string text(sql);
     std::unique_ptr<PGresult, ResultDeleter> r;
     if (params.empty()) {
-        r.reset(PQexec(c, text.c_str()));
+        r.reset(impl_->finish(PQsendQuery(c, text.c_str()) == 1, deadline));
     } else {
         std::vector<const char*> values;
         values.reserve(params.size());
@@ -179,14 +255,17 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params) 
         auto it = impl_->prepared.find(text);
         if (it == impl_->prepared.end()) {
             const std::string name = fmt::format("s{}", impl_->prepared.size());
-            r.reset(
-                PQprepare(c, name.c_str(), text.c_str(), static_cast<int>(params.size()), nullptr));
+            r.reset(impl_->finish(PQsendPrepare(c, name.c_str(), text.c_str(),
+                                                static_cast<int>(params.size()), nullptr) == 1,
+                                  deadline));
             if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK)
                 it = impl_->prepared.emplace(text, name).first;
         }
         if (it != impl_->prepared.end())
-            r.reset(PQexecPrepared(c, it->second.c_str(), static_cast<int>(params.size()),
-                                   values.data(), nullptr, nullptr, 0));
+            r.reset(impl_->finish(
+                PQsendQueryPrepared(c, it->second.c_str(), static_cast<int>(params.size()),
+                                    values.data(), nullptr, nullptr, 0) == 1,
+                deadline));
     }
     const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {

@@ -364,5 +364,62 @@ TEST_F(PostgresTest, AnOwnerThatFindsAnotherOwnedTheJournalMeanwhileIsSuperseded
     EXPECT_FALSE(now_owner->find("0xcc"));
 }
 
+// A server that takes the connection but never answers (a frozen process, a proxy that hangs:
+// TCP stays up, so neither its timeouts nor the server's statement_timeout notice): a statement
+// gives up at the deadline and closes the session, and the journal fails closed in time and says
+// why, rather than hang its thread; once the server answers again it comes back.
+TEST_F(PostgresTest, AServerThatNeverAnswersClosesTheSessionAtTheDeadline) {
+    const std::string direct = server->database("silent");
+    TcpForwarder link(server->port());
+    const std::string url =
+        "postgresql://postgres@127.0.0.1:" + std::to_string(link.port()) + "/silent";
+    Connection c(url, 1000ms);
+    c.exec("SELECT 1");
+    link.set_mode(TcpForwarder::Mode::blackhole);
+    const auto started = std::chrono::steady_clock::now();
+    const auto silent = failure_of([&] { c.exec("SELECT 1"); });
+    EXPECT_EQ(silent.failure(), Failure::connection) << silent.what();
+    EXPECT_THAT(silent.what(), HasSubstr("did not answer within 2000 ms"));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 6s);
+    EXPECT_FALSE(c.ok());
+
+    // The journal on it: refused in time, with the reason for /readyz, and back afterwards.
+    link.set_mode(TcpForwarder::Mode::forward);
+    {
+        store::JournalOptions options;
+        options.timeout = 3000ms;
+        options.reopen_after = 100ms;
+        options.reopen_max = 200ms;
+        store::JournalService service(
+            [&] {
+                return std::unique_ptr<store::Journal>(
+                    store::open_store(postgres_store(url, 1000ms)));
+            },
+            options);
+        service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
+        link.set_mode(TcpForwarder::Mode::blackhole);
+        EXPECT_THROW(
+            service.run_blocking([](store::JournalView& j) { j.insert(record("0xbb", 1)); }),
+            store::StoreError);
+        ASSERT_TRUE(wait_until_true([&] { return !service.failure().empty(); }, 5s));
+        link.set_mode(TcpForwarder::Mode::forward);
+        ASSERT_TRUE(wait_until_true(
+            [&] {
+                try {
+                    service.run_blocking(
+                        [](store::JournalView& j) { j.insert(record("0xcc", 2)); });
+                    return true;
+                } catch (const store::StoreError&) {
+                    return false;
+                }
+            },
+            10s))
+            << service.failure();
+    }
+    auto check = store::open_store(postgres_store(direct, 1000ms));
+    EXPECT_TRUE(check->find("0xaa"));
+    EXPECT_FALSE(check->find("0xbb")) << "a statement cut off at its deadline was rolled back";
+}
+
 }  // namespace
 }  // namespace gateway::test
