@@ -1,14 +1,17 @@
 // The journal in PostgreSQL (issue 19): the same tables as SQLite's, for several gateways that
 // share one database. Each journal operation is one round trip where SQLite's took several
-// statements (an insert with its event is one statement of data-modifying CTEs), and statements
-// are prepared once per session.
+// statements (an insert with its event is one statement of data-modifying CTEs), plus one for the
+// savepoint the JournalService puts around it (the previous savepoint's RELEASE goes with it), and
+// statements are prepared once per session.
 //
-// Several gateways write to one database at once. The JournalService's transactions take one
-// advisory lock (begin()), so that they commit one after another, as SQLite's do: the numbers of
-// the changes that event streams read (transaction_events, managed_events) become visible in
-// order, which the streams' cursors count on, and a read-then-write (a nonce taken, an
-// idempotency key looked up before an insert) sees every other gateway's last commit. Group
-// commit keeps that cheap: each commit carries every operation that waited for it.
+// Several gateways may connect to one database; one owns the journal at a time (own(): the
+// others are standbys). Whoever writes, the JournalService's transactions take one advisory lock
+// (begin()), so that they commit one after another, as SQLite's do: the numbers of the changes
+// that event streams read (transaction_events, managed_events) become visible in order, which the
+// streams' cursors count on, and a read-then-write (a nonce taken, an idempotency key looked up
+// before an insert) sees the last commit, including a tool's (migrate-store) or, once replicas
+// share the senders, another owner's. Group commit keeps that cheap: each commit carries every
+// operation that waited for it.
 
 #include "gateway/store/pg_connection.hpp"
 #include "gateway/store/store.hpp"
@@ -20,6 +23,7 @@
 #include <algorithm>
 #include <charconv>
 #include <memory>
+#include <utility>
 
 namespace gateway::store {
 namespace {
@@ -703,13 +707,29 @@ public:
     }
 
     void begin() override {
+        release_pending_ = false;
         // One writer at a time across every gateway on this database (see the top of the file).
         db_.exec(fmt::format("BEGIN; SELECT pg_advisory_xact_lock({});", kJournalLock));
     }
-    void commit() override { db_.exec("COMMIT"); }
-    void rollback() noexcept override { quietly("ROLLBACK"); }
-    void savepoint() override { db_.exec("SAVEPOINT call"); }
-    void release_savepoint() override { db_.exec("RELEASE call"); }
+    // A savepoint's RELEASE is sent with what comes next, the next operation's SAVEPOINT or the
+    // COMMIT, in one round trip: a journal operation costs two round trips instead of three. It
+    // still runs before either, so what a RELEASE refused (a transaction aborted by an error
+    // its operation caught) still fails the batch: a COMMIT alone would end an aborted
+    // transaction with a ROLLBACK and no error. (The service releases an operation's savepoint
+    // only after checking the operation; it rolls back to one only before releasing it.)
+    void commit() override {
+        const bool release = std::exchange(release_pending_, false);
+        db_.exec(release ? "RELEASE call; COMMIT" : "COMMIT");
+    }
+    void rollback() noexcept override {
+        release_pending_ = false;
+        quietly("ROLLBACK");
+    }
+    void savepoint() override {
+        const bool release = std::exchange(release_pending_, false);
+        db_.exec(release ? "RELEASE call; SAVEPOINT call" : "SAVEPOINT call");
+    }
+    void release_savepoint() override { release_pending_ = true; }
     void rollback_to_savepoint() noexcept override { quietly("ROLLBACK TO call; RELEASE call;"); }
     bool in_transaction() const override { return db_.in_transaction(); }
 
@@ -821,6 +841,7 @@ private:
     pg::Connection db_;
     int version_ = 0;
     std::uint64_t epoch_ = 0;
+    bool release_pending_ = false;  // the last savepoint's RELEASE, not sent yet (commit())
 };
 
 }  // namespace

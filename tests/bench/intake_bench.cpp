@@ -9,7 +9,12 @@
 // transaction is on disk.
 //
 // Each run gets a fresh gateway and journal. The same runs are repeated with the journal on tmpfs
-// (/dev/shm), where fsync costs nothing, so the difference is what durability costs on this disk.
+// (/dev/shm), where fsync costs nothing, so the difference is what durability costs on this disk;
+// and with --postgres, on PostgreSQL (store.backend postgres): a throwaway server with its data on
+// the same disk (under TMPDIR) and PostgreSQL's defaults for durability (fsync and
+// synchronous_commit on), a fresh database for each run. CPU per transaction: the bench process's
+// (the gateway, and the fake node, which is in it too; the clients' threads are left out), and on
+// PostgreSQL the server's processes' (utime + stime from /proc), which are part of the cost there.
 //
 // The journal's commit and operation counters (store::JournalService::commits()) are not
 // reachable through gateway::Gateway, so they are not printed.
@@ -25,19 +30,25 @@
 #include "bench/bench_signer.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/http_test_client.hpp"
+#include "support/postgres_server.hpp"
 #include "support/process.hpp"
+
+#include "gateway/store/pg_connection.hpp"
 
 #include <secp256k1.h>
 #include <secp256k1_recovery.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -51,6 +62,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -77,14 +89,16 @@ struct Options {
     double seconds = 5;  // per run: no new transaction is sent after this long
     unsigned threads = 2;
     bool tmpfs = true;
+    bool postgres = false;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Storage
 
 struct Storage {
-    std::string label;  // "disk" or "tmpfs"
-    std::string base;   // where each run's journal folder is made
+    std::string label;  // "disk", "pg" or "tmpfs"
+    std::string base;   // where each run's journal folder is made (pg: the server's folder)
+    test::PostgresServer* postgres = nullptr;  // pg: the server, a fresh database each run
 };
 
 std::string fs_name(const std::string& path) {
@@ -111,6 +125,74 @@ std::string make_dir_under(const std::string& base, const std::string& prefix) {
         throw std::runtime_error("cannot make a folder under " + base + ": " +
                                  std::strerror(errno));
     return pattern;
+}
+
+/// The PostgreSQL journal's rows by state, read after the gateway has stopped (a plain session:
+/// reading takes no owner's lock).
+std::vector<std::pair<std::string, std::size_t>> pg_journal_states(const std::string& url) {
+    gateway::store::pg::Connection db(url, std::chrono::seconds(10));
+    std::vector<std::pair<std::string, std::size_t>> out;
+    for (const auto& row : db.exec("SELECT state, count(*) FROM transactions GROUP BY state").rows)
+        out.emplace_back(row.at(0).value_or("NULL"), std::stoul(row.at(1).value_or("0")));
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU
+
+double seconds_of(const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
+
+/// The whole process's CPU so far (user + system, every thread).
+double process_cpu_s() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return seconds_of(u.ru_utime) + seconds_of(u.ru_stime);
+}
+
+/// The calling thread's CPU so far.
+double thread_cpu_s() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+struct ProcStat {
+    int ppid = 0;
+    double cpu_s = 0;       // utime + stime
+    double children_s = 0;  // cutime + cstime: its children that ended and were waited for
+};
+
+std::optional<ProcStat> proc_stat(const std::string& pid) {
+    const std::string stat = test::read_file("/proc/" + pid + "/stat");
+    const std::size_t close = stat.rfind(')');  // the command's name may hold spaces
+    if (close == std::string::npos || close + 2 > stat.size()) return std::nullopt;
+    std::istringstream in(stat.substr(close + 2));
+    std::vector<std::string> f(15);  // fields 3 (state) to 17 (cstime)
+    for (auto& x : f) in >> x;
+    if (!in) return std::nullopt;
+    static const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    ProcStat p;
+    p.ppid = std::stoi(f[1]);
+    p.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / tick;
+    p.children_s = (std::stod(f[13]) + std::stod(f[14])) / tick;
+    return p;
+}
+
+/// A PostgreSQL server's CPU so far: the postmaster's, its ended children's (cutime + cstime),
+/// and each running child's (backends, WAL writer, checkpointer, ...).
+double server_cpu_s(int postmaster) {
+    if (postmaster <= 0) return 0;
+    const auto pm = proc_stat(std::to_string(postmaster));
+    if (!pm) return 0;
+    double sum = pm->cpu_s + pm->children_s;
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+        const std::string name = e.path().filename().string();
+        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+        if (const auto p = proc_stat(name); p && p->ppid == postmaster) sum += p->cpu_s;
+    }
+    return sum;
 }
 
 /// The journal's rows by state, read after the gateway has stopped.
@@ -148,6 +230,8 @@ struct RunResult {
     double tps = 0;
     double p50_ms = 0;
     double p99_ms = 0;
+    double cpu_us = 0;     // the bench process's CPU but the clients', per answered transaction
+    double db_cpu_us = 0;  // the PostgreSQL server's, per answered transaction (pg runs only)
     std::size_t journaled = 0;      // BROADCASTING rows found in the journal afterwards
     std::size_t receipt_calls = 0;  // the dispatcher woke and polled receipts (it should not)
     std::vector<std::string> failure_samples;
@@ -172,15 +256,21 @@ std::optional<std::string> check_reply(const test::HttpReply& r, const std::stri
     return std::nullopt;
 }
 
-gateway::config::Config make_config(const std::string& db_path, const std::string& upstream_url,
+/// `journal`: SQLite's file, or a PostgreSQL URL.
+gateway::config::Config make_config(const std::string& journal, const std::string& upstream_url,
                                     const Options& opt) {
     gateway::config::Config c;
     c.server.listen = {"127.0.0.1", 0};
     c.server.admin_listen = {"127.0.0.1", 0};
     c.server.threads = opt.threads;
     c.server.shutdown_grace = 5s;
-    c.store.backend = "sqlite";
-    c.store.path = db_path;
+    if (journal.starts_with("postgresql://")) {
+        c.store.backend = "postgres";
+        c.store.url = journal;
+    } else {
+        c.store.backend = "sqlite";
+        c.store.path = journal;
+    }
     gateway::config::ChainConfig chain;
     chain.name = "devnet";
     chain.chain_id = kChainId;
@@ -189,6 +279,9 @@ gateway::config::Config make_config(const std::string& db_path, const std::strin
     chain.tx.poll_interval = std::chrono::hours(1);
     chain.tx.max_queued_per_sender = opt.transactions + kWarmup;
     chain.tx.max_queued = opt.transactions + 2 * kWarmup;
+    // Every client connects from 127.0.0.1: the default cap of 1,000 per client would refuse
+    // the rest (and be measured: a refusal is quick).
+    chain.tx.max_queued_per_client = opt.transactions + 2 * kWarmup;
     gateway::config::UpstreamConfig u;
     u.id = "fake";
     u.url = upstream_url;
@@ -218,8 +311,13 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
             return test::FakeReply::ok("\"" + eth::to_hex(eth::keccak256(*bytes)) + "\"");
         });
 
-    const std::string dir = make_dir_under(storage.base, "intake-bench-" + storage.label);
-    const std::string db_path = dir + "/gateway.db";
+    static int runs = 0;
+    const std::string dir =
+        storage.postgres ? "" : make_dir_under(storage.base, "intake-bench-" + storage.label);
+    const std::string db_path = storage.postgres
+                                    ? storage.postgres->database("intake_" + std::to_string(++runs))
+                                    : dir + "/gateway.db";
+    const int postmaster = storage.postgres ? storage.postgres->pid() : -1;
     auto gw = std::make_unique<gateway::Gateway>(make_config(db_path, node.url(), opt));
     std::thread runner([&gw] { gw->run(false); });
     const std::uint16_t port = gw->rpc_endpoint().port;
@@ -264,6 +362,7 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
 
     std::vector<std::vector<double>> latencies(clients);
     std::vector<Clock::time_point> ended(clients);
+    std::vector<double> client_cpu_s(clients);  // each client thread's CPU during the run
     std::latch start(static_cast<std::ptrdiff_t>(clients) + 1);
     const auto budget =
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.seconds));
@@ -279,6 +378,7 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
             auto& lat = latencies[k];
             lat.reserve(plan[k].size());
             start.arrive_and_wait();
+            const double cpu0 = thread_cpu_s();
             const auto deadline = Clock::now() + budget;
             int id = 0;
             for (const Signed* t : plan[k]) {
@@ -301,12 +401,18 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
                 }
             }
             ended[k] = Clock::now();
+            client_cpu_s[k] = thread_cpu_s() - cpu0;
         });
     }
+    const double cpu_before = process_cpu_s();
+    const double db_before = server_cpu_s(postmaster);
     start.arrive_and_wait();
     const auto began = Clock::now();
     for (auto& w : workers) w.join();
     const auto finished = *std::max_element(ended.begin(), ended.end());
+    double cpu_s = process_cpu_s() - cpu_before;
+    for (const double c : client_cpu_s) cpu_s -= c;
+    const double db_cpu_s = server_cpu_s(postmaster) - db_before;
 
     gw->shutdown();
     runner.join();
@@ -326,10 +432,15 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
     res.tps = res.seconds > 0 ? static_cast<double>(res.sent) / res.seconds : 0;
     res.p50_ms = percentile_ms(all, 0.50);
     res.p99_ms = percentile_ms(all, 0.99);
+    if (res.sent) {
+        res.cpu_us = cpu_s / static_cast<double>(res.sent) * 1e6;
+        res.db_cpu_us = db_cpu_s / static_cast<double>(res.sent) * 1e6;
+    }
 
     // Durability, seen from outside: every answered transaction has its row, BROADCASTING.
     if (clean) {
-        for (const auto& [state, count] : journal_states(db_path)) {
+        for (const auto& [state, count] :
+             storage.postgres ? pg_journal_states(db_path) : journal_states(db_path)) {
             if (state == "BROADCASTING")
                 res.journaled = count;
             else
@@ -339,7 +450,7 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
             fail("journal: " + std::to_string(res.journaled) + " BROADCASTING rows for " +
                  std::to_string(res.sent + warmup.size()) + " answered transactions");
         std::error_code ec;
-        std::filesystem::remove_all(dir, ec);
+        if (!dir.empty()) std::filesystem::remove_all(dir, ec);
     }
     return res;
 }
@@ -359,7 +470,7 @@ std::vector<std::size_t> parse_list(const std::string& text) {
 
 constexpr const char* kUsage =
     "usage: intake_bench [--transactions N] [--senders S] [--clients 1,8,32] [--seconds X]\n"
-    "                    [--threads T] [--no-tmpfs]\n"
+    "                    [--threads T] [--no-tmpfs] [--postgres]\n"
     "  --transactions  pre-signed transactions per run (default 8192), split evenly over\n"
     "  --senders       senders (default 64; at least the largest client count, so that each\n"
     "                  sender's nonces go out in order from one connection)\n"
@@ -367,6 +478,8 @@ constexpr const char* kUsage =
     "  --seconds       a run sends no new transaction after this long (default 5)\n"
     "  --threads       the gateway's server.threads (default 2)\n"
     "  --no-tmpfs      skip the runs with the journal on /dev/shm\n"
+    "  --postgres      also run with the journal on PostgreSQL (a throwaway server of Debian's\n"
+    "                  postgresql-15, its data under TMPDIR, fsync and synchronous_commit on)\n"
     "Exit status: 0, or 1 when any reply or journal row was not the expected one.\n";
 
 Options parse_args(int argc, char** argv) {
@@ -389,6 +502,8 @@ Options parse_args(int argc, char** argv) {
             o.threads = static_cast<unsigned>(std::stoul(value()));
         else if (a == "--no-tmpfs")
             o.tmpfs = false;
+        else if (a == "--postgres")
+            o.postgres = true;
         else if (a == "--help" || a == "-h") {
             std::fputs(kUsage, stdout);
             std::exit(0);
@@ -427,6 +542,12 @@ int bench(const Options& opt) {
         const char* t = std::getenv("TMPDIR");
         storages.push_back({"disk", t && *t ? t : "/tmp"});
     }
+    std::unique_ptr<test::PostgresServer> postgres;
+    if (opt.postgres) {
+        postgres =
+            std::make_unique<test::PostgresServer>(test::PostgresServer::Durability::durable);
+        storages.push_back({"pg", postgres->dir(), postgres.get()});
+    }
     const bool shm = opt.tmpfs && access("/dev/shm", W_OK) == 0 && fs_name("/dev/shm") == "tmpfs";
     if (shm) storages.push_back({"tmpfs", "/dev/shm"});
 
@@ -449,14 +570,18 @@ int bench(const Options& opt) {
         std::printf("  journal %-5s: %s (%s)%s\n", s.label.c_str(), s.base.c_str(),
                     fs_name(s.base).c_str(),
                     s.label == "disk" ? ", SQLite WAL synchronous=FULL: fsync on every commit"
-                                      : ", same settings; fsync costs nothing here");
+                    : s.postgres ? ", PostgreSQL 15 on loopback, fsync and synchronous_commit on"
+                                 : ", SQLite as on disk; fsync costs nothing here");
+    std::printf(
+        "  CPU per transaction: the bench process's but its clients' (the gateway, and the fake "
+        "node);\n  db: the PostgreSQL server's processes'\n");
     if (fs_name(storages[0].base) == "tmpfs")
         std::printf("  WARNING: %s is tmpfs, so the disk rows measure no fsync; set TMPDIR\n",
                     storages[0].base.c_str());
     if (!shm && opt.tmpfs) std::printf("  (no writable tmpfs at /dev/shm: disk runs only)\n");
     std::printf("  gateway log: %s (removed when every check passes)\n\n", log_path.c_str());
-    std::printf("%-7s %7s %7s %8s %9s %9s %9s %9s %8s\n", "journal", "clients", "sent", "failed",
-                "seconds", "tx/s", "p50 ms", "p99 ms", "on disk");
+    std::printf("%-7s %7s %7s %8s %9s %9s %9s %9s %8s %8s %8s\n", "journal", "clients", "sent",
+                "failed", "seconds", "tx/s", "p50 ms", "p99 ms", "CPU µs", "db µs", "on disk");
     std::fflush(stdout);
 
     std::vector<RunResult> results;
@@ -464,9 +589,9 @@ int bench(const Options& opt) {
     for (const auto& storage : storages) {
         for (std::size_t c : opt.clients) {
             RunResult r = run_once(storage, c, opt, txs, warmup);
-            std::printf("%-7s %7zu %7zu %8zu %9.2f %9.0f %9.2f %9.2f %8zu\n", r.storage.c_str(),
-                        r.clients, r.sent, r.failures, r.seconds, r.tps, r.p50_ms, r.p99_ms,
-                        r.journaled);
+            std::printf("%-7s %7zu %7zu %8zu %9.2f %9.0f %9.2f %9.2f %8.0f %8.0f %8zu\n",
+                        r.storage.c_str(), r.clients, r.sent, r.failures, r.seconds, r.tps,
+                        r.p50_ms, r.p99_ms, r.cpu_us, r.db_cpu_us, r.journaled);
             if (r.receipt_calls)
                 std::printf("    note: the dispatcher polled %zu receipts during the run\n",
                             r.receipt_calls);
@@ -489,6 +614,19 @@ int bench(const Options& opt) {
                 cost += " C" + std::to_string(d.clients) + "=" +
                         std::to_string(static_cast<int>(std::lround(100 * d.tps / t.tps))) + "%";
     if (!cost.empty()) summary += "; disk as a share of tmpfs:" + cost;
+    // PostgreSQL against SQLite on the same disk: tx/s, and CPU per transaction (the server's
+    // included).
+    std::string pg;
+    for (const auto& p : results)
+        for (const auto& d : results)
+            if (p.storage == "pg" && d.storage == "disk" && p.clients == d.clients && d.tps > 0 &&
+                d.cpu_us > 0) {
+                char buf[96];
+                std::snprintf(buf, sizeof buf, " C%zu=%.2f (CPU %.2f)", p.clients, p.tps / d.tps,
+                              (p.cpu_us + p.db_cpu_us) / d.cpu_us);
+                pg += buf;
+            }
+    if (!pg.empty()) summary += "; pg against disk, tx/s (CPU per tx):" + pg;
     std::printf("\nsummary: tx/s%s; failures %zu: %s\n", summary.c_str(), failures,
                 failures ? "FAIL" : "ok");
     spdlog::shutdown();

@@ -60,7 +60,7 @@ bool PostgresServer::available() {
            (::geteuid() != 0 || ::getpwnam("postgres") != nullptr);
 }
 
-PostgresServer::PostgresServer() {
+PostgresServer::PostgresServer(Durability durability) : durability_(durability) {
     if (!available())
         throw std::runtime_error(
             "postgres: Debian's postgresql-15 is not installed (scripts/install-deps.sh)");
@@ -119,12 +119,24 @@ void PostgresServer::kill() {
 }
 
 void PostgresServer::start() {
-    // Loopback only, its socket in its own folder; fsync off: the tests kill the server, not
-    // the machine, and what a commit wrote is in the kernel's hands either way.
+    // Loopback only, its socket in its own folder. For the tests, fsync off: they kill the
+    // server, not the machine, and what a commit wrote is in the kernel's hands either way.
     pg_ctl({"start", "-l", dir_ + "/server.log", "-o",
-            fmt::format("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", port_, dir_)},
+            fmt::format("-p {} -c listen_addresses=127.0.0.1 -k {}{}", port_, dir_,
+                        durability_ == Durability::tests ? " -c fsync=off" : "")},
            std::chrono::seconds(30));
     running_ = true;
+}
+
+int PostgresServer::pid() const {
+    if (!running_) return -1;
+    // The pid file's first line is the postmaster's id.
+    const std::string text = read_all(dir_ + "/data/postmaster.pid");
+    try {
+        return std::stoi(text.substr(0, text.find('\n')));
+    } catch (const std::exception&) {
+        return -1;
+    }
 }
 
 }  // namespace gateway::test

@@ -12,8 +12,17 @@ namespace gateway::test {
 
 class PostgresServer {
 public:
+    /// What a commit waits for.
+    enum class Durability {
+        /// fsync off (the default, for tests): they kill the server, not the machine.
+        tests,
+        /// PostgreSQL's defaults, fsync, synchronous_commit and full_page_writes on: a commit
+        /// returns once its WAL is on disk. For benchmarks, whose figures must include it.
+        durable,
+    };
+
     /// initdb and start; throws with the server's log when it cannot.
-    PostgresServer();
+    explicit PostgresServer(Durability durability = Durability::tests);
     /// Stops it (immediately) and removes its folder.
     ~PostgresServer();
     PostgresServer(const PostgresServer&) = delete;
@@ -25,6 +34,11 @@ public:
     /// database (created once).
     std::string database(const std::string& name);
     std::uint16_t port() const { return port_; }
+    /// The postmaster's process id (its pid file), or -1 when it is not running: the server's
+    /// other processes are its children.
+    int pid() const;
+    /// The folder of its data (and its log, server.log, beside it).
+    const std::string& dir() const { return dir_; }
 
     /// `pg_ctl stop -m immediate`: the server dies at once, as on a crash (committed work stays).
     void kill();
@@ -36,6 +50,7 @@ public:
 private:
     void pg_ctl(const std::vector<std::string>& args, std::chrono::seconds timeout);
     std::string dir_;
+    Durability durability_;
     std::uint16_t port_ = 0;
     bool running_ = false;
 };
