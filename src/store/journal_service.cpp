@@ -364,7 +364,9 @@ void JournalService::loop() {
                 wake_.wait(lock, ready);
             if (queue_.empty() && stopping_) {
                 lock.unlock();
-                if (ensure_open()) run_undos();  // a last try
+                // A last try of the undos; without any, nothing to open (a standby that stops must
+                // not take the journal on its way out).
+                if (!undos_.empty() && ensure_open()) run_undos();
                 return;
             }
             batch.assign(queue_.begin(), queue_.end());

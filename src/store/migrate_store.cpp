@@ -235,6 +235,10 @@ pg::Param cell(sqlite3_stmt* s, int i, const Table& table, const Column& column,
         case Kind::text: {
             const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
             std::string text(data, static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
+            // A reason, for people, that SQLite kept whatever its bytes (what a node or a signer
+            // answered) is kept as the PostgreSQL journal keeps one: its bytes that are not UTF-8
+            // become U+FFFD.
+            if (column.pg == std::string_view("reason")) return pg::valid_text(text);
             // A parameter goes to libpq as a C string: it would end at the NUL, silently.
             if (text.find('\0') != std::string::npos)
                 throw StoreError(fmt::format(

@@ -129,6 +129,54 @@ struct Connection::Impl {
     }
 };
 
+std::string valid_text(std::string_view v) {
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    const std::size_t n = v.size();
+    // The length of the valid character at i, or 0.
+    const auto valid = [&](std::size_t i) -> std::size_t {
+        const unsigned char c = p[i];
+        if (c >= 0x01 && c < 0x80) return 1;
+        std::size_t len = 0;
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2;
+        else if (c == 0xe0)
+            len = 3, lo = 0xa0;
+        else if (c >= 0xe1 && c <= 0xec)
+            len = 3;
+        else if (c == 0xed)
+            len = 3, hi = 0x9f;
+        else if (c >= 0xee && c <= 0xef)
+            len = 3;
+        else if (c == 0xf0)
+            len = 4, lo = 0x90;
+        else if (c >= 0xf1 && c <= 0xf3)
+            len = 4;
+        else if (c == 0xf4)
+            len = 4, hi = 0x8f;
+        else
+            return 0;
+        if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (std::size_t k = 2; k < len; ++k)
+            if (p[i + k] < 0x80 || p[i + k] > 0xbf) return 0;
+        return len;
+    };
+    std::size_t i = 0;
+    while (i < n && valid(i)) i += valid(i);
+    if (i == n) return std::string(v);  // the usual case
+    std::string out(v, 0, i);
+    while (i < n) {
+        if (const std::size_t len = valid(i)) {
+            out.append(v, i, len);
+            i += len;
+        } else {
+            out += "\xEF\xBF\xBD";
+            ++i;
+        }
+    }
+    return out;
+}
+
 std::string describe(const std::string& url) {
     char* error = nullptr;
     PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
@@ -251,7 +299,14 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params) 
     } else {
         std::vector<const char*> values;
         values.reserve(params.size());
-        for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
+        for (const Param& p : params) {
+            // libpq takes a parameter as a C string: one with a NUL would end there, silently
+            // (a client's name cut short is another client's).
+            if (p && p->find('\0') != std::string::npos)
+                throw Error(Failure::other, "",
+                            "postgres: a value holds a NUL byte, which PostgreSQL's text cannot");
+            values.push_back(p ? p->c_str() : nullptr);
+        }
         auto it = impl_->prepared.find(text);
         if (it == impl_->prepared.end()) {
             const std::string name = fmt::format("s{}", impl_->prepared.size());

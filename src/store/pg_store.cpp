@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <charconv>
 #include <memory>
+#include <thread>
 #include <utility>
 
 namespace gateway::store {
@@ -173,55 +174,10 @@ Param maybe(const std::optional<T>& v) {
     else
         return num(*v);
 }
-// A reason as PostgreSQL's text takes it: valid UTF-8 without NUL. Reasons are for people and
-// may carry what a node or a signer answered; SQLite keeps any bytes, PostgreSQL refuses the
-// whole statement (the state change with it), so a byte that is not UTF-8 becomes U+FFFD.
+// A reason as PostgreSQL's text takes it (pg::valid_text): reasons are for people and may carry
+// what a node or a signer answered, which PostgreSQL would refuse with the state change.
 Param reason(const std::string& v) {
-    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-    const std::size_t n = v.size();
-    // The length of the valid character at i, or 0.
-    const auto valid = [&](std::size_t i) -> std::size_t {
-        const unsigned char c = p[i];
-        if (c >= 0x01 && c < 0x80) return 1;
-        std::size_t len = 0;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2;
-        else if (c == 0xe0)
-            len = 3, lo = 0xa0;
-        else if (c >= 0xe1 && c <= 0xec)
-            len = 3;
-        else if (c == 0xed)
-            len = 3, hi = 0x9f;
-        else if (c >= 0xee && c <= 0xef)
-            len = 3;
-        else if (c == 0xf0)
-            len = 4, lo = 0x90;
-        else if (c >= 0xf1 && c <= 0xf3)
-            len = 4;
-        else if (c == 0xf4)
-            len = 4, hi = 0x8f;
-        else
-            return 0;
-        if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return 0;
-        for (std::size_t k = 2; k < len; ++k)
-            if (p[i + k] < 0x80 || p[i + k] > 0xbf) return 0;
-        return len;
-    };
-    std::size_t i = 0;
-    while (i < n && valid(i)) i += valid(i);
-    if (i == n) return v;  // the usual case: no copy made
-    std::string out(v, 0, i);
-    while (i < n) {
-        if (const std::size_t len = valid(i)) {
-            out.append(v, i, len);
-            i += len;
-        } else {
-            out += "\xEF\xBF\xBD";
-            ++i;
-        }
-    }
-    return out;
+    return pg::valid_text(v);
 }
 
 Param text_or_null(const std::string& v) {
@@ -776,18 +732,21 @@ private:
     // journal service tries again with backoff, and its callers are refused at once meanwhile
     // rather than kept waiting.
     void own(std::chrono::milliseconds timeout) {
-        const auto wait = std::clamp<long long>(timeout.count(), 1, 1000);
-        db_.exec(fmt::format("SET lock_timeout = {}", wait));
-        try {
-            db_.exec(fmt::format("SELECT pg_advisory_lock({})", kOwnerLock));
-        } catch (const pg::Error& e) {
-            if (e.sqlstate() != "55P03") throw;  // lock_not_available: the wait timed out
-            throw JournalOwnedElsewhere(fmt::format(
-                "store {}: another gateway owns this journal (one writer per database); this one "
-                "waits as a standby and takes over when that one's session ends",
-                describe()));
+        // Asked without waiting in the server's lock queue, every 50 ms for up to a second: a
+        // standby asks every second or so, and a refused wait would be an ERROR in the server's
+        // log each time.
+        const auto wait =
+            std::chrono::milliseconds(std::clamp<long long>(timeout.count(), 1, 1000));
+        const auto until = std::chrono::steady_clock::now() + wait;
+        const std::string ask = fmt::format("SELECT pg_try_advisory_lock({})", kOwnerLock);
+        while (Row(db_.exec(ask).rows.at(0)).text(0) != "t") {
+            if (std::chrono::steady_clock::now() >= until)
+                throw JournalOwnedElsewhere(fmt::format(
+                    "store {}: another gateway owns this journal (one writer per database); this "
+                    "one waits as a standby and takes over when that one's session ends",
+                    describe()));
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
-        db_.exec("RESET lock_timeout");  // the connection's (store.timeout_ms)
         // A commit the client hears of as kept must be durable: a role or database set to
         // synchronous_commit=off would not be (a stricter setting, remote_apply, is kept).
         const auto sync = db_.exec("SELECT current_setting('synchronous_commit')");

@@ -491,6 +491,24 @@ TEST_F(MigrateStoreTest, ARowThatCannotBeCopiedLeavesNothingCopied) {
     EXPECT_EQ(store::open_store(postgres_at(url))->find_stream("s")->cursor, "{}");
 }
 
+// A reason SQLite kept whatever its bytes (what a node answered) is moved as the PostgreSQL
+// journal keeps one: bytes that are not UTF-8, and a NUL, become U+FFFD; the row is not refused.
+TEST_F(MigrateStoreTest, AReasonThatIsNotUtf8IsMovedReadably) {
+    const std::string dir = make_temp_dir("migrate-store");
+    const std::string path = dir + "/gateway.db";
+    {
+        auto sqlite = store::open_store(sqlite_at(path));
+        sqlite->insert(raw_tx("0xa1", TxState::queued, 100));
+    }
+    sqlite_exec(path, "UPDATE transactions SET reason = CAST(X'6E6F6465FF00206F6B' AS TEXT)");
+    sqlite_exec(path, "UPDATE transaction_events SET reason = CAST(X'FE' AS TEXT)");
+    const std::string url = server->database("odd_reasons");
+    store::migrate_store(path, url);
+    auto moved = store::open_store(postgres_at(url));
+    EXPECT_EQ(moved->find("0xa1")->reason, "node\xEF\xBF\xBD\xEF\xBF\xBD ok");
+    EXPECT_EQ(moved->history("0xa1").at(0).reason, "\xEF\xBF\xBD");
+}
+
 // Only a chain-gateway journal is moved: a missing file is not created, another SQLite file is
 // not given the journal's tables.
 TEST_F(MigrateStoreTest, AFileThatIsNotAJournalIsRefusedAndLeftAlone) {

@@ -78,6 +78,16 @@ TEST_F(PostgresTest, StatementsTakeParametersAndGiveRowsWithNulls) {
     EXPECT_EQ(c.exec("UPDATE t1 SET note = 'x' WHERE id > $1", {"0"}).affected, 2u);
 }
 
+// A value with a NUL byte would reach the server cut short (libpq takes C strings): refused.
+TEST_F(PostgresTest, AValueWithANulByteIsRefusedNotCutShort) {
+    Connection c(server->url(), 5s);
+    const auto refused =
+        failure_of([&] { c.exec("SELECT $1::text", {std::string("alice\0x", 7)}); });
+    EXPECT_EQ(refused.failure(), Failure::other);
+    EXPECT_THAT(refused.what(), HasSubstr("NUL"));
+    EXPECT_EQ(c.exec("SELECT $1::text", {std::string("alice")}).rows.at(0).at(0), "alice");
+}
+
 TEST_F(PostgresTest, EachFailureIsSortedAsItsCallerActsOnIt) {
     Connection c(server->url(), 5s);
     c.exec("CREATE TABLE t2 (id bigint PRIMARY KEY)");

@@ -42,6 +42,10 @@ private:
 /// it); "postgresql (unparsable URL)" when libpq cannot parse it.
 std::string describe(const std::string& url);
 
+/// `text` as PostgreSQL's text takes it: valid UTF-8 without NUL; any other byte becomes U+FFFD.
+/// For what people read (a reason), which may carry what a node or a signer answered.
+std::string valid_text(std::string_view text);
+
 /// The failure a SQLSTATE stands for (class 08 and the 57P shutdowns: connection; class 23:
 /// conflict; 40001 and 40P01: retry).
 Failure classify(std::string_view sqlstate);
