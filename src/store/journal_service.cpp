@@ -243,7 +243,12 @@ bool JournalService::ensure_open() {
     }
     end_standby();
     const auto epoch = journal_->owner_epoch();
-    if (opened_once_ && epoch && epoch_ && *epoch != *epoch_ + 1) {
+    // One more than this gateway's last: nobody owned it in between. Two more, the one between
+    // this process's own (an opening whose answer was lost): nobody else either.
+    const bool consecutive = epoch && epoch_ &&
+                             (*epoch == *epoch_ + 1 ||
+                              (*epoch == *epoch_ + 2 && journal_->last_owner_was_this_process()));
+    if (opened_once_ && epoch && epoch_ && !consecutive) {
         journal_.reset();  // its lock goes with it, to the gateways that may own it
         supersede(fmt::format(
             "store: another gateway owned the journal while this one's session was lost (owner "

@@ -20,9 +20,12 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <memory>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -301,6 +304,7 @@ public:
 
     int schema_version() const override { return version_; }
     std::optional<std::uint64_t> owner_epoch() const override { return epoch_; }
+    bool last_owner_was_this_process() const override { return last_owner_was_me_; }
     std::string describe() const override { return "postgres:" + where_; }
 
     std::pair<TxRecord, bool> insert(const TxRecord& r) override {
@@ -751,11 +755,34 @@ private:
         // synchronous_commit=off would not be (a stricter setting, remote_apply, is kept).
         const auto sync = db_.exec("SELECT current_setting('synchronous_commit')");
         if (Row(sync.rows.at(0)).text(0) == "off") db_.exec("SET synchronous_commit = on");
-        // This opening's number (Journal::owner_epoch): one more than the last owner's.
-        const auto r = db_.exec(
-            "INSERT INTO gateway_meta (key, value) VALUES ('owner_epoch', '1') ON CONFLICT (key) "
-            "DO UPDATE SET value = (gateway_meta.value::bigint + 1)::text RETURNING value");
-        epoch_ = static_cast<std::uint64_t>(Row(r.rows.at(0)).integer(0));
+        // This opening's number (Journal::owner_epoch): one more than the last owner's, kept
+        // with this process's name ("7:3f0c..."), so that an opening whose answer was lost (the
+        // number moved, and this process never heard) is known for this process's own. Only
+        // the lock's holder writes it: a read, then a write.
+        const auto last = db_.exec("SELECT value FROM gateway_meta WHERE key = 'owner_epoch'");
+        std::uint64_t number = 0;
+        if (!last.rows.empty()) {
+            const std::string value = Row(last.rows[0]).text(0);
+            const auto colon = value.find(':');
+            std::from_chars(value.data(), value.data() + std::min(colon, value.size()), number);
+            last_owner_was_me_ =
+                colon != std::string::npos && value.substr(colon + 1) == process_name();
+        }
+        epoch_ = number + 1;
+        db_.exec(
+            "INSERT INTO gateway_meta (key, value) VALUES ('owner_epoch', $1) ON CONFLICT (key) "
+            "DO UPDATE SET value = EXCLUDED.value",
+            {fmt::format("{}:{}", epoch_, process_name())});
+    }
+
+    // This process's name among the gateways that own journals: random, made once, with the
+    // process id (a forked child is another process).
+    static std::string process_name() {
+        static const std::string random = [] {
+            std::random_device device;
+            return fmt::format("{:08x}{:08x}", device(), device());
+        }();
+        return fmt::format("{}-{}", random, ::getpid());
     }
 
     // Migrates to `newest` under a lock of its own: gateways starting together migrate once.
@@ -800,7 +827,8 @@ private:
     pg::Connection db_;
     int version_ = 0;
     std::uint64_t epoch_ = 0;
-    bool release_pending_ = false;  // the last savepoint's RELEASE, not sent yet (commit())
+    bool last_owner_was_me_ = false;  // the opening before this one was this process's
+    bool release_pending_ = false;    // the last savepoint's RELEASE, not sent yet (commit())
 };
 
 }  // namespace

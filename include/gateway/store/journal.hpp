@@ -378,6 +378,9 @@ public:
     /// another gateway owned it in between (and may have changed what it holds in memory). None
     /// for a journal only one gateway ever opens (SQLite's file).
     virtual std::optional<std::uint64_t> owner_epoch() const { return std::nullopt; }
+    /// Whether the opening before this one was this process's: one whose answer it never heard
+    /// (its connection lost right then), which moved the number without anyone else owning it.
+    virtual bool last_owner_was_this_process() const { return false; }
 };
 
 }  // namespace gateway::store
