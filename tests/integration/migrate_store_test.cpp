@@ -38,12 +38,8 @@ using store::TxState;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class MigrateStoreTest : public ::testing::Test {
+class MigrateStoreTest : public PostgresSuite {
 protected:
-    static void SetUpTestSuite() { server = std::make_unique<PostgresServer>(); }
-    static void TearDownTestSuite() { server.reset(); }
-    static std::unique_ptr<PostgresServer> server;
-
     static config::StoreConfig sqlite_at(const std::string& path) {
         return config::StoreConfig{"sqlite", path};
     }
@@ -62,7 +58,6 @@ protected:
                            name);
     }
 };
-std::unique_ptr<PostgresServer> MigrateStoreTest::server;
 
 const std::string kSender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 

@@ -10,6 +10,7 @@
 #include "gateway/store/pg_leases.hpp"
 #include "gateway/store/store.hpp"
 
+#include "integration/devnet.hpp"
 #include "support/journal_records.hpp"
 #include "support/postgres_server.hpp"
 #include "support/tcp_forwarder.hpp"
@@ -35,23 +36,7 @@ using store::pg::Failure;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class PostgresTest : public ::testing::Test {
-protected:
-    static void SetUpTestSuite() { server = std::make_unique<PostgresServer>(); }
-    static void TearDownTestSuite() { server.reset(); }
-    static std::unique_ptr<PostgresServer> server;
-};
-std::unique_ptr<PostgresServer> PostgresTest::server;
-
-// Polls `done` every 10 ms until it holds (true) or `timeout` passes (false).
-bool wait_until_true(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
+using PostgresTest = PostgresSuite;
 
 // The failure `f` throws (a test failure when it throws nothing or something else).
 template <class F>
@@ -313,16 +298,8 @@ TEST_F(PostgresTest, E3_TheJournalFailsClosedWhileTheServerIsDownAndComesBackByI
                  store::StoreError);
 
     server->start();
-    bool written = false;
-    for (int i = 0; i < 100 && !written; ++i) {
-        try {
-            journal.run_blocking([](store::JournalView& j) { j.insert(record("0x04", 4)); });
-            written = true;
-        } catch (const store::StoreError&) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-    ASSERT_TRUE(written) << "the journal did not come back: " << journal.failure();
+    ASSERT_TRUE(insert_once_usable(journal, record("0x04", 4), 1000))
+        << "the journal did not come back: " << journal.failure();
     EXPECT_GE(reopened.load(), 1);
     EXPECT_EQ(journal.failure(), "");
     std::vector<std::string> hashes;
@@ -332,34 +309,48 @@ TEST_F(PostgresTest, E3_TheJournalFailsClosedWhileTheServerIsDownAndComesBackByI
     EXPECT_THAT(hashes, ::testing::ElementsAre("0x01", "0x04"));
 }
 
+// An owner's journal service whose session reaches the server through a link the test can take
+// away: it tries again every 100 ms, pings every 100 ms, counts its downs and supersedes, and has
+// written 0xaa.
+struct Linked {
+    Linked(PostgresServer& server, const std::string& database)
+        : direct(server.database(database)), link(server.port()) {
+        const std::string through_link =
+            "postgresql://postgres@127.0.0.1:" + std::to_string(link.port()) + "/" + database;
+        store::JournalOptions options;
+        options.reopen_after = 100ms;
+        options.reopen_max = 200ms;
+        options.ping_every = 100ms;
+        options.on_event = [this](store::JournalEvent e) {
+            if (e == store::JournalEvent::down) ++down;
+            if (e == store::JournalEvent::superseded) ++superseded;
+        };
+        service = std::make_unique<store::JournalService>(
+            [through_link] {
+                return std::unique_ptr<store::Journal>(
+                    store::open_store(postgres_store(through_link, 500ms)));
+            },
+            options);
+        service->run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
+    }
+
+    std::string direct;  ///< the database's URL, not through the link
+    TcpForwarder link;
+    std::atomic<int> down{0}, superseded{0};
+    std::unique_ptr<store::JournalService> service;
+};
+
 // A gateway whose session was lost (here: the link to the server taken away) learns it by its
 // ping, without a write; when it reaches the server again and finds that another gateway owned
 // the journal meanwhile (the owner number moved by more than its own reopening), it is
 // superseded: told once, and every operation refused from then on.
 TEST_F(PostgresTest, AnOwnerThatFindsAnotherOwnedTheJournalMeanwhileIsSuperseded) {
-    const std::string direct = server->database("superseded");
-    TcpForwarder link(server->port());
-    const std::string through_link =
-        "postgresql://postgres@127.0.0.1:" + std::to_string(link.port()) + "/superseded";
-    store::JournalOptions options;
-    options.reopen_after = 100ms;
-    options.reopen_max = 200ms;
-    options.ping_every = 100ms;
-    std::atomic<int> down{0}, superseded{0};
-    options.on_event = [&](store::JournalEvent e) {
-        if (e == store::JournalEvent::down) ++down;
-        if (e == store::JournalEvent::superseded) ++superseded;
-    };
-    store::JournalService service(
-        [&] {
-            return std::unique_ptr<store::Journal>(
-                store::open_store(postgres_store(through_link, 500ms)));
-        },
-        options);
-    service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
+    Linked owner(*server, "superseded");
+    const std::string& direct = owner.direct;
 
-    link.stop();
-    ASSERT_TRUE(wait_until_true([&] { return down.load() == 1; }, 3s)) << "the ping did not notice";
+    owner.link.stop();
+    ASSERT_TRUE(wait_until([&] { return owner.down.load() == 1; }, 3s))
+        << "the ping did not notice";
     // Another gateway (another process) owns it meanwhile, and writes.
     const pid_t other = ::fork();
     ASSERT_GE(other, 0);
@@ -374,13 +365,15 @@ TEST_F(PostgresTest, AnOwnerThatFindsAnotherOwnedTheJournalMeanwhileIsSuperseded
     int status = 0;
     ASSERT_EQ(::waitpid(other, &status, 0), other);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    link.start();
-    ASSERT_TRUE(wait_until_true([&] { return superseded.load() == 1; }, 3s)) << service.failure();
-    EXPECT_THAT(service.failure(), HasSubstr("must restart"));
-    EXPECT_THROW(service.run_blocking([](store::JournalView& j) { j.insert(record("0xcc", 2)); }),
-                 store::StoreError);
+    owner.link.start();
+    ASSERT_TRUE(wait_until([&] { return owner.superseded.load() == 1; }, 3s))
+        << owner.service->failure();
+    EXPECT_THAT(owner.service->failure(), HasSubstr("must restart"));
+    EXPECT_THROW(
+        owner.service->run_blocking([](store::JournalView& j) { j.insert(record("0xcc", 2)); }),
+        store::StoreError);
     std::this_thread::sleep_for(300ms);
-    EXPECT_EQ(superseded.load(), 1) << "told once, and never opened again";
+    EXPECT_EQ(owner.superseded.load(), 1) << "told once, and never opened again";
     auto now_owner = store::open_store(postgres_store(direct, 500ms));
     EXPECT_TRUE(now_owner->find("0xbb"));
     EXPECT_FALSE(now_owner->find("0xcc"));
@@ -391,28 +384,10 @@ TEST_F(PostgresTest, AnOwnerThatFindsAnotherOwnedTheJournalMeanwhileIsSuperseded
 // was written). The number is kept with the process's name, so that one is known for its own:
 // the gateway carries on, not superseded.
 TEST_F(PostgresTest, AnOpeningOfItsOwnWhoseAnswerWasLostIsNoSupersede) {
-    const std::string direct = server->database("own_opening");
-    TcpForwarder link(server->port());
-    const std::string through_link =
-        "postgresql://postgres@127.0.0.1:" + std::to_string(link.port()) + "/own_opening";
-    store::JournalOptions options;
-    options.reopen_after = 100ms;
-    options.reopen_max = 200ms;
-    options.ping_every = 100ms;
-    std::atomic<int> down{0}, superseded{0};
-    options.on_event = [&](store::JournalEvent e) {
-        if (e == store::JournalEvent::down) ++down;
-        if (e == store::JournalEvent::superseded) ++superseded;
-    };
-    store::JournalService service(
-        [&] {
-            return std::unique_ptr<store::Journal>(
-                store::open_store(postgres_store(through_link, 500ms)));
-        },
-        options);
-    service.run_blocking([](store::JournalView& j) { j.insert(record("0xaa", 0)); });
-    link.stop();
-    ASSERT_TRUE(wait_until_true([&] { return down.load() == 1; }, 3s));
+    Linked owner(*server, "own_opening");
+    const std::string& direct = owner.direct;
+    owner.link.stop();
+    ASSERT_TRUE(wait_until([&] { return owner.down.load() == 1; }, 3s));
     {
         // What this process's lost opening left: the next number, with its name.
         Connection admin(direct, 5s);
@@ -425,19 +400,10 @@ TEST_F(PostgresTest, AnOpeningOfItsOwnWhoseAnswerWasLostIsNoSupersede) {
         admin.exec("UPDATE gateway_meta SET value = $1 WHERE key = 'owner_epoch'",
                    {std::to_string(std::stoull(value.substr(0, colon)) + 1) + value.substr(colon)});
     }
-    link.start();
-    ASSERT_TRUE(wait_until_true(
-        [&] {
-            try {
-                service.run_blocking([](store::JournalView& j) { j.insert(record("0xbb", 1)); });
-                return true;
-            } catch (const store::StoreError&) {
-                return false;
-            }
-        },
-        5s))
-        << service.failure();
-    EXPECT_EQ(superseded.load(), 0);
+    owner.link.start();
+    ASSERT_TRUE(insert_once_usable(*owner.service, record("0xbb", 1), 1000))
+        << owner.service->failure();
+    EXPECT_EQ(owner.superseded.load(), 0);
 }
 
 // A server that takes the connection but never answers (a frozen process, a proxy that hangs:
@@ -477,20 +443,9 @@ TEST_F(PostgresTest, AServerThatNeverAnswersClosesTheSessionAtTheDeadline) {
         EXPECT_THROW(
             service.run_blocking([](store::JournalView& j) { j.insert(record("0xbb", 1)); }),
             store::StoreError);
-        ASSERT_TRUE(wait_until_true([&] { return !service.failure().empty(); }, 5s));
+        ASSERT_TRUE(wait_until([&] { return !service.failure().empty(); }, 5s));
         link.set_mode(TcpForwarder::Mode::forward);
-        ASSERT_TRUE(wait_until_true(
-            [&] {
-                try {
-                    service.run_blocking(
-                        [](store::JournalView& j) { j.insert(record("0xcc", 2)); });
-                    return true;
-                } catch (const store::StoreError&) {
-                    return false;
-                }
-            },
-            10s))
-            << service.failure();
+        ASSERT_TRUE(insert_once_usable(service, record("0xcc", 2), 2000)) << service.failure();
     }
     auto check = store::open_store(postgres_store(direct, 1000ms));
     EXPECT_TRUE(check->find("0xaa"));

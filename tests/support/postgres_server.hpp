@@ -3,8 +3,11 @@
 // folder and pg_ctl on a free loopback port, run as the `postgres` user when the tests run as root
 // (the server refuses root). Started and stopped by the test itself, never a system service.
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,15 @@ private:
     Durability durability_;
     std::uint16_t port_ = 0;
     bool running_ = false;
+};
+
+/// A suite's throwaway server: started once for the suite (each test runs in a process of its
+/// own under ctest, so once a test), stopped after it.
+class PostgresSuite : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() { server = std::make_unique<PostgresServer>(); }
+    static void TearDownTestSuite() { server.reset(); }
+    static inline std::unique_ptr<PostgresServer> server;
 };
 
 }  // namespace gateway::test
