@@ -304,8 +304,10 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
         g.admin_handler->set_streams(g.streams.get());
         std::vector<std::function<bool()>> loaded;
         for (std::size_t i = 0; i < g.txms.size(); ++i)
-            loaded.emplace_back([t = g.txms[i].get(), m = g.managed[i].get()] {
-                return t->loaded() && m->loaded();
+            loaded.emplace_back([t = g.txms[i].get(), m = g.managed[i].get(), j = g.journal.get()] {
+                // A standby of a shared journal loads nothing: it takes writes and hands them
+                // over.
+                return (t->loaded() && m->loaded()) || (j->shared() && !j->dispatching());
             });
         g.admin_handler->set_transactions_loaded(std::move(loaded));
         std::vector<chain::ChainWatcher*> watchers;

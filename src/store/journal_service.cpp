@@ -201,12 +201,9 @@ std::size_t JournalService::queued() const {
     return queue_.size();
 }
 
-void JournalService::set_failure(const std::string& why, bool standby) {
+void JournalService::set_failure(const std::string& why) {
     std::lock_guard lock(mu_);
-    if (failure_ != why && standby)
-        spdlog::info("{}; writes are refused until this gateway owns the journal", why);
-    else if (failure_ != why)
-        spdlog::error("{}; writes are refused until the journal works", why);
+    if (failure_ != why) spdlog::error("{}; writes are refused until the journal works", why);
     failure_ = why;
 }
 
@@ -218,20 +215,6 @@ bool JournalService::ensure_open() {
     if (now < next_open_try_) return false;
     try {
         journal_ = opener_();
-    } catch (const JournalOwnedElsewhere& e) {
-        if (opened_once_) {
-            // It was this gateway's, and another one took it over while this one's session was
-            // lost.
-            supersede(fmt::format("{} (this gateway owned it before)", e.what()));
-            return false;
-        }
-        // A standby: not a failure that backs off; it tries again soon, to take over soon.
-        set_failure(e.what(), true);
-        backoff_ = options_.reopen_after;
-        next_open_try_ = now + backoff_;
-        if (!standby_) emit(JournalEvent::standby);
-        standby_ = true;
-        return false;
     } catch (const std::exception& e) {
         end_standby();
         set_failure(e.what());
@@ -241,22 +224,28 @@ bool JournalService::ensure_open() {
         if (opened_once_) emit(JournalEvent::reopen_failed);
         return false;
     }
-    end_standby();
-    const auto epoch = journal_->owner_epoch();
-    // One more than this gateway's last: nobody owned it in between. Two more, the one between
-    // this process's own (an opening whose answer was lost): nobody else either.
-    const bool consecutive = epoch && epoch_ &&
-                             (*epoch == *epoch_ + 1 ||
-                              (*epoch == *epoch_ + 2 && journal_->last_owner_was_this_process()));
-    if (opened_once_ && epoch && epoch_ && !consecutive) {
-        journal_.reset();  // its lock goes with it, to the gateways that may own it
-        supersede(fmt::format(
-            "store: another gateway owned the journal while this one's session was lost (owner "
-            "number {} after this gateway's {})",
-            *epoch, *epoch_));
+    shared_ = journal_->owner_epoch().has_value();
+    shared_atomic_ = shared_;
+    if (journal_->owns()) {
+        if (!take_over()) return false;
+    } else if (epoch_) {
+        // It was this gateway's, and another one took it over while this one's session was lost.
+        journal_.reset();
+        supersede("store: another gateway owns the journal (this gateway owned it before)");
         return false;
+    } else {
+        // A standby: it journals what it accepts and hands it to the owner, and tries to take
+        // over every reopen_after (loop()).
+        next_own_try_ = now + options_.reopen_after;
+        if (!standby_) {
+            spdlog::info(
+                "store: another gateway owns the journal and dispatches what it holds; this one "
+                "journals what it accepts and hands it over, and takes over when that one's "
+                "session ends");
+            emit(JournalEvent::standby);
+        }
+        standby_ = true;
     }
-    epoch_ = epoch;
     if (opened_once_) {
         spdlog::warn("store: the journal was opened again after a failure");
         emit(JournalEvent::reopened);
@@ -265,8 +254,44 @@ bool JournalService::ensure_open() {
     return true;
 }
 
+bool JournalService::take_over() {
+    const auto epoch = journal_->owner_epoch();
+    // One more than this gateway's last: nobody owned it in between. Two more, the one between
+    // this process's own (an opening whose answer was lost): nobody else either.
+    const bool consecutive = epoch && epoch_ &&
+                             (*epoch == *epoch_ + 1 ||
+                              (*epoch == *epoch_ + 2 && journal_->last_owner_was_this_process()));
+    if (epoch && epoch_ && !consecutive) {
+        journal_.reset();  // its lock goes with it, to the gateways that may own it
+        supersede(fmt::format(
+            "store: another gateway owned the journal while this one's session was lost (owner "
+            "number {} after this gateway's {})",
+            *epoch, *epoch_));
+        return false;
+    }
+    if (standby_) spdlog::warn("store: this gateway owns the journal now and dispatches it");
+    epoch_ = epoch;
+    end_standby();
+    dispatching_ = true;
+    return true;
+}
+
+void JournalService::try_own_if_due() {
+    if (!journal_ || !standby_) return;
+    const auto now = Clock::now();  // real time: loop() waits for it (wait_until)
+    if (now < next_own_try_) return;
+    next_own_try_ = now + options_.reopen_after;
+    try {
+        if (journal_->try_own()) take_over();
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+}
+
 void JournalService::supersede(const std::string& why) {
     superseded_ = true;
+    dispatching_ = false;
+    end_standby();
     set_failure(why + ": what this gateway holds in memory may be out of date; it must restart");
     emit(JournalEvent::superseded);
 }
@@ -286,6 +311,7 @@ void JournalService::fail(const std::string& why) {
     // standby and stop (superseded).
     const bool retry_now = epoch_ && backoff_.count() == 0;
     journal_.reset();
+    end_standby();
     set_failure(why);
     backoff_ =
         std::min(options_.reopen_max, backoff_.count() ? backoff_ * 2 : options_.reopen_after);
@@ -361,8 +387,10 @@ void JournalService::loop() {
                     journal_ ? next_prune_ : std::max(next_prune_, next_open_try_);
                 until = until ? std::min(*until, prune_at) : prune_at;
             }
-            if (journal_ && epoch_ && options_.ping_every.count() > 0)
+            if (journal_ && shared_ && options_.ping_every.count() > 0)
                 until = until ? std::min(*until, next_ping_) : next_ping_;
+            if (journal_ && standby_)
+                until = until ? std::min(*until, next_own_try_) : next_own_try_;
             if (until)
                 wake_.wait_until(lock, *until, ready);
             else
@@ -394,11 +422,12 @@ void JournalService::loop() {
         }
         prune_if_due();
         ping_if_due();
+        try_own_if_due();
     }
 }
 
 void JournalService::ping_if_due() {
-    if (!journal_ || !epoch_ || options_.ping_every.count() <= 0) return;
+    if (!journal_ || !shared_ || options_.ping_every.count() <= 0) return;
     const auto now = Clock::now();  // real time: loop() waits for it (wait_until)
     if (now < next_ping_) return;
     next_ping_ = now + options_.ping_every;

@@ -357,6 +357,11 @@ MigrationSummary migrate_store(const std::string& sqlite_path, const std::string
     } catch (const StoreError& e) {
         throw StoreError(fmt::format("cannot open the PostgreSQL journal: {}", e.what()));
     }
+    if (!owner->owns())
+        throw StoreError(fmt::format(
+            "cannot open the PostgreSQL journal: {}: another gateway owns this journal; stop every "
+            "gateway on it first",
+            summary.to));
     // The rows go through a session of their own: the owner's session only holds the lock.
     pg::Connection to(postgres_url, options.timeout);
     if (const std::string held = in_use(to); !held.empty())

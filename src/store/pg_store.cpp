@@ -40,7 +40,7 @@ using sql::kUnfinished;
 // The schema version this build migrates to: the same numbers as SQLite's. A new PostgreSQL
 // journal is created at version 13 in one step (SQLite's first twelve versions moved rows of
 // databases that no PostgreSQL journal ever had); a migration after 13 is written for both.
-constexpr int kVersion = 13;
+constexpr int kVersion = 14;
 
 // Text columns compared or sorted are in the C collation: byte order, as SQLite sorts, whatever
 // the database's locale, and cheaper to compare.
@@ -132,11 +132,24 @@ constexpr const char* kSchema13 =
     " cursor text NOT NULL DEFAULT '',"
     " definition text);";
 
+// The migrations after 13, as SQLite's: kAfter13[0] makes version 14.
+constexpr const char* kAfter13[] = {
+    // 14: transactions handed from the gateways that accept them to the one that dispatches them.
+    "CREATE TABLE handoffs ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " chain text COLLATE \"C\" NOT NULL,"
+    " managed boolean NOT NULL,"
+    " key text NOT NULL);"
+    "CREATE INDEX handoffs_by_chain ON handoffs (chain, managed, id);",
+};
+static_assert(13 + std::size(kAfter13) == kVersion);
+
 // The advisory locks' keys: the journal's writers, one transaction at a time; migrations, one at
 // a time; the gateway that owns the journal, one at a time (held by its session).
 constexpr const char* kJournalLock = "7301942861027311";
 constexpr const char* kMigrationLock = "7301942861027312";
 constexpr const char* kOwnerLock = "7301942861027313";
+constexpr const char* kTryOwn = "SELECT pg_try_advisory_lock(7301942861027313)";
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
@@ -299,11 +312,20 @@ public:
     PgStore(std::string url, std::chrono::milliseconds timeout, int up_to)
         : where_(pg::describe(url)), db_(std::move(url), timeout) {
         migrate(up_to > 0 ? up_to : kVersion);
+        // A commit the client hears of as kept must be durable: a role or database set to
+        // synchronous_commit=off would not be (a stricter setting, remote_apply, is kept).
+        const auto sync = db_.exec("SELECT current_setting('synchronous_commit')");
+        if (Row(sync.rows.at(0)).text(0) == "off") db_.exec("SET synchronous_commit = on");
         own(timeout);
     }
 
     int schema_version() const override { return version_; }
     std::optional<std::uint64_t> owner_epoch() const override { return epoch_; }
+    bool owns() const override { return owns_; }
+    bool try_own() override {
+        if (!owns_ && Row(db_.exec(kTryOwn).rows.at(0)).text(0) == "t") took_ownership();
+        return owns_;
+    }
     bool last_owner_was_this_process() const override { return last_owner_was_me_; }
     std::string describe() const override { return "postgres:" + where_; }
 
@@ -378,6 +400,19 @@ public:
         const auto r = db_.exec(sql, {std::string(hash)});
         if (r.rows.empty()) return std::nullopt;
         return read_record(Row(r.rows[0]));
+    }
+
+    QueuedCounts queued_counts(std::string_view chain, std::string_view sender,
+                               std::string_view source) override {
+        static const std::string sql = fmt::format(
+            "SELECT count(*), count(*) FILTER (WHERE sender = $2), count(*) FILTER (WHERE source "
+            "= $3) FROM transactions WHERE chain = $1 AND state IN {} AND parent IS NULL",
+            kUnfinished);
+        const auto r =
+            db_.exec(sql, {std::string(chain), std::string(sender), std::string(source)});
+        const Row row(r.rows.at(0));
+        return {static_cast<std::size_t>(row.integer(0)), static_cast<std::size_t>(row.integer(1)),
+                static_cast<std::size_t>(row.integer(2))};
     }
 
     std::vector<TxRecord> unfinished() override {
@@ -540,6 +575,38 @@ public:
             s.value = row.blob(3);
             s.spend_ms = row.integer(4);
             return s;
+        });
+    }
+
+    ManagedCounts managed_counts(std::string_view chain, std::string_view sender,
+                                 std::string_view awaiting_service) override {
+        static const std::string sql = fmt::format(
+            "SELECT count(*) FILTER (WHERE state <> 'PENDING_APPROVAL' OR starts_with(reason, "
+            "$3)), "
+            "count(*) FILTER (WHERE state = 'PENDING_APPROVAL' AND NOT starts_with(reason, $3)) "
+            "FROM managed_transactions WHERE chain = $1 AND sender = $2 AND state IN {}",
+            kUnfinished);
+        const auto r =
+            db_.exec(sql, {std::string(chain), std::string(sender), std::string(awaiting_service)});
+        const Row row(r.rows.at(0));
+        return {static_cast<std::size_t>(row.integer(0)), static_cast<std::size_t>(row.integer(1))};
+    }
+
+    void hand_off(std::string_view chain, bool managed, std::string_view key) override {
+        db_.exec("INSERT INTO handoffs (chain, managed, key) VALUES ($1, $2, $3)",
+                 {std::string(chain), boolean(managed), std::string(key)});
+    }
+
+    std::vector<Handoff> take_handoffs(std::string_view chain, bool managed,
+                                       std::size_t limit) override {
+        // Deleted as read: the one dispatcher reads them, in the order they were handed.
+        const auto r = db_.exec(
+            "WITH taken AS (DELETE FROM handoffs WHERE id IN (SELECT id FROM handoffs WHERE chain "
+            "= $1 AND managed = $2 ORDER BY id LIMIT $3) RETURNING id, key) SELECT id, key FROM "
+            "taken ORDER BY id",
+            {std::string(chain), boolean(managed), num(static_cast<std::int64_t>(limit))});
+        return read_all<Handoff>(r, [&](const Row& row) {
+            return Handoff{row.integer(0), std::string(chain), managed, row.text(1)};
         });
     }
 
@@ -727,34 +794,27 @@ private:
     }
 
     // One gateway owns the journal at a time: it holds the owner's lock for as long as its
-    // session lives, and every other gateway on the database waits as a standby (its journal
-    // does not open: writes are refused, reads go on) until that session ends: the owner
-    // stopped, crashed (the server sees its socket close), or went silent (the server's
+    // session lives, and dispatches what the journal holds. Every other gateway on the database
+    // is a standby: it journals what it accepts and hands it to the owner (HandoffJournal), and
+    // tries for the lock now and then (try_own) to take over when the owner's session ends: the
+    // owner stopped, crashed (the server sees its socket close), or went silent (the server's
     // keepalives, set short for this session, give up on it within about 15 s). Until replicas
-    // own senders apart (issue 19), this is what keeps two gateways from driving one sender's
-    // nonces. Waits a moment for it (an owner that just died is gone by then), not longer: the
-    // journal service tries again with backoff, and its callers are refused at once meanwhile
-    // rather than kept waiting.
+    // own senders apart, this is what keeps two gateways from driving one sender's nonces.
+    // Waits a moment for it at the opening (an owner that just died is gone by then), not
+    // longer.
     void own(std::chrono::milliseconds timeout) {
         // Asked without waiting in the server's lock queue, every 50 ms for up to a second: a
-        // standby asks every second or so, and a refused wait would be an ERROR in the server's
-        // log each time.
+        // refused wait would be an ERROR in the server's log each time.
         const auto wait =
             std::chrono::milliseconds(std::clamp<long long>(timeout.count(), 1, 1000));
         const auto until = std::chrono::steady_clock::now() + wait;
-        const std::string ask = fmt::format("SELECT pg_try_advisory_lock({})", kOwnerLock);
-        while (Row(db_.exec(ask).rows.at(0)).text(0) != "t") {
-            if (std::chrono::steady_clock::now() >= until)
-                throw JournalOwnedElsewhere(fmt::format(
-                    "store {}: another gateway owns this journal (one writer per database); this "
-                    "one waits as a standby and takes over when that one's session ends",
-                    describe()));
+        while (!try_own() && std::chrono::steady_clock::now() < until)
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        // A commit the client hears of as kept must be durable: a role or database set to
-        // synchronous_commit=off would not be (a stricter setting, remote_apply, is kept).
-        const auto sync = db_.exec("SELECT current_setting('synchronous_commit')");
-        if (Row(sync.rows.at(0)).text(0) == "off") db_.exec("SET synchronous_commit = on");
+    }
+
+    // The lock was just taken: this opening's number.
+    void took_ownership() {
+        owns_ = true;
         // This opening's number (Journal::owner_epoch): one more than the last owner's, kept
         // with this process's name ("7:3f0c..."), so that an opening whose answer was lost (the
         // number moved, and this process never heard) is known for this process's own. Only
@@ -772,7 +832,7 @@ private:
         db_.exec(
             "INSERT INTO gateway_meta (key, value) VALUES ('owner_epoch', $1) ON CONFLICT (key) "
             "DO UPDATE SET value = EXCLUDED.value",
-            {fmt::format("{}:{}", epoch_, process_name())});
+            {fmt::format("{}:{}", *epoch_, process_name())});
     }
 
     // This process's name among the gateways that own journals: random, made once, with the
@@ -797,24 +857,38 @@ private:
                     "store: {} has schema version {}, newer than this build knows ({}): run a "
                     "newer chain-gateway",
                     where_, version_, kVersion));
-            if (version_ == 0 && newest >= kVersion) {
+            if (version_ == 0 && newest >= 13) {
+                // A new journal: version 13 in one step, then the later ones, in one transaction.
                 db_.exec("BEGIN");
                 try {
                     db_.exec(kSchema13);
-                    db_.exec(
-                        fmt::format("DELETE FROM schema_version; INSERT INTO schema_version "
-                                    "VALUES ({});",
-                                    kVersion));
+                    for (int v = 14; v <= newest; ++v) db_.exec(kAfter13[v - 14]);
+                    db_.exec(fmt::format(
+                        "DELETE FROM schema_version; INSERT INTO schema_version VALUES ({});",
+                        newest));
                     db_.exec("COMMIT");
                 } catch (...) {
                     quietly("ROLLBACK");
                     throw;
                 }
-                version_ = kVersion;
-            } else if (version_ < newest) {
+                version_ = newest;
+            } else if (version_ < 13 && version_ < newest) {
                 throw StoreError(fmt::format(
                     "store: {} has schema version {}, which PostgreSQL journals never had", where_,
                     version_));
+            }
+            // One transaction per version, as SQLite's.
+            for (int v = version_ + 1; v <= newest; ++v) {
+                db_.exec("BEGIN");
+                try {
+                    db_.exec(kAfter13[v - 14]);
+                    db_.exec(fmt::format("UPDATE schema_version SET version = {};", v));
+                    db_.exec("COMMIT");
+                } catch (...) {
+                    quietly("ROLLBACK");
+                    throw;
+                }
+                version_ = v;
             }
         } catch (...) {
             quietly(fmt::format("SELECT pg_advisory_unlock({})", kMigrationLock).c_str());
@@ -826,7 +900,9 @@ private:
     std::string where_;  // the URL without its password
     pg::Connection db_;
     int version_ = 0;
-    std::uint64_t epoch_ = 0;
+    // This opening's number once it owns the journal. A shared journal's is set (0) before.
+    std::optional<std::uint64_t> epoch_ = 0;
+    bool owns_ = false;
     bool last_owner_was_me_ = false;  // the opening before this one was this process's
     bool release_pending_ = false;    // the last savepoint's RELEASE, not sent yet (commit())
 };

@@ -173,6 +173,13 @@ constexpr const char* kMigrations[] = {
     "CREATE INDEX managed_by_update ON managed_transactions (updated_ms);"
     "CREATE INDEX managed_by_any_key ON managed_transactions (idempotency_key)"
     " WHERE idempotency_key IS NOT NULL;",
+    // 14: transactions handed from the gateways that accept them to the one that dispatches them
+    // (a journal several gateways share; a file only one opens never has any).
+    "CREATE TABLE handoffs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " chain TEXT NOT NULL,"
+    " managed INTEGER NOT NULL,"
+    " key TEXT NOT NULL);",
 };
 
 constexpr const char* kColumns =
@@ -287,6 +294,20 @@ public:
         st.text(1, hash);
         if (!st.step()) return std::nullopt;
         return read_record(st);
+    }
+
+    QueuedCounts queued_counts(std::string_view chain, std::string_view sender,
+                               std::string_view source) override {
+        static const std::string sql = fmt::format(
+            "SELECT COUNT(*), IFNULL(SUM(sender = ?2), 0), IFNULL(SUM(source = ?3), 0) FROM "
+            "transactions WHERE chain = ?1 AND state IN {} AND parent IS NULL;",
+            kUnfinished);
+        Stmt st(*this, sql);
+        st.text(1, chain).text(2, sender).text(3, source);
+        st.step();
+        return {static_cast<std::size_t>(st.column_int(0)),
+                static_cast<std::size_t>(st.column_int(1)),
+                static_cast<std::size_t>(st.column_int(2))};
     }
 
     std::vector<TxRecord> unfinished() override {
@@ -462,6 +483,48 @@ public:
             s.value = st.column_blob(3);
             s.spend_ms = st.column_int(4);
             out.push_back(std::move(s));
+        }
+        return out;
+    }
+
+    ManagedCounts managed_counts(std::string_view chain, std::string_view sender,
+                                 std::string_view awaiting_service) override {
+        static const std::string sql = fmt::format(
+            "SELECT IFNULL(SUM(state <> 'PENDING_APPROVAL' OR substr(reason, 1, length(?3)) = "
+            "?3), 0), IFNULL(SUM(state = 'PENDING_APPROVAL' AND substr(reason, 1, length(?3)) <> "
+            "?3), 0) FROM managed_transactions WHERE chain = ?1 AND sender = ?2 AND state IN {};",
+            kUnfinished);
+        Stmt st(*this, sql);
+        st.text(1, chain).text(2, sender).text(3, awaiting_service);
+        st.step();
+        return {static_cast<std::size_t>(st.column_int(0)),
+                static_cast<std::size_t>(st.column_int(1))};
+    }
+
+    void hand_off(std::string_view chain, bool managed, std::string_view key) override {
+        Stmt st(*this, "INSERT INTO handoffs (chain, managed, key) VALUES (?1, ?2, ?3);");
+        st.text(1, chain).integer(2, managed ? 1 : 0).text(3, key);
+        st.done();
+    }
+
+    std::vector<Handoff> take_handoffs(std::string_view chain, bool managed,
+                                       std::size_t limit) override {
+        std::vector<Handoff> out;
+        {
+            Stmt st(*this,
+                    "SELECT id, key FROM handoffs WHERE chain = ?1 AND managed = ?2 ORDER BY id "
+                    "LIMIT ?3;");
+            st.text(1, chain)
+                .integer(2, managed ? 1 : 0)
+                .integer(3, static_cast<std::int64_t>(limit));
+            while (st.step())
+                out.push_back(
+                    Handoff{st.column_int(0), std::string(chain), managed, st.column_text(1)});
+        }
+        if (!out.empty()) {
+            Stmt del(*this, "DELETE FROM handoffs WHERE chain = ?1 AND managed = ?2 AND id <= ?3;");
+            del.text(1, chain).integer(2, managed ? 1 : 0).integer(3, out.back().id);
+            del.done();
         }
         return out;
     }

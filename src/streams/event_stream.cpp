@@ -376,7 +376,9 @@ void EventStream::delivered(std::size_t events, std::string reason) {
 
 asio::awaitable<void> EventStream::run() {
     while (!impl_->stopped && !impl_->loaded) {
-        impl_->loaded = co_await load();
+        // On a standby of a shared journal the stream waits: the gateway that owns the journal
+        // delivers it, so that deliveries do not multiply, until this one takes over.
+        if (journal_.dispatching()) impl_->loaded = co_await load();
         if (impl_->loaded) break;
         impl_->timer.expires_after(poll_interval_);
         co_await impl_->timer.async_wait(use_nothrow);

@@ -115,6 +115,14 @@ asio::awaitable<void> StreamSet::load_api_streams() {
             std::lock_guard lock(impl_->mu);
             if (impl_->stopping) co_return;
         }
+        // On a standby of a shared journal, loaded once it takes over (the owner's may have
+        // changed meanwhile).
+        if (!journal_.dispatching()) {
+            wait.expires_after(std::chrono::milliseconds(100));
+            co_await wait.async_wait(use_nothrow);
+            --attempt;
+            continue;
+        }
         std::vector<store::StreamRecord> kept;
         store::JournalService::Operation op = [&](store::StreamJournal& j) { kept = j.streams(); };
         const auto read = co_await journal_.run(std::move(op));
@@ -201,6 +209,10 @@ asio::awaitable<StreamAnswer> StreamSet::view() {
 
 asio::awaitable<StreamAnswer> StreamSet::act(std::string id, std::string action,
                                              std::optional<std::uint64_t> from_block) {
+    if (journal_.shared() && !journal_.dispatching()) {
+        auto refused = not_now();
+        if (refused) co_return *refused;
+    }
     auto stream = find(id);
     if (!stream) co_return StreamAnswer::error(404, "no stream '" + id.substr(0, 64) + "'");
     co_return co_await stream->act(std::move(action), from_block);
@@ -221,6 +233,11 @@ asio::awaitable<StreamAnswer> StreamSet::remove(std::string id) {
 std::optional<StreamAnswer> StreamSet::not_now() const {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return StreamAnswer::error(503, "the gateway is shutting down");
+    if (journal_.shared() && !journal_.dispatching())
+        return StreamAnswer::error(
+            503,
+            "another gateway owns the shared journal and runs the streams: ask that one (this one "
+            "is a standby)");
     if (impl_->loading)
         return StreamAnswer::error(
             503, "the streams made through the admin API are still being loaded: try again");

@@ -153,12 +153,17 @@ void ManagedSenders::start() {
 asio::awaitable<void> ManagedSenders::start_senders() {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     while (!stopped_) {
-        const bool ok = co_await load();  // (not in the loop condition: GCC 12)
+        // A standby of a shared journal does not load it: another gateway dispatches what it
+        // holds, until this one takes over.
+        bool ok = false;
+        if (journal_.dispatching()) ok = co_await load();  // (not in the loop condition: GCC 12)
         if (ok) break;
-        timer.expires_after(config_.tx.poll_interval);
+        timer.expires_after(
+            std::min<std::chrono::milliseconds>(config_.tx.poll_interval, kHandoffPoll));
         co_await timer.async_wait(use_nothrow);
     }
     if (stopped_) co_return;
+    if (journal_.shared()) asio::co_spawn(executor_, follow_handoffs(), asio::detached);
     for (auto& [address, s] : senders_) {
         asio::co_spawn(s->strand, run(s), [this, a = address](std::exception_ptr e) {
             if (e) {
@@ -199,30 +204,77 @@ void ManagedSenders::wait(Tx& tx, std::string reason) {
     tx.rec.reason = std::move(reason);
 }
 
+struct ManagedSenders::Journaled {
+    store::ManagedRecord rec;
+    std::vector<store::TxRecord> attempts;
+    bool cancel = false;                      // an operator asked to cancel it
+    std::optional<std::int64_t> held_since;   // held by the policy: since when
+    std::optional<std::int64_t> signer_held;  // held by its signer: since when
+};
+
+ManagedSenders::Journaled ManagedSenders::read_journaled(store::ManagedJournal& j,
+                                                         store::ManagedRecord r) {
+    Journaled out;
+    out.attempts = j.attempts(r.id);
+    for (const auto& ev : j.managed_history(r.id)) {
+        if (ev.reason.starts_with(kCancelRequested)) out.cancel = true;
+        if (ev.state == TxState::pending_approval) out.held_since = ev.at_ms;
+        // A signer's hold: its start, while it is the last thing that happened to it (an
+        // operator's cancel request aside).
+        if (ev.state == TxState::signing && ev.reason.starts_with(kSignerHold))
+            out.signer_held = ev.at_ms;
+        else if (!ev.reason.starts_with(kCancelRequested))
+            out.signer_held.reset();
+    }
+    out.rec = std::move(r);
+    return out;
+}
+
+std::shared_ptr<ManagedSenders::Tx> ManagedSenders::carry_on(Journaled&& journaled) {
+    // Called with mu_ held.
+    store::ManagedRecord& r = journaled.rec;
+    Sender* s = sender_of(r.sender);
+    const bool has_nonce = r.nonce && !has_no_nonce(r.state);
+    auto parsed = parse_stored(r.request, config_.chain_id);
+    if (!s || std::holds_alternative<std::string>(parsed)) {
+        std::string why = "the sender is no longer configured";
+        if (s) why = std::get<std::string>(parsed);
+        spdlog::error(
+            "chain {}: managed transaction {} of {} cannot carry on ({}); "
+            "left as it is",
+            config_.name, r.id, r.sender, why);
+        if (s && has_nonce) s->orphan_max = std::max(s->orphan_max.value_or(0), *r.nonce);
+        return nullptr;
+    }
+    auto tx = std::make_shared<Tx>();
+    tx->req = std::move(std::get<Request>(parsed));
+    if (!has_nonce) {
+        // Its nonce (if any) and hash are from an earlier try: it takes new ones.
+        r.nonce.reset();
+        r.hash.reset();
+    }
+    tx->rec = std::move(r);
+    if (has_nonce) adopt_attempts(*tx, *s, journaled.attempts);
+    if (journaled.cancel) tx->cancel_requested = true;
+    // Not when an attempt was signed before the stop (it carries on: load()).
+    if (journaled.signer_held && tx->rec.state == TxState::signing && tx->attempts.empty())
+        hold_at_signer(*tx, *s, *journaled.signer_held);
+    if (tx->rec.state == TxState::pending_approval) {
+        tx->awaiting_service = s->policy()->service && tx->rec.reason.starts_with(kAwaitingService);
+        hold(*tx, *s, journaled.held_since.value_or(tx->rec.updated_ms));
+    }
+    s->txs.push_back(tx);
+    by_id_[tx->rec.id] = tx;
+    return tx;
+}
+
 asio::awaitable<bool> ManagedSenders::load() {
-    std::vector<store::ManagedRecord> records;
-    std::map<std::string, std::vector<store::TxRecord>> attempts;
-    std::set<std::string> cancels;                    // ids an operator asked to cancel
-    std::map<std::string, std::int64_t> held_since;   // ids held by the policy: since when
-    std::map<std::string, std::int64_t> signer_held;  // ids held by their signer: since when
+    std::vector<Journaled> records;
     std::vector<store::ManagedRef> reopened;
     store::JournalService::Operation op = [&](store::ManagedJournal& j) {
         reopened = j.reopened_managed();
         for (auto& r : j.unfinished_managed())
-            if (r.chain == config_.name) {
-                attempts[r.id] = j.attempts(r.id);
-                for (const auto& ev : j.managed_history(r.id)) {
-                    if (ev.reason.starts_with(kCancelRequested)) cancels.insert(r.id);
-                    if (ev.state == TxState::pending_approval) held_since[r.id] = ev.at_ms;
-                    // A signer's hold: its start, while it is the last thing that happened to
-                    // it (an operator's cancel request aside).
-                    if (ev.state == TxState::signing && ev.reason.starts_with(kSignerHold))
-                        signer_held[r.id] = ev.at_ms;
-                    else if (!ev.reason.starts_with(kCancelRequested))
-                        signer_held.erase(r.id);
-                }
-                records.push_back(std::move(r));
-            }
+            if (r.chain == config_.name) records.push_back(read_journaled(j, std::move(r)));
     };
     const auto read = co_await journal_.run(std::move(op));
     if (!read) {
@@ -236,44 +288,10 @@ asio::awaitable<bool> ManagedSenders::load() {
     {
         std::lock_guard lock(mu_);
         for (auto& r : records) {
-            if (by_id_.count(r.id)) continue;
-            Sender* s = sender_of(r.sender);
-            const bool has_nonce = r.nonce && !has_no_nonce(r.state);
-            auto parsed = parse_stored(r.request, config_.chain_id);
-            if (!s || std::holds_alternative<std::string>(parsed)) {
-                std::string why = "the sender is no longer configured";
-                if (s) why = std::get<std::string>(parsed);
-                spdlog::error(
-                    "chain {}: managed transaction {} of {} cannot carry on ({}); "
-                    "left as it is",
-                    config_.name, r.id, r.sender, why);
-                if (s && has_nonce) s->orphan_max = std::max(s->orphan_max.value_or(0), *r.nonce);
-                continue;
-            }
-            auto tx = std::make_shared<Tx>();
-            tx->req = std::move(std::get<Request>(parsed));
-            if (!has_nonce) {
-                // Its nonce (if any) and hash are from an earlier try: it takes new ones.
-                r.nonce.reset();
-                r.hash.reset();
-            }
-            tx->rec = std::move(r);
-            if (has_nonce) adopt_attempts(*tx, *s, attempts[tx->rec.id]);
-            if (tx->rec.state == TxState::signing && !tx->attempts.empty()) adopted.push_back(tx);
-            if (cancels.count(tx->rec.id)) tx->cancel_requested = true;
-            // Not when an attempt was signed before the stop (it carries on, adopted below).
-            if (const auto held = signer_held.find(tx->rec.id); held != signer_held.end() &&
-                                                                tx->rec.state == TxState::signing &&
-                                                                tx->attempts.empty())
-                hold_at_signer(*tx, *s, held->second);
-            if (tx->rec.state == TxState::pending_approval) {
-                tx->awaiting_service =
-                    s->policy()->service && tx->rec.reason.starts_with(kAwaitingService);
-                const auto since = held_since.find(tx->rec.id);
-                hold(*tx, *s, since == held_since.end() ? tx->rec.updated_ms : since->second);
-            }
-            s->txs.push_back(tx);
-            by_id_[tx->rec.id] = tx;
+            if (by_id_.count(r.rec.id)) continue;
+            auto tx = carry_on(std::move(r));
+            if (tx && tx->rec.state == TxState::signing && !tx->attempts.empty())
+                adopted.push_back(tx);
         }
     }
     for (auto& tx : adopted) {
@@ -291,6 +309,31 @@ asio::awaitable<bool> ManagedSenders::load() {
     for (auto& r : reopened)
         if (r.chain == config_.name) reopen(std::move(r.id), r.sender);
     co_return true;
+}
+
+asio::awaitable<void> ManagedSenders::follow_handoffs() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stopped_) {
+        std::vector<Journaled> records;
+        store::JournalService::Operation op = [&](store::JournalView& j) {
+            for (const auto& h : j.take_handoffs(config_.name, true, kHandoffBatch))
+                if (auto r = j.find_managed(h.key); r && !store::is_final(r->state))
+                    records.push_back(read_journaled(j, std::move(*r)));
+        };
+        const auto read = co_await journal_.run(std::move(op));
+        std::vector<Sender*> woken;
+        if (read && !records.empty()) {
+            std::lock_guard lock(mu_);
+            for (auto& r : records) {
+                if (by_id_.count(r.rec.id)) continue;  // loaded when this gateway took over
+                if (auto tx = carry_on(std::move(r))) woken.push_back(sender_of(tx->rec.sender));
+            }
+        }
+        for (Sender* s : woken) wake(*s);
+        if (!records.empty() && read) continue;  // more may wait
+        timer.expires_after(kHandoffPoll);
+        co_await timer.async_wait(use_nothrow);
+    }
 }
 
 void ManagedSenders::adopt_attempts(Tx& tx, const Sender& s,

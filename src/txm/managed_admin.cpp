@@ -63,9 +63,15 @@ asio::awaitable<std::variant<store::ManagedRecord, ActionResult>> ManagedSenders
     co_return Found(std::move(*rec));
 }
 
+std::string ManagedSenders::not_loaded() const {
+    if (journal_.shared() && !journal_.dispatching())
+        return "this gateway is a standby: another gateway owns the shared journal and dispatches "
+               "its managed transactions; send this to that one";
+    return "the journal is still loading: try again";
+}
+
 asio::awaitable<ActionResult> ManagedSenders::retry(std::string id) {
-    if (!loaded_)
-        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
+    if (!loaded_) co_return admin_error(Outcome::unavailable, not_loaded());
     auto found = co_await journaled(id);
     if (auto* refused = std::get_if<ActionResult>(&found)) co_return std::move(*refused);
     auto* rec = &std::get<store::ManagedRecord>(found);
@@ -154,8 +160,7 @@ asio::awaitable<ActionResult> ManagedSenders::retry_owned(Sender* s, store::Mana
 }
 
 asio::awaitable<ActionResult> ManagedSenders::cancel(std::string id) {
-    if (!loaded_)
-        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
+    if (!loaded_) co_return admin_error(Outcome::unavailable, not_loaded());
     auto tx = find(id);
     if (!tx) {
         // Not held: finished already, or not this chain's.
@@ -207,8 +212,7 @@ asio::awaitable<ActionResult> ManagedSenders::cancel_owned(Sender* s, std::share
 }
 
 asio::awaitable<ActionResult> ManagedSenders::resync(std::string address) {
-    if (!loaded_)
-        co_return admin_error(Outcome::unavailable, "the journal is still loading: try again");
+    if (!loaded_) co_return admin_error(Outcome::unavailable, not_loaded());
     Sender* s = sender_of(address);
     if (!s)
         co_return admin_error(

@@ -24,6 +24,185 @@ namespace gateway::txm {
 
 using util::iso_time;
 
+namespace {
+
+// What eth_sendTransaction answers about a transaction it has no hash of yet.
+json::object snapshot_of(const store::ManagedRecord& r) {
+    json::object o{{"id", r.id}, {"state", store::to_string(r.state)}, {"reason", r.reason}};
+    o["hash"] = r.hash ? json::value(*r.hash) : nullptr;
+    return o;
+}
+// Held for a person: no hash until one decides, so the client is told now, not at its deadline.
+jsonrpc::Reply held_for_person(const store::ManagedRecord& r) {
+    return error_reply(kServerError,
+                       fmt::format("transaction {} is held for an operator's approval: {}; follow "
+                                   "it with gateway_getTransaction(\"{}\")",
+                                   r.id, r.reason, r.id),
+                       json::value(snapshot_of(r)));
+}
+jsonrpc::Reply ended_unsent(const store::ManagedRecord& r) {
+    return error_reply(
+        kServerError,
+        fmt::format("transaction {} is {}: {}", r.id, store::to_string(r.state), r.reason),
+        json::value(snapshot_of(r)));
+}
+jsonrpc::Reply not_signed_in_time(const store::ManagedRecord& r) {
+    return error_reply(kServerError,
+                       fmt::format("transaction {} was accepted but not signed in time ({}: {}); "
+                                   "it stays queued and is sent once signed: follow it with "
+                                   "gateway_getTransaction(\"{}\")",
+                                   r.id, store::to_string(r.state), r.reason, r.id),
+                       json::value(snapshot_of(r)));
+}
+jsonrpc::Reply held_full_reply(std::string_view sender, std::size_t held, std::size_t cap) {
+    return error_reply(
+        static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
+        fmt::format("sender {} has {} transactions held for approval (tx.max_queued_per_sender "
+                    "{}), and this one breaks its policy too: decide on those first (GET "
+                    "/admin/approvals)",
+                    sender, held, cap));
+}
+jsonrpc::Reply sender_full_reply(std::string_view sender, std::size_t unfinished, std::size_t cap) {
+    return error_reply(static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
+                       fmt::format("sender {} has {} unfinished transactions in the gateway "
+                                   "(tx.max_queued_per_sender {}): wait for some to be mined",
+                                   sender, unfinished, cap));
+}
+jsonrpc::Reply key_reused_reply(std::string_view key, const store::ManagedRecord& existing) {
+    return error_reply(static_cast<int>(jsonrpc::ErrorCode::invalid_params),
+                       fmt::format("Idempotency-Key '{}' was used for another transaction ({}) of "
+                                   "{}: use a new key for a new transaction",
+                                   key, existing.id, existing.sender));
+}
+// Told 503, "not accepted", when the journal does not answer in time (or fails), the client must
+// not find the transaction signed and sent later (at the next start) should the commit go
+// through anyway: the journal takes it back first, and frees its idempotency key for the
+// client's retry (see TxManager::admit).
+store::JournalService::Operation undo_insert(std::string id, std::shared_ptr<bool> inserted_here) {
+    return [id = std::move(id), inserted_here](store::JournalView& j) {
+        if (!*inserted_here) return;
+        store::ManagedUpdate u{id, TxState::failed,
+                               "not accepted: the journal did not answer in time or failed (the "
+                               "client was told so); never signed",
+                               unix_ms()};
+        u.release_idempotency_key = true;
+        j.update_managed(u);
+    };
+}
+
+}  // namespace
+
+bool ManagedSenders::admit_policy(store::ManagedJournal& j, const Sender& s, const Request& req,
+                                  store::ManagedRecord& rec, bool held_full) const {
+    // The policy first, in the operation that records the transaction: the daily sum it reads is
+    // the one the insert adds to.
+    if (auto held = judge(j, s, req, rec.id, rec.created_ms)) {
+        rec.reason = std::move(*held);
+        if (held_full) return false;
+        rec.state = TxState::pending_approval;
+        rec.spend_ms.reset();
+    } else if (s.policy()->service) {
+        // Let through by the rules: held until the policy service answers too.
+        rec.state = TxState::pending_approval;
+        rec.reason = std::string(kAwaitingService);
+        rec.spend_ms.reset();
+    } else {
+        rec.state = TxState::queued;
+        rec.reason = "received";
+        rec.spend_ms = rec.created_ms;
+    }
+    return true;
+}
+
+asio::awaitable<ManagedReply> ManagedSenders::send_standby(Sender* s, store::ManagedRecord rec,
+                                                           Request req, bool wait_for_hash,
+                                                           Clock::time_point deadline) {
+    ManagedReply out;
+    const std::size_t cap = config_.tx.max_queued_per_sender;
+    std::optional<jsonrpc::Reply> refused;
+    store::ManagedRecord existing;
+    bool inserted = false;
+    auto inserted_here = std::make_shared<bool>(false);
+    store::JournalService::Operation op = [&, inserted_here](store::JournalView& j) {
+        // The caps as the journal counts them (what every gateway on the database holds); the
+        // same key again from the same client is its answer, never refused.
+        bool replay = false;
+        if (rec.idempotency_key)
+            for (const auto& r : j.list_managed(std::nullopt, *rec.idempotency_key, 64))
+                replay = replay ||
+                         (r.chain == rec.chain && r.sender == rec.sender && r.client == rec.client);
+        store::ManagedCounts n;
+        if (!replay) n = j.managed_counts(rec.chain, rec.sender, kAwaitingService);
+        if (n.unfinished >= cap) {
+            refused = sender_full_reply(s->address, n.unfinished, cap);
+            return;
+        }
+        if (!admit_policy(j, *s, req, rec, n.held >= cap)) {
+            refused = held_full_reply(s->address, n.held, cap);
+            return;
+        }
+        std::tie(existing, inserted) = j.insert_managed(rec);
+        *inserted_here = inserted;
+        if (inserted) j.hand_off(rec.chain, true, rec.id);
+    };
+    const auto kept = co_await journal_.run(std::move(op), undo_insert(rec.id, inserted_here));
+    if (!kept) {
+        out.store_failed = true;
+        out.reply = journal_unwritable(kept.error());
+        co_return out;
+    }
+    if (refused) {
+        out.reply = std::move(*refused);
+        co_return out;
+    }
+    if (!inserted && existing.request != rec.request) {
+        out.reply = key_reused_reply(*rec.idempotency_key, existing);
+        co_return out;
+    }
+    if (inserted) {
+        if (metrics_) metrics_->count_managed(config_.name, store::to_string(rec.state));
+        spdlog::info("chain {}: {} from {} journaled by this standby: {}", config_.name, rec.id,
+                     s->address, rec.reason);
+    } else {
+        rec = existing;
+    }
+    // Followed in the journal: the gateway that dispatches signs it.
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    for (;;) {
+        if (!wait_for_hash) {
+            out.queued = !rec.hash;
+            out.reply = jsonrpc::Reply::success(json::serialize(snapshot_of(rec)));
+            co_return out;
+        }
+        if (rec.hash) {
+            out.reply = jsonrpc::Reply::success(json::serialize(json::value(*rec.hash)));
+            co_return out;
+        }
+        if (rec.state == TxState::pending_approval && !rec.reason.starts_with(kAwaitingService)) {
+            out.queued = true;
+            out.reply = held_for_person(rec);
+            co_return out;
+        }
+        if (store::is_final(rec.state)) {
+            out.reply = ended_unsent(rec);
+            co_return out;
+        }
+        if (Clock::now() >= deadline || stopped_) {
+            out.queued = true;
+            out.reply = not_signed_in_time(rec);
+            co_return out;
+        }
+        pause.expires_after(std::min<Clock::duration>(kStandbyPoll, deadline - Clock::now()));
+        co_await pause.async_wait(use_nothrow);
+        std::optional<store::ManagedRecord> now;
+        store::JournalService::Operation read = [&](store::ManagedJournal& j) {
+            now = j.find_managed(rec.id);
+        };
+        const auto got = co_await journal_.run(std::move(read));
+        if (got && now) rec = std::move(*now);
+    }
+}
+
 json::object managed_json(const store::ManagedRecord& r, const std::vector<store::TxEvent>* history,
                           const std::vector<store::TxRecord>* attempts) {
     json::object o{
@@ -126,7 +305,10 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                         "the Idempotency-Key header holds a character that is not printable ASCII");
         co_return out;
     }
-    if (!loaded_) {
+    // A standby of a shared journal (or a gateway taking it over, still loading) journals it and
+    // hands it to the gateway that dispatches.
+    const bool standby = !loaded_ && journal_.shared();
+    if (!loaded_ && !standby) {
         out.store_failed = true;
         out.reply = journal_unavailable(journal_.failure());
         co_return out;
@@ -144,6 +326,9 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     rec.created_ms = rec.updated_ms = unix_ms();
     const Request& req = std::get<Request>(parsed);
     rec.value = req.value;
+    if (standby)
+        co_return co_await send_standby(s, std::move(rec), std::get<Request>(std::move(parsed)),
+                                        wait_for_hash, deadline);
 
     std::shared_ptr<Tx> tx;
     // Those held for approval are counted apart, against the same cap: a flood of transactions
@@ -166,11 +351,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                            t->rec.client == rec.client);
         }
         if (unfinished >= config_.tx.max_queued_per_sender && !replay) {
-            out.reply =
-                error_reply(static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
-                            fmt::format("sender {} has {} unfinished transactions in the gateway "
-                                        "(tx.max_queued_per_sender {}): wait for some to be mined",
-                                        s->address, unfinished, config_.tx.max_queued_per_sender));
+            out.reply = sender_full_reply(s->address, unfinished, config_.tx.max_queued_per_sender);
             co_return out;
         }
         held_full = held_now >= config_.tx.max_queued_per_sender && !replay;
@@ -180,65 +361,24 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
     bool inserted = false;
     auto inserted_here = std::make_shared<bool>(false);
     store::JournalService::Operation op = [&, inserted_here](store::ManagedJournal& j) {
-        // The policy first, in the operation that records the transaction: the daily sum it
-        // reads is the one the insert adds to.
-        if (auto held = judge(j, *s, req, rec.id, rec.created_ms)) {
-            if (held_full) {
-                refused_held = true;
-                rec.reason = std::move(*held);
-                return;
-            }
-            rec.state = TxState::pending_approval;
-            rec.reason = std::move(*held);
-            rec.spend_ms.reset();
-        } else if (s->policy()->service) {
-            // Let through by the rules: held until the policy service answers too.
-            rec.state = TxState::pending_approval;
-            rec.reason = std::string(kAwaitingService);
-            rec.spend_ms.reset();
-        } else {
-            rec.state = TxState::queued;
-            rec.reason = "received";
-            rec.spend_ms = rec.created_ms;
-        }
+        refused_held = !admit_policy(j, *s, req, rec, held_full);
+        if (refused_held) return;
         std::tie(existing, inserted) = j.insert_managed(rec);
         *inserted_here = inserted;
     };
-    // Told 503, "not accepted", when the journal does not answer in time (or fails), the client
-    // must not find the transaction signed and sent later (at the next start) should this commit
-    // go through anyway: the journal takes it back first, and frees its idempotency key for the
-    // client's retry (see TxManager::admit).
-    store::JournalService::Operation undo = [id = rec.id, inserted_here](store::ManagedJournal& j) {
-        if (!*inserted_here) return;
-        store::ManagedUpdate u{id, TxState::failed,
-                               "not accepted: the journal did not answer in time or failed (the "
-                               "client was told so); never signed",
-                               unix_ms()};
-        u.release_idempotency_key = true;
-        j.update_managed(u);
-    };
-    const auto kept = co_await journal_.run(std::move(op), std::move(undo));
+    const auto kept = co_await journal_.run(std::move(op), undo_insert(rec.id, inserted_here));
     if (!kept) {
         out.store_failed = true;
         out.reply = journal_unwritable(kept.error());
         co_return out;
     }
     if (refused_held) {
-        out.reply = error_reply(
-            static_cast<int>(jsonrpc::ErrorCode::limit_exceeded),
-            fmt::format("sender {} has {} transactions held for approval (tx.max_queued_per_sender "
-                        "{}), and this one breaks its policy too: decide on those first (GET "
-                        "/admin/approvals)",
-                        s->address, held_now, config_.tx.max_queued_per_sender));
+        out.reply = held_full_reply(s->address, held_now, config_.tx.max_queued_per_sender);
         co_return out;
     }
     if (!inserted) {
         if (existing.request != rec.request) {
-            out.reply = error_reply(
-                static_cast<int>(jsonrpc::ErrorCode::invalid_params),
-                fmt::format("Idempotency-Key '{}' was used for another transaction ({}) of {}: "
-                            "use a new key for a new transaction",
-                            idempotency_key, existing.id, s->address));
+            out.reply = key_reused_reply(idempotency_key, existing);
             co_return out;
         }
         tx = find(existing.id);
@@ -281,13 +421,7 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         }
     }
 
-    const auto snapshot = [&] {
-        json::object o{{"id", tx->rec.id},
-                       {"state", store::to_string(tx->rec.state)},
-                       {"reason", tx->rec.reason}};
-        o["hash"] = tx->rec.hash ? json::value(*tx->rec.hash) : nullptr;
-        return o;
-    };
+    const auto snapshot = [&] { return snapshot_of(tx->rec); };
     if (!wait_for_hash) {
         std::lock_guard lock(mu_);
         out.queued = !tx->rec.hash;
@@ -330,33 +464,18 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
                 co_return out;
             }
             if (st == TxState::pending_approval && !tx->awaiting_service) {
-                // No hash until a person decides: the client is told now, not at its deadline.
                 out.queued = true;
-                out.reply = error_reply(
-                    kServerError,
-                    fmt::format("transaction {} is held for an operator's approval: {}; follow it "
-                                "with gateway_getTransaction(\"{}\")",
-                                tx->rec.id, tx->rec.reason, tx->rec.id),
-                    json::value(snapshot()));
+                out.reply = held_for_person(tx->rec);
                 co_return out;
             }
             if (store::is_final(st)) {
-                out.reply = error_reply(kServerError,
-                                        fmt::format("transaction {} is {}: {}", tx->rec.id,
-                                                    store::to_string(st), tx->rec.reason),
-                                        json::value(snapshot()));
+                out.reply = ended_unsent(tx->rec);
                 co_return out;
             }
             // Real time, not clock_: the caller's deadline, also waited for by timer->expires_at.
             if (Clock::now() >= deadline || stopped_) {
                 out.queued = true;
-                out.reply = error_reply(
-                    kServerError,
-                    fmt::format("transaction {} was accepted but not signed in time ({}: {}); it "
-                                "stays queued and is sent once signed: follow it with "
-                                "gateway_getTransaction(\"{}\")",
-                                tx->rec.id, store::to_string(st), tx->rec.reason, tx->rec.id),
-                    json::value(snapshot()));
+                out.reply = not_signed_in_time(tx->rec);
                 co_return out;
             }
             tx->waiters.push_back(timer);

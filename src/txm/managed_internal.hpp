@@ -17,6 +17,7 @@
 #include "gateway/util/text.hpp"
 #include "gateway/util/wall_time.hpp"
 
+#include "handoffs.hpp"
 #include "replies.hpp"
 
 #include <openssl/rand.h>

@@ -246,8 +246,7 @@ json::array ManagedSenders::approvals() const {
 
 asio::awaitable<ActionResult> ManagedSenders::decide(std::string id, bool approve, std::string by,
                                                      std::string reason) {
-    if (!loaded_)
-        co_return decision_error(Outcome::unavailable, "the journal is still loading: try again");
+    if (!loaded_) co_return decision_error(Outcome::unavailable, not_loaded());
     auto tx = find(id);
     if (!tx) {
         // Not held: finished already, or not this chain's.

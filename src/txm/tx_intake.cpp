@@ -63,6 +63,27 @@ std::string quoted(std::string_view s) {
     return json::serialize(json::string(s));
 }
 
+// The refusals of the three caps, as the memory of the dispatching gateway or the journal (on a
+// standby) counts them.
+jsonrpc::Reply sender_full(std::string_view sender, std::size_t n, std::size_t cap) {
+    return error_reply(jsonrpc::ErrorCode::limit_exceeded,
+                       fmt::format("sender {} has {} unfinished transactions in the gateway "
+                                   "(tx.max_queued_per_sender {}): wait for some to be mined",
+                                   sender, n, cap));
+}
+jsonrpc::Reply client_full(std::string_view source, std::size_t n, std::size_t cap) {
+    return error_reply(jsonrpc::ErrorCode::limit_exceeded,
+                       fmt::format("client {} has {} unfinished transactions in the gateway "
+                                   "(tx.max_queued_per_client {}): wait for some to be mined",
+                                   source, n, cap));
+}
+jsonrpc::Reply chain_full(std::string_view chain, std::size_t n) {
+    return error_reply(jsonrpc::ErrorCode::limit_exceeded,
+                       fmt::format("chain {} holds {} unfinished transactions (tx.max_queued): "
+                                   "wait for some to be mined",
+                                   chain, n));
+}
+
 }  // namespace
 
 bool TxManager::earlier_queued(const Entry& e) const {
@@ -154,6 +175,11 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
                                                std::string client, std::string source) {
     SubmitResult out;
     if (!loaded_) {
+        // A standby of a shared journal (or a gateway taking it over, still loading): the
+        // dispatching gateway sends it.
+        if (journal_.shared() && !parent)
+            co_return co_await admit_standby(tx, std::move(raw), std::move(network),
+                                             std::move(client), std::move(source));
         out.store_failed = true;
         out.reply = journal_unavailable(journal_.failure());
         co_return out;
@@ -200,11 +226,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
             }
         }
         if (!rec.parent && of_sender - replaced.size() >= config_.tx.max_queued_per_sender) {
-            out.reply =
-                error_reply(jsonrpc::ErrorCode::limit_exceeded,
-                            fmt::format("sender {} has {} unfinished transactions in the gateway "
-                                        "(tx.max_queued_per_sender {}): wait for some to be mined",
-                                        rec.sender, of_sender, config_.tx.max_queued_per_sender));
+            out.reply = sender_full(rec.sender, of_sender, config_.tx.max_queued_per_sender);
             if (metrics_)
                 metrics_->count_transaction_refusal(config_.name, "max_queued_per_sender");
             co_return out;
@@ -217,22 +239,14 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
             for (const auto& r : replaced)
                 if (r->rec.source() == rec.source && of_source > 0) --of_source;
             if (of_source >= config_.tx.max_queued_per_client) {
-                out.reply = error_reply(
-                    jsonrpc::ErrorCode::limit_exceeded,
-                    fmt::format("client {} has {} unfinished transactions in the gateway "
-                                "(tx.max_queued_per_client {}): wait for some to be mined",
-                                rec.source, of_source, config_.tx.max_queued_per_client));
+                out.reply = client_full(rec.source, of_source, config_.tx.max_queued_per_client);
                 if (metrics_)
                     metrics_->count_transaction_refusal(config_.name, "max_queued_per_client");
                 co_return out;
             }
         }
         if (!rec.parent && by_hash_.size() >= config_.tx.max_queued) {
-            out.reply = error_reply(
-                jsonrpc::ErrorCode::limit_exceeded,
-                fmt::format("chain {} holds {} unfinished transactions (tx.max_queued): "
-                            "wait for some to be mined",
-                            config_.name, by_hash_.size()));
+            out.reply = chain_full(config_.name, by_hash_.size());
             if (metrics_) metrics_->count_transaction_refusal(config_.name, "max_queued");
             co_return out;
         }
@@ -389,6 +403,86 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
             break;
         }
     }
+    co_return out;
+}
+
+asio::awaitable<SubmitResult> TxManager::admit_standby(const eth::Transaction& tx, eth::Bytes raw,
+                                                       eth::Bytes network, std::string client,
+                                                       std::string source) {
+    SubmitResult out;
+    const std::int64_t now = unix_ms();
+    store::TxRecord rec;
+    rec.hash = eth::to_hex(tx.hash);
+    rec.chain = config_.name;
+    rec.chain_id = config_.chain_id;
+    rec.sender = eth::to_hex(tx.sender);
+    rec.nonce = tx.nonce;
+    rec.raw = std::move(raw);
+    rec.client = std::move(client);
+    rec.source = std::move(source);
+    rec.state = TxState::queued;
+    rec.reason = "received (by a standby, handed to the gateway that dispatches)";
+    rec.created_ms = rec.updated_ms = now;
+
+    // The caps as the journal counts them, in the operation that journals it: what every
+    // gateway on the database holds. (A transaction of the same nonce that no node took is not
+    // replaced here, as the dispatching gateway does: both are kept, and the nodes take one.)
+    std::optional<jsonrpc::Reply> refused;
+    const char* refusal = nullptr;
+    auto queued_here = std::make_shared<bool>(false);
+    bool known = false;  // journaled already, and unfinished
+    store::JournalService::Operation op = [&, queued_here](store::JournalView& j) {
+        if (auto existing = j.find(rec.hash)) {
+            known = !store::is_final(existing->state);
+            // Sent again after it failed: queued anew (see admit()).
+            if ((existing->state == TxState::failed && !existing->block_hash) ||
+                existing->state == TxState::dead_letter) {
+                j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
+                j.hand_off(config_.name, false, rec.hash);
+                *queued_here = true;
+            }
+            return;
+        }
+        const store::QueuedCounts n = j.queued_counts(rec.chain, rec.sender, rec.source);
+        if (n.sender >= config_.tx.max_queued_per_sender) {
+            refused = sender_full(rec.sender, n.sender, config_.tx.max_queued_per_sender);
+            refusal = "max_queued_per_sender";
+        } else if (!rec.source.empty() && n.source >= config_.tx.max_queued_per_client) {
+            refused = client_full(rec.source, n.source, config_.tx.max_queued_per_client);
+            refusal = "max_queued_per_client";
+        } else if (n.chain >= config_.tx.max_queued) {
+            refused = chain_full(config_.name, n.chain);
+            refusal = "max_queued";
+        }
+        if (refused) return;
+        j.insert(rec);
+        if (!network.empty()) j.put_network_form(rec.hash, network);
+        j.hand_off(config_.name, false, rec.hash);
+        *queued_here = true;
+    };
+    // As admit()'s: a client told "not accepted" must not find it sent later.
+    store::JournalService::Operation undo = [hash = rec.hash, queued_here](store::RawJournal& j) {
+        if (*queued_here)
+            j.update(store::TxUpdate{hash, TxState::failed,
+                                     "not accepted: the journal did not answer in time or "
+                                     "failed (the client was told so); never sent",
+                                     unix_ms()});
+    };
+    const auto kept = co_await journal_.run(std::move(op), std::move(undo));
+    if (!kept) {
+        out.store_failed = true;
+        out.reply = journal_unwritable(kept.error());
+        co_return out;
+    }
+    if (refused) {
+        if (metrics_) metrics_->count_transaction_refusal(config_.name, refusal);
+        out.reply = std::move(refused);
+        co_return out;
+    }
+    out.journaled = true;
+    out.queued = *queued_here || known;
+    out.reply = result_reply(quoted(rec.hash));
+    if (*queued_here && metrics_) metrics_->count_transaction(config_.name, "QUEUED");
     co_return out;
 }
 

@@ -97,18 +97,62 @@ std::size_t TxManager::unfinalized() const {
 
 asio::awaitable<void> TxManager::run() {
     while (!stopped_) {
-        const bool ok = co_await load();  // (not inside the loop condition: GCC 12)
+        // A standby of a shared journal does not load it: another gateway dispatches what it
+        // holds, until this one takes over.
+        bool ok = false;
+        if (journal_.dispatching()) ok = co_await load();  // (not in the loop condition: GCC 12)
         if (ok) break;
-        timer_.expires_after(config_.tx.poll_interval);
+        timer_.expires_after(
+            std::min<std::chrono::milliseconds>(config_.tx.poll_interval, kHandoffPoll));
         co_await timer_.async_wait(use_nothrow);
     }
     while (!stopped_) {
         wake_pending_ = false;
+        co_await take_handoffs();
         co_await dispatch_round();
         if (stopped_ || wake_pending_) continue;
-        timer_.expires_after(config_.tx.poll_interval);
-        co_await timer_.async_wait(use_nothrow);
+        // Handed over by the standbys (a shared journal) more often than a round: a transaction
+        // one of them accepted is sent within kHandoffPoll.
+        const auto until = std::chrono::steady_clock::now() + config_.tx.poll_interval;
+        for (;;) {
+            timer_.expires_at(journal_.shared()
+                                  ? std::min(until, std::chrono::steady_clock::now() + kHandoffPoll)
+                                  : until);
+            co_await timer_.async_wait(use_nothrow);
+            if (stopped_ || wake_pending_ || std::chrono::steady_clock::now() >= until) break;
+            const bool handed = co_await take_handoffs();
+            if (handed) break;
+        }
     }
+}
+
+asio::awaitable<bool> TxManager::take_handoffs() {
+    if (!journal_.shared()) co_return false;
+    std::vector<store::TxRecord> records;
+    store::JournalService::Operation op = [&](store::JournalView& j) {
+        for (const auto& h : j.take_handoffs(config_.name, false, kHandoffBatch))
+            if (auto r = j.find(h.key); r && !store::is_final(r->state) && !r->parent)
+                records.push_back(std::move(*r));
+    };
+    const auto read = co_await journal_.run(std::move(op));
+    if (!read) co_return false;  // left in the journal: taken at the next try
+    std::size_t count = 0;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& r : records) {
+            // Known here already: loaded when this gateway took over, or sent again to it.
+            if (const auto h = detail::hash_key(r.hash); !h || by_hash_.count(*h)) continue;
+            auto e = std::make_shared<Entry>();
+            if (!hold(*e, std::move(r))) continue;
+            e->maybe_taken = e->rec.state == TxState::queued;
+            index(e);
+            ++count;
+        }
+    }
+    if (count)
+        spdlog::debug("chain {}: {} transaction(s) accepted by a standby taken over", config_.name,
+                      count);
+    co_return !records.empty();
 }
 
 asio::awaitable<bool> TxManager::load() {

@@ -9,6 +9,7 @@
 #include "gateway/txm/tx_manager.hpp"
 #include "gateway/util/clock.hpp"
 
+#include "handoffs.hpp"
 #include "replies.hpp"
 
 #include <boost/asio/awaitable.hpp>

@@ -326,8 +326,8 @@ TEST_F(MigrateStoreTest, AMovedJournalAnswersAsTheSqliteOneDidAndNumbersNewRowsP
     EXPECT_EQ(summary.from, "sqlite:" + path);
     EXPECT_THAT(summary.to, HasSubstr("postgres@127.0.0.1"));
     EXPECT_THAT(summary.to, Not(HasSubstr("S3CRETPASSWORD")));
-    EXPECT_EQ(summary.sqlite_version_before, 13);
-    EXPECT_EQ(summary.schema_version, 13);
+    EXPECT_EQ(summary.sqlite_version_before, 14);
+    EXPECT_EQ(summary.schema_version, 14);
     EXPECT_GT(summary.seconds, 0.0);
     std::vector<std::string> tables;
     for (const auto& t : summary.tables) tables.push_back(fmt::format("{} {}", t.name, t.rows));
@@ -536,16 +536,16 @@ TEST_F(MigrateStoreTest, TheCommandSaysWhatItMovedOrWhyNotAndNeverThePassword) {
         auto current = store::open_store(sqlite_at(path));
         current->insert(raw_tx("0xa1", TxState::queued, 100));
     }
-    // Back to version 12 (version 13 only added two indexes), so that the command sees an old
-    // journal with rows.
+    // Back to version 12 (version 13 only added two indexes, 14 an empty table), so that the
+    // command sees an old journal with rows.
     sqlite_exec(path,
-                "DROP INDEX managed_by_update; DROP INDEX managed_by_any_key; UPDATE "
-                "schema_version SET version = 12;");
+                "DROP INDEX managed_by_update; DROP INDEX managed_by_any_key; DROP TABLE handoffs; "
+                "UPDATE schema_version SET version = 12;");
     const std::string url = url_with_password("command");
     const CommandResult moved =
         run_command({GATEWAY_BINARY, "migrate-store", "--from", path, "--to", url});
     EXPECT_EQ(moved.exit_code, 0) << moved.out << moved.err;
-    EXPECT_THAT(moved.out, HasSubstr("schema version 12; it was migrated to 13 first"));
+    EXPECT_THAT(moved.out, HasSubstr("schema version 12; it was migrated to 14 first"));
     EXPECT_THAT(moved.out, HasSubstr("copied and checked"));
     EXPECT_THAT(moved.out, ::testing::ContainsRegex("transactions +1 rows"));
     EXPECT_THAT(moved.out, ::testing::ContainsRegex("transaction_events +1 rows"));

@@ -49,7 +49,7 @@ void PrintTo(const JournalBackend& backend, std::ostream* os) {
     *os << backend.name;
 }
 
-const JournalBackend kSqlite{"sqlite", 13, [](const std::string& dir) {
+const JournalBackend kSqlite{"sqlite", 14, [](const std::string& dir) {
                                  return open_store(config::StoreConfig{"sqlite", dir + "/j.db"});
                              }};
 
@@ -74,7 +74,7 @@ test::PostgresServer& postgres_server() {
 }
 
 const JournalBackend kPostgres{
-    "postgres", 13, [](const std::string& dir) {
+    "postgres", 14, [](const std::string& dir) {
         config::StoreConfig c;
         c.backend = "postgres";
         c.url = postgres_server().database(fmt::format("j{:016x}", std::hash<std::string>{}(dir)));
@@ -343,6 +343,97 @@ TEST_P(JournalContract, ManagedTransactionsAttemptsAndNonces) {
 // move wei and were let spend since a time, whatever their state; a held one (no spend time) is
 // not among them until it is approved, and a later update that does not set the spend time keeps
 // it.
+// What a standby (a gateway that does not hold the queue in memory) counts the caps by: a chain's
+// unfinished raw transactions, its sender's and its client's, never a managed one's attempts or
+// a finished one.
+TEST_P(JournalContract, TheCapsAreCountedFromTheJournal) {
+    auto s = open();
+    TxRecord a = record("0xa1", 0);
+    a.source = "alice";
+    s->insert(a);
+    TxRecord b = record("0xa2", 1, TxState::broadcasting);
+    b.source = "bob";
+    s->insert(b);
+    TxRecord other = record("0xa3", 0);
+    other.sender = "0x1111111111111111111111111111111111111111";
+    other.source = "alice";
+    s->insert(other);
+    s->insert(record("0xa4", 2, TxState::completed));
+    s->insert(attempt_of("gtx-1", "0xa5", TxState::broadcasting, 10));
+    TxRecord elsewhere = record("0xa6", 3);
+    elsewhere.chain = "mainnet";
+    s->insert(elsewhere);
+    const QueuedCounts n = s->queued_counts("devnet", a.sender, "alice");
+    EXPECT_EQ(n.chain, 3u);
+    EXPECT_EQ(n.sender, 2u);
+    EXPECT_EQ(n.source, 2u);
+    EXPECT_EQ(s->queued_counts("devnet", "0x22", "carol").sender, 0u);
+    s->update(TxUpdate{"0xa1", TxState::failed, "refused", 20});
+    EXPECT_EQ(s->queued_counts("devnet", a.sender, "alice").chain, 2u);
+
+    // Managed: those held for a person apart; one waiting for the policy service counts as
+    // unfinished, as a finished one does not at all.
+    s->insert_managed(managed_tx("gtx-q", TxState::queued, 10));
+    s->insert_managed(managed_tx("gtx-s", TxState::signing, 10));
+    ManagedRecord held = managed_tx("gtx-h", TxState::pending_approval, 10);
+    held.reason = "above max_value_wei";
+    s->insert_managed(held);
+    ManagedRecord asking = managed_tx("gtx-a", TxState::pending_approval, 10);
+    asking.reason = "waiting for the policy service's answer";
+    s->insert_managed(asking);
+    s->insert_managed(managed_tx("gtx-c", TxState::completed, 10));
+    const ManagedCounts m =
+        s->managed_counts("devnet", held.sender, "waiting for the policy service's answer");
+    EXPECT_EQ(m.unfinished, 3u);
+    EXPECT_EQ(m.held, 1u);
+    EXPECT_EQ(s->managed_counts("mainnet", held.sender, "waiting").unfinished, 0u);
+}
+
+// A standby hands what it journaled to the gateway that dispatches: taken once, in the order
+// handed, a chain and a kind at a time, as many as asked; taken back with the operation that
+// handed them when it fails.
+TEST_P(JournalContract, HandoffsAreTakenOnceInOrder) {
+    const std::string dir = test::make_temp_dir("journal-contract");
+    JournalService service(opener(dir));
+    service.run_blocking([](JournalView& j) {
+        for (const char* key : {"0x01", "0x02", "0x03"}) j.hand_off("devnet", false, key);
+        j.hand_off("devnet", true, "gtx-1");
+        j.hand_off("mainnet", false, "0x09");
+    });
+    EXPECT_THROW(service.run_blocking([](JournalView& j) {
+        j.hand_off("devnet", false, "0x04");
+        throw std::runtime_error("the operation failed");
+    }),
+                 std::runtime_error);
+    std::vector<std::string> keys;
+    service.run_blocking([&](JournalView& j) {
+        for (const auto& h : j.take_handoffs("devnet", false, 2)) keys.push_back(h.key);
+    });
+    EXPECT_THAT(keys, ::testing::ElementsAre("0x01", "0x02"));
+    keys.clear();
+    service.run_blocking([&](JournalView& j) {
+        for (const auto& h : j.take_handoffs("devnet", false, 10)) {
+            keys.push_back(h.key);
+            EXPECT_FALSE(h.managed);
+            EXPECT_EQ(h.chain, "devnet");
+        }
+        EXPECT_TRUE(j.take_handoffs("devnet", false, 10).empty());
+    });
+    EXPECT_THAT(keys, ::testing::ElementsAre("0x03"));
+    // A take whose operation fails leaves them for the next.
+    EXPECT_THROW(service.run_blocking([](JournalView& j) {
+        EXPECT_EQ(j.take_handoffs("mainnet", false, 10).size(), 1u);
+        throw std::runtime_error("the operation failed");
+    }),
+                 std::runtime_error);
+    auto s = open_at(dir);
+    EXPECT_EQ(s->take_handoffs("mainnet", false, 10).at(0).key, "0x09");
+    const auto managed = s->take_handoffs("devnet", true, 10);
+    ASSERT_EQ(managed.size(), 1u);
+    EXPECT_TRUE(managed[0].managed);
+    EXPECT_EQ(managed[0].key, "gtx-1");
+}
+
 TEST_P(JournalContract, ASendersSpendingSinceATimeIsWhatMovesWeiAndWasLetSpend) {
     auto s = open();
     const std::string sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";

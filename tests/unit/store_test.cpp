@@ -22,12 +22,12 @@ TEST(SqliteStore, CreatesItsFolderAndMigrates) {
     config::StoreConfig c{"sqlite", dir + "/nested/data/gateway.db"};
     {
         auto store = open_store(c);
-        EXPECT_EQ(store->schema_version(), 13);
+        EXPECT_EQ(store->schema_version(), 14);
         EXPECT_EQ(store->describe(), "sqlite:" + c.path);
     }
     EXPECT_TRUE(std::filesystem::exists(c.path));
     // Reopening an up-to-date database changes nothing.
-    EXPECT_EQ(open_store(c)->schema_version(), 13);
+    EXPECT_EQ(open_store(c)->schema_version(), 14);
 }
 
 // The operator page asks for managed transactions every few seconds: the last changed first, and by
@@ -75,7 +75,7 @@ TEST(SqliteStore, AVersion3JournalMigratesWithItsHistories) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 13);
+    EXPECT_EQ(store->schema_version(), 14);
     auto a = store->find("0xaa");
     ASSERT_TRUE(a);
     EXPECT_EQ(a->state, TxState::broadcasting);
@@ -197,7 +197,7 @@ TEST(SqliteStore, AVersion9JournalsManagedTransactionsSpendNothingInTheDailySums
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 13);
+    EXPECT_EQ(store->schema_version(), 14);
     const auto old = store->find_managed("gtx-old");
     ASSERT_TRUE(old);
     EXPECT_EQ(old->state, TxState::queued);
@@ -222,7 +222,7 @@ TEST(SqliteStore, RecordsAndIdempotencyKeysBelongToTheirClient) {
     sqlite3_close(db);
 
     auto store = open_store(c);
-    EXPECT_EQ(store->schema_version(), 13);
+    EXPECT_EQ(store->schema_version(), 14);
     auto old = store->find_managed("gtx-old");
     ASSERT_TRUE(old);
     EXPECT_EQ(old->client, "");

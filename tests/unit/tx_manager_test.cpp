@@ -111,6 +111,25 @@ public:
         check();
         return inner_->spending(c, s, since);
     }
+    store::ManagedCounts managed_counts(std::string_view c, std::string_view s,
+                                        std::string_view awaiting) override {
+        check();
+        return inner_->managed_counts(c, s, awaiting);
+    }
+    store::QueuedCounts queued_counts(std::string_view c, std::string_view s,
+                                      std::string_view source) override {
+        check();
+        return inner_->queued_counts(c, s, source);
+    }
+    void hand_off(std::string_view c, bool managed, std::string_view key) override {
+        check();
+        inner_->hand_off(c, managed, key);
+    }
+    std::vector<store::Handoff> take_handoffs(std::string_view c, bool managed,
+                                              std::size_t limit) override {
+        check();
+        return inner_->take_handoffs(c, managed, limit);
+    }
     std::optional<store::StreamRecord> find_stream(std::string_view id) override {
         return inner_->find_stream(id);
     }

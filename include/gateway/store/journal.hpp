@@ -151,6 +151,31 @@ struct TxUpdate {
     bool finalized = false;  ///< TxRecord::finalized
 };
 
+/// How many unfinished raw transactions (not managed attempts) a chain holds in the journal:
+/// its caps (tx.max_queued, tx.max_queued_per_sender, tx.max_queued_per_client), counted by a
+/// gateway that does not hold them in memory (a replica that does not dispatch).
+struct QueuedCounts {
+    std::size_t chain = 0;
+    std::size_t sender = 0;
+    std::size_t source = 0;
+};
+
+/// A managed sender's unfinished transactions in the journal, for the same reason: those held for
+/// a person apart from the rest (ManagedSenders counts them so).
+struct ManagedCounts {
+    std::size_t unfinished = 0;  ///< every unfinished one but those held for a person
+    std::size_t held = 0;        ///< PENDING_APPROVAL, but not waiting for the policy service
+};
+
+/// A transaction a gateway that does not dispatch accepted and journaled, handed to the one that
+/// does (several gateways on one database): that one takes it from the journal and carries it on.
+struct Handoff {
+    std::int64_t id = 0;  ///< growing, in the order they were handed
+    std::string chain;
+    bool managed = false;  ///< a managed transaction's id; else a raw transaction's hash
+    std::string key;
+};
+
 /// What one Retention::prune deleted.
 struct Pruned {
     std::size_t transactions = 0;  ///< raw transactions, a managed one's attempts included
@@ -165,18 +190,13 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-/// Another gateway owns the journal (a shared database's, one writer at a time): this one waits
-/// as a standby and opens it once that one's session ends. Not a failure to alert on.
-class JournalOwnedElsewhere : public StoreError {
-public:
-    using StoreError::StoreError;
-};
-
 // The journal's interfaces, one per role, so that code asks for what it uses:
 // - RawJournal: raw transactions (the client's signed bytes), their states and histories;
 // - ManagedJournal: transactions the gateway builds and signs for a managed sender;
 // - NonceLedger: the next nonce of each managed sender;
-// - JournalView: the three together, what an operation run by a JournalService is given;
+// - StreamJournal: event streams' checkpoints, and the state changes transaction streams read;
+// - HandoffJournal: transactions a standby accepted, handed to the gateway that dispatches;
+// - JournalView: those together, what an operation run by a JournalService is given;
 // - Retention: deleting finished transactions of both kinds, which only the service does, on
 //   its own schedule;
 // - TransactionControl: the database transactions the service groups operations in; operations
@@ -217,6 +237,10 @@ public:
     virtual std::vector<TxRecord> list(std::optional<TxState> state, std::size_t limit) = 0;
     /// A transaction's states, oldest first.
     virtual std::vector<TxEvent> history(std::string_view hash) = 0;
+    /// The unfinished raw transactions (not managed attempts) of `chain`, of its `sender`, and of
+    /// those counted against `source`.
+    virtual QueuedCounts queued_counts(std::string_view chain, std::string_view sender,
+                                       std::string_view source) = 0;
 };
 
 /// Managed transactions: what a client asked the gateway to build, sign and send, with their
@@ -250,6 +274,11 @@ public:
     /// `since_ms`, in every state: the caller decides which count.
     virtual std::vector<Spending> spending(std::string_view chain, std::string_view sender,
                                            std::int64_t since_ms) = 0;
+    /// (chain, sender)'s unfinished managed transactions; those in PENDING_APPROVAL whose reason
+    /// starts with `awaiting_service` (waiting for the policy service, not a person) count as
+    /// unfinished.
+    virtual ManagedCounts managed_counts(std::string_view chain, std::string_view sender,
+                                         std::string_view awaiting_service) = 0;
 };
 
 /// The nonces handed out to managed senders, per (chain, sender). They outlive every transaction:
@@ -330,12 +359,25 @@ public:
     virtual std::pair<std::int64_t, std::int64_t> last_changes() = 0;
 };
 
+/// Transactions handed from the gateways that accept them to the one that dispatches them, on a
+/// journal several gateways share (one table, read and emptied by the dispatcher).
+class HandoffJournal {
+public:
+    virtual ~HandoffJournal() = default;
+    /// Hands a journaled transaction to the dispatcher, in the operation that journals it.
+    virtual void hand_off(std::string_view chain, bool managed, std::string_view key) = 0;
+    /// Takes (reads and deletes) at most `limit` of `chain`'s handoffs of one kind, oldest first.
+    virtual std::vector<Handoff> take_handoffs(std::string_view chain, bool managed,
+                                               std::size_t limit) = 0;
+};
+
 /// What an operation run by a JournalService reads and writes: the data, without the control of
 /// database transactions (the service commits operations together) or retention.
 class JournalView : public RawJournal,
                     public ManagedJournal,
                     public NonceLedger,
-                    public StreamJournal {};
+                    public StreamJournal,
+                    public HandoffJournal {};
 
 /// Deleting what the journal need not keep any more. The JournalService does it on its own
 /// schedule (store.retention_ms), in its own database transaction.
@@ -381,6 +423,14 @@ public:
     /// Whether the opening before this one was this process's: one whose answer it never heard
     /// (its connection lost right then), which moved the number without anyone else owning it.
     virtual bool last_owner_was_this_process() const { return false; }
+    /// Whether this gateway owns the journal: it dispatches what the journal holds (loads it,
+    /// broadcasts, signs, follows). A journal only one gateway opens is always owned; a shared
+    /// one by one gateway at a time, and the others (standbys) journal what they accept and hand
+    /// it over (HandoffJournal).
+    virtual bool owns() const { return true; }
+    /// Tries to become the owner, without waiting; true when this gateway owns it (then
+    /// owner_epoch() is this opening's number). Outside any database transaction.
+    virtual bool try_own() { return true; }
 };
 
 }  // namespace gateway::store

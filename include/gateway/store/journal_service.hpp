@@ -36,10 +36,11 @@ enum class JournalEvent {
     up,             ///< the journal works again (opened, and a commit went through)
     reopened,       ///< a journal that had failed at run time was opened again
     reopen_failed,  ///< and that failed
-    /// Another gateway owns the journal (JournalOwnedElsewhere): this one waits as a standby,
-    /// trying again every `reopen_after` (no backoff: taking over soon is the point).
+    /// Another gateway owns the shared journal (Journal::owns): this one is a standby, which
+    /// journals what it accepts and hands it to the owner, and tries to take over every
+    /// `reopen_after` (no backoff: taking over soon is the point).
     standby,
-    standby_over,  ///< it no longer waits as one: it opened the journal, or failed otherwise
+    standby_over,  ///< it is no longer one: it owns the journal, or the journal failed
     /// This gateway owned the shared journal, and another one owned it since (it took over while
     /// this one's session was lost): what this gateway holds in memory may be out of date, so the
     /// journal stays closed for good (every operation refused) and the gateway must restart.
@@ -151,6 +152,12 @@ public:
     /// or StoreError. Not on the event loop.
     void run_blocking(Operation op, Operation undo = {});
 
+    /// Whether this gateway dispatches what the journal holds: it owns the journal (always, for a
+    /// journal only it opens), and has not been superseded. Set once it first owns it; a journal
+    /// that fails and opens again owned keeps it set. From any thread.
+    bool dispatching() const { return dispatching_; }
+    /// Whether the journal is one several gateways share (PostgreSQL's), as of its last opening.
+    bool shared() const { return shared_atomic_; }
     /// Why the journal is unusable, or "" when the last batch committed.
     std::string failure() const;
     /// Commits made so far, and the operations in them (group commit at work: ops > commits).
@@ -181,8 +188,13 @@ private:
     void prune_if_due();
     /// The ping of a shared journal (ping_every), when one is due.
     void ping_if_due();
-    void set_failure(const std::string& why, bool standby = false);
+    void set_failure(const std::string& why);
     void end_standby();
+    /// The opened journal is this gateway's now: checks that nobody else owned it since this one
+    /// last did (else supersede(), false), and dispatches.
+    bool take_over();
+    /// A standby's try to take the journal over, when one is due.
+    void try_own_if_due();
     /// Another gateway owned the journal since this one did: closed for good.
     void supersede(const std::string& why);
     void emit(JournalEvent event) const;
@@ -197,9 +209,11 @@ private:
     bool opened_once_ = false;
     bool up_ = false;
     bool standby_ = false;
-    std::optional<std::uint64_t>
-        epoch_;  // the journal's owner_epoch() when this one last opened it
+    // The journal's owner_epoch() when this gateway last owned it (unset: never did).
+    std::optional<std::uint64_t> epoch_;
     bool superseded_ = false;
+    bool shared_ = false;  // the journal's owner_epoch() is set: several gateways share it
+    std::chrono::steady_clock::time_point next_own_try_{};
     std::vector<Operation> undos_;
     std::chrono::steady_clock::time_point next_prune_{};
     std::chrono::steady_clock::time_point next_ping_{};
@@ -210,6 +224,8 @@ private:
     std::deque<TaskPtr> queue_;
     bool stopping_ = false;
     std::string failure_;
+    std::atomic<bool> dispatching_{false};
+    std::atomic<bool> shared_atomic_{false};
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> operations_{0};
     std::atomic<std::uint64_t> pruned_{0};

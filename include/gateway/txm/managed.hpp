@@ -160,6 +160,31 @@ private:
     // Coroutines with their arguments in their own frames (GCC 12 mishandles lambda coroutines
     // with captures).
     boost::asio::awaitable<void> start_senders();
+    /// Why an operator's action is refused before the managed transactions are loaded: a standby
+    /// of a shared journal (another gateway dispatches them), or still loading.
+    std::string not_loaded() const;
+    /// Whether `rec` may be recorded, judged by `s`'s policy inside the journal operation that
+    /// records it: its state and reason set (QUEUED, or PENDING_APPROVAL held by the rules or
+    /// waiting for the policy service); false, with the rule's reason, when the policy would
+    /// hold it but `held_full` (its sender's held ones are at the cap).
+    bool admit_policy(store::ManagedJournal& j, const Sender& s, const Request& req,
+                      store::ManagedRecord& rec, bool held_full) const;
+    /// send() on a standby of a shared journal: the caps as the journal counts them, the policy,
+    /// journaled and handed to the gateway that dispatches, then followed in the journal for
+    /// eth_sendTransaction's hash.
+    boost::asio::awaitable<ManagedReply> send_standby(
+        Sender* s, store::ManagedRecord rec, Request req, bool wait_for_hash,
+        std::chrono::steady_clock::time_point deadline);
+    /// Takes the transactions standbys handed over into memory (this gateway dispatching a
+    /// shared journal), every kHandoffPoll, until stopped.
+    boost::asio::awaitable<void> follow_handoffs();
+    /// A managed transaction as the journal has it, with what carrying it on needs.
+    struct Journaled;
+    /// Read inside a journal operation.
+    static Journaled read_journaled(store::ManagedJournal& j, store::ManagedRecord r);
+    /// Holds it in memory to carry on (at load, or handed over); null when it cannot (its sender
+    /// is no longer configured, its request does not parse), logged. With mu_.
+    std::shared_ptr<Tx> carry_on(Journaled&& journaled);
     /// An operator action's transaction, as the journal has it: this chain's record of `id`, or
     /// why not (the journal cannot be read; no such transaction here).
     boost::asio::awaitable<std::variant<store::ManagedRecord, ActionResult>> journaled(

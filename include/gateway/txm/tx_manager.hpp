@@ -155,6 +155,15 @@ private:
 
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<bool> load();
+    /// Takes the transactions standbys accepted and handed over (a shared journal, this gateway
+    /// dispatching) into memory: true when it took any.
+    boost::asio::awaitable<bool> take_handoffs();
+    /// eth_sendRawTransaction on a standby of a shared journal: checked against the caps as the
+    /// journal counts them, journaled and handed to the gateway that dispatches; answered with
+    /// its hash, queued.
+    boost::asio::awaitable<SubmitResult> admit_standby(const eth::Transaction& tx, eth::Bytes raw,
+                                                       eth::Bytes network, std::string client,
+                                                       std::string source);
     /// Journals a decoded transaction and sends it (or queues it), as submit() and
     /// submit_attempt() do. `network`: a blob transaction's network form, journaled with it.
     /// `tx`: `e`'s decoded form, which fills its record; read before the first suspension.
