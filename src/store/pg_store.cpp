@@ -26,6 +26,7 @@
 #include <charconv>
 #include <memory>
 #include <random>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -150,6 +151,11 @@ constexpr const char* kJournalLock = "7301942861027311";
 constexpr const char* kMigrationLock = "7301942861027312";
 constexpr const char* kOwnerLock = "7301942861027313";
 constexpr const char* kTryOwn = "SELECT pg_try_advisory_lock(7301942861027313)";
+// The two-key advisory locks (a class, a key; apart from the one-key ones above): a gateway's
+// presence (replicas()), and the leases (take_lease).
+constexpr int kPresenceClass = 730194286;
+constexpr int kLeaseClass = 730194287;
+constexpr const char* kTryLease = "SELECT pg_try_advisory_lock($1::int, $2::int)";
 
 constexpr const char* kColumns =
     "hash, chain, chain_id, sender, nonce, raw, state, reason, created_ms, updated_ms, broadcasts,"
@@ -316,6 +322,7 @@ public:
         // synchronous_commit=off would not be (a stricter setting, remote_apply, is kept).
         const auto sync = db_.exec("SELECT current_setting('synchronous_commit')");
         if (Row(sync.rows.at(0)).text(0) == "off") db_.exec("SET synchronous_commit = on");
+        announce();
         own(timeout);
     }
 
@@ -592,6 +599,32 @@ public:
         return {static_cast<std::size_t>(row.integer(0)), static_cast<std::size_t>(row.integer(1))};
     }
 
+    bool take_lease(std::string_view name) override {
+        if (leases_.contains(name)) return true;
+        const auto r =
+            db_.exec(kTryLease, {std::to_string(kLeaseClass), std::to_string(lease_key(name))});
+        if (Row(r.rows.at(0)).text(0) != "t") return false;
+        leases_.emplace(name);
+        return true;
+    }
+
+    void require_lease(std::string_view name) const override {
+        if (!leases_.contains(name))
+            throw LeaseLost(fmt::format(
+                "store: this gateway does not hold the lease of {} (another gateway may)", name));
+    }
+
+    std::size_t leases_held() const override { return leases_.size(); }
+
+    std::size_t replicas() override {
+        const auto r = db_.exec(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int "
+            "AND objsubid = 2 AND granted AND database = (SELECT oid FROM pg_database WHERE "
+            "datname = current_database())",
+            {std::to_string(kPresenceClass)});
+        return static_cast<std::size_t>(Row(r.rows.at(0)).integer(0));
+    }
+
     void hand_off(std::string_view chain, bool managed, std::string_view key) override {
         db_.exec("INSERT INTO handoffs (chain, managed, key) VALUES ($1, $2, $3)",
                  {std::string(chain), boolean(managed), std::string(key)});
@@ -812,6 +845,26 @@ private:
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
 
+    // Known to the other gateways as one that has the journal open (replicas()), for as long as
+    // this session lives: a presence lock of its own, under a random key.
+    void announce() {
+        std::random_device device;
+        for (;;) {
+            const auto key = static_cast<std::int32_t>(device() & 0x7fffffff);
+            const auto r =
+                db_.exec(kTryLease, {std::to_string(kPresenceClass), std::to_string(key)});
+            if (Row(r.rows.at(0)).text(0) == "t") return;
+        }
+    }
+
+    // A lease's key: its name's FNV-1a hash. Two names of one key share their lease (one gateway
+    // holds both), which costs balance, never safety.
+    static std::int32_t lease_key(std::string_view name) {
+        std::uint32_t h = 2166136261u;
+        for (unsigned char c : name) h = (h ^ c) * 16777619u;
+        return static_cast<std::int32_t>(h & 0x7fffffff);
+    }
+
     // The lock was just taken: this opening's number.
     void took_ownership() {
         owns_ = true;
@@ -903,8 +956,9 @@ private:
     // This opening's number once it owns the journal. A shared journal's is set (0) before.
     std::optional<std::uint64_t> epoch_ = 0;
     bool owns_ = false;
-    bool last_owner_was_me_ = false;  // the opening before this one was this process's
-    bool release_pending_ = false;    // the last savepoint's RELEASE, not sent yet (commit())
+    std::set<std::string, std::less<>> leases_;  // the leases this session holds
+    bool last_owner_was_me_ = false;             // the opening before this one was this process's
+    bool release_pending_ = false;  // the last savepoint's RELEASE, not sent yet (commit())
 };
 
 }  // namespace

@@ -529,6 +529,12 @@ public:
         return out;
     }
 
+    // One gateway opens the file: it holds every lease.
+    bool take_lease(std::string_view) override { return true; }
+    void require_lease(std::string_view) const override {}
+    std::size_t leases_held() const override { return 0; }
+    std::size_t replicas() override { return 1; }
+
     std::optional<StreamRecord> find_stream(std::string_view id) override {
         Stmt st(*this,
                 "SELECT id, chain, next_block, paused, updated_ms, cursor, definition FROM streams "

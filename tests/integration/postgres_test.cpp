@@ -7,7 +7,6 @@
 
 #include "gateway/store/journal_service.hpp"
 #include "gateway/store/pg_connection.hpp"
-#include "gateway/store/pg_leases.hpp"
 #include "gateway/store/store.hpp"
 
 #include "integration/devnet.hpp"
@@ -141,61 +140,72 @@ TEST_F(PostgresTest, AConnectionFailureNeverRepeatsThePassword) {
     }
 }
 
-TEST_F(PostgresTest, ALeaseHasOneOwnerUntilItExpiresAndEachNewOwnerALargerToken) {
-    Connection c(server->url(), 5s);
-    store::pg::Leases leases(c);
-    leases.create_schema();
-    leases.create_schema();  // idempotent
-    const std::string name = "devnet/0xaa";
-    const auto a = leases.acquire(name, "replica-a", 1s);
-    ASSERT_EQ(a, 1u);
-    EXPECT_EQ(leases.acquire(name, "replica-b", 1s), std::nullopt);
-    EXPECT_EQ(leases.acquire(name, "replica-a", 1s), std::nullopt);  // renew, not acquire
-    EXPECT_TRUE(leases.renew(name, "replica-a", *a, 1s));
-    EXPECT_TRUE(leases.holds(name, *a));
-
-    // replica-a stalls past its expiry: replica-b takes over with a larger token, and
-    // replica-a's token no longer holds, nor can it renew.
-    std::this_thread::sleep_for(1200ms);  // past the second's lease, on the database's clock
-    EXPECT_FALSE(leases.holds(name, *a));
-    const auto b = leases.acquire(name, "replica-b", 10s);
-    ASSERT_EQ(b, 2u);
-    EXPECT_FALSE(leases.renew(name, "replica-a", *a, 10s));
-    EXPECT_FALSE(leases.holds(name, *a));
-    EXPECT_TRUE(leases.holds(name, *b));
-
-    // Released: free at once, and the next token is still larger.
-    leases.release(name, "replica-a", *a);  // not the owner: nothing
-    EXPECT_TRUE(leases.holds(name, *b));
-    leases.release(name, "replica-b", *b);
-    EXPECT_FALSE(leases.holds(name, *b));
-    EXPECT_EQ(leases.acquire(name, "replica-a", 10s), 3u);
-}
-
-TEST_F(PostgresTest, ReplicasAskingForOneLeaseAtOnceGetOneOwner) {
-    {
-        Connection c(server->url(), 5s);
-        store::pg::Leases(c).create_schema();
-    }
-    constexpr int kReplicas = 8;
-    std::atomic<int> owners{0};
-    std::vector<std::thread> replicas;
-    for (int i = 0; i < kReplicas; ++i)
-        replicas.emplace_back([&, i] {
-            Connection c(server->url(), 5s);
-            store::pg::Leases leases(c);
-            if (leases.acquire("devnet/0xbb", "replica-" + std::to_string(i), 10s)) ++owners;
-        });
-    for (auto& t : replicas) t.join();
-    EXPECT_EQ(owners.load(), 1);
-}
-
 config::StoreConfig postgres_store(const std::string& url, std::chrono::milliseconds timeout) {
     config::StoreConfig c;
     c.backend = "postgres";
     c.url = url;
     c.timeout = timeout;
     return c;
+}
+
+TEST_F(PostgresTest, ALeaseIsOneGatewaysForAsLongAsItsSessionLives) {
+    const std::string url = server->database("leases");
+    auto a = store::open_store(postgres_store(url, 1000ms));
+    const std::string name = "devnet/0xaa";
+    EXPECT_EQ(a->replicas(), 1u);
+    EXPECT_EQ(a->leases_held(), 0u);
+    EXPECT_THROW(a->require_lease(name), store::LeaseLost);
+    ASSERT_TRUE(a->take_lease(name));
+    EXPECT_TRUE(a->take_lease(name)) << "held already";
+    EXPECT_EQ(a->leases_held(), 1u);
+    EXPECT_NO_THROW(a->require_lease(name));
+    // Taken inside a transaction that is rolled back: held all the same (a session lock).
+    a->begin();
+    EXPECT_TRUE(a->take_lease("devnet/0xcc"));
+    a->rollback();
+    EXPECT_NO_THROW(a->require_lease("devnet/0xcc"));
+
+    {
+        auto b = store::open_store(postgres_store(url, 1000ms));
+        EXPECT_EQ(b->replicas(), 2u);
+        EXPECT_FALSE(b->take_lease(name)) << "two holders";
+        EXPECT_THROW(b->require_lease(name), store::LeaseLost);
+        EXPECT_TRUE(b->take_lease("devnet/0xbb"));
+        EXPECT_EQ(a->replicas(), 2u);
+    }
+    // b's session ended: its lease is free, and it is one gateway again.
+    EXPECT_TRUE(a->take_lease("devnet/0xbb"));
+    EXPECT_EQ(a->replicas(), 1u);
+
+    // a's session ends (a killed gateway's does too): a new session of the same gateway holds
+    // nothing it held before, and another takes its leases.
+    a.reset();
+    auto c = store::open_store(postgres_store(url, 1000ms));
+    EXPECT_THROW(c->require_lease(name), store::LeaseLost);
+    EXPECT_TRUE(c->take_lease(name));
+    EXPECT_EQ(c->replicas(), 1u);
+}
+
+TEST_F(PostgresTest, ReplicasAskingForOneLeaseAtOnceGetOneOwner) {
+    const std::string url = server->database("race");
+    store::open_store(postgres_store(url, 5000ms));  // the schema, once
+    constexpr int kReplicas = 8;
+    std::atomic<int> owners{0}, ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::unique_ptr<store::Store>> stores(kReplicas);
+    std::vector<std::thread> replicas;
+    for (int i = 0; i < kReplicas; ++i)
+        replicas.emplace_back([&, i] {
+            stores[i] = store::open_store(postgres_store(url, 5000ms));
+            ++ready;
+            while (!go) std::this_thread::yield();
+            if (stores[i]->take_lease("devnet/0xbb")) ++owners;
+        });
+    while (ready < kReplicas) std::this_thread::yield();
+    go = true;
+    for (auto& t : replicas) t.join();
+    EXPECT_EQ(owners.load(), 1);
+    EXPECT_EQ(stores[0]->replicas(), static_cast<std::size_t>(kReplicas));
 }
 
 // Until replicas own senders apart, one gateway owns a journal and dispatches what it holds: a

@@ -434,6 +434,16 @@ TEST_P(JournalContract, HandoffsAreTakenOnceInOrder) {
     EXPECT_EQ(managed[0].key, "gtx-1");
 }
 
+// A lease this gateway took is its own, in every backend (SQLite's holds every lease; a shared
+// journal's, for as long as the session lives: PostgresTest).
+TEST_P(JournalContract, ALeaseTakenIsHeld) {
+    auto s = open();
+    ASSERT_TRUE(s->take_lease("devnet/0xaa"));
+    EXPECT_TRUE(s->take_lease("devnet/0xaa"));
+    EXPECT_NO_THROW(s->require_lease("devnet/0xaa"));
+    EXPECT_GE(s->replicas(), 1u);
+}
+
 TEST_P(JournalContract, ASendersSpendingSinceATimeIsWhatMovesWeiAndWasLetSpend) {
     auto s = open();
     const std::string sender = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";

@@ -121,6 +121,10 @@ public:
         check();
         return inner_->queued_counts(c, s, source);
     }
+    bool take_lease(std::string_view name) override { return inner_->take_lease(name); }
+    void require_lease(std::string_view name) const override { inner_->require_lease(name); }
+    std::size_t leases_held() const override { return inner_->leases_held(); }
+    std::size_t replicas() override { return inner_->replicas(); }
     void hand_off(std::string_view c, bool managed, std::string_view key) override {
         check();
         inner_->hand_off(c, managed, key);

@@ -196,6 +196,7 @@ public:
 // - NonceLedger: the next nonce of each managed sender;
 // - StreamJournal: event streams' checkpoints, and the state changes transaction streams read;
 // - HandoffJournal: transactions a standby accepted, handed to the gateway that dispatches;
+// - LeaseJournal: the leases gateways sharing a journal split its work by;
 // - JournalView: those together, what an operation run by a JournalService is given;
 // - Retention: deleting finished transactions of both kinds, which only the service does, on
 //   its own schedule;
@@ -371,13 +372,43 @@ public:
                                                std::size_t limit) = 0;
 };
 
+/// An operation needed a lease this gateway does not hold (LeaseJournal::require_lease): another
+/// gateway may be the one to write it. Not a failure of the journal.
+class LeaseLost : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Leases on a journal several gateways share, so that they split the work between them: a
+/// (chain, sender) whose nonces one gateway drives, an event stream one gateway delivers. A lease
+/// is this gateway's for as long as its session with the database lives (PostgreSQL's
+/// session-level advisory locks): a gateway that dies, or whose session the server ends, loses
+/// them all at once, and each write that needs one checks it in its own operation, on that same
+/// session (require_lease), so that a gateway that lost a lease cannot write under it. A journal
+/// only one gateway opens (SQLite's) holds every lease.
+class LeaseJournal {
+public:
+    virtual ~LeaseJournal() = default;
+    /// Takes the lease `name` without waiting: true when this gateway holds it (now, or already).
+    /// Held until the session ends, even when the operation that took it is rolled back.
+    virtual bool take_lease(std::string_view name) = 0;
+    /// Throws LeaseLost unless this gateway holds the lease `name` in this session.
+    virtual void require_lease(std::string_view name) const = 0;
+    /// Leases this gateway holds in this session.
+    virtual std::size_t leases_held() const = 0;
+    /// Gateways that have the journal open now, this one included (each is known to the others
+    /// for as long as its session lives).
+    virtual std::size_t replicas() = 0;
+};
+
 /// What an operation run by a JournalService reads and writes: the data, without the control of
 /// database transactions (the service commits operations together) or retention.
 class JournalView : public RawJournal,
                     public ManagedJournal,
                     public NonceLedger,
                     public StreamJournal,
-                    public HandoffJournal {};
+                    public HandoffJournal,
+                    public LeaseJournal {};
 
 /// Deleting what the journal need not keep any more. The JournalService does it on its own
 /// schedule (store.retention_ms), in its own database transaction.
