@@ -584,7 +584,7 @@ void JournalService::run_batch(std::vector<TaskPtr>& batch) {
         // journal over first, and carry on what the commit kept. The callers hear that the
         // outcome is not known, never that nothing was kept.
         const std::string why =
-            committing && epoch_
+            committing && shared_
                 ? fmt::format(
                       "{}; the commit's outcome is unknown: it may have been kept (and then "
                       "carried on), so look it up before sending it again, or send it "

@@ -140,7 +140,8 @@ constexpr const char* kAfter13[] = {
     " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
     " chain text COLLATE \"C\" NOT NULL,"
     " managed boolean NOT NULL,"
-    " key text NOT NULL);"
+    " key text NOT NULL,"
+    " sender text COLLATE \"C\" NOT NULL);"
     "CREATE INDEX handoffs_by_chain ON handoffs (chain, managed, id);",
 };
 static_assert(13 + std::size(kAfter13) == kVersion);
@@ -625,9 +626,15 @@ public:
         return static_cast<std::size_t>(Row(r.rows.at(0)).integer(0));
     }
 
-    void hand_off(std::string_view chain, bool managed, std::string_view key) override {
-        db_.exec("INSERT INTO handoffs (chain, managed, key) VALUES ($1, $2, $3)",
-                 {std::string(chain), boolean(managed), std::string(key)});
+    void hand_off(const Handoff& h) override {
+        db_.exec("INSERT INTO handoffs (chain, managed, key, sender) VALUES ($1, $2, $3, $4)",
+                 {h.chain, boolean(h.managed), h.key, h.sender});
+    }
+
+    bool withdraw_handoff(std::string_view chain, bool managed, std::string_view key) override {
+        return db_.exec("DELETE FROM handoffs WHERE chain = $1 AND managed = $2 AND key = $3",
+                        {std::string(chain), boolean(managed), std::string(key)})
+                   .affected > 0;
     }
 
     std::vector<Handoff> take_handoffs(std::string_view chain, bool managed,
@@ -635,11 +642,11 @@ public:
         // Deleted as read: the one dispatcher reads them, in the order they were handed.
         const auto r = db_.exec(
             "WITH taken AS (DELETE FROM handoffs WHERE id IN (SELECT id FROM handoffs WHERE chain "
-            "= $1 AND managed = $2 ORDER BY id LIMIT $3) RETURNING id, key) SELECT id, key FROM "
-            "taken ORDER BY id",
+            "= $1 AND managed = $2 ORDER BY id LIMIT $3) RETURNING id, key, sender) SELECT id, "
+            "key, sender FROM taken ORDER BY id",
             {std::string(chain), boolean(managed), num(static_cast<std::int64_t>(limit))});
         return read_all<Handoff>(r, [&](const Row& row) {
-            return Handoff{row.integer(0), std::string(chain), managed, row.text(1)};
+            return Handoff{std::string(chain), managed, row.text(1), row.text(2), row.integer(0)};
         });
     }
 

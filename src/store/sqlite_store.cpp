@@ -179,7 +179,8 @@ constexpr const char* kMigrations[] = {
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " chain TEXT NOT NULL,"
     " managed INTEGER NOT NULL,"
-    " key TEXT NOT NULL);",
+    " key TEXT NOT NULL,"
+    " sender TEXT NOT NULL);",
 };
 
 constexpr const char* kColumns =
@@ -501,10 +502,18 @@ public:
                 static_cast<std::size_t>(st.column_int(1))};
     }
 
-    void hand_off(std::string_view chain, bool managed, std::string_view key) override {
-        Stmt st(*this, "INSERT INTO handoffs (chain, managed, key) VALUES (?1, ?2, ?3);");
+    void hand_off(const Handoff& h) override {
+        Stmt st(*this,
+                "INSERT INTO handoffs (chain, managed, key, sender) VALUES (?1, ?2, ?3, ?4);");
+        st.text(1, h.chain).integer(2, h.managed ? 1 : 0).text(3, h.key).text(4, h.sender);
+        st.done();
+    }
+
+    bool withdraw_handoff(std::string_view chain, bool managed, std::string_view key) override {
+        Stmt st(*this, "DELETE FROM handoffs WHERE chain = ?1 AND managed = ?2 AND key = ?3;");
         st.text(1, chain).integer(2, managed ? 1 : 0).text(3, key);
         st.done();
+        return sqlite3_changes(db_.get()) > 0;
     }
 
     std::vector<Handoff> take_handoffs(std::string_view chain, bool managed,
@@ -512,14 +521,14 @@ public:
         std::vector<Handoff> out;
         {
             Stmt st(*this,
-                    "SELECT id, key FROM handoffs WHERE chain = ?1 AND managed = ?2 ORDER BY id "
-                    "LIMIT ?3;");
+                    "SELECT id, key, sender FROM handoffs WHERE chain = ?1 AND managed = ?2 ORDER "
+                    "BY id LIMIT ?3;");
             st.text(1, chain)
                 .integer(2, managed ? 1 : 0)
                 .integer(3, static_cast<std::int64_t>(limit));
             while (st.step())
-                out.push_back(
-                    Handoff{st.column_int(0), std::string(chain), managed, st.column_text(1)});
+                out.push_back(Handoff{std::string(chain), managed, st.column_text(1),
+                                      st.column_text(2), st.column_int(0)});
         }
         if (!out.empty()) {
             Stmt del(*this, "DELETE FROM handoffs WHERE chain = ?1 AND managed = ?2 AND id <= ?3;");

@@ -77,10 +77,14 @@ jsonrpc::Reply key_reused_reply(std::string_view key, const store::ManagedRecord
 // Told 503, "not accepted", when the journal does not answer in time (or fails), the client must
 // not find the transaction signed and sent later (at the next start) should the commit go
 // through anyway: the journal takes it back first, and frees its idempotency key for the
-// client's retry (see TxManager::admit).
-store::JournalService::Operation undo_insert(std::string id, std::shared_ptr<bool> inserted_here) {
-    return [id = std::move(id), inserted_here](store::JournalView& j) {
+// client's retry (see TxManager::admit). One a standby handed over (`handed_on`: its chain) is
+// taken back only while its handoff is: once the dispatching gateway took it, it carries it on
+// (the client was told it may have been kept), and its key finds it.
+store::JournalService::Operation undo_insert(std::string id, std::shared_ptr<bool> inserted_here,
+                                             std::optional<std::string> handed_on = {}) {
+    return [id = std::move(id), inserted_here, handed_on](store::JournalView& j) {
         if (!*inserted_here) return;
+        if (handed_on && !j.withdraw_handoff(*handed_on, true, id)) return;
         store::ManagedUpdate u{id, TxState::failed,
                                "not accepted: the journal did not answer in time or failed (the "
                                "client was told so); never signed",
@@ -143,12 +147,13 @@ asio::awaitable<ManagedReply> ManagedSenders::send_standby(Sender* s, store::Man
         }
         std::tie(existing, inserted) = j.insert_managed(rec);
         *inserted_here = inserted;
-        if (inserted) j.hand_off(rec.chain, true, rec.id);
+        if (inserted) j.hand_off({rec.chain, true, rec.id, rec.sender});
     };
-    const auto kept = co_await journal_.run(std::move(op), undo_insert(rec.id, inserted_here));
+    const auto kept =
+        co_await journal_.run(std::move(op), undo_insert(rec.id, inserted_here, rec.chain));
     if (!kept) {
         out.store_failed = true;
-        out.reply = journal_unwritable(kept.error());
+        out.reply = journal_unsure(kept.error());
         co_return out;
     }
     if (refused) {
@@ -166,8 +171,10 @@ asio::awaitable<ManagedReply> ManagedSenders::send_standby(Sender* s, store::Man
     } else {
         rec = existing;
     }
-    // Followed in the journal: the gateway that dispatches signs it.
+    // Followed in the journal: the gateway that dispatches signs it. Each look is an operation on
+    // the shared journal, so the looks space out (kStandbyPoll, doubling to a second).
     asio::steady_timer pause(co_await asio::this_coro::executor);
+    Clock::duration every = kStandbyPoll;
     for (;;) {
         if (!wait_for_hash) {
             out.queued = !rec.hash;
@@ -192,7 +199,8 @@ asio::awaitable<ManagedReply> ManagedSenders::send_standby(Sender* s, store::Man
             out.reply = not_signed_in_time(rec);
             co_return out;
         }
-        pause.expires_after(std::min<Clock::duration>(kStandbyPoll, deadline - Clock::now()));
+        pause.expires_after(std::min<Clock::duration>(every, deadline - Clock::now()));
+        every = std::min<Clock::duration>(every * 2, std::chrono::seconds(1));
         co_await pause.async_wait(use_nothrow);
         std::optional<store::ManagedRecord> now;
         store::JournalService::Operation read = [&](store::ManagedJournal& j) {

@@ -74,6 +74,7 @@ inline std::string new_id() {
 using detail::error_reply;
 using detail::journal_unavailable;
 using detail::journal_unreadable;
+using detail::journal_unsure;
 using detail::journal_unwritable;
 
 // The wait before trying again after `failures` in a row: tx.retry.backoff_ms doubled each time,

@@ -35,6 +35,19 @@ inline jsonrpc::Reply journal_unavailable(std::string_view why) {
                                    why.empty() ? "" : ": ", why));
 }
 
+/// A send a standby of a shared journal could not confirm (`why`: its failure): it may have been
+/// kept and handed to the gateway that dispatches all the same (a commit that went through after
+/// its deadline, taken by that gateway before it could be taken back), so the client looks it up
+/// or sends the same again: the same signed bytes, or the same Idempotency-Key.
+inline jsonrpc::Reply journal_unsure(std::string_view why) {
+    return error_reply(
+        jsonrpc::ErrorCode::resource_unavailable,
+        fmt::format("the transaction journal did not confirm it ({}): it may have "
+                    "been kept; send the same signed transaction again, or the same "
+                    "request with the same Idempotency-Key, which finds it if it was",
+                    why));
+}
+
 /// A new transaction the journal could not keep (`why`: its failure): the client may send it
 /// again.
 inline jsonrpc::Reply journal_unwritable(std::string_view why) {

@@ -20,6 +20,7 @@ namespace gateway::txm {
 
 using detail::error_reply;
 using detail::journal_unavailable;
+using detail::journal_unsure;
 using detail::journal_unwritable;
 using detail::result_reply;
 using util::unix_ms;
@@ -315,6 +316,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
         co_return out;
     }
     out.journaled = true;
+    bool handed = false;  // a standby's, carried on here
     {
         std::lock_guard lock(mu_);
         for (auto& r : replaced) {
@@ -322,7 +324,17 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
                          config_.name, r->rec.hash_hex(), rec.hash);
             forget(r->rec.hash, r.get());
         }
-        if (!inserted) {
+        if (!inserted && existing.state == TxState::queued && !existing.parent) {
+            // QUEUED in the journal but not in memory: a standby's, handed over and not taken
+            // yet (the handoff, when taken, finds this entry). Carried on from here, as the
+            // journal has it.
+            e->rec.reason = existing.reason;
+            e->rec.created_ms = existing.created_ms;
+            e->rec.updated_ms = existing.updated_ms;
+            e->rec.broadcasts = existing.broadcasts;
+            inserted = true;
+            handed = true;
+        } else if (!inserted) {
             // Known and finished already (mined): the same bytes again change nothing. (A reorg
             // may have reopened it meanwhile: that entry stays.)
             forget(e->rec.hash, e.get());
@@ -330,7 +342,7 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
             co_return out;
         }
     }
-    if (metrics_) metrics_->count_transaction(config_.name, "QUEUED");
+    if (metrics_ && !handed) metrics_->count_transaction(config_.name, "QUEUED");
 
     bool wait;
     {
@@ -432,15 +444,14 @@ asio::awaitable<SubmitResult> TxManager::admit_standby(const eth::Transaction& t
     auto queued_here = std::make_shared<bool>(false);
     bool known = false;  // journaled already, and unfinished
     store::JournalService::Operation op = [&, queued_here](store::JournalView& j) {
-        if (auto existing = j.find(rec.hash)) {
+        const auto existing = j.find(rec.hash);
+        // Sent again after it failed: queued anew (see admit()), within the caps as a new one.
+        // Not a managed transaction's attempt: only its sender's owner sends those.
+        const bool again = existing && !existing->parent &&
+                           ((existing->state == TxState::failed && !existing->block_hash) ||
+                            existing->state == TxState::dead_letter);
+        if (existing && !again) {
             known = !store::is_final(existing->state);
-            // Sent again after it failed: queued anew (see admit()).
-            if ((existing->state == TxState::failed && !existing->block_hash) ||
-                existing->state == TxState::dead_letter) {
-                j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
-                j.hand_off(config_.name, false, rec.hash);
-                *queued_here = true;
-            }
             return;
         }
         const store::QueuedCounts n = j.queued_counts(rec.chain, rec.sender, rec.source);
@@ -455,14 +466,20 @@ asio::awaitable<SubmitResult> TxManager::admit_standby(const eth::Transaction& t
             refusal = "max_queued";
         }
         if (refused) return;
-        j.insert(rec);
+        if (again)
+            j.update(store::TxUpdate{rec.hash, TxState::queued, "sent again by a client", now});
+        else
+            j.insert(rec);
         if (!network.empty()) j.put_network_form(rec.hash, network);
-        j.hand_off(config_.name, false, rec.hash);
+        j.hand_off({config_.name, false, rec.hash, rec.sender});
         *queued_here = true;
     };
-    // As admit()'s: a client told "not accepted" must not find it sent later.
-    store::JournalService::Operation undo = [hash = rec.hash, queued_here](store::RawJournal& j) {
-        if (*queued_here)
+    // As admit()'s: a client told its send failed does not find it sent later, unless the
+    // dispatching gateway took it over first (then it carries it on, and the client was told
+    // that it may have been kept).
+    store::JournalService::Operation undo = [chain = config_.name, hash = rec.hash,
+                                             queued_here](store::JournalView& j) {
+        if (*queued_here && j.withdraw_handoff(chain, false, hash))
             j.update(store::TxUpdate{hash, TxState::failed,
                                      "not accepted: the journal did not answer in time or "
                                      "failed (the client was told so); never sent",
@@ -471,7 +488,7 @@ asio::awaitable<SubmitResult> TxManager::admit_standby(const eth::Transaction& t
     const auto kept = co_await journal_.run(std::move(op), std::move(undo));
     if (!kept) {
         out.store_failed = true;
-        out.reply = journal_unwritable(kept.error());
+        out.reply = journal_unsure(kept.error());
         co_return out;
     }
     if (refused) {

@@ -233,12 +233,13 @@ TEST_F(PostgresTest, AJournalHasOneOwnerAndASecondGatewayTakesOverWhenItsSession
         EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms) << "it waited for the owner";
         // It writes all the same, and hands over what it wrote; the owner takes it, once.
         second->insert(record("0xab", 1));
-        second->hand_off("devnet", false, "0xab");
-        second->hand_off("devnet", true, "gtx-1");
+        second->hand_off({"devnet", false, "0xab", "0xs1"});
+        second->hand_off({"devnet", true, "gtx-1", "0xs2"});
     }
     const auto raw = owner->take_handoffs("devnet", false, 10);
     ASSERT_EQ(raw.size(), 1u);
     EXPECT_EQ(raw[0].key, "0xab");
+    EXPECT_EQ(raw[0].sender, "0xs1");
     EXPECT_TRUE(owner->find("0xab"));
     EXPECT_TRUE(owner->take_handoffs("devnet", false, 10).empty()) << "taken twice";
     EXPECT_TRUE(owner->take_handoffs("other", true, 10).empty());

@@ -396,12 +396,12 @@ TEST_P(JournalContract, HandoffsAreTakenOnceInOrder) {
     const std::string dir = test::make_temp_dir("journal-contract");
     JournalService service(opener(dir));
     service.run_blocking([](JournalView& j) {
-        for (const char* key : {"0x01", "0x02", "0x03"}) j.hand_off("devnet", false, key);
-        j.hand_off("devnet", true, "gtx-1");
-        j.hand_off("mainnet", false, "0x09");
+        for (const char* key : {"0x01", "0x02", "0x03"}) j.hand_off({"devnet", false, key, "0xa"});
+        j.hand_off({"devnet", true, "gtx-1", "0xb"});
+        j.hand_off({"mainnet", false, "0x09", "0xa"});
     });
     EXPECT_THROW(service.run_blocking([](JournalView& j) {
-        j.hand_off("devnet", false, "0x04");
+        j.hand_off({"devnet", false, "0x04", "0xa"});
         throw std::runtime_error("the operation failed");
     }),
                  std::runtime_error);
@@ -427,11 +427,19 @@ TEST_P(JournalContract, HandoffsAreTakenOnceInOrder) {
     }),
                  std::runtime_error);
     auto s = open_at(dir);
+    // A standby takes back one not taken yet (its caller was told the send failed); one taken is
+    // the dispatcher's.
+    s->hand_off({"devnet", false, "0x05", "0xa"});
+    EXPECT_TRUE(s->withdraw_handoff("devnet", false, "0x05"));
+    EXPECT_FALSE(s->withdraw_handoff("devnet", false, "0x05"));
+    EXPECT_FALSE(s->withdraw_handoff("devnet", false, "0x01")) << "taken already";
+    EXPECT_TRUE(s->take_handoffs("devnet", false, 10).empty());
     EXPECT_EQ(s->take_handoffs("mainnet", false, 10).at(0).key, "0x09");
     const auto managed = s->take_handoffs("devnet", true, 10);
     ASSERT_EQ(managed.size(), 1u);
     EXPECT_TRUE(managed[0].managed);
     EXPECT_EQ(managed[0].key, "gtx-1");
+    EXPECT_EQ(managed[0].sender, "0xb");
 }
 
 // A lease this gateway took is its own, in every backend (SQLite's holds every lease; a shared

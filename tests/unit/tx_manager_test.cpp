@@ -13,6 +13,7 @@
 #include "gateway/util/text.hpp"
 #include "support/io_thread.hpp"
 #include "support/journal_records.hpp"
+#include "support/postgres_server.hpp"
 #include "support/process.hpp"
 #include "support/simulated_chain.hpp"
 #include "support/tx_signer.hpp"
@@ -121,13 +122,23 @@ public:
         check();
         return inner_->queued_counts(c, s, source);
     }
+    std::optional<std::uint64_t> owner_epoch() const override { return inner_->owner_epoch(); }
+    bool last_owner_was_this_process() const override {
+        return inner_->last_owner_was_this_process();
+    }
+    bool owns() const override { return inner_->owns(); }
+    bool try_own() override { return inner_->try_own(); }
     bool take_lease(std::string_view name) override { return inner_->take_lease(name); }
     void require_lease(std::string_view name) const override { inner_->require_lease(name); }
     std::size_t leases_held() const override { return inner_->leases_held(); }
     std::size_t replicas() override { return inner_->replicas(); }
-    void hand_off(std::string_view c, bool managed, std::string_view key) override {
+    bool withdraw_handoff(std::string_view c, bool managed, std::string_view key) override {
         check();
-        inner_->hand_off(c, managed, key);
+        return inner_->withdraw_handoff(c, managed, key);
+    }
+    void hand_off(const store::Handoff& h) override {
+        check();
+        inner_->hand_off(h);
     }
     std::vector<store::Handoff> take_handoffs(std::string_view c, bool managed,
                                               std::size_t limit) override {
@@ -193,15 +204,21 @@ private:
 // A transaction manager on a Chain, with a FullDisk journal.
 struct ManagerRig {
     /// `seed` writes to the journal before the manager loads it.
+    /// `postgres`: the journal is that PostgreSQL database's, not a SQLite file.
     explicit ManagerRig(Chain& chain, std::chrono::milliseconds update_delay = {},
                         std::function<void(store::JournalView&)> seed = {},
                         std::chrono::milliseconds poll_interval = 10s,
-                        const util::Clock& clock = util::SteadyClock::instance())
+                        const util::Clock& clock = util::SteadyClock::instance(),
+                        std::string postgres = {})
         : dir(test::make_temp_dir("writes-rig")),
-          journal([this, update_delay] {
-              return std::unique_ptr<store::Journal>(std::make_unique<FullDisk>(
-                  store::open_store(config::StoreConfig{"sqlite", dir + "/j.db"}), full,
-                  update_delay));
+          journal([this, update_delay, postgres] {
+              config::StoreConfig c{"sqlite", dir + "/j.db"};
+              if (!postgres.empty()) {
+                  c.backend = "postgres";
+                  c.url = postgres;
+              }
+              return std::unique_ptr<store::Journal>(
+                  std::make_unique<FullDisk>(store::open_store(c), full, update_delay));
           }),
           cfg(chain_config(chain, poll_interval)),
           pool(cfg, io.ioc.get_executor(), nullptr),
@@ -300,6 +317,91 @@ TEST(TxManager, AQueuedTransactionFromBeforeARestartIsNotReplacedAsNeverSent) {
     EXPECT_EQ(rig.record(hash_of(first))->state, TxState::queued) << "it was replaced";
     EXPECT_EQ(rig.record(hash_of(faster))->state, TxState::queued);
     EXPECT_EQ(rig.manager.held(), 2u);
+}
+
+// A transaction QUEUED in the journal that the dispatching gateway does not hold (a standby of a
+// shared journal journaled it and handed it over, and the handoff is not taken yet): the same
+// bytes sent to the dispatcher are carried on from there and sent, not answered as known and
+// left in the journal for nobody to send.
+TEST(TxManager, TheSameBytesAsAQueuedOneItDoesNotHoldAreSent) {
+    Chain chain;
+    ManagerRig rig(chain);
+    ASSERT_TRUE(rig.pool.ready() && rig.manager.loaded());
+    const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    rig.journal.run_blocking([&](store::JournalView& j) {
+        store::TxRecord r = record(hash_of(raw), 0);
+        r.sender = test::address_of(test::kKey0);
+        r.raw = *eth::from_hex(raw);
+        j.insert(r);
+    });
+    EXPECT_EQ(rig.manager.held(), 0u);
+    txm::SubmitResult r = rig.submit(raw);
+    ASSERT_TRUE(r.reply && !r.reply->is_error()) << r.reply->error.message;
+    EXPECT_EQ(rig.manager.held(), 1u) << "left to nobody";
+    EXPECT_TRUE(rig.wait_state(hash_of(raw), TxState::broadcasting));
+    EXPECT_EQ(chain.broadcasts(), 1u);
+}
+
+// A standby of a shared journal (another gateway owns it) journals what it takes and hands it
+// over, within the caps as the journal counts them: a transaction sent again after it failed is
+// queued again only within them, and a managed transaction's attempt (its bytes are public once
+// broadcast) is never queued again by it: only its sender's owner sends those.
+TEST(TxManager, AStandbyQueuesAgainOnlyWithinTheCapsAndNeverAnAttempt) {
+    static test::PostgresServer server;
+    const std::string url = server.database("standby");
+    config::StoreConfig shared;
+    shared.backend = "postgres";
+    shared.url = url;
+    auto owner = store::open_store(shared);
+    ASSERT_TRUE(owner->owns());
+    const std::string failed = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string queued = test::sign_legacy(test::kKey0, {.nonce = 1});
+    const std::string attempt = test::sign_legacy(test::kKey1, {.nonce = 0});
+    const auto journaled = [&](const std::string& raw, const std::string& key, TxState state) {
+        store::TxRecord r = record(hash_of(raw), 0, state);
+        r.sender = test::address_of(key);
+        r.raw = *eth::from_hex(raw);
+        return r;
+    };
+    owner->insert(journaled(failed, test::kKey0, TxState::failed));
+    owner->insert(journaled(queued, test::kKey0, TxState::queued));
+    // The sender at its cap: those QUEUED, the one above among them.
+    const std::size_t cap = config::ChainConfig{}.tx.max_queued_per_sender;
+    for (std::size_t n = 1; n < cap; ++n) {
+        store::TxRecord more = record(fmt::format("0x{:064x}", n), 100 + n);
+        more.sender = test::address_of(test::kKey0);
+        owner->insert(more);
+    }
+    store::TxRecord a = journaled(attempt, test::kKey1, TxState::failed);
+    a.parent = "gtx-1";
+    owner->insert(a);
+
+    Chain chain;
+    ManagerRig rig(chain, {}, {}, 10s, util::SteadyClock::instance(), url);
+    ASSERT_TRUE(rig.journal.shared());
+    ASSERT_FALSE(rig.journal.dispatching());
+
+    // At the cap: refused, not queued again.
+    txm::SubmitResult r = rig.submit(failed);
+    ASSERT_TRUE(r.reply);
+    EXPECT_TRUE(r.reply->is_error());
+    EXPECT_EQ(rig.record(hash_of(failed))->state, TxState::failed);
+    EXPECT_THAT(r.reply->error.message, HasSubstr("tx.max_queued_per_sender"));
+    // Under it (one QUEUED finished): queued again, and handed over.
+    owner->update(store::TxUpdate{hash_of(queued), TxState::completed, "mined", 2});
+    r = rig.submit(failed);
+    ASSERT_TRUE(r.reply && !r.reply->is_error()) << r.reply->error.message;
+    EXPECT_TRUE(r.queued);
+    EXPECT_EQ(rig.record(hash_of(failed))->state, TxState::queued);
+    const auto handed = owner->take_handoffs("devnet", false, 10);
+    ASSERT_EQ(handed.size(), 1u);
+    EXPECT_EQ(handed[0].key, hash_of(failed));
+    // An attempt: answered as known, left as it is, handed to nobody.
+    r = rig.submit(attempt);
+    ASSERT_TRUE(r.reply && !r.reply->is_error()) << r.reply->error.message;
+    EXPECT_EQ(rig.record(hash_of(attempt))->state, TxState::failed);
+    EXPECT_TRUE(owner->take_handoffs("devnet", false, 10).empty());
+    EXPECT_EQ(chain.broadcasts(), 0u) << "a standby sends nothing";
 }
 
 // Sent transactions waiting for their blocks have their receipts asked for in batches: thousands

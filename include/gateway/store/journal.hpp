@@ -170,10 +170,11 @@ struct ManagedCounts {
 /// A transaction a gateway that does not dispatch accepted and journaled, handed to the one that
 /// does (several gateways on one database): that one takes it from the journal and carries it on.
 struct Handoff {
-    std::int64_t id = 0;  ///< growing, in the order they were handed
     std::string chain;
     bool managed = false;  ///< a managed transaction's id; else a raw transaction's hash
     std::string key;
+    std::string sender;   ///< whose nonces it uses: what a gateway that owns senders apart takes
+    std::int64_t id = 0;  ///< growing, in the order they were handed (set by the journal)
 };
 
 /// What one Retention::prune deleted.
@@ -366,7 +367,10 @@ class HandoffJournal {
 public:
     virtual ~HandoffJournal() = default;
     /// Hands a journaled transaction to the dispatcher, in the operation that journals it.
-    virtual void hand_off(std::string_view chain, bool managed, std::string_view key) = 0;
+    virtual void hand_off(const Handoff& handoff) = 0;
+    /// Takes back a handoff not taken yet (the standby's caller was told its send failed): true
+    /// when it was there, false when the dispatcher took it already (and carries it on).
+    virtual bool withdraw_handoff(std::string_view chain, bool managed, std::string_view key) = 0;
     /// Takes (reads and deletes) at most `limit` of `chain`'s handoffs of one kind, oldest first.
     virtual std::vector<Handoff> take_handoffs(std::string_view chain, bool managed,
                                                std::size_t limit) = 0;
