@@ -61,6 +61,8 @@ struct RigOptions {
     std::string dir;  ///< the journal's folder (another rig's, for a restart); unset: a new one
     metrics::Metrics* metrics = nullptr;
     std::size_t max_queued_per_sender = 64;
+    /// The managed sender's own policy, in place of the chain's; unset: the chain's.
+    std::optional<config::PolicyConfig> account_policy;
 };
 
 /// Everything a chain's managed senders need, faked where it is a neighbour: the pool answers
@@ -83,6 +85,7 @@ public:
         c.tx.retry.max_attempts = kMaxAttempts;
         c.tx.retry.backoff = 2ms;
         c.accounts.push_back(config::AccountConfig{kManagedSender, "mock"});
+        c.accounts.back().policy = options.account_policy;
         c.policy = options.policy;
         c.tx.max_queued_per_sender = options.max_queued_per_sender;
         ON_CALL(pool, ready()).WillByDefault(::testing::Return(true));

@@ -4,8 +4,9 @@
 // ones go on; an operator approves it (on to the next nonce, and mined) or rejects it
 // (CANCELLED); one nobody decides on expires (on an injected clock); the daily sum is read from
 // the journal in the operation that records the transaction, so concurrent sends cannot both fit
-// under it; held transactions outlive a restart. A signer's own hold keeps the nonce, later
-// transactions wait behind it, and an approval that never comes gives the nonce up.
+// under it; held transactions outlive a restart; a sender's own policy replaces the chain's. A
+// signer's own hold keeps the nonce, later transactions wait behind it, and an approval that
+// never comes gives the nonce up.
 
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/transaction.hpp"
@@ -55,6 +56,15 @@ std::vector<std::uint64_t> sent_nonces(const ManagedRig& rig) {
     for (const auto& raw : rig.sent())
         if (auto tx = eth::parse_transaction(*eth::from_hex(raw))) out.push_back(tx->nonce);
     return out;
+}
+
+// The state gateway_sendTransaction of `value` wei answers with: what the policy made of it.
+std::string state_on_send(ManagedRig& rig, const char* value) {
+    const auto r = rig.io.run(rig.senders().send(ManagedRig::request(value), "", false,
+                                                 std::chrono::steady_clock::now() + 10s));
+    EXPECT_FALSE(r.reply.is_error()) << r.reply.error.message;
+    if (r.reply.is_error()) return "";
+    return std::string(json::parse(*r.reply.result).at("state").as_string());
 }
 
 txm::ActionResult decide(ManagedRig& rig, const std::string& id, bool approve, std::string by,
@@ -128,6 +138,47 @@ TEST(ManagedPolicy, AReloadedPolicyJudgesTheNextTransactionsAndHeldOnesStayHeld)
     rig.senders().reconfigure_policies(rig.senders().stage_policies(reloaded));
     EXPECT_FALSE(send("0xffff").reply.is_error());
     ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+}
+
+// A sender's own policy replaces the chain's whole (not merged with it), at start and on reload.
+TEST(ManagedPolicy, C2_ASendersOwnPolicyLetsThroughWhatTheChainsWouldHold) {
+    config::PolicyConfig chain = max_value("0");
+    chain.daily_value_wei = "1";
+    RigOptions options{chain};
+    options.account_policy = max_value("10");
+    ManagedRig rig(options);
+    rig.start();
+    // Above the chain's limits (value and day's sum), within the sender's: queued and sent.
+    EXPECT_EQ(state_on_send(rig, "0x5"), "QUEUED");
+    EXPECT_EQ(state_on_send(rig, "0x5"), "QUEUED");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+    // Above the sender's own limit: held by its rule, not the chain's.
+    const std::string held = rig.send_queued("0xb");
+    EXPECT_EQ(state_of(rig, held), "PENDING_APPROVAL");
+    EXPECT_THAT(std::string(rig.describe(held).at("reason").as_string()),
+                HasSubstr("it moves 11 wei, above max_value_wei 10"));
+
+    // A reload keeps the sender's own policy in place of the chain's.
+    config::ChainConfig reloaded = rig.pool.chain_config;
+    reloaded.accounts[0].policy = max_value("20");
+    rig.senders().reconfigure_policies(rig.senders().stage_policies(reloaded));
+    EXPECT_EQ(state_on_send(rig, "0xf"), "QUEUED");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 3; }));
+    EXPECT_EQ(state_of(rig, held), "PENDING_APPROVAL");
+}
+
+TEST(ManagedPolicy, C2_ASendersOwnPolicyHoldsWhatTheChainsWouldLetThrough) {
+    RigOptions options{max_value("1000")};
+    options.account_policy = max_value("0");
+    ManagedRig rig(options);
+    rig.start();
+    const std::string held = rig.send_queued("0x1");
+    EXPECT_EQ(state_of(rig, held), "PENDING_APPROVAL");
+    EXPECT_THAT(std::string(rig.describe(held).at("reason").as_string()),
+                HasSubstr("it moves 1 wei, above max_value_wei 0"));
+    EXPECT_EQ(state_on_send(rig, "0x0"), "QUEUED");
+    ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 1; }));
+    EXPECT_EQ(state_of(rig, held), "PENDING_APPROVAL");
 }
 
 TEST(ManagedPolicy, C2_AnApprovedTransactionTakesTheNextNonceAndIsMinedWithWhoApprovedIt) {
