@@ -6,7 +6,7 @@
 // the journal in the operation that records the transaction, so concurrent sends cannot both fit
 // under it; held transactions outlive a restart; a sender's own policy replaces the chain's. A
 // signer's own hold keeps the nonce, later transactions wait behind it, and an approval that
-// never comes gives the nonce up.
+// never comes gives the nonce up. What became of each hold is counted, by who held it.
 
 #include "gateway/eth/hex.hpp"
 #include "gateway/eth/transaction.hpp"
@@ -207,7 +207,10 @@ TEST(ManagedPolicy, C2_AnApprovedTransactionTakesTheNextNonceAndIsMinedWithWhoAp
 }
 
 TEST(ManagedPolicy, C2_ARejectedTransactionIsCancelledNeverSignedAndCannotBeApprovedAfter) {
-    ManagedRig rig(RigOptions{max_value("0")});
+    metrics::Metrics metrics;
+    RigOptions options{max_value("0")};
+    options.metrics = &metrics;
+    ManagedRig rig(options);
     EXPECT_CALL(rig.signer, sign(::testing::_, ::testing::_, ::testing::_)).Times(0);
     rig.start();
     const std::string id = rig.send_queued("0x1");
@@ -220,6 +223,14 @@ TEST(ManagedPolicy, C2_ARejectedTransactionIsCancelledNeverSignedAndCannotBeAppr
     EXPECT_EQ(decide(rig, "gtx-000000000000000000000000", true, "alice", "").outcome,
               txm::ActionResult::Outcome::not_found);
     EXPECT_TRUE(rig.sent().empty());
+    const std::string text = metrics.render();
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"policy\","
+                          "outcome=\"held\"} 1"));
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"policy\","
+                          "outcome=\"rejected\"} 1"));
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("outcome=\"approved\"")));
 }
 
 TEST(ManagedPolicy, C2_ATransactionNobodyDecidesOnIsCancelledOnceApprovalTtlPasses) {
@@ -228,6 +239,8 @@ TEST(ManagedPolicy, C2_ATransactionNobodyDecidesOnIsCancelledOnceApprovalTtlPass
     policy.approval_ttl = 60'000ms;
     RigOptions options{policy};
     options.clock = &clock;
+    metrics::Metrics metrics;
+    options.metrics = &metrics;
     ManagedRig rig(options);
     rig.start();
     const std::string id = rig.send_queued("0x1");
@@ -242,6 +255,9 @@ TEST(ManagedPolicy, C2_ATransactionNobodyDecidesOnIsCancelledOnceApprovalTtlPass
     EXPECT_TRUE(history_has(rig, id, "not approved within approval_ttl_ms (60000 ms)"));
     EXPECT_TRUE(rig.senders().approvals().empty());
     EXPECT_TRUE(rig.sent().empty());
+    EXPECT_THAT(metrics.render(),
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"policy\","
+                          "outcome=\"expired\"} 1"));
 }
 
 // The daily sum is read in the journal operation that records each transaction: five sends at
@@ -438,6 +454,8 @@ TEST(ManagedPolicy, C2_ASignersApprovalThatNeverComesCancelsItAndItsNonceIsFille
     policy.approval_ttl = 60'000ms;
     RigOptions options{policy};
     options.clock = &clock;
+    metrics::Metrics metrics;
+    options.metrics = &metrics;
     ManagedRig rig(options);
     std::atomic<bool> approved{false};
     std::atomic<int> others{0};
@@ -468,6 +486,11 @@ TEST(ManagedPolicy, C2_ASignersApprovalThatNeverComesCancelsItAndItsNonceIsFille
             EXPECT_TRUE(tx->value.empty() || tx->value == "0x0");
         }
     }
+    const std::string text = metrics.render();
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"signer\","
+                          "outcome=\"expired\"} 1"));
+    EXPECT_THAT(text, ::testing::Not(HasSubstr("outcome=\"approved\"")));
 }
 
 TEST(ManagedPolicy, C2_ASignersHoldOutlivesARestart) {
@@ -524,7 +547,10 @@ TEST(ManagedPolicy, C2_ThePolicyServicesAnswerDecidesWhatTheRulesLetThrough) {
     });
     config::PolicyConfig policy = with_service(service);
     policy.max_value_wei = "5";
-    ManagedRig rig(RigOptions{policy});
+    metrics::Metrics metrics;
+    RigOptions options{policy};
+    options.metrics = &metrics;
+    ManagedRig rig(options);
     rig.start();
 
     // Allowed: eth_sendTransaction waits through the service's answer and gets the hash.
@@ -560,6 +586,17 @@ TEST(ManagedPolicy, C2_ThePolicyServicesAnswerDecidesWhatTheRulesLetThrough) {
     ASSERT_EQ(decide(rig, held, true, "alice", "checked").outcome,
               txm::ActionResult::Outcome::done);
     ASSERT_TRUE(ManagedRig::wait_for([&] { return rig.sent().size() == 2; }));
+    // Counted by who held each: the service's deny and hold, the rules' hold.
+    const std::string text = metrics.render();
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"service\","
+                          "outcome=\"denied\"} 1"));
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"service\","
+                          "outcome=\"held\"} 1"));
+    EXPECT_THAT(text,
+                HasSubstr("gateway_managed_approvals_total{chain=\"devnet\",held_by=\"policy\","
+                          "outcome=\"held\"} 1"));
 }
 
 TEST(ManagedPolicy, C2_APolicyServiceThatCannotAnswerHoldsTheTransactionAndIsAskedAgain) {
