@@ -6,6 +6,7 @@
 
 #include "gateway/streams/event_stream.hpp"
 
+#include "gateway/metrics/metrics.hpp"
 #include "gateway/store/store.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/io_thread.hpp"
@@ -43,6 +44,14 @@ std::string log_json(std::uint64_t block, unsigned index = 0, bool forked = fals
     return fmt::format(
         R"({{"address":"0x5fbdb2315678afecb367f032d93f642f64180aa3","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"],"data":"0x","blockNumber":"0x{:x}","blockHash":"{}","transactionHash":"0x{:064x}","logIndex":"0x{:x}","removed":false}})",
         block, block_hash(block, forked), block * 100 + index, index);
+}
+
+// The value of `series` (name and labels) in the metrics' text; -1 when it is not there.
+double metric_value(const std::string& text, const std::string& series) {
+    const std::string key = "\n" + series + " ";
+    const auto pos = text.find(key);
+    if (pos == std::string::npos) return -1;
+    return std::stod(text.substr(pos + key.size()));
 }
 
 // An event's id: (chain id, block hash, log index).
@@ -88,7 +97,7 @@ protected:
     // (The loop runs out before the stream goes: its coroutine is over by then.)
 
     void start() {
-        stream = std::make_unique<streams::EventStream>(config, 31337, pool, journal_, nullptr,
+        stream = std::make_unique<streams::EventStream>(config, 31337, pool, journal_, &metrics,
                                                         io.ioc.get_executor(), 10ms);
         stream->start();
     }
@@ -151,6 +160,7 @@ protected:
         return out;
     }
 
+    metrics::Metrics metrics;
     test::IoThread io;
     ::testing::NiceMock<test::MockForwarder> pool;
     test::FakeUpstream webhook;
@@ -249,6 +259,13 @@ TEST_F(EventStreamTest, I1_ARestartResumesFromTheLastAcknowledgedCheckpoint) {
     head = 30;
     ASSERT_TRUE(wait_for([&] { return stream->view().at("failures").to_number<int>() >= 1; }));
     EXPECT_EQ(next_block(), 19u);
+    // The failed deliveries are counted, and the lag shows the confirmed blocks 19-28 waiting.
+    const std::string text = metrics.render();
+    EXPECT_GE(metric_value(
+                  text, R"(gateway_stream_deliveries_total{outcome="failed",stream="transfers"})"),
+              1);
+    EXPECT_EQ(metric_value(text, R"(gateway_stream_lag_blocks{stream="transfers"})"), 10);
+    EXPECT_EQ(stream->view().at("lagBlocks").to_number<int>(), 10);
     stream->stop();
     ASSERT_TRUE(wait_for([&] { return stream->finished(); }));
     stream.reset();
@@ -266,6 +283,13 @@ TEST_F(EventStreamTest, I1_ARestartResumesFromTheLastAcknowledgedCheckpoint) {
             after.push_back(std::string(e.at("id").as_string()));
     }
     EXPECT_EQ(after, (std::vector<std::string>{"31337:0x" + fmt::format("{:064x}", 22) + ":0"}));
+    // Caught up: no lag, and the acknowledged deliveries of both runs counted.
+    const std::string caught_up = metrics.render();
+    EXPECT_EQ(metric_value(caught_up, R"(gateway_stream_lag_blocks{stream="transfers"})"), 0);
+    EXPECT_GE(metric_value(
+                  caught_up,
+                  R"(gateway_stream_deliveries_total{outcome="acknowledged",stream="transfers"})"),
+              3);
 }
 
 TEST_F(EventStreamTest, PauseResumeAndResetAreAnOperatorsAndResetDeliversAgain) {
