@@ -480,5 +480,88 @@ TEST_F(EventStreamTest, ATransactionStreamDeliversTheStateChangesOfItsSenders) {
     EXPECT_EQ(last.at("events").at(0).at("state"), "COMPLETED");
 }
 
+// A managed transaction's changes are delivered too: ids (chain id, gateway id, change number),
+// and its end (here CANCELLED, with its reason); its signed attempts are not the client's.
+TEST_F(EventStreamTest, ATransactionStreamDeliversAManagedTransactionsChangesToItsEnd) {
+    webhook.set_script(
+        [](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+            return test::FakeReply::http(200, "ok");
+        });
+    const std::string mine = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    const std::string id = "gtx-0123456789abcdef01234567";
+    config.kind = config::StreamConfig::Kind::transactions;
+    config.senders = {mine};
+    config.from_block.reset();
+    config.confirmations = 0;
+    config.batch_size = 100;
+    start();
+    ASSERT_TRUE(wait_for([&] { return stream->view().at("state") == "following"; }));
+    journal_.run_blocking([&](store::JournalView& j) {
+        store::ManagedRecord m;
+        m.id = id;
+        m.chain = "devnet";
+        m.sender = mine;
+        m.request =
+            R"({"from":")" + mine + R"(","to":"0x000000000000000000000000000000000000dEaD"})";
+        m.idempotency_key = "order-7";
+        m.reason = "queued";
+        m.created_ms = m.updated_ms = 1000;
+        ASSERT_TRUE(j.insert_managed(m).second);
+        store::ManagedUpdate signing{id, store::TxState::signing, "signing", 1100};
+        signing.nonce = 5;
+        ASSERT_TRUE(j.update_managed(signing));
+        // Its signed attempt: a raw transaction of its own, not delivered as one.
+        store::TxRecord attempt;
+        attempt.hash = "0xa7";
+        attempt.chain = "devnet";
+        attempt.chain_id = 31337;
+        attempt.sender = mine;
+        attempt.raw = {0x02};
+        attempt.reason = "signed";
+        attempt.parent = id;
+        attempt.created_ms = attempt.updated_ms = 1150;
+        j.insert(attempt);
+        ASSERT_TRUE(j.update_managed(
+            store::ManagedUpdate{id, store::TxState::cancelled, "cancelled by an operator", 1200}));
+    });
+    ASSERT_TRUE(wait_for([&] {
+        return stream->view().at("deliveredEvents").to_number<int>() == 3;
+    })) << json::serialize(stream->view());
+    std::vector<json::object> events;
+    std::int64_t checkpoint = 0;  // the last batch's place in the managed changes
+    for (const auto& [body, signature] : webhook.raw_requests()) {
+        const json::value batch = json::parse(body);  // kept: the loop reads into it
+        for (const auto& e : batch.at("events").as_array()) events.push_back(e.as_object());
+        checkpoint = batch.at("checkpoint").at("managed").to_number<std::int64_t>();
+    }
+    ASSERT_EQ(events.size(), 3u);
+    std::vector<std::string> states;
+    std::vector<std::int64_t> seqs;
+    for (const auto& e : events) {
+        EXPECT_EQ(e.at("transaction").as_string(), id);
+        EXPECT_TRUE(e.at("managed").as_bool());
+        EXPECT_EQ(e.at("sender").as_string(), mine);
+        EXPECT_EQ(e.at("idempotencyKey").as_string(), "order-7");
+        states.push_back(std::string(e.at("state").as_string()));
+        const std::string event_id(e.at("id").as_string());
+        const std::string prefix = "31337:" + id + ":";
+        ASSERT_THAT(event_id, ::testing::StartsWith(prefix));
+        const std::string seq = event_id.substr(prefix.size());
+        ASSERT_FALSE(seq.empty());
+        ASSERT_EQ(seq.find_first_not_of("0123456789"), std::string::npos) << event_id;
+        seqs.push_back(std::stoll(seq));
+    }
+    EXPECT_EQ(states, (std::vector<std::string>{"QUEUED", "SIGNING", "CANCELLED"}));
+    // The change numbers are the journal's: one after the other, the last where it stands.
+    EXPECT_EQ(seqs[1], seqs[0] + 1);
+    EXPECT_EQ(seqs[2], seqs[1] + 1);
+    std::int64_t last = 0;
+    journal_.run_blocking([&](store::JournalView& j) { last = j.last_changes().second; });
+    EXPECT_EQ(seqs[2], last);
+    EXPECT_EQ(checkpoint, last);
+    EXPECT_EQ(events[1].at("nonce").to_number<std::uint64_t>(), 5u);
+    EXPECT_EQ(events[2].at("reason").as_string(), "cancelled by an operator");
+}
+
 }  // namespace
 }  // namespace gateway
