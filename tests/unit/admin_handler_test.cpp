@@ -1,12 +1,14 @@
 // The admin API's handler in-process, called with requests directly (no listener, no socket):
 // what an operator's action answers for each outcome of the transaction manager (done, accepted,
-// not found, conflict), bad queries and bodies, and cordons. The managed senders under it run
-// against a fake pool and a fake signer (support/managed_rig.hpp); the chain's own pool is a
-// real one that is never started (its upstream is only listed and cordoned).
+// not found, conflict), bad queries and bodies, cordons, and event streams' actions. The managed
+// senders under it run against a fake pool and a fake signer (support/managed_rig.hpp); the
+// chain's own pool is a real one that is never started (its upstream is only listed and
+// cordoned); a stream that must run follows a fake chain of its own.
 
 #include "gateway/admin/admin_handler.hpp"
 #include "gateway/streams/stream_set.hpp"
 #include "gateway/upstream/pool.hpp"
+#include "support/fake_upstream.hpp"
 #include "support/managed_rig.hpp"
 
 #include <gmock/gmock.h>
@@ -49,11 +51,15 @@ protected:
         rig.shutdown();
     }
 
-    // The event streams, these of the config and those the journal keeps from the admin API.
-    void use_streams(const std::vector<config::StreamConfig>& configured = {}) {
+    // The event streams, these of the config and those the journal keeps from the admin API,
+    // following `chain` (unset: the chain's pool, which is never started).
+    void use_streams(const std::vector<config::StreamConfig>& configured = {},
+                     upstream::Forwarder* chain = nullptr) {
         stop_streams();
         streams_ = std::make_unique<streams::StreamSet>(
-            configured, std::vector<streams::StreamSet::Chain>{{"devnet", 31337, &*pool_, 20ms}},
+            configured,
+            std::vector<streams::StreamSet::Chain>{
+                {"devnet", 31337, chain ? chain : &*pool_, 20ms}},
             rig.journal(), nullptr, rig.io.ioc.get_executor());
         streams_->start();
         handler_->set_streams(streams_.get());
@@ -529,6 +535,141 @@ TEST_F(AdminHandlerTest, StreamsAreMadeAndDeletedThroughTheApiAndSurviveARestart
     EXPECT_FALSE(read());
     EXPECT_EQ(call("DELETE", "/admin/streams/old-transfers").status, 200u);
     EXPECT_EQ(call("POST", "/admin/streams", kept).status, 201u);
+}
+
+// A log stream that runs: its chain a gmock Forwarder with one log in each of blocks 5, 6, 7 and
+// 30 (head 20 at first), its webhook a FakeUpstream on loopback that acknowledges everything.
+class AdminStreamActionsTest : public AdminHandlerTest {
+protected:
+    AdminStreamActionsTest() {
+        ON_CALL(chain, head()).WillByDefault([this] {
+            return std::optional<std::uint64_t>(head.load());
+        });
+        ON_CALL(chain, forward_at_least(_, _, _, _))
+            .WillByDefault([](std::string method, json::value params, auto&&...) {
+                return test::ready_awaitable(answer(method, params));
+            });
+        webhook.set_script(
+            [](const std::string&, const json::value&) -> std::optional<test::FakeReply> {
+                return test::FakeReply::http(200, "ok");
+            });
+        config::StreamConfig s;
+        s.id = "transfers";
+        s.chain = "devnet";
+        s.from_block = 5;
+        s.confirmations = 2;
+        s.batch_size = 10;
+        s.webhook.url = webhook.url() + "/events";
+        s.webhook.timeout = 2s;
+        s.webhook.secret = "a-webhook-secret-of-32-bytes-xx";
+        use_streams({s}, &chain);
+    }
+    // The streams stop before the chain and the webhook they use go.
+    ~AdminStreamActionsTest() override { stop_streams(); }
+
+    static upstream::Forwarded answer(const std::string& method, const json::value& params) {
+        if (method == "eth_getBlockByNumber") {
+            const auto n = std::stoull(std::string(params.at(0).as_string()), nullptr, 16);
+            return test::answered(fmt::format(R"({{"number":"0x{:x}","hash":"0x{:064x}"}})", n, n));
+        }
+        if (method != "eth_getLogs") return test::unavailable("not scripted: " + method);
+        const auto& filter = params.at(0).as_object();
+        const auto from = std::stoull(std::string(filter.at("fromBlock").as_string()), nullptr, 16);
+        const auto to = std::stoull(std::string(filter.at("toBlock").as_string()), nullptr, 16);
+        std::string out = "[";
+        for (std::uint64_t b : {5, 6, 7, 30})
+            if (b >= from && b <= to)
+                out +=
+                    (out.size() > 1 ? "," : "") +
+                    fmt::format(
+                        R"({{"address":"0x5fbdb2315678afecb367f032d93f642f64180aa3","topics":[],"data":"0x","blockNumber":"0x{:x}","blockHash":"0x{:064x}","transactionHash":"0x{:064x}","logIndex":"0x0","removed":false}})",
+                        b, b, b);
+        return test::answered(out + "]");
+    }
+
+    // The stream as GET /admin/streams shows it.
+    json::object shown() {
+        const Answer a = call("GET", "/admin/streams");
+        EXPECT_EQ(a.status, 200u);
+        for (const auto& s : a.body.at("streams").as_array())
+            if (s.at("id") == "transfers") return s.as_object();
+        ADD_FAILURE() << json::serialize(a.body);
+        return {};
+    }
+    static std::uint64_t number(const json::object& view, std::string_view key) {
+        const json::value* v = view.if_contains(key);
+        return v && !v->is_null() ? v->to_number<std::uint64_t>() : 0;
+    }
+    // How many times block `block`'s event was delivered.
+    std::size_t deliveries_of(std::uint64_t block) const {
+        const std::string id = fmt::format("31337:0x{:064x}:0", block);
+        std::size_t n = 0;
+        for (const auto& [body, signature] : webhook.raw_requests()) {
+            const json::value batch = json::parse(body);  // kept: the loop reads into it
+            for (const auto& e : batch.at("events").as_array())
+                if (e.at("id").as_string() == id) ++n;
+        }
+        return n;
+    }
+
+    ::testing::NiceMock<test::MockForwarder> chain;
+    test::FakeUpstream webhook;
+    std::atomic<std::uint64_t> head{20};
+};
+
+// POST /admin/streams/<id>/pause, /resume and /reset through the handler, against a stream that
+// runs: what each answers, and what GET /admin/streams shows after it.
+TEST_F(AdminStreamActionsTest, PauseResumeAndResetAnswerAndShowTheStreamsNewState) {
+    // Blocks 5-18 confirmed (head 20, 2 confirmations): delivered.
+    ASSERT_TRUE(test::ManagedRig::wait_for([&] { return number(shown(), "nextBlock") == 19; }))
+        << json::serialize(shown());
+    EXPECT_EQ(deliveries_of(6), 1u);
+
+    const Answer paused = call("POST", "/admin/streams/transfers/pause");
+    ASSERT_EQ(paused.status, 200u) << error_of(paused);
+    EXPECT_TRUE(paused.body.at("paused").as_bool());
+    EXPECT_TRUE(shown().at("paused").as_bool());
+    // Block 30's event is confirmed now, but nothing is delivered: the lag grows instead.
+    const std::size_t before = webhook.raw_requests().size();
+    head = 40;
+    ASSERT_TRUE(test::ManagedRig::wait_for([&] {
+        const json::object v = shown();
+        return v.at("state") == "paused" && number(v, "lagBlocks") == 20;  // blocks 19-38
+    })) << json::serialize(shown());
+    EXPECT_EQ(number(shown(), "nextBlock"), 19u);
+    EXPECT_EQ(webhook.raw_requests().size(), before);
+
+    const Answer resumed = call("POST", "/admin/streams/transfers/resume");
+    ASSERT_EQ(resumed.status, 200u) << error_of(resumed);
+    EXPECT_FALSE(resumed.body.at("paused").as_bool());
+    ASSERT_TRUE(test::ManagedRig::wait_for([&] {
+        const json::object v = shown();
+        return number(v, "nextBlock") == 39 && number(v, "lagBlocks") == 0;
+    })) << json::serialize(shown());
+    EXPECT_FALSE(shown().at("paused").as_bool());
+    EXPECT_EQ(shown().at("state"), "following");
+    EXPECT_EQ(deliveries_of(30), 1u);
+
+    // Reset: a body without from_block is refused, one past the checkpoint would skip blocks.
+    EXPECT_EQ(call("POST", "/admin/streams/transfers/reset").status, 400u);
+    EXPECT_EQ(call("POST", "/admin/streams/transfers/reset", R"({"from_block":"6"})").status, 400u);
+    const Answer skip = call("POST", "/admin/streams/transfers/reset", R"({"from_block":1000})");
+    EXPECT_EQ(skip.status, 409u);
+    EXPECT_THAT(error_of(skip), HasSubstr("would skip blocks"));
+    EXPECT_EQ(number(shown(), "nextBlock"), 39u);
+    // To block 6: shown from there, then its events (and those after it) delivered again.
+    const Answer reset = call("POST", "/admin/streams/transfers/reset", R"({"from_block":6})");
+    ASSERT_EQ(reset.status, 200u) << error_of(reset);
+    EXPECT_EQ(number(reset.body.as_object(), "nextBlock"), 6u);
+    ASSERT_TRUE(test::ManagedRig::wait_for([&] {
+        return deliveries_of(6) == 2 && deliveries_of(30) == 2 &&
+               number(shown(), "nextBlock") == 39;
+    })) << json::serialize(shown());
+    EXPECT_EQ(deliveries_of(5), 1u) << "before the reset's block: not again";
+
+    // An unknown stream or action.
+    EXPECT_EQ(call("POST", "/admin/streams/nothing/pause").status, 404u);
+    EXPECT_EQ(call("POST", "/admin/streams/transfers/rewind").status, 404u);
 }
 
 }  // namespace
