@@ -269,9 +269,10 @@ TEST(Metrics, TheProcessTheChainsTagsTheJournalsCommitsAndSeriesAtZero) {
     // A counter: a second scrape never goes back.
     const double cpu = value("process_cpu_seconds_total");
     const std::string again = m.render();
-    const auto at = again.find("\nprocess_cpu_seconds_total ");
+    const std::string key = "\nprocess_cpu_seconds_total ";
+    const auto at = again.find(key);
     ASSERT_NE(at, std::string::npos);
-    EXPECT_GE(std::stod(again.substr(at + 28)), cpu);
+    EXPECT_GE(std::stod(again.substr(at + key.size())), cpu);
 }
 
 }  // namespace
