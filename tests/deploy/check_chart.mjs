@@ -5,9 +5,10 @@
 // relies on: .Values (values.yaml deep-merged with -f files and checked against
 // values.schema.json), .Release.Name/.Namespace/.Service, .Chart.Name/.Version/.AppVersion,
 // .Files.Get, .Subcharts; Helm's include, required, fail, lookup (empty, as `helm template`),
-// toYaml, fromYaml; sprig's deepCopy, dict, list, get, set, unset, hasKey, append, uniq, default,
-// kindIs, toString, printf, trunc, trimSuffix, contains, replace, quote, nindent, sha256sum,
-// randAlphaNum, b64enc, add, div, mul, int64; text/template's index, eq, ne, le, and, or, not.
+// toYaml, fromYaml; sprig's deepCopy, dict, list, get, set, unset, hasKey, has, append, uniq,
+// default, ternary, kindIs, toString, printf, trunc, trimSuffix, contains, replace, quote, nindent,
+// sha256sum, randAlphaNum, b64enc, add, div, mul, int64; text/template's index, eq, ne, le, and,
+// or, not.
 // For each value file of tests/deploy/chart-values/ and helm/chain-gateway/examples/, and for the
 // example parent chart (helm/chain-gateway/examples/wallet-backend, which includes the sidecar
 // templates), as it is and with chart-values/wallet-backend/monitoring.yaml (its NetworkPolicy and
@@ -25,19 +26,23 @@
 //   pods and name its ports, the sidecar mode renders no workload and listens on loopback;
 // - the service mode renders, with the SQLite journal, a StatefulSet of one replica with its
 //   journal on a volumeClaimTemplate, and with the PostgreSQL journal (store.backend postgres) a
-//   Deployment of `replicas` (default 2) and no StatefulSet or claim, ready only while it owns
-//   the journal (/readyz?require=journal), with a rollout that can finish (a standby is never
-//   Ready: maxUnavailable covers every replica) and starts a new pod first (maxSurge), pods kept
-//   apart across nodes, a PodDisruptionBudget that lets the owner be evicted (minAvailable 0),
-//   the password as PGPASSWORD from a secretKeyRef (the one secret in the environment, as libpq
-//   reads it there) and in no ConfigMap, the CA as PGSSLROOTCERT naming a mounted file, and
-//   gateway.yaml's store saying backend postgres and the values' URL, without a path;
+//   Deployment of `replicas` (default 2) and no StatefulSet or claim, ready while its journal
+//   takes writes (/readyz?require=journal: the owner and the standbys alike), with a rolling
+//   update that starts a new pod first (maxSurge) and stops no Ready pod before its replacement
+//   is Ready (maxUnavailable 0), pods kept apart across nodes, and a PodDisruptionBudget that
+//   lets a drain evict one replica at a time (maxUnavailable 1 by default) where SQLite's lets
+//   none (0);
+// - with the PostgreSQL journal: the password as PGPASSWORD from a secretKeyRef (the one secret
+//   in the environment, as libpq reads it there) and in no ConfigMap, the CA as PGSSLROOTCERT
+//   naming a mounted file, no journal volume, and gateway.yaml's store saying backend postgres
+//   and the values' URL, without a path;
 // - no value of secretValues appears in plain text outside a Secret;
 // - files/alerts.yaml and files/chain-gateway.json are deploy/'s, byte for byte, and the
 //   PrometheusRule and dashboard ConfigMap carry them whole;
 // - the checksum changes with the config and only with it; values.schema.json refuses bad
 //   values (in helm-render, with gojsonschema as Helm 3, and in ajv's strict draft-07 mode);
-//   missing or conflicting values fail rendering with a message that names them;
+//   missing or conflicting values fail rendering with a message that names them (a budget of
+//   0 with PostgreSQL among them);
 // - README.md names every value of values.yaml; NOTES.txt renders in both modes.
 // Exits 1 with what is wrong.
 import { execFileSync } from 'node:child_process';
@@ -222,11 +227,17 @@ async function checkRendering(name, out, expect) {
     }
 
     const labels = w.spec.template.metadata.labels;
+    const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget');
     if (w.kind === 'StatefulSet') {
       check(!postgres, `${where}: a StatefulSet with the PostgreSQL journal`);
       check(w.spec.replicas === 1, `${where}: ${w.spec.replicas} replicas`);
       const journal = gateway.volumeMounts.find((m) => m.mountPath === '/var/lib/chain-gateway');
       check(claims.includes(journal?.name), `${where}: the journal is not on a volumeClaimTemplate`);
+      // The journal moves with the pod: a voluntary eviction waits for an operator.
+      const budget = values.podDisruptionBudget?.maxUnavailable ?? 0;
+      if (pdb)
+        check(pdb.spec.maxUnavailable === budget && pdb.spec.minAvailable === undefined,
+              `${name}: the PodDisruptionBudget is ${JSON.stringify(pdb.spec)}, not maxUnavailable ${budget}`);
     } else if (!sidecar && check(postgres && w.kind === 'Deployment',
                                  `${where}: the service mode's ${w.kind} without the PostgreSQL journal`)) {
       const replicas = values.replicas ?? 2;
@@ -234,21 +245,36 @@ async function checkRendering(name, out, expect) {
       check(!w.spec.volumeClaimTemplates && !(pod.volumes || []).some((v) => v.persistentVolumeClaim) &&
             !objects.some((o) => ['StatefulSet', 'PersistentVolumeClaim'].includes(o.kind)),
             `${where}: a StatefulSet or a volume claim with the PostgreSQL journal`);
-      check(!(gateway.volumeMounts || []).some((m) => m.mountPath === '/var/lib/chain-gateway'),
-            `${where}: a journal volume with the PostgreSQL journal`);
-      // Standbys are never Ready while the owner lives, and the Deployment counts Ready pods as
-      // available: a rollout that must keep any available waits for ever.
+      // Every replica is Ready (a standby takes writes): a rollout keeps them all available,
+      // starting a new pod first and stopping an old one only once the new one is Ready.
       const rolling = w.spec.strategy?.rollingUpdate;
       check(w.spec.strategy?.type === 'RollingUpdate' && resolve(rolling?.maxSurge, replicas, true) >= 1,
-            `${where}: a rollout that does not start a new pod before stopping the owner`);
-      check(resolve(rolling?.maxUnavailable, replicas, false) >= replicas,
-            `${where}: maxUnavailable ${rolling?.maxUnavailable} keeps a Ready pod through a rollout, which only the owner is: it never finishes`);
+            `${where}: a rollout that does not start a new pod before stopping an old one`);
+      check(resolve(rolling?.maxUnavailable ?? '25%', replicas, false) === 0,
+            `${where}: maxUnavailable ${rolling?.maxUnavailable} stops Ready replicas before their replacements are Ready`);
       if (!values.affinity) {
         const apart = pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution || [];
         check(apart.some((a) => a.podAffinityTerm?.topologyKey === 'kubernetes.io/hostname' &&
                                 matches(a.podAffinityTerm?.labelSelector?.matchLabels, labels)),
               `${where}: its pods are not kept apart across nodes (preferred anti-affinity)`);
       }
+      // Every replica is Ready and any may go: a drain evicts them one at a time (by default),
+      // never none (it would wait for ever) and never all at once.
+      if (pdb) {
+        const budget = values.podDisruptionBudget?.maxUnavailable ?? 1;
+        const allowed = resolve(pdb.spec.maxUnavailable, replicas, true);
+        check(pdb.spec.minAvailable === undefined && pdb.spec.maxUnavailable === budget,
+              `${name}: the PodDisruptionBudget is ${JSON.stringify(pdb.spec)}, not maxUnavailable ${budget}`);
+        check(allowed >= 1, `${name}: the PodDisruptionBudget lets no replica be evicted: a drain never finishes`);
+        check(replicas < 2 || allowed < replicas,
+              `${name}: the PodDisruptionBudget lets every replica be evicted at once`);
+      }
+    }
+    if (postgres) {
+      // Either mode (a sidecar's gateway on the shared database too).
+      check(!(gateway.volumeMounts || []).some((m) => m.mountPath === '/var/lib/chain-gateway') &&
+            !(pod.volumes || []).some((v) => v.name.endsWith('-journal')),
+            `${where}: a journal volume with the PostgreSQL journal`);
       const pg = values.store?.postgres || {};
       check(config.store?.backend === 'postgres' && config.store?.url === pg.url && !('path' in config.store),
             `${name}: gateway.yaml's store is ${JSON.stringify(config.store)}, not backend postgres with ${pg.url}`);
@@ -273,13 +299,6 @@ async function checkRendering(name, out, expect) {
       } else {
         check(!ca, `${where}: PGSSLROOTCERT without store.postgres.sslRootCertSecret`);
       }
-      // A budget counts Ready pods, the owner alone: one wanting any Ready would forbid evicting
-      // the owner for good, and with it every drain of its node.
-      const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget');
-      if (pdb) {
-        const wants = pdb.spec.minAvailable ?? replicas - resolve(pdb.spec.maxUnavailable, replicas, true);
-        check(wants === 0, `${name}: the PodDisruptionBudget wants ${wants} Ready pods: the owner can never be evicted`);
-      }
     }
     if (!sidecar) {
       check(matches(w.spec.selector.matchLabels, labels), `${where}: its selector misses its pods`);
@@ -288,7 +307,6 @@ async function checkRendering(name, out, expect) {
       check(service && matches(service.spec.selector, labels), `${name}: no Service selecting the pods`);
       for (const p of service?.spec.ports || [])
         check(ports.includes(p.targetPort), `${name}: Service port ${p.name} targets ${p.targetPort}, not a container port`);
-      const pdb = objects.find((o) => o.kind === 'PodDisruptionBudget');
       check(pdb && matches(pdb.spec.selector.matchLabels, labels), `${name}: no PodDisruptionBudget for the pods`);
       check(objects.some((o) => o.kind === 'NetworkPolicy'), `${name}: no NetworkPolicy`);
     }
@@ -363,7 +381,17 @@ for (const file of cases) {
 for (const [name, kind] of [['service-default.yaml', 'StatefulSet'], ['examples/service-postgres.yaml', 'Deployment']])
   check(results[name]?.objects.some((o) => o.kind === kind), `${name}: no ${kind}`);
 {
-  // replicas left to the chart (null, as in values.yaml, removes the example's): an owner and a standby.
+  // A budget of the values' with PostgreSQL: taken as it is, and checked as any other.
+  const file = valuesFile('pdb.yaml', 'replicas: 4\npodDisruptionBudget: {enabled: true, maxUnavailable: 2}\n');
+  const values = yaml.load(fs.readFileSync(path.join(examples, 'service-postgres.yaml'), 'utf8'));
+  const r = render(chart, [path.join(examples, 'service-postgres.yaml'), file]);
+  if (check(r.ok, `service-postgres.yaml + pdb.yaml: does not render: ${r.err}`))
+    await checkRendering('service-postgres.yaml + pdb.yaml', r.out,
+                         { mode: 'service', workloadKind: 'Deployment',
+                           values: { ...values, replicas: 4, podDisruptionBudget: { maxUnavailable: 2 } } });
+}
+{
+  // replicas left to the chart (null, as in values.yaml, removes the example's): two, both taking writes.
   const r = render(chart, [path.join(examples, 'service-postgres.yaml'), valuesFile('replicas.yaml', 'replicas: null\n')]);
   const deployment = r.ok ? documents(r.out).find((d) => d.doc.kind === 'Deployment') : null;
   check(deployment?.doc.spec.replicas === 2,
@@ -447,6 +475,11 @@ const failures = [
   [[base, valuesFile('backend.yaml', 'config: {store: {backend: postgres}}\n')], /config\.store\.backend is the chart's/],
   [[base, valuesFile('pgown.yaml', pgValues('"postgresql://gateway@db/gateway"', { passwordSecret: '{key: pg-password}' }))],
    /store\.postgres\.passwordSecret reads key "pg-password" of the chart's Secret/],
+  // Every replica on PostgreSQL is Ready and any may go: a budget of none would hang every drain.
+  [[base, valuesFile('pgpdb.yaml', pgValues('"postgresql://gateway@db/gateway"') + 'podDisruptionBudget: {enabled: true, maxUnavailable: 0}\n')],
+   /podDisruptionBudget\.maxUnavailable 0 with store\.backend postgres/],
+  [[base, valuesFile('pgpdb.yaml', pgValues('"postgresql://gateway@db/gateway"') + 'podDisruptionBudget: {enabled: true, maxUnavailable: "0%"}\n')],
+   /podDisruptionBudget\.maxUnavailable 0 with store\.backend postgres/],
 ];
 for (const [files, reason] of failures) {
   const r = render(chart, files);
@@ -500,7 +533,7 @@ const walk = (v, prefix) => {
 walk(defaults, '');
 for (const k of keys) check(readme.includes('`' + k + '`'), `helm/chain-gateway/README.md does not list the value ${k}`);
 for (const [files, want] of [[[base], /svc:8545/], [[path.join(valuesDir, 'sidecar.yaml')], /chain-gateway\.sidecar\.container/],
-                             [[path.join(examples, 'service-postgres.yaml')], /owns the journal/]]) {
+                             [[path.join(examples, 'service-postgres.yaml')], /all take writes[^]*gateway_journal_standby is 0/]]) {
   const notes = render(chart, files, ['--notes']);
   check(notes.ok && want.test(notes.out), `NOTES.txt: ${notes.ok ? 'does not say ' + want : notes.err}`);
 }

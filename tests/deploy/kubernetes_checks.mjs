@@ -56,7 +56,8 @@ export async function validateObject(modules, doc, where, check) {
 /// journal, its secrets not written in the manifest, and the pod's grace period covering the
 /// gateway's drain and shutdown (`config`: the parsed gateway.yaml; `claims`: a StatefulSet's
 /// volumeClaimTemplates' names, which mounts may name too). With the PostgreSQL journal, readiness
-/// asks for the journal (only the replica owning it is ready). Returns the container.
+/// asks for the journal (ready while it takes writes, on the owner and on a standby alike).
+/// Returns the container.
 export function checkGateway(where, pod, config, check, claims = []) {
   const gateway = (pod.containers || []).find((c) => c.name === 'chain-gateway');
   if (!check(gateway, `${where}: no chain-gateway container`)) return null;

@@ -60,8 +60,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- if eq .Values.store.backend "postgres" -}}true{{- end -}}
 {{- end -}}
 
-{{/* Service mode's replicas: the value, or by default one for SQLite, an owner and a standby
-     for PostgreSQL. */}}
+{{/* Service mode's replicas: the value, or by default one for SQLite, two for PostgreSQL (both
+     take writes; one owns the journal and dispatches, the other stands by to take over). */}}
 {{- define "chain-gateway.replicas" -}}
 {{- if kindIs "invalid" .Values.replicas -}}
 {{- if include "chain-gateway.postgres" . }}2{{ else }}1{{ end -}}
@@ -273,8 +273,8 @@ preStop sleep would buy), then finishes what is in flight within shutdown_grace_
     {{- toYaml .Values.probes.liveness | nindent 4 }}
   readinessProbe:
     {{- if $postgres }}
-    # Ready only while this replica owns the journal: the Service sends to the owner,
-    # not to the standbys, which would refuse writes with 503.
+    # Ready while the journal takes writes: on the owner and on a standby alike (a standby
+    # journals its writes and hands them to the owner), not while the database is unreachable.
     httpGet: {path: "/readyz?require=journal", port: {{ $admin }}}
     {{- else }}
     httpGet: {path: /readyz, port: {{ $admin }}}
@@ -339,8 +339,8 @@ spec:
   affinity:
     {{- toYaml .Values.affinity | nindent 4 }}
   {{- else if include "chain-gateway.postgres" . }}
-  # The owner and its standbys on different nodes where the scheduler can: a node lost then
-  # leaves a standby to take over.
+  # The replicas on different nodes where the scheduler can: a node lost then leaves the others
+  # serving, and a standby to take over when it held the owner.
   affinity:
     podAntiAffinity:
       preferredDuringSchedulingIgnoredDuringExecution:
