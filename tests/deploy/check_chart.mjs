@@ -11,8 +11,8 @@
 // or, not.
 // For each value file of tests/deploy/chart-values/ and helm/chain-gateway/examples/, and for the
 // example parent chart (helm/chain-gateway/examples/wallet-backend, which includes the sidecar
-// templates), as it is and with chart-values/wallet-backend/monitoring.yaml (its NetworkPolicy and
-// PodMonitor on):
+// templates), as it is, with chart-values/wallet-backend/monitoring.yaml (its NetworkPolicy and
+// PodMonitor on) and with chart-values/wallet-backend/postgres.yaml (its gateways on PostgreSQL):
 // - every object is valid against the Kubernetes API schemas (kubernetes-models); the Prometheus
 //   Operator's objects, which the package lacks, are checked against what they must select and
 //   carry;
@@ -32,10 +32,10 @@
 //   is Ready (maxUnavailable 0), pods kept apart across nodes, and a PodDisruptionBudget that
 //   lets a drain evict one replica at a time (maxUnavailable 1 by default) where SQLite's lets
 //   none (0);
-// - with the PostgreSQL journal: the password as PGPASSWORD from a secretKeyRef (the one secret
-//   in the environment, as libpq reads it there) and in no ConfigMap, the CA as PGSSLROOTCERT
-//   naming a mounted file, no journal volume, and gateway.yaml's store saying backend postgres
-//   and the values' URL, without a path;
+// - with the PostgreSQL journal in either mode (a sidecar too): the password as PGPASSWORD from
+//   a secretKeyRef (the one secret in the environment, as libpq reads it there) and in no
+//   ConfigMap, the CA as PGSSLROOTCERT naming a mounted file, no journal volume, and
+//   gateway.yaml's store saying backend postgres and the values' URL, without a path;
 // - no value of secretValues appears in plain text outside a Secret;
 // - files/alerts.yaml and files/chain-gateway.json are deploy/'s, byte for byte, and the
 //   PrometheusRule and dashboard ConfigMap carry them whole;
@@ -403,14 +403,24 @@ for (const kind of ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'])
 check(monitoring.some((o) => o.metadata?.labels?.grafana_dashboard === '1'), 'no value file renders the dashboard');
 
 const parent = path.join(chart, 'examples', 'wallet-backend');
-for (const files of [[], [path.join(valuesDir, 'wallet-backend', 'monitoring.yaml')]]) {
+for (const files of [[], [path.join(valuesDir, 'wallet-backend', 'monitoring.yaml')],
+                     [path.join(valuesDir, 'wallet-backend', 'postgres.yaml')]]) {
   const name = ['examples/wallet-backend', ...files.map((f) => path.basename(f))].join(' + ');
   const r = render(parent, files);
+  // The gateway's values as the case gives them (the parent's own are SQLite's).
+  const values = files.length ? yaml.load(fs.readFileSync(files[0], 'utf8'))['chain-gateway'] : {};
   if (check(r.ok, `${name}: does not render: ${r.err}`)) {
-    const result = await checkRendering(name, r.out, { mode: 'sidecar', workloadKind: 'Deployment' });
-    if (files.length)
+    const result = await checkRendering(name, r.out, { mode: 'sidecar', workloadKind: 'Deployment', values });
+    if (files.some((f) => f.endsWith('monitoring.yaml')))
       for (const kind of ['PodMonitor', 'NetworkPolicy'])
         check(result?.objects.some((o) => o.kind === kind), `${name}: no ${kind}`);
+    if (values.store?.backend === 'postgres') {
+      const config = yaml.load(result?.objects.find((o) => o.kind === 'ConfigMap' && o.data?.['gateway.yaml'])
+        ?.data['gateway.yaml'] || '{}');
+      check(config.store?.backend === 'postgres', `${name}: the sidecar's gateway.yaml is not on PostgreSQL`);
+      check(!result?.objects.some((o) => ['Service', 'StatefulSet', 'PodDisruptionBudget'].includes(o.kind)),
+            `${name}: the sidecar mode on PostgreSQL renders a workload or a Service of its own`);
+    }
   }
 }
 
@@ -443,8 +453,8 @@ const refusals = [
   ['config: {chains: [{name: m, chain_id: 1, upstreams: [{id: a, url: "http://x", urlSecret: {key: k}}]}]}\n',
    /upstreams/],
   ['ports: {rpc: 70000}\n', /ports\.rpc/],
-  // The PostgreSQL journal: a URL required, without a password; no password inline; not beside
-  // an application (every other pod of it would be a standby refusing its writes).
+  // The PostgreSQL journal: a URL required, without a password; no password inline; no SQLite
+  // journal claim for a sidecar (it would be unused).
   [pgValues('""'), /store\.postgres\.url/],
   [pgValues('"postgresql://gateway:hunter2@db:5432/gateway"'), /store\.postgres\.url/],
   [pgValues('"postgres://gateway@db/gateway?sslmode=require&password=hunter2"'), /store\.postgres\.url/],
@@ -453,7 +463,8 @@ const refusals = [
   [pgValues('"postgresql://gateway@db/gateway"', { password: 'hunter2' }), /Additional property password is not allowed/],
   [pgValues('"postgresql://gateway@db/gateway"', { passwordSecret: '{key: p, value: hunter2}' }),
    /Additional property value is not allowed/],
-  ['mode: sidecar\n' + pgValues('"postgresql://gateway@db/gateway"'), /store\.backend/],
+  ['mode: sidecar\nsidecar: {journalClaim: wallet-journal}\n' + pgValues('"postgresql://gateway@db/gateway"'),
+   /sidecar\.journalClaim/],
   ['store: {backend: mysql, postgres: {url: "", passwordSecret: {}, sslRootCertSecret: {}}}\n', /store\.backend/],
 ];
 for (const [text, reason] of refusals) {
@@ -532,11 +543,13 @@ const walk = (v, prefix) => {
 };
 walk(defaults, '');
 for (const k of keys) check(readme.includes('`' + k + '`'), `helm/chain-gateway/README.md does not list the value ${k}`);
+const sidecarPg = valuesFile('sidecar-pg.yaml', pgValues('"postgresql://gateway@db/gateway"'));
 for (const [files, want] of [[[base], /svc:8545/], [[path.join(valuesDir, 'sidecar.yaml')], /chain-gateway\.sidecar\.container/],
-                             [[path.join(examples, 'service-postgres.yaml')], /all take writes[^]*gateway_journal_standby is 0/]]) {
+                             [[path.join(examples, 'service-postgres.yaml')], /all take writes[^]*gateway_journal_standby is 0/],
+                             [[path.join(valuesDir, 'sidecar.yaml'), sidecarPg], /takes its application's writes[^]*gateway_journal_standby is 0/]]) {
   const notes = render(chart, files, ['--notes']);
   check(notes.ok && want.test(notes.out), `NOTES.txt: ${notes.ok ? 'does not say ' + want : notes.err}`);
 }
 
 fs.rmSync(tmpRoot, { recursive: true });
-report('check_chart', `${cases.length} value files and the parent example (twice) rendered, valid, contained and configured`);
+report('check_chart', `${cases.length} value files and the parent example (three times) rendered, valid, contained and configured`);

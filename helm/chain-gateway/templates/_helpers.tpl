@@ -358,7 +358,7 @@ spec:
 {{- end -}}
 
 {{/*
-The volumes but the journal's claim in service mode. One projected volume at /etc/chain-gateway
+The volumes but the journal's claim in service mode (and no journal volume with PostgreSQL). One projected volume at /etc/chain-gateway
 holds gateway.yaml and each secret under secrets/ (no mount nested in another, and the files
 follow a changed ConfigMap or Secret, for a reload to pick up).
 */}}
@@ -391,7 +391,7 @@ follow a changed ConfigMap or Secret, for a reload to pick up).
       {{- end }}
 - name: {{ include "chain-gateway.name" . }}-tmp
   emptyDir: {medium: Memory, sizeLimit: {{ .Values.tmp.sizeLimit }}}
-{{- if eq .Values.mode "sidecar" }}
+{{- if and (eq .Values.mode "sidecar") (not (include "chain-gateway.postgres" .)) }}
 - name: {{ include "chain-gateway.name" . }}-journal
   {{- if .Values.sidecar.journalClaim }}
   persistentVolumeClaim: {claimName: {{ .Values.sidecar.journalClaim }}}
