@@ -379,8 +379,8 @@ struct Metrics::Impl {
             .Add({});
     prom::Gauge& journal_standby =
         gauge(registry, "gateway_journal_standby",
-              "1 while another gateway owns the shared journal (PostgreSQL) and this one waits "
-              "to take over (writes refused, reads served), else 0")
+              "1 while another gateway owns the shared journal (PostgreSQL) and dispatches it: "
+              "this one takes writes, hands them over, and takes over when that one goes; else 0")
             .Add({});
     prom::Family<prom::Counter>& journal_refusals =
         counter(registry, "gateway_journal_refusals_total",

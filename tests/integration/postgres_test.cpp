@@ -148,6 +148,32 @@ config::StoreConfig postgres_store(const std::string& url, std::chrono::millisec
     return c;
 }
 
+// Version 14 counts the unfinished raw transactions by a trigger (what a standby checks the caps
+// against): a version-13 journal with rows starts from the rows it holds.
+TEST_F(PostgresTest, Version14CountsTheQueuedTransactionsAVersion13JournalHolds) {
+    auto c = postgres_store(server->database("v13"), 2000ms);
+    {
+        auto v13 = store::open_store_at_version(c, 13);
+        ASSERT_EQ(v13->schema_version(), 13);
+        store::TxRecord a = record("0xa1", 0);
+        a.source = "alice";
+        v13->insert(a);
+        v13->insert(record("0xa2", 1, store::TxState::broadcasting));
+        v13->insert(record("0xa3", 2, store::TxState::completed));
+    }
+    auto v14 = store::open_store(c);
+    EXPECT_EQ(v14->schema_version(), 14);
+    const std::string sender = record("0xa1", 0).sender;
+    store::QueuedCounts n = v14->queued_counts("devnet", sender, "alice");
+    EXPECT_EQ(n.chain, 2u);
+    EXPECT_EQ(n.sender, 2u);
+    EXPECT_EQ(n.source, 1u);
+    v14->update(store::TxUpdate{"0xa1", store::TxState::completed, "mined", 10});
+    n = v14->queued_counts("devnet", sender, "alice");
+    EXPECT_EQ(n.chain, 1u);
+    EXPECT_EQ(n.source, 0u);
+}
+
 TEST_F(PostgresTest, ALeaseIsOneGatewaysForAsLongAsItsSessionLives) {
     const std::string url = server->database("leases");
     auto a = store::open_store(postgres_store(url, 1000ms));

@@ -370,6 +370,24 @@ TEST_P(JournalContract, TheCapsAreCountedFromTheJournal) {
     EXPECT_EQ(s->queued_counts("devnet", "0x22", "carol").sender, 0u);
     s->update(TxUpdate{"0xa1", TxState::failed, "refused", 20});
     EXPECT_EQ(s->queued_counts("devnet", a.sender, "alice").chain, 2u);
+    EXPECT_EQ(s->queued_counts("devnet", a.sender, "alice").source, 1u);
+    // Every state not final counts, in and out again as it moves.
+    const std::string c = "0x3333333333333333333333333333333333333333";
+    std::size_t unfinished = 0;
+    for (int i = 0; i <= static_cast<int>(TxState::replaced); ++i) {
+        const auto state = static_cast<TxState>(i);
+        TxRecord r = record(fmt::format("0xc{}", i), static_cast<std::uint64_t>(i), state);
+        r.sender = c;
+        s->insert(r);
+        if (!is_final(state)) ++unfinished;
+    }
+    EXPECT_EQ(s->queued_counts("devnet", c, "").sender, unfinished);
+    s->update(TxUpdate{"0xc0", TxState::broadcasting, "sent", 30});  // unfinished to unfinished
+    EXPECT_EQ(s->queued_counts("devnet", c, "").sender, unfinished);
+    s->update(TxUpdate{"0xc0", TxState::completed, "mined", 40});
+    EXPECT_EQ(s->queued_counts("devnet", c, "").sender, unfinished - 1);
+    s->update(TxUpdate{"0xc0", TxState::queued, "reopened by a reorg", 50});
+    EXPECT_EQ(s->queued_counts("devnet", c, "").sender, unfinished);
 
     // Managed: those held for a person apart; one waiting for the policy service counts as
     // unfinished, as a finished one does not at all.
