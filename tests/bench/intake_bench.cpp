@@ -16,6 +16,20 @@
 // (the gateway, and the fake node, which is in it too; the clients' threads are left out), and on
 // PostgreSQL the server's processes' (utime + stime from /proc), which are part of the cost there.
 //
+// --replicas 1,3 runs PostgreSQL once per count, each time with that many gateways in-process on
+// one fresh database: the first opened takes the owner's lock and dispatches, the others are
+// standbys that journal what they take and hand it to the owner (the handoffs table, taken every
+// 100 ms). Client k talks to gateway k % N. After the last answer the run waits until the fake node
+// has received every answered transaction, then stops the standbys and the owner last (so that no
+// standby takes over), and checks that the node received each exactly once and that the journal
+// holds each, BROADCASTING. The CPU counted runs to the end of that wait, so the owner's
+// broadcasts of handed-over transactions are in it. One process rather than three: the answers and
+// the node's broadcasts are checked per transaction as in every other run, and the CPU is counted
+// the same way. (The gateways share the process's name that the owner's number is kept with; it
+// matters only when a gateway takes over from one of its own process, which no run does.)
+// --rounds R repeats every run R times, taking turns (disk, pg, pg3, ..., disk, ...), and the
+// summary gives medians.
+//
 // The journal's commit and operation counters (store::JournalService::commits()) are not
 // reachable through gateway::Gateway, so they are not printed.
 
@@ -66,6 +80,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -90,15 +105,18 @@ struct Options {
     unsigned threads = 2;
     bool tmpfs = true;
     bool postgres = false;
+    std::vector<std::size_t> replicas{1};  // gateways on one PostgreSQL journal, one run each
+    std::size_t rounds = 1;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Storage
 
 struct Storage {
-    std::string label;  // "disk", "pg" or "tmpfs"
+    std::string label;  // "disk", "pg", "pg3" (three gateways on one database) or "tmpfs"
     std::string base;   // where each run's journal folder is made (pg: the server's folder)
     test::PostgresServer* postgres = nullptr;  // pg: the server, a fresh database each run
+    std::size_t replicas = 1;                  // gateways sharing the journal (PostgreSQL only)
 };
 
 std::string fs_name(const std::string& path) {
@@ -232,6 +250,7 @@ struct RunResult {
     double p99_ms = 0;
     double cpu_us = 0;     // the bench process's CPU but the clients', per answered transaction
     double db_cpu_us = 0;  // the PostgreSQL server's, per answered transaction (pg runs only)
+    double drain_ms = 0;   // from the last answer until the node had received every one
     std::size_t journaled = 0;      // BROADCASTING rows found in the journal afterwards
     std::size_t receipt_calls = 0;  // the dispatcher woke and polled receipts (it should not)
     std::vector<std::string> failure_samples;
@@ -256,9 +275,10 @@ std::optional<std::string> check_reply(const test::HttpReply& r, const std::stri
     return std::nullopt;
 }
 
-/// `journal`: SQLite's file, or a PostgreSQL URL.
+/// `journal`: SQLite's file, or a PostgreSQL URL. `warmup`: the warm-up transactions of every
+/// gateway on the journal together.
 gateway::config::Config make_config(const std::string& journal, const std::string& upstream_url,
-                                    const Options& opt) {
+                                    const Options& opt, std::size_t warmup) {
     gateway::config::Config c;
     c.server.listen = {"127.0.0.1", 0};
     c.server.admin_listen = {"127.0.0.1", 0};
@@ -276,12 +296,15 @@ gateway::config::Config make_config(const std::string& journal, const std::strin
     chain.chain_id = kChainId;
     // The dispatcher and receipt tracker stay asleep: no transaction is ever queued (each
     // sender's nonces are sent one after the other by one client), so nothing wakes it.
+    // An owner with standbys wakes every 100 ms to take their handoffs and dispatch them; no
+    // transaction of a run is old enough to be sent again.
     chain.tx.poll_interval = std::chrono::hours(1);
+    chain.tx.rebroadcast_after = std::chrono::hours(1);
     chain.tx.max_queued_per_sender = opt.transactions + kWarmup;
-    chain.tx.max_queued = opt.transactions + 2 * kWarmup;
+    chain.tx.max_queued = opt.transactions + warmup + kWarmup;
     // Every client connects from 127.0.0.1: the default cap of 1,000 per client would refuse
     // the rest (and be measured: a refusal is quick).
-    chain.tx.max_queued_per_client = opt.transactions + 2 * kWarmup;
+    chain.tx.max_queued_per_client = opt.transactions + warmup + kWarmup;
     gateway::config::UpstreamConfig u;
     u.id = "fake";
     u.url = upstream_url;
@@ -290,17 +313,35 @@ gateway::config::Config make_config(const std::string& journal, const std::strin
     return c;
 }
 
+/// Whether the gateway's /metrics says it is a standby of a shared journal (another gateway owns
+/// it), as gateway_journal_standby.
+std::optional<bool> is_standby(std::uint16_t admin_port) {
+    const test::HttpReply r = test::http_get(admin_port, "/metrics");
+    std::istringstream in(r.body);
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("gateway_journal_standby "))
+            return std::stod(line.substr(line.find(' ') + 1)) != 0;
+    return std::nullopt;
+}
+
+/// `warmup`: one sender's kWarmup transactions per gateway, at least storage.replicas of them.
 RunResult run_once(const Storage& storage, std::size_t clients, const Options& opt,
                    const std::vector<Signed>& txs, const std::vector<Signed>& warmup) {
     RunResult res;
     res.storage = storage.label;
     res.clients = clients;
+    const std::size_t replicas = storage.replicas;
+    const std::size_t warmed = replicas * kWarmup;  // warm-up transactions of this run
+    if (warmup.size() < warmed) throw std::logic_error("too few warm-up transactions");
 
-    // A node that takes every transaction at once and has no receipts yet.
+    // A node that takes every transaction at once and has no receipts yet, and counts how often
+    // each one reached it.
+    std::mutex node_mu;
+    std::unordered_map<std::string, std::size_t> broadcasts;  // hash -> times received
     test::FakeUpstream node(
         kChainId,
-        [](const std::string& method,
-           const json::value& request) -> std::optional<test::FakeReply> {
+        [&](const std::string& method,
+            const json::value& request) -> std::optional<test::FakeReply> {
             if (method == "eth_getTransactionReceipt") return test::FakeReply::ok("null");
             if (method != "eth_sendRawTransaction") return std::nullopt;
             const json::array* params = request.at("params").if_array();
@@ -308,8 +349,17 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
                 params && !params->empty() ? params->at(0).if_string() : nullptr;
             const auto bytes = raw ? eth::from_hex(*raw) : std::nullopt;
             if (!bytes) return test::FakeReply::rpc_error(-32602, "fake: bad raw transaction");
-            return test::FakeReply::ok("\"" + eth::to_hex(eth::keccak256(*bytes)) + "\"");
+            const std::string hash = eth::to_hex(eth::keccak256(*bytes));
+            {
+                std::lock_guard lock(node_mu);
+                ++broadcasts[hash];
+            }
+            return test::FakeReply::ok("\"" + hash + "\"");
         });
+    const auto received = [&] {
+        std::lock_guard lock(node_mu);
+        return broadcasts.size();
+    };
 
     static int runs = 0;
     const std::string dir =
@@ -318,20 +368,38 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
                                     ? storage.postgres->database("intake_" + std::to_string(++runs))
                                     : dir + "/gateway.db";
     const int postmaster = storage.postgres ? storage.postgres->pid() : -1;
-    auto gw = std::make_unique<gateway::Gateway>(make_config(db_path, node.url(), opt));
-    std::thread runner([&gw] { gw->run(false); });
-    const std::uint16_t port = gw->rpc_endpoint().port;
-    const std::uint16_t admin_port = gw->admin_endpoint().port;
 
-    bool ready = false;
-    for (int i = 0; i < 500 && !ready; ++i) {
-        ready = test::http_get(admin_port, "/readyz?require=upstreams").status == 200;
-        if (!ready) std::this_thread::sleep_for(10ms);
-    }
-    if (!ready) {
-        gw->shutdown();
-        runner.join();
-        throw std::runtime_error("the gateway never became ready");
+    // The gateways, the owner first: it takes the journal's lock as it opens, so each one opened
+    // after it is ready is a standby.
+    std::vector<std::unique_ptr<gateway::Gateway>> gws;
+    std::vector<std::thread> runners;
+    std::vector<std::uint16_t> ports;
+    const auto stop_all = [&] {  // the standbys first, so that none takes over from the owner
+        for (std::size_t i = gws.size(); i-- > 0;) {
+            gws[i]->shutdown();
+            runners[i].join();
+        }
+    };
+    for (std::size_t g = 0; g < replicas; ++g) {
+        gws.push_back(
+            std::make_unique<gateway::Gateway>(make_config(db_path, node.url(), opt, warmed)));
+        runners.emplace_back([gw = gws.back().get()] { gw->run(false); });
+        ports.push_back(gws.back()->rpc_endpoint().port);
+        const std::uint16_t admin_port = gws.back()->admin_endpoint().port;
+        bool ready = false;
+        for (int i = 0; i < 500 && !ready; ++i) {
+            ready = test::http_get(admin_port, "/readyz?require=upstreams").status == 200;
+            if (!ready) std::this_thread::sleep_for(10ms);
+        }
+        const std::optional<bool> standby = replicas > 1 ? is_standby(admin_port) : false;
+        if (!ready || standby != (g > 0)) {
+            stop_all();
+            throw std::runtime_error(
+                !ready ? "a gateway never became ready"
+                       : "gateway " + std::to_string(g) + " is " +
+                             (standby ? (*standby ? "a standby" : "the owner") : "of no role") +
+                             ", not " + (g > 0 ? "a standby" : "the owner"));
+        }
     }
 
     std::mutex mu;  // guards res.failures and res.failure_samples
@@ -341,19 +409,24 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
         if (res.failure_samples.size() < 5) res.failure_samples.push_back(std::move(why));
     };
 
-    // Warm-up: the upstream connection, SQLite's first pages, the code paths.
-    {
-        test::HttpConnection conn(port);
-        for (std::size_t i = 0; i < warmup.size(); ++i) {
+    // Warm-up, each gateway with a sender of its own: the upstream connection, the journal's
+    // first pages or connection, the code paths.
+    std::vector<const Signed*> answered;  // every transaction answered with its hash
+    for (std::size_t g = 0; g < replicas; ++g) {
+        test::HttpConnection conn(ports[g]);
+        for (std::size_t i = g * kWarmup; i < (g + 1) * kWarmup; ++i) {
             const auto r = conn.post(
                 "/", test::rpc_body("eth_sendRawTransaction", "[\"" + warmup[i].raw_hex + "\"]",
                                     static_cast<int>(i)));
-            if (auto why = check_reply(r, warmup[i].hash)) fail("warm-up: " + *why);
+            if (auto why = check_reply(r, warmup[i].hash))
+                fail("warm-up: " + *why);
+            else
+                answered.push_back(&warmup[i]);
         }
     }
 
-    // Client k sends the transactions of senders k, k + C, ...: each sender's nonces in order
-    // from one connection, round robin over its senders.
+    // Client k sends the transactions of senders k, k + C, ... to gateway k % N: each sender's
+    // nonces in order from one connection, round robin over its senders.
     const std::size_t per_sender = txs.size() / opt.senders;
     std::vector<std::vector<const Signed*>> plan(clients);
     for (std::size_t n = 0; n < per_sender; ++n)
@@ -361,6 +434,7 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
             plan[s % clients].push_back(&txs[s * per_sender + n]);
 
     std::vector<std::vector<double>> latencies(clients);
+    std::vector<std::vector<const Signed*>> accepted(clients);  // answered with their hash
     std::vector<Clock::time_point> ended(clients);
     std::vector<double> client_cpu_s(clients);  // each client thread's CPU during the run
     std::latch start(static_cast<std::ptrdiff_t>(clients) + 1);
@@ -369,6 +443,7 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
     std::vector<std::thread> workers;
     for (std::size_t k = 0; k < clients; ++k) {
         workers.emplace_back([&, k] {
+            const std::uint16_t port = ports[k % replicas];
             std::unique_ptr<test::HttpConnection> conn;
             try {
                 conn = std::make_unique<test::HttpConnection>(port);
@@ -391,7 +466,10 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
                     const test::HttpReply r = conn->post("/", body);
                     lat.push_back(
                         std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-                    if (auto why = check_reply(r, t->hash)) fail(*why);
+                    if (auto why = check_reply(r, t->hash))
+                        fail(*why);
+                    else
+                        accepted[k].push_back(t);
                     if (!r.keep_alive) conn.reset();
                 } catch (const std::exception& e) {
                     lat.push_back(
@@ -410,17 +488,25 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
     const auto began = Clock::now();
     for (auto& w : workers) w.join();
     const auto finished = *std::max_element(ended.begin(), ended.end());
+    for (const auto& a : accepted) answered.insert(answered.end(), a.begin(), a.end());
+
+    // Until the owner has sent every answered transaction: at once with one gateway (it answers
+    // after the broadcast), within about 100 ms of the last handoff with standbys.
+    const auto drain_until = Clock::now() + 120s;
+    while (received() < answered.size() && Clock::now() < drain_until)
+        std::this_thread::sleep_for(1ms);
+    res.drain_ms = std::chrono::duration<double, std::milli>(Clock::now() - finished).count();
     double cpu_s = process_cpu_s() - cpu_before;
     for (const double c : client_cpu_s) cpu_s -= c;
     const double db_cpu_s = server_cpu_s(postmaster) - db_before;
 
-    gw->shutdown();
-    runner.join();
-    const bool clean = gw->clean_exit();
+    stop_all();
+    bool clean = true;
+    for (const auto& gw : gws) clean = clean && gw->clean_exit();
     if (!clean)
-        fail("the gateway did not stop cleanly");
+        fail("a gateway did not stop cleanly");
     else
-        gw.reset();  // (an unclean gateway is left alone: its coroutines are mid-flight)
+        gws.clear();  // (an unclean gateway is left alone: its coroutines are mid-flight)
 
     res.receipt_calls = node.calls("eth_getTransactionReceipt");
 
@@ -437,6 +523,25 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
         res.db_cpu_us = db_cpu_s / static_cast<double>(res.sent) * 1e6;
     }
 
+    // Dispatched, seen from the node: every answered transaction exactly once, nothing else.
+    {
+        std::lock_guard lock(node_mu);
+        std::size_t missing = 0;
+        std::size_t repeated = 0;
+        for (const Signed* t : answered) {
+            const auto it = broadcasts.find(t->hash);
+            if (it == broadcasts.end())
+                ++missing;
+            else if (it->second != 1)
+                ++repeated;
+        }
+        if (missing || repeated || broadcasts.size() != answered.size())
+            fail("node: of " + std::to_string(answered.size()) + " answered transactions, " +
+                 std::to_string(missing) + " never received, " + std::to_string(repeated) +
+                 " received more than once; " + std::to_string(broadcasts.size()) +
+                 " different ones received");
+    }
+
     // Durability, seen from outside: every answered transaction has its row, BROADCASTING.
     if (clean) {
         for (const auto& [state, count] :
@@ -446,9 +551,9 @@ RunResult run_once(const Storage& storage, std::size_t clients, const Options& o
             else
                 fail("journal: " + std::to_string(count) + " transaction(s) " + state);
         }
-        if (res.journaled != res.sent + warmup.size())
+        if (res.journaled != res.sent + warmed)
             fail("journal: " + std::to_string(res.journaled) + " BROADCASTING rows for " +
-                 std::to_string(res.sent + warmup.size()) + " answered transactions");
+                 std::to_string(res.sent + warmed) + " answered transactions");
         std::error_code ec;
         if (!dir.empty()) std::filesystem::remove_all(dir, ec);
     }
@@ -470,7 +575,7 @@ std::vector<std::size_t> parse_list(const std::string& text) {
 
 constexpr const char* kUsage =
     "usage: intake_bench [--transactions N] [--senders S] [--clients 1,8,32] [--seconds X]\n"
-    "                    [--threads T] [--no-tmpfs] [--postgres]\n"
+    "                    [--threads T] [--no-tmpfs] [--postgres] [--replicas 1,3] [--rounds R]\n"
     "  --transactions  pre-signed transactions per run (default 8192), split evenly over\n"
     "  --senders       senders (default 64; at least the largest client count, so that each\n"
     "                  sender's nonces go out in order from one connection)\n"
@@ -480,6 +585,11 @@ constexpr const char* kUsage =
     "  --no-tmpfs      skip the runs with the journal on /dev/shm\n"
     "  --postgres      also run with the journal on PostgreSQL (a throwaway server of Debian's\n"
     "                  postgresql-15, its data under TMPDIR, fsync and synchronous_commit on)\n"
+    "  --replicas      with --postgres: gateways in-process on one journal, one run each count\n"
+    "                  (default 1); the first owns the journal, the others hand it their\n"
+    "                  transactions; client k talks to gateway k % N\n"
+    "  --rounds        every run this many times, taking turns; the summary gives medians\n"
+    "                  (default 1)\n"
     "Exit status: 0, or 1 when any reply or journal row was not the expected one.\n";
 
 Options parse_args(int argc, char** argv) {
@@ -504,6 +614,10 @@ Options parse_args(int argc, char** argv) {
             o.tmpfs = false;
         else if (a == "--postgres")
             o.postgres = true;
+        else if (a == "--replicas")
+            o.replicas = parse_list(value());
+        else if (a == "--rounds")
+            o.rounds = std::stoul(value());
         else if (a == "--help" || a == "-h") {
             std::fputs(kUsage, stdout);
             std::exit(0);
@@ -515,6 +629,9 @@ Options parse_args(int argc, char** argv) {
         o.seconds <= 0 || std::count(o.clients.begin(), o.clients.end(), 0))
         throw std::invalid_argument(
             "need transactions >= senders >= largest client count > 0, threads > 0, seconds > 0");
+    if (o.rounds == 0 || std::count(o.replicas.begin(), o.replicas.end(), 0) ||
+        (!o.postgres && o.replicas != std::vector<std::size_t>{1}))
+        throw std::invalid_argument("need rounds > 0, and replicas > 0 with --postgres only");
     o.transactions -= o.transactions % o.senders;  // the same count for every sender
     return o;
 }
@@ -533,7 +650,9 @@ int bench(const Options& opt) {
     Signer signer;
     const std::size_t per_sender = opt.transactions / opt.senders;
     const std::vector<Signed> txs = sign_all(signer, 0, opt.senders, per_sender);
-    const std::vector<Signed> warmup = sign_all(signer, opt.senders, 1, kWarmup);
+    // A warm-up sender for each gateway of the run with the most.
+    const std::size_t most_replicas = *std::max_element(opt.replicas.begin(), opt.replicas.end());
+    const std::vector<Signed> warmup = sign_all(signer, opt.senders, most_replicas, kWarmup);
     const double sign_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - sign_began).count();
 
@@ -546,7 +665,9 @@ int bench(const Options& opt) {
     if (opt.postgres) {
         postgres =
             std::make_unique<test::PostgresServer>(test::PostgresServer::Durability::durable);
-        storages.push_back({"pg", postgres->dir(), postgres.get()});
+        for (const std::size_t n : opt.replicas)
+            storages.push_back(
+                {n == 1 ? "pg" : "pg" + std::to_string(n), postgres->dir(), postgres.get(), n});
     }
     const bool shm = opt.tmpfs && access("/dev/shm", W_OK) == 0 && fs_name("/dev/shm") == "tmpfs";
     if (shm) storages.push_back({"tmpfs", "/dev/shm"});
@@ -564,52 +685,106 @@ int bench(const Options& opt) {
     if (!load.empty())
         std::printf("  load average before the runs: %s\n",
                     load.substr(0, load.find(' ', load.find(' ', load.find(' ') + 1) + 1)).c_str());
-    std::printf("  per run: a fresh gateway and journal; at most %zu transactions or %.1f s\n",
-                txs.size(), opt.seconds);
-    for (const auto& s : storages)
+    std::printf(
+        "  per run: a fresh gateway and journal; at most %zu transactions or %.1f s; %zu "
+        "round(s)\n",
+        txs.size(), opt.seconds, opt.rounds);
+    for (const auto& s : storages) {
         std::printf("  journal %-5s: %s (%s)%s\n", s.label.c_str(), s.base.c_str(),
                     fs_name(s.base).c_str(),
                     s.label == "disk" ? ", SQLite WAL synchronous=FULL: fsync on every commit"
                     : s.postgres ? ", PostgreSQL 15 on loopback, fsync and synchronous_commit on"
                                  : ", SQLite as on disk; fsync costs nothing here");
+        if (s.replicas > 1)
+            std::printf(
+                "                 %zu gateways on one database: the first owns it, the others "
+                "hand over; client k to gateway k %% %zu\n",
+                s.replicas, s.replicas);
+    }
     std::printf(
-        "  CPU per transaction: the bench process's but its clients' (the gateway, and the fake "
-        "node);\n  db: the PostgreSQL server's processes'\n");
+        "  CPU per transaction: the bench process's but its clients' (the gateways, and the fake "
+        "node),\n  until the node had every answered transaction; db: the PostgreSQL server's "
+        "processes'\n  drain ms: from the last answer until the node had every one (the owner's "
+        "broadcasts of handoffs)\n");
     if (fs_name(storages[0].base) == "tmpfs")
         std::printf("  WARNING: %s is tmpfs, so the disk rows measure no fsync; set TMPDIR\n",
                     storages[0].base.c_str());
     if (!shm && opt.tmpfs) std::printf("  (no writable tmpfs at /dev/shm: disk runs only)\n");
     std::printf("  gateway log: %s (removed when every check passes)\n\n", log_path.c_str());
-    std::printf("%-7s %7s %7s %8s %9s %9s %9s %9s %8s %8s %8s\n", "journal", "clients", "sent",
-                "failed", "seconds", "tx/s", "p50 ms", "p99 ms", "CPU µs", "db µs", "on disk");
+    const char* const row = "%-7s %7zu %7zu %8zu %9.2f %9.0f %9.2f %9.2f %8.0f %8.0f %8.0f %8zu\n";
+    const auto header = [] {
+        std::printf("%-7s %7s %7s %8s %9s %9s %9s %9s %8s %8s %8s %8s\n", "journal", "clients",
+                    "sent", "failed", "seconds", "tx/s", "p50 ms", "p99 ms", "CPU µs", "db µs",
+                    "drain ms", "on disk");
+    };
+    header();
     std::fflush(stdout);
 
     std::vector<RunResult> results;
     std::size_t failures = 0;
-    for (const auto& storage : storages) {
-        for (std::size_t c : opt.clients) {
-            RunResult r = run_once(storage, c, opt, txs, warmup);
-            std::printf("%-7s %7zu %7zu %8zu %9.2f %9.0f %9.2f %9.2f %8.0f %8.0f %8zu\n",
-                        r.storage.c_str(), r.clients, r.sent, r.failures, r.seconds, r.tps,
-                        r.p50_ms, r.p99_ms, r.cpu_us, r.db_cpu_us, r.journaled);
-            if (r.receipt_calls)
-                std::printf("    note: the dispatcher polled %zu receipts during the run\n",
-                            r.receipt_calls);
-            for (const auto& f : r.failure_samples) std::printf("    failure: %s\n", f.c_str());
-            std::fflush(stdout);
-            failures += r.failures;
-            results.push_back(std::move(r));
+    for (std::size_t round = 1; round <= opt.rounds; ++round) {
+        if (opt.rounds > 1) std::printf("-- round %zu of %zu\n", round, opt.rounds);
+        for (const auto& storage : storages) {
+            for (std::size_t c : opt.clients) {
+                RunResult r = run_once(storage, c, opt, txs, warmup);
+                std::printf(row, r.storage.c_str(), r.clients, r.sent, r.failures, r.seconds, r.tps,
+                            r.p50_ms, r.p99_ms, r.cpu_us, r.db_cpu_us, r.drain_ms, r.journaled);
+                if (r.receipt_calls)
+                    std::printf("    note: the dispatcher polled %zu receipts during the run\n",
+                                r.receipt_calls);
+                for (const auto& f : r.failure_samples) std::printf("    failure: %s\n", f.c_str());
+                std::fflush(stdout);
+                failures += r.failures;
+                results.push_back(std::move(r));
+            }
         }
     }
 
+    // Each storage's and client count's median over the rounds, field by field (the rounds
+    // themselves with more than one).
+    const auto median_of = [&](const std::string& storage, std::size_t clients,
+                               double RunResult::*field) {
+        std::vector<double> v;
+        for (const auto& r : results)
+            if (r.storage == storage && r.clients == clients) v.push_back(r.*field);
+        std::sort(v.begin(), v.end());
+        return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    };
+    std::vector<RunResult> medians;
+    for (const auto& storage : storages)
+        for (std::size_t c : opt.clients) {
+            RunResult m;
+            m.storage = storage.label;
+            m.clients = c;
+            for (double RunResult::*f :
+                 {&RunResult::seconds, &RunResult::tps, &RunResult::p50_ms, &RunResult::p99_ms,
+                  &RunResult::cpu_us, &RunResult::db_cpu_us, &RunResult::drain_ms})
+                m.*f = median_of(storage.label, c, f);
+            for (const auto& r : results)
+                if (r.storage == storage.label && r.clients == c) {
+                    m.sent += r.sent;
+                    m.failures += r.failures;
+                    m.journaled += r.journaled;
+                }
+            medians.push_back(std::move(m));
+        }
+    if (opt.rounds > 1) {
+        std::printf("\nmedians of %zu rounds (sent, failed, on disk: the rounds' sums)\n",
+                    opt.rounds);
+        header();
+        for (const auto& m : medians)
+            std::printf(row, m.storage.c_str(), m.clients, m.sent, m.failures, m.seconds, m.tps,
+                        m.p50_ms, m.p99_ms, m.cpu_us, m.db_cpu_us, m.drain_ms, m.journaled);
+    }
+
     std::string summary;
-    for (const auto& r : results)
+    for (const auto& r : medians)
         summary += " " + r.storage + "/C" + std::to_string(r.clients) + "=" +
                    std::to_string(static_cast<long long>(std::lround(r.tps)));
     // What fsync costs: the disk run's rate as a share of the tmpfs run's, per client count.
     std::string cost;
-    for (const auto& d : results)
-        for (const auto& t : results)
+    for (const auto& d : medians)
+        for (const auto& t : medians)
             if (d.storage == "disk" && t.storage == "tmpfs" && d.clients == t.clients && t.tps > 0)
                 cost += " C" + std::to_string(d.clients) + "=" +
                         std::to_string(static_cast<int>(std::lround(100 * d.tps / t.tps))) + "%";
@@ -617,8 +792,8 @@ int bench(const Options& opt) {
     // PostgreSQL against SQLite on the same disk: tx/s, and CPU per transaction (the server's
     // included).
     std::string pg;
-    for (const auto& p : results)
-        for (const auto& d : results)
+    for (const auto& p : medians)
+        for (const auto& d : medians)
             if (p.storage == "pg" && d.storage == "disk" && p.clients == d.clients && d.tps > 0 &&
                 d.cpu_us > 0) {
                 char buf[96];
@@ -627,8 +802,22 @@ int bench(const Options& opt) {
                 pg += buf;
             }
     if (!pg.empty()) summary += "; pg against disk, tx/s (CPU per tx):" + pg;
-    std::printf("\nsummary: tx/s%s; failures %zu: %s\n", summary.c_str(), failures,
-                failures ? "FAIL" : "ok");
+    // Several gateways on one journal against one: tx/s, and CPU per transaction (the
+    // server's included).
+    std::string several;
+    for (const auto& n : medians)
+        for (const auto& p : medians)
+            if (n.storage.starts_with("pg") && n.storage != "pg" && p.storage == "pg" &&
+                n.clients == p.clients && p.tps > 0 && p.cpu_us + p.db_cpu_us > 0) {
+                char buf[96];
+                std::snprintf(buf, sizeof buf, " %s/C%zu=%.2f (CPU %.2f)", n.storage.c_str(),
+                              n.clients, n.tps / p.tps,
+                              (n.cpu_us + n.db_cpu_us) / (p.cpu_us + p.db_cpu_us));
+                several += buf;
+            }
+    if (!several.empty()) summary += "; several gateways against one, tx/s (CPU per tx):" + several;
+    std::printf("\nsummary: tx/s%s%s; failures %zu: %s\n", opt.rounds > 1 ? " (medians)" : "",
+                summary.c_str(), failures, failures ? "FAIL" : "ok");
     spdlog::shutdown();
     if (!failures) {
         std::error_code ec;
