@@ -78,6 +78,26 @@ jsonrpc::Reply client_full(std::string_view source, std::size_t n, std::size_t c
                                    "(tx.max_queued_per_client {}): wait for some to be mined",
                                    source, n, cap));
 }
+// A received transaction's record, QUEUED, as the journal keeps it.
+store::TxRecord received_record(const config::ChainConfig& chain, const eth::Transaction& tx,
+                                eth::Bytes raw, std::optional<std::string> parent,
+                                std::string client, std::string source, std::int64_t now) {
+    store::TxRecord rec;
+    rec.hash = eth::to_hex(tx.hash);
+    rec.chain = chain.name;
+    rec.chain_id = chain.chain_id;
+    rec.sender = eth::to_hex(tx.sender);
+    rec.nonce = tx.nonce;
+    rec.raw = std::move(raw);
+    rec.parent = std::move(parent);
+    rec.client = std::move(client);
+    rec.source = std::move(source);
+    rec.state = TxState::queued;
+    rec.reason = "received";
+    rec.created_ms = rec.updated_ms = now;
+    return rec;
+}
+
 jsonrpc::Reply chain_full(std::string_view chain, std::size_t n) {
     return error_reply(jsonrpc::ErrorCode::limit_exceeded,
                        fmt::format("chain {} holds {} unfinished transactions (tx.max_queued): "
@@ -188,19 +208,8 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
 
     const std::int64_t now = unix_ms();
     // The record as the journal keeps it; memory keeps less of it (hold()).
-    store::TxRecord rec;
-    rec.hash = eth::to_hex(tx.hash);
-    rec.chain = config_.name;
-    rec.chain_id = config_.chain_id;
-    rec.sender = eth::to_hex(tx.sender);
-    rec.nonce = tx.nonce;
-    rec.raw = std::move(raw);
-    rec.parent = std::move(parent);
-    rec.client = std::move(client);
-    rec.source = std::move(source);
-    rec.state = TxState::queued;
-    rec.reason = "received";
-    rec.created_ms = rec.updated_ms = now;
+    store::TxRecord rec = received_record(config_, tx, std::move(raw), std::move(parent),
+                                          std::move(client), std::move(source), now);
     const std::string hash_json = quoted(rec.hash);
 
     // Reserve its place, or find it there already.
@@ -423,18 +432,9 @@ asio::awaitable<SubmitResult> TxManager::admit_standby(const eth::Transaction& t
                                                        std::string source) {
     SubmitResult out;
     const std::int64_t now = unix_ms();
-    store::TxRecord rec;
-    rec.hash = eth::to_hex(tx.hash);
-    rec.chain = config_.name;
-    rec.chain_id = config_.chain_id;
-    rec.sender = eth::to_hex(tx.sender);
-    rec.nonce = tx.nonce;
-    rec.raw = std::move(raw);
-    rec.client = std::move(client);
-    rec.source = std::move(source);
-    rec.state = TxState::queued;
+    store::TxRecord rec = received_record(config_, tx, std::move(raw), std::nullopt,
+                                          std::move(client), std::move(source), now);
     rec.reason = "received (by a standby, handed to the gateway that dispatches)";
-    rec.created_ms = rec.updated_ms = now;
 
     // The caps as the journal counts them, in the operation that journals it: what every
     // gateway on the database holds. (A transaction of the same nonce that no node took is not
