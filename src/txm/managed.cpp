@@ -315,12 +315,18 @@ asio::awaitable<void> ManagedSenders::follow_handoffs() {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     while (!stopped_) {
         std::vector<Journaled> records;
-        store::JournalService::Operation op = [&](store::JournalView& j) {
-            for (const auto& h : j.take_handoffs(config_.name, true, kHandoffBatch))
+        // Handed back should the commit fail or come too late (TxManager::take_handoffs).
+        auto taken = std::make_shared<std::vector<store::Handoff>>();
+        store::JournalService::Operation op = [&, taken](store::JournalView& j) {
+            *taken = j.take_handoffs(config_.name, true, kHandoffBatch);
+            for (const auto& h : *taken)
                 if (auto r = j.find_managed(h.key); r && !store::is_final(r->state))
                     records.push_back(read_journaled(j, std::move(*r)));
         };
-        const auto read = co_await journal_.run(std::move(op));
+        store::JournalService::Operation undo = [taken](store::JournalView& j) {
+            for (const auto& h : *taken) j.hand_off(h);
+        };
+        const auto read = co_await journal_.run(std::move(op), std::move(undo));
         std::vector<Sender*> woken;
         if (read && !records.empty()) {
             std::lock_guard lock(mu_);

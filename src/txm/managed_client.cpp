@@ -149,8 +149,9 @@ asio::awaitable<ManagedReply> ManagedSenders::send_standby(Sender* s, store::Man
         *inserted_here = inserted;
         if (inserted) j.hand_off({rec.chain, true, rec.id, rec.sender});
     };
-    const auto kept =
-        co_await journal_.run(std::move(op), undo_insert(rec.id, inserted_here, rec.chain));
+    // Named: a temporary in the co_await (GCC 12 destroys those twice).
+    auto undo = undo_insert(rec.id, inserted_here, rec.chain);
+    const auto kept = co_await journal_.run(std::move(op), std::move(undo));
     if (!kept) {
         out.store_failed = true;
         out.reply = journal_unsure(kept.error());
@@ -374,7 +375,8 @@ asio::awaitable<ManagedReply> ManagedSenders::send(const json::value& params,
         std::tie(existing, inserted) = j.insert_managed(rec);
         *inserted_here = inserted;
     };
-    const auto kept = co_await journal_.run(std::move(op), undo_insert(rec.id, inserted_here));
+    auto undo = undo_insert(rec.id, inserted_here);  // named (GCC 12, above)
+    const auto kept = co_await journal_.run(std::move(op), std::move(undo));
     if (!kept) {
         out.store_failed = true;
         out.reply = journal_unwritable(kept.error());

@@ -272,8 +272,20 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     // Whether this operation made the transaction QUEUED (new, or sent again after it had
     // failed); the undo's to read, after this coroutine may have gone.
     auto queued_here = std::make_shared<bool>(false);
-    store::JournalService::Operation op = [&, queued_here](store::RawJournal& j) {
+    // Whether this operation took over a standby's QUEUED row of the same bytes (withdrawing its
+    // handoff): the undo's to read, as queued_here.
+    auto taken_over = std::make_shared<bool>(false);
+    store::JournalService::Operation op = [&, queued_here, taken_over](store::JournalView& j) {
         std::tie(existing, inserted) = j.insert(rec);
+        // QUEUED in the journal but not in memory: a standby's, handed over and not taken yet.
+        // Carried on from here: its handoff is withdrawn in this operation, so that neither the
+        // standby's take-back (when its caller was told it failed) nor the handoff's taker acts
+        // on it as well.
+        if (!inserted && existing.state == TxState::queued && !existing.parent &&
+            existing.chain == config_.name) {
+            j.withdraw_handoff(config_.name, false, rec.hash);
+            *taken_over = true;
+        }
         // Sent again after it failed: queued anew, unless it was mined (reverted: its nonce
         // is used, and it stays open to a reorg until its block is final).
         if (!inserted && ((existing.state == TxState::failed && !existing.block_hash) ||
@@ -301,20 +313,24 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
     // to be sent at the next start: the one window left, as long as one commit.
     std::vector<std::string> replaced_hashes;
     for (const auto& r : replaced) replaced_hashes.push_back(r->rec.hash_hex());
-    store::JournalService::Operation undo = [hash = rec.hash, queued_here,
-                                             replaced_hashes](store::RawJournal& j) {
-        const std::int64_t at = unix_ms();
-        if (*queued_here)
-            j.update(store::TxUpdate{hash, TxState::failed,
-                                     "not accepted: the journal did not answer in time or "
-                                     "failed (the client was told so); never sent",
-                                     at});
-        for (const auto& h : replaced_hashes)
-            if (auto r = j.find(h); r && r->state == TxState::failed)
-                j.update(store::TxUpdate{
-                    h, TxState::queued,
-                    "queued again: " + hash + ", which replaced it, was not accepted", at});
-    };
+    store::JournalService::Operation undo =
+        [hash = rec.hash, queued_here, taken_over,
+         handoff = store::Handoff{config_.name, false, rec.hash, rec.sender},
+         replaced_hashes](store::JournalView& j) {
+            const std::int64_t at = unix_ms();
+            // Taken over from a standby and then given up here: handed over again.
+            if (*taken_over) j.hand_off(handoff);
+            if (*queued_here)
+                j.update(store::TxUpdate{hash, TxState::failed,
+                                         "not accepted: the journal did not answer in time or "
+                                         "failed (the client was told so); never sent",
+                                         at});
+            for (const auto& h : replaced_hashes)
+                if (auto r = j.find(h); r && r->state == TxState::failed)
+                    j.update(store::TxUpdate{
+                        h, TxState::queued,
+                        "queued again: " + hash + ", which replaced it, was not accepted", at});
+        };
     const auto kept = co_await journal_.run(std::move(op), std::move(undo));
     if (!kept) {
         std::lock_guard lock(mu_);
@@ -333,10 +349,8 @@ asio::awaitable<SubmitResult> TxManager::admit(std::shared_ptr<Entry> e, const e
                          config_.name, r->rec.hash_hex(), rec.hash);
             forget(r->rec.hash, r.get());
         }
-        if (!inserted && existing.state == TxState::queued && !existing.parent) {
-            // QUEUED in the journal but not in memory: a standby's, handed over and not taken
-            // yet (the handoff, when taken, finds this entry). Carried on from here, as the
-            // journal has it.
+        if (*taken_over) {
+            // A standby's (above): carried on from here, as the journal has it.
             e->rec.reason = existing.reason;
             e->rec.created_ms = existing.created_ms;
             e->rec.updated_ms = existing.updated_ms;

@@ -129,25 +129,56 @@ asio::awaitable<void> TxManager::run() {
 asio::awaitable<bool> TxManager::take_handoffs() {
     if (!journal_.shared()) co_return false;
     std::vector<store::TxRecord> records;
-    store::JournalService::Operation op = [&](store::JournalView& j) {
-        for (const auto& h : j.take_handoffs(config_.name, false, kHandoffBatch))
+    // What this operation took, to hand back should its commit fail or come too late (its
+    // caller then drops what it read): taken twice is harmless, never taken is not.
+    auto taken = std::make_shared<std::vector<store::Handoff>>();
+    store::JournalService::Operation op = [&, taken](store::JournalView& j) {
+        *taken = j.take_handoffs(config_.name, false, kHandoffBatch);
+        for (const auto& h : *taken)
             if (auto r = j.find(h.key); r && !store::is_final(r->state) && !r->parent)
                 records.push_back(std::move(*r));
     };
-    const auto read = co_await journal_.run(std::move(op));
-    if (!read) co_return false;  // left in the journal: taken at the next try
+    store::JournalService::Operation undo = [taken](store::JournalView& j) {
+        for (const auto& h : *taken) j.hand_off(h);
+    };
+    const auto read = co_await journal_.run(std::move(op), std::move(undo));
+    if (!read) co_return false;  // left in the journal, or handed back: taken at the next try
     std::size_t count = 0;
+    std::vector<store::Handoff> later;  // held still, but final here: taken once it has gone
     {
         std::lock_guard lock(mu_);
         for (auto& r : records) {
-            // Known here already: loaded when this gateway took over, or sent again to it.
-            if (const auto h = detail::hash_key(r.hash); !h || by_hash_.count(*h)) continue;
+            const auto h = detail::hash_key(r.hash);
+            if (!h) {
+                spdlog::error("chain {}: handed-over transaction {} has no hash; not held",
+                              config_.name, r.hash);
+                continue;
+            }
+            if (auto held = by_hash_.find(*h); held != by_hash_.end()) {
+                // Known here already: loaded when this gateway took over, or sent to it too.
+                // One this gateway has finished but not yet let go of was queued again by a
+                // standby (sent again after it failed): taken once it has gone.
+                if (store::is_final(held->second->rec.state))
+                    later.push_back(store::Handoff{config_.name, false, r.hash, r.sender});
+                continue;
+            }
             auto e = std::make_shared<Entry>();
-            if (!hold(*e, std::move(r))) continue;
+            const std::string hash = r.hash;
+            if (!hold(*e, std::move(r))) {
+                spdlog::error("chain {}: handed-over transaction {} has no sender; not held",
+                              config_.name, hash);
+                continue;
+            }
             e->maybe_taken = e->rec.state == TxState::queued;
             index(e);
             ++count;
         }
+    }
+    if (!later.empty()) {
+        store::JournalService::Operation again = [later](store::JournalView& j) {
+            for (const auto& h : later) j.hand_off(h);
+        };
+        co_await journal_.run(std::move(again));
     }
     if (count)
         spdlog::debug("chain {}: {} transaction(s) accepted by a standby taken over", config_.name,

@@ -328,11 +328,13 @@ TEST(TxManager, TheSameBytesAsAQueuedOneItDoesNotHoldAreSent) {
     ManagerRig rig(chain);
     ASSERT_TRUE(rig.pool.ready() && rig.manager.loaded());
     const std::string raw = test::sign_legacy(test::kKey0, {.nonce = 0});
+    const std::string sender = test::address_of(test::kKey0);
     rig.journal.run_blocking([&](store::JournalView& j) {
         store::TxRecord r = record(hash_of(raw), 0);
-        r.sender = test::address_of(test::kKey0);
+        r.sender = sender;
         r.raw = *eth::from_hex(raw);
         j.insert(r);
+        j.hand_off({"devnet", false, hash_of(raw), sender});
     });
     EXPECT_EQ(rig.manager.held(), 0u);
     txm::SubmitResult r = rig.submit(raw);
@@ -340,6 +342,13 @@ TEST(TxManager, TheSameBytesAsAQueuedOneItDoesNotHoldAreSent) {
     EXPECT_EQ(rig.manager.held(), 1u) << "left to nobody";
     EXPECT_TRUE(rig.wait_state(hash_of(raw), TxState::broadcasting));
     EXPECT_EQ(chain.broadcasts(), 1u);
+    // Its handoff withdrawn with it: the standby's take-back (its caller told the send failed)
+    // finds none, and leaves the transaction to the one sending it.
+    bool withdrawn = true;
+    rig.journal.run_blocking([&](store::JournalView& j) {
+        withdrawn = j.withdraw_handoff("devnet", false, hash_of(raw));
+    });
+    EXPECT_FALSE(withdrawn) << "the handoff was left for a take-back to act on";
 }
 
 // A standby of a shared journal (another gateway owns it) journals what it takes and hands it
