@@ -48,7 +48,8 @@ struct StreamSet::Impl {
     mutable std::mutex mu;
     std::vector<std::shared_ptr<EventStream>> streams;  // the config's first
     bool stopping = false;
-    bool loading = true;  // the API's streams are not loaded yet
+    bool loading = true;          // the API's streams are not loaded yet
+    bool loader_running = false;  // load_api_streams has not returned: finished() waits for it
 };
 
 StreamSet::StreamSet(const std::vector<config::StreamConfig>& configured, std::vector<Chain> chains,
@@ -86,6 +87,10 @@ void StreamSet::start() {
         std::lock_guard lock(impl_->mu);
         for (auto& s : impl_->streams) s->start();
     }
+    {
+        std::lock_guard lock(impl_->mu);
+        impl_->loader_running = true;
+    }
     asio::co_spawn(impl_->strand, load_api_streams(), asio::detached);
 }
 
@@ -97,8 +102,8 @@ void StreamSet::stop() {
 
 bool StreamSet::finished() const {
     std::lock_guard lock(impl_->mu);
-    return std::all_of(impl_->streams.begin(), impl_->streams.end(),
-                       [](const auto& s) { return s->finished(); });
+    return !impl_->loader_running && std::all_of(impl_->streams.begin(), impl_->streams.end(),
+                                                 [](const auto& s) { return s->finished(); });
 }
 
 std::shared_ptr<EventStream> StreamSet::find(const std::string& id) const {
@@ -109,6 +114,15 @@ std::shared_ptr<EventStream> StreamSet::find(const std::string& id) const {
 }
 
 asio::awaitable<void> StreamSet::load_api_streams() {
+    // Told finished() on the way out, however it goes: the set must outlive this coroutine, which
+    // sees stop() within a wait (100 ms, or a second after a failed read).
+    struct Done {
+        Impl& impl;
+        ~Done() {
+            std::lock_guard lock(impl.mu);
+            impl.loader_running = false;
+        }
+    } done{*impl_};
     asio::steady_timer wait(impl_->strand);
     for (unsigned attempt = 1;; ++attempt) {
         {
