@@ -156,9 +156,11 @@ asio::awaitable<bool> TxManager::take_handoffs() {
             }
             if (auto held = by_hash_.find(*h); held != by_hash_.end()) {
                 // Known here already: loaded when this gateway took over, or sent to it too.
-                // One this gateway has finished but not yet let go of was queued again by a
-                // standby (sent again after it failed): taken once it has gone.
-                if (store::is_final(held->second->rec.state))
+                // Taken again later (handed back) when this gateway may still let it go without
+                // having journaled it: one it has finished but not yet let go of (a standby
+                // queued it again, sent again after it failed), or one a client's send holds
+                // while its journal operation is on the way (which may fail).
+                if (store::is_final(held->second->rec.state) || held->second->busy)
                     later.push_back(store::Handoff{config_.name, false, r.hash, r.sender});
                 continue;
             }
