@@ -307,7 +307,7 @@ Gateway::Gateway(const config::Config& config, const util::Clock& clock)
             loaded.emplace_back([t = g.txms[i].get(), m = g.managed[i].get(), j = g.journal.get()] {
                 // A standby of a shared journal loads nothing: it takes writes and hands them
                 // over.
-                return (t->loaded() && m->loaded()) || (j->shared() && !j->dispatching());
+                return (t->loaded() && m->loaded()) || j->standby();
             });
         g.admin_handler->set_transactions_loaded(std::move(loaded));
         std::vector<chain::ChainWatcher*> watchers;

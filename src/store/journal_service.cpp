@@ -225,7 +225,6 @@ bool JournalService::ensure_open() {
         return false;
     }
     shared_ = journal_->owner_epoch().has_value();
-    shared_atomic_ = shared_;
     if (journal_->owns()) {
         if (!take_over()) return false;
     } else if (epoch_) {

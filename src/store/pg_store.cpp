@@ -146,8 +146,11 @@ constexpr const char* kAfter13[] = {
     // The unfinished raw transactions (not managed attempts) of each chain, sender and source,
     // kept by a trigger as they change state: what a standby checks the caps against on every
     // write, one row each, where a count would read every unfinished row under the writers'
-    // lock. (The states not final, as of this version: a migration that adds one changes the
-    // function.) Started from the rows there are.
+    // lock. Started from the rows there are. Which states are not final, as of this version, is
+    // gateway_unfinished's: a migration that adds a state replaces it.
+    "CREATE FUNCTION gateway_unfinished(state text) RETURNS boolean LANGUAGE sql IMMUTABLE AS"
+    " $$SELECT state IN ('QUEUED', 'PREPARING', 'SIGNING', 'BROADCASTING', 'CONFIRMING',"
+    " 'PENDING_APPROVAL')$$;"
     "CREATE TABLE queued_counts ("
     " chain text COLLATE \"C\" NOT NULL,"
     " kind \"char\" NOT NULL,"  // c: the chain's, s: a sender's, k: a source's
@@ -156,10 +159,8 @@ constexpr const char* kAfter13[] = {
     " PRIMARY KEY (chain, kind, key));"
     "CREATE FUNCTION gateway_count_queued() RETURNS trigger LANGUAGE plpgsql AS $$"
     " DECLARE"
-    "  was boolean := TG_OP = 'UPDATE' AND OLD.parent IS NULL AND OLD.state IN ('QUEUED', "
-    "'PREPARING', 'SIGNING', 'BROADCASTING', 'CONFIRMING', 'PENDING_APPROVAL');"
-    "  now boolean := NEW.parent IS NULL AND NEW.state IN ('QUEUED', 'PREPARING', 'SIGNING', "
-    "'BROADCASTING', 'CONFIRMING', 'PENDING_APPROVAL');"
+    "  was boolean := TG_OP = 'UPDATE' AND OLD.parent IS NULL AND gateway_unfinished(OLD.state);"
+    "  now boolean := NEW.parent IS NULL AND gateway_unfinished(NEW.state);"
     "  d bigint := CASE WHEN now THEN 1 ELSE -1 END;"
     " BEGIN"
     "  IF was = now THEN RETURN NULL; END IF;"
@@ -174,16 +175,13 @@ constexpr const char* kAfter13[] = {
     " END $$;"
     "CREATE TRIGGER transactions_count_queued AFTER INSERT OR UPDATE OF state ON transactions"
     " FOR EACH ROW EXECUTE FUNCTION gateway_count_queued();"
-    "INSERT INTO queued_counts (chain, kind, key, n)"
-    " SELECT chain, 'c', '', count(*) FROM transactions WHERE parent IS NULL AND state IN "
-    "('QUEUED', 'PREPARING', 'SIGNING', 'BROADCASTING', 'CONFIRMING', 'PENDING_APPROVAL')"
-    " GROUP BY chain"
-    " UNION ALL SELECT chain, 's', sender, count(*) FROM transactions WHERE parent IS NULL AND"
-    " state IN ('QUEUED', 'PREPARING', 'SIGNING', 'BROADCASTING', 'CONFIRMING', "
-    "'PENDING_APPROVAL') GROUP BY chain, sender"
-    " UNION ALL SELECT chain, 'k', source, count(*) FROM transactions WHERE parent IS NULL AND"
-    " state IN ('QUEUED', 'PREPARING', 'SIGNING', 'BROADCASTING', 'CONFIRMING', "
-    "'PENDING_APPROVAL') AND source IS NOT NULL GROUP BY chain, source;",
+    "WITH queued AS (SELECT chain, sender, source FROM transactions WHERE parent IS NULL AND"
+    " gateway_unfinished(state))"
+    " INSERT INTO queued_counts (chain, kind, key, n)"
+    " SELECT chain, 'c', '', count(*) FROM queued GROUP BY chain"
+    " UNION ALL SELECT chain, 's', sender, count(*) FROM queued GROUP BY chain, sender"
+    " UNION ALL SELECT chain, 'k', source, count(*) FROM queued WHERE source IS NOT NULL"
+    " GROUP BY chain, source;",
 };
 static_assert(13 + std::size(kAfter13) == kVersion);
 

@@ -223,7 +223,7 @@ asio::awaitable<StreamAnswer> StreamSet::view() {
 
 asio::awaitable<StreamAnswer> StreamSet::act(std::string id, std::string action,
                                              std::optional<std::uint64_t> from_block) {
-    if (journal_.shared() && !journal_.dispatching()) {
+    if (journal_.standby()) {
         auto refused = not_now();
         if (refused) co_return *refused;
     }
@@ -247,7 +247,7 @@ asio::awaitable<StreamAnswer> StreamSet::remove(std::string id) {
 std::optional<StreamAnswer> StreamSet::not_now() const {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return StreamAnswer::error(503, "the gateway is shutting down");
-    if (journal_.shared() && !journal_.dispatching())
+    if (journal_.standby())
         return StreamAnswer::error(
             503,
             "another gateway owns the shared journal and runs the streams: ask that one (this one "

@@ -323,9 +323,7 @@ asio::awaitable<void> ManagedSenders::follow_handoffs() {
                 if (auto r = j.find_managed(h.key); r && !store::is_final(r->state))
                     records.push_back(read_journaled(j, std::move(*r)));
         };
-        store::JournalService::Operation undo = [taken](store::JournalView& j) {
-            for (const auto& h : *taken) j.hand_off(h);
-        };
+        auto undo = hand_back(taken);
         const auto read = co_await journal_.run(std::move(op), std::move(undo));
         std::vector<Sender*> woken;
         if (read && !records.empty()) {

@@ -64,7 +64,7 @@ asio::awaitable<std::variant<store::ManagedRecord, ActionResult>> ManagedSenders
 }
 
 std::string ManagedSenders::not_loaded() const {
-    if (journal_.shared() && !journal_.dispatching())
+    if (journal_.standby())
         return "this gateway is a standby: another gateway owns the shared journal and dispatches "
                "its managed transactions; send this to that one";
     return "the journal is still loading: try again";

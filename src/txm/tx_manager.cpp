@@ -129,8 +129,7 @@ asio::awaitable<void> TxManager::run() {
 asio::awaitable<bool> TxManager::take_handoffs() {
     if (!journal_.shared()) co_return false;
     std::vector<store::TxRecord> records;
-    // What this operation took, to hand back should its commit fail or come too late (its
-    // caller then drops what it read): taken twice is harmless, never taken is not.
+    // What this operation took, handed back should its commit fail or come too late.
     auto taken = std::make_shared<std::vector<store::Handoff>>();
     store::JournalService::Operation op = [&, taken](store::JournalView& j) {
         *taken = j.take_handoffs(config_.name, false, kHandoffBatch);
@@ -138,13 +137,11 @@ asio::awaitable<bool> TxManager::take_handoffs() {
             if (auto r = j.find(h.key); r && !store::is_final(r->state) && !r->parent)
                 records.push_back(std::move(*r));
     };
-    store::JournalService::Operation undo = [taken](store::JournalView& j) {
-        for (const auto& h : *taken) j.hand_off(h);
-    };
+    auto undo = hand_back(taken);  // named: not a temporary in the co_await (GCC 12)
     const auto read = co_await journal_.run(std::move(op), std::move(undo));
     if (!read) co_return false;  // left in the journal, or handed back: taken at the next try
     std::size_t count = 0;
-    std::vector<store::Handoff> later;  // held still, but final here: taken once it has gone
+    auto later = std::make_shared<std::vector<store::Handoff>>();  // held still: taken later
     {
         std::lock_guard lock(mu_);
         for (auto& r : records) {
@@ -161,7 +158,7 @@ asio::awaitable<bool> TxManager::take_handoffs() {
                 // queued it again, sent again after it failed), or one a client's send holds
                 // while its journal operation is on the way (which may fail).
                 if (store::is_final(held->second->rec.state) || held->second->busy)
-                    later.push_back(store::Handoff{config_.name, false, r.hash, r.sender});
+                    later->push_back(store::Handoff{config_.name, false, r.hash, r.sender});
                 continue;
             }
             auto e = std::make_shared<Entry>();
@@ -176,10 +173,8 @@ asio::awaitable<bool> TxManager::take_handoffs() {
             ++count;
         }
     }
-    if (!later.empty()) {
-        store::JournalService::Operation again = [later](store::JournalView& j) {
-            for (const auto& h : later) j.hand_off(h);
-        };
+    if (!later->empty()) {
+        auto again = hand_back(later);
         co_await journal_.run(std::move(again));
     }
     if (count)

@@ -157,7 +157,9 @@ public:
     /// that fails and opens again owned keeps it set. From any thread.
     bool dispatching() const { return dispatching_; }
     /// Whether the journal is one several gateways share (PostgreSQL's), as of its last opening.
-    bool shared() const { return shared_atomic_; }
+    bool shared() const { return shared_; }
+    /// A shared journal another gateway dispatches: this one takes writes and hands them over.
+    bool standby() const { return shared() && !dispatching(); }
     /// Why the journal is unusable, or "" when the last batch committed.
     std::string failure() const;
     /// Commits made so far, and the operations in them (group commit at work: ops > commits).
@@ -212,7 +214,6 @@ private:
     // The journal's owner_epoch() when this gateway last owned it (unset: never did).
     std::optional<std::uint64_t> epoch_;
     bool superseded_ = false;
-    bool shared_ = false;  // the journal's owner_epoch() is set: several gateways share it
     std::chrono::steady_clock::time_point next_own_try_{};
     std::vector<Operation> undos_;
     std::chrono::steady_clock::time_point next_prune_{};
@@ -225,7 +226,9 @@ private:
     bool stopping_ = false;
     std::string failure_;
     std::atomic<bool> dispatching_{false};
-    std::atomic<bool> shared_atomic_{false};
+    // The journal's owner_epoch() is set: several gateways share it (written by the journal
+    // thread, read by any).
+    std::atomic<bool> shared_{false};
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> operations_{0};
     std::atomic<std::uint64_t> pruned_{0};
