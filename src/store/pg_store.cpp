@@ -16,6 +16,7 @@
 #include "gateway/store/pg_connection.hpp"
 #include "gateway/store/store.hpp"
 
+#include "pg_schema.hpp"
 #include "sql_states.hpp"
 
 #include <fmt/format.h>
@@ -38,152 +39,9 @@ using sql::kFinal;
 using sql::kMined;
 using sql::kUnfinished;
 
-// The schema version this build migrates to: the same numbers as SQLite's. A new PostgreSQL
-// journal is created at version 13 in one step (SQLite's first twelve versions moved rows of
-// databases that no PostgreSQL journal ever had); a migration after 13 is written for both.
-constexpr int kVersion = 14;
-
-// Text columns compared or sorted are in the C collation: byte order, as SQLite sorts, whatever
-// the database's locale, and cheaper to compare.
-constexpr const char* kSchema13 =
-    "CREATE TABLE gateway_meta (key text PRIMARY KEY, value text NOT NULL);"
-    "INSERT INTO gateway_meta (key, value) VALUES ('created_by', 'chain-gateway " GATEWAY_VERSION
-    "'),"
-    " ('created_at', to_char(clock_timestamp() AT TIME ZONE 'UTC',"
-    " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'));"
-    "CREATE TABLE transactions ("
-    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-    " hash text COLLATE \"C\" NOT NULL UNIQUE,"
-    " chain text COLLATE \"C\" NOT NULL,"
-    " chain_id bigint NOT NULL,"
-    " sender text COLLATE \"C\" NOT NULL,"
-    " nonce bigint NOT NULL,"  // a signed 64-bit pattern, as in SQLite
-    " raw bytea NOT NULL,"
-    " state text COLLATE \"C\" NOT NULL,"
-    " reason text NOT NULL,"
-    " created_ms bigint NOT NULL,"
-    " updated_ms bigint NOT NULL,"
-    " broadcasts integer NOT NULL DEFAULT 0,"
-    " block_hash text,"
-    " block_number bigint,"
-    " parent text COLLATE \"C\","
-    " client text,"
-    " finalized boolean NOT NULL DEFAULT false,"
-    " source text);"
-    "CREATE INDEX transactions_by_state ON transactions (state, updated_ms);"
-    "CREATE INDEX transactions_by_time ON transactions (created_ms);"
-    "CREATE INDEX transactions_by_parent ON transactions (parent) WHERE parent IS NOT NULL;"
-    "CREATE INDEX transactions_unfinalized ON transactions (chain, sender, nonce)"
-    " WHERE NOT finalized AND state IN ('COMPLETED', 'FAILED') AND block_hash IS NOT NULL;"
-    "CREATE INDEX transactions_prunable ON transactions (updated_ms)"
-    " WHERE parent IS NULL AND finalized;"
-    "CREATE TABLE transaction_events ("
-    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-    " tx bigint NOT NULL REFERENCES transactions (id),"
-    " state text NOT NULL,"
-    " reason text NOT NULL,"
-    " at_ms bigint NOT NULL);"
-    "CREATE INDEX transaction_events_by_tx ON transaction_events (tx, id);"
-    "CREATE TABLE transaction_sidecars ("
-    " tx bigint PRIMARY KEY REFERENCES transactions (id),"
-    " network bytea NOT NULL);"
-    "CREATE TABLE managed_transactions ("
-    " seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,"  // insertion order (SQLite's rowid)
-    " id text COLLATE \"C\" PRIMARY KEY,"
-    " chain text COLLATE \"C\" NOT NULL,"
-    " sender text COLLATE \"C\" NOT NULL,"
-    " request text NOT NULL,"
-    " idempotency_key text COLLATE \"C\","
-    " nonce bigint,"
-    " state text COLLATE \"C\" NOT NULL,"
-    " reason text NOT NULL,"
-    " created_ms bigint NOT NULL,"
-    " updated_ms bigint NOT NULL,"
-    " attempts integer NOT NULL DEFAULT 0,"
-    " hash text,"
-    " client text COLLATE \"C\","
-    " value bytea,"
-    " spend_ms bigint);"
-    "CREATE UNIQUE INDEX managed_by_key ON managed_transactions"
-    " (chain, sender, COALESCE(client, ''), idempotency_key) WHERE idempotency_key IS NOT NULL;"
-    "CREATE INDEX managed_by_state ON managed_transactions (state, updated_ms);"
-    "CREATE INDEX managed_spending ON managed_transactions (chain, sender, spend_ms)"
-    " WHERE spend_ms IS NOT NULL AND value IS NOT NULL;"
-    "CREATE INDEX managed_by_update ON managed_transactions (updated_ms);"
-    "CREATE INDEX managed_by_any_key ON managed_transactions (idempotency_key)"
-    " WHERE idempotency_key IS NOT NULL;"
-    "CREATE TABLE managed_events ("
-    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-    " managed_id text COLLATE \"C\" NOT NULL REFERENCES managed_transactions (id),"
-    " state text NOT NULL,"
-    " reason text NOT NULL,"
-    " at_ms bigint NOT NULL);"
-    "CREATE INDEX managed_events_by_id ON managed_events (managed_id, id);"
-    "CREATE TABLE nonces ("
-    " chain text COLLATE \"C\" NOT NULL,"
-    " sender text COLLATE \"C\" NOT NULL,"
-    " next bigint NOT NULL,"
-    " PRIMARY KEY (chain, sender));"
-    "CREATE TABLE streams ("
-    " id text COLLATE \"C\" PRIMARY KEY,"
-    " chain text NOT NULL,"
-    " next_block bigint,"
-    " paused boolean NOT NULL DEFAULT false,"
-    " updated_ms bigint NOT NULL,"
-    " cursor text NOT NULL DEFAULT '',"
-    " definition text);";
-
-// The migrations after 13, as SQLite's: kAfter13[0] makes version 14.
-constexpr const char* kAfter13[] = {
-    // 14: transactions handed from the gateways that accept them to the one that dispatches them.
-    "CREATE TABLE handoffs ("
-    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-    " chain text COLLATE \"C\" NOT NULL,"
-    " managed boolean NOT NULL,"
-    " key text NOT NULL,"
-    " sender text COLLATE \"C\" NOT NULL);"
-    "CREATE INDEX handoffs_by_chain ON handoffs (chain, managed, id);"
-    // The unfinished raw transactions (not managed attempts) of each chain, sender and source,
-    // kept by a trigger as they change state: what a standby checks the caps against on every
-    // write, one row each, where a count would read every unfinished row under the writers'
-    // lock. Started from the rows there are. Which states are not final, as of this version, is
-    // gateway_unfinished's: a migration that adds a state replaces it.
-    "CREATE FUNCTION gateway_unfinished(state text) RETURNS boolean LANGUAGE sql IMMUTABLE AS"
-    " $$SELECT state IN ('QUEUED', 'PREPARING', 'SIGNING', 'BROADCASTING', 'CONFIRMING',"
-    " 'PENDING_APPROVAL')$$;"
-    "CREATE TABLE queued_counts ("
-    " chain text COLLATE \"C\" NOT NULL,"
-    " kind \"char\" NOT NULL,"  // c: the chain's, s: a sender's, k: a source's
-    " key text COLLATE \"C\" NOT NULL,"
-    " n bigint NOT NULL,"
-    " PRIMARY KEY (chain, kind, key));"
-    "CREATE FUNCTION gateway_count_queued() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " DECLARE"
-    "  was boolean := TG_OP = 'UPDATE' AND OLD.parent IS NULL AND gateway_unfinished(OLD.state);"
-    "  now boolean := NEW.parent IS NULL AND gateway_unfinished(NEW.state);"
-    "  d bigint := CASE WHEN now THEN 1 ELSE -1 END;"
-    " BEGIN"
-    "  IF was = now THEN RETURN NULL; END IF;"
-    "  INSERT INTO queued_counts (chain, kind, key, n) VALUES (NEW.chain, 'c', '', d),"
-    "   (NEW.chain, 's', NEW.sender, d) ON CONFLICT (chain, kind, key) DO UPDATE SET n ="
-    "   queued_counts.n + EXCLUDED.n;"
-    "  IF NEW.source IS NOT NULL THEN"
-    "   INSERT INTO queued_counts (chain, kind, key, n) VALUES (NEW.chain, 'k', NEW.source, d)"
-    "    ON CONFLICT (chain, kind, key) DO UPDATE SET n = queued_counts.n + EXCLUDED.n;"
-    "  END IF;"
-    "  RETURN NULL;"
-    " END $$;"
-    "CREATE TRIGGER transactions_count_queued AFTER INSERT OR UPDATE OF state ON transactions"
-    " FOR EACH ROW EXECUTE FUNCTION gateway_count_queued();"
-    "WITH queued AS (SELECT chain, sender, source FROM transactions WHERE parent IS NULL AND"
-    " gateway_unfinished(state))"
-    " INSERT INTO queued_counts (chain, kind, key, n)"
-    " SELECT chain, 'c', '', count(*) FROM queued GROUP BY chain"
-    " UNION ALL SELECT chain, 's', sender, count(*) FROM queued GROUP BY chain, sender"
-    " UNION ALL SELECT chain, 'k', source, count(*) FROM queued WHERE source IS NOT NULL"
-    " GROUP BY chain, source;",
-};
-static_assert(13 + std::size(kAfter13) == kVersion);
+using pg_schema::kAfter13;
+using pg_schema::kSchema13;
+using pg_schema::kVersion;
 
 // The advisory locks' keys: the journal's writers, one transaction at a time; migrations, one at
 // a time; the gateway that owns the journal, one at a time (held by its session).
