@@ -195,8 +195,11 @@ TEST_F(EventStreamTest, I2_BatchesAreSignedAndTheCheckpointMovesOnlyOnceAcknowle
             return test::FakeReply::http(200, "{}");
         });
     start();
-    // Blocks 5-18 are confirmed (head 20, 2 confirmations): events of 5, 6, 7 and 9.
-    ASSERT_TRUE(wait_for([&] { return next_block() == 19; })) << json::serialize(stream->view());
+    // Blocks 5-18 are confirmed (head 20, 2 confirmations): events of 5, 6, 7 and 9. (The view
+    // shows the checkpoint once it is journaled, and the delivery's count just after: both.)
+    ASSERT_TRUE(wait_for([&] {
+        return next_block() == 19 && stream->view().at("deliveredEvents").to_number<int>() >= 4;
+    })) << json::serialize(stream->view());
     const auto requests = webhook.raw_requests();
     ASSERT_GE(requests.size(), 4u);
     // The first batch three times (two failures, then its acknowledgement), never skipped.
